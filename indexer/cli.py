@@ -1,0 +1,229 @@
+"""The ``vgg-retrieval`` command line: a thin shell over ``indexer.Index`` and ``retrieval``."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from retrieval.engines import DEFAULT_ENGINE, ENGINES
+from retrieval.errors import UserError
+from retrieval.spec import ARCHS, DEFAULT_INPUT_SIZE, POOLINGS
+
+ENV_INDEX = "VGG_RETRIEVAL_INDEX"
+
+
+def model_options(f):
+    """--arch/--weights/--pooling/--size: the descriptor model. Unset means: the index's model
+    (for an existing index) or the defaults (vgg16, gap, IMAGENET1K_V1 or $VGG_RETRIEVAL_WEIGHTS)."""
+    f = click.option("--size", "input_size", type=int, default=None,
+                     help=f"Longer image side fed to the model [default: {DEFAULT_INPUT_SIZE}].")(f)
+    f = click.option("--pooling", type=click.Choice(POOLINGS), default=None,
+                     help="Global pooling of conv5: gap (average), mac (max), gem (p=3) [default: gap].")(f)
+    f = click.option("--weights", default=None,
+                     help="IMAGENET1K_V1, 'random', or a .pth file (torchvision state_dict or vgg-retrieval "
+                          "checkpoint) [default: $VGG_RETRIEVAL_WEIGHTS, else IMAGENET1K_V1].")(f)
+    f = click.option("--arch", type=click.Choice(ARCHS), default=None, help="VGG variant [default: vgg16].")(f)
+    return f
+
+
+def engine_options(f):
+    f = click.option("--threads", type=int, default=None, help="Inference threads [default: all cores].")(f)
+    f = click.option("--batch-size", type=int, default=8, show_default=True, help="Images per forward pass.")(f)
+    f = click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True,
+                     help="Inference engine.")(f)
+    return f
+
+
+def index_option(f):
+    return click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
+                        envvar=ENV_INDEX, required=True, help=f"Index folder [env: {ENV_INDEX}].")(f)
+
+
+def db_option(f):
+    return click.option("--db", "db_url", default=None,
+                        help="SQLAlchemy URL of the metadata database [default: INDEX/index.sqlite].")(f)
+
+
+def _build_model(arch, weights, pooling, input_size):
+    from retrieval.builder import build
+
+    return build(arch or "vgg16", weights, pooling or "gap", input_size or DEFAULT_INPUT_SIZE)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="vgg-retrieval")
+def cli():
+    """Image search and duplicate finding with VGG descriptors, FAISS and SQLite."""
+
+
+@cli.command()
+@click.argument("folders", nargs=-1, type=click.Path(path_type=Path))
+@index_option
+@model_options
+@engine_options
+@db_option
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Build a new index with an exported model folder (vgg-retrieval export) instead of "
+                   "--arch/--weights/...")
+@click.option("--workers", type=int, default=None, help="Decode processes (0: decode in-process).")
+@click.option("--commit-every", type=int, default=1000, show_default=True,
+              help="Save progress every N embedded images (and every 2 minutes).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def index(folders, index_dir, arch, weights, pooling, input_size, engine, batch_size, threads, db_url, model_dir,
+          workers, commit_every, quiet):
+    """Index (or update) FOLDERS into the index at --index.
+
+    New and changed images are embedded, deleted ones leave the index, unchanged files cost a stat.
+    With no FOLDERS, every folder the index already knows is updated.
+    """
+    from indexer.index import Index
+
+    asked = any(v is not None for v in (arch, weights, pooling, input_size))
+    if Index.exists(index_dir, db_url):
+        idx = Index.open(index_dir, engine=engine, db_url=db_url, batch_size=batch_size, threads=threads)
+        if model_dir is not None:
+            from retrieval.export import read_sidecar
+
+            if not (model_dir / "model.json").is_file():
+                raise UserError(f"no exported model in {model_dir} (model.json missing)")
+            idx.require_model(read_sidecar(model_dir)[0])
+        elif asked:
+            spec, net = _build_model(arch or idx.spec.arch, weights or idx.spec.weights,
+                                     pooling or idx.spec.pooling, input_size or idx.spec.input_size)
+            idx.require_model(spec)
+            idx._net = net
+    else:
+        if not folders:
+            raise UserError(f"no index at {index_dir} yet: name the FOLDER(s) to index")
+        for f in folders:  # before the (slow) model build
+            if not f.is_dir():
+                raise UserError(f"{'not a folder' if f.exists() else 'folder not found'}: {f}")
+        if model_dir is not None:
+            from retrieval.export import read_sidecar
+
+            if asked:
+                raise UserError("--model and --arch/--weights/--pooling/--size exclude each other")
+            if not (model_dir / "model.json").is_file():
+                raise UserError(f"no exported model in {model_dir} (model.json missing)")
+            spec, net = read_sidecar(model_dir)[0], None
+        else:
+            spec, net = _build_model(arch, weights, pooling, input_size)
+        idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, engine=engine,
+                           batch_size=batch_size, threads=threads)
+        click.echo(f"created index {index_dir} with {spec.describe()}", err=True)
+    with idx:
+        report = idx.update(folders, workers=workers, progress=not quiet, commit_every=commit_every)
+        click.echo(f"{index_dir}: {report.summary()}; {idx.count} images in the index")
+        for path, reason in report.errors:
+            click.echo(f"  skipped {path}: {reason}")
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@index_option
+@click.option("--top-k", "-k", type=int, default=10, show_default=True, help="Results per query.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per query per line.")
+@engine_options
+@db_option
+def search(images, index_dir, top_k, as_json, engine, batch_size, threads, db_url):
+    """Find the indexed images most similar to each of IMAGES."""
+    from indexer.index import Index
+
+    with Index.open(index_dir, engine=engine, db_url=db_url, batch_size=batch_size, threads=threads) as idx:
+        results = idx.search_many([str(p) for p in images], top_k)
+        for query, hits in zip(images, results):
+            if as_json:
+                click.echo(json.dumps({"query": str(query), "results": [h.as_json() for h in hits]}))
+            else:
+                click.echo(f"{query}")
+                for rank, h in enumerate(hits, 1):
+                    click.echo(f"  {rank:3d}. {h.score:.4f}  {h.path}" + (f"  [{h.label}]" if h.label else ""))
+
+
+@cli.command()
+@index_option
+@db_option
+@click.option("--deep", type=int, default=0, show_default=True,
+              help="Also re-embed this many indexed files and compare with the stored vectors.")
+@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True)
+def check(index_dir, db_url, deep, engine):
+    """Prove the metadata database and the FAISS vectors agree (exit 1 if not)."""
+    from indexer.index import Index
+
+    with Index.open(index_dir, engine=engine, db_url=db_url) as idx:
+        rep = idx.check(deep=deep)
+        for note in rep.notes:
+            click.echo(f"note: {note}")
+        if rep.ok:
+            click.echo(f"{index_dir}: OK ({idx.count} images, model {idx.spec.describe()})")
+            return
+        for p in rep.problems:
+            click.echo(f"problem: {p}")
+        click.echo(f"{index_dir}: {len(rep.problems)} problem(s)")
+        sys.exit(1)
+
+
+@cli.command()
+@index_option
+@db_option
+@click.option("--errors", "show_errors", is_flag=True, help="List the files that could not be indexed.")
+def info(index_dir, db_url, show_errors):
+    """What an index holds: model, counts, folders, errors."""
+    from indexer.index import Index
+
+    with Index.open(index_dir, db_url=db_url) as idx:
+        errors = idx.store.errors()
+        click.echo(f"index:   {index_dir}")
+        click.echo(f"model:   {idx.spec.describe()}")
+        click.echo(f"images:  {idx.count}")
+        click.echo(f"errors:  {len(errors)}")
+        for r in idx.store.roots():
+            click.echo(f"folder:  {r}")
+        if show_errors:
+            for e in errors:
+                click.echo(f"  {e.path}: {e.reason}")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write model.onnx, model.xml/.bin and model.json into.")
+@model_options
+def export(out, arch, weights, pooling, input_size):
+    """Export the descriptor model to ONNX and OpenVINO IR with a JSON sidecar."""
+    from retrieval.export import export_model
+
+    spec, net = _build_model(arch, weights, pooling, input_size)
+    export_model(spec, net, out)
+    click.echo(f"exported {spec.describe()} to {out}")
+
+
+def main(argv=None) -> int:
+    """Entry point: user mistakes become one line on stderr and exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="vgg-retrieval", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except UserError as e:
+        click.echo(f"error: {e}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("interrupted; the index keeps its last saved state", err=True)
+        return 130
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 0
+    except OSError as e:  # disk full, read-only folder...: the index keeps its last committed state
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        click.echo(f"error:{where} {e.strerror or e}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,636 @@
+"""An image index: a folder holding the metadata database, the FAISS vectors and the model.
+
+    DIR/index.sqlite          metadata (images, errors, roots, meta) - or any SQLAlchemy URL
+    DIR/vectors-<gen>.faiss   the vectors of the committed generation, ids = images.id
+    DIR/model/                the exported model that made them (ONNX, OpenVINO IR, model.json)
+    DIR/index.lock            held by the one process allowed to update the index
+
+Python API::
+
+    from indexer import Index
+    index = Index.open("my-index")
+    for hit in index.search("query.jpg", k=5):
+        print(hit.score, hit.path)
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from retrieval.engines import DEFAULT_ENGINE, load_embedder
+from retrieval.errors import ModelMismatchError, UserError
+from retrieval.export import SIDECAR, export_model, read_sidecar
+from retrieval.preprocess import DEFAULT_MAX_PIXELS, ImageError
+from retrieval.spec import ModelSpec
+
+from . import vectors
+from .decode import Decoded, decode_file
+from .scan import Entry, classify, walk
+from .store import ErrorRow, ImageRow, Store
+
+DB_FILE = "index.sqlite"
+MODEL_DIR = "model"
+LOCK_FILE = "index.lock"
+FORMAT = "vgg-retrieval-index"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SearchHit:
+    id: int
+    path: str
+    score: float
+    label: str = ""
+    width: int = 0
+    height: int = 0
+    size: int = 0
+    format: str = ""
+    sha256: str = ""
+
+    def as_json(self) -> dict:
+        return {"path": self.path, "score": round(float(self.score), 6), "id": int(self.id)}
+
+
+@dataclass
+class UpdateReport:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found in this run
+    embedded: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"{self.added} added, {self.updated} updated, {self.removed} removed, {self.unchanged} unchanged, "
+                f"{len(self.errors)} errors ({self.embedded} embedded in {self.seconds:.1f}s, "
+                f"{self.images_per_second:.1f} img/s)")
+
+
+@dataclass
+class CheckReport:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _db_url(directory: Path, db_url: str | None) -> str:
+    return db_url or f"sqlite:///{directory / DB_FILE}"
+
+
+class Index:
+    def __init__(self, directory: Path, store: Store, spec: ModelSpec, engine: str = DEFAULT_ENGINE,
+                 batch_size: int = 8, threads: int | None = None, net=None):
+        self.directory = directory
+        self.store = store
+        self.spec = spec
+        self.engine_name = engine
+        self.batch_size = batch_size
+        self.threads = threads
+        self._net = net
+        self._embedder = None
+        self._vectors = None
+        self._vectors_file: str | None = None
+
+    # --- opening ------------------------------------------------------------------------------
+    @classmethod
+    def exists(cls, directory, db_url: str | None = None) -> bool:
+        directory = Path(directory)
+        if db_url:
+            try:
+                return Store(db_url).meta("format") == FORMAT
+            except Exception:
+                return False
+        return (directory / DB_FILE).is_file()
+
+    @classmethod
+    def create(cls, directory, spec: ModelSpec, net=None, db_url: str | None = None, model_dir=None,
+               **options) -> "Index":
+        """A new, empty index for ``spec``. The model goes into DIR/model: copied from ``model_dir``
+        (an export of the same model), else exported from ``net`` (else built from the weights)."""
+        directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise UserError(f"index path exists and is not a folder: {directory}")
+        if cls.exists(directory, db_url):
+            raise UserError(f"an index already exists at {directory}")
+        directory.mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK):
+            raise UserError(f"index folder is not writable: {directory}")
+        if model_dir is not None:
+            copy_model(model_dir, directory / MODEL_DIR, spec)
+        else:
+            if net is None:
+                from retrieval.builder import load_net
+
+                net = load_net(spec)
+            export_model(spec, net, directory / MODEL_DIR)
+        store = Store(_db_url(directory, db_url))
+        with store.session.begin() as s:
+            Store.set_meta(s, "format", FORMAT)
+            Store.set_meta(s, "format_version", FORMAT_VERSION)
+            Store.set_meta(s, "spec", spec.to_dict())
+            Store.set_meta(s, "model_id", spec.model_id)
+            Store.set_meta(s, "generation", 0)
+            name, digest = vectors.save(vectors.new_index(spec.descriptor_dim), directory, 0)
+            Store.set_meta(s, "vectors_file", name)
+            Store.set_meta(s, "vectors_sha256", digest)
+            Store.set_meta(s, "count", 0)
+            Store.set_meta(s, "created_at", time.time())
+            Store.set_meta(s, "updated_at", time.time())
+        return cls(directory, store, spec, net=net, **options)
+
+    @classmethod
+    def open(cls, directory, engine: str = DEFAULT_ENGINE, db_url: str | None = None, batch_size: int = 8,
+             threads: int | None = None) -> "Index":
+        directory = Path(directory)
+        if not directory.is_dir() or not cls.exists(directory, db_url):
+            raise UserError(f"no index at {directory} (create one with: vgg-retrieval index FOLDER --index {directory})")
+        try:
+            store = Store(_db_url(directory, db_url))
+            fmt = store.meta("format")
+            spec_dict = store.meta("spec")
+        except Exception as e:
+            raise UserError(f"cannot read the index database in {directory}: {str(e).splitlines()[0]}") from None
+        if fmt != FORMAT or not spec_dict:
+            raise UserError(f"{directory} is not a vgg-retrieval index")
+        return cls(directory, store, ModelSpec.from_dict(spec_dict), engine=engine, batch_size=batch_size,
+                   threads=threads)
+
+    def close(self) -> None:
+        if self._embedder is not None:
+            self._embedder.close()
+        self.store.close()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def require_model(self, spec: ModelSpec) -> None:
+        """Refuse to mix descriptors: ``spec`` must be the model this index was built with."""
+        if spec.model_id != self.spec.model_id:
+            raise ModelMismatchError(
+                f"index {self.directory} was built with {self.spec.describe()}; refusing to mix in descriptors "
+                f"of {spec.describe()} (use another --index folder, or the same model options)")
+
+    # --- model and vectors --------------------------------------------------------------------
+    @property
+    def model_dir(self) -> Path:
+        return self.directory / MODEL_DIR
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            if self.engine_name != "torch":
+                self._ensure_exported_model()
+            self._embedder = load_embedder(self.engine_name, self.spec, self.model_dir, net=self._net,
+                                           batch_size=self.batch_size, threads=self.threads)
+        return self._embedder
+
+    def _ensure_exported_model(self) -> None:
+        ok = (self.model_dir / SIDECAR).is_file()
+        if ok:
+            try:
+                ok = read_sidecar(self.model_dir)[0].model_id == self.spec.model_id
+            except Exception:
+                ok = False
+        if not ok:  # missing or damaged: rebuild it from the weights the spec names
+            from retrieval.builder import load_net
+
+            self._net = self._net or load_net(self.spec)
+            export_model(self.spec, self._net, self.model_dir)
+
+    def _load_vectors(self, force: bool = False):
+        for _ in range(5):
+            name = self.store.meta("vectors_file")
+            if not force and self._vectors is not None and name == self._vectors_file:
+                return self._vectors
+            path = self.directory / name
+            try:
+                self._vectors = vectors.load(path)
+                self._vectors_file = name
+                return self._vectors
+            except RuntimeError:
+                if path.exists():
+                    raise UserError(f"the vectors file {path} cannot be read (run vgg-retrieval check)") from None
+                time.sleep(0.2)  # an update replaced it between reading the meta and the file
+        raise UserError(f"the vectors file named by the index is missing: {self.directory / name}")
+
+    @property
+    def count(self) -> int:
+        return self.store.count()
+
+    # --- search -------------------------------------------------------------------------------
+    def embed_queries(self, queries: Iterable) -> np.ndarray:
+        queries = list(queries)
+        for q in queries:
+            if isinstance(q, (str, os.PathLike)):
+                p = Path(q)
+                if not p.exists():
+                    raise UserError(f"query image not found: {q}")
+                if not p.is_file():
+                    raise UserError(f"query is not a file: {q}")
+        out = []
+        for i in range(0, len(queries), max(1, self.batch_size)):
+            chunk = queries[i:i + self.batch_size]
+            try:
+                out.append(self.embedder.embed(chunk))
+            except ImageError:
+                for q in chunk:  # find which one, for the message
+                    try:
+                        self.embedder.embed([q])
+                    except ImageError as e:
+                        name = q if isinstance(q, (str, os.PathLike)) else "query image"
+                        raise UserError(f"cannot use {name}: {e}") from None
+                raise
+        return np.concatenate(out) if out else np.zeros((0, self.spec.descriptor_dim), np.float32)
+
+    def search(self, query, k: int = 10) -> list[SearchHit]:
+        """The ``k`` indexed images most similar to ``query`` (a path, bytes or a PIL image)."""
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: Iterable, k: int = 10) -> list[list[SearchHit]]:
+        return self.search_vectors(self.embed_queries(queries), k)
+
+    def search_vectors(self, queries: np.ndarray, k: int = 10) -> list[list[SearchHit]]:
+        if k < 1:
+            raise UserError(f"top-k must be at least 1 (got {k})")
+        index = self._load_vectors()
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.spec.descriptor_dim)
+        k = min(k, index.ntotal)
+        if k == 0:
+            return [[] for _ in range(len(queries))]
+        scores, ids = index.search(queries, k)
+        rows = self.store.rows_by_id({int(i) for i in ids.ravel() if i >= 0})
+        results = []
+        for qs, qi in zip(scores, ids):
+            hits = []
+            for score, i in zip(qs, qi):
+                row = rows.get(int(i))
+                if row is None:
+                    continue  # removed by an update since these vectors were loaded
+                hits.append(SearchHit(row.id, row.path, float(score), row.label, row.width, row.height,
+                                      row.size, row.format, row.sha256))
+            results.append(hits)
+        return results
+
+    def vector(self, image_id: int) -> np.ndarray:
+        return self._load_vectors().reconstruct(int(image_id))
+
+    # --- updating -----------------------------------------------------------------------------
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        path = self.directory / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(f"cannot lock the index {self.directory}: {e.strerror}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                raise UserError(f"index {self.directory} is being updated by another process (pid {holder}); "
+                                f"wait for it to finish") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock; a killed process releases it too
+
+    def update(self, folders: Iterable[str | os.PathLike] = (), workers: int | None = None,
+               progress: bool = True, commit_every: int = 1000, commit_seconds: float = 120.0,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> UpdateReport:
+        """Bring the index in line with ``folders`` (all known roots when empty): embed new and
+        changed images, drop deleted ones, record the files that can't be used."""
+        roots = []
+        for f in folders:
+            p = Path(f)
+            if not p.exists():
+                raise UserError(f"folder not found: {f}")
+            if not p.is_dir():
+                raise UserError(f"not a folder: {f}")
+            roots.append(os.path.realpath(p))
+        if not roots:
+            roots = self.store.roots()
+            if not roots:
+                raise UserError(f"index {self.directory} has no folders yet: name at least one FOLDER")
+        if workers is None:
+            workers = min(4, max(1, (os.cpu_count() or 2) // 2))
+        t0 = time.perf_counter()
+        with self.write_lock():
+            self.store.add_roots(roots)
+            report = UpdateReport()
+            todo, problems, delete_paths, clear_errors = self._plan(roots, report)
+            self._load_vectors(force=True)
+            self._run(todo, problems, delete_paths, clear_errors, report, workers, progress, commit_every,
+                      commit_seconds, max_pixels)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _plan(self, roots: list[str], report: UpdateReport):
+        known: dict[str, tuple[int, int]] = {}
+        known_errors: dict[str, tuple[int, int]] = {}
+        with self.store.session() as s:
+            for root in roots:
+                prefix = root.rstrip(os.sep) + os.sep
+                for path, size, mtime in s.execute(select(ImageRow.path, ImageRow.size, ImageRow.mtime_ns)
+                                                   .where(ImageRow.path.startswith(prefix, autoescape=True))):
+                    known[path] = (size, mtime)
+                for path, size, mtime in s.execute(select(ErrorRow.path, ErrorRow.size, ErrorRow.mtime_ns)
+                                                   .where(ErrorRow.path.startswith(prefix, autoescape=True))):
+                    known_errors[path] = (size, mtime)
+        todo: list[Entry] = []
+        problems: list[Entry] = []
+        keep: set[str] = set()
+        seen: set[str] = set()
+        for root in roots:
+            for e in walk(root):
+                if e.path in seen:
+                    continue  # nested roots
+                seen.add(e.path)
+                if e.problem is None and known.get(e.path) == (e.size, e.mtime_ns):
+                    keep.add(e.path)
+                    report.unchanged += 1
+                    continue
+                if e.problem is None and known_errors.get(e.path) == (e.size, e.mtime_ns):
+                    keep.add(e.path)  # same bad file as last time: its error row stays
+                    continue
+                if e.problem is None:
+                    c = classify(e)
+                    if c is None:
+                        continue
+                    e = c
+                if e.problem:
+                    problems.append(e)
+                else:
+                    todo.append(e)
+        todo_paths = {e.path for e in todo}
+        delete_paths = [p for p in known if p not in keep and p not in todo_paths]
+        clear_errors = [p for p in known_errors if p not in keep]
+        return todo, problems, delete_paths, clear_errors
+
+    def _run(self, todo, problems, delete_paths, clear_errors, report, workers, progress, commit_every,
+             commit_seconds, max_pixels) -> None:
+        from tqdm import tqdm
+
+        pending: list[tuple[Decoded, np.ndarray]] = []
+        pending_errors: list[tuple[str, str, int, int]] = [(e.path, e.root, e.size, e.mtime_ns) for e in problems]
+        for e in problems:
+            report.errors.append((e.path, e.problem))
+        problem_reason = {e.path: e.problem for e in problems}
+        deletes = list(delete_paths)
+        last_commit = time.monotonic()
+
+        def commit() -> None:
+            nonlocal pending, pending_errors, deletes, last_commit
+            self._commit(pending, pending_errors, problem_reason, deletes, clear_errors, report)
+            pending, pending_errors, deletes = [], [], []
+            clear_errors.clear()
+            last_commit = time.monotonic()
+
+        jobs = [(e.path, e.root, self.spec.input_size, max_pixels) for e in todo]
+        batch: list[Decoded] = []
+        bar = tqdm(total=len(jobs), unit="img", desc="indexing", disable=not progress or not jobs,
+                   dynamic_ncols=True, smoothing=0.1)
+        embedder = self.embedder if jobs else None
+
+        def flush() -> None:
+            if not batch:
+                return
+            vecs = embedder.embed_batch(np.stack([d.array for d in batch]),
+                                        np.array([d.valid for d in batch], dtype=np.int64))
+            for d, v in zip(batch, vecs):
+                d.array = None
+                pending.append((d, v))
+            report.embedded += len(batch)
+            bar.update(len(batch))
+            batch.clear()
+
+        try:
+            for d in _decode_stream(jobs, workers, ahead=max(8, 4 * self.batch_size)):
+                if d.problem:
+                    pending_errors.append((d.path, d.root, d.size, d.mtime_ns))
+                    problem_reason[d.path] = d.problem
+                    report.errors.append((d.path, d.problem))
+                    bar.update(1)
+                else:
+                    batch.append(d)
+                    if len(batch) >= self.batch_size:
+                        flush()
+                if len(pending) >= commit_every or (pending and time.monotonic() - last_commit > commit_seconds):
+                    commit()
+            flush()
+        finally:
+            bar.close()
+        if pending or pending_errors or deletes or clear_errors:
+            commit()
+
+    def _commit(self, added, errors, reasons, delete_paths, clear_errors, report) -> None:
+        """One atomic step: rows and a new vectors file, or neither."""
+        index = self._vectors
+        new_file = None
+        try:
+            with self.store.session.begin() as s:
+                generation = int(Store.get_meta(s, "generation", 0)) + 1
+                paths_touched = [d.path for d, _ in added] + [e[0] for e in errors] + list(delete_paths)
+                existing = {}
+                for i in range(0, len(paths_touched), 500):
+                    for row in s.scalars(select(ImageRow).where(ImageRow.path.in_(paths_touched[i:i + 500]))):
+                        existing[row.path] = row
+                # files gone, or now unusable: drop their rows and vectors
+                gone = [existing[p] for p in list(delete_paths) + [e[0] for e in errors] if p in existing]
+                vectors.remove(index, [r.id for r in gone])
+                for r in gone:
+                    s.delete(r)
+                report.removed += len(delete_paths)
+                clear = list(clear_errors) + [d.path for d, _ in added] + [e[0] for e in errors]
+                for i in range(0, len(clear), 500):
+                    s.execute(delete(ErrorRow).where(ErrorRow.path.in_(clear[i:i + 500])))
+                now = time.time()
+                rows = []
+                for d, _ in added:
+                    row = existing.get(d.path)
+                    if row is None:
+                        row = ImageRow(path=d.path)
+                        s.add(row)
+                        report.added += 1
+                    else:
+                        report.updated += 1
+                    row.root = d.root
+                    row.label = _label(d.path, d.root)
+                    row.sha256, row.size, row.mtime_ns = d.sha256, d.size, d.mtime_ns
+                    row.width, row.height, row.format, row.indexed_at = d.width, d.height, d.format[:16], now
+                    rows.append(row)
+                for path, root, size, mtime in errors:
+                    s.add(ErrorRow(path=path, root=root, reason=reasons.get(path, "unknown"), size=size,
+                                   mtime_ns=mtime, at=now))
+                s.flush()
+                if rows:
+                    ids = np.array([r.id for r in rows], dtype=np.int64)
+                    vectors.remove(index, ids)  # updated files keep their id, get a new vector
+                    index.add_with_ids(np.stack([v for _, v in added]).astype(np.float32), ids)
+                new_file, digest = vectors.save(index, self.directory, generation)
+                Store.set_meta(s, "generation", generation)
+                Store.set_meta(s, "vectors_file", new_file)
+                Store.set_meta(s, "vectors_sha256", digest)
+                Store.set_meta(s, "count", int(index.ntotal))
+                Store.set_meta(s, "updated_at", now)
+        except BaseException:
+            if new_file:
+                (self.directory / new_file).unlink(missing_ok=True)
+            self._vectors = None
+            self._load_vectors(force=True)  # back to the committed state
+            raise
+        self._vectors_file = new_file
+        vectors.remove_stale_files(self.directory, keep=new_file)
+
+    # --- checking -----------------------------------------------------------------------------
+    def check(self, deep: int = 0) -> CheckReport:
+        """Prove the database and the vectors file agree; ``deep``: also re-embed that many files."""
+        rep = CheckReport()
+        with self.store.session() as s:
+            name = Store.get_meta(s, "vectors_file")
+            digest = Store.get_meta(s, "vectors_sha256")
+            count = Store.get_meta(s, "count")
+            model_id = Store.get_meta(s, "model_id")
+            db_ids = np.array(sorted(s.scalars(select(ImageRow.id))), dtype=np.int64)
+        if model_id != self.spec.model_id:
+            rep.problems.append(f"model id in meta ({model_id}) does not match the stored spec ({self.spec.model_id})")
+        path = self.directory / (name or "")
+        if not name or not path.is_file():
+            rep.problems.append(f"vectors file {name!r} named by the database is missing")
+            return rep
+        actual = vectors.file_sha256(path)
+        if actual != digest:
+            rep.problems.append(f"{name} has sha256 {actual[:12]}, the database recorded {str(digest)[:12]}")
+        try:
+            index = vectors.load(path)
+        except RuntimeError as e:
+            rep.problems.append(f"{name} cannot be read by FAISS: {str(e).splitlines()[0][:200]}")
+            return rep
+        if index.d != self.spec.descriptor_dim:
+            rep.problems.append(f"vectors have {index.d} dimensions, the model gives {self.spec.descriptor_dim}")
+        if index.ntotal != len(db_ids) or count != len(db_ids):
+            rep.problems.append(f"{index.ntotal} vectors but {len(db_ids)} image rows (meta count {count})")
+        fids = np.sort(vectors.ids_of(index))
+        if len(np.unique(fids)) != len(fids):
+            rep.problems.append("the vectors file holds duplicate ids")
+        missing = np.setdiff1d(db_ids, fids)
+        extra = np.setdiff1d(fids, db_ids)
+        if len(missing):
+            rep.problems.append(f"{len(missing)} image rows have no vector (e.g. id {missing[0]})")
+        if len(extra):
+            rep.problems.append(f"{len(extra)} vectors have no image row (e.g. id {extra[0]})")
+        if index.ntotal:
+            norms = np.linalg.norm(vectors.all_vectors(index), axis=1)
+            bad = int((np.abs(norms - 1) > 1e-3).sum())
+            if bad:
+                rep.problems.append(f"{bad} vectors are not unit length")
+        if (self.model_dir / SIDECAR).is_file():
+            try:
+                if read_sidecar(self.model_dir)[0].model_id != self.spec.model_id:
+                    rep.problems.append("the exported model in model/ is not the index's model")
+            except Exception as e:
+                rep.problems.append(f"model/{SIDECAR} cannot be read: {e}")
+        else:
+            rep.notes.append("model/ is missing; it will be re-exported from the weights when needed")
+        orphans = [p.name for p in self.directory.glob("vectors-*.faiss*") if p.name != name]
+        if orphans:
+            rep.notes.append(f"leftover files from an interrupted update (removed by the next update): {', '.join(orphans)}")
+        if deep and index.ntotal and not rep.problems:
+            self._deep_check(index, deep, rep)
+        return rep
+
+    def _deep_check(self, index, n: int, rep: CheckReport) -> None:
+        rows = list(self.store.rows_by_id(vectors.ids_of(index)[:n]).values())
+        present = [r for r in rows if Path(r.path).is_file()]
+        if len(present) < len(rows):
+            rep.notes.append(f"{len(rows) - len(present)} of {len(rows)} sampled files no longer exist (run index to update)")
+        if not present:
+            return
+        try:
+            fresh = self.embedder.embed([r.path for r in present])
+        except ImageError as e:
+            rep.notes.append(f"could not re-embed the sample: {e}")
+            return
+        for r, v in zip(present, fresh):
+            cos = float(np.dot(index.reconstruct(int(r.id)), v))
+            if cos < 0.999:
+                rep.problems.append(f"stored vector of {r.path} differs from a fresh embedding (cosine {cos:.4f})")
+
+
+def copy_model(src, dst: Path, spec: ModelSpec | None = None) -> ModelSpec:
+    """Copy an exported model folder (checked: its sidecar must describe ``spec``)."""
+    import shutil
+
+    src = Path(src)
+    try:
+        stored, _ = read_sidecar(src)
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{src} is not an exported model folder ({e})") from None
+    if spec is not None and stored.model_id != spec.model_id:
+        raise ModelMismatchError(f"model folder {src} holds {stored.describe()}, not {spec.describe()}")
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    os.replace(tmp, dst)
+    return stored
+
+
+def _label(path: str, root: str) -> str:
+    parent = os.path.dirname(path)
+    if os.path.normpath(parent) == os.path.normpath(root):
+        return os.path.basename(os.path.normpath(root))
+    return os.path.basename(parent)
+
+
+def _decode_stream(jobs: list, workers: int, ahead: int) -> Iterator[Decoded]:
+    """Decoded files in job order, ``workers`` processes decoding at most ``ahead`` files ahead of
+    the consumer (bounded memory), overlapping with the caller's inference."""
+    if workers <= 0 or len(jobs) <= 1:
+        yield from map(decode_file, jobs)
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    it = iter(jobs)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    try:
+        queue = deque((job, pool.submit(decode_file, job)) for job in islice(it, ahead))
+        while queue:
+            job, fut = queue.popleft()
+            try:
+                result = fut.result()
+            except BrokenProcessPool:  # a decoder crashed the worker: blame this file, carry on
+                result = Decoded(job[0], job[1], problem="the image decoder crashed on this file")
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = ProcessPoolExecutor(workers, mp_context=ctx)
+                queue = deque((j, pool.submit(decode_file, j)) for j, _ in queue)
+            nxt = next(it, None)
+            if nxt is not None:
+                queue.append((nxt, pool.submit(decode_file, nxt)))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,40 @@
+"""Build a descriptor network (torch) from user choices or from a stored spec."""
+from __future__ import annotations
+
+from .errors import UserError
+from .spec import DEFAULT_INPUT_SIZE, ModelSpec
+from .weights import fingerprint, load_weights
+
+
+def build(arch: str = "vgg16", weights: str | None = None, pooling: str = "gap",
+          input_size: int = DEFAULT_INPUT_SIZE, gem_p: float = 3.0):
+    """(spec, net) for a user's choice of architecture, weights, pooling and input size."""
+    try:
+        base = ModelSpec(arch=arch, pooling=pooling, input_size=input_size, gem_p=gem_p)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    loaded = load_weights(arch, weights)
+    ckpt_spec = loaded.extra.get("spec")
+    class_names: tuple = ()
+    if isinstance(ckpt_spec, dict):
+        stored = ModelSpec.from_dict(ckpt_spec)
+        if stored.arch != arch:
+            raise UserError(f"checkpoint {loaded.source} is a {stored.arch}, not a {arch}: pass --arch {stored.arch}")
+        class_names = stored.class_names
+        base = base.replace(mean=stored.mean, std=stored.std)
+    spec = base.replace(weights=loaded.source, weights_sha256=fingerprint(loaded.features), class_names=class_names)
+    from .model import build_descriptor_net
+
+    return spec, build_descriptor_net(spec, loaded.features)
+
+
+def load_net(spec: ModelSpec):
+    """The torch network for a stored ``spec``, its weights checked against the fingerprint."""
+    loaded = load_weights(spec.arch, spec.weights)
+    got = fingerprint(loaded.features)
+    if spec.weights_sha256 and got != spec.weights_sha256:
+        raise UserError(f"weights {spec.weights} changed since this model was made "
+                        f"(sha256 {got[:12]}, expected {spec.weights_sha256[:12]})")
+    from .model import build_descriptor_net
+
+    return build_descriptor_net(spec, loaded.features)

@@ -1,0 +1,27 @@
+"""ONNX Runtime engine over the exported ``model.onnx``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..spec import ModelSpec
+from .base import Embedder
+
+
+class OnnxRuntimeEmbedder(Embedder):
+    name = "onnxruntime"
+
+    def __init__(self, spec: ModelSpec, onnx_path: str | Path, batch_size: int = 8,
+                 threads: int | None = None, providers: list[str] | None = None):
+        super().__init__(spec, batch_size)
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers or ["CPUExecutionProvider"])
+
+    def _run(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        return self.session.run(["descriptor"], {"image": images, "size": sizes})[0]

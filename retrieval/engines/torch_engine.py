@@ -1,0 +1,29 @@
+"""PyTorch eager engine: the reference the exported engines are checked against."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..spec import ModelSpec
+from .base import Embedder
+
+
+class TorchEmbedder(Embedder):
+    name = "torch"
+
+    def __init__(self, spec: ModelSpec, net=None, batch_size: int = 8, threads: int | None = None):
+        super().__init__(spec, batch_size)
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        if net is None:
+            from ..builder import load_net
+
+            net = load_net(spec)
+        self.net = net.eval()
+        self._torch = torch
+
+    def _run(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            return self.net(torch.from_numpy(images), torch.from_numpy(sizes)).numpy()

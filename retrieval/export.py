@@ -1,0 +1,94 @@
+"""Export a descriptor network to ONNX and OpenVINO IR, with a JSON sidecar that describes it.
+
+A model folder holds ``model.onnx``, ``model.xml`` + ``model.bin`` and ``model.json``; the sidecar
+has the full ``ModelSpec`` (architecture, pooling, input policy, normalisation, weights fingerprint)
+and the tensor interface, so the folder is usable without the original weights file or torch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .spec import ModelSpec
+
+SIDECAR = "model.json"
+ONNX_FILE = "model.onnx"
+IR_FILE = "model.xml"
+OPSET = 18
+
+
+def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onnx", "openvino")) -> Path:
+    """Write the model files into ``out_dir`` (replaced atomically as a whole)."""
+    import torch
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir.parent))
+    try:
+        s = spec.input_size
+        example = (torch.zeros(2, s, s, 3, dtype=torch.uint8), torch.full((2, 2), s, dtype=torch.int64))
+        onnx_path = tmp / ONNX_FILE
+        _export_onnx(net.eval(), example, onnx_path)
+        files = {"onnx": ONNX_FILE}
+        if "openvino" in formats:
+            import openvino as ov
+
+            ov_model = ov.convert_model(str(onnx_path))
+            ov.save_model(ov_model, str(tmp / IR_FILE), compress_to_fp16=False)
+            files["openvino"] = IR_FILE
+        if "onnx" not in formats:
+            onnx_path.unlink()
+            files.pop("onnx")
+        sidecar = {
+            "spec": spec.to_dict(),
+            "model_id": spec.model_id,
+            "files": files,
+            "inputs": {"image": f"uint8 [N,{s},{s},3] RGB, picture top-left, zero padded",
+                       "size": "int64 [N,2] valid (height, width) of each picture"},
+            "outputs": {"descriptor": f"float32 [N,{spec.descriptor_dim}] L2-normalised"},
+            "normalisation": "inside the graph: (x/255 - mean) / std, padded pixels zeroed",
+        }
+        (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2))
+        if out_dir.exists():
+            old = out_dir.with_name(out_dir.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def _export_onnx(net, example, onnx_path: Path) -> None:
+    """TorchScript-based exporter (about 1 s here, against 8-12 s for the dynamo exporter); the
+    dynamo exporter (needs onnxscript) where the TorchScript one is gone or fails."""
+    import warnings
+
+    import torch
+
+    names = dict(input_names=["image", "size"], output_names=["descriptor"])
+    with torch.no_grad():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(net, example, str(onnx_path), opset_version=OPSET, dynamo=False,
+                                  dynamic_axes={"image": {0: "batch"}, "size": {0: "batch"},
+                                                "descriptor": {0: "batch"}}, **names)
+            return
+        except Exception:
+            if onnx_path.exists():
+                onnx_path.unlink()
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        torch.onnx.export(net, example, str(onnx_path), opset_version=OPSET, dynamo=True, external_data=False,
+                          dynamic_shapes={"image": {0: batch}, "size": {0: batch}}, **names)
+
+
+def read_sidecar(model_dir: str | os.PathLike) -> tuple[ModelSpec, dict]:
+    data = json.loads((Path(model_dir) / SIDECAR).read_text())
+    return ModelSpec.from_dict(data["spec"]), data

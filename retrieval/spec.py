@@ -1,0 +1,89 @@
+"""ModelSpec: everything that determines which descriptor a model produces.
+
+A spec is plain data (JSON-serialisable, no torch import), so the indexer can compare the model that
+built an index with the one a user asks for, and the exported model carries it in its JSON sidecar.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+ARCHS = ("vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn")
+POOLINGS = ("gap", "mac", "gem")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Chosen by benchmarks/input_size.py: see the README ("Input size").
+DEFAULT_INPUT_SIZE = 224
+SPEC_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a descriptor model is. Two specs with the same ``model_id`` give the same descriptors."""
+
+    arch: str = "vgg16"
+    pooling: str = "gap"
+    gem_p: float = 3.0
+    # Input policy: the longer side is resized to input_size (aspect ratio kept) and the image is
+    # padded to input_size x input_size; pooling ignores the padded cells, so every image has one
+    # fixed tensor shape (fast in OpenVINO) without distorting or cropping it.
+    input_size: int = DEFAULT_INPUT_SIZE
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    # Where the weights came from (a name like IMAGENET1K_V1, "random", or an absolute file path)
+    # and a fingerprint of the tensors actually loaded into the descriptor trunk.
+    weights: str = "IMAGENET1K_V1"
+    weights_sha256: str = ""
+    # Conv widths when they differ from the architecture's (pruned models; later issues).
+    widths: tuple[int, ...] | None = None
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+    descriptor_dim: int = 512
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
+        if not 32 <= int(self.input_size) <= 2048:
+            raise ValueError(f"input size {self.input_size} is out of range (32..2048)")
+
+    @property
+    def model_id(self) -> str:
+        """A short hash of every field that changes the descriptors (not where weights came from)."""
+        d = self.to_dict()
+        d.pop("weights")
+        d.pop("class_names")
+        blob = json.dumps(d, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def describe(self) -> str:
+        w = self.weights if len(self.weights) < 60 else "..." + self.weights[-57:]
+        return (f"{self.arch}/{self.pooling}@{self.input_size} weights={w} "
+                f"(sha256 {self.weights_sha256[:12]}, model id {self.model_id})")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        d["widths"] = list(self.widths) if self.widths is not None else None
+        d["class_names"] = list(self.class_names)
+        d["format"] = SPEC_FORMAT
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        d = dict(d)
+        d.pop("format", None)
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        for key in ("mean", "std", "class_names"):
+            if key in d and d[key] is not None:
+                d[key] = tuple(d[key])
+        if d.get("widths") is not None:
+            d["widths"] = tuple(d["widths"])
+        return cls(**d)
+
+    def replace(self, **changes) -> "ModelSpec":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,156 @@
+"""Finding and loading weights for the descriptor trunk.
+
+Resolution order: an explicit ``weights`` argument (``--weights``: a name or a file), then the
+``VGG_RETRIEVAL_WEIGHTS`` environment variable, then torchvision's ``IMAGENET1K_V1`` (from the torch
+hub cache, or downloaded on a connected machine). ``random`` gives seeded random weights, for
+development only. Files are read with ``torch.load(..., weights_only=True)``: no code in a checkpoint
+is ever executed.
+
+Accepted files: a torchvision state_dict of a whole VGG or of its ``features`` trunk only (with or
+without the ``features.`` / ``module.`` prefixes), and this project's checkpoints
+(``save_checkpoint``), which also carry the spec they were trained with.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+ENV_VAR = "VGG_RETRIEVAL_WEIGHTS"
+DEFAULT_WEIGHTS = "IMAGENET1K_V1"
+RANDOM = "random"
+CHECKPOINT_FORMAT = "vgg-retrieval-checkpoint"
+RANDOM_SEED = 0
+
+
+@dataclass
+class LoadedWeights:
+    source: str  # the name, or the absolute path of the file
+    features: dict  # "features.N.weight" -> tensor, only the conv trunk
+    extra: dict  # whatever else the file carried (a checkpoint's spec, classifier...)
+
+
+def requested_weights(weights: str | None) -> str:
+    return weights or os.environ.get(ENV_VAR) or DEFAULT_WEIGHTS
+
+
+def _looks_like_path(s: str) -> bool:
+    return os.sep in s or s.startswith(".") or s.endswith((".pth", ".pt", ".ckpt", ".bin")) or os.path.exists(s)
+
+
+def load_weights(arch: str, weights: str | None = None) -> LoadedWeights:
+    """Resolve ``weights`` (see module doc) and return the trunk tensors for ``arch``."""
+    import torch
+
+    name = requested_weights(weights)
+    if name == RANDOM:
+        from .model import build_vgg, conv_trunk
+
+        torch.manual_seed(RANDOM_SEED)
+        trunk = conv_trunk(build_vgg(arch))
+        return LoadedWeights(RANDOM, {f"features.{k}": v for k, v in trunk.state_dict().items()}, {})
+    if _looks_like_path(name):
+        return _load_file(arch, Path(name))
+    return _load_torchvision(arch, name)
+
+
+def _load_torchvision(arch: str, name: str) -> LoadedWeights:
+    from torchvision import models as tvm
+
+    hint = (f"pass --weights PATH to a local .pth (a torchvision VGG state_dict or a vgg-retrieval "
+            f"checkpoint), or set {ENV_VAR}")
+    try:
+        enum = tvm.get_model_weights(arch)
+        w = enum[name]
+    except KeyError:
+        raise UserError(f"unknown weights name {name!r} for {arch}: use IMAGENET1K_V1, 'random', or a file path") from None
+    try:
+        sd = w.get_state_dict(progress=True, check_hash=True)
+    except Exception as e:  # no network, blocked host, bad cache file...
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"could not get torchvision weights {arch}.{name} ({reason}): {hint}") from None
+    return LoadedWeights(name, _trunk_tensors(arch, sd, name), {})
+
+
+def _load_file(arch: str, path: Path) -> LoadedWeights:
+    import torch
+
+    if not path.exists():
+        raise UserError(f"weights file not found: {path}")
+    if not path.is_file():
+        raise UserError(f"weights path is not a file: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"cannot load weights from {path}: {first[:200]}") from None
+    source = str(path.resolve())
+    extra: dict = {}
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        extra = {k: v for k, v in obj.items() if k != "state_dict"}
+        sd = obj.get("state_dict")
+    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        sd = obj["state_dict"]
+    elif isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        sd = obj["model"]
+    else:
+        sd = obj
+    if not isinstance(sd, dict) or not sd:
+        raise UserError(f"cannot load weights from {path}: it holds no state_dict")
+    return LoadedWeights(source, _trunk_tensors(arch, sd, str(path)), extra)
+
+
+def _trunk_tensors(arch: str, sd: dict, where: str) -> dict:
+    """Pick the ``features.*`` tensors of ``arch`` out of a state_dict, checking names and shapes."""
+    import torch
+
+    from .model import build_vgg, conv_trunk
+
+    out = {}
+    for key, value in sd.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        k = key[len("module."):] if key.startswith("module.") else key
+        if k.startswith("features."):
+            out[k] = value
+        elif k.split(".", 1)[0].isdigit():  # a bare trunk saved from vgg.features
+            out["features." + k] = value
+    expected = {f"features.{k}": v for k, v in conv_trunk(build_vgg(arch)).state_dict().items()}
+    missing = sorted(set(expected) - set(out), key=_layer_order)
+    if missing:
+        convs = len({k.rsplit(".", 1)[0] for k in out if k.endswith(".weight") and out[k].dim() == 4})
+        raise UserError(f"weights {where} do not fit {arch}: missing {missing[0]} "
+                        f"(the file has {convs} conv layers{'' if convs else '; is it a VGG state_dict?'})")
+    for k, v in expected.items():
+        if tuple(out[k].shape) != tuple(v.shape):
+            raise UserError(f"weights {where} do not fit {arch}: {k} has shape {tuple(out[k].shape)}, "
+                            f"expected {tuple(v.shape)}")
+    return {k: out[k].to(torch.float32) if out[k].is_floating_point() else out[k] for k in expected}
+
+
+def _layer_order(key: str) -> tuple:
+    parts = key.split(".")
+    return (int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0, key)
+
+
+def fingerprint(tensors: dict) -> str:
+    """sha256 over names, dtypes, shapes and bytes of ``tensors`` (order independent)."""
+    h = hashlib.sha256()
+    for k in sorted(tensors, key=_layer_order):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, spec, state_dict: dict, **extra) -> None:
+    """Write a vgg-retrieval checkpoint: plain tensors and JSON-like data only (weights_only-safe)."""
+    import torch
+
+    obj = {"format": CHECKPOINT_FORMAT, "version": 1, "spec": spec.to_dict(), "state_dict": state_dict, **extra}
+    tmp = Path(str(path) + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
