@@ -339,6 +339,8 @@ class Index:
             workers = min(4, max(1, (os.cpu_count() or 2) // 2))
         t0 = time.perf_counter()
         with self.write_lock():
+            # files of saves that never committed (a crash): the database does not name them
+            vectors.remove_stale_files(self.directory, keep=self.store.meta("vectors_file"))
             self.store.add_roots(roots)
             report = UpdateReport()
             todo, problems, delete_paths, clear_errors = self._plan(roots, report)

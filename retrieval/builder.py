@@ -18,8 +18,6 @@ def build(arch: str = "vgg16", weights: str | None = None, pooling: str = "gap",
     class_names: tuple = ()
     if isinstance(ckpt_spec, dict):
         stored = ModelSpec.from_dict(ckpt_spec)
-        if stored.arch != arch:
-            raise UserError(f"checkpoint {loaded.source} is a {stored.arch}, not a {arch}: pass --arch {stored.arch}")
         class_names = stored.class_names
         base = base.replace(mean=stored.mean, std=stored.std)
     spec = base.replace(weights=loaded.source, weights_sha256=fingerprint(loaded.features), class_names=class_names)

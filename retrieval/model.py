@@ -23,6 +23,25 @@ def build_vgg(arch: str) -> nn.Module:
     return getattr(tvm, arch)(weights=None)
 
 
+_CFG = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
+
+
+def build_trunk(arch: str) -> nn.Sequential:
+    """The conv trunk of a torchvision VGG (its ``make_layers`` and init), without building the
+    120M-parameter classifier: conv layers up to the last conv block's ReLU."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    features = make_layers(cfgs[_CFG[arch.removesuffix("_bn")]], batch_norm=arch.endswith("_bn"))
+    for m in features.modules():  # torchvision VGG's own initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+    return nn.Sequential(*list(features.children())[:-1])
+
+
 def conv_trunk(vgg: nn.Module) -> nn.Sequential:
     """The conv layers up to the last conv block's ReLU (the final max-pool dropped)."""
     layers = list(vgg.features.children())
@@ -68,8 +87,7 @@ class DescriptorNet(nn.Module):
 
 def build_descriptor_net(spec: ModelSpec, state_dict: dict | None) -> DescriptorNet:
     """A DescriptorNet for ``spec``; ``state_dict`` holds ``features.*`` tensors (None: random)."""
-    vgg = build_vgg(spec.arch)
-    net = DescriptorNet(conv_trunk(vgg), spec)
+    net = DescriptorNet(build_trunk(spec.arch), spec)
     if state_dict is not None:
         net.load_state_dict({**net.state_dict(), **state_dict}, strict=True)
     return net.eval()

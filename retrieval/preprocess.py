@@ -44,7 +44,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         a = np.asarray(im, dtype=np.float64)
         hi = 65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0)
         a = np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(a, "L").convert("RGB")
+        return Image.fromarray(a).convert("RGB")
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -69,7 +69,7 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | N
         try:
             im = Image.open(source)
         except Image.DecompressionBombError as e:
-            raise ImageError(f"decompression bomb: {e}") from None
+            raise ImageError(f"image too large (decompression bomb guard): {e}") from None
         except Image.UnidentifiedImageError:
             raise ImageError("not an image Pillow can read") from None
         except (OSError, ValueError, SyntaxError) as e:
@@ -94,10 +94,8 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | N
             im = ImageOps.exif_transpose(im) or im
             im = _to_rgb(im)
             im.load()
-        except Image.DecompressionBombError as e:
-            raise ImageError(f"decompression bomb: {e}") from None
-        except Image.DecompressionBombWarning as e:
-            raise ImageError(f"decompression bomb: {e}") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageError(f"image too large (decompression bomb guard): {e}") from None
         except (OSError, ValueError, SyntaxError, EOFError, MemoryError, IndexError, TypeError, ZeroDivisionError) as e:
             msg = str(e) or type(e).__name__
             if "truncated" in msg.lower():

@@ -47,10 +47,10 @@ def load_weights(arch: str, weights: str | None = None) -> LoadedWeights:
 
     name = requested_weights(weights)
     if name == RANDOM:
-        from .model import build_vgg, conv_trunk
+        from .model import build_trunk
 
         torch.manual_seed(RANDOM_SEED)
-        trunk = conv_trunk(build_vgg(arch))
+        trunk = build_trunk(arch)
         return LoadedWeights(RANDOM, {f"features.{k}": v for k, v in trunk.state_dict().items()}, {})
     if _looks_like_path(name):
         return _load_file(arch, Path(name))
@@ -92,6 +92,9 @@ def _load_file(arch: str, path: Path) -> LoadedWeights:
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         extra = {k: v for k, v in obj.items() if k != "state_dict"}
         sd = obj.get("state_dict")
+        stored_arch = (extra.get("spec") or {}).get("arch")
+        if stored_arch and stored_arch != arch:
+            raise UserError(f"checkpoint {path} is a {stored_arch}, not a {arch}: pass --arch {stored_arch}")
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         sd = obj["state_dict"]
     elif isinstance(obj, dict) and isinstance(obj.get("model"), dict):
@@ -107,7 +110,7 @@ def _trunk_tensors(arch: str, sd: dict, where: str) -> dict:
     """Pick the ``features.*`` tensors of ``arch`` out of a state_dict, checking names and shapes."""
     import torch
 
-    from .model import build_vgg, conv_trunk
+    from .model import build_trunk
 
     out = {}
     for key, value in sd.items():
@@ -118,7 +121,8 @@ def _trunk_tensors(arch: str, sd: dict, where: str) -> dict:
             out[k] = value
         elif k.split(".", 1)[0].isdigit():  # a bare trunk saved from vgg.features
             out["features." + k] = value
-    expected = {f"features.{k}": v for k, v in conv_trunk(build_vgg(arch)).state_dict().items()}
+    with torch.device("meta"):  # shapes only, no memory, no init
+        expected = {f"features.{k}": v for k, v in build_trunk(arch).state_dict().items()}
     missing = sorted(set(expected) - set(out), key=_layer_order)
     if missing:
         convs = len({k.rsplit(".", 1)[0] for k in out if k.endswith(".weight") and out[k].dim() == 4})

@@ -1,0 +1,203 @@
+"""The index: incremental updates, search API, consistency checks, model and writer guards."""
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SAMPLES, copy_photos
+from indexer import Index
+from indexer import vectors as vec
+from indexer.store import ImageRow
+from retrieval.errors import ModelMismatchError, UserError
+
+
+def _paths(idx):
+    with idx.store.session() as s:
+        return sorted(r.path for r in s.query(ImageRow))
+
+
+def test_incremental_add_change_delete(tmp_path, make_index, photos):
+    idx = make_index(tmp_path / "ix")
+    r = idx.update([photos], workers=1, progress=False)
+    assert (r.added, r.updated, r.removed, r.errors) == (6, 0, 0, [])
+    ids_before = {p: idx.store.row_by_path(p).id for p in _paths(idx)}
+    v_before = {p: idx.vector(i) for p, i in ids_before.items()}
+
+    r = idx.update([photos], workers=0, progress=False)
+    assert (r.added, r.updated, r.removed, r.unchanged, r.embedded) == (0, 0, 0, 6, 0)
+
+    # add one, change one (different picture, same name), delete one
+    copy_photos(photos, ["pixabay/ship01.jpg"], flat=True)
+    changed = photos / "skimage" / "coffee.png"
+    Image.open(SAMPLES / "opencv" / "fruits.jpg").save(changed)
+    deleted = photos / "pixabay" / "dog01.jpg"
+    deleted.unlink()
+    r = idx.update([photos], workers=0, progress=False)
+    assert (r.added, r.updated, r.removed, r.unchanged, r.embedded) == (1, 1, 1, 4, 2)
+    paths = _paths(idx)
+    assert str(deleted) not in paths and str(photos / "ship01.jpg") in paths
+    assert idx.store.row_by_path(str(changed)).id == ids_before[str(changed)]  # same id, new vector
+    assert np.dot(idx.vector(ids_before[str(changed)]), v_before[str(changed)]) < 0.999
+    unchanged = str(photos / "skimage" / "astronaut.png")
+    assert np.allclose(idx.vector(ids_before[unchanged]), v_before[unchanged])
+    assert idx.check().ok and idx.count == 6
+    # the changed file is found by its new content
+    hit = idx.search(SAMPLES / "opencv" / "fruits.jpg", k=1)[0]
+    assert hit.path == str(changed) and hit.score > 0.999
+
+
+def test_metadata_row(tmp_path, make_index, photos):
+    idx = make_index(tmp_path / "ix")
+    idx.update([photos], workers=0, progress=False)
+    row = idx.store.row_by_path(str(photos / "pixabay" / "cat01.jpg"))
+    src = SAMPLES / "pixabay" / "cat01.jpg"
+    im = Image.open(src)
+    import hashlib
+    assert row.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert (row.width, row.height, row.format, row.label) == (im.width, im.height, "JPEG", "pixabay")
+    assert row.size == src.stat().st_size and row.indexed_at > time.time() - 600
+
+
+def test_search_api_inputs_and_large_k(tmp_path, make_index, photos):
+    idx = make_index(tmp_path / "ix")
+    idx.update([photos], workers=0, progress=False)
+    q = photos / "skimage" / "chelsea.png"
+    by_path = idx.search(str(q), k=3)
+    by_pil = idx.search(Image.open(q), k=3)
+    by_bytes = idx.search(q.read_bytes(), k=3)
+    assert by_path[0].path == by_pil[0].path == by_bytes[0].path == str(q)
+    everything = idx.search(q, k=1000)
+    assert len(everything) == 6
+    scores = [h.score for h in everything]
+    assert scores == sorted(scores, reverse=True)
+    many = idx.search_many([q, photos / "sklearn" / "china.jpg"], k=2)
+    assert [m[0].path for m in many] == [str(q), str(photos / "sklearn" / "china.jpg")]
+    with pytest.raises(UserError, match="not found"):
+        idx.search(tmp_path / "missing.jpg")
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("nope")
+    with pytest.raises(UserError, match="bad.jpg"):
+        idx.search(bad)
+
+
+def test_reopen_and_model_guard(tmp_path, make_index, photos, tiny_model):
+    from retrieval.spec import ModelSpec
+
+    make_index(tmp_path / "ix").update([photos], workers=0, progress=False)
+    with Index.open(tmp_path / "ix", engine="onnxruntime") as idx:
+        assert idx.count == 6
+        assert idx.search(photos / "pixabay" / "cat01.jpg", k=1)[0].score > 0.9999
+        idx.require_model(tiny_model[0])
+        other = tiny_model[0].replace(pooling="mac")
+        with pytest.raises(ModelMismatchError, match="refusing to mix"):
+            idx.require_model(other)
+    with pytest.raises(UserError, match="no index at"):
+        Index.open(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="already exists"):
+        make_index(tmp_path / "ix")
+    assert isinstance(tiny_model[0], ModelSpec)
+
+
+def test_check_detects_tampering(tmp_path, make_index, photos):
+    idx = make_index(tmp_path / "ix")
+    idx.update([photos], workers=0, progress=False)
+    assert idx.check(deep=2).ok
+    name = idx.store.meta("vectors_file")
+    good = (tmp_path / "ix" / name).read_bytes()
+
+    # 1) a vector removed behind the database's back (file rewritten, sha no longer matches)
+    f = vec.load(tmp_path / "ix" / name)
+    vec.remove(f, [vec.ids_of(f)[0]])
+    vec.faiss.write_index(f, str(tmp_path / "ix" / name))
+    problems = " | ".join(idx.check().problems)
+    assert "sha256" in problems and "5 vectors but 6 image rows" in problems and "no vector" in problems
+
+    # 2) a flipped byte
+    data = bytearray(good)
+    data[-100] ^= 0xFF
+    (tmp_path / "ix" / name).write_bytes(bytes(data))
+    assert not idx.check().ok
+
+    # 3) a row deleted from the database
+    (tmp_path / "ix" / name).write_bytes(good)
+    assert idx.check().ok
+    with idx.store.session.begin() as s:
+        s.delete(s.query(ImageRow).first())
+    assert any("no image row" in p for p in idx.check().problems)
+
+    # 4) the vectors file gone
+    (tmp_path / "ix" / name).unlink()
+    assert any("missing" in p for p in idx.check().problems)
+
+
+def test_deep_check_sees_a_wrong_vector(tmp_path, make_index, photos):
+    idx = make_index(tmp_path / "ix")
+    idx.update([photos], workers=0, progress=False)
+    name = idx.store.meta("vectors_file")
+    f = vec.load(tmp_path / "ix" / name)
+    ids = vec.ids_of(f)
+    v = vec.all_vectors(f)
+    f2 = vec.new_index(512)
+    f2.add_with_ids(np.roll(v, 1, axis=0), ids)  # every vector moved to another image
+    new_name, digest = vec.save(f2, tmp_path / "ix", 99)
+    with idx.store.session.begin() as s:
+        idx.store.set_meta(s, "vectors_file", new_name)
+        idx.store.set_meta(s, "vectors_sha256", digest)
+    assert idx.check().ok  # shape-consistent...
+    assert any("differs from a fresh embedding" in p for p in idx.check(deep=6).problems)  # ...but wrong
+
+
+def test_interrupted_save_leaves_the_committed_state(tmp_path, make_index, photos):
+    """A vectors file written but never committed (crash between the two) is ignored and removed."""
+    idx = make_index(tmp_path / "ix")
+    idx.update([photos], workers=0, progress=False)
+    committed = idx.store.meta("vectors_file")
+    f = vec.load(tmp_path / "ix" / committed)
+    vec.remove(f, vec.ids_of(f)[:3])
+    orphan, _ = vec.save(f, tmp_path / "ix", 1000)
+    (tmp_path / "ix" / "vectors-001001.faiss.tmp").write_bytes(b"half a file")
+    with Index.open(tmp_path / "ix") as again:
+        rep = again.check()
+        assert rep.ok and any("leftover" in n for n in rep.notes)
+        assert len(again.search(photos / "pixabay" / "cat01.jpg", k=100)) == 6
+        again.update([photos], workers=0, progress=False)
+    assert sorted(p.name for p in (tmp_path / "ix").glob("vectors-*")) == [committed]
+
+
+def test_second_writer_is_refused(tmp_path, make_index, photos):
+    idx = make_index(tmp_path / "ix")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(tmp_path / 'ix' / 'index.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
+        "print('locked', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match=f"another process \\(pid {holder.pid}\\)"):
+            idx.update([photos], workers=0, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died: its lock went with it
+    assert idx.update([photos], workers=0, progress=False).added == 6
+
+
+def test_nested_and_multiple_roots(tmp_path, make_index, photos):
+    idx = make_index(tmp_path / "ix")
+    other = tmp_path / "other"
+    copy_photos(other, ["opencv/baboon.jpg"], flat=True)
+    idx.update([photos, other], workers=0, progress=False)
+    assert idx.count == 7
+    # updating one root leaves the other alone; a nested root adds nothing new
+    r = idx.update([photos / "skimage"], workers=0, progress=False)
+    assert (r.added, r.removed, r.unchanged) == (0, 0, 3) and idx.count == 7
+    (other / "baboon.jpg").unlink()
+    r = idx.update([], workers=0, progress=False)  # all known roots
+    assert r.removed == 1 and idx.count == 6 and idx.check().ok
