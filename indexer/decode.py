@@ -33,7 +33,7 @@ def decode_file(job: tuple[str, str, int, int]) -> Decoded:
         with open(path, "rb") as f:
             data = f.read()
         after = os.stat(path)
-    except PermissionError:
+    except PermissionError:  # size stays -1: retried on every run, since fixing it may not touch mtime
         out.problem = "permission denied"
         return out
     except FileNotFoundError:
@@ -42,10 +42,10 @@ def decode_file(job: tuple[str, str, int, int]) -> Decoded:
     except OSError as e:
         out.problem = f"cannot read: {e.strerror or e}"
         return out
-    out.size, out.mtime_ns = after.st_size, after.st_mtime_ns
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
         out.problem = "file changed while being read (it will be retried next run)"
-        return out
+        return out  # size -1: never taken for "unchanged"
+    out.size, out.mtime_ns = after.st_size, after.st_mtime_ns
     out.sha256 = hashlib.sha256(data).hexdigest()
     try:
         p = load_and_prepare(data, input_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)

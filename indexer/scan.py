@@ -123,6 +123,7 @@ def classify(entry: Entry) -> Entry | None:
             head = f.read(32)
     except PermissionError:
         entry.problem = "permission denied"
+        entry.size = -1  # retried on every run: a chmod does not change the mtime
         return entry if named_image else None
     except OSError as e:
         entry.problem = f"cannot read: {e.strerror or e}"
