@@ -28,6 +28,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from retrieval.engines import DEFAULT_ENGINE, load_embedder
 from retrieval.errors import ModelMismatchError, UserError
@@ -37,6 +38,7 @@ from retrieval.spec import ModelSpec
 
 from . import vectors
 from .decode import Decoded, decode_file
+from .faults import crash_point
 from .scan import Entry, classify, walk
 from .store import ErrorRow, ImageRow, Store
 
@@ -335,6 +337,9 @@ class Index:
             roots = self.store.roots()
             if not roots:
                 raise UserError(f"index {self.directory} has no folders yet: name at least one FOLDER")
+        if not os.access(self.directory, os.W_OK) or (
+                (self.directory / DB_FILE).exists() and not os.access(self.directory / DB_FILE, os.W_OK)):
+            raise UserError(f"index folder {self.directory} is read-only: it can be searched, not updated")
         if workers is None:
             workers = min(4, max(1, (os.cpu_count() or 2) // 2))
         t0 = time.perf_counter()
@@ -344,6 +349,7 @@ class Index:
             self.store.add_roots(roots)
             report = UpdateReport()
             todo, problems, delete_paths, clear_errors = self._plan(roots, report)
+            crash_point("after_scan")
             self._load_vectors(force=True)
             self._run(todo, problems, delete_paths, clear_errors, report, workers, progress, commit_every,
                       commit_seconds, max_pixels)
@@ -427,6 +433,7 @@ class Index:
                 pending.append((d, v))
             report.embedded += len(batch)
             bar.update(len(batch))
+            crash_point("after_embed")
             batch.clear()
 
         try:
@@ -498,12 +505,16 @@ class Index:
                 Store.set_meta(s, "vectors_sha256", digest)
                 Store.set_meta(s, "count", int(index.ntotal))
                 Store.set_meta(s, "updated_at", now)
-        except BaseException:
+        except BaseException as e:
             if new_file:
                 (self.directory / new_file).unlink(missing_ok=True)
-            self._vectors = None
-            self._load_vectors(force=True)  # back to the committed state
+            self._vectors = None  # back to the committed state, reloaded when next needed
+            if isinstance(e, (OSError, SQLAlchemyError)):
+                reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:200]
+                raise UserError(f"cannot save the index in {self.directory} ({reason}); "
+                                f"it keeps its last saved state") from None
             raise
+        crash_point("after_commit")
         self._vectors_file = new_file
         vectors.remove_stale_files(self.directory, keep=new_file)
 

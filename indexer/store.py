@@ -1,7 +1,8 @@
 """Metadata store: per-image rows, per-file errors, indexed roots and key/value meta (SQLAlchemy 2).
 
-SQLite by default (a file in the index folder, WAL mode so searches read while an update writes);
-any SQLAlchemy URL works for bigger installs. All SQL goes through the ORM with bound parameters.
+SQLite by default (a file in the index folder, rollback journal: searches read while an update
+works, since an update holds the write lock only for its short commits, and an index on read-only
+media stays searchable); any SQLAlchemy URL works for bigger installs. All SQL goes through the ORM with bound parameters.
 """
 from __future__ import annotations
 
@@ -66,7 +67,6 @@ class MetaRow(Base):
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
@@ -78,8 +78,15 @@ class Store:
         self.engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        if not self._has_tables():
+            Base.metadata.create_all(self.engine)
         self.session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _has_tables(self) -> bool:
+        from sqlalchemy import inspect
+
+        names = set(inspect(self.engine).get_table_names())
+        return {t.name for t in Base.metadata.sorted_tables} <= names
 
     def close(self) -> None:
         self.engine.dispose()

@@ -14,6 +14,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .faults import crash_point
+
 
 def new_index(dim: int) -> faiss.Index:
     """Exact inner-product search over L2-normalised vectors (= cosine), with our own ids."""
@@ -44,12 +46,20 @@ def save(index: faiss.Index, directory: Path, generation: int) -> tuple[str, str
     name = f"vectors-{generation:06d}.faiss"
     final = directory / name
     tmp = directory / (name + ".tmp")
-    faiss.write_index(index, str(tmp))
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    digest = file_sha256(tmp)
-    os.replace(tmp, final)
-    _fsync_dir(directory)
+    try:
+        faiss.write_index(index, str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        digest = file_sha256(tmp)
+        crash_point("vectors_tmp_written")
+        os.replace(tmp, final)
+        _fsync_dir(directory)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, RuntimeError):  # FAISS reports failed writes (disk full...) as RuntimeError
+            raise OSError(f"cannot write {final}: {str(e).strip().splitlines()[-1][:200]}") from None
+        raise
+    crash_point("vectors_renamed")
     return name, digest
 
 

@@ -1,0 +1,24 @@
+"""Crash points for the crash-safety tests and the soak script.
+
+``VGG_RETRIEVAL_CRASH_AT=<point>`` makes the process SIGKILL itself when it reaches that point, so a
+test can kill an index update exactly where a power cut hurts most. Unset (always, in normal use),
+``crash_point`` is a dictionary lookup and nothing else.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "VGG_RETRIEVAL_CRASH_AT"
+POINTS = (
+    "after_scan",          # the folders were walked, nothing written yet
+    "after_embed",         # the first batch was embedded, nothing saved
+    "vectors_tmp_written", # the new vectors file exists under its temporary name
+    "vectors_renamed",     # the new vectors file has its final name, the database does not know it
+    "after_commit",        # the database names the new file, the old one is still there
+)
+
+
+def crash_point(name: str) -> None:
+    if os.environ.get(ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)

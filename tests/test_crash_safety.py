@@ -1,0 +1,113 @@
+"""A crash at the worst moments, a full disk, a read-only index: the index stays correct."""
+import os
+import resource
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLES, copy_photos
+from indexer import Index
+from indexer.faults import ENV, POINTS
+from indexer.store import ImageRow
+
+FIRST = ["pixabay/airplane01.jpg", "pixabay/bird01.jpg", "pixabay/cat01.jpg"]
+MORE = ["pixabay/dog01.jpg", "pixabay/ship01.jpg", "skimage/coffee.png"]
+
+
+def run_index(folder, ix, model, env=None, preexec=None, privileged=True):
+    cmd = [sys.executable, "-m", "indexer", "index", str(folder), "--index", str(ix), "--model", str(model),
+           "--workers", "0", "--batch-size", "2", "--commit-every", "2", "-q"]
+    if not privileged and os.geteuid() == 0:
+        cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+                          preexec_fn=preexec)
+
+
+def snapshot(ix):
+    with Index.open(ix) as idx:
+        rep = idx.check()
+        assert rep.ok, rep.problems
+        with idx.store.session() as s:
+            rows = {r.path: r.id for r in s.query(ImageRow)}
+        return {p: idx.vector(i) for p, i in rows.items()}
+
+
+@pytest.fixture
+def indexed(tmp_path, tiny_model):
+    """An index of 3 photos, and 3 more photos added to the folder since."""
+    folder = tmp_path / "photos"
+    copy_photos(folder, FIRST, flat=True)
+    ix = tmp_path / "ix"
+    assert run_index(folder, ix, tiny_model[2]).returncode == 0
+    before = snapshot(ix)
+    copy_photos(folder, MORE, flat=True)
+    return folder, ix, before
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_sigkill_at_each_crash_point(tmp_path, tiny_model, indexed, point):
+    folder, ix, before = indexed
+    r = run_index(folder, ix, tiny_model[2], env={ENV: point})
+    assert r.returncode == -signal.SIGKILL, (point, r.returncode, r.stderr[-500:])
+    after_kill = snapshot(ix)  # check() passes
+    assert set(before) <= set(after_kill)
+    if point in ("after_scan", "after_embed", "vectors_tmp_written", "vectors_renamed"):
+        assert set(after_kill) == set(before)  # nothing committed: exactly the previous state
+    else:
+        assert len(after_kill) > len(before)
+    for p, v in before.items():
+        assert np.allclose(after_kill[p], v)
+    r = run_index(folder, ix, tiny_model[2])
+    assert r.returncode == 0, r.stderr
+    final = snapshot(ix)
+    assert len(final) == 6
+    clean = tmp_path / "clean"
+    assert run_index(folder, clean, tiny_model[2]).returncode == 0
+    reference = snapshot(clean)
+    assert set(final) == set(reference)
+    for p in final:
+        assert float(np.dot(final[p], reference[p])) > 0.99999
+    assert len(list(ix.glob("vectors-*"))) == 1  # leftovers cleaned
+
+
+def test_disk_full_keeps_the_last_saved_state(tmp_path, tiny_model, indexed):
+    folder, ix, before = indexed
+
+    def small_disk():  # every file write past 40 KiB fails, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40 * 1024, 40 * 1024))
+
+    more = sorted(p.name for p in (SAMPLES / "pixabay").glob("*.jpg"))[:24]
+    copy_photos(folder, [f"pixabay/{n}" for n in more], flat=True)
+    r = run_index(folder, ix, tiny_model[2], preexec=small_disk)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and f"cannot save the index in {ix}" in err[0] and "last saved state" in err[0], r.stderr
+    after = snapshot(ix)  # check() passes: the last commit that fitted, nothing half-written
+    assert set(before) <= set(after) < {str(p) for p in folder.iterdir()}
+    assert len(list(ix.glob("vectors-*"))) == 1
+    assert run_index(folder, ix, tiny_model[2]).returncode == 0
+    assert set(snapshot(ix)) == {str(p) for p in folder.iterdir()}
+
+
+def test_read_only_index_folder(tmp_path, tiny_model, indexed):
+    folder, ix, before = indexed
+    os.chmod(tmp_path, 0o755)
+    for p in [ix, *ix.iterdir()]:
+        os.chmod(p, 0o555 if p.is_dir() else 0o444)
+    try:
+        r = run_index(folder, ix, tiny_model[2], privileged=False)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "read-only" in r.stderr, r.stderr
+        s = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m",
+                            "indexer", "search", str(folder / "cat01.jpg"), "--index", str(ix), "--json"],
+                           capture_output=True, text=True, timeout=300)
+        assert s.returncode == 0, s.stderr  # a read-only index is still searchable
+        assert '"score": 1.0' in s.stdout or '"score": 0.99999' in s.stdout
+    finally:
+        for p in [ix, *ix.rglob("*")]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    assert set(snapshot(ix)) == set(before)
