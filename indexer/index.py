@@ -89,6 +89,7 @@ class UpdateReport:
 class CheckReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    retry: bool = False
 
     @property
     def ok(self) -> bool:
@@ -295,6 +296,21 @@ class Index:
                                       row.size, row.format, row.sha256))
             results.append(hits)
         return results
+
+    def indexed_file(self, image: int | str) -> Path:
+        """The path of an indexed image (by id or path), only if the images table has it and it lies
+        inside one of the index's folders: what the UI and the dedup actions may read or move. A path
+        planted in the database that points elsewhere (``/etc/passwd``, ``root/../..``) is refused."""
+        row = self.store.rows_by_id([image]).get(int(image)) if isinstance(image, (int, np.integer)) \
+            else self.store.row_by_path(str(image))
+        if row is None:
+            raise UserError(f"not an indexed image: {image}")
+        path = os.path.normpath(os.path.abspath(row.path))
+        for root in self.store.roots():
+            root = os.path.normpath(os.path.abspath(root))
+            if path.startswith(root.rstrip(os.sep) + os.sep):
+                return Path(path)
+        raise UserError(f"refusing to read {row.path}: it is outside the index's folders")
 
     def vector(self, image_id: int) -> np.ndarray:
         return self._load_vectors().reconstruct(int(image_id))
@@ -521,8 +537,16 @@ class Index:
     # --- checking -----------------------------------------------------------------------------
     def check(self, deep: int = 0) -> CheckReport:
         """Prove the database and the vectors file agree; ``deep``: also re-embed that many files."""
+        for _ in range(5):
+            rep = self._check_once(deep)
+            if not rep.retry:
+                return rep
+            time.sleep(0.1)  # an update committed a new generation while we read: look again
+        return rep
+
+    def _check_once(self, deep: int) -> CheckReport:
         rep = CheckReport()
-        with self.store.session() as s:
+        with self.store.session() as s, s.begin():
             name = Store.get_meta(s, "vectors_file")
             digest = Store.get_meta(s, "vectors_sha256")
             count = Store.get_meta(s, "count")
@@ -531,17 +555,26 @@ class Index:
         if model_id != self.spec.model_id:
             rep.problems.append(f"model id in meta ({model_id}) does not match the stored spec ({self.spec.model_id})")
         path = self.directory / (name or "")
-        if not name or not path.is_file():
-            rep.problems.append(f"vectors file {name!r} named by the database is missing")
+        try:
+            actual = vectors.file_sha256(path) if name else None
+            index = vectors.load(path) if name else None
+        except (OSError, RuntimeError) as e:
+            if self.store.meta("vectors_file") != name:
+                rep.retry = True
+                return rep
+            if not path.is_file():
+                rep.problems.append(f"vectors file {name!r} named by the database is missing")
+            else:
+                rep.problems.append(f"{name} cannot be read: {str(e).strip().splitlines()[0][:200]}")
             return rep
-        actual = vectors.file_sha256(path)
+        if index is None:
+            rep.problems.append("the database names no vectors file")
+            return rep
+        if self.store.meta("vectors_file") != name:
+            rep.retry = True
+            return rep
         if actual != digest:
             rep.problems.append(f"{name} has sha256 {actual[:12]}, the database recorded {str(digest)[:12]}")
-        try:
-            index = vectors.load(path)
-        except RuntimeError as e:
-            rep.problems.append(f"{name} cannot be read by FAISS: {str(e).splitlines()[0][:200]}")
-            return rep
         if index.d != self.spec.descriptor_dim:
             rep.problems.append(f"vectors have {index.d} dimensions, the model gives {self.spec.descriptor_dim}")
         if index.ntotal != len(db_ids) or count != len(db_ids):

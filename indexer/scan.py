@@ -56,11 +56,15 @@ def describe_content(head: bytes) -> str:
         return "a ZIP archive"
     if head[4:8] == b"ftyp":
         return "an ISO media file (video/HEIC)"
-    try:
-        head.decode("utf-8")
-        return "text"
-    except UnicodeDecodeError:
-        return "unknown binary data"
+    if not head.strip(b"\x00"):
+        return "zero bytes"
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+            return "text"
+        except UnicodeDecodeError:
+            pass
+    return "unknown binary data"
 
 
 def printable(path: str) -> str:
