@@ -243,6 +243,17 @@ class Index:
     def count(self) -> int:
         return self.store.count()
 
+    def vectors_info(self) -> dict:
+        """What the committed vectors file is: FAISS type, vector count, dimensions, file and size."""
+        import faiss
+
+        v = self._load_vectors()
+        inner = faiss.downcast_index(v.index) if hasattr(v, "index") else v
+        kind = f"{type(v).__name__}({type(inner).__name__})" if inner is not v else type(v).__name__
+        path = self.directory / self._vectors_file
+        return {"type": kind, "count": int(v.ntotal), "dim": int(v.d), "file": self._vectors_file,
+                "bytes": path.stat().st_size if path.exists() else 0}
+
     # --- search -------------------------------------------------------------------------------
     def embed_queries(self, queries: Iterable) -> np.ndarray:
         queries = list(queries)

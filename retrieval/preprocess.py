@@ -65,10 +65,12 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | N
             raise ImageError("empty file")
         source = io.BytesIO(source)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # Pillow's warnings (corrupt EXIF, its own 89 MP bomb warning) are not verdicts: our
+        # max_pixels check below and the decode errors decide.
+        warnings.simplefilter("ignore")
         try:
             im = Image.open(source)
-        except Image.DecompressionBombError as e:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ImageError(f"image too large (decompression bomb guard): {e}") from None
         except Image.UnidentifiedImageError:
             raise ImageError("not an image Pillow can read") from None

@@ -1,0 +1,317 @@
+"""Streamlit AppTest tests of every page of the web UI: a real index (tiny model, real photos), real
+Streamlit script runs, no mocks. The browser end-to-end test is in test_ui_browser.py."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamlit.testing.v1 import AppTest  # the web UI's tests need: pip install streamlit
+
+from conftest import SAMPLES, copy_photos
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "ui" / "app.py")
+ANIMALS = ["pixabay/cat01.jpg", "pixabay/dog01.jpg", "skimage/chelsea.png"]
+THINGS = ["skimage/coffee.png", "skimage/rocket.jpg", "sklearn/china.jpg"]
+
+
+@pytest.fixture(scope="module")
+def ui_index(tiny_model, tmp_path_factory):
+    """An index over real photos in two labelled folders, plus one unreadable file."""
+    from indexer import Index
+
+    spec, _, model_dir = tiny_model
+    base = tmp_path_factory.mktemp("ui")
+    photos = base / "photos"
+    copy_photos(photos / "animals", ANIMALS, flat=True)
+    copy_photos(photos / "things", THINGS, flat=True)
+    (photos / "things" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with Index.create(base / "index", spec, model_dir=model_dir) as idx:
+        idx.update([photos], workers=0, progress=False)
+        assert idx.count == 6
+    return base / "index", photos
+
+
+def app(index_dir, monkeypatch, **env) -> AppTest:
+    monkeypatch.setenv("VGG_RETRIEVAL_INDEX", str(index_dir))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "caption", "info", "warning", "error", "success", "code")
+                     for e in getattr(at, kind))
+
+
+def result_captions(at) -> list[str]:
+    return [m.value for m in at.markdown if m.value.startswith("**") and " · " in m.value]
+
+
+def upload(at, path: Path, name: str | None = None, data: bytes | None = None, key: str = "upload") -> AppTest:
+    at.file_uploader(key=key).upload(name or path.name, path.read_bytes() if data is None else data, "image/jpeg")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+# --- search -----------------------------------------------------------------------------------
+def test_search_upload_gives_results_timing_and_classification_note(ui_index, monkeypatch):
+    index_dir, photos = ui_index
+    at = app(index_dir, monkeypatch)
+    assert "Upload an image or paste a path to search 6 indexed images" in texts(at)
+    upload(at, photos / "animals" / "cat01.jpg", name="my-upload.jpg")
+    caps = result_captions(at)
+    assert len(caps) == 6
+    assert caps[0].startswith("**1.000** · cat01.jpg") and "animals" in caps[0]
+    assert "Query time" in texts(at) and "model" in texts(at)
+    # the index's model has no classifier: a plain note, no chart
+    assert any("no classifier" in i.value for i in at.info)
+    # uploads are not written anywhere near the indexed folders
+    assert sorted(p.name for p in (photos / "animals").iterdir()) == sorted(Path(n).name for n in ANIMALS)
+
+
+def test_filters_threshold_and_pagination_change_results(ui_index, monkeypatch):
+    index_dir, photos = ui_index
+    at = upload(app(index_dir, monkeypatch), photos / "things" / "coffee.png")
+    assert len(result_captions(at)) == 6
+    at.multiselect(key="labels").set_value(["animals"]).run()
+    caps = result_captions(at)
+    assert len(caps) == 3 and all("\nanimals ·" in c for c in caps)
+    at.multiselect(key="labels").set_value([]).run()
+    at.slider(key="threshold").set_value(0.999).run()
+    caps = result_captions(at)
+    assert len(caps) == 1 and "coffee.png" in caps[0]
+    at.slider(key="threshold").set_value(0.0).run()
+    assert len(result_captions(at)) == 6
+
+
+def test_load_more(tiny_model, make_index, tmp_path, monkeypatch):
+    folder = tmp_path / "many"
+    names = ["pixabay/" + p.name for p in sorted((SAMPLES / "pixabay").glob("*.jpg"))[:14]]
+    copy_photos(folder, names, flat=True)
+    idx = make_index(tmp_path / "index")
+    idx.update([folder], workers=0, progress=False)
+    at = upload(app(tmp_path / "index", monkeypatch), folder / Path(names[3]).name)
+    assert len(result_captions(at)) == 12
+    at.button(key="load_more").click().run()
+    assert len(result_captions(at)) == 14
+    assert not [b for b in at.button if b.key == "load_more"]
+
+
+def test_more_like_this_open_and_path_query(ui_index, monkeypatch):
+    from indexer import Index
+
+    index_dir, photos = ui_index
+    with Index.open(index_dir) as idx:
+        dog = idx.store.row_by_path(str((photos / "animals" / "dog01.jpg").resolve()))
+    at = upload(app(index_dir, monkeypatch), photos / "animals" / "cat01.jpg")
+    at.button(key=f"more_{dog.id}").click().run()
+    assert not at.exception
+    assert "**Query:** dog01.jpg" in texts(at)
+    assert result_captions(at)[0].startswith("**1.000** · dog01.jpg")
+    # open a result larger: its metadata and the path to copy
+    at.button(key=f"open_{dog.id}").click().run()
+    assert any(c.value == dog.path for c in at.code)
+    assert dog.sha256 in at.table[0].value["value"].tolist()
+    at.button(key="detail_close").click().run()
+    assert not any(c.value == dog.path for c in at.code)
+    # paste the path of an indexed image, then crop a region of it
+    at.text_input(key="path").set_value(str(photos / "things" / "rocket.jpg")).run()
+    assert result_captions(at)[0].startswith("**1.000** · rocket.jpg")
+    at.checkbox(key="crop_on").check().run()
+    at.slider(key="crop_x").set_value((10, 60)).run()
+    assert not at.exception and not at.error
+    assert "**Query:** rocket.jpg (cropped)" in texts(at)
+    assert len(result_captions(at)) == 6
+
+
+def test_bad_inputs_are_messages_not_tracebacks(ui_index, monkeypatch, tmp_path):
+    index_dir, photos = ui_index
+    at = app(index_dir, monkeypatch)
+    upload(at, photos / "things" / "broken.jpg")
+    assert at.error and "cannot use broken.jpg" in at.error[0].value
+    assert not result_captions(at)
+    upload(at, photos / "animals" / "cat01.jpg", name="notes.jpg", data=b"hello, not an image")
+    assert at.error and "notes.jpg" in at.error[0].value
+    # a path that is not a row of the index is refused, even when the file exists and is an image
+    outside = tmp_path / "outside.jpg"
+    shutil.copy2(photos / "animals" / "cat01.jpg", outside)
+    at.file_uploader(key="upload").clear()
+    at.text_input(key="path").set_value(str(outside)).run()
+    assert at.error and "is not an image of this index" in at.error[0].value
+    at.text_input(key="path").set_value("/etc/passwd").run()
+    assert at.error and "is not an image of this index" in at.error[0].value
+    # an empty crop box
+    at.text_input(key="path").set_value(str(photos / "animals" / "cat01.jpg")).run()
+    at.checkbox(key="crop_on").check().run()
+    at.slider(key="crop_x").set_value((50, 50)).run()
+    assert at.error and "crop box" in at.error[0].value
+    assert not at.exception
+
+
+def test_upload_caps_bytes_and_pixels(ui_index, monkeypatch):
+    index_dir, photos = ui_index
+    at = app(index_dir, monkeypatch, VGG_RETRIEVAL_UI_MAX_UPLOAD_MB="0.01")
+    upload(at, photos / "animals" / "dog01.jpg")  # ~110 KB
+    assert at.error and "uploads are limited to" in at.error[0].value
+    at = app(index_dir, monkeypatch, VGG_RETRIEVAL_UI_MAX_UPLOAD_MB="20", VGG_RETRIEVAL_UI_MAX_PIXELS="10000")
+    upload(at, photos / "animals" / "dog01.jpg")
+    assert at.error and "too large" in at.error[0].value
+
+
+def test_missing_index_is_a_message(tmp_path, monkeypatch):
+    at = app(tmp_path / "nothing", monkeypatch)
+    assert at.error and "no index at" in at.error[0].value
+
+
+# --- classification ---------------------------------------------------------------------------
+def test_classification_chart_lights_up_with_class_scores():
+    """The same component the search page calls, given the top-5 of real logits over class names."""
+    from ui.core import top_k
+
+    names = ["daisy", "dandelion", "rose", "sunflower", "tulip", "other"]
+    top = top_k(np.array([0.1, 3.0, 0.5, 2.0, -1.0, 0.0]), names, 5)
+    assert [c for c, _ in top] == ["dandelion", "sunflower", "rose", "daisy", "other"]
+    assert abs(sum(p for _, p in top_k(np.zeros(6), names, 6)) - 1) < 1e-9
+
+    def page(top):
+        from ui.components import classification
+
+        classification(top, "")
+
+    at = AppTest.from_function(page, args=(top,), default_timeout=30)
+    at.run()
+    assert not at.exception
+    assert not at.info
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+    assert any("dandelion 6" in m.value for m in at.markdown)
+
+
+def test_classification_note_for_named_classes_without_logits(tiny_model, tmp_path, monkeypatch, photos):
+    """A spec with class names but a model without class scores: a note, and search still works."""
+    from indexer import Index
+
+    spec, _, model_dir = tiny_model
+    named = spec.replace(class_names=("ant", "bee"))
+    with Index.create(tmp_path / "index", named, model_dir=model_dir) as idx:
+        idx.update([photos], workers=0, progress=False)
+    at = upload(app(tmp_path / "index", monkeypatch), photos / "pixabay" / "cat01.jpg")
+    assert any("names 2 classes but exposes no class scores" in i.value for i in at.info)
+    assert result_captions(at)[0].startswith("**1.000** · cat01.jpg")
+
+
+# --- index page -------------------------------------------------------------------------------
+def test_index_page_status_errors_and_indexing_with_progress(tiny_model, make_index, tmp_path, monkeypatch):
+    folder = tmp_path / "photos"
+    copy_photos(folder, ANIMALS, flat=True)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 broken")
+    idx = make_index(tmp_path / "index")
+    idx.update([folder], workers=0, progress=False)
+    at = app(tmp_path / "index", monkeypatch)
+    at.switch_page("pages/index.py").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "3" and metrics["Files with errors"] == "1"
+    assert metrics["Last update"] != "never" and metrics["Size on disk"].endswith("MB")
+    table = " ".join(at.table[0].value["value"].tolist())
+    assert "vgg11/gap@64" in table and "openvino" in table and "IndexIDMap2(IndexFlatIP)" in table
+    errors = at.dataframe[0].value
+    assert list(errors["path"]) == [str((folder / "broken.jpg").resolve())]
+    # index one more folder, in a subprocess, with its progress shown
+    more = tmp_path / "more"
+    copy_photos(more, THINGS, flat=True)
+    at.text_input(key="index_folder").set_value(str(more))
+    at.button(key="index_start").click().run(timeout=120)
+    assert not at.exception
+    assert at.success and "3 added" in at.success[0].value, texts(at)
+    assert {m.label: m.value for m in at.metric}["Images"] == "6"
+    # a folder that is not there: a message
+    at.text_input(key="index_folder").set_value(str(tmp_path / "nope"))
+    at.button(key="index_start").click().run()
+    assert at.error and "folder not found" in at.error[0].value
+
+
+def test_index_page_read_only_hides_indexing(ui_index, monkeypatch):
+    index_dir, _ = ui_index
+    at = app(index_dir, monkeypatch, VGG_RETRIEVAL_UI_READ_ONLY="1")
+    at.switch_page("pages/index.py").run()
+    assert not at.exception and not [b for b in at.button if b.key == "index_start"]
+    assert "read-only" in texts(at)
+
+
+# --- duplicates page --------------------------------------------------------------------------
+def test_duplicates_page_run_browse_save_and_open(tiny_model, make_index, tmp_path, monkeypatch):
+    folder = tmp_path / "photos"
+    copy_photos(folder, ANIMALS + THINGS, flat=True)
+    shutil.copy2(folder / "coffee.png", folder / "coffee-copy.png")
+    idx = make_index(tmp_path / "index")
+    idx.update([folder], workers=0, progress=False)
+    at = app(tmp_path / "index", monkeypatch)
+    at.switch_page("pages/duplicates.py").run()
+    assert not at.exception
+    at.checkbox(key="dedup_exact").check()
+    at.button(key="dedup_run").click().run()
+    assert not at.exception and not at.error, texts(at)
+    md = texts(at)
+    assert "1 groups" in md and "Group 1" in md and "KEEPER" in md
+    shown = [c.value for c in at.code]
+    assert str((folder / "coffee.png").resolve()) in shown and str((folder / "coffee-copy.png").resolve()) in shown
+    assert len(at.get("image")) >= 2
+    # save it into the index folder, then open it from there
+    at.button(key="dedup_save").click().run()
+    assert at.success and "dedup-" in at.success[0].value
+    saved = list((tmp_path / "index" / "dedup").glob("*.json"))
+    assert len(saved) == 1
+    at = app(tmp_path / "index", monkeypatch)
+    at.switch_page("pages/duplicates.py").run()
+    at.button(key="dedup_open").click().run()
+    assert not at.exception and "KEEPER" in texts(at)
+    # an uploaded report that is not one: a message
+    at.file_uploader(key="dedup_upload").upload("x.json", json.dumps({"format": "nope"}).encode(), "application/json")
+    at.run()
+    assert at.error and "is not a dedup report" in at.error[0].value
+
+
+# --- feature maps page ------------------------------------------------------------------------
+def test_feature_maps_page(ui_index, monkeypatch):
+    index_dir, photos = ui_index
+    at = app(index_dir, monkeypatch)
+    at.switch_page("pages/feature_maps.py").run()
+    assert not at.exception
+    assert at.selectbox(key="fm_layer").options[0].startswith("conv1_1 (64 maps)")
+    upload(at, photos / "animals" / "chelsea.png", key="fm_upload")
+    assert not at.error, texts(at)
+    captions = [c for i in at.get("image") for c in i.captions]
+    assert len(captions) == 2 and captions[0] == "model input (64x43)", captions
+    assert captions[1].startswith("conv4_") and "32 of 512 maps" in captions[1]
+    at.selectbox(key="fm_layer").select("conv1_1").run()
+    captions = [c for i in at.get("image") for c in i.captions]
+    assert not at.exception and captions[1].startswith("conv1_1: 32 of 64 maps, 64x43 cells")
+    at.file_uploader(key="fm_upload").upload("bad.png", b"\x89PNG nope", "image/png")
+    at.run()
+    assert at.error and "cannot use bad.png" in at.error[0].value
+
+
+# --- the command ------------------------------------------------------------------------------
+def test_ui_command_is_registered_and_builds_the_streamlit_command(tmp_path):
+    from click.testing import CliRunner
+
+    from indexer.cli import cli
+    from ui.cli import streamlit_command, streamlit_env
+
+    assert "ui" in cli.commands
+    out = CliRunner().invoke(cli, ["ui", "--help"])
+    assert out.exit_code == 0 and "--index" in out.output and "--port" in out.output
+    cmd = streamlit_command(tmp_path, port=8555)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("ui/app.py")
+    assert "--server.headless" in cmd and "8555" in cmd
+    env = streamlit_env(tmp_path, engine="onnxruntime", base={})
+    assert env["VGG_RETRIEVAL_INDEX"] == str(tmp_path.resolve()) and env["VGG_RETRIEVAL_UI_ENGINE"] == "onnxruntime"

@@ -1,0 +1,55 @@
+"""End-to-end: the real UI (``streamlit run`` on a free loopback port) in a real browser (Debian's
+headless Chromium driven by Playwright), against a real index of real photos.
+
+Needs ``pip install streamlit playwright`` and ``apt-get install chromium``; it fails (never skips)
+when the browser is missing, so CI can't pass without really running it.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_photos
+from ui.browser import CHROMIUM, chromium, search_by_upload, serve
+
+INDEXED = ["pixabay/horse01.jpg", "pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/ship01.jpg",
+           "skimage/coffee.png", "skimage/chelsea.png", "sklearn/china.jpg", "opencv/fruits.jpg"]
+
+
+def test_upload_in_a_real_browser_finds_the_photo(tiny_model, tmp_path):
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: run `apt-get install -y chromium` "
+                    f"(this end-to-end test needs a real browser; Playwright must not download one)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.fail("Playwright for Python is not installed: pip install playwright (no browser download needed)")
+    from indexer import Index
+
+    spec, _, model_dir = tiny_model
+    photos = tmp_path / "photos"
+    copy_photos(photos, INDEXED)
+    with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
+        idx.update([photos], workers=0, progress=False)
+        assert idx.count == len(INDEXED)
+    # the upload: a byte copy of an indexed photo under another name, outside the indexed folder
+    query = tmp_path / "upload" / "my-query.jpg"
+    query.parent.mkdir()
+    shutil.copy2(photos / "pixabay" / "horse01.jpg", query)
+    shot = tmp_path / "ui-search-browser.png"
+
+    with serve(tmp_path / "index") as url, chromium(1280, 1000) as page:
+        captions = search_by_upload(page, url, query)
+        page.screenshot(path=str(shot), full_page=True)
+        assert page.get_by_text("no classifier").count() == 1  # the classification note
+
+    print(f"screenshot: {shot}")
+    assert shot.stat().st_size > 10_000
+    assert len(captions) == len(INDEXED), captions
+    assert captions[0].startswith("1.000 · horse01.jpg pixabay · 960x"), captions
+    scores = [float(c.split(" ")[0]) for c in captions]
+    assert scores == sorted(scores, reverse=True)
+    # nothing was written into the indexed folder
+    assert sorted(p.name for p in (photos / "pixabay").iterdir()) == sorted(Path(n).name for n in INDEXED[:4])

@@ -1,0 +1,161 @@
+"""Drive the real UI in a real browser: start ``streamlit run`` on a free loopback port and run Debian's
+headless Chromium through Playwright (never a browser Playwright downloads itself).
+
+Used by tests/test_ui_browser.py and to take the README screenshot::
+
+    python -m ui.browser --index DIR --query photo.jpg --out docs/ui-search.png
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM = os.environ.get("VGG_RETRIEVAL_CHROMIUM", "/usr/bin/chromium")
+RESULT = re.compile(r"^-?\d\.\d{3} · ")  # a result card's caption: "0.987 · name.jpg ..."
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu",
+                 "--no-first-run", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(index_dir, engine: str = "openvino", port: int | None = None, timeout: float = 60.0, log=None):
+    """``streamlit run ui/app.py`` on 127.0.0.1 against ``index_dir``; yields the base URL."""
+    from .cli import streamlit_command, streamlit_env
+
+    port = port or free_port()
+    cmd = streamlit_command(index_dir, port=port, address="127.0.0.1")
+    env = streamlit_env(index_dir, engine=engine)
+    env.pop("TQDM_DISABLE", None)
+    own_log = log is None
+    log = log or tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with status {proc.returncode}: {_tail(log)}")
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not answer on {url} within {timeout:.0f} s: {_tail(log)}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if own_log:
+            log.close()
+
+
+def _tail(log, n: int = 2000) -> str:
+    try:
+        log.flush()
+        log.seek(0)
+        return log.read().decode(errors="replace")[-n:]
+    except Exception:
+        return ""
+
+
+@contextmanager
+def chromium(width: int = 1280, height: int = 900):
+    """A Playwright page in Debian's headless Chromium."""
+    if not Path(CHROMIUM).is_file():
+        raise RuntimeError(f"Chromium is not installed at {CHROMIUM}: apt-get install -y chromium "
+                           f"(Playwright must not download its own browser)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            yield page
+        finally:
+            browser.close()
+
+
+def search_by_upload(page, url: str, image: Path, timeout_ms: int = 60_000) -> list[str]:
+    """Open the search page, upload ``image``, wait for the results; returns the result captions
+    (``"<score> · <file name> <label> · <w>x<h> · <size>"``) in page order."""
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector('[data-testid="stFileUploaderDropzoneInput"]', state="attached", timeout=timeout_ms)
+    page.set_input_files('[data-testid="stFileUploaderDropzoneInput"]', str(image))
+    page.get_by_text("Query time").wait_for(timeout=timeout_ms)
+    caps = page.locator('[data-testid="stMarkdownContainer"]')
+    deadline = time.monotonic() + timeout_ms / 1000
+    captions: list[str] = []
+    while time.monotonic() < deadline:  # results rendered and every thumbnail decoded
+        captions = [t.replace("\n", " ").strip() for t in caps.all_inner_texts()]
+        captions = [t for t in captions if RESULT.match(t)]
+        ready = page.evaluate(
+            "(n) => { const imgs = [...document.querySelectorAll('[data-testid=\"stImage\"] img')];"
+            " return imgs.length >= n && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+            len(captions) + 1)
+        if captions and ready:
+            break
+        time.sleep(0.2)
+    else:
+        raise TimeoutError(f"no complete results on {url} after {timeout_ms / 1000:.0f} s")
+    return captions
+
+
+def small_png(path: Path, max_bytes: int = 300_000) -> int:
+    """Re-save a screenshot as a palette PNG when it is larger than ``max_bytes``; returns its size."""
+    from PIL import Image
+
+    path = Path(path)
+    if path.stat().st_size <= max_bytes:
+        return path.stat().st_size
+    im = Image.open(path).convert("RGB")
+    for colors in (256, 128, 64):
+        buf = io.BytesIO()
+        im.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(buf, "PNG", optimize=True)
+        if buf.tell() <= max_bytes:
+            break
+    path.write_bytes(buf.getvalue())
+    return path.stat().st_size
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--index", required=True)
+    ap.add_argument("--query", required=True, help="image to upload")
+    ap.add_argument("--out", required=True, help="PNG to write")
+    ap.add_argument("--engine", default="openvino")
+    ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--height", type=int, default=1100)
+    ap.add_argument("--max-bytes", type=int, default=300_000)
+    a = ap.parse_args(argv)
+    with serve(a.index, engine=a.engine) as url, chromium(a.width, a.height) as page:
+        caps = search_by_upload(page, url, Path(a.query))
+        page.screenshot(path=a.out)
+    size = small_png(Path(a.out), a.max_bytes)
+    print(f"{a.out}: {size / 1000:.0f} KB; results: {caps[:4]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""``vgg-retrieval ui``: start the Streamlit web UI on an index."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from retrieval.engines import DEFAULT_ENGINE, ENGINES
+from retrieval.errors import UserError
+
+from .core import (DEFAULT_MAX_UPLOAD_MB, ENV_ENGINE, ENV_INDEX, ENV_MAX_UPLOAD_MB, ENV_READ_ONLY, ROOT)
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def streamlit_command(index_dir, port: int = 8501, address: str = "127.0.0.1",
+                      max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(APP),
+            "--server.headless", "true",
+            "--server.port", str(port),
+            "--server.address", address,
+            "--server.maxUploadSize", str(max(1, int(max_upload_mb))),
+            "--server.fileWatcherType", "none",
+            "--server.runOnSave", "false",
+            "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal"]
+
+
+def streamlit_env(index_dir, engine: str = DEFAULT_ENGINE, read_only: bool = False,
+                  max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, base=None) -> dict:
+    env = dict(os.environ if base is None else base)
+    env[ENV_INDEX] = str(Path(index_dir).resolve())
+    env[ENV_ENGINE] = engine
+    env[ENV_MAX_UPLOAD_MB] = str(max_upload_mb)
+    if read_only:
+        env[ENV_READ_ONLY] = "1"
+    else:
+        env.pop(ENV_READ_ONLY, None)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+    return env
+
+
+@click.command()
+@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), envvar=ENV_INDEX,
+              required=True, help=f"Index folder [env: {ENV_INDEX}].")
+@click.option("--port", type=int, default=8501, show_default=True, help="Port to serve on.")
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 to serve your network; there is no login).")
+@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True,
+              help="Inference engine.")
+@click.option("--read-only", is_flag=True, help="Hide indexing and report saving in the UI.")
+@click.option("--max-upload-mb", type=int, default=DEFAULT_MAX_UPLOAD_MB, show_default=True,
+              help="Largest upload accepted.")
+def ui(index_dir, port, address, engine, read_only, max_upload_mb):
+    """Start the web UI (Streamlit) on the index at --index: search, duplicates, index, feature maps."""
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise UserError("the web UI needs Streamlit: pip install 'vgg-retrieval[ui]' (or pip install streamlit)") from None
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port must be 1..65535 (got {port})")
+    cmd = streamlit_command(index_dir, port, address, max_upload_mb)
+    env = streamlit_env(index_dir, engine, read_only, max_upload_mb)
+    click.echo(f"vgg-retrieval UI on http://{address}:{port} for index {index_dir} (Ctrl-C to stop)", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # become Streamlit (exec): Ctrl-C and kill reach the server directly, no orphan is left behind
+    os.execve(sys.executable, cmd, env)

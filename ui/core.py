@@ -1,0 +1,493 @@
+"""The UI's logic without Streamlit: queries, search with filters, thumbnails, classification, feature
+maps, index status and indexing in a subprocess. Pages call this; so does benchmarks/ui_latency.py.
+
+Safety rules kept here, in one place:
+- uploads are checked (bytes, pixels, format) by ``read_upload`` and stay in memory;
+- files are only ever opened through an ``ImageRow`` of the index (``Service.row`` /
+  ``Service.row_for_path``), never from a path a user typed or a report named;
+- inference goes through one lock per process (the engines are not safe to share between threads).
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from retrieval.errors import UserError
+from retrieval.preprocess import ImageError, open_image
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV_INDEX = "VGG_RETRIEVAL_INDEX"  # the same variable as the CLI's --index
+ENV_ENGINE = "VGG_RETRIEVAL_UI_ENGINE"
+ENV_READ_ONLY = "VGG_RETRIEVAL_UI_READ_ONLY"
+ENV_MAX_UPLOAD_MB = "VGG_RETRIEVAL_UI_MAX_UPLOAD_MB"
+ENV_MAX_PIXELS = "VGG_RETRIEVAL_UI_MAX_PIXELS"
+
+DEFAULT_MAX_UPLOAD_MB = 20
+DEFAULT_MAX_PIXELS = 40_000_000
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+UPLOAD_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
+THUMB_PX = 192
+LARGE_PX = 720
+
+
+@dataclass
+class Settings:
+    index_dir: Path | None
+    engine: str = "openvino"
+    read_only: bool = False
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        from retrieval.engines import DEFAULT_ENGINE
+
+        d = os.environ.get(ENV_INDEX)
+        return cls(index_dir=Path(d) if d else None,
+                   engine=os.environ.get(ENV_ENGINE) or DEFAULT_ENGINE,
+                   read_only=os.environ.get(ENV_READ_ONLY, "") not in ("", "0", "false"),
+                   max_upload_bytes=int(float(os.environ.get(ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB)) * 1024 * 1024),
+                   max_pixels=int(os.environ.get(ENV_MAX_PIXELS, DEFAULT_MAX_PIXELS)))
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def message(e: BaseException) -> str:
+    """A one-line, readable message for an error shown in the page."""
+    if isinstance(e, (UserError, ImageError)):
+        return str(e)
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+# --- uploads and crops ------------------------------------------------------------------------
+def read_upload(name: str, data: bytes, settings: Settings) -> Image.Image:
+    """An uploaded file as a checked RGB image, or a UserError that says why not."""
+    if len(data) > settings.max_upload_bytes:
+        raise UserError(f"{name} is {human_bytes(len(data))}; uploads are limited to "
+                        f"{human_bytes(settings.max_upload_bytes)}")
+    try:
+        im = open_image(bytes(data), max_pixels=settings.max_pixels)
+    except ImageError as e:
+        raise UserError(f"cannot use {name}: {e}") from None
+    fmt = im.info.get("vgg_retrieval_format", "unknown")
+    if fmt not in UPLOAD_FORMATS:
+        raise UserError(f"cannot use {name}: {fmt} images are not accepted "
+                        f"(use JPEG, PNG, WebP, GIF, BMP or TIFF)")
+    return im
+
+
+def crop(im: Image.Image, box: tuple[float, float, float, float] | None) -> Image.Image:
+    """``box`` = (left, top, right, bottom) as fractions of the width/height; None: the whole image."""
+    if box is None:
+        return im
+    left, top, right, bottom = (min(1.0, max(0.0, float(v))) for v in box)
+    w, h = im.size
+    x0, y0 = int(round(left * w)), int(round(top * h))
+    x1, y1 = int(round(right * w)), int(round(bottom * h))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        raise UserError(f"the crop box is empty or too small ({max(0, x1 - x0)}x{max(0, y1 - y0)} pixels): "
+                        f"make right > left and bottom > top")
+    return im.crop((x0, y0, x1, y1))
+
+
+def preview(im: Image.Image, px: int = 320) -> Image.Image:
+    im = im.copy()
+    im.thumbnail((px, px))
+    return im
+
+
+def jpeg_bytes(im: Image.Image, quality: int = 85) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+# --- the per-process service ------------------------------------------------------------------
+@dataclass
+class Query:
+    kind: str  # "upload" or "indexed"
+    title: str
+    vector: np.ndarray
+    preview: Image.Image | None = None
+    image: Image.Image | None = None  # what was embedded (for classification); None: not loaded
+    image_id: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    hits: list  # SearchHit, filtered
+    fetched: int  # how many nearest neighbours were looked at
+    exhausted: bool  # fetched every vector of the index
+    seconds: float
+
+
+class Service:
+    """The opened index with a lock around inference and small caches; one per process."""
+
+    def __init__(self, index_dir, engine: str = "openvino"):
+        from indexer import Index
+
+        self.index = Index.open(index_dir, engine=engine)
+        self.directory = Path(index_dir)
+        self.engine = engine
+        self.lock = threading.RLock()
+        self._net = None
+        self._thumbs: OrderedDict = OrderedDict()
+        self._thumbs_max = 2000
+
+    def warm(self) -> "Service":
+        """Load the model now (not on the first query)."""
+        with self.lock:
+            self.index.embedder
+        return self
+
+    @property
+    def spec(self):
+        return self.index.spec
+
+    def net(self):
+        """The torch network (feature maps, classification), loaded once."""
+        with self.lock:
+            if self._net is None:
+                from retrieval.builder import load_net
+
+                self._net = load_net(self.spec)
+            return self._net
+
+    # rows: the only way to a file on disk
+    def row(self, image_id: int):
+        row = self.index.store.rows_by_id([int(image_id)]).get(int(image_id))
+        if row is None:
+            raise UserError(f"image #{image_id} is not in the index (any more)")
+        return row
+
+    def row_for_path(self, text: str):
+        """The indexed image a user named by path; refuses anything that is not a row of the index."""
+        text = (text or "").strip().strip("'\"")
+        if not text:
+            raise UserError("enter the path of an indexed image")
+        store = self.index.store
+        row = store.row_by_path(text)
+        if row is None:
+            real = os.path.realpath(os.path.expanduser(text))
+            row = store.row_by_path(real)
+        if row is None:
+            raise UserError(f"{text} is not an image of this index (paste a path shown in the results)")
+        return row
+
+    def open_row(self, row, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
+        path = self.index.indexed_file(row.id)  # refuses a row whose path lies outside the index's folders
+        try:
+            return open_image(path, max_pixels=max_pixels, draft_size=draft_size)
+        except FileNotFoundError:
+            raise UserError(f"{row.path} is in the index but no longer on disk (re-run indexing)") from None
+        except ImageError as e:
+            raise UserError(f"cannot read {row.path}: {e}") from None
+
+    def thumbnail(self, image_id: int, px: int = THUMB_PX) -> bytes | None:
+        """JPEG bytes of an indexed image scaled to fit ``px``; None when it can't be read."""
+        row = self.index.store.rows_by_id([int(image_id)]).get(int(image_id))
+        if row is None:
+            return None
+        key = (row.id, row.path, row.mtime_ns, row.size, px)
+        with self.lock:
+            hit = self._thumbs.get(key)
+            if hit is not None:
+                self._thumbs.move_to_end(key)
+                return hit
+        try:
+            im = self.open_row(row, draft_size=px)
+            im.thumbnail((px, px))
+            data = jpeg_bytes(im)
+        except (UserError, OSError):
+            return None
+        with self.lock:
+            self._thumbs[key] = data
+            while len(self._thumbs) > self._thumbs_max:
+                self._thumbs.popitem(last=False)
+        return data
+
+    def labels(self) -> list[str]:
+        from sqlalchemy import select
+
+        from indexer.store import ImageRow
+
+        with self.index.store.session() as s:
+            return sorted(x for x in s.scalars(select(ImageRow.label).distinct()) if x is not None)
+
+    def roots(self) -> list[str]:
+        return self.index.store.roots()
+
+    # queries
+    def embed_image(self, im: Image.Image) -> np.ndarray:
+        with self.lock:
+            return self.index.embedder.embed([im])[0]
+
+    def query_from_upload(self, name: str, data: bytes, settings: Settings, box=None) -> Query:
+        t0 = time.perf_counter()
+        im = crop(read_upload(name, data, settings), box)
+        t1 = time.perf_counter()
+        vec = self.embed_image(im)
+        t2 = time.perf_counter()
+        title = name + (" (cropped)" if box else "")
+        return Query("upload", title, vec, preview(im), im, None, {"decode": t1 - t0, "model": t2 - t1})
+
+    def query_from_row(self, row, box=None, settings: Settings | None = None) -> Query:
+        name = os.path.basename(row.path)
+        t0 = time.perf_counter()
+        if box is None:  # the stored vector: no decoding, no model
+            vec = self.index.vector(row.id)
+            return Query("indexed", name, vec, None, None, row.id, {"decode": 0.0, "model": 0.0,
+                                                                   "lookup": time.perf_counter() - t0})
+        im = crop(self.open_row(row, max_pixels=(settings or Settings(None)).max_pixels), box)
+        t1 = time.perf_counter()
+        vec = self.embed_image(im)
+        t2 = time.perf_counter()
+        return Query("indexed", name + " (cropped)", vec, preview(im), im, row.id,
+                     {"decode": t1 - t0, "model": t2 - t1})
+
+    def search(self, query: Query, want: int = 24, threshold: float = -1.0, labels=(), roots=(),
+               max_fetch: int = 5000) -> SearchResult:
+        """Nearest neighbours, then the filters; fetches more neighbours while filters leave fewer
+        than ``want`` and the threshold still allows more."""
+        total = self.index.count
+        labels, roots = set(labels or ()), [r.rstrip(os.sep) + os.sep for r in (roots or ())]
+        filtered = bool(labels or roots)
+        k = min(total, max(want * (8 if filtered else 2), 64))
+        t0 = time.perf_counter()
+        while True:
+            raw = self.index.search_vectors(query.vector[None, :], k)[0] if k else []
+            hits = [h for h in raw if h.score >= threshold and (not labels or h.label in labels)
+                    and (not roots or any(h.path.startswith(r) for r in roots))]
+            exhausted = k >= total
+            below = bool(raw) and raw[-1].score < threshold
+            if len(hits) >= want or exhausted or below or k >= max_fetch:
+                break
+            k = min(total, max_fetch, k * 4)
+        return SearchResult(hits, k, exhausted, time.perf_counter() - t0)
+
+    # classification
+    def logits(self, im: Image.Image) -> np.ndarray | None:
+        """Class logits of ``im`` when the model exposes them, else None.
+
+        Looked for, in order: ``embedder.logits_batch(images, sizes)`` on the inference engine, then
+        ``net.logits(images, sizes)`` on the torch network (both take what ``prepare`` makes).
+        """
+        from retrieval.preprocess import load_and_prepare
+
+        p = load_and_prepare(im, self.spec.input_size)
+        images, sizes = p.array[None], np.array([p.valid], dtype=np.int64)
+        with self.lock:
+            fn = getattr(self.index.embedder, "logits_batch", None)
+            if callable(fn):
+                return np.asarray(fn(images, sizes), dtype=np.float64)[0]
+            net = self.net()
+            fn = getattr(net, "logits", None)
+            if callable(fn):
+                import torch
+
+                with torch.inference_mode():
+                    return np.asarray(fn(torch.from_numpy(images), torch.from_numpy(sizes)), dtype=np.float64)[0]
+        return None
+
+    def classify(self, query: Query, k: int = 5) -> tuple[list[tuple[str, float]] | None, str]:
+        """(top-k (class, probability), "") or (None, a note saying why there is no classification)."""
+        names = tuple(self.spec.class_names)
+        if not names:
+            return None, ("This index's model has no classifier (its model lists no classes), so the query "
+                          "is not classified. Search works the same.")
+        im = query.image
+        if im is None and query.image_id is not None:
+            im = self.open_row(self.row(query.image_id))
+        logits = self.logits(im) if im is not None else None
+        if logits is None:
+            return None, (f"This model names {len(names)} classes but exposes no class scores (logits), "
+                          f"so the query is not classified.")
+        if len(logits) != len(names):
+            return None, f"The model gives {len(logits)} class scores for {len(names)} class names; not shown."
+        return top_k(logits, names, k), ""
+
+    # status
+    def info(self) -> dict:
+        store = self.index.store
+        from indexer.store import Store
+
+        with store.session() as s:
+            meta = {k: Store.get_meta(s, k) for k in ("updated_at", "created_at", "vectors_file", "generation")}
+        try:
+            v = self.index.vectors_info()
+            kind = f"{v['type']}, {v['count']:,} vectors x {v['dim']} dims"
+        except Exception as e:  # shown, not fatal
+            kind = f"unreadable ({message(e)})"
+        return {"count": self.index.count, "errors": len(store.errors()), "model": self.spec.describe(),
+                "engine": self.engine, "index_type": kind, "size_on_disk": dir_size(self.directory),
+                "updated_at": meta["updated_at"], "created_at": meta["created_at"],
+                "generation": meta["generation"], "roots": self.roots(), "directory": str(self.directory),
+                "classes": len(self.spec.class_names)}
+
+
+def top_k(logits, names, k: int = 5) -> list[tuple[str, float]]:
+    z = np.asarray(logits, dtype=np.float64).ravel()
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    order = np.argsort(-p)[:k]
+    return [(str(names[i]), float(p[i])) for i in order]
+
+
+def dir_size(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+# --- feature maps -----------------------------------------------------------------------------
+@dataclass
+class ConvLayer:
+    name: str  # conv3_2
+    end: int  # index in net.features of the ReLU after it (inclusive)
+    channels: int
+
+
+def conv_layers(net) -> list[ConvLayer]:
+    from torch import nn
+
+    layers = list(net.features.children())
+    out, block, pos = [], 1, 0
+    for i, layer in enumerate(layers):
+        if isinstance(layer, nn.MaxPool2d):
+            block, pos = block + 1, 0
+        elif isinstance(layer, nn.Conv2d):
+            pos += 1
+            end = i
+            while end + 1 < len(layers) and isinstance(layers[end + 1], (nn.BatchNorm2d, nn.ReLU)):
+                end += 1
+            out.append(ConvLayer(f"conv{block}_{pos}", end, layer.out_channels))
+    return out
+
+
+def feature_maps(net, prepared, layer: ConvLayer) -> np.ndarray:
+    """Activations ``[C, h, w]`` of ``layer`` for a prepared image, cropped to the picture."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(prepared.array[None]).permute(0, 3, 1, 2).to(torch.float32)
+        x = (x - net.mean) / net.std
+        vh, vw = prepared.valid
+        x[:, :, vh:, :] = 0
+        x[:, :, :, vw:] = 0
+        f = net.features[:layer.end + 1](x)[0]
+    s = prepared.array.shape[0] / f.shape[1]
+    fh, fw = max(1, int(np.ceil(vh / s))), max(1, int(np.ceil(vw / s)))
+    return f[:, :fh, :fw].numpy()
+
+
+_ANCHORS = np.array([[0, 0, 4], [60, 15, 110], [180, 55, 110], [250, 140, 60], [252, 253, 191]], np.float64)
+COLORMAP = np.stack([np.interp(np.linspace(0, 4, 256), np.arange(5), _ANCHORS[:, c]) for c in range(3)],
+                    axis=1).astype(np.uint8)  # magma-like
+
+
+def maps_grid(maps: np.ndarray, n: int = 32, cols: int = 8, tile: int = 96) -> tuple[Image.Image, list[int]]:
+    """The ``n`` most active channels as a colour-mapped grid image (each map scaled to its max)."""
+    strength = maps.reshape(len(maps), -1).mean(axis=1)
+    chosen = [int(c) for c in np.argsort(-strength)[:n]]
+    rows = (len(chosen) + cols - 1) // cols
+    h, w = maps.shape[1:]
+    scale = tile / max(h, w)
+    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    gap = 2
+    grid = Image.new("RGB", (cols * (tw + gap) - gap, rows * (th + gap) - gap), (255, 255, 255))
+    for i, c in enumerate(chosen):
+        m = maps[c]
+        hi = float(m.max())
+        a = (np.clip(m / hi, 0, 1) * 255).astype(np.uint8) if hi > 0 else np.zeros_like(m, np.uint8)
+        im = Image.fromarray(COLORMAP[a]).resize((tw, th), Image.Resampling.NEAREST if scale >= 2
+                                                  else Image.Resampling.BILINEAR)
+        grid.paste(im, ((i % cols) * (tw + gap), (i // cols) * (th + gap)))
+    return grid, chosen
+
+
+# --- indexing in a subprocess -----------------------------------------------------------------
+_PROGRESS = re.compile(r"indexing:.*?(\d+)/(\d+)")
+
+
+@dataclass
+class IndexRun:
+    returncode: int
+    lines: list[str]
+    done: int = 0
+    total: int = 0
+
+    @property
+    def summary(self) -> str:
+        for line in reversed(self.lines):
+            if "added" in line and "removed" in line:
+                return line
+        return self.lines[-1] if self.lines else ""
+
+
+def run_indexing(folder: str, index_dir, engine: str = "openvino",
+                 on_progress: Callable[[int, int, str], None] | None = None) -> IndexRun:
+    """``python -m indexer index FOLDER --index DIR`` with its progress reported as it goes."""
+    folder = os.path.expanduser((folder or "").strip().strip("'\""))
+    if not folder:
+        raise UserError("enter a folder to index")
+    if not os.path.isdir(folder):
+        raise UserError(f"{'not a folder' if os.path.exists(folder) else 'folder not found'}: {folder}")
+    env = dict(os.environ)
+    env.pop("TQDM_DISABLE", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PYTHONUNBUFFERED"] = "1"
+    cmd = [sys.executable, "-m", "indexer", "index", folder, "--index", str(index_dir), "--engine", engine]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env, cwd=str(ROOT))
+    run = IndexRun(0, [])
+    buf = b""
+    try:
+        while True:
+            chunk = proc.stdout.read1(65536)
+            if not chunk:
+                break
+            buf += chunk
+            *parts, buf = re.split(rb"[\r\n]", buf)
+            for raw in parts:
+                line = raw.decode(errors="replace").strip()
+                if not line:
+                    continue
+                m = _PROGRESS.search(line)
+                if m:
+                    run.done, run.total = int(m.group(1)), int(m.group(2))
+                else:
+                    run.lines.append(line)
+                if on_progress:
+                    on_progress(run.done, run.total, line)
+        if buf.strip():
+            run.lines.append(buf.decode(errors="replace").strip())
+    finally:
+        run.returncode = proc.wait()
+        proc.stdout.close()
+    return run
