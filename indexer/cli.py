@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from retrieval.engines import DEFAULT_ENGINE, ENGINES
 from retrieval.errors import UserError
@@ -200,6 +201,12 @@ def export(out, arch, weights, pooling, input_size):
     click.echo(f"exported {spec.describe()} to {out}")
 
 
+from indexer.dedup.cli import dedup  # noqa: E402
+cli.add_command(dedup)
+from ui.cli import ui  # noqa: E402
+cli.add_command(ui)
+
+
 def main(argv=None) -> int:
     """Entry point: user mistakes become one line on stderr and exit status 2."""
     try:
@@ -218,6 +225,10 @@ def main(argv=None) -> int:
         return 130
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 0
+    except SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:200]
+        click.echo(f"error: index database: {reason}", err=True)
+        return 2
     except OSError as e:  # disk full, read-only folder...: the index keeps its last committed state
         where = f" {e.filename}" if getattr(e, "filename", None) else ""
         click.echo(f"error:{where} {e.strerror or e}", err=True)

@@ -1,0 +1,210 @@
+"""Near-duplicate detection quality: VGG16 descriptors + FAISS vs imagehash pHash, per edit type.
+
+Builds a set with benchmarks/near_duplicates.py (seeded edited copies of real photos, plus real
+distractor photos), indexes it with the shared VGG16 weights (OpenVINO engine, default input size),
+runs ``find_duplicates`` and, in the same run, pHash (64-bit, Hamming distance) grouped by the same
+keeper-centred rule. A pair of files is a true duplicate pair iff both come from the same original.
+
+Metrics: recall = copies that end up in the same group as their own original; precision = the
+report's (keeper, member) links that join two files of the same original (a link between different
+photos, distractors included, is a false pair). Per edit type: that edit's copies and the links
+that involve one of them; overall: all copies and all links.
+Also prints a threshold sweep (how the default threshold was chosen).
+Needs: pip install imagehash (benchmark only).
+Run:  python benchmarks/dedup_eval.py [--originals 50] [--distractors 150] [--work DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+DATA = ROOT.parent / "shared" / "data"
+WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
+PHASH_DEFAULT = 10  # imagededup's default max Hamming distance for pHash
+
+
+def family_map(root: Path, truth):
+    fam, edit = {}, {}
+    for orig, copy, kind, _ in truth:
+        fam[str(root / orig)] = orig
+        fam[str(root / copy)] = orig
+        edit[str(root / copy)] = kind
+    for p in sorted((root / "distractors").iterdir()):
+        fam[str(p)] = str(p)
+    return fam, edit
+
+
+def links_of(groups) -> set[tuple[str, str]]:
+    """The pairs a report claims: (keeper, member) of each group."""
+    return {(files[0], m) for files in groups for m in files[1:]}
+
+
+def same_group(groups) -> dict[str, int]:
+    return {f: n for n, files in enumerate(groups) for f in files}
+
+
+def score(groups, fam: dict, edit: dict, kinds: list[str]):
+    """{row: (tp, fp, fn, P, R, F1)} for 'overall' and each edit kind.
+
+    Recall: copies that end up in the same group as their original (TP) or not (FN).
+    Precision: (keeper, member) links of the report that join files of one original (TP) or of two
+    different photos (FP). Per edit kind: copies made with that edit, and links that involve one."""
+    where = same_group(groups)
+    links = links_of(groups)
+    rows = {}
+    for kind in ["overall"] + kinds:
+        copies = [c for c in edit if kind == "overall" or edit[c] == kind]
+        orig = {c: str(Path(c).parents[1] / fam[c]) for c in copies}
+        tp_r = sum(1 for c in copies if c in where and where[c] == where.get(orig[c]))
+        fn = len(copies) - tp_r
+        mine = [(a, b) for a, b in links if kind == "overall" or edit.get(a) == kind or edit.get(b) == kind]
+        tp_p = sum(1 for a, b in mine if fam[a] == fam[b])
+        fp = len(mine) - tp_p
+        P = tp_p / len(mine) if mine else 1.0
+        R = tp_r / len(copies) if copies else 1.0
+        F = 2 * P * R / (P + R) if P + R else 0.0
+        rows[kind] = (tp_r, fp, fn, P, R, F)
+    return rows
+
+
+def vgg_groups(index, threshold):
+    from indexer.dedup import find_duplicates
+
+    rep = find_duplicates(index, threshold=threshold)
+    return [[m.path for m in g.files] for g in rep.groups], rep
+
+
+def phash_groups(paths, hashes, max_dist, meta):
+    from indexer.dedup.groups import group_pairs, keeper_rank
+
+    h = np.array([[int(b) for b in x.hash.flatten()] for x in hashes], dtype=np.uint8)
+    packed = np.packbits(h, axis=1)
+    ii, jj, ss = [], [], []
+    for a in range(len(paths)):  # brute force is fine at this size (the baseline, not our method)
+        d = np.unpackbits(packed[a] ^ packed[a + 1:], axis=1).sum(1)
+        hit = np.nonzero(d <= max_dist)[0]
+        ii += [a] * len(hit)
+        jj += (a + 1 + hit).tolist()
+        ss += (1 - d[hit] / 64.0).tolist()
+    rank = keeper_rank(*meta)
+    groups = group_pairs(len(paths), np.array(ii, np.int64), np.array(jj, np.int64), np.array(ss, np.float32), rank)
+    return [[paths[k]] + [paths[m] for m in members] for k, members, _ in groups]
+
+
+def table(title, rows_vgg, rows_ph, kinds):
+    print(f"\n### {title}\n")
+    print("| edit | VGG P | VGG R | VGG F1 | pHash P | pHash R | pHash F1 | false pairs VGG / pHash |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind in ["overall"] + kinds:
+        v, p = rows_vgg[kind], rows_ph[kind]
+        print(f"| {kind} | {v[3]:.3f} | {v[4]:.3f} | {v[5]:.3f} | {p[3]:.3f} | {p[4]:.3f} | {p[5]:.3f} | {v[1]} / {p[1]} |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--originals", type=int, default=50)
+    ap.add_argument("--distractors", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/vgg-retrieval-dedup-eval"),
+                    help="Working folder (reused when it already holds the set and index).")
+    ap.add_argument("--threshold", type=float, default=None, help="Threshold for the main table [default: the default]")
+    args = ap.parse_args()
+    import imagehash
+    from PIL import Image
+
+    from indexer import Index
+    from indexer.dedup.find import DEFAULT_THRESHOLD
+    from near_duplicates import EDITS, generate, read_truth
+    from retrieval.builder import build
+
+    data, idx_dir = args.work / "set", args.work / "index"
+    t0 = time.perf_counter()
+    if not (data / "truth.tsv").is_file():
+        generate(data, args.originals, args.distractors, args.seed)
+    truth = read_truth(data / "truth.tsv")
+    if Index.exists(idx_dir):
+        index = Index.open(idx_dir)
+    else:
+        spec, net = build("vgg16", str(WEIGHTS))
+        index = Index.create(idx_dir, spec, net)
+    rep = index.update([data], progress=False)
+    t_index = time.perf_counter() - t0
+    fam, edit = family_map(data.resolve(), truth)
+    kinds = [k for k in EDITS if k in set(edit.values())]
+    print(f"set: {len(truth)} copies of {len(set(t[0] for t in truth))} originals ({len(kinds)} edit types) + "
+          f"{sum(1 for f in fam if '/distractors/' in f)} real distractors = {len(fam)} images; "
+          f"model {index.spec.describe()}; index {rep.summary()} ({t_index:.0f}s)")
+
+    # pHash of the same files, measured in the same run
+    t1 = time.perf_counter()
+    paths = sorted(fam)
+    hashes, meta = [], ([], [], [], [])
+    for n, p in enumerate(paths):
+        with Image.open(p) as im:
+            hashes.append(imagehash.phash(im))
+            meta[0].append(im.width * im.height)
+        st = Path(p).stat()
+        meta[1].append(st.st_size)
+        meta[2].append(st.st_mtime_ns)
+        meta[3].append(n)
+    t_phash = time.perf_counter() - t1
+
+    print("\n### Threshold sweep (overall)\n")
+    print("| method | threshold | P | R | F1 |")
+    print("|---|---|---|---|---|")
+    best = (-1, None)
+    for t in np.round(np.arange(0.60, 0.985, 0.02), 2):
+        groups, _ = vgg_groups(index, float(t))
+        r = score(groups, fam, edit, kinds)["overall"]
+        print(f"| VGG16 cosine >= | {t:.2f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} |")
+        if r[5] > best[0]:
+            best = (r[5], float(t))
+    best_ph = (-1, None)
+    for d in range(0, 25, 2):
+        r = score(phash_groups(paths, hashes, d, meta), fam, edit, kinds)["overall"]
+        print(f"| pHash Hamming <= | {d} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} |")
+        if r[5] > best_ph[0]:
+            best_ph = (r[5], d)
+    print(f"\nbest-F1 VGG threshold on this set: {best[1]:.2f} (F1 {best[0]:.3f}); best pHash distance: {best_ph[1]} "
+          f"(F1 {best_ph[0]:.3f})")
+
+    thr = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    t2 = time.perf_counter()
+    groups, report = vgg_groups(index, thr)
+    t_find = time.perf_counter() - t2
+    rv = score(groups, fam, edit, kinds)
+    rp = score(phash_groups(paths, hashes, PHASH_DEFAULT, meta), fam, edit, kinds)
+    table(f"VGG16 at the default threshold {thr:.2f} vs pHash at Hamming <= {PHASH_DEFAULT}", rv, rp, kinds)
+    rp2 = score(phash_groups(paths, hashes, best_ph[1], meta), fam, edit, kinds)
+    table(f"VGG16 at {thr:.2f} vs pHash at its best distance on this set ({best_ph[1]})", rv, rp2, kinds)
+    # the misses and false pairs, for inspection
+    fps = sorted((a, b) for a, b in links_of(groups) if fam[a] != fam[b])
+    print(f"\nfalse pairs at {thr:.2f}: {len(fps)}")
+    sims = {}
+    for g in report.groups:
+        for m in g.members:
+            sims[(g.keeper.path, m.path)] = m.score
+    for a, b in fps[:15]:
+        print(f"  {Path(a).parent.name}/{Path(a).name}  ~  {Path(b).parent.name}/{Path(b).name}  "
+              f"{sims.get((a, b), sims.get((b, a), float('nan'))):.3f}")
+    where = same_group(groups)
+    missed = [c for c in edit if where.get(c, -1) != where.get(str(data.resolve() / fam[c]), -2)]
+    print(f"copies not grouped with their original: {len(missed)}")
+    for c in missed[:25]:
+        v1 = index.vector(index.store.row_by_path(c).id)
+        v2 = index.vector(index.store.row_by_path(str(data.resolve() / fam[c])).id)
+        print(f"  {Path(c).name}: cosine to original {float(np.dot(v1, v2)):.3f}")
+    print(f"\ntimes: indexing {t_index:.0f}s, pHash {t_phash:.1f}s, find_duplicates {t_find:.2f}s")
+    index.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""``vgg-retrieval dedup``: find duplicates and write a report; ``dedup apply`` / ``dedup undo``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from retrieval.errors import UserError
+
+from .find import DEFAULT_THRESHOLD
+from .groups import KEEPER_POLICIES
+
+ENV_INDEX = "VGG_RETRIEVAL_INDEX"
+
+
+@click.group("dedup", invoke_without_command=True)
+@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), envvar=ENV_INDEX,
+              default=None, help=f"Index folder [env: {ENV_INDEX}].")
+@click.option("--threshold", type=float, default=None,
+              help="Cosine similarity at or above which two images are near duplicates "
+                   f"[default: {DEFAULT_THRESHOLD}, measured: see docs/dedup.md].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Report path: writes OUT.json, OUT.csv and OUT.html (a .json/.csv/.html suffix is dropped).")
+@click.option("--keeper", type=click.Choice(KEEPER_POLICIES), default="resolution", show_default=True,
+              help="Which file of a group to keep: most pixels, largest file, oldest or newest.")
+@click.option("--prefer", multiple=True, type=click.Path(path_type=Path),
+              help="Keep files under this folder first (repeatable).")
+@click.option("--exact-only", is_flag=True, help="Only byte-identical copies (no similarity search).")
+@click.option("--html-groups", type=int, default=2000, show_default=True,
+              help="At most this many groups in the HTML page (all are in the CSV/JSON).")
+@click.option("--db", "db_url", default=None, help="SQLAlchemy URL of the metadata database.")
+@click.pass_context
+def dedup(ctx, index_dir, threshold, out, keeper, prefer, exact_only, html_groups, db_url):
+    """Find exact and near duplicates in an index and write a report (HTML, CSV, JSON).
+
+    Then review the HTML page and act on the report with `dedup apply REPORT --move-to FOLDER`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if index_dir is None:
+        raise UserError("dedup needs --index DIR (or $VGG_RETRIEVAL_INDEX)")
+    if out is None:
+        raise UserError("dedup needs --out REPORT (where to write the report)")
+    from indexer.index import Index
+
+    from .find import find_duplicates
+
+    with Index.open(index_dir, db_url=db_url) as idx:
+        report = find_duplicates(idx, threshold=threshold, keeper=keeper, prefer=prefer, near=not exact_only)
+    base = out.with_suffix("") if out.suffix.lower() in (".json", ".csv", ".html", ".htm") else out
+    if base.parent and not base.parent.exists():
+        base.parent.mkdir(parents=True, exist_ok=True)
+    paths = [report.save_json(base.with_name(base.name + ".json")), report.save_csv(base.with_name(base.name + ".csv")),
+             report.save_html(base.with_name(base.name + ".html"), max_groups=html_groups)]
+    click.echo(f"{index_dir}: {report.summary()}")
+    for p in paths:
+        click.echo(f"  wrote {p}")
+
+
+def _execute_options(f):
+    f = click.option("--execute", "execute2", is_flag=True, help="Same as --yes.")(f)
+    f = click.option("--yes", "execute", is_flag=True, help="Act (without it: a dry run that changes nothing).")(f)
+    return f
+
+
+@dedup.command("apply")
+@click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--move-to", "quarantine", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Quarantine folder (outside the indexed folders); files keep their relative paths.")
+@click.option("--keep", multiple=True, type=click.Path(path_type=Path),
+              help="Keep this file instead of its group's suggested keeper (repeatable).")
+@click.option("--log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Undo log path [default: QUARANTINE/dedup-undo-<time>.json].")
+@click.option("--no-index-update", is_flag=True, help="Do not update the index after moving.")
+@_execute_options
+def apply_cmd(report, quarantine, keep, log, no_index_update, execute, execute2):
+    """Move the non-kept files of REPORT into a quarantine folder (dry run unless --yes).
+
+    Never deletes. Refuses when a file changed since the report. Writes a JSON undo log."""
+    from .apply import apply_report
+    from .report import DedupReport
+
+    rep = DedupReport.load(report)
+    apply_report(rep, quarantine, execute=execute or execute2, log=log, keep=keep,
+                 update_index=not no_index_update, echo=click.echo)
+
+
+@dedup.command("undo")
+@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--no-index-update", is_flag=True, help="Do not update the index after restoring.")
+@_execute_options
+def undo_cmd(log, no_index_update, execute, execute2):
+    """Move the files of an undo LOG back where they were (dry run unless --yes)."""
+    from .apply import undo
+
+    undo(log, execute=execute or execute2, update_index=not no_index_update, echo=click.echo)

@@ -1,0 +1,76 @@
+"""From similar pairs to groups, and which file of a group to keep.
+
+Grouping rule ("keeper-centred", no chaining): files are visited best-keeper-first; an unassigned
+file becomes the keeper of a new group made of its unassigned neighbours, i.e. the files whose
+similarity *to it* is at or above the threshold. So every member of a group is a near duplicate of
+the file that is kept - never merely a neighbour of a neighbour. In a chain A~B~C where A and C are
+far apart and A is the better file, the group is {A, B}; C stays out (or joins another keeper it is
+similar to). Because a keeper only takes files ranked after it, the keeper is always the best file
+of its group by the keeper policy.
+
+Keeper policy (``KEEPER_POLICIES``): ``resolution`` (default: most pixels, then largest file, then
+oldest mtime), ``size`` (largest file first), ``oldest``, ``newest``; files under a ``prefer`` folder
+always win over the others. Ties are broken by the lower image id (the file indexed first).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+KEEPER_POLICIES = ("resolution", "size", "oldest", "newest")
+
+
+def keeper_rank(pixels, size, mtime_ns, ids, policy: str = "resolution", preferred=None) -> np.ndarray:
+    """rank[i] = position of file i in the keeper order (0 = the file to keep first)."""
+    pixels, size, mtime_ns, ids = (np.asarray(a, dtype=np.int64) for a in (pixels, size, mtime_ns, ids))
+    if policy == "resolution":
+        keys = (ids, mtime_ns, -size, -pixels)
+    elif policy == "size":
+        keys = (ids, mtime_ns, -pixels, -size)
+    elif policy == "oldest":
+        keys = (ids, -size, -pixels, mtime_ns)
+    elif policy == "newest":
+        keys = (ids, -size, -pixels, -mtime_ns)
+    else:
+        raise ValueError(f"unknown keeper policy {policy!r}; choose one of {', '.join(KEEPER_POLICIES)}")
+    if preferred is not None:
+        keys = keys + (~np.asarray(preferred, dtype=bool),)  # preferred (False sorts first) is the primary key
+    order = np.lexsort(keys)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def group_pairs(n: int, i: np.ndarray, j: np.ndarray, s: np.ndarray, rank: np.ndarray):
+    """Keeper-centred groups from pairs (i, j, score) over n items.
+
+    Returns a list of (keeper, members, scores): ``members`` the item numbers, ``scores`` their
+    similarity to the keeper (descending). Groups come in keeper-rank order."""
+    if len(i) == 0:
+        return []
+    a = np.concatenate([i, j]).astype(np.int64)
+    b = np.concatenate([j, i]).astype(np.int64)
+    w = np.concatenate([s, s]).astype(np.float32)
+    order = np.argsort(a, kind="stable")
+    a, b, w = a[order], b[order], w[order]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(indptr, a + 1, 1)
+    indptr = np.cumsum(indptr)
+    nodes = np.unique(a)
+    nodes = nodes[np.argsort(rank[nodes], kind="stable")]
+    assigned = np.zeros(n, dtype=bool)
+    groups = []
+    for node in nodes.tolist():
+        if assigned[node]:
+            continue
+        lo, hi = indptr[node], indptr[node + 1]
+        nb, sc = b[lo:hi], w[lo:hi]
+        free = ~assigned[nb]
+        nb, sc = nb[free], sc[free]
+        if len(nb) == 0:
+            continue
+        order = np.lexsort((rank[nb], -sc))
+        nb, sc = nb[order], sc[order]
+        assigned[node] = True
+        assigned[nb] = True
+        groups.append((node, nb.tolist(), sc.tolist()))
+    return groups

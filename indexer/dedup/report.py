@@ -1,0 +1,182 @@
+"""The dedup report: groups of duplicates with a keeper each, saved as JSON (the source of truth
+that ``dedup apply`` reads), CSV (one row per file) and a self-contained HTML page."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from retrieval.errors import UserError
+
+REPORT_FORMAT = "vgg-retrieval-dedup-report"
+REPORT_VERSION = 1
+EXACT_REASON = "exact copy (same sha256)"
+KEEPER_REASON = "keeper"
+
+
+def near_reason(score: float) -> str:
+    return f"near duplicate (cosine {score:.3f})"
+
+
+@dataclass
+class Member:
+    id: int
+    path: str
+    sha256: str
+    width: int
+    height: int
+    size: int
+    mtime_ns: int
+    score: float = 1.0  # similarity to the group's keeper (cosine; 1.0 for exact copies and the keeper)
+    reason: str = ""
+
+    @property
+    def pixels(self) -> int:
+        return int(self.width) * int(self.height)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["score"] = round(float(self.score), 6)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Member":
+        return cls(int(d["id"]), str(d["path"]), str(d["sha256"]), int(d["width"]), int(d["height"]),
+                   int(d["size"]), int(d["mtime_ns"]), float(d.get("score", 1.0)), str(d.get("reason", "")))
+
+
+@dataclass
+class Group:
+    keeper: Member
+    members: list[Member]  # the others (to quarantine), most similar first
+
+    @property
+    def min_score(self) -> float:
+        return min((m.score for m in self.members), default=1.0)
+
+    @property
+    def files(self) -> list[Member]:
+        return [self.keeper, *self.members]
+
+    @property
+    def reclaimable_bytes(self) -> int:
+        return sum(m.size for m in self.members)
+
+    def as_dict(self) -> dict:
+        return {"keeper": self.keeper.as_dict(), "members": [m.as_dict() for m in self.members]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Group":
+        return cls(Member.from_dict(d["keeper"]), [Member.from_dict(m) for m in d["members"]])
+
+
+@dataclass
+class DedupReport:
+    threshold: float
+    created_at: float
+    index_dir: str
+    groups: list[Group]
+    errors: list[dict] = field(default_factory=list)  # {"path", "reason"}: files the index could not read
+    roots: list[str] = field(default_factory=list)  # the index's folders (for quarantine relative paths)
+    stats: dict = field(default_factory=dict)  # how the search ran (index type, parameters, counts, timing)
+
+    # --- views --------------------------------------------------------------------------------
+    @property
+    def exact_groups(self) -> int:
+        return sum(1 for g in self.groups if all(m.reason == EXACT_REASON for m in g.members))
+
+    @property
+    def duplicate_count(self) -> int:
+        return sum(len(g.members) for g in self.groups)
+
+    @property
+    def reclaimable_bytes(self) -> int:
+        return sum(g.reclaimable_bytes for g in self.groups)
+
+    def summary(self) -> str:
+        return (f"{len(self.groups)} groups ({self.exact_groups} exact-only), {self.duplicate_count} duplicate files, "
+                f"{self.reclaimable_bytes / 1e6:.1f} MB reclaimable, {len(self.errors)} unreadable files; "
+                f"threshold cosine >= {self.threshold:.3f}")
+
+    # --- saving and loading -------------------------------------------------------------------
+    def as_dict(self) -> dict:
+        return {"format": REPORT_FORMAT, "version": REPORT_VERSION, "threshold": self.threshold,
+                "created_at": self.created_at, "index_dir": self.index_dir, "roots": list(self.roots),
+                "stats": self.stats, "errors": list(self.errors), "groups": [g.as_dict() for g in self.groups]}
+
+    def save_json(self, path) -> Path:
+        path = Path(path)
+        _atomic_write(path, json.dumps(self.as_dict(), indent=1))
+        return path
+
+    def save_csv(self, path) -> Path:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["group", "role", "path", "score", "reason", "width", "height", "size", "mtime_ns",
+                        "sha256", "id", "threshold"])
+            for gi, g in enumerate(self.groups, 1):
+                for role, m in [("keep", g.keeper)] + [("duplicate", m) for m in g.members]:
+                    w.writerow([gi, role, m.path, f"{m.score:.6f}", m.reason, m.width, m.height, m.size,
+                                m.mtime_ns, m.sha256, m.id, f"{self.threshold:.4f}"])
+            for e in self.errors:
+                w.writerow(["", "unreadable", e["path"], "", e["reason"], "", "", "", "", "", "",
+                            f"{self.threshold:.4f}"])
+        os.replace(tmp, path)
+        return path
+
+    def save_html(self, path, max_groups: int = 2000, thumb: int = 160) -> Path:
+        from .report_html import render
+
+        path = Path(path)
+        _atomic_write(path, render(self, max_groups=max_groups, thumb=thumb))
+        return path
+
+    def save(self, base) -> list[Path]:
+        """All three formats next to each other: BASE.json, BASE.csv, BASE.html."""
+        base = Path(base)
+        if base.suffix.lower() in (".json", ".csv", ".html", ".htm"):
+            base = base.with_suffix("")
+        if base.parent and not base.parent.exists():
+            base.parent.mkdir(parents=True, exist_ok=True)
+        return [self.save_json(base.with_name(base.name + ".json")),
+                self.save_csv(base.with_name(base.name + ".csv")),
+                self.save_html(base.with_name(base.name + ".html"))]
+
+    @classmethod
+    def load(cls, path) -> "DedupReport":
+        path = Path(path)
+        if path.suffix.lower() in (".html", ".htm", ".csv") or not path.exists():
+            sibling = path.with_suffix(".json")
+            if sibling.is_file():
+                path = sibling
+        if not path.is_file():
+            raise UserError(f"report not found: {path}")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read the report {path}: {e}") from None
+        if not isinstance(d, dict) or d.get("format") != REPORT_FORMAT:
+            raise UserError(f"{path} is not a dedup report (JSON written by vgg-retrieval dedup)")
+        if int(d.get("version", 0)) > REPORT_VERSION:
+            raise UserError(f"{path} was written by a newer vgg-retrieval (report version {d.get('version')})")
+        try:
+            return cls(float(d["threshold"]), float(d["created_at"]), str(d["index_dir"]),
+                       [Group.from_dict(g) for g in d["groups"]], list(d.get("errors", [])),
+                       list(d.get("roots", [])), dict(d.get("stats", {})))
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"the report {path} is damaged ({type(e).__name__}: {e})") from None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,377 @@
+"""Duplicate finding: grouping rules, keeper choice, FAISS pairs, reports, apply/undo safety.
+
+Logic tests use the tiny random VGG11 (make_index); the pairs.txt test uses the shared VGG16 on the
+~17 images of ../shared/data/dedup. Real files in tmp dirs, real FAISS, real SQLite.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexer.cli import main
+from indexer.dedup import DedupReport, Group, Member, find_duplicates
+from indexer.dedup.apply import apply_report, undo
+from indexer.dedup.groups import group_pairs, keeper_rank
+from indexer.dedup.search import near_pairs
+from retrieval.errors import UserError
+
+from conftest import DATA, SAMPLES
+
+
+# --- grouping and keeper rules (pure logic) ---------------------------------------------------
+def test_chain_does_not_merge_far_ends():
+    # A~B and B~C are similar, A and C are not: with A the best file, C must not join A's group.
+    A, B, C = 0, 1, 2
+    i, j, s = np.array([A, B]), np.array([B, C]), np.array([0.95, 0.95], np.float32)
+    groups = group_pairs(3, i, j, s, rank=np.array([0, 1, 2]))
+    assert groups == [(A, [B], [pytest.approx(0.95)])]
+    # with B the best file, both ends are near duplicates of the keeper: one group
+    groups = group_pairs(3, i, j, s, rank=np.array([1, 0, 2]))
+    assert [(k, sorted(m)) for k, m, _ in groups] == [(B, [A, C])]
+
+
+def test_every_member_is_similar_to_its_keeper():
+    rng = np.random.default_rng(0)
+    n = 300
+    i = rng.integers(0, n, 2000)
+    j = rng.integers(0, n, 2000)
+    keep = i < j
+    i, j = i[keep], j[keep]
+    s = rng.uniform(0.9, 1.0, len(i)).astype(np.float32)
+    i, j = np.unique(np.stack([i, j], 1), axis=0).T
+    s = s[: len(i)]
+    edges = {(a, b): w for a, b, w in zip(i.tolist(), j.tolist(), s.tolist())}
+    rank = rng.permutation(n)
+    seen = set()
+    for k, members, scores in group_pairs(n, i, j, s, rank):
+        assert all(rank[k] < rank[m] for m in members)  # the keeper is the group's best file
+        for m, sc in zip(members, scores):
+            assert edges.get((min(k, m), max(k, m))) == pytest.approx(sc)  # a direct edge to the keeper
+        assert scores == sorted(scores, reverse=True)
+        assert not (seen & {k, *members})  # each file in one group at most
+        seen |= {k, *members}
+
+
+def test_keeper_rank_resolution_then_size_then_oldest():
+    # ids:        0     1     2     3
+    pixels = [100, 400, 400, 400]
+    size = [9000, 500, 800, 800]
+    mtime = [1, 5, 7, 3]
+    rank = keeper_rank(pixels, size, mtime, [0, 1, 2, 3])
+    assert list(np.argsort(rank)) == [3, 2, 1, 0]
+    assert list(np.argsort(keeper_rank(pixels, size, mtime, [0, 1, 2, 3], "size"))) == [0, 3, 2, 1]
+    assert np.argsort(keeper_rank(pixels, size, mtime, [0, 1, 2, 3], "oldest"))[0] == 0
+    assert np.argsort(keeper_rank(pixels, size, mtime, [0, 1, 2, 3], "newest"))[0] == 2
+    preferred = [False, True, False, False]
+    assert np.argsort(keeper_rank(pixels, size, mtime, [0, 1, 2, 3], preferred=preferred))[0] == 1
+
+
+# --- FAISS pairs ------------------------------------------------------------------------------
+def _planted(n=3000, d=64, clusters=200, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.abs(rng.standard_normal((n, d))).astype(np.float32)
+    truth = set()
+    for c in range(clusters):
+        base = 3 * c
+        for m in (1, 2):
+            x[base + m] = x[base] + 0.15 * rng.standard_normal(d).astype(np.float32)
+            truth.add((base, base + m))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, truth
+
+
+def test_near_pairs_equal_brute_force_and_ivf_recalls_them():
+    x, _ = _planted()
+    sims = x @ x.T  # fine at this size: the reference, not the method
+    a, b = np.nonzero(np.triu(sims >= 0.95, 1))
+    expected = set(zip(a.tolist(), b.tolist()))
+    assert len(expected) > 300
+    i, j, s, info = near_pairs(x, 0.95)
+    assert info["faiss"].startswith("IndexFlatIP")
+    assert set(zip(i.tolist(), j.tolist())) == expected
+    assert np.allclose(s, sims[i, j], atol=1e-5)
+    i, j, s, info = near_pairs(x, 0.95, exact_limit=0, nlist=64, nprobe=8)  # the inverted-file path
+    assert info["faiss"].startswith("PCA64,IVF64_HNSW32")
+    found = set(zip(i.tolist(), j.tolist()))
+    assert found <= expected and len(found) >= 0.99 * len(expected)
+
+
+def test_dense_cluster_is_requeried_beyond_k():
+    rng = np.random.default_rng(1)
+    x = np.abs(rng.standard_normal((500, 32))).astype(np.float32)
+    x[:40] = x[0] + 0.01 * rng.standard_normal((40, 32)).astype(np.float32)  # 40 near-identical vectors
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    i, j, _, info = near_pairs(x, 0.99, k=4)
+    pairs = set(zip(i.tolist(), j.tolist()))
+    assert {(0, m) for m in range(1, 40)} <= pairs
+    assert info["dense_rows_requeried"] >= 40
+
+
+# --- find_duplicates over a real index ---------------------------------------------------------
+def _library(root: Path) -> dict[str, Path]:
+    """Real photos with an exact copy, a half-size copy, and a corrupt file."""
+    files = {}
+    for name in ["skimage/astronaut.png", "skimage/coffee.png", "skimage/chelsea.png", "pixabay/dog01.jpg",
+                 "pixabay/ship01.jpg", "sklearn/china.jpg"]:
+        dst = root / "photos" / Path(name).name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(SAMPLES / name, dst)
+        files[Path(name).stem] = dst
+    (root / "backup" / "old & <odd>").mkdir(parents=True)
+    files["copy"] = root / "backup" / "old & <odd>" / "astronaut.png"
+    shutil.copy2(files["astronaut"], files["copy"])
+    later = files["astronaut"].stat().st_mtime_ns + 10**12
+    os.utime(files["copy"], ns=(later, later))  # a newer copy: the original (older) is kept
+    files["small"] = root / "backup" / "astronaut_small.png"
+    with Image.open(files["astronaut"]) as im:
+        im.resize((im.width // 2, im.height // 2), Image.LANCZOS).save(files["small"])
+    files["corrupt"] = root / "photos" / "broken.jpg"
+    files["corrupt"].write_bytes((SAMPLES / "pixabay/dog01.jpg").read_bytes()[:300])
+    return files
+
+
+@pytest.fixture
+def library(tmp_path, make_index):
+    files = _library(tmp_path / "lib")
+    idx = make_index(tmp_path / "index")
+    idx.update([tmp_path / "lib"], progress=False, workers=0)
+    # the threshold for the tiny random model: just below the similarity of the half-size copy
+    v = {k: idx.vector(idx.store.row_by_path(str(p.resolve())).id) for k, p in files.items() if k != "corrupt"}
+    near = float(v["astronaut"] @ v["small"])
+    others = [float(v["astronaut"] @ v[k]) for k in ("coffee", "chelsea", "dog01", "ship01", "china")]
+    assert near > max(others) + 0.002, "test precondition: the half-size copy must be the nearest image"
+    return tmp_path, files, idx, near - 0.001
+
+
+def _snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_find_duplicates_groups_exact_and_near_copies(library):
+    tmp, files, idx, threshold = library
+    rep = find_duplicates(idx, threshold=threshold)
+    assert rep.threshold == threshold and rep.index_dir == str((tmp / "index").resolve())
+    assert len(rep.groups) == 1
+    g = rep.groups[0]
+    assert g.keeper.path == str(files["astronaut"].resolve())  # full size, and older than its exact copy
+    by_path = {m.path: m for m in g.members}
+    assert set(by_path) == {str(files["copy"].resolve()), str(files["small"].resolve())}
+    exact = by_path[str(files["copy"].resolve())]
+    assert exact.reason == "exact copy (same sha256)" and exact.score == 1.0
+    small = by_path[str(files["small"].resolve())]
+    assert small.reason.startswith("near duplicate (cosine ") and threshold <= small.score < 1.0
+    assert (small.width, small.height) == (g.keeper.width // 2, g.keeper.height // 2)
+    assert [e["path"] for e in rep.errors] == [str(files["corrupt"].resolve())]
+    # exact-only mode and the newest-keeper policy
+    rep = find_duplicates(idx, threshold=threshold, near=False, keeper="newest")
+    assert len(rep.groups) == 1 and rep.groups[0].keeper.path == str(files["copy"].resolve())
+    assert [m.path for m in rep.groups[0].members] == [str(files["astronaut"].resolve())]
+    # a stricter threshold drops the near copy
+    rep = find_duplicates(idx, threshold=min(1.0, small.score + 0.0005))
+    assert [len(g.members) for g in rep.groups] == [1]
+    with pytest.raises(UserError):
+        find_duplicates(idx, threshold=1.5)
+
+
+def test_report_json_csv_html(library):
+    tmp, files, idx, threshold = library
+    rep = find_duplicates(idx, threshold=threshold)
+    base = tmp / "out" / "report"
+    paths = rep.save(base)
+    assert [p.name for p in paths] == ["report.json", "report.csv", "report.html"]
+    back = DedupReport.load(base.with_suffix(".json"))
+    assert back == rep
+    assert DedupReport.load(base.with_suffix(".html")) == rep  # finds the sibling JSON
+    d = json.loads(paths[0].read_text())
+    assert d["threshold"] == threshold and d["groups"][0]["keeper"]["path"] == str(files["astronaut"].resolve())
+    rows = list(csv.DictReader(paths[1].open()))
+    assert [r["role"] for r in rows] == ["keep", "duplicate", "duplicate", "unreadable"]
+    assert {r["path"] for r in rows[1:3]} == {str(files["copy"].resolve()), str(files["small"].resolve())}
+    assert all(float(r["threshold"]) == pytest.approx(threshold, abs=1e-4) for r in rows)
+    assert float(rows[2]["score"]) < 1.0 and rows[3]["path"] == str(files["corrupt"].resolve())
+    page = paths[2].read_text()
+    assert f"cosine &ge; {threshold:.3f}" in page
+    assert len(re.findall(r'src="data:image/jpeg;base64,[A-Za-z0-9+/=]{100,}"', page)) == 3
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # self-contained: opens offline
+    assert "<script>" in page and "function apply()" in page
+    assert "old &amp; &lt;odd&gt;" in page and "<odd>" not in page  # paths are escaped
+    assert str(files["corrupt"].resolve()) in page
+    bad = tmp / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(UserError):
+        DedupReport.load(bad)
+
+
+def test_cli_dedup_writes_report(library, capsys):
+    tmp, files, idx, threshold = library
+    out = tmp / "r" / "dups.html"
+    assert main(["dedup", "--index", str(tmp / "index"), "--threshold", str(threshold), "--out", str(out)]) == 0
+    assert all((tmp / "r" / f"dups.{ext}").is_file() for ext in ("json", "csv", "html"))
+    assert "1 groups" in capsys.readouterr().out
+    assert main(["dedup", "--out", str(out)]) == 2
+    assert main(["dedup", "--index", str(tmp / "nope"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error: no index at" in err and "Traceback" not in err
+
+
+# --- apply / undo -------------------------------------------------------------------------------
+def test_dry_run_changes_nothing(library, capsys):
+    tmp, files, idx, threshold = library
+    rep = find_duplicates(idx, threshold=threshold)
+    rep.save_json(tmp / "rep.json")
+    before = _snapshot(tmp / "lib")
+    count = idx.count
+    q = tmp / "quarantine"
+    assert main(["dedup", "apply", str(tmp / "rep.json"), "--move-to", str(q)]) == 0
+    out = capsys.readouterr().out
+    assert "would move" in out and "nothing was changed" in out
+    assert _snapshot(tmp / "lib") == before
+    assert not q.exists() and idx.count == count
+
+
+def test_apply_undo_round_trip(library, capsys):
+    tmp, files, idx, threshold = library
+    rep = find_duplicates(idx, threshold=threshold)
+    rep.save_json(tmp / "rep.json")
+    before = _snapshot(tmp / "lib")
+    count = idx.count
+    q = tmp / "quarantine"
+    log = tmp / "undo.json"
+    assert main(["dedup", "apply", str(tmp / "rep.json"), "--move-to", str(q), "--log", str(log), "--yes"]) == 0
+    # moved with their paths relative to the indexed folder; keepers stay
+    assert (q / "backup" / "old & <odd>" / "astronaut.png").read_bytes() == before["backup/old & <odd>/astronaut.png"][0]
+    assert (q / "backup" / "astronaut_small.png").is_file()
+    assert not files["copy"].exists() and not files["small"].exists() and files["astronaut"].exists()
+    moves = json.loads(log.read_text())["moves"]
+    assert {m["src"] for m in moves} == {str(files["copy"].resolve()), str(files["small"].resolve())}
+    # the index forgot them, crash-safely (the normal update), and still checks out
+    assert idx.count == count - 2
+    assert idx.store.row_by_path(str(files["copy"].resolve())) is None
+    assert idx.check().ok
+    # the dry-run undo changes nothing; the real one restores every byte, path and mtime
+    middle = _snapshot(tmp)
+    assert main(["dedup", "undo", str(log)]) == 0
+    assert _snapshot(tmp) == middle
+    assert main(["dedup", "undo", str(log), "--execute"]) == 0
+    assert _snapshot(tmp / "lib") == before
+    assert not (q / "backup").exists()  # the emptied quarantine folders are tidied
+    assert idx.count == count and idx.check().ok
+    assert json.loads(log.read_text())["state"] == "undone"
+    # undo again: nothing left to restore
+    assert undo(log, execute=True, echo=lambda *_: None).moves == []
+
+
+@pytest.mark.parametrize("change", ["content", "touch", "delete_keeper"])
+def test_stale_report_is_refused(library, capsys, change):
+    tmp, files, idx, threshold = library
+    rep = find_duplicates(idx, threshold=threshold)
+    rep.save_json(tmp / "rep.json")
+    if change == "content":
+        data = bytearray(files["copy"].read_bytes())
+        data[-1] ^= 0xFF  # same size, other bytes
+        st = files["copy"].stat()
+        files["copy"].write_bytes(bytes(data))
+        os.utime(files["copy"], ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime too: only sha256 tells
+    elif change == "touch":
+        os.utime(files["small"], ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))
+    else:
+        files["astronaut"].unlink()
+    before = _snapshot(tmp / "lib")
+    q = tmp / "quarantine"
+    assert main(["dedup", "apply", str(tmp / "rep.json"), "--move-to", str(q), "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert "error: the report is older than 1 of the files it names" in err and len(err.strip().splitlines()) == 1
+    assert _snapshot(tmp / "lib") == before and not q.exists()
+
+
+def test_apply_refusals_and_keep_override(library):
+    tmp, files, idx, threshold = library
+    rep = find_duplicates(idx, threshold=threshold)
+    with pytest.raises(UserError, match="inside the indexed folder"):
+        apply_report(rep, tmp / "lib" / "q", execute=True, echo=lambda *_: None)
+    taken = tmp / "q" / "backup" / "astronaut_small.png"
+    taken.parent.mkdir(parents=True)
+    taken.write_bytes(b"someone else's file")
+    with pytest.raises(UserError, match="already exist"):
+        apply_report(rep, tmp / "q", execute=True, echo=lambda *_: None)
+    assert taken.read_bytes() == b"someone else's file" and files["small"].exists()
+    # --keep: the small copy stays, the suggested keeper goes to quarantine
+    out = apply_report(find_duplicates(idx, threshold=threshold), tmp / "q2", keep=[files["small"]], execute=True,
+                       update_index=False, echo=lambda *_: None)
+    assert {m.src for m in out.moves} == {str(files["astronaut"].resolve()), str(files["copy"].resolve())}
+    assert files["small"].exists() and not files["astronaut"].exists()
+    with pytest.raises(UserError, match="not a file of this report"):
+        apply_report(rep, tmp / "q3", keep=[tmp / "nowhere.png"], echo=lambda *_: None)
+
+
+def test_report_round_trip_without_index():
+    m = Member(1, "/a.jpg", "0" * 64, 10, 20, 300, 4, 1.0, "keeper")
+    rep = DedupReport(0.9, 1.0, "/idx", [Group(m, [Member(2, "/b.jpg", "1" * 64, 5, 5, 3, 4, 0.93, "near")])])
+    assert rep.groups[0].min_score == pytest.approx(0.93) and rep.duplicate_count == 1
+
+
+# --- the real dedup set with the shared VGG16 ------------------------------------------------------
+def test_shared_dedup_set_pairs_found(tmp_path, vgg16_model):
+    from indexer import Index
+
+    spec, net, model_dir = vgg16_model
+    src = DATA / "dedup"
+    root = tmp_path / "dedup"
+    shutil.copytree(src, root)
+    pairs = [line.split() for line in (src / "pairs.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert len(pairs) == 6
+    with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
+        idx.update([root], progress=False, workers=0)
+        # the default (precision-first) threshold finds the exact, mirrored and resized copies; the
+        # rotated (cosine 0.74) and grey (0.80) copies need a lower one - measured in docs/dedup.md
+        for threshold, must_find in [(None, ("exact_copy", "hflip", "resize")),
+                                     (0.72, ("exact_copy", "hflip", "resize", "rotation", "grayscale"))]:
+            rep = find_duplicates(idx, threshold=threshold)
+            group_of = {}
+            for n, g in enumerate(rep.groups):
+                for m in g.files:
+                    group_of[os.path.relpath(m.path, root.resolve())] = n
+            for a, b, kind in pairs:
+                found = a in group_of and group_of.get(a) == group_of.get(b)
+                assert found or kind not in must_find, f"pair not found at {rep.threshold}: {a} {b} ({kind})"
+            for g in rep.groups:  # no false pair: a group holds one UKBench object only
+                assert len({re.search(r"ukbench(\d+)", Path(m.path).name).group(1) for m in g.files}) == 1
+            assert [os.path.relpath(e["path"], root.resolve()) for e in rep.errors] == \
+                ["mixed_images/ukbench09268_corrupt.jpg"]
+
+
+def test_crafted_report_cannot_move_files_outside_the_index(library, tmp_path):
+    """A report is just a file: naming a file outside the indexed folders (with its true size, mtime
+    and sha256, so it is not "stale") must not get it moved."""
+    import hashlib
+    import json
+    import shutil
+
+    from indexer.dedup.apply import apply_report
+    from retrieval.errors import UserError
+
+    tmp, files, idx, threshold = library
+    rep = find_duplicates(idx, threshold=threshold)
+    rep.save_json(tmp / "rep.json")
+    outside = tmp_path / "elsewhere" / "precious.jpg"
+    outside.parent.mkdir()
+    shutil.copy(next(iter(files.values())), outside)
+    data = json.loads((tmp / "rep.json").read_text())
+    member = data["groups"][0]["members"][0]
+    st = outside.stat()
+    member.update(path=str(outside), size=st.st_size, mtime_ns=st.st_mtime_ns,
+                  sha256=hashlib.sha256(outside.read_bytes()).hexdigest())
+    (tmp / "crafted.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="not inside the report's indexed folders"):
+        apply_report(DedupReport.load(tmp / "crafted.json"), tmp_path / "q", execute=True, echo=lambda *_: None)
+    assert outside.exists() and not (tmp_path / "q").exists()
