@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -205,6 +204,9 @@ from indexer.dedup.cli import dedup  # noqa: E402
 cli.add_command(dedup)
 from ui.cli import ui  # noqa: E402
 cli.add_command(ui)
+
+from retrieval.commands import register  # noqa: E402
+register(cli)
 
 
 def main(argv=None) -> int:

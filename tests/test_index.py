@@ -1,8 +1,4 @@
 """The index: incremental updates, search API, consistency checks, model and writer guards."""
-import io
-import json
-import os
-import shutil
 import subprocess
 import sys
 import time

@@ -1,9 +1,7 @@
 """Concurrent use, odd inputs and crafted paths."""
-import io
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -11,7 +9,7 @@ from PIL import Image
 
 from conftest import SAMPLES, copy_photos
 from indexer import Index
-from indexer.store import ImageRow, RootRow
+from indexer.store import ImageRow
 from retrieval.errors import UserError
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from retrieval.errors import UserError
 
-from .report import DedupReport
+from .report import DedupReport, read_json_document
 
 LOG_FORMAT = "vgg-retrieval-dedup-undo"
 LOG_VERSION = 1
@@ -260,16 +260,7 @@ def apply_report(report: DedupReport, quarantine, execute: bool = False, log=Non
 
 
 def read_log(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"undo log not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read the undo log {path}: {e}") from None
-    if not isinstance(data, dict) or data.get("format") != LOG_FORMAT:
-        raise UserError(f"{path} is not a dedup undo log")
-    return data
+    return read_json_document(Path(path), LOG_FORMAT, "undo log", "a dedup undo log")
 
 
 def undo(log, execute: bool = False, update_index: bool = True, echo=print) -> Outcome:

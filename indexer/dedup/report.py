@@ -154,14 +154,7 @@ class DedupReport:
             sibling = path.with_suffix(".json")
             if sibling.is_file():
                 path = sibling
-        if not path.is_file():
-            raise UserError(f"report not found: {path}")
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise UserError(f"cannot read the report {path}: {e}") from None
-        if not isinstance(d, dict) or d.get("format") != REPORT_FORMAT:
-            raise UserError(f"{path} is not a dedup report (JSON written by vgg-retrieval dedup)")
+        d = read_json_document(path, REPORT_FORMAT, "report", "a dedup report (JSON written by vgg-retrieval dedup)")
         if int(d.get("version", 0)) > REPORT_VERSION:
             raise UserError(f"{path} was written by a newer vgg-retrieval (report version {d.get('version')})")
         try:
@@ -170,6 +163,19 @@ class DedupReport:
                        list(d.get("roots", [])), dict(d.get("stats", {})))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"the report {path} is damaged ({type(e).__name__}: {e})") from None
+
+
+def read_json_document(path: Path, fmt: str, what: str, kind: str) -> dict:
+    """A JSON file of ours (``{"format": fmt, ...}``), or a one-line UserError saying what is wrong."""
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read the {what} {path}: {e}") from None
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise UserError(f"{path} is not {kind}")
+    return d
 
 
 def _atomic_write(path: Path, text: str) -> None:
