@@ -323,6 +323,11 @@ class Index:
                 return Path(path)
         raise UserError(f"refusing to read {row.path}: it is outside the index's folders")
 
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the committed generation: int64 [N] and float32 [N, dim], same order."""
+        index = self._load_vectors()
+        return vectors.ids_of(index), vectors.all_vectors(index)
+
     def vector(self, image_id: int) -> np.ndarray:
         return self._load_vectors().reconstruct(int(image_id))
 
@@ -380,6 +385,21 @@ class Index:
             self._load_vectors(force=True)
             self._run(todo, problems, delete_paths, clear_errors, report, workers, progress, commit_every,
                       commit_seconds, max_pixels)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def forget(self, paths: Iterable[str]) -> UpdateReport:
+        """Drop these files' rows and vectors (one crash-safe commit), without scanning any folder:
+        for files moved away by the program itself (dedup apply)."""
+        t0 = time.perf_counter()
+        report = UpdateReport()
+        with self.write_lock():
+            vectors.remove_stale_files(self.directory, keep=self.store.meta("vectors_file"))
+            with self.store.session() as s:
+                known = [str(p) for p in paths if s.scalar(select(ImageRow.id).where(ImageRow.path == str(p)))]
+            if known:
+                self._load_vectors(force=True)
+                self._commit([], [], {}, known, [], report)
         report.seconds = time.perf_counter() - t0
         return report
 

@@ -229,3 +229,15 @@ def test_sigkill_during_indexing_then_rerun_gives_the_clean_result(tmp_path, tin
             a = idx.vector(idx.store.row_by_path(p).id)
             b = ref.vector(ref.store.row_by_path(p).id)
             assert np.dot(a, b) > 0.99999
+
+
+def test_forget_drops_rows_and_vectors_without_scanning(tmp_path, make_index, photos):
+    idx = make_index(tmp_path / "ix")
+    idx.update([photos], workers=0, progress=False)
+    gone = photos / "pixabay" / "cat01.jpg"
+    copy_photos(photos, ["opencv/baboon.jpg"], flat=True)  # new, but forget() must not scan for it
+    r = idx.forget([str(gone), str(photos / "not-indexed.jpg")])
+    assert r.removed == 1 and r.added == 0 and idx.count == 5 and idx.check().ok
+    assert str(gone) not in _paths(idx) and str(photos / "baboon.jpg") not in _paths(idx)
+    ids, vecs = idx.all_vectors()
+    assert len(ids) == 5 and vecs.shape == (5, 512) and set(ids.tolist()) == set(idx.store.all_ids())

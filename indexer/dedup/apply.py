@@ -190,8 +190,9 @@ def _default_log(quarantine: Path) -> Path:
     return path
 
 
-def _update_index(index_dir: str, paths: list[str], roots: list[str]) -> str:
-    """Bring the index in line with the moved files through its normal (crash-safe) update."""
+def _update_index(index_dir: str, paths: list[str], roots: list[str], moved_away: bool) -> str:
+    """Bring the index in line with the moved files, through its crash-safe commits: files moved
+    away are forgotten (no folder scan); files moved back are embedded by an update of their folders."""
     from indexer.index import Index
 
     if not Index.exists(index_dir):
@@ -201,7 +202,7 @@ def _update_index(index_dir: str, paths: list[str], roots: list[str]) -> str:
     if not affected:
         return "no indexed folder affected"
     with Index.open(index_dir) as idx:
-        rep = idx.update(affected, progress=False, workers=0)
+        rep = idx.forget(paths) if moved_away else idx.update(affected, progress=False, workers=0)
     return f"index updated: {rep.summary()}"
 
 
@@ -254,7 +255,8 @@ def apply_report(report: DedupReport, quarantine, execute: bool = False, log=Non
     _write_log(log, data)
     echo(f"moved {len(moves)} files ({out.bytes / 1e6:.1f} MB) to {quarantine}; undo log: {log}")
     if update_index:
-        out.index_summary = _update_index(report.index_dir, [m.src for m in moves], report.roots)
+        out.index_summary = _update_index(report.index_dir, [m.src for m in moves], report.roots,
+                                          moved_away=True)
         echo(out.index_summary)
     return out
 
@@ -306,6 +308,7 @@ def undo(log, execute: bool = False, update_index: bool = True, echo=print) -> O
     _write_log(log, data)
     echo(f"restored {len(todo)} files")
     if update_index and todo:
-        out.index_summary = _update_index(data["index_dir"], [m.src for m in todo], data.get("roots", []))
+        out.index_summary = _update_index(data["index_dir"], [m.src for m in todo], data.get("roots", []),
+                                          moved_away=False)
         echo(out.index_summary)
     return out

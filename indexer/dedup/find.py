@@ -13,7 +13,6 @@ import time
 import numpy as np
 from sqlalchemy import select
 
-from indexer import vectors as vec
 from indexer.store import ImageRow
 from retrieval.errors import UserError
 
@@ -68,9 +67,7 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
              "prefer": list(prefer), "model_id": index.spec.model_id, "model": index.spec.describe()}
     pairs: list[tuple[int, list[int], list[float]]] = []
     if near and len(reps) > 1:
-        faiss_index = index._load_vectors()
-        vid = vec.ids_of(faiss_index)
-        xb = vec.all_vectors(faiss_index)
+        vid, xb = index.all_vectors()
         pos = {int(v): p for p, v in enumerate(vid.tolist())}
         have = np.array([int(ids[r]) in pos for r in reps], dtype=bool)
         reps_v = reps[have]
