@@ -4,7 +4,7 @@
 # torchvision's IMAGENET1K_V1 (downloaded on a connected machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q -e . 2>&1 | grep -v -i "warning: running pip as" || true
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q -e .
 if [ -z "${VGG_RETRIEVAL_WEIGHTS:-}" ] && [ -f ../shared/data/weights/vgg16_features_imagenet_like.pth ]; then
   export VGG_RETRIEVAL_WEIGHTS=../shared/data/weights/vgg16_features_imagenet_like.pth
 fi
