@@ -129,16 +129,23 @@ def index(folders, index_dir, arch, weights, pooling, input_size, engine, batch_
 @engine_options
 @db_option
 def search(images, index_dir, top_k, as_json, engine, batch_size, threads, db_url):
-    """Find the indexed images most similar to each of IMAGES."""
+    """Find the indexed images most similar to each of IMAGES (and their top-5 classes when the
+    index's model has a classifier)."""
     from indexer.index import Index
 
     with Index.open(index_dir, engine=engine, db_url=db_url, batch_size=batch_size, threads=threads) as idx:
-        results = idx.search_many([str(p) for p in images], top_k)
-        for query, hits in zip(images, results):
+        results, classes = idx.search_and_classify([str(p) for p in images], top_k)
+        for i, (query, hits) in enumerate(zip(images, results)):
+            top = classes[i] if classes else None
             if as_json:
-                click.echo(json.dumps({"query": str(query), "results": [h.as_json() for h in hits]}))
+                row = {"query": str(query), "results": [h.as_json() for h in hits]}
+                if top:
+                    row["classes"] = [{"class": c, "p": round(p, 6)} for c, p in top]
+                click.echo(json.dumps(row))
             else:
                 click.echo(f"{query}")
+                if top:
+                    click.echo("  classes: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
                 for rank, h in enumerate(hits, 1):
                     click.echo(f"  {rank:3d}. {h.score:.4f}  {h.path}" + (f"  [{h.label}]" if h.label else ""))
 

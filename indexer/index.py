@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from retrieval.engines import DEFAULT_ENGINE, load_embedder
 from retrieval.errors import ModelMismatchError, UserError
 from retrieval.export import SIDECAR, export_model, read_sidecar
-from retrieval.preprocess import DEFAULT_MAX_PIXELS, ImageError
+from retrieval.preprocess import DEFAULT_MAX_PIXELS, ImageError, load_and_prepare
 from retrieval.spec import ModelSpec
 
 from . import vectors
@@ -255,29 +255,30 @@ class Index:
                 "bytes": path.stat().st_size if path.exists() else 0}
 
     # --- search -------------------------------------------------------------------------------
-    def embed_queries(self, queries: Iterable) -> np.ndarray:
-        queries = list(queries)
+    def embed_queries(self, queries: Iterable, with_logits: bool = False):
+        """Descriptors of query images (paths, bytes or PIL images); with ``with_logits``, also the
+        class scores from the same forward pass (None when the model has no classifier)."""
+        prepared = []
         for q in queries:
+            name = q if isinstance(q, (str, os.PathLike)) else "query image"
             if isinstance(q, (str, os.PathLike)):
                 p = Path(q)
                 if not p.exists():
                     raise UserError(f"query image not found: {q}")
                 if not p.is_file():
                     raise UserError(f"query is not a file: {q}")
-        out = []
-        for i in range(0, len(queries), max(1, self.batch_size)):
-            chunk = queries[i:i + self.batch_size]
             try:
-                out.append(self.embedder.embed(chunk))
-            except ImageError:
-                for q in chunk:  # find which one, for the message
-                    try:
-                        self.embedder.embed([q])
-                    except ImageError as e:
-                        name = q if isinstance(q, (str, os.PathLike)) else "query image"
-                        raise UserError(f"cannot use {name}: {e}") from None
-                raise
-        return np.concatenate(out) if out else np.zeros((0, self.spec.descriptor_dim), np.float32)
+                prepared.append(load_and_prepare(q, self.spec.input_size))
+            except ImageError as e:
+                raise UserError(f"cannot use {name}: {e}") from None
+        if not prepared:
+            empty = np.zeros((0, self.spec.descriptor_dim), np.float32)
+            return (empty, None) if with_logits else empty
+        images = np.stack([p.array for p in prepared])
+        sizes = np.array([p.valid for p in prepared], dtype=np.int64)
+        if with_logits:
+            return self.embedder.embed_with_logits(images, sizes)
+        return self.embedder.embed_batch(images, sizes)
 
     def search(self, query, k: int = 10) -> list[SearchHit]:
         """The ``k`` indexed images most similar to ``query`` (a path, bytes or a PIL image)."""
@@ -285,6 +286,17 @@ class Index:
 
     def search_many(self, queries: Iterable, k: int = 10) -> list[list[SearchHit]]:
         return self.search_vectors(self.embed_queries(queries), k)
+
+    def search_and_classify(self, queries: Iterable, k: int = 10, top: int = 5):
+        """(hits per query, top classes per query or None): one forward pass gives both."""
+        d, logits = self.embed_queries(queries, with_logits=True)
+        classes = None
+        if logits is not None and self.spec.class_names:
+            p = np.exp(logits - logits.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            names = self.spec.class_names
+            classes = [[(names[j], float(row[j])) for j in np.argsort(-row)[:top]] for row in p]
+        return self.search_vectors(d, k), classes
 
     def search_vectors(self, queries: np.ndarray, k: int = 10) -> list[list[SearchHit]]:
         if k < 1:

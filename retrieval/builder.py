@@ -19,20 +19,28 @@ def build(arch: str = "vgg16", weights: str | None = None, pooling: str = "gap",
     if isinstance(ckpt_spec, dict):
         stored = ModelSpec.from_dict(ckpt_spec)
         class_names = stored.class_names
-        base = base.replace(mean=stored.mean, std=stored.std)
+        base = base.replace(mean=stored.mean, std=stored.std, widths=stored.widths, head=stored.head,
+                            descriptor_dim=stored.descriptor_dim)
+        if not loaded.head:
+            base = base.replace(head="")
     spec = base.replace(weights=loaded.source, weights_sha256=fingerprint(loaded.features), class_names=class_names)
     from .model import build_descriptor_net
 
-    return spec, build_descriptor_net(spec, loaded.features)
+    return spec, build_descriptor_net(spec, {**loaded.features, **loaded.head})
 
 
 def load_net(spec: ModelSpec):
     """The torch network for a stored ``spec``, its weights checked against the fingerprint."""
-    loaded = load_weights(spec.arch, spec.weights)
+    loaded = load_weights(spec.arch, spec.weights, spec.widths)
     got = fingerprint(loaded.features)
     if spec.weights_sha256 and got != spec.weights_sha256:
         raise UserError(f"weights {spec.weights} changed since this model was made "
                         f"(sha256 {got[:12]}, expected {spec.weights_sha256[:12]})")
     from .model import build_descriptor_net
 
-    return build_descriptor_net(spec, loaded.features)
+    state = dict(loaded.features)
+    if spec.head:
+        if not loaded.head:
+            raise UserError(f"weights {spec.weights} carry no {spec.head} classifier head")
+        state.update(loaded.head)
+    return build_descriptor_net(spec, state)

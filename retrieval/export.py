@@ -31,7 +31,13 @@ def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onn
         s = spec.input_size
         example = (torch.zeros(2, s, s, 3, dtype=torch.uint8), torch.full((2, 2), s, dtype=torch.int64))
         onnx_path = tmp / ONNX_FILE
-        _export_onnx(net.eval(), example, onnx_path)
+        with_logits = getattr(net, "head", None) is not None
+        if with_logits:
+            from .model import BothOutputs
+
+            _export_onnx(BothOutputs(net.eval()).eval(), example, onnx_path, ("descriptor", "logits"))
+        else:
+            _export_onnx(net.eval(), example, onnx_path)
         files = {"onnx": ONNX_FILE}
         if "openvino" in formats:
             import openvino as ov
@@ -48,7 +54,9 @@ def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onn
             "files": files,
             "inputs": {"image": f"uint8 [N,{s},{s},3] RGB, picture top-left, zero padded",
                        "size": "int64 [N,2] valid (height, width) of each picture"},
-            "outputs": {"descriptor": f"float32 [N,{spec.descriptor_dim}] L2-normalised"},
+            "outputs": {"descriptor": f"float32 [N,{spec.descriptor_dim}] L2-normalised",
+                        **({"logits": f"float32 [N,{len(spec.class_names)}] class scores ({spec.head} head; "
+                                      f"spec.class_names order)"} if with_logits else {})},
             "normalisation": "inside the graph: (x/255 - mean) / std, padded pixels zeroed",
         }
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2))
@@ -65,21 +73,21 @@ def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onn
     return out_dir
 
 
-def _export_onnx(net, example, onnx_path: Path) -> None:
+def _export_onnx(net, example, onnx_path: Path, outputs=("descriptor",)) -> None:
     """TorchScript-based exporter (about 1 s here, against 8-12 s for the dynamo exporter); the
     dynamo exporter (needs onnxscript) where the TorchScript one is gone or fails."""
     import warnings
 
     import torch
 
-    names = dict(input_names=["image", "size"], output_names=["descriptor"])
+    names = dict(input_names=["image", "size"], output_names=list(outputs))
     with torch.no_grad():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(net, example, str(onnx_path), opset_version=OPSET, dynamo=False,
                                   dynamic_axes={"image": {0: "batch"}, "size": {0: "batch"},
-                                                "descriptor": {0: "batch"}}, **names)
+                                                **{o: {0: "batch"} for o in outputs}}, **names)
             return
         except Exception:
             if onnx_path.exists():

@@ -40,6 +40,9 @@ class ModelSpec:
     widths: tuple[int, ...] | None = None
     class_names: tuple[str, ...] = field(default_factory=tuple)
     descriptor_dim: int = 512
+    # Classifier head on the pooled conv features ("" none, "gap-linear", "vgg"); like class_names it
+    # does not change the descriptors, so it is left out of model_id.
+    head: str = ""
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -55,6 +58,7 @@ class ModelSpec:
         d = self.to_dict()
         d.pop("weights")
         d.pop("class_names")
+        d.pop("head")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

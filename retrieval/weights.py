@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
@@ -30,7 +30,8 @@ RANDOM_SEED = 0
 class LoadedWeights:
     source: str  # the name, or the absolute path of the file
     features: dict  # "features.N.weight" -> tensor, only the conv trunk
-    extra: dict  # whatever else the file carried (a checkpoint's spec, classifier...)
+    extra: dict  # whatever else the file carried (a checkpoint's spec, training state...)
+    head: dict = field(default_factory=dict)  # "head.*" tensors of a checkpoint with a classifier
 
 
 def requested_weights(weights: str | None) -> str:
@@ -41,8 +42,9 @@ def _looks_like_path(s: str) -> bool:
     return os.sep in s or s.startswith(".") or s.endswith((".pth", ".pt", ".ckpt", ".bin")) or os.path.exists(s)
 
 
-def load_weights(arch: str, weights: str | None = None) -> LoadedWeights:
-    """Resolve ``weights`` (see module doc) and return the trunk tensors for ``arch``."""
+def load_weights(arch: str, weights: str | None = None, widths=None) -> LoadedWeights:
+    """Resolve ``weights`` (see module doc) and return the trunk tensors for ``arch`` (with conv
+    ``widths`` for a pruned trunk; a checkpoint's own spec gives them when not passed)."""
     import torch
 
     name = requested_weights(weights)
@@ -53,7 +55,7 @@ def load_weights(arch: str, weights: str | None = None) -> LoadedWeights:
         trunk = build_trunk(arch)
         return LoadedWeights(RANDOM, {f"features.{k}": v for k, v in trunk.state_dict().items()}, {})
     if _looks_like_path(name):
-        return _load_file(arch, Path(name))
+        return _load_file(arch, Path(name), widths)
     return _load_torchvision(arch, name)
 
 
@@ -75,7 +77,7 @@ def _load_torchvision(arch: str, name: str) -> LoadedWeights:
     return LoadedWeights(name, _trunk_tensors(arch, sd, name), {})
 
 
-def _load_file(arch: str, path: Path) -> LoadedWeights:
+def _load_file(arch: str, path: Path, widths=None) -> LoadedWeights:
     import torch
 
     if not path.exists():
@@ -95,6 +97,8 @@ def _load_file(arch: str, path: Path) -> LoadedWeights:
         stored_arch = (extra.get("spec") or {}).get("arch")
         if stored_arch and stored_arch != arch:
             raise UserError(f"checkpoint {path} is a {stored_arch}, not a {arch}: pass --arch {stored_arch}")
+        if widths is None and (extra.get("spec") or {}).get("widths"):
+            widths = tuple(extra["spec"]["widths"])
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         sd = obj["state_dict"]
     elif isinstance(obj, dict) and isinstance(obj.get("model"), dict):
@@ -103,10 +107,11 @@ def _load_file(arch: str, path: Path) -> LoadedWeights:
         sd = obj
     if not isinstance(sd, dict) or not sd:
         raise UserError(f"cannot load weights from {path}: it holds no state_dict")
-    return LoadedWeights(source, _trunk_tensors(arch, sd, str(path)), extra)
+    head = {k: v for k, v in sd.items() if k.startswith("head.") and isinstance(v, torch.Tensor)}
+    return LoadedWeights(source, _trunk_tensors(arch, sd, str(path), widths), extra, head)
 
 
-def _trunk_tensors(arch: str, sd: dict, where: str) -> dict:
+def _trunk_tensors(arch: str, sd: dict, where: str, widths=None) -> dict:
     """Pick the ``features.*`` tensors of ``arch`` out of a state_dict, checking names and shapes."""
     import torch
 
@@ -122,7 +127,7 @@ def _trunk_tensors(arch: str, sd: dict, where: str) -> dict:
         elif k.split(".", 1)[0].isdigit():  # a bare trunk saved from vgg.features
             out["features." + k] = value
     with torch.device("meta"):  # shapes only, no memory, no init
-        expected = {f"features.{k}": v for k, v in build_trunk(arch).state_dict().items()}
+        expected = {f"features.{k}": v for k, v in build_trunk(arch, widths).state_dict().items()}
     missing = sorted(set(expected) - set(out), key=_layer_order)
     if missing:
         convs = len({k.rsplit(".", 1)[0] for k in out if k.endswith(".weight") and out[k].dim() == 4})
@@ -151,7 +156,11 @@ def fingerprint(tensors: dict) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike, spec, state_dict: dict, **extra) -> None:
-    """Write a vgg-retrieval checkpoint: plain tensors and JSON-like data only (weights_only-safe)."""
+    """Write a vgg-retrieval checkpoint: plain tensors and JSON-like data only (weights_only-safe).
+
+    ``spec`` carries arch, conv widths, head kind, class names, normalisation, input size and
+    pooling; ``state_dict`` holds ``features.*`` and, with a classifier, ``head.*``. Training adds
+    ``extra`` such as ``epoch``, ``optimizer``, ``scheduler``, ``metrics``, ``best_top1``."""
     import torch
 
     obj = {"format": CHECKPOINT_FORMAT, "version": 1, "spec": spec.to_dict(), "state_dict": state_dict, **extra}

@@ -1,4 +1,5 @@
 """The index: incremental updates, search API, consistency checks, model and writer guards."""
+import json
 import subprocess
 import sys
 import time
@@ -241,3 +242,27 @@ def test_forget_drops_rows_and_vectors_without_scanning(tmp_path, make_index, ph
     assert str(gone) not in _paths(idx) and str(photos / "baboon.jpg") not in _paths(idx)
     ids, vecs = idx.all_vectors()
     assert len(ids) == 5 and vecs.shape == (5, 512) and set(ids.tolist()) == set(idx.store.all_ids())
+
+
+def test_search_prints_top_classes_when_the_model_has_a_classifier(tmp_path, photos, capsys):
+    """One forward pass gives neighbours and classes; `search` shows the top 5 (text and JSON)."""
+    from indexer.cli import main
+    from test_train import tiny_net
+
+    classes = ["ant", "bee", "cat", "dog", "eel", "fox"]
+    spec, net = tiny_net(classes, size=32)
+    Index.create(tmp_path / "ix", spec, net).update([photos], workers=0, progress=False)
+    q = photos / "pixabay" / "cat01.jpg"
+    assert main(["search", str(q), "--index", str(tmp_path / "ix"), "-k", "2", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["results"][0]["path"] == str(q)
+    assert len(row["classes"]) == 5 and {c["class"] for c in row["classes"]} <= set(classes)
+    ps = [c["p"] for c in row["classes"]]
+    assert ps == sorted(ps, reverse=True) and 0 < sum(ps) <= 1.0001
+    assert main(["search", str(q), "--index", str(tmp_path / "ix"), "-k", "1"]) == 0
+    assert "  classes: " in capsys.readouterr().out
+    # and a model without a classifier prints none
+    idx2 = Index.create(tmp_path / "ix2", *tiny_net(classes, size=32, head=""))
+    idx2.update([photos], workers=0, progress=False)
+    hits, top = idx2.search_and_classify([q], k=1)
+    assert top is None and hits[0][0].path == str(q)

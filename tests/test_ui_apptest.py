@@ -208,6 +208,21 @@ def test_classification_note_for_named_classes_without_logits(tiny_model, tmp_pa
     assert result_captions(at)[0].startswith("**1.000** · cat01.jpg")
 
 
+def test_classification_of_the_query_with_a_real_classifier_head(tmp_path, monkeypatch, photos):
+    """An index whose model carries a classifier: the search page shows the top-5 bar chart."""
+    from indexer import Index
+    from test_train import tiny_net
+
+    classes = ["ant", "bee", "cat", "dog", "eel", "fox"]
+    spec, net = tiny_net(classes, size=32)
+    with Index.create(tmp_path / "index", spec, net) as idx:
+        idx.update([photos], workers=0, progress=False)
+    at = upload(app(tmp_path / "index", monkeypatch), photos / "pixabay" / "cat01.jpg")
+    assert not at.exception and not any("no classifier" in i.value for i in at.info)
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+    assert result_captions(at)[0].startswith("**1.000** · cat01.jpg")
+
+
 # --- index page -------------------------------------------------------------------------------
 def test_index_page_status_errors_and_indexing_with_progress(tiny_model, make_index, tmp_path, monkeypatch):
     folder = tmp_path / "photos"

@@ -288,26 +288,16 @@ class Service:
 
     # classification
     def logits(self, im: Image.Image) -> np.ndarray | None:
-        """Class logits of ``im`` when the model exposes them, else None.
-
-        Looked for, in order: ``embedder.logits_batch(images, sizes)`` on the inference engine, then
-        ``net.logits(images, sizes)`` on the torch network (both take what ``prepare`` makes).
-        """
+        """Class logits of ``im`` when the index's model carries a classifier head, else None (the
+        exported model then has a ``logits`` output next to ``descriptor``)."""
         from retrieval.preprocess import load_and_prepare
 
         p = load_and_prepare(im, self.spec.input_size)
         images, sizes = p.array[None], np.array([p.valid], dtype=np.int64)
         with self.lock:
-            fn = getattr(self.index.embedder, "logits_batch", None)
-            if callable(fn):
-                return np.asarray(fn(images, sizes), dtype=np.float64)[0]
-            net = self.net()
-            fn = getattr(net, "logits", None)
-            if callable(fn):
-                import torch
-
-                with torch.inference_mode():
-                    return np.asarray(fn(torch.from_numpy(images), torch.from_numpy(sizes)), dtype=np.float64)[0]
+            emb = self.index.embedder
+            if getattr(emb, "has_logits", False):
+                return np.asarray(emb.logits_batch(images, sizes), dtype=np.float64)[0]
         return None
 
     def classify(self, query: Query, k: int = 5) -> tuple[list[tuple[str, float]] | None, str]:

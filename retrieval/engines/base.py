@@ -38,7 +38,36 @@ class Embedder(ABC):
                for i in range(0, len(images), self.batch_size)]
         if not out:
             return np.zeros((0, self.spec.descriptor_dim), np.float32)
-        return np.ascontiguousarray(np.concatenate(out).astype(np.float32, copy=False))
+        return _unit_rows(np.concatenate(out))
+
+    # ---- classification (models exported with a classifier head) ----
+    has_logits: bool = False
+
+    def _run_both(self, images: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def embed_with_logits(self, images: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(descriptors, logits) from one forward pass; logits is None when the model has no head."""
+        if not self.has_logits:
+            return self.embed_batch(images, sizes), None
+        images = np.ascontiguousarray(images, dtype=np.uint8)
+        sizes = np.ascontiguousarray(sizes, dtype=np.int64)
+        s = self.spec.input_size
+        if images.ndim != 4 or images.shape[1:] != (s, s, 3) or sizes.shape != (len(images), 2):
+            raise ValueError(f"expected images [N,{s},{s},3] and sizes [N,2], got {images.shape} and {sizes.shape}")
+        parts = [self._run_both(images[i:i + self.batch_size], sizes[i:i + self.batch_size])
+                 for i in range(0, len(images), self.batch_size)]
+        if not parts:
+            return (np.zeros((0, self.spec.descriptor_dim), np.float32),
+                    np.zeros((0, len(self.spec.class_names)), np.float32))
+        return (_unit_rows(np.concatenate([p[0] for p in parts])),
+                np.concatenate([p[1] for p in parts]).astype(np.float32, copy=False))
+
+    def logits_batch(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """Class scores ``[N, len(spec.class_names)]``; ValueError when the model has no classifier."""
+        if not self.has_logits:
+            raise ValueError("this model has no classifier head (no logits output)")
+        return self.embed_with_logits(images, sizes)[1]
 
     def embed(self, sources: Iterable) -> np.ndarray:
         """Descriptors of images given as paths, bytes, file objects or PIL images."""
@@ -53,3 +82,10 @@ class Embedder(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec.describe()}>"
+
+
+def _unit_rows(d: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length again: exact FP32 graphs already give them (a no-op up to float
+    rounding), INT8 graphs (NNCF) can be off by a few percent."""
+    d = np.ascontiguousarray(d, dtype=np.float32)
+    return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), np.float32(1e-12))

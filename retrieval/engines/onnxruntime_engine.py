@@ -22,6 +22,11 @@ class OnnxRuntimeEmbedder(Embedder):
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers or ["CPUExecutionProvider"])
+        self.has_logits = "logits" in {o.name for o in self.session.get_outputs()}
 
     def _run(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         return self.session.run(["descriptor"], {"image": images, "size": sizes})[0]
+
+    def _run_both(self, images: np.ndarray, sizes: np.ndarray):
+        d, lg = self.session.run(["descriptor", "logits"], {"image": images, "size": sizes})
+        return d, lg

@@ -27,6 +27,7 @@ class OpenVinoEmbedder(Embedder):
 
         self._core = ov.Core()
         self._model = self._core.read_model(str(xml_path))
+        self.has_logits = any("logits" in o.get_names() for o in self._model.outputs)
         self.device = device
         self.config = {"PERFORMANCE_HINT": performance}
         if device == "CPU":
@@ -42,10 +43,16 @@ class OpenVinoEmbedder(Embedder):
             model = self._model.clone()
             model.reshape({"image": [n, s, s, 3], "size": [n, 2]})
             compiled = self._core.compile_model(model, self.device, self.config)
-            self._requests[n] = (compiled.create_infer_request(), compiled.output("descriptor"))
+            self._requests[n] = (compiled.create_infer_request(), compiled.output("descriptor"),
+                                 compiled.output("logits") if self.has_logits else None)
         return self._requests[n]
 
     def _run(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-        request, output = self._request(len(images))
+        request, output, _ = self._request(len(images))
         result = request.infer({"image": images, "size": sizes})
         return np.array(result[output], dtype=np.float32)
+
+    def _run_both(self, images: np.ndarray, sizes: np.ndarray):
+        request, output, logits = self._request(len(images))
+        result = request.infer({"image": images, "size": sizes})
+        return np.array(result[output], dtype=np.float32), np.array(result[logits], dtype=np.float32)

@@ -21,9 +21,16 @@ class TorchEmbedder(Embedder):
 
             net = load_net(spec)
         self.net = net.eval()
+        self.has_logits = getattr(self.net, "head", None) is not None
         self._torch = torch
 
     def _run(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
             return self.net(torch.from_numpy(images), torch.from_numpy(sizes)).numpy()
+
+    def _run_both(self, images: np.ndarray, sizes: np.ndarray):
+        torch = self._torch
+        with torch.inference_mode():
+            d, lg = self.net.forward_both(torch.from_numpy(images), torch.from_numpy(sizes))
+            return d.numpy(), lg.numpy()

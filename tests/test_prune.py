@@ -1,0 +1,102 @@
+"""L1 channel pruning: channels are physically removed, the pruned net runs, loads and exports."""
+import numpy as np
+import torch
+from torch import nn
+
+from test_train import FLOWERS, WIDTHS, tiny_net
+from retrieval.prune import conv_positions, count_params, gflops, l1_prune, parse_layers
+from retrieval.weights import save_checkpoint
+
+CLASSES = ("daisy", "dandelion", "rose", "sunflower", "tulip")
+
+
+def _io():
+    torch.manual_seed(1)
+    return torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8), torch.tensor([[32, 32], [32, 24]])
+
+
+def test_pruning_removes_lowest_l1_channels_exactly():
+    spec, net = tiny_net(CLASSES)
+    pos = conv_positions(net.features)
+    # zero the 4 weakest filters of conv 5: removing exactly them must not change any output
+    conv = net.features[pos[5]]
+    with torch.no_grad():
+        conv.weight[[1, 7, 20, 30]] = 0
+        conv.bias[[1, 7, 20, 30]] = 0
+    x, s = _io()
+    with torch.no_grad():
+        d0, l0 = net.forward_both(x, s)
+    p0, g0 = count_params(net), gflops(net, 32)
+    widths = l1_prune(net, 4 / 32, [5])
+    assert widths == WIDTHS[:5] + (28,) + WIDTHS[6:]
+    assert net.features[pos[5]].out_channels == 28 and net.features[pos[6]].in_channels == 28
+    with torch.no_grad():
+        d1, l1 = net.forward_both(x, s)
+    torch.testing.assert_close(d1, d0)
+    torch.testing.assert_close(l1, l0)
+    assert count_params(net) < p0 and gflops(net, 32) < g0
+
+
+def test_prune_all_layers_runs_round_trips_and_exports(tmp_path):
+    from retrieval.builder import build
+    from retrieval.engines import load_embedder
+    from retrieval.export import export_model
+
+    spec, net = tiny_net(CLASSES)
+    layers = parse_layers("all", 8)
+    assert layers == list(range(7))  # the last conv (the descriptor) is kept
+    widths = l1_prune(net, 0.3, layers)
+    assert widths == tuple(round(w * 0.7) for w in WIDTHS[:7]) + (WIDTHS[-1],)
+    assert [m.out_channels for m in net.features if isinstance(m, nn.Conv2d)] == list(widths)
+    # the last conv pruned too: the head's inputs follow
+    widths = l1_prune(net, 0.5, [7])
+    assert widths[-1] == 16 and net.head.fc.in_features == 16
+    pspec = spec.replace(widths=widths, descriptor_dim=16)
+    x, s = _io()
+    with torch.no_grad():
+        d, lg = net.forward_both(x, s)
+    assert d.shape == (2, 16) and lg.shape == (2, 5)
+    ck = tmp_path / "p.pt"
+    save_checkpoint(ck, pspec, {k: v for k, v in net.state_dict().items() if k.startswith(("features.", "head."))})
+    spec2, net2 = build("vgg11", str(ck), "gap", 32)
+    assert spec2.widths == widths and spec2.head == "gap-linear"
+    with torch.no_grad():
+        torch.testing.assert_close(net2.forward_both(x, s)[1], lg)
+    emb = load_embedder("onnxruntime", spec2, export_model(spec2, net2, tmp_path / "m", formats=("onnx",)))
+    np.testing.assert_allclose(emb.logits_batch(x.numpy(), s.numpy()), lg.numpy(), atol=1e-3)
+
+
+def test_vgg_head_prunes_and_bn_arch(tmp_path):
+    from retrieval.model import build_descriptor_net
+    from retrieval.spec import ModelSpec
+
+    spec = ModelSpec(arch="vgg11_bn", input_size=32, weights="random", widths=WIDTHS, descriptor_dim=32,
+                     head="vgg", class_names=CLASSES)
+    torch.manual_seed(0)
+    net = build_descriptor_net(spec, None)
+    widths = l1_prune(net, 0.5, [3, 7])
+    assert widths[3] == 8 and widths[7] == 16 and net.features[conv_positions(net.features)[3] + 1].num_features == 8
+    x, s = _io()
+    with torch.no_grad():
+        assert net.forward_both(x, s)[1].shape == (2, 5)
+
+
+def test_prune_cli_with_recovery(tmp_path):
+    from indexer.cli import main
+
+    from retrieval.data import load_split
+    from retrieval.train import TrainConfig, fit
+
+    split = load_split(FLOWERS, limit_per_class=6)
+    spec, net = tiny_net(split.classes)
+    fit(net, spec, split, tmp_path / "run", TrainConfig(epochs=2, warmup_epochs=0, lr=0.01, freeze=-1, workers=0,
+                                                        extra={"data": str(FLOWERS)}), log=lambda *a: None)
+    out = tmp_path / "pruned"
+    rc = main(["prune", str(tmp_path / "run" / "best.pt"), "--ratio", "0.3", "--layers", "5-6", "--out", str(out),
+               "--recover-epochs", "1", "--limit-per-class", "6", "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 0
+    import json
+
+    rep = json.loads((out / "prune_report.json").read_text())
+    assert rep["widths"][5] == 22 and rep["after"]["params"] < rep["before"]["params"]
+    assert (out / "pruned.pt").exists()

@@ -1,0 +1,66 @@
+"""INT8 post-training quantization (NNCF) of an exported model, and the benchmark command."""
+import json
+
+import numpy as np
+import pytest
+
+from test_train import FLOWERS, tiny_net
+
+import nncf  # noqa: E402  (a test dependency: no skipping)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny net with a head, briefly trained on real photos, its checkpoint and FP32 export."""
+    from retrieval.data import load_split
+    from retrieval.export import export_model
+    from retrieval.train import TrainConfig, fit
+
+    tmp = tmp_path_factory.mktemp("q")
+    split = load_split(FLOWERS, limit_per_class=5)
+    spec, net = tiny_net(split.classes)
+    fit(net, spec, split, tmp / "run", TrainConfig(epochs=3, warmup_epochs=0, lr=0.01, freeze=-1, workers=0),
+        log=lambda *a: None)
+    return split, spec, net, tmp / "run" / "last.pt", export_model(spec, net, tmp / "fp32")
+
+
+def test_int8_ir_loads_and_agrees_with_fp32(trained, tmp_path):
+    import openvino as ov
+
+    from retrieval.engines import load_embedder
+    from retrieval.export import read_sidecar
+    from retrieval.quantize import calibration_items, evaluate_embedder, quantize_ir
+
+    split, spec, net, _, fp32 = trained
+    d = quantize_ir(fp32, tmp_path / "int8", calibration_items(split, 12), 12)
+    s2, side = read_sidecar(d)
+    assert side["precision"] == "int8" and s2.model_id == spec.model_id
+    ops = {op.get_type_name() for op in ov.Core().read_model(str(d / "model.xml")).get_ops()}
+    assert "FakeQuantize" in ops or "FakeConvert" in ops
+    fp = load_embedder("openvino", spec, fp32, batch_size=4)
+    q = load_embedder("openvino", s2, d, batch_size=4)
+    assert q.has_logits
+    t_fp, d_fp = evaluate_embedder(fp, split.val)
+    t_q, d_q = evaluate_embedder(q, split.val)
+    np.testing.assert_allclose(np.linalg.norm(d_q, axis=1), 1.0, atol=1e-5)
+    cos = np.sum(d_fp * d_q, axis=1)
+    assert cos.min() > 0.98, cos
+    assert abs(t_fp - t_q) <= 0.25
+
+
+def test_quantize_and_benchmark_cli(trained, tmp_path):
+    from indexer.cli import main
+
+    split, spec, net, ckpt, fp32 = trained
+    out = tmp_path / "q"
+    assert main(["quantize", str(fp32), "--calib", str(FLOWERS / ".." / "flowers5"), "--out", str(out),
+                 "--subset", "8", "--val-limit", "5"]) == 0
+    rep = json.loads((out / "quantize_report.json").read_text())
+    assert rep["val_images"] == 5 and rep["descriptor_cosine_mean"] > 0.98
+    assert main(["benchmark", "--data", str(FLOWERS), "--limit", "8", "--latency-runs", "2", "--throughput-batches", "1", "--out", str(tmp_path / "bench"),
+                 "--variant", f"torch={'torch'}:{ckpt}", "--variant", f"fp32=openvino:{fp32}",
+                 "--variant", f"ort=onnxruntime:{fp32}", "--variant", f"int8=openvino:{out / 'int8'}"]) == 0
+    rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["torch", "fp32", "ort", "int8"]
+    assert rows[0]["latency_ratio"] == 1.0 and all(r["agreement"] > 0.98 for r in rows)
+    assert "| int8 | openvino |" in (tmp_path / "bench.md").read_text()
