@@ -28,12 +28,16 @@ class Embedder(ABC):
     def _run(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """One forward pass over at most ``batch_size`` images."""
 
-    def embed_batch(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    def _checked(self, images: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.ascontiguousarray(images, dtype=np.uint8)
         sizes = np.ascontiguousarray(sizes, dtype=np.int64)
         s = self.spec.input_size
         if images.ndim != 4 or images.shape[1:] != (s, s, 3) or sizes.shape != (len(images), 2):
             raise ValueError(f"expected images [N,{s},{s},3] and sizes [N,2], got {images.shape} and {sizes.shape}")
+        return images, sizes
+
+    def embed_batch(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        images, sizes = self._checked(images, sizes)
         out = [self._run(images[i:i + self.batch_size], sizes[i:i + self.batch_size])
                for i in range(0, len(images), self.batch_size)]
         if not out:
@@ -50,11 +54,7 @@ class Embedder(ABC):
         """(descriptors, logits) from one forward pass; logits is None when the model has no head."""
         if not self.has_logits:
             return self.embed_batch(images, sizes), None
-        images = np.ascontiguousarray(images, dtype=np.uint8)
-        sizes = np.ascontiguousarray(sizes, dtype=np.int64)
-        s = self.spec.input_size
-        if images.ndim != 4 or images.shape[1:] != (s, s, 3) or sizes.shape != (len(images), 2):
-            raise ValueError(f"expected images [N,{s},{s},3] and sizes [N,2], got {images.shape} and {sizes.shape}")
+        images, sizes = self._checked(images, sizes)
         parts = [self._run_both(images[i:i + self.batch_size], sizes[i:i + self.batch_size])
                  for i in range(0, len(images), self.batch_size)]
         if not parts:
