@@ -101,6 +101,7 @@ def index(folders, index_dir, arch, weights, pooling, input_size, engine, batch_
         for f in folders:  # before the (slow) model build
             if not f.is_dir():
                 raise UserError(f"{'not a folder' if f.exists() else 'folder not found'}: {f}")
+        Index.check_can_create(index_dir, db_url)
         if model_dir is not None:
             from retrieval.export import read_sidecar
 

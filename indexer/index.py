@@ -126,15 +126,23 @@ class Index:
         return (directory / DB_FILE).is_file()
 
     @classmethod
-    def create(cls, directory, spec: ModelSpec, net=None, db_url: str | None = None, model_dir=None,
-               **options) -> "Index":
-        """A new, empty index for ``spec``. The model goes into DIR/model: copied from ``model_dir``
-        (an export of the same model), else exported from ``net`` (else built from the weights)."""
+    def check_can_create(cls, directory, db_url: str | None = None) -> None:
+        """UserError unless a new index may be made at ``directory`` (a new or empty folder)."""
         directory = Path(directory)
         if directory.exists() and not directory.is_dir():
             raise UserError(f"index path exists and is not a folder: {directory}")
         if cls.exists(directory, db_url):
             raise UserError(f"an index already exists at {directory}")
+        if directory.is_dir() and any(directory.iterdir()):
+            raise UserError(f"{directory} is not empty and is not an index: choose a new or empty --index folder")
+
+    @classmethod
+    def create(cls, directory, spec: ModelSpec, net=None, db_url: str | None = None, model_dir=None,
+               **options) -> "Index":
+        """A new, empty index for ``spec``. The model goes into DIR/model: copied from ``model_dir``
+        (an export of the same model), else exported from ``net`` (else built from the weights)."""
+        directory = Path(directory)
+        cls.check_can_create(directory, db_url)
         directory.mkdir(parents=True, exist_ok=True)
         if not os.access(directory, os.W_OK):
             raise UserError(f"index folder is not writable: {directory}")

@@ -113,6 +113,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path, tiny_model, photos):
          "weights file not found"),
         (["index", photos, "--index", tmp_path / "ix3", "--model", tmp_path], "no exported model"),
         (["check", "--index", photos], "no index at"),
+        (["index", photos, "--index", photos, "--model", model], "is not empty and is not an index"),
     ]
     for args, message in cases:
         r = cli(*args)
