@@ -131,6 +131,7 @@ class Query:
     image: Image.Image | None = None  # what was embedded (for classification); None: not loaded
     image_id: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    logits: np.ndarray | None = None  # class scores from the same forward pass as ``vector``
 
 
 @dataclass
@@ -239,18 +240,21 @@ class Service:
         return self.index.store.roots()
 
     # queries
-    def embed_image(self, im: Image.Image) -> np.ndarray:
+    def embed_image(self, im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+        """(descriptor, class scores or None) of ``im`` from one forward pass."""
         with self.lock:
-            return self.index.embedder.embed([im])[0]
+            d, logits = self.index.embed_queries([im], with_logits=True)
+        return d[0], (None if logits is None else np.asarray(logits[0], dtype=np.float64))
 
     def query_from_upload(self, name: str, data: bytes, settings: Settings, box=None) -> Query:
         t0 = time.perf_counter()
         im = crop(read_upload(name, data, settings), box)
         t1 = time.perf_counter()
-        vec = self.embed_image(im)
+        vec, logits = self.embed_image(im)
         t2 = time.perf_counter()
         title = name + (" (cropped)" if box else "")
-        return Query("upload", title, vec, preview(im), im, None, {"decode": t1 - t0, "model": t2 - t1})
+        return Query("upload", title, vec, preview(im), im, None, {"decode": t1 - t0, "model": t2 - t1},
+                     logits)
 
     def query_from_row(self, row, box=None, settings: Settings | None = None) -> Query:
         name = os.path.basename(row.path)
@@ -261,10 +265,10 @@ class Service:
                                                                    "lookup": time.perf_counter() - t0})
         im = crop(self.open_row(row, max_pixels=(settings or Settings(None)).max_pixels), box)
         t1 = time.perf_counter()
-        vec = self.embed_image(im)
+        vec, logits = self.embed_image(im)
         t2 = time.perf_counter()
         return Query("indexed", name + " (cropped)", vec, preview(im), im, row.id,
-                     {"decode": t1 - t0, "model": t2 - t1})
+                     {"decode": t1 - t0, "model": t2 - t1}, logits)
 
     def search(self, query: Query, want: int = 24, threshold: float = -1.0, labels=(), roots=(),
                max_fetch: int = 5000) -> SearchResult:
@@ -306,10 +310,9 @@ class Service:
         if not names:
             return None, ("This index's model has no classifier (its model lists no classes), so the query "
                           "is not classified. Search works the same.")
-        im = query.image
-        if im is None and query.image_id is not None:
-            im = self.open_row(self.row(query.image_id))
-        logits = self.logits(im) if im is not None else None
+        logits = query.logits  # from the search's own forward pass, when the query was embedded
+        if logits is None and query.image_id is not None and query.image is None:
+            logits = self.logits(self.open_row(self.row(query.image_id)))  # a stored vector: run the model
         if logits is None:
             return None, (f"This model names {len(names)} classes but exposes no class scores (logits), "
                           f"so the query is not classified.")

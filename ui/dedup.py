@@ -57,8 +57,7 @@ def load_report_file(directory: Path, choice: str):
 
 def load_report_bytes(name: str, data: bytes):
     """A report uploaded through the page (parsed in memory, never written anywhere)."""
-    from indexer.dedup import DedupReport, Group
-    from indexer.dedup.report import REPORT_FORMAT, REPORT_VERSION
+    from indexer.dedup import DedupReport
 
     if len(data) > MAX_REPORT_BYTES:
         raise UserError(f"{name} is too large for a report ({len(data) / 1e6:.0f} MB)")
@@ -66,16 +65,7 @@ def load_report_bytes(name: str, data: bytes):
         d = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise UserError(f"{name} is not JSON ({e})") from None
-    if not isinstance(d, dict) or d.get("format") != REPORT_FORMAT:
-        raise UserError(f"{name} is not a dedup report (JSON written by vgg-retrieval dedup)")
-    if int(d.get("version", 0)) > REPORT_VERSION:
-        raise UserError(f"{name} was written by a newer vgg-retrieval (report version {d.get('version')})")
-    try:
-        return DedupReport(float(d["threshold"]), float(d["created_at"]), str(d["index_dir"]),
-                           [Group.from_dict(g) for g in d["groups"]], list(d.get("errors", [])),
-                           list(d.get("roots", [])), dict(d.get("stats", {})))
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"the report {name} is damaged ({type(e).__name__}: {e})") from None
+    return DedupReport.from_dict(d, name)
 
 
 def save_report(report, directory: Path) -> list[Path]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from retrieval.errors import UserError
 
 REPORT_FORMAT = "vgg-retrieval-dedup-report"
+REPORT_KIND = "a dedup report (JSON written by vgg-retrieval dedup)"
 REPORT_VERSION = 1
 EXACT_REASON = "exact copy (same sha256)"
 KEEPER_REASON = "keeper"
@@ -154,15 +155,22 @@ class DedupReport:
             sibling = path.with_suffix(".json")
             if sibling.is_file():
                 path = sibling
-        d = read_json_document(path, REPORT_FORMAT, "report", "a dedup report (JSON written by vgg-retrieval dedup)")
+        d = read_json_document(path, REPORT_FORMAT, "report", REPORT_KIND)
+        return cls.from_dict(d, str(path))
+
+    @classmethod
+    def from_dict(cls, d: dict, name: str = "report") -> "DedupReport":
+        """A report from its parsed JSON (as written by ``save_json``); UserError when it is not one."""
+        if not isinstance(d, dict) or d.get("format") != REPORT_FORMAT:
+            raise UserError(f"{name} is not {REPORT_KIND}")
         if int(d.get("version", 0)) > REPORT_VERSION:
-            raise UserError(f"{path} was written by a newer vgg-retrieval (report version {d.get('version')})")
+            raise UserError(f"{name} was written by a newer vgg-retrieval (report version {d.get('version')})")
         try:
             return cls(float(d["threshold"]), float(d["created_at"]), str(d["index_dir"]),
                        [Group.from_dict(g) for g in d["groups"]], list(d.get("errors", [])),
                        list(d.get("roots", [])), dict(d.get("stats", {})))
         except (KeyError, TypeError, ValueError) as e:
-            raise UserError(f"the report {path} is damaged ({type(e).__name__}: {e})") from None
+            raise UserError(f"the report {name} is damaged ({type(e).__name__}: {e})") from None
 
 
 def read_json_document(path: Path, fmt: str, what: str, kind: str) -> dict:
