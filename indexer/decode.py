@@ -25,6 +25,12 @@ class Decoded:
     problem: str | None = None
 
 
+def decode_items(job: tuple[str, str, int, int]) -> list[Decoded]:
+    """Everything one scanned file yields for the index: one image (or one problem) per file today;
+    a container format (e.g. a video's keyframes) may yield several items."""
+    return [decode_file(job)]
+
+
 def decode_file(job: tuple[str, str, int, int]) -> Decoded:
     path, root, input_size, max_pixels = job
     out = Decoded(path, root)

@@ -37,7 +37,7 @@ from retrieval.preprocess import DEFAULT_MAX_PIXELS, ImageError, load_and_prepar
 from retrieval.spec import ModelSpec
 
 from . import vectors
-from .decode import Decoded, decode_file
+from .decode import Decoded, decode_items
 from .faults import crash_point
 from .scan import Entry, classify, walk
 from .store import ErrorRow, ImageRow, Store
@@ -704,10 +704,11 @@ def _label(path: str, root: str) -> str:
 
 
 def _decode_stream(jobs: list, workers: int, ahead: int) -> Iterator[Decoded]:
-    """Decoded files in job order, ``workers`` processes decoding at most ``ahead`` files ahead of
+    """Decoded items (``decode_items``) in job order, ``workers`` processes decoding at most ``ahead`` files ahead of
     the consumer (bounded memory), overlapping with the caller's inference."""
     if workers <= 0 or len(jobs) <= 1:
-        yield from map(decode_file, jobs)
+        for job in jobs:
+            yield from decode_items(job)
         return
     import multiprocessing
 
@@ -715,19 +716,19 @@ def _decode_stream(jobs: list, workers: int, ahead: int) -> Iterator[Decoded]:
     it = iter(jobs)
     pool = ProcessPoolExecutor(workers, mp_context=ctx)
     try:
-        queue = deque((job, pool.submit(decode_file, job)) for job in islice(it, ahead))
+        queue = deque((job, pool.submit(decode_items, job)) for job in islice(it, ahead))
         while queue:
             job, fut = queue.popleft()
             try:
                 result = fut.result()
             except BrokenProcessPool:  # a decoder crashed the worker: blame this file, carry on
-                result = Decoded(job[0], job[1], problem="the image decoder crashed on this file")
+                result = [Decoded(job[0], job[1], problem="the image decoder crashed on this file")]
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = ProcessPoolExecutor(workers, mp_context=ctx)
-                queue = deque((j, pool.submit(decode_file, j)) for j, _ in queue)
+                queue = deque((j, pool.submit(decode_items, j)) for j, _ in queue)
             nxt = next(it, None)
             if nxt is not None:
-                queue.append((nxt, pool.submit(decode_file, nxt)))
-            yield result
+                queue.append((nxt, pool.submit(decode_items, nxt)))
+            yield from result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
