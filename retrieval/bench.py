@@ -22,8 +22,8 @@ def parse_variant(text: str):
     if not eq:
         rest, label = text, text
     engine, colon, path = rest.partition(":")
-    if not colon or engine not in ("torch", "openvino", "onnxruntime"):
-        raise UserError(f"variant {text!r}: expected LABEL=ENGINE:PATH with ENGINE torch|openvino|onnxruntime")
+    if not colon or engine not in ("torch", "openvino", "onnxruntime", "tensorrt"):
+        raise UserError(f"variant {text!r}: expected LABEL=ENGINE:PATH with ENGINE torch|openvino|onnxruntime|tensorrt")
     return label, engine, Path(path)
 
 

@@ -240,11 +240,17 @@ def torch_load_best(path, net):
 @click.option("--subset", type=int, default=300, show_default=True, help="Calibration images.")
 @click.option("--val-limit", type=int, default=None, help="Check accuracy on at most this many val images.")
 @click.option("--preset", type=click.Choice(["mixed", "performance"]), default="mixed", show_default=True)
-def quantize(source, calib, out, subset, val_limit, preset):
-    """INT8 PTQ (NNCF) of SOURCE (a checkpoint, or an exported model folder) for OpenVINO."""
+@click.option("--format", "formats", type=click.Choice(["openvino", "onnx", "both"]), default="openvino",
+              show_default=True, help="openvino: NNCF INT8 IR in OUT/int8; onnx: ONNX Runtime QDQ INT8 model in "
+                                      "OUT/int8-onnx; both.")
+@click.option("--for-tensorrt", is_flag=True,
+              help="Make the ONNX INT8 model symmetric (zero point 0), as TensorRT's explicit INT8 needs.")
+def quantize(source, calib, out, subset, val_limit, preset, formats, for_tensorrt):
+    """INT8 PTQ of SOURCE (a checkpoint, or an exported model folder): NNCF for OpenVINO and/or
+    ONNX Runtime static quantization (QDQ) for ONNX Runtime and TensorRT."""
     from .engines import load_embedder
     from .export import export_model, read_sidecar
-    from .quantize import calibration_items, evaluate_embedder, quantize_ir
+    from .quantize import calibration_items, evaluate_embedder, quantize_ir, quantize_onnx
 
     out.mkdir(parents=True, exist_ok=True)
     if Path(source).is_file():
@@ -257,24 +263,39 @@ def quantize(source, calib, out, subset, val_limit, preset):
             raise UserError(f"{source} is neither a checkpoint nor an exported model folder")
     spec, _ = read_sidecar(fp32_dir)
     split = _split(calib, 0.2, 0)
-    t = time.perf_counter()
-    int8_dir = quantize_ir(fp32_dir, out / "int8", calibration_items(split, subset), subset, preset)
-    click.echo(f"quantized with {subset} calibration images in {time.perf_counter() - t:.1f} s -> {int8_dir}")
+    items = calibration_items(split, subset)
+    made = []  # (name, engine, folder)
+    if formats in ("openvino", "both"):
+        t = time.perf_counter()
+        made.append(("int8", "openvino", quantize_ir(fp32_dir, out / "int8", items, subset, preset)))
+        click.echo(f"NNCF: {len(items)} calibration images, {time.perf_counter() - t:.1f} s -> {made[-1][2]}")
+    if formats in ("onnx", "both"):
+        t = time.perf_counter()
+        made.append(("int8_onnx", "onnxruntime",
+                     quantize_onnx(fp32_dir, out / "int8-onnx", items, subset, for_tensorrt=for_tensorrt)))
+        click.echo(f"ONNX Runtime: {len(items)} calibration images, {time.perf_counter() - t:.1f} s -> {made[-1][2]}")
+    import numpy as np
+
+    ref_engine = made[0][1]
     res = {}
-    for name, d in (("fp32", fp32_dir), ("int8", int8_dir)):
-        emb = load_embedder("openvino", spec, d, batch_size=8)
+    for name, engine, d in [("fp32", ref_engine, fp32_dir)] + made:
+        emb = load_embedder(engine, spec, d, batch_size=8)
         t = time.perf_counter()
         top1, desc = evaluate_embedder(emb, split.val, val_limit)
         res[name] = {"top1": top1, "seconds": time.perf_counter() - t, "desc": desc}
-    import numpy as np
-
-    cos = float(np.mean(np.sum(res["fp32"]["desc"] * res["int8"]["desc"], axis=1)))
-    report = {"fp32_top1": res["fp32"]["top1"], "int8_top1": res["int8"]["top1"], "descriptor_cosine_mean": cos,
-              "val_images": len(res["fp32"]["desc"]), "fp32_seconds": res["fp32"]["seconds"], "int8_seconds": res["int8"]["seconds"]}
-    (out / "quantize_report.json").write_text(json.dumps(report, indent=2))
+    report = {"fp32_top1": res["fp32"]["top1"], "val_images": len(res["fp32"]["desc"]),
+              "fp32_seconds": res["fp32"]["seconds"]}
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-    click.echo(f"val ({report['val_images']} images): FP32 top-1 {f(report['fp32_top1'])}, INT8 top-1 {f(report['int8_top1'])}, "
-               f"descriptor cosine {cos:.4f}; eval {report['fp32_seconds']:.0f}s vs {report['int8_seconds']:.0f}s")
+    for name, engine, d in made:
+        cos = float(np.mean(np.sum(res["fp32"]["desc"] * res[name]["desc"], axis=1)))
+        report.update({f"{name}_top1": res[name]["top1"], f"{name}_descriptor_cosine_mean": cos,
+                       f"{name}_seconds": res[name]["seconds"], f"{name}_engine": engine})
+        if name == "int8":
+            report["descriptor_cosine_mean"] = cos
+        click.echo(f"val ({report['val_images']} images): FP32 top-1 {f(report['fp32_top1'])}, {name} ({engine}) top-1 "
+                   f"{f(res[name]['top1'])}, descriptor cosine {cos:.4f}; eval {report['fp32_seconds']:.0f}s vs "
+                   f"{res[name]['seconds']:.0f}s")
+    (out / "quantize_report.json").write_text(json.dumps(report, indent=2))
 
 
 @click.command()

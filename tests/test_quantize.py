@@ -64,3 +64,46 @@ def test_quantize_and_benchmark_cli(trained, tmp_path):
     assert [r["variant"] for r in rows] == ["torch", "fp32", "ort", "int8"]
     assert rows[0]["latency_ratio"] == 1.0 and all(r["agreement"] > 0.98 for r in rows)
     assert "| int8 | openvino |" in (tmp_path / "bench.md").read_text()
+
+
+def test_onnx_int8_qdq_model_runs_in_onnxruntime_and_agrees(trained, tmp_path):
+    import onnx
+
+    from retrieval.engines import load_embedder
+    from retrieval.export import read_sidecar
+    from retrieval.quantize import calibration_items, evaluate_embedder, quantize_onnx
+
+    split, spec, net, _, fp32 = trained
+    for symmetric in (False, True):
+        d = quantize_onnx(fp32, tmp_path / f"int8-{symmetric}", calibration_items(split, 12), 12, for_tensorrt=symmetric)
+        s2, side = read_sidecar(d)
+        assert side["precision"] == "int8" and side["files"] == {"onnx": "model.onnx"} and s2.model_id == spec.model_id
+        graph = onnx.load(str(d / "model.onnx")).graph
+        q_nodes = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+        assert q_nodes, "no QDQ nodes: nothing was quantized"
+        zero_points = [i for i in graph.initializer if i.name in {n.input[2] for n in q_nodes if len(n.input) > 2}]
+        zp = np.concatenate([onnx.numpy_helper.to_array(z).ravel().astype(np.int64) for z in zero_points])
+        if symmetric:  # TensorRT's explicit quantization: int8, zero point 0
+            assert (zp == 0).all() and all(z.data_type == onnx.TensorProto.INT8 for z in zero_points)
+        else:  # x86 CPUs: u8 activations
+            assert any(z.data_type == onnx.TensorProto.UINT8 for z in zero_points)
+        fp = load_embedder("onnxruntime", spec, fp32, batch_size=4)
+        q = load_embedder("onnxruntime", s2, d, batch_size=4)
+        assert q.has_logits
+        t_fp, d_fp = evaluate_embedder(fp, split.val)
+        t_q, d_q = evaluate_embedder(q, split.val)
+        cos = np.sum(d_fp * d_q, axis=1)
+        assert cos.min() > 0.97, (symmetric, cos)
+        assert abs(t_fp - t_q) <= 0.25
+
+
+def test_quantize_cli_onnx_format(trained, tmp_path):
+    from indexer.cli import main
+
+    split, spec, net, ckpt, fp32 = trained
+    out = tmp_path / "q"
+    assert main(["quantize", str(fp32), "--calib", str(FLOWERS / ".." / "flowers5"), "--out", str(out),
+                 "--subset", "8", "--val-limit", "5", "--format", "onnx"]) == 0
+    rep = json.loads((out / "quantize_report.json").read_text())
+    assert rep["int8_onnx_engine"] == "onnxruntime" and rep["int8_onnx_descriptor_cosine_mean"] > 0.97
+    assert (out / "int8-onnx" / "model.onnx").is_file() and not (out / "int8").exists()

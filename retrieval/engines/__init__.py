@@ -1,8 +1,8 @@
-"""Inference engines behind one ``Embedder`` interface: torch, onnxruntime, openvino.
+"""Inference engines behind one ``Embedder`` interface: torch, onnxruntime, openvino, tensorrt.
 
-``load_embedder(engine, spec, model_dir)`` picks one. ONNX Runtime and OpenVINO run the exported
-files in ``model_dir`` (see ``retrieval.export``); torch rebuilds the network from the spec's weights.
-TensorRT comes with the model-pipeline work.
+``load_embedder(engine, spec, model_dir)`` picks one. ONNX Runtime, OpenVINO and TensorRT run the
+exported files in ``model_dir`` (see ``retrieval.export``); torch rebuilds the network from the
+spec's weights. TensorRT needs an NVIDIA GPU (see ``tensorrt_engine``).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ..errors import UserError
 from ..spec import ModelSpec
 from .base import Embedder
 
-ENGINES = ("openvino", "onnxruntime", "torch")
+ENGINES = ("openvino", "onnxruntime", "torch", "tensorrt")
 DEFAULT_ENGINE = "openvino"
 
 
@@ -29,6 +29,13 @@ def load_embedder(engine: str, spec: ModelSpec, model_dir: str | Path | None = N
     if model_dir is None:
         raise UserError(f"the {engine} engine needs an exported model folder (vgg-retrieval export)")
     model_dir = Path(model_dir)
+    if engine == "tensorrt":
+        from . import tensorrt_engine
+
+        path = model_dir / ONNX_FILE
+        if not path.exists():
+            raise UserError(f"no ONNX model in {model_dir} (run vgg-retrieval export)")
+        return tensorrt_engine.load(spec, path, batch_size=batch_size, **options)
     if engine == "onnxruntime":
         from .onnxruntime_engine import OnnxRuntimeEmbedder
 
