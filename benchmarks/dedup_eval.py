@@ -9,9 +9,11 @@ Metrics: recall = copies that end up in the same group as their own original; pr
 report's (keeper, member) links that join two files of the same original (a link between different
 photos, distractors included, is a false pair). Per edit type: that edit's copies and the links
 that involve one of them; overall: all copies and all links.
-Also prints a threshold sweep (how the default threshold was chosen).
+Also prints a threshold sweep (how the default threshold was chosen). ``--models plain,trim`` indexes
+the set twice, without and with border trimming (ModelSpec.trim_borders), and compares them with
+pHash in one run.
 Needs: pip install imagehash (benchmark only).
-Run:  python benchmarks/dedup_eval.py [--originals 50] [--distractors 150] [--work DIR]
+Run:  python benchmarks/dedup_eval.py [--originals 50] [--distractors 150] [--work DIR] [--models plain,trim]
 """
 from __future__ import annotations
 
@@ -107,55 +109,23 @@ def table(title, rows_vgg, rows_ph, kinds):
         print(f"| {kind} | {v[3]:.3f} | {v[4]:.3f} | {v[5]:.3f} | {p[3]:.3f} | {p[4]:.3f} | {p[5]:.3f} | {v[1]} / {p[1]} |")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--originals", type=int, default=50)
-    ap.add_argument("--distractors", type=int, default=150)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/vgg-retrieval-dedup-eval"),
-                    help="Working folder (reused when it already holds the set and index).")
-    ap.add_argument("--threshold", type=float, default=None, help="Threshold for the main table [default: the default]")
-    args = ap.parse_args()
-    import imagehash
-    from PIL import Image
-
+def open_index(idx_dir: Path, trim: bool):
     from indexer import Index
-    from indexer.dedup.find import DEFAULT_THRESHOLD
-    from near_duplicates import EDITS, generate, read_truth
     from retrieval.builder import build
 
-    data, idx_dir = args.work / "set", args.work / "index"
-    t0 = time.perf_counter()
-    if not (data / "truth.tsv").is_file():
-        generate(data, args.originals, args.distractors, args.seed)
-    truth = read_truth(data / "truth.tsv")
     if Index.exists(idx_dir):
         index = Index.open(idx_dir)
-    else:
-        spec, net = build("vgg16", str(WEIGHTS))
-        index = Index.create(idx_dir, spec, net)
-    rep = index.update([data], progress=False)
-    t_index = time.perf_counter() - t0
-    fam, edit = family_map(data.resolve(), truth)
-    kinds = [k for k in EDITS if k in set(edit.values())]
-    print(f"set: {len(truth)} copies of {len(set(t[0] for t in truth))} originals ({len(kinds)} edit types) + "
-          f"{sum(1 for f in fam if '/distractors/' in f)} real distractors = {len(fam)} images; "
-          f"model {index.spec.describe()}; index {rep.summary()} ({t_index:.0f}s)")
+        if index.spec.trim_borders != trim:
+            raise SystemExit(f"{idx_dir} was built with trim_borders={index.spec.trim_borders}; delete it or use --work")
+        return index
+    spec, net = build("vgg16", str(WEIGHTS))
+    return Index.create(idx_dir, spec.replace(trim_borders=trim), net)
 
-    # pHash of the same files, measured in the same run
-    t1 = time.perf_counter()
-    paths = sorted(fam)
-    hashes, meta = [], ([], [], [], [])
-    for n, p in enumerate(paths):
-        with Image.open(p) as im:
-            hashes.append(imagehash.phash(im))
-            meta[0].append(im.width * im.height)
-        st = Path(p).stat()
-        meta[1].append(st.st_size)
-        meta[2].append(st.st_mtime_ns)
-        meta[3].append(n)
-    t_phash = time.perf_counter() - t1
 
+def evaluate(index, data, fam, edit, kinds, threshold, paths, hashes, meta, best_ph):
+    """Sweep, main tables and misses for one index; returns the rows at ``threshold``."""
+    name = index.spec.describe()
+    print(f"\n## {name}")
     print("\n### Threshold sweep (overall)\n")
     print("| method | threshold | P | R | F1 |")
     print("|---|---|---|---|---|")
@@ -166,27 +136,18 @@ def main() -> int:
         print(f"| VGG16 cosine >= | {t:.2f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} |")
         if r[5] > best[0]:
             best = (r[5], float(t))
-    best_ph = (-1, None)
-    for d in range(0, 25, 2):
-        r = score(phash_groups(paths, hashes, d, meta), fam, edit, kinds)["overall"]
-        print(f"| pHash Hamming <= | {d} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} |")
-        if r[5] > best_ph[0]:
-            best_ph = (r[5], d)
-    print(f"\nbest-F1 VGG threshold on this set: {best[1]:.2f} (F1 {best[0]:.3f}); best pHash distance: {best_ph[1]} "
-          f"(F1 {best_ph[0]:.3f})")
-
-    thr = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    print(f"\nbest-F1 VGG threshold on this set: {best[1]:.2f} (F1 {best[0]:.3f})")
     t2 = time.perf_counter()
-    groups, report = vgg_groups(index, thr)
+    groups, report = vgg_groups(index, threshold)
     t_find = time.perf_counter() - t2
     rv = score(groups, fam, edit, kinds)
     rp = score(phash_groups(paths, hashes, PHASH_DEFAULT, meta), fam, edit, kinds)
-    table(f"VGG16 at the default threshold {thr:.2f} vs pHash at Hamming <= {PHASH_DEFAULT}", rv, rp, kinds)
+    table(f"{name} at {threshold:.2f} vs pHash at Hamming <= {PHASH_DEFAULT}", rv, rp, kinds)
     rp2 = score(phash_groups(paths, hashes, best_ph[1], meta), fam, edit, kinds)
-    table(f"VGG16 at {thr:.2f} vs pHash at its best distance on this set ({best_ph[1]})", rv, rp2, kinds)
+    table(f"{name} at {threshold:.2f} vs pHash at its best distance on this set ({best_ph[1]})", rv, rp2, kinds)
     # the misses and false pairs, for inspection
     fps = sorted((a, b) for a, b in links_of(groups) if fam[a] != fam[b])
-    print(f"\nfalse pairs at {thr:.2f}: {len(fps)}")
+    print(f"\nfalse pairs at {threshold:.2f}: {len(fps)}")
     sims = {}
     for g in report.groups:
         for m in g.members:
@@ -201,8 +162,84 @@ def main() -> int:
         v1 = index.vector(index.store.row_by_path(c).id)
         v2 = index.vector(index.store.row_by_path(str(data.resolve() / fam[c])).id)
         print(f"  {Path(c).name}: cosine to original {float(np.dot(v1, v2)):.3f}")
-    print(f"\ntimes: indexing {t_index:.0f}s, pHash {t_phash:.1f}s, find_duplicates {t_find:.2f}s")
-    index.close()
+    print(f"find_duplicates {t_find:.2f}s")
+    return rv
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--originals", type=int, default=50)
+    ap.add_argument("--distractors", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/vgg-retrieval-dedup-eval"),
+                    help="Working folder (reused when it already holds the set and indexes).")
+    ap.add_argument("--threshold", type=float, default=None, help="Threshold for the main table [default: the default]")
+    ap.add_argument("--models", default="trim",
+                    help="Comma-separated: 'trim' (ModelSpec.trim_borders, the default for new indexes) and/or "
+                         "'plain' (no trimming, indexes made before it); each gets its own index, one run [trim]")
+    args = ap.parse_args()
+    import imagehash
+    from PIL import Image
+
+    from indexer.dedup.find import default_threshold
+    from near_duplicates import EDITS, generate, read_truth
+
+    data = args.work / "set"
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models or set(models) - {"trim", "plain"}:
+        raise SystemExit("--models takes 'trim' and/or 'plain'")
+    if not (data / "truth.tsv").is_file():
+        generate(data, args.originals, args.distractors, args.seed)
+    truth = read_truth(data / "truth.tsv")
+    fam, edit = family_map(data.resolve(), truth)
+    kinds = [k for k in EDITS if k in set(edit.values())]
+    indexes = []
+    for m in models:
+        t0 = time.perf_counter()
+        index = open_index(args.work / ("index" if m == "plain" else "index-trim"), m == "trim")
+        rep = index.update([data], progress=False)
+        indexes.append(index)
+        print(f"model {index.spec.describe()}: index {rep.summary()} ({time.perf_counter() - t0:.0f}s)")
+    print(f"set: {len(truth)} copies of {len(set(t[0] for t in truth))} originals ({len(kinds)} edit types) + "
+          f"{sum(1 for f in fam if '/distractors/' in f)} real distractors = {len(fam)} images")
+
+    # pHash of the same files, measured in the same run
+    t1 = time.perf_counter()
+    paths = sorted(fam)
+    hashes, meta = [], ([], [], [], [])
+    for n, p in enumerate(paths):
+        with Image.open(p) as im:
+            hashes.append(imagehash.phash(im))
+            meta[0].append(im.width * im.height)
+        st = Path(p).stat()
+        meta[1].append(st.st_size)
+        meta[2].append(st.st_mtime_ns)
+        meta[3].append(n)
+    t_phash = time.perf_counter() - t1
+    print("\n### pHash sweep (overall)\n")
+    print("| method | threshold | P | R | F1 |")
+    print("|---|---|---|---|---|")
+    best_ph = (-1, None)
+    for d in range(0, 25, 2):
+        r = score(phash_groups(paths, hashes, d, meta), fam, edit, kinds)["overall"]
+        print(f"| pHash Hamming <= | {d} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} |")
+        if r[5] > best_ph[0]:
+            best_ph = (r[5], d)
+    print(f"\nbest pHash distance on this set: {best_ph[1]} (F1 {best_ph[0]:.3f}); pHash {t_phash:.1f}s")
+
+    thrs = [default_threshold(ix.spec) if args.threshold is None else args.threshold for ix in indexes]
+    results = [evaluate(index, data, fam, edit, kinds, t, paths, hashes, meta, best_ph) for index, t in zip(indexes, thrs)]
+    if len(indexes) > 1:  # before / after side by side, pHash from the same run
+        rp = score(phash_groups(paths, hashes, PHASH_DEFAULT, meta), fam, edit, kinds)
+        names = [f"{'trimmed' if ix.spec.trim_borders else 'plain'}@{t:.2f}" for ix, t in zip(indexes, thrs)]
+        print(f"\n### At each model's default threshold: {' vs '.join(names)} vs pHash (Hamming <= {PHASH_DEFAULT})\n")
+        print("| edit | " + " | ".join(f"{n} P | {n} R | {n} F1" for n in names) + " | pHash P | pHash R | pHash F1 |")
+        print("|---|" + "---|" * (3 * len(names) + 3))
+        for kind in ["overall"] + kinds:
+            cells = [f"{r[kind][3]:.3f} | {r[kind][4]:.3f} | {r[kind][5]:.3f}" for r in results]
+            print(f"| {kind} | " + " | ".join(cells) + f" | {rp[kind][3]:.3f} | {rp[kind][4]:.3f} | {rp[kind][5]:.3f} |")
+    for index in indexes:
+        index.close()
     return 0
 
 

@@ -58,6 +58,9 @@ def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onn
                         **({"logits": f"float32 [N,{len(spec.class_names)}] class scores ({spec.head} head; "
                                       f"spec.class_names order)"} if with_logits else {})},
             "normalisation": "inside the graph: (x/255 - mean) / std, padded pixels zeroed",
+            "preprocessing": ("outside the graph: uniform border bands trimmed off the picture, which is then "
+                              "resized back to the full input (retrieval.preprocess.trim_prepared; "
+                              "spec.trim_borders)") if spec.trim_borders else "outside the graph: none beyond the resize and padding",
         }
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2))
         if out_dir.exists():

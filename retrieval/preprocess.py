@@ -108,13 +108,143 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | N
     return im
 
 
-def prepare(im: Image.Image, size: int) -> Prepared:
-    """Resize (longer side = ``size``) and pad an RGB image into the fixed model input."""
+# Border trimming (ModelSpec.trim_borders): near-uniform bands at the picture's edges - solid padding,
+# letterboxing, a screenshot's canvas and window bars - are cut off and the rest is resized back to
+# the full model input, so that they neither dilute the global pooling nor shrink the picture. It
+# runs on the prepared input (``trim_prepared``), inside ``Embedder.embed_batch``, so every engine,
+# the indexer and queries do exactly the same. (Trimming the full-resolution image before the
+# resize measured slightly better on screenshots, but needs the spec in every decode call.)
+# A line (row or column) is "uniform" when at least TRIM_COVERAGE of its pixels are within
+# TRIM_TOLERANCE (per channel, 0-255) of the line's median colour; bands are peeled from each side
+# as long as lines stay uniform and their brightness stays within TRIM_DRIFT of the band's first line
+# (several solid bands, e.g. a title bar then a canvas, are all peeled; a sky's slow gradient is
+# not). Guards against trimming real content: at most TRIM_MAX_SIDE of a side's length is cut from
+# each side (a longer uniform run - a large overexposed sky - is kept whole on that side), a band
+# must be at least TRIM_MIN_BAND of the side to be cut, and the picture is left untouched when less
+# than TRIM_MIN_KEEP of a side would remain.
+TRIM_TOLERANCE = 8
+TRIM_DRIFT = 4
+TRIM_JUMP = 16
+TRIM_COVERAGE = 0.98
+TRIM_MAX_SIDE = 0.30
+TRIM_MIN_KEEP = 0.35
+TRIM_MIN_BAND = 0.03
+TRIM_WORK_SIDE = 512  # detection runs on a copy at most this big (box-reduced); cuts are mapped back
+
+
+def _line_stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``a`` (lines, length, 3) int16: (which lines are near-uniform, each line's median colour)."""
+    med = np.median(a, axis=1)
+    if a.shape[1] == 0:
+        return np.ones(a.shape[0], dtype=bool), med
+    close = (np.abs(a - med[:, None, :]) <= TRIM_TOLERANCE).all(axis=2)
+    return close.mean(axis=1) >= TRIM_COVERAGE, med
+
+
+def _band_length(uniform: np.ndarray, med: np.ndarray) -> int:
+    """How many lines from the start form solid bands: uniform lines whose brightness stays within
+    TRIM_DRIFT (and colour within TRIM_JUMP) of their band's first line. A new band starts only on a
+    jump in colour (a title bar above a canvas), never by a slow drift: a sky's gradient ends the
+    run. Brightness, not colour, measures the drift: JPEG's chroma noise on a flat area is larger."""
+    luma = med @ np.array([0.299, 0.587, 0.114])
+    n = 0
+    start = None
+    for k in range(len(uniform)):
+        if not uniform[k]:
+            break
+        if start is not None and (abs(luma[k] - luma[start]) > TRIM_DRIFT
+                                  or np.abs(med[k] - med[start]).max() > TRIM_JUMP):
+            if np.abs(med[k] - med[k - 1]).max() <= TRIM_JUMP:
+                break  # drifting colour: a gradient, not a solid band
+            start = None
+        if start is None:
+            start = k
+        n += 1
+    return n
+
+
+def border_box(im: Image.Image) -> tuple[int, int, int, int] | None:
+    """The (left, top, right, bottom) box left after trimming uniform border bands, or None when
+    nothing is trimmed (see TRIM_* above)."""
+    w, h = im.size
+    if w < 16 or h < 16:
+        return None
+    factor = -(-max(w, h) // TRIM_WORK_SIDE)  # ceil
+    small = im if factor <= 1 else im.reduce(factor)
+    a = np.asarray(small.convert("RGB"), dtype=np.int16)
+    sh, sw = a.shape[:2]
+    max_h, max_w = int(TRIM_MAX_SIDE * sh), int(TRIM_MAX_SIDE * sw)
+    # rows, then columns between the remaining rows: a screenshot's side margins are only uniform
+    # columns once its title and status bars are gone. One pass: peeling again would walk down a
+    # sky's gradient a few lines at a time.
+    rows, med = _line_stats(a)
+    t = _band_length(rows, med)
+    bt = _band_length(rows[::-1], med[::-1])
+    top = t if t <= max_h else 0
+    bottom = sh - (bt if bt <= max_h else 0)
+    if bottom - top < TRIM_MIN_KEEP * sh:
+        return None
+    cols, med = _line_stats(a[top:bottom].transpose(1, 0, 2))
+    l_ = _band_length(cols, med)
+    r_ = _band_length(cols[::-1], med[::-1])
+    left = l_ if l_ <= max_w else 0
+    right = sw - (r_ if r_ <= max_w else 0)
+    min_h, min_w = max(1, round(TRIM_MIN_BAND * sh)), max(1, round(TRIM_MIN_BAND * sw))
+    top = top if top >= min_h else 0
+    bottom = bottom if sh - bottom >= min_h else sh
+    left = left if left >= min_w else 0
+    right = right if sw - right >= min_w else sw
+    if (top, bottom, left, right) == (0, sh, 0, sw):
+        return None
+    if bottom - top < TRIM_MIN_KEEP * sh or right - left < TRIM_MIN_KEEP * sw:
+        return None
+    fx, fy = w / sw, h / sh  # back to full resolution, rounding towards keeping more
+    box = (int(np.floor(left * fx)), int(np.floor(top * fy)), int(np.ceil(right * fx)), int(np.ceil(bottom * fy)))
+    return (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))
+
+
+def trim_borders(im: Image.Image) -> Image.Image:
+    """``im`` without its uniform border bands (the same image when there are none)."""
+    box = border_box(im)
+    if box is None:
+        return im
+    out = im.crop(box)
+    out.info.update(im.info)
+    return out
+
+
+def trim_prepared(array: np.ndarray, valid, size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Border trimming on an already prepared input (``array`` ``(S, S, 3)`` uint8 with the picture
+    top-left, ``valid`` its (height, width)): the trimmed picture is resized back to the full input
+    (longer side ``S``) and padded again. Returns (array, valid); the same objects when nothing is
+    trimmed."""
+    h, w = int(valid[0]), int(valid[1])
+    s = int(size or array.shape[0])
+    im = Image.fromarray(np.ascontiguousarray(array[:h, :w]))
+    box = border_box(im)
+    if box is None:
+        return array, (h, w)
+    im = im.crop(box)
+    tw, th = target_size(im.width, im.height, s)
+    im = im.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=None)
+    out = np.zeros((s, s, 3), dtype=np.uint8)
+    out[:th, :tw] = np.asarray(im, dtype=np.uint8)
+    return out, (th, tw)
+
+
+def prepare(im: Image.Image, size: int, trim: bool = False) -> Prepared:
+    """Resize (longer side = ``size``) and pad an RGB image into the fixed model input.
+
+    ``trim``: cut uniform border bands off first (``trim_borders``). Not needed before an
+    ``Embedder``, which applies its spec's ``trim_borders`` itself (``trim_prepared``); for code that
+    feeds a network directly. ``width``/``height`` stay the image's own."""
     if im.mode != "RGB":
         im = _to_rgb(im)
     fmt = im.info.get("vgg_retrieval_format", im.format or "unknown")
     width, height = im.size
-    tw, th = target_size(width, height, size)
+    if trim:
+        im = trim_borders(im)
+    tw, th = target_size(im.width, im.height, size)
     if (tw, th) != im.size:
         im = im.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=None)
     out = np.zeros((size, size, 3), dtype=np.uint8)

@@ -17,6 +17,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Chosen by benchmarks/input_size.py: see the README ("Input size").
 DEFAULT_INPUT_SIZE = 224
 SPEC_FORMAT = 1
+# New models trim uniform borders (benchmarks/dedup_eval.py: border and screenshot copies, docs/dedup.md).
+DEFAULT_TRIM_BORDERS = True
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,12 @@ class ModelSpec:
     # padded to input_size x input_size; pooling ignores the padded cells, so every image has one
     # fixed tensor shape (fast in OpenVINO) without distorting or cropping it.
     input_size: int = DEFAULT_INPUT_SIZE
+    # Cut near-uniform border bands (solid padding, letterboxing, a screenshot's canvas and bars)
+    # off the picture before the network; see retrieval.preprocess (trim_prepared), applied by every
+    # engine in Embedder.embed_batch. Specs stored before this field existed
+    # load with False (their old behaviour), and False is left out of model_id, so the model ids of
+    # existing indexes do not change.
+    trim_borders: bool = DEFAULT_TRIM_BORDERS
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     # Where the weights came from (a name like IMAGENET1K_V1, "random", or an absolute file path)
@@ -59,12 +67,15 @@ class ModelSpec:
         d.pop("weights")
         d.pop("class_names")
         d.pop("head")
+        if not d["trim_borders"]:  # hashed as before the field existed: old indexes keep their model_id
+            d.pop("trim_borders")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def describe(self) -> str:
         w = self.weights if len(self.weights) < 60 else "..." + self.weights[-57:]
-        return (f"{self.arch}/{self.pooling}@{self.input_size} weights={w} "
+        trim = "+trim" if self.trim_borders else ""
+        return (f"{self.arch}/{self.pooling}@{self.input_size}{trim} weights={w} "
                 f"(sha256 {self.weights_sha256[:12]}, model id {self.model_id})")
 
     def to_dict(self) -> dict:
@@ -82,6 +93,7 @@ class ModelSpec:
         d.pop("format", None)
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
+        d["trim_borders"] = bool(d.get("trim_borders", False))  # absent: a spec from before the field
         for key in ("mean", "std", "class_names"):
             if key in d and d[key] is not None:
                 d[key] = tuple(d[key])

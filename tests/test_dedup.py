@@ -375,3 +375,59 @@ def test_crafted_report_cannot_move_files_outside_the_index(library, tmp_path):
     with pytest.raises(UserError, match="not inside the report's indexed folders"):
         apply_report(DedupReport.load(tmp / "crafted.json"), tmp_path / "q", execute=True, echo=lambda *_: None)
     assert outside.exists() and not (tmp_path / "q").exists()
+
+
+# --- border trimming (ModelSpec.trim_borders) and the default threshold ------------------------------
+def test_default_threshold_follows_the_model():
+    from indexer.dedup.find import DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD, default_threshold
+    from retrieval.spec import ModelSpec
+
+    legacy = ModelSpec(trim_borders=False).to_dict()
+    del legacy["trim_borders"]  # an index made before trimming existed
+    assert default_threshold(ModelSpec.from_dict(legacy)) == UNTRIMMED_THRESHOLD == 0.90
+    assert default_threshold(ModelSpec(trim_borders=True)) == DEFAULT_THRESHOLD < UNTRIMMED_THRESHOLD
+    assert ModelSpec().trim_borders  # new models trim
+
+
+def test_bordered_and_screenshot_copies_found_with_trimming(tmp_path, vgg16_model):
+    """End to end with the shared VGG16: a photo's padded copy and its screenshot-like copy are
+    near duplicates of it at the default threshold once borders are trimmed; without trimming
+    (an old index) the frame pulls them apart."""
+    from PIL import ImageDraw, ImageOps
+
+    from indexer import Index
+    from indexer.dedup.find import DEFAULT_THRESHOLD
+
+    spec, net, model_dir = vgg16_model
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    photo = Image.open(SAMPLES / "pixabay" / "dog01.jpg").convert("RGB")
+    photo.save(lib / "dog.jpg", quality=95)
+    ImageOps.expand(photo, border=int(0.18 * max(photo.size)), fill=(255, 255, 255)).save(lib / "dog_border.jpg", quality=92)
+    small = photo.resize((photo.width // 2, photo.height // 2))
+    canvas = Image.new("RGB", (int(small.width * 1.4), int(small.height * 1.45)), (240, 240, 240))
+    d = ImageDraw.Draw(canvas)
+    bar = canvas.height // 14
+    d.rectangle((0, 0, canvas.width, bar), fill=(50, 50, 60))
+    d.rectangle((0, canvas.height - bar, canvas.width, canvas.height), fill=(220, 220, 225))
+    canvas.paste(small, ((canvas.width - small.width) // 2, (canvas.height - small.height) // 2))
+    canvas.save(lib / "dog_screenshot.jpg", quality=85)
+    for name in ("cat01.jpg", "horse01.jpg", "ship01.jpg"):
+        shutil.copy(SAMPLES / "pixabay" / name, lib / name)
+    cos = {}
+    for trim in (True, False):
+        # the exported folder's sidecar names its spec (trimming included): export again for the other
+        made = dict(model_dir=model_dir) if spec.trim_borders == trim else dict(net=net)
+        with Index.create(tmp_path / f"index-{trim}", spec.replace(trim_borders=trim), **made) as idx:
+            idx.update([lib], progress=False, workers=0)
+            v = {p.name: idx.vector(idx.store.row_by_path(str(p.resolve())).id) for p in lib.iterdir()}
+            cos[trim] = {k: float(v["dog.jpg"] @ v[k]) for k in ("dog_border.jpg", "dog_screenshot.jpg")}
+            rep = find_duplicates(idx)
+            groups = [sorted(Path(m.path).name for m in g.files) for g in rep.groups]
+            if trim:
+                assert rep.threshold == DEFAULT_THRESHOLD < 0.90
+                assert groups == [["dog.jpg", "dog_border.jpg", "dog_screenshot.jpg"]], (groups, cos)
+            else:
+                assert rep.threshold == 0.90
+    for k in cos[True]:
+        assert cos[True][k] > cos[False][k] + 0.05, cos

@@ -7,7 +7,7 @@ import click
 
 from retrieval.errors import UserError
 
-from .find import DEFAULT_THRESHOLD
+from .find import DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD
 from .groups import KEEPER_POLICIES
 
 ENV_INDEX = "VGG_RETRIEVAL_INDEX"
@@ -18,7 +18,8 @@ ENV_INDEX = "VGG_RETRIEVAL_INDEX"
               default=None, help=f"Index folder [env: {ENV_INDEX}].")
 @click.option("--threshold", type=float, default=None,
               help="Cosine similarity at or above which two images are near duplicates "
-                   f"[default: {DEFAULT_THRESHOLD}, measured: see docs/dedup.md].")
+                   f"[default: {DEFAULT_THRESHOLD}; {UNTRIMMED_THRESHOLD} for an index whose model does not "
+                   "trim borders (made before trimming existed); measured: see docs/dedup.md].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Report path: writes OUT.json, OUT.csv and OUT.html (a .json/.csv/.html suffix is dropped).")
 @click.option("--keeper", type=click.Choice(KEEPER_POLICIES), default="resolution", show_default=True,

@@ -21,10 +21,18 @@ from .report import EXACT_REASON, KEEPER_REASON, DedupReport, Group, Member, nea
 from .search import DEFAULT_K, DEFAULT_NPROBE, EXACT_LIMIT, near_pairs
 
 # Cosine similarity of GAP-pooled VGG16 conv5 descriptors (224 px) at or above which two images are
-# called near duplicates. Chosen by benchmarks/dedup_eval.py (best F1 on edited copies of real photos
-# mixed with real distractors); see docs/dedup.md. Other models (other weights, pooling, sizes) may
-# need another value: pass --threshold.
-DEFAULT_THRESHOLD = 0.90
+# called near duplicates: the lowest threshold with precision >= 0.97 in benchmarks/dedup_eval.py
+# (edited copies of real photos mixed with real distractors); see docs/dedup.md. DEFAULT_THRESHOLD
+# is for models with border trimming (ModelSpec.trim_borders, every new index); indexes built before
+# it (no trimming: bordered copies and screenshots crowd together) keep UNTRIMMED_THRESHOLD.
+# Other models (other weights, pooling, sizes) may need another value: pass --threshold.
+DEFAULT_THRESHOLD = 0.81
+UNTRIMMED_THRESHOLD = 0.90
+
+
+def default_threshold(spec) -> float:
+    """The measured default for an index's model (``spec``: its ModelSpec)."""
+    return DEFAULT_THRESHOLD if getattr(spec, "trim_borders", False) else UNTRIMMED_THRESHOLD
 
 _COLUMNS = (ImageRow.id, ImageRow.path, ImageRow.sha256, ImageRow.width, ImageRow.height, ImageRow.size,
             ImageRow.mtime_ns)
@@ -35,18 +43,19 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
                     near: bool = True, progress=None) -> DedupReport:
     """A DedupReport over every image of ``index`` (an ``indexer.Index``).
 
-    threshold: cosine similarity for near duplicates (default ``DEFAULT_THRESHOLD``).
+    threshold: cosine similarity for near duplicates (default: ``default_threshold(index.spec)``).
     keeper: keeper policy, one of ``KEEPER_POLICIES``; prefer: folders whose files are kept first.
     near: False to report exact copies only.
     """
-    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    threshold = default_threshold(index.spec) if threshold is None else float(threshold)
     if not -1.0 <= threshold <= 1.0:
         raise UserError(f"--threshold is a cosine similarity between -1 and 1 (got {threshold})")
     if keeper not in KEEPER_POLICIES:
         raise UserError(f"unknown keeper policy {keeper!r}; choose one of {', '.join(KEEPER_POLICIES)}")
     t0 = time.perf_counter()
     with index.store.session() as s:
-        rows = s.execute(select(*_COLUMNS).order_by(ImageRow.id)).all()
+        # photos only: video frames (rows with a source) are not files to keep or move
+        rows = s.execute(select(*_COLUMNS).where(ImageRow.source.is_(None)).order_by(ImageRow.id)).all()
     errors = [{"path": e.path, "reason": e.reason} for e in index.store.errors()]
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     prefixes = [os.path.join(os.path.realpath(p), "") for p in prefer]

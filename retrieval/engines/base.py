@@ -6,7 +6,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..preprocess import load_and_prepare
+from ..preprocess import load_and_prepare, trim_prepared
 from ..spec import ModelSpec
 
 
@@ -36,8 +36,24 @@ class Embedder(ABC):
             raise ValueError(f"expected images [N,{s},{s},3] and sizes [N,2], got {images.shape} and {sizes.shape}")
         return images, sizes
 
+    def _input_policy(self, images: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The spec's input steps on top of ``prepare``, the same for every engine: with
+        ``spec.trim_borders``, uniform border bands are cut off and the picture is resized back to
+        the full input (``retrieval.preprocess.trim_prepared``). The caller's arrays are not changed."""
+        if not self.spec.trim_borders:
+            return images, sizes
+        out_i, out_s = images, sizes
+        for n in range(len(images)):
+            img = images[n]
+            a, v = trim_prepared(img, sizes[n], self.spec.input_size)
+            if a is not img:
+                if out_i is images:
+                    out_i, out_s = images.copy(), sizes.copy()
+                out_i[n], out_s[n] = a, v
+        return out_i, out_s
+
     def embed_batch(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-        images, sizes = self._checked(images, sizes)
+        images, sizes = self._input_policy(*self._checked(images, sizes))
         out = [self._run(images[i:i + self.batch_size], sizes[i:i + self.batch_size])
                for i in range(0, len(images), self.batch_size)]
         if not out:
@@ -54,7 +70,7 @@ class Embedder(ABC):
         """(descriptors, logits) from one forward pass; logits is None when the model has no head."""
         if not self.has_logits:
             return self.embed_batch(images, sizes), None
-        images, sizes = self._checked(images, sizes)
+        images, sizes = self._input_policy(*self._checked(images, sizes))
         parts = [self._run_both(images[i:i + self.batch_size], sizes[i:i + self.batch_size])
                  for i in range(0, len(images), self.batch_size)]
         if not parts:

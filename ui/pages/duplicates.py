@@ -28,12 +28,12 @@ if svc is None:
     st.stop()
 
 with guard():
-    from indexer.dedup import DEFAULT_THRESHOLD
+    from indexer.dedup import default_threshold
 
     run_tab, open_tab = st.tabs(["Find duplicates now", "Open a saved report"])
     with run_tab:
         c1, c2 = st.columns([2, 1])
-        threshold = c1.slider("Similarity threshold (cosine)", 0.50, 1.00, float(DEFAULT_THRESHOLD), 0.01,
+        threshold = c1.slider("Similarity threshold (cosine)", 0.50, 1.00, float(default_threshold(svc.index.spec)), 0.01,
                               key="dedup_threshold",
                               help="Pairs at or above it are near duplicates; exact copies (same sha256) "
                                    "always are.")
