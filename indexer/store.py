@@ -2,17 +2,36 @@
 
 SQLite by default (a file in the index folder, rollback journal: searches read while an update
 works, since an update holds the write lock only for its short commits, and an index on read-only
-media stays searchable); any SQLAlchemy URL works for bigger installs. All SQL goes through the ORM with bound parameters.
+media stays searchable). PostgreSQL for bigger installs: ``postgresql://USER@HOST[:PORT]/DB`` (driver
+psycopg 3, the ``postgres`` extra), optionally ``?schema=NAME`` to keep several indexes in one
+database (one schema each; made when missing). Any other SQLAlchemy URL works as far as SQLAlchemy
+does. All SQL goes through the ORM with bound parameters.
+
+An index whose database is not its own ``index.sqlite`` remembers it in ``DIR/database.json``
+(``{"url": ..., "index_id": ...}``), the URL *without* its password: libpq takes the password from
+``PGPASSWORD`` or ``~/.pgpass`` (``PGPASSFILE``). The index id, also stored in the database's meta
+table, proves that the database is this folder's and not another index's.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
+import uuid
+from pathlib import Path
 
-from sqlalchemy import BigInteger, Float, Integer, String, Text, create_engine, event, func, select
+from sqlalchemy import (BigInteger, Float, Integer, String, Text, create_engine, event, func, inspect, select,
+                        text)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from retrieval.errors import UserError
+
 SCHEMA_VERSION = 1
+LINK_FILE = "database.json"  # in an index folder whose metadata lives elsewhere (PostgreSQL)
+# 64-bit ids on PostgreSQL (BIGSERIAL); SQLite's INTEGER PRIMARY KEY (the rowid) is 64-bit already
+ID_TYPE = BigInteger().with_variant(Integer, "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -23,7 +42,7 @@ class ImageRow(Base):
     """One indexed image; its id is the vector's id in FAISS."""
 
     __tablename__ = "images"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
     path: Mapped[str] = mapped_column(Text, unique=True, index=True)
     root: Mapped[str] = mapped_column(Text, index=True)
     label: Mapped[str] = mapped_column(Text, default="")
@@ -34,17 +53,25 @@ class ImageRow(Base):
     height: Mapped[int] = mapped_column(Integer)
     format: Mapped[str] = mapped_column(String(16))
     indexed_at: Mapped[float] = mapped_column(Float)
+    # video frames (see indexer.video): the video file and the frame's time; NULL for photos. Rows of
+    # a video share its size/mtime/sha256; ``path`` is VIDEO#t=SECONDS.
+    source: Mapped[str | None] = mapped_column(Text, nullable=True, index=True, default=None)
+    time_s: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
 
     def as_dict(self) -> dict:
         return {c: getattr(self, c) for c in ("id", "path", "root", "label", "sha256", "size", "mtime_ns",
-                                              "width", "height", "format", "indexed_at")}
+                                              "width", "height", "format", "indexed_at", "source", "time_s")}
+
+
+# columns added after databases were made without them: (table, column, SQL type, indexed)
+ADDED_COLUMNS = [("images", "source", "TEXT", True), ("images", "time_s", "FLOAT", False)]
 
 
 class ErrorRow(Base):
     """A file that could not be indexed, and why; kept until the file changes or disappears."""
 
     __tablename__ = "errors"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
     path: Mapped[str] = mapped_column(Text, unique=True, index=True)
     root: Mapped[str] = mapped_column(Text, index=True)
     reason: Mapped[str] = mapped_column(Text)
@@ -72,24 +99,149 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def parse_url(url: str | URL) -> tuple[URL, str | None]:
+    """(SQLAlchemy URL, schema): ``postgres(ql)://`` means psycopg 3; ``?schema=NAME`` is ours, not the driver's."""
+    try:
+        u = make_url(url) if not isinstance(url, URL) else url
+    except (ArgumentError, ValueError):
+        raise UserError(f"not a database URL: {public_url_text(str(url))!r} "
+                        f"(expected e.g. postgresql://USER@HOST/DB or sqlite:///PATH)") from None
+    schema = u.query.get("schema")
+    if isinstance(schema, tuple):
+        schema = schema[-1]
+    if schema is not None:
+        u = u.difference_update_query(["schema"])
+        if not schema.replace("_", "").isalnum() or not schema[0].isalpha() or len(schema) > 63:
+            raise UserError(f"bad schema name in the database URL: {schema!r} (letters, digits and _, "
+                            f"starting with a letter)")
+    if u.drivername in ("postgres", "postgresql"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u, schema
+
+
+def public_url(url: str | URL) -> str:
+    """The URL as shown and remembered: no password, our ``schema`` parameter kept."""
+    u, schema = parse_url(url)
+    u = u._replace(password=None)  # URL.set() ignores None
+    if schema:
+        u = u.update_query_dict({"schema": schema})
+    return u.render_as_string(hide_password=False)
+
+
+def public_url_text(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable URL>"
+
+
+def _reason(e: BaseException) -> str:
+    return str(getattr(e, "orig", None) or e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+
+
 class Store:
-    def __init__(self, url: str):
+    """The metadata database of one index. ``create``: make the tables when missing (else a database
+    without them reads as empty). Connection problems and missing drivers are ``UserError``s."""
+
+    def __init__(self, url: str, create: bool = True):
         self.url = url
-        self.engine = create_engine(url, future=True)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        if not self._has_tables():
-            Base.metadata.create_all(self.engine)
+        u, self.schema = parse_url(url)
+        self.backend = u.get_backend_name()
+        self.shown = public_url(url)
+        options: dict = {"future": True}
+        if self.backend == "postgresql":
+            # a snapshot per transaction (like SQLite's): check() reads meta and rows consistently
+            options.update(pool_pre_ping=True, isolation_level="REPEATABLE READ")
+            if "connect_timeout" not in u.query:
+                options["connect_args"] = {"connect_timeout": 10, "application_name": "vgg-retrieval"}
+        try:
+            self._base_engine = create_engine(u, **options)
+        except (ImportError, NoSuchModuleError) as e:
+            missing = getattr(e, "name", None) or _reason(e)
+            extra = " (pip install 'vgg-retrieval[postgres]')" if self.backend == "postgresql" else ""
+            raise UserError(f"the database {self.shown} needs a driver that is not installed: "
+                            f"{missing}{extra}") from None
+        except ArgumentError as e:
+            raise UserError(f"bad database URL {self.shown}: {_reason(e)}") from None
+        if self.backend == "sqlite":
+            event.listen(self._base_engine, "connect", _sqlite_pragmas)
+        self.engine = self._base_engine
+        if self.schema:
+            self.engine = self._base_engine.execution_options(schema_translate_map={None: self.schema})
+        try:
+            self.has_tables = self._prepare(create)
+        except SQLAlchemyError as e:
+            self._base_engine.dispose()
+            raise UserError(self.connect_error(e)) from None
         self.session = sessionmaker(self.engine, expire_on_commit=False)
 
-    def _has_tables(self) -> bool:
-        from sqlalchemy import inspect
+    def connect_error(self, e: BaseException) -> str:
+        reason = _reason(e)
+        msg = f"cannot use the index database {self.shown}: {reason}"
+        if self.backend == "postgresql" and "password" in reason.lower():
+            msg += " (index folders never store passwords: set PGPASSWORD or use ~/.pgpass)"
+        return msg
 
-        names = set(inspect(self.engine).get_table_names())
-        return {t.name for t in Base.metadata.sorted_tables} <= names
+    def _prepare(self, create: bool) -> bool:
+        ours = {t.name for t in Base.metadata.sorted_tables}
+        with self.engine.connect() as c:
+            if self.schema and create and self.backend == "postgresql":
+                c.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                c.commit()
+            names = set(inspect(c).get_table_names(schema=self.schema))
+        if ours <= names:
+            self._add_missing_columns()
+            return True
+        clash = sorted(ours & names)
+        if "meta" in names and self._is_index_meta():  # an index from before a table was added
+            with self.engine.begin() as c:
+                Base.metadata.create_all(c)
+            self._add_missing_columns()
+            return True
+        if not clash and not create:
+            return False
+        if clash:  # someone else's "images" table: never write into it
+            where = f"schema {self.schema}" if self.schema else "the database"
+            raise UserError(f"{where} of {self.shown} already has tables that are not a vgg-retrieval index "
+                            f"({', '.join(clash)}): use another database, or ?schema=NAME in the URL")
+        with self.engine.begin() as c:
+            Base.metadata.create_all(c)
+        return True
+
+    def _is_index_meta(self) -> bool:
+        try:
+            with self.session_factory()() as s:
+                return s.scalar(select(MetaRow.value).where(MetaRow.key == "format")) is not None
+        except SQLAlchemyError:
+            return False
+
+    def session_factory(self):
+        return sessionmaker(self.engine, expire_on_commit=False)
+
+    def _add_missing_columns(self) -> None:
+        """Upgrade a database made before ``ADDED_COLUMNS`` (ALTER TABLE ... ADD COLUMN, nullable)."""
+        with self.engine.connect() as c:
+            have = {t: {col["name"] for col in inspect(c).get_columns(t, schema=self.schema)}
+                    for t in {a[0] for a in ADDED_COLUMNS}}
+        missing = [a for a in ADDED_COLUMNS if a[1] not in have[a[0]]]
+        if not missing:
+            return
+        q = (lambda name: f'"{self.schema}"."{name}"') if self.schema else (lambda name: f'"{name}"')
+        for table, column, sql_type, indexed in missing:
+            try:
+                with self.engine.begin() as c:
+                    c.execute(text(f'ALTER TABLE {q(table)} ADD COLUMN "{column}" {sql_type}'))
+                    if indexed:
+                        c.execute(text(f'CREATE INDEX IF NOT EXISTS "ix_{table}_{column}" ON {q(table)} ("{column}")'))
+            except SQLAlchemyError as e:
+                with self.engine.connect() as c:  # another process may have just added it
+                    if column in {col["name"] for col in inspect(c).get_columns(table, schema=self.schema)}:
+                        continue
+                raise UserError(f"the index database {self.shown} needs a new column ({table}.{column}) and "
+                                f"cannot be upgraded ({_reason(e)}); open it once with write access") from None
 
     def close(self) -> None:
-        self.engine.dispose()
+        self._base_engine.dispose()
 
     # --- meta ---------------------------------------------------------------------------------
     @staticmethod
@@ -102,6 +254,8 @@ class Store:
         s.merge(MetaRow(key=key, value=json.dumps(value)))
 
     def meta(self, key: str, default=None):
+        if not self.has_tables:
+            return default
         with self.session() as s:
             return self.get_meta(s, key, default)
 
@@ -140,3 +294,34 @@ class Store:
             for r in roots:
                 if s.get(RootRow, r) is None:
                     s.add(RootRow(path=r, added_at=time.time()))
+
+
+# --- which database an index folder uses ----------------------------------------------------------
+def read_link(directory) -> dict | None:
+    """What ``DIR/database.json`` says (None when the folder keeps its metadata in index.sqlite)."""
+    path = Path(directory) / LINK_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        raise UserError(f"{path} does not name a database (expected {{\"url\": ...}})")
+    return data
+
+
+def write_link(directory, url: str, index_id: str | None) -> None:
+    """Remember the index's database in ``DIR/database.json`` (atomically; never the password)."""
+    path = Path(directory) / LINK_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"url": public_url(url), "index_id": index_id}, f, indent=1)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def new_index_id() -> str:
+    return uuid.uuid4().hex

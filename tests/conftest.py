@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,15 +62,108 @@ def vgg16_model(tmp_path_factory):
     return spec, net, model_dir
 
 
+# --- PostgreSQL: the storage tests run on SQLite and on a real PostgreSQL server -------------------------
+ENV_PG_URL = "VGG_RETRIEVAL_TEST_PG_URL"      # a server's URL (.ci/run starts one and sets this)
+ENV_REQUIRE_PG = "VGG_RETRIEVAL_REQUIRE_PG"   # 1: no server is a failure, not a skip (CI)
+BOTH_DATABASES = {"test_index", "test_reliability", "test_watch"}  # make_index runs on both
+
+
+def pytest_generate_tests(metafunc):
+    if "index_db" in metafunc.fixturenames and metafunc.module.__name__ in BOTH_DATABASES:
+        metafunc.parametrize("index_db", ["sqlite", "postgresql"], indirect=True)
+
+
+_PG_FAILED: list[str] = []
+
+
+def _no_postgres(reason: str):
+    if os.environ.get(ENV_REQUIRE_PG) == "1":
+        pytest.fail(f"PostgreSQL is required ({ENV_REQUIRE_PG}=1) but {reason}", pytrace=False)
+    pytest.skip(f"no PostgreSQL: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """URL of a PostgreSQL server for tests: $VGG_RETRIEVAL_TEST_PG_URL, else a throwaway one started
+    with .ci/postgres.sh when this machine has the server binaries (else skipped, or failed in CI)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _no_postgres("the psycopg driver is not installed (pip install 'psycopg[binary]')")
+    url = os.environ.get(ENV_PG_URL)
+    if url:
+        yield url
+        return
+    if _PG_FAILED:  # tried once this session already
+        _no_postgres(_PG_FAILED[0])
+    folder = Path(tempfile.mkdtemp(prefix="vgg-pg-")) / "cluster"
+    os.chmod(folder.parent, 0o755)  # the cluster's owner (postgres, when we are root) must reach it
+    script = ROOT / ".ci" / "postgres.sh"
+    r = subprocess.run(["bash", str(script), "start", str(folder)], capture_output=True, text=True)
+    if r.returncode != 0:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+        _PG_FAILED.append(f"{script.name} could not start a server: "
+                          f"{(r.stderr.strip().splitlines() or ['?'])[-1]}")
+        _no_postgres(_PG_FAILED[0])
+    try:
+        yield r.stdout.strip()
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(folder)], capture_output=True)
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
 @pytest.fixture
-def make_index(tiny_model):
-    """make_index(dir, **options) -> a new Index over the tiny model (no re-export)."""
+def pg_database(pg_server, monkeypatch):
+    """new_database() -> URL of a new, empty PostgreSQL database (dropped after the test). The URLs
+    hold no password: it is in PGPASSWORD, as a user would keep it (index folders never store it)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(pg_server).set(drivername="postgresql+psycopg")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    if server.password:
+        monkeypatch.setenv("PGPASSWORD", server.password)
+    server = server._replace(password=None)
+    made = []
+
+    def new_database() -> str:
+        name = f"t{os.getpid()}_{len(made)}_{os.urandom(3).hex()}"
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return server.set(database=name).render_as_string(hide_password=False)
+
+    yield new_database
+    with admin.connect() as c:
+        for name in made:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def index_db(request):
+    """Which metadata database make_index uses: "sqlite" (the default) or "postgresql"
+    (parametrised for the modules in BOTH_DATABASES)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def make_index(tiny_model, index_db, request):
+    """make_index(dir, **options) -> a new Index over the tiny model (no re-export); on the
+    "postgresql" run each one gets a new PostgreSQL database (remembered by its folder)."""
     from indexer import Index
 
     spec, net, model_dir = tiny_model
     opened = []
+    new_database = request.getfixturevalue("pg_database") if index_db == "postgresql" else None
+    made: dict = {}
 
     def make(directory, **options):
+        if new_database is not None and "db_url" not in options:
+            key = str(directory)
+            if key not in made:  # the same folder again: the same database
+                made[key] = new_database()
+            options["db_url"] = made[key]
         idx = Index.create(directory, spec, model_dir=model_dir, **options)
         opened.append(idx)
         return idx
