@@ -23,12 +23,75 @@ class Decoded:
     array: np.ndarray | None = None
     valid: tuple[int, int] = (0, 0)
     problem: str | None = None
+    source: str | None = None  # video frames: the video file (``path`` is then VIDEO#t=SECONDS)
+    time_s: float | None = None  # video frames: the frame's time in the video, seconds
+    more: bool = False  # more items of the same file follow (a video's frames commit together)
 
 
 def decode_items(job: tuple[str, str, int, int]) -> list[Decoded]:
     """Everything one scanned file yields for the index: one image (or one problem) per file today;
-    a container format (e.g. a video's keyframes) may yield several items."""
+    a video yields its sampled frames (see ``indexer.video``), or one problem."""
+    if _is_video(job[0]):
+        return decode_video(job)
     return [decode_file(job)]
+
+
+def _is_video(path: str) -> bool:
+    from .video import sniff_video, videos_enabled
+
+    try:
+        with open(path, "rb") as f:
+            return sniff_video(f.read(64)) is not None and videos_enabled()
+    except OSError:
+        return False  # decode_file reports why
+
+
+def decode_video(job: tuple[str, str, int, int]) -> list[Decoded]:
+    """The sampled frames of a video, one item each (same size/padding as a photo), or one problem."""
+    from .video import VideoError, frame_path, sample_video
+
+    path, root, input_size, max_pixels, *more = job  # more: what decode_file takes beyond these (trim)
+    bad = Decoded(path, root)
+    try:
+        before = os.stat(path)
+        sha256 = _file_sha256(path)
+        sample = sample_video(path, input_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+                              trim=bool(more and more[0]))
+        after = os.stat(path)
+    except PermissionError:
+        bad.problem = "permission denied"
+        return [bad]
+    except FileNotFoundError:
+        bad.problem = "file disappeared while indexing"
+        return [bad]
+    except VideoError as e:
+        bad.problem = str(e)
+    except OSError as e:
+        bad.problem = f"cannot read: {e.strerror or e}"
+        return [bad]
+    except Exception as e:  # a decoder bug must not stop the run; report it like a bad file
+        bad.problem = f"cannot decode video: {type(e).__name__}: {str(e)[:200]}"
+    if bad.problem is None and (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        bad.problem = "file changed while being read (it will be retried next run)"
+        return [bad]  # size -1: never taken for "unchanged"
+    if bad.problem is not None:
+        bad.size, bad.mtime_ns = before.st_size, before.st_mtime_ns  # same bad file next run: skipped
+        return [bad]
+    out = []
+    for n, f in enumerate(sample.frames):
+        p = f.prepared
+        out.append(Decoded(frame_path(path, f.time_s), root, after.st_size, after.st_mtime_ns, sha256,
+                           p.width, p.height, sample.format, p.array, p.valid, source=path, time_s=f.time_s,
+                           more=n < len(sample.frames) - 1))
+    return out
+
+
+def _file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
 
 
 def decode_file(job: tuple[str, str, int, int]) -> Decoded:

@@ -1,4 +1,4 @@
-"""Walking folders: which files are images (by content), and what changed since the last run.
+"""Walking folders: which files are images or videos (by content), and what changed since the last run.
 
 Symbolic links to files are followed; links to folders are not (no loops). Only the first bytes of
 new or changed files are read here; unchanged files cost one ``stat``.
@@ -9,6 +9,8 @@ import os
 import stat
 from dataclasses import dataclass
 from typing import Iterator
+
+from .video import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, sniff_video, videos_enabled
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
                     ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
@@ -21,6 +23,7 @@ class Entry:
     size: int = -1
     mtime_ns: int = -1
     problem: str | None = None  # set when the file cannot be used (reason, one line)
+    kind: str = "image"  # or "video" (its sampled frames become the index entries)
 
 
 def sniff(head: bytes) -> str | None:
@@ -102,7 +105,7 @@ def walk(root: str) -> Iterator[Entry]:
                 yield Entry(path, root, problem=f"cannot stat: {e.strerror}")
                 continue
             if not stat.S_ISREG(st.st_mode):
-                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
                     yield Entry(path, root, problem="not a regular file")
                 continue
             yield Entry(path, root, st.st_size, st.st_mtime_ns)
@@ -110,13 +113,16 @@ def walk(root: str) -> Iterator[Entry]:
 
 
 def classify(entry: Entry) -> Entry | None:
-    """Read the head of a new/changed file: keep images, flag files named as images that aren't.
+    """Read the head of a new/changed file: keep images and videos, flag files named as images or
+    videos that aren't.
 
-    Returns the entry (with ``problem`` set when it is a bad image file) or None for files that are
-    simply not images (text, video, ...), which are skipped silently.
+    Returns the entry (``kind`` "image" or "video"; ``problem`` set when it is a bad image/video file)
+    or None for files that are simply neither (text, audio, ...), which are skipped silently.
     """
     ext = os.path.splitext(entry.path)[1].lower()
-    named_image = ext in IMAGE_EXTENSIONS
+    videos = videos_enabled()
+    named_video = videos and ext in VIDEO_EXTENSIONS
+    named_image = ext in IMAGE_EXTENSIONS or named_video
     if entry.size == 0:
         if named_image:
             entry.problem = "empty file (0 bytes)"
@@ -124,7 +130,7 @@ def classify(entry: Entry) -> Entry | None:
         return None
     try:
         with open(entry.path, "rb") as f:
-            head = f.read(32)
+            head = f.read(64)
     except PermissionError:
         entry.problem = "permission denied"
         entry.size = -1  # retried on every run: a chmod does not change the mtime
@@ -134,7 +140,11 @@ def classify(entry: Entry) -> Entry | None:
         return entry if named_image else None
     if sniff(head):
         return entry
+    if videos and sniff_video(head) and ext not in AUDIO_EXTENSIONS:
+        entry.kind = "video"
+        return entry
     if named_image:
-        entry.problem = f"not an image: content is {describe_content(head)}"
+        what = "a video" if named_video else "an image"
+        entry.problem = f"not {what}: content is {describe_content(head)}"
         return entry
     return None

@@ -36,7 +36,7 @@ _MD_SPECIAL = re.compile(r"[\\`*_{}\[\]<>#|~$:]")
 
 
 def hit_caption(hit) -> str:
-    name = md(os.path.basename(hit.path))
+    name = md(os.path.basename(getattr(hit, "where", hit.path)))  # video frames: "clip.mp4 @ 01:12.5"
     dims = f"{hit.width}x{hit.height}" if hit.width else "?"
     return f"**{hit.score:.3f}** · {name}  \n{md(hit.label or '-')} · {dims} · {human_bytes(hit.size)}"
 
