@@ -132,6 +132,7 @@ class Query:
     image_id: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
     logits: np.ndarray | None = None  # class scores from the same forward pass as ``vector``
+    searcher: Callable | None = None  # a text query: searches the text space (TextSearcher.search_vectors)
 
 
 @dataclass
@@ -199,6 +200,13 @@ class Service:
     def open_row(self, row, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
         path = self.index.indexed_file(row.id)  # refuses a row whose path lies outside the index's folders
         try:
+            if getattr(row, "source", None) is not None:  # a video frame: decoded from the video
+                from indexer.video import VideoError, read_frame
+
+                try:
+                    return read_frame(path, row.time_s)
+                except VideoError as e:
+                    raise ImageError(str(e)) from None
             return open_image(path, max_pixels=max_pixels, draft_size=draft_size)
         except FileNotFoundError:
             raise UserError(f"{row.path} is in the index but no longer on disk (re-run indexing)") from None
@@ -270,6 +278,30 @@ class Service:
         return Query("indexed", name + " (cropped)", vec, preview(im), im, row.id,
                      {"decode": t1 - t0, "model": t2 - t1}, logits)
 
+    # search by words (INDEX/text from vgg-retrieval text-train)
+    def has_text_search(self) -> bool:
+        from retrieval.text.search import has_text_model
+
+        return has_text_model(self.directory)
+
+    def query_from_text(self, text: str) -> Query:
+        """A query by words; the text model is reloaded when text-train has replaced it."""
+        from retrieval.text.search import CONFIG, TextSearcher, text_dir
+
+        t0 = time.perf_counter()
+        with self.lock:
+            try:
+                stamp = (text_dir(self.directory) / CONFIG).stat().st_mtime_ns
+            except OSError:
+                stamp = None
+            cached = getattr(self, "_text_searcher", None)
+            if cached is None or cached[0] != stamp:
+                self._text_searcher = (stamp, TextSearcher(self.index))
+            searcher = self._text_searcher[1]
+        vec = searcher.embed_texts([text])[0]
+        return Query("text", f"\u201c{searcher.check_query(text)}\u201d", vec,
+                     timings={"text model": time.perf_counter() - t0}, searcher=searcher.search_vectors)
+
     def search(self, query: Query, want: int = 24, threshold: float = -1.0, labels=(), roots=(),
                max_fetch: int = 5000) -> SearchResult:
         """Nearest neighbours, then the filters; fetches more neighbours while filters leave fewer
@@ -280,7 +312,7 @@ class Service:
         k = min(total, max(want * (8 if filtered else 2), 64))
         t0 = time.perf_counter()
         while True:
-            raw = self.index.search_vectors(query.vector[None, :], k)[0] if k else []
+            raw = (query.searcher or self.index.search_vectors)(query.vector[None, :], k)[0] if k else []
             hits = [h for h in raw if h.score >= threshold and (not labels or h.label in labels)
                     and (not roots or any(h.path.startswith(r) for r in roots))]
             exhausted = k >= total

@@ -36,6 +36,28 @@ def _load_more(step: int) -> None:
     ss.visible = (ss.visible or step) + step
 
 
+VIDEO_PLAY_MAX_BYTES = 512 * 1024 * 1024  # st.video sends the whole file to the browser
+_VIDEO_MIME = {".webm": "video/webm", ".mkv": "video/x-matroska", ".mov": "video/quicktime",
+               ".avi": "video/x-msvideo"}
+
+
+def _play_moment(svc, image_id: int) -> None:
+    """A video frame's result: its video, starting at that moment."""
+    import os
+
+    from indexer.video import format_time
+
+    row = svc.row(image_id)
+    if getattr(row, "source", None) is None:
+        return
+    path = svc.index.indexed_file(row.id)  # the video file, inside the index's folders
+    st.markdown(f"**{C.md(os.path.basename(row.source))} @ {format_time(row.time_s)}**")
+    if path.stat().st_size > VIDEO_PLAY_MAX_BYTES:
+        st.caption("Too large to play in the page: open the file at that time in a video player.")
+        return
+    st.video(str(path), format=_VIDEO_MIME.get(path.suffix.lower(), "video/mp4"), start_time=float(row.time_s or 0))
+
+
 st.title("Search")
 cfg = settings()
 svc = service()
@@ -61,6 +83,12 @@ with c_path:
     path_text = st.text_input("...or paste the path of an indexed image", key="path",
                               placeholder="/photos/2023/img_0042.jpg")
     st.caption("Or click **Similar** under any result: more like this.")
+words = ""
+with guard():
+    if svc.has_text_search():  # INDEX/text exists: vgg-retrieval text-train was run
+        words = st.text_input("Search by words", key="words", placeholder="a red flower",
+                              help="Photos that match a description (learnt from folder names, file names "
+                                   "and caption files by vgg-retrieval text-train).")
 
 # whichever input changed last is the query
 up_id = upload.file_id if upload is not None else None
@@ -77,6 +105,13 @@ if path_text != ss.get("last_path"):
         ss.q_src = ("path", path_text)
         _reset_view()
     elif ss.q_src and ss.q_src[0] == "path":
+        ss.q_src = None
+if words != ss.get("last_words"):
+    ss.last_words = words
+    if words.strip():
+        ss.q_src = ("text", words)
+        _reset_view()
+    elif ss.q_src and ss.q_src[0] == "text":
         ss.q_src = None
 
 box = C.crop_box("crop")
@@ -95,12 +130,14 @@ with guard():
             if upload is None:
                 raise UserError("the uploaded file is gone; upload it again")
             q = svc.query_from_upload(upload.name, upload.getvalue(), cfg, box)
+        elif kind == "text":
+            q = svc.query_from_text(ref)
         elif kind == "path":
             q = svc.query_from_row(svc.row_for_path(ref), box, cfg)
         else:
             q = svc.query_from_row(svc.row(ref), box, cfg)
         try:
-            cls = svc.classify(q)
+            cls = svc.classify(q) if kind != "text" else (None, "A search by words has no classification.")
         except Exception as e:  # classification must not hide the results
             from ui.core import message
 
@@ -133,6 +170,7 @@ with c_cls:
 if ss.selected is not None:
     with guard():
         C.detail(svc, ss.selected[0], ss.selected[1], on_close=_close)
+        _play_moment(svc, ss.selected[0])
 
 hits = result.hits[:visible]
 more = len(result.hits) > visible

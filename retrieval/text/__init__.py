@@ -1,0 +1,13 @@
+"""Search by words (seed 7.2): a joint text-image embedding over the index's stored VGG descriptors.
+
+- ``captions``: training captions from what users have (folder labels, file names, sidecar
+  ``IMAGE.txt`` / ``IMAGE.caption`` files). No torch.
+- ``model``: the towers (a frozen BERT-family encoder with mean pooling, and two small MLPs that
+  project text and VGG descriptors into one space), symmetric InfoNCE training with a learnable
+  temperature, ONNX export of the text tower. Needs torch and transformers (train time only).
+- ``search``: the query path (``TextSearcher``): tokenizers + ONNX Runtime + numpy + FAISS, no torch.
+- ``commands``: ``vgg-retrieval text-train``.
+
+Everything the search needs lives in ``INDEX/text/`` (see ``search.TEXT_DIR``). Details and
+measurements: docs/text-search.md.
+"""

@@ -1,0 +1,190 @@
+"""The query path of search by words: tokenizers + ONNX Runtime + numpy + FAISS, never torch.
+
+``INDEX/text/`` (written by ``vgg-retrieval text-train``, see ``train.py``):
+
+    heads.pt             the trained projections (torch state dicts; search does not read it)
+    text.json            config: the index model_id it was trained for, text model, dims, temperature...
+    tokenizer.json       the text model's fast tokenizer
+    text.onnx            token ids + mask -> shared-space embedding (encoder + pooling + projection)
+    image.onnx           stored VGG descriptor -> shared-space embedding
+    images-<key>.faiss   cache: every stored descriptor projected (IndexIDMap2(IndexFlatIP), ids =
+                         image ids), rebuilt when the index's vectors file (its generation) changes
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+TEXT_DIR = "text"
+CONFIG = "text.json"
+FORMAT = "vgg-retrieval-text"
+MAX_QUERY_CHARS = 1000
+
+
+def text_dir(index_dir) -> Path:
+    return Path(index_dir) / TEXT_DIR
+
+
+def has_text_model(index_dir) -> bool:
+    return (text_dir(index_dir) / CONFIG).is_file()
+
+
+def read_config(index_dir) -> dict:
+    d = text_dir(index_dir)
+    if not (d / CONFIG).is_file():
+        raise UserError(f"the index {index_dir} has no text model yet: "
+                        f"run vgg-retrieval text-train --index {index_dir}")
+    try:
+        cfg = json.loads((d / CONFIG).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {d / CONFIG}: {str(e).splitlines()[0][:200]}; "
+                        f"run vgg-retrieval text-train --index {index_dir} again") from None
+    if cfg.get("format") != FORMAT:
+        raise UserError(f"{d / CONFIG} is not a vgg-retrieval text model")
+    return cfg
+
+
+class TextSearcher:
+    """Search an opened ``Index`` by words. Thread-safe for queries (one lock)."""
+
+    def __init__(self, index, threads: int | None = None):
+        self.index = index
+        self.directory = text_dir(index.directory)
+        self.config = read_config(index.directory)
+        if self.config.get("index_model_id") != index.spec.model_id:
+            raise UserError(f"the text model in {self.directory} was trained for another image model than this "
+                            f"index's ({index.spec.describe()}): run vgg-retrieval text-train --index "
+                            f"{index.directory} again")
+        for name in ("tokenizer.json", "text.onnx", "image.onnx"):
+            if not (self.directory / name).is_file():
+                raise UserError(f"{self.directory / name} is missing: run vgg-retrieval text-train --index "
+                                f"{index.directory} again")
+        self.threads = threads
+        self.dim = int(self.config["dim"])
+        self._lock = threading.RLock()
+        self._tok = self._text = self._image = None
+        self._images = None  # (vectors file name, faiss index)
+
+    # --- models -------------------------------------------------------------------------------
+    def _session(self, name: str):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        opts.log_severity_level = 3
+        return ort.InferenceSession(str(self.directory / name), opts, providers=["CPUExecutionProvider"])
+
+    def _tokenizer(self):
+        if self._tok is None:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
+            tok.enable_truncation(int(self.config.get("max_length", 64)))
+            tok.enable_padding(pad_id=int(self.config.get("pad_id", 0)),
+                               pad_token=self.config.get("pad_token", "[PAD]"))
+            self._tok = tok
+        return self._tok
+
+    def embed_texts(self, texts) -> np.ndarray:
+        """Shared-space embeddings [N, dim] (L2-normalised) of query texts."""
+        texts = [self.check_query(t) for t in texts]
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        with self._lock:
+            if self._text is None:
+                self._text = self._session("text.onnx")
+            enc = self._tokenizer().encode_batch(texts)
+            ids = np.array([e.ids for e in enc], np.int64)
+            mask = np.array([e.attention_mask for e in enc], np.int64)
+            out = self._text.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return np.ascontiguousarray(out, np.float32)
+
+    @staticmethod
+    def check_query(text) -> str:
+        text = " ".join(str(text or "").split())
+        if not text:
+            raise UserError("the text query is empty: describe what to find, e.g. --text \"a red flower\"")
+        return text[:MAX_QUERY_CHARS]
+
+    # --- the projected images -----------------------------------------------------------------
+    def project_descriptors(self, descriptors: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if self._image is None:
+                self._image = self._session("image.onnx")
+            out = [self._image.run(None, {"descriptor": np.ascontiguousarray(descriptors[i:i + 4096], np.float32)})[0]
+                   for i in range(0, len(descriptors), 4096)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def image_index(self):
+        """FAISS inner-product index over the projected descriptors of the committed generation,
+        cached in memory and in ``INDEX/text/images-<key>.faiss``."""
+        import faiss
+
+        with self._lock:
+            name = self.index.store.meta("vectors_file")
+            if self._images is not None and self._images[0] == name:
+                return self._images[1]
+            digest = self.index.store.meta("vectors_sha256") or name
+            key = f"{digest[:16]}-{self.config.get('trained_at_key', '')}"
+            cache = self.directory / f"images-{key}.faiss"
+            fidx = None
+            if cache.is_file():
+                try:
+                    fidx = faiss.read_index(str(cache))
+                except RuntimeError:
+                    fidx = None
+            if fidx is None:
+                ids, vecs = self.index.all_vectors()
+                fidx = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+                if len(ids):
+                    fidx.add_with_ids(self.project_descriptors(vecs), np.asarray(ids, np.int64))
+                self._write_cache(fidx, cache)
+            self._images = (name, fidx)
+            return fidx
+
+    def _write_cache(self, fidx, cache: Path) -> None:
+        """Best effort (an index on read-only media still searches, from memory)."""
+        import faiss
+
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        try:
+            faiss.write_index(fidx, str(tmp))
+            os.replace(tmp, cache)
+            for old in self.directory.glob("images-*.faiss"):
+                if old != cache:
+                    old.unlink(missing_ok=True)
+        except (OSError, RuntimeError):
+            tmp.unlink(missing_ok=True)
+
+    # --- search -------------------------------------------------------------------------------
+    def search_vectors(self, queries: np.ndarray, k: int = 10):
+        """Like ``Index.search_vectors``, for shared-space query embeddings."""
+        from indexer.index import SearchHit
+
+        if k < 1:
+            raise UserError(f"top-k must be at least 1 (got {k})")
+        fidx = self.image_index()
+        queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dim)
+        k = min(k, fidx.ntotal)
+        if k == 0:
+            return [[] for _ in range(len(queries))]
+        scores, ids = fidx.search(queries, k)
+        rows = self.index.store.rows_by_id({int(i) for i in ids.ravel() if i >= 0})
+        names = [f.name for f in fields(SearchHit) if f.name not in ("id", "score")]
+        results = []
+        for qs, qi in zip(scores, ids):
+            results.append([SearchHit(id=r.id, score=float(s), **{n: getattr(r, n) for n in names if hasattr(r, n)})
+                            for s, i in zip(qs, qi) if (r := rows.get(int(i))) is not None])
+        return results
+
+    def search(self, texts, k: int = 10):
+        """The ``k`` indexed images that best match each text."""
+        return self.search_vectors(self.embed_texts(texts), k)
