@@ -29,12 +29,43 @@ def model_options(f):
     return f
 
 
-def engine_options(f):
+def engine_options(f=None, *, extra=(), more_help=""):
+    """--engine/--batch-size/--threads; ``extra``: more --engine choices (index: ``ray``)."""
+    if f is None:
+        return lambda g: engine_options(g, extra=extra, more_help=more_help)
     f = click.option("--threads", type=int, default=None, help="Inference threads [default: all cores].")(f)
     f = click.option("--batch-size", type=int, default=8, show_default=True, help="Images per forward pass.")(f)
-    f = click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True,
-                     help="Inference engine.")(f)
+    f = click.option("--engine", type=click.Choice(ENGINES + tuple(extra)), default=DEFAULT_ENGINE, show_default=True,
+                     help="Inference engine." + more_help)(f)
     return f
+
+
+def ray_options(f):
+    """--ray-address/--ray-actors/--ray-model-engine of ``index --engine ray`` (indexer.ray_engine)."""
+    f = click.option("--ray-model-engine", type=click.Choice(("openvino", "onnxruntime")), default=None,
+                     help="With --engine ray: the inference engine each Ray actor runs [default: openvino].")(f)
+    f = click.option("--ray-actors", type=int, default=None,
+                     help="With --engine ray: embedding actors, each holding one model and reserving "
+                          "--threads CPUs (default 1) [default: the cluster's CPUs less ~1/8 for decoding].")(f)
+    f = click.option("--ray-address", default=None,
+                     help="With --engine ray: the cluster to use: 'auto' (started with `ray start` on this "
+                          "machine), ray://HOST:10001 (Ray Client) [default: a private local Ray].")(f)
+    return f
+
+
+def _ray_options(engine, ray_address, ray_actors, ray_model_engine, threads):
+    """RayOptions for --engine ray (None otherwise); Ray options without it are a mistake."""
+    if engine != "ray":
+        given = [n for n, v in (("--ray-address", ray_address), ("--ray-actors", ray_actors),
+                                ("--ray-model-engine", ray_model_engine)) if v is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} only apply with --engine ray")
+        return None
+    from indexer.ray_engine import RayOptions, import_ray
+
+    import_ray()  # one line saying how to install it, before anything is built
+    return RayOptions(address=ray_address, actors=ray_actors, model_engine=ray_model_engine or "openvino",
+                      cpus_per_actor=float(threads or 1)).validated()
 
 
 def index_option(f):
@@ -42,9 +73,97 @@ def index_option(f):
                         envvar=ENV_INDEX, required=True, help=f"Index folder [env: {ENV_INDEX}].")(f)
 
 
+ENV_DB = "VGG_RETRIEVAL_DB"
+
+
+def watch_options(f):
+    """--watch/--interval of ``index``; kept out of its signature (``ctx.meta["watch"]``: the interval or None)."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args, watch=False, interval=None, **kwargs):
+        if interval is not None and not watch:
+            raise UserError("--interval only applies with --watch")
+        if watch:
+            from indexer.watch import DEFAULT_INTERVAL
+
+            interval = DEFAULT_INTERVAL if interval is None else interval
+            if interval <= 0:
+                raise UserError(f"--interval must be a positive number of seconds (got {interval:g})")
+            click.get_current_context().meta["watch"] = interval
+        return f(*args, **kwargs)
+
+    wrapper = click.option("--interval", type=float, default=None,
+                           help="With --watch: seconds between looks at the folders [default: 30].")(wrapper)
+    return click.option("--watch", is_flag=True,
+                        help="Keep running: index now, then whenever files are added, changed or removed "
+                             "(polling every --interval; a pass with no change only stats the files). "
+                             "SIGINT/SIGTERM stop it with the index consistent.")(wrapper)
+
+
+def index_type_option(f):
+    """--index-type of ``index``: chosen when the index is created (``ctx.meta["index_type"]``)."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args, index_type=None, **kwargs):
+        if index_type is not None:
+            from indexer import vectors
+            from indexer.index import Index
+
+            index_type = vectors.parse_type(index_type, 512)
+            if Index.exists(kwargs["index_dir"], kwargs.get("db_url")):
+                with Index.open(kwargs["index_dir"], db_url=kwargs.get("db_url")) as idx:
+                    have = idx.vectors_info()["index_type"]
+                if have != index_type:
+                    raise UserError(f"--index-type {index_type}: the index at {kwargs['index_dir']} was created "
+                                    f"with {have}; the type is chosen when an index is created")
+            click.get_current_context().meta["index_type"] = index_type
+        return f(*args, **kwargs)
+
+    return click.option("--index-type", default=None, metavar="TYPE",
+                        help="For a new index: auto, flat, hnsw, ivf, ivfpq, or a FAISS factory string "
+                             "(docs/index-types.md) [default: auto: exact below 200,000 images, then IVF].")(wrapper)
+
+
+def search_param_options(f):
+    """--nprobe/--ef-search of ``search`` (``ctx.meta["search_params"]``)."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args, nprobe=None, ef_search=None, **kwargs):
+        for name, value in (("--nprobe", nprobe), ("--ef-search", ef_search)):
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be at least 1 (got {value})")
+        click.get_current_context().meta["search_params"] = {"nprobe": nprobe, "ef_search": ef_search}
+        return f(*args, **kwargs)
+
+    wrapper = click.option("--ef-search", type=int, default=None,
+                           help="HNSW search breadth (hnsw indexes, IVF's coarse quantizer) "
+                                "[default: the index's, 64].")(wrapper)
+    return click.option("--nprobe", type=int, default=None,
+                        help="IVF lists visited per query: higher = better recall, slower "
+                             "[default: the index's, 64].")(wrapper)
+
+
+def _watch(idx, index_dir, folders, workers, quiet, commit_every) -> None:
+    from indexer.watch import watch
+
+    interval = click.get_current_context().meta["watch"]
+    click.echo(f"watching {', '.join(map(str, folders)) or 'the index folders'} every {interval:g}s "
+               f"(Ctrl-C or SIGTERM to stop)", err=True)
+    stats = watch(idx, folders, interval, workers=workers, progress=not quiet, commit_every=commit_every,
+                  out=lambda line: click.echo(line))
+    how = "an update was interrupted; " if stats.interrupted else ""
+    click.echo(f"stopped watching {index_dir}: {how}{idx.count} images in the index "
+               f"({stats.updates} updates in {stats.passes} passes)", err=True)
+
+
 def db_option(f):
-    return click.option("--db", "db_url", default=None,
-                        help="SQLAlchemy URL of the metadata database [default: INDEX/index.sqlite].")(f)
+    return click.option("--db", "db_url", default=None, envvar=ENV_DB,
+                        help="Metadata database URL, e.g. postgresql://USER@HOST/DB[?schema=NAME]; given once, "
+                             "the index folder remembers it (without the password: PGPASSWORD or ~/.pgpass) "
+                             f"[env: {ENV_DB}; default: the remembered one, else INDEX/index.sqlite].")(f)
 
 
 def _build_model(arch, weights, pooling, input_size):
@@ -63,7 +182,8 @@ def cli():
 @click.argument("folders", nargs=-1, type=click.Path(path_type=Path))
 @index_option
 @model_options
-@engine_options
+@engine_options(extra=("ray",), more_help=" ray: decode and embed on a Ray cluster (see --ray-*, docs/ray.md).")
+@ray_options
 @db_option
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Build a new index with an exported model folder (vgg-retrieval export) instead of "
@@ -72,8 +192,10 @@ def cli():
 @click.option("--commit-every", type=int, default=1000, show_default=True,
               help="Save progress every N embedded images (and every 2 minutes).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@watch_options
+@index_type_option
 def index(folders, index_dir, arch, weights, pooling, input_size, engine, batch_size, threads, db_url, model_dir,
-          workers, commit_every, quiet):
+          workers, commit_every, quiet, ray_address, ray_actors, ray_model_engine):
     """Index (or update) FOLDERS into the index at --index.
 
     New and changed images are embedded, deleted ones leave the index, unchanged files cost a stat.
@@ -81,9 +203,10 @@ def index(folders, index_dir, arch, weights, pooling, input_size, engine, batch_
     """
     from indexer.index import Index
 
+    ray = _ray_options(engine, ray_address, ray_actors, ray_model_engine, threads)
     asked = any(v is not None for v in (arch, weights, pooling, input_size))
     if Index.exists(index_dir, db_url):
-        idx = Index.open(index_dir, engine=engine, db_url=db_url, batch_size=batch_size, threads=threads)
+        idx = Index.open(index_dir, engine=engine, db_url=db_url, batch_size=batch_size, threads=threads, ray=ray)
         if model_dir is not None:
             from retrieval.export import read_sidecar
 
@@ -93,6 +216,7 @@ def index(folders, index_dir, arch, weights, pooling, input_size, engine, batch_
         elif asked:
             spec, net = _build_model(arch or idx.spec.arch, weights or idx.spec.weights,
                                      pooling or idx.spec.pooling, input_size or idx.spec.input_size)
+            spec = spec.replace(trim_borders=idx.spec.trim_borders)  # the input policy stays the index's
             idx.require_model(spec)
             idx._net = net
     else:
@@ -113,9 +237,12 @@ def index(folders, index_dir, arch, weights, pooling, input_size, engine, batch_
         else:
             spec, net = _build_model(arch, weights, pooling, input_size)
         idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, engine=engine,
-                           batch_size=batch_size, threads=threads)
+                           index_type=click.get_current_context().meta.get("index_type", "auto"),
+                           batch_size=batch_size, threads=threads, ray=ray)
         click.echo(f"created index {index_dir} with {spec.describe()}", err=True)
     with idx:
+        if click.get_current_context().meta.get("watch"):  # --watch: indexer.watch runs the updates
+            return _watch(idx, index_dir, folders, workers, quiet, commit_every)
         report = idx.update(folders, workers=workers, progress=not quiet, commit_every=commit_every)
         click.echo(f"{index_dir}: {report.summary()}; {idx.count} images in the index")
         for path, reason in report.errors:
@@ -123,19 +250,38 @@ def index(folders, index_dir, arch, weights, pooling, input_size, engine, batch_
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=False, type=click.Path(path_type=Path))
 @index_option
 @click.option("--top-k", "-k", type=int, default=10, show_default=True, help="Results per query.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per query per line.")
+@click.option("--text", "texts", multiple=True, metavar="WORDS",
+              help="Search by words (repeatable), e.g. --text \"a red flower\"; needs vgg-retrieval text-train.")
 @engine_options
 @db_option
-def search(images, index_dir, top_k, as_json, engine, batch_size, threads, db_url):
+@search_param_options
+def search(images, index_dir, top_k, as_json, texts, engine, batch_size, threads, db_url):
     """Find the indexed images most similar to each of IMAGES (and their top-5 classes when the
     index's model has a classifier)."""
     from indexer.index import Index
 
+    if not images and not texts:
+        raise UserError("name the IMAGES to search with, or search by words with --text \"...\"")
+    if texts:
+        from retrieval.text.search import TextSearcher
+
+        with Index.open(index_dir, engine=engine, db_url=db_url, batch_size=batch_size, threads=threads) as idx:
+            for text, hits in zip(texts, TextSearcher(idx, threads=threads).search(texts, top_k)):
+                if as_json:
+                    click.echo(json.dumps({"query": text, "text": True, "results": [h.as_json() for h in hits]}))
+                else:
+                    click.echo(f"text: {text}")
+                    for rank, h in enumerate(hits, 1):
+                        click.echo(f"  {rank:3d}. {h.score:.4f}  {h.where}" + (f"  [{h.label}]" if h.label else ""))
+        if not images:
+            return
     with Index.open(index_dir, engine=engine, db_url=db_url, batch_size=batch_size, threads=threads) as idx:
-        results, classes = idx.search_and_classify([str(p) for p in images], top_k)
+        results, classes = idx.search_and_classify([str(p) for p in images], top_k,
+                                                   **click.get_current_context().meta["search_params"])
         for i, (query, hits) in enumerate(zip(images, results)):
             top = classes[i] if classes else None
             if as_json:
@@ -148,7 +294,7 @@ def search(images, index_dir, top_k, as_json, engine, batch_size, threads, db_ur
                 if top:
                     click.echo("  classes: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
                 for rank, h in enumerate(hits, 1):
-                    click.echo(f"  {rank:3d}. {h.score:.4f}  {h.path}" + (f"  [{h.label}]" if h.label else ""))
+                    click.echo(f"  {rank:3d}. {h.score:.4f}  {h.where}" + (f"  [{h.label}]" if h.label else ""))
 
 
 @cli.command()
@@ -215,6 +361,10 @@ cli.add_command(ui)
 
 from retrieval.commands import register  # noqa: E402
 register(cli)
+from retrieval.text.commands import register as register_text  # noqa: E402
+register_text(cli)
+from retrieval.video.commands import register as register_video  # noqa: E402
+register_video(cli)
 
 
 def main(argv=None) -> int:

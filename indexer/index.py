@@ -40,7 +40,7 @@ from . import vectors
 from .decode import Decoded, decode_items
 from .faults import crash_point
 from .scan import Entry, classify, walk
-from .store import ErrorRow, ImageRow, Store
+from .store import ErrorRow, ImageRow, Store, new_index_id, public_url, read_link, write_link
 
 DB_FILE = "index.sqlite"
 MODEL_DIR = "model"
@@ -60,9 +60,23 @@ class SearchHit:
     size: int = 0
     format: str = ""
     sha256: str = ""
+    time_s: float | None = None  # a video frame: its time in ``source``, seconds (None for photos)
+    source: str | None = None  # a video frame: the video file (``path`` is then VIDEO#t=SECONDS)
+
+    @property
+    def where(self) -> str:
+        """What to show: the photo's path, or ``video.mp4 @ 01:12.5`` for a video frame."""
+        if self.source is None:
+            return self.path
+        from .video import format_time
+
+        return f"{self.source} @ {format_time(self.time_s)}"
 
     def as_json(self) -> dict:
-        return {"path": self.path, "score": round(float(self.score), 6), "id": int(self.id)}
+        out = {"path": self.path, "score": round(float(self.score), 6), "id": int(self.id)}
+        if self.source is not None:  # a video frame: the video and the moment (photos keep 3 keys)
+            out.update(time_s=self.time_s, source=self.source)
+        return out
 
 
 @dataclass
@@ -97,12 +111,22 @@ class CheckReport:
 
 
 def _db_url(directory: Path, db_url: str | None) -> str:
-    return db_url or f"sqlite:///{directory / DB_FILE}"
+    """The metadata database: ``db_url``, else the one ``DIR/database.json`` remembers, else DIR/index.sqlite."""
+    if db_url:
+        return db_url
+    link = read_link(directory)
+    return link["url"] if link else f"sqlite:///{directory / DB_FILE}"
 
 
 class Index:
     def __init__(self, directory: Path, store: Store, spec: ModelSpec, engine: str = DEFAULT_ENGINE,
-                 batch_size: int = 8, threads: int | None = None, net=None):
+                 batch_size: int = 8, threads: int | None = None, net=None, ray=None):
+        if engine == "ray" or ray is not None:  # decode + embed on Ray (indexer.ray_engine.RayOptions)
+            from .ray_engine import RayOptions
+
+            ray = (ray or RayOptions()).validated()
+            engine = ray.model_engine if engine == "ray" else engine
+        self.ray = ray
         self.directory = directory
         self.store = store
         self.spec = spec
@@ -118,11 +142,22 @@ class Index:
     @classmethod
     def exists(cls, directory, db_url: str | None = None) -> bool:
         directory = Path(directory)
+        if read_link(directory) is not None:
+            return True  # the folder names its database (unreachable or not: open() says which)
         if db_url:
+            store = Store(db_url, create=False)  # UserError when unreachable
             try:
-                return Store(db_url).meta("format") == FORMAT
-            except Exception:
-                return False
+                if store.meta("format") != FORMAT:
+                    return False
+                name = store.meta("vectors_file")
+                if name and (directory / name).is_file() and not (directory / DB_FILE).exists():
+                    return True  # this folder's index, made before folders remembered their database
+                made_for = store.meta("directory")
+                raise UserError(f"the database {store.shown} already holds another index"
+                                f"{f' (made for {made_for})' if made_for else ''}: give each index its own "
+                                f"database, or its own schema with ?schema=NAME in the URL")
+            finally:
+                store.close()
         return (directory / DB_FILE).is_file()
 
     @classmethod
@@ -138,53 +173,84 @@ class Index:
 
     @classmethod
     def create(cls, directory, spec: ModelSpec, net=None, db_url: str | None = None, model_dir=None,
-               **options) -> "Index":
+               index_type: str = "auto", index_options: dict | None = None, **options) -> "Index":
         """A new, empty index for ``spec``. The model goes into DIR/model: copied from ``model_dir``
-        (an export of the same model), else exported from ``net`` (else built from the weights)."""
+        (an export of the same model), else exported from ``net`` (else built from the weights).
+        ``index_type``: auto, flat, hnsw, ivf, ivfpq or a FAISS factory string (docs/index-types.md);
+        ``index_options``: flat_limit, pq_limit, train_min, nprobe, ef_search overrides."""
         directory = Path(directory)
         cls.check_can_create(directory, db_url)
+        vector_config = vectors.make_config(index_type, spec.descriptor_dim, **(index_options or {}))
         directory.mkdir(parents=True, exist_ok=True)
         if not os.access(directory, os.W_OK):
             raise UserError(f"index folder is not writable: {directory}")
-        if model_dir is not None:
-            copy_model(model_dir, directory / MODEL_DIR, spec)
-        else:
-            if net is None:
-                from retrieval.builder import load_net
+        # a database elsewhere: its problems (tables in the way, permissions) before anything is written here
+        store = Store(db_url) if db_url else None
+        try:
+            if model_dir is not None:
+                copy_model(model_dir, directory / MODEL_DIR, spec)
+            else:
+                if net is None:
+                    from retrieval.builder import load_net
 
-                net = load_net(spec)
-            export_model(spec, net, directory / MODEL_DIR)
-        store = Store(_db_url(directory, db_url))
+                    net = load_net(spec)
+                export_model(spec, net, directory / MODEL_DIR)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+        store = store or Store(_db_url(directory, db_url))
+        index_id = new_index_id()
         with store.session.begin() as s:
             Store.set_meta(s, "format", FORMAT)
+            Store.set_meta(s, "index_id", index_id)
+            Store.set_meta(s, "directory", str(directory.resolve()))
             Store.set_meta(s, "format_version", FORMAT_VERSION)
             Store.set_meta(s, "spec", spec.to_dict())
             Store.set_meta(s, "model_id", spec.model_id)
             Store.set_meta(s, "generation", 0)
-            name, digest = vectors.save(vectors.new_index(spec.descriptor_dim), directory, 0)
+            name, digest = vectors.save(vectors.empty_index(vector_config, spec.descriptor_dim), directory, 0)
+            Store.set_meta(s, "vectors_index", vector_config.to_meta())
             Store.set_meta(s, "vectors_file", name)
             Store.set_meta(s, "vectors_sha256", digest)
             Store.set_meta(s, "count", 0)
             Store.set_meta(s, "created_at", time.time())
             Store.set_meta(s, "updated_at", time.time())
+        if db_url:  # after the commit: a folder never names a database that does not hold its index
+            write_link(directory, db_url, index_id)
         return cls(directory, store, spec, net=net, **options)
 
     @classmethod
     def open(cls, directory, engine: str = DEFAULT_ENGINE, db_url: str | None = None, batch_size: int = 8,
-             threads: int | None = None) -> "Index":
+             threads: int | None = None, ray=None) -> "Index":
         directory = Path(directory)
         if not directory.is_dir() or not cls.exists(directory, db_url):
             raise UserError(f"no index at {directory} (create one with: vgg-retrieval index FOLDER --index {directory})")
+        link = read_link(directory)
+        store = Store(_db_url(directory, db_url), create=False)  # UserError when unreachable
         try:
-            store = Store(_db_url(directory, db_url))
             fmt = store.meta("format")
             spec_dict = store.meta("spec")
+            index_id = store.meta("index_id")
         except Exception as e:
-            raise UserError(f"cannot read the index database in {directory}: {str(e).splitlines()[0]}") from None
+            store.close()
+            raise UserError(f"cannot read the index database of {directory}: {str(e).splitlines()[0]}") from None
         if fmt != FORMAT or not spec_dict:
+            store.close()
+            if link is not None:
+                raise UserError(f"the database {store.shown} named by {directory} holds no vgg-retrieval index")
             raise UserError(f"{directory} is not a vgg-retrieval index")
+        if link is not None and link.get("index_id") and link["index_id"] != index_id:
+            store.close()
+            raise UserError(f"the database {store.shown} holds another index than {directory} "
+                            f"(made for {store.meta('directory') or '?'})")
+        if db_url and (link is None or link.get("url") != public_url(db_url)):
+            try:  # remember it (an index made before folders did, or a database that moved)
+                write_link(directory, db_url, index_id)
+            except OSError:
+                pass  # a read-only index folder: --db must be given each time
         return cls(directory, store, ModelSpec.from_dict(spec_dict), engine=engine, batch_size=batch_size,
-                   threads=threads)
+                   threads=threads, ray=ray)
 
     def close(self) -> None:
         if self._embedder is not None:
@@ -259,8 +325,11 @@ class Index:
         inner = faiss.downcast_index(v.index) if hasattr(v, "index") else v
         kind = f"{type(v).__name__}({type(inner).__name__})" if inner is not v else type(v).__name__
         path = self.directory / self._vectors_file
+        cfg = vectors.IndexConfig.from_meta(self.store.meta("vectors_index"))
         return {"type": kind, "count": int(v.ntotal), "dim": int(v.d), "file": self._vectors_file,
-                "bytes": path.stat().st_size if path.exists() else 0}
+                "bytes": path.stat().st_size if path.exists() else 0, "index_type": cfg.type,
+                "factory": cfg.factory, "exact": vectors.is_exact(v), "nprobe": cfg.nprobe,
+                "ef_search": cfg.ef_search}
 
     # --- search -------------------------------------------------------------------------------
     def embed_queries(self, queries: Iterable, with_logits: bool = False):
@@ -295,7 +364,8 @@ class Index:
     def search_many(self, queries: Iterable, k: int = 10) -> list[list[SearchHit]]:
         return self.search_vectors(self.embed_queries(queries), k)
 
-    def search_and_classify(self, queries: Iterable, k: int = 10, top: int = 5):
+    def search_and_classify(self, queries: Iterable, k: int = 10, top: int = 5, nprobe: int | None = None,
+                            ef_search: int | None = None):
         """(hits per query, top classes per query or None): one forward pass gives both."""
         d, logits = self.embed_queries(queries, with_logits=True)
         classes = None
@@ -304,17 +374,25 @@ class Index:
             p /= p.sum(axis=1, keepdims=True)
             names = self.spec.class_names
             classes = [[(names[j], float(row[j])) for j in np.argsort(-row)[:top]] for row in p]
-        return self.search_vectors(d, k), classes
+        return self.search_vectors(d, k, nprobe=nprobe, ef_search=ef_search), classes
 
-    def search_vectors(self, queries: np.ndarray, k: int = 10) -> list[list[SearchHit]]:
+    def search_vectors(self, queries: np.ndarray, k: int = 10, nprobe: int | None = None,
+                       ef_search: int | None = None) -> list[list[SearchHit]]:
+        """Hits for descriptor rows; ``nprobe`` (IVF lists visited) and ``ef_search`` (HNSW breadth)
+        override the index's stored defaults for this call: higher = better recall, slower."""
         if k < 1:
             raise UserError(f"top-k must be at least 1 (got {k})")
+        for name, value in (("nprobe", nprobe), ("ef-search", ef_search)):
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be at least 1 (got {value})")
         index = self._load_vectors()
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.spec.descriptor_dim)
         k = min(k, index.ntotal)
         if k == 0:
             return [[] for _ in range(len(queries))]
-        scores, ids = index.search(queries, k)
+        cfg = vectors.IndexConfig.from_meta(self.store.meta("vectors_index"))
+        scores, ids = vectors.search(index, queries, k, nprobe or cfg.nprobe, ef_search or cfg.ef_search,
+                                     gpu_index=self._gpu_index(index))
         rows = self.store.rows_by_id({int(i) for i in ids.ravel() if i >= 0})
         results = []
         for qs, qi in zip(scores, ids):
@@ -324,27 +402,35 @@ class Index:
                 if row is None:
                     continue  # removed by an update since these vectors were loaded
                 hits.append(SearchHit(row.id, row.path, float(score), row.label, row.width, row.height,
-                                      row.size, row.format, row.sha256))
+                                      row.size, row.format, row.sha256, row.time_s, row.source))
             results.append(hits)
         return results
 
     def indexed_file(self, image: int | str) -> Path:
         """The path of an indexed image (by id or path), only if the images table has it and it lies
         inside one of the index's folders: what the UI and the dedup actions may read or move. A path
-        planted in the database that points elsewhere (``/etc/passwd``, ``root/../..``) is refused."""
+        planted in the database that points elsewhere (``/etc/passwd``, ``root/../..``) is refused.
+        A video frame's row gives the video file (its ``time_s`` says where)."""
         row = self.store.rows_by_id([image]).get(int(image)) if isinstance(image, (int, np.integer)) \
             else self.store.row_by_path(str(image))
         if row is None:
             raise UserError(f"not an indexed image: {image}")
-        path = os.path.normpath(os.path.abspath(row.path))
+        path = os.path.normpath(os.path.abspath(row.source or row.path))
         for root in self.store.roots():
             root = os.path.normpath(os.path.abspath(root))
             if path.startswith(root.rstrip(os.sep) + os.sep):
                 return Path(path)
         raise UserError(f"refusing to read {row.path}: it is outside the index's folders")
 
+    def _gpu_index(self, index):
+        """A GPU copy of the loaded vectors for search, made once per generation (None without a GPU)."""
+        if getattr(self, "_gpu_for", None) is not index:
+            self._gpu_for, self._gpu_copy = index, vectors.gpu_copy(index)
+        return self._gpu_copy
+
     def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of the committed generation: int64 [N] and float32 [N, dim], same order."""
+        """(ids, vectors) of the committed generation: int64 [N] and float32 [N, dim], same order.
+        Exact for flat, hnsw and IVF-Flat; decoded (approximate) for SQ/PQ codes (ivf, ivfpq)."""
         index = self._load_vectors()
         return vectors.ids_of(index), vectors.all_vectors(index)
 
@@ -426,11 +512,19 @@ class Index:
     def _plan(self, roots: list[str], report: UpdateReport):
         known: dict[str, tuple[int, int]] = {}
         known_errors: dict[str, tuple[int, int]] = {}
+        frames: dict[str, list[str]] = {}  # video file -> its frame rows (the video is known as one file)
+        images: dict[str, None] = {}
         with self.store.session() as s:
             for root in roots:
                 prefix = root.rstrip(os.sep) + os.sep
-                for path, size, mtime in s.execute(select(ImageRow.path, ImageRow.size, ImageRow.mtime_ns)
-                                                   .where(ImageRow.path.startswith(prefix, autoescape=True))):
+                for path, size, mtime, source in s.execute(
+                        select(ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.source)
+                        .where(ImageRow.path.startswith(prefix, autoescape=True))):
+                    if source is None:
+                        images[path] = None
+                    else:
+                        frames.setdefault(source, []).append(path)
+                        path = source
                     known[path] = (size, mtime)
                 for path, size, mtime in s.execute(select(ErrorRow.path, ErrorRow.size, ErrorRow.mtime_ns)
                                                    .where(ErrorRow.path.startswith(prefix, autoescape=True))):
@@ -446,7 +540,7 @@ class Index:
                 seen.add(e.path)
                 if e.problem is None and known.get(e.path) == (e.size, e.mtime_ns):
                     keep.add(e.path)
-                    report.unchanged += 1
+                    report.unchanged += len(frames.get(e.path, ())) or 1
                     continue
                 if e.problem is None and known_errors.get(e.path) == (e.size, e.mtime_ns):
                     keep.add(e.path)  # same bad file as last time: its error row stays
@@ -460,8 +554,11 @@ class Index:
                     problems.append(e)
                 else:
                     todo.append(e)
-        todo_paths = {e.path for e in todo}
-        delete_paths = [p for p in known if p not in keep and p not in todo_paths]
+        todo_paths = {e.path for e in todo if e.kind == "image"}
+        # gone or unusable files; a changed video's old frames too (re-sampled frames at the same time
+        # reuse their row); a file that changed kind (image <-> video) loses its old rows
+        delete_paths = [p for p in images if p not in keep and p not in todo_paths]
+        delete_paths += [f for v, paths in frames.items() if v not in keep for f in paths]
         clear_errors = [p for p in known_errors if p not in keep]
         return todo, problems, delete_paths, clear_errors
 
@@ -488,7 +585,7 @@ class Index:
         batch: list[Decoded] = []
         bar = tqdm(total=len(jobs), unit="img", desc="indexing", disable=not progress or not jobs,
                    dynamic_ncols=True, smoothing=0.1)
-        embedder = self.embedder if jobs else None
+        embedder = self.embedder if jobs and self.ray is None else None
 
         def flush() -> None:
             if not batch:
@@ -499,28 +596,49 @@ class Index:
                 d.array = None
                 pending.append((d, v))
             report.embedded += len(batch)
-            bar.update(len(batch))
+            bar.update(sum(not d.more for d in batch))  # files: a video's frames count once
             crash_point("after_embed")
             batch.clear()
 
         try:
-            for d in _decode_stream(jobs, workers, ahead=max(8, 4 * self.batch_size)):
+            if self.ray is not None:  # decoded and embedded on Ray: (item without pixels, vector)
+                stream = self._ray_stream(jobs)
+            else:
+                stream = ((d, None) for d in _decode_stream(jobs, workers, ahead=max(8, 4 * self.batch_size)))
+            for d, vec in stream:
                 if d.problem:
                     pending_errors.append((d.path, d.root, d.size, d.mtime_ns))
                     problem_reason[d.path] = d.problem
                     report.errors.append((d.path, d.problem))
                     bar.update(1)
+                elif vec is not None:
+                    pending.append((d, vec))
+                    report.embedded += 1
+                    bar.update(0 if d.more else 1)
+                    if report.embedded % self.batch_size == 0:
+                        crash_point("after_embed")
                 else:
                     batch.append(d)
                     if len(batch) >= self.batch_size:
                         flush()
-                if len(pending) >= commit_every or (pending and time.monotonic() - last_commit > commit_seconds):
+                if not d.more and (len(pending) >= commit_every
+                                   or (pending and time.monotonic() - last_commit > commit_seconds)):
+                    if any(b.source is not None for b in batch):
+                        flush()  # all of a video's frames, or none, in a commit
                     commit()
             flush()
         finally:
             bar.close()
         if pending or pending_errors or deletes or clear_errors:
             commit()
+
+    def _ray_stream(self, jobs):
+        from .ray_engine import ray_embedded
+
+        if jobs:
+            self._ensure_exported_model()
+        return ray_embedded(jobs, self.spec, self.model_dir, self.ray, batch_size=self.batch_size,
+                            threads=self.threads)
 
     def _commit(self, added, errors, reasons, delete_paths, clear_errors, report) -> None:
         """One atomic step: rows and a new vectors file, or neither."""
@@ -535,11 +653,13 @@ class Index:
                     for row in s.scalars(select(ImageRow).where(ImageRow.path.in_(paths_touched[i:i + 500]))):
                         existing[row.path] = row
                 # files gone, or now unusable: drop their rows and vectors
-                gone = [existing[p] for p in list(delete_paths) + [e[0] for e in errors] if p in existing]
-                vectors.remove(index, [r.id for r in gone])
+                readded = {d.path for d, _ in added}  # a changed video's frames at the same time: updated
+                gone = [existing[p] for p in list(delete_paths) + [e[0] for e in errors]
+                        if p in existing and p not in readded]
+                drop = [r.id for r in gone]  # out of the vectors below, with the replaced ones
                 for r in gone:
                     s.delete(r)
-                report.removed += len(delete_paths)
+                report.removed += len([p for p in delete_paths if p not in readded])
                 clear = list(clear_errors) + [d.path for d, _ in added] + [e[0] for e in errors]
                 for i in range(0, len(clear), 500):
                     s.execute(delete(ErrorRow).where(ErrorRow.path.in_(clear[i:i + 500])))
@@ -557,15 +677,17 @@ class Index:
                     row.label = _label(d.path, d.root)
                     row.sha256, row.size, row.mtime_ns = d.sha256, d.size, d.mtime_ns
                     row.width, row.height, row.format, row.indexed_at = d.width, d.height, d.format[:16], now
+                    row.source, row.time_s = d.source, d.time_s  # video frames; None for photos
                     rows.append(row)
                 for path, root, size, mtime in errors:
                     s.add(ErrorRow(path=path, root=root, reason=reasons.get(path, "unknown"), size=size,
                                    mtime_ns=mtime, at=now))
                 s.flush()
+                ids = np.array([r.id for r in rows], dtype=np.int64)
+                index = vectors.without(index, drop + ids.tolist())  # updated files keep their id, get a new vector
                 if rows:
-                    ids = np.array([r.id for r in rows], dtype=np.int64)
-                    vectors.remove(index, ids)  # updated files keep their id, get a new vector
                     index.add_with_ids(np.stack([v for _, v in added]).astype(np.float32), ids)
+                index = self._adapt_vectors(s, index)
                 new_file, digest = vectors.save(index, self.directory, generation)
                 Store.set_meta(s, "generation", generation)
                 Store.set_meta(s, "vectors_file", new_file)
@@ -582,8 +704,18 @@ class Index:
                                 f"it keeps its last saved state") from None
             raise
         crash_point("after_commit")
-        self._vectors_file = new_file
+        self._vectors, self._vectors_file = index, new_file
         vectors.remove_stale_files(self.directory, keep=new_file)
+
+    @staticmethod
+    def _adapt_vectors(s, index):
+        """The index type re-decided for the new size (flat -> IVF once there is enough to train, a
+        bigger IVF after growth): a converted index and its meta, in this commit's transaction."""
+        cfg = vectors.IndexConfig.from_meta(Store.get_meta(s, "vectors_index"))
+        index, new_cfg = vectors.adapt(index, cfg)
+        if new_cfg is not cfg:
+            Store.set_meta(s, "vectors_index", new_cfg.to_meta())
+        return index
 
     # --- checking -----------------------------------------------------------------------------
     def check(self, deep: int = 0) -> CheckReport:
@@ -641,7 +773,10 @@ class Index:
             rep.problems.append(f"{len(extra)} vectors have no image row (e.g. id {extra[0]})")
         if index.ntotal:
             norms = np.linalg.norm(vectors.all_vectors(index), axis=1)
-            bad = int((np.abs(norms - 1) > 1e-3).sum())
+            if vectors.is_exact(index):
+                bad = int((np.abs(norms - 1) > 1e-3).sum())
+            else:  # SQ/PQ codes decode approximately: unnormalised vectors still stand out
+                bad = len(norms) if abs(float(np.median(norms)) - 1) > 0.5 else int((norms > 1.5).sum())
             if bad:
                 rep.problems.append(f"{bad} vectors are not unit length")
         if (self.model_dir / SIDECAR).is_file():
@@ -661,19 +796,21 @@ class Index:
 
     def _deep_check(self, index, n: int, rep: CheckReport) -> None:
         rows = list(self.store.rows_by_id(vectors.ids_of(index)[:n]).values())
-        present = [r for r in rows if Path(r.path).is_file()]
+        present = [r for r in rows if Path(r.source or r.path).is_file()]
         if len(present) < len(rows):
             rep.notes.append(f"{len(rows) - len(present)} of {len(rows)} sampled files no longer exist (run index to update)")
         if not present:
             return
-        try:
-            fresh = self.embedder.embed([r.path for r in present])
-        except ImageError as e:
+        from .video import VideoError, read_frame
+
+        try:  # a video frame is decoded again from its video, at its time
+            fresh = self.embedder.embed([read_frame(r.source, r.time_s) if r.source else r.path for r in present])
+        except (ImageError, VideoError) as e:
             rep.notes.append(f"could not re-embed the sample: {e}")
             return
         for r, v in zip(present, fresh):
             cos = float(np.dot(index.reconstruct(int(r.id)), v))
-            if cos < 0.999:
+            if cos < (0.999 if vectors.is_exact(index) else 0.9):  # SQ/PQ codes decode approximately
                 rep.problems.append(f"stored vector of {r.path} differs from a fresh embedding (cosine {cos:.4f})")
 
 
