@@ -12,7 +12,7 @@ import click
 
 from ..errors import UserError
 from ..spec import ARCHS
-from .models import FITS, MODELS, RNNS, SAMPLINGS, TIME_PADDINGS
+from .choices import FITS, MODELS, RNNS, SAMPLINGS, TIME_PADDINGS
 
 
 def _widths(value):

@@ -36,11 +36,7 @@ from torch import nn
 from ..model import FEATURE_STRIDE, DescriptorNet, build_trunk, trunk_widths
 from ..spec import ARCHS, IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
-MODELS = ("vgg3d", "vgg-lstm")
-RNNS = ("lstm", "gru")
-TIME_PADDINGS = ("replicate", "zeros")
-FITS = ("crop", "pad")
-SAMPLINGS = ("uniform", "stride")
+from .choices import FITS, MODELS, RNNS, SAMPLINGS, TIME_PADDINGS  # noqa: E402,F401
 VIDEO_TASK = "video-classification"
 
 
