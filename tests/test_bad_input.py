@@ -145,3 +145,15 @@ def test_cli_search_json_and_check(tmp_path, tiny_model, photos):
     r = cli("index", photos, "--index", ix, "--pooling", "mac", "--arch", "vgg11", "--weights", "random",
             "--size", "64")
     assert r.returncode == 2 and "refusing to mix" in r.stderr
+
+
+def test_cli_starts_without_torch():
+    """Every command parses its arguments before anything heavy loads: `import torch` takes seconds
+    to a minute here, and search/check/info/dedup never need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, indexer.cli; heavy = [m for m in ('torch', 'torchvision', 'transformers', 'ray') "
+            "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
