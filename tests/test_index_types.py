@@ -81,7 +81,7 @@ TYPES = {
     "flat": ("flat", {}, "flat"),
     "hnsw": ("hnsw", {}, "hnsw"),
     "ivf": ("ivf", {"train_min": 1000}, "IVF"),
-    "pq": ("IVF16,PQ64", {"train_min": 1000}, "IVF16,PQ64"),  # ivfpq's codes without OPQ's slow training
+    "pq": ("IVF16,PQ256x4", {"train_min": 1000}, "IVF16,PQ256x4"),  # PQ codes (4-bit: fast to train) without OPQ
     "auto": ("auto", {"flat_limit": 1000}, "IVF"),
     "raw": ("IVF16,Flat", {"train_min": 1000}, "IVF16,Flat"),
 }
