@@ -18,6 +18,10 @@ ENV_INDEX = "VGG_RETRIEVAL_INDEX"
 def model_options(f):
     """--arch/--weights/--pooling/--size: the descriptor model. Unset means: the index's model
     (for an existing index) or the defaults (vgg16, gap, IMAGENET1K_V1 or $VGG_RETRIEVAL_WEIGHTS)."""
+    f = click.option("--trim-borders/--no-trim-borders", "trim_borders", default=None,
+                     help="Cut near-uniform border bands (padding, letterboxing, a screenshot's canvas) before "
+                          "embedding; part of the model's identity [default: on for new models; an existing "
+                          "index keeps its own].")(f)
     f = click.option("--size", "input_size", type=int, default=None,
                      help=f"Longer image side fed to the model [default: {DEFAULT_INPUT_SIZE}].")(f)
     f = click.option("--pooling", type=click.Choice(POOLINGS), default=None,
@@ -166,10 +170,13 @@ def db_option(f):
                              f"[env: {ENV_DB}; default: the remembered one, else INDEX/index.sqlite].")(f)
 
 
-def _build_model(arch, weights, pooling, input_size):
+def _build_model(arch, weights, pooling, input_size, trim_borders=None):
     from retrieval.builder import build
 
-    return build(arch or "vgg16", weights, pooling or "gap", input_size or DEFAULT_INPUT_SIZE)
+    spec, net = build(arch or "vgg16", weights, pooling or "gap", input_size or DEFAULT_INPUT_SIZE)
+    if trim_borders is not None:
+        spec = spec.replace(trim_borders=trim_borders)
+    return spec, net
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -194,7 +201,7 @@ def cli():
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @watch_options
 @index_type_option
-def index(folders, index_dir, arch, weights, pooling, input_size, engine, batch_size, threads, db_url, model_dir,
+def index(folders, index_dir, arch, weights, pooling, input_size, trim_borders, engine, batch_size, threads, db_url, model_dir,
           workers, commit_every, quiet, ray_address, ray_actors, ray_model_engine):
     """Index (or update) FOLDERS into the index at --index.
 
@@ -204,7 +211,7 @@ def index(folders, index_dir, arch, weights, pooling, input_size, engine, batch_
     from indexer.index import Index
 
     ray = _ray_options(engine, ray_address, ray_actors, ray_model_engine, threads)
-    asked = any(v is not None for v in (arch, weights, pooling, input_size))
+    asked = any(v is not None for v in (arch, weights, pooling, input_size, trim_borders))
     if Index.exists(index_dir, db_url):
         idx = Index.open(index_dir, engine=engine, db_url=db_url, batch_size=batch_size, threads=threads, ray=ray)
         if model_dir is not None:
@@ -216,7 +223,8 @@ def index(folders, index_dir, arch, weights, pooling, input_size, engine, batch_
         elif asked:
             spec, net = _build_model(arch or idx.spec.arch, weights or idx.spec.weights,
                                      pooling or idx.spec.pooling, input_size or idx.spec.input_size)
-            spec = spec.replace(trim_borders=idx.spec.trim_borders)  # the input policy stays the index's
+            # the input policy stays the index's unless asked for
+            spec = spec.replace(trim_borders=idx.spec.trim_borders if trim_borders is None else trim_borders)
             idx.require_model(spec)
             idx._net = net
     else:
@@ -230,12 +238,12 @@ def index(folders, index_dir, arch, weights, pooling, input_size, engine, batch_
             from retrieval.export import read_sidecar
 
             if asked:
-                raise UserError("--model and --arch/--weights/--pooling/--size exclude each other")
+                raise UserError("--model and --arch/--weights/--pooling/--size/--trim-borders exclude each other")
             if not (model_dir / "model.json").is_file():
                 raise UserError(f"no exported model in {model_dir} (model.json missing)")
             spec, net = read_sidecar(model_dir)[0], None
         else:
-            spec, net = _build_model(arch, weights, pooling, input_size)
+            spec, net = _build_model(arch, weights, pooling, input_size, trim_borders)
         idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, engine=engine,
                            index_type=click.get_current_context().meta.get("index_type", "auto"),
                            batch_size=batch_size, threads=threads, ray=ray)
@@ -345,11 +353,11 @@ def info(index_dir, db_url, show_errors):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write model.onnx, model.xml/.bin and model.json into.")
 @model_options
-def export(out, arch, weights, pooling, input_size):
+def export(out, arch, weights, pooling, input_size, trim_borders):
     """Export the descriptor model to ONNX and OpenVINO IR with a JSON sidecar."""
     from retrieval.export import export_model
 
-    spec, net = _build_model(arch, weights, pooling, input_size)
+    spec, net = _build_model(arch, weights, pooling, input_size, trim_borders)
     export_model(spec, net, out)
     click.echo(f"exported {spec.describe()} to {out}")
 

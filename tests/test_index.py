@@ -266,3 +266,25 @@ def test_search_prints_top_classes_when_the_model_has_a_classifier(tmp_path, pho
     idx2.update([photos], workers=0, progress=False)
     hits, top = idx2.search_and_classify([q], k=1)
     assert top is None and hits[0][0].path == str(q)
+
+
+def test_trim_borders_flag_is_part_of_the_model(tmp_path):
+    """--no-trim-borders makes an index with the old input policy; asking an existing index for the
+    other policy is refused in one line (exit 2), and export writes the choice into the sidecar."""
+    from indexer.cli import main
+    from indexer.index import Index
+    from retrieval.export import read_sidecar
+
+    photos = tmp_path / "photos"
+    copy_photos(photos, ["skimage/coffee.png", "skimage/chelsea.png"])
+    tiny = ["--arch", "vgg11", "--weights", "random", "--size", "64"]
+    assert main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "--no-trim-borders", "-q"]) == 0
+    with Index.open(tmp_path / "ix") as idx:
+        assert idx.spec.trim_borders is False and idx.count == 2
+    assert main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "-q"]) == 0  # keeps the index's
+    assert main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "--trim-borders", "-q"]) == 2
+    assert main(["export", "--out", str(tmp_path / "m"), *tiny, "--no-trim-borders"]) == 0
+    spec, _ = read_sidecar(tmp_path / "m")
+    assert spec.trim_borders is False
+    with Index.open(tmp_path / "ix") as idx:
+        assert spec.model_id == idx.spec.model_id
