@@ -191,10 +191,3 @@ def photos(tmp_path):
     copy_photos(folder, ["skimage/astronaut.png", "skimage/coffee.png", "skimage/chelsea.png",
                          "pixabay/cat01.jpg", "pixabay/dog01.jpg", "sklearn/china.jpg"])
     return folder
-
-
-def pytest_collection_modifyitems(config, items):
-    """The in-process Ray tests run last: ``ray.init`` leaves grpc threads and signal handlers in the
-    pytest process after ``ray.shutdown()``, and later tests fork subprocesses and open database
-    connections beside them (one unexplained segfault of the test process was seen after them)."""
-    items.sort(key=lambda item: item.nodeid.split("::")[0].endswith("test_ray.py"))
