@@ -45,12 +45,7 @@ def _state(ix):
             return {r.path: r.sha256 for r in s.query(ImageRow)}
 
 
-def test_watch_cli_follows_adds_changes_removes_and_stops_on_sigterm(tmp_path, make_index, photos, request):
-    if "postgresql" in request.node.name:
-        # Open bug: twice in five full runs the pytest process itself segfaulted in this variant (no
-        # traceback), while it re-opened the PostgreSQL-backed index every 0.2 s. The watch subprocess
-        # and PostgreSQL are covered by test_postgres.py and the other watch tests; see the session note.
-        pytest.skip("known intermittent segfault of the test process in the PostgreSQL variant (open bug)")
+def test_watch_cli_follows_adds_changes_removes_and_stops_on_sigterm(tmp_path, make_index, photos):
     ix = tmp_path / "ix"
     make_index(ix).close()
     cmd = [sys.executable, "-m", "indexer", "index", str(photos), "--index", str(ix), "--watch",
