@@ -191,3 +191,17 @@ def photos(tmp_path):
     copy_photos(folder, ["skimage/astronaut.png", "skimage/coffee.png", "skimage/chelsea.png",
                          "pixabay/cat01.jpg", "pixabay/dog01.jpg", "sklearn/china.jpg"])
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _restore_sigchld():
+    """A torch DataLoader with worker processes installs a process-wide SIGCHLD handler and never
+    removes it. Left in the pytest process, it crashed the interpreter (SIGSEGV in the eval loop,
+    seen in a core dump) when a later test's unrelated subprocess exited. Each test starts and ends
+    with the handler it found."""
+    import signal
+
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    if signal.getsignal(signal.SIGCHLD) is not before:
+        signal.signal(signal.SIGCHLD, before)
