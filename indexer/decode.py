@@ -48,15 +48,15 @@ def _is_video(path: str) -> bool:
 
 def decode_video(job: tuple[str, str, int, int]) -> list[Decoded]:
     """The sampled frames of a video, one item each (same size/padding as a photo), or one problem."""
+    from .vectors import file_sha256
     from .video import VideoError, frame_path, sample_video
 
-    path, root, input_size, max_pixels, *more = job  # more: what decode_file takes beyond these (trim)
+    path, root, input_size, max_pixels = job
     bad = Decoded(path, root)
     try:
         before = os.stat(path)
-        sha256 = _file_sha256(path)
-        sample = sample_video(path, input_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
-                              trim=bool(more and more[0]))
+        sha256 = file_sha256(path)
+        sample = sample_video(path, input_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
         after = os.stat(path)
     except PermissionError:
         bad.problem = "permission denied"
@@ -84,14 +84,6 @@ def decode_video(job: tuple[str, str, int, int]) -> list[Decoded]:
                            p.width, p.height, sample.format, p.array, p.valid, source=path, time_s=f.time_s,
                            more=n < len(sample.frames) - 1))
     return out
-
-
-def _file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def decode_file(job: tuple[str, str, int, int]) -> Decoded:

@@ -393,6 +393,10 @@ class Index:
         cfg = vectors.IndexConfig.from_meta(self.store.meta("vectors_index"))
         scores, ids = vectors.search(index, queries, k, nprobe or cfg.nprobe, ef_search or cfg.ef_search,
                                      gpu_index=self._gpu_index(index))
+        return self.hits(scores, ids)
+
+    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
+        """FAISS results ([Q, k] scores and image ids) as SearchHits, one database read for all."""
         rows = self.store.rows_by_id({int(i) for i in ids.ravel() if i >= 0})
         results = []
         for qs, qi in zip(scores, ids):

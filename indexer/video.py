@@ -202,9 +202,9 @@ def _thumb(frame) -> np.ndarray:
 
 
 def sample_video(path: str, size: int, options: VideoOptions | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, trim: bool = False) -> VideoSample:
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoSample:
     """Pick the frames of a video to index (see the module docstring), each prepared at ``size`` like
-    a photo (``trim``: the model's border trimming, e.g. letterboxing)."""
+    a photo (the embedder applies the model's border trimming, as for photos)."""
     import av
 
     o = options or VideoOptions.from_env()
@@ -239,7 +239,7 @@ def sample_video(path: str, size: int, options: VideoOptions | None = None,
         def add(frame, t: float, reason: str, score: float) -> None:
             nonlocal seq, interval
             im = _rgb(frame)
-            p = prepare(im, size, trim=True) if trim else prepare(im, size)
+            p = prepare(im, size)
             sf = SampledFrame(round(t, 3), p, reason, score)
             picked.append(sf)
             if reason == "scene":

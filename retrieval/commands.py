@@ -125,13 +125,12 @@ def train(data, out, arch, weights, input_size, pooling, head, normalize, resume
 
 
 def _load_ckpt(path):
-    import torch
-
     from .train import load_checkpoint_model
+    from .weights import torch_load
 
     if not Path(path).is_file():
         raise UserError(f"checkpoint not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = torch_load(path, "checkpoint")
     spec, net = load_checkpoint_model(path)
     if net.head is None:
         raise UserError(f"{path} has no classifier head: train one first (vgg-retrieval train)")

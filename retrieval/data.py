@@ -30,39 +30,48 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
 
 
-def _class_dirs(root: Path) -> list[Path]:
+def class_dirs(root: Path) -> list[Path]:
     return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
 def load_split(root, val_fraction: float = 0.2, seed: int = 0, limit_per_class: int | None = None) -> Split:
     """The train/val lists of ``root`` (see module doc); ``limit_per_class`` keeps the first n of
     each class (after shuffling, so small subsets stay representative)."""
+    return labelled_split(root, _images, val_fraction, seed, limit_per_class, "dataset folder",
+                          "needs at least two class folders with images (ImageFolder layout)", min_val=1)
+
+
+def labelled_split(root, members, val_fraction: float, seed: int, limit_per_class: int | None, what: str,
+                   needs: str, min_val: int) -> Split:
+    """``(path, label)`` lists of a class-folder tree: ``root/train`` + ``root/val`` when both exist,
+    else ``root/<class>`` split per class with ``seed`` (at least ``min_val`` val items per class of
+    two or more). ``members(folder)`` lists one class's items (images, clips...); ``what``/``needs``
+    word the errors."""
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"dataset folder not found: {root}")
+        raise UserError(f"{what} not found: {root}")
+    rng = random.Random(seed)
     if (root / "train").is_dir() and (root / "val").is_dir():
-        classes = tuple(d.name for d in _class_dirs(root / "train"))
+        classes = tuple(d.name for d in class_dirs(root / "train"))
         idx = {c: i for i, c in enumerate(classes)}
-        train = [(str(p), idx[c]) for c in classes for p in _images(root / "train" / c)]
-        val = [(str(p), idx[d.name]) for d in _class_dirs(root / "val") if d.name in idx for p in _images(d)]
+        train = [(str(p), idx[c]) for c in classes for p in members(root / "train" / c)]
+        val = [(str(p), idx[d.name]) for d in class_dirs(root / "val") if d.name in idx for p in members(d)]
         if limit_per_class:
-            rng = random.Random(seed)
             train = _limit(train, limit_per_class, rng)
             val = _limit(val, max(1, limit_per_class // 4), rng)
     else:
-        classes = tuple(d.name for d in _class_dirs(root))
-        rng = random.Random(seed)
+        classes = tuple(d.name for d in class_dirs(root))
         train, val = [], []
         for i, c in enumerate(classes):
-            files = [str(p) for p in _images(root / c)]
+            files = [str(p) for p in members(root / c)]
             rng.shuffle(files)
             if limit_per_class:
                 files = files[:limit_per_class]
-            n_val = max(1, round(len(files) * val_fraction)) if len(files) > 1 else 0
+            n_val = max(min_val, round(len(files) * val_fraction)) if len(files) > 1 else 0
             val += [(f, i) for f in files[:n_val]]
             train += [(f, i) for f in files[n_val:]]
     if len(classes) < 2 or not train:
-        raise UserError(f"{root} needs at least two class folders with images (ImageFolder layout)")
+        raise UserError(f"{root} {needs}")
     return Split(classes, train, val)
 
 

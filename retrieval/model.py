@@ -33,11 +33,10 @@ def trunk_widths(arch: str) -> tuple[int, ...]:
     return tuple(v for v in cfgs[_CFG[arch.removesuffix("_bn")]] if v != "M")
 
 
-def build_trunk(arch: str, widths=None) -> nn.Sequential:
-    """The conv trunk of a torchvision VGG (its ``make_layers`` and init), without building the
-    120M-parameter classifier: conv layers up to the last conv block's ReLU. ``widths`` overrides
-    the conv output channels (pruned models)."""
-    from torchvision.models.vgg import cfgs, make_layers
+def vgg_cfg(arch: str, widths=None) -> list:
+    """torchvision's layer list of ``arch`` ("M" = max-pool, ints = conv widths), with ``widths``
+    overriding the conv output channels (pruned models)."""
+    from torchvision.models.vgg import cfgs
 
     cfg = list(cfgs[_CFG[arch.removesuffix("_bn")]])
     if widths is not None:
@@ -47,14 +46,28 @@ def build_trunk(arch: str, widths=None) -> nn.Sequential:
             raise ValueError(f"{arch} has {n_conv} conv layers; got widths {widths}")
         it = iter(widths)
         cfg = [v if v == "M" else next(it) for v in cfg]
-    features = make_layers(cfg, batch_norm=arch.endswith("_bn"))
-    for m in features.modules():  # torchvision VGG's own initialisation
-        if isinstance(m, nn.Conv2d):
+    return cfg
+
+
+def init_vgg(modules: nn.Module, conv=nn.Conv2d, norm=nn.BatchNorm2d) -> None:
+    """torchvision VGG's own initialisation (for 2D or, with ``conv``/``norm``, 3D layers)."""
+    for m in modules.modules():
+        if isinstance(m, conv):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, norm):
             nn.init.constant_(m.weight, 1)
             nn.init.constant_(m.bias, 0)
+
+
+def build_trunk(arch: str, widths=None) -> nn.Sequential:
+    """The conv trunk of a torchvision VGG (its ``make_layers`` and init), without building the
+    120M-parameter classifier: conv layers up to the last conv block's ReLU. ``widths`` overrides
+    the conv output channels (pruned models)."""
+    from torchvision.models.vgg import make_layers
+
+    features = make_layers(vgg_cfg(arch, widths), batch_norm=arch.endswith("_bn"))
+    init_vgg(features)
     return nn.Sequential(*list(features.children())[:-1])
 
 

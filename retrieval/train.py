@@ -363,12 +363,11 @@ def evaluate_net(net, items, size: int, batch_size: int = 32) -> float:
 def load_checkpoint_model(path, size: int | None = None):
     """(spec, net) of a vgg-retrieval checkpoint with its own arch, pooling and input size (``size``
     overrides the input size)."""
-    import torch
-
     from .builder import build
     from .spec import ModelSpec
+    from .weights import torch_load
 
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = torch_load(path, "checkpoint")
     stored = ModelSpec.from_dict(obj["spec"]) if isinstance(obj, dict) and "spec" in obj else None
     if stored is None:
         return build("vgg16", str(path), "gap", size or 224)

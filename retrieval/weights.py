@@ -77,6 +77,18 @@ def _load_torchvision(arch: str, name: str) -> LoadedWeights:
     return LoadedWeights(name, _trunk_tensors(arch, sd, name), {})
 
 
+def torch_load(path: Path, what: str):
+    """``torch.load`` with ``weights_only=True`` (no code runs from the file) on the CPU; a file that
+    is not such a pickle is one line: "cannot load WHAT PATH: reason"."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"cannot load {what} {path}: {first[:200]}") from None
+
+
 def _load_file(arch: str, path: Path, widths=None) -> LoadedWeights:
     import torch
 
@@ -84,11 +96,7 @@ def _load_file(arch: str, path: Path, widths=None) -> LoadedWeights:
         raise UserError(f"weights file not found: {path}")
     if not path.is_file():
         raise UserError(f"weights path is not a file: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"cannot load weights from {path}: {first[:200]}") from None
+    obj = torch_load(path, "weights from")
     source = str(path.resolve())
     extra: dict = {}
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:

@@ -46,8 +46,11 @@ def load_text_encoder(name: str | None = None, eager: bool = True):
     """(tokenizer, encoder, resolved name). Any BERT-family model with a fast tokenizer."""
     import logging
 
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    try:
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        raise UserError("search by words needs its extra: pip install 'vgg-retrieval[text]'") from None
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +83,10 @@ class TextSearcher:
 
     def _tokenizer(self):
         if self._tok is None:
-            from tokenizers import Tokenizer
+            try:
+                from tokenizers import Tokenizer
+            except ImportError:
+                raise UserError("search by words needs its extra: pip install 'vgg-retrieval[text]'") from None
 
             tok = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
             tok.enable_truncation(int(self.config.get("max_length", 64)))
@@ -167,8 +169,6 @@ class TextSearcher:
     # --- search -------------------------------------------------------------------------------
     def search_vectors(self, queries: np.ndarray, k: int = 10):
         """Like ``Index.search_vectors``, for shared-space query embeddings."""
-        from indexer.index import SearchHit
-
         if k < 1:
             raise UserError(f"top-k must be at least 1 (got {k})")
         fidx = self.image_index()
@@ -177,13 +177,7 @@ class TextSearcher:
         if k == 0:
             return [[] for _ in range(len(queries))]
         scores, ids = fidx.search(queries, k)
-        rows = self.index.store.rows_by_id({int(i) for i in ids.ravel() if i >= 0})
-        names = [f.name for f in fields(SearchHit) if f.name not in ("id", "score")]
-        results = []
-        for qs, qi in zip(scores, ids):
-            results.append([SearchHit(id=r.id, score=float(s), **{n: getattr(r, n) for n in names if hasattr(r, n)})
-                            for s, i in zip(qs, qi) if (r := rows.get(int(i))) is not None])
-        return results
+        return self.index.hits(scores, ids)
 
     def search(self, texts, k: int = 10):
         """The ``k`` indexed images that best match each text."""

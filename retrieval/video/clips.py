@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import IMAGE_EXTS, Split
+from ..data import IMAGE_EXTS, Split, labelled_split
 from ..errors import UserError
 
 VIDEO_EXTS = {".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv"}
@@ -56,49 +56,11 @@ def clips_in(class_dir: Path) -> list[Path]:
     return sorted((p for p in Path(class_dir).iterdir() if is_clip(p)), key=_natural_key)
 
 
-def _class_dirs(root: Path) -> list[Path]:
-    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-
-
 def load_clip_split(root, val_fraction: float = 0.2, seed: int = 0, limit_per_class: int | None = None) -> Split:
     """Train/val lists of ``(clip path, label)`` (see module doc)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"clip folder not found: {root}")
-    rng = random.Random(seed)
-    if (root / "train").is_dir() and (root / "val").is_dir():
-        classes = tuple(d.name for d in _class_dirs(root / "train"))
-        idx = {c: i for i, c in enumerate(classes)}
-        train = [(str(p), idx[c]) for c in classes for p in clips_in(root / "train" / c)]
-        val = [(str(p), idx[d.name]) for d in _class_dirs(root / "val") if d.name in idx for p in clips_in(d)]
-        if limit_per_class:
-            train = _limit(train, limit_per_class, rng)
-            val = _limit(val, max(1, limit_per_class // 4), rng)
-    else:
-        classes = tuple(d.name for d in _class_dirs(root))
-        train, val = [], []
-        for i, c in enumerate(classes):
-            clips = [str(p) for p in clips_in(root / c)]
-            rng.shuffle(clips)
-            if limit_per_class:
-                clips = clips[:limit_per_class]
-            n_val = max(1, round(len(clips) * val_fraction)) if len(clips) > 1 and val_fraction > 0 else 0
-            val += [(f, i) for f in clips[:n_val]]
-            train += [(f, i) for f in clips[n_val:]]
-    if len(classes) < 2 or not train:
-        raise UserError(f"{root} needs at least two class folders holding clips (video files or folders of frames)")
-    return Split(classes, train, val)
-
-
-def _limit(items, n, rng):
-    by: dict = {}
-    for f, y in items:
-        by.setdefault(y, []).append((f, y))
-    out = []
-    for y in sorted(by):
-        rng.shuffle(by[y])
-        out += by[y][:n]
-    return out
+    return labelled_split(root, clips_in, val_fraction, seed, limit_per_class, "clip folder",
+                          "needs at least two class folders holding clips (video files or folders of frames)",
+                          min_val=1 if val_fraction > 0 else 0)
 
 
 # ---- sampling ----

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..model import FEATURE_STRIDE, DescriptorNet, build_trunk, trunk_widths
+from ..model import FEATURE_STRIDE, DescriptorNet, build_trunk, init_vgg, trunk_widths, vgg_cfg
 from ..spec import ARCHS, IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
 from .choices import FITS, MODELS, RNNS, SAMPLINGS, TIME_PADDINGS  # noqa: E402,F401
@@ -110,22 +110,6 @@ class VideoSpec:
         return dataclasses.replace(self, **changes)
 
 
-def _vgg_cfg(arch: str, widths) -> list:
-    from torchvision.models.vgg import cfgs
-
-    from ..model import _CFG
-
-    cfg = list(cfgs[_CFG[arch.removesuffix("_bn")]])
-    if widths is not None:
-        widths = [int(w) for w in widths]
-        n_conv = sum(v != "M" for v in cfg)
-        if len(widths) != n_conv or min(widths) < 1:
-            raise ValueError(f"{arch} has {n_conv} conv layers; got widths {widths}")
-        it = iter(widths)
-        cfg = [v if v == "M" else next(it) for v in cfg]
-    return cfg[:-1]  # up to the last conv block's ReLU, as the image trunk
-
-
 class Conv3x3x3(nn.Conv3d):
     """A 3x3x3 convolution, spatial zero padding 1; in time either the end frames are repeated
     (``replicate``: exact I3D inflation on static input) or zeros are used (C3D)."""
@@ -152,7 +136,7 @@ def time_pool_kernels(n_pools: int, frames: int) -> list[int]:
 
 def build_trunk3d(arch: str, widths=None, frames: int = 16, time_padding: str = "replicate") -> nn.Sequential:
     """VGG3D's conv trunk: the same module indices as the 2D trunk (``features.N``)."""
-    cfg = _vgg_cfg(arch, widths)
+    cfg = vgg_cfg(arch, widths)[:-1]  # up to the last conv block's ReLU, as the image trunk
     kernels = iter(time_pool_kernels(sum(v == "M" for v in cfg), frames))
     bn = arch.endswith("_bn")
     layers: list[nn.Module] = []
@@ -168,13 +152,7 @@ def build_trunk3d(arch: str, widths=None, frames: int = 16, time_padding: str = 
         layers.append(nn.ReLU(inplace=True))
         cin = v
     trunk = nn.Sequential(*layers)
-    for m in trunk.modules():  # torchvision VGG's own initialisation
-        if isinstance(m, nn.Conv3d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.BatchNorm3d):
-            nn.init.constant_(m.weight, 1)
-            nn.init.constant_(m.bias, 0)
+    init_vgg(trunk, nn.Conv3d, nn.BatchNorm3d)
     return trunk
 
 

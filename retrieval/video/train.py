@@ -250,18 +250,13 @@ def _eval_kwargs(ds) -> dict:
 
 def load_video_checkpoint(path):
     """(spec, net, raw checkpoint dict) of a video classifier checkpoint, read with weights_only=True."""
-    import torch
-
+    from ..weights import torch_load
     from .models import build_video_net
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"cannot load checkpoint {path}: {first[:200]}") from None
+    obj = torch_load(path, "checkpoint")
     if not is_video_checkpoint(obj):
         raise UserError(f"{path} is not a video classifier checkpoint (train one with vgg-retrieval train-video)")
     try:

@@ -99,20 +99,14 @@ if up_id != ss.get("last_upload"):
         _reset_view()
     elif ss.q_src and ss.q_src[0] == "upload":
         ss.q_src = None
-if path_text != ss.get("last_path"):
-    ss.last_path = path_text
-    if path_text.strip():
-        ss.q_src = ("path", path_text)
-        _reset_view()
-    elif ss.q_src and ss.q_src[0] == "path":
-        ss.q_src = None
-if words != ss.get("last_words"):
-    ss.last_words = words
-    if words.strip():
-        ss.q_src = ("text", words)
-        _reset_view()
-    elif ss.q_src and ss.q_src[0] == "text":
-        ss.q_src = None
+for kind, text, last in (("path", path_text, "last_path"), ("text", words, "last_words")):
+    if text != ss.get(last):
+        ss[last] = text
+        if text.strip():
+            ss.q_src = (kind, text)
+            _reset_view()
+        elif ss.q_src and ss.q_src[0] == kind:
+            ss.q_src = None
 
 box = C.crop_box("crop")
 
