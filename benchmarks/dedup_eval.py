@@ -9,11 +9,14 @@ Metrics: recall = copies that end up in the same group as their own original; pr
 report's (keeper, member) links that join two files of the same original (a link between different
 photos, distractors included, is a false pair). Per edit type: that edit's copies and the links
 that involve one of them; overall: all copies and all links.
-Also prints a threshold sweep (how the default threshold was chosen). ``--models plain,trim`` indexes
+Also prints a cosine-only threshold sweep (how the --no-verify default was chosen) and a sweep of
+the keypoint-verification rule (threshold, floor, agreeing keypoints: how the defaults were chosen),
+then a table at the defaults: verified vs cosine only vs pHash, with timings. ``--models plain,trim`` indexes
 the set twice, without and with border trimming (ModelSpec.trim_borders), and compares them with
 pHash in one run.
 Needs: pip install imagehash (benchmark only).
-Run:  python benchmarks/dedup_eval.py [--originals 50] [--distractors 150] [--work DIR] [--models plain,trim]
+Run:  python benchmarks/dedup_eval.py [--originals 50] [--distractors 150] [--seed 0] [--work DIR]
+                                     [--models plain,trim] [--no-verify]
 """
 from __future__ import annotations
 
@@ -76,11 +79,29 @@ def score(groups, fam: dict, edit: dict, kinds: list[str]):
     return rows
 
 
-def vgg_groups(index, threshold):
+def vgg_groups(index, threshold, verify=False, verifier=None, **options):
     from indexer.dedup import find_duplicates
 
-    rep = find_duplicates(index, threshold=threshold)
+    rep = find_duplicates(index, threshold=threshold, verify=verify, verifier=verifier, **options)
     return [[m.path for m in g.files] for g in rep.groups], rep
+
+
+class MemoVerifier:
+    """The real Verifier, each pair matched once across a sweep (direct and mirrored always tried,
+    so the count does not depend on the sweep's min_keypoints)."""
+
+    def __init__(self):
+        from indexer.dedup.verify import Verifier
+
+        self.inner = Verifier(min_keypoints=10 ** 6)
+        self.memo: dict = {}
+        self.unreadable = self.inner.unreadable
+
+    def verify(self, pairs, progress=None):
+        todo = [p for p in dict.fromkeys(pairs) if p not in self.memo]
+        for p, c in zip(todo, self.inner.verify(todo)):
+            self.memo[p] = int(c)
+        return np.array([self.memo[p] for p in pairs], dtype=np.int32)
 
 
 def phash_groups(paths, hashes, max_dist, meta):
@@ -122,11 +143,15 @@ def open_index(idx_dir: Path, trim: bool):
     return Index.create(idx_dir, spec.replace(trim_borders=trim), net)
 
 
-def evaluate(index, data, fam, edit, kinds, threshold, paths, hashes, meta, best_ph):
-    """Sweep, main tables and misses for one index; returns the rows at ``threshold``."""
+def evaluate(index, data, fam, edit, kinds, threshold, paths, hashes, meta, best_ph, verify=True):
+    """Sweeps, main tables and misses for one index; returns the rows at the defaults."""
+    from indexer.dedup.find import VERIFY_FLOOR, default_threshold
+    from indexer.dedup.verify import MIN_KEYPOINTS
+
     name = index.spec.describe()
+    plain_t = default_threshold(index.spec, verify=False)
     print(f"\n## {name}")
-    print("\n### Threshold sweep (overall)\n")
+    print("\n### Threshold sweep, cosine only (overall)\n")
     print("| method | threshold | P | R | F1 |")
     print("|---|---|---|---|---|")
     best = (-1, None)
@@ -136,20 +161,57 @@ def evaluate(index, data, fam, edit, kinds, threshold, paths, hashes, meta, best
         print(f"| VGG16 cosine >= | {t:.2f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} |")
         if r[5] > best[0]:
             best = (r[5], float(t))
-    print(f"\nbest-F1 VGG threshold on this set: {best[1]:.2f} (F1 {best[0]:.3f})")
+    print(f"\nbest-F1 cosine-only threshold on this set: {best[1]:.2f} (F1 {best[0]:.3f})")
+    if verify:
+        memo = MemoVerifier()
+        print("\n### Keypoint verification sweep (overall): cosine >= T, or >= floor with >= K agreeing keypoints\n")
+        print("| T | floor | K | P | R | F1 | pairs verified |")
+        print("|---|---|---|---|---|---|---|")
+        vbest = (-1, None)
+        for t in (0.81, 0.86, 0.90, 0.94):
+            for floor in (0.50, 0.55, 0.60, 0.65):
+                for kp in (10, 15, 20, 30, 40):
+                    groups, rep = vgg_groups(index, t, verify=True, verifier=memo, verify_floor=floor,
+                                             min_keypoints=kp)
+                    r = score(groups, fam, edit, kinds)["overall"]
+                    print(f"| {t:.2f} | {floor:.2f} | {kp} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} | "
+                          f"{rep.stats.get('verified_pairs', 0)} |")
+                    if r[5] > vbest[0]:
+                        vbest = (r[5], (t, floor, kp))
+        print(f"\nbest-F1 verification setting on this set: T {vbest[1][0]:.2f}, floor {vbest[1][1]:.2f}, "
+              f"K {vbest[1][2]} (F1 {vbest[0]:.3f})")
+    # the defaults, timed with a fresh verifier (nothing cached)
     t2 = time.perf_counter()
-    groups, report = vgg_groups(index, threshold)
-    t_find = time.perf_counter() - t2
-    rv = score(groups, fam, edit, kinds)
+    groups_plain, _ = vgg_groups(index, plain_t)
+    t_plain = time.perf_counter() - t2
+    rows_plain = score(groups_plain, fam, edit, kinds)
+    groups, report = groups_plain, None
+    rv = rows_plain
+    if verify:
+        t2 = time.perf_counter()
+        groups, report = vgg_groups(index, threshold, verify=True)
+        t_find = time.perf_counter() - t2
+        rv = score(groups, fam, edit, kinds)
+        print(f"\nfind_duplicates at the defaults ({report.rule_text}): {t_find:.1f}s, of which keypoint "
+              f"verification {report.stats.get('verify_seconds', 0):.1f}s for {report.stats.get('verified_pairs', 0)} "
+              f"pairs ({report.stats.get('verified_accepted', 0)} accepted); cosine only: {t_plain:.1f}s")
     rp = score(phash_groups(paths, hashes, PHASH_DEFAULT, meta), fam, edit, kinds)
-    table(f"{name} at {threshold:.2f} vs pHash at Hamming <= {PHASH_DEFAULT}", rv, rp, kinds)
     rp2 = score(phash_groups(paths, hashes, best_ph[1], meta), fam, edit, kinds)
-    table(f"{name} at {threshold:.2f} vs pHash at its best distance on this set ({best_ph[1]})", rv, rp2, kinds)
+    title = f"verified (cosine >= {threshold:.2f}, or >= {VERIFY_FLOOR} with >= {MIN_KEYPOINTS} keypoints)" \
+        if verify else f"cosine >= {plain_t:.2f}"
+    print(f"\n### {name}: {title} vs cosine only at {plain_t:.2f} vs pHash (Hamming <= {PHASH_DEFAULT}; "
+          f"its best on this set: {best_ph[1]})\n")
+    print("| edit | verified P | R | F1 | cosine-only P | R | F1 | pHash P | R | F1 | pHash@best F1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for kind in ["overall"] + kinds:
+        v, c, p, p2 = rv[kind], rows_plain[kind], rp[kind], rp2[kind]
+        print(f"| {kind} | {v[3]:.3f} | {v[4]:.3f} | {v[5]:.3f} | {c[3]:.3f} | {c[4]:.3f} | {c[5]:.3f} | "
+              f"{p[3]:.3f} | {p[4]:.3f} | {p[5]:.3f} | {p2[5]:.3f} |")
     # the misses and false pairs, for inspection
     fps = sorted((a, b) for a, b in links_of(groups) if fam[a] != fam[b])
-    print(f"\nfalse pairs at {threshold:.2f}: {len(fps)}")
+    print(f"\nfalse pairs: {len(fps)}")
     sims = {}
-    for g in report.groups:
+    for g in (report.groups if report else []):
         for m in g.members:
             sims[(g.keeper.path, m.path)] = m.score
     for a, b in fps[:15]:
@@ -162,7 +224,6 @@ def evaluate(index, data, fam, edit, kinds, threshold, paths, hashes, meta, best
         v1 = index.vector(index.store.row_by_path(c).id)
         v2 = index.vector(index.store.row_by_path(str(data.resolve() / fam[c])).id)
         print(f"  {Path(c).name}: cosine to original {float(np.dot(v1, v2)):.3f}")
-    print(f"find_duplicates {t_find:.2f}s")
     return rv
 
 
@@ -177,6 +238,8 @@ def main() -> int:
     ap.add_argument("--models", default="trim",
                     help="Comma-separated: 'trim' (ModelSpec.trim_borders, the default for new indexes) and/or "
                          "'plain' (no trimming, indexes made before it); each gets its own index, one run [trim]")
+    ap.add_argument("--no-verify", dest="verify", action="store_false",
+                    help="Cosine only (no keypoint verification sweep and table)")
     args = ap.parse_args()
     import imagehash
     from PIL import Image
@@ -227,8 +290,9 @@ def main() -> int:
             best_ph = (r[5], d)
     print(f"\nbest pHash distance on this set: {best_ph[1]} (F1 {best_ph[0]:.3f}); pHash {t_phash:.1f}s")
 
-    thrs = [default_threshold(ix.spec) if args.threshold is None else args.threshold for ix in indexes]
-    results = [evaluate(index, data, fam, edit, kinds, t, paths, hashes, meta, best_ph) for index, t in zip(indexes, thrs)]
+    thrs = [default_threshold(ix.spec, args.verify) if args.threshold is None else args.threshold for ix in indexes]
+    results = [evaluate(index, data, fam, edit, kinds, t, paths, hashes, meta, best_ph, verify=args.verify)
+               for index, t in zip(indexes, thrs)]
     if len(indexes) > 1:  # before / after side by side, pHash from the same run
         rp = score(phash_groups(paths, hashes, PHASH_DEFAULT, meta), fam, edit, kinds)
         names = [f"{'trimmed' if ix.spec.trim_borders else 'plain'}@{t:.2f}" for ix, t in zip(indexes, thrs)]

@@ -175,8 +175,15 @@ def test_find_duplicates_groups_exact_and_near_copies(library):
     rep = find_duplicates(idx, threshold=threshold, near=False, keeper="newest")
     assert len(rep.groups) == 1 and rep.groups[0].keeper.path == str(files["copy"].resolve())
     assert [m.path for m in rep.groups[0].members] == [str(files["astronaut"].resolve())]
-    # a stricter threshold drops the near copy
-    rep = find_duplicates(idx, threshold=min(1.0, small.score + 0.0005))
+    # a stricter threshold drops the near copy, unless its keypoints verify it
+    strict = min(1.0, small.score + 0.0005)
+    rep = find_duplicates(idx, threshold=strict, verify=False)
+    assert [len(g.members) for g in rep.groups] == [1] and rep.rule == {"threshold": strict}
+    rep = find_duplicates(idx, threshold=strict, verify_floor=small.score - 0.01)
+    again = {m.path: m for m in rep.groups[0].members}[str(files["small"].resolve())]
+    assert again.keypoints >= 20 and f"{again.keypoints} keypoint matches agree" in again.reason
+    assert rep.stats["verified_accepted"] >= 1 and "with >= 20 agreeing keypoint" in rep.summary()
+    rep = find_duplicates(idx, threshold=strict, verify_floor=small.score - 0.01, min_keypoints=10 ** 6)
     assert [len(g.members) for g in rep.groups] == [1]
     with pytest.raises(UserError):
         find_duplicates(idx, threshold=1.5)
@@ -379,13 +386,15 @@ def test_crafted_report_cannot_move_files_outside_the_index(library, tmp_path):
 
 # --- border trimming (ModelSpec.trim_borders) and the default threshold ------------------------------
 def test_default_threshold_follows_the_model():
-    from indexer.dedup.find import DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD, default_threshold
+    from indexer.dedup.find import DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD, VERIFIED_THRESHOLD, default_threshold
     from retrieval.spec import ModelSpec
 
     legacy = ModelSpec(trim_borders=False).to_dict()
     del legacy["trim_borders"]  # an index made before trimming existed
-    assert default_threshold(ModelSpec.from_dict(legacy)) == UNTRIMMED_THRESHOLD == 0.90
-    assert default_threshold(ModelSpec(trim_borders=True)) == DEFAULT_THRESHOLD < UNTRIMMED_THRESHOLD
+    assert default_threshold(ModelSpec.from_dict(legacy), verify=False) == UNTRIMMED_THRESHOLD == 0.90
+    assert default_threshold(ModelSpec(trim_borders=True), verify=False) == DEFAULT_THRESHOLD < UNTRIMMED_THRESHOLD
+    # with keypoint verification (the default) only the sure pairs skip it, whatever the model
+    assert default_threshold(ModelSpec(trim_borders=True)) == VERIFIED_THRESHOLD > DEFAULT_THRESHOLD
     assert ModelSpec().trim_borders  # new models trim
 
 
@@ -422,11 +431,15 @@ def test_bordered_and_screenshot_copies_found_with_trimming(tmp_path, vgg16_mode
             idx.update([lib], progress=False, workers=0)
             v = {p.name: idx.vector(idx.store.row_by_path(str(p.resolve())).id) for p in lib.iterdir()}
             cos[trim] = {k: float(v["dog.jpg"] @ v[k]) for k in ("dog_border.jpg", "dog_screenshot.jpg")}
-            rep = find_duplicates(idx)
+            rep = find_duplicates(idx, verify=False)
             groups = [sorted(Path(m.path).name for m in g.files) for g in rep.groups]
             if trim:
                 assert rep.threshold == DEFAULT_THRESHOLD < 0.90
                 assert groups == [["dog.jpg", "dog_border.jpg", "dog_screenshot.jpg"]], (groups, cos)
+                # the default (keypoint verification) finds the same group and nothing else
+                rep = find_duplicates(idx)
+                assert [sorted(Path(m.path).name for m in g.files) for g in rep.groups] == groups
+                assert rep.threshold == 0.90 and rep.rule["verify_floor"] == 0.55
             else:
                 assert rep.threshold == 0.90
     for k in cos[True]:

@@ -13,10 +13,10 @@ REPORTS_DIR = "dedup"  # inside the index folder
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 
 
-def run_dedup(svc, threshold: float, near: bool = True):
+def run_dedup(svc, threshold: float, near: bool = True, verify: bool = True):
     from indexer.dedup import find_duplicates
 
-    return find_duplicates(svc.index, threshold=threshold, near=near)
+    return find_duplicates(svc.index, threshold=threshold, near=near, verify=verify)
 
 
 def find_reports(directory: Path, limit: int = 200) -> list[Path]:

@@ -7,8 +7,9 @@ import click
 
 from retrieval.errors import UserError
 
-from .find import DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD
+from .find import DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD, VERIFIED_THRESHOLD, VERIFY_FLOOR
 from .groups import KEEPER_POLICIES
+from .verify import MIN_KEYPOINTS
 
 ENV_INDEX = "VGG_RETRIEVAL_INDEX"
 
@@ -17,9 +18,17 @@ ENV_INDEX = "VGG_RETRIEVAL_INDEX"
 @click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), envvar=ENV_INDEX,
               default=None, help=f"Index folder [env: {ENV_INDEX}].")
 @click.option("--threshold", type=float, default=None,
-              help="Cosine similarity at or above which two images are near duplicates "
-                   f"[default: {DEFAULT_THRESHOLD}; {UNTRIMMED_THRESHOLD} for an index whose model does not "
-                   "trim borders (made before trimming existed); measured: see docs/dedup.md].")
+              help="Cosine similarity at or above which two images are near duplicates without more checks "
+                   f"[default: {VERIFIED_THRESHOLD}; with --no-verify {DEFAULT_THRESHOLD}, or {UNTRIMMED_THRESHOLD} "
+                   "for an index whose model does not trim borders; measured: see docs/dedup.md].")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Keypoint verification: pairs from --verify-floor up to --threshold are near duplicates when "
+                   "their keypoints agree on one geometric transform (reads those files again; --no-verify: "
+                   "descriptors only, faster, fewer grey copies/screenshots/heavy edits found).")
+@click.option("--verify-floor", type=float, default=VERIFY_FLOOR, show_default=True,
+              help="Lowest cosine similarity of a pair worth verifying.")
+@click.option("--min-keypoints", type=int, default=MIN_KEYPOINTS, show_default=True,
+              help="Agreeing keypoint matches that make a verified pair a near duplicate.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Report path: writes OUT.json, OUT.csv and OUT.html (a .json/.csv/.html suffix is dropped).")
 @click.option("--keeper", type=click.Choice(KEEPER_POLICIES), default="resolution", show_default=True,
@@ -31,7 +40,8 @@ ENV_INDEX = "VGG_RETRIEVAL_INDEX"
               help="At most this many groups in the HTML page (all are in the CSV/JSON).")
 @click.option("--db", "db_url", default=None, help="SQLAlchemy URL of the metadata database.")
 @click.pass_context
-def dedup(ctx, index_dir, threshold, out, keeper, prefer, exact_only, html_groups, db_url):
+def dedup(ctx, index_dir, threshold, verify, verify_floor, min_keypoints, out, keeper, prefer, exact_only,
+          html_groups, db_url):
     """Find exact and near duplicates in an index and write a report (HTML, CSV, JSON).
 
     Then review the HTML page and act on the report with `dedup apply REPORT --move-to FOLDER`."""
@@ -45,8 +55,10 @@ def dedup(ctx, index_dir, threshold, out, keeper, prefer, exact_only, html_group
 
     from .find import find_duplicates
 
-    with Index.open(index_dir, db_url=db_url) as idx:
-        report = find_duplicates(idx, threshold=threshold, keeper=keeper, prefer=prefer, near=not exact_only)
+    with Index.open(index_dir, db_url=db_url) as idx, _Progress() as progress:
+        report = find_duplicates(idx, threshold=threshold, keeper=keeper, prefer=prefer, near=not exact_only,
+                                 verify=verify, verify_floor=verify_floor, min_keypoints=min_keypoints,
+                                 progress=progress)
     base = out.with_suffix("") if out.suffix.lower() in (".json", ".csv", ".html", ".htm") else out
     if base.parent and not base.parent.exists():
         base.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +67,33 @@ def dedup(ctx, index_dir, threshold, out, keeper, prefer, exact_only, html_group
     click.echo(f"{index_dir}: {report.summary()}")
     for p in paths:
         click.echo(f"  wrote {p}")
+
+
+class _Progress:
+    """A tqdm bar per stage of find_duplicates (on stderr; quiet when it is not a terminal)."""
+    LABELS = {"search": "similarity search", "verify": "keypoint verification"}
+
+    def __enter__(self):
+        self.bar, self.stage = None, None
+        return self
+
+    def __call__(self, stage, done, total):
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=self.LABELS.get(stage, stage), unit="image" if stage == "search"
+                            else "pair", leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def _execute_options(f):

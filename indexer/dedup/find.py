@@ -2,7 +2,9 @@
 
 1. Rows with the same sha256 are exact copies; each set is represented by its best file (keeper
    policy), and only representatives take part in the similarity search.
-2. Near-duplicate pairs among representatives: FAISS k-NN (see ``search``), cosine >= threshold.
+2. Near-duplicate pairs among representatives: FAISS k-NN (see ``search``), cosine >= threshold;
+   with keypoint verification (the default), also the neighbours with ``verify_floor`` <= cosine <
+   threshold whose keypoints agree on one geometric transform (see ``verify``).
 3. Keeper-centred groups (see ``groups``); exact copies follow their representative.
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ from retrieval.errors import UserError
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .report import EXACT_REASON, KEEPER_REASON, DedupReport, Group, Member, near_reason
 from .search import DEFAULT_K, DEFAULT_NPROBE, EXACT_LIMIT, near_pairs
+from .verify import MIN_KEYPOINTS
 
 # Cosine similarity of GAP-pooled VGG16 conv5 descriptors (224 px) at or above which two images are
 # called near duplicates: the lowest threshold with precision >= 0.97 in benchmarks/dedup_eval.py
@@ -28,10 +31,18 @@ from .search import DEFAULT_K, DEFAULT_NPROBE, EXACT_LIMIT, near_pairs
 # Other models (other weights, pooling, sizes) may need another value: pass --threshold.
 DEFAULT_THRESHOLD = 0.81
 UNTRIMMED_THRESHOLD = 0.90
+# With keypoint verification (the default): pairs at or above VERIFIED_THRESHOLD need nothing more
+# (precision 1.00 on the evaluation set); pairs from VERIFY_FLOOR up to it are near duplicates when
+# at least MIN_KEYPOINTS keypoint matches agree on one transform. Chosen with
+# benchmarks/dedup_eval.py (F1 0.97 against 0.88 for cosine alone); see docs/dedup.md.
+VERIFIED_THRESHOLD = 0.90
+VERIFY_FLOOR = 0.55
 
 
-def default_threshold(spec) -> float:
+def default_threshold(spec, verify: bool = True) -> float:
     """The measured default for an index's model (``spec``: its ModelSpec)."""
+    if verify:
+        return VERIFIED_THRESHOLD
     return DEFAULT_THRESHOLD if getattr(spec, "trim_borders", False) else UNTRIMMED_THRESHOLD
 
 _COLUMNS = (ImageRow.id, ImageRow.path, ImageRow.sha256, ImageRow.width, ImageRow.height, ImageRow.size,
@@ -40,16 +51,26 @@ _COLUMNS = (ImageRow.id, ImageRow.path, ImageRow.sha256, ImageRow.width, ImageRo
 
 def find_duplicates(index, threshold: float | None = None, keeper: str = "resolution", prefer=(),
                     k: int = DEFAULT_K, exact_limit: int = EXACT_LIMIT, nprobe: int = DEFAULT_NPROBE,
-                    near: bool = True, progress=None) -> DedupReport:
+                    near: bool = True, verify: bool = True, verify_floor: float = VERIFY_FLOOR,
+                    min_keypoints: int = MIN_KEYPOINTS, verifier=None, progress=None) -> DedupReport:
     """A DedupReport over every image of ``index`` (an ``indexer.Index``).
 
-    threshold: cosine similarity for near duplicates (default: ``default_threshold(index.spec)``).
+    threshold: cosine similarity at or above which two images are near duplicates (default:
+    ``default_threshold(index.spec, verify)``).
+    verify: also accept pairs with ``verify_floor`` <= cosine < threshold when at least
+    ``min_keypoints`` keypoint matches agree (``verify.Verifier``; ``verifier``: one to use).
     keeper: keeper policy, one of ``KEEPER_POLICIES``; prefer: folders whose files are kept first.
     near: False to report exact copies only.
+    progress: ``progress(stage, done, total)`` with stage "search" then "verify".
     """
-    threshold = default_threshold(index.spec) if threshold is None else float(threshold)
+    threshold = default_threshold(index.spec, verify) if threshold is None else float(threshold)
     if not -1.0 <= threshold <= 1.0:
         raise UserError(f"--threshold is a cosine similarity between -1 and 1 (got {threshold})")
+    if verify and not -1.0 <= verify_floor <= 1.0:
+        raise UserError(f"--verify-floor is a cosine similarity between -1 and 1 (got {verify_floor})")
+    verify_floor = min(float(verify_floor), threshold)  # a threshold below the floor leaves nothing to verify
+    if verify and min_keypoints < 1:
+        raise UserError(f"--min-keypoints must be at least 1 (got {min_keypoints})")
     if keeper not in KEEPER_POLICIES:
         raise UserError(f"unknown keeper policy {keeper!r}; choose one of {', '.join(KEEPER_POLICIES)}")
     t0 = time.perf_counter()
@@ -74,7 +95,11 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
     reps = np.nonzero(rep_of == np.arange(len(rows)))[0]
     stats = {"images": len(rows), "unique_contents": int(len(reps)), "keeper_policy": keeper,
              "prefer": list(prefer), "model_id": index.spec.model_id, "model": index.spec.describe()}
+    rule = {"threshold": threshold}
+    if verify and near:
+        rule.update(verify_floor=float(verify_floor), min_keypoints=int(min_keypoints))
     pairs: list[tuple[int, list[int], list[float]]] = []
+    matches: dict[tuple[int, int], int] = {}  # (rep, rep) -> agreeing keypoints, for verified pairs
     if near and len(reps) > 1:
         vid, xb = index.all_vectors()
         pos = {int(v): p for p, v in enumerate(vid.tolist())}
@@ -84,10 +109,17 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
         del xb
         if len(reps_v) > 1:
             i, j, sc, info = near_pairs(x, threshold, k=k, exact_limit=exact_limit, nprobe=nprobe,
-                                        progress=progress)
+                                        floor=verify_floor if verify else None,
+                                        progress=(lambda d, t: progress("search", d, t)) if progress else None)
             stats.update(info)
-            for keep, members, scores in group_pairs(len(reps_v), i, j, sc, rank[reps_v]):
+            check = _KeypointCheck(threshold, min_keypoints, reps_v, rows, verifier) if verify else None
+            for keep, members, scores in group_pairs(
+                    len(reps_v), i, j, sc, rank[reps_v], check=check,
+                    progress=(lambda d, t: progress("verify", d, t)) if progress and check else None):
                 pairs.append((int(reps_v[keep]), [int(reps_v[m]) for m in members], scores))
+            if check is not None:
+                matches = check.matches
+                stats.update(check.stats())
     # attach exact copies; a representative without near duplicates still forms a group with its copies
     copies: dict[int, list[int]] = {}
     for n in np.nonzero(rep_of != np.arange(len(rows)))[0].tolist():
@@ -102,8 +134,9 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
         g.members += [_member(rows[c], 1.0, EXACT_REASON) for c in copies.get(keep, [])]
         for m, score in zip(members, scores):
             grouped.add(m)
-            g.members.append(_member(rows[m], score, near_reason(score)))
-            g.members += [_member(rows[c], score, near_reason(score)) for c in copies.get(m, [])]
+            kp = matches.get((min(keep, m), max(keep, m)))
+            g.members.append(_member(rows[m], score, near_reason(score, kp), kp))
+            g.members += [_member(rows[c], score, near_reason(score, kp), kp) for c in copies.get(m, [])]
         groups.append(g)
     for rep in sorted(copies, key=lambda n: rank[n]):
         if rep not in grouped:
@@ -112,9 +145,44 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
     groups.sort(key=lambda g: (g.min_score, g.keeper.path))
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     return DedupReport(threshold=threshold, created_at=time.time(), index_dir=str(os.path.abspath(index.directory)),
-                       groups=groups, errors=errors, roots=list(index.store.roots()), stats=stats)
+                       groups=groups, errors=errors, roots=list(index.store.roots()), stats=stats, rule=rule)
 
 
-def _member(row, score: float, reason: str) -> Member:
+class _KeypointCheck:
+    """group_pairs' check: pairs at or above the threshold pass; those below pass when at least
+    ``min_keypoints`` keypoint matches agree (verified when the grouping asks, in batches)."""
+
+    def __init__(self, threshold, min_keypoints, reps_v, rows, verifier=None):
+        from .verify import Verifier
+
+        self.threshold, self.min_keypoints = threshold, min_keypoints
+        self.reps_v, self.rows = reps_v, rows
+        self.verifier = verifier or Verifier(min_keypoints=min_keypoints)
+        self.matches: dict[tuple[int, int], int] = {}  # (row, row) -> agreeing keypoints, accepted pairs
+        self.asked = self.seconds = 0.0
+
+    def __call__(self, node, nb, sc):
+        ok = sc >= self.threshold
+        band = np.nonzero(~ok)[0]
+        if len(band):
+            t0 = time.perf_counter()
+            me = int(self.reps_v[node])
+            others = [int(self.reps_v[x]) for x in nb[band].tolist()]
+            counts = self.verifier.verify([(self.rows[me][1], self.rows[o][1]) for o in others])
+            for b, o, c in zip(band.tolist(), others, counts.tolist()):
+                if c >= self.min_keypoints:
+                    ok[b] = True
+                    self.matches[(min(me, o), max(me, o))] = int(c)
+            self.asked += len(band)
+            self.seconds += time.perf_counter() - t0
+        return ok
+
+    def stats(self) -> dict:
+        return {"verified_pairs": int(self.asked), "verified_accepted": len(self.matches),
+                "verify_unreadable": sorted(self.verifier.unreadable)[:100],
+                "verify_seconds": round(self.seconds, 3)}
+
+
+def _member(row, score: float, reason: str, keypoints: int | None = None) -> Member:
     return Member(int(row[0]), row[1], row[2], int(row[3]), int(row[4]), int(row[5]), int(row[6]),
-                  round(float(score), 6), reason)
+                  round(float(score), 6), reason, keypoints)

@@ -40,11 +40,14 @@ def keeper_rank(pixels, size, mtime_ns, ids, policy: str = "resolution", preferr
     return rank
 
 
-def group_pairs(n: int, i: np.ndarray, j: np.ndarray, s: np.ndarray, rank: np.ndarray):
+def group_pairs(n: int, i: np.ndarray, j: np.ndarray, s: np.ndarray, rank: np.ndarray, check=None, progress=None):
     """Keeper-centred groups from pairs (i, j, score) over n items.
 
     Returns a list of (keeper, members, scores): ``members`` the item numbers, ``scores`` their
-    similarity to the keeper (descending). Groups come in keeper-rank order."""
+    similarity to the keeper (descending). Groups come in keeper-rank order.
+    check: ``check(keeper, candidates, scores) -> bool mask``, asked about a would-be keeper's
+    unassigned neighbours before they join (pairs that fail are dropped), so only the pairs the
+    grouping consults are checked; progress: ``progress(done, total)`` over the visited items."""
     if len(i) == 0:
         return []
     a = np.concatenate([i, j]).astype(np.int64)
@@ -59,13 +62,19 @@ def group_pairs(n: int, i: np.ndarray, j: np.ndarray, s: np.ndarray, rank: np.nd
     nodes = nodes[np.argsort(rank[nodes], kind="stable")]
     assigned = np.zeros(n, dtype=bool)
     groups = []
-    for node in nodes.tolist():
+    step = max(1, len(nodes) // 200)
+    for done, node in enumerate(nodes.tolist(), 1):
+        if progress and (done % step == 0 or done == len(nodes)):
+            progress(done, len(nodes))
         if assigned[node]:
             continue
         lo, hi = indptr[node], indptr[node + 1]
         nb, sc = b[lo:hi], w[lo:hi]
         free = ~assigned[nb]
         nb, sc = nb[free], sc[free]
+        if check is not None and len(nb):
+            ok = np.asarray(check(node, nb, sc), dtype=bool)
+            nb, sc = nb[ok], sc[ok]
         if len(nb) == 0:
             continue
         order = np.lexsort((rank[nb], -sc))

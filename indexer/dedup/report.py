@@ -18,8 +18,18 @@ EXACT_REASON = "exact copy (same sha256)"
 KEEPER_REASON = "keeper"
 
 
-def near_reason(score: float) -> str:
+def near_reason(score: float, keypoints: int | None = None) -> str:
+    if keypoints is not None:
+        return f"near duplicate (cosine {score:.3f}, {keypoints} keypoint matches agree)"
     return f"near duplicate (cosine {score:.3f})"
+
+
+def rule_text(threshold: float, rule: dict | None) -> str:
+    """How pairs were called duplicates, e.g. 'cosine >= 0.900, or >= 0.550 with >= 20 agreeing keypoints'."""
+    text = f"cosine >= {threshold:.3f}"
+    if rule and rule.get("verify_floor") is not None and rule["verify_floor"] < threshold:
+        text += f", or >= {rule['verify_floor']:.3f} with >= {rule['min_keypoints']} agreeing keypoint matches"
+    return text
 
 
 @dataclass
@@ -33,6 +43,7 @@ class Member:
     mtime_ns: int
     score: float = 1.0  # similarity to the group's keeper (cosine; 1.0 for exact copies and the keeper)
     reason: str = ""
+    keypoints: int | None = None  # agreeing keypoint matches with the keeper, for keypoint-verified pairs
 
     @property
     def pixels(self) -> int:
@@ -46,7 +57,8 @@ class Member:
     @classmethod
     def from_dict(cls, d: dict) -> "Member":
         return cls(int(d["id"]), str(d["path"]), str(d["sha256"]), int(d["width"]), int(d["height"]),
-                   int(d["size"]), int(d["mtime_ns"]), float(d.get("score", 1.0)), str(d.get("reason", "")))
+                   int(d["size"]), int(d["mtime_ns"]), float(d.get("score", 1.0)), str(d.get("reason", "")),
+                   None if d.get("keypoints") is None else int(d["keypoints"]))
 
 
 @dataclass
@@ -83,6 +95,11 @@ class DedupReport:
     errors: list[dict] = field(default_factory=list)  # {"path", "reason"}: files the index could not read
     roots: list[str] = field(default_factory=list)  # the index's folders (for quarantine relative paths)
     stats: dict = field(default_factory=dict)  # how the search ran (index type, parameters, counts, timing)
+    rule: dict = field(default_factory=dict)  # {"threshold"[, "verify_floor", "min_keypoints"]}: see rule_text
+
+    @property
+    def rule_text(self) -> str:
+        return rule_text(self.threshold, self.rule)
 
     # --- views --------------------------------------------------------------------------------
     @property
@@ -97,15 +114,17 @@ class DedupReport:
     def reclaimable_bytes(self) -> int:
         return sum(g.reclaimable_bytes for g in self.groups)
 
-    def summary(self) -> str:
+    def counts(self) -> str:
         return (f"{len(self.groups)} groups ({self.exact_groups} exact-only), {self.duplicate_count} duplicate files, "
-                f"{self.reclaimable_bytes / 1e6:.1f} MB reclaimable, {len(self.errors)} unreadable files; "
-                f"threshold cosine >= {self.threshold:.3f}")
+                f"{self.reclaimable_bytes / 1e6:.1f} MB reclaimable, {len(self.errors)} unreadable files")
+
+    def summary(self) -> str:
+        return f"{self.counts()}; duplicates: {self.rule_text}"
 
     # --- saving and loading -------------------------------------------------------------------
     def as_dict(self) -> dict:
         return {"format": REPORT_FORMAT, "version": REPORT_VERSION, "threshold": self.threshold,
-                "created_at": self.created_at, "index_dir": self.index_dir, "roots": list(self.roots),
+                "rule": dict(self.rule, text=self.rule_text), "created_at": self.created_at, "index_dir": self.index_dir, "roots": list(self.roots),
                 "stats": self.stats, "errors": list(self.errors), "groups": [g.as_dict() for g in self.groups]}
 
     def save_json(self, path) -> Path:
@@ -119,14 +138,15 @@ class DedupReport:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["group", "role", "path", "score", "reason", "width", "height", "size", "mtime_ns",
-                        "sha256", "id", "threshold"])
+                        "sha256", "id", "threshold", "keypoints", "rule"])
             for gi, g in enumerate(self.groups, 1):
                 for role, m in [("keep", g.keeper)] + [("duplicate", m) for m in g.members]:
                     w.writerow([gi, role, m.path, f"{m.score:.6f}", m.reason, m.width, m.height, m.size,
-                                m.mtime_ns, m.sha256, m.id, f"{self.threshold:.4f}"])
+                                m.mtime_ns, m.sha256, m.id, f"{self.threshold:.4f}",
+                                "" if m.keypoints is None else m.keypoints, self.rule_text])
             for e in self.errors:
                 w.writerow(["", "unreadable", e["path"], "", e["reason"], "", "", "", "", "", "",
-                            f"{self.threshold:.4f}"])
+                            f"{self.threshold:.4f}", "", self.rule_text])
         os.replace(tmp, path)
         return path
 
@@ -168,7 +188,8 @@ class DedupReport:
         try:
             return cls(float(d["threshold"]), float(d["created_at"]), str(d["index_dir"]),
                        [Group.from_dict(g) for g in d["groups"]], list(d.get("errors", [])),
-                       list(d.get("roots", [])), dict(d.get("stats", {})))
+                       list(d.get("roots", [])), dict(d.get("stats", {})),
+                       {k: v for k, v in dict(d.get("rule") or {}).items() if k != "text"})
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"the report {name} is damaged ({type(e).__name__}: {e})") from None
 

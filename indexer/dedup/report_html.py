@@ -81,7 +81,7 @@ def render(report, max_groups: int = 2000, thumb: int = 160) -> str:
              f"<style>{_CSS % {'w': thumb}}</style><script>{_JS}</script></head><body>",
              "<header>",
              f"<h2>Duplicates in {e(report.index_dir)}</h2>",
-             f"<p><b>Threshold: cosine &ge; {report.threshold:.3f}</b> &middot; {e(report.summary())} &middot; "
+             f"<p><b>Duplicates: {e(report.rule_text).replace('&gt;=', '&ge;')}</b> &middot; {e(report.counts())} &middot; "
              f"created {created}</p>",
              "<p>Show groups with lowest score between <input id='minscore' type='number' step='0.01' min='-1' "
              "max='1' value='-1' oninput='apply()'> and <input id='maxscore' type='number' step='0.01' min='-1' "

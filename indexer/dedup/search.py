@@ -60,8 +60,13 @@ def build_search_index(xb: np.ndarray, exact_limit: int = EXACT_LIMIT, nlist: in
 
 
 def near_pairs(xb: np.ndarray, threshold: float, k: int = DEFAULT_K, max_k: int = MAX_K,
-               index=None, progress=None, **build_options) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Pairs (i < j) of rows of ``xb`` with cosine >= ``threshold``: arrays (i, j, score), stats."""
+               index=None, progress=None, floor: float | None = None,
+               **build_options) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Pairs (i < j) of rows of ``xb`` with cosine >= ``threshold``: arrays (i, j, score), stats.
+
+    ``floor`` (< threshold): also the pairs with floor <= cosine < threshold among each row's ``k``
+    nearest neighbours (candidates for keypoint verification); only rows still full at
+    ``threshold`` ask again with a larger k."""
     xb = np.ascontiguousarray(xb, dtype=np.float32)
     n = len(xb)
     t0 = time.perf_counter()
@@ -85,11 +90,12 @@ def near_pairs(xb: np.ndarray, threshold: float, k: int = DEFAULT_K, max_k: int 
 
     t_build = time.perf_counter() - t0
     k = max(2, min(k, n))
+    lowest = threshold if floor is None else min(floor, threshold)
     parts_i, parts_j, parts_s = [], [], []
     overflow = []
     for start in range(0, n, CHUNK):
         scores, ids = search(xb[start:start + CHUNK], k)
-        _collect(start, scores, ids, threshold, parts_i, parts_j, parts_s)
+        _collect(start, scores, ids, lowest, parts_i, parts_j, parts_s)
         full = np.nonzero(scores[:, -1] >= threshold)[0]
         overflow.extend((start + full).tolist())
         if progress:

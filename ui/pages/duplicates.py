@@ -33,15 +33,20 @@ with guard():
     run_tab, open_tab = st.tabs(["Find duplicates now", "Open a saved report"])
     with run_tab:
         c1, c2 = st.columns([2, 1])
-        threshold = c1.slider("Similarity threshold (cosine)", 0.50, 1.00, float(default_threshold(svc.index.spec)), 0.01,
-                              key="dedup_threshold",
+        verify = c2.checkbox("Verify keypoints", value=True, key="dedup_verify",
+                             help="Pairs between 0.55 and the threshold are duplicates when their keypoints agree "
+                                  "on one geometric transform (finds grey copies, screenshots, heavy edits; "
+                                  "reads those files again).")
+        threshold = c1.slider("Similarity threshold (cosine)", 0.50, 1.00,
+                              float(default_threshold(svc.index.spec, verify)), 0.01,
+                              key=f"dedup_threshold_{int(verify)}",
                               help="Pairs at or above it are near duplicates; exact copies (same sha256) "
                                    "always are.")
         exact_only = c2.checkbox("Exact copies only", key="dedup_exact")
         if st.button("Find duplicates", key="dedup_run", type="primary"):
             with guard(), st.spinner("Searching the index for duplicates..."):
                 t0 = time.perf_counter()
-                report = run_dedup(svc, threshold, near=not exact_only)
+                report = run_dedup(svc, threshold, near=not exact_only, verify=verify)
                 ss.dedup = {"report": report, "source": f"run now ({time.perf_counter() - t0:.1f} s)"}
                 ss.dedup_page = 0
     with open_tab:
