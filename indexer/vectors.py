@@ -10,10 +10,15 @@ Index types (``--index-type``, stored in the ``vectors_index`` meta; see docs/in
     flat    IndexIDMap2(IndexFlatIP): exact; what every index was before index types existed
     hnsw    IndexIDMap2(IndexHNSWFlat): graph search; FAISS cannot delete from it, so a commit that
             removes or replaces vectors rebuilds the graph from the stored (exact) vectors
-    ivf     IVF<nlist>_HNSW32,SQ8: inverted lists, HNSW coarse quantizer, 8-bit scalar codes
-    ivfpq   OPQ64,IVF<nlist>_HNSW32,PQ64: 64 bytes per vector, for collections beyond RAM for SQ8
+    ivf     IVF<nlist>,SQ8: inverted lists, exact (flat) coarse quantizer, 8-bit scalar codes
+    ivfpq   OPQ64,IVF<nlist>[_HNSW32],PQ64: 64 bytes per vector, for collections beyond RAM for SQ8
     auto    flat below ``flat_limit`` vectors, ivf below ``pq_limit``, ivfpq beyond (the default)
     other   a raw FAISS index_factory string (experts), e.g. ``IVF4096_HNSW32,Flat``
+
+The coarse quantizer is exact (flat) up to ``FLAT_QUANTIZER_MAX`` lists: measured at 1M vectors, an
+HNSW32 quantizer over inner products put 6% of the vectors into one list (its greedy search stops
+early on near-equal centroids), so searches were 5x slower at lower recall. Beyond that, an HNSW
+quantizer with a wide search (``QUANTIZER_EF``) replaces the nlist x d scan.
 
 IVF types are not wrapped in an IDMap: they take our ids natively (``add_with_ids``, ``remove_ids``)
 and keep a hashtable direct map so vectors can be reconstructed by id. Types that need training stay
@@ -162,9 +167,11 @@ KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 FLAT_LIMIT = 200_000        # auto: exact search below this many vectors (measured: benchmarks/faiss_scale.py)
 PQ_LIMIT = 10_000_000       # auto: IVF-SQ8 (512 B/vector) below, OPQ+IVF-PQ64 (64 B/vector) from here
 TRAIN_MIN = 50_000          # ivf/ivfpq/raw IVF: stay flat until this many vectors (and >= 39 per list)
-DEFAULT_NPROBE = 64         # recall@10 0.96 at 100k (nlist 1024) in benchmarks/faiss_scale.py; 32 gave 0.90
+DEFAULT_NPROBE = 32         # benchmarks/faiss_scale.py: see docs/index-types.md
 DEFAULT_EF_SEARCH = 64
 HNSW_M = 32
+FLAT_QUANTIZER_MAX = 16384  # up to this many lists the coarse quantizer is exact (~1 ms per query at 16k)
+QUANTIZER_EF = 128          # an HNSW coarse quantizer's search width when adding vectors
 GROW = 4                    # auto/ivf/ivfpq re-train when the collection is GROW x what the type was built for
 
 
@@ -243,11 +250,13 @@ def target_factory(cfg: IndexConfig, n: int, dim: int) -> str:
         kind = "ivf" if n < cfg.pq_limit else "ivfpq"
     elif n < cfg.train_min and (kind in ("ivf", "ivfpq") or _needs_training(kind, dim)):
         return "flat"  # nothing to train on yet (a raw type that needs no training applies at once)
+    nlist = nlist_for(n)
+    coarse = f"IVF{nlist}" if nlist <= FLAT_QUANTIZER_MAX else f"IVF{nlist}_HNSW32"
     if kind == "ivf":
-        return f"IVF{nlist_for(n)}_HNSW32,SQ8"
+        return f"{coarse},SQ8"
     if kind == "ivfpq":
         m = _pq_m(dim)
-        return f"OPQ{m},IVF{nlist_for(n)}_HNSW32,PQ{m}"
+        return f"OPQ{m},{coarse},PQ{m}"
     return kind  # a raw factory string
 
 
@@ -309,6 +318,9 @@ def train(factory: str, x: np.ndarray, seed: int = 1234, sample: int | None = No
     index.train(np.ascontiguousarray(xt, dtype=np.float32))
     if ivf is not None:
         ivf.clustering_index = None
+        quantizer = faiss.downcast_index(ivf.quantizer)
+        if isinstance(quantizer, faiss.IndexHNSW):  # assignment when adding (searches set their own)
+            quantizer.hnsw.efSearch = max(quantizer.hnsw.efSearch, QUANTIZER_EF)
     return index
 
 
