@@ -9,7 +9,7 @@ same topics (browsing search). Ground truth: exact inner-product search (IndexFl
 For each index type (built with ``indexer.vectors.build``, the code the index uses): build time
 (training included), resident memory growth (RSS after the build minus before), bytes/vector of the written file, latency
 of one query (p50/p99 over --single queries, FAISS's own threads), batch QPS (all queries at once)
-and recall@10 against exact search. ``--sweep`` also prints recall/latency for several nprobe /
+and recall@10 against exact search (overall, and for each half of the queries). ``--sweep`` also prints recall/latency for several nprobe /
 efSearch values (how the defaults were chosen).
 
 Run:  python benchmarks/faiss_scale.py [--sizes 100000,1000000] [--types flat,ivf,ivfpq,hnsw,auto]
@@ -137,7 +137,8 @@ def run(n: int, kinds: list[str], queries: int, single: int, k: int, sweep: bool
         found, p50, p99, qps = timed_search(index, q, k, nprobe, ef, single)
         row = {"n": n, "kind": kind, "factory": factory, "build_s": build_s, "mem_mb": mem,
                "bytes": file_bytes(index) / n, "p50": p50, "p99": p99, "qps": qps,
-               "recall": recall(found, truth), "nprobe": nprobe if vectors._ivf(index) is not None else None,
+               "recall": recall(found, truth), "recall_nd": recall(found[:len(q) // 2], truth[:len(q) // 2]),
+               "recall_browse": recall(found[len(q) // 2:], truth[len(q) // 2:]), "nprobe": nprobe if vectors._ivf(index) is not None else None,
                "ef": ef if vectors._is_hnsw(index) else None}
         rows.append(row)
         print(_line(row), file=sys.stderr, flush=True)
@@ -161,13 +162,15 @@ def _sweep(index, q, truth, k, single, factory) -> None:
 
 
 HEADER = ("| N | type | FAISS structure | build s | RSS +MB | bytes/vector | p50 ms | p99 ms | "
-          "batch QPS | recall@10 |\n|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          "batch QPS | recall@10 | near-dup queries | browse queries |\n"
+          "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
 def _line(r: dict) -> str:
     params = f" (nprobe {r['nprobe']})" if r["nprobe"] else f" (efSearch {r['ef']})" if r["ef"] else ""
     return (f"| {r['n']:,} | {r['kind']} | {r['factory']}{params} | {r['build_s']:.1f} | {r['mem_mb']:.0f} | "
-            f"{r['bytes']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['qps']:.0f} | {r['recall']:.4f} |")
+            f"{r['bytes']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['qps']:.0f} | {r['recall']:.4f} | "
+            f"{r['recall_nd']:.4f} | {r['recall_browse']:.4f} |")
 
 
 def main(argv=None) -> None:
