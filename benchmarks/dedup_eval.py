@@ -180,6 +180,13 @@ def evaluate(index, data, fam, edit, kinds, threshold, paths, hashes, meta, best
                         vbest = (r[5], (t, floor, kp))
         print(f"\nbest-F1 verification setting on this set: T {vbest[1][0]:.2f}, floor {vbest[1][1]:.2f}, "
               f"K {vbest[1][2]} (F1 {vbest[0]:.3f})")
+        same = np.array([fam[a] == fam[b] for a, b in memo.memo], dtype=bool)
+        counts = np.array(list(memo.memo.values()))
+        for label, sel in (("copies of one photo", same), ("different photos", ~same)):
+            if sel.any():
+                pct = np.percentile(counts[sel], [1, 5, 50, 95, 99])
+                print(f"agreeing keypoints, {label} ({int(sel.sum())} verified pairs): "
+                      f"p1 {pct[0]:.0f}, p5 {pct[1]:.0f}, median {pct[2]:.0f}, p95 {pct[3]:.0f}, p99 {pct[4]:.0f}")
     # the defaults, timed with a fresh verifier (nothing cached)
     t2 = time.perf_counter()
     groups_plain, _ = vgg_groups(index, plain_t)

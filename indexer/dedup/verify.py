@@ -12,8 +12,8 @@ different photo does not. For a candidate pair:
 
 A pair is verified when at least ``MIN_KEYPOINTS`` matches agree on one transform; a mirrored copy
 is tried when the direct fit is weaker than that. Measured (benchmarks/dedup_eval.py, docs/dedup.md):
-true copies in the 0.55-0.90 band have a median of ~400 agreeing matches, different photos a median
-of 4 (99th percentile ~14).
+pairs of copies in the 0.55-0.90 band have a median of 155 agreeing matches, pairs of different
+photos a median of 3 (99th percentile 16).
 
 Features are cached per file (LRU, ``cache_size`` files); pairs run on a thread pool (OpenCV
 releases the GIL). A file that cannot be read any more verifies nothing (its pairs are rejected).
