@@ -699,7 +699,7 @@ class Index:
                 Store.set_meta(s, "count", int(index.ntotal))
                 Store.set_meta(s, "updated_at", now)
         except BaseException as e:
-            if new_file:
+            if new_file and not self._names_vectors_file(new_file):
                 (self.directory / new_file).unlink(missing_ok=True)
             self._vectors = None  # back to the committed state, reloaded when next needed
             if isinstance(e, (OSError, SQLAlchemyError)):
@@ -710,6 +710,16 @@ class Index:
         crash_point("after_commit")
         self._vectors, self._vectors_file = index, new_file
         vectors.remove_stale_files(self.directory, keep=new_file)
+
+    def _names_vectors_file(self, name: str) -> bool:
+        """Whether the database names ``name`` as its vectors file: a commit can go through and still
+        raise (a signal handled as the transaction closes, e.g. ``index --watch`` stopped by SIGTERM).
+        When unsure, True: an orphan file is removed by the next writer, while a file the database
+        names must never be deleted."""
+        try:
+            return self.store.meta("vectors_file") == name
+        except BaseException:  # noqa: BLE001 - database away, or another signal: keep the file
+            return True
 
     @staticmethod
     def _adapt_vectors(s, index):

@@ -111,3 +111,37 @@ def test_read_only_index_folder(tmp_path, tiny_model, indexed):
         for p in [ix, *ix.rglob("*")]:
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
     assert set(snapshot(ix)) == set(before)
+
+
+def test_an_interrupt_as_the_commit_closes_keeps_the_committed_file(tmp_path, make_index, photos):
+    """A signal handled while the transaction closes (``index --watch`` stopped by SIGTERM: its
+    handler raises inside the update) arrives after the database committed: the vectors file the
+    database now names must stay. Found by the watch test in a full CI run, where `check` then said
+    "vectors file named by the database is missing"."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    ix = tmp_path / "ix"
+    with make_index(ix) as idx:
+        idx.update([photos], progress=False, workers=0)
+        before = idx.count
+        copy_photos(photos, ["pixabay/ship01.jpg"], flat=True)
+        fired = []
+        files_before = set(ix.glob("vectors-*.faiss"))
+
+        def interrupt(session):  # after the commit that names a new vectors file, not an earlier one
+            if not fired and set(ix.glob("vectors-*.faiss")) - files_before:
+                fired.append(True)
+                raise KeyboardInterrupt  # what a signal handler's exception looks like at this moment
+
+        event.listen(Session, "after_commit", interrupt)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                idx.update([photos], progress=False, workers=0)
+        finally:
+            event.remove(Session, "after_commit", interrupt)
+        assert fired
+    with Index.open(ix) as again:  # the folder remembers its database
+        rep = again.check()
+        assert rep.ok, rep.problems
+        assert again.count == before + 1  # the commit went through, file and rows
