@@ -699,7 +699,7 @@ class Index:
                 Store.set_meta(s, "count", int(index.ntotal))
                 Store.set_meta(s, "updated_at", now)
         except BaseException as e:
-            if new_file and not self._names_vectors_file(new_file):
+            if new_file and not self._names_vectors_file(new_file, e):
                 (self.directory / new_file).unlink(missing_ok=True)
             self._vectors = None  # back to the committed state, reloaded when next needed
             if isinstance(e, (OSError, SQLAlchemyError)):
@@ -711,11 +711,16 @@ class Index:
         self._vectors, self._vectors_file = index, new_file
         vectors.remove_stale_files(self.directory, keep=new_file)
 
-    def _names_vectors_file(self, name: str) -> bool:
-        """Whether the database names ``name`` as its vectors file: a commit can go through and still
-        raise (a signal handled as the transaction closes, e.g. ``index --watch`` stopped by SIGTERM).
-        When unsure, True: an orphan file is removed by the next writer, while a file the database
-        names must never be deleted."""
+    def _names_vectors_file(self, name: str, error: BaseException) -> bool:
+        """Whether the database names ``name`` as its vectors file after ``error`` ended a commit: a
+        commit can go through and still raise (a signal handled as the transaction closes, e.g.
+        ``index --watch`` stopped by SIGTERM). A database error from SQLite means the transaction
+        did not commit (a failed COMMIT is rolled back, if need be from its journal), e.g. on a full
+        disk, where the file should go. Otherwise the database is asked; when unsure, True: an
+        orphan file is removed by the next writer, while a file the database names must never be
+        deleted (PostgreSQL: a connection lost during COMMIT leaves the outcome unknown here)."""
+        if isinstance(error, SQLAlchemyError) and self.store.backend == "sqlite":
+            return False
         try:
             return self.store.meta("vectors_file") == name
         except BaseException:  # noqa: BLE001 - database away, or another signal: keep the file
