@@ -83,8 +83,7 @@ class _Progress:
         if stage != self.stage:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, desc=self.LABELS.get(stage, stage), unit="image" if stage == "search"
-                            else "pair", leave=False)
+            self.bar = tqdm(total=total, desc=self.LABELS.get(stage, stage), unit="image", leave=False)
         self.bar.update(done - self.bar.n)
 
     def close(self):

@@ -25,7 +25,8 @@ def near_reason(score: float, keypoints: int | None = None) -> str:
 
 
 def rule_text(threshold: float, rule: dict | None) -> str:
-    """How pairs were called duplicates, e.g. 'cosine >= 0.900, or >= 0.550 with >= 20 agreeing keypoints'."""
+    """How pairs were called duplicates, e.g. 'cosine >= 0.900, or >= 0.550 with >= 20 agreeing
+    keypoint matches'."""
     text = f"cosine >= {threshold:.3f}"
     if rule and rule.get("verify_floor") is not None and rule["verify_floor"] < threshold:
         text += f", or >= {rule['verify_floor']:.3f} with >= {rule['min_keypoints']} agreeing keypoint matches"
