@@ -224,10 +224,10 @@ def _weights_mb(net) -> float:
 
 
 def torch_load_best(path, net):
-    import torch
+    from .weights import torch_load
 
     if path.exists():
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        ck = torch_load(path, "checkpoint")
         net.load_state_dict({**net.state_dict(), **ck["state_dict"]})
     return net
 

@@ -98,6 +98,56 @@ def param_groups(net, cfg: TrainConfig):
     return groups
 
 
+def resume_state(last_path: Path, net, opt, log=print) -> tuple[int, list, float]:
+    """For --resume: ``net``, ``opt`` and torch's RNG restored from ``last_path``; returns (epochs
+    done, metrics rows, best val top-1)."""
+    import torch
+
+    from .weights import torch_load
+
+    if not last_path.exists():
+        raise UserError(f"nothing to resume: {last_path} not found")
+    ck = torch_load(last_path, "checkpoint")
+    net.load_state_dict({**net.state_dict(), **ck["state_dict"]})
+    opt.load_state_dict(ck["optimizer"])
+    start_epoch, rows, best = int(ck["epoch"]), list(ck.get("metrics", [])), float(ck.get("best_top1", -1.0))
+    if "rng" in ck:
+        torch.set_rng_state(ck["rng"])
+    log(f"resumed from {last_path} after epoch {start_epoch}")
+    return start_epoch, rows, best
+
+
+def set_lr(opt, step: int, steps_per_epoch: int, cfg) -> float:
+    """Every param group at ``lr_at(step)`` x its ``lr_mult``; returns the base LR."""
+    base = lr_at(step, steps_per_epoch, cfg)
+    for g in opt.param_groups:
+        g["lr"] = base * g["lr_mult"]
+    return base
+
+
+def train_mode(net, frozen: int) -> None:
+    net.train()
+    for i, m in enumerate(net.features):
+        if i < frozen:
+            m.eval()  # frozen BN layers keep their statistics
+
+
+def close_epoch(rows: list, row: dict, best: float, save, out_dir: Path, epochs: int, log=print,
+                has_val: bool = True) -> float:
+    """Record an epoch's ``row``: ``save(path, epoch)`` to best.pt when val top-1 improved (every
+    epoch without validation data) and to last.pt, metrics files, one log line; returns the best."""
+    rows.append(row)
+    top1 = row["val_top1"]
+    if top1 > best or not has_val:
+        best = top1 if has_val else best
+        save(out_dir / "best.pt", row["epoch"])
+    save(out_dir / "last.pt", row["epoch"])
+    write_metrics(out_dir, rows)
+    log(f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f} train {row['train_top1']:.3f} "
+        f"val {top1:.4f} (best {best:.4f}) lr {row['lr']:.2e} {row['seconds']:.1f}s")
+    return best
+
+
 class _Cached:
     """Training inputs from cached prefix features: maps (fp16) or pooled vectors."""
 
@@ -159,18 +209,8 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
     use_cache = cfg.cache and frozen > 0
     groups = param_groups(net, cfg)
     opt = torch.optim.SGD(groups, lr=cfg.warmup_start_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    start_epoch, rows, best = 0, [], -1.0
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    if resume:
-        if not last_path.exists():
-            raise UserError(f"nothing to resume: {last_path} not found")
-        ck = torch.load(last_path, map_location="cpu", weights_only=True)
-        net.load_state_dict({**net.state_dict(), **ck["state_dict"]})
-        opt.load_state_dict(ck["optimizer"])
-        start_epoch, rows, best = int(ck["epoch"]), list(ck.get("metrics", [])), float(ck.get("best_top1", -1.0))
-        if "rng" in ck:
-            torch.set_rng_state(ck["rng"])
-        log(f"resumed from {last_path} after epoch {start_epoch}")
+    last_path = out_dir / "last.pt"
+    start_epoch, rows, best = resume_state(last_path, net, opt, log) if resume else (0, [], -1.0)
     autocast = cfg.bf16 == "on" or (cfg.bf16 == "auto" and cpu_has_bf16())
 
     # ---- inputs ----
@@ -194,18 +234,6 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
         val_ds = ImageDataset(split.val, spec.input_size)
         n_train = len(train_ds)
     steps_per_epoch = math.ceil(n_train / cfg.batch_size)
-
-    def set_lr(step):
-        base = lr_at(step, steps_per_epoch, cfg)
-        for g in opt.param_groups:
-            g["lr"] = base * g["lr_mult"]
-        return base
-
-    def train_mode():
-        net.train()
-        for i, m in enumerate(net.features):
-            if i < frozen:
-                m.eval()  # frozen BN layers keep their statistics
 
     def evaluate():
         net.eval()
@@ -242,7 +270,7 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
             if stop_after is not None and epoch - start_epoch >= stop_after:
                 break
             te = time.perf_counter()
-            train_mode()
+            train_mode(net, frozen)
             step = epoch * steps_per_epoch
             loss_sum, correct, n = 0.0, 0, 0
             if use_cache:
@@ -253,7 +281,7 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
                 torch.manual_seed(cfg.seed * 1000 + epoch)
                 batches = loader(train_ds, cfg.batch_size, True, cfg.workers, seed=cfg.seed * 1000 + epoch)
             for x, s, y in batches:
-                lr = set_lr(step)
+                lr = set_lr(opt, step, steps_per_epoch, cfg)
                 with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
                     if use_cache:
                         logits = _suffix_logits(net, frozen, x, s, train_data.pooled is not None)
@@ -270,14 +298,7 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
             top1, vloss = evaluate()
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / max(n, 1), "train_top1": correct / max(n, 1),
                    "val_loss": vloss, "val_top1": top1, "seconds": time.perf_counter() - te}
-            rows.append(row)
-            if top1 > best:
-                best = top1
-                save(best_path, epoch + 1)
-            save(last_path, epoch + 1)
-            write_metrics(out_dir, rows)
-            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {row['train_top1']:.3f} "
-                f"val {top1:.4f} (best {best:.4f}) lr {lr:.2e} {row['seconds']:.1f}s")
+            best = close_epoch(rows, row, best, save, out_dir, cfg.epochs, log)
     except KeyboardInterrupt:
         save(last_path, len(rows))
         log(f"interrupted: saved {last_path} after epoch {len(rows)}; continue with --resume")

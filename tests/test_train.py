@@ -156,3 +156,14 @@ def test_head_travels_in_export_and_engines_agree(split, tmp_path):
     assert top_classes_of_files(load_embedder("onnxruntime", spec, export_model(
         spec.replace(head="", class_names=()), build_descriptor_net(spec.replace(head="", class_names=()), None),
         tmp_path / "nohead", formats=("onnx",))), [split.val[0][0]]) is None
+
+
+def test_resume_from_a_damaged_checkpoint_is_one_line(split, tmp_path):
+    from retrieval.errors import UserError
+
+    spec, net = tiny_net(split.classes)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"not a checkpoint")
+    cfg = TrainConfig(epochs=1, batch_size=8, workers=0)
+    with pytest.raises(UserError, match=r"^cannot load checkpoint .*last\.pt: "):
+        fit(net, spec, split, tmp_path / "run", cfg, resume=True, log=lambda *a: None)

@@ -118,7 +118,7 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
     import torch
     import torch.nn.functional as F
 
-    from ..train import freeze_prefix, lr_at, plot_metrics, write_metrics
+    from ..train import close_epoch, freeze_prefix, plot_metrics, resume_state, set_lr, train_mode
     from ..weights import fingerprint, save_checkpoint
     from .clips import clip_loader
     from .models import trunk_state
@@ -130,18 +130,8 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
     cached = spec.model == "vgg-lstm" and cfg.cache and frozen >= len(net.features)
     opt = torch.optim.SGD(param_groups(net, cfg), lr=cfg.warmup_start_lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
-    start_epoch, rows, best = 0, [], -1.0
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    if resume:
-        if not last_path.exists():
-            raise UserError(f"nothing to resume: {last_path} not found")
-        ck = torch.load(last_path, map_location="cpu", weights_only=True)
-        net.load_state_dict({**net.state_dict(), **ck["state_dict"]})
-        opt.load_state_dict(ck["optimizer"])
-        start_epoch, rows, best = int(ck["epoch"]), list(ck.get("metrics", [])), float(ck.get("best_top1", -1.0))
-        if "rng" in ck:
-            torch.set_rng_state(ck["rng"])
-        log(f"resumed from {last_path} after epoch {start_epoch}")
+    last_path = out_dir / "last.pt"
+    start_epoch, rows, best = resume_state(last_path, net, opt, log) if resume else (0, [], -1.0)
 
     train_ds, val_ds = datasets(spec, split, cfg)
     if cached:
@@ -152,18 +142,6 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
         log(f"frame descriptors of {len(split.train)} + {len(split.val)} clips computed once in "
             f"{time.perf_counter() - t0:.1f} s (frozen trunk; no augmentation)")
     steps_per_epoch = math.ceil(len(split.train) / cfg.batch_size)
-
-    def set_lr(step):
-        base = lr_at(step, steps_per_epoch, cfg)
-        for g in opt.param_groups:
-            g["lr"] = base * g["lr_mult"]
-        return base
-
-    def train_mode():
-        net.train()
-        for i, m in enumerate(net.features):
-            if i < frozen:
-                m.eval()
 
     def batches(data, shuffle, epoch):
         if cached:
@@ -206,12 +184,12 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
             if stop_after is not None and epoch - start_epoch >= stop_after:
                 break
             te = time.perf_counter()
-            train_mode()
+            train_mode(net, frozen)
             torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout
             step = epoch * steps_per_epoch
             loss_sum, correct, n = 0.0, 0, 0
             for x, s, lens, y in batches(train_data if cached else train_ds, True, epoch):
-                lr = set_lr(step)
+                lr = set_lr(opt, step, steps_per_epoch, cfg)
                 logits = logits_of(x, s, lens)
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
@@ -226,14 +204,8 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
             top1, vloss = evaluate()
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / max(n, 1), "train_top1": correct / max(n, 1),
                    "val_loss": vloss, "val_top1": top1, "seconds": time.perf_counter() - te}
-            rows.append(row)
-            if top1 > best or not split.val:  # no val clips: best.pt is the last epoch
-                best = top1 if split.val else best
-                save(best_path, epoch + 1)
-            save(last_path, epoch + 1)
-            write_metrics(out_dir, rows)
-            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {row['train_top1']:.3f} "
-                f"val {top1:.4f} (best {best:.4f}) lr {lr:.2e} {row['seconds']:.1f}s")
+            # no val clips: best.pt is the last epoch
+            best = close_epoch(rows, row, best, save, out_dir, cfg.epochs, log, has_val=bool(split.val))
     except KeyboardInterrupt:
         save(last_path, len(rows))
         log(f"interrupted: saved {last_path} after epoch {len(rows)}; continue with --resume")
