@@ -80,11 +80,11 @@ class Verifier:
         self.unreadable: set[str] = set()
 
     # --- features -----------------------------------------------------------------------------
-    def _orb(self):
-        if not hasattr(self._local, "orb"):
-            self._local.orb = self.cv2.ORB_create(nfeatures=self.features)
-            self._local.matcher = self.cv2.BFMatcher(self.cv2.NORM_HAMMING)
-        return self._local.orb
+    def _tools(self):
+        """This thread's (ORB detector, Hamming matcher): OpenCV objects are not shared across threads."""
+        if not hasattr(self._local, "tools"):
+            self._local.tools = (self.cv2.ORB_create(nfeatures=self.features), self.cv2.BFMatcher(self.cv2.NORM_HAMMING))
+        return self._local.tools
 
     def keypoints(self, path: str, mirrored: bool = False) -> Keypoints | None:
         """ORB keypoints of ``path`` (of its mirror image with ``mirrored``); None if unreadable."""
@@ -102,7 +102,7 @@ class Verifier:
         else:
             if mirrored:
                 grey = np.ascontiguousarray(grey[:, ::-1])
-            points, desc = self._orb().detectAndCompute(grey, None)
+            points, desc = self._tools()[0].detectAndCompute(grey, None)
             kp = Keypoints(np.float32([p.pt for p in points]).reshape(-1, 2),
                            desc if desc is not None else np.zeros((0, 32), np.uint8))
         with self._lock:
@@ -116,8 +116,7 @@ class Verifier:
         """Matches between ``a`` and ``b`` that one similarity transform explains (RANSAC inliers)."""
         if a is None or b is None or len(a.descriptors) < 8 or len(b.descriptors) < 8:
             return 0
-        self._orb()
-        knn = self._local.matcher.knnMatch(a.descriptors, b.descriptors, k=2)
+        knn = self._tools()[1].knnMatch(a.descriptors, b.descriptors, k=2)
         good = [m[0] for m in knn if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
         if len(good) < 8:
             return 0
