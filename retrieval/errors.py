@@ -7,3 +7,10 @@ class UserError(Exception):
 
 class ModelMismatchError(UserError):
     """An index was built by another model than the one asked for."""
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (a database error's driver message when it has
+    one), at most ``limit`` characters; the exception's type name when it says nothing."""
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
