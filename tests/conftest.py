@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,91 @@ DISTRACTORS = ["skimage/astronaut.png", "skimage/coffee.png", "skimage/chelsea.p
 TINY_SIZE = 64
 
 
+# Every process the suite starts (subprocesses, Ray's raylet and workers, servers) inherits this
+# variable; any such process still alive when the suite ends is a leak: killed, and the run fails.
+SESSION_MARK = "VGG_RETRIEVAL_TEST_SESSION"
+LEFTOVER_GRACE_S = 20.0
+
+
 def pytest_configure(config):
     if not DATA.is_dir():
         raise pytest.UsageError(f"shared test data not found at {DATA} (set VGG_RETRIEVAL_DATA)")
     os.environ.setdefault("TQDM_DISABLE", "1")
+    if not hasattr(config, "workerinput"):  # the controlling pytest process marks its session
+        os.environ[SESSION_MARK] = f"{os.getpid()}-{time.time_ns()}"
+
+
+def _marked_processes() -> list:
+    """Live processes (not this one) that carry this test session's mark in their environment."""
+    import psutil
+
+    mark, me, found = os.environ.get(SESSION_MARK), os.getpid(), []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if p.pid != me and p.status() != psutil.STATUS_ZOMBIE and p.environ().get(SESSION_MARK) == mark:
+                found.append(p)
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def reap_ray_processes(grace_s: float = 10.0) -> list[str]:
+    """After ``ray.shutdown()``: wait up to ``grace_s`` for this session's Ray processes (raylet, GCS,
+    ``ray::`` workers and actors) to exit, then kill the rest; returns what had to be killed."""
+    import psutil
+
+    def ray_processes():
+        out = []
+        for p in _marked_processes():
+            try:
+                line = " ".join(p.cmdline())
+            except psutil.Error:
+                continue
+            if line.startswith("ray::") or "/ray/" in line or "raylet" in line or "gcs_server" in line:
+                out.append((p, line))
+        return out
+
+    deadline = time.monotonic() + grace_s
+    left = ray_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = ray_processes()
+    killed = []
+    for p, line in left:
+        try:
+            p.kill()
+            killed.append(f"{p.pid} {line[:100]}")
+        except psutil.Error:
+            pass
+    return killed
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tests leave nothing running: wait a little for processes that are shutting down (Ray takes
+    seconds), then kill whatever the suite started and still runs, and fail the run naming them."""
+    import psutil
+
+    if not os.environ.get(SESSION_MARK):
+        return
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    left = _marked_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = _marked_processes()
+    if not left:
+        return
+    names = []
+    for p in left:
+        try:
+            names.append(f"{p.pid} {' '.join(p.cmdline())[:120] or p.name()}")
+            p.kill()
+        except psutil.Error:
+            pass
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\nFAILED: {len(left)} process(es) started by the tests outlived the suite "
+                            f"(killed now): " + "; ".join(names), red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, SAMPLES, copy_photos
+from conftest import ROOT, SAMPLES, copy_photos, reap_ray_processes
 from indexer.index import Index
 from indexer.store import ErrorRow, ImageRow
 
@@ -29,6 +29,7 @@ def local_ray():
              object_store_memory=200 * 1024 * 1024, runtime_env={"py_modules": code_modules()})
     yield ray
     ray.shutdown()
+    reap_ray_processes()  # workers that outlive the shutdown (one once outlived the whole suite)
 
 
 def _rows(idx):
@@ -68,6 +69,8 @@ def test_cli_engine_ray_starts_its_own_ray(tmp_path, tiny_model, folder, capsys)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "6 added" in p.stdout and "2 errors" in p.stdout and f"skipped {folder / 'broken.jpg'}" in p.stdout
     assert not ray.is_initialized()
+    # the command's private Ray (raylet, GCS, actors) is gone with the command: nothing left to kill
+    assert reap_ray_processes(grace_s=30.0) == []
     with Index.open(ix) as idx:  # vectors from ONNX Runtime actors match OpenVINO's in this process
         china = folder / "sklearn" / "china.jpg"
         fresh = idx.embedder.embed([china])[0]
