@@ -78,6 +78,7 @@ def test_indexing_a_folder_from_the_index_page_in_a_real_browser(tiny_model, tmp
         seen, outcome = index_by_folder(page, url, more)
         images = page.locator('[data-testid="stMetric"]').first.inner_text()
 
+    print("progress seen:", seen)
     assert seen and all(t == "scanning the folder..." or t.startswith("indexing: ") for t in seen), seen
     assert outcome.startswith(f"{tmp_path / 'index'}: 24 added, 0 updated, 0 removed"), outcome
     assert outcome.endswith("; 26 images in the index"), outcome
