@@ -18,6 +18,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from retrieval.engines import DEFAULT_ENGINE, ENGINES
+
 CHROMIUM = os.environ.get("VGG_RETRIEVAL_CHROMIUM", "/usr/bin/chromium")
 RESULT = re.compile(r"^-?\d\.\d{3} · ")  # a result card's caption: "0.987 · name.jpg ..."
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu",
@@ -31,7 +33,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(index_dir, engine: str = "openvino", port: int | None = None, timeout: float = 60.0, log=None):
+def serve(index_dir, engine: str = DEFAULT_ENGINE, port: int | None = None, timeout: float = 60.0, log=None):
     """``streamlit run ui/app.py`` on 127.0.0.1 against ``index_dir``; yields the base URL."""
     from .cli import streamlit_command, streamlit_env
 
@@ -171,7 +173,7 @@ def main(argv=None) -> int:
     ap.add_argument("--index", required=True)
     ap.add_argument("--query", required=True, help="image to upload")
     ap.add_argument("--out", required=True, help="PNG to write")
-    ap.add_argument("--engine", default="openvino")
+    ap.add_argument("--engine", default=DEFAULT_ENGINE, choices=ENGINES)
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=1100)
     ap.add_argument("--max-bytes", type=int, default=300_000)
