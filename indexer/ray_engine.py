@@ -31,12 +31,13 @@ from typing import Iterator
 
 import numpy as np
 
+from retrieval.engines import ray_engine_names
 from retrieval.errors import UserError
 
 from .decode import Decoded
 
 INSTALL_HINT = 'pip install "vgg-retrieval[ray]"'
-MODEL_ENGINES = ("openvino", "onnxruntime")
+MODEL_ENGINES = ray_engine_names()  # registered with ray=True (retrieval.engines): openvino, onnxruntime
 FILES_PER_BLOCK = 16  # files per Ray Data block: small blocks keep decoding streaming and spread out
 
 

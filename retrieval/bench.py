@@ -1,7 +1,8 @@
 """Benchmark model variants: top-1, latency, throughput, size and descriptor agreement.
 
-A variant is ``LABEL=ENGINE:PATH``: ENGINE is torch (PATH: a weights file or checkpoint), openvino or
-onnxruntime (PATH: an exported model folder). The first variant is the reference for the ratios and
+A variant is ``LABEL=ENGINE:PATH``: ENGINE is a registered engine (``retrieval.engines``): torch
+(PATH: a weights file or checkpoint) or one that runs an export, openvino, onnxruntime or tensorrt
+(PATH: an exported model folder). The first variant is the reference for the ratios and
 for descriptor agreement (mean cosine between the variant's and the reference's descriptors of the
 same images; only where the descriptor sizes match).
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .engines.registry import engine_names
 from .errors import UserError
 
 
@@ -22,22 +24,24 @@ def parse_variant(text: str):
     if not eq:
         rest, label = text, text
     engine, colon, path = rest.partition(":")
-    if not colon or engine not in ("torch", "openvino", "onnxruntime", "tensorrt"):
-        raise UserError(f"variant {text!r}: expected LABEL=ENGINE:PATH with ENGINE torch|openvino|onnxruntime|tensorrt")
+    names = engine_names()
+    if not colon or engine not in names:
+        raise UserError(f"variant {text!r}: expected LABEL=ENGINE:PATH with ENGINE {'|'.join(names)}")
     return label, engine, Path(path)
 
 
 def load_variant(engine: str, path: Path, size: int | None, threads: int | None):
-    from .engines import load_embedder
-    from .export import IR_FILE, ONNX_FILE, read_sidecar
+    from .engines import engine_entry, load_embedder
+    from .export import read_sidecar
 
-    if engine == "torch":
+    entry = engine_entry(engine)
+    if not entry.needs_export:  # torch: PATH is a weights file or checkpoint
         from .train import load_checkpoint_model
 
         spec, net = load_checkpoint_model(path, size)
-        return load_embedder("torch", spec, net=net, batch_size=8, threads=threads), path.stat().st_size
+        return load_embedder(engine, spec, net=net, batch_size=8, threads=threads), path.stat().st_size
     spec, sidecar = read_sidecar(path)
-    files = [path / IR_FILE, path / "model.bin"] if engine == "openvino" else [path / ONNX_FILE]
+    files = [path / name for name in entry.model_files]
     return load_embedder(engine, spec, path, batch_size=8, threads=threads), sum(f.stat().st_size for f in files if f.exists())
 
 

@@ -175,12 +175,12 @@ def test_missing_index_is_a_message(tmp_path, monkeypatch):
 # --- classification ---------------------------------------------------------------------------
 def test_classification_chart_lights_up_with_class_scores():
     """The same component the search page calls, given the top-5 of real logits over class names."""
-    from ui.core import top_k
+    from retrieval.classes import top_classes  # what Service.classify gives the page
 
     names = ["daisy", "dandelion", "rose", "sunflower", "tulip", "other"]
-    top = top_k(np.array([0.1, 3.0, 0.5, 2.0, -1.0, 0.0]), names, 5)
+    top = top_classes(np.array([0.1, 3.0, 0.5, 2.0, -1.0, 0.0]), names, 5)[0]
     assert [c for c, _ in top] == ["dandelion", "sunflower", "rose", "daisy", "other"]
-    assert abs(sum(p for _, p in top_k(np.zeros(6), names, 6)) - 1) < 1e-9
+    assert abs(sum(p for _, p in top_classes(np.zeros(6), names, 6)[0]) - 1) < 1e-9
 
     def page(top):
         from ui.components import classification
@@ -240,18 +240,76 @@ def test_index_page_status_errors_and_indexing_with_progress(tiny_model, make_in
     assert "vgg11/gap@64" in table and "openvino" in table and "IndexIDMap2(IndexFlatIP)" in table
     errors = at.dataframe[0].value
     assert list(errors["path"]) == [str((folder / "broken.jpg").resolve())]
-    # index one more folder, in a subprocess, with its progress shown
+    # index one more folder: Index.update in a background thread, its progress and a Stop button shown
     more = tmp_path / "more"
     copy_photos(more, THINGS, flat=True)
     at.text_input(key="index_folder").set_value(str(more))
-    at.button(key="index_start").click().run(timeout=120)
+    at.button(key="index_start").click().run()
     assert not at.exception
+    assert at.get("progress") and [b for b in at.button if b.key == "index_cancel"], texts(at)
+    assert not [b for b in at.button if b.key == "index_start"]  # one update at a time
+    finish_job(at, tmp_path / "index")
     assert at.success and "3 added" in at.success[0].value, texts(at)
+    assert not at.get("progress") and not [b for b in at.button if b.key == "index_cancel"]
     assert {m.label: m.value for m in at.metric}["Images"] == "6"
     # a folder that is not there: a message
     at.text_input(key="index_folder").set_value(str(tmp_path / "nope"))
     at.button(key="index_start").click().run()
     assert at.error and "folder not found" in at.error[0].value
+
+
+def finish_job(at, index_dir, timeout: float = 240) -> None:
+    """Wait for the page's indexing job, then run the page as its next refresh would."""
+    from ui.state import indexing_job
+
+    job = indexing_job(index_dir)
+    assert job is not None and job.wait(timeout), "the indexing job did not finish"
+    at.run()
+    assert not at.exception, at.exception
+
+
+def test_index_page_stop_keeps_the_last_commit(tiny_model, make_index, tmp_path, monkeypatch):
+    folder = tmp_path / "photos"
+    copy_photos(folder, ANIMALS, flat=True)
+    make_index(tmp_path / "index").update([folder], workers=0, progress=False)
+    more = tmp_path / "more"
+    for i in range(8):  # enough files that the update is still running when Stop is clicked
+        copy_photos(more / f"copy{i}", THINGS + ANIMALS, flat=True)
+    at = app(tmp_path / "index", monkeypatch)
+    at.switch_page("pages/index.py").run()
+    at.text_input(key="index_folder").set_value(str(more))
+    at.button(key="index_start").click().run()
+    at.button(key="index_cancel").click().run()
+    assert not at.exception
+    finish_job(at, tmp_path / "index")
+    assert at.error and at.error[0].value == "Indexing stopped: the index keeps its last commit (3 images).", texts(at)
+    assert {m.label: m.value for m in at.metric}["Images"] == "3"
+    # the form is back, and indexing the same folder again completes it
+    at.button(key="index_start").click().run()
+    finish_job(at, tmp_path / "index")
+    assert at.success and "48 added" in at.success[0].value, texts(at)
+    assert {m.label: m.value for m in at.metric}["Images"] == "51"
+
+
+def test_indexing_job_reports_progress_and_stops_when_asked(tiny_model, make_index, tmp_path):
+    """The page's job without the page: the progress callback sees every file; a stop requested
+    before the first file completes leaves the index as it was."""
+    from ui.indexing import IndexingJob, Outcome
+
+    folder = tmp_path / "photos"
+    copy_photos(folder, ANIMALS + THINGS, flat=True)
+    make_index(tmp_path / "index").close()
+    stopped = IndexingJob(tmp_path / "index", [str(folder)], workers=0)
+    stopped.cancel()
+    assert stopped.start().wait(240) and not stopped.outcome.ok
+    assert stopped.outcome.message == "Indexing stopped: the index keeps its last commit (0 images)."
+    job = IndexingJob(tmp_path / "index", [str(folder)], workers=0).start()
+    assert job.wait(240) and job.outcome.ok, job.outcome
+    assert (job.done, job.total) == (6, 6)
+    assert "6 added" in job.outcome.message and job.outcome.message.endswith("; 6 images in the index")
+    # a failure is an outcome, not an exception in a thread nobody watches
+    gone = IndexingJob(tmp_path / "index", [str(tmp_path / "gone")], workers=0).start()
+    assert gone.wait(240) and gone.outcome == Outcome(False, f"Indexing failed: folder not found: {tmp_path / 'gone'}")
 
 
 def test_index_page_read_only_hides_indexing(ui_index, monkeypatch):

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_photos
-from ui.browser import CHROMIUM, chromium, search_by_upload, serve
+from ui.browser import CHROMIUM, chromium, index_by_folder, search_by_upload, serve
 
 INDEXED = ["pixabay/horse01.jpg", "pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/ship01.jpg",
            "skimage/coffee.png", "skimage/chelsea.png", "sklearn/china.jpg", "opencv/fruits.jpg"]
 
 
-def test_upload_in_a_real_browser_finds_the_photo(tiny_model, tmp_path):
+def need_browser() -> None:
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"Chromium is not installed at {CHROMIUM}: run `apt-get install -y chromium` "
                     f"(this end-to-end test needs a real browser; Playwright must not download one)")
@@ -26,6 +26,10 @@ def test_upload_in_a_real_browser_finds_the_photo(tiny_model, tmp_path):
         import playwright.sync_api  # noqa: F401
     except ImportError:
         pytest.fail("Playwright for Python is not installed: pip install playwright (no browser download needed)")
+
+
+def test_upload_in_a_real_browser_finds_the_photo(tiny_model, tmp_path):
+    need_browser()
     from indexer import Index
 
     spec, _, model_dir = tiny_model
@@ -53,3 +57,29 @@ def test_upload_in_a_real_browser_finds_the_photo(tiny_model, tmp_path):
     assert scores == sorted(scores, reverse=True)
     # nothing was written into the indexed folder
     assert sorted(p.name for p in (photos / "pixabay").iterdir()) == sorted(Path(n).name for n in INDEXED[:4])
+
+
+def test_indexing_a_folder_from_the_index_page_in_a_real_browser(tiny_model, tmp_path):
+    """The page follows the background update on its own (a fragment refreshing itself): the
+    progress bar, then the outcome and the new count, with no reload by the user."""
+    need_browser()
+    from indexer import Index
+
+    spec, _, model_dir = tiny_model
+    photos = tmp_path / "photos"
+    copy_photos(photos, INDEXED[:2])
+    with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
+        idx.update([photos], workers=0, progress=False)
+    more = tmp_path / "more"
+    for i in range(4):
+        copy_photos(more / f"copy{i}", INDEXED[2:])
+
+    with serve(tmp_path / "index") as url, chromium(1280, 1000) as page:
+        seen, outcome = index_by_folder(page, url, more)
+        images = page.locator('[data-testid="stMetric"]').first.inner_text()
+
+    print("progress seen:", seen)
+    assert seen and all(t == "scanning the folder..." or t.startswith("indexing: ") for t in seen), seen
+    assert outcome.startswith(f"{tmp_path / 'index'}: 24 added, 0 updated, 0 removed"), outcome
+    assert outcome.endswith("; 26 images in the index"), outcome
+    assert images.split() == ["Images", "26"], images

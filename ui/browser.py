@@ -1,7 +1,7 @@
 """Drive the real UI in a real browser: start ``streamlit run`` on a free loopback port and run Debian's
 headless Chromium through Playwright (never a browser Playwright downloads itself).
 
-Used by tests/test_ui_browser.py and to take the README screenshot::
+Used by tests/test_ui_browser.py (a search by upload, indexing a folder from the Index page) and to take the README screenshot::
 
     python -m ui.browser --index DIR --query photo.jpg --out docs/ui-search.png
 """
@@ -18,6 +18,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from retrieval.engines import DEFAULT_ENGINE, ENGINES
+
 CHROMIUM = os.environ.get("VGG_RETRIEVAL_CHROMIUM", "/usr/bin/chromium")
 RESULT = re.compile(r"^-?\d\.\d{3} · ")  # a result card's caption: "0.987 · name.jpg ..."
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu",
@@ -31,7 +33,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(index_dir, engine: str = "openvino", port: int | None = None, timeout: float = 60.0, log=None):
+def serve(index_dir, engine: str = DEFAULT_ENGINE, port: int | None = None, timeout: float = 60.0, log=None):
     """``streamlit run ui/app.py`` on 127.0.0.1 against ``index_dir``; yields the base URL."""
     from .cli import streamlit_command, streamlit_env
 
@@ -120,6 +122,33 @@ def search_by_upload(page, url: str, image: Path, timeout_ms: int = 60_000) -> l
     return captions
 
 
+def index_by_folder(page, url: str, folder: Path, timeout_ms: int = 120_000) -> tuple[list[str], str]:
+    """Open the Index page, index ``folder`` and follow the page (it refreshes itself) until the
+    outcome shows; returns (the progress bar texts seen, in order, the outcome message)."""
+    page.goto(url, wait_until="domcontentloaded")  # (a deep link opens a "page not found" dialog first)
+    page.get_by_role("link", name="Index").click(timeout=timeout_ms)
+    box = page.get_by_label("Folder to add or update (empty: update every indexed folder)")
+    box.wait_for(timeout=timeout_ms)
+    box.fill(str(folder))
+    box.press("Enter")
+    page.get_by_role("button", name="Start indexing").click()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_ms / 1000
+    while time.monotonic() < deadline:
+        for text in page.locator('[data-testid="stProgress"]').all_inner_texts():
+            text = text.strip()
+            if text and (not seen or seen[-1] != text):
+                seen.append(text)
+        if not seen:  # the outcome of an earlier run may still be on the page
+            time.sleep(0.1)
+            continue
+        alerts = [t.strip() for t in page.locator('[data-testid="stAlert"]').all_inner_texts() if t.strip()]
+        if alerts and not page.locator('[data-testid="stProgress"]').count():
+            return seen, alerts[0]
+        time.sleep(0.1)
+    raise TimeoutError(f"indexing {folder} on {url} did not finish within {timeout_ms / 1000:.0f} s; seen {seen}")
+
+
 def small_png(path: Path, max_bytes: int = 300_000) -> int:
     """Re-save a screenshot as a palette PNG when it is larger than ``max_bytes``; returns its size."""
     from PIL import Image
@@ -144,7 +173,7 @@ def main(argv=None) -> int:
     ap.add_argument("--index", required=True)
     ap.add_argument("--query", required=True, help="image to upload")
     ap.add_argument("--out", required=True, help="PNG to write")
-    ap.add_argument("--engine", default="openvino")
+    ap.add_argument("--engine", default=DEFAULT_ENGINE, choices=ENGINES)
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=1100)
     ap.add_argument("--max-bytes", type=int, default=300_000)

@@ -1,5 +1,6 @@
-"""The UI's logic without Streamlit: queries, search with filters, thumbnails, classification, feature
-maps, index status and indexing in a subprocess. Pages call this; so does benchmarks/ui_latency.py.
+"""The UI's logic without Streamlit: queries, search with filters, thumbnails, classification and
+index status (feature maps: ``ui.feature_maps``; indexing in a background thread: ``ui.indexing``).
+Pages call this; so does benchmarks/ui_latency.py. Pages reach the index only through ``Service``.
 
 Safety rules kept here, in one place:
 - uploads are checked (bytes, pixels, format) by ``read_upload`` and stay in memory;
@@ -11,9 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
-import subprocess
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -24,7 +22,9 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from retrieval.errors import UserError
+from retrieval.classes import top_classes
+from retrieval.engines import DEFAULT_ENGINE
+from retrieval.errors import UserError, one_line
 from retrieval.preprocess import ImageError, open_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,15 +45,13 @@ LARGE_PX = 720
 @dataclass
 class Settings:
     index_dir: Path | None
-    engine: str = "openvino"
+    engine: str = DEFAULT_ENGINE
     read_only: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     @classmethod
     def from_env(cls) -> "Settings":
-        from retrieval.engines import DEFAULT_ENGINE
-
         d = os.environ.get(ENV_INDEX)
         return cls(index_dir=Path(d) if d else None,
                    engine=os.environ.get(ENV_ENGINE) or DEFAULT_ENGINE,
@@ -74,8 +72,7 @@ def message(e: BaseException) -> str:
     """A one-line, readable message for an error shown in the page."""
     if isinstance(e, (UserError, ImageError)):
         return str(e)
-    text = str(e).splitlines()[0] if str(e) else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return f"{type(e).__name__}: {one_line(e)}" if str(e).strip() else type(e).__name__
 
 
 # --- uploads and crops ------------------------------------------------------------------------
@@ -146,7 +143,7 @@ class SearchResult:
 class Service:
     """The opened index with a lock around inference and small caches; one per process."""
 
-    def __init__(self, index_dir, engine: str = "openvino"):
+    def __init__(self, index_dir, engine: str = DEFAULT_ENGINE):
         from indexer import Index
 
         self.index = Index.open(index_dir, engine=engine)
@@ -177,8 +174,16 @@ class Service:
             return self._net
 
     # rows: the only way to a file on disk
+    def lookup_row(self, image_id: int):
+        """The index row ``image_id``, or None when it is not (any more) in the index."""
+        return self.index.store.rows_by_id([int(image_id)]).get(int(image_id))
+
+    def lookup_path(self, path: str):
+        """The index row of exactly ``path``, or None."""
+        return self.index.store.row_by_path(path)
+
     def row(self, image_id: int):
-        row = self.index.store.rows_by_id([int(image_id)]).get(int(image_id))
+        row = self.lookup_row(image_id)
         if row is None:
             raise UserError(f"image #{image_id} is not in the index (any more)")
         return row
@@ -188,11 +193,9 @@ class Service:
         text = (text or "").strip().strip("'\"")
         if not text:
             raise UserError("enter the path of an indexed image")
-        store = self.index.store
-        row = store.row_by_path(text)
+        row = self.lookup_path(text)
         if row is None:
-            real = os.path.realpath(os.path.expanduser(text))
-            row = store.row_by_path(real)
+            row = self.lookup_path(os.path.realpath(os.path.expanduser(text)))
         if row is None:
             raise UserError(f"{text} is not an image of this index (paste a path shown in the results)")
         return row
@@ -215,7 +218,7 @@ class Service:
 
     def thumbnail(self, image_id: int, px: int = THUMB_PX) -> bytes | None:
         """JPEG bytes of an indexed image scaled to fit ``px``; None when it can't be read."""
-        row = self.index.store.rows_by_id([int(image_id)]).get(int(image_id))
+        row = self.lookup_row(image_id)
         if row is None:
             return None
         key = (row.id, row.path, row.mtime_ns, row.size, px)
@@ -237,15 +240,14 @@ class Service:
         return data
 
     def labels(self) -> list[str]:
-        from sqlalchemy import select
-
-        from indexer.store import ImageRow
-
-        with self.index.store.session() as s:
-            return sorted(x for x in s.scalars(select(ImageRow.label).distinct()) if x is not None)
+        return self.index.store.labels()
 
     def roots(self) -> list[str]:
         return self.index.store.roots()
+
+    def errors(self) -> list:
+        """The files that could not be indexed (``.path``, ``.reason``)."""
+        return self.index.store.errors()
 
     # queries
     def embed_image(self, im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -350,7 +352,7 @@ class Service:
                           f"so the query is not classified.")
         if len(logits) != len(names):
             return None, f"The model gives {len(logits)} class scores for {len(names)} class names; not shown."
-        return top_k(logits, names, k), ""
+        return top_classes(logits, names, k)[0], ""
 
     # status
     def info(self) -> dict:
@@ -364,19 +366,11 @@ class Service:
             kind = f"{v['type']}, {v['count']:,} vectors x {v['dim']} dims"
         except Exception as e:  # shown, not fatal
             kind = f"unreadable ({message(e)})"
-        return {"count": self.index.count, "errors": len(store.errors()), "model": self.spec.describe(),
+        return {"count": self.index.count, "errors": len(self.errors()), "model": self.spec.describe(),
                 "engine": self.engine, "index_type": kind, "size_on_disk": dir_size(self.directory),
                 "updated_at": meta["updated_at"], "created_at": meta["created_at"],
                 "generation": meta["generation"], "roots": self.roots(), "directory": str(self.directory),
                 "classes": len(self.spec.class_names)}
-
-
-def top_k(logits, names, k: int = 5) -> list[tuple[str, float]]:
-    z = np.asarray(logits, dtype=np.float64).ravel()
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    order = np.argsort(-p)[:k]
-    return [(str(names[i]), float(p[i])) for i in order]
 
 
 def dir_size(path: Path) -> int:
@@ -388,131 +382,3 @@ def dir_size(path: Path) -> int:
             except OSError:
                 pass
     return total
-
-
-# --- feature maps -----------------------------------------------------------------------------
-@dataclass
-class ConvLayer:
-    name: str  # conv3_2
-    end: int  # index in net.features of the ReLU after it (inclusive)
-    channels: int
-
-
-def conv_layers(net) -> list[ConvLayer]:
-    from torch import nn
-
-    layers = list(net.features.children())
-    out, block, pos = [], 1, 0
-    for i, layer in enumerate(layers):
-        if isinstance(layer, nn.MaxPool2d):
-            block, pos = block + 1, 0
-        elif isinstance(layer, nn.Conv2d):
-            pos += 1
-            end = i
-            while end + 1 < len(layers) and isinstance(layers[end + 1], (nn.BatchNorm2d, nn.ReLU)):
-                end += 1
-            out.append(ConvLayer(f"conv{block}_{pos}", end, layer.out_channels))
-    return out
-
-
-def feature_maps(net, prepared, layer: ConvLayer) -> np.ndarray:
-    """Activations ``[C, h, w]`` of ``layer`` for a prepared image, cropped to the picture."""
-    import torch
-
-    with torch.inference_mode():
-        x = torch.from_numpy(prepared.array[None]).permute(0, 3, 1, 2).to(torch.float32)
-        x = (x - net.mean) / net.std
-        vh, vw = prepared.valid
-        x[:, :, vh:, :] = 0
-        x[:, :, :, vw:] = 0
-        f = net.features[:layer.end + 1](x)[0]
-    s = prepared.array.shape[0] / f.shape[1]
-    fh, fw = max(1, int(np.ceil(vh / s))), max(1, int(np.ceil(vw / s)))
-    return f[:, :fh, :fw].numpy()
-
-
-_ANCHORS = np.array([[0, 0, 4], [60, 15, 110], [180, 55, 110], [250, 140, 60], [252, 253, 191]], np.float64)
-COLORMAP = np.stack([np.interp(np.linspace(0, 4, 256), np.arange(5), _ANCHORS[:, c]) for c in range(3)],
-                    axis=1).astype(np.uint8)  # magma-like
-
-
-def maps_grid(maps: np.ndarray, n: int = 32, cols: int = 8, tile: int = 96) -> tuple[Image.Image, list[int]]:
-    """The ``n`` most active channels as a colour-mapped grid image (each map scaled to its max)."""
-    strength = maps.reshape(len(maps), -1).mean(axis=1)
-    chosen = [int(c) for c in np.argsort(-strength)[:n]]
-    rows = (len(chosen) + cols - 1) // cols
-    h, w = maps.shape[1:]
-    scale = tile / max(h, w)
-    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
-    gap = 2
-    grid = Image.new("RGB", (cols * (tw + gap) - gap, rows * (th + gap) - gap), (255, 255, 255))
-    for i, c in enumerate(chosen):
-        m = maps[c]
-        hi = float(m.max())
-        a = (np.clip(m / hi, 0, 1) * 255).astype(np.uint8) if hi > 0 else np.zeros_like(m, np.uint8)
-        im = Image.fromarray(COLORMAP[a]).resize((tw, th), Image.Resampling.NEAREST if scale >= 2
-                                                  else Image.Resampling.BILINEAR)
-        grid.paste(im, ((i % cols) * (tw + gap), (i // cols) * (th + gap)))
-    return grid, chosen
-
-
-# --- indexing in a subprocess -----------------------------------------------------------------
-_PROGRESS = re.compile(r"indexing:.*?(\d+)/(\d+)")
-
-
-@dataclass
-class IndexRun:
-    returncode: int
-    lines: list[str]
-    done: int = 0
-    total: int = 0
-
-    @property
-    def summary(self) -> str:
-        for line in reversed(self.lines):
-            if "added" in line and "removed" in line:
-                return line
-        return self.lines[-1] if self.lines else ""
-
-
-def run_indexing(folder: str, index_dir, engine: str = "openvino",
-                 on_progress: Callable[[int, int, str], None] | None = None) -> IndexRun:
-    """``python -m indexer index FOLDER --index DIR`` with its progress reported as it goes."""
-    folder = os.path.expanduser((folder or "").strip().strip("'\""))
-    if not folder:
-        raise UserError("enter a folder to index")
-    if not os.path.isdir(folder):
-        raise UserError(f"{'not a folder' if os.path.exists(folder) else 'folder not found'}: {folder}")
-    env = dict(os.environ)
-    env.pop("TQDM_DISABLE", None)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    env["PYTHONUNBUFFERED"] = "1"
-    cmd = [sys.executable, "-m", "indexer", "index", folder, "--index", str(index_dir), "--engine", engine]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=env, cwd=str(ROOT))
-    run = IndexRun(0, [])
-    buf = b""
-    try:
-        while True:
-            chunk = proc.stdout.read1(65536)
-            if not chunk:
-                break
-            buf += chunk
-            *parts, buf = re.split(rb"[\r\n]", buf)
-            for raw in parts:
-                line = raw.decode(errors="replace").strip()
-                if not line:
-                    continue
-                m = _PROGRESS.search(line)
-                if m:
-                    run.done, run.total = int(m.group(1)), int(m.group(2))
-                else:
-                    run.lines.append(line)
-                if on_progress:
-                    on_progress(run.done, run.total, line)
-        if buf.strip():
-            run.lines.append(buf.decode(errors="replace").strip())
-    finally:
-        run.returncode = proc.wait()
-        proc.stdout.close()
-    return run

@@ -76,7 +76,7 @@ def save_report(report, directory: Path) -> list[Path]:
 
 def member_row(svc, member):
     """The index row of a report member (same id and path, else same path); None if not indexed."""
-    row = svc.index.store.rows_by_id([int(member.id)]).get(int(member.id))
+    row = svc.lookup_row(member.id)
     if row is not None and row.path == member.path:
         return row
-    return svc.index.store.row_by_path(member.path)
+    return svc.lookup_path(member.path)

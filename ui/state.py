@@ -1,11 +1,15 @@
 """Process-wide resources (loaded once per process with st.cache_resource) and the page guard."""
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import streamlit as st
 
 from retrieval.errors import UserError
 
 from .core import Service, Settings, message
+from .indexing import IndexingJob, Outcome
 
 
 def settings() -> Settings:
@@ -33,6 +37,41 @@ def service(required: bool = True) -> Service | None:
 def forget_service() -> None:
     """Drop the cached index (after it was created or rebuilt from this page)."""
     _service.clear()
+
+
+@st.cache_resource
+def _indexing_jobs() -> tuple[threading.Lock, dict[str, IndexingJob]]:
+    """Indexing jobs of this process by index folder: a page reload (or another tab) finds a running one."""
+    return threading.Lock(), {}
+
+
+def start_indexing(index_dir, folders: list[str], engine: str) -> IndexingJob:
+    lock, jobs = _indexing_jobs()
+    key = str(Path(index_dir).resolve())
+    with lock:
+        if key in jobs and jobs[key].running:
+            raise UserError("this index is being updated already (from this UI): wait for it to finish")
+        jobs[key] = IndexingJob(index_dir, folders, engine).start()
+        return jobs[key]
+
+
+def indexing_job(index_dir) -> IndexingJob | None:
+    """The running or finished (not yet reported) indexing job of ``index_dir``."""
+    lock, jobs = _indexing_jobs()
+    with lock:
+        return jobs.get(str(Path(index_dir).resolve()))
+
+
+def finish_indexing(index_dir) -> Outcome | None:
+    """The outcome of the finished job of ``index_dir``, forgotten once read; None while one runs."""
+    lock, jobs = _indexing_jobs()
+    key = str(Path(index_dir).resolve())
+    with lock:
+        job = jobs.get(key)
+        if job is None or job.running:
+            return None
+        del jobs[key]
+        return job.outcome
 
 
 class guard:

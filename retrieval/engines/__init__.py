@@ -1,54 +1,60 @@
-"""Inference engines behind one ``Embedder`` interface: torch, onnxruntime, openvino, tensorrt.
+"""Inference engines behind one ``Embedder`` interface: openvino, onnxruntime, torch, tensorrt.
 
-``load_embedder(engine, spec, model_dir)`` picks one. ONNX Runtime, OpenVINO and TensorRT run the
-exported files in ``model_dir`` (see ``retrieval.export``); torch rebuilds the network from the
-spec's weights. TensorRT needs an NVIDIA GPU (see ``tensorrt_engine``).
+``load_embedder(engine, spec, model_dir)`` picks one by name from the registry
+(``retrieval.engines.registry``). ONNX Runtime, OpenVINO and TensorRT run the exported files in
+``model_dir`` (see ``retrieval.export``); torch rebuilds the network from the spec's weights.
+TensorRT needs an NVIDIA GPU (see ``tensorrt_engine``).
+
+Adding an engine is one module and one decorator: put ``<name>_engine.py`` in this package (every
+``*_engine`` module here is imported when the package is) with an ``Embedder`` subclass and a small
+loader::
+
+    @register_engine("myengine", model_files=(ONNX_FILE,), ray=False)
+    def load(spec, model_dir, *, net=None, batch_size=8, threads=None, **options):
+        from .myruntime_embedder import MyEmbedder  # the runtime is imported here, never at module top
+        return MyEmbedder(spec, exported_file(model_dir, ONNX_FILE, "ONNX model"), batch_size=batch_size)
+
+Its name then appears in ``ENGINES`` and so in the CLI's and the UI's ``--engine`` choices, the
+benchmark's variants (``retrieval.bench``) and, with ``ray=True``, ``--ray-model-engine``
+(``indexer.ray_engine.MODEL_ENGINES``). Keep the module's top-level imports light (numpy, the
+package's own modules): the CLI must start without torch or any runtime.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
 
 from ..errors import UserError
 from ..spec import ModelSpec
 from .base import Embedder
+from .registry import (EngineEntry, engine_entry, engine_names, exported_file, ray_engine_names, register_engine,
+                       unregister_engine)
 
-ENGINES = ("openvino", "onnxruntime", "torch", "tensorrt")
 DEFAULT_ENGINE = "openvino"
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name.endswith("_engine"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+del _module
+
+
+def __getattr__(name: str):
+    if name == "ENGINES":  # computed on each access: engines registered later are listed too
+        return engine_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_embedder(engine: str, spec: ModelSpec, model_dir: str | Path | None = None, net=None,
                   batch_size: int = 8, threads: int | None = None, **options) -> Embedder:
-    from ..export import IR_FILE, ONNX_FILE
-
-    if engine == "torch":
-        from .torch_engine import TorchEmbedder
-
-        return TorchEmbedder(spec, net=net, batch_size=batch_size, threads=threads)
-    if engine not in ENGINES:
-        raise UserError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if model_dir is None:
+    """The registered engine ``engine`` loaded for ``spec``; a one-line UserError for an unknown name
+    or a missing export."""
+    entry = engine_entry(engine)
+    if entry.needs_export and model_dir is None:
         raise UserError(f"the {engine} engine needs an exported model folder (vgg-retrieval export)")
-    model_dir = Path(model_dir)
-    if engine == "tensorrt":
-        from . import tensorrt_engine
-
-        path = model_dir / ONNX_FILE
-        if not path.exists():
-            raise UserError(f"no ONNX model in {model_dir} (run vgg-retrieval export)")
-        return tensorrt_engine.load(spec, path, batch_size=batch_size, **options)
-    if engine == "onnxruntime":
-        from .onnxruntime_engine import OnnxRuntimeEmbedder
-
-        path = model_dir / ONNX_FILE
-        if not path.exists():
-            raise UserError(f"no ONNX model in {model_dir} (run vgg-retrieval export)")
-        return OnnxRuntimeEmbedder(spec, path, batch_size=batch_size, threads=threads, **options)
-    from .openvino_engine import OpenVinoEmbedder
-
-    path = model_dir / IR_FILE
-    if not path.exists():
-        raise UserError(f"no OpenVINO IR in {model_dir} (run vgg-retrieval export)")
-    return OpenVinoEmbedder(spec, path, batch_size=batch_size, threads=threads, **options)
+    return entry.load(spec, None if model_dir is None else Path(model_dir), net=net, batch_size=batch_size,
+                      threads=threads, **options)
 
 
-__all__ = ["Embedder", "ENGINES", "DEFAULT_ENGINE", "load_embedder"]
+__all__ = ["Embedder", "ENGINES", "DEFAULT_ENGINE", "load_embedder", "register_engine", "unregister_engine",
+           "engine_names", "ray_engine_names", "engine_entry", "exported_file", "EngineEntry"]

@@ -5,8 +5,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..export import ONNX_FILE
 from ..spec import ModelSpec
 from .base import Embedder
+from .registry import exported_file, register_engine
+
+
+@register_engine("onnxruntime", model_files=(ONNX_FILE,), ray=True, order=10)
+def load(spec: ModelSpec, model_dir: Path, *, net=None, batch_size: int = 8, threads: int | None = None,
+         **options) -> Embedder:
+    return OnnxRuntimeEmbedder(spec, exported_file(model_dir, ONNX_FILE, "ONNX model"), batch_size=batch_size,
+                               threads=threads, **options)
 
 
 class OnnxRuntimeEmbedder(Embedder):

@@ -10,11 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
+from ..export import IR_FILE
 from ..spec import ModelSpec
 from .base import Embedder
+from .registry import exported_file, register_engine
 
 # f32 keeps descriptors identical (cosine >= 0.9999) to PyTorch's; bf16/f16 trade that for speed.
 DEFAULT_PRECISION = "f32"
+
+
+@register_engine("openvino", model_files=(IR_FILE, "model.bin"), ray=True, order=0)
+def load(spec: ModelSpec, model_dir: Path, *, net=None, batch_size: int = 8, threads: int | None = None,
+         **options) -> Embedder:
+    return OpenVinoEmbedder(spec, exported_file(model_dir, IR_FILE, "OpenVINO IR"), batch_size=batch_size,
+                            threads=threads, **options)
 
 
 class OpenVinoEmbedder(Embedder):

@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..export import ONNX_FILE
 from ..spec import ModelSpec
 from .base import Embedder
+from .registry import exported_file, register_engine
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_PRECISION = "fp16"
@@ -64,6 +66,13 @@ def tensorrt_routes() -> list[str]:
     except Exception:
         pass
     return routes
+
+
+@register_engine("tensorrt", model_files=(ONNX_FILE,), order=30)
+def load_exported(spec: ModelSpec, model_dir: Path, *, net=None, batch_size: int = 8, threads: int | None = None,
+                  **options) -> Embedder:
+    """``load`` on the folder's ``model.onnx`` (``threads`` does not apply to a GPU)."""
+    return load(spec, exported_file(model_dir, ONNX_FILE, "ONNX model"), batch_size=batch_size, **options)
 
 
 def load(spec: ModelSpec, onnx_path: Path, batch_size: int = 8, precision: str = DEFAULT_PRECISION,

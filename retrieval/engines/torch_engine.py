@@ -5,6 +5,15 @@ import numpy as np
 
 from ..spec import ModelSpec
 from .base import Embedder
+from .registry import register_engine
+
+
+@register_engine("torch", order=20)
+def load(spec: ModelSpec, model_dir=None, *, net=None, batch_size: int = 8, threads: int | None = None,
+         **options) -> Embedder:
+    """The network ``net``, else rebuilt from the spec's weights; no export needed (``model_dir`` and the
+    exported engines' ``options`` do not apply)."""
+    return TorchEmbedder(spec, net=net, batch_size=batch_size, threads=threads)
 
 
 class TorchEmbedder(Embedder):

@@ -4,7 +4,7 @@ from PIL import Image
 
 from retrieval.preprocess import load_and_prepare
 from ui import components as C
-from ui.core import conv_layers, feature_maps, maps_grid
+from ui.feature_maps import conv_layers, feature_maps, maps_grid
 from ui.state import guard, service, settings
 
 st.title("Feature maps")

@@ -3,8 +3,10 @@ import time
 
 import streamlit as st
 
-from ui.core import human_bytes, run_indexing
-from ui.state import forget_service, guard, service, settings
+from retrieval.errors import UserError
+from ui.core import human_bytes
+from ui.indexing import checked_folder
+from ui.state import finish_indexing, forget_service, guard, indexing_job, service, settings, start_indexing
 
 ss = st.session_state
 st.title("Index")
@@ -25,7 +27,7 @@ if svc is not None:
                             str(info["classes"]) if info["classes"] else "none (no classifier)",
                             "\n".join(info["roots"]) or "-"]})
         st.markdown("#### Files that could not be indexed")
-        errors = svc.index.store.errors()
+        errors = svc.errors()
         if errors:
             st.dataframe({"path": [e.path for e in errors], "reason": [e.reason for e in errors]},
                          width="stretch", hide_index=True)
@@ -36,36 +38,49 @@ st.markdown("#### Index a folder")
 last = ss.get("index_run")
 if last:
     (st.success if last["ok"] else st.error)(last["message"])
+
+
+@st.fragment(run_every=0.5)
+def follow_indexing() -> None:
+    """The running job's progress, refreshed twice a second, and a Stop button (the job stops at the next
+    file, the index keeping its last commit); once it ends, its outcome and a fresh status."""
+    job = indexing_job(cfg.index_dir)
+    if job is not None and job.running:
+        fraction = min(1.0, job.done / job.total) if job.total else 0.0
+        if st.button("Stop indexing", key="index_cancel"):
+            job.cancel()
+        if job.cancelling:
+            text = "stopping (the index keeps its last commit)..."
+        else:
+            text = f"indexing: {job.done:,} / {job.total:,} images" if job.total else "scanning the folder..."
+        st.progress(fraction, text=text)
+        st.caption(f"Indexing {', '.join(job.folders) or 'every indexed folder'}.")
+        return
+    outcome = finish_indexing(cfg.index_dir)
+    if outcome is not None:
+        ss.index_run = {"ok": outcome.ok, "message": outcome.message}
+    if svc is None:
+        forget_service()  # the index may exist now
+    st.rerun()
+
+
 if cfg.read_only:
     st.caption("This UI was started read-only: index from the command line (`vgg-retrieval index FOLDER "
                "--index DIR`).")
 elif cfg.index_dir is not None:
+    if indexing_job(cfg.index_dir) is not None:
+        follow_indexing()
+        st.stop()
     folder = st.text_input("Folder to add or update (empty: update every indexed folder)", key="index_folder",
                            placeholder="/photos")
     if st.button("Start indexing", key="index_start", type="primary"):
         with guard():
-            folders = folder.strip() or (svc.roots() if svc is not None else [])
-            if not folders:
-                raise ValueError("enter a folder to index")
-            bar = st.progress(0.0, text="scanning the folder...")
-            status = st.empty()
-
-            def progress(done: int, total: int, line: str) -> None:
-                if total:
-                    bar.progress(min(1.0, done / total), text=f"indexing: {done:,} / {total:,} images")
-                if line and not line.startswith("indexing:"):
-                    status.caption(line[:300])
-
-            runs = [run_indexing(f, cfg.index_dir, cfg.engine, progress)
-                    for f in ([folders] if isinstance(folders, str) else folders)]
-            ok = all(r.returncode == 0 for r in runs)
-            bar.progress(1.0, text="done" if ok else "failed")
-            if ok:
-                msg = " / ".join(r.summary for r in runs)
+            if folder.strip():
+                folders = [checked_folder(folder)]
+            elif svc is not None:
+                folders = []  # every folder the index knows
             else:
-                bad = next(r for r in runs if r.returncode != 0)
-                msg = "Indexing failed: " + (" ".join(bad.lines[-3:]) or f"exit status {bad.returncode}")
-            ss.index_run = {"ok": ok, "message": msg}
-            if svc is None:
-                forget_service()  # the index may exist now
+                raise UserError("enter a folder to index")
+            start_indexing(cfg.index_dir, folders, cfg.engine)
+            ss.pop("index_run", None)
             st.rerun()
