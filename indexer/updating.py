@@ -108,6 +108,9 @@ class UpdateRun:
                     self.commit()
         finally:
             self.bar.close()
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # a stop mid-way: decoding processes or Ray end now, not when collected
         if self.pending or self.pending_errors or self.deletes or self.clear_errors:
             self.commit()
 
