@@ -4,13 +4,13 @@ Only the heavy, stateless part of an update runs on the cluster::
 
     driver (this process)                         Ray workers
     ---------------------                         -----------
-    scan folders, plan (Index._plan)
+    scan folders, plan (indexer.planning)
     file list -> ray.data.from_items  ----------> flat_map(decode_items): read, sha256, decode, pad
                                                   map_batches(_EmbedActor) in an actor pool: each
                                                   actor loads the index's model once, embeds
     (Decoded metadata, vector) <----------------  rows of metadata + one float32 vector (no pixels)
     the same pending/commit path as the local
-    engine (Index._commit): database + FAISS
+    engine (indexer.commit): database + FAISS
 
 So incremental updates, error rows, ``commit_every`` and crash safety are those of the local engine:
 the driver alone writes the index. The exported model (``DIR/model``) is shipped to the actors

@@ -20,8 +20,8 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import (BigInteger, Float, Integer, String, Text, create_engine, event, func, inspect, select,
-                        text)
+from sqlalchemy import (BigInteger, Float, Integer, String, Text, create_engine, delete, event, func, inspect,
+                        select, text)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -299,6 +299,84 @@ class Store:
             for r in roots:
                 if s.get(RootRow, r) is None:
                     s.add(RootRow(path=r, added_at=time.time()))
+
+    def images_under(self, root: str) -> list[tuple[str, int, int, str | None]]:
+        """(path, size, mtime_ns, source) of every row inside the folder ``root`` (video frames too)."""
+        with self.session() as s:
+            return [tuple(r) for r in s.execute(
+                select(ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.source)
+                .where(ImageRow.path.startswith(_prefix(root), autoescape=True)))]
+
+    def errors_under(self, root: str) -> list[tuple[str, int, int]]:
+        """(path, size, mtime_ns) of every error row inside the folder ``root``."""
+        with self.session() as s:
+            return [tuple(r) for r in s.execute(
+                select(ErrorRow.path, ErrorRow.size, ErrorRow.mtime_ns)
+                .where(ErrorRow.path.startswith(_prefix(root), autoescape=True)))]
+
+    def count_under(self, root: str) -> int:
+        """How many rows lie inside the folder ``root``."""
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(ImageRow)
+                            .where(ImageRow.path.startswith(_prefix(root), autoescape=True))) or 0
+
+    def indexed_paths(self, paths) -> list[str]:
+        """Those of ``paths`` (in their order) that have a row."""
+        paths = [str(p) for p in paths]
+        have: set[str] = set()
+        with self.session() as s:
+            for i in range(0, len(paths), 500):
+                have.update(s.scalars(select(ImageRow.path).where(ImageRow.path.in_(paths[i:i + 500]))))
+        return [p for p in paths if p in have]
+
+    def photo_facts(self) -> list[tuple[int, str, str, int, int, int, int]]:
+        """(id, path, sha256, width, height, size, mtime_ns) of every photo (not video frames), by id."""
+        with self.session() as s:
+            return [tuple(r) for r in s.execute(
+                select(ImageRow.id, ImageRow.path, ImageRow.sha256, ImageRow.width, ImageRow.height,
+                       ImageRow.size, ImageRow.mtime_ns)
+                .where(ImageRow.source.is_(None)).order_by(ImageRow.id))]
+
+    # --- in a caller's transaction (a commit, a check): ``s`` is its session ---------------------
+    @staticmethod
+    def ids_in(s: Session) -> list[int]:
+        """Every image id, sorted."""
+        return sorted(s.scalars(select(ImageRow.id)))
+
+    @staticmethod
+    def rows_by_path_in(s: Session, paths) -> dict[str, ImageRow]:
+        out: dict[str, ImageRow] = {}
+        paths = list(paths)
+        for i in range(0, len(paths), 500):
+            for row in s.scalars(select(ImageRow).where(ImageRow.path.in_(paths[i:i + 500]))):
+                out[row.path] = row
+        return out
+
+    @staticmethod
+    def new_image_in(s: Session, path: str) -> ImageRow:
+        """A new row for ``path`` (its id once the session flushes)."""
+        row = ImageRow(path=path)
+        s.add(row)
+        return row
+
+    @staticmethod
+    def delete_rows_in(s: Session, rows) -> None:
+        for row in rows:
+            s.delete(row)
+
+    @staticmethod
+    def clear_errors_in(s: Session, paths) -> None:
+        paths = list(paths)
+        for i in range(0, len(paths), 500):
+            s.execute(delete(ErrorRow).where(ErrorRow.path.in_(paths[i:i + 500])))
+
+    @staticmethod
+    def add_error_in(s: Session, path: str, root: str, reason: str, size: int, mtime_ns: int, at: float) -> None:
+        s.add(ErrorRow(path=path, root=root, reason=reason, size=size, mtime_ns=mtime_ns, at=at))
+
+
+def _prefix(root: str) -> str:
+    return root.rstrip(os.sep) + os.sep
 
 
 # --- which database an index folder uses ----------------------------------------------------------

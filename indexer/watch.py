@@ -175,18 +175,7 @@ def _vanished_roots(index, roots: list[str], counts: dict[str, int]) -> list[str
     gone = [r for r in roots if counts.get(r, 0) == 0]
     if not gone:
         return []
-    from sqlalchemy import func, select
-
-    from .store import ImageRow
-
-    out = []
-    with index.store.session() as s:
-        for r in gone:
-            prefix = r.rstrip(os.sep) + os.sep
-            if s.scalar(select(func.count()).select_from(ImageRow)
-                        .where(ImageRow.path.startswith(prefix, autoescape=True))):
-                out.append(r if Path(r).is_dir() else f"{r} (missing)")
-    return out
+    return [r if Path(r).is_dir() else f"{r} (missing)" for r in gone if index.store.count_under(r)]
 
 
 def _now() -> str:

@@ -13,9 +13,7 @@ import os
 import time
 
 import numpy as np
-from sqlalchemy import select
 
-from indexer.store import ImageRow
 from retrieval.errors import UserError
 
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
@@ -45,10 +43,6 @@ def default_threshold(spec, verify: bool = True) -> float:
         return VERIFIED_THRESHOLD
     return DEFAULT_THRESHOLD if getattr(spec, "trim_borders", False) else UNTRIMMED_THRESHOLD
 
-_COLUMNS = (ImageRow.id, ImageRow.path, ImageRow.sha256, ImageRow.width, ImageRow.height, ImageRow.size,
-            ImageRow.mtime_ns)
-
-
 def find_duplicates(index, threshold: float | None = None, keeper: str = "resolution", prefer=(),
                     k: int = DEFAULT_K, exact_limit: int = EXACT_LIMIT, nprobe: int = DEFAULT_NPROBE,
                     near: bool = True, verify: bool = True, verify_floor: float = VERIFY_FLOOR,
@@ -74,9 +68,8 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
     if keeper not in KEEPER_POLICIES:
         raise UserError(f"unknown keeper policy {keeper!r}; choose one of {', '.join(KEEPER_POLICIES)}")
     t0 = time.perf_counter()
-    with index.store.session() as s:
-        # photos only: video frames (rows with a source) are not files to keep or move
-        rows = s.execute(select(*_COLUMNS).where(ImageRow.source.is_(None)).order_by(ImageRow.id)).all()
+    # photos only: video frames (rows with a source) are not files to keep or move
+    rows = index.store.photo_facts()  # (id, path, sha256, width, height, size, mtime_ns)
     errors = [{"path": e.path, "reason": e.reason} for e in index.store.errors()]
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     prefixes = [os.path.join(os.path.realpath(p), "") for p in prefer]
