@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -222,7 +222,9 @@ class Index:
 
     @classmethod
     def open(cls, directory, engine: str = DEFAULT_ENGINE, db_url: str | None = None, batch_size: int = 8,
-             threads: int | None = None, ray=None) -> "Index":
+             threads: int | None = None, ray=None, net=None) -> "Index":
+        """The index at ``directory``. ``net``: an already-built torch net of the index's model, used by
+        the torch engine and to re-export a missing model/ (else it is built from the weights)."""
         directory = Path(directory)
         if not directory.is_dir() or not cls.exists(directory, db_url):
             raise UserError(f"no index at {directory} (create one with: vgg-retrieval index FOLDER --index {directory})")
@@ -250,7 +252,7 @@ class Index:
             except OSError:
                 pass  # a read-only index folder: --db must be given each time
         return cls(directory, store, ModelSpec.from_dict(spec_dict), engine=engine, batch_size=batch_size,
-                   threads=threads, ray=ray)
+                   threads=threads, net=net, ray=ray)
 
     def close(self) -> None:
         if self._embedder is not None:
@@ -463,10 +465,13 @@ class Index:
             os.close(fd)  # closing releases the lock; a killed process releases it too
 
     def update(self, folders: Iterable[str | os.PathLike] = (), workers: int | None = None,
-               progress: bool = True, commit_every: int = 1000, commit_seconds: float = 120.0,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> UpdateReport:
+               progress: bool | Callable[[int, int], object] = True, commit_every: int = 1000,
+               commit_seconds: float = 120.0, max_pixels: int = DEFAULT_MAX_PIXELS) -> UpdateReport:
         """Bring the index in line with ``folders`` (all known roots when empty): embed new and
-        changed images, drop deleted ones, record the files that can't be used."""
+        changed images, drop deleted ones, record the files that can't be used. ``progress``: True
+        for a progress bar, False for none, or a callable ``progress(done, total)`` called as files
+        complete (a video counts once); an exception it raises (a cancel) stops the update, and the
+        index keeps its last committed state."""
         roots = []
         for f in folders:
             p = Path(f)
@@ -568,8 +573,6 @@ class Index:
 
     def _run(self, todo, problems, delete_paths, clear_errors, report, workers, progress, commit_every,
              commit_seconds, max_pixels) -> None:
-        from tqdm import tqdm
-
         pending: list[tuple[Decoded, np.ndarray]] = []
         pending_errors: list[tuple[str, str, int, int]] = [(e.path, e.root, e.size, e.mtime_ns) for e in problems]
         for e in problems:
@@ -587,8 +590,7 @@ class Index:
 
         jobs = [(e.path, e.root, self.spec.input_size, max_pixels) for e in todo]
         batch: list[Decoded] = []
-        bar = tqdm(total=len(jobs), unit="img", desc="indexing", disable=not progress or not jobs,
-                   dynamic_ncols=True, smoothing=0.1)
+        bar = _progress_bar(progress, len(jobs))
         embedder = self.embedder if jobs and self.ray is None else None
 
         def flush() -> None:
@@ -857,6 +859,30 @@ def _label(path: str, root: str) -> str:
     if os.path.normpath(parent) == os.path.normpath(root):
         return os.path.basename(os.path.normpath(root))
     return os.path.basename(parent)
+
+
+class _CallbackProgress:
+    """tqdm's ``update``/``close`` over a ``progress(done, total)`` callable."""
+
+    def __init__(self, callback: Callable[[int, int], object], total: int):
+        self.callback, self.total, self.done = callback, total, 0
+
+    def update(self, n: int = 1) -> None:
+        if n:
+            self.done += n
+            self.callback(self.done, self.total)
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(progress, total: int):
+    if callable(progress):
+        return _CallbackProgress(progress, total)
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="indexing", disable=not progress or not total,
+                dynamic_ncols=True, smoothing=0.1)
 
 
 def _decode_stream(jobs: list, workers: int, ahead: int) -> Iterator[Decoded]:

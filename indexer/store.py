@@ -281,6 +281,11 @@ class Store:
         with self.session() as s:
             return list(s.scalars(select(ImageRow.id)))
 
+    def labels(self) -> list[str]:
+        """The distinct labels of the indexed images, sorted (no NULLs)."""
+        with self.session() as s:
+            return sorted(x for x in s.scalars(select(ImageRow.label).distinct()) if x is not None)
+
     def errors(self) -> list[ErrorRow]:
         with self.session() as s:
             return list(s.scalars(select(ErrorRow).order_by(ErrorRow.path)))

@@ -288,3 +288,29 @@ def test_trim_borders_flag_is_part_of_the_model(tmp_path):
     assert spec.trim_borders is False
     with Index.open(tmp_path / "ix") as idx:
         assert spec.model_id == idx.spec.model_id
+
+
+def test_progress_callback_counts_files_and_a_raise_stops_cleanly(tmp_path, make_index, photos):
+    idx = make_index(tmp_path / "ix", batch_size=2)
+    calls = []
+    r = idx.update([photos], workers=0, progress=lambda done, total: calls.append((done, total)),
+                   commit_every=2)
+    assert r.added == 6 and calls and calls[-1] == (6, 6)
+    assert [d for d, _ in calls] == sorted({d for d, _ in calls}) and {t for _, t in calls} == {6}
+
+    # a cancel (the UI's stop button raises) after a commit: the update stops, the index is whole
+    copy_photos(photos, ["pixabay/ship01.jpg", "opencv/fruits.jpg", "opencv/baboon.jpg"], flat=True)
+    seen = []
+
+    def cancel(done, total):
+        seen.append((done, total))
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        idx.update([photos], workers=0, progress=cancel, commit_every=1)
+    assert seen[0][1] == 3 and seen[-1][0] == 2
+    kept = idx.count
+    assert 6 <= kept < 9 and idx.check().ok
+    r = idx.update([photos], workers=0, progress=False)  # the next run finishes the job
+    assert idx.count == 9 and r.added == 9 - kept and idx.check().ok

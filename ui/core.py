@@ -237,12 +237,7 @@ class Service:
         return data
 
     def labels(self) -> list[str]:
-        from sqlalchemy import select
-
-        from indexer.store import ImageRow
-
-        with self.index.store.session() as s:
-            return sorted(x for x in s.scalars(select(ImageRow.label).distinct()) if x is not None)
+        return self.index.store.labels()
 
     def roots(self) -> list[str]:
         return self.index.store.roots()
