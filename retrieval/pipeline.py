@@ -66,7 +66,13 @@ def train_classifier(data, out, *, arch="vgg16", weights=None, input_size=128, p
     spec, net = prepare_model(arch, weights, input_size, pooling, head, split.classes, recipe["dropout"], mean, std)
     cfg = train_config(recipe, recipe.get("freeze", "all"))
     cfg.extra = {"data": str(Path(data).resolve()), "val_fraction": recipe["val_fraction"], "seed": recipe["seed"]}
-    log(f"{len(split.train)} train / {len(split.val)} val images, {len(split.classes)} classes; {spec.describe()}")
+    return fit_logged(fit, net, spec, split, out, cfg, resume, log, "images")
+
+
+def fit_logged(fit, net, spec, split, out, cfg, resume, log, what: str) -> list[dict]:
+    """``fit(net, spec, split, out, cfg, ...)`` (image or video) between a line saying what it trains
+    on and one with its time and best top-1; the per-epoch metrics."""
+    log(f"{len(split.train)} train / {len(split.val)} val {what}, {len(split.classes)} classes; {spec.describe()}")
     t = time.perf_counter()
     rows = fit(net, spec, split, Path(out), cfg, resume=resume, log=log)
     best = max((r["val_top1"] for r in rows), default=float("nan"))

@@ -2,10 +2,10 @@
 (``vgg-retrieval train-video`` / ``classify-video``). See docs/video-models.md."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from ..errors import UserError
+from ..pipeline import fit_logged
 
 
 def parse_widths(value):
@@ -70,12 +70,7 @@ def train_video_classifier(data, out, *, model="vgg3d", arch="vgg16", widths=Non
     cfg = VideoTrainConfig(**{k: v for k, v in recipe.items() if k in VideoTrainConfig.__dataclass_fields__},
                            freeze=parse_freeze(freeze, spec.model))
     cfg.extra = {"data": str(Path(data).resolve()), "val_fraction": val_fraction, "seed": seed}
-    log(f"{len(split.train)} train / {len(split.val)} val clips, {len(split.classes)} classes; {spec.describe()}")
-    t = time.perf_counter()
-    rows = fit_video(net, spec, split, Path(out), cfg, resume=resume, log=log)
-    best = max((r["val_top1"] for r in rows), default=float("nan"))
-    log(f"done in {time.perf_counter() - t:.1f} s: best val top-1 {best:.4f}; {Path(out) / 'best.pt'}")
-    return rows
+    return fit_logged(fit_video, net, spec, split, out, cfg, resume, log, "clips")
 
 
 def classify_clips(checkpoint, clips, k: int = 3) -> list[list[tuple[str, float]]]:
