@@ -18,3 +18,16 @@ def top_classes(logits, names: Sequence[str], k: int = 5) -> list[list[tuple[str
     ``(class name, probability)`` pairs, most likely first."""
     p = softmax(logits)
     return [[(str(names[j]), float(row[j])) for j in np.argsort(-row, kind="stable")[:k]] for row in p]
+
+
+def top_classes_of_files(embedder, sources, k: int = 5):
+    """Per image file/bytes/PIL image, the top-k (class, probability) of ``embedder``'s classifier
+    (one forward pass gives descriptors and logits); None without a classifier or class names."""
+    from .preprocess import load_and_prepare
+
+    names = tuple(embedder.spec.class_names)
+    if not names or not getattr(embedder, "has_logits", False):
+        return None
+    prep = [load_and_prepare(s, embedder.spec.input_size) for s in sources]
+    logits = embedder.logits_batch(np.stack([p.array for p in prep]), np.array([p.valid for p in prep], np.int64))
+    return top_classes(logits, names, k)

@@ -112,7 +112,7 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | N
 # letterboxing, a screenshot's canvas and window bars - are cut off and the rest is resized back to
 # the full model input, so that they neither dilute the global pooling nor shrink the picture. It
 # runs on the prepared input (``trim_prepared``), inside ``Embedder.embed_batch``, so every engine,
-# the indexer and queries do exactly the same. (Trimming the full-resolution image before the
+# indexing and queries do exactly the same. (Trimming the full-resolution image before the
 # resize measured slightly better on screenshots, but needs the spec in every decode call.)
 # A line (row or column) is "uniform" when at least TRIM_COVERAGE of its pixels are within
 # TRIM_TOLERANCE (per channel, 0-255) of the line's median colour; bands are peeled from each side

@@ -121,3 +121,111 @@ def gflops(net, size: int) -> float:
     if net.head is not None:
         macs += sum(l.in_features * l.out_features for l in net.head.modules() if isinstance(l, nn.Linear))
     return 2 * macs / 1e9
+
+
+# --- the whole pruning step (``vgg-retrieval prune``) ---------------------------------------------
+def weights_mb(net) -> float:
+    """Bytes of the trunk + head tensors (a checkpoint file without optimizer state), in MB."""
+    return sum(v.numel() * v.element_size() for k, v in net.state_dict().items()
+               if k.startswith(("features.", "head."))) / 1e6
+
+
+def _features_fingerprint(net) -> str:
+    from .weights import fingerprint
+
+    return fingerprint({f"features.{k}": v for k, v in net.features.state_dict().items()})
+
+
+def _top1_of(net, spec, split, first: int, cache_dir):
+    """A top-1 function for ``net`` on the val split; the unchanged layers before ``first`` come
+    from the feature cache."""
+    from .train import evaluate_net
+
+    if first > 0:
+        from .data import compute_features
+        from .train import evaluate_cached
+
+        vf = compute_features(net, first, split.val, spec.input_size, cache_dir=cache_dir)
+        return lambda: evaluate_cached(net, first, *vf)
+    return lambda: evaluate_net(net, split.val, spec.input_size)
+
+
+def _recover(net, pspec, split, out, first, data, checkpoint, info, epochs, lr, batch_size, cache_dir, log):
+    """Short fine-tune of the pruned ``net`` (layers before ``first`` frozen); (metrics, spec)."""
+    import time
+    from pathlib import Path
+
+    from .train import TrainConfig, fit
+    from .weights import torch_load_best
+
+    cfg = TrainConfig(epochs=epochs, lr=lr, warmup_epochs=0, head_lr_mult=1.0, batch_size=batch_size,
+                      freeze=first, cache=True, cache_dir=str(cache_dir))
+    cfg.extra = {**info, "data": str(Path(data).resolve()), "pruned_from": str(Path(checkpoint).resolve())}
+    t = time.perf_counter()
+    rows = fit(net, pspec, split, out, cfg, log=log)
+    log(f"recovery: {time.perf_counter() - t:.1f} s")
+    torch_load_best(out / "best.pt", net)
+    return rows, pspec.replace(weights_sha256=_features_fingerprint(net))
+
+
+def _sizes(net, spec, file) -> dict:
+    return {"params": count_params(net), "gflops": gflops(net, spec.input_size), "weights_mb": weights_mb(net),
+            "file_mb": file.stat().st_size / 1e6}
+
+
+def prune_checkpoint(checkpoint, out, *, ratio: float = 0.3, layers: str = "all", data=None,
+                     recover_epochs: int = 2, recover_lr: float = 0.002, cache_dir=None, batch_size: int = 32,
+                     limit_per_class=None, log=print) -> dict:
+    """L1-norm channel pruning of the classifier ``checkpoint``, then a short recovery fine-tune;
+    writes OUT/pruned.pt and OUT/prune_report.json and returns the report."""
+    import json
+    import time
+    from pathlib import Path
+
+    from .data import load_split
+    from .errors import UserError
+    from .pipeline import DEFAULT_CACHE, load_classifier_checkpoint
+    from .weights import save_checkpoint
+
+    out, cache_dir = Path(out), cache_dir or DEFAULT_CACHE
+    spec, net, obj = load_classifier_checkpoint(checkpoint)
+    info = (obj.get("config") or {}).get("extra") or {}
+    data = data or info.get("data")
+    if not data:
+        raise UserError("pass --data (the checkpoint does not name its dataset)")
+    split = load_split(data, info.get("val_fraction", 0.2), info.get("seed", 0), limit_per_class)
+    if tuple(split.classes) != tuple(spec.class_names):
+        raise UserError(f"{data} classes {split.classes} differ from the checkpoint's {spec.class_names}")
+    pos = conv_positions(net.features)
+    chosen = parse_layers(layers, len(pos))
+    if not chosen:
+        raise UserError("no conv layer to prune")
+    before = _sizes(net, spec, Path(checkpoint))
+    first = pos[chosen[0]]  # layers before it are unchanged: evaluate (and recover) from their cache
+    t = time.perf_counter()
+    top1 = _top1_of(net, spec, split, first, cache_dir)
+    before["top1"] = top1()
+    log(f"before: {before['params'] / 1e6:.2f} M params, {before['gflops']:.2f} GFLOPs, top-1 {before['top1']:.4f} "
+        f"({time.perf_counter() - t:.0f} s)")
+    widths = l1_prune(net, ratio, chosen)
+    pspec = spec.replace(widths=widths, descriptor_dim=widths[-1], weights_sha256=_features_fingerprint(net))
+    pruned_top1 = top1()
+    log(f"pruned {len(chosen)} conv layers by {ratio:.0%}: widths {list(widths)}; top-1 before recovery {pruned_top1:.4f}")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    if recover_epochs > 0:
+        rows, pspec = _recover(net, pspec, split, out, first, data, checkpoint, info, recover_epochs, recover_lr,
+                               batch_size, cache_dir, log)
+    final = out / "pruned.pt"
+    save_checkpoint(final, pspec, {k: v for k, v in net.state_dict().items() if k.startswith(("features.", "head."))},
+                    config={"extra": {**info, "data": str(Path(data).resolve())}}, metrics=rows)
+    after = {**_sizes(net, spec, final), "top1": top1() if recover_epochs > 0 else pruned_top1}
+    report = {"ratio": ratio, "layers": chosen, "widths": list(widths), "before": before,
+              "pruned_no_recovery_top1": pruned_top1, "after": after}
+    (out / "prune_report.json").write_text(json.dumps(report, indent=2))
+    log(f"after:  {after['params'] / 1e6:.2f} M params ({after['params'] / before['params']:.2f}x), "
+        f"{after['gflops']:.2f} GFLOPs ({after['gflops'] / before['gflops']:.2f}x), "
+        f"weights {after['weights_mb']:.1f} MB (was {before['weights_mb']:.1f}), top-1 {after['top1']:.4f} "
+        f"(was {before['top1']:.4f})")
+    log(f"wrote {final}")
+    return report

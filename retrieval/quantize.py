@@ -142,3 +142,82 @@ def evaluate_embedder(embedder, items, limit: int | None = None):
 
 def copy_model(src, dst) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True)
+
+
+# --- the whole quantization step (``vgg-retrieval quantize``) --------------------------------------
+def _fp32_model(source, out: Path, log) -> Path:
+    """The FP32 exported model folder of ``source``: exported from a checkpoint, or ``source`` itself."""
+    if Path(source).is_file():
+        from .export import export_model
+        from .pipeline import load_classifier_checkpoint
+
+        spec, net, _ = load_classifier_checkpoint(source)
+        fp32_dir = export_model(spec, net, out / "fp32")
+        log(f"exported FP32 {spec.describe()} to {fp32_dir}")
+        return fp32_dir
+    if not (Path(source) / "model.json").exists():
+        raise UserError(f"{source} is neither a checkpoint nor an exported model folder")
+    return Path(source)
+
+
+def _quantized_models(fp32_dir, out: Path, items, subset, preset, formats, for_tensorrt, log) -> list:
+    """[(name, engine, folder)] of the INT8 models made for ``formats`` (openvino, onnx, both)."""
+    import time
+
+    made = []
+    if formats in ("openvino", "both"):
+        t = time.perf_counter()
+        made.append(("int8", "openvino", quantize_ir(fp32_dir, out / "int8", items, subset, preset)))
+        log(f"NNCF: {len(items)} calibration images, {time.perf_counter() - t:.1f} s -> {made[-1][2]}")
+    if formats in ("onnx", "both"):
+        t = time.perf_counter()
+        made.append(("int8_onnx", "onnxruntime",
+                     quantize_onnx(fp32_dir, out / "int8-onnx", items, subset, for_tensorrt=for_tensorrt)))
+        log(f"ONNX Runtime: {len(items)} calibration images, {time.perf_counter() - t:.1f} s -> {made[-1][2]}")
+    return made
+
+
+def _compare(spec, fp32_dir, made, val_items, val_limit, log) -> dict:
+    """Top-1, time and descriptor cosine to FP32 of each INT8 model on ``val_items``: the report."""
+    import time
+
+    from .engines import load_embedder
+
+    res = {}
+    for name, engine, d in [("fp32", made[0][1], fp32_dir)] + made:
+        emb = load_embedder(engine, spec, d, batch_size=8)
+        t = time.perf_counter()
+        top1, desc = evaluate_embedder(emb, val_items, val_limit)
+        res[name] = {"top1": top1, "seconds": time.perf_counter() - t, "desc": desc}
+    report = {"fp32_top1": res["fp32"]["top1"], "val_images": len(res["fp32"]["desc"]),
+              "fp32_seconds": res["fp32"]["seconds"]}
+    f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    for name, engine, d in made:
+        cos = float(np.mean(np.sum(res["fp32"]["desc"] * res[name]["desc"], axis=1)))
+        report.update({f"{name}_top1": res[name]["top1"], f"{name}_descriptor_cosine_mean": cos,
+                       f"{name}_seconds": res[name]["seconds"], f"{name}_engine": engine})
+        if name == "int8":
+            report["descriptor_cosine_mean"] = cos
+        log(f"val ({report['val_images']} images): FP32 top-1 {f(report['fp32_top1'])}, {name} ({engine}) top-1 "
+            f"{f(res[name]['top1'])}, descriptor cosine {cos:.4f}; eval {report['fp32_seconds']:.0f}s vs "
+            f"{res[name]['seconds']:.0f}s")
+    return report
+
+
+def quantize_model(source, calib, out, *, subset: int = 300, val_limit: int | None = None, preset: str = "mixed",
+                   formats: str = "openvino", for_tensorrt: bool = False, log=print) -> dict:
+    """INT8 PTQ of ``source`` (a checkpoint, or an exported model folder), calibrated on ``calib``'s
+    train split: NNCF for OpenVINO (OUT/int8) and/or ONNX Runtime QDQ (OUT/int8-onnx); compared with
+    FP32 on the val split. Writes OUT/quantize_report.json and returns the report."""
+    from .data import load_split
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fp32_dir = _fp32_model(source, out, log)
+    spec, _ = read_sidecar(fp32_dir)
+    split = load_split(calib, 0.2, 0)
+    items = calibration_items(split, subset)
+    made = _quantized_models(fp32_dir, out, items, subset, preset, formats, for_tensorrt, log)
+    report = _compare(spec, fp32_dir, made, split.val, val_limit, log)
+    (out / "quantize_report.json").write_text(json.dumps(report, indent=2))
+    return report

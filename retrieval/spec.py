@@ -1,6 +1,6 @@
 """ModelSpec: everything that determines which descriptor a model produces.
 
-A spec is plain data (JSON-serialisable, no torch import), so the indexer can compare the model that
+A spec is plain data (JSON-serialisable, no torch import), so the index side can compare the model that
 built an index with the one a user asks for, and the exported model carries it in its JSON sidecar.
 """
 from __future__ import annotations

@@ -175,3 +175,12 @@ def save_checkpoint(path: str | os.PathLike, spec, state_dict: dict, **extra) ->
     tmp = Path(str(path) + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def torch_load_best(path, net):
+    """``net`` with the tensors of the checkpoint at ``path`` loaded over its own (unchanged when
+    there is no such file, e.g. a run that wrote no best.pt)."""
+    if Path(path).exists():
+        ck = torch_load(Path(path), "checkpoint")
+        net.load_state_dict({**net.state_dict(), **ck["state_dict"]})
+    return net

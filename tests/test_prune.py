@@ -81,10 +81,9 @@ def test_vgg_head_prunes_and_bn_arch(tmp_path):
         assert net.forward_both(x, s)[1].shape == (2, 5)
 
 
-def test_prune_cli_with_recovery(tmp_path):
-    from indexer.cli import main
-
+def test_prune_checkpoint_with_recovery(tmp_path):
     from retrieval.data import load_split
+    from retrieval.prune import prune_checkpoint
     from retrieval.train import TrainConfig, fit
 
     split = load_split(FLOWERS, limit_per_class=6)
@@ -92,11 +91,22 @@ def test_prune_cli_with_recovery(tmp_path):
     fit(net, spec, split, tmp_path / "run", TrainConfig(epochs=2, warmup_epochs=0, lr=0.01, freeze=-1, workers=0,
                                                         extra={"data": str(FLOWERS)}), log=lambda *a: None)
     out = tmp_path / "pruned"
-    rc = main(["prune", str(tmp_path / "run" / "best.pt"), "--ratio", "0.3", "--layers", "5-6", "--out", str(out),
-               "--recover-epochs", "1", "--limit-per-class", "6", "--cache-dir", str(tmp_path / "cache")])
-    assert rc == 0
+    lines = []
+    got = prune_checkpoint(tmp_path / "run" / "best.pt", out, ratio=0.3, layers="5-6", recover_epochs=1,
+                           limit_per_class=6, cache_dir=tmp_path / "cache", log=lines.append)
     import json
 
     rep = json.loads((out / "prune_report.json").read_text())
+    assert rep == json.loads(json.dumps(got)) and rep["layers"] == [5, 6]
+    assert lines[0].startswith("before: ") and lines[-1] == f"wrote {out / 'pruned.pt'}"
     assert rep["widths"][5] == 22 and rep["after"]["params"] < rep["before"]["params"]
     assert (out / "pruned.pt").exists()
+
+
+def test_prune_cli_refuses_a_missing_checkpoint_in_one_line(tmp_path, capsys):
+    from indexer.cli import main
+
+    assert main(["prune", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: checkpoint not found: {tmp_path / 'nope.pt'}"]
+    assert not (tmp_path / "out").exists()

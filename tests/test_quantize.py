@@ -48,18 +48,20 @@ def test_int8_ir_loads_and_agrees_with_fp32(trained, tmp_path):
     assert abs(t_fp - t_q) <= 0.25
 
 
-def test_quantize_and_benchmark_cli(trained, tmp_path):
-    from indexer.cli import main
+def test_quantize_model_and_benchmark_variants(trained, tmp_path):
+    from retrieval.pipeline import benchmark_variants
+    from retrieval.quantize import quantize_model
 
     split, spec, net, ckpt, fp32 = trained
     out = tmp_path / "q"
-    assert main(["quantize", str(fp32), "--calib", str(FLOWERS / ".." / "flowers5"), "--out", str(out),
-                 "--subset", "8", "--val-limit", "5"]) == 0
+    got = quantize_model(fp32, FLOWERS / ".." / "flowers5", out, subset=8, val_limit=5, log=lambda line: None)
     rep = json.loads((out / "quantize_report.json").read_text())
+    assert rep == json.loads(json.dumps(got))
     assert rep["val_images"] == 5 and rep["descriptor_cosine_mean"] > 0.98
-    assert main(["benchmark", "--data", str(FLOWERS), "--limit", "8", "--latency-runs", "2", "--throughput-batches", "1", "--out", str(tmp_path / "bench"),
-                 "--variant", f"torch={'torch'}:{ckpt}", "--variant", f"fp32=openvino:{fp32}",
-                 "--variant", f"ort=onnxruntime:{fp32}", "--variant", f"int8=openvino:{out / 'int8'}"]) == 0
+    md, js = benchmark_variants([f"torch={'torch'}:{ckpt}", f"fp32=openvino:{fp32}", f"ort=onnxruntime:{fp32}",
+                                 f"int8=openvino:{out / 'int8'}"], FLOWERS, tmp_path / "bench", limit=8,
+                                latency_runs=2, throughput_batches=1, log=lambda line: None)
+    assert (md, js) == (tmp_path / "bench.md", tmp_path / "bench.json")
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
     assert [r["variant"] for r in rows] == ["torch", "fp32", "ort", "int8"]
     assert rows[0]["latency_ratio"] == 1.0 and all(r["agreement"] > 0.98 for r in rows)
@@ -97,13 +99,23 @@ def test_onnx_int8_qdq_model_runs_in_onnxruntime_and_agrees(trained, tmp_path):
         assert abs(t_fp - t_q) <= 0.25
 
 
-def test_quantize_cli_onnx_format(trained, tmp_path):
+def test_quantize_cli_onnx_format(trained, tmp_path, capsys):
     from indexer.cli import main
 
     split, spec, net, ckpt, fp32 = trained
     out = tmp_path / "q"
     assert main(["quantize", str(fp32), "--calib", str(FLOWERS / ".." / "flowers5"), "--out", str(out),
                  "--subset", "8", "--val-limit", "5", "--format", "onnx"]) == 0
+    assert "ONNX Runtime: 8 calibration images" in capsys.readouterr().out
     rep = json.loads((out / "quantize_report.json").read_text())
     assert rep["int8_onnx_engine"] == "onnxruntime" and rep["int8_onnx_descriptor_cosine_mean"] > 0.97
     assert (out / "int8-onnx" / "model.onnx").is_file() and not (out / "int8").exists()
+
+
+def test_quantize_cli_refuses_a_folder_without_a_model_in_one_line(tmp_path, capsys):
+    from indexer.cli import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["quantize", str(tmp_path / "empty"), "--calib", str(FLOWERS), "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'empty'} is neither a checkpoint nor an exported model folder"]

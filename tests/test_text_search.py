@@ -33,11 +33,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def cli(*args) -> int:
-    from indexer.cli import cli as group, main
-    from retrieval.text.commands import register
+    from indexer.cli import main
 
-    if "text-train" not in group.commands:  # until indexer/cli.py registers it itself
-        register(group)
     return main([str(a) for a in args])
 
 
@@ -90,7 +87,7 @@ def flowers(tmp_path_factory, vgg16_model):
     held-out) photos indexed with the shared VGG16 (the suite's exported copy); trained on the
     training captions only."""
     from indexer import Index
-    from retrieval.text.train import train_text_model
+    from indexer.text_search import train_text_model
 
     base = tmp_path_factory.mktemp("text")
     rng = random.Random(0)
@@ -127,7 +124,7 @@ def test_class_captions_find_unseen_photos_of_the_class(flowers):
     """Ranked against the held-out photos only (their captions were never trained on), a phrasing
     unlike the training templates puts photos of its class first far above chance (1/3)."""
     from indexer import Index
-    from retrieval.text.search import TextSearcher
+    from indexer.text_search import TextSearcher
 
     index_dir, _, held = flowers
     with Index.open(index_dir) as idx:
@@ -150,7 +147,7 @@ def test_onnx_text_tower_agrees_with_torch(flowers):
 
     from indexer import Index
     from retrieval.text.model import Projection, TextTower, load_text_encoder
-    from retrieval.text.search import TextSearcher
+    from indexer.text_search import TextSearcher
 
     index_dir, _, _ = flowers
     heads = torch.load(index_dir / "text" / "heads.pt", weights_only=True)

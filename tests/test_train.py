@@ -109,17 +109,28 @@ def test_training_lowers_loss_checkpoints_round_trip_and_resume(split, tmp_path)
     torch.testing.assert_close(l2, l3)
 
 
-def test_train_cli_no_cache_augmented(tmp_path):
-    from indexer.cli import main
+def test_train_classifier_no_cache_augmented(tmp_path):
+    from retrieval.pipeline import train_classifier
 
-    out = tmp_path / "run"
-    rc = main(["train", str(FLOWERS), "--out", str(out), "--arch", "vgg11", "--weights", "random", "--size", "32",
-               "--limit-per-class", "4", "--epochs", "1", "--freeze", "none", "--no-cache", "--workers", "0",
-               "--batch-size", "8"])
-    assert rc == 0
-    assert (out / "best.pt").exists() and (out / "metrics.csv").exists()
-    rc = main(["stats", str(FLOWERS / "rose"), "--json"])
-    assert rc == 0
+    out, lines = tmp_path / "run", []
+    rows = train_classifier(FLOWERS, out, arch="vgg11", weights="random", input_size=32, limit_per_class=4,
+                            epochs=1, freeze="none", cache=False, workers=0, batch_size=8, log=lines.append)
+    assert len(rows) == 1 and (out / "best.pt").exists() and (out / "metrics.csv").exists()
+    classes = sorted(p.name for p in FLOWERS.iterdir() if p.is_dir())
+    assert f" val images, {len(classes)} classes; " in lines[0]
+    assert lines[-1].startswith("done in ") and lines[-1].endswith(str(out / "best.pt"))
+
+
+def test_stats_cli_json(capsys):
+    from indexer.cli import main
+    from retrieval.pipeline import dataset_stats
+
+    assert main(["stats", str(FLOWERS / "rose"), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    want = dataset_stats(FLOWERS / "rose")
+    assert got["images"] == want["images"] == len(list((FLOWERS / "rose").glob("*.jpg")))
+    assert got["mean"] == want["mean"] and got["std"] == want["std"] and 0 < min(got["std"])
+    assert main(["stats", str(FLOWERS / "nope")]) == 2
 
 
 def test_head_travels_in_export_and_engines_agree(split, tmp_path):
@@ -148,7 +159,7 @@ def test_head_travels_in_export_and_engines_agree(split, tmp_path):
         np.testing.assert_allclose(ll, rl, atol=1e-3)
         np.testing.assert_allclose(emb.logits_batch(images, sizes), rl, atol=1e-3)
         np.testing.assert_allclose(emb.embed_batch(images, sizes), rd, atol=1e-4)
-    from retrieval.commands import top_classes_of_files
+    from retrieval.classes import top_classes_of_files
 
     top = top_classes_of_files(emb, [split.val[0][0], split.val[-1][0]], k=3)
     assert len(top) == 2 and len(top[0]) == 3 and all(name in split.classes for name, _ in top[0])

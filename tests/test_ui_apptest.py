@@ -378,7 +378,7 @@ def test_ui_command_is_registered_and_builds_the_streamlit_command(tmp_path):
     from click.testing import CliRunner
 
     from indexer.cli import cli
-    from ui.cli import streamlit_command, streamlit_env
+    from ui.launch import streamlit_command, streamlit_env
 
     assert "ui" in cli.commands
     out = CliRunner().invoke(cli, ["ui", "--help"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import random
 
-import click
 import numpy as np
 import pytest
 import torch
@@ -302,13 +301,8 @@ def test_checkpoint_round_trip_and_resume_continue_the_same_run(zooms, tmp_path)
 
 
 def test_train_video_and_classify_video_cli(zooms, tmp_path):
-    from retrieval.video.commands import register
+    from indexer.cli import cli
 
-    @click.group()
-    def cli():
-        pass
-
-    register(cli)
     runner = CliRunner()
     out = tmp_path / "run"
     args = ["train-video", str(zooms / "val"), "--out", str(out), "--model", "vgg-lstm", "--arch", "vgg11",

@@ -35,7 +35,7 @@ def free_port() -> int:
 @contextmanager
 def serve(index_dir, engine: str = DEFAULT_ENGINE, port: int | None = None, timeout: float = 60.0, log=None):
     """``streamlit run ui/app.py`` on 127.0.0.1 against ``index_dir``; yields the base URL."""
-    from .cli import streamlit_command, streamlit_env
+    from .launch import streamlit_command, streamlit_env
 
     port = port or free_port()
     cmd = streamlit_command(index_dir, port=port, address="127.0.0.1")

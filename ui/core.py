@@ -288,7 +288,8 @@ class Service:
 
     def query_from_text(self, text: str) -> Query:
         """A query by words; the text model is reloaded when text-train has replaced it."""
-        from retrieval.text.search import CONFIG, TextSearcher, text_dir
+        from indexer.text_search import TextSearcher
+        from retrieval.text.search import CONFIG, text_dir
 
         t0 = time.perf_counter()
         with self.lock:

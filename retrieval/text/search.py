@@ -1,4 +1,5 @@
-"""The query path of search by words: tokenizers + ONNX Runtime + numpy + FAISS, never torch.
+"""The query side of search by words, model only: tokenizers + ONNX Runtime + numpy, never torch.
+Searching an index with it is ``TextSearcher``, on the index side (``text_search``).
 
 ``INDEX/text/`` (written by ``vgg-retrieval text-train``, see ``train.py``):
 
@@ -13,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
@@ -50,26 +50,26 @@ def read_config(index_dir) -> dict:
     return cfg
 
 
-class TextSearcher:
-    """Search an opened ``Index`` by words. Thread-safe for queries (one lock)."""
+class TextQueryModel:
+    """The text model in ``INDEX/text/`` of the index at ``index_dir``, made for the image model
+    ``model_id`` (``model_name``: how it is shown): query texts and stored descriptors into the shared
+    space. Thread-safe (one lock)."""
 
-    def __init__(self, index, threads: int | None = None):
-        self.index = index
-        self.directory = text_dir(index.directory)
-        self.config = read_config(index.directory)
-        if self.config.get("index_model_id") != index.spec.model_id:
+    def __init__(self, index_dir, model_id: str, model_name: str, threads: int | None = None):
+        self.directory = text_dir(index_dir)
+        self.config = read_config(index_dir)
+        if self.config.get("index_model_id") != model_id:
             raise UserError(f"the text model in {self.directory} was trained for another image model than this "
-                            f"index's ({index.spec.describe()}): run vgg-retrieval text-train --index "
-                            f"{index.directory} again")
+                            f"index's ({model_name}): run vgg-retrieval text-train --index "
+                            f"{index_dir} again")
         for name in ("tokenizer.json", "text.onnx", "image.onnx"):
             if not (self.directory / name).is_file():
                 raise UserError(f"{self.directory / name} is missing: run vgg-retrieval text-train --index "
-                                f"{index.directory} again")
+                                f"{index_dir} again")
         self.threads = threads
         self.dim = int(self.config["dim"])
         self._lock = threading.RLock()
         self._tok = self._text = self._image = None
-        self._images = None  # (vectors file name, faiss index)
 
     # --- models -------------------------------------------------------------------------------
     def _session(self, name: str):
@@ -116,7 +116,7 @@ class TextSearcher:
             raise UserError("the text query is empty: describe what to find, e.g. --text \"a red flower\"")
         return text[:MAX_QUERY_CHARS]
 
-    # --- the projected images -----------------------------------------------------------------
+    # --- stored descriptors ------------------------------------------------------------------
     def project_descriptors(self, descriptors: np.ndarray) -> np.ndarray:
         with self._lock:
             if self._image is None:
@@ -124,61 +124,3 @@ class TextSearcher:
             out = [self._image.run(None, {"descriptor": np.ascontiguousarray(descriptors[i:i + 4096], np.float32)})[0]
                    for i in range(0, len(descriptors), 4096)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
-
-    def image_index(self):
-        """FAISS inner-product index over the projected descriptors of the committed generation,
-        cached in memory and in ``INDEX/text/images-<key>.faiss``."""
-        import faiss
-
-        with self._lock:
-            name = self.index.store.meta("vectors_file")
-            if self._images is not None and self._images[0] == name:
-                return self._images[1]
-            digest = self.index.store.meta("vectors_sha256") or name
-            key = f"{digest[:16]}-{self.config.get('trained_at_key', '')}"
-            cache = self.directory / f"images-{key}.faiss"
-            fidx = None
-            if cache.is_file():
-                try:
-                    fidx = faiss.read_index(str(cache))
-                except RuntimeError:
-                    fidx = None
-            if fidx is None:
-                ids, vecs = self.index.all_vectors()
-                fidx = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-                if len(ids):
-                    fidx.add_with_ids(self.project_descriptors(vecs), np.asarray(ids, np.int64))
-                self._write_cache(fidx, cache)
-            self._images = (name, fidx)
-            return fidx
-
-    def _write_cache(self, fidx, cache: Path) -> None:
-        """Best effort (an index on read-only media still searches, from memory)."""
-        import faiss
-
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        try:
-            faiss.write_index(fidx, str(tmp))
-            os.replace(tmp, cache)
-            for old in self.directory.glob("images-*.faiss"):
-                if old != cache:
-                    old.unlink(missing_ok=True)
-        except (OSError, RuntimeError):
-            tmp.unlink(missing_ok=True)
-
-    # --- search -------------------------------------------------------------------------------
-    def search_vectors(self, queries: np.ndarray, k: int = 10):
-        """Like ``Index.search_vectors``, for shared-space query embeddings."""
-        if k < 1:
-            raise UserError(f"top-k must be at least 1 (got {k})")
-        fidx = self.image_index()
-        queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dim)
-        k = min(k, fidx.ntotal)
-        if k == 0:
-            return [[] for _ in range(len(queries))]
-        scores, ids = fidx.search(queries, k)
-        return self.index.hits(scores, ids)
-
-    def search(self, texts, k: int = 10):
-        """The ``k`` indexed images that best match each text."""
-        return self.search_vectors(self.embed_texts(texts), k)

@@ -1,4 +1,5 @@
-"""``vgg-retrieval text-train``: captions from the index -> trained projections -> ``INDEX/text/``."""
+"""Training search by words: captioned descriptors -> trained projections -> ``INDEX/text/``
+(the index side's ``text_search.train_text_model`` gathers the captions of an index)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .captions import index_captions
 from .search import CONFIG, FORMAT, TEXT_DIR
 
 
@@ -31,43 +31,31 @@ class TextTrainReport:
                 f"wrote {self.out}")
 
 
-def gather_pairs(index, exclude=()):
-    """(image ids, descriptors [N, 512], unique captions, caption indices per image) of every
-    indexed image with at least one caption; images whose path is in ``exclude`` are left out."""
-    ids, vecs = index.all_vectors()
-    rows = index.store.rows_by_id(ids.tolist())
-    caps = index_captions([rows[int(i)] for i in ids if int(i) in rows], set(exclude))
-    keep = [k for k, i in enumerate(ids) if int(i) in caps]
-    uniq: dict[str, int] = {}
-    per_image = []
-    for k in keep:
-        per_image.append([uniq.setdefault(c, len(uniq)) for c in caps[int(ids[k])]])
-    return ids[keep], vecs[keep], list(uniq), per_image
-
-
-def train_text_model(index, text_model: str | None = None, exclude=(), epochs: int = 60, dim: int = 256,
-                     batch_size: int = 256, lr: float = 1e-3, seed: int = 0, log=None) -> TextTrainReport:
-    """Train the joint embedding on ``index``'s captions and write ``INDEX/text/`` (replacing any
-    previous one only once the new one is complete)."""
+def train_text_model(index_dir, image_spec, vecs, captions, per_image, text_model: str | None = None,
+                     epochs: int = 60, dim: int = 256, batch_size: int = 256, lr: float = 1e-3, seed: int = 0,
+                     log=None) -> TextTrainReport:
+    """Train the joint embedding on captioned descriptors (``vecs`` [N, D] of the image model
+    ``image_spec``, ``per_image``: indices into ``captions``) and write ``index_dir/text/``
+    (replacing any previous one only once the new one is complete)."""
     t0 = time.perf_counter()
-    ids, vecs, captions, per_image = gather_pairs(index, exclude)
-    if len(ids) < 2:
-        raise UserError(f"found {len(ids)} captioned images in {index.directory}: search by words learns from "
+    index_dir = Path(index_dir)
+    if len(vecs) < 2:
+        raise UserError(f"found {len(vecs)} captioned images in {index_dir}: search by words learns from "
                         f"folder names, file names and caption files (IMAGE.txt); index labelled folders first")
     if len(captions) < 2:
-        raise UserError(f"all {len(ids)} images share one caption ({captions[0]!r}): nothing to tell apart; "
+        raise UserError(f"all {len(vecs)} images share one caption ({captions[0]!r}): nothing to tell apart; "
                         f"index images in folders named by what they show, or add IMAGE.txt captions")
     from .model import (MAX_LENGTH, encode_sentences, export_image_tower, export_text_tower, load_text_encoder,
                         train_projections)
 
     if log:
-        log(f"{len(ids)} captioned images, {len(captions)} distinct captions; loading the text model")
+        log(f"{len(vecs)} captioned images, {len(captions)} distinct captions; loading the text model")
     tok, enc, resolved = load_text_encoder(text_model)
     cap_vecs = encode_sentences(tok, enc, captions)
     res = train_projections(vecs, cap_vecs, per_image, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr,
                             seed=seed, log=log)
-    final = index.directory / TEXT_DIR
-    tmp = index.directory / f".{TEXT_DIR}.{os.getpid()}.tmp"
+    final = index_dir / TEXT_DIR
+    tmp = index_dir / f".{TEXT_DIR}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -80,21 +68,21 @@ def train_text_model(index, text_model: str | None = None, exclude=(), epochs: i
                     "logit_scale": res.logit_scale, "text_in": int(cap_vecs.shape[1]), "image_in": int(vecs.shape[1]),
                     "dim": dim}, tmp / "heads.pt")
         digest = hashlib.sha256((tmp / "image.onnx").read_bytes()).hexdigest()[:12]
-        cfg = {"format": FORMAT, "version": 1, "index_model_id": index.spec.model_id,
-               "index_model": index.spec.describe(), "text_model": resolved if not os.path.isdir(resolved)
+        cfg = {"format": FORMAT, "version": 1, "index_model_id": image_spec.model_id,
+               "index_model": image_spec.describe(), "text_model": resolved if not os.path.isdir(resolved)
                else (text_model or "all-MiniLM-L6-v2"), "text_hidden": int(enc.config.hidden_size),
                "dim": dim, "image_dim": int(vecs.shape[1]), "temperature": 1.0 / res.logit_scale,
                "max_length": MAX_LENGTH, "pad_id": int(tok.pad_token_id or 0), "pad_token": tok.pad_token or "[PAD]",
-               "images": int(len(ids)), "captions": len(captions), "epochs": epochs, "seed": seed,
+               "images": int(len(vecs)), "captions": len(captions), "epochs": epochs, "seed": seed,
                "initial_loss": res.initial_loss, "final_loss": res.final_loss,
                "trained_at": time.time(), "trained_at_key": digest}
         (tmp / CONFIG).write_text(json.dumps(cfg, indent=2))
-        old = index.directory / f".{TEXT_DIR}.{os.getpid()}.old"
+        old = index_dir / f".{TEXT_DIR}.{os.getpid()}.old"
         if final.exists():
             os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return TextTrainReport(len(ids), len(captions), res.initial_loss, res.final_loss, res.losses,
+    return TextTrainReport(len(vecs), len(captions), res.initial_loss, res.final_loss, res.losses,
                            time.perf_counter() - t0, cfg["text_model"], final)

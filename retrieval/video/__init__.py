@@ -7,7 +7,8 @@
 - ``train``: the training loop (the image recipe's schedule, SGD, label smoothing, checkpoints,
   resume) and checkpoint loading.
 - ``synth``: small labelled clips made from real photos (pans and zooms), for tests and benchmarks.
-- ``commands``: ``vgg-retrieval train-video`` and ``vgg-retrieval classify-video``.
+- ``pipeline``: training on a clip folder and classifying clips as functions (what
+  ``vgg-retrieval train-video`` and ``classify-video`` call).
 
 See docs/video-models.md.
 """

@@ -1,16 +1,17 @@
-"""CLI of search by words: ``vgg-retrieval text-train``. ``register(cli)`` adds it to the group;
-``vgg-retrieval search --text`` lives with ``search`` in indexer/cli.py."""
+"""``text-train``: learn search by words for an index (``indexer.text_search``); ``search --text``
+lives with ``search`` in ``indexing``."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import click
 
+from retrieval.errors import UserError
+
+from .options import db_option, index_option
+
 
 @click.command("text-train")
-@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), envvar="VGG_RETRIEVAL_INDEX",
-              required=True, help="Index folder [env: VGG_RETRIEVAL_INDEX].")
-@click.option("--db", "db_url", default=None, help="SQLAlchemy URL of the metadata database.")
+@index_option
+@db_option
 @click.option("--text-model", default=None,
               help="BERT-family model: a hub name (connected machines) or a local folder "
                    "[default: the packaged all-MiniLM-L6-v2].")
@@ -28,9 +29,7 @@ def text_train(index_dir, db_url, text_model, epochs, dim, batch_size, lr, seed,
     Writes INDEX/text/; then: vgg-retrieval search --text "a red flower" --index DIR.
     """
     from indexer.index import Index
-    from retrieval.errors import UserError
-
-    from .train import train_text_model
+    from indexer.text_search import train_text_model
 
     if epochs < 1 or dim < 2 or batch_size < 2 or lr <= 0:
         raise UserError("--epochs must be >= 1, --dim and --batch-size >= 2, --lr > 0")
@@ -40,5 +39,4 @@ def text_train(index_dir, db_url, text_model, epochs, dim, batch_size, lr, seed,
     click.echo(rep.summary())
 
 
-def register(cli) -> None:
-    cli.add_command(text_train)
+COMMANDS = (text_train,)

@@ -1,13 +1,12 @@
-"""``vgg-retrieval ui``: start the Streamlit web UI on an index."""
+"""Starting the Streamlit web UI on an index (``vgg-retrieval ui``, and the browser tests): the
+command line and environment of the server, and ``launch`` which becomes it."""
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
 
-import click
-
-from retrieval.engines import DEFAULT_ENGINE, ENGINES
+from retrieval.engines import DEFAULT_ENGINE
 from retrieval.errors import UserError
 
 from .core import (DEFAULT_MAX_UPLOAD_MB, ENV_ENGINE, ENV_INDEX, ENV_MAX_UPLOAD_MB, ENV_READ_ONLY, ROOT)
@@ -43,19 +42,9 @@ def streamlit_env(index_dir, engine: str = DEFAULT_ENGINE, read_only: bool = Fal
     return env
 
 
-@click.command()
-@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), envvar=ENV_INDEX,
-              required=True, help=f"Index folder [env: {ENV_INDEX}].")
-@click.option("--port", type=int, default=8501, show_default=True, help="Port to serve on.")
-@click.option("--address", default="127.0.0.1", show_default=True,
-              help="Address to listen on (0.0.0.0 to serve your network; there is no login).")
-@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True,
-              help="Inference engine.")
-@click.option("--read-only", is_flag=True, help="Hide indexing and report saving in the UI.")
-@click.option("--max-upload-mb", type=int, default=DEFAULT_MAX_UPLOAD_MB, show_default=True,
-              help="Largest upload accepted.")
-def ui(index_dir, port, address, engine, read_only, max_upload_mb):
-    """Start the web UI (Streamlit) on the index at --index: search, duplicates, index, feature maps."""
+def launch(index_dir, port: int = 8501, address: str = "127.0.0.1", engine: str = DEFAULT_ENGINE,
+           read_only: bool = False, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, log=None) -> None:
+    """Become the Streamlit server of the UI on ``index_dir`` (never returns: ``os.execve``)."""
     try:
         import streamlit  # noqa: F401
     except ImportError:
@@ -64,7 +53,8 @@ def ui(index_dir, port, address, engine, read_only, max_upload_mb):
         raise UserError(f"--port must be 1..65535 (got {port})")
     cmd = streamlit_command(index_dir, port, address, max_upload_mb)
     env = streamlit_env(index_dir, engine, read_only, max_upload_mb)
-    click.echo(f"vgg-retrieval UI on http://{address}:{port} for index {index_dir} (Ctrl-C to stop)", err=True)
+    if log:
+        log(f"vgg-retrieval UI on http://{address}:{port} for index {index_dir} (Ctrl-C to stop)")
     sys.stdout.flush()
     sys.stderr.flush()
     # become Streamlit (exec): Ctrl-C and kill reach the server directly, no orphan is left behind

@@ -1,41 +1,14 @@
-"""CLI of the video classifiers: ``train-video`` and ``classify-video``.
-
-``register(cli)`` adds them to the ``vgg-retrieval`` click group. See docs/video-models.md.
-"""
+"""``train-video`` and ``classify-video``: the video classifiers (``retrieval.video.pipeline``).
+See docs/video-models.md."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
 
-from ..errors import UserError
-from ..spec import ARCHS
-from .choices import FITS, MODELS, RNNS, SAMPLINGS, TIME_PADDINGS
-
-
-def _widths(value):
-    if value is None:
-        return None
-    try:
-        return tuple(int(v) for v in str(value).replace(" ", "").split(",") if v)
-    except ValueError:
-        raise UserError(f"--widths must be comma-separated integers, got {value!r}") from None
-
-
-def _freeze(value: str, model: str) -> int:
-    v = str(value).lower()
-    if v == "auto":
-        return -1 if model == "vgg-lstm" else 0
-    if v == "all":
-        return -1
-    if v == "none":
-        return 0
-    try:
-        return int(v)
-    except ValueError:
-        raise UserError(f"--freeze must be a number, 'all', 'none' or 'auto', got {value!r}") from None
+from retrieval.spec import ARCHS
+from retrieval.video.choices import FITS, MODELS, RNNS, SAMPLINGS, TIME_PADDINGS
 
 
 @click.command("train-video")
@@ -83,40 +56,14 @@ def _freeze(value: str, model: str) -> int:
 @click.option("--val-fraction", type=float, default=0.2, show_default=True)
 @click.option("--limit-per-class", type=int, default=None, help="Use a small subset (quick runs).")
 @click.option("--resume", is_flag=True, help="Continue OUT/last.pt (its model; other model options are ignored).")
-def train_video(data, out, model, arch, widths, weights, frames, input_size, fit, sampling, stride, time_padding, rnn,
-                hidden, rnn_layers, deltas, dropout, freeze, val_fraction, limit_per_class, resume, **kw):
+def train_video(data, out, **options):
     """Train a video classifier on a folder of labelled clips DATA.
 
     DATA/<class>/<clip> (seeded split) or DATA/train|val/<class>/<clip>; a clip is a video file
     (mp4, webm, mkv, avi, mov...) or a folder of frame images."""
-    from .clips import load_clip_split
-    from .models import VideoSpec
-    from .train import VideoTrainConfig, fit_video, load_video_checkpoint, prepare_video_model
+    from retrieval.video.pipeline import train_video_classifier
 
-    split = load_clip_split(data, val_fraction, kw["seed"], limit_per_class)
-    if resume and (out / "last.pt").is_file():
-        spec, net, _ = load_video_checkpoint(out / "last.pt")
-        if tuple(spec.class_names) != tuple(split.classes):
-            raise UserError(f"{out / 'last.pt'} was trained on classes {list(spec.class_names)}, "
-                            f"{data} has {list(split.classes)}")
-        model = spec.model
-    else:
-        try:
-            spec = VideoSpec(model=model, arch=arch, widths=_widths(widths), class_names=tuple(split.classes),
-                             frames=frames, input_size=input_size, fit=fit, sampling=sampling, stride=stride,
-                             dropout=dropout, time_padding=time_padding, rnn=rnn, hidden=hidden, rnn_layers=rnn_layers,
-                             deltas=deltas)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        spec, net = prepare_video_model(spec, weights, kw["seed"])
-    cfg = VideoTrainConfig(**{k: v for k, v in kw.items() if k in VideoTrainConfig.__dataclass_fields__},
-                           freeze=_freeze(freeze, model))
-    cfg.extra = {"data": str(Path(data).resolve()), "val_fraction": val_fraction, "seed": kw["seed"]}
-    click.echo(f"{len(split.train)} train / {len(split.val)} val clips, {len(split.classes)} classes; {spec.describe()}")
-    t = time.perf_counter()
-    rows = fit_video(net, spec, split, out, cfg, resume=resume, log=click.echo)
-    best = max((r["val_top1"] for r in rows), default=float("nan"))
-    click.echo(f"done in {time.perf_counter() - t:.1f} s: best val top-1 {best:.4f}; {out / 'best.pt'}")
+    train_video_classifier(data, out, log=click.echo, **options)
 
 
 @click.command("classify-video")
@@ -127,20 +74,13 @@ def train_video(data, out, model, arch, widths, weights, frames, input_size, fit
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per clip per line.")
 def classify_video(clips, checkpoint, top_k, as_json):
     """Print the top classes of each clip (video file or folder of frames)."""
-    from .train import load_video_checkpoint, predict_clips
+    from retrieval.video.pipeline import classify_clips
 
-    spec, net, _ = load_video_checkpoint(checkpoint)
-    probs = predict_clips(net, spec, clips)
-    names = spec.class_names
-    for path, p in zip(clips, probs):
-        order = p.argsort(descending=True)[:top_k].tolist()
-        top = [(names[j], float(p[j])) for j in order]
+    for path, top in zip(clips, classify_clips(checkpoint, clips, top_k)):
         if as_json:
             click.echo(json.dumps({"clip": str(path), "classes": [{"class": c, "p": round(v, 6)} for c, v in top]}))
         else:
             click.echo(f"{path}: " + ", ".join(f"{c} {v:.3f}" for c, v in top))
 
 
-def register(cli) -> None:
-    for cmd in (train_video, classify_video):
-        cli.add_command(cmd)
+COMMANDS = (train_video, classify_video)

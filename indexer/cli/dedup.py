@@ -5,18 +5,16 @@ from pathlib import Path
 
 import click
 
+from indexer.dedup.find import DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD, VERIFIED_THRESHOLD, VERIFY_FLOOR
+from indexer.dedup.groups import KEEPER_POLICIES
+from indexer.dedup.verify import MIN_KEYPOINTS
 from retrieval.errors import UserError
 
-from .find import DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD, VERIFIED_THRESHOLD, VERIFY_FLOOR
-from .groups import KEEPER_POLICIES
-from .verify import MIN_KEYPOINTS
-
-ENV_INDEX = "VGG_RETRIEVAL_INDEX"
+from .options import db_option, index_option
 
 
 @click.group("dedup", invoke_without_command=True)
-@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), envvar=ENV_INDEX,
-              default=None, help=f"Index folder [env: {ENV_INDEX}].")
+@index_option(required=False)
 @click.option("--threshold", type=float, default=None,
               help="Cosine similarity at or above which two images are near duplicates without more checks "
                    f"[default: {VERIFIED_THRESHOLD}; with --no-verify {DEFAULT_THRESHOLD}, or {UNTRIMMED_THRESHOLD} "
@@ -38,7 +36,7 @@ ENV_INDEX = "VGG_RETRIEVAL_INDEX"
 @click.option("--exact-only", is_flag=True, help="Only byte-identical copies (no similarity search).")
 @click.option("--html-groups", type=int, default=2000, show_default=True,
               help="At most this many groups in the HTML page (all are in the CSV/JSON).")
-@click.option("--db", "db_url", default=None, help="SQLAlchemy URL of the metadata database.")
+@db_option
 @click.pass_context
 def dedup(ctx, index_dir, threshold, verify, verify_floor, min_keypoints, out, keeper, prefer, exact_only,
           html_groups, db_url):
@@ -51,19 +49,12 @@ def dedup(ctx, index_dir, threshold, verify, verify_floor, min_keypoints, out, k
         raise UserError("dedup needs --index DIR (or $VGG_RETRIEVAL_INDEX)")
     if out is None:
         raise UserError("dedup needs --out REPORT (where to write the report)")
-    from indexer.index import Index
+    from indexer.dedup.run import dedup_index
 
-    from .find import find_duplicates
-
-    with Index.open(index_dir, db_url=db_url) as idx, _Progress() as progress:
-        report = find_duplicates(idx, threshold=threshold, keeper=keeper, prefer=prefer, near=not exact_only,
-                                 verify=verify, verify_floor=verify_floor, min_keypoints=min_keypoints,
-                                 progress=progress)
-    base = out.with_suffix("") if out.suffix.lower() in (".json", ".csv", ".html", ".htm") else out
-    if base.parent and not base.parent.exists():
-        base.parent.mkdir(parents=True, exist_ok=True)
-    paths = [report.save_json(base.with_name(base.name + ".json")), report.save_csv(base.with_name(base.name + ".csv")),
-             report.save_html(base.with_name(base.name + ".html"), max_groups=html_groups)]
+    with _Progress() as progress:
+        report, paths = dedup_index(index_dir, out, db_url=db_url, html_groups=html_groups, progress=progress,
+                                    threshold=threshold, keeper=keeper, prefer=prefer, near=not exact_only,
+                                    verify=verify, verify_floor=verify_floor, min_keypoints=min_keypoints)
     click.echo(f"{index_dir}: {report.summary()}")
     for p in paths:
         click.echo(f"  wrote {p}")
@@ -115,11 +106,10 @@ def apply_cmd(report, quarantine, keep, log, no_index_update, execute, execute2)
     """Move the non-kept files of REPORT into a quarantine folder (dry run unless --yes).
 
     Never deletes. Refuses when a file changed since the report. Writes a JSON undo log."""
-    from .apply import apply_report
-    from .report import DedupReport
+    from indexer.dedup.apply import apply_report
+    from indexer.dedup.report import DedupReport
 
-    rep = DedupReport.load(report)
-    apply_report(rep, quarantine, execute=execute or execute2, log=log, keep=keep,
+    apply_report(DedupReport.load(report), quarantine, execute=execute or execute2, log=log, keep=keep,
                  update_index=not no_index_update, echo=click.echo)
 
 
@@ -129,6 +119,9 @@ def apply_cmd(report, quarantine, keep, log, no_index_update, execute, execute2)
 @_execute_options
 def undo_cmd(log, no_index_update, execute, execute2):
     """Move the files of an undo LOG back where they were (dry run unless --yes)."""
-    from .apply import undo
+    from indexer.dedup.apply import undo
 
     undo(log, execute=execute or execute2, update_index=not no_index_update, echo=click.echo)
+
+
+COMMANDS = (dedup,)

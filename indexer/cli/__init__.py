@@ -1,0 +1,60 @@
+"""The ``vgg-retrieval`` command line: a thin shell over the Python API of ``indexer`` and ``retrieval``.
+
+The group and the error mapping live here; shared options in ``options``; one module per command
+family: ``indexing`` (index, search, check, info, export), ``dedup`` (dedup, apply, undo),
+``models`` (stats, train, prune, quantize, benchmark), ``text`` (text-train), ``video``
+(train-video, classify-video), ``ui``. Nothing here imports torch, transformers or ray at start.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from retrieval.errors import UserError, one_line
+
+from . import dedup, indexing, models, text, ui, video
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="vgg-retrieval")
+def cli():
+    """Image search and duplicate finding with VGG descriptors, FAISS and SQLite."""
+
+
+for _module in (indexing, dedup, ui, models, text, video):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
+
+
+def main(argv=None) -> int:
+    """Entry point: user mistakes become one line on stderr and exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="vgg-retrieval", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except UserError as e:
+        click.echo(f"error: {e}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("interrupted; the index keeps its last saved state", err=True)
+        return 130
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 0
+    except SQLAlchemyError as e:
+        click.echo(f"error: index database: {one_line(e)}", err=True)
+        return 2
+    except OSError as e:  # disk full, read-only folder...: the index keeps its last committed state
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        click.echo(f"error:{where} {e.strerror or e}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

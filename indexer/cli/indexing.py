@@ -1,0 +1,184 @@
+"""``index``, ``search``, ``check``, ``info``, ``export``: building and querying an index."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from retrieval.errors import UserError
+
+from .options import (db_option, engine_option, engine_options, index_option, index_type_option, model_options,
+                      ray_options, search_param_options, watch_options)
+
+
+@click.command()
+@click.argument("folders", nargs=-1, type=click.Path(path_type=Path))
+@index_option
+@model_options
+@engine_options(extra=("ray",), more_help=" ray: decode and embed on a Ray cluster (see --ray-*, docs/ray.md).")
+@ray_options
+@db_option
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Build a new index with an exported model folder (vgg-retrieval export) instead of "
+                   "--arch/--weights/...")
+@click.option("--workers", type=int, default=None, help="Decode processes (0: decode in-process).")
+@click.option("--commit-every", type=int, default=1000, show_default=True,
+              help="Save progress every N embedded images (and every 2 minutes).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@watch_options
+@index_type_option
+def index(folders, index_dir, arch, weights, pooling, input_size, trim_borders, engine, batch_size, threads, db_url,
+          model_dir, workers, commit_every, quiet, ray_address, ray_actors, ray_model_engine):
+    """Index (or update) FOLDERS into the index at --index.
+
+    New and changed images are embedded, deleted ones leave the index, unchanged files cost a stat.
+    With no FOLDERS, every folder the index already knows is updated.
+    """
+    from indexer.opening import open_or_create, ray_settings
+
+    meta = click.get_current_context().meta
+    ray = ray_settings(engine, ray_address, ray_actors, ray_model_engine, threads)
+    idx = open_or_create(index_dir, folders, arch=arch, weights=weights, pooling=pooling, input_size=input_size,
+                         trim_borders=trim_borders, model_dir=model_dir, db_url=db_url, engine=engine,
+                         batch_size=batch_size, threads=threads, ray=ray, index_type=meta.get("index_type", "auto"),
+                         log=lambda line: click.echo(line, err=True))
+    with idx:
+        if meta.get("watch"):  # --watch: indexer.watch runs the updates
+            return _watch(idx, index_dir, folders, workers, quiet, commit_every, meta["watch"])
+        report = idx.update(folders, workers=workers, progress=not quiet, commit_every=commit_every)
+        click.echo(f"{index_dir}: {report.summary()}; {idx.count} images in the index")
+        for path, reason in report.errors:
+            click.echo(f"  skipped {path}: {reason}")
+
+
+def _watch(idx, index_dir, folders, workers, quiet, commit_every, interval) -> None:
+    from indexer.watch import watch
+
+    click.echo(f"watching {', '.join(map(str, folders)) or 'the index folders'} every {interval:g}s "
+               f"(Ctrl-C or SIGTERM to stop)", err=True)
+    stats = watch(idx, folders, interval, workers=workers, progress=not quiet, commit_every=commit_every,
+                  out=lambda line: click.echo(line))
+    how = "an update was interrupted; " if stats.interrupted else ""
+    click.echo(f"stopped watching {index_dir}: {how}{idx.count} images in the index "
+               f"({stats.updates} updates in {stats.passes} passes)", err=True)
+
+
+def _echo_hits(hits) -> None:
+    for rank, h in enumerate(hits, 1):
+        click.echo(f"  {rank:3d}. {h.score:.4f}  {h.where}" + (f"  [{h.label}]" if h.label else ""))
+
+
+def _search_texts(idx, texts, top_k, as_json, threads) -> None:
+    from indexer.text_search import TextSearcher
+
+    for text, hits in zip(texts, TextSearcher(idx, threads=threads).search(texts, top_k)):
+        if as_json:
+            click.echo(json.dumps({"query": text, "text": True, "results": [h.as_json() for h in hits]}))
+        else:
+            click.echo(f"text: {text}")
+            _echo_hits(hits)
+
+
+def _search_images(idx, images, top_k, as_json, search_params) -> None:
+    results, classes = idx.search_and_classify([str(p) for p in images], top_k, **search_params)
+    for i, (query, hits) in enumerate(zip(images, results)):
+        top = classes[i] if classes else None
+        if as_json:
+            row = {"query": str(query), "results": [h.as_json() for h in hits]}
+            if top:
+                row["classes"] = [{"class": c, "p": round(p, 6)} for c, p in top]
+            click.echo(json.dumps(row))
+        else:
+            click.echo(f"{query}")
+            if top:
+                click.echo("  classes: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
+            _echo_hits(hits)
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=False, type=click.Path(path_type=Path))
+@index_option
+@click.option("--top-k", "-k", type=int, default=10, show_default=True, help="Results per query.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per query per line.")
+@click.option("--text", "texts", multiple=True, metavar="WORDS",
+              help="Search by words (repeatable), e.g. --text \"a red flower\"; needs vgg-retrieval text-train.")
+@engine_options
+@db_option
+@search_param_options
+def search(images, index_dir, top_k, as_json, texts, engine, batch_size, threads, db_url):
+    """Find the indexed images most similar to each of IMAGES (and their top-5 classes when the
+    index's model has a classifier)."""
+    from indexer.index import Index
+
+    if not images and not texts:
+        raise UserError("name the IMAGES to search with, or search by words with --text \"...\"")
+    options = {"engine": engine, "db_url": db_url, "batch_size": batch_size, "threads": threads}
+    if texts:
+        with Index.open(index_dir, **options) as idx:
+            _search_texts(idx, texts, top_k, as_json, threads)
+    if images:
+        with Index.open(index_dir, **options) as idx:
+            _search_images(idx, images, top_k, as_json, click.get_current_context().meta["search_params"])
+
+
+@click.command()
+@index_option
+@db_option
+@click.option("--deep", type=int, default=0, show_default=True,
+              help="Also re-embed this many indexed files and compare with the stored vectors.")
+@engine_option
+def check(index_dir, db_url, deep, engine):
+    """Prove the metadata database and the FAISS vectors agree (exit 1 if not)."""
+    from indexer.index import Index
+
+    with Index.open(index_dir, engine=engine, db_url=db_url) as idx:
+        rep = idx.check(deep=deep)
+        for note in rep.notes:
+            click.echo(f"note: {note}")
+        if rep.ok:
+            click.echo(f"{index_dir}: OK ({idx.count} images, model {idx.spec.describe()})")
+            return
+        for p in rep.problems:
+            click.echo(f"problem: {p}")
+        click.echo(f"{index_dir}: {len(rep.problems)} problem(s)")
+        sys.exit(1)
+
+
+@click.command()
+@index_option
+@db_option
+@click.option("--errors", "show_errors", is_flag=True, help="List the files that could not be indexed.")
+def info(index_dir, db_url, show_errors):
+    """What an index holds: model, counts, folders, errors."""
+    from indexer.index import Index
+
+    with Index.open(index_dir, db_url=db_url) as idx:
+        errors = idx.store.errors()
+        click.echo(f"index:   {index_dir}")
+        click.echo(f"model:   {idx.spec.describe()}")
+        click.echo(f"images:  {idx.count}")
+        click.echo(f"errors:  {len(errors)}")
+        for r in idx.store.roots():
+            click.echo(f"folder:  {r}")
+        if show_errors:
+            for e in errors:
+                click.echo(f"  {e.path}: {e.reason}")
+
+
+@click.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write model.onnx, model.xml/.bin and model.json into.")
+@model_options
+def export(out, arch, weights, pooling, input_size, trim_borders):
+    """Export the descriptor model to ONNX and OpenVINO IR with a JSON sidecar."""
+    from indexer.opening import build_model
+    from retrieval.export import export_model
+
+    spec, net = build_model(arch, weights, pooling, input_size, trim_borders)
+    export_model(spec, net, out)
+    click.echo(f"exported {spec.describe()} to {out}")
+
+
+COMMANDS = (index, search, check, info, export)

@@ -1,0 +1,136 @@
+"""Options shared by several commands, each declared once: ``--index``, ``--db``, the model, the
+engine and Ray options, and the ``index``/``search`` extras whose values go through ``ctx.meta``."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from retrieval.engines import DEFAULT_ENGINE, ENGINES
+from retrieval.errors import UserError
+from retrieval.spec import ARCHS, DEFAULT_INPUT_SIZE, POOLINGS
+
+ENV_INDEX = "VGG_RETRIEVAL_INDEX"
+ENV_DB = "VGG_RETRIEVAL_DB"
+
+
+def index_option(f=None, *, required: bool = True):
+    """--index (or $VGG_RETRIEVAL_INDEX); ``required=False``: None when missing (the command says why)."""
+    if f is None:
+        return lambda g: index_option(g, required=required)
+    return click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), envvar=ENV_INDEX,
+                        required=required, default=None, help=f"Index folder [env: {ENV_INDEX}].")(f)
+
+
+def db_option(f):
+    """--db (or $VGG_RETRIEVAL_DB), for every command that opens an index."""
+    return click.option("--db", "db_url", default=None, envvar=ENV_DB,
+                        help="Metadata database URL, e.g. postgresql://USER@HOST/DB[?schema=NAME]; given once, "
+                             "the index folder remembers it (without the password: PGPASSWORD or ~/.pgpass) "
+                             f"[env: {ENV_DB}; default: the remembered one, else INDEX/index.sqlite].")(f)
+
+
+def model_options(f):
+    """--arch/--weights/--pooling/--size/--trim-borders: the descriptor model. Unset means: the index's
+    model (for an existing index) or the defaults (vgg16, gap, IMAGENET1K_V1 or $VGG_RETRIEVAL_WEIGHTS)."""
+    f = click.option("--trim-borders/--no-trim-borders", "trim_borders", default=None,
+                     help="Cut near-uniform border bands (padding, letterboxing, a screenshot's canvas) before "
+                          "embedding; part of the model's identity [default: on for new models; an existing "
+                          "index keeps its own].")(f)
+    f = click.option("--size", "input_size", type=int, default=None,
+                     help=f"Longer image side fed to the model [default: {DEFAULT_INPUT_SIZE}].")(f)
+    f = click.option("--pooling", type=click.Choice(POOLINGS), default=None,
+                     help="Global pooling of conv5: gap (average), mac (max), gem (p=3) [default: gap].")(f)
+    f = click.option("--weights", default=None,
+                     help="IMAGENET1K_V1, 'random', or a .pth file (torchvision state_dict or vgg-retrieval "
+                          "checkpoint) [default: $VGG_RETRIEVAL_WEIGHTS, else IMAGENET1K_V1].")(f)
+    f = click.option("--arch", type=click.Choice(ARCHS), default=None, help="VGG variant [default: vgg16].")(f)
+    return f
+
+
+def engine_option(f=None, *, extra=(), help: str | None = None):
+    """--engine: one of retrieval.engines.ENGINES (plus ``extra``)."""
+    if f is None:
+        return lambda g: engine_option(g, extra=extra, help=help)
+    return click.option("--engine", type=click.Choice(ENGINES + tuple(extra)), default=DEFAULT_ENGINE,
+                        show_default=True, help=help)(f)
+
+
+def engine_options(f=None, *, extra=(), more_help=""):
+    """--engine/--batch-size/--threads; ``extra``: more --engine choices (index: ``ray``)."""
+    if f is None:
+        return lambda g: engine_options(g, extra=extra, more_help=more_help)
+    f = click.option("--threads", type=int, default=None, help="Inference threads [default: all cores].")(f)
+    f = click.option("--batch-size", type=int, default=8, show_default=True, help="Images per forward pass.")(f)
+    return engine_option(f, extra=extra, help="Inference engine." + more_help)
+
+
+def ray_options(f):
+    """--ray-address/--ray-actors/--ray-model-engine of ``index --engine ray`` (indexer.ray_engine)."""
+    f = click.option("--ray-model-engine", type=click.Choice(("openvino", "onnxruntime")), default=None,
+                     help="With --engine ray: the inference engine each Ray actor runs [default: openvino].")(f)
+    f = click.option("--ray-actors", type=int, default=None,
+                     help="With --engine ray: embedding actors, each holding one model and reserving "
+                          "--threads CPUs (default 1) [default: the cluster's CPUs less ~1/8 for decoding].")(f)
+    f = click.option("--ray-address", default=None,
+                     help="With --engine ray: the cluster to use: 'auto' (started with `ray start` on this "
+                          "machine), ray://HOST:10001 (Ray Client) [default: a private local Ray].")(f)
+    return f
+
+
+def watch_options(f):
+    """--watch/--interval of ``index``; kept out of its signature (``ctx.meta["watch"]``: the interval or None)."""
+    @functools.wraps(f)
+    def wrapper(*args, watch=False, interval=None, **kwargs):
+        if interval is not None and not watch:
+            raise UserError("--interval only applies with --watch")
+        if watch:
+            from indexer.watch import DEFAULT_INTERVAL
+
+            interval = DEFAULT_INTERVAL if interval is None else interval
+            if interval <= 0:
+                raise UserError(f"--interval must be a positive number of seconds (got {interval:g})")
+            click.get_current_context().meta["watch"] = interval
+        return f(*args, **kwargs)
+
+    wrapper = click.option("--interval", type=float, default=None,
+                           help="With --watch: seconds between looks at the folders [default: 30].")(wrapper)
+    return click.option("--watch", is_flag=True,
+                        help="Keep running: index now, then whenever files are added, changed or removed "
+                             "(polling every --interval; a pass with no change only stats the files). "
+                             "SIGINT/SIGTERM stop it with the index consistent.")(wrapper)
+
+
+def index_type_option(f):
+    """--index-type of ``index``: chosen when the index is created (``ctx.meta["index_type"]``)."""
+    @functools.wraps(f)
+    def wrapper(*args, index_type=None, **kwargs):
+        if index_type is not None:
+            from indexer.opening import resolve_index_type
+
+            click.get_current_context().meta["index_type"] = resolve_index_type(
+                index_type, kwargs["index_dir"], kwargs.get("db_url"))
+        return f(*args, **kwargs)
+
+    return click.option("--index-type", default=None, metavar="TYPE",
+                        help="For a new index: auto, flat, hnsw, ivf, ivfpq, or a FAISS factory string "
+                             "(docs/index-types.md) [default: auto: exact below 200,000 images, then IVF].")(wrapper)
+
+
+def search_param_options(f):
+    """--nprobe/--ef-search of ``search`` (``ctx.meta["search_params"]``)."""
+    @functools.wraps(f)
+    def wrapper(*args, nprobe=None, ef_search=None, **kwargs):
+        for name, value in (("--nprobe", nprobe), ("--ef-search", ef_search)):
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be at least 1 (got {value})")
+        click.get_current_context().meta["search_params"] = {"nprobe": nprobe, "ef_search": ef_search}
+        return f(*args, **kwargs)
+
+    wrapper = click.option("--ef-search", type=int, default=None,
+                           help="HNSW search breadth (hnsw indexes, IVF's coarse quantizer) "
+                                "[default: the index's, 64].")(wrapper)
+    return click.option("--nprobe", type=int, default=None,
+                        help="IVF lists visited per query: higher = better recall, slower "
+                             "[default: the index's, 64].")(wrapper)

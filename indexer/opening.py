@@ -1,0 +1,113 @@
+"""Opening an index for an update, or creating it: what ``vgg-retrieval index`` does before indexing.
+
+``open_or_create`` reconciles the model options (or an exported ``--model`` folder) with an existing
+index's model, or builds the model of a new index; ``ray_settings`` and ``resolve_index_type`` check
+the Ray and index-type options. No click here: the CLI and tests call these directly.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+from retrieval.errors import UserError
+from retrieval.spec import DEFAULT_INPUT_SIZE
+
+from .index import Index
+
+
+def build_model(arch=None, weights=None, pooling=None, input_size=None, trim_borders=None):
+    """(spec, torch net) of the descriptor model; unset options take the defaults."""
+    from retrieval.builder import build
+
+    spec, net = build(arch or "vgg16", weights, pooling or "gap", input_size or DEFAULT_INPUT_SIZE)
+    if trim_borders is not None:
+        spec = spec.replace(trim_borders=trim_borders)
+    return spec, net
+
+
+def ray_settings(engine: str, address=None, actors=None, model_engine=None, threads=None):
+    """RayOptions for ``engine == "ray"`` (None otherwise); Ray settings without it are a mistake."""
+    if engine != "ray":
+        given = [n for n, v in (("--ray-address", address), ("--ray-actors", actors),
+                                ("--ray-model-engine", model_engine)) if v is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} only apply with --engine ray")
+        return None
+    from .ray_engine import RayOptions, import_ray
+
+    import_ray()  # one line saying how to install it, before anything is built
+    return RayOptions(address=address, actors=actors, model_engine=model_engine or "openvino",
+                      cpus_per_actor=float(threads or 1)).validated()
+
+
+def resolve_index_type(index_type: str, index_dir, db_url=None) -> str:
+    """The parsed ``index_type``; UserError when an existing index was made with another one."""
+    from . import vectors
+
+    index_type = vectors.parse_type(index_type, 512)
+    if Index.exists(index_dir, db_url):
+        with Index.open(index_dir, db_url=db_url) as idx:
+            have = idx.vectors_info()["index_type"]
+        if have != index_type:
+            raise UserError(f"--index-type {index_type}: the index at {index_dir} was created "
+                            f"with {have}; the type is chosen when an index is created")
+    return index_type
+
+
+def _exported_spec(model_dir: Path):
+    from retrieval.export import read_sidecar
+
+    if not (Path(model_dir) / "model.json").is_file():
+        raise UserError(f"no exported model in {model_dir} (model.json missing)")
+    return read_sidecar(model_dir)[0]
+
+
+def _existing_model(index_dir, db_url, model_dir, model: dict):
+    """The torch net to open an existing index with (None: the index's own), after checking that
+    the asked model (``model_dir`` or the ``model`` options) is the index's."""
+    if model_dir is None and all(v is None for v in model.values()):
+        return None
+    with Index.open(index_dir, db_url=db_url) as idx:
+        if model_dir is not None:
+            idx.require_model(_exported_spec(model_dir))
+            return None
+        have = idx.spec
+        spec, net = build_model(model.get("arch") or have.arch, model.get("weights") or have.weights,
+                                model.get("pooling") or have.pooling, model.get("input_size") or have.input_size)
+        trim = model.get("trim_borders")  # the input policy stays the index's unless asked for
+        idx.require_model(spec.replace(trim_borders=have.trim_borders if trim is None else trim))
+        return net
+
+
+def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None, pooling=None, input_size=None,
+                   trim_borders=None, model_dir=None, db_url=None, engine=None, batch_size: int = 8,
+                   threads=None, ray=None, index_type: str = "auto",
+                   log: Callable[[str], object] | None = None) -> Index:
+    """The index at ``index_dir`` ready for an update: opened (the model options, or the exported
+    ``model_dir``, must be its model) or created for ``folders`` with that model. ``log`` hears
+    ``created index ...`` for a new one."""
+    from retrieval.engines import DEFAULT_ENGINE
+
+    engine = engine or DEFAULT_ENGINE
+    model = {"arch": arch, "weights": weights, "pooling": pooling, "input_size": input_size,
+             "trim_borders": trim_borders}
+    options = {"engine": engine, "batch_size": batch_size, "threads": threads, "ray": ray}
+    if Index.exists(index_dir, db_url):
+        net = _existing_model(index_dir, db_url, model_dir, model)
+        return Index.open(index_dir, db_url=db_url, net=net, **options)
+    if not folders:
+        raise UserError(f"no index at {index_dir} yet: name the FOLDER(s) to index")
+    for f in map(Path, folders):  # before the (slow) model build
+        if not f.is_dir():
+            raise UserError(f"{'not a folder' if f.exists() else 'folder not found'}: {f}")
+    Index.check_can_create(index_dir, db_url)
+    if model_dir is not None:
+        if any(v is not None for v in model.values()):
+            raise UserError("--model and --arch/--weights/--pooling/--size/--trim-borders exclude each other")
+        spec, net = _exported_spec(model_dir), None
+    else:
+        spec, net = build_model(**model)
+    idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, index_type=index_type, **options)
+    if log:
+        log(f"created index {index_dir} with {spec.describe()}")
+    return idx
