@@ -111,7 +111,7 @@ def _deep_check(index, faiss_index, n: int, rep: CheckReport) -> None:
         rep.notes.append(f"{len(rows) - len(present)} of {len(rows)} sampled files no longer exist (run index to update)")
     if not present:
         return
-    from .video import VideoError, read_frame
+    from .keyframes import VideoError, read_frame
 
     try:  # a video frame is decoded again from its video, at its time
         fresh = index.embedder.embed([read_frame(r.source, r.time_s) if r.source else r.path for r in present])

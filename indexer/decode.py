@@ -30,14 +30,14 @@ class Decoded:
 
 def decode_items(job: tuple[str, str, int, int]) -> list[Decoded]:
     """Everything one scanned file yields for the index: one image (or one problem) per file today;
-    a video yields its sampled frames (see ``indexer.video``), or one problem."""
+    a video yields its sampled frames (see ``indexer.keyframes``), or one problem."""
     if _is_video(job[0]):
         return decode_video(job)
     return [decode_file(job)]
 
 
 def _is_video(path: str) -> bool:
-    from .video import sniff_video, videos_enabled
+    from .keyframes import sniff_video, videos_enabled
 
     try:
         with open(path, "rb") as f:
@@ -49,7 +49,7 @@ def _is_video(path: str) -> bool:
 def decode_video(job: tuple[str, str, int, int]) -> list[Decoded]:
     """The sampled frames of a video, one item each (same size/padding as a photo), or one problem."""
     from .vectors import file_sha256
-    from .video import VideoError, frame_path, sample_video
+    from .keyframes import VideoError, frame_path, sample_video
 
     path, root, input_size, max_pixels = job
     bad = Decoded(path, root)

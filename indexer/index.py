@@ -30,6 +30,7 @@ import numpy as np
 
 from retrieval.classes import top_classes
 from retrieval.engines import DEFAULT_ENGINE, load_embedder
+from retrieval.engines.registry import engine_entry
 from retrieval.errors import ModelMismatchError
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
 from retrieval.spec import ModelSpec
@@ -121,7 +122,7 @@ class Index:
     @property
     def embedder(self):
         if self._embedder is None:
-            if self.engine_name != "torch":
+            if engine_entry(self.engine_name).needs_export:
                 self.ensure_exported_model()
             self._embedder = load_embedder(self.engine_name, self.spec, self.model_dir, net=self._net,
                                            batch_size=self.batch_size, threads=self.threads)

@@ -10,7 +10,7 @@ import stat
 from dataclasses import dataclass
 from typing import Iterator
 
-from .video import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, sniff_video, videos_enabled
+from .keyframes import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, sniff_video, videos_enabled
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
                     ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}

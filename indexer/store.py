@@ -53,7 +53,7 @@ class ImageRow(Base):
     height: Mapped[int] = mapped_column(Integer)
     format: Mapped[str] = mapped_column(String(16))
     indexed_at: Mapped[float] = mapped_column(Float)
-    # video frames (see indexer.video): the video file and the frame's time; NULL for photos. Rows of
+    # video frames (see indexer.keyframes): the video file and the frame's time; NULL for photos. Rows of
     # a video share its size/mtime/sha256; ``path`` is VIDEO#t=SECONDS.
     source: Mapped[str | None] = mapped_column(Text, nullable=True, index=True, default=None)
     time_s: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)

@@ -49,15 +49,23 @@ def pytest_configure(config):
         os.environ[SESSION_MARK] = f"{os.getpid()}-{time.time_ns()}"
 
 
+# multiprocessing's helpers of this process: they end with it, by design
+_ENDS_WITH_US = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
 def _marked_processes() -> list:
-    """Live processes (not this one) that carry this test session's mark in their environment."""
+    """Live processes (not this one) that carry this test session's mark in their environment,
+    other than multiprocessing's own helpers of this process."""
     import psutil
 
     mark, me, found = os.environ.get(SESSION_MARK), os.getpid(), []
     for p in psutil.process_iter(["pid"]):
         try:
-            if p.pid != me and p.status() != psutil.STATUS_ZOMBIE and p.environ().get(SESSION_MARK) == mark:
-                found.append(p)
+            if p.pid == me or p.status() == psutil.STATUS_ZOMBIE or p.environ().get(SESSION_MARK) != mark:
+                continue
+            if p.ppid() == me and any(h in " ".join(p.cmdline()) for h in _ENDS_WITH_US):
+                continue
+            found.append(p)
         except (psutil.Error, OSError):
             continue  # gone meanwhile, or not ours to read
     return found

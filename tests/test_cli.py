@@ -71,3 +71,11 @@ def test_user_mistakes_are_one_line_with_exit_2(tmp_path, capsys):
 def test_python_dash_m_indexer_runs_the_same_cli():
     r = subprocess.run([sys.executable, "-m", "indexer", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "text-train" in r.stdout and "classify-video" in r.stdout
+
+
+def test_ui_command_default_upload_limit_is_the_uis():
+    """The ``ui`` command declares its default without importing the UI at start; it must agree."""
+    from indexer.cli.ui import MAX_UPLOAD_MB
+    from ui.core import DEFAULT_MAX_UPLOAD_MB
+
+    assert MAX_UPLOAD_MB == DEFAULT_MAX_UPLOAD_MB

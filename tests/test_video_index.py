@@ -19,7 +19,7 @@ from indexer.cli import main
 from indexer.decode import decode_items
 from indexer.scan import Entry, classify
 from indexer.store import ImageRow
-from indexer.video import (VideoError, VideoOptions, format_time, read_frame, sample_video, sniff_video)
+from indexer.keyframes import (VideoError, VideoOptions, format_time, read_frame, sample_video, sniff_video)
 from retrieval.preprocess import prepare
 
 av = pytest.importorskip("av")

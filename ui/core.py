@@ -204,7 +204,7 @@ class Service:
         path = self.index.indexed_file(row.id)  # refuses a row whose path lies outside the index's folders
         try:
             if getattr(row, "source", None) is not None:  # a video frame: decoded from the video
-                from indexer.video import VideoError, read_frame
+                from indexer.keyframes import VideoError, read_frame
 
                 try:
                     return read_frame(path, row.time_s)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from retrieval.engines import DEFAULT_ENGINE, ENGINES
+from retrieval.engines.registry import ray_engine_names
 from retrieval.errors import UserError
 from retrieval.spec import ARCHS, DEFAULT_INPUT_SIZE, POOLINGS
 
@@ -68,7 +69,7 @@ def engine_options(f=None, *, extra=(), more_help=""):
 
 def ray_options(f):
     """--ray-address/--ray-actors/--ray-model-engine of ``index --engine ray`` (indexer.ray_engine)."""
-    f = click.option("--ray-model-engine", type=click.Choice(("openvino", "onnxruntime")), default=None,
+    f = click.option("--ray-model-engine", type=click.Choice(ray_engine_names()), default=None,
                      help="With --engine ray: the inference engine each Ray actor runs [default: openvino].")(f)
     f = click.option("--ray-actors", type=int, default=None,
                      help="With --engine ray: embedding actors, each holding one model and reserving "

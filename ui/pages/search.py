@@ -45,7 +45,7 @@ def _play_moment(svc, image_id: int) -> None:
     """A video frame's result: its video, starting at that moment."""
     import os
 
-    from indexer.video import format_time
+    from indexer.keyframes import format_time
 
     row = svc.row(image_id)
     if getattr(row, "source", None) is None:
