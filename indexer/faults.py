@@ -10,6 +10,14 @@ import os
 import signal
 
 ENV = "VGG_RETRIEVAL_CRASH_AT"
+# creating a new index (indexer.creating): a kill at each leaves a folder the next run makes again
+CREATE_POINTS = (
+    "create_started",      # the folder is marked as being made, nothing else written
+    "model_exported",      # model/ holds the FP32 export
+    "model_quantized",     # the INT8 model is complete in a temporary folder, model/ still FP32
+    "model_ready",         # model/ holds the final model, no database yet
+    "database_opened",     # the database exists (SQLite: a file with empty tables), no meta yet
+)
 POINTS = (
     "after_scan",          # the folders were walked, nothing written yet
     "after_embed",         # the first batch was embedded, nothing saved

@@ -5,6 +5,7 @@
     DIR/vectors-<gen>.faiss   the vectors of the committed generation, ids = images.id
     DIR/model/                the exported model that made them (ONNX, OpenVINO IR, model.json)
     DIR/index.lock            held by the one process allowed to update the index
+    DIR/.creating             only while the index is being made (see indexer.creating)
 """
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from retrieval.errors import ModelMismatchError, UserError
 from retrieval.export import SIDECAR, export_model, read_sidecar
 from retrieval.spec import ModelSpec
 
 from . import vectors
+from .faults import crash_point
 from .store import Store, new_index_id, public_url, read_link, write_link
 
 DB_FILE = "index.sqlite"
@@ -38,7 +40,11 @@ def db_url(directory: Path, url: str | None) -> str:
 
 
 def exists(directory, url: str | None = None) -> bool:
+    from .creating import unfinished
+
     directory = Path(directory)
+    if unfinished(directory):
+        return False  # a creation that never finished: made again from the start
     if read_link(directory) is not None:
         return True  # the folder names its database (unreachable or not: open() says which)
     if url:
@@ -66,41 +72,84 @@ def check_can_create(directory, url: str | None = None) -> None:
     if exists(directory, url):
         raise UserError(f"an index already exists at {directory}")
     if directory.is_dir() and any(directory.iterdir()):
-        raise UserError(f"{directory} is not empty and is not an index: choose a new or empty --index folder")
+        from .creating import leftovers
+
+        if leftovers(directory) is None:
+            raise UserError(f"{directory} is not empty and is not an index: choose a new or empty --index folder")
+
+
+def _clear_unfinished(directory: Path) -> None:
+    """Start over where a creation was interrupted (``check_can_create`` allowed only its files)."""
+    from .creating import clear, leftovers
+
+    if directory.is_dir():
+        clear(leftovers(directory) or [])
 
 
 def create(directory: Path, spec: ModelSpec, net=None, url: str | None = None, model_dir=None,
-           index_type: str = "auto", index_options: dict | None = None) -> tuple[Store, object]:
-    """Make a new, empty index folder (see ``Index.create``): (its store, the net if one was built)."""
+           index_type: str = "auto", index_options: dict | None = None, precision: str = "fp32",
+           calibration: Callable[[], list] | None = None,
+           progress: Callable[[int, int], None] | None = None) -> tuple[Store, object]:
+    """Make a new, empty index folder (see ``Index.create``; the steps in ``indexer.creating``):
+    (its store, the net if one was built). ``precision`` "int8": the model is quantized with NNCF,
+    calibrated on the images ``calibration()`` gives; ``progress(done, total)`` hears that."""
+    from . import creating
+
     check_can_create(directory, url)
+    if precision not in creating.PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(creating.PRECISIONS)}")
     vector_config = vectors.make_config(index_type, spec.descriptor_dim, **(index_options or {}))
+    _clear_unfinished(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if not os.access(directory, os.W_OK):
         raise UserError(f"index folder is not writable: {directory}")
+    creating.mark(directory)
     # a database elsewhere: its problems (tables in the way, permissions) before anything is written here
     store = Store(url) if url else None
     try:
-        if model_dir is not None:
-            copy_model(model_dir, directory / MODEL_DIR, spec)
-        else:
-            if net is None:
-                from retrieval.builder import load_net
-
-                net = load_net(spec)
-            export_model(spec, net, directory / MODEL_DIR)
+        net = _make_model(directory / MODEL_DIR, spec, net, model_dir)
+        crash_point("model_exported")
+        if precision == "int8":
+            creating.quantize_in_place(directory / MODEL_DIR, calibration() if calibration else [], progress)
+        crash_point("model_ready")
+        precision = read_sidecar(directory / MODEL_DIR)[1].get("precision", "fp32")  # a given INT8 --model too
+        store = store or Store(db_url(directory, url))
+        crash_point("database_opened")
+        _write_meta(store, directory, spec, vector_config, precision)
     except BaseException:
         if store is not None:
             store.close()
         raise
-    store = store or Store(db_url(directory, url))
-    index_id = new_index_id()
+    creating.unmark(directory)
+    if url:  # after the commit: a folder never names a database that does not hold its index
+        write_link(directory, url, store.meta("index_id"))
+    return store, net
+
+
+def _make_model(dst: Path, spec: ModelSpec, net, model_dir):
+    """The model folder of a new index: a copy of ``model_dir``, else exported from ``net`` (else
+    from the weights the spec names). Returns the net when one was built."""
+    if model_dir is not None:
+        copy_model(model_dir, dst, spec)
+        return net
+    if net is None:
+        from retrieval.builder import load_net
+
+        net = load_net(spec)
+    export_model(spec, net, dst)
+    return net
+
+
+def _write_meta(store: Store, directory: Path, spec: ModelSpec, vector_config, precision: str) -> None:
+    """The new index's meta and its empty vectors file, in one transaction."""
     with store.session.begin() as s:
         Store.set_meta(s, "format", FORMAT)
-        Store.set_meta(s, "index_id", index_id)
+        Store.set_meta(s, "index_id", new_index_id())
         Store.set_meta(s, "directory", str(directory.resolve()))
         Store.set_meta(s, "format_version", FORMAT_VERSION)
         Store.set_meta(s, "spec", spec.to_dict())
         Store.set_meta(s, "model_id", spec.model_id)
+        Store.set_meta(s, "precision", precision)
         Store.set_meta(s, "generation", 0)
         name, digest = vectors.save(vectors.empty_index(vector_config, spec.descriptor_dim), directory, 0)
         Store.set_meta(s, "vectors_index", vector_config.to_meta())
@@ -109,9 +158,6 @@ def create(directory: Path, spec: ModelSpec, net=None, url: str | None = None, m
         Store.set_meta(s, "count", 0)
         Store.set_meta(s, "created_at", time.time())
         Store.set_meta(s, "updated_at", time.time())
-    if url:  # after the commit: a folder never names a database that does not hold its index
-        write_link(directory, url, index_id)
-    return store, net
 
 
 def open_store(directory: Path, url: str | None = None) -> tuple[Store, ModelSpec]:
@@ -173,9 +219,11 @@ def write_lock(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock; a killed process releases it too
 
 
-def ensure_exported_model(spec: ModelSpec, model_dir: Path, net=None):
+def ensure_exported_model(spec: ModelSpec, model_dir: Path, net=None, precision: str = "fp32",
+                          calibration: Callable[[], list] | None = None):
     """Make sure ``model_dir`` holds ``spec``'s export; missing or damaged, it is rebuilt from ``net``
-    (else from the weights the spec names). Returns the net when one was needed, else ``net``."""
+    (else from the weights the spec names) at the index's ``precision`` (INT8: calibrated again on
+    the images ``calibration()`` gives). Returns the net when one was needed, else ``net``."""
     ok = (model_dir / SIDECAR).is_file()
     if ok:
         try:
@@ -187,6 +235,10 @@ def ensure_exported_model(spec: ModelSpec, model_dir: Path, net=None):
 
         net = net or load_net(spec)
         export_model(spec, net, model_dir)
+        if precision == "int8":
+            from .creating import quantize_in_place
+
+            quantize_in_place(model_dir, calibration() if calibration else [])
     return net
 
 

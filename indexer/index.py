@@ -78,13 +78,18 @@ class Index:
 
     @classmethod
     def create(cls, directory, spec: ModelSpec, net=None, db_url: str | None = None, model_dir=None,
-               index_type: str = "auto", index_options: dict | None = None, **options) -> "Index":
+               index_type: str = "auto", index_options: dict | None = None, precision: str = "fp32",
+               calibration=None, progress=None, **options) -> "Index":
         """A new, empty index for ``spec``. The model goes into DIR/model: copied from ``model_dir``
         (an export of the same model), else exported from ``net`` (else built from the weights).
         ``index_type``: auto, flat, hnsw, ivf, ivfpq or a FAISS factory string (docs/index-types.md);
-        ``index_options``: flat_limit, pq_limit, train_min, nprobe, ef_search overrides."""
+        ``index_options``: flat_limit, pq_limit, train_min, nprobe, ef_search overrides.
+        ``precision`` "int8": the model is quantized (NNCF) on the image paths ``calibration()``
+        returns (``indexer.creating.calibration_images``), ``progress(done, total)`` hearing it;
+        ``vgg-retrieval index`` does that by default (``indexer.opening``)."""
         directory = Path(directory)
-        store, net = folder.create(directory, spec, net, db_url, model_dir, index_type, index_options)
+        store, net = folder.create(directory, spec, net, db_url, model_dir, index_type, index_options,
+                                   precision, calibration, progress)
         return cls(directory, store, spec, net=net, **options)
 
     @classmethod
@@ -128,9 +133,19 @@ class Index:
                                            batch_size=self.batch_size, threads=self.threads)
         return self._embedder
 
+    @property
+    def precision(self) -> str:
+        """The precision the index's model was made at: "int8" or "fp32" (indexes made before: fp32)."""
+        return self.store.meta("precision") or "fp32"
+
     def ensure_exported_model(self) -> None:
-        """DIR/model holds this index's export (rebuilt from the net or the weights when missing or damaged)."""
-        self._net = folder.ensure_exported_model(self.spec, self.model_dir, self._net)
+        """DIR/model holds this index's export (rebuilt from the net or the weights when missing or
+        damaged, at the index's precision: INT8 is calibrated again on indexed photos)."""
+        from .creating import CALIBRATION_IMAGES
+
+        self._net = folder.ensure_exported_model(
+            self.spec, self.model_dir, self._net, self.precision,
+            lambda: self.store.sample_image_paths(CALIBRATION_IMAGES))
 
     @property
     def count(self) -> int:

@@ -79,13 +79,29 @@ def _existing_model(index_dir, db_url, model_dir, model: dict):
         return net
 
 
+def default_precision(engine: str, ray=None) -> str:
+    """INT8 where OpenVINO runs the model (the default engine, also on Ray actors), else FP32: ONNX
+    Runtime's and TensorRT's INT8 lose more (docs/model-pipeline.md), torch runs no quantized model."""
+    runs = ray.model_engine if ray is not None else engine
+    return "int8" if runs == "openvino" else "fp32"
+
+
+def _check_precision(idx: Index, precision) -> None:
+    if precision is not None and precision != idx.precision:
+        raise UserError(f"--precision {precision}: the index at {idx.directory} was made with a {idx.precision} "
+                        f"model; the precision is chosen when an index is created (an index is never converted)")
+
+
 def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None, pooling=None, input_size=None,
                    trim_borders=None, model_dir=None, db_url=None, engine=None, batch_size: int = 8,
-                   threads=None, ray=None, index_type: str = "auto",
+                   threads=None, ray=None, index_type: str = "auto", precision: str | None = None,
+                   calibration_progress: Callable[[int, int], None] | None = None,
                    log: Callable[[str], object] | None = None) -> Index:
     """The index at ``index_dir`` ready for an update: opened (the model options, or the exported
     ``model_dir``, must be its model) or created for ``folders`` with that model. ``log`` hears
-    ``created index ...`` for a new one."""
+    ``created index ...`` for a new one. ``precision`` of a new index's model (None: INT8 where
+    OpenVINO runs it, calibrated on up to 300 of the ``folders``' photos with
+    ``calibration_progress(done, total)``; an exported ``model_dir`` is used as it is)."""
     from retrieval.engines import DEFAULT_ENGINE
 
     engine = engine or DEFAULT_ENGINE
@@ -94,7 +110,13 @@ def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None
     options = {"engine": engine, "batch_size": batch_size, "threads": threads, "ray": ray}
     if Index.exists(index_dir, db_url):
         net = _existing_model(index_dir, db_url, model_dir, model)
-        return Index.open(index_dir, db_url=db_url, net=net, **options)
+        idx = Index.open(index_dir, db_url=db_url, net=net, **options)
+        try:
+            _check_precision(idx, precision)
+        except UserError:
+            idx.close()
+            raise
+        return idx
     if not folders:
         raise UserError(f"no index at {index_dir} yet: name the FOLDER(s) to index")
     for f in map(Path, folders):  # before the (slow) model build
@@ -105,9 +127,15 @@ def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None
         if any(v is not None for v in model.values()):
             raise UserError("--model and --arch/--weights/--pooling/--size/--trim-borders exclude each other")
         spec, net = _exported_spec(model_dir), None
+        precision = precision or "fp32"  # the folder as it is (an INT8 folder stays INT8)
     else:
         spec, net = build_model(**model)
-    idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, index_type=index_type, **options)
+        precision = precision or default_precision(engine, ray)
+    from .creating import calibration_images
+
+    idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, index_type=index_type,
+                       precision=precision, progress=calibration_progress,
+                       calibration=lambda: calibration_images(folders, size=spec.input_size), **options)
     if log:
-        log(f"created index {index_dir} with {spec.describe()}")
+        log(f"created index {index_dir} with {spec.describe()}, {idx.precision.upper()}")
     return idx

@@ -290,6 +290,18 @@ class Store:
         with self.session() as s:
             return list(s.scalars(select(ErrorRow).order_by(ErrorRow.path)))
 
+    def sample_image_paths(self, n: int) -> list[str]:
+        """Up to ``n`` indexed photo paths (not video frames), spread over the index by id."""
+        with self.session() as s:
+            ids = s.scalars(select(ImageRow.id).where(ImageRow.source.is_(None)).order_by(ImageRow.id)).all()
+            step = max(1, len(ids) // max(1, n))
+            chosen = ids[::step][:n]
+            paths = {}
+            for i in range(0, len(chosen), 500):
+                paths.update(s.execute(select(ImageRow.id, ImageRow.path)
+                                       .where(ImageRow.id.in_(chosen[i:i + 500]))).all())
+        return [paths[i] for i in chosen if i in paths]
+
     def roots(self) -> list[str]:
         with self.session() as s:
             return list(s.scalars(select(RootRow.path).order_by(RootRow.path)))

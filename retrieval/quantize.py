@@ -9,6 +9,8 @@ top-1 and descriptor agreement against FP32 on the validation split.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import random
 import shutil
@@ -21,14 +23,18 @@ from .export import IR_FILE, SIDECAR, read_sidecar
 
 
 def quantize_ir(model_dir, out_dir, calib_items, subset_size: int = 300, preset: str = "mixed",
-                fast_bias_correction: bool = True) -> Path:
+                fast_bias_correction: bool = True, progress=None) -> Path:
+    """NNCF INT8 post-training quantization of ``model_dir``'s IR into ``out_dir`` (IR + sidecar),
+    calibrated on ``calib_items`` (image paths, or (path, label) pairs) run through the same input
+    policy as inference (border trimming included). ``progress(done, total)`` hears each image
+    prepared for calibration."""
     try:
         import nncf
     except ImportError:
         raise UserError("INT8 quantization needs NNCF: pip install 'vgg-retrieval[int8]' (or: pip install nncf)") from None
     import openvino as ov
 
-    from .preprocess import load_and_prepare
+    from .preprocess import load_and_prepare, trim_prepared
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     spec, sidecar = read_sidecar(model_dir)
@@ -36,15 +42,23 @@ def quantize_ir(model_dir, out_dir, calib_items, subset_size: int = 300, preset:
         raise UserError(f"no OpenVINO IR in {model_dir}")
     s = spec.input_size
 
+    items = list(calib_items)[:subset_size]
+    seen = [0]
+
     def transform(item):
         p = load_and_prepare(item[0] if isinstance(item, tuple) else item, s)
-        return {"image": p.array[None], "size": np.array([p.valid], dtype=np.int64)}
+        array, valid = trim_prepared(p.array, p.valid, s) if spec.trim_borders else (p.array, p.valid)
+        seen[0] += 1
+        if progress is not None:
+            progress(min(seen[0], len(items)), len(items))
+        return {"image": array[None], "size": np.array([valid], dtype=np.int64)}
 
     model = ov.Core().read_model(str(model_dir / IR_FILE))
-    items = list(calib_items)[:subset_size]
-    q = nncf.quantize(model, nncf.Dataset(items, transform), subset_size=len(items),
-                      preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
-                      fast_bias_correction=fast_bias_correction)
+    with contextlib.redirect_stdout(io.StringIO()) if progress is not None else contextlib.nullcontext():
+        # NNCF draws its own bar on stdout; the caller's ``progress`` shows the same steps
+        q = nncf.quantize(model, nncf.Dataset(items, transform), subset_size=len(items),
+                          preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+                          fast_bias_correction=fast_bias_correction)
     out_dir.mkdir(parents=True, exist_ok=True)
     ov.save_model(q, str(out_dir / IR_FILE), compress_to_fp16=False)
     sidecar = dict(sidecar)

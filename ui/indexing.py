@@ -37,18 +37,13 @@ def checked_folder(text: str) -> str:
     return folder
 
 
-def open_for_update(index_dir, engine: str = DEFAULT_ENGINE):
-    """The index at ``index_dir``, created with the default model (as ``vgg-retrieval index`` does)
+def open_for_update(index_dir, folders=(), engine: str = DEFAULT_ENGINE, progress=None):
+    """The index at ``index_dir``, created for ``folders`` with the default model (as
+    ``vgg-retrieval index`` does: INT8 calibrated on the folders' photos, ``progress(done, total)``)
     when there is none yet."""
-    from indexer import Index
+    from indexer.opening import open_or_create
 
-    if Index.exists(index_dir):
-        return Index.open(index_dir, engine=engine)
-    from retrieval.builder import build
-
-    Index.check_can_create(index_dir)
-    spec, net = build()
-    return Index.create(index_dir, spec, net, engine=engine)
+    return open_or_create(index_dir, folders, engine=engine, calibration_progress=progress)
 
 
 class IndexingJob:
@@ -58,6 +53,7 @@ class IndexingJob:
         self.index_dir, self.folders, self.engine, self.workers = Path(index_dir), list(folders), engine, workers
         self.done = 0
         self.total = 0  # 0 until the scan is over and the first file completes
+        self.stage = "indexing"  # "calibrating" while a new index's INT8 model is made
         self.outcome: Outcome | None = None
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"indexing {self.index_dir}", daemon=True)
@@ -82,20 +78,27 @@ class IndexingJob:
     def cancelling(self) -> bool:
         return self._cancel.is_set() and self.running
 
-    def _progress(self, done: int, total: int) -> None:
+    def _progress(self, done: int, total: int, stage: str = "indexing") -> None:
         if self._cancel.is_set():
             raise IndexingCancelled()
-        self.done, self.total = done, total
+        self.done, self.total, self.stage = done, total, stage
+
+    def _calibrating(self, done: int, total: int) -> None:
+        self._progress(done, total, "calibrating")
 
     def _run(self) -> None:
         try:
-            with open_for_update(self.index_dir, self.engine) as idx:
+            with open_for_update(self.index_dir, self.folders, self.engine, self._calibrating) as idx:
                 try:
+                    self._progress(0, 0)
                     report = idx.update(self.folders, workers=self.workers, progress=self._progress)
                 except IndexingCancelled:
                     self.outcome = Outcome(False, f"Indexing stopped: the index keeps its last commit "
                                                   f"({idx.count:,} images).")
                     return
                 self.outcome = Outcome(True, f"{self.index_dir}: {report.summary()}; {idx.count} images in the index")
+        except IndexingCancelled:  # while the new index's model was being made
+            self.outcome = Outcome(False, "Indexing stopped before the new index was ready; starting again makes it "
+                                          "from the beginning.")
         except Exception as e:  # noqa: BLE001 - shown in the page
             self.outcome = Outcome(False, f"Indexing failed: {message(e)}")

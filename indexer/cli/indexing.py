@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -26,11 +27,14 @@ from .options import (db_option, engine_option, engine_options, index_option, in
 @click.option("--workers", type=int, default=None, help="Decode processes (0: decode in-process).")
 @click.option("--commit-every", type=int, default=1000, show_default=True,
               help="Save progress every N embedded images (and every 2 minutes).")
+@click.option("--precision", type=click.Choice(("int8", "fp32")), default=None,
+              help="A new index's model: int8 (NNCF, calibrated on up to 300 of the photos) or fp32 "
+                   "[default: int8 where OpenVINO runs it, else fp32; an existing index keeps its own].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @watch_options
 @index_type_option
 def index(folders, index_dir, arch, weights, pooling, input_size, trim_borders, engine, batch_size, threads, db_url,
-          model_dir, workers, commit_every, quiet, ray_address, ray_actors, ray_model_engine):
+          model_dir, workers, commit_every, precision, quiet, ray_address, ray_actors, ray_model_engine):
     """Index (or update) FOLDERS into the index at --index.
 
     New and changed images are embedded, deleted ones leave the index, unchanged files cost a stat.
@@ -40,10 +44,12 @@ def index(folders, index_dir, arch, weights, pooling, input_size, trim_borders, 
 
     meta = click.get_current_context().meta
     ray = ray_settings(engine, ray_address, ray_actors, ray_model_engine, threads)
-    idx = open_or_create(index_dir, folders, arch=arch, weights=weights, pooling=pooling, input_size=input_size,
-                         trim_borders=trim_borders, model_dir=model_dir, db_url=db_url, engine=engine,
-                         batch_size=batch_size, threads=threads, ray=ray, index_type=meta.get("index_type", "auto"),
-                         log=lambda line: click.echo(line, err=True))
+    with _progress_bar("calibrating INT8", quiet) as calibration_progress:
+        idx = open_or_create(index_dir, folders, arch=arch, weights=weights, pooling=pooling, input_size=input_size,
+                             trim_borders=trim_borders, model_dir=model_dir, db_url=db_url, engine=engine,
+                             batch_size=batch_size, threads=threads, ray=ray,
+                             index_type=meta.get("index_type", "auto"), precision=precision,
+                             calibration_progress=calibration_progress, log=lambda line: click.echo(line, err=True))
     with idx:
         if meta.get("watch"):  # --watch: indexer.watch runs the updates
             return _watch(idx, index_dir, folders, workers, quiet, commit_every, meta["watch"])
@@ -51,6 +57,29 @@ def index(folders, index_dir, arch, weights, pooling, input_size, trim_borders, 
         click.echo(f"{index_dir}: {report.summary()}; {idx.count} images in the index")
         for path, reason in report.errors:
             click.echo(f"  skipped {path}: {reason}")
+
+
+@contextmanager
+def _progress_bar(desc: str, quiet: bool):
+    """A ``progress(done, total)`` callback drawing a tqdm bar (made on the first call), or None."""
+    if quiet:
+        yield lambda done, total: None
+        return
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _watch(idx, index_dir, folders, workers, quiet, commit_every, interval) -> None:
@@ -158,6 +187,7 @@ def info(index_dir, db_url, show_errors):
         errors = idx.store.errors()
         click.echo(f"index:   {index_dir}")
         click.echo(f"model:   {idx.spec.describe()}")
+        click.echo(f"precision: {idx.precision.upper()}")
         click.echo(f"images:  {idx.count}")
         click.echo(f"errors:  {len(errors)}")
         for r in idx.store.roots():

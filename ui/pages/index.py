@@ -52,7 +52,8 @@ def follow_indexing() -> None:
         if job.cancelling:
             text = "stopping (the index keeps its last commit)..."
         else:
-            text = f"indexing: {job.done:,} / {job.total:,} images" if job.total else "scanning the folder..."
+            text = (f"{'calibrating the INT8 model' if job.stage == 'calibrating' else 'indexing'}: "
+                    f"{job.done:,} / {job.total:,} images") if job.total else "scanning the folder..."
         st.progress(fraction, text=text)
         st.caption(f"Indexing {', '.join(job.folders) or 'every indexed folder'}.")
         return

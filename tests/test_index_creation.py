@@ -1,0 +1,111 @@
+"""Creating an index: INT8 by default (calibrated on the photos being indexed), --precision fp32,
+an existing index never converted, and a kill at any step of creation leaves a folder that the next
+run makes again."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import copy_photos
+from indexer import Index
+from indexer.cli import main
+from indexer.faults import CREATE_POINTS, ENV
+
+PHOTOS = ["pixabay/bird01.jpg", "pixabay/cat01.jpg", "pixabay/dog01.jpg", "sklearn/china.jpg"]
+TINY = ["--arch", "vgg11", "--weights", "random", "--size", "64", "--workers", "0", "-q"]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "photos"
+    copy_photos(d, PHOTOS, flat=True)
+    return d
+
+
+def sidecar(ix) -> dict:
+    return json.loads((ix / "model" / "model.json").read_text())
+
+
+def test_a_new_index_gets_an_int8_model_calibrated_on_its_photos(tmp_path, folder, capsys):
+    ix = tmp_path / "ix"
+    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0
+    model = sidecar(ix)
+    assert model["precision"] == "int8" and model["quantization"]["calibration_images"] == len(PHOTOS)
+    assert model["files"] == {"openvino": "model.xml", "onnx": "model.onnx"}  # FP32 ONNX kept for ONNX Runtime
+    with Index.open(ix) as idx:
+        assert idx.precision == "int8" and idx.count == len(PHOTOS) and idx.check().ok
+        hit = idx.search(folder / "cat01.jpg", k=1)[0]
+        assert hit.path.endswith("cat01.jpg") and hit.score > 0.99
+    assert main(["info", "--index", str(ix)]) == 0
+    assert "precision: INT8" in capsys.readouterr().out
+    assert not [p.name for p in ix.iterdir() if p.name.startswith(".")]  # no mark, no temporary folders
+
+
+def test_precision_fp32_and_an_existing_index_is_never_converted(tmp_path, folder, capsys):
+    ix = tmp_path / "ix"
+    assert main(["index", str(folder), "--index", str(ix), "--precision", "fp32", *TINY]) == 0
+    assert sidecar(ix).get("precision", "fp32") == "fp32"
+    before = (ix / "model" / "model.xml").read_bytes()
+    (folder / "more").mkdir()
+    copy_photos(folder / "more", ["pixabay/ship01.jpg"], flat=True)
+    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0  # default precision: the index's own
+    assert (ix / "model" / "model.xml").read_bytes() == before
+    capsys.readouterr()
+    assert main(["index", str(folder), "--index", str(ix), "--precision", "int8", *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "made with a fp32 model" in err and "never converted" in err
+    with Index.open(ix) as idx:
+        assert idx.precision == "fp32" and idx.count == len(PHOTOS) + 1
+
+
+def test_a_missing_model_of_an_int8_index_is_made_again_at_int8(tmp_path, folder):
+    import shutil
+
+    ix = tmp_path / "ix"
+    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0
+    with Index.open(ix) as idx:
+        stored = idx.vector(idx.store.row_by_path(str(folder / "dog01.jpg")).id)
+    shutil.rmtree(ix / "model")
+    with Index.open(ix) as idx:
+        fresh = idx.embedder.embed([folder / "dog01.jpg"])[0]
+        assert idx.check().ok
+    assert sidecar(ix)["precision"] == "int8"
+    assert float(np.dot(stored, fresh)) > 0.98  # calibrated again (on the indexed photos): close, not bit-equal
+
+
+@pytest.mark.parametrize("point", CREATE_POINTS)
+def test_a_kill_at_each_step_of_creation_leaves_a_folder_the_next_run_completes(tmp_path, folder, point):
+    ix = tmp_path / "ix"
+    cmd = [sys.executable, "-m", "indexer", "index", str(folder), "--index", str(ix), *TINY]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, ENV: point})
+    assert r.returncode == -signal.SIGKILL, (point, r.returncode, r.stderr[-800:])
+    assert ix.is_dir() and any(ix.iterdir())  # the kill left something behind
+    assert not Index.exists(ix)
+    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0
+    with Index.open(ix) as idx:
+        assert idx.check().ok and idx.count == len(PHOTOS) and idx.precision == "int8"
+    assert sorted(p.name for p in ix.iterdir()) == ["index.lock", "index.sqlite", "model", "vectors-000001.faiss"]
+
+
+def test_an_export_killed_by_an_older_version_is_cleared(tmp_path, folder):
+    ix = tmp_path / "ix"
+    (ix / ".export-k1ll3d").mkdir(parents=True)
+    (ix / ".export-k1ll3d" / "model.onnx").write_bytes(b"half")
+    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0
+    assert not (ix / ".export-k1ll3d").exists()
+
+
+def test_a_folder_with_the_users_files_is_never_cleared(tmp_path, folder, capsys):
+    ix = tmp_path / "ix"
+    ix.mkdir()
+    (ix / ".creating").write_text("{}")
+    (ix / "notes.txt").write_text("mine")
+    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 2
+    assert "is not empty and is not an index" in capsys.readouterr().err
+    assert (ix / "notes.txt").read_text() == "mine"
