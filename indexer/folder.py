@@ -21,8 +21,9 @@ from retrieval.export import SIDECAR, export_model, read_sidecar
 from retrieval.spec import ModelSpec
 
 from . import vectors
+from .database_link import new_index_id, public_url, read_link, write_link
 from .faults import crash_point
-from .store import Store, new_index_id, public_url, read_link, write_link
+from .store import Store
 
 DB_FILE = "index.sqlite"
 MODEL_DIR = "model"
