@@ -3,19 +3,9 @@
 A video becomes several index entries, one per sampled frame. A frame goes through the same input
 policy as a photo (``retrieval.preprocess.prepare``: longer side resized, padded, same size) and is
 stored as its own row and vector, with the video file as ``source`` and its time in seconds as
-``time_s``; the row's path is ``VIDEO#t=SECONDS`` (a media fragment, unique per frame).
-
-Sampling (one pass over the decoded frames, nothing held but the picked frames):
-
-* the first frame;
-* a scene change (looking at 5 frames a second): a cut, where the frame's 32x32 greyscale thumbnail
-  differs from the previous look's by ``scene`` or more (mean absolute difference, 0..1; at least 0.5 s after the last pick),
-  or new content, where it differs from the last picked frame's by ``2 * scene`` or more (pans,
-  zooms, things moving in; at least ``min_gap_s`` after the last pick);
-* at least one frame every ``interval_s`` seconds (widened for long videos so that the interval
-  frames fit ``max_frames / 2``);
-* at most ``max_frames`` per video: past it, the weakest scene changes are dropped first, then
-  every other interval frame.
+``time_s``; the row's path is ``VIDEO#t=SECONDS`` (a media fragment, unique per frame). Which
+frames are kept (first, scene changes, every ``interval_s``, at most ``max_frames``):
+``indexer.keyframe_picking``.
 
 Options come from the environment (read where the decoding runs): ``VGG_RETRIEVAL_VIDEO_INTERVAL``
 (seconds, 10), ``VGG_RETRIEVAL_VIDEO_SCENE`` (0.15; 0 turns scene detection off),
@@ -24,15 +14,15 @@ Options come from the environment (read where the decoding runs): ``VGG_RETRIEVA
 """
 from __future__ import annotations
 
-import heapq
 import math
 import os
 from dataclasses import dataclass, field
 
-import numpy as np
 from PIL import Image
 
-from retrieval.preprocess import DEFAULT_MAX_PIXELS, Prepared, prepare
+from retrieval.preprocess import DEFAULT_MAX_PIXELS
+
+from .keyframe_picking import FramePicker, SampledFrame, rgb
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".qt", ".webm", ".mkv", ".avi", ".3gp"}
 # ISO media brands that are still images (HEIF/AVIF photos and image sequences), not videos
@@ -42,9 +32,6 @@ _AUDIO_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "}
 # audio in video containers: never taken for videos (no "no video stream" error for a music folder)
 AUDIO_EXTENSIONS = {".m4a", ".m4b", ".m4p", ".mka", ".weba", ".opus", ".ogg", ".oga", ".mp3", ".aac", ".wav"}
 FRAGMENT = "#t="
-THUMB = 32
-CUT_GAP_S = 0.5  # no two scene cuts closer than this (flashes, strobes)
-SCENE_FPS = 5  # frames looked at per second for scene changes (a cut is found within 0.2 s)
 
 
 class VideoError(Exception):
@@ -116,14 +103,6 @@ def format_time(t: float | None) -> str:
 
 
 @dataclass
-class SampledFrame:
-    time_s: float
-    prepared: Prepared
-    reason: str  # "first", "scene", "interval"
-    score: float = 0.0  # thumbnail difference from the previous pick
-
-
-@dataclass
 class VideoSample:
     frames: list[SampledFrame]
     container: str
@@ -167,43 +146,9 @@ def _video_stream(container):
     return stream
 
 
-def _rgb(frame) -> Image.Image:
-    """The frame as an RGB picture, turned upright as its display matrix asks (phone videos)."""
-    im = frame.to_image()
-    try:
-        rot = int(round(frame.rotation or 0)) % 360
-    except Exception:
-        rot = 0
-    if rot == 90:
-        im = im.transpose(Image.Transpose.ROTATE_90)
-    elif rot == 180:
-        im = im.transpose(Image.Transpose.ROTATE_180)
-    elif rot == 270:
-        im = im.transpose(Image.Transpose.ROTATE_270)
-    return im
-
-
-def _thumb(frame) -> np.ndarray:
-    """A THUMB x THUMB greyscale float thumbnail in 0..1, for change detection: block means of the
-    luma plane read in place (no conversion), else a converted copy."""
-    fmt = frame.format
-    name = fmt.name or ""
-    if name.startswith(("yuv", "yuvj", "nv12", "nv21", "gray")) and fmt.components and fmt.components[0].bits == 8:
-        plane = frame.planes[0]
-        h, w = frame.height, frame.width
-        if h >= THUMB and w >= THUMB:
-            a = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w]
-            a = a[::max(1, h // (4 * THUMB)), ::max(1, w // (4 * THUMB))]  # at most ~4x4 samples per cell
-            hh, ww = a.shape[0] // THUMB * THUMB, a.shape[1] // THUMB * THUMB
-            a = a[:hh, :ww].reshape(THUMB, hh // THUMB, THUMB, ww // THUMB).mean(axis=(1, 3), dtype=np.float32)
-            return a / 255.0
-    a = frame.reformat(width=THUMB, height=THUMB, format="gray", interpolation="AREA").to_ndarray()
-    return a[:THUMB, :THUMB].astype(np.float32) / 255.0
-
-
 def sample_video(path: str, size: int, options: VideoOptions | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoSample:
-    """Pick the frames of a video to index (see the module docstring), each prepared at ``size`` like
+    """Pick the frames of a video to index (see ``indexer.keyframe_picking``), each prepared at ``size`` like
     a photo (the embedder applies the model's border trimming, as for photos)."""
     import av
 
@@ -217,92 +162,27 @@ def sample_video(path: str, size: int, options: VideoOptions | None = None,
             raise VideoError(f"video frames too large: {width}x{height} (limit {max_pixels:,} pixels)")
         tb = stream.time_base
         start = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
-        duration = None
-        if stream.duration is not None and tb:
-            duration = float(stream.duration * tb)
-        elif container.duration:
-            duration = container.duration / 1_000_000
-        if duration is not None and not (math.isfinite(duration) and duration > 0):
-            duration = None
+        duration = _duration(container, stream)
         fps = float(stream.average_rate) if stream.average_rate else None
         interval = o.interval_s
         if duration and duration / interval > max(1, o.max_frames // 2):
             interval = duration / max(1, o.max_frames // 2)
-        picked: list[SampledFrame] = []
-        scene_heap: list[tuple[float, int, SampledFrame]] = []  # (score, seq, pick) of scene picks
-        last_thumb = prev_thumb = None
-        last_t = last_look = -math.inf
-        decoded = errors = 0
+        picker = FramePicker(o, size, interval)
+        frames = _DecodedFrames(container, stream)
         last_time = None
-        seq = 0
-
-        def add(frame, t: float, reason: str, score: float) -> None:
-            nonlocal seq, interval
-            im = _rgb(frame)
-            p = prepare(im, size)
-            sf = SampledFrame(round(t, 3), p, reason, score)
-            picked.append(sf)
-            if reason == "scene":
-                heapq.heappush(scene_heap, (score, seq, sf))
-            seq += 1
-            if len(picked) > o.max_frames and _shrink(picked, scene_heap):
-                interval *= 2  # interval picks were thinned to every other one: keep that pace
-
-        def frames():
-            nonlocal errors
-            try:
-                for packet in container.demux(stream):
-                    try:
-                        yield from packet.decode()
-                    except av.error.InvalidDataError:
-                        errors += 1  # a damaged packet: FFmpeg conceals it, so do we
-                        if errors > 50 and errors > decoded:
-                            raise VideoError(f"corrupt video ({errors} undecodable packets)") from None
-            except av.error.EOFError:
-                return
-
         try:
-            for frame in frames():
-                decoded += 1
+            for frame in frames:
                 if frame.pts is not None and tb:
                     t = float(frame.pts * tb) - start
                 elif fps:
-                    t = (decoded - 1) / fps
+                    t = (frames.decoded - 1) / fps
                 else:
-                    t = float(decoded - 1)
+                    t = float(frames.decoded - 1)
                 t = max(0.0, t)
                 if last_time is not None and t < last_time:
                     t = last_time  # non-monotonic timestamps: keep times ordered
                 last_time = t
-                since = t - last_t + 1e-6
-                look = o.scene > 0 and t - last_look >= 1 / SCENE_FPS - 1e-6
-                if not look and picked and since < interval:
-                    continue  # nothing to decide on this frame
-                th = _thumb(frame) if look or not picked else None
-                if th is not None:
-                    last_look = t
-                if not picked:
-                    add(frame, t, "first", 1.0)
-                    prev_thumb = last_thumb = th
-                    last_t = t
-                    continue
-                cut = drift = 0.0
-                if th is not None:
-                    cut = float(np.abs(th - prev_thumb).mean())  # from the previous look: a cut
-                    drift = float(np.abs(th - last_thumb).mean())  # from the last pick: new content
-                    prev_thumb = th
-                elif since < interval:
-                    continue
-                if o.scene > 0 and ((cut >= o.scene and since >= CUT_GAP_S)
-                                    or (drift >= 2 * o.scene and since >= o.min_gap_s)):
-                    add(frame, t, "scene", max(cut, drift / 2))
-                elif since >= interval:
-                    add(frame, t, "interval", drift)
-                else:
-                    continue
-                if th is None and o.scene > 0:
-                    th = _thumb(frame)
-                last_thumb, last_t = th, t
+                picker.offer(frame, t)
         except VideoError:
             raise
         except av.error.FFmpegError as e:
@@ -310,6 +190,7 @@ def sample_video(path: str, size: int, options: VideoOptions | None = None,
             raise VideoError(f"corrupt video{at} ({_short(e)})") from None
         except MemoryError:
             raise VideoError("video needs too much memory to decode") from None
+        decoded, errors = frames.decoded, frames.errors
         if not decoded:
             raise VideoError("no video frames could be decoded" + (f" ({errors} damaged packets)" if errors else ""))
         if duration and last_time is not None and fps:
@@ -318,22 +199,50 @@ def sample_video(path: str, size: int, options: VideoOptions | None = None,
                 raise VideoError(f"truncated video: frames end at {format_time(end)} of {format_time(duration)}")
         codec = (cc.name or "?")
         kind = _container_kind(path, container)
-        return VideoSample(picked, kind, codec, width, height, duration, decoded, fps,
+        return VideoSample(picker.picked, kind, codec, width, height, duration, decoded, fps,
                            [f"{errors} damaged packets skipped"] if errors else [])
     finally:
         container.close()
 
 
-def _shrink(picked: list[SampledFrame], scene_heap: list) -> bool:
-    """Drop one pick to stay within the cap: the weakest scene change (False), else every other
-    interval pick (True)."""
-    while scene_heap:
-        _, _, weakest = heapq.heappop(scene_heap)
-        if any(f is weakest for f in picked):
-            picked[:] = [f for f in picked if f is not weakest]
-            return False
-    picked[:] = picked[:1] + [f for i, f in enumerate(picked[1:]) if i % 2 == 1]
-    return True
+def _duration(container, stream) -> float | None:
+    """The video's length in seconds (the stream's, else the container's), None when unknown."""
+    tb = stream.time_base
+    duration = None
+    if stream.duration is not None and tb:
+        duration = float(stream.duration * tb)
+    elif container.duration:
+        duration = container.duration / 1_000_000
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        duration = None
+    return duration
+
+
+class _DecodedFrames:
+    """The frames of ``stream`` in decoding order, counted (``decoded``); damaged packets are skipped
+    and counted (``errors``), as FFmpeg conceals them, until there are more of them than frames."""
+
+    def __init__(self, container, stream):
+        self.container, self.stream = container, stream
+        self.decoded = self.errors = 0
+
+    def __iter__(self):
+        import av
+
+        try:
+            for packet in self.container.demux(self.stream):
+                try:
+                    frames = list(packet.decode())
+                except av.error.InvalidDataError:
+                    self.errors += 1
+                    if self.errors > 50 and self.errors > self.decoded:
+                        raise VideoError(f"corrupt video ({self.errors} undecodable packets)") from None
+                    continue
+                for frame in frames:
+                    self.decoded += 1
+                    yield frame
+        except av.error.EOFError:
+            return
 
 
 def _container_kind(path: str, container) -> str:
@@ -374,7 +283,7 @@ def read_frame(path, time_s: float) -> Image.Image:
                     n += 1
                     t = float(frame.pts * tb) - start if frame.pts is not None and tb else (n - 1) / (fps or 1)
                     if t > target and best is not None:
-                        return _rgb(best)
+                        return rgb(best)
                     best = frame
         except av.error.EOFError:
             pass
@@ -383,7 +292,7 @@ def read_frame(path, time_s: float) -> Image.Image:
                 raise VideoError(f"cannot read frame at {format_time(time_s)} ({_short(e)})") from None
         if best is None:
             raise VideoError(f"no frame at {format_time(time_s)}")
-        return _rgb(best)
+        return rgb(best)
     finally:
         container.close()
 

@@ -100,17 +100,13 @@ def watch(index, folders: Iterable[str | os.PathLike] = (), interval: float = DE
     stop = stop or threading.Event()
     state = {"busy": False}
     stats = WatchStats()
-
-    def on_signal(signum, _frame):
-        stop.set()
-        if state["busy"]:
-            raise _Stopped()
-
-    previous_handlers = {}
-    if handle_signals and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous_handlers[sig] = signal.signal(sig, on_signal)
+    previous_handlers = _stop_on_signals(stop, state) if handle_signals else {}
     folders = [str(f) for f in folders]
+
+    def update():
+        return index.update(folders, workers=workers, progress=progress and stats.updates == 0,
+                            commit_every=commit_every, **update_options)
+
     try:
         last = previous = None  # fingerprints at the last update, and of the last pass
         postponed, postponed_since = 0, 0.0
@@ -133,40 +129,60 @@ def watch(index, folders: Iterable[str | os.PathLike] = (), interval: float = DE
                     out(f"{_now()} skipped: {', '.join(vanished)} now empty or missing but indexed (unmounted?); "
                         f"run `vgg-retrieval index` by hand to drop its images")
                     last = fp
-                else:
-                    state["busy"] = True
-                    try:
-                        report = index.update(folders, workers=workers, progress=progress and stats.updates == 0,
-                                              commit_every=commit_every, **update_options)
-                        last = fp
-                    except _Stopped:
-                        stats.interrupted = True
-                        break
-                    except UserError as e:
-                        if stats.updates == 0:
-                            raise
-                        stats.failed += 1
-                        out(f"{_now()} update failed, retrying in {interval:g}s: {e}")
-                        report = None
-                    finally:
-                        state["busy"] = False
-                    stats.updates += 1
-                    if report is not None and (report.added or report.updated or report.removed or report.errors
-                                               or stats.updates == 1):
-                        stats.changed += 1
-                        stats.reports.append(report)
-                        out(f"{_now()} {report.summary()}; {index.count} images in the index")
-                        for path, reason in report.errors:
-                            out(f"  skipped {path}: {reason}")
+                elif _update_pass(index, update, stats, state, out, interval):
+                    last = fp
             if max_passes is not None and stats.passes >= max_passes:
                 break
             stop.wait(interval)
-    except _Stopped:  # a signal between the update and the flag reset
+    except _Stopped:  # a signal during an update (it is abandoned), or between it and the flag reset
         stats.interrupted = True
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
     return stats
+
+
+def _stop_on_signals(stop: threading.Event, state: dict) -> dict:
+    """SIGINT/SIGTERM set ``stop`` (and abandon a running update); the handlers they replaced (none off
+    the main thread, where Python cannot install handlers)."""
+    def on_signal(signum, _frame):
+        stop.set()
+        if state["busy"]:
+            raise _Stopped()
+
+    previous_handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous_handlers[sig] = signal.signal(sig, on_signal)
+    return previous_handlers
+
+
+def _update_pass(index, update: Callable, stats: WatchStats, state: dict, out: Callable[[str], None],
+                 interval: float) -> bool:
+    """Run ``update()`` and report it; True when it ran through (the folders are indexed as they
+    were fingerprinted). A failure after the first update is reported and retried next pass; a signal
+    (``_Stopped``) goes through to the loop."""
+    state["busy"] = True
+    try:
+        report = update()
+        done = True
+    except UserError as e:
+        if stats.updates == 0:
+            raise
+        stats.failed += 1
+        out(f"{_now()} update failed, retrying in {interval:g}s: {e}")
+        report, done = None, False
+    finally:
+        state["busy"] = False
+    stats.updates += 1
+    if report is not None and (report.added or report.updated or report.removed or report.errors
+                               or stats.updates == 1):
+        stats.changed += 1
+        stats.reports.append(report)
+        out(f"{_now()} {report.summary()}; {index.count} images in the index")
+        for path, reason in report.errors:
+            out(f"  skipped {path}: {reason}")
+    return done
 
 
 def _vanished_roots(index, roots: list[str], counts: dict[str, int]) -> list[str]:
