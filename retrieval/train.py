@@ -15,14 +15,15 @@ Each epoch writes ``last.pt`` (and ``best.pt`` when val top-1 improves), ``metri
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError
+# the recipe shared with video training; its names stay importable from here
+from .recipe import (close_epoch, cpu_has_bf16, evaluate_batches, freeze_prefix, lr_at, plot_metrics,  # noqa: F401
+                     resume_state, set_lr, train_epoch, train_mode, write_metrics)
 
 
 @dataclass
@@ -57,36 +58,6 @@ class TrainConfig:
         return d
 
 
-def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
-    """Base LR at optimizer step ``step``: linear warm-up then cosine annealing."""
-    t = step / max(1, steps_per_epoch)  # epochs done, fractional
-    total = float(cfg.epochs)
-    warm = min(float(cfg.warmup_epochs), total)
-    if warm > 0 and t < warm:
-        return cfg.warmup_start_lr + (cfg.lr - cfg.warmup_start_lr) * t / warm
-    span = max(total - warm, 1e-9)
-    progress = min(max((t - warm) / span, 0.0), 1.0)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * progress))
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def freeze_prefix(net, n: int) -> int:
-    """Freeze ``net.features[:n]`` (n = -1: all); returns the number of frozen layers."""
-    layers = len(net.features)
-    n = layers if n < 0 or n > layers else n
-    for i, m in enumerate(net.features):
-        for p in m.parameters():
-            p.requires_grad_(i >= n)
-    return n
-
-
 def param_groups(net, cfg: TrainConfig):
     trunk = [p for p in net.features.parameters() if p.requires_grad]
     head = [p for p in net.head.parameters() if p.requires_grad] if net.head is not None else []
@@ -96,56 +67,6 @@ def param_groups(net, cfg: TrainConfig):
     if head:
         groups.append({"params": head, "lr_mult": cfg.head_lr_mult, "name": "head"})
     return groups
-
-
-def resume_state(last_path: Path, net, opt, log=print) -> tuple[int, list, float]:
-    """For --resume: ``net``, ``opt`` and torch's RNG restored from ``last_path``; returns (epochs
-    done, metrics rows, best val top-1)."""
-    import torch
-
-    from .weights import torch_load
-
-    if not last_path.exists():
-        raise UserError(f"nothing to resume: {last_path} not found")
-    ck = torch_load(last_path, "checkpoint")
-    net.load_state_dict({**net.state_dict(), **ck["state_dict"]})
-    opt.load_state_dict(ck["optimizer"])
-    start_epoch, rows, best = int(ck["epoch"]), list(ck.get("metrics", [])), float(ck.get("best_top1", -1.0))
-    if "rng" in ck:
-        torch.set_rng_state(ck["rng"])
-    log(f"resumed from {last_path} after epoch {start_epoch}")
-    return start_epoch, rows, best
-
-
-def set_lr(opt, step: int, steps_per_epoch: int, cfg) -> float:
-    """Every param group at ``lr_at(step)`` x its ``lr_mult``; returns the base LR."""
-    base = lr_at(step, steps_per_epoch, cfg)
-    for g in opt.param_groups:
-        g["lr"] = base * g["lr_mult"]
-    return base
-
-
-def train_mode(net, frozen: int) -> None:
-    net.train()
-    for i, m in enumerate(net.features):
-        if i < frozen:
-            m.eval()  # frozen BN layers keep their statistics
-
-
-def close_epoch(rows: list, row: dict, best: float, save, out_dir: Path, epochs: int, log=print,
-                has_val: bool = True) -> float:
-    """Record an epoch's ``row``: ``save(path, epoch)`` to best.pt when val top-1 improved (every
-    epoch without validation data) and to last.pt, metrics files, one log line; returns the best."""
-    rows.append(row)
-    top1 = row["val_top1"]
-    if top1 > best or not has_val:
-        best = top1 if has_val else best
-        save(out_dir / "best.pt", row["epoch"])
-    save(out_dir / "last.pt", row["epoch"])
-    write_metrics(out_dir, rows)
-    log(f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f} train {row['train_top1']:.3f} "
-        f"val {top1:.4f} (best {best:.4f}) lr {row['lr']:.2e} {row['seconds']:.1f}s")
-    return best
 
 
 class _Cached:
@@ -195,9 +116,8 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
 
     ``stop_after`` ends the run after that many epochs of this call (tests; like an interrupt)."""
     import torch
-    import torch.nn.functional as F
 
-    from .data import Augment, ImageDataset, compute_features, loader
+    from .data import loader
     from .weights import fingerprint, save_checkpoint
 
     out_dir = Path(out_dir)
@@ -212,49 +132,18 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
     last_path = out_dir / "last.pt"
     start_epoch, rows, best = resume_state(last_path, net, opt, log) if resume else (0, [], -1.0)
     autocast = cfg.bf16 == "on" or (cfg.bf16 == "auto" and cpu_has_bf16())
+    train_data, val_data = _training_inputs(net, spec, split, cfg, frozen, use_cache, log)
+    steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
 
-    # ---- inputs ----
-    t0 = time.perf_counter()
-    if use_cache:
-        cache_at = min(frozen, cfg.cache_at if cfg.cache_at is not None else frozen)
+    def logits_of(data):
+        if use_cache:
+            return lambda b: (_suffix_logits(net, frozen, b[0], b[1], data.pooled is not None), b[2])
+        return lambda b: (net.forward_both(b[0], b[1])[1], b[2])
 
-        def prog(name):
-            return lambda d, n: log(f"  caching {name} features {d}/{n}") if d == n or d % 512 < cfg.batch_size else None
-
-        tr = compute_features(net, cache_at, split.train, spec.input_size, cache_dir=cfg.cache_dir, progress=prog("train"))
-        va = compute_features(net, cache_at, split.val, spec.input_size, cache_dir=cfg.cache_dir, progress=prog("val"))
-        train_data = _Cached(net, frozen, _advance_cache(net, cache_at, frozen, tr[0]), tr[1], tr[2])
-        val_data = _Cached(net, frozen, _advance_cache(net, cache_at, frozen, va[0]), va[1], va[2])
-        log(f"cached features of layers [0, {frozen}) in {time.perf_counter() - t0:.1f} s "
-            f"({'pooled vectors' if train_data.pooled is not None else 'maps'}; no image augmentation)")
-        n_train = len(train_data)
-    else:
-        aug = Augment(cfg.hflip, tuple(cfg.crop_scale), cfg.jitter, cfg.rotation)
-        train_ds = ImageDataset(split.train, spec.input_size, aug)
-        val_ds = ImageDataset(split.val, spec.input_size)
-        n_train = len(train_ds)
-    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
-
-    def evaluate():
-        net.eval()
-        correct, loss_sum, n = 0, 0.0, 0
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
-            if use_cache:
-                for i in range(0, len(val_data), 128):
-                    idx = torch.arange(i, min(i + 128, len(val_data)))
-                    x, s, y = val_data.batch(idx)
-                    logits = _suffix_logits(net, frozen, x, s, val_data.pooled is not None).float()
-                    loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-                    correct += (logits.argmax(1) == y).sum().item()
-                    n += len(y)
-            else:
-                for x, s, y in loader(val_ds, cfg.batch_size, False, cfg.workers):
-                    _, logits = net.forward_both(x, s)
-                    logits = logits.float()
-                    loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-                    correct += (logits.argmax(1) == y).sum().item()
-                    n += len(y)
-        return (correct / n if n else float("nan")), (loss_sum / n if n else float("nan"))
+    def val_batches():
+        if use_cache:
+            return (val_data.batch(torch.arange(i, min(i + 128, len(val_data)))) for i in range(0, len(val_data), 128))
+        return loader(val_data, cfg.batch_size, False, cfg.workers)
 
     def save(path, epoch):
         trained = {f"features.{k}": v for k, v in net.features.state_dict().items()}
@@ -264,40 +153,26 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
                         epoch=epoch, optimizer=opt.state_dict(), metrics=rows, best_top1=best,
                         config=cfg.to_dict(), rng=torch.get_rng_state())
 
-    epoch = start_epoch
+    lr = cfg.warmup_start_lr
     try:
         for epoch in range(start_epoch, cfg.epochs):
             if stop_after is not None and epoch - start_epoch >= stop_after:
                 break
             te = time.perf_counter()
             train_mode(net, frozen)
-            step = epoch * steps_per_epoch
-            loss_sum, correct, n = 0.0, 0, 0
             if use_cache:
                 g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
                 perm = torch.randperm(len(train_data), generator=g)
                 batches = (train_data.batch(perm[i:i + cfg.batch_size]) for i in range(0, len(perm), cfg.batch_size))
             else:
                 torch.manual_seed(cfg.seed * 1000 + epoch)
-                batches = loader(train_ds, cfg.batch_size, True, cfg.workers, seed=cfg.seed * 1000 + epoch)
-            for x, s, y in batches:
-                lr = set_lr(opt, step, steps_per_epoch, cfg)
-                with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
-                    if use_cache:
-                        logits = _suffix_logits(net, frozen, x, s, train_data.pooled is not None)
-                    else:
-                        logits = net.forward_both(x, s)[1]
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                loss_sum += loss.item() * len(y)
-                correct += (logits.argmax(1) == y).sum().item()
-                n += len(y)
-            top1, vloss = evaluate()
-            row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / max(n, 1), "train_top1": correct / max(n, 1),
-                   "val_loss": vloss, "val_top1": top1, "seconds": time.perf_counter() - te}
+                batches = loader(train_data, cfg.batch_size, True, cfg.workers, seed=cfg.seed * 1000 + epoch)
+            trained = train_epoch(opt, batches, logits_of(train_data), epoch * steps_per_epoch, steps_per_epoch, cfg,
+                                  lr, autocast)
+            lr = trained["lr"]
+            top1, vloss = evaluate_batches(net, val_batches(), logits_of(val_data), autocast)
+            row = {"epoch": epoch + 1, **trained, "val_loss": vloss, "val_top1": top1,
+                   "seconds": time.perf_counter() - te}
             best = close_epoch(rows, row, best, save, out_dir, cfg.epochs, log)
     except KeyboardInterrupt:
         save(last_path, len(rows))
@@ -307,39 +182,27 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
     return rows
 
 
-def write_metrics(out_dir: Path, rows) -> None:
-    if not rows:
-        return
-    with open(Path(out_dir) / "metrics.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+def _training_inputs(net, spec, split, cfg: TrainConfig, frozen: int, use_cache: bool, log):
+    """(train, val) for ``fit``: image datasets (train augmented), or with ``use_cache`` the frozen
+    prefix's features computed once (``_Cached``: eval input policy, no augmentation)."""
+    from .data import Augment, ImageDataset, compute_features
 
+    if not use_cache:
+        aug = Augment(cfg.hflip, tuple(cfg.crop_scale), cfg.jitter, cfg.rotation)
+        return ImageDataset(split.train, spec.input_size, aug), ImageDataset(split.val, spec.input_size)
+    t0 = time.perf_counter()
+    cache_at = min(frozen, cfg.cache_at if cfg.cache_at is not None else frozen)
 
-def plot_metrics(out_dir: Path, rows, log=print) -> Path | None:
-    try:
-        import matplotlib
+    def prog(name):
+        return lambda d, n: log(f"  caching {name} features {d}/{n}") if d == n or d % 512 < cfg.batch_size else None
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log("matplotlib is not installed: no metrics.png (metrics.csv has the numbers)")
-        return None
-    if not rows:
-        return None
-    ep = [r["epoch"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(ep, [r["train_loss"] for r in rows], label="train")
-    a.plot(ep, [r["val_loss"] for r in rows], label="val")
-    a.set_xlabel("epoch"), a.set_ylabel("loss"), a.legend()
-    b.plot(ep, [r["train_top1"] for r in rows], label="train")
-    b.plot(ep, [r["val_top1"] for r in rows], label="val")
-    b.set_xlabel("epoch"), b.set_ylabel("top-1"), b.legend()
-    fig.tight_layout()
-    path = Path(out_dir) / "metrics.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    tr = compute_features(net, cache_at, split.train, spec.input_size, cache_dir=cfg.cache_dir, progress=prog("train"))
+    va = compute_features(net, cache_at, split.val, spec.input_size, cache_dir=cfg.cache_dir, progress=prog("val"))
+    train_data = _Cached(net, frozen, _advance_cache(net, cache_at, frozen, tr[0]), tr[1], tr[2])
+    val_data = _Cached(net, frozen, _advance_cache(net, cache_at, frozen, va[0]), va[1], va[2])
+    log(f"cached features of layers [0, {frozen}) in {time.perf_counter() - t0:.1f} s "
+        f"({'pooled vectors' if train_data.pooled is not None else 'maps'}; no image augmentation)")
+    return train_data, val_data
 
 
 def prepare_model(arch: str, weights: str | None, size: int, pooling: str, head: str, classes, dropout=0.5,

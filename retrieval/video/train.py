@@ -1,7 +1,7 @@
 """Training video classifiers (``vgg-retrieval train-video``) with the image recipe.
 
-The same schedule and optimiser as ``retrieval.train`` (its ``lr_at``: linear warm-up then cosine
-per step; SGD with momentum and weight decay; per-group LRs with the non-trunk parts at
+The same recipe as ``retrieval.train`` (``retrieval.recipe``: ``lr_at``, linear warm-up then
+cosine per step; SGD with momentum and weight decay; per-group LRs with the non-trunk parts at
 ``head_lr_mult`` x the trunk's; label smoothing; the first ``freeze`` feature modules frozen, frozen
 batch norms kept in eval mode), plus gradient-norm clipping (the recurrent head likes it).
 Augmentation is temporal jitter (a random frame per segment / a random window offset) and a random
@@ -116,9 +116,9 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
 
     ``stop_after`` ends the run after that many epochs of this call (tests; like an interrupt)."""
     import torch
-    import torch.nn.functional as F
 
-    from ..train import close_epoch, freeze_prefix, plot_metrics, resume_state, set_lr, train_mode
+    from ..recipe import (close_epoch, evaluate_batches, freeze_prefix, plot_metrics, resume_state, train_epoch,
+                          train_mode)
     from ..weights import fingerprint, save_checkpoint
     from .clips import clip_loader
     from .models import trunk_state
@@ -155,21 +155,9 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
             data.set_epoch(epoch)
             yield from clip_loader(data, cfg.batch_size, shuffle, cfg.workers, seed=cfg.seed * 1000 + epoch)
 
-    def logits_of(x, sizes, lens):
-        if cached:
-            return net.classify_descriptors(x, lens)
-        return net(x, sizes, lens)
-
-    def evaluate():
-        net.eval()
-        correct, loss_sum, n = 0, 0.0, 0
-        with torch.inference_mode():
-            for x, s, lens, y in batches(val_data if cached else val_ds, False, 0):
-                logits = logits_of(x, s, lens)
-                loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-                correct += (logits.argmax(1) == y).sum().item()
-                n += len(y)
-        return (correct / n if n else float("nan")), (loss_sum / n if n else float("nan"))
+    def logits_and_labels(batch):
+        x, sizes, lens, y = batch
+        return (net.classify_descriptors(x, lens) if cached else net(x, sizes, lens)), y
 
     def save(path, epoch):
         trained = trunk_state(net)
@@ -177,7 +165,6 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
         save_checkpoint(path, s, checkpoint_state(net), epoch=epoch, optimizer=opt.state_dict(), metrics=rows,
                         best_top1=best, config=cfg.to_dict(), rng=torch.get_rng_state())
 
-    params = [p for g in opt.param_groups for p in g["params"]]
     lr = cfg.warmup_start_lr
     try:
         for epoch in range(start_epoch, cfg.epochs):
@@ -186,24 +173,12 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
             te = time.perf_counter()
             train_mode(net, frozen)
             torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout
-            step = epoch * steps_per_epoch
-            loss_sum, correct, n = 0.0, 0, 0
-            for x, s, lens, y in batches(train_data if cached else train_ds, True, epoch):
-                lr = set_lr(opt, step, steps_per_epoch, cfg)
-                logits = logits_of(x, s, lens)
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip and cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                step += 1
-                loss_sum += loss.item() * len(y)
-                correct += (logits.argmax(1) == y).sum().item()
-                n += len(y)
-            top1, vloss = evaluate()
-            row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / max(n, 1), "train_top1": correct / max(n, 1),
-                   "val_loss": vloss, "val_top1": top1, "seconds": time.perf_counter() - te}
+            trained = train_epoch(opt, batches(train_data if cached else train_ds, True, epoch), logits_and_labels,
+                                  epoch * steps_per_epoch, steps_per_epoch, cfg, lr, grad_clip=cfg.grad_clip)
+            lr = trained["lr"]
+            top1, vloss = evaluate_batches(net, batches(val_data if cached else val_ds, False, 0), logits_and_labels)
+            row = {"epoch": epoch + 1, **trained, "val_loss": vloss, "val_top1": top1,
+                   "seconds": time.perf_counter() - te}
             # no val clips: best.pt is the last epoch
             best = close_epoch(rows, row, best, save, out_dir, cfg.epochs, log, has_val=bool(split.val))
     except KeyboardInterrupt:
