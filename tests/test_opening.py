@@ -21,7 +21,7 @@ def test_open_or_create_creates_then_reopens_with_the_index_model(tmp_path, phot
         assert idx.spec.model_id == spec.model_id and idx.count == 0
         idx.update([photos], workers=0, progress=False)
         assert idx.count == 6
-    assert said == [f"created index {tmp_path / 'ix'} with {spec.describe()}"]
+    assert said == [f"created index {tmp_path / 'ix'} with {spec.describe()}, FP32"]  # an exported model as it is
     with open_or_create(tmp_path / "ix", log=said.append) as idx:  # no folders, no model options: the index's
         assert idx.count == 6 and idx.spec.model_id == spec.model_id and idx.vectors_info()["index_type"] == "flat"
     with open_or_create(tmp_path / "ix", model_dir=model_dir) as idx:  # the same exported model is fine
