@@ -81,14 +81,15 @@ def train_mode(net, frozen: int) -> None:
 
 def close_epoch(rows: list, row: dict, best: float, save, out_dir: Path, epochs: int, log=print,
                 has_val: bool = True) -> float:
-    """Record an epoch's ``row``: ``save(path, epoch)`` to best.pt when val top-1 improved (every
-    epoch without validation data) and to last.pt, metrics files, one log line; returns the best."""
+    """Record an epoch's ``row``: ``save(path, epoch, best)`` to best.pt when val top-1 improved
+    (every epoch without validation data) and to last.pt, metrics files, one log line; returns the
+    best. The checkpoints carry the best including this epoch (a resumed run compares with it)."""
     rows.append(row)
     top1 = row["val_top1"]
     if top1 > best or not has_val:
         best = top1 if has_val else best
-        save(out_dir / "best.pt", row["epoch"])
-    save(out_dir / "last.pt", row["epoch"])
+        save(out_dir / "best.pt", row["epoch"], best)
+    save(out_dir / "last.pt", row["epoch"], best)
     write_metrics(out_dir, rows)
     log(f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f} train {row['train_top1']:.3f} "
         f"val {top1:.4f} (best {best:.4f}) lr {row['lr']:.2e} {row['seconds']:.1f}s")

@@ -145,12 +145,12 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
             return (val_data.batch(torch.arange(i, min(i + 128, len(val_data)))) for i in range(0, len(val_data), 128))
         return loader(val_data, cfg.batch_size, False, cfg.workers)
 
-    def save(path, epoch):
+    def save(path, epoch, best_top1):
         trained = {f"features.{k}": v for k, v in net.features.state_dict().items()}
         s = spec.replace(weights_sha256=fingerprint(trained))
         save_checkpoint(path, s, {k: v.detach().clone() for k, v in net.state_dict().items()
                                   if k.startswith(("features.", "head."))},
-                        epoch=epoch, optimizer=opt.state_dict(), metrics=rows, best_top1=best,
+                        epoch=epoch, optimizer=opt.state_dict(), metrics=rows, best_top1=best_top1,
                         config=cfg.to_dict(), rng=torch.get_rng_state())
 
     lr = cfg.warmup_start_lr
@@ -175,7 +175,7 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
                    "seconds": time.perf_counter() - te}
             best = close_epoch(rows, row, best, save, out_dir, cfg.epochs, log)
     except KeyboardInterrupt:
-        save(last_path, len(rows))
+        save(last_path, len(rows), best)
         log(f"interrupted: saved {last_path} after epoch {len(rows)}; continue with --resume")
         raise
     plot_metrics(out_dir, rows, log)

@@ -89,6 +89,10 @@ def test_training_lowers_loss_checkpoints_round_trip_and_resume(split, tmp_path)
     rows = fit(net, spec, split, tmp_path / "run", cfg, log=lambda *a: None, stop_after=5)
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ck["epoch"] == 5 and len(ck["metrics"]) == 5
+    # each checkpoint carries the best val top-1 including its own epoch (not the one before it)
+    assert ck["best_top1"] == max(r["val_top1"] for r in rows)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["best_top1"] == rows[best["epoch"] - 1]["val_top1"] == ck["best_top1"]
     # resume in a fresh net continues at epoch 6 with the same weights/optimizer
     spec2, net2 = tiny_net(split.classes, seed=1)
     net2.head.dropout.p = 0.0

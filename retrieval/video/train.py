@@ -159,11 +159,11 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
         x, sizes, lens, y = batch
         return (net.classify_descriptors(x, lens) if cached else net(x, sizes, lens)), y
 
-    def save(path, epoch):
+    def save(path, epoch, best_top1):
         trained = trunk_state(net)
         s = spec.replace(weights_sha256=fingerprint(trained))
         save_checkpoint(path, s, checkpoint_state(net), epoch=epoch, optimizer=opt.state_dict(), metrics=rows,
-                        best_top1=best, config=cfg.to_dict(), rng=torch.get_rng_state())
+                        best_top1=best_top1, config=cfg.to_dict(), rng=torch.get_rng_state())
 
     lr = cfg.warmup_start_lr
     try:
@@ -182,7 +182,7 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
             # no val clips: best.pt is the last epoch
             best = close_epoch(rows, row, best, save, out_dir, cfg.epochs, log, has_val=bool(split.val))
     except KeyboardInterrupt:
-        save(last_path, len(rows))
+        save(last_path, len(rows), best)
         log(f"interrupted: saved {last_path} after epoch {len(rows)}; continue with --resume")
         raise
     plot_metrics(out_dir, rows, log)
