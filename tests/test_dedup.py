@@ -479,13 +479,15 @@ def test_keeper_is_the_colour_original_not_a_bigger_grey_or_recompressed_copy(tm
         "dog_q80.jpg": photo,                       # the original
         "dog_grey.png": photo.convert("L"),         # same pixels, a much larger file, but grey
         "dog_copy_q20.jpg": photo,                  # same pixels, colour, heavily re-compressed
+        "dog_framed_q80.jpg": ImageOps.expand(photo, border=photo.width // 4, fill=(30, 60, 120)),  # more pixels
         "cat.jpg": SAMPLES / "pixabay" / "cat01.jpg"})
     assert (lib / "dog_grey.png").stat().st_size > (lib / "dog_q80.jpg").stat().st_size
     rep = find_duplicates(idx, threshold=1.0, verify_floor=-1.0)  # every pair verified, by its pixels
     (g,) = rep.groups
     assert g.kind == "duplicates" and Path(g.keeper.path).name == "dog_q80.jpg"
-    assert sorted(Path(m.path).name for m in g.members) == ["dog_copy_q20.jpg", "dog_grey.png"]
+    assert sorted(Path(m.path).name for m in g.members) == ["dog_copy_q20.jpg", "dog_framed_q80.jpg", "dog_grey.png"]
     assert "colour (the copy is greyscale)" in g.keeper_reason and "less compression (JPEG quality ~80" in g.keeper_reason
+    assert "more picture pixels" in g.keeper_reason and "of it picture" in g.keeper_reason  # the frame is not picture
     assert g.keeper.reason.startswith("keeper: ")
     # the older policies still rank by their own key first (here: the largest file)
     assert Path(find_duplicates(idx, threshold=1.0, verify_floor=-1.0, keeper="size").groups[0].keeper.path).name == \

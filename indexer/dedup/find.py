@@ -25,7 +25,7 @@ from retrieval.errors import UserError
 
 from .decide import DUPLICATE, SIMILAR, PairJudge
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
-from .quality import FileQuality, keeper_reason, read_qualities
+from .quality import FileQuality, keeper_reason, read_qualities, refine_rank
 from .report import DUPLICATES, EXACT_REASON, KEEPER_REASON, WHY, DedupReport, Group, Member, near_reason
 from .search import DEFAULT_K, DEFAULT_NPROBE, EXACT_LIMIT, near_pairs
 from .verify import MIN_CELLS, MIN_COVER, MIN_KEYPOINTS, MIN_PIXEL, SIMILAR_KEYPOINTS, describe
@@ -165,7 +165,7 @@ class _NearSearch:
         for n, q in zip(nodes.tolist(), found_q):
             qualities[int(reps_v[n])] = q
         self.stats["quality_seconds"] = round(secs, 3)
-        self.rank = keeper_rank(*meta, keeper, preferred, qualities=qualities)
+        self.rank = refine_rank(self.rank, rows, qualities, keeper, preferred)
         rank_v = self.rank[reps_v]
         if not verify:
             return [(DUPLICATES, g) for g in group_pairs(len(reps_v), i, j, sc, rank_v)]

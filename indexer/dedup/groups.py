@@ -9,7 +9,7 @@ similar to). Because a keeper only takes files ranked after it, the keeper is al
 of its group by the keeper policy.
 
 Keeper policy (``KEEPER_POLICIES``): ``resolution`` (default: the original - colour over greyscale,
-then most pixels, then least compression (estimated JPEG quality), then camera metadata present,
+then most picture pixels (a frame or canvas does not count), then least compression (estimated JPEG quality), then camera metadata present,
 then largest file, then oldest mtime; the file facts come from ``quality``), ``size`` (largest file
 first), ``oldest``, ``newest``; files under a ``prefer`` folder always win over the others. Ties are
 broken by the lower image id (the file indexed first).
@@ -21,18 +21,13 @@ import numpy as np
 KEEPER_POLICIES = ("resolution", "size", "oldest", "newest")
 
 
-def keeper_rank(pixels, size, mtime_ns, ids, policy: str = "resolution", preferred=None, qualities=None) -> np.ndarray:
-    """rank[i] = position of file i in the keeper order (0 = the file to keep first).
-
-    qualities: a ``quality.FileQuality`` per file (or None where unknown), used by ``resolution``."""
+def keeper_rank(pixels, size, mtime_ns, ids, policy: str = "resolution", preferred=None) -> np.ndarray:
+    """rank[i] = position of file i in the keeper order (0 = the file to keep first), from what the
+    index knows; ``quality.refine_rank`` then orders the files with candidates by what they say
+    about themselves."""
     pixels, size, mtime_ns, ids = (np.asarray(a, dtype=np.int64) for a in (pixels, size, mtime_ns, ids))
     if policy == "resolution":
         keys = (ids, mtime_ns, -size, -pixels)
-        if qualities is not None:
-            colour = np.array([q is None or q.colour for q in qualities], dtype=np.int64)
-            jpeg = np.array([100 if q is None else q.jpeg_quality for q in qualities], dtype=np.int64)
-            meta = np.array([q is not None and q.metadata for q in qualities], dtype=np.int64)
-            keys = (ids, mtime_ns, -size, -meta, -jpeg, -pixels, -colour)
     elif policy == "size":
         keys = (ids, mtime_ns, -pixels, -size)
     elif policy == "oldest":

@@ -47,6 +47,11 @@ MIN_COVER = 0.10          # a similar shot's agreeing keypoints span at least th
 MAX_OUTSIDE = 0.10        # one of the two shows (almost) nothing the other lacks: a copy is a part
                           # of its original or contains it; two shots of a scene each show more
 SIMILAR_KEYPOINTS = 20    # a pair that fails the pixel test but has this many agreeing matches: same scene
+# pictures with too little texture for keypoints (foliage, sand, sky, a sunset): compared frame to
+# frame (same aspect, or turned by 90/180/270) when the keypoints cannot align them; a higher bar
+FRAME_PIXEL = 0.80
+FRAME_CELLS = 0.60
+FRAME_ASPECT = 0.03       # aspect ratios (after the turn) equal within this share
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class Evidence:
     rotation: float = 0.0  # degrees, of the transform found (similarity, or affine for a squashed copy)
     scale: float = 1.0     # its area scale (square root of the determinant)
     mirrored: bool = False
+    frame: bool = False    # aligned frame to frame (too few keypoints), not by keypoints
     outside: float = 1.0   # the smaller of the two images' shares of detail lying outside the other
 
     def as_dict(self) -> dict:
@@ -74,6 +80,8 @@ def classify(ev: Evidence | None, min_keypoints: int = MIN_KEYPOINTS) -> str | N
     """"duplicate", "similar" or None for a pair's evidence (see the module doc)."""
     if ev is None:
         return None
+    if ev.frame:
+        return "duplicate" if ev.pixel >= FRAME_PIXEL and ev.cells >= FRAME_CELLS else None
     if (ev.inliers >= min_keypoints and ev.pixel >= MIN_PIXEL and ev.cells >= MIN_CELLS
             and ev.outside <= MAX_OUTSIDE):
         return "duplicate"
@@ -85,13 +93,16 @@ def classify(ev: Evidence | None, min_keypoints: int = MIN_KEYPOINTS) -> str | N
 def describe(ev: Evidence) -> str:
     """The evidence in words, for the reports."""
     turn = ""
-    if ev.inliers:
+    if ev.inliers or ev.frame:
         r = ev.rotation % 360
         nearest = min((0, 90, 180, 270, 360), key=lambda a: abs(r - a))
         if abs(r - nearest) <= 3 and nearest % 360:
             turn = f", turned {nearest}"
         elif abs(r - nearest) > 3:
             turn = f", turned {r:.0f} deg"
+    if ev.frame:
+        return (f"too few keypoints ({ev.inliers}); frame to frame{' (mirrored)' if ev.mirrored else ''}{turn}, "
+                f"pixels agree {ev.pixel:.2f} ({ev.cells:.0%} of detail cells)")
     return (f"{ev.inliers} keypoint matches agree{' (mirrored)' if ev.mirrored else ''}{turn}, "
             f"pixels agree {ev.pixel:.2f} ({ev.cells:.0%} of detail cells), keypoints span {ev.cover:.0%}")
 
@@ -185,17 +196,19 @@ class Verifier:
     def evidence(self, a: Features | None, b: Features | None, mirrored: bool = False) -> Evidence:
         """Keypoint and pixel agreement of ``a`` and ``b`` (see the module doc)."""
         cv2 = self.cv2
-        if a is None or b is None or len(a.descriptors) < 8 or len(b.descriptors) < 8:
+        if a is None or b is None:
             return Evidence(mirrored=mirrored)
+        if len(a.descriptors) < 8 or len(b.descriptors) < 8:
+            return self._frame_to_frame(a, b, Evidence(mirrored=mirrored))
         knn = self._tools()[1].knnMatch(a.descriptors, b.descriptors, k=2)
         good = [m[0] for m in knn if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
         if len(good) < 8:
-            return Evidence(matches=len(good), mirrored=mirrored)
+            return self._frame_to_frame(a, b, Evidence(matches=len(good), mirrored=mirrored))
         src = a.points[[m.queryIdx for m in good]]
         dst = b.points[[m.trainIdx for m in good]]
         fits = _fits(cv2, src, dst)
         if not fits:
-            return Evidence(matches=len(good), mirrored=mirrored)
+            return self._frame_to_frame(a, b, Evidence(matches=len(good), mirrored=mirrored))
         # the counted transform: the similarity or affine most matches agree on (a homography's 8
         # degrees of freedom find more chance agreement; it only competes on the pixels below)
         t, inl = max(fits[:-1] if len(fits) > 1 and fits[-1][2] else fits, key=lambda f: int(f[1].sum()))[:2]
@@ -205,7 +218,7 @@ class Verifier:
         cover = min(_hull_share(src[inl], a.size), _hull_share(dst[inl], b.size))
         base = dict(inliers=n, matches=len(good), cover=cover, rotation=rotation, scale=scale, mirrored=mirrored)
         if n < min(self.min_keypoints, MIN_KEYPOINTS):  # too few to align by
-            return Evidence(**base)
+            return self._frame_to_frame(a, b, Evidence(**base))
         # the pixels, aligned by each plausible transform (a squashed or keystoned copy needs the
         # affine or the homography): the best agreement counts
         (pixel, cells, overlap), t = max(((_pixel_agreement(cv2, a, b, f[0]), f[0]) for f in fits),
@@ -213,11 +226,34 @@ class Verifier:
         outside = min(_detail_outside(cv2, a, b, t), _detail_outside(cv2, b, a, np.linalg.inv(t)))
         return Evidence(pixel=pixel, cells=cells, overlap=overlap, outside=outside, **base)
 
-    def compare(self, path_a: str, path_b: str) -> Evidence:
-        """The evidence for two files: direct, or mirrored when that agrees better."""
+    def _frame_to_frame(self, a: Features, b: Features, ev: Evidence) -> Evidence:
+        """``ev`` with the pixels compared frame to frame when the two pictures have the same
+        aspect (upright or turned by 180) or swapped aspects (turned by 90 or 270)."""
+        from dataclasses import replace
+
+        (wa, ha), (wb, hb) = a.size, b.size
+        same, swapped = abs(wa / ha - wb / hb), abs(wa / ha - hb / wb)
+        if min(same, swapped) > FRAME_ASPECT * wa / ha:
+            return ev
+        sx, sy = (wb / wa, hb / ha) if same <= swapped else (wb / ha, hb / wa)
+        turns = ([[sx, 0, 0], [0, sy, 0]], [[-sx, 0, wb], [0, -sy, hb]]) if same <= swapped else \
+            ([[0, sx, 0], [-sy, 0, hb]], [[0, -sx, wb], [sy, 0, 0]])
+        best = None
+        for t in turns:
+            t = np.vstack([np.array(t, np.float64), [0, 0, 1]])
+            found = _pixel_agreement(self.cv2, a, b, t)
+            if best is None or found[0] > best[0][0]:
+                best = (found, t)
+        (pixel, cells, overlap), t = best
+        return replace(ev, frame=True, pixel=pixel, cells=cells, overlap=overlap, outside=0.0,
+                       rotation=float(np.degrees(np.arctan2(t[1, 0], t[0, 0])) % 360),
+                       scale=float(np.sqrt(abs(np.linalg.det(t[:2, :2])))))
+
+    def compare(self, path_a: str, path_b: str, mirror: bool = True) -> Evidence:
+        """The evidence for two files: direct, or (``mirror``) mirrored when that agrees better."""
         a = self.features_of(path_a)
         ev = self.evidence(a, self.features_of(path_b))
-        if classify(ev, self.min_keypoints) != "duplicate" and a is not None:  # perhaps a mirrored copy
+        if mirror and classify(ev, self.min_keypoints) != "duplicate" and a is not None:  # a mirrored copy?
             mirrored = self.evidence(a, self.features_of(path_b, mirrored=True), mirrored=True)
             if classify(mirrored, self.min_keypoints) == "duplicate" or (
                     classify(ev, self.min_keypoints) is None and mirrored.inliers > ev.inliers):
@@ -228,8 +264,9 @@ class Verifier:
         """Agreeing keypoint matches between two files (the evidence's ``inliers``)."""
         return self.compare(path_a, path_b).inliers
 
-    def verify(self, pairs: list[tuple[str, str]], progress=None) -> list[Evidence]:
-        """Evidence for each (path_a, path_b); ``progress(done, total)`` as they finish."""
+    def verify(self, pairs: list[tuple[str, str]], progress=None, mirror=None) -> list[Evidence]:
+        """Evidence for each (path_a, path_b); ``progress(done, total)`` as they finish; ``mirror``:
+        per pair, whether a mirrored copy is worth trying (default: all)."""
         out: list[Evidence] = [Evidence()] * len(pairs)
         if not pairs:
             return out
@@ -237,7 +274,9 @@ class Verifier:
         order = sorted(range(len(pairs)), key=lambda n: pairs[n])
         step = max(1, len(pairs) // 100)
         with ThreadPoolExecutor(self.workers) as pool:
-            for done, (n, ev) in enumerate(zip(order, pool.map(lambda n: self.compare(*pairs[n]), order)), 1):
+            run = (lambda n: self.compare(*pairs[n])) if mirror is None else \
+                (lambda n: self.compare(*pairs[n], mirror=bool(mirror[n])))
+            for done, (n, ev) in enumerate(zip(order, pool.map(run, order)), 1):
                 out[n] = ev
                 if progress and (done % step == 0 or done == len(pairs)):
                     progress(done, len(pairs))
@@ -303,6 +342,14 @@ def _detail_outside(cv2, a: Features, b: Features, t: np.ndarray) -> float:
     return float(energy[~inside].sum()) / total if total > 0 else 0.0
 
 
+def _clipped(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``x`` inside ``valid`` (0 elsewhere), clipped at 3 robust standard deviations: the step at a
+    border, frame or canvas edge must not outweigh the picture's own detail."""
+    x = np.where(valid, x, 0.0)
+    sigma = 1.4826 * float(np.median(np.abs(x[valid]))) if valid.any() else 0.0
+    return np.clip(x, -3 * sigma, 3 * sigma) if sigma > 0 else x
+
+
 def _band(cv2, img: np.ndarray) -> np.ndarray:
     """Detail without layout: difference of Gaussians (sigma 0.7 and 2.5 px at PIXEL_SIDE)."""
     return cv2.GaussianBlur(img, (0, 0), 0.7) - cv2.GaussianBlur(img, (0, 0), 2.5)
@@ -324,24 +371,25 @@ def _pixel_agreement(cv2, a: Features, b: Features, t: np.ndarray, grid: int = 6
     overlap = float(valid.mean())
     if valid.sum() < 64:
         return 0.0, 0.0, overlap
-    x, y = _band(cv2, a.small), _band(cv2, warped)
-    x, y = np.where(valid, x, 0.0), np.where(valid, y, 0.0)
-    denom = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    pixel = float((x * y).sum() / denom) if denom > 0 else 0.0
-    # per cell: correlation where there is detail in both (a sky cell says nothing either way)
+    x, y = _clipped(_band(cv2, a.small), valid), _clipped(_band(cv2, warped), valid)
+    # compared where both pictures have detail: a sky cell says nothing either way, and a cell
+    # where only one has detail (the edge of a border or frame one copy added, a caption over the
+    # other's sky) is not a disagreement about the picture
+    floor_x, floor_y = 0.05 * float((x * x)[valid].mean()), 0.05 * float((y * y)[valid].mean())
     agree = textured = 0
-    energy = (x * x + y * y)
-    floor = 0.05 * float(energy[valid].mean())
+    sxy = sxx = syy = 0.0
     for rows in np.array_split(np.arange(ah), grid):
         for cols in np.array_split(np.arange(aw), grid):
-            cx, cy = x[np.ix_(rows, cols)], y[np.ix_(rows, cols)]
             cv = valid[np.ix_(rows, cols)]
             if cv.mean() < 0.5:
                 continue
-            ex, ey = float((cx * cx).sum()), float((cy * cy).sum())
-            if (ex + ey) / max(1, cv.sum()) < floor:
+            cx, cy = x[np.ix_(rows, cols)], y[np.ix_(rows, cols)]
+            ex, ey, n = float((cx * cx).sum()), float((cy * cy).sum()), max(1, int(cv.sum()))
+            if ex / n < floor_x or ey / n < floor_y:
                 continue
+            exy = float((cx * cy).sum())
             textured += 1
-            if ex > 0 and ey > 0 and float((cx * cy).sum()) / np.sqrt(ex * ey) >= 0.5:
-                agree += 1
-    return pixel, (agree / textured if textured else 0.0), overlap
+            agree += exy / np.sqrt(ex * ey) >= 0.5
+            sxy, sxx, syy = sxy + exy, sxx + ex, syy + ey
+    pixel = sxy / np.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
+    return float(pixel), (agree / textured if textured else 0.0), overlap
