@@ -172,11 +172,13 @@ class _NearSearch:
         self.judge = judge = PairJudge([rows[r][1] for r in reps_v], threshold, verifier, min_keypoints)
         found = [(DUPLICATES, g) for g in group_pairs(len(reps_v), i, j, sc, rank_v, check=judge.check((DUPLICATE,)),
                                                       progress=self._progress("verify"))]
-        if similar:
+        if similar:  # over the files left; a duplicate group's keeper stands for it and stays a keeper
             members = np.zeros(len(reps_v), dtype=bool)
-            for _, (_, m, _) in found:
+            keepers = rank_v.copy()
+            for _, (k, m, _) in found:
                 members[m] = True
-            found += [("similar", g) for g in group_pairs(len(reps_v), i, j, sc, rank_v,
+                keepers[k] -= len(rank_v) + 1
+            found += [("similar", g) for g in group_pairs(len(reps_v), i, j, sc, keepers,
                                                            check=judge.check((SIMILAR, DUPLICATE), members))]
         self.stats.update(judge.stats())
         return found

@@ -8,11 +8,13 @@ far apart and A is the better file, the group is {A, B}; C stays out (or joins a
 similar to). Because a keeper only takes files ranked after it, the keeper is always the best file
 of its group by the keeper policy.
 
-Keeper policy (``KEEPER_POLICIES``): ``resolution`` (default: the original - colour over greyscale,
-then most picture pixels (a frame or canvas does not count), then least compression (estimated JPEG quality), then camera metadata present,
-then largest file, then oldest mtime; the file facts come from ``quality``), ``size`` (largest file
-first), ``oldest``, ``newest``; files under a ``prefer`` folder always win over the others. Ties are
-broken by the lower image id (the file indexed first).
+Keeper policy (``KEEPER_POLICIES``): ``resolution`` (default: the original). ``keeper_rank`` orders
+by what the index knows (most pixels, then largest file, then oldest mtime); for the files with
+candidates ``quality.refine_rank`` then applies the full order: colour over greyscale, most picture
+pixels (a border, frame or canvas does not count; within 30% is a tie), no border or frame added,
+least compression (estimated JPEG quality), camera metadata present, largest file, oldest mtime.
+``size`` (largest file first), ``oldest``, ``newest``: by the index only. Files under a ``prefer``
+folder always win over the others. Ties are broken by the lower image id (the file indexed first).
 """
 from __future__ import annotations
 

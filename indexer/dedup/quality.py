@@ -118,6 +118,8 @@ def compare(k, kq: FileQuality, m, mq: FileQuality, policy: str = "resolution") 
         "colour": (int(kq.colour) - int(mq.colour), "colour (the copy is greyscale)"),
         "pixels": ((pk > PICTURE_TOLERANCE * pm) - (pm > PICTURE_TOLERANCE * pk),
                    f"more picture pixels ({_size(k, kq)} against {_size(m, mq)})"),
+        "content": ((kq.content > mq.content + 0.1) - (mq.content > kq.content + 0.1),
+                    f"no border or frame added (the copy is {mq.content:.0%} picture)"),
         "quality": ((kq.jpeg_quality > mq.jpeg_quality + 2) - (mq.jpeg_quality > kq.jpeg_quality + 2),
                     f"less compression (JPEG quality ~{kq.jpeg_quality} against ~{mq.jpeg_quality})"),
         "metadata": (int(kq.metadata) - int(mq.metadata), "camera metadata present (EXIF date/camera)"),
@@ -132,7 +134,7 @@ def compare(k, kq: FileQuality, m, mq: FileQuality, policy: str = "resolution") 
     return 0, ""
 
 
-ORDER = {"resolution": ("colour", "pixels", "quality", "metadata", "size", "oldest"),
+ORDER = {"resolution": ("colour", "pixels", "content", "quality", "metadata", "size", "oldest"),
          "size": ("size", "pixels", "oldest"), "oldest": ("oldest", "pixels", "size"),
          "newest": ("newest", "pixels", "size")}
 
