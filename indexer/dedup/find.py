@@ -28,7 +28,7 @@ from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .quality import FileQuality, keeper_reason, read_qualities, refine_rank
 from .report import DUPLICATES, EXACT_REASON, KEEPER_REASON, WHY, DedupReport, Group, Member, near_reason
 from .search import DEFAULT_K, DEFAULT_NPROBE, EXACT_LIMIT, near_pairs
-from .verify import MIN_CELLS, MIN_COVER, MIN_KEYPOINTS, MIN_PIXEL, SIMILAR_KEYPOINTS, describe
+from .verify import MAX_OUTSIDE, MIN_CELLS, MIN_COVER, MIN_KEYPOINTS, MIN_PIXEL, SIMILAR_KEYPOINTS, describe
 
 # Cosine similarity of GAP-pooled VGG16 conv5 descriptors (224 px) at or above which two images are
 # called near duplicates without verification (--no-verify): the lowest threshold with precision
@@ -103,7 +103,7 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
     rule = {"threshold": threshold}
     if verify and near:
         rule.update(verify_floor=float(verify_floor), min_keypoints=int(min_keypoints), pixel=MIN_PIXEL,
-                    cells=MIN_CELLS, cover=MIN_COVER, similar_keypoints=SIMILAR_KEYPOINTS)
+                    cells=MIN_CELLS, outside=MAX_OUTSIDE, cover=MIN_COVER, similar_keypoints=SIMILAR_KEYPOINTS)
     search = _NearSearch(rows, reps, rank, stats, progress)
     qualities: list[FileQuality | None] = [None] * len(rows)
     found = []

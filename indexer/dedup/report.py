@@ -43,10 +43,12 @@ def rule_text(threshold: float, rule: dict | None) -> str:
     keypoint matches' (version 1) or the pixel rule (version 2, ``rule["pixel"]``)."""
     if rule and rule.get("pixel") is not None:
         return (f"candidates at cosine >= {rule['verify_floor']:.2f} (and turned copies); a duplicate when >= "
-                f"{rule['min_keypoints']} keypoint matches agree on one transform spanning >= {rule['cover']:.0%} of "
-                f"both pictures and the aligned pixels agree (correlation >= {rule['pixel']:.2f}, >= "
-                f"{rule['cells']:.0%} of detail cells), or without keypoints at cosine >= {threshold:.3f}; "
-                f"a similar shot when >= {rule['similar_keypoints']} matches agree but the pixels do not")
+                f"{rule['min_keypoints']} keypoint matches agree on one transform and the aligned pixels agree "
+                f"(correlation >= {rule['pixel']:.2f}, >= {rule['cells']:.0%} of detail cells) with one picture "
+                f"showing nothing the other lacks (<= {rule.get('outside', 0.1):.0%} of its detail outside), or - "
+                f"too little texture for keypoints - frame to frame, or without keypoints at cosine >= "
+                f"{threshold:.3f}; a similar shot when >= {rule['similar_keypoints']} matches agree over >= "
+                f"{rule['cover']:.0%} of both pictures but the pixels do not")
     text = f"cosine >= {threshold:.3f}"
     if rule and rule.get("verify_floor") is not None and rule["verify_floor"] < threshold:
         text += f", or >= {rule['verify_floor']:.3f} with >= {rule['min_keypoints']} agreeing keypoint matches"
