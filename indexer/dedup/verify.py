@@ -8,14 +8,18 @@ aligned*. For a candidate pair:
 
 1. ORB keypoints (``FEATURES`` per image) on a grey copy at most ``MAX_SIDE`` px per side (small
    images are enlarged to ``MIN_SIDE`` first, so thumbnails keep keypoints); Lowe's ratio test;
-2. RANSAC fits a similarity transform (rotation - any angle, so 90/180/270 turns too - uniform
-   scale, shift; ``REPROJ_PX`` tolerance); a mirrored copy is tried when the direct fit is weak;
-   a homography refit on those inliers covers perspective and aspect changes;
+2. RANSAC fits a similarity (rotation - any angle, so 90/180/270 turns too - uniform scale,
+   shift), an affine (aspect change) and a homography (perspective), ``REPROJ_PX`` tolerance; a
+   mirrored copy is tried when the direct comparison is not a copy (``compare(mirror=...)``);
 3. the two images are aligned with that transform at ``PIXEL_SIDE`` px and compared after a
    band-pass filter (detail, not layout: sky and ground agree between any two landscapes):
    ``pixel`` = normalised correlation over the overlap, ``cells`` = share of the overlap's textured
    grid cells whose own correlation is high (robust to a caption or logo pasted over part of it);
-4. ``cover``: how much of each image the agreeing keypoints span (convex hull share).
+4. ``outside``: the smaller of the two pictures' shares of detail lying outside the other once
+   aligned (a copy is part of its original or contains it; two shots of a scene each show more);
+   ``cover``: how much of each image the agreeing keypoints span (convex hull share);
+5. too few keypoints to align (fog, sand, a sunset): the frames are compared directly when their
+   aspects match, upright or turned (``frame``), with a higher bar.
 
 ``classify`` turns that evidence into "duplicate" (safe to quarantine), "similar" (same scene,
 e.g. a burst or another angle: for review only) or None. The thresholds are chosen in
