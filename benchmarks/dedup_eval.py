@@ -1,22 +1,26 @@
-"""Near-duplicate detection quality: VGG16 descriptors + FAISS vs imagehash pHash, per edit type.
+"""Duplicate finding that users can act on: recall on generated copies, false pairs on real photos.
 
-Builds a set with benchmarks/near_duplicates.py (seeded edited copies of real photos, plus real
-distractor photos), indexes it with the shared VGG16 weights (OpenVINO engine, default input size),
-runs ``find_duplicates`` and, in the same run, pHash (64-bit, Hamming distance) grouped by the same
-keeper-centred rule. A pair of files is a true duplicate pair iff both come from the same original.
+Two measurements in one run, at the defaults of ``find_duplicates`` (pixel verification):
 
-Metrics: recall = copies that end up in the same group as their own original; precision = the
-report's (keeper, member) links that join two files of the same original (a link between different
-photos, distractors included, is a false pair). Per edit type: that edit's copies and the links
-that involve one of them; overall: all copies and all links.
-Also prints a cosine-only threshold sweep (how the --no-verify default was chosen) and a sweep of
-the keypoint-verification rule (threshold, floor, agreeing keypoints: how the defaults were chosen),
-then a table at the defaults: verified vs cosine only vs pHash, with timings. ``--models plain,trim`` indexes
-the set twice, without and with border trimming (ModelSpec.trim_borders), and compares them with
-pHash in one run.
-Needs: pip install imagehash (benchmark only).
-Run:  python benchmarks/dedup_eval.py [--originals 50] [--distractors 150] [--seed 0] [--work DIR]
-                                     [--models plain,trim] [--no-verify]
+1. **Generated copies** (benchmarks/near_duplicates.py: seeded edited copies of real photos - 24
+   edit kinds, turned by 90/180/270 and perspective included - plus real distractor photos, many
+   of them other shots of the same places): P/R/F1 per edit, against cosine only (--no-verify
+   default) and imagehash pHash (64-bit, Hamming <= 10, same keeper-centred grouping) on the same
+   files. Recall = copies in the same *duplicate* group as their own original; precision = the
+   duplicate groups' (keeper, member) links that join two files of one original.
+2. **Real collections without copies** (../shared/data/photos: samples/vacation, hymenoptera,
+   flowers5 - many same-place and same-subject shots, no copies apart from flowers5's six
+   byte-identical files): every (keeper, member) link of a duplicate group that is not a
+   byte-identical copy is a false pair; reported per 1,000 photos (the headline), with pHash's on
+   the same files, and the similar-shot groups (review only) counted apart.
+
+Then a sweep of the pixel rule's thresholds (``verify.MIN_PIXEL``, ``MIN_CELLS``, ``MAX_OUTSIDE``,
+``MIN_KEYPOINTS``) over both, each pair verified once (evidence cached), to show the margin.
+Embeddings are cached as indexes under --work (/tmp, not the repository): a rerun embeds nothing.
+Needs: pip install imagehash (the bench extra).
+Run:  python benchmarks/dedup_eval.py [--quick] [--originals 50] [--distractors 150] [--seed 0]
+                                     [--real vacation,hymenoptera,flowers5] [--flowers-limit N] [--work DIR]
+--quick: 6 originals x 24 edits + 18 distractors, and vacation + hymenoptera (547 photos).
 """
 from __future__ import annotations
 
@@ -32,7 +36,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 DATA = ROOT.parent / "shared" / "data"
 WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
+PHOTOS = DATA / "photos"
+REAL_SETS = {"vacation": PHOTOS / "samples" / "vacation", "hymenoptera": PHOTOS / "hymenoptera",
+             "flowers5": PHOTOS / "flowers5"}
 PHASH_DEFAULT = 10  # imagededup's default max Hamming distance for pHash
+SWEEP = {"MIN_PIXEL": (0.3, 0.4, 0.5, 0.6, 0.7), "MIN_CELLS": (0.3, 0.4, 0.5, 0.6, 0.7),
+         "MAX_OUTSIDE": (0.05, 0.10, 0.20, 1.0), "MIN_KEYPOINTS": (12, 16, 20, 30)}
 
 
 def family_map(root: Path, truth):
@@ -51,57 +60,66 @@ def links_of(groups) -> set[tuple[str, str]]:
     return {(files[0], m) for files in groups for m in files[1:]}
 
 
-def same_group(groups) -> dict[str, int]:
-    return {f: n for n, files in enumerate(groups) for f in files}
-
-
 def score(groups, fam: dict, edit: dict, kinds: list[str]):
-    """{row: (tp, fp, fn, P, R, F1)} for 'overall' and each edit kind.
-
-    Recall: copies that end up in the same group as their original (TP) or not (FN).
-    Precision: (keeper, member) links of the report that join files of one original (TP) or of two
-    different photos (FP). Per edit kind: copies made with that edit, and links that involve one."""
-    where = same_group(groups)
+    """{row: (tp, fp, fn, P, R, F1, links)} for 'overall' and each edit kind (see the module doc)."""
+    where = {f: n for n, files in enumerate(groups) for f in files}
     links = links_of(groups)
     rows = {}
     for kind in ["overall"] + kinds:
         copies = [c for c in edit if kind == "overall" or edit[c] == kind]
         orig = {c: str(Path(c).parents[1] / fam[c]) for c in copies}
         tp_r = sum(1 for c in copies if c in where and where[c] == where.get(orig[c]))
-        fn = len(copies) - tp_r
         mine = [(a, b) for a, b in links if kind == "overall" or edit.get(a) == kind or edit.get(b) == kind]
         tp_p = sum(1 for a, b in mine if fam[a] == fam[b])
-        fp = len(mine) - tp_p
         P = tp_p / len(mine) if mine else 1.0
         R = tp_r / len(copies) if copies else 1.0
-        F = 2 * P * R / (P + R) if P + R else 0.0
-        rows[kind] = (tp_r, fp, fn, P, R, F)
+        rows[kind] = (tp_r, len(mine) - tp_p, len(copies) - tp_r, P, R, 2 * P * R / (P + R) if P + R else 0.0,
+                      len(mine))
     return rows
 
 
-def vgg_groups(index, threshold, verify=False, verifier=None, **options):
+class MemoVerifier:
+    """The real Verifier, each pair verified once across a sweep and across runs (the evidence does
+    not depend on the thresholds swept; they act in ``verify.classify``). The cache file under
+    --work is keyed by verify.py's source, so a change to the verification starts afresh."""
+
+    def __init__(self, cache: Path | None = None):
+        import hashlib
+        import pickle
+
+        import indexer.dedup.verify as verify
+
+        self.inner = verify.Verifier()
+        self.unreadable = self.inner.unreadable
+        self.seconds = 0.0
+        self.cache = cache
+        self.version = hashlib.sha256(Path(verify.__file__).read_bytes()).hexdigest()
+        self.memo: dict = {}
+        if cache and cache.is_file():
+            version, memo = pickle.loads(cache.read_bytes())
+            self.memo = memo if version == self.version else {}
+
+    def verify(self, pairs, progress=None, mirror=None):
+        mirror = [True] * len(pairs) if mirror is None else list(mirror)
+        keys = [(a, b, bool(m)) for (a, b), m in zip(pairs, mirror)]
+        todo = [k for k in dict.fromkeys(keys) if k not in self.memo]
+        t0 = time.perf_counter()
+        self.memo.update(zip(todo, self.inner.verify([k[:2] for k in todo], mirror=[k[2] for k in todo])))
+        self.seconds += time.perf_counter() - t0
+        return [self.memo[k] for k in keys]
+
+    def save(self):
+        import pickle
+
+        if self.cache:
+            self.cache.write_bytes(pickle.dumps((self.version, self.memo)))
+
+
+def dedup_groups(index, verifier=None, duplicates_only=True, **options):
     from indexer.dedup import find_duplicates
 
-    rep = find_duplicates(index, threshold=threshold, verify=verify, verifier=verifier, **options)
-    return [[m.path for m in g.files] for g in rep.groups], rep
-
-
-class MemoVerifier:
-    """The real Verifier, each pair matched once across a sweep (direct and mirrored always tried,
-    so the count does not depend on the sweep's min_keypoints)."""
-
-    def __init__(self):
-        from indexer.dedup.verify import Verifier
-
-        self.inner = Verifier(min_keypoints=10 ** 6)
-        self.memo: dict = {}
-        self.unreadable = self.inner.unreadable
-
-    def verify(self, pairs, progress=None):
-        todo = [p for p in dict.fromkeys(pairs) if p not in self.memo]
-        for p, c in zip(todo, self.inner.verify(todo)):
-            self.memo[p] = int(c)
-        return np.array([self.memo[p] for p in pairs], dtype=np.int32)
+    rep = find_duplicates(index, verifier=verifier, **options)
+    return [[m.path for m in g.files] for g in rep.groups if g.is_duplicates or not duplicates_only], rep
 
 
 def phash_groups(paths, hashes, max_dist, meta):
@@ -116,21 +134,32 @@ def phash_groups(paths, hashes, max_dist, meta):
         ii += [a] * len(hit)
         jj += (a + 1 + hit).tolist()
         ss += (1 - d[hit] / 64.0).tolist()
-    rank = keeper_rank(*meta)
-    groups = group_pairs(len(paths), np.array(ii, np.int64), np.array(jj, np.int64), np.array(ss, np.float32), rank)
+    groups = group_pairs(len(paths), np.array(ii, np.int64), np.array(jj, np.int64), np.array(ss, np.float32),
+                         keeper_rank(*meta))
     return [[paths[k]] + [paths[m] for m in members] for k, members, _ in groups]
 
 
-def table(title, rows_vgg, rows_ph, kinds):
-    print(f"\n### {title}\n")
-    print("| edit | VGG P | VGG R | VGG F1 | pHash P | pHash R | pHash F1 | false pairs VGG / pHash |")
-    print("|---|---|---|---|---|---|---|---|")
-    for kind in ["overall"] + kinds:
-        v, p = rows_vgg[kind], rows_ph[kind]
-        print(f"| {kind} | {v[3]:.3f} | {v[4]:.3f} | {v[5]:.3f} | {p[3]:.3f} | {p[4]:.3f} | {p[5]:.3f} | {v[1]} / {p[1]} |")
+def phash_groups_of(paths):
+    """pHash groups (Hamming <= PHASH_DEFAULT) of the readable files among ``paths``."""
+    import imagehash
+    from PIL import Image
+
+    ok, hashes, meta = [], [], ([], [], [], [])
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                h = imagehash.phash(im.convert("RGB"))
+                pixels = im.width * im.height
+        except Exception:  # noqa: BLE001 - a file no photo tool can read is no pHash candidate either
+            continue
+        st = Path(p).stat()
+        for lst, v in zip((hashes, *meta), (h, pixels, st.st_size, st.st_mtime_ns, len(ok))):
+            lst.append(v)
+        ok.append(p)
+    return phash_groups(ok, hashes, PHASH_DEFAULT, meta)
 
 
-def open_index(idx_dir: Path, trim: bool):
+def open_index(idx_dir: Path, trim: bool = True):
     from indexer import Index
     from retrieval.builder import build
 
@@ -143,174 +172,208 @@ def open_index(idx_dir: Path, trim: bool):
     return Index.create(idx_dir, spec.replace(trim_borders=trim), net)
 
 
-def evaluate(index, data, fam, edit, kinds, threshold, paths, hashes, meta, best_ph, verify=True):
-    """Sweeps, main tables and misses for one index; returns the rows at the defaults."""
-    from indexer.dedup.find import VERIFY_FLOOR, default_threshold
-    from indexer.dedup.verify import MIN_KEYPOINTS
-
-    name = index.spec.describe()
-    plain_t = default_threshold(index.spec, verify=False)
-    print(f"\n## {name}")
-    print("\n### Threshold sweep, cosine only (overall)\n")
-    print("| method | threshold | P | R | F1 |")
-    print("|---|---|---|---|---|")
-    best = (-1, None)
-    for t in np.round(np.arange(0.60, 0.985, 0.02), 2):
-        groups, _ = vgg_groups(index, float(t))
-        r = score(groups, fam, edit, kinds)["overall"]
-        print(f"| VGG16 cosine >= | {t:.2f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} |")
-        if r[5] > best[0]:
-            best = (r[5], float(t))
-    print(f"\nbest-F1 cosine-only threshold on this set: {best[1]:.2f} (F1 {best[0]:.3f})")
-    if verify:
-        memo = MemoVerifier()
-        print("\n### Keypoint verification sweep (overall): cosine >= T, or >= floor with >= K agreeing keypoints\n")
-        print("| T | floor | K | P | R | F1 | pairs verified |")
-        print("|---|---|---|---|---|---|---|")
-        vbest = (-1, None)
-        for t in (0.81, 0.86, 0.90, 0.94):
-            for floor in (0.50, 0.55, 0.60, 0.65):
-                for kp in (10, 15, 20, 30, 40):
-                    groups, rep = vgg_groups(index, t, verify=True, verifier=memo, verify_floor=floor,
-                                             min_keypoints=kp)
-                    r = score(groups, fam, edit, kinds)["overall"]
-                    print(f"| {t:.2f} | {floor:.2f} | {kp} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} | "
-                          f"{rep.stats.get('verified_pairs', 0)} |")
-                    if r[5] > vbest[0]:
-                        vbest = (r[5], (t, floor, kp))
-        print(f"\nbest-F1 verification setting on this set: T {vbest[1][0]:.2f}, floor {vbest[1][1]:.2f}, "
-              f"K {vbest[1][2]} (F1 {vbest[0]:.3f})")
-        same = np.array([fam[a] == fam[b] for a, b in memo.memo], dtype=bool)
-        counts = np.array(list(memo.memo.values()))
-        for label, sel in (("copies of one photo", same), ("different photos", ~same)):
-            if sel.any():
-                pct = np.percentile(counts[sel], [1, 5, 50, 95, 99])
-                print(f"agreeing keypoints, {label} ({int(sel.sum())} verified pairs): "
-                      f"p1 {pct[0]:.0f}, p5 {pct[1]:.0f}, median {pct[2]:.0f}, p95 {pct[3]:.0f}, p99 {pct[4]:.0f}")
-    # the defaults, timed with a fresh verifier (nothing cached)
-    t2 = time.perf_counter()
-    groups_plain, _ = vgg_groups(index, plain_t)
-    t_plain = time.perf_counter() - t2
-    rows_plain = score(groups_plain, fam, edit, kinds)
-    groups, report = groups_plain, None
-    rv = rows_plain
-    if verify:
-        t2 = time.perf_counter()
-        groups, report = vgg_groups(index, threshold, verify=True)
-        t_find = time.perf_counter() - t2
-        rv = score(groups, fam, edit, kinds)
-        print(f"\nfind_duplicates at the defaults ({report.rule_text}): {t_find:.1f}s, of which keypoint "
-              f"verification {report.stats.get('verify_seconds', 0):.1f}s for {report.stats.get('verified_pairs', 0)} "
-              f"pairs ({report.stats.get('verified_accepted', 0)} accepted); cosine only: {t_plain:.1f}s")
-    rp = score(phash_groups(paths, hashes, PHASH_DEFAULT, meta), fam, edit, kinds)
-    rp2 = score(phash_groups(paths, hashes, best_ph[1], meta), fam, edit, kinds)
-    title = f"verified (cosine >= {threshold:.2f}, or >= {VERIFY_FLOOR} with >= {MIN_KEYPOINTS} keypoints)" \
-        if verify else f"cosine >= {plain_t:.2f}"
-    print(f"\n### {name}: {title} vs cosine only at {plain_t:.2f} vs pHash (Hamming <= {PHASH_DEFAULT}; "
-          f"its best on this set: {best_ph[1]})\n")
-    print("| edit | verified P | R | F1 | cosine-only P | R | F1 | pHash P | R | F1 | pHash@best F1 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for kind in ["overall"] + kinds:
-        v, c, p, p2 = rv[kind], rows_plain[kind], rp[kind], rp2[kind]
-        print(f"| {kind} | {v[3]:.3f} | {v[4]:.3f} | {v[5]:.3f} | {c[3]:.3f} | {c[4]:.3f} | {c[5]:.3f} | "
-              f"{p[3]:.3f} | {p[4]:.3f} | {p[5]:.3f} | {p2[5]:.3f} |")
-    # the misses and false pairs, for inspection
-    fps = sorted((a, b) for a, b in links_of(groups) if fam[a] != fam[b])
-    print(f"\nfalse pairs: {len(fps)}")
-    sims = {}
-    for g in (report.groups if report else []):
-        for m in g.members:
-            sims[(g.keeper.path, m.path)] = m.score
-    for a, b in fps[:15]:
-        print(f"  {Path(a).parent.name}/{Path(a).name}  ~  {Path(b).parent.name}/{Path(b).name}  "
-              f"{sims.get((a, b), sims.get((b, a), float('nan'))):.3f}")
-    where = same_group(groups)
-    missed = [c for c in edit if where.get(c, -1) != where.get(str(data.resolve() / fam[c]), -2)]
-    print(f"copies not grouped with their original: {len(missed)}")
-    for c in missed[:25]:
-        v1 = index.vector(index.store.row_by_path(c).id)
-        v2 = index.vector(index.store.row_by_path(str(data.resolve() / fam[c])).id)
-        print(f"  {Path(c).name}: cosine to original {float(np.dot(v1, v2)):.3f}")
-    return rv
+def indexed(idx_dir: Path, folders, limit: int | None = None):
+    """The index of ``folders`` under ``idx_dir`` (embedding only what is new; ``limit``: at most
+    that many files of the folders, sorted, copied nowhere - a subset is indexed through a folder
+    of links)."""
+    if limit:
+        sub = idx_dir.parent / (idx_dir.name + "-files")
+        files = sorted(p for f in folders for p in Path(f).rglob("*") if p.is_file())[:limit]
+        for p in files:
+            link = sub / p.relative_to(Path(folders[0]).parent)
+            if not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(p)
+        folders = [sub]
+    t0 = time.perf_counter()
+    index = open_index(idx_dir)
+    rep = index.update(folders, progress=False)
+    print(f"index {idx_dir.name}: {rep.summary()} ({time.perf_counter() - t0:.0f}s)")
+    return index
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--originals", type=int, default=50)
-    ap.add_argument("--distractors", type=int, default=150)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/vgg-retrieval-dedup-eval"),
-                    help="Working folder (reused when it already holds the set and indexes).")
-    ap.add_argument("--threshold", type=float, default=None, help="Threshold for the main table [default: the default]")
-    ap.add_argument("--models", default="trim",
-                    help="Comma-separated: 'trim' (ModelSpec.trim_borders, the default for new indexes) and/or "
-                         "'plain' (no trimming, indexes made before it); each gets its own index, one run [trim]")
-    ap.add_argument("--no-verify", dest="verify", action="store_false",
-                    help="Cosine only (no keypoint verification sweep and table)")
-    args = ap.parse_args()
-    import imagehash
-    from PIL import Image
+def family_indexes(base: Path, index, edit: dict, kinds: list[str]):
+    """Two copies of the generated set's index, each with half of the edit kinds (alternating):
+    24 copies of one photo would be a family larger than the k = 16 neighbours the search keeps
+    (real collections rarely hold more than a few copies of a picture), so each pass has families
+    of 13 (the original and 12 copies), as in the held-out set. Made once (no embedding: the
+    other half is forgotten)."""
+    import shutil
 
+    from indexer import Index
+
+    out = []
+    for n, half in enumerate((kinds[0::2], kinds[1::2])):
+        d = base / f"index-trim-family{n}"
+        if not Index.exists(d):
+            shutil.copytree(index.directory, d)
+            with Index.open(d) as ix:
+                ix.forget([c for c, k in edit.items() if k not in half])
+        out.append((Index.open(d), set(half)))
+    return out
+
+
+def _combine(parts: list[dict], kinds: list[str]) -> dict:
+    """Rows per edit from the pass that holds it; overall from the summed counts."""
+    rows = {}
+    for kind in kinds:
+        rows[kind] = next(r[kind] for r, half in parts if kind in half)
+    tp, fp, fn, links = (sum(r["overall"][i] for r, _ in parts) for i in (0, 1, 2, 6))
+    P = 1 - fp / links if links else 1.0
+    R = tp / max(1, tp + fn)
+    rows["overall"] = (tp, fp, fn, P, R, 2 * P * R / (P + R) if P + R else 0.0, links)
+    return rows
+
+
+def generated(args, memo):
+    """Rows per edit for the default, cosine only and pHash on the generated set."""
     from indexer.dedup.find import default_threshold
     from near_duplicates import EDITS, generate, read_truth
 
-    data = args.work / "set"
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if not models or set(models) - {"trim", "plain"}:
-        raise SystemExit("--models takes 'trim' and/or 'plain'")
+    base = args.work / "quick" if args.quick else args.work
+    data = base / "set"
     if not (data / "truth.tsv").is_file():
         generate(data, args.originals, args.distractors, args.seed)
     truth = read_truth(data / "truth.tsv")
     fam, edit = family_map(data.resolve(), truth)
     kinds = [k for k in EDITS if k in set(edit.values())]
-    indexes = []
-    for m in models:
+    index = indexed(base / "index-trim", [data])
+    print(f"generated set: {len(truth)} copies of {len(set(t[0] for t in truth))} originals ({len(kinds)} edit "
+          f"kinds) + {sum(1 for f in fam if '/distractors/' in f)} real distractors = {len(fam)} images; "
+          f"evaluated in two passes of {len(kinds) // 2} edit kinds (families of {len(kinds) // 2 + 1} files)")
+    parts = {"default": [], "cosine only": [], "pHash": []}
+    fps, t0, stats, similar_copies = [], time.perf_counter(), [], 0
+    passes = family_indexes(base, index, edit, kinds)
+    for ix, half in passes:
+        e = {c: k for c, k in edit.items() if k in half}
+        f = {p: o for p, o in fam.items() if p not in edit or p in e}
+        groups, rep = dedup_groups(ix, memo)
+        parts["default"].append((score(groups, f, e, kinds), half))
+        stats.append(rep.stats)
+        similar_copies += sum(1 for g in rep.similar_groups for m in g.members if f.get(m.path) == f.get(g.keeper.path))
+        fps += sorted((a, b) for a, b in links_of(groups) if f[a] != f[b])
+        parts["cosine only"].append((score(dedup_groups(ix, verify=False)[0], f, e, kinds), half))
+        parts["pHash"].append((score(phash_groups_of(sorted(f)), f, e, kinds), half))
+    rows = {m: _combine(v, kinds) for m, v in parts.items()}
+    print(f"\ndefault ({rep.rule_text}): {time.perf_counter() - t0:.0f}s for both passes (with cosine only and "
+          f"pHash), {sum(x.get('verified_pairs', 0) for x in stats)} pairs verified, "
+          f"{sum(x.get('rotated_candidates', 0) for x in stats)} turned candidates; {similar_copies} true copies "
+          f"reported as similar shots instead; cosine only at {default_threshold(index.spec, False):.2f}")
+    print("\n| edit | default P | R | F1 | cosine only P | R | F1 | pHash P | R | F1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for kind in ["overall"] + kinds:
+        cells = " | ".join(f"{rows[m][kind][3]:.3f} | {rows[m][kind][4]:.3f} | {rows[m][kind][5]:.3f}" for m in rows)
+        print(f"| {kind} | {cells} |")
+    print(f"\nfalse pairs: {len(fps)}")
+    for a, b in fps[:15]:
+        print(f"  {Path(a).name} ~ {Path(b).name}")
+    return passes, fam, edit, kinds
+
+
+def false_pairs(rep) -> list[tuple[str, str, str]]:
+    from indexer.dedup.report import EXACT_REASON
+
+    return [(g.keeper.path, m.path, m.reason) for g in rep.duplicate_groups for m in g.members if m.reason != EXACT_REASON]
+
+
+def real(args, memo):
+    """False pairs per 1,000 photos on each real set (default and pHash)."""
+    out = {}
+    print("\n| real set | photos | default: false pairs | per 1,000 | similar-shot groups | exact copies | "
+          "pHash false pairs | per 1,000 | verify s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.real:
+        if name in args.real_index:  # a ready index of (part of) the set: used as it is
+            from indexer import Index
+
+            index = Index.open(args.real_index[name])
+        else:
+            limit = args.flowers_limit if name == "flowers5" else None
+            index = indexed(args.work / (f"real-{name}" + (f"-{limit}" if limit else "")), [REAL_SETS[name]], limit)
         t0 = time.perf_counter()
-        index = open_index(args.work / ("index" if m == "plain" else "index-trim"), m == "trim")
-        rep = index.update([data], progress=False)
-        indexes.append(index)
-        print(f"model {index.spec.describe()}: index {rep.summary()} ({time.perf_counter() - t0:.0f}s)")
-    print(f"set: {len(truth)} copies of {len(set(t[0] for t in truth))} originals ({len(kinds)} edit types) + "
-          f"{sum(1 for f in fam if '/distractors/' in f)} real distractors = {len(fam)} images")
+        _, rep = dedup_groups(index, memo)
+        fp = false_pairs(rep)
+        n = rep.stats["images"]
+        sha = _sha_of(index)
+        ph = phash_groups_of(sorted(sha))
+        ph_fp = sum(1 for a, b in links_of(ph) if sha[a] != sha[b])
+        exact = sum(len(g.members) for g in rep.duplicate_groups for m in g.members if m.reason.startswith("exact"))
+        print(f"| {name} | {n} | {len(fp)} | {1000 * len(fp) / n:.1f} | {len(rep.similar_groups)} | {exact} | {ph_fp} | "
+              f"{1000 * ph_fp / n:.1f} | {time.perf_counter() - t0:.0f} |")
+        out[name] = (index, n)
+        for a, b, why in fp[:10]:
+            print(f"    false pair: {Path(a).name} ~ {Path(b).name}: {why}")
+    return out
 
-    # pHash of the same files, measured in the same run
-    t1 = time.perf_counter()
-    paths = sorted(fam)
-    hashes, meta = [], ([], [], [], [])
-    for n, p in enumerate(paths):
-        with Image.open(p) as im:
-            hashes.append(imagehash.phash(im))
-            meta[0].append(im.width * im.height)
-        st = Path(p).stat()
-        meta[1].append(st.st_size)
-        meta[2].append(st.st_mtime_ns)
-        meta[3].append(n)
-    t_phash = time.perf_counter() - t1
-    print("\n### pHash sweep (overall)\n")
-    print("| method | threshold | P | R | F1 |")
-    print("|---|---|---|---|---|")
-    best_ph = (-1, None)
-    for d in range(0, 25, 2):
-        r = score(phash_groups(paths, hashes, d, meta), fam, edit, kinds)["overall"]
-        print(f"| pHash Hamming <= | {d} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} |")
-        if r[5] > best_ph[0]:
-            best_ph = (r[5], d)
-    print(f"\nbest pHash distance on this set: {best_ph[1]} (F1 {best_ph[0]:.3f}); pHash {t_phash:.1f}s")
 
-    thrs = [default_threshold(ix.spec, args.verify) if args.threshold is None else args.threshold for ix in indexes]
-    results = [evaluate(index, data, fam, edit, kinds, t, paths, hashes, meta, best_ph, verify=args.verify)
-               for index, t in zip(indexes, thrs)]
-    if len(indexes) > 1:  # before / after side by side, pHash from the same run
-        rp = score(phash_groups(paths, hashes, PHASH_DEFAULT, meta), fam, edit, kinds)
-        names = [f"{'trimmed' if ix.spec.trim_borders else 'plain'}@{t:.2f}" for ix, t in zip(indexes, thrs)]
-        print(f"\n### At each model's default threshold: {' vs '.join(names)} vs pHash (Hamming <= {PHASH_DEFAULT})\n")
-        print("| edit | " + " | ".join(f"{n} P | {n} R | {n} F1" for n in names) + " | pHash P | pHash R | pHash F1 |")
-        print("|---|" + "---|" * (3 * len(names) + 3))
-        for kind in ["overall"] + kinds:
-            cells = [f"{r[kind][3]:.3f} | {r[kind][4]:.3f} | {r[kind][5]:.3f}" for r in results]
-            print(f"| {kind} | " + " | ".join(cells) + f" | {rp[kind][3]:.3f} | {rp[kind][4]:.3f} | {rp[kind][5]:.3f} |")
-    for index in indexes:
-        index.close()
+def _sha_of(index) -> dict[str, str]:
+    """path -> sha256 of the index's photos (byte-identical files are true duplicates)."""
+    from sqlalchemy import select
+
+    from indexer.store import ImageRow
+
+    with index.store.session() as s:
+        return dict(s.execute(select(ImageRow.path, ImageRow.sha256).where(ImageRow.source.is_(None))).all())
+
+
+def sweep(memo, gen, reals):
+    """The rule's thresholds one at a time around the defaults: recall on copies vs false pairs."""
+    import indexer.dedup.verify as verify
+
+    passes, fam, edit, kinds = gen
+    print("\n### Sweep (one threshold at a time, the others at their defaults)\n")
+    print("| setting | generated P | R | F1 | real false pairs | per 1,000 |")
+    print("|---|---|---|---|---|---|")
+    n = sum(c for _, c in reals.values())
+    for name, values in SWEEP.items():
+        default = getattr(verify, name)
+        for v in values:
+            setattr(verify, name, v)
+            opts = {"min_keypoints": v} if name == "MIN_KEYPOINTS" else {}
+            try:
+                parts = []
+                for ix, half in passes:
+                    e = {c: k for c, k in edit.items() if k in half}
+                    f = {p: o for p, o in fam.items() if p not in edit or p in e}
+                    parts.append((score(dedup_groups(ix, memo, **opts)[0], f, e, kinds), half))
+                r = _combine(parts, kinds)["overall"]
+                fp = sum(len(false_pairs(dedup_groups(ix, memo, **opts)[1])) for ix, _ in reals.values())
+            finally:
+                setattr(verify, name, default)
+            mark = " (default)" if v == default else ""
+            print(f"| {name} = {v}{mark} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} | {fp} | {1000 * fp / n:.2f} |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="6 originals, 18 distractors; vacation + hymenoptera")
+    ap.add_argument("--originals", type=int, default=50)
+    ap.add_argument("--distractors", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--real", default=None, help="Comma-separated real sets [vacation,hymenoptera,flowers5; --quick: "
+                                                 "vacation,hymenoptera]")
+    ap.add_argument("--flowers-limit", type=int, default=None, help="Only the first N flowers5 files (sorted)")
+    ap.add_argument("--real-index", action="append", default=[], metavar="SET=DIR",
+                    help="Use this ready index for a real set (e.g. a subset indexed elsewhere); repeatable")
+    ap.add_argument("--no-sweep", dest="do_sweep", action="store_false")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/vgg-retrieval-dedup-eval"),
+                    help="Working folder: generated sets and the indexes (embedding cache) [/tmp/vgg-retrieval-dedup-eval]")
+    args = ap.parse_args()
+    if args.quick:
+        args.originals, args.distractors = 6, 18
+    args.real = [s for s in (args.real or ("vacation,hymenoptera" if args.quick else ",".join(REAL_SETS))).split(",") if s]
+    args.real_index = dict(x.split("=", 1) for x in args.real_index)
+    if set(args.real) - set(REAL_SETS):
+        raise SystemExit(f"--real takes {', '.join(REAL_SETS)}")
+    memo = MemoVerifier(args.work / "evidence-cache.pkl")
+    gen = generated(args, memo)
+    memo.save()
+    reals = real(args, memo)
+    memo.save()
+    if args.do_sweep:
+        sweep(memo, gen, reals)
+        memo.save()
+    print(f"\nverification: {len(memo.memo)} distinct pairs in {memo.seconds:.0f}s")
     return 0
 
 

@@ -18,6 +18,16 @@ Edit types (parameters drawn per copy):
   screenshot  downscaled and pasted into a larger "screen" canvas with UI bars, re-encoded
   combo_crop_jpeg_color  crop 10-30% + colour change + JPEG quality 30-70
   combo_resize_rotate_overlay  resize 0.5-1.5x + rotation +-3-8 deg + overlay
+  rot90 / rot180 / rot270  turned by a right angle, no EXIF orientation (a phone's copy that lost it)
+  perspective  the picture's corners moved inwards by up to 12% each (a photo of a print / keystone fix)
+  thumbnail   at most 96 px a side
+  jpeg_q5     JPEG quality 5
+  squash      one axis scaled by 0.6-0.8 (aspect changed)
+  sepia       greyscale toned brown
+  banner      a caption strip of 12-20% added below (canvas grows)
+  blur_noise  Gaussian blur (radius 1-2.5) + Gaussian noise (sigma 6-12)
+  frame       the picture in a wide two-tone frame (15-30% of the side)
+  mirror_crop horizontal mirror + 10-25% cropped
 
 Run:  python benchmarks/near_duplicates.py OUT [--originals 40] [--distractors 100] [--seed 0]
 """
@@ -36,7 +46,8 @@ DATA = ROOT.parent / "shared" / "data"
 SOURCES = ["photos/samples/pixabay", "photos/samples/vacation", "photos/samples/skimage",
            "photos/samples/sklearn", "photos/hymenoptera/val/ants", "photos/hymenoptera/val/bees"]
 EDITS = ["crop", "resize", "jpeg", "rotate", "hflip", "color", "grey", "overlay", "border", "screenshot",
-         "combo_crop_jpeg_color", "combo_resize_rotate_overlay"]
+         "combo_crop_jpeg_color", "combo_resize_rotate_overlay", "rot90", "rot180", "rot270", "perspective",
+         "thumbnail", "jpeg_q5", "squash", "sepia", "banner", "blur_noise", "frame", "mirror_crop"]
 MIN_SIDE = 200  # originals must be at least this big so that edits are meaningful
 
 
@@ -112,6 +123,71 @@ def _screenshot(im, rng):
     return canvas, f"scale={s:.2f},canvas={cw}x{ch}"
 
 
+def _perspective(im, rng, most=0.12):
+    w, h = im.size
+    corners = [(0, 0), (w, 0), (w, h), (0, h)]
+    moved = [(x + (1 if x == 0 else -1) * rng.uniform(0, most) * w, y + (1 if y == 0 else -1) * rng.uniform(0, most) * h)
+             for x, y in corners]
+    # PIL's perspective transform maps output pixels to input pixels: solve for the 8 coefficients
+    import numpy as np
+
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(moved, corners):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs += [u, v]
+    coeffs = np.linalg.solve(np.array(rows, float), np.array(rhs, float))
+    out = im.transform((w, h), Image.PERSPECTIVE, tuple(coeffs), Image.BICUBIC, fillcolor=(255, 255, 255))
+    return out, "corners=" + ";".join(f"{x:.0f},{y:.0f}" for x, y in moved)
+
+
+def _squash(im, rng):
+    f = rng.uniform(0.6, 0.8)
+    w, h = im.size
+    if rng.random() < 0.5:
+        return im.resize((max(8, int(w * f)), h), Image.LANCZOS), f"x={f:.2f}"
+    return im.resize((w, max(8, int(h * f))), Image.LANCZOS), f"y={f:.2f}"
+
+
+def _sepia(im):
+    g = ImageOps.grayscale(im)
+    return ImageOps.colorize(g, (40, 26, 13), (255, 240, 192)), ""
+
+
+def _banner(im, rng):
+    w, h = im.size
+    bh = max(12, int(h * rng.uniform(0.12, 0.20)))
+    canvas = Image.new("RGB", (w, h + bh), rng.choice([(255, 255, 255), (0, 0, 0), (240, 230, 200)]))
+    canvas.paste(im, (0, 0))
+    d = ImageDraw.Draw(canvas)
+    try:
+        font = ImageFont.load_default(size=max(10, bh // 2))
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    fill = (0, 0, 0) if canvas.getpixel((0, h + 1)) != (0, 0, 0) else (255, 255, 255)
+    d.text((bh // 3, h + bh // 5), rng.choice(["Summer 2019", "Greetings from the coast", "our trip!"]), fill=fill, font=font)
+    return canvas, f"banner={bh}px"
+
+
+def _blur_noise(im, rng):
+    import numpy as np
+    from PIL import ImageFilter
+
+    r, sigma = rng.uniform(1.0, 2.5), rng.uniform(6, 12)
+    a = np.asarray(im.filter(ImageFilter.GaussianBlur(r)), dtype=np.float32)
+    a = a + np.random.default_rng(rng.randrange(2 ** 32)).normal(0, sigma, a.shape)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)), f"blur={r:.1f},noise={sigma:.0f}"
+
+
+def _frame(im, rng):
+    f = rng.uniform(0.15, 0.30)
+    pad = max(4, int(max(im.size) * f))
+    outer = tuple(rng.randint(0, 255) for _ in range(3))
+    inner = max(2, pad // 6)
+    out = ImageOps.expand(ImageOps.expand(im, border=inner, fill=(245, 245, 235)), border=pad - inner, fill=outer)
+    return out, f"frame={f:.2f}"
+
+
 def _jpeg(im, quality: int) -> Image.Image:
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=quality)
@@ -154,6 +230,29 @@ def edit(im: Image.Image, kind: str, rng: random.Random) -> tuple[Image.Image, s
         out, p2 = _rotate(out, rng, 3.0, 8.0)
         out, p3 = _overlay(out, rng)
         p = f"{p1},{p2},{p3}"
+    elif kind in ("rot90", "rot180", "rot270"):
+        out, p = im.transpose({"rot90": Image.ROTATE_90, "rot180": Image.ROTATE_180,
+                               "rot270": Image.ROTATE_270}[kind]), ""
+    elif kind == "perspective":
+        out, p = _perspective(im, rng)
+    elif kind == "thumbnail":
+        out = im.copy()
+        out.thumbnail((96, 96), Image.LANCZOS)
+        p, quality = "", 85
+    elif kind == "jpeg_q5":
+        out, p, quality = im, "quality=5", 5
+    elif kind == "squash":
+        out, p = _squash(im, rng)
+    elif kind == "sepia":
+        out, p = _sepia(im)
+    elif kind == "banner":
+        out, p = _banner(im, rng)
+    elif kind == "blur_noise":
+        out, p = _blur_noise(im, rng)
+    elif kind == "frame":
+        out, p = _frame(im, rng)
+    elif kind == "mirror_crop":
+        out, p = _crop(ImageOps.mirror(im), rng, 0.10, 0.25)
     else:
         raise ValueError(f"unknown edit {kind!r}")
     return out, p, quality

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from indexer.cli import main
 from indexer.dedup import DedupReport, Group, Member, find_duplicates
 from indexer.dedup.apply import apply_report, undo
 from indexer.dedup.groups import group_pairs, keeper_rank
 from indexer.dedup.search import near_pairs
+from indexer.dedup.verify import MIN_KEYPOINTS
 from retrieval.errors import UserError
 
 from conftest import DATA, SAMPLES
@@ -181,10 +182,11 @@ def test_find_duplicates_groups_exact_and_near_copies(library):
     assert [len(g.members) for g in rep.groups] == [1] and rep.rule == {"threshold": strict}
     rep = find_duplicates(idx, threshold=strict, verify_floor=small.score - 0.01)
     again = {m.path: m for m in rep.groups[0].members}[str(files["small"].resolve())]
-    assert again.keypoints >= 20 and f"{again.keypoints} keypoint matches agree" in again.reason
-    assert rep.stats["verified_accepted"] >= 1 and "with >= 20 agreeing keypoint" in rep.summary()
+    assert again.keypoints >= MIN_KEYPOINTS and f"{again.keypoints} keypoint matches agree" in again.reason
+    assert again.evidence["pixel"] >= 0.5 and rep.groups[0].kind == "duplicates"
+    assert rep.stats["verified_duplicates"] >= 1 and "aligned pixels agree" in rep.summary()
     rep = find_duplicates(idx, threshold=strict, verify_floor=small.score - 0.01, min_keypoints=10 ** 6)
-    assert [len(g.members) for g in rep.groups] == [1]
+    assert [len(g.members) for g in rep.duplicate_groups] == [1]  # (the pair is still shown, as a similar shot)
     with pytest.raises(UserError):
         find_duplicates(idx, threshold=1.5)
 
@@ -408,7 +410,7 @@ def test_bordered_and_screenshot_copies_found_with_trimming(tmp_path, vgg16_mode
     from PIL import ImageDraw, ImageOps
 
     from indexer import Index
-    from indexer.dedup.find import DEFAULT_THRESHOLD
+    from indexer.dedup.find import DEFAULT_THRESHOLD, VERIFIED_THRESHOLD
 
     spec, net, model_dir = vgg16_model
     lib = tmp_path / "lib"
@@ -442,8 +444,142 @@ def test_bordered_and_screenshot_copies_found_with_trimming(tmp_path, vgg16_mode
                 # the default (keypoint verification) finds the same group and nothing else
                 rep = find_duplicates(idx)
                 assert [sorted(Path(m.path).name for m in g.files) for g in rep.groups] == groups
-                assert rep.threshold == 0.90 and rep.rule["verify_floor"] == 0.55
+                assert rep.threshold == VERIFIED_THRESHOLD and rep.rule["verify_floor"] == 0.55
             else:
                 assert rep.threshold == 0.90
     for k in cos[True]:
         assert cos[True][k] > cos[False][k] + 0.05, cos
+
+
+# --- safe to act on: the original is kept, similar shots are only shown, turned copies are found ----
+VACATION = SAMPLES / "vacation"
+
+
+def _index_of(tmp_path, make_index, files: dict[str, Image.Image | Path]):
+    """A tiny-model index over ``files`` (name -> image to save, or a file to copy)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name, what in files.items():
+        if isinstance(what, Path):
+            shutil.copy2(what, lib / name)
+        else:
+            what.save(lib / name, **({"quality": int(name.split("_q")[1].split(".")[0])} if "_q" in name else {}))
+    idx = make_index(tmp_path / "index")
+    idx.update([lib], progress=False, workers=0)
+    return lib, idx
+
+
+def _groups(rep, kind=None):
+    return [sorted(Path(m.path).name for m in g.files) for g in rep.groups if kind is None or g.kind == kind]
+
+
+def test_keeper_is_the_colour_original_not_a_bigger_grey_or_recompressed_copy(tmp_path, make_index):
+    photo = Image.open(SAMPLES / "pixabay" / "dog01.jpg").convert("RGB")
+    lib, idx = _index_of(tmp_path, make_index, {
+        "dog_q80.jpg": photo,                       # the original
+        "dog_grey.png": photo.convert("L"),         # same pixels, a much larger file, but grey
+        "dog_copy_q20.jpg": photo,                  # same pixels, colour, heavily re-compressed
+        "dog_framed_q80.jpg": ImageOps.expand(photo, border=photo.width // 4, fill=(30, 60, 120)),  # more pixels
+        "cat.jpg": SAMPLES / "pixabay" / "cat01.jpg"})
+    assert (lib / "dog_grey.png").stat().st_size > (lib / "dog_q80.jpg").stat().st_size
+    rep = find_duplicates(idx, threshold=1.0, verify_floor=-1.0)  # every pair verified, by its pixels
+    (g,) = rep.groups
+    assert g.kind == "duplicates" and Path(g.keeper.path).name == "dog_q80.jpg"
+    assert sorted(Path(m.path).name for m in g.members) == ["dog_copy_q20.jpg", "dog_framed_q80.jpg", "dog_grey.png"]
+    assert "colour (the copy is greyscale)" in g.keeper_reason and "less compression (JPEG quality ~80" in g.keeper_reason
+    assert "no border or frame added (the copy is" in g.keeper_reason  # its frame is more pixels, not more picture
+    assert g.keeper.reason.startswith("keeper: ")
+    # the older policies still rank by their own key first (here: the largest file)
+    assert Path(find_duplicates(idx, threshold=1.0, verify_floor=-1.0, keeper="size").groups[0].keeper.path).name == \
+        "dog_grey.png"
+
+
+def test_file_quality_reads_jpeg_quality_colour_and_metadata(tmp_path):
+    from indexer.dedup.quality import read_quality
+
+    photo = Image.open(SAMPLES / "pixabay" / "dog01.jpg").convert("RGB")
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
+    for q in (10, 35, 60, 90):
+        photo.save(tmp_path / f"q{q}.jpg", quality=q)
+    photo.save(tmp_path / "camera.jpg", quality=90, exif=exif)
+    ImageOps.grayscale(photo).convert("RGB").save(tmp_path / "grey_rgb.jpg", quality=90)  # grey in an RGB file
+    found = {p.stem: read_quality(str(p)) for p in tmp_path.iterdir()}
+    assert [found[f"q{q}"].jpeg_quality for q in (10, 35, 60, 90)] == sorted(found[f"q{q}"].jpeg_quality for q in (10, 35, 60, 90))
+    assert abs(found["q60"].jpeg_quality - 60) <= 2 and abs(found["q90"].jpeg_quality - 90) <= 2
+    assert found["camera"].metadata and not found["q90"].metadata
+    assert found["q90"].colour and not found["grey_rgb"].colour
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a picture")
+    assert not read_quality(str(broken)).readable
+
+
+def test_turned_copies_found_without_exif(tmp_path, make_index):
+    photo = Image.open(SAMPLES / "pixabay" / "ship01.jpg").convert("RGB")
+    lib, idx = _index_of(tmp_path, make_index, {
+        "ship.jpg": photo, "ship_turn90.jpg": photo.transpose(Image.ROTATE_90),
+        "ship_turn180.jpg": photo.transpose(Image.ROTATE_180), "ship_turn270.jpg": photo.transpose(Image.ROTATE_270),
+        "cat.jpg": SAMPLES / "pixabay" / "cat01.jpg", "dog.jpg": SAMPLES / "pixabay" / "dog01.jpg"})
+    # no descriptor candidates at all (floor 1.0): only the rotation search can propose the pairs
+    rep = find_duplicates(idx, threshold=1.0, verify_floor=1.0)
+    assert _groups(rep) == [["ship.jpg", "ship_turn180.jpg", "ship_turn270.jpg", "ship_turn90.jpg"]]
+    assert rep.stats["rotated_candidates"] >= 3
+    g = rep.groups[0]  # (the four are alike: which one is kept is a tie)
+    turns = sorted(re.search(r"turned (\d+)", m.reason).group(1) for m in g.members)
+    assert len(turns) == 3 and turns.count("180") == 1 and set(turns) <= {"90", "180", "270"}, g.members
+    assert all("turned" in m.reason and "pixels agree" in m.reason for m in g.members)
+    assert _groups(find_duplicates(idx, threshold=1.0, verify_floor=1.0, rotations=False)) == []
+
+
+def test_similar_shots_are_reported_for_review_and_never_applied(tmp_path, make_index, capsys):
+    """Real vacation photos the old rule grouped as duplicates (a second shot of a canyon, two
+    landscapes, two cave shots) plus one true copy: one duplicate group, the second canyon shot as
+    a similar shot, the landscapes and cave shots in no group; apply moves only the copy."""
+    canyon = Image.open(VACATION / "image00074.jpg").convert("RGB")
+    w, h = canyon.size
+    names = ["image00074.jpg", "image00075.jpg", "image00057.jpg", "image00060.jpg", "image00038.jpg", "image00039.jpg"]
+    files = {n: VACATION / n for n in names}
+    files["image00074_crop_q70.jpg"] = canyon.crop((w // 10, h // 10, w - w // 10, h - h // 12))
+    lib, idx = _index_of(tmp_path, make_index, files)
+    rep = find_duplicates(idx, threshold=1.0, verify_floor=-1.0)  # every pair a candidate: the verification decides
+    assert _groups(rep, "duplicates") == [["image00074.jpg", "image00074_crop_q70.jpg"]]
+    assert _groups(rep, "similar") == [["image00074.jpg", "image00075.jpg"]]
+    similar = rep.similar_groups[0]
+    assert "similar shot" in similar.members[0].reason and "not copies" in similar.why
+    paths = rep.save(tmp_path / "out" / "rep")
+    page = paths[2].read_text()
+    assert "similar shots, review only" in page and "vgg-retrieval dedup apply" in page
+    assert page.count("data-large=") == 4 and "function big(" in page  # a click opens a larger, embedded view
+    assert [r["kind"] for r in csv.DictReader(paths[1].open())] == ["duplicates"] * 2 + ["similar"] * 2
+    assert DedupReport.load(paths[0]) == rep
+    # apply: the duplicate only; the similar shot is left alone unless asked for
+    q = tmp_path / "q"
+    assert main(["dedup", "apply", str(paths[0]), "--move-to", str(q)]) == 0
+    out = capsys.readouterr().out
+    assert "would move" in out and "image00074_crop_q70.jpg" in out and "image00075" not in out
+    assert "1 group(s) of similar shots left alone" in out
+    moved = apply_report(rep, q, include_similar=True, echo=lambda *_: None).moves
+    assert sorted(Path(m.src).name for m in moved) == ["image00074_crop_q70.jpg", "image00075.jpg"]
+
+
+def test_reports_from_before_the_kinds_still_load_and_apply(library):
+    tmp, files, idx, threshold = library
+    rep = find_duplicates(idx, threshold=threshold)
+    d = rep.as_dict()
+    d["version"] = 1
+    for g in d["groups"]:
+        for k in ("kind", "why", "keeper_reason"):
+            g.pop(k)
+        for m in [g["keeper"], *g["members"]]:
+            m.pop("evidence")
+    d["rule"] = {"threshold": threshold, "verify_floor": 0.55, "min_keypoints": 20}
+    (tmp / "v1.json").write_text(json.dumps(d))
+    old = DedupReport.load(tmp / "v1.json")
+    assert [g.kind for g in old.groups] == ["duplicates"] and old.duplicate_count == rep.duplicate_count
+    assert "or >= 0.550 with >= 20 agreeing keypoint matches" in old.summary()
+    moves = apply_report(old, tmp / "q", echo=lambda *_: None).moves
+    assert {m.src for m in moves} == {m.path for m in rep.groups[0].members}
+    d["groups"][0]["kind"] = "maybe"
+    (tmp / "bad.json").write_text(json.dumps(d))
+    with pytest.raises(UserError, match="damaged"):
+        DedupReport.load(tmp / "bad.json")

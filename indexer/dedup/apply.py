@@ -2,6 +2,9 @@
 relative to the indexed folder), write a JSON undo log first, never delete, and bring the index up
 to date. ``undo`` moves them back. Both only print what they would do unless ``execute`` is set.
 
+Only groups of kind "duplicates" are acted on; groups of similar shots (other photos of one scene)
+are for review and are moved only when asked for (``include_similar``).
+
 Refusals (nothing is moved): a file the report names changed since the report (size, mtime or
 sha256) or vanished; a kept file changed or vanished; a destination already exists; the quarantine
 folder lies inside an indexed folder (the next index update would index the quarantine).
@@ -124,7 +127,12 @@ def with_keepers(report: DedupReport, keep=()) -> DedupReport:
     return report
 
 
-def plan(report: DedupReport, quarantine) -> list[Move]:
+def acted_on(report: DedupReport, include_similar: bool = False) -> list:
+    """The groups ``apply`` moves files of: duplicates, and similar shots only when asked for."""
+    return [g for g in report.groups if g.is_duplicates or include_similar]
+
+
+def plan(report: DedupReport, quarantine, include_similar: bool = False) -> list[Move]:
     quarantine = Path(os.path.abspath(quarantine))
     qreal = os.path.realpath(quarantine)
     roots = [os.path.realpath(r) for r in report.roots]
@@ -134,7 +142,7 @@ def plan(report: DedupReport, quarantine) -> list[Move]:
                             f"choose a folder outside it")
     names = _root_names(roots)
     moves = []
-    for g in report.groups:
+    for g in acted_on(report, include_similar):
         for m in g.members:
             root = _root_of(m.path, roots)
             if root is None or os.path.normpath(m.path) != m.path:
@@ -218,15 +226,20 @@ def _require_indexed(index_dir: str, paths: list[str]) -> None:
 
 
 def apply_report(report: DedupReport, quarantine, execute: bool = False, log=None, keep=(),
-                 update_index: bool = True, echo=print) -> Outcome:
-    """Move every non-kept file of ``report`` under ``quarantine`` (only prints unless ``execute``)."""
+                 update_index: bool = True, echo=print, include_similar: bool = False) -> Outcome:
+    """Move every non-kept file of ``report``'s duplicate groups under ``quarantine`` (only prints
+    unless ``execute``); ``include_similar``: the similar-shot groups' too."""
     report = with_keepers(report, keep)
     quarantine = Path(os.path.abspath(quarantine))
-    problems = stale_files(report)
+    groups = acted_on(report, include_similar)
+    problems = stale_files(report, groups)
     if problems:
         raise UserError(f"the report is older than {len(problems)} of the files it names (e.g. {problems[0]}); "
                         f"update the index (vgg-retrieval index --index DIR) and run dedup again")
-    moves = plan(report, quarantine)
+    moves = plan(report, quarantine, include_similar)
+    skipped = len(report.groups) - len(groups)
+    if skipped:
+        echo(f"{skipped} group(s) of similar shots left alone (for review; not copies)")
     _require_indexed(report.index_dir, [mv.src for mv in moves])
     out = Outcome(moves, executed=execute)
     verb = "move" if execute else "would move"

@@ -8,9 +8,13 @@ far apart and A is the better file, the group is {A, B}; C stays out (or joins a
 similar to). Because a keeper only takes files ranked after it, the keeper is always the best file
 of its group by the keeper policy.
 
-Keeper policy (``KEEPER_POLICIES``): ``resolution`` (default: most pixels, then largest file, then
-oldest mtime), ``size`` (largest file first), ``oldest``, ``newest``; files under a ``prefer`` folder
-always win over the others. Ties are broken by the lower image id (the file indexed first).
+Keeper policy (``KEEPER_POLICIES``): ``resolution`` (default: the original). ``keeper_rank`` orders
+by what the index knows (most pixels, then largest file, then oldest mtime); for the files with
+candidates ``quality.refine_rank`` then applies the full order: colour over greyscale, most picture
+pixels (a border, frame or canvas does not count; within 30% is a tie), no border or frame added,
+least compression (estimated JPEG quality), camera metadata present, largest file, oldest mtime.
+``size`` (largest file first), ``oldest``, ``newest``: by the index only. Files under a ``prefer``
+folder always win over the others. Ties are broken by the lower image id (the file indexed first).
 """
 from __future__ import annotations
 
@@ -20,7 +24,9 @@ KEEPER_POLICIES = ("resolution", "size", "oldest", "newest")
 
 
 def keeper_rank(pixels, size, mtime_ns, ids, policy: str = "resolution", preferred=None) -> np.ndarray:
-    """rank[i] = position of file i in the keeper order (0 = the file to keep first)."""
+    """rank[i] = position of file i in the keeper order (0 = the file to keep first), from what the
+    index knows; ``quality.refine_rank`` then orders the files with candidates by what they say
+    about themselves."""
     pixels, size, mtime_ns, ids = (np.asarray(a, dtype=np.int64) for a in (pixels, size, mtime_ns, ids))
     if policy == "resolution":
         keys = (ids, mtime_ns, -size, -pixels)

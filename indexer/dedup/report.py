@@ -1,5 +1,10 @@
-"""The dedup report: groups of duplicates with a keeper each, saved as JSON (the source of truth
-that ``dedup apply`` reads), CSV (one row per file) and a self-contained HTML page."""
+"""The dedup report: groups with a keeper each, saved as JSON (the source of truth that ``dedup
+apply`` reads), CSV (one row per file) and a self-contained HTML page.
+
+A group is of one of two kinds: ``duplicates`` (copies and edits of one picture: safe to quarantine,
+what ``dedup apply`` acts on) or ``similar`` (other shots of one scene - bursts, other angles: shown
+for review, never applied by default). Each group says which it is and why (``why``), and why its
+keeper is kept (``keeper_reason``). Reports of version 1 (before the kinds) load as duplicates."""
 from __future__ import annotations
 
 import csv
@@ -13,20 +18,37 @@ from retrieval.errors import UserError
 
 REPORT_FORMAT = "vgg-retrieval-dedup-report"
 REPORT_KIND = "a dedup report (JSON written by vgg-retrieval dedup)"
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 EXACT_REASON = "exact copy (same sha256)"
 KEEPER_REASON = "keeper"
+DUPLICATES, SIMILAR = "duplicates", "similar"
+KINDS = (DUPLICATES, SIMILAR)
+WHY = {DUPLICATES: "copies of one picture: each member aligns with the keeper and their pixels agree "
+                   "(or is a byte-identical copy); safe to quarantine",
+       SIMILAR: "similar shots, not copies: the same scene (keypoints agree on one transform) but the pixels "
+                "differ once aligned (a burst, another angle or moment); for review, never applied by default"}
 
 
-def near_reason(score: float, keypoints: int | None = None) -> str:
+def near_reason(score: float, keypoints: int | None = None, evidence: str | None = None, kind: str = DUPLICATES) -> str:
+    what = "similar shot" if kind == SIMILAR else "near duplicate"
+    if evidence:
+        return f"{what} (cosine {score:.3f}; {evidence})"
     if keypoints is not None:
-        return f"near duplicate (cosine {score:.3f}, {keypoints} keypoint matches agree)"
-    return f"near duplicate (cosine {score:.3f})"
+        return f"{what} (cosine {score:.3f}, {keypoints} keypoint matches agree)"
+    return f"{what} (cosine {score:.3f})"
 
 
 def rule_text(threshold: float, rule: dict | None) -> str:
     """How pairs were called duplicates, e.g. 'cosine >= 0.900, or >= 0.550 with >= 20 agreeing
-    keypoint matches'."""
+    keypoint matches' (version 1) or the pixel rule (version 2, ``rule["pixel"]``)."""
+    if rule and rule.get("pixel") is not None:
+        return (f"candidates at cosine >= {rule['verify_floor']:.2f} (and turned copies); a duplicate when >= "
+                f"{rule['min_keypoints']} keypoint matches agree on one transform and the aligned pixels agree "
+                f"(correlation >= {rule['pixel']:.2f}, >= {rule['cells']:.0%} of detail cells) with one picture "
+                f"showing nothing the other lacks (<= {rule.get('outside', 0.1):.0%} of its detail outside), or - "
+                f"too little texture for keypoints - frame to frame, or without keypoints at cosine >= "
+                f"{threshold:.3f}; a similar shot when >= {rule['similar_keypoints']} matches agree over >= "
+                f"{rule['cover']:.0%} of both pictures but the pixels do not")
     text = f"cosine >= {threshold:.3f}"
     if rule and rule.get("verify_floor") is not None and rule["verify_floor"] < threshold:
         text += f", or >= {rule['verify_floor']:.3f} with >= {rule['min_keypoints']} agreeing keypoint matches"
@@ -45,6 +67,7 @@ class Member:
     score: float = 1.0  # similarity to the group's keeper (cosine; 1.0 for exact copies and the keeper)
     reason: str = ""
     keypoints: int | None = None  # agreeing keypoint matches with the keeper, for keypoint-verified pairs
+    evidence: dict | None = None  # verify.Evidence.as_dict() of the pair with the keeper, when verified
 
     @property
     def pixels(self) -> int:
@@ -59,13 +82,21 @@ class Member:
     def from_dict(cls, d: dict) -> "Member":
         return cls(int(d["id"]), str(d["path"]), str(d["sha256"]), int(d["width"]), int(d["height"]),
                    int(d["size"]), int(d["mtime_ns"]), float(d.get("score", 1.0)), str(d.get("reason", "")),
-                   None if d.get("keypoints") is None else int(d["keypoints"]))
+                   None if d.get("keypoints") is None else int(d["keypoints"]),
+                   dict(d["evidence"]) if isinstance(d.get("evidence"), dict) else None)
 
 
 @dataclass
 class Group:
     keeper: Member
-    members: list[Member]  # the others (to quarantine), most similar first
+    members: list[Member]  # the others (to quarantine, for duplicates), most similar first
+    kind: str = DUPLICATES  # DUPLICATES or SIMILAR
+    why: str = ""  # the kind in words (WHY[kind] unless more is known)
+    keeper_reason: str = ""  # why the keeper is kept rather than the others
+
+    @property
+    def is_duplicates(self) -> bool:
+        return self.kind == DUPLICATES
 
     @property
     def min_score(self) -> float:
@@ -80,11 +111,16 @@ class Group:
         return sum(m.size for m in self.members)
 
     def as_dict(self) -> dict:
-        return {"keeper": self.keeper.as_dict(), "members": [m.as_dict() for m in self.members]}
+        return {"kind": self.kind, "why": self.why, "keeper_reason": self.keeper_reason,
+                "keeper": self.keeper.as_dict(), "members": [m.as_dict() for m in self.members]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Group":
-        return cls(Member.from_dict(d["keeper"]), [Member.from_dict(m) for m in d["members"]])
+        kind = str(d.get("kind", DUPLICATES))
+        if kind not in KINDS:
+            raise ValueError(f"unknown group kind {kind!r}")
+        return cls(Member.from_dict(d["keeper"]), [Member.from_dict(m) for m in d["members"]], kind,
+                   str(d.get("why", "")), str(d.get("keeper_reason", "")))
 
 
 @dataclass
@@ -104,20 +140,31 @@ class DedupReport:
 
     # --- views --------------------------------------------------------------------------------
     @property
+    def duplicate_groups(self) -> list[Group]:
+        return [g for g in self.groups if g.is_duplicates]
+
+    @property
+    def similar_groups(self) -> list[Group]:
+        return [g for g in self.groups if not g.is_duplicates]
+
+    @property
     def exact_groups(self) -> int:
-        return sum(1 for g in self.groups if all(m.reason == EXACT_REASON for m in g.members))
+        return sum(1 for g in self.duplicate_groups if all(m.reason == EXACT_REASON for m in g.members))
 
     @property
     def duplicate_count(self) -> int:
-        return sum(len(g.members) for g in self.groups)
+        return sum(len(g.members) for g in self.duplicate_groups)
 
     @property
     def reclaimable_bytes(self) -> int:
-        return sum(g.reclaimable_bytes for g in self.groups)
+        return sum(g.reclaimable_bytes for g in self.duplicate_groups)
 
     def counts(self) -> str:
-        return (f"{len(self.groups)} groups ({self.exact_groups} exact-only), {self.duplicate_count} duplicate files, "
-                f"{self.reclaimable_bytes / 1e6:.1f} MB reclaimable, {len(self.errors)} unreadable files")
+        similar = self.similar_groups
+        shots = f", {len(similar)} groups of similar shots for review ({sum(len(g.files) for g in similar)} files)" \
+            if similar else ""
+        return (f"{len(self.duplicate_groups)} groups ({self.exact_groups} exact-only), {self.duplicate_count} duplicate "
+                f"files, {self.reclaimable_bytes / 1e6:.1f} MB reclaimable{shots}, {len(self.errors)} unreadable files")
 
     def summary(self) -> str:
         return f"{self.counts()}; duplicates: {self.rule_text}"
@@ -139,15 +186,18 @@ class DedupReport:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["group", "role", "path", "score", "reason", "width", "height", "size", "mtime_ns",
-                        "sha256", "id", "threshold", "keypoints", "rule"])
+                        "sha256", "id", "threshold", "keypoints", "rule", "kind", "why", "keeper_reason", "pixel"])
             for gi, g in enumerate(self.groups, 1):
-                for role, m in [("keep", g.keeper)] + [("duplicate", m) for m in g.members]:
+                other = "duplicate" if g.is_duplicates else "similar"
+                for role, m in [("keep", g.keeper)] + [(other, m) for m in g.members]:
+                    pixel = "" if not m.evidence else m.evidence.get("pixel", "")
                     w.writerow([gi, role, m.path, f"{m.score:.6f}", m.reason, m.width, m.height, m.size,
                                 m.mtime_ns, m.sha256, m.id, f"{self.threshold:.4f}",
-                                "" if m.keypoints is None else m.keypoints, self.rule_text])
+                                "" if m.keypoints is None else m.keypoints, self.rule_text, g.kind,
+                                g.why or WHY[g.kind], g.keeper_reason if role == "keep" else "", pixel])
             for e in self.errors:
                 w.writerow(["", "unreadable", e["path"], "", e["reason"], "", "", "", "", "", "",
-                            f"{self.threshold:.4f}", "", self.rule_text])
+                            f"{self.threshold:.4f}", "", self.rule_text, "", "", "", ""])
         os.replace(tmp, path)
         return path
 
@@ -155,7 +205,7 @@ class DedupReport:
         from .report_html import render
 
         path = Path(path)
-        _atomic_write(path, render(self, max_groups=max_groups, thumb=thumb))
+        _atomic_write(path, render(self, max_groups=max_groups, thumb=thumb, json_path=path.with_suffix(".json").resolve()))
         return path
 
     def save(self, base) -> list[Path]:

@@ -1,22 +1,31 @@
-"""Keypoint verification of near-duplicate candidates: do two images show the same picture?
+"""Pixel-level verification of near-duplicate candidates: is one image a copy of the other?
 
-Descriptor similarity alone cannot tell a grey copy, a screenshot or a heavily edited copy of a
-photo (cosine 0.55-0.90 to its original) from a different photo of the same kind of subject (also
-0.55-0.90). Keypoints can: a copy keeps the original's local structure in the same arrangement, a
-different photo does not. For a candidate pair:
+Descriptor similarity cannot tell a copy (grey, cropped, re-compressed, captioned, rotated...) from
+another photo of the same subject or place, and neither can a count of keypoint matches that agree
+on a transform: low-texture landscapes find 20+ such matches by chance, and a burst or a second
+shot of one scene finds hundreds. What a copy has and a look-alike lacks is *pixels that agree once
+aligned*. For a candidate pair:
 
-1. ORB keypoints (``FEATURES`` per image) on a grey copy at most ``MAX_SIDE`` px per side;
-2. Lowe's ratio test (best Hamming match < ``RATIO`` x the second best);
-3. RANSAC fits a similarity transform (rotation, uniform scale, translation:
-   ``cv2.estimateAffinePartial2D``, ``REPROJ_PX`` tolerance) and counts the matches it explains.
+1. ORB keypoints (``FEATURES`` per image) on a grey copy at most ``MAX_SIDE`` px per side (small
+   images are enlarged to ``MIN_SIDE`` first, so thumbnails keep keypoints); Lowe's ratio test;
+2. RANSAC fits a similarity (rotation - any angle, so 90/180/270 turns too - uniform scale,
+   shift), an affine (aspect change) and a homography (perspective), ``REPROJ_PX`` tolerance; a
+   mirrored copy is tried when the direct comparison is not a copy (``compare(mirror=...)``);
+3. the two images are aligned with that transform at ``PIXEL_SIDE`` px and compared after a
+   band-pass filter (detail, not layout: sky and ground agree between any two landscapes):
+   ``pixel`` = normalised correlation over the overlap, ``cells`` = share of the overlap's textured
+   grid cells whose own correlation is high (robust to a caption or logo pasted over part of it);
+4. ``outside``: the smaller of the two pictures' shares of detail lying outside the other once
+   aligned (a copy is part of its original or contains it; two shots of a scene each show more);
+   ``cover``: how much of each image the agreeing keypoints span (convex hull share);
+5. too few keypoints to align (fog, sand, a sunset): the frames are compared directly when their
+   aspects match, upright or turned (``frame``), with a higher bar.
 
-A pair is verified when at least ``MIN_KEYPOINTS`` matches agree on one transform; a mirrored copy
-is tried when the direct fit is weaker than that. Measured (benchmarks/dedup_eval.py, docs/dedup.md):
-pairs of copies in the 0.55-0.90 band have a median of 155 agreeing matches, pairs of different
-photos a median of 3 (99th percentile 16).
-
-Features are cached per file (LRU, ``cache_size`` files); pairs run on a thread pool (OpenCV
-releases the GIL). A file that cannot be read any more verifies nothing (its pairs are rejected).
+``classify`` turns that evidence into "duplicate" (safe to quarantine), "similar" (same scene,
+e.g. a burst or another angle: for review only) or None. The thresholds are chosen in
+benchmarks/dedup_eval.py on real collections with many same-scene shots and on generated copies
+(docs/dedup.md). Features are cached per file (LRU); pairs run on a thread pool (OpenCV releases
+the GIL). A file that cannot be read any more verifies nothing.
 """
 from __future__ import annotations
 
@@ -24,21 +33,90 @@ import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-FEATURES = 500
+FEATURES = 1000
 MAX_SIDE = 512
+MIN_SIDE = 256
+PIXEL_SIDE = 128
 RATIO = 0.8
 REPROJ_PX = 8.0
-MIN_KEYPOINTS = 20
+# the rule (chosen in benchmarks/dedup_eval.py; docs/dedup.md)
+MIN_KEYPOINTS = 12        # agreeing matches needed before the pixels are compared at all
+MIN_PIXEL = 0.50          # band-pass correlation of the aligned images: a copy
+MIN_CELLS = 0.50          # ... and this share of textured cells agreeing on their own
+MIN_COVER = 0.10          # a similar shot's agreeing keypoints span at least this share of each image
+MAX_OUTSIDE = 0.10        # one of the two shows (almost) nothing the other lacks: a copy is a part
+                          # of its original or contains it; two shots of a scene each show more
+SIMILAR_KEYPOINTS = 20    # a pair that fails the pixel test but has this many agreeing matches: same scene
+# pictures with too little texture for keypoints (foliage, sand, sky, a sunset): compared frame to
+# frame (same aspect, or turned by 90/180/270) when the keypoints cannot align them; a higher bar
+FRAME_PIXEL = 0.80
+FRAME_CELLS = 0.60
+FRAME_ASPECT = 0.03       # aspect ratios (after the turn) equal within this share
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the verification of one pair found (all zero when a file was unreadable)."""
+    inliers: int = 0       # keypoint matches one similarity transform explains
+    matches: int = 0       # matches passing the ratio test
+    cover: float = 0.0     # the smaller of the two images' shares spanned by the inliers
+    pixel: float = 0.0     # band-pass normalised correlation of the aligned images (-1..1)
+    cells: float = 0.0     # share of textured overlap cells that agree on their own
+    overlap: float = 0.0   # share of the first image the aligned second one covers
+    rotation: float = 0.0  # degrees, of the transform found (similarity, or affine for a squashed copy)
+    scale: float = 1.0     # its area scale (square root of the determinant)
+    mirrored: bool = False
+    frame: bool = False    # aligned frame to frame (too few keypoints), not by keypoints
+    outside: float = 1.0   # the smaller of the two images' shares of detail lying outside the other
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("cover", "pixel", "cells", "overlap", "rotation", "scale", "outside"):
+            d[k] = round(float(d[k]), 3)
+        return d
+
+
+def classify(ev: Evidence | None, min_keypoints: int = MIN_KEYPOINTS) -> str | None:
+    """"duplicate", "similar" or None for a pair's evidence (see the module doc)."""
+    if ev is None:
+        return None
+    if ev.frame:
+        return "duplicate" if ev.pixel >= FRAME_PIXEL and ev.cells >= FRAME_CELLS else None
+    if (ev.inliers >= min_keypoints and ev.pixel >= MIN_PIXEL and ev.cells >= MIN_CELLS
+            and ev.outside <= MAX_OUTSIDE):
+        return "duplicate"
+    if ev.inliers >= SIMILAR_KEYPOINTS and ev.cover >= MIN_COVER:
+        return "similar"
+    return None
+
+
+def describe(ev: Evidence) -> str:
+    """The evidence in words, for the reports."""
+    turn = ""
+    if ev.inliers or ev.frame:
+        r = ev.rotation % 360
+        nearest = min((0, 90, 180, 270, 360), key=lambda a: abs(r - a))
+        if abs(r - nearest) <= 3 and nearest % 360:
+            turn = f", turned {nearest}"
+        elif abs(r - nearest) > 3:
+            turn = f", turned {r:.0f} deg"
+    if ev.frame:
+        return (f"too few keypoints ({ev.inliers}); frame to frame{' (mirrored)' if ev.mirrored else ''}{turn}, "
+                f"pixels agree {ev.pixel:.2f} ({ev.cells:.0%} of detail cells)")
+    return (f"{ev.inliers} keypoint matches agree{' (mirrored)' if ev.mirrored else ''}{turn}, "
+            f"pixels agree {ev.pixel:.2f} ({ev.cells:.0%} of detail cells), keypoints span {ev.cover:.0%}")
 
 
 @dataclass
-class Keypoints:
-    points: np.ndarray       # [n, 2] float32 pixel positions
+class Features:
+    points: np.ndarray       # [n, 2] float32 pixel positions (in the ORB image)
     descriptors: np.ndarray  # [n, 32] uint8 ORB descriptors
+    size: tuple[int, int]    # (width, height) of the ORB image
+    small: np.ndarray        # grey float32 image at most PIXEL_SIDE px a side (same orientation)
 
 
 def _cv2():
@@ -51,25 +129,28 @@ def _cv2():
     return cv2
 
 
-def grey_image(path: str, max_side: int = MAX_SIDE) -> np.ndarray:
-    """The image at ``path`` as a grey uint8 array at most ``max_side`` px per side (EXIF-rotated)."""
+def grey_image(path: str, max_side: int = MAX_SIDE, min_side: int = 0) -> np.ndarray:
+    """The image at ``path`` as grey uint8, at most ``max_side`` px per side (EXIF-rotated); an
+    image whose long side is under ``min_side`` is enlarged to it."""
     from PIL import Image
 
     from retrieval.preprocess import open_image
 
     im = open_image(path, draft_size=max_side)
-    scale = max_side / max(im.size)
-    if scale < 1:
-        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BILINEAR,
-                       reducing_gap=2.0)
+    long_side = max(im.size)
+    target = max_side if long_side > max_side else (min_side if long_side < min_side else long_side)
+    if target != long_side:
+        scale = target / long_side
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                       Image.BICUBIC if scale > 1 else Image.BILINEAR, reducing_gap=None if scale > 1 else 2.0)
     return np.asarray(im.convert("L"))
 
 
 class Verifier:
-    """``verify(pairs of paths)`` -> agreeing keypoint matches per pair (see the module doc)."""
+    """``verify(pairs of paths)`` -> Evidence per pair (see the module doc)."""
 
-    def __init__(self, features: int = FEATURES, max_side: int = MAX_SIDE, min_keypoints: int = MIN_KEYPOINTS,
-                 cache_size: int = 4096, workers: int | None = None):
+    def __init__(self, features: int = FEATURES, max_side: int = MAX_SIDE, cache_size: int = 4096,
+                 workers: int | None = None, min_keypoints: int = MIN_KEYPOINTS):
         self.cv2 = _cv2()
         self.features, self.max_side, self.min_keypoints = features, max_side, min_keypoints
         self.cache_size = cache_size
@@ -86,65 +167,233 @@ class Verifier:
             self._local.tools = (self.cv2.ORB_create(nfeatures=self.features), self.cv2.BFMatcher(self.cv2.NORM_HAMMING))
         return self._local.tools
 
-    def keypoints(self, path: str, mirrored: bool = False) -> Keypoints | None:
-        """ORB keypoints of ``path`` (of its mirror image with ``mirrored``); None if unreadable."""
+    def features_of(self, path: str, mirrored: bool = False) -> Features | None:
+        """ORB keypoints and a small grey copy of ``path`` (of its mirror image); None if unreadable."""
         key = (path, mirrored)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         try:
-            grey = grey_image(path, self.max_side)
+            grey = grey_image(path, self.max_side, MIN_SIDE)
         except Exception:  # noqa: BLE001 - vanished, changed into garbage...: it just verifies nothing
             with self._lock:
                 self.unreadable.add(path)
-            kp = None
+            ft = None
         else:
             if mirrored:
                 grey = np.ascontiguousarray(grey[:, ::-1])
             points, desc = self._tools()[0].detectAndCompute(grey, None)
-            kp = Keypoints(np.float32([p.pt for p in points]).reshape(-1, 2),
-                           desc if desc is not None else np.zeros((0, 32), np.uint8))
+            h, w = grey.shape
+            s = min(1.0, PIXEL_SIDE / max(h, w))
+            small = self.cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))),
+                                    interpolation=self.cv2.INTER_AREA).astype(np.float32)
+            ft = Features(np.float32([p.pt for p in points]).reshape(-1, 2),
+                          desc if desc is not None else np.zeros((0, 32), np.uint8), (w, h), small)
         with self._lock:
-            self._cache[key] = kp
+            self._cache[key] = ft
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        return kp
+        return ft
 
     # --- matching -----------------------------------------------------------------------------
-    def agreeing_matches(self, a: Keypoints | None, b: Keypoints | None) -> int:
-        """Matches between ``a`` and ``b`` that one similarity transform explains (RANSAC inliers)."""
-        if a is None or b is None or len(a.descriptors) < 8 or len(b.descriptors) < 8:
-            return 0
+    def evidence(self, a: Features | None, b: Features | None, mirrored: bool = False) -> Evidence:
+        """Keypoint and pixel agreement of ``a`` and ``b`` (see the module doc)."""
+        cv2 = self.cv2
+        if a is None or b is None:
+            return Evidence(mirrored=mirrored)
+        if len(a.descriptors) < 8 or len(b.descriptors) < 8:
+            return self._frame_to_frame(a, b, Evidence(mirrored=mirrored))
         knn = self._tools()[1].knnMatch(a.descriptors, b.descriptors, k=2)
         good = [m[0] for m in knn if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
         if len(good) < 8:
-            return 0
+            return self._frame_to_frame(a, b, Evidence(matches=len(good), mirrored=mirrored))
         src = a.points[[m.queryIdx for m in good]]
         dst = b.points[[m.trainIdx for m in good]]
-        _, mask = self.cv2.estimateAffinePartial2D(src, dst, method=self.cv2.RANSAC,
-                                                   ransacReprojThreshold=REPROJ_PX * self.max_side / 512)
-        return int(mask.sum()) if mask is not None else 0
+        fits = _fits(cv2, src, dst)
+        if not fits:
+            return self._frame_to_frame(a, b, Evidence(matches=len(good), mirrored=mirrored))
+        # the counted transform: the similarity or affine most matches agree on (a homography's 8
+        # degrees of freedom find more chance agreement; it only competes on the pixels below)
+        t, inl = max(fits[:-1] if len(fits) > 1 and fits[-1][2] else fits, key=lambda f: int(f[1].sum()))[:2]
+        n = int(inl.sum())
+        scale = float(np.sqrt(abs(np.linalg.det(t[:2, :2]))))
+        rotation = float(np.degrees(np.arctan2(t[1, 0], t[0, 0])) % 360)
+        cover = min(_hull_share(src[inl], a.size), _hull_share(dst[inl], b.size))
+        base = dict(inliers=n, matches=len(good), cover=cover, rotation=rotation, scale=scale, mirrored=mirrored)
+        if n < min(self.min_keypoints, MIN_KEYPOINTS):  # too few to align by
+            return self._frame_to_frame(a, b, Evidence(**base))
+        # the pixels, aligned by each plausible transform (a squashed or keystoned copy needs the
+        # affine or the homography): the best agreement counts
+        (pixel, cells, overlap), t = max(((_pixel_agreement(cv2, a, b, f[0]), f[0]) for f in fits),
+                                         key=lambda r: (r[0][0], r[0][1]))
+        outside = min(_detail_outside(cv2, a, b, t), _detail_outside(cv2, b, a, np.linalg.inv(t)))
+        return Evidence(pixel=pixel, cells=cells, overlap=overlap, outside=outside, **base)
+
+    def _frame_to_frame(self, a: Features, b: Features, ev: Evidence) -> Evidence:
+        """``ev`` with the pixels compared frame to frame when the two pictures have the same
+        aspect (upright or turned by 180) or swapped aspects (turned by 90 or 270)."""
+        from dataclasses import replace
+
+        (wa, ha), (wb, hb) = a.size, b.size
+        same, swapped = abs(wa / ha - wb / hb), abs(wa / ha - hb / wb)
+        if min(same, swapped) > FRAME_ASPECT * wa / ha:
+            return ev
+        sx, sy = (wb / wa, hb / ha) if same <= swapped else (wb / ha, hb / wa)
+        turns = ([[sx, 0, 0], [0, sy, 0]], [[-sx, 0, wb], [0, -sy, hb]]) if same <= swapped else \
+            ([[0, sx, 0], [-sy, 0, hb]], [[0, -sx, wb], [sy, 0, 0]])
+        best = None
+        for t in turns:
+            t = np.vstack([np.array(t, np.float64), [0, 0, 1]])
+            found = _pixel_agreement(self.cv2, a, b, t)
+            if best is None or found[0] > best[0][0]:
+                best = (found, t)
+        (pixel, cells, overlap), t = best
+        return replace(ev, frame=True, pixel=pixel, cells=cells, overlap=overlap, outside=0.0,
+                       rotation=float(np.degrees(np.arctan2(t[1, 0], t[0, 0])) % 360),
+                       scale=float(np.sqrt(abs(np.linalg.det(t[:2, :2])))))
+
+    def compare(self, path_a: str, path_b: str, mirror: bool = True) -> Evidence:
+        """The evidence for two files: direct, or (``mirror``) mirrored when that agrees better."""
+        a = self.features_of(path_a)
+        ev = self.evidence(a, self.features_of(path_b))
+        if mirror and classify(ev, self.min_keypoints) != "duplicate" and a is not None:  # a mirrored copy?
+            mirrored = self.evidence(a, self.features_of(path_b, mirrored=True), mirrored=True)
+            if classify(mirrored, self.min_keypoints) == "duplicate" or (
+                    classify(ev, self.min_keypoints) is None and mirrored.inliers > ev.inliers):
+                ev = mirrored
+        return ev
 
     def match(self, path_a: str, path_b: str) -> int:
-        """Agreeing keypoint matches between two files (the better of direct and mirrored)."""
-        a = self.keypoints(path_a)
-        n = self.agreeing_matches(a, self.keypoints(path_b))
-        if n < self.min_keypoints and a is not None:
-            n = max(n, self.agreeing_matches(a, self.keypoints(path_b, mirrored=True)))
-        return n
+        """Agreeing keypoint matches between two files (the evidence's ``inliers``)."""
+        return self.compare(path_a, path_b).inliers
 
-    def verify(self, pairs: list[tuple[str, str]], progress=None) -> np.ndarray:
-        """Agreeing matches for each (path_a, path_b); ``progress(done, total)`` as they finish."""
-        out = np.zeros(len(pairs), dtype=np.int32)
+    def verify(self, pairs: list[tuple[str, str]], progress=None, mirror=None) -> list[Evidence]:
+        """Evidence for each (path_a, path_b); ``progress(done, total)`` as they finish; ``mirror``:
+        per pair, whether a mirrored copy is worth trying (default: all)."""
+        out: list[Evidence] = [Evidence()] * len(pairs)
         if not pairs:
             return out
-        # pairs sharing a file run close together, so its keypoints are still cached
+        # pairs sharing a file run close together, so its features are still cached
         order = sorted(range(len(pairs)), key=lambda n: pairs[n])
         step = max(1, len(pairs) // 100)
         with ThreadPoolExecutor(self.workers) as pool:
-            for done, (n, count) in enumerate(zip(order, pool.map(lambda n: self.match(*pairs[n]), order)), 1):
-                out[n] = count
+            run = (lambda n: self.compare(*pairs[n])) if mirror is None else \
+                (lambda n: self.compare(*pairs[n], mirror=bool(mirror[n])))
+            for done, (n, ev) in enumerate(zip(order, pool.map(run, order)), 1):
+                out[n] = ev
                 if progress and (done % step == 0 or done == len(pairs)):
                     progress(done, len(pairs))
         return out
+
+
+def _hull_share(points: np.ndarray, size: tuple[int, int]) -> float:
+    """Area of the convex hull of ``points`` as a share of a ``size`` image."""
+    if len(points) < 3:
+        return 0.0
+    import cv2
+
+    hull = cv2.convexHull(points.astype(np.float32))
+    return float(cv2.contourArea(hull)) / float(size[0] * size[1])
+
+
+def _fits(cv2, src: np.ndarray, dst: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """(3x3 transform, inlier mask, is a homography) of the transforms a copy could have that RANSAC finds between the
+    matched points: similarity, affine (bounded aspect change), homography (bounded perspective)."""
+    out = []
+    sim, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ_PX)
+    if sim is not None and mask is not None and abs(np.linalg.det(sim[:, :2])) > 1e-3:
+        out.append((np.vstack([sim, [0, 0, 1]]), mask.ravel().astype(bool), False))
+    aff, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ_PX)
+    if aff is not None and mask is not None and _moderate(aff):
+        out.append((np.vstack([aff, [0, 0, 1]]), mask.ravel().astype(bool), False))
+    if len(src) >= 8:
+        hom, mask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ_PX)
+        if hom is not None and mask is not None and _plausible(hom):
+            out.append((hom / hom[2, 2], mask.ravel().astype(bool), True))
+    return out
+
+
+def _moderate(aff: np.ndarray) -> bool:
+    """An affine map a copy could have: orientation kept, aspect changed by at most 2x."""
+    sv = np.linalg.svd(aff[:, :2], compute_uv=False)
+    return bool(np.linalg.det(aff[:, :2]) > 1e-3 and sv[1] > 0 and sv[0] / sv[1] <= 2.0)
+
+
+def _plausible(hom: np.ndarray) -> bool:
+    """A homography a copy could have: orientation kept, no extreme perspective."""
+    if abs(hom[2, 2]) < 1e-9:
+        return False
+    h = hom / hom[2, 2]
+    det = np.linalg.det(h[:2, :2])
+    return bool(det > 1e-4 and abs(h[2, 0]) < 2e-3 and abs(h[2, 1]) < 2e-3)
+
+
+def _detail_outside(cv2, a: Features, b: Features, t: np.ndarray) -> float:
+    """Share of a's detail (band-pass energy) lying clearly outside b's footprint in a's frame."""
+    ah, aw = a.small.shape
+    bh, bw = b.small.shape
+    sa = np.diag([aw / a.size[0], ah / a.size[1], 1.0])
+    sb = np.diag([bw / b.size[0], bh / b.size[1], 1.0])
+    m = sb @ t @ np.linalg.inv(sa)
+    inside = cv2.warpPerspective(np.ones_like(b.small), m, (aw, ah), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    margin = max(3, round(0.04 * max(ah, aw)))
+    inside = cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
+    energy = np.abs(_band(cv2, a.small))
+    energy[:2, :] = energy[-2:, :] = 0
+    energy[:, :2] = energy[:, -2:] = 0
+    total = float(energy.sum())
+    return float(energy[~inside].sum()) / total if total > 0 else 0.0
+
+
+def _clipped(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``x`` inside ``valid`` (0 elsewhere), clipped at 3 robust standard deviations: the step at a
+    border, frame or canvas edge must not outweigh the picture's own detail."""
+    x = np.where(valid, x, 0.0)
+    sigma = 1.4826 * float(np.median(np.abs(x[valid]))) if valid.any() else 0.0
+    return np.clip(x, -3 * sigma, 3 * sigma) if sigma > 0 else x
+
+
+def _band(cv2, img: np.ndarray) -> np.ndarray:
+    """Detail without layout: difference of Gaussians (sigma 0.7 and 2.5 px at PIXEL_SIDE)."""
+    return cv2.GaussianBlur(img, (0, 0), 0.7) - cv2.GaussianBlur(img, (0, 0), 2.5)
+
+
+def _pixel_agreement(cv2, a: Features, b: Features, t: np.ndarray, grid: int = 6) -> tuple[float, float, float]:
+    """(correlation, share of agreeing cells, overlap share) of ``a`` and ``b`` warped onto it.
+
+    ``t`` maps a's ORB-image coordinates to b's; both small images are scaled copies of those."""
+    ah, aw = a.small.shape
+    bh, bw = b.small.shape
+    sa = np.diag([aw / a.size[0], ah / a.size[1], 1.0])
+    sb = np.diag([bw / b.size[0], bh / b.size[1], 1.0])
+    m = sb @ t @ np.linalg.inv(sa)  # a-small -> b-small
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpPerspective(b.small, m, (aw, ah), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    valid = cv2.warpPerspective(np.ones_like(b.small), m, (aw, ah), flags=flags, borderValue=0)
+    valid = cv2.erode((valid > 0.99).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    overlap = float(valid.mean())
+    if valid.sum() < 64:
+        return 0.0, 0.0, overlap
+    x, y = _clipped(_band(cv2, a.small), valid), _clipped(_band(cv2, warped), valid)
+    # compared where both pictures have detail: a sky cell says nothing either way, and a cell
+    # where only one has detail (the edge of a border or frame one copy added, a caption over the
+    # other's sky) is not a disagreement about the picture
+    floor_x, floor_y = 0.05 * float((x * x)[valid].mean()), 0.05 * float((y * y)[valid].mean())
+    agree = textured = 0
+    sxy = sxx = syy = 0.0
+    for rows in np.array_split(np.arange(ah), grid):
+        for cols in np.array_split(np.arange(aw), grid):
+            cv = valid[np.ix_(rows, cols)]
+            if cv.mean() < 0.5:
+                continue
+            cx, cy = x[np.ix_(rows, cols)], y[np.ix_(rows, cols)]
+            ex, ey, n = float((cx * cx).sum()), float((cy * cy).sum()), max(1, int(cv.sum()))
+            if ex / n < floor_x or ey / n < floor_y:
+                continue
+            exy = float((cx * cy).sum())
+            textured += 1
+            agree += exy / np.sqrt(ex * ey) >= 0.5
+            sxy, sxx, syy = sxy + exy, sxx + ex, syy + ey
+    pixel = sxy / np.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
+    return float(pixel), (agree / textured if textured else 0.0), overlap
