@@ -16,13 +16,19 @@ from .options import db_option, index_option
 @click.group("dedup", invoke_without_command=True)
 @index_option(required=False)
 @click.option("--threshold", type=float, default=None,
-              help="Cosine similarity at or above which two images are near duplicates without more checks "
-                   f"[default: {VERIFIED_THRESHOLD}; with --no-verify {DEFAULT_THRESHOLD}, or {UNTRIMMED_THRESHOLD} "
-                   "for an index whose model does not trim borders; measured: see docs/dedup.md].")
+              help="With verification: the cosine similarity at or above which a pair whose pictures are too "
+                   f"plain for keypoints is still a duplicate [default: {VERIFIED_THRESHOLD}]. With --no-verify: the "
+                   f"cosine at or above which two images are near duplicates [default: {DEFAULT_THRESHOLD}, or "
+                   f"{UNTRIMMED_THRESHOLD} for an index whose model does not trim borders]. See docs/dedup.md.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
-              help="Keypoint verification: pairs from --verify-floor up to --threshold are near duplicates when "
-                   "their keypoints agree on one geometric transform (reads those files again; --no-verify: "
-                   "descriptors only, faster, fewer grey copies/screenshots/heavy edits found).")
+              help="Verification: every candidate pair from --verify-floor up is a duplicate only when the two "
+                   "pictures, aligned by their agreeing keypoints, agree pixel for pixel (reads those files "
+                   "again; --no-verify: descriptors only, faster, and it calls look-alike photos duplicates).")
+@click.option("--similar/--no-similar", default=True, show_default=True,
+              help="Also report similar shots (bursts, other angles) as their own groups, for review; "
+                   "`dedup apply` leaves them alone unless --include-similar.")
+@click.option("--rotations/--no-rotations", default=True, show_default=True,
+              help="Also find copies turned by 90/180/270 degrees without EXIF orientation.")
 @click.option("--verify-floor", type=float, default=VERIFY_FLOOR, show_default=True,
               help="Lowest cosine similarity of a pair worth verifying.")
 @click.option("--min-keypoints", type=int, default=MIN_KEYPOINTS, show_default=True,
@@ -38,8 +44,8 @@ from .options import db_option, index_option
               help="At most this many groups in the HTML page (all are in the CSV/JSON).")
 @db_option
 @click.pass_context
-def dedup(ctx, index_dir, threshold, verify, verify_floor, min_keypoints, out, keeper, prefer, exact_only,
-          html_groups, db_url):
+def dedup(ctx, index_dir, threshold, verify, similar, rotations, verify_floor, min_keypoints, out, keeper, prefer,
+          exact_only, html_groups, db_url):
     """Find exact and near duplicates in an index and write a report (HTML, CSV, JSON).
 
     Then review the HTML page and act on the report with `dedup apply REPORT --move-to FOLDER`."""
@@ -54,7 +60,8 @@ def dedup(ctx, index_dir, threshold, verify, verify_floor, min_keypoints, out, k
     with _Progress() as progress:
         report, paths = dedup_index(index_dir, out, db_url=db_url, html_groups=html_groups, progress=progress,
                                     threshold=threshold, keeper=keeper, prefer=prefer, near=not exact_only,
-                                    verify=verify, verify_floor=verify_floor, min_keypoints=min_keypoints)
+                                    verify=verify, verify_floor=verify_floor, min_keypoints=min_keypoints,
+                                    similar=similar and verify, rotations=rotations and verify)
     click.echo(f"{index_dir}: {report.summary()}")
     for p in paths:
         click.echo(f"  wrote {p}")
@@ -62,7 +69,7 @@ def dedup(ctx, index_dir, threshold, verify, verify_floor, min_keypoints, out, k
 
 class _Progress:
     """A tqdm bar per stage of find_duplicates (on stderr; quiet when it is not a terminal)."""
-    LABELS = {"search": "similarity search", "verify": "keypoint verification"}
+    LABELS = {"search": "similarity search", "verify": "verification"}
 
     def __enter__(self):
         self.bar, self.stage = None, None
@@ -101,8 +108,10 @@ def _execute_options(f):
 @click.option("--log", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Undo log path [default: QUARANTINE/dedup-undo-<time>.json].")
 @click.option("--no-index-update", is_flag=True, help="Do not update the index after moving.")
+@click.option("--include-similar", is_flag=True,
+              help="Also move the other files of similar-shot groups (not copies: review them first).")
 @_execute_options
-def apply_cmd(report, quarantine, keep, log, no_index_update, execute, execute2):
+def apply_cmd(report, quarantine, keep, log, no_index_update, include_similar, execute, execute2):
     """Move the non-kept files of REPORT into a quarantine folder (dry run unless --yes).
 
     Never deletes. Refuses when a file changed since the report. Writes a JSON undo log."""
@@ -110,7 +119,7 @@ def apply_cmd(report, quarantine, keep, log, no_index_update, execute, execute2)
     from indexer.dedup.report import DedupReport
 
     apply_report(DedupReport.load(report), quarantine, execute=execute or execute2, log=log, keep=keep,
-                 update_index=not no_index_update, echo=click.echo)
+                 update_index=not no_index_update, echo=click.echo, include_similar=include_similar)
 
 
 @dedup.command("undo")

@@ -33,15 +33,15 @@ with guard():
     run_tab, open_tab = st.tabs(["Find duplicates now", "Open a saved report"])
     with run_tab:
         c1, c2 = st.columns([2, 1])
-        verify = c2.checkbox("Verify keypoints", value=True, key="dedup_verify",
-                             help="Pairs between 0.55 and the threshold are duplicates when their keypoints agree "
-                                  "on one geometric transform (finds grey copies, screenshots, heavy edits; "
-                                  "reads those files again).")
+        verify = c2.checkbox("Verify pixels", value=True, key="dedup_verify",
+                             help="Every candidate pair is a duplicate only when the two pictures, aligned by their "
+                                  "agreeing keypoints, agree pixel for pixel; other shots of one scene are listed "
+                                  "as similar shots, never as copies (reads those files again).")
         threshold = c1.slider("Similarity threshold (cosine)", 0.50, 1.00,
                               float(default_threshold(svc.index.spec, verify)), 0.01,
                               key=f"dedup_threshold_{int(verify)}",
-                              help="Pairs at or above it are near duplicates; exact copies (same sha256) "
-                                   "always are.")
+                              help="With verification: pairs too plain for keypoints are duplicates at or above "
+                                   "it. Without: every pair at or above it is. Exact copies (same sha256) always are.")
         exact_only = c2.checkbox("Exact copies only", key="dedup_exact")
         if st.button("Find duplicates", key="dedup_run", type="primary"):
             with guard(), st.spinner("Searching the index for duplicates..."):
@@ -59,7 +59,8 @@ with guard():
                     ss.dedup = {"report": load_report_file(svc.directory, choice), "source": choice}
                     ss.dedup_page = 0
         else:
-            st.caption("No reports in the index folder (`vgg-retrieval dedup ... --report DIR/dedup` saves one).")
+            st.caption("No reports in the index folder (`vgg-retrieval dedup --index DIR --out DIR/dedup/report` "
+                       "saves one, or save the one found here).")
         up = st.file_uploader("...or upload a report (.json)", type=["json"], key="dedup_upload")
         if up is not None and (ss.dedup is None or ss.dedup.get("upload_id") != up.file_id):
             with guard():
@@ -94,8 +95,13 @@ with guard():
     for gi in range(page * GROUPS_PER_PAGE, min(len(groups), (page + 1) * GROUPS_PER_PAGE)):
         g = groups[gi]
         with st.container(border=True):
-            st.markdown(f"**Group {gi + 1}** - {len(g.files)} files, {human_bytes(g.reclaimable_bytes)} "
-                        f"reclaimable, lowest similarity {g.min_score:.3f}")
+            kind = "Duplicates" if g.is_duplicates else "Similar shots (not copies: review only)"
+            st.markdown(f"**Group {gi + 1}: {kind}** - {len(g.files)} files, "
+                        f"{human_bytes(g.reclaimable_bytes) + ' reclaimable, ' if g.is_duplicates else ''}"
+                        f"lowest similarity {g.min_score:.3f}")
+            if g.why or g.keeper_reason:
+                st.caption(C.md(" · ".join(x for x in (g.why, f"keeper: {g.keeper_reason}" if g.keeper_reason else "")
+                                           if x)))
             files = g.files
             for start in range(0, len(files), PER_ROW):
                 cols = st.columns(PER_ROW)
