@@ -98,3 +98,14 @@ def test_index_descriptors_replace_the_teacher_on_plain_views(tmp_path):
     with pytest.raises(ValueError, match="teacher"):
         distill(student, None, paths, DistillConfig(size=48, epochs=1), teacher_vectors=vectors)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    # the optimize API: prune the index's model, distil on its photos, a normal checkpoint + report
+    from retrieval.builder import build
+    from retrieval.optimize import optimize_index
+
+    out = tmp_path / "opt" / "student.pt"
+    rep = optimize_index(tmp_path / "idx", out, flops=0.5, teacher=teacher, round_to=1,
+                         cfg=DistillConfig(size=48, epochs=1, augmented_views=0, reconstruct_images=0, batch_size=6))
+    assert rep["student"]["gflops"] < 0.6 * rep["teacher"]["gflops"] and rep["photos"] == 12
+    assert 0 < rep["cosine_to_teacher"]["mean"] <= 1 and (tmp_path / "opt" / "student.pt.json").exists()
+    spec3, net3 = build("vgg11", str(out), "gap", 48)
+    assert spec3.widths == tuple(rep["widths"]) and spec3.model_id != spec.model_id
