@@ -11,7 +11,8 @@ landmark relevant, mAP with the INRIA Holidays trapezoid rule, the query exclude
 embedded through the OpenVINO engine from an exported model folder (so the pruned models export
 and embed like any other). No speed numbers: the CPU is shared.
 
-Run:  PYTHONPATH=. python benchmarks/prune_distill.py [--flops 0.5 0.35] [--size 160] [--epochs 1]
+Run:  PYTHONPATH=. python benchmarks/prune_distill.py [--flops 0.5 0.35] [--prune-last] [--size 160]
+      [--reconstruct-images 256 --reconstruct-size 160] [--epochs 1 --distill-size 128]
 Caches (teacher views, descriptors, models) go to /tmp/vgg-retrieval-prune-distill.
 """
 from __future__ import annotations
@@ -113,11 +114,11 @@ def main(argv=None) -> int:
     ap.add_argument("--prune-last", action="store_true", help="also prune the last conv (descriptor < 512-d)")
     ap.add_argument("--size", type=int, default=160, help="input size of the models (evaluation)")
     ap.add_argument("--distill-size", type=int, default=128)
-    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=0, help="gradient distillation epochs after the refit")
     ap.add_argument("--augmented-views", type=int, default=1)
     ap.add_argument("--limit", type=int, default=240, help="distillation photos (seeded sample)")
-    ap.add_argument("--reconstruct-images", type=int, default=128)
-    ap.add_argument("--reconstruct-size", type=int, default=128)
+    ap.add_argument("--reconstruct-images", type=int, default=256)
+    ap.add_argument("--reconstruct-size", type=int, default=160)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=CACHE / "report.json")

@@ -7,7 +7,8 @@ for the same view of a photo. Two stages, both without labels:
 1. ``retrieval.reconstruct``: each conv layer refitted in closed form to the teacher's outputs on a
    few photos (forward passes only; the bulk of the recovery, cheap on a CPU).
 2. Gradient distillation on plain views (the search input policy) and augmented views (random
-   resized crop, flip, colour jitter, small rotation) of every photo, at a small input size.
+   resized crop, flip, colour jitter, small rotation) of every photo, at a small input size
+   (``epochs``; off by default: measured, the refit alone did better on this CPU's budget).
 
 The teacher's descriptors of the plain views may come from an existing index (it already holds
 them, ``index_targets``): the teacher then only runs on augmented views, and not at all with
@@ -33,7 +34,10 @@ from .errors import UserError
 @dataclass
 class DistillConfig:
     size: int = 160  # input size of the distillation views (the model keeps its own input size)
-    epochs: int = 2
+    # Gradient epochs after the refit. 0 by default: on paris5 one epoch (240 photos, 128 px, plain +
+    # augmented views) did not add to the refit (mAP 0.698 -> 0.688), while a larger refit closed the
+    # gap (benchmarks/prune_distill.py, docs/model-pipeline.md).
+    epochs: int = 0
     batch_size: int = 16
     lr: float = 1e-4  # Adam
     plain_views: bool = True  # each photo once per epoch as search sees it
@@ -41,8 +45,8 @@ class DistillConfig:
     augment: Augment = field(default_factory=lambda: Augment(hflip=0.5, crop_scale=(0.35, 1.0), jitter=0.2,
                                                             rotation=10.0))
     map_weight: float = 0.0  # weight of the conv5 cell-direction loss (teacher-run views only)
-    reconstruct_images: int = 128  # photos for the closed-form layer refit (0: skip that stage)
-    reconstruct_size: int = 128
+    reconstruct_images: int = 256  # photos for the closed-form layer refit (0: skip that stage); ~1.7 GB
+    reconstruct_size: int = 160  # of activations at 256 x 160 px for VGG16
     reconstruct_ridge: float = 1e-2
     threads: int | None = None
     seed: int = 0
