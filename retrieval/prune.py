@@ -77,33 +77,127 @@ def _slice_head(head: nn.Module, idx) -> None:
         raise ValueError(f"cannot prune into head {type(head).__name__}")
 
 
+def _keep_counts(widths, ratios: dict, round_to: int) -> dict:
+    """Channels kept per conv ordinal for ``ratios`` ({ordinal: share removed}), rounded to a
+    multiple of ``round_to`` (>= 1 channel)."""
+    out = {}
+    for k, r in ratios.items():
+        if not 0.0 <= float(r) < 1.0:
+            raise ValueError(f"pruning ratio {r} of conv {k} must be in [0, 1)")
+        n = widths[k] * (1.0 - float(r))
+        out[k] = min(widths[k], max(round_to, int(round(n / round_to)) * round_to) if round_to > 1 else max(1, int(round(n))))
+    return out
+
+
 @torch.no_grad()
-def l1_prune(net, ratio: float, layers: list[int] | None = None) -> tuple[int, ...]:
-    """Prune ``ratio`` of the output channels of the conv ordinals ``layers`` (default: all but the
-    last) of ``net.features`` in place; returns the new conv widths."""
-    if not 0.0 <= ratio < 1.0:
-        raise ValueError("ratio must be in [0, 1)")
+def l1_prune_layers(net, ratios: dict, round_to: int = 1) -> dict:
+    """Prune ``net.features`` in place: conv ordinal k loses the share ``ratios[k]`` of its filters,
+    those with the smallest L1 norm. The norms are taken on the network as given, before any
+    channel goes (Li et al.'s "independent" criterion; it kept the pruned descriptors closer to the
+    unpruned ones than re-ranking each layer after its inputs shrank, benchmarks/prune_distill.py).
+    Returns {conv ordinal: kept channel indices (of the original layer)} for the pruned layers."""
     feats = net.features
     pos = conv_positions(feats)
-    if layers is None:
-        layers = list(range(len(pos) - 1))
-    for k in layers:
+    widths = [feats[i].out_channels for i in pos]
+    counts = _keep_counts(widths, {int(k): r for k, r in ratios.items()}, round_to)
+    kept = {}
+    for k, n_keep in counts.items():
+        if n_keep < widths[k]:
+            norms = feats[pos[k]].weight.detach().abs().sum(dim=(1, 2, 3))
+            kept[k] = torch.sort(torch.topk(norms, n_keep).indices).values
+    for k, keep in sorted(kept.items()):
         i = pos[k]
-        conv = feats[i]
-        n_out = conv.out_channels
-        n_keep = max(1, int(round(n_out * (1.0 - ratio))))
-        if n_keep == n_out:
-            continue
-        norms = conv.weight.detach().abs().sum(dim=(1, 2, 3))
-        keep = torch.sort(torch.topk(norms, n_keep).indices).values
-        feats[i] = _slice_conv(conv, out_idx=keep)
+        feats[i] = _slice_conv(feats[i], out_idx=keep)
         if i + 1 < len(feats) and isinstance(feats[i + 1], nn.BatchNorm2d):
             feats[i + 1] = _slice_bn(feats[i + 1], keep)
         if k + 1 < len(pos):
             feats[pos[k + 1]] = _slice_conv(feats[pos[k + 1]], in_idx=keep)
         elif net.head is not None:
             _slice_head(net.head, keep)
-    return tuple(feats[i].out_channels for i in pos)
+    return kept
+
+
+def l1_prune(net, ratio: float, layers: list[int] | None = None) -> tuple[int, ...]:
+    """Prune ``ratio`` of the output channels of the conv ordinals ``layers`` (default: all but the
+    last) of ``net.features`` in place; returns the new conv widths."""
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError("ratio must be in [0, 1)")
+    pos = conv_positions(net.features)
+    if layers is None:
+        layers = list(range(len(pos) - 1))
+    l1_prune_layers(net, {k: ratio for k in layers})
+    return conv_widths(net)
+
+
+def conv_widths(net) -> tuple[int, ...]:
+    return tuple(m.out_channels for m in net.features if isinstance(m, nn.Conv2d))
+
+
+def widths_gflops(arch: str, widths, size: int) -> float:
+    """GFLOPs (2 x multiply-adds) of the conv trunk of ``arch`` with conv ``widths`` at ``size`` px,
+    computed from the layer list (no network built)."""
+    from .model import vgg_cfg
+
+    macs, c_in, hw = 0, 3, size * size
+    cfg = vgg_cfg(arch, widths)[:-1]  # the trunk ends before the last max-pool
+    for v in cfg:
+        if v == "M":
+            hw = (int(hw ** 0.5) // 2) ** 2
+        else:
+            macs += c_in * v * 9 * hw
+            c_in = v
+    return 2 * macs / 1e9
+
+
+def ratios_for_flops(arch: str, widths, size: int, flops: float, layers: list[int],
+                     round_to: int = 8, tol: float = 0.005) -> dict:
+    """One removal share for every conv ordinal in ``layers`` such that the trunk keeps the share
+    ``flops`` (0 < flops <= 1) of its FLOPs at ``size`` px (bisection on the share, widths rounded
+    to ``round_to``); returns {ordinal: share}. Raises ValueError when even the widest cut cannot
+    reach the target."""
+    if not 0.0 < flops <= 1.0:
+        raise ValueError(f"FLOPs target {flops} must be in (0, 1]")
+    widths = [int(w) for w in widths]
+    full = widths_gflops(arch, widths, size)
+
+    def kept_share(r: float) -> float:
+        keep = _keep_counts(widths, {k: r for k in layers}, round_to)
+        return widths_gflops(arch, [keep.get(k, w) for k, w in enumerate(widths)], size) / full
+
+    lo, hi = 0.0, 0.99
+    if kept_share(hi) > flops + tol:
+        raise ValueError(f"pruning conv layers {layers} cannot reach {flops:.0%} of the FLOPs")
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if kept_share(mid) > flops else (lo, mid)
+    # the rounded widths move in steps: take whichever end lands closer to the target
+    r = min((lo, hi), key=lambda x: abs(kept_share(x) - flops))
+    return {k: r for k in layers}
+
+
+def prune_model(net, spec, flops: float | None = None, ratios: dict | None = None, keep_last: bool = True,
+                round_to: int = 8):
+    """A pruned copy of the DescriptorNet ``net`` (its classifier head, if any, follows the last conv):
+    ``ratios`` ({conv ordinal: share removed}) or a FLOPs target ``flops`` (share of the trunk's FLOPs
+    at ``spec.input_size`` kept, e.g. 0.5; every conv but, with ``keep_last``, the last one pruned
+    by one share). Returns (student, spec with the new widths, descriptor_dim and fingerprint,
+    {conv ordinal: kept channel indices}). Widths are rounded to multiples of ``round_to``."""
+    import copy
+
+    from .weights import fingerprint
+
+    n_conv = len(conv_positions(net.features))
+    if ratios is None:
+        if flops is None:
+            raise ValueError("give ratios or a FLOPs target")
+        layers = list(range(n_conv - 1 if keep_last else n_conv))
+        ratios = ratios_for_flops(spec.arch, conv_widths(net), spec.input_size, flops, layers, round_to)
+    student = copy.deepcopy(net)
+    kept = l1_prune_layers(student, ratios, round_to)
+    widths = conv_widths(student)
+    state = {f"features.{k}": v for k, v in student.features.state_dict().items()}
+    pspec = spec.replace(widths=widths, descriptor_dim=widths[-1], weights_sha256=fingerprint(state))
+    return student.eval(), pspec, kept
 
 
 def count_params(module: nn.Module) -> int:

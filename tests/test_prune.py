@@ -1,5 +1,6 @@
 """L1 channel pruning: channels are physically removed, the pruned net runs, loads and exports."""
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -110,3 +111,72 @@ def test_prune_cli_refuses_a_missing_checkpoint_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: checkpoint not found: {tmp_path / 'nope.pt'}"]
     assert not (tmp_path / "out").exists()
+
+
+def test_flops_target_is_met_and_every_layer_loses_channels():
+    from retrieval.model import trunk_widths
+    from retrieval.prune import prune_model, ratios_for_flops, widths_gflops
+
+    # the real VGG16 at 224 px, widths in multiples of 8: analytic, no network built
+    full = trunk_widths("vgg16")
+    assert widths_gflops("vgg16", full, 224) == pytest.approx(30.69, abs=0.01)
+    for target in (0.5, 0.35):
+        r = ratios_for_flops("vgg16", full, 224, target, list(range(12)))
+        assert len(set(r.values())) == 1 and sorted(r) == list(range(12))
+        from retrieval.prune import _keep_counts
+
+        keep = _keep_counts(list(full), r, 8)
+        widths = [keep.get(k, w) for k, w in enumerate(full)]
+        assert all(w % 8 == 0 for w in widths) and widths[-1] == 512
+        assert widths_gflops("vgg16", widths, 224) / widths_gflops("vgg16", full, 224) == pytest.approx(target, abs=0.02)
+    with pytest.raises(ValueError, match="cannot reach"):
+        ratios_for_flops("vgg16", full, 224, 0.01, [12])
+
+    # a real (tiny) network, the last conv pruned too: every conv layer is narrower, the head follows
+    spec, net = tiny_net(CLASSES)
+    student, pspec, kept = prune_model(net, spec, flops=0.5, keep_last=False, round_to=1)
+    widths = [m.out_channels for m in student.features if isinstance(m, nn.Conv2d)]
+    assert all(w < o for w, o in zip(widths, WIDTHS)) and sorted(kept) == list(range(8))
+    assert gflops(student, 32) == pytest.approx(0.5 * gflops(net, 32), rel=0.1)
+    assert pspec.widths == tuple(widths) and pspec.descriptor_dim == widths[-1] and student.head.fc.in_features == widths[-1]
+    assert pspec.model_id != spec.model_id
+    # the original is untouched (prune_model works on a copy)
+    assert [m.out_channels for m in net.features if isinstance(m, nn.Conv2d)] == list(WIDTHS)
+
+
+def test_l1_ranking_uses_the_unpruned_network():
+    """Each layer's filters are ranked by their L1 norm in the network as given, not after the
+    previous layer's channels went."""
+    from retrieval.prune import l1_prune_layers
+
+    spec, net = tiny_net(CLASSES)
+    pos = conv_positions(net.features)
+    norms = [net.features[i].weight.detach().abs().sum(dim=(1, 2, 3)) for i in pos]
+    kept = l1_prune_layers(net, {3: 0.5, 4: 0.5})
+    for k in (3, 4):
+        assert kept[k].tolist() == sorted(torch.topk(norms[k], len(kept[k])).indices.tolist())
+
+
+def test_pruned_model_exports_and_embeds_through_the_engines(tmp_path):
+    from retrieval.builder import build
+    from retrieval.engines import load_embedder
+    from retrieval.export import export_model
+    from retrieval.prune import prune_model
+
+    spec, net = tiny_net(CLASSES)
+    student, pspec, kept = prune_model(net, spec, flops=0.4, round_to=1)
+    assert pspec.descriptor_dim == WIDTHS[-1]  # the last conv kept: 32-d descriptors as before
+    ck = tmp_path / "p.pt"
+    save_checkpoint(ck, pspec, {k: v for k, v in student.state_dict().items() if k.startswith(("features.", "head."))})
+    spec2, net2 = build("vgg11", str(ck), "gap", 32)
+    assert spec2.widths == pspec.widths and spec2.model_id == pspec.model_id != spec.model_id
+    x, s = _io()
+    with torch.no_grad():
+        d, lg = net2.forward_both(x, s)
+    model_dir = export_model(spec2, net2, tmp_path / "m")
+    for engine in ("onnxruntime", "openvino"):
+        emb = load_embedder(engine, spec2, model_dir)
+        got_d, got_l = emb.embed_with_logits(x.numpy(), s.numpy())
+        np.testing.assert_allclose(got_d, d.numpy(), atol=1e-4)
+        np.testing.assert_allclose(got_l, lg.numpy(), atol=1e-3)
+        emb.close()

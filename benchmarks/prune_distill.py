@@ -1,0 +1,189 @@
+"""Pruned + label-free distilled VGG16 vs the unpruned teacher: FLOPs, size, descriptor cosine, mAP.
+
+Teacher: the shared VGG16 trunk (../shared/data/weights/vgg16_features_imagenet_like.pth), GAP.
+Student: ``retrieval.prune.prune_model`` to a FLOPs target (every conv but, by default, the last one
+pruned by one L1 share; widths multiples of 8), then recovered without labels on photos that are
+NOT the test set (default: photos/samples/vacation + photos/hymenoptera/train, labels ignored):
+stage 1 the closed-form layer refit (``retrieval.reconstruct``), stage 2 descriptor distillation
+(``retrieval.distill``, plain + augmented views).
+Test set: retrieval/paris5 (250 photos, 5 landmarks): every photo a query, the other photos of its
+landmark relevant, mAP with the INRIA Holidays trapezoid rule, the query excluded. Every row is
+embedded through the OpenVINO engine from an exported model folder (so the pruned models export
+and embed like any other). No speed numbers: the CPU is shared.
+
+Run:  PYTHONPATH=. python benchmarks/prune_distill.py [--flops 0.5 0.35] [--prune-last] [--size 160]
+      [--reconstruct-images 256 --reconstruct-size 160] [--epochs 1 --distill-size 128]
+Caches (teacher views, descriptors, models) go to /tmp/vgg-retrieval-prune-distill.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
+PARIS = DATA / "retrieval" / "paris5"
+TRAIN = [DATA / "photos" / "samples" / "vacation", DATA / "photos" / "hymenoptera" / "train"]
+CACHE = Path("/tmp/vgg-retrieval-prune-distill")
+
+
+def paris5() -> tuple[list[str], np.ndarray]:
+    from retrieval.distill import photo_paths
+
+    paths = photo_paths([PARIS])
+    names = sorted({Path(p).parent.name for p in paths})
+    return paths, np.array([names.index(Path(p).parent.name) for p in paths])
+
+
+def average_precision(ranks: np.ndarray, n_relevant: int) -> float:
+    """INRIA Holidays AP: ``ranks`` are the 0-based positions of the relevant items in the result
+    list (the query removed), trapezoid rule between recall steps."""
+    ap, step = 0.0, 1.0 / n_relevant
+    for ntp, rank in enumerate(np.sort(ranks)):
+        p0 = 1.0 if rank == 0 else ntp / float(rank)
+        p1 = (ntp + 1) / float(rank + 1)
+        ap += (p0 + p1) * step / 2.0
+    return ap
+
+
+def mean_ap(desc: np.ndarray, labels: np.ndarray) -> float:
+    sims = desc @ desc.T
+    aps = []
+    for q in range(len(desc)):
+        order = [i for i in np.argsort(-sims[q], kind="stable") if i != q]
+        rel = labels[order] == labels[q]
+        aps.append(average_precision(np.flatnonzero(rel), int(rel.sum())))
+    return float(np.mean(aps))
+
+
+def embed_openvino(spec, net, paths, tag: str) -> tuple[np.ndarray, Path]:
+    """Descriptors of ``paths`` through the OpenVINO engine of an exported model (cached by model id)."""
+    from retrieval.engines import load_embedder
+    from retrieval.export import export_model
+    from retrieval.preprocess import load_and_prepare
+
+    model_dir = CACHE / "models" / f"{tag}-{spec.model_id}"
+    if not (model_dir / "model.json").exists():
+        export_model(spec, net, model_dir, formats=("onnx", "openvino"))
+    out = CACHE / "desc" / f"{spec.model_id}-{len(paths)}.npy"
+    if out.exists():
+        return np.load(out), model_dir
+    emb = load_embedder("openvino", spec, model_dir, batch_size=8)
+    descs = []
+    for i in range(0, len(paths), 16):
+        prep = [load_and_prepare(p, spec.input_size) for p in paths[i:i + 16]]
+        descs.append(emb.embed_batch(np.stack([p.array for p in prep]), np.array([p.valid for p in prep], np.int64)))
+    emb.close()
+    d = np.concatenate(descs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, d)
+    return d, model_dir
+
+
+def row(name, spec, net, paths, labels, teacher_desc, kept, size_224, ckpt=None) -> dict:
+    from retrieval.prune import conv_positions, count_params, gflops
+
+    t = time.perf_counter()
+    d, model_dir = embed_openvino(spec, net, paths, name.split()[0])
+    last = kept.get(len(conv_positions(net.features)) - 1) if kept else None
+    ref = teacher_desc if last is None else teacher_desc[:, last.numpy()]
+    ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+    cos = (d * ref).sum(1)
+    r = {"model": name, "widths": list(spec.widths or ()), "dim": int(d.shape[1]),
+         "gflops": gflops(net, spec.input_size), "gflops_224": gflops(net, size_224),
+         "params_m": count_params(net) / 1e6, "ir_mb": (model_dir / "model.bin").stat().st_size / 1e6,
+         "ckpt_mb": ckpt.stat().st_size / 1e6 if ckpt else None,
+         "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "map": mean_ap(d, labels),
+         "embed_s": time.perf_counter() - t}
+    print(f"  {name}: mAP {r['map']:.4f}, cosine {r['cosine_mean']:.3f} (min {r['cosine_min']:.3f}), "
+          f"{r['gflops']:.2f} GFLOPs @{spec.input_size} ({r['gflops_224']:.2f} @224), {r['params_m']:.2f} M params, "
+          f"IR {r['ir_mb']:.1f} MB", flush=True)
+    return r
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--flops", type=float, nargs="+", default=[0.5], help="FLOPs targets (share kept)")
+    ap.add_argument("--prune-last", action="store_true", help="also prune the last conv (descriptor < 512-d)")
+    ap.add_argument("--size", type=int, default=160, help="input size of the models (evaluation)")
+    ap.add_argument("--distill-size", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=0, help="gradient distillation epochs after the refit")
+    ap.add_argument("--augmented-views", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=240, help="distillation photos (seeded sample)")
+    ap.add_argument("--reconstruct-images", type=int, default=256)
+    ap.add_argument("--reconstruct-size", type=int, default=160)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=CACHE / "report.json")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from retrieval.builder import build
+    from retrieval.distill import DistillConfig, distill, photo_paths, save_student
+    from retrieval.prune import prune_model
+
+    torch.set_num_threads(args.threads)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    paths, labels = paris5()
+    train = photo_paths(TRAIN, limit=args.limit)
+    assert not set(train) & set(paths)
+    spec, teacher = build("vgg16", str(WEIGHTS), "gap", args.size)
+    print(f"paris5: {len(paths)} photos; distillation photos: {len(train)} (vacation + hymenoptera/train)", flush=True)
+    rows = []
+    teacher_desc, _ = embed_openvino(spec, teacher, paths, "teacher")
+    rows.append(row("teacher vgg16", spec, teacher, paths, labels, teacher_desc, None, 224))
+    report = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "runs": []}
+    for flops in args.flops:
+        student, pspec, kept = prune_model(teacher, spec, flops=flops, keep_last=not args.prune_last)
+        tag = f"p{int(flops * 100)}{'L' if args.prune_last else ''}"
+        rows.append(row(f"{tag} pruned (no recovery)", pspec, student, paths, labels, teacher_desc, kept, 224))
+        cfg = DistillConfig(size=args.distill_size, epochs=0, reconstruct_images=args.reconstruct_images,
+                            reconstruct_size=args.reconstruct_size, threads=args.threads)
+        t = time.perf_counter()
+        run = distill(student, teacher, train, cfg, spec=spec, kept=kept,
+                      progress=lambda st, d, n, info: print(f"    {st} {d}/{n}", flush=True) if st == "reconstruct" else None)
+        run["flops"], run["reconstruct_wall_s"] = flops, time.perf_counter() - t
+        pspec = pspec.replace(weights_sha256="")  # new weights: a new model id (save_student fingerprints)
+        ck = CACHE / f"{tag}-refit.pt"
+        save_student(ck, pspec, student)
+        rspec, student = build("vgg16", str(ck), "gap", args.size)
+        rows.append(row(f"{tag} pruned + layer refit", rspec, student, paths, labels, teacher_desc, kept, 224, ck))
+        if args.epochs > 0:
+            cfg = DistillConfig(size=args.distill_size, epochs=args.epochs, augmented_views=args.augmented_views,
+                                reconstruct_images=0, lr=args.lr, threads=args.threads, cache_dir=str(CACHE / "teacher"))
+            t = time.perf_counter()
+            last = [0.0]
+
+            def prog(stage, done, total, info):
+                if time.perf_counter() - last[0] > 60 or done == total:
+                    last[0] = time.perf_counter()
+                    print(f"    distill {done}/{total} loss {info.get('loss', 0):.4f}", flush=True)
+
+            sgd = distill(student, teacher, train, cfg, spec=rspec, kept=kept, progress=prog)
+            run["distill"], run["distill_wall_s"] = sgd, time.perf_counter() - t
+            ck = CACHE / f"{tag}-distilled.pt"
+            save_student(ck, rspec, student)
+            dspec, student = build("vgg16", str(ck), "gap", args.size)
+            rows.append(row(f"{tag} pruned + refit + distilled", dspec, student, paths, labels, teacher_desc, kept, 224, ck))
+        report["runs"].append(run)
+        args.out.write_text(json.dumps(report, indent=2, default=str))
+    print("\n| model | widths | dim | GFLOPs @%d | GFLOPs @224 | params (M) | IR MB | cosine | mAP |" % args.size)
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {','.join(map(str, r['widths'])) or 'vgg16'} | {r['dim']} | {r['gflops']:.2f} | "
+              f"{r['gflops_224']:.2f} | {r['params_m']:.2f} | {r['ir_mb']:.1f} | {r['cosine_mean']:.3f} | {r['map']:.4f} |")
+    args.out.write_text(json.dumps(report, indent=2, default=str))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

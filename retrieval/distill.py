@@ -1,0 +1,339 @@
+"""Label-free recovery of a pruned descriptor model: descriptor distillation on unlabelled photos.
+
+The unpruned model is the teacher; the pruned student learns to give the teacher's L2-normalised
+pooled descriptor (cosine loss; optionally also the channel direction of every valid conv5 cell)
+for the same view of a photo. Two stages, both without labels:
+
+1. ``retrieval.reconstruct``: each conv layer refitted in closed form to the teacher's outputs on a
+   few photos (forward passes only; the bulk of the recovery, cheap on a CPU).
+2. Gradient distillation on plain views (the search input policy) and augmented views (random
+   resized crop, flip, colour jitter, small rotation) of every photo, at a small input size
+   (``epochs``; off by default: measured, the refit alone did better on this CPU's budget).
+
+The teacher's descriptors of the plain views may come from an existing index (it already holds
+them, ``index_targets``): the teacher then only runs on augmented views, and not at all with
+``augmented_views=0``. Teacher descriptors of augmented views are cached on disk when ``cache_dir``
+is given (views are seeded, so a second student distilled from the same teacher and photos reuses
+them). When the student's last conv was pruned, the target is the teacher's descriptor restricted
+to the kept channels (renormalised).
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data import IMAGE_EXTS, Augment
+from .errors import UserError
+
+
+@dataclass
+class DistillConfig:
+    size: int = 160  # input size of the distillation views (the model keeps its own input size)
+    # Gradient epochs after the refit. 0 by default: on paris5 one epoch (240 photos, 128 px, plain +
+    # augmented views) did not add to the refit (mAP 0.698 -> 0.688), while a larger refit closed the
+    # gap (benchmarks/prune_distill.py, docs/model-pipeline.md).
+    epochs: int = 0
+    batch_size: int = 16
+    lr: float = 1e-4  # Adam
+    plain_views: bool = True  # each photo once per epoch as search sees it
+    augmented_views: int = 1  # augmented views of each photo per epoch
+    augment: Augment = field(default_factory=lambda: Augment(hflip=0.5, crop_scale=(0.35, 1.0), jitter=0.2,
+                                                            rotation=10.0))
+    map_weight: float = 0.0  # weight of the conv5 cell-direction loss (teacher-run views only)
+    reconstruct_images: int = 256  # photos for the closed-form layer refit (0: skip that stage); ~1.7 GB
+    reconstruct_size: int = 160  # of activations at 256 x 160 px for VGG16
+    reconstruct_ridge: float = 1e-2
+    threads: int | None = None
+    seed: int = 0
+    cache_dir: str | None = None  # teacher descriptors of augmented views
+    limit: int | None = None  # use at most this many photos (a seeded sample)
+
+
+def photo_paths(folders, limit: int | None = None, seed: int = 0) -> list[str]:
+    """Every image under ``folders`` (recursively; no class folders needed), sorted, or a seeded
+    sample of ``limit`` of them."""
+    out = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise UserError(f"photo folder not found: {folder}")
+        out += [str(p) for p in sorted(folder.rglob("*")) if p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+    if not out:
+        raise UserError(f"no images in {', '.join(str(f) for f in folders)}")
+    if limit and len(out) > limit:
+        out = sorted(random.Random(seed).sample(out, limit))
+    return out
+
+
+def index_targets(index_dir, limit: int | None = None, seed: int = 0):
+    """(photo paths, their stored descriptors [N, D] float32, the index's ModelSpec) of an existing
+    index: the teacher's outputs for plain views. Video frames and files gone from disk are left out."""
+    from indexer.index import Index
+
+    with Index.open(index_dir) as index:
+        ids, vectors = index.all_vectors()
+        rows = index.store.rows_by_id(ids)
+        spec = index.spec
+    keep = [(rows[i].path, n) for n, i in enumerate(ids.tolist())
+            if i in rows and rows[i].source is None and Path(rows[i].path).is_file()]
+    if not keep:
+        raise UserError(f"{index_dir}: no indexed photo is on disk to distil from")
+    if limit and len(keep) > limit:
+        keep = sorted(random.Random(seed).sample(keep, limit))
+    return [p for p, _ in keep], np.ascontiguousarray(vectors[[n for _, n in keep]], dtype=np.float32), spec
+
+
+class _Views:
+    """View ``j`` of photo ``i`` for one epoch: j = 0 plain (the search input policy, borders
+    trimmed as the spec says), j >= 1 augmented (seeded by seed/epoch/i/j). Items are
+    (uint8 [S,S,3], valid (h, w), photo index, view index)."""
+
+    def __init__(self, paths, size: int, augment: Augment, trim: bool, seed: int):
+        self.paths, self.size, self.trim, self.seed = paths, size, trim, seed
+        self.tf = augment.transform(size)
+
+    def load(self, i: int, j: int, epoch: int):
+        import torch
+
+        from .preprocess import open_image, prepare
+
+        im = open_image(self.paths[i], draft_size=self.size * 2)
+        if j == 0:
+            p = prepare(im, self.size, trim=self.trim)
+            return p.array, p.valid
+        with torch.random.fork_rng():  # seeded views; the caller's RNG is left alone
+            torch.manual_seed(hash((self.seed, epoch, i, j)) & 0x7FFFFFFF)
+            a = np.asarray(self.tf(im.convert("RGB")), dtype=np.uint8)
+        return np.ascontiguousarray(a), (self.size, self.size)
+
+    def batch(self, keys, epoch: int):
+        import torch
+
+        got = [self.load(i, j, epoch) for i, j in keys]
+        return torch.from_numpy(np.stack([g[0] for g in got])), torch.tensor([g[1] for g in got], dtype=torch.int64)
+
+
+class _TeacherCache:
+    """Teacher descriptors of views, in memory and (with ``cache_dir``) on disk, one file per
+    (teacher, size, seed, augmentation)."""
+
+    def __init__(self, cache_dir, teacher_id: str, cfg: DistillConfig):
+        import torch
+
+        self.mem: dict[str, "torch.Tensor"] = {}
+        self.path = None
+        if cache_dir is not None:
+            tag = hashlib.sha256(f"{teacher_id}|{cfg.size}|{cfg.seed}|{cfg.augment}".encode()).hexdigest()[:20]
+            self.path = Path(cache_dir) / f"distill-teacher-{tag}.pt"
+            if self.path.exists():
+                self.mem = torch.load(self.path, weights_only=True)
+        self.dirty = False
+
+    def save(self) -> None:
+        import torch
+
+        if self.path is not None and self.dirty:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            torch.save(self.mem, tmp)
+            tmp.replace(self.path)
+            self.dirty = False
+
+
+def _cosine_loss(student_desc, target):
+    return (1.0 - (student_desc * target).sum(dim=1)).mean()
+
+
+def _masked_cell_mean(v, sizes):
+    """Mean of ``v`` [N, 1, h, w] over each image's valid conv5 cells (as the pooling masks them)."""
+    import torch
+
+    from .model import FEATURE_STRIDE
+
+    n, _, h, w = v.shape
+    rows = torch.arange(h).view(1, 1, h, 1) * FEATURE_STRIDE
+    cols = torch.arange(w).view(1, 1, 1, w) * FEATURE_STRIDE
+    mask = ((rows < sizes[:, 0].view(n, 1, 1, 1)) & (cols < sizes[:, 1].view(n, 1, 1, 1))).to(v.dtype)
+    return (v * mask).sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp(min=1.0)
+
+
+def _map_loss(fs, ft, sizes):
+    """1 - cosine of the channel vectors of every valid conv5 cell (student vs teacher)."""
+    import torch.nn.functional as F
+
+    cos = (F.normalize(fs, dim=1) * F.normalize(ft, dim=1)).sum(dim=1, keepdim=True)
+    return (1.0 - _masked_cell_mean(cos, sizes)).mean()
+
+
+def _restrict(desc, channels):
+    """Teacher descriptors restricted to the student's kept last-conv channels, renormalised."""
+    import torch.nn.functional as F
+
+    return desc if channels is None else F.normalize(desc[:, channels], dim=1)
+
+
+def _train_mode(net) -> None:
+    from torch import nn
+
+    net.train()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()  # a few small augmented batches must not move the running statistics
+
+
+def _reconstruct_stage(student, teacher, kept, paths, cfg: DistillConfig, trim: bool, progress):
+    import torch
+
+    from .preprocess import open_image, prepare
+    from .reconstruct import reconstruct
+
+    sample = paths if len(paths) <= cfg.reconstruct_images else random.Random(cfg.seed).sample(paths, cfg.reconstruct_images)
+    prep = [prepare(open_image(p, draft_size=cfg.reconstruct_size * 2), cfg.reconstruct_size, trim=trim) for p in sample]
+    images = torch.from_numpy(np.stack([p.array for p in prep]))
+    sizes = torch.tensor([p.valid for p in prep], dtype=torch.int64)
+    cb = (lambda d, n: progress("reconstruct", d, n, {})) if progress else None
+    return reconstruct(student, teacher, kept, images, sizes, ridge=cfg.reconstruct_ridge, seed=cfg.seed, progress=cb)
+
+
+def distill(student, teacher, paths, cfg: DistillConfig | None = None, *, spec=None, teacher_vectors=None,
+            kept: dict | None = None, progress=None) -> dict:
+    """Train ``student`` (a pruned DescriptorNet; in place) to give ``teacher``'s descriptors on the
+    unlabelled photos ``paths``. ``teacher_vectors`` [N, D]: the teacher's stored descriptors of
+    the plain views (``index_targets``), so the teacher runs on augmented views only; ``teacher``
+    may be None when nothing else needs it (``augmented_views=0``, ``reconstruct_images=0``).
+    ``kept``: ``retrieval.prune.prune_model``'s kept channels (the descriptor's channel map when the
+    last conv was pruned). ``spec``: the model's spec (border trimming of plain views).
+    ``progress(stage, done, total, info)`` is called per reconstructed layer and per batch.
+    Returns a report: reconstruct residuals, per-epoch mean loss and seconds."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    from .prune import conv_positions
+
+    cfg = cfg or DistillConfig()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    kept = kept or {}
+    if teacher is None and (cfg.augmented_views > 0 or cfg.reconstruct_images > 0 or teacher_vectors is None
+                            or cfg.map_weight > 0):
+        raise ValueError("a teacher network is needed for augmented views, reconstruction and the map loss")
+    last = kept.get(len(conv_positions(student.features)) - 1)
+    trim = bool(spec.trim_borders) if spec is not None else False
+    report: dict = {"photos": len(paths), "config": {k: str(v) for k, v in vars(cfg).items()}, "epochs": []}
+    if teacher is not None:
+        teacher.eval()
+    if cfg.reconstruct_images > 0 and teacher is not None:
+        t = time.perf_counter()
+        report["reconstruct_residuals"] = _reconstruct_stage(student, teacher, kept, paths, cfg, trim, progress)
+        report["reconstruct_seconds"] = time.perf_counter() - t
+    if cfg.epochs <= 0:
+        return report
+    stored = None if teacher_vectors is None else _restrict(torch.as_tensor(np.asarray(teacher_vectors, np.float32)), last)
+    cache = _TeacherCache(cfg.cache_dir, _teacher_id(teacher), cfg) if teacher is not None else None
+    views = _Views(paths, cfg.size, cfg.augment, trim, cfg.seed)
+    keys = ([(i, 0) for i in range(len(paths))] if cfg.plain_views else []) + \
+        [(i, j) for i in range(len(paths)) for j in range(1, cfg.augmented_views + 1)]
+    if not keys:
+        raise ValueError("no views: enable plain_views or augmented_views")
+    params = [p for p in student.features.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    steps = cfg.epochs * math.ceil(len(keys) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1.0 + math.cos(math.pi * min(k / steps, 1.0))))
+    rng = random.Random(cfg.seed)
+    for epoch in range(cfg.epochs):
+        t, total, n = time.perf_counter(), 0.0, 0
+        order = keys[:]
+        rng.shuffle(order)
+        for b in range(0, len(order), cfg.batch_size):
+            batch = order[b:b + cfg.batch_size]
+            x, s = views.batch(batch, epoch)
+            target, tmap = _targets(teacher, cache, stored, batch, x, s, epoch, last, cfg.map_weight > 0, paths)
+            _train_mode(student)
+            fs = student.features(student.prepare(x, s))
+            loss = _cosine_loss(F.normalize(student.pool(fs, s), dim=1), target)
+            if tmap is not None:
+                loss = loss + cfg.map_weight * _map_loss(fs, tmap, s)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(batch)
+            n += len(batch)
+            if progress:
+                progress("distill", epoch * len(order) + n, cfg.epochs * len(order), {"loss": total / n})
+        if cache is not None:
+            cache.save()
+        report["epochs"].append({"epoch": epoch + 1, "loss": total / max(n, 1), "seconds": time.perf_counter() - t})
+    student.eval()
+    return report
+
+
+def _teacher_id(teacher) -> str:
+    from .weights import fingerprint
+
+    return fingerprint({k: v for k, v in teacher.state_dict().items() if k.startswith("features")})[:20]
+
+
+def _targets(teacher, cache, stored, batch, x, s, epoch: int, last, want_map: bool, paths):
+    """(teacher descriptors [B, D] for the student's channels, teacher conv5 maps or None)."""
+    import torch
+    import torch.nn.functional as F
+
+    out: list = [None] * len(batch)
+    if not want_map:
+        for n, (i, j) in enumerate(batch):
+            if j == 0 and stored is not None:
+                out[n] = stored[i]
+            elif cache is not None and f"{paths[i]}|{epoch}|{j}" in cache.mem:
+                out[n] = _restrict(cache.mem[f"{paths[i]}|{epoch}|{j}"].float()[None], last)[0]
+    todo = [n for n, o in enumerate(out) if o is None]
+    tmap = None
+    if todo:
+        with torch.no_grad():
+            ft = teacher.features(teacher.prepare(x[todo], s[todo]))
+            d = F.normalize(teacher.pool(ft, s[todo]), dim=1)
+        for n, row in zip(todo, d):
+            i, j = batch[n]
+            cache.mem[f"{paths[i]}|{epoch}|{j}"] = row.to(torch.float16)
+            cache.dirty = True
+            out[n] = _restrict(row[None], last)[0]
+        if want_map:
+            tmap = ft if last is None else ft[:, last]
+    return torch.stack(out), tmap
+
+
+def descriptor_cosine(student, paths, size: int, teacher=None, teacher_vectors=None, kept: dict | None = None,
+                      trim: bool = False, batch_size: int = 16) -> np.ndarray:
+    """Per-photo cosine between the student's and the teacher's descriptors of the plain views at
+    ``size`` (teacher run, or its stored ``teacher_vectors``)."""
+    import torch
+
+    from .prune import conv_positions
+
+    last = (kept or {}).get(len(conv_positions(student.features)) - 1)
+    views = _Views(paths, size, Augment(), trim, 0)
+    out = []
+    student.eval()
+    with torch.no_grad():
+        for b in range(0, len(paths), batch_size):
+            keys = [(i, 0) for i in range(b, min(b + batch_size, len(paths)))]
+            x, s = views.batch(keys, 0)
+            t = teacher(x, s) if teacher is not None else torch.as_tensor(np.asarray(teacher_vectors[b:b + len(keys)]))
+            out.append((student(x, s) * _restrict(t.float(), last)).sum(1).numpy())
+    return np.concatenate(out)
+
+
+def save_student(path, spec, net, **extra) -> None:
+    """The distilled student as a normal checkpoint (``features.*`` and ``head.*``), fingerprint updated."""
+    from .weights import fingerprint, save_checkpoint
+
+    state = {k: v.detach().clone() for k, v in net.state_dict().items() if k.startswith(("features.", "head."))}
+    fp = fingerprint({k: v for k, v in state.items() if k.startswith("features.")})
+    save_checkpoint(path, spec.replace(weights_sha256=fp), state, **extra)
