@@ -11,7 +11,7 @@ for the same view of a photo. Two stages, both without labels:
    (``epochs``; off by default: measured, the refit alone did better on this CPU's budget).
 
 The teacher's descriptors of the plain views may come from an existing index (it already holds
-them, ``index_targets``): the teacher then only runs on augmented views, and not at all with
+them, ``indexer.optimizing.index_targets``): the teacher then only runs on augmented views, and not at all with
 ``augmented_views=0``. Teacher descriptors of augmented views are cached on disk when ``cache_dir``
 is given (views are seeded, so a second student distilled from the same teacher and photos reuses
 them). When the student's last conv was pruned, the target is the teacher's descriptor restricted
@@ -68,24 +68,6 @@ def photo_paths(folders, limit: int | None = None, seed: int = 0) -> list[str]:
     if limit and len(out) > limit:
         out = sorted(random.Random(seed).sample(out, limit))
     return out
-
-
-def index_targets(index_dir, limit: int | None = None, seed: int = 0):
-    """(photo paths, their stored descriptors [N, D] float32, the index's ModelSpec) of an existing
-    index: the teacher's outputs for plain views. Video frames and files gone from disk are left out."""
-    from indexer.index import Index
-
-    with Index.open(index_dir) as index:
-        ids, vectors = index.all_vectors()
-        rows = index.store.rows_by_id(ids)
-        spec = index.spec
-    keep = [(rows[i].path, n) for n, i in enumerate(ids.tolist())
-            if i in rows and rows[i].source is None and Path(rows[i].path).is_file()]
-    if not keep:
-        raise UserError(f"{index_dir}: no indexed photo is on disk to distil from")
-    if limit and len(keep) > limit:
-        keep = sorted(random.Random(seed).sample(keep, limit))
-    return [p for p, _ in keep], np.ascontiguousarray(vectors[[n for _, n in keep]], dtype=np.float32), spec
 
 
 class _Views:
@@ -204,7 +186,7 @@ def distill(student, teacher, paths, cfg: DistillConfig | None = None, *, spec=N
             kept: dict | None = None, progress=None) -> dict:
     """Train ``student`` (a pruned DescriptorNet; in place) to give ``teacher``'s descriptors on the
     unlabelled photos ``paths``. ``teacher_vectors`` [N, D]: the teacher's stored descriptors of
-    the plain views (``index_targets``), so the teacher runs on augmented views only; ``teacher``
+    the plain views (``indexer.optimizing.index_targets``), so the teacher runs on augmented views only; ``teacher``
     may be None when nothing else needs it (``augmented_views=0``, ``reconstruct_images=0``).
     ``kept``: ``retrieval.prune.prune_model``'s kept channels (the descriptor's channel map when the
     last conv was pruned). ``spec``: the model's spec (border trimming of plain views).

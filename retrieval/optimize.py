@@ -4,8 +4,8 @@
 it on unlabelled photos (``retrieval.distill.distill``: closed-form layer refit, then descriptor
 distillation) and writes a normal checkpoint (spec with the pruned widths, so its model id differs
 from the teacher's and the two models' descriptors never share an index) plus a JSON report.
-``optimize_index`` does the same for the model of an existing index, whose stored descriptors
-stand in for the teacher on the plain views of its photos.
+``indexer.optimizing.optimize_index`` does the same for the model of an existing index, whose
+stored descriptors stand in for the teacher on the plain views of its photos.
 """
 from __future__ import annotations
 
@@ -51,19 +51,3 @@ def optimize_model(teacher, spec, paths, out, flops: float = 0.5, keep_last: boo
     }
     Path(str(out) + ".json").write_text(json.dumps(report, indent=2, default=str))
     return report
-
-
-def optimize_index(index_dir, out, flops: float = 0.5, keep_last: bool = True, cfg=None, teacher=None,
-                   limit: int | None = None, progress=None, round_to: int = 8) -> dict:
-    """``optimize_model`` for the model of the index at ``index_dir``, distilled on its photos with
-    its stored descriptors as the plain-view targets (the teacher, loaded from the index's spec
-    unless given, runs on augmented views and the layer refit only)."""
-    from .builder import load_net
-    from .distill import DistillConfig, index_targets
-
-    cfg = cfg or DistillConfig()
-    paths, vectors, spec = index_targets(index_dir, limit=limit or cfg.limit, seed=cfg.seed)
-    if teacher is None:
-        teacher = load_net(spec)
-    return optimize_model(teacher, spec, paths, out, flops, keep_last, cfg, teacher_vectors=vectors, progress=progress,
-                          round_to=round_to)

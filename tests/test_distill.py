@@ -1,11 +1,14 @@
 """Label-free recovery of a pruned model: closed-form layer refit and descriptor distillation on real
 unlabelled photos (tiny nets, seconds)."""
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from test_train import DATA, tiny_net
-from retrieval.distill import DistillConfig, descriptor_cosine, distill, index_targets, photo_paths, save_student
+from indexer.optimizing import index_targets
+from retrieval.distill import DistillConfig, descriptor_cosine, distill, photo_paths, save_student
 from retrieval.errors import UserError
 from retrieval.prune import conv_widths, prune_model
 
@@ -100,7 +103,7 @@ def test_index_descriptors_replace_the_teacher_on_plain_views(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     # the optimize API: prune the index's model, distil on its photos, a normal checkpoint + report
     from retrieval.builder import build
-    from retrieval.optimize import optimize_index
+    from indexer.optimizing import optimize_index
 
     out = tmp_path / "opt" / "student.pt"
     rep = optimize_index(tmp_path / "idx", out, flops=0.5, teacher=teacher, round_to=1,
@@ -109,3 +112,21 @@ def test_index_descriptors_replace_the_teacher_on_plain_views(tmp_path):
     assert 0 < rep["cosine_to_teacher"]["mean"] <= 1 and (tmp_path / "opt" / "student.pt.json").exists()
     spec3, net3 = build("vgg11", str(out), "gap", 48)
     assert spec3.widths == tuple(rep["widths"]) and spec3.model_id != spec.model_id
+
+
+
+def test_optimize_command_prunes_an_index_model_on_its_photos(tmp_path, tiny_model, photos, capsys):
+    """``vgg-retrieval optimize``: the teacher from the index's own spec, the refit on its photos."""
+    from indexer.cli import main
+    from indexer.index import Index
+
+    spec, net, model_dir = tiny_model
+    with Index.create(tmp_path / "idx", spec, model_dir=model_dir) as index:
+        index.update([photos], progress=False, workers=0)
+    out = tmp_path / "student.pt"
+    assert main(["optimize", "--index", str(tmp_path / "idx"), "--out", str(out), "--photos", "6", "-q"]) == 0
+    made = json.loads((tmp_path / "student.pt.json").read_text())
+    assert made["photos"] == 6 and made["student"]["gflops"] < 0.6 * made["teacher"]["gflops"]
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert main(["optimize", "--index", str(tmp_path / "nope"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: no index at")

@@ -1,5 +1,6 @@
-"""The model pipeline: ``stats``, ``train``, ``prune``, ``quantize``, ``benchmark`` (over
-``retrieval.pipeline``, ``retrieval.prune`` and ``retrieval.quantize``). See docs/model-pipeline.md."""
+"""The model pipeline: ``stats``, ``train``, ``prune``, ``optimize``, ``quantize``, ``benchmark``
+(over ``retrieval.pipeline``, ``retrieval.prune``, ``indexer.optimizing`` and ``retrieval.quantize``).
+See docs/model-pipeline.md."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,8 @@ import click
 
 from retrieval.pipeline import DEFAULT_CACHE
 from retrieval.spec import ARCHS, POOLINGS
+
+from .options import index_option
 
 
 @click.command()
@@ -143,4 +146,57 @@ def benchmark(variants, data, limit, out, threads, size, latency_runs, throughpu
     click.echo(f"wrote {md} and {js}")
 
 
-COMMANDS = (stats, train, prune, quantize, benchmark)
+@click.command()
+@index_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Checkpoint to write (and OUT.json, the report).")
+@click.option("--flops", type=float, default=0.5, show_default=True,
+              help="Share of the model's FLOPs to keep (every conv layer pruned by L1 norm; the last stays 512 wide).")
+@click.option("--photos", type=int, default=256, show_default=True,
+              help="Distil on at most this many of the index's photos (a seeded sample).")
+@click.option("--epochs", type=int, default=0, show_default=True,
+              help="Gradient distillation epochs after the layer refit (0: the refit alone, measured best).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def optimize(index_dir, out, flops, photos, epochs, quiet):
+    """Prune the index's model to --flops and recover it without labels: each layer refitted to the
+    unpruned model's outputs on the index's own photos, whose stored descriptors are the targets.
+    The result is a checkpoint for a new index (`index --weights OUT`): its model differs, so it
+    never mixes descriptors with this index."""
+    from indexer.optimizing import optimize_index
+    from retrieval.distill import DistillConfig
+
+    bar = _StageBar(quiet)
+    try:
+        report = optimize_index(index_dir, out, flops=flops, limit=photos,
+                                cfg=DistillConfig(epochs=epochs, reconstruct_images=photos), progress=bar)
+    finally:
+        bar.close()
+    s, t = report["student"], report["teacher"]
+    click.echo(f"wrote {out}: {s['gflops']:.2f} GFLOPs (teacher {t['gflops']:.2f}), {s['params'] / 1e6:.2f} M parameters, "
+               f"descriptor cosine to the teacher {report['cosine_to_teacher']['mean']:.3f} on "
+               f"{report['cosine_to_teacher']['photos']} photos; report {out}.json")
+
+
+class _StageBar:
+    """``progress(stage, done, total, info)`` as one tqdm bar per stage (none when quiet)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.stage, self.bar = quiet, None, None
+
+    def __call__(self, stage, done, total, info=None):
+        if self.quiet:
+            return
+        if stage != self.stage:
+            from tqdm import tqdm
+
+            self.close()
+            self.stage, self.bar = stage, tqdm(total=total, desc=stage, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+COMMANDS = (stats, train, prune, optimize, quantize, benchmark)
