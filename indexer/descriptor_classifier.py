@@ -33,7 +33,7 @@ FORMAT = "vgg-retrieval-descriptor-classifier"
 # flat within ~1 point from 1e-3 to 1e-2 on flowers5 and hymenoptera.
 DEFAULT_L2 = 3e-3
 MAX_PER_CLASS = 2000
-MAX_ITERATIONS = 1000
+MAX_ITERATIONS = 500
 
 
 @dataclass
@@ -155,7 +155,7 @@ def _cap_per_class(labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
 
 
 def fit_logistic(z: np.ndarray, y: np.ndarray, n_classes: int, l2: float, balanced: bool = True,
-                 iterations: int = MAX_ITERATIONS, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+                 iterations: int = MAX_ITERATIONS, tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
     """Minimise weighted mean cross-entropy + l2/2 |W|^2 over (W [D,C], b [C]) by FISTA with
     adaptive restart; the step is 1/L with L = max eigenvalue of the weighted [z 1]'[z 1] / 2 + l2
     (the softmax cross-entropy's Hessian in the scores is at most I/2)."""
@@ -163,26 +163,30 @@ def fit_logistic(z: np.ndarray, y: np.ndarray, n_classes: int, l2: float, balanc
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     w_row = (n / (n_classes * counts))[y] if balanced else np.ones(n)
     w_row = w_row / w_row.sum()
-    onehot = np.eye(n_classes)[y]
     za = np.hstack([z, np.ones((n, 1))])
     lipschitz = 0.5 * _top_eigenvalue((za * w_row[:, None]).T @ za) + l2
-    step = 1.0 / lipschitz
-    reg = np.ones((d + 1, 1))
+    # the iterations in float32: half the time of float64, far below the accuracy that matters here
+    step, l2 = np.float32(1.0 / lipschitz), np.float32(l2)
+    za, w_row = za.astype(np.float32), w_row.astype(np.float32)[:, None]
+    onehot = np.eye(n_classes, dtype=np.float32)[y]
+    reg = np.ones((d + 1, 1), dtype=np.float32)
     reg[-1] = 0.0  # no penalty on the bias
-    theta = np.zeros((d + 1, n_classes))
+    theta = np.zeros((d + 1, n_classes), dtype=np.float32)
     momentum, t = theta.copy(), 1.0
     for _ in range(iterations):
-        p = softmax(za @ momentum)
-        grad = za.T @ ((p - onehot) * w_row[:, None]) + l2 * reg * momentum
+        scores = za @ momentum
+        p = np.exp(scores - scores.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        grad = za.T @ ((p - onehot) * w_row) + l2 * reg * momentum
         new = momentum - step * grad
         t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
         moved = np.abs(new - theta).max()
         if np.sum(grad * (new - theta)) > 0:  # momentum is going uphill: restart it
             momentum, t = new, 1.0
         else:
-            momentum, t = new + ((t - 1) / t_next) * (new - theta), t_next
+            momentum, t = new + np.float32((t - 1) / t_next) * (new - theta), t_next
         theta = new
-        if moved < tol:
+        if moved < tol * max(1.0, float(np.abs(theta).max())):  # relative: converged
             break
     return theta[:-1].astype(np.float32), theta[-1].astype(np.float32)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.classes import top_classes
 from retrieval.errors import UserError
 
 from .descriptor_classifier import DescriptorClassifier, cross_validate, fit
@@ -202,3 +203,22 @@ def classify_vectors(index, descriptors, k: int = 5):
     """Top-``k`` (class, probability) per descriptor row from the index's classifier; None without one."""
     clf = load(index)
     return None if clf is None else clf.top(descriptors, k)
+
+
+MODEL_SOURCE = "model"  # the model's own head (torchvision's ImageNet classifier, or one from `train`)
+FOLDERS_SOURCE = "folders"  # the classifier fitted on the index's descriptors and labels
+
+
+def query_classes(index, descriptors, logits=None, k: int = 5) -> list[dict[str, list[tuple[str, float]]]]:
+    """Per query, the top-``k`` (class, probability) of each classifier the index has, by source:
+    ``model`` from the model's logits (same forward pass as ``descriptors``), ``folders`` from the
+    descriptor classifier. An empty dict for a query when the index has neither."""
+    n = len(np.atleast_2d(descriptors)) if len(descriptors) else 0
+    out: list[dict] = [{} for _ in range(n)]
+    if logits is not None and index.spec.class_names and n:
+        for row, top in zip(out, top_classes(logits, index.spec.class_names, k)):
+            row[MODEL_SOURCE] = top
+    folders = classify_vectors(index, descriptors, k) if n else None
+    for row, top in zip(out, folders or []):
+        row[FOLDERS_SOURCE] = top
+    return out

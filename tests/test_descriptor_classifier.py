@@ -44,6 +44,8 @@ def test_index_with_labelled_folders_gets_a_classifier(tmp_path, make_index, lab
     assert np.allclose(again.logits(vectors), clf.logits(vectors), atol=1e-5)
     top = ic.classify_vectors(idx, vectors[:3], k=5)
     assert len(top) == 3 and len(top[0]) == 2 and abs(sum(p for _, p in top[0]) - 1) < 1e-6
+    both = ic.query_classes(idx, vectors[:2], logits=None)  # the tiny model has no head of its own
+    assert [set(q) for q in both] == [{"folders"}, {"folders"}] and both[0]["folders"] == top[0]
     # on its own training photos a linear classifier is right about most of them
     assert np.mean(np.array(clf.predict(vectors)) == np.array(
         [r.label for r in idx.store.rows_by_id(idx.all_vectors()[0]).values()])) >= 0.8
