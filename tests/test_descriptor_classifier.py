@@ -30,7 +30,7 @@ def labelled(tmp_path):
 
 def test_index_with_labelled_folders_gets_a_classifier(tmp_path, make_index, labelled):
     idx = make_index(tmp_path / "ix")
-    idx.update([labelled], progress=False)
+    idx.update([labelled], workers=0, progress=False)
     result = ic.auto_fit(idx)
     clf = result.classifier
     assert clf is not None and result.changed and "2 classes" in result.note
@@ -57,7 +57,7 @@ def test_unlabelled_folder_gets_no_classifier_and_a_plain_note(tmp_path, make_in
     for src in sorted((FLOWERS / "tulip").iterdir())[:6]:
         shutil.copy2(src, flat / src.name)
     idx = make_index(tmp_path / "ix")
-    idx.update([flat], progress=False)
+    idx.update([flat], workers=0, progress=False)
     result = ic.auto_fit(idx)
     assert result.classifier is None and not result.changed
     assert result.note.startswith("no classifier:") and "found 1 label" in result.note
@@ -66,7 +66,7 @@ def test_unlabelled_folder_gets_no_classifier_and_a_plain_note(tmp_path, make_in
 
 def test_refit_only_when_labels_changed_enough(tmp_path, make_index, labelled):
     idx = make_index(tmp_path / "ix")
-    idx.update([labelled], progress=False)
+    idx.update([labelled], workers=0, progress=False)
     first = ic.auto_fit(idx).classifier
     # nothing changed: kept as it is
     kept = ic.auto_fit(idx)
@@ -74,18 +74,18 @@ def test_refit_only_when_labels_changed_enough(tmp_path, make_index, labelled):
     assert kept.classifier.info["fitted_at"] == first.info["fitted_at"]
     # a new label with enough photos: fitted again, now with three classes
     _copy_flowers(labelled, {"tulip": ic.MIN_PER_CLASS})
-    idx.update([labelled], progress=False)
+    idx.update([labelled], workers=0, progress=False)
     refit = ic.auto_fit(idx)
     assert refit.changed and refit.classifier.classes == ("daisy", "rose", "tulip")
     assert refit.note.startswith("labels changed")
     # one photo fewer (3%): kept
     next(iter((labelled / "rose").iterdir())).unlink()
-    idx.update([labelled], progress=False)
+    idx.update([labelled], workers=0, progress=False)
     assert not ic.auto_fit(idx).changed
     # labels gone below the rule: the classifier goes too
     shutil.rmtree(labelled / "rose")
     shutil.rmtree(labelled / "tulip")
-    idx.update([labelled], progress=False)
+    idx.update([labelled], workers=0, progress=False)
     gone = ic.auto_fit(idx)
     assert gone.classifier is None and gone.changed and "removed" in gone.note
     assert ic.load(idx) is None
@@ -97,7 +97,7 @@ def test_labels_by_depth_and_by_csv(tmp_path, make_index):
     _copy_flowers(root / "2023", {"daisy": n // 2, "rose": n - n // 2})
     _copy_flowers(root / "2024", {"tulip": n}, start=20)
     idx = make_index(tmp_path / "ix")
-    idx.update([root], progress=False)
+    idx.update([root], workers=0, progress=False)
     by_folder = ic.fit_index(idx)  # daisy, rose, tulip: only tulip has enough photos
     assert by_folder.classifier is None and "1 with enough photos" in by_folder.note
     by_year = ic.fit_index(idx, ic.LabelChoice(depth=1)).classifier
@@ -125,7 +125,7 @@ def test_bad_label_csv_is_one_line_naming_file_and_line(tmp_path, text, line):
 
 def test_csv_naming_no_indexed_photo_and_missing_csv_are_errors(tmp_path, make_index, labelled):
     idx = make_index(tmp_path / "ix")
-    idx.update([labelled], progress=False)
+    idx.update([labelled], workers=0, progress=False)
     other = tmp_path / "other.csv"
     other.write_text("/nowhere/x.jpg,cat\n")
     with pytest.raises(UserError, match="none of its 1 paths"):
@@ -174,3 +174,51 @@ def test_cross_validation_is_stratified_and_reports_each_class():
         assert 7 <= np.sum(folds[:30] == f) <= 8 and 3 == np.sum(folds[30:] == f)
     cv = dc.cross_validate(x, labels, folds=5)
     assert cv["folds"] == 5 and cv["per_class"] == {"big": 1.0, "small": 1.0}
+
+
+# --- the command line: `index` fits by itself, `classes`, `search` shows each classifier's classes ---
+def _cli(args, capsys):
+    from indexer.cli import main
+
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+MODEL = ["--arch", "vgg11", "--weights", "random", "--size", "32", "--workers", "0"]
+
+
+def test_cli_index_fits_a_classifier_and_search_shows_its_classes(tmp_path, labelled, capsys):
+    ix = tmp_path / "ix"
+    code, out, _ = _cli(["index", labelled, "--index", ix, "-q", *MODEL], capsys)
+    assert code == 0 and "classifier fitted on" in out and "2 classes" in out
+    query = next(iter(sorted((labelled / "rose").iterdir())))
+    code, out, _ = _cli(["search", query, "--index", ix, "-k", "2", "--json"], capsys)
+    row = json.loads(out)
+    assert code == 0 and "classes" not in row  # the random model has no head of its own
+    assert {c["class"] for c in row["folder_classes"]} == {"daisy", "rose"}
+    assert abs(sum(c["p"] for c in row["folder_classes"]) - 1) < 1e-4
+    code, out, _ = _cli(["search", query, "--index", ix, "-k", "1"], capsys)
+    assert "  classes (folders): " in out
+    # `classes` refits on demand and reports each class's cross-validated accuracy
+    code, out, _ = _cli(["classes", "--index", ix], capsys)
+    assert code == 0 and out.count("cross-validated top-1") == 3  # the summary and one per class
+    # nothing changed: `index` does not refit (no note); a bad CSV is one line, exit 2
+    code, out, _ = _cli(["index", "--index", ix, "-q", "--workers", "0"], capsys)
+    assert code == 0 and "classifier" not in out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,label\nonly-a-path\n")
+    code, out, err = _cli(["classes", "--index", ix, "--labels", bad], capsys)
+    assert code == 2 and err.strip().count("\n") == 0 and f"{bad} line 2" in err
+
+
+def test_cli_index_of_an_unlabelled_folder_says_why_there_is_no_classifier(tmp_path, capsys):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for src in sorted((FLOWERS / "daisy").iterdir())[:3]:
+        shutil.copy2(src, flat / src.name)
+    code, out, _ = _cli(["index", flat, "--index", tmp_path / "ix", "-q", *MODEL], capsys)
+    assert code == 0 and "no classifier: it needs at least 2 labels" in out
+    code, out, _ = _cli(["search", next(flat.iterdir()), "--index", tmp_path / "ix",
+                         "--json"], capsys)
+    assert "folder_classes" not in json.loads(out)
