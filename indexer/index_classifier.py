@@ -203,6 +203,18 @@ def auto_fit(index, min_per_class: int = MIN_PER_CLASS, threshold: float = REFIT
     return result
 
 
+def after_update(index, report) -> str | None:
+    """``auto_fit`` after an update that added, changed or removed photos (None when it changed
+    nothing): the one-line note for the user; a mistake (say, a labels CSV that became malformed)
+    is that note too, never a failure of the update itself."""
+    if not (report.added or report.updated or report.removed):
+        return None
+    try:
+        return auto_fit(index).note
+    except UserError as e:
+        return f"classifier not refitted: {e}"
+
+
 def classify_vectors(index, descriptors, k: int = 5):
     """Top-``k`` (class, probability) per descriptor row from the index's classifier; None without one."""
     clf = load(index)

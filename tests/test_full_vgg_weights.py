@@ -97,3 +97,27 @@ def test_a_replaced_classifier_is_left_out_not_an_error(full_vgg16, tmp_path):
     torch.save(odd, tmp_path / "odd.pth")
     spec, net = build("vgg16", str(tmp_path / "odd.pth"), input_size=64)
     assert spec.head == "" and net.head is None
+
+
+def test_class_names_on_the_command_line(full_vgg16, tmp_path, capsys):
+    """`export --class-names` with the wrong count, and `index --class-names` on an existing index
+    (whose model keeps its classes), are one line each with exit status 2."""
+    from conftest import SAMPLES
+    from indexer.cli import main
+
+    path, _ = full_vgg16
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\n")
+    assert main(["export", "--out", str(tmp_path / "m"), "--weights", str(path), "--size", "64",
+                 "--class-names", str(names)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(names) in err[0] and "1000 classes" in err[0]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "coffee.png").write_bytes((SAMPLES / "skimage" / "coffee.png").read_bytes())
+    ix = str(tmp_path / "ix")
+    assert main(["index", str(photos), "--index", ix, "--arch", "vgg11", "--weights", "random", "--size", "32",
+                 "--workers", "0", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["index", "--index", ix, "--class-names", str(names)]) == 2
+    assert "--class-names applies when an index is made" in capsys.readouterr().err

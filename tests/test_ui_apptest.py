@@ -332,6 +332,7 @@ def test_indexing_job_reports_progress_and_stops_when_asked(tiny_model, make_ind
     assert job.wait(240) and job.outcome.ok, job.outcome
     assert (job.done, job.total) == (6, 6)
     assert "6 added" in job.outcome.message and job.outcome.message.endswith("; 6 images in the index")
+    assert job.outcome.note.startswith("no classifier:")  # one flat folder: one label
     # a failure is an outcome, not an exception in a thread nobody watches
     gone = IndexingJob(tmp_path / "index", [str(tmp_path / "gone")], workers=0).start()
     assert gone.wait(240) and gone.outcome == Outcome(False, f"Indexing failed: folder not found: {tmp_path / 'gone'}")

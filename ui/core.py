@@ -355,30 +355,19 @@ class Service:
             return None, f"The model gives {len(logits)} class scores for {len(names)} class names; not shown."
         return top_classes(logits, names, k)[0], ""
 
-    def folder_classify(self, query: Query, k: int = 5) -> tuple[list[tuple[str, float]] | None, str]:
-        """The classifier fitted on the index's folders (indexer.index_classifier) on the query's
-        descriptor: (top-k, "") or (None, why not)."""
-        from indexer import index_classifier
-
-        if query.searcher is not None:
-            return None, "A search by words has no classification."
-        clf = index_classifier.load(self.index)
-        if clf is None:
-            return None, ("The index has no classifier learnt from its folders (it needs at least "
-                          f"{index_classifier.MIN_CLASSES} folders with {index_classifier.MIN_PER_CLASS}+ photos each).")
-        return clf.top(query.vector, k)[0], ""
-
     def classifications(self, query: Query, k: int = 5) -> list[tuple[str, list | None, str]]:
-        """(title, top-k or None, note) for each classifier the index has: the model's own and the
-        one learnt from the folders, labelled; one note when it has neither."""
+        """(title, top-k or None, note) for each classifier the index has, labelled: the model's own
+        and the one learnt from its folders (indexer.index_classifier); one note when it has neither."""
+        from indexer import index_classifier as ic
+
         model, model_note = self.classify(query, k)
-        folders, folders_note = self.folder_classify(query, k)
-        sections = []
-        if model:
-            sections.append((f"Classes from the model ({len(self.spec.class_names)} classes)", model, ""))
-        if folders:
-            sections.append(("Classes learnt from the index's folders", folders, ""))
-        return sections or [("Classification", None, f"{model_note} {folders_note}")]
+        folders = ic.load(self.index)
+        sections = [(f"Classes from the model ({len(self.spec.class_names)} classes)", model, "")] if model else []
+        if folders is not None:
+            sections.append(("Classes learnt from the index's folders", folders.top(query.vector, k)[0], ""))
+        return sections or [("Classification", None, f"{model_note} The index has no classifier learnt from its "
+                                                     f"folders either (it needs {ic.MIN_CLASSES} or more folders "
+                                                     f"with {ic.MIN_PER_CLASS}+ photos each).")]
 
     # status
     def info(self) -> dict:

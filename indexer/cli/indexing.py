@@ -59,10 +59,11 @@ def index(folders, index_dir, arch, weights, pooling, input_size, trim_borders, 
         click.echo(f"{index_dir}: {report.summary()}; {idx.count} images in the index")
         for path, reason in report.errors:
             click.echo(f"  skipped {path}: {reason}")
-        if report.added or report.updated or report.removed:
-            from indexer.index_classifier import auto_fit
+        from indexer.index_classifier import after_update
 
-            click.echo(auto_fit(idx).note)
+        note = after_update(idx, report)
+        if note:
+            click.echo(note)
 
 
 @contextmanager
