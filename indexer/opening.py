@@ -15,11 +15,13 @@ from retrieval.spec import DEFAULT_INPUT_SIZE
 from .index import Index
 
 
-def build_model(arch=None, weights=None, pooling=None, input_size=None, trim_borders=None):
-    """(spec, torch net) of the descriptor model; unset options take the defaults."""
+def build_model(arch=None, weights=None, pooling=None, input_size=None, trim_borders=None, class_names=None):
+    """(spec, torch net) of the descriptor model; unset options take the defaults. ``class_names``:
+    a file naming the classes of a torchvision classifier the weights carry."""
     from retrieval.builder import build
 
-    spec, net = build(arch or "vgg16", weights, pooling or "gap", input_size or DEFAULT_INPUT_SIZE)
+    spec, net = build(arch or "vgg16", weights, pooling or "gap", input_size or DEFAULT_INPUT_SIZE,
+                      class_names_file=class_names)
     if trim_borders is not None:
         spec = spec.replace(trim_borders=trim_borders)
     return spec, net
@@ -94,7 +96,7 @@ def _check_precision(idx: Index, precision) -> None:
 
 def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None, pooling=None, input_size=None,
                    trim_borders=None, model_dir=None, db_url=None, engine=None, batch_size: int = 8,
-                   threads=None, ray=None, index_type: str = "auto", precision: str | None = None,
+                   threads=None, ray=None, index_type: str = "auto", precision: str | None = None, class_names=None,
                    calibration_progress: Callable[[int, int], None] | None = None,
                    log: Callable[[str], object] | None = None) -> Index:
     """The index at ``index_dir`` ready for an update: opened (the model options, or the exported
@@ -109,6 +111,8 @@ def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None
              "trim_borders": trim_borders}
     options = {"engine": engine, "batch_size": batch_size, "threads": threads, "ray": ray}
     if Index.exists(index_dir, db_url):
+        if class_names is not None:
+            raise UserError(f"--class-names applies when an index is made; {index_dir} keeps its model's classes")
         net = _existing_model(index_dir, db_url, model_dir, model)
         idx = Index.open(index_dir, db_url=db_url, net=net, **options)
         try:
@@ -129,7 +133,7 @@ def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None
         spec, net = _exported_spec(model_dir), None
         precision = precision or "fp32"  # the folder as it is (an INT8 folder stays INT8)
     else:
-        spec, net = build_model(**model)
+        spec, net = build_model(**model, class_names=class_names)
         precision = precision or default_precision(engine, ray)
     from .creating import calibration_images
 

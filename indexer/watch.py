@@ -31,6 +31,8 @@ from typing import Callable, Iterable
 
 from retrieval.errors import UserError
 
+from .index_classifier import after_update
+
 DEFAULT_INTERVAL = 30.0
 MAX_POSTPONED = 10  # passes an update may wait for the folders to stop changing
 SETTLE_SECONDS = 2.0  # a file modified more recently than this may still be being written
@@ -182,6 +184,9 @@ def _update_pass(index, update: Callable, stats: WatchStats, state: dict, out: C
         out(f"{_now()} {report.summary()}; {index.count} images in the index")
         for path, reason in report.errors:
             out(f"  skipped {path}: {reason}")
+        note = after_update(index, report)
+        if note:
+            out(f"{_now()} {note}")
     return done
 
 

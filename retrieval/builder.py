@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from .errors import UserError
 from .spec import DEFAULT_INPUT_SIZE, ModelSpec
-from .weights import fingerprint, load_weights
+from .weights import classifier_names, fingerprint, load_weights
 
 
 def build(arch: str = "vgg16", weights: str | None = None, pooling: str = "gap",
-          input_size: int = DEFAULT_INPUT_SIZE, gem_p: float = 3.0):
-    """(spec, net) for a user's choice of architecture, weights, pooling and input size."""
+          input_size: int = DEFAULT_INPUT_SIZE, gem_p: float = 3.0, class_names_file=None):
+    """(spec, net) for a user's choice of architecture, weights, pooling and input size. Weights
+    with torchvision's classifier (fc6-fc8) keep it as the ``vgg`` head; ``class_names_file`` (one
+    name per line) names its classes (see ``weights.classifier_names``)."""
     try:
         base = ModelSpec(arch=arch, pooling=pooling, input_size=input_size, gem_p=gem_p)
     except ValueError as e:
@@ -23,6 +25,12 @@ def build(arch: str = "vgg16", weights: str | None = None, pooling: str = "gap",
                             descriptor_dim=stored.descriptor_dim)
         if not loaded.head:
             base = base.replace(head="")
+    elif loaded.vgg_classifier:
+        base = base.replace(head="vgg")
+        class_names = classifier_names(loaded, class_names_file)
+    if class_names_file is not None and not loaded.vgg_classifier:
+        raise UserError(f"class names file {class_names_file} given, but weights {loaded.source} carry no "
+                        f"torchvision classifier (fc6-fc8) to name")
     spec = base.replace(weights=loaded.source, weights_sha256=fingerprint(loaded.features), class_names=class_names)
     from .model import build_descriptor_net
 

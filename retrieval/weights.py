@@ -9,6 +9,12 @@ is ever executed.
 Accepted files: a torchvision state_dict of a whole VGG or of its ``features`` trunk only (with or
 without the ``features.`` / ``module.`` prefixes), and this project's checkpoints
 (``save_checkpoint``), which also carry the spec they were trained with.
+
+A whole torchvision VGG keeps its classifier (fc6-fc8, ``classifier.*``): it becomes the model's
+``vgg`` head (``head.classifier.*``, the same layer indices), so its class scores come out of the
+same forward pass as the descriptor. Its class names come from torchvision's metadata for named
+weights, from a names file (one per line) for other files, and otherwise ImageNet's 1,000 names when
+fc8 has 1,000 outputs (a saved torchvision ImageNet model), else ``class 0``, ``class 1``...
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 ENV_VAR = "VGG_RETRIEVAL_WEIGHTS"
 DEFAULT_WEIGHTS = "IMAGENET1K_V1"
@@ -32,6 +38,10 @@ class LoadedWeights:
     features: dict  # "features.N.weight" -> tensor, only the conv trunk
     extra: dict  # whatever else the file carried (a checkpoint's spec, training state...)
     head: dict = field(default_factory=dict)  # "head.*" tensors of a checkpoint with a classifier
+    # a torchvision classifier kept as the ``vgg`` head (``head`` holds it): its category names from
+    # torchvision's metadata, or () when the file did not say (see ``classifier_names``)
+    vgg_classifier: bool = False
+    categories: tuple = ()
 
 
 def requested_weights(weights: str | None) -> str:
@@ -74,7 +84,9 @@ def _load_torchvision(arch: str, name: str) -> LoadedWeights:
     except Exception as e:  # no network, blocked host, bad cache file...
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"could not get torchvision weights {arch}.{name} ({reason}): {hint}") from None
-    return LoadedWeights(name, _trunk_tensors(arch, sd, name), {})
+    head = _vgg_classifier(arch, sd)
+    categories = tuple(w.meta.get("categories") or ()) if head else ()
+    return LoadedWeights(name, _trunk_tensors(arch, sd, name), {}, head, bool(head), categories)
 
 
 def torch_load(path: Path, what: str):
@@ -116,7 +128,80 @@ def _load_file(arch: str, path: Path, widths=None) -> LoadedWeights:
     if not isinstance(sd, dict) or not sd:
         raise UserError(f"cannot load weights from {path}: it holds no state_dict")
     head = {k: v for k, v in sd.items() if k.startswith("head.") and isinstance(v, torch.Tensor)}
-    return LoadedWeights(source, _trunk_tensors(arch, sd, str(path), widths), extra, head)
+    features = _trunk_tensors(arch, sd, str(path), widths)
+    if head or extra:  # a project checkpoint: its spec says which head it has
+        return LoadedWeights(source, features, extra, head)
+    classifier = _vgg_classifier(arch, sd, widths)
+    return LoadedWeights(source, features, extra, classifier, bool(classifier))
+
+
+VGG_CLASSIFIER = ("classifier.0", "classifier.3", "classifier.6")  # fc6, fc7, fc8 in torchvision's VGG
+
+
+def _vgg_classifier(arch: str, sd: dict, widths=None) -> dict:
+    """torchvision's fc6-fc8 (``classifier.{0,3,6}``) as ``head.classifier.*`` tensors for the ``vgg``
+    head; {} when the state_dict has none, or a classifier of another layout (a replaced or pruned
+    one), which is left out as before: the trunk still gives descriptors."""
+    import torch
+
+    from .model import trunk_widths
+
+    def strip(k: str) -> str:
+        return k[len("module."):] if k.startswith("module.") else k
+
+    got = {strip(k): v for k, v in sd.items() if isinstance(v, torch.Tensor) and strip(k).startswith("classifier.")}
+    if set(got) != {f"{layer}.{p}" for layer in VGG_CLASSIFIER for p in ("weight", "bias")}:
+        return {}
+    channels = int((widths or trunk_widths(arch))[-1])
+    fc6, fc7, fc8 = (got[f"{layer}.weight"] for layer in VGG_CLASSIFIER)
+    fits = (fc6.dim() == fc7.dim() == fc8.dim() == 2 and fc6.shape[1] == channels * 49
+            and fc7.shape[1] == fc6.shape[0] and fc8.shape[1] == fc7.shape[0]
+            and all(tuple(got[f"{layer}.bias"].shape) == (got[f"{layer}.weight"].shape[0],) for layer in VGG_CLASSIFIER))
+    if not fits:
+        return {}
+    return {"head." + k: v.to(torch.float32) for k, v in got.items()}
+
+
+def classifier_outputs(head: dict) -> int:
+    """How many classes a ``vgg`` head's fc8 scores."""
+    return int(head["head.classifier.6.weight"].shape[0])
+
+
+def classifier_names(loaded: LoadedWeights, names_file: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """Class names for a kept torchvision classifier: ``names_file`` (one name per line; their count
+    must match fc8's outputs), else the named weights' categories, else ImageNet's when fc8 scores
+    1,000 classes, else ``class 0``, ``class 1``..."""
+    n = classifier_outputs(loaded.head)
+    if names_file is not None:
+        return read_class_names(names_file, n)
+    if len(loaded.categories) == n:
+        return tuple(loaded.categories)
+    if n == len(imagenet_categories()):
+        return imagenet_categories()
+    return tuple(f"class {i}" for i in range(n))
+
+
+def imagenet_categories() -> tuple[str, ...]:
+    """ImageNet-1k's class names, as torchvision's weights metadata lists them (shipped in its code)."""
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    return tuple(_IMAGENET_CATEGORIES)
+
+
+def read_class_names(path: str | os.PathLike, expected: int) -> tuple[str, ...]:
+    """One class name per line (blank lines at the end ignored); UserError naming the file when it
+    cannot be read or its count is not ``expected``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read class names file {path}: {one_line(e)}") from None
+    names = [line.strip() for line in text.rstrip().splitlines()]
+    if len(names) != expected:
+        raise UserError(f"class names file {path} has {len(names)} names; the classifier scores {expected} classes")
+    blank = next((i for i, name in enumerate(names) if not name), None)
+    if blank is not None:
+        raise UserError(f"class names file {path} line {blank + 1}: empty class name")
+    return tuple(names)
 
 
 def _trunk_tensors(arch: str, sd: dict, where: str, widths=None) -> dict:

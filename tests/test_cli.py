@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from indexer.cli import cli, main
 from indexer.cli.options import ENV_DB, ENV_INDEX
 
-COMMANDS = {"index", "search", "check", "info", "export", "dedup", "stats", "train", "prune", "optimize", "quantize",
-            "benchmark", "text-train", "train-video", "classify-video", "ui"}
+COMMANDS = {"index", "search", "check", "info", "export", "classes", "dedup", "stats", "train", "prune", "optimize",
+            "quantize", "benchmark", "text-train", "train-video", "classify-video", "ui"}
 
 
 def _all_commands(group=cli, prefix=()):
@@ -36,7 +36,7 @@ def test_index_and_db_options_read_the_same_environment_everywhere():
         if "db_url" in params:
             assert params["db_url"].envvar == ENV_DB, path
             with_db.append(path[-1])
-    assert {"index", "search", "check", "info", "dedup", "text-train"} <= set(with_db)
+    assert {"index", "search", "check", "info", "classes", "dedup", "text-train"} <= set(with_db)
 
 
 def test_db_from_the_environment_reaches_dedup_and_text_train(tmp_path, monkeypatch, capsys):

@@ -260,7 +260,7 @@ def test_search_prints_top_classes_when_the_model_has_a_classifier(tmp_path, pho
     ps = [c["p"] for c in row["classes"]]
     assert ps == sorted(ps, reverse=True) and 0 < sum(ps) <= 1.0001
     assert main(["search", str(q), "--index", str(tmp_path / "ix"), "-k", "1"]) == 0
-    assert "  classes: " in capsys.readouterr().out
+    assert "  classes (model): " in capsys.readouterr().out
     # and a model without a classifier prints none
     idx2 = Index.create(tmp_path / "ix2", *tiny_net(classes, size=32, head=""))
     idx2.update([photos], workers=0, progress=False)

@@ -223,6 +223,31 @@ def test_classification_of_the_query_with_a_real_classifier_head(tmp_path, monke
     assert result_captions(at)[0].startswith("**1.000** · cat01.jpg")
 
 
+def test_query_classes_from_the_model_and_from_the_folders_both_labelled(tmp_path, monkeypatch):
+    """An index with a model head and a classifier learnt from its folders: two labelled charts."""
+    import shutil
+
+    from conftest import DATA
+    from indexer import Index, index_classifier
+    from test_train import tiny_net
+
+    photos = tmp_path / "photos"
+    for label in ("daisy", "rose"):
+        (photos / label).mkdir(parents=True)
+        for src in sorted((DATA / "photos" / "flowers5" / label).iterdir())[:index_classifier.MIN_PER_CLASS]:
+            shutil.copy2(src, photos / label / src.name)
+    spec, net = tiny_net(["ant", "bee", "cat", "dog", "eel", "fox"], size=32)
+    with Index.create(tmp_path / "index", spec, net) as idx:
+        idx.update([photos], workers=0, progress=False)
+        assert index_classifier.auto_fit(idx).classifier is not None
+    at = upload(app(tmp_path / "index", monkeypatch), next((photos / "rose").iterdir()))
+    assert not at.exception
+    headings = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert "#### Classes from the model (6 classes)" in headings
+    assert "#### Classes learnt from the index's folders" in headings
+    assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 2
+
+
 # --- index page -------------------------------------------------------------------------------
 def test_index_page_status_errors_and_indexing_with_progress(tiny_model, make_index, tmp_path, monkeypatch):
     folder = tmp_path / "photos"
@@ -307,6 +332,7 @@ def test_indexing_job_reports_progress_and_stops_when_asked(tiny_model, make_ind
     assert job.wait(240) and job.outcome.ok, job.outcome
     assert (job.done, job.total) == (6, 6)
     assert "6 added" in job.outcome.message and job.outcome.message.endswith("; 6 images in the index")
+    assert job.outcome.note.startswith("no classifier:")  # one flat folder: one label
     # a failure is an outcome, not an exception in a thread nobody watches
     gone = IndexingJob(tmp_path / "index", [str(tmp_path / "gone")], workers=0).start()
     assert gone.wait(240) and gone.outcome == Outcome(False, f"Indexing failed: folder not found: {tmp_path / 'gone'}")

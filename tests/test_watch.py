@@ -100,7 +100,8 @@ def test_unchanged_passes_only_stat_and_stop_event_ends_the_loop(tmp_path, make_
                   workers=0)
     assert (stats.passes, stats.updates, stats.changed) == (4, 1, 1)  # only the first pass updated
     generation = idx.store.meta("generation")
-    assert len(lines) == 1 and "6 added" in lines[0]
+    assert len(lines) == 2 and "6 added" in lines[0]
+    assert "no classifier: it needs at least 2 labels" in lines[1]  # the update's word on the folder classifier
 
     # another thread changes a file, then stops the loop
     stop = threading.Event()

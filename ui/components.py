@@ -72,9 +72,9 @@ def detail(svc: Service, image_id: int, score: float | None = None, on_close=Non
                 st.button("Close", key=f"{key}_close", on_click=on_close)
 
 
-def classification(top: list[tuple[str, float]] | None, note: str) -> None:
-    """Top-5 classes as a bar chart, or the note that says why there are none."""
-    st.markdown("#### Classification")
+def classification(title: str, top: list[tuple[str, float]] | None, note: str) -> None:
+    """Top-5 classes as a bar chart under ``title``, or the note that says why there are none."""
+    st.markdown(f"#### {md(title)}")
     if not top:
         st.info(note)
         return

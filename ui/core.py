@@ -355,6 +355,20 @@ class Service:
             return None, f"The model gives {len(logits)} class scores for {len(names)} class names; not shown."
         return top_classes(logits, names, k)[0], ""
 
+    def classifications(self, query: Query, k: int = 5) -> list[tuple[str, list | None, str]]:
+        """(title, top-k or None, note) for each classifier the index has, labelled: the model's own
+        and the one learnt from its folders (indexer.index_classifier); one note when it has neither."""
+        from indexer import index_classifier as ic
+
+        model, model_note = self.classify(query, k)
+        folders = ic.load(self.index)
+        sections = [(f"Classes from the model ({len(self.spec.class_names)} classes)", model, "")] if model else []
+        if folders is not None:
+            sections.append(("Classes learnt from the index's folders", folders.top(query.vector, k)[0], ""))
+        return sections or [("Classification", None, f"{model_note} The index has no classifier learnt from its "
+                                                     f"folders either (it needs {ic.MIN_CLASSES} or more folders "
+                                                     f"with {ic.MIN_PER_CLASS}+ photos each).")]
+
     # status
     def info(self) -> dict:
         store = self.index.store

@@ -25,6 +25,7 @@ class IndexingCancelled(Exception):
 class Outcome:
     ok: bool
     message: str
+    note: str = ""  # the index's classifier after the update (indexer.index_classifier.after_update)
 
 
 def checked_folder(text: str) -> str:
@@ -96,7 +97,10 @@ class IndexingJob:
                     self.outcome = Outcome(False, f"Indexing stopped: the index keeps its last commit "
                                                   f"({idx.count:,} images).")
                     return
-                self.outcome = Outcome(True, f"{self.index_dir}: {report.summary()}; {idx.count} images in the index")
+                from indexer.index_classifier import after_update
+
+                self.outcome = Outcome(True, f"{self.index_dir}: {report.summary()}; {idx.count} images in the index",
+                                       after_update(idx, report) or "")
         except IndexingCancelled:  # while the new index's model was being made
             self.outcome = Outcome(False, "Indexing stopped before the new index was ready; starting again makes it "
                                           "from the beginning.")

@@ -33,8 +33,9 @@ from .options import (db_option, engine_option, engine_options, index_option, in
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @watch_options
 @index_type_option
-def index(folders, index_dir, arch, weights, pooling, input_size, trim_borders, engine, batch_size, threads, db_url,
-          model_dir, workers, commit_every, precision, quiet, ray_address, ray_actors, ray_model_engine):
+def index(folders, index_dir, arch, weights, pooling, input_size, trim_borders, class_names, engine, batch_size,
+          threads, db_url, model_dir, workers, commit_every, precision, quiet, ray_address, ray_actors,
+          ray_model_engine):
     """Index (or update) FOLDERS into the index at --index.
 
     New and changed images are embedded, deleted ones leave the index, unchanged files cost a stat.
@@ -49,6 +50,7 @@ def index(folders, index_dir, arch, weights, pooling, input_size, trim_borders, 
                              trim_borders=trim_borders, model_dir=model_dir, db_url=db_url, engine=engine,
                              batch_size=batch_size, threads=threads, ray=ray,
                              index_type=meta.get("index_type", "auto"), precision=precision,
+                             class_names=class_names,
                              calibration_progress=calibration_progress, log=lambda line: click.echo(line, err=True))
     with idx:
         if meta.get("watch"):  # --watch: indexer.watch runs the updates
@@ -57,6 +59,11 @@ def index(folders, index_dir, arch, weights, pooling, input_size, trim_borders, 
         click.echo(f"{index_dir}: {report.summary()}; {idx.count} images in the index")
         for path, reason in report.errors:
             click.echo(f"  skipped {path}: {reason}")
+        from indexer.index_classifier import after_update
+
+        note = after_update(idx, report)
+        if note:
+            click.echo(note)
 
 
 @contextmanager
@@ -110,19 +117,24 @@ def _search_texts(idx, texts, top_k, as_json, threads) -> None:
             _echo_hits(hits)
 
 
+# JSON keys and text labels of each classifier's top classes (indexer.index_classifier.query_classes)
+CLASS_OUTPUTS = {"model": ("classes", "classes (model)"), "folders": ("folder_classes", "classes (folders)")}
+
+
 def _search_images(idx, images, top_k, as_json, search_params) -> None:
-    results, classes = idx.search_and_classify([str(p) for p in images], top_k, **search_params)
-    for i, (query, hits) in enumerate(zip(images, results)):
-        top = classes[i] if classes else None
+    from indexer.index_classifier import search_with_classes
+
+    results, classes = search_with_classes(idx, [str(p) for p in images], top_k, **search_params)
+    for query, hits, tops in zip(images, results, classes):
         if as_json:
             row = {"query": str(query), "results": [h.as_json() for h in hits]}
-            if top:
-                row["classes"] = [{"class": c, "p": round(p, 6)} for c, p in top]
+            for source, top in tops.items():
+                row[CLASS_OUTPUTS[source][0]] = [{"class": c, "p": round(p, 6)} for c, p in top]
             click.echo(json.dumps(row))
         else:
             click.echo(f"{query}")
-            if top:
-                click.echo("  classes: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
+            for source, top in tops.items():
+                click.echo(f"  {CLASS_OUTPUTS[source][1]}: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
             _echo_hits(hits)
 
 
@@ -137,8 +149,8 @@ def _search_images(idx, images, top_k, as_json, search_params) -> None:
 @db_option
 @search_param_options
 def search(images, index_dir, top_k, as_json, texts, engine, batch_size, threads, db_url):
-    """Find the indexed images most similar to each of IMAGES (and their top-5 classes when the
-    index's model has a classifier)."""
+    """Find the indexed images most similar to each of IMAGES, with their top-5 classes from each
+    classifier the index has: its model's own, and the one learnt from its folders (`classes`)."""
     from indexer.index import Index
 
     if not images and not texts:
@@ -201,12 +213,13 @@ def info(index_dir, db_url, show_errors):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write model.onnx, model.xml/.bin and model.json into.")
 @model_options
-def export(out, arch, weights, pooling, input_size, trim_borders):
-    """Export the descriptor model to ONNX and OpenVINO IR with a JSON sidecar."""
+def export(out, arch, weights, pooling, input_size, trim_borders, class_names):
+    """Export the descriptor model to ONNX and OpenVINO IR with a JSON sidecar (and its classifier's
+    class scores as a second output when the weights carry one)."""
     from indexer.opening import build_model
     from retrieval.export import export_model
 
-    spec, net = build_model(arch, weights, pooling, input_size, trim_borders)
+    spec, net = build_model(arch, weights, pooling, input_size, trim_borders, class_names)
     export_model(spec, net, out)
     click.echo(f"exported {spec.describe()} to {out}")
 

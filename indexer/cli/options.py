@@ -47,6 +47,9 @@ def model_options(f):
                      help="IMAGENET1K_V1, 'random', or a .pth file (torchvision state_dict or vgg-retrieval "
                           "checkpoint) [default: $VGG_RETRIEVAL_WEIGHTS, else IMAGENET1K_V1].")(f)
     f = click.option("--arch", type=click.Choice(ARCHS), default=None, help="VGG variant [default: vgg16].")(f)
+    f = click.option("--class-names", "class_names", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="With weights that carry torchvision's classifier (fc6-fc8): its class names, one per "
+                          "line [default: the named weights' categories, ImageNet's for 1,000 classes].")(f)
     return f
 
 

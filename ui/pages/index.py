@@ -38,6 +38,8 @@ st.markdown("#### Index a folder")
 last = ss.get("index_run")
 if last:
     (st.success if last["ok"] else st.error)(last["message"])
+    if last.get("note"):
+        st.caption(last["note"])
 
 
 @st.fragment(run_every=0.5)
@@ -59,7 +61,7 @@ def follow_indexing() -> None:
         return
     outcome = finish_indexing(cfg.index_dir)
     if outcome is not None:
-        ss.index_run = {"ok": outcome.ok, "message": outcome.message}
+        ss.index_run = {"ok": outcome.ok, "message": outcome.message, "note": outcome.note}
     if svc is None:
         forget_service()  # the index may exist now
     st.rerun()

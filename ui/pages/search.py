@@ -131,11 +131,12 @@ with guard():
         else:
             q = svc.query_from_row(svc.row(ref), box, cfg)
         try:
-            cls = svc.classify(q) if kind != "text" else (None, "A search by words has no classification.")
+            cls = svc.classifications(q) if kind != "text" else [
+                ("Classification", None, "A search by words has no classification.")]
         except Exception as e:  # classification must not hide the results
             from ui.core import message
 
-            cls = (None, f"Classification failed: {message(e)}")
+            cls = [("Classification", None, f"Classification failed: {message(e)}")]
         ss.queries = {key: (q, cls)}  # keep only the current query
         cached = ss.queries[key]
     query, classification = cached
@@ -159,7 +160,8 @@ with c_q:
         C.thumbnail(svc, query.image_id)
     timing_slot = st.empty()
 with c_cls:
-    C.classification(*classification)
+    for section in classification:
+        C.classification(*section)
 
 if ss.selected is not None:
     with guard():

@@ -1,0 +1,247 @@
+"""An index's own classifier: labels from its folders (or a CSV), fitted on its stored descriptors.
+
+The API the CLI, ``index`` and search use; it reads an ``Index`` through its public methods only
+(``all_vectors``, ``store.rows_by_id``, ``spec``, ``directory``).
+
+Labels: by default each photo's stored label (its folder's name); ``depth=N`` takes the first N
+folders below the indexed folder instead (``2023/rome/x.jpg`` -> ``2023`` at depth 1,
+``2023/rome`` at depth 2); a CSV of ``path,label`` rows names them explicitly (relative paths are
+relative to the CSV's folder; photos it does not name are left out).
+
+The automatic rule (``auto_fit``, run at the end of ``index``): a classifier is fitted when at least
+``MIN_CLASSES`` labels have ``MIN_PER_CLASS`` photos or more each (smaller labels are left out of
+it), and fitted again when the labels it was fitted on changed by more than ``REFIT_CHANGE``
+(photos added, removed or moved, as a share of what it was fitted on) or the set of eligible labels
+changed. Measured with benchmarks/classify_quality.py (docs/classification.md): with 10 photos per
+label the held-out top-1 is 0.52 on flowers5 (5 labels, chance 0.20; worst of 10 draws 0.48) and
+0.87 on hymenoptera (chance 0.54; worst 0.81), while 2-3 photos per label give draws near chance;
+accuracy grows slowly with more photos (+5 points from 20 to 50 per label), so a change under 10%
+is not worth a refit.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.classes import top_classes
+from retrieval.errors import UserError
+
+from .descriptor_classifier import DescriptorClassifier, cross_validate, fit
+
+MIN_CLASSES = 2
+MIN_PER_CLASS = 10
+REFIT_CHANGE = 0.10
+CV_FOLDS = 5
+
+
+@dataclass(frozen=True)
+class LabelChoice:
+    """Where labels come from: the stored folder label (default), ``depth`` folders below the
+    indexed folder, or a ``csv`` file of path,label rows."""
+
+    depth: int | None = None
+    csv: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.depth is not None and self.csv is not None:
+            raise UserError("choose labels by folder depth or by a CSV file, not both")
+        if self.depth is not None and self.depth < 1:
+            raise UserError(f"label depth must be at least 1 (got {self.depth})")
+
+    def to_dict(self) -> dict:
+        if self.csv is not None:
+            return {"labels": "csv", "csv": str(Path(self.csv).resolve())}
+        return {"labels": "folder", **({"depth": self.depth} if self.depth else {})}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LabelChoice":
+        return cls(depth=d.get("depth"), csv=d.get("csv") if d.get("labels") == "csv" else None)
+
+    def describe(self) -> str:
+        if self.csv is not None:
+            return f"labels from {self.csv}"
+        return f"labels: folder names{f' (depth {self.depth})' if self.depth else ''}"
+
+
+@dataclass
+class FitResult:
+    classifier: DescriptorClassifier | None  # None: not fitted (the note says why)
+    note: str  # one line for the user
+    changed: bool = False  # a classifier was written or removed
+
+
+def read_label_csv(path) -> dict[str, str]:
+    """``path,label`` rows (a first row ``path,label`` is a header) -> {absolute path: label}.
+    UserError naming the file and line for anything else."""
+    path = Path(path)
+    base = path.resolve().parent
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"cannot read labels file {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    out: dict[str, str] = {}
+    for n, row in enumerate(rows, 1):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if n == 1 and [c.strip().lower() for c in row] == ["path", "label"]:
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise UserError(f"labels file {path} line {n}: expected 'path,label', got {','.join(row)[:80]!r}")
+        out[os.path.normpath(base / row[0].strip())] = row[1].strip()
+    if not out:
+        raise UserError(f"labels file {path} has no path,label rows")
+    return out
+
+
+def index_labels(index, choice: LabelChoice = LabelChoice()) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(ids, descriptors, labels) of the index's photos that have a label under ``choice``."""
+    ids, vectors = index.all_vectors()
+    rows = index.store.rows_by_id(ids.tolist())
+    by_path = read_label_csv(choice.csv) if choice.csv is not None else None
+    keep, labels = [], []
+    for i, image_id in enumerate(ids.tolist()):
+        row = rows.get(image_id)
+        label = None if row is None else _label(row, choice, by_path)
+        if label:
+            keep.append(i)
+            labels.append(label)
+    if by_path is not None and not keep:
+        raise UserError(f"labels file {choice.csv}: none of its {len(by_path)} paths is in the index {index.directory}")
+    keep = np.asarray(keep, dtype=np.int64)
+    return ids[keep], vectors[keep], labels
+
+
+def _label(row, choice: LabelChoice, by_path: dict | None) -> str | None:
+    if by_path is not None:
+        path = row.source or row.path
+        return by_path.get(os.path.normpath(path)) or by_path.get(os.path.realpath(path))
+    if choice.depth is None:
+        return row.label or None
+    folders = Path(os.path.relpath(row.source or row.path, row.root)).parts[:-1]
+    return "/".join(folders[:choice.depth]) or None
+
+
+def eligible_labels(labels, min_per_class: int = MIN_PER_CLASS) -> dict[str, int]:
+    """The labels with at least ``min_per_class`` photos, and their counts."""
+    return {k: v for k, v in sorted(Counter(labels).items()) if v >= min_per_class}
+
+
+def load(index) -> DescriptorClassifier | None:
+    """The index's saved classifier (None when it has none); refused when fitted for another model."""
+    return DescriptorClassifier.load(index.directory, index.spec.model_id)
+
+
+def fit_index(index, choice: LabelChoice = LabelChoice(), min_per_class: int = MIN_PER_CLASS,
+              folds: int = CV_FOLDS) -> FitResult:
+    """Fit (and save next to the index) a classifier on the index's descriptors and ``choice``'s
+    labels, with its cross-validated accuracy per class; a note instead when the labels do not give
+    at least two classes of ``min_per_class`` photos (then an old classifier is removed)."""
+    _, vectors, labels = index_labels(index, choice)
+    counts = eligible_labels(labels, min_per_class)
+    if len(counts) < MIN_CLASSES:
+        removed = DescriptorClassifier.remove(index.directory)
+        return FitResult(None, _too_few_note(labels, counts, min_per_class, choice)
+                         + ("; the old classifier was removed" if removed else ""), removed)
+    use = np.fromiter((label in counts for label in labels), dtype=bool, count=len(labels))
+    x, y = vectors[use], [label for label in labels if label in counts]
+    cv = cross_validate(x, y, folds)
+    info = {**choice.to_dict(), "min_per_class": min_per_class, "label_counts": counts,
+            "all_label_counts": dict(sorted(Counter(labels).items())), "cv": cv}
+    clf = fit(x, y, model_id=index.spec.model_id, info=info)
+    clf.save(index.directory)
+    left_out = len(labels) - len(y)
+    note = f"classifier fitted on {len(y)} photos in {len(counts)} classes ({choice.describe()})"
+    if cv["accuracy"] is not None:
+        note += f"; {cv['folds']}-fold cross-validated top-1 {cv['accuracy']:.1%}"
+    if left_out:
+        note += f"; {left_out} photos in labels with fewer than {min_per_class} photos left out"
+    return FitResult(clf, note, True)
+
+
+def _too_few_note(labels, counts: dict, min_per_class: int, choice: LabelChoice) -> str:
+    found = len(set(labels))
+    return (f"no classifier: it needs at least {MIN_CLASSES} labels with {min_per_class}+ photos each "
+            f"({choice.describe()}; found {found} label{'s' if found != 1 else ''}, {len(counts)} with enough photos)")
+
+
+def labels_changed(old: dict, new: dict) -> float:
+    """How much label counts moved, as a share of the old total (0 = identical)."""
+    total = sum(old.values()) or 1
+    return sum(abs(new.get(k, 0) - old.get(k, 0)) for k in set(old) | set(new)) / total
+
+
+def auto_fit(index, min_per_class: int = MIN_PER_CLASS, threshold: float = REFIT_CHANGE) -> FitResult:
+    """The automatic rule run after ``index``: fit when the labels allow it and there is no
+    classifier; fit again when its labels changed by more than ``threshold`` (or its eligible labels
+    changed); keep it otherwise. A classifier fitted from a CSV that is gone is kept as it is."""
+    try:
+        current = load(index)
+    except UserError:  # damaged, or for another model: fitting again replaces it
+        current = None
+    if current is None:
+        return fit_index(index, LabelChoice(), min_per_class)
+    choice = LabelChoice.from_dict(current.info)
+    if choice.csv is not None and not Path(choice.csv).is_file():
+        return FitResult(current, f"classifier kept: its labels file {choice.csv} is gone")
+    _, _, labels = index_labels(index, choice)
+    min_per_class = int(current.info.get("min_per_class", min_per_class))
+    counts = eligible_labels(labels, min_per_class)
+    old = current.info.get("all_label_counts") or current.info.get("label_counts") or {}
+    change = labels_changed(old, dict(Counter(labels)))
+    if set(counts) == set(current.classes) and change <= threshold:
+        return FitResult(current, f"classifier kept ({len(current.classes)} classes; labels changed {change:.0%}, "
+                                  f"refit above {threshold:.0%})")
+    result = fit_index(index, choice, min_per_class)
+    if result.classifier is not None:
+        result.note = f"labels changed {change:.0%}: " + result.note
+    return result
+
+
+def after_update(index, report) -> str | None:
+    """``auto_fit`` after an update that added, changed or removed photos (None when it changed
+    nothing): the one-line note for the user; a mistake (say, a labels CSV that became malformed)
+    is that note too, never a failure of the update itself."""
+    if not (report.added or report.updated or report.removed):
+        return None
+    try:
+        return auto_fit(index).note
+    except UserError as e:
+        return f"classifier not refitted: {e}"
+
+
+def classify_vectors(index, descriptors, k: int = 5):
+    """Top-``k`` (class, probability) per descriptor row from the index's classifier; None without one."""
+    clf = load(index)
+    return None if clf is None else clf.top(descriptors, k)
+
+
+MODEL_SOURCE = "model"  # the model's own head (torchvision's ImageNet classifier, or one from `train`)
+FOLDERS_SOURCE = "folders"  # the classifier fitted on the index's descriptors and labels
+
+
+def query_classes(index, descriptors, logits=None, k: int = 5) -> list[dict[str, list[tuple[str, float]]]]:
+    """Per query, the top-``k`` (class, probability) of each classifier the index has, by source:
+    ``model`` from the model's logits (same forward pass as ``descriptors``), ``folders`` from the
+    descriptor classifier. An empty dict for a query when the index has neither."""
+    n = len(np.atleast_2d(descriptors)) if len(descriptors) else 0
+    out: list[dict] = [{} for _ in range(n)]
+    if logits is not None and index.spec.class_names and n:
+        for row, top in zip(out, top_classes(logits, index.spec.class_names, k)):
+            row[MODEL_SOURCE] = top
+    folders = classify_vectors(index, descriptors, k) if n else None
+    for row, top in zip(out, folders or []):
+        row[FOLDERS_SOURCE] = top
+    return out
+
+
+def search_with_classes(index, queries, k: int = 10, top: int = 5, **search_params):
+    """(hits per query, classes per query as ``query_classes`` gives them): one forward pass for
+    the neighbours and the model's own classes, the descriptor classifier on the same descriptors."""
+    d, logits = index.embed_queries(queries, with_logits=True)
+    return index.search_vectors(d, k, **search_params), query_classes(index, d, logits, top)

@@ -1,0 +1,224 @@
+"""The classifier fitted on an index's stored descriptors and folder labels (indexer.index_classifier):
+the automatic rule, refitting, label choices, files next to the index, and the numpy fit itself."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import DATA
+from indexer import descriptor_classifier as dc
+from indexer import index_classifier as ic
+from retrieval.errors import UserError
+
+FLOWERS = DATA / "photos" / "flowers5"
+
+
+def _copy_flowers(dest, per_class: dict, start: int = 0):
+    for label, n in per_class.items():
+        (dest / label).mkdir(parents=True, exist_ok=True)
+        for src in sorted((FLOWERS / label).iterdir())[start:start + n]:
+            shutil.copy2(src, dest / label / src.name)
+    return dest
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    n = ic.MIN_PER_CLASS
+    return _copy_flowers(tmp_path / "photos", {"daisy": n, "rose": n + 2})
+
+
+def test_index_with_labelled_folders_gets_a_classifier(tmp_path, make_index, labelled):
+    idx = make_index(tmp_path / "ix")
+    idx.update([labelled], workers=0, progress=False)
+    result = ic.auto_fit(idx)
+    clf = result.classifier
+    assert clf is not None and result.changed and "2 classes" in result.note
+    assert clf.classes == ("daisy", "rose") and clf.model_id == idx.spec.model_id
+    assert (tmp_path / "ix" / dc.JSON_FILE).is_file() and (tmp_path / "ix" / dc.NPZ_FILE).is_file()
+    cv = clf.info["cv"]
+    assert set(cv["per_class"]) == {"daisy", "rose"} and 0 <= cv["accuracy"] <= 1
+    # saved and loaded back: the same scores; a query gets top classes that sum to one
+    again = ic.load(idx)
+    _, vectors = idx.all_vectors()
+    assert np.allclose(again.logits(vectors), clf.logits(vectors), atol=1e-5)
+    top = ic.classify_vectors(idx, vectors[:3], k=5)
+    assert len(top) == 3 and len(top[0]) == 2 and abs(sum(p for _, p in top[0]) - 1) < 1e-6
+    both = ic.query_classes(idx, vectors[:2], logits=None)  # the tiny model has no head of its own
+    assert [set(q) for q in both] == [{"folders"}, {"folders"}] and both[0]["folders"] == top[0]
+    # on its own training photos a linear classifier is right about most of them
+    assert np.mean(np.array(clf.predict(vectors)) == np.array(
+        [r.label for r in idx.store.rows_by_id(idx.all_vectors()[0]).values()])) >= 0.8
+
+
+def test_unlabelled_folder_gets_no_classifier_and_a_plain_note(tmp_path, make_index):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for src in sorted((FLOWERS / "tulip").iterdir())[:6]:
+        shutil.copy2(src, flat / src.name)
+    idx = make_index(tmp_path / "ix")
+    idx.update([flat], workers=0, progress=False)
+    result = ic.auto_fit(idx)
+    assert result.classifier is None and not result.changed
+    assert result.note.startswith("no classifier:") and "found 1 label" in result.note
+    assert ic.load(idx) is None and not (tmp_path / "ix" / dc.JSON_FILE).exists()
+
+
+def test_refit_only_when_labels_changed_enough(tmp_path, make_index, labelled):
+    idx = make_index(tmp_path / "ix")
+    idx.update([labelled], workers=0, progress=False)
+    first = ic.auto_fit(idx).classifier
+    # nothing changed: kept as it is
+    kept = ic.auto_fit(idx)
+    assert not kept.changed and kept.note.startswith("classifier kept")
+    assert kept.classifier.info["fitted_at"] == first.info["fitted_at"]
+    # a new label with enough photos: fitted again, now with three classes
+    _copy_flowers(labelled, {"tulip": ic.MIN_PER_CLASS})
+    idx.update([labelled], workers=0, progress=False)
+    refit = ic.auto_fit(idx)
+    assert refit.changed and refit.classifier.classes == ("daisy", "rose", "tulip")
+    assert refit.note.startswith("labels changed")
+    # one photo fewer (3%): kept
+    next(iter((labelled / "rose").iterdir())).unlink()
+    idx.update([labelled], workers=0, progress=False)
+    assert not ic.auto_fit(idx).changed
+    # labels gone below the rule: the classifier goes too
+    shutil.rmtree(labelled / "rose")
+    shutil.rmtree(labelled / "tulip")
+    idx.update([labelled], workers=0, progress=False)
+    gone = ic.auto_fit(idx)
+    assert gone.classifier is None and gone.changed and "removed" in gone.note
+    assert ic.load(idx) is None
+
+
+def test_labels_by_depth_and_by_csv(tmp_path, make_index):
+    root = tmp_path / "photos"
+    n = ic.MIN_PER_CLASS
+    _copy_flowers(root / "2023", {"daisy": n // 2, "rose": n - n // 2})
+    _copy_flowers(root / "2024", {"tulip": n}, start=20)
+    idx = make_index(tmp_path / "ix")
+    idx.update([root], workers=0, progress=False)
+    by_folder = ic.fit_index(idx)  # daisy, rose, tulip: only tulip has enough photos
+    assert by_folder.classifier is None and "1 with enough photos" in by_folder.note
+    by_year = ic.fit_index(idx, ic.LabelChoice(depth=1)).classifier
+    assert by_year.classes == ("2023", "2024") and by_year.info["depth"] == 1
+    assert ic.index_labels(idx, ic.LabelChoice(depth=2))[2][0] == "2023/daisy"
+    # a CSV naming each photo (relative to the CSV's folder), with a header row
+    rows = ["path,label"] + [f"photos/{p.relative_to(root).as_posix()},{'even' if i % 2 else 'odd'}"
+                             for i, p in enumerate(sorted(root.rglob("*.jpg")))]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    by_csv = ic.fit_index(idx, ic.LabelChoice(csv=str(tmp_path / "labels.csv"))).classifier
+    assert by_csv.classes == ("even", "odd") and by_csv.info["labels"] == "csv"
+    # refitting automatically keeps the CSV as the labels' source
+    assert ic.auto_fit(idx).classifier.classes == ("even", "odd")
+
+
+@pytest.mark.parametrize("text,line", [("a.jpg,cat\nb.jpg\n", 2), ("a.jpg,cat,extra\n", 1), ("a.jpg,\n", 1)])
+def test_bad_label_csv_is_one_line_naming_file_and_line(tmp_path, text, line):
+    bad = tmp_path / "labels.csv"
+    bad.write_text(text)
+    with pytest.raises(UserError) as e:
+        ic.read_label_csv(bad)
+    msg = str(e.value)
+    assert str(bad) in msg and f"line {line}" in msg and "\n" not in msg
+
+
+def test_csv_naming_no_indexed_photo_and_missing_csv_are_errors(tmp_path, make_index, labelled):
+    idx = make_index(tmp_path / "ix")
+    idx.update([labelled], workers=0, progress=False)
+    other = tmp_path / "other.csv"
+    other.write_text("/nowhere/x.jpg,cat\n")
+    with pytest.raises(UserError, match="none of its 1 paths"):
+        ic.fit_index(idx, ic.LabelChoice(csv=str(other)))
+    with pytest.raises(UserError, match="cannot read labels file"):
+        ic.read_label_csv(tmp_path / "missing.csv")
+
+
+def test_classifier_is_refused_for_another_model_and_when_damaged(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 16))
+    clf = dc.fit(x, ["a"] * 20 + ["b"] * 20, model_id="m1")
+    clf.save(tmp_path)
+    assert dc.DescriptorClassifier.load(tmp_path, "m1").classes == ("a", "b")
+    with pytest.raises(UserError, match="fitted on descriptors of model m1"):
+        dc.DescriptorClassifier.load(tmp_path, "m2")
+    (tmp_path / dc.NPZ_FILE).write_bytes(b"not an npz")
+    with pytest.raises(UserError, match="damaged classifier"):
+        dc.DescriptorClassifier.load(tmp_path, "m1")
+    meta = json.loads((tmp_path / dc.JSON_FILE).read_text())
+    assert meta["model_id"] == "m1" and meta["classes"] == ["a", "b"]
+
+
+def test_fit_matches_scikit_learns_logistic_regression():
+    """The numpy fit reaches the same optimum as scikit-learn's multinomial lbfgs (same objective)."""
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(3, 32))
+    y = rng.integers(0, 3, 300)
+    x = np.abs(centres[y] + 2.0 * rng.normal(size=(300, 32)))
+    labels = [f"c{v}" for v in y]
+    l2 = 1e-2
+    ours = dc.fit(x, labels, l2=l2, balanced=False)
+    z = (dc._normalised(x) - ours.mean) / ours.scale
+    ref = sklearn.LogisticRegression(C=1 / (l2 * len(y)), max_iter=10000, tol=1e-10).fit(z, y)
+    assert np.abs(ref.coef_.T - ours.weight).max() < 2e-3 * np.abs(ref.coef_).max()
+    assert np.array_equal(ref.predict(z), np.searchsorted(ours.classes, ours.predict(x)))
+
+
+def test_cross_validation_is_stratified_and_reports_each_class():
+    rng = np.random.default_rng(2)
+    x = np.vstack([rng.normal(1.0, 0.3, size=(30, 8)), rng.normal(-1.0, 0.3, size=(12, 8))])
+    labels = ["big"] * 30 + ["small"] * 12
+    folds = dc.folds_of(labels, 4)
+    for f in range(4):  # every fold holds both classes in proportion
+        assert 7 <= np.sum(folds[:30] == f) <= 8 and 3 == np.sum(folds[30:] == f)
+    cv = dc.cross_validate(x, labels, folds=5)
+    assert cv["folds"] == 5 and cv["per_class"] == {"big": 1.0, "small": 1.0}
+
+
+# --- the command line: `index` fits by itself, `classes`, `search` shows each classifier's classes ---
+def _cli(args, capsys):
+    from indexer.cli import main
+
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+MODEL = ["--arch", "vgg11", "--weights", "random", "--size", "32", "--workers", "0"]
+
+
+def test_cli_index_fits_a_classifier_and_search_shows_its_classes(tmp_path, labelled, capsys):
+    ix = tmp_path / "ix"
+    code, out, _ = _cli(["index", labelled, "--index", ix, "-q", *MODEL], capsys)
+    assert code == 0 and "classifier fitted on" in out and "2 classes" in out
+    query = next(iter(sorted((labelled / "rose").iterdir())))
+    code, out, _ = _cli(["search", query, "--index", ix, "-k", "2", "--json"], capsys)
+    row = json.loads(out)
+    assert code == 0 and "classes" not in row  # the random model has no head of its own
+    assert {c["class"] for c in row["folder_classes"]} == {"daisy", "rose"}
+    assert abs(sum(c["p"] for c in row["folder_classes"]) - 1) < 1e-4
+    code, out, _ = _cli(["search", query, "--index", ix, "-k", "1"], capsys)
+    assert "  classes (folders): " in out
+    # `classes` refits on demand and reports each class's cross-validated accuracy
+    code, out, _ = _cli(["classes", "--index", ix], capsys)
+    assert code == 0 and out.count("cross-validated top-1") == 3  # the summary and one per class
+    # nothing changed: `index` does not refit (no note); a bad CSV is one line, exit 2
+    code, out, _ = _cli(["index", "--index", ix, "-q", "--workers", "0"], capsys)
+    assert code == 0 and "classifier" not in out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,label\nonly-a-path\n")
+    code, out, err = _cli(["classes", "--index", ix, "--labels", bad], capsys)
+    assert code == 2 and err.strip().count("\n") == 0 and f"{bad} line 2" in err
+
+
+def test_cli_index_of_an_unlabelled_folder_says_why_there_is_no_classifier(tmp_path, capsys):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for src in sorted((FLOWERS / "daisy").iterdir())[:3]:
+        shutil.copy2(src, flat / src.name)
+    code, out, _ = _cli(["index", flat, "--index", tmp_path / "ix", "-q", *MODEL], capsys)
+    assert code == 0 and "no classifier: it needs at least 2 labels" in out
+    code, out, _ = _cli(["search", next(flat.iterdir()), "--index", tmp_path / "ix",
+                         "--json"], capsys)
+    assert "folder_classes" not in json.loads(out)
