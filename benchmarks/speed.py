@@ -29,9 +29,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from prune_distill import mean_ap, paris5  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
-PARIS = DATA / "retrieval" / "paris5"
 PHOTOS = [DATA / "photos" / "samples" / "vacation", DATA / "photos" / "samples" / "pixabay"]
 
 
@@ -57,28 +58,6 @@ def photo_folder(tmp: Path, limit: int) -> Path:
     for i, p in enumerate(photo_paths(PHOTOS)[:limit]):
         (folder / f"{i:04d}-{Path(p).name}").symlink_to(p)
     return folder
-
-
-def paris5(every: int = 1):
-    from retrieval.distill import photo_paths
-
-    paths = photo_paths([PARIS])[::every]
-    names = sorted({Path(p).parent.name for p in paths})
-    return paths, np.array([names.index(Path(p).parent.name) for p in paths])
-
-
-def mean_ap(desc: np.ndarray, labels: np.ndarray) -> float:
-    sims = desc @ desc.T
-    aps = []
-    for q in range(len(desc)):
-        order = np.array([i for i in np.argsort(-sims[q], kind="stable") if i != q])
-        ranks = np.nonzero(labels[order] == labels[q])[0]
-        ap, step = 0.0, 1.0 / len(ranks)
-        for ntp, rank in enumerate(ranks):
-            p0 = 1.0 if rank == 0 else ntp / float(rank)
-            ap += (p0 + (ntp + 1) / float(rank + 1)) * step / 2.0
-        aps.append(ap)
-    return float(np.mean(aps))
 
 
 def embed_paths(embedder, paths, batch: int = 8) -> np.ndarray:
@@ -150,7 +129,8 @@ def main() -> None:
     limit = matmul_gflops()
     tmp = Path(tempfile.mkdtemp(prefix="vgg-speed-"))
     folder = photo_folder(tmp, args.photos)
-    paris = paris5(5 if args.quick else 1)
+    paths, labels = paris5()  # benchmarks/prune_distill.py: the same mAP as there
+    paris = (paths[::5], labels[::5]) if args.quick else (paths, labels)
     spec, teacher = build("vgg16", str(WEIGHTS))
     fp32 = export_model(spec, teacher, tmp / "fp32")
     rows = [measure("OpenVINO FP32 (old default)", "openvino", spec, teacher, fp32, folder, tmp, paris, None, args.runs)]

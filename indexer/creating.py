@@ -109,7 +109,7 @@ def quantize_in_place(model_dir: Path, images: Sequence[str],
     """Replace the FP32 export in ``model_dir`` by its NNCF INT8 version, calibrated on ``images``.
     The folder keeps the FP32 ``model.onnx`` (ONNX Runtime and TensorRT read it); OpenVINO reads the
     INT8 IR. Atomic as a whole: the old folder is swapped out only once the new one is complete."""
-    from retrieval.export import ONNX_FILE, SIDECAR
+    from retrieval.export import ONNX_FILE, SIDECAR, replace_dir
     from retrieval.quantize import quantize_ir
 
     if not images:
@@ -126,11 +126,7 @@ def quantize_in_place(model_dir: Path, images: Sequence[str],
         sidecar["quantization"]["source"] = "the FP32 export of this model"
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2))
         crash_point("model_quantized")
-        old = model_dir.with_name(model_dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(model_dir, old)
-        os.replace(tmp, model_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, model_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return sidecar["quantization"]

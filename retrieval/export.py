@@ -63,17 +63,23 @@ def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onn
                               "spec.trim_borders)") if spec.trim_borders else "outside the graph: none beyond the resize and padding",
         }
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2))
-        if out_dir.exists():
-            old = out_dir.with_name(out_dir.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def replace_dir(new: Path, dst: Path) -> None:
+    """Put the complete folder ``new`` in the place of ``dst`` (renames: a reader sees the old
+    folder or the new one; a kill between the two renames leaves ``dst.old`` and no ``dst``)."""
+    if dst.exists():
+        old = dst.with_name(dst.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(new, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, dst)
 
 
 def _export_onnx(net, example, onnx_path: Path, outputs=("descriptor",)) -> None:
