@@ -141,6 +141,10 @@ def test_dismissed_group_stays_dismissed_after_reopening_and_in_the_cli(review, 
     assert main(["dedup", "--index", str(tmp / "index"), "--threshold", str(THRESHOLD), "--out", str(out)]) == 0
     assert [g["keeper"]["path"] for g in json.loads(out.with_suffix(".json").read_text())["groups"]] == \
         [str(files["coffee"])]
+    assert "2 files left out (kept in review)" in capsys.readouterr().out
+    assert main(["dedup", "--index", str(tmp / "index"), "--threshold", str(THRESHOLD), "--out", str(out),
+                 "--include-dismissed"]) == 0
+    assert len(json.loads(out.with_suffix(".json").read_text())["groups"]) == 2
     # a file that changes is judged again: the grey copy, made again (another sha256), comes back
     with Image.open(files["dog01"]) as im:
         ImageOps.grayscale(im).save(files["dog01-grey"], quality=80)
