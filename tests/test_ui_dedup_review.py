@@ -14,9 +14,8 @@ from PIL import Image, ImageOps
 from streamlit.testing.v1 import AppTest  # the web UI's tests need: pip install streamlit
 
 from conftest import copy_photos
+from test_ui_apptest import app
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "ui" / "app.py")
 PHOTOS = ["pixabay/dog01.jpg", "pixabay/ship01.jpg", "skimage/coffee.png", "pixabay/cat01.jpg"]
 # the tiny random model finds every photo alike (cosine ~0.97): at 1.0 only verified pairs are duplicates
 THRESHOLD = 1.0
@@ -43,11 +42,7 @@ def review(tiny_model, make_index, tmp_path, monkeypatch):
 
 
 def open_page(index_dir, monkeypatch, **env) -> AppTest:
-    monkeypatch.setenv("VGG_RETRIEVAL_INDEX", str(index_dir))
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
+    at = app(index_dir, monkeypatch, **env)
     at.switch_page("pages/duplicates.py").run()
     assert not at.exception, at.exception
     return at
