@@ -173,6 +173,14 @@ def test_apply_all_exact_copies_and_a_stale_report_is_refused(review, monkeypatc
     assert not files["coffee-copy"].exists() and (q / "coffee-copy.png").is_file()
     assert files["coffee"].exists() and files["dog01-grey"].exists() and files["dog01-small"].exists()
     assert set(shown(at)) == {"dog01.jpg"}
+    # another page session (a reload) still offers the undo, from the newest undo log in the quarantine
+    later = find_now(open_page(tmp / "index", monkeypatch, VGG_RETRIEVAL_UI_QUARANTINE=str(q)))
+    undo = [b for b in later.button if b.key == "dedup_undo"]
+    assert undo and undo[0].label.startswith("Undo: apply of dedup-undo-"), [b.label for b in later.button]
+    undo[0].click().run()
+    assert not later.error and later.success[0].value.startswith('Undid "apply of dedup-undo-')
+    assert files["coffee-copy"].exists() and in_index(tmp / "index", files["coffee-copy"])
+    assert not [b for b in later.button if b.key == "dedup_undo"]
     # a quarantine inside the indexed folder is refused (the library's rule)
     at.text_input(key="dedup_quarantine").set_value(str(tmp / "photos" / "q"))
     at.button(key=key(shown(at)["dog01.jpg"], None, "apply")).click().run()

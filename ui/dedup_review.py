@@ -114,6 +114,26 @@ def keep_all(svc, report, group) -> tuple[Action, str]:
                     f"dedup leaves them out from now on (until one of them changes)")
 
 
+def last_moved_log(quarantine, index_dir) -> Action | None:
+    """The newest undo log in ``quarantine`` whose files of ``index_dir`` are still moved (an apply
+    of an earlier page session, or of ``dedup apply``), as an action to undo; None when there is none."""
+    from indexer.dedup.apply import read_log
+
+    try:
+        logs = sorted(Path(str(quarantine).strip()).expanduser().glob("dedup-undo-*.json"),
+                      key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    except OSError:
+        return None
+    for log in logs:
+        try:
+            data = read_log(log)
+        except UserError:
+            continue
+        if data.get("state") == "moved" and os.path.realpath(data.get("index_dir", "")) == os.path.realpath(index_dir):
+            return Action(f"apply of {log.name}", log=str(log))
+    return None
+
+
 def undo_action(svc, report, action: Action) -> str:
     """Undo ``action``: move its files back (``indexer.dedup.apply.undo``, which updates the index),
     forget its decisions and show its groups again."""

@@ -10,7 +10,7 @@ from ui import components as C
 from ui.core import human_bytes
 from ui.dedup import find_reports, load_report_bytes, load_report_file, member_row, run_dedup, save_report
 from ui.dedup_review import (CHOICES, KEEP, apply_choices, default_choice, default_quarantine, group_key, is_exact,
-                             keep_all, undo_action)
+                             keep_all, last_moved_log, undo_action)
 from ui.state import guard, service, settings
 
 ss = st.session_state
@@ -51,14 +51,16 @@ def _review_bar(report, quarantine_default) -> str:
         with guard():
             _done(report, apply_choices(svc, report, exact, {p: c for g in exact for p, c in _choices(g).items()},
                                         quarantine, label=f"apply all exact copies ({len(exact)} groups)"))
-    if ss.dedup_actions:
-        last_report, last = ss.dedup_actions[-1]
-        if c3.button(f"Undo: {last.label}", key="dedup_undo"):
-            with guard():
-                text = undo_action(svc, last_report, last)
+    last_report, last = ss.dedup_actions[-1] if ss.dedup_actions else (report, last_moved_log(quarantine, svc.directory))
+    if last is not None and c3.button(f"Undo: {last.label}", key="dedup_undo",
+                                      help="Move the files of the last action back (its undo log) and forget "
+                                           "its decisions"):
+        with guard():
+            text = undo_action(svc, last_report, last)
+            if ss.dedup_actions:
                 ss.dedup_actions.pop()
-                ss.dedup_flash = ("success", text)
-                st.rerun()
+            ss.dedup_flash = ("success", text)
+            st.rerun()
     return quarantine
 
 
