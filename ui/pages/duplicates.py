@@ -42,12 +42,12 @@ def _done(report, result) -> None:
 
 def _review_bar(report, quarantine_default) -> str:
     """The quarantine folder, bulk apply of exact copies and undo; the folder chosen."""
-    c1, c2, c3 = st.columns([3, 1.4, 1.4], vertical_alignment="bottom")
+    c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
     quarantine = c1.text_input("Quarantine folder (files are moved there, never deleted)",
                                value=str(quarantine_default), key="dedup_quarantine")
     exact = [g for g in report.groups if is_exact(g)]
-    if c2.button(f"Apply all exact copies ({len(exact)} groups)", key="dedup_apply_exact", disabled=not exact,
-                 help="Quarantine the byte-identical copies of every such group (one undo log)"):
+    if c2.button(f"Apply all exact copies ({len(exact)})", key="dedup_apply_exact", disabled=not exact,
+                 help=f"Quarantine the byte-identical copies of the {len(exact)} groups of exact copies (one undo log)"):
         with guard():
             _done(report, apply_choices(svc, report, exact, {p: c for g in exact for p, c in _choices(g).items()},
                                         quarantine, label=f"apply all exact copies ({len(exact)} groups)"))
