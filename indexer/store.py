@@ -17,7 +17,7 @@ import os
 import time
 
 from sqlalchemy import (BigInteger, Float, Integer, String, Text, create_engine, delete, event, func, inspect,
-                        select, text)
+                        select, text, tuple_)
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -90,6 +90,26 @@ class MetaRow(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class DedupDecisionRow(Base):
+    """A pair of files a person reviewed, by content (sha256, ``sha_a <= sha_b``): "keep" = both are
+    kept (not duplicates: "keep all" in the UI), so dedup leaves the pair out. A changed file has
+    another sha256 and is judged again. The paths are what the files were called then (for people)."""
+
+    __tablename__ = "dedup_decisions"
+    sha_a: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha_b: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    path_a: Mapped[str] = mapped_column(Text, default="")
+    path_b: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[float] = mapped_column(Float)
+
+
+KEEP_BOTH = "keep"
+# tables an index can live without: made when missing if the database can be written, else their
+# readers see nothing (an index on read-only media stays searchable)
+OPTIONAL_TABLES = {DedupDecisionRow.__tablename__}
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA synchronous=FULL")
@@ -151,14 +171,17 @@ class Store:
                 c.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
                 c.commit()
             names = set(inspect(c).get_table_names(schema=self.schema))
-        if ours <= names:
+        self.has_decisions = DedupDecisionRow.__tablename__ in names
+        if ours - OPTIONAL_TABLES <= names:
             self._add_missing_columns()
+            self._add_optional_tables(names)
             return True
         clash = sorted(ours & names)
         if "meta" in names and self._is_index_meta():  # an index from before a table was added
             with self.engine.begin() as c:
                 Base.metadata.create_all(c)
             self._add_missing_columns()
+            self.has_decisions = True
             return True
         if not clash and not create:
             return False
@@ -168,7 +191,21 @@ class Store:
                             f"({', '.join(clash)}): use another database, or ?schema=NAME in the URL")
         with self.engine.begin() as c:
             Base.metadata.create_all(c)
+        self.has_decisions = True
         return True
+
+    def _add_optional_tables(self, names: set) -> None:
+        """Make the ``OPTIONAL_TABLES`` an older index lacks; a database that cannot be written
+        keeps working without them."""
+        missing = [t for t in Base.metadata.sorted_tables if t.name in OPTIONAL_TABLES and t.name not in names]
+        if not missing:
+            return
+        try:
+            with self.engine.begin() as c:
+                Base.metadata.create_all(c, tables=missing)  # checkfirst: another process may have made them
+            self.has_decisions = True
+        except SQLAlchemyError:
+            self.has_decisions = False
 
     def _is_index_meta(self) -> bool:
         try:
@@ -310,6 +347,42 @@ class Store:
                 select(ImageRow.id, ImageRow.path, ImageRow.sha256, ImageRow.width, ImageRow.height,
                        ImageRow.size, ImageRow.mtime_ns)
                 .where(ImageRow.source.is_(None)).order_by(ImageRow.id))]
+
+    # --- dedup review decisions ---------------------------------------------------------------
+    def record_dedup_decisions(self, pairs, decision: str = KEEP_BOTH) -> list[tuple[str, str]]:
+        """Remember ``decision`` for each pair ``((path, sha256), (path, sha256))`` (replacing an
+        earlier one); the (sha_a, sha_b) keys written, for ``forget_dedup_decisions``."""
+        if not self.has_decisions:
+            raise UserError(f"the index database {self.shown} has no table for review decisions and cannot be "
+                            f"upgraded (read-only?); open it once with write access")
+        keys, now = [], time.time()
+        with self.session.begin() as s:
+            for (pa, sa), (pb, sb) in pairs:
+                if sb < sa:
+                    (pa, sa), (pb, sb) = (pb, sb), (pa, sa)
+                s.merge(DedupDecisionRow(sha_a=sa, sha_b=sb, decision=decision, path_a=pa, path_b=pb, at=now))
+                keys.append((sa, sb))
+        return keys
+
+    def forget_dedup_decisions(self, keys) -> int:
+        """Drop the decisions of these (sha_a, sha_b) keys; how many there were."""
+        keys = [tuple(k) for k in keys]
+        if not keys or not self.has_decisions:
+            return 0
+        gone = 0
+        with self.session.begin() as s:
+            for i in range(0, len(keys), 200):
+                gone += s.execute(delete(DedupDecisionRow).where(
+                    tuple_(DedupDecisionRow.sha_a, DedupDecisionRow.sha_b).in_(keys[i:i + 200]))).rowcount or 0
+        return gone
+
+    def dismissed_pairs(self) -> set[tuple[str, str]]:
+        """(sha_a, sha_b), ``sha_a <= sha_b``, of every pair a person kept both of."""
+        if not self.has_decisions:
+            return set()
+        with self.session() as s:
+            return {tuple(r) for r in s.execute(select(DedupDecisionRow.sha_a, DedupDecisionRow.sha_b)
+                                                 .where(DedupDecisionRow.decision == KEEP_BOTH))}
 
     # --- in a caller's transaction (a commit, a check): ``s`` is its session ---------------------
     @staticmethod

@@ -4,6 +4,7 @@ import sqlite3
 import pytest
 
 from indexer.store import Store
+from retrieval.errors import UserError
 
 
 def _image(s, path, root, label="", source=None, time_s=None, sha="0" * 64, size=10, mtime=1, w=4, h=3):
@@ -116,3 +117,53 @@ def test_meta_roots_and_reopen(store, tmp_path):
     empty = Store(f"sqlite:///{tmp_path / 'none.sqlite'}", create=False)
     assert not empty.has_tables and empty.meta("format") is None
     empty.close()
+
+
+def test_dedup_decisions_by_content_pair(store, tmp_path):
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    assert store.dismissed_pairs() == set()
+    keys = store.record_dedup_decisions([(("/p/2.jpg", b), ("/p/1.jpg", a)), (("/p/1.jpg", a), ("/p/3.jpg", c))])
+    assert keys == [(a, b), (a, c)]  # sorted by sha256, whatever the order given
+    store.record_dedup_decisions([(("/p/1-moved.jpg", a), ("/p/2.jpg", b))])  # again: replaced, not doubled
+    assert store.dismissed_pairs() == {(a, b), (a, c)}
+    again = Store(f"sqlite:///{tmp_path / 'index.sqlite'}", create=False)  # another connection, reopened
+    try:
+        assert again.dismissed_pairs() == {(a, b), (a, c)}
+        assert again.forget_dedup_decisions([(a, c), ("x", "y")]) == 1
+    finally:
+        again.close()
+    assert store.dismissed_pairs() == {(a, b)} and store.forget_dedup_decisions([]) == 0
+    c = sqlite3.connect(tmp_path / "index.sqlite")
+    try:
+        assert c.execute("select path_a, path_b, decision from dedup_decisions").fetchall() == [
+            ("/p/1-moved.jpg", "/p/2.jpg", "keep")]
+    finally:
+        c.close()
+
+
+def test_an_index_made_before_the_decisions_table_gets_it_or_works_without(store, tmp_path):
+    with store.session.begin() as s:
+        Store.set_meta(s, "format", "vgg-retrieval-index")
+    store.close()
+    db = tmp_path / "index.sqlite"
+    c = sqlite3.connect(db)
+    c.execute("drop table dedup_decisions")
+    c.commit()
+    c.close()
+    # read-only (another process, read-only media): it opens, searches, and has no decisions
+    ro = Store(f"sqlite:///file:{db}?mode=ro&uri=true", create=False)
+    try:
+        assert ro.has_tables and not ro.has_decisions and ro.count() == 6
+        assert ro.dismissed_pairs() == set() and ro.forget_dedup_decisions([("a", "b")]) == 0
+        with pytest.raises(UserError, match="no table for review decisions"):
+            ro.record_dedup_decisions([(("/p/1.jpg", "a"), ("/p/2.jpg", "b"))])
+    finally:
+        ro.close()
+    # opened with write access: the table is made, the rows are untouched
+    rw = Store(f"sqlite:///{db}", create=False)
+    try:
+        assert rw.has_decisions and rw.count() == 6
+        rw.record_dedup_decisions([(("/p/1.jpg", "a"), ("/p/2.jpg", "b"))])
+        assert rw.dismissed_pairs() == {("a", "b")}
+    finally:
+        rw.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_photos
-from ui.browser import CHROMIUM, chromium, index_by_folder, search_by_upload, serve
+from ui.browser import CHROMIUM, chromium, index_by_folder, quarantine_exact_copy, search_by_upload, serve
 
 INDEXED = ["pixabay/horse01.jpg", "pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/ship01.jpg",
            "skimage/coffee.png", "skimage/chelsea.png", "sklearn/china.jpg", "opencv/fruits.jpg"]
@@ -83,3 +83,33 @@ def test_indexing_a_folder_from_the_index_page_in_a_real_browser(tiny_model, tmp
     assert outcome.startswith(f"{tmp_path / 'index'}: 24 added, 0 updated, 0 removed"), outcome
     assert outcome.endswith("; 26 images in the index"), outcome
     assert images.split() == ["Images", "26"], images
+
+
+def test_quarantining_a_copy_from_the_duplicates_page_in_a_real_browser(tiny_model, tmp_path):
+    """The review actions in a real browser: the byte copy goes to the quarantine next to the
+    index (through dedup apply's undo log), the original stays, the index forgets the copy."""
+    need_browser()
+    import os
+
+    from indexer import Index
+
+    spec, _, model_dir = tiny_model
+    photos = tmp_path / "photos"
+    copy_photos(photos, INDEXED[:3], flat=True)
+    copy = photos / "horse01-copy.jpg"
+    shutil.copy2(photos / "horse01.jpg", copy)
+    later = copy.stat().st_mtime_ns + 10 ** 12
+    os.utime(copy, ns=(later, later))  # the newer file is the copy
+    with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
+        idx.update([photos], workers=0, progress=False)
+        assert idx.count == 4
+
+    with serve(tmp_path / "index") as url, chromium(1280, 1000) as page:
+        said = quarantine_exact_copy(page, url)
+
+    q = tmp_path / "quarantine"
+    assert said.startswith("Moved 1 files (") and f" to {q}; undo log {q}/dedup-undo-" in said, said
+    assert not copy.exists() and (q / "horse01-copy.jpg").read_bytes() == (photos / "horse01.jpg").read_bytes()
+    assert len(list(q.glob("dedup-undo-*.json"))) == 1
+    with Index.open(tmp_path / "index") as idx:
+        assert idx.count == 3 and idx.store.row_by_path(str(copy.resolve())) is None

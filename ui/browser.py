@@ -1,7 +1,8 @@
 """Drive the real UI in a real browser: start ``streamlit run`` on a free loopback port and run Debian's
 headless Chromium through Playwright (never a browser Playwright downloads itself).
 
-Used by tests/test_ui_browser.py (a search by upload, indexing a folder from the Index page) and to take the README screenshot::
+Used by tests/test_ui_browser.py (a search by upload, indexing a folder from the Index page,
+quarantining a copy from the Duplicates page) and to take the README screenshot::
 
     python -m ui.browser --index DIR --query photo.jpg --out docs/ui-search.png
 """
@@ -147,6 +148,19 @@ def index_by_folder(page, url: str, folder: Path, timeout_ms: int = 120_000) -> 
             return seen, alerts[0]
         time.sleep(0.1)
     raise TimeoutError(f"indexing {folder} on {url} did not finish within {timeout_ms / 1000:.0f} s; seen {seen}")
+
+
+def quarantine_exact_copy(page, url: str, timeout_ms: int = 120_000) -> str:
+    """Open the Duplicates page, find the exact copies, press the first group's Apply (its copies
+    preselected for quarantine); returns the message the page shows."""
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("link", name="Duplicates").click(timeout=timeout_ms)
+    page.get_by_text("Exact copies only").click(timeout=timeout_ms)
+    page.get_by_role("button", name="Find duplicates").click(timeout=timeout_ms)
+    page.get_by_role("button", name="Apply", exact=True).first.click(timeout=timeout_ms)
+    done = page.locator('[data-testid="stAlert"]').filter(has_text="Moved ")
+    done.first.wait_for(timeout=timeout_ms)
+    return done.first.inner_text().strip()
 
 
 def small_png(path: Path, max_bytes: int = 300_000) -> int:

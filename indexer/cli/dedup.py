@@ -40,12 +40,14 @@ from .options import db_option, index_option
 @click.option("--prefer", multiple=True, type=click.Path(path_type=Path),
               help="Keep files under this folder first (repeatable).")
 @click.option("--exact-only", is_flag=True, help="Only byte-identical copies (no similarity search).")
+@click.option("--include-dismissed", is_flag=True,
+              help="Also report the pairs kept with \"Keep all\" in the UI's review (left out by default).")
 @click.option("--html-groups", type=int, default=2000, show_default=True,
               help="At most this many groups in the HTML page (all are in the CSV/JSON).")
 @db_option
 @click.pass_context
 def dedup(ctx, index_dir, threshold, verify, similar, rotations, verify_floor, min_keypoints, out, keeper, prefer,
-          exact_only, html_groups, db_url):
+          exact_only, include_dismissed, html_groups, db_url):
     """Find exact and near duplicates in an index and write a report (HTML, CSV, JSON).
 
     Then review the HTML page and act on the report with `dedup apply REPORT --move-to FOLDER`."""
@@ -61,7 +63,8 @@ def dedup(ctx, index_dir, threshold, verify, similar, rotations, verify_floor, m
         report, paths = dedup_index(index_dir, out, db_url=db_url, html_groups=html_groups, progress=progress,
                                     threshold=threshold, keeper=keeper, prefer=prefer, near=not exact_only,
                                     verify=verify, verify_floor=verify_floor, min_keypoints=min_keypoints,
-                                    similar=similar and verify, rotations=rotations and verify)
+                                    similar=similar and verify, rotations=rotations and verify,
+                                    include_dismissed=include_dismissed)
     click.echo(f"{index_dir}: {report.summary()}")
     for p in paths:
         click.echo(f"  wrote {p}")

@@ -21,6 +21,7 @@ import numpy as np
 
 from retrieval.errors import UserError
 
+from .decisions import drop_dismissed
 from .decide import DUPLICATE, SIMILAR, PairJudge
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .quality import FileQuality, keeper_reason, read_qualities, refine_rank
@@ -63,7 +64,7 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
                     k: int = DEFAULT_K, exact_limit: int = EXACT_LIMIT, nprobe: int = DEFAULT_NPROBE,
                     near: bool = True, verify: bool = True, verify_floor: float = VERIFY_FLOOR,
                     min_keypoints: int = MIN_KEYPOINTS, verifier=None, progress=None,
-                    similar: bool = True, rotations: bool = True) -> DedupReport:
+                    similar: bool = True, rotations: bool = True, include_dismissed: bool = False) -> DedupReport:
     """A DedupReport over every image of ``index`` (an ``indexer.Index``).
 
     threshold: without verification, the cosine at or above which two images are near duplicates;
@@ -74,6 +75,8 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
     similar: also report similar shots (groups of kind "similar"; needs verify).
     rotations: also look for copies turned by 90/180/270 degrees (needs verify; reads each file once).
     keeper: keeper policy, one of ``KEEPER_POLICIES``; prefer: folders whose files are kept first.
+    include_dismissed: also report the pairs a person kept both of in review (``decisions``); by
+    default they are left out (``stats["dismissed_left_out"]`` says how many files).
     near: False to report exact copies only.
     progress: ``progress(stage, done, total)`` with stage "search" then "verify".
     """
@@ -104,6 +107,8 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
         found = search.run(index, threshold, verify, verify_floor, min_keypoints, verifier, k, exact_limit, nprobe,
                            similar, rotations, keeper, meta, preferred, qualities)
     groups = _assemble(rows, rep_of, search, found, keeper, qualities)
+    if not include_dismissed:
+        groups, stats["dismissed_left_out"] = drop_dismissed(groups, index.store.dismissed_pairs())
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     return DedupReport(threshold=threshold, created_at=time.time(), index_dir=str(os.path.abspath(index.directory)),
                        groups=groups, errors=errors, roots=list(index.store.roots()), stats=stats, rule=rule)

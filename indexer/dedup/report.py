@@ -163,8 +163,11 @@ class DedupReport:
         similar = self.similar_groups
         shots = f", {len(similar)} groups of similar shots for review ({sum(len(g.files) for g in similar)} files)" \
             if similar else ""
+        dismissed = self.stats.get("dismissed_left_out") or 0
+        kept = f", {dismissed} files left out (kept in review)" if dismissed else ""
         return (f"{len(self.duplicate_groups)} groups ({self.exact_groups} exact-only), {self.duplicate_count} duplicate "
-                f"files, {self.reclaimable_bytes / 1e6:.1f} MB reclaimable{shots}, {len(self.errors)} unreadable files")
+                f"files, {self.reclaimable_bytes / 1e6:.1f} MB reclaimable{shots}, {len(self.errors)} unreadable "
+                f"files{kept}")
 
     def summary(self) -> str:
         return f"{self.counts()}; duplicates: {self.rule_text}"

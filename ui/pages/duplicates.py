@@ -1,4 +1,6 @@
-"""Duplicates: run a dedup over the index (or open a saved report) and browse the groups."""
+"""Duplicates: run a dedup over the index (or open a saved report), browse the groups and act on
+them: keep/quarantine per file, "keep all", apply per group or for every group of exact copies,
+undo (``ui.dedup_review``; hidden in read-only mode)."""
 import os
 import time
 
@@ -7,11 +9,15 @@ import streamlit as st
 from ui import components as C
 from ui.core import human_bytes
 from ui.dedup import find_reports, load_report_bytes, load_report_file, member_row, run_dedup, save_report
+from ui.dedup_review import (CHOICES, KEEP, apply_choices, default_choice, default_quarantine, group_key, is_exact,
+                             keep_all, last_moved_log, undo_action)
 from ui.state import guard, service, settings
 
 ss = st.session_state
 ss.setdefault("dedup", None)  # {"report": DedupReport, "source": str}
 ss.setdefault("dedup_page", 0)
+ss.setdefault("dedup_actions", [])  # [(report, ui.dedup_review.Action)], the last one undoable
+ss.setdefault("dedup_flash", None)  # (kind, message) of the last action, shown after the rerun
 
 GROUPS_PER_PAGE = 5
 PER_ROW = 5
@@ -19,6 +25,56 @@ PER_ROW = 5
 
 def _set_page(n: int) -> None:
     ss.dedup_page = max(0, n)
+
+
+def _choices(g) -> dict:
+    """The page's keep/quarantine choice per file of ``g`` (the default where none was made)."""
+    gk = group_key(g)
+    return {m.path: ss.get(f"dd_pick_{gk}_{m.id}", default_choice(g, m)) for m in g.files}
+
+
+def _done(report, result) -> None:
+    action, text = result
+    ss.dedup_actions.append((report, action))
+    ss.dedup_flash = ("success", text)
+    st.rerun()
+
+
+def _review_bar(report, quarantine_default) -> str:
+    """The quarantine folder, bulk apply of exact copies and undo; the folder chosen."""
+    c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
+    quarantine = c1.text_input("Quarantine folder (files are moved there, never deleted)",
+                               value=str(quarantine_default), key="dedup_quarantine")
+    exact = [g for g in report.groups if is_exact(g)]
+    if c2.button(f"Apply all exact copies ({len(exact)})", key="dedup_apply_exact", disabled=not exact,
+                 help=f"Quarantine the byte-identical copies of the {len(exact)} groups of exact copies (one undo log)"):
+        with guard():
+            _done(report, apply_choices(svc, report, exact, {p: c for g in exact for p, c in _choices(g).items()},
+                                        quarantine, label=f"apply all exact copies ({len(exact)} groups)"))
+    last_report, last = ss.dedup_actions[-1] if ss.dedup_actions else (report, last_moved_log(quarantine, svc.directory))
+    if last is not None and c3.button(f"Undo: {last.label}", key="dedup_undo",
+                                      help="Move the files of the last action back (its undo log) and forget "
+                                           "its decisions"):
+        with guard():
+            text = undo_action(svc, last_report, last)
+            if ss.dedup_actions:
+                ss.dedup_actions.pop()
+            ss.dedup_flash = ("success", text)
+            st.rerun()
+    return quarantine
+
+
+def _group_actions(report, g, quarantine) -> None:
+    gk = group_key(g)
+    b1, b2, _ = st.columns([1, 2, 4])
+    if b1.button("Apply", key=f"dd_apply_{gk}", type="primary",
+                 help="Move the files marked Quarantine (undo log kept; nothing is deleted)"):
+        with guard():
+            _done(report, apply_choices(svc, report, [g], _choices(g), quarantine))
+    if b2.button("Keep all (not duplicates)", key=f"dd_keepall_{gk}",
+                 help="Dismiss the group: remembered in the index, so dedup leaves it out next time"):
+        with guard():
+            _done(report, keep_all(svc, report, g))
 
 
 st.title("Duplicates")
@@ -81,9 +137,16 @@ with guard():
             with guard():
                 paths = save_report(report, svc.directory)
                 st.success("Saved " + ", ".join(str(p) for p in paths))
+    if ss.dedup_flash:
+        kind, text = ss.dedup_flash
+        ss.dedup_flash = None
+        (st.success if kind == "success" else st.error)(text)
+    quarantine = None
+    if not cfg.read_only:
+        quarantine = _review_bar(report, default_quarantine(cfg, svc.directory))
     groups = report.groups
     if not groups:
-        st.success("No duplicates at this threshold.")
+        st.success("No duplicates at this threshold." if not ss.dedup_actions else "No groups left to review.")
         st.stop()
     pages = (len(groups) + GROUPS_PER_PAGE - 1) // GROUPS_PER_PAGE
     page = min(ss.dedup_page, pages - 1)
@@ -102,6 +165,8 @@ with guard():
             if g.why or g.keeper_reason:
                 st.caption(C.md(" · ".join(x for x in (g.why, f"keeper: {g.keeper_reason}" if g.keeper_reason else "")
                                            if x)))
+            if not cfg.read_only:
+                _group_actions(report, g, quarantine)
             files = g.files
             for start in range(0, len(files), PER_ROW):
                 cols = st.columns(PER_ROW)
@@ -117,3 +182,7 @@ with guard():
                         st.markdown(f"{tag}  \n{C.md(os.path.basename(m.path))}  \n"
                                     f"{m.width}x{m.height} · {human_bytes(m.size)}")
                         st.code(m.path, language=None)
+                        if not cfg.read_only:
+                            st.radio("Action", CHOICES, index=CHOICES.index(default_choice(g, m)), horizontal=True,
+                                     key=f"dd_pick_{group_key(g)}_{m.id}", label_visibility="collapsed",
+                                     format_func=lambda c: "Keep" if c == KEEP else "Quarantine")
