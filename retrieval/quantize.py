@@ -31,7 +31,7 @@ def quantize_ir(model_dir, out_dir, calib_items, subset_size: int = 300, preset:
     try:
         import nncf
     except ImportError:
-        raise UserError("INT8 quantization needs NNCF: pip install 'vgg-retrieval[int8]' (or: pip install nncf)") from None
+        raise UserError("INT8 quantization needs NNCF: pip install nncf (or make the index with --precision fp32)") from None
     import openvino as ov
 
     from .preprocess import load_and_prepare, trim_prepared
