@@ -11,10 +11,12 @@ A folder that still carries the mark holds an unfinished creation: the next run 
 creation wrote (only names it writes: model/, .export-*, .int8-*, the database file, vectors files,
 the lock) and starts over. A folder that holds anything else is refused as before, so nothing of the
 user's is ever removed. Unmarked ``.export-*`` folders (an export killed by an older version) are
-cleared too.
+cleared too. The mark is locked while its creator runs, so a second creator is refused (it is told
+who holds it) instead of clearing the first one's files.
 """
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import json
 import os
@@ -50,7 +52,7 @@ def leftovers(directory: Path) -> list[Path] | None:
     marked = unfinished(directory)
     found = []
     for entry in directory.iterdir():
-        patterns = _OURS if marked else (".export-*",)
+        patterns = _OURS if marked else (".export-*", LOCK_FILE)
         if not any(fnmatch.fnmatchcase(entry.name, p) for p in patterns):
             return None
         found.append(entry)
@@ -67,13 +69,61 @@ def clear(paths: Iterable[Path]) -> None:
             p.unlink(missing_ok=True)
 
 
-def mark(directory: Path) -> None:
-    (directory / MARK).write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+class Mark:
+    """The ``.creating`` mark of a folder being made, with a POSIX record lock on it for as long as
+    this process creates (record locks, unlike flock, are not inherited by the processes that
+    exporting a model forks, and they go with the process that holds them)."""
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / MARK
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise UserError(f"the index {directory} is being created by another process; wait for it to finish") \
+                from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, json.dumps({"pid": os.getpid(), "started": time.time()}).encode(), 0)
+        os.fsync(self.fd)
+
+    def release(self, done: bool) -> None:
+        """Let go of the lock; ``done``: the index is complete, so the mark goes first."""
+        if self.fd is None:
+            return
+        if done:
+            self.path.unlink(missing_ok=True)
+        os.close(self.fd)
+        self.fd = None
+
+
+def mark(directory: Path) -> Mark:
+    m = Mark(directory)
     crash_point("create_started")
+    return m
 
 
-def unmark(directory: Path) -> None:
-    (directory / MARK).unlink(missing_ok=True)
+def being_created(directory: Path) -> int | None:
+    """The pid of another live process creating an index in ``directory`` (it holds the mark's
+    lock), else None. Not for the creating process itself: closing a descriptor of the mark would
+    drop its own record lock."""
+    path = Path(directory) / MARK
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            return int(json.loads(os.pread(fd, 256, 0) or b"{}").get("pid") or 0) or -1
+        except ValueError:
+            return -1
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def calibration_images(folders: Sequence, n: int = CALIBRATION_IMAGES, scan_limit: int = CALIBRATION_SCAN_LIMIT,

@@ -73,8 +73,12 @@ def check_can_create(directory, url: str | None = None) -> None:
     if exists(directory, url):
         raise UserError(f"an index already exists at {directory}")
     if directory.is_dir() and any(directory.iterdir()):
-        from .creating import leftovers
+        from .creating import being_created, leftovers
 
+        holder = being_created(directory)
+        if holder:
+            raise UserError(f"the index {directory} is being created by another process (pid {holder}); "
+                            f"wait for it to finish")
         if leftovers(directory) is None:
             raise UserError(f"{directory} is not empty and is not an index: choose a new or empty --index folder")
 
@@ -100,11 +104,28 @@ def create(directory: Path, spec: ModelSpec, net=None, url: str | None = None, m
     if precision not in creating.PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(creating.PRECISIONS)}")
     vector_config = vectors.make_config(index_type, spec.descriptor_dim, **(index_options or {}))
-    _clear_unfinished(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if not os.access(directory, os.W_OK):
         raise UserError(f"index folder is not writable: {directory}")
-    creating.mark(directory)
+    _clear_unfinished(directory)
+    mark = creating.mark(directory)  # locked while this process creates: another creator is refused
+    try:
+        store, net = _create_marked(directory, spec, net, url, model_dir, vector_config, precision, calibration,
+                                    progress)
+    except BaseException:
+        mark.release(done=False)  # still marked: the next run starts over
+        raise
+    mark.release(done=True)
+    if url:  # after the commit: a folder never names a database that does not hold its index
+        write_link(directory, url, store.meta("index_id"))
+    return store, net
+
+
+def _create_marked(directory, spec, net, url, model_dir, vector_config, precision, calibration, progress):
+    """The steps of ``create`` inside the marked, locked folder: model (INT8: quantized), then the
+    database with the index's meta. Returns (the store, the net if one was built)."""
+    from . import creating
+
     # a database elsewhere: its problems (tables in the way, permissions) before anything is written here
     store = Store(url) if url else None
     try:
@@ -121,9 +142,6 @@ def create(directory: Path, spec: ModelSpec, net=None, url: str | None = None, m
         if store is not None:
             store.close()
         raise
-    creating.unmark(directory)
-    if url:  # after the commit: a folder never names a database that does not hold its index
-        write_link(directory, url, store.meta("index_id"))
     return store, net
 
 

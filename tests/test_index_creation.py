@@ -109,3 +109,23 @@ def test_a_folder_with_the_users_files_is_never_cleared(tmp_path, folder, capsys
     assert main(["index", str(folder), "--index", str(ix), *TINY]) == 2
     assert "is not empty and is not an index" in capsys.readouterr().err
     assert (ix / "notes.txt").read_text() == "mine"
+
+
+def test_a_second_creator_is_refused_while_the_first_runs_and_a_dead_ones_mark_is_cleared(tmp_path, folder, capsys):
+    ix = tmp_path / "ix"
+    ix.mkdir()
+    code = ("import sys, time; from pathlib import Path; from indexer.creating import mark; "
+            "m = mark(Path(sys.argv[1])); print('marked', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(ix)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "marked"
+        assert main(["index", str(folder), "--index", str(ix), *TINY]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"being created by another process (pid {holder.pid})" in err
+        assert (ix / ".creating").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0  # its creator is gone: made again
+    with Index.open(ix) as idx:
+        assert idx.check().ok and idx.count == len(PHOTOS)
