@@ -185,7 +185,7 @@ def test_classification_chart_lights_up_with_class_scores():
     def page(top):
         from ui.components import classification
 
-        classification(top, "")
+        classification("Classes from the model", top, "")
 
     at = AppTest.from_function(page, args=(top,), default_timeout=30)
     at.run()
