@@ -123,13 +123,30 @@ def search_by_upload(page, url: str, image: Path, timeout_ms: int = 60_000) -> l
     return captions
 
 
+def open_page(page, name: str, ready, timeout_ms: int) -> None:
+    """Click the sidebar link ``name`` until ``ready`` (a locator on that page) shows. A click that lands
+    while the app is still connecting its websocket can be lost on a loaded machine, so it is repeated
+    rather than waited on once."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        left_ms = max(1_000, int((deadline - time.monotonic()) * 1000))
+        page.get_by_role("link", name=name).click(timeout=left_ms)
+        try:
+            ready.wait_for(timeout=min(20_000, left_ms))
+            return
+        except PlaywrightTimeout:
+            if time.monotonic() >= deadline:
+                raise
+
+
 def index_by_folder(page, url: str, folder: Path, timeout_ms: int = 120_000) -> tuple[list[str], str]:
     """Open the Index page, index ``folder`` and follow the page (it refreshes itself) until the
     outcome shows; returns (the progress bar texts seen, in order, the outcome message)."""
     page.goto(url, wait_until="domcontentloaded")  # (a deep link opens a "page not found" dialog first)
-    page.get_by_role("link", name="Index").click(timeout=timeout_ms)
     box = page.get_by_label("Folder to add or update (empty: update every indexed folder)")
-    box.wait_for(timeout=timeout_ms)
+    open_page(page, "Index", box, timeout_ms)
     box.fill(str(folder))
     box.press("Enter")
     page.get_by_role("button", name="Start indexing").click()
@@ -154,8 +171,9 @@ def quarantine_exact_copy(page, url: str, timeout_ms: int = 120_000) -> str:
     """Open the Duplicates page, find the exact copies, press the first group's Apply (its copies
     preselected for quarantine); returns the message the page shows."""
     page.goto(url, wait_until="domcontentloaded")
-    page.get_by_role("link", name="Duplicates").click(timeout=timeout_ms)
-    page.get_by_text("Exact copies only").click(timeout=timeout_ms)
+    exact = page.get_by_text("Exact copies only")
+    open_page(page, "Duplicates", exact, timeout_ms)
+    exact.click(timeout=timeout_ms)
     page.get_by_role("button", name="Find duplicates").click(timeout=timeout_ms)
     page.get_by_role("button", name="Apply", exact=True).first.click(timeout=timeout_ms)
     done = page.locator('[data-testid="stAlert"]').filter(has_text="Moved ")
