@@ -11,7 +11,14 @@ import json
 from dataclasses import dataclass, field
 
 ARCHS = ("vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn")
-POOLINGS = ("gap", "mac", "gem")
+POOLINGS = ("gap", "mac", "gem", "rmac")
+INPUT_POLICIES = ("square", "buckets")
+DEFAULT_INPUT_POLICY = "square"
+DEFAULT_SCALES = (1.0,)
+# The aspect ratios (width / height) of the "buckets" input policy; each becomes one fixed input
+# shape (H, W), both multiples of BUCKET_MULTIPLE, with H * W <= input_size ** 2 (``bucket_shapes``).
+BUCKET_ASPECTS = (1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3, 16 / 9, 9 / 16)
+BUCKET_MULTIPLE = 16  # the conv5 stride: every bucket maps to whole feature cells
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Chosen by benchmarks/input_size.py: see the README ("Input size").
@@ -28,10 +35,19 @@ class ModelSpec:
     arch: str = "vgg16"
     pooling: str = "gap"
     gem_p: float = 3.0
-    # Input policy: the longer side is resized to input_size (aspect ratio kept) and the image is
-    # padded to input_size x input_size; pooling ignores the padded cells, so every image has one
-    # fixed tensor shape (fast in OpenVINO) without distorting or cropping it.
+    # Input policy "square": the longer side is resized to input_size (aspect ratio kept) and the
+    # image is padded to input_size x input_size; pooling ignores the padded cells, so every image has
+    # one fixed tensor shape (fast in OpenVINO) without distorting or cropping it.
+    # "buckets": a pixel budget of input_size ** 2; the image goes to the bucket (BUCKET_ASPECTS,
+    # ``bucket_shapes``) whose aspect is nearest its own, resized (aspect kept) to fit inside it and
+    # padded by the small remainder: a handful of fixed shapes, far less padding. Specs stored before
+    # the field existed load as "square", which is left out of model_id (old ids unchanged).
     input_size: int = DEFAULT_INPUT_SIZE
+    input_policy: str = DEFAULT_INPUT_POLICY
+    # Multi-scale descriptors: the input is also run at each further scale (resized inside the
+    # graph), each scale's pooled vector L2-normalised, summed, normalised again. (1.0,) = one scale,
+    # left out of model_id.
+    scales: tuple[float, ...] = DEFAULT_SCALES
     # Cut near-uniform border bands (solid padding, letterboxing, a screenshot's canvas and bars)
     # off the picture before the network; see retrieval.preprocess (trim_prepared), applied by every
     # engine in Embedder.embed_batch. Specs stored before this field existed
@@ -59,6 +75,24 @@ class ModelSpec:
             raise ValueError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
         if not 32 <= int(self.input_size) <= 2048:
             raise ValueError(f"input size {self.input_size} is out of range (32..2048)")
+        if self.input_policy not in INPUT_POLICIES:
+            raise ValueError(f"unknown input policy {self.input_policy!r}; choose one of {', '.join(INPUT_POLICIES)}")
+        scales = tuple(float(x) for x in self.scales)
+        object.__setattr__(self, "scales", scales)
+        if (not scales or scales[0] != 1.0 or len(set(scales)) != len(scales)
+                or not all(0.25 <= float(x) <= 1.0 for x in scales)):
+            raise ValueError(f"scales {list(scales)}: the first must be 1.0, the others distinct, in 0.25..1.0")
+
+    @property
+    def input_geometry(self) -> "int | InputBuckets":
+        """What ``retrieval.preprocess.prepare``/``load_and_prepare`` take as ``size`` for this model:
+        ``input_size`` (an int) for the square policy, an ``InputBuckets`` for buckets."""
+        return InputBuckets(int(self.input_size)) if self.input_policy == "buckets" else int(self.input_size)
+
+    def input_shapes(self) -> tuple[tuple[int, int], ...]:
+        """Every (H, W) input shape the model is fed."""
+        s = int(self.input_size)
+        return bucket_shapes(s) if self.input_policy == "buckets" else ((s, s),)
 
     @property
     def model_id(self) -> str:
@@ -69,13 +103,19 @@ class ModelSpec:
         d.pop("head")
         if not d["trim_borders"]:  # hashed as before the field existed: old indexes keep their model_id
             d.pop("trim_borders")
+        if d["input_policy"] == "square":  # likewise
+            d.pop("input_policy")
+        if tuple(d["scales"]) == DEFAULT_SCALES:
+            d.pop("scales")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def describe(self) -> str:
         w = self.weights if len(self.weights) < 60 else "..." + self.weights[-57:]
         trim = "+trim" if self.trim_borders else ""
-        return (f"{self.arch}/{self.pooling}@{self.input_size}{trim} weights={w} "
+        policy = "" if self.input_policy == "square" else f"/{self.input_policy}"
+        scales = "" if tuple(self.scales) == DEFAULT_SCALES else "x" + ",".join(f"{x:g}" for x in self.scales)
+        return (f"{self.arch}/{self.pooling}@{self.input_size}{policy}{scales}{trim} weights={w} "
                 f"(sha256 {self.weights_sha256[:12]}, model id {self.model_id})")
 
     def to_dict(self) -> dict:
@@ -83,6 +123,7 @@ class ModelSpec:
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
         d["widths"] = list(self.widths) if self.widths is not None else None
+        d["scales"] = [float(x) for x in self.scales]
         d["class_names"] = list(self.class_names)
         d["format"] = SPEC_FORMAT
         return d
@@ -99,7 +140,66 @@ class ModelSpec:
                 d[key] = tuple(d[key])
         if d.get("widths") is not None:
             d["widths"] = tuple(d["widths"])
+        d["input_policy"] = d.get("input_policy") or "square"  # absent: a spec from before the field
+        d["scales"] = tuple(float(x) for x in (d.get("scales") or DEFAULT_SCALES))
         return cls(**d)
 
     def replace(self, **changes) -> "ModelSpec":
         return dataclasses.replace(self, **changes)
+
+
+BUCKET_ASPECT_TOLERANCE = 0.04  # a bucket's W/H may miss its nominal aspect by this (log ratio)
+BUCKET_MIN_FILL = 0.6  # a bucket using less of the budget is left out (small sizes): its neighbours serve
+
+
+def _bucket_shape(budget: int, aspect: float) -> tuple[int, int]:
+    """The largest (H, W), multiples of BUCKET_MULTIPLE with H * W <= budget, whose W / H is within
+    BUCKET_ASPECT_TOLERANCE of ``aspect`` (the nearest aspect when none is)."""
+    import math
+
+    m = BUCKET_MULTIPLE
+    candidates = []
+    for h in range(m, int((budget / aspect) ** 0.5) + 2 * m, m):
+        for w in (max(m, int(h * aspect // m) * m), max(m, -(-int(h * aspect) // m) * m)):
+            if h * w <= budget:
+                candidates.append((abs(math.log(w / h / aspect)), h, w))
+    if not candidates:
+        return m, m
+    close = [c for c in candidates if c[0] <= BUCKET_ASPECT_TOLERANCE]
+    if close:
+        _, h, w = max(close, key=lambda c: (c[1] * c[2], -c[0]))
+    else:
+        _, h, w = min(candidates)
+    return h, w
+
+
+def bucket_shapes(size: int) -> tuple[tuple[int, int], ...]:
+    """The (H, W) input shapes of the buckets policy at a pixel budget of ``size ** 2``: one per
+    BUCKET_ASPECTS entry (duplicates merged, and ones under BUCKET_MIN_FILL of the budget left out, as
+    at small sizes; 1:1 is always there), both sides multiples of BUCKET_MULTIPLE, H * W <= size ** 2."""
+    shapes = []
+    for aspect in BUCKET_ASPECTS:  # portrait buckets mirror the landscape ones
+        h, w = _bucket_shape(int(size) * int(size), max(aspect, 1 / aspect))
+        shape = (h, w) if aspect >= 1 else (w, h)
+        if (aspect == 1 or h * w >= BUCKET_MIN_FILL * size * size) and shape not in shapes:
+            shapes.append(shape)
+    return tuple(shapes)
+
+
+@dataclass(frozen=True)
+class InputBuckets:
+    """The buckets input policy at ``size ** 2`` pixels (``ModelSpec.input_geometry``); plain data, so
+    it travels to decoding processes like the int of the square policy."""
+
+    size: int
+
+    @property
+    def shapes(self) -> tuple[tuple[int, int], ...]:
+        return bucket_shapes(self.size)
+
+    def shape_for(self, width: int, height: int) -> tuple[int, int]:
+        """The (H, W) bucket whose aspect (W / H) is nearest to ``width / height`` in log ratio."""
+        import math
+
+        r = math.log(max(1, width) / max(1, height))
+        return min(self.shapes, key=lambda hw: abs(math.log(hw[1] / hw[0]) - r))
