@@ -76,7 +76,7 @@ def _embed_batch(embedder, items: list[Decoded]) -> Iterator[tuple[Decoded, np.n
     usable = [d for d in items if d.problem is None]
     vecs = iter(())
     if usable:
-        vecs = iter(embedder.embed_batch(np.stack([d.array for d in usable]),
+        vecs = iter(embedder.embed_batch([d.array for d in usable],  # of one shape, or a few (buckets)
                                          np.array([d.valid for d in usable], dtype=np.int64)))
         for d in usable:
             d.array = None

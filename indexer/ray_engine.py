@@ -126,9 +126,12 @@ def _decode_rows(job: dict) -> list[dict]:
     row has the same columns; a problem row carries a zero picture that no actor embeds."""
     from .decode import decode_items
 
+    from retrieval.spec import InputBuckets
+
     size = int(job["input_size"])
+    geometry = InputBuckets(size) if job.get("buckets") else size
     rows = []
-    for d in decode_items((job["path"], job["root"], size, int(job["max_pixels"]))):
+    for d in decode_items((job["path"], job["root"], geometry, int(job["max_pixels"]))):
         ok = d.problem is None and d.array is not None
         rows.append({
             "path": d.path, "root": d.root, "size": int(d.size), "mtime_ns": int(d.mtime_ns),
@@ -177,7 +180,7 @@ class _EmbedActor:
         good = np.flatnonzero(problems == "")
         out = np.zeros((len(problems), self.spec.descriptor_dim), np.float32)
         if len(good):
-            images = np.stack([batch["array"][i] for i in good]).astype(np.uint8, copy=False)
+            images = [np.asarray(batch["array"][i], dtype=np.uint8) for i in good]  # buckets: a few shapes
             sizes = np.stack([np.asarray(batch["vh"])[good], np.asarray(batch["vw"])[good]], axis=1).astype(np.int64)
             out[good] = self.embedder.embed_batch(images, sizes)
         result = {k: v for k, v in batch.items() if k != "array"}
@@ -232,7 +235,9 @@ def _stream(ray, jobs, spec, model_dir, opts, batch_size, threads):
         if cpus and actors * opts.cpus_per_actor > cpus - 1:
             raise UserError(f"{actors} Ray actor(s) x {opts.cpus_per_actor:g} CPU(s) leave no CPU for decoding on "
                             f"this Ray cluster ({cpus:g} CPUs): use fewer --ray-actors or --threads")
-        items = [{"path": p, "root": r, "input_size": s, "max_pixels": m} for p, r, s, m in jobs]
+        # s: spec.input_geometry, an int or InputBuckets; sent as plain columns
+        items = [{"path": p, "root": r, "input_size": int(getattr(s, "size", s)), "buckets": not isinstance(s, int),
+                  "max_pixels": m} for p, r, s, m in jobs]
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // FILES_PER_BLOCK + 1, 20000)))
         ds = ds.flat_map(_decode_rows)
         ds = ds.map_batches(

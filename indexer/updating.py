@@ -41,7 +41,7 @@ def update(index, folders: Iterable = (), workers: int | None = None, progress: 
         plan = plan_update(index.store, roots, report)
         crash_point("after_scan")
         index.committed.load(force=True)
-        jobs = [(e.path, e.root, index.spec.input_size, max_pixels) for e in plan.todo]
+        jobs = [(e.path, e.root, index.spec.input_geometry, max_pixels) for e in plan.todo]
         run = UpdateRun(index._commit, plan, report, progress_bar(progress, len(jobs)), commit_every, commit_seconds)
         run.run(embedding_strategy(index.distributor, index, workers).embedded(jobs))
     report.seconds = time.perf_counter() - t0

@@ -56,7 +56,7 @@ def run_benchmark(variants, items, size: int | None = None, latency_runs: int = 
         emb, nbytes = load_variant(engine, path, size, threads)
         s = emb.spec.input_size
         top1, desc = evaluate_embedder(emb, items)
-        p = load_and_prepare(items[0][0], s)
+        p = load_and_prepare(items[0][0], emb.spec.input_geometry)
         one_i, one_s = p.array[None], np.array([p.valid], dtype=np.int64)
         emb.embed_batch(one_i, one_s)
         lat = []

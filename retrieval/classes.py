@@ -28,6 +28,6 @@ def top_classes_of_files(embedder, sources, k: int = 5):
     names = tuple(embedder.spec.class_names)
     if not names or not getattr(embedder, "has_logits", False):
         return None
-    prep = [load_and_prepare(s, embedder.spec.input_size) for s in sources]
-    logits = embedder.logits_batch(np.stack([p.array for p in prep]), np.array([p.valid for p in prep], np.int64))
+    prep = [load_and_prepare(s, embedder.spec.input_geometry) for s in sources]
+    logits = embedder.logits_batch([p.array for p in prep], np.array([p.valid for p in prep], np.int64).reshape(-1, 2))
     return top_classes(logits, names, k)

@@ -29,15 +29,17 @@ def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onn
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir.parent))
     try:
         s = spec.input_size
-        example = (torch.zeros(2, s, s, 3, dtype=torch.uint8), torch.full((2, 2), s, dtype=torch.int64))
+        dynamic = spec.input_policy != "square"
+        h, w = max(spec.input_shapes(), key=lambda hw: (hw[0] != hw[1], hw[0] * hw[1]))  # oblong when there is one
+        example = (torch.zeros(2, h, w, 3, dtype=torch.uint8), torch.tensor([[h, w], [h // 2, w]], dtype=torch.int64))
         onnx_path = tmp / ONNX_FILE
         with_logits = getattr(net, "head", None) is not None
         if with_logits:
             from .model import BothOutputs
 
-            _export_onnx(BothOutputs(net.eval()).eval(), example, onnx_path, ("descriptor", "logits"))
+            _export_onnx(BothOutputs(net.eval()).eval(), example, onnx_path, ("descriptor", "logits"), dynamic)
         else:
-            _export_onnx(net.eval(), example, onnx_path)
+            _export_onnx(net.eval(), example, onnx_path, dynamic=dynamic)
         files = {"onnx": ONNX_FILE}
         if "openvino" in formats:
             import openvino as ov
@@ -52,7 +54,9 @@ def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onn
             "spec": spec.to_dict(),
             "model_id": spec.model_id,
             "files": files,
-            "inputs": {"image": f"uint8 [N,{s},{s},3] RGB, picture top-left, zero padded",
+            "inputs": {"image": (f"uint8 [N,H,W,3] RGB, picture top-left, zero padded; (H, W) one of the buckets "
+                                 f"{[list(x) for x in spec.input_shapes()]}" if dynamic else
+                                 f"uint8 [N,{s},{s},3] RGB, picture top-left, zero padded"),
                        "size": "int64 [N,2] valid (height, width) of each picture"},
             "outputs": {"descriptor": f"float32 [N,{spec.descriptor_dim}] L2-normalised",
                         **({"logits": f"float32 [N,{len(spec.class_names)}] class scores ({spec.head} head; "
@@ -82,9 +86,10 @@ def replace_dir(new: Path, dst: Path) -> None:
         os.replace(new, dst)
 
 
-def _export_onnx(net, example, onnx_path: Path, outputs=("descriptor",)) -> None:
+def _export_onnx(net, example, onnx_path: Path, outputs=("descriptor",), dynamic: bool = False) -> None:
     """TorchScript-based exporter (about 1 s here, against 8-12 s for the dynamo exporter); the
-    dynamo exporter (needs onnxscript) where the TorchScript one is gone or fails."""
+    dynamo exporter (needs onnxscript) where the TorchScript one is gone or fails. ``dynamic``: the
+    image's height and width are dynamic axes too (the buckets input policy)."""
     import warnings
 
     import torch
@@ -95,15 +100,20 @@ def _export_onnx(net, example, onnx_path: Path, outputs=("descriptor",)) -> None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(net, example, str(onnx_path), opset_version=OPSET, dynamo=False,
-                                  dynamic_axes={"image": {0: "batch"}, "size": {0: "batch"},
+                                  dynamic_axes={"image": {0: "batch", **({1: "height", 2: "width"} if dynamic else {})},
+                                                "size": {0: "batch"},
                                                 **{o: {0: "batch"} for o in outputs}}, **names)
             return
         except Exception:
             if onnx_path.exists():
                 onnx_path.unlink()
         batch = torch.export.Dim("batch", min=1, max=4096)
+        image_dims = {0: batch}
+        if dynamic:
+            image_dims.update({1: torch.export.Dim("height", min=16, max=4096),
+                               2: torch.export.Dim("width", min=16, max=4096)})
         torch.onnx.export(net, example, str(onnx_path), opset_version=OPSET, dynamo=True, external_data=False,
-                          dynamic_shapes={"image": {0: batch}, "size": {0: batch}}, **names)
+                          dynamic_shapes={"image": image_dims, "size": {0: batch}}, **names)
 
 
 def read_sidecar(model_dir: str | os.PathLike) -> tuple[ModelSpec, dict]:

@@ -3,6 +3,9 @@
 ``prepare(image, size)`` gives a ``size x size x 3`` uint8 array with the picture in the top-left
 corner (longer side resized to ``size``, aspect ratio kept) and its valid ``(height, width)``. One fixed
 shape for all images keeps OpenVINO/ONNX Runtime on a single compiled shape and lets images batch.
+With ``size`` an ``InputBuckets`` (``ModelSpec.input_geometry`` of the "buckets" input policy) the
+array is instead the ``(H, W, 3)`` bucket whose aspect is nearest the picture's, the picture resized
+(aspect kept) to fit inside it: a few fixed shapes; images batch within a shape.
 """
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
+from .spec import InputBuckets
+
+
 # Pillow's own guard is ~179 MP with an error past twice that; ours is explicit and configurable.
 DEFAULT_MAX_PIXELS = int(os.environ.get("VGG_RETRIEVAL_MAX_PIXELS", 100_000_000))
 
@@ -24,7 +30,7 @@ class ImageError(Exception):
 
 @dataclass
 class Prepared:
-    array: np.ndarray  # (size, size, 3) uint8, zero padded at the bottom/right
+    array: np.ndarray  # (size, size, 3) uint8 (buckets: (H, W, 3)), zero padded at the bottom/right
     valid: tuple[int, int]  # (height, width) of the picture inside ``array``
     width: int  # of the original image, after EXIF orientation
     height: int
@@ -213,27 +219,46 @@ def trim_borders(im: Image.Image) -> Image.Image:
     return out
 
 
-def trim_prepared(array: np.ndarray, valid, size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def trim_prepared(array: np.ndarray, valid, size=None) -> tuple[np.ndarray, tuple[int, int]]:
     """Border trimming on an already prepared input (``array`` ``(S, S, 3)`` uint8 with the picture
     top-left, ``valid`` its (height, width)): the trimmed picture is resized back to the full input
-    (longer side ``S``) and padded again. Returns (array, valid); the same objects when nothing is
-    trimmed."""
+    (longer side ``S``; with ``size`` an ``InputBuckets``, into the bucket of its new aspect) and
+    padded again. Returns (array, valid); the same objects when nothing is trimmed."""
     h, w = int(valid[0]), int(valid[1])
-    s = int(size or array.shape[0])
     im = Image.fromarray(np.ascontiguousarray(array[:h, :w]))
     box = border_box(im)
     if box is None:
         return array, (h, w)
-    im = im.crop(box)
-    tw, th = target_size(im.width, im.height, s)
-    im = im.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=None)
-    out = np.zeros((s, s, 3), dtype=np.uint8)
+    return fit_input(im.crop(box), size or int(array.shape[0]))
+
+
+def fit_input(im: Image.Image, size) -> tuple[np.ndarray, tuple[int, int]]:
+    """(array, valid (h, w)) of RGB ``im`` resized into the model input ``size`` (an int: longer side
+    ``size``, padded to a square; an ``InputBuckets``: fitted inside its nearest-aspect bucket)."""
+    if isinstance(size, InputBuckets):
+        bh, bw = size.shape_for(im.width, im.height)
+        scale = min(bw / im.width, bh / im.height)
+        tw, th = max(1, min(bw, round(im.width * scale))), max(1, min(bh, round(im.height * scale)))
+    else:
+        bh = bw = int(size)
+        tw, th = target_size(im.width, im.height, bh)
+    if (tw, th) != im.size:
+        im = im.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=None)
+    out = np.zeros((bh, bw, 3), dtype=np.uint8)
     out[:th, :tw] = np.asarray(im, dtype=np.uint8)
     return out, (th, tw)
 
 
-def prepare(im: Image.Image, size: int, trim: bool = False) -> Prepared:
-    """Resize (longer side = ``size``) and pad an RGB image into the fixed model input.
+def draft_side(size) -> int:
+    """The longer side a JPEG may be draft-decoded down to for the model input ``size``."""
+    if isinstance(size, InputBuckets):
+        return max(max(shape) for shape in size.shapes)
+    return int(size)
+
+
+def prepare(im: Image.Image, size, trim: bool = False) -> Prepared:
+    """Resize (longer side = ``size``) and pad an RGB image into the fixed model input; ``size`` an
+    ``InputBuckets``: into its bucket (see the module doc).
 
     ``trim``: cut uniform border bands off first (``trim_borders``). Not needed before an
     ``Embedder``, which applies its spec's ``trim_borders`` itself (``trim_prepared``); for code that
@@ -244,18 +269,15 @@ def prepare(im: Image.Image, size: int, trim: bool = False) -> Prepared:
     width, height = im.size
     if trim:
         im = trim_borders(im)
-    tw, th = target_size(im.width, im.height, size)
-    if (tw, th) != im.size:
-        im = im.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=None)
-    out = np.zeros((size, size, 3), dtype=np.uint8)
-    out[:th, :tw] = np.asarray(im, dtype=np.uint8)
-    return Prepared(out, (th, tw), width, height, fmt)
+    out, valid = fit_input(im, size)
+    return Prepared(out, valid, width, height, fmt)
 
 
-def load_and_prepare(source, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
-    """``open_image`` + ``prepare``, with JPEG draft decoding. ``width``/``height`` are of the file."""
+def load_and_prepare(source, size, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+    """``open_image`` + ``prepare``, with JPEG draft decoding. ``width``/``height`` are of the file.
+    ``size``: an int or an ``InputBuckets`` (pass ``spec.input_geometry``)."""
     if isinstance(source, (str, os.PathLike)) or isinstance(source, (bytes, bytearray, memoryview)) or hasattr(source, "read"):
-        im = open_image(source, max_pixels=max_pixels, draft_size=size)
+        im = open_image(source, max_pixels=max_pixels, draft_size=draft_side(size))
         full = _full_size(im)
         p = prepare(im, size)
         p.width, p.height = full

@@ -40,7 +40,7 @@ def quantize_ir(model_dir, out_dir, calib_items, subset_size: int = 300, preset:
     spec, sidecar = read_sidecar(model_dir)
     if not (model_dir / IR_FILE).exists():
         raise UserError(f"no OpenVINO IR in {model_dir}")
-    s = spec.input_size
+    s = spec.input_geometry  # buckets: the IR has dynamic height/width, each item comes in its bucket's shape
 
     items = list(calib_items)[:subset_size]
     seen = [0]
@@ -93,7 +93,7 @@ def quantize_onnx(model_dir, out_dir, calib_items, subset_size: int = 300, per_c
     items = list(calib_items)[:subset_size]
     if not items:
         raise UserError("no calibration images")
-    s = spec.input_size
+    s = spec.input_geometry
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -143,8 +143,8 @@ def evaluate_embedder(embedder, items, limit: int | None = None):
     bs = embedder.batch_size
     for i in range(0, len(items), bs):
         chunk = items[i:i + bs]
-        prep = [load_and_prepare(f, embedder.spec.input_size) for f, _ in chunk]
-        images = np.stack([p.array for p in prep])
+        prep = [load_and_prepare(f, embedder.spec.input_geometry) for f, _ in chunk]
+        images = [p.array for p in prep]
         sizes = np.array([p.valid for p in prep], dtype=np.int64)
         d, lg = embedder.embed_with_logits(images, sizes)
         descs.append(d)

@@ -15,7 +15,10 @@ class Embedder(ABC):
 
     ``embed_batch`` takes what ``retrieval.preprocess.prepare`` makes, stacked: ``images`` uint8
     ``[N, S, S, 3]`` and ``sizes`` int64 ``[N, 2]`` (valid height, width); it returns float32
-    ``[N, spec.descriptor_dim]`` with unit rows.
+    ``[N, spec.descriptor_dim]`` with unit rows. With the "buckets" input policy the images come in a
+    few shapes (``spec.input_shapes()``): pass a list of ``(H, W, 3)`` arrays (or ``embed_prepared``
+    the ``Prepared`` list); images are grouped by shape for the forward passes, the output keeps
+    their order.
     """
 
     name: str = "?"
@@ -23,42 +26,80 @@ class Embedder(ABC):
     def __init__(self, spec: ModelSpec, batch_size: int = 8):
         self.spec = spec
         self.batch_size = int(batch_size)
+        self._shapes = frozenset(spec.input_shapes())
 
     @abstractmethod
     def _run(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-        """One forward pass over at most ``batch_size`` images."""
+        """One forward pass over at most ``batch_size`` images of one shape."""
 
-    def _checked(self, images: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        images = np.ascontiguousarray(images, dtype=np.uint8)
+    def _checked(self, images, sizes) -> tuple[np.ndarray | list, np.ndarray]:
+        """(images: one [N,H,W,3] array, or a list of [H,W,3] arrays, uint8; sizes [N,2] int64),
+        every shape one the spec's input policy makes."""
         sizes = np.ascontiguousarray(sizes, dtype=np.int64)
-        s = self.spec.input_size
-        if images.ndim != 4 or images.shape[1:] != (s, s, 3) or sizes.shape != (len(images), 2):
-            raise ValueError(f"expected images [N,{s},{s},3] and sizes [N,2], got {images.shape} and {sizes.shape}")
+        if isinstance(images, np.ndarray):
+            images = np.ascontiguousarray(images, dtype=np.uint8)
+            shapes = {tuple(images.shape[1:])}
+        else:
+            images = [np.ascontiguousarray(a, dtype=np.uint8) for a in images]
+            shapes = {a.shape for a in images}
+        if sizes.shape != (len(images), 2) or any(len(x) != 3 or x[2] != 3 or x[:2] not in self._shapes
+                                                   for x in shapes):
+            got = images.shape if isinstance(images, np.ndarray) else sorted(shapes)
+            want = " or ".join(f"[N,{h},{w},3]" for h, w in sorted(self._shapes))
+            raise ValueError(f"expected images {want} and sizes [N,2], got {got} and {sizes.shape}")
         return images, sizes
 
-    def _input_policy(self, images: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _input_policy(self, images, sizes):
         """The spec's input steps on top of ``prepare``, the same for every engine: with
         ``spec.trim_borders``, uniform border bands are cut off and the picture is resized back to
-        the full input (``retrieval.preprocess.trim_prepared``). The caller's arrays are not changed."""
+        the full input (``retrieval.preprocess.trim_prepared``; buckets: into the bucket of its new
+        aspect, so a list of arrays comes back). The caller's arrays are not changed."""
         if not self.spec.trim_borders:
             return images, sizes
         out_i, out_s = images, sizes
         for n in range(len(images)):
             img = images[n]
-            a, v = trim_prepared(img, sizes[n], self.spec.input_size)
+            a, v = trim_prepared(img, sizes[n], self.spec.input_geometry)
             if a is not img:
                 if out_i is images:
-                    out_i, out_s = images.copy(), sizes.copy()
+                    out_i, out_s = list(images), sizes.copy()
                 out_i[n], out_s[n] = a, v
         return out_i, out_s
 
-    def embed_batch(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    def _by_shape(self, images, sizes, run) -> list[np.ndarray]:
+        """``run(batch, sizes)`` (a tuple of [n, ...] arrays) over batches of at most ``batch_size``
+        images of one shape; the outputs concatenated back in the images' order."""
+        if isinstance(images, np.ndarray):  # one shape: batches in order, no copies
+            parts = [run(images[i:i + self.batch_size], sizes[i:i + self.batch_size])
+                     for i in range(0, len(images), self.batch_size)]
+            return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))] if parts else []
+        groups: dict[tuple, list[int]] = {}
+        for n, a in enumerate(images):
+            groups.setdefault(a.shape, []).append(n)
+        order, parts = [], []
+        for idx in groups.values():
+            for i in range(0, len(idx), self.batch_size):
+                chunk = idx[i:i + self.batch_size]
+                parts.append(run(np.stack([images[j] for j in chunk]), sizes[chunk]))
+                order.extend(chunk)
+        if not parts:
+            return []
+        inverse = np.argsort(np.array(order), kind="stable")
+        return [np.concatenate([p[k] for p in parts])[inverse] for k in range(len(parts[0]))]
+
+    def embed_batch(self, images, sizes: np.ndarray) -> np.ndarray:
         images, sizes = self._input_policy(*self._checked(images, sizes))
-        out = [self._run(images[i:i + self.batch_size], sizes[i:i + self.batch_size])
-               for i in range(0, len(images), self.batch_size)]
+        out = self._by_shape(images, sizes, lambda i, s: (self._run(i, s),))
         if not out:
             return np.zeros((0, self.spec.descriptor_dim), np.float32)
-        return _unit_rows(np.concatenate(out))
+        return _unit_rows(out[0])
+
+    def embed_prepared(self, prepared) -> np.ndarray:
+        """Descriptors of ``retrieval.preprocess.Prepared`` items (of any of the spec's input
+        shapes), in their order."""
+        prepared = list(prepared)
+        return self.embed_batch([p.array for p in prepared], np.array([p.valid for p in prepared],
+                                                                       dtype=np.int64).reshape(-1, 2))
 
     # ---- classification (models exported with a classifier head) ----
     has_logits: bool = False
@@ -71,13 +112,11 @@ class Embedder(ABC):
         if not self.has_logits:
             return self.embed_batch(images, sizes), None
         images, sizes = self._input_policy(*self._checked(images, sizes))
-        parts = [self._run_both(images[i:i + self.batch_size], sizes[i:i + self.batch_size])
-                 for i in range(0, len(images), self.batch_size)]
-        if not parts:
+        out = self._by_shape(images, sizes, self._run_both)
+        if not out:
             return (np.zeros((0, self.spec.descriptor_dim), np.float32),
                     np.zeros((0, len(self.spec.class_names)), np.float32))
-        return (_unit_rows(np.concatenate([p[0] for p in parts])),
-                np.concatenate([p[1] for p in parts]).astype(np.float32, copy=False))
+        return _unit_rows(out[0]), out[1].astype(np.float32, copy=False)
 
     def logits_batch(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """Class scores ``[N, len(spec.class_names)]``; ValueError when the model has no classifier."""
@@ -87,11 +126,7 @@ class Embedder(ABC):
 
     def embed(self, sources: Iterable) -> np.ndarray:
         """Descriptors of images given as paths, bytes, file objects or PIL images."""
-        prepared = [load_and_prepare(src, self.spec.input_size) for src in sources]
-        if not prepared:
-            return np.zeros((0, self.spec.descriptor_dim), np.float32)
-        return self.embed_batch(np.stack([p.array for p in prepared]),
-                                np.array([p.valid for p in prepared], dtype=np.int64))
+        return self.embed_prepared([load_and_prepare(src, self.spec.input_geometry) for src in sources])
 
     def close(self) -> None:
         pass

@@ -2,7 +2,9 @@
 
 The IR is compiled for static shapes ``[n, S, S, 3]``: OpenVINO's CPU plugin is far faster at a fixed
 shape than with dynamic shapes. One compiled model is kept per batch size seen (in practice the
-configured batch size, plus 1 for single queries and the short last batch of a run).
+configured batch size, plus 1 for single queries and the short last batch of a run). With the
+"buckets" input policy the IR has dynamic height and width, and one static model is compiled per
+(batch size, bucket shape) the first time that shape comes (``spec.input_shapes()``: a handful).
 """
 from __future__ import annotations
 
@@ -43,25 +45,26 @@ class OpenVinoEmbedder(Embedder):
             self.config["INFERENCE_PRECISION_HINT"] = precision
             if threads:
                 self.config["INFERENCE_NUM_THREADS"] = int(threads)
-        self._requests: dict[int, object] = {}
-        self._request(self.batch_size)
+        self._requests: dict[tuple[int, int, int], object] = {}
+        if spec.input_policy == "square":  # buckets: compiled when a shape first comes
+            self._request(self.batch_size, spec.input_size, spec.input_size)
 
-    def _request(self, n: int):
-        if n not in self._requests:
-            s = self.spec.input_size
+    def _request(self, n: int, h: int, w: int):
+        key = (n, h, w)
+        if key not in self._requests:
             model = self._model.clone()
-            model.reshape({"image": [n, s, s, 3], "size": [n, 2]})
+            model.reshape({"image": [n, h, w, 3], "size": [n, 2]})
             compiled = self._core.compile_model(model, self.device, self.config)
-            self._requests[n] = (compiled.create_infer_request(), compiled.output("descriptor"),
-                                 compiled.output("logits") if self.has_logits else None)
-        return self._requests[n]
+            self._requests[key] = (compiled.create_infer_request(), compiled.output("descriptor"),
+                                   compiled.output("logits") if self.has_logits else None)
+        return self._requests[key]
 
     def _run(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-        request, output, _ = self._request(len(images))
+        request, output, _ = self._request(*images.shape[:3])
         result = request.infer({"image": images, "size": sizes})
         return np.array(result[output], dtype=np.float32)
 
     def _run_both(self, images: np.ndarray, sizes: np.ndarray):
-        request, output, logits = self._request(len(images))
+        request, output, logits = self._request(*images.shape[:3])
         result = request.infer({"image": images, "size": sizes})
         return np.array(result[output], dtype=np.float32), np.array(result[logits], dtype=np.float32)

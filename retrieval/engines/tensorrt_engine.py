@@ -17,7 +17,9 @@ calibrated on the user's images); TensorRT then runs the quantized layers in INT
 calibration (the deprecated IInt8Calibrator) is not used.
 
 Nothing here runs on a machine without an NVIDIA GPU: ``load`` raises a one-line UserError there.
-``tests/test_tensorrt.py`` runs the parity check where a GPU is present.
+``tests/test_tensorrt.py`` runs the parity check where a GPU is present. The "buckets" input policy
+gets one optimisation profile spanning all bucket shapes (``image_profile``); that path has not run
+on a GPU yet (no GPU where it was written).
 """
 from __future__ import annotations
 
@@ -112,8 +114,21 @@ def plan_path(onnx_path: Path, precision: str, gpu_name: str, trt_version: str) 
     return onnx_path.parent / f"tensorrt-{precision}-{gpu}-trt{trt_version}-b{MAX_BATCH}.plan"
 
 
+def image_profile(spec: ModelSpec, opt_batch: int) -> tuple[tuple, tuple, tuple]:
+    """(min, opt, max) shapes of the ``image`` input: batch 1..MAX_BATCH; S x S for the square input
+    policy; for buckets, every bucket's height and width lie between the min and max (one profile
+    covers them all, optimised for the 1:1 bucket)."""
+    shapes = spec.input_shapes()
+    lo = (min(h for h, _ in shapes), min(w for _, w in shapes))
+    hi = (max(h for h, _ in shapes), max(w for _, w in shapes))
+    s = spec.input_size
+    opt = (s, s) if (s, s) in shapes else shapes[0]
+    return (1, *lo, 3), (opt_batch, *opt, 3), (MAX_BATCH, *hi, 3)
+
+
 def build_plan(onnx_path: Path, spec: ModelSpec, precision: str, opt_batch: int = 8) -> bytes:
-    """Serialize a TensorRT engine for ``model.onnx``: dynamic batch 1..MAX_BATCH, fixed S x S input."""
+    """Serialize a TensorRT engine for ``model.onnx``: dynamic batch 1..MAX_BATCH, fixed S x S input
+    (buckets: dynamic height and width covering the buckets, ``image_profile``)."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -129,10 +144,9 @@ def build_plan(onnx_path: Path, spec: ModelSpec, precision: str, opt_batch: int 
         config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)  # QDQ nodes in the ONNX give the scales (explicit quantization)
-    s = spec.input_size
     opt = max(1, min(opt_batch, MAX_BATCH))
     profile = builder.create_optimization_profile()
-    profile.set_shape("image", (1, s, s, 3), (opt, s, s, 3), (MAX_BATCH, s, s, 3))
+    profile.set_shape("image", *image_profile(spec, opt))
     profile.set_shape("size", (1, 2), (opt, 2), (MAX_BATCH, 2))
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
