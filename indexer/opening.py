@@ -10,18 +10,21 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from retrieval.errors import UserError
-from retrieval.spec import DEFAULT_INPUT_SIZE
+from retrieval.spec import DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_SCALES
 
 from .index import Index
 
 
-def build_model(arch=None, weights=None, pooling=None, input_size=None, trim_borders=None, class_names=None):
+def build_model(arch=None, weights=None, pooling=None, input_size=None, trim_borders=None, class_names=None,
+                input_policy=None, scales=None):
     """(spec, torch net) of the descriptor model; unset options take the defaults. ``class_names``:
-    a file naming the classes of a torchvision classifier the weights carry."""
+    a file naming the classes of a torchvision classifier the weights carry. ``input_policy``:
+    square or buckets; ``scales``: e.g. (1.0, 0.7071) for multi-scale descriptors."""
     from retrieval.builder import build
 
     spec, net = build(arch or "vgg16", weights, pooling or "gap", input_size or DEFAULT_INPUT_SIZE,
-                      class_names_file=class_names)
+                      class_names_file=class_names, input_policy=input_policy or DEFAULT_INPUT_POLICY,
+                      scales=tuple(scales or DEFAULT_SCALES))
     if trim_borders is not None:
         spec = spec.replace(trim_borders=trim_borders)
     return spec, net
@@ -75,7 +78,9 @@ def _existing_model(index_dir, db_url, model_dir, model: dict):
             return None
         have = idx.spec
         spec, net = build_model(model.get("arch") or have.arch, model.get("weights") or have.weights,
-                                model.get("pooling") or have.pooling, model.get("input_size") or have.input_size)
+                                model.get("pooling") or have.pooling, model.get("input_size") or have.input_size,
+                                input_policy=model.get("input_policy") or have.input_policy,
+                                scales=model.get("scales") or have.scales)
         trim = model.get("trim_borders")  # the input policy stays the index's unless asked for
         idx.require_model(spec.replace(trim_borders=have.trim_borders if trim is None else trim))
         return net
@@ -95,7 +100,7 @@ def _check_precision(idx: Index, precision) -> None:
 
 
 def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None, pooling=None, input_size=None,
-                   trim_borders=None, model_dir=None, db_url=None, engine=None, batch_size: int = 8,
+                   trim_borders=None, input_policy=None, scales=None, model_dir=None, db_url=None, engine=None, batch_size: int = 8,
                    threads=None, ray=None, index_type: str = "auto", precision: str | None = None, class_names=None,
                    calibration_progress: Callable[[int, int], None] | None = None,
                    log: Callable[[str], object] | None = None) -> Index:
@@ -108,7 +113,7 @@ def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None
 
     engine = engine or DEFAULT_ENGINE
     model = {"arch": arch, "weights": weights, "pooling": pooling, "input_size": input_size,
-             "trim_borders": trim_borders}
+             "trim_borders": trim_borders, "input_policy": input_policy, "scales": scales}
     options = {"engine": engine, "batch_size": batch_size, "threads": threads, "ray": ray}
     if Index.exists(index_dir, db_url):
         if class_names is not None:
@@ -129,7 +134,8 @@ def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None
     Index.check_can_create(index_dir, db_url)
     if model_dir is not None:
         if any(v is not None for v in model.values()):
-            raise UserError("--model and --arch/--weights/--pooling/--size/--trim-borders exclude each other")
+            raise UserError("--model and --arch/--weights/--pooling/--size/--trim-borders/--input-policy/--scales "
+                            "exclude each other")
         spec, net = _exported_spec(model_dir), None
         precision = precision or "fp32"  # the folder as it is (an INT8 folder stays INT8)
     else:

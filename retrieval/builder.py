@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 from .errors import UserError
-from .spec import DEFAULT_INPUT_SIZE, ModelSpec
+from .spec import DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_SCALES, ModelSpec
 from .weights import classifier_names, fingerprint, load_weights
 
 
 def build(arch: str = "vgg16", weights: str | None = None, pooling: str = "gap",
-          input_size: int = DEFAULT_INPUT_SIZE, gem_p: float = 3.0, class_names_file=None):
-    """(spec, net) for a user's choice of architecture, weights, pooling and input size. Weights
+          input_size: int = DEFAULT_INPUT_SIZE, gem_p: float = 3.0, class_names_file=None,
+          input_policy: str = DEFAULT_INPUT_POLICY, scales=DEFAULT_SCALES):
+    """(spec, net) for a user's choice of architecture, weights, pooling, input size and policy
+    (square/buckets) and scales. Weights
     with torchvision's classifier (fc6-fc8) keep it as the ``vgg`` head; ``class_names_file`` (one
     name per line) names its classes (see ``weights.classifier_names``)."""
     try:
-        base = ModelSpec(arch=arch, pooling=pooling, input_size=input_size, gem_p=gem_p)
+        base = ModelSpec(arch=arch, pooling=pooling, input_size=input_size, gem_p=gem_p, input_policy=input_policy,
+                         scales=tuple(scales))
     except ValueError as e:
         raise UserError(str(e)) from None
     loaded = load_weights(arch, weights)

@@ -33,9 +33,9 @@ from .options import (db_option, engine_option, engine_options, index_option, in
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @watch_options
 @index_type_option
-def index(folders, index_dir, arch, weights, pooling, input_size, trim_borders, class_names, engine, batch_size,
-          threads, db_url, model_dir, workers, commit_every, precision, quiet, ray_address, ray_actors,
-          ray_model_engine):
+def index(folders, index_dir, arch, weights, pooling, input_size, input_policy, scales, trim_borders, class_names,
+          engine, batch_size, threads, db_url, model_dir, workers, commit_every, precision, quiet, ray_address,
+          ray_actors, ray_model_engine):
     """Index (or update) FOLDERS into the index at --index.
 
     New and changed images are embedded, deleted ones leave the index, unchanged files cost a stat.
@@ -47,7 +47,7 @@ def index(folders, index_dir, arch, weights, pooling, input_size, trim_borders, 
     ray = ray_settings(engine, ray_address, ray_actors, ray_model_engine, threads)
     with _progress_bar("calibrating INT8", quiet) as calibration_progress:
         idx = open_or_create(index_dir, folders, arch=arch, weights=weights, pooling=pooling, input_size=input_size,
-                             trim_borders=trim_borders, model_dir=model_dir, db_url=db_url, engine=engine,
+                             trim_borders=trim_borders, input_policy=input_policy, scales=scales, model_dir=model_dir, db_url=db_url, engine=engine,
                              batch_size=batch_size, threads=threads, ray=ray,
                              index_type=meta.get("index_type", "auto"), precision=precision,
                              class_names=class_names,
@@ -213,13 +213,13 @@ def info(index_dir, db_url, show_errors):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write model.onnx, model.xml/.bin and model.json into.")
 @model_options
-def export(out, arch, weights, pooling, input_size, trim_borders, class_names):
+def export(out, arch, weights, pooling, input_size, input_policy, scales, trim_borders, class_names):
     """Export the descriptor model to ONNX and OpenVINO IR with a JSON sidecar (and its classifier's
     class scores as a second output when the weights carry one)."""
     from indexer.opening import build_model
     from retrieval.export import export_model
 
-    spec, net = build_model(arch, weights, pooling, input_size, trim_borders, class_names)
+    spec, net = build_model(arch, weights, pooling, input_size, trim_borders, class_names, input_policy, scales)
     export_model(spec, net, out)
     click.echo(f"exported {spec.describe()} to {out}")
 

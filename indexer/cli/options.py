@@ -10,7 +10,7 @@ import click
 from retrieval.engines import DEFAULT_ENGINE, ENGINES
 from retrieval.engines.registry import ray_engine_names
 from retrieval.errors import UserError
-from retrieval.spec import ARCHS, DEFAULT_INPUT_SIZE, POOLINGS
+from retrieval.spec import ARCHS, DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, INPUT_POLICIES, POOLINGS
 
 ENV_INDEX = "VGG_RETRIEVAL_INDEX"
 ENV_DB = "VGG_RETRIEVAL_DB"
@@ -32,9 +32,27 @@ def db_option(f):
                              f"[env: {ENV_DB}; default: the remembered one, else INDEX/index.sqlite].")(f)
 
 
+def parse_scales(ctx, param, value):
+    """--scales "1,0.7071" -> (1.0, 0.7071); None when unset."""
+    if value is None:
+        return None
+    try:
+        return tuple(float(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers, e.g. 1,0.7071") from None
+
+
 def model_options(f):
-    """--arch/--weights/--pooling/--size/--trim-borders: the descriptor model. Unset means: the index's
-    model (for an existing index) or the defaults (vgg16, gap, IMAGENET1K_V1 or $VGG_RETRIEVAL_WEIGHTS)."""
+    """--arch/--weights/--pooling/--size/--input-policy/--scales/--trim-borders: the descriptor model.
+    Unset means: the index's model (for an existing index) or the defaults (vgg16, gap,
+    IMAGENET1K_V1 or $VGG_RETRIEVAL_WEIGHTS, square, one scale)."""
+    f = click.option("--scales", callback=parse_scales, default=None,
+                     help="Multi-scale descriptors: the scales the image is also run at, comma-separated, the "
+                          "first 1, e.g. 1,0.7071; part of the model's identity [default: 1].")(f)
+    f = click.option("--input-policy", "input_policy", type=click.Choice(INPUT_POLICIES), default=None,
+                     help="square: longer side = --size, padded to a square; buckets: --size squared pixels, in "
+                          "the aspect bucket (1:1, 4:3, 3:2, 16:9 and portrait) nearest the photo's "
+                          f"[default: {DEFAULT_INPUT_POLICY}].")(f)
     f = click.option("--trim-borders/--no-trim-borders", "trim_borders", default=None,
                      help="Cut near-uniform border bands (padding, letterboxing, a screenshot's canvas) before "
                           "embedding; part of the model's identity [default: on for new models; an existing "
@@ -42,7 +60,8 @@ def model_options(f):
     f = click.option("--size", "input_size", type=int, default=None,
                      help=f"Longer image side fed to the model [default: {DEFAULT_INPUT_SIZE}].")(f)
     f = click.option("--pooling", type=click.Choice(POOLINGS), default=None,
-                     help="Global pooling of conv5: gap (average), mac (max), gem (p=3) [default: gap].")(f)
+                     help="Global pooling of conv5: gap (average), mac (max), gem (p=3), rmac (regional max, "
+                          "3 levels) [default: gap].")(f)
     f = click.option("--weights", default=None,
                      help="IMAGENET1K_V1, 'random', or a .pth file (torchvision state_dict or vgg-retrieval "
                           "checkpoint) [default: $VGG_RETRIEVAL_WEIGHTS, else IMAGENET1K_V1].")(f)
