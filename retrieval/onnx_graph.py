@@ -3,8 +3,10 @@
 VGG is thirteen (to sixteen) 3x3 convolutions, ReLUs and 2x2 max-pools, so the graph that
 ``retrieval.export`` gets from ``torch.onnx.export`` can be written with the ``onnx`` helper: same
 inputs (``image`` uint8 ``[N,S,S,3]``, ``size`` int64 ``[N,2]``), same normalisation and padding
-mask, same masked pooling (``gap``, ``mac``, ``gem``), same L2 normalisation, and the ``gap-linear``
-or ``vgg`` classifier head as a second output. OpenVINO reads the result like any ONNX file.
+mask, same masked pooling (``gap``, ``mac``, ``gem``, ``rmac``), same L2 normalisation, and the
+``gap-linear`` or ``vgg`` classifier head as a second output. OpenVINO reads the result like any ONNX
+file. The graph has the square input policy's fixed ``[N,S,S,3]`` input and one scale: a spec with
+the buckets policy or several scales is refused (``retrieval.export`` exports those through torch).
 
 ``state`` maps torchvision names to numpy arrays: ``features.N.weight``/``bias`` (and the batch-norm
 tensors of ``*_bn`` archs, folded into the convolutions here) plus ``head.*`` for a classifier.
@@ -16,10 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .spec import ModelSpec
+from .spec import DEFAULT_SCALES, ModelSpec
 
 OPSET = 18
 FEATURE_STRIDE = 16  # conv5 (before the last max-pool) is 1/16 of the input, as in retrieval.model
+RMAC_LEVELS, RMAC_EPS = 3, 1e-6  # as in retrieval.model
 BN_EPS = 1e-5
 # torchvision's VGG layer lists ("M" = 2x2 max-pool, ints = conv widths)
 VGG_CFGS = {
@@ -134,6 +137,8 @@ def _pool(g: _Graph, f: str, spec: ModelSpec, valid_h: str, valid_w: str, side: 
     """Masked global pooling of the conv5 map [N,C,side,side] -> [N,C] (not normalised)."""
     mask = _mask(g, valid_h, valid_w, side, side, FEATURE_STRIDE)
     axes = g.const(np.array([2, 3], np.int64), "axes")
+    if spec.pooling == "rmac":
+        return _rmac(g, f, valid_h, valid_w, side)
     if spec.pooling == "mac":
         return g.op("ReduceMax", [g.op("Mul", [f, mask]), axes], keepdims=0)
     count = g.op("Max", [g.op("ReduceSum", [mask, axes], keepdims=0), g.const(np.float32(1.0))])
@@ -143,6 +148,55 @@ def _pool(g: _Graph, f: str, spec: ModelSpec, valid_h: str, valid_w: str, side: 
         mean = g.op("Div", [g.op("ReduceSum", [g.op("Mul", [powered, mask]), axes], keepdims=0), count])
         return g.op("Pow", [mean, g.const(np.float32(1.0 / p))])
     return g.op("Div", [g.op("ReduceSum", [g.op("Mul", [f, mask]), axes], keepdims=0), count])
+
+
+def _ints(*values) -> np.ndarray:
+    return np.array(values, np.int64)
+
+
+def _region_bands(g: _Graph, cells: str, longer: str, side: str, level: int, length: int) -> tuple[str, str]:
+    """retrieval.model._region_bands: (masks float [N, level+1, length], active bool [N, level+1]) of
+    one R-MAC level along one axis; ``cells``, ``side`` int64 [N,1], ``longer`` bool [N,1]."""
+    k = g.const(np.arange(level + 1, dtype=np.int64).reshape(1, -1), "k")
+    count = g.op("Add", [g.const(_ints(level)), g.op("Cast", [longer], to=7)])
+    step = g.op("Div", [g.op("Cast", [g.op("Sub", [cells, side])], to=1),
+                        g.op("Cast", [g.op("Max", [g.op("Sub", [count, g.const(_ints(1))]), g.const(_ints(1))])], to=1)])
+    half = g.op("Sub", [g.op("Div", [side, g.const(_ints(2))]), g.const(_ints(1))])
+    start = g.op("Add", [g.op("Cast", [half], to=1), g.op("Mul", [g.op("Cast", [k], to=1), step])])
+    start = g.op("Sub", [g.op("Cast", [g.op("Floor", [start])], to=7), half])  # [N, level+1]
+    idx = g.const(np.arange(length, dtype=np.int64).reshape(1, 1, length), "idx")
+    two = g.const(_ints(2))
+    inside = g.op("And", [g.op("GreaterOrEqual", [idx, g.op("Unsqueeze", [start, two])]),
+                          g.op("Less", [idx, g.op("Unsqueeze", [g.op("Add", [start, side]), two])])])
+    return g.op("Cast", [inside], to=1), g.op("Less", [k, count])
+
+
+def _rmac(g: _Graph, f: str, valid_h: str, valid_w: str, side: int) -> str:
+    """retrieval.model.rmac of the conv5 map [N,C,side,side] over its valid cells -> [N,C]."""
+    flat = g.const(_ints(-1, 1), "shape")
+    cells = [g.op("Reshape", [g.op("Min", [g.op("Div", [g.op("Add", [v, g.const(_ints(FEATURE_STRIDE - 1))]),
+                                                       g.const(_ints(FEATURE_STRIDE))]), g.const(_ints(side))]), flat])
+             for v in (valid_h, valid_w)]
+    short = g.op("Min", cells)
+    total = None
+    for level in range(1, RMAC_LEVELS + 1):
+        size = g.op("Max", [g.op("Div", [g.op("Mul", [short, g.const(_ints(2))]), g.const(_ints(level + 1))]),
+                            g.const(_ints(1))])
+        rows, rows_on = _region_bands(g, cells[0], g.op("Greater", [cells[0], cells[1]]), size, level, side)
+        cols, cols_on = _region_bands(g, cells[1], g.op("Greater", [cells[1], cells[0]]), size, level, side)
+        rows = g.op("Unsqueeze", [rows, g.const(_ints(2, 4))])  # [N, R, 1, H, 1]
+        cols = g.op("Unsqueeze", [cols, g.const(_ints(1, 3))])  # [N, 1, R, 1, W]
+        by_rows = g.op("ReduceMax", [g.op("Mul", [g.op("Unsqueeze", [f, g.const(_ints(1))]), rows]),
+                                     g.const(_ints(3))], keepdims=0)  # [N, R, C, W]
+        regions = g.op("ReduceMax", [g.op("Mul", [g.op("Unsqueeze", [by_rows, g.const(_ints(2))]), cols]),
+                                     g.const(_ints(4))], keepdims=0)  # [N, R, R, C]
+        norm = g.op("Max", [g.op("ReduceL2", [regions, g.const(_ints(3))], keepdims=1), g.const(np.float32(RMAC_EPS))])
+        on = g.op("And", [g.op("Unsqueeze", [rows_on, g.const(_ints(2))]), g.op("Unsqueeze", [cols_on, g.const(_ints(1))])])
+        weight = g.op("Unsqueeze", [g.op("Cast", [on], to=1), g.const(_ints(3))])  # [N, R, R, 1]
+        level_sum = g.op("ReduceSum", [g.op("Mul", [g.op("Div", [regions, norm]), weight]), g.const(_ints(1, 2))],
+                         keepdims=0)
+        total = level_sum if total is None else g.op("Add", [total, level_sum])
+    return total
 
 
 def _linear(g: _Graph, x: str, state: dict, prefix: str) -> str:
@@ -176,6 +230,9 @@ def build_onnx(spec: ModelSpec, state: dict):
     """The ONNX ModelProto of ``spec`` with weights ``state`` (see the module doc)."""
     from onnx import TensorProto, checker, helper
 
+    if spec.input_policy != "square" or tuple(spec.scales) != DEFAULT_SCALES:
+        raise ValueError(f"the torch-free graph has one square input shape and one scale; {spec.describe()} "
+                         f"needs retrieval.export")
     g = _Graph()
     x, valid_h, valid_w = _prepare(g, spec)
     f, width, side = _trunk(g, x, spec, state)

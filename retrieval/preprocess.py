@@ -249,6 +249,20 @@ def fit_input(im: Image.Image, size) -> tuple[np.ndarray, tuple[int, int]]:
     return out, (th, tw)
 
 
+def into_bucket(array: np.ndarray, valid, buckets: InputBuckets) -> tuple[np.ndarray, tuple[int, int]]:
+    """(array, valid) as they are when ``array`` is the bucket of its picture (the picture fills one
+    side, and its aspect, up to the rounding of the resize, is nearest that bucket's); otherwise
+    the picture cut out and fitted into its bucket. A safety net for inputs prepared for another
+    policy (a square ``prepare(im, spec.input_size)``): those lose resolution on the way, so
+    prepare with ``spec.input_geometry``."""
+    h, w = int(valid[0]), int(valid[1])
+    shape = tuple(array.shape[:2])
+    if (h == shape[0] or w == shape[1]) and shape in (buckets.shape_for(w - 0.5, h + 0.5),
+                                                        buckets.shape_for(w + 0.5, h - 0.5)):
+        return array, (h, w)
+    return fit_input(Image.fromarray(np.ascontiguousarray(array[:h, :w])), buckets)
+
+
 def draft_side(size) -> int:
     """The longer side a JPEG may be draft-decoded down to for the model input ``size``."""
     if isinstance(size, InputBuckets):

@@ -197,9 +197,9 @@ class InputBuckets:
     def shapes(self) -> tuple[tuple[int, int], ...]:
         return bucket_shapes(self.size)
 
-    def shape_for(self, width: int, height: int) -> tuple[int, int]:
+    def shape_for(self, width: float, height: float) -> tuple[int, int]:
         """The (H, W) bucket whose aspect (W / H) is nearest to ``width / height`` in log ratio."""
         import math
 
-        r = math.log(max(1, width) / max(1, height))
+        r = math.log(max(0.5, width) / max(0.5, height))
         return min(self.shapes, key=lambda hw: abs(math.log(hw[1] / hw[0]) - r))

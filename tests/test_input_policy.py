@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,6 +159,11 @@ def test_mixed_buckets_batch_together_and_equal_one_by_one(buckets_model):
     np.testing.assert_allclose(together[-2:], together[:2], atol=1e-5)  # same photos again, same descriptors
     with pytest.raises(ValueError, match="expected images"):
         emb.embed_batch(np.zeros((1, 64, 32, 3), np.uint8), np.array([[64, 32]]))  # not a bucket shape
+    # a picture prepared for the square policy is moved into its bucket (same pixels here: 64 x 44 both ways)
+    square = load_and_prepare(SAMPLES / "opencv/box.png", TINY_SIZE)
+    bucket = load_and_prepare(SAMPLES / "opencv/box.png", spec.input_geometry)
+    assert square.array.shape == (64, 64, 3) and bucket.array.shape == (48, 64, 3) and square.valid == bucket.valid
+    np.testing.assert_allclose(emb.embed_prepared([square]), emb.embed_prepared([bucket]), atol=1e-6)
 
 
 def test_engines_agree_on_a_buckets_rmac_multiscale_model(buckets_model):
@@ -185,3 +191,19 @@ def test_an_int8_buckets_model_embeds(buckets_model, tmp_path):
     assert np.isfinite(got).all()
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
     assert np.sum(got * fp32, axis=1).mean() > 0.9
+
+
+def test_an_index_of_a_buckets_model_finds_each_photo_first(buckets_model, tmp_path):
+    from conftest import copy_photos
+    from indexer.opening import open_or_create
+
+    spec, _, model_dir = buckets_model
+    photos = tmp_path / "photos"
+    copy_photos(photos, PHOTOS)
+    with open_or_create(tmp_path / "ix", [photos], model_dir=model_dir, index_type="flat") as idx:
+        assert idx.spec.model_id == spec.model_id and idx.spec.input_policy == "buckets"
+        report = idx.update([photos], workers=0, progress=False)
+        assert idx.count == len(PHOTOS), report.errors
+        for path in sorted(photos.rglob("*.*")):
+            hits = idx.search(path, k=2)
+            assert Path(hits[0].path).name == path.name and hits[0].score > 0.99

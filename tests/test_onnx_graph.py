@@ -48,7 +48,8 @@ def test_shared_vgg16_descriptors_match_the_torch_model(engine):
     assert (got @ got.T)[~np.eye(len(got), dtype=bool)].max() < 0.99
 
 
-@pytest.mark.parametrize("arch,pooling,head", [("vgg11_bn", "gem", "vgg"), ("vgg11", "mac", "gap-linear")])
+@pytest.mark.parametrize("arch,pooling,head", [("vgg11_bn", "gem", "vgg"), ("vgg11", "mac", "gap-linear"),
+                                               ("vgg11", "rmac", "gap-linear")])
 def test_batch_norm_pooling_and_heads_match(arch, pooling, head):
     import torch
 
@@ -71,6 +72,16 @@ def test_batch_norm_pooling_and_heads_match(arch, pooling, head):
                              "onnxruntime", images, sizes)
     assert (got_d * d.numpy()).sum(1).min() >= 0.9999
     assert np.allclose(got_logits, logits.numpy(), rtol=1e-3, atol=1e-3 * float(np.abs(logits.numpy()).max()))
+
+
+def test_buckets_and_multi_scale_specs_are_refused():
+    from retrieval.onnx_graph import build_onnx
+    from retrieval.spec import ModelSpec
+
+    for spec in (ModelSpec(arch="vgg11", input_size=64, input_policy="buckets"),
+                 ModelSpec(arch="vgg11", input_size=64, scales=(1.0, 0.5))):
+        with pytest.raises(ValueError, match="one square input shape and one scale"):
+            build_onnx(spec, {})
 
 
 def test_weights_of_the_wrong_shape_are_refused():

@@ -233,7 +233,7 @@ def test_spec_trim_borders_round_trips_and_old_specs_keep_their_model_id():
         assert ModelSpec.from_dict(s.to_dict()) == s
         assert ModelSpec.from_dict(s.to_dict()).model_id == s.model_id
     legacy = old.to_dict()
-    del legacy["trim_borders"]  # a spec stored before the field existed
+    del legacy["trim_borders"], legacy["input_policy"], legacy["scales"]  # a spec stored before these fields
     loaded = ModelSpec.from_dict(legacy)
     assert loaded.trim_borders is False and loaded.model_id == old.model_id
     # the id of an untrimmed spec is computed exactly as before the field existed

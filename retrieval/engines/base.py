@@ -6,7 +6,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..preprocess import load_and_prepare, trim_prepared
+from ..preprocess import into_bucket, load_and_prepare, trim_prepared
 from ..spec import ModelSpec
 
 
@@ -53,13 +53,21 @@ class Embedder(ABC):
         """The spec's input steps on top of ``prepare``, the same for every engine: with
         ``spec.trim_borders``, uniform border bands are cut off and the picture is resized back to
         the full input (``retrieval.preprocess.trim_prepared``; buckets: into the bucket of its new
-        aspect, so a list of arrays comes back). The caller's arrays are not changed."""
-        if not self.spec.trim_borders:
+        aspect, so a list of arrays comes back). With buckets, a picture not in its own bucket (one
+        prepared for the square policy) is moved there (``retrieval.preprocess.into_bucket``). The
+        caller's arrays are not changed."""
+        buckets = self.spec.input_geometry if self.spec.input_policy == "buckets" else None
+        if not self.spec.trim_borders and buckets is None:
             return images, sizes
         out_i, out_s = images, sizes
         for n in range(len(images)):
             img = images[n]
-            a, v = trim_prepared(img, sizes[n], self.spec.input_geometry)
+            if self.spec.trim_borders:
+                a, v = trim_prepared(img, sizes[n], self.spec.input_geometry)
+            else:
+                a, v = img, sizes[n]
+            if buckets is not None and a is img:
+                a, v = into_bucket(img, sizes[n], buckets)
             if a is not img:
                 if out_i is images:
                     out_i, out_s = list(images), sizes.copy()
