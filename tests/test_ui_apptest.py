@@ -141,6 +141,32 @@ def test_more_like_this_open_and_path_query(ui_index, monkeypatch):
     assert len(result_captions(at)) == 6  # a crop is not the image itself: every image is a result
 
 
+def test_a_url_restores_query_filters_page_and_open_result(ui_index, monkeypatch):
+    """A shared link (st.query_params on the first run): the same query, filter, page size and the
+    lightbox on the same result; a link to a row that is not in the index is a message."""
+    from indexer import Index
+
+    index_dir, photos = ui_index
+    with Index.open(index_dir) as idx:
+        cat = idx.store.row_by_path(str((photos / "animals" / "cat01.jpg").resolve()))
+        dog = idx.store.row_by_path(str((photos / "animals" / "dog01.jpg").resolve()))
+    monkeypatch.setenv("VGG_RETRIEVAL_INDEX", str(index_dir))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"id": str(cat.id), "label": "animals", "per": "12", "open": str(dog.id)})
+    at.run()
+    assert not at.exception and not at.error, texts(at)
+    assert "**Query:** cat01.jpg" in texts(at)
+    caps = result_captions(at)
+    assert len(caps) == 2 and all("\nanimals ·" in c for c in caps), caps
+    assert at.multiselect(key="labels").value == ["animals"] and at.selectbox(key="page_size").value == 12
+    assert any(c.value == dog.path for c in at.code)  # the lightbox shows the open result
+    assert at.query_params["open"] in (str(dog.id), [str(dog.id)])  # nothing rewritten on a plain rerun
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"id": "999999"})
+    at.run()
+    assert not at.exception and at.error and "image #999999 is not in the index" in at.error[0].value
+
+
 def test_bad_inputs_are_messages_not_tracebacks(ui_index, monkeypatch, tmp_path):
     index_dir, photos = ui_index
     at = app(index_dir, monkeypatch)

@@ -56,14 +56,14 @@ def thumbnail(svc: Service, image_id: int, px: int | None = None, caption: str |
 
 
 PAGE_CSS = """<style>
-[data-testid="stMainBlockContainer"] { padding-top: 3.5rem; }
+[data-testid="stMainBlockContainer"] { padding-top: 3.75rem; }
 [data-testid="stFileUploaderDropzoneInstructions"] small { display: none; }
 @media (max-width: 640px) {
-  [data-testid="stMainBlockContainer"] { padding: 3rem 0.75rem 1rem; }
+  [data-testid="stMainBlockContainer"] { padding: 3.75rem 0.75rem 1rem; }
   h1 { font-size: 1.5rem !important; padding: 0 0 0.25rem !important; }
   [data-testid="stFileUploaderDropzone"] { padding: 0.5rem 0.75rem; }
-  .st-key-results { order: 1; }
-  .st-key-query_panel { order: 2; }
+  div:has(> .st-key-results) { order: 1; }
+  div:has(> .st-key-query_panel) { order: 2; }
 }
 </style>"""
 

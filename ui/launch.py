@@ -36,7 +36,7 @@ def streamlit_command(index_dir, port: int = 8501, address: str = "127.0.0.1",
 
 
 def streamlit_env(index_dir, engine: str = DEFAULT_ENGINE, read_only: bool = False,
-                  max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, base=None) -> dict:
+                  max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, base=None) -> dict:
     env = dict(os.environ if base is None else base)
     env[ENV_INDEX] = str(Path(index_dir).resolve())
     env[ENV_ENGINE] = engine
@@ -51,7 +51,7 @@ def streamlit_env(index_dir, engine: str = DEFAULT_ENGINE, read_only: bool = Fal
 
 
 def launch(index_dir, port: int = 8501, address: str = "127.0.0.1", engine: str = DEFAULT_ENGINE,
-           read_only: bool = False, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, log=None) -> None:
+           read_only: bool = False, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, log=None) -> None:
     """Become the Streamlit server of the UI on ``index_dir`` (never returns: ``os.execve``)."""
     try:
         import streamlit  # noqa: F401

@@ -21,7 +21,7 @@ ss.setdefault("queries", {})  # (source, crop) -> (Query, classification, Identi
 ss.setdefault("threshold", 0.0)
 ss.setdefault("page_size", DEFAULT_PER)
 ss.setdefault("thumbs", "medium")
-THUMBS = {"small": (130, 110), "medium": (180, 150), "large": (260, 220)}  # min column width, image height
+THUMBS = {"small": (120, 110), "medium": (160, 150), "large": (240, 220)}  # min column width, image height
 
 
 def _reset_view() -> None:
@@ -192,9 +192,11 @@ with st.container(key="query_panel"):
             C.thumbnail(svc, query.image_id, px=200)
         if pg.own is not None:
             own = pg.own
-            st.markdown(f"**This image** is in the index: {C.md(own.hit.where.rsplit('/', 1)[-1])}"
-                        + (f" ({own.copies_note})" if own.copies else ""))
-            st.button("Open", key=f"own_{own.hit.id}", on_click=_open, args=(own.hit.id,))
+            line = st.container(horizontal=True, vertical_alignment="center", gap="xsmall")
+            line.markdown(f"**This image** is in the index: {C.md(own.hit.where.rsplit('/', 1)[-1])}"
+                          + (f" ({own.copies_note})" if own.copies else ""), width="content")
+            line.button("Open", key=f"own_{own.hit.id}", on_click=_open, args=(own.hit.id,), type="tertiary",
+                        icon=":material/open_in_full:")
         timing_slot = st.empty()
     with c_cls:
         for section in classification:
