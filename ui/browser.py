@@ -1,10 +1,11 @@
 """Drive the real UI in a real browser: start ``streamlit run`` on a free loopback port and run Debian's
 headless Chromium through Playwright (never a browser Playwright downloads itself).
 
-Used by tests/test_ui_browser.py (a search by upload, indexing a folder from the Index page,
-quarantining a copy from the Duplicates page) and to take the README screenshot::
+Used by tests/test_ui_browser.py (a search by upload, the lightbox, indexing a folder from the Index
+page, quarantining a copy from the Duplicates page) and to take the screenshots in docs/::
 
     python -m ui.browser --index DIR --query photo.jpg --out docs/ui-search.png
+    python -m ui.browser --index DIR --query photo.jpg --out docs/ui-search-phone.png --width 390 --height 844
 """
 from __future__ import annotations
 
