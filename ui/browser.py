@@ -233,6 +233,17 @@ def quarantine_exact_copy(page, url: str, timeout_ms: int = 120_000) -> str:
     return done.first.inner_text().strip()
 
 
+def settle(page, timeout_ms: int = 30_000) -> None:
+    """Wait until the app has finished running (no "Running..." status), its buttons are drawn and its
+    charts are painted: what a screenshot should show."""
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout_ms)
+    page.get_by_role("button", name="Open").first.wait_for(timeout=timeout_ms)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout_ms)
+    for chart in page.locator('[data-testid="stVegaLiteChart"]').all():
+        chart.locator("canvas, svg").first.wait_for(timeout=timeout_ms)
+    time.sleep(1.0)  # the fade-in of the last elements
+
+
 def small_png(path: Path, max_bytes: int = 300_000) -> int:
     """Re-save a screenshot as a palette PNG when it is larger than ``max_bytes``; returns its size."""
     from PIL import Image
@@ -264,6 +275,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     with serve(a.index, engine=a.engine) as url, chromium(a.width, a.height) as page:
         caps = search_by_upload(page, url, Path(a.query))
+        settle(page)
         page.screenshot(path=a.out)
     size = small_png(Path(a.out), a.max_bytes)
     print(f"{a.out}: {size / 1000:.0f} KB; results: {caps[:4]}")
