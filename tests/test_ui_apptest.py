@@ -69,8 +69,9 @@ def test_search_upload_gives_results_timing_and_classification_note(ui_index, mo
     assert "Upload an image or paste a path to search 6 indexed images" in texts(at)
     upload(at, photos / "animals" / "cat01.jpg", name="my-upload.jpg")
     caps = result_captions(at)
-    assert len(caps) == 6
-    assert caps[0].startswith("**1.000** · cat01.jpg") and "animals" in caps[0]
+    # the uploaded file is in the index: said next to the query, not returned as its own first result
+    assert len(caps) == 5 and not any("cat01.jpg" in c for c in caps), caps
+    assert "**This image** is in the index: cat01.jpg" in texts(at)
     assert "Query time" in texts(at) and "model" in texts(at)
     # the index's model has no classifier: a plain note, no chart
     assert any("no classifier" in i.value for i in at.info)
@@ -81,29 +82,35 @@ def test_search_upload_gives_results_timing_and_classification_note(ui_index, mo
 def test_filters_threshold_and_pagination_change_results(ui_index, monkeypatch):
     index_dir, photos = ui_index
     at = upload(app(index_dir, monkeypatch), photos / "things" / "coffee.png")
-    assert len(result_captions(at)) == 6
+    assert len(result_captions(at)) == 5
     at.multiselect(key="labels").set_value(["animals"]).run()
     caps = result_captions(at)
     assert len(caps) == 3 and all("\nanimals ·" in c for c in caps)
     at.multiselect(key="labels").set_value([]).run()
     at.slider(key="threshold").set_value(0.999).run()
-    caps = result_captions(at)
-    assert len(caps) == 1 and "coffee.png" in caps[0]
+    assert not result_captions(at) and "**This image** is in the index: coffee.png" in texts(at)
+    assert at.query_params["min"] == ["1.00"] or at.query_params["min"] == "1.00"
     at.slider(key="threshold").set_value(0.0).run()
-    assert len(result_captions(at)) == 6
+    assert len(result_captions(at)) == 5
 
 
-def test_load_more(tiny_model, make_index, tmp_path, monkeypatch):
+def test_pages_of_results(tiny_model, make_index, tmp_path, monkeypatch):
     folder = tmp_path / "many"
     names = ["pixabay/" + p.name for p in sorted((SAMPLES / "pixabay").glob("*.jpg"))[:14]]
     copy_photos(folder, names, flat=True)
     idx = make_index(tmp_path / "index")
     idx.update([folder], workers=0, progress=False)
     at = upload(app(tmp_path / "index", monkeypatch), folder / Path(names[3]).name)
-    assert len(result_captions(at)) == 12
-    at.button(key="load_more").click().run()
-    assert len(result_captions(at)) == 14
-    assert not [b for b in at.button if b.key == "load_more"]
+    at.selectbox(key="page_size").select(12).run()
+    first = result_captions(at)
+    assert len(first) == 12  # 13 others (the query itself is not a result)
+    at.button(key="page_next").click().run()
+    second = result_captions(at)
+    assert len(second) == 1 and second[0] not in first
+    assert at.query_params["page"] in ("2", ["2"]) and at.query_params["per"] in ("12", ["12"])
+    assert [b for b in at.button if b.key == "page_next"][0].disabled
+    at.button(key="page_prev").click().run()
+    assert result_captions(at) == first
 
 
 def test_more_like_this_open_and_path_query(ui_index, monkeypatch):
@@ -115,22 +122,49 @@ def test_more_like_this_open_and_path_query(ui_index, monkeypatch):
     at = upload(app(index_dir, monkeypatch), photos / "animals" / "cat01.jpg")
     at.button(key=f"more_{dog.id}").click().run()
     assert not at.exception
-    assert "**Query:** dog01.jpg" in texts(at)
-    assert result_captions(at)[0].startswith("**1.000** · dog01.jpg")
-    # open a result larger: its metadata and the path to copy
-    at.button(key=f"open_{dog.id}").click().run()
+    assert "**Query:** dog01.jpg" in texts(at) and "**This image** is in the index: dog01.jpg" in texts(at)
+    assert at.query_params["id"] in (str(dog.id), [str(dog.id)])
+    assert len(result_captions(at)) == 5
+    # open a result larger (the lightbox): its metadata and the path to copy
+    at.button(key=f"own_{dog.id}").click().run()
     assert any(c.value == dog.path for c in at.code)
     assert dog.sha256 in at.table[0].value["value"].tolist()
-    at.button(key="detail_close").click().run()
-    assert not any(c.value == dog.path for c in at.code)
+    assert at.query_params["open"] in (str(dog.id), [str(dog.id)])
     # paste the path of an indexed image, then crop a region of it
     at.text_input(key="path").set_value(str(photos / "things" / "rocket.jpg")).run()
-    assert result_captions(at)[0].startswith("**1.000** · rocket.jpg")
+    assert "**This image** is in the index: rocket.jpg" in texts(at) and len(result_captions(at)) == 5
+    assert "open" not in at.query_params
     at.checkbox(key="crop_on").check().run()
     at.slider(key="crop_x").set_value((10, 60)).run()
     assert not at.exception and not at.error
     assert "**Query:** rocket.jpg (cropped)" in texts(at)
-    assert len(result_captions(at)) == 6
+    assert len(result_captions(at)) == 6  # a crop is not the image itself: every image is a result
+
+
+def test_a_url_restores_query_filters_page_and_open_result(ui_index, monkeypatch):
+    """A shared link (st.query_params on the first run): the same query, filter, page size and the
+    lightbox on the same result; a link to a row that is not in the index is a message."""
+    from indexer import Index
+
+    index_dir, photos = ui_index
+    with Index.open(index_dir) as idx:
+        cat = idx.store.row_by_path(str((photos / "animals" / "cat01.jpg").resolve()))
+        dog = idx.store.row_by_path(str((photos / "animals" / "dog01.jpg").resolve()))
+    monkeypatch.setenv("VGG_RETRIEVAL_INDEX", str(index_dir))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"id": str(cat.id), "label": "animals", "per": "12", "open": str(dog.id)})
+    at.run()
+    assert not at.exception and not at.error, texts(at)
+    assert "**Query:** cat01.jpg" in texts(at)
+    caps = result_captions(at)
+    assert len(caps) == 2 and all("\nanimals ·" in c for c in caps), caps
+    assert at.multiselect(key="labels").value == ["animals"] and at.selectbox(key="page_size").value == 12
+    assert any(c.value == dog.path for c in at.code)  # the lightbox shows the open result
+    assert at.query_params["open"] in (str(dog.id), [str(dog.id)])  # nothing rewritten on a plain rerun
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"id": "999999"})
+    at.run()
+    assert not at.exception and at.error and "image #999999 is not in the index" in at.error[0].value
 
 
 def test_bad_inputs_are_messages_not_tracebacks(ui_index, monkeypatch, tmp_path):
@@ -205,7 +239,7 @@ def test_classification_note_for_named_classes_without_logits(tiny_model, tmp_pa
         idx.update([photos], workers=0, progress=False)
     at = upload(app(tmp_path / "index", monkeypatch), photos / "pixabay" / "cat01.jpg")
     assert any("names 2 classes but exposes no class scores" in i.value for i in at.info)
-    assert result_captions(at)[0].startswith("**1.000** · cat01.jpg")
+    assert "**This image** is in the index: cat01.jpg" in texts(at) and result_captions(at)
 
 
 def test_classification_of_the_query_with_a_real_classifier_head(tmp_path, monkeypatch, photos):
@@ -220,7 +254,7 @@ def test_classification_of_the_query_with_a_real_classifier_head(tmp_path, monke
     at = upload(app(tmp_path / "index", monkeypatch), photos / "pixabay" / "cat01.jpg")
     assert not at.exception and not any("no classifier" in i.value for i in at.info)
     assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
-    assert result_captions(at)[0].startswith("**1.000** · cat01.jpg")
+    assert "**This image** is in the index: cat01.jpg" in texts(at) and result_captions(at)
 
 
 def test_query_classes_from_the_model_and_from_the_folders_both_labelled(tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_photos
-from ui.browser import CHROMIUM, chromium, index_by_folder, quarantine_exact_copy, search_by_upload, serve
+from ui.browser import (CHROMIUM, DIALOG, chromium, index_by_folder, lightbox_heading, lightbox_step, open_result,
+                        quarantine_exact_copy, result_cards, search_by_upload, serve, upload_file, wait_for_results)
 
 INDEXED = ["pixabay/horse01.jpg", "pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/ship01.jpg",
            "skimage/coffee.png", "skimage/chelsea.png", "sklearn/china.jpg", "opencv/fruits.jpg"]
@@ -28,35 +29,125 @@ def need_browser() -> None:
         pytest.fail("Playwright for Python is not installed: pip install playwright (no browser download needed)")
 
 
-def test_upload_in_a_real_browser_finds_the_photo(tiny_model, tmp_path):
-    need_browser()
+@pytest.fixture(scope="module")
+def search_ui(tiny_model, tmp_path_factory):
+    """One UI server for the search-page tests: the photos of INDEXED plus two byte copies of cat01.jpg
+    in another folder, an upload limit of 0.3 MB; (base URL, photos folder, the upload)."""
     from indexer import Index
 
     spec, _, model_dir = tiny_model
-    photos = tmp_path / "photos"
+    base = tmp_path_factory.mktemp("ui-browser")
+    photos = base / "photos"
     copy_photos(photos, INDEXED)
-    with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
+    for name in ("cat01-a.jpg", "cat01-b.jpg"):
+        (photos / "copies").mkdir(exist_ok=True)
+        shutil.copy2(photos / "pixabay" / "cat01.jpg", photos / "copies" / name)
+    with Index.create(base / "index", spec, model_dir=model_dir) as idx:
         idx.update([photos], workers=0, progress=False)
-        assert idx.count == len(INDEXED)
+        assert idx.count == len(INDEXED) + 2
     # the upload: a byte copy of an indexed photo under another name, outside the indexed folder
-    query = tmp_path / "upload" / "my-query.jpg"
+    query = base / "upload" / "my-query.jpg"
     query.parent.mkdir()
     shutil.copy2(photos / "pixabay" / "horse01.jpg", query)
-    shot = tmp_path / "ui-search-browser.png"
+    need_browser()
+    with serve(base / "index", max_upload_mb=0.3) as url:
+        yield url, photos, query
 
-    with serve(tmp_path / "index") as url, chromium(1280, 1000) as page:
+
+def test_upload_in_a_real_browser_finds_the_photo(search_ui):
+    """The query is not its own first result (it is said next to the query), and the three byte copies
+    of cat01.jpg are one result with a count."""
+    url, photos, query = search_ui
+    with chromium(1280, 1000) as page:
         captions = search_by_upload(page, url, query)
-        page.screenshot(path=str(shot), full_page=True)
         assert page.get_by_text("no classifier").count() == 1  # the classification note
-
-    print(f"screenshot: {shot}")
-    assert shot.stat().st_size > 10_000
-    assert len(captions) == len(INDEXED), captions
-    assert captions[0].startswith("1.000 · horse01.jpg pixabay · 960x"), captions
+        assert page.get_by_text("This image is in the index: horse01.jpg").count() == 1
+    assert len(captions) == len(INDEXED) - 1, captions  # 7 others; the cat and its 2 copies are one
+    assert not any("horse01.jpg" in c for c in captions), captions
+    cats = [c for c in captions if c.split(" · ")[1].startswith("cat01")]
+    assert len(cats) == 1 and cats[0].endswith(" · +2 copies"), captions
     scores = [float(c.split(" ")[0]) for c in captions]
     assert scores == sorted(scores, reverse=True)
     # nothing was written into the indexed folder
     assert sorted(p.name for p in (photos / "pixabay").iterdir()) == sorted(Path(n).name for n in INDEXED[:4])
+
+
+def test_lightbox_opens_a_lower_result_where_the_user_looks_and_steps(search_ui, tmp_path):
+    """"Open" on the 5th result: the dialog is on screen (not at the top of the page); Next/Previous
+    move through the results in their order; the original downloads byte for byte."""
+    url, photos, query = search_ui
+    with chromium(1280, 700) as page:
+        captions = search_by_upload(page, url, query)
+        names = [c.split(" · ")[1].split(" ")[0] for c in captions]
+        result_cards(page).nth(4).scroll_into_view_if_needed()
+        assert open_result(page, 4) == names[4]
+        box = page.locator(DIALOG).bounding_box()
+        assert box["y"] >= 0 and box["y"] < 700 and box["height"] > 200, box
+        assert "open=" in page.url
+        assert lightbox_step(page, "Next") == names[5]
+        assert lightbox_step(page, "Previous") == names[4]
+        with page.expect_download() as dl:
+            page.locator(DIALOG).get_by_role("button", name="Download original").click()
+        saved = tmp_path / "downloaded"
+        dl.value.save_as(saved)
+    original = next(p for p in photos.rglob(names[4]))
+    assert saved.read_bytes() == original.read_bytes()
+
+
+def test_a_shared_url_reopens_the_query_filters_and_open_result_and_back_works(search_ui):
+    url, photos, query = search_ui
+    with chromium(1280, 900) as page:
+        captions = search_by_upload(page, url, query)
+        similar = captions[0].split(" · ")[1].split(" ")[0]
+        result_cards(page).nth(0).get_by_role("button", name="Similar").click()
+        page.get_by_text(f"Query: {similar}").wait_for(timeout=30_000)
+        wait_for_results(page)
+        opened = open_result(page, 1)
+        shared = page.url
+        assert "id=" in shared and "open=" in shared, shared
+        page.keyboard.press("Escape")  # closing the lightbox is a step back can undo
+        page.locator(DIALOG).wait_for(state="hidden", timeout=10_000)
+        page.wait_for_function("() => !location.search.includes('open=')", timeout=10_000)
+        page.go_back()
+        assert lightbox_heading(page) == opened
+        page.keyboard.press("Escape")
+        page.go_back()  # (the lightbox), then the "Similar" step: back to the upload's results
+        page.go_back()
+        page.get_by_text("Query: my-query.jpg").wait_for(timeout=30_000)
+        page = page.context.browser.new_page(viewport={"width": 1280, "height": 900})  # a new session: the link alone
+        page.goto(shared, wait_until="domcontentloaded")
+        assert lightbox_heading(page) == opened
+        assert page.get_by_text(f"Query: {similar}").count() == 1
+        page.goto(shared.split("&open=")[0] + "&label=pixabay", wait_until="domcontentloaded")
+        labels = [c.split(" · ")[1].split(" ")[1] for c in wait_for_results(page)]
+        assert labels and set(labels) == {"pixabay"}, labels
+
+
+def test_an_upload_over_the_limit_is_an_error_in_the_page(search_ui, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    url, _, _ = search_ui
+    big = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (600, 600, 3), dtype=np.uint8)).save(big)
+    assert 0.3 * 1024 * 1024 < big.stat().st_size < 1.5 * 1024 * 1024
+    with chromium(1280, 900) as page:
+        upload_file(page, url, big)
+        alert = page.locator('[data-testid="stMain"] [data-testid="stAlert"]').filter(has_text="limited to")
+        alert.wait_for(timeout=30_000)
+        assert "noise.png is 1.0 MB; uploads are limited to 307.2 KB" in alert.inner_text()
+        assert alert.is_visible()
+
+
+def test_phone_width_shows_the_upload_and_the_first_results_on_the_first_screen(search_ui):
+    url, _, query = search_ui
+    with chromium(390, 844) as page:
+        search_by_upload(page, url, query)
+        dropzone = page.locator('[data-testid="stFileUploaderDropzone"]').bounding_box()
+        first = result_cards(page).nth(0).bounding_box()
+        second = result_cards(page).nth(1).bounding_box()
+    for box in (dropzone, first, second):
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 844 and box["x"] + box["width"] <= 390, (box, first)
 
 
 def test_indexing_a_folder_from_the_index_page_in_a_real_browser(tiny_model, tmp_path):

@@ -1,10 +1,11 @@
 """Drive the real UI in a real browser: start ``streamlit run`` on a free loopback port and run Debian's
 headless Chromium through Playwright (never a browser Playwright downloads itself).
 
-Used by tests/test_ui_browser.py (a search by upload, indexing a folder from the Index page,
-quarantining a copy from the Duplicates page) and to take the README screenshot::
+Used by tests/test_ui_browser.py (a search by upload, the lightbox, indexing a folder from the Index
+page, quarantining a copy from the Duplicates page) and to take the screenshots in docs/::
 
     python -m ui.browser --index DIR --query photo.jpg --out docs/ui-search.png
+    python -m ui.browser --index DIR --query photo.jpg --out docs/ui-search-phone.png --width 390 --height 844
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from retrieval.engines import DEFAULT_ENGINE, ENGINES
 
+from .core import DEFAULT_MAX_UPLOAD_MB
+
 CHROMIUM = os.environ.get("VGG_RETRIEVAL_CHROMIUM", "/usr/bin/chromium")
 RESULT = re.compile(r"^-?\d\.\d{3} · ")  # a result card's caption: "0.987 · name.jpg ..."
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu",
@@ -34,13 +37,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(index_dir, engine: str = DEFAULT_ENGINE, port: int | None = None, timeout: float = 60.0, log=None):
+def serve(index_dir, engine: str = DEFAULT_ENGINE, port: int | None = None, timeout: float = 60.0, log=None,
+          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB):
     """``streamlit run ui/app.py`` on 127.0.0.1 against ``index_dir``; yields the base URL."""
     from .launch import streamlit_command, streamlit_env
 
     port = port or free_port()
-    cmd = streamlit_command(index_dir, port=port, address="127.0.0.1")
-    env = streamlit_env(index_dir, engine=engine)
+    cmd = streamlit_command(index_dir, port=port, address="127.0.0.1", max_upload_mb=max_upload_mb)
+    env = streamlit_env(index_dir, engine=engine, max_upload_mb=max_upload_mb)
     env.pop("TQDM_DISABLE", None)
     own_log = log is None
     log = log or tempfile.TemporaryFile()
@@ -98,12 +102,26 @@ def chromium(width: int = 1280, height: int = 900):
             browser.close()
 
 
+UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
+DIALOG = '[role="dialog"]'
+
+
+def upload_file(page, url: str, image: Path, timeout_ms: int = 60_000) -> None:
+    """Open the search page and give the uploader ``image``."""
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector(UPLOAD_INPUT, state="attached", timeout=timeout_ms)
+    page.set_input_files(UPLOAD_INPUT, str(image))
+
+
 def search_by_upload(page, url: str, image: Path, timeout_ms: int = 60_000) -> list[str]:
     """Open the search page, upload ``image``, wait for the results; returns the result captions
     (``"<score> · <file name> <label> · <w>x<h> · <size>"``) in page order."""
-    page.goto(url, wait_until="domcontentloaded")
-    page.wait_for_selector('[data-testid="stFileUploaderDropzoneInput"]', state="attached", timeout=timeout_ms)
-    page.set_input_files('[data-testid="stFileUploaderDropzoneInput"]', str(image))
+    upload_file(page, url, image, timeout_ms)
+    return wait_for_results(page, timeout_ms)
+
+
+def wait_for_results(page, timeout_ms: int = 60_000) -> list[str]:
+    """Wait until the search page shows its results with every thumbnail decoded; their captions."""
     page.get_by_text("Query time").wait_for(timeout=timeout_ms)
     caps = page.locator('[data-testid="stMarkdownContainer"]')
     deadline = time.monotonic() + timeout_ms / 1000
@@ -114,13 +132,47 @@ def search_by_upload(page, url: str, image: Path, timeout_ms: int = 60_000) -> l
         ready = page.evaluate(
             "(n) => { const imgs = [...document.querySelectorAll('[data-testid=\"stImage\"] img')];"
             " return imgs.length >= n && imgs.every(i => i.complete && i.naturalWidth > 0); }",
-            len(captions) + 1)
+            len(captions))
         if captions and ready:
             break
         time.sleep(0.2)
     else:
-        raise TimeoutError(f"no complete results on {url} after {timeout_ms / 1000:.0f} s")
+        raise TimeoutError(f"no complete results on {page.url} after {timeout_ms / 1000:.0f} s")
     return captions
+
+
+def result_cards(page):
+    """The result cards of the search page, in page order (a locator)."""
+    return page.locator('[class*="st-key-card_"]')
+
+
+def open_result(page, n: int, timeout_ms: int = 30_000) -> str:
+    """Press "Open" on the ``n``-th result (0-based); returns the lightbox's heading (the file name)."""
+    result_cards(page).nth(n).get_by_role("button", name="Open").click(timeout=timeout_ms)
+    return lightbox_heading(page, timeout_ms)
+
+
+def lightbox_heading(page, timeout_ms: int = 30_000, not_text: str | None = None) -> str:
+    """The file name the lightbox shows, once its large image has loaded (and differs from ``not_text``)."""
+    dialog = page.locator(DIALOG)
+    dialog.locator("h3").first.wait_for(timeout=timeout_ms)
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        text = dialog.locator("h3").first.inner_text().strip()
+        loaded = dialog.locator('[data-testid="stImage"] img').evaluate_all(
+            "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)")
+        if loaded and text != not_text:
+            return text
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the lightbox did not show a new image (still {text!r})")
+        time.sleep(0.1)
+
+
+def lightbox_step(page, name: str, timeout_ms: int = 30_000) -> str:
+    """Press "Next" or "Previous" in the lightbox; returns the heading it then shows."""
+    before = lightbox_heading(page, timeout_ms)
+    page.locator(DIALOG).get_by_role("button", name=name).click(timeout=timeout_ms)
+    return lightbox_heading(page, timeout_ms, not_text=before)
 
 
 def open_page(page, name: str, ready, timeout_ms: int) -> None:
@@ -181,6 +233,17 @@ def quarantine_exact_copy(page, url: str, timeout_ms: int = 120_000) -> str:
     return done.first.inner_text().strip()
 
 
+def settle(page, timeout_ms: int = 30_000) -> None:
+    """Wait until the app has finished running (no "Running..." status), its buttons are drawn and its
+    charts are painted: what a screenshot should show."""
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout_ms)
+    page.get_by_role("button", name="Open").first.wait_for(timeout=timeout_ms)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout_ms)
+    for chart in page.locator('[data-testid="stVegaLiteChart"]').all():
+        chart.locator("canvas, svg").first.wait_for(timeout=timeout_ms)
+    time.sleep(1.0)  # the fade-in of the last elements
+
+
 def small_png(path: Path, max_bytes: int = 300_000) -> int:
     """Re-save a screenshot as a palette PNG when it is larger than ``max_bytes``; returns its size."""
     from PIL import Image
@@ -212,6 +275,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     with serve(a.index, engine=a.engine) as url, chromium(a.width, a.height) as page:
         caps = search_by_upload(page, url, Path(a.query))
+        settle(page)
         page.screenshot(path=a.out)
     size = small_png(Path(a.out), a.max_bytes)
     print(f"{a.out}: {size / 1000:.0f} KB; results: {caps[:4]}")

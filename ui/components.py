@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 import streamlit as st
 
-from .core import LARGE_PX, UPLOAD_TYPES, Service, Settings, human_bytes
+from .core import UPLOAD_TYPES, Service, Settings, human_bytes
+from .launch import receive_mb
 
 
 def image_uploader(label: str, key: str, settings: Settings):
+    """The uploader takes files up to a few times the limit, so that a file over the limit reaches
+    ``read_upload`` and its refusal is a message in the page (Streamlit's own refusal is a small
+    tooltip in the drop zone, easy to miss); the limit is said in the label."""
     mb = settings.max_upload_bytes / (1024 * 1024)
-    return st.file_uploader(label, type=UPLOAD_TYPES, key=key,
-                            help=f"JPEG, PNG, WebP, GIF, BMP or TIFF; at most {mb:.0f} MB and "
+    return st.file_uploader(f"{label} (at most {mb:g} MB)", type=UPLOAD_TYPES, key=key,
+                            max_upload_size=receive_mb(mb),
+                            help=f"JPEG, PNG, WebP, GIF, BMP or TIFF; at most {mb:g} MB and "
                                  f"{settings.max_pixels / 1e6:.0f} megapixels. Kept in memory only.")
 
 
@@ -42,34 +46,38 @@ def hit_caption(hit) -> str:
 
 
 def thumbnail(svc: Service, image_id: int, px: int | None = None, caption: str | None = None) -> None:
+    """An indexed image scaled to fit ``px`` (default: the grid's thumbnail), as wide as its cell when
+    ``px`` is not given, else at most ``px`` wide."""
     data = svc.thumbnail(image_id) if px is None else svc.thumbnail(image_id, px)
     if data is None:
         st.warning("cannot show this image (missing or unreadable now)")
     else:
-        st.image(data, caption=caption, width="stretch")
+        st.image(data, caption=caption, width="stretch" if px is None else px)
 
 
-def detail(svc: Service, image_id: int, score: float | None = None, on_close=None, key: str = "detail") -> None:
-    """A result shown larger, with its metadata and its path to copy."""
-    row = svc.row(image_id)
-    with st.container(border=True):
-        c1, c2 = st.columns([3, 2])
-        with c1:
-            thumbnail(svc, row.id, LARGE_PX)
-        with c2:
-            st.markdown(f"### {md(os.path.basename(row.path))}")
-            if score is not None:
-                st.markdown(f"Similarity **{score:.4f}**")
-            st.markdown("Path (copy with the button on the right):")
-            st.code(row.path, language=None)
-            meta = {"folder label": row.label or "-", "size": human_bytes(row.size),
-                    "pixels": f"{row.width} x {row.height}", "format": row.format, "sha256": row.sha256,
-                    "modified": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.mtime_ns / 1e9)),
-                    "indexed": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.indexed_at)),
-                    "id": str(row.id)}
-            st.table({"field": list(meta), "value": list(meta.values())})
-            if on_close is not None:
-                st.button("Close", key=f"{key}_close", on_click=on_close)
+PAGE_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 3.75rem; }
+[data-testid="stFileUploaderDropzoneInstructions"] small { display: none; }
+@media (max-width: 640px) {
+  [data-testid="stMainBlockContainer"] { padding: 3.75rem 0.75rem 1rem; }
+  h1 { font-size: 1.5rem !important; padding: 0 0 0.25rem !important; }
+  [data-testid="stFileUploaderDropzone"] { padding: 0.5rem 0.75rem; }
+  div:has(> .st-key-results) { order: 1; }
+  div:has(> .st-key-query_panel) { order: 2; }
+}
+</style>"""
+
+
+def page_style() -> None:
+    """A compact header (no big title padding on a phone); on a phone the results come before the
+    query panel, so that the upload and the first results fit on the first screen."""
+    st.html(PAGE_CSS)
+
+
+def grid_style(key: str, thumb_px: int) -> None:
+    """Thumbnails of the grid ``key`` in cells of one height, the whole picture shown (contain, not cover)."""
+    st.html(f"<style>.st-key-{key} [data-testid=\"stImage\"] img {{ height: {int(thumb_px)}px; "
+            f"width: 100%; object-fit: contain; }}</style>")
 
 
 def classification(title: str, top: list[tuple[str, float]] | None, note: str) -> None:

@@ -32,17 +32,24 @@ def conv_layers(net) -> list[ConvLayer]:
     return out
 
 
-def feature_maps(net, prepared, layer: ConvLayer) -> np.ndarray:
-    """Activations ``[C, h, w]`` of ``layer`` for a prepared image, cropped to the picture."""
+def feature_maps(net, prepared, layer: ConvLayer, progress=None) -> np.ndarray:
+    """Activations ``[C, h, w]`` of ``layer`` for a prepared image, cropped to the picture.
+    ``progress(done, total)`` is called after each module of the trunk (the page's progress bar;
+    an exception it raises stops the work there)."""
     import torch
 
+    modules = list(net.features.children())[:layer.end + 1]
     with torch.inference_mode():
         x = torch.from_numpy(prepared.array[None]).permute(0, 3, 1, 2).to(torch.float32)
         x = (x - net.mean) / net.std
         vh, vw = prepared.valid
         x[:, :, vh:, :] = 0
         x[:, :, :, vw:] = 0
-        f = net.features[:layer.end + 1](x)[0]
+        for i, module in enumerate(modules):
+            x = module(x)
+            if progress is not None:
+                progress(i + 1, len(modules))
+        f = x[0]
     s = prepared.array.shape[0] / f.shape[1]
     fh, fw = max(1, int(np.ceil(vh / s))), max(1, int(np.ceil(vw / s)))
     return f[:, :fh, :fw].numpy()

@@ -2,6 +2,7 @@
 command line and environment of the server, and ``launch`` which becomes it."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -12,15 +13,22 @@ from retrieval.errors import UserError
 from .core import (DEFAULT_MAX_UPLOAD_MB, ENV_ENGINE, ENV_INDEX, ENV_MAX_UPLOAD_MB, ENV_READ_ONLY, ROOT)
 
 APP = Path(__file__).resolve().parent / "app.py"
+RECEIVE_FACTOR = 5  # the server takes uploads up to this many times the limit, for a message in the page
+
+
+def receive_mb(max_upload_mb: float) -> int:
+    """The size (MB) up to which the server receives an upload: past the UI's limit, so that the page
+    itself refuses it with a message, yet bounded."""
+    return max(1, math.ceil(float(max_upload_mb) * RECEIVE_FACTOR))
 
 
 def streamlit_command(index_dir, port: int = 8501, address: str = "127.0.0.1",
-                      max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> list[str]:
+                      max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP),
             "--server.headless", "true",
             "--server.port", str(port),
             "--server.address", address,
-            "--server.maxUploadSize", str(max(1, int(max_upload_mb))),
+            "--server.maxUploadSize", str(receive_mb(max_upload_mb)),
             "--server.fileWatcherType", "none",
             "--server.runOnSave", "false",
             "--browser.gatherUsageStats", "false",
@@ -28,7 +36,7 @@ def streamlit_command(index_dir, port: int = 8501, address: str = "127.0.0.1",
 
 
 def streamlit_env(index_dir, engine: str = DEFAULT_ENGINE, read_only: bool = False,
-                  max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, base=None) -> dict:
+                  max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, base=None) -> dict:
     env = dict(os.environ if base is None else base)
     env[ENV_INDEX] = str(Path(index_dir).resolve())
     env[ENV_ENGINE] = engine
@@ -43,7 +51,7 @@ def streamlit_env(index_dir, engine: str = DEFAULT_ENGINE, read_only: bool = Fal
 
 
 def launch(index_dir, port: int = 8501, address: str = "127.0.0.1", engine: str = DEFAULT_ENGINE,
-           read_only: bool = False, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, log=None) -> None:
+           read_only: bool = False, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, log=None) -> None:
     """Become the Streamlit server of the UI on ``index_dir`` (never returns: ``os.execve``)."""
     try:
         import streamlit  # noqa: F401

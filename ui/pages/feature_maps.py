@@ -1,4 +1,7 @@
-"""Feature maps: what the VGG trunk sees, layer by layer (edges -> textures -> parts)."""
+"""Feature maps: what the VGG trunk sees, layer by layer (edges -> textures -> parts).
+
+The forward pass runs module by module with a progress bar and a Stop button (a click stops it at the
+next module); a stopped computation is not restarted until the inputs change or the user asks."""
 import streamlit as st
 from PIL import Image
 
@@ -7,6 +10,8 @@ from ui import components as C
 from ui.feature_maps import conv_layers, feature_maps, maps_grid
 from ui.state import guard, service, settings
 
+ss = st.session_state
+C.page_style()
 st.title("Feature maps")
 cfg = settings()
 svc = service()
@@ -17,9 +22,23 @@ st.caption("Activations of one conv layer of the index's model for an image: ear
            "and colours, middle ones to textures, the last ones to object parts. The most active channels "
            "are shown, each scaled to its own maximum.")
 
+
+def _stop(job) -> None:
+    ss.fm_stopped = job
+
+
+def _again() -> None:
+    ss.fm_stopped = None
+
+
 with guard():
-    with st.spinner("Loading the torch model..."):
-        net = svc.net()
+    try:
+        with st.spinner("Loading the torch model..."):
+            net = svc.net()
+    except ImportError as e:
+        st.error(f"Feature maps need PyTorch, which is not installed here ({e.name or e}): install it "
+                 f"(see the README's install lines) and restart the UI. Search and indexing work without it.")
+        st.stop()
     layers = conv_layers(net)
     c1, c2 = st.columns(2)
     with c1:
@@ -36,19 +55,35 @@ with guard():
     if upload is not None:
         from ui.core import read_upload
 
-        im = read_upload(upload.name, upload.getvalue(), cfg)
+        im, source = read_upload(upload.name, upload.getvalue(), cfg), ("upload", upload.file_id)
     elif path_text.strip():
-        im = svc.open_row(svc.row_for_path(path_text), max_pixels=cfg.max_pixels)
+        row = svc.row_for_path(path_text)
+        im, source = svc.open_row(row, max_pixels=cfg.max_pixels), ("row", row.id, row.mtime_ns)
     if im is None:
         st.info("Upload an image or paste the path of an indexed image.")
         st.stop()
 
-    prepared = load_and_prepare(im, svc.spec.input_size)
-    with svc.lock:
-        maps = feature_maps(net, prepared, layer)
-    grid, chosen = maps_grid(maps, n=min(n, len(maps)))
-    vh, vw = prepared.valid
+    job = (source, layer.name, n)
+    done = ss.get("fm_done")
+    if done is None or done[0] != job:
+        if ss.get("fm_stopped") == job:
+            st.warning("Stopped before the maps were computed.")
+            st.button("Compute the maps", key="fm_again", on_click=_again)
+            st.stop()
+        prepared = load_and_prepare(im, svc.spec.input_size)
+        working = st.empty()
+        with working.container():
+            st.button("Stop", key="fm_cancel", on_click=_stop, args=(job,))
+            bar = st.progress(0.0, text=f"computing {layer.name}...")
+        with svc.lock:
+            maps = feature_maps(net, prepared, layer, progress=lambda i, total: bar.progress(
+                i / total, text=f"computing {layer.name}: module {i} of {total}"))
+        working.empty()
+        grid, chosen = maps_grid(maps, n=min(n, len(maps)))
+        vh, vw = prepared.valid
+        ss.fm_done = done = (job, Image.fromarray(prepared.array[:vh, :vw]), grid, chosen, maps.shape)
+    _, model_input, grid, chosen, shape = done
     a, b = st.columns([1, 3])
-    a.image(Image.fromarray(prepared.array[:vh, :vw]), caption=f"model input ({vw}x{vh})", width="stretch")
-    b.image(grid, caption=f"{layer.name}: {len(chosen)} of {len(maps)} maps, {maps.shape[2]}x{maps.shape[1]} "
+    a.image(model_input, caption=f"model input ({model_input.width}x{model_input.height})", width="stretch")
+    b.image(grid, caption=f"{layer.name}: {len(chosen)} of {shape[0]} maps, {shape[2]}x{shape[1]} "
                           f"cells each (channels {', '.join(map(str, chosen[:8]))}...)", width="stretch")

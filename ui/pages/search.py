@@ -1,22 +1,32 @@
-"""Search: upload an image, paste an indexed path, or "more like this" on a result."""
+"""Search: upload an image, paste an indexed path, search by words, or "Similar" on a result.
+
+The view (query, filters, page, open result) lives in the URL (``ui.urlstate``): a link reopens it,
+and each change is one browser history entry, so Back returns to the previous view."""
 import time
 
 import streamlit as st
 
 from ui import components as C
-from ui.core import UserError
+from ui.core import UserError, message
+from ui.lightbox import OPEN, lightbox
+from ui.results import page_of_results, row_identity, upload_identity
 from ui.state import guard, service, settings
+from ui.urlstate import DEFAULT_PER, PER_PAGE, View
 
 ss = st.session_state
-ss.setdefault("q_src", None)  # ("upload", file_id) | ("path", text) | ("similar", image_id)
-ss.setdefault("visible", None)
-ss.setdefault("selected", None)  # (image_id, score)
-ss.setdefault("queries", {})  # (source, crop) -> (Query, classification)
+ss.setdefault("q_src", None)  # ("upload", file_id) | ("path", text) | ("text", words) | ("similar", image_id)
+ss.setdefault(OPEN, None)
+ss.setdefault("page", 1)
+ss.setdefault("queries", {})  # (source, crop) -> (Query, classification, Identity)
+ss.setdefault("threshold", 0.0)
+ss.setdefault("page_size", DEFAULT_PER)
+ss.setdefault("thumbs", "medium")
+THUMBS = {"small": (120, 110), "medium": (160, 150), "large": (240, 220)}  # min column width, image height
 
 
 def _reset_view() -> None:
-    ss.visible = None
-    ss.selected = None
+    ss.page = 1
+    ss[OPEN] = None
 
 
 def _more_like(image_id: int) -> None:
@@ -24,65 +34,86 @@ def _more_like(image_id: int) -> None:
     _reset_view()
 
 
-def _open(image_id: int, score: float) -> None:
-    ss.selected = (int(image_id), float(score))
+def _open(image_id: int) -> None:
+    ss[OPEN] = int(image_id)
 
 
-def _close() -> None:
-    ss.selected = None
+def _to_page(n: int) -> None:
+    ss.page = max(1, int(n))
+    ss[OPEN] = None
 
 
-def _load_more(step: int) -> None:
-    ss.visible = (ss.visible or step) + step
+def view_now() -> View:
+    """The view the page shows now, as its URL would say it."""
+    kind, ref = ss.q_src or (None, None)
+    query = {"similar": ("id", str(ref)), "path": ("path", ref), "text": ("text", ref)}.get(kind)
+    return View(query, float(ss.threshold), tuple(ss.get("labels") or ()), tuple(ss.get("roots") or ()),
+                int(ss.page_size), int(ss.page), ss[OPEN]).normal()
 
 
-VIDEO_PLAY_MAX_BYTES = 512 * 1024 * 1024  # st.video sends the whole file to the browser
-_VIDEO_MIME = {".webm": "video/webm", ".mkv": "video/x-matroska", ".mov": "video/quicktime",
-               ".avi": "video/x-msvideo"}
-
-
-def _play_moment(svc, image_id: int) -> None:
-    """A video frame's result: its video, starting at that moment."""
-    import os
-
-    from indexer.keyframes import format_time
-
-    row = svc.row(image_id)
-    if getattr(row, "source", None) is None:
+def adopt(view: View, known_labels, known_roots) -> None:
+    """Show ``view`` (a link was opened, or Back/Forward moved to it): the widgets take its values."""
+    ss.threshold = view.threshold
+    ss.labels = [v for v in view.labels if v in known_labels]
+    ss.roots = [v for v in view.roots if v in known_roots]
+    ss.page_size, ss.page, ss[OPEN] = view.per, view.page, view.open
+    if view.query is None:  # an upload can't be in a URL: keep it while the uploader holds it
+        ss.q_src = ("upload", ss.last_upload) if ss.get("last_upload") else None
         return
-    path = svc.index.indexed_file(row.id)  # the video file, inside the index's folders
-    st.markdown(f"**{C.md(os.path.basename(row.source))} @ {format_time(row.time_s)}**")
-    if path.stat().st_size > VIDEO_PLAY_MAX_BYTES:
-        st.caption("Too large to play in the page: open the file at that time in a video player.")
-        return
-    st.video(str(path), format=_VIDEO_MIME.get(path.suffix.lower(), "video/mp4"), start_time=float(row.time_s or 0))
+    kind, ref = view.query
+    if kind == "id":
+        ss.q_src = ("similar", int(ref))
+    elif kind == "path":
+        ss.q_src, ss.path, ss.last_path = ("path", ref), ref, ref
+    else:
+        ss.q_src, ss.words, ss.last_words = ("text", ref), ref, ref
 
 
+def publish() -> None:
+    """Write the view into the URL when it changed (one history entry per change, none per rerun)."""
+    now = view_now()
+    if now != ss.get("url_view"):
+        ss.url_view = now
+        st.query_params.from_dict(now.params())
+
+
+C.page_style()
 st.title("Search")
 cfg = settings()
 svc = service()
 if svc is None:
     st.stop()
 
+known_labels, known_roots = [], []
+with guard():
+    known_labels, known_roots = svc.labels(), svc.roots()
+url = View.from_params(st.query_params.get_all)
+if url != ss.get("url_view"):
+    adopt(url, known_labels, known_roots)
+    ss.url_view = url
+
 with st.sidebar:
     st.markdown("### Filters")
-    threshold = st.slider("Minimum similarity", 0.0, 1.0, 0.0, 0.01, key="threshold",
+    threshold = st.slider("Minimum similarity", 0.0, 1.0, step=0.01, key="threshold", on_change=_reset_view,
                           help="Cosine similarity of the descriptors; 1.0 is the same picture.")
-    labels, roots = [], []
-    with guard():
-        labels = st.multiselect("Folder labels", svc.labels(), key="labels", placeholder="all labels")
-        all_roots = svc.roots()
-        if len(all_roots) > 1:
-            roots = st.multiselect("Indexed folders", all_roots, key="roots", placeholder="all folders")
-    page_size = st.selectbox("Results per page", [12, 24, 48], key="page_size")
+    labels = st.multiselect("Folder labels", known_labels, key="labels", placeholder="all labels",
+                            on_change=_reset_view)
+    roots = []
+    if len(known_roots) > 1:
+        roots = st.multiselect("Indexed folders", known_roots, key="roots", placeholder="all folders",
+                               on_change=_reset_view)
+    with st.expander("Search options"):
+        per = st.selectbox("Results per page", PER_PAGE, key="page_size", on_change=_reset_view)
+        thumbs = st.segmented_control("Thumbnail size", list(THUMBS), key="thumbs") or "medium"
+        # Query expansion (qe=) and rotation search (rotations=) controls go here (issue 18): they
+        # will be passed to Index.search through Service.search once the index offers them.
 
 c_up, c_path = st.columns(2)
 with c_up:
-    upload = C.image_uploader("Upload an image (drag and drop)", "upload", cfg)
+    upload = C.image_uploader("Upload an image", "upload", cfg)
 with c_path:
     path_text = st.text_input("...or paste the path of an indexed image", key="path",
                               placeholder="/photos/2023/img_0042.jpg")
-    st.caption("Or click **Similar** under any result: more like this.")
 words = ""
 with guard():
     if svc.has_text_search():  # INDEX/text exists: vgg-retrieval text-train was run
@@ -109,12 +140,14 @@ for kind, text, last in (("path", path_text, "last_path"), ("text", words, "last
             ss.q_src = None
 
 box = C.crop_box("crop")
+publish()
 
 if ss.q_src is None:
-    st.info(f"Upload an image or paste a path to search {svc.index.count:,} indexed images.")
+    st.info(f"Upload an image or paste a path to search {svc.index.count:,} indexed images. "
+            f"Then **Similar** under any result searches with that one.")
     st.stop()
 
-query = classification = None
+query = classification = ident = None
 with guard():
     key = (ss.q_src, box)
     cached = ss.queries.get(key)
@@ -123,76 +156,84 @@ with guard():
         if kind == "upload":
             if upload is None:
                 raise UserError("the uploaded file is gone; upload it again")
-            q = svc.query_from_upload(upload.name, upload.getvalue(), cfg, box)
+            data = upload.getvalue()
+            q = svc.query_from_upload(upload.name, data, cfg, box)
+            ident = upload_identity(data, q.image.size, box is not None)
         elif kind == "text":
             q = svc.query_from_text(ref)
-        elif kind == "path":
-            q = svc.query_from_row(svc.row_for_path(ref), box, cfg)
         else:
-            q = svc.query_from_row(svc.row(ref), box, cfg)
+            row = svc.row_for_path(ref) if kind == "path" else svc.row(ref)
+            q = svc.query_from_row(row, box, cfg)
+            ident = row_identity(row, box is not None)
         try:
             cls = svc.classifications(q) if kind != "text" else [
                 ("Classification", None, "A search by words has no classification.")]
         except Exception as e:  # classification must not hide the results
-            from ui.core import message
-
             cls = [("Classification", None, f"Classification failed: {message(e)}")]
-        ss.queries = {key: (q, cls)}  # keep only the current query
+        ss.queries = {key: (q, cls, ident)}  # keep only the current query
         cached = ss.queries[key]
-    query, classification = cached
-
+    query, classification, ident = cached
 if query is None:
     st.stop()
 
-visible = ss.visible or page_size
-result = None
+pg = None
 with guard():
-    result = svc.search(query, want=visible + 1, threshold=threshold, labels=labels, roots=roots)
-if result is None:
+    pg = page_of_results(svc, query, ident, ss.page, per, threshold=threshold, labels=labels, roots=roots)
+if pg is None:
     st.stop()
 
-c_q, c_cls = st.columns([1, 2])
-with c_q:
-    st.markdown(f"**Query:** {C.md(query.title)}")
-    if query.preview is not None:
-        st.image(query.preview, width=220)
-    elif query.image_id is not None:
-        C.thumbnail(svc, query.image_id)
-    timing_slot = st.empty()
-with c_cls:
-    for section in classification:
-        C.classification(*section)
+with st.container(key="query_panel"):
+    c_q, c_cls = st.columns([1, 2])
+    with c_q:
+        st.markdown(f"**Query:** {C.md(query.title)}")
+        if query.preview is not None:
+            st.image(query.preview, width=200)
+        elif query.image_id is not None:
+            C.thumbnail(svc, query.image_id, px=200)
+        if pg.own is not None:
+            own = pg.own
+            line = st.container(horizontal=True, vertical_alignment="center", gap="xsmall")
+            line.markdown(f"**This image** is in the index: {C.md(own.hit.where.rsplit('/', 1)[-1])}"
+                          + (f" ({own.copies_note})" if own.copies else ""), width="content")
+            line.button("Open", key=f"own_{own.hit.id}", on_click=_open, args=(own.hit.id,), type="tertiary",
+                        icon=":material/open_in_full:")
+        timing_slot = st.empty()
+    with c_cls:
+        for section in classification:
+            C.classification(*section)
 
-if ss.selected is not None:
-    with guard():
-        C.detail(svc, ss.selected[0], ss.selected[1], on_close=_close)
-        _play_moment(svc, ss.selected[0])
-
-hits = result.hits[:visible]
-more = len(result.hits) > visible
-if not hits:
-    st.warning("No results: lower the minimum similarity or clear the label/folder filters.")
-else:
-    st.markdown(f"**{len(hits)} result{'s' if len(hits) != 1 else ''}** shown"
-                + (" (more below)" if more else ""))
 t_thumbs = time.perf_counter()
-cols_per_row = 4
-for start in range(0, len(hits), cols_per_row):
-    cols = st.columns(cols_per_row)
-    for col, hit in zip(cols, hits[start:start + cols_per_row]):
-        with col, st.container(border=True):
-            C.thumbnail(svc, hit.id)
-            st.markdown(C.hit_caption(hit))
-            b1, b2 = st.columns(2)
-            b1.button("Open", key=f"open_{hit.id}", on_click=_open, args=(hit.id, hit.score),
-                      width="stretch")
-            b2.button("Similar", key=f"more_{hit.id}", on_click=_more_like, args=(hit.id,),
-                      width="stretch", help="More like this: search with this image")
+with st.container(key="results"):
+    if not pg.cards:
+        st.warning("No results: lower the minimum similarity or clear the label/folder filters."
+                   if pg.page == 1 else "No more results: go back a page.")
+    else:
+        first = (pg.page - 1) * per + 1
+        st.markdown(f"**Results {first}\u2013{first + len(pg.cards) - 1}**"
+                    + (" (more on the next page)" if pg.has_next else ""))
+    min_width, thumb_h = THUMBS.get(thumbs, THUMBS["medium"])
+    C.grid_style("results_grid", thumb_h)
+    with st.grid("auto", min_column_width=min_width, key="results_grid"):
+        for card in pg.cards:
+            hit = card.hit
+            with st.container(border=True, key=f"card_{hit.id}"):
+                C.thumbnail(svc, hit.id)
+                st.markdown(C.hit_caption(hit) + (f" · **{card.copies_note}**" if card.copies else ""))
+                b = st.container(horizontal=True, gap="xsmall")
+                b.button("Open", key=f"open_{hit.id}", on_click=_open, args=(hit.id,), width="stretch")
+                b.button("Similar", key=f"more_{hit.id}", on_click=_more_like, args=(hit.id,),
+                         width="stretch", help="More like this: search with this image")
+    if pg.page > 1 or pg.has_next:
+        nav = st.container(horizontal=True, vertical_alignment="center")
+        nav.button("Previous page", key="page_prev", on_click=_to_page, args=(pg.page - 1,), disabled=pg.page == 1)
+        nav.markdown(f"Page {pg.page}")
+        nav.button("Next page", key="page_next", on_click=_to_page, args=(pg.page + 1,), disabled=not pg.has_next)
 t_thumbs = time.perf_counter() - t_thumbs
-if more:
-    st.button("Load more", key="load_more", on_click=_load_more, args=(page_size,))
 
-t = dict(query.timings, search=result.seconds, thumbnails=t_thumbs)
-total = sum(t.values())
+t = dict(query.timings, search=pg.seconds, thumbnails=t_thumbs)
 parts = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in t.items())
-timing_slot.caption(f"Query time {total * 1000:.0f} ms ({parts}); looked at {result.fetched} neighbours")
+timing_slot.caption(f"Query time {sum(t.values()) * 1000:.0f} ms ({parts}); looked at {pg.fetched} neighbours")
+
+if ss[OPEN] is not None:
+    shown = ([pg.own] if pg.own is not None else []) + pg.cards
+    lightbox(svc, [c.hit.id for c in shown], {c.hit.id: c for c in shown}, _more_like, publish)

@@ -1,0 +1,102 @@
+"""The search page's results and URL without a browser: the query's own file, exact copies collapsed,
+pages of cards over a real index, the view as query parameters, and the feature maps' progress."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import copy_photos
+from indexer.reports import SearchHit
+from ui.results import Identity, arrange, is_query, page_of_results, row_identity, upload_identity
+from ui.urlstate import DEFAULT_PER, View
+
+
+def hit(i, score, sha="", w=100, h=80, source=None):
+    return SearchHit(id=i, path=f"/p/{i}.jpg", score=score, width=w, height=h, sha256=sha, source=source)
+
+
+def test_the_query_itself_and_exact_copies():
+    hits = [hit(1, 1.0, "a"), hit(2, 0.99999, "a"), hit(3, 0.9, "b"), hit(4, 0.8, "c"), hit(5, 0.7, "b"),
+            hit(6, 0.6, "b"), hit(7, 0.5, "v", source="/v.mp4"), hit(8, 0.4, "v", source="/v.mp4")]
+    own, cards = arrange(hits, Identity(image_id=1, sha256="a"))
+    assert own.hit.id == 1 and [c.id for c in own.copies] == [2] and own.copies_note == "+1 copy"
+    assert [c.hit.id for c in cards] == [3, 4, 7, 8]  # video frames of one file are not copies
+    assert cards[0].ids == [3, 5, 6] and cards[0].copies_note == "+2 copies" and cards[1].copies_note == ""
+    # no identity (a text query, a crop): nothing is "the query", copies still collapse
+    own, cards = arrange(hits, None)
+    assert own is None and [c.hit.id for c in cards] == [1, 3, 4, 7, 8] and cards[0].ids == [1, 2]
+    # an upload: its bytes, or a re-encoding (same pixels, score >= 0.9999); not a lookalike of another size
+    up = upload_identity(b"bytes", (100, 80), cropped=False)
+    assert is_query(hit(9, 0.5, up.sha256), up) and is_query(hit(9, 0.99995), up)
+    assert not is_query(hit(9, 0.99995, w=101), up) and not is_query(hit(9, 0.999), up)
+    assert upload_identity(b"bytes", (100, 80), cropped=True) is None
+    assert row_identity(None, False) is None
+
+
+def test_view_round_trips_through_its_url_and_ignores_junk():
+    v = View(("path", "/photos/a b&c.jpg"), 0.456, ("ants", "bees"), ("/x",), 48, 3, 17)
+    params = v.params()
+    assert params == {"path": "/photos/a b&c.jpg", "min": "0.46", "label": ["ants", "bees"], "folder": ["/x"],
+                      "per": "48", "page": "3", "open": "17"}
+    back = View.from_params(lambda k: params[k] if isinstance(params.get(k), list) else
+                            ([params[k]] if k in params else []))
+    assert back == v.normal() and back.threshold == 0.46
+    assert View().params() == {} and View().normal() == View()
+    junk = {"id": ["x"], "text": ["red"], "min": ["nan"], "per": ["7"], "page": ["-2"], "open": ["?"]}
+    assert View.from_params(lambda k: junk.get(k, [])) == View(query=("text", "red"), per=DEFAULT_PER)
+    assert View(("id", "4"), page=2).same_search(View(("id", "4"), open=3))
+    assert not View(("id", "4")).same_search(View(("id", "5")))
+
+
+def test_pages_of_cards_over_a_real_index(tiny_model, make_index, tmp_path):
+    """Copies of the query and of a result are folded in; pages follow on from each other."""
+    from ui.core import Service
+
+    photos = tmp_path / "photos"
+    names = ["pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/horse01.jpg", "pixabay/ship01.jpg",
+             "skimage/coffee.png", "sklearn/china.jpg"]
+    copy_photos(photos, names, flat=True)
+    shutil.copy2(photos / "cat01.jpg", photos / "cat01-copy.jpg")
+    for i in range(3):
+        shutil.copy2(photos / "dog01.jpg", photos / f"dog01-{i}.jpg")
+    make_index(tmp_path / "index").update([photos], workers=0, progress=False)
+    svc = Service(tmp_path / "index")
+    try:
+        row = svc.row_for_path(str(photos / "cat01.jpg"))
+        q = svc.query_from_row(row)
+        first = page_of_results(svc, q, row_identity(row, False), page=1, per=3)
+        assert first.own.hit.id == row.id and len(first.own.copies) == 1
+        assert len(first.cards) == 3 and first.has_next
+        second = page_of_results(svc, q, row_identity(row, False), page=2, per=3)
+        assert len(second.cards) == 2 and not second.has_next  # 5 distinct others: 3 + 2
+        cards = first.cards + second.cards
+        assert len({c.hit.sha256 for c in cards}) == 5
+        dogs = [c for c in cards if c.hit.path.rsplit("/", 1)[1].startswith("dog01")]
+        assert len(dogs) == 1 and dogs[0].copies_note == "+3 copies"
+    finally:
+        svc.index.close()
+
+
+def test_feature_maps_progress_per_module_and_stop(tiny_model):
+    from PIL import Image
+
+    from retrieval.preprocess import load_and_prepare
+    from ui.feature_maps import conv_layers, feature_maps
+
+    _, net, _ = tiny_model
+    layer = conv_layers(net)[3]
+    prepared = load_and_prepare(Image.new("RGB", (80, 60), (200, 30, 30)), 64)
+    seen = []
+    maps = feature_maps(net, prepared, layer, progress=lambda i, n: seen.append((i, n)))
+    assert seen == [(i, layer.end + 1) for i in range(1, layer.end + 2)] and maps.shape[0] == layer.channels
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_2(i, n):
+        if i == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        feature_maps(net, prepared, layer, progress=stop_at_2)
