@@ -59,9 +59,11 @@ def sparse_paris(labels: np.ndarray, per_label: int, n_distractors: int) -> tupl
     return rows, np.concatenate([labels[rows], labels.max() + 1 + np.arange(n_distractors)])
 
 
-def embed(sources: list, key: str) -> np.ndarray:
-    """Descriptors of ``sources`` (paths or PIL images) with the default VGG16 spec, OpenVINO FP32,
-    cached under ``key``."""
+def embed(paths: list, key: str, turns: bool = False) -> np.ndarray:
+    """Descriptors of ``paths`` with the default VGG16 spec, OpenVINO FP32, cached under ``key``;
+    ``turns``: of the photos turned by 90 degrees, then all turned by 180, then by 270
+    (``indexer.rotation``)."""
+    from indexer.rotation import turned_copies
     from retrieval.builder import build
     from retrieval.engines import load_embedder
     from retrieval.export import export_model
@@ -75,9 +77,11 @@ def embed(sources: list, key: str) -> np.ndarray:
     if not (model_dir / "model.json").exists():
         export_model(spec, net, model_dir, formats=("openvino",))
     emb = load_embedder("openvino", spec, model_dir, batch_size=8)
+    sources = [(p, t) for t in range(3) for p in paths] if turns else [(p, None) for p in paths]
     parts = []
     for i in range(0, len(sources), 16):
-        prep = [load_and_prepare(s, spec.input_size) for s in sources[i:i + 16]]
+        images = [p if t is None else turned_copies(p)[t] for p, t in sources[i:i + 16]]
+        prep = [load_and_prepare(im, spec.input_size) for im in images]
         parts.append(emb.embed_batch(np.stack([p.array for p in prep]), np.array([p.valid for p in prep], np.int64)))
         print(f"  embedded {min(i + 16, len(sources))}/{len(sources)}", file=sys.stderr, flush=True)
     emb.close()
@@ -85,6 +89,11 @@ def embed(sources: list, key: str) -> np.ndarray:
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, d)
     return d
+
+
+def turned_descriptors(paths: list) -> np.ndarray:
+    """[len(paths), 3, dim]: descriptors of each photo turned by 90, 180 and 270 degrees."""
+    return embed(paths, "turns-" + _key(paths), turns=True).reshape(3, len(paths), -1).transpose(1, 0, 2)
 
 
 def _key(paths) -> str:
@@ -148,13 +157,6 @@ def measure(sets: dict, qe, alpha, dba_k, rotations=False) -> list[float]:
     return out
 
 
-def turns(paths) -> list:
-    from indexer.rotation import turned_copies
-
-    copies = [turned_copies(p) for p in paths]
-    return [c[t] for t in range(3) for c in copies]  # all 90s, then all 180s, then all 270s
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ks", type=int, nargs="+", default=[0, 1, 2, 3, 5, 10])
@@ -172,8 +174,7 @@ def main() -> int:
     turned = [None] * 3
     if args.rotations:
         pair_queries = [pair_files[i] for i in pair_rows]
-        t_paris = embed(turns(paris_paths), "turns-" + _key(paris_paths)).reshape(3, len(d_paris), -1).transpose(1, 0, 2)
-        t_pairs = embed(turns(pair_queries), "turns-" + _key(pair_queries)).reshape(3, len(pair_rows), -1).transpose(1, 0, 2)
+        t_paris, t_pairs = turned_descriptors(paris_paths), turned_descriptors(pair_queries)
         turned = [t_paris, t_paris[sparse_rows], t_pairs]
     sets = {"paris5": (d_paris, labels, np.arange(len(d_paris)), turned[0]),
             "sparse": (np.concatenate([d_paris[sparse_rows], d_pairs]), sparse_labels, np.arange(len(sparse_rows)),
