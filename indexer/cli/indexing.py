@@ -150,12 +150,12 @@ def _search_images(idx, images, top_k, as_json, search_params, query_options) ->
 @db_option
 @search_param_options
 @click.option("--qe", type=int, default=DEFAULT_QE, show_default=True, metavar="K",
-              help="Query expansion (alpha-QE): search again with the query plus its top K hits, "
-                   "weighted by score ** --qe-alpha (0: off).")
+              help="Query expansion (alpha-QE) of image queries: search again with the query plus its "
+                   "top K hits, weighted by score ** --qe-alpha (0: off).")
 @click.option("--qe-alpha", type=float, default=DEFAULT_ALPHA, show_default=True,
               help="The exponent of the hits' scores in query expansion.")
 @click.option("--rotations/--no-rotations", default=False, show_default=True,
-              help="Also search each query turned by 90/180/270 degrees; an image keeps its best score "
+              help="Also search each image query turned by 90/180/270 degrees; an image keeps its best score "
                    "(for photos without EXIF orientation). Four times the query's model time.")
 def search(images, index_dir, top_k, as_json, texts, engine, batch_size, threads, db_url, qe, qe_alpha,
            rotations):
