@@ -17,6 +17,8 @@ Python API::
     indexer.commit      the atomic commit of rows + a new vectors file
     indexer.committed   the committed vectors as loaded by this process
     indexer.searching   queries -> descriptors -> hits; which indexed files may be read
+    indexer.query_expansion  alpha-QE at search time (and DBA for benchmarks)
+    indexer.rotation    searching a query's 90/180/270 degree turns too
     indexer.checking    check and deep check
     indexer.reports     SearchHit, UpdateReport, CheckReport
 """
@@ -39,6 +41,7 @@ from . import checking, folder, searching, updating, vectors
 from .commit import commit as _commit_step
 from .committed import CommittedVectors
 from .folder import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR, copy_model  # noqa: F401 - API
+from .query_expansion import DEFAULT_ALPHA
 from .reports import CheckReport, SearchHit, UpdateReport
 from .store import Store
 
@@ -173,27 +176,46 @@ class Index:
         class scores from the same forward pass (None when the model has no classifier)."""
         return searching.embed_queries(self, queries, with_logits)
 
-    def search(self, query, k: int = 10) -> list[SearchHit]:
-        """The ``k`` indexed images most similar to ``query`` (a path, bytes or a PIL image)."""
-        return self.search_many([query], k)[0]
+    def search(self, query, k: int = 10, *, qe: int | None = None, qe_alpha: float = DEFAULT_ALPHA,
+               rotations: bool = False) -> list[SearchHit]:
+        """The ``k`` indexed images most similar to ``query`` (a path, bytes or a PIL image).
+        ``qe``: alpha-QE over the top ``qe`` hits, weights score ** ``qe_alpha`` (0: off; None:
+        ``indexer.query_expansion.DEFAULT_QE``); ``rotations``: also search the query turned by
+        90/180/270 degrees, each image scored by its best turn (``indexer.rotation``)."""
+        return self.search_many([query], k, qe=qe, qe_alpha=qe_alpha, rotations=rotations)[0]
 
-    def search_many(self, queries: Iterable, k: int = 10) -> list[list[SearchHit]]:
-        return self.search_vectors(self.embed_queries(queries), k)
+    def search_many(self, queries: Iterable, k: int = 10, *, qe: int | None = None,
+                    qe_alpha: float = DEFAULT_ALPHA, rotations: bool = False) -> list[list[SearchHit]]:
+        return self.embed_and_search(queries, k, qe=qe, qe_alpha=qe_alpha, rotations=rotations)[0]
 
     def search_and_classify(self, queries: Iterable, k: int = 10, top: int = 5, nprobe: int | None = None,
-                            ef_search: int | None = None):
-        """(hits per query, top classes per query or None): one forward pass gives both."""
-        d, logits = self.embed_queries(queries, with_logits=True)
+                            ef_search: int | None = None, *, qe: int | None = None,
+                            qe_alpha: float = DEFAULT_ALPHA, rotations: bool = False):
+        """(hits per query, top classes per query or None): one forward pass gives both; the
+        classes are those of the upright query (also with ``rotations``)."""
+        found, _, logits = self.embed_and_search(queries, k, with_logits=True, nprobe=nprobe, ef_search=ef_search,
+                                                 qe=qe, qe_alpha=qe_alpha, rotations=rotations)
         classes = None
         if logits is not None and self.spec.class_names:
             classes = top_classes(logits, self.spec.class_names, top)
-        return self.search_vectors(d, k, nprobe=nprobe, ef_search=ef_search), classes
+        return found, classes
+
+    def embed_and_search(self, queries: Iterable, k: int = 10, *, with_logits: bool = False,
+                         nprobe: int | None = None, ef_search: int | None = None, qe: int | None = None,
+                         qe_alpha: float = DEFAULT_ALPHA, rotations: bool = False):
+        """(hits per query, the queries' upright descriptors [Q, dim], their class scores or None
+        without ``with_logits`` or a classifier): the search options of ``search`` and
+        ``search_vectors`` together, for callers that also need the descriptors."""
+        return searching.embed_and_search(self, queries, k, with_logits, nprobe, ef_search, qe, qe_alpha, rotations)
 
     def search_vectors(self, queries: np.ndarray, k: int = 10, nprobe: int | None = None,
-                       ef_search: int | None = None) -> list[list[SearchHit]]:
+                       ef_search: int | None = None, qe: int | None = None,
+                       qe_alpha: float = DEFAULT_ALPHA) -> list[list[SearchHit]]:
         """Hits for descriptor rows; ``nprobe`` (IVF lists visited) and ``ef_search`` (HNSW breadth)
-        override the index's stored defaults for this call: higher = better recall, slower."""
-        return searching.search_vectors(self, queries, k, nprobe, ef_search)
+        override the index's stored defaults for this call: higher = better recall, slower.
+        ``qe``/``qe_alpha``: query expansion as in ``search`` (stored vectors of lossy SQ/PQ
+        indexes are decoded approximately for it)."""
+        return searching.search_vectors(self, queries, k, nprobe, ef_search, qe, qe_alpha)
 
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
         """FAISS results ([Q, k] scores and image ids) as SearchHits, one database read for all."""

@@ -11,9 +11,19 @@ import numpy as np
 from retrieval.errors import UserError
 from retrieval.preprocess import ImageError, load_and_prepare
 
-from . import vectors
+from . import query_expansion as qx
+from . import rotation, vectors
 from .reports import SearchHit
 from .store import Store
+
+
+def _check_query_path(q) -> None:
+    if isinstance(q, (str, os.PathLike)):
+        p = Path(q)
+        if not p.exists():
+            raise UserError(f"query image not found: {q}")
+        if not p.is_file():
+            raise UserError(f"query is not a file: {q}")
 
 
 def embed_queries(index, queries: Iterable, with_logits: bool = False):
@@ -22,12 +32,7 @@ def embed_queries(index, queries: Iterable, with_logits: bool = False):
     prepared = []
     for q in queries:
         name = q if isinstance(q, (str, os.PathLike)) else "query image"
-        if isinstance(q, (str, os.PathLike)):
-            p = Path(q)
-            if not p.exists():
-                raise UserError(f"query image not found: {q}")
-            if not p.is_file():
-                raise UserError(f"query is not a file: {q}")
+        _check_query_path(q)
         try:
             prepared.append(load_and_prepare(q, index.spec.input_size))
         except ImageError as e:
@@ -42,23 +47,59 @@ def embed_queries(index, queries: Iterable, with_logits: bool = False):
     return index.embedder.embed_batch(images, sizes)
 
 
+def embed_and_search(index, queries: Iterable, k: int = 10, with_logits: bool = False, nprobe: int | None = None,
+                     ef_search: int | None = None, qe: int | None = None, qe_alpha: float = qx.DEFAULT_ALPHA,
+                     rotations: bool = False):
+    """``Index.embed_and_search``: (hits per query, the queries' descriptors, their class scores or
+    None). ``rotations``: each query is also searched turned by 90/180/270 degrees and every image
+    keeps its best score (``indexer.rotation``); descriptors and class scores stay the upright ones."""
+    queries = list(queries)
+    if not rotations:
+        out = embed_queries(index, queries, with_logits)
+        d, logits = out if with_logits else (out, None)
+        return search_vectors(index, d, k, nprobe, ef_search, qe, qe_alpha), d, logits
+    views = []
+    for q in queries:
+        _check_query_path(q)
+        views += [q, *rotation.turned_copies(q, q if isinstance(q, (str, os.PathLike)) else "query image")]
+    out = embed_queries(index, views, with_logits)
+    d, logits = out if with_logits else (out, None)
+    scores, ids = search_ids(index, d, k, nprobe, ef_search, qe, qe_alpha)
+    scores, ids = rotation.merge_by_max(scores, ids, rotation.VIEWS, max(k, 1))
+    upright = slice(None, None, rotation.VIEWS)
+    return hits(index.store, scores, ids), d[upright], None if logits is None else logits[upright]
+
+
 def search_vectors(index, queries: np.ndarray, k: int = 10, nprobe: int | None = None,
-                   ef_search: int | None = None) -> list[list[SearchHit]]:
-    """``Index.search_vectors``: hits for descriptor rows, ``nprobe``/``ef_search`` overriding the stored defaults."""
+                   ef_search: int | None = None, qe: int | None = None,
+                   qe_alpha: float = qx.DEFAULT_ALPHA) -> list[list[SearchHit]]:
+    """``Index.search_vectors``: hits for descriptor rows, ``nprobe``/``ef_search`` overriding the
+    stored defaults, alpha-QE over the top ``qe`` hits (None: ``query_expansion.DEFAULT_QE``)."""
+    return hits(index.store, *search_ids(index, queries, k, nprobe, ef_search, qe, qe_alpha))
+
+
+def search_ids(index, queries: np.ndarray, k: int = 10, nprobe: int | None = None, ef_search: int | None = None,
+               qe: int | None = None, qe_alpha: float = qx.DEFAULT_ALPHA) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS results ([Q, k] scores and ids) of ``search_vectors``."""
     if k < 1:
         raise UserError(f"top-k must be at least 1 (got {k})")
     for name, value in (("nprobe", nprobe), ("ef-search", ef_search)):
         if value is not None and value < 1:
             raise UserError(f"{name} must be at least 1 (got {value})")
+    qe = qx.DEFAULT_QE if qe is None else qe
+    qx.check_options(qe, qe_alpha)
     faiss_index = index.committed.load()
     queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, index.spec.descriptor_dim)
-    k = min(k, faiss_index.ntotal)
-    if k == 0:
-        return [[] for _ in range(len(queries))]
+    if faiss_index.ntotal == 0:
+        return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     cfg = vectors.IndexConfig.from_meta(index.store.meta("vectors_index"))
-    scores, ids = vectors.search(faiss_index, queries, k, nprobe or cfg.nprobe, ef_search or cfg.ef_search,
-                                 gpu_index=index.committed.gpu_index(faiss_index))
-    return hits(index.store, scores, ids)
+    gpu_index = index.committed.gpu_index(faiss_index)
+
+    def search(x: np.ndarray, n: int):
+        return vectors.search(faiss_index, x, min(n, faiss_index.ntotal), nprobe or cfg.nprobe,
+                              ef_search or cfg.ef_search, gpu_index=gpu_index)
+
+    return qx.expanded_search(search, faiss_index.reconstruct_batch, queries, k, qe, qe_alpha)
 
 
 def hits(store: Store, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:

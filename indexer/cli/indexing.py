@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from indexer.query_expansion import DEFAULT_ALPHA, DEFAULT_QE, check_options
 from retrieval.errors import UserError
 
 from .options import (db_option, engine_option, engine_options, index_option, index_type_option, model_options,
@@ -121,13 +122,13 @@ def _search_texts(idx, texts, top_k, as_json, threads) -> None:
 CLASS_OUTPUTS = {"model": ("classes", "classes (model)"), "folders": ("folder_classes", "classes (folders)")}
 
 
-def _search_images(idx, images, top_k, as_json, search_params) -> None:
+def _search_images(idx, images, top_k, as_json, search_params, query_options) -> None:
     from indexer.index_classifier import search_with_classes
 
-    results, classes = search_with_classes(idx, [str(p) for p in images], top_k, **search_params)
+    results, classes = search_with_classes(idx, [str(p) for p in images], top_k, **search_params, **query_options)
     for query, hits, tops in zip(images, results, classes):
         if as_json:
-            row = {"query": str(query), "results": [h.as_json() for h in hits]}
+            row = {"query": str(query), "results": [h.as_json() for h in hits], "settings": query_options}
             for source, top in tops.items():
                 row[CLASS_OUTPUTS[source][0]] = [{"class": c, "p": round(p, 6)} for c, p in top]
             click.echo(json.dumps(row))
@@ -148,20 +149,32 @@ def _search_images(idx, images, top_k, as_json, search_params) -> None:
 @engine_options
 @db_option
 @search_param_options
-def search(images, index_dir, top_k, as_json, texts, engine, batch_size, threads, db_url):
+@click.option("--qe", type=int, default=DEFAULT_QE, show_default=True, metavar="K",
+              help="Query expansion (alpha-QE) of image queries: search again with the query plus its "
+                   "top K hits, weighted by score ** --qe-alpha (0: off).")
+@click.option("--qe-alpha", type=float, default=DEFAULT_ALPHA, show_default=True,
+              help="The exponent of the hits' scores in query expansion.")
+@click.option("--rotations/--no-rotations", default=False, show_default=True,
+              help="Also search each image query turned by 90/180/270 degrees; an image keeps its best score "
+                   "(for photos without EXIF orientation). Four times the query's model time.")
+def search(images, index_dir, top_k, as_json, texts, engine, batch_size, threads, db_url, qe, qe_alpha,
+           rotations):
     """Find the indexed images most similar to each of IMAGES, with their top-5 classes from each
     classifier the index has: its model's own, and the one learnt from its folders (`classes`)."""
     from indexer.index import Index
 
     if not images and not texts:
         raise UserError("name the IMAGES to search with, or search by words with --text \"...\"")
+    check_options(qe, qe_alpha)
+    query_options = {"qe": qe, "qe_alpha": qe_alpha, "rotations": rotations}
     options = {"engine": engine, "db_url": db_url, "batch_size": batch_size, "threads": threads}
     if texts:
         with Index.open(index_dir, **options) as idx:
             _search_texts(idx, texts, top_k, as_json, threads)
     if images:
         with Index.open(index_dir, **options) as idx:
-            _search_images(idx, images, top_k, as_json, click.get_current_context().meta["search_params"])
+            _search_images(idx, images, top_k, as_json, click.get_current_context().meta["search_params"],
+                           query_options)
 
 
 @click.command()

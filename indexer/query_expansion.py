@@ -1,0 +1,98 @@
+"""Query expansion at search time, and database-side augmentation for benchmarks.
+
+alpha-QE (Radenovic et al., "Fine-tuning CNN image retrieval with no human annotation", 2018):
+search once, then search again with
+
+    q' = normalise(q + sum_{i <= K} s_i ** alpha * x_i)
+
+over the top-``K`` hits ``x_i`` (their stored vectors) with cosine scores ``s_i`` clipped at 0.
+``K`` = 0 is plain search. Stored vectors come back from the FAISS index by id
+(``reconstruct``): exact for flat, HNSW and IVF-Flat indexes, decoded from the codes (approximate)
+for the lossy SQ8/PQ types (ivf, ivfpq); the expanded query is only as good as that decoding.
+
+DBA (database-side augmentation, ``dba``): every stored vector replaced by the same alpha-weighted
+sum over its own top-K neighbours. It is offered as a function over a matrix of vectors for
+benchmarks only; stored indexes are never augmented (a new photo would change its neighbours'
+vectors, so an index would have to be rewritten on every update).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import faiss
+import numpy as np
+
+from retrieval.errors import UserError
+
+DEFAULT_QE = 0  # K of alpha-QE by default (0 = off): set by measurement (benchmarks/query_expansion.py)
+DEFAULT_ALPHA = 3.0
+
+
+def check_options(qe: int, alpha: float) -> None:
+    """UserError unless ``qe`` is a whole number >= 0 and ``alpha`` a finite number >= 0."""
+    if isinstance(qe, bool) or not isinstance(qe, (int, np.integer)) or qe < 0:
+        raise UserError(f"query expansion --qe must be a whole number >= 0 (0 = off), got {qe!r}")
+    if not isinstance(alpha, (int, float, np.floating)) or not math.isfinite(alpha) or alpha < 0:
+        raise UserError(f"query expansion --qe-alpha must be a number >= 0, got {alpha!r}")
+
+
+def weights(scores: np.ndarray, alpha: float) -> np.ndarray:
+    """The weight of each neighbour: its cosine score clipped at 0, to the power ``alpha``."""
+    return np.clip(np.asarray(scores, np.float32), 0.0, None) ** np.float32(alpha)
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def expand(queries: np.ndarray, neighbours: np.ndarray, scores: np.ndarray, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+    """alpha-QE: ``queries`` [Q, d], their top-K ``neighbours`` [Q, K, d] with ``scores`` [Q, K]
+    -> normalise(q + sum_i s_i ** alpha * x_i), [Q, d]. A missing neighbour has score 0 (weight 0
+    for alpha > 0; give it a zero vector)."""
+    w = weights(scores, alpha)
+    return normalise(np.asarray(queries, np.float32) + np.einsum("qk,qkd->qd", w, np.asarray(neighbours, np.float32)))
+
+
+SearchFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (queries, k) -> (scores, ids)
+VectorsFn = Callable[[np.ndarray], np.ndarray]  # valid ids [n] -> their stored vectors [n, d]
+
+
+def expanded_search(search: SearchFn, stored_vectors: VectorsFn, queries: np.ndarray, k: int, qe: int,
+                    alpha: float = DEFAULT_ALPHA) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) of the ``k`` best for each query after alpha-QE over its top ``qe`` hits
+    (plain ``search`` when ``qe`` is 0). ``stored_vectors`` gives the stored vectors of ids."""
+    check_options(qe, alpha)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if qe == 0 or len(queries) == 0:
+        return search(queries, k)
+    scores, ids = search(queries, qe)
+    neighbours = np.zeros((*ids.shape, queries.shape[1]), np.float32)
+    found = ids >= 0
+    if found.any():
+        neighbours[found] = stored_vectors(ids[found])
+    scores = np.where(found, scores, 0.0)
+    return search(expand(queries, neighbours, scores, alpha), k)
+
+
+def dba(vectors: np.ndarray, k: int, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+    """Database-side augmentation: each row of ``vectors`` (L2-normalised, [N, d]) replaced by
+    normalise(x + sum s_j ** alpha * x_j) over its ``k`` nearest other rows (cosine). ``k`` = 0
+    returns a copy. For benchmarks: indexes do not store augmented vectors (module docstring)."""
+    check_options(k, alpha)
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if k == 0 or len(x) < 2:
+        return x.copy()
+    k = min(k, len(x) - 1)
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x)
+    scores, ids = flat.search(x, k + 1)
+    own = ids == np.arange(len(x))[:, None]
+    # drop each row's own entry (or, when duplicates pushed it out, the last one) -> k others
+    drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+    keep = np.ones_like(own)
+    keep[np.arange(len(x)), drop] = False
+    ids = ids[keep].reshape(len(x), k)
+    scores = np.where(ids >= 0, scores[keep].reshape(len(x), k), 0.0)
+    return expand(x, x[np.maximum(ids, 0)], scores, alpha)

@@ -1,0 +1,50 @@
+"""Rotation search: a query is also searched turned by 90, 180 and 270 degrees, and each indexed
+image keeps its best score over the four (for photos whose files lack the EXIF orientation that
+would have turned them upright). The query is first decoded with its own EXIF orientation applied,
+as every image is; the turned copies are PIL transposes of that."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from retrieval.errors import UserError
+from retrieval.preprocess import ImageError, open_image
+
+TURNS = (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)
+VIEWS = 1 + len(TURNS)  # the query as given, then its three turns
+
+
+def turned_copies(query, name: str = "query image") -> list[Image.Image]:
+    """The query image (a path, bytes or a PIL image) turned by 90, 180 and 270 degrees
+    (anticlockwise, after its EXIF orientation). UserError when it cannot be read."""
+    try:
+        if isinstance(query, Image.Image):
+            upright = ImageOps.exif_transpose(query) or query
+        else:
+            upright = open_image(os.fspath(query) if isinstance(query, os.PathLike) else query)
+    except ImageError as e:
+        raise UserError(f"cannot use {name}: {e}") from None
+    if upright.mode != "RGB":
+        upright = upright.convert("RGB")
+    return [upright.transpose(turn) for turn in TURNS]
+
+
+def merge_by_max(scores: np.ndarray, ids: np.ndarray, views: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS results of ``views`` consecutive rows per query ([Q * views, n]) -> the ``k`` best
+    images per query ([Q, k]), each scored by its best view; missing places are id -1, score -inf.
+    Exact: an image in the merged top k is in its best view's own top k."""
+    n_queries = len(ids) // views
+    out_scores = np.full((n_queries, k), -np.inf, np.float32)
+    out_ids = np.full((n_queries, k), -1, np.int64)
+    for q in range(n_queries):
+        best: dict[int, float] = {}
+        rows = slice(q * views, (q + 1) * views)
+        for score, i in zip(scores[rows].ravel(), ids[rows].ravel()):
+            if i >= 0 and score > best.get(int(i), -np.inf):
+                best[int(i)] = float(score)
+        ranked = sorted(best.items(), key=lambda item: -item[1])[:k]
+        for place, (i, score) in enumerate(ranked):
+            out_ids[q, place], out_scores[q, place] = i, score
+    return out_scores, out_ids

@@ -1,0 +1,184 @@
+"""Search-time query options: alpha query expansion (``indexer.query_expansion``), database-side
+augmentation for benchmarks, and rotation search (``indexer.rotation``), through the API and the CLI."""
+from __future__ import annotations
+
+import json
+
+import faiss
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexer import query_expansion as qx
+from retrieval.errors import UserError
+
+from conftest import SAMPLES, copy_photos
+
+
+def _unit(*v) -> np.ndarray:
+    x = np.asarray(v, np.float32)
+    return x / np.linalg.norm(x)
+
+
+def _flat_search(x: np.ndarray):
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x)
+    return (lambda q, n: flat.search(q, n)), (lambda ids: x[ids])
+
+
+# --- alpha-QE on constructed vectors -------------------------------------------------------------
+# A query q, a near neighbour B, a distractor D pointing away from B, and a relevant R close to B
+# but further from q than D: plain search ranks B, D, R; one round of QE pulls q towards B, and R
+# overtakes D.
+Q = _unit(1, 0, 0)
+STORED = np.stack([_unit(0.9, 0, 0.436), _unit(0.8, 0.6, 0), _unit(0.7, 0, 0.714)])  # B, D, R
+B, D, R = 0, 1, 2
+
+
+def test_qe_lifts_a_relevant_item_above_a_distractor():
+    search, stored = _flat_search(STORED)
+    _, plain = qx.expanded_search(search, stored, Q[None], 3, qe=0)
+    assert plain[0].tolist() == [B, D, R]
+    assert np.array_equal(plain, search(Q[None], 3)[1])  # K = 0 is plain search
+    scores, expanded = qx.expanded_search(search, stored, Q[None], 3, qe=1, alpha=3.0)
+    assert expanded[0].tolist() == [B, R, D]
+    q2 = Q + float(STORED[B] @ Q) ** 3 * STORED[B]  # by hand: q + s_B ** 3 * x_B, normalised
+    q2 /= np.linalg.norm(q2)
+    np.testing.assert_allclose(scores[0], STORED[[B, R, D]] @ q2, rtol=1e-5)
+
+
+def test_alpha_weighting_is_the_formula():
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((2, 8)).astype(np.float32)
+    x = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    s = np.array([[0.9, 0.5, -0.2, 0.0], [0.3, 0.99, 1.0, -1.0]], np.float32)
+    for alpha in (0.0, 1.0, 3.0, 2.5):
+        np.testing.assert_allclose(qx.weights(s, alpha), np.clip(s, 0, None) ** alpha, rtol=1e-6)
+        want = q + np.einsum("qk,qkd->qd", np.clip(s, 0, None) ** alpha, x)
+        want /= np.linalg.norm(want, axis=1, keepdims=True)
+        np.testing.assert_allclose(qx.expand(q, x, s, alpha), want, rtol=1e-5, atol=1e-6)
+    # negative scores count for nothing (alpha > 0): only the positive neighbours move the query
+    only_pos = qx.expand(q[:1], x[:1, :2], s[:1, :2], 3.0)
+    np.testing.assert_allclose(qx.expand(q[:1], x[:1], s[:1], 3.0), only_pos, rtol=1e-5, atol=1e-6)
+
+
+def test_dba_replaces_each_vector_by_its_weighted_neighbourhood():
+    x = np.concatenate([STORED, [_unit(0, 0, 1)]])
+    out = qx.dba(x, 1, alpha=1.0)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    for i in range(len(x)):
+        j = int(np.argmax(sims[i]))
+        want = x[i] + max(sims[i, j], 0) * x[j]
+        np.testing.assert_allclose(out[i], want / np.linalg.norm(want), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(qx.dba(x, 0), x)
+    dup = np.concatenate([x, x[:1]])  # an exact duplicate: each copy takes the other, not itself
+    np.testing.assert_allclose(qx.dba(dup, 1, 1.0)[0], x[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("qe, alpha", [(-1, 3.0), (1.5, 3.0), (True, 3.0), (2, -1.0), (2, float("nan"))])
+def test_bad_options_are_user_errors(qe, alpha):
+    with pytest.raises(UserError, match="--qe"):
+        qx.check_options(qe, alpha)
+
+
+# --- through an index of real photos --------------------------------------------------------------
+GALLERY = ["skimage/astronaut.png", "skimage/coffee.png", "skimage/chelsea.png", "pixabay/cat01.jpg",
+           "pixabay/dog01.jpg", "sklearn/china.jpg", "opencv/fruits.jpg", "opencv/building.jpg",
+           "pixabay/ship01.jpg", "pixabay/horse01.jpg"]
+ROTATED = "opencv/home.jpg"  # indexed only turned by 90 degrees; the upright file is the query
+
+
+@pytest.fixture(scope="module")
+def photo_index(tiny_model, tmp_path_factory):
+    from indexer import Index
+
+    spec, _, model_dir = tiny_model
+    root = tmp_path_factory.mktemp("qe")
+    folder = root / "photos"
+    copy_photos(folder, GALLERY, flat=True)
+    with Image.open(SAMPLES / ROTATED) as im:  # no EXIF: a PNG of the turned pixels
+        im.convert("RGB").transpose(Image.Transpose.ROTATE_90).save(folder / "home_turned.png")
+    with Index.create(root / "ix", spec, model_dir=model_dir) as idx:
+        idx.update([folder], workers=0, progress=False)
+    return root / "ix", SAMPLES / ROTATED
+
+
+@pytest.fixture
+def index(photo_index):
+    from indexer import Index
+
+    with Index.open(photo_index[0]) as idx:
+        yield idx
+
+
+def _paths(hits):
+    return [h.path for h in hits]
+
+
+def test_index_qe_is_alpha_qe_over_the_stored_vectors(index, photo_index, monkeypatch):
+    query = SAMPLES / "pixabay" / "cat01.jpg"
+    d = index.embed_queries([query])
+    plain = index.search(query, k=5, qe=0)
+    assert _paths(plain) == _paths(index.search_vectors(d, 5)[0])  # DEFAULT_QE is 0 for now
+    ids, x = index.all_vectors()
+    by_id = dict(zip(ids.tolist(), x))
+    for k_qe, alpha in ((2, 3.0), (4, 1.0)):
+        top = index.search_vectors(d, k_qe, qe=0)[0]
+        q2 = qx.expand(d, np.stack([by_id[h.id] for h in top])[None], np.array([[h.score for h in top]]), alpha)
+        want = sorted(zip((x @ q2[0]).tolist(), ids.tolist()), reverse=True)[:5]
+        got = index.search(query, k=5, qe=k_qe, qe_alpha=alpha)
+        assert [h.id for h in got] == [i for _, i in want]
+        np.testing.assert_allclose([h.score for h in got], [s for s, _ in want], rtol=1e-4)
+    monkeypatch.setattr(qx, "DEFAULT_QE", 2)  # qe=None follows the module default
+    assert [h.score for h in index.search(query, k=5)] == [h.score for h in index.search(query, k=5, qe=2)]
+
+
+def test_rotation_search_finds_a_turned_copy_first(index, photo_index):
+    _, query = photo_index
+    plain = index.search(query, k=len(GALLERY) + 1)
+    turned = index.search(query, k=3, rotations=True)
+    assert turned[0].path.endswith("home_turned.png") and turned[0].score > 0.999
+    plain_rank, plain_hit = next((r, h) for r, h in enumerate(plain, 1) if h.path.endswith("home_turned.png"))
+    assert plain_rank > 1  # upright, the tiny model ranks it 10th of 11
+    assert turned[0].score > plain_hit.score + 0.01
+    # every image keeps its best turn: no score is below its plain (upright) score
+    plain_scores = {h.id: h.score for h in plain}
+    assert all(h.score >= plain_scores[h.id] - 1e-5 for h in turned)
+    # a PIL image and bytes work alike; descriptors and class scores are the upright query's
+    with Image.open(query) as im:
+        assert index.search(im.copy(), k=1, rotations=True)[0].id == turned[0].id
+    assert index.search(query.read_bytes(), k=1, rotations=True, qe=1)[0].id == turned[0].id
+    _, d_rot, _ = index.embed_and_search([query], 2, rotations=True)
+    np.testing.assert_allclose(d_rot, index.embed_queries([query]), atol=1e-6)
+    hits, classes = index.search_and_classify([query, query], k=2, rotations=True)
+    assert [_paths(h) for h in hits] == [_paths(turned[:2])] * 2
+
+
+def test_rotation_search_of_a_missing_file_is_one_line(index, tmp_path):
+    with pytest.raises(UserError, match="query image not found"):
+        index.search(tmp_path / "nope.jpg", rotations=True)
+
+
+def _cli(args, capsys):
+    from indexer.cli import main
+
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_qe_and_rotations(photo_index, capsys):
+    ix, query = photo_index
+    code, out, _ = _cli(["search", query, "--index", ix, "-k", "2", "--json", "--qe", "2", "--qe-alpha", "1",
+                         "--rotations"], capsys)
+    row = json.loads(out)
+    assert code == 0 and row["settings"] == {"qe": 2, "qe_alpha": 1.0, "rotations": True}
+    assert row["results"][0]["path"].endswith("home_turned.png")
+    code, out, _ = _cli(["search", query, "--index", ix, "-k", "2", "--json"], capsys)
+    assert code == 0 and json.loads(out)["settings"] == {"qe": qx.DEFAULT_QE, "qe_alpha": qx.DEFAULT_ALPHA,
+                                                         "rotations": False}
+    for bad in (["--qe", "-1"], ["--qe-alpha", "-2"]):
+        code, out, err = _cli(["search", query, "--index", ix, *bad], capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and out == "" and len(lines) == 1 and "--qe" in lines[0], (bad, err)
