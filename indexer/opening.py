@@ -22,7 +22,7 @@ def build_model(arch=None, weights=None, pooling=None, input_size=None, trim_bor
     square or buckets; ``scales``: e.g. (1.0, 0.7071) for multi-scale descriptors."""
     from retrieval.builder import build
 
-    spec, net = build(arch or "vgg16", weights, pooling or "gap", input_size or DEFAULT_INPUT_SIZE,
+    spec, net = build(arch or "vgg16", weights, pooling, input_size or DEFAULT_INPUT_SIZE,
                       class_names_file=class_names, input_policy=input_policy or DEFAULT_INPUT_POLICY,
                       scales=tuple(scales or DEFAULT_SCALES))
     if trim_borders is not None:

@@ -27,6 +27,8 @@ from retrieval.errors import UserError
 
 DEFAULT_QE = 0  # K of alpha-QE by default (0 = off): set by measurement (benchmarks/query_expansion.py)
 DEFAULT_ALPHA = 3.0
+SAME_IMAGE = 0.9999  # a hit this close is the query itself (or a byte copy): never expanded over
+SAME_IMAGE_SLACK = 4  # hits fetched beyond K, to have K others after leaving those out
 
 
 def check_options(qe: int, alpha: float) -> None:
@@ -67,13 +69,49 @@ def expanded_search(search: SearchFn, stored_vectors: VectorsFn, queries: np.nda
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if qe == 0 or len(queries) == 0:
         return search(queries, k)
-    scores, ids = search(queries, qe)
+    first = search(queries, qe + SAME_IMAGE_SLACK)
+    scores, ids = others(*first, qe)
     neighbours = np.zeros((*ids.shape, queries.shape[1]), np.float32)
     found = ids >= 0
     if found.any():
         neighbours[found] = stored_vectors(ids[found])
     scores = np.where(found, scores, 0.0)
-    return search(expand(queries, neighbours, scores, alpha), k)
+    return same_image_first(first, search(expand(queries, neighbours, scores, alpha), k), k)
+
+
+def same_image_first(first: tuple[np.ndarray, np.ndarray], expanded: tuple[np.ndarray, np.ndarray],
+                     k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The expanded results, with the first search's hits at SAME_IMAGE or above (the query itself and
+    its byte copies) kept first at their own scores: a copy of the query stays "1.000, rank 1", and QE
+    orders everything else."""
+    f_s, f_i = first
+    e_s, e_i = expanded
+    if not (f_s >= SAME_IMAGE).any():
+        return e_s, e_i
+    n = e_i.shape[1]
+    out_s = np.zeros((len(e_i), n), np.float32)
+    out_i = np.full((len(e_i), n), -1, np.int64)
+    for r in range(len(e_i)):
+        same = (f_i[r] >= 0) & (f_s[r] >= SAME_IMAGE)
+        rest = ~np.isin(e_i[r], f_i[r][same])
+        s = np.concatenate([f_s[r][same], e_s[r][rest]])[:n]
+        i = np.concatenate([f_i[r][same], e_i[r][rest]])[:n]
+        out_s[r, :len(s)], out_i[r, :len(i)] = s, i
+    return out_s, out_i
+
+
+def others(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` hits of each row that are not the query itself: hits at SAME_IMAGE or above
+    (the indexed photo used as the query, or a byte copy of it) would only add the query again, so an
+    indexed query expands over ``k`` other photos, like a query from outside the collection."""
+    out_s = np.zeros((len(ids), k), np.float32)
+    out_i = np.full((len(ids), k), -1, np.int64)
+    for r in range(len(ids)):
+        keep = (ids[r] >= 0) & (scores[r] < SAME_IMAGE)
+        n = min(k, int(keep.sum()))
+        out_s[r, :n] = scores[r][keep][:n]
+        out_i[r, :n] = ids[r][keep][:n]
+    return out_s, out_i
 
 
 def dba(vectors: np.ndarray, k: int, alpha: float = DEFAULT_ALPHA) -> np.ndarray:

@@ -34,13 +34,13 @@ def embed_queries(index, queries: Iterable, with_logits: bool = False):
         name = q if isinstance(q, (str, os.PathLike)) else "query image"
         _check_query_path(q)
         try:
-            prepared.append(load_and_prepare(q, index.spec.input_size))
+            prepared.append(load_and_prepare(q, index.spec.input_geometry))
         except ImageError as e:
             raise UserError(f"cannot use {name}: {e}") from None
     if not prepared:
         empty = np.zeros((0, index.spec.descriptor_dim), np.float32)
         return (empty, None) if with_logits else empty
-    images = np.stack([p.array for p in prepared])
+    images = [p.array for p in prepared]
     sizes = np.array([p.valid for p in prepared], dtype=np.int64)
     if with_logits:
         return index.embedder.embed_with_logits(images, sizes)

@@ -2,24 +2,27 @@
 from __future__ import annotations
 
 from .errors import UserError
-from .spec import DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_SCALES, ModelSpec
+from .spec import DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_POOLING, DEFAULT_SCALES, ModelSpec
 from .weights import classifier_names, fingerprint, load_weights
 
 
-def build(arch: str = "vgg16", weights: str | None = None, pooling: str = "gap",
+def build(arch: str = "vgg16", weights: str | None = None, pooling: str | None = None,
           input_size: int = DEFAULT_INPUT_SIZE, gem_p: float = 3.0, class_names_file=None,
           input_policy: str = DEFAULT_INPUT_POLICY, scales=DEFAULT_SCALES):
     """(spec, net) for a user's choice of architecture, weights, pooling, input size and policy
     (square/buckets) and scales. Weights
     with torchvision's classifier (fc6-fc8) keep it as the ``vgg`` head; ``class_names_file`` (one
-    name per line) names its classes (see ``weights.classifier_names``)."""
+    name per line) names its classes (see ``weights.classifier_names``). ``pooling`` None: a
+    project checkpoint's own (its classifier head was trained on it), else DEFAULT_POOLING."""
+    loaded = load_weights(arch, weights)
+    ckpt_spec = loaded.extra.get("spec")
+    if pooling is None:
+        pooling = ckpt_spec.get("pooling", DEFAULT_POOLING) if isinstance(ckpt_spec, dict) else DEFAULT_POOLING
     try:
         base = ModelSpec(arch=arch, pooling=pooling, input_size=input_size, gem_p=gem_p, input_policy=input_policy,
                          scales=tuple(scales))
     except ValueError as e:
         raise UserError(str(e)) from None
-    loaded = load_weights(arch, weights)
-    ckpt_spec = loaded.extra.get("spec")
     class_names: tuple = ()
     if isinstance(ckpt_spec, dict):
         stored = ModelSpec.from_dict(ckpt_spec)

@@ -47,6 +47,19 @@ def test_qe_lifts_a_relevant_item_above_a_distractor():
     np.testing.assert_allclose(scores[0], STORED[[B, R, D]] @ q2, rtol=1e-5)
 
 
+def test_an_indexed_query_expands_over_other_photos_not_itself():
+    """The query stored in the index (or a byte copy of it) is its own first hit: QE leaves it out and
+    expands over the next photo, exactly as for the same query from outside the collection."""
+    outside, outside_rows = _flat_search(STORED)
+    inside, inside_rows = _flat_search(np.concatenate([Q[None], STORED]))  # id 0: the query itself
+    s_out, i_out = qx.expanded_search(outside, outside_rows, Q[None], 3, qe=1)
+    s_in, i_in = qx.expanded_search(inside, inside_rows, Q[None], 4, qe=1)
+    assert i_out[0].tolist() == [B, R, D]  # expanded over B
+    assert i_in[0, 0] == 0 and (i_in[0, 1:] - 1).tolist() == [B, R, D]  # over B too, not over itself
+    assert s_in[0, 0] == pytest.approx(1.0, abs=1e-6)  # and the query itself stays first, at its own score
+    np.testing.assert_allclose(s_in[0, 1:], s_out[0], rtol=1e-5)
+
+
 def test_alpha_weighting_is_the_formula():
     rng = np.random.default_rng(3)
     q = rng.standard_normal((2, 8)).astype(np.float32)

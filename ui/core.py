@@ -334,7 +334,7 @@ class Service:
         exported model then has a ``logits`` output next to ``descriptor``)."""
         from retrieval.preprocess import load_and_prepare
 
-        p = load_and_prepare(im, self.spec.input_size)
+        p = load_and_prepare(im, self.spec.input_geometry)
         images, sizes = p.array[None], np.array([p.valid], dtype=np.int64)
         with self.lock:
             emb = self.index.embedder

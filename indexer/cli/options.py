@@ -10,7 +10,7 @@ import click
 from retrieval.engines import DEFAULT_ENGINE, ENGINES
 from retrieval.engines.registry import ray_engine_names
 from retrieval.errors import UserError
-from retrieval.spec import ARCHS, DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, INPUT_POLICIES, POOLINGS
+from retrieval.spec import ARCHS, DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_POOLING, INPUT_POLICIES, POOLINGS
 
 ENV_INDEX = "VGG_RETRIEVAL_INDEX"
 ENV_DB = "VGG_RETRIEVAL_DB"
@@ -44,8 +44,8 @@ def parse_scales(ctx, param, value):
 
 def model_options(f):
     """--arch/--weights/--pooling/--size/--input-policy/--scales/--trim-borders: the descriptor model.
-    Unset means: the index's model (for an existing index) or the defaults (vgg16, gap,
-    IMAGENET1K_V1 or $VGG_RETRIEVAL_WEIGHTS, square, one scale)."""
+    Unset means: the index's model (for an existing index) or the defaults (vgg16,
+    IMAGENET1K_V1 or $VGG_RETRIEVAL_WEIGHTS, buckets, gem, one scale)."""
     f = click.option("--scales", callback=parse_scales, default=None,
                      help="Multi-scale descriptors: the scales the image is also run at, comma-separated, the "
                           "first 1, e.g. 1,0.7071; part of the model's identity [default: 1].")(f)
@@ -58,10 +58,11 @@ def model_options(f):
                           "embedding; part of the model's identity [default: on for new models; an existing "
                           "index keeps its own].")(f)
     f = click.option("--size", "input_size", type=int, default=None,
-                     help=f"Longer image side fed to the model [default: {DEFAULT_INPUT_SIZE}].")(f)
+                     help=f"Input size: the longer side (square policy) or the side of the pixel budget's square "
+                          f"(buckets) [default: {DEFAULT_INPUT_SIZE}].")(f)
     f = click.option("--pooling", type=click.Choice(POOLINGS), default=None,
                      help="Global pooling of conv5: gap (average), mac (max), gem (p=3), rmac (regional max, "
-                          "3 levels) [default: gap].")(f)
+                          f"3 levels) [default: {DEFAULT_POOLING}; a project checkpoint's own].")(f)
     f = click.option("--weights", default=None,
                      help="IMAGENET1K_V1, 'random', or a .pth file (torchvision state_dict or vgg-retrieval "
                           "checkpoint) [default: $VGG_RETRIEVAL_WEIGHTS, else IMAGENET1K_V1].")(f)

@@ -70,7 +70,7 @@ with guard():
             st.warning("Stopped before the maps were computed.")
             st.button("Compute the maps", key="fm_again", on_click=_again)
             st.stop()
-        prepared = load_and_prepare(im, svc.spec.input_size)
+        prepared = load_and_prepare(im, svc.spec.input_geometry)
         working = st.empty()
         with working.container():
             st.button("Stop", key="fm_cancel", on_click=_stop, args=(job,))
