@@ -50,8 +50,8 @@ def search_vectors(index, queries: np.ndarray, k: int = 10, nprobe: int | None =
     for name, value in (("nprobe", nprobe), ("ef-search", ef_search)):
         if value is not None and value < 1:
             raise UserError(f"{name} must be at least 1 (got {value})")
-    faiss_index = index.committed.load()
     queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, index.spec.descriptor_dim)
+    faiss_index, queries = index.committed.search_space(queries)  # whitened when the index has a whitening
     k = min(k, faiss_index.ntotal)
     if k == 0:
         return [[] for _ in range(len(queries))]

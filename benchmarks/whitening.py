@@ -1,0 +1,212 @@
+"""Whitening learnt on a collection, without labels: when does it help, when does it hurt?
+
+Descriptors of the default model (VGG16 GAP, long side 224, OpenVINO FP32) for
+  - ../shared/data/retrieval/paris5 (250 photos, 5 landmarks: mAP, INRIA-Holidays trapezoid, query excluded),
+  - the sample photos (the stereo/viewpoint PAIRS of tests/conftest.py: recall@1 among the samples),
+  - extra unlabeled real photos (vacation, pixabay, hymenoptera, flowers5: up to --extra images),
+cached in --cache. Then whitening (``indexer.whitening.fit``) fitted on: paris5 alone (a small
+collection); paris5 + N extra photos; the samples (+ N extra) for the pairs. Methods: plain
+PCA-whitening, Ledoit-Wolf shrinkage, eigenvalue power laws lambda^-beta, with the fit rule
+(``indexer.whitening.should_fit``) applied or not.
+
+Run:  PYTHONPATH=$PWD python3 benchmarks/whitening.py [--extra 2000] [--cache /tmp/whitening-descriptors]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
+SAMPLES = DATA / "photos" / "samples"
+PAIRS = [  # tests/conftest.py
+    ("skimage/motorcycle_left.png", "skimage/motorcycle_right.png"),
+    ("opencv/leuvenA.jpg", "opencv/leuvenB.jpg"),
+    ("opencv/graf1.png", "opencv/graf3.png"),
+    ("opencv/left01.jpg", "opencv/right01.jpg"),
+]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def photo_sets(extra: int, seed: int = 0) -> dict[str, list[Path]]:
+    """paris5, the samples gallery (every sample folder but vacation), and the extra photos."""
+    paris = _images(DATA / "retrieval" / "paris5")
+    samples = [p for sub in ("opencv", "pixabay", "skimage", "sklearn", "scipy") for p in _images(SAMPLES / sub)]
+    others = _images(SAMPLES / "vacation") + _images(SAMPLES / "pixabay") + _images(DATA / "photos" / "hymenoptera")
+    flowers = _images(DATA / "photos" / "flowers5")
+    rng = np.random.default_rng(seed)
+    need = max(0, extra - len(others))
+    others += [flowers[i] for i in sorted(rng.choice(len(flowers), min(need, len(flowers)), replace=False))]
+    order = rng.permutation(len(others))[:extra]  # mixed, so any prefix is a mix of the sources
+    return {"paris5": paris, "samples": samples, "extra": [others[i] for i in order]}
+
+
+class Embedder:
+    """The default model on OpenVINO FP32, exported once into a temporary folder."""
+
+    def __init__(self):
+        from retrieval.builder import build
+        from retrieval.engines import load_embedder
+        from retrieval.export import export_model
+
+        self.spec, net = build("vgg16", str(WEIGHTS))
+        self._tmp = tempfile.TemporaryDirectory()
+        export_model(self.spec, net, self._tmp.name, formats=("openvino",))
+        self.engine = load_embedder("openvino", self.spec, self._tmp.name, batch_size=8)
+
+    def __call__(self, files: list[Path]) -> tuple[list[Path], np.ndarray]:
+        """(the files that decoded, their descriptors)."""
+        from retrieval.preprocess import ImageError, load_and_prepare
+
+        kept, prepared = [], []
+        for f in files:
+            try:
+                prepared.append(load_and_prepare(f, self.spec.input_size))
+                kept.append(f)
+            except ImageError:
+                pass
+        x = self.engine.embed_batch(np.stack([p.array for p in prepared]),
+                                    np.array([p.valid for p in prepared], dtype=np.int64))
+        return kept, x.astype(np.float32)
+
+
+def cached_descriptors(cache: Path, extra: int, chunk: int = 250) -> dict[str, tuple[list[Path], np.ndarray]]:
+    """Descriptors of each set, cached in ``cache``/<set>-<chunk>.npz (chunks, so a stopped run resumes)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    embedder = None
+    result = {}
+    for name, files in photo_sets(extra).items():
+        kept, parts = [], []
+        for start in range(0, len(files), chunk):
+            path = cache / f"{name}-{start // chunk:03d}.npz"
+            if not path.is_file():
+                embedder = embedder or Embedder()
+                f, x = embedder(files[start:start + chunk])
+                np.savez(path, files=np.array([str(p) for p in f]), x=x)
+                print(f"  {name}: embedded {min(start + chunk, len(files))}/{len(files)}", file=sys.stderr, flush=True)
+            z = np.load(path)
+            kept += [Path(p) for p in z["files"]]
+            parts.append(z["x"])
+        result[name] = (kept, np.concatenate(parts))
+    return result
+
+
+METHODS = {  # name: fit options (None: no whitening)
+    "none": None,
+    "centre only (beta 0)": {"method": "shrunk", "beta": 0.0},
+    "PCA-whitening (plain)": {"method": "pca"},
+    "power 0.25, no shrinkage": {"method": "shrunk", "beta": 0.25, "shrinkage": 0.0},
+    "Ledoit-Wolf, beta 0.5": {"method": "shrunk", "beta": 0.5},
+    "Ledoit-Wolf, beta 0.35": {"method": "shrunk", "beta": 0.35},
+    "Ledoit-Wolf, beta 0.25": {"method": "shrunk", "beta": 0.25},
+    "Ledoit-Wolf, beta 0.15": {"method": "shrunk", "beta": 0.15},
+}
+
+
+def whitened(options: dict | None, fit_on: np.ndarray, *sets: np.ndarray) -> list[np.ndarray]:
+    from indexer.whitening import fit
+
+    if options is None:
+        return list(sets)
+    w = fit(fit_on, **options)
+    return [w.apply(x) for x in sets]
+
+
+def pair_ranks(x: np.ndarray, files: list[Path]) -> np.ndarray:
+    """Rank of each pair's partner (both directions) among the other gallery photos."""
+    where = {p.relative_to(SAMPLES).as_posix(): i for i, p in enumerate(files)}
+    ranks = []
+    for a, b in PAIRS:
+        for q, t in ((where[a], where[b]), (where[b], where[a])):
+            order = [i for i in np.argsort(-(x @ x[q]), kind="stable") if i != q]
+            ranks.append(order.index(t) + 1)
+    return np.array(ranks)
+
+
+def paris_rows(data, sizes) -> list[list[str]]:
+    """mAP on paris5 (gallery: paris5) and with the extra photos as distractors, per fit set."""
+    from prune_distill import mean_ap
+
+    files, xp = data["paris5"]
+    labels = np.array([sorted({f.parent.name for f in files}).index(f.parent.name) for f in files])
+    xe = data["extra"][1]
+    rows = []
+    for name, options in METHODS.items():
+        cells = [name]
+        for n in sizes:
+            fit_on = np.concatenate([xp, xe[:n]])
+            p, e = whitened(options, fit_on, xp, xe[:n])
+            with_distractors = _map_with_distractors(p, e, labels, mean_ap) if n else None
+            cells.append(f"{mean_ap(p, labels):.3f}" + (f" / {with_distractors:.3f}" if n else ""))
+        rows.append(cells)
+    return rows
+
+
+def _map_with_distractors(p, e, labels, mean_ap) -> float:
+    """mAP over the paris5 queries with ``e`` added to the gallery (labelled -1: never relevant)."""
+    x = np.concatenate([p, e])
+    full = np.concatenate([labels, -1 - np.arange(len(e))])  # each distractor its own class
+    sims = x[: len(p)] @ x.T
+    from prune_distill import average_precision
+
+    aps = []
+    for q in range(len(p)):
+        order = [i for i in np.argsort(-sims[q], kind="stable") if i != q]
+        rel = full[order] == labels[q]
+        aps.append(average_precision(np.flatnonzero(rel), int(rel.sum())))
+    return float(np.mean(aps))
+
+
+def pair_rows(data, sizes) -> list[list[str]]:
+    files, xs = data["samples"]
+    xe = data["extra"][1]
+    rows = []
+    for name, options in METHODS.items():
+        cells = [name]
+        for n in sizes:
+            (s,) = whitened(options, np.concatenate([xs, xe[:n]]), xs)
+            r = pair_ranks(s, files)
+            cells.append(f"{(r == 1).mean():.2f} ({r.mean():.1f})")
+        rows.append(cells)
+    return rows
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--extra", type=int, default=2000)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[0, 250, 500, 1000, 2000],
+                    help="extra photos added to the fit set (0: the labelled set alone)")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/whitening-descriptors"))
+    args = ap.parse_args()
+    data = cached_descriptors(args.cache, args.extra)
+    sizes = [n for n in args.sizes if n <= len(data["extra"][0])]
+    print(f"paris5 {len(data['paris5'][0])} photos, samples {len(data['samples'][0])}, extra {len(data['extra'][0])}; "
+          f"{data['paris5'][1].shape[1]} dims\n")
+    n_p, n_s = len(data["paris5"][0]), len(data["samples"][0])
+    print(table("mAP on paris5 (gallery paris5 / gallery paris5 + the N extra photos as distractors), "
+                "whitening fitted on paris5 + N extra photos",
+                ["method"] + [f"fit on {n_p + n}" for n in sizes], paris_rows(data, sizes)))
+    print(table("stereo/viewpoint pairs among the samples: recall@1 (mean rank), 8 queries, whitening "
+                "fitted on the samples + N extra photos", ["method"] + [f"fit on {n_s + n}" for n in sizes],
+                pair_rows(data, sizes)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
