@@ -32,6 +32,7 @@ PAIRS = [  # tests/conftest.py
     ("opencv/left01.jpg", "opencv/right01.jpg"),
 ]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+EXTRA_POOL = 2000  # vacation + pixabay + hymenoptera, filled up with flowers5 photos
 
 
 def _images(folder: Path) -> list[Path]:
@@ -45,7 +46,7 @@ def photo_sets(extra: int, seed: int = 0) -> dict[str, list[Path]]:
     others = _images(SAMPLES / "vacation") + _images(SAMPLES / "pixabay") + _images(DATA / "photos" / "hymenoptera")
     flowers = _images(DATA / "photos" / "flowers5")
     rng = np.random.default_rng(seed)
-    need = max(0, extra - len(others))
+    need = max(0, EXTRA_POOL - len(others))  # the same pool whatever --extra: a smaller run reuses the cache
     others += [flowers[i] for i in sorted(rng.choice(len(flowers), min(need, len(flowers)), replace=False))]
     order = rng.permutation(len(others))[:extra]  # mixed, so any prefix is a mix of the sources
     return {"paris5": paris, "samples": samples, "extra": [others[i] for i in order]}

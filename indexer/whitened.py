@@ -194,9 +194,37 @@ def _commit(index, write) -> None:
     whitened.installed()
 
 
+def check(index, db_ids: np.ndarray, problems: list[str]) -> None:
+    """``check``: the whitening files the database names exist, match their checksum, were fitted
+    for the index's model, and the whitened copy holds one unit vector per image row."""
+    meta = index.store.meta(META)
+    if not meta:
+        return
+    path = index.directory / meta["vectors_file"]
+    try:
+        state = whitening.load(index.directory / meta["file"], index.spec.model_id)
+        copy = vectors.load(path)
+        digest = vectors.file_sha256(path)
+    except (UserError, OSError, RuntimeError) as e:
+        problems.append(f"whitening: {str(e).strip().splitlines()[0][:200]}")
+        return
+    if digest != meta.get("vectors_sha256"):
+        problems.append(f"{meta['vectors_file']} has sha256 {digest[:12]}, the database recorded "
+                        f"{str(meta.get('vectors_sha256'))[:12]}")
+    if copy.d != state.dim or not np.array_equal(np.sort(vectors.ids_of(copy)), np.sort(db_ids)):
+        problems.append(f"{meta['vectors_file']} does not hold one whitened vector per image row")
+    elif copy.ntotal and vectors.is_exact(copy):
+        norms = np.linalg.norm(vectors.all_vectors(copy), axis=1)
+        if (np.abs(norms - 1) > 1e-3).any():
+            problems.append(f"{meta['vectors_file']}: whitened vectors are not unit length")
+
+
 def describe(index) -> str:
     """One line for ``info``: the whitening, or why there is none."""
-    state = index.whitening
+    try:
+        state = index.whitening
+    except UserError as e:
+        return f"unusable: {e}"
     n, dim = index.count, index.spec.descriptor_dim
     if state is not None:
         return state.describe()
