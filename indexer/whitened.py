@@ -80,13 +80,14 @@ class WhitenedVectors:
         state, index = self.load(meta=meta or {})
         n = int(raw.ntotal)
         if state is None:
-            if not (whitening.AUTO_WHITEN and whitening.should_fit(n, raw.d)):
+            if not (whitening.AUTO_WHITEN and whitening.should_fit(n)):
                 return None
             refit = True
         else:
             refit = whitening.should_refit(n, state)
         if refit:
-            state = whitening.fit(vectors.all_vectors(raw), Store.get_meta(s, "model_id"))
+            options = {} if state is None else whitening.fit_options(state)  # a refit keeps the user's choice
+            state = whitening.fit(vectors.all_vectors(raw), Store.get_meta(s, "model_id"), **options)
         if refit or rebuilt:
             index = whitened_copy(raw, state, Store.get_meta(s, "vectors_index"))
         else:
@@ -144,14 +145,14 @@ def discard_uncommitted(directory, store: Store) -> None:
 
 def fit_index(index, force: bool = False, **options) -> whitening.Whitening | None:
     """Fit (or fit again) the whitening of ``index`` on its stored vectors and rebuild the whitened
-    copy, in one commit. Below ``whitening.minimum`` vectors nothing changes and None is returned
+    copy, in one commit. Below ``whitening.MIN_VECTORS`` vectors nothing changes and None is returned
     (a whitening learnt on too few photos lowers quality), unless ``force``. ``options``: ``fit``'s."""
     from .folder import check_writable, write_lock
 
     check_writable(index.directory)
     with write_lock(index.directory):
         raw = index.committed.load(force=True)
-        if not force and not whitening.should_fit(int(raw.ntotal), raw.d):
+        if not force and not whitening.should_fit(int(raw.ntotal)):
             return None
         state = whitening.fit(vectors.all_vectors(raw), index.spec.model_id, **options)
         crash_point("whitening_fitted")
@@ -225,9 +226,9 @@ def describe(index) -> str:
         state = index.whitening
     except UserError as e:
         return f"unusable: {e}"
-    n, dim = index.count, index.spec.descriptor_dim
+    n = index.count
     if state is not None:
         return state.describe()
-    if whitening.should_fit(n, dim):
+    if whitening.should_fit(n):
         return f"none (vgg-retrieval whiten --index {index.directory} fits one)"
-    return f"none (needs at least {whitening.minimum(dim)} images, has {n})"
+    return f"none (needs at least {whitening.MIN_VECTORS} images, has {n})"

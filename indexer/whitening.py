@@ -2,15 +2,20 @@
 
     fit(x)              mean and projection from descriptors x [N, D] (L2-normalised rows)
     Whitening.apply(x)  L2norm((x - mean) @ projection): unit rows, so inner products stay cosines
-    should_fit(n, d)    the rule: enough vectors to learn a D x D covariance from
+    should_fit(n)       the rule: enough vectors for the fit to help (MIN_VECTORS)
     should_refit(n, w)  the rule on growth: the collection doubled since the fit
     save / load         an ``.npz`` in the index folder that names the model it was fitted for
 
-The method (measured by ``benchmarks/whitening.py`` on paris5 + other real photos): the covariance is
-shrunk towards a multiple of the identity by the Ledoit-Wolf amount, then its eigenvalues are raised
-to ``-BETA`` (a power law softer than PCA-whitening's -1/2), all D dimensions kept. Plain
-PCA-whitening (no shrinkage, -1/2) fitted on a few hundred photos amplifies the noise directions and
-loses mAP; see the table in the benchmark's docstring.
+The family: the covariance shrunk towards a multiple of the identity (Ledoit-Wolf amount), its
+eigenvalues raised to ``-beta``: beta 0.5 is full PCA-whitening, 0 is centring on the collection's
+mean only. Measured (``benchmarks/whitening.py``: paris5 and its subsets, with up to 2000 other
+real photos in the fit and as distractors; the stereo/viewpoint pairs): every beta > 0 (plain
+PCA-whitening, reduced to 64/128 dims or not, Ledoit-Wolf shrinkage, power laws down to 0.15)
+LOWERED mAP with the few hundred to few thousand photos a collection has (plain PCA-whitening
+fitted on the collection itself: 0.764 -> 0.25); centring alone raised it at every size measured
+(0.764 -> 0.790 on paris5 alone; +0.02-0.03 on 15-100 photo subsets; +0.01 with 500 unrelated
+photos in the collection). So the default is ``BETA = 0`` (centring), fitted from MIN_VECTORS on;
+``beta`` > 0 stays an expert option (``vgg-retrieval whiten --beta``).
 
 How an index stores and applies it: ``indexer.whitened``.
 """
@@ -27,11 +32,11 @@ from retrieval.errors import UserError
 
 FORMAT = "vgg-retrieval-whitening"
 VERSION = 1
-AUTO_WHITEN = False       # `index` fits a whitening by itself once should_fit says so (the lead decides)
-MIN_PER_DIM = 2           # fit only with at least MIN_PER_DIM x D vectors (benchmarks/whitening.py)
+AUTO_WHITEN = False       # `index` fits one by itself once should_fit says so (measured: see the docstring)
+MIN_VECTORS = 100         # fit only from this many vectors (centring helped from 15 on paris5: a margin)
 REFIT_GROWTH = 2.0        # refit once the collection is REFIT_GROWTH x what the whitening was fitted on
-BETA = 0.25               # eigenvalue power: 0 = centring only, 0.5 = full whitening
-FIT_SAMPLE = 100_000      # vectors the covariance is estimated from, at most
+BETA = 0.0                # eigenvalue power: 0 = centring only (the measured best), 0.5 = full whitening
+FIT_SAMPLE = 100_000      # vectors the mean and covariance are estimated from, at most
 METHODS = ("shrunk", "pca")
 
 
@@ -56,24 +61,34 @@ class Whitening:
         return np.ascontiguousarray(y / np.maximum(norms, 1e-12), dtype=np.float32)
 
     def describe(self) -> str:
-        how = self.info.get("method", "?")
-        if how == "shrunk":
-            how = f"shrunk covariance (Ledoit-Wolf {self.info.get('shrinkage', 0):.2f}), eigenvalues^-{self.info.get('beta')}"
+        how, beta = self.info.get("method", "?"), self.info.get("beta")
+        if how == "shrunk" and not beta:
+            how = "centred on the collection's mean"
+        elif how == "shrunk":
+            how = f"shrunk covariance (Ledoit-Wolf {self.info.get('shrinkage', 0):.2f}), eigenvalues^-{beta}"
+        else:
+            how = "PCA-whitening"
         return f"{how}, {self.dim} dims, fitted on {self.n} vectors"
 
 
-def should_fit(n: int, dim: int) -> bool:
-    """Whether ``n`` vectors of ``dim`` dimensions are enough to fit a whitening that helps."""
-    return n >= MIN_PER_DIM * dim
-
-
-def minimum(dim: int) -> int:
-    return MIN_PER_DIM * dim
+def should_fit(n: int) -> bool:
+    """Whether ``n`` vectors are enough to fit a whitening that helps."""
+    return n >= MIN_VECTORS
 
 
 def should_refit(n: int, whitening: Whitening) -> bool:
     """Whether the collection grew enough since ``whitening`` was fitted to fit it again."""
     return n >= REFIT_GROWTH * whitening.n
+
+
+def fit_options(whitening: Whitening) -> dict:
+    """The ``fit`` options ``whitening`` was made with: a refit on growth keeps them."""
+    options = {"method": whitening.info.get("method", "shrunk")}
+    if options["method"] == "shrunk":
+        options["beta"] = float(whitening.info.get("beta", BETA))
+    if whitening.dim < whitening.mean.shape[0]:
+        options["dim_out"] = whitening.dim
+    return options
 
 
 def ledoit_wolf_shrinkage(xc: np.ndarray, cov: np.ndarray) -> float:
@@ -93,7 +108,8 @@ def ledoit_wolf_shrinkage(xc: np.ndarray, cov: np.ndarray) -> float:
 def fit(x: np.ndarray, model_id: str = "", method: str = "shrunk", beta: float = BETA,
         shrinkage: float | None = None, dim_out: int | None = None, seed: int = 0) -> Whitening:
     """A whitening of descriptors ``x`` [N, D]. ``method`` "shrunk": covariance shrunk by
-    ``shrinkage`` (None: Ledoit-Wolf) towards mu*I, eigenvalues^-``beta``, all D dims;
+    ``shrinkage`` (None: Ledoit-Wolf) towards mu*I, eigenvalues^-``beta``, all D dims (beta 0:
+    the mean subtracted, nothing else);
     "pca": plain PCA-whitening (eigenvalues^-1/2, only the N-1 non-degenerate dims when N <= D).
     ``dim_out``: keep the leading dims only. At most FIT_SAMPLE rows are used."""
     if method not in METHODS:
@@ -106,13 +122,16 @@ def fit(x: np.ndarray, model_id: str = "", method: str = "shrunk", beta: float =
         x = x[np.sort(np.random.default_rng(seed).choice(n, FIT_SAMPLE, replace=False))]
     mean = x.mean(axis=0)
     xc = x - mean
-    cov = xc.T @ xc / len(xc)
     info = {"method": method, "collection": int(n)}
+    cov = xc.T @ xc / len(xc) if beta or method == "pca" or dim_out else None
     if method == "pca":
         eig, vec = np.linalg.eigh(cov)
         keep = eig > 1e-9 * eig.max()
         eig, vec, scale = eig[keep], vec[:, keep], eig[keep] ** -0.5
         info["beta"] = 0.5
+    elif beta == 0 and dim_out is None:  # centring only: no rotation, nothing to estimate but the mean
+        info.update(beta=0.0, shrinkage=1.0)
+        return Whitening(mean, np.eye(d), model_id, int(n), info)
     else:
         alpha = ledoit_wolf_shrinkage(xc, cov) if shrinkage is None else float(shrinkage)
         eig, vec = np.linalg.eigh(cov)

@@ -18,7 +18,7 @@ from indexer.faults import ENV
 from retrieval.errors import UserError
 from test_index_types import commit, data, near, paths
 
-ENOUGH = whitening.minimum(512) + 76  # just above the minimum for 512 dims
+ENOUGH = whitening.MIN_VECTORS + 30  # just above the minimum
 
 
 def files(ix) -> set[str]:
@@ -101,25 +101,26 @@ def test_a_stored_photo_searched_by_itself_is_first_with_score_one(tmp_path, mak
 
 def test_small_collections_fall_back_to_no_whitening(tmp_path, make_index, capsys):
     idx = make_index(tmp_path / "ix")
-    x = data(300, seed=5)
-    commit(idx, dict(zip(paths(0, 300), x)))
+    x = data(whitening.MIN_VECTORS - 1, seed=5)
+    commit(idx, dict(zip(paths(0, len(x)), x)))
     before = ranked(idx, x[:4])
     assert idx.whiten() is None and idx.whitening is None and not files(tmp_path / "ix")
     assert ranked(idx, x[:4]) == before
     assert main(["whiten", "--index", str(tmp_path / "ix")]) == 0
-    assert f"needs at least {whitening.minimum(512)}" in capsys.readouterr().out
+    assert f"needs at least {whitening.MIN_VECTORS}" in capsys.readouterr().out
     assert idx.whiten(force=True) is not None  # an expert may insist
 
 
 def test_updates_follow_refit_on_growth_and_auto_whiten(tmp_path, big, make_index, monkeypatch):
     idx, x = big
-    idx.whiten()
+    idx.whiten(beta=0.25, dim_out=256)  # an expert's choice: kept by the refit
     more = data(ENOUGH + 10, seed=6)
     commit(idx, dict(zip(paths(ENOUGH, ENOUGH + 50), more[:50])), delete_paths=paths(0, 5))
     assert idx.whitening.n == ENOUGH and idx.check().ok  # followed, not refitted
     assert ranked(idx, near(more[7:8], 0.95), 1)[0][0][0] == paths(ENOUGH, ENOUGH + 50)[7]
     commit(idx, dict(zip(paths(ENOUGH + 50, 2 * ENOUGH + 10), more[50:])))
     assert idx.whitening.n == idx.count == 2 * ENOUGH + 5 and idx.check().ok  # doubled: refitted
+    assert idx.whitening.info["beta"] == 0.25 and idx.whitening.dim == 256
     assert len(files(tmp_path / "ix")) == 2  # the older fit's files are gone
 
     auto = make_index(tmp_path / "auto")
@@ -166,7 +167,7 @@ def test_cli_whiten_info_and_remove(tmp_path, big, capsys):
     raw = ranked(idx, q)
     idx.close()
     assert main(["whiten", "--index", ix]) == 0
-    assert "whitened (shrunk covariance" in capsys.readouterr().out
+    assert "whitened (centred on the collection's mean" in capsys.readouterr().out
     assert main(["info", "--index", ix]) == 0
     assert f"fitted on {ENOUGH} vectors" in capsys.readouterr().out
     assert main(["whiten", "--index", ix, "--remove"]) == 0
