@@ -13,8 +13,8 @@ real photos in the fit and as distractors; the stereo/viewpoint pairs): every be
 PCA-whitening, reduced to 64/128 dims or not, Ledoit-Wolf shrinkage, power laws down to 0.15)
 LOWERED mAP with the few hundred to few thousand photos a collection has (plain PCA-whitening
 fitted on the collection itself: 0.764 -> 0.25); centring alone raised it at every size measured
-(0.764 -> 0.790 on paris5 alone; +0.02-0.03 on 15-100 photo subsets; +0.01 with 500 unrelated
-photos in the collection). So the default is ``BETA = 0`` (centring), fitted from MIN_VECTORS on;
+(0.764 -> 0.790 on paris5 alone; +0.02-0.03 on 15-100 photo subsets; +0.004 with 1250
+unrelated photos in the collection). So the default is ``BETA = 0`` (centring), fitted from MIN_VECTORS on;
 ``beta`` > 0 stays an expert option (``vgg-retrieval whiten --beta``).
 
 How an index stores and applies it: ``indexer.whitened``.
