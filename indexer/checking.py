@@ -10,7 +10,7 @@ import numpy as np
 from retrieval.export import SIDECAR, read_sidecar
 from retrieval.preprocess import ImageError
 
-from . import vectors
+from . import vectors, whitened
 from .reports import CheckReport
 from .store import Store
 
@@ -59,6 +59,7 @@ def _check_once(index, deep: int) -> CheckReport:
         rep.problems.append(f"{name} has sha256 {actual[:12]}, the database recorded {str(digest)[:12]}")
     _check_vectors(faiss_index, db_ids, count, spec.descriptor_dim, rep)
     _check_files(index.directory, index.model_dir, name, spec.model_id, rep)
+    whitened.check(index, db_ids, rep.problems)
     if deep and faiss_index.ntotal and not rep.problems:
         _deep_check(index, faiss_index, deep, rep)
     return rep

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from retrieval.errors import UserError
 
-from . import vectors
+from . import vectors, whitened
 from .committed import CommittedVectors
 from .decode import Decoded
 from .faults import crash_point
@@ -37,10 +37,14 @@ def commit(store: Store, committed: CommittedVectors, added: list[tuple[Decoded,
             rows, drop, now = _write_rows(s, added, errors, reasons, delete_paths, clear_errors, report)
             ids = np.array([r.id for r in rows], dtype=np.int64)
             index = vectors.without(index, drop + ids.tolist())  # updated files keep their id, get a new vector
+            new_vectors = np.stack([v for _, v in added]).astype(np.float32) if rows else None
             if rows:
-                index.add_with_ids(np.stack([v for _, v in added]).astype(np.float32), ids)
-            index = _adapt_vectors(s, index)
-            new_file, digest = vectors.save(index, directory, generation)
+                index.add_with_ids(new_vectors, ids)
+            adapted = _adapt_vectors(s, index)
+            new_file, digest = vectors.save(adapted, directory, generation)
+            committed.whitened.follow(s, adapted, generation, drop + ids.tolist(), ids, new_vectors,
+                                      rebuilt=adapted is not index)
+            index = adapted
             Store.set_meta(s, "generation", generation)
             Store.set_meta(s, "vectors_file", new_file)
             Store.set_meta(s, "vectors_sha256", digest)
@@ -50,6 +54,7 @@ def commit(store: Store, committed: CommittedVectors, added: list[tuple[Decoded,
         if new_file and not _names_vectors_file(store, new_file, e):
             (directory / new_file).unlink(missing_ok=True)
         committed.forget()  # back to the committed state, reloaded when next needed
+        whitened.discard_uncommitted(directory, store)
         if isinstance(e, (OSError, SQLAlchemyError)):
             reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:200]
             raise UserError(f"cannot save the index in {directory} ({reason}); "
@@ -57,6 +62,7 @@ def commit(store: Store, committed: CommittedVectors, added: list[tuple[Decoded,
         raise
     crash_point("after_commit")
     committed.replace(index, new_file)
+    committed.whitened.installed()
     vectors.remove_stale_files(directory, keep=new_file)
 
 

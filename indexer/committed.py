@@ -9,6 +9,7 @@ from retrieval.errors import UserError
 
 from . import vectors
 from .store import Store
+from .whitened import WhitenedVectors
 
 
 class CommittedVectors:
@@ -21,6 +22,15 @@ class CommittedVectors:
         self.file: str | None = None
         self._gpu_for = None
         self._gpu_copy = None
+        self.whitened = WhitenedVectors(directory, store)  # the whitening and the vectors searches use
+
+    def search_space(self, queries):
+        """(the FAISS index a search reads, ``queries`` as it wants them): the whitened copy and
+        whitened queries when the index has a whitening (``indexer.whitened``), else the raw ones."""
+        state, whitened = self.whitened.load()
+        if state is None:
+            return self.load(), queries
+        return whitened, state.apply(queries)
 
     def load(self, force: bool = False):
         """The current generation (reloaded when an update committed a newer one, or ``force``)."""
@@ -46,6 +56,7 @@ class CommittedVectors:
     def forget(self) -> None:
         """Back to the committed state: reloaded when next needed."""
         self.index = None
+        self.whitened.forget()
 
     def gpu_index(self, index):
         """A GPU copy of the loaded vectors for search, made once per generation (None without a GPU)."""

@@ -16,6 +16,7 @@ Python API::
     indexer.updating    running an update: batches, commit cadence, progress
     indexer.commit      the atomic commit of rows + a new vectors file
     indexer.committed   the committed vectors as loaded by this process
+    indexer.whitened    the whitening learnt on the collection, and the whitened vectors searches use
     indexer.searching   queries -> descriptors -> hits; which indexed files may be read
     indexer.query_expansion  alpha-QE at search time (and DBA for benchmarks)
     indexer.rotation    searching a query's 90/180/270 degree turns too
@@ -37,7 +38,7 @@ from retrieval.errors import ModelMismatchError
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
 from retrieval.spec import ModelSpec
 
-from . import checking, folder, searching, updating, vectors
+from . import checking, folder, searching, updating, vectors, whitened
 from .commit import commit as _commit_step
 from .committed import CommittedVectors
 from .folder import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR, copy_model  # noqa: F401 - API
@@ -163,6 +164,21 @@ class Index:
         Exact for flat, hnsw and IVF-Flat; decoded (approximate) for SQ/PQ codes (ivf, ivfpq)."""
         index = self.committed.load()
         return vectors.ids_of(index), vectors.all_vectors(index)
+
+    @property
+    def whitening(self):
+        """The whitening searches apply to stored vectors and queries alike (``indexer.whitening.Whitening``),
+        or None. ``all_vectors``, ``vector`` and ``embed_queries`` always give raw descriptors."""
+        return self.committed.whitened.load()[0]
+
+    def whiten(self, force: bool = False, **options):
+        """Fit (again) the whitening on the stored vectors, in one commit; None (nothing changed)
+        when the collection is too small for one to help, unless ``force`` (``indexer.whitened``)."""
+        return whitened.fit_index(self, force, **options)
+
+    def remove_whitening(self) -> bool:
+        """Searches use the raw vectors again; False when there was no whitening."""
+        return whitened.remove(self)
 
     def vector(self, image_id: int) -> np.ndarray:
         return self.committed.load().reconstruct(int(image_id))

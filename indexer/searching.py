@@ -88,8 +88,9 @@ def search_ids(index, queries: np.ndarray, k: int = 10, nprobe: int | None = Non
             raise UserError(f"{name} must be at least 1 (got {value})")
     qe = qx.DEFAULT_QE if qe is None else qe
     qx.check_options(qe, qe_alpha)
-    faiss_index = index.committed.load()
     queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, index.spec.descriptor_dim)
+    # whitened when the index has a whitening: queries, results and QE's stored vectors in one space
+    faiss_index, queries = index.committed.search_space(queries)
     if faiss_index.ntotal == 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     cfg = vectors.IndexConfig.from_meta(index.store.meta("vectors_index"))

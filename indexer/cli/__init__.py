@@ -3,7 +3,8 @@
 The group and the error mapping live here; shared options in ``options``; one module per command
 family: ``indexing`` (index, search, check, info, export), ``classes``, ``dedup`` (dedup, apply, undo),
 ``models`` (stats, train, prune, quantize, benchmark), ``text`` (text-train), ``video``
-(train-video, classify-video), ``ui``. Nothing here imports torch, transformers or ray at start.
+(train-video, classify-video), ``whitening`` (whiten), ``ui``. Nothing here imports torch,
+transformers or ray at start.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from retrieval.errors import UserError, one_line
 
-from . import classes, dedup, indexing, models, text, ui, video
+from . import classes, dedup, indexing, models, text, ui, video, whitening
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,7 +24,7 @@ def cli():
     """Image search and duplicate finding with VGG descriptors, FAISS and SQLite."""
 
 
-for _module in (indexing, classes, dedup, ui, models, text, video):
+for _module in (indexing, classes, dedup, ui, models, text, video, whitening):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -206,6 +206,7 @@ def check(index_dir, db_url, deep, engine):
 @click.option("--errors", "show_errors", is_flag=True, help="List the files that could not be indexed.")
 def info(index_dir, db_url, show_errors):
     """What an index holds: model, counts, folders, errors."""
+    from indexer import whitened
     from indexer.index import Index
 
     with Index.open(index_dir, db_url=db_url) as idx:
@@ -215,6 +216,7 @@ def info(index_dir, db_url, show_errors):
         click.echo(f"precision: {idx.precision.upper()}")
         click.echo(f"images:  {idx.count}")
         click.echo(f"errors:  {len(errors)}")
+        click.echo(f"whitening: {whitened.describe(idx)}")
         for r in idx.store.roots():
             click.echo(f"folder:  {r}")
         if show_errors:

@@ -30,9 +30,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save(index: faiss.Index, directory: Path, generation: int) -> tuple[str, str]:
-    """Write ``index`` as generation ``generation``; returns (file name, sha256)."""
-    name = f"vectors-{generation:06d}.faiss"
+def save(index: faiss.Index, directory: Path, generation: int, prefix: str = "vectors") -> tuple[str, str]:
+    """Write ``index`` as generation ``generation`` (``<prefix>-<generation>.faiss``); returns (file name, sha256)."""
+    name = f"{prefix}-{generation:06d}.faiss"
     final = directory / name
     tmp = directory / (name + ".tmp")
     try:
