@@ -22,6 +22,13 @@ from .errors import UserError
 from .export import IR_FILE, SIDECAR, read_sidecar
 
 
+# Left in FP32: the input normalisation and masking, and the pooling + L2 normalisation after the
+# last conv. They cost next to nothing, and NNCF would otherwise quantize the inputs of GeM's powers
+# and divisions (measured on paris5: GeM INT8 mAP 0.806 with them quantized, against 0.827 in FP32).
+FP32_OP_TYPES = ("Power", "Multiply", "Divide", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2", "Maximum",
+                 "Minimum", "Clamp", "Sqrt")
+
+
 def quantize_ir(model_dir, out_dir, calib_items, subset_size: int = 300, preset: str = "mixed",
                 fast_bias_correction: bool = True, progress=None) -> Path:
     """NNCF INT8 post-training quantization of ``model_dir``'s IR into ``out_dir`` (IR + sidecar),
@@ -58,7 +65,8 @@ def quantize_ir(model_dir, out_dir, calib_items, subset_size: int = 300, preset:
         # NNCF draws its own bar on stdout; the caller's ``progress`` shows the same steps
         q = nncf.quantize(model, nncf.Dataset(items, transform), subset_size=len(items),
                           preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
-                          fast_bias_correction=fast_bias_correction)
+                          fast_bias_correction=fast_bias_correction,
+                          ignored_scope=nncf.IgnoredScope(types=list(FP32_OP_TYPES), validate=False))
     out_dir.mkdir(parents=True, exist_ok=True)
     ov.save_model(q, str(out_dir / IR_FILE), compress_to_fp16=False)
     sidecar = dict(sidecar)

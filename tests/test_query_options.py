@@ -137,9 +137,13 @@ def test_index_qe_is_alpha_qe_over_the_stored_vectors(index, photo_index, monkey
     ids, x = index.all_vectors()
     by_id = dict(zip(ids.tolist(), x))
     for k_qe, alpha in ((2, 3.0), (4, 1.0)):
-        top = index.search_vectors(d, k_qe, qe=0)[0]
+        first = index.search_vectors(d, k_qe + qx.SAME_IMAGE_SLACK, qe=0)[0]
+        same = [(h.score, h.id) for h in first if h.score >= qx.SAME_IMAGE]  # the query (it is indexed)
+        top = [h for h in first if h.score < qx.SAME_IMAGE][:k_qe]
+        assert len(same) == 1 and len(top) == k_qe
         q2 = qx.expand(d, np.stack([by_id[h.id] for h in top])[None], np.array([[h.score for h in top]]), alpha)
-        want = sorted(zip((x @ q2[0]).tolist(), ids.tolist()), reverse=True)[:5]
+        ranked = sorted(zip((x @ q2[0]).tolist(), ids.tolist()), reverse=True)
+        want = (same + [(s, i) for s, i in ranked if i != same[0][1]])[:5]
         got = index.search(query, k=5, qe=k_qe, qe_alpha=alpha)
         assert [h.id for h in got] == [i for _, i in want]
         np.testing.assert_allclose([h.score for h in got], [s for s, _ in want], rtol=1e-4)
