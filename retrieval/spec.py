@@ -86,6 +86,12 @@ class ModelSpec:
         return (f"{self.arch}/{self.pooling}@{self.input_size}{trim} weights={w} "
                 f"(tensors sha256 {self.weights_sha256[:12]}, model id {self.model_id})")
 
+    def describe_weights(self) -> str:
+        """The weights in full: where they came from, the file's sha256 (compare with ``sha256sum``)
+        when they came from a file, and the sha256 of their tensors (what ``model_id`` depends on)."""
+        file = f"file sha256 {self.weights_file_sha256}, " if self.weights_file_sha256 else ""
+        return f"{self.weights} ({file}tensors sha256 {self.weights_sha256})"
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["mean"] = list(self.mean)
