@@ -31,7 +31,7 @@ import json, sys
 from indexer.cli import main
 photos, ix, weights, report = sys.argv[1:5]
 codes = {"index": main(["index", photos, "--index", ix, "--weights", weights, "--size", "%s", "--precision", "fp32",
-                        "--workers", "1"]),
+                        "--workers", "0"]),
          "search": main(["search", "--index", ix, photos + "/cat02.jpg", "-k", "3"]),
          "dedup": main(["dedup", "--index", ix, "--out", report])}
 import ui.core  # noqa: F401  (the web UI's service layer)
@@ -103,7 +103,7 @@ def test_same_descriptors_and_fingerprint_as_the_torch_built_index(light, light_
 
     ix_torch = tmp_path / "ix-torch"
     assert main(["index", str(light["photos"]), "--index", str(ix_torch), "--weights", str(VGG16_WEIGHTS),
-                 "--size", SIZE, "--precision", "fp32", "--workers", "1"]) == 0
+                 "--size", SIZE, "--precision", "fp32", "--workers", "0"]) == 0
     assert json.loads((ix_torch / "model" / "model.json").read_text())["exported_by"] == "torch.onnx"
     light_vectors, light_spec = _descriptors(light_index[0])
     torch_vectors, torch_spec = _descriptors(ix_torch)
