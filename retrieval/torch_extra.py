@@ -24,6 +24,18 @@ def torch_available() -> bool:
     return True
 
 
+TORCH_PACKAGES = ("torch", "torchvision", "onnxscript")  # what the train extra adds
+
+
+def missing_torch(error: BaseException) -> str | None:
+    """The one-line message for ``error`` when it is an import of a ``train``-extra package that is
+    not installed (a command that needs torch on the base install), else None."""
+    name = (getattr(error, "name", None) or "").split(".")[0]
+    if isinstance(error, ModuleNotFoundError) and name in TORCH_PACKAGES:
+        return f"this needs {name}, which the base install leaves out: {INSTALL_HINT}"
+    return None
+
+
 def require_torch(what: str) -> None:
     """UserError "WHAT needs torch: pip install ..." unless torch can be imported."""
     if not torch_available():

@@ -71,7 +71,7 @@ def load_weights(arch: str, weights: str | None = None, widths=None) -> LoadedWe
     ``widths`` for a pruned trunk; a checkpoint's own spec gives them when not passed)."""
     name = requested_weights(weights)
     if name == RANDOM:
-        require_torch("'random' weights")
+        require_torch("--weights random")
         import torch
 
         from .model import build_trunk
@@ -125,6 +125,8 @@ def _load_torchvision(arch: str, name: str) -> LoadedWeights:
 def torch_load(path: Path, what: str):
     """``torch.load`` with ``weights_only=True`` (no code runs from the file) on the CPU; a file that
     is not such a pickle is one line: "cannot load WHAT PATH: reason"."""
+    if not torch_available():
+        raise UserError(f"{path}: reading .pth needs torch: {INSTALL_HINT} or convert to safetensors")
     import torch
 
     try:
@@ -175,12 +177,7 @@ def _load_file(arch: str, path: Path, widths=None) -> LoadedWeights:
         raise UserError(f"weights file not found: {path}")
     if not path.is_file():
         raise UserError(f"weights path is not a file: {path}")
-    if is_safetensors(path):
-        obj = read_safetensors(path)
-    elif not torch_available():
-        raise UserError(f"{path}: reading .pth needs torch: {INSTALL_HINT} or convert to safetensors")
-    else:
-        obj = torch_load(path, "weights from")
+    obj = read_safetensors(path) if is_safetensors(path) else torch_load(path, "weights from")
     source = str(path.resolve())
     extra: dict = {}
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:

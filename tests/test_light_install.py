@@ -199,3 +199,12 @@ def test_describe_names_the_weights_file_and_says_what_the_hash_is_of():
     assert spec.describe_weights().startswith(spec.weights) and "file sha256 " + "cd" * 32 in spec.describe_weights()
     assert spec.model_id == spec.replace(weights_file_sha256="").model_id  # display only
     assert ModelSpec(weights="hf:timm/vgg16.tv_in1k").describe().split()[1] == "weights=hf:timm/vgg16.tv_in1k"
+
+
+def test_a_torch_only_command_on_the_base_install_is_one_line():
+    from retrieval.torch_extra import missing_torch
+
+    said = missing_torch(ModuleNotFoundError("import of torch halted; None in sys.modules", name="torch.nn"))
+    assert said == "this needs torch, which the base install leaves out: pip install 'vgg-retrieval[train]'"
+    assert missing_torch(ModuleNotFoundError("No module named 'faiss'", name="faiss")) is None
+    assert missing_torch(ImportError("cannot import name 'x'", name="torch")) is None  # a broken torch: a real error
