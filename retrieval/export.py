@@ -70,12 +70,18 @@ def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onn
 
 
 def _write_graph_onnx(spec: ModelSpec, weights, onnx_path: Path) -> bool:
-    """model.onnx written from numpy weights (no torch); True when it has the ``logits`` output."""
+    """model.onnx written from numpy weights (no torch); True when it has the ``logits`` output. What
+    the graph writer cannot do (the ``vgg`` head at an input size not a multiple of 224) is one line."""
     import onnx
 
+    from .errors import UserError
     from .onnx_graph import build_onnx
 
-    onnx.save(build_onnx(spec, weights.state), str(onnx_path))
+    try:
+        model = build_onnx(spec, weights.state)
+    except ValueError as e:
+        raise UserError(f"cannot write the model without torch: {e}") from None
+    onnx.save(model, str(onnx_path))
     return bool(spec.head)
 
 
