@@ -208,3 +208,47 @@ def test_a_torch_only_command_on_the_base_install_is_one_line():
     assert said == "this needs torch, which the base install leaves out: pip install 'vgg-retrieval[train]'"
     assert missing_torch(ModuleNotFoundError("No module named 'faiss'", name="faiss")) is None
     assert missing_torch(ImportError("cannot import name 'x'", name="torch")) is None  # a broken torch: a real error
+
+
+def test_a_classifier_without_torch_is_exported_with_its_scores(tmp_path, monkeypatch):
+    """timm-layout weights with a classifier, built as without torch (GraphWeights; fc6/fc7 narrowed
+    to 16 units to keep the file small, which torch's fixed 4096-unit head could not load) and
+    exported with the graph writer: the ``vgg`` head with ImageNet's names, the trunk's descriptors
+    as torch computes them, and class scores that depend on the photo."""
+    import onnxruntime as ort
+    import torch
+    from safetensors.numpy import save_file
+
+    import retrieval.builder as builder
+    import retrieval.weights as weights
+    from retrieval.export import export_model
+    from retrieval.model import build_descriptor_net
+    from retrieval.preprocess import load_and_prepare
+
+    rng = np.random.default_rng(1)
+    state = {k: (rng.standard_normal(s) * np.sqrt(2.0 / np.prod(s[1:]))).astype(np.float32) if len(s) == 4
+             else np.full(s, 0.01, np.float32) for k, s in weights.trunk_shapes("vgg11").items()}
+    trunk = dict(state)
+    for name, shape in (("pre_logits.fc1", (16, 512, 7, 7)), ("pre_logits.fc2", (16, 16, 1, 1)), ("head.fc", (1000, 16))):
+        state[f"{name}.weight"] = (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+        state[f"{name}.bias"] = rng.standard_normal(shape[0]).astype(np.float32) * 0.1
+    path = tmp_path / "vgg11_timm.safetensors"
+    save_file(state, str(path))
+    for module in (builder, weights):
+        monkeypatch.setattr(module, "torch_available", lambda: False)
+    spec, light = builder.build("vgg11", str(path))
+    assert isinstance(light, builder.GraphWeights) and isinstance(light.state["head.classifier.0.weight"], np.ndarray)
+    assert spec.head == "vgg" and spec.class_names == weights.imagenet_categories()
+    assert spec.weights_sha256 == weights.fingerprint(trunk) and spec.weights_file_sha256 == weights.file_sha256(path)
+    export_model(spec, light, tmp_path / "m", formats=("onnx",))
+    sidecar = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert sidecar["exported_by"] == "retrieval.onnx_graph" and "logits" in sidecar["outputs"]
+    prepared = [load_and_prepare(SAMPLES / "pixabay" / n, 224) for n in ("cat01.jpg", "ship01.jpg")]
+    images, sizes = np.stack([p.array for p in prepared]), np.array([p.valid for p in prepared], np.int64)
+    session = ort.InferenceSession(str(tmp_path / "m" / "model.onnx"), providers=["CPUExecutionProvider"])
+    got_d, logits = session.run(["descriptor", "logits"], {"image": images, "size": sizes})
+    net = build_descriptor_net(spec.replace(head="", class_names=()), {k: torch.from_numpy(v) for k, v in trunk.items()})
+    with torch.no_grad():
+        d = net.eval()(torch.from_numpy(images), torch.from_numpy(sizes)).numpy()
+    assert (got_d * d).sum(1).min() >= 0.9999
+    assert logits.shape == (2, 1000) and np.isfinite(logits).all() and np.abs(logits[0] - logits[1]).max() > 1e-3
