@@ -13,6 +13,7 @@ timm converts from torchvision's ``classifier.{0,3,6}`` by reshaping (timm/model
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .errors import UserError, one_line
@@ -39,11 +40,16 @@ def download(repo: str, env_var: str) -> Path:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise UserError(f"weights {HUB_PREFIX}{repo} need huggingface_hub: pip install huggingface_hub") from None
+    hub_log = logging.getLogger("huggingface_hub")  # its retry warnings would add lines to the one below
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
     try:
         return Path(hf_hub_download(repo, HUB_FILE))
     except Exception as e:  # no network, no such repository, blocked host, offline without a cached copy...
         raise UserError(f"could not get {HUB_FILE} of {repo} from the Hugging Face hub ({one_line(e)}): pass "
                         f"--weights PATH to a local .safetensors or .pth, or set {env_var}") from None
+    finally:
+        hub_log.setLevel(level)
 
 
 def timm_to_torchvision(state: dict) -> dict:
