@@ -47,7 +47,7 @@ class ModelSpec:
     weights_sha256: str = ""
     # sha256 of the weights file's bytes (what `sha256sum FILE` prints), "" for named torchvision
     # weights; for display only, so left out of model_id (the same tensors in a .pth or a .safetensors
-    # file give the same model).
+    # file give the same model), and out of to_dict when "" (specs stored before it read the same).
     weights_file_sha256: str = ""
     # Conv widths when they differ from the architecture's (pruned models; later issues).
     widths: tuple[int, ...] | None = None
@@ -70,7 +70,7 @@ class ModelSpec:
         """A short hash of every field that changes the descriptors (not where weights came from)."""
         d = self.to_dict()
         d.pop("weights")
-        d.pop("weights_file_sha256")
+        d.pop("weights_file_sha256", None)
         d.pop("class_names")
         d.pop("head")
         if not d["trim_borders"]:  # hashed as before the field existed: old indexes keep their model_id
@@ -98,6 +98,8 @@ class ModelSpec:
         d["std"] = list(self.std)
         d["widths"] = list(self.widths) if self.widths is not None else None
         d["class_names"] = list(self.class_names)
+        if not self.weights_file_sha256:
+            del d["weights_file_sha256"]
         d["format"] = SPEC_FORMAT
         return d
 

@@ -198,6 +198,8 @@ def test_describe_names_the_weights_file_and_says_what_the_hash_is_of():
     assert "weights=my_vgg16_trunk.safetensors " in line and "tensors sha256 abababababab" in line
     assert spec.describe_weights().startswith(spec.weights) and "file sha256 " + "cd" * 32 in spec.describe_weights()
     assert spec.model_id == spec.replace(weights_file_sha256="").model_id  # display only
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    assert "weights_file_sha256" not in ModelSpec().to_dict()  # unknown: stored specs read as before
     assert ModelSpec(weights="hf:timm/vgg16.tv_in1k").describe().split()[1] == "weights=hf:timm/vgg16.tv_in1k"
 
 
