@@ -152,9 +152,9 @@ def _make_model(dst: Path, spec: ModelSpec, net, model_dir):
         copy_model(model_dir, dst, spec)
         return net
     if net is None:
-        from retrieval.builder import load_net
+        from retrieval.builder import load_model
 
-        net = load_net(spec)
+        net = load_model(spec)
     export_model(spec, net, dst)
     return net
 
@@ -250,9 +250,9 @@ def ensure_exported_model(spec: ModelSpec, model_dir: Path, net=None, precision:
         except Exception:
             ok = False
     if not ok:  # missing or damaged: rebuild it from the weights the spec names
-        from retrieval.builder import load_net
+        from retrieval.builder import load_model
 
-        net = net or load_net(spec)
+        net = net or load_model(spec)
         export_model(spec, net, model_dir)
         if precision == "int8":
             from .creating import quantize_in_place

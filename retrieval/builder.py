@@ -1,19 +1,44 @@
-"""Build a descriptor network (torch) from user choices or from a stored spec."""
+"""Build a descriptor model from user choices or from a stored spec: a torch network where torch is
+installed, else ``GraphWeights`` (the numpy weights ``retrieval.export`` writes as an ONNX graph with
+``retrieval.onnx_graph``, which gives the same descriptors: tests/test_onnx_graph.py)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from .errors import UserError
 from .spec import DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_POOLING, DEFAULT_SCALES, ModelSpec
+from .torch_extra import require_torch, torch_available
 from .weights import classifier_names, fingerprint, load_weights
+
+
+@dataclass(frozen=True)
+class GraphWeights:
+    """The descriptor model without torch: ``state`` maps torchvision's names (``features.*`` and,
+    with a classifier, ``head.*``) to numpy arrays; ``retrieval.export.export_model`` takes it in
+    place of a torch network."""
+
+    state: dict
+
+    def eval(self) -> "GraphWeights":
+        return self
+
+
+def _model(spec: ModelSpec, state: dict):
+    if not torch_available():
+        return GraphWeights(state)
+    from .model import build_descriptor_net
+
+    return build_descriptor_net(spec, state)
 
 
 def build(arch: str = "vgg16", weights: str | None = None, pooling: str | None = None,
           input_size: int = DEFAULT_INPUT_SIZE, gem_p: float = 3.0, class_names_file=None,
           input_policy: str = DEFAULT_INPUT_POLICY, scales=DEFAULT_SCALES):
     """(spec, net) for a user's choice of architecture, weights, pooling, input size and policy
-    (square/buckets) and scales. Weights
-    with torchvision's classifier (fc6-fc8) keep it as the ``vgg`` head; ``class_names_file`` (one
-    name per line) names its classes (see ``weights.classifier_names``). ``pooling`` None: a
-    project checkpoint's own (its classifier head was trained on it), else DEFAULT_POOLING."""
+    (square/buckets) and scales. Weights with torchvision's classifier (fc6-fc8) keep it as the
+    ``vgg`` head; ``class_names_file`` (one name per line) names its classes (see
+    ``weights.classifier_names``). ``pooling`` None: a project checkpoint's own (its classifier head
+    was trained on it), else DEFAULT_POOLING. Without torch the "net" is ``GraphWeights``."""
     loaded = load_weights(arch, weights)
     ckpt_spec = loaded.extra.get("spec")
     if pooling is None:
@@ -37,24 +62,29 @@ def build(arch: str = "vgg16", weights: str | None = None, pooling: str | None =
     if class_names_file is not None and not loaded.vgg_classifier:
         raise UserError(f"class names file {class_names_file} given, but weights {loaded.source} carry no "
                         f"torchvision classifier (fc6-fc8) to name")
-    spec = base.replace(weights=loaded.source, weights_sha256=fingerprint(loaded.features), class_names=class_names)
-    from .model import build_descriptor_net
-
-    return spec, build_descriptor_net(spec, {**loaded.features, **loaded.head})
+    spec = base.replace(weights=loaded.source, weights_sha256=fingerprint(loaded.features), class_names=class_names,
+                        weights_file_sha256=loaded.file_sha256)
+    return spec, _model(spec, {**loaded.features, **loaded.head})
 
 
 def load_net(spec: ModelSpec):
-    """The torch network for a stored ``spec``, its weights checked against the fingerprint."""
+    """The torch network for a stored ``spec``, its weights checked against the fingerprint
+    (UserError without torch: the torch engine, feature maps and training need it)."""
+    require_torch("the torch network (the torch engine, feature maps, training)")
+    return load_model(spec)
+
+
+def load_model(spec: ModelSpec):
+    """The model of a stored ``spec`` for exporting: a torch network, or ``GraphWeights`` without
+    torch; its weights checked against the fingerprint."""
     loaded = load_weights(spec.arch, spec.weights, spec.widths)
     got = fingerprint(loaded.features)
     if spec.weights_sha256 and got != spec.weights_sha256:
         raise UserError(f"weights {spec.weights} changed since this model was made "
                         f"(sha256 {got[:12]}, expected {spec.weights_sha256[:12]})")
-    from .model import build_descriptor_net
-
     state = dict(loaded.features)
     if spec.head:
         if not loaded.head:
             raise UserError(f"weights {spec.weights} carry no {spec.head} classifier head")
         state.update(loaded.head)
-    return build_descriptor_net(spec, state)
+    return _model(spec, state)

@@ -3,6 +3,8 @@
 A model folder holds ``model.onnx``, ``model.xml`` + ``model.bin`` and ``model.json``; the sidecar
 has the full ``ModelSpec`` (architecture, pooling, input policy, normalisation, weights fingerprint)
 and the tensor interface, so the folder is usable without the original weights file or torch.
+``model.onnx`` comes from torch's exporter for a torch network, or (no torch installed) is written
+by ``retrieval.onnx_graph`` from ``retrieval.builder.GraphWeights``: the same descriptors.
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ OPSET = 18
 
 
 def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onnx", "openvino")) -> Path:
-    """Write the model files into ``out_dir`` (replaced atomically as a whole)."""
-    import torch
+    """Write the model files into ``out_dir`` (replaced atomically as a whole). ``net``: a torch
+    network, or ``retrieval.builder.GraphWeights`` (no torch needed)."""
+    from .builder import GraphWeights
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -30,16 +33,11 @@ def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onn
     try:
         s = spec.input_size
         dynamic = spec.input_policy != "square"
-        h, w = max(spec.input_shapes(), key=lambda hw: (hw[0] != hw[1], hw[0] * hw[1]))  # oblong when there is one
-        example = (torch.zeros(2, h, w, 3, dtype=torch.uint8), torch.tensor([[h, w], [h // 2, w]], dtype=torch.int64))
         onnx_path = tmp / ONNX_FILE
-        with_logits = getattr(net, "head", None) is not None
-        if with_logits:
-            from .model import BothOutputs
-
-            _export_onnx(BothOutputs(net.eval()).eval(), example, onnx_path, ("descriptor", "logits"), dynamic)
+        if isinstance(net, GraphWeights):
+            with_logits = _write_graph_onnx(spec, net, onnx_path)
         else:
-            _export_onnx(net.eval(), example, onnx_path, dynamic=dynamic)
+            with_logits = _write_torch_onnx(spec, net, onnx_path)
         files = {"onnx": ONNX_FILE}
         if "openvino" in formats:
             import openvino as ov
@@ -54,6 +52,7 @@ def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onn
             "spec": spec.to_dict(),
             "model_id": spec.model_id,
             "files": files,
+            "exported_by": "retrieval.onnx_graph" if isinstance(net, GraphWeights) else "torch.onnx",
             "inputs": {"image": (f"uint8 [N,H,W,3] RGB, picture top-left, zero padded; (H, W) one of the buckets "
                                  f"{[list(x) for x in spec.input_shapes()]}" if dynamic else
                                  f"uint8 [N,{s},{s},3] RGB, picture top-left, zero padded"),
@@ -71,6 +70,39 @@ def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onn
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _write_graph_onnx(spec: ModelSpec, weights, onnx_path: Path) -> bool:
+    """model.onnx written from numpy weights (no torch); True when it has the ``logits`` output. What
+    the graph writer cannot do (the ``vgg`` head at an input size not a multiple of 224) is one line."""
+    import onnx
+
+    from .errors import UserError
+    from .onnx_graph import build_onnx
+
+    try:
+        model = build_onnx(spec, weights.state)
+    except ValueError as e:
+        raise UserError(f"cannot write the model without torch: {e}") from None
+    onnx.save(model, str(onnx_path))
+    return bool(spec.head)
+
+
+def _write_torch_onnx(spec: ModelSpec, net, onnx_path: Path) -> bool:
+    """model.onnx from a torch network; True when it has the ``logits`` output."""
+    import torch
+
+    dynamic = spec.input_policy != "square"
+    h, w = max(spec.input_shapes(), key=lambda hw: (hw[0] != hw[1], hw[0] * hw[1]))  # oblong when there is one
+    example = (torch.zeros(2, h, w, 3, dtype=torch.uint8), torch.tensor([[h, w], [h // 2, w]], dtype=torch.int64))
+    with_logits = getattr(net, "head", None) is not None
+    if with_logits:
+        from .model import BothOutputs
+
+        _export_onnx(BothOutputs(net.eval()).eval(), example, onnx_path, ("descriptor", "logits"), dynamic)
+    else:
+        _export_onnx(net.eval(), example, onnx_path, dynamic=dynamic)
+    return with_logits
 
 
 def replace_dir(new: Path, dst: Path) -> None:

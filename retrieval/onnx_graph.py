@@ -6,7 +6,8 @@ inputs (``image`` uint8 ``[N,S,S,3]``, ``size`` int64 ``[N,2]``), same normalisa
 mask, same masked pooling (``gap``, ``mac``, ``gem``, ``rmac``), same L2 normalisation, and the
 ``gap-linear`` or ``vgg`` classifier head as a second output. OpenVINO reads the result like any ONNX
 file. The graph has the square input policy's fixed ``[N,S,S,3]`` input and one scale: a spec with
-the buckets policy or several scales is refused (``retrieval.export`` exports those through torch).
+several scales is refused, and so are R-MAC and the ``vgg`` head with the buckets policy, whose
+graph takes any height and width (the masks cut to the batch's size at run time).
 
 ``state`` maps torchvision names to numpy arrays: ``features.N.weight``/``bias`` (and the batch-norm
 tensors of ``*_bn`` archs, folded into the convolutions here) plus ``head.*`` for a classifier.
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .spec import DEFAULT_SCALES, ModelSpec
+
+MAX_SIDE = 4096  # longer than any input side (a bucket at the largest input size 2048 is 2720 long)
 
 OPSET = 18
 FEATURE_STRIDE = 16  # conv5 (before the last max-pool) is 1/16 of the input, as in retrieval.model
@@ -96,14 +99,28 @@ def _prepare(g: _Graph, spec: ModelSpec) -> tuple[str, str, str]:
                                              g.const(np.array([1], np.int64))]), shape], "valid_h")
     valid_w = g.op("Reshape", [g.op("Slice", ["size", g.const(np.array([1], np.int64)), g.const(np.array([2], np.int64)),
                                              g.const(np.array([1], np.int64))]), shape], "valid_w")
-    mask = _mask(g, valid_h, valid_w, s, s, 1)
+    mask = _mask(g, valid_h, valid_w, s, s, 1, like=x if _dynamic(spec) else None)
     return g.op("Mul", [x, mask]), valid_h, valid_w
 
 
-def _mask(g: _Graph, valid_h: str, valid_w: str, h: int, w: int, stride: int) -> str:
-    """float [N,1,h,w]: 1 where row*stride < valid_h and col*stride < valid_w."""
+def _dynamic(spec: ModelSpec) -> bool:
+    """The buckets policy: height and width come with each batch (one graph for every bucket)."""
+    return spec.input_policy != "square"
+
+
+def _mask(g: _Graph, valid_h: str, valid_w: str, h: int, w: int, stride: int, like: str | None = None) -> str:
+    """float [N,1,h,w]: 1 where row*stride < valid_h and col*stride < valid_w. With ``like`` (a
+    [N,C,H,W] tensor of a dynamic-shape graph) h and w are that tensor's, read at run time."""
+    if like is not None:
+        h = w = MAX_SIDE // stride  # index ranges long enough for any input, cut to the map's size
     rows = g.const((np.arange(h, dtype=np.int64) * stride).reshape(1, 1, h, 1), "rows")
     cols = g.const((np.arange(w, dtype=np.int64) * stride).reshape(1, 1, 1, w), "cols")
+    if like is not None:
+        shape = g.op("Shape", [like])
+        for axis in (2, 3):
+            n = g.op("Slice", [shape, g.const(_ints(axis)), g.const(_ints(axis + 1))])
+            cut = g.op("Slice", [rows if axis == 2 else cols, g.const(_ints(0)), n, g.const(_ints(axis))])
+            rows, cols = (cut, cols) if axis == 2 else (rows, cut)
     inside = g.op("And", [g.op("Less", [rows, valid_h]), g.op("Less", [cols, valid_w])])
     return g.op("Cast", [inside], to=1)
 
@@ -135,7 +152,7 @@ def _trunk(g: _Graph, x: str, spec: ModelSpec, state: dict) -> tuple[str, int, i
 
 def _pool(g: _Graph, f: str, spec: ModelSpec, valid_h: str, valid_w: str, side: int) -> str:
     """Masked global pooling of the conv5 map [N,C,side,side] -> [N,C] (not normalised)."""
-    mask = _mask(g, valid_h, valid_w, side, side, FEATURE_STRIDE)
+    mask = _mask(g, valid_h, valid_w, side, side, FEATURE_STRIDE, like=f if _dynamic(spec) else None)
     axes = g.const(np.array([2, 3], np.int64), "axes")
     if spec.pooling == "rmac":
         return _rmac(g, f, valid_h, valid_w, side)
@@ -230,9 +247,9 @@ def build_onnx(spec: ModelSpec, state: dict):
     """The ONNX ModelProto of ``spec`` with weights ``state`` (see the module doc)."""
     from onnx import TensorProto, checker, helper
 
-    if spec.input_policy != "square" or tuple(spec.scales) != DEFAULT_SCALES:
-        raise ValueError(f"the torch-free graph has one square input shape and one scale; {spec.describe()} "
-                         f"needs retrieval.export")
+    if tuple(spec.scales) != DEFAULT_SCALES or (_dynamic(spec) and (spec.pooling == "rmac" or spec.head == "vgg")):
+        raise ValueError(f"the torch-free graph has one scale, and no R-MAC or vgg head with the buckets policy; "
+                         f"{spec.describe()} needs torch (pip install 'vgg-retrieval[train]')")
     g = _Graph()
     x, valid_h, valid_w = _prepare(g, spec)
     f, width, side = _trunk(g, x, spec, state)
@@ -248,7 +265,8 @@ def build_onnx(spec: ModelSpec, state: dict):
         outputs.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT,
                                                      ["batch", max(1, len(spec.class_names))]))
     s = spec.input_size
-    inputs = [helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", s, s, 3]),
+    hw = ["height", "width"] if _dynamic(spec) else [s, s]
+    inputs = [helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", *hw, 3]),
               helper.make_tensor_value_info("size", TensorProto.INT64, ["batch", 2])]
     graph = helper.make_graph(g.nodes, "vgg_retrieval_descriptor", inputs, outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 
 ARCHS = ("vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn")
@@ -64,6 +65,10 @@ class ModelSpec:
     # and a fingerprint of the tensors actually loaded into the descriptor trunk.
     weights: str = "IMAGENET1K_V1"
     weights_sha256: str = ""
+    # sha256 of the weights file's bytes (what `sha256sum FILE` prints), "" for named torchvision
+    # weights; for display only, so left out of model_id (the same tensors in a .pth or a .safetensors
+    # file give the same model), and out of to_dict when "" (specs stored before it read the same).
+    weights_file_sha256: str = ""
     # Conv widths when they differ from the architecture's (pruned models; later issues).
     widths: tuple[int, ...] | None = None
     class_names: tuple[str, ...] = field(default_factory=tuple)
@@ -103,6 +108,7 @@ class ModelSpec:
         """A short hash of every field that changes the descriptors (not where weights came from)."""
         d = self.to_dict()
         d.pop("weights")
+        d.pop("weights_file_sha256", None)
         d.pop("class_names")
         d.pop("head")
         if not d["trim_borders"]:  # hashed as before the field existed: old indexes keep their model_id
@@ -115,12 +121,20 @@ class ModelSpec:
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def describe(self) -> str:
-        w = self.weights if len(self.weights) < 60 else "..." + self.weights[-57:]
+        """One line: architecture, pooling, input, the weights (a file by its name: ``weights`` holds
+        the full path), the hash of their tensors (not of the file: see ``weights_file_sha256``)."""
+        w = os.path.basename(self.weights) if os.path.isabs(self.weights) else self.weights
         trim = "+trim" if self.trim_borders else ""
         policy = "" if self.input_policy == "square" else f"/{self.input_policy}"
         scales = "" if tuple(self.scales) == DEFAULT_SCALES else "x" + ",".join(f"{x:g}" for x in self.scales)
         return (f"{self.arch}/{self.pooling}@{self.input_size}{policy}{scales}{trim} weights={w} "
-                f"(sha256 {self.weights_sha256[:12]}, model id {self.model_id})")
+                f"(tensors sha256 {self.weights_sha256[:12]}, model id {self.model_id})")
+
+    def describe_weights(self) -> str:
+        """The weights in full: where they came from, the file's sha256 (compare with ``sha256sum``)
+        when they came from a file, and the sha256 of their tensors (what ``model_id`` depends on)."""
+        file = f"file sha256 {self.weights_file_sha256}, " if self.weights_file_sha256 else ""
+        return f"{self.weights} ({file}tensors sha256 {self.weights_sha256})"
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -129,6 +143,8 @@ class ModelSpec:
         d["widths"] = list(self.widths) if self.widths is not None else None
         d["scales"] = [float(x) for x in self.scales]
         d["class_names"] = list(self.class_names)
+        if not self.weights_file_sha256:
+            del d["weights_file_sha256"]
         d["format"] = SPEC_FORMAT
         return d
 

@@ -2,13 +2,18 @@
 
 Resolution order: an explicit ``weights`` argument (``--weights``: a name or a file), then the
 ``VGG_RETRIEVAL_WEIGHTS`` environment variable, then torchvision's ``IMAGENET1K_V1`` (from the torch
-hub cache, or downloaded on a connected machine). ``random`` gives seeded random weights, for
-development only. Files are read with ``torch.load(..., weights_only=True)``: no code in a checkpoint
-is ever executed.
+hub cache, or downloaded on a connected machine; without torch, the same tensors from the Hugging
+Face hub, ``retrieval.hub_weights``, as is any ``hf:OWNER/REPO``). ``random`` gives seeded random
+weights (torch only), for development only.
 
-Accepted files: a torchvision state_dict of a whole VGG or of its ``features`` trunk only (with or
-without the ``features.`` / ``module.`` prefixes), and this project's checkpoints
+Files: safetensors (read with numpy, no torch needed; torchvision's or timm's key names), else
+``torch.load(..., weights_only=True)`` (torch only): no code in a file is ever executed. A file is
+told by its content, not its name. Accepted: a state_dict of a whole VGG or of its ``features``
+trunk only (with or without the ``features.`` / ``module.`` prefixes), and this project's checkpoints
 (``save_checkpoint``), which also carry the spec they were trained with.
+
+Tensors come back as torch tensors where torch is installed, else as numpy arrays (which
+``retrieval.onnx_graph`` builds the model from); ``fingerprint`` gives the same hash for both.
 
 A whole torchvision VGG keeps its classifier (fc6-fc8, ``classifier.*``): it becomes the model's
 ``vgg`` head (``head.classifier.*``, the same layer indices), so its class scores come out of the
@@ -18,12 +23,17 @@ fc8 has 1,000 outputs (a saved torchvision ImageNet model), else ``class 0``, ``
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import UserError, one_line
+from .hub_weights import download, hub_repo, timm_to_torchvision
+from .torch_extra import INSTALL_HINT, require_torch, torch_available
 
 ENV_VAR = "VGG_RETRIEVAL_WEIGHTS"
 DEFAULT_WEIGHTS = "IMAGENET1K_V1"
@@ -42,6 +52,7 @@ class LoadedWeights:
     # torchvision's metadata, or () when the file did not say (see ``classifier_names``)
     vgg_classifier: bool = False
     categories: tuple = ()
+    file_sha256: str = ""  # sha256 of the file's bytes (what `sha256sum` prints); "" for torchvision names
 
 
 def requested_weights(weights: str | None) -> str:
@@ -49,24 +60,46 @@ def requested_weights(weights: str | None) -> str:
 
 
 def _looks_like_path(s: str) -> bool:
-    return os.sep in s or s.startswith(".") or s.endswith((".pth", ".pt", ".ckpt", ".bin")) or os.path.exists(s)
+    if s.startswith("hf:"):
+        return False
+    return (os.sep in s or s.startswith(".") or s.endswith((".pth", ".pt", ".ckpt", ".bin", ".safetensors"))
+            or os.path.exists(s))
 
 
 def load_weights(arch: str, weights: str | None = None, widths=None) -> LoadedWeights:
     """Resolve ``weights`` (see module doc) and return the trunk tensors for ``arch`` (with conv
     ``widths`` for a pruned trunk; a checkpoint's own spec gives them when not passed)."""
-    import torch
-
     name = requested_weights(weights)
     if name == RANDOM:
+        require_torch("--weights random")
+        import torch
+
         from .model import build_trunk
 
         torch.manual_seed(RANDOM_SEED)
         trunk = build_trunk(arch)
         return LoadedWeights(RANDOM, {f"features.{k}": v for k, v in trunk.state_dict().items()}, {})
     if _looks_like_path(name):
-        return _load_file(arch, Path(name), widths)
-    return _load_torchvision(arch, name)
+        return _in_backend(_load_file(arch, Path(name), widths))
+    repo = hub_repo(arch, name)
+    if torch_available() and not name.startswith("hf:"):
+        return _load_torchvision(arch, name)
+    if repo is None:
+        raise UserError(f"weights {name!r} for {arch} need torch ({INSTALL_HINT}); without it use "
+                        f"IMAGENET1K_V1, hf:OWNER/REPO or a .safetensors file")
+    loaded = _load_file(arch, download(repo, ENV_VAR), widths)
+    return _in_backend(dataclasses.replace(loaded, source=name))
+
+
+def _in_backend(loaded: LoadedWeights) -> LoadedWeights:
+    """``loaded`` with numpy arrays (from safetensors) turned into torch tensors where torch is here."""
+    if not torch_available():
+        return loaded
+    import torch
+
+    def convert(d: dict) -> dict:
+        return {k: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v for k, v in d.items()}
+    return dataclasses.replace(loaded, features=convert(loaded.features), head=convert(loaded.head))
 
 
 def _load_torchvision(arch: str, name: str) -> LoadedWeights:
@@ -92,6 +125,8 @@ def _load_torchvision(arch: str, name: str) -> LoadedWeights:
 def torch_load(path: Path, what: str):
     """``torch.load`` with ``weights_only=True`` (no code runs from the file) on the CPU; a file that
     is not such a pickle is one line: "cannot load WHAT PATH: reason"."""
+    if not torch_available():
+        raise UserError(f"{path}: reading .pth needs torch: {INSTALL_HINT} or convert to safetensors")
     import torch
 
     try:
@@ -101,14 +136,48 @@ def torch_load(path: Path, what: str):
         raise UserError(f"cannot load {what} {path}: {first[:200]}") from None
 
 
-def _load_file(arch: str, path: Path, widths=None) -> LoadedWeights:
-    import torch
+def is_safetensors(path: Path) -> bool:
+    """Whether ``path`` starts like a safetensors file (a little-endian header length, then JSON)."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
 
+
+def read_safetensors(path: Path) -> dict:
+    """The tensors of a safetensors file as numpy arrays, timm's VGG names turned into torchvision's."""
+    from safetensors.numpy import load_file
+
+    try:
+        return timm_to_torchvision(load_file(str(path)))
+    except Exception as e:
+        raise UserError(f"cannot load weights from {path}: {one_line(e)}") from None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _is_array(v) -> bool:
+    """A torch tensor or a numpy array (not the plain data a checkpoint also carries)."""
+    return isinstance(v, np.ndarray) or type(v).__module__.startswith("torch")
+
+
+def _float32(v):
+    if isinstance(v, np.ndarray):
+        return v.astype(np.float32, copy=False) if v.dtype.kind == "f" else v
+    return v.float() if v.is_floating_point() else v
+
+
+def _load_file(arch: str, path: Path, widths=None) -> LoadedWeights:
     if not path.exists():
         raise UserError(f"weights file not found: {path}")
     if not path.is_file():
         raise UserError(f"weights path is not a file: {path}")
-    obj = torch_load(path, "weights from")
+    obj = read_safetensors(path) if is_safetensors(path) else torch_load(path, "weights from")
     source = str(path.resolve())
     extra: dict = {}
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
@@ -127,12 +196,13 @@ def _load_file(arch: str, path: Path, widths=None) -> LoadedWeights:
         sd = obj
     if not isinstance(sd, dict) or not sd:
         raise UserError(f"cannot load weights from {path}: it holds no state_dict")
-    head = {k: v for k, v in sd.items() if k.startswith("head.") and isinstance(v, torch.Tensor)}
+    head = {k: v for k, v in sd.items() if k.startswith("head.") and _is_array(v)}
     features = _trunk_tensors(arch, sd, str(path), widths)
+    digest = file_sha256(path)
     if head or extra:  # a project checkpoint: its spec says which head it has
-        return LoadedWeights(source, features, extra, head)
+        return LoadedWeights(source, features, extra, head, file_sha256=digest)
     classifier = _vgg_classifier(arch, sd, widths)
-    return LoadedWeights(source, features, extra, classifier, bool(classifier))
+    return LoadedWeights(source, features, extra, classifier, bool(classifier), file_sha256=digest)
 
 
 VGG_CLASSIFIER = ("classifier.0", "classifier.3", "classifier.6")  # fc6, fc7, fc8 in torchvision's VGG
@@ -142,24 +212,22 @@ def _vgg_classifier(arch: str, sd: dict, widths=None) -> dict:
     """torchvision's fc6-fc8 (``classifier.{0,3,6}``) as ``head.classifier.*`` tensors for the ``vgg``
     head; {} when the state_dict has none, or a classifier of another layout (a replaced or pruned
     one), which is left out as before: the trunk still gives descriptors."""
-    import torch
-
-    from .model import trunk_widths
+    from .onnx_graph import layer_list
 
     def strip(k: str) -> str:
         return k[len("module."):] if k.startswith("module.") else k
 
-    got = {strip(k): v for k, v in sd.items() if isinstance(v, torch.Tensor) and strip(k).startswith("classifier.")}
+    got = {strip(k): v for k, v in sd.items() if _is_array(v) and strip(k).startswith("classifier.")}
     if set(got) != {f"{layer}.{p}" for layer in VGG_CLASSIFIER for p in ("weight", "bias")}:
         return {}
-    channels = int((widths or trunk_widths(arch))[-1])
+    channels = int([v for v in layer_list(arch, widths) if v != "M"][-1])
     fc6, fc7, fc8 = (got[f"{layer}.weight"] for layer in VGG_CLASSIFIER)
-    fits = (fc6.dim() == fc7.dim() == fc8.dim() == 2 and fc6.shape[1] == channels * 49
+    fits = (len(fc6.shape) == len(fc7.shape) == len(fc8.shape) == 2 and fc6.shape[1] == channels * 49
             and fc7.shape[1] == fc6.shape[0] and fc8.shape[1] == fc7.shape[0]
             and all(tuple(got[f"{layer}.bias"].shape) == (got[f"{layer}.weight"].shape[0],) for layer in VGG_CLASSIFIER))
     if not fits:
         return {}
-    return {"head." + k: v.to(torch.float32) for k, v in got.items()}
+    return {"head." + k: _float32(v) for k, v in got.items()}
 
 
 def classifier_outputs(head: dict) -> int:
@@ -181,11 +249,13 @@ def classifier_names(loaded: LoadedWeights, names_file: str | os.PathLike | None
     return tuple(f"class {i}" for i in range(n))
 
 
-def imagenet_categories() -> tuple[str, ...]:
-    """ImageNet-1k's class names, as torchvision's weights metadata lists them (shipped in its code)."""
-    from torchvision.models._meta import _IMAGENET_CATEGORIES
+IMAGENET_CLASSES_FILE = Path(__file__).with_name("imagenet_classes.txt")
 
-    return tuple(_IMAGENET_CATEGORIES)
+
+def imagenet_categories() -> tuple[str, ...]:
+    """ImageNet-1k's class names, as torchvision's weights metadata lists them (a copy shipped with
+    this package, so no torchvision is needed; tests/test_light_install.py checks it is the same)."""
+    return tuple(IMAGENET_CLASSES_FILE.read_text(encoding="utf-8").splitlines())
 
 
 def read_class_names(path: str | os.PathLike, expected: int) -> tuple[str, ...]:
@@ -206,31 +276,51 @@ def read_class_names(path: str | os.PathLike, expected: int) -> tuple[str, ...]:
 
 def _trunk_tensors(arch: str, sd: dict, where: str, widths=None) -> dict:
     """Pick the ``features.*`` tensors of ``arch`` out of a state_dict, checking names and shapes."""
-    import torch
-
-    from .model import build_trunk
-
     out = {}
     for key, value in sd.items():
-        if not isinstance(value, torch.Tensor):
+        if not _is_array(value):
             continue
         k = key[len("module."):] if key.startswith("module.") else key
         if k.startswith("features."):
             out[k] = value
         elif k.split(".", 1)[0].isdigit():  # a bare trunk saved from vgg.features
             out["features." + k] = value
-    with torch.device("meta"):  # shapes only, no memory, no init
-        expected = {f"features.{k}": v for k, v in build_trunk(arch, widths).state_dict().items()}
+    expected = trunk_shapes(arch, widths)
     missing = sorted(set(expected) - set(out), key=_layer_order)
     if missing:
-        convs = len({k.rsplit(".", 1)[0] for k in out if k.endswith(".weight") and out[k].dim() == 4})
+        convs = len({k.rsplit(".", 1)[0] for k in out if k.endswith(".weight") and len(out[k].shape) == 4})
         raise UserError(f"weights {where} do not fit {arch}: missing {missing[0]} "
                         f"(the file has {convs} conv layers{'' if convs else '; is it a VGG state_dict?'})")
-    for k, v in expected.items():
-        if tuple(out[k].shape) != tuple(v.shape):
+    for k, shape in expected.items():
+        if tuple(out[k].shape) != shape:
             raise UserError(f"weights {where} do not fit {arch}: {k} has shape {tuple(out[k].shape)}, "
-                            f"expected {tuple(v.shape)}")
-    return {k: out[k].to(torch.float32) if out[k].is_floating_point() else out[k] for k in expected}
+                            f"expected {shape}")
+    return {k: _float32(out[k]) for k in expected}
+
+
+def trunk_shapes(arch: str, widths=None) -> dict[str, tuple]:
+    """torchvision's ``features.*`` names and shapes of ``arch``'s conv trunk (the last max-pool
+    dropped, as ``retrieval.model.build_trunk``), in layer order; no torch needed."""
+    from .onnx_graph import layer_list
+
+    convs = sum(v != "M" for v in layer_list(arch))
+    if widths is not None and (len(widths) != convs or min(int(w) for w in widths) < 1):
+        raise ValueError(f"{arch} has {convs} conv layers; got widths {list(widths)}")
+    batch_norm = arch.endswith("_bn")
+    shapes, index, channels = {}, 0, 3
+    for v in layer_list(arch, widths):
+        if v == "M":
+            index += 1
+            continue
+        shapes[f"features.{index}.weight"] = (v, channels, 3, 3)
+        shapes[f"features.{index}.bias"] = (v,)
+        if batch_norm:
+            for p in ("weight", "bias", "running_mean", "running_var"):
+                shapes[f"features.{index + 1}.{p}"] = (v,)
+            shapes[f"features.{index + 1}.num_batches_tracked"] = ()
+        index += 3 if batch_norm else 2
+        channels = v
+    return shapes
 
 
 def _layer_order(key: str) -> tuple:
@@ -239,13 +329,34 @@ def _layer_order(key: str) -> tuple:
 
 
 def fingerprint(tensors: dict) -> str:
-    """sha256 over names, dtypes, shapes and bytes of ``tensors`` (order independent)."""
+    """sha256 over names, dtypes, shapes and bytes of ``tensors`` (order independent): torch tensors
+    or numpy arrays, the same hash for the same values (dtypes are named as torch names them)."""
     h = hashlib.sha256()
     for k in sorted(tensors, key=_layer_order):
-        t = tensors[k].detach().cpu().contiguous()
-        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.numpy().tobytes())
+        t = tensors[k]
+        if isinstance(t, np.ndarray):
+            a, dtype = np.ascontiguousarray(t), f"torch.{t.dtype.name}"
+        else:
+            t = t.detach().cpu().contiguous()
+            a, dtype = t.numpy(), str(t.dtype)
+        h.update(f"{k}|{dtype}|{tuple(a.shape)}|".encode())
+        h.update(a.tobytes())
     return h.hexdigest()
+
+
+def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Write the tensors of the ``.pth`` state_dict at ``src`` (read with torch) to the safetensors file
+    ``dst`` (read without torch): a trunk's ``features.*``, a whole torchvision VGG's ``classifier.*``
+    too (a project checkpoint's spec and training state are not carried over)."""
+    require_torch(f"converting {src}")
+    from safetensors.numpy import save_file
+
+    obj = torch_load(Path(src), "weights from")
+    sd = obj.get("state_dict", obj.get("model", obj)) if isinstance(obj, dict) else obj
+    if not isinstance(sd, dict):
+        raise UserError(f"cannot convert {src}: it holds no state_dict")
+    arrays = {k: v.detach().cpu().contiguous().numpy() for k, v in sd.items() if _is_array(v)}
+    save_file(arrays, str(dst))
 
 
 def save_checkpoint(path: str | os.PathLike, spec, state_dict: dict, **extra) -> None:

@@ -36,7 +36,7 @@ def test_shared_vgg16_descriptors_match_the_torch_model(engine):
     from retrieval.builder import build
     from retrieval.onnx_graph import build_onnx
 
-    spec, net = build("vgg16", str(VGG16_WEIGHTS), input_size=160)
+    spec, net = build("vgg16", str(VGG16_WEIGHTS), input_size=160, pooling="gap", input_policy="square")
     images, sizes = _batch(160)
     assert len(set(map(tuple, sizes.tolist()))) > 1  # photos of several shapes: the padding masks matter
     with torch.no_grad():
@@ -57,7 +57,8 @@ def test_batch_norm_pooling_and_heads_match(arch, pooling, head):
     from retrieval.onnx_graph import build_onnx
     from retrieval.spec import ModelSpec
 
-    spec = ModelSpec(arch=arch, pooling=pooling, input_size=224, head=head, class_names=("a", "b", "c"))
+    spec = ModelSpec(arch=arch, pooling=pooling, input_size=224, head=head, class_names=("a", "b", "c"),
+                     input_policy="square")
     torch.manual_seed(1)
     net = build_descriptor_net(spec, None)
     for m in net.modules():  # batch-norm statistics away from the identity, so folding them is tested
@@ -74,13 +75,37 @@ def test_batch_norm_pooling_and_heads_match(arch, pooling, head):
     assert np.allclose(got_logits, logits.numpy(), rtol=1e-3, atol=1e-3 * float(np.abs(logits.numpy()).max()))
 
 
-def test_buckets_and_multi_scale_specs_are_refused():
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_the_default_buckets_gem_model_matches_torch_in_every_bucket(engine):
+    """The default model (GeM, shape buckets): one graph takes every bucket's height and width."""
+    import torch
+
+    from retrieval.builder import build
+    from retrieval.onnx_graph import build_onnx
+    from retrieval.preprocess import load_and_prepare
+
+    spec, net = build("vgg16", str(VGG16_WEIGHTS), input_size=96)
+    assert spec.input_policy == "buckets" and spec.pooling == "gem"
+    model = build_onnx(spec, {k: v.numpy() for k, v in net.state_dict().items()})
+    names = ["skimage/astronaut.png", "skimage/coffee.png", "pixabay/cat01.jpg", "pixabay/horse03.jpg"]
+    prepared = [load_and_prepare(SAMPLES / n, spec.input_geometry) for n in names]
+    assert len({p.array.shape for p in prepared}) >= 3  # square, landscape and portrait buckets
+    for p in prepared:
+        images, sizes = p.array[None], np.array([p.valid], np.int64)
+        with torch.no_grad():
+            expected = net(torch.from_numpy(images), torch.from_numpy(sizes)).numpy()
+        got = _run(model, engine, images, sizes)[0]
+        assert float((got * expected).sum()) >= 0.9999, p.array.shape
+
+
+def test_multi_scale_and_buckets_with_rmac_or_the_vgg_head_are_refused():
     from retrieval.onnx_graph import build_onnx
     from retrieval.spec import ModelSpec
 
-    for spec in (ModelSpec(arch="vgg11", input_size=64, input_policy="buckets"),
-                 ModelSpec(arch="vgg11", input_size=64, scales=(1.0, 0.5))):
-        with pytest.raises(ValueError, match="one square input shape and one scale"):
+    for spec in (ModelSpec(arch="vgg11", input_size=64, scales=(1.0, 0.5)),
+                 ModelSpec(arch="vgg11", input_size=64, pooling="rmac"),
+                 ModelSpec(arch="vgg11", input_size=224, head="vgg", class_names=("a",))):
+        with pytest.raises(ValueError, match="needs torch"):
             build_onnx(spec, {})
 
 

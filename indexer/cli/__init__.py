@@ -14,6 +14,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from retrieval.errors import UserError, one_line
+from retrieval.torch_extra import missing_torch
 
 from . import classes, dedup, indexing, models, text, ui, video, whitening
 
@@ -49,6 +50,11 @@ def main(argv=None) -> int:
         return e.code if isinstance(e.code, int) else 0
     except SQLAlchemyError as e:
         click.echo(f"error: index database: {one_line(e)}", err=True)
+        return 2
+    except ModuleNotFoundError as e:  # a torch-only command (train, prune...) on the base install
+        if missing_torch(e) is None:
+            raise
+        click.echo(f"error: {missing_torch(e)}", err=True)
         return 2
     except OSError as e:  # disk full, read-only folder...: the index keeps its last committed state
         where = f" {e.filename}" if getattr(e, "filename", None) else ""

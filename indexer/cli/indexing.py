@@ -213,6 +213,7 @@ def info(index_dir, db_url, show_errors):
         errors = idx.store.errors()
         click.echo(f"index:   {index_dir}")
         click.echo(f"model:   {idx.spec.describe()}")
+        click.echo(f"weights: {idx.spec.describe_weights()}")
         click.echo(f"precision: {idx.precision.upper()}")
         click.echo(f"images:  {idx.count}")
         click.echo(f"errors:  {len(errors)}")

@@ -64,8 +64,10 @@ def model_options(f):
                      help="Global pooling of conv5: gap (average), mac (max), gem (p=3), rmac (regional max, "
                           f"3 levels) [default: {DEFAULT_POOLING}; a project checkpoint's own].")(f)
     f = click.option("--weights", default=None,
-                     help="IMAGENET1K_V1, 'random', or a .pth file (torchvision state_dict or vgg-retrieval "
-                          "checkpoint) [default: $VGG_RETRIEVAL_WEIGHTS, else IMAGENET1K_V1].")(f)
+                     help="IMAGENET1K_V1 (torchvision's; without torch, timm's copy on the Hugging Face hub), "
+                          "hf:OWNER/REPO, 'random' (torch), or a .safetensors or .pth (torch) file: a torchvision "
+                          "state_dict or vgg-retrieval checkpoint [default: $VGG_RETRIEVAL_WEIGHTS, else "
+                          "IMAGENET1K_V1].")(f)
     f = click.option("--arch", type=click.Choice(ARCHS), default=None, help="VGG variant [default: vgg16].")(f)
     f = click.option("--class-names", "class_names", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="With weights that carry torchvision's classifier (fc6-fc8): its class names, one per "

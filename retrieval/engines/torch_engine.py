@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec import ModelSpec
+from ..torch_extra import require_torch
 from .base import Embedder
 from .registry import register_engine
 
@@ -13,6 +14,7 @@ def load(spec: ModelSpec, model_dir=None, *, net=None, batch_size: int = 8, thre
          **options) -> Embedder:
     """The network ``net``, else rebuilt from the spec's weights; no export needed (``model_dir`` and the
     exported engines' ``options`` do not apply)."""
+    require_torch("the torch engine")
     return TorchEmbedder(spec, net=net, batch_size=batch_size, threads=threads)
 
 
