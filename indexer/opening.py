@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from retrieval.errors import UserError
-from retrieval.spec import DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_SCALES
+from retrieval.spec import DEFAULT_INPUT_SIZE, DEFAULT_SCALES
 
 from .index import Index
 
@@ -23,7 +23,7 @@ def build_model(arch=None, weights=None, pooling=None, input_size=None, trim_bor
     from retrieval.builder import build
 
     spec, net = build(arch or "vgg16", weights, pooling, input_size or DEFAULT_INPUT_SIZE,
-                      class_names_file=class_names, input_policy=input_policy or DEFAULT_INPUT_POLICY,
+                      class_names_file=class_names, input_policy=input_policy,
                       scales=tuple(scales or DEFAULT_SCALES))
     if trim_borders is not None:
         spec = spec.replace(trim_borders=trim_borders)

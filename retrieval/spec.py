@@ -91,6 +91,9 @@ class ModelSpec:
         if (not scales or scales[0] != 1.0 or len(set(scales)) != len(scales)
                 or not all(0.25 <= float(x) <= 1.0 for x in scales)):
             raise ValueError(f"scales {list(scales)}: the first must be 1.0, the others distinct, in 0.25..1.0")
+        if self.head == "vgg" and self.input_policy != "square":
+            # torchvision's fc6 takes a 7x7 map; its adaptive pooling of other shapes does not export
+            raise ValueError("a model with torchvision's classifier (the vgg head) takes the square input policy")
 
     @property
     def input_geometry(self) -> "int | InputBuckets":

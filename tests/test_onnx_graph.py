@@ -98,15 +98,16 @@ def test_the_default_buckets_gem_model_matches_torch_in_every_bucket(engine):
         assert float((got * expected).sum()) >= 0.9999, p.array.shape
 
 
-def test_multi_scale_and_buckets_with_rmac_or_the_vgg_head_are_refused():
+def test_multi_scale_buckets_with_rmac_and_buckets_with_the_vgg_head_are_refused():
     from retrieval.onnx_graph import build_onnx
     from retrieval.spec import ModelSpec
 
     for spec in (ModelSpec(arch="vgg11", input_size=64, scales=(1.0, 0.5)),
-                 ModelSpec(arch="vgg11", input_size=64, pooling="rmac"),
-                 ModelSpec(arch="vgg11", input_size=224, head="vgg", class_names=("a",))):
+                 ModelSpec(arch="vgg11", input_size=64, pooling="rmac")):
         with pytest.raises(ValueError, match="needs torch"):
             build_onnx(spec, {})
+    with pytest.raises(ValueError, match="square input policy"):  # nowhere: fc6 takes a 7x7 map
+        ModelSpec(arch="vgg11", input_size=224, head="vgg", class_names=("a",), input_policy="buckets")
 
 
 def test_weights_of_the_wrong_shape_are_refused():
