@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from indexer.cli import cli, main
 from indexer.cli.options import ENV_DB, ENV_INDEX
 
-COMMANDS = {"index", "search", "check", "info", "export", "classes", "dedup", "stats", "train", "prune", "optimize",
+COMMANDS = {"index", "search", "check", "info", "export", "classes", "whiten", "dedup", "stats", "train", "prune", "optimize",
             "quantize", "benchmark", "text-train", "train-video", "classify-video", "ui"}
 
 

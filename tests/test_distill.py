@@ -71,7 +71,7 @@ def test_pruned_last_conv_distils_to_the_kept_teacher_channels(tmp_path):
 
     ck = tmp_path / "s.pt"
     save_student(ck, pspec, student)
-    spec2, net2 = build("vgg11", str(ck), "gap", 48)
+    spec2, net2 = build("vgg11", str(ck), input_size=48)  # the checkpoint's own pooling
     assert spec2.widths == conv_widths(student) and spec2.descriptor_dim == pspec.descriptor_dim
     assert spec2.model_id != spec.model_id
     x = torch.randint(0, 256, (2, 48, 48, 3), dtype=torch.uint8)

@@ -133,7 +133,7 @@ def test_index_qe_is_alpha_qe_over_the_stored_vectors(index, photo_index, monkey
     query = SAMPLES / "pixabay" / "cat01.jpg"
     d = index.embed_queries([query])
     plain = index.search(query, k=5, qe=0)
-    assert _paths(plain) == _paths(index.search_vectors(d, 5)[0])  # DEFAULT_QE is 0 for now
+    assert _paths(plain) == _paths(index.search_vectors(d, 5, qe=0)[0])
     ids, x = index.all_vectors()
     by_id = dict(zip(ids.tolist(), x))
     for k_qe, alpha in ((2, 3.0), (4, 1.0)):
