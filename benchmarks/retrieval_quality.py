@@ -266,10 +266,9 @@ def main() -> int:
     ap.add_argument("--rows", nargs="*", help="only the rows whose name contains one of these")
     ap.add_argument("--work", type=Path, default=None, help="models and descriptors kept here (default: a temp dir)")
     args = ap.parse_args()
-    from retrieval.spec import ModelSpec
+    from retrieval.spec import DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_POOLING
 
-    d = ModelSpec()
-    default = Model(d.input_policy, d.input_size, d.pooling, "int8", tuple(d.scales))
+    default = Model(DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_POOLING, "int8")
     work = args.work or Path(tempfile.mkdtemp(prefix="vgg-rq-"))
     work.mkdir(parents=True, exist_ok=True)
     files, sets = gallery()

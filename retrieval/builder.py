@@ -38,16 +38,18 @@ def build(arch: str = "vgg16", weights: str | None = None, pooling: str | None =
     (square/buckets) and scales. Weights with torchvision's classifier (fc6-fc8) keep it as the
     ``vgg`` head; ``class_names_file`` (one name per line) names its classes (see
     ``weights.classifier_names``). ``pooling`` None: a project checkpoint's own (its classifier head
-    was trained on it), else DEFAULT_POOLING. ``input_policy`` None: DEFAULT_INPUT_POLICY, or square for
-    weights with torchvision's classifier (its fc6 takes the 7x7 map of a square input). Without torch
+    was trained on it), else DEFAULT_POOLING. ``input_policy`` None: a project checkpoint's own, else
+    DEFAULT_INPUT_POLICY; square for weights with torchvision's classifier (its fc6 takes the 7x7
+    map of a square input). Without torch
     the "net" is ``GraphWeights``."""
     loaded = load_weights(arch, weights)
     ckpt_spec = loaded.extra.get("spec")
     if pooling is None:
         pooling = ckpt_spec.get("pooling", DEFAULT_POOLING) if isinstance(ckpt_spec, dict) else DEFAULT_POOLING
     vgg_head = (bool(loaded.head) and ckpt_spec.get("head") == "vgg") if isinstance(ckpt_spec, dict) else loaded.vgg_classifier
-    if input_policy is None:
-        input_policy = "square" if vgg_head else DEFAULT_INPUT_POLICY
+    if input_policy is None:  # a project checkpoint's own; square under torchvision's classifier
+        own = ckpt_spec.get("input_policy") or "square" if isinstance(ckpt_spec, dict) else DEFAULT_INPUT_POLICY
+        input_policy = "square" if vgg_head else own
     elif vgg_head and input_policy != "square":
         raise UserError(f"weights {loaded.source} carry torchvision's classifier, which takes the square input "
                         f"policy: leave out --input-policy {input_policy} (or use weights without fc6-fc8)")

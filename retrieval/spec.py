@@ -38,7 +38,9 @@ class ModelSpec:
     """What a descriptor model is. Two specs with the same ``model_id`` give the same descriptors."""
 
     arch: str = "vgg16"
-    pooling: str = DEFAULT_POOLING
+    # The dataclass defaults are the original model (GAP, square) so that partial and old spec dicts
+    # keep their meaning; a new model takes DEFAULT_POOLING / DEFAULT_INPUT_POLICY (retrieval.builder).
+    pooling: str = "gap"
     gem_p: float = 3.0
     # Input policy "square": the longer side is resized to input_size (aspect ratio kept) and the
     # image is padded to input_size x input_size; pooling ignores the padded cells, so every image has
@@ -48,7 +50,7 @@ class ModelSpec:
     # padded by the small remainder: a handful of fixed shapes, far less padding. Specs stored before
     # the field existed load as "square", which is left out of model_id (old ids unchanged).
     input_size: int = DEFAULT_INPUT_SIZE
-    input_policy: str = DEFAULT_INPUT_POLICY
+    input_policy: str = "square"
     # Multi-scale descriptors: the input is also run at each further scale (resized inside the
     # graph), each scale's pooled vector L2-normalised, summed, normalised again. (1.0,) = one scale,
     # left out of model_id.

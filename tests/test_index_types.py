@@ -224,9 +224,9 @@ def test_nprobe_and_ef_search_per_search(tmp_path, make_index):
     commit(idx, dict(zip(paths(0, 2000), x)))
     q = data(30, seed=8)
     truth = np.argsort(-(q @ x.T), axis=1)[:, :10]
-    exact = [[h.path for h in row] for row in idx.search_vectors(q, 10, nprobe=16)]  # every list: exact
+    exact = [[h.path for h in row] for row in idx.search_vectors(q, 10, nprobe=16, qe=0)]  # every list: exact
     assert exact == [[paths(0, 2000)[j] for j in row] for row in truth]
-    narrow = [[h.path for h in row] for row in idx.search_vectors(q, 10)]  # stored default nprobe=1
+    narrow = [[h.path for h in row] for row in idx.search_vectors(q, 10, qe=0)]  # stored default nprobe=1
     assert narrow != exact
     assert idx.search_vectors(q[:1], 3, nprobe=4, ef_search=8)[0]
     with pytest.raises(UserError, match="nprobe must be at least 1"):

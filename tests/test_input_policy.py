@@ -51,7 +51,7 @@ def test_bucket_shapes_and_the_square_policy_unchanged():
         assert (s // 16 * 16, s // 16 * 16) in shapes
         assert all(h % 16 == 0 and w % 16 == 0 and h * w <= s * s for h, w in shapes)
         assert {(w, h) for h, w in shapes} == set(shapes)  # portrait buckets mirror landscape ones
-    p = load_and_prepare(SAMPLES / PHOTOS[0], ModelSpec().input_geometry)
+    p = load_and_prepare(SAMPLES / PHOTOS[0], ModelSpec(input_policy="square").input_geometry)
     assert p.array.shape == (224, 224, 3) and p.valid == (168, 224)
 
 
@@ -66,13 +66,14 @@ def _old_model_id(d: dict) -> str:
 
 
 def test_old_spec_dicts_keep_their_model_id_and_new_settings_change_it():
-    for old in (ModelSpec(), ModelSpec(pooling="gem", input_size=320, trim_borders=False)):
+    square = ModelSpec(input_policy="square", pooling="gap")  # the defaults before buckets and GeM
+    for old in (square, ModelSpec(input_policy="square", pooling="gem", input_size=320, trim_borders=False)):
         d = old.to_dict()
         del d["input_policy"], d["scales"]  # as stored before the fields existed
         loaded = ModelSpec.from_dict(d)
         assert loaded.input_policy == "square" and loaded.scales == (1.0,)
         assert loaded.model_id == _old_model_id(d) == old.model_id
-    base = ModelSpec()
+    base = square
     ids = {base.model_id, base.replace(input_policy="buckets").model_id, base.replace(scales=(1.0, 0.7071)).model_id,
            base.replace(pooling="rmac").model_id}
     assert len(ids) == 4

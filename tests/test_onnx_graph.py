@@ -103,7 +103,7 @@ def test_multi_scale_buckets_with_rmac_and_buckets_with_the_vgg_head_are_refused
     from retrieval.spec import ModelSpec
 
     for spec in (ModelSpec(arch="vgg11", input_size=64, scales=(1.0, 0.5)),
-                 ModelSpec(arch="vgg11", input_size=64, pooling="rmac")):
+                 ModelSpec(arch="vgg11", input_size=64, pooling="rmac", input_policy="buckets")):
         with pytest.raises(ValueError, match="needs torch"):
             build_onnx(spec, {})
     with pytest.raises(ValueError, match="square input policy"):  # nowhere: fc6 takes a 7x7 map

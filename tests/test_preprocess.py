@@ -258,12 +258,12 @@ def test_every_engine_trims_when_the_spec_says_so(tiny_model, engine):
     spec, net, model_dir = tiny_model
     photo = _photo()
     framed = ImageOps.expand(photo, border=int(0.2 * max(photo.size)), fill=(255, 255, 255))
-    p = load_and_prepare(framed, spec.input_size)
+    p = load_and_prepare(framed, spec.input_geometry)
     images, sizes = p.array[None].copy(), np.array([p.valid], dtype=np.int64)
     before = images.copy(), sizes.copy()
     on = load_embedder(engine, spec.replace(trim_borders=True), model_dir, net=net)
     off = load_embedder(engine, spec.replace(trim_borders=False), model_dir, net=net)
-    trimmed, valid = trim_prepared(p.array, p.valid)
+    trimmed, valid = trim_prepared(p.array, p.valid, spec.input_geometry)
     assert valid != p.valid  # precondition: there is a frame to trim
     d_on = on.embed_batch(images, sizes)
     assert (images == before[0]).all() and (sizes == before[1]).all()
@@ -272,7 +272,7 @@ def test_every_engine_trims_when_the_spec_says_so(tiny_model, engine):
     assert float(d_on[0] @ d_ref[0]) > 0.9999
     assert float(d_on[0] @ d_off[0]) < 0.999  # the frame does change the descriptor
     # photos without a frame: identical either way
-    q = load_and_prepare(photo, spec.input_size)
+    q = load_and_prepare(photo, spec.input_geometry)
     a = on.embed_batch(q.array[None], np.array([q.valid]))
     b = off.embed_batch(q.array[None], np.array([q.valid]))
     assert np.allclose(a, b, atol=1e-6)

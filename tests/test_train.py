@@ -142,8 +142,9 @@ def test_head_travels_in_export_and_engines_agree(split, tmp_path):
     from retrieval.export import export_model, read_sidecar
 
     spec, net = tiny_net(split.classes)
+    assert spec.input_policy == "square" and spec.scales == (1.0,)  # hashed as before these fields existed
     old_id = hashlib.sha256(json.dumps({k: v for k, v in spec.to_dict().items()
-                                        if k not in ("weights", "class_names", "head")},
+                                        if k not in ("weights", "class_names", "head", "input_policy", "scales")},
                                        sort_keys=True).encode()).hexdigest()[:16]
     assert spec.model_id == old_id == spec.replace(head="", class_names=()).model_id
     assert ModelSpec().model_id == ModelSpec(head="gap-linear", class_names=("a", "b")).model_id

@@ -296,7 +296,7 @@ def test_index_page_status_errors_and_indexing_with_progress(tiny_model, make_in
     assert metrics["Images"] == "3" and metrics["Files with errors"] == "1"
     assert metrics["Last update"] != "never" and metrics["Size on disk"].endswith("MB")
     table = " ".join(at.table[0].value["value"].tolist())
-    assert "vgg11/gap@64" in table and "openvino" in table and "IndexIDMap2(IndexFlatIP)" in table
+    assert "vgg11/gem@64/buckets" in table and "openvino" in table and "IndexIDMap2(IndexFlatIP)" in table
     errors = at.dataframe[0].value
     assert list(errors["path"]) == [str((folder / "broken.jpg").resolve())]
     # index one more folder: Index.update in a background thread, its progress and a Stop button shown
@@ -423,11 +423,11 @@ def test_feature_maps_page(ui_index, monkeypatch):
     upload(at, photos / "animals" / "chelsea.png", key="fm_upload")
     assert not at.error, texts(at)
     captions = [c for i in at.get("image") for c in i.captions]
-    assert len(captions) == 2 and captions[0] == "model input (64x43)", captions
+    assert len(captions) == 2 and captions[0] == "model input (72x48)", captions
     assert captions[1].startswith("conv4_") and "32 of 512 maps" in captions[1]
     at.selectbox(key="fm_layer").select("conv1_1").run()
     captions = [c for i in at.get("image") for c in i.captions]
-    assert not at.exception and captions[1].startswith("conv1_1: 32 of 64 maps, 64x43 cells")
+    assert not at.exception and captions[1].startswith("conv1_1: 32 of 64 maps, 72x48 cells")
     at.file_uploader(key="fm_upload").upload("bad.png", b"\x89PNG nope", "image/png")
     at.run()
     assert at.error and "cannot use bad.png" in at.error[0].value
