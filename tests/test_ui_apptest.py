@@ -167,6 +167,66 @@ def test_a_url_restores_query_filters_page_and_open_result(ui_index, monkeypatch
     assert not at.exception and at.error and "image #999999 is not in the index" in at.error[0].value
 
 
+def scored_names(at) -> list[tuple[str, str]]:
+    """(score as shown, file name) of each result card, in page order."""
+    return [(c.split("**")[1], c.split(" · ")[1].split()[0]) for c in result_captions(at)]
+
+
+def test_query_expansion_option_is_what_the_search_uses_and_lives_in_the_url(ui_index, monkeypatch):
+    """The Search options' K is passed to the index's search: the page shows exactly the index's own
+    results for that K (the indexed query itself aside), different for K = 0, the default and 3."""
+    from indexer import Index
+    from indexer.query_expansion import DEFAULT_QE
+
+    index_dir, photos = ui_index
+    cat_path = photos / "animals" / "cat01.jpg"
+    with Index.open(index_dir) as idx:
+        cat = idx.store.row_by_path(str(cat_path.resolve()))
+        vec = idx.vector(cat.id)[None, :]
+        expected = {k: [(f"{h.score:.3f}", Path(h.path).name) for h in idx.search_vectors(vec, 6, qe=k)[0]
+                        if h.id != cat.id] for k in (0, DEFAULT_QE, 3)}
+    assert expected[0] != expected[3] and expected[0] != expected[DEFAULT_QE]  # QE changes the scores here
+    at = app(index_dir, monkeypatch)
+    at.text_input(key="path").set_value(str(cat_path)).run()
+    assert at.number_input(key="qe").value == DEFAULT_QE and "qe" not in at.query_params  # the default
+    assert scored_names(at) == expected[DEFAULT_QE]
+    for k in (0, 3):
+        at.number_input(key="qe").set_value(k).run()
+        assert not at.exception
+        assert scored_names(at) == expected[k], k
+        assert at.query_params["qe"] in (str(k), [str(k)])
+    # a link with the options opens with them
+    monkeypatch.setenv("VGG_RETRIEVAL_INDEX", str(index_dir))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"id": str(cat.id), "qe": "0", "rot": "1"})
+    at.run()
+    assert not at.exception and not at.error, texts(at)
+    assert at.number_input(key="qe").value == 0 and at.checkbox(key="rotations").value is True
+
+
+def test_rotation_option_finds_a_sideways_copy_first(tiny_model, make_index, tmp_path, monkeypatch):
+    """An indexed photo stored turned by 90 degrees (no EXIF orientation) comes first, at the same
+    image's score, when the upright original is searched with "Also search rotated"."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    copy_photos(folder, ["pixabay/cat01.jpg", "pixabay/horse01.jpg", "skimage/coffee.png", "sklearn/china.jpg",
+                         "skimage/chelsea.png"], flat=True)
+    with Image.open(SAMPLES / "pixabay" / "dog01.jpg") as im:
+        im.convert("RGB").transpose(Image.Transpose.ROTATE_90).save(folder / "dog-sideways.png")
+    make_index(tmp_path / "index").update([folder], workers=0, progress=False)
+    at = upload(app(tmp_path / "index", monkeypatch), SAMPLES / "pixabay" / "dog01.jpg")
+    upright = dict((name, float(score)) for score, name in scored_names(at))
+    assert len(upright) == 6 and "rot" not in at.query_params
+    at.checkbox(key="rotations").check().run()
+    assert not at.exception and not at.error, texts(at)
+    turned = scored_names(at)
+    assert turned[0][1] == "dog-sideways.png" and float(turned[0][0]) >= 0.999, turned
+    assert float(turned[0][0]) > upright["dog-sideways.png"], (turned, upright)
+    assert all(float(s) >= upright[n] for s, n in turned)  # each image keeps its best view
+    assert at.query_params["rot"] in ("1", ["1"]) and "rotations" in texts(at)  # its time is shown
+
+
 def test_bad_inputs_are_messages_not_tracebacks(ui_index, monkeypatch, tmp_path):
     index_dir, photos = ui_index
     at = app(index_dir, monkeypatch)

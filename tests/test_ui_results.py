@@ -45,7 +45,12 @@ def test_view_round_trips_through_its_url_and_ignores_junk():
     assert View().params() == {} and View().normal() == View()
     junk = {"id": ["x"], "text": ["red"], "min": ["nan"], "per": ["7"], "page": ["-2"], "open": ["?"]}
     assert View.from_params(lambda k: junk.get(k, [])) == View(query=("text", "red"), per=DEFAULT_PER)
+    options = View(("id", "4"), qe=0, rotations=True)
+    assert options.params() == {"id": "4", "qe": "0", "rot": "1"} and options.normal() == options
+    odd = {"id": ["4"], "qe": ["99"], "rot": ["maybe"]}  # out of range, unreadable: the defaults
+    assert View.from_params(lambda k: odd.get(k, [])) == View(("id", "4"))
     assert View(("id", "4"), page=2).same_search(View(("id", "4"), open=3))
+    assert not View(("id", "4")).same_search(View(("id", "4"), qe=3))
     assert not View(("id", "4")).same_search(View(("id", "5")))
 
 

@@ -133,6 +133,7 @@ class Query:
     timings: dict[str, float] = field(default_factory=dict)
     logits: np.ndarray | None = None  # class scores from the same forward pass as ``vector``
     searcher: Callable | None = None  # a text query: searches the text space (TextSearcher.search_vectors)
+    turned: np.ndarray | None = None  # descriptors of the image turned by 90/180/270 (ui.query_options)
 
 
 @dataclass
@@ -309,16 +310,19 @@ class Service:
                      timings={"text model": time.perf_counter() - t0}, searcher=searcher.search_vectors)
 
     def search(self, query: Query, want: int = 24, threshold: float = -1.0, labels=(), roots=(),
-               max_fetch: int = 5000) -> SearchResult:
-        """Nearest neighbours, then the filters; fetches more neighbours while filters leave fewer
-        than ``want`` and the threshold still allows more."""
+               max_fetch: int = 5000, qe: int | None = None, rotations: bool = False) -> SearchResult:
+        """Nearest neighbours (alpha-QE over the top ``qe``, None: the default; ``rotations``: the
+        query's turns too; ``ui.query_options``), then the filters; fetches more neighbours while
+        filters leave fewer than ``want`` and the threshold still allows more."""
+        from .query_options import nearest
+
         total = self.index.count
         labels, roots = set(labels or ()), [r.rstrip(os.sep) + os.sep for r in (roots or ())]
         filtered = bool(labels or roots)
         k = min(total, max(want * (8 if filtered else 2), 64))
         t0 = time.perf_counter()
         while True:
-            raw = (query.searcher or self.index.search_vectors)(query.vector[None, :], k)[0] if k else []
+            raw = nearest(self, query, k, qe, rotations) if k else []
             hits = [h for h in raw if h.score >= threshold and (not labels or h.label in labels)
                     and (not roots or any(h.path.startswith(r) for r in roots))]
             exhausted = k >= total

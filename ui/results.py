@@ -92,14 +92,16 @@ class Page:
 
 
 def page_of_results(svc, query, ident: Identity | None, page: int, per: int, threshold: float = -1.0,
-                    labels=(), roots=()) -> Page:
+                    labels=(), roots=(), qe: int | None = None, rotations: bool = False) -> Page:
     """Page ``page`` (1-based) of ``per`` cards; asks the index for more neighbours while collapsed
-    copies and the query's own file leave too few cards and the index has more."""
+    copies and the query's own file leave too few cards and the index has more. ``qe``/``rotations``:
+    the query options (``Service.search``)."""
     page, per = max(1, int(page)), max(1, int(per))
     need = page * per + 1  # one more than the page: is there a next page?
     want, seconds = need + 1, 0.0
     while True:
-        result = svc.search(query, want=want, threshold=threshold, labels=labels, roots=roots)
+        result = svc.search(query, want=want, threshold=threshold, labels=labels, roots=roots, qe=qe,
+                            rotations=rotations)
         seconds += result.seconds
         own, cards = arrange(result.hits, ident)
         if len(cards) >= need or result.exhausted or len(result.hits) < want or want >= MAX_WANT:

@@ -4,15 +4,19 @@ browser's Back goes to the previous one (no Streamlit here; the page reads and w
 
 ``?id=42`` (more like indexed image 42) or ``?path=/photos/a.jpg`` or ``?text=a+red+flower``, then
 ``min=0.5`` (minimum similarity), ``label=`` and ``folder=`` (repeated), ``per=`` (results per page),
-``page=`` and ``open=`` (the result shown in the lightbox). Defaults are left out; values that can't
-be read are ignored (a hand-edited link opens what it can)."""
+``page=`` and ``open=`` (the result shown in the lightbox), ``qe=`` (query expansion's K, 0..MAX_QE;
+0 = off) and ``rot=1`` (also search the query turned by 90/180/270 degrees). Defaults are left out;
+values that can't be read are ignored (a hand-edited link opens what it can)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from indexer.query_expansion import DEFAULT_QE
+
 PER_PAGE = (12, 24, 48, 96)
 DEFAULT_PER = 24
+MAX_QE = 10  # the largest K the page offers (benchmarks/query_expansion.py: gains stop well before)
 QUERY_KEYS = ("id", "path", "text")
 
 
@@ -25,6 +29,8 @@ class View:
     per: int = DEFAULT_PER
     page: int = 1
     open: int | None = None
+    qe: int = DEFAULT_QE
+    rotations: bool = False
 
     def params(self) -> dict[str, str | list[str]]:
         out: dict[str, str | list[str]] = {}
@@ -42,6 +48,10 @@ class View:
             out["page"] = str(self.page)
         if self.open is not None:
             out["open"] = str(self.open)
+        if self.qe != DEFAULT_QE:
+            out["qe"] = str(self.qe)
+        if self.rotations:
+            out["rot"] = "1"
         return out
 
     @classmethod
@@ -60,11 +70,13 @@ class View:
         threshold = _float(one("min"))
         per = _int(one("per"))
         page = _int(one("page"))
+        qe = _int(one("qe"))
         return cls(query=query,
                    threshold=min(1.0, max(0.0, round(threshold, 2))) if threshold is not None else 0.0,
                    labels=tuple(v for v in get_all("label") if v), roots=tuple(v for v in get_all("folder") if v),
                    per=per if per in PER_PAGE else DEFAULT_PER, page=page if page and page > 0 else 1,
-                   open=_int(one("open")))
+                   open=_int(one("open")), qe=qe if qe is not None and 0 <= qe <= MAX_QE else DEFAULT_QE,
+                   rotations=(one("rot") or "").strip().lower() in ("1", "true", "yes", "on"))
 
     def normal(self) -> "View":
         """The view as it reads back from its own URL (rounded threshold, known page size)."""

@@ -6,12 +6,13 @@ import time
 
 import streamlit as st
 
+from indexer.query_expansion import DEFAULT_QE
 from ui import components as C
 from ui.core import UserError, message
 from ui.lightbox import OPEN, lightbox
 from ui.results import page_of_results, row_identity, upload_identity
 from ui.state import guard, service, settings
-from ui.urlstate import DEFAULT_PER, PER_PAGE, View
+from ui.urlstate import DEFAULT_PER, MAX_QE, PER_PAGE, View
 
 ss = st.session_state
 ss.setdefault("q_src", None)  # ("upload", file_id) | ("path", text) | ("text", words) | ("similar", image_id)
@@ -21,6 +22,8 @@ ss.setdefault("queries", {})  # (source, crop) -> (Query, classification, Identi
 ss.setdefault("threshold", 0.0)
 ss.setdefault("page_size", DEFAULT_PER)
 ss.setdefault("thumbs", "medium")
+ss.setdefault("qe", DEFAULT_QE)  # query expansion's K (0 = off)
+ss.setdefault("rotations", False)  # also search the query turned by 90/180/270 degrees
 THUMBS = {"small": (120, 110), "medium": (160, 150), "large": (240, 220)}  # min column width, image height
 
 
@@ -48,7 +51,7 @@ def view_now() -> View:
     kind, ref = ss.q_src or (None, None)
     query = {"similar": ("id", str(ref)), "path": ("path", ref), "text": ("text", ref)}.get(kind)
     return View(query, float(ss.threshold), tuple(ss.get("labels") or ()), tuple(ss.get("roots") or ()),
-                int(ss.page_size), int(ss.page), ss[OPEN]).normal()
+                int(ss.page_size), int(ss.page), ss[OPEN], int(ss.qe), bool(ss.rotations)).normal()
 
 
 def adopt(view: View, known_labels, known_roots) -> None:
@@ -57,6 +60,7 @@ def adopt(view: View, known_labels, known_roots) -> None:
     ss.labels = [v for v in view.labels if v in known_labels]
     ss.roots = [v for v in view.roots if v in known_roots]
     ss.page_size, ss.page, ss[OPEN] = view.per, view.page, view.open
+    ss.qe, ss.rotations = view.qe, view.rotations
     if view.query is None:  # an upload can't be in a URL: keep it while the uploader holds it
         ss.q_src = ("upload", ss.last_upload) if ss.get("last_upload") else None
         return
@@ -105,8 +109,14 @@ with st.sidebar:
     with st.expander("Search options"):
         per = st.selectbox("Results per page", PER_PAGE, key="page_size", on_change=_reset_view)
         thumbs = st.segmented_control("Thumbnail size", list(THUMBS), key="thumbs") or "medium"
-        # Query expansion (qe=) and rotation search (rotations=) controls go here (issue 18): they
-        # will be passed to Index.search through Service.search once the index offers them.
+        qe = st.number_input("Query expansion (K)", 0, MAX_QE, step=1, key="qe", on_change=_reset_view,
+                             help="Search again with the query blended with its K best hits (weighted by "
+                                  "their similarity): finds more views of the same place or object. 0: off. "
+                                  "As `vgg-retrieval search --qe K`; searches by words do not use it.")
+        rotations = st.checkbox("Also search rotated (90/180/270)", key="rotations", on_change=_reset_view,
+                                help="For photos stored sideways or upside down (no EXIF orientation): each "
+                                     "image keeps its best score over the query and its three turns. As "
+                                     "`vgg-retrieval search --rotations`.")
 
 c_up, c_path = st.columns(2)
 with c_up:
@@ -178,7 +188,8 @@ if query is None:
 
 pg = None
 with guard():
-    pg = page_of_results(svc, query, ident, ss.page, per, threshold=threshold, labels=labels, roots=roots)
+    pg = page_of_results(svc, query, ident, ss.page, per, threshold=threshold, labels=labels, roots=roots,
+                         qe=int(qe), rotations=bool(rotations))
 if pg is None:
     st.stop()
 
