@@ -13,7 +13,8 @@ import pytest
 
 from conftest import copy_photos
 from ui.browser import (CHROMIUM, DIALOG, chromium, index_by_folder, lightbox_heading, lightbox_step, open_result,
-                        quarantine_exact_copy, result_cards, search_by_upload, serve, upload_file, wait_for_results)
+                        quarantine_exact_copy, result_cards, search_by_upload, serve, stop_indexing, upload_file,
+                        wait_for_results)
 
 INDEXED = ["pixabay/horse01.jpg", "pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/ship01.jpg",
            "skimage/coffee.png", "skimage/chelsea.png", "sklearn/china.jpg", "opencv/fruits.jpg"]
@@ -174,6 +175,47 @@ def test_indexing_a_folder_from_the_index_page_in_a_real_browser(tiny_model, tmp
     assert outcome.startswith(f"{tmp_path / 'index'}: 24 added, 0 updated, 0 removed"), outcome
     assert outcome.endswith("; 26 images in the index"), outcome
     assert images.split() == ["Images", "26"], images
+
+
+def test_stopping_an_index_job_from_the_index_page_keeps_the_last_commit(tiny_model, tmp_path):
+    """"Stop indexing" while a big folder is being embedded: the page says it stopped, and the index
+    opens with its last commit: no more rows than files, consistent (check), no file errors."""
+    need_browser()
+    import os
+
+    from indexer import Index
+
+    spec, _, model_dir = tiny_model
+    photos = tmp_path / "photos"
+    copy_photos(photos, INDEXED[:2])
+    with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
+        idx.update([photos], workers=0, progress=False)
+    big = tmp_path / "big"
+    copy_photos(big / "originals", INDEXED[2:])
+    originals = sorted(p for p in (big / "originals").rglob("*") if p.is_file())
+    for i in range(160):  # 960 more files (hard links: no disk space, but each one is read and embedded)
+        (big / f"copy{i:03d}").mkdir()
+        for src in originals:
+            os.link(src, big / f"copy{i:03d}" / f"{i:03d}-{src.name}")
+    files = sum(1 for p in big.rglob("*") if p.is_file())
+
+    with serve(tmp_path / "index") as url, chromium(1280, 1000) as page:
+        pressed, outcome = stop_indexing(page, url, big)
+        images = page.locator('[data-testid="stMetric"]').first.inner_text()
+        assert page.get_by_role("button", name="Start indexing").is_visible()  # ready for the next run
+        assert not page.locator('[data-testid="stException"]').count()
+
+    print("stopped at:", pressed, "|", outcome)
+    done, total = (int(n.replace(",", "")) for n in pressed.split(":")[1].split()[0:3:2])
+    assert total == files and 0 < done < files, pressed
+    kept = int(outcome.split("(")[1].split()[0].replace(",", ""))
+    assert outcome == f"Indexing stopped: the index keeps its last commit ({kept:,} images).", outcome
+    assert images.split() == ["Images", f"{kept:,}"], images
+    with Index.open(tmp_path / "index") as idx:
+        assert idx.count == kept and 2 <= kept < 2 + files
+        report = idx.check()
+        assert report.ok, report.problems
+        assert not list(idx.store.errors())  # stopping is not a file error
 
 
 def test_quarantining_a_copy_from_the_duplicates_page_in_a_real_browser(tiny_model, tmp_path):

@@ -2,7 +2,7 @@
 headless Chromium through Playwright (never a browser Playwright downloads itself).
 
 Used by tests/test_ui_browser.py (a search by upload, the lightbox, indexing a folder from the Index
-page, quarantining a copy from the Duplicates page) and to take the screenshots in docs/::
+page and stopping it, quarantining a copy from the Duplicates page) and to take the screenshots in docs/::
 
     python -m ui.browser --index DIR --query photo.jpg --out docs/ui-search.png
     python -m ui.browser --index DIR --query photo.jpg --out docs/ui-search-phone.png --width 390 --height 844
@@ -193,15 +193,20 @@ def open_page(page, name: str, ready, timeout_ms: int) -> None:
                 raise
 
 
-def index_by_folder(page, url: str, folder: Path, timeout_ms: int = 120_000) -> tuple[list[str], str]:
-    """Open the Index page, index ``folder`` and follow the page (it refreshes itself) until the
-    outcome shows; returns (the progress bar texts seen, in order, the outcome message)."""
+def start_indexing(page, url: str, folder: Path, timeout_ms: int = 120_000) -> None:
+    """Open the Index page and press "Start indexing" on ``folder``."""
     page.goto(url, wait_until="domcontentloaded")  # (a deep link opens a "page not found" dialog first)
     box = page.get_by_label("Folder to add or update (empty: update every indexed folder)")
     open_page(page, "Index", box, timeout_ms)
     box.fill(str(folder))
     box.press("Enter")
     page.get_by_role("button", name="Start indexing").click()
+
+
+def index_by_folder(page, url: str, folder: Path, timeout_ms: int = 120_000) -> tuple[list[str], str]:
+    """Open the Index page, index ``folder`` and follow the page (it refreshes itself) until the
+    outcome shows; returns (the progress bar texts seen, in order, the outcome message)."""
+    start_indexing(page, url, folder, timeout_ms)
     seen: list[str] = []
     deadline = time.monotonic() + timeout_ms / 1000
     while time.monotonic() < deadline:
@@ -217,6 +222,19 @@ def index_by_folder(page, url: str, folder: Path, timeout_ms: int = 120_000) -> 
             return seen, alerts[0]
         time.sleep(0.1)
     raise TimeoutError(f"indexing {folder} on {url} did not finish within {timeout_ms / 1000:.0f} s; seen {seen}")
+
+
+def stop_indexing(page, url: str, folder: Path, timeout_ms: int = 60_000) -> tuple[str, str]:
+    """Start indexing ``folder`` from the Index page, press "Stop indexing" as soon as images are being
+    embedded, and wait for the outcome; returns (the progress text when Stop was pressed, the outcome)."""
+    start_indexing(page, url, folder, timeout_ms)
+    bar = page.locator('[data-testid="stProgress"]').filter(has_text=re.compile(r"^\s*indexing: [1-9]"))
+    bar.wait_for(timeout=timeout_ms)
+    pressed = bar.inner_text().strip()
+    page.get_by_role("button", name="Stop indexing").click(timeout=timeout_ms)
+    outcome = page.locator('[data-testid="stAlert"]').filter(has_text="Indexing stopped")
+    outcome.wait_for(timeout=timeout_ms)
+    return pressed, outcome.inner_text().strip()
 
 
 def quarantine_exact_copy(page, url: str, timeout_ms: int = 120_000) -> str:
