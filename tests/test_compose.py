@@ -16,6 +16,7 @@ def package_version() -> str:
 
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
+
 COMPOSE = shutil.which("docker-compose")
 
 

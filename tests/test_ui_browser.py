@@ -151,17 +151,21 @@ def test_phone_width_shows_the_upload_and_the_first_results_on_the_first_screen(
         assert box["y"] >= 0 and box["y"] + box["height"] <= 844 and box["x"] + box["width"] <= 390, (box, first)
 
 
+def small_index(tiny_model, index_dir: Path, photos: Path) -> None:
+    """An index of the first two photos of INDEXED (copied to ``photos``), for the Index page's tests."""
+    from indexer import Index
+
+    spec, _, model_dir = tiny_model
+    copy_photos(photos, INDEXED[:2])
+    with Index.create(index_dir, spec, model_dir=model_dir) as idx:
+        idx.update([photos], workers=0, progress=False)
+
+
 def test_indexing_a_folder_from_the_index_page_in_a_real_browser(tiny_model, tmp_path):
     """The page follows the background update on its own (a fragment refreshing itself): the
     progress bar, then the outcome and the new count, with no reload by the user."""
     need_browser()
-    from indexer import Index
-
-    spec, _, model_dir = tiny_model
-    photos = tmp_path / "photos"
-    copy_photos(photos, INDEXED[:2])
-    with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
-        idx.update([photos], workers=0, progress=False)
+    small_index(tiny_model, tmp_path / "index", tmp_path / "photos")
     more = tmp_path / "more"
     for i in range(4):
         copy_photos(more / f"copy{i}", INDEXED[2:])
@@ -185,11 +189,7 @@ def test_stopping_an_index_job_from_the_index_page_keeps_the_last_commit(tiny_mo
 
     from indexer import Index
 
-    spec, _, model_dir = tiny_model
-    photos = tmp_path / "photos"
-    copy_photos(photos, INDEXED[:2])
-    with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
-        idx.update([photos], workers=0, progress=False)
+    small_index(tiny_model, tmp_path / "index", tmp_path / "photos")
     big = tmp_path / "big"
     copy_photos(big / "originals", INDEXED[2:])
     originals = sorted(p for p in (big / "originals").rglob("*") if p.is_file())
