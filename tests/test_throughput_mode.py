@@ -62,3 +62,25 @@ def test_unknown_performance_mode_is_refused(tiny_model):
     spec, _, model_dir = tiny_model
     with pytest.raises(ValueError, match="THROUGHPUT"):
         load_embedder("openvino", spec, model_dir, performance="fastest")
+
+
+def test_index_cli_throughput_flag(tmp_path, tiny_model):
+    from click.testing import CliRunner
+
+    from indexer import Index
+    from indexer.cli import cli
+    from retrieval.errors import UserError
+
+    _, _, model_dir = tiny_model
+    folder = tmp_path / "photos"
+    copy_photos(folder, NAMES[:4], flat=True)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["index", str(folder), "--index", str(tmp_path / "ix"), "--model", str(model_dir),
+                              "--throughput", "--workers", "0", "-q"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    with Index.open(tmp_path / "ix") as idx:
+        assert idx.count == 4
+    res = runner.invoke(cli, ["index", str(folder), "--index", str(tmp_path / "ix2"), "--model", str(model_dir),
+                              "--throughput", "--engine", "onnxruntime"])
+    assert isinstance(res.exception, UserError) and "--engine openvino" in str(res.exception)
+    assert not (tmp_path / "ix2").exists()
