@@ -33,6 +33,7 @@ Speed figures are noisy on shared machines: run it on an idle machine and compar
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -155,8 +156,6 @@ def measure(v: Variant, folder, index_dir: Path, paris, teachers: dict, runs: in
 
 
 def int8_copy(model_dir: Path, folder: Path, out: Path) -> Path:
-    import shutil
-
     from indexer.creating import calibration_images, quantize_in_place
 
     shutil.copytree(model_dir, out)
@@ -290,8 +289,11 @@ def main() -> None:
     paths, labels = paris5()  # benchmarks/prune_distill.py: the same mAP as there
     paris = (paths[::10], labels[::10]) if args.quick else (paths, labels)
     teachers: dict = {}
-    rows = [measure(v, folder, tmp / f"index-{i}", paris, teachers, args.runs)
-            for i, v in enumerate(variants(tmp, folder, args.student))]
+    try:
+        rows = [measure(v, folder, tmp / f"index-{i}", paris, teachers, args.runs)
+                for i, v in enumerate(variants(tmp, folder, args.student))]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the models and indexes: several GB
     print_table(rows, limit, args.photos, len(paris[0]))
 
 
