@@ -49,7 +49,9 @@ def embedding_strategy(name: str, index, workers: int) -> EmbeddingStrategy:
 @strategy("local")
 class LocalEmbedding:
     """``workers`` decoding processes (0: in this process) ahead of the index's embedder, which
-    embeds ``batch_size`` items at a time; a problem item waits for the batch before it (job order)."""
+    embeds ``batch_size`` items at a time (``Embedder.embed_stream``: an engine in throughput mode
+    keeps several batches in flight while the next ones are gathered); a problem item waits for the
+    batch before it (job order)."""
 
     def __init__(self, index, workers: int):
         self.index = index
@@ -59,30 +61,43 @@ class LocalEmbedding:
     def embedded(self, jobs: list[Job]) -> Iterator[tuple[Decoded, np.ndarray | None]]:
         if not jobs:
             return
-        embedder = self.index.embedder
-        waiting: list[Decoded] = []
-        images = 0
-        for d in decode_stream(jobs, self.workers, ahead=max(8, 4 * self.batch_size)):
-            waiting.append(d)
-            images += d.problem is None
-            if images >= self.batch_size:
-                yield from _embed_batch(embedder, waiting)
-                waiting, images = [], 0
-        yield from _embed_batch(embedder, waiting)
+        started: deque[list[Decoded]] = deque()  # the batches handed to the embedder, oldest first
+
+        def inputs():
+            for items in _batches(decode_stream(jobs, self.workers, ahead=max(8, 4 * self.batch_size)),
+                                  self.batch_size):
+                usable = [d for d in items if d.problem is None]
+                started.append(items)
+                yield ([d.array for d in usable],  # of one shape, or a few (buckets)
+                       np.array([d.valid for d in usable], dtype=np.int64).reshape(-1, 2))
+
+        batches = inputs()
+        try:
+            for vectors in self.index.embedder.embed_stream(batches):
+                items = started.popleft()
+                vecs = iter(vectors)
+                if len(vectors):
+                    crash_point("after_embed")
+                for d in items:
+                    d.array = None  # pixels are not kept
+                    yield d, (None if d.problem else next(vecs))
+        finally:
+            batches.close()  # the decoding processes stop here
 
 
-def _embed_batch(embedder, items: list[Decoded]) -> Iterator[tuple[Decoded, np.ndarray | None]]:
-    """``items`` in order, the usable ones embedded in one batch (their pixels dropped)."""
-    usable = [d for d in items if d.problem is None]
-    vecs = iter(())
-    if usable:
-        vecs = iter(embedder.embed_batch([d.array for d in usable],  # of one shape, or a few (buckets)
-                                         np.array([d.valid for d in usable], dtype=np.int64)))
-        for d in usable:
-            d.array = None
-        crash_point("after_embed")
-    for d in items:
-        yield d, (None if d.problem else next(vecs))
+def _batches(decoded: Iterator[Decoded], batch_size: int) -> Iterator[list[Decoded]]:
+    """``decoded`` in runs holding ``batch_size`` usable images each (the last one fewer), with the
+    problem items among them."""
+    waiting: list[Decoded] = []
+    images = 0
+    for d in decoded:
+        waiting.append(d)
+        images += d.problem is None
+        if images >= batch_size:
+            yield waiting
+            waiting, images = [], 0
+    if waiting:
+        yield waiting
 
 
 @strategy("ray")

@@ -52,7 +52,8 @@ __all__ = ["Index", "SearchHit", "UpdateReport", "CheckReport", "copy_model", "D
 
 class Index:
     def __init__(self, directory: Path, store: Store, spec: ModelSpec, engine: str = DEFAULT_ENGINE,
-                 batch_size: int = 8, threads: int | None = None, net=None, ray=None):
+                 batch_size: int = 8, threads: int | None = None, net=None, ray=None,
+                 engine_options: dict | None = None):
         if engine == "ray" or ray is not None:  # decode + embed on Ray (indexer.ray_engine.RayOptions)
             from .ray_engine import RayOptions
 
@@ -66,6 +67,7 @@ class Index:
         self.engine_name = engine
         self.batch_size = batch_size
         self.threads = threads
+        self.engine_options = dict(engine_options or {})  # more options of the engine's loader
         self._net = net
         self._embedder = None
         self.committed = CommittedVectors(directory, store)
@@ -98,12 +100,15 @@ class Index:
 
     @classmethod
     def open(cls, directory, engine: str = DEFAULT_ENGINE, db_url: str | None = None, batch_size: int = 8,
-             threads: int | None = None, ray=None, net=None) -> "Index":
+             threads: int | None = None, ray=None, net=None, engine_options: dict | None = None) -> "Index":
         """The index at ``directory``. ``net``: an already-built torch net of the index's model, used by
-        the torch engine and to re-export a missing model/ (else it is built from the weights)."""
+        the torch engine and to re-export a missing model/ (else it is built from the weights).
+        ``engine_options``: more options of the engine, e.g. ``{"performance": "THROUGHPUT"}`` (OpenVINO's
+        throughput mode for indexing, ``retrieval.engines.openvino_engine``)."""
         directory = Path(directory)
         store, spec = folder.open_store(directory, db_url)
-        return cls(directory, store, spec, engine=engine, batch_size=batch_size, threads=threads, net=net, ray=ray)
+        return cls(directory, store, spec, engine=engine, batch_size=batch_size, threads=threads, net=net, ray=ray,
+                   engine_options=engine_options)
 
     def close(self) -> None:
         if self._embedder is not None:
@@ -134,7 +139,7 @@ class Index:
             if engine_entry(self.engine_name).needs_export:
                 self.ensure_exported_model()
             self._embedder = load_embedder(self.engine_name, self.spec, self.model_dir, net=self._net,
-                                           batch_size=self.batch_size, threads=self.threads)
+                                           batch_size=self.batch_size, threads=self.threads, **self.engine_options)
         return self._embedder
 
     @property

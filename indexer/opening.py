@@ -103,18 +103,20 @@ def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None
                    trim_borders=None, input_policy=None, scales=None, model_dir=None, db_url=None, engine=None, batch_size: int = 8,
                    threads=None, ray=None, index_type: str = "auto", precision: str | None = None, class_names=None,
                    calibration_progress: Callable[[int, int], None] | None = None,
-                   log: Callable[[str], object] | None = None) -> Index:
+                   log: Callable[[str], object] | None = None, engine_options: dict | None = None) -> Index:
     """The index at ``index_dir`` ready for an update: opened (the model options, or the exported
     ``model_dir``, must be its model) or created for ``folders`` with that model. ``log`` hears
     ``created index ...`` for a new one. ``precision`` of a new index's model (None: INT8 where
     OpenVINO runs it, calibrated on up to 300 of the ``folders``' photos with
-    ``calibration_progress(done, total)``; an exported ``model_dir`` is used as it is)."""
+    ``calibration_progress(done, total)``; an exported ``model_dir`` is used as it is).
+    ``engine_options``: more options of the engine (``Index.open``)."""
     from retrieval.engines import DEFAULT_ENGINE
 
     engine = engine or DEFAULT_ENGINE
     model = {"arch": arch, "weights": weights, "pooling": pooling, "input_size": input_size,
              "trim_borders": trim_borders, "input_policy": input_policy, "scales": scales}
-    options = {"engine": engine, "batch_size": batch_size, "threads": threads, "ray": ray}
+    options = {"engine": engine, "batch_size": batch_size, "threads": threads, "ray": ray,
+               "engine_options": engine_options}
     if Index.exists(index_dir, db_url):
         if class_names is not None:
             raise UserError(f"--class-names applies when an index is made; {index_dir} keeps its model's classes")

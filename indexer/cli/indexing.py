@@ -31,12 +31,15 @@ from .options import (db_option, engine_option, engine_options, index_option, in
 @click.option("--precision", type=click.Choice(("int8", "fp32")), default=None,
               help="A new index's model: int8 (NNCF, calibrated on up to 300 of the photos) or fp32 "
                    "[default: int8 where OpenVINO runs it, else fp32; an existing index keeps its own].")
+@click.option("--throughput", is_flag=True,
+              help="OpenVINO's throughput mode: several batches in flight on several CPU streams while the next "
+                   "photos are prepared (benchmarks/speed.py measures it against the default latency mode).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @watch_options
 @index_type_option
 def index(folders, index_dir, arch, weights, pooling, input_size, input_policy, scales, trim_borders, class_names,
-          engine, batch_size, threads, db_url, model_dir, workers, commit_every, precision, quiet, ray_address,
-          ray_actors, ray_model_engine):
+          engine, batch_size, threads, db_url, model_dir, workers, commit_every, precision, throughput, quiet,
+          ray_address, ray_actors, ray_model_engine):
     """Index (or update) FOLDERS into the index at --index.
 
     New and changed images are embedded, deleted ones leave the index, unchanged files cost a stat.
@@ -46,13 +49,16 @@ def index(folders, index_dir, arch, weights, pooling, input_size, input_policy, 
 
     meta = click.get_current_context().meta
     ray = ray_settings(engine, ray_address, ray_actors, ray_model_engine, threads)
+    if throughput and (engine != "openvino" or ray is not None):
+        raise UserError(f"--throughput is OpenVINO's throughput mode: it applies with --engine openvino, not {engine}")
     with _progress_bar("calibrating INT8", quiet) as calibration_progress:
         idx = open_or_create(index_dir, folders, arch=arch, weights=weights, pooling=pooling, input_size=input_size,
                              trim_borders=trim_borders, input_policy=input_policy, scales=scales, model_dir=model_dir, db_url=db_url, engine=engine,
                              batch_size=batch_size, threads=threads, ray=ray,
                              index_type=meta.get("index_type", "auto"), precision=precision,
                              class_names=class_names,
-                             calibration_progress=calibration_progress, log=lambda line: click.echo(line, err=True))
+                             calibration_progress=calibration_progress, log=lambda line: click.echo(line, err=True),
+                             engine_options={"performance": "THROUGHPUT"} if throughput else None)
     with idx:
         if meta.get("watch"):  # --watch: indexer.watch runs the updates
             return _watch(idx, index_dir, folders, workers, quiet, commit_every, meta["watch"])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -74,26 +74,37 @@ class Embedder(ABC):
                 out_i[n], out_s[n] = a, v
         return out_i, out_s
 
-    def _by_shape(self, images, sizes, run) -> list[np.ndarray]:
-        """``run(batch, sizes)`` (a tuple of [n, ...] arrays) over batches of at most ``batch_size``
-        images of one shape; the outputs concatenated back in the images' order."""
+    def _shape_chunks(self, images, sizes) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray | None]:
+        """(chunks, inverse): ``(images [n,H,W,3], sizes [n,2])`` of at most ``batch_size`` images of one
+        shape, and the permutation that puts their concatenated outputs back in the images' order
+        (None: they are in order already)."""
         if isinstance(images, np.ndarray):  # one shape: batches in order, no copies
-            parts = [run(images[i:i + self.batch_size], sizes[i:i + self.batch_size])
-                     for i in range(0, len(images), self.batch_size)]
-            return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))] if parts else []
+            return [(images[i:i + self.batch_size], sizes[i:i + self.batch_size])
+                    for i in range(0, len(images), self.batch_size)], None
         groups: dict[tuple, list[int]] = {}
         for n, a in enumerate(images):
             groups.setdefault(a.shape, []).append(n)
-        order, parts = [], []
+        order, chunks = [], []
         for idx in groups.values():
             for i in range(0, len(idx), self.batch_size):
                 chunk = idx[i:i + self.batch_size]
-                parts.append(run(np.stack([images[j] for j in chunk]), sizes[chunk]))
+                chunks.append((np.stack([images[j] for j in chunk]), sizes[chunk]))
                 order.extend(chunk)
+        return chunks, np.argsort(np.array(order), kind="stable") if order else None
+
+    @staticmethod
+    def _joined(parts: list[tuple], inverse: np.ndarray | None) -> list[np.ndarray]:
+        """The outputs of ``_shape_chunks``' chunks (a tuple of arrays each), concatenated in image order."""
         if not parts:
             return []
-        inverse = np.argsort(np.array(order), kind="stable")
-        return [np.concatenate([p[k] for p in parts])[inverse] for k in range(len(parts[0]))]
+        out = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+        return out if inverse is None else [o[inverse] for o in out]
+
+    def _by_shape(self, images, sizes, run) -> list[np.ndarray]:
+        """``run(batch, sizes)`` (a tuple of [n, ...] arrays) over batches of at most ``batch_size``
+        images of one shape; the outputs concatenated back in the images' order."""
+        chunks, inverse = self._shape_chunks(images, sizes)
+        return self._joined([run(i, s) for i, s in chunks], inverse)
 
     def embed_batch(self, images, sizes: np.ndarray) -> np.ndarray:
         images, sizes = self._input_policy(*self._checked(images, sizes))
@@ -101,6 +112,13 @@ class Embedder(ABC):
         if not out:
             return np.zeros((0, self.spec.descriptor_dim), np.float32)
         return _unit_rows(out[0])
+
+    def embed_stream(self, batches: Iterable[tuple]) -> Iterator[np.ndarray]:
+        """The descriptors of each ``(images, sizes)`` of ``batches`` (what ``embed_batch`` takes), in
+        order. An engine may keep several batches in flight (OpenVINO's throughput mode), taking
+        the next batches from ``batches`` before it yields the first one's descriptors."""
+        for images, sizes in batches:
+            yield self.embed_batch(images, sizes)
 
     def embed_prepared(self, prepared) -> np.ndarray:
         """Descriptors of ``retrieval.preprocess.Prepared`` items (of any of the spec's input

@@ -5,20 +5,29 @@ shape than with dynamic shapes. One compiled model is kept per batch size seen (
 configured batch size, plus 1 for single queries and the short last batch of a run). With the
 "buckets" input policy the IR has dynamic height and width, and one static model is compiled per
 (batch size, bucket shape) the first time that shape comes (``spec.input_shapes()``: a handful).
+
+``performance="THROUGHPUT"`` (throughput mode, for indexing): compiled with OpenVINO's THROUGHPUT
+hint (several CPU streams), each compiled model with OpenVINO's optimal number of infer requests;
+``embed_stream`` keeps that many batches in flight, so the caller prepares the next batches (decoded
+photos arriving, trimming, bucketing) while both cores infer. Results come in order. Single calls
+(``embed_batch``: queries) run one request, on one stream: LATENCY (the default) suits them.
 """
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from ..export import IR_FILE
 from ..spec import ModelSpec
-from .base import Embedder
+from .base import Embedder, _unit_rows
 from .registry import exported_file, register_engine
 
 # f32 keeps descriptors identical (cosine >= 0.9999) to PyTorch's; bf16/f16 trade that for speed.
 DEFAULT_PRECISION = "f32"
+PERFORMANCE_MODES = ("LATENCY", "THROUGHPUT")
 
 
 @register_engine("openvino", model_files=(IR_FILE, "model.bin"), ray=True, order=0)
@@ -40,12 +49,19 @@ class OpenVinoEmbedder(Embedder):
         self._model = self._core.read_model(str(xml_path))
         self.has_logits = any("logits" in o.get_names() for o in self._model.outputs)
         self.device = device
+        performance = str(performance).upper()
+        if performance not in PERFORMANCE_MODES:
+            raise ValueError(f"unknown OpenVINO performance mode {performance!r}; choose one of "
+                             f"{', '.join(PERFORMANCE_MODES)}")
+        self.throughput = performance == "THROUGHPUT"
+        self.in_flight = 1  # batches embed_stream keeps started: OpenVINO's optimal number of requests
         self.config = {"PERFORMANCE_HINT": performance}
         if device == "CPU":
             self.config["INFERENCE_PRECISION_HINT"] = precision
             if threads:
                 self.config["INFERENCE_NUM_THREADS"] = int(threads)
         self._requests: dict[tuple[int, int, int], object] = {}
+        self._pools: dict[tuple[int, int, int], deque] = {}  # throughput mode: [request, its _Job or None]
         if spec.input_policy == "square":  # buckets: compiled when a shape first comes
             self._request(self.batch_size, spec.input_size, spec.input_size)
 
@@ -57,7 +73,41 @@ class OpenVinoEmbedder(Embedder):
             compiled = self._core.compile_model(model, self.device, self.config)
             self._requests[key] = (compiled.create_infer_request(), compiled.output("descriptor"),
                                    compiled.output("logits") if self.has_logits else None)
+            if self.throughput:
+                n_requests = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+                self.in_flight = max(self.in_flight, n_requests)
+                self._pools[key] = deque([compiled.create_infer_request(), None] for _ in range(n_requests))
         return self._requests[key]
+
+    def _start(self, images: np.ndarray, sizes: np.ndarray) -> "_Job":
+        """One forward pass started on the next request of its shape's pool (throughput mode); a
+        request still holding an unread result gives it to its job first."""
+        _, output, _ = self._request(*images.shape[:3])
+        pool = self._pools[images.shape[:3]]
+        slot = pool[0]
+        pool.rotate(-1)
+        if slot[1] is not None:
+            slot[1].result()
+        slot[1] = _Job(slot[0], output)
+        slot[0].start_async({"image": images, "size": sizes})
+        return slot[1]
+
+    def embed_stream(self, batches: Iterable[tuple]) -> Iterator[np.ndarray]:
+        if not self.throughput:
+            yield from super().embed_stream(batches)
+            return
+        pending: deque = deque()  # per batch: (its jobs, inverse permutation)
+        for images, sizes in batches:
+            chunks, inverse = self._shape_chunks(*self._input_policy(*self._checked(images, sizes)))
+            pending.append(([self._start(i, s) for i, s in chunks], inverse))
+            if len(pending) > self.in_flight:
+                yield self._finished(*pending.popleft())
+        while pending:
+            yield self._finished(*pending.popleft())
+
+    def _finished(self, jobs: list, inverse) -> np.ndarray:
+        out = self._joined([(job.result(),) for job in jobs], inverse)
+        return _unit_rows(out[0]) if out else np.zeros((0, self.spec.descriptor_dim), np.float32)
 
     def _run(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         request, output, _ = self._request(*images.shape[:3])
@@ -68,3 +118,17 @@ class OpenVinoEmbedder(Embedder):
         request, output, logits = self._request(*images.shape[:3])
         result = request.infer({"image": images, "size": sizes})
         return np.array(result[output], dtype=np.float32), np.array(result[logits], dtype=np.float32)
+
+
+class _Job:
+    """One started forward pass: ``result()`` waits for it and keeps a copy of its descriptors (its
+    request's buffers are reused by the next pass started on it)."""
+
+    def __init__(self, request, output):
+        self.request, self.output, self.out = request, output, None
+
+    def result(self) -> np.ndarray:
+        if self.out is None:
+            self.request.wait()
+            self.out = np.array(self.request.get_tensor(self.output).data, dtype=np.float32)
+        return self.out
