@@ -278,7 +278,8 @@ def test_trim_borders_flag_is_part_of_the_model(tmp_path):
     photos = tmp_path / "photos"
     copy_photos(photos, ["skimage/coffee.png", "skimage/chelsea.png"])
     tiny = ["--arch", "vgg11", "--weights", "random", "--size", "64"]
-    assert main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "--no-trim-borders", "-q"]) == 0
+    assert main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "--no-trim-borders",
+                 "--precision", "fp32", "-q"]) == 0  # the input policy, not the precision, is tested
     with Index.open(tmp_path / "ix") as idx:
         assert idx.spec.trim_borders is False and idx.count == 2
     assert main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "-q"]) == 0  # keeps the index's

@@ -19,6 +19,7 @@ from indexer.faults import CREATE_POINTS, ENV
 
 PHOTOS = ["pixabay/bird01.jpg", "pixabay/cat01.jpg", "pixabay/dog01.jpg", "sklearn/china.jpg"]
 TINY = ["--arch", "vgg11", "--weights", "random", "--size", "64", "--workers", "0", "-q"]
+FP32 = [*TINY, "--precision", "fp32"]  # for the tests about the folder, not the precision: no INT8 calibration
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def test_an_export_killed_by_an_older_version_is_cleared(tmp_path, folder):
     ix = tmp_path / "ix"
     (ix / ".export-k1ll3d").mkdir(parents=True)
     (ix / ".export-k1ll3d" / "model.onnx").write_bytes(b"half")
-    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0
+    assert main(["index", str(folder), "--index", str(ix), *FP32]) == 0
     assert not (ix / ".export-k1ll3d").exists()
 
 
@@ -119,13 +120,13 @@ def test_a_second_creator_is_refused_while_the_first_runs_and_a_dead_ones_mark_i
     holder = subprocess.Popen([sys.executable, "-c", code, str(ix)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "marked"
-        assert main(["index", str(folder), "--index", str(ix), *TINY]) == 2
+        assert main(["index", str(folder), "--index", str(ix), *FP32]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"being created by another process (pid {holder.pid})" in err
         assert (ix / ".creating").exists()
     finally:
         holder.kill()
         holder.wait()
-    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0  # its creator is gone: made again
+    assert main(["index", str(folder), "--index", str(ix), *FP32]) == 0  # its creator is gone: made again
     with Index.open(ix) as idx:
         assert idx.check().ok and idx.count == len(PHOTOS)
