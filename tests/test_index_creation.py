@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,9 +34,29 @@ def sidecar(ix) -> dict:
     return json.loads((ix / "model" / "model.json").read_text())
 
 
-def test_a_new_index_gets_an_int8_model_calibrated_on_its_photos(tmp_path, folder, capsys):
-    ix = tmp_path / "ix"
+@pytest.fixture(scope="module")
+def int8_made(tmp_path_factory):
+    """An index made once for the module through the CLI at the default precision (INT8), and a
+    pristine copy of it; an index stores absolute photo paths, so each test gets its own fresh copy
+    at the place it was made (``_int8_copy``)."""
+    base = tmp_path_factory.mktemp("int8")
+    folder, ix = base / "work" / "photos", base / "work" / "ix"
+    copy_photos(folder, PHOTOS, flat=True)
     assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0
+    shutil.copytree(base / "work", base / "pristine", symlinks=True)
+    return base
+
+
+def _int8_copy(base):
+    """(photos folder, index) of ``int8_made``, as the CLI made them (copy2 keeps the mtimes)."""
+    shutil.rmtree(base / "work")
+    shutil.copytree(base / "pristine", base / "work", symlinks=True)
+    return base / "work" / "photos", base / "work" / "ix"
+
+
+def test_a_new_index_gets_an_int8_model_calibrated_on_its_photos(int8_made, capsys):
+    assert not [p.name for p in (int8_made / "pristine" / "ix").iterdir() if p.name.startswith(".")]  # as made
+    folder, ix = _int8_copy(int8_made)
     model = sidecar(ix)
     assert model["precision"] == "int8" and model["quantization"]["calibration_images"] == len(PHOTOS)
     assert model["files"] == {"openvino": "model.xml", "onnx": "model.onnx"}  # FP32 ONNX kept for ONNX Runtime
@@ -65,11 +86,8 @@ def test_precision_fp32_and_an_existing_index_is_never_converted(tmp_path, folde
         assert idx.precision == "fp32" and idx.count == len(PHOTOS) + 1
 
 
-def test_a_missing_model_of_an_int8_index_is_made_again_at_int8(tmp_path, folder):
-    import shutil
-
-    ix = tmp_path / "ix"
-    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0
+def test_a_missing_model_of_an_int8_index_is_made_again_at_int8(int8_made):
+    folder, ix = _int8_copy(int8_made)
     with Index.open(ix) as idx:
         stored = idx.vector(idx.store.row_by_path(str(folder / "dog01.jpg")).id)
     shutil.rmtree(ix / "model")
