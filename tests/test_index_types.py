@@ -81,9 +81,7 @@ TYPES = {
     "flat": ("flat", {}, "flat"),
     "hnsw": ("hnsw", {}, "hnsw"),
     "ivf": ("ivf", {"train_min": 1000}, "IVF"),
-    # PQ codes (4-bit: fast to train) without OPQ; 128 sub-quantizers (4-d each) train in half the time of 256
-    # and still reconstruct these vectors at cosine > 0.87 (the test asks > 0.85)
-    "pq": ("IVF16,PQ128x4", {"train_min": 1000}, "IVF16,PQ128x4"),
+    "pq": ("IVF16,PQ256x4", {"train_min": 1000}, "IVF16,PQ256x4"),  # PQ codes (4-bit: fast to train) without OPQ
     "auto": ("auto", {"flat_limit": 1000}, "IVF"),
     "raw": ("IVF16,Flat", {"train_min": 1000}, "IVF16,Flat"),
 }
