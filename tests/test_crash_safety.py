@@ -1,6 +1,7 @@
 """A crash at the worst moments, a full disk, a read-only index: the index stays correct."""
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,20 +36,47 @@ def snapshot(ix):
         return {p: idx.vector(i) for p, i in rows.items()}
 
 
-@pytest.fixture
-def indexed(tmp_path, tiny_model):
-    """An index of 3 photos, and 3 more photos added to the folder since."""
-    folder = tmp_path / "photos"
+@pytest.fixture(scope="module")
+def template(tmp_path_factory, tiny_model):
+    """Made once for the module: an index of 3 photos (run through the CLI) and its vectors, kept
+    pristine next to the place the tests use. The index stores absolute photo paths, so every test
+    works at that same place (``work``), restored from the pristine copy (copy2 keeps mtimes)."""
+    base = tmp_path_factory.mktemp("crash")
+    work, pristine = base / "work", base / "pristine"
+    folder, ix = work / "photos", work / "ix"
     copy_photos(folder, FIRST, flat=True)
-    ix = tmp_path / "ix"
     assert run_index(folder, ix, tiny_model[2]).returncode == 0
     before = snapshot(ix)
-    copy_photos(folder, MORE, flat=True)
-    return folder, ix, before
+    shutil.copytree(work, pristine, symlinks=True)
+    return work, pristine, before
+
+
+def _restore(template):
+    """The template's folder and index at ``work``, as made, with the 3 MORE photos added since."""
+    work, pristine, before = template
+    shutil.rmtree(work)
+    shutil.copytree(pristine, work, symlinks=True)
+    copy_photos(work / "photos", MORE, flat=True)
+    return work / "photos", work / "ix", dict(before)
+
+
+@pytest.fixture
+def indexed(template):
+    """An index of 3 photos, and 3 more photos added to the folder since."""
+    return _restore(template)
+
+
+@pytest.fixture(scope="module")
+def reference(template, tiny_model):
+    """The vectors of a clean index made in one run of the 6 photos at the tests' own paths."""
+    folder, _, _ = _restore(template)
+    clean = template[0].parent / "clean"
+    assert run_index(folder, clean, tiny_model[2]).returncode == 0
+    return snapshot(clean)
 
 
 @pytest.mark.parametrize("point", POINTS)
-def test_sigkill_at_each_crash_point(tmp_path, tiny_model, indexed, point):
+def test_sigkill_at_each_crash_point(tiny_model, reference, indexed, point):
     folder, ix, before = indexed
     r = run_index(folder, ix, tiny_model[2], env={ENV: point})
     assert r.returncode == -signal.SIGKILL, (point, r.returncode, r.stderr[-500:])
@@ -64,16 +92,13 @@ def test_sigkill_at_each_crash_point(tmp_path, tiny_model, indexed, point):
     assert r.returncode == 0, r.stderr
     final = snapshot(ix)
     assert len(final) == 6
-    clean = tmp_path / "clean"
-    assert run_index(folder, clean, tiny_model[2]).returncode == 0
-    reference = snapshot(clean)
     assert set(final) == set(reference)
     for p in final:
         assert float(np.dot(final[p], reference[p])) > 0.99999
     assert len(list(ix.glob("vectors-*"))) == 1  # leftovers cleaned
 
 
-def test_disk_full_keeps_the_last_saved_state(tmp_path, tiny_model, indexed):
+def test_disk_full_keeps_the_last_saved_state(tiny_model, indexed):
     folder, ix, before = indexed
 
     def small_disk():  # every file write past 40 KiB fails, as on a full disk
@@ -93,9 +118,9 @@ def test_disk_full_keeps_the_last_saved_state(tmp_path, tiny_model, indexed):
     assert set(snapshot(ix)) == {str(p) for p in folder.iterdir()}
 
 
-def test_read_only_index_folder(tmp_path, tiny_model, indexed):
+def test_read_only_index_folder(tiny_model, indexed):
     folder, ix, before = indexed
-    os.chmod(tmp_path, 0o755)
+    os.chmod(ix.parent, 0o755)
     for p in [ix, *ix.iterdir()]:
         os.chmod(p, 0o555 if p.is_dir() else 0o444)
     try:

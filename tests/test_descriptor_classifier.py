@@ -185,7 +185,8 @@ def _cli(args, capsys):
     return code, out.out, out.err
 
 
-MODEL = ["--arch", "vgg11", "--weights", "random", "--size", "32", "--workers", "0"]
+MODEL = ["--arch", "vgg11", "--weights", "random", "--size", "32", "--workers", "0",
+         "--precision", "fp32"]  # about the classifier, not the precision: no INT8 calibration
 
 
 def test_cli_index_fits_a_classifier_and_search_shows_its_classes(tmp_path, labelled, capsys):

@@ -117,7 +117,7 @@ def test_class_names_on_the_command_line(full_vgg16, tmp_path, capsys):
     (photos / "coffee.png").write_bytes((SAMPLES / "skimage" / "coffee.png").read_bytes())
     ix = str(tmp_path / "ix")
     assert main(["index", str(photos), "--index", ix, "--arch", "vgg11", "--weights", "random", "--size", "32",
-                 "--workers", "0", "-q"]) == 0
+                 "--precision", "fp32", "--workers", "0", "-q"]) == 0
     capsys.readouterr()
     assert main(["index", "--index", ix, "--class-names", str(names)]) == 2
     assert "--class-names applies when an index is made" in capsys.readouterr().err

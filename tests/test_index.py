@@ -222,8 +222,9 @@ def test_sigkill_during_indexing_then_rerun_gives_the_clean_result(tmp_path, tin
         partial = idx.count
     assert 0 < partial < 12
     assert subprocess.run(cmd, capture_output=True).returncode == 0
-    clean = tmp_path / "clean"
-    assert subprocess.run(cmd[:6] + [str(clean)] + cmd[7:], capture_output=True).returncode == 0
+    clean = tmp_path / "clean"  # the reference: one uninterrupted update, the run's settings (no second CLI process)
+    with Index.create(clean, tiny_model[0], model_dir=tiny_model[2], batch_size=1) as ref:
+        ref.update([photos], workers=0, progress=False, commit_every=2)
     with Index.open(ix) as idx, Index.open(clean) as ref:
         assert idx.check().ok and idx.count == 12 and len(set(_paths(idx))) == 12
         for p in _paths(ref):
@@ -278,7 +279,8 @@ def test_trim_borders_flag_is_part_of_the_model(tmp_path):
     photos = tmp_path / "photos"
     copy_photos(photos, ["skimage/coffee.png", "skimage/chelsea.png"])
     tiny = ["--arch", "vgg11", "--weights", "random", "--size", "64"]
-    assert main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "--no-trim-borders", "-q"]) == 0
+    assert main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "--no-trim-borders",
+                 "--precision", "fp32", "-q"]) == 0  # the input policy, not the precision, is tested
     with Index.open(tmp_path / "ix") as idx:
         assert idx.spec.trim_borders is False and idx.count == 2
     assert main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "-q"]) == 0  # keeps the index's

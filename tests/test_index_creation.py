@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from indexer.faults import CREATE_POINTS, ENV
 
 PHOTOS = ["pixabay/bird01.jpg", "pixabay/cat01.jpg", "pixabay/dog01.jpg", "sklearn/china.jpg"]
 TINY = ["--arch", "vgg11", "--weights", "random", "--size", "64", "--workers", "0", "-q"]
+FP32 = [*TINY, "--precision", "fp32"]  # for the tests about the folder, not the precision: no INT8 calibration
 
 
 @pytest.fixture
@@ -32,9 +34,29 @@ def sidecar(ix) -> dict:
     return json.loads((ix / "model" / "model.json").read_text())
 
 
-def test_a_new_index_gets_an_int8_model_calibrated_on_its_photos(tmp_path, folder, capsys):
-    ix = tmp_path / "ix"
+@pytest.fixture(scope="module")
+def int8_made(tmp_path_factory):
+    """An index made once for the module through the CLI at the default precision (INT8), and a
+    pristine copy of it; an index stores absolute photo paths, so each test gets its own fresh copy
+    at the place it was made (``_int8_copy``)."""
+    base = tmp_path_factory.mktemp("int8")
+    folder, ix = base / "work" / "photos", base / "work" / "ix"
+    copy_photos(folder, PHOTOS, flat=True)
     assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0
+    shutil.copytree(base / "work", base / "pristine", symlinks=True)
+    return base
+
+
+def _int8_copy(base):
+    """(photos folder, index) of ``int8_made``, as the CLI made them (copy2 keeps the mtimes)."""
+    shutil.rmtree(base / "work")
+    shutil.copytree(base / "pristine", base / "work", symlinks=True)
+    return base / "work" / "photos", base / "work" / "ix"
+
+
+def test_a_new_index_gets_an_int8_model_calibrated_on_its_photos(int8_made, capsys):
+    assert not [p.name for p in (int8_made / "pristine" / "ix").iterdir() if p.name.startswith(".")]  # as made
+    folder, ix = _int8_copy(int8_made)
     model = sidecar(ix)
     assert model["precision"] == "int8" and model["quantization"]["calibration_images"] == len(PHOTOS)
     assert model["files"] == {"openvino": "model.xml", "onnx": "model.onnx"}  # FP32 ONNX kept for ONNX Runtime
@@ -64,11 +86,8 @@ def test_precision_fp32_and_an_existing_index_is_never_converted(tmp_path, folde
         assert idx.precision == "fp32" and idx.count == len(PHOTOS) + 1
 
 
-def test_a_missing_model_of_an_int8_index_is_made_again_at_int8(tmp_path, folder):
-    import shutil
-
-    ix = tmp_path / "ix"
-    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0
+def test_a_missing_model_of_an_int8_index_is_made_again_at_int8(int8_made):
+    folder, ix = _int8_copy(int8_made)
     with Index.open(ix) as idx:
         stored = idx.vector(idx.store.row_by_path(str(folder / "dog01.jpg")).id)
     shutil.rmtree(ix / "model")
@@ -97,7 +116,7 @@ def test_an_export_killed_by_an_older_version_is_cleared(tmp_path, folder):
     ix = tmp_path / "ix"
     (ix / ".export-k1ll3d").mkdir(parents=True)
     (ix / ".export-k1ll3d" / "model.onnx").write_bytes(b"half")
-    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0
+    assert main(["index", str(folder), "--index", str(ix), *FP32]) == 0
     assert not (ix / ".export-k1ll3d").exists()
 
 
@@ -119,13 +138,13 @@ def test_a_second_creator_is_refused_while_the_first_runs_and_a_dead_ones_mark_i
     holder = subprocess.Popen([sys.executable, "-c", code, str(ix)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "marked"
-        assert main(["index", str(folder), "--index", str(ix), *TINY]) == 2
+        assert main(["index", str(folder), "--index", str(ix), *FP32]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"being created by another process (pid {holder.pid})" in err
         assert (ix / ".creating").exists()
     finally:
         holder.kill()
         holder.wait()
-    assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0  # its creator is gone: made again
+    assert main(["index", str(folder), "--index", str(ix), *FP32]) == 0  # its creator is gone: made again
     with Index.open(ix) as idx:
         assert idx.check().ok and idx.count == len(PHOTOS)

@@ -35,7 +35,8 @@ def test_open_or_create_creates_then_reopens_with_the_index_model(tmp_path, phot
 def test_open_or_create_model_options_against_an_existing_index(tmp_path):
     photos = tmp_path / "photos"
     copy_photos(photos, ["skimage/coffee.png", "skimage/chelsea.png"])
-    with open_or_create(tmp_path / "ix", [photos], trim_borders=False, **TINY) as idx:
+    # about the model options, not the precision: FP32 (no INT8 calibration)
+    with open_or_create(tmp_path / "ix", [photos], trim_borders=False, precision="fp32", **TINY) as idx:
         assert idx.spec.trim_borders is False
         idx.update([photos], workers=0, progress=False)
     with open_or_create(tmp_path / "ix", [photos], **TINY) as idx:  # unset --trim-borders: the index's policy
