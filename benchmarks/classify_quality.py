@@ -26,6 +26,10 @@ descriptor classifier's, with the seconds each took. Note the probe's images go 
 pipeline's square input policy (longer side = size, padded) in float32 torch, while the index's
 descriptors are the default model's (its own input policy and engine).
 
+``--probe-pooling`` adds probes at other poolings and ``--probe-lr`` at other base LRs (the cached
+conv5 maps are reused: each costs only its training); the recipe's default LR (head 0.1) makes the
+probe's loss climb during warm-up on 224 px GeM/GAP vectors, so a lower LR is worth a row.
+
 ``--flowers-subset N`` adds a row on a seeded stratified subset of flowers5 (N photos per folder,
 then the same 80/20 split) for both methods; ``--probe-full-flowers`` also probes the whole flowers5
 split (slow on a small CPU: the trunk runs once per photo, ~4,300 photos). ``--quick`` is a smoke run
@@ -138,10 +142,10 @@ _RECIPE_NAMES = {"epochs", "batch_size", "lr", "min_lr", "head_lr_mult", "warmup
 
 
 def linear_probe(train, test, spec, weights: str, out_dir: Path, cache_dir: Path, epochs: int | None,
-                 pooling: str | None = None) -> dict:
+                 pooling: str | None = None, lr: float | None = None) -> dict:
     """``vgg-retrieval train --freeze all`` (gap-linear head, the CLI's recipe) on exactly these
     (paths, labels) for train and test, at ``spec``'s arch and input size and ``pooling`` (default
-    ``spec``'s); test top-1 after the last epoch and at the best epoch, total seconds and the trunk
+    ``spec``'s) and base ``lr`` (default train's); test top-1 after the last epoch and at the best epoch, total seconds and the trunk
     pass's (feature caching; None when the features came from the cache)."""
     from retrieval.data import Split
     from retrieval.pipeline import train_config
@@ -153,6 +157,8 @@ def linear_probe(train, test, spec, weights: str, out_dir: Path, cache_dir: Path
     recipe = {**train_recipe(), "cache_dir": cache_dir}
     if epochs is not None:
         recipe["epochs"] = epochs
+    if lr is not None:
+        recipe["lr"] = lr
     lines: list[str] = []
     t = time.perf_counter()
     pspec, net = prepare_model(spec.arch, weights, spec.input_size, pooling or spec.pooling, "gap-linear", classes,
@@ -161,7 +167,7 @@ def linear_probe(train, test, spec, weights: str, out_dir: Path, cache_dir: Path
     seconds = time.perf_counter() - t
     cached = re.search(r"cached features of layers .* in ([0-9.]+) s", "\n".join(lines))
     computed = cached and any(line.startswith("  caching ") for line in lines)
-    return {"pooling": pspec.pooling, "top1": rows[-1]["val_top1"], "best_top1": max(r["val_top1"] for r in rows), "epochs": len(rows),
+    return {"pooling": pspec.pooling, "lr": recipe["lr"], "top1": rows[-1]["val_top1"], "best_top1": max(r["val_top1"] for r in rows), "epochs": len(rows),
             "seconds": round(seconds, 1), "trunk_seconds": float(cached.group(1)) if computed else None,
             "train": len(split.train), "test": len(split.val)}
 
@@ -197,9 +203,12 @@ def run_case(case, args) -> dict:
                                               args.draws)}
     if probe and args.weights:
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        runs = [(pooling, None) for pooling in args.probe_pooling or [spec.pooling]]
+        runs += [(spec.pooling, lr) for lr in args.probe_lr]
         r["probes"] = [linear_probe((paths[train], y[train]), (paths[test], y[test]), spec, args.weights,
-                                    Path(args.work) / f"{slug}-{pooling}", Path(args.cache_dir), args.epochs, pooling)
-                       for pooling in args.probe_pooling or [spec.pooling]]
+                                    Path(args.work) / f"{slug}-{pooling}-{lr or 'default'}", Path(args.cache_dir),
+                                    args.epochs, pooling, lr)
+                       for pooling, lr in runs]
     return r
 
 
@@ -213,7 +222,7 @@ def report(r) -> None:
           f"{r['cv_on_train']:.3f}); nearest class mean {r['nearest_mean_top1']:.3f}; 10-NN vote "
           f"{r['knn10_top1']:.3f}; majority class {r['chance']:.3f}")
     for p in r.get("probes", []):
-        print(f"  linear probe (train --freeze all, {p['pooling']}, {p['epochs']} epochs) top-1 {p['top1']:.3f} after "
+        print(f"  linear probe (train --freeze all, {p['pooling']}, lr {p['lr']:g}, {p['epochs']} epochs) top-1 {p['top1']:.3f} after "
               f"the last epoch (best epoch {p['best_top1']:.3f}); {p['seconds']} s, of which {_trunk(p)}")
     print("  per class: " + ", ".join(f"{c} {a:.3f}" for c, a in r["per_class"].items()))
     print("  L2 (balanced / unbalanced): " + ", ".join(f"{k}: {v['balanced']:.3f}/{v['unbalanced']:.3f}"
@@ -229,7 +238,7 @@ def table(results) -> None:
         print(f"| {r['set']} | {r['train']} / {r['test']} | descriptor classifier (index's descriptors) | "
               f"**{r['top1']:.3f}** | fit {r['fit_seconds']:.1f} |")
         for p in r.get("probes", []):
-            print(f"| | | linear probe, {p['pooling']} ({p['epochs']} epochs) | {p['top1']:.3f} (best epoch "
+            print(f"| | | linear probe, {p['pooling']}, lr {p['lr']:g} ({p['epochs']} epochs) | {p['top1']:.3f} (best epoch "
                   f"{p['best_top1']:.3f}) | {p['seconds']:.0f} ({_trunk(p)}) |")
 
 
@@ -247,6 +256,8 @@ def main(argv=None) -> int:
     ap.add_argument("--probe-full-flowers", action="store_true", help="also probe the whole flowers5 split (slow)")
     ap.add_argument("--probe-pooling", nargs="+", choices=["gap", "mac", "gem", "rmac"], default=None,
                     help="the probe's pooling(s) [default: the index's]; more reuse the cached conv5 maps")
+    ap.add_argument("--probe-lr", type=float, nargs="+", default=[],
+                    help="also probe at these base LRs (train's --lr; the head's is 10x), the index's pooling")
     ap.add_argument("--work", default="/tmp/classify_quality", help="the probe's run folders")
     ap.add_argument("--cache-dir", default="/tmp/classify_quality/features", help="the probe's feature cache")
     ap.add_argument("--quick", action="store_true",
