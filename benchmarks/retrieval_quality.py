@@ -10,13 +10,17 @@ Sets (../shared/data):
 - ``ukb``: the UKBench photos of dedup/ (10 originals) with the edited copies of ukbench00120 as
   queries (flip, resize, rotation, grey), in the same gallery;
 - ``turned``: paris5 again with every query turned by 90 degrees (no EXIF): what photos without
-  orientation metadata get, and what rotation search wins back.
+  orientation metadata get, and what rotation search wins back. Measured only for the models of the
+  rotation rows in the run (the turned queries cost a quarter of an embedding per row otherwise).
 Columns: mAP, R@1 and R@10 (share of queries with a relevant photo in the first 1/10) per set, and
-``img/s``: decoding + embedding the paris5 photos in this process (batch 8), OpenVINO.
+``img/s``: decoding + embedding the paris5 photos in the process that first embedded them (batch 8),
+OpenVINO, under whatever else the machine ran then.
 INT8 models are calibrated on 200 vacation photos (none of them in a measured set), as a new index
 calibrates on its own photos.
 Run:  PYTHONPATH=. python benchmarks/retrieval_quality.py [--quick] [--rows NAME ...] [--work DIR]
-Speed figures are noisy on shared machines: compare rows of one run.
+With --work, models and descriptors (and their img/s) are kept and reused: runs of one model each
+can go in parallel into one folder, then one run over all the rows prints the table from them.
+Speed figures are noisy on shared machines: compare rows measured together, idle.
 """
 from __future__ import annotations
 
@@ -195,11 +199,12 @@ class Embedded:
                 quantize_in_place(model_dir, calib)
         self.embedder = load_embedder("openvino", spec, model_dir, batch_size=8)
         self._paris = files[:paris_n]
-        key = hashlib.sha256("\n".join(map(str, files)).encode()).hexdigest()[:12]
-        self._cache = (model_dir / f"vectors-{key}.npz", model_dir / f"turned-{key}.npy")
-        self._turned = np.load(self._cache[1]) if self._cache[1].exists() else None
-        if self._cache[0].exists():  # descriptors of an earlier run (--work): its img/s too
-            kept = np.load(self._cache[0])
+        self._key = hashlib.sha256("\n".join(map(str, files)).encode()).hexdigest()[:12]
+        self._dir = model_dir
+        self._turned: dict = {}
+        kept = model_dir / f"vectors-{self._key}.npz"
+        if kept.exists():  # descriptors of an earlier run (--work): its img/s too
+            kept = np.load(kept)
             self.vectors, self.img_s = kept["vectors"], float(kept["img_s"])
             return
         self.embed(files[:16])  # warm up: OpenVINO compiles each input shape on first use
@@ -208,7 +213,7 @@ class Embedded:
         self.img_s = paris_n / (time.perf_counter() - t)
         rest = self.embed(files[paris_n:])
         self.vectors = np.concatenate([self.vectors, rest])
-        np.savez(self._cache[0], vectors=self.vectors, img_s=self.img_s)
+        np.savez(model_dir / f"vectors-{self._key}.npz", vectors=self.vectors, img_s=self.img_s)
 
     def embed(self, paths, turn=None) -> np.ndarray:
         """Descriptors of ``paths``, each turned by the PIL transpose ``turn`` when given."""
@@ -223,14 +228,19 @@ class Embedded:
             out.append(self.embedder.embed_prepared(prep))
         return np.concatenate(out)
 
-    def turned(self) -> np.ndarray:
-        """Descriptors of the paris5 photos turned by 90 degrees (computed once)."""
+    def turned(self, turn=None) -> np.ndarray:
+        """Descriptors of the paris5 photos turned by the PIL transpose ``turn`` (default: 90
+        degrees), computed once (kept in the --work folder)."""
         from PIL import Image
 
-        if self._turned is None:
-            self._turned = self.embed(self._paris, Image.Transpose.ROTATE_90)
-            np.save(self._cache[1], self._turned)
-        return self._turned
+        turn = Image.Transpose.ROTATE_90 if turn is None else turn
+        if turn not in self._turned:
+            name = "turned" if turn == Image.Transpose.ROTATE_90 else f"turned-{turn.name.lower()}"
+            path = self._dir / f"{name}-{self._key}.npy"
+            if not path.exists():
+                np.save(path, self.embed(self._paris, turn))
+            self._turned[turn] = np.load(path)
+        return self._turned[turn]
 
 
 def rotation_scores(emb: Embedded, sets: dict, qe: int) -> dict:
@@ -245,7 +255,7 @@ def rotation_scores(emb: Embedded, sets: dict, qe: int) -> dict:
     v = emb.vectors
     best = np.maximum(scores(v[idx], v, qe), scores(emb.turned(), v, qe))
     for turn in (Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270):
-        best = np.maximum(best, scores(emb.embed(emb._paris, turn), v, qe))
+        best = np.maximum(best, scores(emb.turned(turn), v, qe))
     result = metrics(ranked(best, idx, idx), paris_relevant(sets))
     return {"paris": result, "turned": result}
 
