@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 import sys
 import tempfile
 import time
@@ -192,11 +193,15 @@ class Embedded:
                           input_policy=model.policy, scales=model.scales)
         self.spec = spec
         model_dir = work / f"model-{spec.model_id}-{model.precision}{'-quick' if quick else ''}"
-        if not (model_dir / "model.json").exists():
-            export_model(spec, net, model_dir, formats=("onnx", "openvino"))
+        if not (model_dir / "model.json").exists():  # made under another name: a killed run leaves no half model
+            partial = model_dir.with_name(model_dir.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            export_model(spec, net, partial, formats=("onnx", "openvino"))
             if model.precision == "int8":
                 calib = calibration_images([CALIBRATION], n=60 if quick else 200, size=spec.input_geometry)
-                quantize_in_place(model_dir, calib)
+                quantize_in_place(partial, calib)
+            shutil.rmtree(model_dir, ignore_errors=True)
+            partial.rename(model_dir)
         self.embedder = load_embedder("openvino", spec, model_dir, batch_size=8)
         self._paris = files[:paris_n]
         self._key = hashlib.sha256("\n".join(map(str, files)).encode()).hexdigest()[:12]
