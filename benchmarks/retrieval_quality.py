@@ -207,10 +207,10 @@ class Embedded:
         self._key = hashlib.sha256("\n".join(map(str, files)).encode()).hexdigest()[:12]
         self._dir = model_dir
         self._turned: dict = {}
-        kept = model_dir / f"vectors-{self._key}.npz"
-        if kept.exists():  # descriptors of an earlier run (--work): its img/s too
-            kept = np.load(kept)
-            self.vectors, self.img_s = kept["vectors"], float(kept["img_s"])
+        cached = model_dir / f"vectors-{self._key}.npz"
+        if cached.exists():  # descriptors of an earlier run (--work): its img/s too
+            with np.load(cached) as kept:
+                self.vectors, self.img_s = kept["vectors"], float(kept["img_s"])
             return
         self.embed(files[:16])  # warm up: OpenVINO compiles each input shape on first use
         t = time.perf_counter()
@@ -218,7 +218,7 @@ class Embedded:
         self.img_s = paris_n / (time.perf_counter() - t)
         rest = self.embed(files[paris_n:])
         self.vectors = np.concatenate([self.vectors, rest])
-        np.savez(model_dir / f"vectors-{self._key}.npz", vectors=self.vectors, img_s=self.img_s)
+        np.savez(cached, vectors=self.vectors, img_s=self.img_s)
 
     def embed(self, paths, turn=None) -> np.ndarray:
         """Descriptors of ``paths``, each turned by the PIL transpose ``turn`` when given."""
