@@ -20,6 +20,7 @@ Embeddings are cached as indexes under --work (/tmp, not the repository): a reru
 Needs: pip install imagehash (the bench extra).
 Run:  python benchmarks/dedup_eval.py [--quick] [--originals 50] [--distractors 150] [--seed 0]
                                      [--real vacation,hymenoptera,flowers5] [--flowers-limit N] [--work DIR]
+                                     [--pooling rmac]  (another pooling than the default: its own --work)
 --quick: 6 originals x 24 edits + 18 distractors, and vacation + hymenoptera (547 photos).
 """
 from __future__ import annotations
@@ -159,20 +160,26 @@ def phash_groups_of(paths):
     return phash_groups(ok, hashes, PHASH_DEFAULT, meta)
 
 
-def open_index(idx_dir: Path, trim: bool = True):
+def open_index(idx_dir: Path, trim: bool = True, pooling: str | None = None):
+    """The index under ``idx_dir``, created with the default model (``pooling``: another pooling)
+    when there is none; one of another model is refused (its descriptors are not the ones asked for)."""
     from indexer import Index
     from retrieval.builder import build
+    from retrieval.spec import DEFAULT_INPUT_POLICY, DEFAULT_POOLING
 
     if Index.exists(idx_dir):
         index = Index.open(idx_dir)
-        if index.spec.trim_borders != trim:
-            raise SystemExit(f"{idx_dir} was built with trim_borders={index.spec.trim_borders}; delete it or use --work")
+        want = (trim, pooling or DEFAULT_POOLING, DEFAULT_INPUT_POLICY)
+        have = (index.spec.trim_borders, index.spec.pooling, index.spec.input_policy)
+        if have != want:
+            raise SystemExit(f"{idx_dir} was built with (trim_borders, pooling, input_policy) = {have}, not {want}; "
+                             f"delete it or use another --work")
         return index
-    spec, net = build("vgg16", str(WEIGHTS))
+    spec, net = build("vgg16", str(WEIGHTS), pooling=pooling)
     return Index.create(idx_dir, spec.replace(trim_borders=trim), net)
 
 
-def indexed(idx_dir: Path, folders, limit: int | None = None):
+def indexed(idx_dir: Path, folders, limit: int | None = None, pooling: str | None = None):
     """The index of ``folders`` under ``idx_dir`` (embedding only what is new; ``limit``: at most
     that many files of the folders, sorted, copied nowhere - a subset is indexed through a folder
     of links)."""
@@ -186,9 +193,9 @@ def indexed(idx_dir: Path, folders, limit: int | None = None):
                 link.symlink_to(p)
         folders = [sub]
     t0 = time.perf_counter()
-    index = open_index(idx_dir)
+    index = open_index(idx_dir, pooling=pooling)
     rep = index.update(folders, progress=False)
-    print(f"index {idx_dir.name}: {rep.summary()} ({time.perf_counter() - t0:.0f}s)")
+    print(f"index {idx_dir.name}: {rep.summary()} ({time.perf_counter() - t0:.0f}s); model {index.spec.describe()}")
     return index
 
 
@@ -237,7 +244,7 @@ def generated(args, memo):
     truth = read_truth(data / "truth.tsv")
     fam, edit = family_map(data.resolve(), truth)
     kinds = [k for k in EDITS if k in set(edit.values())]
-    index = indexed(base / "index-trim", [data])
+    index = indexed(base / "index-trim", [data], pooling=args.pooling)
     print(f"generated set: {len(truth)} copies of {len(set(t[0] for t in truth))} originals ({len(kinds)} edit "
           f"kinds) + {sum(1 for f in fam if '/distractors/' in f)} real distractors = {len(fam)} images; "
           f"evaluated in two passes of {len(kinds) // 2} edit kinds (families of {len(kinds) // 2 + 1} files)")
@@ -289,7 +296,8 @@ def real(args, memo):
             index = Index.open(args.real_index[name])
         else:
             limit = args.flowers_limit if name == "flowers5" else None
-            index = indexed(args.work / (f"real-{name}" + (f"-{limit}" if limit else "")), [REAL_SETS[name]], limit)
+            index = indexed(args.work / (f"real-{name}" + (f"-{limit}" if limit else "")), [REAL_SETS[name]], limit,
+                            args.pooling)
         t0 = time.perf_counter()
         _, rep = dedup_groups(index, memo)
         fp = false_pairs(rep)
@@ -345,6 +353,8 @@ def sweep(memo, gen, reals):
 
 
 def main() -> int:
+    from retrieval.spec import POOLINGS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="6 originals, 18 distractors; vacation + hymenoptera")
     ap.add_argument("--originals", type=int, default=50)
@@ -356,6 +366,8 @@ def main() -> int:
     ap.add_argument("--real-index", action="append", default=[], metavar="SET=DIR",
                     help="Use this ready index for a real set (e.g. a subset indexed elsewhere); repeatable")
     ap.add_argument("--no-sweep", dest="do_sweep", action="store_false")
+    ap.add_argument("--pooling", choices=POOLINGS, default=None,
+                    help="Descriptor pooling of the indexes [the model default]; one --work per pooling")
     ap.add_argument("--work", type=Path, default=Path("/tmp/vgg-retrieval-dedup-eval"),
                     help="Working folder: generated sets and the indexes (embedding cache) [/tmp/vgg-retrieval-dedup-eval]")
     args = ap.parse_args()

@@ -53,14 +53,26 @@ def average_precision(ranks: np.ndarray, n_relevant: int) -> float:
     return ap
 
 
-def mean_ap(desc: np.ndarray, labels: np.ndarray) -> float:
-    sims = desc @ desc.T
+def mean_ap_of_orders(orders, query_labels, labels: np.ndarray) -> float:
+    """mAP of result lists: ``orders[q]`` are gallery positions best first (the query left out), a
+    result relevant when its ``labels`` entry is ``query_labels[q]``."""
     aps = []
-    for q in range(len(desc)):
-        order = [i for i in np.argsort(-sims[q], kind="stable") if i != q]
-        rel = labels[order] == labels[q]
+    for order, label in zip(orders, query_labels):
+        rel = labels[np.asarray(order, dtype=np.int64)] == label
         aps.append(average_precision(np.flatnonzero(rel), int(rel.sum())))
     return float(np.mean(aps))
+
+
+def mean_ap(desc: np.ndarray, labels: np.ndarray, distractors: np.ndarray | None = None) -> float:
+    """mAP with every row of ``desc`` as a query over ``desc`` (itself left out) and the
+    ``distractors`` (never relevant), by cosine of the (unit) descriptors."""
+    gallery, gallery_labels = desc, labels
+    if distractors is not None and len(distractors):
+        gallery = np.concatenate([desc, distractors])
+        gallery_labels = np.concatenate([labels, np.full(len(distractors), labels.min() - 1)])
+    sims = desc @ gallery.T
+    orders = [[i for i in np.argsort(-sims[q], kind="stable") if i != q] for q in range(len(desc))]
+    return mean_ap_of_orders(orders, labels, gallery_labels)
 
 
 def embed_openvino(spec, net, paths, tag: str) -> tuple[np.ndarray, Path]:

@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-from benchmarks.prune_distill import PARIS, average_precision, paris5  # noqa: E402
+from benchmarks.prune_distill import PARIS, mean_ap_of_orders, paris5  # noqa: E402
 from indexer.query_expansion import DEFAULT_ALPHA  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -140,12 +140,8 @@ def evaluate(descriptors, labels, rows, qe, alpha, dba_k, turned=None) -> tuple[
             others = np.delete(np.arange(len(descriptors)), i)
             database = dba(descriptors[others], dba_k, alpha)
             orders.append(others[ranked(database, queries[n * views:(n + 1) * views], None, qe, alpha, views)[0]])
-    aps, top1 = [], []
-    for i, order in zip(rows, orders):
-        rel = labels[order] == labels[i]
-        aps.append(average_precision(np.flatnonzero(rel), int(rel.sum())))
-        top1.append(rel[0])
-    return float(np.mean(aps)), float(np.mean(top1))
+    top1 = [labels[order[0]] == labels[i] for i, order in zip(rows, orders)]
+    return mean_ap_of_orders(orders, labels[rows], labels), float(np.mean(top1))
 
 
 def measure(sets: dict, qe, alpha, dba_k, rotations=False) -> list[float]:

@@ -10,17 +10,23 @@ Sets (../shared/data):
 - ``ukb``: the UKBench photos of dedup/ (10 originals) with the edited copies of ukbench00120 as
   queries (flip, resize, rotation, grey), in the same gallery;
 - ``turned``: paris5 again with every query turned by 90 degrees (no EXIF): what photos without
-  orientation metadata get, and what rotation search wins back.
+  orientation metadata get, and what rotation search wins back. Measured only for the models of the
+  rotation rows in the run (the turned queries cost a quarter of an embedding per row otherwise).
 Columns: mAP, R@1 and R@10 (share of queries with a relevant photo in the first 1/10) per set, and
-``img/s``: decoding + embedding the paris5 photos in this process (batch 8), OpenVINO.
+``img/s``: decoding + embedding the paris5 photos in the process that first embedded them (batch 8),
+OpenVINO, under whatever else the machine ran then.
 INT8 models are calibrated on 200 vacation photos (none of them in a measured set), as a new index
 calibrates on its own photos.
 Run:  PYTHONPATH=. python benchmarks/retrieval_quality.py [--quick] [--rows NAME ...] [--work DIR]
-Speed figures are noisy on shared machines: compare rows of one run.
+With --work, models and descriptors (and their img/s) are kept and reused: runs of one model each
+can go in parallel into one folder, then one run over all the rows prints the table from them.
+Speed figures are noisy on shared machines: compare rows measured together, idle.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import shutil
 import sys
 import tempfile
 import time
@@ -31,6 +37,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.prune_distill import average_precision  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
 CALIBRATION = DATA / "photos" / "samples" / "vacation"
@@ -77,6 +85,8 @@ def rows_to_measure(default: Model) -> list[Row]:
         Row("default + whitening (centring, fitted on the gallery)", default, whiten=True),
         Row("buckets 224, MAC, INT8", Model("buckets", 224, "mac")),
         Row("buckets 224, R-MAC, INT8", Model("buckets", 224, "rmac")),
+        Row("buckets 224, R-MAC, INT8 + QE 1", Model("buckets", 224, "rmac"), qe=1),
+        Row("buckets 224, R-MAC, INT8 + QE 2", Model("buckets", 224, "rmac"), qe=2),
         Row("buckets 288, GeM, INT8", Model("buckets", 288, "gem")),
         Row("buckets 224, GeM, 2 scales, INT8", Model("buckets", 224, "gem", scales=(1.0, 0.7071))),
         Row("buckets 320, GeM, INT8", Model("buckets", 320, "gem")),
@@ -115,15 +125,6 @@ def readable(path: Path) -> bool:
         return False
 
 
-def average_precision(ranks: np.ndarray, n_relevant: int) -> float:
-    """INRIA Holidays AP over the 0-based ranks of the relevant items (query left out)."""
-    ap, step = 0.0, 1.0 / n_relevant
-    for ntp, rank in enumerate(np.sort(ranks)):
-        p0 = 1.0 if rank == 0 else ntp / float(rank)
-        ap += (p0 + (ntp + 1) / float(rank + 1)) * step / 2.0
-    return ap
-
-
 def scores(queries: np.ndarray, base: np.ndarray, qe: int) -> np.ndarray:
     """Cosine scores [Q, N] of queries against base vectors, after alpha-QE over the top ``qe``."""
     from indexer.query_expansion import SAME_IMAGE_SLACK, expand, others
@@ -157,15 +158,21 @@ def metrics(orders, relevant) -> tuple[float, float, float]:
     return float(np.mean(aps)), float(np.mean(r1)), float(np.mean(r10))
 
 
-def evaluate(v: np.ndarray, turned: np.ndarray, sets: dict, qe: int) -> dict:
-    """The metrics of every set from descriptors ``v`` (one row per gallery file) and ``turned``
-    (the paris5 queries turned by 90 degrees)."""
+def paris_relevant(sets: dict) -> list[set]:
+    """For each paris5 query, the other photos of its landmark."""
     idx, labels = sets["paris"]
-    out = {}
     by_label = {lab: set(np.asarray(idx)[labels == lab]) for lab in set(labels)}
+    return [by_label[lab] - {i} for i, lab in zip(idx, labels)]
+
+
+def evaluate(v: np.ndarray, turned: np.ndarray | None, sets: dict, qe: int) -> dict:
+    """The metrics of every set from descriptors ``v`` (one row per gallery file) and ``turned``
+    (the paris5 queries turned by 90 degrees; None: no turned column)."""
+    idx = sets["paris"][0]
+    out = {}
     for name, q in (("paris", v[idx]), ("turned", turned)):
-        orders = ranked(scores(q, v, qe), idx, idx)
-        out[name] = metrics(orders, [by_label[lab] - {i} for i, lab in zip(idx, labels)])
+        if q is not None:
+            out[name] = metrics(ranked(scores(q, v, qe), idx, idx), paris_relevant(sets))
     for name in ("pairs", "ukb"):
         qs = [a for a, _ in sets[name]]
         orders = ranked(scores(v[qs], v, qe), qs, sets["gallery"])
@@ -185,72 +192,77 @@ class Embedded:
         spec, net = build("vgg16", str(WEIGHTS), pooling=model.pooling, input_size=model.size,
                           input_policy=model.policy, scales=model.scales)
         self.spec = spec
-        model_dir = work / f"model-{spec.model_id}-{model.precision}"
-        if not (model_dir / "model.json").exists():
-            export_model(spec, net, model_dir, formats=("onnx", "openvino"))
+        model_dir = work / f"model-{spec.model_id}-{model.precision}{'-quick' if quick else ''}"
+        if not (model_dir / "model.json").exists():  # made under another name: a killed run leaves no half model
+            partial = model_dir.with_name(model_dir.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            export_model(spec, net, partial, formats=("onnx", "openvino"))
             if model.precision == "int8":
                 calib = calibration_images([CALIBRATION], n=60 if quick else 200, size=spec.input_geometry)
-                quantize_in_place(model_dir, calib)
+                quantize_in_place(partial, calib)
+            shutil.rmtree(model_dir, ignore_errors=True)
+            partial.rename(model_dir)
         self.embedder = load_embedder("openvino", spec, model_dir, batch_size=8)
+        self._paris = files[:paris_n]
+        self._key = hashlib.sha256("\n".join(map(str, files)).encode()).hexdigest()[:12]
+        self._dir = model_dir
+        self._turned: dict = {}
+        cached = model_dir / f"vectors-{self._key}.npz"
+        if cached.exists():  # descriptors of an earlier run (--work): its img/s too
+            with np.load(cached) as kept:
+                self.vectors, self.img_s = kept["vectors"], float(kept["img_s"])
+            return
         self.embed(files[:16])  # warm up: OpenVINO compiles each input shape on first use
         t = time.perf_counter()
         self.vectors = self.embed(files[:paris_n])
         self.img_s = paris_n / (time.perf_counter() - t)
         rest = self.embed(files[paris_n:])
         self.vectors = np.concatenate([self.vectors, rest])
-        self._turned = None
-        self._paris = files[:paris_n]
+        np.savez(cached, vectors=self.vectors, img_s=self.img_s)
 
-    def embed(self, paths, turn: bool = False) -> np.ndarray:
-        from PIL import Image
-
+    def embed(self, paths, turn=None) -> np.ndarray:
+        """Descriptors of ``paths``, each turned by the PIL transpose ``turn`` when given."""
         from retrieval.preprocess import load_and_prepare, open_image, prepare
 
         out = []
         for i in range(0, len(paths), 8):
-            if turn:
-                prep = [prepare(open_image(p).transpose(Image.Transpose.ROTATE_90), self.spec.input_geometry)
-                        for p in paths[i:i + 8]]
+            if turn is not None:
+                prep = [prepare(open_image(p).transpose(turn), self.spec.input_geometry) for p in paths[i:i + 8]]
             else:
                 prep = [load_and_prepare(p, self.spec.input_geometry) for p in paths[i:i + 8]]
             out.append(self.embedder.embed_prepared(prep))
         return np.concatenate(out)
 
-    def turned(self) -> np.ndarray:
-        """Descriptors of the paris5 photos turned by 90 degrees (computed once)."""
-        if self._turned is None:
-            self._turned = self.embed(self._paris, turn=True)
-        return self._turned
+    def turned(self, turn=None) -> np.ndarray:
+        """Descriptors of the paris5 photos turned by the PIL transpose ``turn`` (default: 90
+        degrees), computed once (kept in the --work folder)."""
+        from PIL import Image
+
+        turn = Image.Transpose.ROTATE_90 if turn is None else turn
+        if turn not in self._turned:
+            name = "turned" if turn == Image.Transpose.ROTATE_90 else f"turned-{turn.name.lower()}"
+            path = self._dir / f"{name}-{self._key}.npy"
+            if not path.exists():
+                np.save(path, self.embed(self._paris, turn))
+            self._turned[turn] = np.load(path)
+        return self._turned[turn]
 
 
 def rotation_scores(emb: Embedded, sets: dict, qe: int) -> dict:
     """Metrics with rotation search: every query and its 90/180/270 rotations, the max score per
-    gallery photo (what ``search --rotations`` does), on paris5 as is and on the turned queries."""
+    gallery photo (what ``search --rotations`` does), on paris5 as is and on the turned queries.
+    A query turned by 90 degrees has the same four views as the upright one (PIL transposes are
+    exact), so both sets get the same numbers: the four views are embedded once (upright and 90
+    are the descriptors already computed)."""
     from PIL import Image
 
-    from retrieval.preprocess import open_image, prepare
-
-    idx, labels = sets["paris"]
+    idx = sets["paris"][0]
     v = emb.vectors
-    by_label = {lab: set(np.asarray(idx)[labels == lab]) for lab in set(labels)}
-    out = {}
-    turns = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)
-    for name, base_turn in (("paris", None), ("turned", Image.Transpose.ROTATE_90)):
-        best = None
-        for turn in turns:
-            vecs = []
-            for p in emb._paris:
-                im = open_image(p)
-                if base_turn is not None:
-                    im = im.transpose(base_turn)
-                if turn is not None:
-                    im = im.transpose(turn)
-                vecs.append(prepare(im, emb.spec.input_geometry))
-            q = np.concatenate([emb.embedder.embed_prepared(vecs[i:i + 8]) for i in range(0, len(vecs), 8)])
-            s = scores(q, v, qe)
-            best = s if best is None else np.maximum(best, s)
-        out[name] = metrics(ranked(best, idx, idx), [by_label[lab] - {i} for i, lab in zip(idx, labels)])
-    return out
+    best = np.maximum(scores(v[idx], v, qe), scores(emb.turned(), v, qe))
+    for turn in (Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270):
+        best = np.maximum(best, scores(emb.turned(turn), v, qe))
+    result = metrics(ranked(best, idx, idx), paris_relevant(sets))
+    return {"paris": result, "turned": result}
 
 
 def whitening_of(v: np.ndarray):
@@ -264,7 +276,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="every 5th paris5 photo, 60 calibration photos")
     ap.add_argument("--rows", nargs="*", help="only the rows whose name contains one of these")
-    ap.add_argument("--work", type=Path, default=None, help="models and descriptors kept here (default: a temp dir)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="models and descriptors kept here and reused, img/s included (default: a temp dir)")
     args = ap.parse_args()
     from retrieval.spec import DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_POOLING
 
@@ -289,6 +302,7 @@ def main() -> int:
     paris_n = len(sets["paris"][0])
     rows = [r for r in rows_to_measure(default) if not args.rows or any(s in r.name for s in args.rows)]
     embedded: dict[Model, Embedded] = {}
+    turned_for = {r.model for r in rows if r.rotations}  # only models with a rotation row pay for it
     table = []
     for row in rows:
         if row.model not in embedded:
@@ -296,7 +310,8 @@ def main() -> int:
             embedded[row.model] = Embedded(row.model, files, paris_n, work, args.quick)
         emb = embedded[row.model]
         transform = whitening_of(emb.vectors) if row.whiten else (lambda x: x)
-        result = evaluate(transform(emb.vectors), transform(emb.turned()), sets, row.qe)
+        turned = transform(emb.turned()) if row.model in turned_for else None
+        result = evaluate(transform(emb.vectors), turned, sets, row.qe)
         if row.rotations:
             result.update(rotation_scores(emb, sets, row.qe))
         speed = emb.img_s / (4 if row.rotations else 1)
@@ -320,7 +335,9 @@ def print_table(table, default) -> None:
         cells += [f"{speed:.2f}", f"{speed / base:.2f}"]
         print("| " + " | ".join(cells) + " |")
     print(f"\nDefault model now: {default}. img/s: decode + embed of the paris5 photos in one process "
-          f"(rotation search: /4, every query embedded four times).")
+          f"(rotation search: /4, every query embedded four times), under whatever else the machine ran: "
+          f"compare rows of one run only (idle speed: benchmarks/speed.py). turned: only for the models "
+          f"of the rotation rows measured in the run.")
 
 
 if __name__ == "__main__":

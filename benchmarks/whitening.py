@@ -196,7 +196,7 @@ def pair_ranks(x: np.ndarray, files: list[Path]) -> np.ndarray:
 
 def paris_rows(data, sizes) -> list[list[str]]:
     """mAP on paris5 (gallery: paris5) and with the extra photos as distractors, per fit set."""
-    from prune_distill import mean_ap
+    from benchmarks.prune_distill import mean_ap
 
     files, xp = data["paris5"]
     labels = np.array([sorted({f.parent.name for f in files}).index(f.parent.name) for f in files])
@@ -207,7 +207,7 @@ def paris_rows(data, sizes) -> list[list[str]]:
         for n in sizes:
             fit_on = np.concatenate([xp, xe[:n]])
             p, e = whitened(options, fit_on, xp, xe[:n])
-            with_distractors = _map_with_distractors(p, e, labels, mean_ap) if n else None
+            with_distractors = mean_ap(p, labels, distractors=e) if n else None
             cells.append(f"{mean_ap(p, labels):.3f}" + (f" / {with_distractors:.3f}" if n else ""))
         rows.append(cells)
     return rows
@@ -219,7 +219,7 @@ SMALL_METHODS = ("none", "centre only (beta 0)", "Ledoit-Wolf, beta 0.15", "Ledo
 def small_collection_rows(data, per_class=(3, 5, 10, 20, 50), repeats: int = 5) -> list[list[str]]:
     """A small collection: ``k`` photos per landmark of paris5, whitening fitted on it alone, mAP on
     it (mean over ``repeats`` random draws)."""
-    from prune_distill import mean_ap
+    from benchmarks.prune_distill import mean_ap
 
     files, xp = data["paris5"]
     labels = np.array([sorted({f.parent.name for f in files}).index(f.parent.name) for f in files])
@@ -232,21 +232,6 @@ def small_collection_rows(data, per_class=(3, 5, 10, 20, 50), repeats: int = 5) 
             maps = [mean_ap(whitened(METHODS[name], xp[d], xp[d])[0], labels[d]) for d in draws]
             rows[name].append(f"{np.mean(maps):.3f}")
     return list(rows.values())
-
-
-def _map_with_distractors(p, e, labels, mean_ap) -> float:
-    """mAP over the paris5 queries with ``e`` added to the gallery (labelled -1: never relevant)."""
-    x = np.concatenate([p, e])
-    full = np.concatenate([labels, -1 - np.arange(len(e))])  # each distractor its own class
-    sims = x[: len(p)] @ x.T
-    from prune_distill import average_precision
-
-    aps = []
-    for q in range(len(p)):
-        order = [i for i in np.argsort(-sims[q], kind="stable") if i != q]
-        rel = full[order] == labels[q]
-        aps.append(average_precision(np.flatnonzero(rel), int(rel.sum())))
-    return float(np.mean(aps))
 
 
 def pair_rows(data, sizes) -> list[list[str]]:

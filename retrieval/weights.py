@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError, one_line
+from .files import file_sha256
 from .hub_weights import download, hub_repo, timm_to_torchvision
 from .torch_extra import INSTALL_HINT, require_torch, torch_available
 
@@ -151,14 +152,6 @@ def read_safetensors(path: Path) -> dict:
         return timm_to_torchvision(load_file(str(path)))
     except Exception as e:
         raise UserError(f"cannot load weights from {path}: {one_line(e)}") from None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_array(v) -> bool:

@@ -12,7 +12,6 @@ folder lies inside an indexed folder (the next index update would index the quar
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval.errors import UserError
+from retrieval.files import file_sha256
 
 from .report import DedupReport, read_json_document
 
@@ -53,14 +53,6 @@ class Outcome:
         return sum(m.size for m in self.moves)
 
 
-def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def stale_files(report: DedupReport, groups=None) -> list[str]:
     """'path: what changed' for every file of ``groups`` that is not as the report saw it."""
     problems = []
@@ -78,7 +70,7 @@ def stale_files(report: DedupReport, groups=None) -> list[str]:
                 problems.append(f"{m.path}: size changed ({m.size} -> {st.st_size} bytes)")
             elif st.st_mtime_ns != m.mtime_ns:
                 problems.append(f"{m.path}: modified since the report")
-            elif sha256_of(m.path) != m.sha256:
+            elif file_sha256(m.path) != m.sha256:
                 problems.append(f"{m.path}: content changed (sha256)")
     return problems
 

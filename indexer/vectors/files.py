@@ -2,21 +2,14 @@
 removing the files of crashed or superseded saves."""
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import faiss
 
+from retrieval.files import file_sha256
+
 from ..faults import crash_point
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
