@@ -64,10 +64,17 @@ def embed_and_search(index, queries: Iterable, k: int = 10, with_logits: bool = 
         views += [q, *rotation.turned_copies(q, q if isinstance(q, (str, os.PathLike)) else "query image")]
     out = embed_queries(index, views, with_logits)
     d, logits = out if with_logits else (out, None)
-    scores, ids = search_ids(index, d, k, nprobe, ef_search, qe, qe_alpha)
-    scores, ids = rotation.merge_by_max(scores, ids, rotation.VIEWS, max(k, 1))
     upright = slice(None, None, rotation.VIEWS)
-    return hits(index.store, scores, ids), d[upright], None if logits is None else logits[upright]
+    return (search_views(index, d, k, nprobe, ef_search, qe, qe_alpha), d[upright],
+            None if logits is None else logits[upright])
+
+
+def search_views(index, views: np.ndarray, k: int = 10, nprobe: int | None = None, ef_search: int | None = None,
+                 qe: int | None = None, qe_alpha: float = qx.DEFAULT_ALPHA) -> list[list[SearchHit]]:
+    """Hits per query of ``views`` (``rotation.VIEWS`` descriptor rows per query: upright, then its
+    three turns), every image scored by its best view (rotation search)."""
+    scores, ids = search_ids(index, views, k, nprobe, ef_search, qe, qe_alpha)
+    return hits(index.store, *rotation.merge_by_max(scores, ids, rotation.VIEWS, max(k, 1)))
 
 
 def search_vectors(index, queries: np.ndarray, k: int = 10, nprobe: int | None = None,

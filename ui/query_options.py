@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from indexer import rotation
-from indexer.searching import hits, search_ids
+from indexer.searching import search_views
 
 
 def turned_vectors(svc, query) -> np.ndarray:
@@ -37,6 +37,4 @@ def nearest(svc, query, k: int, qe: int | None = None, rotations: bool = False) 
     if not rotations:
         return svc.index.search_vectors(query.vector[None, :], k, qe=qe)[0]
     views = np.concatenate([query.vector[None, :].astype(np.float32), turned_vectors(svc, query)])
-    scores, ids = search_ids(svc.index, views, k, qe=qe)
-    scores, ids = rotation.merge_by_max(scores, ids, rotation.VIEWS, k)
-    return hits(svc.index.store, scores, ids)[0]
+    return search_views(svc.index, views, k, qe=qe)[0]
