@@ -1,18 +1,21 @@
 """Pruned + label-free distilled VGG16 vs the unpruned teacher: FLOPs, size, descriptor cosine, mAP.
 
-Teacher: the shared VGG16 trunk (../shared/data/weights/vgg16_features_imagenet_like.pth), GAP.
+Teacher: the shared VGG16 trunk (../shared/data/weights/vgg16_features_imagenet_like.pth) as a new
+index builds it (buckets at 224^2 pixels, GeM; ``--pooling gap --input-policy square`` for the old model).
 Student: ``retrieval.prune.prune_model`` to a FLOPs target (every conv but, by default, the last one
 pruned by one L1 share; widths multiples of 8), then recovered without labels on photos that are
 NOT the test set (default: photos/samples/vacation + photos/hymenoptera/train, labels ignored):
-stage 1 the closed-form layer refit (``retrieval.reconstruct``), stage 2 descriptor distillation
-(``retrieval.distill``, plain + augmented views).
+stage 1 the closed-form layer refit (``retrieval.reconstruct``, on the model's own input policy and
+size unless ``--reconstruct-size``), stage 2 descriptor distillation (``retrieval.distill``, plain +
+augmented views).
 Test set: retrieval/paris5 (250 photos, 5 landmarks): every photo a query, the other photos of its
 landmark relevant, mAP with the INRIA Holidays trapezoid rule, the query excluded. Every row is
 embedded through the OpenVINO engine from an exported model folder (so the pruned models export
 and embed like any other). No speed numbers: the CPU is shared.
 
-Run:  PYTHONPATH=. python benchmarks/prune_distill.py [--flops 0.5 0.35] [--prune-last] [--size 160]
-      [--reconstruct-images 256 --reconstruct-size 160] [--epochs 1 --distill-size 128]
+Run:  PYTHONPATH=. python benchmarks/prune_distill.py [--flops 0.5 0.35] [--prune-last] [--size 224]
+      [--pooling gem --input-policy buckets] [--reconstruct-images 256 --reconstruct-size 224]
+      [--epochs 1 --distill-size 160] [--round-to 8]
 Caches (teacher views, descriptors, models) go to /tmp/vgg-retrieval-prune-distill.
 """
 from __future__ import annotations
@@ -90,8 +93,8 @@ def embed_openvino(spec, net, paths, tag: str) -> tuple[np.ndarray, Path]:
     emb = load_embedder("openvino", spec, model_dir, batch_size=8)
     descs = []
     for i in range(0, len(paths), 16):
-        prep = [load_and_prepare(p, spec.input_size) for p in paths[i:i + 16]]
-        descs.append(emb.embed_batch(np.stack([p.array for p in prep]), np.array([p.valid for p in prep], np.int64)))
+        prep = [load_and_prepare(p, spec.input_geometry) for p in paths[i:i + 16]]  # as an index prepares them
+        descs.append(emb.embed_batch([p.array for p in prep], np.array([p.valid for p in prep], np.int64)))
     emb.close()
     d = np.concatenate(descs)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -124,13 +127,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flops", type=float, nargs="+", default=[0.5], help="FLOPs targets (share kept)")
     ap.add_argument("--prune-last", action="store_true", help="also prune the last conv (descriptor < 512-d)")
-    ap.add_argument("--size", type=int, default=160, help="input size of the models (evaluation)")
-    ap.add_argument("--distill-size", type=int, default=128)
+    ap.add_argument("--size", type=int, default=224, help="input size of the models (evaluation)")
+    ap.add_argument("--pooling", default=None, help="the teacher's pooling (default: a new index's)")
+    ap.add_argument("--input-policy", default=None, help="square or buckets (default: a new index's)")
+    ap.add_argument("--round-to", type=int, default=8, help="pruned widths are multiples of this")
+    ap.add_argument("--distill-size", type=int, default=160)
     ap.add_argument("--epochs", type=int, default=0, help="gradient distillation epochs after the refit")
     ap.add_argument("--augmented-views", type=int, default=1)
     ap.add_argument("--limit", type=int, default=240, help="distillation photos (seeded sample)")
     ap.add_argument("--reconstruct-images", type=int, default=256)
-    ap.add_argument("--reconstruct-size", type=int, default=160)
+    ap.add_argument("--reconstruct-size", type=int, default=None, help="default: the model's input size")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=CACHE / "report.json")
@@ -147,15 +153,16 @@ def main(argv=None) -> int:
     paths, labels = paris5()
     train = photo_paths(TRAIN, limit=args.limit)
     assert not set(train) & set(paths)
-    spec, teacher = build("vgg16", str(WEIGHTS), "gap", args.size)
+    spec, teacher = build("vgg16", str(WEIGHTS), args.pooling, args.size, input_policy=args.input_policy)
     print(f"paris5: {len(paths)} photos; distillation photos: {len(train)} (vacation + hymenoptera/train)", flush=True)
     rows = []
     teacher_desc, _ = embed_openvino(spec, teacher, paths, "teacher")
     rows.append(row("teacher vgg16", spec, teacher, paths, labels, teacher_desc, None, 224))
     report = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "runs": []}
     for flops in args.flops:
-        student, pspec, kept = prune_model(teacher, spec, flops=flops, keep_last=not args.prune_last)
-        tag = f"p{int(flops * 100)}{'L' if args.prune_last else ''}"
+        student, pspec, kept = prune_model(teacher, spec, flops=flops, keep_last=not args.prune_last,
+                                           round_to=args.round_to)
+        tag = f"p{int(flops * 100)}{'L' if args.prune_last else ''}-{spec.pooling}-{spec.input_policy}"
         rows.append(row(f"{tag} pruned (no recovery)", pspec, student, paths, labels, teacher_desc, kept, 224))
         cfg = DistillConfig(size=args.distill_size, epochs=0, reconstruct_images=args.reconstruct_images,
                             reconstruct_size=args.reconstruct_size, threads=args.threads)
@@ -166,7 +173,7 @@ def main(argv=None) -> int:
         pspec = pspec.replace(weights_sha256="")  # new weights: a new model id (save_student fingerprints)
         ck = CACHE / f"{tag}-refit.pt"
         save_student(ck, pspec, student)
-        rspec, student = build("vgg16", str(ck), "gap", args.size)
+        rspec, student = build("vgg16", str(ck), input_size=args.size)  # its own pooling and policy
         rows.append(row(f"{tag} pruned + layer refit", rspec, student, paths, labels, teacher_desc, kept, 224, ck))
         if args.epochs > 0:
             cfg = DistillConfig(size=args.distill_size, epochs=args.epochs, augmented_views=args.augmented_views,
@@ -183,7 +190,7 @@ def main(argv=None) -> int:
             run["distill"], run["distill_wall_s"] = sgd, time.perf_counter() - t
             ck = CACHE / f"{tag}-distilled.pt"
             save_student(ck, rspec, student)
-            dspec, student = build("vgg16", str(ck), "gap", args.size)
+            dspec, student = build("vgg16", str(ck), input_size=args.size)
             rows.append(row(f"{tag} pruned + refit + distilled", dspec, student, paths, labels, teacher_desc, kept, 224, ck))
         report["runs"].append(run)
         args.out.write_text(json.dumps(report, indent=2, default=str))

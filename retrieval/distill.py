@@ -5,10 +5,14 @@ pooled descriptor (cosine loss; optionally also the channel direction of every v
 for the same view of a photo. Two stages, both without labels:
 
 1. ``retrieval.reconstruct``: each conv layer refitted in closed form to the teacher's outputs on a
-   few photos (forward passes only; the bulk of the recovery, cheap on a CPU).
-2. Gradient distillation on plain views (the search input policy) and augmented views (random
-   resized crop, flip, colour jitter, small rotation) of every photo, at a small input size
-   (``epochs``; off by default: measured, the refit alone did better on this CPU's budget).
+   few photos (forward passes only; the bulk of the recovery, cheap on a CPU), prepared with the
+   model's own input policy (a buckets model is refitted on its bucket shapes) at its own input size
+   unless ``reconstruct_size`` says otherwise.
+2. Gradient distillation on plain views (as the model's index prepares the photo: its input size
+   and policy, a padded square or the photo's bucket) and augmented views (random resized crop,
+   flip, colour jitter, small rotation; ``size`` squares) of every photo (``epochs``; off by default:
+   measured, the refit alone did better on this CPU's budget). A batch of views of several shapes
+   runs as one forward pass per shape.
 
 The teacher's descriptors of the plain views may come from an existing index (it already holds
 them, ``indexer.optimizing.index_targets``): the teacher then only runs on augmented views, and not at all with
@@ -33,7 +37,7 @@ from .errors import UserError
 
 @dataclass
 class DistillConfig:
-    size: int = 160  # input size of the distillation views (the model keeps its own input size)
+    size: int = 160  # augmented views are size x size; plain views take the spec's input size and policy
     # Gradient epochs after the refit. 0 by default: on paris5 one epoch (240 photos, 128 px, plain +
     # augmented views) did not add to the refit (mAP 0.698 -> 0.688), while a larger refit closed the
     # gap (benchmarks/prune_distill.py, docs/model-pipeline.md).
@@ -45,8 +49,10 @@ class DistillConfig:
     augment: Augment = field(default_factory=lambda: Augment(hflip=0.5, crop_scale=(0.35, 1.0), jitter=0.2,
                                                             rotation=10.0))
     map_weight: float = 0.0  # weight of the conv5 cell-direction loss (teacher-run views only)
-    reconstruct_images: int = 256  # photos for the closed-form layer refit (0: skip that stage); ~1.7 GB
-    reconstruct_size: int = 160  # of activations at 256 x 160 px for VGG16
+    reconstruct_images: int = 256  # photos for the closed-form layer refit (0: skip that stage); ~3.3 GB
+    # of fp16 activations for VGG16 at 256 x 224 px. None: the model's own input size (measured: a
+    # refit at 160 px lost 0.02 mAP more at 224 than at 160, benchmarks/prune_distill.py).
+    reconstruct_size: int | None = None
     reconstruct_ridge: float = 1e-2
     threads: int | None = None
     seed: int = 0
@@ -70,34 +76,63 @@ def photo_paths(folders, limit: int | None = None, seed: int = 0) -> list[str]:
     return out
 
 
-class _Views:
-    """View ``j`` of photo ``i`` for one epoch: j = 0 plain (the search input policy, borders
-    trimmed as the spec says), j >= 1 augmented (seeded by seed/epoch/i/j). Items are
-    (uint8 [S,S,3], valid (h, w), photo index, view index)."""
+def geometry(spec, size: int | None = None):
+    """What ``retrieval.preprocess.prepare`` takes for ``spec``'s input policy at ``size`` (default:
+    its own input size): an int for the square policy (and without a spec), ``InputBuckets`` for buckets."""
+    if spec is None:
+        return int(size)
+    return spec.replace(input_size=int(size or spec.input_size)).input_geometry
 
-    def __init__(self, paths, size: int, augment: Augment, trim: bool, seed: int):
+
+def plain_view(path, geom, trim: bool):
+    """(uint8 array, valid (h, w)) of the photo at ``path`` exactly as an index of a model with input
+    ``geom`` embeds it: ``load_and_prepare`` (draft decoding included), then the engines' border
+    trimming (``trim_prepared``) when the spec trims."""
+    from .preprocess import load_and_prepare, trim_prepared
+
+    p = load_and_prepare(path, geom)
+    return trim_prepared(p.array, p.valid, geom) if trim else (p.array, p.valid)
+
+
+def shape_groups(arrays) -> list[list[int]]:
+    """Positions of ``arrays`` grouped by shape (first-seen order): one forward pass per group."""
+    groups: dict[tuple, list[int]] = {}
+    for n, a in enumerate(arrays):
+        groups.setdefault(tuple(a.shape), []).append(n)
+    return list(groups.values())
+
+
+class _Views:
+    """View ``j`` of photo ``i`` for one epoch: j = 0 plain (the model's input ``geometry``, as search
+    sees the photo: a padded square or its bucket, borders trimmed as the spec says), j >= 1
+    augmented (a ``size`` square, seeded by seed/epoch/i/j)."""
+
+    def __init__(self, paths, size: int, augment: Augment, trim: bool, seed: int, geometry=None):
         self.paths, self.size, self.trim, self.seed = paths, size, trim, seed
+        self.geometry = size if geometry is None else geometry
         self.tf = augment.transform(size)
 
     def load(self, i: int, j: int, epoch: int):
         import torch
 
-        from .preprocess import open_image, prepare
+        from .preprocess import open_image
 
-        im = open_image(self.paths[i], draft_size=self.size * 2)
         if j == 0:
-            p = prepare(im, self.size, trim=self.trim)
-            return p.array, p.valid
+            return plain_view(self.paths[i], self.geometry, self.trim)
+        im = open_image(self.paths[i], draft_size=self.size * 2)
         with torch.random.fork_rng():  # seeded views; the caller's RNG is left alone
             torch.manual_seed(hash((self.seed, epoch, i, j)) & 0x7FFFFFFF)
             a = np.asarray(self.tf(im.convert("RGB")), dtype=np.uint8)
         return np.ascontiguousarray(a), (self.size, self.size)
 
-    def batch(self, keys, epoch: int):
+    def batch(self, keys, epoch: int) -> list[tuple[list[int], "torch.Tensor", "torch.Tensor"]]:
+        """The views of ``keys`` as (positions in ``keys``, uint8 [B, H, W, 3], valid [B, 2]) per shape."""
         import torch
 
         got = [self.load(i, j, epoch) for i, j in keys]
-        return torch.from_numpy(np.stack([g[0] for g in got])), torch.tensor([g[1] for g in got], dtype=torch.int64)
+        return [(g, torch.from_numpy(np.stack([got[n][0] for n in g])),
+                 torch.tensor([got[n][1] for n in g], dtype=torch.int64))
+                for g in shape_groups([a for a, _ in got])]
 
 
 class _TeacherCache:
@@ -168,18 +203,21 @@ def _train_mode(net) -> None:
             m.eval()  # a few small augmented batches must not move the running statistics
 
 
-def _reconstruct_stage(student, teacher, kept, paths, cfg: DistillConfig, trim: bool, progress):
+def _reconstruct_stage(student, teacher, kept, paths, cfg: DistillConfig, spec, progress):
     import torch
 
-    from .preprocess import open_image, prepare
     from .reconstruct import reconstruct
 
     sample = paths if len(paths) <= cfg.reconstruct_images else random.Random(cfg.seed).sample(paths, cfg.reconstruct_images)
-    prep = [prepare(open_image(p, draft_size=cfg.reconstruct_size * 2), cfg.reconstruct_size, trim=trim) for p in sample]
-    images = torch.from_numpy(np.stack([p.array for p in prep]))
-    sizes = torch.tensor([p.valid for p in prep], dtype=torch.int64)
+    geom = geometry(spec, cfg.reconstruct_size or (None if spec is not None else cfg.size))
+    trim = bool(spec.trim_borders) if spec is not None else False
+    prep = [plain_view(p, geom, trim) for p in sample]
+    groups = [(torch.from_numpy(np.stack([prep[n][0] for n in g])),
+               torch.tensor([prep[n][1] for n in g], dtype=torch.int64))
+              for g in shape_groups([a for a, _ in prep])]
     cb = (lambda d, n: progress("reconstruct", d, n, {})) if progress else None
-    return reconstruct(student, teacher, kept, images, sizes, ridge=cfg.reconstruct_ridge, seed=cfg.seed, progress=cb)
+    return reconstruct(student, teacher, kept, [g[0] for g in groups], [g[1] for g in groups],
+                       ridge=cfg.reconstruct_ridge, seed=cfg.seed, progress=cb)
 
 
 def distill(student, teacher, paths, cfg: DistillConfig | None = None, *, spec=None, teacher_vectors=None,
@@ -189,7 +227,8 @@ def distill(student, teacher, paths, cfg: DistillConfig | None = None, *, spec=N
     the plain views (``indexer.optimizing.index_targets``), so the teacher runs on augmented views only; ``teacher``
     may be None when nothing else needs it (``augmented_views=0``, ``reconstruct_images=0``).
     ``kept``: ``retrieval.prune.prune_model``'s kept channels (the descriptor's channel map when the
-    last conv was pruned). ``spec``: the model's spec (border trimming of plain views).
+    last conv was pruned). ``spec``: the model's spec (input policy and border trimming of plain
+    views; without it, ``size`` squares).
     ``progress(stage, done, total, info)`` is called per reconstructed layer and per batch.
     Returns a report: reconstruct residuals, per-epoch mean loss and seconds."""
     import math
@@ -213,13 +252,14 @@ def distill(student, teacher, paths, cfg: DistillConfig | None = None, *, spec=N
         teacher.eval()
     if cfg.reconstruct_images > 0 and teacher is not None:
         t = time.perf_counter()
-        report["reconstruct_residuals"] = _reconstruct_stage(student, teacher, kept, paths, cfg, trim, progress)
+        report["reconstruct_residuals"] = _reconstruct_stage(student, teacher, kept, paths, cfg, spec, progress)
         report["reconstruct_seconds"] = time.perf_counter() - t
     if cfg.epochs <= 0:
         return report
     stored = None if teacher_vectors is None else _restrict(torch.as_tensor(np.asarray(teacher_vectors, np.float32)), last)
     cache = _TeacherCache(cfg.cache_dir, _teacher_id(teacher), cfg) if teacher is not None else None
-    views = _Views(paths, cfg.size, cfg.augment, trim, cfg.seed)
+    # plain views as the index prepares them (its stored descriptors are of those), augmented ones at cfg.size
+    views = _Views(paths, cfg.size, cfg.augment, trim, cfg.seed, spec.input_geometry if spec is not None else None)
     keys = ([(i, 0) for i in range(len(paths))] if cfg.plain_views else []) + \
         [(i, j) for i in range(len(paths)) for j in range(1, cfg.augmented_views + 1)]
     if not keys:
@@ -235,13 +275,16 @@ def distill(student, teacher, paths, cfg: DistillConfig | None = None, *, spec=N
         rng.shuffle(order)
         for b in range(0, len(order), cfg.batch_size):
             batch = order[b:b + cfg.batch_size]
-            x, s = views.batch(batch, epoch)
-            target, tmap = _targets(teacher, cache, stored, batch, x, s, epoch, last, cfg.map_weight > 0, paths)
+            groups = views.batch(batch, epoch)
+            target, tmaps = _targets(teacher, cache, stored, batch, groups, epoch, last, cfg.map_weight > 0, paths)
             _train_mode(student)
-            fs = student.features(student.prepare(x, s))
-            loss = _cosine_loss(F.normalize(student.pool(fs, s), dim=1), target)
-            if tmap is not None:
-                loss = loss + cfg.map_weight * _map_loss(fs, tmap, s)
+            loss = 0.0
+            for g, (pos, x, s) in enumerate(groups):  # one forward pass per input shape
+                fs = student.features(student.prepare(x, s))
+                share = len(pos) / len(batch)
+                loss = loss + share * _cosine_loss(F.normalize(student.pool(fs, s), dim=1), target[pos])
+                if tmaps is not None:
+                    loss = loss + share * cfg.map_weight * _map_loss(fs, tmaps[g], s)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -263,8 +306,9 @@ def _teacher_id(teacher) -> str:
     return fingerprint({k: v for k, v in teacher.state_dict().items() if k.startswith("features")})[:20]
 
 
-def _targets(teacher, cache, stored, batch, x, s, epoch: int, last, want_map: bool, paths):
-    """(teacher descriptors [B, D] for the student's channels, teacher conv5 maps or None)."""
+def _targets(teacher, cache, stored, batch, groups, epoch: int, last, want_map: bool, paths):
+    """(teacher descriptors [B, D] for the student's channels in ``batch`` order, the teacher's conv5
+    map of each of ``groups`` (``_Views.batch``) or None)."""
     import torch
     import torch.nn.functional as F
 
@@ -275,41 +319,46 @@ def _targets(teacher, cache, stored, batch, x, s, epoch: int, last, want_map: bo
                 out[n] = stored[i]
             elif cache is not None and f"{paths[i]}|{epoch}|{j}" in cache.mem:
                 out[n] = _restrict(cache.mem[f"{paths[i]}|{epoch}|{j}"].float()[None], last)[0]
-    todo = [n for n, o in enumerate(out) if o is None]
-    tmap = None
-    if todo:
+    tmaps = [] if want_map else None
+    for pos, x, s in groups:
+        todo = [k for k, n in enumerate(pos) if out[n] is None]  # all of them with want_map
+        if not todo:
+            continue
         with torch.no_grad():
             ft = teacher.features(teacher.prepare(x[todo], s[todo]))
             d = F.normalize(teacher.pool(ft, s[todo]), dim=1)
-        for n, row in zip(todo, d):
-            i, j = batch[n]
+        for k, row in zip(todo, d):
+            i, j = batch[pos[k]]
             cache.mem[f"{paths[i]}|{epoch}|{j}"] = row.to(torch.float16)
             cache.dirty = True
-            out[n] = _restrict(row[None], last)[0]
+            out[pos[k]] = _restrict(row[None], last)[0]
         if want_map:
-            tmap = ft if last is None else ft[:, last]
-    return torch.stack(out), tmap
+            tmaps.append(ft if last is None else ft[:, last])
+    return torch.stack(out), tmaps
 
 
-def descriptor_cosine(student, paths, size: int, teacher=None, teacher_vectors=None, kept: dict | None = None,
+def descriptor_cosine(student, paths, size, teacher=None, teacher_vectors=None, kept: dict | None = None,
                       trim: bool = False, batch_size: int = 16) -> np.ndarray:
     """Per-photo cosine between the student's and the teacher's descriptors of the plain views at
-    ``size`` (teacher run, or its stored ``teacher_vectors``)."""
+    ``size`` (an int: padded squares; ``spec.input_geometry``: as the model's index prepares them),
+    teacher run, or its stored ``teacher_vectors``."""
     import torch
 
     from .prune import conv_positions
 
     last = (kept or {}).get(len(conv_positions(student.features)) - 1)
-    views = _Views(paths, size, Augment(), trim, 0)
-    out = []
+    square = size if isinstance(size, int) else 224  # the augmentation size, unused for plain views
+    views = _Views(paths, square, Augment(), trim, 0, geometry=size)
+    out = np.zeros(len(paths), dtype=np.float32)
     student.eval()
     with torch.no_grad():
         for b in range(0, len(paths), batch_size):
             keys = [(i, 0) for i in range(b, min(b + batch_size, len(paths)))]
-            x, s = views.batch(keys, 0)
-            t = teacher(x, s) if teacher is not None else torch.as_tensor(np.asarray(teacher_vectors[b:b + len(keys)]))
-            out.append((student(x, s) * _restrict(t.float(), last)).sum(1).numpy())
-    return np.concatenate(out)
+            for pos, x, s in views.batch(keys, 0):
+                rows = [b + k for k in pos]
+                t = teacher(x, s) if teacher is not None else torch.as_tensor(np.asarray(teacher_vectors[rows]))
+                out[rows] = (student(x, s) * _restrict(t.float(), last)).sum(1).numpy()
+    return out
 
 
 def save_student(path, spec, net, **extra) -> None:

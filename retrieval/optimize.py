@@ -36,7 +36,7 @@ def optimize_model(teacher, spec, paths, out, flops: float = 0.5, keep_last: boo
                   progress=progress)
     idx = list(range(0, len(paths), max(1, len(paths) // 64)))[:64]  # a fixed sample, seen as search sees it
     held = [paths[i] for i in idx]
-    cos = descriptor_cosine(student, held, spec.input_size, teacher=teacher if teacher_vectors is None else None,
+    cos = descriptor_cosine(student, held, spec.input_geometry, teacher=teacher if teacher_vectors is None else None,
                             teacher_vectors=None if teacher_vectors is None else teacher_vectors[idx], kept=kept,
                             trim=spec.trim_borders)
     save_student(out, pspec, student, config={"extra": {"distilled_from": spec.model_id, "flops": flops}})

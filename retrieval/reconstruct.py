@@ -52,14 +52,17 @@ def reconstruct(student, teacher, kept: dict, images: torch.Tensor, sizes: torch
     """Refit every conv layer of ``student.features`` (a pruned copy of ``teacher.features``, same
     layer list) in place; ``kept`` maps conv ordinals to the teacher channels the student kept
     (``retrieval.prune.l1_prune_layers``; absent: all). ``images``/``sizes`` are prepared uint8
-    photos (``retrieval.preprocess.prepare``). Returns the relative residual of each layer's fit
+    photos (``retrieval.preprocess.prepare``) [N, H, W, 3] / [N, 2], or lists of such tensors, one
+    per input shape (a buckets model's photos). Returns the relative residual of each layer's fit
     (||student - teacher||^2 / ||teacher||^2 on its sampled cells, after the refit)."""
     gen = torch.Generator().manual_seed(seed)
     student.eval()
     teacher.eval()
-    xs = [student.prepare(images[i:i + chunk], sizes[i:i + chunk]) for i in range(0, len(images), chunk)]
+    groups = list(zip(images, sizes)) if isinstance(images, (list, tuple)) else [(images, sizes)]
+    chunks = [(im[i:i + chunk], sz[i:i + chunk]) for im, sz in groups for i in range(0, len(im), chunk)]
+    xs = [student.prepare(im, sz) for im, sz in chunks]
     xt = [t.clone() for t in xs]
-    szs = [sizes[i:i + chunk] for i in range(0, len(images), chunk)]
+    szs = [sz for _, sz in chunks]
     pos = conv_positions(student.features)
     residuals, stride = [], 1
     for i, (ms, mt) in enumerate(zip(student.features, teacher.features)):

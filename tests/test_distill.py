@@ -58,6 +58,40 @@ def test_reconstruction_and_distillation_lower_the_descriptor_loss(tmp_path):
     assert after < refit, (refit, after)
 
 
+def test_a_buckets_model_is_refitted_and_distilled_on_its_own_bucket_shapes(tmp_path):
+    """The student of a buckets model learns from the inputs its index will give it: every photo in
+    its bucket (not a padded square), for the layer refit and for the plain views of gradient epochs."""
+    from retrieval.preprocess import load_and_prepare
+
+    spec, teacher, pspec, student, kept = _teacher_student()
+    spec = spec.replace(input_policy="buckets", input_size=64)
+    buckets = set(spec.input_shapes())
+    train = photo_paths([VACATION], limit=24, seed=5)
+    held = photo_paths([HYMENOPTERA], limit=16, seed=6)
+    seen = []
+    hook = student.features[0].register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[2:])))
+    before = 1 - descriptor_cosine(student, held, spec.input_geometry, teacher=teacher).mean()
+    assert len(set(seen)) > 1 and set(seen) <= buckets, seen  # the held-out photos as the index sees them
+    seen.clear()
+    distill(student, teacher, train, DistillConfig(epochs=0, reconstruct_images=24), spec=spec, kept=kept)
+    refit_shapes = set(seen)
+    assert len(refit_shapes) > 1 and refit_shapes <= buckets, refit_shapes
+    refit = 1 - descriptor_cosine(student, held, spec.input_geometry, teacher=teacher).mean()
+    assert refit < before * 0.7, (before, refit)
+    seen.clear()
+    distill(student, teacher, train, DistillConfig(size=48, epochs=1, reconstruct_images=0, batch_size=8, lr=1e-4),
+            spec=spec, kept=kept)
+    assert (48, 48) in seen and len(set(seen) & buckets) > 1, set(seen)  # augmented squares + plain buckets
+    hook.remove()
+    # the cosine is the one of the descriptors an index would store: each photo in its own bucket
+    x = [load_and_prepare(p, spec.input_geometry) for p in held[:4]]
+    with torch.no_grad():
+        direct = [float((student(torch.from_numpy(q.array[None]), torch.tensor([q.valid]))
+                         * teacher(torch.from_numpy(q.array[None]), torch.tensor([q.valid]))).sum()) for q in x]
+    got = descriptor_cosine(student, held[:4], spec.input_geometry, teacher=teacher, trim=False)
+    np.testing.assert_allclose(got, direct, atol=1e-5)
+
+
 def test_pruned_last_conv_distils_to_the_kept_teacher_channels(tmp_path):
     spec, teacher, pspec, student, kept = _teacher_student(flops=0.6, keep_last=False)
     assert conv_widths(student)[-1] < 32 and pspec.descriptor_dim == conv_widths(student)[-1]
