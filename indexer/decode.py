@@ -9,6 +9,8 @@ import numpy as np
 
 from retrieval.preprocess import DEFAULT_MAX_PIXELS, ImageError, load_and_prepare
 
+from .faults import DECODE_POINT, crash_point
+
 
 @dataclass
 class Decoded:
@@ -26,6 +28,37 @@ class Decoded:
     source: str | None = None  # video frames: the video file (``path`` is then VIDEO#t=SECONDS)
     time_s: float | None = None  # video frames: the frame's time in the video, seconds
     more: bool = False  # more items of the same file follow (a video's frames commit together)
+
+
+class DecodeJournal:
+    """The file this process is decoding, named in ``<index folder>/.decoding`` while it is decoded
+    (written, not synced: a hint, not a record), for decoding in the indexing process itself. A run
+    that dies inside a decoder (no process pool to catch the crash there) leaves the name behind;
+    the next run decodes that one file in a process of its own (``indexer.embedding``), so a file
+    that crashes the decoder is reported instead of stopping every run at the same place. A run
+    killed for another reason names a file that is then just decoded once more, in a subprocess."""
+
+    NAME = ".decoding"
+
+    def __init__(self, directory):
+        self.path = os.path.join(os.fspath(directory), self.NAME)
+
+    def suspect(self) -> str | None:
+        try:
+            with open(self.path, encoding="utf-8", errors="surrogateescape") as f:
+                return f.read() or None
+        except OSError:
+            return None
+
+    def mark(self, path: str) -> None:
+        with open(self.path, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(path)
+
+    def clear(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 def decode_items(job: tuple[str, str, int, int]) -> list[Decoded]:
@@ -88,6 +121,7 @@ def decode_video(job: tuple[str, str, int, int]) -> list[Decoded]:
 
 def decode_file(job: tuple[str, str, int, int]) -> Decoded:
     path, root, input_size, max_pixels = job
+    crash_point(DECODE_POINT + os.path.basename(path))  # a decoder crash, for the tests
     out = Decoded(path, root)
     try:
         before = os.stat(path)

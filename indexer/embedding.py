@@ -19,7 +19,7 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
-from .decode import Decoded, decode_items
+from .decode import Decoded, DecodeJournal, decode_items
 from .faults import crash_point
 
 Job = tuple  # (path, root, input_size, max_pixels)
@@ -48,10 +48,10 @@ def embedding_strategy(name: str, index, workers: int) -> EmbeddingStrategy:
 
 @strategy("local")
 class LocalEmbedding:
-    """``workers`` decoding processes (0: in this process) ahead of the index's embedder, which
-    embeds ``batch_size`` items at a time (``Embedder.embed_stream``: an engine in throughput mode
-    keeps several batches in flight while the next ones are gathered); a problem item waits for the
-    batch before it (job order)."""
+    """``workers`` decoding processes (0: in this process, with a ``DecodeJournal`` in the index
+    folder) ahead of the index's embedder, which embeds ``batch_size`` items at a time
+    (``Embedder.embed_stream``: an engine in throughput mode keeps several batches in flight while
+    the next ones are gathered); a problem item waits for the batch before it (job order)."""
 
     def __init__(self, index, workers: int):
         self.index = index
@@ -64,7 +64,8 @@ class LocalEmbedding:
         started: deque[list[Decoded]] = deque()  # the batches handed to the embedder, oldest first
 
         def inputs():
-            for items in _batches(decode_stream(jobs, self.workers, ahead=max(8, 4 * self.batch_size)),
+            journal = DecodeJournal(self.index.directory) if self.workers <= 0 else None
+            for items in _batches(decode_stream(jobs, self.workers, ahead=max(8, 4 * self.batch_size), journal=journal),
                                   self.batch_size):
                 usable = [d for d in items if d.problem is None]
                 started.append(items)
@@ -125,12 +126,36 @@ class RayEmbedding:
             yield d, vec
 
 
-def decode_stream(jobs: list[Job], workers: int, ahead: int) -> Iterator[Decoded]:
+def _isolated(job: Job) -> list[Decoded]:
+    """``decode_items(job)`` in a process of its own: one problem item when the decoder crashes it."""
+    import multiprocessing
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(decode_items, job).result()
+        except BrokenProcessPool:
+            return [Decoded(job[0], job[1], problem="the image decoder crashed on this file")]
+
+
+def decode_stream(jobs: list[Job], workers: int, ahead: int, journal: DecodeJournal | None = None) -> Iterator[Decoded]:
     """Decoded items (``decode_items``) in job order, ``workers`` processes decoding at most ``ahead`` files ahead of
-    the consumer (bounded memory), overlapping with the caller's inference."""
+    the consumer (bounded memory), overlapping with the caller's inference. ``workers`` 0: in this
+    process, each file named in ``journal`` while it is decoded; the file a run died decoding (the
+    journal's ``suspect``) is decoded in a process of its own, so a file that crashes the decoder
+    becomes a problem item instead of stopping every run at the same place."""
     if workers <= 0 or len(jobs) <= 1:
-        for job in jobs:
-            yield from decode_items(job)
+        suspect = journal.suspect() if journal is not None else None
+        try:
+            for job in jobs:
+                if job[0] == suspect:
+                    yield from _isolated(job)
+                    continue
+                if journal is not None:
+                    journal.mark(job[0])
+                yield from decode_items(job)
+        finally:
+            if journal is not None:
+                journal.clear()
         return
     import multiprocessing
 

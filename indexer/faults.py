@@ -26,6 +26,9 @@ POINTS = (
     "after_commit",        # the database names the new file, the old one is still there
 )
 
+# "decode:<file name>": decoding that file, where a crashing image decoder would kill its process
+DECODE_POINT = "decode:"
+
 
 def crash_point(name: str) -> None:
     if os.environ.get(ENV) == name:

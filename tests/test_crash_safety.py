@@ -11,7 +11,8 @@ import pytest
 
 from conftest import SAMPLES, copy_photos
 from indexer import Index
-from indexer.faults import ENV, POINTS
+from indexer.decode import DecodeJournal
+from indexer.faults import DECODE_POINT, ENV, POINTS
 from indexer.store import ImageRow
 
 FIRST = ["pixabay/airplane01.jpg", "pixabay/bird01.jpg", "pixabay/cat01.jpg"]
@@ -96,6 +97,25 @@ def test_sigkill_at_each_crash_point(tiny_model, reference, indexed, point):
     for p in final:
         assert float(np.dot(final[p], reference[p])) > 0.99999
     assert len(list(ix.glob("vectors-*"))) == 1  # leftovers cleaned
+
+
+def test_a_file_that_crashes_the_decoder_in_process_is_reported_on_the_next_run(tiny_model, indexed):
+    """Decoding in the indexing process (the default on 2 cores): a decoder crash kills the run; the
+    next run decodes that file in a process of its own, reports it and indexes the rest."""
+    folder, ix, before = indexed
+    bad = DECODE_POINT + "dog01.jpg"
+    r = run_index(folder, ix, tiny_model[2], env={ENV: bad})
+    assert r.returncode == -signal.SIGKILL, r.stderr[-500:]
+    assert (ix / DecodeJournal.NAME).read_text() == str(folder / "dog01.jpg")
+    assert set(snapshot(ix)) == set(before)
+    r = run_index(folder, ix, tiny_model[2], env={ENV: bad})  # the file still crashes the decoder
+    assert r.returncode == 0, r.stderr[-500:]
+    assert not (ix / DecodeJournal.NAME).exists()
+    final = snapshot(ix)
+    assert len(final) == 5 and str(folder / "dog01.jpg") not in final
+    with Index.open(ix) as idx:
+        assert {e.path: e.reason for e in idx.store.errors()}.get(str(folder / "dog01.jpg")) == \
+            "the image decoder crashed on this file"
 
 
 def test_disk_full_keeps_the_last_saved_state(tiny_model, indexed):

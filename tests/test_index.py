@@ -316,3 +316,11 @@ def test_progress_callback_counts_files_and_a_raise_stops_cleanly(tmp_path, make
     assert 6 <= kept < 9 and idx.check().ok
     r = idx.update([photos], workers=0, progress=False)  # the next run finishes the job
     assert idx.count == 9 and r.added == 9 - kept and idx.check().ok
+
+
+def test_default_decode_workers_leave_two_cores_to_the_engine():
+    """On 2 cores decoding runs in the indexing process (a decode process beside the engine's
+    threads was measured slower); more cores get half of them as decode processes, at most 4."""
+    from indexer.updating import default_workers
+
+    assert [default_workers(c) for c in (1, 2, 3, 4, 8, 32)] == [0, 0, 1, 2, 4, 4]

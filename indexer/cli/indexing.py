@@ -25,7 +25,7 @@ from .options import (db_option, engine_option, engine_options, index_option, in
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Build a new index with an exported model folder (vgg-retrieval export) instead of "
                    "--arch/--weights/...")
-@click.option("--workers", type=int, default=None, help="Decode processes (0: decode in-process).")
+@click.option("--workers", type=int, default=None, help="Decode processes (0: decode in-process; default: 0 on 2 cores or fewer, else half the cores, at most 4).")
 @click.option("--commit-every", type=int, default=1000, show_default=True,
               help="Save progress every N embedded images (and every 2 minutes).")
 @click.option("--precision", type=click.Choice(("int8", "fp32")), default=None,
