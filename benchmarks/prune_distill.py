@@ -34,6 +34,7 @@ DATA = ROOT.parent / "shared" / "data"
 WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
 PARIS = DATA / "retrieval" / "paris5"
 TRAIN = [DATA / "photos" / "samples" / "vacation", DATA / "photos" / "hymenoptera" / "train"]
+MORE_TRAIN = [DATA / "photos" / "hymenoptera" / "val", DATA / "photos" / "samples" / "pixabay"]  # --more-photos
 CACHE = Path("/tmp/vgg-retrieval-prune-distill")
 
 
@@ -138,6 +139,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reconstruct-images", type=int, default=256)
     ap.add_argument("--reconstruct-size", type=int, default=None, help="default: the model's input size")
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--more-photos", action="store_true", help="also hymenoptera/val and samples/pixabay")
+    ap.add_argument("--reuse-refit", action="store_true",
+                    help="start from the refit checkpoint a previous run left in the cache (same flags)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=CACHE / "report.json")
     args = ap.parse_args(argv)
@@ -151,7 +155,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     CACHE.mkdir(parents=True, exist_ok=True)
     paths, labels = paris5()
-    train = photo_paths(TRAIN, limit=args.limit)
+    train = photo_paths(TRAIN + (MORE_TRAIN if args.more_photos else []), limit=args.limit)
     assert not set(train) & set(paths)
     spec, teacher = build("vgg16", str(WEIGHTS), args.pooling, args.size, input_policy=args.input_policy)
     print(f"paris5: {len(paths)} photos; distillation photos: {len(train)} (vacation + hymenoptera/train)", flush=True)
@@ -167,12 +171,15 @@ def main(argv=None) -> int:
         cfg = DistillConfig(size=args.distill_size, epochs=0, reconstruct_images=args.reconstruct_images,
                             reconstruct_size=args.reconstruct_size, threads=args.threads)
         t = time.perf_counter()
-        run = distill(student, teacher, train, cfg, spec=spec, kept=kept,
-                      progress=lambda st, d, n, info: print(f"    {st} {d}/{n}", flush=True) if st == "reconstruct" else None)
-        run["flops"], run["reconstruct_wall_s"] = flops, time.perf_counter() - t
-        pspec = pspec.replace(weights_sha256="")  # new weights: a new model id (save_student fingerprints)
         ck = CACHE / f"{tag}-refit.pt"
-        save_student(ck, pspec, student)
+        if args.reuse_refit and ck.exists():
+            run = {"reused_refit": str(ck)}
+        else:
+            run = distill(student, teacher, train, cfg, spec=spec, kept=kept,
+                          progress=lambda st, d, n, info: print(f"    {st} {d}/{n}", flush=True) if st == "reconstruct" else None)
+            pspec = pspec.replace(weights_sha256="")  # new weights: a new model id (save_student fingerprints)
+            save_student(ck, pspec, student)
+        run["flops"], run["reconstruct_wall_s"] = flops, time.perf_counter() - t
         rspec, student = build("vgg16", str(ck), input_size=args.size)  # its own pooling and policy
         rows.append(row(f"{tag} pruned + layer refit", rspec, student, paths, labels, teacher_desc, kept, 224, ck))
         if args.epochs > 0:

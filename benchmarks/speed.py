@@ -4,19 +4,23 @@ Rows (the same real photos, one run):
 - torch FP32 eager and OpenVINO FP32 of the old default model (square 224 input, GAP): the
   OpenVINO FP32 row is the baseline every ratio is against; OpenVINO INT8 of that model;
 - the new default model (retrieval.builder.build: buckets input policy at 224, GeM) in FP32 and
-  INT8 (what a new index gets), and INT8 in OpenVINO's throughput mode (engine option
-  performance=THROUGHPUT: several batches in flight while the next photos are prepared);
-- the input-size frontier: buckets 288 and 320 GeM INT8;
+  INT8 (what a new index gets), INT8 in OpenVINO's throughput mode (engine option
+  performance=THROUGHPUT: several batches in flight while the next photos are prepared), and INT8
+  with one decode process (the rule before ``indexer.updating.default_workers``: 2 cores now decode
+  in the indexing process);
+- the input-size frontier: buckets 288 and 320 GeM INT8 (left out with --no-frontier);
 - with --student CKPT: a pruned + recovered VGG16 (``vgg-retrieval optimize``) in FP32 and INT8;
 - the full VGG16 with torchvision's classifier (fc6-fc8, square 224, GAP descriptor) in FP32, INT8
-  and pruned (every conv, the last too, 30% of its filters by L1 norm, fc6's inputs with them; not
-  recovered) INT8: for the design's target table (latency -68%, size -73%); the trunk is the shared
+  and pruned (every conv, the last too, 30% of its filters by L1 norm, fc6's inputs with them; and
+  to 50% of the FLOPs with widths of 32s, as ``optimize`` prunes; not recovered) INT8: for the
+  design's target table (latency -68%, size -73%); the trunk is the shared
   VGG16's, the classifier is random-init (torchvision.models.vgg16()): fine for latency and size,
   so these rows have no index run, cosine or mAP;
 - this CPU's FP32 limit: measured numpy FP32 matrix-multiply GFLOP/s divided by a model's GFLOPs.
 Columns:
-- ``index img/s``: a whole ``Index.update`` of the same real photos (scan, decode in worker processes,
-  embed, commit), the way ``vgg-retrieval index`` runs, and ``x base``: its ratio to the baseline;
+- ``index img/s``: a whole ``Index.update`` of the same real photos (scan, decode, embed, commit),
+  the way ``vgg-retrieval index`` runs (its default decode workers), and ``x base``: its ratio to
+  the baseline;
 - ``ms/img b1``: median latency of one image (a search query);
 - GFLOPs (buckets: at the 4:3 bucket, e.g. 192x256 for 224) and model MB (the files OpenVINO loads;
   torch: its parameters); ``x limit``: index img/s over the CPU FP32 limit for the row's GFLOPs;
@@ -27,7 +31,7 @@ Columns:
   photo prepared with the model's own input geometry (``spec.input_geometry``), as an index does.
 INT8 models are calibrated on up to 300 of the indexed photos, as a new index does.
 
-Run:  PYTHONPATH=. python benchmarks/speed.py [--student CKPT] [--photos N] [--quick]
+Run:  PYTHONPATH=. python benchmarks/speed.py [--student CKPT] [--photos N] [--no-frontier] [--quick]
 Speed figures are noisy on shared machines: run it on an idle machine and compare rows of one run.
 """
 from __future__ import annotations
@@ -65,6 +69,7 @@ class Variant:
     options: dict = field(default_factory=dict)  # engine options (throughput mode)
     teacher: str | None = None  # the name of the row whose descriptors it is compared with
     full: bool = False  # a full-model row: latency and size only
+    workers: int | None = None  # decode processes of the index run (None: Index.update's default)
 
 
 def matmul_gflops(n: int = 2048, runs: int = 5) -> float:
@@ -140,7 +145,7 @@ def measure(v: Variant, folder, index_dir: Path, paris, teachers: dict, runs: in
     if not v.full:
         with Index.create(index_dir, v.spec, net=v.net, model_dir=v.model_dir, engine=v.engine,
                           engine_options=v.options) as idx:
-            row["index_img_s"] = idx.update([folder], progress=False).images_per_second
+            row["index_img_s"] = idx.update([folder], progress=False, workers=v.workers).images_per_second
     emb = load_embedder(v.engine, v.spec, v.model_dir, net=v.net, batch_size=8, **v.options)
     row["ms_b1"] = batch1_ms(emb, paris[0][0], runs)
     if not v.full:
@@ -183,7 +188,7 @@ def full_vgg16(tmp: Path):
     return build("vgg16", str(tmp / "vgg16_full.pth"), pooling="gap")
 
 
-def variants(tmp: Path, folder: Path, student: Path | None):
+def variants(tmp: Path, folder: Path, student: Path | None, frontier: bool = True):
     """The table's rows in order, the baseline first (each made when the one before it has been
     measured)."""
     from retrieval.builder import build
@@ -203,7 +208,8 @@ def variants(tmp: Path, folder: Path, student: Path | None):
     d8 = int8_copy(d, folder, tmp / "new8")
     yield Variant("new default INT8 (a new index)", "openvino", spec, net, d8, teacher=new)
     yield Variant("new default INT8, throughput mode", "openvino", spec, net, d8, THROUGHPUT, teacher=new)
-    for size in (288, 320):
+    yield Variant("new default INT8, 1 decode process", "openvino", spec, net, d8, teacher=new, workers=1)
+    for size in (288, 320) if frontier else ():
         spec, net = build("vgg16", str(WEIGHTS), input_size=size)
         d = exported(spec, net, tmp / f"b{size}")
         yield Variant(f"buckets {size} GeM INT8", "openvino", spec, net, int8_copy(d, folder, tmp / f"b{size}-8"),
@@ -239,6 +245,12 @@ def full_model_variants(tmp: Path, folder: Path):
     d = exported(pspec, pnet, tmp / "pruned")
     yield Variant("full VGG16 + classifier pruned 30% INT8", "openvino", pspec, pnet,
                   int8_copy(d, folder, tmp / "pruned8"), full=True)
+    from retrieval.optimize import ROUND_TO
+
+    pnet, pspec, _ = prune_model(net, spec, flops=0.5, round_to=ROUND_TO)
+    d = exported(pspec, pnet, tmp / "pruned50")
+    yield Variant(f"full VGG16 + classifier pruned to 50% FLOPs (widths x{ROUND_TO}) INT8", "openvino", pspec, pnet,
+                  int8_copy(d, folder, tmp / "pruned50-8"), full=True)
 
 
 def _cell(x, fmt: str) -> str:
@@ -278,6 +290,7 @@ def main() -> None:
     ap.add_argument("--student", type=Path, default=None, help="checkpoint of a pruned, recovered VGG16")
     ap.add_argument("--photos", type=int, default=150, help="photos indexed end to end")
     ap.add_argument("--runs", type=int, default=20, help="batch-1 latency runs")
+    ap.add_argument("--no-frontier", action="store_true", help="leave out the 288 and 320 rows")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 24 photos, 3 latency runs, every 10th paris5 photo")
     args = ap.parse_args()
@@ -291,7 +304,7 @@ def main() -> None:
     teachers: dict = {}
     try:
         rows = [measure(v, folder, tmp / f"index-{i}", paris, teachers, args.runs)
-                for i, v in enumerate(variants(tmp, folder, args.student))]
+                for i, v in enumerate(variants(tmp, folder, args.student, not args.no_frontier))]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the models and indexes: several GB
     print_table(rows, limit, args.photos, len(paris[0]))

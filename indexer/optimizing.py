@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.errors import UserError
+from retrieval.optimize import ROUND_TO
 
 from .index import Index
 
@@ -30,7 +31,7 @@ def index_targets(index_dir, limit: int | None = None, seed: int = 0):
 
 
 def optimize_index(index_dir, out, flops: float = 0.5, keep_last: bool = True, cfg=None, teacher=None,
-                   limit: int | None = None, progress=None, round_to: int = 8) -> dict:
+                   limit: int | None = None, progress=None, round_to: int = ROUND_TO) -> dict:
     """``optimize_model`` for the model of the index at ``index_dir``, distilled on its photos with
     its stored descriptors as the plain-view targets (the teacher, loaded from the index's spec
     unless given, runs on augmented views and the layer refit only)."""

@@ -15,9 +15,14 @@ from pathlib import Path
 
 from .errors import UserError
 
+# Kept widths of an optimized model are multiples of this: at equal FLOPs, VGG16 pruned to 50% ran
+# batch-1 in 44 ms with widths of 32s against 49 ms with 8s (OpenVINO INT8, this 2-core AVX2 CPU;
+# 35%: 35 against 40 ms), the kernels' blocking wasting less on partial blocks.
+ROUND_TO = 32
+
 
 def optimize_model(teacher, spec, paths, out, flops: float = 0.5, keep_last: bool = True, cfg=None,
-                   teacher_vectors=None, progress=None, round_to: int = 8) -> dict:
+                   teacher_vectors=None, progress=None, round_to: int = ROUND_TO) -> dict:
     """Prune ``teacher`` (a DescriptorNet with ``spec``; a classifier head is kept) to ``flops`` of
     its FLOPs, distil it on ``paths`` and save it to the checkpoint ``out``; returns the report
     (also written next to it as ``<out>.json``)."""
