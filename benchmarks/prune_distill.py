@@ -140,6 +140,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reconstruct-size", type=int, default=None, help="default: the model's input size")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--more-photos", action="store_true", help="also hymenoptera/val and samples/pixabay")
+    ap.add_argument("--seed", type=int, default=0, help="of the augmented views")
+    ap.add_argument("--resume-distilled", action="store_true",
+                    help="more epochs on the distilled checkpoint a previous run left in the cache (use a new --seed)")
     ap.add_argument("--reuse-refit", action="store_true",
                     help="start from the refit checkpoint a previous run left in the cache (same flags)")
     ap.add_argument("--threads", type=int, default=2)
@@ -184,8 +187,13 @@ def main(argv=None) -> int:
         rows.append(row(f"{tag} pruned + layer refit", rspec, student, paths, labels, teacher_desc, kept, 224, ck))
         if args.epochs > 0:
             cfg = DistillConfig(size=args.distill_size, epochs=args.epochs, augmented_views=args.augmented_views,
-                                reconstruct_images=0, lr=args.lr, threads=args.threads, cache_dir=str(CACHE / "teacher"))
+                                reconstruct_images=0, lr=args.lr, threads=args.threads, cache_dir=str(CACHE / "teacher"),
+                                seed=args.seed)
             t = time.perf_counter()
+            ck = CACHE / f"{tag}-distilled.pt"
+            if args.resume_distilled and ck.exists():
+                rspec, student = build("vgg16", str(ck), input_size=args.size)
+                run["resumed_from"] = str(ck)
             last = [0.0]
 
             def prog(stage, done, total, info):
@@ -195,7 +203,6 @@ def main(argv=None) -> int:
 
             sgd = distill(student, teacher, train, cfg, spec=rspec, kept=kept, progress=prog)
             run["distill"], run["distill_wall_s"] = sgd, time.perf_counter() - t
-            ck = CACHE / f"{tag}-distilled.pt"
             save_student(ck, rspec, student)
             dspec, student = build("vgg16", str(ck), input_size=args.size)
             rows.append(row(f"{tag} pruned + refit + distilled", dspec, student, paths, labels, teacher_desc, kept, 224, ck))

@@ -306,6 +306,12 @@ def _teacher_id(teacher) -> str:
     return fingerprint({k: v for k, v in teacher.state_dict().items() if k.startswith("features")})[:20]
 
 
+def _view_key(path: str, epoch: int, j: int) -> str:
+    """The teacher cache's key of view ``j`` of ``path`` in ``epoch``: a plain view (j = 0) is the
+    same in every epoch, so the teacher runs on it once."""
+    return f"{path}|{epoch if j else 0}|{j}"
+
+
 def _targets(teacher, cache, stored, batch, groups, epoch: int, last, want_map: bool, paths):
     """(teacher descriptors [B, D] for the student's channels in ``batch`` order, the teacher's conv5
     map of each of ``groups`` (``_Views.batch``) or None)."""
@@ -317,8 +323,8 @@ def _targets(teacher, cache, stored, batch, groups, epoch: int, last, want_map: 
         for n, (i, j) in enumerate(batch):
             if j == 0 and stored is not None:
                 out[n] = stored[i]
-            elif cache is not None and f"{paths[i]}|{epoch}|{j}" in cache.mem:
-                out[n] = _restrict(cache.mem[f"{paths[i]}|{epoch}|{j}"].float()[None], last)[0]
+            elif cache is not None and _view_key(paths[i], epoch, j) in cache.mem:
+                out[n] = _restrict(cache.mem[_view_key(paths[i], epoch, j)].float()[None], last)[0]
     tmaps = [] if want_map else None
     for pos, x, s in groups:
         todo = [k for k, n in enumerate(pos) if out[n] is None]  # all of them with want_map
@@ -329,7 +335,7 @@ def _targets(teacher, cache, stored, batch, groups, epoch: int, last, want_map: 
             d = F.normalize(teacher.pool(ft, s[todo]), dim=1)
         for k, row in zip(todo, d):
             i, j = batch[pos[k]]
-            cache.mem[f"{paths[i]}|{epoch}|{j}"] = row.to(torch.float16)
+            cache.mem[_view_key(paths[i], epoch, j)] = row.to(torch.float16)
             cache.dirty = True
             out[pos[k]] = _restrict(row[None], last)[0]
         if want_map:
