@@ -259,6 +259,8 @@ def _cell(x, fmt: str) -> str:
 
 def print_table(rows: list[dict], limit: float, photos: int, n_paris: int) -> None:
     base = rows[0]["index_img_s"]
+    if base is None:  # --full-only
+        return print_full(rows)
     print(f"\n{photos} real photos indexed end to end; mAP on retrieval/paris5 ({n_paris} photos); "
           f"FP32 matmul {limit:.0f} GFLOP/s; baseline: {rows[0]['model']}\n")
     print("| model | index img/s | x base | ms/img b1 | GFLOPs | x limit | MB | cosine | mAP |")
@@ -271,6 +273,10 @@ def print_table(rows: list[dict], limit: float, photos: int, n_paris: int) -> No
     for r in (r for r in rows if "FP32" in r["model"] and "torch" not in r["model"]):
         print(f"| CPU FP32 limit at {r['gflops']:.2f} GFLOPs ({r['model']}) | {limit / r['gflops']:.2f} | "
               f"{limit / r['gflops'] / base:.2f} | {1000 * r['gflops'] / limit:.0f} | {r['gflops']:.2f} | 1.00 | | | |")
+    print_full(rows)
+
+
+def print_full(rows: list[dict]) -> None:
     full = {r["model"]: r for r in rows if r["model"].startswith("full VGG16")}
     fp32 = full.pop("full VGG16 + classifier FP32")
     print(f"\nFull VGG16 with classifier (design targets: latency -{DESIGN_LATENCY_CUT:.0%}, size "
@@ -291,6 +297,8 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=150, help="photos indexed end to end")
     ap.add_argument("--runs", type=int, default=20, help="batch-1 latency runs")
     ap.add_argument("--no-frontier", action="store_true", help="leave out the 288 and 320 rows")
+    ap.add_argument("--full-only", action="store_true",
+                    help="only the full-model rows (latency and size; use more --runs: FP32 latency is noisy)")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 24 photos, 3 latency runs, every 10th paris5 photo")
     args = ap.parse_args()
@@ -304,7 +312,8 @@ def main() -> None:
     teachers: dict = {}
     try:
         rows = [measure(v, folder, tmp / f"index-{i}", paris, teachers, args.runs)
-                for i, v in enumerate(variants(tmp, folder, args.student, not args.no_frontier))]
+                for i, v in enumerate(full_model_variants(tmp, folder) if args.full_only
+                                      else variants(tmp, folder, args.student, not args.no_frontier))]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the models and indexes: several GB
     print_table(rows, limit, args.photos, len(paris[0]))

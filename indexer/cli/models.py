@@ -155,14 +155,15 @@ def benchmark(variants, data, limit, out, threads, size, latency_runs, throughpu
               help="Share of the model's FLOPs to keep (every conv layer pruned by L1 norm; the last stays 512 wide).")
 @click.option("--photos", type=int, default=256, show_default=True,
               help="Distil on at most this many of the index's photos (a seeded sample).")
-@click.option("--epochs", type=int, default=0, show_default=True,
+@click.option("--epochs", type=int, default=2, show_default=True,
               help="Gradient distillation epochs after the layer refit (0: the refit alone).")
 @click.option("--round-to", type=int, default=ROUND_TO, show_default=True,
               help="Kept widths are multiples of this (32: measured faster in OpenVINO INT8 than 8 at equal FLOPs).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def optimize(index_dir, out, flops, photos, epochs, round_to, quiet):
-    """Prune the index's model to --flops and recover it without labels: each layer refitted to the
-    unpruned model's outputs on the index's own photos, whose stored descriptors are the targets.
+    """Prune the index's model to --flops and recover it without labels on the index's own photos:
+    each layer refitted to the unpruned model's outputs, then --epochs of descriptor distillation
+    (the stored descriptors are the targets of the photos as indexed; augmented views run the teacher).
     The result is a checkpoint for a new index (`index --weights OUT`): its model differs, so it
     never mixes descriptors with this index."""
     from indexer.optimizing import optimize_index
