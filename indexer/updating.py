@@ -50,10 +50,10 @@ def update(index, folders: Iterable = (), workers: int | None = None, progress: 
 
 def default_workers(cores: int | None = None) -> int:
     """Decode processes for a local update on a machine with ``cores`` CPUs (default: this one's).
-    None with 2 cores or fewer: the engine's inference already uses every core, and a decoding
-    process beside it slowed indexing by 15-30% on 2 cores, measured for small and 12-megapixel JPEGs
-    alike (decoding is a small share of a photo's time, and the two fought for the cores). Else half
-    the cores, at most 4: untested here beyond 2 cores, so the rule that was measured fine before."""
+    None with 2 cores or fewer: the engine's inference already uses every core, and one decoding
+    process beside it made indexing 15-40% slower on 2 cores, for small and 12-megapixel JPEGs alike
+    (benchmarks/decode_workers.py, benchmarks/speed.py: the two fight for the cores). Else half the
+    cores, at most 4: not measured here beyond 2 cores, so the rule from before stays.
     cores = cores or os.cpu_count() or 2
     return 0 if cores <= 2 else min(4, cores // 2)
 
