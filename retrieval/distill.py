@@ -257,7 +257,7 @@ def distill(student, teacher, paths, cfg: DistillConfig | None = None, *, spec=N
     if cfg.epochs <= 0:
         return report
     stored = None if teacher_vectors is None else _restrict(torch.as_tensor(np.asarray(teacher_vectors, np.float32)), last)
-    cache = _TeacherCache(cfg.cache_dir, _teacher_id(teacher), cfg) if teacher is not None else None
+    cache = _TeacherCache(cfg.cache_dir, _teacher_id(teacher, spec), cfg) if teacher is not None else None
     # plain views as the index prepares them (its stored descriptors are of those), augmented ones at cfg.size
     views = _Views(paths, cfg.size, cfg.augment, trim, cfg.seed, spec.input_geometry if spec is not None else None)
     keys = ([(i, 0) for i in range(len(paths))] if cfg.plain_views else []) + \
@@ -300,10 +300,14 @@ def distill(student, teacher, paths, cfg: DistillConfig | None = None, *, spec=N
     return report
 
 
-def _teacher_id(teacher) -> str:
+def _teacher_id(teacher, spec=None) -> str:
+    """What the teacher's cached descriptors depend on: its trunk's weights, its pooling and scales,
+    and (plain views) the input policy, size and border trimming they were prepared with."""
     from .weights import fingerprint
 
-    return fingerprint({k: v for k, v in teacher.state_dict().items() if k.startswith("features")})[:20]
+    weights = fingerprint({k: v for k, v in teacher.state_dict().items() if k.startswith("features")})[:20]
+    inputs = "" if spec is None else f"|{spec.input_policy}|{spec.input_size}|{spec.trim_borders}"
+    return f"{weights}|{teacher.pooling}|{teacher.gem_p}|{teacher.scales}{inputs}"
 
 
 def _view_key(path: str, epoch: int, j: int) -> str:

@@ -164,3 +164,19 @@ def test_optimize_command_prunes_an_index_model_on_its_photos(tmp_path, tiny_mod
     assert f"wrote {out}" in capsys.readouterr().out
     assert main(["optimize", "--index", str(tmp_path / "nope"), "--out", str(tmp_path / "x.pt")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: no index at")
+
+
+def test_cached_teacher_descriptors_are_keyed_by_pooling_and_input_policy():
+    """The on-disk teacher cache must not hand a GAP teacher's descriptors to a GeM run of the same
+    weights, nor squares' to a buckets model's."""
+    import copy
+
+    from retrieval.distill import _teacher_id
+
+    spec, teacher, *_ = _teacher_student()
+    gem = copy.deepcopy(teacher)
+    gem.pooling = "gem"
+    ids = {_teacher_id(teacher, spec), _teacher_id(gem, spec), _teacher_id(teacher, spec.replace(input_policy="buckets")),
+           _teacher_id(teacher, spec.replace(input_size=64))}
+    assert len(ids) == 4
+    assert _teacher_id(copy.deepcopy(teacher), spec) == _teacher_id(teacher, spec)  # stable for the same teacher

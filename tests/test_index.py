@@ -318,9 +318,13 @@ def test_progress_callback_counts_files_and_a_raise_stops_cleanly(tmp_path, make
     assert idx.count == 9 and r.added == 9 - kept and idx.check().ok
 
 
-def test_default_decode_workers_leave_two_cores_to_the_engine():
+def test_default_decode_workers_leave_two_cores_to_the_engine(tmp_path):
     """On 2 cores decoding runs in the indexing process (a decode process beside the engine's
-    threads was measured slower); more cores get half of them as decode processes, at most 4."""
+    threads was measured slower); more cores get half of them as decode processes, at most 4. The
+    web UI's indexing keeps at least one decode process: a crashing decoder must not kill the server."""
     from indexer.updating import default_workers
+    from ui.indexing import IndexingJob
 
     assert [default_workers(c) for c in (1, 2, 3, 4, 8, 32)] == [0, 0, 1, 2, 4, 4]
+    assert IndexingJob(tmp_path / "ix", []).workers == max(1, default_workers())
+    assert IndexingJob(tmp_path / "ix", [], workers=0).workers == 0

@@ -48,9 +48,15 @@ def open_for_update(index_dir, folders=(), engine: str = DEFAULT_ENGINE, progres
 
 
 class IndexingJob:
-    """One update of ``folders`` (empty: every folder the index knows) in a daemon thread."""
+    """One update of ``folders`` (empty: every folder the index knows) in a daemon thread. Decoding
+    runs in at least one process of its own (``workers`` None: ``default_workers()``, but never 0,
+    which the CLI takes on 2 cores): a file that crashes the image decoder must not take the web
+    server down with it."""
 
     def __init__(self, index_dir, folders: list[str], engine: str = DEFAULT_ENGINE, workers: int | None = None):
+        from indexer.updating import default_workers
+
+        workers = max(1, default_workers()) if workers is None else workers
         self.index_dir, self.folders, self.engine, self.workers = Path(index_dir), list(folders), engine, workers
         self.done = 0
         self.total = 0  # 0 until the scan is over and the first file completes
