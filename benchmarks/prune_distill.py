@@ -3,8 +3,9 @@
 Teacher: the shared VGG16 trunk (../shared/data/weights/vgg16_features_imagenet_like.pth) as a new
 index builds it (buckets at 224^2 pixels, GeM; ``--pooling gap --input-policy square`` for the old model).
 Student: ``retrieval.prune.prune_model`` to a FLOPs target (every conv but, by default, the last one
-pruned by one L1 share; widths multiples of 8), then recovered without labels on photos that are
-NOT the test set (default: photos/samples/vacation + photos/hymenoptera/train, labels ignored):
+pruned by one L1 share; widths multiples of --round-to, 32 as ``optimize``), then recovered without
+labels on photos that are NOT the test set (photos/samples/vacation + photos/hymenoptera/train;
+with --more-photos also hymenoptera/val + samples/pixabay; labels ignored):
 stage 1 the closed-form layer refit (``retrieval.reconstruct``, on the model's own input policy and
 size unless ``--reconstruct-size``), stage 2 descriptor distillation (``retrieval.distill``, plain +
 augmented views).
@@ -15,7 +16,8 @@ and embed like any other). No speed numbers: the CPU is shared.
 
 Run:  PYTHONPATH=. python benchmarks/prune_distill.py [--flops 0.5 0.35] [--prune-last] [--size 224]
       [--pooling gem --input-policy buckets] [--reconstruct-images 256 --reconstruct-size 224]
-      [--epochs 1 --distill-size 160] [--round-to 8]
+      [--epochs 2 --distill-size 160] [--round-to 32] [--more-photos] [--reuse-refit]
+      [--resume-distilled --seed 1]
 Caches (teacher views, descriptors, models) go to /tmp/vgg-retrieval-prune-distill.
 """
 from __future__ import annotations
@@ -36,6 +38,8 @@ PARIS = DATA / "retrieval" / "paris5"
 TRAIN = [DATA / "photos" / "samples" / "vacation", DATA / "photos" / "hymenoptera" / "train"]
 MORE_TRAIN = [DATA / "photos" / "hymenoptera" / "val", DATA / "photos" / "samples" / "pixabay"]  # --more-photos
 CACHE = Path("/tmp/vgg-retrieval-prune-distill")
+
+from retrieval.optimize import ROUND_TO  # noqa: E402  (the widths `optimize` prunes to)
 
 
 def paris5() -> tuple[list[str], np.ndarray]:
@@ -131,7 +135,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=224, help="input size of the models (evaluation)")
     ap.add_argument("--pooling", default=None, help="the teacher's pooling (default: a new index's)")
     ap.add_argument("--input-policy", default=None, help="square or buckets (default: a new index's)")
-    ap.add_argument("--round-to", type=int, default=8, help="pruned widths are multiples of this")
+    ap.add_argument("--round-to", type=int, default=ROUND_TO, help="pruned widths are multiples of this")
     ap.add_argument("--distill-size", type=int, default=160)
     ap.add_argument("--epochs", type=int, default=0, help="gradient distillation epochs after the refit")
     ap.add_argument("--augmented-views", type=int, default=1)
@@ -161,7 +165,9 @@ def main(argv=None) -> int:
     train = photo_paths(TRAIN + (MORE_TRAIN if args.more_photos else []), limit=args.limit)
     assert not set(train) & set(paths)
     spec, teacher = build("vgg16", str(WEIGHTS), args.pooling, args.size, input_policy=args.input_policy)
-    print(f"paris5: {len(paths)} photos; distillation photos: {len(train)} (vacation + hymenoptera/train)", flush=True)
+    print(f"paris5: {len(paths)} photos; recovery photos: {len(train)} from "
+          f"{', '.join(f.parent.name + '/' + f.name for f in TRAIN + (MORE_TRAIN if args.more_photos else []))}",
+          flush=True)
     rows = []
     teacher_desc, _ = embed_openvino(spec, teacher, paths, "teacher")
     rows.append(row("teacher vgg16", spec, teacher, paths, labels, teacher_desc, None, 224))
@@ -169,7 +175,7 @@ def main(argv=None) -> int:
     for flops in args.flops:
         student, pspec, kept = prune_model(teacher, spec, flops=flops, keep_last=not args.prune_last,
                                            round_to=args.round_to)
-        tag = f"p{int(flops * 100)}{'L' if args.prune_last else ''}-{spec.pooling}-{spec.input_policy}"
+        tag = f"p{int(flops * 100)}{'L' if args.prune_last else ''}-r{args.round_to}-{spec.pooling}-{spec.input_policy}"
         rows.append(row(f"{tag} pruned (no recovery)", pspec, student, paths, labels, teacher_desc, kept, 224))
         cfg = DistillConfig(size=args.distill_size, epochs=0, reconstruct_images=args.reconstruct_images,
                             reconstruct_size=args.reconstruct_size, threads=args.threads)
