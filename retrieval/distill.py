@@ -32,6 +32,7 @@ import numpy as np
 
 from .data import IMAGE_EXTS, Augment
 from .errors import UserError
+from .preprocess import shape_groups
 
 
 @dataclass
@@ -76,14 +77,6 @@ def photo_paths(folders, limit: int | None = None, seed: int = 0) -> list[str]:
     return out
 
 
-def geometry(spec, size: int | None = None):
-    """What ``retrieval.preprocess.prepare`` takes for ``spec``'s input policy at ``size`` (default:
-    its own input size): an int for the square policy (and without a spec), ``InputBuckets`` for buckets."""
-    if spec is None:
-        return int(size)
-    return spec.replace(input_size=int(size or spec.input_size)).input_geometry
-
-
 def plain_view(path, geom, trim: bool):
     """(uint8 array, valid (h, w)) of the photo at ``path`` exactly as an index of a model with input
     ``geom`` embeds it: ``load_and_prepare`` (draft decoding included), then the engines' border
@@ -92,14 +85,6 @@ def plain_view(path, geom, trim: bool):
 
     p = load_and_prepare(path, geom)
     return trim_prepared(p.array, p.valid, geom) if trim else (p.array, p.valid)
-
-
-def shape_groups(arrays) -> list[list[int]]:
-    """Positions of ``arrays`` grouped by shape (first-seen order): one forward pass per group."""
-    groups: dict[tuple, list[int]] = {}
-    for n, a in enumerate(arrays):
-        groups.setdefault(tuple(a.shape), []).append(n)
-    return list(groups.values())
 
 
 class _Views:
@@ -209,7 +194,10 @@ def _reconstruct_stage(student, teacher, kept, paths, cfg: DistillConfig, spec, 
     from .reconstruct import reconstruct
 
     sample = paths if len(paths) <= cfg.reconstruct_images else random.Random(cfg.seed).sample(paths, cfg.reconstruct_images)
-    geom = geometry(spec, cfg.reconstruct_size or (None if spec is not None else cfg.size))
+    if spec is not None:  # the model's own input policy, at its own size unless reconstruct_size
+        geom = spec.replace(input_size=cfg.reconstruct_size or spec.input_size).input_geometry
+    else:
+        geom = int(cfg.reconstruct_size or cfg.size)
     trim = bool(spec.trim_borders) if spec is not None else False
     prep = [plain_view(p, geom, trim) for p in sample]
     groups = [(torch.from_numpy(np.stack([prep[n][0] for n in g])),

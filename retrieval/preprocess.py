@@ -263,6 +263,15 @@ def into_bucket(array: np.ndarray, valid, buckets: InputBuckets) -> tuple[np.nda
     return fit_input(Image.fromarray(np.ascontiguousarray(array[:h, :w])), buckets)
 
 
+def shape_groups(arrays) -> list[list[int]]:
+    """Positions of ``arrays`` grouped by shape, groups in first-seen order: one forward pass each
+    (the engines' batches, distillation's)."""
+    groups: dict[tuple, list[int]] = {}
+    for n, a in enumerate(arrays):
+        groups.setdefault(tuple(a.shape), []).append(n)
+    return list(groups.values())
+
+
 def draft_side(size) -> int:
     """The longer side a JPEG may be draft-decoded down to for the model input ``size``."""
     if isinstance(size, InputBuckets):

@@ -6,7 +6,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..preprocess import into_bucket, load_and_prepare, trim_prepared
+from ..preprocess import into_bucket, load_and_prepare, shape_groups, trim_prepared
 from ..spec import ModelSpec
 
 
@@ -81,11 +81,8 @@ class Embedder(ABC):
         if isinstance(images, np.ndarray):  # one shape: batches in order, no copies
             return [(images[i:i + self.batch_size], sizes[i:i + self.batch_size])
                     for i in range(0, len(images), self.batch_size)], None
-        groups: dict[tuple, list[int]] = {}
-        for n, a in enumerate(images):
-            groups.setdefault(a.shape, []).append(n)
         order, chunks = [], []
-        for idx in groups.values():
+        for idx in shape_groups(images):
             for i in range(0, len(idx), self.batch_size):
                 chunk = idx[i:i + self.batch_size]
                 chunks.append((np.stack([images[j] for j in chunk]), sizes[chunk]))
