@@ -130,6 +130,23 @@ def pytest_sessionfinish(session, exitstatus):
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory):
+    """``tmp_path_factory.mktemp`` for one test module's fixtures: what it makes is removed when the
+    module ends. With pytest's per-test folders removed too (``tmp_path_retention_policy`` in
+    pyproject.toml), the suite's exported models and indexes never pile up; kept, they once filled a
+    CI machine's disk (about 15 GB by the end of the suite)."""
+    made = []
+
+    def mktemp(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield mktemp
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """(spec, net, model_dir): VGG11 with seeded random weights at 64 px, exported once."""

@@ -38,11 +38,11 @@ def snapshot(ix):
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory, tiny_model):
+def template(module_tmp, tiny_model):
     """Made once for the module: an index of 3 photos (run through the CLI) and its vectors, kept
     pristine next to the place the tests use. The index stores absolute photo paths, so every test
     works at that same place (``work``), restored from the pristine copy (copy2 keeps mtimes)."""
-    base = tmp_path_factory.mktemp("crash")
+    base = module_tmp("crash")
     work, pristine = base / "work", base / "pristine"
     folder, ix = work / "photos", work / "ix"
     copy_photos(folder, FIRST, flat=True)

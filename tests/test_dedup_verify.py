@@ -35,9 +35,9 @@ def _perspective(im):
 
 
 @pytest.fixture(scope="module")
-def edited(tmp_path_factory):
+def edited(module_tmp):
     """A photo, its edited copies, and other photos (two of the same kind of subject)."""
-    d = tmp_path_factory.mktemp("verify")
+    d = module_tmp("verify")
     photo = Image.open(PIX / "dog01.jpg").convert("RGB")
     photo.save(d / "dog.jpg", quality=95)
     w, h = photo.size

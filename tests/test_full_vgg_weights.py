@@ -13,13 +13,13 @@ SIZE = 224  # torchvision's 7x7 grid before fc6 is then the trunk's own: no adap
 
 
 @pytest.fixture(scope="module")
-def full_vgg16(tmp_path_factory):
+def full_vgg16(module_tmp):
     """(path, torchvision model): a random-weight torchvision vgg16 and its whole state_dict on disk."""
     from torchvision.models import vgg16
 
     torch.manual_seed(0)
     ref = vgg16(weights=None).eval()
-    path = tmp_path_factory.mktemp("full") / "vgg16_full.pth"
+    path = module_tmp("full") / "vgg16_full.pth"
     torch.save(ref.state_dict(), path)
     return path, ref
 

@@ -35,11 +35,11 @@ def sidecar(ix) -> dict:
 
 
 @pytest.fixture(scope="module")
-def int8_made(tmp_path_factory):
+def int8_made(module_tmp):
     """An index made once for the module through the CLI at the default precision (INT8), and a
     pristine copy of it; an index stores absolute photo paths, so each test gets its own fresh copy
     at the place it was made (``_int8_copy``)."""
-    base = tmp_path_factory.mktemp("int8")
+    base = module_tmp("int8")
     folder, ix = base / "work" / "photos", base / "work" / "ix"
     copy_photos(folder, PHOTOS, flat=True)
     assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0

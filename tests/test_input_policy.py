@@ -22,14 +22,14 @@ PHOTOS = ["opencv/aero1.jpg", "opencv/ellipses.jpg", "opencv/imageTextR.png", "o
 
 
 @pytest.fixture(scope="module")
-def buckets_model(tmp_path_factory):
+def buckets_model(module_tmp):
     """(spec, net, model_dir): the tiny random VGG11 with buckets, R-MAC and scales (1, 1/sqrt 2), exported."""
     from retrieval.builder import build
     from retrieval.export import export_model
 
     spec, net = build("vgg11", "random", pooling="rmac", input_size=TINY_SIZE, input_policy="buckets",
                       scales=(1.0, 0.7071))
-    return spec, net, export_model(spec, net, tmp_path_factory.mktemp("buckets") / "model")
+    return spec, net, export_model(spec, net, module_tmp("buckets") / "model")
 
 
 @pytest.mark.parametrize("size,expect", [((400, 300), (192, 256)), ((300, 400), (256, 192)),

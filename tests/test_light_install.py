@@ -41,12 +41,12 @@ print("RESULT " + json.dumps(codes))
 
 
 @pytest.fixture(scope="module")
-def light(tmp_path_factory):
+def light(module_tmp):
     """A folder of real photos (one of them also as a smaller copy), the shared trunk as safetensors
     (written here, with torch), and the environment that blocks torch in a subprocess."""
     from retrieval.weights import convert_to_safetensors
 
-    root = tmp_path_factory.mktemp("light")
+    root = module_tmp("light")
     photos = root / "photos"
     photos.mkdir()
     for name in PHOTOS:

@@ -10,13 +10,13 @@ import nncf  # noqa: E402  (a test dependency: no skipping)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_tmp):
     """A tiny net with a head, briefly trained on real photos, its checkpoint and FP32 export."""
     from retrieval.data import load_split
     from retrieval.export import export_model
     from retrieval.train import TrainConfig, fit
 
-    tmp = tmp_path_factory.mktemp("q")
+    tmp = module_tmp("q")
     split = load_split(FLOWERS, limit_per_class=5)
     spec, net = tiny_net(split.classes)
     fit(net, spec, split, tmp / "run", TrainConfig(epochs=3, warmup_epochs=0, lr=0.01, freeze=-1, workers=0),

@@ -103,11 +103,11 @@ ROTATED = "opencv/home.jpg"  # indexed only turned by 90 degrees; the upright fi
 
 
 @pytest.fixture(scope="module")
-def photo_index(tiny_model, tmp_path_factory):
+def photo_index(tiny_model, module_tmp):
     from indexer import Index
 
     spec, _, model_dir = tiny_model
-    root = tmp_path_factory.mktemp("qe")
+    root = module_tmp("qe")
     folder = root / "photos"
     copy_photos(folder, GALLERY, flat=True)
     with Image.open(SAMPLES / ROTATED) as im:  # no EXIF: a PNG of the turned pixels

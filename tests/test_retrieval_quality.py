@@ -8,9 +8,9 @@ from indexer import Index
 
 
 @pytest.fixture(scope="module")
-def gallery_index(tmp_path_factory, vgg16_model):
+def gallery_index(module_tmp, vgg16_model):
     spec, net, model_dir = vgg16_model
-    root = tmp_path_factory.mktemp("gallery")
+    root = module_tmp("gallery")
     photos = root / "photos"
     copy_photos(photos, [p for pair in PAIRS for p in pair] + DISTRACTORS)
     shutil.copytree(DATA / "dedup" / "base_images", photos / "ukbench")

@@ -82,14 +82,14 @@ def test_captions_from_labels_filenames_and_sidecars(tmp_path):
 
 # --- a small real index, trained once ---------------------------------------------------------
 @pytest.fixture(scope="module")
-def flowers(tmp_path_factory, vgg16_model):
+def flowers(module_tmp, vgg16_model):
     """(index dir, training report, held-out paths by class): 3 flowers5 classes x (12 train + 4
     held-out) photos indexed with the shared VGG16 (the suite's exported copy); trained on the
     training captions only."""
     from indexer import Index
     from indexer.text_search import train_text_model
 
-    base = tmp_path_factory.mktemp("text")
+    base = module_tmp("text")
     rng = random.Random(0)
     held = {}
     for cls in CLASSES:

@@ -20,12 +20,12 @@ THINGS = ["skimage/coffee.png", "skimage/rocket.jpg", "sklearn/china.jpg"]
 
 
 @pytest.fixture(scope="module")
-def ui_index(tiny_model, tmp_path_factory):
+def ui_index(tiny_model, module_tmp):
     """An index over real photos in two labelled folders, plus one unreadable file."""
     from indexer import Index
 
     spec, _, model_dir = tiny_model
-    base = tmp_path_factory.mktemp("ui")
+    base = module_tmp("ui")
     photos = base / "photos"
     copy_photos(photos / "animals", ANIMALS, flat=True)
     copy_photos(photos / "things", THINGS, flat=True)

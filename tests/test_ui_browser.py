@@ -31,13 +31,13 @@ def need_browser() -> None:
 
 
 @pytest.fixture(scope="module")
-def search_ui(tiny_model, tmp_path_factory):
+def search_ui(tiny_model, module_tmp):
     """One UI server for the search-page tests: the photos of INDEXED plus two byte copies of cat01.jpg
     in another folder, an upload limit of 0.3 MB; (base URL, photos folder, the upload)."""
     from indexer import Index
 
     spec, _, model_dir = tiny_model
-    base = tmp_path_factory.mktemp("ui-browser")
+    base = module_tmp("ui-browser")
     photos = base / "photos"
     copy_photos(photos, INDEXED)
     for name in ("cat01-a.jpg", "cat01-b.jpg"):

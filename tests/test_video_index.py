@@ -51,8 +51,8 @@ def make_clip(path, photos, seconds=2.0, fps=10, size=(128, 96), codec="mpeg4", 
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    d = tmp_path_factory.mktemp("clips")
+def clips(module_tmp):
+    d = module_tmp("clips")
     return {
         "three": make_clip(d / "three.mp4", SCENES),
         "two": make_clip(d / "two.mp4", SCENES[:2]),

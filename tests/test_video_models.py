@@ -218,18 +218,18 @@ def test_corrupt_clips_give_one_line_errors_naming_the_file(tmp_path):
 # ---------------------------------------------------------------- training on clips from real photos
 
 @pytest.fixture(scope="module")
-def pans(tmp_path_factory):
+def pans(module_tmp):
     """Pan left vs pan right: the same frames in opposite orders; held-out photos for val."""
-    root = tmp_path_factory.mktemp("pans")
+    root = module_tmp("pans")
     make_motion_dataset(PHOTOS[:32], root / "train", ("pan-left", "pan-right"), FRAMES, 40)
     make_motion_dataset(PHOTOS[100:112], root / "val", ("pan-left", "pan-right"), FRAMES, 40)
     return root
 
 
 @pytest.fixture(scope="module")
-def zooms(tmp_path_factory):
+def zooms(module_tmp):
     """Digital zoom in vs zoom out (a 48 px camera, so zooming in softens): order-only classes."""
-    root = tmp_path_factory.mktemp("zooms")
+    root = module_tmp("zooms")
     make_motion_dataset(PHOTOS[:48], root / "train", ("zoom-in", "zoom-out"), FRAMES, 48, zoom=0.25, source=48)
     make_motion_dataset(PHOTOS[100:124], root / "val", ("zoom-in", "zoom-out"), FRAMES, 48, zoom=0.25, source=48)
     return root
