@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from retrieval.classes import softmax, top_classes
+from retrieval.descriptors import unit_rows
 from retrieval.errors import UserError, one_line
 
 NPZ_FILE = "classifier.npz"
@@ -121,8 +122,7 @@ class DescriptorClassifier:
 
 
 def _normalised(descriptors) -> np.ndarray:
-    x = np.atleast_2d(np.asarray(descriptors, dtype=np.float64))
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return unit_rows(np.atleast_2d(descriptors), np.float64)
 
 
 def _standardise(descriptors, mean: np.ndarray, scale: float) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Callable
 import faiss
 import numpy as np
 
+from retrieval.descriptors import unit_rows
 from retrieval.errors import UserError
 
 DEFAULT_QE = 1  # K of alpha-QE by default (0 = off): the one K that gained on paris5 and its sparse variant (benchmarks/query_expansion.py)
@@ -44,17 +45,12 @@ def weights(scores: np.ndarray, alpha: float) -> np.ndarray:
     return np.clip(np.asarray(scores, np.float32), 0.0, None) ** np.float32(alpha)
 
 
-def normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-
-
 def expand(queries: np.ndarray, neighbours: np.ndarray, scores: np.ndarray, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
     """alpha-QE: ``queries`` [Q, d], their top-K ``neighbours`` [Q, K, d] with ``scores`` [Q, K]
     -> normalise(q + sum_i s_i ** alpha * x_i), [Q, d]. A missing neighbour has score 0 (weight 0
     for alpha > 0; give it a zero vector)."""
     w = weights(scores, alpha)
-    return normalise(np.asarray(queries, np.float32) + np.einsum("qk,qkd->qd", w, np.asarray(neighbours, np.float32)))
+    return unit_rows(np.asarray(queries, np.float32) + np.einsum("qk,qkd->qd", w, np.asarray(neighbours, np.float32)))
 
 
 SearchFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (queries, k) -> (scores, ids)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.descriptors import unit_rows
 from retrieval.errors import UserError
 
 FORMAT = "vgg-retrieval-whitening"
@@ -57,8 +58,7 @@ class Whitening:
         """Whitened, L2-normalised rows (float32); a row equal to the mean maps to zeros."""
         x = np.asarray(x, dtype=np.float64).reshape(-1, self.mean.shape[0])
         y = (x - self.mean) @ self.projection
-        norms = np.linalg.norm(y, axis=1, keepdims=True)
-        return np.ascontiguousarray(y / np.maximum(norms, 1e-12), dtype=np.float32)
+        return unit_rows(y)
 
     def describe(self) -> str:
         how, beta = self.info.get("method", "?"), self.info.get("beta")

@@ -6,6 +6,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..descriptors import unit_rows
 from ..preprocess import into_bucket, load_and_prepare, shape_groups, trim_prepared
 from ..spec import ModelSpec
 
@@ -108,7 +109,7 @@ class Embedder(ABC):
         out = self._by_shape(images, sizes, lambda i, s: (self._run(i, s),))
         if not out:
             return np.zeros((0, self.spec.descriptor_dim), np.float32)
-        return _unit_rows(out[0])
+        return unit_rows(out[0])
 
     def embed_stream(self, batches: Iterable[tuple]) -> Iterator[np.ndarray]:
         """The descriptors of each ``(images, sizes)`` of ``batches`` (what ``embed_batch`` takes), in
@@ -139,7 +140,7 @@ class Embedder(ABC):
         if not out:
             return (np.zeros((0, self.spec.descriptor_dim), np.float32),
                     np.zeros((0, len(self.spec.class_names)), np.float32))
-        return _unit_rows(out[0]), out[1].astype(np.float32, copy=False)
+        return unit_rows(out[0]), out[1].astype(np.float32, copy=False)
 
     def logits_batch(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """Class scores ``[N, len(spec.class_names)]``; ValueError when the model has no classifier."""
@@ -156,10 +157,3 @@ class Embedder(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec.describe()}>"
-
-
-def _unit_rows(d: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length again: exact FP32 graphs already give them (a no-op up to float
-    rounding), INT8 graphs (NNCF) can be off by a few percent."""
-    d = np.ascontiguousarray(d, dtype=np.float32)
-    return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), np.float32(1e-12))

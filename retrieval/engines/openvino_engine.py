@@ -22,7 +22,8 @@ import numpy as np
 
 from ..export import IR_FILE
 from ..spec import ModelSpec
-from .base import Embedder, _unit_rows
+from ..descriptors import unit_rows
+from .base import Embedder
 from .registry import exported_file, register_engine
 
 # f32 keeps descriptors identical (cosine >= 0.9999) to PyTorch's; bf16/f16 trade that for speed.
@@ -107,7 +108,7 @@ class OpenVinoEmbedder(Embedder):
 
     def _finished(self, jobs: list, inverse) -> np.ndarray:
         out = self._joined([(job.result(),) for job in jobs], inverse)
-        return _unit_rows(out[0]) if out else np.zeros((0, self.spec.descriptor_dim), np.float32)
+        return unit_rows(out[0]) if out else np.zeros((0, self.spec.descriptor_dim), np.float32)
 
     def _run(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         request, output, _ = self._request(*images.shape[:3])
