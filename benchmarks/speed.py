@@ -11,7 +11,8 @@ Rows (the same real photos, one run):
 - the input-size frontier: buckets 288 and 320 GeM INT8 (left out with --no-frontier);
 - with --student CKPT: a pruned + recovered VGG16 (``vgg-retrieval optimize``) in FP32 and INT8;
 - the full VGG16 with torchvision's classifier (fc6-fc8, square 224, GAP descriptor) in FP32, INT8
-  and pruned (every conv, the last too, 30% of its filters by L1 norm, fc6's inputs with them; and
+  and pruned (every conv, the last too, 30% of its filters by L1 norm, fc6's inputs with them
+  (--full-ratios 0.3,0.4 adds other shares); and
   to 50% of the FLOPs with widths of 32s, as ``optimize`` prunes; not recovered) INT8: for the
   design's target table (latency -68%, size -73%); the trunk is the shared
   VGG16's, the classifier is random-init (torchvision.models.vgg16()): fine for latency and size,
@@ -188,7 +189,7 @@ def full_vgg16(tmp: Path):
     return build("vgg16", str(tmp / "vgg16_full.pth"), pooling="gap")
 
 
-def variants(tmp: Path, folder: Path, student: Path | None, frontier: bool = True):
+def variants(tmp: Path, folder: Path, student: Path | None, frontier: bool = True, full_ratios=(0.3,)):
     """The table's rows in order, the baseline first (each made when the one before it has been
     measured)."""
     from retrieval.builder import build
@@ -216,7 +217,7 @@ def variants(tmp: Path, folder: Path, student: Path | None, frontier: bool = Tru
                       teacher=new)
     if student:
         yield from student_variants(tmp, folder, student, {("square", "gap"): old, ("buckets", "gem"): new})
-    yield from full_model_variants(tmp, folder)
+    yield from full_model_variants(tmp, folder, full_ratios)
 
 
 def student_variants(tmp: Path, folder: Path, student: Path, teachers: dict):
@@ -232,7 +233,9 @@ def student_variants(tmp: Path, folder: Path, student: Path, teachers: dict):
                   teacher=teacher)
 
 
-def full_model_variants(tmp: Path, folder: Path):
+def full_model_variants(tmp: Path, folder: Path, ratios=(0.3,)):
+    """The full VGG16 with its classifier: FP32, INT8, and INT8 pruned by each share of ``ratios`` in
+    every conv (the design's table: 30%) and to 50% of the FLOPs."""
     from retrieval.prune import conv_positions, prune_model
 
     spec, net = full_vgg16(tmp)
@@ -241,10 +244,11 @@ def full_model_variants(tmp: Path, folder: Path):
     yield Variant("full VGG16 + classifier INT8", "openvino", spec, net, int8_copy(d, folder, tmp / "full8"),
                   full=True)
     every_conv = range(len(conv_positions(net.features)))
-    pnet, pspec, _ = prune_model(net, spec, ratios={k: 0.3 for k in every_conv})
-    d = exported(pspec, pnet, tmp / "pruned")
-    yield Variant("full VGG16 + classifier pruned 30% INT8", "openvino", pspec, pnet,
-                  int8_copy(d, folder, tmp / "pruned8"), full=True)
+    for ratio in ratios:
+        pnet, pspec, _ = prune_model(net, spec, ratios={k: ratio for k in every_conv})
+        d = exported(pspec, pnet, tmp / f"pruned{ratio}")
+        yield Variant(f"full VGG16 + classifier pruned {ratio:.0%} INT8", "openvino", pspec, pnet,
+                      int8_copy(d, folder, tmp / f"pruned{ratio}-8"), full=True)
     from retrieval.optimize import ROUND_TO
 
     pnet, pspec, _ = prune_model(net, spec, flops=0.5, round_to=ROUND_TO)
@@ -299,11 +303,14 @@ def main() -> None:
     ap.add_argument("--no-frontier", action="store_true", help="leave out the 288 and 320 rows")
     ap.add_argument("--full-only", action="store_true",
                     help="only the full-model rows (latency and size; use more --runs: FP32 latency is noisy)")
+    ap.add_argument("--full-ratios", default="0.3",
+                    help="comma-separated shares of every conv's filters pruned in the full-model rows")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 24 photos, 3 latency runs, every 10th paris5 photo")
     args = ap.parse_args()
     if args.quick:
         args.photos, args.runs = 24, 3
+    ratios = tuple(float(r) for r in args.full_ratios.split(","))
     limit = matmul_gflops()
     tmp = Path(tempfile.mkdtemp(prefix="vgg-speed-"))
     folder = photo_folder(tmp, args.photos)
@@ -312,8 +319,8 @@ def main() -> None:
     teachers: dict = {}
     try:
         rows = [measure(v, folder, tmp / f"index-{i}", paris, teachers, args.runs)
-                for i, v in enumerate(full_model_variants(tmp, folder) if args.full_only
-                                      else variants(tmp, folder, args.student, not args.no_frontier))]
+                for i, v in enumerate(full_model_variants(tmp, folder, ratios) if args.full_only
+                                      else variants(tmp, folder, args.student, not args.no_frontier, ratios))]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the models and indexes: several GB
     print_table(rows, limit, args.photos, len(paris[0]))
