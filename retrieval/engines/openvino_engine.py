@@ -1,10 +1,12 @@
 """OpenVINO engine over the exported IR (``model.xml``/``model.bin``), CPU by default.
 
-The IR is compiled for static shapes ``[n, S, S, 3]``: OpenVINO's CPU plugin is far faster at a fixed
-shape than with dynamic shapes. One compiled model is kept per batch size seen (in practice the
-configured batch size, plus 1 for single queries and the short last batch of a run). With the
-"buckets" input policy the IR has dynamic height and width, and one static model is compiled per
-(batch size, bucket shape) the first time that shape comes (``spec.input_shapes()``: a handful).
+The IR is compiled for a static height and width (OpenVINO's CPU plugin is far faster when they are
+fixed) and a dynamic batch size: one compiled model per input shape, ``[-1, S, S, 3]`` (square) or
+one per bucket the first time a photo of that shape comes (the "buckets" policy:
+``spec.input_shapes()``, a handful). A static batch size too would compile one model per (batch
+size, bucket): a bucket's share of a batch of 8 varies from 1 to 8, so 200 photos compiled 24 INT8
+models, 4.9 s of a 20.8 s index run; with the batch dynamic, indexing those photos with the pruned
+INT8 model ran at 12.1 img/s against 10.0, and the steady state was the same (13.8 img/s both).
 
 ``performance="THROUGHPUT"`` (throughput mode, for indexing): compiled with OpenVINO's THROUGHPUT
 hint (several CPU streams), each compiled model with OpenVINO's optimal number of infer requests;
@@ -61,16 +63,16 @@ class OpenVinoEmbedder(Embedder):
             self.config["INFERENCE_PRECISION_HINT"] = precision
             if threads:
                 self.config["INFERENCE_NUM_THREADS"] = int(threads)
-        self._requests: dict[tuple[int, int, int], object] = {}
-        self._pools: dict[tuple[int, int, int], deque] = {}  # throughput mode: [request, its _Job or None]
+        self._requests: dict[tuple[int, int], object] = {}  # per (height, width)
+        self._pools: dict[tuple[int, int], deque] = {}  # throughput mode: [request, its _Job or None]
         if spec.input_policy == "square":  # buckets: compiled when a shape first comes
-            self._request(self.batch_size, spec.input_size, spec.input_size)
+            self._request(spec.input_size, spec.input_size)
 
-    def _request(self, n: int, h: int, w: int):
-        key = (n, h, w)
+    def _request(self, h: int, w: int):
+        key = (h, w)
         if key not in self._requests:
             model = self._model.clone()
-            model.reshape({"image": [n, h, w, 3], "size": [n, 2]})
+            model.reshape({"image": [-1, h, w, 3], "size": [-1, 2]})
             compiled = self._core.compile_model(model, self.device, self.config)
             self._requests[key] = (compiled.create_infer_request(), compiled.output("descriptor"),
                                    compiled.output("logits") if self.has_logits else None)
@@ -83,8 +85,8 @@ class OpenVinoEmbedder(Embedder):
     def _start(self, images: np.ndarray, sizes: np.ndarray) -> "_Job":
         """One forward pass started on the next request of its shape's pool (throughput mode); a
         request still holding an unread result gives it to its job first."""
-        _, output, _ = self._request(*images.shape[:3])
-        pool = self._pools[images.shape[:3]]
+        _, output, _ = self._request(*images.shape[1:3])
+        pool = self._pools[images.shape[1:3]]
         slot = pool[0]
         pool.rotate(-1)
         if slot[1] is not None:
@@ -111,12 +113,12 @@ class OpenVinoEmbedder(Embedder):
         return unit_rows(out[0]) if out else np.zeros((0, self.spec.descriptor_dim), np.float32)
 
     def _run(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-        request, output, _ = self._request(*images.shape[:3])
+        request, output, _ = self._request(*images.shape[1:3])
         result = request.infer({"image": images, "size": sizes})
         return np.array(result[output], dtype=np.float32)
 
     def _run_both(self, images: np.ndarray, sizes: np.ndarray):
-        request, output, logits = self._request(*images.shape[:3])
+        request, output, logits = self._request(*images.shape[1:3])
         result = request.infer({"image": images, "size": sizes})
         return np.array(result[output], dtype=np.float32), np.array(result[logits], dtype=np.float32)
 
