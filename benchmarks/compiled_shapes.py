@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from speed import WEIGHTS, exported, int8_copy, photo_folder  # noqa: E402
+from speed import exported, int8_copy, photo_folder, probe_models  # noqa: E402
 
 from retrieval.engines.openvino_engine import OpenVinoEmbedder  # noqa: E402
 
@@ -76,21 +76,11 @@ def main() -> None:
     ap.add_argument("--pruned", action="store_true", help="also VGG16 pruned to 50%% of its FLOPs")
     args = ap.parse_args()
 
-    from retrieval.builder import build
-    from retrieval.prune import prune_model
-
     tmp = Path(tempfile.mkdtemp(prefix="vgg-shapes-"))
     try:
         folder = photo_folder(tmp, args.photos)
-        spec, net = build("vgg16", str(WEIGHTS))
-        models = [("default INT8", spec, net)]
-        if args.student:
-            models.append(("pruned + recovered INT8", *build("vgg16", str(args.student))))
-        elif args.pruned:
-            pnet, pspec, _ = prune_model(net, spec, flops=0.5, round_to=32)
-            models.append(("pruned 50% INT8 (not recovered)", pspec, pnet))
         rows = []
-        for name, s, n in models:
+        for name, s, n in probe_models(args.student, args.pruned):
             d8 = int8_copy(exported(s, n, tmp / name), folder, tmp / f"{name}-8")
             got: dict[str, list] = {"static": [], "dynamic": []}
             for k in range(args.runs):

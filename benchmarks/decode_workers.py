@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from speed import DATA, WEIGHTS, exported, int8_copy, photo_folder  # noqa: E402
+from speed import DATA, exported, int8_copy, photo_folder, probe_models  # noqa: E402
 
 
 def big_folder(tmp: Path, n: int) -> Path:
@@ -46,20 +46,13 @@ def main() -> None:
     args = ap.parse_args()
 
     from indexer import Index
-    from retrieval.builder import build
-    from retrieval.prune import prune_model
 
     tmp = Path(tempfile.mkdtemp(prefix="vgg-workers-"))
     try:
         small = photo_folder(tmp, args.photos)
         folders = {"small": small, "12MP": big_folder(tmp, args.big)}
-        spec, net = build("vgg16", str(WEIGHTS))
-        models = [("default INT8", spec, net)]
-        if args.pruned:
-            pnet, pspec, _ = prune_model(net, spec, flops=0.5, round_to=32)
-            models.append(("pruned 50% INT8", pspec, pnet))
         rows = []
-        for name, s, n in models:
+        for name, s, n in probe_models(pruned=args.pruned):
             d8 = int8_copy(exported(s, n, tmp / name), small, tmp / f"{name}-8")
             for label, folder in folders.items():
                 got = {0: [], 1: []}

@@ -175,6 +175,23 @@ def exported(spec, net, out: Path) -> Path:
     return export_model(spec, net, out, formats=("onnx", "openvino"))
 
 
+def probe_models(student: Path | None = None, pruned: bool = False) -> list[tuple[str, object, object]]:
+    """(name, spec, net) for the focused speed probes (compiled_shapes.py, decode_workers.py): the
+    default model, then the pruned + recovered checkpoint ``student`` or, with ``pruned``, VGG16
+    pruned to 50% of its FLOPs in widths of 32 (not recovered: speed only)."""
+    from retrieval.builder import build
+    from retrieval.prune import prune_model
+
+    spec, net = build("vgg16", str(WEIGHTS))
+    models = [("default INT8", spec, net)]
+    if student:
+        models.append(("pruned + recovered INT8", *build("vgg16", str(student))))
+    elif pruned:
+        pnet, pspec, _ = prune_model(net, spec, flops=0.5, round_to=32)
+        models.append(("pruned 50% INT8 (not recovered)", pspec, pnet))
+    return models
+
+
 def full_vgg16(tmp: Path):
     """(spec, net) of the full VGG16 with torchvision's classifier: the shared trunk, the classifier
     random-init (torchvision.models.vgg16()), square 224, GAP descriptor."""
