@@ -32,20 +32,17 @@ from speed import exported, int8_copy, photo_folder, probe_models  # noqa: E402
 from retrieval.engines.openvino_engine import OpenVinoEmbedder  # noqa: E402
 
 
-def static_request(self, h: int, w: int, n: int):
-    """The rule before: a model compiled for this batch size too (``[n, h, w, 3]``)."""
-    key = (n, h, w)
-    if key not in self._requests:
-        model = self._model.clone()
-        model.reshape({"image": [n, h, w, 3], "size": [n, 2]})
-        compiled = self._core.compile_model(model, self.device, self.config)
-        self._requests[key] = (compiled.create_infer_request(), compiled.output("descriptor"), None)
-    return self._requests[key]
-
-
 class StaticShapes(OpenVinoEmbedder):
+    """The rule before: a model compiled for each batch size too (``[n, h, w, 3]``)."""
+
     def _run(self, images, sizes):
-        request, output, _ = static_request(self, *images.shape[1:3], len(images))
+        key = images.shape[:3]
+        if key not in self._requests:
+            model = self._model.clone()
+            model.reshape({"image": list(images.shape), "size": list(sizes.shape)})
+            compiled = self._core.compile_model(model, self.device, self.config)
+            self._requests[key] = (compiled.create_infer_request(), compiled.output("descriptor"), None)
+        request, output, _ = self._requests[key]
         return np.array(request.infer({"image": images, "size": sizes})[output], dtype=np.float32)
 
 

@@ -32,17 +32,14 @@ import numpy as np
 
 from .data import IMAGE_EXTS, Augment
 from .errors import UserError
+from .optimize import EPOCHS
 from .preprocess import shape_groups
 
 
 @dataclass
 class DistillConfig:
     size: int = 160  # augmented views are size x size; plain views take the spec's input size and policy
-    # Gradient epochs after the refit. Measured on the default model (buckets 224 GeM, VGG16 at 50%
-    # of its FLOPs; benchmarks/prune_distill.py, docs/model-pipeline.md): 2 epochs over 601 photos
-    # took paris5 mAP from 0.766 (refit) to 0.790, 3 more only to 0.793. (When plain views were
-    # padded squares at 128 px, unlike the index's inputs, one epoch had lowered it.)
-    epochs: int = 2
+    epochs: int = EPOCHS  # gradient epochs after the refit (retrieval.optimize.EPOCHS: why 2)
     batch_size: int = 16
     lr: float = 1e-4  # Adam
     plain_views: bool = True  # each photo once per epoch as search sees it

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from retrieval.optimize import ROUND_TO
+from retrieval.optimize import EPOCHS, ROUND_TO
 from retrieval.pipeline import DEFAULT_CACHE
 from retrieval.spec import ARCHS, POOLINGS
 
@@ -155,7 +155,7 @@ def benchmark(variants, data, limit, out, threads, size, latency_runs, throughpu
               help="Share of the model's FLOPs to keep (every conv layer pruned by L1 norm; the last stays 512 wide).")
 @click.option("--photos", type=int, default=256, show_default=True,
               help="Distil on at most this many of the index's photos (a seeded sample).")
-@click.option("--epochs", type=int, default=2, show_default=True,
+@click.option("--epochs", type=int, default=EPOCHS, show_default=True,
               help="Gradient distillation epochs after the layer refit (0: the refit alone).")
 @click.option("--round-to", type=int, default=ROUND_TO, show_default=True,
               help="Kept widths are multiples of this (32: measured faster in OpenVINO INT8 than 8 at equal FLOPs).")
