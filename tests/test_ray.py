@@ -108,9 +108,13 @@ def test_ray_index_equals_local_index(tmp_path, make_index, folder, local_ray):
     for path in vl:
         assert float(np.dot(vl[path], vr[path])) >= 0.9999, path
     assert distributed.check().ok and local.check().ok
-    # and the same search results
+    # and the same search results, up to near-ties (the two runs' vectors agree to cosine 0.9999)
     q = SAMPLES / "pixabay" / "cat01.jpg"
-    assert [h.path for h in distributed.search(q, k=6)] == [h.path for h in local.search(q, k=6)]
+    d_hits, l_hits = distributed.search(q, k=6), local.search(q, k=6)
+    assert d_hits[0].path == l_hits[0].path
+    assert np.allclose([h.score for h in d_hits], [h.score for h in l_hits], atol=1e-3)
+    l_all = {h.path: h.score for h in local.search(q, k=len(vl))}
+    assert all(abs(l_all[h.path] - h.score) <= 1e-3 for h in d_hits)
 
 
 def test_ray_incremental_update_changes_only_what_changed(tmp_path, make_index, folder, local_ray):
