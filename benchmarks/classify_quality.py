@@ -1,4 +1,4 @@
-"""How well the descriptor classifier (indexer.index_classifier) classifies held-out photos, and the
+"""How well the descriptor classifier (indexer.classify.index_classes) classifies held-out photos, and the
 numbers behind its defaults (L2 strength, class balancing, the photos-per-label rule).
 
 Needs indexes built with the CLI at the default input size (the descriptors are read back, nothing
@@ -18,7 +18,7 @@ of the index would say); top-1 for each L2 strength, with and without class bala
 against the number of training photos per label (10 seeded draws each), for the automatic rule.
 
 With ``--weights`` the same run also trains the linear probe of ``vgg-retrieval train --freeze all``
-(retrieval.train.fit with the CLI's recipe defaults: a gap-linear head on the frozen trunk, its
+(retrieval.training.train.fit with the CLI's recipe defaults: a gap-linear head on the frozen trunk, its
 features cached once per photo under --cache-dir) on exactly the same files (the same 80/20 split;
 train/ -> val/), at the index's input size and pooling, and reports its held-out top-1 after the
 last epoch (and the best epoch's, which is chosen on the test photos and so optimistic) next to the
@@ -50,8 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from indexer import Index  # noqa: E402
-from indexer import descriptor_classifier as dc  # noqa: E402
-from indexer.index_classifier import index_labels  # noqa: E402
+from indexer.classify import descriptor_classifier as dc
+from indexer.classify.index_classes import index_labels  # noqa: E402
 
 
 def rows_of(index_dir: str):
@@ -147,9 +147,9 @@ def linear_probe(train, test, spec, weights: str, out_dir: Path, cache_dir: Path
     (paths, labels) for train and test, at ``spec``'s arch and input size and ``pooling`` (default
     ``spec``'s) and base ``lr`` (default train's); test top-1 after the last epoch and at the best epoch, total seconds and the trunk
     pass's (feature caching; None when the features came from the cache)."""
-    from retrieval.data import Split
-    from retrieval.pipeline import train_config
-    from retrieval.train import fit, prepare_model
+    from retrieval.training.data import Split
+    from retrieval.training.pipeline import train_config
+    from retrieval.training.train import fit, prepare_model
 
     classes = tuple(sorted(set(train[1])))
     code = {c: i for i, c in enumerate(classes)}

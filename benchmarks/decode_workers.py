@@ -6,7 +6,7 @@ to 50% of its FLOPs (not recovered: speed only), alternating the two settings ``
   benchmarks/speed.py), a fraction of a megapixel each;
 - ``12MP``: ``--big`` pixabay photos upscaled to 4000 px on the long side and saved as JPEG q90
   (about 12 megapixels, what a phone writes), so decoding costs what it costs for real libraries.
-``indexer.updating.default_workers`` takes 0 on 2 cores from this measurement.
+``indexer.update.updater.default_workers`` takes 0 on 2 cores from this measurement.
 
 Run:  PYTHONPATH=. python benchmarks/decode_workers.py [--photos 150] [--big 40] [--runs 2] [--pruned]
 """

@@ -164,7 +164,7 @@ def open_index(idx_dir: Path, trim: bool = True, pooling: str | None = None):
     """The index under ``idx_dir``, created with the default model (``pooling``: another pooling)
     when there is none; one of another model is refused (its descriptors are not the ones asked for)."""
     from indexer import Index
-    from retrieval.builder import build
+    from retrieval.nets.builder import build
     from retrieval.spec import DEFAULT_INPUT_POLICY, DEFAULT_POOLING
 
     if Index.exists(idx_dir):
@@ -318,7 +318,7 @@ def _sha_of(index) -> dict[str, str]:
     """path -> sha256 of the index's photos (byte-identical files are true duplicates)."""
     from sqlalchemy import select
 
-    from indexer.store import ImageRow
+    from indexer.storage.store import ImageRow
 
     with index.store.session() as s:
         return dict(s.execute(select(ImageRow.path, ImageRow.sha256).where(ImageRow.source.is_(None))).all())

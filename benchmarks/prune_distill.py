@@ -2,12 +2,12 @@
 
 Teacher: the shared VGG16 trunk (../shared/data/weights/vgg16_features_imagenet_like.pth) as a new
 index builds it (buckets at 224^2 pixels, GeM; ``--pooling gap --input-policy square`` for the old model).
-Student: ``retrieval.prune.prune_model`` to a FLOPs target (every conv but, by default, the last one
+Student: ``retrieval.compress.prune.prune_model`` to a FLOPs target (every conv but, by default, the last one
 pruned by one L1 share; widths multiples of --round-to, 32 as ``optimize``), then recovered without
 labels on photos that are NOT the test set (photos/samples/vacation + photos/hymenoptera/train;
 with --more-photos also hymenoptera/val + samples/pixabay; labels ignored):
-stage 1 the closed-form layer refit (``retrieval.reconstruct``, on the model's own input policy and
-size unless ``--reconstruct-size``), stage 2 descriptor distillation (``retrieval.distill``, plain +
+stage 1 the closed-form layer refit (``retrieval.compress.reconstruct``, on the model's own input policy and
+size unless ``--reconstruct-size``), stage 2 descriptor distillation (``retrieval.compress.distill``, plain +
 augmented views).
 Test set: retrieval/paris5 (250 photos, 5 landmarks): every photo a query, the other photos of its
 landmark relevant, mAP with the INRIA Holidays trapezoid rule, the query excluded. Every row is
@@ -39,11 +39,11 @@ TRAIN = [DATA / "photos" / "samples" / "vacation", DATA / "photos" / "hymenopter
 MORE_TRAIN = [DATA / "photos" / "hymenoptera" / "val", DATA / "photos" / "samples" / "pixabay"]  # --more-photos
 CACHE = Path("/tmp/vgg-retrieval-prune-distill")
 
-from retrieval.optimize import ROUND_TO  # noqa: E402  (the widths `optimize` prunes to)
+from retrieval.compress.optimize import ROUND_TO  # noqa: E402  (the widths `optimize` prunes to)
 
 
 def paris5() -> tuple[list[str], np.ndarray]:
-    from retrieval.distill import photo_paths
+    from retrieval.compress.distill import photo_paths
 
     paths = photo_paths([PARIS])
     names = sorted({Path(p).parent.name for p in paths})
@@ -86,7 +86,7 @@ def mean_ap(desc: np.ndarray, labels: np.ndarray, distractors: np.ndarray | None
 def embed_openvino(spec, net, paths, tag: str) -> tuple[np.ndarray, Path]:
     """Descriptors of ``paths`` through the OpenVINO engine of an exported model (cached by model id)."""
     from retrieval.engines import load_embedder
-    from retrieval.export import export_model
+    from retrieval.engines.export import export_model
     from retrieval.preprocess import load_and_prepare
 
     model_dir = CACHE / "models" / f"{tag}-{spec.model_id}"
@@ -108,7 +108,7 @@ def embed_openvino(spec, net, paths, tag: str) -> tuple[np.ndarray, Path]:
 
 
 def row(name, spec, net, paths, labels, teacher_desc, kept, size_224, ckpt=None) -> dict:
-    from retrieval.prune import conv_positions, count_params, gflops
+    from retrieval.compress.prune import conv_positions, count_params, gflops
 
     t = time.perf_counter()
     d, model_dir = embed_openvino(spec, net, paths, name.split()[0])
@@ -155,9 +155,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from retrieval.builder import build
-    from retrieval.distill import DistillConfig, distill, photo_paths, save_student
-    from retrieval.prune import prune_model
+    from retrieval.nets.builder import build
+    from retrieval.compress.distill import DistillConfig, distill, photo_paths, save_student
+    from retrieval.compress.prune import prune_model
 
     torch.set_num_threads(args.threads)
     CACHE.mkdir(parents=True, exist_ok=True)

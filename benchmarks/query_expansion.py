@@ -9,13 +9,13 @@ Sets (every query left out of its own results and of its expansion: an outside p
                  the 10 UKBench base photos; each side of a pair queries for the other; recall@1
 Rows: QE K x alpha, without and with DBA (every database vector replaced by
 ``dba(vectors, --dba-k, alpha)``, computed for each query without it; queries stay plain). Queries
-go through ``indexer.query_expansion.expanded_search``, the code the index uses. With
+go through ``indexer.search.query_expansion.expanded_search``, the code the index uses. With
 ``--rotations``, one more row: plain search with the query's 90/180/270 degree turns too (max over
 the four), as ``Index.search(..., rotations=True)``: it measures what rotation search costs in
 quality on upright photos (these sets have no turned ones).
 
 Descriptors: ONE embedding pass of all photos with the shared VGG16 trunk, default spec, OpenVINO
-FP32 (``retrieval.builder.build`` + export), cached in /tmp/vgg-retrieval-qe (by model id and the
+FP32 (``retrieval.nets.builder.build`` + export), cached in /tmp/vgg-retrieval-qe (by model id and the
 photo list). Quality only, no speed numbers.
 
 Run:  PYTHONPATH=. python benchmarks/query_expansion.py [--ks 0 1 2 3 5 10] [--alphas 1 3] [--dba-k 3]
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from benchmarks.prune_distill import PARIS, mean_ap_of_orders, paris5  # noqa: E402
-from indexer.query_expansion import DEFAULT_ALPHA  # noqa: E402
+from indexer.search.query_expansion import DEFAULT_ALPHA  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
@@ -62,11 +62,11 @@ def sparse_paris(labels: np.ndarray, per_label: int, n_distractors: int) -> tupl
 def embed(paths: list, key: str, turns: bool = False) -> np.ndarray:
     """Descriptors of ``paths`` with the default VGG16 spec, OpenVINO FP32, cached under ``key``;
     ``turns``: of the photos turned by 90 degrees, then all turned by 180, then by 270
-    (``indexer.rotation``)."""
-    from indexer.rotation import turned_copies
-    from retrieval.builder import build
+    (``indexer.search.rotation``)."""
+    from indexer.search.rotation import turned_copies
+    from retrieval.nets.builder import build
     from retrieval.engines import load_embedder
-    from retrieval.export import export_model
+    from retrieval.engines.export import export_model
     from retrieval.preprocess import load_and_prepare
 
     spec, net = build("vgg16", str(WEIGHTS))
@@ -105,7 +105,7 @@ def ranked(database: np.ndarray, queries: np.ndarray, own: np.ndarray | None, qe
     """Database positions by decreasing score for each query (its own position ``own`` left out,
     when the database holds it), after alpha-QE over the top ``qe``; ``views`` > 1: consecutive
     query rows are turns of one query, each database item scored by its best turn."""
-    from indexer.query_expansion import expanded_search
+    from indexer.search.query_expansion import expanded_search
 
     def search(x: np.ndarray, n: int):
         sims = x @ database.T
@@ -127,7 +127,7 @@ def evaluate(descriptors, labels, rows, qe, alpha, dba_k, turned=None) -> tuple[
     out of its own results); ``turned`` [len(rows), 3, dim]: the queries' turns, for rotation search.
     DBA is computed for each query on the database without it (the query must not leak into its
     neighbours' augmented vectors)."""
-    from indexer.query_expansion import dba
+    from indexer.search.query_expansion import dba
 
     queries, views = descriptors[rows], 1
     if turned is not None:

@@ -41,10 +41,10 @@ def main() -> int:
     import ray
 
     from indexer import Index
-    from indexer.ray_engine import RayOptions, code_modules, default_actors
-    from indexer.store import ImageRow
-    from retrieval.builder import build
-    from retrieval.export import export_model
+    from indexer.update.ray_embedding import RayOptions, code_modules, default_actors
+    from indexer.storage.store import ImageRow
+    from retrieval.nets.builder import build
+    from retrieval.engines.export import export_model
 
     files = sorted(p for p in args.folder.iterdir() if p.is_file())[: args.images]
     with tempfile.TemporaryDirectory(prefix="ray-vs-local-") as tmp:

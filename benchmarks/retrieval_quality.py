@@ -53,7 +53,7 @@ UKB_TARGET = "dedup/base_images/ukbench00120.jpg"
 
 @dataclass(frozen=True)
 class Model:
-    """A descriptor model to measure (keyword arguments of retrieval.builder.build + precision)."""
+    """A descriptor model to measure (keyword arguments of retrieval.nets.builder.build + precision)."""
     policy: str = "square"
     size: int = 224
     pooling: str = "gap"
@@ -96,7 +96,7 @@ def rows_to_measure(default: Model) -> list[Row]:
 
 def gallery() -> tuple[list[Path], dict]:
     """Every photo embedded once per model, and the sets as index lists into it."""
-    from retrieval.distill import photo_paths
+    from retrieval.compress.distill import photo_paths
 
     paris = [Path(p) for p in photo_paths([DATA / "retrieval" / "paris5"])]
     others = [Path(p) for sub in SAMPLES for p in photo_paths([DATA / sub])]
@@ -127,7 +127,7 @@ def readable(path: Path) -> bool:
 
 def scores(queries: np.ndarray, base: np.ndarray, qe: int) -> np.ndarray:
     """Cosine scores [Q, N] of queries against base vectors, after alpha-QE over the top ``qe``."""
-    from indexer.query_expansion import SAME_IMAGE_SLACK, expand, others
+    from indexer.search.query_expansion import SAME_IMAGE_SLACK, expand, others
 
     s = queries @ base.T
     if qe:  # as Index.search does: over the top qe hits that are not the query itself
@@ -184,10 +184,10 @@ class Embedded:
     """Descriptors of the gallery (and turned queries) for one model, and its embedding speed."""
 
     def __init__(self, model: Model, files: list[Path], paris_n: int, work: Path, quick: bool):
-        from indexer.creating import calibration_images, quantize_in_place
-        from retrieval.builder import build
+        from indexer.storage.creating import calibration_images, quantize_in_place
+        from retrieval.nets.builder import build
         from retrieval.engines import load_embedder
-        from retrieval.export import export_model
+        from retrieval.engines.export import export_model
 
         spec, net = build("vgg16", str(WEIGHTS), pooling=model.pooling, input_size=model.size,
                           input_policy=model.policy, scales=model.scales)
@@ -266,9 +266,8 @@ def rotation_scores(emb: Embedded, sets: dict, qe: int) -> dict:
 
 
 def whitening_of(v: np.ndarray):
-    """The whitening (indexer.whitening, its default method) fitted on all the embedded photos."""
-    from indexer import whitening
-
+    """The whitening (indexer.search.whitening, its default method) fitted on all the embedded photos."""
+    from indexer.search import whitening
     return whitening.fit(v).apply
 
 

@@ -3,10 +3,10 @@
 Rows (the same real photos, one run):
 - torch FP32 eager and OpenVINO FP32 of the old default model (square 224 input, GAP): the
   OpenVINO FP32 row is the baseline every ratio is against; OpenVINO INT8 of that model;
-- the new default model (retrieval.builder.build: buckets input policy at 224, GeM) in FP32 and
+- the new default model (retrieval.nets.builder.build: buckets input policy at 224, GeM) in FP32 and
   INT8 (what a new index gets), INT8 in OpenVINO's throughput mode (engine option
   performance=THROUGHPUT: several batches in flight while the next photos are prepared), and INT8
-  with one decode process (the rule before ``indexer.updating.default_workers``: 2 cores now decode
+  with one decode process (the rule before ``indexer.update.updater.default_workers``: 2 cores now decode
   in the indexing process);
 - the input-size frontier: buckets 288 and 320 GeM INT8 (left out with --no-frontier);
 - with --student CKPT: a pruned + recovered VGG16 (``vgg-retrieval optimize``) in FP32 and INT8;
@@ -88,7 +88,7 @@ def _timed(fn) -> float:
 
 def photo_folder(tmp: Path, limit: int) -> Path:
     """The benchmark photos linked into one folder (the first ``limit`` in sorted order)."""
-    from retrieval.distill import photo_paths
+    from retrieval.compress.distill import photo_paths
 
     folder = tmp / "photos"
     folder.mkdir()
@@ -121,7 +121,7 @@ def batch1_ms(embedder, path, runs: int) -> float:
 def model_gflops(v: Variant) -> float:
     """GFLOPs of one image: square at input_size, buckets at the 4:3 bucket (the trunk's FLOPs scale
     with the pixels: every bucket side is a multiple of the conv5 stride)."""
-    from retrieval.prune import gflops
+    from retrieval.compress.prune import gflops
 
     s = v.spec.input_size
     full = gflops(v.net, s)
@@ -162,7 +162,7 @@ def measure(v: Variant, folder, index_dir: Path, paris, teachers: dict, runs: in
 
 
 def int8_copy(model_dir: Path, folder: Path, out: Path) -> Path:
-    from indexer.creating import calibration_images, quantize_in_place
+    from indexer.storage.creating import calibration_images, quantize_in_place
 
     shutil.copytree(model_dir, out)
     quantize_in_place(out, calibration_images([folder]))
@@ -170,7 +170,7 @@ def int8_copy(model_dir: Path, folder: Path, out: Path) -> Path:
 
 
 def exported(spec, net, out: Path) -> Path:
-    from retrieval.export import export_model
+    from retrieval.engines.export import export_model
 
     return export_model(spec, net, out, formats=("onnx", "openvino"))
 
@@ -179,8 +179,8 @@ def probe_models(student: Path | None = None, pruned: bool = False) -> list[tupl
     """(name, spec, net) for the focused speed probes (compiled_shapes.py, decode_workers.py): the
     default model, then the pruned + recovered checkpoint ``student`` or, with ``pruned``, VGG16
     pruned to 50% of its FLOPs in widths of 32 (not recovered: speed only)."""
-    from retrieval.builder import build
-    from retrieval.prune import prune_model
+    from retrieval.nets.builder import build
+    from retrieval.compress.prune import prune_model
 
     spec, net = build("vgg16", str(WEIGHTS))
     models = [("default INT8", spec, net)]
@@ -198,7 +198,7 @@ def full_vgg16(tmp: Path):
     import torch
     import torchvision
 
-    from retrieval.builder import build
+    from retrieval.nets.builder import build
 
     state = torchvision.models.vgg16().state_dict()
     state.update(torch.load(WEIGHTS, map_location="cpu"))
@@ -209,7 +209,7 @@ def full_vgg16(tmp: Path):
 def variants(tmp: Path, folder: Path, student: Path | None, frontier: bool = True, full_ratios=(0.3,)):
     """The table's rows in order, the baseline first (each made when the one before it has been
     measured)."""
-    from retrieval.builder import build
+    from retrieval.nets.builder import build
     from retrieval.spec import DEFAULT_INPUT_POLICY, DEFAULT_POOLING
 
     old, new = "OpenVINO FP32, old default (square 224 GAP)", "new default FP32 (buckets 224 GeM)"
@@ -240,7 +240,7 @@ def variants(tmp: Path, folder: Path, student: Path | None, frontier: bool = Tru
 def student_variants(tmp: Path, folder: Path, student: Path, teachers: dict):
     """The pruned + recovered checkpoint ``student`` in FP32 and INT8; compared with the teacher of
     its (input policy, pooling) in ``teachers`` when it runs at 224."""
-    from retrieval.builder import build
+    from retrieval.nets.builder import build
 
     spec, net = build("vgg16", str(student))
     teacher = teachers.get((spec.input_policy, spec.pooling)) if spec.input_size == 224 else None
@@ -253,7 +253,7 @@ def student_variants(tmp: Path, folder: Path, student: Path, teachers: dict):
 def full_model_variants(tmp: Path, folder: Path, ratios=(0.3,)):
     """The full VGG16 with its classifier: FP32, INT8, and INT8 pruned by each share of ``ratios`` in
     every conv (the design's table: 30%) and to 50% of the FLOPs."""
-    from retrieval.prune import conv_positions, prune_model
+    from retrieval.compress.prune import conv_positions, prune_model
 
     spec, net = full_vgg16(tmp)
     d = exported(spec, net, tmp / "full")
@@ -266,7 +266,7 @@ def full_model_variants(tmp: Path, folder: Path, ratios=(0.3,)):
         d = exported(pspec, pnet, tmp / f"pruned{ratio}")
         yield Variant(f"full VGG16 + classifier pruned {ratio:.0%} INT8", "openvino", pspec, pnet,
                       int8_copy(d, folder, tmp / f"pruned{ratio}-8"), full=True)
-    from retrieval.optimize import ROUND_TO
+    from retrieval.compress.optimize import ROUND_TO
 
     pnet, pspec, _ = prune_model(net, spec, flops=0.5, round_to=ROUND_TO)
     d = exported(pspec, pnet, tmp / "pruned50")

@@ -116,7 +116,7 @@ def latency(index_dir: Path, text: str, runs: int = 3) -> dict:
                             f"{str(index_dir)!r},'-k','1']); print('torch' in sys.modules, file=sys.stderr)"],
                            capture_output=True, text=True, env=env, cwd=ROOT)
     from indexer import Index
-    from indexer.text_search import TextSearcher
+    from indexer.text.searcher import TextSearcher
 
     with Index.open(index_dir) as idx:
         t = time.perf_counter()
@@ -155,8 +155,8 @@ def main() -> None:
     t_index = time.perf_counter() - t0
 
     from indexer import Index
-    from indexer.text_search import TextSearcher
-    from indexer.text_search import train_text_model
+    from indexer.text.searcher import TextSearcher
+    from indexer.text.searcher import train_text_model
 
     with Index.open(index_dir) as idx:
         rep = train_text_model(idx, exclude={str(p) for p in held}, epochs=args.epochs, seed=args.seed,

@@ -2,7 +2,7 @@
 
 Builds (once, then reuses) a real index over ../shared/data/photos/flowers5 (+ hymenoptera and the
 vacation photos: ~4,900 images) with the tiny random VGG11 at 64 px, then times where one upload's
-time goes, through the same code the search page runs (``ui.core.Service``):
+time goes, through the same code the search page runs (``ui.logic.service.Service``):
 
     decode      read + check the uploaded bytes (Pillow, size/pixel caps)
     model       the descriptor (OpenVINO)
@@ -34,7 +34,7 @@ PAGE = 12
 
 def build_index(directory: Path) -> None:
     from indexer import Index
-    from retrieval.builder import build
+    from retrieval.nets.builder import build
 
     if Index.exists(directory):
         with Index.open(directory) as idx:
@@ -59,7 +59,7 @@ def ms(values) -> str:
 
 
 def bench_core(index_dir: Path, n: int) -> dict[str, list[float]]:
-    from ui.core import Service, Settings
+    from ui.logic.service import Service, Settings
 
     t0 = time.perf_counter()
     svc = Service(index_dir, "openvino").warm()
@@ -104,7 +104,7 @@ def bench_apptest(index_dir: Path, n: int) -> list[float]:
 
 
 def bench_browser(index_dir: Path, n: int) -> tuple[float, list[float]]:
-    from ui.browser import chromium, search_by_upload, serve
+    from tests.e2e.browser import chromium, search_by_upload, serve
 
     times = []
     with serve(index_dir) as url, chromium() as page:
@@ -119,9 +119,9 @@ def bench_browser(index_dir: Path, n: int) -> tuple[float, list[float]]:
 
 
 def bench_vgg16_model(n: int) -> list[float]:
-    from retrieval.builder import build
+    from retrieval.nets.builder import build
     from retrieval.engines import load_embedder
-    from retrieval.export import export_model
+    from retrieval.engines.export import export_model
     from retrieval.preprocess import open_image
 
     spec, net = build("vgg16", str(DATA / "weights" / "vgg16_features_imagenet_like.pth"))

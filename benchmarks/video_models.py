@@ -95,7 +95,7 @@ def real(frames: int, size: int):
     import torch
     from PIL import Image
 
-    from retrieval.builder import build
+    from retrieval.nets.builder import build
     from retrieval.video.models import VideoSpec
     from retrieval.video.synth import motion_frames
     from retrieval.video.train import prepare_video_model

@@ -10,7 +10,7 @@ import os
 import signal
 
 ENV = "VGG_RETRIEVAL_CRASH_AT"
-# creating a new index (indexer.creating): a kill at each leaves a folder the next run makes again
+# creating a new index (indexer.storage.creating): a kill at each leaves a folder the next run makes again
 CREATE_POINTS = (
     "create_started",      # the folder is marked as being made, nothing else written
     "model_exported",      # model/ holds the FP32 export

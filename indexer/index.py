@@ -1,26 +1,26 @@
 """An image index: a folder holding the metadata database, the FAISS vectors and the model
-(the layout: ``indexer.folder``).
+(the layout: ``indexer.storage.folder``).
 
 Python API::
 
-    from indexer import Index
+    from . import Index
     index = Index.open("my-index")
     for hit in index.search("query.jpg", k=5):
         print(hit.score, hit.path)
 
 ``Index`` is a facade; the work is done by modules named for it:
 
-    indexer.folder      the folder: create/open/exists, the database it names, write lock, model copy
-    indexer.planning    what an update must embed, record as a problem, delete and clear
-    indexer.embedding   decode jobs -> (item, vector) pairs: the "local" and "ray" strategies
-    indexer.updating    running an update: batches, commit cadence, progress
-    indexer.commit      the atomic commit of rows + a new vectors file
-    indexer.committed   the committed vectors as loaded by this process
-    indexer.whitened    the whitening learnt on the collection, and the whitened vectors searches use
-    indexer.searching   queries -> descriptors -> hits; which indexed files may be read
-    indexer.query_expansion  alpha-QE at search time (and DBA for benchmarks)
-    indexer.rotation    searching a query's 90/180/270 degree turns too
-    indexer.checking    check and deep check
+    indexer.storage.folder      the folder: create/open/exists, the database it names, write lock, model copy
+    indexer.update.planning    what an update must embed, record as a problem, delete and clear
+    indexer.update.embedding   decode jobs -> (item, vector) pairs: the "local" and "ray" strategies
+    indexer.update.updater    running an update: batches, commit cadence, progress
+    indexer.storage.commit      the atomic commit of rows + a new vectors file
+    indexer.storage.loaded_vectors   the committed vectors as loaded by this process
+    indexer.search.whitened_vectors    the whitening learnt on the collection, and the whitened vectors searches use
+    indexer.search.vector_search   queries -> descriptors -> hits; which indexed files may be read
+    indexer.search.query_expansion  alpha-QE at search time (and DBA for benchmarks)
+    indexer.search.rotation    searching a query's 90/180/270 degree turns too
+    indexer.storage.checking    check and deep check
     indexer.reports     SearchHit, UpdateReport, CheckReport
 """
 from __future__ import annotations
@@ -38,13 +38,23 @@ from retrieval.errors import ModelMismatchError
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
 from retrieval.spec import ModelSpec
 
-from . import checking, folder, searching, updating, vectors, whitened
-from .commit import commit as _commit_step
-from .committed import CommittedVectors
-from .folder import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR, copy_model  # noqa: F401 - API
-from .query_expansion import DEFAULT_ALPHA
+from . import vectors
+
+from .storage import checking
+
+from .storage import folder
+
+from .search import vector_search as searching
+
+from .update import updater as updating
+
+from .search import whitened_vectors as whitened
+from indexer.storage.commit import commit as _commit_step
+from indexer.storage.loaded_vectors import CommittedVectors
+from indexer.storage.folder import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR, copy_model  # noqa: F401 - API
+from indexer.search.query_expansion import DEFAULT_ALPHA
 from .reports import CheckReport, SearchHit, UpdateReport
-from .store import Store
+from indexer.storage.store import Store
 
 __all__ = ["Index", "SearchHit", "UpdateReport", "CheckReport", "copy_model", "DB_FILE", "MODEL_DIR",
            "LOCK_FILE", "FORMAT", "FORMAT_VERSION"]
@@ -54,13 +64,13 @@ class Index:
     def __init__(self, directory: Path, store: Store, spec: ModelSpec, engine: str = DEFAULT_ENGINE,
                  batch_size: int = 8, threads: int | None = None, net=None, ray=None,
                  engine_options: dict | None = None):
-        if engine == "ray" or ray is not None:  # decode + embed on Ray (indexer.ray_engine.RayOptions)
-            from .ray_engine import RayOptions
+        if engine == "ray" or ray is not None:  # decode + embed on Ray (indexer.update.ray_embedding.RayOptions)
+            from indexer.update.ray_embedding import RayOptions
 
             ray = (ray or RayOptions()).validated()
             engine = ray.model_engine if engine == "ray" else engine
         self.ray = ray
-        self.distributor = "local" if ray is None else "ray"  # the indexer.embedding strategy of updates
+        self.distributor = "local" if ray is None else "ray"  # the indexer.update.embedding strategy of updates
         self.directory = directory
         self.store = store
         self.spec = spec
@@ -91,8 +101,8 @@ class Index:
         ``index_type``: auto, flat, hnsw, ivf, ivfpq or a FAISS factory string (docs/index-types.md);
         ``index_options``: flat_limit, pq_limit, train_min, nprobe, ef_search overrides.
         ``precision`` "int8": the model is quantized (NNCF) on the image paths ``calibration()``
-        returns (``indexer.creating.calibration_images``), ``progress(done, total)`` hearing it;
-        ``vgg-retrieval index`` does that by default (``indexer.opening``)."""
+        returns (``indexer.storage.creating.calibration_images``), ``progress(done, total)`` hearing it;
+        ``vgg-retrieval index`` does that by default (``indexer.storage.opening``)."""
         directory = Path(directory)
         store, net = folder.create(directory, spec, net, db_url, model_dir, index_type, index_options,
                                    precision, calibration, progress)
@@ -150,7 +160,7 @@ class Index:
     def ensure_exported_model(self) -> None:
         """DIR/model holds this index's export (rebuilt from the net or the weights when missing or
         damaged, at the index's precision: INT8 is calibrated again on indexed photos)."""
-        from .creating import CALIBRATION_IMAGES
+        from indexer.storage.creating import CALIBRATION_IMAGES
 
         self._net = folder.ensure_exported_model(
             self.spec, self.model_dir, self._net, self.precision,
@@ -172,13 +182,13 @@ class Index:
 
     @property
     def whitening(self):
-        """The whitening searches apply to stored vectors and queries alike (``indexer.whitening.Whitening``),
+        """The whitening searches apply to stored vectors and queries alike (``indexer.search.whitening.Whitening``),
         or None. ``all_vectors``, ``vector`` and ``embed_queries`` always give raw descriptors."""
         return self.committed.whitened.load()[0]
 
     def whiten(self, force: bool = False, **options):
         """Fit (again) the whitening on the stored vectors, in one commit; None (nothing changed)
-        when the collection is too small for one to help, unless ``force`` (``indexer.whitened``)."""
+        when the collection is too small for one to help, unless ``force`` (``indexer.search.whitened_vectors``)."""
         return whitened.fit_index(self, force, **options)
 
     def remove_whitening(self) -> bool:
@@ -201,8 +211,8 @@ class Index:
                rotations: bool = False) -> list[SearchHit]:
         """The ``k`` indexed images most similar to ``query`` (a path, bytes or a PIL image).
         ``qe``: alpha-QE over the top ``qe`` hits, weights score ** ``qe_alpha`` (0: off; None:
-        ``indexer.query_expansion.DEFAULT_QE``); ``rotations``: also search the query turned by
-        90/180/270 degrees, each image scored by its best turn (``indexer.rotation``)."""
+        ``indexer.search.query_expansion.DEFAULT_QE``); ``rotations``: also search the query turned by
+        90/180/270 degrees, each image scored by its best turn (``indexer.search.rotation``)."""
         return self.search_many([query], k, qe=qe, qe_alpha=qe_alpha, rotations=rotations)[0]
 
     def search_many(self, queries: Iterable, k: int = 10, *, qe: int | None = None,
@@ -270,7 +280,7 @@ class Index:
         return updating.forget(self, paths)
 
     def _commit(self, added, errors, reasons, delete_paths, clear_errors, report) -> None:
-        """One atomic step of an update (``indexer.commit.commit``) over the loaded vectors."""
+        """One atomic step of an update (``indexer.storage.commit.commit``) over the loaded vectors."""
         _commit_step(self.store, self.committed, added, errors, reasons, delete_paths, clear_errors, report)
 
     # --- checking -----------------------------------------------------------------------------

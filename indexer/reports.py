@@ -23,7 +23,7 @@ class SearchHit:
         """What to show: the photo's path, or ``video.mp4 @ 01:12.5`` for a video frame."""
         if self.source is None:
             return self.path
-        from .keyframes import format_time
+        from indexer.video.keyframes import format_time
 
         return f"{self.source} @ {format_time(self.time_s)}"
 

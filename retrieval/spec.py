@@ -40,7 +40,7 @@ class ModelSpec:
 
     arch: str = "vgg16"
     # The dataclass defaults are the original model (GAP, square) so that partial and old spec dicts
-    # keep their meaning; a new model takes DEFAULT_POOLING / DEFAULT_INPUT_POLICY (retrieval.builder).
+    # keep their meaning; a new model takes DEFAULT_POOLING / DEFAULT_INPUT_POLICY (retrieval.nets.builder).
     pooling: str = "gap"
     gem_p: float = 3.0
     # Input policy "square": the longer side is resized to input_size (aspect ratio kept) and the

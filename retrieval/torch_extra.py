@@ -1,6 +1,6 @@
 """torch is an optional extra (``pip install 'vgg-retrieval[train]'``): training, pruning,
 distillation, the torch engine and the torch exporter need it; indexing, search, dedup and the UI do
-not (the model is then written as an ONNX graph straight from the weights, ``retrieval.onnx_graph``).
+not (the model is then written as an ONNX graph straight from the weights, ``retrieval.nets.onnx_graph``).
 
 ``torch_available()`` says which way this process goes; ``require_torch(what)`` is the one-line
 UserError for a part that cannot run without it.

@@ -20,7 +20,7 @@ from indexer.cli import main
 from indexer.dedup import DedupReport, Group, Member, find_duplicates
 from indexer.dedup.apply import apply_report, undo
 from indexer.dedup.groups import group_pairs, keeper_rank
-from indexer.dedup.search import near_pairs
+from indexer.dedup.candidates import near_pairs
 from indexer.dedup.verify import MIN_KEYPOINTS
 from retrieval.errors import UserError
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT
 from test_compose import _compose, _yaml, package_version
-from ui.browser import free_port
+from tests.e2e.browser import free_port
 
 HEALTH_URL = "http://127.0.0.1:8501/_stcore/health"
 
@@ -77,7 +77,7 @@ def test_image_is_pinned_and_installs_torch_only_when_asked():
     extras = project["optional-dependencies"]
     assert {"text", "postgres", "train"} <= set(extras) and any(d.startswith("torch") for d in extras["train"])
     base = {re.split(r"[<>=\[ ]", d)[0] for d in project["dependencies"]}
-    # what writing the model without torch needs (retrieval/onnx_graph.py, weights from safetensors or the hub)
+    # what writing the model without torch needs (retrieval/nets/onnx_graph.py, weights from safetensors or the hub)
     assert {"onnx", "safetensors", "huggingface_hub", "openvino", "onnxruntime", "nncf"} <= base
     assert not base & {"torch", "torchvision"}
     for src in ("retrieval", "indexer", "ui", "pyproject.toml"):

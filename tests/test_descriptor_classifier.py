@@ -1,4 +1,4 @@
-"""The classifier fitted on an index's stored descriptors and folder labels (indexer.index_classifier):
+"""The classifier fitted on an index's stored descriptors and folder labels (indexer.classify.index_classes):
 the automatic rule, refitting, label choices, files next to the index, and the numpy fit itself."""
 import json
 import shutil
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from indexer import descriptor_classifier as dc
-from indexer import index_classifier as ic
+from indexer.classify import descriptor_classifier as dc
+from indexer.classify import index_classes as ic
 from retrieval.errors import UserError
 
 FLOWERS = DATA / "photos" / "flowers5"

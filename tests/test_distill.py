@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from test_train import DATA, tiny_net
-from indexer.optimizing import index_targets
-from retrieval.distill import DistillConfig, descriptor_cosine, distill, photo_paths, save_student
+from indexer.student import index_targets
+from retrieval.compress.distill import DistillConfig, descriptor_cosine, distill, photo_paths, save_student
 from retrieval.errors import UserError
-from retrieval.prune import conv_widths, prune_model
+from retrieval.compress.prune import conv_widths, prune_model
 
 VACATION = DATA / "photos" / "samples" / "vacation"
 HYMENOPTERA = DATA / "photos" / "hymenoptera" / "val"
@@ -101,7 +101,7 @@ def test_pruned_last_conv_distils_to_the_kept_teacher_channels(tmp_path):
                                                    batch_size=8, lr=1e-3), kept=kept)
     assert descriptor_cosine(student, paths, 48, teacher=teacher, kept=kept).mean() > before
     # the distilled student saves, reloads and gives the same descriptors
-    from retrieval.builder import build
+    from retrieval.nets.builder import build
 
     ck = tmp_path / "s.pt"
     save_student(ck, pspec, student)
@@ -136,8 +136,8 @@ def test_index_descriptors_replace_the_teacher_on_plain_views(tmp_path):
         distill(student, None, paths, DistillConfig(size=48, epochs=1), teacher_vectors=vectors)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     # the optimize API: prune the index's model, distil on its photos, a normal checkpoint + report
-    from retrieval.builder import build
-    from indexer.optimizing import optimize_index
+    from retrieval.nets.builder import build
+    from indexer.student import optimize_index
 
     out = tmp_path / "opt" / "student.pt"
     rep = optimize_index(tmp_path / "idx", out, flops=0.5, teacher=teacher, round_to=1,
@@ -171,7 +171,7 @@ def test_cached_teacher_descriptors_are_keyed_by_pooling_and_input_policy():
     weights, nor squares' to a buckets model's."""
     import copy
 
-    from retrieval.distill import _teacher_id
+    from retrieval.compress.distill import _teacher_id
 
     spec, teacher, *_ = _teacher_student()
     gem = copy.deepcopy(teacher)

@@ -21,7 +21,7 @@ PHOTOS = [SAMPLES / p for p in ("pixabay/cat01.jpg", "skimage/coffee.png", "skle
 NEW_ENGINE = '''
 from retrieval.engines import exported_file, register_engine
 from retrieval.engines.onnxruntime_engine import OnnxRuntimeEmbedder
-from retrieval.export import ONNX_FILE
+from retrieval.engines.export import ONNX_FILE
 
 @register_engine("ort-single", model_files=(ONNX_FILE,))
 def load_single(spec, model_dir, *, net=None, batch_size=8, threads=None, **options):
@@ -44,7 +44,7 @@ def test_the_built_in_engines_in_their_order():
     assert engines.ENGINES == ("openvino", "onnxruntime", "torch", "tensorrt")
     assert engines.DEFAULT_ENGINE == engines.ENGINES[0]
     assert engines.ray_engine_names() == ("openvino", "onnxruntime")
-    from indexer.ray_engine import MODEL_ENGINES
+    from indexer.update.ray_embedding import MODEL_ENGINES
 
     assert MODEL_ENGINES == ("openvino", "onnxruntime")
     assert engines.engine_entry("openvino").model_files == ("model.xml", "model.bin")
@@ -76,7 +76,7 @@ def test_unknown_engine_is_one_line(tiny_model):
     with pytest.raises(UserError) as e:
         load_embedder("tensorflow", spec, model_dir)
     assert str(e.value) == "unknown engine 'tensorflow'; choose one of openvino, onnxruntime, torch, tensorrt"
-    from retrieval.bench import parse_variant
+    from retrieval.compress.bench import parse_variant
 
     with pytest.raises(UserError, match=r"with ENGINE openvino\|onnxruntime\|torch\|tensorrt$"):
         parse_variant("x=tensorflow:/tmp")

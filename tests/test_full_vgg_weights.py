@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.builder import build, load_net
+from retrieval.nets.builder import build, load_net
 from retrieval.errors import UserError
-from retrieval.weights import imagenet_categories
+from retrieval.nets.weights import imagenet_categories
 
 SIZE = 224  # torchvision's 7x7 grid before fc6 is then the trunk's own: no adaptive resampling
 
@@ -33,7 +33,7 @@ def _torchvision_logits(ref, images: np.ndarray, spec) -> np.ndarray:
 
 def test_full_torchvision_vgg16_keeps_its_classifier_in_every_engine(full_vgg16, tmp_path):
     from retrieval.engines import load_embedder
-    from retrieval.export import export_model, read_sidecar
+    from retrieval.engines.export import export_model, read_sidecar
 
     path, ref = full_vgg16
     spec, net = build("vgg16", str(path), input_size=SIZE)

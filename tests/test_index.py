@@ -11,7 +11,7 @@ from PIL import Image
 from conftest import SAMPLES, copy_photos
 from indexer import Index
 from indexer import vectors as vec
-from indexer.store import ImageRow
+from indexer.storage.store import ImageRow
 from retrieval.errors import ModelMismatchError, UserError
 
 
@@ -274,7 +274,7 @@ def test_trim_borders_flag_is_part_of_the_model(tmp_path):
     other policy is refused in one line (exit 2), and export writes the choice into the sidecar."""
     from indexer.cli import main
     from indexer.index import Index
-    from retrieval.export import read_sidecar
+    from retrieval.engines.export import read_sidecar
 
     photos = tmp_path / "photos"
     copy_photos(photos, ["skimage/coffee.png", "skimage/chelsea.png"])
@@ -322,8 +322,8 @@ def test_default_decode_workers_leave_two_cores_to_the_engine(tmp_path):
     """On 2 cores decoding runs in the indexing process (a decode process beside the engine's
     threads was measured slower); more cores get half of them as decode processes, at most 4. The
     web UI's indexing keeps at least one decode process: a crashing decoder must not kill the server."""
-    from indexer.updating import default_workers
-    from ui.indexing import IndexingJob
+    from indexer.update.updater import default_workers
+    from ui.logic.indexing import IndexingJob
 
     assert [default_workers(c) for c in (1, 2, 3, 4, 8, 32)] == [0, 0, 1, 2, 4, 4]
     assert IndexingJob(tmp_path / "ix", []).workers == max(1, default_workers())

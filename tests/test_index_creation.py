@@ -133,7 +133,7 @@ def test_a_folder_with_the_users_files_is_never_cleared(tmp_path, folder, capsys
 def test_a_second_creator_is_refused_while_the_first_runs_and_a_dead_ones_mark_is_cleared(tmp_path, folder, capsys):
     ix = tmp_path / "ix"
     ix.mkdir()
-    code = ("import sys, time; from pathlib import Path; from indexer.creating import mark; "
+    code = ("import sys, time; from pathlib import Path; from indexer.storage.creating import mark; "
             "m = mark(Path(sys.argv[1])); print('marked', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(ix)], stdout=subprocess.PIPE, text=True)
     try:

@@ -9,9 +9,9 @@ from sqlalchemy import delete
 
 from indexer import Index, vectors
 from indexer.cli import main
-from indexer.decode import Decoded
+from indexer.update.decode import Decoded
 from indexer.index import UpdateReport
-from indexer.store import MetaRow
+from indexer.storage.store import MetaRow
 from retrieval.errors import UserError
 
 DIM = 512

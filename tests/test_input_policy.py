@@ -24,8 +24,8 @@ PHOTOS = ["opencv/aero1.jpg", "opencv/ellipses.jpg", "opencv/imageTextR.png", "o
 @pytest.fixture(scope="module")
 def buckets_model(module_tmp):
     """(spec, net, model_dir): the tiny random VGG11 with buckets, R-MAC and scales (1, 1/sqrt 2), exported."""
-    from retrieval.builder import build
-    from retrieval.export import export_model
+    from retrieval.nets.builder import build
+    from retrieval.engines.export import export_model
 
     spec, net = build("vgg11", "random", pooling="rmac", input_size=TINY_SIZE, input_policy="buckets",
                       scales=(1.0, 0.7071))
@@ -86,7 +86,7 @@ def test_old_spec_dicts_keep_their_model_id_and_new_settings_change_it():
                                              ({"scales": (0.5, 1.0)}, "the first must be 1.0"),
                                              ({"scales": (1.0, 0.1)}, "in 0.25..1.0")])
 def test_bad_policy_or_scales_are_one_clear_error(changes, message):
-    from retrieval.builder import build
+    from retrieval.nets.builder import build
     from retrieval.errors import UserError
 
     with pytest.raises(ValueError, match=message):
@@ -119,7 +119,7 @@ def _rmac_reference(fmap: np.ndarray, cells_h: int, cells_w: int, levels: int = 
 def test_rmac_equals_a_plain_numpy_reference_on_the_same_conv5_map(buckets_model):
     import torch
 
-    from retrieval.model import build_descriptor_net
+    from retrieval.nets.model import build_descriptor_net
 
     # the fixture's weights, one scale, at 128 px (conv5 maps of 5x9 .. 8x8 cells)
     spec = buckets_model[0].replace(input_size=128, scales=(1.0,))
@@ -195,7 +195,7 @@ def test_openvino_compiles_one_model_per_bucket_whatever_the_batch(buckets_model
 
 def test_an_int8_buckets_model_embeds(buckets_model, tmp_path):
     from retrieval.engines import load_embedder
-    from retrieval.quantize import quantize_ir
+    from retrieval.compress.quantize import quantize_ir
 
     spec, net, model_dir = buckets_model
     calib = [SAMPLES / name for name in PHOTOS[:3]]  # three bucket shapes
@@ -210,7 +210,7 @@ def test_an_int8_buckets_model_embeds(buckets_model, tmp_path):
 
 def test_an_index_of_a_buckets_model_finds_each_photo_first(buckets_model, tmp_path):
     from conftest import copy_photos
-    from indexer.opening import open_or_create
+    from indexer.storage.opening import open_or_create
 
     spec, _, model_dir = buckets_model
     photos = tmp_path / "photos"

@@ -34,7 +34,7 @@ codes = {"index": main(["index", photos, "--index", ix, "--weights", weights, "-
                         "--workers", "0"]),
          "search": main(["search", "--index", ix, photos + "/cat02.jpg", "-k", "3"]),
          "dedup": main(["dedup", "--index", ix, "--out", report])}
-import ui.core  # noqa: F401  (the web UI's service layer)
+import ui.logic.service  # noqa: F401  (the web UI's service layer)
 codes["torch_loaded"] = any(m.split(".")[0] in ("torch", "torchvision") and sys.modules[m] for m in sys.modules)
 print("RESULT " + json.dumps(codes))
 """ % SIZE
@@ -44,7 +44,7 @@ print("RESULT " + json.dumps(codes))
 def light(module_tmp):
     """A folder of real photos (one of them also as a smaller copy), the shared trunk as safetensors
     (written here, with torch), and the environment that blocks torch in a subprocess."""
-    from retrieval.weights import convert_to_safetensors
+    from retrieval.nets.weights import convert_to_safetensors
 
     root = module_tmp("light")
     photos = root / "photos"
@@ -90,7 +90,7 @@ def test_index_search_dedup_and_ui_run_without_torch(light, light_index):
     ix, codes, out = light_index
     assert codes == {"index": 0, "search": 0, "dedup": 0, "torch_loaded": False}
     sidecar = json.loads((ix / "model" / "model.json").read_text())
-    assert sidecar["exported_by"] == "retrieval.onnx_graph"  # the torch-free path, not a leftover export
+    assert sidecar["exported_by"] == "retrieval.nets.onnx_graph"  # the torch-free path, not a leftover export
     results = out.split("cat02.jpg\n", 1)[1].splitlines()
     assert "cat02.jpg" in results[0]  # the photo itself first
     report = json.loads((light["root"] / "report.json").read_text())
@@ -148,7 +148,7 @@ def test_timm_layout_reads_as_torchvision(tmp_path):
     same tensors as torchvision's layout: the same fingerprint and the ``vgg`` classifier head."""
     from safetensors.numpy import save_file
 
-    from retrieval.weights import fingerprint, load_weights, trunk_shapes
+    from retrieval.nets.weights import fingerprint, load_weights, trunk_shapes
 
     widths = (8, 8, 16, 16, 16, 16, 16, 16)
     rng = np.random.default_rng(0)
@@ -179,8 +179,8 @@ def test_shipped_imagenet_names_and_trunk_shapes_are_torchvision_s():
     import torch
     from torchvision.models._meta import _IMAGENET_CATEGORIES
 
-    from retrieval.model import build_trunk
-    from retrieval.weights import imagenet_categories, trunk_shapes
+    from retrieval.nets.model import build_trunk
+    from retrieval.nets.weights import imagenet_categories, trunk_shapes
 
     assert imagenet_categories() == tuple(_IMAGENET_CATEGORIES)
     for arch, widths in (("vgg16", None), ("vgg19_bn", None), ("vgg11_bn", (8, 8, 16, 16, 16, 16, 32, 32))):
@@ -221,10 +221,10 @@ def test_a_classifier_without_torch_is_exported_with_its_scores(tmp_path, monkey
     import torch
     from safetensors.numpy import save_file
 
-    import retrieval.builder as builder
-    import retrieval.weights as weights
-    from retrieval.export import export_model
-    from retrieval.model import build_descriptor_net
+    import retrieval.nets.builder as builder
+    import retrieval.nets.weights as weights
+    from retrieval.engines.export import export_model
+    from retrieval.nets.model import build_descriptor_net
     from retrieval.preprocess import load_and_prepare
 
     rng = np.random.default_rng(1)
@@ -244,7 +244,7 @@ def test_a_classifier_without_torch_is_exported_with_its_scores(tmp_path, monkey
     assert spec.weights_sha256 == weights.fingerprint(trunk) and spec.weights_file_sha256 == weights.file_sha256(path)
     export_model(spec, light, tmp_path / "m", formats=("onnx",))
     sidecar = json.loads((tmp_path / "m" / "model.json").read_text())
-    assert sidecar["exported_by"] == "retrieval.onnx_graph" and "logits" in sidecar["outputs"]
+    assert sidecar["exported_by"] == "retrieval.nets.onnx_graph" and "logits" in sidecar["outputs"]
     prepared = [load_and_prepare(SAMPLES / "pixabay" / n, 224) for n in ("cat01.jpg", "ship01.jpg")]
     images, sizes = np.stack([p.array for p in prepared]), np.array([p.valid for p in prepared], np.int64)
     session = ort.InferenceSession(str(tmp_path / "m" / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from conftest import VGG16_WEIGHTS
-from retrieval.builder import build, load_net
+from retrieval.nets.builder import build, load_net
 from retrieval.errors import UserError
-from retrieval.model import build_descriptor_net, build_vgg, conv_trunk
+from retrieval.nets.model import build_descriptor_net, build_vgg, conv_trunk
 from retrieval.spec import ModelSpec
-from retrieval.weights import ENV_VAR, fingerprint, load_weights, save_checkpoint
+from retrieval.nets.weights import ENV_VAR, fingerprint, load_weights, save_checkpoint
 
 
 def _batch(n=3, s=64, seed=0):

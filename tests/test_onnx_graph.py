@@ -1,4 +1,4 @@
-"""The torch-free graph (retrieval.onnx_graph) gives the torch model's descriptors and logits."""
+"""The torch-free graph (retrieval.nets.onnx_graph) gives the torch model's descriptors and logits."""
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +33,8 @@ def _run(model, engine: str, images, sizes):
 def test_shared_vgg16_descriptors_match_the_torch_model(engine):
     import torch
 
-    from retrieval.builder import build
-    from retrieval.onnx_graph import build_onnx
+    from retrieval.nets.builder import build
+    from retrieval.nets.onnx_graph import build_onnx
 
     spec, net = build("vgg16", str(VGG16_WEIGHTS), input_size=160, pooling="gap", input_policy="square")
     images, sizes = _batch(160)
@@ -53,8 +53,8 @@ def test_shared_vgg16_descriptors_match_the_torch_model(engine):
 def test_batch_norm_pooling_and_heads_match(arch, pooling, head):
     import torch
 
-    from retrieval.model import build_descriptor_net
-    from retrieval.onnx_graph import build_onnx
+    from retrieval.nets.model import build_descriptor_net
+    from retrieval.nets.onnx_graph import build_onnx
     from retrieval.spec import ModelSpec
 
     spec = ModelSpec(arch=arch, pooling=pooling, input_size=224, head=head, class_names=("a", "b", "c"),
@@ -80,8 +80,8 @@ def test_the_default_buckets_gem_model_matches_torch_in_every_bucket(engine):
     """The default model (GeM, shape buckets): one graph takes every bucket's height and width."""
     import torch
 
-    from retrieval.builder import build
-    from retrieval.onnx_graph import build_onnx
+    from retrieval.nets.builder import build
+    from retrieval.nets.onnx_graph import build_onnx
     from retrieval.preprocess import load_and_prepare
 
     spec, net = build("vgg16", str(VGG16_WEIGHTS), input_size=96)
@@ -99,7 +99,7 @@ def test_the_default_buckets_gem_model_matches_torch_in_every_bucket(engine):
 
 
 def test_multi_scale_buckets_with_rmac_and_buckets_with_the_vgg_head_are_refused():
-    from retrieval.onnx_graph import build_onnx
+    from retrieval.nets.onnx_graph import build_onnx
     from retrieval.spec import ModelSpec
 
     for spec in (ModelSpec(arch="vgg11", input_size=64, scales=(1.0, 0.5)),
@@ -111,7 +111,7 @@ def test_multi_scale_buckets_with_rmac_and_buckets_with_the_vgg_head_are_refused
 
 
 def test_weights_of_the_wrong_shape_are_refused():
-    from retrieval.onnx_graph import build_onnx
+    from retrieval.nets.onnx_graph import build_onnx
     from retrieval.spec import ModelSpec
 
     spec = ModelSpec(arch="vgg11", input_size=64)

@@ -1,4 +1,4 @@
-"""The Python API under ``vgg-retrieval index`` and ``dedup`` (indexer.opening, indexer.dedup.run),
+"""The Python API under ``vgg-retrieval index`` and ``dedup`` (indexer.storage.opening, indexer.dedup.run),
 called without the CLI: real tiny VGG11 models, real SQLite + FAISS indexes."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from conftest import copy_photos
 from indexer import Index
-from indexer.opening import open_or_create, ray_settings, resolve_index_type
+from indexer.storage.opening import open_or_create, ray_settings, resolve_index_type
 from retrieval.errors import ModelMismatchError, UserError
 
 TINY = {"arch": "vgg11", "weights": "random", "input_size": 64}

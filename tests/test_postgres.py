@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 from conftest import copy_photos
 from indexer import Index
 from indexer.faults import ENV as CRASH_ENV
-from indexer.store import LINK_FILE, Store, public_url, read_link
+from indexer.storage.store import LINK_FILE, Store, public_url, read_link
 from retrieval.errors import UserError
 
 

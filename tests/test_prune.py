@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from test_train import FLOWERS, WIDTHS, tiny_net
-from retrieval.prune import conv_positions, count_params, gflops, l1_prune, parse_layers
-from retrieval.weights import save_checkpoint
+from retrieval.compress.prune import conv_positions, count_params, gflops, l1_prune, parse_layers
+from retrieval.nets.weights import save_checkpoint
 
 CLASSES = ("daisy", "dandelion", "rose", "sunflower", "tulip")
 
@@ -39,9 +39,9 @@ def test_pruning_removes_lowest_l1_channels_exactly():
 
 
 def test_prune_all_layers_runs_round_trips_and_exports(tmp_path):
-    from retrieval.builder import build
+    from retrieval.nets.builder import build
     from retrieval.engines import load_embedder
-    from retrieval.export import export_model
+    from retrieval.engines.export import export_model
 
     spec, net = tiny_net(CLASSES)
     layers = parse_layers("all", 8)
@@ -68,7 +68,7 @@ def test_prune_all_layers_runs_round_trips_and_exports(tmp_path):
 
 
 def test_vgg_head_prunes_and_bn_arch(tmp_path):
-    from retrieval.model import build_descriptor_net
+    from retrieval.nets.model import build_descriptor_net
     from retrieval.spec import ModelSpec
 
     spec = ModelSpec(arch="vgg11_bn", input_size=32, weights="random", widths=WIDTHS, descriptor_dim=32,
@@ -83,9 +83,9 @@ def test_vgg_head_prunes_and_bn_arch(tmp_path):
 
 
 def test_prune_checkpoint_with_recovery(tmp_path):
-    from retrieval.data import load_split
-    from retrieval.prune import prune_checkpoint
-    from retrieval.train import TrainConfig, fit
+    from retrieval.training.data import load_split
+    from retrieval.compress.prune import prune_checkpoint
+    from retrieval.training.train import TrainConfig, fit
 
     split = load_split(FLOWERS, limit_per_class=6)
     spec, net = tiny_net(split.classes)
@@ -114,8 +114,8 @@ def test_prune_cli_refuses_a_missing_checkpoint_in_one_line(tmp_path, capsys):
 
 
 def test_flops_target_is_met_and_every_layer_loses_channels():
-    from retrieval.model import trunk_widths
-    from retrieval.prune import prune_model, ratios_for_flops, widths_gflops
+    from retrieval.nets.model import trunk_widths
+    from retrieval.compress.prune import prune_model, ratios_for_flops, widths_gflops
 
     # the real VGG16 at 224 px, widths in multiples of 8: analytic, no network built
     full = trunk_widths("vgg16")
@@ -123,7 +123,7 @@ def test_flops_target_is_met_and_every_layer_loses_channels():
     for target in (0.5, 0.35):
         r = ratios_for_flops("vgg16", full, 224, target, list(range(12)))
         assert len(set(r.values())) == 1 and sorted(r) == list(range(12))
-        from retrieval.prune import _keep_counts
+        from retrieval.compress.prune import _keep_counts
 
         keep = _keep_counts(list(full), r, 8)
         widths = [keep.get(k, w) for k, w in enumerate(full)]
@@ -147,7 +147,7 @@ def test_flops_target_is_met_and_every_layer_loses_channels():
 def test_l1_ranking_uses_the_unpruned_network():
     """Each layer's filters are ranked by their L1 norm in the network as given, not after the
     previous layer's channels went."""
-    from retrieval.prune import l1_prune_layers
+    from retrieval.compress.prune import l1_prune_layers
 
     spec, net = tiny_net(CLASSES)
     pos = conv_positions(net.features)
@@ -158,10 +158,10 @@ def test_l1_ranking_uses_the_unpruned_network():
 
 
 def test_pruned_model_exports_and_embeds_through_the_engines(tmp_path):
-    from retrieval.builder import build
+    from retrieval.nets.builder import build
     from retrieval.engines import load_embedder
-    from retrieval.export import export_model
-    from retrieval.prune import prune_model
+    from retrieval.engines.export import export_model
+    from retrieval.compress.prune import prune_model
 
     spec, net = tiny_net(CLASSES)
     student, pspec, kept = prune_model(net, spec, flops=0.4, round_to=1)

@@ -12,9 +12,9 @@ import nncf  # noqa: E402  (a test dependency: no skipping)
 @pytest.fixture(scope="module")
 def trained(module_tmp):
     """A tiny net with a head, briefly trained on real photos, its checkpoint and FP32 export."""
-    from retrieval.data import load_split
-    from retrieval.export import export_model
-    from retrieval.train import TrainConfig, fit
+    from retrieval.training.data import load_split
+    from retrieval.engines.export import export_model
+    from retrieval.training.train import TrainConfig, fit
 
     tmp = module_tmp("q")
     split = load_split(FLOWERS, limit_per_class=5)
@@ -28,8 +28,8 @@ def test_int8_ir_loads_and_agrees_with_fp32(trained, tmp_path):
     import openvino as ov
 
     from retrieval.engines import load_embedder
-    from retrieval.export import read_sidecar
-    from retrieval.quantize import calibration_items, evaluate_embedder, quantize_ir
+    from retrieval.engines.export import read_sidecar
+    from retrieval.compress.quantize import calibration_items, evaluate_embedder, quantize_ir
 
     split, spec, net, _, fp32 = trained
     d = quantize_ir(fp32, tmp_path / "int8", calibration_items(split, 12), 12)
@@ -49,8 +49,8 @@ def test_int8_ir_loads_and_agrees_with_fp32(trained, tmp_path):
 
 
 def test_quantize_model_and_benchmark_variants(trained, tmp_path):
-    from retrieval.pipeline import benchmark_variants
-    from retrieval.quantize import quantize_model
+    from retrieval.training.pipeline import benchmark_variants
+    from retrieval.compress.quantize import quantize_model
 
     split, spec, net, ckpt, fp32 = trained
     out = tmp_path / "q"
@@ -72,8 +72,8 @@ def test_onnx_int8_qdq_model_runs_in_onnxruntime_and_agrees(trained, tmp_path):
     import onnx
 
     from retrieval.engines import load_embedder
-    from retrieval.export import read_sidecar
-    from retrieval.quantize import calibration_items, evaluate_embedder, quantize_onnx
+    from retrieval.engines.export import read_sidecar
+    from retrieval.compress.quantize import calibration_items, evaluate_embedder, quantize_onnx
 
     split, spec, net, _, fp32 = trained
     for symmetric in (False, True):

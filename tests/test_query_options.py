@@ -1,5 +1,5 @@
-"""Search-time query options: alpha query expansion (``indexer.query_expansion``), database-side
-augmentation for benchmarks, and rotation search (``indexer.rotation``), through the API and the CLI."""
+"""Search-time query options: alpha query expansion (``indexer.search.query_expansion``), database-side
+augmentation for benchmarks, and rotation search (``indexer.search.rotation``), through the API and the CLI."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer import query_expansion as qx
+from indexer.search import query_expansion as qx
 from retrieval.errors import UserError
 
 from conftest import SAMPLES, copy_photos

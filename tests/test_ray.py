@@ -13,11 +13,11 @@ from PIL import Image
 
 from conftest import ROOT, SAMPLES, copy_photos, reap_ray_processes
 from indexer.index import Index
-from indexer.store import ErrorRow, ImageRow
+from indexer.storage.store import ErrorRow, ImageRow
 
 ray = pytest.importorskip("ray", reason='Ray is optional: pip install "vgg-retrieval[ray]"')
 
-from indexer.ray_engine import RayOptions, code_modules  # noqa: E402
+from indexer.update.ray_embedding import RayOptions, code_modules  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import SAMPLES, copy_photos
 from indexer import Index
-from indexer.store import ImageRow
+from indexer.storage.store import ImageRow
 from retrieval.errors import UserError
 
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from conftest import SAMPLES, copy_photos
-from indexer.decode import decode_file, decode_items
-from indexer.scan import classify, describe_content, printable, sniff, walk
+from indexer.update.decode import decode_file, decode_items
+from indexer.update.scan import classify, describe_content, printable, sniff, walk
 
 SIZE = 64
 

@@ -3,7 +3,7 @@ import sqlite3
 
 import pytest
 
-from indexer.store import Store
+from indexer.storage.store import Store
 from retrieval.errors import UserError
 
 

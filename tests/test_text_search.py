@@ -87,7 +87,7 @@ def flowers(module_tmp, vgg16_model):
     held-out) photos indexed with the shared VGG16 (the suite's exported copy); trained on the
     training captions only."""
     from indexer import Index
-    from indexer.text_search import train_text_model
+    from indexer.text.searcher import train_text_model
 
     base = module_tmp("text")
     rng = random.Random(0)
@@ -124,7 +124,7 @@ def test_class_captions_find_unseen_photos_of_the_class(flowers):
     """Ranked against the held-out photos only (their captions were never trained on), a phrasing
     unlike the training templates puts photos of its class first far above chance (1/3)."""
     from indexer import Index
-    from indexer.text_search import TextSearcher
+    from indexer.text.searcher import TextSearcher
 
     index_dir, _, held = flowers
     with Index.open(index_dir) as idx:
@@ -147,7 +147,7 @@ def test_onnx_text_tower_agrees_with_torch(flowers):
 
     from indexer import Index
     from retrieval.text.model import Projection, TextTower, load_text_encoder
-    from indexer.text_search import TextSearcher
+    from indexer.text.searcher import TextSearcher
 
     index_dir, _, _ = flowers
     heads = torch.load(index_dir / "text" / "heads.pt", weights_only=True)

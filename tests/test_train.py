@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import DATA
-from retrieval.data import channel_stats, load_split
-from retrieval.model import build_descriptor_net
+from retrieval.training.data import channel_stats, load_split
+from retrieval.nets.model import build_descriptor_net
 from retrieval.spec import ModelSpec
-from retrieval.train import TrainConfig, fit, freeze_prefix, load_checkpoint_model, lr_at
+from retrieval.training.train import TrainConfig, fit, freeze_prefix, load_checkpoint_model, lr_at
 
 FLOWERS = DATA / "photos" / "flowers5"
 WIDTHS = (8, 16, 16, 16, 32, 32, 32, 32)  # a tiny vgg11
@@ -114,7 +114,7 @@ def test_training_lowers_loss_checkpoints_round_trip_and_resume(split, tmp_path)
 
 
 def test_train_classifier_no_cache_augmented(tmp_path):
-    from retrieval.pipeline import train_classifier
+    from retrieval.training.pipeline import train_classifier
 
     out, lines = tmp_path / "run", []
     rows = train_classifier(FLOWERS, out, arch="vgg11", weights="random", input_size=32, limit_per_class=4,
@@ -127,7 +127,7 @@ def test_train_classifier_no_cache_augmented(tmp_path):
 
 def test_stats_cli_json(capsys):
     from indexer.cli import main
-    from retrieval.pipeline import dataset_stats
+    from retrieval.training.pipeline import dataset_stats
 
     assert main(["stats", str(FLOWERS / "rose"), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
@@ -139,7 +139,7 @@ def test_stats_cli_json(capsys):
 
 def test_head_travels_in_export_and_engines_agree(split, tmp_path):
     from retrieval.engines import load_embedder
-    from retrieval.export import export_model, read_sidecar
+    from retrieval.engines.export import export_model, read_sidecar
 
     spec, net = tiny_net(split.classes)
     assert spec.input_policy == "square" and spec.scales == (1.0,)  # hashed as before these fields existed

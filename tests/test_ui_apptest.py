@@ -176,7 +176,7 @@ def test_query_expansion_option_is_what_the_search_uses_and_lives_in_the_url(ui_
     """The Search options' K is passed to the index's search: the page shows exactly the index's own
     results for that K (the indexed query itself aside), different for K = 0, the default and 3."""
     from indexer import Index
-    from indexer.query_expansion import DEFAULT_QE
+    from indexer.search.query_expansion import DEFAULT_QE
 
     index_dir, photos = ui_index
     cat_path = photos / "animals" / "cat01.jpg"
@@ -277,7 +277,7 @@ def test_classification_chart_lights_up_with_class_scores():
     assert abs(sum(p for _, p in top_classes(np.zeros(6), names, 6)[0]) - 1) < 1e-9
 
     def page(top):
-        from ui.components import classification
+        from ui.widgets.components import classification
 
         classification("Classes from the model", top, "")
 
@@ -322,7 +322,8 @@ def test_query_classes_from_the_model_and_from_the_folders_both_labelled(tmp_pat
     import shutil
 
     from conftest import DATA
-    from indexer import Index, index_classifier
+    from indexer import Index
+    from indexer.classify import index_classes as index_classifier
     from test_train import tiny_net
 
     photos = tmp_path / "photos"
@@ -379,7 +380,7 @@ def test_index_page_status_errors_and_indexing_with_progress(tiny_model, make_in
 
 def finish_job(at, index_dir, timeout: float = 240) -> None:
     """Wait for the page's indexing job, then run the page as its next refresh would."""
-    from ui.state import indexing_job
+    from ui.widgets.state import indexing_job
 
     job = indexing_job(index_dir)
     assert job is not None and job.wait(timeout), "the indexing job did not finish"
@@ -413,7 +414,7 @@ def test_index_page_stop_keeps_the_last_commit(tiny_model, make_index, tmp_path,
 def test_indexing_job_reports_progress_and_stops_when_asked(tiny_model, make_index, tmp_path):
     """The page's job without the page: the progress callback sees every file; a stop requested
     before the first file completes leaves the index as it was."""
-    from ui.indexing import IndexingJob, Outcome
+    from ui.logic.indexing import IndexingJob, Outcome
 
     folder = tmp_path / "photos"
     copy_photos(folder, ANIMALS + THINGS, flat=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_photos
-from ui.browser import (CHROMIUM, DIALOG, chromium, index_by_folder, lightbox_heading, lightbox_step, open_result,
+from tests.e2e.browser import (CHROMIUM, DIALOG, chromium, index_by_folder, lightbox_heading, lightbox_step, open_result,
                         quarantine_exact_copy, result_cards, search_by_upload, serve, stop_indexing, upload_file,
                         wait_for_results)
 

@@ -16,10 +16,10 @@ from PIL import Image
 from conftest import SAMPLES, copy_photos
 from indexer import Index
 from indexer.cli import main
-from indexer.decode import decode_items
-from indexer.scan import Entry, classify
-from indexer.store import ImageRow
-from indexer.keyframes import (VideoError, VideoOptions, format_time, read_frame, sample_video, sniff_video)
+from indexer.update.decode import decode_items
+from indexer.update.scan import Entry, classify
+from indexer.storage.store import ImageRow
+from indexer.video.keyframes import (VideoError, VideoOptions, format_time, read_frame, sample_video, sniff_video)
 from retrieval.preprocess import prepare
 
 av = pytest.importorskip("av")

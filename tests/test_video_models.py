@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from conftest import SAMPLES, VGG16_WEIGHTS
 from retrieval.errors import UserError
-from retrieval.model import build_trunk
+from retrieval.nets.model import build_trunk
 from retrieval.video.clips import collate, load_clip_split, read_clip, sample_indices
 from retrieval.video.models import VGG3D, VideoSpec, build_video_net, inflate_state_dict, time_pool_kernels
 from retrieval.video.synth import make_motion_dataset, motion_frames, write_frames, write_video
@@ -75,7 +75,7 @@ def test_inflated_vgg3d_reproduces_2d_activations_on_a_static_clip(arch):
 
 def test_shared_vgg16_inflates_into_vgg3d_exactly():
     """Real ImageNet-like weights: the inflated VGG16 gives the image model's conv5 on a static clip."""
-    from retrieval.builder import build
+    from retrieval.nets.builder import build
 
     spec, net = prepare_video_model(VideoSpec(model="vgg3d", arch="vgg16", frames=2, input_size=SIZE,
                                               class_names=("a", "b")), str(VGG16_WEIGHTS))

@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import SAMPLES, copy_photos
 from indexer import Index
-from indexer.watch import fingerprint, watch
+from indexer.update.watch import fingerprint, watch
 from retrieval.errors import UserError
 
 TIMEOUT = 180  # generous: 2 shared cores
@@ -40,7 +40,7 @@ def _state(ix):
     """{path: sha256} of the committed index."""
     with Index.open(ix) as idx:
         with idx.store.session() as s:
-            from indexer.store import ImageRow
+            from indexer.storage.store import ImageRow
 
             return {r.path: r.sha256 for r in s.query(ImageRow)}
 

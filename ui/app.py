@@ -1,7 +1,7 @@
 """Streamlit entry point: ``streamlit run ui/app.py`` (``vgg-retrieval ui --index DIR`` does it for you).
 
 The index folder comes from $VGG_RETRIEVAL_INDEX; the index and the model are opened once per
-process (``ui.state``), not per interaction.
+process (``ui.widgets.state``), not per interaction.
 """
 import sys
 from pathlib import Path

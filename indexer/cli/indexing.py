@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from indexer.query_expansion import DEFAULT_ALPHA, DEFAULT_QE, check_options
+from indexer.search.query_expansion import DEFAULT_ALPHA, DEFAULT_QE, check_options
 from retrieval.errors import UserError
 
 from .options import (db_option, engine_option, engine_options, index_option, index_type_option, model_options,
@@ -45,7 +45,7 @@ def index(folders, index_dir, arch, weights, pooling, input_size, input_policy, 
     New and changed images are embedded, deleted ones leave the index, unchanged files cost a stat.
     With no FOLDERS, every folder the index already knows is updated.
     """
-    from indexer.opening import open_or_create, ray_settings
+    from indexer.storage.opening import open_or_create, ray_settings
 
     meta = click.get_current_context().meta
     ray = ray_settings(engine, ray_address, ray_actors, ray_model_engine, threads)
@@ -60,13 +60,13 @@ def index(folders, index_dir, arch, weights, pooling, input_size, input_policy, 
                              calibration_progress=calibration_progress, log=lambda line: click.echo(line, err=True),
                              engine_options={"performance": "THROUGHPUT"} if throughput else None)
     with idx:
-        if meta.get("watch"):  # --watch: indexer.watch runs the updates
+        if meta.get("watch"):  # --watch: indexer.update.watch runs the updates
             return _watch(idx, index_dir, folders, workers, quiet, commit_every, meta["watch"])
         report = idx.update(folders, workers=workers, progress=not quiet, commit_every=commit_every)
         click.echo(f"{index_dir}: {report.summary()}; {idx.count} images in the index")
         for path, reason in report.errors:
             click.echo(f"  skipped {path}: {reason}")
-        from indexer.index_classifier import after_update
+        from indexer.classify.index_classes import after_update
 
         note = after_update(idx, report)
         if note:
@@ -97,7 +97,7 @@ def _progress_bar(desc: str, quiet: bool):
 
 
 def _watch(idx, index_dir, folders, workers, quiet, commit_every, interval) -> None:
-    from indexer.watch import watch
+    from indexer.update.watch import watch
 
     click.echo(f"watching {', '.join(map(str, folders)) or 'the index folders'} every {interval:g}s "
                f"(Ctrl-C or SIGTERM to stop)", err=True)
@@ -114,7 +114,7 @@ def _echo_hits(hits) -> None:
 
 
 def _search_texts(idx, texts, top_k, as_json, threads) -> None:
-    from indexer.text_search import TextSearcher
+    from indexer.text.searcher import TextSearcher
 
     for text, hits in zip(texts, TextSearcher(idx, threads=threads).search(texts, top_k)):
         if as_json:
@@ -124,12 +124,12 @@ def _search_texts(idx, texts, top_k, as_json, threads) -> None:
             _echo_hits(hits)
 
 
-# JSON keys and text labels of each classifier's top classes (indexer.index_classifier.query_classes)
+# JSON keys and text labels of each classifier's top classes (indexer.classify.index_classes.query_classes)
 CLASS_OUTPUTS = {"model": ("classes", "classes (model)"), "folders": ("folder_classes", "classes (folders)")}
 
 
 def _search_images(idx, images, top_k, as_json, search_params, query_options) -> None:
-    from indexer.index_classifier import search_with_classes
+    from indexer.classify.index_classes import search_with_classes
 
     results, classes = search_with_classes(idx, [str(p) for p in images], top_k, **search_params, **query_options)
     for query, hits, tops in zip(images, results, classes):
@@ -212,7 +212,7 @@ def check(index_dir, db_url, deep, engine):
 @click.option("--errors", "show_errors", is_flag=True, help="List the files that could not be indexed.")
 def info(index_dir, db_url, show_errors):
     """What an index holds: model, counts, folders, errors."""
-    from indexer import whitened
+    from indexer.search import whitened_vectors as whitened
     from indexer.index import Index
 
     with Index.open(index_dir, db_url=db_url) as idx:
@@ -238,8 +238,8 @@ def info(index_dir, db_url, show_errors):
 def export(out, arch, weights, pooling, input_size, input_policy, scales, trim_borders, class_names):
     """Export the descriptor model to ONNX and OpenVINO IR with a JSON sidecar (and its classifier's
     class scores as a second output when the weights carry one)."""
-    from indexer.opening import build_model
-    from retrieval.export import export_model
+    from indexer.storage.opening import build_model
+    from retrieval.engines.export import export_model
 
     spec, net = build_model(arch, weights, pooling, input_size, trim_borders, class_names, input_policy, scales)
     export_model(spec, net, out)

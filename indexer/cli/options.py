@@ -93,7 +93,7 @@ def engine_options(f=None, *, extra=(), more_help=""):
 
 
 def ray_options(f):
-    """--ray-address/--ray-actors/--ray-model-engine of ``index --engine ray`` (indexer.ray_engine)."""
+    """--ray-address/--ray-actors/--ray-model-engine of ``index --engine ray`` (indexer.update.ray_embedding)."""
     f = click.option("--ray-model-engine", type=click.Choice(ray_engine_names()), default=None,
                      help="With --engine ray: the inference engine each Ray actor runs [default: openvino].")(f)
     f = click.option("--ray-actors", type=int, default=None,
@@ -112,7 +112,7 @@ def watch_options(f):
         if interval is not None and not watch:
             raise UserError("--interval only applies with --watch")
         if watch:
-            from indexer.watch import DEFAULT_INTERVAL
+            from indexer.update.watch import DEFAULT_INTERVAL
 
             interval = DEFAULT_INTERVAL if interval is None else interval
             if interval <= 0:
@@ -133,7 +133,7 @@ def index_type_option(f):
     @functools.wraps(f)
     def wrapper(*args, index_type=None, **kwargs):
         if index_type is not None:
-            from indexer.opening import resolve_index_type
+            from indexer.storage.opening import resolve_index_type
 
             click.get_current_context().meta["index_type"] = resolve_index_type(
                 index_type, kwargs["index_dir"], kwargs.get("db_url"))

@@ -1,4 +1,4 @@
-"""``text-train``: learn search by words for an index (``indexer.text_search``); ``search --text``
+"""``text-train``: learn search by words for an index (``indexer.text.searcher``); ``search --text``
 lives with ``search`` in ``indexing``."""
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def text_train(index_dir, db_url, text_model, epochs, dim, batch_size, lr, seed,
     Writes INDEX/text/; then: vgg-retrieval search --text "a red flower" --index DIR.
     """
     from indexer.index import Index
-    from indexer.text_search import train_text_model
+    from indexer.text.searcher import train_text_model
 
     if epochs < 1 or dim < 2 or batch_size < 2 or lr <= 0:
         raise UserError("--epochs must be >= 1, --dim and --batch-size >= 2, --lr > 0")

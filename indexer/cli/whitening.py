@@ -1,4 +1,4 @@
-"""``whiten``: learn the index's whitening on its own stored vectors, or remove it (``indexer.whitened``)."""
+"""``whiten``: learn the index's whitening on its own stored vectors, or remove it (``indexer.search.whitened_vectors``)."""
 from __future__ import annotations
 
 import click
@@ -27,7 +27,7 @@ def whiten(index_dir, db_url, remove, beta, force):
     descriptors are kept, so nothing is embedded again and --remove undoes it. An index updated
     later refits its whitening once it has doubled since the fit.
     """
-    from indexer import whitening
+    from indexer.search import whitening
     from indexer.index import Index
 
     with Index.open(index_dir, db_url=db_url) as idx:

@@ -49,7 +49,7 @@ def _read(path: str) -> np.ndarray | None:
 
 def rotated_pairs(paths: list[str], floor: float = FLOOR, k: int = K, workers: int = 4):
     """(i, j, score) arrays: ``paths[i]`` turned resembles ``paths[j]`` upright (i != j), and stats."""
-    from .search import build_search_index
+    from .candidates import build_search_index
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:

@@ -39,7 +39,7 @@ from .index_types import (DEFAULT_EF_SEARCH, DEFAULT_NPROBE, FLAT_LIMIT, FLAT_QU
                           PQ_LIMIT, QUANTIZER_EF, TRAIN_MIN, IndexConfig, _family, _needs_training, _pq_m,
                           _train_needed, adapt, build, empty_index, make_config, nlist_for, parse_type,
                           target_factory, train)
-from .searching import gpu_copy, search, search_params
+from .knn import gpu_copy, search, search_params
 from .shards import merge_ivf_shards
 from .stored import _add, _is_hnsw, _ivf, all_vectors, ids_of, is_exact, new_index, remove, without
 

@@ -9,7 +9,7 @@ import faiss
 
 from retrieval.files import file_sha256
 
-from ..faults import crash_point
+from indexer.faults import crash_point
 
 
 def _fsync_dir(path: Path) -> None:

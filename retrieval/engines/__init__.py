@@ -2,7 +2,7 @@
 
 ``load_embedder(engine, spec, model_dir)`` picks one by name from the registry
 (``retrieval.engines.registry``). ONNX Runtime, OpenVINO and TensorRT run the exported files in
-``model_dir`` (see ``retrieval.export``); torch rebuilds the network from the spec's weights.
+``model_dir`` (see ``retrieval.engines.export``); torch rebuilds the network from the spec's weights.
 TensorRT needs an NVIDIA GPU (see ``tensorrt_engine``).
 
 Adding an engine is one module and one decorator: put ``<name>_engine.py`` in this package (every
@@ -15,8 +15,8 @@ loader::
         return MyEmbedder(spec, exported_file(model_dir, ONNX_FILE, "ONNX model"), batch_size=batch_size)
 
 Its name then appears in ``ENGINES`` and so in the CLI's and the UI's ``--engine`` choices, the
-benchmark's variants (``retrieval.bench``) and, with ``ray=True``, ``--ray-model-engine``
-(``indexer.ray_engine.MODEL_ENGINES``). Keep the module's top-level imports light (numpy, the
+benchmark's variants (``retrieval.compress.bench``) and, with ``ray=True``, ``--ray-model-engine``
+(``indexer.update.ray_embedding.MODEL_ENGINES``). Keep the module's top-level imports light (numpy, the
 package's own modules): the CLI must start without torch or any runtime.
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ import importlib
 import pkgutil
 from pathlib import Path
 
-from ..errors import UserError
-from ..spec import ModelSpec
+from retrieval.errors import UserError
+from retrieval.spec import ModelSpec
 from .base import Embedder
 from .registry import (EngineEntry, engine_entry, engine_names, exported_file, ray_engine_names, register_engine,
                        unregister_engine)

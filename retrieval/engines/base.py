@@ -6,9 +6,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..descriptors import unit_rows
-from ..preprocess import into_bucket, load_and_prepare, shape_groups, trim_prepared
-from ..spec import ModelSpec
+from retrieval.descriptors import unit_rows
+from retrieval.preprocess import into_bucket, load_and_prepare, shape_groups, trim_prepared
+from retrieval.spec import ModelSpec
 
 
 class Embedder(ABC):

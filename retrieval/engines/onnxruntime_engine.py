@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export import ONNX_FILE
-from ..spec import ModelSpec
+from .export import ONNX_FILE
+from retrieval.spec import ModelSpec
 from .base import Embedder
 from .registry import exported_file, register_engine
 

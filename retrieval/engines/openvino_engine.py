@@ -22,9 +22,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..descriptors import unit_rows
-from ..export import IR_FILE
-from ..spec import ModelSpec
+from retrieval.descriptors import unit_rows
+from .export import IR_FILE
+from retrieval.spec import ModelSpec
 from .base import Embedder
 from .registry import exported_file, register_engine
 

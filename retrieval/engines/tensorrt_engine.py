@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-from ..export import ONNX_FILE
-from ..spec import ModelSpec
+from retrieval.errors import UserError
+from .export import ONNX_FILE
+from retrieval.spec import ModelSpec
 from .base import Embedder
 from .registry import exported_file, register_engine
 

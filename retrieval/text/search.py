@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from retrieval.errors import UserError
 
 TEXT_DIR = "text"
 CONFIG = "text.json"

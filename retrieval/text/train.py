@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from retrieval.errors import UserError
 from .search import CONFIG, FORMAT, TEXT_DIR
 
 

@@ -1,7 +1,7 @@
 """Labelled clip folders: listing, seeded splits, frame sampling and the clip input policy.
 
 A clip dataset is ``DATA/<class>/<clip>`` (split per class with a fixed seed, as
-``retrieval.data.load_split`` does) or ``DATA/train/<class>/<clip>`` + ``DATA/val/<class>/<clip>``.
+``retrieval.training.data.load_split`` does) or ``DATA/train/<class>/<clip>`` + ``DATA/val/<class>/<clip>``.
 A clip is either a video file (``.mp4 .webm .mkv .avi .mov .m4v .mpg .mpeg .ogv``, decoded with PyAV)
 or a folder of frame images (read in natural name order: ``frame2`` before ``frame10``). Other files
 are ignored.
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import IMAGE_EXTS, Split, labelled_split
-from ..errors import UserError
+from retrieval.training.data import IMAGE_EXTS, Split, labelled_split
+from retrieval.errors import UserError
 
 VIDEO_EXTS = {".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv"}
 
@@ -126,7 +126,7 @@ def _reason(e: Exception) -> str:
 
 
 def _read_frame_folder(folder: Path, pick, fit: Fit):
-    from ..preprocess import ImageError, open_image
+    from retrieval.preprocess import ImageError, open_image
 
     files = frame_files(folder)
     if not files:

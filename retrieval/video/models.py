@@ -1,7 +1,7 @@
 """Video classifiers built from the VGG trunk.
 
 ``VGG3D``: the torchvision VGG configuration (vgg11/13/16/19, optional batch norm, conv widths
-overridable like ``retrieval.model.build_trunk``) with every 3x3 convolution made 3x3x3 and every
+overridable like ``retrieval.nets.model.build_trunk``) with every 3x3 convolution made 3x3x3 and every
 max-pool 3D. Pooling keeps the early time resolution as C3D does: the first pool is (1, 2, 2), the
 later ones (2, 2, 2) while at least two time steps are left. The trunk ends at the last conv block's
 ReLU (as the image trunk does), then global average pooling over time and space (padded cells
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..model import FEATURE_STRIDE, DescriptorNet, build_trunk, init_vgg, trunk_widths, vgg_cfg
-from ..spec import ARCHS, IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from retrieval.nets.model import FEATURE_STRIDE, DescriptorNet, build_trunk, init_vgg, trunk_widths, vgg_cfg
+from retrieval.spec import ARCHS, IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
 from .choices import FITS, MODELS, RNNS, SAMPLINGS, TIME_PADDINGS  # noqa: E402,F401
 VIDEO_TASK = "video-classification"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UserError
-from ..pipeline import fit_logged
+from retrieval.errors import UserError
+from retrieval.training.pipeline import fit_logged
 
 
 def parse_widths(value):

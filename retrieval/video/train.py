@@ -1,6 +1,6 @@
 """Training video classifiers (``vgg-retrieval train-video``) with the image recipe.
 
-The same recipe as ``retrieval.train`` (``retrieval.recipe``: ``lr_at``, linear warm-up then
+The same recipe as ``retrieval.training.train`` (``retrieval.training.recipe``: ``lr_at``, linear warm-up then
 cosine per step; SGD with momentum and weight decay; per-group LRs with the non-trunk parts at
 ``head_lr_mult`` x the trunk's; label smoothing; the first ``freeze`` feature modules frozen, frozen
 batch norms kept in eval mode), plus gradient-norm clipping (the recurrent head likes it).
@@ -12,7 +12,7 @@ VGG-LSTM with the whole trunk frozen (its default) computes the frame descriptor
 
 Each epoch writes ``last.pt`` (and ``best.pt`` when val top-1 improves), ``metrics.csv`` and
 ``metrics.png``; an interrupt saves ``last.pt``; ``resume`` continues from it. Checkpoints are the
-project's (``retrieval.weights.save_checkpoint``: format ``vgg-retrieval-checkpoint``, plain tensors
+project's (``retrieval.nets.weights.save_checkpoint``: format ``vgg-retrieval-checkpoint``, plain tensors
 and JSON-like data, read with ``weights_only=True``) with a ``VideoSpec`` as their spec.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UserError
+from retrieval.errors import UserError
 from .models import VIDEO_TASK, VideoSpec
 
 
@@ -117,9 +117,9 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
     ``stop_after`` ends the run after that many epochs of this call (tests; like an interrupt)."""
     import torch
 
-    from ..recipe import (close_epoch, evaluate_batches, freeze_prefix, plot_metrics, resume_state, train_epoch,
+    from retrieval.training.recipe import (close_epoch, evaluate_batches, freeze_prefix, plot_metrics, resume_state, train_epoch,
                           train_mode)
-    from ..weights import fingerprint, save_checkpoint
+    from retrieval.nets.weights import fingerprint, save_checkpoint
     from .clips import clip_loader
     from .models import trunk_state
 
@@ -197,7 +197,7 @@ def _eval_kwargs(ds) -> dict:
 
 def load_video_checkpoint(path):
     """(spec, net, raw checkpoint dict) of a video classifier checkpoint, read with weights_only=True."""
-    from ..weights import torch_load
+    from retrieval.nets.weights import torch_load
     from .models import build_video_net
 
     path = Path(path)
@@ -219,7 +219,7 @@ def load_video_checkpoint(path):
 
 
 def is_video_checkpoint(obj) -> bool:
-    from ..weights import CHECKPOINT_FORMAT
+    from retrieval.nets.weights import CHECKPOINT_FORMAT
 
     return (isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT and isinstance(obj.get("spec"), dict)
             and obj["spec"].get("task") == VIDEO_TASK)
@@ -231,7 +231,7 @@ def prepare_video_model(spec: VideoSpec, weights: str | None, seed: int = 0):
     or a video checkpoint of the same model, arch and widths (its head too when the classes match)."""
     import torch
 
-    from ..weights import fingerprint, load_weights, requested_weights
+    from retrieval.nets.weights import fingerprint, load_weights, requested_weights
     from .models import build_video_net, load_2d_trunk, trunk_state
 
     net = build_video_net(spec, seed)

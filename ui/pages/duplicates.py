@@ -1,22 +1,22 @@
 """Duplicates: run a dedup over the index (or open a saved report), browse the groups and act on
 them: keep/quarantine per file, "keep all", apply per group or for every group of exact copies,
-undo (``ui.dedup_review``; hidden in read-only mode)."""
+undo (``ui.logic.dedup_review``; hidden in read-only mode)."""
 import os
 import time
 
 import streamlit as st
 
-from ui import components as C
-from ui.core import human_bytes
-from ui.dedup import find_reports, load_report_bytes, load_report_file, member_row, run_dedup, save_report
-from ui.dedup_review import (CHOICES, KEEP, apply_choices, default_choice, default_quarantine, group_key, is_exact,
+from ui.widgets import components as C
+from ui.logic.service import human_bytes
+from ui.logic.dedup_reports import find_reports, load_report_bytes, load_report_file, member_row, run_dedup, save_report
+from ui.logic.dedup_review import (CHOICES, KEEP, apply_choices, default_choice, default_quarantine, group_key, is_exact,
                              keep_all, last_moved_log, undo_action)
-from ui.state import guard, service, settings
+from ui.widgets.state import guard, service, settings
 
 ss = st.session_state
 ss.setdefault("dedup", None)  # {"report": DedupReport, "source": str}
 ss.setdefault("dedup_page", 0)
-ss.setdefault("dedup_actions", [])  # [(report, ui.dedup_review.Action)], the last one undoable
+ss.setdefault("dedup_actions", [])  # [(report, ui.logic.dedup_review.Action)], the last one undoable
 ss.setdefault("dedup_flash", None)  # (kind, message) of the last action, shown after the rerun
 
 GROUPS_PER_PAGE = 5

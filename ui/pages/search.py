@@ -1,18 +1,18 @@
 """Search: upload an image, paste an indexed path, search by words, or "Similar" on a result.
 
-The view (query, filters, page, open result) lives in the URL (``ui.urlstate``): a link reopens it,
+The view (query, filters, page, open result) lives in the URL (``ui.logic.urlstate``): a link reopens it,
 and each change is one browser history entry, so Back returns to the previous view."""
 import time
 
 import streamlit as st
 
-from indexer.query_expansion import DEFAULT_QE
-from ui import components as C
-from ui.core import UserError, message
-from ui.lightbox import OPEN, lightbox
-from ui.results import page_of_results, row_identity, upload_identity
-from ui.state import guard, service, settings
-from ui.urlstate import DEFAULT_PER, MAX_QE, PER_PAGE, View
+from indexer.search.query_expansion import DEFAULT_QE
+from ui.widgets import components as C
+from ui.logic.service import UserError, message
+from ui.widgets.lightbox import OPEN, lightbox
+from ui.logic.results import page_of_results, row_identity, upload_identity
+from ui.widgets.state import guard, service, settings
+from ui.logic.urlstate import DEFAULT_PER, MAX_QE, PER_PAGE, View
 
 ss = st.session_state
 ss.setdefault("q_src", None)  # ("upload", file_id) | ("path", text) | ("text", words) | ("similar", image_id)

@@ -1,0 +1,153 @@
+"""Opening an index for an update, or creating it: what ``vgg-retrieval index`` does before indexing.
+
+``open_or_create`` reconciles the model options (or an exported ``--model`` folder) with an existing
+index's model, or builds the model of a new index; ``ray_settings`` and ``resolve_index_type`` check
+the Ray and index-type options. No click here: the CLI and tests call these directly.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+from retrieval.errors import UserError
+from retrieval.spec import DEFAULT_INPUT_SIZE, DEFAULT_SCALES
+
+from indexer.index import Index
+
+
+def build_model(arch=None, weights=None, pooling=None, input_size=None, trim_borders=None, class_names=None,
+                input_policy=None, scales=None):
+    """(spec, torch net) of the descriptor model; unset options take the defaults. ``class_names``:
+    a file naming the classes of a torchvision classifier the weights carry. ``input_policy``:
+    square or buckets; ``scales``: e.g. (1.0, 0.7071) for multi-scale descriptors."""
+    from retrieval.nets.builder import build
+
+    spec, net = build(arch or "vgg16", weights, pooling, input_size or DEFAULT_INPUT_SIZE,
+                      class_names_file=class_names, input_policy=input_policy,
+                      scales=tuple(scales or DEFAULT_SCALES))
+    if trim_borders is not None:
+        spec = spec.replace(trim_borders=trim_borders)
+    return spec, net
+
+
+def ray_settings(engine: str, address=None, actors=None, model_engine=None, threads=None):
+    """RayOptions for ``engine == "ray"`` (None otherwise); Ray settings without it are a mistake."""
+    if engine != "ray":
+        given = [n for n, v in (("--ray-address", address), ("--ray-actors", actors),
+                                ("--ray-model-engine", model_engine)) if v is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} only apply with --engine ray")
+        return None
+    from indexer.update.ray_embedding import RayOptions, import_ray
+
+    import_ray()  # one line saying how to install it, before anything is built
+    return RayOptions(address=address, actors=actors, model_engine=model_engine or "openvino",
+                      cpus_per_actor=float(threads or 1)).validated()
+
+
+def resolve_index_type(index_type: str, index_dir, db_url=None) -> str:
+    """The parsed ``index_type``; UserError when an existing index was made with another one."""
+    from indexer import vectors
+
+    index_type = vectors.parse_type(index_type, 512)
+    if Index.exists(index_dir, db_url):
+        with Index.open(index_dir, db_url=db_url) as idx:
+            have = idx.vectors_info()["index_type"]
+        if have != index_type:
+            raise UserError(f"--index-type {index_type}: the index at {index_dir} was created "
+                            f"with {have}; the type is chosen when an index is created")
+    return index_type
+
+
+def _exported_spec(model_dir: Path):
+    from retrieval.engines.export import read_sidecar
+
+    if not (Path(model_dir) / "model.json").is_file():
+        raise UserError(f"no exported model in {model_dir} (model.json missing)")
+    return read_sidecar(model_dir)[0]
+
+
+def _existing_model(index_dir, db_url, model_dir, model: dict):
+    """The torch net to open an existing index with (None: the index's own), after checking that
+    the asked model (``model_dir`` or the ``model`` options) is the index's."""
+    if model_dir is None and all(v is None for v in model.values()):
+        return None
+    with Index.open(index_dir, db_url=db_url) as idx:
+        if model_dir is not None:
+            idx.require_model(_exported_spec(model_dir))
+            return None
+        have = idx.spec
+        spec, net = build_model(model.get("arch") or have.arch, model.get("weights") or have.weights,
+                                model.get("pooling") or have.pooling, model.get("input_size") or have.input_size,
+                                input_policy=model.get("input_policy") or have.input_policy,
+                                scales=model.get("scales") or have.scales)
+        trim = model.get("trim_borders")  # the input policy stays the index's unless asked for
+        idx.require_model(spec.replace(trim_borders=have.trim_borders if trim is None else trim))
+        return net
+
+
+def default_precision(engine: str, ray=None) -> str:
+    """INT8 where OpenVINO runs the model (the default engine, also on Ray actors), else FP32: ONNX
+    Runtime's and TensorRT's INT8 lose more (docs/model-pipeline.md), torch runs no quantized model."""
+    runs = ray.model_engine if ray is not None else engine
+    return "int8" if runs == "openvino" else "fp32"
+
+
+def _check_precision(idx: Index, precision) -> None:
+    if precision is not None and precision != idx.precision:
+        raise UserError(f"--precision {precision}: the index at {idx.directory} was made with a {idx.precision} "
+                        f"model; the precision is chosen when an index is created (an index is never converted)")
+
+
+def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None, pooling=None, input_size=None,
+                   trim_borders=None, input_policy=None, scales=None, model_dir=None, db_url=None, engine=None, batch_size: int = 8,
+                   threads=None, ray=None, index_type: str = "auto", precision: str | None = None, class_names=None,
+                   calibration_progress: Callable[[int, int], None] | None = None,
+                   log: Callable[[str], object] | None = None, engine_options: dict | None = None) -> Index:
+    """The index at ``index_dir`` ready for an update: opened (the model options, or the exported
+    ``model_dir``, must be its model) or created for ``folders`` with that model. ``log`` hears
+    ``created index ...`` for a new one. ``precision`` of a new index's model (None: INT8 where
+    OpenVINO runs it, calibrated on up to 300 of the ``folders``' photos with
+    ``calibration_progress(done, total)``; an exported ``model_dir`` is used as it is).
+    ``engine_options``: more options of the engine (``Index.open``)."""
+    from retrieval.engines import DEFAULT_ENGINE
+
+    engine = engine or DEFAULT_ENGINE
+    model = {"arch": arch, "weights": weights, "pooling": pooling, "input_size": input_size,
+             "trim_borders": trim_borders, "input_policy": input_policy, "scales": scales}
+    options = {"engine": engine, "batch_size": batch_size, "threads": threads, "ray": ray,
+               "engine_options": engine_options}
+    if Index.exists(index_dir, db_url):
+        if class_names is not None:
+            raise UserError(f"--class-names applies when an index is made; {index_dir} keeps its model's classes")
+        net = _existing_model(index_dir, db_url, model_dir, model)
+        idx = Index.open(index_dir, db_url=db_url, net=net, **options)
+        try:
+            _check_precision(idx, precision)
+        except UserError:
+            idx.close()
+            raise
+        return idx
+    if not folders:
+        raise UserError(f"no index at {index_dir} yet: name the FOLDER(s) to index")
+    for f in map(Path, folders):  # before the (slow) model build
+        if not f.is_dir():
+            raise UserError(f"{'not a folder' if f.exists() else 'folder not found'}: {f}")
+    Index.check_can_create(index_dir, db_url)
+    if model_dir is not None:
+        if any(v is not None for v in model.values()):
+            raise UserError("--model and --arch/--weights/--pooling/--size/--trim-borders/--input-policy/--scales "
+                            "exclude each other")
+        spec, net = _exported_spec(model_dir), None
+        precision = precision or "fp32"  # the folder as it is (an INT8 folder stays INT8)
+    else:
+        spec, net = build_model(**model, class_names=class_names)
+        precision = precision or default_precision(engine, ray)
+    from .creating import calibration_images
+
+    idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, index_type=index_type,
+                       precision=precision, progress=calibration_progress,
+                       calibration=lambda: calibration_images(folders, size=spec.input_size), **options)
+    if log:
+        log(f"created index {index_dir} with {spec.describe()}, {idx.precision.upper()}")
+    return idx

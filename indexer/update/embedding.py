@@ -1,0 +1,181 @@
+"""Turning an update's decode jobs into (item, vector) pairs: one small interface, two strategies
+picked by name.
+
+    local   decoding processes on this machine feed the index's embedder in batches
+    ray     decoding and embedding on a Ray cluster (indexer.update.ray_embedding); the driver only commits
+
+Every strategy yields, in job order, ``(Decoded, vector)`` for each item of each job (``(path,
+root, input_size, max_pixels)``): a photo, or a video's sampled frames (all but the last with
+``more``), or one problem item with vector None. Pixels are not kept. The update loop
+(``indexer.update.updater``) does not know which strategy runs.
+"""
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from itertools import islice
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from .decode import Decoded, DecodeJournal, decode_items
+from indexer.faults import crash_point
+
+Job = tuple  # (path, root, input_size, max_pixels)
+
+
+class EmbeddingStrategy(Protocol):
+    def embedded(self, jobs: list[Job]) -> Iterator[tuple[Decoded, np.ndarray | None]]:
+        ...
+
+
+STRATEGIES: dict[str, type] = {}
+
+
+def strategy(name: str):
+    """Register an embedding strategy class under ``name``: ``cls(index, workers)``."""
+    def register(cls):
+        STRATEGIES[name] = cls
+        return cls
+    return register
+
+
+def embedding_strategy(name: str, index, workers: int) -> EmbeddingStrategy:
+    """The strategy called ``name`` for an update of ``index`` (``workers``: local decoding processes)."""
+    return STRATEGIES[name](index, workers)
+
+
+@strategy("local")
+class LocalEmbedding:
+    """``workers`` decoding processes (0: in this process, with a ``DecodeJournal`` in the index
+    folder) ahead of the index's embedder, which embeds ``batch_size`` items at a time
+    (``Embedder.embed_stream``: an engine in throughput mode keeps several batches in flight while
+    the next ones are gathered); a problem item waits for the batch before it (job order)."""
+
+    def __init__(self, index, workers: int):
+        self.index = index
+        self.workers = workers
+        self.batch_size = index.batch_size
+
+    def embedded(self, jobs: list[Job]) -> Iterator[tuple[Decoded, np.ndarray | None]]:
+        if not jobs:
+            return
+        started: deque[list[Decoded]] = deque()  # the batches handed to the embedder, oldest first
+
+        def inputs():
+            journal = DecodeJournal(self.index.directory) if self.workers <= 0 else None
+            for items in _batches(decode_stream(jobs, self.workers, ahead=max(8, 4 * self.batch_size), journal=journal),
+                                  self.batch_size):
+                usable = [d for d in items if d.problem is None]
+                started.append(items)
+                yield ([d.array for d in usable],  # of one shape, or a few (buckets)
+                       np.array([d.valid for d in usable], dtype=np.int64).reshape(-1, 2))
+
+        batches = inputs()
+        try:
+            for vectors in self.index.embedder.embed_stream(batches):
+                items = started.popleft()
+                vecs = iter(vectors)
+                if len(vectors):
+                    crash_point("after_embed")
+                for d in items:
+                    d.array = None  # pixels are not kept
+                    yield d, (None if d.problem else next(vecs))
+        finally:
+            batches.close()  # the decoding processes stop here
+
+
+def _batches(decoded: Iterator[Decoded], batch_size: int) -> Iterator[list[Decoded]]:
+    """``decoded`` in runs holding ``batch_size`` usable images each (the last one fewer), with the
+    problem items among them."""
+    waiting: list[Decoded] = []
+    images = 0
+    for d in decoded:
+        waiting.append(d)
+        images += d.problem is None
+        if images >= batch_size:
+            yield waiting
+            waiting, images = [], 0
+    if waiting:
+        yield waiting
+
+
+@strategy("ray")
+class RayEmbedding:
+    """Decoding and embedding on Ray (the index's ``ray`` options); the exported model is shipped
+    to the actors, so it is made first when missing."""
+
+    def __init__(self, index, workers: int):
+        self.index = index
+
+    def embedded(self, jobs: list[Job]) -> Iterator[tuple[Decoded, np.ndarray | None]]:
+        from .ray_embedding import ray_embedded
+
+        if not jobs:
+            return
+        index = self.index
+        index.ensure_exported_model()
+        embedded = 0
+        for d, vec in ray_embedded(jobs, index.spec, index.model_dir, index.ray, batch_size=index.batch_size,
+                                   threads=index.threads):
+            if vec is not None:
+                embedded += 1
+                if embedded % index.batch_size == 0:
+                    crash_point("after_embed")
+            yield d, vec
+
+
+def _isolated(job: Job) -> list[Decoded]:
+    """``decode_items(job)`` in a process of its own: one problem item when the decoder crashes it."""
+    import multiprocessing
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(decode_items, job).result()
+        except BrokenProcessPool:
+            return [Decoded(job[0], job[1], problem="the image decoder crashed on this file")]
+
+
+def decode_stream(jobs: list[Job], workers: int, ahead: int, journal: DecodeJournal | None = None) -> Iterator[Decoded]:
+    """Decoded items (``decode_items``) in job order, ``workers`` processes decoding at most ``ahead`` files ahead of
+    the consumer (bounded memory), overlapping with the caller's inference. ``workers`` 0: in this
+    process, each file named in ``journal`` while it is decoded; the file a run died decoding (the
+    journal's ``suspect``) is decoded in a process of its own, so a file that crashes the decoder
+    becomes a problem item instead of stopping every run at the same place."""
+    if workers <= 0 or len(jobs) <= 1:
+        suspect = journal.suspect() if journal is not None else None
+        try:
+            for job in jobs:
+                if job[0] == suspect:
+                    yield from _isolated(job)
+                    continue
+                if journal is not None:
+                    journal.mark(job[0])
+                yield from decode_items(job)
+        finally:
+            if journal is not None:
+                journal.clear()
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    it = iter(jobs)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    try:
+        queue = deque((job, pool.submit(decode_items, job)) for job in islice(it, ahead))
+        while queue:
+            job, fut = queue.popleft()
+            try:
+                result = fut.result()
+            except BrokenProcessPool:  # a decoder crashed the worker: blame this file, carry on
+                result = [Decoded(job[0], job[1], problem="the image decoder crashed on this file")]
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = ProcessPoolExecutor(workers, mp_context=ctx)
+                queue = deque((j, pool.submit(decode_items, j)) for j, _ in queue)
+            nxt = next(it, None)
+            if nxt is not None:
+                queue.append((nxt, pool.submit(decode_items, nxt)))
+            yield from result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,170 @@
+"""Running an update: under the write lock, plan it, stream the embedded items from the index's
+embedding strategy, and commit them in steps (every ``commit_every`` items or ``commit_seconds``),
+never splitting a video's frames across commits; report progress as files complete."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from retrieval.errors import UserError
+from retrieval.preprocess import DEFAULT_MAX_PIXELS
+
+from indexer import vectors
+from .decode import Decoded
+from .embedding import embedding_strategy
+from indexer.faults import crash_point
+from indexer.storage.folder import check_writable, write_lock
+from .planning import Plan, plan_update
+from indexer.reports import UpdateReport
+
+Progress = Callable[[int, int], object]
+
+
+def update(index, folders: Iterable = (), workers: int | None = None, progress: bool | Progress = True,
+           commit_every: int = 1000, commit_seconds: float = 120.0,
+           max_pixels: int = DEFAULT_MAX_PIXELS) -> UpdateReport:
+    """``Index.update``: bring ``index`` in line with ``folders`` (all known roots when empty)."""
+    roots = _roots(index, folders)
+    check_writable(index.directory)
+    if workers is None:
+        workers = default_workers()
+    t0 = time.perf_counter()
+    with write_lock(index.directory):
+        # files of saves that never committed (a crash): the database does not name them
+        vectors.remove_stale_files(index.directory, keep=index.store.meta("vectors_file"))
+        index.store.add_roots(roots)
+        report = UpdateReport()
+        plan = plan_update(index.store, roots, report)
+        crash_point("after_scan")
+        index.committed.load(force=True)
+        jobs = [(e.path, e.root, index.spec.input_geometry, max_pixels) for e in plan.todo]
+        run = UpdateRun(index._commit, plan, report, progress_bar(progress, len(jobs)), commit_every, commit_seconds)
+        run.run(embedding_strategy(index.distributor, index, workers).embedded(jobs))
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def default_workers(cores: int | None = None) -> int:
+    """Decode processes for a local update on a machine with ``cores`` CPUs (default: this one's).
+    None with 2 cores or fewer: the engine's inference already uses every core, and one decoding
+    process beside it made indexing 15-40% slower on 2 cores, for small and 12-megapixel JPEGs alike
+    (benchmarks/decode_workers.py, benchmarks/speed.py: the two fight for the cores). Else half the
+    cores, at most 4: not measured here beyond 2 cores, so the rule from before stays."""
+    cores = cores or os.cpu_count() or 2
+    return 0 if cores <= 2 else min(4, cores // 2)
+
+
+def forget(index, paths: Iterable[str]) -> UpdateReport:
+    """``Index.forget``: drop these files' rows and vectors in one commit, scanning nothing."""
+    t0 = time.perf_counter()
+    report = UpdateReport()
+    with write_lock(index.directory):
+        vectors.remove_stale_files(index.directory, keep=index.store.meta("vectors_file"))
+        known = index.store.indexed_paths(paths)
+        if known:
+            index.committed.load(force=True)
+            index._commit([], [], {}, known, [], report)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _roots(index, folders: Iterable) -> list[str]:
+    roots = []
+    for f in folders:
+        p = Path(f)
+        if not p.exists():
+            raise UserError(f"folder not found: {f}")
+        if not p.is_dir():
+            raise UserError(f"not a folder: {f}")
+        roots.append(os.path.realpath(p))
+    if not roots:
+        roots = index.store.roots()
+        if not roots:
+            raise UserError(f"index {index.directory} has no folders yet: name at least one FOLDER")
+    return roots
+
+
+class UpdateRun:
+    """One update's pipeline state: what waits for the next commit, and when that is due.
+    ``commit``: ``(added, errors, reasons, delete_paths, clear_errors, report)`` (``Index._commit``)."""
+
+    def __init__(self, commit: Callable, plan: Plan, report: UpdateReport, bar, commit_every: int,
+                 commit_seconds: float):
+        self._commit = commit
+        self.report = report
+        self.bar = bar
+        self.commit_every = commit_every
+        self.commit_seconds = commit_seconds
+        self.pending: list[tuple[Decoded, np.ndarray]] = []
+        self.pending_errors = [(e.path, e.root, e.size, e.mtime_ns) for e in plan.problems]
+        self.reasons = {e.path: e.problem for e in plan.problems}
+        report.errors.extend((e.path, e.problem) for e in plan.problems)
+        self.deletes = list(plan.delete_paths)
+        self.clear_errors = list(plan.clear_errors)
+        self.last_commit = time.monotonic()
+
+    def run(self, stream: Iterator[tuple[Decoded, np.ndarray | None]]) -> None:
+        """Take every item of ``stream``, committing as due; then commit what is left. An exception
+        (from the stream or the progress callback) leaves the index at its last commit."""
+        try:
+            for d, vec in stream:
+                self.take(d, vec)
+                # items come in job order: after a file's last item no video is half in ``pending``
+                if not d.more and self.commit_due():
+                    self.commit()
+        finally:
+            self.bar.close()
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # a stop mid-way: decoding processes or Ray end now, not when collected
+        if self.pending or self.pending_errors or self.deletes or self.clear_errors:
+            self.commit()
+
+    def take(self, d: Decoded, vec: np.ndarray | None) -> None:
+        if d.problem:
+            self.pending_errors.append((d.path, d.root, d.size, d.mtime_ns))
+            self.reasons[d.path] = d.problem
+            self.report.errors.append((d.path, d.problem))
+            self.bar.update(1)
+        else:
+            self.pending.append((d, vec))
+            self.report.embedded += 1
+            self.bar.update(0 if d.more else 1)  # files: a video's frames count once
+
+    def commit_due(self) -> bool:
+        return len(self.pending) >= self.commit_every or bool(
+            self.pending and time.monotonic() - self.last_commit > self.commit_seconds)
+
+    def commit(self) -> None:
+        self._commit(self.pending, self.pending_errors, self.reasons, self.deletes, self.clear_errors, self.report)
+        self.pending, self.pending_errors, self.deletes, self.clear_errors = [], [], [], []
+        self.last_commit = time.monotonic()
+
+
+class CallbackProgress:
+    """tqdm's ``update``/``close`` over a ``progress(done, total)`` callable."""
+
+    def __init__(self, callback: Progress, total: int):
+        self.callback, self.total, self.done = callback, total, 0
+
+    def update(self, n: int = 1) -> None:
+        if n:
+            self.done += n
+            self.callback(self.done, self.total)
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(progress: bool | Progress, total: int):
+    """A tqdm bar (``progress`` True; disabled when False or nothing to do), or the callable's adapter."""
+    if callable(progress):
+        return CallbackProgress(progress, total)
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="indexing", disable=not progress or not total,
+                dynamic_ncols=True, smoothing=0.1)

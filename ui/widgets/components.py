@@ -1,0 +1,93 @@
+"""Streamlit building blocks shared by the pages."""
+from __future__ import annotations
+
+import os
+import re
+
+import streamlit as st
+
+from ui.logic.service import UPLOAD_TYPES, Service, Settings, human_bytes
+from ui.launch import receive_mb
+
+
+def image_uploader(label: str, key: str, settings: Settings):
+    """The uploader takes files up to a few times the limit, so that a file over the limit reaches
+    ``read_upload`` and its refusal is a message in the page (Streamlit's own refusal is a small
+    tooltip in the drop zone, easy to miss); the limit is said in the label."""
+    mb = settings.max_upload_bytes / (1024 * 1024)
+    return st.file_uploader(f"{label} (at most {mb:g} MB)", type=UPLOAD_TYPES, key=key,
+                            max_upload_size=receive_mb(mb),
+                            help=f"JPEG, PNG, WebP, GIF, BMP or TIFF; at most {mb:g} MB and "
+                                 f"{settings.max_pixels / 1e6:.0f} megapixels. Kept in memory only.")
+
+
+def crop_box(key: str) -> tuple[float, float, float, float] | None:
+    """Optional crop of the query: four sliders in percent; None when off."""
+    if not st.checkbox("Crop a region of the query before searching", key=f"{key}_on"):
+        return None
+    c1, c2 = st.columns(2)
+    left, right = c1.slider("Left / right edge (%)", 0, 100, (0, 100), key=f"{key}_x")
+    top, bottom = c2.slider("Top / bottom edge (%)", 0, 100, (0, 100), key=f"{key}_y")
+    return (left / 100, top / 100, right / 100, bottom / 100)
+
+
+def md(text: str) -> str:
+    """``text`` (a file name, a label) shown literally inside Markdown."""
+    return _MD_SPECIAL.sub(r"\\\g<0>", str(text)).replace("\n", " ")
+
+
+_MD_SPECIAL = re.compile(r"[\\`*_{}\[\]<>#|~$:]")
+
+
+def hit_caption(hit) -> str:
+    name = md(os.path.basename(getattr(hit, "where", hit.path)))  # video frames: "clip.mp4 @ 01:12.5"
+    dims = f"{hit.width}x{hit.height}" if hit.width else "?"
+    return f"**{hit.score:.3f}** · {name}  \n{md(hit.label or '-')} · {dims} · {human_bytes(hit.size)}"
+
+
+def thumbnail(svc: Service, image_id: int, px: int | None = None, caption: str | None = None) -> None:
+    """An indexed image scaled to fit ``px`` (default: the grid's thumbnail), as wide as its cell when
+    ``px`` is not given, else at most ``px`` wide."""
+    data = svc.thumbnail(image_id) if px is None else svc.thumbnail(image_id, px)
+    if data is None:
+        st.warning("cannot show this image (missing or unreadable now)")
+    else:
+        st.image(data, caption=caption, width="stretch" if px is None else px)
+
+
+PAGE_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 3.75rem; }
+[data-testid="stFileUploaderDropzoneInstructions"] small { display: none; }
+@media (max-width: 640px) {
+  [data-testid="stMainBlockContainer"] { padding: 3.75rem 0.75rem 1rem; }
+  h1 { font-size: 1.5rem !important; padding: 0 0 0.25rem !important; }
+  [data-testid="stFileUploaderDropzone"] { padding: 0.5rem 0.75rem; }
+  div:has(> .st-key-results) { order: 1; }
+  div:has(> .st-key-query_panel) { order: 2; }
+}
+</style>"""
+
+
+def page_style() -> None:
+    """A compact header (no big title padding on a phone); on a phone the results come before the
+    query panel, so that the upload and the first results fit on the first screen."""
+    st.html(PAGE_CSS)
+
+
+def grid_style(key: str, thumb_px: int) -> None:
+    """Thumbnails of the grid ``key`` in cells of one height, the whole picture shown (contain, not cover)."""
+    st.html(f"<style>.st-key-{key} [data-testid=\"stImage\"] img {{ height: {int(thumb_px)}px; "
+            f"width: 100%; object-fit: contain; }}</style>")
+
+
+def classification(title: str, top: list[tuple[str, float]] | None, note: str) -> None:
+    """Top-5 classes as a bar chart under ``title``, or the note that says why there are none."""
+    st.markdown(f"#### {md(title)}")
+    if not top:
+        st.info(note)
+        return
+    import pandas as pd
+
+    df = pd.DataFrame({"class": [c for c, _ in top], "probability": [p for _, p in top]})
+    st.bar_chart(df, x="class", y="probability", horizontal=True, sort="-probability", height=200)
+    st.markdown("Top classes: " + ", ".join(f"{c} {p:.1%}" for c, p in top))
