@@ -39,7 +39,7 @@ TRAIN = [DATA / "photos" / "samples" / "vacation", DATA / "photos" / "hymenopter
 MORE_TRAIN = [DATA / "photos" / "hymenoptera" / "val", DATA / "photos" / "samples" / "pixabay"]  # --more-photos
 CACHE = Path("/tmp/vgg-retrieval-prune-distill")
 
-from retrieval.compress.optimize import ROUND_TO  # noqa: E402  (the widths `optimize` prunes to)
+from retrieval.compress.defaults import ROUND_TO  # noqa: E402  (the widths `optimize` prunes to)
 
 
 def paris5() -> tuple[list[str], np.ndarray]:

@@ -184,7 +184,8 @@ class Embedded:
     """Descriptors of the gallery (and turned queries) for one model, and its embedding speed."""
 
     def __init__(self, model: Model, files: list[Path], paris_n: int, work: Path, quick: bool):
-        from indexer.storage.creating import calibration_images, quantize_in_place
+        from indexer.storage.creating import quantize_in_place
+        from indexer.update.calibration import calibration_images
         from retrieval.nets.builder import build
         from retrieval.engines import load_embedder
         from retrieval.engines.export import export_model
@@ -266,8 +267,8 @@ def rotation_scores(emb: Embedded, sets: dict, qe: int) -> dict:
 
 
 def whitening_of(v: np.ndarray):
-    """The whitening (indexer.search.whitening, its default method) fitted on all the embedded photos."""
-    from indexer.search import whitening
+    """The whitening (indexer.vectors.whitening, its default method) fitted on all the embedded photos."""
+    from indexer.vectors import whitening
     return whitening.fit(v).apply
 
 

@@ -162,7 +162,8 @@ def measure(v: Variant, folder, index_dir: Path, paris, teachers: dict, runs: in
 
 
 def int8_copy(model_dir: Path, folder: Path, out: Path) -> Path:
-    from indexer.storage.creating import calibration_images, quantize_in_place
+    from indexer.storage.creating import quantize_in_place
+    from indexer.update.calibration import calibration_images
 
     shutil.copytree(model_dir, out)
     quantize_in_place(out, calibration_images([folder]))
@@ -266,7 +267,7 @@ def full_model_variants(tmp: Path, folder: Path, ratios=(0.3,)):
         d = exported(pspec, pnet, tmp / f"pruned{ratio}")
         yield Variant(f"full VGG16 + classifier pruned {ratio:.0%} INT8", "openvino", pspec, pnet,
                       int8_copy(d, folder, tmp / f"pruned{ratio}-8"), full=True)
-    from retrieval.compress.optimize import ROUND_TO
+    from retrieval.compress.defaults import ROUND_TO
 
     pnet, pspec, _ = prune_model(net, spec, flops=0.5, round_to=ROUND_TO)
     d = exported(pspec, pnet, tmp / "pruned50")

@@ -59,7 +59,7 @@ def ms(values) -> str:
 
 
 def bench_core(index_dir: Path, n: int) -> dict[str, list[float]]:
-    from ui.logic.service import Service, Settings
+    from ui.logic import Service, Settings
 
     t0 = time.perf_counter()
     svc = Service(index_dir, "openvino").warm()

@@ -4,7 +4,7 @@ Descriptors of the default model (VGG16 GAP, long side 224, OpenVINO FP32) for
   - ../shared/data/retrieval/paris5 (250 photos, 5 landmarks: mAP, INRIA-Holidays trapezoid, query excluded),
   - the sample photos (the stereo/viewpoint PAIRS of tests/conftest.py: recall@1 among the samples),
   - extra unlabeled real photos (vacation, pixabay, hymenoptera, flowers5: up to --extra images),
-cached in --cache. Then whitening (``indexer.search.whitening.fit``) fitted on: paris5 alone (a small
+cached in --cache. Then whitening (``indexer.vectors.whitening.fit``) fitted on: paris5 alone (a small
 collection); paris5 + N extra photos; the samples (+ N extra) for the pairs. Methods: plain
 PCA-whitening (all dims or reduced), Ledoit-Wolf shrinkage, eigenvalue power laws lambda^-beta,
 centring only; and small collections (subsets of paris5) fitted on themselves.
@@ -65,7 +65,7 @@ about equally far from all others); it recovers with N (PCA to 64 dims: 0.42 -> 
 1500 photos) but stays below none. Centring alone is never below none: +0.026 on paris5 alone,
 +0.02-0.03 on 15-100 photo subsets, shrinking to +0.004 when 1250 unrelated photos share the
 collection (the mean is then mostly theirs). The pairs are at rank 1 either way (too easy to
-separate the methods). Hence ``indexer.search.whitening``: BETA = 0, MIN_VECTORS = 100, refit at 2x.
+separate the methods). Hence ``indexer.vectors.whitening``: BETA = 0, MIN_VECTORS = 100, refit at 2x.
 """
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ METHODS = {  # name: fit options (None: no whitening)
 
 
 def whitened(options: dict | None, fit_on: np.ndarray, *sets: np.ndarray) -> list[np.ndarray]:
-    from indexer.search.whitening import fit
+    from indexer.vectors.whitening import fit
 
     if options is None:
         return list(sets)

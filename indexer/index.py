@@ -14,13 +14,13 @@ Python API::
     indexer.update.planning    what an update must embed, record as a problem, delete and clear
     indexer.update.embedding   decode jobs -> (item, vector) pairs: the "local" and "ray" strategies
     indexer.update.updater    running an update: batches, commit cadence, progress
-    indexer.storage.commit      the atomic commit of rows + a new vectors file
+    indexer.update.commit      the atomic commit of rows + a new vectors file
     indexer.storage.loaded_vectors   the committed vectors as loaded by this process
-    indexer.search.whitened_vectors    the whitening learnt on the collection, and the whitened vectors searches use
+    indexer.storage.whitened_vectors    the whitening learnt on the collection, and the whitened vectors searches use
     indexer.search.vector_search   queries -> descriptors -> hits; which indexed files may be read
     indexer.search.query_expansion  alpha-QE at search time (and DBA for benchmarks)
     indexer.search.rotation    searching a query's 90/180/270 degree turns too
-    indexer.storage.checking    check and deep check
+    indexer.checking    check and deep check
     indexer.reports     SearchHit, UpdateReport, CheckReport
 """
 from __future__ import annotations
@@ -40,16 +40,15 @@ from retrieval.spec import ModelSpec
 
 from . import vectors
 
-from .storage import checking
-
+from . import checking
 from .storage import folder
 
 from .search import vector_search as searching
 
 from .update import updater as updating
 
-from .search import whitened_vectors as whitened
-from indexer.storage.commit import commit as _commit_step
+from .storage import whitened_vectors as whitened
+from indexer.update.commit import commit as _commit_step
 from indexer.storage.loaded_vectors import CommittedVectors
 from indexer.storage.folder import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR, copy_model  # noqa: F401 - API
 from indexer.search.query_expansion import DEFAULT_ALPHA
@@ -101,8 +100,8 @@ class Index:
         ``index_type``: auto, flat, hnsw, ivf, ivfpq or a FAISS factory string (docs/index-types.md);
         ``index_options``: flat_limit, pq_limit, train_min, nprobe, ef_search overrides.
         ``precision`` "int8": the model is quantized (NNCF) on the image paths ``calibration()``
-        returns (``indexer.storage.creating.calibration_images``), ``progress(done, total)`` hearing it;
-        ``vgg-retrieval index`` does that by default (``indexer.storage.opening``)."""
+        returns (``indexer.update.calibration.calibration_images``), ``progress(done, total)`` hearing it;
+        ``vgg-retrieval index`` does that by default (``indexer.opening``)."""
         directory = Path(directory)
         store, net = folder.create(directory, spec, net, db_url, model_dir, index_type, index_options,
                                    precision, calibration, progress)
@@ -160,7 +159,7 @@ class Index:
     def ensure_exported_model(self) -> None:
         """DIR/model holds this index's export (rebuilt from the net or the weights when missing or
         damaged, at the index's precision: INT8 is calibrated again on indexed photos)."""
-        from indexer.storage.creating import CALIBRATION_IMAGES
+        from indexer.update.calibration import CALIBRATION_IMAGES
 
         self._net = folder.ensure_exported_model(
             self.spec, self.model_dir, self._net, self.precision,
@@ -182,13 +181,13 @@ class Index:
 
     @property
     def whitening(self):
-        """The whitening searches apply to stored vectors and queries alike (``indexer.search.whitening.Whitening``),
+        """The whitening searches apply to stored vectors and queries alike (``indexer.vectors.whitening.Whitening``),
         or None. ``all_vectors``, ``vector`` and ``embed_queries`` always give raw descriptors."""
         return self.committed.whitened.load()[0]
 
     def whiten(self, force: bool = False, **options):
         """Fit (again) the whitening on the stored vectors, in one commit; None (nothing changed)
-        when the collection is too small for one to help, unless ``force`` (``indexer.search.whitened_vectors``)."""
+        when the collection is too small for one to help, unless ``force`` (``indexer.storage.whitened_vectors``)."""
         return whitened.fit_index(self, force, **options)
 
     def remove_whitening(self) -> bool:
@@ -280,7 +279,7 @@ class Index:
         return updating.forget(self, paths)
 
     def _commit(self, added, errors, reasons, delete_paths, clear_errors, report) -> None:
-        """One atomic step of an update (``indexer.storage.commit.commit``) over the loaded vectors."""
+        """One atomic step of an update (``indexer.update.commit.commit``) over the loaded vectors."""
         _commit_step(self.store, self.committed, added, errors, reasons, delete_paths, clear_errors, report)
 
     # --- checking -----------------------------------------------------------------------------

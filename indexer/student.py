@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.errors import UserError
-from retrieval.compress.optimize import ROUND_TO
+from retrieval.compress.defaults import ROUND_TO
 
 from .index import Index
 

@@ -76,6 +76,6 @@ def test_python_dash_m_indexer_runs_the_same_cli():
 def test_ui_command_default_upload_limit_is_the_uis():
     """The ``ui`` command declares its default without importing the UI at start; it must agree."""
     from indexer.cli.ui import MAX_UPLOAD_MB
-    from ui.logic.service import DEFAULT_MAX_UPLOAD_MB
+    from ui.logic import DEFAULT_MAX_UPLOAD_MB
 
     assert MAX_UPLOAD_MB == DEFAULT_MAX_UPLOAD_MB

@@ -323,7 +323,7 @@ def test_default_decode_workers_leave_two_cores_to_the_engine(tmp_path):
     threads was measured slower); more cores get half of them as decode processes, at most 4. The
     web UI's indexing keeps at least one decode process: a crashing decoder must not kill the server."""
     from indexer.update.updater import default_workers
-    from ui.logic.indexing import IndexingJob
+    from ui.logic import IndexingJob
 
     assert [default_workers(c) for c in (1, 2, 3, 4, 8, 32)] == [0, 0, 1, 2, 4, 4]
     assert IndexingJob(tmp_path / "ix", []).workers == max(1, default_workers())

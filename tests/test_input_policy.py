@@ -210,12 +210,12 @@ def test_an_int8_buckets_model_embeds(buckets_model, tmp_path):
 
 def test_an_index_of_a_buckets_model_finds_each_photo_first(buckets_model, tmp_path):
     from conftest import copy_photos
-    from indexer.storage.opening import open_or_create
+    from indexer.opening import ModelChoice, open_or_create
 
     spec, _, model_dir = buckets_model
     photos = tmp_path / "photos"
     copy_photos(photos, PHOTOS)
-    with open_or_create(tmp_path / "ix", [photos], model_dir=model_dir, index_type="flat") as idx:
+    with open_or_create(tmp_path / "ix", [photos], model=ModelChoice(model_dir=model_dir), index_type="flat") as idx:
         assert idx.spec.model_id == spec.model_id and idx.spec.input_policy == "buckets"
         report = idx.update([photos], workers=0, progress=False)
         assert idx.count == len(PHOTOS), report.errors

@@ -49,7 +49,7 @@ def test_int8_ir_loads_and_agrees_with_fp32(trained, tmp_path):
 
 
 def test_quantize_model_and_benchmark_variants(trained, tmp_path):
-    from retrieval.training.pipeline import benchmark_variants
+    from retrieval.compress.bench import benchmark_variants
     from retrieval.compress.quantize import quantize_model
 
     split, spec, net, ckpt, fp32 = trained

@@ -277,7 +277,7 @@ def test_classification_chart_lights_up_with_class_scores():
     assert abs(sum(p for _, p in top_classes(np.zeros(6), names, 6)[0]) - 1) < 1e-9
 
     def page(top):
-        from ui.widgets.components import classification
+        from ui.widgets.components import classification  # a building block, tested alone
 
         classification("Classes from the model", top, "")
 
@@ -380,7 +380,7 @@ def test_index_page_status_errors_and_indexing_with_progress(tiny_model, make_in
 
 def finish_job(at, index_dir, timeout: float = 240) -> None:
     """Wait for the page's indexing job, then run the page as its next refresh would."""
-    from ui.widgets.state import indexing_job
+    from ui.widgets import indexing_job
 
     job = indexing_job(index_dir)
     assert job is not None and job.wait(timeout), "the indexing job did not finish"
@@ -414,7 +414,7 @@ def test_index_page_stop_keeps_the_last_commit(tiny_model, make_index, tmp_path,
 def test_indexing_job_reports_progress_and_stops_when_asked(tiny_model, make_index, tmp_path):
     """The page's job without the page: the progress callback sees every file; a stop requested
     before the first file completes leaves the index as it was."""
-    from ui.logic.indexing import IndexingJob, Outcome
+    from ui.logic import IndexingJob, Outcome
 
     folder = tmp_path / "photos"
     copy_photos(folder, ANIMALS + THINGS, flat=True)

@@ -61,7 +61,7 @@ def shown(at) -> dict:
 
 
 def key(g, name, what="pick") -> str:
-    from ui.logic.dedup_review import group_key
+    from ui.logic import group_key
 
     if what != "pick":
         return f"dd_{what}_{group_key(g)}"

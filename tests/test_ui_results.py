@@ -8,8 +8,8 @@ import pytest
 
 from conftest import copy_photos
 from indexer.reports import SearchHit
-from ui.logic.results import Identity, arrange, is_query, page_of_results, row_identity, upload_identity
-from ui.logic.urlstate import DEFAULT_PER, View
+from ui.logic import Identity, arrange, is_query, page_of_results, row_identity, upload_identity
+from ui.logic import DEFAULT_PER, View
 
 
 def hit(i, score, sha="", w=100, h=80, source=None):
@@ -56,7 +56,7 @@ def test_view_round_trips_through_its_url_and_ignores_junk():
 
 def test_pages_of_cards_over_a_real_index(tiny_model, make_index, tmp_path):
     """Copies of the query and of a result are folded in; pages follow on from each other."""
-    from ui.logic.service import Service
+    from ui.logic import Service
 
     photos = tmp_path / "photos"
     names = ["pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/horse01.jpg", "pixabay/ship01.jpg",
@@ -87,7 +87,7 @@ def test_feature_maps_progress_per_module_and_stop(tiny_model):
     from PIL import Image
 
     from retrieval.preprocess import load_and_prepare
-    from ui.logic.feature_maps import conv_layers, feature_maps
+    from ui.logic import conv_layers, feature_maps
 
     _, net, _ = tiny_model
     layer = conv_layers(net)[3]

@@ -1,4 +1,4 @@
-"""Whitening learnt on the index's own vectors (indexer.search.whitening, indexer.search.whitened_vectors): the fit, its file,
+"""Whitening learnt on the index's own vectors (indexer.vectors.whitening, indexer.storage.whitened_vectors): the fit, its file,
 the whitened copy that searches read, the rules (minimum size, refit on growth, AUTO_WHITEN), the
 CLI, a mixed model refused, and crash safety. Real FAISS and SQLite; constructed vectors for the
 collection size, the tiny model for the query path."""
@@ -14,9 +14,8 @@ import pytest
 
 from indexer import Index, vectors
 
-from indexer.search import whitened_vectors as whitened
-
-from indexer.search import whitening
+from indexer.storage import whitened_vectors as whitened
+from indexer.vectors import whitening
 from indexer.cli import main
 from indexer.faults import ENV
 from retrieval.errors import UserError

@@ -13,8 +13,8 @@ import sys
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from retrieval.errors import UserError, one_line
-from retrieval.torch_extra import missing_torch
+from retrieval import UserError, one_line
+from retrieval import missing_torch
 
 from . import classes, dedup, indexing, models, text, ui, video, whitening
 

@@ -24,17 +24,17 @@ def classes(index_dir, db_url, depth, labels_csv, min_per_class, remove, as_json
     """Fit a classifier on the index's descriptors and labels (no re-embedding) and report its
     cross-validated accuracy per class; `search` and the UI then show each query's top-5 classes.
     `index` fits one by itself when the folders give two or more labels with enough photos each."""
-    from indexer.classify import index_classes as ic
-    from indexer.classify.descriptor_classifier import DescriptorClassifier
-    from indexer.index import Index
+    from indexer.classify import MIN_PER_CLASS, LabelChoice, fit_index
+    from indexer.classify import DescriptorClassifier
+    from indexer import Index
 
     with Index.open(index_dir, db_url=db_url) as idx:
         if remove:
             gone = DescriptorClassifier.remove(idx.directory)
             click.echo("classifier removed" if gone else "the index has no classifier")
             return
-        choice = ic.LabelChoice(depth=depth, csv=None if labels_csv is None else str(labels_csv))
-        result = ic.fit_index(idx, choice, ic.MIN_PER_CLASS if min_per_class is None else min_per_class)
+        choice = LabelChoice(depth=depth, csv=None if labels_csv is None else str(labels_csv))
+        result = fit_index(idx, choice, MIN_PER_CLASS if min_per_class is None else min_per_class)
     clf = result.classifier
     if as_json:
         click.echo(json.dumps({"note": result.note, "classes": list(clf.classes) if clf else [],

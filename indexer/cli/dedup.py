@@ -5,10 +5,10 @@ from pathlib import Path
 
 import click
 
-from indexer.dedup.find import DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD, VERIFIED_THRESHOLD, VERIFY_FLOOR
-from indexer.dedup.groups import KEEPER_POLICIES
-from indexer.dedup.verify import MIN_KEYPOINTS
-from retrieval.errors import UserError
+from indexer.dedup import DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD, VERIFIED_THRESHOLD, VERIFY_FLOOR
+from indexer.dedup import KEEPER_POLICIES
+from indexer.dedup import MIN_KEYPOINTS
+from retrieval import UserError
 
 from .options import db_option, index_option
 
@@ -57,7 +57,7 @@ def dedup(ctx, index_dir, threshold, verify, similar, rotations, verify_floor, m
         raise UserError("dedup needs --index DIR (or $VGG_RETRIEVAL_INDEX)")
     if out is None:
         raise UserError("dedup needs --out REPORT (where to write the report)")
-    from indexer.dedup.run import dedup_index
+    from indexer.dedup import dedup_index
 
     with _Progress() as progress:
         report, paths = dedup_index(index_dir, out, db_url=db_url, html_groups=html_groups, progress=progress,
@@ -118,8 +118,8 @@ def apply_cmd(report, quarantine, keep, log, no_index_update, include_similar, e
     """Move the non-kept files of REPORT into a quarantine folder (dry run unless --yes).
 
     Never deletes. Refuses when a file changed since the report. Writes a JSON undo log."""
-    from indexer.dedup.apply import apply_report
-    from indexer.dedup.report import DedupReport
+    from indexer.dedup import apply_report
+    from indexer.dedup import DedupReport
 
     apply_report(DedupReport.load(report), quarantine, execute=execute or execute2, log=log, keep=keep,
                  update_index=not no_index_update, echo=click.echo, include_similar=include_similar)
@@ -131,7 +131,7 @@ def apply_cmd(report, quarantine, keep, log, no_index_update, include_similar, e
 @_execute_options
 def undo_cmd(log, no_index_update, execute, execute2):
     """Move the files of an undo LOG back where they were (dry run unless --yes)."""
-    from indexer.dedup.apply import undo
+    from indexer.dedup import undo
 
     undo(log, execute=execute or execute2, update_index=not no_index_update, echo=click.echo)
 

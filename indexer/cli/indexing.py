@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from indexer.search.query_expansion import DEFAULT_ALPHA, DEFAULT_QE, check_options
-from retrieval.errors import UserError
+from indexer.search import DEFAULT_ALPHA, DEFAULT_QE, check_options
+from retrieval import UserError
 
 from .options import (db_option, engine_option, engine_options, index_option, index_type_option, model_options,
                       ray_options, search_param_options, watch_options)
@@ -45,20 +45,18 @@ def index(folders, index_dir, arch, weights, pooling, input_size, input_policy, 
     New and changed images are embedded, deleted ones leave the index, unchanged files cost a stat.
     With no FOLDERS, every folder the index already knows is updated.
     """
-    from indexer.storage.opening import open_or_create, ray_settings
+    from indexer import EngineChoice, ModelChoice, open_or_create, ray_settings
 
     meta = click.get_current_context().meta
     ray = ray_settings(engine, ray_address, ray_actors, ray_model_engine, threads)
     if throughput and (engine != "openvino" or ray is not None):
         raise UserError(f"--throughput is OpenVINO's throughput mode: it applies with --engine openvino, not {engine}")
     with _progress_bar("calibrating INT8", quiet) as calibration_progress:
-        idx = open_or_create(index_dir, folders, arch=arch, weights=weights, pooling=pooling, input_size=input_size,
-                             trim_borders=trim_borders, input_policy=input_policy, scales=scales, model_dir=model_dir, db_url=db_url, engine=engine,
-                             batch_size=batch_size, threads=threads, ray=ray,
-                             index_type=meta.get("index_type", "auto"), precision=precision,
-                             class_names=class_names,
-                             calibration_progress=calibration_progress, log=lambda line: click.echo(line, err=True),
-                             engine_options={"performance": "THROUGHPUT"} if throughput else None)
+        model = ModelChoice(arch, weights, pooling, input_size, trim_borders, input_policy, scales, model_dir,
+                            class_names, precision)
+        run = EngineChoice(engine, batch_size, threads, ray, {"performance": "THROUGHPUT"} if throughput else None)
+        idx = open_or_create(index_dir, folders, model, run, db_url=db_url, index_type=meta.get("index_type", "auto"),
+                             calibration_progress=calibration_progress, log=lambda line: click.echo(line, err=True))
     with idx:
         if meta.get("watch"):  # --watch: indexer.update.watch runs the updates
             return _watch(idx, index_dir, folders, workers, quiet, commit_every, meta["watch"])
@@ -66,7 +64,7 @@ def index(folders, index_dir, arch, weights, pooling, input_size, input_policy, 
         click.echo(f"{index_dir}: {report.summary()}; {idx.count} images in the index")
         for path, reason in report.errors:
             click.echo(f"  skipped {path}: {reason}")
-        from indexer.classify.index_classes import after_update
+        from indexer.classify import after_update
 
         note = after_update(idx, report)
         if note:
@@ -97,7 +95,7 @@ def _progress_bar(desc: str, quiet: bool):
 
 
 def _watch(idx, index_dir, folders, workers, quiet, commit_every, interval) -> None:
-    from indexer.update.watch import watch
+    from indexer.update import watch
 
     click.echo(f"watching {', '.join(map(str, folders)) or 'the index folders'} every {interval:g}s "
                f"(Ctrl-C or SIGTERM to stop)", err=True)
@@ -114,7 +112,7 @@ def _echo_hits(hits) -> None:
 
 
 def _search_texts(idx, texts, top_k, as_json, threads) -> None:
-    from indexer.text.searcher import TextSearcher
+    from indexer.text import TextSearcher
 
     for text, hits in zip(texts, TextSearcher(idx, threads=threads).search(texts, top_k)):
         if as_json:
@@ -129,7 +127,7 @@ CLASS_OUTPUTS = {"model": ("classes", "classes (model)"), "folders": ("folder_cl
 
 
 def _search_images(idx, images, top_k, as_json, search_params, query_options) -> None:
-    from indexer.classify.index_classes import search_with_classes
+    from indexer.classify import search_with_classes
 
     results, classes = search_with_classes(idx, [str(p) for p in images], top_k, **search_params, **query_options)
     for query, hits, tops in zip(images, results, classes):
@@ -167,7 +165,7 @@ def search(images, index_dir, top_k, as_json, texts, engine, batch_size, threads
            rotations):
     """Find the indexed images most similar to each of IMAGES, with their top-5 classes from each
     classifier the index has: its model's own, and the one learnt from its folders (`classes`)."""
-    from indexer.index import Index
+    from indexer import Index
 
     if not images and not texts:
         raise UserError("name the IMAGES to search with, or search by words with --text \"...\"")
@@ -191,7 +189,7 @@ def search(images, index_dir, top_k, as_json, texts, engine, batch_size, threads
 @engine_option
 def check(index_dir, db_url, deep, engine):
     """Prove the metadata database and the FAISS vectors agree (exit 1 if not)."""
-    from indexer.index import Index
+    from indexer import Index
 
     with Index.open(index_dir, engine=engine, db_url=db_url) as idx:
         rep = idx.check(deep=deep)
@@ -212,8 +210,8 @@ def check(index_dir, db_url, deep, engine):
 @click.option("--errors", "show_errors", is_flag=True, help="List the files that could not be indexed.")
 def info(index_dir, db_url, show_errors):
     """What an index holds: model, counts, folders, errors."""
-    from indexer.search import whitened_vectors as whitened
-    from indexer.index import Index
+    from indexer.storage import describe_whitening
+    from indexer import Index
 
     with Index.open(index_dir, db_url=db_url) as idx:
         errors = idx.store.errors()
@@ -223,7 +221,7 @@ def info(index_dir, db_url, show_errors):
         click.echo(f"precision: {idx.precision.upper()}")
         click.echo(f"images:  {idx.count}")
         click.echo(f"errors:  {len(errors)}")
-        click.echo(f"whitening: {whitened.describe(idx)}")
+        click.echo(f"whitening: {describe_whitening(idx)}")
         for r in idx.store.roots():
             click.echo(f"folder:  {r}")
         if show_errors:
@@ -238,8 +236,8 @@ def info(index_dir, db_url, show_errors):
 def export(out, arch, weights, pooling, input_size, input_policy, scales, trim_borders, class_names):
     """Export the descriptor model to ONNX and OpenVINO IR with a JSON sidecar (and its classifier's
     class scores as a second output when the weights carry one)."""
-    from indexer.storage.opening import build_model
-    from retrieval.engines.export import export_model
+    from indexer import build_model
+    from retrieval.engines import export_model
 
     spec, net = build_model(arch, weights, pooling, input_size, trim_borders, class_names, input_policy, scales)
     export_model(spec, net, out)

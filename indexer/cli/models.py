@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from retrieval.compress.optimize import EPOCHS, ROUND_TO
-from retrieval.training.pipeline import DEFAULT_CACHE
-from retrieval.spec import ARCHS, POOLINGS
+from retrieval.compress import EPOCHS, ROUND_TO
+from retrieval.training import DEFAULT_CACHE
+from retrieval import ARCHS, POOLINGS
 
 from .options import index_option
 
@@ -21,7 +21,7 @@ from .options import index_option
 @click.option("--json", "as_json", is_flag=True)
 def stats(data, size, as_json):
     """Exact per-channel mean/std of every image under DATA (pixels in [0,1], streaming)."""
-    from retrieval.training.pipeline import dataset_stats
+    from retrieval.training import dataset_stats
 
     res = dataset_stats(data, size)
     if as_json:
@@ -78,7 +78,7 @@ def _recipe_options(f):
 @_recipe_options
 def train(data, out, arch, weights, input_size, pooling, head, normalize, resume, **recipe):
     """Fine-tune on an ImageFolder tree DATA (train/ + val/, else a seeded 80/20 split)."""
-    from retrieval.training.pipeline import train_classifier
+    from retrieval.training import train_classifier
 
     train_classifier(data, out, arch=arch, weights=weights, input_size=input_size, pooling=pooling, head=head,
                      normalize=normalize, resume=resume, log=click.echo, **recipe)
@@ -99,7 +99,7 @@ def train(data, out, arch, weights, input_size, pooling, head, normalize, resume
 @click.option("--limit-per-class", type=int, default=None)
 def prune(checkpoint, ratio, layers, data, out, recover_epochs, recover_lr, cache_dir, batch_size, limit_per_class):
     """L1-norm channel pruning of CHECKPOINT, then a short recovery fine-tune."""
-    from retrieval.compress.prune import prune_checkpoint
+    from retrieval.compress import prune_checkpoint
 
     prune_checkpoint(checkpoint, out, ratio=ratio, layers=layers, data=data, recover_epochs=recover_epochs,
                      recover_lr=recover_lr, cache_dir=cache_dir, batch_size=batch_size,
@@ -121,7 +121,7 @@ def prune(checkpoint, ratio, layers, data, out, recover_epochs, recover_lr, cach
 def quantize(source, calib, out, subset, val_limit, preset, formats, for_tensorrt):
     """INT8 PTQ of SOURCE (a checkpoint, or an exported model folder): NNCF for OpenVINO and/or
     ONNX Runtime static quantization (QDQ) for ONNX Runtime and TensorRT."""
-    from retrieval.compress.quantize import quantize_model
+    from retrieval.compress import quantize_model
 
     quantize_model(source, calib, out, subset=subset, val_limit=val_limit, preset=preset, formats=formats,
                    for_tensorrt=for_tensorrt, log=click.echo)
@@ -139,7 +139,7 @@ def quantize(source, calib, out, subset, val_limit, preset, formats, for_tensorr
 @click.option("--throughput-batches", type=int, default=6, show_default=True)
 def benchmark(variants, data, limit, out, threads, size, latency_runs, throughput_batches):
     """Compare model variants: top-1, latency, throughput, size, descriptor agreement."""
-    from retrieval.training.pipeline import benchmark_variants
+    from retrieval.compress import benchmark_variants
 
     md, js = benchmark_variants(variants, data, out, limit=limit, threads=threads, size=size,
                                 latency_runs=latency_runs, throughput_batches=throughput_batches, log=click.echo)
@@ -166,8 +166,8 @@ def optimize(index_dir, out, flops, photos, epochs, round_to, quiet):
     (the stored descriptors are the targets of the photos as indexed; augmented views run the teacher).
     The result is a checkpoint for a new index (`index --weights OUT`): its model differs, so it
     never mixes descriptors with this index."""
-    from indexer.student import optimize_index
-    from retrieval.compress.distill import DistillConfig
+    from indexer import optimize_index
+    from retrieval.compress import DistillConfig
 
     bar = _StageBar(quiet)
     try:

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from retrieval.engines import DEFAULT_ENGINE, ENGINES
-from retrieval.engines.registry import ray_engine_names
-from retrieval.errors import UserError
-from retrieval.spec import ARCHS, DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_POOLING, INPUT_POLICIES, POOLINGS
+from retrieval.engines import ray_engine_names
+from retrieval import UserError
+from retrieval import ARCHS, DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_POOLING, INPUT_POLICIES, POOLINGS
 
 ENV_INDEX = "VGG_RETRIEVAL_INDEX"
 ENV_DB = "VGG_RETRIEVAL_DB"
@@ -112,7 +112,7 @@ def watch_options(f):
         if interval is not None and not watch:
             raise UserError("--interval only applies with --watch")
         if watch:
-            from indexer.update.watch import DEFAULT_INTERVAL
+            from indexer.update import DEFAULT_INTERVAL
 
             interval = DEFAULT_INTERVAL if interval is None else interval
             if interval <= 0:
@@ -133,7 +133,7 @@ def index_type_option(f):
     @functools.wraps(f)
     def wrapper(*args, index_type=None, **kwargs):
         if index_type is not None:
-            from indexer.storage.opening import resolve_index_type
+            from indexer import resolve_index_type
 
             click.get_current_context().meta["index_type"] = resolve_index_type(
                 index_type, kwargs["index_dir"], kwargs.get("db_url"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from retrieval.errors import UserError
+from retrieval import UserError
 
 from .options import db_option, index_option
 
@@ -28,8 +28,8 @@ def text_train(index_dir, db_url, text_model, epochs, dim, batch_size, lr, seed,
     or IMAGE.caption); the stored VGG descriptors are used as they are (nothing is re-embedded).
     Writes INDEX/text/; then: vgg-retrieval search --text "a red flower" --index DIR.
     """
-    from indexer.index import Index
-    from indexer.text.searcher import train_text_model
+    from indexer import Index
+    from indexer.text import train_text_model
 
     if epochs < 1 or dim < 2 or batch_size < 2 or lr <= 0:
         raise UserError("--epochs must be >= 1, --dim and --batch-size >= 2, --lr > 0")

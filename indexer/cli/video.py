@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from retrieval.spec import ARCHS
-from retrieval.video.choices import FITS, MODELS, RNNS, SAMPLINGS, TIME_PADDINGS
+from retrieval import ARCHS
+from retrieval.video import FITS, MODELS, RNNS, SAMPLINGS, TIME_PADDINGS
 
 
 @click.command("train-video")
@@ -61,9 +61,10 @@ def train_video(data, out, **options):
 
     DATA/<class>/<clip> (seeded split) or DATA/train|val/<class>/<clip>; a clip is a video file
     (mp4, webm, mkv, avi, mov...) or a folder of frame images."""
-    from retrieval.video.pipeline import train_video_classifier
+    from retrieval.video import VideoJob, train_video_classifier
 
-    train_video_classifier(data, out, log=click.echo, **options)
+    resume = options.pop("resume")
+    train_video_classifier(data, out, VideoJob.from_options(options), resume=resume, log=click.echo)
 
 
 @click.command("classify-video")
@@ -74,7 +75,7 @@ def train_video(data, out, **options):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per clip per line.")
 def classify_video(clips, checkpoint, top_k, as_json):
     """Print the top classes of each clip (video file or folder of frames)."""
-    from retrieval.video.pipeline import classify_clips
+    from retrieval.video import classify_clips
 
     for path, top in zip(clips, classify_clips(checkpoint, clips, top_k)):
         if as_json:

@@ -1,4 +1,4 @@
-"""``whiten``: learn the index's whitening on its own stored vectors, or remove it (``indexer.search.whitened_vectors``)."""
+"""``whiten``: learn the index's whitening on its own stored vectors, or remove it (``indexer.storage.whitened_vectors``)."""
 from __future__ import annotations
 
 import click
@@ -27,8 +27,8 @@ def whiten(index_dir, db_url, remove, beta, force):
     descriptors are kept, so nothing is embedded again and --remove undoes it. An index updated
     later refits its whitening once it has doubled since the fit.
     """
-    from indexer.search import whitening
-    from indexer.index import Index
+    from indexer.vectors import MIN_WHITENING_VECTORS
+    from indexer import Index
 
     with Index.open(index_dir, db_url=db_url) as idx:
         if remove:
@@ -38,7 +38,7 @@ def whiten(index_dir, db_url, remove, beta, force):
         state = idx.whiten(force=force, **({} if beta is None else {"beta": beta}))
         if state is None:
             click.echo(f"{index_dir}: not whitened: {idx.count} images, a whitening needs at least "
-                       f"{whitening.MIN_VECTORS} (learnt on fewer it is not trusted; --force fits anyway)")
+                       f"{MIN_WHITENING_VECTORS} (learnt on fewer it is not trusted; --force fits anyway)")
             return
         click.echo(f"{index_dir}: whitened ({state.describe()})")
 

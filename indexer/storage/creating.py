@@ -29,12 +29,10 @@ from typing import Callable, Iterable, Sequence
 from retrieval.errors import UserError
 
 from indexer.faults import crash_point
-from .folder import DB_FILE, LOCK_FILE, MODEL_DIR
+from .layout import DB_FILE, LOCK_FILE, MODEL_DIR
 
 MARK = ".creating"
 PRECISIONS = ("int8", "fp32")
-CALIBRATION_IMAGES = 300     # NNCF's default subset size
-CALIBRATION_SCAN_LIMIT = 3000  # files looked at to pick them (spread over the folders), not the whole tree
 # what an unfinished creation may have written (never a user's file)
 _OURS = (MARK, MODEL_DIR, MODEL_DIR + ".tmp", MODEL_DIR + ".old", ".export-*", ".int8-*", LOCK_FILE,
          DB_FILE, DB_FILE + "-journal", DB_FILE + "-wal", DB_FILE + "-shm", "vectors-*.faiss*")
@@ -124,34 +122,6 @@ def being_created(directory: Path) -> int | None:
         return None
     finally:
         os.close(fd)
-
-
-def calibration_images(folders: Sequence, n: int = CALIBRATION_IMAGES, scan_limit: int = CALIBRATION_SCAN_LIMIT,
-                       size: int = 224) -> list[str]:
-    """Up to ``n`` usable images from ``folders``, spread evenly over the first ``scan_limit``
-    images found (sorted walk), each checked to decode."""
-    from retrieval.preprocess import ImageError, load_and_prepare
-
-    from indexer.update.scan import classify, walk
-
-    found: list[str] = []
-    for root in folders:
-        for entry in walk(os.path.realpath(root)):
-            if len(found) >= scan_limit:
-                break
-            e = classify(entry) if entry.problem is None else None
-            if e is not None and e.problem is None and e.kind == "image":
-                found.append(e.path)
-    step = max(1, len(found) / max(1, n))
-    picked = []
-    for i in range(min(n, len(found))):
-        path = found[int(i * step)]
-        try:
-            load_and_prepare(path, size)
-        except (ImageError, OSError):
-            continue  # a truncated or odd file: not for calibration (the update reports it)
-        picked.append(path)
-    return picked
 
 
 def quantize_in_place(model_dir: Path, images: Sequence[str],

@@ -1,12 +1,5 @@
-"""The index folder: its layout, making and opening one, the write lock, and the model it holds.
-
-    DIR/index.sqlite          metadata (images, errors, roots, meta) - or any SQLAlchemy URL
-    DIR/database.json         names that database when it is not DIR/index.sqlite (see indexer.storage.store)
-    DIR/vectors-<gen>.faiss   the vectors of the committed generation, ids = images.id
-    DIR/model/                the exported model that made them (ONNX, OpenVINO IR, model.json)
-    DIR/index.lock            held by the one process allowed to update the index
-    DIR/.creating             only while the index is being made (see indexer.storage.creating)
-"""
+"""The index folder: making and opening one, the write lock, and the model it holds (its names:
+``layout``)."""
 from __future__ import annotations
 
 import fcntl
@@ -21,15 +14,13 @@ from retrieval.engines.export import SIDECAR, export_model, read_sidecar
 from retrieval.spec import ModelSpec
 
 from indexer import vectors
+from . import creating
+from .creating import being_created, clear, leftovers, quantize_in_place, unfinished
 from .database_link import new_index_id, public_url, read_link, write_link
+from .layout import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR
 from indexer.faults import crash_point
 from .store import Store
 
-DB_FILE = "index.sqlite"
-MODEL_DIR = "model"
-LOCK_FILE = "index.lock"
-FORMAT = "vgg-retrieval-index"
-FORMAT_VERSION = 1
 
 
 def db_url(directory: Path, url: str | None) -> str:
@@ -41,8 +32,6 @@ def db_url(directory: Path, url: str | None) -> str:
 
 
 def exists(directory, url: str | None = None) -> bool:
-    from .creating import unfinished
-
     directory = Path(directory)
     if unfinished(directory):
         return False  # a creation that never finished: made again from the start
@@ -73,8 +62,6 @@ def check_can_create(directory, url: str | None = None) -> None:
     if exists(directory, url):
         raise UserError(f"an index already exists at {directory}")
     if directory.is_dir() and any(directory.iterdir()):
-        from .creating import being_created, leftovers
-
         holder = being_created(directory)
         if holder:
             raise UserError(f"the index {directory} is being created by another process (pid {holder}); "
@@ -85,8 +72,6 @@ def check_can_create(directory, url: str | None = None) -> None:
 
 def _clear_unfinished(directory: Path) -> None:
     """Start over where a creation was interrupted (``check_can_create`` allowed only its files)."""
-    from .creating import clear, leftovers
-
     if directory.is_dir():
         clear(leftovers(directory) or [])
 
@@ -98,7 +83,6 @@ def create(directory: Path, spec: ModelSpec, net=None, url: str | None = None, m
     """Make a new, empty index folder (see ``Index.create``; the steps in ``indexer.storage.creating``):
     (its store, the net if one was built). ``precision`` "int8": the model is quantized with NNCF,
     calibrated on the images ``calibration()`` gives; ``progress(done, total)`` hears that."""
-    from . import creating
     check_can_create(directory, url)
     if precision not in creating.PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(creating.PRECISIONS)}")
@@ -123,7 +107,6 @@ def create(directory: Path, spec: ModelSpec, net=None, url: str | None = None, m
 def _create_marked(directory, spec, net, url, model_dir, vector_config, precision, calibration, progress):
     """The steps of ``create`` inside the marked, locked folder: model (INT8: quantized), then the
     database with the index's meta. Returns (the store, the net if one was built)."""
-    from . import creating
     store = Store(url) if url else None
     try:
         net = _make_model(directory / MODEL_DIR, spec, net, model_dir)
@@ -252,8 +235,6 @@ def ensure_exported_model(spec: ModelSpec, model_dir: Path, net=None, precision:
         net = net or load_model(spec)
         export_model(spec, net, model_dir)
         if precision == "int8":
-            from .creating import quantize_in_place
-
             quantize_in_place(model_dir, calibration() if calibration else [])
     return net
 

@@ -9,7 +9,7 @@ from retrieval.errors import UserError
 
 from indexer import vectors
 from .store import Store
-from indexer.search.whitened_vectors import WhitenedVectors
+from .whitened_vectors import WhitenedVectors
 
 
 class CommittedVectors:
@@ -26,7 +26,7 @@ class CommittedVectors:
 
     def search_space(self, queries):
         """(the FAISS index a search reads, ``queries`` as it wants them): the whitened copy and
-        whitened queries when the index has a whitening (``indexer.search.whitened_vectors``), else the raw ones."""
+        whitened queries when the index has a whitening (``indexer.storage.whitened_vectors``), else the raw ones."""
         state, whitened = self.whitened.load()
         if state is None:
             return self.load(), queries

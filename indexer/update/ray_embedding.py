@@ -10,7 +10,7 @@ Only the heavy, stateless part of an update runs on the cluster::
                                                   actor loads the index's model once, embeds
     (Decoded metadata, vector) <----------------  rows of metadata + one float32 vector (no pixels)
     the same pending/commit path as the local
-    engine (indexer.storage.commit): database + FAISS
+    engine (indexer.update.commit): database + FAISS
 
 So incremental updates, error rows, ``commit_every`` and crash safety are those of the local engine:
 the driver alone writes the index. The exported model (``DIR/model``) is shipped to the actors

@@ -41,6 +41,7 @@ from .index_types import (DEFAULT_EF_SEARCH, DEFAULT_NPROBE, FLAT_LIMIT, FLAT_QU
                           target_factory, train)
 from .knn import gpu_copy, search, search_params
 from .shards import merge_ivf_shards
+from .whitening import MIN_VECTORS as MIN_WHITENING_VECTORS
 from .stored import _add, _is_hnsw, _ivf, all_vectors, ids_of, is_exact, new_index, remove, without
 
 __all__ = ["faiss", "file_sha256", "load", "remove_stale_files", "save", "DEFAULT_EF_SEARCH", "DEFAULT_NPROBE",
@@ -48,4 +49,4 @@ __all__ = ["faiss", "file_sha256", "load", "remove_stale_files", "save", "DEFAUL
            "IndexConfig", "_family", "_needs_training", "_pq_m", "_train_needed", "adapt", "build", "empty_index",
            "make_config", "nlist_for", "parse_type", "target_factory", "train", "gpu_copy", "search", "search_params",
            "merge_ivf_shards", "_add", "_is_hnsw", "_ivf", "all_vectors", "ids_of", "is_exact", "new_index", "remove",
-           "without"]
+           "without", "MIN_WHITENING_VECTORS"]

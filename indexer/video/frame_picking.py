@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,8 +26,33 @@ from PIL import Image
 
 from retrieval.preprocess import Prepared, prepare
 
-if TYPE_CHECKING:
-    from .keyframes import VideoOptions
+
+@dataclass
+class VideoOptions:
+    interval_s: float = 10.0
+    scene: float = 0.15
+    min_gap_s: float = 2.0
+    max_frames: int = 200
+
+    @classmethod
+    def from_env(cls) -> "VideoOptions":
+        def num(name, default, kind=float):
+            raw = os.environ.get(name)
+            if raw is None or not raw.strip():
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                return default
+            return value if value >= 0 else default
+
+        o = cls(num("VGG_RETRIEVAL_VIDEO_INTERVAL", cls.interval_s), num("VGG_RETRIEVAL_VIDEO_SCENE", cls.scene),
+                num("VGG_RETRIEVAL_VIDEO_MIN_GAP", cls.min_gap_s), num("VGG_RETRIEVAL_VIDEO_MAX_FRAMES", cls.max_frames, int))
+        o.interval_s = o.interval_s or cls.interval_s
+        o.max_frames = max(1, o.max_frames)
+        return o
+
+
 
 THUMB = 32
 CUT_GAP_S = 0.5  # no two scene cuts closer than this (flashes, strobes)

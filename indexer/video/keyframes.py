@@ -22,7 +22,7 @@ from PIL import Image
 
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
 
-from .frame_picking import FramePicker, SampledFrame, rgb
+from .frame_picking import VideoOptions, FramePicker, SampledFrame, rgb
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".qt", ".webm", ".mkv", ".avi", ".3gp"}
 # ISO media brands that are still images (HEIF/AVIF photos and image sequences), not videos
@@ -36,32 +36,6 @@ FRAGMENT = "#t="
 
 class VideoError(Exception):
     """A video that cannot be used; the message is the reason, one short line."""
-
-
-@dataclass
-class VideoOptions:
-    interval_s: float = 10.0
-    scene: float = 0.15
-    min_gap_s: float = 2.0
-    max_frames: int = 200
-
-    @classmethod
-    def from_env(cls) -> "VideoOptions":
-        def num(name, default, kind=float):
-            raw = os.environ.get(name)
-            if raw is None or not raw.strip():
-                return default
-            try:
-                value = kind(raw)
-            except ValueError:
-                return default
-            return value if value >= 0 else default
-
-        o = cls(num("VGG_RETRIEVAL_VIDEO_INTERVAL", cls.interval_s), num("VGG_RETRIEVAL_VIDEO_SCENE", cls.scene),
-                num("VGG_RETRIEVAL_VIDEO_MIN_GAP", cls.min_gap_s), num("VGG_RETRIEVAL_VIDEO_MAX_FRAMES", cls.max_frames, int))
-        o.interval_s = o.interval_s or cls.interval_s
-        o.max_frames = max(1, o.max_frames)
-        return o
 
 
 def videos_enabled() -> bool:

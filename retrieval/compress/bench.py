@@ -8,6 +8,8 @@ same images; only where the descriptor sizes match).
 """
 from __future__ import annotations
 
+import random
+
 import json
 import statistics
 import time
@@ -111,3 +113,17 @@ def write_report(rows, out_prefix, n_images: int) -> tuple[Path, Path]:
     md.write_text(to_markdown(rows, n_images))
     js.write_text(json.dumps({"images": n_images, "rows": rows}, indent=2))
     return md, js
+
+
+def benchmark_variants(variants, data, out, *, limit: int | None = 300, threads=None, size=None,
+                       latency_runs: int = 20, throughput_batches: int = 6, log=print):
+    """Compare model variants (LABEL=ENGINE:PATH, the first is the reference) on ``data``'s val
+    split; writes OUT.md and OUT.json and returns their paths."""
+    from retrieval.training.data import load_split
+
+    items = list(load_split(data, 0.2, 0).val)
+    random.Random(0).shuffle(items)
+    items = items[:limit] if limit else items
+    rows = run_benchmark(list(variants), items, latency_runs=latency_runs, throughput_batches=throughput_batches,
+                         size=size, threads=threads, log=log)
+    return write_report(rows, out, len(items))

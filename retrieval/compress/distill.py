@@ -32,14 +32,14 @@ import numpy as np
 
 from retrieval.training.data import IMAGE_EXTS, Augment
 from retrieval.errors import UserError
-from .optimize import EPOCHS
+from .defaults import EPOCHS
 from retrieval.preprocess import shape_groups
 
 
 @dataclass
 class DistillConfig:
     size: int = 160  # augmented views are size x size; plain views take the spec's input size and policy
-    epochs: int = EPOCHS  # gradient epochs after the refit (retrieval.compress.optimize.EPOCHS: why 2)
+    epochs: int = EPOCHS  # gradient epochs after the refit (docs/model-pipeline.md: why 2)
     batch_size: int = 16
     lr: float = 1e-4  # Adam
     plain_views: bool = True  # each photo once per epoch as search sees it

@@ -15,16 +15,10 @@ from pathlib import Path
 
 from retrieval.errors import UserError
 
-# Kept widths of an optimized model are multiples of this: at equal FLOPs, VGG16 pruned to 50% ran
-# batch-1 in 44 ms with widths of 32s against 49 ms with 8s (OpenVINO INT8, this 2-core AVX2 CPU;
-# 35%: 35 against 40 ms), the kernels' blocking wasting less on partial blocks.
-ROUND_TO = 32
-# Gradient distillation epochs after the layer refit (``DistillConfig.epochs``, and ``optimize``'s
-# default). Measured on the default model (buckets 224 GeM, VGG16 at 50% of its FLOPs;
-# benchmarks/prune_distill.py, docs/model-pipeline.md): 2 epochs over 601 photos took paris5 mAP
-# from 0.766 (refit) to 0.790, 3 more only to 0.793. (When plain views were padded squares at
-# 128 px, unlike the index's inputs, one epoch had lowered it.)
-EPOCHS = 2
+from .defaults import EPOCHS, ROUND_TO  # noqa: F401 - the defaults optimize_model uses
+from .distill import DistillConfig, descriptor_cosine, distill, save_student
+from .prune import count_params, gflops, prune_model
+
 
 
 def optimize_model(teacher, spec, paths, out, flops: float = 0.5, keep_last: bool = True, cfg=None,
@@ -32,9 +26,6 @@ def optimize_model(teacher, spec, paths, out, flops: float = 0.5, keep_last: boo
     """Prune ``teacher`` (a DescriptorNet with ``spec``; a classifier head is kept) to ``flops`` of
     its FLOPs, distil it on ``paths`` and save it to the checkpoint ``out``; returns the report
     (also written next to it as ``<out>.json``)."""
-    from .distill import DistillConfig, descriptor_cosine, distill, save_student
-    from .prune import count_params, gflops, prune_model
-
     cfg = cfg or DistillConfig()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 from retrieval.errors import UserError
 from retrieval.spec import ModelSpec
 from .base import Embedder
+from .export import export_model, read_sidecar
 from .registry import (EngineEntry, engine_entry, engine_names, exported_file, ray_engine_names, register_engine,
                        unregister_engine)
 
@@ -57,4 +58,5 @@ def load_embedder(engine: str, spec: ModelSpec, model_dir: str | Path | None = N
 
 
 __all__ = ["Embedder", "ENGINES", "DEFAULT_ENGINE", "load_embedder", "register_engine", "unregister_engine",
-           "engine_names", "ray_engine_names", "engine_entry", "exported_file", "EngineEntry"]
+           "engine_names", "ray_engine_names", "engine_entry", "exported_file", "EngineEntry", "export_model",
+           "read_sidecar"]

@@ -1,17 +1,25 @@
-"""Search by words (seed 7.2): a joint text-image embedding over the index's stored VGG descriptors.
+"""Search by words over the index's stored VGG descriptors: training captions (``captions``), the
+towers and their training (``model``, ``train``; torch), the query side without torch (``search``).
+See docs/text-search.md."""
+from __future__ import annotations
 
-- ``captions``: training captions from what users have (folder labels, file names, sidecar
-  ``IMAGE.txt`` / ``IMAGE.caption`` files). No torch.
-- ``model``: the towers (a frozen BERT-family encoder with mean pooling, and two small MLPs that
-  project text and VGG descriptors into one space), symmetric InfoNCE training with a learnable
-  temperature, ONNX export of the text tower. Needs torch and transformers (train time only).
-- ``search``: the query side (``TextQueryModel``): tokenizers + ONNX Runtime + numpy, no torch.
-- ``train``: training the projections on captioned descriptors and writing ``INDEX/text/``.
+from typing import TYPE_CHECKING
 
-Nothing here opens an index: searching one by words (``TextSearcher``) and gathering its captions
-for training live on the index side, in its ``text_search`` module; the command is
-``vgg-retrieval text-train``.
+from retrieval.lazy import lazy_names
 
-Everything the search needs lives in ``INDEX/text/`` (see ``search.TEXT_DIR``). Details and
-measurements: docs/text-search.md.
-"""
+if TYPE_CHECKING:  # for readers and type checkers; at run time each name loads on first use
+    from .captions import index_captions
+    from .search import CONFIG, TEXT_DIR, TextQueryModel, has_text_model, text_dir
+    from .train import train_text_model
+
+_NAMES = {
+    "TextQueryModel": ".search",
+    "has_text_model": ".search",
+    "text_dir": ".search",
+    "CONFIG": ".search",
+    "TEXT_DIR": ".search",
+    "index_captions": ".captions",
+    "train_text_model": ".train",
+}
+__getattr__ = lazy_names(__name__, _NAMES)
+__all__ = sorted(_NAMES)

@@ -36,7 +36,7 @@ def parse_freeze(text) -> int:
 
 def train_config(options: dict, freeze="all"):
     """A TrainConfig from the recipe ``options`` (unknown keys are ignored)."""
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     names = set(TrainConfig.__dataclass_fields__)
     cfg = TrainConfig(**{k: v for k, v in options.items() if k in names and k != "freeze"},
@@ -92,18 +92,3 @@ def load_classifier_checkpoint(path):
     if net.head is None:
         raise UserError(f"{path} has no classifier head: train one first (vgg-retrieval train)")
     return spec, net, obj
-
-
-def benchmark_variants(variants, data, out, *, limit: int | None = 300, threads=None, size=None,
-                       latency_runs: int = 20, throughput_batches: int = 6, log=print):
-    """Compare model variants (LABEL=ENGINE:PATH, the first is the reference) on ``data``'s val
-    split; writes OUT.md and OUT.json and returns their paths."""
-    from retrieval.compress.bench import run_benchmark, write_report
-    from .data import load_split
-
-    items = list(load_split(data, 0.2, 0).val)
-    random.Random(0).shuffle(items)
-    items = items[:limit] if limit else items
-    rows = run_benchmark(list(variants), items, latency_runs=latency_runs, throughput_batches=throughput_batches,
-                         size=size, threads=threads, log=log)
-    return write_report(rows, out, len(items))

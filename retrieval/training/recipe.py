@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 
 from retrieval.errors import UserError
 
-if TYPE_CHECKING:
-    from .train import TrainConfig
+from .config import TrainConfig
 
 
 def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:

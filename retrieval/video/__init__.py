@@ -1,14 +1,25 @@
-"""Video classification on top of the VGG trunk (seed section 7.1).
+"""Video classification on the VGG trunk: ``VGG3D`` and ``VGGLSTM`` (``models``), labelled clip
+folders (``clips``), training (``train``), synthetic clips for tests (``synth``), and the steps
+``train-video`` / ``classify-video`` call (``pipeline``). See docs/video-models.md."""
+from __future__ import annotations
 
-- ``models``: ``VGG3D`` (the VGG cfg with 3x3x3 convolutions, C3D-style pooling, 2D weights inflated
-  I3D-style) and ``VGGLSTM`` (a per-frame 2D VGG trunk, masked GAP per frame, LSTM/GRU, linear).
-- ``clips``: labelled clip folders (video files through PyAV, or folders of frame images), frame
-  sampling, the input policy, seeded train/val splits.
-- ``train``: the training loop (the image recipe's schedule, SGD, label smoothing, checkpoints,
-  resume) and checkpoint loading.
-- ``synth``: small labelled clips made from real photos (pans and zooms), for tests and benchmarks.
-- ``pipeline``: training on a clip folder and classifying clips as functions (what
-  ``vgg-retrieval train-video`` and ``classify-video`` call).
+from typing import TYPE_CHECKING
 
-See docs/video-models.md.
-"""
+from retrieval.lazy import lazy_names
+
+if TYPE_CHECKING:  # for readers and type checkers; at run time each name loads on first use
+    from .choices import FITS, MODELS, RNNS, SAMPLINGS, TIME_PADDINGS
+    from .pipeline import VideoJob, classify_clips, train_video_classifier
+
+_NAMES = {
+    "MODELS": ".choices",
+    "RNNS": ".choices",
+    "TIME_PADDINGS": ".choices",
+    "FITS": ".choices",
+    "SAMPLINGS": ".choices",
+    "train_video_classifier": ".pipeline",
+    "classify_clips": ".pipeline",
+    "VideoJob": ".pipeline",
+}
+__getattr__ = lazy_names(__name__, _NAMES)
+__all__ = sorted(_NAMES)

@@ -2,6 +2,7 @@
 (``vgg-retrieval train-video`` / ``classify-video``). See docs/video-models.md."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval.errors import UserError
@@ -51,25 +52,56 @@ def _model(split, out, data, resume, weights, seed, model_options):
     return prepare_video_model(spec, weights, seed)
 
 
-def train_video_classifier(data, out, *, model="vgg3d", arch="vgg16", widths=None, weights=None, frames=16,
-                           input_size=112, fit="crop", sampling="uniform", stride=2, time_padding="replicate",
-                           rnn="lstm", hidden=256, rnn_layers=1, deltas=True, dropout=0.5, freeze="auto",
-                           val_fraction=0.2, limit_per_class=None, resume=False, seed=0, log=print,
-                           **recipe) -> list[dict]:
-    """Train a video classifier on the labelled clips under ``data`` into the run folder ``out``
-    (``recipe``: VideoTrainConfig fields); the per-epoch metrics."""
+@dataclass
+class VideoJob:
+    """A video classifier to train: the model (``VideoSpec`` fields), the split, and the recipe
+    (``VideoTrainConfig`` fields in ``recipe``)."""
+    model: str = "vgg3d"
+    arch: str = "vgg16"
+    widths: str | tuple | None = None
+    weights: str | None = None
+    frames: int = 16
+    input_size: int = 112
+    fit: str = "crop"
+    sampling: str = "uniform"
+    stride: int = 2
+    time_padding: str = "replicate"
+    rnn: str = "lstm"
+    hidden: int = 256
+    rnn_layers: int = 1
+    deltas: bool = True
+    dropout: float = 0.5
+    freeze: str | int = "auto"
+    val_fraction: float = 0.2
+    limit_per_class: int | None = None
+    seed: int = 0
+    recipe: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_options(cls, options: dict) -> "VideoJob":
+        """The job from flat options (the CLI's): fields by name, the rest is the recipe."""
+        own = {k: v for k, v in options.items() if k in cls.__dataclass_fields__ and k != "recipe"}
+        return cls(**own, recipe={k: v for k, v in options.items() if k not in own})
+
+    def spec_options(self) -> dict:
+        return dict(model=self.model, arch=self.arch, widths=parse_widths(self.widths), frames=self.frames,
+                    input_size=self.input_size, fit=self.fit, sampling=self.sampling, stride=self.stride,
+                    dropout=self.dropout, time_padding=self.time_padding, rnn=self.rnn, hidden=self.hidden,
+                    rnn_layers=self.rnn_layers, deltas=self.deltas)
+
+
+def train_video_classifier(data, out, job: VideoJob = VideoJob(), *, resume: bool = False, log=print) -> list[dict]:
+    """Train a video classifier on the labelled clips under ``data`` into the run folder ``out``;
+    the per-epoch metrics."""
     from .clips import load_clip_split
     from .train import VideoTrainConfig, fit_video
 
-    split = load_clip_split(data, val_fraction, seed, limit_per_class)
-    spec, net = _model(split, out, data, resume, weights, seed, dict(
-        model=model, arch=arch, widths=parse_widths(widths), frames=frames, input_size=input_size, fit=fit,
-        sampling=sampling, stride=stride, dropout=dropout, time_padding=time_padding, rnn=rnn, hidden=hidden,
-        rnn_layers=rnn_layers, deltas=deltas))
-    recipe["seed"] = seed
+    split = load_clip_split(data, job.val_fraction, job.seed, job.limit_per_class)
+    spec, net = _model(split, out, data, resume, job.weights, job.seed, job.spec_options())
+    recipe = {**job.recipe, "seed": job.seed}
     cfg = VideoTrainConfig(**{k: v for k, v in recipe.items() if k in VideoTrainConfig.__dataclass_fields__},
-                           freeze=parse_freeze(freeze, spec.model))
-    cfg.extra = {"data": str(Path(data).resolve()), "val_fraction": val_fraction, "seed": seed}
+                           freeze=parse_freeze(job.freeze, spec.model))
+    cfg.extra = {"data": str(Path(data).resolve()), "val_fraction": job.val_fraction, "seed": job.seed}
     return fit_logged(fit_video, net, spec, split, out, cfg, resume, log, "clips")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from retrieval.engines import DEFAULT_ENGINE, ENGINES
 
-from ui.logic.service import DEFAULT_MAX_UPLOAD_MB
+from ui.logic import DEFAULT_MAX_UPLOAD_MB
 
 CHROMIUM = os.environ.get("VGG_RETRIEVAL_CHROMIUM", "/usr/bin/chromium")
 RESULT = re.compile(r"^-?\d\.\d{3} · ")  # a result card's caption: "0.987 · name.jpg ..."

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from retrieval.errors import UserError
+from retrieval import UserError
 
 REPORTS_DIR = "dedup"  # inside the index folder
 MAX_REPORT_BYTES = 64 * 1024 * 1024
@@ -21,7 +21,7 @@ def run_dedup(svc, threshold: float, near: bool = True, verify: bool = True):
 
 def find_reports(directory: Path, limit: int = 200) -> list[Path]:
     """Dedup reports (JSON) saved inside the index folder, newest first."""
-    from indexer.dedup.report import REPORT_FORMAT
+    from indexer.dedup import REPORT_FORMAT
 
     found = []
     directory = Path(directory)

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retrieval.errors import UserError
+from retrieval import UserError
 
 KEEP, QUARANTINE = "keep", "quarantine"
 CHOICES = (KEEP, QUARANTINE)
@@ -80,9 +80,9 @@ def _take_out(report, groups) -> list:
 def apply_choices(svc, report, groups, choices: dict, quarantine, label: str = "apply") -> tuple[Action, str]:
     """Move the files marked for quarantine in ``groups`` (one undo log for all), bring the index up
     to date, and remember the files kept together as not duplicates; (the action, what happened)."""
-    from indexer.dedup.apply import apply_report
-    from indexer.dedup.decisions import kept_pairs
-    from indexer.dedup.report import DedupReport, Group
+    from indexer.dedup import apply_report
+    from indexer.dedup import kept_pairs
+    from indexer.dedup import DedupReport, Group
 
     _check_report(svc, report)
     if not str(quarantine).strip():
@@ -105,7 +105,7 @@ def apply_choices(svc, report, groups, choices: dict, quarantine, label: str = "
 
 def keep_all(svc, report, group) -> tuple[Action, str]:
     """"Keep all (not duplicates)": remember every pair of the group, so dedup leaves it out."""
-    from indexer.dedup.decisions import kept_pairs
+    from indexer.dedup import kept_pairs
 
     _check_report(svc, report)
     keys = svc.index.store.record_dedup_decisions(kept_pairs(group.files))
@@ -117,7 +117,7 @@ def keep_all(svc, report, group) -> tuple[Action, str]:
 def last_moved_log(quarantine, index_dir) -> Action | None:
     """The newest undo log in ``quarantine`` whose files of ``index_dir`` are still moved (an apply
     of an earlier page session, or of ``dedup apply``), as an action to undo; None when there is none."""
-    from indexer.dedup.apply import read_log
+    from indexer.dedup import read_log
 
     try:
         logs = sorted(Path(str(quarantine).strip()).expanduser().glob("dedup-undo-*.json"),
@@ -137,7 +137,7 @@ def last_moved_log(quarantine, index_dir) -> Action | None:
 def undo_action(svc, report, action: Action) -> str:
     """Undo ``action``: move its files back (``indexer.dedup.apply.undo``, which updates the index),
     forget its decisions and show its groups again."""
-    from indexer.dedup.apply import undo
+    from indexer.dedup import undo
 
     said = []
     if action.log:

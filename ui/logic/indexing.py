@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval.engines import DEFAULT_ENGINE
-from retrieval.errors import UserError
+from retrieval import UserError
 
 from .service import message
 
@@ -42,9 +42,9 @@ def open_for_update(index_dir, folders=(), engine: str = DEFAULT_ENGINE, progres
     """The index at ``index_dir``, created for ``folders`` with the default model (as
     ``vgg-retrieval index`` does: INT8 calibrated on the folders' photos, ``progress(done, total)``)
     when there is none yet."""
-    from indexer.storage.opening import open_or_create
+    from indexer import EngineChoice, open_or_create
 
-    return open_or_create(index_dir, folders, engine=engine, calibration_progress=progress)
+    return open_or_create(index_dir, folders, run=EngineChoice(engine), calibration_progress=progress)
 
 
 class IndexingJob:
@@ -54,7 +54,7 @@ class IndexingJob:
     server down with it."""
 
     def __init__(self, index_dir, folders: list[str], engine: str = DEFAULT_ENGINE, workers: int | None = None):
-        from indexer.update.updater import default_workers
+        from indexer.update import default_workers
 
         workers = max(1, default_workers()) if workers is None else workers
         self.index_dir, self.folders, self.engine, self.workers = Path(index_dir), list(folders), engine, workers
@@ -103,7 +103,7 @@ class IndexingJob:
                     self.outcome = Outcome(False, f"Indexing stopped: the index keeps its last commit "
                                                   f"({idx.count:,} images).")
                     return
-                from indexer.classify.index_classes import after_update
+                from indexer.classify import after_update
 
                 self.outcome = Outcome(True, f"{self.index_dir}: {report.summary()}; {idx.count} images in the index",
                                        after_update(idx, report) or "")

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from indexer.search import rotation
-from indexer.search.vector_search import search_views
+from indexer.search import turned_copies
+from indexer.search import search_views
 
 
 def turned_vectors(svc, query) -> np.ndarray:
@@ -23,7 +23,7 @@ def turned_vectors(svc, query) -> np.ndarray:
         t0 = time.perf_counter()
         im = query.image if query.image is not None else svc.open_row(svc.row(query.image_id))
         with svc.lock:
-            query.turned = np.asarray(svc.index.embed_queries(rotation.turned_copies(im, query.title)), np.float32)
+            query.turned = np.asarray(svc.index.embed_queries(turned_copies(im, query.title)), np.float32)
         query.timings["rotations"] = time.perf_counter() - t0
     return query.turned
 

@@ -10,7 +10,6 @@ Safety rules kept here, in one place:
 """
 from __future__ import annotations
 
-import io
 import os
 import threading
 import time
@@ -22,103 +21,13 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from retrieval.classes import top_classes
+from retrieval import top_classes
 from retrieval.engines import DEFAULT_ENGINE
-from retrieval.errors import UserError, one_line
-from retrieval.preprocess import ImageError, open_image
+from retrieval import UserError
+from retrieval import ImageError, open_image
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV_INDEX = "VGG_RETRIEVAL_INDEX"  # the same variable as the CLI's --index
-ENV_ENGINE = "VGG_RETRIEVAL_UI_ENGINE"
-ENV_READ_ONLY = "VGG_RETRIEVAL_UI_READ_ONLY"
-ENV_MAX_UPLOAD_MB = "VGG_RETRIEVAL_UI_MAX_UPLOAD_MB"
-ENV_MAX_PIXELS = "VGG_RETRIEVAL_UI_MAX_PIXELS"
-ENV_QUARANTINE = "VGG_RETRIEVAL_UI_QUARANTINE"  # the Duplicates page's quarantine folder (default: next to the index)
-
-DEFAULT_MAX_UPLOAD_MB = 20
-DEFAULT_MAX_PIXELS = 40_000_000
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
-UPLOAD_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
-THUMB_PX = 192
-LARGE_PX = 720
-
-
-@dataclass
-class Settings:
-    index_dir: Path | None
-    engine: str = DEFAULT_ENGINE
-    read_only: bool = False
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    quarantine: str | None = None
-
-    @classmethod
-    def from_env(cls) -> "Settings":
-        d = os.environ.get(ENV_INDEX)
-        return cls(index_dir=Path(d) if d else None,
-                   engine=os.environ.get(ENV_ENGINE) or DEFAULT_ENGINE,
-                   read_only=os.environ.get(ENV_READ_ONLY, "") not in ("", "0", "false"),
-                   max_upload_bytes=int(float(os.environ.get(ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB)) * 1024 * 1024),
-                   max_pixels=int(os.environ.get(ENV_MAX_PIXELS, DEFAULT_MAX_PIXELS)),
-                   quarantine=os.environ.get(ENV_QUARANTINE) or None)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
-def message(e: BaseException) -> str:
-    """A one-line, readable message for an error shown in the page."""
-    if isinstance(e, (UserError, ImageError)):
-        return str(e)
-    return f"{type(e).__name__}: {one_line(e)}" if str(e).strip() else type(e).__name__
-
-
-# --- uploads and crops ------------------------------------------------------------------------
-def read_upload(name: str, data: bytes, settings: Settings) -> Image.Image:
-    """An uploaded file as a checked RGB image, or a UserError that says why not."""
-    if len(data) > settings.max_upload_bytes:
-        raise UserError(f"{name} is {human_bytes(len(data))}; uploads are limited to "
-                        f"{human_bytes(settings.max_upload_bytes)}")
-    try:
-        im = open_image(bytes(data), max_pixels=settings.max_pixels)
-    except ImageError as e:
-        raise UserError(f"cannot use {name}: {e}") from None
-    fmt = im.info.get("vgg_retrieval_format", "unknown")
-    if fmt not in UPLOAD_FORMATS:
-        raise UserError(f"cannot use {name}: {fmt} images are not accepted "
-                        f"(use JPEG, PNG, WebP, GIF, BMP or TIFF)")
-    return im
-
-
-def crop(im: Image.Image, box: tuple[float, float, float, float] | None) -> Image.Image:
-    """``box`` = (left, top, right, bottom) as fractions of the width/height; None: the whole image."""
-    if box is None:
-        return im
-    left, top, right, bottom = (min(1.0, max(0.0, float(v))) for v in box)
-    w, h = im.size
-    x0, y0 = int(round(left * w)), int(round(top * h))
-    x1, y1 = int(round(right * w)), int(round(bottom * h))
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        raise UserError(f"the crop box is empty or too small ({max(0, x1 - x0)}x{max(0, y1 - y0)} pixels): "
-                        f"make right > left and bottom > top")
-    return im.crop((x0, y0, x1, y1))
-
-
-def preview(im: Image.Image, px: int = 320) -> Image.Image:
-    im = im.copy()
-    im.thumbnail((px, px))
-    return im
-
-
-def jpeg_bytes(im: Image.Image, quality: int = 85) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
+from .settings import DEFAULT_MAX_PIXELS, THUMB_PX, Settings, message
+from .uploads import crop, jpeg_bytes, preview, read_upload
 
 
 # --- the per-process service ------------------------------------------------------------------
@@ -172,7 +81,7 @@ class Service:
         """The torch network (feature maps, classification), loaded once."""
         with self.lock:
             if self._net is None:
-                from retrieval.nets.builder import load_net
+                from retrieval.nets import load_net
 
                 self._net = load_net(self.spec)
             return self._net
@@ -208,7 +117,7 @@ class Service:
         path = self.index.indexed_file(row.id)  # refuses a row whose path lies outside the index's folders
         try:
             if getattr(row, "source", None) is not None:  # a video frame: decoded from the video
-                from indexer.video.keyframes import VideoError, read_frame
+                from indexer.video import VideoError, read_frame
 
                 try:
                     return read_frame(path, row.time_s)
@@ -286,14 +195,14 @@ class Service:
 
     # search by words (INDEX/text from vgg-retrieval text-train)
     def has_text_search(self) -> bool:
-        from retrieval.text.search import has_text_model
+        from retrieval.text import has_text_model
 
         return has_text_model(self.directory)
 
     def query_from_text(self, text: str) -> Query:
         """A query by words; the text model is reloaded when text-train has replaced it."""
-        from indexer.text.searcher import TextSearcher
-        from retrieval.text.search import CONFIG, text_dir
+        from indexer.text import TextSearcher
+        from retrieval.text import CONFIG, text_dir
 
         t0 = time.perf_counter()
         with self.lock:
@@ -336,7 +245,7 @@ class Service:
     def logits(self, im: Image.Image) -> np.ndarray | None:
         """Class logits of ``im`` when the index's model carries a classifier head, else None (the
         exported model then has a ``logits`` output next to ``descriptor``)."""
-        from retrieval.preprocess import load_and_prepare
+        from retrieval import load_and_prepare
 
         p = load_and_prepare(im, self.spec.input_geometry)
         images, sizes = p.array[None], np.array([p.valid], dtype=np.int64)
@@ -365,20 +274,20 @@ class Service:
     def classifications(self, query: Query, k: int = 5) -> list[tuple[str, list | None, str]]:
         """(title, top-k or None, note) for each classifier the index has, labelled: the model's own
         and the one learnt from its folders (indexer.classify.index_classes); one note when it has neither."""
-        from indexer.classify import index_classes as ic
+        from indexer.classify import MIN_CLASSES, MIN_PER_CLASS, load_classifier
         model, model_note = self.classify(query, k)
-        folders = ic.load(self.index)
+        folders = load_classifier(self.index)
         sections = [(f"Classes from the model ({len(self.spec.class_names)} classes)", model, "")] if model else []
         if folders is not None:
             sections.append(("Classes learnt from the index's folders", folders.top(query.vector, k)[0], ""))
         return sections or [("Classification", None, f"{model_note} The index has no classifier learnt from its "
-                                                     f"folders either (it needs {ic.MIN_CLASSES} or more folders "
-                                                     f"with {ic.MIN_PER_CLASS}+ photos each).")]
+                                                     f"folders either (it needs {MIN_CLASSES} or more folders "
+                                                     f"with {MIN_PER_CLASS}+ photos each).")]
 
     # status
     def info(self) -> dict:
         store = self.index.store
-        from indexer.storage.store import Store
+        from indexer.storage import Store
 
         with store.session() as s:
             meta = {k: Store.get_meta(s, k) for k in ("updated_at", "created_at", "vectors_file", "generation")}

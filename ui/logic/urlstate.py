@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from indexer.search.query_expansion import DEFAULT_QE
+from indexer.search import DEFAULT_QE
 
 PER_PAGE = (12, 24, 48, 96)
 DEFAULT_PER = 24

@@ -7,11 +7,11 @@ import time
 import streamlit as st
 
 from ui.widgets import components as C
-from ui.logic.service import human_bytes
-from ui.logic.dedup_reports import find_reports, load_report_bytes, load_report_file, member_row, run_dedup, save_report
-from ui.logic.dedup_review import (CHOICES, KEEP, apply_choices, default_choice, default_quarantine, group_key, is_exact,
+from ui.logic import human_bytes
+from ui.logic import find_reports, load_report_bytes, load_report_file, member_row, run_dedup, save_report
+from ui.logic import (CHOICES, KEEP, apply_choices, default_choice, default_quarantine, group_key, is_exact,
                              keep_all, last_moved_log, undo_action)
-from ui.widgets.state import guard, service, settings
+from ui.widgets import guard, service, settings
 
 ss = st.session_state
 ss.setdefault("dedup", None)  # {"report": DedupReport, "source": str}

@@ -5,10 +5,10 @@ next module); a stopped computation is not restarted until the inputs change or 
 import streamlit as st
 from PIL import Image
 
-from retrieval.preprocess import load_and_prepare
+from retrieval import load_and_prepare
 from ui.widgets import components as C
-from ui.logic.feature_maps import conv_layers, feature_maps, maps_grid
-from ui.widgets.state import guard, service, settings
+from ui.logic import conv_layers, feature_maps, maps_grid
+from ui.widgets import guard, service, settings
 
 ss = st.session_state
 C.page_style()
@@ -53,7 +53,7 @@ with guard():
 
     im = None
     if upload is not None:
-        from ui.logic.service import read_upload
+        from ui.logic import read_upload
 
         im, source = read_upload(upload.name, upload.getvalue(), cfg), ("upload", upload.file_id)
     elif path_text.strip():

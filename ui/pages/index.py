@@ -3,10 +3,10 @@ import time
 
 import streamlit as st
 
-from retrieval.errors import UserError
-from ui.logic.service import human_bytes
-from ui.logic.indexing import checked_folder
-from ui.widgets.state import finish_indexing, forget_service, guard, indexing_job, service, settings, start_indexing
+from retrieval import UserError
+from ui.logic import human_bytes
+from ui.logic import checked_folder
+from ui.widgets import finish_indexing, forget_service, guard, indexing_job, service, settings, start_indexing
 
 ss = st.session_state
 st.title("Index")

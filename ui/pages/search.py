@@ -6,13 +6,14 @@ import time
 
 import streamlit as st
 
-from indexer.search.query_expansion import DEFAULT_QE
+from indexer.search import DEFAULT_QE
 from ui.widgets import components as C
-from ui.logic.service import UserError, message
-from ui.widgets.lightbox import OPEN, lightbox
-from ui.logic.results import page_of_results, row_identity, upload_identity
-from ui.widgets.state import guard, service, settings
-from ui.logic.urlstate import DEFAULT_PER, MAX_QE, PER_PAGE, View
+from retrieval import UserError
+from ui.logic import message
+from ui.widgets import OPEN, lightbox
+from ui.logic import page_of_results, row_identity, upload_identity
+from ui.widgets import guard, service, settings
+from ui.logic import DEFAULT_PER, MAX_QE, PER_PAGE, View
 
 ss = st.session_state
 ss.setdefault("q_src", None)  # ("upload", file_id) | ("path", text) | ("text", words) | ("similar", image_id)

@@ -6,7 +6,7 @@ import re
 
 import streamlit as st
 
-from ui.logic.service import UPLOAD_TYPES, Service, Settings, human_bytes
+from ui.logic import UPLOAD_TYPES, Service, Settings, human_bytes
 from ui.launch import receive_mb
 
 

@@ -13,7 +13,7 @@ import time
 import streamlit as st
 
 from . import components as C
-from ui.logic.service import human_bytes
+from ui.logic import human_bytes
 from .state import guard
 
 LIGHTBOX_PX = 1280
@@ -93,7 +93,7 @@ def play_moment(svc, row) -> None:
     """A video frame's result: its video, starting at that moment."""
     if getattr(row, "source", None) is None:
         return
-    from indexer.video.keyframes import format_time
+    from indexer.video import format_time
 
     path = svc.index.indexed_file(row.id)  # the video file, inside the index's folders
     st.markdown(f"**{C.md(os.path.basename(row.source))} @ {format_time(row.time_s)}**")

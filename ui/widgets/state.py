@@ -6,10 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from retrieval.errors import UserError
+from retrieval import UserError
 
-from ui.logic.service import Service, Settings, message
-from ui.logic.indexing import IndexingJob, Outcome
+from ui.logic import Service, Settings, message
+from ui.logic import IndexingJob, Outcome
 
 
 def settings() -> Settings:

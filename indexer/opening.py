@@ -6,13 +6,14 @@ the Ray and index-type options. No click here: the CLI and tests call these dire
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 from retrieval.errors import UserError
 from retrieval.spec import DEFAULT_INPUT_SIZE, DEFAULT_SCALES
 
-from indexer.index import Index
+from .index import Index
 
 
 def build_model(arch=None, weights=None, pooling=None, input_size=None, trim_borders=None, class_names=None,
@@ -47,7 +48,7 @@ def ray_settings(engine: str, address=None, actors=None, model_engine=None, thre
 
 def resolve_index_type(index_type: str, index_dir, db_url=None) -> str:
     """The parsed ``index_type``; UserError when an existing index was made with another one."""
-    from indexer import vectors
+    from . import vectors
 
     index_type = vectors.parse_type(index_type, 512)
     if Index.exists(index_dir, db_url):
@@ -99,28 +100,60 @@ def _check_precision(idx: Index, precision) -> None:
                         f"model; the precision is chosen when an index is created (an index is never converted)")
 
 
-def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None, pooling=None, input_size=None,
-                   trim_borders=None, input_policy=None, scales=None, model_dir=None, db_url=None, engine=None, batch_size: int = 8,
-                   threads=None, ray=None, index_type: str = "auto", precision: str | None = None, class_names=None,
-                   calibration_progress: Callable[[int, int], None] | None = None,
-                   log: Callable[[str], object] | None = None, engine_options: dict | None = None) -> Index:
-    """The index at ``index_dir`` ready for an update: opened (the model options, or the exported
-    ``model_dir``, must be its model) or created for ``folders`` with that model. ``log`` hears
-    ``created index ...`` for a new one. ``precision`` of a new index's model (None: INT8 where
-    OpenVINO runs it, calibrated on up to 300 of the ``folders``' photos with
-    ``calibration_progress(done, total)``; an exported ``model_dir`` is used as it is).
-    ``engine_options``: more options of the engine (``Index.open``)."""
-    from retrieval.engines import DEFAULT_ENGINE
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model options of ``index``: what a new index is made with; an existing index must match
+    (None: the index's own, or the default for a new one). ``model_dir``: an exported model folder
+    instead of the options; ``class_names``: a file naming the weights' classifier classes."""
+    arch: str | None = None
+    weights: str | None = None
+    pooling: str | None = None
+    input_size: int | None = None
+    trim_borders: bool | None = None
+    input_policy: str | None = None
+    scales: Sequence[float] | None = None
+    model_dir: str | Path | None = None
+    class_names: str | Path | None = None
+    precision: str | None = None  # of a new index's model; None: INT8 where OpenVINO runs it
 
-    engine = engine or DEFAULT_ENGINE
-    model = {"arch": arch, "weights": weights, "pooling": pooling, "input_size": input_size,
-             "trim_borders": trim_borders, "input_policy": input_policy, "scales": scales}
-    options = {"engine": engine, "batch_size": batch_size, "threads": threads, "ray": ray,
-               "engine_options": engine_options}
+    def net_options(self) -> dict:
+        return {"arch": self.arch, "weights": self.weights, "pooling": self.pooling, "input_size": self.input_size,
+                "trim_borders": self.trim_borders, "input_policy": self.input_policy, "scales": self.scales}
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """How the index's model runs (``Index.open``'s options): engine name, batch size, threads, Ray
+    settings (``ray_settings``) and more options of the engine."""
+    engine: str | None = None
+    batch_size: int = 8
+    threads: int | None = None
+    ray: object = None
+    engine_options: dict | None = None
+
+    def open_options(self) -> dict:
+        from retrieval.engines import DEFAULT_ENGINE
+
+        return {"engine": self.engine or DEFAULT_ENGINE, "batch_size": self.batch_size, "threads": self.threads,
+                "ray": self.ray, "engine_options": self.engine_options}
+
+
+def open_or_create(index_dir, folders: Sequence = (), model: ModelChoice = ModelChoice(),
+                   run: EngineChoice = EngineChoice(), *, db_url=None, index_type: str = "auto",
+                   calibration_progress: Callable[[int, int], None] | None = None,
+                   log: Callable[[str], object] | None = None) -> Index:
+    """The index at ``index_dir`` ready for an update: opened (``model`` must describe its model) or
+    created for ``folders`` with that model. A new index's INT8 model is calibrated on up to 300 of
+    the ``folders``' photos, reporting ``calibration_progress(done, total)``; ``log`` hears
+    ``created index ...``."""
+
+    options = run.open_options()
+    engine, model_dir, precision = options["engine"], model.model_dir, model.precision
+    net_options = model.net_options()
     if Index.exists(index_dir, db_url):
-        if class_names is not None:
+        if model.class_names is not None:
             raise UserError(f"--class-names applies when an index is made; {index_dir} keeps its model's classes")
-        net = _existing_model(index_dir, db_url, model_dir, model)
+        net = _existing_model(index_dir, db_url, model_dir, net_options)
         idx = Index.open(index_dir, db_url=db_url, net=net, **options)
         try:
             _check_precision(idx, precision)
@@ -135,15 +168,15 @@ def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None
             raise UserError(f"{'not a folder' if f.exists() else 'folder not found'}: {f}")
     Index.check_can_create(index_dir, db_url)
     if model_dir is not None:
-        if any(v is not None for v in model.values()):
+        if any(v is not None for v in net_options.values()):
             raise UserError("--model and --arch/--weights/--pooling/--size/--trim-borders/--input-policy/--scales "
                             "exclude each other")
         spec, net = _exported_spec(model_dir), None
         precision = precision or "fp32"  # the folder as it is (an INT8 folder stays INT8)
     else:
-        spec, net = build_model(**model, class_names=class_names)
-        precision = precision or default_precision(engine, ray)
-    from .creating import calibration_images
+        spec, net = build_model(**net_options, class_names=model.class_names)
+        precision = precision or default_precision(engine, run.ray)
+    from indexer.update.calibration import calibration_images
 
     idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, index_type=index_type,
                        precision=precision, progress=calibration_progress,

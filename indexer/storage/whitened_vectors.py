@@ -1,4 +1,4 @@
-"""An index's whitening (``indexer.search.whitening``) and the whitened copy of its vectors that searches use.
+"""An index's whitening (``indexer.vectors.whitening``) and the whitened copy of its vectors that searches use.
 
 The committed vectors file (``vectors-<gen>.faiss``) always keeps the raw descriptors: duplicate
 finding, classifiers, distillation, ``Index.vector`` and ``check`` read them as before, and a
@@ -25,9 +25,9 @@ from retrieval.errors import UserError
 
 from indexer import vectors
 
-from . import whitening
+from indexer.vectors import whitening
 from indexer.faults import crash_point
-from indexer.storage.store import Store
+from .store import Store
 
 META = "whitening"
 NPZ_PREFIX = "whitening"
@@ -149,7 +149,7 @@ def fit_index(index, force: bool = False, **options) -> whitening.Whitening | No
     """Fit (or fit again) the whitening of ``index`` on its stored vectors and rebuild the whitened
     copy, in one commit. Below ``whitening.MIN_VECTORS`` vectors nothing changes and None is returned
     (a whitening learnt on too few photos lowers quality), unless ``force``. ``options``: ``fit``'s."""
-    from indexer.storage.folder import check_writable, write_lock
+    from .folder import check_writable, write_lock
 
     check_writable(index.directory)
     with write_lock(index.directory):
@@ -165,7 +165,7 @@ def fit_index(index, force: bool = False, **options) -> whitening.Whitening | No
 
 def remove(index) -> bool:
     """Remove the whitening of ``index`` (searches use the raw vectors again); False if it had none."""
-    from indexer.storage.folder import check_writable, write_lock
+    from .folder import check_writable, write_lock
 
     check_writable(index.directory)
     with write_lock(index.directory):

@@ -17,7 +17,7 @@ collection itself: 0.764 -> 0.25); centring alone raised it at every size measur
 the collection). So the default is ``BETA = 0`` (centring), fitted from MIN_VECTORS on; beta > 0
 stays an expert option (``vgg-retrieval whiten --beta``).
 
-How an index stores and applies it: ``indexer.search.whitened_vectors``.
+How an index stores and applies it: ``indexer.storage.whitened_vectors``.
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def fit(x: np.ndarray, model_id: str = "", method: str = "shrunk", beta: float =
 
 def save(whitening: Whitening, path: Path) -> None:
     """Write ``whitening`` to ``path`` crash-safely (temporary name, fsync, rename, folder fsync)."""
-    from indexer.vectors.files import _fsync_dir
+    from .files import _fsync_dir
 
     buf = io.BytesIO()
     np.savez(buf, format=FORMAT, version=VERSION, model_id=whitening.model_id, n=whitening.n,

@@ -10,11 +10,11 @@ import numpy as np
 from retrieval.engines.export import SIDECAR, read_sidecar
 from retrieval.preprocess import ImageError
 
-from indexer import vectors
+from . import vectors
 
-from indexer.search import whitened_vectors as whitened
-from indexer.reports import CheckReport
-from .store import Store
+from .storage import whitened_vectors as whitened
+from .reports import CheckReport
+from indexer.storage.store import Store
 
 
 def check(index, deep: int = 0) -> CheckReport:

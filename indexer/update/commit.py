@@ -16,12 +16,12 @@ from retrieval.errors import UserError
 
 from indexer import vectors
 
-from indexer.search import whitened_vectors as whitened
-from .loaded_vectors import CommittedVectors
-from indexer.update.decode import Decoded
+from indexer.storage import whitened_vectors as whitened
+from indexer.storage.loaded_vectors import CommittedVectors
+from .decode import Decoded
 from indexer.faults import crash_point
 from indexer.reports import UpdateReport
-from .store import Store
+from indexer.storage.store import Store
 
 
 def commit(store: Store, committed: CommittedVectors, added: list[tuple[Decoded, np.ndarray]],
