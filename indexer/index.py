@@ -1,28 +1,7 @@
 """An image index: a folder holding the metadata database, the FAISS vectors and the model
 (the layout: ``indexer.storage.folder``).
 
-Python API::
-
-    from . import Index
-    index = Index.open("my-index")
-    for hit in index.search("query.jpg", k=5):
-        print(hit.score, hit.path)
-
-``Index`` is a facade; the work is done by modules named for it:
-
-    indexer.storage.folder      the folder: create/open/exists, the database it names, write lock, model copy
-    indexer.update.planning    what an update must embed, record as a problem, delete and clear
-    indexer.update.embedding   decode jobs -> (item, vector) pairs: the "local" and "ray" strategies
-    indexer.update.updater    running an update: batches, commit cadence, progress
-    indexer.update.commit      the atomic commit of rows + a new vectors file
-    indexer.storage.loaded_vectors   the committed vectors as loaded by this process
-    indexer.storage.whitened_vectors    the whitening learnt on the collection, and the whitened vectors searches use
-    indexer.search.vector_search   queries -> descriptors -> hits; which indexed files may be read
-    indexer.search.query_expansion  alpha-QE at search time (and DBA for benchmarks)
-    indexer.search.rotation    searching a query's 90/180/270 degree turns too
-    indexer.checking    check and deep check
-    indexer.reports     SearchHit, UpdateReport, CheckReport
-"""
+More: docs/design-notes.md (``indexer.index``)."""
 from __future__ import annotations
 
 import os

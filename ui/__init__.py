@@ -1,5 +1,6 @@
 """vgg-retrieval web UI (Streamlit): search, classification, duplicates, index status, feature maps.
 
-Start it with ``vgg-retrieval ui --index DIR``. ``ui.logic.service`` holds the logic (no Streamlit import), the
-pages under ``ui/pages`` only lay it out.
+Start it with ``vgg-retrieval ui --index DIR`` (``launch``). ``logic`` holds what the pages do,
+without Streamlit; ``widgets`` the shared Streamlit pieces; ``pages`` only lay them out.
 """
+__all__: list[str] = []

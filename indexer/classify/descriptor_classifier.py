@@ -1,16 +1,6 @@
 """A classifier fitted on stored descriptors: multinomial logistic regression in numpy.
 
-The inputs are an index's own descriptors (no re-embedding), L2-normalised, centred and scaled to
-unit average variance per dimension; the weights are L2-regularised (the bias is not) and fitted by
-accelerated gradient descent (FISTA with adaptive restart) with the step from the loss's Lipschitz
-bound, so the fit is deterministic and needs nothing beyond numpy. A few seconds on a CPU for
-thousands of photos; each class is capped at ``MAX_PER_CLASS`` rows (a seeded sample) so a huge
-index stays quick.
-
-Saved next to the index as ``classifier.npz`` (arrays) and ``classifier.json`` (class names, the
-index's model id, how the labels were chosen, label counts and cross-validated accuracy). It is
-refused for an index of another model: its descriptors would mean something else.
-"""
+More: docs/design-notes.md (``indexer.classify.descriptor_classifier``)."""
 from __future__ import annotations
 
 import hashlib

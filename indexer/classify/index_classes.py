@@ -1,23 +1,6 @@
 """An index's own classifier: labels from its folders (or a CSV), fitted on its stored descriptors.
 
-The API the CLI, ``index`` and search use; it reads an ``Index`` through its public methods only
-(``all_vectors``, ``store.rows_by_id``, ``spec``, ``directory``).
-
-Labels: by default each photo's stored label (its folder's name); ``depth=N`` takes the first N
-folders below the indexed folder instead (``2023/rome/x.jpg`` -> ``2023`` at depth 1,
-``2023/rome`` at depth 2); a CSV of ``path,label`` rows names them explicitly (relative paths are
-relative to the CSV's folder; photos it does not name are left out).
-
-The automatic rule (``auto_fit``, run at the end of ``index``): a classifier is fitted when at least
-``MIN_CLASSES`` labels have ``MIN_PER_CLASS`` photos or more each (smaller labels are left out of
-it), and fitted again when the labels it was fitted on changed by more than ``REFIT_CHANGE``
-(photos added, removed or moved, as a share of what it was fitted on) or the set of eligible labels
-changed. Measured with benchmarks/classify_quality.py (docs/classification.md): with 10 photos per
-label the held-out top-1 is 0.52 on flowers5 (5 labels, chance 0.20; worst of 10 draws 0.48) and
-0.87 on hymenoptera (chance 0.54; worst 0.81), while 2-3 photos per label give draws near chance;
-accuracy grows slowly with more photos (+5 points from 20 to 50 per label), so a change under 10%
-is not worth a refit.
-"""
+More: docs/design-notes.md (``indexer.classify.index_classes``)."""
 from __future__ import annotations
 
 import csv

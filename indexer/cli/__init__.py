@@ -65,3 +65,5 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+__all__ = ["cli", "main"]

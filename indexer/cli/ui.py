@@ -9,7 +9,7 @@ import click
 
 from .options import engine_option, index_option
 
-MAX_UPLOAD_MB = 20  # ui.launch.DEFAULT_MAX_UPLOAD_MB (checked by tests/test_cli.py)
+MAX_UPLOAD_MB = 20  # ui.launch.DEFAULT_MAX_UPLOAD_MB (checked by tests/e2e/test_cli.py)
 
 
 @click.command()

@@ -1,20 +1,6 @@
 """Query expansion at search time, and database-side augmentation for benchmarks.
 
-alpha-QE (Radenovic et al., "Fine-tuning CNN image retrieval with no human annotation", 2018):
-search once, then search again with
-
-    q' = normalise(q + sum_{i <= K} s_i ** alpha * x_i)
-
-over the top-``K`` hits ``x_i`` (their stored vectors) with cosine scores ``s_i`` clipped at 0.
-``K`` = 0 is plain search. Stored vectors come back from the FAISS index by id
-(``reconstruct``): exact for flat, HNSW and IVF-Flat indexes, decoded from the codes (approximate)
-for the lossy SQ8/PQ types (ivf, ivfpq); the expanded query is only as good as that decoding.
-
-DBA (database-side augmentation, ``dba``): every stored vector replaced by the same alpha-weighted
-sum over its own top-K neighbours. It is offered as a function over a matrix of vectors for
-benchmarks only; stored indexes are never augmented (a new photo would change its neighbours'
-vectors, so an index would have to be rewritten on every update).
-"""
+More: docs/design-notes.md (``indexer.search.query_expansion``)."""
 from __future__ import annotations
 
 import math

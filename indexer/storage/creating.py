@@ -1,19 +1,6 @@
 """Making a new index folder in steps that a kill can interrupt at any moment.
 
-    1. the folder gets a ``.creating`` mark           (crash point ``create_started``)
-    2. the FP32 model is exported (or copied) into model/ (``model_exported``)
-    3. INT8: model/ is replaced by its NNCF INT8 version, calibrated on up to 300 of the photos
-       being indexed                                  (``model_ready``)
-    4. the database gets the index's meta               (``database_opened`` before the commit)
-    5. the mark goes; a database elsewhere is named in database.json
-
-A folder that still carries the mark holds an unfinished creation: the next run clears what the
-creation wrote (only names it writes: model/, .export-*, .int8-*, the database file, vectors files,
-the lock) and starts over. A folder that holds anything else is refused as before, so nothing of the
-user's is ever removed. Unmarked ``.export-*`` folders (an export killed by an older version) are
-cleared too. The mark is locked while its creator runs, so a second creator is refused (it is told
-who holds it) instead of clearing the first one's files.
-"""
+More: docs/design-notes.md (``indexer.storage.creating``)."""
 from __future__ import annotations
 
 import fcntl

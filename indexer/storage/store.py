@@ -1,15 +1,6 @@
 """Metadata store: per-image rows, per-file errors, indexed roots and key/value meta (SQLAlchemy 2).
 
-SQLite by default (a file in the index folder, rollback journal: searches read while an update
-works, since an update holds the write lock only for its short commits, and an index on read-only
-media stays searchable). PostgreSQL for bigger installs: ``postgresql://USER@HOST[:PORT]/DB`` (driver
-psycopg 3, the ``postgres`` extra), optionally ``?schema=NAME`` to keep several indexes in one
-database (one schema each; made when missing). Any other SQLAlchemy URL works as far as SQLAlchemy
-does. All SQL goes through the ORM with bound parameters, here and nowhere else.
-
-Database URLs (``?schema=``, shown without a password) and the ``DIR/database.json`` link of an index
-whose database lives elsewhere: ``indexer.storage.database_link`` (its names are importable from here too).
-"""
+More: docs/design-notes.md (``indexer.storage.store``)."""
 from __future__ import annotations
 
 import json

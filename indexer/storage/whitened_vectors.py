@@ -1,20 +1,6 @@
 """An index's whitening (``indexer.vectors.whitening``) and the whitened copy of its vectors that searches use.
 
-The committed vectors file (``vectors-<gen>.faiss``) always keeps the raw descriptors: duplicate
-finding, classifiers, distillation, ``Index.vector`` and ``check`` read them as before, and a
-whitening can be fitted again or removed without embedding anything. A whitened index also holds
-
-    DIR/whitening-<gen>.npz   the fitted mean and projection, the model id and N it was fitted for
-    DIR/whitened-<gen>.faiss  the stored vectors whitened, same ids and FAISS type as the raw file
-
-both named by the ``whitening`` meta, which is written in the same database transaction as the
-generation it belongs to (a fit, a removal, or an update's commit that adds the new vectors to both
-files): a crash before it leaves the previous state, after it the new one. Searches whiten the
-queries with the same ``Whitening.apply`` the stored vectors went through, and search the whitened
-copy; scores stay cosines of unit vectors.
-
-Python API: ``fit_index(index)``, ``remove(index)``; ``Index.whitening`` is the loaded state.
-"""
+More: docs/design-notes.md (``indexer.storage.whitened_vectors``)."""
 from __future__ import annotations
 
 import time

@@ -1,14 +1,7 @@
 """Turning an update's decode jobs into (item, vector) pairs: one small interface, two strategies
 picked by name.
 
-    local   decoding processes on this machine feed the index's embedder in batches
-    ray     decoding and embedding on a Ray cluster (indexer.update.ray_embedding); the driver only commits
-
-Every strategy yields, in job order, ``(Decoded, vector)`` for each item of each job (``(path,
-root, input_size, max_pixels)``): a photo, or a video's sampled frames (all but the last with
-``more``), or one problem item with vector None. Pixels are not kept. The update loop
-(``indexer.update.updater``) does not know which strategy runs.
-"""
+More: docs/design-notes.md (``indexer.update.embedding``)."""
 from __future__ import annotations
 
 from collections import deque

@@ -1,26 +1,6 @@
 """Distributed decoding and embedding with Ray Data (``vgg-retrieval index ... --engine ray``).
 
-Only the heavy, stateless part of an update runs on the cluster::
-
-    driver (this process)                         Ray workers
-    ---------------------                         -----------
-    scan folders, plan (indexer.update.planning)
-    file list -> ray.data.from_items  ----------> flat_map(decode_items): read, sha256, decode, pad
-                                                  map_batches(_EmbedActor) in an actor pool: each
-                                                  actor loads the index's model once, embeds
-    (Decoded metadata, vector) <----------------  rows of metadata + one float32 vector (no pixels)
-    the same pending/commit path as the local
-    engine (indexer.update.commit): database + FAISS
-
-So incremental updates, error rows, ``commit_every`` and crash safety are those of the local engine:
-the driver alone writes the index. The exported model (``DIR/model``) is shipped to the actors
-through Ray's object store and the driver's own ``indexer``/``retrieval`` packages through the
-``py_modules`` runtime environment, so workers need the dependencies (numpy, Pillow, OpenVINO or
-ONNX Runtime) but neither the index folder nor this package; they must be able to read the photos at
-the same paths as the driver. See docs/ray.md.
-
-Ray is optional: ``pip install "vgg-retrieval[ray]"``.
-"""
+More: docs/design-notes.md (``indexer.update.ray_embedding``)."""
 from __future__ import annotations
 
 import logging

@@ -1,23 +1,6 @@
 """Watch mode: keep an index current while files are added, changed and removed.
 
-A polling loop around ``Index.update`` (portable: local disks, NFS/SMB mounts, Docker bind mounts, where
-inotify misses changes made by other machines). Each pass first takes a cheap fingerprint of the folders
-(one ``stat`` per file, nothing read, no database or vectors touched); only when it differs from the last
-pass's does it run a real update (scan, embed the new/changed files, drop the removed ones, one
-crash-safe commit per batch). Changes are debounced: the update waits until the folders look the same
-on two passes in a row and no file was modified in the last ``SETTLE_SECONDS`` (a photo still being
-copied is not indexed half-written), but never longer than
-``MAX_POSTPONED`` passes and 20 seconds (a long import is indexed while it runs; files caught mid-copy are redone
-when they change again). SIGINT/SIGTERM stop the loop: while waiting, at once; during an update, the
-update is abandoned at its next Python instruction and the index keeps its last committed state (the same
-guarantee as for a killed process), then ``watch`` returns normally.
-
-    from indexer import Index
-    from .watch import watch
-
-    with Index.open("my-index") as index:
-        watch(index, ["~/Pictures"], interval=30)   # until SIGINT/SIGTERM, or stop.set()
-"""
+More: docs/design-notes.md (``indexer.update.watch``)."""
 from __future__ import annotations
 
 import os

@@ -1,24 +1,6 @@
 """Whitening learnt on the user's own collection, without labels (numpy only).
 
-    fit(x)              mean and projection from descriptors x [N, D] (L2-normalised rows)
-    Whitening.apply(x)  L2norm((x - mean) @ projection): unit rows, so inner products stay cosines
-    should_fit(n)       the rule: enough vectors for the fit to help (MIN_VECTORS)
-    should_refit(n, w)  the rule on growth: the collection doubled since the fit
-    save / load         an ``.npz`` in the index folder that names the model it was fitted for
-
-The family: the covariance shrunk towards a multiple of the identity (Ledoit-Wolf amount), its
-eigenvalues raised to ``-beta``: beta 0.5 is full PCA-whitening, 0 is centring on the collection's
-mean only. Measured (``benchmarks/whitening.py``: paris5 and its subsets, with up to 1250 other
-real photos in the fit and as distractors; the stereo/viewpoint pairs): every beta > 0 (plain
-PCA-whitening, reduced to 64/128 dims or not, Ledoit-Wolf shrinkage, power laws down to 0.15)
-LOWERED mAP with the few hundred to 1500 photos measured (plain PCA-whitening fitted on the
-collection itself: 0.764 -> 0.25); centring alone raised it at every size measured (0.764 ->
-0.790 on paris5 alone; +0.02-0.03 on 15-100 photo subsets; +0.004 with 1250 unrelated photos in
-the collection). So the default is ``BETA = 0`` (centring), fitted from MIN_VECTORS on; beta > 0
-stays an expert option (``vgg-retrieval whiten --beta``).
-
-How an index stores and applies it: ``indexer.storage.whitened_vectors``.
-"""
+More: docs/design-notes.md (``indexer.vectors.whitening``)."""
 from __future__ import annotations
 
 import io

@@ -1,17 +1,6 @@
 """Which frames of a video the index keeps: the picking policy of one pass over its decoded frames.
 
-Sampling (one pass over the decoded frames, nothing held but the picked frames):
-
-* the first frame;
-* a scene change (looking at 5 frames a second): a cut, where the frame's 32x32 greyscale thumbnail
-  differs from the previous look's by ``scene`` or more (mean absolute difference, 0..1; at least 0.5 s after the last pick),
-  or new content, where it differs from the last picked frame's by ``2 * scene`` or more (pans,
-  zooms, things moving in; at least ``min_gap_s`` after the last pick);
-* at least one frame every ``interval_s`` seconds (widened for long videos so that the interval
-  frames fit ``max_frames / 2``);
-* at most ``max_frames`` per video: past it, the weakest scene changes are dropped first, then
-  every other interval frame.
-"""
+More: docs/design-notes.md (``indexer.video.frame_picking``)."""
 from __future__ import annotations
 
 import heapq

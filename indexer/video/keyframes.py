@@ -1,17 +1,6 @@
 """Videos in the index: recognise them, sample keyframes, read one frame back (PyAV / FFmpeg).
 
-A video becomes several index entries, one per sampled frame. A frame goes through the same input
-policy as a photo (``retrieval.preprocess.prepare``: longer side resized, padded, same size) and is
-stored as its own row and vector, with the video file as ``source`` and its time in seconds as
-``time_s``; the row's path is ``VIDEO#t=SECONDS`` (a media fragment, unique per frame). Which
-frames are kept (first, scene changes, every ``interval_s``, at most ``max_frames``):
-``indexer.video.frame_picking``.
-
-Options come from the environment (read where the decoding runs): ``VGG_RETRIEVAL_VIDEO_INTERVAL``
-(seconds, 10), ``VGG_RETRIEVAL_VIDEO_SCENE`` (0.15; 0 turns scene detection off),
-``VGG_RETRIEVAL_VIDEO_MIN_GAP`` (seconds, 2), ``VGG_RETRIEVAL_VIDEO_MAX_FRAMES`` (200) and
-``VGG_RETRIEVAL_VIDEO=0`` to skip videos altogether.
-"""
+More: docs/design-notes.md (``indexer.video.keyframes``)."""
 from __future__ import annotations
 
 import math

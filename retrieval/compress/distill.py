@@ -1,25 +1,6 @@
 """Label-free recovery of a pruned descriptor model: descriptor distillation on unlabelled photos.
 
-The unpruned model is the teacher; the pruned student learns to give the teacher's L2-normalised
-pooled descriptor (cosine loss; optionally also the channel direction of every valid conv5 cell)
-for the same view of a photo. Two stages, both without labels:
-
-1. ``retrieval.compress.reconstruct``: each conv layer refitted in closed form to the teacher's outputs on a
-   few photos (forward passes only; the bulk of the recovery, cheap on a CPU), prepared with the
-   model's own input policy (a buckets model is refitted on its bucket shapes) at its own input size
-   unless ``reconstruct_size`` says otherwise.
-2. Gradient distillation on plain views (as the model's index prepares the photo: its input size
-   and policy, a padded square or the photo's bucket) and augmented views (random resized crop,
-   flip, colour jitter, small rotation; ``size`` squares) of every photo (``epochs``, default
-   2). A batch of views of several shapes runs as one forward pass per shape.
-
-The teacher's descriptors of the plain views may come from an existing index (it already holds
-them, ``indexer.student.index_targets``): the teacher then only runs on augmented views, and not at all with
-``augmented_views=0``. Teacher descriptors of augmented views are cached on disk when ``cache_dir``
-is given (views are seeded, so a second student distilled from the same teacher and photos reuses
-them). When the student's last conv was pruned, the target is the teacher's descriptor restricted
-to the kept channels (renormalised).
-"""
+More: docs/design-notes.md (``retrieval.compress.distill``)."""
 from __future__ import annotations
 
 import hashlib

@@ -1,24 +1,6 @@
 """Inference engines behind one ``Embedder`` interface: openvino, onnxruntime, torch, tensorrt.
 
-``load_embedder(engine, spec, model_dir)`` picks one by name from the registry
-(``retrieval.engines.registry``). ONNX Runtime, OpenVINO and TensorRT run the exported files in
-``model_dir`` (see ``retrieval.engines.export``); torch rebuilds the network from the spec's weights.
-TensorRT needs an NVIDIA GPU (see ``tensorrt_engine``).
-
-Adding an engine is one module and one decorator: put ``<name>_engine.py`` in this package (every
-``*_engine`` module here is imported when the package is) with an ``Embedder`` subclass and a small
-loader::
-
-    @register_engine("myengine", model_files=(ONNX_FILE,), ray=False)
-    def load(spec, model_dir, *, net=None, batch_size=8, threads=None, **options):
-        from .myruntime_embedder import MyEmbedder  # the runtime is imported here, never at module top
-        return MyEmbedder(spec, exported_file(model_dir, ONNX_FILE, "ONNX model"), batch_size=batch_size)
-
-Its name then appears in ``ENGINES`` and so in the CLI's and the UI's ``--engine`` choices, the
-benchmark's variants (``retrieval.compress.bench``) and, with ``ray=True``, ``--ray-model-engine``
-(``indexer.update.ray_embedding.MODEL_ENGINES``). Keep the module's top-level imports light (numpy, the
-package's own modules): the CLI must start without torch or any runtime.
-"""
+More: docs/design-notes.md (``retrieval.engines``)."""
 from __future__ import annotations
 
 import importlib

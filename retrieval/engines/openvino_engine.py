@@ -1,19 +1,6 @@
 """OpenVINO engine over the exported IR (``model.xml``/``model.bin``), CPU by default.
 
-The IR is compiled for a static height and width (OpenVINO's CPU plugin is far faster when they are
-fixed) and a dynamic batch size: one compiled model per input shape, ``[-1, S, S, 3]`` (square) or
-one per bucket the first time a photo of that shape comes (the "buckets" policy:
-``spec.input_shapes()``, a handful). A static batch size too would compile one model per (batch
-size, bucket): a bucket's share of a batch of 8 varies from 1 to 8, so 200 photos compiled 24 INT8
-models, about 0.2 s each. ``benchmarks/compiled_shapes.py`` on those 200 photos: a new index 1.11x
-faster with the default INT8 model, 1.24x with the pruned one; once compiled, the same speed.
-
-``performance="THROUGHPUT"`` (throughput mode, for indexing): compiled with OpenVINO's THROUGHPUT
-hint (several CPU streams), each compiled model with OpenVINO's optimal number of infer requests;
-``embed_stream`` keeps that many batches in flight, so the caller prepares the next batches (decoded
-photos arriving, trimming, bucketing) while both cores infer. Results come in order. Single calls
-(``embed_batch``: queries) run one request, on one stream: LATENCY (the default) suits them.
-"""
+More: docs/design-notes.md (``retrieval.engines.openvino_engine``)."""
 from __future__ import annotations
 
 from collections import deque

@@ -1,26 +1,6 @@
 """TensorRT engine (NVIDIA GPUs) over the exported ``model.onnx``.
 
-Two routes, tried in this order:
-
-1. The ``tensorrt`` Python package (TensorRT 10 name-based tensor API). The serialized engine is
-   built once from ``model.onnx`` and cached next to it as
-   ``tensorrt-<precision>-<gpu>-trt<version>-b<max batch>.plan``; it is rebuilt when the ONNX file,
-   the GPU, TensorRT or the precision changes (the key is in the file name, the ONNX sha256 inside a
-   small ``.json`` beside it). Device buffers are torch CUDA tensors (torch is already a dependency),
-   so no pycuda / cuda-python is needed.
-2. ONNX Runtime's ``TensorrtExecutionProvider`` (the onnxruntime-gpu build with TensorRT), with its
-   own engine cache in the same folder.
-
-Precision: ``fp32``, ``fp16`` (default) or ``int8``. INT8 uses explicit quantization: point the
-engine at a model folder written by ``vgg-retrieval quantize --format onnx`` (a QDQ ONNX graph
-calibrated on the user's images); TensorRT then runs the quantized layers in INT8. Implicit
-calibration (the deprecated IInt8Calibrator) is not used.
-
-Nothing here runs on a machine without an NVIDIA GPU: ``load`` raises a one-line UserError there.
-``tests/test_tensorrt.py`` runs the parity check where a GPU is present. The "buckets" input policy
-gets one optimisation profile spanning all bucket shapes (``image_profile``); that path has not run
-on a GPU yet (no GPU where it was written).
-"""
+More: docs/design-notes.md (``retrieval.engines.tensorrt_engine``)."""
 from __future__ import annotations
 
 import hashlib

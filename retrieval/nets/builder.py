@@ -1,6 +1,6 @@
 """Build a descriptor model from user choices or from a stored spec: a torch network where torch is
 installed, else ``GraphWeights`` (the numpy weights ``retrieval.engines.export`` writes as an ONNX graph with
-``retrieval.nets.onnx_graph``, which gives the same descriptors: tests/test_onnx_graph.py)."""
+``retrieval.nets.onnx_graph``, which gives the same descriptors: tests/retrieval/test_onnx_graph.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,16 +1,7 @@
 """Named weights without torch: torchvision's ImageNet VGGs as timm publishes them on the Hugging Face
 hub (``timm/vgg16.tv_in1k``: "tv" = torchvision's weights, converted), read from safetensors.
 
-With torch installed, ``IMAGENET1K_V1`` still comes from torchvision (``retrieval.nets.weights``); without
-it, the same name is fetched from the hub. ``hf:OWNER/REPO`` names any hub repository holding a
-``model.safetensors`` with torchvision's or timm's VGG key names. Downloads go through
-``huggingface_hub`` and are cached by it (``HF_HOME``; ``HF_HUB_OFFLINE=1`` uses the cache only).
-
-timm's VGG keeps torchvision's ``features.N.*`` names; its classifier is a ``ConvMlp`` (fc6 as a 7x7
-convolution ``pre_logits.fc1``, fc7 as a 1x1 one ``pre_logits.fc2``) and a ``head.fc`` (fc8), which
-timm converts from torchvision's ``classifier.{0,3,6}`` by reshaping (timm/models/vgg.py,
-``_filter_fn``). ``timm_to_torchvision`` undoes that: the same tensors, torchvision's names and shapes.
-"""
+More: docs/design-notes.md (``retrieval.nets.hub_weights``)."""
 from __future__ import annotations
 
 import logging

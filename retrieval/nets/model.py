@@ -1,18 +1,6 @@
 """The descriptor network: a torchvision VGG trunk, masked global pooling and L2 normalisation.
 
-Input is what the preprocessing produces: a batch of uint8 RGB images ``[N, S, S, 3]`` padded at the
-bottom/right, and the valid ``(height, width)`` of each ``[N, 2]``. Normalisation happens inside the
-graph, so the exported ONNX/OpenVINO model is self-contained and every engine sees identical input.
-Padded pixels are zeroed after normalisation and padded feature cells are left out of the pooling,
-so the padding does not dilute the descriptor. Any input height and width works (the "buckets" input
-policy feeds a few shapes; the exported graph has dynamic spatial axes).
-
-Pooling ``rmac`` (Tolias et al. 2016, "Particular object retrieval with integral max-pooling of CNN
-activations"): max-pooled square regions of the valid conv5 cells at RMAC_LEVELS scales, each region
-vector L2-normalised, all summed (``rmac``). Multi-scale (``spec.scales``): the normalised input is
-also resized inside the graph (bilinear) to each further scale, each scale pooled and L2-normalised,
-and the sum is normalised.
-"""
+More: docs/design-notes.md (``retrieval.nets.model``)."""
 from __future__ import annotations
 
 import torch

@@ -1,18 +1,6 @@
 """The descriptor network written directly as an ONNX graph from numpy weights: no PyTorch needed.
 
-VGG is thirteen (to sixteen) 3x3 convolutions, ReLUs and 2x2 max-pools, so the graph that
-``retrieval.engines.export`` gets from ``torch.onnx.export`` can be written with the ``onnx`` helper: same
-inputs (``image`` uint8 ``[N,S,S,3]``, ``size`` int64 ``[N,2]``), same normalisation and padding
-mask, same masked pooling (``gap``, ``mac``, ``gem``, ``rmac``), same L2 normalisation, and the
-``gap-linear`` or ``vgg`` classifier head as a second output. OpenVINO reads the result like any ONNX
-file. The graph has the square input policy's fixed ``[N,S,S,3]`` input and one scale: a spec with
-several scales is refused, and so are R-MAC and the ``vgg`` head with the buckets policy, whose
-graph takes any height and width (the masks cut to the batch's size at run time).
-
-``state`` maps torchvision names to numpy arrays: ``features.N.weight``/``bias`` (and the batch-norm
-tensors of ``*_bn`` archs, folded into the convolutions here) plus ``head.*`` for a classifier.
-Descriptors agree with the torch model's (tested: cosine >= 0.9999 on real photos).
-"""
+More: docs/design-notes.md (``retrieval.nets.onnx_graph``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,26 +1,6 @@
 """Finding and loading weights for the descriptor trunk.
 
-Resolution order: an explicit ``weights`` argument (``--weights``: a name or a file), then the
-``VGG_RETRIEVAL_WEIGHTS`` environment variable, then torchvision's ``IMAGENET1K_V1`` (from the torch
-hub cache, or downloaded on a connected machine; without torch, the same tensors from the Hugging
-Face hub, ``retrieval.nets.hub_weights``, as is any ``hf:OWNER/REPO``). ``random`` gives seeded random
-weights (torch only), for development only.
-
-Files: safetensors (read with numpy, no torch needed; torchvision's or timm's key names), else
-``torch.load(..., weights_only=True)`` (torch only): no code in a file is ever executed. A file is
-told by its content, not its name. Accepted: a state_dict of a whole VGG or of its ``features``
-trunk only (with or without the ``features.`` / ``module.`` prefixes), and this project's checkpoints
-(``save_checkpoint``), which also carry the spec they were trained with.
-
-Tensors come back as torch tensors where torch is installed, else as numpy arrays (which
-``retrieval.nets.onnx_graph`` builds the model from); ``fingerprint`` gives the same hash for both.
-
-A whole torchvision VGG keeps its classifier (fc6-fc8, ``classifier.*``): it becomes the model's
-``vgg`` head (``head.classifier.*``, the same layer indices), so its class scores come out of the
-same forward pass as the descriptor. Its class names come from torchvision's metadata for named
-weights, from a names file (one per line) for other files, and otherwise ImageNet's 1,000 names when
-fc8 has 1,000 outputs (a saved torchvision ImageNet model), else ``class 0``, ``class 1``...
-"""
+More: docs/design-notes.md (``retrieval.nets.weights``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -247,7 +227,7 @@ IMAGENET_CLASSES_FILE = Path(__file__).with_name("imagenet_classes.txt")
 
 def imagenet_categories() -> tuple[str, ...]:
     """ImageNet-1k's class names, as torchvision's weights metadata lists them (a copy shipped with
-    this package, so no torchvision is needed; tests/test_light_install.py checks it is the same)."""
+    this package, so no torchvision is needed; tests/e2e/test_light_install.py checks it is the same)."""
     return tuple(IMAGENET_CLASSES_FILE.read_text(encoding="utf-8").splitlines())
 
 

@@ -1,16 +1,7 @@
 """The query side of search by words, model only: tokenizers + ONNX Runtime + numpy, never torch.
 Searching an index with it is ``TextSearcher``, on the index side (``text_search``).
 
-``INDEX/text/`` (written by ``vgg-retrieval text-train``, see ``train.py``):
-
-    heads.pt             the trained projections (torch state dicts; search does not read it)
-    text.json            config: the index model_id it was trained for, text model, dims, temperature...
-    tokenizer.json       the text model's fast tokenizer
-    text.onnx            token ids + mask -> shared-space embedding (encoder + pooling + projection)
-    image.onnx           stored VGG descriptor -> shared-space embedding
-    images-<key>.faiss   cache: every stored descriptor projected (IndexIDMap2(IndexFlatIP), ids =
-                         image ids), rebuilt when the index's vectors file (its generation) changes
-"""
+More: docs/design-notes.md (``retrieval.text.search``)."""
 from __future__ import annotations
 
 import json

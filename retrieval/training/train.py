@@ -1,18 +1,6 @@
 """Fine-tuning the descriptor trunk and a classifier head on an ImageFolder dataset.
 
-The recipe (all flags of ``vgg-retrieval train``): augmentation (random resized crop, horizontal
-flip 0.5, colour jitter +-0.2, rotation +-15 degrees), SGD (momentum 0.9, weight decay 5e-4), label
-smoothing 0.1, a linear warm-up from 1e-4 to the base LR over 5 epochs then cosine annealing to
-``min_lr`` (per step), per-group LRs (the head ``head_lr_mult`` x the trunk's), the first ``freeze``
-feature layers frozen, bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX).
-
-With a frozen prefix, ``cache`` computes the prefix's output once (eval input policy, no
-augmentation) and trains the rest on it: with the whole trunk frozen and the ``gap-linear`` head the
-cache is reduced to the pooled 512-d vectors and an epoch takes milliseconds.
-
-Each epoch writes ``last.pt`` (and ``best.pt`` when val top-1 improves), ``metrics.csv`` and
-``metrics.png``; an interrupt saves ``last.pt`` first; ``resume`` continues from it.
-"""
+More: docs/design-notes.md (``retrieval.training.train``)."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,25 +1,6 @@
 """Labelled clip folders: listing, seeded splits, frame sampling and the clip input policy.
 
-A clip dataset is ``DATA/<class>/<clip>`` (split per class with a fixed seed, as
-``retrieval.training.data.load_split`` does) or ``DATA/train/<class>/<clip>`` + ``DATA/val/<class>/<clip>``.
-A clip is either a video file (``.mp4 .webm .mkv .avi .mov .m4v .mpg .mpeg .ogv``, decoded with PyAV)
-or a folder of frame images (read in natural name order: ``frame2`` before ``frame10``). Other files
-are ignored.
-
-Sampling picks ``frames`` frame indices per clip: ``uniform`` takes the middle of ``frames`` equal
-segments (in training a random frame of each segment), ``stride`` takes every ``stride``-th frame of a
-window in the middle of the clip (in training at a random offset). A clip shorter than that is
-stretched (frames repeated) for VGG3D, which needs a fixed length, and used as it is for VGG-LSTM.
-
-Each frame is fitted to ``size x size``: ``crop`` (default) resizes the short side to ``size`` and
-takes the centre square (in training: a random square covering ``crop_scale`` of the short side's
-area, the same for every frame of the clip); ``pad`` resizes the long side and places the frame
-top-left in a zero canvas (the image search input policy; the models mask the padding out).
-Normalisation (ImageNet mean/std by default) happens inside the models.
-
-Unreadable clips (not a video, corrupt, no video stream, no frames, unreadable frame image) raise
-``UserError`` with one line naming the file.
-"""
+More: docs/design-notes.md (``retrieval.video.clips``)."""
 from __future__ import annotations
 
 import random

@@ -1,30 +1,6 @@
 """Video classifiers built from the VGG trunk.
 
-``VGG3D``: the torchvision VGG configuration (vgg11/13/16/19, optional batch norm, conv widths
-overridable like ``retrieval.nets.model.build_trunk``) with every 3x3 convolution made 3x3x3 and every
-max-pool 3D. Pooling keeps the early time resolution as C3D does: the first pool is (1, 2, 2), the
-later ones (2, 2, 2) while at least two time steps are left. The trunk ends at the last conv block's
-ReLU (as the image trunk does), then global average pooling over time and space (padded cells
-masked out), dropout and a linear layer. 16 frames of 112 x 112 give conv5 maps of 2 x 7 x 7.
-
-``inflate_state_dict`` turns a 2D VGG state_dict into VGG3D's: each 2D kernel is repeated over the
-3 time taps and divided by 3 (I3D), biases and batch-norm tensors are copied. With the default
-``time_padding="replicate"`` (the first/last frame is repeated at the clip's ends instead of zero
-padding) a static clip then gives exactly the 2D network's activations at every time step, so
-ImageNet features carry over unchanged before any training; ``"zeros"`` is C3D's plain padding.
-
-``VGGLSTM``: the image model's 2D trunk runs on every frame and gives the frame's descriptor (the
-masked GAP of conv5 that the image classifier head also reads, before L2 normalisation: its magnitude
-carries detail/contrast, which changes along a zoom); with ``deltas`` (default) each step also gets
-the change of the descriptor since the previous frame. A batch norm standardises these per channel
-(descriptors of one trunk share a large common component), an LSTM (or GRU) reads the sequence of
-each clip up to its own length and a linear layer classifies its last hidden state. Clips of
-different lengths batch together (packed sequences).
-
-Inputs of both: uint8 clips ``[N, T, S, S, 3]``, the valid ``(h, w)`` of each clip's frames ``[N, 2]``
-(the whole square with the default centre crop) and the number of real frames ``[N]``.
-Normalisation happens inside the model, with the spec's mean/std (ImageNet's by default).
-"""
+More: docs/design-notes.md (``retrieval.video.models``)."""
 from __future__ import annotations
 
 import dataclasses

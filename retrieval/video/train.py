@@ -1,20 +1,6 @@
 """Training video classifiers (``vgg-retrieval train-video``) with the image recipe.
 
-The same recipe as ``retrieval.training.train`` (``retrieval.training.recipe``: ``lr_at``, linear warm-up then
-cosine per step; SGD with momentum and weight decay; per-group LRs with the non-trunk parts at
-``head_lr_mult`` x the trunk's; label smoothing; the first ``freeze`` feature modules frozen, frozen
-batch norms kept in eval mode), plus gradient-norm clipping (the recurrent head likes it).
-Augmentation is temporal jitter (a random frame per segment / a random window offset) and a random
-crop shared by all frames of a clip; no horizontal flip, which would turn a pan right into a pan left.
-
-VGG-LSTM with the whole trunk frozen (its default) computes the frame descriptors of every clip once
-(deterministic sampling, no augmentation) and trains the LSTM and the linear layer on them.
-
-Each epoch writes ``last.pt`` (and ``best.pt`` when val top-1 improves), ``metrics.csv`` and
-``metrics.png``; an interrupt saves ``last.pt``; ``resume`` continues from it. Checkpoints are the
-project's (``retrieval.nets.weights.save_checkpoint``: format ``vgg-retrieval-checkpoint``, plain tensors
-and JSON-like data, read with ``weights_only=True``) with a ``VideoSpec`` as their spec.
-"""
+More: docs/design-notes.md (``retrieval.video.train``)."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,7 +1,7 @@
 """Drive the real UI in a real browser: start ``streamlit run`` on a free loopback port and run Debian's
 headless Chromium through Playwright (never a browser Playwright downloads itself).
 
-Used by tests/test_ui_browser.py (a search by upload, the lightbox, indexing a folder from the Index
+Used by tests/e2e/test_ui_browser.py (a search by upload, the lightbox, indexing a folder from the Index
 page and stopping it, quarantining a copy from the Duplicates page) and to take the screenshots in docs/::
 
     python -m tests.e2e.browser --index DIR --query photo.jpg --out docs/ui-search.png
