@@ -36,7 +36,7 @@ def index_cmd(folder: Path, ix: Path, model: Path) -> list[str]:
 
 def state(ix: Path) -> dict:
     from indexer import Index
-    from indexer.storage.store import ImageRow
+    from indexer.storage.tables import ImageRow
 
     with Index.open(ix) as idx:
         rep = idx.check()
@@ -57,8 +57,8 @@ def main() -> int:
     args = ap.parse_args()
     rng = random.Random(args.seed)
     from indexer.faults import ENV, POINTS
-    from retrieval.nets.builder import build
     from retrieval.engines.export import export_model
+    from retrieval.nets.builder import build
 
     pool = sorted((PHOTOS / "pixabay").glob("*.jpg")) + sorted((PHOTOS / "vacation").glob("*.jpg"))[:60]
     with tempfile.TemporaryDirectory() as tmp:

@@ -234,8 +234,9 @@ def _combine(parts: list[dict], kinds: list[str]) -> dict:
 
 def generated(args, memo):
     """Rows per edit for the default, cosine only and pHash on the generated set."""
-    from indexer.dedup.find import default_threshold
     from near_duplicates import EDITS, generate, read_truth
+
+    from indexer.dedup.find import default_threshold
 
     base = args.work / "quick" if args.quick else args.work
     data = base / "set"
@@ -318,7 +319,7 @@ def _sha_of(index) -> dict[str, str]:
     """path -> sha256 of the index's photos (byte-identical files are true duplicates)."""
     from sqlalchemy import select
 
-    from indexer.storage.store import ImageRow
+    from indexer.storage.tables import ImageRow
 
     with index.store.session() as s:
         return dict(s.execute(select(ImageRow.path, ImageRow.sha256).where(ImageRow.source.is_(None))).all())

@@ -65,9 +65,9 @@ def main() -> int:
     args = ap.parse_args()
     import faiss
 
+    from indexer.dedup.candidates import DEFAULT_K, DEFAULT_NPROBE, near_pairs
     from indexer.dedup.find import DEFAULT_THRESHOLD
     from indexer.dedup.groups import group_pairs, keeper_rank
-    from indexer.dedup.candidates import DEFAULT_K, DEFAULT_NPROBE, near_pairs
 
     thr = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     nprobe = args.nprobe or DEFAULT_NPROBE

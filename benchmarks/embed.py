@@ -43,9 +43,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
 
-    from retrieval.nets.builder import build
     from retrieval.engines import load_embedder
     from retrieval.engines.export import export_model
+    from retrieval.nets.builder import build
     from retrieval.preprocess import load_and_prepare
 
     files = photos(args.images)

@@ -45,9 +45,9 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[160, 224, 288, 320, 384])
     ap.add_argument("--pooling", default="gap")
     args = ap.parse_args()
-    from retrieval.nets.builder import build
     from retrieval.engines import load_embedder
     from retrieval.engines.export import export_model
+    from retrieval.nets.builder import build
     from retrieval.preprocess import ImageError, load_and_prepare
 
     files = gallery()

@@ -155,9 +155,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from retrieval.nets.builder import build
     from retrieval.compress.distill import DistillConfig, distill, photo_paths, save_student
     from retrieval.compress.prune import prune_model
+    from retrieval.nets.builder import build
 
     torch.set_num_threads(args.threads)
     CACHE.mkdir(parents=True, exist_ok=True)

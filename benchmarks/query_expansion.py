@@ -64,9 +64,9 @@ def embed(paths: list, key: str, turns: bool = False) -> np.ndarray:
     ``turns``: of the photos turned by 90 degrees, then all turned by 180, then by 270
     (``indexer.search.rotation``)."""
     from indexer.search.rotation import turned_copies
-    from retrieval.nets.builder import build
     from retrieval.engines import load_embedder
     from retrieval.engines.export import export_model
+    from retrieval.nets.builder import build
     from retrieval.preprocess import load_and_prepare
 
     spec, net = build("vgg16", str(WEIGHTS))

@@ -41,10 +41,10 @@ def main() -> int:
     import ray
 
     from indexer import Index
+    from indexer.storage.tables import ImageRow
     from indexer.update.ray_embedding import RayOptions, code_modules, default_actors
-    from indexer.storage.store import ImageRow
-    from retrieval.nets.builder import build
     from retrieval.engines.export import export_model
+    from retrieval.nets.builder import build
 
     files = sorted(p for p in args.folder.iterdir() if p.is_file())[: args.images]
     with tempfile.TemporaryDirectory(prefix="ray-vs-local-") as tmp:

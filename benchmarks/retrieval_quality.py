@@ -186,9 +186,9 @@ class Embedded:
     def __init__(self, model: Model, files: list[Path], paris_n: int, work: Path, quick: bool):
         from indexer.storage.creating import quantize_in_place
         from indexer.update.calibration import calibration_images
-        from retrieval.nets.builder import build
         from retrieval.engines import load_embedder
         from retrieval.engines.export import export_model
+        from retrieval.nets.builder import build
 
         spec, net = build("vgg16", str(WEIGHTS), pooling=model.pooling, input_size=model.size,
                           input_policy=model.policy, scales=model.scales)

@@ -180,8 +180,8 @@ def probe_models(student: Path | None = None, pruned: bool = False) -> list[tupl
     """(name, spec, net) for the focused speed probes (compiled_shapes.py, decode_workers.py): the
     default model, then the pruned + recovered checkpoint ``student`` or, with ``pruned``, VGG16
     pruned to 50% of its FLOPs in widths of 32 (not recovered: speed only)."""
-    from retrieval.nets.builder import build
     from retrieval.compress.prune import prune_model
+    from retrieval.nets.builder import build
 
     spec, net = build("vgg16", str(WEIGHTS))
     models = [("default INT8", spec, net)]

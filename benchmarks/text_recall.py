@@ -155,8 +155,7 @@ def main() -> None:
     t_index = time.perf_counter() - t0
 
     from indexer import Index
-    from indexer.text.searcher import TextSearcher
-    from indexer.text.searcher import train_text_model
+    from indexer.text.searcher import TextSearcher, train_text_model
 
     with Index.open(index_dir) as idx:
         rep = train_text_model(idx, exclude={str(p) for p in held}, epochs=args.epochs, seed=args.seed,

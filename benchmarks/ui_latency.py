@@ -119,9 +119,9 @@ def bench_browser(index_dir: Path, n: int) -> tuple[float, list[float]]:
 
 
 def bench_vgg16_model(n: int) -> list[float]:
-    from retrieval.nets.builder import build
     from retrieval.engines import load_embedder
     from retrieval.engines.export import export_model
+    from retrieval.nets.builder import build
     from retrieval.preprocess import open_image
 
     spec, net = build("vgg16", str(DATA / "weights" / "vgg16_features_imagenet_like.pth"))

@@ -42,7 +42,13 @@ def main(argv=None):
     from retrieval.video.clips import load_clip_split
     from retrieval.video.models import VideoSpec
     from retrieval.video.synth import MOTIONS, make_motion_dataset
-    from retrieval.video.train import VideoTrainConfig, evaluate_clips, fit_video, load_video_checkpoint, prepare_video_model
+    from retrieval.video.train import (
+        VideoTrainConfig,
+        evaluate_clips,
+        fit_video,
+        load_video_checkpoint,
+        prepare_video_model,
+    )
 
     photos = sorted((DATA / "photos" / "samples" / "vacation").glob("*.jpg"))
     tmp = Path(tempfile.mkdtemp(prefix="video-bench-"))

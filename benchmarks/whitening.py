@@ -112,9 +112,9 @@ class Embedder:
     """The default model on OpenVINO FP32, exported once into a temporary folder."""
 
     def __init__(self):
-        from retrieval.nets.builder import build
         from retrieval.engines import load_embedder
         from retrieval.engines.export import export_model
+        from retrieval.nets.builder import build
 
         self.spec, net = build("vgg16", str(WEIGHTS))
         self._tmp = tempfile.TemporaryDirectory()

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.storage.store import Store
+from indexer.video.keyframes import VideoError, read_frame
 from retrieval.engines.export import SIDECAR, read_sidecar
 from retrieval.preprocess import ImageError
 
 from . import vectors
-
-from .storage import whitened_vectors as whitened
 from .reports import CheckReport
-from indexer.storage.store import Store
+from .storage import whitened_vectors as whitened
 
 
 def check(index, deep: int = 0) -> CheckReport:
@@ -114,7 +114,6 @@ def _deep_check(index, faiss_index, n: int, rep: CheckReport) -> None:
         rep.notes.append(f"{len(rows) - len(present)} of {len(rows)} sampled files no longer exist (run index to update)")
     if not present:
         return
-    from indexer.video.keyframes import VideoError, read_frame
 
     try:  # a video frame is decoded again from its video, at its time
         fresh = index.embedder.embed([read_frame(r.source, r.time_s) if r.source else r.path for r in present])

@@ -10,6 +10,13 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from indexer.search.query_expansion import DEFAULT_ALPHA
+from indexer.storage.folder import copy_model
+from indexer.storage.layout import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR
+from indexer.storage.loaded_vectors import CommittedVectors
+from indexer.storage.store import Store
+from indexer.update.calibration import CALIBRATION_IMAGES
+from indexer.update.commit import commit as _commit_step
 from retrieval.classes import top_classes
 from retrieval.engines import DEFAULT_ENGINE, load_embedder
 from retrieval.engines.registry import engine_entry
@@ -17,22 +24,12 @@ from retrieval.errors import ModelMismatchError
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
 from retrieval.spec import ModelSpec
 
-from . import vectors
-
-from . import checking
-from .storage import folder
-
-from .search import vector_search as searching
-
-from .update import updater as updating
-
-from .storage import whitened_vectors as whitened
-from indexer.update.commit import commit as _commit_step
-from indexer.storage.loaded_vectors import CommittedVectors
-from indexer.storage.folder import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR, copy_model  # noqa: F401 - API
-from indexer.search.query_expansion import DEFAULT_ALPHA
+from . import checking, vectors
 from .reports import CheckReport, SearchHit, UpdateReport
-from indexer.storage.store import Store
+from .search import vector_search as searching
+from .storage import folder
+from .storage import whitened_vectors as whitened
+from .update import updater as updating
 
 __all__ = ["Index", "SearchHit", "UpdateReport", "CheckReport", "copy_model", "DB_FILE", "MODEL_DIR",
            "LOCK_FILE", "FORMAT", "FORMAT_VERSION"]
@@ -138,7 +135,6 @@ class Index:
     def ensure_exported_model(self) -> None:
         """DIR/model holds this index's export (rebuilt from the net or the weights when missing or
         damaged, at the index's precision: INT8 is calibrated again on indexed photos)."""
-        from indexer.update.calibration import CALIBRATION_IMAGES
 
         self._net = folder.ensure_exported_model(
             self.spec, self.model_dir, self._net, self.precision,

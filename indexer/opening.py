@@ -10,9 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from indexer.update.calibration import calibration_images
+from indexer.update.ray_embedding import RayOptions, import_ray
+from retrieval.engines import DEFAULT_ENGINE
+from retrieval.engines.export import read_sidecar
 from retrieval.errors import UserError
 from retrieval.spec import DEFAULT_INPUT_SIZE, DEFAULT_SCALES
 
+from . import vectors
 from .index import Index
 
 
@@ -39,7 +44,6 @@ def ray_settings(engine: str, address=None, actors=None, model_engine=None, thre
         if given:
             raise UserError(f"{', '.join(given)} only apply with --engine ray")
         return None
-    from indexer.update.ray_embedding import RayOptions, import_ray
 
     import_ray()  # one line saying how to install it, before anything is built
     return RayOptions(address=address, actors=actors, model_engine=model_engine or "openvino",
@@ -48,7 +52,6 @@ def ray_settings(engine: str, address=None, actors=None, model_engine=None, thre
 
 def resolve_index_type(index_type: str, index_dir, db_url=None) -> str:
     """The parsed ``index_type``; UserError when an existing index was made with another one."""
-    from . import vectors
 
     index_type = vectors.parse_type(index_type, 512)
     if Index.exists(index_dir, db_url):
@@ -61,7 +64,6 @@ def resolve_index_type(index_type: str, index_dir, db_url=None) -> str:
 
 
 def _exported_spec(model_dir: Path):
-    from retrieval.engines.export import read_sidecar
 
     if not (Path(model_dir) / "model.json").is_file():
         raise UserError(f"no exported model in {model_dir} (model.json missing)")
@@ -132,7 +134,6 @@ class EngineChoice:
     engine_options: dict | None = None
 
     def open_options(self) -> dict:
-        from retrieval.engines import DEFAULT_ENGINE
 
         return {"engine": self.engine or DEFAULT_ENGINE, "batch_size": self.batch_size, "threads": self.threads,
                 "ray": self.ray, "engine_options": self.engine_options}
@@ -176,7 +177,6 @@ def open_or_create(index_dir, folders: Sequence = (), model: ModelChoice = Model
     else:
         spec, net = build_model(**net_options, class_names=model.class_names)
         precision = precision or default_precision(engine, run.ray)
-    from indexer.update.calibration import calibration_images
 
     idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, index_type=index_type,
                        precision=precision, progress=calibration_progress,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from indexer.video.keyframes import format_time
+
 
 @dataclass
 class SearchHit:
@@ -23,7 +25,6 @@ class SearchHit:
         """What to show: the photo's path, or ``video.mp4 @ 01:12.5`` for a video frame."""
         if self.source is None:
             return self.path
-        from indexer.video.keyframes import format_time
 
         return f"{self.source} @ {format_time(self.time_s)}"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.errors import UserError
 from retrieval.compress.defaults import ROUND_TO
+from retrieval.errors import UserError
 
 from .index import Index
 
@@ -35,9 +35,9 @@ def optimize_index(index_dir, out, flops: float = 0.5, keep_last: bool = True, c
     """``optimize_model`` for the model of the index at ``index_dir``, distilled on its photos with
     its stored descriptors as the plain-view targets (the teacher, loaded from the index's spec
     unless given, runs on augmented views and the layer refit only)."""
-    from retrieval.nets.builder import load_net
     from retrieval.compress.distill import DistillConfig
     from retrieval.compress.optimize import optimize_model
+    from retrieval.nets.builder import load_net
 
     cfg = cfg or DistillConfig()
     paths, vectors, spec = index_targets(index_dir, limit=limit or cfg.limit, seed=cfg.seed)

@@ -5,6 +5,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .preprocess import load_and_prepare
+
 
 def softmax(logits) -> np.ndarray:
     """Row-wise probabilities of [N, C] (or [C]) scores, computed stably in float64."""
@@ -23,7 +25,6 @@ def top_classes(logits, names: Sequence[str], k: int = 5) -> list[list[tuple[str
 def top_classes_of_files(embedder, sources, k: int = 5):
     """Per image file/bytes/PIL image, the top-k (class, probability) of ``embedder``'s classifier
     (one forward pass gives descriptors and logits); None without a classifier or class names."""
-    from .preprocess import load_and_prepare
 
     names = tuple(embedder.spec.class_names)
     if not names or not getattr(embedder, "has_logits", False):

@@ -19,7 +19,6 @@ from PIL import Image, ImageOps
 
 from .spec import InputBuckets
 
-
 # Pillow's own guard is ~179 MP with an error past twice that; ours is explicit and configurable.
 DEFAULT_MAX_PIXELS = int(os.environ.get("VGG_RETRIEVAL_MAX_PIXELS", 100_000_000))
 

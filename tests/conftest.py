@@ -150,8 +150,8 @@ def module_tmp(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """(spec, net, model_dir): VGG11 with seeded random weights at 64 px, exported once."""
-    from retrieval.nets.builder import build
     from retrieval.engines.export import export_model
+    from retrieval.nets.builder import build
 
     spec, net = build("vgg11", "random", input_size=TINY_SIZE)
     model_dir = export_model(spec, net, tmp_path_factory.mktemp("tiny") / "model")
@@ -161,8 +161,8 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def vgg16_model(tmp_path_factory):
     """(spec, net, model_dir): the shared VGG16 trunk at the default input size, exported once."""
-    from retrieval.nets.builder import build
     from retrieval.engines.export import export_model
+    from retrieval.nets.builder import build
 
     spec, net = build("vgg16", str(VGG16_WEIGHTS))
     model_dir = export_model(spec, net, tmp_path_factory.mktemp("vgg16") / "model")

@@ -10,8 +10,8 @@ import re
 import click
 import pytest
 from click.testing import CliRunner
-
 from conftest import ROOT
+
 from indexer.cli import cli
 
 PACKAGES = ("indexer", "retrieval", "ui")

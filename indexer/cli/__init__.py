@@ -13,8 +13,7 @@ import sys
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from retrieval import UserError, one_line
-from retrieval import missing_torch
+from retrieval import UserError, missing_torch, one_line
 
 from . import classes, dedup, indexing, models, text, ui, video, whitening
 

@@ -5,9 +5,14 @@ from pathlib import Path
 
 import click
 
-from indexer.dedup import DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD, VERIFIED_THRESHOLD, VERIFY_FLOOR
-from indexer.dedup import KEEPER_POLICIES
-from indexer.dedup import MIN_KEYPOINTS
+from indexer.dedup import (
+    DEFAULT_THRESHOLD,
+    KEEPER_POLICIES,
+    MIN_KEYPOINTS,
+    UNTRIMMED_THRESHOLD,
+    VERIFIED_THRESHOLD,
+    VERIFY_FLOOR,
+)
 from retrieval import UserError
 
 from .options import db_option, index_option
@@ -118,8 +123,7 @@ def apply_cmd(report, quarantine, keep, log, no_index_update, include_similar, e
     """Move the non-kept files of REPORT into a quarantine folder (dry run unless --yes).
 
     Never deletes. Refuses when a file changed since the report. Writes a JSON undo log."""
-    from indexer.dedup import apply_report
-    from indexer.dedup import DedupReport
+    from indexer.dedup import DedupReport, apply_report
 
     apply_report(DedupReport.load(report), quarantine, execute=execute or execute2, log=log, keep=keep,
                  update_index=not no_index_update, echo=click.echo, include_similar=include_similar)

@@ -11,8 +11,17 @@ import click
 from indexer.search import DEFAULT_ALPHA, DEFAULT_QE, check_options
 from retrieval import UserError
 
-from .options import (db_option, engine_option, engine_options, index_option, index_type_option, model_options,
-                      ray_options, search_param_options, watch_options)
+from .options import (
+    db_option,
+    engine_option,
+    engine_options,
+    index_option,
+    index_type_option,
+    model_options,
+    ray_options,
+    search_param_options,
+    watch_options,
+)
 
 
 @click.command()
@@ -210,8 +219,8 @@ def check(index_dir, db_url, deep, engine):
 @click.option("--errors", "show_errors", is_flag=True, help="List the files that could not be indexed.")
 def info(index_dir, db_url, show_errors):
     """What an index holds: model, counts, folders, errors."""
-    from indexer.storage import describe_whitening
     from indexer import Index
+    from indexer.storage import describe_whitening
 
     with Index.open(index_dir, db_url=db_url) as idx:
         errors = idx.store.errors()

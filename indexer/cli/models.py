@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from retrieval import ARCHS, POOLINGS
 from retrieval.compress import EPOCHS, ROUND_TO
 from retrieval.training import DEFAULT_CACHE
-from retrieval import ARCHS, POOLINGS
 
 from .options import index_option
 

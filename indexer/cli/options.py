@@ -7,10 +7,16 @@ from pathlib import Path
 
 import click
 
-from retrieval.engines import DEFAULT_ENGINE, ENGINES
-from retrieval.engines import ray_engine_names
-from retrieval import UserError
-from retrieval import ARCHS, DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_POOLING, INPUT_POLICIES, POOLINGS
+from retrieval import (
+    ARCHS,
+    DEFAULT_INPUT_POLICY,
+    DEFAULT_INPUT_SIZE,
+    DEFAULT_POOLING,
+    INPUT_POLICIES,
+    POOLINGS,
+    UserError,
+)
+from retrieval.engines import DEFAULT_ENGINE, ENGINES, ray_engine_names
 
 ENV_INDEX = "VGG_RETRIEVAL_INDEX"
 ENV_DB = "VGG_RETRIEVAL_DB"

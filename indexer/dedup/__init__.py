@@ -3,8 +3,14 @@ descriptors, never an N x N matrix), keeper-centred groups, reports (JSON/CSV/HT
 quarantine moves with an undo log. See docs/dedup.md."""
 from .apply import apply_report, read_log, undo
 from .decisions import kept_pairs
-from .find import (DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD, VERIFIED_THRESHOLD, VERIFY_FLOOR, default_threshold,
-                   find_duplicates)
+from .find import (
+                   DEFAULT_THRESHOLD,
+                   UNTRIMMED_THRESHOLD,
+                   VERIFIED_THRESHOLD,
+                   VERIFY_FLOOR,
+                   default_threshold,
+                   find_duplicates,
+)
 from .groups import KEEPER_POLICIES
 from .report import REPORT_FORMAT, DedupReport, Group, Member
 from .run import dedup_index

@@ -21,12 +21,12 @@ import numpy as np
 
 from retrieval.errors import UserError
 
-from .decisions import drop_dismissed
+from .candidates import DEFAULT_K, DEFAULT_NPROBE, EXACT_LIMIT, near_pairs
 from .decide import DUPLICATE, SIMILAR, PairJudge
+from .decisions import drop_dismissed
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .quality import FileQuality, keeper_reason, read_qualities, refine_rank
 from .report import DUPLICATES, EXACT_REASON, KEEPER_REASON, WHY, DedupReport, Group, Member, near_reason
-from .candidates import DEFAULT_K, DEFAULT_NPROBE, EXACT_LIMIT, near_pairs
 from .verify import MAX_OUTSIDE, MIN_CELLS, MIN_COVER, MIN_KEYPOINTS, MIN_PIXEL, SIMILAR_KEYPOINTS, describe
 
 # Cosine similarity of GAP-pooled VGG16 conv5 descriptors (224 px) at or above which two images are

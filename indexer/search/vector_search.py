@@ -8,14 +8,14 @@ from typing import Iterable
 
 import numpy as np
 
+from indexer import vectors
+from indexer.reports import SearchHit
+from indexer.storage.store import Store
 from retrieval.errors import UserError
 from retrieval.preprocess import ImageError, load_and_prepare
 
 from . import query_expansion as qx
-from indexer import vectors
 from . import rotation
-from indexer.reports import SearchHit
-from indexer.storage.store import Store
 
 
 def _check_query_path(q) -> None:

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from indexer.faults import crash_point
+from retrieval.engines.export import ONNX_FILE, SIDECAR, replace_dir
 from retrieval.errors import UserError
 
-from indexer.faults import crash_point
 from .layout import DB_FILE, LOCK_FILE, MODEL_DIR
 
 MARK = ".creating"
@@ -116,7 +117,6 @@ def quantize_in_place(model_dir: Path, images: Sequence[str],
     """Replace the FP32 export in ``model_dir`` by its NNCF INT8 version, calibrated on ``images``.
     The folder keeps the FP32 ``model.onnx`` (ONNX Runtime and TensorRT read it); OpenVINO reads the
     INT8 IR. Atomic as a whole: the old folder is swapped out only once the new one is complete."""
-    from retrieval.engines.export import ONNX_FILE, SIDECAR, replace_dir
     from retrieval.compress.quantize import quantize_ir
 
     if not images:

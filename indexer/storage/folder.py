@@ -9,18 +9,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from retrieval.errors import ModelMismatchError, UserError
+from indexer import vectors
+from indexer.faults import crash_point
 from retrieval.engines.export import SIDECAR, export_model, read_sidecar
+from retrieval.errors import ModelMismatchError, UserError
 from retrieval.spec import ModelSpec
 
-from indexer import vectors
 from . import creating
 from .creating import being_created, clear, leftovers, quantize_in_place, unfinished
 from .database_link import new_index_id, public_url, read_link, write_link
 from .layout import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR
-from indexer.faults import crash_point
 from .store import Store
-
 
 
 def db_url(directory: Path, url: str | None) -> str:

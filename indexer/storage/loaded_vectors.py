@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from indexer import vectors
 from retrieval.errors import UserError
 
-from indexer import vectors
 from .store import Store
 from .whitened_vectors import WhitenedVectors
 

@@ -14,12 +14,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from retrieval.errors import UserError
 
 from .database_link import parse_url, public_url
-# the link helpers' old home: ``from indexer.storage.store import read_link`` etc. keep working
-from .database_link import LINK_FILE, new_index_id, public_url_text, read_link, write_link  # noqa: F401
-
-# the tables (ORM classes) live in indexer.storage.tables; their names are importable from here too
-from .tables import (ADDED_COLUMNS, ID_TYPE, KEEP_BOTH, OPTIONAL_TABLES, SCHEMA_VERSION, Base,  # noqa: F401
-                     DedupDecisionRow, ErrorRow, ImageRow, MetaRow, RootRow)
+from .tables import (
+    ADDED_COLUMNS,
+    KEEP_BOTH,
+    OPTIONAL_TABLES,
+    Base,
+    DedupDecisionRow,
+    ErrorRow,
+    ImageRow,
+    MetaRow,
+    RootRow,
+)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

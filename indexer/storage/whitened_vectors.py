@@ -7,12 +7,12 @@ import time
 
 import numpy as np
 
+from indexer import vectors
+from indexer.faults import crash_point
+from indexer.vectors import whitening
 from retrieval.errors import UserError
 
-from indexer import vectors
-
-from indexer.vectors import whitening
-from indexer.faults import crash_point
+from .folder import check_writable, write_lock
 from .store import Store
 
 META = "whitening"
@@ -135,7 +135,6 @@ def fit_index(index, force: bool = False, **options) -> whitening.Whitening | No
     """Fit (or fit again) the whitening of ``index`` on its stored vectors and rebuild the whitened
     copy, in one commit. Below ``whitening.MIN_VECTORS`` vectors nothing changes and None is returned
     (a whitening learnt on too few photos lowers quality), unless ``force``. ``options``: ``fit``'s."""
-    from .folder import check_writable, write_lock
 
     check_writable(index.directory)
     with write_lock(index.directory):
@@ -151,7 +150,6 @@ def fit_index(index, force: bool = False, **options) -> whitening.Whitening | No
 
 def remove(index) -> bool:
     """Remove the whitening of ``index`` (searches use the raw vectors again); False if it had none."""
-    from .folder import check_writable, write_lock
 
     check_writable(index.directory)
     with write_lock(index.directory):

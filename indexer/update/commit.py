@@ -12,16 +12,15 @@ import time
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
-from retrieval.errors import UserError
-
 from indexer import vectors
-
-from indexer.storage import whitened_vectors as whitened
-from indexer.storage.loaded_vectors import CommittedVectors
-from .decode import Decoded
 from indexer.faults import crash_point
 from indexer.reports import UpdateReport
+from indexer.storage import whitened_vectors as whitened
+from indexer.storage.loaded_vectors import CommittedVectors
 from indexer.storage.store import Store
+from retrieval.errors import UserError
+
+from .decode import Decoded
 
 
 def commit(store: Store, committed: CommittedVectors, added: list[tuple[Decoded, np.ndarray]],

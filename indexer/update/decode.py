@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retrieval.preprocess import DEFAULT_MAX_PIXELS, ImageError, load_and_prepare
-
 from indexer.faults import DECODE_POINT, crash_point
+from indexer.vectors import file_sha256
+from indexer.video.keyframes import VideoError, frame_path, sample_video, sniff_video, videos_enabled
+from retrieval.preprocess import DEFAULT_MAX_PIXELS, ImageError, load_and_prepare
 
 
 @dataclass
@@ -70,7 +71,6 @@ def decode_items(job: tuple[str, str, int, int]) -> list[Decoded]:
 
 
 def _is_video(path: str) -> bool:
-    from indexer.video.keyframes import sniff_video, videos_enabled
 
     try:
         with open(path, "rb") as f:
@@ -81,8 +81,6 @@ def _is_video(path: str) -> bool:
 
 def decode_video(job: tuple[str, str, int, int]) -> list[Decoded]:
     """The sampled frames of a video, one item each (same size/padding as a photo), or one problem."""
-    from indexer.vectors import file_sha256
-    from indexer.video.keyframes import VideoError, frame_path, sample_video
 
     path, root, input_size, max_pixels = job
     bad = Decoded(path, root)

@@ -12,8 +12,10 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
-from .decode import Decoded, DecodeJournal, decode_items
 from indexer.faults import crash_point
+
+from .decode import Decoded, DecodeJournal, decode_items
+from .ray_embedding import ray_embedded
 
 Job = tuple  # (path, root, input_size, max_pixels)
 
@@ -103,7 +105,6 @@ class RayEmbedding:
         self.index = index
 
     def embedded(self, jobs: list[Job]) -> Iterator[tuple[Decoded, np.ndarray | None]]:
-        from .ray_embedding import ray_embedded
 
         if not jobs:
             return

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from indexer.reports import UpdateReport
-from .scan import Entry, classify, walk
 from indexer.storage.store import Store
+
+from .scan import Entry, classify, walk
 
 
 @dataclass

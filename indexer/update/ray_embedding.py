@@ -11,10 +11,12 @@ from typing import Iterator
 
 import numpy as np
 
-from retrieval.engines import ray_engine_names
+from retrieval.engines import load_embedder, ray_engine_names
+from retrieval.engines.export import IR_FILE, ONNX_FILE, SIDECAR
 from retrieval.errors import UserError
+from retrieval.spec import InputBuckets, ModelSpec
 
-from .decode import Decoded
+from .decode import Decoded, decode_items
 
 INSTALL_HINT = 'pip install "vgg-retrieval[ray]"'
 MODEL_ENGINES = ray_engine_names()  # registered with ray=True (retrieval.engines): openvino, onnxruntime
@@ -59,10 +61,8 @@ def code_modules() -> list[str]:
     """The folders of this process's own ``indexer`` and ``retrieval`` packages: a caller that starts
     Ray itself passes ``runtime_env={"py_modules": code_modules()}`` to ``ray.init`` (Ray uploads
     directories only at the job level), unless the workers have vgg-retrieval installed."""
-    import indexer
-    import retrieval
-
-    return [str(Path(m.__file__).parent) for m in (indexer, retrieval)]
+    packages = Path(__file__).resolve().parents[2]  # the folder holding indexer/ and retrieval/
+    return [str(packages / "indexer"), str(packages / "retrieval")]
 
 
 def _connect(ray, opts: RayOptions) -> bool:
@@ -84,7 +84,6 @@ def _connect(ray, opts: RayOptions) -> bool:
 
 def _model_files(model_dir: Path, engine: str) -> dict[str, bytes]:
     """The files of the exported model one engine needs, by name (shipped to the actors)."""
-    from retrieval.engines.export import IR_FILE, ONNX_FILE, SIDECAR
 
     if engine == "openvino":
         names = [SIDECAR, IR_FILE, Path(IR_FILE).with_suffix(".bin").name]
@@ -104,9 +103,7 @@ def _model_files(model_dir: Path, engine: str) -> dict[str, bytes]:
 def _decode_rows(job: dict) -> list[dict]:
     """One scanned file -> its rows (decode_items: several for a container such as a video). Every
     row has the same columns; a problem row carries a zero picture that no actor embeds."""
-    from .decode import decode_items
 
-    from retrieval.spec import InputBuckets
 
     size = int(job["input_size"])
     geometry = InputBuckets(size) if job.get("buckets") else size
@@ -142,8 +139,6 @@ class _EmbedActor:
     rows into rows of metadata + vector; the pixels stay on the worker."""
 
     def __init__(self, files, spec: dict, engine: str, batch_size: int, threads: int | None):
-        from retrieval.engines import load_embedder
-        from retrieval.spec import ModelSpec
 
         if not isinstance(files, dict):  # (ObjectRef,): nested, so the driver keeps it alive for restarts
             import ray

@@ -10,16 +10,16 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from indexer import vectors
+from indexer.faults import crash_point
+from indexer.reports import UpdateReport
+from indexer.storage.folder import check_writable, write_lock
 from retrieval.errors import UserError
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
 
-from indexer import vectors
 from .decode import Decoded
 from .embedding import embedding_strategy
-from indexer.faults import crash_point
-from indexer.storage.folder import check_writable, write_lock
 from .planning import Plan, plan_update
-from indexer.reports import UpdateReport
 
 Progress = Callable[[int, int], object]
 

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from retrieval.errors import UserError
-
 from indexer.classify.index_classes import after_update
+from retrieval.errors import UserError
 
 DEFAULT_INTERVAL = 30.0
 MAX_POSTPONED = 10  # passes an update may wait for the folders to stop changing

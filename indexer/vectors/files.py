@@ -7,9 +7,8 @@ from pathlib import Path
 
 import faiss
 
-from retrieval.files import file_sha256
-
 from indexer.faults import crash_point
+from retrieval.files import file_sha256
 
 
 def _fsync_dir(path: Path) -> None:

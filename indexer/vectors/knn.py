@@ -4,8 +4,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from .stored import _is_hnsw, _ivf
 from .index_types import DEFAULT_EF_SEARCH, DEFAULT_NPROBE
+from .stored import _is_hnsw, _ivf
 
 
 def search_params(index: faiss.Index, k: int, nprobe: int, ef_search: int, gpu: bool = False):

@@ -13,6 +13,8 @@ import numpy as np
 from retrieval.descriptors import unit_rows
 from retrieval.errors import UserError
 
+from .files import _fsync_dir
+
 FORMAT = "vgg-retrieval-whitening"
 VERSION = 1
 AUTO_WHITEN = False       # `index` fits one by itself once should_fit says so (measured: see the docstring)
@@ -127,7 +129,6 @@ def fit(x: np.ndarray, model_id: str = "", method: str = "shrunk", beta: float =
 
 def save(whitening: Whitening, path: Path) -> None:
     """Write ``whitening`` to ``path`` crash-safely (temporary name, fsync, rename, folder fsync)."""
-    from .files import _fsync_dir
 
     buf = io.BytesIO()
     np.savez(buf, format=FORMAT, version=VERSION, model_id=whitening.model_id, n=whitening.n,

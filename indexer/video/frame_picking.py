@@ -6,9 +6,7 @@ from __future__ import annotations
 import heapq
 import math
 import os
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image

@@ -11,7 +11,7 @@ from PIL import Image
 
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
 
-from .frame_picking import VideoOptions, FramePicker, SampledFrame, rgb
+from .frame_picking import FramePicker, SampledFrame, VideoOptions, rgb
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".qt", ".webm", ".mkv", ".avi", ".3gp"}
 # ISO media brands that are still images (HEIF/AVIF photos and image sequences), not videos

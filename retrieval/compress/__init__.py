@@ -31,4 +31,4 @@ _NAMES = {
     "run_benchmark": ".bench",
 }
 __getattr__ = lazy_names(__name__, _NAMES)
-__all__ = sorted(_NAMES)
+__all__ = ["DistillConfig", "EPOCHS", "ROUND_TO", "benchmark_variants", "count_params", "distill", "gflops", "optimize_model", "prune_checkpoint", "prune_model", "quantize_ir", "quantize_model", "run_benchmark"]

@@ -8,17 +8,19 @@ same images; only where the descriptor sizes match).
 """
 from __future__ import annotations
 
-import random
-
 import json
+import random
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
+from retrieval.engines import engine_entry, load_embedder
+from retrieval.engines.export import read_sidecar
 from retrieval.engines.registry import engine_names
 from retrieval.errors import UserError
+from retrieval.preprocess import load_and_prepare
 
 
 def parse_variant(text: str):
@@ -33,8 +35,6 @@ def parse_variant(text: str):
 
 
 def load_variant(engine: str, path: Path, size: int | None, threads: int | None):
-    from retrieval.engines import engine_entry, load_embedder
-    from retrieval.engines.export import read_sidecar
 
     entry = engine_entry(engine)
     if not entry.needs_export:  # torch: PATH is a weights file or checkpoint
@@ -49,7 +49,6 @@ def load_variant(engine: str, path: Path, size: int | None, threads: int | None)
 
 def run_benchmark(variants, items, size: int | None = None, latency_runs: int = 20, throughput_batches: int = 6,
                   threads: int | None = None, log=print):
-    from retrieval.preprocess import load_and_prepare
     from .quantize import evaluate_embedder
 
     rows, ref_desc = [], None

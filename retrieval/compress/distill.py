@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.training.data import IMAGE_EXTS, Augment
 from retrieval.errors import UserError
+from retrieval.preprocess import load_and_prepare, open_image, shape_groups, trim_prepared
+from retrieval.training.data import IMAGE_EXTS, Augment
+
 from .defaults import EPOCHS
-from retrieval.preprocess import shape_groups
 
 
 @dataclass
@@ -59,7 +60,6 @@ def plain_view(path, geom, trim: bool):
     """(uint8 array, valid (h, w)) of the photo at ``path`` exactly as an index of a model with input
     ``geom`` embeds it: ``load_and_prepare`` (draft decoding included), then the engines' border
     trimming (``trim_prepared``) when the spec trims."""
-    from retrieval.preprocess import load_and_prepare, trim_prepared
 
     p = load_and_prepare(path, geom)
     return trim_prepared(p.array, p.valid, geom) if trim else (p.array, p.valid)
@@ -78,7 +78,6 @@ class _Views:
     def load(self, i: int, j: int, epoch: int):
         import torch
 
-        from retrieval.preprocess import open_image
 
         if j == 0:
             return plain_view(self.paths[i], self.geometry, self.trim)
@@ -105,7 +104,7 @@ class _TeacherCache:
     def __init__(self, cache_dir, teacher_id: str, cfg: DistillConfig):
         import torch
 
-        self.mem: dict[str, "torch.Tensor"] = {}
+        self.mem: dict[str, torch.Tensor] = {}
         self.path = None
         if cache_dir is not None:
             tag = hashlib.sha256(f"{teacher_id}|{cfg.size}|{cfg.seed}|{cfg.augment}".encode()).hexdigest()[:20]

@@ -20,7 +20,6 @@ from .distill import DistillConfig, descriptor_cosine, distill, save_student
 from .prune import count_params, gflops, prune_model
 
 
-
 def optimize_model(teacher, spec, paths, out, flops: float = 0.5, keep_last: bool = True, cfg=None,
                    teacher_vectors=None, progress=None, round_to: int = ROUND_TO) -> dict:
     """Prune ``teacher`` (a DescriptorNet with ``spec``; a classifier head is kept) to ``flops`` of

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from retrieval.errors import UserError
+
 
 def conv_positions(features: nn.Sequential) -> list[int]:
     return [i for i, m in enumerate(features) if isinstance(m, nn.Conv2d)]
@@ -249,8 +251,8 @@ def _recover(net, pspec, split, out, first, data, checkpoint, info, epochs, lr, 
     import time
     from pathlib import Path
 
-    from retrieval.training.train import TrainConfig, fit
     from retrieval.nets.weights import torch_load_best
+    from retrieval.training.train import TrainConfig, fit
 
     cfg = TrainConfig(epochs=epochs, lr=lr, warmup_epochs=0, head_lr_mult=1.0, batch_size=batch_size,
                       freeze=first, cache=True, cache_dir=str(cache_dir))
@@ -276,10 +278,9 @@ def prune_checkpoint(checkpoint, out, *, ratio: float = 0.3, layers: str = "all"
     import time
     from pathlib import Path
 
-    from retrieval.training.data import load_split
-    from retrieval.errors import UserError
-    from retrieval.training.pipeline import DEFAULT_CACHE, load_classifier_checkpoint
     from retrieval.nets.weights import save_checkpoint
+    from retrieval.training.data import load_split
+    from retrieval.training.pipeline import DEFAULT_CACHE, load_classifier_checkpoint
 
     out, cache_dir = Path(out), cache_dir or DEFAULT_CACHE
     spec, net, obj = load_classifier_checkpoint(checkpoint)

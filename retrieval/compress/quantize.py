@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.engines import load_embedder
+from retrieval.engines.export import IR_FILE, ONNX_FILE, SIDECAR, read_sidecar
 from retrieval.errors import UserError
-from retrieval.engines.export import IR_FILE, SIDECAR, read_sidecar
-
+from retrieval.preprocess import load_and_prepare, trim_prepared
 
 # Left in FP32: the input normalisation and masking, and the pooling + L2 normalisation after the
 # last conv. They cost next to nothing, and NNCF would otherwise quantize the inputs of GeM's powers
@@ -41,7 +42,6 @@ def quantize_ir(model_dir, out_dir, calib_items, subset_size: int = 300, preset:
         raise UserError("INT8 quantization needs NNCF: pip install nncf (or make the index with --precision fp32)") from None
     import openvino as ov
 
-    from retrieval.preprocess import load_and_prepare, trim_prepared
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     spec, sidecar = read_sidecar(model_dir)
@@ -86,12 +86,15 @@ def quantize_onnx(model_dir, out_dir, calib_items, subset_size: int = 300, per_c
     symmetric int8 (zero point 0), which is what TensorRT's explicit quantization accepts."""
     import tempfile
 
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from retrieval.engines.export import ONNX_FILE
-    from retrieval.preprocess import load_and_prepare
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     spec, sidecar = read_sidecar(model_dir)
@@ -144,7 +147,6 @@ def calibration_items(split, n: int, seed: int = 0):
 
 def evaluate_embedder(embedder, items, limit: int | None = None):
     """(top-1 or None, descriptors [N, D]) of an engine on labelled ``items``."""
-    from retrieval.preprocess import load_and_prepare
 
     items = list(items)[:limit] if limit else list(items)
     descs, correct = [], 0
@@ -203,7 +205,6 @@ def _compare(spec, fp32_dir, made, val_items, val_limit, log) -> dict:
     """Top-1, time and descriptor cosine to FP32 of each INT8 model on ``val_items``: the report."""
     import time
 
-    from retrieval.engines import load_embedder
 
     res = {}
     for name, engine, d in [("fp32", made[0][1], fp32_dir)] + made:

@@ -9,10 +9,18 @@ from pathlib import Path
 
 from retrieval.errors import UserError
 from retrieval.spec import ModelSpec
+
 from .base import Embedder
 from .export import export_model, read_sidecar
-from .registry import (EngineEntry, engine_entry, engine_names, exported_file, ray_engine_names, register_engine,
-                       unregister_engine)
+from .registry import (
+    EngineEntry,
+    engine_entry,
+    engine_names,
+    exported_file,
+    ray_engine_names,
+    register_engine,
+    unregister_engine,
+)
 
 DEFAULT_ENGINE = "openvino"
 

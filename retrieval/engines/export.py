@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from retrieval.errors import UserError
 from retrieval.spec import ModelSpec
 
 SIDECAR = "model.json"
@@ -77,7 +78,6 @@ def _write_graph_onnx(spec: ModelSpec, weights, onnx_path: Path) -> bool:
     the graph writer cannot do (the ``vgg`` head at an input size not a multiple of 224) is one line."""
     import onnx
 
-    from retrieval.errors import UserError
     from retrieval.nets.onnx_graph import build_onnx
 
     try:

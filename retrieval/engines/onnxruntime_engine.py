@@ -5,9 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .export import ONNX_FILE
 from retrieval.spec import ModelSpec
+
 from .base import Embedder
+from .export import ONNX_FILE
 from .registry import exported_file, register_engine
 
 

@@ -10,9 +10,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from retrieval.descriptors import unit_rows
-from .export import IR_FILE
 from retrieval.spec import ModelSpec
+
 from .base import Embedder
+from .export import IR_FILE
 from .registry import exported_file, register_engine
 
 # f32 keeps descriptors identical (cosine >= 0.9999) to PyTorch's; bf16/f16 trade that for speed.

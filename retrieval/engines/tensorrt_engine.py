@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.errors import UserError
-from .export import ONNX_FILE
 from retrieval.spec import ModelSpec
+
 from .base import Embedder
+from .export import ONNX_FILE
+from .onnxruntime_engine import OnnxRuntimeEmbedder
 from .registry import exported_file, register_engine
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -78,7 +80,6 @@ def load(spec: ModelSpec, onnx_path: Path, batch_size: int = 8, precision: str =
 
 
 def _onnxruntime_trt(spec: ModelSpec, onnx_path: Path, batch_size: int, precision: str) -> Embedder:
-    from .onnxruntime_engine import OnnxRuntimeEmbedder
 
     trt_options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(onnx_path.parent),
                    "trt_fp16_enable": precision in ("fp16", "int8"), "trt_int8_enable": precision == "int8"}

@@ -5,6 +5,7 @@ import numpy as np
 
 from retrieval.spec import ModelSpec
 from retrieval.torch_extra import require_torch
+
 from .base import Embedder
 from .registry import register_engine
 

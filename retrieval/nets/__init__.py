@@ -10,7 +10,7 @@ from retrieval.lazy import lazy_names
 if TYPE_CHECKING:  # for readers and type checkers; at run time each name loads on first use
     from .builder import GraphWeights, build, load_model, load_net
     from .heads import HEADS, build_head
-    from .model import DescriptorNet, FEATURE_STRIDE, build_descriptor_net, build_trunk, trunk_widths, vgg_cfg
+    from .model import FEATURE_STRIDE, DescriptorNet, build_descriptor_net, build_trunk, trunk_widths, vgg_cfg
     from .onnx_graph import build_onnx
     from .weights import classifier_names, fingerprint, load_weights, save_checkpoint, torch_load
 
@@ -35,4 +35,4 @@ _NAMES = {
     "build_onnx": ".onnx_graph",
 }
 __getattr__ = lazy_names(__name__, _NAMES)
-__all__ = sorted(_NAMES)
+__all__ = ["DescriptorNet", "FEATURE_STRIDE", "GraphWeights", "HEADS", "build", "build_descriptor_net", "build_head", "build_onnx", "build_trunk", "classifier_names", "fingerprint", "load_model", "load_net", "load_weights", "save_checkpoint", "torch_load", "trunk_widths", "vgg_cfg"]

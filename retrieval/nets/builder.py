@@ -6,8 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from retrieval.errors import UserError
-from retrieval.spec import DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_POOLING, DEFAULT_SCALES, ModelSpec
+from retrieval.spec import (
+    DEFAULT_INPUT_POLICY,
+    DEFAULT_INPUT_SIZE,
+    DEFAULT_POOLING,
+    DEFAULT_SCALES,
+    ModelSpec,
+)
 from retrieval.torch_extra import require_torch, torch_available
+
 from .weights import classifier_names, fingerprint, load_weights
 
 

@@ -13,8 +13,9 @@ import numpy as np
 
 from retrieval.errors import UserError, one_line
 from retrieval.files import file_sha256
-from .hub_weights import download, hub_repo, timm_to_torchvision
 from retrieval.torch_extra import INSTALL_HINT, require_torch, torch_available
+
+from .hub_weights import download, hub_repo, timm_to_torchvision
 
 ENV_VAR = "VGG_RETRIEVAL_WEIGHTS"
 DEFAULT_WEIGHTS = "IMAGENET1K_V1"

@@ -22,4 +22,4 @@ _NAMES = {
     "train_text_model": ".train",
 }
 __getattr__ = lazy_names(__name__, _NAMES)
-__all__ = sorted(_NAMES)
+__all__ = ["CONFIG", "TEXT_DIR", "TextQueryModel", "has_text_model", "index_captions", "text_dir", "train_text_model"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval.errors import UserError
+
 from .search import CONFIG, FORMAT, TEXT_DIR
 
 
@@ -45,8 +46,14 @@ def train_text_model(index_dir, image_spec, vecs, captions, per_image, text_mode
     if len(captions) < 2:
         raise UserError(f"all {len(vecs)} images share one caption ({captions[0]!r}): nothing to tell apart; "
                         f"index images in folders named by what they show, or add IMAGE.txt captions")
-    from .model import (MAX_LENGTH, encode_sentences, export_image_tower, export_text_tower, load_text_encoder,
-                        train_projections)
+    from .model import (
+        MAX_LENGTH,
+        encode_sentences,
+        export_image_tower,
+        export_text_tower,
+        load_text_encoder,
+        train_projections,
+    )
 
     if log:
         log(f"{len(vecs)} captioned images, {len(captions)} distinct captions; loading the text model")
@@ -62,11 +69,7 @@ def train_text_model(index_dir, image_spec, vecs, captions, per_image, text_mode
         export_text_tower(tok, enc, res.text_proj, tmp / "text.onnx")
         export_image_tower(res.image_proj, vecs.shape[1], tmp / "image.onnx")
         tok.backend_tokenizer.save(str(tmp / "tokenizer.json"))
-        import torch  # the trained heads, for checks and further training (search reads the ONNX files)
-
-        torch.save({"text_proj": res.text_proj.state_dict(), "image_proj": res.image_proj.state_dict(),
-                    "logit_scale": res.logit_scale, "text_in": int(cap_vecs.shape[1]), "image_in": int(vecs.shape[1]),
-                    "dim": dim}, tmp / "heads.pt")
+        _save_heads(res, int(cap_vecs.shape[1]), int(vecs.shape[1]), dim, tmp / "heads.pt")
         digest = hashlib.sha256((tmp / "image.onnx").read_bytes()).hexdigest()[:12]
         cfg = {"format": FORMAT, "version": 1, "index_model_id": image_spec.model_id,
                "index_model": image_spec.describe(), "text_model": resolved if not os.path.isdir(resolved)
@@ -86,3 +89,11 @@ def train_text_model(index_dir, image_spec, vecs, captions, per_image, text_mode
         shutil.rmtree(tmp, ignore_errors=True)
     return TextTrainReport(len(vecs), len(captions), res.initial_loss, res.final_loss, res.losses,
                            time.perf_counter() - t0, cfg["text_model"], final)
+
+
+def _save_heads(res, text_in: int, image_in: int, dim: int, path: Path) -> None:
+    """The trained heads, for checks and further training (search reads the ONNX files)."""
+    import torch
+
+    torch.save({"text_proj": res.text_proj.state_dict(), "image_proj": res.image_proj.state_dict(),
+                "logit_scale": res.logit_scale, "text_in": text_in, "image_in": image_in, "dim": dim}, path)

@@ -10,7 +10,13 @@ from retrieval.lazy import lazy_names
 if TYPE_CHECKING:  # for readers and type checkers; at run time each name loads on first use
     from .config import TrainConfig
     from .data import IMAGE_EXTS, channel_stats, labelled_split, load_split
-    from .pipeline import DEFAULT_CACHE, dataset_stats, fit_logged, load_classifier_checkpoint, train_classifier
+    from .pipeline import (
+        DEFAULT_CACHE,
+        dataset_stats,
+        fit_logged,
+        load_classifier_checkpoint,
+        train_classifier,
+    )
     from .train import fit, load_checkpoint_model, prepare_model
 
 _NAMES = {
@@ -29,4 +35,4 @@ _NAMES = {
     "channel_stats": ".data",
 }
 __getattr__ = lazy_names(__name__, _NAMES)
-__all__ = sorted(_NAMES)
+__all__ = ["DEFAULT_CACHE", "IMAGE_EXTS", "TrainConfig", "channel_stats", "dataset_stats", "fit", "fit_logged", "labelled_split", "load_checkpoint_model", "load_classifier_checkpoint", "load_split", "prepare_model", "train_classifier"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.errors import UserError
+from retrieval.preprocess import load_and_prepare, open_image, target_size
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -90,7 +91,6 @@ def channel_stats(paths, size: int | None = None) -> tuple[np.ndarray, np.ndarra
     """Exact per-channel mean and std (population) of pixel values in [0, 1], pooled over every pixel
     of every image, streaming: integer sums, one image in memory at a time. ``size`` resizes first
     (as the model input policy does) when given. Returns (mean[3], std[3], pixel count)."""
-    from retrieval.preprocess import open_image, target_size
 
     s1 = np.zeros(3, dtype=np.int64)  # exact: uint8 sums fit int64 for any realistic dataset
     s2 = np.zeros(3, dtype=np.int64)
@@ -144,7 +144,6 @@ class ImageDataset:
     def __getitem__(self, i):
         import torch
 
-        from retrieval.preprocess import load_and_prepare, open_image
 
         path, label = self.items[i]
         if self.tf is None:

@@ -3,7 +3,6 @@ checkpoint, comparing variants (``vgg-retrieval stats/train/benchmark``; pruning
 are ``prune.prune_checkpoint`` and ``quantize.quantize_model``). See docs/model-pipeline.md."""
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
@@ -82,8 +81,9 @@ def fit_logged(fit, net, spec, split, out, cfg, resume, log, what: str) -> list[
 
 def load_classifier_checkpoint(path):
     """(spec, net, checkpoint dict) of a checkpoint with a classifier head; UserError otherwise."""
-    from .train import load_checkpoint_model
     from retrieval.nets.weights import torch_load
+
+    from .train import load_checkpoint_model
 
     if not Path(path).is_file():
         raise UserError(f"checkpoint not found: {path}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from retrieval.errors import UserError
 

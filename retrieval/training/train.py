@@ -3,16 +3,23 @@
 More: docs/design-notes.md (``retrieval.training.train``)."""
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from retrieval.spec import ModelSpec
+
 from .config import TrainConfig
-# the recipe shared with video training; its names stay importable from here
-from .recipe import (close_epoch, cpu_has_bf16, evaluate_batches, freeze_prefix, lr_at, plot_metrics,  # noqa: F401
-                     resume_state, set_lr, train_epoch, train_mode, write_metrics)
+from .recipe import (
+    close_epoch,
+    cpu_has_bf16,
+    evaluate_batches,
+    freeze_prefix,
+    plot_metrics,
+    resume_state,
+    train_epoch,
+    train_mode,
+)
 
 
 def param_groups(net, cfg: TrainConfig):
@@ -74,8 +81,9 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
     ``stop_after`` ends the run after that many epochs of this call (tests; like an interrupt)."""
     import torch
 
-    from .data import loader
     from retrieval.nets.weights import fingerprint, save_checkpoint
+
+    from .data import loader
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +213,6 @@ def load_checkpoint_model(path, size: int | None = None):
     """(spec, net) of a vgg-retrieval checkpoint with its own arch, pooling and input size (``size``
     overrides the input size)."""
     from retrieval.nets.builder import build
-    from retrieval.spec import ModelSpec
     from retrieval.nets.weights import torch_load
 
     obj = torch_load(path, "checkpoint")

@@ -22,4 +22,4 @@ _NAMES = {
     "VideoJob": ".pipeline",
 }
 __getattr__ = lazy_names(__name__, _NAMES)
-__all__ = sorted(_NAMES)
+__all__ = ["FITS", "MODELS", "RNNS", "SAMPLINGS", "TIME_PADDINGS", "VideoJob", "classify_clips", "train_video_classifier"]

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.training.data import IMAGE_EXTS, Split, labelled_split
 from retrieval.errors import UserError
+from retrieval.preprocess import ImageError, open_image
+from retrieval.training.data import IMAGE_EXTS, Split, labelled_split
 
 VIDEO_EXTS = {".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv"}
 
@@ -107,7 +108,6 @@ def _reason(e: Exception) -> str:
 
 
 def _read_frame_folder(folder: Path, pick, fit: Fit):
-    from retrieval.preprocess import ImageError, open_image
 
     files = frame_files(folder)
     if not files:

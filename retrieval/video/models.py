@@ -13,6 +13,7 @@ from retrieval.nets.model import FEATURE_STRIDE, DescriptorNet, build_trunk, ini
 from retrieval.spec import ARCHS, IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
 from .choices import FITS, MODELS, RNNS, SAMPLINGS, TIME_PADDINGS  # noqa: E402,F401
+
 VIDEO_TASK = "video-classification"
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval.errors import UserError
-from .models import VIDEO_TASK, VideoSpec
+
+from .models import VIDEO_TASK, VideoSpec, build_video_net, load_2d_trunk, trunk_state
 
 
 @dataclass
@@ -103,11 +104,18 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
     ``stop_after`` ends the run after that many epochs of this call (tests; like an interrupt)."""
     import torch
 
-    from retrieval.training.recipe import (close_epoch, evaluate_batches, freeze_prefix, plot_metrics, resume_state, train_epoch,
-                          train_mode)
     from retrieval.nets.weights import fingerprint, save_checkpoint
+    from retrieval.training.recipe import (
+        close_epoch,
+        evaluate_batches,
+        freeze_prefix,
+        plot_metrics,
+        resume_state,
+        train_epoch,
+        train_mode,
+    )
+
     from .clips import clip_loader
-    from .models import trunk_state
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -184,7 +192,6 @@ def _eval_kwargs(ds) -> dict:
 def load_video_checkpoint(path):
     """(spec, net, raw checkpoint dict) of a video classifier checkpoint, read with weights_only=True."""
     from retrieval.nets.weights import torch_load
-    from .models import build_video_net
 
     path = Path(path)
     if not path.is_file():
@@ -218,7 +225,6 @@ def prepare_video_model(spec: VideoSpec, weights: str | None, seed: int = 0):
     import torch
 
     from retrieval.nets.weights import fingerprint, load_weights, requested_weights
-    from .models import build_video_net, load_2d_trunk, trunk_state
 
     net = build_video_net(spec, seed)
     name = requested_weights(weights)

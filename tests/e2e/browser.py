@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from retrieval.engines import DEFAULT_ENGINE, ENGINES
-
 from ui.logic import DEFAULT_MAX_UPLOAD_MB
 
 CHROMIUM = os.environ.get("VGG_RETRIEVAL_CHROMIUM", "/usr/bin/chromium")

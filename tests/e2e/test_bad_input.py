@@ -10,9 +10,9 @@ import sys
 import zlib
 
 import pytest
+from conftest import DATA, SAMPLES, copy_photos
 from PIL import Image
 
-from conftest import DATA, SAMPLES, copy_photos
 from indexer import Index
 
 

@@ -8,12 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import SAMPLES, copy_photos
+
 from indexer import Index
-from indexer.update.decode import DecodeJournal
 from indexer.faults import DECODE_POINT, ENV, POINTS
-from indexer.storage.store import ImageRow
+from indexer.storage.tables import ImageRow
+from indexer.update.decode import DecodeJournal
 
 FIRST = ["pixabay/airplane01.jpg", "pixabay/bird01.jpg", "pixabay/cat01.jpg"]
 MORE = ["pixabay/dog01.jpg", "pixabay/ship01.jpg", "skimage/coffee.png"]

@@ -13,9 +13,9 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT
 from test_compose import _compose, _yaml, package_version
+
 from tests.e2e.browser import free_port
 
 HEALTH_URL = "http://127.0.0.1:8501/_stcore/health"

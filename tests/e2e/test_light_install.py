@@ -18,9 +18,8 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ROOT, SAMPLES, VGG16_WEIGHTS
+from PIL import Image
 
 PHOTOS = ["cat01.jpg", "cat02.jpg", "dog01.jpg", "car01.jpg", "ship01.jpg", "bird01.jpg"]
 SIZE = "64"

@@ -12,12 +12,13 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import copy_photos
 from sqlalchemy import create_engine, inspect, text
 
-from conftest import copy_photos
 from indexer import Index
 from indexer.faults import ENV as CRASH_ENV
-from indexer.storage.store import LINK_FILE, Store, public_url, read_link
+from indexer.storage.database_link import LINK_FILE, public_url, read_link
+from indexer.storage.store import Store
 from retrieval.errors import UserError
 
 
@@ -51,9 +52,8 @@ def test_cli_end_to_end_on_postgres_remembers_the_database(tmp_path, pg_database
     # add, change, remove; update every known folder
     copy_photos(photos, ["opencv/baboon.jpg"], flat=True)
     (photos / "pixabay" / "dog01.jpg").unlink()
-    from PIL import Image
-
     from conftest import SAMPLES
+    from PIL import Image
     Image.open(SAMPLES / "opencv" / "fruits.jpg").save(photos / "skimage" / "coffee.png")
     r = cli("index", "--index", ix, "--workers", "0", "-q")
     assert "1 added, 1 updated, 1 removed, 4 unchanged" in r.stdout

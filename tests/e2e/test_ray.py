@@ -9,11 +9,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT, SAMPLES, copy_photos, reap_ray_processes
 from PIL import Image
 
-from conftest import ROOT, SAMPLES, copy_photos, reap_ray_processes
 from indexer.index import Index
-from indexer.storage.store import ErrorRow, ImageRow
+from indexer.storage.tables import ErrorRow, ImageRow
 
 ray = pytest.importorskip("ray", reason='Ray is optional: pip install "vgg-retrieval[ray]"')
 

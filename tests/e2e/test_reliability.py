@@ -5,11 +5,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, copy_photos
 from PIL import Image
 
-from conftest import SAMPLES, copy_photos
 from indexer import Index
-from indexer.storage.store import ImageRow
+from indexer.storage.tables import ImageRow
 from retrieval.errors import UserError
 
 

@@ -10,11 +10,24 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import copy_photos
-from tests.e2e.browser import (CHROMIUM, DIALOG, chromium, index_by_folder, lightbox_heading, lightbox_step, open_result,
-                        quarantine_exact_copy, result_cards, search_by_upload, serve, stop_indexing, upload_file,
-                        wait_for_results)
+
+from tests.e2e.browser import (
+    CHROMIUM,
+    DIALOG,
+    chromium,
+    index_by_folder,
+    lightbox_heading,
+    lightbox_step,
+    open_result,
+    quarantine_exact_copy,
+    result_cards,
+    search_by_upload,
+    serve,
+    stop_indexing,
+    upload_file,
+    wait_for_results,
+)
 
 INDEXED = ["pixabay/horse01.jpg", "pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/ship01.jpg",
            "skimage/coffee.png", "skimage/chelsea.png", "sklearn/china.jpg", "opencv/fruits.jpg"]

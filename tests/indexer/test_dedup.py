@@ -14,17 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DATA, SAMPLES
 from PIL import Image, ImageOps
 
 from indexer.cli import main
 from indexer.dedup import DedupReport, Group, Member, find_duplicates
 from indexer.dedup.apply import apply_report, undo
-from indexer.dedup.groups import group_pairs, keeper_rank
 from indexer.dedup.candidates import near_pairs
+from indexer.dedup.groups import group_pairs, keeper_rank
 from indexer.dedup.verify import MIN_KEYPOINTS
 from retrieval.errors import UserError
-
-from conftest import DATA, SAMPLES
 
 
 # --- grouping and keeper rules (pure logic) ---------------------------------------------------
@@ -391,7 +390,12 @@ def test_crafted_report_cannot_move_files_outside_the_index(library, tmp_path):
 
 # --- border trimming (ModelSpec.trim_borders) and the default threshold ------------------------------
 def test_default_threshold_follows_the_model():
-    from indexer.dedup.find import DEFAULT_THRESHOLD, UNTRIMMED_THRESHOLD, VERIFIED_THRESHOLD, default_threshold
+    from indexer.dedup.find import (
+        DEFAULT_THRESHOLD,
+        UNTRIMMED_THRESHOLD,
+        VERIFIED_THRESHOLD,
+        default_threshold,
+    )
     from retrieval.spec import ModelSpec
 
     legacy = ModelSpec(trim_borders=False).to_dict()

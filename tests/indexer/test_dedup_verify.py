@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import SAMPLES
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from indexer.cli import main
 from indexer.dedup.verify import MIN_KEYPOINTS, Verifier, classify
-
-from conftest import SAMPLES
 
 PIX = SAMPLES / "pixabay"
 VACATION = SAMPLES / "vacation"

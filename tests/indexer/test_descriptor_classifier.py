@@ -5,8 +5,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import DATA
+
 from indexer.classify import descriptor_classifier as dc
 from indexer.classify import index_classes as ic
 from retrieval.errors import UserError

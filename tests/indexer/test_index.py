@@ -6,12 +6,12 @@ import time
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, copy_photos
 from PIL import Image
 
-from conftest import SAMPLES, copy_photos
 from indexer import Index
 from indexer import vectors as vec
-from indexer.storage.store import ImageRow
+from indexer.storage.tables import ImageRow
 from retrieval.errors import ModelMismatchError, UserError
 
 
@@ -247,8 +247,9 @@ def test_forget_drops_rows_and_vectors_without_scanning(tmp_path, make_index, ph
 
 def test_search_prints_top_classes_when_the_model_has_a_classifier(tmp_path, photos, capsys):
     """One forward pass gives neighbours and classes; `search` shows the top 5 (text and JSON)."""
-    from indexer.cli import main
     from test_train import tiny_net
+
+    from indexer.cli import main
 
     classes = ["ant", "bee", "cat", "dog", "eel", "fox"]
     spec, net = tiny_net(classes, size=32)

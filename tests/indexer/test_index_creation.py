@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import copy_photos
+
 from indexer import Index
 from indexer.cli import main
 from indexer.faults import CREATE_POINTS, ENV

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from sqlalchemy import delete
 
-from indexer import Index, vectors
+from indexer import Index, UpdateReport, vectors
 from indexer.cli import main
+from indexer.storage.tables import MetaRow
 from indexer.update.decode import Decoded
-from indexer.index import UpdateReport
-from indexer.storage.store import MetaRow
 from retrieval.errors import UserError
 
 DIM = 512

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import copy_photos
+
 from indexer import Index
 from indexer.opening import ModelChoice, open_or_create, ray_settings, resolve_index_type
 from retrieval.errors import ModelMismatchError, UserError

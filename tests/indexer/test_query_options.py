@@ -7,12 +7,11 @@ import json
 import faiss
 import numpy as np
 import pytest
+from conftest import SAMPLES, copy_photos
 from PIL import Image
 
 from indexer.search import query_expansion as qx
 from retrieval.errors import UserError
-
-from conftest import SAMPLES, copy_photos
 
 
 def _unit(*v) -> np.ndarray:

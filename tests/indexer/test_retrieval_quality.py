@@ -2,8 +2,8 @@
 import shutil
 
 import pytest
-
 from conftest import DATA, DISTRACTORS, PAIRS, SAMPLES, copy_photos
+
 from indexer import Index
 
 

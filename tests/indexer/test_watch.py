@@ -12,9 +12,9 @@ import threading
 import time
 
 import pytest
+from conftest import SAMPLES, copy_photos
 from PIL import Image
 
-from conftest import SAMPLES, copy_photos
 from indexer import Index
 from indexer.update.watch import fingerprint, watch
 from retrieval.errors import UserError
@@ -40,7 +40,7 @@ def _state(ix):
     """{path: sha256} of the committed index."""
     with Index.open(ix) as idx:
         with idx.store.session() as s:
-            from indexer.storage.store import ImageRow
+            from indexer.storage.tables import ImageRow
 
             return {r.path: r.sha256 for r in s.query(ImageRow)}
 

@@ -11,15 +11,14 @@ import sys
 
 import numpy as np
 import pytest
+from test_index_types import commit, data, near, paths
 
 from indexer import Index, vectors
-
-from indexer.storage import whitened_vectors as whitened
-from indexer.vectors import whitening
 from indexer.cli import main
 from indexer.faults import ENV
+from indexer.storage import whitened_vectors as whitened
+from indexer.vectors import whitening
 from retrieval.errors import UserError
-from test_index_types import commit, data, near, paths
 
 ENOUGH = whitening.MIN_VECTORS + 30  # just above the minimum
 

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from test_train import DATA, tiny_net
+
 from indexer.student import index_targets
 from retrieval.compress.distill import DistillConfig, descriptor_cosine, distill, photo_paths, save_student
-from retrieval.errors import UserError
 from retrieval.compress.prune import conv_widths, prune_model
+from retrieval.errors import UserError
 
 VACATION = DATA / "photos" / "samples" / "vacation"
 HYMENOPTERA = DATA / "photos" / "hymenoptera" / "val"
@@ -136,8 +136,8 @@ def test_index_descriptors_replace_the_teacher_on_plain_views(tmp_path):
         distill(student, None, paths, DistillConfig(size=48, epochs=1), teacher_vectors=vectors)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     # the optimize API: prune the index's model, distil on its photos, a normal checkpoint + report
-    from retrieval.nets.builder import build
     from indexer.student import optimize_index
+    from retrieval.nets.builder import build
 
     out = tmp_path / "opt" / "student.pt"
     rep = optimize_index(tmp_path / "idx", out, flops=0.5, teacher=teacher, round_to=1,

@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, copy_photos
 
 import retrieval.engines as engines
-from conftest import SAMPLES, copy_photos
 from retrieval.engines import load_embedder, register_engine
 from retrieval.errors import UserError
 

@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import SAMPLES
+
 from retrieval.engines import load_embedder
 from retrieval.engines.export import read_sidecar
 
@@ -29,8 +29,8 @@ def test_three_engines_agree_on_real_photos(vgg16_model):
 
 @pytest.mark.parametrize("pooling", ["mac", "gem"])
 def test_engines_agree_for_other_poolings(tmp_path, pooling):
-    from retrieval.nets.builder import build
     from retrieval.engines.export import export_model
+    from retrieval.nets.builder import build
 
     spec, net = build("vgg11", "random", pooling=pooling, input_size=64)
     export_model(spec, net, tmp_path / "m")

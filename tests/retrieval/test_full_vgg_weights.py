@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.nets.builder import build, load_net
 from retrieval.errors import UserError
+from retrieval.nets.builder import build, load_net
 from retrieval.nets.weights import imagenet_categories
 
 SIZE = 224  # torchvision's 7x7 grid before fc6 is then the trunk's own: no adaptive resampling
@@ -103,6 +103,7 @@ def test_class_names_on_the_command_line(full_vgg16, tmp_path, capsys):
     """`export --class-names` with the wrong count, and `index --class-names` on an existing index
     (whose model keeps its classes), are one line each with exit status 2."""
     from conftest import SAMPLES
+
     from indexer.cli import main
 
     path, _ = full_vgg16

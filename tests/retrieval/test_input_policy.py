@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, TINY_SIZE
 from PIL import Image
 
 from retrieval.preprocess import load_and_prepare, prepare
 from retrieval.spec import InputBuckets, ModelSpec, bucket_shapes
-
-from conftest import SAMPLES, TINY_SIZE
 
 # 4:3, 3:4, ~16:9 (1.72), 1:1 and 3:2-ish (1.45) photos
 PHOTOS = ["opencv/aero1.jpg", "opencv/ellipses.jpg", "opencv/imageTextR.png", "opencv/baboon.jpg",
@@ -24,8 +23,8 @@ PHOTOS = ["opencv/aero1.jpg", "opencv/ellipses.jpg", "opencv/imageTextR.png", "o
 @pytest.fixture(scope="module")
 def buckets_model(module_tmp):
     """(spec, net, model_dir): the tiny random VGG11 with buckets, R-MAC and scales (1, 1/sqrt 2), exported."""
-    from retrieval.nets.builder import build
     from retrieval.engines.export import export_model
+    from retrieval.nets.builder import build
 
     spec, net = build("vgg11", "random", pooling="rmac", input_size=TINY_SIZE, input_policy="buckets",
                       scales=(1.0, 0.7071))
@@ -86,8 +85,8 @@ def test_old_spec_dicts_keep_their_model_id_and_new_settings_change_it():
                                              ({"scales": (0.5, 1.0)}, "the first must be 1.0"),
                                              ({"scales": (1.0, 0.1)}, "in 0.25..1.0")])
 def test_bad_policy_or_scales_are_one_clear_error(changes, message):
-    from retrieval.nets.builder import build
     from retrieval.errors import UserError
+    from retrieval.nets.builder import build
 
     with pytest.raises(ValueError, match=message):
         ModelSpec(**changes)
@@ -194,8 +193,8 @@ def test_openvino_compiles_one_model_per_bucket_whatever_the_batch(buckets_model
 
 
 def test_an_int8_buckets_model_embeds(buckets_model, tmp_path):
-    from retrieval.engines import load_embedder
     from retrieval.compress.quantize import quantize_ir
+    from retrieval.engines import load_embedder
 
     spec, net, model_dir = buckets_model
     calib = [SAMPLES / name for name in PHOTOS[:3]]  # three bucket shapes
@@ -210,6 +209,7 @@ def test_an_int8_buckets_model_embeds(buckets_model, tmp_path):
 
 def test_an_index_of_a_buckets_model_finds_each_photo_first(buckets_model, tmp_path):
     from conftest import copy_photos
+
     from indexer.opening import ModelChoice, open_or_create
 
     spec, _, model_dir = buckets_model

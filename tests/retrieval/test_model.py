@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import VGG16_WEIGHTS
-from retrieval.nets.builder import build, load_net
+
 from retrieval.errors import UserError
+from retrieval.nets.builder import build, load_net
 from retrieval.nets.model import build_descriptor_net, build_vgg, conv_trunk
-from retrieval.spec import ModelSpec
 from retrieval.nets.weights import ENV_VAR, fingerprint, load_weights, save_checkpoint
+from retrieval.spec import ModelSpec
 
 
 def _batch(n=3, s=64, seed=0):

@@ -3,9 +3,9 @@ import io
 
 import numpy as np
 import pytest
+from conftest import SAMPLES
 from PIL import Image
 
-from conftest import SAMPLES
 from retrieval.preprocess import ImageError, load_and_prepare, open_image, prepare, target_size
 
 

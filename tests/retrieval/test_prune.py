@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 import torch
+from test_train import FLOWERS, WIDTHS, tiny_net
 from torch import nn
 
-from test_train import FLOWERS, WIDTHS, tiny_net
 from retrieval.compress.prune import conv_positions, count_params, gflops, l1_prune, parse_layers
 from retrieval.nets.weights import save_checkpoint
 
@@ -39,9 +39,9 @@ def test_pruning_removes_lowest_l1_channels_exactly():
 
 
 def test_prune_all_layers_runs_round_trips_and_exports(tmp_path):
-    from retrieval.nets.builder import build
     from retrieval.engines import load_embedder
     from retrieval.engines.export import export_model
+    from retrieval.nets.builder import build
 
     spec, net = tiny_net(CLASSES)
     layers = parse_layers("all", 8)
@@ -83,8 +83,8 @@ def test_vgg_head_prunes_and_bn_arch(tmp_path):
 
 
 def test_prune_checkpoint_with_recovery(tmp_path):
-    from retrieval.training.data import load_split
     from retrieval.compress.prune import prune_checkpoint
+    from retrieval.training.data import load_split
     from retrieval.training.train import TrainConfig, fit
 
     split = load_split(FLOWERS, limit_per_class=6)
@@ -114,8 +114,8 @@ def test_prune_cli_refuses_a_missing_checkpoint_in_one_line(tmp_path, capsys):
 
 
 def test_flops_target_is_met_and_every_layer_loses_channels():
-    from retrieval.nets.model import trunk_widths
     from retrieval.compress.prune import prune_model, ratios_for_flops, widths_gflops
+    from retrieval.nets.model import trunk_widths
 
     # the real VGG16 at 224 px, widths in multiples of 8: analytic, no network built
     full = trunk_widths("vgg16")
@@ -158,10 +158,10 @@ def test_l1_ranking_uses_the_unpruned_network():
 
 
 def test_pruned_model_exports_and_embeds_through_the_engines(tmp_path):
-    from retrieval.nets.builder import build
+    from retrieval.compress.prune import prune_model
     from retrieval.engines import load_embedder
     from retrieval.engines.export import export_model
-    from retrieval.compress.prune import prune_model
+    from retrieval.nets.builder import build
 
     spec, net = tiny_net(CLASSES)
     student, pspec, kept = prune_model(net, spec, flops=0.4, round_to=1)

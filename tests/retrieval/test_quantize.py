@@ -1,19 +1,17 @@
 """INT8 post-training quantization (NNCF) of an exported model, and the benchmark command."""
 import json
 
+import nncf  # noqa: F401  (a test dependency: no skipping)
 import numpy as np
 import pytest
-
 from test_train import FLOWERS, tiny_net
-
-import nncf  # noqa: E402  (a test dependency: no skipping)
 
 
 @pytest.fixture(scope="module")
 def trained(module_tmp):
     """A tiny net with a head, briefly trained on real photos, its checkpoint and FP32 export."""
-    from retrieval.training.data import load_split
     from retrieval.engines.export import export_model
+    from retrieval.training.data import load_split
     from retrieval.training.train import TrainConfig, fit
 
     tmp = module_tmp("q")
@@ -27,9 +25,9 @@ def trained(module_tmp):
 def test_int8_ir_loads_and_agrees_with_fp32(trained, tmp_path):
     import openvino as ov
 
+    from retrieval.compress.quantize import calibration_items, evaluate_embedder, quantize_ir
     from retrieval.engines import load_embedder
     from retrieval.engines.export import read_sidecar
-    from retrieval.compress.quantize import calibration_items, evaluate_embedder, quantize_ir
 
     split, spec, net, _, fp32 = trained
     d = quantize_ir(fp32, tmp_path / "int8", calibration_items(split, 12), 12)
@@ -71,9 +69,9 @@ def test_quantize_model_and_benchmark_variants(trained, tmp_path):
 def test_onnx_int8_qdq_model_runs_in_onnxruntime_and_agrees(trained, tmp_path):
     import onnx
 
+    from retrieval.compress.quantize import calibration_items, evaluate_embedder, quantize_onnx
     from retrieval.engines import load_embedder
     from retrieval.engines.export import read_sidecar
-    from retrieval.compress.quantize import calibration_items, evaluate_embedder, quantize_onnx
 
     split, spec, net, _, fp32 = trained
     for symmetric in (False, True):

@@ -2,8 +2,8 @@
 one-line refusal everywhere else (this part runs on every machine)."""
 import numpy as np
 import pytest
-
 from conftest import SAMPLES
+
 from retrieval.engines import load_embedder
 from retrieval.engines.tensorrt_engine import gpu_available, tensorrt_routes
 from retrieval.errors import UserError

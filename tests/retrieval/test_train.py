@@ -7,12 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import DATA
-from retrieval.training.data import channel_stats, load_split
+
 from retrieval.nets.model import build_descriptor_net
 from retrieval.spec import ModelSpec
-from retrieval.training.train import TrainConfig, fit, freeze_prefix, load_checkpoint_model, lr_at
+from retrieval.training.data import channel_stats, load_split
+from retrieval.training.recipe import freeze_prefix, lr_at
+from retrieval.training.train import TrainConfig, fit, load_checkpoint_model
 
 FLOWERS = DATA / "photos" / "flowers5"
 WIDTHS = (8, 16, 16, 16, 32, 32, 32, 32)  # a tiny vgg11

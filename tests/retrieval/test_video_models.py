@@ -11,15 +11,21 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import SAMPLES, VGG16_WEIGHTS
+
 from retrieval.errors import UserError
 from retrieval.nets.model import build_trunk
 from retrieval.video.clips import collate, load_clip_split, read_clip, sample_indices
 from retrieval.video.models import VGG3D, VideoSpec, build_video_net, inflate_state_dict, time_pool_kernels
 from retrieval.video.synth import make_motion_dataset, motion_frames, write_frames, write_video
-from retrieval.video.train import (VideoTrainConfig, evaluate_clips, fit_video, load_video_checkpoint,
-                                   predict_clips, prepare_video_model)
+from retrieval.video.train import (
+    VideoTrainConfig,
+    evaluate_clips,
+    fit_video,
+    load_video_checkpoint,
+    predict_clips,
+    prepare_video_model,
+)
 
 PHOTOS = sorted((SAMPLES / "vacation").glob("*.jpg"))  # 148 real travel photos, 300 px
 TINY = (4, 8, 8, 8, 16, 16, 16, 16)  # a tiny vgg11

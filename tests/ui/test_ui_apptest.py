@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from streamlit.testing.v1 import AppTest  # the web UI's tests need: pip install streamlit
-
 from conftest import SAMPLES, copy_photos
+from streamlit.testing.v1 import AppTest  # the web UI's tests need: pip install streamlit
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "ui" / "app.py")
@@ -304,8 +302,9 @@ def test_classification_note_for_named_classes_without_logits(tiny_model, tmp_pa
 
 def test_classification_of_the_query_with_a_real_classifier_head(tmp_path, monkeypatch, photos):
     """An index whose model carries a classifier: the search page shows the top-5 bar chart."""
-    from indexer import Index
     from test_train import tiny_net
+
+    from indexer import Index
 
     classes = ["ant", "bee", "cat", "dog", "eel", "fox"]
     spec, net = tiny_net(classes, size=32)
@@ -322,9 +321,10 @@ def test_query_classes_from_the_model_and_from_the_folders_both_labelled(tmp_pat
     import shutil
 
     from conftest import DATA
+    from test_train import tiny_net
+
     from indexer import Index
     from indexer.classify import index_classes as index_classifier
-    from test_train import tiny_net
 
     photos = tmp_path / "photos"
     for label in ("daisy", "rose"):

@@ -9,11 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageOps
-
-from streamlit.testing.v1 import AppTest  # the web UI's tests need: pip install streamlit
-
 from conftest import copy_photos
+from PIL import Image, ImageOps
+from streamlit.testing.v1 import AppTest  # the web UI's tests need: pip install streamlit
 from test_ui_apptest import app
 
 PHOTOS = ["pixabay/dog01.jpg", "pixabay/ship01.jpg", "skimage/coffee.png", "pixabay/cat01.jpg"]

@@ -5,11 +5,19 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from conftest import copy_photos
+
 from indexer.reports import SearchHit
-from ui.logic import Identity, arrange, is_query, page_of_results, row_identity, upload_identity
-from ui.logic import DEFAULT_PER, View
+from ui.logic import (
+    DEFAULT_PER,
+    Identity,
+    View,
+    arrange,
+    is_query,
+    page_of_results,
+    row_identity,
+    upload_identity,
+)
 
 
 def hit(i, score, sha="", w=100, h=80, source=None):

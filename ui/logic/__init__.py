@@ -1,15 +1,42 @@
 """The web UI's logic, without Streamlit: settings and uploads, the per-process ``Service`` (search,
 classes, thumbnails, index status), results paging and URL state, dedup reports and their review,
 indexing in a background thread, and feature maps. Pages and widgets use only these names."""
-from .dedup_reports import find_reports, load_report_bytes, load_report_file, member_row, run_dedup, save_report
-from .dedup_review import (CHOICES, KEEP, apply_choices, default_choice, default_quarantine, group_key, is_exact,
-                           keep_all, last_moved_log, undo_action)
+from .dedup_reports import (
+                           find_reports,
+                           load_report_bytes,
+                           load_report_file,
+                           member_row,
+                           run_dedup,
+                           save_report,
+)
+from .dedup_review import (
+                           CHOICES,
+                           KEEP,
+                           apply_choices,
+                           default_choice,
+                           default_quarantine,
+                           group_key,
+                           is_exact,
+                           keep_all,
+                           last_moved_log,
+                           undo_action,
+)
 from .feature_maps import conv_layers, feature_maps, maps_grid
 from .indexing import IndexingJob, Outcome, checked_folder
 from .results import Identity, arrange, is_query, page_of_results, row_identity, upload_identity
 from .service import Service
-from .settings import (DEFAULT_MAX_UPLOAD_MB, ENV_ENGINE, ENV_INDEX, ENV_MAX_UPLOAD_MB, ENV_READ_ONLY, ROOT,
-                       UPLOAD_TYPES, Settings, human_bytes, message)
+from .settings import (
+                           DEFAULT_MAX_UPLOAD_MB,
+                           ENV_ENGINE,
+                           ENV_INDEX,
+                           ENV_MAX_UPLOAD_MB,
+                           ENV_READ_ONLY,
+                           ROOT,
+                           UPLOAD_TYPES,
+                           Settings,
+                           human_bytes,
+                           message,
+)
 from .uploads import crop, jpeg_bytes, preview, read_upload
 from .urlstate import DEFAULT_PER, MAX_QE, PER_PAGE, View
 

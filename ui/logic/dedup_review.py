@@ -80,9 +80,7 @@ def _take_out(report, groups) -> list:
 def apply_choices(svc, report, groups, choices: dict, quarantine, label: str = "apply") -> tuple[Action, str]:
     """Move the files marked for quarantine in ``groups`` (one undo log for all), bring the index up
     to date, and remember the files kept together as not duplicates; (the action, what happened)."""
-    from indexer.dedup import apply_report
-    from indexer.dedup import kept_pairs
-    from indexer.dedup import DedupReport, Group
+    from indexer.dedup import DedupReport, Group, apply_report, kept_pairs
 
     _check_report(svc, report)
     if not str(quarantine).strip():

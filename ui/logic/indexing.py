@@ -11,8 +11,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrieval.engines import DEFAULT_ENGINE
+from indexer import EngineChoice, open_or_create
+from indexer.update import default_workers
 from retrieval import UserError
+from retrieval.engines import DEFAULT_ENGINE
 
 from .service import message
 
@@ -42,7 +44,6 @@ def open_for_update(index_dir, folders=(), engine: str = DEFAULT_ENGINE, progres
     """The index at ``index_dir``, created for ``folders`` with the default model (as
     ``vgg-retrieval index`` does: INT8 calibrated on the folders' photos, ``progress(done, total)``)
     when there is none yet."""
-    from indexer import EngineChoice, open_or_create
 
     return open_or_create(index_dir, folders, run=EngineChoice(engine), calibration_progress=progress)
 
@@ -54,7 +55,6 @@ class IndexingJob:
     server down with it."""
 
     def __init__(self, index_dir, folders: list[str], engine: str = DEFAULT_ENGINE, workers: int | None = None):
-        from indexer.update import default_workers
 
         workers = max(1, default_workers()) if workers is None else workers
         self.index_dir, self.folders, self.engine, self.workers = Path(index_dir), list(folders), engine, workers

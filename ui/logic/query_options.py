@@ -12,8 +12,7 @@ import time
 
 import numpy as np
 
-from indexer.search import turned_copies
-from indexer.search import search_views
+from indexer.search import search_views, turned_copies
 
 
 def turned_vectors(svc, query) -> np.ndarray:

@@ -21,10 +21,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from retrieval import top_classes
+from indexer import Index
+from indexer.classify import MIN_CLASSES, MIN_PER_CLASS, load_classifier
+from indexer.storage import Store
+from retrieval import ImageError, UserError, load_and_prepare, open_image, top_classes
 from retrieval.engines import DEFAULT_ENGINE
-from retrieval import UserError
-from retrieval import ImageError, open_image
 
 from .settings import DEFAULT_MAX_PIXELS, THUMB_PX, Settings, message
 from .uploads import crop, jpeg_bytes, preview, read_upload
@@ -57,7 +58,6 @@ class Service:
     """The opened index with a lock around inference and small caches; one per process."""
 
     def __init__(self, index_dir, engine: str = DEFAULT_ENGINE):
-        from indexer import Index
 
         self.index = Index.open(index_dir, engine=engine)
         self.directory = Path(index_dir)
@@ -245,7 +245,6 @@ class Service:
     def logits(self, im: Image.Image) -> np.ndarray | None:
         """Class logits of ``im`` when the index's model carries a classifier head, else None (the
         exported model then has a ``logits`` output next to ``descriptor``)."""
-        from retrieval import load_and_prepare
 
         p = load_and_prepare(im, self.spec.input_geometry)
         images, sizes = p.array[None], np.array([p.valid], dtype=np.int64)
@@ -274,7 +273,6 @@ class Service:
     def classifications(self, query: Query, k: int = 5) -> list[tuple[str, list | None, str]]:
         """(title, top-k or None, note) for each classifier the index has, labelled: the model's own
         and the one learnt from its folders (indexer.classify.index_classes); one note when it has neither."""
-        from indexer.classify import MIN_CLASSES, MIN_PER_CLASS, load_classifier
         model, model_note = self.classify(query, k)
         folders = load_classifier(self.index)
         sections = [(f"Classes from the model ({len(self.spec.class_names)} classes)", model, "")] if model else []
@@ -287,7 +285,6 @@ class Service:
     # status
     def info(self) -> dict:
         store = self.index.store
-        from indexer.storage import Store
 
         with store.session() as s:
             meta = {k: Store.get_meta(s, k) for k in ("updated_at", "created_at", "vectors_file", "generation")}

@@ -6,11 +6,26 @@ import time
 
 import streamlit as st
 
+from ui.logic import (
+    CHOICES,
+    KEEP,
+    apply_choices,
+    default_choice,
+    default_quarantine,
+    find_reports,
+    group_key,
+    human_bytes,
+    is_exact,
+    keep_all,
+    last_moved_log,
+    load_report_bytes,
+    load_report_file,
+    member_row,
+    run_dedup,
+    save_report,
+    undo_action,
+)
 from ui.widgets import components as C
-from ui.logic import human_bytes
-from ui.logic import find_reports, load_report_bytes, load_report_file, member_row, run_dedup, save_report
-from ui.logic import (CHOICES, KEEP, apply_choices, default_choice, default_quarantine, group_key, is_exact,
-                             keep_all, last_moved_log, undo_action)
 from ui.widgets import guard, service, settings
 
 ss = st.session_state

@@ -6,8 +6,8 @@ import streamlit as st
 from PIL import Image
 
 from retrieval import load_and_prepare
-from ui.widgets import components as C
 from ui.logic import conv_layers, feature_maps, maps_grid
+from ui.widgets import components as C
 from ui.widgets import guard, service, settings
 
 ss = st.session_state

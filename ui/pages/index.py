@@ -4,8 +4,7 @@ import time
 import streamlit as st
 
 from retrieval import UserError
-from ui.logic import human_bytes
-from ui.logic import checked_folder
+from ui.logic import checked_folder, human_bytes
 from ui.widgets import finish_indexing, forget_service, guard, indexing_job, service, settings, start_indexing
 
 ss = st.session_state

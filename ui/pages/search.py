@@ -7,13 +7,19 @@ import time
 import streamlit as st
 
 from indexer.search import DEFAULT_QE
-from ui.widgets import components as C
 from retrieval import UserError
-from ui.logic import message
-from ui.widgets import OPEN, lightbox
-from ui.logic import page_of_results, row_identity, upload_identity
-from ui.widgets import guard, service, settings
-from ui.logic import DEFAULT_PER, MAX_QE, PER_PAGE, View
+from ui.logic import (
+    DEFAULT_PER,
+    MAX_QE,
+    PER_PAGE,
+    View,
+    message,
+    page_of_results,
+    row_identity,
+    upload_identity,
+)
+from ui.widgets import OPEN, guard, lightbox, service, settings
+from ui.widgets import components as C
 
 ss = st.session_state
 ss.setdefault("q_src", None)  # ("upload", file_id) | ("path", text) | ("text", words) | ("similar", image_id)

@@ -6,8 +6,8 @@ import re
 
 import streamlit as st
 
-from ui.logic import UPLOAD_TYPES, Service, Settings, human_bytes
 from ui.launch import receive_mb
+from ui.logic import UPLOAD_TYPES, Service, Settings, human_bytes
 
 
 def image_uploader(label: str, key: str, settings: Settings):

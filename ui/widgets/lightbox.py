@@ -12,8 +12,10 @@ import time
 
 import streamlit as st
 
-from . import components as C
+from indexer.video import format_time
 from ui.logic import human_bytes
+
+from . import components as C
 from .state import guard
 
 LIGHTBOX_PX = 1280
@@ -93,7 +95,6 @@ def play_moment(svc, row) -> None:
     """A video frame's result: its video, starting at that moment."""
     if getattr(row, "source", None) is None:
         return
-    from indexer.video import format_time
 
     path = svc.index.indexed_file(row.id)  # the video file, inside the index's folders
     st.markdown(f"**{C.md(os.path.basename(row.source))} @ {format_time(row.time_s)}**")

@@ -7,9 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from retrieval import UserError
-
-from ui.logic import Service, Settings, message
-from ui.logic import IndexingJob, Outcome
+from ui.logic import IndexingJob, Outcome, Service, Settings, message
 
 
 def settings() -> Settings:
