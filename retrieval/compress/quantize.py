@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -41,6 +42,8 @@ def quantize_ir(model_dir, out_dir, calib_items, subset_size: int = 300, preset:
     except ImportError:
         raise UserError("INT8 quantization needs NNCF: pip install nncf (or make the index with --precision fp32)") from None
     import openvino as ov
+
+    quiet_nncf()
 
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -244,3 +247,13 @@ def quantize_model(source, calib, out, *, subset: int = 300, val_limit: int | No
     report = _compare(spec, fp32_dir, made, split.val, val_limit, log)
     (out / "quantize_report.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def quiet_nncf() -> None:
+    """NNCF prints INFO lines through a handler of its own; send its logger through ``logging`` like
+    ours instead, so only its warnings reach the terminal (and ``-q`` stays quiet)."""
+    log = logging.getLogger("nncf")
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    log.propagate = True
+    log.setLevel(logging.WARNING)

@@ -148,3 +148,12 @@ def test_a_second_creator_is_refused_while_the_first_runs_and_a_dead_ones_mark_i
     assert main(["index", str(folder), "--index", str(ix), *FP32]) == 0  # its creator is gone: made again
     with Index.open(ix) as idx:
         assert idx.check().ok and idx.count == len(PHOTOS)
+
+
+def test_quiet_creation_prints_no_quantizer_log(tmp_path, folder):
+    """``-q`` is quiet: NNCF's own log lines (INFO:nncf:...) go to a logger we control, not the terminal."""
+    cmd = [sys.executable, "-m", "indexer", "index", str(folder), "--index", str(tmp_path / "ix"), "-q", *TINY]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "nncf" not in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+    assert json.loads((tmp_path / "ix" / "model" / "model.json").read_text())["precision"] == "int8"
