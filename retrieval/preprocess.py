@@ -168,6 +168,19 @@ def _band_length(uniform: np.ndarray, med: np.ndarray) -> int:
     return n
 
 
+def _edge_band(lines: np.ndarray, longest: int) -> int:
+    """``_band_length`` of ``lines`` (lines, length, 3), reading only the lines its scan needs: a
+    growing prefix, up to ``longest + 1`` lines (a longer band is not trimmed anyway). Most photos
+    end the scan on their first line, so this costs a few lines instead of the whole image."""
+    limit = min(len(lines), longest + 1)
+    n = min(limit, 8)
+    while True:
+        band = _band_length(*_line_stats(lines[:n]))
+        if band < n or n >= limit:
+            return band
+        n = min(limit, n * 4)
+
+
 def border_box(im: Image.Image) -> tuple[int, int, int, int] | None:
     """The (left, top, right, bottom) box left after trimming uniform border bands, or None when
     nothing is trimmed (see TRIM_* above)."""
@@ -182,16 +195,13 @@ def border_box(im: Image.Image) -> tuple[int, int, int, int] | None:
     # rows, then columns between the remaining rows: a screenshot's side margins are only uniform
     # columns once its title and status bars are gone. One pass: peeling again would walk down a
     # sky's gradient a few lines at a time.
-    rows, med = _line_stats(a)
-    t = _band_length(rows, med)
-    bt = _band_length(rows[::-1], med[::-1])
+    t, bt = _edge_band(a, max_h), _edge_band(a[::-1], max_h)
     top = t if t <= max_h else 0
     bottom = sh - (bt if bt <= max_h else 0)
     if bottom - top < TRIM_MIN_KEEP * sh:
         return None
-    cols, med = _line_stats(a[top:bottom].transpose(1, 0, 2))
-    l_ = _band_length(cols, med)
-    r_ = _band_length(cols[::-1], med[::-1])
+    cols = a[top:bottom].transpose(1, 0, 2)
+    l_, r_ = _edge_band(cols, max_w), _edge_band(cols[::-1], max_w)
     left = l_ if l_ <= max_w else 0
     right = sw - (r_ if r_ <= max_w else 0)
     min_h, min_w = max(1, round(TRIM_MIN_BAND * sh)), max(1, round(TRIM_MIN_BAND * sw))
