@@ -15,6 +15,7 @@ import numpy as np
 from indexer.faults import crash_point
 
 from .decode import Decoded, DecodeJournal, decode_items
+from .prefetch import prefetched
 from .ray_embedding import ray_embedded
 
 Job = tuple  # (path, root, input_size, max_pixels)
@@ -46,7 +47,10 @@ class LocalEmbedding:
     """``workers`` decoding processes (0: in this process, with a ``DecodeJournal`` in the index
     folder) ahead of the index's embedder, which embeds ``batch_size`` items at a time
     (``Embedder.embed_stream``: an engine in throughput mode keeps several batches in flight while
-    the next ones are gathered); a problem item waits for the batch before it (job order)."""
+    the next ones are gathered); a problem item waits for the batch before it (job order). Batches
+    are decoded, trimmed and bucketed in a thread ahead of inference (``overlap``)."""
+
+    overlap = True
 
     def __init__(self, index, workers: int):
         self.index = index
@@ -57,19 +61,25 @@ class LocalEmbedding:
         if not jobs:
             return
         started: deque[list[Decoded]] = deque()  # the batches handed to the embedder, oldest first
+        embedder, overlap = self.index.embedder, self.overlap
 
         def inputs():
             journal = DecodeJournal(self.index.directory) if self.workers <= 0 else None
-            for items in _batches(decode_stream(jobs, self.workers, ahead=max(8, 4 * self.batch_size), journal=journal),
-                                  self.batch_size):
-                usable = [d for d in items if d.problem is None]
-                started.append(items)
-                yield ([d.array for d in usable],  # of one shape, or a few (buckets)
-                       np.array([d.valid for d in usable], dtype=np.int64).reshape(-1, 2))
+            decoded = decode_stream(jobs, self.workers, ahead=max(8, 4 * self.batch_size), journal=journal)
+            try:
+                for items in _batches(decoded, self.batch_size):
+                    usable = [d for d in items if d.problem is None]
+                    started.append(items)
+                    batch = ([d.array for d in usable],  # of one shape, or a few (buckets)
+                             np.array([d.valid for d in usable], dtype=np.int64).reshape(-1, 2))
+                    yield embedder.prepare_batch(*batch) if overlap else batch
+            finally:
+                decoded.close()  # the decoding processes stop here
 
-        batches = inputs()
+        # decoding, trimming and bucketing in a thread beside inference (both release the GIL)
+        batches = prefetched(inputs(), ahead=2) if overlap else inputs()
         try:
-            for vectors in self.index.embedder.embed_stream(batches):
+            for vectors in embedder.embed_stream(batches, ready=overlap):
                 items = started.popleft()
                 vecs = iter(vectors)
                 if len(vectors):
@@ -78,7 +88,7 @@ class LocalEmbedding:
                     d.array = None  # pixels are not kept
                     yield d, (None if d.problem else next(vecs))
         finally:
-            batches.close()  # the decoding processes stop here
+            batches.close()
 
 
 def _batches(decoded: Iterator[Decoded], batch_size: int) -> Iterator[list[Decoded]]:

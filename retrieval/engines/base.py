@@ -104,19 +104,26 @@ class Embedder(ABC):
         chunks, inverse = self._shape_chunks(images, sizes)
         return self._joined([run(i, s) for i, s in chunks], inverse)
 
-    def embed_batch(self, images, sizes: np.ndarray) -> np.ndarray:
-        images, sizes = self._input_policy(*self._checked(images, sizes))
+    def prepare_batch(self, images, sizes: np.ndarray) -> tuple:
+        """A batch checked and through the spec's input steps (trimming, buckets), for
+        ``embed_batch``/``embed_stream`` with ``ready=True``: a pipeline can do this beside inference."""
+        return self._input_policy(*self._checked(images, sizes))
+
+    def embed_batch(self, images, sizes: np.ndarray, ready: bool = False) -> np.ndarray:
+        if not ready:
+            images, sizes = self.prepare_batch(images, sizes)
         out = self._by_shape(images, sizes, lambda i, s: (self._run(i, s),))
         if not out:
             return np.zeros((0, self.spec.descriptor_dim), np.float32)
         return unit_rows(out[0])
 
-    def embed_stream(self, batches: Iterable[tuple]) -> Iterator[np.ndarray]:
-        """The descriptors of each ``(images, sizes)`` of ``batches`` (what ``embed_batch`` takes), in
-        order. An engine may keep several batches in flight (OpenVINO's throughput mode), taking
-        the next batches from ``batches`` before it yields the first one's descriptors."""
+    def embed_stream(self, batches: Iterable[tuple], ready: bool = False) -> Iterator[np.ndarray]:
+        """The descriptors of each ``(images, sizes)`` of ``batches`` (what ``embed_batch`` takes, or
+        with ``ready`` what ``prepare_batch`` gives), in order. An engine may keep several batches in
+        flight (OpenVINO's throughput mode), taking the next batches from ``batches`` before it
+        yields the first one's descriptors."""
         for images, sizes in batches:
-            yield self.embed_batch(images, sizes)
+            yield self.embed_batch(images, sizes, ready=ready)
 
     def embed_prepared(self, prepared) -> np.ndarray:
         """Descriptors of ``retrieval.preprocess.Prepared`` items (of any of the spec's input

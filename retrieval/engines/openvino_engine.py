@@ -3,6 +3,7 @@
 More: docs/design-notes.md (``retrieval.engines.openvino_engine``)."""
 from __future__ import annotations
 
+import os
 from collections import deque
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -19,6 +20,18 @@ from .registry import exported_file, register_engine
 # f32 keeps descriptors identical (cosine >= 0.9999) to PyTorch's; bf16/f16 trade that for speed.
 DEFAULT_PRECISION = "f32"
 PERFORMANCE_MODES = ("LATENCY", "THROUGHPUT")
+CACHE_DIR = ".compiled"  # beside the IR: OpenVINO's compiled blobs, so a later run loads instead of compiling
+
+
+def compile_cache(model_dir: Path) -> Path | None:
+    """The compiled-model cache folder of the IR in ``model_dir`` (made when missing), or None where
+    the folder cannot be written (a read-only index compiles every time, as before)."""
+    cache = Path(model_dir) / CACHE_DIR
+    try:
+        cache.mkdir(exist_ok=True)
+    except OSError:
+        return None
+    return cache if os.access(cache, os.W_OK) else None
 
 
 @register_engine("openvino", model_files=(IR_FILE, "model.bin"), ray=True, order=0)
@@ -37,6 +50,9 @@ class OpenVinoEmbedder(Embedder):
         import openvino as ov
 
         self._core = ov.Core()
+        cache = compile_cache(Path(xml_path).parent)
+        if cache is not None:
+            self._core.set_property({"CACHE_DIR": str(cache)})
         self._model = self._core.read_model(str(xml_path))
         self.has_logits = any("logits" in o.get_names() for o in self._model.outputs)
         self.device = device
@@ -83,13 +99,13 @@ class OpenVinoEmbedder(Embedder):
         slot[0].start_async({"image": images, "size": sizes})
         return slot[1]
 
-    def embed_stream(self, batches: Iterable[tuple]) -> Iterator[np.ndarray]:
+    def embed_stream(self, batches: Iterable[tuple], ready: bool = False) -> Iterator[np.ndarray]:
         if not self.throughput:
-            yield from super().embed_stream(batches)
+            yield from super().embed_stream(batches, ready=ready)
             return
         pending: deque = deque()  # per batch: (its jobs, inverse permutation)
         for images, sizes in batches:
-            chunks, inverse = self._shape_chunks(*self._input_policy(*self._checked(images, sizes)))
+            chunks, inverse = self._shape_chunks(*((images, sizes) if ready else self.prepare_batch(images, sizes)))
             pending.append(([self._start(i, s) for i, s in chunks], inverse))
             if len(pending) > self.in_flight:
                 yield self._finished(*pending.popleft())

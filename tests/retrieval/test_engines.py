@@ -48,3 +48,21 @@ def test_sidecar_describes_the_model(vgg16_model):
         assert key in raw["spec"]
     assert json.loads((model_dir / "model.json").read_text())["files"]["openvino"] == "model.xml"
     assert (model_dir / "model.bin").stat().st_size > 50e6  # FP32 weights, not compressed to FP16
+
+
+def test_openvino_keeps_compiled_models_beside_the_ir(vgg16_model, tmp_path):
+    """A second engine on the same model loads the compiled blobs the first one wrote (OpenVINO's
+    model cache in model/.compiled), with the same descriptors."""
+    import shutil
+
+    from retrieval.engines.openvino_engine import CACHE_DIR
+
+    spec, net, model_dir = vgg16_model
+    own = tmp_path / "model"
+    shutil.copytree(model_dir, own, ignore=shutil.ignore_patterns(CACHE_DIR))
+    first = load_embedder("openvino", spec, own, batch_size=2).embed(PHOTOS[:2])
+    blobs = sorted(p.name for p in (own / CACHE_DIR).iterdir())
+    assert blobs, "nothing cached"
+    second = load_embedder("openvino", spec, own, batch_size=2).embed(PHOTOS[:2])
+    assert sorted(p.name for p in (own / CACHE_DIR).iterdir()) == blobs  # loaded, not compiled again
+    assert float((first * second).sum(1).min()) >= 0.9999
