@@ -123,13 +123,17 @@ class Index:
         if self._embedder is None:
             if engine_entry(self.engine_name).needs_export:
                 self.ensure_exported_model()
+            options = dict(self.engine_options)
+            if self.precision == "bf16" and self.engine_name == "openvino":
+                options.setdefault("precision", "bf16")  # the FP32 files, run in bf16
             self._embedder = load_embedder(self.engine_name, self.spec, self.model_dir, net=self._net,
-                                           batch_size=self.batch_size, threads=self.threads, **self.engine_options)
+                                           batch_size=self.batch_size, threads=self.threads, **options)
         return self._embedder
 
     @property
     def precision(self) -> str:
-        """The precision the index's model was made at: "int8" or "fp32" (indexes made before: fp32)."""
+        """The precision the index's model was made at: "int8", "fp32" or "bf16" (FP32 files that
+        OpenVINO runs in bf16); indexes made before precisions: fp32."""
         return self.store.meta("precision") or "fp32"
 
     def ensure_exported_model(self) -> None:

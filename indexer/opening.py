@@ -96,6 +96,20 @@ def default_precision(engine: str, ray=None) -> str:
     return "int8" if runs == "openvino" else "fp32"
 
 
+def _check_bf16(precision, engine: str, ray) -> None:
+    """bf16 is OpenVINO on a CPU that runs it; anywhere else it would be FP32 under another name."""
+    if precision != "bf16":
+        return
+    from retrieval.engines import cpu_runs_bf16
+
+    runs = ray.model_engine if ray is not None else engine
+    if runs != "openvino":
+        raise UserError(f"--precision bf16 is OpenVINO's: it does not apply with --engine {runs}")
+    if not cpu_runs_bf16():
+        raise UserError("--precision bf16 needs a CPU with AMX or AVX512-BF16 (this one has neither): "
+                        "use int8 or fp32")
+
+
 def _check_precision(idx: Index, precision) -> None:
     if precision is not None and precision != idx.precision:
         raise UserError(f"--precision {precision}: the index at {idx.directory} was made with a {idx.precision} "
@@ -177,6 +191,7 @@ def open_or_create(index_dir, folders: Sequence = (), model: ModelChoice = Model
     else:
         spec, net = build_model(**net_options, class_names=model.class_names)
         precision = precision or default_precision(engine, run.ray)
+    _check_bf16(precision, engine, run.ray)
 
     idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, index_type=index_type,
                        precision=precision, progress=calibration_progress,

@@ -37,8 +37,9 @@ from .options import (
 @click.option("--workers", type=int, default=None, help="Decode processes (0: decode in-process; default: 0 on 2 cores or fewer, else half the cores, at most 4).")
 @click.option("--commit-every", type=int, default=1000, show_default=True,
               help="Save progress every N embedded images (and every 2 minutes).")
-@click.option("--precision", type=click.Choice(("int8", "fp32")), default=None,
-              help="A new index's model: int8 (NNCF, calibrated on up to 300 of the photos) or fp32 "
+@click.option("--precision", type=click.Choice(("int8", "fp32", "bf16")), default=None,
+              help="A new index's model: int8 (NNCF, calibrated on up to 300 of the photos), fp32, or bf16 (the "
+                   "FP32 model run in bf16 by OpenVINO, on CPUs with AMX or AVX512-BF16) "
                    "[default: int8 where OpenVINO runs it, else fp32; an existing index keeps its own].")
 @click.option("--throughput", is_flag=True,
               help="OpenVINO's throughput mode: several batches in flight on several CPU streams while the next "

@@ -113,7 +113,8 @@ def _create_marked(directory, spec, net, url, model_dir, vector_config, precisio
         if precision == "int8":
             creating.quantize_in_place(directory / MODEL_DIR, calibration() if calibration else [], progress)
         crash_point("model_ready")
-        precision = read_sidecar(directory / MODEL_DIR)[1].get("precision", "fp32")  # a given INT8 --model too
+        stored = read_sidecar(directory / MODEL_DIR)[1].get("precision", "fp32")  # a given INT8 --model too
+        precision = "bf16" if precision == "bf16" and stored == "fp32" else stored
         store = store or Store(db_url(directory, url))
         crash_point("database_opened")
         _write_meta(store, directory, spec, vector_config, precision)

@@ -12,6 +12,7 @@ from retrieval.spec import ModelSpec
 
 from .base import Embedder
 from .export import export_model, read_sidecar
+from .openvino_engine import cpu_runs_bf16
 from .registry import (
     EngineEntry,
     engine_entry,
@@ -48,5 +49,5 @@ def load_embedder(engine: str, spec: ModelSpec, model_dir: str | Path | None = N
 
 
 __all__ = ["Embedder", "ENGINES", "DEFAULT_ENGINE", "load_embedder", "register_engine", "unregister_engine",
-           "engine_names", "ray_engine_names", "engine_entry", "exported_file", "EngineEntry", "export_model",
+           "engine_names", "ray_engine_names", "engine_entry", "exported_file", "EngineEntry", "export_model", "cpu_runs_bf16",
            "read_sidecar"]

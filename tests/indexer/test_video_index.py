@@ -342,7 +342,7 @@ def test_ui_search_shows_the_moment_and_plays_it(tmp_path, make_index, clips, mo
     frame = next(f for f in _frames(idx, video) if 2.0 <= f[1] < 4.0)
     idx.close()
     monkeypatch.setenv("VGG_RETRIEVAL_INDEX", str(tmp_path / "ix"))
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "ui" / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "ui" / "app.py"), default_timeout=60)
     at.run()
     at.text_input(key="path").set_value(frame[2]).run()  # "more like this" on a frame's path
     assert not at.exception, at.exception

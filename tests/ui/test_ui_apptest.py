@@ -11,7 +11,7 @@ import pytest
 from conftest import SAMPLES, copy_photos
 from streamlit.testing.v1 import AppTest  # the web UI's tests need: pip install streamlit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "ui" / "app.py")
 ANIMALS = ["pixabay/cat01.jpg", "pixabay/dog01.jpg", "skimage/chelsea.png"]
 THINGS = ["skimage/coffee.png", "skimage/rocket.jpg", "sklearn/china.jpg"]
