@@ -130,9 +130,13 @@ def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None
         return idx
     if not folders:
         raise UserError(f"no index at {index_dir} yet: name the FOLDER(s) to index")
-    for f in map(Path, folders):  # before the (slow) model build
+    from .scan import printable
+    from .updating import check_root
+
+    for f in map(Path, folders):  # before the (slow) model build, and before the index folder is made
         if not f.is_dir():
-            raise UserError(f"{'not a folder' if f.exists() else 'folder not found'}: {f}")
+            raise UserError(f"{'not a folder' if f.exists() else 'folder not found'}: {printable(str(f))}")
+        check_root(f, index_dir)
     Index.check_can_create(index_dir, db_url)
     if model_dir is not None:
         if any(v is not None for v in model.values()):

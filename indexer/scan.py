@@ -24,6 +24,7 @@ class Entry:
     mtime_ns: int = -1
     problem: str | None = None  # set when the file cannot be used (reason, one line)
     kind: str = "image"  # or "video" (its sampled frames become the index entries)
+    unlisted: bool = False  # a folder that cannot be listed (``problem`` says why): offline, not deleted
 
 
 def sniff(head: bytes) -> str | None:
@@ -79,14 +80,18 @@ def printable(path: str) -> str:
         return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def walk(root: str) -> Iterator[Entry]:
-    """Every regular file below ``root`` (sorted), with its stat, or the reason it can't be used."""
+def walk(root: str, skip: str | None = None) -> Iterator[Entry]:
+    """Every regular file below ``root`` (sorted), with its stat, or the reason it can't be used; a
+    folder that cannot be listed as an ``unlisted`` entry. ``skip``: a folder left out (the index's own)."""
     def onerror(e: OSError) -> None:
-        errors.append(Entry(printable(e.filename or root), root, problem=f"cannot list folder: {e.strerror}"))
+        errors.append(Entry(printable(e.filename or root), root, problem=f"cannot list folder: {e.strerror}",
+                            unlisted=True))
 
     errors: list[Entry] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
         dirnames.sort()
+        if skip:
+            dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) != skip]
         yield from errors
         errors.clear()
         for name in sorted(filenames):

@@ -17,6 +17,7 @@ from retrieval.errors import UserError, one_line
 from retrieval.torch_extra import missing_torch
 
 from . import classes, dedup, indexing, models, text, ui, video, whitening
+from .options import one_line_text
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,11 +38,16 @@ def main(argv=None) -> int:
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         return 130
+    except click.UsageError as e:  # one line, as every other mistake
+        ctx = e.ctx
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        click.echo(f"error: {one_line_text(e.format_message())}{where}", err=True)
+        return e.exit_code
     except click.ClickException as e:
-        e.show()
+        click.echo(f"error: {one_line_text(e.format_message())}", err=True)
         return e.exit_code
     except UserError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {one_line_text(str(e))}", err=True)
         return 2
     except KeyboardInterrupt:
         click.echo("interrupted; the index keeps its last saved state", err=True)
