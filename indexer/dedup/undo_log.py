@@ -78,11 +78,12 @@ def _absolute(value: str) -> bool:
 
 def _move_of(path, n: int, m) -> Move:
     if not isinstance(m, dict):
-        raise _bad(path, f"entry {n + 1} of \"moves\" is a {type(m).__name__}, not an object")
-    if set(m) != set(MOVE_KEYS):
-        odd = sorted(set(m) ^ set(MOVE_KEYS))
-        raise _bad(path, f"entry {n + 1} of \"moves\" has other keys than {', '.join(MOVE_KEYS)} "
-                         f"({', '.join(map(str, odd))[:200]})")
+        raise _bad(path, f"entry {n + 1} of \"moves\" is not an object ({type(m).__name__})")
+    lacks, extra = [k for k in MOVE_KEYS if k not in m], sorted(set(m) - set(MOVE_KEYS))
+    if lacks:
+        raise _bad(path, f"entry {n + 1} of \"moves\" has no {', '.join(lacks)}")
+    if extra:
+        raise _bad(path, f"entry {n + 1} of \"moves\" has unknown keys ({', '.join(extra)[:200]})")
     for key, kind in MOVE_KEYS.items():
         if not isinstance(m[key], kind) or isinstance(m[key], bool):
             raise _bad(path, f"entry {n + 1}: \"{key}\" is not a {kind.__name__}")
