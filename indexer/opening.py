@@ -133,11 +133,12 @@ def open_or_create(index_dir, folders: Sequence = (), *, arch=None, weights=None
     from .scan import printable
     from .updating import check_root
 
-    for f in map(Path, folders):  # before the (slow) model build, and before the index folder is made
+    for f in map(Path, folders):  # before the (slow) model build
         if not f.is_dir():
             raise UserError(f"{'not a folder' if f.exists() else 'folder not found'}: {printable(str(f))}")
-        check_root(f, index_dir)
     Index.check_can_create(index_dir, db_url)
+    for f in folders:  # before the index folder is made: no empty index left behind
+        check_root(f, index_dir)
     if model_dir is not None:
         if any(v is not None for v in model.values()):
             raise UserError("--model and --arch/--weights/--pooling/--size/--trim-borders/--input-policy/--scales "

@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     except click.UsageError as e:  # one line, as every other mistake
         ctx = e.ctx
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-        click.echo(f"error: {one_line_text(e.format_message())}{where}", err=True)
+        click.echo(f"error: {one_line_text(e.format_message()).rstrip('.')}{where}", err=True)
         return e.exit_code
     except click.ClickException as e:
         click.echo(f"error: {one_line_text(e.format_message())}", err=True)
