@@ -113,7 +113,14 @@ def read_log(path) -> UndoLog:
         raise _bad(path, f"unknown state {data['state'][:40]!r}")
     if not _absolute(data["index_dir"]) or not _absolute(data["quarantine"]):
         raise _bad(path, "\"index_dir\" and \"quarantine\" must be absolute, normalized paths")
-    return UndoLog(path, data, [_move_of(path, n, m) for n, m in enumerate(data["moves"])])
+    moves = [_move_of(path, n, m) for n, m in enumerate(data["moves"])]
+    for key in ("src", "dst"):
+        first: dict[str, int] = {}
+        for n, mv in enumerate(moves):
+            n0 = first.setdefault(getattr(mv, key), n)
+            if n0 != n:
+                raise _bad(path, f"entry {n + 1} has the \"{key}\" of entry {n0 + 1}")
+    return UndoLog(path, data, moves)
 
 
 # --- the signature ---------------------------------------------------------------------------------
@@ -164,7 +171,8 @@ def verify(log: UndoLog, key: bytes | None) -> None:
     if key is None:
         raise UserError(f"undo log {log.path}: the index {log.index_dir} has no undo-log key, so it wrote no "
                         f"undo log; refusing it; nothing was moved")
-    if not hmac.compare_digest(signature(log.data, key), str(log.data.get("signature", ""))):
+    given = str(log.data.get("signature", "")).encode("utf-8", "replace")
+    if not hmac.compare_digest(signature(log.data, key).encode(), given):
         raise UserError(f"undo log {log.path} was edited, or written for another index than {log.index_dir} "
                         f"(its signature does not match); refusing it; nothing was moved")
 
