@@ -56,6 +56,14 @@ def test_an_unplugged_root_keeps_its_entries_and_comes_back_without_re_embedding
     assert main(["info", "--index", str(tmp / "index")]) == 0
     info = capsys.readouterr().out
     assert f"folder:  {disk} (offline since " in info and f"folder:  {home}\n" in info
+    from ui.core import Service
+
+    svc = Service(tmp / "index")
+    try:  # the UI's index page shows the same
+        shown = svc.info()["offline"]
+        assert list(shown) == [str(disk)] and shown[str(disk)].startswith("offline since ")
+    finally:
+        svc.index.close()
     # searches show its files marked offline, or leave them out
     hits = idx.search(str(home / "coffee.png"), k=6)
     assert {h.path for h in hits} == set(before)
