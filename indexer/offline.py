@@ -1,13 +1,14 @@
 """Offline folders: a folder of the index that an update cannot list is not a deleted folder.
 
-A root that is missing (an unplugged disk, an unmounted share), a root that is suddenly empty while
-the index holds files in it (an empty mount point), or a folder that cannot be listed (permission
-denied) is marked offline in the store (``Store.mark_folders``): its entries, vectors and error rows
-stay, ``info`` says "offline since ...", searches can show or leave out its files, and dedup never
-proposes moving a file through it. When an update lists it again the mark goes, and its unchanged
-files (same size and mtime) are not embedded again. Only ``index --forget-missing`` removes the
-entries of an offline folder (and a missing root from the index's folders). Files that disappear
-from a folder that can be listed are removed as always.
+A root that is missing (an unplugged disk, an unmounted share whose mount point went too) or a
+folder that cannot be listed (permission denied) is marked offline in the store
+(``Store.mark_folders``): its entries, vectors and error rows stay, ``info`` says "offline since
+...", searches can show or leave out its files, and dedup never proposes moving a file through it.
+When an update lists it again the mark goes, and its unchanged files (same size and mtime) are not
+embedded again. Only ``index --forget-missing`` removes the entries of an offline folder (and a
+missing root from the index's folders). Files that disappear from a folder that can be listed are
+removed as always - all of them too: an empty mount point is a folder that can be listed
+(``index --watch`` holds back such an update, ``indexer.watch``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import time
 from itertools import chain
 
 MISSING = "folder not found (an unplugged disk or an unmounted share?)"
-EMPTY = "folder is empty while the index holds files in it (an unmounted disk?)"
 
 
 def inside(path: str, folder: str) -> bool:
@@ -34,18 +34,6 @@ def since_text(since: float) -> str:
 
 def describe(path: str, since: float, reason: str) -> str:
     return f"{path}: offline since {since_text(since)} ({reason})"
-
-
-def empty_root(root: str, seen_any: bool, known_paths) -> bool:
-    """A root that lists nothing at all while the index holds files inside it."""
-    if seen_any:
-        return False
-    try:
-        if os.listdir(root):
-            return False
-    except OSError:
-        return False
-    return any(inside(p, root) for p in known_paths)
 
 
 def settle(plan, before: dict, roots: list[str], known, keep: set, forget_missing: bool) -> None:

@@ -59,9 +59,7 @@ def plan_update(store: Store, roots: list[str], report: UpdateReport, forget_mis
         if not os.path.isdir(root):
             plan.offline[root] = (root, offline.MISSING)
             continue
-        listed = False
         for e in walk(root, skip):
-            listed = True
             if e.unlisted:
                 plan.offline[e.path] = (root, e.problem)
                 continue
@@ -84,8 +82,6 @@ def plan_update(store: Store, roots: list[str], report: UpdateReport, forget_mis
                 plan.problems.append(e)
             else:
                 plan.todo.append(e)
-        if offline.empty_root(root, listed, known.files):
-            plan.offline[root] = (root, offline.EMPTY)
     offline.settle(plan, store.offline_folders(), roots, known, keep, forget_missing)
     todo_paths = {e.path for e in plan.todo if e.kind == "image"}
     # gone or unusable files; a changed video's old frames too (re-sampled frames at the same time

@@ -103,15 +103,6 @@ def test_forget_missing_removes_a_gone_folder_and_vanished_files_still_go(two_di
     assert idx.check().ok
 
 
-def test_an_empty_mount_point_is_offline_not_emptied(two_disks):
-    tmp, home, disk, idx = two_disks
-    shutil.rmtree(disk)
-    disk.mkdir()  # the mount point stays, the disk is not mounted
-    rep = idx.update(progress=False, workers=0)
-    assert rep.removed == 0 and idx.count == 6
-    assert "empty" in idx.store.offline_folders()[str(disk)][1]
-
-
 def test_a_folder_that_cannot_be_listed_keeps_its_entries(two_disks):
     """Run without root's power to read anything (setpriv), as a user would."""
     tmp, home, disk, idx = two_disks
