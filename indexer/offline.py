@@ -42,6 +42,7 @@ def settle(plan, before: dict, roots: list[str], known, keep: set, forget_missin
     ours = [f for f in before if in_any(f, roots)]
     if forget_missing:
         plan.gone_roots = [f for f, (root, _) in plan.offline.items() if f == root and not os.path.exists(f)]
+        plan.forgotten = [(f, reason) for f, (_, reason) in plan.offline.items()]
         plan.online = ours
         plan.offline = {}
         return

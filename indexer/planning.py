@@ -20,6 +20,7 @@ class Plan:
     offline: dict[str, tuple[str, str]] = field(default_factory=dict)  # folder -> (root, reason): not listed
     online: list[str] = field(default_factory=list)  # folders marked offline before, listed (or forgotten) now
     gone_roots: list[str] = field(default_factory=list)  # missing roots to forget (--forget-missing)
+    forgotten: list[tuple[str, str]] = field(default_factory=list)  # (folder, reason): not listed, let go
 
 
 @dataclass

@@ -46,6 +46,7 @@ def update(index, folders: Iterable = (), workers: int | None = None, progress: 
         plan = plan_update(index.store, roots, report, forget_missing, skip=os.path.realpath(index.directory))
         index.store.mark_folders(plan.offline, plan.online)
         report.offline = sorted((f, reason) for f, (_, reason) in plan.offline.items())
+        report.notes.extend(f"forgetting the entries of {f} ({reason})" for f, reason in plan.forgotten)
         crash_point("after_scan")
         index.committed.load(force=True)
         jobs = [(e.path, e.root, index.spec.input_geometry, max_pixels) for e in plan.todo]

@@ -99,6 +99,7 @@ def test_forget_missing_removes_a_gone_folder_and_vanished_files_still_go(two_di
     assert main(["index", "--index", str(tmp / "index"), "--workers", "0", "-q", "--forget-missing"]) == 0
     out = capsys.readouterr().out
     assert f"forgot the missing folder {disk}" in out and "3 removed" in out
+    assert f"note: forgetting the entries of {disk} (folder not found" in out
     assert idx.count == 2 and idx.store.roots() == [str(home)] and idx.store.offline_folders() == {}
     assert idx.check().ok
 

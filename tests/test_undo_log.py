@@ -254,3 +254,27 @@ def test_apply_and_undo_while_the_index_is_updated_refuse_before_moving(tmp_path
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_apply_on_a_read_only_index_refuses_before_moving(tmp_path, make_index):
+    """As a user without root's power to write anything (setpriv), on an index folder made read-only."""
+    lib, idx = library(tmp_path, make_index)
+    find_duplicates(idx, near=False).save_json(tmp_path / "report.json")
+    idx.close()
+    ix = tmp_path / "index"
+    for p in [ix, *ix.iterdir()]:
+        os.chmod(p, 0o555 if p.is_dir() else 0o444)
+    before = snapshot(lib)
+    cmd = [sys.executable, "-m", "indexer", "dedup", "apply", str(tmp_path / "report.json"), "--move-to",
+           str(tmp_path / "q"), "--yes"]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *cmd]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        for p in [ix, *ix.iterdir()]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: index folder {ix} is read-only: it can "
+                                                                   f"be searched, not updated"], r.stderr
+    assert snapshot(lib) == before and not (tmp_path / "q").exists()
