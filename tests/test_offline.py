@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from conftest import copy_photos
-from indexer import Index
 from indexer.cli import main
 from indexer.dedup import find_duplicates
 
