@@ -26,6 +26,25 @@ POINTS = (
     "after_commit",        # the database names the new file, the old one is still there
 )
 
+# dedup apply and undo (indexer.dedup.journal): a kill at each leaves files and index consistent after
+# the next run of index, dedup apply or dedup undo
+APPLY_POINTS = (
+    "apply_locked",          # the index's write lock is held, nothing checked or written
+    "apply_journal_written", # the signed undo log and the index's journal exist, nothing moved
+    "apply_half_moved",      # the first file has its quarantine name and still its old one
+    "apply_moved_one",       # the first file is in the quarantine only
+    "apply_moved_all",       # every file is in the quarantine, the index still names them
+    "apply_index_updated",   # the index forgot them, the journal is still there
+)
+UNDO_POINTS = (
+    "undo_locked",           # the index's write lock is held, the log not yet read
+    "undo_journal_written",  # the log says "restoring" and the journal names it, nothing moved
+    "undo_half_moved",       # the first file is back and still in the quarantine
+    "undo_moved_one",        # the first file is back only
+    "undo_moved_all",        # every file is back, the log still says "restoring"
+    "undo_log_marked",       # the log says "undone", the journal is still there
+)
+
 # "decode:<file name>": decoding that file, where a crashing image decoder would kill its process
 DECODE_POINT = "decode:"
 

@@ -24,7 +24,9 @@ from retrieval.errors import ModelMismatchError
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
 from retrieval.spec import ModelSpec
 
-from . import checking, vectors
+from . import vectors
+
+from . import checking
 from .reports import CheckReport, SearchHit, UpdateReport
 from .search import vector_search as searching
 from .storage import folder
@@ -244,13 +246,16 @@ class Index:
 
     def update(self, folders: Iterable[str | os.PathLike] = (), workers: int | None = None,
                progress: bool | Callable[[int, int], object] = True, commit_every: int = 1000,
-               commit_seconds: float = 120.0, max_pixels: int = DEFAULT_MAX_PIXELS) -> UpdateReport:
+               commit_seconds: float = 120.0, max_pixels: int = DEFAULT_MAX_PIXELS,
+               forget_missing: bool = False) -> UpdateReport:
         """Bring the index in line with ``folders`` (all known roots when empty): embed new and
         changed images, drop deleted ones, record the files that can't be used. ``progress``: True
         for a progress bar, False for none, or a callable ``progress(done, total)`` called as files
         complete (a video counts once); an exception it raises (a cancel) stops the update, and the
-        index keeps its last committed state."""
-        return updating.update(self, folders, workers, progress, commit_every, commit_seconds, max_pixels)
+        index keeps its last committed state. A folder that cannot be listed keeps its entries,
+        marked offline (``indexer.storage.offline``); ``forget_missing`` drops them instead."""
+        return updating.update(self, folders, workers, progress, commit_every, commit_seconds, max_pixels,
+                               forget_missing)
 
     def forget(self, paths: Iterable[str]) -> UpdateReport:
         """Drop these files' rows and vectors (one crash-safe commit), without scanning any folder:

@@ -178,10 +178,15 @@ def open_or_create(index_dir, folders: Sequence = (), model: ModelChoice = Model
         return idx
     if not folders:
         raise UserError(f"no index at {index_dir} yet: name the FOLDER(s) to index")
+    from indexer.update.scan import printable
+    from indexer.update.updater import check_root
+
     for f in map(Path, folders):  # before the (slow) model build
         if not f.is_dir():
-            raise UserError(f"{'not a folder' if f.exists() else 'folder not found'}: {f}")
+            raise UserError(f"{'not a folder' if f.exists() else 'folder not found'}: {printable(str(f))}")
     Index.check_can_create(index_dir, db_url)
+    for f in folders:  # before the index folder is made: no empty index left behind
+        check_root(f, index_dir)
     if model_dir is not None:
         if any(v is not None for v in net_options.values()):
             raise UserError("--model and --arch/--weights/--pooling/--size/--trim-borders/--input-policy/--scales "

@@ -19,6 +19,7 @@ class SearchHit:
     sha256: str = ""
     time_s: float | None = None  # a video frame: its time in ``source``, seconds (None for photos)
     source: str | None = None  # a video frame: the video file (``path`` is then VIDEO#t=SECONDS)
+    offline: bool = False  # in a folder the last update could not list (indexer.storage.offline)
 
     @property
     def where(self) -> str:
@@ -32,6 +33,8 @@ class SearchHit:
         out = {"path": self.path, "score": round(float(self.score), 6), "id": int(self.id)}
         if self.source is not None:  # a video frame: the video and the moment (photos keep 3 keys)
             out.update(time_s=self.time_s, source=self.source)
+        if self.offline:
+            out["offline"] = True
         return out
 
 
@@ -44,6 +47,8 @@ class UpdateReport:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found in this run
     embedded: int = 0
     seconds: float = 0.0
+    offline: list[tuple[str, str]] = field(default_factory=list)  # (folder, reason): not listed, entries kept
+    notes: list[str] = field(default_factory=list)  # e.g. an interrupted dedup apply finished first
 
     @property
     def images_per_second(self) -> float:
@@ -52,7 +57,8 @@ class UpdateReport:
     def summary(self) -> str:
         return (f"{self.added} added, {self.updated} updated, {self.removed} removed, {self.unchanged} unchanged, "
                 f"{len(self.errors)} errors ({self.embedded} embedded in {self.seconds:.1f}s, "
-                f"{self.images_per_second:.1f} img/s)")
+                f"{self.images_per_second:.1f} img/s)"
+                + (f"; {len(self.offline)} folders offline (their entries kept)" if self.offline else ""))
 
 
 @dataclass

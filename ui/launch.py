@@ -9,7 +9,7 @@ from pathlib import Path
 
 from retrieval import UserError
 from retrieval.engines import DEFAULT_ENGINE
-from ui.logic import DEFAULT_MAX_UPLOAD_MB, ENV_ENGINE, ENV_INDEX, ENV_MAX_UPLOAD_MB, ENV_READ_ONLY, ROOT
+from .logic import DEFAULT_MAX_UPLOAD_MB, ENV_ENGINE, ENV_INDEX, ENV_MAX_UPLOAD_MB, ENV_READ_ONLY, ROOT
 
 APP = Path(__file__).resolve().parent / "app.py"
 RECEIVE_FACTOR = 5  # the server takes uploads up to this many times the limit, for a message in the page

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from retrieval import UserError, missing_torch, one_line
 
 from . import classes, dedup, indexing, models, text, ui, video, whitening
+from .options import one_line_text
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -36,11 +37,16 @@ def main(argv=None) -> int:
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         return 130
+    except click.UsageError as e:  # one line, as every other mistake
+        ctx = e.ctx
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        click.echo(f"error: {one_line_text(e.format_message()).rstrip('.')}{where}", err=True)
+        return e.exit_code
     except click.ClickException as e:
-        e.show()
+        click.echo(f"error: {one_line_text(e.format_message())}", err=True)
         return e.exit_code
     except UserError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {one_line_text(str(e))}", err=True)
         return 2
     except KeyboardInterrupt:
         click.echo("interrupted; the index keeps its last saved state", err=True)

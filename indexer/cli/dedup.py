@@ -15,7 +15,7 @@ from indexer.dedup import (
 )
 from retrieval import UserError
 
-from .options import db_option, index_option
+from .options import db_option, index_option, one_line_text
 
 
 @click.group("dedup", invoke_without_command=True)
@@ -126,7 +126,7 @@ def apply_cmd(report, quarantine, keep, log, no_index_update, include_similar, e
     from indexer.dedup import DedupReport, apply_report
 
     apply_report(DedupReport.load(report), quarantine, execute=execute or execute2, log=log, keep=keep,
-                 update_index=not no_index_update, echo=click.echo, include_similar=include_similar)
+                 update_index=not no_index_update, echo=_echo, include_similar=include_similar)
 
 
 @dedup.command("undo")
@@ -134,10 +134,18 @@ def apply_cmd(report, quarantine, keep, log, no_index_update, include_similar, e
 @click.option("--no-index-update", is_flag=True, help="Do not update the index after restoring.")
 @_execute_options
 def undo_cmd(log, no_index_update, execute, execute2):
-    """Move the files of an undo LOG back where they were (dry run unless --yes)."""
+    """Move the files of an undo LOG back where they were (dry run unless --yes).
+
+    Refused, with nothing moved, unless every entry checks out: the log is signed by the index it
+    names (not edited), each file lies inside the quarantine folder with the size and sha256 apply
+    recorded, and goes back inside one of the index's folders."""
     from indexer.dedup import undo
 
-    undo(log, execute=execute or execute2, update_index=not no_index_update, echo=click.echo)
+    undo(log, execute=execute or execute2, update_index=not no_index_update, echo=_echo)
+
+
+def _echo(line: str) -> None:
+    click.echo(one_line_text(line))
 
 
 COMMANDS = (dedup,)

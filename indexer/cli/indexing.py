@@ -18,6 +18,7 @@ from .options import (
     index_option,
     index_type_option,
     model_options,
+    one_line_text,
     ray_options,
     search_param_options,
     watch_options,
@@ -45,15 +46,19 @@ from .options import (
               help="OpenVINO's throughput mode: several batches in flight on several CPU streams while the next "
                    "photos are prepared (benchmarks/speed.py measures it against the default latency mode).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--forget-missing", is_flag=True,
+              help="Remove the entries of folders that cannot be listed (a missing disk, a folder it may not "
+                   "read) instead of keeping them as offline; a missing FOLDER leaves the index's folders.")
 @watch_options
 @index_type_option
 def index(folders, index_dir, arch, weights, pooling, input_size, input_policy, scales, trim_borders, class_names,
           engine, batch_size, threads, db_url, model_dir, workers, commit_every, precision, throughput, quiet,
-          ray_address, ray_actors, ray_model_engine):
+          forget_missing, ray_address, ray_actors, ray_model_engine):
     """Index (or update) FOLDERS into the index at --index.
 
     New and changed images are embedded, deleted ones leave the index, unchanged files cost a stat.
-    With no FOLDERS, every folder the index already knows is updated.
+    With no FOLDERS, every folder the index already knows is updated. A folder that cannot be listed
+    (an unplugged disk) keeps its entries, marked offline, until it is back or --forget-missing.
     """
     from indexer import EngineChoice, ModelChoice, open_or_create, ray_settings
 
@@ -70,10 +75,16 @@ def index(folders, index_dir, arch, weights, pooling, input_size, input_policy, 
     with idx:
         if meta.get("watch"):  # --watch: indexer.update.watch runs the updates
             return _watch(idx, index_dir, folders, workers, quiet, commit_every, meta["watch"])
-        report = idx.update(folders, workers=workers, progress=not quiet, commit_every=commit_every)
+        report = idx.update(folders, workers=workers, progress=not quiet, commit_every=commit_every,
+                            forget_missing=forget_missing)
+        for note in report.notes:
+            click.echo(f"note: {one_line_text(note)}")
         click.echo(f"{index_dir}: {report.summary()}; {idx.count} images in the index")
+        for path, reason in report.offline:
+            click.echo(f"  offline {one_line_text(path)}: {reason}; its entries are kept "
+                       f"(--forget-missing removes them)")
         for path, reason in report.errors:
-            click.echo(f"  skipped {path}: {reason}")
+            click.echo(f"  skipped {one_line_text(path)}: {one_line_text(reason)}")
         from indexer.classify import after_update
 
         note = after_update(idx, report)
@@ -117,18 +128,25 @@ def _watch(idx, index_dir, folders, workers, quiet, commit_every, interval) -> N
 
 
 def _echo_hits(hits) -> None:
+    """One line per hit, whatever its file is called; a file of an offline folder says so."""
     for rank, h in enumerate(hits, 1):
-        click.echo(f"  {rank:3d}. {h.score:.4f}  {h.where}" + (f"  [{h.label}]" if h.label else ""))
+        click.echo(f"  {rank:3d}. {h.score:.4f}  {one_line_text(h.where)}" +
+                   (f"  [{one_line_text(h.label)}]" if h.label else "") + ("  (offline)" if h.offline else ""))
 
 
-def _search_texts(idx, texts, top_k, as_json, threads) -> None:
+def _online(hits, skip_offline: bool):
+    return [h for h in hits if not h.offline] if skip_offline else hits
+
+
+def _search_texts(idx, texts, top_k, as_json, threads, skip_offline=False) -> None:
     from indexer.text import TextSearcher
 
     for text, hits in zip(texts, TextSearcher(idx, threads=threads).search(texts, top_k)):
+        hits = _online(hits, skip_offline)
         if as_json:
             click.echo(json.dumps({"query": text, "text": True, "results": [h.as_json() for h in hits]}))
         else:
-            click.echo(f"text: {text}")
+            click.echo(f"text: {one_line_text(text)}")
             _echo_hits(hits)
 
 
@@ -136,18 +154,19 @@ def _search_texts(idx, texts, top_k, as_json, threads) -> None:
 CLASS_OUTPUTS = {"model": ("classes", "classes (model)"), "folders": ("folder_classes", "classes (folders)")}
 
 
-def _search_images(idx, images, top_k, as_json, search_params, query_options) -> None:
+def _search_images(idx, images, top_k, as_json, search_params, query_options, skip_offline=False) -> None:
     from indexer.classify import search_with_classes
 
     results, classes = search_with_classes(idx, [str(p) for p in images], top_k, **search_params, **query_options)
     for query, hits, tops in zip(images, results, classes):
+        hits = _online(hits, skip_offline)
         if as_json:
             row = {"query": str(query), "results": [h.as_json() for h in hits], "settings": query_options}
             for source, top in tops.items():
                 row[CLASS_OUTPUTS[source][0]] = [{"class": c, "p": round(p, 6)} for c, p in top]
             click.echo(json.dumps(row))
         else:
-            click.echo(f"{query}")
+            click.echo(one_line_text(str(query)))
             for source, top in tops.items():
                 click.echo(f"  {CLASS_OUTPUTS[source][1]}: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
             _echo_hits(hits)
@@ -171,8 +190,11 @@ def _search_images(idx, images, top_k, as_json, search_params, query_options) ->
 @click.option("--rotations/--no-rotations", default=False, show_default=True,
               help="Also search each image query turned by 90/180/270 degrees; an image keeps its best score "
                    "(for photos without EXIF orientation). Four times the query's model time.")
+@click.option("--skip-offline", is_flag=True,
+              help="Leave out the files of offline folders (shown marked \"(offline)\" otherwise; fewer than "
+                   "--top-k results may remain).")
 def search(images, index_dir, top_k, as_json, texts, engine, batch_size, threads, db_url, qe, qe_alpha,
-           rotations):
+           rotations, skip_offline):
     """Find the indexed images most similar to each of IMAGES, with their top-5 classes from each
     classifier the index has: its model's own, and the one learnt from its folders (`classes`)."""
     from indexer import Index
@@ -184,11 +206,11 @@ def search(images, index_dir, top_k, as_json, texts, engine, batch_size, threads
     options = {"engine": engine, "db_url": db_url, "batch_size": batch_size, "threads": threads}
     if texts:
         with Index.open(index_dir, **options) as idx:
-            _search_texts(idx, texts, top_k, as_json, threads)
+            _search_texts(idx, texts, top_k, as_json, threads, skip_offline)
     if images:
         with Index.open(index_dir, **options) as idx:
             _search_images(idx, images, top_k, as_json, click.get_current_context().meta["search_params"],
-                           query_options)
+                           query_options, skip_offline)
 
 
 @click.command()
@@ -222,6 +244,7 @@ def info(index_dir, db_url, show_errors):
     """What an index holds: model, counts, folders, errors."""
     from indexer import Index
     from indexer.storage import describe_whitening
+    from indexer.storage import since_text
 
     with Index.open(index_dir, db_url=db_url) as idx:
         errors = idx.store.errors()
@@ -232,11 +255,16 @@ def info(index_dir, db_url, show_errors):
         click.echo(f"images:  {idx.count}")
         click.echo(f"errors:  {len(errors)}")
         click.echo(f"whitening: {describe_whitening(idx)}")
+        offline = idx.store.offline_folders()
         for r in idx.store.roots():
-            click.echo(f"folder:  {r}")
+            since = f" (offline since {since_text(offline[r][0])}: {offline[r][1]})" if r in offline else ""
+            click.echo(f"folder:  {one_line_text(r)}{since}")
+        for f, (at, reason) in offline.items():
+            if f not in idx.store.roots():
+                click.echo(f"offline: {one_line_text(f)} (since {since_text(at)}: {reason}; its entries are kept)")
         if show_errors:
             for e in errors:
-                click.echo(f"  {e.path}: {e.reason}")
+                click.echo(f"  {one_line_text(e.path)}: {one_line_text(e.reason)}")
 
 
 @click.command()

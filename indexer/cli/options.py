@@ -166,3 +166,21 @@ def search_param_options(f):
     return click.option("--nprobe", type=int, default=None,
                         help="IVF lists visited per query: higher = better recall, slower "
                              "[default: the index's, 64].")(wrapper)
+
+
+# newlines and other control characters (and the other line breaks str.splitlines knows)
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(32), 0x7f, *range(0x80, 0xa0)]}
+_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def one_line_text(text: str) -> str:
+    """``text`` as one printable line: newlines and other control characters escaped (``\\n``,
+    ``\\x1b``), bytes that are not UTF-8 as ``\\xNN``: one result per line whatever a file is called."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.translate(_ESCAPES)

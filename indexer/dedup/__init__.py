@@ -1,7 +1,8 @@
 """Duplicate finding over an index: exact copies (sha256) and near duplicates (FAISS k-NN over the
 descriptors, never an N x N matrix), keeper-centred groups, reports (JSON/CSV/HTML) and safe
 quarantine moves with an undo log. See docs/dedup.md."""
-from .apply import apply_report, read_log, undo
+from .apply import apply_report, read_log
+from .undo import undo
 from .decisions import kept_pairs
 from .find import (
                    DEFAULT_THRESHOLD,

@@ -1,56 +1,33 @@
 """Acting on a report, safely: move the non-kept files into a quarantine folder (keeping their paths
-relative to the indexed folder), write a JSON undo log first, never delete, and bring the index up
-to date. ``undo`` moves them back. Both only print what they would do unless ``execute`` is set.
+relative to the indexed folder), write a signed JSON undo log first, never delete, and bring the index
+up to date. ``undo`` (``indexer.dedup.undo``) moves them back. Both only print what they would do
+unless ``execute`` is set; executed, both take the index's write lock first and run as one
+recoverable step (``indexer.dedup.journal``).
 
 Only groups of kind "duplicates" are acted on; groups of similar shots (other photos of one scene)
 are for review and are moved only when asked for (``include_similar``).
 
 Refusals (nothing is moved): a file the report names changed since the report (size, mtime or
 sha256) or vanished; a kept file changed or vanished; a destination already exists; the quarantine
-folder lies inside an indexed folder (the next index update would index the quarantine).
+folder lies inside an indexed folder (the next index update would index the quarantine); a file in
+an offline folder (``indexer.storage.offline``); the index is being updated, or is read-only.
 """
 from __future__ import annotations
 
-import errno
-import json
 import os
-import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval.errors import UserError
 from retrieval.files import file_sha256
 
-from .report import DedupReport, read_json_document
+from indexer.faults import crash_point
+from indexer.storage import move_journal
 
-LOG_FORMAT = "vgg-retrieval-dedup-undo"
-LOG_VERSION = 1
-
-
-@dataclass
-class Move:
-    src: str
-    dst: str
-    sha256: str
-    size: int
-    mtime_ns: int
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass
-class Outcome:
-    moves: list[Move]
-    executed: bool
-    log: str | None = None
-    index_summary: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def bytes(self) -> int:
-        return sum(m.size for m in self.moves)
+from . import journal
+from .moves import Outcome, _move
+from .report import DedupReport
+from indexer.storage.undo_log import LOG_FORMAT, LOG_VERSION, Move, index_key, inside, write_log  # noqa: F401 - API
 
 
 def stale_files(report: DedupReport, groups=None) -> list[str]:
@@ -152,35 +129,6 @@ def plan(report: DedupReport, quarantine, include_similar: bool = False) -> list
     return moves
 
 
-def _move(src: str, dst: str) -> None:
-    """Move a file without ever overwriting; across file systems copy, fsync, then unlink."""
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    if os.path.lexists(dst):
-        raise UserError(f"refusing to overwrite {dst}")
-    try:
-        os.link(src, dst)  # atomic, fails if dst exists; then drop the old name
-        os.unlink(src)
-        return
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EACCES):
-            raise
-    tmp = dst + ".partial"
-    shutil.copy2(src, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.rename(tmp, dst)
-    os.unlink(src)
-
-
-def _write_log(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _default_log(quarantine: Path) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = quarantine / f"dedup-undo-{stamp}.json"
@@ -190,39 +138,21 @@ def _default_log(quarantine: Path) -> Path:
     return path
 
 
-def _update_index(index_dir: str, paths: list[str], roots: list[str], moved_away: bool) -> str:
-    """Bring the index in line with the moved files, through its crash-safe commits: files moved
-    away are forgotten (no folder scan); files moved back are embedded by an update of their folders."""
+def _require_indexed(idx, paths: list[str]) -> None:
+    """Only files the index holds, inside its folders and not offline, are ever moved (a report is
+    just a file)."""
+    offline = list(idx.store.offline_folders())
+    for p in paths:
+        idx.indexed_file(p)
+        gone = [f for f in offline if inside(p, f)]
+        if gone:
+            raise UserError(f"refusing to move {p}: its folder {gone[0]} is offline (index it again when it is back)")
+
+
+def _checked(report: DedupReport, quarantine: Path, include_similar: bool, echo, idx=None) -> list[Move]:
+    """The moves of ``report``, every file checked (``idx``: the locked index; None: opened here)."""
     from indexer.index import Index
 
-    if not Index.exists(index_dir):
-        return f"index {index_dir} not found: not updated (run vgg-retrieval index to update it)"
-    affected = sorted({r for r in (_root_of(p, roots) for p in paths) if r is not None})
-    affected = [r for r in affected if os.path.isdir(r)]
-    if not affected:
-        return "no indexed folder affected"
-    with Index.open(index_dir) as idx:
-        rep = idx.forget(paths) if moved_away else idx.update(affected, progress=False, workers=0)
-    return f"index updated: {rep.summary()}"
-
-
-def _require_indexed(index_dir: str, paths: list[str]) -> None:
-    """Only files the index holds, inside its folders, are ever moved (a report is just a file)."""
-    from indexer.index import Index
-
-    if not Index.exists(index_dir):
-        raise UserError(f"the report's index {index_dir} is gone: cannot confirm what the report names")
-    with Index.open(index_dir) as idx:
-        for p in paths:
-            idx.indexed_file(p)
-
-
-def apply_report(report: DedupReport, quarantine, execute: bool = False, log=None, keep=(),
-                 update_index: bool = True, echo=print, include_similar: bool = False) -> Outcome:
-    """Move every non-kept file of ``report``'s duplicate groups under ``quarantine`` (only prints
-    unless ``execute``); ``include_similar``: the similar-shot groups' too."""
-    report = with_keepers(report, keep)
-    quarantine = Path(os.path.abspath(quarantine))
     groups = acted_on(report, include_similar)
     problems = stale_files(report, groups)
     if problems:
@@ -232,88 +162,75 @@ def apply_report(report: DedupReport, quarantine, execute: bool = False, log=Non
     skipped = len(report.groups) - len(groups)
     if skipped:
         echo(f"{skipped} group(s) of similar shots left alone (for review; not copies)")
-    _require_indexed(report.index_dir, [mv.src for mv in moves])
-    out = Outcome(moves, executed=execute)
-    verb = "move" if execute else "would move"
-    for mv in moves:
-        echo(f"{verb} {mv.src} -> {mv.dst}")
+    if idx is not None:
+        _require_indexed(idx, [mv.src for mv in moves])
+        return moves
+    if not Index.exists(report.index_dir):
+        raise UserError(f"the report's index {report.index_dir} is gone: cannot confirm what the report names")
+    with Index.open(report.index_dir) as opened:
+        _require_indexed(opened, [mv.src for mv in moves])
+    return moves
+
+
+def apply_report(report: DedupReport, quarantine, execute: bool = False, log=None, keep=(),
+                 update_index: bool = True, echo=print, include_similar: bool = False) -> Outcome:
+    """Move every non-kept file of ``report``'s duplicate groups under ``quarantine`` (only prints
+    unless ``execute``); ``include_similar``: the similar-shot groups' too."""
+    report = with_keepers(report, keep)
+    quarantine = Path(os.path.abspath(quarantine))
     if not execute:
+        moves = _checked(report, quarantine, include_similar, echo)
+        out = Outcome(moves, executed=False)
+        for mv in moves:
+            echo(f"would move {mv.src} -> {mv.dst}")
         echo(f"dry run: {len(moves)} files ({out.bytes / 1e6:.1f} MB) would be moved to {quarantine}; "
              f"nothing was changed (add --yes to do it)")
         return out
-    if not moves:
-        echo("nothing to move")
-        return out
+    with journal.locked_index(report.index_dir, echo) as idx:
+        crash_point("apply_locked")
+        moves = _checked(report, quarantine, include_similar, echo, idx)
+        out = Outcome(moves, executed=True)
+        for mv in moves:
+            echo(f"move {mv.src} -> {mv.dst}")
+        if not moves:
+            echo("nothing to move")
+            return out
+        _execute(idx, report, out, quarantine, log, update_index, echo)
+    return out
+
+
+def _execute(idx, report: DedupReport, out: Outcome, quarantine: Path, log, update_index: bool, echo) -> None:
+    """The moves of ``out``, under the lock: log, journal, files, index, log again, journal gone."""
     quarantine.mkdir(parents=True, exist_ok=True)
     log = Path(log) if log else _default_log(quarantine)
     if log.exists():
         raise UserError(f"undo log {log} already exists")
+    key = index_key(idx.directory, create=True)
     data = {"format": LOG_FORMAT, "version": LOG_VERSION, "created_at": time.time(), "state": "moving",
             "report_created_at": report.created_at, "index_dir": report.index_dir, "roots": report.roots,
-            "quarantine": str(quarantine), "moves": [m.as_dict() for m in moves]}
-    _write_log(log, data)  # before anything moves: a crash leaves a log that undo can use
+            "quarantine": str(quarantine), "moves": [m.as_dict() for m in out.moves]}
+    write_log(log, data, key)  # before anything moves: a crash leaves a log that undo can use
+    move_journal.begin(idx, "apply", log)
     out.log = str(log)
-    for mv in moves:
-        _move(mv.src, mv.dst)
+    crash_point("apply_journal_written")
+    for n, mv in enumerate(out.moves):
+        _move(mv.src, mv.dst, "apply_half_moved")
+        if n == 0:
+            crash_point("apply_moved_one")
+    crash_point("apply_moved_all")
+    echo(f"moved {len(out.moves)} files ({out.bytes / 1e6:.1f} MB) to {quarantine}; undo log: {log}")
+    if update_index:
+        out.index_summary = f"index updated: {idx.forget([m.src for m in out.moves]).summary()}"
+        echo(out.index_summary)
+    crash_point("apply_index_updated")
     data["state"] = "moved"
     data["moved_at"] = time.time()
-    _write_log(log, data)
-    echo(f"moved {len(moves)} files ({out.bytes / 1e6:.1f} MB) to {quarantine}; undo log: {log}")
-    if update_index:
-        out.index_summary = _update_index(report.index_dir, [m.src for m in moves], report.roots,
-                                          moved_away=True)
-        echo(out.index_summary)
-    return out
+    write_log(log, data, key)
+    move_journal.end(idx)
 
 
 def read_log(path) -> dict:
-    return read_json_document(Path(path), LOG_FORMAT, "undo log", "a dedup undo log")
+    """The undo log at ``path`` as a dict, its shape checked (``indexer.dedup.undo_log``)."""
+    from indexer.storage.undo_log import read_log as read
 
-
-def undo(log, execute: bool = False, update_index: bool = True, echo=print) -> Outcome:
-    """Move the files of an undo log back where they were (only prints unless ``execute``)."""
-    log = Path(log)
-    data = read_log(log)
-    moves = [Move(**m) for m in data["moves"]]
-    todo, conflicts, missing = [], [], []
-    for mv in moves:
-        at_src, at_dst = os.path.lexists(mv.src), os.path.lexists(mv.dst)
-        if at_dst and not at_src:
-            todo.append(mv)
-        elif at_dst and at_src:
-            conflicts.append(mv.src)
-        elif not at_dst and not at_src:
-            missing.append(mv.dst)
-        # only at src: never moved (or already back): nothing to do
-    if conflicts:
-        raise UserError(f"{len(conflicts)} original path(s) are taken again, e.g. {conflicts[0]}; "
-                        f"move those aside first")
-    if missing:
-        raise UserError(f"{len(missing)} quarantined file(s) are gone, e.g. {missing[0]}; nothing was moved")
-    out = Outcome(todo, executed=execute, log=str(log))
-    verb = "restore" if execute else "would restore"
-    for mv in todo:
-        echo(f"{verb} {mv.dst} -> {mv.src}")
-    if not execute:
-        echo(f"dry run: {len(todo)} files would be restored; nothing was changed (add --yes to do it)")
-        return out
-    for mv in todo:
-        _move(mv.dst, mv.src)
-    quarantine = Path(data.get("quarantine", ""))
-    for mv in todo:  # tidy the folders the quarantine made, if now empty
-        d = Path(mv.dst).parent
-        while quarantine in d.parents:
-            try:
-                d.rmdir()
-            except OSError:
-                break
-            d = d.parent
-    data["state"] = "undone"
-    data["undone_at"] = time.time()
-    _write_log(log, data)
-    echo(f"restored {len(todo)} files")
-    if update_index and todo:
-        out.index_summary = _update_index(data["index_dir"], [m.src for m in todo], data.get("roots", []),
-                                          moved_away=False)
-        echo(out.index_summary)
-    return out
+    return read(path).data

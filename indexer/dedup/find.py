@@ -86,6 +86,11 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
     t0 = time.perf_counter()
     # photos only: video frames (rows with a source) are not files to keep or move
     rows = index.store.photo_facts()  # (id, path, sha256, width, height, size, mtime_ns)
+    offline = list(index.store.offline_folders())
+    if offline:  # never propose moving a file through a folder that cannot be reached
+        from indexer.storage.offline import in_any
+
+        rows = [r for r in rows if in_any(r[1], offline) is None]
     errors = [{"path": e.path, "reason": e.reason} for e in index.store.errors()]
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     prefixes = [os.path.join(os.path.realpath(p), "") for p in prefer]

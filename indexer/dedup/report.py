@@ -16,6 +16,8 @@ from pathlib import Path
 
 from retrieval.errors import UserError
 
+from indexer.storage.documents import read_json_document
+
 REPORT_FORMAT = "vgg-retrieval-dedup-report"
 REPORT_KIND = "a dedup report (JSON written by vgg-retrieval dedup)"
 REPORT_VERSION = 2
@@ -80,7 +82,7 @@ class Member:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Member":
-        return cls(int(d["id"]), str(d["path"]), str(d["sha256"]), int(d["width"]), int(d["height"]),
+        return cls(int(d["id"]), _path(d["path"]), str(d["sha256"]), int(d["width"]), int(d["height"]),
                    int(d["size"]), int(d["mtime_ns"]), float(d.get("score", 1.0)), str(d.get("reason", "")),
                    None if d.get("keypoints") is None else int(d["keypoints"]),
                    dict(d["evidence"]) if isinstance(d.get("evidence"), dict) else None)
@@ -237,28 +239,39 @@ class DedupReport:
         """A report from its parsed JSON (as written by ``save_json``); UserError when it is not one."""
         if not isinstance(d, dict) or d.get("format") != REPORT_FORMAT:
             raise UserError(f"{name} is not {REPORT_KIND}")
-        if int(d.get("version", 0)) > REPORT_VERSION:
-            raise UserError(f"{name} was written by a newer vgg-retrieval (report version {d.get('version')})")
+        version = d.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise UserError(f"the report {name} is damaged (its version is not a number)")
+        if version > REPORT_VERSION:
+            raise UserError(f"{name} was written by a newer vgg-retrieval (report version {version})")
         try:
-            return cls(float(d["threshold"]), float(d["created_at"]), str(d["index_dir"]),
-                       [Group.from_dict(g) for g in d["groups"]], list(d.get("errors", [])),
-                       list(d.get("roots", [])), dict(d.get("stats", {})),
+            return cls(float(d["threshold"]), float(d["created_at"]), _path(d["index_dir"]),
+                       [Group.from_dict(g) for g in _list(d["groups"])], _errors(d.get("errors", [])),
+                       [_path(r) for r in _list(d.get("roots", []))], dict(d.get("stats", {})),
                        {k: v for k, v in dict(d.get("rule") or {}).items() if k != "text"})
-        except (KeyError, TypeError, ValueError) as e:
-            raise UserError(f"the report {name} is damaged ({type(e).__name__}: {e})") from None
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+            what = " ".join(str(e).split())[:200]
+            raise UserError(f"the report {name} is damaged ({type(e).__name__}: {what})") from None
 
 
-def read_json_document(path: Path, fmt: str, what: str, kind: str) -> dict:
-    """A JSON file of ours (``{"format": fmt, ...}``), or a one-line UserError saying what is wrong."""
-    if not path.is_file():
-        raise UserError(f"{what} not found: {path}")
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read the {what} {path}: {e}") from None
-    if not isinstance(d, dict) or d.get("format") != fmt:
-        raise UserError(f"{path} is not {kind}")
-    return d
+def _path(value) -> str:
+    """A path as a report names it: text without NUL bytes (ValueError otherwise)."""
+    if not isinstance(value, str) or "\x00" in value:
+        raise ValueError(f"not a path: {str(value)[:80]!r}")
+    return value
+
+
+def _list(value) -> list:
+    if not isinstance(value, list):
+        raise TypeError(f"a list was expected, not {type(value).__name__}")
+    return value
+
+
+def _errors(value) -> list[dict]:
+    if not all(isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("reason"), str)
+               for e in _list(value)):
+        raise ValueError("\"errors\" must list {\"path\", \"reason\"} objects")
+    return list(value)
 
 
 def _atomic_write(path: Path, text: str) -> None:

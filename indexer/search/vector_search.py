@@ -16,6 +16,7 @@ from retrieval.preprocess import ImageError, load_and_prepare
 
 from . import query_expansion as qx
 from . import rotation
+from indexer.storage.offline import in_any
 
 
 def _check_query_path(q) -> None:
@@ -114,6 +115,7 @@ def search_ids(index, queries: np.ndarray, k: int = 10, nprobe: int | None = Non
 def hits(store: Store, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
     """FAISS results ([Q, k] scores and image ids) as SearchHits, one database read for all."""
     rows = store.rows_by_id({int(i) for i in ids.ravel() if i >= 0})
+    offline = list(store.offline_folders())
     results = []
     for qs, qi in zip(scores, ids):
         found = []
@@ -122,7 +124,8 @@ def hits(store: Store, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchH
             if row is None:
                 continue  # removed by an update since these vectors were loaded
             found.append(SearchHit(row.id, row.path, float(score), row.label, row.width, row.height,
-                                   row.size, row.format, row.sha256, row.time_s, row.source))
+                                   row.size, row.format, row.sha256, row.time_s, row.source,
+                                   offline=bool(offline) and in_any(row.source or row.path, offline) is not None))
         results.append(found)
     return results
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -196,9 +197,31 @@ def check_writable(directory: Path) -> None:
         raise UserError(f"index folder {directory} is read-only: it can be searched, not updated")
 
 
+_HELD: dict[tuple[str, int], int] = {}  # (index folder, thread) -> depth: the locks this process holds
+
+
 @contextmanager
 def write_lock(directory: Path) -> Iterator[None]:
-    """Held while updating: one writer per index; a second one is told who holds it."""
+    """Held while updating: one writer per index; a second one is told who holds it. Re-entrant in
+    the thread that holds it (dedup apply holds it while the index forgets the moved files)."""
+    key = (os.path.realpath(directory), threading.get_ident())
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    with _flock(Path(directory)):
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
+
+
+@contextmanager
+def _flock(directory: Path) -> Iterator[None]:
     path = directory / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

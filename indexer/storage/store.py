@@ -23,6 +23,7 @@ from .tables import (
     ErrorRow,
     ImageRow,
     MetaRow,
+    OfflineFolderRow,
     RootRow,
 )
 
@@ -89,6 +90,7 @@ class Store:
                 c.commit()
             names = set(inspect(c).get_table_names(schema=self.schema))
         self.has_decisions = DedupDecisionRow.__tablename__ in names
+        self.has_offline = OfflineFolderRow.__tablename__ in names
         if ours - OPTIONAL_TABLES <= names:
             self._add_missing_columns()
             self._add_optional_tables(names)
@@ -98,7 +100,7 @@ class Store:
             with self.engine.begin() as c:
                 Base.metadata.create_all(c)
             self._add_missing_columns()
-            self.has_decisions = True
+            self.has_decisions = self.has_offline = True
             return True
         if not clash and not create:
             return False
@@ -108,7 +110,7 @@ class Store:
                             f"({', '.join(clash)}): use another database, or ?schema=NAME in the URL")
         with self.engine.begin() as c:
             Base.metadata.create_all(c)
-        self.has_decisions = True
+        self.has_decisions = self.has_offline = True
         return True
 
     def _add_optional_tables(self, names: set) -> None:
@@ -120,9 +122,9 @@ class Store:
         try:
             with self.engine.begin() as c:
                 Base.metadata.create_all(c, tables=missing)  # checkfirst: another process may have made them
-            self.has_decisions = True
         except SQLAlchemyError:
-            self.has_decisions = False
+            return
+        self.has_decisions = self.has_offline = True
 
     def _is_index_meta(self) -> bool:
         try:
@@ -227,6 +229,36 @@ class Store:
             for r in roots:
                 if s.get(RootRow, r) is None:
                     s.add(RootRow(path=r, added_at=time.time()))
+
+    def remove_roots(self, roots: list[str]) -> None:
+        """Forget these folders (``index --forget-missing``; their rows are gone already)."""
+        with self.session.begin() as s:
+            for r in roots:
+                s.execute(delete(RootRow).where(RootRow.path == r))
+
+    # --- offline folders (indexer.update.planning) ---------------------------------------------------------
+    def offline_folders(self) -> dict[str, tuple[float, str]]:
+        """folder -> (offline since, reason) of every folder the last updates could not list."""
+        if not self.has_offline:
+            return {}
+        with self.session() as s:
+            return {r.path: (r.since, r.reason) for r in s.scalars(select(OfflineFolderRow)
+                                                                     .order_by(OfflineFolderRow.path))}
+
+    def mark_folders(self, offline: dict[str, tuple[str, str]], online) -> None:
+        """Mark ``offline`` (folder -> (root, reason); an earlier "since" is kept) and drop the marks
+        of the ``online`` folders, in one transaction."""
+        if not self.has_offline or not (offline or online):
+            return
+        with self.session.begin() as s:
+            for path in online:
+                s.execute(delete(OfflineFolderRow).where(OfflineFolderRow.path == path))
+            for path, (root, reason) in offline.items():
+                row = s.get(OfflineFolderRow, path)
+                if row is None:
+                    s.add(OfflineFolderRow(path=path, root=root, reason=reason, since=time.time()))
+                else:
+                    row.reason = reason
 
     def images_under(self, root: str) -> list[tuple[str, int, int, str | None]]:
         """(path, size, mtime_ns, source) of every row inside the folder ``root`` (video frames too)."""

@@ -1,4 +1,4 @@
-"""The index's tables (SQLAlchemy 2 ORM): images, errors, roots, meta and dedup decisions. The
+"""The index's tables (SQLAlchemy 2 ORM): images, errors, roots, meta, dedup decisions and offline folders. The
 queries over them are ``indexer.storage.store``'s named methods; nothing else builds SQL."""
 from __future__ import annotations
 
@@ -82,9 +82,21 @@ class DedupDecisionRow(Base):
     at: Mapped[float] = mapped_column(Float)
 
 
+class OfflineFolderRow(Base):
+    """A folder of the index that could not be listed by the last update (a root that is missing: an
+    unplugged disk, an unmounted share; a folder it may not read). Its entries stay, marked offline,
+    until an update lists it again or ``index --forget-missing`` forgets it (``indexer.update.planning``)."""
+
+    __tablename__ = "offline_folders"
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    root: Mapped[str] = mapped_column(Text, index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    since: Mapped[float] = mapped_column(Float)
+
+
 KEEP_BOTH = "keep"
 # tables an index can live without: made when missing if the database can be written, else their
 # readers see nothing (an index on read-only media stays searchable)
-OPTIONAL_TABLES = {DedupDecisionRow.__tablename__}
+OPTIONAL_TABLES = {DedupDecisionRow.__tablename__, OfflineFolderRow.__tablename__}
 
 

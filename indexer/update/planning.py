@@ -2,11 +2,13 @@
 to embed, what to record as a problem, which rows to delete and which error rows to clear."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from indexer.reports import UpdateReport
 from indexer.storage.store import Store
 
+from indexer.storage import offline
 from .scan import Entry, classify, walk
 
 
@@ -16,6 +18,10 @@ class Plan:
     problems: list[Entry] = field(default_factory=list)  # files found unusable while scanning
     delete_paths: list[str] = field(default_factory=list)  # rows whose files are gone or replaced
     clear_errors: list[str] = field(default_factory=list)  # error rows whose files changed or went
+    offline: dict[str, tuple[str, str]] = field(default_factory=dict)  # folder -> (root, reason): not listed
+    online: list[str] = field(default_factory=list)  # folders marked offline before, listed (or forgotten) now
+    gone_roots: list[str] = field(default_factory=list)  # missing roots to forget (--forget-missing)
+    forgotten: list[tuple[str, str]] = field(default_factory=list)  # (folder, reason): not listed, let go
 
 
 @dataclass
@@ -42,14 +48,23 @@ def _known(store: Store, roots: list[str]) -> _Known:
     return known
 
 
-def plan_update(store: Store, roots: list[str], report: UpdateReport) -> Plan:
-    """Scan ``roots``; unchanged files are counted in ``report.unchanged`` and left alone."""
+def plan_update(store: Store, roots: list[str], report: UpdateReport, forget_missing: bool = False,
+                skip: str | None = None) -> Plan:
+    """Scan ``roots`` (leaving out the folder ``skip``); unchanged files are counted in
+    ``report.unchanged`` and left alone. A folder that cannot be listed keeps its entries, marked
+    offline (``indexer.storage.offline``), unless ``forget_missing``."""
     known = _known(store, roots)
     plan = Plan()
     keep: set[str] = set()
     seen: set[str] = set()
     for root in roots:
-        for e in walk(root):
+        if not os.path.isdir(root):
+            plan.offline[root] = (root, offline.MISSING)
+            continue
+        for e in walk(root, skip):
+            if e.unlisted:
+                plan.offline[e.path] = (root, e.problem)
+                continue
             if e.path in seen:
                 continue  # nested roots
             seen.add(e.path)
@@ -69,6 +84,7 @@ def plan_update(store: Store, roots: list[str], report: UpdateReport) -> Plan:
                 plan.problems.append(e)
             else:
                 plan.todo.append(e)
+    offline.settle(plan, store.offline_folders(), roots, known, keep, forget_missing)
     todo_paths = {e.path for e in plan.todo if e.kind == "image"}
     # gone or unusable files; a changed video's old frames too (re-sampled frames at the same time
     # reuse their row); a file that changed kind (image <-> video) loses its old rows

@@ -10,10 +10,17 @@ import stat
 from dataclasses import dataclass
 from typing import Iterator
 
-from indexer.video.keyframes import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, sniff_video, videos_enabled
+from indexer.video.keyframes import _IMAGE_BRANDS, AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, sniff_video, videos_enabled
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
                     ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
+# photo formats the scanner cannot read yet: such files are listed with this reason (info --errors),
+# never passed over in silence. A format made readable leaves this table; its files' error rows keep
+# their size and mtime, so the change must also clear the rows whose reason names it.
+UNSUPPORTED_EXTENSIONS = {".heic": "HEIC", ".heif": "HEIF", ".hif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL",
+                          ".cr2": "Canon raw", ".cr3": "Canon raw", ".nef": "Nikon raw", ".arw": "Sony raw",
+                          ".dng": "DNG raw", ".orf": "Olympus raw", ".rw2": "Panasonic raw", ".raf": "Fujifilm raw"}
+UNSUPPORTED_REASON = "{} image: this format cannot be read yet (not indexed)"
 
 
 @dataclass
@@ -24,6 +31,7 @@ class Entry:
     mtime_ns: int = -1
     problem: str | None = None  # set when the file cannot be used (reason, one line)
     kind: str = "image"  # or "video" (its sampled frames become the index entries)
+    unlisted: bool = False  # a folder that cannot be listed (``problem`` says why): offline, not deleted
 
 
 def sniff(head: bytes) -> str | None:
@@ -43,6 +51,16 @@ def sniff(head: bytes) -> str | None:
     if len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3] in b" \t\r\n":
         return "PPM"
     return None
+
+
+def unsupported_format(ext: str, head: bytes) -> str | None:
+    """The name of the photo format a file is in (by content: HEIF/AVIF brands, JPEG XL; else by
+    its extension) when the scanner cannot read it yet, else None."""
+    if head[4:8] == b"ftyp" and head[8:12] in _IMAGE_BRANDS:
+        return "AVIF" if head[8:12] in (b"avif", b"avis") else "HEIC" if ext != ".heif" else "HEIF"
+    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL "):
+        return "JPEG XL"
+    return UNSUPPORTED_EXTENSIONS.get(ext)
 
 
 def describe_content(head: bytes) -> str:
@@ -79,14 +97,18 @@ def printable(path: str) -> str:
         return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def walk(root: str) -> Iterator[Entry]:
-    """Every regular file below ``root`` (sorted), with its stat, or the reason it can't be used."""
+def walk(root: str, skip: str | None = None) -> Iterator[Entry]:
+    """Every regular file below ``root`` (sorted), with its stat, or the reason it can't be used; a
+    folder that cannot be listed as an ``unlisted`` entry. ``skip``: a folder left out (the index's own)."""
     def onerror(e: OSError) -> None:
-        errors.append(Entry(printable(e.filename or root), root, problem=f"cannot list folder: {e.strerror}"))
+        errors.append(Entry(printable(e.filename or root), root, problem=f"cannot list folder: {e.strerror}",
+                            unlisted=True))
 
     errors: list[Entry] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
         dirnames.sort()
+        if skip:
+            dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) != skip]
         yield from errors
         errors.clear()
         for name in sorted(filenames):
@@ -114,10 +136,10 @@ def walk(root: str) -> Iterator[Entry]:
 
 def classify(entry: Entry) -> Entry | None:
     """Read the head of a new/changed file: keep images and videos, flag files named as images or
-    videos that aren't.
+    videos that aren't, and photos in a format not read yet (HEIC, AVIF, raw: ``UNSUPPORTED_EXTENSIONS``).
 
     Returns the entry (``kind`` "image" or "video"; ``problem`` set when it is a bad image/video file)
-    or None for files that are simply neither (text, audio, ...), which are skipped silently.
+    or None for files that are simply neither (text, audio, sidecars...), which are skipped silently.
     """
     ext = os.path.splitext(entry.path)[1].lower()
     videos = videos_enabled()
@@ -139,6 +161,10 @@ def classify(entry: Entry) -> Entry | None:
         entry.problem = f"cannot read: {e.strerror or e}"
         return entry if named_image else None
     if sniff(head):
+        return entry
+    unsupported = unsupported_format(ext, head)
+    if unsupported:
+        entry.problem = UNSUPPORTED_REASON.format(unsupported)
         return entry
     if videos and sniff_video(head) and ext not in AUDIO_EXTENSIONS:
         entry.kind = "video"

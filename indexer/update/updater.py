@@ -20,15 +20,19 @@ from retrieval.preprocess import DEFAULT_MAX_PIXELS
 from .decode import Decoded
 from .embedding import embedding_strategy
 from .planning import Plan, plan_update
+from indexer.storage.move_journal import recover
+
+from .scan import printable
 
 Progress = Callable[[int, int], object]
 
 
 def update(index, folders: Iterable = (), workers: int | None = None, progress: bool | Progress = True,
            commit_every: int = 1000, commit_seconds: float = 120.0,
-           max_pixels: int = DEFAULT_MAX_PIXELS) -> UpdateReport:
-    """``Index.update``: bring ``index`` in line with ``folders`` (all known roots when empty)."""
-    roots = _roots(index, folders)
+           max_pixels: int = DEFAULT_MAX_PIXELS, forget_missing: bool = False) -> UpdateReport:
+    """``Index.update``: bring ``index`` in line with ``folders`` (all known roots when empty);
+    ``forget_missing``: drop the entries of folders that cannot be listed (``indexer.storage.offline``)."""
+    roots = _roots(index, folders, forget_missing)
     check_writable(index.directory)
     if workers is None:
         workers = default_workers()
@@ -36,14 +40,21 @@ def update(index, folders: Iterable = (), workers: int | None = None, progress: 
     with write_lock(index.directory):
         # files of saves that never committed (a crash): the database does not name them
         vectors.remove_stale_files(index.directory, keep=index.store.meta("vectors_file"))
-        index.store.add_roots(roots)
         report = UpdateReport()
-        plan = plan_update(index.store, roots, report)
+        recover(index, report.notes.append)  # a dedup apply/undo a kill interrupted
+        index.store.add_roots(roots)
+        plan = plan_update(index.store, roots, report, forget_missing, skip=os.path.realpath(index.directory))
+        index.store.mark_folders(plan.offline, plan.online)
+        report.offline = sorted((f, reason) for f, (_, reason) in plan.offline.items())
+        report.notes.extend(f"forgetting the entries of {f} ({reason})" for f, reason in plan.forgotten)
         crash_point("after_scan")
         index.committed.load(force=True)
         jobs = [(e.path, e.root, index.spec.input_geometry, max_pixels) for e in plan.todo]
         run = UpdateRun(index._commit, plan, report, progress_bar(progress, len(jobs)), commit_every, commit_seconds)
         run.run(embedding_strategy(index.distributor, index, workers).embedded(jobs))
+        if plan.gone_roots:  # after the commits that dropped their rows
+            index.store.remove_roots(plan.gone_roots)
+            report.notes.extend(f"forgot the missing folder {r}" for r in plan.gone_roots)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -72,15 +83,30 @@ def forget(index, paths: Iterable[str]) -> UpdateReport:
     return report
 
 
-def _roots(index, folders: Iterable) -> list[str]:
+def check_root(folder, index_dir) -> str:
+    """The real path of ``folder``, to index into the index at ``index_dir``; UserError when its
+    name is not valid UTF-8 (the database stores text) or it is the index folder or inside it."""
+    real = os.path.realpath(folder)
+    if printable(real) != real:
+        raise UserError(f"folder name is not valid UTF-8: {printable(real)} (rename the folder)")
+    ix = os.path.realpath(index_dir)
+    if real == ix or real.startswith(os.path.join(ix, "")):
+        raise UserError(f"{real} is the index folder {ix} or inside it: name the photo folders to index")
+    return real
+
+
+def _roots(index, folders: Iterable, forget_missing: bool = False) -> list[str]:
     roots = []
     for f in folders:
         p = Path(f)
+        if not p.exists() and forget_missing and os.path.abspath(p) in index.store.roots():
+            roots.append(os.path.abspath(p))  # a known folder that is gone: forgotten
+            continue
         if not p.exists():
-            raise UserError(f"folder not found: {f}")
+            raise UserError(f"folder not found: {printable(str(f))}")
         if not p.is_dir():
-            raise UserError(f"not a folder: {f}")
-        roots.append(os.path.realpath(p))
+            raise UserError(f"not a folder: {printable(str(f))}")
+        roots.append(check_root(p, index.directory))
     if not roots:
         roots = index.store.roots()
         if not roots:

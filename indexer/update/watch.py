@@ -166,6 +166,8 @@ def _update_pass(index, update: Callable, stats: WatchStats, state: dict, out: C
         out(f"{_now()} {report.summary()}; {index.count} images in the index")
         for path, reason in report.errors:
             out(f"  skipped {path}: {reason}")
+        for path, reason in report.offline:
+            out(f"  offline {path}: {reason}; its entries are kept")
         note = after_update(index, report)
         if note:
             out(f"{_now()} {note}")

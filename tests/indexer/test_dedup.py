@@ -19,7 +19,8 @@ from PIL import Image, ImageOps
 
 from indexer.cli import main
 from indexer.dedup import DedupReport, Group, Member, find_duplicates
-from indexer.dedup.apply import apply_report, undo
+from indexer.dedup.apply import apply_report
+from indexer.dedup.undo import undo
 from indexer.dedup.candidates import near_pairs
 from indexer.dedup.groups import group_pairs, keeper_rank
 from indexer.dedup.verify import MIN_KEYPOINTS

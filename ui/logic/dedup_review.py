@@ -133,7 +133,7 @@ def last_moved_log(quarantine, index_dir) -> Action | None:
 
 
 def undo_action(svc, report, action: Action) -> str:
-    """Undo ``action``: move its files back (``indexer.dedup.apply.undo``, which updates the index),
+    """Undo ``action``: move its files back (``indexer.dedup.undo``, which updates the index),
     forget its decisions and show its groups again."""
     from indexer.dedup import undo
 

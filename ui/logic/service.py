@@ -158,6 +158,14 @@ class Service:
     def roots(self) -> list[str]:
         return self.index.store.roots()
 
+    def offline(self) -> dict[str, str]:
+        """folder -> "offline since ...: reason" of the folders the last update could not list
+        (``indexer.storage.offline``: their entries are kept)."""
+        from indexer.storage import since_text
+
+        return {f: f"offline since {since_text(at)}: {why}"
+                for f, (at, why) in self.index.store.offline_folders().items()}
+
     def errors(self) -> list:
         """The files that could not be indexed (``.path``, ``.reason``)."""
         return self.index.store.errors()
@@ -296,7 +304,8 @@ class Service:
         return {"count": self.index.count, "errors": len(self.errors()), "model": self.spec.describe(),
                 "engine": self.engine, "index_type": kind, "size_on_disk": dir_size(self.directory),
                 "updated_at": meta["updated_at"], "created_at": meta["created_at"],
-                "generation": meta["generation"], "roots": self.roots(), "directory": str(self.directory),
+                "generation": meta["generation"], "roots": self.roots(), "offline": self.offline(),
+                "directory": str(self.directory),
                 "classes": len(self.spec.class_names)}
 
 

@@ -21,10 +21,13 @@ if svc is not None:
         c[2].metric("Size on disk", human_bytes(info["size_on_disk"]))
         updated = info["updated_at"]
         c[3].metric("Last update", time.strftime("%Y-%m-%d %H:%M", time.localtime(updated)) if updated else "never")
+        off = info["offline"]  # folders that could not be listed: "offline since ..." (entries kept)
+        folders = [f"{r} ({off[r]})" if r in off else r for r in info["roots"]]
+        folders += [f"{f} ({why})" for f, why in off.items() if f not in info["roots"]]
         st.table({"": ["Folder", "Model", "Engine", "Vector index", "Classes", "Indexed folders"],
                   "value": [info["directory"], info["model"], info["engine"], info["index_type"],
                             str(info["classes"]) if info["classes"] else "none (no classifier)",
-                            "\n".join(info["roots"]) or "-"]})
+                            "\n".join(folders) or "-"]})
         st.markdown("#### Files that could not be indexed")
         errors = svc.errors()
         if errors:
