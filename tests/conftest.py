@@ -312,3 +312,38 @@ def _restore_sigchld():
     yield
     if signal.getsignal(signal.SIGCHLD) is not before:
         signal.signal(signal.SIGCHLD, before)
+
+
+# --- shared helpers that tests in several folders use ---------------------------------------------
+FLOWERS = DATA / "photos" / "flowers5"
+WIDTHS = (8, 16, 16, 16, 32, 32, 32, 32)  # a tiny vgg11
+
+
+def tiny_net(classes, size=32, head="gap-linear", seed=0):
+    """(spec, net) of a tiny random VGG11 with a classifier head over ``classes`` (needs torch)."""
+    import torch
+
+    from retrieval.nets.model import build_descriptor_net
+    from retrieval.spec import ModelSpec
+
+    spec = ModelSpec(arch="vgg11", input_size=size, weights="random", widths=WIDTHS, descriptor_dim=WIDTHS[-1],
+                     head=head, class_names=tuple(classes))
+    torch.manual_seed(seed)
+    return spec, build_descriptor_net(spec, None)
+
+
+def png_bomb(width=30000, height=30000) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    return bytes(data)

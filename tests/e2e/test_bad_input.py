@@ -1,17 +1,13 @@
 """Bad input through the real CLI: every bad file gets one line and an error row, the rest is indexed,
 user mistakes are one-line errors with a non-zero exit, never a traceback."""
-import io
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 
 import pytest
-from conftest import DATA, SAMPLES, copy_photos
-from PIL import Image
+from conftest import DATA, SAMPLES, copy_photos, png_bomb
 
 from indexer import Index
 
@@ -22,16 +18,6 @@ def cli(*args, privileged=True, env=None):
         cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TQDM_DISABLE": "1", **(env or {})})
-
-
-def png_bomb(width=30000, height=30000) -> bytes:
-    buf = io.BytesIO()
-    Image.new("L", (8, 8)).save(buf, "PNG")
-    data = bytearray(buf.getvalue())
-    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
-    return bytes(data)
 
 
 @pytest.fixture

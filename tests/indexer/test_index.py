@@ -247,7 +247,7 @@ def test_forget_drops_rows_and_vectors_without_scanning(tmp_path, make_index, ph
 
 def test_search_prints_top_classes_when_the_model_has_a_classifier(tmp_path, photos, capsys):
     """One forward pass gives neighbours and classes; `search` shows the top 5 (text and JSON)."""
-    from test_train import tiny_net
+    from conftest import tiny_net
 
     from indexer.cli import main
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_train import DATA, tiny_net
+from conftest import DATA, tiny_net
 
 from indexer.student import index_targets
 from retrieval.compress.distill import DistillConfig, descriptor_cosine, distill, photo_paths, save_student

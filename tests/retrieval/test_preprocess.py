@@ -111,7 +111,7 @@ def test_bad_inputs_raise_image_error_with_reason():
 def test_pixel_limit_is_ours_not_pillows_warning():
     """Found by benchmarks/fuzz_decode.py: a header between Pillow's warning threshold (89 MP) and
     our limit escaped as a raw DecompressionBombWarning."""
-    from test_bad_input import png_bomb
+    from conftest import png_bomb
 
     with pytest.raises(ImageError, match="image too large"):
         open_image(png_bomb(10000, 9500), max_pixels=90_000_000)  # 95 MP: over our limit

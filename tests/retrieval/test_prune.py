@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from test_train import FLOWERS, WIDTHS, tiny_net
+from conftest import FLOWERS, WIDTHS, tiny_net
 from torch import nn
 
 from retrieval.compress.prune import conv_positions, count_params, gflops, l1_prune, parse_layers

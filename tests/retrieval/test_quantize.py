@@ -4,7 +4,7 @@ import json
 import nncf  # noqa: F401  (a test dependency: no skipping)
 import numpy as np
 import pytest
-from test_train import FLOWERS, tiny_net
+from conftest import FLOWERS, tiny_net
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import DATA
+from conftest import FLOWERS, WIDTHS, tiny_net
 
 from retrieval.nets.model import build_descriptor_net
 from retrieval.spec import ModelSpec
@@ -15,20 +15,11 @@ from retrieval.training.data import channel_stats, load_split
 from retrieval.training.recipe import freeze_prefix, lr_at
 from retrieval.training.train import TrainConfig, fit, load_checkpoint_model
 
-FLOWERS = DATA / "photos" / "flowers5"
-WIDTHS = (8, 16, 16, 16, 32, 32, 32, 32)  # a tiny vgg11
 
 
 @pytest.fixture(scope="module")
 def split():
     return load_split(FLOWERS, limit_per_class=10)  # 40 train / 10 val real photos
-
-
-def tiny_net(classes, size=32, head="gap-linear", seed=0):
-    spec = ModelSpec(arch="vgg11", input_size=size, weights="random", widths=WIDTHS, descriptor_dim=WIDTHS[-1],
-                     head=head, class_names=tuple(classes))
-    torch.manual_seed(seed)
-    return spec, build_descriptor_net(spec, None)
 
 
 def test_schedule_matches_formulas():

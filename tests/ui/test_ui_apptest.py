@@ -302,7 +302,7 @@ def test_classification_note_for_named_classes_without_logits(tiny_model, tmp_pa
 
 def test_classification_of_the_query_with_a_real_classifier_head(tmp_path, monkeypatch, photos):
     """An index whose model carries a classifier: the search page shows the top-5 bar chart."""
-    from test_train import tiny_net
+    from conftest import tiny_net
 
     from indexer import Index
 
@@ -321,7 +321,7 @@ def test_query_classes_from_the_model_and_from_the_folders_both_labelled(tmp_pat
     import shutil
 
     from conftest import DATA
-    from test_train import tiny_net
+    from conftest import tiny_net
 
     from indexer import Index
     from indexer.classify import index_classes as index_classifier
