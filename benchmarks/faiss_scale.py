@@ -138,8 +138,8 @@ def run(n: int, kinds: list[str], queries: int, single: int, k: int, sweep: bool
         row = {"n": n, "kind": kind, "factory": factory, "build_s": build_s, "mem_mb": mem,
                "bytes": file_bytes(index) / n, "p50": p50, "p99": p99, "qps": qps,
                "recall": recall(found, truth), "recall_nd": recall(found[:len(q) // 2], truth[:len(q) // 2]),
-               "recall_browse": recall(found[len(q) // 2:], truth[len(q) // 2:]), "nprobe": nprobe if vectors._ivf(index) is not None else None,
-               "ef": ef if vectors._is_hnsw(index) else None}
+               "recall_browse": recall(found[len(q) // 2:], truth[len(q) // 2:]), "nprobe": nprobe if vectors.ivf_of(index) is not None else None,
+               "ef": ef if vectors.is_hnsw(index) else None}
         rows.append(row)
         print(_line(row), file=sys.stderr, flush=True)
         if sweep:
@@ -149,12 +149,12 @@ def run(n: int, kinds: list[str], queries: int, single: int, k: int, sweep: bool
 
 
 def _sweep(index, q, truth, k, single, factory) -> None:
-    if vectors._ivf(index) is not None:
+    if vectors.ivf_of(index) is not None:
         for nprobe in (4, 8, 16, 32, 64, 128):
             found, p50, p99, qps = timed_search(index, q, k, nprobe, vectors.DEFAULT_EF_SEARCH, single)
             print(f"  sweep {factory} nprobe={nprobe}: recall@10 {recall(found, truth):.4f}, p50 {p50:.2f} ms, "
                   f"p99 {p99:.2f} ms, {qps:.0f} QPS", file=sys.stderr, flush=True)
-    elif vectors._is_hnsw(index):
+    elif vectors.is_hnsw(index):
         for ef in (16, 32, 64, 128, 256):
             found, p50, p99, qps = timed_search(index, q, k, 1, ef, single)
             print(f"  sweep {factory} efSearch={ef}: recall@10 {recall(found, truth):.4f}, p50 {p50:.2f} ms, "

@@ -18,10 +18,6 @@ from .index_types import (
                           QUANTIZER_EF,
                           TRAIN_MIN,
                           IndexConfig,
-                          _family,
-                          _needs_training,
-                          _pq_m,
-                          _train_needed,
                           adapt,
                           build,
                           empty_index,
@@ -33,12 +29,12 @@ from .index_types import (
 )
 from .knn import gpu_copy, search, search_params
 from .shards import merge_ivf_shards
-from .stored import _add, _is_hnsw, _ivf, all_vectors, ids_of, is_exact, new_index, remove, without
+from .stored import is_hnsw, ivf_of, all_vectors, ids_of, is_exact, new_index, remove, without
 from .whitening import MIN_VECTORS as MIN_WHITENING_VECTORS
 
 __all__ = ["faiss", "file_sha256", "load", "remove_stale_files", "save", "DEFAULT_EF_SEARCH", "DEFAULT_NPROBE",
            "FLAT_LIMIT", "FLAT_QUANTIZER_MAX", "GROW", "HNSW_M", "KINDS", "PQ_LIMIT", "QUANTIZER_EF", "TRAIN_MIN",
-           "IndexConfig", "_family", "_needs_training", "_pq_m", "_train_needed", "adapt", "build", "empty_index",
+           "IndexConfig", "adapt", "build", "empty_index",
            "make_config", "nlist_for", "parse_type", "target_factory", "train", "gpu_copy", "search", "search_params",
-           "merge_ivf_shards", "_add", "_is_hnsw", "_ivf", "all_vectors", "ids_of", "is_exact", "new_index", "remove",
+           "merge_ivf_shards", "is_hnsw", "ivf_of", "all_vectors", "ids_of", "is_exact", "new_index", "remove",
            "without", "MIN_WHITENING_VECTORS"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from retrieval.errors import UserError
 
-from .stored import _add, _ivf, all_vectors, ids_of, new_index
+from .stored import _add, ivf_of, all_vectors, ids_of, new_index
 
 KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 FLAT_LIMIT = 200_000        # auto: exact search below this many vectors (measured: benchmarks/faiss_scale.py)
@@ -143,8 +143,8 @@ def build(factory: str, x: np.ndarray, ids: np.ndarray, cfg: IndexConfig | None 
         index = faiss.IndexIDMap2(faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT))
     else:
         index = train(factory, x, seed=seed)
-        if _ivf(index) is not None:
-            _ivf(index).set_direct_map_type(faiss.DirectMap.Hashtable)
+        if ivf_of(index) is not None:
+            ivf_of(index).set_direct_map_type(faiss.DirectMap.Hashtable)
         elif not isinstance(faiss.downcast_index(index), faiss.IndexIDMap):
             index = faiss.IndexIDMap2(index)
     _add(index, x, ids)
@@ -156,7 +156,7 @@ def train(factory: str, x: np.ndarray, seed: int = 1234, sample: int | None = No
     index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     if index.is_trained:
         return index
-    ivf = _ivf(index)
+    ivf = ivf_of(index)
     nlist = ivf.nlist if ivf is not None else 1
     size = min(len(x), sample or max(64 * nlist, 20_000))
     rng = np.random.default_rng(seed)
@@ -189,7 +189,7 @@ def _needs_training(factory: str, dim: int) -> bool:
 
 
 def _train_needed(factory: str, dim: int, cfg: IndexConfig) -> int:
-    ivf = _ivf(faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT))
+    ivf = ivf_of(faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT))
     need = 39 * (ivf.nlist if ivf is not None else 1)
     if "PQ" in factory:
         need = max(need, 256)  # 8-bit codebooks: at least one point per code

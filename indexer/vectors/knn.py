@@ -5,18 +5,18 @@ import faiss
 import numpy as np
 
 from .index_types import DEFAULT_EF_SEARCH, DEFAULT_NPROBE
-from .stored import _is_hnsw, _ivf
+from .stored import is_hnsw, ivf_of
 
 
 def search_params(index: faiss.Index, k: int, nprobe: int, ef_search: int, gpu: bool = False):
     """Per-call FAISS search parameters (thread-safe, unlike setting them on the index)."""
-    ivf = _ivf(index)
+    ivf = ivf_of(index)
     if ivf is not None:
         if not gpu and isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):
             hnsw = faiss.SearchParametersHNSW(efSearch=max(ef_search, 2 * nprobe))
             return faiss.SearchParametersIVF(nprobe=nprobe, quantizer_params=hnsw)
         return faiss.SearchParametersIVF(nprobe=nprobe)
-    if _is_hnsw(index):
+    if is_hnsw(index):
         return faiss.SearchParametersHNSW(efSearch=max(ef_search, k))
     return None
 
@@ -35,14 +35,14 @@ def gpu_copy(index: faiss.Index) -> faiss.Index | None:
     and sees a GPU; None otherwise or for types without a GPU implementation (HNSW, lossy
     transforms). IVF's HNSW coarse quantizer is swapped for an exact flat one on the GPU.
     Untested here (no GPU on the development machines)."""
-    if not hasattr(faiss, "index_cpu_to_all_gpus") or faiss.get_num_gpus() == 0 or _is_hnsw(index):
+    if not hasattr(faiss, "index_cpu_to_all_gpus") or faiss.get_num_gpus() == 0 or is_hnsw(index):
         return None
     try:
         cpu = index
-        ivf = _ivf(index)
+        ivf = ivf_of(index)
         if ivf is not None and not isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexFlat):
             cpu = faiss.clone_index(index)
-            ivf = _ivf(cpu)
+            ivf = ivf_of(cpu)
             flat = faiss.IndexFlatIP(ivf.d)
             flat.add(ivf.quantizer.reconstruct_n(0, ivf.nlist))
             ivf.quantizer, ivf.own_fields = flat, False

@@ -6,7 +6,7 @@ import numpy as np
 
 from retrieval.errors import UserError
 
-from .stored import _ivf, ids_of
+from .stored import ivf_of, ids_of
 
 
 def merge_ivf_shards(shards: list[faiss.Index]) -> faiss.Index:
@@ -16,7 +16,7 @@ def merge_ivf_shards(shards: list[faiss.Index]) -> faiss.Index:
     The shards are emptied; ids must be distinct across shards."""
     if not shards:
         raise UserError("no shards to merge")
-    ivfs = [_ivf(s) for s in shards]
+    ivfs = [ivf_of(s) for s in shards]
     if any(v is None for v in ivfs):
         raise UserError("only IVF shards can be merged")
     centroids = ivfs[0].quantizer.reconstruct_n(0, ivfs[0].nlist)
@@ -28,11 +28,11 @@ def merge_ivf_shards(shards: list[faiss.Index]) -> faiss.Index:
     if len(np.unique(all_ids)) != len(all_ids):
         raise UserError("shards share ids: each vector id must be in exactly one shard")
     merged = faiss.clone_index(shards[0])
-    _ivf(merged).set_direct_map_type(faiss.DirectMap.NoMap)  # merge_from needs no direct map
+    ivf_of(merged).set_direct_map_type(faiss.DirectMap.NoMap)  # merge_from needs no direct map
     for s, v in zip(shards[1:], ivfs[1:]):
         v.set_direct_map_type(faiss.DirectMap.NoMap)
-        _ivf(merged).merge_from(v, 0)
+        ivf_of(merged).merge_from(v, 0)
         s.ntotal = v.ntotal
-    merged.ntotal = _ivf(merged).ntotal
-    _ivf(merged).set_direct_map_type(faiss.DirectMap.Hashtable)
+    merged.ntotal = ivf_of(merged).ntotal
+    ivf_of(merged).set_direct_map_type(faiss.DirectMap.Hashtable)
     return merged

@@ -18,7 +18,7 @@ def ids_of(index: faiss.Index) -> np.ndarray:
     top = faiss.downcast_index(index)
     if isinstance(top, (faiss.IndexIDMap, faiss.IndexIDMap2)):
         return faiss.vector_to_array(top.id_map).astype(np.int64)
-    invlists = _ivf(index).invlists
+    invlists = ivf_of(index).invlists
     parts = []
     for lst in range(invlists.nlist):
         n = invlists.list_size(lst)
@@ -47,7 +47,7 @@ def remove(index: faiss.Index, ids) -> int:
     ids = np.asarray(list(ids), dtype=np.int64)
     if len(ids) == 0:
         return 0
-    if _ivf(index) is not None and not isinstance(faiss.downcast_index(index), faiss.IndexIDMap):
+    if ivf_of(index) is not None and not isinstance(faiss.downcast_index(index), faiss.IndexIDMap):
         return index.remove_ids(faiss.IDSelectorArray(ids))  # what the hashtable direct map supports
     return index.remove_ids(faiss.IDSelectorBatch(ids))
 
@@ -58,7 +58,7 @@ def without(index: faiss.Index, ids) -> faiss.Index:
     ids = np.asarray(list(ids), dtype=np.int64)
     if len(ids) == 0:
         return index
-    if not _is_hnsw(index):
+    if not is_hnsw(index):
         remove(index, ids)
         return index
     have = ids_of(index)
@@ -71,11 +71,11 @@ def without(index: faiss.Index, ids) -> faiss.Index:
     return fresh
 
 
-def _ivf(index: faiss.Index):
+def ivf_of(index: faiss.Index):
     return faiss.try_extract_index_ivf(index)
 
 
-def _is_hnsw(index: faiss.Index) -> bool:
+def is_hnsw(index: faiss.Index) -> bool:
     top = faiss.downcast_index(index)
     inner = faiss.downcast_index(top.index) if isinstance(top, (faiss.IndexIDMap, faiss.IndexIDMap2)) else top
     return isinstance(inner, faiss.IndexHNSW)

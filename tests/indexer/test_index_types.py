@@ -176,7 +176,7 @@ def test_ivf_puts_each_vector_in_its_nearest_list_and_finds_neighbours():
     ids = np.arange(len(x), dtype=np.int64) * 7 + 3
     factory = vectors.target_factory(vectors.make_config("ivf", train_min=1), len(x), DIM)
     index = vectors.build(factory, x, ids)
-    ivf = vectors._ivf(index)
+    ivf = vectors.ivf_of(index)
     centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
     nearest = np.argmax(x @ centroids.T, axis=1)
     list_of = {}

@@ -141,7 +141,7 @@ def test_a_type_conversion_rebuilds_the_whitened_copy(tmp_path, make_index):
     commit(idx, dict(zip(paths(ENOUGH, ENOUGH + 20), x[ENOUGH:])))  # flat -> IVF
     assert idx.vectors_info()["factory"].startswith("IVF")
     copy = idx.committed.whitened.load()[1]
-    assert vectors._ivf(copy) is not None and copy.ntotal == ENOUGH + 20 and idx.check().ok
+    assert vectors.ivf_of(copy) is not None and copy.ntotal == ENOUGH + 20 and idx.check().ok
 
 
 def test_a_mixed_model_whitening_is_refused(tmp_path, big, capsys):
