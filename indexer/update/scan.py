@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from indexer.video.keyframes import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, sniff_video, videos_enabled
+from retrieval.formats import EXTRA_IMAGE_EXTENSIONS, sniff_extra
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
-                    ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
+                    ".webp", ".ppm", ".pgm", ".pbm", ".pnm"} | EXTRA_IMAGE_EXTENSIONS
 
 
 @dataclass
@@ -42,7 +43,7 @@ def sniff(head: bytes) -> str | None:
         return "WEBP"
     if len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3] in b" \t\r\n":
         return "PPM"
-    return None
+    return sniff_extra(head)  # HEIF, AVIF, JPEG XL, camera RAW (retrieval.formats)
 
 
 def describe_content(head: bytes) -> str:
