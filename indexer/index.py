@@ -226,6 +226,17 @@ class Index:
         """FAISS results ([Q, k] scores and image ids) as SearchHits, one database read for all."""
         return searching.hits(self.store, scores, ids)
 
+    def capture_metadata(self, images: Iterable[int | str]) -> dict:
+        """The capture metadata stored for these images (ids, or indexed paths), as
+        ``indexer.reports.Capture`` (capture time, camera make/model, lens, GPS) keyed as given;
+        images without any (not photos, or indexed before it was kept) are left out."""
+        images = list(images)
+        ids = [i for i in images if isinstance(i, (int, np.integer))]
+        paths = [str(p) for p in images if not isinstance(p, (int, np.integer))]
+        out = self.store.captures(ids) if ids else {}
+        out.update(self.store.captures(paths, by="path") if paths else {})
+        return {k: v for k, v in out.items() if not v.empty}
+
     def indexed_file(self, image: int | str) -> Path:
         """The path of an indexed image (by id or path), only if the images table has it and it lies
         inside one of the index's folders: what the UI and the dedup actions may read or move. A path

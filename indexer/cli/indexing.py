@@ -231,11 +231,22 @@ def info(index_dir, db_url, show_errors):
         click.echo(f"images:  {idx.count}")
         click.echo(f"errors:  {len(errors)}")
         click.echo(f"whitening: {describe_whitening(idx)}")
+        _echo_captures(idx.store.capture_summary())
         for r in idx.store.roots():
             click.echo(f"folder:  {r}")
         if show_errors:
             for e in errors:
                 click.echo(f"  {e.path}: {e.reason}")
+
+
+def _echo_captures(summary: dict) -> None:
+    """The capture metadata ``info`` shows: how many photos are dated, the span, the cameras."""
+    if summary["dated"]:
+        click.echo(f"captured: {summary['dated']} photos dated, {summary['first']} to {summary['last']}")
+    if summary["cameras"]:
+        shown = ", ".join(f"{name} ({n})" for name, n in summary["cameras"][:8])
+        more = len(summary["cameras"]) - 8
+        click.echo(f"cameras: {shown}" + (f" and {more} more" if more > 0 else ""))
 
 
 @click.command()

@@ -114,6 +114,7 @@ def search_ids(index, queries: np.ndarray, k: int = 10, nprobe: int | None = Non
 def hits(store: Store, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
     """FAISS results ([Q, k] scores and image ids) as SearchHits, one database read for all."""
     rows = store.rows_by_id({int(i) for i in ids.ravel() if i >= 0})
+    captures = store.captures(rows)
     results = []
     for qs, qi in zip(scores, ids):
         found = []
@@ -122,7 +123,8 @@ def hits(store: Store, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchH
             if row is None:
                 continue  # removed by an update since these vectors were loaded
             found.append(SearchHit(row.id, row.path, float(score), row.label, row.width, row.height,
-                                   row.size, row.format, row.sha256, row.time_s, row.source))
+                                   row.size, row.format, row.sha256, row.time_s, row.source,
+                                   captures.get(row.id)))
         results.append(found)
     return results
 

@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, delete, event, func, inspect, select, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from indexer.reports import Capture
 from retrieval.errors import UserError
 
 from .database_link import parse_url, public_url
@@ -19,6 +20,7 @@ from .tables import (
     KEEP_BOTH,
     OPTIONAL_TABLES,
     Base,
+    CaptureRow,
     DedupDecisionRow,
     ErrorRow,
     ImageRow,
@@ -89,6 +91,7 @@ class Store:
                 c.commit()
             names = set(inspect(c).get_table_names(schema=self.schema))
         self.has_decisions = DedupDecisionRow.__tablename__ in names
+        self.has_captures = CaptureRow.__tablename__ in names
         if ours - OPTIONAL_TABLES <= names:
             self._add_missing_columns()
             self._add_optional_tables(names)
@@ -98,7 +101,7 @@ class Store:
             with self.engine.begin() as c:
                 Base.metadata.create_all(c)
             self._add_missing_columns()
-            self.has_decisions = True
+            self.has_decisions = self.has_captures = True
             return True
         if not clash and not create:
             return False
@@ -108,7 +111,7 @@ class Store:
                             f"({', '.join(clash)}): use another database, or ?schema=NAME in the URL")
         with self.engine.begin() as c:
             Base.metadata.create_all(c)
-        self.has_decisions = True
+        self.has_decisions = self.has_captures = True
         return True
 
     def _add_optional_tables(self, names: set) -> None:
@@ -120,9 +123,9 @@ class Store:
         try:
             with self.engine.begin() as c:
                 Base.metadata.create_all(c, tables=missing)  # checkfirst: another process may have made them
-            self.has_decisions = True
+            self.has_decisions = self.has_captures = True
         except SQLAlchemyError:
-            self.has_decisions = False
+            pass  # those that were there (``_prepare``) are all there is
 
     def _is_index_meta(self) -> bool:
         try:
@@ -301,6 +304,49 @@ class Store:
             return {tuple(r) for r in s.execute(select(DedupDecisionRow.sha_a, DedupDecisionRow.sha_b)
                                                  .where(DedupDecisionRow.decision == KEEP_BOTH))}
 
+    # --- capture metadata (``indexer.update.capture``) ------------------------------------------
+    def captures(self, keys, by: str = "id") -> dict:
+        """The stored capture metadata (``Capture``) of these image ids, or with ``by="path"`` of these
+        indexed paths: those that have a row, keyed as asked."""
+        keys = [int(k) if by == "id" else str(k) for k in keys]
+        column = ImageRow.id if by == "id" else ImageRow.path
+        out: dict = {}
+        if not self.has_captures:
+            return out
+        with self.session() as s:
+            for i in range(0, len(keys), 500):
+                for key, row, w, h in s.execute(select(column, CaptureRow, ImageRow.width, ImageRow.height)
+                                                .join(CaptureRow, CaptureRow.image_id == ImageRow.id)
+                                                .where(column.in_(keys[i:i + 500]))):
+                    out[key] = _capture(row, w, h)
+        return out
+
+    def capture_summary(self) -> dict:
+        """For ``info``: photos with a capture time, their first and last, and the cameras (by count)."""
+        if not self.has_captures:
+            return {"dated": 0, "first": None, "last": None, "cameras": []}
+        with self.session() as s:
+            dated, first, last = s.execute(select(func.count(CaptureRow.captured), func.min(CaptureRow.captured),
+                                                  func.max(CaptureRow.captured))).one()
+            cameras = s.execute(select(CaptureRow.make, CaptureRow.model, func.count())
+                                .where(CaptureRow.model.is_not(None)).group_by(CaptureRow.make, CaptureRow.model)
+                                .order_by(func.count().desc())).all()
+        return {"dated": dated or 0, "first": first, "last": last,
+                "cameras": [(Capture(make=m, model=mo).camera, n) for m, mo, n in cameras]}
+
+    @staticmethod
+    def write_captures_in(s: Session, pairs) -> None:
+        """Store (image id, Capture) pairs, replacing what those ids had."""
+        for image_id, c in pairs:
+            s.merge(CaptureRow(image_id=int(image_id), captured=c.captured, make=c.make, model=c.model,
+                               lens=c.lens, gps_lat=c.gps_lat, gps_lon=c.gps_lon))
+
+    @staticmethod
+    def delete_captures_in(s: Session, ids) -> None:
+        ids = [int(i) for i in ids]
+        for i in range(0, len(ids), 500):
+            s.execute(delete(CaptureRow).where(CaptureRow.image_id.in_(ids[i:i + 500])))
+
     # --- in a caller's transaction (a commit, a check): ``s`` is its session ---------------------
     @staticmethod
     def ids_in(s: Session) -> list[int]:
@@ -337,6 +383,10 @@ class Store:
     @staticmethod
     def add_error_in(s: Session, path: str, root: str, reason: str, size: int, mtime_ns: int, at: float) -> None:
         s.add(ErrorRow(path=path, root=root, reason=reason, size=size, mtime_ns=mtime_ns, at=at))
+
+
+def _capture(row: CaptureRow, width: int = 0, height: int = 0) -> Capture:
+    return Capture(row.captured, row.make, row.model, row.lens, row.gps_lat, row.gps_lon, width or 0, height or 0)
 
 
 def _prefix(root: str) -> str:

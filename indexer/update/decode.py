@@ -8,10 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.faults import DECODE_POINT, crash_point
+from indexer.reports import Capture
 from indexer.vectors import file_sha256
 from indexer.video.keyframes import VideoError, frame_path, sample_video, sniff_video, videos_enabled
 from retrieval.formats import sniff_extra
 from retrieval.preprocess import DEFAULT_MAX_PIXELS, ImageError, load_and_prepare
+
+from .capture import read_capture
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Decoded:
     source: str | None = None  # video frames: the video file (``path`` is then VIDEO#t=SECONDS)
     time_s: float | None = None  # video frames: the frame's time in the video, seconds
     more: bool = False  # more items of the same file follow (a video's frames commit together)
+    capture: Capture | None = None  # photos: their capture metadata (EXIF), read with the pixels
 
 
 class DecodeJournal:
@@ -152,4 +156,5 @@ def decode_file(job: tuple[str, str, int, int]) -> Decoded:
         return out
     out.width, out.height, out.format = p.width, p.height, p.format
     out.array, out.valid = p.array, p.valid
+    out.capture = read_capture(data, path)
     return out
