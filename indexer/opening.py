@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from indexer.storage.creating import MIN_CALIBRATION_IMAGES
 from indexer.update.calibration import calibration_images
 from indexer.update.ray_embedding import RayOptions, import_ray
 from retrieval.engines import DEFAULT_ENGINE
@@ -178,9 +179,17 @@ def open_or_create(index_dir, folders: Sequence = (), model: ModelChoice = Model
         spec, net = build_model(**net_options, class_names=model.class_names)
         precision = precision or default_precision(engine, run.ray)
 
+    found: list = []
+
+    def calibration():
+        found[:] = calibration_images(folders, size=spec.input_size)
+        return found
+
     idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, index_type=index_type,
-                       precision=precision, progress=calibration_progress,
-                       calibration=lambda: calibration_images(folders, size=spec.input_size), **options)
+                       precision=precision, progress=calibration_progress, calibration=calibration, **options)
     if log:
+        if precision == "int8" and idx.precision == "fp32":
+            log(f"too few pictures to calibrate an INT8 model on ({len(found)}, at least {MIN_CALIBRATION_IMAGES} "
+                f"needed): the new index starts in FP32")
         log(f"created index {index_dir} with {spec.describe()}, {idx.precision.upper()}")
     return idx

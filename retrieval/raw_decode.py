@@ -3,13 +3,15 @@ model, else a half-size demosaic; either way upright (the camera's orientation a
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import ImageError
 
-# LibRaw's ``flip`` (sizes.flip) as Pillow transposes: 3 = 180 degrees, 5 = 90 counter-clockwise, 6 = 90 clockwise
+# LibRaw's ``flip`` (sizes.flip) as Pillow transposes: 3 = 180 degrees, 5 = 90 anticlockwise,
+# 6 = 90 clockwise
 _FLIPS = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}
 
 
@@ -56,6 +58,8 @@ def open_raw(source, max_pixels: int, draft_size: int | None = None) -> Image.Im
     except ImportError:
         raise ImageError("a camera RAW photo, and the package that reads it is not installed "
                          "(pip install rawpy)") from None
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
     try:
         raw = rawpy.imread(source)
     except rawpy.LibRawFileUnsupportedError:
@@ -68,6 +72,10 @@ def open_raw(source, max_pixels: int, draft_size: int | None = None) -> Image.Im
             raise ImageError(f"invalid image size {w}x{h}")
         if w * h > max_pixels:
             raise ImageError(f"image too large: {w}x{h} = {w * h:,} pixels (limit {max_pixels:,})")
+        try:
+            raw.unpack()  # the sensor data read whole: a truncated file fails here, even with a preview
+        except (rawpy.LibRawError, MemoryError, ValueError) as e:
+            raise ImageError(f"corrupt or truncated RAW file ({_reason(e)})") from None
         im = _preview(raw, rawpy) if draft_size else None
         if im is None or max(im.size) < draft_size:
             try:

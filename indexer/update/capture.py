@@ -69,7 +69,7 @@ def from_exif(exif) -> Capture:
         lens = f"{lens_make} {lens}"
     gps = exif.get_ifd(_GPS_IFD)
     lat, lon = _degrees(gps.get(2), gps.get(1)), _degrees(gps.get(4), gps.get(3))
-    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180) or (lat, lon) == (0.0, 0.0):
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180) or lat == lon == 0.0:
         lat = lon = None
     return Capture(captured, _text(exif.get(_MAKE)), _text(exif.get(_MODEL)), lens, lat, lon)
 
