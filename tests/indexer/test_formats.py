@@ -129,6 +129,13 @@ def test_every_format_decodes_to_the_same_upright_picture(files):
     assert p.valid == (round(64 * jpeg.width / jpeg.height), 64)  # the portrait cat lies on its side now
 
 
+def test_a_heif_collection_gives_its_primary_image(tmp_path):
+    first, primary = Image.new("RGB", (64, 48), (255, 0, 0)), Image.new("RGB", (80, 60), (0, 0, 255))
+    first.save(tmp_path / "two.heic", save_all=True, append_images=[primary], primary_index=1)
+    im = open_image(tmp_path / "two.heic")
+    assert im.size == primary.size and np.asarray(im)[..., 2].mean() > 200 > np.asarray(im)[..., 0].mean()
+
+
 def test_a_raw_file_gives_its_preview_when_big_enough_else_a_demosaic(files):
     source = Image.open(SAMPLES / "pixabay/dog01.jpg")
     preview = open_image(files["dng"], draft_size=64)  # the preview (a quarter of the size) is enough
