@@ -323,16 +323,23 @@ class Store:
 
     def capture_summary(self) -> dict:
         """For ``info``: photos with a capture time, their first and last, and the cameras (by count)."""
-        if not self.has_captures:
-            return {"dated": 0, "first": None, "last": None, "cameras": []}
-        with self.session() as s:
-            dated, first, last = s.execute(select(func.count(CaptureRow.captured), func.min(CaptureRow.captured),
-                                                  func.max(CaptureRow.captured))).one()
-            cameras = s.execute(select(CaptureRow.make, CaptureRow.model, func.count())
-                                .where(CaptureRow.model.is_not(None)).group_by(CaptureRow.make, CaptureRow.model)
-                                .order_by(func.count().desc())).all()
-        return {"dated": dated or 0, "first": first, "last": last,
-                "cameras": [(Capture(make=m, model=mo).camera, n) for m, mo, n in cameras]}
+        out = {"dated": 0, "first": None, "last": None, "cameras": []}
+        if self.has_captures:
+            c, n = CaptureRow, func.count()
+            with self.session() as s:
+                out["dated"], out["first"], out["last"] = s.execute(
+                    select(func.count(c.captured), func.min(c.captured), func.max(c.captured))).one()
+                rows = s.execute(select(c.make, c.model, n).where(c.model.is_not(None))
+                                 .group_by(c.make, c.model).order_by(n.desc()))
+                out["cameras"] = [(Capture(make=m, model=mo).camera, k) for m, mo, k in rows]
+        return out
+
+    def photos_without_capture(self) -> list[tuple[int, str]]:
+        """(id, path) of the photos that have no capture row (indexed before they were kept), by id."""
+        with self.session() as s:  # (a session connects only when used)
+            return [] if not self.has_captures else [tuple(r) for r in s.execute(
+                select(ImageRow.id, ImageRow.path).outerjoin(CaptureRow, CaptureRow.image_id == ImageRow.id)
+                .where(ImageRow.source.is_(None), CaptureRow.image_id.is_(None)).order_by(ImageRow.id))]
 
     @staticmethod
     def write_captures_in(s: Session, pairs) -> None:
@@ -385,8 +392,8 @@ class Store:
         s.add(ErrorRow(path=path, root=root, reason=reason, size=size, mtime_ns=mtime_ns, at=at))
 
 
-def _capture(row: CaptureRow, width: int = 0, height: int = 0) -> Capture:
-    return Capture(row.captured, row.make, row.model, row.lens, row.gps_lat, row.gps_lon, width or 0, height or 0)
+def _capture(row: CaptureRow, w: int = 0, h: int = 0) -> Capture:
+    return Capture(row.captured, row.make, row.model, row.lens, row.gps_lat, row.gps_lon, w or 0, h or 0)
 
 
 def _prefix(root: str) -> str:

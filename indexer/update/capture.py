@@ -13,6 +13,7 @@ import re
 import warnings
 
 from indexer.reports import Capture
+from indexer.storage.store import Store
 from retrieval.formats import image_kind, register_plugins
 
 _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
@@ -103,3 +104,22 @@ def read_capture(data: bytes, name: str | None = None) -> Capture:
             return from_exif(exif) if exif is not None else Capture()
         except Exception:  # noqa: BLE001 - unreadable metadata is no metadata, never a failed photo
             return Capture()
+
+
+def fill_missing(store: Store, batch: int = 200) -> int:
+    """Read the capture metadata of the photos indexed before it was kept (an older index), once:
+    each file's bytes, no decoding; a file that cannot be read now is tried again next time. How
+    many photos got theirs."""
+    todo, done = store.photos_without_capture(), 0
+    for i in range(0, len(todo), batch):
+        pairs = []
+        for image_id, path in todo[i:i + batch]:
+            try:
+                with open(path, "rb") as f:
+                    pairs.append((image_id, read_capture(f.read(), path)))
+            except OSError:
+                continue
+        with store.session.begin() as s:
+            Store.write_captures_in(s, pairs)
+        done += len(pairs)
+    return done

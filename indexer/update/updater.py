@@ -17,6 +17,7 @@ from indexer.storage.folder import check_writable, write_lock
 from retrieval.errors import UserError
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
 
+from .capture import fill_missing
 from .decode import Decoded
 from .embedding import embedding_strategy
 from .planning import Plan, plan_update
@@ -44,6 +45,7 @@ def update(index, folders: Iterable = (), workers: int | None = None, progress: 
         jobs = [(e.path, e.root, index.spec.input_geometry, max_pixels) for e in plan.todo]
         run = UpdateRun(index._commit, plan, report, progress_bar(progress, len(jobs)), commit_every, commit_seconds)
         run.run(embedding_strategy(index.distributor, index, workers).embedded(jobs))
+        fill_missing(index.store)  # photos of an index made before capture metadata was kept
     report.seconds = time.perf_counter() - t0
     return report
 

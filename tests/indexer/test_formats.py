@@ -280,7 +280,10 @@ def test_an_index_made_before_capture_metadata_opens_and_updates(tmp_path, make_
         assert idx.store.has_captures  # made again when the index is opened
         rep = idx.update([folder], workers=0, progress=False)
         assert rep.added == 1 and idx.count == 2
-        assert list(idx.capture_metadata([str(folder / "cat01.jpg")]).values())[0].model == "NIKON D3200"
+        found = idx.capture_metadata([str(folder / "cat01.jpg"), str(folder / "leuvenA.jpg")])
+        assert found[str(folder / "cat01.jpg")].model == "NIKON D3200"
+        assert found[str(folder / "leuvenA.jpg")].model == "iPhone 6"  # indexed before: read once now
+        assert idx.store.photos_without_capture() == []
 
 
 def test_a_folder_of_videos_only_indexes_with_the_defaults(tmp_path):
