@@ -11,11 +11,12 @@ from typing import Callable, Iterable
 import numpy as np
 
 from indexer.search.query_expansion import DEFAULT_ALPHA
+from indexer.storage.creating import MIN_CALIBRATION_IMAGES
 from indexer.storage.folder import copy_model
 from indexer.storage.layout import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR
 from indexer.storage.loaded_vectors import CommittedVectors
 from indexer.storage.store import Store
-from indexer.update.calibration import CALIBRATION_IMAGES
+from indexer.update.calibration import CALIBRATION_IMAGES, calibration_images
 from indexer.update.commit import commit as _commit_step
 from retrieval.classes import top_classes
 from retrieval.engines import DEFAULT_ENGINE, load_embedder
@@ -134,11 +135,17 @@ class Index:
 
     def ensure_exported_model(self) -> None:
         """DIR/model holds this index's export (rebuilt from the net or the weights when missing or
-        damaged, at the index's precision: INT8 is calibrated again on indexed photos)."""
+        damaged, at the index's precision: INT8 is calibrated again on indexed photos, or on what
+        its folders hold, video keyframes included, when it has few photos)."""
 
-        self._net = folder.ensure_exported_model(
-            self.spec, self.model_dir, self._net, self.precision,
-            lambda: self.store.sample_image_paths(CALIBRATION_IMAGES))
+        def calibration() -> list:
+            photos = self.store.sample_image_paths(CALIBRATION_IMAGES)
+            if len(photos) >= MIN_CALIBRATION_IMAGES:
+                return photos
+            return calibration_images(self.store.roots(), size=self.spec.input_size) or photos
+
+        self._net = folder.ensure_exported_model(self.spec, self.model_dir, self._net, self.precision,
+                                                 calibration)
 
     @property
     def count(self) -> int:

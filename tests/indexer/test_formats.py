@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -299,6 +300,12 @@ def test_a_folder_of_videos_only_indexes_with_the_defaults(tmp_path):
     assert model["precision"] == "int8" and model["quantization"]["calibration_images"] >= 3  # keyframes
     with Index.open(ix) as idx:
         assert idx.count >= 4 and idx.check().ok
+    shutil.rmtree(ix / "model")  # lost: made again at INT8, calibrated on the keyframes again
+    with Index.open(ix) as idx:
+        idx.ensure_exported_model()
+        assert idx.check().ok
+    again = json.loads((ix / "model" / "model.json").read_text())
+    assert again["precision"] == "int8" and again["quantization"]["calibration_images"] >= 3
 
 
 def test_too_few_pictures_start_an_fp32_index_and_say_so(tmp_path, capsys):
