@@ -10,7 +10,7 @@ from .opening import (
     ray_settings,
     resolve_index_type,
 )
-from .reports import CheckReport, SearchHit, UpdateReport
+from .reports import Capture, CheckReport, SearchHit, UpdateReport
 from .student import optimize_index
 
-__all__ = ["Index", "EngineChoice", "ModelChoice", "build_model", "default_precision", "open_or_create", "ray_settings", "resolve_index_type", "CheckReport", "SearchHit", "UpdateReport", "optimize_index"]
+__all__ = ["Index", "EngineChoice", "ModelChoice", "build_model", "default_precision", "open_or_create", "ray_settings", "resolve_index_type", "Capture", "CheckReport", "SearchHit", "UpdateReport", "optimize_index"]

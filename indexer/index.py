@@ -11,11 +11,12 @@ from typing import Callable, Iterable
 import numpy as np
 
 from indexer.search.query_expansion import DEFAULT_ALPHA
+from indexer.storage.creating import MIN_CALIBRATION_IMAGES
 from indexer.storage.folder import copy_model
 from indexer.storage.layout import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR
 from indexer.storage.loaded_vectors import CommittedVectors
 from indexer.storage.store import Store
-from indexer.update.calibration import CALIBRATION_IMAGES
+from indexer.update.calibration import CALIBRATION_IMAGES, calibration_images
 from indexer.update.commit import commit as _commit_step
 from retrieval.classes import top_classes
 from retrieval.engines import DEFAULT_ENGINE, load_embedder
@@ -140,11 +141,17 @@ class Index:
 
     def ensure_exported_model(self) -> None:
         """DIR/model holds this index's export (rebuilt from the net or the weights when missing or
-        damaged, at the index's precision: INT8 is calibrated again on indexed photos)."""
+        damaged, at the index's precision: INT8 is calibrated again on indexed photos, or on what
+        its folders hold, video keyframes included, when it has few photos)."""
 
-        self._net = folder.ensure_exported_model(
-            self.spec, self.model_dir, self._net, self.precision,
-            lambda: self.store.sample_image_paths(CALIBRATION_IMAGES))
+        def calibration() -> list:
+            photos = self.store.sample_image_paths(CALIBRATION_IMAGES)
+            if len(photos) >= MIN_CALIBRATION_IMAGES:
+                return photos
+            return calibration_images(self.store.roots(), size=self.spec.input_size) or photos
+
+        self._net = folder.ensure_exported_model(self.spec, self.model_dir, self._net, self.precision,
+                                                 calibration)
 
     @property
     def count(self) -> int:
@@ -231,6 +238,17 @@ class Index:
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
         """FAISS results ([Q, k] scores and image ids) as SearchHits, one database read for all."""
         return searching.hits(self.store, scores, ids)
+
+    def capture_metadata(self, images: Iterable[int | str]) -> dict:
+        """The capture metadata stored for these images (ids, or indexed paths), as
+        ``indexer.reports.Capture`` (capture time, camera make/model, lens, GPS) keyed as given;
+        images without any (not photos, or indexed before it was kept) are left out."""
+        images = list(images)
+        ids = [i for i in images if isinstance(i, (int, np.integer))]
+        paths = [str(p) for p in images if not isinstance(p, (int, np.integer))]
+        out = self.store.captures(ids) if ids else {}
+        out.update(self.store.captures(paths, by="path") if paths else {})
+        return {k: v for k, v in out.items() if not v.empty}
 
     def indexed_file(self, image: int | str) -> Path:
         """The path of an indexed image (by id or path), only if the images table has it and it lies

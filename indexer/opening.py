@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from indexer.storage.creating import MIN_CALIBRATION_IMAGES
 from indexer.update.calibration import calibration_images
 from indexer.update.ray_embedding import RayOptions, import_ray
 from retrieval.engines import DEFAULT_ENGINE
@@ -158,7 +159,7 @@ def open_or_create(index_dir, folders: Sequence = (), model: ModelChoice = Model
                    calibration_progress: Callable[[int, int], None] | None = None,
                    log: Callable[[str], object] | None = None) -> Index:
     """The index at ``index_dir`` ready for an update: opened (``model`` must describe its model) or
-    created for ``folders`` with that model. A new index's INT8 model is calibrated on up to 300 of
+    created for ``folders`` with that model. A new index's INT8 model is calibrated on up to 128 of
     the ``folders``' photos, reporting ``calibration_progress(done, total)``; ``log`` hears
     ``created index ...``."""
 
@@ -198,9 +199,17 @@ def open_or_create(index_dir, folders: Sequence = (), model: ModelChoice = Model
         precision = precision or default_precision(engine, run.ray)
     _check_bf16(precision, engine, run.ray)
 
+    found: list = []
+
+    def calibration():
+        found[:] = calibration_images(folders, size=spec.input_size)
+        return found
+
     idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, index_type=index_type,
-                       precision=precision, progress=calibration_progress,
-                       calibration=lambda: calibration_images(folders, size=spec.input_size), **options)
+                       precision=precision, progress=calibration_progress, calibration=calibration, **options)
     if log:
+        if precision == "int8" and idx.precision == "fp32":
+            log(f"too few pictures to calibrate an INT8 model on ({len(found)}, at least {MIN_CALIBRATION_IMAGES} "
+                f"needed): the new index starts in FP32")
         log(f"created index {index_dir} with {spec.describe()}, {idx.precision.upper()}")
     return idx

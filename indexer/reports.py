@@ -6,6 +6,44 @@ from dataclasses import dataclass, field
 from indexer.video.keyframes import format_time
 
 
+@dataclass(frozen=True)
+class Capture:
+    """A photo's capture metadata as read from its EXIF when it was indexed (None: not known).
+    ``captured``: ISO 8601 local time, with sub-seconds and UTC offset when the file has them."""
+
+    captured: str | None = None
+    make: str | None = None
+    model: str | None = None
+    lens: str | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+    width: int = 0  # pixel size of the picture (upright), from the index's row
+    height: int = 0
+
+    @property
+    def camera(self) -> str | None:
+        """"Apple iPhone 6": make and model, the make once (models often repeat it)."""
+        make, model = self.make or "", self.model or ""
+        if make and model.lower().startswith(make.split()[0].lower()):
+            make = ""
+        return " ".join(x for x in (make, model) if x) or None
+
+    @property
+    def empty(self) -> bool:
+        return not any((self.captured, self.make, self.model, self.lens, self.gps_lat is not None))
+
+    def as_json(self) -> dict:
+        """The known fields only: captured, camera, make, model, lens, gps ([lat, lon]), pixels ([w, h])."""
+        out = {"captured": self.captured, "camera": self.camera, "make": self.make, "model": self.model,
+               "lens": self.lens}
+        out = {k: v for k, v in out.items() if v}
+        if self.gps_lat is not None and self.gps_lon is not None:
+            out["gps"] = [self.gps_lat, self.gps_lon]
+        if self.width and self.height:
+            out["pixels"] = [self.width, self.height]
+        return out
+
+
 @dataclass
 class SearchHit:
     id: int
@@ -20,6 +58,7 @@ class SearchHit:
     time_s: float | None = None  # a video frame: its time in ``source``, seconds (None for photos)
     source: str | None = None  # a video frame: the video file (``path`` is then VIDEO#t=SECONDS)
     offline: bool = False  # in a folder the last update could not list (indexer.storage.offline)
+    capture: Capture | None = None  # a photo's capture metadata, when the index has it
 
     @property
     def where(self) -> str:
@@ -35,6 +74,8 @@ class SearchHit:
             out.update(time_s=self.time_s, source=self.source)
         if self.offline:
             out["offline"] = True
+        if self.capture is not None:  # "captured" and "camera" when the photo's EXIF has them
+            out.update({k: v for k, v in self.capture.as_json().items() if k in ("captured", "camera")})
         return out
 
 

@@ -5,6 +5,10 @@ class UserError(Exception):
     """A mistake in what the user asked for (missing folder, bad weights path, wrong index...)."""
 
 
+class ImageError(Exception):
+    """An image that cannot be used; the message is the reason, short enough for one line."""
+
+
 class ModelMismatchError(UserError):
     """An index was built by another model than the one asked for."""
 

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
+from . import formats
+from .errors import ImageError
+from .raw_decode import open_raw
 from .spec import InputBuckets
 
 # Pillow's own guard is ~179 MP with an error past twice that; ours is explicit and configurable.
 DEFAULT_MAX_PIXELS = int(os.environ.get("VGG_RETRIEVAL_MAX_PIXELS", 100_000_000))
-
-
-class ImageError(Exception):
-    """An image that cannot be used; the message is the reason, short enough for one line."""
 
 
 @dataclass
@@ -59,16 +58,30 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV...
 
 
-def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
+def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None,
+               name: str | None = None) -> Image.Image:
     """Open, check and fully decode an image (path, bytes or file object) to RGB.
 
-    EXIF orientation is applied; animated/multi-page files give their first frame. With
-    ``draft_size``, JPEGs are decoded at a reduced scale when the result stays at least that big.
+    EXIF orientation is applied; animated/multi-page files give their first frame (HEIF: its
+    primary image). With ``draft_size``, JPEGs are decoded at a reduced scale (HEIF: an embedded
+    thumbnail, RAW: the embedded preview) when the result stays at least that big. The format is
+    read from the content (``retrieval.formats``); ``name``, the file's name, only tells the
+    TIFF-based RAWs (NEF, ARW...) from TIFFs.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError("empty file")
         source = io.BytesIO(source)
+    if name is None and isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+    try:
+        kind = formats.image_kind(formats.read_head(source), name)
+    except OSError as e:
+        raise ImageError(f"cannot read: {e.strerror or e}") from None
+    if kind is not None:
+        formats.ensure_reader(kind)
+    if kind == "RAW":
+        return open_raw(source, max_pixels, draft_size)
     with warnings.catch_warnings():
         # Pillow's warnings (corrupt EXIF, its own 89 MP bomb warning) are not verdicts: our
         # max_pixels check below and the decode errors decide.
@@ -78,36 +91,53 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | N
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ImageError(f"image too large (decompression bomb guard): {e}") from None
         except Image.UnidentifiedImageError:
+            if kind is not None:
+                raise ImageError(f"corrupt or truncated {kind} file") from None
             raise ImageError("not an image Pillow can read") from None
-        except (OSError, ValueError, SyntaxError) as e:
-            raise ImageError(f"cannot open image: {e}") from None
+        except (OSError, ValueError, SyntaxError, RuntimeError) as e:
+            if kind is not None:
+                raise ImageError(f"corrupt or truncated {kind} file ({_line(e)})") from None
+            raise ImageError(f"cannot open image: {_line(e)}") from None
         w, h = im.size
         if w <= 0 or h <= 0:
             raise ImageError(f"invalid image size {w}x{h}")
         if w * h > max_pixels:
             raise ImageError(f"image too large: {w}x{h} = {w * h:,} pixels (limit {max_pixels:,})")
+        return _decode(im, draft_size)
+
+
+def _line(e: BaseException) -> str:
+    """An exception's message as one short line (decoders' messages can span several)."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[0][:200] if lines else type(e).__name__
+
+
+def _decode(im: Image.Image, draft_size: int | None) -> Image.Image:
+    """The opened ``im`` decoded, upright and RGB (``open_image``'s second half)."""
+    w, h = im.size
+    try:
+        fmt = im.format or "unknown"
+        full = (w, h)
         try:
-            fmt = im.format or "unknown"
-            full = (w, h)
-            try:
-                if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF rotation by 90/270 degrees
-                    full = (h, w)
-            except Exception:
-                pass
-            if draft_size and im.format == "JPEG":
-                tw, th = target_size(w, h, draft_size)
-                im.draft("RGB", (tw, th))
-            im.load()
-            im = ImageOps.exif_transpose(im) or im
-            im = _to_rgb(im)
-            im.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageError(f"image too large (decompression bomb guard): {e}") from None
-        except (OSError, ValueError, SyntaxError, EOFError, MemoryError, IndexError, TypeError, ZeroDivisionError) as e:
-            msg = str(e) or type(e).__name__
-            if "truncated" in msg.lower():
-                raise ImageError(f"truncated image ({msg})") from None
-            raise ImageError(f"corrupt image ({msg})") from None
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF rotation by 90/270 degrees
+                full = (h, w)  # (HEIF comes upright from pillow-heif, its orientation set to 1)
+        except Exception:
+            pass
+        if draft_size and im.format in ("JPEG", "HEIF"):
+            tw, th = target_size(w, h, draft_size)
+            im.draft("RGB", (tw, th))
+        im.load()
+        im = ImageOps.exif_transpose(im) or im
+        im = _to_rgb(im)
+        im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"image too large (decompression bomb guard): {e}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError, IndexError, TypeError, ZeroDivisionError,
+            RuntimeError) as e:
+        msg = _line(e)
+        if "truncated" in msg.lower() or "end of file" in msg.lower():
+            raise ImageError(f"truncated image ({msg})") from None
+        raise ImageError(f"corrupt image ({msg})") from None
     im.info["vgg_retrieval_format"] = fmt
     im.info["vgg_retrieval_full_size"] = full
     return im
@@ -305,11 +335,12 @@ def prepare(im: Image.Image, size, trim: bool = False) -> Prepared:
     return Prepared(out, valid, width, height, fmt)
 
 
-def load_and_prepare(source, size, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
-    """``open_image`` + ``prepare``, with JPEG draft decoding. ``width``/``height`` are of the file.
-    ``size``: an int or an ``InputBuckets`` (pass ``spec.input_geometry``)."""
+def load_and_prepare(source, size, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Prepared:
+    """``open_image`` + ``prepare``, with draft decoding. ``width``/``height`` are of the file.
+    ``size``: an int or an ``InputBuckets`` (pass ``spec.input_geometry``); ``name``: the file's
+    name when ``source`` is its bytes (see ``open_image``)."""
     if isinstance(source, (str, os.PathLike)) or isinstance(source, (bytes, bytearray, memoryview)) or hasattr(source, "read"):
-        im = open_image(source, max_pixels=max_pixels, draft_size=draft_side(size))
+        im = open_image(source, max_pixels=max_pixels, draft_size=draft_side(size), name=name)
         full = _full_size(im)
         p = prepare(im, size)
         p.width, p.height = full

@@ -39,7 +39,7 @@ from .options import (
 @click.option("--commit-every", type=int, default=1000, show_default=True,
               help="Save progress every N embedded images (and every 2 minutes).")
 @click.option("--precision", type=click.Choice(("int8", "fp32", "bf16")), default=None,
-              help="A new index's model: int8 (NNCF, calibrated on up to 300 of the photos), fp32, or bf16 (the "
+              help="A new index's model: int8 (NNCF, calibrated on up to 128 of the photos), fp32, or bf16 (the "
                    "FP32 model run in bf16 by OpenVINO, on CPUs with AMX or AVX512-BF16) "
                    "[default: int8 where OpenVINO runs it, else fp32; an existing index keeps its own].")
 @click.option("--throughput", is_flag=True,
@@ -256,6 +256,7 @@ def info(index_dir, db_url, show_errors):
         click.echo(f"errors:  {len(errors)}")
         click.echo(f"whitening: {describe_whitening(idx)}")
         offline = idx.store.offline_folders()
+        _echo_captures(idx.store.capture_summary())
         for r in idx.store.roots():
             since = f" (offline since {since_text(offline[r][0])}: {offline[r][1]})" if r in offline else ""
             click.echo(f"folder:  {one_line_text(r)}{since}")
@@ -265,6 +266,16 @@ def info(index_dir, db_url, show_errors):
         if show_errors:
             for e in errors:
                 click.echo(f"  {one_line_text(e.path)}: {one_line_text(e.reason)}")
+
+
+def _echo_captures(summary: dict) -> None:
+    """The capture metadata ``info`` shows: how many photos are dated, the span, the cameras."""
+    if summary["dated"]:
+        click.echo(f"captured: {summary['dated']} photos dated, {summary['first']} to {summary['last']}")
+    if summary["cameras"]:
+        shown = ", ".join(f"{name} ({n})" for name, n in summary["cameras"][:8])
+        more = len(summary["cameras"]) - 8
+        click.echo(f"cameras: {shown}" + (f" and {more} more" if more > 0 else ""))
 
 
 @click.command()

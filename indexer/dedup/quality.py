@@ -4,7 +4,8 @@ For the files that are candidates for some group only (not the whole collection)
 (a grey copy is never kept over its colour original), how much of it is picture (a copy with a
 frame, border or screenshot canvas has more pixels, not more picture), the JPEG quality estimated from the
 quantisation tables (a re-compressed copy has coarser tables), and whether the camera's metadata
-(EXIF date or camera model) survived (copies made by apps and web pages usually lose it). Pixels,
+(EXIF date or camera model) survived (copies made by apps and web pages usually lose it), and
+whether it is a camera's own format (RAW, HEIC) rather than a JPEG exported from it. Pixels,
 size and modification time come from the index. ``keeper_reason`` says in words why the keeper won.
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ class FileQuality:
     metadata: bool = False        # EXIF capture date or camera make/model present
     readable: bool = True
     content: float = 1.0          # share of the pixels that are picture, not a uniform border/frame/canvas
+    original: bool = False        # a camera's own format (RAW, HEIC/HEIF), not a JPEG made from it
 
 
 def jpeg_quality(quantization: dict | None) -> int | None:
@@ -53,6 +55,13 @@ def read_quality(path: str) -> FileQuality:
     """The file's colour, estimated JPEG quality and metadata (a small decode; header for the rest)."""
     from PIL import Image
 
+    from retrieval.formats import image_kind, read_head, register_plugins
+
+    try:
+        register_plugins()  # HEIF, AVIF, JPEG XL open with Pillow like the rest
+        original = image_kind(read_head(path), path) in ("RAW", "HEIF")
+    except OSError:
+        return FileQuality(readable=False)
     try:
         with Image.open(path) as im:
             q = jpeg_quality(getattr(im, "quantization", None)) if im.format == "JPEG" else None
@@ -69,8 +78,9 @@ def read_quality(path: str) -> FileQuality:
                 spread = float(np.abs(a[..., 0] - a[..., 1]).mean() + np.abs(a[..., 1] - a[..., 2]).mean())
                 colour = spread >= GREY_SPREAD
     except Exception:  # noqa: BLE001 - unreadable now: ranks last among its equals, apply will refuse it anyway
-        return FileQuality(readable=False)
-    return FileQuality(colour=colour, jpeg_quality=LOSSLESS if q is None else q, metadata=meta, content=content)
+        return FileQuality(readable=False, original=original)  # a RAW Pillow can't open: still the original
+    return FileQuality(colour=colour, jpeg_quality=LOSSLESS if q is None else q, metadata=meta,
+                       content=content, original=original)
 
 
 def _content_share(im) -> float:
@@ -118,6 +128,8 @@ def compare(k, kq: FileQuality, m, mq: FileQuality, policy: str = "resolution") 
         "colour": (int(kq.colour) - int(mq.colour), "colour (the copy is greyscale)"),
         "pixels": ((pk > PICTURE_TOLERANCE * pm) - (pm > PICTURE_TOLERANCE * pk),
                    f"more picture pixels ({_size(k, kq)} against {_size(m, mq)})"),
+        "original": (int(kq.original) - int(mq.original),
+                     "the original format (RAW or HEIC, not a JPEG made from it)"),
         "content": ((kq.content > mq.content + 0.1) - (mq.content > kq.content + 0.1),
                     f"no border or frame added (the copy is {mq.content:.0%} picture)"),
         "quality": ((kq.jpeg_quality > mq.jpeg_quality + 2) - (mq.jpeg_quality > kq.jpeg_quality + 2),
@@ -134,7 +146,7 @@ def compare(k, kq: FileQuality, m, mq: FileQuality, policy: str = "resolution") 
     return 0, ""
 
 
-ORDER = {"resolution": ("colour", "pixels", "content", "quality", "metadata", "size", "oldest"),
+ORDER = {"resolution": ("colour", "pixels", "original", "content", "quality", "metadata", "size", "oldest"),
          "size": ("size", "pixels", "oldest"), "oldest": ("oldest", "pixels", "size"),
          "newest": ("newest", "pixels", "size")}
 

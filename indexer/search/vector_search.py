@@ -116,6 +116,7 @@ def hits(store: Store, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchH
     """FAISS results ([Q, k] scores and image ids) as SearchHits, one database read for all."""
     rows = store.rows_by_id({int(i) for i in ids.ravel() if i >= 0})
     offline = list(store.offline_folders())
+    captures = store.captures(rows)
     results = []
     for qs, qi in zip(scores, ids):
         found = []
@@ -125,7 +126,8 @@ def hits(store: Store, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchH
                 continue  # removed by an update since these vectors were loaded
             found.append(SearchHit(row.id, row.path, float(score), row.label, row.width, row.height,
                                    row.size, row.format, row.sha256, row.time_s, row.source,
-                                   offline=bool(offline) and in_any(row.source or row.path, offline) is not None))
+                                   offline=bool(offline) and in_any(row.source or row.path, offline) is not None,
+                                   capture=captures.get(row.id)))
         results.append(found)
     return results
 

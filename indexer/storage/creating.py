@@ -21,6 +21,8 @@ from .layout import DB_FILE, LOCK_FILE, MODEL_DIR
 
 MARK = ".creating"
 PRECISIONS = ("int8", "fp32", "bf16")  # bf16: the FP32 files, run in bf16 by OpenVINO
+# a new INT8 index calibrates on at least this many pictures; with fewer it starts in FP32 (never refused)
+MIN_CALIBRATION_IMAGES = 3
 # what an unfinished creation may have written (never a user's file)
 _OURS = (MARK, MODEL_DIR, MODEL_DIR + ".tmp", MODEL_DIR + ".old", ".export-*", ".int8-*", LOCK_FILE,
          DB_FILE, DB_FILE + "-journal", DB_FILE + "-wal", DB_FILE + "-shm", "vectors-*.faiss*")

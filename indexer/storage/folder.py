@@ -112,7 +112,9 @@ def _create_marked(directory, spec, net, url, model_dir, vector_config, precisio
         net = _make_model(directory / MODEL_DIR, spec, net, model_dir)
         crash_point("model_exported")
         if precision == "int8":
-            creating.quantize_in_place(directory / MODEL_DIR, calibration() if calibration else [], progress)
+            images = calibration() if calibration else []
+            if len(images) >= creating.MIN_CALIBRATION_IMAGES:  # else FP32: the sidecar says so
+                creating.quantize_in_place(directory / MODEL_DIR, images, progress)
         crash_point("model_ready")
         stored = read_sidecar(directory / MODEL_DIR)[1].get("precision", "fp32")  # a given INT8 --model too
         precision = "bf16" if precision == "bf16" and stored == "fp32" else stored

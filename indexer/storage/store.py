@@ -7,18 +7,19 @@ import json
 import os
 import time
 
-from sqlalchemy import create_engine, delete, event, func, inspect, select, text, tuple_
+from sqlalchemy import create_engine, delete, event, func, inspect, select, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from retrieval.errors import UserError
 
 from .database_link import parse_url, public_url
+from .store_tables import CaptureQueries, DedupDecisionQueries, OfflineFolderQueries
 from .tables import (
     ADDED_COLUMNS,
-    KEEP_BOTH,
     OPTIONAL_TABLES,
     Base,
+    CaptureRow,
     DedupDecisionRow,
     ErrorRow,
     ImageRow,
@@ -39,7 +40,7 @@ def _reason(e: BaseException) -> str:
     return str(getattr(e, "orig", None) or e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
 
 
-class Store:
+class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
     """The metadata database of one index. ``create``: make the tables when missing (else a database
     without them reads as empty). Connection problems and missing drivers are ``UserError``s."""
 
@@ -91,6 +92,7 @@ class Store:
             names = set(inspect(c).get_table_names(schema=self.schema))
         self.has_decisions = DedupDecisionRow.__tablename__ in names
         self.has_offline = OfflineFolderRow.__tablename__ in names
+        self.has_captures = CaptureRow.__tablename__ in names
         if ours - OPTIONAL_TABLES <= names:
             self._add_missing_columns()
             self._add_optional_tables(names)
@@ -100,7 +102,7 @@ class Store:
             with self.engine.begin() as c:
                 Base.metadata.create_all(c)
             self._add_missing_columns()
-            self.has_decisions = self.has_offline = True
+            self.has_decisions = self.has_offline = self.has_captures = True
             return True
         if not clash and not create:
             return False
@@ -110,7 +112,7 @@ class Store:
                             f"({', '.join(clash)}): use another database, or ?schema=NAME in the URL")
         with self.engine.begin() as c:
             Base.metadata.create_all(c)
-        self.has_decisions = self.has_offline = True
+        self.has_decisions = self.has_offline = self.has_captures = True
         return True
 
     def _add_optional_tables(self, names: set) -> None:
@@ -122,9 +124,9 @@ class Store:
         try:
             with self.engine.begin() as c:
                 Base.metadata.create_all(c, tables=missing)  # checkfirst: another process may have made them
+            self.has_decisions = self.has_offline = self.has_captures = True
         except SQLAlchemyError:
-            return
-        self.has_decisions = self.has_offline = True
+            pass  # those that were there (``_prepare``) are all there is
 
     def _is_index_meta(self) -> bool:
         try:
@@ -237,28 +239,6 @@ class Store:
                 s.execute(delete(RootRow).where(RootRow.path == r))
 
     # --- offline folders (indexer.update.planning) ---------------------------------------------------------
-    def offline_folders(self) -> dict[str, tuple[float, str]]:
-        """folder -> (offline since, reason) of every folder the last updates could not list."""
-        if not self.has_offline:
-            return {}
-        with self.session() as s:
-            return {r.path: (r.since, r.reason) for r in s.scalars(select(OfflineFolderRow)
-                                                                     .order_by(OfflineFolderRow.path))}
-
-    def mark_folders(self, offline: dict[str, tuple[str, str]], online) -> None:
-        """Mark ``offline`` (folder -> (root, reason); an earlier "since" is kept) and drop the marks
-        of the ``online`` folders, in one transaction."""
-        if not self.has_offline or not (offline or online):
-            return
-        with self.session.begin() as s:
-            for path in online:
-                s.execute(delete(OfflineFolderRow).where(OfflineFolderRow.path == path))
-            for path, (root, reason) in offline.items():
-                row = s.get(OfflineFolderRow, path)
-                if row is None:
-                    s.add(OfflineFolderRow(path=path, root=root, reason=reason, since=time.time()))
-                else:
-                    row.reason = reason
 
     def images_under(self, root: str) -> list[tuple[str, int, int, str | None]]:
         """(path, size, mtime_ns, source) of every row inside the folder ``root`` (video frames too)."""
@@ -298,40 +278,14 @@ class Store:
                 .where(ImageRow.source.is_(None)).order_by(ImageRow.id))]
 
     # --- dedup review decisions ---------------------------------------------------------------
-    def record_dedup_decisions(self, pairs, decision: str = KEEP_BOTH) -> list[tuple[str, str]]:
-        """Remember ``decision`` for each pair ``((path, sha256), (path, sha256))`` (replacing an
-        earlier one); the (sha_a, sha_b) keys written, for ``forget_dedup_decisions``."""
-        if not self.has_decisions:
-            raise UserError(f"the index database {self.shown} has no table for review decisions and cannot be "
-                            f"upgraded (read-only?); open it once with write access")
-        keys, now = [], time.time()
-        with self.session.begin() as s:
-            for (pa, sa), (pb, sb) in pairs:
-                if sb < sa:
-                    (pa, sa), (pb, sb) = (pb, sb), (pa, sa)
-                s.merge(DedupDecisionRow(sha_a=sa, sha_b=sb, decision=decision, path_a=pa, path_b=pb, at=now))
-                keys.append((sa, sb))
-        return keys
 
-    def forget_dedup_decisions(self, keys) -> int:
-        """Drop the decisions of these (sha_a, sha_b) keys; how many there were."""
-        keys = [tuple(k) for k in keys]
-        if not keys or not self.has_decisions:
-            return 0
-        gone = 0
-        with self.session.begin() as s:
-            for i in range(0, len(keys), 200):
-                gone += s.execute(delete(DedupDecisionRow).where(
-                    tuple_(DedupDecisionRow.sha_a, DedupDecisionRow.sha_b).in_(keys[i:i + 200]))).rowcount or 0
-        return gone
 
-    def dismissed_pairs(self) -> set[tuple[str, str]]:
-        """(sha_a, sha_b), ``sha_a <= sha_b``, of every pair a person kept both of."""
-        if not self.has_decisions:
-            return set()
-        with self.session() as s:
-            return {tuple(r) for r in s.execute(select(DedupDecisionRow.sha_a, DedupDecisionRow.sha_b)
-                                                 .where(DedupDecisionRow.decision == KEEP_BOTH))}
+
+    # --- capture metadata (``indexer.update.capture``) ------------------------------------------
+
+
+
+
 
     # --- in a caller's transaction (a commit, a check): ``s`` is its session ---------------------
     @staticmethod
@@ -369,6 +323,8 @@ class Store:
     @staticmethod
     def add_error_in(s: Session, path: str, root: str, reason: str, size: int, mtime_ns: int, at: float) -> None:
         s.add(ErrorRow(path=path, root=root, reason=reason, size=size, mtime_ns=mtime_ns, at=at))
+
+
 
 
 def _prefix(root: str) -> str:

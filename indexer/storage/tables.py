@@ -94,9 +94,24 @@ class OfflineFolderRow(Base):
     since: Mapped[float] = mapped_column(Float)
 
 
+class CaptureRow(Base):
+    """A photo's capture metadata, read from its EXIF once when it is indexed (``indexer.update.capture``):
+    one row per photo (empty fields when it has none), gone with its image row. ``captured`` is ISO
+    8601 local time (sorts and compares as text; ``+HH:MM`` when the offset is known)."""
+
+    __tablename__ = "captures"
+    image_id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=False)
+    captured: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True, default=None)
+    make: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    model: Mapped[str | None] = mapped_column(Text, nullable=True, index=True, default=None)
+    lens: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    gps_lat: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
+    gps_lon: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
+
+
 KEEP_BOTH = "keep"
 # tables an index can live without: made when missing if the database can be written, else their
 # readers see nothing (an index on read-only media stays searchable)
-OPTIONAL_TABLES = {DedupDecisionRow.__tablename__, OfflineFolderRow.__tablename__}
+OPTIONAL_TABLES = {DedupDecisionRow.__tablename__, OfflineFolderRow.__tablename__, CaptureRow.__tablename__}
 
 

@@ -36,6 +36,10 @@ def commit(store: Store, committed: CommittedVectors, added: list[tuple[Decoded,
         with store.session.begin() as s:
             generation = int(Store.get_meta(s, "generation", 0)) + 1
             rows, drop, now = _write_rows(s, added, errors, reasons, delete_paths, clear_errors, report)
+            if store.has_captures:  # gone rows lose theirs; new and changed photos get theirs
+                Store.delete_captures_in(s, drop)
+                Store.write_captures_in(s, [(r.id, d.capture) for r, (d, _) in zip(rows, added)
+                                            if d.capture is not None])
             ids = np.array([r.id for r in rows], dtype=np.int64)
             index = vectors.without(index, drop + ids.tolist())  # updated files keep their id, get a new vector
             new_vectors = np.stack([v for _, v in added]).astype(np.float32) if rows else None

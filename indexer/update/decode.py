@@ -8,9 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.faults import DECODE_POINT, crash_point
+from indexer.reports import Capture
 from indexer.vectors import file_sha256
 from indexer.video.keyframes import VideoError, frame_path, sample_video, sniff_video, videos_enabled
+from retrieval.formats import sniff_extra
 from retrieval.preprocess import DEFAULT_MAX_PIXELS, ImageError, load_and_prepare
+
+from .capture import read_capture
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Decoded:
     source: str | None = None  # video frames: the video file (``path`` is then VIDEO#t=SECONDS)
     time_s: float | None = None  # video frames: the frame's time in the video, seconds
     more: bool = False  # more items of the same file follow (a video's frames commit together)
+    capture: Capture | None = None  # photos: their capture metadata (EXIF), read with the pixels
 
 
 class DecodeJournal:
@@ -74,7 +79,8 @@ def _is_video(path: str) -> bool:
 
     try:
         with open(path, "rb") as f:
-            return sniff_video(f.read(64)) is not None and videos_enabled()
+            head = f.read(64)
+        return sniff_extra(head) is None and sniff_video(head) is not None and videos_enabled()
     except OSError:
         return False  # decode_file reports why
 
@@ -141,7 +147,7 @@ def decode_file(job: tuple[str, str, int, int]) -> Decoded:
     out.size, out.mtime_ns = after.st_size, after.st_mtime_ns
     out.sha256 = hashlib.sha256(data).hexdigest()
     try:
-        p = load_and_prepare(data, input_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+        p = load_and_prepare(data, input_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, name=path)
     except ImageError as e:
         out.problem = str(e)
         return out
@@ -150,4 +156,5 @@ def decode_file(job: tuple[str, str, int, int]) -> Decoded:
         return out
     out.width, out.height, out.format = p.width, p.height, p.format
     out.array, out.valid = p.array, p.valid
+    out.capture = read_capture(data, path)
     return out

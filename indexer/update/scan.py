@@ -10,17 +10,11 @@ import stat
 from dataclasses import dataclass
 from typing import Iterator
 
-from indexer.video.keyframes import _IMAGE_BRANDS, AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, sniff_video, videos_enabled
+from indexer.video.keyframes import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, sniff_video, videos_enabled
+from retrieval.formats import EXTRA_IMAGE_EXTENSIONS, sniff_extra
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
-                    ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
-# photo formats the scanner cannot read yet: such files are listed with this reason (info --errors),
-# never passed over in silence. A format made readable leaves this table; its files' error rows keep
-# their size and mtime, so the change must also clear the rows whose reason names it.
-UNSUPPORTED_EXTENSIONS = {".heic": "HEIC", ".heif": "HEIF", ".hif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL",
-                          ".cr2": "Canon raw", ".cr3": "Canon raw", ".nef": "Nikon raw", ".arw": "Sony raw",
-                          ".dng": "DNG raw", ".orf": "Olympus raw", ".rw2": "Panasonic raw", ".raf": "Fujifilm raw"}
-UNSUPPORTED_REASON = "{} image: this format cannot be read yet (not indexed)"
+                    ".webp", ".ppm", ".pgm", ".pbm", ".pnm"} | EXTRA_IMAGE_EXTENSIONS
 
 
 @dataclass
@@ -50,17 +44,7 @@ def sniff(head: bytes) -> str | None:
         return "WEBP"
     if len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3] in b" \t\r\n":
         return "PPM"
-    return None
-
-
-def unsupported_format(ext: str, head: bytes) -> str | None:
-    """The name of the photo format a file is in (by content: HEIF/AVIF brands, JPEG XL; else by
-    its extension) when the scanner cannot read it yet, else None."""
-    if head[4:8] == b"ftyp" and head[8:12] in _IMAGE_BRANDS:
-        return "AVIF" if head[8:12] in (b"avif", b"avis") else "HEIC" if ext != ".heif" else "HEIF"
-    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL "):
-        return "JPEG XL"
-    return UNSUPPORTED_EXTENSIONS.get(ext)
+    return sniff_extra(head)  # HEIF, AVIF, JPEG XL, camera RAW (retrieval.formats)
 
 
 def describe_content(head: bytes) -> str:
@@ -136,7 +120,8 @@ def walk(root: str, skip: str | None = None) -> Iterator[Entry]:
 
 def classify(entry: Entry) -> Entry | None:
     """Read the head of a new/changed file: keep images and videos, flag files named as images or
-    videos that aren't, and photos in a format not read yet (HEIC, AVIF, raw: ``UNSUPPORTED_EXTENSIONS``).
+    videos that aren't (HEIC, AVIF, JPEG XL and camera RAW are
+    images: ``retrieval.formats``).
 
     Returns the entry (``kind`` "image" or "video"; ``problem`` set when it is a bad image/video file)
     or None for files that are simply neither (text, audio, sidecars...), which are skipped silently.
@@ -161,10 +146,6 @@ def classify(entry: Entry) -> Entry | None:
         entry.problem = f"cannot read: {e.strerror or e}"
         return entry if named_image else None
     if sniff(head):
-        return entry
-    unsupported = unsupported_format(ext, head)
-    if unsupported:
-        entry.problem = UNSUPPORTED_REASON.format(unsupported)
         return entry
     if videos and sniff_video(head) and ext not in AUDIO_EXTENSIONS:
         entry.kind = "video"

@@ -17,6 +17,7 @@ from indexer.storage.folder import check_writable, write_lock
 from retrieval.errors import UserError
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
 
+from .capture import fill_missing
 from .decode import Decoded
 from .embedding import embedding_strategy
 from .planning import Plan, plan_update
@@ -55,6 +56,7 @@ def update(index, folders: Iterable = (), workers: int | None = None, progress: 
         if plan.gone_roots:  # after the commits that dropped their rows
             index.store.remove_roots(plan.gone_roots)
             report.notes.extend(f"forgot the missing folder {r}" for r in plan.gone_roots)
+        fill_missing(index.store)  # photos of an index made before capture metadata was kept
     report.seconds = time.perf_counter() - t0
     return report
 

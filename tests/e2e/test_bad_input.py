@@ -120,7 +120,10 @@ def test_cli_search_json_and_check(tmp_path, tiny_model, photos):
     for row, q in zip(rows, (q1, q2)):
         assert len(row["results"]) == 6 and row["results"][0]["path"] == str(q)
         scores = [h["score"] for h in row["results"]]
-        assert scores == sorted(scores, reverse=True) and set(row["results"][0]) == {"path", "score", "id"}
+        assert scores == sorted(scores, reverse=True)
+    # a photo's result has 3 keys, and its capture time and camera when its EXIF has them
+    assert set(rows[1]["results"][0]) == {"path", "score", "id"}  # coffee.png: no EXIF
+    assert rows[0]["results"][0]["captured"] == "2015-12-29T10:30:47" and rows[0]["results"][0]["camera"]
     r = cli("check", "--index", ix)
     assert r.returncode == 0 and "OK (6 images" in r.stdout
     name = next(ix.glob("vectors-*.faiss"))

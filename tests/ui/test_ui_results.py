@@ -2,6 +2,7 @@
 pages of cards over a real index, the view as query parameters, and the feature maps' progress."""
 from __future__ import annotations
 
+import io
 import shutil
 
 import pytest
@@ -10,6 +11,7 @@ from conftest import copy_photos
 from indexer.reports import SearchHit
 from ui.logic import (
     DEFAULT_PER,
+    CaptureFilter,
     Identity,
     View,
     arrange,
@@ -89,6 +91,42 @@ def test_pages_of_cards_over_a_real_index(tiny_model, make_index, tmp_path):
         assert len(dogs) == 1 and dogs[0].copies_note == "+3 copies"
     finally:
         svc.index.close()
+
+
+def test_capture_date_and_camera_filters_over_a_real_index(tiny_model, make_index, tmp_path):
+    """The Search page's date range and camera filters, on the photos' own EXIF (read at indexing)."""
+    from PIL import Image
+
+    from ui.logic import Service, Settings, read_upload
+
+    photos = tmp_path / "photos"
+    copy_photos(photos, ["pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/horse01.jpg", "pixabay/ship01.jpg",
+                         "pixabay/bird01.jpg", "sklearn/china.jpg"], flat=True)
+    make_index(tmp_path / "index").update([photos], workers=0, progress=False)
+    svc = Service(tmp_path / "index")
+    try:
+        assert set(svc.cameras()) == {"NIKON D3200", "NIKON D3S", "NIKON D800"}  # horse01: no camera
+        row = svc.row_for_path(str(photos / "dog01.jpg"))  # no EXIF: the query, not a result
+        q, ident = svc.query_from_row(row), row_identity(row, False)
+
+        def names(capture):
+            pg = page_of_results(svc, q, ident, page=1, per=10, capture=capture)
+            return sorted(c.hit.path.rsplit("/", 1)[1] for c in pg.cards)
+
+        assert names(None) == ["bird01.jpg", "cat01.jpg", "china.jpg", "horse01.jpg", "ship01.jpg"]
+        assert names(CaptureFilter(cameras=("NIKON D3S",))) == ["ship01.jpg"]
+        assert names(CaptureFilter("2013-01-01", "2015-12-31")) == ["cat01.jpg", "horse01.jpg"]
+        assert names(CaptureFilter("2015-12-29", "2015-12-29")) == ["cat01.jpg"]  # both ends included
+        assert names(CaptureFilter(last="2012-12-31", cameras=("NIKON D800", "NIKON D3S"))) == ["bird01.jpg"]
+    finally:
+        svc.index.close()
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    buf = io.BytesIO()
+    cat = Image.open(photos / "cat01.jpg")
+    cat.save(buf, "HEIF")
+    assert read_upload("cat.heic", buf.getvalue(), Settings(None)).size == cat.size  # a HEIC upload: a query
 
 
 def test_feature_maps_progress_per_module_and_stop(tiny_model):

@@ -23,7 +23,15 @@ from .dedup_review import (
 )
 from .feature_maps import conv_layers, feature_maps, maps_grid
 from .indexing import IndexingJob, Outcome, checked_folder
-from .results import Identity, arrange, is_query, page_of_results, row_identity, upload_identity
+from .results import (
+                           CaptureFilter,
+                           Identity,
+                           arrange,
+                           is_query,
+                           page_of_results,
+                           row_identity,
+                           upload_identity,
+)
 from .service import Service
 from .settings import (
                            DEFAULT_MAX_UPLOAD_MB,
@@ -44,6 +52,6 @@ __all__ = ["find_reports", "load_report_bytes", "load_report_file", "member_row"
            "CHOICES", "KEEP", "apply_choices", "default_choice", "default_quarantine", "group_key", "is_exact",
            "keep_all", "last_moved_log", "undo_action", "conv_layers", "feature_maps", "maps_grid", "IndexingJob",
            "Outcome", "checked_folder", "Identity", "arrange", "is_query", "page_of_results", "row_identity",
-           "upload_identity", "Service", "DEFAULT_MAX_UPLOAD_MB", "ENV_ENGINE", "ENV_INDEX", "ENV_MAX_UPLOAD_MB",
+           "upload_identity", "CaptureFilter", "Service", "DEFAULT_MAX_UPLOAD_MB", "ENV_ENGINE", "ENV_INDEX", "ENV_MAX_UPLOAD_MB",
            "ENV_READ_ONLY", "ROOT", "UPLOAD_TYPES", "Settings", "human_bytes", "message", "crop", "jpeg_bytes",
            "preview", "read_upload", "DEFAULT_PER", "MAX_QE", "PER_PAGE", "View"]

@@ -39,6 +39,30 @@ def is_query(hit, ident: Identity | None) -> bool:
             and (hit.width, hit.height) == ident.pixels)
 
 
+@dataclass(frozen=True)
+class CaptureFilter:
+    """The Search page's capture filters: a date range (``YYYY-MM-DD``, both ends included; either
+    may be open) and cameras (as ``Capture.camera`` names them). A photo without a capture date or
+    camera is left out by the filter that needs it."""
+    first: str | None = None
+    last: str | None = None
+    cameras: tuple = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.first or self.last or self.cameras)
+
+    def accepts(self, hit) -> bool:
+        c = getattr(hit, "capture", None)
+        if self.cameras and (c is None or c.camera not in self.cameras):
+            return False
+        if self.first or self.last:
+            day = (c.captured or "")[:10] if c is not None else ""
+            if not day or (self.first and day < self.first) or (self.last and day > self.last):
+                return False
+        return True
+
+
 @dataclass
 class Card:
     hit: object  # the best-scoring SearchHit of its group
@@ -92,16 +116,17 @@ class Page:
 
 
 def page_of_results(svc, query, ident: Identity | None, page: int, per: int, threshold: float = -1.0,
-                    labels=(), roots=(), qe: int | None = None, rotations: bool = False) -> Page:
+                    labels=(), roots=(), qe: int | None = None, rotations: bool = False,
+                    capture: CaptureFilter | None = None) -> Page:
     """Page ``page`` (1-based) of ``per`` cards; asks the index for more neighbours while collapsed
     copies and the query's own file leave too few cards and the index has more. ``qe``/``rotations``:
-    the query options (``Service.search``)."""
+    the query options, ``capture`` the date/camera filter (``Service.search``)."""
     page, per = max(1, int(page)), max(1, int(per))
     need = page * per + 1  # one more than the page: is there a next page?
     want, seconds = need + 1, 0.0
     while True:
         result = svc.search(query, want=want, threshold=threshold, labels=labels, roots=roots, qe=qe,
-                            rotations=rotations)
+                            rotations=rotations, capture=capture)
         seconds += result.seconds
         own, cards = arrange(result.hits, ident)
         if len(cards) >= need or result.exhausted or len(result.hits) < want or want >= MAX_WANT:

@@ -166,6 +166,10 @@ class Service:
         return {f: f"offline since {since_text(at)}: {why}"
                 for f, (at, why) in self.index.store.offline_folders().items()}
 
+    def cameras(self) -> list[str]:
+        """The cameras of the indexed photos (from their EXIF), most photos first."""
+        return [name for name, _ in self.index.store.capture_summary()["cameras"] if name]
+
     def errors(self) -> list:
         """The files that could not be indexed (``.path``, ``.reason``)."""
         return self.index.store.errors()
@@ -227,21 +231,25 @@ class Service:
                      timings={"text model": time.perf_counter() - t0}, searcher=searcher.search_vectors)
 
     def search(self, query: Query, want: int = 24, threshold: float = -1.0, labels=(), roots=(),
-               max_fetch: int = 5000, qe: int | None = None, rotations: bool = False) -> SearchResult:
+               max_fetch: int = 5000, qe: int | None = None, rotations: bool = False,
+               capture=None) -> SearchResult:
         """Nearest neighbours (alpha-QE over the top ``qe``, None: the default; ``rotations``: the
-        query's turns too; ``ui.logic.query_options``), then the filters; fetches more neighbours while
-        filters leave fewer than ``want`` and the threshold still allows more."""
+        query's turns too; ``ui.logic.query_options``), then the filters (``capture``: a
+        ``results.CaptureFilter``); fetches more neighbours while filters leave fewer than ``want``
+        and the threshold still allows more."""
         from .query_options import nearest
 
         total = self.index.count
         labels, roots = set(labels or ()), [r.rstrip(os.sep) + os.sep for r in (roots or ())]
-        filtered = bool(labels or roots)
+        capture = capture if capture is not None and capture.active else None
+        filtered = bool(labels or roots or capture)
         k = min(total, max(want * (8 if filtered else 2), 64))
         t0 = time.perf_counter()
         while True:
             raw = nearest(self, query, k, qe, rotations) if k else []
             hits = [h for h in raw if h.score >= threshold and (not labels or h.label in labels)
-                    and (not roots or any(h.path.startswith(r) for r in roots))]
+                    and (not roots or any(h.path.startswith(r) for r in roots))
+                    and (capture is None or capture.accepts(h))]
             exhausted = k >= total
             below = bool(raw) and raw[-1].score < threshold
             if len(hits) >= want or exhausted or below or k >= max_fetch:

@@ -18,8 +18,8 @@ ENV_QUARANTINE = "VGG_RETRIEVAL_UI_QUARANTINE"  # the Duplicates page's quaranti
 
 DEFAULT_MAX_UPLOAD_MB = 20
 DEFAULT_MAX_PIXELS = 40_000_000
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
-UPLOAD_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif", "avif", "jxl"]
+UPLOAD_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "JXL"}
 THUMB_PX = 192
 LARGE_PX = 720
 

@@ -22,7 +22,7 @@ def read_upload(name: str, data: bytes, settings: Settings) -> Image.Image:
     fmt = im.info.get("vgg_retrieval_format", "unknown")
     if fmt not in UPLOAD_FORMATS:
         raise UserError(f"cannot use {name}: {fmt} images are not accepted "
-                        f"(use JPEG, PNG, WebP, GIF, BMP or TIFF)")
+                        f"(use JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF or JPEG XL)")
     return im
 
 

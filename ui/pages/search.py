@@ -12,6 +12,7 @@ from ui.logic import (
     DEFAULT_PER,
     MAX_QE,
     PER_PAGE,
+    CaptureFilter,
     View,
     message,
     page_of_results,
@@ -51,6 +52,20 @@ def _open(image_id: int) -> None:
 def _to_page(n: int) -> None:
     ss.page = max(1, int(n))
     ss[OPEN] = None
+
+
+def _capture_filter(known_cameras) -> CaptureFilter:
+    """The sidebar's capture filters: a date range and cameras (from the photos' EXIF)."""
+    with st.expander("Capture date and camera"):
+        days = st.date_input("Captured between", value=(), key="captured", on_change=_reset_view,
+                             help="The EXIF capture date; photos without one are left out while a "
+                                  "range is set.")
+        cameras = st.multiselect("Cameras", known_cameras, key="cameras", placeholder="all cameras",
+                                 on_change=_reset_view)
+    days = list(days) if isinstance(days, (list, tuple)) else [days]
+    first = days[0].isoformat() if days else None
+    last = days[1].isoformat() if len(days) > 1 else first
+    return CaptureFilter(first, last, tuple(cameras))
 
 
 def view_now() -> View:
@@ -95,9 +110,9 @@ svc = service()
 if svc is None:
     st.stop()
 
-known_labels, known_roots = [], []
+known_labels, known_roots, known_cameras = [], [], []
 with guard():
-    known_labels, known_roots = svc.labels(), svc.roots()
+    known_labels, known_roots, known_cameras = svc.labels(), svc.roots(), svc.cameras()
 url = View.from_params(st.query_params.get_all)
 if url != ss.get("url_view"):
     adopt(url, known_labels, known_roots)
@@ -113,6 +128,7 @@ with st.sidebar:
     if len(known_roots) > 1:
         roots = st.multiselect("Indexed folders", known_roots, key="roots", placeholder="all folders",
                                on_change=_reset_view)
+    capture = _capture_filter(known_cameras)
     with st.expander("Search options"):
         per = st.selectbox("Results per page", PER_PAGE, key="page_size", on_change=_reset_view)
         thumbs = st.segmented_control("Thumbnail size", list(THUMBS), key="thumbs") or "medium"
@@ -196,7 +212,7 @@ if query is None:
 pg = None
 with guard():
     pg = page_of_results(svc, query, ident, ss.page, per, threshold=threshold, labels=labels, roots=roots,
-                         qe=int(qe), rotations=bool(rotations))
+                         qe=int(qe), rotations=bool(rotations), capture=capture)
 if pg is None:
     st.stop()
 

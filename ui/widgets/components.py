@@ -42,7 +42,10 @@ _MD_SPECIAL = re.compile(r"[\\`*_{}\[\]<>#|~$:]")
 def hit_caption(hit) -> str:
     name = md(os.path.basename(getattr(hit, "where", hit.path)))  # video frames: "clip.mp4 @ 01:12.5"
     dims = f"{hit.width}x{hit.height}" if hit.width else "?"
-    return f"**{hit.score:.3f}** · {name}  \n{md(hit.label or '-')} · {dims} · {human_bytes(hit.size)}"
+    c = getattr(hit, "capture", None)
+    shot = " · ".join(md(x) for x in ((c.captured or "")[:10], c.camera or "") if x) if c is not None else ""
+    return (f"**{hit.score:.3f}** · {name}  \n{md(hit.label or '-')} · {dims} · {human_bytes(hit.size)}"
+            + (f"  \n{shot}" if shot else ""))
 
 
 def thumbnail(svc: Service, image_id: int, px: int | None = None, caption: str | None = None) -> None:
