@@ -1,6 +1,6 @@
 """Issue 25's minor findings: a folder whose name is not UTF-8, the index folder among its own
-folders, file names with newlines, click's usage errors, photos in formats not read yet (HEIC,
-AVIF): one line each, one result per line, every passed-over photo listed with its reason."""
+folders, file names with newlines, click's usage errors, broken HEIC/AVIF files: one line each, one
+result per line, every passed-over photo listed with its reason."""
 from __future__ import annotations
 
 import os
