@@ -10,6 +10,7 @@ out) and the cosine of each descriptor to the FP32 model's.
 
 Run:  PYTHONPATH=. python benchmarks/calibration_size.py [--sizes 16,32,64,128,300]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
 def calibration_photos() -> list[str]:
     vac = sorted((DATA / "photos" / "samples" / "vacation").glob("*.jp*g"))
     hym = sorted((DATA / "photos" / "hymenoptera" / "train").rglob("*.jpg"))
-    mixed = [p for pair in zip(vac, hym) for p in pair] + vac[len(hym):] + hym[len(vac):]
+    mixed = [p for pair in zip(vac, hym) for p in pair] + vac[len(hym) :] + hym[len(vac) :]
     return [str(p) for p in mixed]
 
 
@@ -63,7 +64,7 @@ def embed(spec, model_dir: Path, photos) -> np.ndarray:
     from retrieval.engines import load_embedder
 
     emb = load_embedder("openvino", spec, model_dir, batch_size=8)
-    return np.concatenate([emb.embed(photos[i:i + 32]) for i in range(0, len(photos), 32)])
+    return np.concatenate([emb.embed(photos[i : i + 32]) for i in range(0, len(photos), 32)])
 
 
 def main() -> None:
@@ -92,7 +93,9 @@ def main() -> None:
             took = time.perf_counter() - t
             v = {name: embed(spec, out, photos) for name, (photos, _) in data.items()}
             cos = np.concatenate([(v[k] * ref[k]).sum(1) for k in v])
-            rows.append((f"INT8, {n} photos", took, {k: mean_ap(v[k], data[k][1]) for k in v}, cos.min(), cos.mean()))
+            rows.append(
+                (f"INT8, {n} photos", took, {k: mean_ap(v[k], data[k][1]) for k in v}, cos.min(), cos.mean())
+            )
             print(f"  {rows[-1]}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -100,7 +103,9 @@ def main() -> None:
     print("| model | calibration s | paris5 mAP | holidays150 mAP | cosine to FP32 (min / mean) |")
     print("|---|---:|---:|---:|---|")
     for name, took, maps, cmin, cmean in rows:
-        print(f"| {name} | {took:.1f} | {maps['paris5']:.4f} | {maps['holidays150']:.4f} | {cmin:.4f} / {cmean:.4f} |")
+        print(
+            f"| {name} | {took:.1f} | {maps['paris5']:.4f} | {maps['holidays150']:.4f} | {cmin:.4f} / {cmean:.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ then the same 80/20 split) for both methods; ``--probe-full-flowers`` also probe
 split (slow on a small CPU: the trunk runs once per photo, ~4,300 photos). ``--quick`` is a smoke run
 (a small subset, a few epochs, short sweeps).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,7 +62,9 @@ def rows_of(index_dir: str):
         rows = idx.store.rows_by_id(ids.tolist())
         paths = np.asarray([rows[int(i)].path for i in ids])
         spec = idx.spec
-    order = np.argsort(paths, kind="stable")  # the splits follow the files, not the order they were indexed in
+    order = np.argsort(
+        paths, kind="stable"
+    )  # the splits follow the files, not the order they were indexed in
     return vectors[order], np.asarray(labels)[order], paths[order], spec
 
 
@@ -106,22 +109,36 @@ def evaluate(name, xtr, ytr, xte, yte, l2s, per_class_ns, draws: int) -> dict:
     clf = dc.fit(xtr, ytr)
     fit_s = time.perf_counter() - t
     pred = np.asarray(clf.predict(xte))
-    out = {"set": name, "train": int(len(ytr)), "test": int(len(yte)), "classes": list(clf.classes),
-           "top1": top1(pred, yte), "fit_seconds": round(fit_s, 2),
-           "per_class": {c: top1(pred[yte == c], yte[yte == c]) for c in clf.classes},
-           "nearest_mean_top1": top1(nearest_mean(xtr, ytr, xte), yte),
-           "knn10_top1": top1(knn_vote(xtr, ytr, xte), yte),
-           "cv_on_train": dc.cross_validate(xtr, ytr)["accuracy"]}
-    out["l2"] = {f"{l2:g}": {"balanced": top1(dc.fit(xtr, ytr, l2=l2).predict(xte), yte),
-                             "unbalanced": top1(dc.fit(xtr, ytr, l2=l2, balanced=False).predict(xte), yte)}
-                 for l2 in l2s}
+    out = {
+        "set": name,
+        "train": int(len(ytr)),
+        "test": int(len(yte)),
+        "classes": list(clf.classes),
+        "top1": top1(pred, yte),
+        "fit_seconds": round(fit_s, 2),
+        "per_class": {c: top1(pred[yte == c], yte[yte == c]) for c in clf.classes},
+        "nearest_mean_top1": top1(nearest_mean(xtr, ytr, xte), yte),
+        "knn10_top1": top1(knn_vote(xtr, ytr, xte), yte),
+        "cv_on_train": dc.cross_validate(xtr, ytr)["accuracy"],
+    }
+    out["l2"] = {
+        f"{l2:g}": {
+            "balanced": top1(dc.fit(xtr, ytr, l2=l2).predict(xte), yte),
+            "unbalanced": top1(dc.fit(xtr, ytr, l2=l2, balanced=False).predict(xte), yte),
+        }
+        for l2 in l2s
+    }
     rng = np.random.default_rng(0)
     curve = {}
     for n in per_class_ns:
         scores = []
         for _ in range(draws):
-            pick = np.concatenate([rng.choice(np.flatnonzero(ytr == c), min(n, np.sum(ytr == c)), replace=False)
-                                   for c in clf.classes])
+            pick = np.concatenate(
+                [
+                    rng.choice(np.flatnonzero(ytr == c), min(n, np.sum(ytr == c)), replace=False)
+                    for c in clf.classes
+                ]
+            )
             scores.append(top1(dc.fit(xtr[pick], ytr[pick]).predict(xte), yte))
         curve[n] = {"mean": float(np.mean(scores)), "min": float(np.min(scores))}
     out["photos_per_label"] = curve
@@ -136,16 +153,47 @@ def train_recipe() -> dict:
     return {p.name: p.default for p in train_command.params if p.name in _RECIPE_NAMES}
 
 
-_RECIPE_NAMES = {"epochs", "batch_size", "lr", "min_lr", "head_lr_mult", "warmup_epochs", "warmup_start_lr",
-                 "momentum", "weight_decay", "label_smoothing", "dropout", "freeze", "cache", "cache_at",
-                 "cache_dir", "hflip", "crop_scale", "jitter", "rotation", "bf16", "seed", "workers"}
+_RECIPE_NAMES = {
+    "epochs",
+    "batch_size",
+    "lr",
+    "min_lr",
+    "head_lr_mult",
+    "warmup_epochs",
+    "warmup_start_lr",
+    "momentum",
+    "weight_decay",
+    "label_smoothing",
+    "dropout",
+    "freeze",
+    "cache",
+    "cache_at",
+    "cache_dir",
+    "hflip",
+    "crop_scale",
+    "jitter",
+    "rotation",
+    "bf16",
+    "seed",
+    "workers",
+}
 
 
-def linear_probe(train, test, spec, weights: str, out_dir: Path, cache_dir: Path, epochs: int | None,
-                 pooling: str | None = None, lr: float | None = None) -> dict:
+def linear_probe(
+    train,
+    test,
+    spec,
+    weights: str,
+    out_dir: Path,
+    cache_dir: Path,
+    epochs: int | None,
+    pooling: str | None = None,
+    lr: float | None = None,
+) -> dict:
     """``vgg-retrieval train --freeze all`` (gap-linear head, the CLI's recipe) on exactly these
     (paths, labels) for train and test, at ``spec``'s arch and input size and ``pooling`` (default
-    ``spec``'s) and base ``lr`` (default train's); test top-1 after the last epoch and at the best epoch, total seconds and the trunk
+    ``spec``'s) and base ``lr`` (default train's); test top-1 after the last epoch and at the best epoch,
+    total seconds and the trunk
     pass's (feature caching; None when the features came from the cache)."""
     from retrieval.training.data import Split
     from retrieval.training.pipeline import train_config
@@ -153,7 +201,9 @@ def linear_probe(train, test, spec, weights: str, out_dir: Path, cache_dir: Path
 
     classes = tuple(sorted(set(train[1])))
     code = {c: i for i, c in enumerate(classes)}
-    split = Split(classes, [(str(p), code[y]) for p, y in zip(*train)], [(str(p), code[y]) for p, y in zip(*test)])
+    split = Split(
+        classes, [(str(p), code[y]) for p, y in zip(*train)], [(str(p), code[y]) for p, y in zip(*test)]
+    )
     recipe = {**train_recipe(), "cache_dir": cache_dir}
     if epochs is not None:
         recipe["epochs"] = epochs
@@ -161,15 +211,24 @@ def linear_probe(train, test, spec, weights: str, out_dir: Path, cache_dir: Path
         recipe["lr"] = lr
     lines: list[str] = []
     t = time.perf_counter()
-    pspec, net = prepare_model(spec.arch, weights, spec.input_size, pooling or spec.pooling, "gap-linear", classes,
-                               recipe["dropout"])
+    pspec, net = prepare_model(
+        spec.arch, weights, spec.input_size, pooling or spec.pooling, "gap-linear", classes, recipe["dropout"]
+    )
     rows = fit(net, pspec, split, out_dir, train_config(recipe, recipe["freeze"]), log=lines.append)
     seconds = time.perf_counter() - t
     cached = re.search(r"cached features of layers .* in ([0-9.]+) s", "\n".join(lines))
     computed = cached and any(line.startswith("  caching ") for line in lines)
-    return {"pooling": pspec.pooling, "lr": recipe["lr"], "top1": rows[-1]["val_top1"], "best_top1": max(r["val_top1"] for r in rows), "epochs": len(rows),
-            "seconds": round(seconds, 1), "trunk_seconds": float(cached.group(1)) if computed else None,
-            "train": len(split.train), "test": len(split.val)}
+    return {
+        "pooling": pspec.pooling,
+        "lr": recipe["lr"],
+        "top1": rows[-1]["val_top1"],
+        "best_top1": max(r["val_top1"] for r in rows),
+        "epochs": len(rows),
+        "seconds": round(seconds, 1),
+        "trunk_seconds": float(cached.group(1)) if computed else None,
+        "train": len(split.train),
+        "test": len(split.val),
+    }
 
 
 def cases(args):
@@ -185,7 +244,9 @@ def cases(args):
         if n:
             keep = stratified_subset(y, n)
             sub = split_80_20(y[keep])
-            out.append((f"flowers5 subset {n}/folder, 80/20", spec, ~sub, sub, x[keep], y[keep], paths[keep], True))
+            out.append(
+                (f"flowers5 subset {n}/folder, 80/20", spec, ~sub, sub, x[keep], y[keep], paths[keep], True)
+            )
     if args.hymenoptera:
         x, y, paths, spec = rows_of(args.hymenoptera)
         val = np.array(["/val/" in p for p in paths])
@@ -199,47 +260,76 @@ def cases(args):
 
 def run_case(case, args) -> dict:
     name, spec, train, test, x, y, paths, probe = case
-    r = {"model": spec.describe(), **evaluate(name, x[train], y[train], x[test], y[test], args.l2, args.per_label,
-                                              args.draws)}
+    r = {
+        "model": spec.describe(),
+        **evaluate(name, x[train], y[train], x[test], y[test], args.l2, args.per_label, args.draws),
+    }
     if probe and args.weights:
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         runs = [(pooling, None) for pooling in args.probe_pooling or [spec.pooling]]
         runs += [(spec.pooling, lr) for lr in args.probe_lr]
-        r["probes"] = [linear_probe((paths[train], y[train]), (paths[test], y[test]), spec, args.weights,
-                                    Path(args.work) / f"{slug}-{pooling}-{lr or 'default'}", Path(args.cache_dir),
-                                    args.epochs, pooling, lr)
-                       for pooling, lr in runs]
+        r["probes"] = [
+            linear_probe(
+                (paths[train], y[train]),
+                (paths[test], y[test]),
+                spec,
+                args.weights,
+                Path(args.work) / f"{slug}-{pooling}-{lr or 'default'}",
+                Path(args.cache_dir),
+                args.epochs,
+                pooling,
+                lr,
+            )
+            for pooling, lr in runs
+        ]
     return r
 
 
 def _trunk(p) -> str:
-    return "features from the cache" if p["trunk_seconds"] is None else f"trunk pass {p['trunk_seconds']:.0f} s"
+    return (
+        "features from the cache" if p["trunk_seconds"] is None else f"trunk pass {p['trunk_seconds']:.0f} s"
+    )
 
 
 def report(r) -> None:
-    print(f"{r['set']}: {r['train']} train / {r['test']} test photos, {len(r['classes'])} classes; {r['model']}")
-    print(f"  descriptor classifier top-1 {r['top1']:.3f} (fit {r['fit_seconds']} s; 5-fold CV on train "
-          f"{r['cv_on_train']:.3f}); nearest class mean {r['nearest_mean_top1']:.3f}; 10-NN vote "
-          f"{r['knn10_top1']:.3f}; majority class {r['chance']:.3f}")
+    print(
+        f"{r['set']}: {r['train']} train / {r['test']} test photos, {len(r['classes'])} classes; {r['model']}"
+    )
+    print(
+        f"  descriptor classifier top-1 {r['top1']:.3f} (fit {r['fit_seconds']} s; 5-fold CV on train "
+        f"{r['cv_on_train']:.3f}); nearest class mean {r['nearest_mean_top1']:.3f}; 10-NN vote "
+        f"{r['knn10_top1']:.3f}; majority class {r['chance']:.3f}"
+    )
     for p in r.get("probes", []):
-        print(f"  linear probe (train --freeze all, {p['pooling']}, lr {p['lr']:g}, {p['epochs']} epochs) top-1 {p['top1']:.3f} after "
-              f"the last epoch (best epoch {p['best_top1']:.3f}); {p['seconds']} s, of which {_trunk(p)}")
+        print(
+            f"  linear probe (train --freeze all, {p['pooling']}, lr {p['lr']:g}, {p['epochs']} epochs) "
+            f"top-1 {p['top1']:.3f} after "
+            f"the last epoch (best epoch {p['best_top1']:.3f}); {p['seconds']} s, of which {_trunk(p)}"
+        )
     print("  per class: " + ", ".join(f"{c} {a:.3f}" for c, a in r["per_class"].items()))
-    print("  L2 (balanced / unbalanced): " + ", ".join(f"{k}: {v['balanced']:.3f}/{v['unbalanced']:.3f}"
-                                                       for k, v in r["l2"].items()))
-    print("  photos per label -> top-1 mean (min of draws): " + ", ".join(
-        f"{n}: {v['mean']:.3f} ({v['min']:.3f})" for n, v in r["photos_per_label"].items()))
+    print(
+        "  L2 (balanced / unbalanced): "
+        + ", ".join(f"{k}: {v['balanced']:.3f}/{v['unbalanced']:.3f}" for k, v in r["l2"].items())
+    )
+    print(
+        "  photos per label -> top-1 mean (min of draws): "
+        + ", ".join(f"{n}: {v['mean']:.3f} ({v['min']:.3f})" for n, v in r["photos_per_label"].items())
+    )
 
 
 def table(results) -> None:
     """The comparison as a Markdown table (the README's)."""
     print("\n| set | train / test photos | method | held-out top-1 | seconds |\n|---|---|---|---:|---|")
     for r in results:
-        print(f"| {r['set']} | {r['train']} / {r['test']} | descriptor classifier (index's descriptors) | "
-              f"**{r['top1']:.3f}** | fit {r['fit_seconds']:.1f} |")
+        print(
+            f"| {r['set']} | {r['train']} / {r['test']} | descriptor classifier (index's descriptors) | "
+            f"**{r['top1']:.3f}** | fit {r['fit_seconds']:.1f} |"
+        )
         for p in r.get("probes", []):
-            print(f"| | | linear probe, {p['pooling']}, lr {p['lr']:g} ({p['epochs']} epochs) | {p['top1']:.3f} (best epoch "
-                  f"{p['best_top1']:.3f}) | {p['seconds']:.0f} ({_trunk(p)}) |")
+            print(
+                f"| | | linear probe, {p['pooling']}, lr {p['lr']:g} ({p['epochs']} epochs) | {p['top1']:.3f} (best epoch "
+                f"{p['best_top1']:.3f}) | {p['seconds']:.0f} ({_trunk(p)}) |"
+            )
 
 
 def main(argv=None) -> int:
@@ -251,17 +341,37 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=10)
     ap.add_argument("--weights", help="the index's weights: also train the linear probe (train --freeze all)")
     ap.add_argument("--epochs", type=int, default=None, help="the probe's epochs [default: train's]")
-    ap.add_argument("--flowers-subset", type=int, default=None, metavar="N",
-                    help="also a row on N seeded photos per flowers5 folder, for both methods")
-    ap.add_argument("--probe-full-flowers", action="store_true", help="also probe the whole flowers5 split (slow)")
-    ap.add_argument("--probe-pooling", nargs="+", choices=["gap", "mac", "gem", "rmac"], default=None,
-                    help="the probe's pooling(s) [default: the index's]; more reuse the cached conv5 maps")
-    ap.add_argument("--probe-lr", type=float, nargs="+", default=[],
-                    help="also probe at these base LRs (train's --lr; the head's is 10x), the index's pooling")
+    ap.add_argument(
+        "--flowers-subset",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also a row on N seeded photos per flowers5 folder, for both methods",
+    )
+    ap.add_argument(
+        "--probe-full-flowers", action="store_true", help="also probe the whole flowers5 split (slow)"
+    )
+    ap.add_argument(
+        "--probe-pooling",
+        nargs="+",
+        choices=["gap", "mac", "gem", "rmac"],
+        default=None,
+        help="the probe's pooling(s) [default: the index's]; more reuse the cached conv5 maps",
+    )
+    ap.add_argument(
+        "--probe-lr",
+        type=float,
+        nargs="+",
+        default=[],
+        help="also probe at these base LRs (train's --lr; the head's is 10x), the index's pooling",
+    )
     ap.add_argument("--work", default="/tmp/classify_quality", help="the probe's run folders")
     ap.add_argument("--cache-dir", default="/tmp/classify_quality/features", help="the probe's feature cache")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 12 photos per label (3 for hymenoptera val), 2 epochs, short sweeps")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 12 photos per label (3 for hymenoptera val), 2 epochs, short sweeps",
+    )
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     if args.quick:

@@ -12,6 +12,7 @@ recovered: speed only).
 
 Run:  PYTHONPATH=. python benchmarks/compiled_shapes.py [--photos 200] [--runs 3] [--student CKPT | --pruned]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,7 +61,9 @@ def one_run(rule: str, spec, net, model_dir: Path, folder: Path, index_dir: Path
         first = len(paths) / (time.perf_counter() - t)
         t = time.perf_counter()
         for i in range(0, len(paths), idx.batch_size):
-            idx.embedder.embed_prepared([load_and_prepare(p, spec.input_geometry) for p in paths[i:i + idx.batch_size]])
+            idx.embedder.embed_prepared(
+                [load_and_prepare(p, spec.input_geometry) for p in paths[i : i + idx.batch_size]]
+            )
         steady = len(paths) / (time.perf_counter() - t)
         return first, steady, len(idx.embedder._requests)
 
@@ -94,8 +97,10 @@ def main() -> None:
         base = statistics.median(r[0] for r in got["static"])
         for rule, runs in got.items():
             first = statistics.median(r[0] for r in runs)
-            print(f"| {name} | {'one per (batch size, bucket)' if rule == 'static' else 'one per bucket'} | "
-                  f"{runs[0][2]} | {first:.2f} | {statistics.median(r[1] for r in runs):.2f} | {first / base:.2f} |")
+            print(
+                f"| {name} | {'one per (batch size, bucket)' if rule == 'static' else 'one per bucket'} | "
+                f"{runs[0][2]} | {first:.2f} | {statistics.median(r[1] for r in runs):.2f} | {first / base:.2f} |"
+            )
 
 
 if __name__ == "__main__":

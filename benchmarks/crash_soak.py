@@ -8,6 +8,7 @@ clean build of the same folder: same files, same descriptors.
 
     python benchmarks/crash_soak.py --kills 30 [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,24 @@ sys.path.insert(0, str(ROOT))
 
 
 def index_cmd(folder: Path, ix: Path, model: Path) -> list[str]:
-    return [sys.executable, "-m", "indexer", "index", str(folder), "--index", str(ix), "--model", str(model),
-            "--commit-every", "3", "--batch-size", "2", "--workers", "1", "-q"]
+    return [
+        sys.executable,
+        "-m",
+        "indexer",
+        "index",
+        str(folder),
+        "--index",
+        str(ix),
+        "--model",
+        str(model),
+        "--commit-every",
+        "3",
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+        "-q",
+    ]
 
 
 def state(ix: Path) -> dict:
@@ -85,14 +102,19 @@ def main() -> int:
             if rng.random() < 0.5:
                 point = rng.choice(POINTS)
                 env[ENV] = point
-                proc = subprocess.Popen(index_cmd(folder, ix, model), env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+                proc = subprocess.Popen(
+                    index_cmd(folder, ix, model),
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 proc.wait(timeout=600)
                 label = f"crash point {point}"
             else:
                 delay = rng.uniform(0.3, 6.0)
-                proc = subprocess.Popen(index_cmd(folder, ix, model), stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+                proc = subprocess.Popen(
+                    index_cmd(folder, ix, model), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
                 try:
                     proc.wait(timeout=delay)
                 except subprocess.TimeoutExpired:
@@ -116,8 +138,10 @@ def main() -> int:
         print("| how | count |\n|---|---:|")
         for k, v in sorted(how.items()):
             print(f"| {k} | {v} |")
-        print(f"\nfinal index = clean build: files {'identical' if same_files else 'DIFFER'} "
-              f"({len(final)} images), lowest descriptor cosine {worst:.6f}")
+        print(
+            f"\nfinal index = clean build: files {'identical' if same_files else 'DIFFER'} "
+            f"({len(final)} images), lowest descriptor cosine {worst:.6f}"
+        )
         return 0 if same_files and worst > 0.99999 else 1
 
 

@@ -10,6 +10,7 @@ photos upscaled to 4000 px, q90, as a phone writes them). Prints the CPU's flags
 
 Run:  PYTHONPATH=. python benchmarks/decode_overlap.py [--photos 200] [--big 40] [--runs 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,11 @@ from speed import exported, int8_copy, photo_folder, probe_models  # noqa: E402
 def cpu_line() -> str:
     info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("Model name")), "?")
-    flags = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16") if f" {f}" in info]
+    flags = [
+        f
+        for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+        if f" {f}" in info
+    ]
     return f"{name}, {len(__import__('os').sched_getaffinity(0))} cores, flags: {' '.join(flags)}"
 
 
@@ -44,9 +49,13 @@ def engine_rate(idx, folder: Path, runs: int) -> float:
     emb = idx.embedder
     prepared = [load_and_prepare(p, emb.spec.input_geometry) for p in sorted(folder.iterdir())]
     bs = idx.batch_size
-    batches = [emb.prepare_batch([p.array for p in prepared[i:i + bs]],
-                                 np.array([p.valid for p in prepared[i:i + bs]], dtype=np.int64))
-               for i in range(0, len(prepared), bs)]
+    batches = [
+        emb.prepare_batch(
+            [p.array for p in prepared[i : i + bs]],
+            np.array([p.valid for p in prepared[i : i + bs]], dtype=np.int64),
+        )
+        for i in range(0, len(prepared), bs)
+    ]
     list(emb.embed_stream(batches[:2], ready=True))  # compile every shape first
     best = 0.0
     for _ in range(runs):
@@ -83,14 +92,20 @@ def main() -> None:
                         got[overlap].append(idx.update([folder], progress=False, workers=0).images_per_second)
                         if k == 0 and overlap:
                             engine = engine_rate(idx, folder, args.runs)
-                    print(f"  {label} overlap={overlap}: {got[overlap][-1]:.1f} img/s", file=sys.stderr, flush=True)
+                    print(
+                        f"  {label} overlap={overlap}: {got[overlap][-1]:.1f} img/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             rows.append((label, len(list(folder.iterdir())), engine, got))
     finally:
         LocalEmbedding.overlap = True
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\n{name}, batch 8, decoding in-process; {cpu_line()}")
-    print("\n| photos | n | engine alone img/s | index, in line (median) | index, decode thread (median) "
-          "| thread / in line | thread / engine |")
+    print(
+        "\n| photos | n | engine alone img/s | index, in line (median) | index, decode thread (median) "
+        "| thread / in line | thread / engine |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for label, n, engine, got in rows:
         a, b = statistics.median(got[False]), statistics.median(got[True])

@@ -10,6 +10,7 @@ to 50% of its FLOPs (not recovered: speed only), alternating the two settings ``
 
 Run:  PYTHONPATH=. python benchmarks/decode_workers.py [--photos 150] [--big 40] [--runs 2] [--pruned]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,8 @@ def big_folder(tmp: Path, n: int) -> Path:
         im = Image.open(p).convert("RGB")
         s = 4000 / max(im.size)
         im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.BICUBIC).save(
-            out / f"{i:03d}.jpg", quality=90)
+            out / f"{i:03d}.jpg", quality=90
+        )
     return out
 
 
@@ -58,13 +60,17 @@ def main() -> None:
                 got = {0: [], 1: []}
                 for k in range(args.runs):
                     for w in (0, 1):
-                        with Index.create(tmp / f"ix-{len(rows)}-{label}-{k}-{w}", s, net=n, model_dir=d8) as idx:
+                        with Index.create(
+                            tmp / f"ix-{len(rows)}-{label}-{k}-{w}", s, net=n, model_dir=d8
+                        ) as idx:
                             got[w].append(idx.update([folder], progress=False, workers=w).images_per_second)
                 rows.append((name, label, len(list(folder.iterdir())), got))
                 print(f"  {name} {label}: {got}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("\n| model | photos | n | img/s, decode in-process (best) | img/s, 1 decode process (best) | ratio |")
+    print(
+        "\n| model | photos | n | img/s, decode in-process (best) | img/s, 1 decode process (best) | ratio |"
+    )
     print("|---|---|---:|---:|---:|---:|")
     for name, label, n, got in rows:
         a, b = max(got[0]), max(got[1])

@@ -118,7 +118,10 @@ def main() -> int:
     print(f"| k-NN search of all {n:,} vectors | {info['search_seconds']:.0f} s |")
     print(f"| grouping | {t_groups:.1f} s ({len(groups):,} groups) |")
     print(f"| total dedup time | {total:.0f} s ({total / 60:.1f} min) |")
-    print(f"| peak RSS | {rss_gb():.2f} GB (vectors alone {x.nbytes / 1e9:.2f} GB; after synthesis {rss_data:.2f} GB, after search {rss_pairs:.2f} GB) |")
+    print(
+        f"| peak RSS | {rss_gb():.2f} GB (vectors alone {x.nbytes / 1e9:.2f} GB; after synthesis "
+        f"{rss_data:.2f} GB, after search {rss_pairs:.2f} GB) |"
+    )
     print(f"| planted pairs recalled (found as a pair >= threshold) | {hit.mean():.4f} ({hit.sum():,}/{len(hit):,}) |")
     print(f"| planted pairs in the same group | {same.mean():.4f} |")
     print(f"| pairs found that were not planted | {len(other):,} |")

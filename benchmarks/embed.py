@@ -5,6 +5,7 @@
 Decoding is done once up front (it is the same for every engine); the table times the model only,
 plus a row for the whole pipeline (decode + OpenVINO) as the indexer runs it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,10 +59,12 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         export_model(spec, net, tmp)
-        variants = [("torch", "torch eager FP32", {}),
-                    ("onnxruntime", "ONNX Runtime FP32", {}),
-                    ("openvino", "OpenVINO FP32", {"precision": "f32"}),
-                    ("openvino", "OpenVINO bf16 hint", {"precision": "bf16"})]
+        variants = [
+            ("torch", "torch eager FP32", {}),
+            ("onnxruntime", "ONNX Runtime FP32", {}),
+            ("openvino", "OpenVINO FP32", {"precision": "f32"}),
+            ("openvino", "OpenVINO bf16 hint", {"precision": "bf16"}),
+        ]
         ref = None
         for engine, label, opts in variants:
             emb = load_embedder(engine, spec, tmp, net=net, batch_size=args.batch_size, **opts)
@@ -76,13 +79,17 @@ def main() -> int:
         emb = load_embedder("openvino", spec, tmp, batch_size=args.batch_size)
         pipeline = timed(lambda: emb.embed(files), 1)
     base = rows[0][1]
-    print(f"\nVGG16 descriptors, {len(files)} real photos at {args.size} px, batch {args.batch_size}; "
-          f"decode+resize alone: {len(files) / decode_s:.1f} img/s (one process)\n")
+    print(
+        f"\nVGG16 descriptors, {len(files)} real photos at {args.size} px, batch {args.batch_size}; "
+        f"decode+resize alone: {len(files) / decode_s:.1f} img/s (one process)\n"
+    )
     print("| engine | img/s | ms/img at batch 1 | x PyTorch eager | min cosine vs PyTorch |")
     print("|---|---:|---:|---:|---:|")
     for label, ips, ms, cos in rows:
         print(f"| {label} | {ips:.2f} | {ms:.0f} | {ips / base:.2f} | {cos:.6f} |")
-    print(f"| decode + OpenVINO FP32 (sequential) | {len(files) / pipeline:.2f} | | {len(files) / pipeline / base:.2f} | |")
+    print(
+        f"| decode + OpenVINO FP32 (sequential) | {len(files) / pipeline:.2f} | | {len(files) / pipeline / base:.2f} | |"
+    )
     return 0
 
 

@@ -9,12 +9,14 @@ same topics (browsing search). Ground truth: exact inner-product search (IndexFl
 For each index type (built with ``indexer.vectors.build``, the code the index uses): build time
 (training included), resident memory growth (RSS after the build minus before), bytes/vector of the written file, latency
 of one query (p50/p99 over --single queries, FAISS's own threads), batch QPS (all queries at once)
-and recall@10 against exact search (overall, and for each half of the queries). ``--sweep`` also prints recall/latency for several nprobe /
+and recall@10 against exact search (overall, and for each half of the queries). ``--sweep`` also prints
+recall/latency for several nprobe /
 efSearch values (how the defaults were chosen).
 
 Run:  python benchmarks/faiss_scale.py [--sizes 100000,1000000] [--types flat,ivf,ivfpq,hnsw,auto]
                                        [--queries 1000] [--single 200] [--sweep] [--threads N] [--noise 1.5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +40,7 @@ D = 512
 
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -66,7 +68,7 @@ def synthesize(n: int, queries: int, seed: int = 0, noise: float = 1.5):
 
     x = np.empty((n, D), np.float32)
     for s in range(0, n, 100_000):
-        x[s:min(n, s + 100_000)] = background(min(n, s + 100_000) - s)
+        x[s : min(n, s + 100_000)] = background(min(n, s + 100_000) - s)
     bases = rng.choice(n, max(1, n // 50), replace=False)  # ~2% of vectors start a cluster
     sizes = rng.integers(2, 10, len(bases))
     slots = rng.permutation(np.setdiff1d(np.arange(n), bases))[: sizes.sum()]
@@ -98,7 +100,7 @@ def timed_search(index, q, k, nprobe, ef, single):
     lat = []
     for i in range(min(single, len(q))):
         t0 = time.perf_counter()
-        vectors.search(index, q[i:i + 1], k, nprobe, ef)
+        vectors.search(index, q[i : i + 1], k, nprobe, ef)
         lat.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     _, ids = vectors.search(index, q, k, nprobe, ef)
@@ -113,18 +115,24 @@ def factory_for(kind: str, n: int) -> str:
     if kind == "auto":
         return vectors.target_factory(vectors.IndexConfig(), n, D)
     if kind == "ivfflat":  # ivf without the 8-bit codes: what SQ8 costs in recall
-        return vectors.target_factory(vectors.IndexConfig(type="ivf", train_min=1), n, D).replace(",SQ8", ",Flat")
+        return vectors.target_factory(vectors.IndexConfig(type="ivf", train_min=1), n, D).replace(
+            ",SQ8", ",Flat"
+        )
     if kind in ("ivf", "ivfpq"):
         return vectors.target_factory(vectors.IndexConfig(type=kind, train_min=1), n, D)
     return kind  # a raw factory string
 
 
-def run(n: int, kinds: list[str], queries: int, single: int, k: int, sweep: bool, noise: float = 1.5) -> list[dict]:
+def run(
+    n: int, kinds: list[str], queries: int, single: int, k: int, sweep: bool, noise: float = 1.5
+) -> list[dict]:
     t0 = time.perf_counter()
     x, q = synthesize(n, queries, noise=noise)
     truth = ground_truth(x, q, k)
     ids = np.arange(n, dtype=np.int64)
-    print(f"N={n:,}: data + exact ground truth in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+    print(
+        f"N={n:,}: data + exact ground truth in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True
+    )
     rows = []
     for kind in kinds:
         factory = factory_for(kind, n)
@@ -135,11 +143,22 @@ def run(n: int, kinds: list[str], queries: int, single: int, k: int, sweep: bool
         mem = rss_mb() - before  # what the built index keeps resident (training temporaries freed)
         nprobe, ef = vectors.DEFAULT_NPROBE, vectors.DEFAULT_EF_SEARCH
         found, p50, p99, qps = timed_search(index, q, k, nprobe, ef, single)
-        row = {"n": n, "kind": kind, "factory": factory, "build_s": build_s, "mem_mb": mem,
-               "bytes": file_bytes(index) / n, "p50": p50, "p99": p99, "qps": qps,
-               "recall": recall(found, truth), "recall_nd": recall(found[:len(q) // 2], truth[:len(q) // 2]),
-               "recall_browse": recall(found[len(q) // 2:], truth[len(q) // 2:]), "nprobe": nprobe if vectors.ivf_of(index) is not None else None,
-               "ef": ef if vectors.is_hnsw(index) else None}
+        row = {
+            "n": n,
+            "kind": kind,
+            "factory": factory,
+            "build_s": build_s,
+            "mem_mb": mem,
+            "bytes": file_bytes(index) / n,
+            "p50": p50,
+            "p99": p99,
+            "qps": qps,
+            "recall": recall(found, truth),
+            "recall_nd": recall(found[: len(q) // 2], truth[: len(q) // 2]),
+            "recall_browse": recall(found[len(q) // 2 :], truth[len(q) // 2 :]),
+            "nprobe": nprobe if vectors.ivf_of(index) is not None else None,
+            "ef": ef if vectors.is_hnsw(index) else None,
+        }
         rows.append(row)
         print(_line(row), file=sys.stderr, flush=True)
         if sweep:
@@ -152,45 +171,67 @@ def _sweep(index, q, truth, k, single, factory) -> None:
     if vectors.ivf_of(index) is not None:
         for nprobe in (4, 8, 16, 32, 64, 128):
             found, p50, p99, qps = timed_search(index, q, k, nprobe, vectors.DEFAULT_EF_SEARCH, single)
-            print(f"  sweep {factory} nprobe={nprobe}: recall@10 {recall(found, truth):.4f}, p50 {p50:.2f} ms, "
-                  f"p99 {p99:.2f} ms, {qps:.0f} QPS", file=sys.stderr, flush=True)
+            print(
+                f"  sweep {factory} nprobe={nprobe}: recall@10 {recall(found, truth):.4f}, p50 {p50:.2f} ms, "
+                f"p99 {p99:.2f} ms, {qps:.0f} QPS",
+                file=sys.stderr,
+                flush=True,
+            )
     elif vectors.is_hnsw(index):
         for ef in (16, 32, 64, 128, 256):
             found, p50, p99, qps = timed_search(index, q, k, 1, ef, single)
-            print(f"  sweep {factory} efSearch={ef}: recall@10 {recall(found, truth):.4f}, p50 {p50:.2f} ms, "
-                  f"p99 {p99:.2f} ms, {qps:.0f} QPS", file=sys.stderr, flush=True)
+            print(
+                f"  sweep {factory} efSearch={ef}: recall@10 {recall(found, truth):.4f}, p50 {p50:.2f} ms, "
+                f"p99 {p99:.2f} ms, {qps:.0f} QPS",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
-HEADER = ("| N | type | FAISS structure | build s | RSS +MB | bytes/vector | p50 ms | p99 ms | "
-          "batch QPS | recall@10 | near-dup queries | browse queries |\n"
-          "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+HEADER = (
+    "| N | type | FAISS structure | build s | RSS +MB | bytes/vector | p50 ms | p99 ms | "
+    "batch QPS | recall@10 | near-dup queries | browse queries |\n"
+    "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
 
 
 def _line(r: dict) -> str:
     params = f" (nprobe {r['nprobe']})" if r["nprobe"] else f" (efSearch {r['ef']})" if r["ef"] else ""
-    return (f"| {r['n']:,} | {r['kind']} | {r['factory']}{params} | {r['build_s']:.1f} | {r['mem_mb']:.0f} | "
-            f"{r['bytes']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['qps']:.0f} | {r['recall']:.4f} | "
-            f"{r['recall_nd']:.4f} | {r['recall_browse']:.4f} |")
+    return (
+        f"| {r['n']:,} | {r['kind']} | {r['factory']}{params} | {r['build_s']:.1f} | {r['mem_mb']:.0f} | "
+        f"{r['bytes']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['qps']:.0f} | {r['recall']:.4f} | "
+        f"{r['recall_nd']:.4f} | {r['recall_browse']:.4f} |"
+    )
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100000,1000000", help="comma-separated N values")
-    ap.add_argument("--types", default="flat,ivf,ivfflat,ivfpq,hnsw,auto",
-                    help="flat, hnsw, ivf, ivfflat, ivfpq, auto or FAISS factory strings (';'-separated then)")
+    ap.add_argument(
+        "--types",
+        default="flat,ivf,ivfflat,ivfpq,hnsw,auto",
+        help="flat, hnsw, ivf, ivfflat, ivfpq, auto or FAISS factory strings (';'-separated then)",
+    )
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--single", type=int, default=200, help="queries timed one at a time")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--sweep", action="store_true", help="also sweep nprobe / efSearch")
     ap.add_argument("--threads", type=int, default=None, help="FAISS threads [default: OpenMP's]")
-    ap.add_argument("--noise", type=float, default=1.5,
-                    help="spread of the synthetic vectors around their topic (3 makes topics overlap) [1.5]")
+    ap.add_argument(
+        "--noise",
+        type=float,
+        default=1.5,
+        help="spread of the synthetic vectors around their topic (3 makes topics overlap) [1.5]",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
     kinds = [t.strip() for t in args.types.split(";" if ";" in args.types else ",") if t.strip()]
-    print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}, topic noise {args.noise}", flush=True)
+    print(
+        f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}, topic noise {args.noise}",
+        flush=True,
+    )
     rows = []
     for n in [int(float(s)) for s in args.sizes.split(",")]:
         rows += run(n, kinds, args.queries, args.single, args.k, args.sweep, args.noise)

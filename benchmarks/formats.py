@@ -6,7 +6,8 @@ The photos (photos/samples/pixabay, then vacation) are written in each format at
   cameras write), where decoding costs what it costs in a real library.
 JPEG is saved at quality 90, HEIC (pillow-heif, x265) at 90, with a 320 px thumbnail as iPhones
 write it (``HEIC+thumbnail``: decoded instead of the picture when big enough) or without one,
-AVIF (Pillow) at 80, each with the photo's EXIF. The DNGs are real DNG files (tifffile): the photo as a 12-bit RGGB Bayer mosaic with
+AVIF (Pillow) at 80, each with the photo's EXIF. The DNGs are real DNG files (tifffile): the photo as a
+12-bit RGGB Bayer mosaic with
 the DNG tags LibRaw needs, and an RGB preview a quarter of the size in IFD 0, as cameras write
 (``DNG+preview``: the preview is big enough for the model, so it is used), or without one (``DNG
 raw only``: half-size demosaic). Each folder is indexed by a new index with the default model
@@ -16,6 +17,7 @@ JPEG at the same size. The machine is shared: repeat a run before trusting a dif
 
 Run:  PYTHONPATH=. python benchmarks/formats.py [--photos 100] [--big 20] [--runs 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,15 +53,35 @@ def write_dng(rgb: np.ndarray, dest: Path, preview: bool) -> None:
     cfa = np.empty((h, w), np.uint16)
     cfa[0::2, 0::2], cfa[0::2, 1::2] = lin[0::2, 0::2, 0], lin[0::2, 1::2, 1]
     cfa[1::2, 0::2], cfa[1::2, 1::2] = lin[1::2, 0::2, 1], lin[1::2, 1::2, 2]
-    srgb = [3.2404542, -1.5371385, -0.4985314, -0.969266, 1.8760108, 0.041556, 0.0556434, -0.2040259, 1.0572252]
-    ifd0 = [(50706, "B", 4, (1, 4, 0, 0), True), (50708, "s", 0, "benchmark camera", True),
-            (50721, "2i", 9, [v for x in srgb for v in (int(round(x * 10000)), 10000)], True),
-            (50778, "H", 1, (21,), True), (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True)]
-    raw_tags = [(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True),
-                (50714, "H", 1, (0,), True), (50717, "H", 1, (4095,), True)]
+    srgb = [
+        3.2404542,
+        -1.5371385,
+        -0.4985314,
+        -0.969266,
+        1.8760108,
+        0.041556,
+        0.0556434,
+        -0.2040259,
+        1.0572252,
+    ]
+    ifd0 = [
+        (50706, "B", 4, (1, 4, 0, 0), True),
+        (50708, "s", 0, "benchmark camera", True),
+        (50721, "2i", 9, [v for x in srgb for v in (int(round(x * 10000)), 10000)], True),
+        (50778, "H", 1, (21,), True),
+        (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),
+    ]
+    raw_tags = [
+        (33421, "H", 2, (2, 2), True),
+        (33422, "B", 4, (0, 1, 1, 2), True),
+        (50714, "H", 1, (0,), True),
+        (50717, "H", 1, (4095,), True),
+    ]
     with tifffile.TiffWriter(dest) as t:
         if preview:
-            small = np.asarray(Image.fromarray(rgb[:h, :w]).resize((w // 4, h // 4), Image.Resampling.BILINEAR))
+            small = np.asarray(
+                Image.fromarray(rgb[:h, :w]).resize((w // 4, h // 4), Image.Resampling.BILINEAR)
+            )
             t.write(small, photometric="rgb", subfiletype=1, subifds=1, extratags=ifd0, metadata=None)
             t.write(cfa, photometric=32803, subfiletype=0, extratags=raw_tags, metadata=None)
         else:
@@ -114,8 +136,10 @@ def main() -> None:
     try:
         photos = sources(args.photos)
         t0 = time.perf_counter()
-        sets = {"small": write_folders(tmp, photos, "small", None),
-                "12MP": write_folders(tmp, photos[:args.big], "12MP", 4032)}
+        sets = {
+            "small": write_folders(tmp, photos, "small", None),
+            "12MP": write_folders(tmp, photos[: args.big], "12MP", 4032),
+        }
         print(f"wrote the files in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
         name, spec, net = probe_models()[0]
         model = int8_copy(exported(spec, net, tmp / "fp32"), sets["small"]["JPEG"], tmp / "int8")
@@ -124,15 +148,20 @@ def main() -> None:
             for fmt, folder in folders.items():
                 rates = []
                 for k in range(args.runs):
-                    with Index.create(tmp / f"ix-{label}-{folder.name}-{k}", spec, net=net, model_dir=model) as idx:
+                    with Index.create(
+                        tmp / f"ix-{label}-{folder.name}-{k}", spec, net=net, model_dir=model
+                    ) as idx:
                         rep = idx.update([folder], progress=False)
                         assert not rep.errors, rep.errors[:3]
                         rates.append(rep.images_per_second)
                 dec = decode_rate(folder, spec.input_geometry)
                 size = sum(f.stat().st_size for f in folder.iterdir()) / len(list(folder.iterdir())) / 1e6
                 rows.append((label, fmt, len(list(folder.iterdir())), size, max(rates), dec))
-                print(f"  {label} {fmt}: {max(rates):.2f} img/s indexing, {dec:.1f} decode", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"  {label} {fmt}: {max(rates):.2f} img/s indexing, {dec:.1f} decode",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nmodel: {name} ({spec.describe()})")
@@ -141,7 +170,9 @@ def main() -> None:
     base = {r[0]: r for r in rows if r[1] == "JPEG"}
     for label, fmt, n, mb, rate, dec in rows:
         b = base[label]
-        print(f"| {label} | {fmt} | {n} | {mb:.2f} | {rate:.2f} | {rate / b[4]:.2f} | {dec:.1f} | {dec / b[5]:.2f} |")
+        print(
+            f"| {label} | {fmt} | {n} | {mb:.2f} | {rate:.2f} | {rate / b[4]:.2f} | {dec:.1f} | {dec / b[5]:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ process's memory across the run (a leak would show as steady RSS growth).
 
     python benchmarks/fuzz_decode.py --seconds 120
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,14 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
 def seeds() -> dict[str, bytes]:
     base = Image.open(DATA / "skimage" / "coffee.png").convert("RGB").resize((120, 80))
     out = {}
-    for fmt, kw in (("JPEG", {"quality": 80}), ("PNG", {}), ("GIF", {}), ("WEBP", {}), ("TIFF", {}), ("BMP", {})):
+    for fmt, kw in (
+        ("JPEG", {"quality": 80}),
+        ("PNG", {}),
+        ("GIF", {}),
+        ("WEBP", {}),
+        ("TIFF", {}),
+        ("BMP", {}),
+    ):
         buf = io.BytesIO()
         base.save(buf, fmt, **kw)
         out[fmt] = buf.getvalue()
@@ -39,8 +47,11 @@ def seeds() -> dict[str, bytes]:
 
 
 SEEDS = seeds()
-mutation = st.tuples(st.sampled_from(["flip", "insert", "overwrite32", "truncate"]),
-                     st.floats(0, 1), st.binary(min_size=1, max_size=8))
+mutation = st.tuples(
+    st.sampled_from(["flip", "insert", "overwrite32", "truncate"]),
+    st.floats(0, 1),
+    st.binary(min_size=1, max_size=8),
+)
 
 
 def mutate(data: bytes, plan) -> bytes:
@@ -52,9 +63,9 @@ def mutate(data: bytes, plan) -> bytes:
         elif kind == "insert":
             b[i:i] = blob
         elif kind == "overwrite32":
-            b[i:i + 4] = (blob * 4)[:4]  # width/height/length fields: large or zero values
+            b[i : i + 4] = (blob * 4)[:4]  # width/height/length fields: large or zero values
         elif kind == "truncate":
-            del b[max(1, i):]
+            del b[max(1, i) :]
     return bytes(b)
 
 
@@ -66,8 +77,13 @@ def main() -> int:
     findings: list[str] = []
     rss: list[int] = []
 
-    @settings(max_examples=300, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=300,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.sampled_from(sorted(SEEDS)), st.lists(mutation, min_size=1, max_size=6))
     def one(fmt, plan):
         data = mutate(SEEDS[fmt], plan)
@@ -88,8 +104,10 @@ def main() -> int:
         rounds += 1
         rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     total = sum(outcomes.values())
-    print(f"\n{total} mutated inputs in {time.time() - t0:.0f} s ({rounds} rounds of 300), "
-          f"{len(findings)} findings; max RSS {rss[0] // 1024} MiB after round 1, {rss[-1] // 1024} MiB at the end\n")
+    print(
+        f"\n{total} mutated inputs in {time.time() - t0:.0f} s ({rounds} rounds of 300), "
+        f"{len(findings)} findings; max RSS {rss[0] // 1024} MiB after round 1, {rss[-1] // 1024} MiB at the end\n"
+    )
     print("| outcome | count |\n|---|---:|")
     for k, v in outcomes.most_common():
         print(f"| {k} | {v} |")

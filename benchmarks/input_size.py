@@ -5,6 +5,7 @@ Queries: known pairs (stereo/viewpoint pairs, and edited copies of a UKBench pho
 record the rank of the partner. Speed: ms/image of the OpenVINO FP32 engine at batch 8.
 Run:  python benchmarks/input_size.py [--sizes 160 224 288 320 384] [--pooling gap]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,13 @@ PAIRS = [
 
 def gallery() -> list[Path]:
     files = []
-    for sub in ("photos/samples/opencv", "photos/samples/pixabay", "photos/samples/skimage",
-                "photos/samples/sklearn", "dedup/base_images"):
+    for sub in (
+        "photos/samples/opencv",
+        "photos/samples/pixabay",
+        "photos/samples/skimage",
+        "photos/samples/sklearn",
+        "dedup/base_images",
+    ):
         files += sorted(p for p in (DATA / sub).iterdir() if p.suffix.lower() in (".jpg", ".png"))
     return files
 
@@ -81,7 +87,9 @@ def main() -> int:
             ranks.append(order.index(qb) + 1)
         r = np.array(ranks)
         rows.append((size, (r == 1).mean(), (r <= 3).mean(), r.mean(), ms, ranks))
-    print(f"\nVGG16 {args.pooling}, {len(files)} gallery photos, {len(PAIRS)} query pairs, OpenVINO FP32 batch 8\n")
+    print(
+        f"\nVGG16 {args.pooling}, {len(files)} gallery photos, {len(PAIRS)} query pairs, OpenVINO FP32 batch 8\n"
+    )
     print("| size | recall@1 | recall@3 | mean rank | ms/img | x time vs first | ranks |")
     print("|---:|---:|---:|---:|---:|---:|---|")
     for size, r1, r3, mr, ms, ranks in rows:

@@ -31,6 +31,7 @@ Edit types (parameters drawn per copy):
 
 Run:  python benchmarks/near_duplicates.py OUT [--originals 40] [--distractors 100] [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,11 +44,40 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-SOURCES = ["photos/samples/pixabay", "photos/samples/vacation", "photos/samples/skimage",
-           "photos/samples/sklearn", "photos/hymenoptera/val/ants", "photos/hymenoptera/val/bees"]
-EDITS = ["crop", "resize", "jpeg", "rotate", "hflip", "color", "grey", "overlay", "border", "screenshot",
-         "combo_crop_jpeg_color", "combo_resize_rotate_overlay", "rot90", "rot180", "rot270", "perspective",
-         "thumbnail", "jpeg_q5", "squash", "sepia", "banner", "blur_noise", "frame", "mirror_crop"]
+SOURCES = [
+    "photos/samples/pixabay",
+    "photos/samples/vacation",
+    "photos/samples/skimage",
+    "photos/samples/sklearn",
+    "photos/hymenoptera/val/ants",
+    "photos/hymenoptera/val/bees",
+]
+EDITS = [
+    "crop",
+    "resize",
+    "jpeg",
+    "rotate",
+    "hflip",
+    "color",
+    "grey",
+    "overlay",
+    "border",
+    "screenshot",
+    "combo_crop_jpeg_color",
+    "combo_resize_rotate_overlay",
+    "rot90",
+    "rot180",
+    "rot270",
+    "perspective",
+    "thumbnail",
+    "jpeg_q5",
+    "squash",
+    "sepia",
+    "banner",
+    "blur_noise",
+    "frame",
+    "mirror_crop",
+]
 MIN_SIDE = 200  # originals must be at least this big so that edits are meaningful
 
 
@@ -126,8 +156,13 @@ def _screenshot(im, rng):
 def _perspective(im, rng, most=0.12):
     w, h = im.size
     corners = [(0, 0), (w, 0), (w, h), (0, h)]
-    moved = [(x + (1 if x == 0 else -1) * rng.uniform(0, most) * w, y + (1 if y == 0 else -1) * rng.uniform(0, most) * h)
-             for x, y in corners]
+    moved = [
+        (
+            x + (1 if x == 0 else -1) * rng.uniform(0, most) * w,
+            y + (1 if y == 0 else -1) * rng.uniform(0, most) * h,
+        )
+        for x, y in corners
+    ]
     # PIL's perspective transform maps output pixels to input pixels: solve for the 8 coefficients
     import numpy as np
 
@@ -165,7 +200,12 @@ def _banner(im, rng):
     except TypeError:  # Pillow < 10.1
         font = ImageFont.load_default()
     fill = (0, 0, 0) if canvas.getpixel((0, h + 1)) != (0, 0, 0) else (255, 255, 255)
-    d.text((bh // 3, h + bh // 5), rng.choice(["Summer 2019", "Greetings from the coast", "our trip!"]), fill=fill, font=font)
+    d.text(
+        (bh // 3, h + bh // 5),
+        rng.choice(["Summer 2019", "Greetings from the coast", "our trip!"]),
+        fill=fill,
+        font=font,
+    )
     return canvas, f"banner={bh}px"
 
 
@@ -175,7 +215,7 @@ def _blur_noise(im, rng):
 
     r, sigma = rng.uniform(1.0, 2.5), rng.uniform(6, 12)
     a = np.asarray(im.filter(ImageFilter.GaussianBlur(r)), dtype=np.float32)
-    a = a + np.random.default_rng(rng.randrange(2 ** 32)).normal(0, sigma, a.shape)
+    a = a + np.random.default_rng(rng.randrange(2**32)).normal(0, sigma, a.shape)
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)), f"blur={r:.1f},noise={sigma:.0f}"
 
 
@@ -184,7 +224,9 @@ def _frame(im, rng):
     pad = max(4, int(max(im.size) * f))
     outer = tuple(rng.randint(0, 255) for _ in range(3))
     inner = max(2, pad // 6)
-    out = ImageOps.expand(ImageOps.expand(im, border=inner, fill=(245, 245, 235)), border=pad - inner, fill=outer)
+    out = ImageOps.expand(
+        ImageOps.expand(im, border=inner, fill=(245, 245, 235)), border=pad - inner, fill=outer
+    )
     return out, f"frame={f:.2f}"
 
 
@@ -231,8 +273,12 @@ def edit(im: Image.Image, kind: str, rng: random.Random) -> tuple[Image.Image, s
         out, p3 = _overlay(out, rng)
         p = f"{p1},{p2},{p3}"
     elif kind in ("rot90", "rot180", "rot270"):
-        out, p = im.transpose({"rot90": Image.ROTATE_90, "rot180": Image.ROTATE_180,
-                               "rot270": Image.ROTATE_270}[kind]), ""
+        out, p = (
+            im.transpose(
+                {"rot90": Image.ROTATE_90, "rot180": Image.ROTATE_180, "rot270": Image.ROTATE_270}[kind]
+            ),
+            "",
+        )
     elif kind == "perspective":
         out, p = _perspective(im, rng)
     elif kind == "thumbnail":
@@ -266,8 +312,9 @@ def candidates() -> list[Path]:
     return files
 
 
-def generate(out: Path, n_originals: int = 40, n_distractors: int = 100, seed: int = 0,
-             edits: list[str] | None = None) -> list[tuple[str, str, str, str]]:
+def generate(
+    out: Path, n_originals: int = 40, n_distractors: int = 100, seed: int = 0, edits: list[str] | None = None
+) -> list[tuple[str, str, str, str]]:
     """Write the set into ``out``; returns the ground truth rows (original, copy, edit, params)."""
     edits = edits or EDITS
     rng = random.Random(seed)
@@ -282,7 +329,7 @@ def generate(out: Path, n_originals: int = 40, n_distractors: int = 100, seed: i
     rng.shuffle(pool)
     if len(pool) < n_originals + n_distractors:
         raise SystemExit(f"only {len(pool)} usable photos for {n_originals}+{n_distractors}")
-    originals, distractors = pool[:n_originals], pool[n_originals:n_originals + n_distractors]
+    originals, distractors = pool[:n_originals], pool[n_originals : n_originals + n_distractors]
     for sub in ("originals", "copies", "distractors"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     truth = []
@@ -325,7 +372,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     truth = generate(args.out, args.originals, args.distractors, args.seed)
-    print(f"wrote {len(truth)} copies of {args.originals} originals and {args.distractors} distractors to {args.out}")
+    print(
+        f"wrote {len(truth)} copies of {args.originals} originals and {args.distractors} distractors to {args.out}"
+    )
     return 0
 
 

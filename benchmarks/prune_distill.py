@@ -20,6 +20,7 @@ Run:  PYTHONPATH=. python benchmarks/prune_distill.py [--flops 0.5 0.35] [--prun
       [--resume-distilled --seed 1]
 Caches (teacher views, descriptors, models) go to /tmp/vgg-retrieval-prune-distill.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,14 +37,17 @@ DATA = ROOT.parent / "shared" / "data"
 WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
 PARIS = DATA / "retrieval" / "paris5"
 TRAIN = [DATA / "photos" / "samples" / "vacation", DATA / "photos" / "hymenoptera" / "train"]
-MORE_TRAIN = [DATA / "photos" / "hymenoptera" / "val", DATA / "photos" / "samples" / "pixabay"]  # --more-photos
+MORE_TRAIN = [
+    DATA / "photos" / "hymenoptera" / "val",
+    DATA / "photos" / "samples" / "pixabay",
+]  # --more-photos
 CACHE = Path("/tmp/vgg-retrieval-prune-distill")
 
 from retrieval.compress.defaults import ROUND_TO  # noqa: E402  (the widths `optimize` prunes to)
 
 
 def paris5() -> tuple[list[str], np.ndarray]:
-    from retrieval.compress.distill import photo_paths
+    from retrieval.compress.distill_data import photo_paths
 
     paths = photo_paths([PARIS])
     names = sorted({Path(p).parent.name for p in paths})
@@ -98,7 +102,9 @@ def embed_openvino(spec, net, paths, tag: str) -> tuple[np.ndarray, Path]:
     emb = load_embedder("openvino", spec, model_dir, batch_size=8)
     descs = []
     for i in range(0, len(paths), 16):
-        prep = [load_and_prepare(p, spec.input_geometry) for p in paths[i:i + 16]]  # as an index prepares them
+        prep = [
+            load_and_prepare(p, spec.input_geometry) for p in paths[i : i + 16]
+        ]  # as an index prepares them
         descs.append(emb.embed_batch([p.array for p in prep], np.array([p.valid for p in prep], np.int64)))
     emb.close()
     d = np.concatenate(descs)
@@ -116,15 +122,26 @@ def row(name, spec, net, paths, labels, teacher_desc, kept, size_224, ckpt=None)
     ref = teacher_desc if last is None else teacher_desc[:, last.numpy()]
     ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
     cos = (d * ref).sum(1)
-    r = {"model": name, "widths": list(spec.widths or ()), "dim": int(d.shape[1]),
-         "gflops": gflops(net, spec.input_size), "gflops_224": gflops(net, size_224),
-         "params_m": count_params(net) / 1e6, "ir_mb": (model_dir / "model.bin").stat().st_size / 1e6,
-         "ckpt_mb": ckpt.stat().st_size / 1e6 if ckpt else None,
-         "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "map": mean_ap(d, labels),
-         "embed_s": time.perf_counter() - t}
-    print(f"  {name}: mAP {r['map']:.4f}, cosine {r['cosine_mean']:.3f} (min {r['cosine_min']:.3f}), "
-          f"{r['gflops']:.2f} GFLOPs @{spec.input_size} ({r['gflops_224']:.2f} @224), {r['params_m']:.2f} M params, "
-          f"IR {r['ir_mb']:.1f} MB", flush=True)
+    r = {
+        "model": name,
+        "widths": list(spec.widths or ()),
+        "dim": int(d.shape[1]),
+        "gflops": gflops(net, spec.input_size),
+        "gflops_224": gflops(net, size_224),
+        "params_m": count_params(net) / 1e6,
+        "ir_mb": (model_dir / "model.bin").stat().st_size / 1e6,
+        "ckpt_mb": ckpt.stat().st_size / 1e6 if ckpt else None,
+        "cosine_mean": float(cos.mean()),
+        "cosine_min": float(cos.min()),
+        "map": mean_ap(d, labels),
+        "embed_s": time.perf_counter() - t,
+    }
+    print(
+        f"  {name}: mAP {r['map']:.4f}, cosine {r['cosine_mean']:.3f} (min {r['cosine_min']:.3f}), "
+        f"{r['gflops']:.2f} GFLOPs @{spec.input_size} ({r['gflops_224']:.2f} @224), {r['params_m']:.2f} M params, "
+        f"IR {r['ir_mb']:.1f} MB",
+        flush=True,
+    )
     return r
 
 
@@ -145,17 +162,24 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--more-photos", action="store_true", help="also hymenoptera/val and samples/pixabay")
     ap.add_argument("--seed", type=int, default=0, help="of the augmented views")
-    ap.add_argument("--resume-distilled", action="store_true",
-                    help="more epochs on the distilled checkpoint a previous run left in the cache (use a new --seed)")
-    ap.add_argument("--reuse-refit", action="store_true",
-                    help="start from the refit checkpoint a previous run left in the cache (same flags)")
+    ap.add_argument(
+        "--resume-distilled",
+        action="store_true",
+        help="more epochs on the distilled checkpoint a previous run left in the cache (use a new --seed)",
+    )
+    ap.add_argument(
+        "--reuse-refit",
+        action="store_true",
+        help="start from the refit checkpoint a previous run left in the cache (same flags)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=CACHE / "report.json")
     args = ap.parse_args(argv)
 
     import torch
 
-    from retrieval.compress.distill import DistillConfig, distill, photo_paths, save_student
+    from retrieval.compress.distill import DistillConfig, distill, save_student
+    from retrieval.compress.distill_data import photo_paths
     from retrieval.compress.prune import prune_model
     from retrieval.nets.builder import build
 
@@ -165,36 +189,66 @@ def main(argv=None) -> int:
     train = photo_paths(TRAIN + (MORE_TRAIN if args.more_photos else []), limit=args.limit)
     assert not set(train) & set(paths)
     spec, teacher = build("vgg16", str(WEIGHTS), args.pooling, args.size, input_policy=args.input_policy)
-    print(f"paris5: {len(paths)} photos; recovery photos: {len(train)} from "
-          f"{', '.join(f.parent.name + '/' + f.name for f in TRAIN + (MORE_TRAIN if args.more_photos else []))}",
-          flush=True)
+    print(
+        f"paris5: {len(paths)} photos; recovery photos: {len(train)} from "
+        f"{', '.join(f.parent.name + '/' + f.name for f in TRAIN + (MORE_TRAIN if args.more_photos else []))}",
+        flush=True,
+    )
     rows = []
     teacher_desc, _ = embed_openvino(spec, teacher, paths, "teacher")
     rows.append(row("teacher vgg16", spec, teacher, paths, labels, teacher_desc, None, 224))
     report = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "runs": []}
     for flops in args.flops:
-        student, pspec, kept = prune_model(teacher, spec, flops=flops, keep_last=not args.prune_last,
-                                           round_to=args.round_to)
+        student, pspec, kept = prune_model(
+            teacher, spec, flops=flops, keep_last=not args.prune_last, round_to=args.round_to
+        )
         tag = f"p{int(flops * 100)}{'L' if args.prune_last else ''}-r{args.round_to}-{spec.pooling}-{spec.input_policy}"
-        rows.append(row(f"{tag} pruned (no recovery)", pspec, student, paths, labels, teacher_desc, kept, 224))
-        cfg = DistillConfig(size=args.distill_size, epochs=0, reconstruct_images=args.reconstruct_images,
-                            reconstruct_size=args.reconstruct_size, threads=args.threads)
+        rows.append(
+            row(f"{tag} pruned (no recovery)", pspec, student, paths, labels, teacher_desc, kept, 224)
+        )
+        cfg = DistillConfig(
+            size=args.distill_size,
+            epochs=0,
+            reconstruct_images=args.reconstruct_images,
+            reconstruct_size=args.reconstruct_size,
+            threads=args.threads,
+        )
         t = time.perf_counter()
         ck = CACHE / f"{tag}-refit.pt"
         if args.reuse_refit and ck.exists():
             run = {"reused_refit": str(ck)}
         else:
-            run = distill(student, teacher, train, cfg, spec=spec, kept=kept,
-                          progress=lambda st, d, n, info: print(f"    {st} {d}/{n}", flush=True) if st == "reconstruct" else None)
-            pspec = pspec.replace(weights_sha256="")  # new weights: a new model id (save_student fingerprints)
+            run = distill(
+                student,
+                teacher,
+                train,
+                cfg,
+                spec=spec,
+                kept=kept,
+                progress=lambda st, d, n, info: (
+                    print(f"    {st} {d}/{n}", flush=True) if st == "reconstruct" else None
+                ),
+            )
+            pspec = pspec.replace(
+                weights_sha256=""
+            )  # new weights: a new model id (save_student fingerprints)
             save_student(ck, pspec, student)
         run["flops"], run["reconstruct_wall_s"] = flops, time.perf_counter() - t
         rspec, student = build("vgg16", str(ck), input_size=args.size)  # its own pooling and policy
-        rows.append(row(f"{tag} pruned + layer refit", rspec, student, paths, labels, teacher_desc, kept, 224, ck))
+        rows.append(
+            row(f"{tag} pruned + layer refit", rspec, student, paths, labels, teacher_desc, kept, 224, ck)
+        )
         if args.epochs > 0:
-            cfg = DistillConfig(size=args.distill_size, epochs=args.epochs, augmented_views=args.augmented_views,
-                                reconstruct_images=0, lr=args.lr, threads=args.threads, cache_dir=str(CACHE / "teacher"),
-                                seed=args.seed)
+            cfg = DistillConfig(
+                size=args.distill_size,
+                epochs=args.epochs,
+                augmented_views=args.augmented_views,
+                reconstruct_images=0,
+                lr=args.lr,
+                threads=args.threads,
+                cache_dir=str(CACHE / "teacher"),
+                seed=args.seed,
+            )
             t = time.perf_counter()
             ck = CACHE / f"{tag}-distilled.pt"
             if args.resume_distilled and ck.exists():
@@ -211,14 +265,31 @@ def main(argv=None) -> int:
             run["distill"], run["distill_wall_s"] = sgd, time.perf_counter() - t
             save_student(ck, rspec, student)
             dspec, student = build("vgg16", str(ck), input_size=args.size)
-            rows.append(row(f"{tag} pruned + refit + distilled", dspec, student, paths, labels, teacher_desc, kept, 224, ck))
+            rows.append(
+                row(
+                    f"{tag} pruned + refit + distilled",
+                    dspec,
+                    student,
+                    paths,
+                    labels,
+                    teacher_desc,
+                    kept,
+                    224,
+                    ck,
+                )
+            )
         report["runs"].append(run)
         args.out.write_text(json.dumps(report, indent=2, default=str))
-    print("\n| model | widths | dim | GFLOPs @%d | GFLOPs @224 | params (M) | IR MB | cosine | mAP |" % args.size)
+    print(
+        "\n| model | widths | dim | GFLOPs @%d | GFLOPs @224 | params (M) | IR MB | cosine | mAP |"
+        % args.size
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {','.join(map(str, r['widths'])) or 'vgg16'} | {r['dim']} | {r['gflops']:.2f} | "
-              f"{r['gflops_224']:.2f} | {r['params_m']:.2f} | {r['ir_mb']:.1f} | {r['cosine_mean']:.3f} | {r['map']:.4f} |")
+        print(
+            f"| {r['model']} | {','.join(map(str, r['widths'])) or 'vgg16'} | {r['dim']} | {r['gflops']:.2f} | "
+            f"{r['gflops_224']:.2f} | {r['params_m']:.2f} | {r['ir_mb']:.1f} | {r['cosine_mean']:.3f} | {r['map']:.4f} |"
+        )
     args.out.write_text(json.dumps(report, indent=2, default=str))
     print(f"wrote {args.out}")
     return 0

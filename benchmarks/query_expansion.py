@@ -21,6 +21,7 @@ photo list). Quality only, no speed numbers.
 Run:  PYTHONPATH=. python benchmarks/query_expansion.py [--ks 0 1 2 3 5 10] [--alphas 1 3] [--dba-k 3]
       [--rotations]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,9 @@ def pairs_set() -> tuple[list[Path], np.ndarray, np.ndarray]:
 
     files = [SAMPLES / p for pair in PAIRS for p in pair] + [SAMPLES / p for p in DISTRACTORS]
     files += sorted((DATA / "dedup" / "base_images").glob("*.jpg"))
-    labels = np.concatenate([np.repeat(np.arange(len(PAIRS)), 2), len(PAIRS) + np.arange(len(files) - 2 * len(PAIRS))])
+    labels = np.concatenate(
+        [np.repeat(np.arange(len(PAIRS)), 2), len(PAIRS) + np.arange(len(files) - 2 * len(PAIRS))]
+    )
     return files, labels, np.arange(2 * len(PAIRS))
 
 
@@ -80,9 +83,11 @@ def embed(paths: list, key: str, turns: bool = False) -> np.ndarray:
     sources = [(p, t) for t in range(3) for p in paths] if turns else [(p, None) for p in paths]
     parts = []
     for i in range(0, len(sources), 16):
-        images = [p if t is None else turned_copies(p)[t] for p, t in sources[i:i + 16]]
+        images = [p if t is None else turned_copies(p)[t] for p, t in sources[i : i + 16]]
         prep = [load_and_prepare(im, spec.input_size) for im in images]
-        parts.append(emb.embed_batch(np.stack([p.array for p in prep]), np.array([p.valid for p in prep], np.int64)))
+        parts.append(
+            emb.embed_batch(np.stack([p.array for p in prep]), np.array([p.valid for p in prep], np.int64))
+        )
         print(f"  embedded {min(i + 16, len(sources))}/{len(sources)}", file=sys.stderr, flush=True)
     emb.close()
     d = np.concatenate(parts)
@@ -100,8 +105,9 @@ def _key(paths) -> str:
     return hashlib.sha1("\n".join(map(str, paths)).encode()).hexdigest()[:12]
 
 
-def ranked(database: np.ndarray, queries: np.ndarray, own: np.ndarray | None, qe: int, alpha: float,
-           views: int = 1) -> np.ndarray:
+def ranked(
+    database: np.ndarray, queries: np.ndarray, own: np.ndarray | None, qe: int, alpha: float, views: int = 1
+) -> np.ndarray:
     """Database positions by decreasing score for each query (its own position ``own`` left out,
     when the database holds it), after alpha-QE over the top ``qe``; ``views`` > 1: consecutive
     query rows are turns of one query, each database item scored by its best turn."""
@@ -131,7 +137,10 @@ def evaluate(descriptors, labels, rows, qe, alpha, dba_k, turned=None) -> tuple[
 
     queries, views = descriptors[rows], 1
     if turned is not None:
-        queries, views = np.concatenate([queries[:, None], turned], axis=1).reshape(-1, descriptors.shape[1]), 4
+        queries, views = (
+            np.concatenate([queries[:, None], turned], axis=1).reshape(-1, descriptors.shape[1]),
+            4,
+        )
     if not dba_k:
         orders = ranked(descriptors, queries, rows, qe, alpha, views)
     else:
@@ -139,7 +148,9 @@ def evaluate(descriptors, labels, rows, qe, alpha, dba_k, turned=None) -> tuple[
         for n, i in enumerate(rows):
             others = np.delete(np.arange(len(descriptors)), i)
             database = dba(descriptors[others], dba_k, alpha)
-            orders.append(others[ranked(database, queries[n * views:(n + 1) * views], None, qe, alpha, views)[0]])
+            orders.append(
+                others[ranked(database, queries[n * views : (n + 1) * views], None, qe, alpha, views)[0]]
+            )
     top1 = [labels[order[0]] == labels[i] for i, order in zip(rows, orders)]
     return mean_ap_of_orders(orders, labels[rows], labels), float(np.mean(top1))
 
@@ -165,29 +176,41 @@ def main() -> int:
     pair_files, pair_labels, pair_rows = pairs_set()
     everything = [Path(p) for p in paris_paths] + pair_files
     d = embed(everything, _key(everything))
-    d_paris, d_pairs = d[:len(paris_paths)], d[len(paris_paths):]
+    d_paris, d_pairs = d[: len(paris_paths)], d[len(paris_paths) :]
     sparse_rows, sparse_labels = sparse_paris(labels, args.sparse, len(d_pairs))
     turned = [None] * 3
     if args.rotations:
         pair_queries = [pair_files[i] for i in pair_rows]
         t_paris, t_pairs = turned_descriptors(paris_paths), turned_descriptors(pair_queries)
         turned = [t_paris, t_paris[sparse_rows], t_pairs]
-    sets = {"paris5": (d_paris, labels, np.arange(len(d_paris)), turned[0]),
-            "sparse": (np.concatenate([d_paris[sparse_rows], d_pairs]), sparse_labels, np.arange(len(sparse_rows)),
-                       turned[1]),
-            "pairs": (d_pairs, pair_labels, pair_rows, turned[2])}
-    print(f"\nVGG16 default spec, OpenVINO FP32, one embedding pass. paris5: {len(d_paris)} photos ({PARIS}), "
-          f"5 landmarks, mAP (Holidays trapezoid, query excluded); paris5-sparse: the first {args.sparse} photos of "
-          f"each landmark among the {len(d_pairs)} photos of the pairs set, mAP; pairs: {len(pair_rows)} queries "
-          f"(both sides of tests/conftest.py PAIRS) among {len(d_pairs)} photos, recall@1\n")
-    print(f"| QE K | alpha | DBA | paris5 mAP | paris5-sparse ({args.sparse}/landmark) mAP | pairs recall@1 |")
+    sets = {
+        "paris5": (d_paris, labels, np.arange(len(d_paris)), turned[0]),
+        "sparse": (
+            np.concatenate([d_paris[sparse_rows], d_pairs]),
+            sparse_labels,
+            np.arange(len(sparse_rows)),
+            turned[1],
+        ),
+        "pairs": (d_pairs, pair_labels, pair_rows, turned[2]),
+    }
+    print(
+        f"\nVGG16 default spec, OpenVINO FP32, one embedding pass. paris5: {len(d_paris)} photos ({PARIS}), "
+        f"5 landmarks, mAP (Holidays trapezoid, query excluded); paris5-sparse: the first {args.sparse} photos of "
+        f"each landmark among the {len(d_pairs)} photos of the pairs set, mAP; pairs: {len(pair_rows)} queries "
+        f"(both sides of tests/conftest.py PAIRS) among {len(d_pairs)} photos, recall@1\n"
+    )
+    print(
+        f"| QE K | alpha | DBA | paris5 mAP | paris5-sparse ({args.sparse}/landmark) mAP | pairs recall@1 |"
+    )
     print("|---:|---:|---|---:|---:|---:|")
     for dba_k in (0, args.dba_k):
         for alpha in args.alphas:
             for k in args.ks:
                 m, sparse, r1 = measure(sets, k, alpha, dba_k)
-                print(f"| {k} | {alpha:g} | {f'K={dba_k}' if dba_k else 'off'} | {m:.4f} | {sparse:.4f} | {r1:.3f} |",
-                      flush=True)
+                print(
+                    f"| {k} | {alpha:g} | {f'K={dba_k}' if dba_k else 'off'} | {m:.4f} | {sparse:.4f} | {r1:.3f} |",
+                    flush=True,
+                )
     if args.rotations:
         m, sparse, r1 = measure(sets, 0, DEFAULT_ALPHA, 0, rotations=True)
         print(f"| 0 + rotations | - | off | {m:.4f} | {sparse:.4f} | {r1:.3f} |")

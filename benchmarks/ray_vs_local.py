@@ -10,6 +10,7 @@ tasks and embedding in an actor pool, and the driver writes the index. The Ray r
 starting the actors and loading the model into them, not starting Ray itself (printed apart): it is
 paid once per ``vgg-retrieval index`` run. Both indexes are compared (same paths, cosine >= 0.9999).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,12 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--ray-actors", type=int, default=None, help="[default: the indexer's default]")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="Ray: inference threads (and reserved CPUs) per actor [default: 1]")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="Ray: inference threads (and reserved CPUs) per actor [default: 1]",
+    )
     args = ap.parse_args()
 
     import ray
@@ -57,7 +62,9 @@ def main() -> int:
         model_dir = export_model(spec, net, tmp / "model")
 
         def run(name, **options):
-            with Index.create(tmp / name, spec, model_dir=model_dir, batch_size=args.batch_size, **options) as idx:
+            with Index.create(
+                tmp / name, spec, model_dir=model_dir, batch_size=args.batch_size, **options
+            ) as idx:
                 t = time.perf_counter()
                 report = idx.update([photos], progress=False)
                 seconds = time.perf_counter() - t
@@ -68,8 +75,13 @@ def main() -> int:
         local, local_s, local_v = run("local")
 
         t = time.perf_counter()
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 runtime_env={"py_modules": code_modules()})
+        ray.init(
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            runtime_env={"py_modules": code_modules()},
+        )
         ray_start_s = time.perf_counter() - t
         opts = RayOptions(actors=args.ray_actors, cpus_per_actor=float(args.threads or 1))
         actors = opts.actors or default_actors(ray, opts)
@@ -82,15 +94,21 @@ def main() -> int:
     worst = min(float(np.dot(local_v[p], ray_v[p])) for p in local_v)
     workers = min(4, max(1, (os.cpu_count() or 2) // 2))
     lrate, rrate = local.embedded / local_s, distributed.embedded / ray_s
-    print(f"{len(files)} photos from {args.folder}, VGG16 224 px, OpenVINO FP32, batch {args.batch_size}, "
-          f"{os.cpu_count()} CPUs; worst cosine local vs Ray {worst:.6f}; Ray startup {ray_start_s:.1f} s "
-          f"(not in the table)\n")
+    print(
+        f"{len(files)} photos from {args.folder}, VGG16 224 px, OpenVINO FP32, batch {args.batch_size}, "
+        f"{os.cpu_count()} CPUs; worst cosine local vs Ray {worst:.6f}; Ray startup {ray_start_s:.1f} s "
+        f"(not in the table)\n"
+    )
     print("| engine | setup | images | seconds | img/s | vs local |")
     print("|---|---|---:|---:|---:|---:|")
-    print(f"| local | {workers} decode process(es), inference in-process, all cores | {local.embedded} | "
-          f"{local_s:.1f} | {lrate:.2f} | 1.00x |")
-    print(f"| ray | local Ray, {actors} actor(s) x {args.threads or 1} thread(s), decode tasks | "
-          f"{distributed.embedded} | {ray_s:.1f} | {rrate:.2f} | {rrate / lrate:.2f}x |")
+    print(
+        f"| local | {workers} decode process(es), inference in-process, all cores | {local.embedded} | "
+        f"{local_s:.1f} | {lrate:.2f} | 1.00x |"
+    )
+    print(
+        f"| ray | local Ray, {actors} actor(s) x {args.threads or 1} thread(s), decode tasks | "
+        f"{distributed.embedded} | {ray_s:.1f} | {rrate:.2f} | {rrate / lrate:.2f}x |"
+    )
     return 0
 
 

@@ -22,6 +22,7 @@ With --work, models and descriptors (and their img/s) are kept and reused: runs 
 can go in parallel into one folder, then one run over all the rows prints the table from them.
 Speed figures are noisy on shared machines: compare rows measured together, idle.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,18 +43,33 @@ from benchmarks.prune_distill import average_precision  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
 CALIBRATION = DATA / "photos" / "samples" / "vacation"
-SAMPLES = ("photos/samples/opencv", "photos/samples/pixabay", "photos/samples/skimage", "photos/samples/sklearn")
-PAIRS = [("skimage/motorcycle_left.png", "skimage/motorcycle_right.png"), ("opencv/leuvenA.jpg", "opencv/leuvenB.jpg"),
-         ("opencv/graf1.png", "opencv/graf3.png"), ("opencv/left01.jpg", "opencv/right01.jpg"),
-         ("opencv/aero1.jpg", "opencv/aero3.jpg"), ("opencv/box.png", "opencv/box_in_scene.png")]
-UKB_QUERIES = ["dedup/mixed_images/ukbench00120_hflip.jpg", "dedup/mixed_images/ukbench00120_resize.jpg",
-               "dedup/mixed_images/ukbench00120_rotation.jpg", "dedup/ukbench00120_gray.jpg"]
+SAMPLES = (
+    "photos/samples/opencv",
+    "photos/samples/pixabay",
+    "photos/samples/skimage",
+    "photos/samples/sklearn",
+)
+PAIRS = [
+    ("skimage/motorcycle_left.png", "skimage/motorcycle_right.png"),
+    ("opencv/leuvenA.jpg", "opencv/leuvenB.jpg"),
+    ("opencv/graf1.png", "opencv/graf3.png"),
+    ("opencv/left01.jpg", "opencv/right01.jpg"),
+    ("opencv/aero1.jpg", "opencv/aero3.jpg"),
+    ("opencv/box.png", "opencv/box_in_scene.png"),
+]
+UKB_QUERIES = [
+    "dedup/mixed_images/ukbench00120_hflip.jpg",
+    "dedup/mixed_images/ukbench00120_resize.jpg",
+    "dedup/mixed_images/ukbench00120_rotation.jpg",
+    "dedup/ukbench00120_gray.jpg",
+]
 UKB_TARGET = "dedup/base_images/ukbench00120.jpg"
 
 
 @dataclass(frozen=True)
 class Model:
     """A descriptor model to measure (keyword arguments of retrieval.nets.builder.build + precision)."""
+
     policy: str = "square"
     size: int = 224
     pooling: str = "gap"
@@ -96,7 +112,7 @@ def rows_to_measure(default: Model) -> list[Row]:
 
 def gallery() -> tuple[list[Path], dict]:
     """Every photo embedded once per model, and the sets as index lists into it."""
-    from retrieval.compress.distill import photo_paths
+    from retrieval.compress.distill_data import photo_paths
 
     paris = [Path(p) for p in photo_paths([DATA / "retrieval" / "paris5"])]
     others = [Path(p) for sub in SAMPLES for p in photo_paths([DATA / sub])]
@@ -108,8 +124,11 @@ def gallery() -> tuple[list[Path], dict]:
     sets = {
         "paris": (list(range(len(paris))), np.array([names.index(p.parent.name) for p in paris])),
         "gallery": list(range(len(paris), len(paris) + len(others))),
-        "pairs": [(at[DATA / "photos/samples" / a], at[DATA / "photos/samples" / b]) for x, y in PAIRS
-                  for a, b in ((x, y), (y, x))],
+        "pairs": [
+            (at[DATA / "photos/samples" / a], at[DATA / "photos/samples" / b])
+            for x, y in PAIRS
+            for a, b in ((x, y), (y, x))
+        ],
         "ukb": [(at[DATA / q], at[DATA / UKB_TARGET]) for q in UKB_QUERIES],
     }
     return files, sets
@@ -131,7 +150,7 @@ def scores(queries: np.ndarray, base: np.ndarray, qe: int) -> np.ndarray:
 
     s = queries @ base.T
     if qe:  # as Index.search does: over the top qe hits that are not the query itself
-        top = np.argsort(-s, axis=1)[:, :qe + SAME_IMAGE_SLACK]
+        top = np.argsort(-s, axis=1)[:, : qe + SAME_IMAGE_SLACK]
         w, ids = others(np.take_along_axis(s, top, 1), top, qe)
         s = expand(queries, base[np.maximum(ids, 0)], np.where(ids >= 0, w, 0.0)) @ base.T
     return s
@@ -190,11 +209,19 @@ class Embedded:
         from retrieval.engines.export import export_model
         from retrieval.nets.builder import build
 
-        spec, net = build("vgg16", str(WEIGHTS), pooling=model.pooling, input_size=model.size,
-                          input_policy=model.policy, scales=model.scales)
+        spec, net = build(
+            "vgg16",
+            str(WEIGHTS),
+            pooling=model.pooling,
+            input_size=model.size,
+            input_policy=model.policy,
+            scales=model.scales,
+        )
         self.spec = spec
         model_dir = work / f"model-{spec.model_id}-{model.precision}{'-quick' if quick else ''}"
-        if not (model_dir / "model.json").exists():  # made under another name: a killed run leaves no half model
+        if not (
+            model_dir / "model.json"
+        ).exists():  # made under another name: a killed run leaves no half model
             partial = model_dir.with_name(model_dir.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             export_model(spec, net, partial, formats=("onnx", "openvino"))
@@ -228,9 +255,11 @@ class Embedded:
         out = []
         for i in range(0, len(paths), 8):
             if turn is not None:
-                prep = [prepare(open_image(p).transpose(turn), self.spec.input_geometry) for p in paths[i:i + 8]]
+                prep = [
+                    prepare(open_image(p).transpose(turn), self.spec.input_geometry) for p in paths[i : i + 8]
+                ]
             else:
-                prep = [load_and_prepare(p, self.spec.input_geometry) for p in paths[i:i + 8]]
+                prep = [load_and_prepare(p, self.spec.input_geometry) for p in paths[i : i + 8]]
             out.append(self.embedder.embed_prepared(prep))
         return np.concatenate(out)
 
@@ -269,6 +298,7 @@ def rotation_scores(emb: Embedded, sets: dict, qe: int) -> dict:
 def whitening_of(v: np.ndarray):
     """The whitening (indexer.vectors.whitening, its default method) fitted on all the embedded photos."""
     from indexer.vectors import whitening
+
     return whitening.fit(v).apply
 
 
@@ -276,8 +306,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="every 5th paris5 photo, 60 calibration photos")
     ap.add_argument("--rows", nargs="*", help="only the rows whose name contains one of these")
-    ap.add_argument("--work", type=Path, default=None,
-                    help="models and descriptors kept here and reused, img/s included (default: a temp dir)")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="models and descriptors kept here and reused, img/s included (default: a temp dir)",
+    )
     args = ap.parse_args()
     from retrieval.spec import DEFAULT_INPUT_POLICY, DEFAULT_INPUT_SIZE, DEFAULT_POOLING
 
@@ -294,10 +328,12 @@ def main() -> int:
             if i not in drop:
                 mapping[i] = len(kept)
                 kept.append(f)
-        sets = {"paris": ([mapping[i] for i in sorted(keep)], sets["paris"][1][sorted(keep)]),
-                "gallery": [mapping[i] for i in sets["gallery"]],
-                "pairs": [(mapping[a], mapping[b]) for a, b in sets["pairs"]],
-                "ukb": [(mapping[a], mapping[b]) for a, b in sets["ukb"]]}
+        sets = {
+            "paris": ([mapping[i] for i in sorted(keep)], sets["paris"][1][sorted(keep)]),
+            "gallery": [mapping[i] for i in sets["gallery"]],
+            "pairs": [(mapping[a], mapping[b]) for a, b in sets["pairs"]],
+            "ukb": [(mapping[a], mapping[b]) for a, b in sets["ukb"]],
+        }
         files = kept
     paris_n = len(sets["paris"][0])
     rows = [r for r in rows_to_measure(default) if not args.rows or any(s in r.name for s in args.rows)]
@@ -323,8 +359,10 @@ def main() -> int:
 
 def print_table(table, default) -> None:
     base = table[0][2]
-    head = ("| row | model | paris5 mAP | R@1 | R@10 | pairs mAP | R@1 | R@10 | ukb R@1 | R@10 | turned mAP | "
-            "img/s | x |")
+    head = (
+        "| row | model | paris5 mAP | R@1 | R@10 | pairs mAP | R@1 | R@10 | ukb R@1 | R@10 | turned mAP | "
+        "img/s | x |"
+    )
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for name, r, speed, model in table:
@@ -334,10 +372,12 @@ def print_table(table, default) -> None:
                 cells.append(f"{r[key][c]:.3f}" if key in r else "-")
         cells += [f"{speed:.2f}", f"{speed / base:.2f}"]
         print("| " + " | ".join(cells) + " |")
-    print(f"\nDefault model now: {default}. img/s: decode + embed of the paris5 photos in one process "
-          f"(rotation search: /4, every query embedded four times), under whatever else the machine ran: "
-          f"compare rows of one run only (idle speed: benchmarks/speed.py). turned: only for the models "
-          f"of the rotation rows measured in the run.")
+    print(
+        f"\nDefault model now: {default}. img/s: decode + embed of the paris5 photos in one process "
+        f"(rotation search: /4, every query embedded four times), under whatever else the machine ran: "
+        f"compare rows of one run only (idle speed: benchmarks/speed.py). turned: only for the models "
+        f"of the rotation rows measured in the run."
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ INT8 models are calibrated on up to 300 of the indexed photos, as a new index do
 Run:  PYTHONPATH=. python benchmarks/speed.py [--student CKPT] [--photos N] [--no-frontier] [--quick]
 Speed figures are noisy on shared machines: run it on an idle machine and compare rows of one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,13 +56,17 @@ from prune_distill import mean_ap, paris5  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
 PHOTOS = [DATA / "photos" / "samples" / "vacation", DATA / "photos" / "samples" / "pixabay"]
-DESIGN_LATENCY_CUT, DESIGN_SIZE_CUT = 0.68, 0.73  # the design's full-model targets (120 -> 38 ms, 528 -> 142 MB)
+DESIGN_LATENCY_CUT, DESIGN_SIZE_CUT = (
+    0.68,
+    0.73,
+)  # the design's full-model targets (120 -> 38 ms, 528 -> 142 MB)
 THROUGHPUT = {"performance": "THROUGHPUT"}
 
 
 @dataclass
 class Variant:
     """One row: a model, how it runs, and what its descriptors are compared with."""
+
     name: str
     engine: str
     spec: object
@@ -77,7 +82,7 @@ def matmul_gflops(n: int = 2048, runs: int = 5) -> float:
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     a @ a
     best = min(_timed(lambda: a @ a) for _ in range(runs))
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def _timed(fn) -> float:
@@ -88,7 +93,7 @@ def _timed(fn) -> float:
 
 def photo_folder(tmp: Path, limit: int) -> Path:
     """The benchmark photos linked into one folder (the first ``limit`` in sorted order)."""
-    from retrieval.compress.distill import photo_paths
+    from retrieval.compress.distill_data import photo_paths
 
     folder = tmp / "photos"
     folder.mkdir()
@@ -104,7 +109,7 @@ def embed_paths(embedder, paths, batch: int = 8) -> np.ndarray:
 
     def batches():
         for i in range(0, len(paths), batch):
-            prep = [load_and_prepare(p, embedder.spec.input_geometry) for p in paths[i:i + batch]]
+            prep = [load_and_prepare(p, embedder.spec.input_geometry) for p in paths[i : i + batch]]
             yield [p.array for p in prep], np.array([p.valid for p in prep], dtype=np.int64)
 
     return np.concatenate(list(embedder.embed_stream(batches())))
@@ -141,11 +146,18 @@ def measure(v: Variant, folder, index_dir: Path, paris, teachers: dict, runs: in
     from indexer import Index
     from retrieval.engines import load_embedder
 
-    row = {"model": v.name, "gflops": model_gflops(v), "mb": model_mb(v), "index_img_s": None, "cosine": None,
-           "map": None}
+    row = {
+        "model": v.name,
+        "gflops": model_gflops(v),
+        "mb": model_mb(v),
+        "index_img_s": None,
+        "cosine": None,
+        "map": None,
+    }
     if not v.full:
-        with Index.create(index_dir, v.spec, net=v.net, model_dir=v.model_dir, engine=v.engine,
-                          engine_options=v.options) as idx:
+        with Index.create(
+            index_dir, v.spec, net=v.net, model_dir=v.model_dir, engine=v.engine, engine_options=v.options
+        ) as idx:
             row["index_img_s"] = idx.update([folder], progress=False, workers=v.workers).images_per_second
     emb = load_embedder(v.engine, v.spec, v.model_dir, net=v.net, batch_size=8, **v.options)
     row["ms_b1"] = batch1_ms(emb, paris[0][0], runs)
@@ -156,8 +168,12 @@ def measure(v: Variant, folder, index_dir: Path, paris, teachers: dict, runs: in
             row["cosine"] = float(np.mean(np.sum(desc * teachers[v.teacher], axis=1)))
         row["map"] = mean_ap(desc, paris[1])
     emb.close()
-    print(f"  {v.name}: {_cell(row['index_img_s'], '.2f')} img/s, {row['ms_b1']:.0f} ms b1, "
-          f"mAP {_cell(row['map'], '.4f')}", file=sys.stderr, flush=True)
+    print(
+        f"  {v.name}: {_cell(row['index_img_s'], '.2f')} img/s, {row['ms_b1']:.0f} ms b1, "
+        f"mAP {_cell(row['map'], '.4f')}",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -218,8 +234,14 @@ def variants(tmp: Path, folder: Path, student: Path | None, frontier: bool = Tru
     d = exported(spec, net, tmp / "old")
     yield Variant(old, "openvino", spec, net, d)  # measured first: the baseline and a teacher
     yield Variant("torch FP32 eager (old model)", "torch", spec, net, d, teacher=old)
-    yield Variant("OpenVINO INT8 (square 224 GAP)", "openvino", spec, net, int8_copy(d, folder, tmp / "old8"),
-                  teacher=old)
+    yield Variant(
+        "OpenVINO INT8 (square 224 GAP)",
+        "openvino",
+        spec,
+        net,
+        int8_copy(d, folder, tmp / "old8"),
+        teacher=old,
+    )
     spec, net = build("vgg16", str(WEIGHTS))
     assert (spec.input_policy, spec.pooling) == (DEFAULT_INPUT_POLICY, DEFAULT_POOLING) == ("buckets", "gem")
     d = exported(spec, net, tmp / "new")
@@ -231,8 +253,14 @@ def variants(tmp: Path, folder: Path, student: Path | None, frontier: bool = Tru
     for size in (288, 320) if frontier else ():
         spec, net = build("vgg16", str(WEIGHTS), input_size=size)
         d = exported(spec, net, tmp / f"b{size}")
-        yield Variant(f"buckets {size} GeM INT8", "openvino", spec, net, int8_copy(d, folder, tmp / f"b{size}-8"),
-                      teacher=new)
+        yield Variant(
+            f"buckets {size} GeM INT8",
+            "openvino",
+            spec,
+            net,
+            int8_copy(d, folder, tmp / f"b{size}-8"),
+            teacher=new,
+        )
     if student:
         yield from student_variants(tmp, folder, student, {("square", "gap"): old, ("buckets", "gem"): new})
     yield from full_model_variants(tmp, folder, full_ratios)
@@ -247,8 +275,14 @@ def student_variants(tmp: Path, folder: Path, student: Path, teachers: dict):
     teacher = teachers.get((spec.input_policy, spec.pooling)) if spec.input_size == 224 else None
     d = exported(spec, net, tmp / "student")
     yield Variant("pruned + recovered FP32", "openvino", spec, net, d, teacher=teacher)
-    yield Variant("pruned + recovered INT8", "openvino", spec, net, int8_copy(d, folder, tmp / "student8"),
-                  teacher=teacher)
+    yield Variant(
+        "pruned + recovered INT8",
+        "openvino",
+        spec,
+        net,
+        int8_copy(d, folder, tmp / "student8"),
+        teacher=teacher,
+    )
 
 
 def full_model_variants(tmp: Path, folder: Path, ratios=(0.3,)):
@@ -259,20 +293,33 @@ def full_model_variants(tmp: Path, folder: Path, ratios=(0.3,)):
     spec, net = full_vgg16(tmp)
     d = exported(spec, net, tmp / "full")
     yield Variant("full VGG16 + classifier FP32", "openvino", spec, net, d, full=True)
-    yield Variant("full VGG16 + classifier INT8", "openvino", spec, net, int8_copy(d, folder, tmp / "full8"),
-                  full=True)
+    yield Variant(
+        "full VGG16 + classifier INT8", "openvino", spec, net, int8_copy(d, folder, tmp / "full8"), full=True
+    )
     every_conv = range(len(conv_positions(net.features)))
     for ratio in ratios:
         pnet, pspec, _ = prune_model(net, spec, ratios={k: ratio for k in every_conv})
         d = exported(pspec, pnet, tmp / f"pruned{ratio}")
-        yield Variant(f"full VGG16 + classifier pruned {ratio:.0%} INT8", "openvino", pspec, pnet,
-                      int8_copy(d, folder, tmp / f"pruned{ratio}-8"), full=True)
+        yield Variant(
+            f"full VGG16 + classifier pruned {ratio:.0%} INT8",
+            "openvino",
+            pspec,
+            pnet,
+            int8_copy(d, folder, tmp / f"pruned{ratio}-8"),
+            full=True,
+        )
     from retrieval.compress.defaults import ROUND_TO
 
     pnet, pspec, _ = prune_model(net, spec, flops=0.5, round_to=ROUND_TO)
     d = exported(pspec, pnet, tmp / "pruned50")
-    yield Variant(f"full VGG16 + classifier pruned to 50% FLOPs (widths x{ROUND_TO}) INT8", "openvino", pspec, pnet,
-                  int8_copy(d, folder, tmp / "pruned50-8"), full=True)
+    yield Variant(
+        f"full VGG16 + classifier pruned to 50% FLOPs (widths x{ROUND_TO}) INT8",
+        "openvino",
+        pspec,
+        pnet,
+        int8_copy(d, folder, tmp / "pruned50-8"),
+        full=True,
+    )
 
 
 def _cell(x, fmt: str) -> str:
@@ -283,30 +330,40 @@ def print_table(rows: list[dict], limit: float, photos: int, n_paris: int) -> No
     base = rows[0]["index_img_s"]
     if base is None:  # --full-only
         return print_full(rows)
-    print(f"\n{photos} real photos indexed end to end; mAP on retrieval/paris5 ({n_paris} photos); "
-          f"FP32 matmul {limit:.0f} GFLOP/s; baseline: {rows[0]['model']}\n")
+    print(
+        f"\n{photos} real photos indexed end to end; mAP on retrieval/paris5 ({n_paris} photos); "
+        f"FP32 matmul {limit:.0f} GFLOP/s; baseline: {rows[0]['model']}\n"
+    )
     print("| model | index img/s | x base | ms/img b1 | GFLOPs | x limit | MB | cosine | mAP |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ips = r["index_img_s"]
-        print(f"| {r['model']} | {_cell(ips, '.2f')} | {_cell(ips and ips / base, '.2f')} | {r['ms_b1']:.0f} | "
-              f"{r['gflops']:.2f} | {_cell(ips and ips * r['gflops'] / limit, '.2f')} | {r['mb']:.0f} | "
-              f"{_cell(r['cosine'], '.4f')} | {_cell(r['map'], '.4f')} |")
+        print(
+            f"| {r['model']} | {_cell(ips, '.2f')} | {_cell(ips and ips / base, '.2f')} | {r['ms_b1']:.0f} | "
+            f"{r['gflops']:.2f} | {_cell(ips and ips * r['gflops'] / limit, '.2f')} | {r['mb']:.0f} | "
+            f"{_cell(r['cosine'], '.4f')} | {_cell(r['map'], '.4f')} |"
+        )
     for r in (r for r in rows if "FP32" in r["model"] and "torch" not in r["model"]):
-        print(f"| CPU FP32 limit at {r['gflops']:.2f} GFLOPs ({r['model']}) | {limit / r['gflops']:.2f} | "
-              f"{limit / r['gflops'] / base:.2f} | {1000 * r['gflops'] / limit:.0f} | {r['gflops']:.2f} | 1.00 | | | |")
+        print(
+            f"| CPU FP32 limit at {r['gflops']:.2f} GFLOPs ({r['model']}) | {limit / r['gflops']:.2f} | "
+            f"{limit / r['gflops'] / base:.2f} | {1000 * r['gflops'] / limit:.0f} | {r['gflops']:.2f} | 1.00 | | | |"
+        )
     print_full(rows)
 
 
 def print_full(rows: list[dict]) -> None:
     full = {r["model"]: r for r in rows if r["model"].startswith("full VGG16")}
     fp32 = full.pop("full VGG16 + classifier FP32")
-    print(f"\nFull VGG16 with classifier (design targets: latency -{DESIGN_LATENCY_CUT:.0%}, size "
-          f"-{DESIGN_SIZE_CUT:.0%}), against FP32 {fp32['ms_b1']:.0f} ms, {fp32['mb']:.0f} MB:")
+    print(
+        f"\nFull VGG16 with classifier (design targets: latency -{DESIGN_LATENCY_CUT:.0%}, size "
+        f"-{DESIGN_SIZE_CUT:.0%}), against FP32 {fp32['ms_b1']:.0f} ms, {fp32['mb']:.0f} MB:"
+    )
     for name, r in full.items():
         cut_ms, cut_mb = 1 - r["ms_b1"] / fp32["ms_b1"], 1 - r["mb"] / fp32["mb"]
-        print(f"- {name}: {r['ms_b1']:.0f} ms ({-cut_ms:+.0%}: {_verdict(cut_ms, DESIGN_LATENCY_CUT)}), "
-              f"{r['mb']:.0f} MB ({-cut_mb:+.0%}: {_verdict(cut_mb, DESIGN_SIZE_CUT)})")
+        print(
+            f"- {name}: {r['ms_b1']:.0f} ms ({-cut_ms:+.0%}: {_verdict(cut_ms, DESIGN_LATENCY_CUT)}), "
+            f"{r['mb']:.0f} MB ({-cut_mb:+.0%}: {_verdict(cut_mb, DESIGN_SIZE_CUT)})"
+        )
 
 
 def _verdict(cut: float, target: float) -> str:
@@ -319,12 +376,19 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=150, help="photos indexed end to end")
     ap.add_argument("--runs", type=int, default=20, help="batch-1 latency runs")
     ap.add_argument("--no-frontier", action="store_true", help="leave out the 288 and 320 rows")
-    ap.add_argument("--full-only", action="store_true",
-                    help="only the full-model rows (latency and size; use more --runs: FP32 latency is noisy)")
-    ap.add_argument("--full-ratios", default="0.3",
-                    help="comma-separated shares of every conv's filters pruned in the full-model rows")
-    ap.add_argument("--quick", action="store_true",
-                    help="a smoke run: 24 photos, 3 latency runs, every 10th paris5 photo")
+    ap.add_argument(
+        "--full-only",
+        action="store_true",
+        help="only the full-model rows (latency and size; use more --runs: FP32 latency is noisy)",
+    )
+    ap.add_argument(
+        "--full-ratios",
+        default="0.3",
+        help="comma-separated shares of every conv's filters pruned in the full-model rows",
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="a smoke run: 24 photos, 3 latency runs, every 10th paris5 photo"
+    )
     args = ap.parse_args()
     if args.quick:
         args.photos, args.runs = 24, 3
@@ -336,9 +400,14 @@ def main() -> None:
     paris = (paths[::10], labels[::10]) if args.quick else (paths, labels)
     teachers: dict = {}
     try:
-        rows = [measure(v, folder, tmp / f"index-{i}", paris, teachers, args.runs)
-                for i, v in enumerate(full_model_variants(tmp, folder, ratios) if args.full_only
-                                      else variants(tmp, folder, args.student, not args.no_frontier, ratios))]
+        rows = [
+            measure(v, folder, tmp / f"index-{i}", paris, teachers, args.runs)
+            for i, v in enumerate(
+                full_model_variants(tmp, folder, ratios)
+                if args.full_only
+                else variants(tmp, folder, args.student, not args.no_frontier, ratios)
+            )
+        ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the models and indexes: several GB
     print_table(rows, limit, args.photos, len(paris[0]))

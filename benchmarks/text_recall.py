@@ -15,6 +15,7 @@ model never saw a caption of). Reported per class, averaged over the phrasings:
 
 Then the query latency of ``vgg-retrieval search --text`` (a cold process, and warm in-process).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,16 +42,24 @@ WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
 # "an image showing a X"); plurals and context words the captions never had.
 QUERIES = {
     "daisy": ["white daisies with yellow centres", "a close-up shot of a daisy flower", "a field of daisies"],
-    "dandelion": ["a yellow dandelion in the grass", "dandelions gone to seed",
-                  "a close-up shot of a dandelion flower"],
+    "dandelion": [
+        "a yellow dandelion in the grass",
+        "dandelions gone to seed",
+        "a close-up shot of a dandelion flower",
+    ],
     "rose": ["a bouquet of red roses", "a close-up shot of a rose flower", "pink roses in a garden"],
-    "sunflower": ["a field of tall sunflowers", "a close-up shot of a sunflower",
-                  "bright yellow sunflowers against the sky"],
+    "sunflower": [
+        "a field of tall sunflowers",
+        "a close-up shot of a sunflower",
+        "bright yellow sunflowers against the sky",
+    ],
     "tulip": ["colourful tulips in spring", "a close-up shot of a tulip flower", "a bed of red tulips"],
 }
 
 
-def make_subset(dest: Path, train: int, heldout: int, seed: int = 0, classes=None) -> tuple[list[Path], list[Path]]:
+def make_subset(
+    dest: Path, train: int, heldout: int, seed: int = 0, classes=None
+) -> tuple[list[Path], list[Path]]:
     """Copy ``train + heldout`` photos per class (seeded choice) to dest/CLASS/; (train, held-out) paths."""
     rng = random.Random(seed)
     tr, ho = [], []
@@ -58,7 +67,7 @@ def make_subset(dest: Path, train: int, heldout: int, seed: int = 0, classes=Non
         files = sorted((FLOWERS / cls).glob("*.jpg"))
         rng.shuffle(files)
         (dest / cls).mkdir(parents=True, exist_ok=True)
-        for k, f in enumerate(files[:train + heldout]):
+        for k, f in enumerate(files[: train + heldout]):
             target = dest / cls / f.name
             shutil.copy2(f, target)
             (tr if k < train else ho).append(target.resolve())
@@ -68,8 +77,21 @@ def make_subset(dest: Path, train: int, heldout: int, seed: int = 0, classes=Non
 def build_index(photos: Path, index_dir: Path, size: int = 128) -> None:
     from indexer.cli import main
 
-    rc = main(["index", str(photos), "--index", str(index_dir), "--weights", str(WEIGHTS), "--size", str(size),
-               "--engine", "openvino", "-q"])
+    rc = main(
+        [
+            "index",
+            str(photos),
+            "--index",
+            str(index_dir),
+            "--weights",
+            str(WEIGHTS),
+            "--size",
+            str(size),
+            "--engine",
+            "openvino",
+            "-q",
+        ]
+    )
     if rc:
         raise SystemExit(f"indexing failed ({rc})")
 
@@ -106,15 +128,40 @@ def latency(index_dir: Path, text: str, runs: int = 3) -> dict:
     cold = []
     for _ in range(runs):
         t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "indexer", "search", "--text", text, "--index", str(index_dir),
-                            "--json", "-k", "5"], capture_output=True, text=True, env=env, cwd=ROOT)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "indexer",
+                "search",
+                "--text",
+                text,
+                "--index",
+                str(index_dir),
+                "--json",
+                "-k",
+                "5",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         cold.append(time.perf_counter() - t)
         if p.returncode:
             raise SystemExit(p.stderr)
-    probe = subprocess.run([sys.executable, "-c",
-                            "import sys; from indexer.cli import main; main(['search','--text','x','--index',"
-                            f"{str(index_dir)!r},'-k','1']); print('torch' in sys.modules, file=sys.stderr)"],
-                           capture_output=True, text=True, env=env, cwd=ROOT)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from indexer.cli import main; main(['search','--text','x','--index',"
+            f"{str(index_dir)!r},'-k','1']); print('torch' in sys.modules, file=sys.stderr)",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     from indexer import Index
     from indexer.text.searcher import TextSearcher
 
@@ -128,8 +175,12 @@ def latency(index_dir: Path, text: str, runs: int = 3) -> dict:
             t = time.perf_counter()
             s.search([q], 5)
             warm.append(time.perf_counter() - t)
-    return {"cold_process_s": float(np.median(cold)), "open_and_first_query_s": first,
-            "warm_query_ms": 1000 * float(np.median(warm)), "torch_imported": probe.stderr.strip().splitlines()[-1]}
+    return {
+        "cold_process_s": float(np.median(cold)),
+        "open_and_first_query_s": first,
+        "warm_query_ms": 1000 * float(np.median(warm)),
+        "torch_imported": probe.stderr.strip().splitlines()[-1],
+    }
 
 
 def main() -> None:
@@ -138,7 +189,9 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=None, help="Keep the photos and index here (default: a temp dir).")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="Keep the photos and index here (default: a temp dir)."
+    )
     ap.add_argument("--json", type=Path, default=None, help="Also write the numbers to this file.")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -158,8 +211,13 @@ def main() -> None:
     from indexer.text.searcher import TextSearcher, train_text_model
 
     with Index.open(index_dir) as idx:
-        rep = train_text_model(idx, exclude={str(p) for p in held}, epochs=args.epochs, seed=args.seed,
-                               log=lambda m: print(m, file=sys.stderr))
+        rep = train_text_model(
+            idx,
+            exclude={str(p) for p in held},
+            epochs=args.epochs,
+            seed=args.seed,
+            log=lambda m: print(m, file=sys.stderr),
+        )
         rows = {r.path: r for r in idx.store.rows_by_id(idx.all_vectors()[0].tolist()).values()}
         held_ids = np.array([rows[str(p)].id for p in held], np.int64)
         held_labels = [rows[str(p)].label for p in held]
@@ -167,27 +225,51 @@ def main() -> None:
     lat = latency(index_dir, "a close-up shot of a sunflower")
 
     n_all = len(held)
-    print(f"\nflowers5: {args.train} train + {args.heldout} held-out photos per class, VGG16 (shared trunk) at 128 px,"
-          f" OpenVINO; text model {rep.text_model}; {rep.images} captioned training images, {rep.captions} captions;"
-          f" loss {rep.initial_loss:.3f} -> {rep.final_loss:.3f} in {rep.seconds:.1f}s (indexing {t_index:.0f}s)")
-    print(f"queries: {sum(map(len, QUERIES.values()))} phrasings unlike the training templates, ranked against the "
-          f"{n_all} held-out images\n")
+    print(
+        f"\nflowers5: {args.train} train + {args.heldout} held-out photos per class, VGG16 (shared trunk) at 128 px,"
+        f" OpenVINO; text model {rep.text_model}; {rep.images} captioned training images, {rep.captions} captions;"
+        f" loss {rep.initial_loss:.3f} -> {rep.final_loss:.3f} in {rep.seconds:.1f}s (indexing {t_index:.0f}s)"
+    )
+    print(
+        f"queries: {sum(map(len, QUERIES.values()))} phrasings unlike the training templates, ranked against the "
+        f"{n_all} held-out images\n"
+    )
     print("| class | R@5 | P@5 | AP | chance R@5 | chance P@5 / AP |")
     print("|---|---|---|---|---|---|")
     for cls, m in res.items():
         c = chance(m["relevant"], n_all)
-        print(f"| {cls} | {m['R@5']:.2f} | {m['P@5']:.2f} | {m['AP']:.2f} | {c['R@5']:.2f} | {c['P@5']:.2f} |")
+        print(
+            f"| {cls} | {m['R@5']:.2f} | {m['P@5']:.2f} | {m['AP']:.2f} | {c['R@5']:.2f} | {c['P@5']:.2f} |"
+        )
     mean = {k: float(np.mean([m[k] for m in res.values()])) for k in ("R@5", "P@5", "AP")}
     c = chance(args.heldout, n_all)
-    print(f"| **mean** | {mean['R@5']:.2f} | {mean['P@5']:.2f} | {mean['AP']:.2f} | {c['R@5']:.2f} | {c['P@5']:.2f} |")
-    print(f"\nquery latency: cold `vgg-retrieval search --text` process {lat['cold_process_s']:.2f}s (median of 3); "
-          f"open + first query {lat['open_and_first_query_s'] * 1000:.0f} ms; warm query {lat['warm_query_ms']:.1f} ms;"
-          f" torch imported by search --text: {lat['torch_imported']}")
+    print(
+        f"| **mean** | {mean['R@5']:.2f} | {mean['P@5']:.2f} | {mean['AP']:.2f} | {c['R@5']:.2f} | {c['P@5']:.2f} |"
+    )
+    print(
+        f"\nquery latency: cold `vgg-retrieval search --text` process {lat['cold_process_s']:.2f}s (median of 3); "
+        f"open + first query {lat['open_and_first_query_s'] * 1000:.0f} ms; warm query {lat['warm_query_ms']:.1f} ms;"
+        f" torch imported by search --text: {lat['torch_imported']}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"per_class": res, "mean": mean, "chance": c, "latency": lat,
-                                         "train": {"images": rep.images, "captions": rep.captions,
-                                                   "initial_loss": rep.initial_loss, "final_loss": rep.final_loss,
-                                                   "seconds": rep.seconds}}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "per_class": res,
+                    "mean": mean,
+                    "chance": c,
+                    "latency": lat,
+                    "train": {
+                        "images": rep.images,
+                        "captions": rep.captions,
+                        "initial_loss": rep.initial_loss,
+                        "final_loss": rep.final_loss,
+                        "seconds": rep.seconds,
+                    },
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

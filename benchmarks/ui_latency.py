@@ -15,6 +15,7 @@ optionally (--browser) the real thing: page load in headless Chromium to the fir
 
     python benchmarks/ui_latency.py [--index-dir DIR] [--queries 10] [--browser] [--vgg16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("VGG_RETRIEVAL_DATA", ROOT.parent / "shared" / "data"))
-FOLDERS = [DATA / "photos" / "flowers5", DATA / "photos" / "hymenoptera", DATA / "photos" / "samples" / "vacation"]
+FOLDERS = [
+    DATA / "photos" / "flowers5",
+    DATA / "photos" / "hymenoptera",
+    DATA / "photos" / "samples" / "vacation",
+]
 PAGE = 12
 
 
@@ -82,8 +87,10 @@ def bench_core(index_dir: Path, n: int) -> dict[str, list[float]]:
         out["thumbnails"].append(t_end - t_f)
         out["total"].append(t_end - t)
         hits_ok += result.hits[0].path == str(q.resolve())
-    print(f"index: {svc.index.count:,} images, {svc.spec.describe()}; model load (once per process) "
-          f"{load * 1000:.0f} ms; query found itself first in {hits_ok}/{n}")
+    print(
+        f"index: {svc.index.count:,} images, {svc.spec.describe()}; model load (once per process) "
+        f"{load * 1000:.0f} ms; query found itself first in {hits_ok}/{n}"
+    )
     return out
 
 
@@ -147,7 +154,9 @@ def main() -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
     build_index(a.index_dir)
     core = bench_core(a.index_dir, a.queries)
-    print(f"\n{'one upload -> first page (' + str(PAGE) + ' results)':44s} {'median':>8s} {'min':>8s} {'max':>8s}  ms")
+    print(
+        f"\n{'one upload -> first page (' + str(PAGE) + ' results)':44s} {'median':>8s} {'min':>8s} {'max':>8s}  ms"
+    )
     for k in ("decode", "model", "faiss", "thumbnails", "total"):
         print(f"  {k:42s} {ms(core[k])}")
     print(f"  {'Streamlit script run (AppTest, no browser)':42s} {ms(bench_apptest(a.index_dir, a.queries))}")

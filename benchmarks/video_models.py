@@ -10,6 +10,7 @@ zoom on a camera of 1.5 x size pixels), so the classes differ only by motion and
 (vacation photos 0.. and 100..). Models are tiny (vgg11 widths 8-32) and trained from random
 weights: this CPU cannot train a full VGG16-3D in minutes. Prints a markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,23 +55,35 @@ def main(argv=None):
     tmp = Path(tempfile.mkdtemp(prefix="video-bench-"))
     t = time.perf_counter()
     syn = dict(frames=args.frames, size=args.size * 3 // 2, zoom=0.25, source=args.size * 3 // 2)
-    make_motion_dataset(photos[:args.train_photos], tmp / "clips" / "train", MOTIONS, **syn)
-    make_motion_dataset(photos[100:100 + args.val_photos], tmp / "clips" / "val", MOTIONS, **syn)
+    make_motion_dataset(photos[: args.train_photos], tmp / "clips" / "train", MOTIONS, **syn)
+    make_motion_dataset(photos[100 : 100 + args.val_photos], tmp / "clips" / "val", MOTIONS, **syn)
     split = load_clip_split(tmp / "clips")
-    print(f"{len(split.train)} train / {len(split.val)} val clips ({args.frames} frames, {args.size} px), "
-          f"{len(split.classes)} classes {list(split.classes)}; made in {time.perf_counter() - t:.1f} s; "
-          f"torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"{len(split.train)} train / {len(split.val)} val clips ({args.frames} frames, {args.size} px), "
+        f"{len(split.classes)} classes {list(split.classes)}; made in {time.perf_counter() - t:.1f} s; "
+        f"torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
 
     rows = []
     configs = {
         "vgg3d": (dict(model="vgg3d", arch="vgg11_bn"), dict(lr=0.05, head_lr_mult=1.0, freeze=0)),
         "vgg-lstm": (dict(model="vgg-lstm", arch="vgg11", hidden=64), dict(lr=0.01, freeze=-1)),
-        "vgg-lstm-e2e": (dict(model="vgg-lstm", arch="vgg11_bn", hidden=64), dict(lr=0.02, head_lr_mult=1.0, freeze=0)),
+        "vgg-lstm-e2e": (
+            dict(model="vgg-lstm", arch="vgg11_bn", hidden=64),
+            dict(lr=0.02, head_lr_mult=1.0, freeze=0),
+        ),
     }
     for name in args.models.split(","):
         sp, tc = configs[name]
-        spec = VideoSpec(widths=SMALL, frames=args.frames, input_size=args.size, dropout=0.1,
-                         class_names=split.classes, **sp)
+        spec = VideoSpec(
+            widths=SMALL,
+            frames=args.frames,
+            input_size=args.size,
+            dropout=0.1,
+            class_names=split.classes,
+            **sp,
+        )
         spec, net = prepare_video_model(spec, "random")
         cfg = VideoTrainConfig(epochs=args.epochs, warmup_epochs=1, batch_size=8, **tc)
         t = time.perf_counter()
@@ -81,10 +94,22 @@ def main(argv=None):
         for c, cname in enumerate(split.classes):
             items = [(f, y) for f, y in split.val if y == c]
             per_class[cname] = evaluate_clips(bnet, bspec, items)
-        rows.append((name, sum(p.numel() for p in net.parameters()), hist[0]["train_loss"], hist[-1]["train_loss"],
-                     max(r["val_top1"] for r in hist), hist[-1]["val_top1"], per_class, secs))
+        rows.append(
+            (
+                name,
+                sum(p.numel() for p in net.parameters()),
+                hist[0]["train_loss"],
+                hist[-1]["train_loss"],
+                max(r["val_top1"] for r in hist),
+                hist[-1]["val_top1"],
+                per_class,
+                secs,
+            )
+        )
 
-    print("\n| model | params | train loss first -> last | val top-1 best (last) | per class (best.pt) | train time |")
+    print(
+        "\n| model | params | train loss first -> last | val top-1 best (last) | per class (best.pt) | train time |"
+    )
     print("|---|---:|---|---|---|---:|")
     for name, n, l0, l1, best, last, pc, secs in rows:
         pcs = ", ".join(f"{k} {v:.2f}" for k, v in pc.items())
@@ -108,8 +133,10 @@ def real(frames: int, size: int):
 
     weights = DATA / "weights" / "vgg16_features_imagenet_like.pth"
     t = time.perf_counter()
-    spec, net = prepare_video_model(VideoSpec(model="vgg3d", arch="vgg16", frames=frames, input_size=size,
-                                              class_names=("a", "b")), str(weights))
+    spec, net = prepare_video_model(
+        VideoSpec(model="vgg3d", arch="vgg16", frames=frames, input_size=size, class_names=("a", "b")),
+        str(weights),
+    )
     load_s = time.perf_counter() - t
     _, net2d = build("vgg16", str(weights), input_size=size)
     with Image.open(DATA / "photos" / "samples" / "skimage" / "astronaut.png") as im:
@@ -124,10 +151,12 @@ def real(frames: int, size: int):
         f2 = net2d.features(net2d.prepare(img, torch.tensor([[size, size]])))
         fwd2 = time.perf_counter() - t
     diff = (f3 - f2[:, :, None]).abs().max().item()
-    print(f"\nshared VGG16 -> VGG3D ({frames}x{size}x{size}, sha256 {spec.weights_sha256[:12]}): inflated in "
-          f"{load_s:.1f} s; conv5 {tuple(f3.shape[1:])}; static clip vs 2D conv5: max |diff| {diff:.2e} "
-          f"(max activation {f2.abs().max().item():.1f}, {np.mean(f2.numpy() > 0):.0%} non-zero); "
-          f"forward {fwd3:.1f} s per clip vs {fwd2:.2f} s for one 2D frame")
+    print(
+        f"\nshared VGG16 -> VGG3D ({frames}x{size}x{size}, sha256 {spec.weights_sha256[:12]}): inflated in "
+        f"{load_s:.1f} s; conv5 {tuple(f3.shape[1:])}; static clip vs 2D conv5: max |diff| {diff:.2e} "
+        f"(max activation {f2.abs().max().item():.1f}, {np.mean(f2.numpy() > 0):.0%} non-zero); "
+        f"forward {fwd3:.1f} s per clip vs {fwd2:.2f} s for one 2D frame"
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ Result (``--extra 1250 --sizes 0 250 1000 1250``; "fit on M" = paris5 + M-250 ex
 
     paris5 250 photos, samples 175, extra 1250; 512 dims
 
-    mAP on paris5 (gallery paris5 / gallery paris5 + the N extra photos as distractors), whitening fitted on paris5 + N extra photos
+    mAP on paris5 (gallery paris5 / gallery paris5 + the N extra photos as distractors), whitening fitted on
+    paris5 + N extra photos
 
     | method | fit on 250 | fit on 500 | fit on 1250 | fit on 1500 |
     |---|---:|---:|---:|---:|
@@ -33,7 +34,8 @@ Result (``--extra 1250 --sizes 0 250 1000 1250``; "fit on M" = paris5 + M-250 ex
     | Ledoit-Wolf, beta 0.25, 128 dims | 0.671 | 0.687 / 0.656 | 0.720 / 0.671 | 0.729 / 0.678 |
     | centre only, 128 dims (PCA) | 0.790 | 0.778 / 0.768 | 0.776 / 0.753 | 0.777 / 0.753 |
 
-    small collections: k photos per paris5 landmark (5k photos), whitening fitted on them alone, mAP on them (mean of 5 draws)
+    small collections: k photos per paris5 landmark (5k photos), whitening fitted on them alone, mAP on them
+    (mean of 5 draws)
 
     | method | 15 photos | 25 photos | 50 photos | 100 photos | 250 photos |
     |---|---:|---:|---:|---:|---:|
@@ -42,7 +44,8 @@ Result (``--extra 1250 --sizes 0 250 1000 1250``; "fit on M" = paris5 + M-250 ex
     | Ledoit-Wolf, beta 0.15 | 0.801 | 0.760 | 0.753 | 0.765 | 0.746 |
     | Ledoit-Wolf, beta 0.25 | 0.795 | 0.752 | 0.730 | 0.725 | 0.687 |
 
-    stereo/viewpoint pairs among the samples: recall@1 (mean rank), 8 queries, whitening fitted on the samples + N extra photos
+    stereo/viewpoint pairs among the samples: recall@1 (mean rank), 8 queries, whitening fitted on the samples +
+    N extra photos
 
     | method | fit on 175 | fit on 425 | fit on 1175 | fit on 1425 |
     |---|---:|---:|---:|---:|
@@ -67,6 +70,7 @@ about equally far from all others); it recovers with N (PCA to 64 dims: 0.42 -> 
 collection (the mean is then mostly theirs). The pairs are at rank 1 either way (too easy to
 separate the methods). Hence ``indexer.vectors.whitening``: BETA = 0, MIN_VECTORS = 100, refit at 2x.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -98,8 +102,14 @@ def _images(folder: Path) -> list[Path]:
 def photo_sets(extra: int, seed: int = 0) -> dict[str, list[Path]]:
     """paris5, the samples gallery (every sample folder but vacation), and the extra photos."""
     paris = _images(DATA / "retrieval" / "paris5")
-    samples = [p for sub in ("opencv", "pixabay", "skimage", "sklearn", "scipy") for p in _images(SAMPLES / sub)]
-    others = _images(SAMPLES / "vacation") + _images(SAMPLES / "pixabay") + _images(DATA / "photos" / "hymenoptera")
+    samples = [
+        p for sub in ("opencv", "pixabay", "skimage", "sklearn", "scipy") for p in _images(SAMPLES / sub)
+    ]
+    others = (
+        _images(SAMPLES / "vacation")
+        + _images(SAMPLES / "pixabay")
+        + _images(DATA / "photos" / "hymenoptera")
+    )
     flowers = _images(DATA / "photos" / "flowers5")
     rng = np.random.default_rng(seed)
     need = max(0, EXTRA_POOL - len(others))  # the same pool whatever --extra: a smaller run reuses the cache
@@ -132,8 +142,9 @@ class Embedder:
                 kept.append(f)
             except ImageError:
                 pass
-        x = self.engine.embed_batch(np.stack([p.array for p in prepared]),
-                                    np.array([p.valid for p in prepared], dtype=np.int64))
+        x = self.engine.embed_batch(
+            np.stack([p.array for p in prepared]), np.array([p.valid for p in prepared], dtype=np.int64)
+        )
         return kept, x.astype(np.float32)
 
 
@@ -148,9 +159,13 @@ def cached_descriptors(cache: Path, extra: int, chunk: int = 250) -> dict[str, t
             path = cache / f"{name}-{start // chunk:03d}.npz"
             if not path.is_file():
                 embedder = embedder or Embedder()
-                f, x = embedder(files[start:start + chunk])
+                f, x = embedder(files[start : start + chunk])
                 np.savez(path, files=np.array([str(p) for p in f]), x=x)
-                print(f"  {name}: embedded {min(start + chunk, len(files))}/{len(files)}", file=sys.stderr, flush=True)
+                print(
+                    f"  {name}: embedded {min(start + chunk, len(files))}/{len(files)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             z = np.load(path)
             kept += [Path(p) for p in z["files"]]
             parts.append(z["x"])
@@ -226,8 +241,12 @@ def small_collection_rows(data, per_class=(3, 5, 10, 20, 50), repeats: int = 5) 
     rng = np.random.default_rng(0)
     rows = {name: [name] for name in SMALL_METHODS}
     for k in per_class:
-        draws = [np.concatenate([rng.choice(np.flatnonzero(labels == c), k, replace=False)
-                                 for c in np.unique(labels)]) for _ in range(repeats if k < 50 else 1)]
+        draws = [
+            np.concatenate(
+                [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c in np.unique(labels)]
+            )
+            for _ in range(repeats if k < 50 else 1)
+        ]
         for name in SMALL_METHODS:
             maps = [mean_ap(whitened(METHODS[name], xp[d], xp[d])[0], labels[d]) for d in draws]
             rows[name].append(f"{np.mean(maps):.3f}")
@@ -257,25 +276,47 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--extra", type=int, default=2000)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[0, 250, 500, 1000, 2000],
-                    help="extra photos added to the fit set (0: the labelled set alone)")
+    ap.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[0, 250, 500, 1000, 2000],
+        help="extra photos added to the fit set (0: the labelled set alone)",
+    )
     ap.add_argument("--cache", type=Path, default=Path("/tmp/whitening-descriptors"))
     args = ap.parse_args()
     data = cached_descriptors(args.cache, args.extra)
     sizes = [n for n in args.sizes if n <= len(data["extra"][0])]
-    print(f"paris5 {len(data['paris5'][0])} photos, samples {len(data['samples'][0])}, extra {len(data['extra'][0])}; "
-          f"{data['paris5'][1].shape[1]} dims\n")
+    print(
+        f"paris5 {len(data['paris5'][0])} photos, samples {len(data['samples'][0])}, extra {len(data['extra'][0])}; "
+        f"{data['paris5'][1].shape[1]} dims\n"
+    )
     n_p, n_s = len(data["paris5"][0]), len(data["samples"][0])
-    print(table("mAP on paris5 (gallery paris5 / gallery paris5 + the N extra photos as distractors), "
-                "whitening fitted on paris5 + N extra photos",
-                ["method"] + [f"fit on {n_p + n}" for n in sizes], paris_rows(data, sizes)))
+    print(
+        table(
+            "mAP on paris5 (gallery paris5 / gallery paris5 + the N extra photos as distractors), "
+            "whitening fitted on paris5 + N extra photos",
+            ["method"] + [f"fit on {n_p + n}" for n in sizes],
+            paris_rows(data, sizes),
+        )
+    )
     per_class = (3, 5, 10, 20, 50)
-    print(table("small collections: k photos per paris5 landmark (5k photos), whitening fitted on them alone, "
-                "mAP on them (mean of 5 draws)", ["method"] + [f"{5 * k} photos" for k in per_class],
-                small_collection_rows(data, per_class)))
-    print(table("stereo/viewpoint pairs among the samples: recall@1 (mean rank), 8 queries, whitening "
-                "fitted on the samples + N extra photos", ["method"] + [f"fit on {n_s + n}" for n in sizes],
-                pair_rows(data, sizes)))
+    print(
+        table(
+            "small collections: k photos per paris5 landmark (5k photos), whitening fitted on them alone, "
+            "mAP on them (mean of 5 draws)",
+            ["method"] + [f"{5 * k} photos" for k in per_class],
+            small_collection_rows(data, per_class),
+        )
+    )
+    print(
+        table(
+            "stereo/viewpoint pairs among the samples: recall@1 (mean rank), 8 queries, whitening "
+            "fitted on the samples + N extra photos",
+            ["method"] + [f"fit on {n_s + n}" for n in sizes],
+            pair_rows(data, sizes),
+        )
+    )
     return 0
 
 

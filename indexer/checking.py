@@ -1,5 +1,6 @@
 """Checking an index: the database and the vectors file agree (ids, count, checksum, unit vectors,
 the model), and with ``deep`` a sample of files embedded again matches the stored vectors."""
+
 from __future__ import annotations
 
 import time
@@ -104,23 +105,31 @@ def _check_files(directory: Path, model_dir: Path, name: str, model_id: str, rep
         rep.notes.append("model/ is missing; it will be re-exported from the weights when needed")
     orphans = [p.name for p in directory.glob("vectors-*.faiss*") if p.name != name]
     if orphans:
-        rep.notes.append(f"leftover files from an interrupted update (removed by the next update): {', '.join(orphans)}")
+        rep.notes.append(
+            f"leftover files from an interrupted update (removed by the next update): {', '.join(orphans)}"
+        )
 
 
 def _deep_check(index, faiss_index, n: int, rep: CheckReport) -> None:
     rows = list(index.store.rows_by_id(vectors.ids_of(faiss_index)[:n]).values())
     present = [r for r in rows if Path(r.source or r.path).is_file()]
     if len(present) < len(rows):
-        rep.notes.append(f"{len(rows) - len(present)} of {len(rows)} sampled files no longer exist (run index to update)")
+        rep.notes.append(
+            f"{len(rows) - len(present)} of {len(rows)} sampled files no longer exist (run index to update)"
+        )
     if not present:
         return
 
     try:  # a video frame is decoded again from its video, at its time
-        fresh = index.embedder.embed([read_frame(r.source, r.time_s) if r.source else r.path for r in present])
+        fresh = index.embedder.embed(
+            [read_frame(r.source, r.time_s) if r.source else r.path for r in present]
+        )
     except (ImageError, VideoError) as e:
         rep.notes.append(f"could not re-embed the sample: {e}")
         return
     for r, v in zip(present, fresh):
         cos = float(np.dot(faiss_index.reconstruct(int(r.id)), v))
         if cos < (0.999 if vectors.is_exact(faiss_index) else 0.9):  # SQ/PQ codes decode approximately
-            rep.problems.append(f"stored vector of {r.path} differs from a fresh embedding (cosine {cos:.4f})")
+            rep.problems.append(
+                f"stored vector of {r.path} differs from a fresh embedding (cosine {cos:.4f})"
+            )

@@ -2,6 +2,7 @@
 (the layout: ``indexer.storage.folder``).
 
 More: docs/design-notes.md (``indexer.index``)."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,6 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from indexer.search.query_expansion import DEFAULT_ALPHA
 from indexer.storage.creating import MIN_CALIBRATION_IMAGES
 from indexer.storage.folder import copy_model
 from indexer.storage.layout import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR
@@ -18,37 +18,58 @@ from indexer.storage.loaded_vectors import CommittedVectors
 from indexer.storage.store import Store
 from indexer.update.calibration import CALIBRATION_IMAGES, calibration_images
 from indexer.update.commit import commit as _commit_step
-from retrieval.classes import top_classes
 from retrieval.engines import DEFAULT_ENGINE, load_embedder
 from retrieval.engines.registry import engine_entry
 from retrieval.errors import ModelMismatchError
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
 from retrieval.spec import ModelSpec
 
-from . import vectors
-
-from . import checking
+from . import checking, vectors
 from .reports import CheckReport, SearchHit, UpdateReport
 from .search import vector_search as searching
+from .search.index_methods import IndexSearch
 from .storage import folder
 from .storage import whitened_vectors as whitened
 from .update import updater as updating
 
-__all__ = ["Index", "SearchHit", "UpdateReport", "CheckReport", "copy_model", "DB_FILE", "MODEL_DIR",
-           "LOCK_FILE", "FORMAT", "FORMAT_VERSION"]
+__all__ = [
+    "Index",
+    "SearchHit",
+    "UpdateReport",
+    "CheckReport",
+    "copy_model",
+    "DB_FILE",
+    "MODEL_DIR",
+    "LOCK_FILE",
+    "FORMAT",
+    "FORMAT_VERSION",
+]
 
 
-class Index:
-    def __init__(self, directory: Path, store: Store, spec: ModelSpec, engine: str = DEFAULT_ENGINE,
-                 batch_size: int = 8, threads: int | None = None, net=None, ray=None,
-                 engine_options: dict | None = None):
-        if engine == "ray" or ray is not None:  # decode + embed on Ray (indexer.update.ray_embedding.RayOptions)
+class Index(IndexSearch):
+    def __init__(
+        self,
+        directory: Path,
+        store: Store,
+        spec: ModelSpec,
+        engine: str = DEFAULT_ENGINE,
+        batch_size: int = 8,
+        threads: int | None = None,
+        net=None,
+        ray=None,
+        engine_options: dict | None = None,
+    ):
+        if (
+            engine == "ray" or ray is not None
+        ):  # decode + embed on Ray (indexer.update.ray_embedding.RayOptions)
             from indexer.update.ray_embedding import RayOptions
 
             ray = (ray or RayOptions()).validated()
             engine = ray.model_engine if engine == "ray" else engine
         self.ray = ray
-        self.distributor = "local" if ray is None else "ray"  # the indexer.update.embedding strategy of updates
+        self.distributor = (
+            "local" if ray is None else "ray"
+        )  # the indexer.update.embedding strategy of updates
         self.directory = directory
         self.store = store
         self.spec = spec
@@ -71,9 +92,20 @@ class Index:
         folder.check_can_create(directory, db_url)
 
     @classmethod
-    def create(cls, directory, spec: ModelSpec, net=None, db_url: str | None = None, model_dir=None,
-               index_type: str = "auto", index_options: dict | None = None, precision: str = "fp32",
-               calibration=None, progress=None, **options) -> "Index":
+    def create(
+        cls,
+        directory,
+        spec: ModelSpec,
+        net=None,
+        db_url: str | None = None,
+        model_dir=None,
+        index_type: str = "auto",
+        index_options: dict | None = None,
+        precision: str = "fp32",
+        calibration=None,
+        progress=None,
+        **options,
+    ) -> "Index":
         """A new, empty index for ``spec``. The model goes into DIR/model: copied from ``model_dir``
         (an export of the same model), else exported from ``net`` (else built from the weights).
         ``index_type``: auto, flat, hnsw, ivf, ivfpq or a FAISS factory string (docs/index-types.md);
@@ -82,21 +114,49 @@ class Index:
         returns (``indexer.update.calibration.calibration_images``), ``progress(done, total)`` hearing it;
         ``vgg-retrieval index`` does that by default (``indexer.opening``)."""
         directory = Path(directory)
-        store, net = folder.create(directory, spec, net, db_url, model_dir, index_type, index_options,
-                                   precision, calibration, progress)
+        store, net = folder.create(
+            directory,
+            spec,
+            net,
+            db_url,
+            model_dir,
+            index_type,
+            index_options,
+            precision,
+            calibration,
+            progress,
+        )
         return cls(directory, store, spec, net=net, **options)
 
     @classmethod
-    def open(cls, directory, engine: str = DEFAULT_ENGINE, db_url: str | None = None, batch_size: int = 8,
-             threads: int | None = None, ray=None, net=None, engine_options: dict | None = None) -> "Index":
+    def open(
+        cls,
+        directory,
+        engine: str = DEFAULT_ENGINE,
+        db_url: str | None = None,
+        batch_size: int = 8,
+        threads: int | None = None,
+        ray=None,
+        net=None,
+        engine_options: dict | None = None,
+    ) -> "Index":
         """The index at ``directory``. ``net``: an already-built torch net of the index's model, used by
         the torch engine and to re-export a missing model/ (else it is built from the weights).
         ``engine_options``: more options of the engine, e.g. ``{"performance": "THROUGHPUT"}`` (OpenVINO's
         throughput mode for indexing, ``retrieval.engines.openvino_engine``)."""
         directory = Path(directory)
         store, spec = folder.open_store(directory, db_url)
-        return cls(directory, store, spec, engine=engine, batch_size=batch_size, threads=threads, net=net, ray=ray,
-                   engine_options=engine_options)
+        return cls(
+            directory,
+            store,
+            spec,
+            engine=engine,
+            batch_size=batch_size,
+            threads=threads,
+            net=net,
+            ray=ray,
+            engine_options=engine_options,
+        )
 
     def close(self) -> None:
         if self._embedder is not None:
@@ -114,7 +174,8 @@ class Index:
         if spec.model_id != self.spec.model_id:
             raise ModelMismatchError(
                 f"index {self.directory} was built with {self.spec.describe()}; refusing to mix in descriptors "
-                f"of {spec.describe()} (use another --index folder, or the same model options)")
+                f"of {spec.describe()} (use another --index folder, or the same model options)"
+            )
 
     # --- model and vectors --------------------------------------------------------------------
     @property
@@ -129,8 +190,15 @@ class Index:
             options = dict(self.engine_options)
             if self.precision == "bf16" and self.engine_name == "openvino":
                 options.setdefault("precision", "bf16")  # the FP32 files, run in bf16
-            self._embedder = load_embedder(self.engine_name, self.spec, self.model_dir, net=self._net,
-                                           batch_size=self.batch_size, threads=self.threads, **options)
+            self._embedder = load_embedder(
+                self.engine_name,
+                self.spec,
+                self.model_dir,
+                net=self._net,
+                batch_size=self.batch_size,
+                threads=self.threads,
+                **options,
+            )
         return self._embedder
 
     @property
@@ -150,8 +218,9 @@ class Index:
                 return photos
             return calibration_images(self.store.roots(), size=self.spec.input_size) or photos
 
-        self._net = folder.ensure_exported_model(self.spec, self.model_dir, self._net, self.precision,
-                                                 calibration)
+        self._net = folder.ensure_exported_model(
+            self.spec, self.model_dir, self._net, self.precision, calibration
+        )
 
     @property
     def count(self) -> int:
@@ -189,55 +258,6 @@ class Index:
         return self.committed.load(force)
 
     # --- search -------------------------------------------------------------------------------
-    def embed_queries(self, queries: Iterable, with_logits: bool = False):
-        """Descriptors of query images (paths, bytes or PIL images); with ``with_logits``, also the
-        class scores from the same forward pass (None when the model has no classifier)."""
-        return searching.embed_queries(self, queries, with_logits)
-
-    def search(self, query, k: int = 10, *, qe: int | None = None, qe_alpha: float = DEFAULT_ALPHA,
-               rotations: bool = False) -> list[SearchHit]:
-        """The ``k`` indexed images most similar to ``query`` (a path, bytes or a PIL image).
-        ``qe``: alpha-QE over the top ``qe`` hits, weights score ** ``qe_alpha`` (0: off; None:
-        ``indexer.search.query_expansion.DEFAULT_QE``); ``rotations``: also search the query turned by
-        90/180/270 degrees, each image scored by its best turn (``indexer.search.rotation``)."""
-        return self.search_many([query], k, qe=qe, qe_alpha=qe_alpha, rotations=rotations)[0]
-
-    def search_many(self, queries: Iterable, k: int = 10, *, qe: int | None = None,
-                    qe_alpha: float = DEFAULT_ALPHA, rotations: bool = False) -> list[list[SearchHit]]:
-        return self.embed_and_search(queries, k, qe=qe, qe_alpha=qe_alpha, rotations=rotations)[0]
-
-    def search_and_classify(self, queries: Iterable, k: int = 10, top: int = 5, nprobe: int | None = None,
-                            ef_search: int | None = None, *, qe: int | None = None,
-                            qe_alpha: float = DEFAULT_ALPHA, rotations: bool = False):
-        """(hits per query, top classes per query or None): one forward pass gives both; the
-        classes are those of the upright query (also with ``rotations``)."""
-        found, _, logits = self.embed_and_search(queries, k, with_logits=True, nprobe=nprobe, ef_search=ef_search,
-                                                 qe=qe, qe_alpha=qe_alpha, rotations=rotations)
-        classes = None
-        if logits is not None and self.spec.class_names:
-            classes = top_classes(logits, self.spec.class_names, top)
-        return found, classes
-
-    def embed_and_search(self, queries: Iterable, k: int = 10, *, with_logits: bool = False,
-                         nprobe: int | None = None, ef_search: int | None = None, qe: int | None = None,
-                         qe_alpha: float = DEFAULT_ALPHA, rotations: bool = False):
-        """(hits per query, the queries' upright descriptors [Q, dim], their class scores or None
-        without ``with_logits`` or a classifier): the search options of ``search`` and
-        ``search_vectors`` together, for callers that also need the descriptors."""
-        return searching.embed_and_search(self, queries, k, with_logits, nprobe, ef_search, qe, qe_alpha, rotations)
-
-    def search_vectors(self, queries: np.ndarray, k: int = 10, nprobe: int | None = None,
-                       ef_search: int | None = None, qe: int | None = None,
-                       qe_alpha: float = DEFAULT_ALPHA) -> list[list[SearchHit]]:
-        """Hits for descriptor rows; ``nprobe`` (IVF lists visited) and ``ef_search`` (HNSW breadth)
-        override the index's stored defaults for this call: higher = better recall, slower.
-        ``qe``/``qe_alpha``: query expansion as in ``search`` (stored vectors of lossy SQ/PQ
-        indexes are decoded approximately for it)."""
-        return searching.search_vectors(self, queries, k, nprobe, ef_search, qe, qe_alpha)
-
-    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
-        """FAISS results ([Q, k] scores and image ids) as SearchHits, one database read for all."""
-        return searching.hits(self.store, scores, ids)
 
     def capture_metadata(self, images: Iterable[int | str]) -> dict:
         """The capture metadata stored for these images (ids, or indexed paths), as
@@ -262,18 +282,25 @@ class Index:
         """A context manager holding the index's write lock (UserError when another process has it)."""
         return folder.write_lock(self.directory)
 
-    def update(self, folders: Iterable[str | os.PathLike] = (), workers: int | None = None,
-               progress: bool | Callable[[int, int], object] = True, commit_every: int = 1000,
-               commit_seconds: float = 120.0, max_pixels: int = DEFAULT_MAX_PIXELS,
-               forget_missing: bool = False) -> UpdateReport:
+    def update(
+        self,
+        folders: Iterable[str | os.PathLike] = (),
+        workers: int | None = None,
+        progress: bool | Callable[[int, int], object] = True,
+        commit_every: int = 1000,
+        commit_seconds: float = 120.0,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        forget_missing: bool = False,
+    ) -> UpdateReport:
         """Bring the index in line with ``folders`` (all known roots when empty): embed new and
         changed images, drop deleted ones, record the files that can't be used. ``progress``: True
         for a progress bar, False for none, or a callable ``progress(done, total)`` called as files
         complete (a video counts once); an exception it raises (a cancel) stops the update, and the
         index keeps its last committed state. A folder that cannot be listed keeps its entries,
         marked offline (``indexer.storage.offline``); ``forget_missing`` drops them instead."""
-        return updating.update(self, folders, workers, progress, commit_every, commit_seconds, max_pixels,
-                               forget_missing)
+        return updating.update(
+            self, folders, workers, progress, commit_every, commit_seconds, max_pixels, forget_missing
+        )
 
     def forget(self, paths: Iterable[str]) -> UpdateReport:
         """Drop these files' rows and vectors (one crash-safe commit), without scanning any folder:

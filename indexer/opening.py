@@ -4,6 +4,7 @@
 index's model, or builds the model of a new index; ``ray_settings`` and ``resolve_index_type`` check
 the Ray and index-type options. No click here: the CLI and tests call these directly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,16 +23,30 @@ from . import vectors
 from .index import Index
 
 
-def build_model(arch=None, weights=None, pooling=None, input_size=None, trim_borders=None, class_names=None,
-                input_policy=None, scales=None):
+def build_model(
+    arch=None,
+    weights=None,
+    pooling=None,
+    input_size=None,
+    trim_borders=None,
+    class_names=None,
+    input_policy=None,
+    scales=None,
+):
     """(spec, torch net) of the descriptor model; unset options take the defaults. ``class_names``:
     a file naming the classes of a torchvision classifier the weights carry. ``input_policy``:
     square or buckets; ``scales``: e.g. (1.0, 0.7071) for multi-scale descriptors."""
     from retrieval.nets.builder import build
 
-    spec, net = build(arch or "vgg16", weights, pooling, input_size or DEFAULT_INPUT_SIZE,
-                      class_names_file=class_names, input_policy=input_policy,
-                      scales=tuple(scales or DEFAULT_SCALES))
+    spec, net = build(
+        arch or "vgg16",
+        weights,
+        pooling,
+        input_size or DEFAULT_INPUT_SIZE,
+        class_names_file=class_names,
+        input_policy=input_policy,
+        scales=tuple(scales or DEFAULT_SCALES),
+    )
     if trim_borders is not None:
         spec = spec.replace(trim_borders=trim_borders)
     return spec, net
@@ -40,15 +55,26 @@ def build_model(arch=None, weights=None, pooling=None, input_size=None, trim_bor
 def ray_settings(engine: str, address=None, actors=None, model_engine=None, threads=None):
     """RayOptions for ``engine == "ray"`` (None otherwise); Ray settings without it are a mistake."""
     if engine != "ray":
-        given = [n for n, v in (("--ray-address", address), ("--ray-actors", actors),
-                                ("--ray-model-engine", model_engine)) if v is not None]
+        given = [
+            n
+            for n, v in (
+                ("--ray-address", address),
+                ("--ray-actors", actors),
+                ("--ray-model-engine", model_engine),
+            )
+            if v is not None
+        ]
         if given:
             raise UserError(f"{', '.join(given)} only apply with --engine ray")
         return None
 
     import_ray()  # one line saying how to install it, before anything is built
-    return RayOptions(address=address, actors=actors, model_engine=model_engine or "openvino",
-                      cpus_per_actor=float(threads or 1)).validated()
+    return RayOptions(
+        address=address,
+        actors=actors,
+        model_engine=model_engine or "openvino",
+        cpus_per_actor=float(threads or 1),
+    ).validated()
 
 
 def resolve_index_type(index_type: str, index_dir, db_url=None) -> str:
@@ -59,8 +85,10 @@ def resolve_index_type(index_type: str, index_dir, db_url=None) -> str:
         with Index.open(index_dir, db_url=db_url) as idx:
             have = idx.vectors_info()["index_type"]
         if have != index_type:
-            raise UserError(f"--index-type {index_type}: the index at {index_dir} was created "
-                            f"with {have}; the type is chosen when an index is created")
+            raise UserError(
+                f"--index-type {index_type}: the index at {index_dir} was created "
+                f"with {have}; the type is chosen when an index is created"
+            )
     return index_type
 
 
@@ -81,10 +109,14 @@ def _existing_model(index_dir, db_url, model_dir, model: dict):
             idx.require_model(_exported_spec(model_dir))
             return None
         have = idx.spec
-        spec, net = build_model(model.get("arch") or have.arch, model.get("weights") or have.weights,
-                                model.get("pooling") or have.pooling, model.get("input_size") or have.input_size,
-                                input_policy=model.get("input_policy") or have.input_policy,
-                                scales=model.get("scales") or have.scales)
+        spec, net = build_model(
+            model.get("arch") or have.arch,
+            model.get("weights") or have.weights,
+            model.get("pooling") or have.pooling,
+            model.get("input_size") or have.input_size,
+            input_policy=model.get("input_policy") or have.input_policy,
+            scales=model.get("scales") or have.scales,
+        )
         trim = model.get("trim_borders")  # the input policy stays the index's unless asked for
         idx.require_model(spec.replace(trim_borders=have.trim_borders if trim is None else trim))
         return net
@@ -107,14 +139,17 @@ def _check_bf16(precision, engine: str, ray) -> None:
     if runs != "openvino":
         raise UserError(f"--precision bf16 is OpenVINO's: it does not apply with --engine {runs}")
     if not cpu_runs_bf16():
-        raise UserError("--precision bf16 needs a CPU with AMX or AVX512-BF16 (this one has neither): "
-                        "use int8 or fp32")
+        raise UserError(
+            "--precision bf16 needs a CPU with AMX or AVX512-BF16 (this one has neither): use int8 or fp32"
+        )
 
 
 def _check_precision(idx: Index, precision) -> None:
     if precision is not None and precision != idx.precision:
-        raise UserError(f"--precision {precision}: the index at {idx.directory} was made with a {idx.precision} "
-                        f"model; the precision is chosen when an index is created (an index is never converted)")
+        raise UserError(
+            f"--precision {precision}: the index at {idx.directory} was made with a {idx.precision} "
+            f"model; the precision is chosen when an index is created (an index is never converted)"
+        )
 
 
 @dataclass(frozen=True)
@@ -122,6 +157,7 @@ class ModelChoice:
     """The model options of ``index``: what a new index is made with; an existing index must match
     (None: the index's own, or the default for a new one). ``model_dir``: an exported model folder
     instead of the options; ``class_names``: a file naming the weights' classifier classes."""
+
     arch: str | None = None
     weights: str | None = None
     pooling: str | None = None
@@ -134,14 +170,22 @@ class ModelChoice:
     precision: str | None = None  # of a new index's model; None: INT8 where OpenVINO runs it
 
     def net_options(self) -> dict:
-        return {"arch": self.arch, "weights": self.weights, "pooling": self.pooling, "input_size": self.input_size,
-                "trim_borders": self.trim_borders, "input_policy": self.input_policy, "scales": self.scales}
+        return {
+            "arch": self.arch,
+            "weights": self.weights,
+            "pooling": self.pooling,
+            "input_size": self.input_size,
+            "trim_borders": self.trim_borders,
+            "input_policy": self.input_policy,
+            "scales": self.scales,
+        }
 
 
 @dataclass(frozen=True)
 class EngineChoice:
     """How the index's model runs (``Index.open``'s options): engine name, batch size, threads, Ray
     settings (``ray_settings``) and more options of the engine."""
+
     engine: str | None = None
     batch_size: int = 8
     threads: int | None = None
@@ -150,14 +194,26 @@ class EngineChoice:
 
     def open_options(self) -> dict:
 
-        return {"engine": self.engine or DEFAULT_ENGINE, "batch_size": self.batch_size, "threads": self.threads,
-                "ray": self.ray, "engine_options": self.engine_options}
+        return {
+            "engine": self.engine or DEFAULT_ENGINE,
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+            "ray": self.ray,
+            "engine_options": self.engine_options,
+        }
 
 
-def open_or_create(index_dir, folders: Sequence = (), model: ModelChoice = ModelChoice(),
-                   run: EngineChoice = EngineChoice(), *, db_url=None, index_type: str = "auto",
-                   calibration_progress: Callable[[int, int], None] | None = None,
-                   log: Callable[[str], object] | None = None) -> Index:
+def open_or_create(
+    index_dir,
+    folders: Sequence = (),
+    model: ModelChoice = ModelChoice(),
+    run: EngineChoice = EngineChoice(),
+    *,
+    db_url=None,
+    index_type: str = "auto",
+    calibration_progress: Callable[[int, int], None] | None = None,
+    log: Callable[[str], object] | None = None,
+) -> Index:
     """The index at ``index_dir`` ready for an update: opened (``model`` must describe its model) or
     created for ``folders`` with that model. A new index's INT8 model is calibrated on up to 128 of
     the ``folders``' photos, reporting ``calibration_progress(done, total)``; ``log`` hears
@@ -168,7 +224,9 @@ def open_or_create(index_dir, folders: Sequence = (), model: ModelChoice = Model
     net_options = model.net_options()
     if Index.exists(index_dir, db_url):
         if model.class_names is not None:
-            raise UserError(f"--class-names applies when an index is made; {index_dir} keeps its model's classes")
+            raise UserError(
+                f"--class-names applies when an index is made; {index_dir} keeps its model's classes"
+            )
         net = _existing_model(index_dir, db_url, model_dir, net_options)
         idx = Index.open(index_dir, db_url=db_url, net=net, **options)
         try:
@@ -190,8 +248,10 @@ def open_or_create(index_dir, folders: Sequence = (), model: ModelChoice = Model
         check_root(f, index_dir)
     if model_dir is not None:
         if any(v is not None for v in net_options.values()):
-            raise UserError("--model and --arch/--weights/--pooling/--size/--trim-borders/--input-policy/--scales "
-                            "exclude each other")
+            raise UserError(
+                "--model and --arch/--weights/--pooling/--size/--trim-borders/--input-policy/--scales "
+                "exclude each other"
+            )
         spec, net = _exported_spec(model_dir), None
         precision = precision or "fp32"  # the folder as it is (an INT8 folder stays INT8)
     else:
@@ -205,11 +265,23 @@ def open_or_create(index_dir, folders: Sequence = (), model: ModelChoice = Model
         found[:] = calibration_images(folders, size=spec.input_size)
         return found
 
-    idx = Index.create(index_dir, spec, net, db_url=db_url, model_dir=model_dir, index_type=index_type,
-                       precision=precision, progress=calibration_progress, calibration=calibration, **options)
+    idx = Index.create(
+        index_dir,
+        spec,
+        net,
+        db_url=db_url,
+        model_dir=model_dir,
+        index_type=index_type,
+        precision=precision,
+        progress=calibration_progress,
+        calibration=calibration,
+        **options,
+    )
     if log:
         if precision == "int8" and idx.precision == "fp32":
-            log(f"too few pictures to calibrate an INT8 model on ({len(found)}, at least {MIN_CALIBRATION_IMAGES} "
-                f"needed): the new index starts in FP32")
+            log(
+                f"too few pictures to calibrate an INT8 model on ({len(found)}, at least {MIN_CALIBRATION_IMAGES} "
+                f"needed): the new index starts in FP32"
+            )
         log(f"created index {index_dir} with {spec.describe()}, {idx.precision.upper()}")
     return idx

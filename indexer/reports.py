@@ -1,4 +1,5 @@
 """What the index API returns: search hits, and the reports of an update and of a check."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ class Capture:
 
     @property
     def camera(self) -> str | None:
-        """"Apple iPhone 6": make and model, the make once (models often repeat it)."""
+        """ "Apple iPhone 6": make and model, the make once (models often repeat it)."""
         make, model = self.make or "", self.model or ""
         if make and model.lower().startswith(make.split()[0].lower()):
             make = ""
@@ -34,8 +35,13 @@ class Capture:
 
     def as_json(self) -> dict:
         """The known fields only: captured, camera, make, model, lens, gps ([lat, lon]), pixels ([w, h])."""
-        out = {"captured": self.captured, "camera": self.camera, "make": self.make, "model": self.model,
-               "lens": self.lens}
+        out = {
+            "captured": self.captured,
+            "camera": self.camera,
+            "make": self.make,
+            "model": self.model,
+            "lens": self.lens,
+        }
         out = {k: v for k, v in out.items() if v}
         if self.gps_lat is not None and self.gps_lon is not None:
             out["gps"] = [self.gps_lat, self.gps_lon]
@@ -96,10 +102,12 @@ class UpdateReport:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        return (f"{self.added} added, {self.updated} updated, {self.removed} removed, {self.unchanged} unchanged, "
-                f"{len(self.errors)} errors ({self.embedded} embedded in {self.seconds:.1f}s, "
-                f"{self.images_per_second:.1f} img/s)"
-                + (f"; {len(self.offline)} folders offline (their entries kept)" if self.offline else ""))
+        return (
+            f"{self.added} added, {self.updated} updated, {self.removed} removed, {self.unchanged} unchanged, "
+            f"{len(self.errors)} errors ({self.embedded} embedded in {self.seconds:.1f}s, "
+            f"{self.images_per_second:.1f} img/s)"
+            + (f"; {len(self.offline)} folders offline (their entries kept)" if self.offline else "")
+        )
 
 
 @dataclass

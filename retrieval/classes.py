@@ -1,4 +1,5 @@
 """Class probabilities from a classifier's scores: one softmax + top-k for the CLI, the API and the UI."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -30,5 +31,7 @@ def top_classes_of_files(embedder, sources, k: int = 5):
     if not names or not getattr(embedder, "has_logits", False):
         return None
     prep = [load_and_prepare(s, embedder.spec.input_geometry) for s in sources]
-    logits = embedder.logits_batch([p.array for p in prep], np.array([p.valid for p in prep], np.int64).reshape(-1, 2))
+    logits = embedder.logits_batch(
+        [p.array for p in prep], np.array([p.valid for p in prep], np.int64).reshape(-1, 2)
+    )
     return top_classes(logits, names, k)

@@ -1,4 +1,5 @@
 """Descriptor arithmetic shared by the engines and the index."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """File helpers shared by the model side (weights) and the index side (vectors files, dedup)."""
+
 from __future__ import annotations
 
 import hashlib

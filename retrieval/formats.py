@@ -7,6 +7,7 @@ own plugin (Pillow 11.3+; older ``pillow-heif`` versions as a fallback), JPEG XL
 ``pillow-jxl-plugin``, RAW with ``rawpy`` (``retrieval.raw_decode``). A missing package makes
 those files an ``ImageError`` naming what to install; it never stops a run.
 """
+
 from __future__ import annotations
 
 import io
@@ -17,13 +18,40 @@ from .errors import ImageError
 
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 AVIF_BRANDS = {b"avif", b"avis"}
-RAW_EXTENSIONS = {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf",
-                  ".rw2", ".rwl", ".pef", ".srw", ".kdc", ".dcr", ".mrw", ".x3f", ".3fr", ".erf", ".mef",
-                  ".mos", ".iiq"}
+RAW_EXTENSIONS = {
+    ".dng",
+    ".cr2",
+    ".cr3",
+    ".crw",
+    ".nef",
+    ".nrw",
+    ".arw",
+    ".srf",
+    ".sr2",
+    ".raf",
+    ".orf",
+    ".rw2",
+    ".rwl",
+    ".pef",
+    ".srw",
+    ".kdc",
+    ".dcr",
+    ".mrw",
+    ".x3f",
+    ".3fr",
+    ".erf",
+    ".mef",
+    ".mos",
+    ".iiq",
+}
 EXTRA_IMAGE_EXTENSIONS = {".heic", ".heif", ".hif", ".avif", ".jxl"} | RAW_EXTENSIONS
 # what to install for each format (pip names)
-PACKAGES = {"HEIF": "pillow-heif", "AVIF": "pillow>=11.3 (or pillow-heif<1)", "JXL": "pillow-jxl-plugin",
-            "RAW": "rawpy"}
+PACKAGES = {
+    "HEIF": "pillow-heif",
+    "AVIF": "pillow>=11.3 (or pillow-heif<1)",
+    "JXL": "pillow-jxl-plugin",
+    "RAW": "rawpy",
+}
 _JXL_CONTAINER = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
 _DNG_VERSION = 50706
 HEAD_BYTES = 64
@@ -32,11 +60,11 @@ HEAD_BYTES = 64
 def _ftyp_brands(head: bytes) -> list[bytes]:
     size = int.from_bytes(head[:4], "big")
     end = min(len(head), size if 16 <= size else 16)
-    return [head[8:12]] + [head[n:n + 4] for n in range(16, end - 3, 4)]
+    return [head[8:12]] + [head[n : n + 4] for n in range(16, end - 3, 4)]
 
 
 def sniff_extra(head: bytes) -> str | None:
-    """"HEIF", "AVIF", "JXL" or "RAW" for the first bytes of such a file (not TIFF-based RAWs:
+    """ "HEIF", "AVIF", "JXL" or "RAW" for the first bytes of such a file (not TIFF-based RAWs:
     those start like any TIFF, see ``image_kind``), else None."""
     if head[4:8] == b"ftyp":
         brands = _ftyp_brands(head)

@@ -1,6 +1,7 @@
 """Package faces that import their modules on first use: ``from retrieval.compress import X`` stays
 cheap (no torch) until X is used. ``lazy_names(__name__, {"X": ".module"})`` returns the package's
 ``__getattr__``."""
+
 from __future__ import annotations
 
 import importlib

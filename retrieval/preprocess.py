@@ -7,6 +7,7 @@ With ``size`` an ``InputBuckets`` (``ModelSpec.input_geometry`` of the "buckets"
 array is instead the ``(H, W, 3)`` bucket whose aspect is nearest the picture's, the picture resized
 (aspect kept) to fit inside it: a few fixed shapes; images batch within a shape.
 """
+
 from __future__ import annotations
 
 import io
@@ -58,8 +59,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV...
 
 
-def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None,
-               name: str | None = None) -> Image.Image:
+def open_image(
+    source, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None, name: str | None = None
+) -> Image.Image:
     """Open, check and fully decode an image (path, bytes or file object) to RGB.
 
     EXIF orientation is applied; animated/multi-page files give their first frame (HEIF: its
@@ -132,8 +134,17 @@ def _decode(im: Image.Image, draft_size: int | None) -> Image.Image:
         im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"image too large (decompression bomb guard): {e}") from None
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError, IndexError, TypeError, ZeroDivisionError,
-            RuntimeError) as e:
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        MemoryError,
+        IndexError,
+        TypeError,
+        ZeroDivisionError,
+        RuntimeError,
+    ) as e:
         msg = _line(e)
         if "truncated" in msg.lower() or "end of file" in msg.lower():
             raise ImageError(f"truncated image ({msg})") from None
@@ -187,8 +198,9 @@ def _band_length(uniform: np.ndarray, med: np.ndarray) -> int:
     for k in range(len(uniform)):
         if not uniform[k]:
             break
-        if start is not None and (abs(luma[k] - luma[start]) > TRIM_DRIFT
-                                  or np.abs(med[k] - med[start]).max() > TRIM_JUMP):
+        if start is not None and (
+            abs(luma[k] - luma[start]) > TRIM_DRIFT or np.abs(med[k] - med[start]).max() > TRIM_JUMP
+        ):
             if np.abs(med[k] - med[k - 1]).max() <= TRIM_JUMP:
                 break  # drifting colour: a gradient, not a solid band
             start = None
@@ -244,7 +256,12 @@ def border_box(im: Image.Image) -> tuple[int, int, int, int] | None:
     if bottom - top < TRIM_MIN_KEEP * sh or right - left < TRIM_MIN_KEEP * sw:
         return None
     fx, fy = w / sw, h / sh  # back to full resolution, rounding towards keeping more
-    box = (int(np.floor(left * fx)), int(np.floor(top * fy)), int(np.ceil(right * fx)), int(np.ceil(bottom * fy)))
+    box = (
+        int(np.floor(left * fx)),
+        int(np.floor(top * fy)),
+        int(np.ceil(right * fx)),
+        int(np.ceil(bottom * fy)),
+    )
     return (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))
 
 
@@ -296,8 +313,10 @@ def into_bucket(array: np.ndarray, valid, buckets: InputBuckets) -> tuple[np.nda
     prepare with ``spec.input_geometry``."""
     h, w = int(valid[0]), int(valid[1])
     shape = tuple(array.shape[:2])
-    if (h == shape[0] or w == shape[1]) and shape in (buckets.shape_for(w - 0.5, h + 0.5),
-                                                        buckets.shape_for(w + 0.5, h - 0.5)):
+    if (h == shape[0] or w == shape[1]) and shape in (
+        buckets.shape_for(w - 0.5, h + 0.5),
+        buckets.shape_for(w + 0.5, h - 0.5),
+    ):
         return array, (h, w)
     return fit_input(Image.fromarray(np.ascontiguousarray(array[:h, :w])), buckets)
 
@@ -339,7 +358,11 @@ def load_and_prepare(source, size, max_pixels: int = DEFAULT_MAX_PIXELS, name: s
     """``open_image`` + ``prepare``, with draft decoding. ``width``/``height`` are of the file.
     ``size``: an int or an ``InputBuckets`` (pass ``spec.input_geometry``); ``name``: the file's
     name when ``source`` is its bytes (see ``open_image``)."""
-    if isinstance(source, (str, os.PathLike)) or isinstance(source, (bytes, bytearray, memoryview)) or hasattr(source, "read"):
+    if (
+        isinstance(source, (str, os.PathLike))
+        or isinstance(source, (bytes, bytearray, memoryview))
+        or hasattr(source, "read")
+    ):
         im = open_image(source, max_pixels=max_pixels, draft_size=draft_side(size), name=name)
         full = _full_size(im)
         p = prepare(im, size)

@@ -1,5 +1,6 @@
 """Camera RAW and DNG files with ``rawpy`` (LibRaw): the embedded preview when it is big enough for the
 model, else a half-size demosaic; either way upright (the camera's orientation applied)."""
+
 from __future__ import annotations
 
 import io
@@ -56,8 +57,9 @@ def open_raw(source, max_pixels: int, draft_size: int | None = None) -> Image.Im
     try:
         import rawpy
     except ImportError:
-        raise ImageError("a camera RAW photo, and the package that reads it is not installed "
-                         "(pip install rawpy)") from None
+        raise ImageError(
+            "a camera RAW photo, and the package that reads it is not installed (pip install rawpy)"
+        ) from None
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     try:

@@ -3,6 +3,7 @@
 A spec is plain data (JSON-serialisable, no torch import), so the index side can compare the model that
 built an index with the one a user asks for, and the exported model carries it in its JSON sidecar.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -88,15 +89,25 @@ class ModelSpec:
         if not 32 <= int(self.input_size) <= 2048:
             raise ValueError(f"input size {self.input_size} is out of range (32..2048)")
         if self.input_policy not in INPUT_POLICIES:
-            raise ValueError(f"unknown input policy {self.input_policy!r}; choose one of {', '.join(INPUT_POLICIES)}")
+            raise ValueError(
+                f"unknown input policy {self.input_policy!r}; choose one of {', '.join(INPUT_POLICIES)}"
+            )
         scales = tuple(float(x) for x in self.scales)
         object.__setattr__(self, "scales", scales)
-        if (not scales or scales[0] != 1.0 or len(set(scales)) != len(scales)
-                or not all(0.25 <= float(x) <= 1.0 for x in scales)):
-            raise ValueError(f"scales {list(scales)}: the first must be 1.0, the others distinct, in 0.25..1.0")
+        if (
+            not scales
+            or scales[0] != 1.0
+            or len(set(scales)) != len(scales)
+            or not all(0.25 <= float(x) <= 1.0 for x in scales)
+        ):
+            raise ValueError(
+                f"scales {list(scales)}: the first must be 1.0, the others distinct, in 0.25..1.0"
+            )
         if self.head == "vgg" and self.input_policy != "square":
             # torchvision's fc6 takes a 7x7 map; its adaptive pooling of other shapes does not export
-            raise ValueError("a model with torchvision's classifier (the vgg head) takes the square input policy")
+            raise ValueError(
+                "a model with torchvision's classifier (the vgg head) takes the square input policy"
+            )
 
     @property
     def input_geometry(self) -> "int | InputBuckets":
@@ -133,8 +144,10 @@ class ModelSpec:
         trim = "+trim" if self.trim_borders else ""
         policy = "" if self.input_policy == "square" else f"/{self.input_policy}"
         scales = "" if tuple(self.scales) == DEFAULT_SCALES else "x" + ",".join(f"{x:g}" for x in self.scales)
-        return (f"{self.arch}/{self.pooling}@{self.input_size}{policy}{scales}{trim} weights={w} "
-                f"(tensors sha256 {self.weights_sha256[:12]}, model id {self.model_id})")
+        return (
+            f"{self.arch}/{self.pooling}@{self.input_size}{policy}{scales}{trim} weights={w} "
+            f"(tensors sha256 {self.weights_sha256[:12]}, model id {self.model_id})"
+        )
 
     def describe_weights(self) -> str:
         """The weights in full: where they came from, the file's sha256 (compare with ``sha256sum``)

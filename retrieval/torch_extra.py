@@ -5,6 +5,7 @@ not (the model is then written as an ONNX graph straight from the weights, ``ret
 ``torch_available()`` says which way this process goes; ``require_torch(what)`` is the one-line
 UserError for a part that cannot run without it.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -39,5 +40,7 @@ def missing_torch(error: BaseException) -> str | None:
 def require_torch(what: str) -> None:
     """UserError "WHAT needs torch: pip install ..." unless torch can be imported."""
     if not torch_available():
-        raise UserError(f"{what} needs torch: {INSTALL_HINT} (a CPU-only build: add "
-                        f"--extra-index-url https://download.pytorch.org/whl/cpu)")
+        raise UserError(
+            f"{what} needs torch: {INSTALL_HINT} (a CPU-only build: add "
+            f"--extra-index-url https://download.pytorch.org/whl/cpu)"
+        )

@@ -3,6 +3,7 @@
 Real photos and the VGG16 trunk come from ../shared/data (see its README). Nothing here needs the
 network. Heavy objects are session-scoped so the suite stays within a few minutes on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,11 +27,28 @@ PAIRS = [
     ("opencv/graf1.png", "opencv/graf3.png"),
     ("opencv/left01.jpg", "opencv/right01.jpg"),
 ]
-DISTRACTORS = ["skimage/astronaut.png", "skimage/coffee.png", "skimage/chelsea.png", "skimage/rocket.jpg",
-               "sklearn/china.jpg", "sklearn/flower.jpg", "opencv/baboon.jpg", "opencv/fruits.jpg",
-               "opencv/building.jpg", "opencv/messi5.jpg", "opencv/home.jpg", "opencv/aero1.jpg",
-               "pixabay/airplane01.jpg", "pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/ship01.jpg",
-               "pixabay/car01.jpg", "pixabay/horse01.jpg", "pixabay/bird01.jpg", "pixabay/truck01.jpg"]
+DISTRACTORS = [
+    "skimage/astronaut.png",
+    "skimage/coffee.png",
+    "skimage/chelsea.png",
+    "skimage/rocket.jpg",
+    "sklearn/china.jpg",
+    "sklearn/flower.jpg",
+    "opencv/baboon.jpg",
+    "opencv/fruits.jpg",
+    "opencv/building.jpg",
+    "opencv/messi5.jpg",
+    "opencv/home.jpg",
+    "opencv/aero1.jpg",
+    "pixabay/airplane01.jpg",
+    "pixabay/cat01.jpg",
+    "pixabay/dog01.jpg",
+    "pixabay/ship01.jpg",
+    "pixabay/car01.jpg",
+    "pixabay/horse01.jpg",
+    "pixabay/bird01.jpg",
+    "pixabay/truck01.jpg",
+]
 
 TINY_SIZE = 64
 
@@ -125,8 +143,11 @@ def pytest_sessionfinish(session, exitstatus):
             pass
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line(f"\nFAILED: {len(left)} process(es) started by the tests outlived the suite "
-                            f"(killed now): " + "; ".join(names), red=True)
+        reporter.write_line(
+            f"\nFAILED: {len(left)} process(es) started by the tests outlived the suite "
+            f"(killed now): " + "; ".join(names),
+            red=True,
+        )
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -170,8 +191,8 @@ def vgg16_model(tmp_path_factory):
 
 
 # --- PostgreSQL: the storage tests run on SQLite and on a real PostgreSQL server -------------------------
-ENV_PG_URL = "VGG_RETRIEVAL_TEST_PG_URL"      # a server's URL (.ci/run starts one and sets this)
-ENV_REQUIRE_PG = "VGG_RETRIEVAL_REQUIRE_PG"   # 1: no server is a failure, not a skip (CI)
+ENV_PG_URL = "VGG_RETRIEVAL_TEST_PG_URL"  # a server's URL (.ci/run starts one and sets this)
+ENV_REQUIRE_PG = "VGG_RETRIEVAL_REQUIRE_PG"  # 1: no server is a failure, not a skip (CI)
 BOTH_DATABASES = {"test_index", "test_reliability", "test_watch"}  # make_index runs on both
 
 
@@ -209,8 +230,9 @@ def pg_server():
     r = subprocess.run(["bash", str(script), "start", str(folder)], capture_output=True, text=True)
     if r.returncode != 0:
         shutil.rmtree(folder.parent, ignore_errors=True)
-        _PG_FAILED.append(f"{script.name} could not start a server: "
-                          f"{(r.stderr.strip().splitlines() or ['?'])[-1]}")
+        _PG_FAILED.append(
+            f"{script.name} could not start a server: {(r.stderr.strip().splitlines() or ['?'])[-1]}"
+        )
         _no_postgres(_PG_FAILED[0])
     try:
         yield r.stdout.strip()
@@ -295,8 +317,17 @@ def copy_photos(dest: Path, names, flat: bool = False) -> list[Path]:
 def photos(tmp_path):
     """A small folder of real photos in two sub-folders, safe to modify."""
     folder = tmp_path / "photos"
-    copy_photos(folder, ["skimage/astronaut.png", "skimage/coffee.png", "skimage/chelsea.png",
-                         "pixabay/cat01.jpg", "pixabay/dog01.jpg", "sklearn/china.jpg"])
+    copy_photos(
+        folder,
+        [
+            "skimage/astronaut.png",
+            "skimage/coffee.png",
+            "skimage/chelsea.png",
+            "pixabay/cat01.jpg",
+            "pixabay/dog01.jpg",
+            "sklearn/china.jpg",
+        ],
+    )
     return folder
 
 
@@ -326,8 +357,15 @@ def tiny_net(classes, size=32, head="gap-linear", seed=0):
     from retrieval.nets.model import build_descriptor_net
     from retrieval.spec import ModelSpec
 
-    spec = ModelSpec(arch="vgg11", input_size=size, weights="random", widths=WIDTHS, descriptor_dim=WIDTHS[-1],
-                     head=head, class_names=tuple(classes))
+    spec = ModelSpec(
+        arch="vgg11",
+        input_size=size,
+        weights="random",
+        widths=WIDTHS,
+        descriptor_dim=WIDTHS[-1],
+        head=head,
+        class_names=tuple(classes),
+    )
     torch.manual_seed(seed)
     return spec, build_descriptor_net(spec, None)
 

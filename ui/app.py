@@ -3,6 +3,7 @@
 The index folder comes from $VGG_RETRIEVAL_INDEX; the index and the model are opened once per
 process (``ui.widgets.state``), not per interaction.
 """
+
 import sys
 from pathlib import Path
 

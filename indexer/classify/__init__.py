@@ -1,5 +1,6 @@
 """Classes for queries: a classifier on the stored descriptors (``descriptor_classifier``), fitted
 from the index's folders or a CSV and kept with the index (``index_classes``)."""
+
 from .descriptor_classifier import DescriptorClassifier
 from .index_classes import (
     MIN_CLASSES,
@@ -12,4 +13,14 @@ from .index_classes import (
 )
 from .index_classes import load as load_classifier
 
-__all__ = ["DescriptorClassifier", "MIN_CLASSES", "MIN_PER_CLASS", "LabelChoice", "after_update", "fit_index", "load_classifier", "query_classes", "search_with_classes"]
+__all__ = [
+    "DescriptorClassifier",
+    "MIN_CLASSES",
+    "MIN_PER_CLASS",
+    "LabelChoice",
+    "after_update",
+    "fit_index",
+    "load_classifier",
+    "query_classes",
+    "search_with_classes",
+]

@@ -1,6 +1,7 @@
 """A classifier fitted on stored descriptors: multinomial logistic regression in numpy.
 
 More: docs/design-notes.md (``indexer.classify.descriptor_classifier``)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -58,12 +59,23 @@ class DescriptorClassifier:
         directory = Path(directory)
         tmp = directory / (NPZ_FILE + ".tmp")
         with open(tmp, "wb") as f:
-            np.savez(f, weight=self.weight.astype(np.float32), bias=self.bias.astype(np.float32),
-                     mean=self.mean.astype(np.float32), scale=np.float32(self.scale))
+            np.savez(
+                f,
+                weight=self.weight.astype(np.float32),
+                bias=self.bias.astype(np.float32),
+                mean=self.mean.astype(np.float32),
+                scale=np.float32(self.scale),
+            )
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         os.replace(tmp, directory / NPZ_FILE)
-        meta = {"format": FORMAT, "version": 1, "model_id": self.model_id, "classes": list(self.classes),
-                "npz_sha256": digest, **self.info}
+        meta = {
+            "format": FORMAT,
+            "version": 1,
+            "model_id": self.model_id,
+            "classes": list(self.classes),
+            "npz_sha256": digest,
+            **self.info,
+        }
         tmp = directory / (JSON_FILE + ".tmp")
         tmp.write_text(json.dumps(meta, indent=1))
         os.replace(tmp, directory / JSON_FILE)
@@ -89,14 +101,29 @@ class DescriptorClassifier:
             if arrays["weight"].shape != (arrays["mean"].shape[0], len(classes)):
                 raise ValueError("array shapes do not match the class list")
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"damaged classifier in {directory}: {one_line(e)} "
-                            f"(fit it again: vgg-retrieval classes --index {directory})") from None
+            raise UserError(
+                f"damaged classifier in {directory}: {one_line(e)} "
+                f"(fit it again: vgg-retrieval classes --index {directory})"
+            ) from None
         if model_id is not None and meta.get("model_id") != model_id:
-            raise UserError(f"the classifier in {directory} was fitted on descriptors of model {meta.get('model_id')}, "
-                            f"not this index's {model_id}: fit it again (vgg-retrieval classes --index {directory})")
-        info = {k: v for k, v in meta.items() if k not in ("format", "version", "model_id", "classes", "npz_sha256")}
-        return cls(classes, arrays["weight"], arrays["bias"], arrays["mean"], float(arrays["scale"]),
-                   meta["model_id"], info)
+            raise UserError(
+                f"the classifier in {directory} was fitted on descriptors of model {meta.get('model_id')}, "
+                f"not this index's {model_id}: fit it again (vgg-retrieval classes --index {directory})"
+            )
+        info = {
+            k: v
+            for k, v in meta.items()
+            if k not in ("format", "version", "model_id", "classes", "npz_sha256")
+        }
+        return cls(
+            classes,
+            arrays["weight"],
+            arrays["bias"],
+            arrays["mean"],
+            float(arrays["scale"]),
+            meta["model_id"],
+            info,
+        )
 
     @staticmethod
     def remove(directory) -> bool:
@@ -119,8 +146,15 @@ def _standardise(descriptors, mean: np.ndarray, scale: float) -> np.ndarray:
     return (_normalised(descriptors) - mean) / scale
 
 
-def fit(descriptors, labels: Sequence[str], model_id: str = "", l2: float = DEFAULT_L2,
-        balanced: bool = True, seed: int = 0, info: dict | None = None) -> DescriptorClassifier:
+def fit(
+    descriptors,
+    labels: Sequence[str],
+    model_id: str = "",
+    l2: float = DEFAULT_L2,
+    balanced: bool = True,
+    seed: int = 0,
+    info: dict | None = None,
+) -> DescriptorClassifier:
     """Fit on descriptor rows and their labels (at least two distinct labels). ``balanced``
     weighs each class's rows so every class counts the same (folders are rarely equal)."""
     labels = np.asarray([str(v) for v in labels])
@@ -133,9 +167,15 @@ def fit(descriptors, labels: Sequence[str], model_id: str = "", l2: float = DEFA
     mean = x.mean(axis=0)
     scale = float(np.sqrt(((x - mean) ** 2).sum(axis=1).mean() / x.shape[1])) or 1.0
     weight, bias = fit_logistic((x - mean) / scale, y, len(classes), l2, balanced)
-    return DescriptorClassifier(classes, weight, bias, mean, scale, model_id,
-                                {"l2": l2, "balanced": balanced, "rows": int(len(labels)),
-                                 "fitted_at": time.time(), **(info or {})})
+    return DescriptorClassifier(
+        classes,
+        weight,
+        bias,
+        mean,
+        scale,
+        model_id,
+        {"l2": l2, "balanced": balanced, "rows": int(len(labels)), "fitted_at": time.time(), **(info or {})},
+    )
 
 
 def _cap_per_class(labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
@@ -144,8 +184,15 @@ def _cap_per_class(labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([r if len(r) <= cap else rng.choice(r, cap, replace=False) for r in rows]))
 
 
-def fit_logistic(z: np.ndarray, y: np.ndarray, n_classes: int, l2: float, balanced: bool = True,
-                 iterations: int = MAX_ITERATIONS, tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+def fit_logistic(
+    z: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    l2: float,
+    balanced: bool = True,
+    iterations: int = MAX_ITERATIONS,
+    tol: float = 1e-5,
+) -> tuple[np.ndarray, np.ndarray]:
     """Minimise weighted mean cross-entropy + l2/2 |W|^2 over (W [D,C], b [C]) by FISTA with
     adaptive restart; the step is 1/L with L = max eigenvalue of the weighted [z 1]'[z 1] / 2 + l2
     (the softmax cross-entropy's Hessian in the scores is at most I/2)."""

@@ -1,6 +1,7 @@
 """An index's own classifier: labels from its folders (or a CSV), fitted on its stored descriptors.
 
 More: docs/design-notes.md (``indexer.classify.index_classes``)."""
+
 from __future__ import annotations
 
 import csv
@@ -67,7 +68,9 @@ def read_label_csv(path) -> dict[str, str]:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise UserError(f"cannot read labels file {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise UserError(
+            f"cannot read labels file {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
     out: dict[str, str] = {}
     for n, row in enumerate(rows, 1):
         if not row or all(not cell.strip() for cell in row):
@@ -95,7 +98,9 @@ def index_labels(index, choice: LabelChoice = LabelChoice()) -> tuple[np.ndarray
             keep.append(i)
             labels.append(label)
     if by_path is not None and not keep:
-        raise UserError(f"labels file {choice.csv}: none of its {len(by_path)} paths is in the index {index.directory}")
+        raise UserError(
+            f"labels file {choice.csv}: none of its {len(by_path)} paths is in the index {index.directory}"
+        )
     keep = np.asarray(keep, dtype=np.int64)
     return ids[keep], vectors[keep], labels
 
@@ -107,7 +112,7 @@ def _label(row, choice: LabelChoice, by_path: dict | None) -> str | None:
     if choice.depth is None:
         return row.label or None
     folders = Path(os.path.relpath(row.source or row.path, row.root)).parts[:-1]
-    return "/".join(folders[:choice.depth]) or None
+    return "/".join(folders[: choice.depth]) or None
 
 
 def eligible_labels(labels, min_per_class: int = MIN_PER_CLASS) -> dict[str, int]:
@@ -120,8 +125,9 @@ def load(index) -> DescriptorClassifier | None:
     return DescriptorClassifier.load(index.directory, index.spec.model_id)
 
 
-def fit_index(index, choice: LabelChoice = LabelChoice(), min_per_class: int = MIN_PER_CLASS,
-              folds: int = CV_FOLDS) -> FitResult:
+def fit_index(
+    index, choice: LabelChoice = LabelChoice(), min_per_class: int = MIN_PER_CLASS, folds: int = CV_FOLDS
+) -> FitResult:
     """Fit (and save next to the index) a classifier on the index's descriptors and ``choice``'s
     labels, with its cross-validated accuracy per class; a note instead when the labels do not give
     at least two classes of ``min_per_class`` photos (then an old classifier is removed)."""
@@ -129,13 +135,22 @@ def fit_index(index, choice: LabelChoice = LabelChoice(), min_per_class: int = M
     counts = eligible_labels(labels, min_per_class)
     if len(counts) < MIN_CLASSES:
         removed = DescriptorClassifier.remove(index.directory)
-        return FitResult(None, _too_few_note(labels, counts, min_per_class, choice)
-                         + ("; the old classifier was removed" if removed else ""), removed)
+        return FitResult(
+            None,
+            _too_few_note(labels, counts, min_per_class, choice)
+            + ("; the old classifier was removed" if removed else ""),
+            removed,
+        )
     use = np.fromiter((label in counts for label in labels), dtype=bool, count=len(labels))
     x, y = vectors[use], [label for label in labels if label in counts]
     cv = cross_validate(x, y, folds)
-    info = {**choice.to_dict(), "min_per_class": min_per_class, "label_counts": counts,
-            "all_label_counts": dict(sorted(Counter(labels).items())), "cv": cv}
+    info = {
+        **choice.to_dict(),
+        "min_per_class": min_per_class,
+        "label_counts": counts,
+        "all_label_counts": dict(sorted(Counter(labels).items())),
+        "cv": cv,
+    }
     clf = fit(x, y, model_id=index.spec.model_id, info=info)
     clf.save(index.directory)
     left_out = len(labels) - len(y)
@@ -149,8 +164,10 @@ def fit_index(index, choice: LabelChoice = LabelChoice(), min_per_class: int = M
 
 def _too_few_note(labels, counts: dict, min_per_class: int, choice: LabelChoice) -> str:
     found = len(set(labels))
-    return (f"no classifier: it needs at least {MIN_CLASSES} labels with {min_per_class}+ photos each "
-            f"({choice.describe()}; found {found} label{'s' if found != 1 else ''}, {len(counts)} with enough photos)")
+    return (
+        f"no classifier: it needs at least {MIN_CLASSES} labels with {min_per_class}+ photos each "
+        f"({choice.describe()}; found {found} label{'s' if found != 1 else ''}, {len(counts)} with enough photos)"
+    )
 
 
 def labels_changed(old: dict, new: dict) -> float:
@@ -178,8 +195,11 @@ def auto_fit(index, min_per_class: int = MIN_PER_CLASS, threshold: float = REFIT
     old = current.info.get("all_label_counts") or current.info.get("label_counts") or {}
     change = labels_changed(old, dict(Counter(labels)))
     if set(counts) == set(current.classes) and change <= threshold:
-        return FitResult(current, f"classifier kept ({len(current.classes)} classes; labels changed {change:.0%}, "
-                                  f"refit above {threshold:.0%})")
+        return FitResult(
+            current,
+            f"classifier kept ({len(current.classes)} classes; labels changed {change:.0%}, "
+            f"refit above {threshold:.0%})",
+        )
     result = fit_index(index, choice, min_per_class)
     if result.classifier is not None:
         result.note = f"labels changed {change:.0%}: " + result.note

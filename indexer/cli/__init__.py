@@ -1,11 +1,13 @@
 """The ``vgg-retrieval`` command line: a thin shell over the Python API of ``indexer`` and ``retrieval``.
 
 The group and the error mapping live here; shared options in ``options``; one module per command
-family: ``indexing`` (index, search, check, info, export), ``classes``, ``dedup`` (dedup, apply, undo),
+family: ``indexing`` (index), ``searching`` (search), ``status`` (check, info, export), ``classes``,
+``dedup`` (dedup, apply, undo),
 ``models`` (stats, train, prune, quantize, benchmark), ``text`` (text-train), ``video``
 (train-video, classify-video), ``whitening`` (whiten), ``ui``. Nothing here imports torch,
 transformers or ray at start.
 """
+
 from __future__ import annotations
 
 import sys
@@ -15,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from retrieval import UserError, missing_torch, one_line
 
-from . import classes, dedup, indexing, models, text, ui, video, whitening
+from . import classes, dedup, indexing, models, searching, status, text, ui, video, whitening
 from .options import one_line_text
 
 
@@ -25,7 +27,7 @@ def cli():
     """Image search and duplicate finding with VGG descriptors, FAISS and SQLite."""
 
 
-for _module in (indexing, classes, dedup, ui, models, text, video, whitening):
+for _module in (indexing, searching, status, classes, dedup, ui, models, text, video, whitening):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -1,4 +1,5 @@
 """``classes``: fit the index's own classifier on its stored descriptors and folder (or CSV) labels."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,22 @@ from .options import db_option, index_option
 @click.command()
 @index_option
 @db_option
-@click.option("--depth", type=int, default=None,
-              help="Label = the first N folders below the indexed folder [default: each photo's own folder name].")
-@click.option("--labels", "labels_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A CSV of path,label rows (paths relative to the CSV's folder, or absolute) instead of folders.")
-@click.option("--min-per-class", type=int, default=None,
-              help="Labels with fewer photos are left out [default: 10].")
+@click.option(
+    "--depth",
+    type=int,
+    default=None,
+    help="Label = the first N folders below the indexed folder [default: each photo's own folder name].",
+)
+@click.option(
+    "--labels",
+    "labels_csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A CSV of path,label rows (paths relative to the CSV's folder, or absolute) instead of folders.",
+)
+@click.option(
+    "--min-per-class", type=int, default=None, help="Labels with fewer photos are left out [default: 10]."
+)
 @click.option("--remove", is_flag=True, help="Delete the index's classifier instead.")
 @click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
 def classes(index_dir, db_url, depth, labels_csv, min_per_class, remove, as_json):
@@ -36,9 +47,16 @@ def classes(index_dir, db_url, depth, labels_csv, min_per_class, remove, as_json
         result = fit_index(idx, choice, MIN_PER_CLASS if min_per_class is None else min_per_class)
     clf = result.classifier
     if as_json:
-        click.echo(json.dumps({"note": result.note, "classes": list(clf.classes) if clf else [],
-                               "cv": clf.info["cv"] if clf else None,
-                               "label_counts": clf.info["label_counts"] if clf else {}}))
+        click.echo(
+            json.dumps(
+                {
+                    "note": result.note,
+                    "classes": list(clf.classes) if clf else [],
+                    "cv": clf.info["cv"] if clf else None,
+                    "label_counts": clf.info["label_counts"] if clf else {},
+                }
+            )
+        )
         return
     click.echo(result.note)
     if clf is not None:
@@ -46,8 +64,10 @@ def classes(index_dir, db_url, depth, labels_csv, min_per_class, remove, as_json
         width = max(len(c) for c in clf.classes)
         for c in clf.classes:
             acc = cv["per_class"].get(c)
-            click.echo(f"  {c:<{width}}  {counts[c]:6d} photos  " + (f"cross-validated top-1 {acc:.1%}"
-                                                                     if acc is not None else ""))
+            click.echo(
+                f"  {c:<{width}}  {counts[c]:6d} photos  "
+                + (f"cross-validated top-1 {acc:.1%}" if acc is not None else "")
+            )
 
 
 COMMANDS = (classes,)

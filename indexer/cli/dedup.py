@@ -1,4 +1,5 @@
 """``vgg-retrieval dedup``: find duplicates and write a report; ``dedup apply`` / ``dedup undo``."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,39 +21,101 @@ from .options import db_option, index_option, one_line_text
 
 @click.group("dedup", invoke_without_command=True)
 @index_option(required=False)
-@click.option("--threshold", type=float, default=None,
-              help="With verification: the cosine similarity at or above which a pair whose pictures are too "
-                   f"plain for keypoints is still a duplicate [default: {VERIFIED_THRESHOLD}]. With --no-verify: the "
-                   f"cosine at or above which two images are near duplicates [default: {DEFAULT_THRESHOLD}, or "
-                   f"{UNTRIMMED_THRESHOLD} for an index whose model does not trim borders]. See docs/dedup.md.")
-@click.option("--verify/--no-verify", default=True, show_default=True,
-              help="Verification: every candidate pair from --verify-floor up is a duplicate only when the two "
-                   "pictures, aligned by their agreeing keypoints, agree pixel for pixel (reads those files "
-                   "again; --no-verify: descriptors only, faster, and it calls look-alike photos duplicates).")
-@click.option("--similar/--no-similar", default=True, show_default=True,
-              help="Also report similar shots (bursts, other angles) as their own groups, for review; "
-                   "`dedup apply` leaves them alone unless --include-similar.")
-@click.option("--rotations/--no-rotations", default=True, show_default=True,
-              help="Also find copies turned by 90/180/270 degrees without EXIF orientation.")
-@click.option("--verify-floor", type=float, default=VERIFY_FLOOR, show_default=True,
-              help="Lowest cosine similarity of a pair worth verifying.")
-@click.option("--min-keypoints", type=int, default=MIN_KEYPOINTS, show_default=True,
-              help="Agreeing keypoint matches that make a verified pair a near duplicate.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Report path: writes OUT.json, OUT.csv and OUT.html (a .json/.csv/.html suffix is dropped).")
-@click.option("--keeper", type=click.Choice(KEEPER_POLICIES), default="resolution", show_default=True,
-              help="Which file of a group to keep: most pixels, largest file, oldest or newest.")
-@click.option("--prefer", multiple=True, type=click.Path(path_type=Path),
-              help="Keep files under this folder first (repeatable).")
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="With verification: the cosine similarity at or above which a pair whose pictures are too "
+    f"plain for keypoints is still a duplicate [default: {VERIFIED_THRESHOLD}]. With --no-verify: the "
+    f"cosine at or above which two images are near duplicates [default: {DEFAULT_THRESHOLD}, or "
+    f"{UNTRIMMED_THRESHOLD} for an index whose model does not trim borders]. See docs/dedup.md.",
+)
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Verification: every candidate pair from --verify-floor up is a duplicate only when the two "
+    "pictures, aligned by their agreeing keypoints, agree pixel for pixel (reads those files "
+    "again; --no-verify: descriptors only, faster, and it calls look-alike photos duplicates).",
+)
+@click.option(
+    "--similar/--no-similar",
+    default=True,
+    show_default=True,
+    help="Also report similar shots (bursts, other angles) as their own groups, for review; "
+    "`dedup apply` leaves them alone unless --include-similar.",
+)
+@click.option(
+    "--rotations/--no-rotations",
+    default=True,
+    show_default=True,
+    help="Also find copies turned by 90/180/270 degrees without EXIF orientation.",
+)
+@click.option(
+    "--verify-floor",
+    type=float,
+    default=VERIFY_FLOOR,
+    show_default=True,
+    help="Lowest cosine similarity of a pair worth verifying.",
+)
+@click.option(
+    "--min-keypoints",
+    type=int,
+    default=MIN_KEYPOINTS,
+    show_default=True,
+    help="Agreeing keypoint matches that make a verified pair a near duplicate.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Report path: writes OUT.json, OUT.csv and OUT.html (a .json/.csv/.html suffix is dropped).",
+)
+@click.option(
+    "--keeper",
+    type=click.Choice(KEEPER_POLICIES),
+    default="resolution",
+    show_default=True,
+    help="Which file of a group to keep: most pixels, largest file, oldest or newest.",
+)
+@click.option(
+    "--prefer",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Keep files under this folder first (repeatable).",
+)
 @click.option("--exact-only", is_flag=True, help="Only byte-identical copies (no similarity search).")
-@click.option("--include-dismissed", is_flag=True,
-              help="Also report the pairs kept with \"Keep all\" in the UI's review (left out by default).")
-@click.option("--html-groups", type=int, default=2000, show_default=True,
-              help="At most this many groups in the HTML page (all are in the CSV/JSON).")
+@click.option(
+    "--include-dismissed",
+    is_flag=True,
+    help='Also report the pairs kept with "Keep all" in the UI\'s review (left out by default).',
+)
+@click.option(
+    "--html-groups",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="At most this many groups in the HTML page (all are in the CSV/JSON).",
+)
 @db_option
 @click.pass_context
-def dedup(ctx, index_dir, threshold, verify, similar, rotations, verify_floor, min_keypoints, out, keeper, prefer,
-          exact_only, include_dismissed, html_groups, db_url):
+def dedup(
+    ctx,
+    index_dir,
+    threshold,
+    verify,
+    similar,
+    rotations,
+    verify_floor,
+    min_keypoints,
+    out,
+    keeper,
+    prefer,
+    exact_only,
+    include_dismissed,
+    html_groups,
+    db_url,
+):
     """Find exact and near duplicates in an index and write a report (HTML, CSV, JSON).
 
     Then review the HTML page and act on the report with `dedup apply REPORT --move-to FOLDER`."""
@@ -65,11 +128,23 @@ def dedup(ctx, index_dir, threshold, verify, similar, rotations, verify_floor, m
     from indexer.dedup import dedup_index
 
     with _Progress() as progress:
-        report, paths = dedup_index(index_dir, out, db_url=db_url, html_groups=html_groups, progress=progress,
-                                    threshold=threshold, keeper=keeper, prefer=prefer, near=not exact_only,
-                                    verify=verify, verify_floor=verify_floor, min_keypoints=min_keypoints,
-                                    similar=similar and verify, rotations=rotations and verify,
-                                    include_dismissed=include_dismissed)
+        report, paths = dedup_index(
+            index_dir,
+            out,
+            db_url=db_url,
+            html_groups=html_groups,
+            progress=progress,
+            threshold=threshold,
+            keeper=keeper,
+            prefer=prefer,
+            near=not exact_only,
+            verify=verify,
+            verify_floor=verify_floor,
+            min_keypoints=min_keypoints,
+            similar=similar and verify,
+            rotations=rotations and verify,
+            include_dismissed=include_dismissed,
+        )
     click.echo(f"{index_dir}: {report.summary()}")
     for p in paths:
         click.echo(f"  wrote {p}")
@@ -77,6 +152,7 @@ def dedup(ctx, index_dir, threshold, verify, similar, rotations, verify_floor, m
 
 class _Progress:
     """A tqdm bar per stage of find_duplicates (on stderr; quiet when it is not a terminal)."""
+
     LABELS = {"search": "similarity search", "verify": "verification"}
 
     def __enter__(self):
@@ -103,21 +179,39 @@ class _Progress:
 
 def _execute_options(f):
     f = click.option("--execute", "execute2", is_flag=True, help="Same as --yes.")(f)
-    f = click.option("--yes", "execute", is_flag=True, help="Act (without it: a dry run that changes nothing).")(f)
+    f = click.option(
+        "--yes", "execute", is_flag=True, help="Act (without it: a dry run that changes nothing)."
+    )(f)
     return f
 
 
 @dedup.command("apply")
 @click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--move-to", "quarantine", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Quarantine folder (outside the indexed folders); files keep their relative paths.")
-@click.option("--keep", multiple=True, type=click.Path(path_type=Path),
-              help="Keep this file instead of its group's suggested keeper (repeatable).")
-@click.option("--log", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Undo log path [default: QUARANTINE/dedup-undo-<time>.json].")
+@click.option(
+    "--move-to",
+    "quarantine",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Quarantine folder (outside the indexed folders); files keep their relative paths.",
+)
+@click.option(
+    "--keep",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Keep this file instead of its group's suggested keeper (repeatable).",
+)
+@click.option(
+    "--log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Undo log path [default: QUARANTINE/dedup-undo-<time>.json].",
+)
 @click.option("--no-index-update", is_flag=True, help="Do not update the index after moving.")
-@click.option("--include-similar", is_flag=True,
-              help="Also move the other files of similar-shot groups (not copies: review them first).")
+@click.option(
+    "--include-similar",
+    is_flag=True,
+    help="Also move the other files of similar-shot groups (not copies: review them first).",
+)
 @_execute_options
 def apply_cmd(report, quarantine, keep, log, no_index_update, include_similar, execute, execute2):
     """Move the non-kept files of REPORT into a quarantine folder (dry run unless --yes).
@@ -125,8 +219,16 @@ def apply_cmd(report, quarantine, keep, log, no_index_update, include_similar, e
     Never deletes. Refuses when a file changed since the report. Writes a JSON undo log."""
     from indexer.dedup import DedupReport, apply_report
 
-    apply_report(DedupReport.load(report), quarantine, execute=execute or execute2, log=log, keep=keep,
-                 update_index=not no_index_update, echo=_echo, include_similar=include_similar)
+    apply_report(
+        DedupReport.load(report),
+        quarantine,
+        execute=execute or execute2,
+        log=log,
+        keep=keep,
+        update_index=not no_index_update,
+        echo=_echo,
+        include_similar=include_similar,
+    )
 
 
 @dedup.command("undo")

@@ -1,4 +1,5 @@
 """``whiten``: learn the index's whitening on its own stored vectors, or remove it (``indexer.storage.whitened_vectors``)."""
+
 from __future__ import annotations
 
 import click
@@ -10,13 +11,20 @@ from .options import db_option, index_option
 @index_option
 @db_option
 @click.option("--remove", is_flag=True, help="Remove the whitening: searches use the raw descriptors again.")
-@click.option("--beta", type=click.FloatRange(0, 0.5), default=None,
-              help="Eigenvalue power of the fit: 0 centres the descriptors on the collection's mean (the "
-                   "default: the only setting that raised search quality in our measurements), 0.5 is full "
-                   "PCA-whitening (with Ledoit-Wolf shrinkage).")
-@click.option("--force", is_flag=True,
-              help="Fit even when the index holds fewer images than the minimum (learnt on too few "
-                   "photos a whitening is noise).")
+@click.option(
+    "--beta",
+    type=click.FloatRange(0, 0.5),
+    default=None,
+    help="Eigenvalue power of the fit: 0 centres the descriptors on the collection's mean (the "
+    "default: the only setting that raised search quality in our measurements), 0.5 is full "
+    "PCA-whitening (with Ledoit-Wolf shrinkage).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Fit even when the index holds fewer images than the minimum (learnt on too few "
+    "photos a whitening is noise).",
+)
 def whiten(index_dir, db_url, remove, beta, force):
     """Learn a whitening of the descriptors on the indexed photos themselves (no labels), or fit it again.
 
@@ -37,8 +45,10 @@ def whiten(index_dir, db_url, remove, beta, force):
             return
         state = idx.whiten(force=force, **({} if beta is None else {"beta": beta}))
         if state is None:
-            click.echo(f"{index_dir}: not whitened: {idx.count} images, a whitening needs at least "
-                       f"{MIN_WHITENING_VECTORS} (learnt on fewer it is not trusted; --force fits anyway)")
+            click.echo(
+                f"{index_dir}: not whitened: {idx.count} images, a whitening needs at least "
+                f"{MIN_WHITENING_VECTORS} (learnt on fewer it is not trusted; --force fits anyway)"
+            )
             return
         click.echo(f"{index_dir}: whitened ({state.describe()})")
 

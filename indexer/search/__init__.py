@@ -1,7 +1,19 @@
 """Searching an index by image: embedding queries and the k-NN search (``vector_search``), query
 expansion (``query_expansion``), and the rotated views of a query (``rotation``)."""
+
 from .query_expansion import DEFAULT_ALPHA, DEFAULT_QE, check_options
 from .rotation import merge_by_max, turned_copies
 from .vector_search import embed_and_search, embed_queries, search_ids, search_vectors, search_views
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_QE", "check_options", "merge_by_max", "turned_copies", "embed_and_search", "embed_queries", "search_ids", "search_vectors", "search_views"]
+__all__ = [
+    "DEFAULT_ALPHA",
+    "DEFAULT_QE",
+    "check_options",
+    "merge_by_max",
+    "turned_copies",
+    "embed_and_search",
+    "embed_queries",
+    "search_ids",
+    "search_vectors",
+    "search_views",
+]

@@ -1,6 +1,7 @@
 """Query expansion at search time, and database-side augmentation for benchmarks.
 
 More: docs/design-notes.md (``indexer.search.query_expansion``)."""
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,9 @@ import numpy as np
 from retrieval.descriptors import unit_rows
 from retrieval.errors import UserError
 
-DEFAULT_QE = 1  # K of alpha-QE by default (0 = off): the one K that gained on paris5 and its sparse variant (benchmarks/query_expansion.py)
+# K of alpha-QE by default (0 = off): the one K that gained on paris5 and its sparse variant
+# (benchmarks/query_expansion.py)
+DEFAULT_QE = 1
 DEFAULT_ALPHA = 3.0
 SAME_IMAGE = 0.9999  # a hit this close is the query itself (or a byte copy): never expanded over
 SAME_IMAGE_SLACK = 4  # hits fetched beyond K, to have K others after leaving those out
@@ -31,20 +34,30 @@ def weights(scores: np.ndarray, alpha: float) -> np.ndarray:
     return np.clip(np.asarray(scores, np.float32), 0.0, None) ** np.float32(alpha)
 
 
-def expand(queries: np.ndarray, neighbours: np.ndarray, scores: np.ndarray, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+def expand(
+    queries: np.ndarray, neighbours: np.ndarray, scores: np.ndarray, alpha: float = DEFAULT_ALPHA
+) -> np.ndarray:
     """alpha-QE: ``queries`` [Q, d], their top-K ``neighbours`` [Q, K, d] with ``scores`` [Q, K]
     -> normalise(q + sum_i s_i ** alpha * x_i), [Q, d]. A missing neighbour has score 0 (weight 0
     for alpha > 0; give it a zero vector)."""
     w = weights(scores, alpha)
-    return unit_rows(np.asarray(queries, np.float32) + np.einsum("qk,qkd->qd", w, np.asarray(neighbours, np.float32)))
+    return unit_rows(
+        np.asarray(queries, np.float32) + np.einsum("qk,qkd->qd", w, np.asarray(neighbours, np.float32))
+    )
 
 
 SearchFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (queries, k) -> (scores, ids)
 VectorsFn = Callable[[np.ndarray], np.ndarray]  # valid ids [n] -> their stored vectors [n, d]
 
 
-def expanded_search(search: SearchFn, stored_vectors: VectorsFn, queries: np.ndarray, k: int, qe: int,
-                    alpha: float = DEFAULT_ALPHA) -> tuple[np.ndarray, np.ndarray]:
+def expanded_search(
+    search: SearchFn,
+    stored_vectors: VectorsFn,
+    queries: np.ndarray,
+    k: int,
+    qe: int,
+    alpha: float = DEFAULT_ALPHA,
+) -> tuple[np.ndarray, np.ndarray]:
     """(scores, ids) of the ``k`` best for each query after alpha-QE over its top ``qe`` hits
     (plain ``search`` when ``qe`` is 0). ``stored_vectors`` gives the stored vectors of ids."""
     check_options(qe, alpha)
@@ -61,8 +74,9 @@ def expanded_search(search: SearchFn, stored_vectors: VectorsFn, queries: np.nda
     return same_image_first(first, search(expand(queries, neighbours, scores, alpha), k), k)
 
 
-def same_image_first(first: tuple[np.ndarray, np.ndarray], expanded: tuple[np.ndarray, np.ndarray],
-                     k: int) -> tuple[np.ndarray, np.ndarray]:
+def same_image_first(
+    first: tuple[np.ndarray, np.ndarray], expanded: tuple[np.ndarray, np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The expanded results, with the first search's hits at SAME_IMAGE or above (the query itself and
     its byte copies) kept first at their own scores: a copy of the query stays "1.000, rank 1", and QE
     orders everything else."""
@@ -78,7 +92,7 @@ def same_image_first(first: tuple[np.ndarray, np.ndarray], expanded: tuple[np.nd
         rest = ~np.isin(e_i[r], f_i[r][same])
         s = np.concatenate([f_s[r][same], e_s[r][rest]])[:n]
         i = np.concatenate([f_i[r][same], e_i[r][rest]])[:n]
-        out_s[r, :len(s)], out_i[r, :len(i)] = s, i
+        out_s[r, : len(s)], out_i[r, : len(i)] = s, i
     return out_s, out_i
 
 

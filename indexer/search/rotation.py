@@ -2,6 +2,7 @@
 image keeps its best score over the four (for photos whose files lack the EXIF orientation that
 would have turned them upright). The query is first decoded with its own EXIF orientation applied,
 as every image is; the turned copies are PIL transposes of that."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Searching an index: query images to descriptors (and class scores), FAISS results to hits, and
 the indexed files a caller may read."""
+
 from __future__ import annotations
 
 import os
@@ -10,13 +11,13 @@ import numpy as np
 
 from indexer import vectors
 from indexer.reports import SearchHit
+from indexer.storage.offline import in_any
 from indexer.storage.store import Store
 from retrieval.errors import UserError
 from retrieval.preprocess import ImageError, load_and_prepare
 
 from . import query_expansion as qx
 from . import rotation
-from indexer.storage.offline import in_any
 
 
 def _check_query_path(q) -> None:
@@ -49,9 +50,17 @@ def embed_queries(index, queries: Iterable, with_logits: bool = False):
     return index.embedder.embed_batch(images, sizes)
 
 
-def embed_and_search(index, queries: Iterable, k: int = 10, with_logits: bool = False, nprobe: int | None = None,
-                     ef_search: int | None = None, qe: int | None = None, qe_alpha: float = qx.DEFAULT_ALPHA,
-                     rotations: bool = False):
+def embed_and_search(
+    index,
+    queries: Iterable,
+    k: int = 10,
+    with_logits: bool = False,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+    qe: int | None = None,
+    qe_alpha: float = qx.DEFAULT_ALPHA,
+    rotations: bool = False,
+):
     """``Index.embed_and_search``: (hits per query, the queries' descriptors, their class scores or
     None). ``rotations``: each query is also searched turned by 90/180/270 degrees and every image
     keeps its best score (``indexer.search.rotation``); descriptors and class scores stay the upright ones."""
@@ -67,28 +76,51 @@ def embed_and_search(index, queries: Iterable, k: int = 10, with_logits: bool = 
     out = embed_queries(index, views, with_logits)
     d, logits = out if with_logits else (out, None)
     upright = slice(None, None, rotation.VIEWS)
-    return (search_views(index, d, k, nprobe, ef_search, qe, qe_alpha), d[upright],
-            None if logits is None else logits[upright])
+    return (
+        search_views(index, d, k, nprobe, ef_search, qe, qe_alpha),
+        d[upright],
+        None if logits is None else logits[upright],
+    )
 
 
-def search_views(index, views: np.ndarray, k: int = 10, nprobe: int | None = None, ef_search: int | None = None,
-                 qe: int | None = None, qe_alpha: float = qx.DEFAULT_ALPHA) -> list[list[SearchHit]]:
+def search_views(
+    index,
+    views: np.ndarray,
+    k: int = 10,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+    qe: int | None = None,
+    qe_alpha: float = qx.DEFAULT_ALPHA,
+) -> list[list[SearchHit]]:
     """Hits per query of ``views`` (``rotation.VIEWS`` descriptor rows per query: upright, then its
     three turns), every image scored by its best view (rotation search)."""
     scores, ids = search_ids(index, views, k, nprobe, ef_search, qe, qe_alpha)
     return hits(index.store, *rotation.merge_by_max(scores, ids, rotation.VIEWS, max(k, 1)))
 
 
-def search_vectors(index, queries: np.ndarray, k: int = 10, nprobe: int | None = None,
-                   ef_search: int | None = None, qe: int | None = None,
-                   qe_alpha: float = qx.DEFAULT_ALPHA) -> list[list[SearchHit]]:
+def search_vectors(
+    index,
+    queries: np.ndarray,
+    k: int = 10,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+    qe: int | None = None,
+    qe_alpha: float = qx.DEFAULT_ALPHA,
+) -> list[list[SearchHit]]:
     """``Index.search_vectors``: hits for descriptor rows, ``nprobe``/``ef_search`` overriding the
     stored defaults, alpha-QE over the top ``qe`` hits (None: ``query_expansion.DEFAULT_QE``)."""
     return hits(index.store, *search_ids(index, queries, k, nprobe, ef_search, qe, qe_alpha))
 
 
-def search_ids(index, queries: np.ndarray, k: int = 10, nprobe: int | None = None, ef_search: int | None = None,
-               qe: int | None = None, qe_alpha: float = qx.DEFAULT_ALPHA) -> tuple[np.ndarray, np.ndarray]:
+def search_ids(
+    index,
+    queries: np.ndarray,
+    k: int = 10,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+    qe: int | None = None,
+    qe_alpha: float = qx.DEFAULT_ALPHA,
+) -> tuple[np.ndarray, np.ndarray]:
     """FAISS results ([Q, k] scores and ids) of ``search_vectors``."""
     if k < 1:
         raise UserError(f"top-k must be at least 1 (got {k})")
@@ -106,8 +138,14 @@ def search_ids(index, queries: np.ndarray, k: int = 10, nprobe: int | None = Non
     gpu_index = index.committed.gpu_index(faiss_index)
 
     def search(x: np.ndarray, n: int):
-        return vectors.search(faiss_index, x, min(n, faiss_index.ntotal), nprobe or cfg.nprobe,
-                              ef_search or cfg.ef_search, gpu_index=gpu_index)
+        return vectors.search(
+            faiss_index,
+            x,
+            min(n, faiss_index.ntotal),
+            nprobe or cfg.nprobe,
+            ef_search or cfg.ef_search,
+            gpu_index=gpu_index,
+        )
 
     return qx.expanded_search(search, faiss_index.reconstruct_batch, queries, k, qe, qe_alpha)
 
@@ -124,18 +162,34 @@ def hits(store: Store, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchH
             row = rows.get(int(i))
             if row is None:
                 continue  # removed by an update since these vectors were loaded
-            found.append(SearchHit(row.id, row.path, float(score), row.label, row.width, row.height,
-                                   row.size, row.format, row.sha256, row.time_s, row.source,
-                                   offline=bool(offline) and in_any(row.source or row.path, offline) is not None,
-                                   capture=captures.get(row.id)))
+            found.append(
+                SearchHit(
+                    row.id,
+                    row.path,
+                    float(score),
+                    row.label,
+                    row.width,
+                    row.height,
+                    row.size,
+                    row.format,
+                    row.sha256,
+                    row.time_s,
+                    row.source,
+                    offline=bool(offline) and in_any(row.source or row.path, offline) is not None,
+                    capture=captures.get(row.id),
+                )
+            )
         results.append(found)
     return results
 
 
 def indexed_file(store: Store, image: int | str) -> Path:
     """``Index.indexed_file``: the file of an indexed image, only inside one of the index's folders."""
-    row = store.rows_by_id([image]).get(int(image)) if isinstance(image, (int, np.integer)) \
+    row = (
+        store.rows_by_id([image]).get(int(image))
+        if isinstance(image, (int, np.integer))
         else store.row_by_path(str(image))
+    )
     if row is None:
         raise UserError(f"not an indexed image: {image}")
     path = os.path.normpath(os.path.abspath(row.source or row.path))

@@ -1,6 +1,7 @@
 """Making a new index folder in steps that a kill can interrupt at any moment.
 
 More: docs/design-notes.md (``indexer.storage.creating``)."""
+
 from __future__ import annotations
 
 import fcntl
@@ -24,8 +25,20 @@ PRECISIONS = ("int8", "fp32", "bf16")  # bf16: the FP32 files, run in bf16 by Op
 # a new INT8 index calibrates on at least this many pictures; with fewer it starts in FP32 (never refused)
 MIN_CALIBRATION_IMAGES = 3
 # what an unfinished creation may have written (never a user's file)
-_OURS = (MARK, MODEL_DIR, MODEL_DIR + ".tmp", MODEL_DIR + ".old", ".export-*", ".int8-*", LOCK_FILE,
-         DB_FILE, DB_FILE + "-journal", DB_FILE + "-wal", DB_FILE + "-shm", "vectors-*.faiss*")
+_OURS = (
+    MARK,
+    MODEL_DIR,
+    MODEL_DIR + ".tmp",
+    MODEL_DIR + ".old",
+    ".export-*",
+    ".int8-*",
+    LOCK_FILE,
+    DB_FILE,
+    DB_FILE + "-journal",
+    DB_FILE + "-wal",
+    DB_FILE + "-shm",
+    "vectors-*.faiss*",
+)
 
 
 def unfinished(directory: Path) -> bool:
@@ -69,8 +82,9 @@ class Mark:
             fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self.fd)
-            raise UserError(f"the index {directory} is being created by another process; wait for it to finish") \
-                from None
+            raise UserError(
+                f"the index {directory} is being created by another process; wait for it to finish"
+            ) from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, json.dumps({"pid": os.getpid(), "started": time.time()}).encode(), 0)
         os.fsync(self.fd)
@@ -114,8 +128,9 @@ def being_created(directory: Path) -> int | None:
         os.close(fd)
 
 
-def quantize_in_place(model_dir: Path, images: Sequence[str],
-                      progress: Callable[[int, int], None] | None = None) -> dict:
+def quantize_in_place(
+    model_dir: Path, images: Sequence[str], progress: Callable[[int, int], None] | None = None
+) -> dict:
     """Replace the FP32 export in ``model_dir`` by its NNCF INT8 version, calibrated on ``images``.
     The folder keeps the FP32 ``model.onnx`` (ONNX Runtime and TensorRT read it); OpenVINO reads the
     INT8 IR. Atomic as a whole: the old folder is swapped out only once the new one is complete."""

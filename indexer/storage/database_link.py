@@ -6,6 +6,7 @@ database), not the driver's. An index whose database is not its own ``index.sqli
 the password from ``PGPASSWORD`` or ``~/.pgpass`` (``PGPASSFILE``). The index id, also stored in the
 database's meta table, proves that the database is this folder's and not another index's.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,16 +27,20 @@ def parse_url(url: str | URL) -> tuple[URL, str | None]:
     try:
         u = make_url(url) if not isinstance(url, URL) else url
     except (ArgumentError, ValueError):
-        raise UserError(f"not a database URL: {public_url_text(str(url))!r} "
-                        f"(expected e.g. postgresql://USER@HOST/DB or sqlite:///PATH)") from None
+        raise UserError(
+            f"not a database URL: {public_url_text(str(url))!r} "
+            f"(expected e.g. postgresql://USER@HOST/DB or sqlite:///PATH)"
+        ) from None
     schema = u.query.get("schema")
     if isinstance(schema, tuple):
         schema = schema[-1]
     if schema is not None:
         u = u.difference_update_query(["schema"])
         if not schema.replace("_", "").isalnum() or not schema[0].isalpha() or len(schema) > 63:
-            raise UserError(f"bad schema name in the database URL: {schema!r} (letters, digits and _, "
-                            f"starting with a letter)")
+            raise UserError(
+                f"bad schema name in the database URL: {schema!r} (letters, digits and _, "
+                f"starting with a letter)"
+            )
     if u.drivername in ("postgres", "postgresql"):
         u = u.set(drivername="postgresql+psycopg")
     return u, schema
@@ -67,7 +72,7 @@ def read_link(directory) -> dict | None:
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read {path}: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-        raise UserError(f"{path} does not name a database (expected {{\"url\": ...}})")
+        raise UserError(f'{path} does not name a database (expected {{"url": ...}})')
     return data
 
 

@@ -1,4 +1,5 @@
 """Reading the JSON documents we write (dedup reports, undo logs): one line when a file is not ours."""
+
 from __future__ import annotations
 
 import json

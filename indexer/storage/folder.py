@@ -1,5 +1,6 @@
 """The index folder: making and opening one, the write lock, and the model it holds (its names:
 ``layout``)."""
+
 from __future__ import annotations
 
 import fcntl
@@ -46,9 +47,11 @@ def exists(directory, url: str | None = None) -> bool:
             if name and (directory / name).is_file() and not (directory / DB_FILE).exists():
                 return True  # this folder's index, made before folders remembered their database
             made_for = store.meta("directory")
-            raise UserError(f"the database {store.shown} already holds another index"
-                            f"{f' (made for {made_for})' if made_for else ''}: give each index its own "
-                            f"database, or its own schema with ?schema=NAME in the URL")
+            raise UserError(
+                f"the database {store.shown} already holds another index"
+                f"{f' (made for {made_for})' if made_for else ''}: give each index its own "
+                f"database, or its own schema with ?schema=NAME in the URL"
+            )
         finally:
             store.close()
     return (directory / DB_FILE).is_file()
@@ -64,10 +67,14 @@ def check_can_create(directory, url: str | None = None) -> None:
     if directory.is_dir() and any(directory.iterdir()):
         holder = being_created(directory)
         if holder:
-            raise UserError(f"the index {directory} is being created by another process (pid {holder}); "
-                            f"wait for it to finish")
+            raise UserError(
+                f"the index {directory} is being created by another process (pid {holder}); "
+                f"wait for it to finish"
+            )
         if leftovers(directory) is None:
-            raise UserError(f"{directory} is not empty and is not an index: choose a new or empty --index folder")
+            raise UserError(
+                f"{directory} is not empty and is not an index: choose a new or empty --index folder"
+            )
 
 
 def _clear_unfinished(directory: Path) -> None:
@@ -76,10 +83,18 @@ def _clear_unfinished(directory: Path) -> None:
         clear(leftovers(directory) or [])
 
 
-def create(directory: Path, spec: ModelSpec, net=None, url: str | None = None, model_dir=None,
-           index_type: str = "auto", index_options: dict | None = None, precision: str = "fp32",
-           calibration: Callable[[], list] | None = None,
-           progress: Callable[[int, int], None] | None = None) -> tuple[Store, object]:
+def create(
+    directory: Path,
+    spec: ModelSpec,
+    net=None,
+    url: str | None = None,
+    model_dir=None,
+    index_type: str = "auto",
+    index_options: dict | None = None,
+    precision: str = "fp32",
+    calibration: Callable[[], list] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Store, object]:
     """Make a new, empty index folder (see ``Index.create``; the steps in ``indexer.storage.creating``):
     (its store, the net if one was built). ``precision`` "int8": the model is quantized with NNCF,
     calibrated on the images ``calibration()`` gives; ``progress(done, total)`` hears that."""
@@ -93,8 +108,9 @@ def create(directory: Path, spec: ModelSpec, net=None, url: str | None = None, m
     _clear_unfinished(directory)
     mark = creating.mark(directory)  # locked while this process creates: another creator is refused
     try:
-        store, net = _create_marked(directory, spec, net, url, model_dir, vector_config, precision, calibration,
-                                    progress)
+        store, net = _create_marked(
+            directory, spec, net, url, model_dir, vector_config, precision, calibration, progress
+        )
     except BaseException:
         mark.release(done=False)  # still marked: the next run starts over
         raise
@@ -165,7 +181,9 @@ def _write_meta(store: Store, directory: Path, spec: ModelSpec, vector_config, p
 def open_store(directory: Path, url: str | None = None) -> tuple[Store, ModelSpec]:
     """The store of the index at ``directory`` and the spec of its model (UserError when it is none)."""
     if not directory.is_dir() or not exists(directory, url):
-        raise UserError(f"no index at {directory} (create one with: vgg-retrieval index FOLDER --index {directory})")
+        raise UserError(
+            f"no index at {directory} (create one with: vgg-retrieval index FOLDER --index {directory})"
+        )
     link = read_link(directory)
     store = Store(db_url(directory, url), create=False)  # UserError when unreachable
     try:
@@ -182,8 +200,10 @@ def open_store(directory: Path, url: str | None = None) -> tuple[Store, ModelSpe
         raise UserError(f"{directory} is not a vgg-retrieval index")
     if link is not None and link.get("index_id") and link["index_id"] != index_id:
         store.close()
-        raise UserError(f"the database {store.shown} holds another index than {directory} "
-                        f"(made for {store.meta('directory') or '?'})")
+        raise UserError(
+            f"the database {store.shown} holds another index than {directory} "
+            f"(made for {store.meta('directory') or '?'})"
+        )
     if url and (link is None or link.get("url") != public_url(url)):
         try:  # remember it (an index made before folders did, or a database that moved)
             write_link(directory, url, index_id)
@@ -195,7 +215,8 @@ def open_store(directory: Path, url: str | None = None) -> tuple[Store, ModelSpe
 def check_writable(directory: Path) -> None:
     """UserError when the index at ``directory`` can be searched but not updated."""
     if not os.access(directory, os.W_OK) or (
-            (directory / DB_FILE).exists() and not os.access(directory / DB_FILE, os.W_OK)):
+        (directory / DB_FILE).exists() and not os.access(directory / DB_FILE, os.W_OK)
+    ):
         raise UserError(f"index folder {directory} is read-only: it can be searched, not updated")
 
 
@@ -234,8 +255,9 @@ def _flock(directory: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise UserError(f"index {directory} is being updated by another process (pid {holder}); "
-                            f"wait for it to finish") from None
+            raise UserError(
+                f"index {directory} is being updated by another process (pid {holder}); wait for it to finish"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -243,8 +265,13 @@ def _flock(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock; a killed process releases it too
 
 
-def ensure_exported_model(spec: ModelSpec, model_dir: Path, net=None, precision: str = "fp32",
-                          calibration: Callable[[], list] | None = None):
+def ensure_exported_model(
+    spec: ModelSpec,
+    model_dir: Path,
+    net=None,
+    precision: str = "fp32",
+    calibration: Callable[[], list] | None = None,
+):
     """Make sure ``model_dir`` holds ``spec``'s export; missing or damaged, it is rebuilt from ``net``
     (else from the weights the spec names) at the index's ``precision`` (INT8: calibrated again on
     the images ``calibration()`` gives). Returns the net when one was needed, else ``net``."""

@@ -1,5 +1,6 @@
 """The committed generation of the vectors, as this process has it loaded (searches read it; an
 update's commits replace it)."""
+
 from __future__ import annotations
 
 import time
@@ -45,7 +46,9 @@ class CommittedVectors:
                 return self.index
             except RuntimeError:
                 if path.exists():
-                    raise UserError(f"the vectors file {path} cannot be read (run vgg-retrieval check)") from None
+                    raise UserError(
+                        f"the vectors file {path} cannot be read (run vgg-retrieval check)"
+                    ) from None
                 time.sleep(0.2)  # an update replaced it between reading the meta and the file
         raise UserError(f"the vectors file named by the index is missing: {self.directory / name}")
 
@@ -73,7 +76,15 @@ class CommittedVectors:
         kind = f"{type(v).__name__}({type(inner).__name__})" if inner is not v else type(v).__name__
         path = self.directory / self.file
         cfg = vectors.IndexConfig.from_meta(self.store.meta("vectors_index"))
-        return {"type": kind, "count": int(v.ntotal), "dim": int(v.d), "file": self.file,
-                "bytes": path.stat().st_size if path.exists() else 0, "index_type": cfg.type,
-                "factory": cfg.factory, "exact": vectors.is_exact(v), "nprobe": cfg.nprobe,
-                "ef_search": cfg.ef_search}
+        return {
+            "type": kind,
+            "count": int(v.ntotal),
+            "dim": int(v.d),
+            "file": self.file,
+            "bytes": path.stat().st_size if path.exists() else 0,
+            "index_type": cfg.type,
+            "factory": cfg.factory,
+            "exact": vectors.is_exact(v),
+            "nprobe": cfg.nprobe,
+            "ef_search": cfg.ef_search,
+        }

@@ -1,6 +1,7 @@
 """The journal of a dedup apply or undo (``INDEX/dedup.journal``, naming its signed undo log), and
 finishing one a kill interrupted: the next update or dedup run calls ``recover`` under the write lock.
 The steps and their crash points: ``indexer.dedup.journal``."""
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,10 @@ def recover(index, echo=print) -> list[str]:
         verify(log, index_key(index.directory))
     except (OSError, ValueError, KeyError, TypeError, UserError) as e:
         end(index)  # the files stay where they are; an index update drops those moved away
-        echo(f"note: an interrupted dedup apply/undo left a journal whose undo log cannot be used ({e}); "
-             f"removed it")
+        echo(
+            f"note: an interrupted dedup apply/undo left a journal whose undo log cannot be used ({e}); "
+            f"removed it"
+        )
         return []
     if op == "apply":
         _finish_apply(index, log, echo)
@@ -64,7 +67,8 @@ def _settle(old: str, new: str, sha256: str, size: int) -> None:
         return
     a, b = os.lstat(old), os.lstat(new)
     if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) or (
-            b.st_size == size and os.path.isfile(new) and file_sha256(new) == sha256):
+        b.st_size == size and os.path.isfile(new) and file_sha256(new) == sha256
+    ):
         os.unlink(old)
 
 
@@ -78,8 +82,10 @@ def _finish_apply(index, log: UndoLog, echo) -> None:
     log.data["moved_at"] = time.time()
     write_log(log.path, log.data, index_key(index.directory))
     end(index)
-    echo(f"note: finished an interrupted dedup apply: {len(moved)} of {len(log.moves)} files are in the "
-         f"quarantine (undo log {log.path}), the index forgot them")
+    echo(
+        f"note: finished an interrupted dedup apply: {len(moved)} of {len(log.moves)} files are in the "
+        f"quarantine (undo log {log.path}), the index forgot them"
+    )
 
 
 def _finish_undo(index, log: UndoLog, echo) -> list[str]:
@@ -92,6 +98,8 @@ def _finish_undo(index, log: UndoLog, echo) -> list[str]:
         log.data["undone_at"] = time.time()
         write_log(log.path, log.data, index_key(index.directory))
     end(index)
-    echo(f"note: an interrupted dedup undo of {log.path}: {len(back)} files are back, {left} still in the "
-         f"quarantine" + (f"; run `vgg-retrieval dedup undo {log.path} --yes` again for them" if left else ""))
+    echo(
+        f"note: an interrupted dedup undo of {log.path}: {len(back)} files are back, {left} still in the "
+        f"quarantine" + (f"; run `vgg-retrieval dedup undo {log.path} --yes` again for them" if left else "")
+    )
     return back

@@ -10,6 +10,7 @@ missing root from the index's folders). Files that disappear from a folder that 
 removed as always - all of them too: an empty mount point is a folder that can be listed
 (``index --watch`` holds back such an update, ``indexer.update.watch``).
 """
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """Metadata store: per-image rows, per-file errors, indexed roots and key/value meta (SQLAlchemy 2).
 
 More: docs/design-notes.md (``indexer.storage.store``)."""
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def _reason(e: BaseException) -> str:
-    return str(getattr(e, "orig", None) or e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+    return (
+        str(getattr(e, "orig", None) or e).strip().splitlines()[0][:300]
+        if str(e).strip()
+        else type(e).__name__
+    )
 
 
 class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
@@ -60,8 +65,9 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
         except (ImportError, NoSuchModuleError) as e:
             missing = getattr(e, "name", None) or _reason(e)
             extra = " (pip install 'vgg-retrieval[postgres]')" if self.backend == "postgresql" else ""
-            raise UserError(f"the database {self.shown} needs a driver that is not installed: "
-                            f"{missing}{extra}") from None
+            raise UserError(
+                f"the database {self.shown} needs a driver that is not installed: {missing}{extra}"
+            ) from None
         except ArgumentError as e:
             raise UserError(f"bad database URL {self.shown}: {_reason(e)}") from None
         if self.backend == "sqlite":
@@ -108,8 +114,10 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
             return False
         if clash:  # someone else's "images" table: never write into it
             where = f"schema {self.schema}" if self.schema else "the database"
-            raise UserError(f"{where} of {self.shown} already has tables that are not a vgg-retrieval index "
-                            f"({', '.join(clash)}): use another database, or ?schema=NAME in the URL")
+            raise UserError(
+                f"{where} of {self.shown} already has tables that are not a vgg-retrieval index "
+                f"({', '.join(clash)}): use another database, or ?schema=NAME in the URL"
+            )
         with self.engine.begin() as c:
             Base.metadata.create_all(c)
         self.has_decisions = self.has_offline = self.has_captures = True
@@ -118,7 +126,9 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
     def _add_optional_tables(self, names: set) -> None:
         """Make the ``OPTIONAL_TABLES`` an older index lacks; a database that cannot be written
         keeps working without them."""
-        missing = [t for t in Base.metadata.sorted_tables if t.name in OPTIONAL_TABLES and t.name not in names]
+        missing = [
+            t for t in Base.metadata.sorted_tables if t.name in OPTIONAL_TABLES and t.name not in names
+        ]
         if not missing:
             return
         try:
@@ -141,8 +151,10 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
     def _add_missing_columns(self) -> None:
         """Upgrade a database made before ``ADDED_COLUMNS`` (ALTER TABLE ... ADD COLUMN, nullable)."""
         with self.engine.connect() as c:
-            have = {t: {col["name"] for col in inspect(c).get_columns(t, schema=self.schema)}
-                    for t in {a[0] for a in ADDED_COLUMNS}}
+            have = {
+                t: {col["name"] for col in inspect(c).get_columns(t, schema=self.schema)}
+                for t in {a[0] for a in ADDED_COLUMNS}
+            }
         missing = [a for a in ADDED_COLUMNS if a[1] not in have[a[0]]]
         if not missing:
             return
@@ -152,13 +164,19 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
                 with self.engine.begin() as c:
                     c.execute(text(f'ALTER TABLE {q(table)} ADD COLUMN "{column}" {sql_type}'))
                     if indexed:
-                        c.execute(text(f'CREATE INDEX IF NOT EXISTS "ix_{table}_{column}" ON {q(table)} ("{column}")'))
+                        c.execute(
+                            text(
+                                f'CREATE INDEX IF NOT EXISTS "ix_{table}_{column}" ON {q(table)} ("{column}")'
+                            )
+                        )
             except SQLAlchemyError as e:
                 with self.engine.connect() as c:  # another process may have just added it
                     if column in {col["name"] for col in inspect(c).get_columns(table, schema=self.schema)}:
                         continue
-                raise UserError(f"the index database {self.shown} needs a new column ({table}.{column}) and "
-                                f"cannot be upgraded ({_reason(e)}); open it once with write access") from None
+                raise UserError(
+                    f"the index database {self.shown} needs a new column ({table}.{column}) and "
+                    f"cannot be upgraded ({_reason(e)}); open it once with write access"
+                ) from None
 
     def close(self) -> None:
         self._base_engine.dispose()
@@ -189,7 +207,7 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
         out: dict[int, ImageRow] = {}
         with self.session() as s:
             for i in range(0, len(ids), 500):
-                for row in s.scalars(select(ImageRow).where(ImageRow.id.in_(ids[i:i + 500]))):
+                for row in s.scalars(select(ImageRow).where(ImageRow.id.in_(ids[i : i + 500]))):
                     out[row.id] = row
         return out
 
@@ -218,8 +236,11 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
             chosen = ids[::step][:n]
             paths = {}
             for i in range(0, len(chosen), 500):
-                paths.update(s.execute(select(ImageRow.id, ImageRow.path)
-                                       .where(ImageRow.id.in_(chosen[i:i + 500]))).all())
+                paths.update(
+                    s.execute(
+                        select(ImageRow.id, ImageRow.path).where(ImageRow.id.in_(chosen[i : i + 500]))
+                    ).all()
+                )
         return [paths[i] for i in chosen if i in paths]
 
     def roots(self) -> list[str]:
@@ -243,22 +264,38 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
     def images_under(self, root: str) -> list[tuple[str, int, int, str | None]]:
         """(path, size, mtime_ns, source) of every row inside the folder ``root`` (video frames too)."""
         with self.session() as s:
-            return [tuple(r) for r in s.execute(
-                select(ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.source)
-                .where(ImageRow.path.startswith(_prefix(root), autoescape=True)))]
+            return [
+                tuple(r)
+                for r in s.execute(
+                    select(ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.source).where(
+                        ImageRow.path.startswith(_prefix(root), autoescape=True)
+                    )
+                )
+            ]
 
     def errors_under(self, root: str) -> list[tuple[str, int, int]]:
         """(path, size, mtime_ns) of every error row inside the folder ``root``."""
         with self.session() as s:
-            return [tuple(r) for r in s.execute(
-                select(ErrorRow.path, ErrorRow.size, ErrorRow.mtime_ns)
-                .where(ErrorRow.path.startswith(_prefix(root), autoescape=True)))]
+            return [
+                tuple(r)
+                for r in s.execute(
+                    select(ErrorRow.path, ErrorRow.size, ErrorRow.mtime_ns).where(
+                        ErrorRow.path.startswith(_prefix(root), autoescape=True)
+                    )
+                )
+            ]
 
     def count_under(self, root: str) -> int:
         """How many rows lie inside the folder ``root``."""
         with self.session() as s:
-            return s.scalar(select(func.count()).select_from(ImageRow)
-                            .where(ImageRow.path.startswith(_prefix(root), autoescape=True))) or 0
+            return (
+                s.scalar(
+                    select(func.count())
+                    .select_from(ImageRow)
+                    .where(ImageRow.path.startswith(_prefix(root), autoescape=True))
+                )
+                or 0
+            )
 
     def indexed_paths(self, paths) -> list[str]:
         """Those of ``paths`` (in their order) that have a row."""
@@ -266,26 +303,32 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
         have: set[str] = set()
         with self.session() as s:
             for i in range(0, len(paths), 500):
-                have.update(s.scalars(select(ImageRow.path).where(ImageRow.path.in_(paths[i:i + 500]))))
+                have.update(s.scalars(select(ImageRow.path).where(ImageRow.path.in_(paths[i : i + 500]))))
         return [p for p in paths if p in have]
 
     def photo_facts(self) -> list[tuple[int, str, str, int, int, int, int]]:
         """(id, path, sha256, width, height, size, mtime_ns) of every photo (not video frames), by id."""
         with self.session() as s:
-            return [tuple(r) for r in s.execute(
-                select(ImageRow.id, ImageRow.path, ImageRow.sha256, ImageRow.width, ImageRow.height,
-                       ImageRow.size, ImageRow.mtime_ns)
-                .where(ImageRow.source.is_(None)).order_by(ImageRow.id))]
+            return [
+                tuple(r)
+                for r in s.execute(
+                    select(
+                        ImageRow.id,
+                        ImageRow.path,
+                        ImageRow.sha256,
+                        ImageRow.width,
+                        ImageRow.height,
+                        ImageRow.size,
+                        ImageRow.mtime_ns,
+                    )
+                    .where(ImageRow.source.is_(None))
+                    .order_by(ImageRow.id)
+                )
+            ]
 
     # --- dedup review decisions ---------------------------------------------------------------
 
-
-
     # --- capture metadata (``indexer.update.capture``) ------------------------------------------
-
-
-
-
 
     # --- in a caller's transaction (a commit, a check): ``s`` is its session ---------------------
     @staticmethod
@@ -298,7 +341,7 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
         out: dict[str, ImageRow] = {}
         paths = list(paths)
         for i in range(0, len(paths), 500):
-            for row in s.scalars(select(ImageRow).where(ImageRow.path.in_(paths[i:i + 500]))):
+            for row in s.scalars(select(ImageRow).where(ImageRow.path.in_(paths[i : i + 500]))):
                 out[row.path] = row
         return out
 
@@ -318,13 +361,13 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
     def clear_errors_in(s: Session, paths) -> None:
         paths = list(paths)
         for i in range(0, len(paths), 500):
-            s.execute(delete(ErrorRow).where(ErrorRow.path.in_(paths[i:i + 500])))
+            s.execute(delete(ErrorRow).where(ErrorRow.path.in_(paths[i : i + 500])))
 
     @staticmethod
-    def add_error_in(s: Session, path: str, root: str, reason: str, size: int, mtime_ns: int, at: float) -> None:
+    def add_error_in(
+        s: Session, path: str, root: str, reason: str, size: int, mtime_ns: int, at: float
+    ) -> None:
         s.add(ErrorRow(path=path, root=root, reason=reason, size=size, mtime_ns=mtime_ns, at=at))
-
-
 
 
 def _prefix(root: str) -> str:

@@ -1,5 +1,6 @@
 """The queries of the index's optional tables (offline folders, dedup decisions, capture metadata),
 as parts of ``Store``: all SQL stays in the store, this module only keeps store.py short."""
+
 from __future__ import annotations
 
 import time
@@ -19,8 +20,10 @@ class OfflineFolderQueries:
         if not self.has_offline:
             return {}
         with self.session() as s:
-            return {r.path: (r.since, r.reason) for r in s.scalars(select(OfflineFolderRow)
-                                                                     .order_by(OfflineFolderRow.path))}
+            return {
+                r.path: (r.since, r.reason)
+                for r in s.scalars(select(OfflineFolderRow).order_by(OfflineFolderRow.path))
+            }
 
     def mark_folders(self, offline: dict[str, tuple[str, str]], online) -> None:
         """Mark ``offline`` (folder -> (root, reason); an earlier "since" is kept) and drop the marks
@@ -43,8 +46,10 @@ class DedupDecisionQueries:
         """Remember ``decision`` for each pair ``((path, sha256), (path, sha256))`` (replacing an
         earlier one); the (sha_a, sha_b) keys written, for ``forget_dedup_decisions``."""
         if not self.has_decisions:
-            raise UserError(f"the index database {self.shown} has no table for review decisions and cannot be "
-                            f"upgraded (read-only?); open it once with write access")
+            raise UserError(
+                f"the index database {self.shown} has no table for review decisions and cannot be "
+                f"upgraded (read-only?); open it once with write access"
+            )
         keys, now = [], time.time()
         with self.session.begin() as s:
             for (pa, sa), (pb, sb) in pairs:
@@ -62,8 +67,14 @@ class DedupDecisionQueries:
         gone = 0
         with self.session.begin() as s:
             for i in range(0, len(keys), 200):
-                gone += s.execute(delete(DedupDecisionRow).where(
-                    tuple_(DedupDecisionRow.sha_a, DedupDecisionRow.sha_b).in_(keys[i:i + 200]))).rowcount or 0
+                gone += (
+                    s.execute(
+                        delete(DedupDecisionRow).where(
+                            tuple_(DedupDecisionRow.sha_a, DedupDecisionRow.sha_b).in_(keys[i : i + 200])
+                        )
+                    ).rowcount
+                    or 0
+                )
         return gone
 
     def dismissed_pairs(self) -> set[tuple[str, str]]:
@@ -71,8 +82,14 @@ class DedupDecisionQueries:
         if not self.has_decisions:
             return set()
         with self.session() as s:
-            return {tuple(r) for r in s.execute(select(DedupDecisionRow.sha_a, DedupDecisionRow.sha_b)
-                                                 .where(DedupDecisionRow.decision == KEEP_BOTH))}
+            return {
+                tuple(r)
+                for r in s.execute(
+                    select(DedupDecisionRow.sha_a, DedupDecisionRow.sha_b).where(
+                        DedupDecisionRow.decision == KEEP_BOTH
+                    )
+                )
+            }
 
 
 class CaptureQueries:
@@ -86,9 +103,11 @@ class CaptureQueries:
             return out
         with self.session() as s:
             for i in range(0, len(keys), 500):
-                for key, row, w, h in s.execute(select(column, CaptureRow, ImageRow.width, ImageRow.height)
-                                                .join(CaptureRow, CaptureRow.image_id == ImageRow.id)
-                                                .where(column.in_(keys[i:i + 500]))):
+                for key, row, w, h in s.execute(
+                    select(column, CaptureRow, ImageRow.width, ImageRow.height)
+                    .join(CaptureRow, CaptureRow.image_id == ImageRow.id)
+                    .where(column.in_(keys[i : i + 500]))
+                ):
                     out[key] = _capture(row, w, h)
         return out
 
@@ -99,31 +118,55 @@ class CaptureQueries:
             c, n = CaptureRow, func.count()
             with self.session() as s:
                 out["dated"], out["first"], out["last"] = s.execute(
-                    select(func.count(c.captured), func.min(c.captured), func.max(c.captured))).one()
-                rows = s.execute(select(c.make, c.model, n).where(c.model.is_not(None))
-                                 .group_by(c.make, c.model).order_by(n.desc()))
+                    select(func.count(c.captured), func.min(c.captured), func.max(c.captured))
+                ).one()
+                rows = s.execute(
+                    select(c.make, c.model, n)
+                    .where(c.model.is_not(None))
+                    .group_by(c.make, c.model)
+                    .order_by(n.desc())
+                )
                 out["cameras"] = [(Capture(make=m, model=mo).camera, k) for m, mo, k in rows]
         return out
 
     def photos_without_capture(self) -> list[tuple[int, str]]:
         """(id, path) of the photos that have no capture row (indexed before they were kept), by id."""
         with self.session() as s:  # (a session connects only when used)
-            return [] if not self.has_captures else [tuple(r) for r in s.execute(
-                select(ImageRow.id, ImageRow.path).outerjoin(CaptureRow, CaptureRow.image_id == ImageRow.id)
-                .where(ImageRow.source.is_(None), CaptureRow.image_id.is_(None)).order_by(ImageRow.id))]
+            return (
+                []
+                if not self.has_captures
+                else [
+                    tuple(r)
+                    for r in s.execute(
+                        select(ImageRow.id, ImageRow.path)
+                        .outerjoin(CaptureRow, CaptureRow.image_id == ImageRow.id)
+                        .where(ImageRow.source.is_(None), CaptureRow.image_id.is_(None))
+                        .order_by(ImageRow.id)
+                    )
+                ]
+            )
 
     @staticmethod
     def write_captures_in(s: Session, pairs) -> None:
         """Store (image id, Capture) pairs, replacing what those ids had."""
         for image_id, c in pairs:
-            s.merge(CaptureRow(image_id=int(image_id), captured=c.captured, make=c.make, model=c.model,
-                               lens=c.lens, gps_lat=c.gps_lat, gps_lon=c.gps_lon))
+            s.merge(
+                CaptureRow(
+                    image_id=int(image_id),
+                    captured=c.captured,
+                    make=c.make,
+                    model=c.model,
+                    lens=c.lens,
+                    gps_lat=c.gps_lat,
+                    gps_lon=c.gps_lon,
+                )
+            )
 
     @staticmethod
     def delete_captures_in(s: Session, ids) -> None:
         ids = [int(i) for i in ids]
         for i in range(0, len(ids), 500):
-            s.execute(delete(CaptureRow).where(CaptureRow.image_id.in_(ids[i:i + 500])))
+            s.execute(delete(CaptureRow).where(CaptureRow.image_id.in_(ids[i : i + 500])))
 
 
 def _capture(row: CaptureRow, w: int = 0, h: int = 0) -> Capture:

@@ -1,5 +1,6 @@
 """The index's tables (SQLAlchemy 2 ORM): images, errors, roots, meta, dedup decisions and offline folders. The
 queries over them are ``indexer.storage.store``'s named methods; nothing else builds SQL."""
+
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Float, Integer, String, Text
@@ -35,8 +36,24 @@ class ImageRow(Base):
     time_s: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
 
     def as_dict(self) -> dict:
-        return {c: getattr(self, c) for c in ("id", "path", "root", "label", "sha256", "size", "mtime_ns",
-                                              "width", "height", "format", "indexed_at", "source", "time_s")}
+        return {
+            c: getattr(self, c)
+            for c in (
+                "id",
+                "path",
+                "root",
+                "label",
+                "sha256",
+                "size",
+                "mtime_ns",
+                "width",
+                "height",
+                "format",
+                "indexed_at",
+                "source",
+                "time_s",
+            )
+        }
 
 
 # columns added after databases were made without them: (table, column, SQL type, indexed)
@@ -113,5 +130,3 @@ KEEP_BOTH = "keep"
 # tables an index can live without: made when missing if the database can be written, else their
 # readers see nothing (an index on read-only media stays searchable)
 OPTIONAL_TABLES = {DedupDecisionRow.__tablename__, OfflineFolderRow.__tablename__, CaptureRow.__tablename__}
-
-

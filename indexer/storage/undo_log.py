@@ -14,6 +14,7 @@ never a traceback), and ``verify`` checks it against the index it names:
 
 In a log, ``src`` is where a file was (and goes back to) and ``dst`` its place in the quarantine.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -78,17 +79,17 @@ def _absolute(value: str) -> bool:
 
 def _move_of(path, n: int, m) -> Move:
     if not isinstance(m, dict):
-        raise _bad(path, f"entry {n + 1} of \"moves\" is not an object ({type(m).__name__})")
+        raise _bad(path, f'entry {n + 1} of "moves" is not an object ({type(m).__name__})')
     lacks, extra = [k for k in MOVE_KEYS if k not in m], sorted(set(m) - set(MOVE_KEYS))
     if lacks:
-        raise _bad(path, f"entry {n + 1} of \"moves\" has no {', '.join(lacks)}")
+        raise _bad(path, f'entry {n + 1} of "moves" has no {", ".join(lacks)}')
     if extra:
-        raise _bad(path, f"entry {n + 1} of \"moves\" has unknown keys ({', '.join(extra)[:200]})")
+        raise _bad(path, f'entry {n + 1} of "moves" has unknown keys ({", ".join(extra)[:200]})')
     for key, kind in MOVE_KEYS.items():
         if not isinstance(m[key], kind) or isinstance(m[key], bool):
-            raise _bad(path, f"entry {n + 1}: \"{key}\" is not a {kind.__name__}")
+            raise _bad(path, f'entry {n + 1}: "{key}" is not a {kind.__name__}')
     if not _absolute(m["src"]) or not _absolute(m["dst"]):
-        raise _bad(path, f"entry {n + 1}: \"src\" and \"dst\" must be absolute, normalized paths")
+        raise _bad(path, f'entry {n + 1}: "src" and "dst" must be absolute, normalized paths')
     if len(m["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in m["sha256"]) or m["size"] < 0:
         raise _bad(path, f"entry {n + 1}: not a sha256 and a size")
     return Move(m["src"], m["dst"], m["sha256"], m["size"], m["mtime_ns"])
@@ -100,26 +101,28 @@ def read_log(path) -> UndoLog:
     data = read_json_document(path, LOG_FORMAT, "undo log", "a dedup undo log")
     version = data.get("version")
     if version == 1:
-        raise UserError(f"undo log {path} is not signed (written by a vgg-retrieval before signed logs); it "
-                        f"cannot be checked, so it is refused: move the files back by hand; nothing was moved")
+        raise UserError(
+            f"undo log {path} is not signed (written by a vgg-retrieval before signed logs); it "
+            f"cannot be checked, so it is refused: move the files back by hand; nothing was moved"
+        )
     if version != LOG_VERSION:
         raise _bad(path, f"unknown version {str(version)[:40]}")
     for key, kind in TOP_KEYS.items():
         if key not in data:
-            raise _bad(path, f"no \"{key}\"")
+            raise _bad(path, f'no "{key}"')
         if not isinstance(data[key], kind):
-            raise _bad(path, f"\"{key}\" is not a {kind.__name__}")
+            raise _bad(path, f'"{key}" is not a {kind.__name__}')
     if data["state"] not in STATES:
         raise _bad(path, f"unknown state {data['state'][:40]!r}")
     if not _absolute(data["index_dir"]) or not _absolute(data["quarantine"]):
-        raise _bad(path, "\"index_dir\" and \"quarantine\" must be absolute, normalized paths")
+        raise _bad(path, '"index_dir" and "quarantine" must be absolute, normalized paths')
     moves = [_move_of(path, n, m) for n, m in enumerate(data["moves"])]
     for key in ("src", "dst"):
         first: dict[str, int] = {}
         for n, mv in enumerate(moves):
             n0 = first.setdefault(getattr(mv, key), n)
             if n0 != n:
-                raise _bad(path, f"entry {n + 1} has the \"{key}\" of entry {n0 + 1}")
+                raise _bad(path, f'entry {n + 1} has the "{key}" of entry {n0 + 1}')
     return UndoLog(path, data, moves)
 
 
@@ -169,12 +172,16 @@ def write_log(path: Path, data: dict, key: bytes) -> None:
 def verify(log: UndoLog, key: bytes | None) -> None:
     """UserError unless ``key`` (the index's) signed ``log`` as it is."""
     if key is None:
-        raise UserError(f"undo log {log.path}: the index {log.index_dir} has no undo-log key, so it wrote no "
-                        f"undo log; refusing it; nothing was moved")
+        raise UserError(
+            f"undo log {log.path}: the index {log.index_dir} has no undo-log key, so it wrote no "
+            f"undo log; refusing it; nothing was moved"
+        )
     given = str(log.data.get("signature", "")).encode("utf-8", "replace")
     if not hmac.compare_digest(signature(log.data, key).encode(), given):
-        raise UserError(f"undo log {log.path} was edited, or written for another index than {log.index_dir} "
-                        f"(its signature does not match); refusing it; nothing was moved")
+        raise UserError(
+            f"undo log {log.path} was edited, or written for another index than {log.index_dir} "
+            f"(its signature does not match); refusing it; nothing was moved"
+        )
 
 
 # --- each move ---------------------------------------------------------------------------------------
@@ -195,13 +202,21 @@ def check_place(log: UndoLog, n: int, roots: list[str], offline: list[str]) -> N
     its restore path inside one of ``roots`` (the index's folders), not in one of ``offline``."""
     mv, where = log.moves[n], log.entry(n)
     quarantine = os.path.realpath(log.quarantine)
-    if not inside(mv.dst, log.quarantine) or mv.dst == log.quarantine or \
-            not inside(_real_parent(mv.dst), quarantine):
-        raise UserError(f"{where}: the quarantined file is not inside the quarantine folder {log.quarantine}; "
-                        f"nothing was moved")
-    if not any(inside(mv.src, r) and mv.src != r and inside(_real_parent(mv.src), os.path.realpath(r))
-               for r in roots):
-        raise UserError(f"{where}: its restore path {mv.src} is not inside the index's folders; nothing was moved")
+    if (
+        not inside(mv.dst, log.quarantine)
+        or mv.dst == log.quarantine
+        or not inside(_real_parent(mv.dst), quarantine)
+    ):
+        raise UserError(
+            f"{where}: the quarantined file is not inside the quarantine folder {log.quarantine}; "
+            f"nothing was moved"
+        )
+    if not any(
+        inside(mv.src, r) and mv.src != r and inside(_real_parent(mv.src), os.path.realpath(r)) for r in roots
+    ):
+        raise UserError(
+            f"{where}: its restore path {mv.src} is not inside the index's folders; nothing was moved"
+        )
     if inside(mv.src, quarantine) or inside(mv.src, log.quarantine):
         raise UserError(f"{where}: its restore path {mv.src} is inside the quarantine; nothing was moved")
     gone = [f for f in offline if inside(mv.src, f)]
@@ -216,13 +231,19 @@ def check_file(log: UndoLog, n: int) -> None:
     try:
         st = os.lstat(mv.dst)
     except OSError as e:
-        raise UserError(f"{where}: cannot read the quarantined file: {e.strerror}; nothing was moved") from None
+        raise UserError(
+            f"{where}: cannot read the quarantined file: {e.strerror}; nothing was moved"
+        ) from None
     if not stat.S_ISREG(st.st_mode):
         raise UserError(f"{where}: the quarantined file is not a regular file; nothing was moved")
     try:
         same = st.st_size == mv.size and file_sha256(mv.dst) == mv.sha256
     except OSError as e:
-        raise UserError(f"{where}: cannot read the quarantined file: {e.strerror}; nothing was moved") from None
+        raise UserError(
+            f"{where}: cannot read the quarantined file: {e.strerror}; nothing was moved"
+        ) from None
     if not same:
-        raise UserError(f"{where}: the quarantined file is not the one apply moved (size or sha256 differ); "
-                        f"nothing was moved")
+        raise UserError(
+            f"{where}: the quarantined file is not the one apply moved (size or sha256 differ); "
+            f"nothing was moved"
+        )

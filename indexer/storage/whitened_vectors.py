@@ -1,6 +1,7 @@
 """An index's whitening (``indexer.vectors.whitening``) and the whitened copy of its vectors that searches use.
 
 More: docs/design-notes.md (``indexer.storage.whitened_vectors``)."""
+
 from __future__ import annotations
 
 import time
@@ -49,8 +50,10 @@ class WhitenedVectors:
                 return self.state, self.index
             except RuntimeError:
                 if (self.directory / meta["vectors_file"]).exists():
-                    raise UserError(f"the whitened vectors {self.directory / meta['vectors_file']} cannot be read "
-                                    f"(run vgg-retrieval check)") from None
+                    raise UserError(
+                        f"the whitened vectors {self.directory / meta['vectors_file']} cannot be read "
+                        f"(run vgg-retrieval check)"
+                    ) from None
                 meta = None  # replaced by a commit between reading the meta and the file: read again
                 time.sleep(0.2)
         raise UserError(f"the whitened vectors named by the index are missing in {self.directory}")
@@ -58,8 +61,9 @@ class WhitenedVectors:
     def forget(self) -> None:
         self.meta, self.state, self.index, self.pending = None, None, None, None
 
-    def follow(self, s, raw, generation: int, removed, added_ids: np.ndarray, added: np.ndarray,
-               rebuilt: bool) -> dict | None:
+    def follow(
+        self, s, raw, generation: int, removed, added_ids: np.ndarray, added: np.ndarray, rebuilt: bool
+    ) -> dict | None:
         """An update's commit, in its transaction ``s``: the whitened copy takes the same changes
         as ``raw`` (the new raw vectors: ``removed`` ids out, ``added`` in, ``rebuilt`` when the
         commit converted its type); a whitening is (re)fitted when the rules say so (refit after
@@ -90,8 +94,13 @@ class WhitenedVectors:
         if meta is None:
             npz = f"{NPZ_PREFIX}-{generation:06d}.npz"
             whitening.save(state, self.directory / npz)
-            meta = {"file": npz, "n": state.n, "model_id": state.model_id, "fitted_at": time.time(),
-                    "method": state.describe()}
+            meta = {
+                "file": npz,
+                "n": state.n,
+                "model_id": state.model_id,
+                "fitted_at": time.time(),
+                "method": state.describe(),
+            }
         name, digest = vectors.save(index, self.directory, generation, prefix=FAISS_PREFIX)
         meta = {**meta, "vectors_file": name, "vectors_sha256": digest, "count": int(index.ntotal)}
         crash_point("whitening_saved")
@@ -196,8 +205,10 @@ def check(index, db_ids: np.ndarray, problems: list[str]) -> None:
         problems.append(f"whitening: {str(e).strip().splitlines()[0][:200]}")
         return
     if digest != meta.get("vectors_sha256"):
-        problems.append(f"{meta['vectors_file']} has sha256 {digest[:12]}, the database recorded "
-                        f"{str(meta.get('vectors_sha256'))[:12]}")
+        problems.append(
+            f"{meta['vectors_file']} has sha256 {digest[:12]}, the database recorded "
+            f"{str(meta.get('vectors_sha256'))[:12]}"
+        )
     if copy.d != state.dim or not np.array_equal(np.sort(vectors.ids_of(copy)), np.sort(db_ids)):
         problems.append(f"{meta['vectors_file']} does not hold one whitened vector per image row")
     elif copy.ntotal and vectors.is_exact(copy):

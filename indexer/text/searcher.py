@@ -1,6 +1,7 @@
 """Search an index by words: ``TextSearcher`` (the index's descriptors projected into the text
 model's space, cached in ``INDEX/text/images-<key>.faiss``), and training the text model of an index.
 The models themselves are ``retrieval.text`` (no index there)."""
+
 from __future__ import annotations
 
 import os

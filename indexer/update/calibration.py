@@ -1,5 +1,6 @@
 """What a new index's INT8 model is calibrated on: a spread of what the index will embed under its
 folders: photos of every readable format, and video keyframes when there are too few photos."""
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,9 @@ def _spread(items: list, n: int) -> list:
     return [items[int(i * step)] for i in range(min(n, len(items)))]
 
 
-def calibration_images(folders: Sequence, n: int = CALIBRATION_IMAGES,
-                       scan_limit: int = CALIBRATION_SCAN_LIMIT, size: int = 224) -> list:
+def calibration_images(
+    folders: Sequence, n: int = CALIBRATION_IMAGES, scan_limit: int = CALIBRATION_SCAN_LIMIT, size: int = 224
+) -> list:
     """Up to ``n`` pictures from ``folders``: photo paths spread evenly over the first ``scan_limit``
     files found (sorted walk), each checked to decode; when they are fewer than ``n``, the
     keyframes of the videos found (as PIL images) fill up the rest."""
@@ -55,7 +57,7 @@ def calibration_images(folders: Sequence, n: int = CALIBRATION_IMAGES,
             frames = sample_video(path, size).frames
         except (VideoError, OSError):
             continue
-        for f in frames[:max(1, n - len(picked))]:
+        for f in frames[: max(1, n - len(picked))]:
             h, w = f.prepared.valid
             picked.append(Image.fromarray(f.prepared.array[:h, :w]))
         if len(picked) >= n:

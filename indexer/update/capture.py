@@ -6,6 +6,7 @@ TIFF-based RAWs (DNG, NEF, CR2, ARW...), HEIF, AVIF, JPEG XL, WebP and PNG. Othe
 ORF, RW2) give what their embedded preview's EXIF says. Nothing here ever fails an image: a photo
 without readable metadata just has none.
 """
+
 from __future__ import annotations
 
 import io
@@ -113,7 +114,7 @@ def fill_missing(store: Store, batch: int = 200) -> int:
     todo, done = store.photos_without_capture(), 0
     for i in range(0, len(todo), batch):
         pairs = []
-        for image_id, path in todo[i:i + batch]:
+        for image_id, path in todo[i : i + batch]:
             try:
                 with open(path, "rb") as f:
                     pairs.append((image_id, read_capture(f.read(), path)))

@@ -4,6 +4,7 @@ The new generation's vectors file is saved (fsynced, renamed) inside the databas
 names it; the database's ``vectors_file`` meta is the commit point. A crash before it leaves the old
 generation (the new file is an orphan the next writer removes); after it, the new one.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,9 +24,16 @@ from retrieval.errors import UserError
 from .decode import Decoded
 
 
-def commit(store: Store, committed: CommittedVectors, added: list[tuple[Decoded, np.ndarray]],
-           errors: list[tuple[str, str, int, int]], reasons: dict[str, str], delete_paths, clear_errors,
-           report: UpdateReport) -> None:
+def commit(
+    store: Store,
+    committed: CommittedVectors,
+    added: list[tuple[Decoded, np.ndarray]],
+    errors: list[tuple[str, str, int, int]],
+    reasons: dict[str, str],
+    delete_paths,
+    clear_errors,
+    report: UpdateReport,
+) -> None:
     """One atomic step: rows and a new vectors file, or neither. ``added``: (item, vector) pairs
     (new or changed files); ``errors``: (path, root, size, mtime_ns) of unusable files, ``reasons``
     says why; ``delete_paths``: rows to drop; ``clear_errors``: error rows to drop."""
@@ -38,17 +46,21 @@ def commit(store: Store, committed: CommittedVectors, added: list[tuple[Decoded,
             rows, drop, now = _write_rows(s, added, errors, reasons, delete_paths, clear_errors, report)
             if store.has_captures:  # gone rows lose theirs; new and changed photos get theirs
                 Store.delete_captures_in(s, drop)
-                Store.write_captures_in(s, [(r.id, d.capture) for r, (d, _) in zip(rows, added)
-                                            if d.capture is not None])
+                Store.write_captures_in(
+                    s, [(r.id, d.capture) for r, (d, _) in zip(rows, added) if d.capture is not None]
+                )
             ids = np.array([r.id for r in rows], dtype=np.int64)
-            index = vectors.without(index, drop + ids.tolist())  # updated files keep their id, get a new vector
+            index = vectors.without(
+                index, drop + ids.tolist()
+            )  # updated files keep their id, get a new vector
             new_vectors = np.stack([v for _, v in added]).astype(np.float32) if rows else None
             if rows:
                 index.add_with_ids(new_vectors, ids)
             adapted = _adapt_vectors(s, index)
             new_file, digest = vectors.save(adapted, directory, generation)
-            committed.whitened.follow(s, adapted, generation, drop + ids.tolist(), ids, new_vectors,
-                                      rebuilt=adapted is not index)
+            committed.whitened.follow(
+                s, adapted, generation, drop + ids.tolist(), ids, new_vectors, rebuilt=adapted is not index
+            )
             index = adapted
             Store.set_meta(s, "generation", generation)
             Store.set_meta(s, "vectors_file", new_file)
@@ -62,8 +74,9 @@ def commit(store: Store, committed: CommittedVectors, added: list[tuple[Decoded,
         whitened.discard_uncommitted(directory, store)
         if isinstance(e, (OSError, SQLAlchemyError)):
             reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:200]
-            raise UserError(f"cannot save the index in {directory} ({reason}); "
-                            f"it keeps its last saved state") from None
+            raise UserError(
+                f"cannot save the index in {directory} ({reason}); it keeps its last saved state"
+            ) from None
         raise
     crash_point("after_commit")
     committed.replace(index, new_file)
@@ -78,8 +91,9 @@ def _write_rows(s, added, errors, reasons, delete_paths, clear_errors, report: U
     existing = Store.rows_by_path_in(s, paths_touched)
     # files gone, or now unusable: drop their rows and vectors
     readded = {d.path for d, _ in added}  # a changed video's frames at the same time: updated
-    gone = [existing[p] for p in list(delete_paths) + [e[0] for e in errors]
-            if p in existing and p not in readded]
+    gone = [
+        existing[p] for p in list(delete_paths) + [e[0] for e in errors] if p in existing and p not in readded
+    ]
     drop = [r.id for r in gone]  # out of the vectors, with the replaced ones
     Store.delete_rows_in(s, gone)
     report.removed += len([p for p in delete_paths if p not in readded])

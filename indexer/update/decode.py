@@ -1,4 +1,5 @@
 """Work done per file in the decode processes: read once, hash, decode, resize and pad."""
+
 from __future__ import annotations
 
 import hashlib
@@ -117,9 +118,23 @@ def decode_video(job: tuple[str, str, int, int]) -> list[Decoded]:
     out = []
     for n, f in enumerate(sample.frames):
         p = f.prepared
-        out.append(Decoded(frame_path(path, f.time_s), root, after.st_size, after.st_mtime_ns, sha256,
-                           p.width, p.height, sample.format, p.array, p.valid, source=path, time_s=f.time_s,
-                           more=n < len(sample.frames) - 1))
+        out.append(
+            Decoded(
+                frame_path(path, f.time_s),
+                root,
+                after.st_size,
+                after.st_mtime_ns,
+                sha256,
+                p.width,
+                p.height,
+                sample.format,
+                p.array,
+                p.valid,
+                source=path,
+                time_s=f.time_s,
+                more=n < len(sample.frames) - 1,
+            )
+        )
     return out
 
 
@@ -141,7 +156,9 @@ def decode_file(job: tuple[str, str, int, int]) -> Decoded:
     except OSError as e:
         out.problem = f"cannot read: {e.strerror or e}"
         return out
-    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(
+        data
+    ) != after.st_size:
         out.problem = "file changed while being read (it will be retried next run)"
         return out  # size -1: never taken for "unchanged"
     out.size, out.mtime_ns = after.st_size, after.st_mtime_ns

@@ -2,6 +2,7 @@
 picked by name.
 
 More: docs/design-notes.md (``indexer.update.embedding``)."""
+
 from __future__ import annotations
 
 from collections import deque
@@ -22,8 +23,7 @@ Job = tuple  # (path, root, input_size, max_pixels)
 
 
 class EmbeddingStrategy(Protocol):
-    def embedded(self, jobs: list[Job]) -> Iterator[tuple[Decoded, np.ndarray | None]]:
-        ...
+    def embedded(self, jobs: list[Job]) -> Iterator[tuple[Decoded, np.ndarray | None]]: ...
 
 
 STRATEGIES: dict[str, type] = {}
@@ -31,9 +31,11 @@ STRATEGIES: dict[str, type] = {}
 
 def strategy(name: str):
     """Register an embedding strategy class under ``name``: ``cls(index, workers)``."""
+
     def register(cls):
         STRATEGIES[name] = cls
         return cls
+
     return register
 
 
@@ -70,8 +72,10 @@ class LocalEmbedding:
                 for items in _batches(decoded, self.batch_size):
                     usable = [d for d in items if d.problem is None]
                     started.append(items)
-                    batch = ([d.array for d in usable],  # of one shape, or a few (buckets)
-                             np.array([d.valid for d in usable], dtype=np.int64).reshape(-1, 2))
+                    batch = (
+                        [d.array for d in usable],  # of one shape, or a few (buckets)
+                        np.array([d.valid for d in usable], dtype=np.int64).reshape(-1, 2),
+                    )
                     yield embedder.prepare_batch(*batch) if overlap else batch
             finally:
                 decoded.close()  # the decoding processes stop here
@@ -121,8 +125,9 @@ class RayEmbedding:
         index = self.index
         index.ensure_exported_model()
         embedded = 0
-        for d, vec in ray_embedded(jobs, index.spec, index.model_dir, index.ray, batch_size=index.batch_size,
-                                   threads=index.threads):
+        for d, vec in ray_embedded(
+            jobs, index.spec, index.model_dir, index.ray, batch_size=index.batch_size, threads=index.threads
+        ):
             if vec is not None:
                 embedded += 1
                 if embedded % index.batch_size == 0:
@@ -141,7 +146,9 @@ def _isolated(job: Job) -> list[Decoded]:
             return [Decoded(job[0], job[1], problem="the image decoder crashed on this file")]
 
 
-def decode_stream(jobs: list[Job], workers: int, ahead: int, journal: DecodeJournal | None = None) -> Iterator[Decoded]:
+def decode_stream(
+    jobs: list[Job], workers: int, ahead: int, journal: DecodeJournal | None = None
+) -> Iterator[Decoded]:
     """Decoded items (``decode_items``) in job order, ``workers`` processes decoding at most ``ahead`` files ahead of
     the consumer (bounded memory), overlapping with the caller's inference. ``workers`` 0: in this
     process, each file named in ``journal`` while it is decoded; the file a run died decoding (the

@@ -1,14 +1,15 @@
 """Planning an update: compare the files under the roots with what the store knows, and say what
 to embed, what to record as a problem, which rows to delete and which error rows to clear."""
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 
 from indexer.reports import UpdateReport
+from indexer.storage import offline
 from indexer.storage.store import Store
 
-from indexer.storage import offline
 from .scan import Entry, classify, walk
 
 
@@ -19,7 +20,9 @@ class Plan:
     delete_paths: list[str] = field(default_factory=list)  # rows whose files are gone or replaced
     clear_errors: list[str] = field(default_factory=list)  # error rows whose files changed or went
     offline: dict[str, tuple[str, str]] = field(default_factory=dict)  # folder -> (root, reason): not listed
-    online: list[str] = field(default_factory=list)  # folders marked offline before, listed (or forgotten) now
+    online: list[str] = field(
+        default_factory=list
+    )  # folders marked offline before, listed (or forgotten) now
     gone_roots: list[str] = field(default_factory=list)  # missing roots to forget (--forget-missing)
     forgotten: list[tuple[str, str]] = field(default_factory=list)  # (folder, reason): not listed, let go
 
@@ -27,6 +30,7 @@ class Plan:
 @dataclass
 class _Known:
     """What the store holds under the roots, as the scan compares it."""
+
     files: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (size, mtime_ns); a video once
     errors: dict[str, tuple[int, int]] = field(default_factory=dict)
     frames: dict[str, list[str]] = field(default_factory=dict)  # video file -> its frame rows
@@ -48,8 +52,13 @@ def _known(store: Store, roots: list[str]) -> _Known:
     return known
 
 
-def plan_update(store: Store, roots: list[str], report: UpdateReport, forget_missing: bool = False,
-                skip: str | None = None) -> Plan:
+def plan_update(
+    store: Store,
+    roots: list[str],
+    report: UpdateReport,
+    forget_missing: bool = False,
+    skip: str | None = None,
+) -> Plan:
     """Scan ``roots`` (leaving out the folder ``skip``); unchanged files are counted in
     ``report.unchanged`` and left alone. A folder that cannot be listed keeps its entries, marked
     offline (``indexer.storage.offline``), unless ``forget_missing``."""

@@ -1,6 +1,7 @@
 """Running a generator ahead of its consumer in a thread: in-process decoding (Pillow releases the
 GIL while it decodes and resizes) overlaps with inference (OpenVINO releases it too) on the same
 cores. Measured: benchmarks/decode_overlap.py."""
+
 from __future__ import annotations
 
 import queue

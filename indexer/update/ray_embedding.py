@@ -1,6 +1,7 @@
 """Distributed decoding and embedding with Ray Data (``vgg-retrieval index ... --engine ray``).
 
 More: docs/design-notes.md (``indexer.update.ray_embedding``)."""
+
 from __future__ import annotations
 
 import logging
@@ -31,6 +32,7 @@ class RayOptions:
     (default: the cluster's CPUs less about one in eight, kept for decoding). ``model_engine``: the
     inference engine each actor runs. ``cpus_per_actor``: CPUs each actor reserves, also its
     inference threads unless the index was opened with ``threads``."""
+
     address: str | None = None
     actors: int | None = None
     model_engine: str = "openvino"
@@ -39,7 +41,9 @@ class RayOptions:
 
     def validated(self) -> "RayOptions":
         if self.model_engine not in MODEL_ENGINES:
-            raise UserError(f"--ray-model-engine must be one of {', '.join(MODEL_ENGINES)} (got {self.model_engine!r})")
+            raise UserError(
+                f"--ray-model-engine must be one of {', '.join(MODEL_ENGINES)} (got {self.model_engine!r})"
+            )
         if self.actors is not None and self.actors < 1:
             raise UserError(f"--ray-actors must be at least 1 (got {self.actors})")
         if self.cpus_per_actor <= 0:
@@ -53,7 +57,9 @@ def import_ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError as e:
-        raise UserError(f"--engine ray needs Ray Data ({e.name or 'ray'} is not installed): {INSTALL_HINT}") from None
+        raise UserError(
+            f"--engine ray needs Ray Data ({e.name or 'ray'} is not installed): {INSTALL_HINT}"
+        ) from None
     return ray
 
 
@@ -69,8 +75,12 @@ def _connect(ray, opts: RayOptions) -> bool:
     """Initialise Ray unless it already is; True when this call started it (and must shut it down)."""
     if ray.is_initialized():
         return False
-    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                  runtime_env={"py_modules": code_modules()})
+    kwargs = dict(
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"py_modules": code_modules()},
+    )
     try:
         if opts.address:
             ray.init(address=opts.address, **kwargs)
@@ -78,7 +88,9 @@ def _connect(ray, opts: RayOptions) -> bool:
             ray.init(**kwargs)
     except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
         where = opts.address or "a local Ray"
-        raise UserError(f"cannot start or reach Ray at {where}: {str(e).strip().splitlines()[0][:200]}") from None
+        raise UserError(
+            f"cannot start or reach Ray at {where}: {str(e).strip().splitlines()[0][:200]}"
+        ) from None
     return True
 
 
@@ -94,7 +106,9 @@ def _model_files(model_dir: Path, engine: str) -> dict[str, bytes]:
     for name in names:
         path = model_dir / name
         if not path.is_file():
-            raise UserError(f"the index's model folder {model_dir} has no {name} (needed by the {engine} engine)")
+            raise UserError(
+                f"the index's model folder {model_dir} has no {name} (needed by the {engine} engine)"
+            )
         files[name] = path.read_bytes()
     return files
 
@@ -104,25 +118,44 @@ def _decode_rows(job: dict) -> list[dict]:
     """One scanned file -> its rows (decode_items: several for a container such as a video). Every
     row has the same columns; a problem row carries a zero picture that no actor embeds."""
 
-
     size = int(job["input_size"])
     geometry = InputBuckets(size) if job.get("buckets") else size
     rows = []
     for d in decode_items((job["path"], job["root"], geometry, int(job["max_pixels"]))):
         ok = d.problem is None and d.array is not None
-        rows.append({
-            "path": d.path, "root": d.root, "size": int(d.size), "mtime_ns": int(d.mtime_ns),
-            "sha256": d.sha256 or "", "width": int(d.width), "height": int(d.height), "format": d.format or "",
-            "problem": "" if ok else (d.problem or "could not be decoded"),
-            "vh": int(d.valid[0]) if ok else 0, "vw": int(d.valid[1]) if ok else 0,
-            "array": d.array if ok else np.zeros((size, size, 3), np.uint8),
-            "extra": _extra(d),
-        })
+        rows.append(
+            {
+                "path": d.path,
+                "root": d.root,
+                "size": int(d.size),
+                "mtime_ns": int(d.mtime_ns),
+                "sha256": d.sha256 or "",
+                "width": int(d.width),
+                "height": int(d.height),
+                "format": d.format or "",
+                "problem": "" if ok else (d.problem or "could not be decoded"),
+                "vh": int(d.valid[0]) if ok else 0,
+                "vw": int(d.valid[1]) if ok else 0,
+                "array": d.array if ok else np.zeros((size, size, 3), np.uint8),
+                "extra": _extra(d),
+            }
+        )
     return rows
 
 
-_BASE_FIELDS = ("path", "root", "size", "mtime_ns", "sha256", "width", "height", "format", "array", "valid",
-                "problem")
+_BASE_FIELDS = (
+    "path",
+    "root",
+    "size",
+    "mtime_ns",
+    "sha256",
+    "width",
+    "height",
+    "format",
+    "array",
+    "valid",
+    "problem",
+)
 
 
 def _extra(d: Decoded) -> str:
@@ -148,7 +181,9 @@ class _EmbedActor:
         for name, data in files.items():
             (Path(self._dir.name) / name).write_bytes(data)
         self.spec = ModelSpec.from_dict(spec)
-        self.embedder = load_embedder(engine, self.spec, self._dir.name, batch_size=batch_size, threads=threads)
+        self.embedder = load_embedder(
+            engine, self.spec, self._dir.name, batch_size=batch_size, threads=threads
+        )
 
     def __call__(self, batch: dict) -> dict:
         problems = np.asarray(batch["problem"]).astype(str)
@@ -156,7 +191,9 @@ class _EmbedActor:
         out = np.zeros((len(problems), self.spec.descriptor_dim), np.float32)
         if len(good):
             images = [np.asarray(batch["array"][i], dtype=np.uint8) for i in good]  # buckets: a few shapes
-            sizes = np.stack([np.asarray(batch["vh"])[good], np.asarray(batch["vw"])[good]], axis=1).astype(np.int64)
+            sizes = np.stack([np.asarray(batch["vh"])[good], np.asarray(batch["vw"])[good]], axis=1).astype(
+                np.int64
+            )
             out[good] = self.embedder.embed_batch(images, sizes)
         result = {k: v for k, v in batch.items() if k != "array"}
         result["vector"] = out
@@ -170,8 +207,9 @@ def default_actors(ray, opts: RayOptions) -> int:
     return max(1, int((cpus - spare) // opts.cpus_per_actor))
 
 
-def ray_embedded(jobs: list, spec, model_dir: Path, opts: RayOptions, batch_size: int = 8,
-                 threads: int | None = None) -> Iterator[tuple[Decoded, np.ndarray | None]]:
+def ray_embedded(
+    jobs: list, spec, model_dir: Path, opts: RayOptions, batch_size: int = 8, threads: int | None = None
+) -> Iterator[tuple[Decoded, np.ndarray | None]]:
     """(Decoded without pixels, unit vector) for every item of the ``jobs`` (``(path, root,
     input_size, max_pixels)``, as the local path builds them), in job order; problem items come with
     ``vector`` None. The driver does no decoding or inference."""
@@ -188,8 +226,9 @@ def ray_embedded(jobs: list, spec, model_dir: Path, opts: RayOptions, batch_size
         if type(e).__module__.split(".")[0] != "ray" and not type(e).__name__.startswith("Ray"):
             raise
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise UserError(f"Ray indexing failed ({type(e).__name__}: {first}); "
-                        f"the index keeps what was saved before") from None
+        raise UserError(
+            f"Ray indexing failed ({type(e).__name__}: {first}); the index keeps what was saved before"
+        ) from None
     finally:
         if started:
             ray.shutdown()
@@ -208,19 +247,39 @@ def _stream(ray, jobs, spec, model_dir, opts, batch_size, threads):
         actors = opts.actors or default_actors(ray, opts)
         cpus = ray.cluster_resources().get("CPU", 0)
         if cpus and actors * opts.cpus_per_actor > cpus - 1:
-            raise UserError(f"{actors} Ray actor(s) x {opts.cpus_per_actor:g} CPU(s) leave no CPU for decoding on "
-                            f"this Ray cluster ({cpus:g} CPUs): use fewer --ray-actors or --threads")
+            raise UserError(
+                f"{actors} Ray actor(s) x {opts.cpus_per_actor:g} CPU(s) leave no CPU for decoding on "
+                f"this Ray cluster ({cpus:g} CPUs): use fewer --ray-actors or --threads"
+            )
         # s: spec.input_geometry, an int or InputBuckets; sent as plain columns
-        items = [{"path": p, "root": r, "input_size": int(getattr(s, "size", s)), "buckets": not isinstance(s, int),
-                  "max_pixels": m} for p, r, s, m in jobs]
-        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // FILES_PER_BLOCK + 1, 20000)))
+        items = [
+            {
+                "path": p,
+                "root": r,
+                "input_size": int(getattr(s, "size", s)),
+                "buckets": not isinstance(s, int),
+                "max_pixels": m,
+            }
+            for p, r, s, m in jobs
+        ]
+        ds = ray.data.from_items(
+            items, override_num_blocks=max(1, min(len(items) // FILES_PER_BLOCK + 1, 20000))
+        )
         ds = ds.flat_map(_decode_rows)
         ds = ds.map_batches(
-            _EmbedActor, batch_size=batch_size, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=opts.cpus_per_actor,
-            fn_constructor_kwargs={"files": (files,), "spec": spec.to_dict(), "engine": opts.model_engine,
-                                   "batch_size": batch_size,
-                                   "threads": threads or max(1, int(round(opts.cpus_per_actor)))})
+            _EmbedActor,
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=opts.cpus_per_actor,
+            fn_constructor_kwargs={
+                "files": (files,),
+                "spec": spec.to_dict(),
+                "engine": opts.model_engine,
+                "batch_size": batch_size,
+                "threads": threads or max(1, int(round(opts.cpus_per_actor))),
+            },
+        )
         for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=2):
             yield from _rows_of(batch)
     finally:
@@ -233,10 +292,18 @@ def _rows_of(batch: dict) -> Iterator[tuple[Decoded, np.ndarray | None]]:
     vectors = np.asarray(batch["vector"], dtype=np.float32)
     for i in range(len(vectors)):
         problem = str(batch["problem"][i])
-        d = Decoded(str(batch["path"][i]), str(batch["root"][i]), size=int(batch["size"][i]),
-                    mtime_ns=int(batch["mtime_ns"][i]), sha256=str(batch["sha256"][i]),
-                    width=int(batch["width"][i]), height=int(batch["height"][i]), format=str(batch["format"][i]),
-                    valid=(int(batch["vh"][i]), int(batch["vw"][i])), problem=problem or None)
+        d = Decoded(
+            str(batch["path"][i]),
+            str(batch["root"][i]),
+            size=int(batch["size"][i]),
+            mtime_ns=int(batch["mtime_ns"][i]),
+            sha256=str(batch["sha256"][i]),
+            width=int(batch["width"][i]),
+            height=int(batch["height"][i]),
+            format=str(batch["format"][i]),
+            valid=(int(batch["vh"][i]), int(batch["vw"][i])),
+            problem=problem or None,
+        )
         extra = str(batch["extra"][i])
         if extra:
             for k, v in json.loads(extra).items():

@@ -3,6 +3,7 @@
 Symbolic links to files are followed; links to folders are not (no loops). Only the first bytes of
 new or changed files are read here; unchanged files cost one ``stat``.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,23 @@ from typing import Iterator
 from indexer.video.keyframes import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, sniff_video, videos_enabled
 from retrieval.formats import EXTRA_IMAGE_EXTENSIONS, sniff_extra
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
-                    ".webp", ".ppm", ".pgm", ".pbm", ".pnm"} | EXTRA_IMAGE_EXTENSIONS
+IMAGE_EXTENSIONS = {
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".gif",
+    ".bmp",
+    ".dib",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+    ".pnm",
+} | EXTRA_IMAGE_EXTENSIONS
 
 
 @dataclass
@@ -84,9 +100,16 @@ def printable(path: str) -> str:
 def walk(root: str, skip: str | None = None) -> Iterator[Entry]:
     """Every regular file below ``root`` (sorted), with its stat, or the reason it can't be used; a
     folder that cannot be listed as an ``unlisted`` entry. ``skip``: a folder left out (the index's own)."""
+
     def onerror(e: OSError) -> None:
-        errors.append(Entry(printable(e.filename or root), root, problem=f"cannot list folder: {e.strerror}",
-                            unlisted=True))
+        errors.append(
+            Entry(
+                printable(e.filename or root),
+                root,
+                problem=f"cannot list folder: {e.strerror}",
+                unlisted=True,
+            )
+        )
 
     errors: list[Entry] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):

@@ -1,6 +1,7 @@
 """Running an update: under the write lock, plan it, stream the embedded items from the index's
 embedding strategy, and commit them in steps (every ``commit_every`` items or ``commit_seconds``),
 never splitting a video's frames across commits; report progress as files complete."""
+
 from __future__ import annotations
 
 import os
@@ -14,6 +15,7 @@ from indexer import vectors
 from indexer.faults import crash_point
 from indexer.reports import UpdateReport
 from indexer.storage.folder import check_writable, write_lock
+from indexer.storage.move_journal import recover
 from retrieval.errors import UserError
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
 
@@ -21,16 +23,21 @@ from .capture import fill_missing
 from .decode import Decoded
 from .embedding import embedding_strategy
 from .planning import Plan, plan_update
-from indexer.storage.move_journal import recover
-
 from .scan import printable
 
 Progress = Callable[[int, int], object]
 
 
-def update(index, folders: Iterable = (), workers: int | None = None, progress: bool | Progress = True,
-           commit_every: int = 1000, commit_seconds: float = 120.0,
-           max_pixels: int = DEFAULT_MAX_PIXELS, forget_missing: bool = False) -> UpdateReport:
+def update(
+    index,
+    folders: Iterable = (),
+    workers: int | None = None,
+    progress: bool | Progress = True,
+    commit_every: int = 1000,
+    commit_seconds: float = 120.0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    forget_missing: bool = False,
+) -> UpdateReport:
     """``Index.update``: bring ``index`` in line with ``folders`` (all known roots when empty);
     ``forget_missing``: drop the entries of folders that cannot be listed (``indexer.storage.offline``)."""
     roots = _roots(index, folders, forget_missing)
@@ -51,7 +58,9 @@ def update(index, folders: Iterable = (), workers: int | None = None, progress: 
         crash_point("after_scan")
         index.committed.load(force=True)
         jobs = [(e.path, e.root, index.spec.input_geometry, max_pixels) for e in plan.todo]
-        run = UpdateRun(index._commit, plan, report, progress_bar(progress, len(jobs)), commit_every, commit_seconds)
+        run = UpdateRun(
+            index._commit, plan, report, progress_bar(progress, len(jobs)), commit_every, commit_seconds
+        )
         run.run(embedding_strategy(index.distributor, index, workers).embedded(jobs))
         if plan.gone_roots:  # after the commits that dropped their rows
             index.store.remove_roots(plan.gone_roots)
@@ -120,8 +129,15 @@ class UpdateRun:
     """One update's pipeline state: what waits for the next commit, and when that is due.
     ``commit``: ``(added, errors, reasons, delete_paths, clear_errors, report)`` (``Index._commit``)."""
 
-    def __init__(self, commit: Callable, plan: Plan, report: UpdateReport, bar, commit_every: int,
-                 commit_seconds: float):
+    def __init__(
+        self,
+        commit: Callable,
+        plan: Plan,
+        report: UpdateReport,
+        bar,
+        commit_every: int,
+        commit_seconds: float,
+    ):
         self._commit = commit
         self.report = report
         self.bar = bar
@@ -165,10 +181,13 @@ class UpdateRun:
 
     def commit_due(self) -> bool:
         return len(self.pending) >= self.commit_every or bool(
-            self.pending and time.monotonic() - self.last_commit > self.commit_seconds)
+            self.pending and time.monotonic() - self.last_commit > self.commit_seconds
+        )
 
     def commit(self) -> None:
-        self._commit(self.pending, self.pending_errors, self.reasons, self.deletes, self.clear_errors, self.report)
+        self._commit(
+            self.pending, self.pending_errors, self.reasons, self.deletes, self.clear_errors, self.report
+        )
         self.pending, self.pending_errors, self.deletes, self.clear_errors = [], [], [], []
         self.last_commit = time.monotonic()
 
@@ -194,5 +213,11 @@ def progress_bar(progress: bool | Progress, total: int):
         return CallbackProgress(progress, total)
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", desc="indexing", disable=not progress or not total,
-                dynamic_ncols=True, smoothing=0.1)
+    return tqdm(
+        total=total,
+        unit="img",
+        desc="indexing",
+        disable=not progress or not total,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )

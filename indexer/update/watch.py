@@ -1,6 +1,7 @@
 """Watch mode: keep an index current while files are added, changed and removed.
 
 More: docs/design-notes.md (``indexer.update.watch``)."""
+
 from __future__ import annotations
 
 import os
@@ -26,10 +27,10 @@ class _Stopped(KeyboardInterrupt):
 
 @dataclass
 class WatchStats:
-    passes: int = 0          # fingerprints taken
-    updates: int = 0         # passes that ran an update (something had changed, or the first one)
-    changed: int = 0         # updates that changed the index
-    failed: int = 0          # updates that failed (reported, retried next pass)
+    passes: int = 0  # fingerprints taken
+    updates: int = 0  # passes that ran an update (something had changed, or the first one)
+    changed: int = 0  # updates that changed the index
+    failed: int = 0  # updates that failed (reported, retried next pass)
     interrupted: bool = False  # a signal abandoned an update (the index kept its last committed state)
     reports: list = field(default_factory=list)  # UpdateReports of the updates that changed something
 
@@ -50,13 +51,21 @@ def fingerprint(roots: Iterable[str]) -> tuple[dict[str, int], int, int]:
             acc = (acc + hash(("missing", root))) & 0xFFFFFFFFFFFFFFFF
             continue
         errors: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: errors.append(str(e)),
-                                                     followlinks=False):
+        for dirpath, dirnames, filenames in os.walk(
+            root, onerror=lambda e: errors.append(str(e)), followlinks=False
+        ):
             for name in filenames:
                 path = os.path.join(dirpath, name)
                 try:
                     st = os.stat(path)
-                    key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, stat.S_IFMT(st.st_mode), st.st_mode)
+                    key = (
+                        path,
+                        st.st_size,
+                        st.st_mtime_ns,
+                        st.st_ctime_ns,
+                        stat.S_IFMT(st.st_mode),
+                        st.st_mode,
+                    )
                     newest = max(newest, st.st_mtime_ns)
                 except OSError as e:
                     key = (path, "error", e.errno)
@@ -69,10 +78,20 @@ def fingerprint(roots: Iterable[str]) -> tuple[dict[str, int], int, int]:
     return counts, acc ^ len(counts), newest
 
 
-def watch(index, folders: Iterable[str | os.PathLike] = (), interval: float = DEFAULT_INTERVAL, *,
-          workers: int | None = None, commit_every: int = 1000, progress: bool = False,
-          out: Callable[[str], None] = print, stop: threading.Event | None = None, handle_signals: bool = True,
-          max_passes: int | None = None, **update_options) -> WatchStats:
+def watch(
+    index,
+    folders: Iterable[str | os.PathLike] = (),
+    interval: float = DEFAULT_INTERVAL,
+    *,
+    workers: int | None = None,
+    commit_every: int = 1000,
+    progress: bool = False,
+    out: Callable[[str], None] = print,
+    stop: threading.Event | None = None,
+    handle_signals: bool = True,
+    max_passes: int | None = None,
+    **update_options,
+) -> WatchStats:
     """Update ``index`` from ``folders`` (all its known folders when empty) now, then every ``interval``
     seconds when something changed, until ``stop`` is set, SIGINT/SIGTERM arrives (``handle_signals``,
     main thread only) or ``max_passes`` fingerprints were taken. ``out`` gets one line per update that
@@ -88,8 +107,13 @@ def watch(index, folders: Iterable[str | os.PathLike] = (), interval: float = DE
     folders = [str(f) for f in folders]
 
     def update():
-        return index.update(folders, workers=workers, progress=progress and stats.updates == 0,
-                            commit_every=commit_every, **update_options)
+        return index.update(
+            folders,
+            workers=workers,
+            progress=progress and stats.updates == 0,
+            commit_every=commit_every,
+            **update_options,
+        )
 
     try:
         last = previous = None  # fingerprints at the last update, and of the last pass
@@ -99,7 +123,9 @@ def watch(index, folders: Iterable[str | os.PathLike] = (), interval: float = DE
             counts, fp, newest = fingerprint(roots)
             stats.passes += 1
             quiet = fp == previous and time.time_ns() - newest >= SETTLE_SECONDS * 1e9
-            waited_enough = postponed >= MAX_POSTPONED and time.monotonic() - postponed_since >= 10 * SETTLE_SECONDS
+            waited_enough = (
+                postponed >= MAX_POSTPONED and time.monotonic() - postponed_since >= 10 * SETTLE_SECONDS
+            )
             settled = last is None or quiet or waited_enough
             previous = fp
             if fp != last and not settled:
@@ -110,8 +136,10 @@ def watch(index, folders: Iterable[str | os.PathLike] = (), interval: float = DE
                 postponed = 0
                 vanished = _vanished_roots(index, roots, counts)
                 if vanished:
-                    out(f"{_now()} skipped: {', '.join(vanished)} now empty or missing but indexed (unmounted?); "
-                        f"run `vgg-retrieval index` by hand to drop its images")
+                    out(
+                        f"{_now()} skipped: {', '.join(vanished)} now empty or missing but indexed (unmounted?); "
+                        f"run `vgg-retrieval index` by hand to drop its images"
+                    )
                     last = fp
                 elif _update_pass(index, update, stats, state, out, interval):
                     last = fp
@@ -129,6 +157,7 @@ def watch(index, folders: Iterable[str | os.PathLike] = (), interval: float = DE
 def _stop_on_signals(stop: threading.Event, state: dict) -> dict:
     """SIGINT/SIGTERM set ``stop`` (and abandon a running update); the handlers they replaced (none off
     the main thread, where Python cannot install handlers)."""
+
     def on_signal(signum, _frame):
         stop.set()
         if state["busy"]:
@@ -141,8 +170,9 @@ def _stop_on_signals(stop: threading.Event, state: dict) -> dict:
     return previous_handlers
 
 
-def _update_pass(index, update: Callable, stats: WatchStats, state: dict, out: Callable[[str], None],
-                 interval: float) -> bool:
+def _update_pass(
+    index, update: Callable, stats: WatchStats, state: dict, out: Callable[[str], None], interval: float
+) -> bool:
     """Run ``update()`` and report it; True when it ran through (the folders are indexed as they
     were fingerprinted). A failure after the first update is reported and retried next pass; a signal
     (``_Stopped``) goes through to the loop."""
@@ -159,8 +189,9 @@ def _update_pass(index, update: Callable, stats: WatchStats, state: dict, out: C
     finally:
         state["busy"] = False
     stats.updates += 1
-    if report is not None and (report.added or report.updated or report.removed or report.errors
-                               or stats.updates == 1):
+    if report is not None and (
+        report.added or report.updated or report.removed or report.errors or stats.updates == 1
+    ):
         stats.changed += 1
         stats.reports.append(report)
         out(f"{_now()} {report.summary()}; {index.count} images in the index")

@@ -1,5 +1,6 @@
 """Vectors files: one crash-safe generation file per save (``vectors-<n>.faiss``), its sha256, and
 removing the files of crashed or superseded saves."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Index types (``--index-type``): the config stored in the ``vectors_index`` meta, the structure a
 type wants for a collection's size, and building, training and converting to it."""
+
 from __future__ import annotations
 
 import math
@@ -11,23 +12,24 @@ import numpy as np
 
 from retrieval.errors import UserError
 
-from .stored import _add, ivf_of, all_vectors, ids_of, new_index
+from .stored import _add, all_vectors, ids_of, ivf_of, new_index
 
 KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
-FLAT_LIMIT = 200_000        # auto: exact search below this many vectors (measured: benchmarks/faiss_scale.py)
-PQ_LIMIT = 10_000_000       # auto: IVF-SQ8 (512 B/vector) below, OPQ+IVF-PQ64 (64 B/vector) from here
-TRAIN_MIN = 50_000          # ivf/ivfpq/raw IVF: stay flat until this many vectors (and >= 39 per list)
-DEFAULT_NPROBE = 32         # benchmarks/faiss_scale.py: see docs/index-types.md
+FLAT_LIMIT = 200_000  # auto: exact search below this many vectors (measured: benchmarks/faiss_scale.py)
+PQ_LIMIT = 10_000_000  # auto: IVF-SQ8 (512 B/vector) below, OPQ+IVF-PQ64 (64 B/vector) from here
+TRAIN_MIN = 50_000  # ivf/ivfpq/raw IVF: stay flat until this many vectors (and >= 39 per list)
+DEFAULT_NPROBE = 32  # benchmarks/faiss_scale.py: see docs/index-types.md
 DEFAULT_EF_SEARCH = 64
 HNSW_M = 32
 FLAT_QUANTIZER_MAX = 16384  # up to this many lists the coarse quantizer is exact (~1 ms per query at 16k)
-QUANTIZER_EF = 128          # an HNSW coarse quantizer's search width when adding vectors
-GROW = 4                    # auto/ivf/ivfpq re-train when the collection is GROW x what the type was built for
+QUANTIZER_EF = 128  # an HNSW coarse quantizer's search width when adding vectors
+GROW = 4  # auto/ivf/ivfpq re-train when the collection is GROW x what the type was built for
 
 
 @dataclass
 class IndexConfig:
     """What the user asked for (``type``) and how the current vectors file is built (``built``)."""
+
     type: str = "auto"
     flat_limit: int = FLAT_LIMIT
     pq_limit: int = PQ_LIMIT
@@ -62,8 +64,9 @@ def parse_type(text: str, dim: int) -> str:
     try:
         faiss.index_factory(dim, text, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError:
-        raise UserError(f"--index-type {text!r}: not one of {', '.join(KINDS)} and not a FAISS "
-                        f"factory string") from None
+        raise UserError(
+            f"--index-type {text!r}: not one of {', '.join(KINDS)} and not a FAISS factory string"
+        ) from None
     return text
 
 
@@ -133,8 +136,9 @@ def empty_index(cfg: IndexConfig, dim: int) -> faiss.Index:
     return build(want, np.zeros((0, dim), np.float32), np.zeros(0, np.int64), cfg)
 
 
-def build(factory: str, x: np.ndarray, ids: np.ndarray, cfg: IndexConfig | None = None,
-          seed: int = 1234) -> faiss.Index:
+def build(
+    factory: str, x: np.ndarray, ids: np.ndarray, cfg: IndexConfig | None = None, seed: int = 1234
+) -> faiss.Index:
     """A ``factory`` index holding ``x`` under ``ids`` (trained on a sample of ``x`` when needed)."""
     dim = x.shape[1]
     if factory == "flat":

@@ -1,4 +1,5 @@
 """Searching an index of any type, with per-call parameters, on the CPU or a GPU copy."""
+
 from __future__ import annotations
 
 import faiss
@@ -21,8 +22,14 @@ def search_params(index: faiss.Index, k: int, nprobe: int, ef_search: int, gpu: 
     return None
 
 
-def search(index: faiss.Index, queries: np.ndarray, k: int, nprobe: int = DEFAULT_NPROBE,
-           ef_search: int = DEFAULT_EF_SEARCH, gpu_index: faiss.Index | None = None):
+def search(
+    index: faiss.Index,
+    queries: np.ndarray,
+    k: int,
+    nprobe: int = DEFAULT_NPROBE,
+    ef_search: int = DEFAULT_EF_SEARCH,
+    gpu_index: faiss.Index | None = None,
+):
     """(scores, ids) of the ``k`` best per query; ``gpu_index``: a GPU copy of ``index`` to use."""
     if gpu_index is not None and k <= 2048:  # FAISS GPU's k limit
         return gpu_index.search(queries, k, params=search_params(index, k, nprobe, ef_search, gpu=True))

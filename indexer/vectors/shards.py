@@ -1,4 +1,5 @@
 """A sharded build: IVF shards filled by separate workers merged into one index."""
+
 from __future__ import annotations
 
 import faiss
@@ -6,7 +7,7 @@ import numpy as np
 
 from retrieval.errors import UserError
 
-from .stored import ivf_of, ids_of
+from .stored import ids_of, ivf_of
 
 
 def merge_ivf_shards(shards: list[faiss.Index]) -> faiss.Index:
@@ -21,8 +22,11 @@ def merge_ivf_shards(shards: list[faiss.Index]) -> faiss.Index:
         raise UserError("only IVF shards can be merged")
     centroids = ivfs[0].quantizer.reconstruct_n(0, ivfs[0].nlist)
     for i, v in enumerate(ivfs[1:], 1):
-        if v.nlist != ivfs[0].nlist or v.code_size != ivfs[0].code_size or \
-                not np.array_equal(v.quantizer.reconstruct_n(0, v.nlist), centroids):
+        if (
+            v.nlist != ivfs[0].nlist
+            or v.code_size != ivfs[0].code_size
+            or not np.array_equal(v.quantizer.reconstruct_n(0, v.nlist), centroids)
+        ):
             raise UserError(f"shard {i} was not trained with the same quantizer as shard 0")
     all_ids = np.concatenate([ids_of(s) for s in shards])
     if len(np.unique(all_ids)) != len(all_ids):

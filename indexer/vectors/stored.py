@@ -1,5 +1,6 @@
 """What a FAISS index holds and changing it in place: its ids, its vectors, removing ids; the
 FAISS introspection the other parts share (which type an index is)."""
+
 from __future__ import annotations
 
 import faiss
@@ -37,9 +38,11 @@ def all_vectors(index: faiss.Index) -> np.ndarray:
     top = faiss.downcast_index(index)
     inner = faiss.downcast_index(top.index) if isinstance(top, faiss.IndexIDMap2) else None
     if isinstance(inner, faiss.IndexFlat):
-        return faiss.rev_swig_ptr(inner.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d).copy()
+        return (
+            faiss.rev_swig_ptr(inner.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d).copy()
+        )
     ids = ids_of(index)
-    return np.concatenate([index.reconstruct_batch(ids[i:i + 65536]) for i in range(0, len(ids), 65536)])
+    return np.concatenate([index.reconstruct_batch(ids[i : i + 65536]) for i in range(0, len(ids), 65536)])
 
 
 def remove(index: faiss.Index, ids) -> int:
@@ -92,5 +95,7 @@ def is_exact(index: faiss.Index) -> bool:
 
 def _add(index: faiss.Index, x: np.ndarray, ids: np.ndarray) -> None:
     for i in range(0, len(x), 65536):
-        index.add_with_ids(np.ascontiguousarray(x[i:i + 65536], dtype=np.float32),
-                           np.ascontiguousarray(ids[i:i + 65536], dtype=np.int64))
+        index.add_with_ids(
+            np.ascontiguousarray(x[i : i + 65536], dtype=np.float32),
+            np.ascontiguousarray(ids[i : i + 65536], dtype=np.int64),
+        )

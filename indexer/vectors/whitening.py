@@ -1,6 +1,7 @@
 """Whitening learnt on the user's own collection, without labels (numpy only).
 
 More: docs/design-notes.md (``indexer.vectors.whitening``)."""
+
 from __future__ import annotations
 
 import io
@@ -17,21 +18,22 @@ from .files import _fsync_dir
 
 FORMAT = "vgg-retrieval-whitening"
 VERSION = 1
-AUTO_WHITEN = False       # `index` fits one by itself once should_fit says so (measured: see the docstring)
-MIN_VECTORS = 100         # fit only from this many vectors (centring helped from 15 on paris5: a margin)
-REFIT_GROWTH = 2.0        # refit once the collection is REFIT_GROWTH x what the whitening was fitted on
-BETA = 0.0                # eigenvalue power: 0 = centring only (the measured best), 0.5 = full whitening
-FIT_SAMPLE = 100_000      # vectors the mean and covariance are estimated from, at most
+AUTO_WHITEN = False  # `index` fits one by itself once should_fit says so (measured: see the docstring)
+MIN_VECTORS = 100  # fit only from this many vectors (centring helped from 15 on paris5: a margin)
+REFIT_GROWTH = 2.0  # refit once the collection is REFIT_GROWTH x what the whitening was fitted on
+BETA = 0.0  # eigenvalue power: 0 = centring only (the measured best), 0.5 = full whitening
+FIT_SAMPLE = 100_000  # vectors the mean and covariance are estimated from, at most
 METHODS = ("shrunk", "pca")
 
 
 @dataclass
 class Whitening:
     """A fitted whitening: ``apply`` maps descriptors [N, D] to unit rows [N, dim_out]."""
-    mean: np.ndarray          # [D] float64
-    projection: np.ndarray    # [D, dim_out] float64
-    model_id: str             # the model whose descriptors it was fitted on
-    n: int                    # how many vectors it was fitted on
+
+    mean: np.ndarray  # [D] float64
+    projection: np.ndarray  # [D, dim_out] float64
+    model_id: str  # the model whose descriptors it was fitted on
+    n: int  # how many vectors it was fitted on
     info: dict = field(default_factory=dict)  # method, beta, shrinkage, collection size at the fit
 
     @property
@@ -81,16 +83,23 @@ def ledoit_wolf_shrinkage(xc: np.ndarray, cov: np.ndarray) -> float:
     n, d = xc.shape
     mu = np.trace(cov) / d
     delta = ((cov - mu * np.eye(d)) ** 2).sum() / d
-    sq = (xc ** 2).sum(axis=1)
+    sq = (xc**2).sum(axis=1)
     # sum_k ||x_k x_k^T - cov||_F^2 = sum_k |x_k|^4 - 2 x_k^T cov x_k + ||cov||_F^2
-    beta_bar = ((sq ** 2).sum() - 2 * ((xc @ cov) * xc).sum() + n * (cov ** 2).sum()) / (d * n * n)
+    beta_bar = ((sq**2).sum() - 2 * ((xc @ cov) * xc).sum() + n * (cov**2).sum()) / (d * n * n)
     if delta <= 0:
         return 1.0
     return float(np.clip(min(beta_bar, delta) / delta, 0.0, 1.0))
 
 
-def fit(x: np.ndarray, model_id: str = "", method: str = "shrunk", beta: float = BETA,
-        shrinkage: float | None = None, dim_out: int | None = None, seed: int = 0) -> Whitening:
+def fit(
+    x: np.ndarray,
+    model_id: str = "",
+    method: str = "shrunk",
+    beta: float = BETA,
+    shrinkage: float | None = None,
+    dim_out: int | None = None,
+    seed: int = 0,
+) -> Whitening:
     """A whitening of descriptors ``x`` [N, D]. ``method`` "shrunk": covariance shrunk by
     ``shrinkage`` (None: Ledoit-Wolf) towards mu*I, eigenvalues^-``beta``, all D dims (beta 0:
     the mean subtracted, nothing else);
@@ -131,10 +140,17 @@ def save(whitening: Whitening, path: Path) -> None:
     """Write ``whitening`` to ``path`` crash-safely (temporary name, fsync, rename, folder fsync)."""
 
     buf = io.BytesIO()
-    np.savez(buf, format=FORMAT, version=VERSION, model_id=whitening.model_id, n=whitening.n,
-             mean=whitening.mean, projection=whitening.projection,
-             info_keys=np.array(list(whitening.info), dtype=str),
-             info_values=np.array([str(v) for v in whitening.info.values()], dtype=str))
+    np.savez(
+        buf,
+        format=FORMAT,
+        version=VERSION,
+        model_id=whitening.model_id,
+        n=whitening.n,
+        mean=whitening.mean,
+        projection=whitening.projection,
+        info_keys=np.array(list(whitening.info), dtype=str),
+        info_values=np.array([str(v) for v in whitening.info.values()], dtype=str),
+    )
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
@@ -156,13 +172,19 @@ def load(path: Path, model_id: str) -> Whitening:
                 raise ValueError("not a whitening file")
             stored = str(z["model_id"])
             info = {k: _number(v) for k, v in zip(z["info_keys"].tolist(), z["info_values"].tolist())}
-            w = Whitening(z["mean"].astype(np.float64), z["projection"].astype(np.float64), stored, int(z["n"]), info)
+            w = Whitening(
+                z["mean"].astype(np.float64), z["projection"].astype(np.float64), stored, int(z["n"]), info
+            )
     except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"the whitening file {path} cannot be read ({str(e).splitlines()[0][:120]}): "
-                        f"fit it again with vgg-retrieval whiten --index {path.parent}") from None
+        raise UserError(
+            f"the whitening file {path} cannot be read ({str(e).splitlines()[0][:120]}): "
+            f"fit it again with vgg-retrieval whiten --index {path.parent}"
+        ) from None
     if stored != model_id:
-        raise UserError(f"the whitening {path} was fitted for model {stored}, not this index's {model_id}: "
-                        f"refused for a mixed model (fit it again: vgg-retrieval whiten --index {path.parent})")
+        raise UserError(
+            f"the whitening {path} was fitted for model {stored}, not this index's {model_id}: "
+            f"refused for a mixed model (fit it again: vgg-retrieval whiten --index {path.parent})"
+        )
     if w.mean.shape[0] != w.projection.shape[0]:
         raise UserError(f"the whitening file {path} is damaged (mean and projection disagree)")
     return w

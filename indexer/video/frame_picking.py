@@ -1,6 +1,7 @@
 """Which frames of a video the index keeps: the picking policy of one pass over its decoded frames.
 
 More: docs/design-notes.md (``indexer.video.frame_picking``)."""
+
 from __future__ import annotations
 
 import heapq
@@ -33,12 +34,15 @@ class VideoOptions:
                 return default
             return value if value >= 0 else default
 
-        o = cls(num("VGG_RETRIEVAL_VIDEO_INTERVAL", cls.interval_s), num("VGG_RETRIEVAL_VIDEO_SCENE", cls.scene),
-                num("VGG_RETRIEVAL_VIDEO_MIN_GAP", cls.min_gap_s), num("VGG_RETRIEVAL_VIDEO_MAX_FRAMES", cls.max_frames, int))
+        o = cls(
+            num("VGG_RETRIEVAL_VIDEO_INTERVAL", cls.interval_s),
+            num("VGG_RETRIEVAL_VIDEO_SCENE", cls.scene),
+            num("VGG_RETRIEVAL_VIDEO_MIN_GAP", cls.min_gap_s),
+            num("VGG_RETRIEVAL_VIDEO_MAX_FRAMES", cls.max_frames, int),
+        )
         o.interval_s = o.interval_s or cls.interval_s
         o.max_frames = max(1, o.max_frames)
         return o
-
 
 
 THUMB = 32
@@ -75,14 +79,22 @@ def thumbnail(frame) -> np.ndarray:
     luma plane read in place (no conversion), else a converted copy."""
     fmt = frame.format
     name = fmt.name or ""
-    if name.startswith(("yuv", "yuvj", "nv12", "nv21", "gray")) and fmt.components and fmt.components[0].bits == 8:
+    if (
+        name.startswith(("yuv", "yuvj", "nv12", "nv21", "gray"))
+        and fmt.components
+        and fmt.components[0].bits == 8
+    ):
         plane = frame.planes[0]
         h, w = frame.height, frame.width
         if h >= THUMB and w >= THUMB:
             a = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w]
-            a = a[::max(1, h // (4 * THUMB)), ::max(1, w // (4 * THUMB))]  # at most ~4x4 samples per cell
+            a = a[:: max(1, h // (4 * THUMB)), :: max(1, w // (4 * THUMB))]  # at most ~4x4 samples per cell
             hh, ww = a.shape[0] // THUMB * THUMB, a.shape[1] // THUMB * THUMB
-            a = a[:hh, :ww].reshape(THUMB, hh // THUMB, THUMB, ww // THUMB).mean(axis=(1, 3), dtype=np.float32)
+            a = (
+                a[:hh, :ww]
+                .reshape(THUMB, hh // THUMB, THUMB, ww // THUMB)
+                .mean(axis=(1, 3), dtype=np.float32)
+            )
             return a / 255.0
     a = frame.reformat(width=THUMB, height=THUMB, format="gray", interpolation="AREA").to_ndarray()
     return a[:THUMB, :THUMB].astype(np.float32) / 255.0
@@ -121,8 +133,9 @@ class FramePicker:
             self.prev_thumb = th
         elif since < self.interval:
             return
-        if o.scene > 0 and ((cut >= o.scene and since >= CUT_GAP_S)
-                            or (drift >= 2 * o.scene and since >= o.min_gap_s)):
+        if o.scene > 0 and (
+            (cut >= o.scene and since >= CUT_GAP_S) or (drift >= 2 * o.scene and since >= o.min_gap_s)
+        ):
             self._add(frame, t, "scene", max(cut, drift / 2))
         elif since >= self.interval:
             self._add(frame, t, "interval", drift)

@@ -1,6 +1,7 @@
 """Videos in the index: recognise them, sample keyframes, read one frame back (PyAV / FFmpeg).
 
 More: docs/design-notes.md (``indexer.video.keyframes``)."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,20 @@ from .frame_picking import FramePicker, SampledFrame, VideoOptions, rgb
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".qt", ".webm", ".mkv", ".avi", ".3gp"}
 # ISO media brands that are still images (HEIF/AVIF photos and image sequences), not videos
-_IMAGE_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1",
-                 b"msf1", b"avif", b"avis"}
+_IMAGE_BRANDS = {
+    b"heic",
+    b"heix",
+    b"hevc",
+    b"hevx",
+    b"heim",
+    b"heis",
+    b"hevm",
+    b"hevs",
+    b"mif1",
+    b"msf1",
+    b"avif",
+    b"avis",
+}
 _AUDIO_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "}
 # audio in video containers: never taken for videos (no "no video stream" error for a music folder)
 AUDIO_EXTENSIONS = {".m4a", ".m4b", ".m4p", ".mka", ".weba", ".opus", ".ogg", ".oga", ".mp3", ".aac", ".wav"}
@@ -109,8 +122,9 @@ def _video_stream(container):
     return stream
 
 
-def sample_video(path: str, size: int, options: VideoOptions | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoSample:
+def sample_video(
+    path: str, size: int, options: VideoOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> VideoSample:
     """Pick the frames of a video to index (see ``indexer.video.frame_picking``), each prepared at ``size`` like
     a photo (the embedder applies the model's border trimming, as for photos)."""
     import av
@@ -155,15 +169,28 @@ def sample_video(path: str, size: int, options: VideoOptions | None = None,
             raise VideoError("video needs too much memory to decode") from None
         decoded, errors = frames.decoded, frames.errors
         if not decoded:
-            raise VideoError("no video frames could be decoded" + (f" ({errors} damaged packets)" if errors else ""))
+            raise VideoError(
+                "no video frames could be decoded" + (f" ({errors} damaged packets)" if errors else "")
+            )
         if duration and last_time is not None and fps:
             end = last_time + 1 / fps
             if end < duration * 0.9 - 1.0:
-                raise VideoError(f"truncated video: frames end at {format_time(end)} of {format_time(duration)}")
-        codec = (cc.name or "?")
+                raise VideoError(
+                    f"truncated video: frames end at {format_time(end)} of {format_time(duration)}"
+                )
+        codec = cc.name or "?"
         kind = _container_kind(path, container)
-        return VideoSample(picker.picked, kind, codec, width, height, duration, decoded, fps,
-                           [f"{errors} damaged packets skipped"] if errors else [])
+        return VideoSample(
+            picker.picked,
+            kind,
+            codec,
+            width,
+            height,
+            duration,
+            decoded,
+            fps,
+            [f"{errors} damaged packets skipped"] if errors else [],
+        )
     finally:
         container.close()
 
@@ -244,7 +271,11 @@ def read_frame(path, time_s: float) -> Image.Image:
                     continue
                 for frame in decoded:
                     n += 1
-                    t = float(frame.pts * tb) - start if frame.pts is not None and tb else (n - 1) / (fps or 1)
+                    t = (
+                        float(frame.pts * tb) - start
+                        if frame.pts is not None and tb
+                        else (n - 1) / (fps or 1)
+                    )
                     if t > target and best is not None:
                         return rgb(best)
                     best = frame
@@ -258,4 +289,3 @@ def read_frame(path, time_s: float) -> Image.Image:
         return rgb(best)
     finally:
         container.close()
-

@@ -6,6 +6,7 @@ A variant is ``LABEL=ENGINE:PATH``: ENGINE is a registered engine (``retrieval.e
 for descriptor agreement (mean cosine between the variant's and the reference's descriptors of the
 same images; only where the descriptor sizes match).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,11 +45,20 @@ def load_variant(engine: str, path: Path, size: int | None, threads: int | None)
         return load_embedder(engine, spec, net=net, batch_size=8, threads=threads), path.stat().st_size
     spec, sidecar = read_sidecar(path)
     files = [path / name for name in entry.model_files]
-    return load_embedder(engine, spec, path, batch_size=8, threads=threads), sum(f.stat().st_size for f in files if f.exists())
+    return load_embedder(engine, spec, path, batch_size=8, threads=threads), sum(
+        f.stat().st_size for f in files if f.exists()
+    )
 
 
-def run_benchmark(variants, items, size: int | None = None, latency_runs: int = 20, throughput_batches: int = 6,
-                  threads: int | None = None, log=print):
+def run_benchmark(
+    variants,
+    items,
+    size: int | None = None,
+    latency_runs: int = 20,
+    throughput_batches: int = 6,
+    threads: int | None = None,
+    log=print,
+):
     from .quantize import evaluate_embedder
 
     rows, ref_desc = [], None
@@ -76,11 +86,21 @@ def run_benchmark(variants, items, size: int | None = None, latency_runs: int = 
             ref_desc = desc
         if ref_desc.shape == desc.shape:
             agree = float(np.mean(np.sum(ref_desc * desc, axis=1)))
-        row = {"variant": label, "engine": engine, "top1": top1, "latency_ms": 1000 * statistics.median(lat),
-               "throughput": thr, "size_mb": nbytes / 1e6, "agreement": agree, "input_size": s,
-               "descriptor_dim": int(desc.shape[1])}
+        row = {
+            "variant": label,
+            "engine": engine,
+            "top1": top1,
+            "latency_ms": 1000 * statistics.median(lat),
+            "throughput": thr,
+            "size_mb": nbytes / 1e6,
+            "agreement": agree,
+            "input_size": s,
+            "descriptor_dim": int(desc.shape[1]),
+        }
         rows.append(row)
-        log(f"  {label}: top1 {top1} latency {row['latency_ms']:.1f} ms, {thr:.1f} img/s, {row['size_mb']:.1f} MB")
+        log(
+            f"  {label}: top1 {top1} latency {row['latency_ms']:.1f} ms, {thr:.1f} img/s, {row['size_mb']:.1f} MB"
+        )
         emb.close()
     base = rows[0]
     for r in rows:
@@ -94,14 +114,19 @@ def to_markdown(rows, n_images: int) -> str:
     def f(v, fmt):
         return "n/a" if v is None else format(v, fmt)
 
-    out = [f"Top-1 and agreement on {n_images} validation images; latency: batch 1 median; throughput: batch 8. "
-           f"Ratios vs the first row.", "",
-           "| variant | engine | top-1 | latency ms (x) | img/s (x) | size MB (x) | descriptor cos vs row 1 |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        f"Top-1 and agreement on {n_images} validation images; latency: batch 1 median; throughput: batch 8. "
+        f"Ratios vs the first row.",
+        "",
+        "| variant | engine | top-1 | latency ms (x) | img/s (x) | size MB (x) | descriptor cos vs row 1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        out.append(f"| {r['variant']} | {r['engine']} | {f(r['top1'] and 100 * r['top1'], '.2f')} | "
-                   f"{r['latency_ms']:.1f} ({r['latency_ratio']:.2f}) | {r['throughput']:.1f} ({r['throughput_ratio']:.2f}) | "
-                   f"{r['size_mb']:.1f} ({r['size_ratio']:.2f}) | {f(r['agreement'], '.4f')} |")
+        out.append(
+            f"| {r['variant']} | {r['engine']} | {f(r['top1'] and 100 * r['top1'], '.2f')} | "
+            f"{r['latency_ms']:.1f} ({r['latency_ratio']:.2f}) | {r['throughput']:.1f} ({r['throughput_ratio']:.2f}) | "
+            f"{r['size_mb']:.1f} ({r['size_ratio']:.2f}) | {f(r['agreement'], '.4f')} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -114,8 +139,18 @@ def write_report(rows, out_prefix, n_images: int) -> tuple[Path, Path]:
     return md, js
 
 
-def benchmark_variants(variants, data, out, *, limit: int | None = 300, threads=None, size=None,
-                       latency_runs: int = 20, throughput_batches: int = 6, log=print):
+def benchmark_variants(
+    variants,
+    data,
+    out,
+    *,
+    limit: int | None = 300,
+    threads=None,
+    size=None,
+    latency_runs: int = 20,
+    throughput_batches: int = 6,
+    log=print,
+):
     """Compare model variants (LABEL=ENGINE:PATH, the first is the reference) on ``data``'s val
     split; writes OUT.md and OUT.json and returns their paths."""
     from retrieval.training.data import load_split
@@ -123,6 +158,13 @@ def benchmark_variants(variants, data, out, *, limit: int | None = 300, threads=
     items = list(load_split(data, 0.2, 0).val)
     random.Random(0).shuffle(items)
     items = items[:limit] if limit else items
-    rows = run_benchmark(list(variants), items, latency_runs=latency_runs, throughput_batches=throughput_batches,
-                         size=size, threads=threads, log=log)
+    rows = run_benchmark(
+        list(variants),
+        items,
+        latency_runs=latency_runs,
+        throughput_batches=throughput_batches,
+        size=size,
+        threads=threads,
+        log=log,
+    )
     return write_report(rows, out, len(items))

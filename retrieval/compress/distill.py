@@ -1,127 +1,18 @@
 """Label-free recovery of a pruned descriptor model: descriptor distillation on unlabelled photos.
 
 More: docs/design-notes.md (``retrieval.compress.distill``)."""
+
 from __future__ import annotations
 
-import hashlib
 import random
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from retrieval.errors import UserError
-from retrieval.preprocess import load_and_prepare, open_image, shape_groups, trim_prepared
-from retrieval.training.data import IMAGE_EXTS, Augment
+from retrieval.preprocess import shape_groups
+from retrieval.training.data import Augment
 
-from .defaults import EPOCHS
-
-
-@dataclass
-class DistillConfig:
-    size: int = 160  # augmented views are size x size; plain views take the spec's input size and policy
-    epochs: int = EPOCHS  # gradient epochs after the refit (docs/model-pipeline.md: why 2)
-    batch_size: int = 16
-    lr: float = 1e-4  # Adam
-    plain_views: bool = True  # each photo once per epoch as search sees it
-    augmented_views: int = 1  # augmented views of each photo per epoch
-    augment: Augment = field(default_factory=lambda: Augment(hflip=0.5, crop_scale=(0.35, 1.0), jitter=0.2,
-                                                            rotation=10.0))
-    map_weight: float = 0.0  # weight of the conv5 cell-direction loss (teacher-run views only)
-    reconstruct_images: int = 256  # photos for the closed-form layer refit (0: skip that stage); ~3.3 GB
-    # of fp16 activations for VGG16 at 256 x 224 px. None: the model's own input size (measured: a
-    # refit at 160 px lost 0.02 mAP more at 224 than at 160, benchmarks/prune_distill.py).
-    reconstruct_size: int | None = None
-    reconstruct_ridge: float = 1e-2
-    threads: int | None = None
-    seed: int = 0
-    cache_dir: str | None = None  # teacher descriptors of augmented views
-    limit: int | None = None  # use at most this many photos (a seeded sample)
-
-
-def photo_paths(folders, limit: int | None = None, seed: int = 0) -> list[str]:
-    """Every image under ``folders`` (recursively; no class folders needed), sorted, or a seeded
-    sample of ``limit`` of them."""
-    out = []
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise UserError(f"photo folder not found: {folder}")
-        out += [str(p) for p in sorted(folder.rglob("*")) if p.suffix.lower() in IMAGE_EXTS and p.is_file()]
-    if not out:
-        raise UserError(f"no images in {', '.join(str(f) for f in folders)}")
-    if limit and len(out) > limit:
-        out = sorted(random.Random(seed).sample(out, limit))
-    return out
-
-
-def plain_view(path, geom, trim: bool):
-    """(uint8 array, valid (h, w)) of the photo at ``path`` exactly as an index of a model with input
-    ``geom`` embeds it: ``load_and_prepare`` (draft decoding included), then the engines' border
-    trimming (``trim_prepared``) when the spec trims."""
-
-    p = load_and_prepare(path, geom)
-    return trim_prepared(p.array, p.valid, geom) if trim else (p.array, p.valid)
-
-
-class _Views:
-    """View ``j`` of photo ``i`` for one epoch: j = 0 plain (the model's input ``geometry``, as search
-    sees the photo: a padded square or its bucket, borders trimmed as the spec says), j >= 1
-    augmented (a ``size`` square, seeded by seed/epoch/i/j)."""
-
-    def __init__(self, paths, size: int, augment: Augment, trim: bool, seed: int, geometry=None):
-        self.paths, self.size, self.trim, self.seed = paths, size, trim, seed
-        self.geometry = size if geometry is None else geometry
-        self.tf = augment.transform(size)
-
-    def load(self, i: int, j: int, epoch: int):
-        import torch
-
-
-        if j == 0:
-            return plain_view(self.paths[i], self.geometry, self.trim)
-        im = open_image(self.paths[i], draft_size=self.size * 2)
-        with torch.random.fork_rng():  # seeded views; the caller's RNG is left alone
-            torch.manual_seed(hash((self.seed, epoch, i, j)) & 0x7FFFFFFF)
-            a = np.asarray(self.tf(im.convert("RGB")), dtype=np.uint8)
-        return np.ascontiguousarray(a), (self.size, self.size)
-
-    def batch(self, keys, epoch: int) -> list[tuple[list[int], "torch.Tensor", "torch.Tensor"]]:
-        """The views of ``keys`` as (positions in ``keys``, uint8 [B, H, W, 3], valid [B, 2]) per shape."""
-        import torch
-
-        got = [self.load(i, j, epoch) for i, j in keys]
-        return [(g, torch.from_numpy(np.stack([got[n][0] for n in g])),
-                 torch.tensor([got[n][1] for n in g], dtype=torch.int64))
-                for g in shape_groups([a for a, _ in got])]
-
-
-class _TeacherCache:
-    """Teacher descriptors of views, in memory and (with ``cache_dir``) on disk, one file per
-    (teacher, size, seed, augmentation)."""
-
-    def __init__(self, cache_dir, teacher_id: str, cfg: DistillConfig):
-        import torch
-
-        self.mem: dict[str, torch.Tensor] = {}
-        self.path = None
-        if cache_dir is not None:
-            tag = hashlib.sha256(f"{teacher_id}|{cfg.size}|{cfg.seed}|{cfg.augment}".encode()).hexdigest()[:20]
-            self.path = Path(cache_dir) / f"distill-teacher-{tag}.pt"
-            if self.path.exists():
-                self.mem = torch.load(self.path, weights_only=True)
-        self.dirty = False
-
-    def save(self) -> None:
-        import torch
-
-        if self.path is not None and self.dirty:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            torch.save(self.mem, tmp)
-            tmp.replace(self.path)
-            self.dirty = False
+from .distill_data import DistillConfig, _TeacherCache, _Views, plain_view
 
 
 def _cosine_loss(student_desc, target):
@@ -170,23 +61,48 @@ def _reconstruct_stage(student, teacher, kept, paths, cfg: DistillConfig, spec, 
 
     from .reconstruct import reconstruct
 
-    sample = paths if len(paths) <= cfg.reconstruct_images else random.Random(cfg.seed).sample(paths, cfg.reconstruct_images)
+    sample = (
+        paths
+        if len(paths) <= cfg.reconstruct_images
+        else random.Random(cfg.seed).sample(paths, cfg.reconstruct_images)
+    )
     if spec is not None:  # the model's own input policy, at its own size unless reconstruct_size
         geom = spec.replace(input_size=cfg.reconstruct_size or spec.input_size).input_geometry
     else:
         geom = int(cfg.reconstruct_size or cfg.size)
     trim = bool(spec.trim_borders) if spec is not None else False
     prep = [plain_view(p, geom, trim) for p in sample]
-    groups = [(torch.from_numpy(np.stack([prep[n][0] for n in g])),
-               torch.tensor([prep[n][1] for n in g], dtype=torch.int64))
-              for g in shape_groups([a for a, _ in prep])]
+    groups = [
+        (
+            torch.from_numpy(np.stack([prep[n][0] for n in g])),
+            torch.tensor([prep[n][1] for n in g], dtype=torch.int64),
+        )
+        for g in shape_groups([a for a, _ in prep])
+    ]
     cb = (lambda d, n: progress("reconstruct", d, n, {})) if progress else None
-    return reconstruct(student, teacher, kept, [g[0] for g in groups], [g[1] for g in groups],
-                       ridge=cfg.reconstruct_ridge, seed=cfg.seed, progress=cb)
+    return reconstruct(
+        student,
+        teacher,
+        kept,
+        [g[0] for g in groups],
+        [g[1] for g in groups],
+        ridge=cfg.reconstruct_ridge,
+        seed=cfg.seed,
+        progress=cb,
+    )
 
 
-def distill(student, teacher, paths, cfg: DistillConfig | None = None, *, spec=None, teacher_vectors=None,
-            kept: dict | None = None, progress=None) -> dict:
+def distill(
+    student,
+    teacher,
+    paths,
+    cfg: DistillConfig | None = None,
+    *,
+    spec=None,
+    teacher_vectors=None,
+    kept: dict | None = None,
+    progress=None,
+) -> dict:
     """Train ``student`` (a pruned DescriptorNet; in place) to give ``teacher``'s descriptors on the
     unlabelled photos ``paths``. ``teacher_vectors`` [N, D]: the teacher's stored descriptors of
     the plain views (``indexer.student.index_targets``), so the teacher runs on augmented views only; ``teacher``
@@ -207,8 +123,9 @@ def distill(student, teacher, paths, cfg: DistillConfig | None = None, *, spec=N
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     kept = kept or {}
-    if teacher is None and (cfg.augmented_views > 0 or cfg.reconstruct_images > 0 or teacher_vectors is None
-                            or cfg.map_weight > 0):
+    if teacher is None and (
+        cfg.augmented_views > 0 or cfg.reconstruct_images > 0 or teacher_vectors is None or cfg.map_weight > 0
+    ):
         raise ValueError("a teacher network is needed for augmented views, reconstruction and the map loss")
     last = kept.get(len(conv_positions(student.features)) - 1)
     trim = bool(spec.trim_borders) if spec is not None else False
@@ -217,31 +134,44 @@ def distill(student, teacher, paths, cfg: DistillConfig | None = None, *, spec=N
         teacher.eval()
     if cfg.reconstruct_images > 0 and teacher is not None:
         t = time.perf_counter()
-        report["reconstruct_residuals"] = _reconstruct_stage(student, teacher, kept, paths, cfg, spec, progress)
+        report["reconstruct_residuals"] = _reconstruct_stage(
+            student, teacher, kept, paths, cfg, spec, progress
+        )
         report["reconstruct_seconds"] = time.perf_counter() - t
     if cfg.epochs <= 0:
         return report
-    stored = None if teacher_vectors is None else _restrict(torch.as_tensor(np.asarray(teacher_vectors, np.float32)), last)
+    stored = (
+        None
+        if teacher_vectors is None
+        else _restrict(torch.as_tensor(np.asarray(teacher_vectors, np.float32)), last)
+    )
     cache = _TeacherCache(cfg.cache_dir, _teacher_id(teacher, spec), cfg) if teacher is not None else None
     # plain views as the index prepares them (its stored descriptors are of those), augmented ones at cfg.size
-    views = _Views(paths, cfg.size, cfg.augment, trim, cfg.seed, spec.input_geometry if spec is not None else None)
-    keys = ([(i, 0) for i in range(len(paths))] if cfg.plain_views else []) + \
-        [(i, j) for i in range(len(paths)) for j in range(1, cfg.augmented_views + 1)]
+    views = _Views(
+        paths, cfg.size, cfg.augment, trim, cfg.seed, spec.input_geometry if spec is not None else None
+    )
+    keys = ([(i, 0) for i in range(len(paths))] if cfg.plain_views else []) + [
+        (i, j) for i in range(len(paths)) for j in range(1, cfg.augmented_views + 1)
+    ]
     if not keys:
         raise ValueError("no views: enable plain_views or augmented_views")
     params = [p for p in student.features.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     steps = cfg.epochs * math.ceil(len(keys) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1.0 + math.cos(math.pi * min(k / steps, 1.0))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: 0.5 * (1.0 + math.cos(math.pi * min(k / steps, 1.0)))
+    )
     rng = random.Random(cfg.seed)
     for epoch in range(cfg.epochs):
         t, total, n = time.perf_counter(), 0.0, 0
         order = keys[:]
         rng.shuffle(order)
         for b in range(0, len(order), cfg.batch_size):
-            batch = order[b:b + cfg.batch_size]
+            batch = order[b : b + cfg.batch_size]
             groups = views.batch(batch, epoch)
-            target, tmaps = _targets(teacher, cache, stored, batch, groups, epoch, last, cfg.map_weight > 0, paths)
+            target, tmaps = _targets(
+                teacher, cache, stored, batch, groups, epoch, last, cfg.map_weight > 0, paths
+            )
             _train_mode(student)
             loss = 0.0
             for g, (pos, x, s) in enumerate(groups):  # one forward pass per input shape
@@ -260,7 +190,9 @@ def distill(student, teacher, paths, cfg: DistillConfig | None = None, *, spec=N
                 progress("distill", epoch * len(order) + n, cfg.epochs * len(order), {"loss": total / n})
         if cache is not None:
             cache.save()
-        report["epochs"].append({"epoch": epoch + 1, "loss": total / max(n, 1), "seconds": time.perf_counter() - t})
+        report["epochs"].append(
+            {"epoch": epoch + 1, "loss": total / max(n, 1), "seconds": time.perf_counter() - t}
+        )
     student.eval()
     return report
 
@@ -312,8 +244,16 @@ def _targets(teacher, cache, stored, batch, groups, epoch: int, last, want_map: 
     return torch.stack(out), tmaps
 
 
-def descriptor_cosine(student, paths, size, teacher=None, teacher_vectors=None, kept: dict | None = None,
-                      trim: bool = False, batch_size: int = 16) -> np.ndarray:
+def descriptor_cosine(
+    student,
+    paths,
+    size,
+    teacher=None,
+    teacher_vectors=None,
+    kept: dict | None = None,
+    trim: bool = False,
+    batch_size: int = 16,
+) -> np.ndarray:
     """Per-photo cosine between the student's and the teacher's descriptors of the plain views at
     ``size`` (an int: padded squares; ``spec.input_geometry``: as the model's index prepares them),
     teacher run, or its stored ``teacher_vectors``."""
@@ -331,7 +271,11 @@ def descriptor_cosine(student, paths, size, teacher=None, teacher_vectors=None, 
             keys = [(i, 0) for i in range(b, min(b + batch_size, len(paths)))]
             for pos, x, s in views.batch(keys, 0):
                 rows = [b + k for k in pos]
-                t = teacher(x, s) if teacher is not None else torch.as_tensor(np.asarray(teacher_vectors[rows]))
+                t = (
+                    teacher(x, s)
+                    if teacher is not None
+                    else torch.as_tensor(np.asarray(teacher_vectors[rows]))
+                )
                 out[rows] = (student(x, s) * _restrict(t.float(), last)).sum(1).numpy()
     return out
 
@@ -340,6 +284,8 @@ def save_student(path, spec, net, **extra) -> None:
     """The distilled student as a normal checkpoint (``features.*`` and ``head.*``), fingerprint updated."""
     from retrieval.nets.weights import fingerprint, save_checkpoint
 
-    state = {k: v.detach().clone() for k, v in net.state_dict().items() if k.startswith(("features.", "head."))}
+    state = {
+        k: v.detach().clone() for k, v in net.state_dict().items() if k.startswith(("features.", "head."))
+    }
     fp = fingerprint({k: v for k, v in state.items() if k.startswith("features.")})
     save_checkpoint(path, spec.replace(weights_sha256=fp), state, **extra)

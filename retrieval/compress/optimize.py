@@ -7,6 +7,7 @@ from the teacher's and the two models' descriptors never share an index) plus a 
 ``indexer.student.optimize_index`` does the same for the model of an existing index, whose
 stored descriptors stand in for the teacher on the plain views of its photos.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,18 @@ from .distill import DistillConfig, descriptor_cosine, distill, save_student
 from .prune import count_params, gflops, prune_model
 
 
-def optimize_model(teacher, spec, paths, out, flops: float = 0.5, keep_last: bool = True, cfg=None,
-                   teacher_vectors=None, progress=None, round_to: int = ROUND_TO) -> dict:
+def optimize_model(
+    teacher,
+    spec,
+    paths,
+    out,
+    flops: float = 0.5,
+    keep_last: bool = True,
+    cfg=None,
+    teacher_vectors=None,
+    progress=None,
+    round_to: int = ROUND_TO,
+) -> dict:
     """Prune ``teacher`` (a DescriptorNet with ``spec``; a classifier head is kept) to ``flops`` of
     its FLOPs, distil it on ``paths`` and save it to the checkpoint ``out``; returns the report
     (also written next to it as ``<out>.json``)."""
@@ -33,22 +44,38 @@ def optimize_model(teacher, spec, paths, out, flops: float = 0.5, keep_last: boo
     except ValueError as e:
         raise UserError(str(e)) from None
     t = time.perf_counter()
-    run = distill(student, teacher, paths, cfg, spec=spec, teacher_vectors=teacher_vectors, kept=kept,
-                  progress=progress)
+    run = distill(
+        student, teacher, paths, cfg, spec=spec, teacher_vectors=teacher_vectors, kept=kept, progress=progress
+    )
     idx = list(range(0, len(paths), max(1, len(paths) // 64)))[:64]  # a fixed sample, seen as search sees it
     held = [paths[i] for i in idx]
-    cos = descriptor_cosine(student, held, spec.input_geometry, teacher=teacher if teacher_vectors is None else None,
-                            teacher_vectors=None if teacher_vectors is None else teacher_vectors[idx], kept=kept,
-                            trim=spec.trim_borders)
+    cos = descriptor_cosine(
+        student,
+        held,
+        spec.input_geometry,
+        teacher=teacher if teacher_vectors is None else None,
+        teacher_vectors=None if teacher_vectors is None else teacher_vectors[idx],
+        kept=kept,
+        trim=spec.trim_borders,
+    )
     save_student(out, pspec, student, config={"extra": {"distilled_from": spec.model_id, "flops": flops}})
     report = {
-        "checkpoint": str(out), "teacher_model_id": spec.model_id, "flops_target": flops, "keep_last": keep_last,
-        "widths": list(pspec.widths), "descriptor_dim": pspec.descriptor_dim, "photos": len(paths),
+        "checkpoint": str(out),
+        "teacher_model_id": spec.model_id,
+        "flops_target": flops,
+        "keep_last": keep_last,
+        "widths": list(pspec.widths),
+        "descriptor_dim": pspec.descriptor_dim,
+        "photos": len(paths),
         "teacher": {"gflops": gflops(teacher, spec.input_size), "params": count_params(teacher)},
-        "student": {"gflops": gflops(student, spec.input_size), "params": count_params(student),
-                    "file_mb": out.stat().st_size / 1e6},
+        "student": {
+            "gflops": gflops(student, spec.input_size),
+            "params": count_params(student),
+            "file_mb": out.stat().st_size / 1e6,
+        },
         "cosine_to_teacher": {"mean": float(cos.mean()), "min": float(cos.min()), "photos": len(held)},
-        "seconds": time.perf_counter() - t, "distill": run,
+        "seconds": time.perf_counter() - t,
+        "distill": run,
     }
     Path(str(out) + ".json").write_text(json.dumps(report, indent=2, default=str))
     return report

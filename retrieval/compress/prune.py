@@ -6,6 +6,7 @@ conv is pruned, the head's input features. The result is a plain smaller VGG who
 ``ModelSpec.widths`` (``build_trunk`` rebuilds it from them). By default the last conv is kept so the
 descriptor stays 512-d.
 """
+
 from __future__ import annotations
 
 import torch
@@ -87,7 +88,10 @@ def _keep_counts(widths, ratios: dict, round_to: int) -> dict:
         if not 0.0 <= float(r) < 1.0:
             raise ValueError(f"pruning ratio {r} of conv {k} must be in [0, 1)")
         n = widths[k] * (1.0 - float(r))
-        out[k] = min(widths[k], max(round_to, int(round(n / round_to)) * round_to) if round_to > 1 else max(1, int(round(n))))
+        out[k] = min(
+            widths[k],
+            max(round_to, int(round(n / round_to)) * round_to) if round_to > 1 else max(1, int(round(n))),
+        )
     return out
 
 
@@ -144,15 +148,16 @@ def widths_gflops(arch: str, widths, size: int) -> float:
     cfg = vgg_cfg(arch, widths)[:-1]  # the trunk ends before the last max-pool
     for v in cfg:
         if v == "M":
-            hw = (int(hw ** 0.5) // 2) ** 2
+            hw = (int(hw**0.5) // 2) ** 2
         else:
             macs += c_in * v * 9 * hw
             c_in = v
     return 2 * macs / 1e9
 
 
-def ratios_for_flops(arch: str, widths, size: int, flops: float, layers: list[int],
-                     round_to: int = 8, tol: float = 0.005) -> dict:
+def ratios_for_flops(
+    arch: str, widths, size: int, flops: float, layers: list[int], round_to: int = 8, tol: float = 0.005
+) -> dict:
     """One removal share for every conv ordinal in ``layers`` such that the trunk keeps the share
     ``flops`` (0 < flops <= 1) of its FLOPs at ``size`` px (bisection on the share, widths rounded
     to ``round_to``); returns {ordinal: share}. Raises ValueError when even the widest cut cannot
@@ -177,8 +182,14 @@ def ratios_for_flops(arch: str, widths, size: int, flops: float, layers: list[in
     return {k: r for k in layers}
 
 
-def prune_model(net, spec, flops: float | None = None, ratios: dict | None = None, keep_last: bool = True,
-                round_to: int = 8):
+def prune_model(
+    net,
+    spec,
+    flops: float | None = None,
+    ratios: dict | None = None,
+    keep_last: bool = True,
+    round_to: int = 8,
+):
     """A pruned copy of the DescriptorNet ``net`` (its classifier head, if any, follows the last conv):
     ``ratios`` ({conv ordinal: share removed}) or a FLOPs target ``flops`` (share of the trunk's FLOPs
     at ``spec.input_size`` kept, e.g. 0.5; every conv but, with ``keep_last``, the last one pruned
@@ -222,8 +233,14 @@ def gflops(net, size: int) -> float:
 # --- the whole pruning step (``vgg-retrieval prune``) ---------------------------------------------
 def weights_mb(net) -> float:
     """Bytes of the trunk + head tensors (a checkpoint file without optimizer state), in MB."""
-    return sum(v.numel() * v.element_size() for k, v in net.state_dict().items()
-               if k.startswith(("features.", "head."))) / 1e6
+    return (
+        sum(
+            v.numel() * v.element_size()
+            for k, v in net.state_dict().items()
+            if k.startswith(("features.", "head."))
+        )
+        / 1e6
+    )
 
 
 def _features_fingerprint(net) -> str:
@@ -254,8 +271,16 @@ def _recover(net, pspec, split, out, first, data, checkpoint, info, epochs, lr, 
     from retrieval.nets.weights import torch_load_best
     from retrieval.training.train import TrainConfig, fit
 
-    cfg = TrainConfig(epochs=epochs, lr=lr, warmup_epochs=0, head_lr_mult=1.0, batch_size=batch_size,
-                      freeze=first, cache=True, cache_dir=str(cache_dir))
+    cfg = TrainConfig(
+        epochs=epochs,
+        lr=lr,
+        warmup_epochs=0,
+        head_lr_mult=1.0,
+        batch_size=batch_size,
+        freeze=first,
+        cache=True,
+        cache_dir=str(cache_dir),
+    )
     cfg.extra = {**info, "data": str(Path(data).resolve()), "pruned_from": str(Path(checkpoint).resolve())}
     t = time.perf_counter()
     rows = fit(net, pspec, split, out, cfg, log=log)
@@ -265,13 +290,28 @@ def _recover(net, pspec, split, out, first, data, checkpoint, info, epochs, lr, 
 
 
 def _sizes(net, spec, file) -> dict:
-    return {"params": count_params(net), "gflops": gflops(net, spec.input_size), "weights_mb": weights_mb(net),
-            "file_mb": file.stat().st_size / 1e6}
+    return {
+        "params": count_params(net),
+        "gflops": gflops(net, spec.input_size),
+        "weights_mb": weights_mb(net),
+        "file_mb": file.stat().st_size / 1e6,
+    }
 
 
-def prune_checkpoint(checkpoint, out, *, ratio: float = 0.3, layers: str = "all", data=None,
-                     recover_epochs: int = 2, recover_lr: float = 0.002, cache_dir=None, batch_size: int = 32,
-                     limit_per_class=None, log=print) -> dict:
+def prune_checkpoint(
+    checkpoint,
+    out,
+    *,
+    ratio: float = 0.3,
+    layers: str = "all",
+    data=None,
+    recover_epochs: int = 2,
+    recover_lr: float = 0.002,
+    cache_dir=None,
+    batch_size: int = 32,
+    limit_per_class=None,
+    log=print,
+) -> dict:
     """L1-norm channel pruning of the classifier ``checkpoint``, then a short recovery fine-tune;
     writes OUT/pruned.pt and OUT/prune_report.json and returns the report."""
     import json
@@ -300,27 +340,57 @@ def prune_checkpoint(checkpoint, out, *, ratio: float = 0.3, layers: str = "all"
     t = time.perf_counter()
     top1 = _top1_of(net, spec, split, first, cache_dir)
     before["top1"] = top1()
-    log(f"before: {before['params'] / 1e6:.2f} M params, {before['gflops']:.2f} GFLOPs, top-1 {before['top1']:.4f} "
-        f"({time.perf_counter() - t:.0f} s)")
+    log(
+        f"before: {before['params'] / 1e6:.2f} M params, {before['gflops']:.2f} GFLOPs, top-1 {before['top1']:.4f} "
+        f"({time.perf_counter() - t:.0f} s)"
+    )
     widths = l1_prune(net, ratio, chosen)
     pspec = spec.replace(widths=widths, descriptor_dim=widths[-1], weights_sha256=_features_fingerprint(net))
     pruned_top1 = top1()
-    log(f"pruned {len(chosen)} conv layers by {ratio:.0%}: widths {list(widths)}; top-1 before recovery {pruned_top1:.4f}")
+    log(
+        f"pruned {len(chosen)} conv layers by {ratio:.0%}: widths {list(widths)}; top-1 before recovery {pruned_top1:.4f}"
+    )
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     if recover_epochs > 0:
-        rows, pspec = _recover(net, pspec, split, out, first, data, checkpoint, info, recover_epochs, recover_lr,
-                               batch_size, cache_dir, log)
+        rows, pspec = _recover(
+            net,
+            pspec,
+            split,
+            out,
+            first,
+            data,
+            checkpoint,
+            info,
+            recover_epochs,
+            recover_lr,
+            batch_size,
+            cache_dir,
+            log,
+        )
     final = out / "pruned.pt"
-    save_checkpoint(final, pspec, {k: v for k, v in net.state_dict().items() if k.startswith(("features.", "head."))},
-                    config={"extra": {**info, "data": str(Path(data).resolve())}}, metrics=rows)
+    save_checkpoint(
+        final,
+        pspec,
+        {k: v for k, v in net.state_dict().items() if k.startswith(("features.", "head."))},
+        config={"extra": {**info, "data": str(Path(data).resolve())}},
+        metrics=rows,
+    )
     after = {**_sizes(net, spec, final), "top1": top1() if recover_epochs > 0 else pruned_top1}
-    report = {"ratio": ratio, "layers": chosen, "widths": list(widths), "before": before,
-              "pruned_no_recovery_top1": pruned_top1, "after": after}
+    report = {
+        "ratio": ratio,
+        "layers": chosen,
+        "widths": list(widths),
+        "before": before,
+        "pruned_no_recovery_top1": pruned_top1,
+        "after": after,
+    }
     (out / "prune_report.json").write_text(json.dumps(report, indent=2))
-    log(f"after:  {after['params'] / 1e6:.2f} M params ({after['params'] / before['params']:.2f}x), "
+    log(
+        f"after:  {after['params'] / 1e6:.2f} M params ({after['params'] / before['params']:.2f}x), "
         f"{after['gflops']:.2f} GFLOPs ({after['gflops'] / before['gflops']:.2f}x), "
         f"weights {after['weights_mb']:.1f} MB (was {before['weights_mb']:.1f}), top-1 {after['top1']:.4f} "
-        f"(was {before['top1']:.4f})")
+        f"(was {before['top1']:.4f})"
+    )
     log(f"wrote {final}")
     return report

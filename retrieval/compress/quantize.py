@@ -7,6 +7,7 @@ with ``"precision": "int8"``), so every OpenVINO consumer loads it unchanged. Th
 is the FP32 source's: INT8 descriptors are an approximation of the same model, checked here by
 top-1 and descriptor agreement against FP32 on the validation split.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,12 +28,30 @@ from retrieval.preprocess import load_and_prepare, trim_prepared
 # Left in FP32: the input normalisation and masking, and the pooling + L2 normalisation after the
 # last conv. They cost next to nothing, and NNCF would otherwise quantize the inputs of GeM's powers
 # and divisions (measured on paris5: GeM INT8 mAP 0.806 with them quantized, against 0.827 in FP32).
-FP32_OP_TYPES = ("Power", "Multiply", "Divide", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2", "Maximum",
-                 "Minimum", "Clamp", "Sqrt")
+FP32_OP_TYPES = (
+    "Power",
+    "Multiply",
+    "Divide",
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceL2",
+    "Maximum",
+    "Minimum",
+    "Clamp",
+    "Sqrt",
+)
 
 
-def quantize_ir(model_dir, out_dir, calib_items, subset_size: int = 300, preset: str = "mixed",
-                fast_bias_correction: bool = True, progress=None) -> Path:
+def quantize_ir(
+    model_dir,
+    out_dir,
+    calib_items,
+    subset_size: int = 300,
+    preset: str = "mixed",
+    fast_bias_correction: bool = True,
+    progress=None,
+) -> Path:
     """NNCF INT8 post-training quantization of ``model_dir``'s IR into ``out_dir`` (IR + sidecar),
     calibrated on ``calib_items`` (image paths, or (path, label) pairs) run through the same input
     policy as inference (border trimming included). ``progress(done, total)`` hears each image
@@ -40,11 +59,12 @@ def quantize_ir(model_dir, out_dir, calib_items, subset_size: int = 300, preset:
     try:
         import nncf
     except ImportError:
-        raise UserError("INT8 quantization needs NNCF: pip install nncf (or make the index with --precision fp32)") from None
+        raise UserError(
+            "INT8 quantization needs NNCF: pip install nncf (or make the index with --precision fp32)"
+        ) from None
     import openvino as ov
 
     quiet_nncf()
-
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     spec, sidecar = read_sidecar(model_dir)
@@ -66,23 +86,39 @@ def quantize_ir(model_dir, out_dir, calib_items, subset_size: int = 300, preset:
     model = ov.Core().read_model(str(model_dir / IR_FILE))
     with contextlib.redirect_stdout(io.StringIO()) if progress is not None else contextlib.nullcontext():
         # NNCF draws its own bar on stdout; the caller's ``progress`` shows the same steps
-        q = nncf.quantize(model, nncf.Dataset(items, transform), subset_size=len(items),
-                          preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
-                          fast_bias_correction=fast_bias_correction,
-                          ignored_scope=nncf.IgnoredScope(types=list(FP32_OP_TYPES), validate=False))
+        q = nncf.quantize(
+            model,
+            nncf.Dataset(items, transform),
+            subset_size=len(items),
+            preset=nncf.QuantizationPreset.MIXED
+            if preset == "mixed"
+            else nncf.QuantizationPreset.PERFORMANCE,
+            fast_bias_correction=fast_bias_correction,
+            ignored_scope=nncf.IgnoredScope(types=list(FP32_OP_TYPES), validate=False),
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     ov.save_model(q, str(out_dir / IR_FILE), compress_to_fp16=False)
     sidecar = dict(sidecar)
     sidecar["files"] = {"openvino": IR_FILE}
     sidecar["precision"] = "int8"
-    sidecar["quantization"] = {"tool": f"nncf {nncf.__version__}", "calibration_images": len(items),
-                               "preset": preset, "source": str(model_dir.resolve())}
+    sidecar["quantization"] = {
+        "tool": f"nncf {nncf.__version__}",
+        "calibration_images": len(items),
+        "preset": preset,
+        "source": str(model_dir.resolve()),
+    }
     (out_dir / SIDECAR).write_text(json.dumps(sidecar, indent=2))
     return out_dir
 
 
-def quantize_onnx(model_dir, out_dir, calib_items, subset_size: int = 300, per_channel: bool = True,
-                  for_tensorrt: bool = False) -> Path:
+def quantize_onnx(
+    model_dir,
+    out_dir,
+    calib_items,
+    subset_size: int = 300,
+    per_channel: bool = True,
+    for_tensorrt: bool = False,
+) -> Path:
     """INT8 static quantization of ``model.onnx`` with ONNX Runtime: a QDQ graph, INT8 weights per
     channel, activations calibrated on ``calib_items``. For ONNX Runtime on the CPU, activations
     are asymmetric uint8 (x86's fast u8 x s8 dot products); ``for_tensorrt`` makes everything
@@ -97,7 +133,6 @@ def quantize_onnx(model_dir, out_dir, calib_items, subset_size: int = 300, per_c
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     spec, sidecar = read_sidecar(model_dir)
@@ -124,20 +159,30 @@ def quantize_onnx(model_dir, out_dir, calib_items, subset_size: int = 300, per_c
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(out_dir / ONNX_FILE), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, per_channel=per_channel,
-                        calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["Conv", "MatMul", "Gemm"],
-                        extra_options={"ActivationSymmetric": for_tensorrt, "WeightSymmetric": True})
+        quantize_static(
+            str(pre),
+            str(out_dir / ONNX_FILE),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            calibrate_method=CalibrationMethod.MinMax,
+            op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+            extra_options={"ActivationSymmetric": for_tensorrt, "WeightSymmetric": True},
+        )
     import onnxruntime
 
     sidecar = dict(sidecar)
     sidecar["files"] = {"onnx": ONNX_FILE}
     sidecar["precision"] = "int8"
-    sidecar["quantization"] = {"tool": f"onnxruntime {onnxruntime.__version__} quantize_static (QDQ, "
-                                       f"{'symmetric s8 for TensorRT' if for_tensorrt else 'u8 activations'}, "
-                                       f"{'per-channel' if per_channel else 'per-tensor'} weights)",
-                               "calibration_images": len(items), "source": str(model_dir.resolve())}
+    sidecar["quantization"] = {
+        "tool": f"onnxruntime {onnxruntime.__version__} quantize_static (QDQ, "
+        f"{'symmetric s8 for TensorRT' if for_tensorrt else 'u8 activations'}, "
+        f"{'per-channel' if per_channel else 'per-tensor'} weights)",
+        "calibration_images": len(items),
+        "source": str(model_dir.resolve()),
+    }
     (out_dir / SIDECAR).write_text(json.dumps(sidecar, indent=2))
     return out_dir
 
@@ -155,7 +200,7 @@ def evaluate_embedder(embedder, items, limit: int | None = None):
     descs, correct = [], 0
     bs = embedder.batch_size
     for i in range(0, len(items), bs):
-        chunk = items[i:i + bs]
+        chunk = items[i : i + bs]
         prep = [load_and_prepare(f, embedder.spec.input_geometry) for f, _ in chunk]
         images = [p.array for p in prep]
         sizes = np.array([p.valid for p in prep], dtype=np.int64)
@@ -198,9 +243,16 @@ def _quantized_models(fp32_dir, out: Path, items, subset, preset, formats, for_t
         log(f"NNCF: {len(items)} calibration images, {time.perf_counter() - t:.1f} s -> {made[-1][2]}")
     if formats in ("onnx", "both"):
         t = time.perf_counter()
-        made.append(("int8_onnx", "onnxruntime",
-                     quantize_onnx(fp32_dir, out / "int8-onnx", items, subset, for_tensorrt=for_tensorrt)))
-        log(f"ONNX Runtime: {len(items)} calibration images, {time.perf_counter() - t:.1f} s -> {made[-1][2]}")
+        made.append(
+            (
+                "int8_onnx",
+                "onnxruntime",
+                quantize_onnx(fp32_dir, out / "int8-onnx", items, subset, for_tensorrt=for_tensorrt),
+            )
+        )
+        log(
+            f"ONNX Runtime: {len(items)} calibration images, {time.perf_counter() - t:.1f} s -> {made[-1][2]}"
+        )
     return made
 
 
@@ -208,30 +260,50 @@ def _compare(spec, fp32_dir, made, val_items, val_limit, log) -> dict:
     """Top-1, time and descriptor cosine to FP32 of each INT8 model on ``val_items``: the report."""
     import time
 
-
     res = {}
     for name, engine, d in [("fp32", made[0][1], fp32_dir)] + made:
         emb = load_embedder(engine, spec, d, batch_size=8)
         t = time.perf_counter()
         top1, desc = evaluate_embedder(emb, val_items, val_limit)
         res[name] = {"top1": top1, "seconds": time.perf_counter() - t, "desc": desc}
-    report = {"fp32_top1": res["fp32"]["top1"], "val_images": len(res["fp32"]["desc"]),
-              "fp32_seconds": res["fp32"]["seconds"]}
+    report = {
+        "fp32_top1": res["fp32"]["top1"],
+        "val_images": len(res["fp32"]["desc"]),
+        "fp32_seconds": res["fp32"]["seconds"],
+    }
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     for name, engine, d in made:
         cos = float(np.mean(np.sum(res["fp32"]["desc"] * res[name]["desc"], axis=1)))
-        report.update({f"{name}_top1": res[name]["top1"], f"{name}_descriptor_cosine_mean": cos,
-                       f"{name}_seconds": res[name]["seconds"], f"{name}_engine": engine})
+        report.update(
+            {
+                f"{name}_top1": res[name]["top1"],
+                f"{name}_descriptor_cosine_mean": cos,
+                f"{name}_seconds": res[name]["seconds"],
+                f"{name}_engine": engine,
+            }
+        )
         if name == "int8":
             report["descriptor_cosine_mean"] = cos
-        log(f"val ({report['val_images']} images): FP32 top-1 {f(report['fp32_top1'])}, {name} ({engine}) top-1 "
+        log(
+            f"val ({report['val_images']} images): FP32 top-1 {f(report['fp32_top1'])}, {name} ({engine}) top-1 "
             f"{f(res[name]['top1'])}, descriptor cosine {cos:.4f}; eval {report['fp32_seconds']:.0f}s vs "
-            f"{res[name]['seconds']:.0f}s")
+            f"{res[name]['seconds']:.0f}s"
+        )
     return report
 
 
-def quantize_model(source, calib, out, *, subset: int = 300, val_limit: int | None = None, preset: str = "mixed",
-                   formats: str = "openvino", for_tensorrt: bool = False, log=print) -> dict:
+def quantize_model(
+    source,
+    calib,
+    out,
+    *,
+    subset: int = 300,
+    val_limit: int | None = None,
+    preset: str = "mixed",
+    formats: str = "openvino",
+    for_tensorrt: bool = False,
+    log=print,
+) -> dict:
     """INT8 PTQ of ``source`` (a checkpoint, or an exported model folder), calibrated on ``calib``'s
     train split: NNCF for OpenVINO (OUT/int8) and/or ONNX Runtime QDQ (OUT/int8-onnx); compared with
     FP32 on the val split. Writes OUT/quantize_report.json and returns the report."""

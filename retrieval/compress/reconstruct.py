@@ -7,6 +7,7 @@ reconstruction of ThiNet / He et al.'s channel pruning: it needs forward passes 
 no labels, no epochs), and errors of earlier layers are compensated by later ones because each
 layer is fitted on the student's inputs. Gradient distillation (``retrieval.compress.distill``) can follow.
 """
+
 from __future__ import annotations
 
 import torch
@@ -47,8 +48,18 @@ def _solve(xtx: torch.Tensor, xty: torch.Tensor, ridge: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reconstruct(student, teacher, kept: dict, images: torch.Tensor, sizes: torch.Tensor,
-                per_image: int = 64, ridge: float = 1e-3, chunk: int = 8, seed: int = 0, progress=None) -> list[float]:
+def reconstruct(
+    student,
+    teacher,
+    kept: dict,
+    images: torch.Tensor,
+    sizes: torch.Tensor,
+    per_image: int = 64,
+    ridge: float = 1e-3,
+    chunk: int = 8,
+    seed: int = 0,
+    progress=None,
+) -> list[float]:
     """Refit every conv layer of ``student.features`` (a pruned copy of ``teacher.features``, same
     layer list) in place; ``kept`` maps conv ordinals to the teacher channels the student kept
     (``retrieval.compress.prune.l1_prune_layers``; absent: all). ``images``/``sizes`` are prepared uint8
@@ -59,7 +70,7 @@ def reconstruct(student, teacher, kept: dict, images: torch.Tensor, sizes: torch
     student.eval()
     teacher.eval()
     groups = list(zip(images, sizes)) if isinstance(images, (list, tuple)) else [(images, sizes)]
-    chunks = [(im[i:i + chunk], sz[i:i + chunk]) for im, sz in groups for i in range(0, len(im), chunk)]
+    chunks = [(im[i : i + chunk], sz[i : i + chunk]) for im, sz in groups for i in range(0, len(im), chunk)]
     xs = [student.prepare(im, sz) for im, sz in chunks]
     xt = [t.clone() for t in xs]
     szs = [sz for _, sz in chunks]

@@ -1,6 +1,7 @@
 """Inference engines behind one ``Embedder`` interface: openvino, onnxruntime, torch, tensorrt.
 
 More: docs/design-notes.md (``retrieval.engines``)."""
+
 from __future__ import annotations
 
 import importlib
@@ -37,17 +38,43 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_embedder(engine: str, spec: ModelSpec, model_dir: str | Path | None = None, net=None,
-                  batch_size: int = 8, threads: int | None = None, **options) -> Embedder:
+def load_embedder(
+    engine: str,
+    spec: ModelSpec,
+    model_dir: str | Path | None = None,
+    net=None,
+    batch_size: int = 8,
+    threads: int | None = None,
+    **options,
+) -> Embedder:
     """The registered engine ``engine`` loaded for ``spec``; a one-line UserError for an unknown name
     or a missing export."""
     entry = engine_entry(engine)
     if entry.needs_export and model_dir is None:
         raise UserError(f"the {engine} engine needs an exported model folder (vgg-retrieval export)")
-    return entry.load(spec, None if model_dir is None else Path(model_dir), net=net, batch_size=batch_size,
-                      threads=threads, **options)
+    return entry.load(
+        spec,
+        None if model_dir is None else Path(model_dir),
+        net=net,
+        batch_size=batch_size,
+        threads=threads,
+        **options,
+    )
 
 
-__all__ = ["Embedder", "ENGINES", "DEFAULT_ENGINE", "load_embedder", "register_engine", "unregister_engine",
-           "engine_names", "ray_engine_names", "engine_entry", "exported_file", "EngineEntry", "export_model", "cpu_runs_bf16",
-           "read_sidecar"]
+__all__ = [
+    "Embedder",
+    "ENGINES",
+    "DEFAULT_ENGINE",
+    "load_embedder",
+    "register_engine",
+    "unregister_engine",
+    "engine_names",
+    "ray_engine_names",
+    "engine_entry",
+    "exported_file",
+    "EngineEntry",
+    "export_model",
+    "cpu_runs_bf16",
+    "read_sidecar",
+]

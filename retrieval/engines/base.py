@@ -1,4 +1,5 @@
 """The one interface every inference engine implements."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -43,8 +44,9 @@ class Embedder(ABC):
         else:
             images = [np.ascontiguousarray(a, dtype=np.uint8) for a in images]
             shapes = {a.shape for a in images}
-        if sizes.shape != (len(images), 2) or any(len(x) != 3 or x[2] != 3 or x[:2] not in self._shapes
-                                                   for x in shapes):
+        if sizes.shape != (len(images), 2) or any(
+            len(x) != 3 or x[2] != 3 or x[:2] not in self._shapes for x in shapes
+        ):
             got = images.shape if isinstance(images, np.ndarray) else sorted(shapes)
             want = " or ".join(f"[N,{h},{w},3]" for h, w in sorted(self._shapes))
             raise ValueError(f"expected images {want} and sizes [N,2], got {got} and {sizes.shape}")
@@ -80,12 +82,14 @@ class Embedder(ABC):
         shape, and the permutation that puts their concatenated outputs back in the images' order
         (None: they are in order already)."""
         if isinstance(images, np.ndarray):  # one shape: batches in order, no copies
-            return [(images[i:i + self.batch_size], sizes[i:i + self.batch_size])
-                    for i in range(0, len(images), self.batch_size)], None
+            return [
+                (images[i : i + self.batch_size], sizes[i : i + self.batch_size])
+                for i in range(0, len(images), self.batch_size)
+            ], None
         order, chunks = [], []
         for idx in shape_groups(images):
             for i in range(0, len(idx), self.batch_size):
-                chunk = idx[i:i + self.batch_size]
+                chunk = idx[i : i + self.batch_size]
                 chunks.append((np.stack([images[j] for j in chunk]), sizes[chunk]))
                 order.extend(chunk)
         return chunks, np.argsort(np.array(order), kind="stable") if order else None
@@ -129,8 +133,9 @@ class Embedder(ABC):
         """Descriptors of ``retrieval.preprocess.Prepared`` items (of any of the spec's input
         shapes), in their order."""
         prepared = list(prepared)
-        return self.embed_batch([p.array for p in prepared], np.array([p.valid for p in prepared],
-                                                                       dtype=np.int64).reshape(-1, 2))
+        return self.embed_batch(
+            [p.array for p in prepared], np.array([p.valid for p in prepared], dtype=np.int64).reshape(-1, 2)
+        )
 
     # ---- classification (models exported with a classifier head) ----
     has_logits: bool = False
@@ -138,15 +143,19 @@ class Embedder(ABC):
     def _run_both(self, images: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def embed_with_logits(self, images: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def embed_with_logits(
+        self, images: np.ndarray, sizes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """(descriptors, logits) from one forward pass; logits is None when the model has no head."""
         if not self.has_logits:
             return self.embed_batch(images, sizes), None
         images, sizes = self._input_policy(*self._checked(images, sizes))
         out = self._by_shape(images, sizes, self._run_both)
         if not out:
-            return (np.zeros((0, self.spec.descriptor_dim), np.float32),
-                    np.zeros((0, len(self.spec.class_names)), np.float32))
+            return (
+                np.zeros((0, self.spec.descriptor_dim), np.float32),
+                np.zeros((0, len(self.spec.class_names)), np.float32),
+            )
         return unit_rows(out[0]), out[1].astype(np.float32, copy=False)
 
     def logits_batch(self, images: np.ndarray, sizes: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ and the tensor interface, so the folder is usable without the original weights f
 ``model.onnx`` comes from torch's exporter for a torch network, or (no torch installed) is written
 by ``retrieval.nets.onnx_graph`` from ``retrieval.nets.builder.GraphWeights``: the same descriptors.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,17 +55,34 @@ def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onn
             "model_id": spec.model_id,
             "files": files,
             "exported_by": "retrieval.nets.onnx_graph" if isinstance(net, GraphWeights) else "torch.onnx",
-            "inputs": {"image": (f"uint8 [N,H,W,3] RGB, picture top-left, zero padded; (H, W) one of the buckets "
-                                 f"{[list(x) for x in spec.input_shapes()]}" if dynamic else
-                                 f"uint8 [N,{s},{s},3] RGB, picture top-left, zero padded"),
-                       "size": "int64 [N,2] valid (height, width) of each picture"},
-            "outputs": {"descriptor": f"float32 [N,{spec.descriptor_dim}] L2-normalised",
-                        **({"logits": f"float32 [N,{len(spec.class_names)}] class scores ({spec.head} head; "
-                                      f"spec.class_names order)"} if with_logits else {})},
+            "inputs": {
+                "image": (
+                    f"uint8 [N,H,W,3] RGB, picture top-left, zero padded; (H, W) one of the buckets "
+                    f"{[list(x) for x in spec.input_shapes()]}"
+                    if dynamic
+                    else f"uint8 [N,{s},{s},3] RGB, picture top-left, zero padded"
+                ),
+                "size": "int64 [N,2] valid (height, width) of each picture",
+            },
+            "outputs": {
+                "descriptor": f"float32 [N,{spec.descriptor_dim}] L2-normalised",
+                **(
+                    {
+                        "logits": f"float32 [N,{len(spec.class_names)}] class scores ({spec.head} head; "
+                        f"spec.class_names order)"
+                    }
+                    if with_logits
+                    else {}
+                ),
+            },
             "normalisation": "inside the graph: (x/255 - mean) / std, padded pixels zeroed",
-            "preprocessing": ("outside the graph: uniform border bands trimmed off the picture, which is then "
-                              "resized back to the full input (retrieval.preprocess.trim_prepared; "
-                              "spec.trim_borders)") if spec.trim_borders else "outside the graph: none beyond the resize and padding",
+            "preprocessing": (
+                "outside the graph: uniform border bands trimmed off the picture, which is then "
+                "resized back to the full input (retrieval.preprocess.trim_prepared; "
+                "spec.trim_borders)"
+            )
+            if spec.trim_borders
+            else "outside the graph: none beyond the resize and padding",
         }
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2))
         replace_dir(tmp, out_dir)
@@ -93,8 +111,13 @@ def _write_torch_onnx(spec: ModelSpec, net, onnx_path: Path) -> bool:
     import torch
 
     dynamic = spec.input_policy != "square"
-    h, w = max(spec.input_shapes(), key=lambda hw: (hw[0] != hw[1], hw[0] * hw[1]))  # oblong when there is one
-    example = (torch.zeros(2, h, w, 3, dtype=torch.uint8), torch.tensor([[h, w], [h // 2, w]], dtype=torch.int64))
+    h, w = max(
+        spec.input_shapes(), key=lambda hw: (hw[0] != hw[1], hw[0] * hw[1])
+    )  # oblong when there is one
+    example = (
+        torch.zeros(2, h, w, 3, dtype=torch.uint8),
+        torch.tensor([[h, w], [h // 2, w]], dtype=torch.int64),
+    )
     with_logits = getattr(net, "head", None) is not None
     if with_logits:
         from retrieval.nets.model import BothOutputs
@@ -131,10 +154,19 @@ def _export_onnx(net, example, onnx_path: Path, outputs=("descriptor",), dynamic
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(net, example, str(onnx_path), opset_version=OPSET, dynamo=False,
-                                  dynamic_axes={"image": {0: "batch", **({1: "height", 2: "width"} if dynamic else {})},
-                                                "size": {0: "batch"},
-                                                **{o: {0: "batch"} for o in outputs}}, **names)
+                torch.onnx.export(
+                    net,
+                    example,
+                    str(onnx_path),
+                    opset_version=OPSET,
+                    dynamo=False,
+                    dynamic_axes={
+                        "image": {0: "batch", **({1: "height", 2: "width"} if dynamic else {})},
+                        "size": {0: "batch"},
+                        **{o: {0: "batch"} for o in outputs},
+                    },
+                    **names,
+                )
             return
         except Exception:
             if onnx_path.exists():
@@ -142,10 +174,22 @@ def _export_onnx(net, example, onnx_path: Path, outputs=("descriptor",), dynamic
         batch = torch.export.Dim("batch", min=1, max=4096)
         image_dims = {0: batch}
         if dynamic:
-            image_dims.update({1: torch.export.Dim("height", min=16, max=4096),
-                               2: torch.export.Dim("width", min=16, max=4096)})
-        torch.onnx.export(net, example, str(onnx_path), opset_version=OPSET, dynamo=True, external_data=False,
-                          dynamic_shapes={"image": image_dims, "size": {0: batch}}, **names)
+            image_dims.update(
+                {
+                    1: torch.export.Dim("height", min=16, max=4096),
+                    2: torch.export.Dim("width", min=16, max=4096),
+                }
+            )
+        torch.onnx.export(
+            net,
+            example,
+            str(onnx_path),
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes={"image": image_dims, "size": {0: batch}},
+            **names,
+        )
 
 
 def read_sidecar(model_dir: str | os.PathLike) -> tuple[ModelSpec, dict]:

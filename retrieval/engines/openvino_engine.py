@@ -1,6 +1,7 @@
 """OpenVINO engine over the exported IR (``model.xml``/``model.bin``), CPU by default.
 
 More: docs/design-notes.md (``retrieval.engines.openvino_engine``)."""
+
 from __future__ import annotations
 
 import os
@@ -43,17 +44,31 @@ def compile_cache(model_dir: Path) -> Path | None:
 
 
 @register_engine("openvino", model_files=(IR_FILE, "model.bin"), ray=True, order=0)
-def load(spec: ModelSpec, model_dir: Path, *, net=None, batch_size: int = 8, threads: int | None = None,
-         **options) -> Embedder:
-    return OpenVinoEmbedder(spec, exported_file(model_dir, IR_FILE, "OpenVINO IR"), batch_size=batch_size,
-                            threads=threads, **options)
+def load(
+    spec: ModelSpec, model_dir: Path, *, net=None, batch_size: int = 8, threads: int | None = None, **options
+) -> Embedder:
+    return OpenVinoEmbedder(
+        spec,
+        exported_file(model_dir, IR_FILE, "OpenVINO IR"),
+        batch_size=batch_size,
+        threads=threads,
+        **options,
+    )
 
 
 class OpenVinoEmbedder(Embedder):
     name = "openvino"
 
-    def __init__(self, spec: ModelSpec, xml_path: str | Path, batch_size: int = 8, threads: int | None = None,
-                 device: str = "CPU", precision: str = DEFAULT_PRECISION, performance: str = "LATENCY"):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        xml_path: str | Path,
+        batch_size: int = 8,
+        threads: int | None = None,
+        device: str = "CPU",
+        precision: str = DEFAULT_PRECISION,
+        performance: str = "LATENCY",
+    ):
         super().__init__(spec, batch_size)
         import openvino as ov
 
@@ -66,8 +81,10 @@ class OpenVinoEmbedder(Embedder):
         self.device = device
         performance = str(performance).upper()
         if performance not in PERFORMANCE_MODES:
-            raise ValueError(f"unknown OpenVINO performance mode {performance!r}; choose one of "
-                             f"{', '.join(PERFORMANCE_MODES)}")
+            raise ValueError(
+                f"unknown OpenVINO performance mode {performance!r}; choose one of "
+                f"{', '.join(PERFORMANCE_MODES)}"
+            )
         self.throughput = performance == "THROUGHPUT"
         self.in_flight = 1  # batches embed_stream keeps started: OpenVINO's optimal number of requests
         self.config = {"PERFORMANCE_HINT": performance}
@@ -86,8 +103,11 @@ class OpenVinoEmbedder(Embedder):
             model = self._model.clone()
             model.reshape({"image": [-1, h, w, 3], "size": [-1, 2]})
             compiled = self._core.compile_model(model, self.device, self.config)
-            self._requests[key] = (compiled.create_infer_request(), compiled.output("descriptor"),
-                                   compiled.output("logits") if self.has_logits else None)
+            self._requests[key] = (
+                compiled.create_infer_request(),
+                compiled.output("descriptor"),
+                compiled.output("logits") if self.has_logits else None,
+            )
             if self.throughput:
                 n_requests = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
                 self.in_flight = max(self.in_flight, n_requests)
@@ -113,7 +133,9 @@ class OpenVinoEmbedder(Embedder):
             return
         pending: deque = deque()  # per batch: (its jobs, inverse permutation)
         for images, sizes in batches:
-            chunks, inverse = self._shape_chunks(*((images, sizes) if ready else self.prepare_batch(images, sizes)))
+            chunks, inverse = self._shape_chunks(
+                *((images, sizes) if ready else self.prepare_batch(images, sizes))
+            )
             pending.append(([self._start(i, s) for i, s in chunks], inverse))
             if len(pending) > self.in_flight:
                 yield self._finished(*pending.popleft())

@@ -4,6 +4,7 @@ models).
 Registering costs nothing heavy: a loader imports its runtime (torch, OpenVINO, ONNX Runtime,
 TensorRT) only when it is called, so listing the engines (the CLI's choices) never loads one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class EngineEntry:
     the first being the one it opens; empty for an engine that needs no export (torch).
     ``ray``: it can run on a Ray actor from the model files shipped there (``index --engine ray``).
     ``order``: its place in listings (the CLI's choices), lowest first; ties by name."""
+
     name: str
     load: Callable
     model_files: tuple[str, ...] = ()
@@ -38,11 +40,13 @@ _ENGINES: dict[str, EngineEntry] = {}
 
 def register_engine(name: str, *, model_files: tuple[str, ...] = (), ray: bool = False, order: int = 100):
     """Decorator: register ``loader`` as the engine ``name`` (see ``EngineEntry`` for the fields)."""
+
     def decorate(loader: Callable) -> Callable:
         if name in _ENGINES and _ENGINES[name].load is not loader:
             raise ValueError(f"engine {name!r} is already registered (by {_ENGINES[name].load.__module__})")
         _ENGINES[name] = EngineEntry(name, loader, tuple(model_files), bool(ray), int(order))
         return loader
+
     return decorate
 
 

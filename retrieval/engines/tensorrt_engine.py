@@ -1,6 +1,7 @@
 """TensorRT engine (NVIDIA GPUs) over the exported ``model.onnx``.
 
 More: docs/design-notes.md (``retrieval.engines.tensorrt_engine``)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -53,27 +54,39 @@ def tensorrt_routes() -> list[str]:
 
 
 @register_engine("tensorrt", model_files=(ONNX_FILE,), order=30)
-def load_exported(spec: ModelSpec, model_dir: Path, *, net=None, batch_size: int = 8, threads: int | None = None,
-                  **options) -> Embedder:
+def load_exported(
+    spec: ModelSpec, model_dir: Path, *, net=None, batch_size: int = 8, threads: int | None = None, **options
+) -> Embedder:
     """``load`` on the folder's ``model.onnx`` (``threads`` does not apply to a GPU)."""
     return load(spec, exported_file(model_dir, ONNX_FILE, "ONNX model"), batch_size=batch_size, **options)
 
 
-def load(spec: ModelSpec, onnx_path: Path, batch_size: int = 8, precision: str = DEFAULT_PRECISION,
-         route: str | None = None) -> Embedder:
+def load(
+    spec: ModelSpec,
+    onnx_path: Path,
+    batch_size: int = 8,
+    precision: str = DEFAULT_PRECISION,
+    route: str | None = None,
+) -> Embedder:
     if precision not in PRECISIONS:
         raise UserError(f"unknown TensorRT precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if not gpu_available():
-        raise UserError("the tensorrt engine needs an NVIDIA GPU with CUDA; none is visible on this machine "
-                        "(use --engine openvino on a CPU)")
+        raise UserError(
+            "the tensorrt engine needs an NVIDIA GPU with CUDA; none is visible on this machine "
+            "(use --engine openvino on a CPU)"
+        )
     routes = tensorrt_routes()
     if route is not None and route not in routes:
         routes = []
     if not routes:
-        raise UserError("the tensorrt engine needs TensorRT: pip install 'vgg-retrieval[tensorrt]' (the tensorrt "
-                        "package) or onnxruntime-gpu with TensorRT")
+        raise UserError(
+            "the tensorrt engine needs TensorRT: pip install 'vgg-retrieval[tensorrt]' (the tensorrt "
+            "package) or onnxruntime-gpu with TensorRT"
+        )
     if batch_size > MAX_BATCH:
-        raise UserError(f"the tensorrt engine is built for batches up to {MAX_BATCH} (got --batch-size {batch_size})")
+        raise UserError(
+            f"the tensorrt engine is built for batches up to {MAX_BATCH} (got --batch-size {batch_size})"
+        )
     if routes[0] == "tensorrt":
         return TensorRtEmbedder(spec, onnx_path, batch_size, precision)
     return _onnxruntime_trt(spec, onnx_path, batch_size, precision)
@@ -81,11 +94,22 @@ def load(spec: ModelSpec, onnx_path: Path, batch_size: int = 8, precision: str =
 
 def _onnxruntime_trt(spec: ModelSpec, onnx_path: Path, batch_size: int, precision: str) -> Embedder:
 
-    trt_options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(onnx_path.parent),
-                   "trt_fp16_enable": precision in ("fp16", "int8"), "trt_int8_enable": precision == "int8"}
-    emb = OnnxRuntimeEmbedder(spec, onnx_path, batch_size=batch_size,
-                              providers=[("TensorrtExecutionProvider", trt_options), "CUDAExecutionProvider",
-                                         "CPUExecutionProvider"])
+    trt_options = {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(onnx_path.parent),
+        "trt_fp16_enable": precision in ("fp16", "int8"),
+        "trt_int8_enable": precision == "int8",
+    }
+    emb = OnnxRuntimeEmbedder(
+        spec,
+        onnx_path,
+        batch_size=batch_size,
+        providers=[
+            ("TensorrtExecutionProvider", trt_options),
+            "CUDAExecutionProvider",
+            "CPUExecutionProvider",
+        ],
+    )
     emb.name = "tensorrt"
     return emb
 
@@ -139,8 +163,9 @@ def build_plan(onnx_path: Path, spec: ModelSpec, precision: str, opt_batch: int 
 class TensorRtEmbedder(Embedder):
     name = "tensorrt"
 
-    def __init__(self, spec: ModelSpec, onnx_path: str | Path, batch_size: int = 8,
-                 precision: str = DEFAULT_PRECISION):
+    def __init__(
+        self, spec: ModelSpec, onnx_path: str | Path, batch_size: int = 8, precision: str = DEFAULT_PRECISION
+    ):
         super().__init__(spec, batch_size)
         import tensorrt as trt
         import torch

@@ -1,4 +1,5 @@
 """PyTorch eager engine: the reference the exported engines are checked against."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,9 @@ from .registry import register_engine
 
 
 @register_engine("torch", order=20)
-def load(spec: ModelSpec, model_dir=None, *, net=None, batch_size: int = 8, threads: int | None = None,
-         **options) -> Embedder:
+def load(
+    spec: ModelSpec, model_dir=None, *, net=None, batch_size: int = 8, threads: int | None = None, **options
+) -> Embedder:
     """The network ``net``, else rebuilt from the spec's weights; no export needed (``model_dir`` and the
     exported engines' ``options`` do not apply)."""
     require_torch("the torch engine")

@@ -1,6 +1,7 @@
 """The networks: VGG descriptor nets and heads (``model``, ``heads``), building one from a spec
 (``builder``), its weights from files or the hub (``weights``, ``hub_weights``), and the ONNX graph written
 straight from the weights without torch (``onnx_graph``)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -35,4 +36,23 @@ _NAMES = {
     "build_onnx": ".onnx_graph",
 }
 __getattr__ = lazy_names(__name__, _NAMES)
-__all__ = ["DescriptorNet", "FEATURE_STRIDE", "GraphWeights", "HEADS", "build", "build_descriptor_net", "build_head", "build_onnx", "build_trunk", "classifier_names", "fingerprint", "load_model", "load_net", "load_weights", "save_checkpoint", "torch_load", "trunk_widths", "vgg_cfg"]
+__all__ = [
+    "DescriptorNet",
+    "FEATURE_STRIDE",
+    "GraphWeights",
+    "HEADS",
+    "build",
+    "build_descriptor_net",
+    "build_head",
+    "build_onnx",
+    "build_trunk",
+    "classifier_names",
+    "fingerprint",
+    "load_model",
+    "load_net",
+    "load_weights",
+    "save_checkpoint",
+    "torch_load",
+    "trunk_widths",
+    "vgg_cfg",
+]

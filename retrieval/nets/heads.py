@@ -5,6 +5,7 @@ dropout -> Linear(C5, classes); it shares the pooling with the descriptor, so on
 both. ``vgg``: torchvision's original classifier (max-pool, 7x7 adaptive average pool,
 4096-4096-classes) on the conv5 feature map.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,8 +33,14 @@ class VGGClassifierHead(nn.Module):
         super().__init__()
         self.pool = nn.Sequential(nn.MaxPool2d(2, 2), nn.AdaptiveAvgPool2d((7, 7)))
         self.classifier = nn.Sequential(
-            nn.Linear(in_dim * 49, 4096), nn.ReLU(True), nn.Dropout(dropout),
-            nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(dropout), nn.Linear(4096, classes))
+            nn.Linear(in_dim * 49, 4096),
+            nn.ReLU(True),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(True),
+            nn.Dropout(dropout),
+            nn.Linear(4096, classes),
+        )
 
     def forward(self, fmap: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(fmap), 1))

@@ -2,6 +2,7 @@
 hub (``timm/vgg16.tv_in1k``: "tv" = torchvision's weights, converted), read from safetensors.
 
 More: docs/design-notes.md (``retrieval.nets.hub_weights``)."""
+
 from __future__ import annotations
 
 import logging
@@ -14,13 +15,17 @@ HUB_FILE = "model.safetensors"
 # torchvision weight names -> the hub repository of the same tensors (timm's "tv_in1k" tags)
 TORCHVISION_ON_HUB = {"IMAGENET1K_V1": "timm/{arch}.tv_in1k"}
 # timm's classifier layers -> torchvision's (fc6, fc7, fc8)
-TIMM_CLASSIFIER = {"pre_logits.fc1": "classifier.0", "pre_logits.fc2": "classifier.3", "head.fc": "classifier.6"}
+TIMM_CLASSIFIER = {
+    "pre_logits.fc1": "classifier.0",
+    "pre_logits.fc2": "classifier.3",
+    "head.fc": "classifier.6",
+}
 
 
 def hub_repo(arch: str, name: str) -> str | None:
     """The hub repository that holds weights ``name`` for ``arch`` (None: the hub has no such name)."""
     if name.startswith(HUB_PREFIX):
-        return name[len(HUB_PREFIX):]
+        return name[len(HUB_PREFIX) :]
     template = TORCHVISION_ON_HUB.get(name)
     return template.format(arch=arch) if template else None
 
@@ -30,15 +35,19 @@ def download(repo: str, env_var: str) -> Path:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise UserError(f"weights {HUB_PREFIX}{repo} need huggingface_hub: pip install huggingface_hub") from None
+        raise UserError(
+            f"weights {HUB_PREFIX}{repo} need huggingface_hub: pip install huggingface_hub"
+        ) from None
     hub_log = logging.getLogger("huggingface_hub")  # its retry warnings would add lines to the one below
     level = hub_log.level
     hub_log.setLevel(logging.ERROR)
     try:
         return Path(hf_hub_download(repo, HUB_FILE))
     except Exception as e:  # no network, no such repository, blocked host, offline without a cached copy...
-        raise UserError(f"could not get {HUB_FILE} of {repo} from the Hugging Face hub ({one_line(e)}): pass "
-                        f"--weights PATH to a local .safetensors or .pth, or set {env_var}") from None
+        raise UserError(
+            f"could not get {HUB_FILE} of {repo} from the Hugging Face hub ({one_line(e)}): pass "
+            f"--weights PATH to a local .safetensors or .pth, or set {env_var}"
+        ) from None
     finally:
         hub_log.setLevel(level)
 

@@ -1,6 +1,7 @@
 """The descriptor network: a torchvision VGG trunk, masked global pooling and L2 normalisation.
 
 More: docs/design-notes.md (``retrieval.nets.model``)."""
+
 from __future__ import annotations
 
 import torch
@@ -120,7 +121,9 @@ class DescriptorNet(nn.Module):
             return ((f.clamp(min=1e-6) ** p * mask).sum(dim=(2, 3)) / count) ** (1.0 / p)
         return (f * mask).sum(dim=(2, 3)) / count
 
-    def multi_scale(self, x: torch.Tensor, size: torch.Tensor, f: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+    def multi_scale(
+        self, x: torch.Tensor, size: torch.Tensor, f: torch.Tensor, pooled: torch.Tensor
+    ) -> torch.Tensor:
         """The descriptor (not normalised) from the prepared input ``x`` and its scale-1 conv5 map ``f``
         and pooling ``pooled``: ``pooled`` itself with one scale, else the sum over ``self.scales``
         of each scale's L2-normalised pooling (the valid size scaled down, rounding down)."""
@@ -168,14 +171,18 @@ def _region_bands(cells: torch.Tensor, longer: torch.Tensor, side: torch.Tensor,
     count = level + longer.to(torch.int64)
     step = (cells - side).to(torch.float32) / torch.clamp(count - 1, min=1).to(torch.float32)
     half = torch.div(side, 2, rounding_mode="floor") - 1
-    start = torch.floor(half.view(-1, 1).to(torch.float32) + k.to(torch.float32) * step.view(-1, 1)).to(torch.int64)
+    start = torch.floor(half.view(-1, 1).to(torch.float32) + k.to(torch.float32) * step.view(-1, 1)).to(
+        torch.int64
+    )
     start = start - half.view(-1, 1)
     idx = torch.arange(length, device=cells.device).view(1, 1, length)
     inside = (idx >= start.unsqueeze(2)) & (idx < (start + side.view(-1, 1)).unsqueeze(2))
     return inside.to(torch.float32), k < count.view(-1, 1)
 
 
-def rmac(f: torch.Tensor, cells_h: torch.Tensor, cells_w: torch.Tensor, levels: int = RMAC_LEVELS) -> torch.Tensor:
+def rmac(
+    f: torch.Tensor, cells_h: torch.Tensor, cells_w: torch.Tensor, levels: int = RMAC_LEVELS
+) -> torch.Tensor:
     """R-MAC of conv5 maps ``f`` [N, C, H, W] (post-ReLU, >= 0) over their top-left ``cells_h`` x
     ``cells_w`` valid cells ([N] int64): the sum over levels l = 1..``levels`` of the L2-normalised
     max of each square region of side floor(2 min(h, w) / (l + 1)) cells. Tolias et al. place l x l

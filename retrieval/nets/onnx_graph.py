@@ -1,6 +1,7 @@
 """The descriptor network written directly as an ONNX graph from numpy weights: no PyTorch needed.
 
 More: docs/design-notes.md (``retrieval.nets.onnx_graph``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,7 +21,29 @@ VGG_CFGS = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+    "E": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ],
 }
 _ARCH_CFG = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
 
@@ -53,8 +76,9 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
-    def op(self, kind: str, inputs: list[str], stem: str | None = None, outputs: list[str] | None = None,
-           **attrs) -> str:
+    def op(
+        self, kind: str, inputs: list[str], stem: str | None = None, outputs: list[str] | None = None, **attrs
+    ) -> str:
         from onnx import helper
 
         outs = outputs or [self.name(stem or kind.lower())]
@@ -69,9 +93,12 @@ def _conv_params(state: dict, index: int, batch_norm: bool) -> tuple[np.ndarray,
     if batch_norm:
         p = f"features.{index + 1}."
         scale = np.asarray(state[p + "weight"], np.float32) / np.sqrt(
-            np.asarray(state[p + "running_var"], np.float32) + BN_EPS)
+            np.asarray(state[p + "running_var"], np.float32) + BN_EPS
+        )
         w = w * scale[:, None, None, None]
-        b = (b - np.asarray(state[p + "running_mean"], np.float32)) * scale + np.asarray(state[p + "bias"], np.float32)
+        b = (b - np.asarray(state[p + "running_mean"], np.float32)) * scale + np.asarray(
+            state[p + "bias"], np.float32
+        )
     return w, b
 
 
@@ -83,10 +110,38 @@ def _prepare(g: _Graph, spec: ModelSpec) -> tuple[str, str, str]:
     std = (np.array(spec.std, np.float32) * 255.0).reshape(1, 3, 1, 1)
     x = g.op("Div", [g.op("Sub", [x, g.const(mean, "mean")]), g.const(std, "std")])
     shape = g.const(np.array([-1, 1, 1, 1], np.int64), "shape")
-    valid_h = g.op("Reshape", [g.op("Slice", ["size", g.const(np.array([0], np.int64)), g.const(np.array([1], np.int64)),
-                                             g.const(np.array([1], np.int64))]), shape], "valid_h")
-    valid_w = g.op("Reshape", [g.op("Slice", ["size", g.const(np.array([1], np.int64)), g.const(np.array([2], np.int64)),
-                                             g.const(np.array([1], np.int64))]), shape], "valid_w")
+    valid_h = g.op(
+        "Reshape",
+        [
+            g.op(
+                "Slice",
+                [
+                    "size",
+                    g.const(np.array([0], np.int64)),
+                    g.const(np.array([1], np.int64)),
+                    g.const(np.array([1], np.int64)),
+                ],
+            ),
+            shape,
+        ],
+        "valid_h",
+    )
+    valid_w = g.op(
+        "Reshape",
+        [
+            g.op(
+                "Slice",
+                [
+                    "size",
+                    g.const(np.array([1], np.int64)),
+                    g.const(np.array([2], np.int64)),
+                    g.const(np.array([1], np.int64)),
+                ],
+            ),
+            shape,
+        ],
+        "valid_w",
+    )
     mask = _mask(g, valid_h, valid_w, s, s, 1, like=x if _dynamic(spec) else None)
     return g.op("Mul", [x, mask]), valid_h, valid_w
 
@@ -128,10 +183,15 @@ def _trunk(g: _Graph, x: str, spec: ModelSpec, state: dict) -> tuple[str, int, i
             continue
         w, b = _conv_params(state, index, batch_norm)
         if w.shape[:2] != (v, width):
-            raise ValueError(f"features.{index}.weight has shape {tuple(w.shape)}, the model needs "
-                             f"({v}, {width}, 3, 3)")
-        x = g.op("Conv", [x, g.const(w, f"features_{index}_w"), g.const(b, f"features_{index}_b")],
-                 kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+            raise ValueError(
+                f"features.{index}.weight has shape {tuple(w.shape)}, the model needs ({v}, {width}, 3, 3)"
+            )
+        x = g.op(
+            "Conv",
+            [x, g.const(w, f"features_{index}_w"), g.const(b, f"features_{index}_b")],
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+        )
         x = g.op("Relu", [x])
         index += 3 if batch_norm else 2
         width = v
@@ -164,42 +224,93 @@ def _region_bands(g: _Graph, cells: str, longer: str, side: str, level: int, len
     one R-MAC level along one axis; ``cells``, ``side`` int64 [N,1], ``longer`` bool [N,1]."""
     k = g.const(np.arange(level + 1, dtype=np.int64).reshape(1, -1), "k")
     count = g.op("Add", [g.const(_ints(level)), g.op("Cast", [longer], to=7)])
-    step = g.op("Div", [g.op("Cast", [g.op("Sub", [cells, side])], to=1),
-                        g.op("Cast", [g.op("Max", [g.op("Sub", [count, g.const(_ints(1))]), g.const(_ints(1))])], to=1)])
+    step = g.op(
+        "Div",
+        [
+            g.op("Cast", [g.op("Sub", [cells, side])], to=1),
+            g.op("Cast", [g.op("Max", [g.op("Sub", [count, g.const(_ints(1))]), g.const(_ints(1))])], to=1),
+        ],
+    )
     half = g.op("Sub", [g.op("Div", [side, g.const(_ints(2))]), g.const(_ints(1))])
     start = g.op("Add", [g.op("Cast", [half], to=1), g.op("Mul", [g.op("Cast", [k], to=1), step])])
     start = g.op("Sub", [g.op("Cast", [g.op("Floor", [start])], to=7), half])  # [N, level+1]
     idx = g.const(np.arange(length, dtype=np.int64).reshape(1, 1, length), "idx")
     two = g.const(_ints(2))
-    inside = g.op("And", [g.op("GreaterOrEqual", [idx, g.op("Unsqueeze", [start, two])]),
-                          g.op("Less", [idx, g.op("Unsqueeze", [g.op("Add", [start, side]), two])])])
+    inside = g.op(
+        "And",
+        [
+            g.op("GreaterOrEqual", [idx, g.op("Unsqueeze", [start, two])]),
+            g.op("Less", [idx, g.op("Unsqueeze", [g.op("Add", [start, side]), two])]),
+        ],
+    )
     return g.op("Cast", [inside], to=1), g.op("Less", [k, count])
 
 
 def _rmac(g: _Graph, f: str, valid_h: str, valid_w: str, side: int) -> str:
     """retrieval.nets.model.rmac of the conv5 map [N,C,side,side] over its valid cells -> [N,C]."""
     flat = g.const(_ints(-1, 1), "shape")
-    cells = [g.op("Reshape", [g.op("Min", [g.op("Div", [g.op("Add", [v, g.const(_ints(FEATURE_STRIDE - 1))]),
-                                                       g.const(_ints(FEATURE_STRIDE))]), g.const(_ints(side))]), flat])
-             for v in (valid_h, valid_w)]
+    cells = [
+        g.op(
+            "Reshape",
+            [
+                g.op(
+                    "Min",
+                    [
+                        g.op(
+                            "Div",
+                            [
+                                g.op("Add", [v, g.const(_ints(FEATURE_STRIDE - 1))]),
+                                g.const(_ints(FEATURE_STRIDE)),
+                            ],
+                        ),
+                        g.const(_ints(side)),
+                    ],
+                ),
+                flat,
+            ],
+        )
+        for v in (valid_h, valid_w)
+    ]
     short = g.op("Min", cells)
     total = None
     for level in range(1, RMAC_LEVELS + 1):
-        size = g.op("Max", [g.op("Div", [g.op("Mul", [short, g.const(_ints(2))]), g.const(_ints(level + 1))]),
-                            g.const(_ints(1))])
+        size = g.op(
+            "Max",
+            [
+                g.op("Div", [g.op("Mul", [short, g.const(_ints(2))]), g.const(_ints(level + 1))]),
+                g.const(_ints(1)),
+            ],
+        )
         rows, rows_on = _region_bands(g, cells[0], g.op("Greater", [cells[0], cells[1]]), size, level, side)
         cols, cols_on = _region_bands(g, cells[1], g.op("Greater", [cells[1], cells[0]]), size, level, side)
         rows = g.op("Unsqueeze", [rows, g.const(_ints(2, 4))])  # [N, R, 1, H, 1]
         cols = g.op("Unsqueeze", [cols, g.const(_ints(1, 3))])  # [N, 1, R, 1, W]
-        by_rows = g.op("ReduceMax", [g.op("Mul", [g.op("Unsqueeze", [f, g.const(_ints(1))]), rows]),
-                                     g.const(_ints(3))], keepdims=0)  # [N, R, C, W]
-        regions = g.op("ReduceMax", [g.op("Mul", [g.op("Unsqueeze", [by_rows, g.const(_ints(2))]), cols]),
-                                     g.const(_ints(4))], keepdims=0)  # [N, R, R, C]
-        norm = g.op("Max", [g.op("ReduceL2", [regions, g.const(_ints(3))], keepdims=1), g.const(np.float32(RMAC_EPS))])
-        on = g.op("And", [g.op("Unsqueeze", [rows_on, g.const(_ints(2))]), g.op("Unsqueeze", [cols_on, g.const(_ints(1))])])
+        by_rows = g.op(
+            "ReduceMax",
+            [g.op("Mul", [g.op("Unsqueeze", [f, g.const(_ints(1))]), rows]), g.const(_ints(3))],
+            keepdims=0,
+        )  # [N, R, C, W]
+        regions = g.op(
+            "ReduceMax",
+            [g.op("Mul", [g.op("Unsqueeze", [by_rows, g.const(_ints(2))]), cols]), g.const(_ints(4))],
+            keepdims=0,
+        )  # [N, R, R, C]
+        norm = g.op(
+            "Max", [g.op("ReduceL2", [regions, g.const(_ints(3))], keepdims=1), g.const(np.float32(RMAC_EPS))]
+        )
+        on = g.op(
+            "And",
+            [
+                g.op("Unsqueeze", [rows_on, g.const(_ints(2))]),
+                g.op("Unsqueeze", [cols_on, g.const(_ints(1))]),
+            ],
+        )
         weight = g.op("Unsqueeze", [g.op("Cast", [on], to=1), g.const(_ints(3))])  # [N, R, R, 1]
-        level_sum = g.op("ReduceSum", [g.op("Mul", [g.op("Div", [regions, norm]), weight]), g.const(_ints(1, 2))],
-                         keepdims=0)
+        level_sum = g.op(
+            "ReduceSum",
+            [g.op("Mul", [g.op("Div", [regions, norm]), weight]), g.const(_ints(1, 2))],
+            keepdims=0,
+        )
         total = level_sum if total is None else g.op("Add", [total, level_sum])
     return total
 
@@ -207,8 +318,11 @@ def _rmac(g: _Graph, f: str, valid_h: str, valid_w: str, side: int) -> str:
 def _linear(g: _Graph, x: str, state: dict, prefix: str) -> str:
     w = np.asarray(state[prefix + ".weight"], np.float32)
     b = np.asarray(state[prefix + ".bias"], np.float32)
-    return g.op("Gemm", [x, g.const(w, prefix.replace(".", "_") + "_w"), g.const(b, prefix.replace(".", "_") + "_b")],
-                transB=1)
+    return g.op(
+        "Gemm",
+        [x, g.const(w, prefix.replace(".", "_") + "_w"), g.const(b, prefix.replace(".", "_") + "_b")],
+        transB=1,
+    )
 
 
 def _head(g: _Graph, spec: ModelSpec, f: str, pooled: str, side: int, state: dict) -> str:
@@ -220,8 +334,10 @@ def _head(g: _Graph, spec: ModelSpec, f: str, pooled: str, side: int, state: dic
     x = g.op("MaxPool", [f], kernel_shape=[2, 2], strides=[2, 2])
     side //= 2
     if side % 7:
-        raise ValueError(f"the vgg head needs a conv5 map divisible by 7 after pooling (input {spec.input_size} "
-                         f"gives {side}); use an input size that is a multiple of 224")
+        raise ValueError(
+            f"the vgg head needs a conv5 map divisible by 7 after pooling (input {spec.input_size} "
+            f"gives {side}); use an input size that is a multiple of 224"
+        )
     if side != 7:  # AdaptiveAvgPool2d((7, 7)) of an evenly divisible map is a plain average pool
         k = side // 7
         x = g.op("AveragePool", [x], kernel_shape=[k, k], strides=[k, k])
@@ -235,30 +351,47 @@ def build_onnx(spec: ModelSpec, state: dict):
     """The ONNX ModelProto of ``spec`` with weights ``state`` (see the module doc)."""
     from onnx import TensorProto, checker, helper
 
-    if tuple(spec.scales) != DEFAULT_SCALES or (_dynamic(spec) and (spec.pooling == "rmac" or spec.head == "vgg")):
-        raise ValueError(f"the torch-free graph has one scale, and no R-MAC or vgg head with the buckets policy; "
-                         f"{spec.describe()} needs torch (pip install 'vgg-retrieval[train]')")
+    if tuple(spec.scales) != DEFAULT_SCALES or (
+        _dynamic(spec) and (spec.pooling == "rmac" or spec.head == "vgg")
+    ):
+        raise ValueError(
+            f"the torch-free graph has one scale, and no R-MAC or vgg head with the buckets policy; "
+            f"{spec.describe()} needs torch (pip install 'vgg-retrieval[train]')"
+        )
     g = _Graph()
     x, valid_h, valid_w = _prepare(g, spec)
     f, width, side = _trunk(g, x, spec, state)
     if width != spec.descriptor_dim:
-        raise ValueError(f"the last conv has {width} channels, the spec's descriptor has {spec.descriptor_dim}")
+        raise ValueError(
+            f"the last conv has {width} channels, the spec's descriptor has {spec.descriptor_dim}"
+        )
     pooled = _pool(g, f, spec, valid_h, valid_w, side)
-    norm = g.op("Max", [g.op("ReduceL2", [pooled, g.const(np.array([1], np.int64))], keepdims=1),
-                        g.const(np.float32(1e-12))])
+    norm = g.op(
+        "Max",
+        [
+            g.op("ReduceL2", [pooled, g.const(np.array([1], np.int64))], keepdims=1),
+            g.const(np.float32(1e-12)),
+        ],
+    )
     g.op("Div", [pooled, norm], outputs=["descriptor"])
     outputs = [helper.make_tensor_value_info("descriptor", TensorProto.FLOAT, ["batch", spec.descriptor_dim])]
     if spec.head:
         g.op("Identity", [_head(g, spec, f, pooled, side, state)], outputs=["logits"])
-        outputs.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT,
-                                                     ["batch", max(1, len(spec.class_names))]))
+        outputs.append(
+            helper.make_tensor_value_info(
+                "logits", TensorProto.FLOAT, ["batch", max(1, len(spec.class_names))]
+            )
+        )
     s = spec.input_size
     hw = ["height", "width"] if _dynamic(spec) else [s, s]
-    inputs = [helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", *hw, 3]),
-              helper.make_tensor_value_info("size", TensorProto.INT64, ["batch", 2])]
+    inputs = [
+        helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", *hw, 3]),
+        helper.make_tensor_value_info("size", TensorProto.INT64, ["batch", 2]),
+    ]
     graph = helper.make_graph(g.nodes, "vgg_retrieval_descriptor", inputs, outputs, g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="vgg-retrieval")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vgg-retrieval"
+    )
     model.ir_version = min(model.ir_version, 9)  # readable by older ONNX Runtime/OpenVINO builds
     checker.check_model(model)
     return model

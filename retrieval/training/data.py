@@ -5,6 +5,7 @@ split 80/20 per class with a fixed seed. Evaluation images go through the same i
 search (``retrieval.preprocess``: longer side resized, zero padded, valid size kept); training images
 are augmented (random resized crop, flip, colour jitter, rotation) to a full ``S x S`` square.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,12 +39,28 @@ def class_dirs(root: Path) -> list[Path]:
 def load_split(root, val_fraction: float = 0.2, seed: int = 0, limit_per_class: int | None = None) -> Split:
     """The train/val lists of ``root`` (see module doc); ``limit_per_class`` keeps the first n of
     each class (after shuffling, so small subsets stay representative)."""
-    return labelled_split(root, _images, val_fraction, seed, limit_per_class, "dataset folder",
-                          "needs at least two class folders with images (ImageFolder layout)", min_val=1)
+    return labelled_split(
+        root,
+        _images,
+        val_fraction,
+        seed,
+        limit_per_class,
+        "dataset folder",
+        "needs at least two class folders with images (ImageFolder layout)",
+        min_val=1,
+    )
 
 
-def labelled_split(root, members, val_fraction: float, seed: int, limit_per_class: int | None, what: str,
-                   needs: str, min_val: int) -> Split:
+def labelled_split(
+    root,
+    members,
+    val_fraction: float,
+    seed: int,
+    limit_per_class: int | None,
+    what: str,
+    needs: str,
+    min_val: int,
+) -> Split:
     """``(path, label)`` lists of a class-folder tree: ``root/train`` + ``root/val`` when both exist,
     else ``root/<class>`` split per class with ``seed`` (at least ``min_val`` val items per class of
     two or more). ``members(folder)`` lists one class's items (images, clips...); ``what``/``needs``
@@ -144,11 +161,14 @@ class ImageDataset:
     def __getitem__(self, i):
         import torch
 
-
         path, label = self.items[i]
         if self.tf is None:
             p = load_and_prepare(path, self.size)
-            return torch.from_numpy(np.ascontiguousarray(p.array)), torch.tensor(p.valid, dtype=torch.int64), label
+            return (
+                torch.from_numpy(np.ascontiguousarray(p.array)),
+                torch.tensor(p.valid, dtype=torch.int64),
+                label,
+            )
         im = self.tf(open_image(path))
         a = np.asarray(im, dtype=np.uint8)
         return torch.from_numpy(a.copy()), torch.tensor([self.size, self.size], dtype=torch.int64), label
@@ -159,11 +179,18 @@ def loader(dataset, batch_size: int, shuffle: bool, workers: int = 0, seed: int 
 
     g = torch.Generator()
     g.manual_seed(seed)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                                       generator=g, persistent_workers=workers > 0)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=g,
+        persistent_workers=workers > 0,
+    )
 
 
 # ---- cached features of a frozen trunk prefix ----
+
 
 def cache_key(prefix_state: dict, items, size: int, layer: int, tag: str) -> str:
     from retrieval.nets.weights import fingerprint
@@ -176,8 +203,9 @@ def cache_key(prefix_state: dict, items, size: int, layer: int, tag: str) -> str
     return h.hexdigest()[:20]
 
 
-def compute_features(net, layer: int, items, size: int, batch_size: int = 32, cache_dir=None,
-                     tag: str = "eval", progress=None):
+def compute_features(
+    net, layer: int, items, size: int, batch_size: int = 32, cache_dir=None, tag: str = "eval", progress=None
+):
     """(features fp16 tensor [N, C, h, w], sizes [N, 2], labels [N]): the output of
     ``net.features[:layer]`` over ``items`` (eval input policy), read from / written to
     ``cache_dir`` when given. The net's prefix must be frozen for this to be valid."""

@@ -1,6 +1,7 @@
 """The model pipeline's steps as functions: dataset statistics, fine-tuning, loading a classifier
 checkpoint, comparing variants (``vgg-retrieval stats/train/benchmark``; pruning and quantization
 are ``prune.prune_checkpoint`` and ``quantize.quantize_model``). See docs/model-pipeline.md."""
+
 from __future__ import annotations
 
 import time
@@ -23,8 +24,13 @@ def dataset_stats(data, size: int | None = None) -> dict:
         raise UserError(f"no images under {data}")
     t = time.perf_counter()
     mean, std, n = channel_stats(paths, size)
-    return {"images": len(paths), "pixels": int(n), "mean": [round(float(v), 6) for v in mean],
-            "std": [round(float(v), 6) for v in std], "seconds": round(time.perf_counter() - t, 2)}
+    return {
+        "images": len(paths),
+        "pixels": int(n),
+        "mean": [round(float(v), 6) for v in mean],
+        "std": [round(float(v), 6) for v in std],
+        "seconds": round(time.perf_counter() - t, 2),
+    }
 
 
 def parse_freeze(text) -> int:
@@ -38,15 +44,29 @@ def train_config(options: dict, freeze="all"):
     from .config import TrainConfig
 
     names = set(TrainConfig.__dataclass_fields__)
-    cfg = TrainConfig(**{k: v for k, v in options.items() if k in names and k != "freeze"},
-                      freeze=parse_freeze(freeze))
+    cfg = TrainConfig(
+        **{k: v for k, v in options.items() if k in names and k != "freeze"}, freeze=parse_freeze(freeze)
+    )
     if cfg.cache_dir is not None:
         cfg.cache_dir = str(cfg.cache_dir)
     return cfg
 
 
-def train_classifier(data, out, *, arch="vgg16", weights=None, input_size=128, pooling="gap", head="gap-linear",
-                     normalize="imagenet", resume=False, limit_per_class=None, log=print, **recipe) -> list[dict]:
+def train_classifier(
+    data,
+    out,
+    *,
+    arch="vgg16",
+    weights=None,
+    input_size=128,
+    pooling="gap",
+    head="gap-linear",
+    normalize="imagenet",
+    resume=False,
+    limit_per_class=None,
+    log=print,
+    **recipe,
+) -> list[dict]:
     """Fine-tune on the ImageFolder tree ``data`` into the run folder ``out`` (``recipe``: the
     TrainConfig fields, ``freeze`` as text); the per-epoch metrics."""
     from .data import load_split
@@ -62,16 +82,24 @@ def train_classifier(data, out, *, arch="vgg16", weights=None, input_size=128, p
 
         m, s, _ = channel_stats([f for f, _ in split.train], input_size)
         mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
-    spec, net = prepare_model(arch, weights, input_size, pooling, head, split.classes, recipe["dropout"], mean, std)
+    spec, net = prepare_model(
+        arch, weights, input_size, pooling, head, split.classes, recipe["dropout"], mean, std
+    )
     cfg = train_config(recipe, recipe.get("freeze", "all"))
-    cfg.extra = {"data": str(Path(data).resolve()), "val_fraction": recipe["val_fraction"], "seed": recipe["seed"]}
+    cfg.extra = {
+        "data": str(Path(data).resolve()),
+        "val_fraction": recipe["val_fraction"],
+        "seed": recipe["seed"],
+    }
     return fit_logged(fit, net, spec, split, out, cfg, resume, log, "images")
 
 
 def fit_logged(fit, net, spec, split, out, cfg, resume, log, what: str) -> list[dict]:
     """``fit(net, spec, split, out, cfg, ...)`` (image or video) between a line saying what it trains
     on and one with its time and best top-1; the per-epoch metrics."""
-    log(f"{len(split.train)} train / {len(split.val)} val {what}, {len(split.classes)} classes; {spec.describe()}")
+    log(
+        f"{len(split.train)} train / {len(split.val)} val {what}, {len(split.classes)} classes; {spec.describe()}"
+    )
     t = time.perf_counter()
     rows = fit(net, spec, split, Path(out), cfg, resume=resume, log=log)
     best = max((r["val_top1"] for r in rows), default=float("nan"))

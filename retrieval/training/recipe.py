@@ -2,6 +2,7 @@
 fine-tuning: the LR schedule (linear warm-up then cosine, per step), freezing a prefix of the trunk,
 resuming, one epoch of optimizer steps, evaluation, and each epoch's checkpoints and metrics files.
 """
+
 from __future__ import annotations
 
 import csv
@@ -77,8 +78,9 @@ def train_mode(net, frozen: int) -> None:
             m.eval()  # frozen BN layers keep their statistics
 
 
-def close_epoch(rows: list, row: dict, best: float, save, out_dir: Path, epochs: int, log=print,
-                has_val: bool = True) -> float:
+def close_epoch(
+    rows: list, row: dict, best: float, save, out_dir: Path, epochs: int, log=print, has_val: bool = True
+) -> float:
     """Record an epoch's ``row``: ``save(path, epoch, best)`` to best.pt when val top-1 improved
     (every epoch without validation data) and to last.pt, metrics files, one log line; returns the
     best. The checkpoints carry the best including this epoch (a resumed run compares with it)."""
@@ -89,13 +91,24 @@ def close_epoch(rows: list, row: dict, best: float, save, out_dir: Path, epochs:
         save(out_dir / "best.pt", row["epoch"], best)
     save(out_dir / "last.pt", row["epoch"], best)
     write_metrics(out_dir, rows)
-    log(f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f} train {row['train_top1']:.3f} "
-        f"val {top1:.4f} (best {best:.4f}) lr {row['lr']:.2e} {row['seconds']:.1f}s")
+    log(
+        f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f} train {row['train_top1']:.3f} "
+        f"val {top1:.4f} (best {best:.4f}) lr {row['lr']:.2e} {row['seconds']:.1f}s"
+    )
     return best
 
 
-def train_epoch(opt, batches, logits_and_labels, step: int, steps_per_epoch: int, cfg, lr: float,
-                autocast: bool = False, grad_clip: float = 0.0) -> dict:
+def train_epoch(
+    opt,
+    batches,
+    logits_and_labels,
+    step: int,
+    steps_per_epoch: int,
+    cfg,
+    lr: float,
+    autocast: bool = False,
+    grad_clip: float = 0.0,
+) -> dict:
     """One epoch of optimizer steps over ``batches`` (``logits_and_labels(batch)`` -> (logits, labels)),
     the first at global step ``step``: per-step LR, label-smoothed cross-entropy, bf16 autocast for the
     forward pass when ``autocast``, gradient-norm clipping when ``grad_clip`` > 0. Returns the metrics

@@ -1,6 +1,7 @@
 """Fine-tuning the descriptor trunk and a classifier head on an ImageFolder dataset.
 
 More: docs/design-notes.md (``retrieval.training.train``)."""
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,12 @@ class _Cached:
         self.maps = feats
         if frozen >= len(net.features) and not getattr(net.head, "uses_map", False):
             with torch.no_grad():  # nothing trainable before the pooling: keep only the vectors
-                self.pooled = torch.cat([net.pool(feats[i:i + 256].float(), sizes[i:i + 256])
-                                         for i in range(0, len(feats), 256)])
+                self.pooled = torch.cat(
+                    [
+                        net.pool(feats[i : i + 256].float(), sizes[i : i + 256])
+                        for i in range(0, len(feats), 256)
+                    ]
+                )
             self.maps = None
 
     def __len__(self):
@@ -72,10 +77,19 @@ def _advance_cache(net, cache_at: int, frozen: int, feats):
         return feats
     mid = net.features[cache_at:frozen]
     with torch.inference_mode():
-        return torch.cat([mid(feats[i:i + 64].float()).to(torch.float16) for i in range(0, len(feats), 64)])
+        return torch.cat([mid(feats[i : i + 64].float()).to(torch.float16) for i in range(0, len(feats), 64)])
 
 
-def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=print, stop_after: int | None = None):
+def fit(
+    net,
+    spec,
+    split,
+    out_dir,
+    cfg: TrainConfig,
+    resume: bool = False,
+    log=print,
+    stop_after: int | None = None,
+):
     """Train ``net`` (a DescriptorNet with a head) on ``split``; returns the metrics rows.
 
     ``stop_after`` ends the run after that many epochs of this call (tests; like an interrupt)."""
@@ -93,7 +107,9 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
     frozen = freeze_prefix(net, cfg.freeze)
     use_cache = cfg.cache and frozen > 0
     groups = param_groups(net, cfg)
-    opt = torch.optim.SGD(groups, lr=cfg.warmup_start_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(
+        groups, lr=cfg.warmup_start_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
     last_path = out_dir / "last.pt"
     start_epoch, rows, best = resume_state(last_path, net, opt, log) if resume else (0, [], -1.0)
     autocast = cfg.bf16 == "on" or (cfg.bf16 == "auto" and cpu_has_bf16())
@@ -107,16 +123,30 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
 
     def val_batches():
         if use_cache:
-            return (val_data.batch(torch.arange(i, min(i + 128, len(val_data)))) for i in range(0, len(val_data), 128))
+            return (
+                val_data.batch(torch.arange(i, min(i + 128, len(val_data))))
+                for i in range(0, len(val_data), 128)
+            )
         return loader(val_data, cfg.batch_size, False, cfg.workers)
 
     def save(path, epoch, best_top1):
         trained = {f"features.{k}": v for k, v in net.features.state_dict().items()}
         s = spec.replace(weights_sha256=fingerprint(trained))
-        save_checkpoint(path, s, {k: v.detach().clone() for k, v in net.state_dict().items()
-                                  if k.startswith(("features.", "head."))},
-                        epoch=epoch, optimizer=opt.state_dict(), metrics=rows, best_top1=best_top1,
-                        config=cfg.to_dict(), rng=torch.get_rng_state())
+        save_checkpoint(
+            path,
+            s,
+            {
+                k: v.detach().clone()
+                for k, v in net.state_dict().items()
+                if k.startswith(("features.", "head."))
+            },
+            epoch=epoch,
+            optimizer=opt.state_dict(),
+            metrics=rows,
+            best_top1=best_top1,
+            config=cfg.to_dict(),
+            rng=torch.get_rng_state(),
+        )
 
     lr = cfg.warmup_start_lr
     try:
@@ -128,16 +158,32 @@ def fit(net, spec, split, out_dir, cfg: TrainConfig, resume: bool = False, log=p
             if use_cache:
                 g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
                 perm = torch.randperm(len(train_data), generator=g)
-                batches = (train_data.batch(perm[i:i + cfg.batch_size]) for i in range(0, len(perm), cfg.batch_size))
+                batches = (
+                    train_data.batch(perm[i : i + cfg.batch_size])
+                    for i in range(0, len(perm), cfg.batch_size)
+                )
             else:
                 torch.manual_seed(cfg.seed * 1000 + epoch)
                 batches = loader(train_data, cfg.batch_size, True, cfg.workers, seed=cfg.seed * 1000 + epoch)
-            trained = train_epoch(opt, batches, logits_of(train_data), epoch * steps_per_epoch, steps_per_epoch, cfg,
-                                  lr, autocast)
+            trained = train_epoch(
+                opt,
+                batches,
+                logits_of(train_data),
+                epoch * steps_per_epoch,
+                steps_per_epoch,
+                cfg,
+                lr,
+                autocast,
+            )
             lr = trained["lr"]
             top1, vloss = evaluate_batches(net, val_batches(), logits_of(val_data), autocast)
-            row = {"epoch": epoch + 1, **trained, "val_loss": vloss, "val_top1": top1,
-                   "seconds": time.perf_counter() - te}
+            row = {
+                "epoch": epoch + 1,
+                **trained,
+                "val_loss": vloss,
+                "val_top1": top1,
+                "seconds": time.perf_counter() - te,
+            }
             best = close_epoch(rows, row, best, save, out_dir, cfg.epochs, log)
     except KeyboardInterrupt:
         save(last_path, len(rows), best)
@@ -159,19 +205,36 @@ def _training_inputs(net, spec, split, cfg: TrainConfig, frozen: int, use_cache:
     cache_at = min(frozen, cfg.cache_at if cfg.cache_at is not None else frozen)
 
     def prog(name):
-        return lambda d, n: log(f"  caching {name} features {d}/{n}") if d == n or d % 512 < cfg.batch_size else None
+        return lambda d, n: (
+            log(f"  caching {name} features {d}/{n}") if d == n or d % 512 < cfg.batch_size else None
+        )
 
-    tr = compute_features(net, cache_at, split.train, spec.input_size, cache_dir=cfg.cache_dir, progress=prog("train"))
-    va = compute_features(net, cache_at, split.val, spec.input_size, cache_dir=cfg.cache_dir, progress=prog("val"))
+    tr = compute_features(
+        net, cache_at, split.train, spec.input_size, cache_dir=cfg.cache_dir, progress=prog("train")
+    )
+    va = compute_features(
+        net, cache_at, split.val, spec.input_size, cache_dir=cfg.cache_dir, progress=prog("val")
+    )
     train_data = _Cached(net, frozen, _advance_cache(net, cache_at, frozen, tr[0]), tr[1], tr[2])
     val_data = _Cached(net, frozen, _advance_cache(net, cache_at, frozen, va[0]), va[1], va[2])
-    log(f"cached features of layers [0, {frozen}) in {time.perf_counter() - t0:.1f} s "
-        f"({'pooled vectors' if train_data.pooled is not None else 'maps'}; no image augmentation)")
+    log(
+        f"cached features of layers [0, {frozen}) in {time.perf_counter() - t0:.1f} s "
+        f"({'pooled vectors' if train_data.pooled is not None else 'maps'}; no image augmentation)"
+    )
     return train_data, val_data
 
 
-def prepare_model(arch: str, weights: str | None, size: int, pooling: str, head: str, classes, dropout=0.5,
-                  mean=None, std=None):
+def prepare_model(
+    arch: str,
+    weights: str | None,
+    size: int,
+    pooling: str,
+    head: str,
+    classes,
+    dropout=0.5,
+    mean=None,
+    std=None,
+):
     """(spec, net) to fine-tune: trunk from ``weights``; the checkpoint's head is kept when it has the
     same kind and classes, else a new head."""
     import torch
@@ -230,6 +293,10 @@ def evaluate_cached(net, frozen: int, feats, sizes, labels, batch: int = 128) ->
     correct = 0
     with torch.inference_mode():
         for i in range(0, len(labels), batch):
-            f = net.features[frozen:](feats[i:i + batch].float())
-            correct += (net.head_from_features(f, sizes[i:i + batch])[1].argmax(1) == labels[i:i + batch]).sum().item()
+            f = net.features[frozen:](feats[i : i + batch].float())
+            correct += (
+                (net.head_from_features(f, sizes[i : i + batch])[1].argmax(1) == labels[i : i + batch])
+                .sum()
+                .item()
+            )
     return correct / max(len(labels), 1)

@@ -1,6 +1,7 @@
 """Video classification on the VGG trunk: ``VGG3D`` and ``VGGLSTM`` (``models``), labelled clip
 folders (``clips``), training (``train``), synthetic clips for tests (``synth``), and the steps
 ``train-video`` / ``classify-video`` call (``pipeline``). See docs/video-models.md."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -22,4 +23,13 @@ _NAMES = {
     "VideoJob": ".pipeline",
 }
 __getattr__ = lazy_names(__name__, _NAMES)
-__all__ = ["FITS", "MODELS", "RNNS", "SAMPLINGS", "TIME_PADDINGS", "VideoJob", "classify_clips", "train_video_classifier"]
+__all__ = [
+    "FITS",
+    "MODELS",
+    "RNNS",
+    "SAMPLINGS",
+    "TIME_PADDINGS",
+    "VideoJob",
+    "classify_clips",
+    "train_video_classifier",
+]

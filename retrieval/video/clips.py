@@ -1,6 +1,7 @@
 """Labelled clip folders: listing, seeded splits, frame sampling and the clip input policy.
 
 More: docs/design-notes.md (``retrieval.video.clips``)."""
+
 from __future__ import annotations
 
 import random
@@ -22,8 +23,10 @@ def _natural_key(p: Path):
 
 
 def frame_files(folder: Path) -> list[Path]:
-    return sorted((p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS),
-                  key=_natural_key)
+    return sorted(
+        (p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS),
+        key=_natural_key,
+    )
 
 
 def is_clip(p: Path) -> bool:
@@ -38,17 +41,33 @@ def clips_in(class_dir: Path) -> list[Path]:
     return sorted((p for p in Path(class_dir).iterdir() if is_clip(p)), key=_natural_key)
 
 
-def load_clip_split(root, val_fraction: float = 0.2, seed: int = 0, limit_per_class: int | None = None) -> Split:
+def load_clip_split(
+    root, val_fraction: float = 0.2, seed: int = 0, limit_per_class: int | None = None
+) -> Split:
     """Train/val lists of ``(clip path, label)`` (see module doc)."""
-    return labelled_split(root, clips_in, val_fraction, seed, limit_per_class, "clip folder",
-                          "needs at least two class folders holding clips (video files or folders of frames)",
-                          min_val=1 if val_fraction > 0 else 0)
+    return labelled_split(
+        root,
+        clips_in,
+        val_fraction,
+        seed,
+        limit_per_class,
+        "clip folder",
+        "needs at least two class folders holding clips (video files or folders of frames)",
+        min_val=1 if val_fraction > 0 else 0,
+    )
 
 
 # ---- sampling ----
 
-def sample_indices(n: int, frames: int, sampling: str = "uniform", stride: int = 2, fixed: bool = True,
-                   rng: random.Random | None = None) -> list[int]:
+
+def sample_indices(
+    n: int,
+    frames: int,
+    sampling: str = "uniform",
+    stride: int = 2,
+    fixed: bool = True,
+    rng: random.Random | None = None,
+) -> list[int]:
     """Frame indices of a clip of ``n`` frames (see module doc); ``fixed``: always ``frames`` of them."""
     if n <= 0:
         return []
@@ -73,6 +92,7 @@ def sample_indices(n: int, frames: int, sampling: str = "uniform", stride: int =
 
 
 # ---- reading ----
+
 
 @dataclass
 class Fit:
@@ -176,8 +196,17 @@ def _read_video(path: Path, pick, fit: Fit):
     return out, kept[wanted[0]][1], count
 
 
-def read_clip(path, frames: int, size: int, fit: str = "crop", sampling: str = "uniform", stride: int = 2,
-              fixed: bool = True, rng: random.Random | None = None, crop_scale: tuple | None = None):
+def read_clip(
+    path,
+    frames: int,
+    size: int,
+    fit: str = "crop",
+    sampling: str = "uniform",
+    stride: int = 2,
+    fixed: bool = True,
+    rng: random.Random | None = None,
+    crop_scale: tuple | None = None,
+):
     """(uint8 [T, size, size, 3], valid (h, w), frames in the clip) for one clip.
 
     ``rng`` makes the sampling and, with ``crop_scale`` and the ``crop`` fit, the crop random."""
@@ -205,8 +234,19 @@ class ClipDataset:
     With ``train=True`` the sampling offsets and the crop are random, seeded by (seed, epoch, item):
     call ``set_epoch`` each epoch."""
 
-    def __init__(self, items, frames: int, size: int, fit: str = "crop", sampling: str = "uniform", stride: int = 2,
-                 fixed: bool = True, train: bool = False, crop_scale: tuple | None = None, seed: int = 0):
+    def __init__(
+        self,
+        items,
+        frames: int,
+        size: int,
+        fit: str = "crop",
+        sampling: str = "uniform",
+        stride: int = 2,
+        fixed: bool = True,
+        train: bool = False,
+        crop_scale: tuple | None = None,
+        seed: int = 0,
+    ):
         self.items = list(items)
         self.frames, self.size, self.fit, self.sampling, self.stride = frames, size, fit, sampling, stride
         self.fixed, self.train, self.crop_scale, self.seed = fixed, train, crop_scale, seed
@@ -223,8 +263,17 @@ class ClipDataset:
 
         path, label = self.items[i]
         rng = random.Random((self.seed * 1_000_003 + self.epoch) * 1_000_033 + i) if self.train else None
-        clip, valid, _ = read_clip(path, self.frames, self.size, self.fit, self.sampling, self.stride, self.fixed,
-                                   rng, self.crop_scale if self.train else None)
+        clip, valid, _ = read_clip(
+            path,
+            self.frames,
+            self.size,
+            self.fit,
+            self.sampling,
+            self.stride,
+            self.fixed,
+            rng,
+            self.crop_scale if self.train else None,
+        )
         return torch.from_numpy(clip), torch.tensor(valid, dtype=torch.int64), len(clip), int(label)
 
 
@@ -248,8 +297,15 @@ def clip_loader(dataset, batch_size: int, shuffle: bool, workers: int = 0, seed:
 
     g = torch.Generator()
     g.manual_seed(seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                                         generator=g, collate_fn=collate, persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=g,
+        collate_fn=collate,
+        persistent_workers=False,
+    )
     try:
         yield from loader
     except UserError as e:
@@ -262,4 +318,6 @@ def worker_error_line(e: Exception) -> str:
     """The one-line message of a UserError re-raised by a DataLoader worker (which adds its traceback)."""
     text = str(e).strip()
     marker = "UserError: "
-    return text[text.rindex(marker) + len(marker):].splitlines()[0] if marker in text else text.splitlines()[-1]
+    return (
+        text[text.rindex(marker) + len(marker) :].splitlines()[0] if marker in text else text.splitlines()[-1]
+    )

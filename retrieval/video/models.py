@@ -1,6 +1,7 @@
 """Video classifiers built from the VGG trunk.
 
 More: docs/design-notes.md (``retrieval.video.models``)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,9 +44,14 @@ class VideoSpec:
     task: str = VIDEO_TASK
 
     def __post_init__(self) -> None:
-        checks = ((self.model, MODELS, "model"), (self.arch, ARCHS, "architecture"), (self.rnn, RNNS, "rnn"),
-                  (self.time_padding, TIME_PADDINGS, "time padding"), (self.fit, FITS, "fit"),
-                  (self.sampling, SAMPLINGS, "sampling"))
+        checks = (
+            (self.model, MODELS, "model"),
+            (self.arch, ARCHS, "architecture"),
+            (self.rnn, RNNS, "rnn"),
+            (self.time_padding, TIME_PADDINGS, "time padding"),
+            (self.fit, FITS, "fit"),
+            (self.sampling, SAMPLINGS, "sampling"),
+        )
         for value, allowed, what in checks:
             if value not in allowed:
                 raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
@@ -60,10 +66,15 @@ class VideoSpec:
 
     def describe(self) -> str:
         w = self.weights if len(self.weights) < 50 else "..." + self.weights[-47:]
-        extra = (f"time padding {self.time_padding}" if self.model == "vgg3d"
-                 else f"{self.rnn} {self.rnn_layers}x{self.hidden}")
-        return (f"{self.model} {self.arch} {self.frames}x{self.input_size}x{self.input_size} ({self.sampling}, "
-                f"{self.fit}), {extra}, {len(self.class_names)} classes, weights={w}")
+        extra = (
+            f"time padding {self.time_padding}"
+            if self.model == "vgg3d"
+            else f"{self.rnn} {self.rnn_layers}x{self.hidden}"
+        )
+        return (
+            f"{self.model} {self.arch} {self.frames}x{self.input_size}x{self.input_size} ({self.sampling}, "
+            f"{self.fit}), {extra}, {len(self.class_names)} classes, weights={w}"
+        )
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -159,7 +170,9 @@ def _masked_mean(f: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
     return (f * mask).sum(dim=dims) / count
 
 
-def _normalise(clips: torch.Tensor, size: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def _normalise(
+    clips: torch.Tensor, size: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
     """uint8 [N, T, S, S, 3] -> float [N, 3, T, S, S], normalised, padded pixels zeroed."""
     x = clips.permute(0, 4, 1, 2, 3).to(torch.float32)
     x = (x - mean.view(1, 3, 1, 1, 1)) / std.view(1, 3, 1, 1, 1)
@@ -178,7 +191,9 @@ class VGG3D(nn.Module):
         super().__init__()
         self.spec = spec
         self.features = build_trunk3d(spec.arch, spec.widths, spec.frames, spec.time_padding)
-        self.head = nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(spec.conv_widths[-1], max(1, len(spec.class_names))))
+        self.head = nn.Sequential(
+            nn.Dropout(spec.dropout), nn.Linear(spec.conv_widths[-1], max(1, len(spec.class_names)))
+        )
         self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32) * 255.0, persistent=False)
 
@@ -196,7 +211,9 @@ class VGG3D(nn.Module):
             sizes = torch.tensor([[clips.shape[2], clips.shape[3]]] * clips.shape[0])
         return _masked_mean(self.conv_features(clips, sizes), sizes)
 
-    def forward(self, clips: torch.Tensor, sizes: torch.Tensor | None = None, lengths: torch.Tensor | None = None):
+    def forward(
+        self, clips: torch.Tensor, sizes: torch.Tensor | None = None, lengths: torch.Tensor | None = None
+    ):
         # clips always hold `frames` frames (short clips are stretched by the sampler): lengths unused
         return self.head(self.pooled(clips, sizes))
 
@@ -209,8 +226,10 @@ class VGG3D(nn.Module):
             raise ValueError(f"2D weights lack {missing[0]}")
         for k, v in own.items():
             if tuple(inflated[k].shape) != tuple(v.shape):
-                raise ValueError(f"2D weights {k} inflate to {tuple(inflated[k].shape)}, expected {tuple(v.shape)}")
-        self.features.load_state_dict({k[len("features."):]: inflated[k] for k in own})
+                raise ValueError(
+                    f"2D weights {k} inflate to {tuple(inflated[k].shape)}, expected {tuple(v.shape)}"
+                )
+        self.features.load_state_dict({k[len("features.") :]: inflated[k] for k in own})
 
 
 class VGGLSTM(DescriptorNet):
@@ -218,8 +237,15 @@ class VGGLSTM(DescriptorNet):
     ``std``, ``prepare`` and the masked ``pool`` are the image model's."""
 
     def __init__(self, spec: VideoSpec):
-        frame_spec = ModelSpec(arch=spec.arch, pooling="gap", input_size=max(32, spec.input_size), mean=spec.mean,
-                               std=spec.std, widths=spec.widths, descriptor_dim=spec.conv_widths[-1])
+        frame_spec = ModelSpec(
+            arch=spec.arch,
+            pooling="gap",
+            input_size=max(32, spec.input_size),
+            mean=spec.mean,
+            std=spec.std,
+            widths=spec.widths,
+            descriptor_dim=spec.conv_widths[-1],
+        )
         super().__init__(build_trunk(spec.arch, spec.widths), frame_spec, None)
         self.spec = spec
         dim = spec.conv_widths[-1]
@@ -227,11 +253,20 @@ class VGGLSTM(DescriptorNet):
         steps = 2 * dim if self.deltas else dim
         self.norm = nn.BatchNorm1d(steps)  # per-channel standardisation of the rnn's inputs
         rnn = nn.LSTM if spec.rnn == "lstm" else nn.GRU
-        self.rnn = rnn(steps, spec.hidden, num_layers=spec.rnn_layers, batch_first=True,
-                       dropout=spec.dropout if spec.rnn_layers > 1 else 0.0)
-        self.head = nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(spec.hidden, max(1, len(spec.class_names))))
+        self.rnn = rnn(
+            steps,
+            spec.hidden,
+            num_layers=spec.rnn_layers,
+            batch_first=True,
+            dropout=spec.dropout if spec.rnn_layers > 1 else 0.0,
+        )
+        self.head = nn.Sequential(
+            nn.Dropout(spec.dropout), nn.Linear(spec.hidden, max(1, len(spec.class_names)))
+        )
 
-    def frame_descriptors(self, clips: torch.Tensor, sizes: torch.Tensor, lengths: torch.Tensor | None = None):
+    def frame_descriptors(
+        self, clips: torch.Tensor, sizes: torch.Tensor, lengths: torch.Tensor | None = None
+    ):
         """[N, T, C] frame descriptors (masked GAP of conv5; zeros after each clip's length); only the
         real frames run through the trunk."""
         n, t = clips.shape[:2]
@@ -256,13 +291,14 @@ class VGGLSTM(DescriptorNet):
             desc = torch.cat([desc, delta], dim=2)
         x = desc.new_zeros(desc.shape)
         x[valid] = self.norm(desc[valid])
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
-                                                   enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         _, h = self.rnn(packed)
         h = h[0] if isinstance(h, tuple) else h  # LSTM: (h_n, c_n)
         return self.head(h[-1])
 
-    def forward(self, clips: torch.Tensor, sizes: torch.Tensor | None = None, lengths: torch.Tensor | None = None):
+    def forward(
+        self, clips: torch.Tensor, sizes: torch.Tensor | None = None, lengths: torch.Tensor | None = None
+    ):
         n, t = clips.shape[:2]
         if sizes is None:
             sizes = torch.tensor([[clips.shape[2], clips.shape[3]]] * n)
@@ -283,7 +319,9 @@ def load_2d_trunk(net: nn.Module, state_2d: dict) -> None:
     if isinstance(net, VGG3D):
         net.load_2d(state_2d)
     else:
-        net.features.load_state_dict({k[len("features."):]: v for k, v in state_2d.items() if k.startswith("features.")})
+        net.features.load_state_dict(
+            {k[len("features.") :]: v for k, v in state_2d.items() if k.startswith("features.")}
+        )
 
 
 def trunk_state(net: nn.Module) -> dict:

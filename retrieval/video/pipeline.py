@@ -1,5 +1,6 @@
 """The video classifiers' steps as functions: train on a folder of clips, classify clips
 (``vgg-retrieval train-video`` / ``classify-video``). See docs/video-models.md."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,8 +43,10 @@ def _model(split, out, data, resume, weights, seed, model_options):
     if resume and (Path(out) / "last.pt").is_file():
         spec, net, _ = load_video_checkpoint(Path(out) / "last.pt")
         if tuple(spec.class_names) != tuple(split.classes):
-            raise UserError(f"{Path(out) / 'last.pt'} was trained on classes {list(spec.class_names)}, "
-                            f"{data} has {list(split.classes)}")
+            raise UserError(
+                f"{Path(out) / 'last.pt'} was trained on classes {list(spec.class_names)}, "
+                f"{data} has {list(split.classes)}"
+            )
         return spec, net
     try:
         spec = VideoSpec(class_names=tuple(split.classes), **model_options)
@@ -56,6 +59,7 @@ def _model(split, out, data, resume, weights, seed, model_options):
 class VideoJob:
     """A video classifier to train: the model (``VideoSpec`` fields), the split, and the recipe
     (``VideoTrainConfig`` fields in ``recipe``)."""
+
     model: str = "vgg3d"
     arch: str = "vgg16"
     widths: str | tuple | None = None
@@ -84,13 +88,27 @@ class VideoJob:
         return cls(**own, recipe={k: v for k, v in options.items() if k not in own})
 
     def spec_options(self) -> dict:
-        return dict(model=self.model, arch=self.arch, widths=parse_widths(self.widths), frames=self.frames,
-                    input_size=self.input_size, fit=self.fit, sampling=self.sampling, stride=self.stride,
-                    dropout=self.dropout, time_padding=self.time_padding, rnn=self.rnn, hidden=self.hidden,
-                    rnn_layers=self.rnn_layers, deltas=self.deltas)
+        return dict(
+            model=self.model,
+            arch=self.arch,
+            widths=parse_widths(self.widths),
+            frames=self.frames,
+            input_size=self.input_size,
+            fit=self.fit,
+            sampling=self.sampling,
+            stride=self.stride,
+            dropout=self.dropout,
+            time_padding=self.time_padding,
+            rnn=self.rnn,
+            hidden=self.hidden,
+            rnn_layers=self.rnn_layers,
+            deltas=self.deltas,
+        )
 
 
-def train_video_classifier(data, out, job: VideoJob = VideoJob(), *, resume: bool = False, log=print) -> list[dict]:
+def train_video_classifier(
+    data, out, job: VideoJob = VideoJob(), *, resume: bool = False, log=print
+) -> list[dict]:
     """Train a video classifier on the labelled clips under ``data`` into the run folder ``out``;
     the per-epoch metrics."""
     from .clips import load_clip_split
@@ -99,8 +117,10 @@ def train_video_classifier(data, out, job: VideoJob = VideoJob(), *, resume: boo
     split = load_clip_split(data, job.val_fraction, job.seed, job.limit_per_class)
     spec, net = _model(split, out, data, resume, job.weights, job.seed, job.spec_options())
     recipe = {**job.recipe, "seed": job.seed}
-    cfg = VideoTrainConfig(**{k: v for k, v in recipe.items() if k in VideoTrainConfig.__dataclass_fields__},
-                           freeze=parse_freeze(job.freeze, spec.model))
+    cfg = VideoTrainConfig(
+        **{k: v for k, v in recipe.items() if k in VideoTrainConfig.__dataclass_fields__},
+        freeze=parse_freeze(job.freeze, spec.model),
+    )
     cfg.extra = {"data": str(Path(data).resolve()), "val_fraction": job.val_fraction, "seed": job.seed}
     return fit_logged(fit_video, net, spec, split, out, cfg, resume, log, "clips")
 

@@ -6,6 +6,7 @@ the same frames in reverse order), ``zoom-in`` (the window shrinks towards the c
 whole short side to ``zoom`` of it) and ``zoom-out`` (the reverse). Written as folders of JPEG frames
 or as video files (PyAV: H.264 .mp4, or MPEG-4 Part 2 in .avi).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,15 @@ import numpy as np
 MOTIONS = ("pan-left", "pan-right", "zoom-in", "zoom-out")
 
 
-def motion_frames(im, motion: str, frames: int = 16, size: int = 112, window: float = 0.6, zoom: float = 0.45,
-                  source: int | None = None):
+def motion_frames(
+    im,
+    motion: str,
+    frames: int = 16,
+    size: int = 112,
+    window: float = 0.6,
+    zoom: float = 0.45,
+    source: int | None = None,
+):
     """``frames`` uint8 arrays [size, size, 3] of ``motion`` over the PIL image ``im``. ``source``
     first resizes the photo to that short side: a camera of limited resolution, so a digital zoom-in
     gets softer as it goes (None: the photo as it is)."""
@@ -42,7 +50,9 @@ def motion_frames(im, motion: str, frames: int = 16, size: int = 112, window: fl
         else:
             raise ValueError(f"unknown motion {motion!r}; choose one of {', '.join(MOTIONS)}")
         box = (left, top, left + side, top + side)
-        out.append(np.asarray(im.resize((size, size), Image.BILINEAR, box=box, reducing_gap=2.0), dtype=np.uint8))
+        out.append(
+            np.asarray(im.resize((size, size), Image.BILINEAR, box=box, reducing_gap=2.0), dtype=np.uint8)
+        )
     return out
 
 
@@ -79,8 +89,17 @@ def write_video(arrays, path: Path, fps: int = 8) -> Path:
     return path
 
 
-def make_motion_dataset(photos, root, motions=MOTIONS, frames: int = 16, size: int = 112, video: str | None = None,
-                        window: float = 0.6, zoom: float = 0.45, source: int | None = None) -> dict:
+def make_motion_dataset(
+    photos,
+    root,
+    motions=MOTIONS,
+    frames: int = 16,
+    size: int = 112,
+    video: str | None = None,
+    window: float = 0.6,
+    zoom: float = 0.45,
+    source: int | None = None,
+) -> dict:
     """One clip per (photo, motion) under ``root/<motion>/<photo stem>`` (a frame folder, or a
     ``.<video>`` file such as ``video="mp4"``). Returns {motion: [clip paths]}."""
     from PIL import Image
@@ -93,5 +112,9 @@ def make_motion_dataset(photos, root, motions=MOTIONS, frames: int = 16, size: i
             for m in motions:
                 arrays = motion_frames(im, m, frames, size, window, zoom, source)
                 stem = root / m / Path(p).stem
-                made[m].append(write_video(arrays, stem.with_suffix("." + video)) if video else write_frames(arrays, stem))
+                made[m].append(
+                    write_video(arrays, stem.with_suffix("." + video))
+                    if video
+                    else write_frames(arrays, stem)
+                )
     return made

@@ -1,6 +1,7 @@
 """Training video classifiers (``vgg-retrieval train-video``) with the image recipe.
 
 More: docs/design-notes.md (``retrieval.video.train``)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,8 +61,14 @@ def checkpoint_state(net) -> dict:
 def datasets(spec: VideoSpec, split, cfg: VideoTrainConfig):
     from .clips import ClipDataset
 
-    common = dict(frames=spec.frames, size=spec.input_size, fit=spec.fit, sampling=spec.sampling, stride=spec.stride,
-                  fixed=spec.model == "vgg3d")
+    common = dict(
+        frames=spec.frames,
+        size=spec.input_size,
+        fit=spec.fit,
+        sampling=spec.sampling,
+        stride=spec.stride,
+        fixed=spec.model == "vgg3d",
+    )
     train = ClipDataset(split.train, train=True, crop_scale=tuple(cfg.crop_scale), seed=cfg.seed, **common)
     val = ClipDataset(split.val, **common)
     return train, val
@@ -88,17 +95,29 @@ def frame_descriptor_cache(net, dataset, batch_size: int = 8, workers: int = 0, 
                 log(f"  frame descriptors {sum(len(x) for x in labels)}/{len(dataset)}")
     net.train(was)
     if not descs:
-        return torch.zeros(0, 1, net.spec.conv_widths[-1]), torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
+        return (
+            torch.zeros(0, 1, net.spec.conv_widths[-1]),
+            torch.zeros(0, dtype=torch.int64),
+            torch.zeros(0, dtype=torch.int64),
+        )
     out = torch.zeros(sum(len(d) for d in descs), t, descs[0].shape[2])
     i = 0
     for d in descs:
-        out[i:i + len(d), :d.shape[1]] = d
+        out[i : i + len(d), : d.shape[1]] = d
         i += len(d)
     return out, torch.cat(lengths), torch.cat(labels)
 
 
-def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resume: bool = False, log=print,
-              stop_after: int | None = None):
+def fit_video(
+    net,
+    spec: VideoSpec,
+    split,
+    out_dir,
+    cfg: VideoTrainConfig,
+    resume: bool = False,
+    log=print,
+    stop_after: int | None = None,
+):
     """Train ``net`` (VGG3D or VGGLSTM built for ``spec``) on ``split``; returns the metrics rows.
 
     ``stop_after`` ends the run after that many epochs of this call (tests; like an interrupt)."""
@@ -122,28 +141,35 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
     torch.manual_seed(cfg.seed)
     frozen = freeze_prefix(net, cfg.freeze)
     cached = spec.model == "vgg-lstm" and cfg.cache and frozen >= len(net.features)
-    opt = torch.optim.SGD(param_groups(net, cfg), lr=cfg.warmup_start_lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(
+        param_groups(net, cfg), lr=cfg.warmup_start_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
     last_path = out_dir / "last.pt"
     start_epoch, rows, best = resume_state(last_path, net, opt, log) if resume else (0, [], -1.0)
 
     train_ds, val_ds = datasets(spec, split, cfg)
     if cached:
         t0 = time.perf_counter()
-        train_data = frame_descriptor_cache(net, val_ds.__class__(split.train, **_eval_kwargs(val_ds)), cfg.batch_size,
-                                            cfg.workers)
+        train_data = frame_descriptor_cache(
+            net, val_ds.__class__(split.train, **_eval_kwargs(val_ds)), cfg.batch_size, cfg.workers
+        )
         val_data = frame_descriptor_cache(net, val_ds, cfg.batch_size, cfg.workers)
-        log(f"frame descriptors of {len(split.train)} + {len(split.val)} clips computed once in "
-            f"{time.perf_counter() - t0:.1f} s (frozen trunk; no augmentation)")
+        log(
+            f"frame descriptors of {len(split.train)} + {len(split.val)} clips computed once in "
+            f"{time.perf_counter() - t0:.1f} s (frozen trunk; no augmentation)"
+        )
     steps_per_epoch = math.ceil(len(split.train) / cfg.batch_size)
 
     def batches(data, shuffle, epoch):
         if cached:
             desc, lens, ys = data
-            idx = (torch.randperm(len(ys), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
-                   if shuffle else torch.arange(len(ys)))
+            idx = (
+                torch.randperm(len(ys), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+                if shuffle
+                else torch.arange(len(ys))
+            )
             for i in range(0, len(idx), cfg.batch_size):
-                j = idx[i:i + cfg.batch_size]
+                j = idx[i : i + cfg.batch_size]
                 yield desc[j], None, lens[j], ys[j]
         else:
             data.set_epoch(epoch)
@@ -156,8 +182,17 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
     def save(path, epoch, best_top1):
         trained = trunk_state(net)
         s = spec.replace(weights_sha256=fingerprint(trained))
-        save_checkpoint(path, s, checkpoint_state(net), epoch=epoch, optimizer=opt.state_dict(), metrics=rows,
-                        best_top1=best_top1, config=cfg.to_dict(), rng=torch.get_rng_state())
+        save_checkpoint(
+            path,
+            s,
+            checkpoint_state(net),
+            epoch=epoch,
+            optimizer=opt.state_dict(),
+            metrics=rows,
+            best_top1=best_top1,
+            config=cfg.to_dict(),
+            rng=torch.get_rng_state(),
+        )
 
     lr = cfg.warmup_start_lr
     try:
@@ -167,12 +202,27 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
             te = time.perf_counter()
             train_mode(net, frozen)
             torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout
-            trained = train_epoch(opt, batches(train_data if cached else train_ds, True, epoch), logits_and_labels,
-                                  epoch * steps_per_epoch, steps_per_epoch, cfg, lr, grad_clip=cfg.grad_clip)
+            trained = train_epoch(
+                opt,
+                batches(train_data if cached else train_ds, True, epoch),
+                logits_and_labels,
+                epoch * steps_per_epoch,
+                steps_per_epoch,
+                cfg,
+                lr,
+                grad_clip=cfg.grad_clip,
+            )
             lr = trained["lr"]
-            top1, vloss = evaluate_batches(net, batches(val_data if cached else val_ds, False, 0), logits_and_labels)
-            row = {"epoch": epoch + 1, **trained, "val_loss": vloss, "val_top1": top1,
-                   "seconds": time.perf_counter() - te}
+            top1, vloss = evaluate_batches(
+                net, batches(val_data if cached else val_ds, False, 0), logits_and_labels
+            )
+            row = {
+                "epoch": epoch + 1,
+                **trained,
+                "val_loss": vloss,
+                "val_top1": top1,
+                "seconds": time.perf_counter() - te,
+            }
             # no val clips: best.pt is the last epoch
             best = close_epoch(rows, row, best, save, out_dir, cfg.epochs, log, has_val=bool(split.val))
     except KeyboardInterrupt:
@@ -184,10 +234,13 @@ def fit_video(net, spec: VideoSpec, split, out_dir, cfg: VideoTrainConfig, resum
 
 
 def _eval_kwargs(ds) -> dict:
-    return dict(frames=ds.frames, size=ds.size, fit=ds.fit, sampling=ds.sampling, stride=ds.stride, fixed=ds.fixed)
+    return dict(
+        frames=ds.frames, size=ds.size, fit=ds.fit, sampling=ds.sampling, stride=ds.stride, fixed=ds.fixed
+    )
 
 
 # ---- building and loading ----
+
 
 def load_video_checkpoint(path):
     """(spec, net, raw checkpoint dict) of a video classifier checkpoint, read with weights_only=True."""
@@ -198,7 +251,9 @@ def load_video_checkpoint(path):
         raise UserError(f"checkpoint not found: {path}")
     obj = torch_load(path, "checkpoint")
     if not is_video_checkpoint(obj):
-        raise UserError(f"{path} is not a video classifier checkpoint (train one with vgg-retrieval train-video)")
+        raise UserError(
+            f"{path} is not a video classifier checkpoint (train one with vgg-retrieval train-video)"
+        )
     try:
         spec = VideoSpec.from_dict(obj["spec"])
     except (TypeError, ValueError) as e:
@@ -207,15 +262,21 @@ def load_video_checkpoint(path):
     try:
         net.load_state_dict({**net.state_dict(), **obj.get("state_dict", {})}, strict=True)
     except RuntimeError as e:
-        raise UserError(f"checkpoint {path} does not fit its own spec: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(
+            f"checkpoint {path} does not fit its own spec: {str(e).splitlines()[0][:200]}"
+        ) from None
     return spec, net.eval(), obj
 
 
 def is_video_checkpoint(obj) -> bool:
     from retrieval.nets.weights import CHECKPOINT_FORMAT
 
-    return (isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT and isinstance(obj.get("spec"), dict)
-            and obj["spec"].get("task") == VIDEO_TASK)
+    return (
+        isinstance(obj, dict)
+        and obj.get("format") == CHECKPOINT_FORMAT
+        and isinstance(obj.get("spec"), dict)
+        and obj["spec"].get("task") == VIDEO_TASK
+    )
 
 
 def prepare_video_model(spec: VideoSpec, weights: str | None, seed: int = 0):
@@ -239,21 +300,29 @@ def prepare_video_model(spec: VideoSpec, weights: str | None, seed: int = 0):
         if is_video_checkpoint(obj):
             src, src_net, _ = load_video_checkpoint(path)
             if (src.model, src.arch, src.conv_widths) != (spec.model, spec.arch, spec.conv_widths):
-                raise UserError(f"checkpoint {path} is a {src.model} {src.arch} with widths {list(src.conv_widths)}: "
-                                f"pass --model {src.model} --arch {src.arch}")
+                raise UserError(
+                    f"checkpoint {path} is a {src.model} {src.arch} with widths {list(src.conv_widths)}: "
+                    f"pass --model {src.model} --arch {src.arch}"
+                )
             keep = src_net.state_dict()
-            if src.class_names != spec.class_names or (src.model == "vgg-lstm" and (src.rnn, src.hidden, src.rnn_layers)
-                                                       != (spec.rnn, spec.hidden, spec.rnn_layers)):
+            if src.class_names != spec.class_names or (
+                src.model == "vgg-lstm"
+                and (src.rnn, src.hidden, src.rnn_layers) != (spec.rnn, spec.hidden, spec.rnn_layers)
+            ):
                 keep = {k: v for k, v in keep.items() if k.startswith("features.")}
             if spec.model == "vgg3d" and src.frames != spec.frames:
                 keep = {k: v for k, v in keep.items() if k.startswith(("features.", "head."))}
             net.load_state_dict({**net.state_dict(), **keep})
-            return spec.replace(weights=str(path.resolve()), weights_sha256=fingerprint(trunk_state(net))), net
+            return spec.replace(
+                weights=str(path.resolve()), weights_sha256=fingerprint(trunk_state(net))
+            ), net
     lw = load_weights(spec.arch, name, spec.widths)
     try:
         load_2d_trunk(net, lw.features)
     except (ValueError, RuntimeError) as e:
-        raise UserError(f"weights {lw.source} do not fit {spec.model} {spec.arch}: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(
+            f"weights {lw.source} do not fit {spec.model} {spec.arch}: {str(e).splitlines()[0][:200]}"
+        ) from None
     return spec.replace(weights=lw.source, weights_sha256=fingerprint(lw.features)), net
 
 
@@ -263,8 +332,15 @@ def predict_clips(net, spec: VideoSpec, paths, batch_size: int = 4):
 
     from .clips import ClipDataset, clip_loader
 
-    ds = ClipDataset([(str(p), 0) for p in paths], spec.frames, spec.input_size, spec.fit, spec.sampling, spec.stride,
-                     fixed=spec.model == "vgg3d")
+    ds = ClipDataset(
+        [(str(p), 0) for p in paths],
+        spec.frames,
+        spec.input_size,
+        spec.fit,
+        spec.sampling,
+        spec.stride,
+        fixed=spec.model == "vgg3d",
+    )
     net.eval()
     out = []
     with torch.inference_mode():

@@ -7,6 +7,7 @@ page and stopping it, quarantining a copy from the Duplicates page) and to take 
     python -m tests.e2e.browser --index DIR --query photo.jpg --out docs/ui-search.png
     python -m tests.e2e.browser --index DIR --query photo.jpg --out docs/ui-search-phone.png --width 390 --height 844
 """
+
 from __future__ import annotations
 
 import io
@@ -25,8 +26,15 @@ from ui.logic import DEFAULT_MAX_UPLOAD_MB
 
 CHROMIUM = os.environ.get("VGG_RETRIEVAL_CHROMIUM", "/usr/bin/chromium")
 RESULT = re.compile(r"^-?\d\.\d{3} · ")  # a result card's caption: "0.987 · name.jpg ..."
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu",
-                 "--no-first-run", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:
@@ -36,8 +44,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(index_dir, engine: str = DEFAULT_ENGINE, port: int | None = None, timeout: float = 60.0, log=None,
-          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB):
+def serve(
+    index_dir,
+    engine: str = DEFAULT_ENGINE,
+    port: int | None = None,
+    timeout: float = 60.0,
+    log=None,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+):
     """``streamlit run ui/app.py`` on 127.0.0.1 against ``index_dir``; yields the base URL."""
     from ui.launch import streamlit_command, streamlit_env
 
@@ -88,8 +102,10 @@ def _tail(log, n: int = 2000) -> str:
 def chromium(width: int = 1280, height: int = 900):
     """A Playwright page in Debian's headless Chromium."""
     if not Path(CHROMIUM).is_file():
-        raise RuntimeError(f"Chromium is not installed at {CHROMIUM}: apt-get install -y chromium "
-                           f"(Playwright must not download its own browser)")
+        raise RuntimeError(
+            f"Chromium is not installed at {CHROMIUM}: apt-get install -y chromium "
+            f"(Playwright must not download its own browser)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -131,7 +147,8 @@ def wait_for_results(page, timeout_ms: int = 60_000) -> list[str]:
         ready = page.evaluate(
             "(n) => { const imgs = [...document.querySelectorAll('[data-testid=\"stImage\"] img')];"
             " return imgs.length >= n && imgs.every(i => i.complete && i.naturalWidth > 0); }",
-            len(captions))
+            len(captions),
+        )
         if captions and ready:
             break
         time.sleep(0.2)
@@ -159,7 +176,8 @@ def lightbox_heading(page, timeout_ms: int = 30_000, not_text: str | None = None
     while True:
         text = dialog.locator("h3").first.inner_text().strip()
         loaded = dialog.locator('[data-testid="stImage"] img').evaluate_all(
-            "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)")
+            "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)"
+        )
         if loaded and text != not_text:
             return text
         if time.monotonic() > deadline:
@@ -220,7 +238,9 @@ def index_by_folder(page, url: str, folder: Path, timeout_ms: int = 120_000) -> 
         if alerts and not page.locator('[data-testid="stProgress"]').count():
             return seen, alerts[0]
         time.sleep(0.1)
-    raise TimeoutError(f"indexing {folder} on {url} did not finish within {timeout_ms / 1000:.0f} s; seen {seen}")
+    raise TimeoutError(
+        f"indexing {folder} on {url} did not finish within {timeout_ms / 1000:.0f} s; seen {seen}"
+    )
 
 
 def stop_indexing(page, url: str, folder: Path, timeout_ms: int = 60_000) -> tuple[str, str]:
@@ -255,7 +275,9 @@ def settle(page, timeout_ms: int = 30_000) -> None:
     charts are painted: what a screenshot should show."""
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout_ms)
     page.get_by_role("button", name="Open").first.wait_for(timeout=timeout_ms)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout_ms)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout_ms
+    )
     for chart in page.locator('[data-testid="stVegaLiteChart"]').all():
         chart.locator("canvas, svg").first.wait_for(timeout=timeout_ms)
     time.sleep(1.0)  # the fade-in of the last elements
@@ -271,7 +293,9 @@ def small_png(path: Path, max_bytes: int = 300_000) -> int:
     im = Image.open(path).convert("RGB")
     for colors in (256, 128, 64):
         buf = io.BytesIO()
-        im.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(buf, "PNG", optimize=True)
+        im.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            buf, "PNG", optimize=True
+        )
         if buf.tell() <= max_bytes:
             break
     path.write_bytes(buf.getvalue())

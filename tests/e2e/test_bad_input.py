@@ -1,5 +1,6 @@
 """Bad input through the real CLI: every bad file gets one line and an error row, the rest is indexed,
 user mistakes are one-line errors with a non-zero exit, never a traceback."""
+
 import json
 import os
 import shutil
@@ -16,8 +17,13 @@ def cli(*args, privileged=True, env=None):
     cmd = [sys.executable, "-m", "indexer", *map(str, args)]
     if not privileged and os.geteuid() == 0:  # root reads anything: drop that power for this run
         cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TQDM_DISABLE": "1", **(env or {})})
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TQDM_DISABLE": "1", **(env or {})},
+    )
 
 
 @pytest.fixture
@@ -87,7 +93,9 @@ def test_bad_files_are_reported_and_the_rest_indexed(tmp_path, bad_folder, tiny_
     r3 = cli("index", bad_folder, "--index", ix, privileged=False)
     assert "1 added" in r3.stdout
     with Index.open(ix) as idx:
-        assert idx.count == 4 and "truncated.jpg" not in {os.path.basename(e.path) for e in idx.store.errors()}
+        assert idx.count == 4 and "truncated.jpg" not in {
+            os.path.basename(e.path) for e in idx.store.errors()
+        }
 
 
 def test_user_mistakes_are_one_line_errors(tmp_path, tiny_model, photos):
@@ -95,8 +103,10 @@ def test_user_mistakes_are_one_line_errors(tmp_path, tiny_model, photos):
     cases = [
         (["index", tmp_path / "nope", "--index", tmp_path / "ix", "--model", model], "folder not found"),
         (["search", SAMPLES / "skimage" / "coffee.png", "--index", tmp_path / "no-index"], "no index at"),
-        (["index", photos, "--index", tmp_path / "ix2", "--weights", tmp_path / "missing.pth"],
-         "weights file not found"),
+        (
+            ["index", photos, "--index", tmp_path / "ix2", "--weights", tmp_path / "missing.pth"],
+            "weights file not found",
+        ),
         (["index", photos, "--index", tmp_path / "ix3", "--model", tmp_path], "no exported model"),
         (["check", "--index", photos], "no index at"),
         (["index", photos, "--index", photos, "--model", model], "is not empty and is not an index"),
@@ -131,8 +141,20 @@ def test_cli_search_json_and_check(tmp_path, tiny_model, photos):
     r = cli("check", "--index", ix)
     assert r.returncode == 1 and "problem:" in r.stdout
     # a different model is refused on an existing index
-    r = cli("index", photos, "--index", ix, "--pooling", "mac", "--arch", "vgg11", "--weights", "random",
-            "--size", "64")
+    r = cli(
+        "index",
+        photos,
+        "--index",
+        ix,
+        "--pooling",
+        "mac",
+        "--arch",
+        "vgg11",
+        "--weights",
+        "random",
+        "--size",
+        "64",
+    )
     assert r.returncode == 2 and "refusing to mix" in r.stderr
 
 
@@ -142,7 +164,9 @@ def test_cli_starts_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys, indexer.cli; heavy = [m for m in ('torch', 'torchvision', 'transformers', 'ray') "
-            "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
+    code = (
+        "import sys, indexer.cli; heavy = [m for m in ('torch', 'torchvision', 'transformers', 'ray') "
+        "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

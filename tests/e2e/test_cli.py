@@ -1,5 +1,6 @@
 """The command line itself: one group over every command, the shared options declared once
 (--index and --db with their environment variables everywhere), the one-line error mapping."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +12,26 @@ from click.testing import CliRunner
 from indexer.cli import cli, main
 from indexer.cli.options import ENV_DB, ENV_INDEX
 
-COMMANDS = {"index", "search", "check", "info", "export", "classes", "whiten", "dedup", "stats", "train", "prune", "optimize",
-            "quantize", "benchmark", "text-train", "train-video", "classify-video", "ui"}
+COMMANDS = {
+    "index",
+    "search",
+    "check",
+    "info",
+    "export",
+    "classes",
+    "whiten",
+    "dedup",
+    "stats",
+    "train",
+    "prune",
+    "optimize",
+    "quantize",
+    "benchmark",
+    "text-train",
+    "train-video",
+    "classify-video",
+    "ui",
+}
 
 
 def _all_commands(group=cli, prefix=()):
@@ -43,8 +62,11 @@ def test_db_from_the_environment_reaches_dedup_and_text_train(tmp_path, monkeypa
     """A --db the user cannot reach is named in one line, whether given as an option or in $VGG_RETRIEVAL_DB."""
     monkeypatch.setenv(ENV_DB, "postgresql://nobody@127.0.0.1:1/none")
     (tmp_path / "ix").mkdir()
-    for argv in (["dedup", "--index", str(tmp_path / "ix"), "--out", str(tmp_path / "r")],
-                 ["text-train", "--index", str(tmp_path / "ix")], ["info", "--index", str(tmp_path / "ix")]):
+    for argv in (
+        ["dedup", "--index", str(tmp_path / "ix"), "--out", str(tmp_path / "r")],
+        ["text-train", "--index", str(tmp_path / "ix")],
+        ["info", "--index", str(tmp_path / "ix")],
+    ):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and "127.0.0.1" in err[0], (argv, err)
@@ -60,7 +82,8 @@ def test_help_of_every_command():
 def test_user_mistakes_are_one_line_with_exit_2(tmp_path, capsys):
     assert main(["info", "--index", str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"error: no index at {tmp_path / 'nope'} (create one with: vgg-retrieval index FOLDER --index {tmp_path / 'nope'})"]
+        f"error: no index at {tmp_path / 'nope'} (create one with: vgg-retrieval index FOLDER --index {tmp_path / 'nope'})"
+    ]
     assert main(["index", "--index", str(tmp_path / "ix"), "--ray-actors", "2"]) == 2
     assert capsys.readouterr().err.strip() == "error: --ray-actors only apply with --engine ray"
     assert main(["search", "--index", str(tmp_path / "ix")]) == 2
@@ -69,7 +92,9 @@ def test_user_mistakes_are_one_line_with_exit_2(tmp_path, capsys):
 
 
 def test_python_dash_m_indexer_runs_the_same_cli():
-    r = subprocess.run([sys.executable, "-m", "indexer", "--help"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "indexer", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0 and "text-train" in r.stdout and "classify-video" in r.stdout
 
 

@@ -1,14 +1,15 @@
 """Issue 25's minor findings: a folder whose name is not UTF-8, the index folder among its own
 folders, file names with newlines, click's usage errors, broken HEIC/AVIF files: one line each, one
 result per line, every passed-over photo listed with its reason."""
+
 from __future__ import annotations
 
 import os
 import shutil
 
 import pytest
-
 from conftest import SAMPLES, copy_photos
+
 from indexer import Index
 from indexer.cli import main
 
@@ -31,7 +32,10 @@ def test_a_folder_name_that_is_not_utf8_is_one_line_and_leaves_no_index(tmp_path
     # an existing index is refused the same way, and keeps what it had
     good = tmp_path / "good"
     copy_photos(good, ["skimage/chelsea.png"], flat=True)
-    assert main(["index", str(good), "--index", str(ix), "--model", str(tiny_model[2]), "-q", "--workers", "0"]) == 0
+    assert (
+        main(["index", str(good), "--index", str(ix), "--model", str(tiny_model[2]), "-q", "--workers", "0"])
+        == 0
+    )
     capsys.readouterr()
     assert main(["index", str(bad), "--index", str(ix), "-q"]) == 2
     one_error_line(capsys, "folder name is not valid UTF-8")
@@ -71,21 +75,29 @@ def test_one_result_per_line_whatever_the_file_name(tmp_path, make_index, capsys
     idx = make_index(tmp_path / "ix")
     idx.update([photos], progress=False, workers=0)
     idx.close()
-    assert main(["search", str(photos / "coffee.png"), "--index", str(tmp_path / "ix"), "-k", "3", "--qe", "0"]) == 0
+    assert (
+        main(["search", str(photos / "coffee.png"), "--index", str(tmp_path / "ix"), "-k", "3", "--qe", "0"])
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 + 3 and all(line.startswith("   ") for line in out[1:]), out
     assert any(line.endswith("/two\\nlines\\x1b[31m.png  [photos]") for line in out), out
     assert main(["info", "--index", str(tmp_path / "ix"), "--errors"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line for line in out if "name.jpg" in line] == [f"  {photos}/bad\\nname.jpg: not an image: content is text"]
+    assert [line for line in out if "name.jpg" in line] == [
+        f"  {photos}/bad\\nname.jpg: not an image: content is text"
+    ]
 
 
-@pytest.mark.parametrize("args, expect", [
-    (["index", "--bogus"], "No such option '--bogus' (see vgg-retrieval index --help)"),
-    (["frobnicate"], "No such command 'frobnicate'"),
-    (["search", "--top-k", "many", "x.jpg"], "'many' is not a valid integer"),
-    (["dedup", "apply"], "Missing argument 'REPORT'"),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["index", "--bogus"], "No such option '--bogus' (see vgg-retrieval index --help)"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+        (["search", "--top-k", "many", "x.jpg"], "'many' is not a valid integer"),
+        (["dedup", "apply"], "Missing argument 'REPORT'"),
+    ],
+)
 def test_usage_errors_are_one_line(capsys, args, expect):
     assert main(args) == 2
     one_error_line(capsys, expect)

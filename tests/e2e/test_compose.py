@@ -1,5 +1,6 @@
 """docker-compose.yml and the Dockerfile, checked by a real Compose implementation (`docker-compose config`,
 Debian's docker-compose; .ci/run installs it). No container engine is needed, and none is used."""
+
 import json
 import os
 import shutil
@@ -22,16 +23,31 @@ COMPOSE = shutil.which("docker-compose")
 def _compose(*args, env=None, profiles=()):
     if COMPOSE is None:
         if os.environ.get("CI"):
-            pytest.fail("docker-compose is not installed (.ci/run installs Debian's docker-compose)", pytrace=False)
+            pytest.fail(
+                "docker-compose is not installed (.ci/run installs Debian's docker-compose)", pytrace=False
+            )
         pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
     cmd = [COMPOSE, "-f", str(ROOT / "docker-compose.yml")]
     for p in profiles:
         cmd += ["--profile", p]
-    base = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_PASSWORD", "PHOTOS", "UI_PORT", "WATCH_INTERVAL",
-                                                              "VGG_RETRIEVAL_WEIGHTS", "VGG_RETRIEVAL_VERSION",
-                                                              "WEIGHTS", "WITH_TORCH")}
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          env={**base, **(env or {})})
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "POSTGRES_PASSWORD",
+            "PHOTOS",
+            "UI_PORT",
+            "WATCH_INTERVAL",
+            "VGG_RETRIEVAL_WEIGHTS",
+            "VGG_RETRIEVAL_VERSION",
+            "WEIGHTS",
+            "WITH_TORCH",
+        )
+    }
+    return subprocess.run(
+        cmd + list(args), capture_output=True, text=True, timeout=120, cwd=ROOT, env={**base, **(env or {})}
+    )
 
 
 def _yaml(text: str) -> dict:
@@ -41,8 +57,13 @@ def _yaml(text: str) -> dict:
         with open(COMPOSE) as f:
             first = f.readline()
         python = first[2:].strip().split()[0] if first.startswith("#!") else sys.executable
-        r = subprocess.run([python, "-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"],
-                           input=text, capture_output=True, text=True, check=True)
+        r = subprocess.run(
+            [python, "-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return json.loads(r.stdout)
     return yaml.safe_load(text)
 
@@ -67,7 +88,9 @@ def test_compose_config_services_volumes_and_database(config):
         assert s["image"] == f"vgg-retrieval:{package_version()}" and s["build"]["context"] == str(ROOT)
         assert s["build"]["args"] == {"WITH_TORCH": "0"}  # the base install: no PyTorch
         photo_mounts = [v for v in s["volumes"] if isinstance(v, dict) and v.get("target") == "/photos"]
-        assert photo_mounts == [{"type": "bind", "source": str(photos), "target": "/photos", "read_only": True}]
+        assert photo_mounts == [
+            {"type": "bind", "source": str(photos), "target": "/photos", "read_only": True}
+        ]
         others = {v.split(":")[1]: v for v in s["volumes"] if isinstance(v, str)}
         assert others["/index"].startswith("index:") and not others["/index"].endswith(":ro")
         assert others["/models"].startswith("models:")

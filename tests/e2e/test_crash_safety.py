@@ -1,4 +1,5 @@
 """A crash at the worst moments, a full disk, a read-only index: the index stays correct."""
+
 import os
 import resource
 import shutil
@@ -20,12 +21,34 @@ MORE = ["pixabay/dog01.jpg", "pixabay/ship01.jpg", "skimage/coffee.png"]
 
 
 def run_index(folder, ix, model, env=None, preexec=None, privileged=True):
-    cmd = [sys.executable, "-m", "indexer", "index", str(folder), "--index", str(ix), "--model", str(model),
-           "--workers", "0", "--batch-size", "2", "--commit-every", "2", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "indexer",
+        "index",
+        str(folder),
+        "--index",
+        str(ix),
+        "--model",
+        str(model),
+        "--workers",
+        "0",
+        "--batch-size",
+        "2",
+        "--commit-every",
+        "2",
+        "-q",
+    ]
     if not privileged and os.geteuid() == 0:
         cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
-                          preexec_fn=preexec)
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        preexec_fn=preexec,
+    )
 
 
 def snapshot(ix):
@@ -114,8 +137,9 @@ def test_a_file_that_crashes_the_decoder_in_process_is_reported_on_the_next_run(
     final = snapshot(ix)
     assert len(final) == 5 and str(folder / "dog01.jpg") not in final
     with Index.open(ix) as idx:
-        assert {e.path: e.reason for e in idx.store.errors()}.get(str(folder / "dog01.jpg")) == \
-            "the image decoder crashed on this file"
+        assert {e.path: e.reason for e in idx.store.errors()}.get(
+            str(folder / "dog01.jpg")
+        ) == "the image decoder crashed on this file"
 
 
 def test_disk_full_keeps_the_last_saved_state(tiny_model, indexed):
@@ -130,7 +154,9 @@ def test_disk_full_keeps_the_last_saved_state(tiny_model, indexed):
     r = run_index(folder, ix, tiny_model[2], preexec=small_disk)
     assert r.returncode == 2, r.stderr
     err = r.stderr.strip().splitlines()
-    assert len(err) == 1 and f"cannot save the index in {ix}" in err[0] and "last saved state" in err[0], r.stderr
+    assert len(err) == 1 and f"cannot save the index in {ix}" in err[0] and "last saved state" in err[0], (
+        r.stderr
+    )
     after = snapshot(ix)  # check() passes: the last commit that fitted, nothing half-written
     assert set(before) <= set(after) < {str(p) for p in folder.iterdir()}
     assert len(list(ix.glob("vectors-*"))) == 1
@@ -147,9 +173,24 @@ def test_read_only_index_folder(tiny_model, indexed):
         r = run_index(folder, ix, tiny_model[2], privileged=False)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and "read-only" in r.stderr, r.stderr
-        s = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m",
-                            "indexer", "search", str(folder / "cat01.jpg"), "--index", str(ix), "--json"],
-                           capture_output=True, text=True, timeout=300)
+        s = subprocess.run(
+            [
+                "setpriv",
+                "--bounding-set",
+                "-dac_override,-dac_read_search",
+                sys.executable,
+                "-m",
+                "indexer",
+                "search",
+                str(folder / "cat01.jpg"),
+                "--index",
+                str(ix),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert s.returncode == 0, s.stderr  # a read-only index is still searchable
         assert '"score": 1.0' in s.stdout or '"score": 0.99999' in s.stdout
     finally:

@@ -3,6 +3,7 @@ RUN lines that choose what to install are run by a real shell (with ``pip`` only
 install), and the healthcheck command of the image and of docker-compose.yml (the same one) is run
 against a real ``vgg-retrieval ui`` server started here: 0 while it serves, non-zero once it is gone.
 test_compose.py checks the rest of docker-compose.yml."""
+
 from __future__ import annotations
 
 import json
@@ -75,7 +76,9 @@ def test_image_is_pinned_and_installs_torch_only_when_asked():
     assert package == ["install", ".[text,postgres,train]"]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    assert {"text", "postgres", "train"} <= set(extras) and any(d.startswith("torch") for d in extras["train"])
+    assert {"text", "postgres", "train"} <= set(extras) and any(
+        d.startswith("torch") for d in extras["train"]
+    )
     base = {re.split(r"[<>=\[ ]", d)[0] for d in project["dependencies"]}
     # what writing the model without torch needs (retrieval/nets/onnx_graph.py, weights from safetensors or the hub)
     assert {"onnx", "safetensors", "huggingface_hub", "openvino", "onnxruntime", "nncf"} <= base
@@ -83,25 +86,35 @@ def test_image_is_pinned_and_installs_torch_only_when_asked():
     for src in ("retrieval", "indexer", "ui", "pyproject.toml"):
         assert any(k == "COPY" and src in a.split() for k, a in steps), src
     assert ("ENTRYPOINT", '["vgg-retrieval"]') in steps and ("USER", "vgg") in steps
-    assert any(k == "ENV" and "HF_HOME=/models/hf" in a for k, a in steps)  # hub downloads in the models volume
+    assert any(
+        k == "ENV" and "HF_HOME=/models/hf" in a for k, a in steps
+    )  # hub downloads in the models volume
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {"tests", ".git", "*.faiss", "*.sqlite", "*.pth", "*.safetensors", "weights"} <= set(ignored)
 
 
 def test_image_tag_follows_the_package_version_unless_set(tmp_path):
     env = {"POSTGRES_PASSWORD": "x", "PHOTOS": str(tmp_path)}
-    r = _compose("config", env={**env, "VGG_RETRIEVAL_VERSION": "9.8.7", "WEIGHTS": str(tmp_path / "w"),
-                                "WITH_TORCH": "1"})
+    r = _compose(
+        "config",
+        env={**env, "VGG_RETRIEVAL_VERSION": "9.8.7", "WEIGHTS": str(tmp_path / "w"), "WITH_TORCH": "1"},
+    )
     assert r.returncode == 0, r.stderr
     ui = _yaml(r.stdout)["services"]["ui"]
     assert ui["image"] == "vgg-retrieval:9.8.7" and ui["build"]["args"] == {"WITH_TORCH": "1"}
     assert f"{tmp_path / 'w'}:/weights:ro" in ui["volumes"]
     r = _compose("config", env=env)
-    assert _yaml(r.stdout)["services"]["ui"]["image"] == f"vgg-retrieval:{package_version()}" != "vgg-retrieval:latest"
+    assert (
+        _yaml(r.stdout)["services"]["ui"]["image"]
+        == f"vgg-retrieval:{package_version()}"
+        != "vgg-retrieval:latest"
+    )
 
 
 def test_ui_healthcheck_is_the_image_s_and_only_the_ui_has_one(tmp_path):
-    r = _compose("config", env={"POSTGRES_PASSWORD": "x", "PHOTOS": str(tmp_path)}, profiles=("index", "watch"))
+    r = _compose(
+        "config", env={"POSTGRES_PASSWORD": "x", "PHOTOS": str(tmp_path)}, profiles=("index", "watch")
+    )
     assert r.returncode == 0, r.stderr
     services = _yaml(r.stdout)["services"]
     options, command = healthcheck()
@@ -109,7 +122,12 @@ def test_ui_healthcheck_is_the_image_s_and_only_the_ui_has_one(tmp_path):
     assert command[:2] == ["python3", "-c"] and HEALTH_URL in command[2]  # no curl in the slim image
     check = services["ui"]["healthcheck"]
     assert check["test"] == ["CMD", *command]
-    assert (check["interval"], check["timeout"], check["start_period"], check["retries"]) == ("30s", "5s", "1m", 3)
+    assert (check["interval"], check["timeout"], check["start_period"], check["retries"]) == (
+        "30s",
+        "5s",
+        "1m",
+        3,
+    )
     for name in ("indexer", "watcher"):  # the same image, no server: no "unhealthy" indexer
         assert services[name]["healthcheck"] == {"test": ["NONE"]}, name
 
@@ -124,14 +142,19 @@ def test_healthcheck_command_says_healthy_while_the_ui_serves_and_unhealthy_once
     _, command = healthcheck()
     port = free_port()
     assert _check(command, port).returncode != 0  # nothing listening yet
-    server = subprocess.Popen([sys.executable, "-m", "indexer", "ui", "--index", str(tmp_path / "index"),
-                               "--port", str(port)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "indexer", "ui", "--index", str(tmp_path / "index"), "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 90
         while (r := _check(command, port)).returncode != 0:
             if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"vgg-retrieval ui never became healthy (exit {server.poll()}): {r.stderr[-500:]}")
+                pytest.fail(
+                    f"vgg-retrieval ui never became healthy (exit {server.poll()}): {r.stderr[-500:]}"
+                )
             time.sleep(0.5)
         assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
     finally:

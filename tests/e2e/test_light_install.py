@@ -8,6 +8,7 @@ for torch, torchvision and onnxscript (as if they were not installed: imports fa
 through PYTHONPATH. The parent process, with torch, writes the safetensors trunk and builds the
 reference index.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,12 @@ from PIL import Image
 
 PHOTOS = ["cat01.jpg", "cat02.jpg", "dog01.jpg", "car01.jpg", "ship01.jpg", "bird01.jpg"]
 SIZE = "64"
-BLOCK_TORCH = ('import sys\nfor _name in ("torch", "torchvision", "onnxscript"):\n'
-               '    sys.modules[_name] = None  # as if not installed\n')
-LIGHT_RUN = """
+BLOCK_TORCH = (
+    'import sys\nfor _name in ("torch", "torchvision", "onnxscript"):\n'
+    "    sys.modules[_name] = None  # as if not installed\n"
+)
+LIGHT_RUN = (
+    """
 import json, sys
 from indexer.cli import main
 photos, ix, weights, report = sys.argv[1:5]
@@ -36,7 +40,9 @@ codes = {"index": main(["index", photos, "--index", ix, "--weights", weights, "-
 import ui.logic.service  # noqa: F401  (the web UI's service layer)
 codes["torch_loaded"] = any(m.split(".")[0] in ("torch", "torchvision") and sys.modules[m] for m in sys.modules)
 print("RESULT " + json.dumps(codes))
-""" % SIZE
+"""
+    % SIZE
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,29 +57,42 @@ def light(module_tmp):
     for name in PHOTOS:
         shutil.copy(SAMPLES / "pixabay" / name, photos / name)
     with Image.open(photos / "ship01.jpg") as im:  # a near duplicate for dedup to find
-        im.convert("RGB").resize((im.width * 3 // 4, im.height * 3 // 4)).save(photos / "ship01_small.jpg", quality=90)
+        im.convert("RGB").resize((im.width * 3 // 4, im.height * 3 // 4)).save(
+            photos / "ship01_small.jpg", quality=90
+        )
     convert_to_safetensors(VGG16_WEIGHTS, root / "trunk.safetensors")
     block = root / "block"
     block.mkdir()
     (block / "sitecustomize.py").write_text(BLOCK_TORCH)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(block), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(block), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     return {"root": root, "photos": photos, "weights": root / "trunk.safetensors", "env": env}
 
 
 def _run_without_torch(light, *args, code=None):
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "indexer"]
-    return subprocess.run([*cmd, *map(str, args)], env=light["env"], cwd=light["root"], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [*cmd, *map(str, args)],
+        env=light["env"],
+        cwd=light["root"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
 def light_index(light):
     """The index made, searched and deduplicated in one torch-less process; (index folder, results)."""
     ix = light["root"] / "ix-light"
-    p = _run_without_torch(light, light["photos"], ix, light["weights"], light["root"] / "report", code=LIGHT_RUN)
+    p = _run_without_torch(
+        light, light["photos"], ix, light["weights"], light["root"] / "report", code=LIGHT_RUN
+    )
     line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line, p.stdout[-2000:] + p.stderr[-3000:]
-    return ix, json.loads(line[len("RESULT "):]), p.stdout
+    return ix, json.loads(line[len("RESULT ") :]), p.stdout
 
 
 def _descriptors(ix) -> tuple[dict, object]:
@@ -101,12 +120,31 @@ def test_same_descriptors_and_fingerprint_as_the_torch_built_index(light, light_
     from indexer.cli import main
 
     ix_torch = tmp_path / "ix-torch"
-    assert main(["index", str(light["photos"]), "--index", str(ix_torch), "--weights", str(VGG16_WEIGHTS),
-                 "--size", SIZE, "--precision", "fp32", "--workers", "0"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                str(light["photos"]),
+                "--index",
+                str(ix_torch),
+                "--weights",
+                str(VGG16_WEIGHTS),
+                "--size",
+                SIZE,
+                "--precision",
+                "fp32",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert json.loads((ix_torch / "model" / "model.json").read_text())["exported_by"] == "torch.onnx"
     light_vectors, light_spec = _descriptors(light_index[0])
     torch_vectors, torch_spec = _descriptors(ix_torch)
-    assert light_spec.weights_sha256 == torch_spec.weights_sha256  # .safetensors without torch == .pth with it
+    assert (
+        light_spec.weights_sha256 == torch_spec.weights_sha256
+    )  # .safetensors without torch == .pth with it
     assert light_spec.model_id == torch_spec.model_id
     assert light_spec.weights_file_sha256 != torch_spec.weights_file_sha256  # two different files
     assert sorted(light_vectors) == sorted(torch_vectors) and len(light_vectors) == len(PHOTOS) + 1
@@ -118,15 +156,27 @@ def test_same_descriptors_and_fingerprint_as_the_torch_built_index(light, light_
 
 
 def test_pth_and_torch_only_parts_without_torch_are_one_line(light, light_index):
-    p = _run_without_torch(light, "index", light["photos"], "--index", light["root"] / "ix-pth",
-                           "--weights", VGG16_WEIGHTS, "--precision", "fp32")
+    p = _run_without_torch(
+        light,
+        "index",
+        light["photos"],
+        "--index",
+        light["root"] / "ix-pth",
+        "--weights",
+        VGG16_WEIGHTS,
+        "--precision",
+        "fp32",
+    )
     assert p.returncode != 0 and "Traceback" not in p.stderr
     lines = [x for x in p.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and str(VGG16_WEIGHTS) in lines[0]
-    assert "reading .pth needs torch: pip install 'vgg-retrieval[train]' or convert to safetensors" in lines[0]
+    assert (
+        "reading .pth needs torch: pip install 'vgg-retrieval[train]' or convert to safetensors" in lines[0]
+    )
     assert not (light["root"] / "ix-pth").exists() or not any((light["root"] / "ix-pth").iterdir())
-    p = _run_without_torch(light, "search", "--index", light_index[0], "--engine", "torch",
-                           light["photos"] / "cat01.jpg")
+    p = _run_without_torch(
+        light, "search", "--index", light_index[0], "--engine", "torch", light["photos"] / "cat01.jpg"
+    )
     lines = [x for x in p.stderr.splitlines() if x.strip()]
     assert p.returncode != 0 and len(lines) == 1 and "the torch engine needs torch" in lines[0], p.stderr
 
@@ -135,8 +185,24 @@ def test_named_weights_without_torch_come_from_the_hub(light, tmp_path):
     """IMAGENET1K_V1 without torch is timm's copy of torchvision's weights on the Hugging Face hub;
     offline with nothing cached, that is one line naming the repository."""
     env = {**light["env"], "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    p = subprocess.run([sys.executable, "-m", "indexer", "export", "--out", str(tmp_path / "m"), "--arch", "vgg11",
-                        "--weights", "IMAGENET1K_V1"], env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "indexer",
+            "export",
+            "--out",
+            str(tmp_path / "m"),
+            "--arch",
+            "vgg11",
+            "--weights",
+            "IMAGENET1K_V1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [x for x in p.stderr.splitlines() if x.strip()]
     assert p.returncode != 0 and len(lines) == 1, p.stderr
     assert "timm/vgg11.tv_in1k" in lines[0] and "Hugging Face hub" in lines[0]
@@ -152,23 +218,39 @@ def test_timm_layout_reads_as_torchvision(tmp_path):
     widths = (8, 8, 16, 16, 16, 16, 16, 16)
     rng = np.random.default_rng(0)
     tv = {k: rng.standard_normal(s).astype(np.float32) for k, s in trunk_shapes("vgg11", widths).items()}
-    tv.update({"classifier.0.weight": rng.standard_normal((12, 16 * 49)).astype(np.float32),
-               "classifier.3.weight": rng.standard_normal((12, 12)).astype(np.float32),
-               "classifier.6.weight": rng.standard_normal((3, 12)).astype(np.float32),
-               **{f"classifier.{i}.bias": rng.standard_normal(n).astype(np.float32) for i, n in ((0, 12), (3, 12), (6, 3))}})
+    tv.update(
+        {
+            "classifier.0.weight": rng.standard_normal((12, 16 * 49)).astype(np.float32),
+            "classifier.3.weight": rng.standard_normal((12, 12)).astype(np.float32),
+            "classifier.6.weight": rng.standard_normal((3, 12)).astype(np.float32),
+            **{
+                f"classifier.{i}.bias": rng.standard_normal(n).astype(np.float32)
+                for i, n in ((0, 12), (3, 12), (6, 3))
+            },
+        }
+    )
     timm = {k: v for k, v in tv.items() if not k.startswith("classifier.")}
-    timm.update({"pre_logits.fc1.weight": tv["classifier.0.weight"].reshape(12, 16, 7, 7),
-                 "pre_logits.fc1.bias": tv["classifier.0.bias"],
-                 "pre_logits.fc2.weight": tv["classifier.3.weight"].reshape(12, 12, 1, 1),
-                 "pre_logits.fc2.bias": tv["classifier.3.bias"],
-                 "head.fc.weight": tv["classifier.6.weight"], "head.fc.bias": tv["classifier.6.bias"]})
+    timm.update(
+        {
+            "pre_logits.fc1.weight": tv["classifier.0.weight"].reshape(12, 16, 7, 7),
+            "pre_logits.fc1.bias": tv["classifier.0.bias"],
+            "pre_logits.fc2.weight": tv["classifier.3.weight"].reshape(12, 12, 1, 1),
+            "pre_logits.fc2.bias": tv["classifier.3.bias"],
+            "head.fc.weight": tv["classifier.6.weight"],
+            "head.fc.bias": tv["classifier.6.bias"],
+        }
+    )
     save_file(tv, str(tmp_path / "tv.safetensors"))
     save_file(timm, str(tmp_path / "timm.safetensors"))
     a = load_weights("vgg11", str(tmp_path / "tv.safetensors"), widths)
     b = load_weights("vgg11", str(tmp_path / "timm.safetensors"), widths)
     assert a.vgg_classifier and b.vgg_classifier and fingerprint(a.features) == fingerprint(b.features)
     assert fingerprint(a.features) == fingerprint({k: v for k, v in tv.items() if k.startswith("features.")})
-    assert set(a.head) == set(b.head) == {f"head.classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")}
+    assert (
+        set(a.head)
+        == set(b.head)
+        == {f"head.classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")}
+    )
     for k in a.head:
         assert np.array_equal(np.asarray(a.head[k]), np.asarray(b.head[k]))
     assert a.file_sha256 != b.file_sha256 and len(a.file_sha256) == 64
@@ -185,17 +267,25 @@ def test_shipped_imagenet_names_and_trunk_shapes_are_torchvision_s():
     for arch, widths in (("vgg16", None), ("vgg19_bn", None), ("vgg11_bn", (8, 8, 16, 16, 16, 16, 32, 32))):
         with torch.device("meta"):
             state = build_trunk(arch, widths).state_dict()
-        assert list(trunk_shapes(arch, widths).items()) == [(f"features.{k}", tuple(v.shape)) for k, v in state.items()]
+        assert list(trunk_shapes(arch, widths).items()) == [
+            (f"features.{k}", tuple(v.shape)) for k, v in state.items()
+        ]
 
 
 def test_describe_names_the_weights_file_and_says_what_the_hash_is_of():
     from retrieval.spec import ModelSpec
 
-    spec = ModelSpec(weights="/a/long/folder/name/that/goes/on/and/on/shared/weights/my_vgg16_trunk.safetensors",
-                     weights_sha256="ab" * 32, weights_file_sha256="cd" * 32)
+    spec = ModelSpec(
+        weights="/a/long/folder/name/that/goes/on/and/on/shared/weights/my_vgg16_trunk.safetensors",
+        weights_sha256="ab" * 32,
+        weights_file_sha256="cd" * 32,
+    )
     line = spec.describe()
     assert "weights=my_vgg16_trunk.safetensors " in line and "tensors sha256 abababababab" in line
-    assert spec.describe_weights().startswith(spec.weights) and "file sha256 " + "cd" * 32 in spec.describe_weights()
+    assert (
+        spec.describe_weights().startswith(spec.weights)
+        and "file sha256 " + "cd" * 32 in spec.describe_weights()
+    )
     assert spec.model_id == spec.replace(weights_file_sha256="").model_id  # display only
     assert ModelSpec.from_dict(spec.to_dict()) == spec
     assert "weights_file_sha256" not in ModelSpec().to_dict()  # unknown: stored specs read as before
@@ -208,7 +298,9 @@ def test_a_torch_only_command_on_the_base_install_is_one_line():
     said = missing_torch(ModuleNotFoundError("import of torch halted; None in sys.modules", name="torch.nn"))
     assert said == "this needs torch, which the base install leaves out: pip install 'vgg-retrieval[train]'"
     assert missing_torch(ModuleNotFoundError("No module named 'faiss'", name="faiss")) is None
-    assert missing_torch(ImportError("cannot import name 'x'", name="torch")) is None  # a broken torch: a real error
+    assert (
+        missing_torch(ImportError("cannot import name 'x'", name="torch")) is None
+    )  # a broken torch: a real error
 
 
 def test_a_classifier_without_torch_is_exported_with_its_scores(tmp_path, monkeypatch):
@@ -227,20 +319,34 @@ def test_a_classifier_without_torch_is_exported_with_its_scores(tmp_path, monkey
     from retrieval.preprocess import load_and_prepare
 
     rng = np.random.default_rng(1)
-    state = {k: (rng.standard_normal(s) * np.sqrt(2.0 / np.prod(s[1:]))).astype(np.float32) if len(s) == 4
-             else np.full(s, 0.01, np.float32) for k, s in weights.trunk_shapes("vgg11").items()}
+    state = {
+        k: (rng.standard_normal(s) * np.sqrt(2.0 / np.prod(s[1:]))).astype(np.float32)
+        if len(s) == 4
+        else np.full(s, 0.01, np.float32)
+        for k, s in weights.trunk_shapes("vgg11").items()
+    }
     trunk = dict(state)
-    for name, shape in (("pre_logits.fc1", (16, 512, 7, 7)), ("pre_logits.fc2", (16, 16, 1, 1)), ("head.fc", (1000, 16))):
-        state[f"{name}.weight"] = (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+    for name, shape in (
+        ("pre_logits.fc1", (16, 512, 7, 7)),
+        ("pre_logits.fc2", (16, 16, 1, 1)),
+        ("head.fc", (1000, 16)),
+    ):
+        state[f"{name}.weight"] = (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(
+            np.float32
+        )
         state[f"{name}.bias"] = rng.standard_normal(shape[0]).astype(np.float32) * 0.1
     path = tmp_path / "vgg11_timm.safetensors"
     save_file(state, str(path))
     for module in (builder, weights):
         monkeypatch.setattr(module, "torch_available", lambda: False)
     spec, light = builder.build("vgg11", str(path))
-    assert isinstance(light, builder.GraphWeights) and isinstance(light.state["head.classifier.0.weight"], np.ndarray)
+    assert isinstance(light, builder.GraphWeights) and isinstance(
+        light.state["head.classifier.0.weight"], np.ndarray
+    )
     assert spec.head == "vgg" and spec.class_names == weights.imagenet_categories()
-    assert spec.weights_sha256 == weights.fingerprint(trunk) and spec.weights_file_sha256 == weights.file_sha256(path)
+    assert spec.weights_sha256 == weights.fingerprint(
+        trunk
+    ) and spec.weights_file_sha256 == weights.file_sha256(path)
     export_model(spec, light, tmp_path / "m", formats=("onnx",))
     sidecar = json.loads((tmp_path / "m" / "model.json").read_text())
     assert sidecar["exported_by"] == "retrieval.nets.onnx_graph" and "logits" in sidecar["outputs"]
@@ -248,8 +354,12 @@ def test_a_classifier_without_torch_is_exported_with_its_scores(tmp_path, monkey
     images, sizes = np.stack([p.array for p in prepared]), np.array([p.valid for p in prepared], np.int64)
     session = ort.InferenceSession(str(tmp_path / "m" / "model.onnx"), providers=["CPUExecutionProvider"])
     got_d, logits = session.run(["descriptor", "logits"], {"image": images, "size": sizes})
-    net = build_descriptor_net(spec.replace(head="", class_names=()), {k: torch.from_numpy(v) for k, v in trunk.items()})
+    net = build_descriptor_net(
+        spec.replace(head="", class_names=()), {k: torch.from_numpy(v) for k, v in trunk.items()}
+    )
     with torch.no_grad():
         d = net.eval()(torch.from_numpy(images), torch.from_numpy(sizes)).numpy()
     assert (got_d * d).sum(1).min() >= 0.9999
-    assert logits.shape == (2, 1000) and np.isfinite(logits).all() and np.abs(logits[0] - logits[1]).max() > 1e-3
+    assert (
+        logits.shape == (2, 1000) and np.isfinite(logits).all() and np.abs(logits[0] - logits[1]).max() > 1e-3
+    )

@@ -4,6 +4,7 @@ The index tests in test_index.py / test_reliability.py / test_watch.py also run 
 BOTH_DATABASES); these cover what is PostgreSQL's own: the remembered URL, passwords, schemas, two
 indexes in one database, the CLI end to end, crashes around the commit, and connection errors.
 """
+
 import json
 import os
 import signal
@@ -23,16 +24,22 @@ from retrieval.errors import UserError
 
 
 def cli(*args, env=None, check=True):
-    r = subprocess.run([sys.executable, "-m", "indexer", *map(str, args)], capture_output=True, text=True,
-                       timeout=300, env={**os.environ, **(env or {})})
+    r = subprocess.run(
+        [sys.executable, "-m", "indexer", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
     if check:
         assert r.returncode == 0, (args, r.stdout, r.stderr)
     return r
 
 
 def _raw(url):
-    return create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1)
-                         if url.startswith("postgresql://") else url)
+    return create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
+    )
 
 
 def test_cli_end_to_end_on_postgres_remembers_the_database(tmp_path, pg_database, photos, tiny_model):
@@ -54,6 +61,7 @@ def test_cli_end_to_end_on_postgres_remembers_the_database(tmp_path, pg_database
     (photos / "pixabay" / "dog01.jpg").unlink()
     from conftest import SAMPLES
     from PIL import Image
+
     Image.open(SAMPLES / "opencv" / "fruits.jpg").save(photos / "skimage" / "coffee.png")
     r = cli("index", "--index", ix, "--workers", "0", "-q")
     assert "1 added, 1 updated, 1 removed, 4 unchanged" in r.stdout
@@ -68,8 +76,9 @@ def test_cli_end_to_end_on_postgres_remembers_the_database(tmp_path, pg_database
         assert idx.count == 5 and idx.check().ok
 
 
-def test_password_is_never_stored_and_comes_from_pgpassword(tmp_path, pg_server, pg_database, make_index,
-                                                            monkeypatch):
+def test_password_is_never_stored_and_comes_from_pgpassword(
+    tmp_path, pg_server, pg_database, make_index, monkeypatch
+):
     password = os.environ["PGPASSWORD"]  # set by pg_database
     bare = pg_database()
     with_password = bare.replace("vgg@", f"vgg:{password}@", 1)
@@ -106,8 +115,21 @@ def test_two_indexes_in_one_database_need_their_own_schemas(tmp_path, pg_databas
     with pytest.raises(UserError, match=r"already holds another index \(made for .*/a\).*\?schema=NAME"):
         make_index(tmp_path / "b", db_url=url)
     assert not (tmp_path / "b" / LINK_FILE).exists()
-    r = cli("index", photos, "--index", tmp_path / "c", "--db", url, "--weights", "random", "--arch", "vgg11",
-            "--size", "64", check=False)
+    r = cli(
+        "index",
+        photos,
+        "--index",
+        tmp_path / "c",
+        "--db",
+        url,
+        "--weights",
+        "random",
+        "--arch",
+        "vgg11",
+        "--size",
+        "64",
+        check=False,
+    )
     assert r.returncode == 2 and "already holds another index" in r.stderr and len(r.stderr.splitlines()) == 1
     # one schema each: separate tables, separate contents
     b = make_index(tmp_path / "b", db_url=url + "?schema=photos_b")
@@ -144,13 +166,18 @@ def test_a_folder_pointed_at_another_index_s_database_is_refused(tmp_path, pg_da
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # refused before writing
 
 
-@pytest.mark.parametrize("url, message", [
-    ("postgresql://vgg@127.0.0.1:1/nope",
-     r"cannot use the index database postgresql\+psycopg://vgg@127.0.0.1:1/nope: "),
-    ("not a url", r"not a database URL"),
-    ("postgresql://vgg@127.0.0.1:1/db?schema=bad;name", r"bad schema name"),
-    ("nosuchdb://x/y", r"needs a driver that is not installed|bad database URL|not a database URL"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        (
+            "postgresql://vgg@127.0.0.1:1/nope",
+            r"cannot use the index database postgresql\+psycopg://vgg@127.0.0.1:1/nope: ",
+        ),
+        ("not a url", r"not a database URL"),
+        ("postgresql://vgg@127.0.0.1:1/db?schema=bad;name", r"bad schema name"),
+        ("nosuchdb://x/y", r"needs a driver that is not installed|bad database URL|not a database URL"),
+    ],
+)
 def test_bad_or_unreachable_url_is_one_line(tmp_path, photos, tiny_model, url, message):
     with pytest.raises(UserError, match=message):
         Store(url)
@@ -180,8 +207,21 @@ def test_sigkill_around_the_postgres_commit(tmp_path, pg_database, tiny_model, p
     folder = tmp_path / "photos"
     copy_photos(folder, ["pixabay/airplane01.jpg", "pixabay/bird01.jpg", "pixabay/cat01.jpg"], flat=True)
     ix = tmp_path / "ix"
-    args = ["index", folder, "--index", ix, "--model", tiny_model[2], "--workers", "0", "--batch-size", "2",
-            "--commit-every", "2", "-q"]
+    args = [
+        "index",
+        folder,
+        "--index",
+        ix,
+        "--model",
+        tiny_model[2],
+        "--workers",
+        "0",
+        "--batch-size",
+        "2",
+        "--commit-every",
+        "2",
+        "-q",
+    ]
     cli(*args, "--db", pg_database())
     first = [str(folder / n) for n in ("airplane01.jpg", "bird01.jpg", "cat01.jpg")]
     with Index.open(ix) as idx:

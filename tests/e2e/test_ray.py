@@ -4,6 +4,7 @@ The same folder of real photos (and one corrupt file) indexed by the local engin
 the same index: same rows and ids, same error rows, same vectors; an incremental Ray run after
 adding, changing and removing files touches only those.
 """
+
 import subprocess
 import sys
 
@@ -25,8 +26,14 @@ def local_ray():
     """One small local Ray for the module: 2 CPUs, no dashboard, a small object store."""
     if ray.is_initialized():  # pragma: no cover - a Ray left over by another module
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             object_store_memory=200 * 1024 * 1024, runtime_env={"py_modules": code_modules()})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        object_store_memory=200 * 1024 * 1024,
+        runtime_env={"py_modules": code_modules()},
+    )
     yield ray
     ray.shutdown()
     reap_ray_processes()  # workers that outlive the shutdown (one once outlived the whole suite)
@@ -34,8 +41,9 @@ def local_ray():
 
 def _rows(idx):
     with idx.store.session() as s:
-        return {r.path: (r.id, r.sha256, r.size, r.width, r.height, r.format, r.label)
-                for r in s.query(ImageRow)}
+        return {
+            r.path: (r.id, r.sha256, r.size, r.width, r.height, r.format, r.label) for r in s.query(ImageRow)
+        }
 
 
 def _errors(idx):
@@ -63,9 +71,30 @@ def test_cli_engine_ray_starts_its_own_ray(tmp_path, tiny_model, folder, capsys)
 
     _, _, model_dir = tiny_model
     ix = tmp_path / "ix"
-    p = subprocess.run([sys.executable, "-m", "indexer", "index", str(folder), "--index", str(ix), "--model",
-                        str(model_dir), "--engine", "ray", "--ray-actors", "1", "--ray-model-engine", "onnxruntime",
-                        "-q"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "indexer",
+            "index",
+            str(folder),
+            "--index",
+            str(ix),
+            "--model",
+            str(model_dir),
+            "--engine",
+            "ray",
+            "--ray-actors",
+            "1",
+            "--ray-model-engine",
+            "onnxruntime",
+            "-q",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert "6 added" in p.stdout and "2 errors" in p.stdout and f"skipped {folder / 'broken.jpg'}" in p.stdout
     assert not ray.is_initialized()
@@ -152,11 +181,14 @@ def test_ray_incremental_update_changes_only_what_changed(tmp_path, make_index, 
 
 def test_without_ray_installed_says_how_to_install(tmp_path, photos):
     """Ray made unimportable in a fresh interpreter: one line naming the extra, exit status 2."""
-    code = ("import sys; sys.modules['ray'] = None\n"
-            "from indexer.cli import main\n"
-            f"sys.exit(main(['index', {str(photos)!r}, '--index', {str(tmp_path / 'ix')!r}, '--engine', 'ray']))")
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from indexer.cli import main\n"
+        f"sys.exit(main(['index', {str(photos)!r}, '--index', {str(tmp_path / 'ix')!r}, '--engine', 'ray']))"
+    )
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip().splitlines() == [
-        'error: --engine ray needs Ray Data (ray is not installed): pip install "vgg-retrieval[ray]"']
+        'error: --engine ray needs Ray Data (ray is not installed): pip install "vgg-retrieval[ray]"'
+    ]
     assert not (tmp_path / "ix").exists()  # refused before anything was built

@@ -1,4 +1,5 @@
 """Concurrent use, odd inputs and crafted paths."""
+
 import os
 import subprocess
 import sys
@@ -20,9 +21,27 @@ def test_searches_during_indexing_see_whole_generations(tmp_path, tiny_model):
     ix = tmp_path / "ix"
     Index.create(ix, tiny_model[0], model_dir=tiny_model[2]).update([photos], workers=0, progress=False)
     copy_photos(photos, [f"pixabay/{n}" for n in names[2:]], flat=True)
-    writer = subprocess.Popen([sys.executable, "-m", "indexer", "index", str(photos), "--index", str(ix),
-                               "--commit-every", "1", "--batch-size", "1", "--workers", "0", "-q"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "indexer",
+            "index",
+            str(photos),
+            "--index",
+            str(ix),
+            "--commit-every",
+            "1",
+            "--batch-size",
+            "1",
+            "--workers",
+            "0",
+            "-q",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen_counts = set()
     query = photos / names[0]
     try:
@@ -55,7 +74,9 @@ def test_odd_but_valid_images_are_indexed(tmp_path, make_index):
     folder = tmp_path / "odd"
     folder.mkdir()
     base = Image.open(SAMPLES / "skimage" / "astronaut.png").convert("RGB").resize((96, 96))
-    _save(Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257)), folder / "deep16.png", "PNG")
+    _save(
+        Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257)), folder / "deep16.png", "PNG"
+    )
     _save(base.convert("CMYK"), folder / "cmyk.jpg", "JPEG")
     pal = base.convert("P", palette=Image.Palette.ADAPTIVE)
     _save(pal, folder / "palette.png", "PNG", transparency=0)
@@ -74,7 +95,8 @@ def test_odd_but_valid_images_are_indexed(tmp_path, make_index):
     r = idx.update([folder], workers=1, progress=False)
     assert r.added == 9, r.errors
     assert [(os.path.basename(p), reason) for p, reason in r.errors] == [
-        ("huge.jpg", "not an image: content is zero bytes")]
+        ("huge.jpg", "not an image: content is zero bytes")
+    ]
     assert idx.store.row_by_path(str(folder / "line\nbreak.jpg")).format == "JPEG"
     assert idx.store.row_by_path(str(folder / "deep16.png")).width == 96
     assert idx.check().ok
@@ -99,10 +121,17 @@ def test_crafted_paths_in_the_database_are_refused(tmp_path, make_index, photos)
 
 def test_stale_lock_file_from_a_killed_writer_is_taken_over(tmp_path, make_index, photos):
     idx = make_index(tmp_path / "ix")
-    proc = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, time\n"
-        f"fd = os.open({str(tmp_path / 'ix' / 'index.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'99999'); os.kill(os.getpid(), 9)\n")])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, time\n"
+                f"fd = os.open({str(tmp_path / 'ix' / 'index.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'99999'); os.kill(os.getpid(), 9)\n"
+            ),
+        ]
+    )
     proc.wait()
     assert (tmp_path / "ix" / "index.lock").read_text() == "99999"  # the stale file is still there
     assert idx.update([photos], workers=0, progress=False).added == 6

@@ -4,6 +4,7 @@ headless Chromium driven by Playwright), against a real index of real photos.
 Needs ``pip install streamlit playwright`` and ``apt-get install chromium``; it fails (never skips)
 when the browser is missing, so CI can't pass without really running it.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -29,18 +30,30 @@ from tests.e2e.browser import (
     wait_for_results,
 )
 
-INDEXED = ["pixabay/horse01.jpg", "pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/ship01.jpg",
-           "skimage/coffee.png", "skimage/chelsea.png", "sklearn/china.jpg", "opencv/fruits.jpg"]
+INDEXED = [
+    "pixabay/horse01.jpg",
+    "pixabay/cat01.jpg",
+    "pixabay/dog01.jpg",
+    "pixabay/ship01.jpg",
+    "skimage/coffee.png",
+    "skimage/chelsea.png",
+    "sklearn/china.jpg",
+    "opencv/fruits.jpg",
+]
 
 
 def need_browser() -> None:
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: run `apt-get install -y chromium` "
-                    f"(this end-to-end test needs a real browser; Playwright must not download one)")
+        pytest.fail(
+            f"Chromium is not installed at {CHROMIUM}: run `apt-get install -y chromium` "
+            f"(this end-to-end test needs a real browser; Playwright must not download one)"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        pytest.fail("Playwright for Python is not installed: pip install playwright (no browser download needed)")
+        pytest.fail(
+            "Playwright for Python is not installed: pip install playwright (no browser download needed)"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +100,7 @@ def test_upload_in_a_real_browser_finds_the_photo(search_ui):
 
 
 def test_lightbox_opens_a_lower_result_where_the_user_looks_and_steps(search_ui, tmp_path):
-    """"Open" on the 5th result: the dialog is on screen (not at the top of the page); Next/Previous
+    """ "Open" on the 5th result: the dialog is on screen (not at the top of the page); Next/Previous
     move through the results in their order; the original downloads byte for byte."""
     url, photos, query = search_ui
     with chromium(1280, 700) as page:
@@ -128,7 +141,9 @@ def test_a_shared_url_reopens_the_query_filters_and_open_result_and_back_works(s
         page.go_back()  # (the lightbox), then the "Similar" step: back to the upload's results
         page.go_back()
         page.get_by_text("Query: my-query.jpg").wait_for(timeout=30_000)
-        page = page.context.browser.new_page(viewport={"width": 1280, "height": 900})  # a new session: the link alone
+        page = page.context.browser.new_page(
+            viewport={"width": 1280, "height": 900}
+        )  # a new session: the link alone
         page.goto(shared, wait_until="domcontentloaded")
         assert lightbox_heading(page) == opened
         assert page.get_by_text(f"Query: {similar}").count() == 1
@@ -161,7 +176,10 @@ def test_phone_width_shows_the_upload_and_the_first_results_on_the_first_screen(
         first = result_cards(page).nth(0).bounding_box()
         second = result_cards(page).nth(1).bounding_box()
     for box in (dropzone, first, second):
-        assert box["y"] >= 0 and box["y"] + box["height"] <= 844 and box["x"] + box["width"] <= 390, (box, first)
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 844 and box["x"] + box["width"] <= 390, (
+            box,
+            first,
+        )
 
 
 def small_index(tiny_model, index_dir: Path, photos: Path) -> None:
@@ -195,7 +213,7 @@ def test_indexing_a_folder_from_the_index_page_in_a_real_browser(tiny_model, tmp
 
 
 def test_stopping_an_index_job_from_the_index_page_keeps_the_last_commit(tiny_model, tmp_path):
-    """"Stop indexing" while a big folder is being embedded: the page says it stopped, and the index
+    """ "Stop indexing" while a big folder is being embedded: the page says it stopped, and the index
     opens with its last commit: no more rows than files, consistent (check), no file errors."""
     need_browser()
     import os
@@ -244,7 +262,7 @@ def test_quarantining_a_copy_from_the_duplicates_page_in_a_real_browser(tiny_mod
     copy_photos(photos, INDEXED[:3], flat=True)
     copy = photos / "horse01-copy.jpg"
     shutil.copy2(photos / "horse01.jpg", copy)
-    later = copy.stat().st_mtime_ns + 10 ** 12
+    later = copy.stat().st_mtime_ns + 10**12
     os.utime(copy, ns=(later, later))  # the newer file is the copy
     with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
         idx.update([photos], workers=0, progress=False)
@@ -255,7 +273,9 @@ def test_quarantining_a_copy_from_the_duplicates_page_in_a_real_browser(tiny_mod
 
     q = tmp_path / "quarantine"
     assert said.startswith("Moved 1 files (") and f" to {q}; undo log {q}/dedup-undo-" in said, said
-    assert not copy.exists() and (q / "horse01-copy.jpg").read_bytes() == (photos / "horse01.jpg").read_bytes()
+    assert (
+        not copy.exists() and (q / "horse01-copy.jpg").read_bytes() == (photos / "horse01.jpg").read_bytes()
+    )
     assert len(list(q.glob("dedup-undo-*.json"))) == 1
     with Index.open(tmp_path / "index") as idx:
         assert idx.count == 3 and idx.store.row_by_path(str(copy.resolve())) is None

@@ -1,5 +1,6 @@
 """The classifier fitted on an index's stored descriptors and folder labels (indexer.classify.index_classes):
 the automatic rule, refitting, label choices, files next to the index, and the numpy fit itself."""
+
 import json
 import shutil
 
@@ -17,7 +18,7 @@ FLOWERS = DATA / "photos" / "flowers5"
 def _copy_flowers(dest, per_class: dict, start: int = 0):
     for label, n in per_class.items():
         (dest / label).mkdir(parents=True, exist_ok=True)
-        for src in sorted((FLOWERS / label).iterdir())[start:start + n]:
+        for src in sorted((FLOWERS / label).iterdir())[start : start + n]:
             shutil.copy2(src, dest / label / src.name)
     return dest
 
@@ -47,8 +48,13 @@ def test_index_with_labelled_folders_gets_a_classifier(tmp_path, make_index, lab
     both = ic.query_classes(idx, vectors[:2], logits=None)  # the tiny model has no head of its own
     assert [set(q) for q in both] == [{"folders"}, {"folders"}] and both[0]["folders"] == top[0]
     # on its own training photos a linear classifier is right about most of them
-    assert np.mean(np.array(clf.predict(vectors)) == np.array(
-        [r.label for r in idx.store.rows_by_id(idx.all_vectors()[0]).values()])) >= 0.8
+    assert (
+        np.mean(
+            np.array(clf.predict(vectors))
+            == np.array([r.label for r in idx.store.rows_by_id(idx.all_vectors()[0]).values()])
+        )
+        >= 0.8
+    )
 
 
 def test_unlabelled_folder_gets_no_classifier_and_a_plain_note(tmp_path, make_index):
@@ -104,8 +110,10 @@ def test_labels_by_depth_and_by_csv(tmp_path, make_index):
     assert by_year.classes == ("2023", "2024") and by_year.info["depth"] == 1
     assert ic.index_labels(idx, ic.LabelChoice(depth=2))[2][0] == "2023/daisy"
     # a CSV naming each photo (relative to the CSV's folder), with a header row
-    rows = ["path,label"] + [f"photos/{p.relative_to(root).as_posix()},{'even' if i % 2 else 'odd'}"
-                             for i, p in enumerate(sorted(root.rglob("*.jpg")))]
+    rows = ["path,label"] + [
+        f"photos/{p.relative_to(root).as_posix()},{'even' if i % 2 else 'odd'}"
+        for i, p in enumerate(sorted(root.rglob("*.jpg")))
+    ]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     by_csv = ic.fit_index(idx, ic.LabelChoice(csv=str(tmp_path / "labels.csv"))).classifier
     assert by_csv.classes == ("even", "odd") and by_csv.info["labels"] == "csv"
@@ -185,8 +193,18 @@ def _cli(args, capsys):
     return code, out.out, out.err
 
 
-MODEL = ["--arch", "vgg11", "--weights", "random", "--size", "32", "--workers", "0",
-         "--precision", "fp32"]  # about the classifier, not the precision: no INT8 calibration
+MODEL = [
+    "--arch",
+    "vgg11",
+    "--weights",
+    "random",
+    "--size",
+    "32",
+    "--workers",
+    "0",
+    "--precision",
+    "fp32",
+]  # about the classifier, not the precision: no INT8 calibration
 
 
 def test_cli_index_fits_a_classifier_and_search_shows_its_classes(tmp_path, labelled, capsys):
@@ -220,6 +238,5 @@ def test_cli_index_of_an_unlabelled_folder_says_why_there_is_no_classifier(tmp_p
         shutil.copy2(src, flat / src.name)
     code, out, _ = _cli(["index", flat, "--index", tmp_path / "ix", "-q", *MODEL], capsys)
     assert code == 0 and "no classifier: it needs at least 2 labels" in out
-    code, out, _ = _cli(["search", next(flat.iterdir()), "--index", tmp_path / "ix",
-                         "--json"], capsys)
+    code, out, _ = _cli(["search", next(flat.iterdir()), "--index", tmp_path / "ix", "--json"], capsys)
     assert "folder_classes" not in json.loads(out)

@@ -6,6 +6,7 @@ kept) with pillow-heif, Pillow and pillow-jxl-plugin; the DNG is a real one writ
 (a Bayer mosaic of a shared photo with the DNG tags LibRaw needs, and a small RGB preview), which
 rawpy reads like a camera's. No pip package here ships a camera's RAW file; see the README.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,15 +60,35 @@ def make_dng(src: str, dest: Path, date: str = "2015:12:29 10:30:47", preview: i
     cfa = np.zeros((h, w), np.uint16)
     cfa[0::2, 0::2], cfa[0::2, 1::2] = lin[0::2, 0::2, 0], lin[0::2, 1::2, 1]
     cfa[1::2, 0::2], cfa[1::2, 1::2] = lin[1::2, 0::2, 1], lin[1::2, 1::2, 2]
-    xyz_to_srgb = [3.2404542, -1.5371385, -0.4985314, -0.969266, 1.8760108, 0.041556,
-                   0.0556434, -0.2040259, 1.0572252]
+    xyz_to_srgb = [
+        3.2404542,
+        -1.5371385,
+        -0.4985314,
+        -0.969266,
+        1.8760108,
+        0.041556,
+        0.0556434,
+        -0.2040259,
+        1.0572252,
+    ]
     matrix = [v for x in xyz_to_srgb for v in (int(round(x * 10000)), 10000)]
-    ifd0 = [(50706, "B", 4, (1, 4, 0, 0), True), (50707, "B", 4, (1, 1, 0, 0), True),
-            (50708, "s", 0, "vgg-retrieval test camera", True), (50721, "2i", 9, matrix, True),
-            (50778, "H", 1, (21,), True), (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),
-            (271, "s", 0, "TestMake", True), (272, "s", 0, "DNG-1", True), (36867, "s", 0, date, True)]
-    raw_tags = [(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True),
-                (50714, "H", 1, (0,), True), (50717, "H", 1, (4095,), True)]
+    ifd0 = [
+        (50706, "B", 4, (1, 4, 0, 0), True),
+        (50707, "B", 4, (1, 1, 0, 0), True),
+        (50708, "s", 0, "vgg-retrieval test camera", True),
+        (50721, "2i", 9, matrix, True),
+        (50778, "H", 1, (21,), True),
+        (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),
+        (271, "s", 0, "TestMake", True),
+        (272, "s", 0, "DNG-1", True),
+        (36867, "s", 0, date, True),
+    ]
+    raw_tags = [
+        (33421, "H", 2, (2, 2), True),
+        (33422, "B", 4, (0, 1, 1, 2), True),
+        (50714, "H", 1, (0,), True),
+        (50717, "H", 1, (4095,), True),
+    ]
     small = Image.fromarray((rgb[:h, :w] * 255).astype(np.uint8)).resize((w // preview, h // preview))
     small = np.asarray(small)
     with tifffile.TiffWriter(dest) as t:
@@ -85,12 +106,14 @@ def _similar(a: Image.Image, b: Image.Image) -> float:
 @pytest.fixture(scope="module")
 def files(module_tmp):
     d = module_tmp("formats")
-    out = {"heic": encode(IPHONE, d / "leuven.heic", "HEIF", quality=90),
-           "avif": encode(NIKON, d / "cat.avif", "AVIF", quality=80),
-           "heic_rotated": encode(NIKON, d / "rotated.heic", "HEIF", orientation=6),
-           "avif_rotated": encode(NIKON, d / "rotated.avif", "AVIF", orientation=6),
-           "dng": make_dng("pixabay/dog01.jpg", d / "dog.dng"),
-           "heic_named_jpg": encode(IPHONE, d / "renamed.jpg", "HEIF")}
+    out = {
+        "heic": encode(IPHONE, d / "leuven.heic", "HEIF", quality=90),
+        "avif": encode(NIKON, d / "cat.avif", "AVIF", quality=80),
+        "heic_rotated": encode(NIKON, d / "rotated.heic", "HEIF", orientation=6),
+        "avif_rotated": encode(NIKON, d / "rotated.avif", "AVIF", orientation=6),
+        "dng": make_dng("pixabay/dog01.jpg", d / "dog.dng"),
+        "heic_named_jpg": encode(IPHONE, d / "renamed.jpg", "HEIF"),
+    }
     try:
         import pillow_jxl  # noqa: F401
 
@@ -169,12 +192,19 @@ def test_a_missing_package_is_an_error_line_naming_it(files, module, package):
     """Run where the package cannot be imported (a fresh interpreter with it blocked): its files are
     an error line naming what to install; the other formats still decode."""
     path = files["heic"] if module == "pillow_heif" else files["dng"]
-    code = (f"import sys; sys.modules[{module!r}] = None\n"
-            "from indexer.update.decode import decode_file\n"
-            f"d = decode_file(({str(path)!r}, '/', 64, 0)); print(d.problem)\n"
-            f"d = decode_file(({str(SAMPLES / NIKON)!r}, '/', 64, 0)); print(d.problem, d.array.shape)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "from indexer.update.decode import decode_file\n"
+        f"d = decode_file(({str(path)!r}, '/', 64, 0)); print(d.problem)\n"
+        f"d = decode_file(({str(SAMPLES / NIKON)!r}, '/', 64, 0)); print(d.problem, d.array.shape)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
     assert r.returncode == 0, r.stderr
     first, second = r.stdout.strip().splitlines()
     assert f"pip install '{package}'" in first and "photo" in first
@@ -202,8 +232,11 @@ def library(module_tmp, files, vgg16_model):
     truncated HEIC, indexed with the shared VGG16 (FP32)."""
     base = module_tmp("library")
     folder = base / "photos"
-    copy_photos(folder, [IPHONE, NIKON, "pixabay/ship01.jpg", "pixabay/bird01.jpg", "sklearn/china.jpg",
-                         "opencv/home.jpg"], flat=True)
+    copy_photos(
+        folder,
+        [IPHONE, NIKON, "pixabay/ship01.jpg", "pixabay/bird01.jpg", "sklearn/china.jpg", "opencv/home.jpg"],
+        flat=True,
+    )
     for name in ("heic", "avif", "dng", "jxl"):
         if name in files:
             (folder / files[name].name).write_bytes(files[name].read_bytes())
@@ -217,8 +250,17 @@ def library(module_tmp, files, vgg16_model):
 
 def test_the_index_holds_every_format_and_a_heic_finds_its_jpeg(library, capsys):
     folder, ix, report = library
-    names = {"leuvenA.jpg", "cat01.jpg", "ship01.jpg", "bird01.jpg", "china.jpg", "home.jpg", "leuven.heic",
-             "cat.avif", "dog.dng"} | ({"ship.jxl"} if (folder / "ship.jxl").exists() else set())
+    names = {
+        "leuvenA.jpg",
+        "cat01.jpg",
+        "ship01.jpg",
+        "bird01.jpg",
+        "china.jpg",
+        "home.jpg",
+        "leuven.heic",
+        "cat.avif",
+        "dog.dng",
+    } | ({"ship.jxl"} if (folder / "ship.jxl").exists() else set())
     assert [Path(p).name for p, _ in report.errors] == ["broken.heic"]
     with Index.open(ix) as idx:
         assert {Path(p).name for _, p, *_ in idx.store.photo_facts()} == names and idx.check().ok

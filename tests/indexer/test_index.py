@@ -1,4 +1,5 @@
 """The index: incremental updates, search API, consistency checks, model and writer guards."""
+
 import json
 import subprocess
 import sys
@@ -57,6 +58,7 @@ def test_metadata_row(tmp_path, make_index, photos):
     src = SAMPLES / "pixabay" / "cat01.jpg"
     im = Image.open(src)
     import hashlib
+
     assert row.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
     assert (row.width, row.height, row.format, row.label) == (im.width, im.height, "JPEG", "pixabay")
     assert row.size == src.stat().st_size and row.indexed_at > time.time() - 600
@@ -170,11 +172,20 @@ def test_interrupted_save_leaves_the_committed_state(tmp_path, make_index, photo
 
 def test_second_writer_is_refused(tmp_path, make_index, photos):
     idx = make_index(tmp_path / "ix")
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(tmp_path / 'ix' / 'index.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
-        "print('locked', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys, time\n"
+                f"fd = os.open({str(tmp_path / 'ix' / 'index.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
+                "print('locked', flush=True); time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(UserError, match=f"another process \\(pid {holder.pid}\\)"):
@@ -205,12 +216,45 @@ def test_sigkill_during_indexing_then_rerun_gives_the_clean_result(tmp_path, tin
     import signal
 
     photos = tmp_path / "photos"
-    copy_photos(photos, [f"pixabay/{n}" for n in ("airplane01.jpg", "airplane02.jpg", "bird01.jpg", "bird02.jpg",
-                                                    "car01.jpg", "cat01.jpg", "dog01.jpg", "horse01.jpg",
-                                                    "ship01.jpg", "truck01.jpg", "frog01.jpg", "deer01.jpg")])
+    copy_photos(
+        photos,
+        [
+            f"pixabay/{n}"
+            for n in (
+                "airplane01.jpg",
+                "airplane02.jpg",
+                "bird01.jpg",
+                "bird02.jpg",
+                "car01.jpg",
+                "cat01.jpg",
+                "dog01.jpg",
+                "horse01.jpg",
+                "ship01.jpg",
+                "truck01.jpg",
+                "frog01.jpg",
+                "deer01.jpg",
+            )
+        ],
+    )
     ix = tmp_path / "ix"
-    cmd = [sys.executable, "-m", "indexer", "index", str(photos), "--index", str(ix), "--model", str(tiny_model[2]),
-           "--commit-every", "2", "--batch-size", "1", "--workers", "0", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "indexer",
+        "index",
+        str(photos),
+        "--index",
+        str(ix),
+        "--model",
+        str(tiny_model[2]),
+        "--commit-every",
+        "2",
+        "--batch-size",
+        "1",
+        "--workers",
+        "0",
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and not list(ix.glob("vectors-00000[2-9].faiss")):
@@ -222,7 +266,9 @@ def test_sigkill_during_indexing_then_rerun_gives_the_clean_result(tmp_path, tin
         partial = idx.count
     assert 0 < partial < 12
     assert subprocess.run(cmd, capture_output=True).returncode == 0
-    clean = tmp_path / "clean"  # the reference: one uninterrupted update, the run's settings (no second CLI process)
+    clean = (
+        tmp_path / "clean"
+    )  # the reference: one uninterrupted update, the run's settings (no second CLI process)
     with Index.create(clean, tiny_model[0], model_dir=tiny_model[2], batch_size=1) as ref:
         ref.update([photos], workers=0, progress=False, commit_every=2)
     with Index.open(ix) as idx, Index.open(clean) as ref:
@@ -280,11 +326,27 @@ def test_trim_borders_flag_is_part_of_the_model(tmp_path):
     photos = tmp_path / "photos"
     copy_photos(photos, ["skimage/coffee.png", "skimage/chelsea.png"])
     tiny = ["--arch", "vgg11", "--weights", "random", "--size", "64"]
-    assert main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "--no-trim-borders",
-                 "--precision", "fp32", "-q"]) == 0  # the input policy, not the precision, is tested
+    assert (
+        main(
+            [
+                "index",
+                str(photos),
+                "--index",
+                str(tmp_path / "ix"),
+                *tiny,
+                "--no-trim-borders",
+                "--precision",
+                "fp32",
+                "-q",
+            ]
+        )
+        == 0
+    )  # the input policy, not the precision, is tested
     with Index.open(tmp_path / "ix") as idx:
         assert idx.spec.trim_borders is False and idx.count == 2
-    assert main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "-q"]) == 0  # keeps the index's
+    assert (
+        main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "-q"]) == 0
+    )  # keeps the index's
     assert main(["index", str(photos), "--index", str(tmp_path / "ix"), *tiny, "--trim-borders", "-q"]) == 2
     assert main(["export", "--out", str(tmp_path / "m"), *tiny, "--no-trim-borders"]) == 0
     spec, _ = read_sidecar(tmp_path / "m")
@@ -296,8 +358,9 @@ def test_trim_borders_flag_is_part_of_the_model(tmp_path):
 def test_progress_callback_counts_files_and_a_raise_stops_cleanly(tmp_path, make_index, photos):
     idx = make_index(tmp_path / "ix", batch_size=2)
     calls = []
-    r = idx.update([photos], workers=0, progress=lambda done, total: calls.append((done, total)),
-                   commit_every=2)
+    r = idx.update(
+        [photos], workers=0, progress=lambda done, total: calls.append((done, total)), commit_every=2
+    )
     assert r.added == 6 and calls and calls[-1] == (6, 6)
     assert [d for d, _ in calls] == sorted({d for d, _ in calls}) and {t for _, t in calls} == {6}
 

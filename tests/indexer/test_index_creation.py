@@ -1,6 +1,7 @@
 """Creating an index: INT8 by default (calibrated on the photos being indexed), --precision fp32,
 an existing index never converted, and a kill at any step of creation leaves a folder that the next
 run makes again."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,11 @@ from indexer.faults import CREATE_POINTS, ENV
 
 PHOTOS = ["pixabay/bird01.jpg", "pixabay/cat01.jpg", "pixabay/dog01.jpg", "sklearn/china.jpg"]
 TINY = ["--arch", "vgg11", "--weights", "random", "--size", "64", "--workers", "0", "-q"]
-FP32 = [*TINY, "--precision", "fp32"]  # for the tests about the folder, not the precision: no INT8 calibration
+FP32 = [
+    *TINY,
+    "--precision",
+    "fp32",
+]  # for the tests about the folder, not the precision: no INT8 calibration
 
 
 @pytest.fixture
@@ -55,11 +60,16 @@ def _int8_copy(base):
 
 
 def test_a_new_index_gets_an_int8_model_calibrated_on_its_photos(int8_made, capsys):
-    assert not [p.name for p in (int8_made / "pristine" / "ix").iterdir() if p.name.startswith(".")]  # as made
+    assert not [
+        p.name for p in (int8_made / "pristine" / "ix").iterdir() if p.name.startswith(".")
+    ]  # as made
     folder, ix = _int8_copy(int8_made)
     model = sidecar(ix)
     assert model["precision"] == "int8" and model["quantization"]["calibration_images"] == len(PHOTOS)
-    assert model["files"] == {"openvino": "model.xml", "onnx": "model.onnx"}  # FP32 ONNX kept for ONNX Runtime
+    assert model["files"] == {
+        "openvino": "model.xml",
+        "onnx": "model.onnx",
+    }  # FP32 ONNX kept for ONNX Runtime
     with Index.open(ix) as idx:
         assert idx.precision == "int8" and idx.count == len(PHOTOS) and idx.check().ok
         hit = idx.search(folder / "cat01.jpg", k=1)[0]
@@ -95,7 +105,9 @@ def test_a_missing_model_of_an_int8_index_is_made_again_at_int8(int8_made):
         fresh = idx.embedder.embed([folder / "dog01.jpg"])[0]
         assert idx.check().ok
     assert sidecar(ix)["precision"] == "int8"
-    assert float(np.dot(stored, fresh)) > 0.98  # calibrated again (on the indexed photos): close, not bit-equal
+    assert (
+        float(np.dot(stored, fresh)) > 0.98
+    )  # calibrated again (on the indexed photos): close, not bit-equal
 
 
 @pytest.mark.parametrize("point", CREATE_POINTS)
@@ -109,7 +121,12 @@ def test_a_kill_at_each_step_of_creation_leaves_a_folder_the_next_run_completes(
     assert main(["index", str(folder), "--index", str(ix), *TINY]) == 0
     with Index.open(ix) as idx:
         assert idx.check().ok and idx.count == len(PHOTOS) and idx.precision == "int8"
-    assert sorted(p.name for p in ix.iterdir()) == ["index.lock", "index.sqlite", "model", "vectors-000001.faiss"]
+    assert sorted(p.name for p in ix.iterdir()) == [
+        "index.lock",
+        "index.sqlite",
+        "model",
+        "vectors-000001.faiss",
+    ]
 
 
 def test_an_export_killed_by_an_older_version_is_cleared(tmp_path, folder):
@@ -130,11 +147,15 @@ def test_a_folder_with_the_users_files_is_never_cleared(tmp_path, folder, capsys
     assert (ix / "notes.txt").read_text() == "mine"
 
 
-def test_a_second_creator_is_refused_while_the_first_runs_and_a_dead_ones_mark_is_cleared(tmp_path, folder, capsys):
+def test_a_second_creator_is_refused_while_the_first_runs_and_a_dead_ones_mark_is_cleared(
+    tmp_path, folder, capsys
+):
     ix = tmp_path / "ix"
     ix.mkdir()
-    code = ("import sys, time; from pathlib import Path; from indexer.storage.creating import mark; "
-            "m = mark(Path(sys.argv[1])); print('marked', flush=True); time.sleep(120)")
+    code = (
+        "import sys, time; from pathlib import Path; from indexer.storage.creating import mark; "
+        "m = mark(Path(sys.argv[1])); print('marked', flush=True); time.sleep(120)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code, str(ix)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "marked"
@@ -152,7 +173,17 @@ def test_a_second_creator_is_refused_while_the_first_runs_and_a_dead_ones_mark_i
 
 def test_quiet_creation_prints_no_quantizer_log(tmp_path, folder):
     """``-q`` is quiet: NNCF's own log lines (INFO:nncf:...) go to a logger we control, not the terminal."""
-    cmd = [sys.executable, "-m", "indexer", "index", str(folder), "--index", str(tmp_path / "ix"), "-q", *TINY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "indexer",
+        "index",
+        str(folder),
+        "--index",
+        str(tmp_path / "ix"),
+        "-q",
+        *TINY,
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "nncf" not in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
@@ -178,4 +209,6 @@ def test_bf16_runs_the_fp32_model_in_bf16_where_the_cpu_can(tmp_path, folder, ca
         assert a[0].shape == b[0].shape and bf.check().ok
         cos = (a[1][np.argsort(a[0])] * b[1][np.argsort(b[0])]).sum(1)
         assert cos.min() > 0.98, cos
-    assert main(["index", str(folder), "--index", str(ix), "--precision", "fp32", *TINY]) == 2  # never converted
+    assert (
+        main(["index", str(folder), "--index", str(ix), "--precision", "fp32", *TINY]) == 2
+    )  # never converted

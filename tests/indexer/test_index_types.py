@@ -1,6 +1,7 @@
 """Index types (flat, hnsw, ivf, ivfpq, auto, raw FAISS factory strings): updates, check, search,
 conversion at the threshold, old indexes, shard merging and the CLI options. Real FAISS, real SQLite;
 thresholds are lowered through ``index_options`` so a few thousand vectors exercise every path."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,9 +37,12 @@ def near(v: np.ndarray, cos: float, seed: int = 1) -> np.ndarray:
 def commit(idx: Index, vecs: dict[str, np.ndarray], delete_paths=()) -> None:
     """One real ``Index._commit`` (the step ``update`` takes) with given vectors for fake paths."""
     idx._load_vectors(force=True)
-    added = [(Decoded(path=p, root="/syn", size=1, mtime_ns=1, sha256="0" * 64, format="JPEG"), v)
-             for p, v in vecs.items()]
+    added = [
+        (Decoded(path=p, root="/syn", size=1, mtime_ns=1, sha256="0" * 64, format="JPEG"), v)
+        for p, v in vecs.items()
+    ]
     idx._commit(added, [], {}, list(delete_paths), [], UpdateReport())
+
 
 def assert_same_ranking(hits, q: np.ndarray, x: np.ndarray, names: list[str], tol: float = 1e-4) -> None:
     """``hits`` are an exact top-k of ``q`` over ``x``, up to float ties: each row's scores equal
@@ -54,7 +58,6 @@ def assert_same_ranking(hits, q: np.ndarray, x: np.ndarray, names: list[str], to
         true_scores = np.array([s[index_of[h.path]] for h in row])
         assert np.allclose(true_scores, got, atol=tol)  # each hit's own score, not another's
         assert len({h.path for h in row}) == k
-
 
 
 def paths(i0: int, i1: int) -> list[str]:
@@ -96,7 +99,11 @@ TYPES = {
     "flat": ("flat", {}, "flat"),
     "hnsw": ("hnsw", {}, "hnsw"),
     "ivf": ("ivf", {"train_min": 1000}, "IVF"),
-    "pq": ("IVF16,PQ256x4", {"train_min": 1000}, "IVF16,PQ256x4"),  # PQ codes (4-bit: fast to train) without OPQ
+    "pq": (
+        "IVF16,PQ256x4",
+        {"train_min": 1000},
+        "IVF16,PQ256x4",
+    ),  # PQ codes (4-bit: fast to train) without OPQ
     "auto": ("auto", {"flat_limit": 1000}, "IVF"),
     "raw": ("IVF16,Flat", {"train_min": 1000}, "IVF16,Flat"),
 }
@@ -202,7 +209,9 @@ def test_auto_converts_at_the_threshold_and_retrains_after_growth(tmp_path, make
     assert idx.vectors_info()["type"] == "IndexIDMap2(IndexFlatIP)"
     commit(idx, {p[999]: x[999]})
     small = idx.vectors_info()
-    assert small["factory"] == f"IVF{vectors.nlist_for(1000)},SQ8" and small["type"] == "IndexIVFScalarQuantizer"
+    assert (
+        small["factory"] == f"IVF{vectors.nlist_for(1000)},SQ8" and small["type"] == "IndexIVFScalarQuantizer"
+    )
     commit(idx, dict(zip(p[1000:3999], x[1000:3999])))
     assert idx.vectors_info()["factory"] == small["factory"]  # grown, but not 4x yet
     commit(idx, {p[3999]: x[3999]})
@@ -300,8 +309,24 @@ def test_cli_index_type_and_search_parameters(tmp_path, tiny_model, photos, caps
     assert err.startswith("error: --index-type 'warp'") and "\n" not in err
     assert not (tmp_path / "ix").exists()  # refused before anything was made
 
-    assert main(["index", str(photos), "--index", ix, "--model", model_dir, "--index-type", "hnsw",
-                 "--workers", "0", "-q"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                str(photos),
+                "--index",
+                ix,
+                "--model",
+                model_dir,
+                "--index-type",
+                "hnsw",
+                "--workers",
+                "0",
+                "-q",
+            ]
+        )
+        == 0
+    )
     with Index.open(ix) as idx:
         assert idx.vectors_info()["type"] == "IndexIDMap2(IndexHNSWFlat)" and idx.check().ok
     capsys.readouterr()

@@ -3,6 +3,7 @@
 An unplugged root keeps its entries, ``info`` says "offline since",
 searches mark or leave out its files, dedup leaves them alone, and when it comes back nothing is
 embedded again. Only ``index --forget-missing`` removes it. Real photos, the tiny VGG11, SQLite."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import copy_photos
+
 from indexer.cli import main
 from indexer.dedup import find_duplicates
 
@@ -48,7 +49,9 @@ def test_an_unplugged_root_keeps_its_entries_and_comes_back_without_re_embedding
     capsys.readouterr()
     assert main(["index", "--index", str(tmp / "index"), "--workers", "0", "-q"]) == 0
     out = capsys.readouterr().out
-    assert f"offline {disk}: folder not found" in out and "0 removed" in out and "6 images in the index" in out
+    assert (
+        f"offline {disk}: folder not found" in out and "0 removed" in out and "6 images in the index" in out
+    )
     assert rows(idx) == before and idx.check().ok
     offline = idx.store.offline_folders()
     assert list(offline) == [str(disk)] and "unplugged" in offline[str(disk)][1]
@@ -68,11 +71,27 @@ def test_an_unplugged_root_keeps_its_entries_and_comes_back_without_re_embedding
     assert {h.path for h in hits} == set(before)
     assert {h.path for h in hits if h.offline} == {p for p in before if p.startswith(str(disk))}
     assert all(h.as_json().get("offline") is True for h in hits if h.offline)
-    assert main(["search", str(home / "coffee.png"), "--index", str(tmp / "index"), "-k", "6", "--qe", "0"]) == 0
+    assert (
+        main(["search", str(home / "coffee.png"), "--index", str(tmp / "index"), "-k", "6", "--qe", "0"]) == 0
+    )
     shown = capsys.readouterr().out
     assert shown.count("(offline)") == 3
-    assert main(["search", str(home / "coffee.png"), "--index", str(tmp / "index"), "-k", "6", "--qe", "0",
-                 "--skip-offline"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(home / "coffee.png"),
+                "--index",
+                str(tmp / "index"),
+                "-k",
+                "6",
+                "--qe",
+                "0",
+                "--skip-offline",
+            ]
+        )
+        == 0
+    )
     shown = capsys.readouterr().out
     assert "(offline)" not in shown and str(disk) not in shown and str(home / "coffee.png") in shown
     # dedup proposes nothing through it: the exact copy on the disk is not a duplicate now
@@ -109,11 +128,26 @@ def test_a_folder_that_cannot_be_listed_keeps_its_entries(two_disks):
     before = rows(idx)
     os.chmod(disk / "sub", 0o000)
     try:
-        cmd = [sys.executable, "-m", "indexer", "index", "--index", str(tmp / "index"), "--workers", "0", "-q"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "indexer",
+            "index",
+            "--index",
+            str(tmp / "index"),
+            "--workers",
+            "0",
+            "-q",
+        ]
         if os.geteuid() == 0:
             cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *cmd]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                           env={**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"})
+        r = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"},
+        )
         assert r.returncode == 0, r.stderr
         assert f"offline {disk / 'sub'}: cannot list folder: Permission denied" in r.stdout, r.stdout
         assert "0 removed" in r.stdout and "Traceback" not in r.stderr

@@ -1,5 +1,6 @@
 """Search-time query options: alpha query expansion (``indexer.search.query_expansion``), database-side
 augmentation for benchmarks, and rotation search (``indexer.search.rotation``), through the API and the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -95,9 +96,18 @@ def test_bad_options_are_user_errors(qe, alpha):
 
 
 # --- through an index of real photos --------------------------------------------------------------
-GALLERY = ["skimage/astronaut.png", "skimage/coffee.png", "skimage/chelsea.png", "pixabay/cat01.jpg",
-           "pixabay/dog01.jpg", "sklearn/china.jpg", "opencv/fruits.jpg", "opencv/building.jpg",
-           "pixabay/ship01.jpg", "pixabay/horse01.jpg"]
+GALLERY = [
+    "skimage/astronaut.png",
+    "skimage/coffee.png",
+    "skimage/chelsea.png",
+    "pixabay/cat01.jpg",
+    "pixabay/dog01.jpg",
+    "sklearn/china.jpg",
+    "opencv/fruits.jpg",
+    "opencv/building.jpg",
+    "pixabay/ship01.jpg",
+    "pixabay/horse01.jpg",
+]
 ROTATED = "opencv/home.jpg"  # indexed only turned by 90 degrees; the upright file is the query
 
 
@@ -140,7 +150,9 @@ def test_index_qe_is_alpha_qe_over_the_stored_vectors(index, photo_index, monkey
         same = [(h.score, h.id) for h in first if h.score >= qx.SAME_IMAGE]  # the query (it is indexed)
         top = [h for h in first if h.score < qx.SAME_IMAGE][:k_qe]
         assert len(same) == 1 and len(top) == k_qe
-        q2 = qx.expand(d, np.stack([by_id[h.id] for h in top])[None], np.array([[h.score for h in top]]), alpha)
+        q2 = qx.expand(
+            d, np.stack([by_id[h.id] for h in top])[None], np.array([[h.score for h in top]]), alpha
+        )
         ranked = sorted(zip((x @ q2[0]).tolist(), ids.tolist()), reverse=True)
         want = (same + [(s, i) for s, i in ranked if i != same[0][1]])[:5]
         got = index.search(query, k=5, qe=k_qe, qe_alpha=alpha)
@@ -186,14 +198,19 @@ def _cli(args, capsys):
 
 def test_cli_qe_and_rotations(photo_index, capsys):
     ix, query = photo_index
-    code, out, _ = _cli(["search", query, "--index", ix, "-k", "2", "--json", "--qe", "2", "--qe-alpha", "1",
-                         "--rotations"], capsys)
+    code, out, _ = _cli(
+        ["search", query, "--index", ix, "-k", "2", "--json", "--qe", "2", "--qe-alpha", "1", "--rotations"],
+        capsys,
+    )
     row = json.loads(out)
     assert code == 0 and row["settings"] == {"qe": 2, "qe_alpha": 1.0, "rotations": True}
     assert row["results"][0]["path"].endswith("home_turned.png")
     code, out, _ = _cli(["search", query, "--index", ix, "-k", "2", "--json"], capsys)
-    assert code == 0 and json.loads(out)["settings"] == {"qe": qx.DEFAULT_QE, "qe_alpha": qx.DEFAULT_ALPHA,
-                                                         "rotations": False}
+    assert code == 0 and json.loads(out)["settings"] == {
+        "qe": qx.DEFAULT_QE,
+        "qe_alpha": qx.DEFAULT_ALPHA,
+        "rotations": False,
+    }
     for bad in (["--qe", "-1"], ["--qe-alpha", "-2"]):
         code, out, err = _cli(["search", query, "--index", ix, *bad], capsys)
         lines = err.strip().splitlines()

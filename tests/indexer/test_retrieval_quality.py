@@ -1,4 +1,5 @@
 """Retrieval quality on real photos with the shared VGG16 trunk (OpenVINO engine)."""
+
 import shutil
 
 import pytest
@@ -21,8 +22,9 @@ def gallery_index(module_tmp, vgg16_model):
     idx.close()
 
 
-@pytest.mark.parametrize("edited", ["ukbench00120_hflip.jpg", "ukbench00120_resize.jpg",
-                                    "ukbench00120_rotation.jpg"])
+@pytest.mark.parametrize(
+    "edited", ["ukbench00120_hflip.jpg", "ukbench00120_resize.jpg", "ukbench00120_rotation.jpg"]
+)
 def test_transformed_copy_finds_its_original_first(gallery_index, edited):
     idx, photos = gallery_index
     hits = idx.search(DATA / "dedup" / "mixed_images" / edited, k=5)

@@ -1,5 +1,6 @@
 """Direct tests of the scan (walk + classify) and of the per-file decode step, on real photos and
 on bad files made here."""
+
 import hashlib
 import os
 

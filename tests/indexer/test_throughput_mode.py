@@ -1,4 +1,5 @@
 """OpenVINO's throughput mode (several batches in flight) gives the latency mode's descriptors, in order."""
+
 import os
 
 import numpy as np
@@ -9,16 +10,27 @@ from retrieval.engines import load_embedder
 from retrieval.preprocess import load_and_prepare
 
 # portrait, landscape and square photos: several bucket shapes in one batch
-NAMES = ["skimage/astronaut.png", "skimage/chelsea.png", "opencv/leuvenA.jpg", "pixabay/bird01.jpg",
-         "sklearn/china.jpg", "opencv/left01.jpg", "skimage/rocket.jpg", "opencv/messi5.jpg",
-         "pixabay/dog01.jpg", "opencv/building.jpg", "skimage/coffee.png", "pixabay/horse01.jpg"]
+NAMES = [
+    "skimage/astronaut.png",
+    "skimage/chelsea.png",
+    "opencv/leuvenA.jpg",
+    "pixabay/bird01.jpg",
+    "sklearn/china.jpg",
+    "opencv/left01.jpg",
+    "skimage/rocket.jpg",
+    "opencv/messi5.jpg",
+    "pixabay/dog01.jpg",
+    "opencv/building.jpg",
+    "skimage/coffee.png",
+    "pixabay/horse01.jpg",
+]
 
 
 def _batches(spec, batch: int):
     prepared = [load_and_prepare(SAMPLES / n, spec.input_geometry) for n in NAMES]
     out = [([], np.zeros((0, 2), np.int64))]  # an empty batch (all of its items were problems) too
     for i in range(0, len(prepared), batch):
-        part = prepared[i:i + batch]
+        part = prepared[i : i + batch]
         out.append(([p.array for p in part], np.array([p.valid for p in part], dtype=np.int64)))
     return out
 
@@ -48,8 +60,9 @@ def test_index_updates_in_throughput_mode(tmp_path, tiny_model):
     folder = tmp_path / "photos"
     files = copy_photos(folder, NAMES, flat=True)
     (folder / "broken.jpg").write_bytes(b"not an image")  # a problem item among the batches
-    with Index.create(tmp_path / "ix", spec, model_dir=model_dir, batch_size=3,
-                      engine_options={"performance": "THROUGHPUT"}) as idx:
+    with Index.create(
+        tmp_path / "ix", spec, model_dir=model_dir, batch_size=3, engine_options={"performance": "THROUGHPUT"}
+    ) as idx:
         assert idx.embedder.throughput
         report = idx.update([folder], workers=0, progress=False)
         assert report.added == len(files) and idx.count == len(files)
@@ -75,12 +88,37 @@ def test_index_cli_throughput_flag(tmp_path, tiny_model):
     folder = tmp_path / "photos"
     copy_photos(folder, NAMES[:4], flat=True)
     runner = CliRunner()
-    res = runner.invoke(cli, ["index", str(folder), "--index", str(tmp_path / "ix"), "--model", str(model_dir),
-                              "--throughput", "--workers", "0", "-q"])
+    res = runner.invoke(
+        cli,
+        [
+            "index",
+            str(folder),
+            "--index",
+            str(tmp_path / "ix"),
+            "--model",
+            str(model_dir),
+            "--throughput",
+            "--workers",
+            "0",
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output + repr(res.exception)
     with Index.open(tmp_path / "ix") as idx:
         assert idx.count == 4
-    res = runner.invoke(cli, ["index", str(folder), "--index", str(tmp_path / "ix2"), "--model", str(model_dir),
-                              "--throughput", "--engine", "onnxruntime"])
+    res = runner.invoke(
+        cli,
+        [
+            "index",
+            str(folder),
+            "--index",
+            str(tmp_path / "ix2"),
+            "--model",
+            str(model_dir),
+            "--throughput",
+            "--engine",
+            "onnxruntime",
+        ],
+    )
     assert isinstance(res.exception, UserError) and "--engine openvino" in str(res.exception)
     assert not (tmp_path / "ix2").exists()

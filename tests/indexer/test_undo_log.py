@@ -2,6 +2,7 @@
 apply/undo while the index is being updated are each refused with one line, with nothing moved.
 
 Real photos in tmp folders, a real index (the tiny random VGG11), real SQLite; the CLI in-process."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import copy_photos
+
 from indexer.cli import main
 from indexer.dedup import find_duplicates
 from indexer.dedup.apply import apply_report
@@ -34,7 +35,9 @@ def snapshot(*folders: Path) -> dict:
     out = {}
     for folder in folders:
         for p in sorted(folder.rglob("*")):
-            out[str(p)] = (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() and not p.is_symlink() else p.is_dir()
+            out[str(p)] = (
+                (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() and not p.is_symlink() else p.is_dir()
+            )
     return out
 
 
@@ -64,8 +67,16 @@ def applied(tmp_path, make_index):
     outside = tmp_path / "elsewhere" / "precious.jpg"
     outside.parent.mkdir()
     shutil.copy2(lib / "cat01.jpg", outside)
-    return SimpleNamespace(tmp=tmp_path, lib=lib, idx=idx, q=q, log=log, data=json.loads(log.read_text()),
-                           outside=outside, report=tmp_path / "report.json")
+    return SimpleNamespace(
+        tmp=tmp_path,
+        lib=lib,
+        idx=idx,
+        q=q,
+        log=log,
+        data=json.loads(log.read_text()),
+        outside=outside,
+        report=tmp_path / "report.json",
+    )
 
 
 def refused(capsys, env, data, expect: str, resign: bool = False, dry_run: bool = False):
@@ -117,9 +128,15 @@ def _move_int(d):
     d["moves"] = [5]
 
 
-MALFORMED = {"KeyError 'moves'": _no_moves, "Move() missing 'src'": _no_src, "lstat NoneType": _src_null,
-             "lstat list": _src_list, "unexpected keyword 'extra'": _extra_key, "'int' not iterable": _moves_int,
-             "** must be a mapping": _move_int}
+MALFORMED = {
+    "KeyError 'moves'": _no_moves,
+    "Move() missing 'src'": _no_src,
+    "lstat NoneType": _src_null,
+    "lstat list": _src_list,
+    "unexpected keyword 'extra'": _extra_key,
+    "'int' not iterable": _moves_int,
+    "** must be a mapping": _move_int,
+}
 
 
 @pytest.mark.parametrize("dry_run", [False, True], ids=["yes", "dry-run"])
@@ -154,9 +171,11 @@ def _etc(env, d):
     d["moves"][1]["src"] = "/etc/cron.d/planted"
 
 
-HOSTILE = {"outside source": (_outside_source, "is not inside the quarantine folder"),
-           "outside destination": (_outside_destination, "is not inside the index's folders"),
-           "/etc": (_etc, "is not inside the quarantine folder")}
+HOSTILE = {
+    "outside source": (_outside_source, "is not inside the quarantine folder"),
+    "outside destination": (_outside_destination, "is not inside the index's folders"),
+    "/etc": (_etc, "is not inside the quarantine folder"),
+}
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
@@ -216,21 +235,29 @@ def test_undo_of_the_true_log_still_restores_everything(applied, capsys):
 
 
 # --- apply and undo take the index's write lock first ---------------------------------------------------
-HOLD_LOCK = ("import sys, time\nfrom pathlib import Path\nfrom indexer.storage.folder import write_lock\n"
-             "with write_lock(Path(sys.argv[1])):\n    print('locked', flush=True)\n    time.sleep(120)\n")
+HOLD_LOCK = (
+    "import sys, time\nfrom pathlib import Path\nfrom indexer.storage.folder import write_lock\n"
+    "with write_lock(Path(sys.argv[1])):\n    print('locked', flush=True)\n    time.sleep(120)\n"
+)
 
 
 def test_apply_and_undo_while_the_index_is_updated_refuse_before_moving(tmp_path, make_index, capsys):
     lib, idx = library(tmp_path, make_index)
     find_duplicates(idx, near=False).save_json(tmp_path / "report.json")
     count = idx.count
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "index")], stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "index")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"  # the lock an `index` run holds
         before = snapshot(lib)
         capsys.readouterr()
-        rc = main(["dedup", "apply", str(tmp_path / "report.json"), "--move-to", str(tmp_path / "q"), "--yes"])
+        rc = main(
+            ["dedup", "apply", str(tmp_path / "report.json"), "--move-to", str(tmp_path / "q"), "--yes"]
+        )
         err = capsys.readouterr().err
         assert rc == 2 and len(err.strip().splitlines()) == 1, err
         assert f"is being updated by another process (pid {holder.pid})" in err
@@ -240,10 +267,27 @@ def test_apply_and_undo_while_the_index_is_updated_refuse_before_moving(tmp_path
         holder.wait()
     # the lock free: apply moves; undo under a held lock refuses before moving anything back
     log = tmp_path / "undo.json"
-    assert main(["dedup", "apply", str(tmp_path / "report.json"), "--move-to", str(tmp_path / "q"), "--log",
-                 str(log), "--yes"]) == 0
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "index")], stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (
+        main(
+            [
+                "dedup",
+                "apply",
+                str(tmp_path / "report.json"),
+                "--move-to",
+                str(tmp_path / "q"),
+                "--log",
+                str(log),
+                "--yes",
+            ]
+        )
+        == 0
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "index")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(lib, tmp_path / "q")
@@ -265,16 +309,27 @@ def test_apply_on_a_read_only_index_refuses_before_moving(tmp_path, make_index):
     for p in [ix, *ix.iterdir()]:
         os.chmod(p, 0o555 if p.is_dir() else 0o444)
     before = snapshot(lib)
-    cmd = [sys.executable, "-m", "indexer", "dedup", "apply", str(tmp_path / "report.json"), "--move-to",
-           str(tmp_path / "q"), "--yes"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "indexer",
+        "dedup",
+        "apply",
+        str(tmp_path / "report.json"),
+        "--move-to",
+        str(tmp_path / "q"),
+        "--yes",
+    ]
     if os.geteuid() == 0:
         cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *cmd]
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+        r = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
     finally:
         for p in [ix, *ix.iterdir()]:
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: index folder {ix} is read-only: it can "
-                                                                   f"be searched, not updated"], r.stderr
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: index folder {ix} is read-only: it can be searched, not updated"
+    ], r.stderr
     assert snapshot(lib) == before and not (tmp_path / "q").exists()

@@ -4,6 +4,7 @@ incremental updates, bad videos, search output, dedup and the schema upgrade of 
 The clips are made here with PyAV from real photos (slow zooms over one photo per scene), tiny and
 short so that the whole module runs in seconds.
 """
+
 import json
 import os
 import sqlite3
@@ -118,7 +119,9 @@ def test_sampling_scene_changes_and_interval(clips):
     # the cap: at most 3 frames, interval widened to duration / (3 // 2)
     s = sample_video(str(clips["three"]), 64, VideoOptions(interval_s=0.5, scene=0.0, max_frames=3))
     assert len(s.frames) <= 3 and s.frames[0].time_s == 0.0
-    s = sample_video(str(clips["three"]), 64, VideoOptions(interval_s=0.1, scene=0.01, min_gap_s=0.1, max_frames=4))
+    s = sample_video(
+        str(clips["three"]), 64, VideoOptions(interval_s=0.1, scene=0.01, min_gap_s=0.1, max_frames=4)
+    )
     assert len(s.frames) == 4 and s.frames[0].time_s == 0.0
 
 
@@ -200,8 +203,13 @@ def test_index_videos_with_photos(tmp_path, make_index, clips, capsys):
     # every frame row points back to the video: path, label, size, sha256 of the file, time
     row = idx.store.row_by_path(frames[1][2])
     st = video.stat()
-    assert (row.source, row.root, row.label, row.size, row.mtime_ns) == (str(video), str(folder), "trips",
-                                                                          st.st_size, st.st_mtime_ns)
+    assert (row.source, row.root, row.label, row.size, row.mtime_ns) == (
+        str(video),
+        str(folder),
+        "trips",
+        st.st_size,
+        st.st_mtime_ns,
+    )
     assert row.format == "MP4/mpeg4" and (row.width, row.height) == (128, 96)
     assert idx.indexed_file(row.id) == video and idx.indexed_file(row.path) == video
     assert idx.check().ok
@@ -219,7 +227,10 @@ def test_index_videos_with_photos(tmp_path, make_index, clips, capsys):
     assert main(["search", q, "--index", str(tmp_path / "ix"), "-k", "1", "--engine", "onnxruntime"]) == 0
     out = capsys.readouterr().out
     assert f"{video} @ 00:0" in out and "#t=" not in out
-    assert main(["search", q, "--index", str(tmp_path / "ix"), "-k", "4", "--json", "--engine", "onnxruntime"]) == 0
+    assert (
+        main(["search", q, "--index", str(tmp_path / "ix"), "-k", "4", "--json", "--engine", "onnxruntime"])
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)["results"]
     assert res[0]["source"] == str(video) and 2.0 <= res[0]["time_s"] < 4.0
     assert any(set(x) == {"path", "score", "id"} for x in res)  # photos: as before
@@ -245,8 +256,11 @@ def test_index_videos_with_photos(tmp_path, make_index, clips, capsys):
     new = _frames(idx, video)
     assert new and all(t < 4.0 for _, t, _, _ in new) and r.embedded == len(new)
     old_paths, new_paths = {p for _, _, p, _ in frames}, {p for _, _, p, _ in new}
-    assert (r.added, r.updated, r.removed) == (len(new_paths - old_paths), len(new_paths & old_paths),
-                                               len(old_paths - new_paths))
+    assert (r.added, r.updated, r.removed) == (
+        len(new_paths - old_paths),
+        len(new_paths & old_paths),
+        len(old_paths - new_paths),
+    )
     assert r.removed >= 1  # scene 3's frames
     assert all(idx.store.row_by_path(p).size == video.stat().st_size for _, _, p, _ in new)
     assert idx.count == len(new) + 2 and idx.check(deep=100).ok

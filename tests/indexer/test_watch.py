@@ -3,6 +3,7 @@
 Runs on SQLite and on PostgreSQL (conftest's BOTH_DATABASES): the index is made by make_index, and the
 watching CLI finds its database through the folder alone.
 """
+
 import os
 import shutil
 import signal
@@ -26,7 +27,9 @@ def _wait_for(what, predicate, proc=None):
     deadline = time.time() + TIMEOUT
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
-            pytest.fail(f"watch exited ({proc.returncode}) while waiting for {what}: {proc.stderr.read()[-2000:]}")
+            pytest.fail(
+                f"watch exited ({proc.returncode}) while waiting for {what}: {proc.stderr.read()[-2000:]}"
+            )
         try:
             if predicate():
                 return
@@ -48,8 +51,25 @@ def _state(ix):
 def test_watch_cli_follows_adds_changes_removes_and_stops_on_sigterm(tmp_path, make_index, photos):
     ix = tmp_path / "ix"
     make_index(ix).close()
-    cmd = [sys.executable, "-m", "indexer", "index", str(photos), "--index", str(ix), "--watch",
-           "--interval", "0.3", "--workers", "0", "--batch-size", "1", "--commit-every", "1", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "indexer",
+        "index",
+        str(photos),
+        "--index",
+        str(ix),
+        "--watch",
+        "--interval",
+        "0.3",
+        "--workers",
+        "0",
+        "--batch-size",
+        "1",
+        "--commit-every",
+        "1",
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for("the first pass", lambda: len(_state(ix)) == 6, proc)
@@ -66,8 +86,20 @@ def test_watch_cli_follows_adds_changes_removes_and_stops_on_sigterm(tmp_path, m
         assert len(_state(ix)) == 6
 
         # SIGTERM while it works on a batch of new files (or just after): a clean stop either way
-        more = copy_photos(tmp_path / "more", [f"pixabay/{n}" for n in ("airplane01.jpg", "bird01.jpg", "car01.jpg",
-                                                                        "cat01.jpg", "horse01.jpg", "truck01.jpg")])
+        more = copy_photos(
+            tmp_path / "more",
+            [
+                f"pixabay/{n}"
+                for n in (
+                    "airplane01.jpg",
+                    "bird01.jpg",
+                    "car01.jpg",
+                    "cat01.jpg",
+                    "horse01.jpg",
+                    "truck01.jpg",
+                )
+            ],
+        )
         for p in more:
             shutil.move(str(p), photos / ("new-" + p.name))
         _wait_for("a first commit of the new batch", lambda: len(_state(ix)) > 6, proc)
@@ -84,8 +116,12 @@ def test_watch_cli_follows_adds_changes_removes_and_stops_on_sigterm(tmp_path, m
     assert any("1 added, 0 updated, 0 removed" in line for line in lines), out
     assert any("0 added, 1 updated, 0 removed" in line for line in lines), out
     assert any("0 added, 0 updated, 1 removed" in line for line in lines), out
-    check = subprocess.run([sys.executable, "-m", "indexer", "check", "--index", str(ix)], capture_output=True,
-                           text=True, timeout=TIMEOUT)
+    check = subprocess.run(
+        [sys.executable, "-m", "indexer", "check", "--index", str(ix)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert check.returncode == 0 and ": OK (" in check.stdout, check.stdout + check.stderr
     # and what the interrupted pass left out, the next run adds
     r = subprocess.run(cmd[:7] + ["--workers", "0", "-q"], capture_output=True, text=True, timeout=TIMEOUT)
@@ -96,12 +132,15 @@ def test_watch_cli_follows_adds_changes_removes_and_stops_on_sigterm(tmp_path, m
 def test_unchanged_passes_only_stat_and_stop_event_ends_the_loop(tmp_path, make_index, photos):
     idx = make_index(tmp_path / "ix")
     lines = []
-    stats = watch(idx, [photos], interval=0.01, max_passes=4, out=lines.append, handle_signals=False,
-                  workers=0)
+    stats = watch(
+        idx, [photos], interval=0.01, max_passes=4, out=lines.append, handle_signals=False, workers=0
+    )
     assert (stats.passes, stats.updates, stats.changed) == (4, 1, 1)  # only the first pass updated
     generation = idx.store.meta("generation")
     assert len(lines) == 2 and "6 added" in lines[0]
-    assert "no classifier: it needs at least 2 labels" in lines[1]  # the update's word on the folder classifier
+    assert (
+        "no classifier: it needs at least 2 labels" in lines[1]
+    )  # the update's word on the folder classifier
 
     # another thread changes a file, then stops the loop
     stop = threading.Event()
@@ -133,11 +172,15 @@ def test_an_emptied_folder_is_not_taken_for_deleted_photos(tmp_path, make_index,
     os.rename(photos, aside)
     photos.mkdir()  # the empty mount point
     lines = []
-    stats = watch(idx, [photos], interval=0.01, max_passes=2, out=lines.append, handle_signals=False, workers=0)
+    stats = watch(
+        idx, [photos], interval=0.01, max_passes=2, out=lines.append, handle_signals=False, workers=0
+    )
     assert stats.updates == 0 and idx.count == 6 and "unmounted?" in lines[0]
     photos.rmdir()
     os.rename(aside, photos)  # back: nothing to do
-    stats = watch(idx, [photos], interval=0.01, max_passes=1, out=lines.append, handle_signals=False, workers=0)
+    stats = watch(
+        idx, [photos], interval=0.01, max_passes=1, out=lines.append, handle_signals=False, workers=0
+    )
     assert idx.count == 6 and stats.updates == 1
 
 

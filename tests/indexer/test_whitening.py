@@ -1,7 +1,9 @@
-"""Whitening learnt on the index's own vectors (indexer.vectors.whitening, indexer.storage.whitened_vectors): the fit, its file,
+"""Whitening learnt on the index's own vectors (indexer.vectors.whitening, indexer.storage.whitened_vectors):
+the fit, its file,
 the whitened copy that searches read, the rules (minimum size, refit on growth, AUTO_WHITEN), the
 CLI, a mixed model refused, and crash safety. Real FAISS and SQLite; constructed vectors for the
 collection size, the tiny model for the query path."""
+
 from __future__ import annotations
 
 import os
@@ -201,12 +203,18 @@ def test_a_failed_commit_of_a_whitened_index_keeps_the_last_state(tmp_path, big,
 
 
 def run_whiten(ix, point):
-    return subprocess.run([sys.executable, "-m", "indexer", "whiten", "--index", str(ix)], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, ENV: point})
+    return subprocess.run(
+        [sys.executable, "-m", "indexer", "whiten", "--index", str(ix)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, ENV: point},
+    )
 
 
-@pytest.mark.parametrize("point,done", [("whitening_fitted", False), ("whitening_saved", False),
-                                        ("whitening_committed", True)])
+@pytest.mark.parametrize(
+    "point,done", [("whitening_fitted", False), ("whitening_saved", False), ("whitening_committed", True)]
+)
 def test_a_killed_fit_leaves_the_index_as_before(tmp_path, big, point, done):
     idx, x = big
     q = near(x[:4], 0.9)
@@ -219,5 +227,7 @@ def test_a_killed_fit_leaves_the_index_as_before(tmp_path, big, point, done):
         assert (again.whitening is not None) == done
         if not done:
             assert ranked(again, q) == before
-        assert again.whiten() is not None and not (set(files(tmp_path / "ix")) - {
-            again.store.meta(whitened.META)["file"], again.store.meta(whitened.META)["vectors_file"]})
+        assert again.whiten() is not None and not (
+            set(files(tmp_path / "ix"))
+            - {again.store.meta(whitened.META)["file"], again.store.meta(whitened.META)["vectors_file"]}
+        )

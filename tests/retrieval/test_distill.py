@@ -1,5 +1,6 @@
 """Label-free recovery of a pruned model: closed-form layer refit and descriptor distillation on real
 unlabelled photos (tiny nets, seconds)."""
+
 import json
 
 import numpy as np
@@ -8,7 +9,8 @@ import torch
 from conftest import DATA, tiny_net
 
 from indexer.student import index_targets
-from retrieval.compress.distill import DistillConfig, descriptor_cosine, distill, photo_paths, save_student
+from retrieval.compress.distill import DistillConfig, descriptor_cosine, distill, save_student
+from retrieval.compress.distill_data import photo_paths
 from retrieval.compress.prune import conv_widths, prune_model
 from retrieval.errors import UserError
 
@@ -48,7 +50,9 @@ def test_reconstruction_and_distillation_lower_the_descriptor_loss(tmp_path):
     assert refit < before * 0.7, (before, refit)
 
     calls = []
-    cfg = DistillConfig(size=48, epochs=3, reconstruct_images=0, batch_size=8, lr=1e-3, cache_dir=str(tmp_path / "c"))
+    cfg = DistillConfig(
+        size=48, epochs=3, reconstruct_images=0, batch_size=8, lr=1e-3, cache_dir=str(tmp_path / "c")
+    )
     rep = distill(student, teacher, train, cfg, spec=spec, kept=kept, progress=lambda *a: calls.append(a))
     losses = [e["loss"] for e in rep["epochs"]]
     assert losses[-1] < losses[0], losses
@@ -79,15 +83,28 @@ def test_a_buckets_model_is_refitted_and_distilled_on_its_own_bucket_shapes(tmp_
     refit = 1 - descriptor_cosine(student, held, spec.input_geometry, teacher=teacher).mean()
     assert refit < before * 0.7, (before, refit)
     seen.clear()
-    distill(student, teacher, train, DistillConfig(size=48, epochs=1, reconstruct_images=0, batch_size=8, lr=1e-4),
-            spec=spec, kept=kept)
+    distill(
+        student,
+        teacher,
+        train,
+        DistillConfig(size=48, epochs=1, reconstruct_images=0, batch_size=8, lr=1e-4),
+        spec=spec,
+        kept=kept,
+    )
     assert (48, 48) in seen and len(set(seen) & buckets) > 1, set(seen)  # augmented squares + plain buckets
     hook.remove()
     # the cosine is the one of the descriptors an index would store: each photo in its own bucket
     x = [load_and_prepare(p, spec.input_geometry) for p in held[:4]]
     with torch.no_grad():
-        direct = [float((student(torch.from_numpy(q.array[None]), torch.tensor([q.valid]))
-                         * teacher(torch.from_numpy(q.array[None]), torch.tensor([q.valid]))).sum()) for q in x]
+        direct = [
+            float(
+                (
+                    student(torch.from_numpy(q.array[None]), torch.tensor([q.valid]))
+                    * teacher(torch.from_numpy(q.array[None]), torch.tensor([q.valid]))
+                ).sum()
+            )
+            for q in x
+        ]
     got = descriptor_cosine(student, held[:4], spec.input_geometry, teacher=teacher, trim=False)
     np.testing.assert_allclose(got, direct, atol=1e-5)
 
@@ -97,8 +114,13 @@ def test_pruned_last_conv_distils_to_the_kept_teacher_channels(tmp_path):
     assert conv_widths(student)[-1] < 32 and pspec.descriptor_dim == conv_widths(student)[-1]
     paths = photo_paths([VACATION], limit=16, seed=3)
     before = descriptor_cosine(student, paths, 48, teacher=teacher, kept=kept).mean()
-    distill(student, teacher, paths, DistillConfig(size=48, epochs=1, reconstruct_images=16, reconstruct_size=48,
-                                                   batch_size=8, lr=1e-3), kept=kept)
+    distill(
+        student,
+        teacher,
+        paths,
+        DistillConfig(size=48, epochs=1, reconstruct_images=16, reconstruct_size=48, batch_size=8, lr=1e-3),
+        kept=kept,
+    )
     assert descriptor_cosine(student, paths, 48, teacher=teacher, kept=kept).mean() > before
     # the distilled student saves, reloads and gives the same descriptors
     from retrieval.nets.builder import build
@@ -140,13 +162,18 @@ def test_index_descriptors_replace_the_teacher_on_plain_views(tmp_path):
     from retrieval.nets.builder import build
 
     out = tmp_path / "opt" / "student.pt"
-    rep = optimize_index(tmp_path / "idx", out, flops=0.5, teacher=teacher, round_to=1,
-                         cfg=DistillConfig(size=48, epochs=1, augmented_views=0, reconstruct_images=0, batch_size=6))
+    rep = optimize_index(
+        tmp_path / "idx",
+        out,
+        flops=0.5,
+        teacher=teacher,
+        round_to=1,
+        cfg=DistillConfig(size=48, epochs=1, augmented_views=0, reconstruct_images=0, batch_size=6),
+    )
     assert rep["student"]["gflops"] < 0.6 * rep["teacher"]["gflops"] and rep["photos"] == 12
     assert 0 < rep["cosine_to_teacher"]["mean"] <= 1 and (tmp_path / "opt" / "student.pt.json").exists()
     spec3, net3 = build("vgg11", str(out), "gap", 48)
     assert spec3.widths == tuple(rep["widths"]) and spec3.model_id != spec.model_id
-
 
 
 def test_optimize_command_prunes_an_index_model_on_its_photos(tmp_path, tiny_model, photos, capsys):
@@ -176,7 +203,13 @@ def test_cached_teacher_descriptors_are_keyed_by_pooling_and_input_policy():
     spec, teacher, *_ = _teacher_student()
     gem = copy.deepcopy(teacher)
     gem.pooling = "gem"
-    ids = {_teacher_id(teacher, spec), _teacher_id(gem, spec), _teacher_id(teacher, spec.replace(input_policy="buckets")),
-           _teacher_id(teacher, spec.replace(input_size=64))}
+    ids = {
+        _teacher_id(teacher, spec),
+        _teacher_id(gem, spec),
+        _teacher_id(teacher, spec.replace(input_policy="buckets")),
+        _teacher_id(teacher, spec.replace(input_size=64)),
+    }
     assert len(ids) == 4
-    assert _teacher_id(copy.deepcopy(teacher), spec) == _teacher_id(teacher, spec)  # stable for the same teacher
+    assert _teacher_id(copy.deepcopy(teacher), spec) == _teacher_id(
+        teacher, spec
+    )  # stable for the same teacher

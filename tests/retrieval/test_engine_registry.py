@@ -1,6 +1,7 @@
 """The engine registry: a new engine is one decorated loader, then every listing and loader knows it.
 
 The engine registered here is real: ONNX Runtime on one thread over the tiny model's export."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from retrieval.errors import UserError
 PHOTOS = [SAMPLES / p for p in ("pixabay/cat01.jpg", "skimage/coffee.png", "sklearn/china.jpg")]
 
 # what a plugin (or a new *_engine module) writes; the CLI test runs it before importing the CLI
-NEW_ENGINE = '''
+NEW_ENGINE = """
 from retrieval.engines import exported_file, register_engine
 from retrieval.engines.onnxruntime_engine import OnnxRuntimeEmbedder
 from retrieval.engines.export import ONNX_FILE
@@ -29,7 +30,7 @@ def load_single(spec, model_dir, *, net=None, batch_size=8, threads=None, **opti
                               threads=1)
     emb.name = "ort-single"
     return emb
-'''
+"""
 
 
 @pytest.fixture
@@ -93,15 +94,29 @@ def test_the_cli_offers_and_runs_a_registered_engine(tiny_model, tmp_path):
     copy_photos(photos, ["pixabay/cat01.jpg", "skimage/coffee.png", "sklearn/china.jpg"], flat=True)
     with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
         idx.update([photos], workers=0, progress=False)
-    code = NEW_ENGINE + (
-        "import sys\nfrom indexer.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n")
+    code = NEW_ENGINE + ("import sys\nfrom indexer.cli import main\nsys.exit(main(sys.argv[1:]))\n")
     run = [sys.executable, "-c", code]
     r = subprocess.run(run + ["search", "--help"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "openvino|onnxruntime|torch|tensorrt|ort-single" in r.stdout.replace("\n", ""), r
-    r = subprocess.run(run + ["search", str(photos / "coffee.png"), "--index", str(tmp_path / "index"),
-                              "--engine", "ort-single", "--json", "-k", "1"],
-                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "openvino|onnxruntime|torch|tensorrt|ort-single" in r.stdout.replace(
+        "\n", ""
+    ), r
+    r = subprocess.run(
+        run
+        + [
+            "search",
+            str(photos / "coffee.png"),
+            "--index",
+            str(tmp_path / "index"),
+            "--engine",
+            "ort-single",
+            "--json",
+            "-k",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     hits = json.loads(r.stdout.splitlines()[0])["results"]
     assert hits[0]["path"].endswith("coffee.png") and np.isclose(hits[0]["score"], 1.0, atol=1e-4)

@@ -1,4 +1,5 @@
 """The three engines give the same descriptors: on real photos with the shared VGG16."""
+
 import json
 
 import numpy as np
@@ -8,8 +9,17 @@ from conftest import SAMPLES
 from retrieval.engines import load_embedder
 from retrieval.engines.export import read_sidecar
 
-PHOTOS = [SAMPLES / p for p in ("skimage/astronaut.png", "skimage/chelsea.png", "opencv/leuvenA.jpg",
-                                "pixabay/bird01.jpg", "sklearn/china.jpg", "opencv/left01.jpg")]
+PHOTOS = [
+    SAMPLES / p
+    for p in (
+        "skimage/astronaut.png",
+        "skimage/chelsea.png",
+        "opencv/leuvenA.jpg",
+        "pixabay/bird01.jpg",
+        "sklearn/china.jpg",
+        "opencv/left01.jpg",
+    )
+]
 
 
 def test_three_engines_agree_on_real_photos(vgg16_model):

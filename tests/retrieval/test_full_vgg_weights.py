@@ -1,6 +1,7 @@
 """A whole torchvision VGG16 state_dict (fc6-fc8 included) keeps its classifier: the model's `vgg` head,
 with class names, exported next to the descriptor in one graph, giving torchvision's own logits in
 every engine."""
+
 import numpy as np
 import pytest
 import torch
@@ -61,7 +62,9 @@ def test_full_torchvision_vgg16_keeps_its_classifier_in_every_engine(full_vgg16,
     # rebuilt from the stored spec (what an index does), the same head and names
     again = load_net(spec)
     assert again.head is not None
-    assert torch.equal(again.state_dict()["head.classifier.6.weight"], ref.state_dict()["classifier.6.weight"])
+    assert torch.equal(
+        again.state_dict()["head.classifier.6.weight"], ref.state_dict()["classifier.6.weight"]
+    )
 
 
 def test_class_names_file_names_the_classifier(full_vgg16, tmp_path):
@@ -109,16 +112,50 @@ def test_class_names_on_the_command_line(full_vgg16, tmp_path, capsys):
     path, _ = full_vgg16
     names = tmp_path / "names.txt"
     names.write_text("cat\ndog\n")
-    assert main(["export", "--out", str(tmp_path / "m"), "--weights", str(path), "--size", "64",
-                 "--class-names", str(names)]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--out",
+                str(tmp_path / "m"),
+                "--weights",
+                str(path),
+                "--size",
+                "64",
+                "--class-names",
+                str(names),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(names) in err[0] and "1000 classes" in err[0]
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "coffee.png").write_bytes((SAMPLES / "skimage" / "coffee.png").read_bytes())
     ix = str(tmp_path / "ix")
-    assert main(["index", str(photos), "--index", ix, "--arch", "vgg11", "--weights", "random", "--size", "32",
-                 "--precision", "fp32", "--workers", "0", "-q"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                str(photos),
+                "--index",
+                ix,
+                "--arch",
+                "vgg11",
+                "--weights",
+                "random",
+                "--size",
+                "32",
+                "--precision",
+                "fp32",
+                "--workers",
+                "0",
+                "-q",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["index", "--index", ix, "--class-names", str(names)]) == 2
     assert "--class-names applies when an index is made" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The "buckets" input policy (aspect buckets at a pixel budget), R-MAC pooling and multi-scale
 descriptors: preprocessing, batching of mixed shapes, the engines' agreement, INT8, model ids."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,13 @@ from retrieval.preprocess import load_and_prepare, prepare
 from retrieval.spec import InputBuckets, ModelSpec, bucket_shapes
 
 # 4:3, 3:4, ~16:9 (1.72), 1:1 and 3:2-ish (1.45) photos
-PHOTOS = ["opencv/aero1.jpg", "opencv/ellipses.jpg", "opencv/imageTextR.png", "opencv/baboon.jpg",
-          "opencv/building.jpg"]
+PHOTOS = [
+    "opencv/aero1.jpg",
+    "opencv/ellipses.jpg",
+    "opencv/imageTextR.png",
+    "opencv/baboon.jpg",
+    "opencv/building.jpg",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +32,21 @@ def buckets_model(module_tmp):
     from retrieval.engines.export import export_model
     from retrieval.nets.builder import build
 
-    spec, net = build("vgg11", "random", pooling="rmac", input_size=TINY_SIZE, input_policy="buckets",
-                      scales=(1.0, 0.7071))
+    spec, net = build(
+        "vgg11", "random", pooling="rmac", input_size=TINY_SIZE, input_policy="buckets", scales=(1.0, 0.7071)
+    )
     return spec, net, export_model(spec, net, module_tmp("buckets") / "model")
 
 
-@pytest.mark.parametrize("size,expect", [((400, 300), (192, 256)), ((300, 400), (256, 192)),
-                                         ((1920, 1080), (160, 288)), ((500, 500), (224, 224))])
+@pytest.mark.parametrize(
+    "size,expect",
+    [
+        ((400, 300), (192, 256)),
+        ((300, 400), (256, 192)),
+        ((1920, 1080), (160, 288)),
+        ((500, 500), (224, 224)),
+    ],
+)
 def test_a_photo_lands_in_its_bucket_filling_one_side_with_its_aspect_kept(size, expect):
     buckets = ModelSpec(input_policy="buckets").input_geometry
     assert isinstance(buckets, InputBuckets) and expect in buckets.shapes
@@ -73,17 +87,26 @@ def test_old_spec_dicts_keep_their_model_id_and_new_settings_change_it():
         assert loaded.input_policy == "square" and loaded.scales == (1.0,)
         assert loaded.model_id == _old_model_id(d) == old.model_id
     base = square
-    ids = {base.model_id, base.replace(input_policy="buckets").model_id, base.replace(scales=(1.0, 0.7071)).model_id,
-           base.replace(pooling="rmac").model_id}
+    ids = {
+        base.model_id,
+        base.replace(input_policy="buckets").model_id,
+        base.replace(scales=(1.0, 0.7071)).model_id,
+        base.replace(pooling="rmac").model_id,
+    }
     assert len(ids) == 4
     new = base.replace(input_policy="buckets", scales=(1.0, 0.7071), pooling="rmac")
     assert ModelSpec.from_dict(json.loads(json.dumps(new.to_dict()))) == new
     assert "rmac@224/bucketsx1,0.7071" in new.describe() and "buckets" not in base.describe()
 
 
-@pytest.mark.parametrize("changes,message", [({"input_policy": "round"}, "unknown input policy 'round'"),
-                                             ({"scales": (0.5, 1.0)}, "the first must be 1.0"),
-                                             ({"scales": (1.0, 0.1)}, "in 0.25..1.0")])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"input_policy": "round"}, "unknown input policy 'round'"),
+        ({"scales": (0.5, 1.0)}, "the first must be 1.0"),
+        ({"scales": (1.0, 0.1)}, "in 0.25..1.0"),
+    ],
+)
 def test_bad_policy_or_scales_are_one_clear_error(changes, message):
     from retrieval.errors import UserError
     from retrieval.nets.builder import build
@@ -110,7 +133,7 @@ def _rmac_reference(fmap: np.ndarray, cells_h: int, cells_w: int, levels: int = 
 
         for y in starts(cells_h, level + (cells_h > cells_w)):
             for x in starts(cells_w, level + (cells_w > cells_h)):
-                v = fmap[:, y:y + side, x:x + side].max(axis=(1, 2)).astype(np.float64)
+                v = fmap[:, y : y + side, x : x + side].max(axis=(1, 2)).astype(np.float64)
                 total += v / max(np.linalg.norm(v), 1e-6)
     return total
 
@@ -162,7 +185,11 @@ def test_mixed_buckets_batch_together_and_equal_one_by_one(buckets_model):
     # a picture prepared for the square policy is moved into its bucket (same pixels here: 64 x 44 both ways)
     square = load_and_prepare(SAMPLES / "opencv/box.png", TINY_SIZE)
     bucket = load_and_prepare(SAMPLES / "opencv/box.png", spec.input_geometry)
-    assert square.array.shape == (64, 64, 3) and bucket.array.shape == (48, 64, 3) and square.valid == bucket.valid
+    assert (
+        square.array.shape == (64, 64, 3)
+        and bucket.array.shape == (48, 64, 3)
+        and square.valid == bucket.valid
+    )
     np.testing.assert_allclose(emb.embed_prepared([square]), emb.embed_prepared([bucket]), atol=1e-6)
 
 
@@ -171,8 +198,10 @@ def test_engines_agree_on_a_buckets_rmac_multiscale_model(buckets_model):
 
     spec, net, model_dir = buckets_model
     prepared = _photos_prepared(spec)
-    out = {name: load_embedder(name, spec, model_dir, net=net, batch_size=4).embed_prepared(prepared)
-           for name in ("torch", "onnxruntime", "openvino")}
+    out = {
+        name: load_embedder(name, spec, model_dir, net=net, batch_size=4).embed_prepared(prepared)
+        for name in ("torch", "onnxruntime", "openvino")
+    }
     for name in ("onnxruntime", "openvino"):
         cos = np.sum(out["torch"] * out[name], axis=1)
         assert cos.min() > 0.999, (name, cos)
@@ -198,7 +227,9 @@ def test_an_int8_buckets_model_embeds(buckets_model, tmp_path):
 
     spec, net, model_dir = buckets_model
     calib = [SAMPLES / name for name in PHOTOS[:3]]  # three bucket shapes
-    int8_dir = quantize_ir(model_dir, tmp_path / "int8", calib, subset_size=len(calib), progress=lambda d, n: None)
+    int8_dir = quantize_ir(
+        model_dir, tmp_path / "int8", calib, subset_size=len(calib), progress=lambda d, n: None
+    )
     prepared = _photos_prepared(spec)
     got = load_embedder("openvino", spec, int8_dir, batch_size=4).embed_prepared(prepared)
     fp32 = load_embedder("openvino", spec, model_dir, batch_size=4).embed_prepared(prepared)
@@ -215,7 +246,9 @@ def test_an_index_of_a_buckets_model_finds_each_photo_first(buckets_model, tmp_p
     spec, _, model_dir = buckets_model
     photos = tmp_path / "photos"
     copy_photos(photos, PHOTOS)
-    with open_or_create(tmp_path / "ix", [photos], model=ModelChoice(model_dir=model_dir), index_type="flat") as idx:
+    with open_or_create(
+        tmp_path / "ix", [photos], model=ModelChoice(model_dir=model_dir), index_type="flat"
+    ) as idx:
         assert idx.spec.model_id == spec.model_id and idx.spec.input_policy == "buckets"
         report = idx.update([photos], workers=0, progress=False)
         assert idx.count == len(PHOTOS), report.errors

@@ -1,4 +1,5 @@
 """The descriptor network and weights loading, on tiny inputs."""
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,8 @@ from retrieval.spec import ModelSpec
 def _batch(n=3, s=64, seed=0):
     rng = np.random.default_rng(seed)
     return torch.from_numpy(rng.integers(0, 256, (n, s, s, 3), dtype=np.uint8)), torch.tensor(
-        [[64, 64], [40, 64], [64, 17]][:n], dtype=torch.int64)
+        [[64, 64], [40, 64], [64, 17]][:n], dtype=torch.int64
+    )
 
 
 @pytest.mark.parametrize("pooling", ["gap", "mac", "gem"])

@@ -1,4 +1,5 @@
 """The torch-free graph (retrieval.nets.onnx_graph) gives the torch model's descriptors and logits."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,9 @@ def _run(model, engine: str, images, sizes):
     import openvino as ov
 
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU",
-                                  {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = core.compile_model(
+        core.read_model(model.SerializeToString(), b""), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
     result = compiled({"image": images, "size": sizes})
     return [np.asarray(result[o]) for o in compiled.outputs]
 
@@ -40,15 +42,19 @@ def test_shared_vgg16_descriptors_match_the_torch_model(engine):
     assert len(set(map(tuple, sizes.tolist()))) > 1  # photos of several shapes: the padding masks matter
     with torch.no_grad():
         expected = net(torch.from_numpy(images), torch.from_numpy(sizes)).numpy()
-    got = _run(build_onnx(spec, {k: v.numpy() for k, v in net.state_dict().items()}), engine, images, sizes)[0]
+    got = _run(build_onnx(spec, {k: v.numpy() for k, v in net.state_dict().items()}), engine, images, sizes)[
+        0
+    ]
     assert got.shape == expected.shape
     assert (got * expected).sum(1).min() >= 0.9999
     # the photos differ from each other: a graph that ignored its input would fail this
     assert (got @ got.T)[~np.eye(len(got), dtype=bool)].max() < 0.99
 
 
-@pytest.mark.parametrize("arch,pooling,head", [("vgg11_bn", "gem", "vgg"), ("vgg11", "mac", "gap-linear"),
-                                               ("vgg11", "rmac", "gap-linear")])
+@pytest.mark.parametrize(
+    "arch,pooling,head",
+    [("vgg11_bn", "gem", "vgg"), ("vgg11", "mac", "gap-linear"), ("vgg11", "rmac", "gap-linear")],
+)
 def test_batch_norm_pooling_and_heads_match(arch, pooling, head):
     import torch
 
@@ -56,8 +62,14 @@ def test_batch_norm_pooling_and_heads_match(arch, pooling, head):
     from retrieval.nets.onnx_graph import build_onnx
     from retrieval.spec import ModelSpec
 
-    spec = ModelSpec(arch=arch, pooling=pooling, input_size=224, head=head, class_names=("a", "b", "c"),
-                     input_policy="square")
+    spec = ModelSpec(
+        arch=arch,
+        pooling=pooling,
+        input_size=224,
+        head=head,
+        class_names=("a", "b", "c"),
+        input_policy="square",
+    )
     torch.manual_seed(1)
     net = build_descriptor_net(spec, None)
     for m in net.modules():  # batch-norm statistics away from the identity, so folding them is tested
@@ -68,8 +80,9 @@ def test_batch_norm_pooling_and_heads_match(arch, pooling, head):
     images, sizes = _batch(224)
     with torch.no_grad():
         d, logits = net.forward_both(torch.from_numpy(images), torch.from_numpy(sizes))
-    got_d, got_logits = _run(build_onnx(spec, {k: v.numpy() for k, v in net.state_dict().items()}),
-                             "onnxruntime", images, sizes)
+    got_d, got_logits = _run(
+        build_onnx(spec, {k: v.numpy() for k, v in net.state_dict().items()}), "onnxruntime", images, sizes
+    )
     assert (got_d * d.numpy()).sum(1).min() >= 0.9999
     assert np.allclose(got_logits, logits.numpy(), rtol=1e-3, atol=1e-3 * float(np.abs(logits.numpy()).max()))
 
@@ -101,8 +114,10 @@ def test_multi_scale_buckets_with_rmac_and_buckets_with_the_vgg_head_are_refused
     from retrieval.nets.onnx_graph import build_onnx
     from retrieval.spec import ModelSpec
 
-    for spec in (ModelSpec(arch="vgg11", input_size=64, scales=(1.0, 0.5)),
-                 ModelSpec(arch="vgg11", input_size=64, pooling="rmac", input_policy="buckets")):
+    for spec in (
+        ModelSpec(arch="vgg11", input_size=64, scales=(1.0, 0.5)),
+        ModelSpec(arch="vgg11", input_size=64, pooling="rmac", input_policy="buckets"),
+    ):
         with pytest.raises(ValueError, match="needs torch"):
             build_onnx(spec, {})
     with pytest.raises(ValueError, match="square input policy"):  # nowhere: fc6 takes a 7x7 map
@@ -114,6 +129,9 @@ def test_weights_of_the_wrong_shape_are_refused():
     from retrieval.spec import ModelSpec
 
     spec = ModelSpec(arch="vgg11", input_size=64)
-    state = {"features.0.weight": np.zeros((32, 3, 3, 3), np.float32), "features.0.bias": np.zeros(32, np.float32)}
+    state = {
+        "features.0.weight": np.zeros((32, 3, 3, 3), np.float32),
+        "features.0.bias": np.zeros(32, np.float32),
+    }
     with pytest.raises(ValueError, match="features.0.weight"):
         build_onnx(spec, state)

@@ -1,4 +1,5 @@
 """Decoding and the input policy: modes, EXIF, aspect ratio, draft decoding, padding, limits."""
+
 import io
 
 import numpy as np
@@ -35,7 +36,7 @@ def test_prepare_pads_bottom_right_with_zeros():
 def test_any_mode_becomes_rgb(mode):
     base = Image.open(SAMPLES / "skimage" / "coffee.png").convert("RGB").resize((60, 40))
     if mode == "I;16":
-        arr = (np.asarray(base.convert("L"), dtype=np.uint16) * 257)
+        arr = np.asarray(base.convert("L"), dtype=np.uint16) * 257
         im = Image.fromarray(arr)
         assert im.mode.startswith("I;16")
         data = _bytes(im, "PNG")
@@ -165,8 +166,17 @@ def test_trim_removes_a_screenshot_canvas_and_bars():
     assert all(abs(a - b) <= 10 for a, b in zip(box, (32, 48, 192, 288))), box
 
 
-@pytest.mark.parametrize("name", ["skimage/coffee.png", "skimage/chelsea.png", "skimage/astronaut.png",
-                                  "sklearn/china.jpg", "opencv/baboon.jpg", "pixabay/cat01.jpg"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "skimage/coffee.png",
+        "skimage/chelsea.png",
+        "skimage/astronaut.png",
+        "sklearn/china.jpg",
+        "opencv/baboon.jpg",
+        "pixabay/cat01.jpg",
+    ],
+)
 def test_trim_leaves_photos_without_borders_alone(name):
     from retrieval.preprocess import border_box, trim_borders
 
@@ -187,7 +197,9 @@ def test_trim_keeps_a_dark_sky_and_a_gradient_sky():
     assert border_box(Image.fromarray(np.clip(night, 0, 255).astype(np.uint8))) is None
     day = photo.copy()
     ramp = np.linspace(0, 1, 60)[:, None, None]
-    day[:60] = (np.array([60, 110, 190]) + ramp * np.array([60, 50, 40]) + rng.integers(-1, 2, size=(60, 300, 3)))
+    day[:60] = (
+        np.array([60, 110, 190]) + ramp * np.array([60, 50, 40]) + rng.integers(-1, 2, size=(60, 300, 3))
+    )
     box = border_box(Image.fromarray(np.clip(day, 0, 255).astype(np.uint8)))
     assert box is None or box[1] <= 0.05 * 200  # at most a sliver of the gradient's first lines
 
@@ -217,7 +229,7 @@ def test_trim_prepared_matches_on_the_model_input():
     arr, valid = trim_prepared(p.array, p.valid)
     ref = prepare(photo, 128)
     assert abs(valid[0] - ref.valid[0]) <= 2 and abs(valid[1] - ref.valid[1]) <= 2
-    assert arr.shape == (128, 128, 3) and (arr[valid[0]:] == 0).all() and (arr[:, valid[1]:] == 0).all()
+    assert arr.shape == (128, 128, 3) and (arr[valid[0] :] == 0).all() and (arr[:, valid[1] :] == 0).all()
     plain = prepare(photo, 128)
     same, v2 = trim_prepared(plain.array, plain.valid)
     assert same is plain.array and v2 == plain.valid  # nothing to trim: untouched

@@ -1,4 +1,5 @@
 """L1 channel pruning: channels are physically removed, the pruned net runs, loads and exports."""
+
 import numpy as np
 import pytest
 import torch
@@ -58,7 +59,9 @@ def test_prune_all_layers_runs_round_trips_and_exports(tmp_path):
         d, lg = net.forward_both(x, s)
     assert d.shape == (2, 16) and lg.shape == (2, 5)
     ck = tmp_path / "p.pt"
-    save_checkpoint(ck, pspec, {k: v for k, v in net.state_dict().items() if k.startswith(("features.", "head."))})
+    save_checkpoint(
+        ck, pspec, {k: v for k, v in net.state_dict().items() if k.startswith(("features.", "head."))}
+    )
     spec2, net2 = build("vgg11", str(ck), "gap", 32)
     assert spec2.widths == widths and spec2.head == "gap-linear"
     with torch.no_grad():
@@ -71,12 +74,23 @@ def test_vgg_head_prunes_and_bn_arch(tmp_path):
     from retrieval.nets.model import build_descriptor_net
     from retrieval.spec import ModelSpec
 
-    spec = ModelSpec(arch="vgg11_bn", input_size=32, weights="random", widths=WIDTHS, descriptor_dim=32,
-                     head="vgg", class_names=CLASSES)
+    spec = ModelSpec(
+        arch="vgg11_bn",
+        input_size=32,
+        weights="random",
+        widths=WIDTHS,
+        descriptor_dim=32,
+        head="vgg",
+        class_names=CLASSES,
+    )
     torch.manual_seed(0)
     net = build_descriptor_net(spec, None)
     widths = l1_prune(net, 0.5, [3, 7])
-    assert widths[3] == 8 and widths[7] == 16 and net.features[conv_positions(net.features)[3] + 1].num_features == 8
+    assert (
+        widths[3] == 8
+        and widths[7] == 16
+        and net.features[conv_positions(net.features)[3] + 1].num_features == 8
+    )
     x, s = _io()
     with torch.no_grad():
         assert net.forward_both(x, s)[1].shape == (2, 5)
@@ -89,12 +103,26 @@ def test_prune_checkpoint_with_recovery(tmp_path):
 
     split = load_split(FLOWERS, limit_per_class=6)
     spec, net = tiny_net(split.classes)
-    fit(net, spec, split, tmp_path / "run", TrainConfig(epochs=2, warmup_epochs=0, lr=0.01, freeze=-1, workers=0,
-                                                        extra={"data": str(FLOWERS)}), log=lambda *a: None)
+    fit(
+        net,
+        spec,
+        split,
+        tmp_path / "run",
+        TrainConfig(epochs=2, warmup_epochs=0, lr=0.01, freeze=-1, workers=0, extra={"data": str(FLOWERS)}),
+        log=lambda *a: None,
+    )
     out = tmp_path / "pruned"
     lines = []
-    got = prune_checkpoint(tmp_path / "run" / "best.pt", out, ratio=0.3, layers="5-6", recover_epochs=1,
-                           limit_per_class=6, cache_dir=tmp_path / "cache", log=lines.append)
+    got = prune_checkpoint(
+        tmp_path / "run" / "best.pt",
+        out,
+        ratio=0.3,
+        layers="5-6",
+        recover_epochs=1,
+        limit_per_class=6,
+        cache_dir=tmp_path / "cache",
+        log=lines.append,
+    )
     import json
 
     rep = json.loads((out / "prune_report.json").read_text())
@@ -128,7 +156,9 @@ def test_flops_target_is_met_and_every_layer_loses_channels():
         keep = _keep_counts(list(full), r, 8)
         widths = [keep.get(k, w) for k, w in enumerate(full)]
         assert all(w % 8 == 0 for w in widths) and widths[-1] == 512
-        assert widths_gflops("vgg16", widths, 224) / widths_gflops("vgg16", full, 224) == pytest.approx(target, abs=0.02)
+        assert widths_gflops("vgg16", widths, 224) / widths_gflops("vgg16", full, 224) == pytest.approx(
+            target, abs=0.02
+        )
     with pytest.raises(ValueError, match="cannot reach"):
         ratios_for_flops("vgg16", full, 224, 0.01, [12])
 
@@ -138,7 +168,11 @@ def test_flops_target_is_met_and_every_layer_loses_channels():
     widths = [m.out_channels for m in student.features if isinstance(m, nn.Conv2d)]
     assert all(w < o for w, o in zip(widths, WIDTHS)) and sorted(kept) == list(range(8))
     assert gflops(student, 32) == pytest.approx(0.5 * gflops(net, 32), rel=0.1)
-    assert pspec.widths == tuple(widths) and pspec.descriptor_dim == widths[-1] and student.head.fc.in_features == widths[-1]
+    assert (
+        pspec.widths == tuple(widths)
+        and pspec.descriptor_dim == widths[-1]
+        and student.head.fc.in_features == widths[-1]
+    )
     assert pspec.model_id != spec.model_id
     # the original is untouched (prune_model works on a copy)
     assert [m.out_channels for m in net.features if isinstance(m, nn.Conv2d)] == list(WIDTHS)
@@ -167,7 +201,9 @@ def test_pruned_model_exports_and_embeds_through_the_engines(tmp_path):
     student, pspec, kept = prune_model(net, spec, flops=0.4, round_to=1)
     assert pspec.descriptor_dim == WIDTHS[-1]  # the last conv kept: 32-d descriptors as before
     ck = tmp_path / "p.pt"
-    save_checkpoint(ck, pspec, {k: v for k, v in student.state_dict().items() if k.startswith(("features.", "head."))})
+    save_checkpoint(
+        ck, pspec, {k: v for k, v in student.state_dict().items() if k.startswith(("features.", "head."))}
+    )
     spec2, net2 = build("vgg11", str(ck), "gap", 32)
     assert spec2.widths == pspec.widths and spec2.model_id == pspec.model_id != spec.model_id
     x, s = _io()

@@ -1,4 +1,5 @@
 """INT8 post-training quantization (NNCF) of an exported model, and the benchmark command."""
+
 import json
 
 import nncf  # noqa: F401  (a test dependency: no skipping)
@@ -17,8 +18,14 @@ def trained(module_tmp):
     tmp = module_tmp("q")
     split = load_split(FLOWERS, limit_per_class=5)
     spec, net = tiny_net(split.classes)
-    fit(net, spec, split, tmp / "run", TrainConfig(epochs=3, warmup_epochs=0, lr=0.01, freeze=-1, workers=0),
-        log=lambda *a: None)
+    fit(
+        net,
+        spec,
+        split,
+        tmp / "run",
+        TrainConfig(epochs=3, warmup_epochs=0, lr=0.01, freeze=-1, workers=0),
+        log=lambda *a: None,
+    )
     return split, spec, net, tmp / "run" / "last.pt", export_model(spec, net, tmp / "fp32")
 
 
@@ -56,9 +63,20 @@ def test_quantize_model_and_benchmark_variants(trained, tmp_path):
     rep = json.loads((out / "quantize_report.json").read_text())
     assert rep == json.loads(json.dumps(got))
     assert rep["val_images"] == 5 and rep["descriptor_cosine_mean"] > 0.98
-    md, js = benchmark_variants([f"torch={'torch'}:{ckpt}", f"fp32=openvino:{fp32}", f"ort=onnxruntime:{fp32}",
-                                 f"int8=openvino:{out / 'int8'}"], FLOWERS, tmp_path / "bench", limit=8,
-                                latency_runs=2, throughput_batches=1, log=lambda line: None)
+    md, js = benchmark_variants(
+        [
+            f"torch={'torch'}:{ckpt}",
+            f"fp32=openvino:{fp32}",
+            f"ort=onnxruntime:{fp32}",
+            f"int8=openvino:{out / 'int8'}",
+        ],
+        FLOWERS,
+        tmp_path / "bench",
+        limit=8,
+        latency_runs=2,
+        throughput_batches=1,
+        log=lambda line: None,
+    )
     assert (md, js) == (tmp_path / "bench.md", tmp_path / "bench.json")
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
     assert [r["variant"] for r in rows] == ["torch", "fp32", "ort", "int8"]
@@ -75,13 +93,21 @@ def test_onnx_int8_qdq_model_runs_in_onnxruntime_and_agrees(trained, tmp_path):
 
     split, spec, net, _, fp32 = trained
     for symmetric in (False, True):
-        d = quantize_onnx(fp32, tmp_path / f"int8-{symmetric}", calibration_items(split, 12), 12, for_tensorrt=symmetric)
+        d = quantize_onnx(
+            fp32, tmp_path / f"int8-{symmetric}", calibration_items(split, 12), 12, for_tensorrt=symmetric
+        )
         s2, side = read_sidecar(d)
-        assert side["precision"] == "int8" and side["files"] == {"onnx": "model.onnx"} and s2.model_id == spec.model_id
+        assert (
+            side["precision"] == "int8"
+            and side["files"] == {"onnx": "model.onnx"}
+            and s2.model_id == spec.model_id
+        )
         graph = onnx.load(str(d / "model.onnx")).graph
         q_nodes = [n for n in graph.node if n.op_type == "QuantizeLinear"]
         assert q_nodes, "no QDQ nodes: nothing was quantized"
-        zero_points = [i for i in graph.initializer if i.name in {n.input[2] for n in q_nodes if len(n.input) > 2}]
+        zero_points = [
+            i for i in graph.initializer if i.name in {n.input[2] for n in q_nodes if len(n.input) > 2}
+        ]
         zp = np.concatenate([onnx.numpy_helper.to_array(z).ravel().astype(np.int64) for z in zero_points])
         if symmetric:  # TensorRT's explicit quantization: int8, zero point 0
             assert (zp == 0).all() and all(z.data_type == onnx.TensorProto.INT8 for z in zero_points)
@@ -102,8 +128,25 @@ def test_quantize_cli_onnx_format(trained, tmp_path, capsys):
 
     split, spec, net, ckpt, fp32 = trained
     out = tmp_path / "q"
-    assert main(["quantize", str(fp32), "--calib", str(FLOWERS / ".." / "flowers5"), "--out", str(out),
-                 "--subset", "8", "--val-limit", "5", "--format", "onnx"]) == 0
+    assert (
+        main(
+            [
+                "quantize",
+                str(fp32),
+                "--calib",
+                str(FLOWERS / ".." / "flowers5"),
+                "--out",
+                str(out),
+                "--subset",
+                "8",
+                "--val-limit",
+                "5",
+                "--format",
+                "onnx",
+            ]
+        )
+        == 0
+    )
     assert "ONNX Runtime: 8 calibration images" in capsys.readouterr().out
     rep = json.loads((out / "quantize_report.json").read_text())
     assert rep["int8_onnx_engine"] == "onnxruntime" and rep["int8_onnx_descriptor_cosine_mean"] > 0.97
@@ -114,6 +157,9 @@ def test_quantize_cli_refuses_a_folder_without_a_model_in_one_line(tmp_path, cap
     from indexer.cli import main
 
     (tmp_path / "empty").mkdir()
-    assert main(["quantize", str(tmp_path / "empty"), "--calib", str(FLOWERS), "--out", str(tmp_path / "q")]) == 2
+    assert (
+        main(["quantize", str(tmp_path / "empty"), "--calib", str(FLOWERS), "--out", str(tmp_path / "q")])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {tmp_path / 'empty'} is neither a checkpoint nor an exported model folder"]

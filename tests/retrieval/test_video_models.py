@@ -2,6 +2,7 @@
 static clips (tiny nets and the shared VGG16), both models learn held-out clip classes, VGG-LSTM
 tells clips apart that differ only in frame order, clip reading (frame folders and real video files),
 one-line errors for corrupt clips, checkpoints and resume, the train-video/classify-video CLI."""
+
 from __future__ import annotations
 
 import json
@@ -43,6 +44,7 @@ def clip_of(img: torch.Tensor, frames: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- models
 
+
 @pytest.mark.parametrize("arch", ["vgg11", "vgg11_bn"])
 def test_inflated_vgg3d_reproduces_2d_activations_on_a_static_clip(arch):
     torch.manual_seed(0)
@@ -54,15 +56,18 @@ def test_inflated_vgg3d_reproduces_2d_activations_on_a_static_clip(arch):
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.data.uniform_(0.5, 1.5)
     sd2d = {f"features.{k}": v for k, v in trunk2d.state_dict().items()}
-    spec = VideoSpec(model="vgg3d", arch=arch, widths=TINY, frames=FRAMES, input_size=SIZE, class_names=("a", "b"))
+    spec = VideoSpec(
+        model="vgg3d", arch=arch, widths=TINY, frames=FRAMES, input_size=SIZE, class_names=("a", "b")
+    )
     net = build_video_net(spec).eval()
     net.load_2d(sd2d)
     w2, w3 = sd2d["features.0.weight"], net.features[0].weight
     assert w3.shape == (*w2.shape[:2], 3, *w2.shape[2:])
     torch.testing.assert_close(w3.sum(2), w2, rtol=0, atol=1e-6)
 
-    images = torch.from_numpy(np.stack([np.asarray(motion_frames(_photo(i), "pan-right", 1, SIZE)[0])
-                                        for i in range(3)]))
+    images = torch.from_numpy(
+        np.stack([np.asarray(motion_frames(_photo(i), "pan-right", 1, SIZE)[0]) for i in range(3)])
+    )
     with torch.no_grad():
         f3 = net.conv_features(clip_of(images, FRAMES))  # [N, C, T', h, w]
         x = (images.permute(0, 3, 1, 2).float() - net.mean.view(1, 3, 1, 1)) / net.std.view(1, 3, 1, 1)
@@ -83,8 +88,10 @@ def test_shared_vgg16_inflates_into_vgg3d_exactly():
     """Real ImageNet-like weights: the inflated VGG16 gives the image model's conv5 on a static clip."""
     from retrieval.nets.builder import build
 
-    spec, net = prepare_video_model(VideoSpec(model="vgg3d", arch="vgg16", frames=2, input_size=SIZE,
-                                              class_names=("a", "b")), str(VGG16_WEIGHTS))
+    spec, net = prepare_video_model(
+        VideoSpec(model="vgg3d", arch="vgg16", frames=2, input_size=SIZE, class_names=("a", "b")),
+        str(VGG16_WEIGHTS),
+    )
     assert spec.weights.endswith("vgg16_features_imagenet_like.pth") and len(spec.weights_sha256) == 64
     _, net2d = build("vgg16", str(VGG16_WEIGHTS), input_size=SIZE)
     images = torch.from_numpy(np.stack([motion_frames(_photo(i), "zoom-in", 1, SIZE)[0] for i in (3, 4)]))
@@ -105,13 +112,24 @@ def test_vgg3d_shapes_and_c3d_pooling():
         net = VGG3D(spec)
         f = net.features(torch.empty(1, 3, 16, 112, 112))
     assert tuple(f.shape) == (1, 512, 2, 7, 7)  # 16x112x112 -> conv5 of 2x7x7
-    sd = inflate_state_dict({"features.0.weight": torch.ones(64, 3, 3, 3), "features.0.bias": torch.zeros(64)})
-    assert sd["features.0.weight"].shape == (64, 3, 3, 3, 3) and torch.allclose(sd["features.0.weight"], torch.tensor(1 / 3))
+    sd = inflate_state_dict(
+        {"features.0.weight": torch.ones(64, 3, 3, 3), "features.0.bias": torch.zeros(64)}
+    )
+    assert sd["features.0.weight"].shape == (64, 3, 3, 3, 3) and torch.allclose(
+        sd["features.0.weight"], torch.tensor(1 / 3)
+    )
 
 
 def test_lstm_handles_variable_lengths_without_leaking_padding():
-    spec = VideoSpec(model="vgg-lstm", arch="vgg11", widths=TINY, frames=FRAMES, input_size=SIZE, hidden=8,
-                     class_names=("a", "b"))
+    spec = VideoSpec(
+        model="vgg-lstm",
+        arch="vgg11",
+        widths=TINY,
+        frames=FRAMES,
+        input_size=SIZE,
+        hidden=8,
+        class_names=("a", "b"),
+    )
     net = build_video_net(spec).eval()
     short = torch.from_numpy(np.stack(motion_frames(_photo(0), "zoom-in", 5, SIZE)))
     long = torch.from_numpy(np.stack(motion_frames(_photo(1), "pan-left", 8, SIZE)))
@@ -130,7 +148,9 @@ def test_lstm_handles_variable_lengths_without_leaking_padding():
 
 
 def test_padded_frames_are_masked_out():
-    spec = VideoSpec(model="vgg3d", arch="vgg11", widths=TINY, frames=4, input_size=SIZE, class_names=("a", "b"))
+    spec = VideoSpec(
+        model="vgg3d", arch="vgg11", widths=TINY, frames=4, input_size=SIZE, class_names=("a", "b")
+    )
     net = build_video_net(spec).eval()
     clip = torch.zeros(1, 4, SIZE, SIZE, 3, dtype=torch.uint8)
     clip[:, :, :20, :] = torch.randint(0, 256, (1, 4, 20, SIZE, 3), dtype=torch.uint8)
@@ -143,6 +163,7 @@ def test_padded_frames_are_masked_out():
 
 
 # ---------------------------------------------------------------- clips
+
 
 def _photo(i):
     from PIL import Image
@@ -212,16 +233,27 @@ def test_corrupt_clips_give_one_line_errors_naming_the_file(tmp_path):
         assert str(named) in msg and "\n" not in msg and len(msg) < 400, msg
     # a whole training run stops with the same one line
     split = load_clip_split(bad, val_fraction=0.0)
-    spec, net = prepare_video_model(VideoSpec(model="vgg3d", arch="vgg11", widths=TINY, frames=4, input_size=SIZE,
-                                              class_names=split.classes), "random")
+    spec, net = prepare_video_model(
+        VideoSpec(
+            model="vgg3d", arch="vgg11", widths=TINY, frames=4, input_size=SIZE, class_names=split.classes
+        ),
+        "random",
+    )
     for workers in (0, 1):  # a loader worker's error stays one line too
         with pytest.raises(UserError, match="cannot read clip") as e:
-            fit_video(net, spec, split, tmp_path / "run", VideoTrainConfig(epochs=1, warmup_epochs=0, workers=workers),
-                      log=quiet)
+            fit_video(
+                net,
+                spec,
+                split,
+                tmp_path / "run",
+                VideoTrainConfig(epochs=1, warmup_epochs=0, workers=workers),
+                log=quiet,
+            )
         assert "\n" not in str(e.value) and str(bad) in str(e.value)
 
 
 # ---------------------------------------------------------------- training on clips from real photos
+
 
 @pytest.fixture(scope="module")
 def pans(module_tmp):
@@ -236,16 +268,30 @@ def pans(module_tmp):
 def zooms(module_tmp):
     """Digital zoom in vs zoom out (a 48 px camera, so zooming in softens): order-only classes."""
     root = module_tmp("zooms")
-    make_motion_dataset(PHOTOS[:48], root / "train", ("zoom-in", "zoom-out"), FRAMES, 48, zoom=0.25, source=48)
-    make_motion_dataset(PHOTOS[100:124], root / "val", ("zoom-in", "zoom-out"), FRAMES, 48, zoom=0.25, source=48)
+    make_motion_dataset(
+        PHOTOS[:48], root / "train", ("zoom-in", "zoom-out"), FRAMES, 48, zoom=0.25, source=48
+    )
+    make_motion_dataset(
+        PHOTOS[100:124], root / "val", ("zoom-in", "zoom-out"), FRAMES, 48, zoom=0.25, source=48
+    )
     return root
 
 
 def test_vgg3d_learns_pan_direction_on_held_out_photos(pans, tmp_path):
     split = load_clip_split(pans)
     assert split.classes == ("pan-left", "pan-right") and len(split.train) == 64 and len(split.val) == 24
-    spec, net = prepare_video_model(VideoSpec(model="vgg3d", arch="vgg11_bn", widths=SMALL, frames=FRAMES,
-                                              input_size=SIZE, dropout=0.1, class_names=split.classes), "random")
+    spec, net = prepare_video_model(
+        VideoSpec(
+            model="vgg3d",
+            arch="vgg11_bn",
+            widths=SMALL,
+            frames=FRAMES,
+            input_size=SIZE,
+            dropout=0.1,
+            class_names=split.classes,
+        ),
+        "random",
+    )
     cfg = VideoTrainConfig(epochs=8, lr=0.02, head_lr_mult=1.0, warmup_epochs=1, batch_size=8)
     rows = fit_video(net, spec, split, tmp_path, cfg, log=quiet)
     assert rows[-1]["train_loss"] < 0.85 * rows[0]["train_loss"]
@@ -257,9 +303,19 @@ def test_vgg3d_learns_pan_direction_on_held_out_photos(pans, tmp_path):
 
 def test_lstm_tells_clips_apart_by_frame_order_alone(zooms, tmp_path):
     split = load_clip_split(zooms)
-    spec, net = prepare_video_model(VideoSpec(model="vgg-lstm", arch="vgg11", widths=SMALL, frames=FRAMES,
-                                              input_size=SIZE, hidden=32, dropout=0.1, class_names=split.classes),
-                                    "random")
+    spec, net = prepare_video_model(
+        VideoSpec(
+            model="vgg-lstm",
+            arch="vgg11",
+            widths=SMALL,
+            frames=FRAMES,
+            input_size=SIZE,
+            hidden=32,
+            dropout=0.1,
+            class_names=split.classes,
+        ),
+        "random",
+    )
     cfg = VideoTrainConfig(epochs=20, lr=0.01, warmup_epochs=1, freeze=-1, batch_size=8)
     rows = fit_video(net, spec, split, tmp_path, cfg, log=quiet)
     assert rows[-1]["train_loss"] < 0.6 * rows[0]["train_loss"]
@@ -277,8 +333,16 @@ def test_lstm_tells_clips_apart_by_frame_order_alone(zooms, tmp_path):
 
 def test_checkpoint_round_trip_and_resume_continue_the_same_run(zooms, tmp_path):
     split = load_clip_split(zooms / "val", val_fraction=0.25)  # 24+24 clips: quick
-    spec = VideoSpec(model="vgg-lstm", arch="vgg11", widths=TINY, frames=FRAMES, input_size=SIZE, hidden=16, rnn="gru",
-                     class_names=split.classes)
+    spec = VideoSpec(
+        model="vgg-lstm",
+        arch="vgg11",
+        widths=TINY,
+        frames=FRAMES,
+        input_size=SIZE,
+        hidden=16,
+        rnn="gru",
+        class_names=split.classes,
+    )
     cfg = VideoTrainConfig(epochs=3, lr=0.01, warmup_epochs=1, freeze=-1, batch_size=8)
     spec, straight = prepare_video_model(spec, "random")
     rows = fit_video(straight, spec, split, tmp_path / "a", cfg, log=quiet)
@@ -311,16 +375,39 @@ def test_train_video_and_classify_video_cli(zooms, tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "run"
-    args = ["train-video", str(zooms / "val"), "--out", str(out), "--model", "vgg-lstm", "--arch", "vgg11",
-            "--widths", ",".join(map(str, TINY)), "--weights", "random", "--frames", "6", "--size", "32",
-            "--hidden", "8", "--epochs", "2", "--warmup-epochs", "0"]
+    args = [
+        "train-video",
+        str(zooms / "val"),
+        "--out",
+        str(out),
+        "--model",
+        "vgg-lstm",
+        "--arch",
+        "vgg11",
+        "--widths",
+        ",".join(map(str, TINY)),
+        "--weights",
+        "random",
+        "--frames",
+        "6",
+        "--size",
+        "32",
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--warmup-epochs",
+        "0",
+    ]
     res = runner.invoke(cli, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert "epoch 2/2" in res.output and (out / "best.pt").is_file() and (out / "metrics.csv").is_file()
     res = runner.invoke(cli, args[:-4] + ["--epochs", "3", "--warmup-epochs", "0", "--resume"])
     assert res.exit_code == 0 and "resumed" in res.output and "epoch 3/3" in res.output, res.output
     clip = zooms / "val" / "zoom-in" / PHOTOS[100].stem
-    res = runner.invoke(cli, ["classify-video", str(clip), "--model", str(out / "last.pt"), "--json", "--top-k", "2"])
+    res = runner.invoke(
+        cli, ["classify-video", str(clip), "--model", str(out / "last.pt"), "--json", "--top-k", "2"]
+    )
     assert res.exit_code == 0, res.output
     obj = json.loads(res.output.splitlines()[0])
     assert obj["clip"] == str(clip) and {c["class"] for c in obj["classes"]} == {"zoom-in", "zoom-out"}

@@ -1,5 +1,6 @@
 """Streamlit AppTest tests of every page of the web UI: a real index (tiny model, real photos), real
 Streamlit script runs, no mocks. The browser end-to-end test is in test_ui_browser.py."""
+
 from __future__ import annotations
 
 import json
@@ -45,16 +46,23 @@ def app(index_dir, monkeypatch, **env) -> AppTest:
 
 
 def texts(at) -> str:
-    return "\n".join(str(e.value) for kind in ("markdown", "caption", "info", "warning", "error", "success", "code")
-                     for e in getattr(at, kind))
+    return "\n".join(
+        str(e.value)
+        for kind in ("markdown", "caption", "info", "warning", "error", "success", "code")
+        for e in getattr(at, kind)
+    )
 
 
 def result_captions(at) -> list[str]:
     return [m.value for m in at.markdown if m.value.startswith("**") and " · " in m.value]
 
 
-def upload(at, path: Path, name: str | None = None, data: bytes | None = None, key: str = "upload") -> AppTest:
-    at.file_uploader(key=key).upload(name or path.name, path.read_bytes() if data is None else data, "image/jpeg")
+def upload(
+    at, path: Path, name: str | None = None, data: bytes | None = None, key: str = "upload"
+) -> AppTest:
+    at.file_uploader(key=key).upload(
+        name or path.name, path.read_bytes() if data is None else data, "image/jpeg"
+    )
     at.run()
     assert not at.exception, at.exception
     return at
@@ -181,8 +189,14 @@ def test_query_expansion_option_is_what_the_search_uses_and_lives_in_the_url(ui_
     with Index.open(index_dir) as idx:
         cat = idx.store.row_by_path(str(cat_path.resolve()))
         vec = idx.vector(cat.id)[None, :]
-        expected = {k: [(f"{h.score:.3f}", Path(h.path).name) for h in idx.search_vectors(vec, 6, qe=k)[0]
-                        if h.id != cat.id] for k in (0, DEFAULT_QE, 3)}
+        expected = {
+            k: [
+                (f"{h.score:.3f}", Path(h.path).name)
+                for h in idx.search_vectors(vec, 6, qe=k)[0]
+                if h.id != cat.id
+            ]
+            for k in (0, DEFAULT_QE, 3)
+        }
     assert expected[0] != expected[3] and expected[0] != expected[DEFAULT_QE]  # QE changes the scores here
     at = app(index_dir, monkeypatch)
     at.text_input(key="path").set_value(str(cat_path)).run()
@@ -208,8 +222,17 @@ def test_rotation_option_finds_a_sideways_copy_first(tiny_model, make_index, tmp
     from PIL import Image
 
     folder = tmp_path / "photos"
-    copy_photos(folder, ["pixabay/cat01.jpg", "pixabay/horse01.jpg", "skimage/coffee.png", "sklearn/china.jpg",
-                         "skimage/chelsea.png"], flat=True)
+    copy_photos(
+        folder,
+        [
+            "pixabay/cat01.jpg",
+            "pixabay/horse01.jpg",
+            "skimage/coffee.png",
+            "sklearn/china.jpg",
+            "skimage/chelsea.png",
+        ],
+        flat=True,
+    )
     with Image.open(SAMPLES / "pixabay" / "dog01.jpg") as im:
         im.convert("RGB").transpose(Image.Transpose.ROTATE_90).save(folder / "dog-sideways.png")
     make_index(tmp_path / "index").update([folder], workers=0, progress=False)
@@ -320,8 +343,7 @@ def test_query_classes_from_the_model_and_from_the_folders_both_labelled(tmp_pat
     """An index with a model head and a classifier learnt from its folders: two labelled charts."""
     import shutil
 
-    from conftest import DATA
-    from conftest import tiny_net
+    from conftest import DATA, tiny_net
 
     from indexer import Index
     from indexer.classify import index_classes as index_classifier
@@ -329,7 +351,7 @@ def test_query_classes_from_the_model_and_from_the_folders_both_labelled(tmp_pat
     photos = tmp_path / "photos"
     for label in ("daisy", "rose"):
         (photos / label).mkdir(parents=True)
-        for src in sorted((DATA / "photos" / "flowers5" / label).iterdir())[:index_classifier.MIN_PER_CLASS]:
+        for src in sorted((DATA / "photos" / "flowers5" / label).iterdir())[: index_classifier.MIN_PER_CLASS]:
             shutil.copy2(src, photos / label / src.name)
     spec, net = tiny_net(["ant", "bee", "cat", "dog", "eel", "fox"], size=32)
     with Index.create(tmp_path / "index", spec, net) as idx:
@@ -402,7 +424,9 @@ def test_index_page_stop_keeps_the_last_commit(tiny_model, make_index, tmp_path,
     at.button(key="index_cancel").click().run()
     assert not at.exception
     finish_job(at, tmp_path / "index")
-    assert at.error and at.error[0].value == "Indexing stopped: the index keeps its last commit (3 images).", texts(at)
+    assert (
+        at.error and at.error[0].value == "Indexing stopped: the index keeps its last commit (3 images)."
+    ), texts(at)
     assert {m.label: m.value for m in at.metric}["Images"] == "3"
     # the form is back, and indexing the same folder again completes it
     at.button(key="index_start").click().run()
@@ -430,7 +454,9 @@ def test_indexing_job_reports_progress_and_stops_when_asked(tiny_model, make_ind
     assert job.outcome.note.startswith("no classifier:")  # one flat folder: one label
     # a failure is an outcome, not an exception in a thread nobody watches
     gone = IndexingJob(tmp_path / "index", [str(tmp_path / "gone")], workers=0).start()
-    assert gone.wait(240) and gone.outcome == Outcome(False, f"Indexing failed: folder not found: {tmp_path / 'gone'}")
+    assert gone.wait(240) and gone.outcome == Outcome(
+        False, f"Indexing failed: folder not found: {tmp_path / 'gone'}"
+    )
 
 
 def test_index_page_read_only_hides_indexing(ui_index, monkeypatch):
@@ -457,7 +483,10 @@ def test_duplicates_page_run_browse_save_and_open(tiny_model, make_index, tmp_pa
     md = texts(at)
     assert "1 groups" in md and "Group 1" in md and "KEEPER" in md
     shown = [c.value for c in at.code]
-    assert str((folder / "coffee.png").resolve()) in shown and str((folder / "coffee-copy.png").resolve()) in shown
+    assert (
+        str((folder / "coffee.png").resolve()) in shown
+        and str((folder / "coffee-copy.png").resolve()) in shown
+    )
     assert len(at.get("image")) >= 2
     # save it into the index folder, then open it from there
     at.button(key="dedup_save").click().run()
@@ -469,7 +498,9 @@ def test_duplicates_page_run_browse_save_and_open(tiny_model, make_index, tmp_pa
     at.button(key="dedup_open").click().run()
     assert not at.exception and "KEEPER" in texts(at)
     # an uploaded report that is not one: a message
-    at.file_uploader(key="dedup_upload").upload("x.json", json.dumps({"format": "nope"}).encode(), "application/json")
+    at.file_uploader(key="dedup_upload").upload(
+        "x.json", json.dumps({"format": "nope"}).encode(), "application/json"
+    )
     at.run()
     assert at.error and "is not a dedup report" in at.error[0].value
 
@@ -508,4 +539,7 @@ def test_ui_command_is_registered_and_builds_the_streamlit_command(tmp_path):
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("ui/app.py")
     assert "--server.headless" in cmd and "8555" in cmd
     env = streamlit_env(tmp_path, engine="onnxruntime", base={})
-    assert env["VGG_RETRIEVAL_INDEX"] == str(tmp_path.resolve()) and env["VGG_RETRIEVAL_UI_ENGINE"] == "onnxruntime"
+    assert (
+        env["VGG_RETRIEVAL_INDEX"] == str(tmp_path.resolve())
+        and env["VGG_RETRIEVAL_UI_ENGINE"] == "onnxruntime"
+    )

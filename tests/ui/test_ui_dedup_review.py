@@ -1,6 +1,7 @@
 """Reviewing duplicates in the web UI (Streamlit AppTest, real script runs): keep/quarantine per file,
 apply, undo, "keep all" remembered in the index, bulk apply of exact copies, refusals. A real index
 (tiny model) over real photos with a grey copy, a half-size copy and a byte copy; real moves."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ def edited_copies(folder: Path) -> dict[str, Path]:
         ImageOps.grayscale(im).save(folder / "dog01-grey.jpg", quality=90)
         im.resize((im.width // 2, im.height // 2), Image.LANCZOS).save(folder / "dog01-small.jpg", quality=90)
     shutil.copy2(f["coffee"], folder / "coffee-copy.png")
-    later = f["coffee"].stat().st_mtime_ns + 10 ** 12
+    later = f["coffee"].stat().st_mtime_ns + 10**12
     os.utime(folder / "coffee-copy.png", ns=(later, later))
     return {p.stem: p.resolve() for p in folder.iterdir()}
 
@@ -131,12 +132,28 @@ def test_dismissed_group_stays_dismissed_after_reopening_and_in_the_cli(review, 
         again = find_duplicates(idx, threshold=THRESHOLD, include_dismissed=True)
         assert {Path(g.keeper.path).name for g in again.groups} == {"coffee.png", "dog01.jpg"}
     out = tmp / "r" / "dups"
-    assert main(["dedup", "--index", str(tmp / "index"), "--threshold", str(THRESHOLD), "--out", str(out)]) == 0
-    assert [g["keeper"]["path"] for g in json.loads(out.with_suffix(".json").read_text())["groups"]] == \
-        [str(files["coffee"])]
+    assert (
+        main(["dedup", "--index", str(tmp / "index"), "--threshold", str(THRESHOLD), "--out", str(out)]) == 0
+    )
+    assert [g["keeper"]["path"] for g in json.loads(out.with_suffix(".json").read_text())["groups"]] == [
+        str(files["coffee"])
+    ]
     assert "2 files left out (kept in review)" in capsys.readouterr().out
-    assert main(["dedup", "--index", str(tmp / "index"), "--threshold", str(THRESHOLD), "--out", str(out),
-                 "--include-dismissed"]) == 0
+    assert (
+        main(
+            [
+                "dedup",
+                "--index",
+                str(tmp / "index"),
+                "--threshold",
+                str(THRESHOLD),
+                "--out",
+                str(out),
+                "--include-dismissed",
+            ]
+        )
+        == 0
+    )
     assert len(json.loads(out.with_suffix(".json").read_text())["groups"]) == 2
     # a file that changes is judged again: the grey copy, made again (another sha256), comes back
     with Image.open(files["dog01"]) as im:
@@ -154,7 +171,7 @@ def test_apply_all_exact_copies_and_a_stale_report_is_refused(review, monkeypatc
     at = find_now(open_page(tmp / "index", monkeypatch, VGG_RETRIEVAL_UI_QUARANTINE=str(q)))
     assert at.text_input(key="dedup_quarantine").value == str(q)
     # a file changed since the report: nothing moves, one line says why
-    later = files["coffee-copy"].stat().st_mtime_ns + 10 ** 9
+    later = files["coffee-copy"].stat().st_mtime_ns + 10**9
     os.utime(files["coffee-copy"], ns=(later, later))  # (still newer than the original: not the keeper)
     at.button(key="dedup_apply_exact").click().run()
     assert at.error and "the report is older than 1 of the files it names" in at.error[0].value
@@ -190,5 +207,7 @@ def test_read_only_hides_the_actions(review, monkeypatch):
     tmp, _ = review
     at = find_now(open_page(tmp / "index", monkeypatch, VGG_RETRIEVAL_UI_READ_ONLY="1"))
     assert len(shown(at)) == 2 and not at.radio
-    assert not [b for b in at.button if b.key and (b.key.startswith("dd_") or b.key.startswith("dedup_apply"))]
+    assert not [
+        b for b in at.button if b.key and (b.key.startswith("dd_") or b.key.startswith("dedup_apply"))
+    ]
     assert not [t for t in at.text_input if t.key == "dedup_quarantine"]

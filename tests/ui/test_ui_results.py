@@ -1,5 +1,6 @@
 """The search page's results and URL without a browser: the query's own file, exact copies collapsed,
 pages of cards over a real index, the view as query parameters, and the feature maps' progress."""
+
 from __future__ import annotations
 
 import io
@@ -27,8 +28,16 @@ def hit(i, score, sha="", w=100, h=80, source=None):
 
 
 def test_the_query_itself_and_exact_copies():
-    hits = [hit(1, 1.0, "a"), hit(2, 0.99999, "a"), hit(3, 0.9, "b"), hit(4, 0.8, "c"), hit(5, 0.7, "b"),
-            hit(6, 0.6, "b"), hit(7, 0.5, "v", source="/v.mp4"), hit(8, 0.4, "v", source="/v.mp4")]
+    hits = [
+        hit(1, 1.0, "a"),
+        hit(2, 0.99999, "a"),
+        hit(3, 0.9, "b"),
+        hit(4, 0.8, "c"),
+        hit(5, 0.7, "b"),
+        hit(6, 0.6, "b"),
+        hit(7, 0.5, "v", source="/v.mp4"),
+        hit(8, 0.4, "v", source="/v.mp4"),
+    ]
     own, cards = arrange(hits, Identity(image_id=1, sha256="a"))
     assert own.hit.id == 1 and [c.id for c in own.copies] == [2] and own.copies_note == "+1 copy"
     assert [c.hit.id for c in cards] == [3, 4, 7, 8]  # video frames of one file are not copies
@@ -47,10 +56,18 @@ def test_the_query_itself_and_exact_copies():
 def test_view_round_trips_through_its_url_and_ignores_junk():
     v = View(("path", "/photos/a b&c.jpg"), 0.456, ("ants", "bees"), ("/x",), 48, 3, 17)
     params = v.params()
-    assert params == {"path": "/photos/a b&c.jpg", "min": "0.46", "label": ["ants", "bees"], "folder": ["/x"],
-                      "per": "48", "page": "3", "open": "17"}
-    back = View.from_params(lambda k: params[k] if isinstance(params.get(k), list) else
-                            ([params[k]] if k in params else []))
+    assert params == {
+        "path": "/photos/a b&c.jpg",
+        "min": "0.46",
+        "label": ["ants", "bees"],
+        "folder": ["/x"],
+        "per": "48",
+        "page": "3",
+        "open": "17",
+    }
+    back = View.from_params(
+        lambda k: params[k] if isinstance(params.get(k), list) else ([params[k]] if k in params else [])
+    )
     assert back == v.normal() and back.threshold == 0.46
     assert View().params() == {} and View().normal() == View()
     junk = {"id": ["x"], "text": ["red"], "min": ["nan"], "per": ["7"], "page": ["-2"], "open": ["?"]}
@@ -69,8 +86,14 @@ def test_pages_of_cards_over_a_real_index(tiny_model, make_index, tmp_path):
     from ui.logic import Service
 
     photos = tmp_path / "photos"
-    names = ["pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/horse01.jpg", "pixabay/ship01.jpg",
-             "skimage/coffee.png", "sklearn/china.jpg"]
+    names = [
+        "pixabay/cat01.jpg",
+        "pixabay/dog01.jpg",
+        "pixabay/horse01.jpg",
+        "pixabay/ship01.jpg",
+        "skimage/coffee.png",
+        "sklearn/china.jpg",
+    ]
     copy_photos(photos, names, flat=True)
     shutil.copy2(photos / "cat01.jpg", photos / "cat01-copy.jpg")
     for i in range(3):
@@ -100,8 +123,18 @@ def test_capture_date_and_camera_filters_over_a_real_index(tiny_model, make_inde
     from ui.logic import Service, Settings, read_upload
 
     photos = tmp_path / "photos"
-    copy_photos(photos, ["pixabay/cat01.jpg", "pixabay/dog01.jpg", "pixabay/horse01.jpg", "pixabay/ship01.jpg",
-                         "pixabay/bird01.jpg", "sklearn/china.jpg"], flat=True)
+    copy_photos(
+        photos,
+        [
+            "pixabay/cat01.jpg",
+            "pixabay/dog01.jpg",
+            "pixabay/horse01.jpg",
+            "pixabay/ship01.jpg",
+            "pixabay/bird01.jpg",
+            "sklearn/china.jpg",
+        ],
+        flat=True,
+    )
     make_index(tmp_path / "index").update([photos], workers=0, progress=False)
     svc = Service(tmp_path / "index")
     try:

@@ -1,5 +1,6 @@
 """The Duplicates page's logic over ``indexer.dedup``: reports come from a run, from the index folder,
 or from an upload held in memory; members are shown only through their row in the index."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """Feature maps of the index's VGG trunk for the feature-maps page: the conv layers by name, one layer's
 activations for a prepared image, and the most active channels as a colour-mapped grid."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ def feature_maps(net, prepared, layer: ConvLayer, progress=None) -> np.ndarray:
     an exception it raises stops the work there)."""
     import torch
 
-    modules = list(net.features.children())[:layer.end + 1]
+    modules = list(net.features.children())[: layer.end + 1]
     with torch.inference_mode():
         x = torch.from_numpy(prepared.array[None]).permute(0, 3, 1, 2).to(torch.float32)
         x = (x - net.mean) / net.std
@@ -56,8 +57,9 @@ def feature_maps(net, prepared, layer: ConvLayer, progress=None) -> np.ndarray:
 
 
 _ANCHORS = np.array([[0, 0, 4], [60, 15, 110], [180, 55, 110], [250, 140, 60], [252, 253, 191]], np.float64)
-COLORMAP = np.stack([np.interp(np.linspace(0, 4, 256), np.arange(5), _ANCHORS[:, c]) for c in range(3)],
-                    axis=1).astype(np.uint8)  # magma-like
+COLORMAP = np.stack(
+    [np.interp(np.linspace(0, 4, 256), np.arange(5), _ANCHORS[:, c]) for c in range(3)], axis=1
+).astype(np.uint8)  # magma-like
 
 
 def maps_grid(maps: np.ndarray, n: int = 32, cols: int = 8, tile: int = 96) -> tuple[Image.Image, list[int]]:
@@ -74,7 +76,8 @@ def maps_grid(maps: np.ndarray, n: int = 32, cols: int = 8, tile: int = 96) -> t
         m = maps[c]
         hi = float(m.max())
         a = (np.clip(m / hi, 0, 1) * 255).astype(np.uint8) if hi > 0 else np.zeros_like(m, np.uint8)
-        im = Image.fromarray(COLORMAP[a]).resize((tw, th), Image.Resampling.NEAREST if scale >= 2
-                                                  else Image.Resampling.BILINEAR)
+        im = Image.fromarray(COLORMAP[a]).resize(
+            (tw, th), Image.Resampling.NEAREST if scale >= 2 else Image.Resampling.BILINEAR
+        )
         grid.paste(im, ((i % cols) * (tw + gap), (i // cols) * (th + gap)))
     return grid, chosen

@@ -4,6 +4,7 @@ The page starts an ``IndexingJob`` and polls ``done``/``total`` while the thread
 makes the next progress callback raise, which stops the update with the index at its last commit
 (``Index.update``'s contract). Nothing here imports Streamlit.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,10 +55,17 @@ class IndexingJob:
     which the CLI takes on 2 cores): a file that crashes the image decoder must not take the web
     server down with it."""
 
-    def __init__(self, index_dir, folders: list[str], engine: str = DEFAULT_ENGINE, workers: int | None = None):
+    def __init__(
+        self, index_dir, folders: list[str], engine: str = DEFAULT_ENGINE, workers: int | None = None
+    ):
 
         workers = max(1, default_workers()) if workers is None else workers
-        self.index_dir, self.folders, self.engine, self.workers = Path(index_dir), list(folders), engine, workers
+        self.index_dir, self.folders, self.engine, self.workers = (
+            Path(index_dir),
+            list(folders),
+            engine,
+            workers,
+        )
         self.done = 0
         self.total = 0  # 0 until the scan is over and the first file completes
         self.stage = "indexing"  # "calibrating" while a new index's INT8 model is made
@@ -100,15 +108,22 @@ class IndexingJob:
                     self._progress(0, 0)
                     report = idx.update(self.folders, workers=self.workers, progress=self._progress)
                 except IndexingCancelled:
-                    self.outcome = Outcome(False, f"Indexing stopped: the index keeps its last commit "
-                                                  f"({idx.count:,} images).")
+                    self.outcome = Outcome(
+                        False, f"Indexing stopped: the index keeps its last commit ({idx.count:,} images)."
+                    )
                     return
                 from indexer.classify import after_update
 
-                self.outcome = Outcome(True, f"{self.index_dir}: {report.summary()}; {idx.count} images in the index",
-                                       after_update(idx, report) or "")
+                self.outcome = Outcome(
+                    True,
+                    f"{self.index_dir}: {report.summary()}; {idx.count} images in the index",
+                    after_update(idx, report) or "",
+                )
         except IndexingCancelled:  # while the new index's model was being made
-            self.outcome = Outcome(False, "Indexing stopped before the new index was ready; starting again makes it "
-                                          "from the beginning.")
+            self.outcome = Outcome(
+                False,
+                "Indexing stopped before the new index was ready; starting again makes it "
+                "from the beginning.",
+            )
         except Exception as e:  # noqa: BLE001 - shown in the page
             self.outcome = Outcome(False, f"Indexing failed: {message(e)}")

@@ -6,6 +6,7 @@ scored by its best view). ``Service.search`` asks ``nearest`` for its neighbours
 The turned copies are embedded once per query and kept on it (``Query.turned``); an indexed image
 used as the query is read from its file for them (its upright descriptor stays the stored one).
 Searches by words have neither option: they search another space (``Query.searcher``)."""
+
 from __future__ import annotations
 
 import time

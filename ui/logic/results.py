@@ -1,6 +1,7 @@
 """Search results as the page shows them (no Streamlit here): the query's own file taken out of the
 list (shown as "this image" next to the query instead of as its own first result), exact copies
 (same sha256) collapsed into one card with a count, and one page of cards."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,6 +14,7 @@ MAX_WANT = 5000
 @dataclass(frozen=True)
 class Identity:
     """What makes a result "the query itself": its index row, its bytes' sha256, its pixel size."""
+
     image_id: int | None = None
     sha256: str = ""
     pixels: tuple[int, int] | None = None  # an upload's width x height (the re-encoded-copy rule)
@@ -35,8 +37,9 @@ def is_query(hit, ident: Identity | None) -> bool:
         return True
     if ident.sha256 and hit.sha256 == ident.sha256 and hit.source is None:
         return True
-    return (ident.pixels is not None and hit.score >= SAME_IMAGE_SCORE
-            and (hit.width, hit.height) == ident.pixels)
+    return (
+        ident.pixels is not None and hit.score >= SAME_IMAGE_SCORE and (hit.width, hit.height) == ident.pixels
+    )
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class CaptureFilter:
     """The Search page's capture filters: a date range (``YYYY-MM-DD``, both ends included; either
     may be open) and cameras (as ``Capture.camera`` names them). A photo without a capture date or
     camera is left out by the filter that needs it."""
+
     first: str | None = None
     last: str | None = None
     cameras: tuple = ()
@@ -115,9 +119,19 @@ class Page:
     seconds: float
 
 
-def page_of_results(svc, query, ident: Identity | None, page: int, per: int, threshold: float = -1.0,
-                    labels=(), roots=(), qe: int | None = None, rotations: bool = False,
-                    capture: CaptureFilter | None = None) -> Page:
+def page_of_results(
+    svc,
+    query,
+    ident: Identity | None,
+    page: int,
+    per: int,
+    threshold: float = -1.0,
+    labels=(),
+    roots=(),
+    qe: int | None = None,
+    rotations: bool = False,
+    capture: CaptureFilter | None = None,
+) -> Page:
     """Page ``page`` (1-based) of ``per`` cards; asks the index for more neighbours while collapsed
     copies and the query's own file leave too few cards and the index has more. ``qe``/``rotations``:
     the query options, ``capture`` the date/camera filter (``Service.search``)."""
@@ -125,12 +139,20 @@ def page_of_results(svc, query, ident: Identity | None, page: int, per: int, thr
     need = page * per + 1  # one more than the page: is there a next page?
     want, seconds = need + 1, 0.0
     while True:
-        result = svc.search(query, want=want, threshold=threshold, labels=labels, roots=roots, qe=qe,
-                            rotations=rotations, capture=capture)
+        result = svc.search(
+            query,
+            want=want,
+            threshold=threshold,
+            labels=labels,
+            roots=roots,
+            qe=qe,
+            rotations=rotations,
+            capture=capture,
+        )
         seconds += result.seconds
         own, cards = arrange(result.hits, ident)
         if len(cards) >= need or result.exhausted or len(result.hits) < want or want >= MAX_WANT:
             break
         want = min(MAX_WANT, want * 2)
     start = (page - 1) * per
-    return Page(own, cards[start:start + per], page, len(cards) > start + per, result.fetched, seconds)
+    return Page(own, cards[start : start + per], page, len(cards) > start + per, result.fetched, seconds)

@@ -8,6 +8,7 @@ Safety rules kept here, in one place:
   ``Service.row_for_path``), never from a path a user typed or a report named;
 - inference goes through one lock per process (the engines are not safe to share between threads).
 """
+
 from __future__ import annotations
 
 import os
@@ -113,7 +114,9 @@ class Service:
             raise UserError(f"{text} is not an image of this index (paste a path shown in the results)")
         return row
 
-    def open_row(self, row, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
+    def open_row(
+        self, row, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+    ) -> Image.Image:
         path = self.index.indexed_file(row.id)  # refuses a row whose path lies outside the index's folders
         try:
             if getattr(row, "source", None) is not None:  # a video frame: decoded from the video
@@ -163,8 +166,10 @@ class Service:
         (``indexer.storage.offline``: their entries are kept)."""
         from indexer.storage import since_text
 
-        return {f: f"offline since {since_text(at)}: {why}"
-                for f, (at, why) in self.index.store.offline_folders().items()}
+        return {
+            f: f"offline since {since_text(at)}: {why}"
+            for f, (at, why) in self.index.store.offline_folders().items()
+        }
 
     def cameras(self) -> list[str]:
         """The cameras of the indexed photos (from their EXIF), most photos first."""
@@ -188,22 +193,38 @@ class Service:
         vec, logits = self.embed_image(im)
         t2 = time.perf_counter()
         title = name + (" (cropped)" if box else "")
-        return Query("upload", title, vec, preview(im), im, None, {"decode": t1 - t0, "model": t2 - t1},
-                     logits)
+        return Query(
+            "upload", title, vec, preview(im), im, None, {"decode": t1 - t0, "model": t2 - t1}, logits
+        )
 
     def query_from_row(self, row, box=None, settings: Settings | None = None) -> Query:
         name = os.path.basename(row.path)
         t0 = time.perf_counter()
         if box is None:  # the stored vector: no decoding, no model
             vec = self.index.vector(row.id)
-            return Query("indexed", name, vec, None, None, row.id, {"decode": 0.0, "model": 0.0,
-                                                                   "lookup": time.perf_counter() - t0})
+            return Query(
+                "indexed",
+                name,
+                vec,
+                None,
+                None,
+                row.id,
+                {"decode": 0.0, "model": 0.0, "lookup": time.perf_counter() - t0},
+            )
         im = crop(self.open_row(row, max_pixels=(settings or Settings(None)).max_pixels), box)
         t1 = time.perf_counter()
         vec, logits = self.embed_image(im)
         t2 = time.perf_counter()
-        return Query("indexed", name + " (cropped)", vec, preview(im), im, row.id,
-                     {"decode": t1 - t0, "model": t2 - t1}, logits)
+        return Query(
+            "indexed",
+            name + " (cropped)",
+            vec,
+            preview(im),
+            im,
+            row.id,
+            {"decode": t1 - t0, "model": t2 - t1},
+            logits,
+        )
 
     # search by words (INDEX/text from vgg-retrieval text-train)
     def has_text_search(self) -> bool:
@@ -227,12 +248,26 @@ class Service:
                 self._text_searcher = (stamp, TextSearcher(self.index))
             searcher = self._text_searcher[1]
         vec = searcher.embed_texts([text])[0]
-        return Query("text", f"\u201c{searcher.check_query(text)}\u201d", vec,
-                     timings={"text model": time.perf_counter() - t0}, searcher=searcher.search_vectors)
+        return Query(
+            "text",
+            f"\u201c{searcher.check_query(text)}\u201d",
+            vec,
+            timings={"text model": time.perf_counter() - t0},
+            searcher=searcher.search_vectors,
+        )
 
-    def search(self, query: Query, want: int = 24, threshold: float = -1.0, labels=(), roots=(),
-               max_fetch: int = 5000, qe: int | None = None, rotations: bool = False,
-               capture=None) -> SearchResult:
+    def search(
+        self,
+        query: Query,
+        want: int = 24,
+        threshold: float = -1.0,
+        labels=(),
+        roots=(),
+        max_fetch: int = 5000,
+        qe: int | None = None,
+        rotations: bool = False,
+        capture=None,
+    ) -> SearchResult:
         """Nearest neighbours (alpha-QE over the top ``qe``, None: the default; ``rotations``: the
         query's turns too; ``ui.logic.query_options``), then the filters (``capture``: a
         ``results.CaptureFilter``); fetches more neighbours while filters leave fewer than ``want``
@@ -247,9 +282,14 @@ class Service:
         t0 = time.perf_counter()
         while True:
             raw = nearest(self, query, k, qe, rotations) if k else []
-            hits = [h for h in raw if h.score >= threshold and (not labels or h.label in labels)
-                    and (not roots or any(h.path.startswith(r) for r in roots))
-                    and (capture is None or capture.accepts(h))]
+            hits = [
+                h
+                for h in raw
+                if h.score >= threshold
+                and (not labels or h.label in labels)
+                and (not roots or any(h.path.startswith(r) for r in roots))
+                and (capture is None or capture.accepts(h))
+            ]
             exhausted = k >= total
             below = bool(raw) and raw[-1].score < threshold
             if len(hits) >= want or exhausted or below or k >= max_fetch:
@@ -274,16 +314,23 @@ class Service:
         """(top-k (class, probability), "") or (None, a note saying why there is no classification)."""
         names = tuple(self.spec.class_names)
         if not names:
-            return None, ("This index's model has no classifier (its model lists no classes), so the query "
-                          "is not classified. Search works the same.")
+            return None, (
+                "This index's model has no classifier (its model lists no classes), so the query "
+                "is not classified. Search works the same."
+            )
         logits = query.logits  # from the search's own forward pass, when the query was embedded
         if logits is None and query.image_id is not None and query.image is None:
             logits = self.logits(self.open_row(self.row(query.image_id)))  # a stored vector: run the model
         if logits is None:
-            return None, (f"This model names {len(names)} classes but exposes no class scores (logits), "
-                          f"so the query is not classified.")
+            return None, (
+                f"This model names {len(names)} classes but exposes no class scores (logits), "
+                f"so the query is not classified."
+            )
         if len(logits) != len(names):
-            return None, f"The model gives {len(logits)} class scores for {len(names)} class names; not shown."
+            return (
+                None,
+                f"The model gives {len(logits)} class scores for {len(names)} class names; not shown.",
+            )
         return top_classes(logits, names, k)[0], ""
 
     def classifications(self, query: Query, k: int = 5) -> list[tuple[str, list | None, str]]:
@@ -291,30 +338,49 @@ class Service:
         and the one learnt from its folders (indexer.classify.index_classes); one note when it has neither."""
         model, model_note = self.classify(query, k)
         folders = load_classifier(self.index)
-        sections = [(f"Classes from the model ({len(self.spec.class_names)} classes)", model, "")] if model else []
+        sections = (
+            [(f"Classes from the model ({len(self.spec.class_names)} classes)", model, "")] if model else []
+        )
         if folders is not None:
             sections.append(("Classes learnt from the index's folders", folders.top(query.vector, k)[0], ""))
-        return sections or [("Classification", None, f"{model_note} The index has no classifier learnt from its "
-                                                     f"folders either (it needs {MIN_CLASSES} or more folders "
-                                                     f"with {MIN_PER_CLASS}+ photos each).")]
+        return sections or [
+            (
+                "Classification",
+                None,
+                f"{model_note} The index has no classifier learnt from its "
+                f"folders either (it needs {MIN_CLASSES} or more folders "
+                f"with {MIN_PER_CLASS}+ photos each).",
+            )
+        ]
 
     # status
     def info(self) -> dict:
         store = self.index.store
 
         with store.session() as s:
-            meta = {k: Store.get_meta(s, k) for k in ("updated_at", "created_at", "vectors_file", "generation")}
+            meta = {
+                k: Store.get_meta(s, k) for k in ("updated_at", "created_at", "vectors_file", "generation")
+            }
         try:
             v = self.index.vectors_info()
             kind = f"{v['type']}, {v['count']:,} vectors x {v['dim']} dims"
         except Exception as e:  # shown, not fatal
             kind = f"unreadable ({message(e)})"
-        return {"count": self.index.count, "errors": len(self.errors()), "model": self.spec.describe(),
-                "engine": self.engine, "index_type": kind, "size_on_disk": dir_size(self.directory),
-                "updated_at": meta["updated_at"], "created_at": meta["created_at"],
-                "generation": meta["generation"], "roots": self.roots(), "offline": self.offline(),
-                "directory": str(self.directory),
-                "classes": len(self.spec.class_names)}
+        return {
+            "count": self.index.count,
+            "errors": len(self.errors()),
+            "model": self.spec.describe(),
+            "engine": self.engine,
+            "index_type": kind,
+            "size_on_disk": dir_size(self.directory),
+            "updated_at": meta["updated_at"],
+            "created_at": meta["created_at"],
+            "generation": meta["generation"],
+            "roots": self.roots(),
+            "offline": self.offline(),
+            "directory": str(self.directory),
+            "classes": len(self.spec.class_names),
+        }
 
 
 def dir_size(path: Path) -> int:

@@ -1,4 +1,5 @@
 """The UI's settings (from the environment the launcher sets) and its one-line messages."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,9 @@ ENV_ENGINE = "VGG_RETRIEVAL_UI_ENGINE"
 ENV_READ_ONLY = "VGG_RETRIEVAL_UI_READ_ONLY"
 ENV_MAX_UPLOAD_MB = "VGG_RETRIEVAL_UI_MAX_UPLOAD_MB"
 ENV_MAX_PIXELS = "VGG_RETRIEVAL_UI_MAX_PIXELS"
-ENV_QUARANTINE = "VGG_RETRIEVAL_UI_QUARANTINE"  # the Duplicates page's quarantine folder (default: next to the index)
+ENV_QUARANTINE = (
+    "VGG_RETRIEVAL_UI_QUARANTINE"  # the Duplicates page's quarantine folder (default: next to the index)
+)
 
 DEFAULT_MAX_UPLOAD_MB = 20
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -36,12 +39,16 @@ class Settings:
     @classmethod
     def from_env(cls) -> "Settings":
         d = os.environ.get(ENV_INDEX)
-        return cls(index_dir=Path(d) if d else None,
-                   engine=os.environ.get(ENV_ENGINE) or DEFAULT_ENGINE,
-                   read_only=os.environ.get(ENV_READ_ONLY, "") not in ("", "0", "false"),
-                   max_upload_bytes=int(float(os.environ.get(ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB)) * 1024 * 1024),
-                   max_pixels=int(os.environ.get(ENV_MAX_PIXELS, DEFAULT_MAX_PIXELS)),
-                   quarantine=os.environ.get(ENV_QUARANTINE) or None)
+        return cls(
+            index_dir=Path(d) if d else None,
+            engine=os.environ.get(ENV_ENGINE) or DEFAULT_ENGINE,
+            read_only=os.environ.get(ENV_READ_ONLY, "") not in ("", "0", "false"),
+            max_upload_bytes=int(
+                float(os.environ.get(ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB)) * 1024 * 1024
+            ),
+            max_pixels=int(os.environ.get(ENV_MAX_PIXELS, DEFAULT_MAX_PIXELS)),
+            quarantine=os.environ.get(ENV_QUARANTINE) or None,
+        )
 
 
 def human_bytes(n: float) -> str:

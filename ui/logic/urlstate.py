@@ -7,6 +7,7 @@ browser's Back goes to the previous one (no Streamlit here; the page reads and w
 ``page=`` and ``open=`` (the result shown in the lightbox), ``qe=`` (query expansion's K, 0..MAX_QE;
 0 = off) and ``rot=1`` (also search the query turned by 90/180/270 degrees). Defaults are left out;
 values that can't be read are ignored (a hand-edited link opens what it can)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -22,7 +23,9 @@ QUERY_KEYS = ("id", "path", "text")
 
 @dataclass(frozen=True)
 class View:
-    query: tuple[str, str] | None = None  # ("id", "42") | ("path", "/photos/a.jpg") | ("text", "a red flower")
+    query: tuple[str, str] | None = (
+        None  # ("id", "42") | ("path", "/photos/a.jpg") | ("text", "a red flower")
+    )
     threshold: float = 0.0
     labels: tuple[str, ...] = ()
     roots: tuple[str, ...] = ()
@@ -57,6 +60,7 @@ class View:
     @classmethod
     def from_params(cls, get_all: Callable[[str], list[str]]) -> "View":
         """The view of a URL; ``get_all(name)`` gives every value of a parameter (``st.query_params.get_all``)."""
+
         def one(name):
             values = [v for v in get_all(name) if v != ""]
             return values[-1] if values else None
@@ -71,17 +75,24 @@ class View:
         per = _int(one("per"))
         page = _int(one("page"))
         qe = _int(one("qe"))
-        return cls(query=query,
-                   threshold=min(1.0, max(0.0, round(threshold, 2))) if threshold is not None else 0.0,
-                   labels=tuple(v for v in get_all("label") if v), roots=tuple(v for v in get_all("folder") if v),
-                   per=per if per in PER_PAGE else DEFAULT_PER, page=page if page and page > 0 else 1,
-                   open=_int(one("open")), qe=qe if qe is not None and 0 <= qe <= MAX_QE else DEFAULT_QE,
-                   rotations=(one("rot") or "").strip().lower() in ("1", "true", "yes", "on"))
+        return cls(
+            query=query,
+            threshold=min(1.0, max(0.0, round(threshold, 2))) if threshold is not None else 0.0,
+            labels=tuple(v for v in get_all("label") if v),
+            roots=tuple(v for v in get_all("folder") if v),
+            per=per if per in PER_PAGE else DEFAULT_PER,
+            page=page if page and page > 0 else 1,
+            open=_int(one("open")),
+            qe=qe if qe is not None and 0 <= qe <= MAX_QE else DEFAULT_QE,
+            rotations=(one("rot") or "").strip().lower() in ("1", "true", "yes", "on"),
+        )
 
     def normal(self) -> "View":
         """The view as it reads back from its own URL (rounded threshold, known page size)."""
         params = self.params()
-        return View.from_params(lambda k: [params[k]] if isinstance(params.get(k), str) else list(params.get(k, [])))
+        return View.from_params(
+            lambda k: [params[k]] if isinstance(params.get(k), str) else list(params.get(k, []))
+        )
 
     def same_search(self, other: "View") -> bool:
         """The same query and filters (page and open result aside)."""

@@ -1,4 +1,5 @@
 """Index: what the index holds, the files it could not read, and indexing a folder with progress."""
+
 import time
 
 import streamlit as st
@@ -20,19 +21,33 @@ if svc is not None:
         c[1].metric("Files with errors", f"{info['errors']:,}")
         c[2].metric("Size on disk", human_bytes(info["size_on_disk"]))
         updated = info["updated_at"]
-        c[3].metric("Last update", time.strftime("%Y-%m-%d %H:%M", time.localtime(updated)) if updated else "never")
+        c[3].metric(
+            "Last update", time.strftime("%Y-%m-%d %H:%M", time.localtime(updated)) if updated else "never"
+        )
         off = info["offline"]  # folders that could not be listed: "offline since ..." (entries kept)
         folders = [f"{r} ({off[r]})" if r in off else r for r in info["roots"]]
         folders += [f"{f} ({why})" for f, why in off.items() if f not in info["roots"]]
-        st.table({"": ["Folder", "Model", "Engine", "Vector index", "Classes", "Indexed folders"],
-                  "value": [info["directory"], info["model"], info["engine"], info["index_type"],
-                            str(info["classes"]) if info["classes"] else "none (no classifier)",
-                            "\n".join(folders) or "-"]})
+        st.table(
+            {
+                "": ["Folder", "Model", "Engine", "Vector index", "Classes", "Indexed folders"],
+                "value": [
+                    info["directory"],
+                    info["model"],
+                    info["engine"],
+                    info["index_type"],
+                    str(info["classes"]) if info["classes"] else "none (no classifier)",
+                    "\n".join(folders) or "-",
+                ],
+            }
+        )
         st.markdown("#### Files that could not be indexed")
         errors = svc.errors()
         if errors:
-            st.dataframe({"path": [e.path for e in errors], "reason": [e.reason for e in errors]},
-                         width="stretch", hide_index=True)
+            st.dataframe(
+                {"path": [e.path for e in errors], "reason": [e.reason for e in errors]},
+                width="stretch",
+                hide_index=True,
+            )
         else:
             st.caption("None.")
 
@@ -56,8 +71,14 @@ def follow_indexing() -> None:
         if job.cancelling:
             text = "stopping (the index keeps its last commit)..."
         else:
-            text = (f"{'calibrating the INT8 model' if job.stage == 'calibrating' else 'indexing'}: "
-                    f"{job.done:,} / {job.total:,} images") if job.total else "scanning the folder..."
+            text = (
+                (
+                    f"{'calibrating the INT8 model' if job.stage == 'calibrating' else 'indexing'}: "
+                    f"{job.done:,} / {job.total:,} images"
+                )
+                if job.total
+                else "scanning the folder..."
+            )
         st.progress(fraction, text=text)
         st.caption(f"Indexing {', '.join(job.folders) or 'every indexed folder'}.")
         return
@@ -70,14 +91,19 @@ def follow_indexing() -> None:
 
 
 if cfg.read_only:
-    st.caption("This UI was started read-only: index from the command line (`vgg-retrieval index FOLDER "
-               "--index DIR`).")
+    st.caption(
+        "This UI was started read-only: index from the command line (`vgg-retrieval index FOLDER "
+        "--index DIR`)."
+    )
 elif cfg.index_dir is not None:
     if indexing_job(cfg.index_dir) is not None:
         follow_indexing()
         st.stop()
-    folder = st.text_input("Folder to add or update (empty: update every indexed folder)", key="index_folder",
-                           placeholder="/photos")
+    folder = st.text_input(
+        "Folder to add or update (empty: update every indexed folder)",
+        key="index_folder",
+        placeholder="/photos",
+    )
     if st.button("Start indexing", key="index_start", type="primary"):
         with guard():
             if folder.strip():

@@ -2,6 +2,7 @@
 
 The view (query, filters, page, open result) lives in the URL (``ui.logic.urlstate``): a link reopens it,
 and each change is one browser history entry, so Back returns to the previous view."""
+
 import time
 
 import streamlit as st
@@ -57,11 +58,16 @@ def _to_page(n: int) -> None:
 def _capture_filter(known_cameras) -> CaptureFilter:
     """The sidebar's capture filters: a date range and cameras (from the photos' EXIF)."""
     with st.expander("Capture date and camera"):
-        days = st.date_input("Captured between", value=(), key="captured", on_change=_reset_view,
-                             help="The EXIF capture date; photos without one are left out while a "
-                                  "range is set.")
-        cameras = st.multiselect("Cameras", known_cameras, key="cameras", placeholder="all cameras",
-                                 on_change=_reset_view)
+        days = st.date_input(
+            "Captured between",
+            value=(),
+            key="captured",
+            on_change=_reset_view,
+            help="The EXIF capture date; photos without one are left out while a range is set.",
+        )
+        cameras = st.multiselect(
+            "Cameras", known_cameras, key="cameras", placeholder="all cameras", on_change=_reset_view
+        )
     days = list(days) if isinstance(days, (list, tuple)) else [days]
     first = days[0].isoformat() if days else None
     last = days[1].isoformat() if len(days) > 1 else first
@@ -72,8 +78,17 @@ def view_now() -> View:
     """The view the page shows now, as its URL would say it."""
     kind, ref = ss.q_src or (None, None)
     query = {"similar": ("id", str(ref)), "path": ("path", ref), "text": ("text", ref)}.get(kind)
-    return View(query, float(ss.threshold), tuple(ss.get("labels") or ()), tuple(ss.get("roots") or ()),
-                int(ss.page_size), int(ss.page), ss[OPEN], int(ss.qe), bool(ss.rotations)).normal()
+    return View(
+        query,
+        float(ss.threshold),
+        tuple(ss.get("labels") or ()),
+        tuple(ss.get("roots") or ()),
+        int(ss.page_size),
+        int(ss.page),
+        ss[OPEN],
+        int(ss.qe),
+        bool(ss.rotations),
+    ).normal()
 
 
 def adopt(view: View, known_labels, known_roots) -> None:
@@ -120,39 +135,64 @@ if url != ss.get("url_view"):
 
 with st.sidebar:
     st.markdown("### Filters")
-    threshold = st.slider("Minimum similarity", 0.0, 1.0, step=0.01, key="threshold", on_change=_reset_view,
-                          help="Cosine similarity of the descriptors; 1.0 is the same picture.")
-    labels = st.multiselect("Folder labels", known_labels, key="labels", placeholder="all labels",
-                            on_change=_reset_view)
+    threshold = st.slider(
+        "Minimum similarity",
+        0.0,
+        1.0,
+        step=0.01,
+        key="threshold",
+        on_change=_reset_view,
+        help="Cosine similarity of the descriptors; 1.0 is the same picture.",
+    )
+    labels = st.multiselect(
+        "Folder labels", known_labels, key="labels", placeholder="all labels", on_change=_reset_view
+    )
     roots = []
     if len(known_roots) > 1:
-        roots = st.multiselect("Indexed folders", known_roots, key="roots", placeholder="all folders",
-                               on_change=_reset_view)
+        roots = st.multiselect(
+            "Indexed folders", known_roots, key="roots", placeholder="all folders", on_change=_reset_view
+        )
     capture = _capture_filter(known_cameras)
     with st.expander("Search options"):
         per = st.selectbox("Results per page", PER_PAGE, key="page_size", on_change=_reset_view)
         thumbs = st.segmented_control("Thumbnail size", list(THUMBS), key="thumbs") or "medium"
-        qe = st.number_input("Query expansion (K)", 0, MAX_QE, step=1, key="qe", on_change=_reset_view,
-                             help="Search again with the query blended with its K best hits (weighted by "
-                                  "their similarity): finds more views of the same place or object. 0: off. "
-                                  "As `vgg-retrieval search --qe K`; searches by words do not use it.")
-        rotations = st.checkbox("Also search rotated (90/180/270)", key="rotations", on_change=_reset_view,
-                                help="For photos stored sideways or upside down (no EXIF orientation): each "
-                                     "image keeps its best score over the query and its three turns. As "
-                                     "`vgg-retrieval search --rotations`.")
+        qe = st.number_input(
+            "Query expansion (K)",
+            0,
+            MAX_QE,
+            step=1,
+            key="qe",
+            on_change=_reset_view,
+            help="Search again with the query blended with its K best hits (weighted by "
+            "their similarity): finds more views of the same place or object. 0: off. "
+            "As `vgg-retrieval search --qe K`; searches by words do not use it.",
+        )
+        rotations = st.checkbox(
+            "Also search rotated (90/180/270)",
+            key="rotations",
+            on_change=_reset_view,
+            help="For photos stored sideways or upside down (no EXIF orientation): each "
+            "image keeps its best score over the query and its three turns. As "
+            "`vgg-retrieval search --rotations`.",
+        )
 
 c_up, c_path = st.columns(2)
 with c_up:
     upload = C.image_uploader("Upload an image", "upload", cfg)
 with c_path:
-    path_text = st.text_input("...or paste the path of an indexed image", key="path",
-                              placeholder="/photos/2023/img_0042.jpg")
+    path_text = st.text_input(
+        "...or paste the path of an indexed image", key="path", placeholder="/photos/2023/img_0042.jpg"
+    )
 words = ""
 with guard():
     if svc.has_text_search():  # INDEX/text exists: vgg-retrieval text-train was run
-        words = st.text_input("Search by words", key="words", placeholder="a red flower",
-                              help="Photos that match a description (learnt from folder names, file names "
-                                   "and caption files by vgg-retrieval text-train).")
+        words = st.text_input(
+            "Search by words",
+            key="words",
+            placeholder="a red flower",
+            help="Photos that match a description (learnt from folder names, file names "
+            "and caption files by vgg-retrieval text-train).",
+        )
 
 # whichever input changed last is the query
 up_id = upload.file_id if upload is not None else None
@@ -176,8 +216,10 @@ box = C.crop_box("crop")
 publish()
 
 if ss.q_src is None:
-    st.info(f"Upload an image or paste a path to search {svc.index.count:,} indexed images. "
-            f"Then **Similar** under any result searches with that one.")
+    st.info(
+        f"Upload an image or paste a path to search {svc.index.count:,} indexed images. "
+        f"Then **Similar** under any result searches with that one."
+    )
     st.stop()
 
 query = classification = ident = None
@@ -199,8 +241,11 @@ with guard():
             q = svc.query_from_row(row, box, cfg)
             ident = row_identity(row, box is not None)
         try:
-            cls = svc.classifications(q) if kind != "text" else [
-                ("Classification", None, "A search by words has no classification.")]
+            cls = (
+                svc.classifications(q)
+                if kind != "text"
+                else [("Classification", None, "A search by words has no classification.")]
+            )
         except Exception as e:  # classification must not hide the results
             cls = [("Classification", None, f"Classification failed: {message(e)}")]
         ss.queries = {key: (q, cls, ident)}  # keep only the current query
@@ -211,8 +256,19 @@ if query is None:
 
 pg = None
 with guard():
-    pg = page_of_results(svc, query, ident, ss.page, per, threshold=threshold, labels=labels, roots=roots,
-                         qe=int(qe), rotations=bool(rotations), capture=capture)
+    pg = page_of_results(
+        svc,
+        query,
+        ident,
+        ss.page,
+        per,
+        threshold=threshold,
+        labels=labels,
+        roots=roots,
+        qe=int(qe),
+        rotations=bool(rotations),
+        capture=capture,
+    )
 if pg is None:
     st.stop()
 
@@ -227,10 +283,19 @@ with st.container(key="query_panel"):
         if pg.own is not None:
             own = pg.own
             line = st.container(horizontal=True, vertical_alignment="center", gap="xsmall")
-            line.markdown(f"**This image** is in the index: {C.md(own.hit.where.rsplit('/', 1)[-1])}"
-                          + (f" ({own.copies_note})" if own.copies else ""), width="content")
-            line.button("Open", key=f"own_{own.hit.id}", on_click=_open, args=(own.hit.id,), type="tertiary",
-                        icon=":material/open_in_full:")
+            line.markdown(
+                f"**This image** is in the index: {C.md(own.hit.where.rsplit('/', 1)[-1])}"
+                + (f" ({own.copies_note})" if own.copies else ""),
+                width="content",
+            )
+            line.button(
+                "Open",
+                key=f"own_{own.hit.id}",
+                on_click=_open,
+                args=(own.hit.id,),
+                type="tertiary",
+                icon=":material/open_in_full:",
+            )
         timing_slot = st.empty()
     with c_cls:
         for section in classification:
@@ -239,12 +304,17 @@ with st.container(key="query_panel"):
 t_thumbs = time.perf_counter()
 with st.container(key="results"):
     if not pg.cards:
-        st.warning("No results: lower the minimum similarity or clear the label/folder filters."
-                   if pg.page == 1 else "No more results: go back a page.")
+        st.warning(
+            "No results: lower the minimum similarity or clear the label/folder filters."
+            if pg.page == 1
+            else "No more results: go back a page."
+        )
     else:
         first = (pg.page - 1) * per + 1
-        st.markdown(f"**Results {first}\u2013{first + len(pg.cards) - 1}**"
-                    + (" (more on the next page)" if pg.has_next else ""))
+        st.markdown(
+            f"**Results {first}\u2013{first + len(pg.cards) - 1}**"
+            + (" (more on the next page)" if pg.has_next else "")
+        )
     min_width, thumb_h = THUMBS.get(thumbs, THUMBS["medium"])
     C.grid_style("results_grid", thumb_h)
     with st.grid("auto", min_column_width=min_width, key="results_grid"):
@@ -255,18 +325,30 @@ with st.container(key="results"):
                 st.markdown(C.hit_caption(hit) + (f" · **{card.copies_note}**" if card.copies else ""))
                 b = st.container(horizontal=True, gap="xsmall")
                 b.button("Open", key=f"open_{hit.id}", on_click=_open, args=(hit.id,), width="stretch")
-                b.button("Similar", key=f"more_{hit.id}", on_click=_more_like, args=(hit.id,),
-                         width="stretch", help="More like this: search with this image")
+                b.button(
+                    "Similar",
+                    key=f"more_{hit.id}",
+                    on_click=_more_like,
+                    args=(hit.id,),
+                    width="stretch",
+                    help="More like this: search with this image",
+                )
     if pg.page > 1 or pg.has_next:
         nav = st.container(horizontal=True, vertical_alignment="center")
-        nav.button("Previous page", key="page_prev", on_click=_to_page, args=(pg.page - 1,), disabled=pg.page == 1)
+        nav.button(
+            "Previous page", key="page_prev", on_click=_to_page, args=(pg.page - 1,), disabled=pg.page == 1
+        )
         nav.markdown(f"Page {pg.page}")
-        nav.button("Next page", key="page_next", on_click=_to_page, args=(pg.page + 1,), disabled=not pg.has_next)
+        nav.button(
+            "Next page", key="page_next", on_click=_to_page, args=(pg.page + 1,), disabled=not pg.has_next
+        )
 t_thumbs = time.perf_counter() - t_thumbs
 
 t = dict(query.timings, search=pg.seconds, thumbnails=t_thumbs)
 parts = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in t.items())
-timing_slot.caption(f"Query time {sum(t.values()) * 1000:.0f} ms ({parts}); looked at {pg.fetched} neighbours")
+timing_slot.caption(
+    f"Query time {sum(t.values()) * 1000:.0f} ms ({parts}); looked at {pg.fetched} neighbours"
+)
 
 if ss[OPEN] is not None:
     shown = ([pg.own] if pg.own is not None else []) + pg.cards

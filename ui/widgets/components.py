@@ -1,4 +1,5 @@
 """Streamlit building blocks shared by the pages."""
+
 from __future__ import annotations
 
 import os
@@ -15,10 +16,14 @@ def image_uploader(label: str, key: str, settings: Settings):
     ``read_upload`` and its refusal is a message in the page (Streamlit's own refusal is a small
     tooltip in the drop zone, easy to miss); the limit is said in the label."""
     mb = settings.max_upload_bytes / (1024 * 1024)
-    return st.file_uploader(f"{label} (at most {mb:g} MB)", type=UPLOAD_TYPES, key=key,
-                            max_upload_size=receive_mb(mb),
-                            help=f"JPEG, PNG, WebP, GIF, BMP or TIFF; at most {mb:g} MB and "
-                                 f"{settings.max_pixels / 1e6:.0f} megapixels. Kept in memory only.")
+    return st.file_uploader(
+        f"{label} (at most {mb:g} MB)",
+        type=UPLOAD_TYPES,
+        key=key,
+        max_upload_size=receive_mb(mb),
+        help=f"JPEG, PNG, WebP, GIF, BMP or TIFF; at most {mb:g} MB and "
+        f"{settings.max_pixels / 1e6:.0f} megapixels. Kept in memory only.",
+    )
 
 
 def crop_box(key: str) -> tuple[float, float, float, float] | None:
@@ -44,8 +49,9 @@ def hit_caption(hit) -> str:
     dims = f"{hit.width}x{hit.height}" if hit.width else "?"
     c = getattr(hit, "capture", None)
     shot = " · ".join(md(x) for x in ((c.captured or "")[:10], c.camera or "") if x) if c is not None else ""
-    return (f"**{hit.score:.3f}** · {name}  \n{md(hit.label or '-')} · {dims} · {human_bytes(hit.size)}"
-            + (f"  \n{shot}" if shot else ""))
+    return f"**{hit.score:.3f}** · {name}  \n{md(hit.label or '-')} · {dims} · {human_bytes(hit.size)}" + (
+        f"  \n{shot}" if shot else ""
+    )
 
 
 def thumbnail(svc: Service, image_id: int, px: int | None = None, caption: str | None = None) -> None:
@@ -79,8 +85,10 @@ def page_style() -> None:
 
 def grid_style(key: str, thumb_px: int) -> None:
     """Thumbnails of the grid ``key`` in cells of one height, the whole picture shown (contain, not cover)."""
-    st.html(f"<style>.st-key-{key} [data-testid=\"stImage\"] img {{ height: {int(thumb_px)}px; "
-            f"width: 100%; object-fit: contain; }}</style>")
+    st.html(
+        f'<style>.st-key-{key} [data-testid="stImage"] img {{ height: {int(thumb_px)}px; '
+        f"width: 100%; object-fit: contain; }}</style>"
+    )
 
 
 def classification(title: str, top: list[tuple[str, float]] | None, note: str) -> None:

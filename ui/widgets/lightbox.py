@@ -4,6 +4,7 @@ original file to download and its details.
 
 The original is read only for a row of the index, through ``Index.indexed_file`` (which refuses a
 path outside the index's folders): never a path from the URL or the user."""
+
 from __future__ import annotations
 
 import mimetypes
@@ -21,8 +22,12 @@ from .state import guard
 LIGHTBOX_PX = 1280
 OPEN = "open_id"  # session state: the id of the result in the lightbox, or None
 VIDEO_PLAY_MAX_BYTES = 512 * 1024 * 1024  # st.video sends the whole file to the browser
-_VIDEO_MIME = {".webm": "video/webm", ".mkv": "video/x-matroska", ".mov": "video/quicktime",
-               ".avi": "video/x-msvideo"}
+_VIDEO_MIME = {
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".mov": "video/quicktime",
+    ".avi": "video/x-msvideo",
+}
 
 
 def _dismissed() -> None:
@@ -51,11 +56,25 @@ def _body(svc, order: list[int], cards: dict, on_similar, on_change) -> None:
     nav = st.container(horizontal=True, vertical_alignment="center", key="lb_nav")
     prev_id = order[pos - 1] if pos else None
     next_id = order[pos + 1] if pos is not None and pos + 1 < len(order) else None
-    nav.button("Previous", key="lb_prev", icon=":material/chevron_left:", disabled=prev_id is None,
-               on_click=_move, args=(prev_id,), shortcut="Left")
+    nav.button(
+        "Previous",
+        key="lb_prev",
+        icon=":material/chevron_left:",
+        disabled=prev_id is None,
+        on_click=_move,
+        args=(prev_id,),
+        shortcut="Left",
+    )
     nav.markdown(f"**{pos + 1} / {len(order)}**" if pos is not None else "")
-    nav.button("Next", key="lb_next", icon=":material/chevron_right:", disabled=next_id is None,
-               on_click=_move, args=(next_id,), shortcut="Right")
+    nav.button(
+        "Next",
+        key="lb_next",
+        icon=":material/chevron_right:",
+        disabled=next_id is None,
+        on_click=_move,
+        args=(next_id,),
+        shortcut="Right",
+    )
     data = svc.thumbnail(row.id, LIGHTBOX_PX)
     if data is None:
         st.warning("cannot show this image (missing or unreadable now)")
@@ -64,18 +83,29 @@ def _body(svc, order: list[int], cards: dict, on_similar, on_change) -> None:
             st.image(data, width="stretch")
     card = cards.get(image_id)
     score = f"similarity **{card.hit.score:.4f}** · " if card is not None else ""
-    st.markdown(f"### {C.md(os.path.basename(row.path))}\n{score}{row.width} x {row.height} · "
-                f"{human_bytes(row.size)} · {C.md(row.label or '-')}")
+    st.markdown(
+        f"### {C.md(os.path.basename(row.path))}\n{score}{row.width} x {row.height} · "
+        f"{human_bytes(row.size)} · {C.md(row.label or '-')}"
+    )
     actions = st.container(horizontal=True)
     if getattr(row, "source", None) is None:
         path = svc.index.indexed_file(row.id)  # inside the index's folders, or refused
-        actions.download_button("Download original", data=lambda: path.read_bytes(),
-                                file_name=os.path.basename(row.path), key="lb_download",
-                                mime=mimetypes.guess_type(row.path)[0] or "application/octet-stream",
-                                icon=":material/download:", on_click="ignore",
-                                help=f"The full-size file ({human_bytes(row.size)}) as it is on disk")
-    if actions.button("Similar", key="lb_similar", icon=":material/image_search:",
-                      help="More like this: search with this image"):
+        actions.download_button(
+            "Download original",
+            data=lambda: path.read_bytes(),
+            file_name=os.path.basename(row.path),
+            key="lb_download",
+            mime=mimetypes.guess_type(row.path)[0] or "application/octet-stream",
+            icon=":material/download:",
+            on_click="ignore",
+            help=f"The full-size file ({human_bytes(row.size)}) as it is on disk",
+        )
+    if actions.button(
+        "Similar",
+        key="lb_similar",
+        icon=":material/image_search:",
+        help="More like this: search with this image",
+    ):
         on_similar(row.id)
         st.rerun()
     if card is not None and card.copies:
@@ -85,9 +115,13 @@ def _body(svc, order: list[int], cards: dict, on_similar, on_change) -> None:
         st.code(row.path, language=None)
     play_moment(svc, row)
     with st.expander("Details"):
-        meta = {"format": row.format, "sha256": row.sha256, "id": str(row.id),
-                "modified": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.mtime_ns / 1e9)),
-                "indexed": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.indexed_at))}
+        meta = {
+            "format": row.format,
+            "sha256": row.sha256,
+            "id": str(row.id),
+            "modified": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.mtime_ns / 1e9)),
+            "indexed": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.indexed_at)),
+        }
         st.table({"field": list(meta), "value": list(meta.values())})
 
 
@@ -101,4 +135,6 @@ def play_moment(svc, row) -> None:
     if path.stat().st_size > VIDEO_PLAY_MAX_BYTES:
         st.caption("Too large to play in the page: open the file at that time in a video player.")
         return
-    st.video(str(path), format=_VIDEO_MIME.get(path.suffix.lower(), "video/mp4"), start_time=float(row.time_s or 0))
+    st.video(
+        str(path), format=_VIDEO_MIME.get(path.suffix.lower(), "video/mp4"), start_time=float(row.time_s or 0)
+    )

@@ -1,4 +1,5 @@
 """Process-wide resources (loaded once per process with st.cache_resource) and the page guard."""
+
 from __future__ import annotations
 
 import threading
