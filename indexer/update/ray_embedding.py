@@ -12,6 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
+from indexer.reports import Capture
 from retrieval.engines import load_embedder, ray_engine_names
 from retrieval.engines.export import IR_FILE, ONNX_FILE, SIDECAR
 from retrieval.errors import UserError
@@ -164,6 +165,8 @@ def _extra(d: Decoded) -> str:
     import json
 
     extra = {f.name: getattr(d, f.name) for f in dataclasses.fields(d) if f.name not in _BASE_FIELDS}
+    if extra.get("capture") is not None:  # a dataclass: its fields, made one again by _rows_of
+        extra["capture"] = dataclasses.asdict(extra["capture"])
     return json.dumps(extra, default=str) if extra else ""
 
 
@@ -307,7 +310,7 @@ def _rows_of(batch: dict) -> Iterator[tuple[Decoded, np.ndarray | None]]:
         extra = str(batch["extra"][i])
         if extra:
             for k, v in json.loads(extra).items():
-                setattr(d, k, v)
+                setattr(d, k, Capture(**v) if k == "capture" and v is not None else v)
         yield d, (None if problem else vectors[i].copy())
 
 
