@@ -37,12 +37,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import capture as capture_evidence
+from .align import REPROJ_PX, detail_outside, fits, hull_share, pixel_agreement
+from .copytests import MAX_EXTRA, extra_detail, local_agreement, mid_image, residual, spill
+
 FEATURES = 1000
 MAX_SIDE = 512
 MIN_SIDE = 256
 PIXEL_SIDE = 128
 RATIO = 0.8
-REPROJ_PX = 8.0
 # the rule (chosen in benchmarks/dedup_eval.py; docs/dedup.md)
 MIN_KEYPOINTS = 12        # agreeing matches needed before the pixels are compared at all
 MIN_PIXEL = 0.50          # band-pass correlation of the aligned images: a copy
@@ -56,6 +59,14 @@ SIMILAR_KEYPOINTS = 20    # a pair that fails the pixel test but has this many a
 FRAME_PIXEL = 0.80
 FRAME_CELLS = 0.60
 FRAME_ASPECT = 0.03       # aspect ratios (after the turn) equal within this share
+# the copy tests (copytests; measured in benchmarks/dedup_eval.py, margins in docs/dedup.md): a pair
+# that passes the scene test above is a copy only when it passes all three
+MAX_RESIDUAL = 0.004      # median keypoint error under one homography, share of the long side,
+MAX_RESIDUAL_PX = 0.6     # or in pixels of the smaller file
+MIN_LOCAL = 0.90          # share of textured cells agreeing at the compare resolution
+MIN_WEAKEST = 0.6         # the 20% quantile of the cells' correlations
+COPY_OUTSIDE = 0.015      # copytests.spill: one picture shows nothing the other lacks (a re-take framed a
+                          # little differently shows a strip on both sides)
 
 
 @dataclass(frozen=True)
@@ -72,24 +83,51 @@ class Evidence:
     mirrored: bool = False
     frame: bool = False    # aligned frame to frame (too few keypoints), not by keypoints
     outside: float = 1.0   # the smaller of the two images' shares of detail lying outside the other
+    residual: float = 1.0  # copytests.residual: median keypoint error of one homography, share of the side
+    residual_px: float = 9.0  # the same in pixels of the smaller file (a thumbnail's keypoints sit less exactly)
+    local: float = 0.0     # copytests: share of textured cells agreeing at the compare resolution
+    weakest: float = 0.0   # copytests: the low quantile of those cells' correlations
+    capture: str | None = None  # capture.compare of the two files' EXIF: "same", "differs" or None
+    drift: float = 0.0     # copytests.drift: the agreeing cells' shifts off one affine map, share of the side
+    spill: float = 1.0     # copytests.spill: outside at the compare resolution, narrow margin
+    extra: float = 0.0     # copytests.extra_detail: the narrower picture's fine detail over the wider's
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        for k in ("cover", "pixel", "cells", "overlap", "rotation", "scale", "outside"):
+        for k in ("cover", "pixel", "cells", "overlap", "rotation", "scale", "outside", "local", "weakest", "extra", "spill"):
             d[k] = round(float(d[k]), 3)
+        d["residual"], d["drift"] = round(float(d["residual"]), 5), round(float(d["drift"]), 5)
+        d["residual_px"] = round(float(d["residual_px"]), 3)
         return d
 
 
+def scene(ev: Evidence, min_keypoints: int = MIN_KEYPOINTS) -> bool:
+    """The scene test: the two pictures align and agree at PIXEL_SIDE px (a copy, or another shot
+    of one scene - bursts, re-takes and distant or flat scenes pass it too)."""
+    if ev.frame:
+        return ev.pixel >= FRAME_PIXEL and ev.cells >= FRAME_CELLS
+    return (ev.inliers >= min_keypoints and ev.pixel >= MIN_PIXEL and ev.cells >= MIN_CELLS
+            and ev.outside <= MAX_OUTSIDE)
+
+
+def copy_proven(ev: Evidence) -> bool:
+    """The copy tests (``copytests``): one homography fits the keypoints to a fraction of a pixel
+    (not checked frame to frame) and the aligned pictures agree everywhere at the finer scale."""
+    return ((ev.frame or ev.residual <= MAX_RESIDUAL or ev.residual_px <= MAX_RESIDUAL_PX) and ev.spill <= COPY_OUTSIDE and ev.local >= MIN_LOCAL
+            and ev.weakest >= MIN_WEAKEST and ev.extra <= MAX_EXTRA)
+
+
 def classify(ev: Evidence | None, min_keypoints: int = MIN_KEYPOINTS) -> str | None:
-    """"duplicate", "similar" or None for a pair's evidence (see the module doc)."""
+    """"duplicate", "similar" or None for a pair's evidence (see the module doc): a duplicate
+    passes the scene test and is proven a copy, by its EXIF (same capture) or by the copy tests,
+    and its EXIF does not say it is another capture; the rest of the scene's pairs are similar."""
     if ev is None:
         return None
-    if ev.frame:
-        return "duplicate" if ev.pixel >= FRAME_PIXEL and ev.cells >= FRAME_CELLS else None
-    if (ev.inliers >= min_keypoints and ev.pixel >= MIN_PIXEL and ev.cells >= MIN_CELLS
-            and ev.outside <= MAX_OUTSIDE):
+    same_scene = scene(ev, min_keypoints)
+    if same_scene and ev.capture != capture_evidence.DIFFERS and (
+            ev.capture == capture_evidence.SAME or copy_proven(ev)):
         return "duplicate"
-    if ev.inliers >= SIMILAR_KEYPOINTS and ev.cover >= MIN_COVER:
+    if same_scene or (not ev.frame and ev.inliers >= SIMILAR_KEYPOINTS and ev.cover >= MIN_COVER):
         return "similar"
     return None
 
@@ -117,6 +155,11 @@ class Features:
     descriptors: np.ndarray  # [n, 32] uint8 ORB descriptors
     size: tuple[int, int]    # (width, height) of the ORB image
     small: np.ndarray        # grey float32 image at most PIXEL_SIDE px a side (same orientation)
+    mid: np.ndarray = None   # grey float32 image at the copy tests' resolution (copytests.mid_image)
+    capture: object = None   # capture.Capture of the file's EXIF, or None
+    native: tuple = None     # the file's own (width, height)
+    path: str = None
+    mirrored: bool = False
 
 
 def _cv2():
@@ -132,18 +175,24 @@ def _cv2():
 def grey_image(path: str, max_side: int = MAX_SIDE, min_side: int = 0) -> np.ndarray:
     """The image at ``path`` as grey uint8, at most ``max_side`` px per side (EXIF-rotated); an
     image whose long side is under ``min_side`` is enlarged to it."""
+    return read_grey(path, max_side, min_side)[0]
+
+
+def read_grey(path: str, max_side: int = MAX_SIDE, min_side: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
+    """(``grey_image``, the file's own (width, height) after its EXIF rotation)."""
     from PIL import Image
 
     from retrieval.preprocess import open_image
 
     im = open_image(path, draft_size=max_side)
+    native = tuple(im.info.get("vgg_retrieval_full_size") or im.size)
     long_side = max(im.size)
     target = max_side if long_side > max_side else (min_side if long_side < min_side else long_side)
     if target != long_side:
         scale = target / long_side
         im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
                        Image.BICUBIC if scale > 1 else Image.BILINEAR, reducing_gap=None if scale > 1 else 2.0)
-    return np.asarray(im.convert("L"))
+    return np.asarray(im.convert("L")), native
 
 
 class Verifier:
@@ -175,7 +224,7 @@ class Verifier:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         try:
-            grey = grey_image(path, self.max_side, MIN_SIDE)
+            grey, native = read_grey(path, self.max_side, MIN_SIDE)
         except Exception:  # noqa: BLE001 - vanished, changed into garbage...: it just verifies nothing
             with self._lock:
                 self.unreadable.add(path)
@@ -189,7 +238,8 @@ class Verifier:
             small = self.cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))),
                                     interpolation=self.cv2.INTER_AREA).astype(np.float32)
             ft = Features(np.float32([p.pt for p in points]).reshape(-1, 2),
-                          desc if desc is not None else np.zeros((0, 32), np.uint8), (w, h), small)
+                          desc if desc is not None else np.zeros((0, 32), np.uint8), (w, h), small,
+                          mid_image(self.cv2, grey, native), capture_evidence.read_capture(path), native, path, mirrored)
         with self._lock:
             self._cache[key] = ft
             while len(self._cache) > self.cache_size:
@@ -210,25 +260,50 @@ class Verifier:
             return self._frame_to_frame(a, b, Evidence(matches=len(good), mirrored=mirrored))
         src = a.points[[m.queryIdx for m in good]]
         dst = b.points[[m.trainIdx for m in good]]
-        fits = _fits(cv2, src, dst)
-        if not fits:
+        fits_found = fits(cv2, src, dst)
+        if not fits_found:
             return self._frame_to_frame(a, b, Evidence(matches=len(good), mirrored=mirrored))
         # the counted transform: the similarity or affine most matches agree on (a homography's 8
         # degrees of freedom find more chance agreement; it only competes on the pixels below)
-        t, inl = max(fits[:-1] if len(fits) > 1 and fits[-1][2] else fits, key=lambda f: int(f[1].sum()))[:2]
+        t, inl = max(fits_found[:-1] if len(fits_found) > 1 and fits_found[-1][2] else fits_found,
+                     key=lambda f: int(f[1].sum()))[:2]
         n = int(inl.sum())
         scale = float(np.sqrt(abs(np.linalg.det(t[:2, :2]))))
         rotation = float(np.degrees(np.arctan2(t[1, 0], t[0, 0])) % 360)
-        cover = min(_hull_share(src[inl], a.size), _hull_share(dst[inl], b.size))
+        cover = min(hull_share(src[inl], a.size), hull_share(dst[inl], b.size))
         base = dict(inliers=n, matches=len(good), cover=cover, rotation=rotation, scale=scale, mirrored=mirrored)
         if n < min(self.min_keypoints, MIN_KEYPOINTS):  # too few to align by
             return self._frame_to_frame(a, b, Evidence(**base))
         # the pixels, aligned by each plausible transform (a squashed or keystoned copy needs the
         # affine or the homography): the best agreement counts
-        (pixel, cells, overlap), t = max(((_pixel_agreement(cv2, a, b, f[0]), f[0]) for f in fits),
+        (pixel, cells, overlap), t = max(((pixel_agreement(cv2, a, b, f[0]), f[0]) for f in fits_found),
                                          key=lambda r: (r[0][0], r[0][1]))
-        outside = min(_detail_outside(cv2, a, b, t), _detail_outside(cv2, b, a, np.linalg.inv(t)))
-        return Evidence(pixel=pixel, cells=cells, overlap=overlap, outside=outside, **base)
+        sides = (detail_outside(cv2, a, b, t), detail_outside(cv2, b, a, np.linalg.inv(t)))
+        ev = Evidence(pixel=pixel, cells=cells, overlap=overlap, outside=min(sides), **base)
+        return self._copy_tests(a, b, t, ev, src[inl], dst[inl], sides)
+
+    def _copy_tests(self, a: Features, b: Features, t: np.ndarray, ev: Evidence, src=None, dst=None,
+                    sides=(0.0, 0.0)) -> Evidence:
+        """``ev`` with the copy tests' measures (``copytests``), for a pair that passes the scene test."""
+        from dataclasses import replace
+
+        if not scene(ev, self.min_keypoints) or a.mid is None or b.mid is None:
+            return ev
+        local, weakest, drifted = local_agreement(self.cv2, a, b, t)
+        res = residual(self.cv2, src, dst, max(b.size)) if src is not None else ev.residual
+        res_px = res * min(max(a.native or a.size), max(b.native or b.size))
+        extra = extra_detail(self.cv2, a, b, t, sides, read=self._read_flipped(a, b))
+        return replace(ev, local=local, weakest=weakest, residual=res, residual_px=res_px, extra=extra, drift=drifted,
+                       spill=spill(self.cv2, a, b, t))
+
+    def _read_flipped(self, a: Features, b: Features):
+        """``read_grey`` for the copy tests, mirrored like the Features of that path in this pair."""
+        flipped = {f.path: bool(f.mirrored) for f in (a, b)}
+
+        def read(path, side):
+            grey, native = read_grey(path, side)
+            return (np.ascontiguousarray(grey[:, ::-1]) if flipped.get(path) else grey), native
+        return read
 
     def _frame_to_frame(self, a: Features, b: Features, ev: Evidence) -> Evidence:
         """``ev`` with the pixels compared frame to frame when the two pictures have the same
@@ -245,20 +320,25 @@ class Verifier:
         best = None
         for t in turns:
             t = np.vstack([np.array(t, np.float64), [0, 0, 1]])
-            found = _pixel_agreement(self.cv2, a, b, t)
+            found = pixel_agreement(self.cv2, a, b, t)
             if best is None or found[0] > best[0][0]:
                 best = (found, t)
         (pixel, cells, overlap), t = best
-        return replace(ev, frame=True, pixel=pixel, cells=cells, overlap=overlap, outside=0.0,
-                       rotation=float(np.degrees(np.arctan2(t[1, 0], t[0, 0])) % 360),
-                       scale=float(np.sqrt(abs(np.linalg.det(t[:2, :2])))))
+        ev = replace(ev, frame=True, pixel=pixel, cells=cells, overlap=overlap, outside=0.0,
+                     rotation=float(np.degrees(np.arctan2(t[1, 0], t[0, 0])) % 360),
+                     scale=float(np.sqrt(abs(np.linalg.det(t[:2, :2])))))
+        return self._copy_tests(a, b, t, ev)
 
     def compare(self, path_a: str, path_b: str, mirror: bool = True) -> Evidence:
         """The evidence for two files: direct, or (``mirror``) mirrored when that agrees better."""
-        a = self.features_of(path_a)
-        ev = self.evidence(a, self.features_of(path_b))
-        if mirror and classify(ev, self.min_keypoints) != "duplicate" and a is not None:  # a mirrored copy?
-            mirrored = self.evidence(a, self.features_of(path_b, mirrored=True), mirrored=True)
+        from dataclasses import replace
+
+        a, b = self.features_of(path_a), self.features_of(path_b)
+        cap = capture_evidence.compare(a.capture, b.capture) if a is not None and b is not None else None
+        ev = replace(self.evidence(a, b), capture=cap)
+        if mirror and classify(ev, self.min_keypoints) != "duplicate" and a is not None and \
+                cap != capture_evidence.DIFFERS:  # a mirrored copy?
+            mirrored = replace(self.evidence(a, self.features_of(path_b, mirrored=True), mirrored=True), capture=cap)
             if classify(mirrored, self.min_keypoints) == "duplicate" or (
                     classify(ev, self.min_keypoints) is None and mirrored.inliers > ev.inliers):
                 ev = mirrored
@@ -285,115 +365,3 @@ class Verifier:
                 if progress and (done % step == 0 or done == len(pairs)):
                     progress(done, len(pairs))
         return out
-
-
-def _hull_share(points: np.ndarray, size: tuple[int, int]) -> float:
-    """Area of the convex hull of ``points`` as a share of a ``size`` image."""
-    if len(points) < 3:
-        return 0.0
-    import cv2
-
-    hull = cv2.convexHull(points.astype(np.float32))
-    return float(cv2.contourArea(hull)) / float(size[0] * size[1])
-
-
-def _fits(cv2, src: np.ndarray, dst: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, bool]]:
-    """(3x3 transform, inlier mask, is a homography) of the transforms a copy could have that RANSAC finds between the
-    matched points: similarity, affine (bounded aspect change), homography (bounded perspective)."""
-    out = []
-    sim, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ_PX)
-    if sim is not None and mask is not None and abs(np.linalg.det(sim[:, :2])) > 1e-3:
-        out.append((np.vstack([sim, [0, 0, 1]]), mask.ravel().astype(bool), False))
-    aff, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ_PX)
-    if aff is not None and mask is not None and _moderate(aff):
-        out.append((np.vstack([aff, [0, 0, 1]]), mask.ravel().astype(bool), False))
-    if len(src) >= 8:
-        hom, mask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ_PX)
-        if hom is not None and mask is not None and _plausible(hom):
-            out.append((hom / hom[2, 2], mask.ravel().astype(bool), True))
-    return out
-
-
-def _moderate(aff: np.ndarray) -> bool:
-    """An affine map a copy could have: orientation kept, aspect changed by at most 2x."""
-    sv = np.linalg.svd(aff[:, :2], compute_uv=False)
-    return bool(np.linalg.det(aff[:, :2]) > 1e-3 and sv[1] > 0 and sv[0] / sv[1] <= 2.0)
-
-
-def _plausible(hom: np.ndarray) -> bool:
-    """A homography a copy could have: orientation kept, no extreme perspective."""
-    if abs(hom[2, 2]) < 1e-9:
-        return False
-    h = hom / hom[2, 2]
-    det = np.linalg.det(h[:2, :2])
-    return bool(det > 1e-4 and abs(h[2, 0]) < 2e-3 and abs(h[2, 1]) < 2e-3)
-
-
-def _detail_outside(cv2, a: Features, b: Features, t: np.ndarray) -> float:
-    """Share of a's detail (band-pass energy) lying clearly outside b's footprint in a's frame."""
-    ah, aw = a.small.shape
-    bh, bw = b.small.shape
-    sa = np.diag([aw / a.size[0], ah / a.size[1], 1.0])
-    sb = np.diag([bw / b.size[0], bh / b.size[1], 1.0])
-    m = sb @ t @ np.linalg.inv(sa)
-    inside = cv2.warpPerspective(np.ones_like(b.small), m, (aw, ah), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
-    margin = max(3, round(0.04 * max(ah, aw)))
-    inside = cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
-    energy = np.abs(_band(cv2, a.small))
-    energy[:2, :] = energy[-2:, :] = 0
-    energy[:, :2] = energy[:, -2:] = 0
-    total = float(energy.sum())
-    return float(energy[~inside].sum()) / total if total > 0 else 0.0
-
-
-def _clipped(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``x`` inside ``valid`` (0 elsewhere), clipped at 3 robust standard deviations: the step at a
-    border, frame or canvas edge must not outweigh the picture's own detail."""
-    x = np.where(valid, x, 0.0)
-    sigma = 1.4826 * float(np.median(np.abs(x[valid]))) if valid.any() else 0.0
-    return np.clip(x, -3 * sigma, 3 * sigma) if sigma > 0 else x
-
-
-def _band(cv2, img: np.ndarray) -> np.ndarray:
-    """Detail without layout: difference of Gaussians (sigma 0.7 and 2.5 px at PIXEL_SIDE)."""
-    return cv2.GaussianBlur(img, (0, 0), 0.7) - cv2.GaussianBlur(img, (0, 0), 2.5)
-
-
-def _pixel_agreement(cv2, a: Features, b: Features, t: np.ndarray, grid: int = 6) -> tuple[float, float, float]:
-    """(correlation, share of agreeing cells, overlap share) of ``a`` and ``b`` warped onto it.
-
-    ``t`` maps a's ORB-image coordinates to b's; both small images are scaled copies of those."""
-    ah, aw = a.small.shape
-    bh, bw = b.small.shape
-    sa = np.diag([aw / a.size[0], ah / a.size[1], 1.0])
-    sb = np.diag([bw / b.size[0], bh / b.size[1], 1.0])
-    m = sb @ t @ np.linalg.inv(sa)  # a-small -> b-small
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpPerspective(b.small, m, (aw, ah), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    valid = cv2.warpPerspective(np.ones_like(b.small), m, (aw, ah), flags=flags, borderValue=0)
-    valid = cv2.erode((valid > 0.99).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    overlap = float(valid.mean())
-    if valid.sum() < 64:
-        return 0.0, 0.0, overlap
-    x, y = _clipped(_band(cv2, a.small), valid), _clipped(_band(cv2, warped), valid)
-    # compared where both pictures have detail: a sky cell says nothing either way, and a cell
-    # where only one has detail (the edge of a border or frame one copy added, a caption over the
-    # other's sky) is not a disagreement about the picture
-    floor_x, floor_y = 0.05 * float((x * x)[valid].mean()), 0.05 * float((y * y)[valid].mean())
-    agree = textured = 0
-    sxy = sxx = syy = 0.0
-    for rows in np.array_split(np.arange(ah), grid):
-        for cols in np.array_split(np.arange(aw), grid):
-            cv = valid[np.ix_(rows, cols)]
-            if cv.mean() < 0.5:
-                continue
-            cx, cy = x[np.ix_(rows, cols)], y[np.ix_(rows, cols)]
-            ex, ey, n = float((cx * cx).sum()), float((cy * cy).sum()), max(1, int(cv.sum()))
-            if ex / n < floor_x or ey / n < floor_y:
-                continue
-            exy = float((cx * cy).sum())
-            textured += 1
-            agree += exy / np.sqrt(ex * ey) >= 0.5
-            sxy, sxx, syy = sxy + exy, sxx + ex, syy + ey
-    pixel = sxy / np.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
-    return float(pixel), (agree / textured if textured else 0.0), overlap
