@@ -26,12 +26,28 @@ OLD_FALSE_PAIRS = [("image00074.jpg", "image00075.jpg")]  # two shots of one can
 LOW_TEXTURE_PAIRS = [("image00057.jpg", "image00060.jpg"), ("image00038.jpg", "image00039.jpg")]
 
 
-def _perspective(im):
+def _quad(im):
     w, h = im.size
-    # output pixel -> input pixel: the picture's corners pulled in by ~8%
+    # output pixel -> input pixel: the picture's corners pulled in by ~8% - a *bilinear* map (PIL's QUAD),
+    # which no homography fits: since issue 24 a similar shot (the copy tests cannot prove it), not a duplicate
     return im.transform((w, h), Image.QUAD, (int(-0.08 * w), int(-0.06 * h), int(0.04 * w), int(1.08 * h),
                                               int(1.06 * w), int(1.02 * h), int(1.08 * w), int(-0.04 * h)),
                         Image.BICUBIC, fillcolor=(255, 255, 255))
+
+
+def _perspective(im):
+    """The same corners pulled in, as a projective map (a photo of a print, a keystone fix)."""
+    import numpy as np
+
+    w, h = im.size
+    outs = [(0, 0), (0, h), (w, h), (w, 0)]
+    ins = [(-0.08 * w, -0.06 * h), (0.04 * w, 1.08 * h), (1.06 * w, 1.02 * h), (1.08 * w, -0.04 * h)]
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(outs, ins):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    coeffs = np.linalg.solve(np.array(rows, float), np.array(rhs, float))
+    return im.transform((w, h), Image.PERSPECTIVE, tuple(coeffs), Image.BICUBIC, fillcolor=(255, 255, 255))
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +78,7 @@ def edited(module_tmp):
     copies["overlay"] = overlay
     for name, im in copies.items():
         im.save(d / f"dog_{name}.jpg", quality=40 if name == "small" else 85)
+    _quad(photo).save(d / "dog_quad.jpg", quality=85)
     others = ["dog02.jpg", "dog03.jpg", "cat01.jpg", "car01.jpg", "bird01.jpg"]
     for name in others:
         Image.open(PIX / name).convert("RGB").save(d / name, quality=90)
@@ -77,6 +94,15 @@ def test_every_edit_of_a_photo_is_a_duplicate(edited):
         assert min(abs(found[f"turn{turn}"].rotation - a) for a in (turn, 360 - turn)) < 3, found[f"turn{turn}"]
     assert found["mirror"].mirrored and not found["grey"].mirrored
     assert classify(v.compare(str(d / "dog_mirror.jpg"), str(d / "dog.jpg"))) == "duplicate"  # either way round
+
+
+def test_a_warp_no_homography_fits_is_left_to_review(edited):
+    """Changed in issue 24: the bilinear corner pull (PIL's QUAD) was a duplicate under the 128 px rule;
+    one homography cannot align it to a fraction of a pixel, so the copy tests cannot prove it and it
+    is a similar shot (review only) - the answer when the pixels cannot tell."""
+    d, _, _ = edited
+    ev = Verifier().compare(str(d / "dog.jpg"), str(d / "dog_quad.jpg"))
+    assert classify(ev) == "similar" and ev.inliers >= 100, ev
 
 
 def test_other_photos_are_not_duplicates(edited):

@@ -24,8 +24,9 @@ def group_key(group) -> str:
 
 
 def default_choice(group, member) -> str:
-    """The keeper is kept; the others of a duplicate group go to quarantine; similar shots are all kept."""
-    return KEEP if member is group.keeper or not group.is_duplicates else QUARANTINE
+    """The keeper is kept; the others of a proven duplicate group go to quarantine; similar shots and
+    unproven groups (--no-verify) are all kept."""
+    return KEEP if member is group.keeper or not group.is_proven else QUARANTINE
 
 
 def is_exact(group) -> bool:
@@ -88,7 +89,7 @@ def apply_choices(svc, report, groups, choices: dict, quarantine, label: str = "
     if not str(quarantine).strip():
         raise UserError("choose a quarantine folder (outside the indexed folders)")
     plans = [(g, *split(g, choices)) for g in groups]
-    moving = [Group(kept[0], moved, g.kind, g.why, g.keeper_reason) for g, kept, moved in plans if moved]
+    moving = [Group(kept[0], moved, g.kind, g.why, g.keeper_reason, g.proven) for g, kept, moved in plans if moved]
     if not moving:
         raise UserError("no file is marked for quarantine; use \"Keep all\" when these are not duplicates")
     sub = DedupReport(report.threshold, report.created_at, report.index_dir, moving, roots=svc.roots(),

@@ -4,7 +4,12 @@ aligned band-pass comparison at ``verify.PIXEL_SIDE`` (the scene test: a copy an
 both pass it; ``copytests`` tells them apart)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from .verify import Features
 
 REPROJ_PX = 8.0
 
@@ -51,7 +56,7 @@ def plausible(hom: np.ndarray) -> bool:
     return bool(det > 1e-4 and abs(h[2, 0]) < 2e-3 and abs(h[2, 1]) < 2e-3)
 
 
-def _footprint(cv2, a: "Features", b: "Features", t: np.ndarray) -> np.ndarray:
+def _footprint(cv2, a: Features, b: Features, t: np.ndarray) -> np.ndarray:
     """b's footprint in a's small frame (bool), widened by 4% of the side."""
     ah, aw = a.small.shape
     bh, bw = b.small.shape
@@ -63,7 +68,7 @@ def _footprint(cv2, a: "Features", b: "Features", t: np.ndarray) -> np.ndarray:
     return cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
 
 
-def detail_outside(cv2, a: "Features", b: "Features", t: np.ndarray) -> float:
+def detail_outside(cv2, a: Features, b: Features, t: np.ndarray) -> float:
     """Share of a's detail (band-pass energy) lying clearly outside b's footprint in a's frame."""
     inside = _footprint(cv2, a, b, t)
     energy = np.abs(band(cv2, a.small))
@@ -86,7 +91,7 @@ def band(cv2, img: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), 0.7) - cv2.GaussianBlur(img, (0, 0), 2.5)
 
 
-def pixel_agreement(cv2, a: "Features", b: "Features", t: np.ndarray, grid: int = 6) -> tuple[float, float, float]:
+def pixel_agreement(cv2, a: Features, b: Features, t: np.ndarray, grid: int = 6) -> tuple[float, float, float]:
     """(correlation, share of agreeing cells, overlap share) of ``a`` and ``b`` warped onto it.
 
     ``t`` maps a's ORB-image coordinates to b's; both small images are scaled copies of those."""

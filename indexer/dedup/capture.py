@@ -83,10 +83,9 @@ def compare(a: Capture | None, b: Capture | None) -> str | None:
         return DIFFERS
     if _both(a.camera, b.camera) and any(_both(x, y) and x != y for x, y in zip(a.camera, b.camera)):
         return DIFFERS
-    if _both(a.time, b.time):
-        if a.time != b.time or (_both(a.subsec, b.subsec) and a.subsec != b.subsec) or (
-                _both(a.offset, b.offset) and a.offset != b.offset):
-            return DIFFERS
+    if _both(a.time, b.time) and (a.time != b.time or (_both(a.subsec, b.subsec) and a.subsec != b.subsec) or (
+            _both(a.offset, b.offset) and a.offset != b.offset)):
+        return DIFFERS
     if _both(a.unique_id, b.unique_id):
         return SAME
     if _both(a.time, b.time) and _both(a.subsec, b.subsec):

@@ -22,9 +22,11 @@ from __future__ import annotations
 import numpy as np
 
 COMPARE_SIDE = 384     # px: the resolution the copy tests compare at (at most)
-GRID = 8               # cells per side
+GRID = 12              # cells per side
 CELL_AGREE = 0.6       # a cell agrees at this band-pass correlation
 WEAK_QUANTILE = 0.2
+MOVE_DROP = 0.2        # a cell this far below the pair's median correlation ...
+MOVE_ENERGY = 2.0      # ... with about as much detail on both sides (not a caption or logo added) moved
 BAND = (1.0, 3.0)      # difference-of-Gaussians sigmas (px at the compare resolution)
 SPILL_MARGIN = 0.015   # of the side: the footprint margin of ``spill``
 # the detail test (``extra_detail``)
@@ -100,17 +102,17 @@ def _band(cv2, img: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), BAND[0]) - cv2.GaussianBlur(img, (0, 0), BAND[1])
 
 
-def cell_correlations(cv2, ref: np.ndarray, warped: np.ndarray, valid: np.ndarray):
-    """(band-pass correlation of each textured cell of the overlap - both pictures hold detail
-    there -, the cells' (centre, sub-pixel shift) where they agree)."""
+def cell_correlations(cv2, ref: np.ndarray, warped: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """[cells, 2]: band-pass correlation and energy ratio (larger over smaller) of each textured cell
+    (both pictures hold detail there) of the overlap."""
     from .align import clipped
 
     if valid.sum() < 256:
-        return np.zeros(0), []
+        return np.zeros((0, 2))
     x, y = clipped(_band(cv2, ref), valid), clipped(_band(cv2, warped), valid)
     floor_x, floor_y = 0.05 * float((x * x)[valid].mean()), 0.05 * float((y * y)[valid].mean())
     h, w = ref.shape
-    out, shifts = [], []
+    out = []
     for rows in np.array_split(np.arange(h), GRID):
         for cols in np.array_split(np.arange(w), GRID):
             cv = valid[np.ix_(rows, cols)]
@@ -120,34 +122,18 @@ def cell_correlations(cv2, ref: np.ndarray, warped: np.ndarray, valid: np.ndarra
             ex, ey, n = float((cx * cx).sum()), float((cy * cy).sum()), max(1, int(cv.sum()))
             if ex / n < floor_x or ey / n < floor_y:
                 continue
-            out.append(float((cx * cy).sum()) / np.sqrt(ex * ey))
-            if out[-1] >= CELL_AGREE and cv.all() and len(rows) >= 16 and len(cols) >= 16:
-                (dx, dy), _ = cv2.phaseCorrelate(np.float64(cx), np.float64(cy))
-                shifts.append((cols.mean(), rows.mean(), dx, dy))
-    return np.array(out), shifts
-
-
-def drift(shifts, side: float) -> float:
-    """How far the agreeing cells' own shifts stray from one affine map (the 80% quantile of the
-    residual, as a share of ``side``): a copy's cells all sit where one map puts them; another
-    viewpoint shows parallax and another lens its own distortion."""
-    if len(shifts) < 8:
-        return 0.0
-    s = np.array(shifts, np.float64)
-    design = np.column_stack([s[:, 0], s[:, 1], np.ones(len(s))])
-    coef, *_ = np.linalg.lstsq(design, s[:, 2:], rcond=None)
-    res = np.linalg.norm(s[:, 2:] - design @ coef, axis=1)
-    return float(np.quantile(res, 0.8)) / side
+            out.append((float((cx * cy).sum()) / np.sqrt(ex * ey), max(ex, ey) / min(ex, ey)))
+    return np.array(out).reshape(-1, 2)
 
 
 def local_agreement(cv2, a, b, t: np.ndarray) -> tuple[float, float, float]:
-    """(``local``, ``weakest``, ``drift``) of ``a`` and ``b`` aligned by ``t`` (see the module doc)."""
-    ref, warped, valid = aligned(cv2, a, b, t)
-    cells, shifts = cell_correlations(cv2, ref, warped, valid)
+    """(``local``, ``weakest``, ``moved``) of ``a`` and ``b`` aligned by ``t`` (see the module doc)."""
+    cells = cell_correlations(cv2, *aligned(cv2, a, b, t))
     if len(cells) < 4:
-        return 0.0, 0.0, 0.0
-    return (float((cells >= CELL_AGREE).mean()), float(np.quantile(cells, WEAK_QUANTILE)),
-            drift(shifts, max(ref.shape)))
+        return 0.0, 0.0, 1.0
+    corr, ratio = cells[:, 0], cells[:, 1]
+    moved = (corr < np.median(corr) - MOVE_DROP) & (ratio < MOVE_ENERGY)
+    return float((corr >= CELL_AGREE).mean()), float(np.quantile(corr, WEAK_QUANTILE)), float(moved.mean())
 
 
 def _native_density(f) -> float:

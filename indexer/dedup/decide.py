@@ -2,11 +2,11 @@
 
 ``PairJudge`` is the grouping's check (``groups.group_pairs``): it verifies the pairs the grouping
 consults (``verify.Verifier``, in batches, each pair once) and remembers the evidence, so the
-duplicate pass and the similar-shot pass share the work. A pair is a duplicate when its pixels
-agree once aligned (``verify.classify``), or - with no geometric evidence either way - when its
-cosine is at least ``trust`` (descriptors that close are copies whose keypoints did not survive,
-e.g. a tiny or heavily blurred copy); it is a similar shot when its keypoints agree on one
-transform over a real share of both pictures but the pixels do not (another shot of one scene).
+duplicate pass and the similar-shot pass share the work. A pair is a duplicate only when it is
+proven one capture (``verify.classify``: the scene test, then EXIF or the copy tests); it is a
+similar shot when it shows one scene but is not proven a copy - and, with no geometric evidence
+either way, when its cosine is at least ``trust`` (descriptors that close may be a copy whose
+keypoints did not survive, or a burst frame: the pixels cannot tell, so review only).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class PairJudge:
         v = classify(ev, self.min_keypoints)
         if v is None and self.cosine.get(key, -1.0) >= self.trust and (
                 ev is None or (ev.inliers < self.min_keypoints and not ev.frame)):
-            return DUPLICATE  # no keypoints to judge by, and a descriptor this close
+            return SIMILAR  # no keypoints to judge by, and a descriptor this close: not proven either way
         return v
 
     def _ensure(self, node: int, others: list[int], scores) -> None:

@@ -25,9 +25,9 @@ from .decisions import drop_dismissed
 from .decide import DUPLICATE, SIMILAR, PairJudge
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .quality import FileQuality, keeper_reason, read_qualities, refine_rank
-from .report import DUPLICATES, EXACT_REASON, KEEPER_REASON, WHY, DedupReport, Group, Member, near_reason
+from .report import DUPLICATES, EXACT_REASON, KEEPER_REASON, UNPROVEN_WHY, WHY, DedupReport, Group, Member, near_reason
 from .search import DEFAULT_K, DEFAULT_NPROBE, EXACT_LIMIT, near_pairs
-from .verify import MAX_OUTSIDE, MIN_CELLS, MIN_COVER, MIN_KEYPOINTS, MIN_PIXEL, SIMILAR_KEYPOINTS, describe
+from .verify import MAX_OUTSIDE, MIN_CELLS, MIN_COVER, MIN_KEYPOINTS, MIN_PIXEL, SIMILAR_KEYPOINTS, copy_rule, describe
 
 # Cosine similarity of GAP-pooled VGG16 conv5 descriptors (224 px) at or above which two images are
 # called near duplicates without verification (--no-verify): the lowest threshold with precision
@@ -99,7 +99,8 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
     rule = {"threshold": threshold}
     if verify and near:
         rule.update(verify_floor=float(verify_floor), min_keypoints=int(min_keypoints), pixel=MIN_PIXEL,
-                    cells=MIN_CELLS, outside=MAX_OUTSIDE, cover=MIN_COVER, similar_keypoints=SIMILAR_KEYPOINTS)
+                    cells=MIN_CELLS, outside=MAX_OUTSIDE, cover=MIN_COVER, similar_keypoints=SIMILAR_KEYPOINTS,
+                    copy=copy_rule())
     search = _NearSearch(rows, reps, rank, stats, progress)
     qualities: list[FileQuality | None] = [None] * len(rows)
     found = []
@@ -206,7 +207,9 @@ def _assemble(rows, rep_of, search, found, keeper, qualities) -> list[Group]:
     for kind, (keep, members, scores) in found:
         dup = kind == DUPLICATES
         kr = int(reps_v[keep])
-        g = Group(_member(rows[kr], 1.0, KEEPER_REASON), [], kind, WHY[kind])
+        verified = judge is not None
+        g = Group(_member(rows[kr], 1.0, KEEPER_REASON), [], kind, WHY[kind] if verified or not dup else UNPROVEN_WHY,
+                  proven=dup and verified)
         if dup:
             in_duplicates.add(kr)
             g.members += [_member(rows[c], 1.0, EXACT_REASON) for c in copies.get(kr, [])]
@@ -224,7 +227,7 @@ def _assemble(rows, rep_of, search, found, keeper, qualities) -> list[Group]:
         if rep not in in_duplicates:
             groups.append(Group(_member(rows[rep], 1.0, KEEPER_REASON),
                                 [_member(rows[c], 1.0, EXACT_REASON) for c in copies[rep]], DUPLICATES,
-                                "byte-identical copies (same sha256); safe to quarantine"))
+                                "byte-identical copies (same sha256); safe to quarantine", proven=True))
     row_of = {int(r[0]): n for n, r in enumerate(rows)}
     for g in groups:
         q = [qualities[row_of[m.id]] or FileQuality() for m in g.files]

@@ -23,10 +23,14 @@ EXACT_REASON = "exact copy (same sha256)"
 KEEPER_REASON = "keeper"
 DUPLICATES, SIMILAR = "duplicates", "similar"
 KINDS = (DUPLICATES, SIMILAR)
-WHY = {DUPLICATES: "copies of one picture: each member aligns with the keeper and their pixels agree "
-                   "(or is a byte-identical copy); safe to quarantine",
-       SIMILAR: "similar shots, not copies: the same scene (keypoints agree on one transform) but the pixels "
-                "differ once aligned (a burst, another angle or moment); for review, never applied by default"}
+WHY = {DUPLICATES: "copies of one capture, each proven against the keeper itself: byte-identical, the same "
+                   "EXIF capture, or aligned pixels that agree everywhere at the finer scale with nothing a copy "
+                   "could not have (no parallax, no local motion, no extra detail); safe to quarantine",
+       SIMILAR: "similar shots, not copies (none proven the same capture): the same scene (keypoints agree on one transform) but not "
+                "the same capture (a burst, a re-take, a zoom, another angle or moment, or another EXIF capture "
+                "time), or the pixels cannot tell; for review, never applied by default"}
+UNPROVEN_WHY = ("near duplicates by descriptor similarity only (--no-verify): not proven copies; review before "
+                "quarantine")
 
 
 def near_reason(score: float, keypoints: int | None = None, evidence: str | None = None, kind: str = DUPLICATES) -> str:
@@ -47,12 +51,25 @@ def rule_text(threshold: float, rule: dict | None) -> str:
                 f"(correlation >= {rule['pixel']:.2f}, >= {rule['cells']:.0%} of detail cells) with one picture "
                 f"showing nothing the other lacks (<= {rule.get('outside', 0.1):.0%} of its detail outside), or - "
                 f"too little texture for keypoints - frame to frame, or without keypoints at cosine >= "
-                f"{threshold:.3f}; a similar shot when >= {rule['similar_keypoints']} matches agree over >= "
-                f"{rule['cover']:.0%} of both pictures but the pixels do not")
+                f"{threshold:.3f}{' (since issue 24: a similar shot, unproven)' if rule.get('copy') else ''}; a similar shot when >= {rule['similar_keypoints']} matches agree over >= "
+                f"{rule['cover']:.0%} of both pictures but the pixels do not" + _copy_text(rule.get("copy")))
     text = f"cosine >= {threshold:.3f}"
     if rule and rule.get("verify_floor") is not None and rule["verify_floor"] < threshold:
         text += f", or >= {rule['verify_floor']:.3f} with >= {rule['min_keypoints']} agreeing keypoint matches"
     return text
+
+
+def _copy_text(copy: dict | None) -> str:
+    """The copy tests of the rule (reports since issue 24), in words."""
+    if not copy:
+        return ""
+    return (f"; a pair passing that scene test is a duplicate only when proven one capture: the same EXIF capture, "
+            f"or one homography fits its keypoints (median error <= {copy['max_residual']:.1%} of the side or "
+            f"<= {copy['max_residual_px']} px), at {copy['compare_side']} px >= {copy['min_local']:.0%} of detail "
+            f"cells agree (20% quantile >= {copy['min_weakest']}), one picture shows <= {copy['max_spill']:.1%} "
+            f"of its detail outside the other, and a narrower picture holds no detail beyond the wider one's "
+            f"resolution (<= {copy['max_extra']:.1%}); EXIF capture times or cameras that differ are never "
+            f"duplicates; the rest of the scene's pairs are similar shots")
 
 
 @dataclass
@@ -93,10 +110,21 @@ class Group:
     kind: str = DUPLICATES  # DUPLICATES or SIMILAR
     why: str = ""  # the kind in words (WHY[kind] unless more is known)
     keeper_reason: str = ""  # why the keeper is kept rather than the others
+    proven: bool | None = None  # every member a proven copy of the keeper (None: the old rule, byte copies only)
 
     @property
     def is_duplicates(self) -> bool:
         return self.kind == DUPLICATES
+
+    @property
+    def is_proven(self) -> bool:
+        """Safe to quarantine: a duplicate group whose members are byte copies of the keeper or copies
+        proven by capture metadata or the pixel tests (reports before this flag: byte copies only)."""
+        if not self.is_duplicates or not self.members:
+            return False
+        if self.proven is None:
+            return all(m.sha256 == self.keeper.sha256 for m in self.members)
+        return bool(self.proven)
 
     @property
     def min_score(self) -> float:
@@ -111,7 +139,7 @@ class Group:
         return sum(m.size for m in self.members)
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "why": self.why, "keeper_reason": self.keeper_reason,
+        return {"kind": self.kind, "why": self.why, "keeper_reason": self.keeper_reason, "proven": self.is_proven,
                 "keeper": self.keeper.as_dict(), "members": [m.as_dict() for m in self.members]}
 
     @classmethod
@@ -119,8 +147,9 @@ class Group:
         kind = str(d.get("kind", DUPLICATES))
         if kind not in KINDS:
             raise ValueError(f"unknown group kind {kind!r}")
+        proven = d.get("proven")
         return cls(Member.from_dict(d["keeper"]), [Member.from_dict(m) for m in d["members"]], kind,
-                   str(d.get("why", "")), str(d.get("keeper_reason", "")))
+                   str(d.get("why", "")), str(d.get("keeper_reason", "")), None if proven is None else bool(proven))
 
 
 @dataclass

@@ -21,11 +21,18 @@ aligned*. For a candidate pair:
 5. too few keypoints to align (fog, sand, a sunset): the frames are compared directly when their
    aspects match, upright or turned (``frame``), with a higher bar.
 
-``classify`` turns that evidence into "duplicate" (safe to quarantine), "similar" (same scene,
-e.g. a burst or another angle: for review only) or None. The thresholds are chosen in
-benchmarks/dedup_eval.py on real collections with many same-scene shots and on generated copies
-(docs/dedup.md). Features are cached per file (LRU); pairs run on a thread pool (OpenCV releases
-the GIL). A file that cannot be read any more verifies nothing.
+6. for a pair that passes that scene test, the copy tests (``copytests``: one homography fits the
+   keypoints to a fraction of a pixel, the pictures agree cell by cell at 384 px with no cell
+   changed by motion, one is contained in the other to a narrow margin, and a narrower picture
+   holds no detail beyond the wider one's resolution) and the files' EXIF capture (``capture``).
+
+``rule.classify`` turns that evidence into "duplicate" (proven one capture: safe to quarantine),
+"similar" (same scene, not proven a copy - a burst, a re-take, a zoom, another angle: for review
+only) or None. The thresholds are measured in benchmarks/dedup_eval.py on real collections with
+many same-scene shots and on generated copies (docs/dedup.md). Features (keypoints, the small and
+compare-resolution grey copies, the EXIF capture) are computed once per file per run and cached
+(LRU); pairs run on a thread pool (OpenCV releases the GIL). A file that cannot be read any more
+verifies nothing.
 """
 from __future__ import annotations
 
@@ -33,120 +40,42 @@ import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import capture as capture_evidence
-from .align import REPROJ_PX, detail_outside, fits, hull_share, pixel_agreement
-from .copytests import MAX_EXTRA, extra_detail, local_agreement, mid_image, residual, spill
+from .align import detail_outside, fits, hull_share, pixel_agreement, plausible
+from .copytests import extra_detail, local_agreement, mid_image, residual, spill
 
 FEATURES = 1000
 MAX_SIDE = 512
 MIN_SIDE = 256
 PIXEL_SIDE = 128
 RATIO = 0.8
-# the rule (chosen in benchmarks/dedup_eval.py; docs/dedup.md)
-MIN_KEYPOINTS = 12        # agreeing matches needed before the pixels are compared at all
-MIN_PIXEL = 0.50          # band-pass correlation of the aligned images: a copy
-MIN_CELLS = 0.50          # ... and this share of textured cells agreeing on their own
-MIN_COVER = 0.10          # a similar shot's agreeing keypoints span at least this share of each image
-MAX_OUTSIDE = 0.10        # one of the two shows (almost) nothing the other lacks: a copy is a part
-                          # of its original or contains it; two shots of a scene each show more
-SIMILAR_KEYPOINTS = 20    # a pair that fails the pixel test but has this many agreeing matches: same scene
-# pictures with too little texture for keypoints (foliage, sand, sky, a sunset): compared frame to
-# frame (same aspect, or turned by 90/180/270) when the keypoints cannot align them; a higher bar
-FRAME_PIXEL = 0.80
-FRAME_CELLS = 0.60
-FRAME_ASPECT = 0.03       # aspect ratios (after the turn) equal within this share
-# the copy tests (copytests; measured in benchmarks/dedup_eval.py, margins in docs/dedup.md): a pair
-# that passes the scene test above is a copy only when it passes all three
-MAX_RESIDUAL = 0.004      # median keypoint error under one homography, share of the long side,
-MAX_RESIDUAL_PX = 0.6     # or in pixels of the smaller file
-MIN_LOCAL = 0.90          # share of textured cells agreeing at the compare resolution
-MIN_WEAKEST = 0.6         # the 20% quantile of the cells' correlations
-COPY_OUTSIDE = 0.015      # copytests.spill: one picture shows nothing the other lacks (a re-take framed a
-                          # little differently shows a strip on both sides)
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """What the verification of one pair found (all zero when a file was unreadable)."""
-    inliers: int = 0       # keypoint matches one similarity transform explains
-    matches: int = 0       # matches passing the ratio test
-    cover: float = 0.0     # the smaller of the two images' shares spanned by the inliers
-    pixel: float = 0.0     # band-pass normalised correlation of the aligned images (-1..1)
-    cells: float = 0.0     # share of textured overlap cells that agree on their own
-    overlap: float = 0.0   # share of the first image the aligned second one covers
-    rotation: float = 0.0  # degrees, of the transform found (similarity, or affine for a squashed copy)
-    scale: float = 1.0     # its area scale (square root of the determinant)
-    mirrored: bool = False
-    frame: bool = False    # aligned frame to frame (too few keypoints), not by keypoints
-    outside: float = 1.0   # the smaller of the two images' shares of detail lying outside the other
-    residual: float = 1.0  # copytests.residual: median keypoint error of one homography, share of the side
-    residual_px: float = 9.0  # the same in pixels of the smaller file (a thumbnail's keypoints sit less exactly)
-    local: float = 0.0     # copytests: share of textured cells agreeing at the compare resolution
-    weakest: float = 0.0   # copytests: the low quantile of those cells' correlations
-    capture: str | None = None  # capture.compare of the two files' EXIF: "same", "differs" or None
-    drift: float = 0.0     # copytests.drift: the agreeing cells' shifts off one affine map, share of the side
-    spill: float = 1.0     # copytests.spill: outside at the compare resolution, narrow margin
-    extra: float = 0.0     # copytests.extra_detail: the narrower picture's fine detail over the wider's
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("cover", "pixel", "cells", "overlap", "rotation", "scale", "outside", "local", "weakest", "extra", "spill"):
-            d[k] = round(float(d[k]), 3)
-        d["residual"], d["drift"] = round(float(d["residual"]), 5), round(float(d["drift"]), 5)
-        d["residual_px"] = round(float(d["residual_px"]), 3)
-        return d
-
-
-def scene(ev: Evidence, min_keypoints: int = MIN_KEYPOINTS) -> bool:
-    """The scene test: the two pictures align and agree at PIXEL_SIDE px (a copy, or another shot
-    of one scene - bursts, re-takes and distant or flat scenes pass it too)."""
-    if ev.frame:
-        return ev.pixel >= FRAME_PIXEL and ev.cells >= FRAME_CELLS
-    return (ev.inliers >= min_keypoints and ev.pixel >= MIN_PIXEL and ev.cells >= MIN_CELLS
-            and ev.outside <= MAX_OUTSIDE)
-
-
-def copy_proven(ev: Evidence) -> bool:
-    """The copy tests (``copytests``): one homography fits the keypoints to a fraction of a pixel
-    (not checked frame to frame) and the aligned pictures agree everywhere at the finer scale."""
-    return ((ev.frame or ev.residual <= MAX_RESIDUAL or ev.residual_px <= MAX_RESIDUAL_PX) and ev.spill <= COPY_OUTSIDE and ev.local >= MIN_LOCAL
-            and ev.weakest >= MIN_WEAKEST and ev.extra <= MAX_EXTRA)
-
-
-def classify(ev: Evidence | None, min_keypoints: int = MIN_KEYPOINTS) -> str | None:
-    """"duplicate", "similar" or None for a pair's evidence (see the module doc): a duplicate
-    passes the scene test and is proven a copy, by its EXIF (same capture) or by the copy tests,
-    and its EXIF does not say it is another capture; the rest of the scene's pairs are similar."""
-    if ev is None:
-        return None
-    same_scene = scene(ev, min_keypoints)
-    if same_scene and ev.capture != capture_evidence.DIFFERS and (
-            ev.capture == capture_evidence.SAME or copy_proven(ev)):
-        return "duplicate"
-    if same_scene or (not ev.frame and ev.inliers >= SIMILAR_KEYPOINTS and ev.cover >= MIN_COVER):
-        return "similar"
-    return None
-
-
-def describe(ev: Evidence) -> str:
-    """The evidence in words, for the reports."""
-    turn = ""
-    if ev.inliers or ev.frame:
-        r = ev.rotation % 360
-        nearest = min((0, 90, 180, 270, 360), key=lambda a: abs(r - a))
-        if abs(r - nearest) <= 3 and nearest % 360:
-            turn = f", turned {nearest}"
-        elif abs(r - nearest) > 3:
-            turn = f", turned {r:.0f} deg"
-    if ev.frame:
-        return (f"too few keypoints ({ev.inliers}); frame to frame{' (mirrored)' if ev.mirrored else ''}{turn}, "
-                f"pixels agree {ev.pixel:.2f} ({ev.cells:.0%} of detail cells)")
-    return (f"{ev.inliers} keypoint matches agree{' (mirrored)' if ev.mirrored else ''}{turn}, "
-            f"pixels agree {ev.pixel:.2f} ({ev.cells:.0%} of detail cells), keypoints span {ev.cover:.0%}")
+from .rule import (  # noqa: F401
+    COPY_OUTSIDE,
+    FRAME_ASPECT,
+    FRAME_CELLS,
+    FRAME_PIXEL,
+    MAX_MOVED,
+    MAX_OUTSIDE,
+    MAX_RESIDUAL,
+    MAX_RESIDUAL_PX,
+    MIN_CELLS,
+    MIN_COVER,
+    MIN_KEYPOINTS,
+    MIN_LOCAL,
+    MIN_PIXEL,
+    MIN_WEAKEST,
+    SIMILAR_KEYPOINTS,
+    Evidence,
+    classify,
+    copy_proven,
+    copy_rule,
+    describe,
+    scene,
+)
 
 
 @dataclass
@@ -160,6 +89,18 @@ class Features:
     native: tuple = None     # the file's own (width, height)
     path: str = None
     mirrored: bool = False
+
+
+def _refined(cv2, src: np.ndarray, dst: np.ndarray, found: list) -> list:
+    """The RANSAC fits' transforms, and a least-squares homography through the largest inlier set
+    (RANSAC's 8 px tolerance leaves a copy misaligned by a fraction of a pixel at 384 px)."""
+    out = [f[0] for f in found]
+    inl = max(found, key=lambda f: int(f[1].sum()))[1]
+    if inl.sum() >= 8:
+        hom, _ = cv2.findHomography(src[inl], dst[inl], 0)
+        if hom is not None and abs(hom[2, 2]) > 1e-12 and plausible(hom):
+            out.append(hom / hom[2, 2])
+    return out
 
 
 def _cv2():
@@ -187,7 +128,7 @@ def read_grey(path: str, max_side: int = MAX_SIDE, min_side: int = 0) -> tuple[n
     im = open_image(path, draft_size=max_side)
     native = tuple(im.info.get("vgg_retrieval_full_size") or im.size)
     long_side = max(im.size)
-    target = max_side if long_side > max_side else (min_side if long_side < min_side else long_side)
+    target = max_side if long_side > max_side else (max(long_side, min_side))
     if target != long_side:
         scale = target / long_side
         im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
@@ -280,20 +221,22 @@ class Verifier:
                                          key=lambda r: (r[0][0], r[0][1]))
         sides = (detail_outside(cv2, a, b, t), detail_outside(cv2, b, a, np.linalg.inv(t)))
         ev = Evidence(pixel=pixel, cells=cells, overlap=overlap, outside=min(sides), **base)
-        return self._copy_tests(a, b, t, ev, src[inl], dst[inl], sides)
+        return self._copy_tests(a, b, [t] + _refined(cv2, src, dst, fits_found), ev, src[inl], dst[inl], sides)
 
-    def _copy_tests(self, a: Features, b: Features, t: np.ndarray, ev: Evidence, src=None, dst=None,
+    def _copy_tests(self, a: Features, b: Features, ts: list, ev: Evidence, src=None, dst=None,
                     sides=(0.0, 0.0)) -> Evidence:
-        """``ev`` with the copy tests' measures (``copytests``), for a pair that passes the scene test."""
+        """``ev`` with the copy tests' measures (``copytests``), for a pair that passes the scene test;
+        ``ts``: the transforms to align by (the one agreeing best at the compare resolution counts)."""
         from dataclasses import replace
 
         if not scene(ev, self.min_keypoints) or a.mid is None or b.mid is None:
             return ev
-        local, weakest, drifted = local_agreement(self.cv2, a, b, t)
+        (local, weakest, moved), t = max(((local_agreement(self.cv2, a, b, t), t) for t in ts),
+                                           key=lambda r: (r[0][0] - r[0][2], r[0][1]))
         res = residual(self.cv2, src, dst, max(b.size)) if src is not None else ev.residual
         res_px = res * min(max(a.native or a.size), max(b.native or b.size))
         extra = extra_detail(self.cv2, a, b, t, sides, read=self._read_flipped(a, b))
-        return replace(ev, local=local, weakest=weakest, residual=res, residual_px=res_px, extra=extra, drift=drifted,
+        return replace(ev, local=local, weakest=weakest, moved=moved, residual=res, residual_px=res_px, extra=extra,
                        spill=spill(self.cv2, a, b, t))
 
     def _read_flipped(self, a: Features, b: Features):
@@ -327,7 +270,7 @@ class Verifier:
         ev = replace(ev, frame=True, pixel=pixel, cells=cells, overlap=overlap, outside=0.0,
                      rotation=float(np.degrees(np.arctan2(t[1, 0], t[0, 0])) % 360),
                      scale=float(np.sqrt(abs(np.linalg.det(t[:2, :2])))))
-        return self._copy_tests(a, b, t, ev)
+        return self._copy_tests(a, b, [t], ev)
 
     def compare(self, path_a: str, path_b: str, mirror: bool = True) -> Evidence:
         """The evidence for two files: direct, or (``mirror``) mirrored when that agrees better."""
