@@ -38,8 +38,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 DATA = ROOT.parent / "shared" / "data"
 WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
 PHOTOS = DATA / "photos"
-REAL_SETS = {"vacation": PHOTOS / "samples" / "vacation", "hymenoptera": PHOTOS / "hymenoptera",
-             "flowers5": PHOTOS / "flowers5"}
+RETRIEVAL = DATA / "retrieval"
+REAL_SETS = {"paris5": RETRIEVAL / "paris5", "holidays150": RETRIEVAL / "holidays150",
+             "vacation": PHOTOS / "samples" / "vacation", "hymenoptera": PHOTOS / "hymenoptera",
+             "tree": None, "opencv": PHOTOS / "samples" / "opencv", "flowers5": PHOTOS / "flowers5"}
+TABLE_SETS = "paris5,holidays150,vacation,hymenoptera,tree,opencv"
 PHASH_DEFAULT = 10  # imagededup's default max Hamming distance for pHash
 SWEEP = {"MIN_PIXEL": (0.3, 0.4, 0.5, 0.6, 0.7), "MIN_CELLS": (0.3, 0.4, 0.5, 0.6, 0.7),
          "MAX_OUTSIDE": (0.05, 0.10, 0.20, 1.0), "MIN_KEYPOINTS": (12, 16, 20, 30)}
@@ -352,6 +355,36 @@ def sweep(memo, gen, reals):
             print(f"| {name} = {v}{mark} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} | {fp} | {1000 * fp / n:.2f} |")
 
 
+def generated_set(args):
+    """(passes, fam, edit, kinds) of the generated set under --work (made and indexed once)."""
+    from near_duplicates import EDITS, generate, read_truth
+
+    base = args.work / "quick" if args.quick else args.work
+    data = base / "set"
+    if not (data / "truth.tsv").is_file():
+        generate(data, args.originals, args.distractors, args.seed)
+    truth = read_truth(data / "truth.tsv")
+    fam, edit = family_map(data.resolve(), truth)
+    kinds = [k for k in EDITS if k in set(edit.values())]
+    index = indexed(base / "index-trim", [data], pooling=args.pooling)
+    return family_indexes(base, index, edit, kinds), fam, edit, kinds
+
+
+def table(args) -> None:
+    """The one table (benchmarks/dedup_table.py): real sets, then the generated set per edit kind."""
+    from dedup_table import generated_row, judged_copies, print_table, real_row, tree_frames
+
+    copies, rows = judged_copies(), []
+    for name in args.real:
+        folder = tree_frames(args.work) if name == "tree" else REAL_SETS[name]
+        if folder is None:
+            print(f"{name}: skipped (tree.avi is not installed: apt-get install opencv-doc)")
+            continue
+        rows.append(real_row(name, indexed(args.work / f"idx-{name}", [folder], pooling=args.pooling), copies))
+    row, per_kind = generated_row(*generated_set(args))
+    print_table(rows + [row], per_kind)
+
+
 def main() -> int:
     from retrieval.spec import POOLINGS
 
@@ -360,12 +393,14 @@ def main() -> int:
     ap.add_argument("--originals", type=int, default=50)
     ap.add_argument("--distractors", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--real", default=None, help="Comma-separated real sets [vacation,hymenoptera,flowers5; --quick: "
-                                                 "vacation,hymenoptera]")
+    ap.add_argument("--real", default=None, help=f"Comma-separated real sets [{TABLE_SETS}; --compare: "
+                                                 "vacation,hymenoptera,flowers5; --quick: vacation,hymenoptera]")
     ap.add_argument("--flowers-limit", type=int, default=None, help="Only the first N flowers5 files (sorted)")
     ap.add_argument("--real-index", action="append", default=[], metavar="SET=DIR",
                     help="Use this ready index for a real set (e.g. a subset indexed elsewhere); repeatable")
     ap.add_argument("--no-sweep", dest="do_sweep", action="store_false")
+    ap.add_argument("--compare", action="store_true",
+                    help="The older report instead of the table: P/R against cosine only and pHash, and the sweep")
     ap.add_argument("--pooling", choices=POOLINGS, default=None,
                     help="Descriptor pooling of the indexes [the model default]; one --work per pooling")
     ap.add_argument("--work", type=Path, default=Path("/tmp/vgg-retrieval-dedup-eval"),
@@ -373,10 +408,17 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.originals, args.distractors = 6, 18
-    args.real = [s for s in (args.real or ("vacation,hymenoptera" if args.quick else ",".join(REAL_SETS))).split(",") if s]
+    default_real = "vacation,hymenoptera" if args.quick else (
+        "vacation,hymenoptera,flowers5" if args.compare else TABLE_SETS)
+    args.real = [s for s in (args.real or default_real).split(",") if s]
     args.real_index = dict(x.split("=", 1) for x in args.real_index)
     if set(args.real) - set(REAL_SETS):
         raise SystemExit(f"--real takes {', '.join(REAL_SETS)}")
+    if not args.compare:
+        t0 = time.perf_counter()
+        table(args)
+        print(f"\n{time.perf_counter() - t0:.0f}s in all")
+        return 0
     memo = MemoVerifier(args.work / "evidence-cache.pkl")
     gen = generated(args, memo)
     memo.save()
