@@ -1,6 +1,14 @@
 """Duplicate finding that users can act on: recall on generated copies, false pairs on real photos.
 
-Two measurements in one run, at the defaults of ``find_duplicates`` (pixel verification):
+By default one table from one run (benchmarks/dedup_table.py): rows = sets (paris5, holidays150,
+vacation, hymenoptera, frames of opencv-doc's tree.avi >= 0.5 s apart, the opencv samples, and the
+generated copies per edit kind), columns = photos, false duplicate pairs per 1,000 photos,
+similar-shot groups, recall of generated copies, keeper correct, photos/s of ``find_duplicates``.
+The real sets' indexes live under --work as idx-<set> (made on first use).
+Run:  python benchmarks/dedup_eval.py [--originals 30 --distractors 90] [--real paris5,...] [--work DIR]
+
+With --compare, the older report (before issue 24), two measurements in one run at the defaults
+of ``find_duplicates``:
 
 1. **Generated copies** (benchmarks/near_duplicates.py: seeded edited copies of real photos - 24
    edit kinds, turned by 90/180/270 and perspective included - plus real distractor photos, many
