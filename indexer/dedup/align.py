@@ -24,9 +24,11 @@ def hull_share(points: np.ndarray, size: tuple[int, int]) -> float:
     return float(cv2.contourArea(hull)) / float(size[0] * size[1])
 
 
-def fits(cv2, src: np.ndarray, dst: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+def fits(cv2, src: np.ndarray, dst: np.ndarray, needed: int = 0) -> list[tuple[np.ndarray, np.ndarray, bool]]:
     """(3x3 transform, inlier mask, is a homography) of the transforms a copy could have that RANSAC finds between the
-    matched points: similarity, affine (bounded aspect change), homography (bounded perspective)."""
+    matched points: similarity, affine (bounded aspect change), homography (bounded perspective). The
+    homography (the slowest fit) is left out when the similarity or affine found fewer than ``needed``
+    inliers: the pair is judged by its similarity/affine count, too low to align by whatever it finds."""
     out = []
     sim, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ_PX)
     if sim is not None and mask is not None and abs(np.linalg.det(sim[:, :2])) > 1e-3:
@@ -34,7 +36,7 @@ def fits(cv2, src: np.ndarray, dst: np.ndarray) -> list[tuple[np.ndarray, np.nda
     aff, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ_PX)
     if aff is not None and mask is not None and moderate(aff):
         out.append((np.vstack([aff, [0, 0, 1]]), mask.ravel().astype(bool), False))
-    if len(src) >= 8:
+    if len(src) >= 8 and (not out or max(int(f[1].sum()) for f in out) >= needed):
         hom, mask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ_PX)
         if hom is not None and mask is not None and plausible(hom):
             out.append((hom / hom[2, 2], mask.ravel().astype(bool), True))
@@ -112,20 +114,31 @@ def pixel_agreement(cv2, a: Features, b: Features, t: np.ndarray, grid: int = 6)
     # where only one has detail (the edge of a border or frame one copy added, a caption over the
     # other's sky) is not a disagreement about the picture
     floor_x, floor_y = 0.05 * float((x * x)[valid].mean()), 0.05 * float((y * y)[valid].mean())
-    agree = textured = 0
-    sxy = sxx = syy = 0.0
-    for rows in np.array_split(np.arange(ah), grid):
-        for cols in np.array_split(np.arange(aw), grid):
-            cv = valid[np.ix_(rows, cols)]
-            if cv.mean() < 0.5:
-                continue
-            cx, cy = x[np.ix_(rows, cols)], y[np.ix_(rows, cols)]
-            ex, ey, n = float((cx * cx).sum()), float((cy * cy).sum()), max(1, int(cv.sum()))
-            if ex / n < floor_x or ey / n < floor_y:
-                continue
-            exy = float((cx * cy).sum())
-            textured += 1
-            agree += exy / np.sqrt(ex * ey) >= 0.5
-            sxy, sxx, syy = sxy + exy, sxx + ex, syy + ey
+    sums = cell_sums(grid, valid, x * x, y * y, x * y)
+    if sums is None:
+        return 0.0, 0.0, overlap
+    size, nvalid, ex, ey, exy = sums
+    n = np.maximum(1, nvalid)
+    ok = (nvalid / size >= 0.5) & (ex / n >= floor_x) & (ey / n >= floor_y) & (ex > 0) & (ey > 0)
+    textured = int(ok.sum())
+    agree = int((exy[ok] / np.sqrt(ex[ok] * ey[ok]) >= 0.5).sum()) if textured else 0
+    sxy, sxx, syy = float(exy[ok].sum()), float(ex[ok].sum()), float(ey[ok].sum())
     pixel = sxy / np.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
     return float(pixel), (agree / textured if textured else 0.0), overlap
+
+
+def cell_sums(grid: int, valid: np.ndarray, *arrays):
+    """(cell sizes, valid pixels per cell, each array's sum per cell) over a ``grid`` x ``grid``
+    split of the frame (``np.array_split`` rows and columns; empty splits left out), row-major;
+    None when the frame has no cell."""
+    h, w = valid.shape
+    rows = sorted({int(r[0]) for r in np.array_split(np.arange(h), grid) if len(r)})
+    cols = sorted({int(c[0]) for c in np.array_split(np.arange(w), grid) if len(c)})
+    if not rows or not cols:
+        return None
+
+    def total(a):
+        return np.add.reduceat(np.add.reduceat(np.asarray(a, np.float64), rows, axis=0), cols, axis=1).ravel()
+
+    size = np.outer(np.diff(rows + [h]), np.diff(cols + [w])).ravel().astype(np.float64)
+    return (size, total(valid), *(total(a) for a in arrays))

@@ -105,25 +105,20 @@ def _band(cv2, img: np.ndarray) -> np.ndarray:
 def cell_correlations(cv2, ref: np.ndarray, warped: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """[cells, 2]: band-pass correlation and energy ratio (larger over smaller) of each textured cell
     (both pictures hold detail there) of the overlap."""
-    from .align import clipped
+    from .align import cell_sums, clipped
 
     if valid.sum() < 256:
         return np.zeros((0, 2))
     x, y = clipped(_band(cv2, ref), valid), clipped(_band(cv2, warped), valid)
     floor_x, floor_y = 0.05 * float((x * x)[valid].mean()), 0.05 * float((y * y)[valid].mean())
-    h, w = ref.shape
-    out = []
-    for rows in np.array_split(np.arange(h), GRID):
-        for cols in np.array_split(np.arange(w), GRID):
-            cv = valid[np.ix_(rows, cols)]
-            if cv.mean() < 0.5:
-                continue
-            cx, cy = x[np.ix_(rows, cols)], y[np.ix_(rows, cols)]
-            ex, ey, n = float((cx * cx).sum()), float((cy * cy).sum()), max(1, int(cv.sum()))
-            if ex / n < floor_x or ey / n < floor_y:
-                continue
-            out.append((float((cx * cy).sum()) / np.sqrt(ex * ey), max(ex, ey) / min(ex, ey)))
-    return np.array(out).reshape(-1, 2)
+    sums = cell_sums(GRID, valid, x * x, y * y, x * y)
+    if sums is None:
+        return np.zeros((0, 2))
+    size, nvalid, ex, ey, exy = sums
+    n = np.maximum(1, nvalid)
+    ok = (nvalid / size >= 0.5) & (ex / n >= floor_x) & (ey / n >= floor_y) & (ex > 0) & (ey > 0)
+    ex, ey, exy = ex[ok], ey[ok], exy[ok]
+    return np.stack([exy / np.sqrt(ex * ey), np.maximum(ex, ey) / np.minimum(ex, ey)], axis=1).reshape(-1, 2)
 
 
 def local_agreement(cv2, a, b, t: np.ndarray) -> tuple[float, float, float]:

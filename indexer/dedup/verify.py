@@ -201,7 +201,7 @@ class Verifier:
             return self._frame_to_frame(a, b, Evidence(matches=len(good), mirrored=mirrored))
         src = a.points[[m.queryIdx for m in good]]
         dst = b.points[[m.trainIdx for m in good]]
-        fits_found = fits(cv2, src, dst)
+        fits_found = fits(cv2, src, dst, min(self.min_keypoints, MIN_KEYPOINTS))
         if not fits_found:
             return self._frame_to_frame(a, b, Evidence(matches=len(good), mirrored=mirrored))
         # the counted transform: the similarity or affine most matches agree on (a homography's 8
