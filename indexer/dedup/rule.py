@@ -19,7 +19,7 @@ from .copytests import COMPARE_SIDE, MAX_EXTRA
 
 # the rule (chosen in benchmarks/dedup_eval.py; docs/dedup.md)
 MIN_KEYPOINTS = 12        # agreeing matches needed before the pixels are compared at all
-MIN_PIXEL = 0.50          # band-pass correlation of the aligned images: a copy
+MIN_PIXEL = 0.50          # band-pass correlation of the aligned images: the same scene
 MIN_CELLS = 0.50          # ... and this share of textured cells agreeing on their own
 MIN_COVER = 0.10          # a similar shot's agreeing keypoints span at least this share of each image
 MAX_OUTSIDE = 0.10        # one of the two shows (almost) nothing the other lacks: a copy is a part
@@ -30,8 +30,8 @@ SIMILAR_KEYPOINTS = 20    # a pair that fails the pixel test but has this many a
 FRAME_PIXEL = 0.80
 FRAME_CELLS = 0.60
 FRAME_ASPECT = 0.03       # aspect ratios (after the turn) equal within this share
-# the copy tests (copytests; measured in benchmarks/dedup_eval.py, margins in docs/dedup.md): a pair
-# that passes the scene test above is a copy only when it passes all three
+# the copy tests (copytests; measured with benchmarks/dedup_margins.py, margins in docs/dedup.md): a
+# pair that passes the scene test above is a copy only when it passes all of them (and MAX_EXTRA)
 MAX_RESIDUAL = 0.004      # median keypoint error under one homography, share of the long side,
 MAX_RESIDUAL_PX = 0.6     # or in pixels of the smaller file
 MIN_LOCAL = 0.85          # share of textured cells agreeing at the compare resolution
