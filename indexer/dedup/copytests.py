@@ -15,7 +15,14 @@ point shows parallax, so only one plane fits. Measured per pair (docs/dedup.md h
   the frame of the picture with fewer pixels for the scene, the other blurred to match, so a
   thumbnail or a blurred copy is compared at the scale it still holds;
 - ``weakest``: the ``WEAK_QUANTILE`` quantile of those cells' correlations (a caption or a logo
-  spoils a few cells of a copy; motion or parallax spoils many cells of a re-take).
+  spoils a few cells of a copy; motion or parallax spoils many cells of a re-take);
+- ``moved``: the share of cells ``MOVE_DROP`` below the pair's median correlation while both
+  pictures hold about as much detail there (energy within ``MOVE_ENERGY``): motion, not an edit
+  (a caption or logo adds detail on one side only);
+- ``spill``: the smaller of the two pictures' shares of detail outside the other at the compare
+  resolution with a narrow margin (a copy is contained; a re-framed re-take is not, either way);
+- ``extra`` (``extra_detail``): a copy never holds more detail than its source - a narrower
+  picture with more of its own pixels must lose (almost) nothing at the wider one's resolution.
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ AROUND_MARGIN = 0.03
 AROUND_STD = 1.0
 DENSER = 0.95          # the wider file has fewer than this many pixels per pixel of the narrower there
 DETAIL_SIDE = 1024     # px: the files are read at most this big for it
-MAX_EXTRA = 0.065       # a copy loses at most this share of its detail at its source's resolution
+MAX_EXTRA = 0.065      # a copy loses at most this share of its detail at its source's resolution
 
 
 def mid_image(cv2, grey: np.ndarray, native: tuple[int, int]) -> np.ndarray:
@@ -137,16 +144,15 @@ def _native_density(f) -> float:
 
 
 def extra_detail(cv2, a, b, t: np.ndarray, outside: tuple, read) -> float:
-    """How much more fine detail the narrower picture holds than the wider one holds for the same
-    region (energy ratio of the band-pass in the narrower one's frame; 0.0: not tested).
+    """The share of the narrower picture's detail that the wider one's resolution cannot hold
+    (lost on a trip down to it and back, at the narrower file's own resolution; 0.0: not tested).
 
     Tested only when one picture shows a part of the other (its own detail outside the other at
     most ``NARROW_OUTSIDE``, the other's at least ``WIDER_OUTSIDE`` - ``outside``: a's and b's
     shares, ``align.detail_outside`` - and the other's picture goes on around it: ``scene_around``
     at least ``WIDER_SCENE``) with more of the file's own
     pixels for that part (``DENSER``): a crop copy, even enlarged, holds no detail its source lacks;
-    a zoomed re-take does. ``read(path, max_side)``: (grey, native) of a file, for the wider one at
-    the narrower one's scale."""
+    a zoomed re-take does. ``read(path, max_side)``: (grey, native) of a file."""
     if outside[0] <= NARROW_OUTSIDE and outside[1] >= WIDER_OUTSIDE:
         n, w, t_nw = a, b, t
     elif outside[1] <= NARROW_OUTSIDE and outside[0] >= WIDER_OUTSIDE:
