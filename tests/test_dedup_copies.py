@@ -190,3 +190,17 @@ def test_no_verify_groups_are_not_proven(tmp_path, make_index):
     (g,) = rep.duplicate_groups
     assert not g.is_proven and "not proven" in g.why
     assert {default_choice(g, m) for m in g.files} == {KEEP}
+
+
+def test_an_enlarged_copy_is_not_kept_over_its_original(tmp_path, make_index):
+    """A copy enlarged 1.6x has more pixels than its original, not more picture: the original is
+    kept (and says why), the enlarged copy and a re-compressed copy are its members."""
+    photo = Image.open(VACATION / "image00074.jpg").convert("RGB")
+    big = photo.resize((round(photo.width * 1.6), round(photo.height * 1.6)), Image.BICUBIC)
+    idx = _index_of(tmp_path, make_index, {"original.jpg": photo, "enlarged.jpg": big,
+                                           "small.jpg": photo.resize((photo.width // 2, photo.height // 2))})
+    rep = find_duplicates(idx, threshold=1.0, verify_floor=-1.0)
+    (g,) = rep.duplicate_groups
+    assert Path(g.keeper.path).name == "original.jpg", [_names(x) for x in rep.groups]
+    assert sorted(_names(g)) == ["enlarged.jpg", "original.jpg", "small.jpg"]
+    assert "enlarged from it" in g.keeper_reason

@@ -175,14 +175,19 @@ def extra_detail(cv2, a, b, t: np.ndarray, outside: tuple, read) -> float:
     native_ratio *= max(narrow.shape) / max(n.native)  # W's px per px of the image read
     if native_ratio >= DENSER:
         return 0.0
-    h, wd = narrow.shape
-    down = cv2.resize(narrow, (max(1, round(wd * native_ratio)), max(1, round(h * native_ratio))),
-                      interpolation=cv2.INTER_AREA)
+    return detail_lost(cv2, narrow, native_ratio)
+
+
+def detail_lost(cv2, img: np.ndarray, ratio: float) -> float:
+    """The share of ``img``'s detail lost on a trip down to ``ratio`` of its size and back (an
+    enlarged picture loses almost none at the factor it was enlarged by)."""
+    h, wd = img.shape
+    down = cv2.resize(img, (max(1, round(wd * ratio)), max(1, round(h * ratio))), interpolation=cv2.INTER_AREA)
     back = cv2.resize(down, (wd, h), interpolation=cv2.INTER_CUBIC)
-    detail = narrow - cv2.GaussianBlur(narrow, (0, 0), 4.0)
+    detail = img - cv2.GaussianBlur(img, (0, 0), 4.0)
     core = (slice(4, -4), slice(4, -4))  # resampling edge effects
     total = float((detail[core] ** 2).mean())
-    return float(((narrow - back)[core] ** 2).mean()) / total if total > 0 else 0.0
+    return float(((img - back)[core] ** 2).mean()) / total if total > 0 else 0.0
 
 
 def _spill_one(cv2, a, b, t: np.ndarray) -> float:

@@ -24,6 +24,7 @@ from retrieval.errors import UserError
 from .decisions import drop_dismissed
 from .decide import DUPLICATE, SIMILAR, PairJudge
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
+from .keeper import rekeep
 from .quality import FileQuality, keeper_reason, read_qualities, refine_rank
 from .report import DUPLICATES, EXACT_REASON, KEEPER_REASON, UNPROVEN_WHY, WHY, DedupReport, Group, Member, near_reason
 from .search import DEFAULT_K, DEFAULT_NPROBE, EXACT_LIMIT, near_pairs
@@ -135,6 +136,7 @@ class _NearSearch:
         self.rows, self.reps, self.rank, self.stats, self.progress = rows, reps, rank, stats, progress
         self.judge: PairJudge | None = None
         self.reps_v = reps
+        self.rekept: set[int] = set()  # keepers chosen over a member enlarged from them (keeper.rekeep)
 
     def _progress(self, stage):
         return (lambda d, t: self.progress(stage, d, t)) if self.progress else None
@@ -169,8 +171,11 @@ class _NearSearch:
         if not verify:
             return [(DUPLICATES, g) for g in group_pairs(len(reps_v), i, j, sc, rank_v)]
         self.judge = judge = PairJudge([rows[r][1] for r in reps_v], threshold, verifier, min_keypoints)
-        found = [(DUPLICATES, g) for g in group_pairs(len(reps_v), i, j, sc, rank_v, check=judge.check((DUPLICATE,)),
-                                                      progress=self._progress("verify"))]
+        groups = group_pairs(len(reps_v), i, j, sc, rank_v, check=judge.check((DUPLICATE,)),
+                             progress=self._progress("verify"))
+        kept = rekeep(judge, groups, x)  # never an enlarged copy over the file it was made from
+        self.rekept = {g[0] for g, h in zip(kept, groups) if g[0] != h[0]}
+        found = [(DUPLICATES, g) for g in kept]
         if similar:  # over the files left; a duplicate group's keeper stands for it and stays a keeper
             members = np.zeros(len(reps_v), dtype=bool)
             keepers = rank_v.copy()
@@ -229,9 +234,13 @@ def _assemble(rows, rep_of, search, found, keeper, qualities) -> list[Group]:
                                 [_member(rows[c], 1.0, EXACT_REASON) for c in copies[rep]], DUPLICATES,
                                 "byte-identical copies (same sha256); safe to quarantine", proven=True))
     row_of = {int(r[0]): n for n, r in enumerate(rows)}
+    rekept = {int(reps_v[k]) for k in search.rekept}
     for g in groups:
         q = [qualities[row_of[m.id]] or FileQuality() for m in g.files]
         g.keeper_reason = keeper_reason(g.keeper, q[0], g.members, q[1:], keeper)
+        if g.is_duplicates and row_of[g.keeper.id] in rekept:
+            g.keeper_reason = ("the original: a larger member is enlarged from it (no detail beyond this one's "
+                               f"resolution); {g.keeper_reason}")
         g.keeper.reason = f"keeper: {g.keeper_reason}"
     groups.sort(key=lambda g: (not g.is_duplicates, g.min_score, g.keeper.path))
     return groups

@@ -62,7 +62,8 @@ class Evidence:
     moved: float = 1.0     # copytests: share of cells that disagree though both hold as much detail (motion)
     capture: str | None = None  # capture.compare of the two files' EXIF: "same", "differs" or None
     spill: float = 1.0     # copytests.spill: outside at the compare resolution, narrow margin
-    extra: float = 0.0     # copytests.extra_detail: the narrower picture's fine detail over the wider's
+    transform: tuple = ()  # the 3x3 map (row-major) from the first file's keypoint image to the second's
+    extra: float = 0.0     # copytests.extra_detail: share of the narrower picture's detail the wider cannot hold
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -70,6 +71,7 @@ class Evidence:
             d[k] = round(float(d[k]), 3)
         d["residual"] = round(float(d["residual"]), 5)
         d["residual_px"] = round(float(d["residual_px"]), 3)
+        d["transform"] = [round(float(v), 6) for v in d["transform"]]
         return d
 
 

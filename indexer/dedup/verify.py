@@ -237,6 +237,7 @@ class Verifier:
         res_px = res * min(max(a.native or a.size), max(b.native or b.size))
         extra = extra_detail(self.cv2, a, b, t, sides, read=self._read_flipped(a, b))
         return replace(ev, local=local, weakest=weakest, moved=moved, residual=res, residual_px=res_px, extra=extra,
+                       transform=tuple(float(v) for v in (t / t[2, 2]).ravel()),
                        spill=spill(self.cv2, a, b, t))
 
     def _read_flipped(self, a: Features, b: Features):
