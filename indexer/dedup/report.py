@@ -66,7 +66,8 @@ def _copy_text(copy: dict | None) -> str:
     return (f"; a pair passing that scene test is a duplicate only when proven one capture: the same EXIF capture, "
             f"or one homography fits its keypoints (median error <= {copy['max_residual']:.1%} of the side or "
             f"<= {copy['max_residual_px']} px), at {copy['compare_side']} px >= {copy['min_local']:.0%} of detail "
-            f"cells agree (20% quantile >= {copy['min_weakest']}), one picture shows <= {copy['max_spill']:.1%} "
+            f"cells agree (20% quantile >= {copy['min_weakest']}) and <= {copy.get('max_moved', 0.05):.0%} changed "
+            f"with as much detail on both sides (motion), one picture shows <= {copy['max_spill']:.1%} "
             f"of its detail outside the other, and a narrower picture holds no detail beyond the wider one's "
             f"resolution (<= {copy['max_extra']:.1%}); EXIF capture times or cameras that differ are never "
             f"duplicates; the rest of the scene's pairs are similar shots")
