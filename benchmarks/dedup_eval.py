@@ -93,7 +93,8 @@ def score(groups, fam: dict, edit: dict, kinds: list[str]):
 class MemoVerifier:
     """The real Verifier, each pair verified once across a sweep and across runs (the evidence does
     not depend on the thresholds swept; they act in ``verify.classify``). The cache file under
-    --work is keyed by verify.py's source, so a change to the verification starts afresh."""
+    --work is keyed by the verification's sources (verify, align, copytests, capture), so a change to
+    the verification starts afresh."""
 
     def __init__(self, cache: Path | None = None):
         import hashlib
@@ -105,7 +106,8 @@ class MemoVerifier:
         self.unreadable = self.inner.unreadable
         self.seconds = 0.0
         self.cache = cache
-        self.version = hashlib.sha256(Path(verify.__file__).read_bytes()).hexdigest()
+        self.version = hashlib.sha256(b"".join(Path(verify.__file__).with_name(f).read_bytes() for f in (
+            "verify.py", "align.py", "copytests.py", "capture.py"))).hexdigest()
         self.memo: dict = {}
         if cache and cache.is_file():
             version, memo = pickle.loads(cache.read_bytes())
