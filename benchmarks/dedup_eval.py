@@ -1,6 +1,14 @@
 """Duplicate finding that users can act on: recall on generated copies, false pairs on real photos.
 
-Two measurements in one run, at the defaults of ``find_duplicates`` (pixel verification):
+By default one table from one run (benchmarks/dedup_table.py): rows = sets (paris5, holidays150,
+vacation, hymenoptera, frames of opencv-doc's tree.avi >= 0.5 s apart, the opencv samples, and the
+generated copies per edit kind), columns = photos, false duplicate pairs per 1,000 photos,
+similar-shot groups, recall of generated copies, keeper correct, photos/s of ``find_duplicates``.
+The real sets' indexes live under --work as idx-<set> (made on first use).
+Run:  python benchmarks/dedup_eval.py [--originals 30 --distractors 90] [--real paris5,...] [--work DIR]
+
+With --compare, the older report (before issue 24), two measurements in one run at the defaults
+of ``find_duplicates``:
 
 1. **Generated copies** (benchmarks/near_duplicates.py: seeded edited copies of real photos - 24
    edit kinds, turned by 90/180/270 and perspective included - plus real distractor photos, many
@@ -23,6 +31,7 @@ Run:  python benchmarks/dedup_eval.py [--quick] [--originals 50] [--distractors 
                                      [--pooling rmac]  (another pooling than the default: its own --work)
 --quick: 6 originals x 24 edits + 18 distractors, and vacation + hymenoptera (547 photos).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,11 +47,24 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 DATA = ROOT.parent / "shared" / "data"
 WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
 PHOTOS = DATA / "photos"
-REAL_SETS = {"vacation": PHOTOS / "samples" / "vacation", "hymenoptera": PHOTOS / "hymenoptera",
-             "flowers5": PHOTOS / "flowers5"}
+RETRIEVAL = DATA / "retrieval"
+REAL_SETS = {
+    "paris5": RETRIEVAL / "paris5",
+    "holidays150": RETRIEVAL / "holidays150",
+    "vacation": PHOTOS / "samples" / "vacation",
+    "hymenoptera": PHOTOS / "hymenoptera",
+    "tree": None,
+    "opencv": PHOTOS / "samples" / "opencv",
+    "flowers5": PHOTOS / "flowers5",
+}
+TABLE_SETS = "paris5,holidays150,vacation,hymenoptera,tree,opencv"
 PHASH_DEFAULT = 10  # imagededup's default max Hamming distance for pHash
-SWEEP = {"MIN_PIXEL": (0.3, 0.4, 0.5, 0.6, 0.7), "MIN_CELLS": (0.3, 0.4, 0.5, 0.6, 0.7),
-         "MAX_OUTSIDE": (0.05, 0.10, 0.20, 1.0), "MIN_KEYPOINTS": (12, 16, 20, 30)}
+SWEEP = {
+    "MIN_PIXEL": (0.3, 0.4, 0.5, 0.6, 0.7),
+    "MIN_CELLS": (0.3, 0.4, 0.5, 0.6, 0.7),
+    "MAX_OUTSIDE": (0.05, 0.10, 0.20, 1.0),
+    "MIN_KEYPOINTS": (12, 16, 20, 30),
+}
 
 
 def family_map(root: Path, truth):
@@ -74,15 +96,23 @@ def score(groups, fam: dict, edit: dict, kinds: list[str]):
         tp_p = sum(1 for a, b in mine if fam[a] == fam[b])
         P = tp_p / len(mine) if mine else 1.0
         R = tp_r / len(copies) if copies else 1.0
-        rows[kind] = (tp_r, len(mine) - tp_p, len(copies) - tp_r, P, R, 2 * P * R / (P + R) if P + R else 0.0,
-                      len(mine))
+        rows[kind] = (
+            tp_r,
+            len(mine) - tp_p,
+            len(copies) - tp_r,
+            P,
+            R,
+            2 * P * R / (P + R) if P + R else 0.0,
+            len(mine),
+        )
     return rows
 
 
 class MemoVerifier:
     """The real Verifier, each pair verified once across a sweep and across runs (the evidence does
     not depend on the thresholds swept; they act in ``verify.classify``). The cache file under
-    --work is keyed by verify.py's source, so a change to the verification starts afresh."""
+    --work is keyed by the verification's sources (verify, align, copytests, capture), so a change to
+    the verification starts afresh."""
 
     def __init__(self, cache: Path | None = None):
         import hashlib
@@ -94,7 +124,12 @@ class MemoVerifier:
         self.unreadable = self.inner.unreadable
         self.seconds = 0.0
         self.cache = cache
-        self.version = hashlib.sha256(Path(verify.__file__).read_bytes()).hexdigest()
+        self.version = hashlib.sha256(
+            b"".join(
+                Path(verify.__file__).with_name(f).read_bytes()
+                for f in ("verify.py", "align.py", "copytests.py", "capture.py")
+            )
+        ).hexdigest()
         self.memo: dict = {}
         if cache and cache.is_file():
             version, memo = pickle.loads(cache.read_bytes())
@@ -130,13 +165,18 @@ def phash_groups(paths, hashes, max_dist, meta):
     packed = np.packbits(h, axis=1)
     ii, jj, ss = [], [], []
     for a in range(len(paths)):  # brute force is fine at this size (the baseline, not our method)
-        d = np.unpackbits(packed[a] ^ packed[a + 1:], axis=1).sum(1)
+        d = np.unpackbits(packed[a] ^ packed[a + 1 :], axis=1).sum(1)
         hit = np.nonzero(d <= max_dist)[0]
         ii += [a] * len(hit)
         jj += (a + 1 + hit).tolist()
         ss += (1 - d[hit] / 64.0).tolist()
-    groups = group_pairs(len(paths), np.array(ii, np.int64), np.array(jj, np.int64), np.array(ss, np.float32),
-                         keeper_rank(*meta))
+    groups = group_pairs(
+        len(paths),
+        np.array(ii, np.int64),
+        np.array(jj, np.int64),
+        np.array(ss, np.float32),
+        keeper_rank(*meta),
+    )
     return [[paths[k]] + [paths[m] for m in members] for k, members, _ in groups]
 
 
@@ -172,8 +212,10 @@ def open_index(idx_dir: Path, trim: bool = True, pooling: str | None = None):
         want = (trim, pooling or DEFAULT_POOLING, DEFAULT_INPUT_POLICY)
         have = (index.spec.trim_borders, index.spec.pooling, index.spec.input_policy)
         if have != want:
-            raise SystemExit(f"{idx_dir} was built with (trim_borders, pooling, input_policy) = {have}, not {want}; "
-                             f"delete it or use another --work")
+            raise SystemExit(
+                f"{idx_dir} was built with (trim_borders, pooling, input_policy) = {have}, not {want}; "
+                f"delete it or use another --work"
+            )
         return index
     spec, net = build("vgg16", str(WEIGHTS), pooling=pooling)
     return Index.create(idx_dir, spec.replace(trim_borders=trim), net)
@@ -195,7 +237,9 @@ def indexed(idx_dir: Path, folders, limit: int | None = None, pooling: str | Non
     t0 = time.perf_counter()
     index = open_index(idx_dir, pooling=pooling)
     rep = index.update(folders, progress=False)
-    print(f"index {idx_dir.name}: {rep.summary()} ({time.perf_counter() - t0:.0f}s); model {index.spec.describe()}")
+    print(
+        f"index {idx_dir.name}: {rep.summary()} ({time.perf_counter() - t0:.0f}s); model {index.spec.describe()}"
+    )
     return index
 
 
@@ -246,9 +290,11 @@ def generated(args, memo):
     fam, edit = family_map(data.resolve(), truth)
     kinds = [k for k in EDITS if k in set(edit.values())]
     index = indexed(base / "index-trim", [data], pooling=args.pooling)
-    print(f"generated set: {len(truth)} copies of {len(set(t[0] for t in truth))} originals ({len(kinds)} edit "
-          f"kinds) + {sum(1 for f in fam if '/distractors/' in f)} real distractors = {len(fam)} images; "
-          f"evaluated in two passes of {len(kinds) // 2} edit kinds (families of {len(kinds) // 2 + 1} files)")
+    print(
+        f"generated set: {len(truth)} copies of {len(set(t[0] for t in truth))} originals ({len(kinds)} edit "
+        f"kinds) + {sum(1 for f in fam if '/distractors/' in f)} real distractors = {len(fam)} images; "
+        f"evaluated in two passes of {len(kinds) // 2} edit kinds (families of {len(kinds) // 2 + 1} files)"
+    )
     parts = {"default": [], "cosine only": [], "pHash": []}
     fps, t0, stats, similar_copies = [], time.perf_counter(), [], 0
     passes = family_indexes(base, index, edit, kinds)
@@ -258,19 +304,25 @@ def generated(args, memo):
         groups, rep = dedup_groups(ix, memo)
         parts["default"].append((score(groups, f, e, kinds), half))
         stats.append(rep.stats)
-        similar_copies += sum(1 for g in rep.similar_groups for m in g.members if f.get(m.path) == f.get(g.keeper.path))
+        similar_copies += sum(
+            1 for g in rep.similar_groups for m in g.members if f.get(m.path) == f.get(g.keeper.path)
+        )
         fps += sorted((a, b) for a, b in links_of(groups) if f[a] != f[b])
         parts["cosine only"].append((score(dedup_groups(ix, verify=False)[0], f, e, kinds), half))
         parts["pHash"].append((score(phash_groups_of(sorted(f)), f, e, kinds), half))
     rows = {m: _combine(v, kinds) for m, v in parts.items()}
-    print(f"\ndefault ({rep.rule_text}): {time.perf_counter() - t0:.0f}s for both passes (with cosine only and "
-          f"pHash), {sum(x.get('verified_pairs', 0) for x in stats)} pairs verified, "
-          f"{sum(x.get('rotated_candidates', 0) for x in stats)} turned candidates; {similar_copies} true copies "
-          f"reported as similar shots instead; cosine only at {default_threshold(index.spec, False):.2f}")
+    print(
+        f"\ndefault ({rep.rule_text}): {time.perf_counter() - t0:.0f}s for both passes (with cosine only and "
+        f"pHash), {sum(x.get('verified_pairs', 0) for x in stats)} pairs verified, "
+        f"{sum(x.get('rotated_candidates', 0) for x in stats)} turned candidates; {similar_copies} true copies "
+        f"reported as similar shots instead; cosine only at {default_threshold(index.spec, False):.2f}"
+    )
     print("\n| edit | default P | R | F1 | cosine only P | R | F1 | pHash P | R | F1 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for kind in ["overall"] + kinds:
-        cells = " | ".join(f"{rows[m][kind][3]:.3f} | {rows[m][kind][4]:.3f} | {rows[m][kind][5]:.3f}" for m in rows)
+        cells = " | ".join(
+            f"{rows[m][kind][3]:.3f} | {rows[m][kind][4]:.3f} | {rows[m][kind][5]:.3f}" for m in rows
+        )
         print(f"| {kind} | {cells} |")
     print(f"\nfalse pairs: {len(fps)}")
     for a, b in fps[:15]:
@@ -279,16 +331,23 @@ def generated(args, memo):
 
 
 def false_pairs(rep) -> list[tuple[str, str, str]]:
-    from indexer.dedup.report import EXACT_REASON
+    from indexer.dedup.report_text import EXACT_REASON
 
-    return [(g.keeper.path, m.path, m.reason) for g in rep.duplicate_groups for m in g.members if m.reason != EXACT_REASON]
+    return [
+        (g.keeper.path, m.path, m.reason)
+        for g in rep.duplicate_groups
+        for m in g.members
+        if m.reason != EXACT_REASON
+    ]
 
 
 def real(args, memo):
     """False pairs per 1,000 photos on each real set (default and pHash)."""
     out = {}
-    print("\n| real set | photos | default: false pairs | per 1,000 | similar-shot groups | exact copies | "
-          "pHash false pairs | per 1,000 | verify s |")
+    print(
+        "\n| real set | photos | default: false pairs | per 1,000 | similar-shot groups | exact copies | "
+        "pHash false pairs | per 1,000 | verify s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.real:
         if name in args.real_index:  # a ready index of (part of) the set: used as it is
@@ -297,8 +356,12 @@ def real(args, memo):
             index = Index.open(args.real_index[name])
         else:
             limit = args.flowers_limit if name == "flowers5" else None
-            index = indexed(args.work / (f"real-{name}" + (f"-{limit}" if limit else "")), [REAL_SETS[name]], limit,
-                            args.pooling)
+            index = indexed(
+                args.work / (f"real-{name}" + (f"-{limit}" if limit else "")),
+                [REAL_SETS[name]],
+                limit,
+                args.pooling,
+            )
         t0 = time.perf_counter()
         _, rep = dedup_groups(index, memo)
         fp = false_pairs(rep)
@@ -306,9 +369,13 @@ def real(args, memo):
         sha = _sha_of(index)
         ph = phash_groups_of(sorted(sha))
         ph_fp = sum(1 for a, b in links_of(ph) if sha[a] != sha[b])
-        exact = sum(len(g.members) for g in rep.duplicate_groups for m in g.members if m.reason.startswith("exact"))
-        print(f"| {name} | {n} | {len(fp)} | {1000 * len(fp) / n:.1f} | {len(rep.similar_groups)} | {exact} | {ph_fp} | "
-              f"{1000 * ph_fp / n:.1f} | {time.perf_counter() - t0:.0f} |")
+        exact = sum(
+            len(g.members) for g in rep.duplicate_groups for m in g.members if m.reason.startswith("exact")
+        )
+        print(
+            f"| {name} | {n} | {len(fp)} | {1000 * len(fp) / n:.1f} | {len(rep.similar_groups)} | {exact} | {ph_fp} | "
+            f"{1000 * ph_fp / n:.1f} | {time.perf_counter() - t0:.0f} |"
+        )
         out[name] = (index, n)
         for a, b, why in fp[:10]:
             print(f"    false pair: {Path(a).name} ~ {Path(b).name}: {why}")
@@ -327,7 +394,7 @@ def _sha_of(index) -> dict[str, str]:
 
 def sweep(memo, gen, reals):
     """The rule's thresholds one at a time around the defaults: recall on copies vs false pairs."""
-    import indexer.dedup.verify as verify
+    import indexer.dedup.rule as verify  # the thresholds live in rule.py since issue 24
 
     passes, fam, edit, kinds = gen
     print("\n### Sweep (one threshold at a time, the others at their defaults)\n")
@@ -350,34 +417,104 @@ def sweep(memo, gen, reals):
             finally:
                 setattr(verify, name, default)
             mark = " (default)" if v == default else ""
-            print(f"| {name} = {v}{mark} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} | {fp} | {1000 * fp / n:.2f} |")
+            print(
+                f"| {name} = {v}{mark} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} | {fp} | {1000 * fp / n:.2f} |"
+            )
+
+
+def generated_set(args):
+    """(passes, fam, edit, kinds) of the generated set under --work (made and indexed once)."""
+    from near_duplicates import EDITS, generate, read_truth
+
+    base = args.work / "quick" if args.quick else args.work
+    data = base / "set"
+    if not (data / "truth.tsv").is_file():
+        generate(data, args.originals, args.distractors, args.seed)
+    truth = read_truth(data / "truth.tsv")
+    fam, edit = family_map(data.resolve(), truth)
+    kinds = [k for k in EDITS if k in set(edit.values())]
+    index = indexed(base / "index-trim", [data], pooling=args.pooling)
+    return family_indexes(base, index, edit, kinds), fam, edit, kinds
+
+
+def table(args) -> None:
+    """The one table (benchmarks/dedup_table.py): real sets, then the generated set per edit kind."""
+    from dedup_table import generated_row, judged_copies, print_table, real_row, tree_frames
+
+    copies, rows = judged_copies(), []
+    for name in args.real:
+        folder = tree_frames(args.work) if name == "tree" else REAL_SETS[name]
+        if folder is None:
+            print(f"{name}: skipped (tree.avi is not installed: apt-get install opencv-doc)")
+            continue
+        rows.append(
+            real_row(name, indexed(args.work / f"idx-{name}", [folder], pooling=args.pooling), copies)
+        )
+    row, per_kind = generated_row(*generated_set(args))
+    print_table(rows + [row], per_kind)
 
 
 def main() -> int:
     from retrieval.spec import POOLINGS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="6 originals, 18 distractors; vacation + hymenoptera")
+    ap.add_argument(
+        "--quick", action="store_true", help="6 originals, 18 distractors; vacation + hymenoptera"
+    )
     ap.add_argument("--originals", type=int, default=50)
     ap.add_argument("--distractors", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--real", default=None, help="Comma-separated real sets [vacation,hymenoptera,flowers5; --quick: "
-                                                 "vacation,hymenoptera]")
-    ap.add_argument("--flowers-limit", type=int, default=None, help="Only the first N flowers5 files (sorted)")
-    ap.add_argument("--real-index", action="append", default=[], metavar="SET=DIR",
-                    help="Use this ready index for a real set (e.g. a subset indexed elsewhere); repeatable")
+    ap.add_argument(
+        "--real",
+        default=None,
+        help=f"Comma-separated real sets [{TABLE_SETS}; --compare: "
+        "vacation,hymenoptera,flowers5; --quick: vacation,hymenoptera]",
+    )
+    ap.add_argument(
+        "--flowers-limit", type=int, default=None, help="Only the first N flowers5 files (sorted)"
+    )
+    ap.add_argument(
+        "--real-index",
+        action="append",
+        default=[],
+        metavar="SET=DIR",
+        help="Use this ready index for a real set (e.g. a subset indexed elsewhere); repeatable",
+    )
     ap.add_argument("--no-sweep", dest="do_sweep", action="store_false")
-    ap.add_argument("--pooling", choices=POOLINGS, default=None,
-                    help="Descriptor pooling of the indexes [the model default]; one --work per pooling")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/vgg-retrieval-dedup-eval"),
-                    help="Working folder: generated sets and the indexes (embedding cache) [/tmp/vgg-retrieval-dedup-eval]")
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="The older report instead of the table: P/R against cosine only and pHash, and the sweep",
+    )
+    ap.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default=None,
+        help="Descriptor pooling of the indexes [the model default]; one --work per pooling",
+    )
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/vgg-retrieval-dedup-eval"),
+        help="Working folder: generated sets and the indexes (embedding cache) [/tmp/vgg-retrieval-dedup-eval]",
+    )
     args = ap.parse_args()
     if args.quick:
         args.originals, args.distractors = 6, 18
-    args.real = [s for s in (args.real or ("vacation,hymenoptera" if args.quick else ",".join(REAL_SETS))).split(",") if s]
+    default_real = (
+        "vacation,hymenoptera"
+        if args.quick
+        else ("vacation,hymenoptera,flowers5" if args.compare else TABLE_SETS)
+    )
+    args.real = [s for s in (args.real or default_real).split(",") if s]
     args.real_index = dict(x.split("=", 1) for x in args.real_index)
     if set(args.real) - set(REAL_SETS):
         raise SystemExit(f"--real takes {', '.join(REAL_SETS)}")
+    if not args.compare:
+        t0 = time.perf_counter()
+        table(args)
+        print(f"\n{time.perf_counter() - t0:.0f}s in all")
+        return 0
     memo = MemoVerifier(args.work / "evidence-cache.pkl")
     gen = generated(args, memo)
     memo.save()

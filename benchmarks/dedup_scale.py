@@ -7,6 +7,7 @@ Runs the same code as ``vgg-retrieval dedup`` (``search.near_pairs`` + ``groups.
 prints time, peak memory (ru_maxrss) and the recall of planted pairs, as a markdown table.
 Run:  python benchmarks/dedup_scale.py [--n 1000000] [--clusters 50000] [--nprobe 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def synthesize(n: int, d: int, clusters: int, threshold: float, seed: int = 0):
@@ -42,12 +43,14 @@ def synthesize(n: int, d: int, clusters: int, threshold: float, seed: int = 0):
     pairs, cos = [], []
     pos = 0
     for b, k in zip(bases.tolist(), sizes.tolist()):
-        for c in copies[pos:pos + k].tolist():
+        for c in copies[pos : pos + k].tolist():
             target = rng.uniform(threshold + 0.01, 0.995)
-            noise = np.maximum(x[b] + 1.0 * rng.standard_normal(d).astype(np.float32), 0)  # a plausible other vector
+            noise = np.maximum(
+                x[b] + 1.0 * rng.standard_normal(d).astype(np.float32), 0
+            )  # a plausible other vector
             noise -= (noise @ x[b]) * x[b]
             noise /= np.linalg.norm(noise)
-            x[c] = target * x[b] + np.sqrt(1 - target ** 2) * noise
+            x[c] = target * x[b] + np.sqrt(1 - target**2) * noise
             pairs.append((b, c))
             cos.append(target)
         pos += k
@@ -80,9 +83,12 @@ def main() -> int:
     bg = sample @ sample.T
     bg = bg[np.triu_indices(len(sample), 1)]
     rss_data = rss_gb()
-    print(f"synthesized {args.n:,} x {args.dim} vectors ({x.nbytes / 1e9:.2f} GB) with {len(planted):,} planted pairs "
-          f"in {t_gen:.0f}s; background cosine mean {bg.mean():.2f}, 99.9th pct {np.quantile(bg, 0.999):.2f}, "
-          f"max {bg.max():.2f}; faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads", flush=True)
+    print(
+        f"synthesized {args.n:,} x {args.dim} vectors ({x.nbytes / 1e9:.2f} GB) with {len(planted):,} planted pairs "
+        f"in {t_gen:.0f}s; background cosine mean {bg.mean():.2f}, 99.9th pct {np.quantile(bg, 0.999):.2f}, "
+        f"max {bg.max():.2f}; faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads",
+        flush=True,
+    )
 
     t1 = time.perf_counter()
     i, j, s, info = near_pairs(x, thr, k=k, nprobe=nprobe)
@@ -108,7 +114,11 @@ def main() -> int:
     for a, b in planted.tolist():
         base_of[a] = a
         base_of[b] = a
-    other = [(a, b) for a, b in found if (a, b) not in planted_set and not (a in base_of and base_of.get(b) == base_of[a])]
+    other = [
+        (a, b)
+        for a, b in found
+        if (a, b) not in planted_set and not (a in base_of and base_of.get(b) == base_of[a])
+    ]
 
     print(f"\n### Dedup of {n:,} synthetic {args.dim}-d descriptors (threshold {thr:.2f})\n")
     print("| item | value |")
@@ -122,7 +132,9 @@ def main() -> int:
         f"| peak RSS | {rss_gb():.2f} GB (vectors alone {x.nbytes / 1e9:.2f} GB; after synthesis "
         f"{rss_data:.2f} GB, after search {rss_pairs:.2f} GB) |"
     )
-    print(f"| planted pairs recalled (found as a pair >= threshold) | {hit.mean():.4f} ({hit.sum():,}/{len(hit):,}) |")
+    print(
+        f"| planted pairs recalled (found as a pair >= threshold) | {hit.mean():.4f} ({hit.sum():,}/{len(hit):,}) |"
+    )
     print(f"| planted pairs in the same group | {same.mean():.4f} |")
     print(f"| pairs found that were not planted | {len(other):,} |")
     return 0

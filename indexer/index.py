@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from indexer.search.index_methods import IndexSearch
 from indexer.storage.creating import MIN_CALIBRATION_IMAGES
 from indexer.storage.folder import copy_model
 from indexer.storage.layout import DB_FILE, FORMAT, FORMAT_VERSION, LOCK_FILE, MODEL_DIR
@@ -27,7 +28,6 @@ from retrieval.spec import ModelSpec
 from . import checking, vectors
 from .reports import CheckReport, SearchHit, UpdateReport
 from .search import vector_search as searching
-from .search.index_methods import IndexSearch
 from .storage import folder
 from .storage import whitened_vectors as whitened
 from .update import updater as updating

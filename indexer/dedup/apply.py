@@ -12,22 +12,22 @@ sha256) or vanished; a kept file changed or vanished; a destination already exis
 folder lies inside an indexed folder (the next index update would index the quarantine); a file in
 an offline folder (``indexer.storage.offline``); the index is being updated, or is read-only.
 """
+
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
 
-from retrieval.errors import UserError
-from retrieval.files import file_sha256
-
 from indexer.faults import crash_point
 from indexer.storage import move_journal
+from indexer.storage.undo_log import LOG_FORMAT, LOG_VERSION, Move, index_key, inside, write_log  # noqa: F401 - API
+from retrieval.errors import UserError
+from retrieval.files import file_sha256
 
 from . import journal
 from .moves import Outcome, _move
 from .report import DedupReport
-from indexer.storage.undo_log import LOG_FORMAT, LOG_VERSION, Move, index_key, inside, write_log  # noqa: F401 - API
 
 
 def stale_files(report: DedupReport, groups=None) -> list[str]:
@@ -107,8 +107,10 @@ def plan(report: DedupReport, quarantine, include_similar: bool = False) -> list
     roots = [os.path.realpath(r) for r in report.roots]
     for r in roots:
         if qreal == r or qreal.startswith(os.path.join(r, "")):
-            raise UserError(f"the quarantine folder {quarantine} is inside the indexed folder {r}; "
-                            f"choose a folder outside it")
+            raise UserError(
+                f"the quarantine folder {quarantine} is inside the indexed folder {r}; "
+                f"choose a folder outside it"
+            )
     names = _root_names(roots)
     moves = []
     for g in acted_on(report, include_similar):
@@ -116,16 +118,21 @@ def plan(report: DedupReport, quarantine, include_similar: bool = False) -> list
             root = _root_of(m.path, roots)
             if root is None or os.path.normpath(m.path) != m.path:
                 raise UserError(f"refusing to move {m.path}: it is not inside the report's indexed folders")
-            rel = os.path.join(names[root], os.path.relpath(m.path, root)) if names[root] else \
-                os.path.relpath(m.path, root)
+            rel = (
+                os.path.join(names[root], os.path.relpath(m.path, root))
+                if names[root]
+                else os.path.relpath(m.path, root)
+            )
             moves.append(Move(m.path, str(quarantine / rel), m.sha256, m.size, m.mtime_ns))
     dsts = [mv.dst for mv in moves]
     if len(set(dsts)) != len(dsts):
         raise UserError("two files would get the same quarantine path (files outside the indexed folders?)")
     taken = [d for d in dsts if os.path.lexists(d)]
     if taken:
-        raise UserError(f"{len(taken)} quarantine destination(s) already exist, e.g. {taken[0]}; "
-                        f"use another --move-to folder")
+        raise UserError(
+            f"{len(taken)} quarantine destination(s) already exist, e.g. {taken[0]}; "
+            f"use another --move-to folder"
+        )
     return moves
 
 
@@ -146,7 +153,9 @@ def _require_indexed(idx, paths: list[str]) -> None:
         idx.indexed_file(p)
         gone = [f for f in offline if inside(p, f)]
         if gone:
-            raise UserError(f"refusing to move {p}: its folder {gone[0]} is offline (index it again when it is back)")
+            raise UserError(
+                f"refusing to move {p}: its folder {gone[0]} is offline (index it again when it is back)"
+            )
 
 
 def _checked(report: DedupReport, quarantine: Path, include_similar: bool, echo, idx=None) -> list[Move]:
@@ -156,8 +165,10 @@ def _checked(report: DedupReport, quarantine: Path, include_similar: bool, echo,
     groups = acted_on(report, include_similar)
     problems = stale_files(report, groups)
     if problems:
-        raise UserError(f"the report is older than {len(problems)} of the files it names (e.g. {problems[0]}); "
-                        f"update the index (vgg-retrieval index --index DIR) and run dedup again")
+        raise UserError(
+            f"the report is older than {len(problems)} of the files it names (e.g. {problems[0]}); "
+            f"update the index (vgg-retrieval index --index DIR) and run dedup again"
+        )
     moves = plan(report, quarantine, include_similar)
     skipped = len(report.groups) - len(groups)
     if skipped:
@@ -166,14 +177,24 @@ def _checked(report: DedupReport, quarantine: Path, include_similar: bool, echo,
         _require_indexed(idx, [mv.src for mv in moves])
         return moves
     if not Index.exists(report.index_dir):
-        raise UserError(f"the report's index {report.index_dir} is gone: cannot confirm what the report names")
+        raise UserError(
+            f"the report's index {report.index_dir} is gone: cannot confirm what the report names"
+        )
     with Index.open(report.index_dir) as opened:
         _require_indexed(opened, [mv.src for mv in moves])
     return moves
 
 
-def apply_report(report: DedupReport, quarantine, execute: bool = False, log=None, keep=(),
-                 update_index: bool = True, echo=print, include_similar: bool = False) -> Outcome:
+def apply_report(
+    report: DedupReport,
+    quarantine,
+    execute: bool = False,
+    log=None,
+    keep=(),
+    update_index: bool = True,
+    echo=print,
+    include_similar: bool = False,
+) -> Outcome:
     """Move every non-kept file of ``report``'s duplicate groups under ``quarantine`` (only prints
     unless ``execute``); ``include_similar``: the similar-shot groups' too."""
     report = with_keepers(report, keep)
@@ -183,8 +204,10 @@ def apply_report(report: DedupReport, quarantine, execute: bool = False, log=Non
         out = Outcome(moves, executed=False)
         for mv in moves:
             echo(f"would move {mv.src} -> {mv.dst}")
-        echo(f"dry run: {len(moves)} files ({out.bytes / 1e6:.1f} MB) would be moved to {quarantine}; "
-             f"nothing was changed (add --yes to do it)")
+        echo(
+            f"dry run: {len(moves)} files ({out.bytes / 1e6:.1f} MB) would be moved to {quarantine}; "
+            f"nothing was changed (add --yes to do it)"
+        )
         return out
     with journal.locked_index(report.index_dir, echo) as idx:
         crash_point("apply_locked")
@@ -206,9 +229,17 @@ def _execute(idx, report: DedupReport, out: Outcome, quarantine: Path, log, upda
     if log.exists():
         raise UserError(f"undo log {log} already exists")
     key = index_key(idx.directory, create=True)
-    data = {"format": LOG_FORMAT, "version": LOG_VERSION, "created_at": time.time(), "state": "moving",
-            "report_created_at": report.created_at, "index_dir": report.index_dir, "roots": report.roots,
-            "quarantine": str(quarantine), "moves": [m.as_dict() for m in out.moves]}
+    data = {
+        "format": LOG_FORMAT,
+        "version": LOG_VERSION,
+        "created_at": time.time(),
+        "state": "moving",
+        "report_created_at": report.created_at,
+        "index_dir": report.index_dir,
+        "roots": report.roots,
+        "quarantine": str(quarantine),
+        "moves": [m.as_dict() for m in out.moves],
+    }
     write_log(log, data, key)  # before anything moves: a crash leaves a log that undo can use
     move_journal.begin(idx, "apply", log)
     out.log = str(log)

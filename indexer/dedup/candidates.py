@@ -11,6 +11,7 @@ Search structure: exact inner product (``IndexFlatIP``) up to ``EXACT_LIMIT`` ve
 searched), each candidate re-scored with the full vectors, so scores are exact cosines; the cost
 grows like N^1.5 instead of N^2. Vectors are L2-normalised, so inner product = cosine.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,14 @@ CHUNK = 8192
 PCA_DIM = 64
 
 
-def build_search_index(xb: np.ndarray, exact_limit: int = EXACT_LIMIT, nlist: int | None = None,
-                       nprobe: int = DEFAULT_NPROBE, train_size: int | None = None, seed: int = 1234):
+def build_search_index(
+    xb: np.ndarray,
+    exact_limit: int = EXACT_LIMIT,
+    nlist: int | None = None,
+    nprobe: int = DEFAULT_NPROBE,
+    train_size: int | None = None,
+    seed: int = 1234,
+):
     """(faiss index over ``xb`` with ids 0..N-1, description dict)."""
     n, d = xb.shape
     if n <= exact_limit:
@@ -51,17 +58,29 @@ def build_search_index(xb: np.ndarray, exact_limit: int = EXACT_LIMIT, nlist: in
     index.train(sample)
     del sample
     for i in range(0, n, CHUNK * 8):
-        index.add(xb[i:i + CHUNK * 8])
+        index.add(xb[i : i + CHUNK * 8])
     ivf.nprobe = nprobe
     faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(64, 2 * nprobe)
-    return index, {"faiss": f"PCA{pca_dim},IVF{nlist}_HNSW32,Flat (L2, nprobe={nprobe}, trained on {train_size}; "
-                            f"candidates re-scored with the full {d}-d vectors)",
-                   "n": n, "nlist": nlist, "nprobe": nprobe, "rescore": True}
+    return index, {
+        "faiss": f"PCA{pca_dim},IVF{nlist}_HNSW32,Flat (L2, nprobe={nprobe}, trained on {train_size}; "
+        f"candidates re-scored with the full {d}-d vectors)",
+        "n": n,
+        "nlist": nlist,
+        "nprobe": nprobe,
+        "rescore": True,
+    }
 
 
-def near_pairs(xb: np.ndarray, threshold: float, k: int = DEFAULT_K, max_k: int = MAX_K,
-               index=None, progress=None, floor: float | None = None,
-               **build_options) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def near_pairs(
+    xb: np.ndarray,
+    threshold: float,
+    k: int = DEFAULT_K,
+    max_k: int = MAX_K,
+    index=None,
+    progress=None,
+    floor: float | None = None,
+    **build_options,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Pairs (i < j) of rows of ``xb`` with cosine >= ``threshold``: arrays (i, j, score), stats.
 
     ``floor`` (< threshold): also the pairs with floor <= cosine < threshold among each row's ``k``
@@ -81,8 +100,8 @@ def near_pairs(xb: np.ndarray, threshold: float, k: int = DEFAULT_K, max_k: int 
         if rescore:  # exact cosines of the candidates, best first
             scores = np.full(ids.shape, -2.0, np.float32)
             for s in range(0, len(q), 512):
-                cand = ids[s:s + 512]
-                scores[s:s + 512] = np.einsum("qd,qkd->qk", q[s:s + 512], xb[np.maximum(cand, 0)])
+                cand = ids[s : s + 512]
+                scores[s : s + 512] = np.einsum("qd,qkd->qk", q[s : s + 512], xb[np.maximum(cand, 0)])
             scores[ids < 0] = -2.0
             order = np.argsort(-scores, axis=1)
             scores, ids = np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
@@ -94,7 +113,7 @@ def near_pairs(xb: np.ndarray, threshold: float, k: int = DEFAULT_K, max_k: int 
     parts_i, parts_j, parts_s = [], [], []
     overflow = []
     for start in range(0, n, CHUNK):
-        scores, ids = search(xb[start:start + CHUNK], k)
+        scores, ids = search(xb[start : start + CHUNK], k)
         _collect(start, scores, ids, lowest, parts_i, parts_j, parts_s)
         full = np.nonzero(scores[:, -1] >= threshold)[0]
         overflow.extend((start + full).tolist())
@@ -104,7 +123,7 @@ def near_pairs(xb: np.ndarray, threshold: float, k: int = DEFAULT_K, max_k: int 
     if overflow and big_k > k:  # dense clusters: ask those again with a larger k
         rows = np.array(overflow, dtype=np.int64)
         for s in range(0, len(rows), 1024):
-            r = rows[s:s + 1024]
+            r = rows[s : s + 1024]
             scores, ids = search(xb[r], big_k)
             for row, sc, idx in zip(r, scores, ids):
                 keep = (sc >= threshold) & (idx >= 0)
@@ -119,8 +138,16 @@ def near_pairs(xb: np.ndarray, threshold: float, k: int = DEFAULT_K, max_k: int 
         i = j = np.zeros(0, np.int64)
         s = np.zeros(0, np.float32)
     i, j, s = _canonical(i, j, s)
-    info.update({"k": k, "max_k": big_k, "dense_rows_requeried": len(overflow), "pairs": int(len(i)),
-                 "build_seconds": round(t_build, 3), "search_seconds": round(time.perf_counter() - t0 - t_build, 3)})
+    info.update(
+        {
+            "k": k,
+            "max_k": big_k,
+            "dense_rows_requeried": len(overflow),
+            "pairs": int(len(i)),
+            "build_seconds": round(t_build, 3),
+            "search_seconds": round(time.perf_counter() - t0 - t_build, 3),
+        }
+    )
     return i, j, s, info
 
 

@@ -2,19 +2,21 @@
 
 ``PairJudge`` is the grouping's check (``groups.group_pairs``): it verifies the pairs the grouping
 consults (``verify.Verifier``, in batches, each pair once) and remembers the evidence, so the
-duplicate pass and the similar-shot pass share the work. A pair is a duplicate when its pixels
-agree once aligned (``verify.classify``), or - with no geometric evidence either way - when its
-cosine is at least ``trust`` (descriptors that close are copies whose keypoints did not survive,
-e.g. a tiny or heavily blurred copy); it is a similar shot when its keypoints agree on one
-transform over a real share of both pictures but the pixels do not (another shot of one scene).
+duplicate pass and the similar-shot pass share the work. A pair is a duplicate only when it is
+proven one capture (``verify.classify``: the scene test, then EXIF or the copy tests); it is a
+similar shot when it shows one scene but is not proven a copy - and, with no geometric evidence
+either way, when its cosine is at least ``trust`` (descriptors that close may be a copy whose
+keypoints did not survive, or a burst frame: the pixels cannot tell, so review only).
 """
+
 from __future__ import annotations
 
 import time
 
 import numpy as np
 
-from .verify import MIN_KEYPOINTS, Evidence, Verifier, classify
+from .rule import MIN_KEYPOINTS, Evidence, classify
+from .verify import Verifier
 
 DUPLICATE, SIMILAR = "duplicate", "similar"
 # a mirrored copy keeps its descriptor (GAP-pooled conv features barely change under a mirror:
@@ -26,7 +28,13 @@ MIRROR_COSINE = 0.80
 class PairJudge:
     """Verdicts for pairs of representatives (positions into ``paths``), verified when first asked."""
 
-    def __init__(self, paths: list[str], trust: float, verifier: Verifier | None = None, min_keypoints: int | None = None):
+    def __init__(
+        self,
+        paths: list[str],
+        trust: float,
+        verifier: Verifier | None = None,
+        min_keypoints: int | None = None,
+    ):
         self.paths, self.trust = paths, trust
         self.min_keypoints = MIN_KEYPOINTS if min_keypoints is None else int(min_keypoints)
         self.verifier = verifier or Verifier(min_keypoints=self.min_keypoints)
@@ -38,9 +46,12 @@ class PairJudge:
         key = (min(a, b), max(a, b))
         ev = self.evidence.get(key)
         v = classify(ev, self.min_keypoints)
-        if v is None and self.cosine.get(key, -1.0) >= self.trust and (
-                ev is None or (ev.inliers < self.min_keypoints and not ev.frame)):
-            return DUPLICATE  # no keypoints to judge by, and a descriptor this close
+        if (
+            v is None
+            and self.cosine.get(key, -1.0) >= self.trust
+            and (ev is None or (ev.inliers < self.min_keypoints and not ev.frame))
+        ):
+            return SIMILAR  # no keypoints to judge by, and a descriptor this close: not proven either way
         return v
 
     def _ensure(self, node: int, others: list[int], scores) -> None:
@@ -52,14 +63,17 @@ class PairJudge:
                 todo.append(key)
         if todo:
             t0 = time.perf_counter()
-            found = self.verifier.verify([(self.paths[a], self.paths[b]) for a, b in todo],
-                                         mirror=[self.cosine[k] >= MIRROR_COSINE for k in todo])
+            found = self.verifier.verify(
+                [(self.paths[a], self.paths[b]) for a, b in todo],
+                mirror=[self.cosine[k] >= MIRROR_COSINE for k in todo],
+            )
             self.evidence.update(zip(todo, found))
             self.seconds += time.perf_counter() - t0
 
     def check(self, wanted: tuple[str, ...], excluded=None):
         """A ``group_pairs`` check accepting pairs whose verdict is in ``wanted`` (and no file of
         ``excluded``, a bool array, among the candidates)."""
+
         def ask(node, nb, sc):
             nb = np.asarray(nb)
             ok = np.ones(len(nb), dtype=bool) if excluded is None else ~excluded[nb]
@@ -69,11 +83,15 @@ class PairJudge:
             for n, o in enumerate(nb.tolist()):
                 ok[n] = ok[n] and self.verdict(int(node), o) in wanted
             return ok
+
         return ask
 
     def stats(self) -> dict:
         verdicts = [self.verdict(a, b) for a, b in self.evidence]
-        return {"verified_pairs": len(self.evidence), "verified_duplicates": verdicts.count(DUPLICATE),
-                "verified_similar": verdicts.count(SIMILAR),
-                "verify_unreadable": sorted(self.verifier.unreadable)[:100], "verify_seconds": round(self.seconds, 3)}
-
+        return {
+            "verified_pairs": len(self.evidence),
+            "verified_duplicates": verdicts.count(DUPLICATE),
+            "verified_similar": verdicts.count(SIMILAR),
+            "verify_unreadable": sorted(self.verifier.unreadable)[:100],
+            "verify_seconds": round(self.seconds, 3),
+        }

@@ -1,6 +1,7 @@
 """What people decided in review, applied to a report: pairs whose files they kept both of ("keep
 all" in the UI; ``Store.dismissed_pairs``, by sha256) leave the groups, so a dismissed group does
 not come back on the next run. A file that changed has another sha256 and is judged again."""
+
 from __future__ import annotations
 
 from itertools import combinations

@@ -12,6 +12,7 @@ pixel verification, and similar shots for review.
    keeper is the original (``quality``: colour, pixels, JPEG quality, metadata, size, age), and
    each group says why.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,20 @@ from .candidates import DEFAULT_K, DEFAULT_NPROBE, EXACT_LIMIT, near_pairs
 from .decide import DUPLICATE, SIMILAR, PairJudge
 from .decisions import drop_dismissed
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
+from .keeper import rekeep
 from .quality import FileQuality, keeper_reason, read_qualities, refine_rank
-from .report import DUPLICATES, EXACT_REASON, KEEPER_REASON, WHY, DedupReport, Group, Member, near_reason
-from .verify import MAX_OUTSIDE, MIN_CELLS, MIN_COVER, MIN_KEYPOINTS, MIN_PIXEL, SIMILAR_KEYPOINTS, describe
+from .report import DedupReport, Group, Member
+from .report_text import DUPLICATES, EXACT_REASON, KEEPER_REASON, UNPROVEN_WHY, WHY, near_reason
+from .rule import (
+    MAX_OUTSIDE,
+    MIN_CELLS,
+    MIN_COVER,
+    MIN_KEYPOINTS,
+    MIN_PIXEL,
+    SIMILAR_KEYPOINTS,
+    copy_rule,
+    describe,
+)
 
 # Cosine similarity of GAP-pooled VGG16 conv5 descriptors (224 px) at or above which two images are
 # called near duplicates without verification (--no-verify): the lowest threshold with precision
@@ -49,6 +61,7 @@ def default_threshold(spec, verify: bool = True) -> float:
         return VERIFIED_THRESHOLD
     return DEFAULT_THRESHOLD if getattr(spec, "trim_borders", False) else UNTRIMMED_THRESHOLD
 
+
 def _check_options(threshold, verify, verify_floor, min_keypoints, keeper):
     if not -1.0 <= threshold <= 1.0:
         raise UserError(f"--threshold is a cosine similarity between -1 and 1 (got {threshold})")
@@ -60,11 +73,24 @@ def _check_options(threshold, verify, verify_floor, min_keypoints, keeper):
         raise UserError(f"unknown keeper policy {keeper!r}; choose one of {', '.join(KEEPER_POLICIES)}")
 
 
-def find_duplicates(index, threshold: float | None = None, keeper: str = "resolution", prefer=(),
-                    k: int = DEFAULT_K, exact_limit: int = EXACT_LIMIT, nprobe: int = DEFAULT_NPROBE,
-                    near: bool = True, verify: bool = True, verify_floor: float = VERIFY_FLOOR,
-                    min_keypoints: int = MIN_KEYPOINTS, verifier=None, progress=None,
-                    similar: bool = True, rotations: bool = True, include_dismissed: bool = False) -> DedupReport:
+def find_duplicates(
+    index,
+    threshold: float | None = None,
+    keeper: str = "resolution",
+    prefer=(),
+    k: int = DEFAULT_K,
+    exact_limit: int = EXACT_LIMIT,
+    nprobe: int = DEFAULT_NPROBE,
+    near: bool = True,
+    verify: bool = True,
+    verify_floor: float = VERIFY_FLOOR,
+    min_keypoints: int = MIN_KEYPOINTS,
+    verifier=None,
+    progress=None,
+    similar: bool = True,
+    rotations: bool = True,
+    include_dismissed: bool = False,
+) -> DedupReport:
     """A DedupReport over every image of ``index`` (an ``indexer.Index``).
 
     threshold: without verification, the cosine at or above which two images are near duplicates;
@@ -99,24 +125,61 @@ def find_duplicates(index, threshold: float | None = None, keeper: str = "resolu
     rank = keeper_rank(*meta, keeper, preferred)
     rep_of = _exact_representatives(rows, rank)
     reps = np.nonzero(rep_of == np.arange(len(rows)))[0]
-    stats = {"images": len(rows), "unique_contents": int(len(reps)), "keeper_policy": keeper,
-             "prefer": list(prefer), "model_id": index.spec.model_id, "model": index.spec.describe()}
+    stats = {
+        "images": len(rows),
+        "unique_contents": int(len(reps)),
+        "keeper_policy": keeper,
+        "prefer": list(prefer),
+        "model_id": index.spec.model_id,
+        "model": index.spec.describe(),
+    }
     rule = {"threshold": threshold}
     if verify and near:
-        rule.update(verify_floor=float(verify_floor), min_keypoints=int(min_keypoints), pixel=MIN_PIXEL,
-                    cells=MIN_CELLS, outside=MAX_OUTSIDE, cover=MIN_COVER, similar_keypoints=SIMILAR_KEYPOINTS)
+        rule.update(
+            verify_floor=float(verify_floor),
+            min_keypoints=int(min_keypoints),
+            pixel=MIN_PIXEL,
+            cells=MIN_CELLS,
+            outside=MAX_OUTSIDE,
+            cover=MIN_COVER,
+            similar_keypoints=SIMILAR_KEYPOINTS,
+            copy=copy_rule(),
+        )
     search = _NearSearch(rows, reps, rank, stats, progress)
     qualities: list[FileQuality | None] = [None] * len(rows)
     found = []
     if near and len(reps) > 1:
-        found = search.run(index, threshold, verify, verify_floor, min_keypoints, verifier, k, exact_limit, nprobe,
-                           similar, rotations, keeper, meta, preferred, qualities)
+        found = search.run(
+            index,
+            threshold,
+            verify,
+            verify_floor,
+            min_keypoints,
+            verifier,
+            k,
+            exact_limit,
+            nprobe,
+            similar,
+            rotations,
+            keeper,
+            meta,
+            preferred,
+            qualities,
+        )
     groups = _assemble(rows, rep_of, search, found, keeper, qualities)
     if not include_dismissed:
         groups, stats["dismissed_left_out"] = drop_dismissed(groups, index.store.dismissed_pairs())
     stats["seconds"] = round(time.perf_counter() - t0, 3)
-    return DedupReport(threshold=threshold, created_at=time.time(), index_dir=str(os.path.abspath(index.directory)),
-                       groups=groups, errors=errors, roots=list(index.store.roots()), stats=stats, rule=rule)
+    return DedupReport(
+        threshold=threshold,
+        created_at=time.time(),
+        index_dir=str(os.path.abspath(index.directory)),
+        groups=groups,
+        errors=errors,
+        roots=list(index.store.roots()),
+        stats=stats,
+        rule=rule,
+    )
 
 
 def _exact_representatives(rows, rank) -> np.ndarray:
@@ -139,12 +202,29 @@ class _NearSearch:
         self.rows, self.reps, self.rank, self.stats, self.progress = rows, reps, rank, stats, progress
         self.judge: PairJudge | None = None
         self.reps_v = reps
+        self.rekept: set[int] = set()  # keepers chosen over a member enlarged from them (keeper.rekeep)
 
     def _progress(self, stage):
         return (lambda d, t: self.progress(stage, d, t)) if self.progress else None
 
-    def run(self, index, threshold, verify, floor, min_keypoints, verifier, k, exact_limit, nprobe, similar,
-            rotations, keeper, meta, preferred, qualities):
+    def run(
+        self,
+        index,
+        threshold,
+        verify,
+        floor,
+        min_keypoints,
+        verifier,
+        k,
+        exact_limit,
+        nprobe,
+        similar,
+        rotations,
+        keeper,
+        meta,
+        preferred,
+        qualities,
+    ):
         rows, reps, ids = self.rows, self.reps, meta[3]
         vid, xb = index.all_vectors()
         pos = {int(v): p for p, v in enumerate(vid.tolist())}
@@ -153,15 +233,24 @@ class _NearSearch:
         del xb
         if len(reps_v) < 2:
             return []
-        i, j, sc, info = near_pairs(x, threshold, k=k, exact_limit=exact_limit, nprobe=nprobe,
-                                    floor=floor if verify else None, progress=self._progress("search"))
+        i, j, sc, info = near_pairs(
+            x,
+            threshold,
+            k=k,
+            exact_limit=exact_limit,
+            nprobe=nprobe,
+            floor=floor if verify else None,
+            progress=self._progress("search"),
+        )
         self.stats.update(info)
         if verify and rotations:
             from .rotated import rotated_pairs
 
             ri, rj, _, rinfo = rotated_pairs([rows[r][1] for r in reps_v])
             self.stats.update(rinfo)
-            i, j, sc = _merge_pairs(i, j, sc, ri, rj, np.einsum("nd,nd->n", x[ri], x[rj]) if len(ri) else np.zeros(0))
+            i, j, sc = _merge_pairs(
+                i, j, sc, ri, rj, np.einsum("nd,nd->n", x[ri], x[rj]) if len(ri) else np.zeros(0)
+            )
         # the keeper order with what the files say about themselves (only files with a candidate)
         nodes = np.unique(np.concatenate([i, j])) if len(i) else np.zeros(0, np.int64)
         found_q, secs = read_qualities([rows[reps_v[n]][1] for n in nodes.tolist()])
@@ -173,16 +262,24 @@ class _NearSearch:
         if not verify:
             return [(DUPLICATES, g) for g in group_pairs(len(reps_v), i, j, sc, rank_v)]
         self.judge = judge = PairJudge([rows[r][1] for r in reps_v], threshold, verifier, min_keypoints)
-        found = [(DUPLICATES, g) for g in group_pairs(len(reps_v), i, j, sc, rank_v, check=judge.check((DUPLICATE,)),
-                                                      progress=self._progress("verify"))]
+        groups = group_pairs(
+            len(reps_v), i, j, sc, rank_v, check=judge.check((DUPLICATE,)), progress=self._progress("verify")
+        )
+        kept = rekeep(judge, groups, x)  # never an enlarged copy over the file it was made from
+        self.rekept = {g[0] for g, h in zip(kept, groups) if g[0] != h[0]}
+        found = [(DUPLICATES, g) for g in kept]
         if similar:  # over the files left; a duplicate group's keeper stands for it and stays a keeper
             members = np.zeros(len(reps_v), dtype=bool)
             keepers = rank_v.copy()
             for _, (k, m, _) in found:
                 members[m] = True
                 keepers[k] -= len(rank_v) + 1
-            found += [("similar", g) for g in group_pairs(len(reps_v), i, j, sc, keepers,
-                                                           check=judge.check((SIMILAR, DUPLICATE), members))]
+            found += [
+                ("similar", g)
+                for g in group_pairs(
+                    len(reps_v), i, j, sc, keepers, check=judge.check((SIMILAR, DUPLICATE), members)
+                )
+            ]
         self.stats.update(judge.stats())
         return found
 
@@ -193,8 +290,11 @@ def _merge_pairs(i, j, sc, ri, rj, rs):
         return i, j, sc
     known = set(zip(i.tolist(), j.tolist()))
     new = np.array([(a, b) not in known for a, b in zip(ri.tolist(), rj.tolist())], dtype=bool)
-    return (np.concatenate([i, ri[new]]), np.concatenate([j, rj[new]]),
-            np.concatenate([sc, rs[new].astype(np.float32)]))
+    return (
+        np.concatenate([i, ri[new]]),
+        np.concatenate([j, rj[new]]),
+        np.concatenate([sc, rs[new].astype(np.float32)]),
+    )
 
 
 def _assemble(rows, rep_of, search, found, keeper, qualities) -> list[Group]:
@@ -211,7 +311,14 @@ def _assemble(rows, rep_of, search, found, keeper, qualities) -> list[Group]:
     for kind, (keep, members, scores) in found:
         dup = kind == DUPLICATES
         kr = int(reps_v[keep])
-        g = Group(_member(rows[kr], 1.0, KEEPER_REASON), [], kind, WHY[kind])
+        verified = judge is not None
+        g = Group(
+            _member(rows[kr], 1.0, KEEPER_REASON),
+            [],
+            kind,
+            WHY[kind] if verified or not dup else UNPROVEN_WHY,
+            proven=dup and verified,
+        )
         if dup:
             in_duplicates.add(kr)
             g.members += [_member(rows[c], 1.0, EXACT_REASON) for c in copies.get(kr, [])]
@@ -223,22 +330,47 @@ def _assemble(rows, rep_of, search, found, keeper, qualities) -> list[Group]:
             g.members.append(member)
             if dup:
                 in_duplicates.add(mr)
-                g.members += [_member(rows[c], score, reason, member.keypoints, ev) for c in copies.get(mr, [])]
+                g.members += [
+                    _member(rows[c], score, reason, member.keypoints, ev) for c in copies.get(mr, [])
+                ]
         groups.append(g)
     for rep in sorted(copies, key=lambda n: rank[n]):
         if rep not in in_duplicates:
-            groups.append(Group(_member(rows[rep], 1.0, KEEPER_REASON),
-                                [_member(rows[c], 1.0, EXACT_REASON) for c in copies[rep]], DUPLICATES,
-                                "byte-identical copies (same sha256); safe to quarantine"))
+            groups.append(
+                Group(
+                    _member(rows[rep], 1.0, KEEPER_REASON),
+                    [_member(rows[c], 1.0, EXACT_REASON) for c in copies[rep]],
+                    DUPLICATES,
+                    "byte-identical copies (same sha256); safe to quarantine",
+                    proven=True,
+                )
+            )
     row_of = {int(r[0]): n for n, r in enumerate(rows)}
+    rekept = {int(reps_v[k]) for k in search.rekept}
     for g in groups:
         q = [qualities[row_of[m.id]] or FileQuality() for m in g.files]
         g.keeper_reason = keeper_reason(g.keeper, q[0], g.members, q[1:], keeper)
+        if g.is_duplicates and row_of[g.keeper.id] in rekept:
+            g.keeper_reason = (
+                "the original: a larger member is enlarged from it (no detail beyond this one's "
+                f"resolution); {g.keeper_reason}"
+            )
         g.keeper.reason = f"keeper: {g.keeper_reason}"
     groups.sort(key=lambda g: (not g.is_duplicates, g.min_score, g.keeper.path))
     return groups
 
 
 def _member(row, score: float, reason: str, keypoints: int | None = None, evidence=None) -> Member:
-    return Member(int(row[0]), row[1], row[2], int(row[3]), int(row[4]), int(row[5]), int(row[6]),
-                  round(float(score), 6), reason, keypoints, evidence.as_dict() if evidence is not None else None)
+    return Member(
+        int(row[0]),
+        row[1],
+        row[2],
+        int(row[3]),
+        int(row[4]),
+        int(row[5]),
+        int(row[6]),
+        round(float(score), 6),
+        reason,
+        keypoints,
+        evidence.as_dict() if evidence is not None else None,
+    )

@@ -16,6 +16,7 @@ least compression (estimated JPEG quality), camera metadata present, largest fil
 ``size`` (largest file first), ``oldest``, ``newest``: by the index only. Files under a ``prefer``
 folder always win over the others. Ties are broken by the lower image id (the file indexed first).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,14 +40,18 @@ def keeper_rank(pixels, size, mtime_ns, ids, policy: str = "resolution", preferr
     else:
         raise ValueError(f"unknown keeper policy {policy!r}; choose one of {', '.join(KEEPER_POLICIES)}")
     if preferred is not None:
-        keys = keys + (~np.asarray(preferred, dtype=bool),)  # preferred (False sorts first) is the primary key
+        keys = keys + (
+            ~np.asarray(preferred, dtype=bool),
+        )  # preferred (False sorts first) is the primary key
     order = np.lexsort(keys)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     return rank
 
 
-def group_pairs(n: int, i: np.ndarray, j: np.ndarray, s: np.ndarray, rank: np.ndarray, check=None, progress=None):
+def group_pairs(
+    n: int, i: np.ndarray, j: np.ndarray, s: np.ndarray, rank: np.ndarray, check=None, progress=None
+):
     """Keeper-centred groups from pairs (i, j, score) over n items.
 
     Returns a list of (keeper, members, scores): ``members`` the item numbers, ``scores`` their

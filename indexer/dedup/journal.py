@@ -14,23 +14,23 @@ journal. A kill at any point leaves the journal behind; the next ``index``, ``de
 
 Crash points: ``indexer.faults.APPLY_POINTS`` and ``UNDO_POINTS``.
 """
+
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
 from typing import Iterator
 
-from retrieval.errors import UserError
-
 from indexer.storage.move_journal import recover
 from indexer.storage.undo_log import inside
+from retrieval.errors import UserError
 
 
 @contextmanager
 def locked_index(index_dir, echo=print) -> Iterator:
     """The index at ``index_dir``, open and write-locked, with an interrupted apply/undo finished."""
-    from indexer.storage.folder import check_writable
     from indexer.index import Index
+    from indexer.storage.folder import check_writable
 
     if not Index.exists(index_dir):
         raise UserError(f"the index {index_dir} is gone: cannot confirm the files to move; nothing was moved")
@@ -58,5 +58,3 @@ def reindex(index, paths: list[str], echo) -> str:
     summary = f"index updated: {rep.summary()}"
     echo(summary)
     return summary
-
-

@@ -1,5 +1,6 @@
 """Moving files for apply and undo: never overwriting, crash points between the two names, and
 what a run moved (``Outcome``)."""
+
 from __future__ import annotations
 
 import errno
@@ -7,10 +8,9 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
-from retrieval.errors import UserError
-
 from indexer.faults import crash_point
 from indexer.storage.undo_log import Move
+from retrieval.errors import UserError
 
 
 @dataclass

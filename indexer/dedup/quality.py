@@ -8,6 +8,7 @@ quantisation tables (a re-compressed copy has coarser tables), and whether the c
 whether it is a camera's own format (RAW, HEIC) rather than a JPEG exported from it. Pixels,
 size and modification time come from the index. ``keeper_reason`` says in words why the keeper won.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,10 +19,75 @@ import numpy as np
 
 # the IJG (libjpeg) base luminance table, in natural order: quality Q scales it by 5000/Q (Q < 50)
 # or 200 - 2Q (Q >= 50) percent, which is how almost every encoder (PIL, cameras, phones) writes it
-_IJG_LUMA = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64)
+_IJG_LUMA = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ],
+    dtype=np.float64,
+)
 LOSSLESS = 100  # what a PNG, TIFF... counts as
 _EXIF_DATE, _EXIF_MAKE, _EXIF_MODEL, _EXIF_IFD, _EXIF_DATE_ORIGINAL = 0x0132, 0x010F, 0x0110, 0x8769, 0x9003
 GREY_SPREAD = 3.0  # mean |R-G| + |G-B| (0-255 levels) under which a picture counts as greyscale
@@ -31,10 +97,10 @@ GREY_SPREAD = 3.0  # mean |R-G| + |G-B| (0-255 levels) under which a picture cou
 class FileQuality:
     colour: bool = True
     jpeg_quality: int = LOSSLESS  # estimated; LOSSLESS for formats without lossy compression
-    metadata: bool = False        # EXIF capture date or camera make/model present
+    metadata: bool = False  # EXIF capture date or camera make/model present
     readable: bool = True
-    content: float = 1.0          # share of the pixels that are picture, not a uniform border/frame/canvas
-    original: bool = False        # a camera's own format (RAW, HEIC/HEIF), not a JPEG made from it
+    content: float = 1.0  # share of the pixels that are picture, not a uniform border/frame/canvas
+    original: bool = False  # a camera's own format (RAW, HEIC/HEIF), not a JPEG made from it
 
 
 def jpeg_quality(quantization: dict | None) -> int | None:
@@ -66,8 +132,12 @@ def read_quality(path: str) -> FileQuality:
         with Image.open(path) as im:
             q = jpeg_quality(getattr(im, "quantization", None)) if im.format == "JPEG" else None
             exif = im.getexif()
-            meta = bool(exif.get(_EXIF_MAKE) or exif.get(_EXIF_MODEL) or exif.get(_EXIF_DATE)
-                        or exif.get_ifd(_EXIF_IFD).get(_EXIF_DATE_ORIGINAL))
+            meta = bool(
+                exif.get(_EXIF_MAKE)
+                or exif.get(_EXIF_MODEL)
+                or exif.get(_EXIF_DATE)
+                or exif.get_ifd(_EXIF_IFD).get(_EXIF_DATE_ORIGINAL)
+            )
             colour = False if im.mode in ("1", "L", "LA", "I", "I;16", "F") else None
             im.draft("RGB", (256, 256))
             small = im.convert("RGB")
@@ -79,8 +149,13 @@ def read_quality(path: str) -> FileQuality:
                 colour = spread >= GREY_SPREAD
     except Exception:  # noqa: BLE001 - unreadable now: ranks last among its equals, apply will refuse it anyway
         return FileQuality(readable=False, original=original)  # a RAW Pillow can't open: still the original
-    return FileQuality(colour=colour, jpeg_quality=LOSSLESS if q is None else q, metadata=meta,
-                       content=content, original=original)
+    return FileQuality(
+        colour=colour,
+        jpeg_quality=LOSSLESS if q is None else q,
+        metadata=meta,
+        content=content,
+        original=original,
+    )
 
 
 def _content_share(im) -> float:
@@ -103,7 +178,9 @@ def read_qualities(paths: list[str], workers: int = 4) -> tuple[list[FileQuality
     return out, time.perf_counter() - t0
 
 
-def keeper_reason(keeper, keeper_q: FileQuality, others: list, others_q: list[FileQuality], policy: str) -> str:
+def keeper_reason(
+    keeper, keeper_q: FileQuality, others: list, others_q: list[FileQuality], policy: str
+) -> str:
     """Why ``keeper`` (a report Member) is kept rather than ``others``: the first criterion of the
     keeper order on which it beats each of them, in words."""
     reasons = []
@@ -126,14 +203,22 @@ def compare(k, kq: FileQuality, m, mq: FileQuality, policy: str = "resolution") 
     pk, pm = _picture(k, kq), _picture(m, mq)
     steps = {
         "colour": (int(kq.colour) - int(mq.colour), "colour (the copy is greyscale)"),
-        "pixels": ((pk > PICTURE_TOLERANCE * pm) - (pm > PICTURE_TOLERANCE * pk),
-                   f"more picture pixels ({_size(k, kq)} against {_size(m, mq)})"),
-        "original": (int(kq.original) - int(mq.original),
-                     "the original format (RAW or HEIC, not a JPEG made from it)"),
-        "content": ((kq.content > mq.content + 0.1) - (mq.content > kq.content + 0.1),
-                    f"no border or frame added (the copy is {mq.content:.0%} picture)"),
-        "quality": ((kq.jpeg_quality > mq.jpeg_quality + 2) - (mq.jpeg_quality > kq.jpeg_quality + 2),
-                    f"less compression (JPEG quality ~{kq.jpeg_quality} against ~{mq.jpeg_quality})"),
+        "pixels": (
+            (pk > PICTURE_TOLERANCE * pm) - (pm > PICTURE_TOLERANCE * pk),
+            f"more picture pixels ({_size(k, kq)} against {_size(m, mq)})",
+        ),
+        "original": (
+            int(kq.original) - int(mq.original),
+            "the original format (RAW or HEIC, not a JPEG made from it)",
+        ),
+        "content": (
+            (kq.content > mq.content + 0.1) - (mq.content > kq.content + 0.1),
+            f"no border or frame added (the copy is {mq.content:.0%} picture)",
+        ),
+        "quality": (
+            (kq.jpeg_quality > mq.jpeg_quality + 2) - (mq.jpeg_quality > kq.jpeg_quality + 2),
+            f"less compression (JPEG quality ~{kq.jpeg_quality} against ~{mq.jpeg_quality})",
+        ),
         "metadata": (int(kq.metadata) - int(mq.metadata), "camera metadata present (EXIF date/camera)"),
         "size": ((k.size > m.size) - (m.size > k.size), "larger file"),
         "oldest": ((k.mtime_ns < m.mtime_ns) - (m.mtime_ns < k.mtime_ns), "older file"),
@@ -146,9 +231,12 @@ def compare(k, kq: FileQuality, m, mq: FileQuality, policy: str = "resolution") 
     return 0, ""
 
 
-ORDER = {"resolution": ("colour", "pixels", "original", "content", "quality", "metadata", "size", "oldest"),
-         "size": ("size", "pixels", "oldest"), "oldest": ("oldest", "pixels", "size"),
-         "newest": ("newest", "pixels", "size")}
+ORDER = {
+    "resolution": ("colour", "pixels", "original", "content", "quality", "metadata", "size", "oldest"),
+    "size": ("size", "pixels", "oldest"),
+    "oldest": ("oldest", "pixels", "size"),
+    "newest": ("newest", "pixels", "size"),
+}
 
 
 class _File:

@@ -5,6 +5,7 @@ A group is of one of two kinds: ``duplicates`` (copies and edits of one picture:
 what ``dedup apply`` acts on) or ``similar`` (other shots of one scene - bursts, other angles: shown
 for review, never applied by default). Each group says which it is and why (``why``), and why its
 keeper is kept (``keeper_reason``). Reports of version 1 (before the kinds) load as duplicates."""
+
 from __future__ import annotations
 
 import csv
@@ -14,47 +15,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from indexer.storage.documents import read_json_document
 from retrieval.errors import UserError
 
-from indexer.storage.documents import read_json_document
+from .report_text import DUPLICATES, EXACT_REASON, SIMILAR, WHY, rule_text
 
 REPORT_FORMAT = "vgg-retrieval-dedup-report"
 REPORT_KIND = "a dedup report (JSON written by vgg-retrieval dedup)"
 REPORT_VERSION = 2
-EXACT_REASON = "exact copy (same sha256)"
-KEEPER_REASON = "keeper"
-DUPLICATES, SIMILAR = "duplicates", "similar"
 KINDS = (DUPLICATES, SIMILAR)
-WHY = {DUPLICATES: "copies of one picture: each member aligns with the keeper and their pixels agree "
-                   "(or is a byte-identical copy); safe to quarantine",
-       SIMILAR: "similar shots, not copies: the same scene (keypoints agree on one transform) but the pixels "
-                "differ once aligned (a burst, another angle or moment); for review, never applied by default"}
-
-
-def near_reason(score: float, keypoints: int | None = None, evidence: str | None = None, kind: str = DUPLICATES) -> str:
-    what = "similar shot" if kind == SIMILAR else "near duplicate"
-    if evidence:
-        return f"{what} (cosine {score:.3f}; {evidence})"
-    if keypoints is not None:
-        return f"{what} (cosine {score:.3f}, {keypoints} keypoint matches agree)"
-    return f"{what} (cosine {score:.3f})"
-
-
-def rule_text(threshold: float, rule: dict | None) -> str:
-    """How pairs were called duplicates, e.g. 'cosine >= 0.900, or >= 0.550 with >= 20 agreeing
-    keypoint matches' (version 1) or the pixel rule (version 2, ``rule["pixel"]``)."""
-    if rule and rule.get("pixel") is not None:
-        return (f"candidates at cosine >= {rule['verify_floor']:.2f} (and turned copies); a duplicate when >= "
-                f"{rule['min_keypoints']} keypoint matches agree on one transform and the aligned pixels agree "
-                f"(correlation >= {rule['pixel']:.2f}, >= {rule['cells']:.0%} of detail cells) with one picture "
-                f"showing nothing the other lacks (<= {rule.get('outside', 0.1):.0%} of its detail outside), or - "
-                f"too little texture for keypoints - frame to frame, or without keypoints at cosine >= "
-                f"{threshold:.3f}; a similar shot when >= {rule['similar_keypoints']} matches agree over >= "
-                f"{rule['cover']:.0%} of both pictures but the pixels do not")
-    text = f"cosine >= {threshold:.3f}"
-    if rule and rule.get("verify_floor") is not None and rule["verify_floor"] < threshold:
-        text += f", or >= {rule['verify_floor']:.3f} with >= {rule['min_keypoints']} agreeing keypoint matches"
-    return text
 
 
 @dataclass
@@ -82,10 +51,19 @@ class Member:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Member":
-        return cls(int(d["id"]), _path(d["path"]), str(d["sha256"]), int(d["width"]), int(d["height"]),
-                   int(d["size"]), int(d["mtime_ns"]), float(d.get("score", 1.0)), str(d.get("reason", "")),
-                   None if d.get("keypoints") is None else int(d["keypoints"]),
-                   dict(d["evidence"]) if isinstance(d.get("evidence"), dict) else None)
+        return cls(
+            int(d["id"]),
+            _path(d["path"]),
+            str(d["sha256"]),
+            int(d["width"]),
+            int(d["height"]),
+            int(d["size"]),
+            int(d["mtime_ns"]),
+            float(d.get("score", 1.0)),
+            str(d.get("reason", "")),
+            None if d.get("keypoints") is None else int(d["keypoints"]),
+            dict(d["evidence"]) if isinstance(d.get("evidence"), dict) else None,
+        )
 
 
 @dataclass
@@ -95,10 +73,23 @@ class Group:
     kind: str = DUPLICATES  # DUPLICATES or SIMILAR
     why: str = ""  # the kind in words (WHY[kind] unless more is known)
     keeper_reason: str = ""  # why the keeper is kept rather than the others
+    proven: bool | None = (
+        None  # every member a proven copy of the keeper (None: the old rule, byte copies only)
+    )
 
     @property
     def is_duplicates(self) -> bool:
         return self.kind == DUPLICATES
+
+    @property
+    def is_proven(self) -> bool:
+        """Safe to quarantine: a duplicate group whose members are byte copies of the keeper or copies
+        proven by capture metadata or the pixel tests (reports before this flag: byte copies only)."""
+        if not self.is_duplicates or not self.members:
+            return False
+        if self.proven is None:
+            return all(m.sha256 == self.keeper.sha256 for m in self.members)
+        return bool(self.proven)
 
     @property
     def min_score(self) -> float:
@@ -113,16 +104,29 @@ class Group:
         return sum(m.size for m in self.members)
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "why": self.why, "keeper_reason": self.keeper_reason,
-                "keeper": self.keeper.as_dict(), "members": [m.as_dict() for m in self.members]}
+        return {
+            "kind": self.kind,
+            "why": self.why,
+            "keeper_reason": self.keeper_reason,
+            "proven": self.is_proven,
+            "keeper": self.keeper.as_dict(),
+            "members": [m.as_dict() for m in self.members],
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Group":
         kind = str(d.get("kind", DUPLICATES))
         if kind not in KINDS:
             raise ValueError(f"unknown group kind {kind!r}")
-        return cls(Member.from_dict(d["keeper"]), [Member.from_dict(m) for m in d["members"]], kind,
-                   str(d.get("why", "")), str(d.get("keeper_reason", "")))
+        proven = d.get("proven")
+        return cls(
+            Member.from_dict(d["keeper"]),
+            [Member.from_dict(m) for m in d["members"]],
+            kind,
+            str(d.get("why", "")),
+            str(d.get("keeper_reason", "")),
+            None if proven is None else bool(proven),
+        )
 
 
 @dataclass
@@ -134,7 +138,9 @@ class DedupReport:
     errors: list[dict] = field(default_factory=list)  # {"path", "reason"}: files the index could not read
     roots: list[str] = field(default_factory=list)  # the index's folders (for quarantine relative paths)
     stats: dict = field(default_factory=dict)  # how the search ran (index type, parameters, counts, timing)
-    rule: dict = field(default_factory=dict)  # {"threshold"[, "verify_floor", "min_keypoints"]}: see rule_text
+    rule: dict = field(
+        default_factory=dict
+    )  # {"threshold"[, "verify_floor", "min_keypoints"]}: see rule_text
 
     @property
     def rule_text(self) -> str:
@@ -163,22 +169,36 @@ class DedupReport:
 
     def counts(self) -> str:
         similar = self.similar_groups
-        shots = f", {len(similar)} groups of similar shots for review ({sum(len(g.files) for g in similar)} files)" \
-            if similar else ""
+        shots = (
+            f", {len(similar)} groups of similar shots for review ({sum(len(g.files) for g in similar)} files)"
+            if similar
+            else ""
+        )
         dismissed = self.stats.get("dismissed_left_out") or 0
         kept = f", {dismissed} files left out (kept in review)" if dismissed else ""
-        return (f"{len(self.duplicate_groups)} groups ({self.exact_groups} exact-only), {self.duplicate_count} duplicate "
-                f"files, {self.reclaimable_bytes / 1e6:.1f} MB reclaimable{shots}, {len(self.errors)} unreadable "
-                f"files{kept}")
+        return (
+            f"{len(self.duplicate_groups)} groups ({self.exact_groups} exact-only), {self.duplicate_count} duplicate "
+            f"files, {self.reclaimable_bytes / 1e6:.1f} MB reclaimable{shots}, {len(self.errors)} unreadable "
+            f"files{kept}"
+        )
 
     def summary(self) -> str:
         return f"{self.counts()}; duplicates: {self.rule_text}"
 
     # --- saving and loading -------------------------------------------------------------------
     def as_dict(self) -> dict:
-        return {"format": REPORT_FORMAT, "version": REPORT_VERSION, "threshold": self.threshold,
-                "rule": dict(self.rule, text=self.rule_text), "created_at": self.created_at, "index_dir": self.index_dir, "roots": list(self.roots),
-                "stats": self.stats, "errors": list(self.errors), "groups": [g.as_dict() for g in self.groups]}
+        return {
+            "format": REPORT_FORMAT,
+            "version": REPORT_VERSION,
+            "threshold": self.threshold,
+            "rule": dict(self.rule, text=self.rule_text),
+            "created_at": self.created_at,
+            "index_dir": self.index_dir,
+            "roots": list(self.roots),
+            "stats": self.stats,
+            "errors": list(self.errors),
+            "groups": [g.as_dict() for g in self.groups],
+        }
 
     def save_json(self, path) -> Path:
         path = Path(path)
@@ -190,19 +210,77 @@ class DedupReport:
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["group", "role", "path", "score", "reason", "width", "height", "size", "mtime_ns",
-                        "sha256", "id", "threshold", "keypoints", "rule", "kind", "why", "keeper_reason", "pixel"])
+            w.writerow(
+                [
+                    "group",
+                    "role",
+                    "path",
+                    "score",
+                    "reason",
+                    "width",
+                    "height",
+                    "size",
+                    "mtime_ns",
+                    "sha256",
+                    "id",
+                    "threshold",
+                    "keypoints",
+                    "rule",
+                    "kind",
+                    "why",
+                    "keeper_reason",
+                    "pixel",
+                ]
+            )
             for gi, g in enumerate(self.groups, 1):
                 other = "duplicate" if g.is_duplicates else "similar"
                 for role, m in [("keep", g.keeper)] + [(other, m) for m in g.members]:
                     pixel = "" if not m.evidence else m.evidence.get("pixel", "")
-                    w.writerow([gi, role, m.path, f"{m.score:.6f}", m.reason, m.width, m.height, m.size,
-                                m.mtime_ns, m.sha256, m.id, f"{self.threshold:.4f}",
-                                "" if m.keypoints is None else m.keypoints, self.rule_text, g.kind,
-                                g.why or WHY[g.kind], g.keeper_reason if role == "keep" else "", pixel])
+                    w.writerow(
+                        [
+                            gi,
+                            role,
+                            m.path,
+                            f"{m.score:.6f}",
+                            m.reason,
+                            m.width,
+                            m.height,
+                            m.size,
+                            m.mtime_ns,
+                            m.sha256,
+                            m.id,
+                            f"{self.threshold:.4f}",
+                            "" if m.keypoints is None else m.keypoints,
+                            self.rule_text,
+                            g.kind,
+                            g.why or WHY[g.kind],
+                            g.keeper_reason if role == "keep" else "",
+                            pixel,
+                        ]
+                    )
             for e in self.errors:
-                w.writerow(["", "unreadable", e["path"], "", e["reason"], "", "", "", "", "", "",
-                            f"{self.threshold:.4f}", "", self.rule_text, "", "", "", ""])
+                w.writerow(
+                    [
+                        "",
+                        "unreadable",
+                        e["path"],
+                        "",
+                        e["reason"],
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        f"{self.threshold:.4f}",
+                        "",
+                        self.rule_text,
+                        "",
+                        "",
+                        "",
+                        "",
+                    ]
+                )
         os.replace(tmp, path)
         return path
 
@@ -210,7 +288,10 @@ class DedupReport:
         from .report_html import render
 
         path = Path(path)
-        _atomic_write(path, render(self, max_groups=max_groups, thumb=thumb, json_path=path.with_suffix(".json").resolve()))
+        _atomic_write(
+            path,
+            render(self, max_groups=max_groups, thumb=thumb, json_path=path.with_suffix(".json").resolve()),
+        )
         return path
 
     def save(self, base) -> list[Path]:
@@ -220,9 +301,11 @@ class DedupReport:
             base = base.with_suffix("")
         if base.parent and not base.parent.exists():
             base.parent.mkdir(parents=True, exist_ok=True)
-        return [self.save_json(base.with_name(base.name + ".json")),
-                self.save_csv(base.with_name(base.name + ".csv")),
-                self.save_html(base.with_name(base.name + ".html"))]
+        return [
+            self.save_json(base.with_name(base.name + ".json")),
+            self.save_csv(base.with_name(base.name + ".csv")),
+            self.save_html(base.with_name(base.name + ".html")),
+        ]
 
     @classmethod
     def load(cls, path) -> "DedupReport":
@@ -245,10 +328,16 @@ class DedupReport:
         if version > REPORT_VERSION:
             raise UserError(f"{name} was written by a newer vgg-retrieval (report version {version})")
         try:
-            return cls(float(d["threshold"]), float(d["created_at"]), _path(d["index_dir"]),
-                       [Group.from_dict(g) for g in _list(d["groups"])], _errors(d.get("errors", [])),
-                       [_path(r) for r in _list(d.get("roots", []))], dict(d.get("stats", {})),
-                       {k: v for k, v in dict(d.get("rule") or {}).items() if k != "text"})
+            return cls(
+                float(d["threshold"]),
+                float(d["created_at"]),
+                _path(d["index_dir"]),
+                [Group.from_dict(g) for g in _list(d["groups"])],
+                _errors(d.get("errors", [])),
+                [_path(r) for r in _list(d.get("roots", []))],
+                dict(d.get("stats", {})),
+                {k: v for k, v in dict(d.get("rule") or {}).items() if k != "text"},
+            )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             what = " ".join(str(e).split())[:200]
             raise UserError(f"the report {name} is damaged ({type(e).__name__}: {what})") from None
@@ -268,9 +357,11 @@ def _list(value) -> list:
 
 
 def _errors(value) -> list[dict]:
-    if not all(isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("reason"), str)
-               for e in _list(value)):
-        raise ValueError("\"errors\" must list {\"path\", \"reason\"} objects")
+    if not all(
+        isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("reason"), str)
+        for e in _list(value)
+    ):
+        raise ValueError('"errors" must list {"path", "reason"} objects')
     return list(value)
 
 

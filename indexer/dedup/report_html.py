@@ -2,6 +2,7 @@
 also embedded), groups side by side with their kind (duplicates / similar shots) and why, scores,
 the keeper's reason, sorting and filtering with a little inline JS, and the command that applies
 the report. Opens offline (no external resources)."""
+
 from __future__ import annotations
 
 import base64
@@ -89,50 +90,63 @@ def _figure(m, role: str, thumb: int, large: int) -> str:
     big = thumbnail_uri(m.path, large) if uri and large > thumb else None
     cls = {"keep": "keep", "similar": "sim"}.get(role, "dup")
     attrs = f' data-large="{big}"' if big else ""
-    img = (f'<img class="{cls}" src="{uri}" alt="" onclick="big(this)" data-path="{html.escape(m.path)}"{attrs}>'
-           if uri else f'<div class="noimg {cls}">unreadable now</div>')
+    img = (
+        f'<img class="{cls}" src="{uri}" alt="" onclick="big(this)" data-path="{html.escape(m.path)}"{attrs}>'
+        if uri
+        else f'<div class="noimg {cls}">unreadable now</div>'
+    )
     score = "" if role == "keep" else f'<span class="score">{m.score:.3f}</span> '
     label = {"keep": "KEEP", "similar": "similar shot"}.get(role, "duplicate")
-    return (f'<figure>{img}'
-            f'<figcaption><b>{label}</b> {score}<br>'
-            f'{html.escape(m.reason)}<br>{m.width}x{m.height}, {m.size / 1024:.0f} KiB, '
-            f'{time.strftime("%Y-%m-%d %H:%M", time.localtime(m.mtime_ns / 1e9))}<br>'
-            f'<span title="{html.escape(m.path)}">{html.escape(m.path)}</span></figcaption></figure>')
+    return (
+        f"<figure>{img}"
+        f"<figcaption><b>{label}</b> {score}<br>"
+        f"{html.escape(m.reason)}<br>{m.width}x{m.height}, {m.size / 1024:.0f} KiB, "
+        f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(m.mtime_ns / 1e9))}<br>"
+        f'<span title="{html.escape(m.path)}">{html.escape(m.path)}</span></figcaption></figure>'
+    )
 
 
 def apply_command(report, json_path=None) -> str:
     """The command that acts on this report (a dry run until --yes)."""
     target = str(json_path) if json_path else "REPORT.json"
-    quarantine = os.path.join(os.path.dirname(os.path.abspath(target)) if json_path else ".", "dedup-quarantine")
+    quarantine = os.path.join(
+        os.path.dirname(os.path.abspath(target)) if json_path else ".", "dedup-quarantine"
+    )
     return f"vgg-retrieval dedup apply {shlex.quote(target)} --move-to {shlex.quote(quarantine)}"
 
 
 def _controls(shown: int) -> str:
-    return ("<p>Show groups with lowest score between <input id='minscore' type='number' step='0.01' min='-1' "
-            "max='1' value='-1' oninput='apply()'> and <input id='maxscore' type='number' step='0.01' min='-1' "
-            "max='1' value='1' oninput='apply()'> &middot; kind <select id='kind' onchange='apply()'>"
-            "<option value='all'>all</option><option value='duplicates'>duplicates (applied)</option>"
-            "<option value='exact'>exact copies only</option><option value='similar'>similar shots (review)</option>"
-            "</select> &middot; sort by <select id='sort' "
-            "onchange='apply()'><option value='score-asc'>lowest score first</option><option value='score-desc'>"
-            "highest score first</option><option value='size-desc'>most files first</option><option "
-            "value='bytes-desc'>most bytes first</option></select> &middot; <span id='shown'>"
-            f"{shown}</span> groups shown &middot; click a picture for a larger view</p>")
+    return (
+        "<p>Show groups with lowest score between <input id='minscore' type='number' step='0.01' min='-1' "
+        "max='1' value='-1' oninput='apply()'> and <input id='maxscore' type='number' step='0.01' min='-1' "
+        "max='1' value='1' oninput='apply()'> &middot; kind <select id='kind' onchange='apply()'>"
+        "<option value='all'>all</option><option value='duplicates'>duplicates (applied)</option>"
+        "<option value='exact'>exact copies only</option><option value='similar'>similar shots (review)</option>"
+        "</select> &middot; sort by <select id='sort' "
+        "onchange='apply()'><option value='score-asc'>lowest score first</option><option value='score-desc'>"
+        "highest score first</option><option value='size-desc'>most files first</option><option "
+        "value='bytes-desc'>most bytes first</option></select> &middot; <span id='shown'>"
+        f"{shown}</span> groups shown &middot; click a picture for a larger view</p>"
+    )
 
 
 def _group(n: int, g, thumb: int, large: int) -> str:
     e = html.escape
     exact = all(m.reason.startswith("exact") for m in g.members)
     kind = "similar" if not g.is_duplicates else ("exact" if exact else "duplicates")
-    what = f"{len(g.members)} similar shot(s) of" if kind == "similar" else f"{len(g.members)} duplicate(s) of"
+    what = (
+        f"{len(g.members)} similar shot(s) of" if kind == "similar" else f"{len(g.members)} duplicate(s) of"
+    )
     size = "" if kind == "similar" else f" &middot; {g.reclaimable_bytes / 1e6:.2f} MB"
-    parts = [f"<section class='group{' similar' if kind == 'similar' else ''}' data-min='{g.min_score:.6f}' "
-             f"data-n='{len(g.files)}' data-bytes='{g.reclaimable_bytes}' data-kind='{kind}' "
-             f"data-dup='{int(g.is_duplicates)}'>"
-             f"<h3>Group {n} ({'similar shots, review only' if kind == 'similar' else 'duplicates'}): {what} "
-             f"{e(g.keeper.path)} &middot; lowest score {g.min_score:.3f}{size}</h3>"
-             f"<p>{e(g.why)}{'<br>Kept: ' + e(g.keeper_reason) if g.keeper_reason else ''}</p><div class='files'>",
-             _figure(g.keeper, "keep", thumb, large)]
+    parts = [
+        f"<section class='group{' similar' if kind == 'similar' else ''}' data-min='{g.min_score:.6f}' "
+        f"data-n='{len(g.files)}' data-bytes='{g.reclaimable_bytes}' data-kind='{kind}' "
+        f"data-dup='{int(g.is_duplicates)}'>"
+        f"<h3>Group {n} ({'similar shots, review only' if kind == 'similar' else 'duplicates'}): {what} "
+        f"{e(g.keeper.path)} &middot; lowest score {g.min_score:.3f}{size}</h3>"
+        f"<p>{e(g.why)}{'<br>Kept: ' + e(g.keeper_reason) if g.keeper_reason else ''}</p><div class='files'>",
+        _figure(g.keeper, "keep", thumb, large),
+    ]
     parts += [_figure(m, "dup" if g.is_duplicates else "similar", thumb, large) for m in g.members]
     parts.append("</div></section>")
     return "".join(parts)
@@ -143,26 +157,36 @@ def render(report, max_groups: int = 2000, thumb: int = 160, large: int = 640, j
     created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(report.created_at))
     shown = min(len(report.groups), max_groups)
     command = apply_command(report, json_path)
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Duplicates - {e(report.index_dir)}</title>",
-             f"<style>{_CSS % {'w': thumb}}</style><script>{_JS}</script></head><body>",
-             "<div id='big' onclick='unbig()'><img id='bigimg' alt=''><p id='bigcap'></p></div>",
-             "<header>",
-             f"<h2>Duplicates in {e(report.index_dir)}</h2>",
-             f"<p><b>Duplicates: {e(report.rule_text).replace('&gt;=', '&ge;')}</b> &middot; {e(report.counts())} &middot; "
-             f"created {created}</p>",
-             f"<p>To quarantine the {report.duplicate_count} duplicate files (the similar shots are left alone; "
-             f"a dry run until you add <code>--yes</code>; undo with <code>vgg-retrieval dedup undo LOG</code>): "
-             f"<code id='applycmd'>{e(command)}</code></p>",
-             _controls(shown), "</header>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Duplicates - {e(report.index_dir)}</title>",
+        f"<style>{_CSS % {'w': thumb}}</style><script>{_JS}</script></head><body>",
+        "<div id='big' onclick='unbig()'><img id='bigimg' alt=''><p id='bigcap'></p></div>",
+        "<header>",
+        f"<h2>Duplicates in {e(report.index_dir)}</h2>",
+        f"<p><b>Duplicates: {e(report.rule_text).replace('&gt;=', '&ge;')}</b> &middot; {e(report.counts())} &middot; "
+        f"created {created}</p>",
+        f"<p>To quarantine the {report.duplicate_count} duplicate files (the similar shots are left alone; "
+        f"a dry run until you add <code>--yes</code>; undo with <code>vgg-retrieval dedup undo LOG</code>): "
+        f"<code id='applycmd'>{e(command)}</code></p>",
+        _controls(shown),
+        "</header>",
+    ]
     if len(report.groups) > max_groups:
-        parts.append(f"<p><b>Only the first {max_groups} of {len(report.groups)} groups are in this page</b> "
-                     "(see the CSV/JSON for all).</p>")
+        parts.append(
+            f"<p><b>Only the first {max_groups} of {len(report.groups)} groups are in this page</b> "
+            "(see the CSV/JSON for all).</p>"
+        )
     parts.append("<div id='groups'>")
     # larger views are embedded for the first groups only, so the page stays a reasonable size
-    parts += [_group(n, g, thumb, large if n <= LARGE_GROUPS else 0) for n, g in enumerate(report.groups[:max_groups], 1)]
+    parts += [
+        _group(n, g, thumb, large if n <= LARGE_GROUPS else 0)
+        for n, g in enumerate(report.groups[:max_groups], 1)
+    ]
     parts.append("</div>")
     if report.errors:
-        parts.append(f"<h2>Unreadable files ({len(report.errors)})</h2><table><tr><th>file</th><th>reason</th></tr>")
+        parts.append(
+            f"<h2>Unreadable files ({len(report.errors)})</h2><table><tr><th>file</th><th>reason</th></tr>"
+        )
         parts += [f"<tr><td>{e(x['path'])}</td><td>{e(x['reason'])}</td></tr>" for x in report.errors]
         parts.append("</table>")
     stats = json.dumps(report.stats, indent=1, default=str)

@@ -10,6 +10,7 @@ become candidates; keypoint + pixel verification (rotation-invariant ORB) decide
 copies that are otherwise close to their original (resized, re-compressed, grey, colour-changed);
 a turned *and* cropped copy is left to the descriptors.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,7 +20,7 @@ import numpy as np
 
 SIDE = 32
 LOW = 8
-FLOOR = 0.90   # descriptor correlation of a turned copy to its original (measured: docs/dedup.md)
+FLOOR = 0.90  # descriptor correlation of a turned copy to its original (measured: docs/dedup.md)
 K = 3
 
 
@@ -74,6 +75,9 @@ def rotated_pairs(paths: list[str], floor: float = FLOOR, k: int = K, workers: i
     a, b = np.minimum(i, j), np.maximum(i, j)
     key = a * n + b
     _, first = np.unique(key, return_index=True)
-    stats = {"rotated_seconds": round(time.perf_counter() - t0, 3), "rotated_candidates": int(len(first)),
-             "rotated_unreadable": int((~ok).sum())}
+    stats = {
+        "rotated_seconds": round(time.perf_counter() - t0, 3),
+        "rotated_candidates": int(len(first)),
+        "rotated_unreadable": int((~ok).sum()),
+    }
     return a[first], b[first], s[first], stats

@@ -1,5 +1,6 @@
 """One dedup run as a function: open the index, find the duplicates, write the report files
 (what ``vgg-retrieval dedup`` does; the UI and tests can call it without the CLI)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,13 +16,16 @@ def save_report(report: DedupReport, out, html_groups: int = 2000) -> list[Path]
     base = out.with_suffix("") if out.suffix.lower() in REPORT_SUFFIXES else out
     if base.parent and not base.parent.exists():
         base.parent.mkdir(parents=True, exist_ok=True)
-    return [report.save_json(base.with_name(base.name + ".json")),
-            report.save_csv(base.with_name(base.name + ".csv")),
-            report.save_html(base.with_name(base.name + ".html"), max_groups=html_groups)]
+    return [
+        report.save_json(base.with_name(base.name + ".json")),
+        report.save_csv(base.with_name(base.name + ".csv")),
+        report.save_html(base.with_name(base.name + ".html"), max_groups=html_groups),
+    ]
 
 
-def dedup_index(index_dir, out, *, db_url=None, html_groups: int = 2000, progress=None,
-                **find_options) -> tuple[DedupReport, list[Path]]:
+def dedup_index(
+    index_dir, out, *, db_url=None, html_groups: int = 2000, progress=None, **find_options
+) -> tuple[DedupReport, list[Path]]:
     """Find the duplicates of the index at ``index_dir`` (``find_options``: those of
     ``find.find_duplicates``) and write the report to ``out``; (report, files written)."""
     from indexer.index import Index

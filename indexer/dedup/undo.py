@@ -1,20 +1,20 @@
 """``dedup undo``: move the files of a signed undo log back where they were, under the index's
 write lock, as one recoverable step (``indexer.dedup.journal``). Every entry is checked
 (``indexer.dedup.undo_log``) before any file moves: one bad entry and nothing is moved."""
+
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
 
-from retrieval.errors import UserError
-
 from indexer.faults import crash_point
 from indexer.storage import move_journal
+from indexer.storage.undo_log import UndoLog, check_file, check_place, index_key, read_log, verify, write_log
+from retrieval.errors import UserError
 
 from . import journal
 from .moves import Outcome, _move
-from indexer.storage.undo_log import UndoLog, check_file, check_place, index_key, read_log, verify, write_log
 
 
 def restorable(idx, log: UndoLog) -> list[int]:
@@ -35,11 +35,15 @@ def restorable(idx, log: UndoLog) -> list[int]:
             missing.append(n)
         # only at src: never moved (or already back): nothing to do
     if conflicts:
-        raise UserError(f"{log.entry(conflicts[0])}: its original path is taken again ({len(conflicts)} such "
-                        f"entries); move those aside first; nothing was moved")
+        raise UserError(
+            f"{log.entry(conflicts[0])}: its original path is taken again ({len(conflicts)} such "
+            f"entries); move those aside first; nothing was moved"
+        )
     if missing:
-        raise UserError(f"{log.entry(missing[0])}: the quarantined file is gone ({len(missing)} such entries); "
-                        f"nothing was moved")
+        raise UserError(
+            f"{log.entry(missing[0])}: the quarantined file is gone ({len(missing)} such entries); "
+            f"nothing was moved"
+        )
     for n in todo:
         check_file(log, n)
     return todo

@@ -21,102 +21,57 @@ aligned*. For a candidate pair:
 5. too few keypoints to align (fog, sand, a sunset): the frames are compared directly when their
    aspects match, upright or turned (``frame``), with a higher bar.
 
-``classify`` turns that evidence into "duplicate" (safe to quarantine), "similar" (same scene,
-e.g. a burst or another angle: for review only) or None. The thresholds are chosen in
-benchmarks/dedup_eval.py on real collections with many same-scene shots and on generated copies
-(docs/dedup.md). Features are cached per file (LRU); pairs run on a thread pool (OpenCV releases
-the GIL). A file that cannot be read any more verifies nothing.
+6. for a pair that passes that scene test, the copy tests (``copytests``: one homography fits the
+   keypoints to a fraction of a pixel, the pictures agree cell by cell at 384 px with no cell
+   changed by motion, one is contained in the other to a narrow margin, and a narrower picture
+   holds no detail beyond the wider one's resolution) and the files' EXIF capture (``capture``).
+
+``rule.classify`` turns that evidence into "duplicate" (proven one capture: safe to quarantine),
+"similar" (same scene, not proven a copy - a burst, a re-take, a zoom, another angle: for review
+only) or None. The thresholds are measured in benchmarks/dedup_eval.py on real collections with
+many same-scene shots and on generated copies (docs/dedup.md). Features (keypoints, the small and
+compare-resolution grey copies, the EXIF capture) are computed once per file per run and cached
+(LRU); pairs run on a thread pool (OpenCV releases the GIL). A file that cannot be read any more
+verifies nothing.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from . import capture as capture_evidence
+from .align import Features, detail_outside, fits, hull_share, pixel_agreement, plausible
+from .copytests import extra_detail, local_agreement, mid_image, residual, spill
+from .rule import (
+    FRAME_ASPECT,
+    MIN_KEYPOINTS,
+    Evidence,
+    classify,
+    scene,
+)
 
 FEATURES = 1000
 MAX_SIDE = 512
 MIN_SIDE = 256
 PIXEL_SIDE = 128
 RATIO = 0.8
-REPROJ_PX = 8.0
-# the rule (chosen in benchmarks/dedup_eval.py; docs/dedup.md)
-MIN_KEYPOINTS = 12        # agreeing matches needed before the pixels are compared at all
-MIN_PIXEL = 0.50          # band-pass correlation of the aligned images: a copy
-MIN_CELLS = 0.50          # ... and this share of textured cells agreeing on their own
-MIN_COVER = 0.10          # a similar shot's agreeing keypoints span at least this share of each image
-MAX_OUTSIDE = 0.10        # one of the two shows (almost) nothing the other lacks: a copy is a part
-                          # of its original or contains it; two shots of a scene each show more
-SIMILAR_KEYPOINTS = 20    # a pair that fails the pixel test but has this many agreeing matches: same scene
-# pictures with too little texture for keypoints (foliage, sand, sky, a sunset): compared frame to
-# frame (same aspect, or turned by 90/180/270) when the keypoints cannot align them; a higher bar
-FRAME_PIXEL = 0.80
-FRAME_CELLS = 0.60
-FRAME_ASPECT = 0.03       # aspect ratios (after the turn) equal within this share
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """What the verification of one pair found (all zero when a file was unreadable)."""
-    inliers: int = 0       # keypoint matches one similarity transform explains
-    matches: int = 0       # matches passing the ratio test
-    cover: float = 0.0     # the smaller of the two images' shares spanned by the inliers
-    pixel: float = 0.0     # band-pass normalised correlation of the aligned images (-1..1)
-    cells: float = 0.0     # share of textured overlap cells that agree on their own
-    overlap: float = 0.0   # share of the first image the aligned second one covers
-    rotation: float = 0.0  # degrees, of the transform found (similarity, or affine for a squashed copy)
-    scale: float = 1.0     # its area scale (square root of the determinant)
-    mirrored: bool = False
-    frame: bool = False    # aligned frame to frame (too few keypoints), not by keypoints
-    outside: float = 1.0   # the smaller of the two images' shares of detail lying outside the other
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("cover", "pixel", "cells", "overlap", "rotation", "scale", "outside"):
-            d[k] = round(float(d[k]), 3)
-        return d
-
-
-def classify(ev: Evidence | None, min_keypoints: int = MIN_KEYPOINTS) -> str | None:
-    """"duplicate", "similar" or None for a pair's evidence (see the module doc)."""
-    if ev is None:
-        return None
-    if ev.frame:
-        return "duplicate" if ev.pixel >= FRAME_PIXEL and ev.cells >= FRAME_CELLS else None
-    if (ev.inliers >= min_keypoints and ev.pixel >= MIN_PIXEL and ev.cells >= MIN_CELLS
-            and ev.outside <= MAX_OUTSIDE):
-        return "duplicate"
-    if ev.inliers >= SIMILAR_KEYPOINTS and ev.cover >= MIN_COVER:
-        return "similar"
-    return None
-
-
-def describe(ev: Evidence) -> str:
-    """The evidence in words, for the reports."""
-    turn = ""
-    if ev.inliers or ev.frame:
-        r = ev.rotation % 360
-        nearest = min((0, 90, 180, 270, 360), key=lambda a: abs(r - a))
-        if abs(r - nearest) <= 3 and nearest % 360:
-            turn = f", turned {nearest}"
-        elif abs(r - nearest) > 3:
-            turn = f", turned {r:.0f} deg"
-    if ev.frame:
-        return (f"too few keypoints ({ev.inliers}); frame to frame{' (mirrored)' if ev.mirrored else ''}{turn}, "
-                f"pixels agree {ev.pixel:.2f} ({ev.cells:.0%} of detail cells)")
-    return (f"{ev.inliers} keypoint matches agree{' (mirrored)' if ev.mirrored else ''}{turn}, "
-            f"pixels agree {ev.pixel:.2f} ({ev.cells:.0%} of detail cells), keypoints span {ev.cover:.0%}")
-
-
-@dataclass
-class Features:
-    points: np.ndarray       # [n, 2] float32 pixel positions (in the ORB image)
-    descriptors: np.ndarray  # [n, 32] uint8 ORB descriptors
-    size: tuple[int, int]    # (width, height) of the ORB image
-    small: np.ndarray        # grey float32 image at most PIXEL_SIDE px a side (same orientation)
+def _refined(cv2, src: np.ndarray, dst: np.ndarray, found: list) -> list:
+    """The RANSAC fits' transforms, and a least-squares homography through the largest inlier set
+    (RANSAC's 8 px tolerance leaves a copy misaligned by a fraction of a pixel at 384 px)."""
+    out = [f[0] for f in found]
+    inl = max(found, key=lambda f: int(f[1].sum()))[1]
+    if inl.sum() >= 8:
+        hom, _ = cv2.findHomography(src[inl], dst[inl], 0)
+        if hom is not None and abs(hom[2, 2]) > 1e-12 and plausible(hom):
+            out.append(hom / hom[2, 2])
+    return out
 
 
 def _cv2():
@@ -124,33 +79,51 @@ def _cv2():
         import cv2
     except ImportError:  # pragma: no cover - a dependency; this is for broken installs
         from retrieval.errors import UserError
-        raise UserError("keypoint verification needs OpenCV: pip install opencv-python-headless "
-                        "(or run dedup with --no-verify)") from None
+
+        raise UserError(
+            "keypoint verification needs OpenCV: pip install opencv-python-headless "
+            "(or run dedup with --no-verify)"
+        ) from None
     return cv2
 
 
 def grey_image(path: str, max_side: int = MAX_SIDE, min_side: int = 0) -> np.ndarray:
     """The image at ``path`` as grey uint8, at most ``max_side`` px per side (EXIF-rotated); an
     image whose long side is under ``min_side`` is enlarged to it."""
+    return read_grey(path, max_side, min_side)[0]
+
+
+def read_grey(path: str, max_side: int = MAX_SIDE, min_side: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
+    """(``grey_image``, the file's own (width, height) after its EXIF rotation)."""
     from PIL import Image
 
     from retrieval.preprocess import open_image
 
     im = open_image(path, draft_size=max_side)
+    native = tuple(im.info.get("vgg_retrieval_full_size") or im.size)
     long_side = max(im.size)
-    target = max_side if long_side > max_side else (min_side if long_side < min_side else long_side)
+    target = max_side if long_side > max_side else (max(long_side, min_side))
     if target != long_side:
         scale = target / long_side
-        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                       Image.BICUBIC if scale > 1 else Image.BILINEAR, reducing_gap=None if scale > 1 else 2.0)
-    return np.asarray(im.convert("L"))
+        im = im.resize(
+            (max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+            Image.BICUBIC if scale > 1 else Image.BILINEAR,
+            reducing_gap=None if scale > 1 else 2.0,
+        )
+    return np.asarray(im.convert("L")), native
 
 
 class Verifier:
     """``verify(pairs of paths)`` -> Evidence per pair (see the module doc)."""
 
-    def __init__(self, features: int = FEATURES, max_side: int = MAX_SIDE, cache_size: int = 4096,
-                 workers: int | None = None, min_keypoints: int = MIN_KEYPOINTS):
+    def __init__(
+        self,
+        features: int = FEATURES,
+        max_side: int = MAX_SIDE,
+        cache_size: int = 4096,
+        workers: int | None = None,
+        min_keypoints: int = MIN_KEYPOINTS,
+    ):
         self.cv2 = _cv2()
         self.features, self.max_side, self.min_keypoints = features, max_side, min_keypoints
         self.cache_size = cache_size
@@ -164,7 +137,10 @@ class Verifier:
     def _tools(self):
         """This thread's (ORB detector, Hamming matcher): OpenCV objects are not shared across threads."""
         if not hasattr(self._local, "tools"):
-            self._local.tools = (self.cv2.ORB_create(nfeatures=self.features), self.cv2.BFMatcher(self.cv2.NORM_HAMMING))
+            self._local.tools = (
+                self.cv2.ORB_create(nfeatures=self.features),
+                self.cv2.BFMatcher(self.cv2.NORM_HAMMING),
+            )
         return self._local.tools
 
     def features_of(self, path: str, mirrored: bool = False) -> Features | None:
@@ -175,7 +151,7 @@ class Verifier:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         try:
-            grey = grey_image(path, self.max_side, MIN_SIDE)
+            grey, native = read_grey(path, self.max_side, MIN_SIDE)
         except Exception:  # noqa: BLE001 - vanished, changed into garbage...: it just verifies nothing
             with self._lock:
                 self.unreadable.add(path)
@@ -186,10 +162,20 @@ class Verifier:
             points, desc = self._tools()[0].detectAndCompute(grey, None)
             h, w = grey.shape
             s = min(1.0, PIXEL_SIDE / max(h, w))
-            small = self.cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))),
-                                    interpolation=self.cv2.INTER_AREA).astype(np.float32)
-            ft = Features(np.float32([p.pt for p in points]).reshape(-1, 2),
-                          desc if desc is not None else np.zeros((0, 32), np.uint8), (w, h), small)
+            small = self.cv2.resize(
+                grey, (max(1, round(w * s)), max(1, round(h * s))), interpolation=self.cv2.INTER_AREA
+            ).astype(np.float32)
+            ft = Features(
+                np.float32([p.pt for p in points]).reshape(-1, 2),
+                desc if desc is not None else np.zeros((0, 32), np.uint8),
+                (w, h),
+                small,
+                mid_image(self.cv2, grey, native),
+                capture_evidence.read_capture(path),
+                native,
+                path,
+                mirrored,
+            )
         with self._lock:
             self._cache[key] = ft
             while len(self._cache) > self.cache_size:
@@ -210,25 +196,71 @@ class Verifier:
             return self._frame_to_frame(a, b, Evidence(matches=len(good), mirrored=mirrored))
         src = a.points[[m.queryIdx for m in good]]
         dst = b.points[[m.trainIdx for m in good]]
-        fits = _fits(cv2, src, dst)
-        if not fits:
+        fits_found = fits(cv2, src, dst, min(self.min_keypoints, MIN_KEYPOINTS))
+        if not fits_found:
             return self._frame_to_frame(a, b, Evidence(matches=len(good), mirrored=mirrored))
         # the counted transform: the similarity or affine most matches agree on (a homography's 8
         # degrees of freedom find more chance agreement; it only competes on the pixels below)
-        t, inl = max(fits[:-1] if len(fits) > 1 and fits[-1][2] else fits, key=lambda f: int(f[1].sum()))[:2]
+        t, inl = max(
+            fits_found[:-1] if len(fits_found) > 1 and fits_found[-1][2] else fits_found,
+            key=lambda f: int(f[1].sum()),
+        )[:2]
         n = int(inl.sum())
         scale = float(np.sqrt(abs(np.linalg.det(t[:2, :2]))))
         rotation = float(np.degrees(np.arctan2(t[1, 0], t[0, 0])) % 360)
-        cover = min(_hull_share(src[inl], a.size), _hull_share(dst[inl], b.size))
-        base = dict(inliers=n, matches=len(good), cover=cover, rotation=rotation, scale=scale, mirrored=mirrored)
+        cover = min(hull_share(src[inl], a.size), hull_share(dst[inl], b.size))
+        base = dict(
+            inliers=n, matches=len(good), cover=cover, rotation=rotation, scale=scale, mirrored=mirrored
+        )
         if n < min(self.min_keypoints, MIN_KEYPOINTS):  # too few to align by
             return self._frame_to_frame(a, b, Evidence(**base))
         # the pixels, aligned by each plausible transform (a squashed or keystoned copy needs the
         # affine or the homography): the best agreement counts
-        (pixel, cells, overlap), t = max(((_pixel_agreement(cv2, a, b, f[0]), f[0]) for f in fits),
-                                         key=lambda r: (r[0][0], r[0][1]))
-        outside = min(_detail_outside(cv2, a, b, t), _detail_outside(cv2, b, a, np.linalg.inv(t)))
-        return Evidence(pixel=pixel, cells=cells, overlap=overlap, outside=outside, **base)
+        (pixel, cells, overlap), t = max(
+            ((pixel_agreement(cv2, a, b, f[0]), f[0]) for f in fits_found), key=lambda r: (r[0][0], r[0][1])
+        )
+        sides = (detail_outside(cv2, a, b, t), detail_outside(cv2, b, a, np.linalg.inv(t)))
+        ev = Evidence(pixel=pixel, cells=cells, overlap=overlap, outside=min(sides), **base)
+        return self._copy_tests(
+            a, b, [t] + _refined(cv2, src, dst, fits_found), ev, src[inl], dst[inl], sides
+        )
+
+    def _copy_tests(
+        self, a: Features, b: Features, ts: list, ev: Evidence, src=None, dst=None, sides=(0.0, 0.0)
+    ) -> Evidence:
+        """``ev`` with the copy tests' measures (``copytests``), for a pair that passes the scene test;
+        ``ts``: the transforms to align by (the one agreeing best at the compare resolution counts)."""
+        from dataclasses import replace
+
+        if not scene(ev, self.min_keypoints) or a.mid is None or b.mid is None:
+            return ev
+        (local, weakest, moved), t = max(
+            ((local_agreement(self.cv2, a, b, t), t) for t in ts), key=lambda r: (r[0][0] - r[0][2], r[0][1])
+        )
+        res = residual(self.cv2, src, dst, max(b.size)) if src is not None else ev.residual
+        res_px = res * min(max(a.native or a.size), max(b.native or b.size))
+        extra = extra_detail(self.cv2, a, b, t, sides, read=self._read_flipped(a, b))
+        return replace(
+            ev,
+            local=local,
+            weakest=weakest,
+            moved=moved,
+            residual=res,
+            residual_px=res_px,
+            extra=extra,
+            transform=tuple(float(v) for v in (t / t[2, 2]).ravel()),
+            spill=spill(self.cv2, a, b, t),
+        )
+
+    def _read_flipped(self, a: Features, b: Features):
+        """``read_grey`` for the copy tests, mirrored like the Features of that path in this pair."""
+        flipped = {f.path: bool(f.mirrored) for f in (a, b)}
+
+        def read(path, side):
+            grey, native = read_grey(path, side)
+            return (np.ascontiguousarray(grey[:, ::-1]) if flipped.get(path) else grey), native
+
+        return read
 
     def _frame_to_frame(self, a: Features, b: Features, ev: Evidence) -> Evidence:
         """``ev`` with the pixels compared frame to frame when the two pictures have the same
@@ -240,27 +272,49 @@ class Verifier:
         if min(same, swapped) > FRAME_ASPECT * wa / ha:
             return ev
         sx, sy = (wb / wa, hb / ha) if same <= swapped else (wb / ha, hb / wa)
-        turns = ([[sx, 0, 0], [0, sy, 0]], [[-sx, 0, wb], [0, -sy, hb]]) if same <= swapped else \
-            ([[0, sx, 0], [-sy, 0, hb]], [[0, -sx, wb], [sy, 0, 0]])
+        turns = (
+            ([[sx, 0, 0], [0, sy, 0]], [[-sx, 0, wb], [0, -sy, hb]])
+            if same <= swapped
+            else ([[0, sx, 0], [-sy, 0, hb]], [[0, -sx, wb], [sy, 0, 0]])
+        )
         best = None
         for t in turns:
             t = np.vstack([np.array(t, np.float64), [0, 0, 1]])
-            found = _pixel_agreement(self.cv2, a, b, t)
+            found = pixel_agreement(self.cv2, a, b, t)
             if best is None or found[0] > best[0][0]:
                 best = (found, t)
         (pixel, cells, overlap), t = best
-        return replace(ev, frame=True, pixel=pixel, cells=cells, overlap=overlap, outside=0.0,
-                       rotation=float(np.degrees(np.arctan2(t[1, 0], t[0, 0])) % 360),
-                       scale=float(np.sqrt(abs(np.linalg.det(t[:2, :2])))))
+        ev = replace(
+            ev,
+            frame=True,
+            pixel=pixel,
+            cells=cells,
+            overlap=overlap,
+            outside=0.0,
+            rotation=float(np.degrees(np.arctan2(t[1, 0], t[0, 0])) % 360),
+            scale=float(np.sqrt(abs(np.linalg.det(t[:2, :2])))),
+        )
+        return self._copy_tests(a, b, [t], ev)
 
     def compare(self, path_a: str, path_b: str, mirror: bool = True) -> Evidence:
         """The evidence for two files: direct, or (``mirror``) mirrored when that agrees better."""
-        a = self.features_of(path_a)
-        ev = self.evidence(a, self.features_of(path_b))
-        if mirror and classify(ev, self.min_keypoints) != "duplicate" and a is not None:  # a mirrored copy?
-            mirrored = self.evidence(a, self.features_of(path_b, mirrored=True), mirrored=True)
+        from dataclasses import replace
+
+        a, b = self.features_of(path_a), self.features_of(path_b)
+        cap = capture_evidence.compare(a.capture, b.capture) if a is not None and b is not None else None
+        ev = replace(self.evidence(a, b), capture=cap)
+        if (
+            mirror
+            and classify(ev, self.min_keypoints) != "duplicate"
+            and a is not None
+            and cap != capture_evidence.DIFFERS
+        ):  # a mirrored copy?
+            mirrored = replace(
+                self.evidence(a, self.features_of(path_b, mirrored=True), mirrored=True), capture=cap
+            )
             if classify(mirrored, self.min_keypoints) == "duplicate" or (
-                    classify(ev, self.min_keypoints) is None and mirrored.inliers > ev.inliers):
+                classify(ev, self.min_keypoints) is None and mirrored.inliers > ev.inliers
+            ):
                 ev = mirrored
         return ev
 
@@ -278,122 +332,13 @@ class Verifier:
         order = sorted(range(len(pairs)), key=lambda n: pairs[n])
         step = max(1, len(pairs) // 100)
         with ThreadPoolExecutor(self.workers) as pool:
-            run = (lambda n: self.compare(*pairs[n])) if mirror is None else \
-                (lambda n: self.compare(*pairs[n], mirror=bool(mirror[n])))
+            run = (
+                (lambda n: self.compare(*pairs[n]))
+                if mirror is None
+                else (lambda n: self.compare(*pairs[n], mirror=bool(mirror[n])))
+            )
             for done, (n, ev) in enumerate(zip(order, pool.map(run, order)), 1):
                 out[n] = ev
                 if progress and (done % step == 0 or done == len(pairs)):
                     progress(done, len(pairs))
         return out
-
-
-def _hull_share(points: np.ndarray, size: tuple[int, int]) -> float:
-    """Area of the convex hull of ``points`` as a share of a ``size`` image."""
-    if len(points) < 3:
-        return 0.0
-    import cv2
-
-    hull = cv2.convexHull(points.astype(np.float32))
-    return float(cv2.contourArea(hull)) / float(size[0] * size[1])
-
-
-def _fits(cv2, src: np.ndarray, dst: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, bool]]:
-    """(3x3 transform, inlier mask, is a homography) of the transforms a copy could have that RANSAC finds between the
-    matched points: similarity, affine (bounded aspect change), homography (bounded perspective)."""
-    out = []
-    sim, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ_PX)
-    if sim is not None and mask is not None and abs(np.linalg.det(sim[:, :2])) > 1e-3:
-        out.append((np.vstack([sim, [0, 0, 1]]), mask.ravel().astype(bool), False))
-    aff, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ_PX)
-    if aff is not None and mask is not None and _moderate(aff):
-        out.append((np.vstack([aff, [0, 0, 1]]), mask.ravel().astype(bool), False))
-    if len(src) >= 8:
-        hom, mask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ_PX)
-        if hom is not None and mask is not None and _plausible(hom):
-            out.append((hom / hom[2, 2], mask.ravel().astype(bool), True))
-    return out
-
-
-def _moderate(aff: np.ndarray) -> bool:
-    """An affine map a copy could have: orientation kept, aspect changed by at most 2x."""
-    sv = np.linalg.svd(aff[:, :2], compute_uv=False)
-    return bool(np.linalg.det(aff[:, :2]) > 1e-3 and sv[1] > 0 and sv[0] / sv[1] <= 2.0)
-
-
-def _plausible(hom: np.ndarray) -> bool:
-    """A homography a copy could have: orientation kept, no extreme perspective."""
-    if abs(hom[2, 2]) < 1e-9:
-        return False
-    h = hom / hom[2, 2]
-    det = np.linalg.det(h[:2, :2])
-    return bool(det > 1e-4 and abs(h[2, 0]) < 2e-3 and abs(h[2, 1]) < 2e-3)
-
-
-def _detail_outside(cv2, a: Features, b: Features, t: np.ndarray) -> float:
-    """Share of a's detail (band-pass energy) lying clearly outside b's footprint in a's frame."""
-    ah, aw = a.small.shape
-    bh, bw = b.small.shape
-    sa = np.diag([aw / a.size[0], ah / a.size[1], 1.0])
-    sb = np.diag([bw / b.size[0], bh / b.size[1], 1.0])
-    m = sb @ t @ np.linalg.inv(sa)
-    inside = cv2.warpPerspective(np.ones_like(b.small), m, (aw, ah), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
-    margin = max(3, round(0.04 * max(ah, aw)))
-    inside = cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
-    energy = np.abs(_band(cv2, a.small))
-    energy[:2, :] = energy[-2:, :] = 0
-    energy[:, :2] = energy[:, -2:] = 0
-    total = float(energy.sum())
-    return float(energy[~inside].sum()) / total if total > 0 else 0.0
-
-
-def _clipped(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``x`` inside ``valid`` (0 elsewhere), clipped at 3 robust standard deviations: the step at a
-    border, frame or canvas edge must not outweigh the picture's own detail."""
-    x = np.where(valid, x, 0.0)
-    sigma = 1.4826 * float(np.median(np.abs(x[valid]))) if valid.any() else 0.0
-    return np.clip(x, -3 * sigma, 3 * sigma) if sigma > 0 else x
-
-
-def _band(cv2, img: np.ndarray) -> np.ndarray:
-    """Detail without layout: difference of Gaussians (sigma 0.7 and 2.5 px at PIXEL_SIDE)."""
-    return cv2.GaussianBlur(img, (0, 0), 0.7) - cv2.GaussianBlur(img, (0, 0), 2.5)
-
-
-def _pixel_agreement(cv2, a: Features, b: Features, t: np.ndarray, grid: int = 6) -> tuple[float, float, float]:
-    """(correlation, share of agreeing cells, overlap share) of ``a`` and ``b`` warped onto it.
-
-    ``t`` maps a's ORB-image coordinates to b's; both small images are scaled copies of those."""
-    ah, aw = a.small.shape
-    bh, bw = b.small.shape
-    sa = np.diag([aw / a.size[0], ah / a.size[1], 1.0])
-    sb = np.diag([bw / b.size[0], bh / b.size[1], 1.0])
-    m = sb @ t @ np.linalg.inv(sa)  # a-small -> b-small
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpPerspective(b.small, m, (aw, ah), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    valid = cv2.warpPerspective(np.ones_like(b.small), m, (aw, ah), flags=flags, borderValue=0)
-    valid = cv2.erode((valid > 0.99).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    overlap = float(valid.mean())
-    if valid.sum() < 64:
-        return 0.0, 0.0, overlap
-    x, y = _clipped(_band(cv2, a.small), valid), _clipped(_band(cv2, warped), valid)
-    # compared where both pictures have detail: a sky cell says nothing either way, and a cell
-    # where only one has detail (the edge of a border or frame one copy added, a caption over the
-    # other's sky) is not a disagreement about the picture
-    floor_x, floor_y = 0.05 * float((x * x)[valid].mean()), 0.05 * float((y * y)[valid].mean())
-    agree = textured = 0
-    sxy = sxx = syy = 0.0
-    for rows in np.array_split(np.arange(ah), grid):
-        for cols in np.array_split(np.arange(aw), grid):
-            cv = valid[np.ix_(rows, cols)]
-            if cv.mean() < 0.5:
-                continue
-            cx, cy = x[np.ix_(rows, cols)], y[np.ix_(rows, cols)]
-            ex, ey, n = float((cx * cx).sum()), float((cy * cy).sum()), max(1, int(cv.sum()))
-            if ex / n < floor_x or ey / n < floor_y:
-                continue
-            exy = float((cx * cy).sum())
-            textured += 1
-            agree += exy / np.sqrt(ex * ey) >= 0.5
-            sxy, sxx, syy = sxy + exy, sxx + ex, syy + ey
-    pixel = sxy / np.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
-    return float(pixel), (agree / textured if textured else 0.0), overlap

@@ -3,6 +3,7 @@
 Logic tests use the tiny random VGG11 (make_index); the pairs.txt test uses the shared VGG16 on the
 ~17 images of ../shared/data/dedup. Real files in tmp dirs, real FAISS, real SQLite.
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,10 +21,10 @@ from PIL import Image, ImageOps
 from indexer.cli import main
 from indexer.dedup import DedupReport, Group, Member, find_duplicates
 from indexer.dedup.apply import apply_report
-from indexer.dedup.undo import undo
 from indexer.dedup.candidates import near_pairs
 from indexer.dedup.groups import group_pairs, keeper_rank
-from indexer.dedup.verify import MIN_KEYPOINTS
+from indexer.dedup.rule import MIN_KEYPOINTS
+from indexer.dedup.undo import undo
 from retrieval.errors import UserError
 
 
@@ -120,8 +121,14 @@ def test_dense_cluster_is_requeried_beyond_k():
 def _library(root: Path) -> dict[str, Path]:
     """Real photos with an exact copy, a half-size copy, and a corrupt file."""
     files = {}
-    for name in ["skimage/astronaut.png", "skimage/coffee.png", "skimage/chelsea.png", "pixabay/dog01.jpg",
-                 "pixabay/ship01.jpg", "sklearn/china.jpg"]:
+    for name in [
+        "skimage/astronaut.png",
+        "skimage/coffee.png",
+        "skimage/chelsea.png",
+        "pixabay/dog01.jpg",
+        "pixabay/ship01.jpg",
+        "sklearn/china.jpg",
+    ]:
         dst = root / "photos" / Path(name).name
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(SAMPLES / name, dst)
@@ -145,7 +152,9 @@ def library(tmp_path, make_index):
     idx = make_index(tmp_path / "index")
     idx.update([tmp_path / "lib"], progress=False, workers=0)
     # the threshold for the tiny random model: just below the similarity of the half-size copy
-    v = {k: idx.vector(idx.store.row_by_path(str(p.resolve())).id) for k, p in files.items() if k != "corrupt"}
+    v = {
+        k: idx.vector(idx.store.row_by_path(str(p.resolve())).id) for k, p in files.items() if k != "corrupt"
+    }
     near = float(v["astronaut"] @ v["small"])
     others = [float(v["astronaut"] @ v[k]) for k in ("coffee", "chelsea", "dog01", "ship01", "china")]
     assert near > max(others) + 0.002, "test precondition: the half-size copy must be the nearest image"
@@ -153,8 +162,11 @@ def library(tmp_path, make_index):
 
 
 def _snapshot(root: Path) -> dict:
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_find_duplicates_groups_exact_and_near_copies(library):
@@ -185,8 +197,10 @@ def test_find_duplicates_groups_exact_and_near_copies(library):
     assert again.keypoints >= MIN_KEYPOINTS and f"{again.keypoints} keypoint matches agree" in again.reason
     assert again.evidence["pixel"] >= 0.5 and rep.groups[0].kind == "duplicates"
     assert rep.stats["verified_duplicates"] >= 1 and "aligned pixels agree" in rep.summary()
-    rep = find_duplicates(idx, threshold=strict, verify_floor=small.score - 0.01, min_keypoints=10 ** 6)
-    assert [len(g.members) for g in rep.duplicate_groups] == [1]  # (the pair is still shown, as a similar shot)
+    rep = find_duplicates(idx, threshold=strict, verify_floor=small.score - 0.01, min_keypoints=10**6)
+    assert [len(g.members) for g in rep.duplicate_groups] == [
+        1
+    ]  # (the pair is still shown, as a similar shot)
     with pytest.raises(UserError):
         find_duplicates(idx, threshold=1.5)
 
@@ -201,7 +215,9 @@ def test_report_json_csv_html(library):
     assert back == rep
     assert DedupReport.load(base.with_suffix(".html")) == rep  # finds the sibling JSON
     d = json.loads(paths[0].read_text())
-    assert d["threshold"] == threshold and d["groups"][0]["keeper"]["path"] == str(files["astronaut"].resolve())
+    assert d["threshold"] == threshold and d["groups"][0]["keeper"]["path"] == str(
+        files["astronaut"].resolve()
+    )
     rows = list(csv.DictReader(paths[1].open()))
     assert [r["role"] for r in rows] == ["keep", "duplicate", "duplicate", "unreadable"]
     assert {r["path"] for r in rows[1:3]} == {str(files["copy"].resolve()), str(files["small"].resolve())}
@@ -223,7 +239,9 @@ def test_report_json_csv_html(library):
 def test_cli_dedup_writes_report(library, capsys):
     tmp, files, idx, threshold = library
     out = tmp / "r" / "dups.html"
-    assert main(["dedup", "--index", str(tmp / "index"), "--threshold", str(threshold), "--out", str(out)]) == 0
+    assert (
+        main(["dedup", "--index", str(tmp / "index"), "--threshold", str(threshold), "--out", str(out)]) == 0
+    )
     assert all((tmp / "r" / f"dups.{ext}").is_file() for ext in ("json", "csv", "html"))
     assert "1 groups" in capsys.readouterr().out
     assert main(["dedup", "--out", str(out)]) == 2
@@ -255,9 +273,13 @@ def test_apply_undo_round_trip(library, capsys):
     count = idx.count
     q = tmp / "quarantine"
     log = tmp / "undo.json"
-    assert main(["dedup", "apply", str(tmp / "rep.json"), "--move-to", str(q), "--log", str(log), "--yes"]) == 0
+    assert (
+        main(["dedup", "apply", str(tmp / "rep.json"), "--move-to", str(q), "--log", str(log), "--yes"]) == 0
+    )
     # moved with their paths relative to the indexed folder; keepers stay
-    assert (q / "backup" / "old & <odd>" / "astronaut.png").read_bytes() == before["backup/old & <odd>/astronaut.png"][0]
+    assert (q / "backup" / "old & <odd>" / "astronaut.png").read_bytes() == before[
+        "backup/old & <odd>/astronaut.png"
+    ][0]
     assert (q / "backup" / "astronaut_small.png").is_file()
     assert not files["copy"].exists() and not files["small"].exists() and files["astronaut"].exists()
     moves = json.loads(log.read_text())["moves"]
@@ -298,7 +320,10 @@ def test_stale_report_is_refused(library, capsys, change):
     q = tmp / "quarantine"
     assert main(["dedup", "apply", str(tmp / "rep.json"), "--move-to", str(q), "--yes"]) == 2
     err = capsys.readouterr().err
-    assert "error: the report is older than 1 of the files it names" in err and len(err.strip().splitlines()) == 1
+    assert (
+        "error: the report is older than 1 of the files it names" in err
+        and len(err.strip().splitlines()) == 1
+    )
     assert _snapshot(tmp / "lib") == before and not q.exists()
 
 
@@ -314,8 +339,14 @@ def test_apply_refusals_and_keep_override(library):
         apply_report(rep, tmp / "q", execute=True, echo=lambda *_: None)
     assert taken.read_bytes() == b"someone else's file" and files["small"].exists()
     # --keep: the small copy stays, the suggested keeper goes to quarantine
-    out = apply_report(find_duplicates(idx, threshold=threshold), tmp / "q2", keep=[files["small"]], execute=True,
-                       update_index=False, echo=lambda *_: None)
+    out = apply_report(
+        find_duplicates(idx, threshold=threshold),
+        tmp / "q2",
+        keep=[files["small"]],
+        execute=True,
+        update_index=False,
+        echo=lambda *_: None,
+    )
     assert {m.src for m in out.moves} == {str(files["astronaut"].resolve()), str(files["copy"].resolve())}
     assert files["small"].exists() and not files["astronaut"].exists()
     with pytest.raises(UserError, match="not a file of this report"):
@@ -336,8 +367,11 @@ def test_shared_dedup_set_pairs_found(tmp_path, vgg16_model):
     src = DATA / "dedup"
     root = tmp_path / "dedup"
     shutil.copytree(src, root)
-    pairs = [line.split() for line in (src / "pairs.txt").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    pairs = [
+        line.split()
+        for line in (src / "pairs.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert len(pairs) == 6
     with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
         idx.update([root], progress=False, workers=0)
@@ -345,9 +379,11 @@ def test_shared_dedup_set_pairs_found(tmp_path, vgg16_model):
         # threshold finds the exact, mirrored and resized copies, and the rotated (cosine 0.74) and
         # grey (0.80) copies need a lower one - measured in docs/dedup.md
         every = ("exact_copy", "hflip", "resize", "rotation", "grayscale")
-        for threshold, verify, must_find in [(None, True, every),
-                                             (None, False, ("exact_copy", "hflip", "resize")),
-                                             (0.72, False, every)]:
+        for threshold, verify, must_find in [
+            (None, True, every),
+            (None, False, ("exact_copy", "hflip", "resize")),
+            (0.72, False, every),
+        ]:
             rep = find_duplicates(idx, threshold=threshold, verify=verify)
             group_of = {}
             for n, g in enumerate(rep.groups):
@@ -358,8 +394,9 @@ def test_shared_dedup_set_pairs_found(tmp_path, vgg16_model):
                 assert found or kind not in must_find, f"pair not found at {rep.threshold}: {a} {b} ({kind})"
             for g in rep.groups:  # no false pair: a group holds one UKBench object only
                 assert len({re.search(r"ukbench(\d+)", Path(m.path).name).group(1) for m in g.files}) == 1
-            assert [os.path.relpath(e["path"], root.resolve()) for e in rep.errors] == \
-                ["mixed_images/ukbench09268_corrupt.jpg"]
+            assert [os.path.relpath(e["path"], root.resolve()) for e in rep.errors] == [
+                "mixed_images/ukbench09268_corrupt.jpg"
+            ]
 
 
 def test_crafted_report_cannot_move_files_outside_the_index(library, tmp_path):
@@ -381,11 +418,17 @@ def test_crafted_report_cannot_move_files_outside_the_index(library, tmp_path):
     data = json.loads((tmp / "rep.json").read_text())
     member = data["groups"][0]["members"][0]
     st = outside.stat()
-    member.update(path=str(outside), size=st.st_size, mtime_ns=st.st_mtime_ns,
-                  sha256=hashlib.sha256(outside.read_bytes()).hexdigest())
+    member.update(
+        path=str(outside),
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        sha256=hashlib.sha256(outside.read_bytes()).hexdigest(),
+    )
     (tmp / "crafted.json").write_text(json.dumps(data))
     with pytest.raises(UserError, match="not inside the report's indexed folders"):
-        apply_report(DedupReport.load(tmp / "crafted.json"), tmp_path / "q", execute=True, echo=lambda *_: None)
+        apply_report(
+            DedupReport.load(tmp / "crafted.json"), tmp_path / "q", execute=True, echo=lambda *_: None
+        )
     assert outside.exists() and not (tmp_path / "q").exists()
 
 
@@ -402,7 +445,11 @@ def test_default_threshold_follows_the_model():
     legacy = ModelSpec(trim_borders=False).to_dict()
     del legacy["trim_borders"]  # an index made before trimming existed
     assert default_threshold(ModelSpec.from_dict(legacy), verify=False) == UNTRIMMED_THRESHOLD == 0.90
-    assert default_threshold(ModelSpec(trim_borders=True), verify=False) == DEFAULT_THRESHOLD < UNTRIMMED_THRESHOLD
+    assert (
+        default_threshold(ModelSpec(trim_borders=True), verify=False)
+        == DEFAULT_THRESHOLD
+        < UNTRIMMED_THRESHOLD
+    )
     # with keypoint verification (the default) only the sure pairs skip it, whatever the model
     assert default_threshold(ModelSpec(trim_borders=True)) == VERIFIED_THRESHOLD > DEFAULT_THRESHOLD
     assert ModelSpec().trim_borders  # new models trim
@@ -422,7 +469,9 @@ def test_bordered_and_screenshot_copies_found_with_trimming(tmp_path, vgg16_mode
     lib.mkdir()
     photo = Image.open(SAMPLES / "pixabay" / "dog01.jpg").convert("RGB")
     photo.save(lib / "dog.jpg", quality=95)
-    ImageOps.expand(photo, border=int(0.18 * max(photo.size)), fill=(255, 255, 255)).save(lib / "dog_border.jpg", quality=92)
+    ImageOps.expand(photo, border=int(0.18 * max(photo.size)), fill=(255, 255, 255)).save(
+        lib / "dog_border.jpg", quality=92
+    )
     small = photo.resize((photo.width // 2, photo.height // 2))
     canvas = Image.new("RGB", (int(small.width * 1.4), int(small.height * 1.45)), (240, 240, 240))
     d = ImageDraw.Draw(canvas)
@@ -468,7 +517,9 @@ def _index_of(tmp_path, make_index, files: dict[str, Image.Image | Path]):
         if isinstance(what, Path):
             shutil.copy2(what, lib / name)
         else:
-            what.save(lib / name, **({"quality": int(name.split("_q")[1].split(".")[0])} if "_q" in name else {}))
+            what.save(
+                lib / name, **({"quality": int(name.split("_q")[1].split(".")[0])} if "_q" in name else {})
+            )
     idx = make_index(tmp_path / "index")
     idx.update([lib], progress=False, workers=0)
     return lib, idx
@@ -480,23 +531,41 @@ def _groups(rep, kind=None):
 
 def test_keeper_is_the_colour_original_not_a_bigger_grey_or_recompressed_copy(tmp_path, make_index):
     photo = Image.open(SAMPLES / "pixabay" / "dog01.jpg").convert("RGB")
-    lib, idx = _index_of(tmp_path, make_index, {
-        "dog_q80.jpg": photo,                       # the original
-        "dog_grey.png": photo.convert("L"),         # same pixels, a much larger file, but grey
-        "dog_copy_q20.jpg": photo,                  # same pixels, colour, heavily re-compressed
-        "dog_framed_q80.jpg": ImageOps.expand(photo, border=photo.width // 4, fill=(30, 60, 120)),  # more pixels
-        "cat.jpg": SAMPLES / "pixabay" / "cat01.jpg"})
+    lib, idx = _index_of(
+        tmp_path,
+        make_index,
+        {
+            "dog_q80.jpg": photo,  # the original
+            "dog_grey.png": photo.convert("L"),  # same pixels, a much larger file, but grey
+            "dog_copy_q20.jpg": photo,  # same pixels, colour, heavily re-compressed
+            "dog_framed_q80.jpg": ImageOps.expand(
+                photo, border=photo.width // 4, fill=(30, 60, 120)
+            ),  # more pixels
+            "cat.jpg": SAMPLES / "pixabay" / "cat01.jpg",
+        },
+    )
     assert (lib / "dog_grey.png").stat().st_size > (lib / "dog_q80.jpg").stat().st_size
     rep = find_duplicates(idx, threshold=1.0, verify_floor=-1.0)  # every pair verified, by its pixels
     (g,) = rep.groups
     assert g.kind == "duplicates" and Path(g.keeper.path).name == "dog_q80.jpg"
-    assert sorted(Path(m.path).name for m in g.members) == ["dog_copy_q20.jpg", "dog_framed_q80.jpg", "dog_grey.png"]
-    assert "colour (the copy is greyscale)" in g.keeper_reason and "less compression (JPEG quality ~80" in g.keeper_reason
-    assert "no border or frame added (the copy is" in g.keeper_reason  # its frame is more pixels, not more picture
+    assert sorted(Path(m.path).name for m in g.members) == [
+        "dog_copy_q20.jpg",
+        "dog_framed_q80.jpg",
+        "dog_grey.png",
+    ]
+    assert (
+        "colour (the copy is greyscale)" in g.keeper_reason
+        and "less compression (JPEG quality ~80" in g.keeper_reason
+    )
+    assert (
+        "no border or frame added (the copy is" in g.keeper_reason
+    )  # its frame is more pixels, not more picture
     assert g.keeper.reason.startswith("keeper: ")
     # the older policies still rank by their own key first (here: the largest file)
-    assert Path(find_duplicates(idx, threshold=1.0, verify_floor=-1.0, keeper="size").groups[0].keeper.path).name == \
-        "dog_grey.png"
+    assert (
+        Path(find_duplicates(idx, threshold=1.0, verify_floor=-1.0, keeper="size").groups[0].keeper.path).name
+        == "dog_grey.png"
+    )
 
 
 def test_file_quality_reads_jpeg_quality_colour_and_metadata(tmp_path):
@@ -508,9 +577,13 @@ def test_file_quality_reads_jpeg_quality_colour_and_metadata(tmp_path):
     for q in (10, 35, 60, 90):
         photo.save(tmp_path / f"q{q}.jpg", quality=q)
     photo.save(tmp_path / "camera.jpg", quality=90, exif=exif)
-    ImageOps.grayscale(photo).convert("RGB").save(tmp_path / "grey_rgb.jpg", quality=90)  # grey in an RGB file
+    ImageOps.grayscale(photo).convert("RGB").save(
+        tmp_path / "grey_rgb.jpg", quality=90
+    )  # grey in an RGB file
     found = {p.stem: read_quality(str(p)) for p in tmp_path.iterdir()}
-    assert [found[f"q{q}"].jpeg_quality for q in (10, 35, 60, 90)] == sorted(found[f"q{q}"].jpeg_quality for q in (10, 35, 60, 90))
+    assert [found[f"q{q}"].jpeg_quality for q in (10, 35, 60, 90)] == sorted(
+        found[f"q{q}"].jpeg_quality for q in (10, 35, 60, 90)
+    )
     assert abs(found["q60"].jpeg_quality - 60) <= 2 and abs(found["q90"].jpeg_quality - 90) <= 2
     assert found["camera"].metadata and not found["q90"].metadata
     assert found["q90"].colour and not found["grey_rgb"].colour
@@ -521,10 +594,18 @@ def test_file_quality_reads_jpeg_quality_colour_and_metadata(tmp_path):
 
 def test_turned_copies_found_without_exif(tmp_path, make_index):
     photo = Image.open(SAMPLES / "pixabay" / "ship01.jpg").convert("RGB")
-    lib, idx = _index_of(tmp_path, make_index, {
-        "ship.jpg": photo, "ship_turn90.jpg": photo.transpose(Image.ROTATE_90),
-        "ship_turn180.jpg": photo.transpose(Image.ROTATE_180), "ship_turn270.jpg": photo.transpose(Image.ROTATE_270),
-        "cat.jpg": SAMPLES / "pixabay" / "cat01.jpg", "dog.jpg": SAMPLES / "pixabay" / "dog01.jpg"})
+    lib, idx = _index_of(
+        tmp_path,
+        make_index,
+        {
+            "ship.jpg": photo,
+            "ship_turn90.jpg": photo.transpose(Image.ROTATE_90),
+            "ship_turn180.jpg": photo.transpose(Image.ROTATE_180),
+            "ship_turn270.jpg": photo.transpose(Image.ROTATE_270),
+            "cat.jpg": SAMPLES / "pixabay" / "cat01.jpg",
+            "dog.jpg": SAMPLES / "pixabay" / "dog01.jpg",
+        },
+    )
     # no descriptor candidates at all (floor 1.0): only the rotation search can propose the pairs
     rep = find_duplicates(idx, threshold=1.0, verify_floor=1.0)
     assert _groups(rep) == [["ship.jpg", "ship_turn180.jpg", "ship_turn270.jpg", "ship_turn90.jpg"]]
@@ -542,11 +623,20 @@ def test_similar_shots_are_reported_for_review_and_never_applied(tmp_path, make_
     a similar shot, the landscapes and cave shots in no group; apply moves only the copy."""
     canyon = Image.open(VACATION / "image00074.jpg").convert("RGB")
     w, h = canyon.size
-    names = ["image00074.jpg", "image00075.jpg", "image00057.jpg", "image00060.jpg", "image00038.jpg", "image00039.jpg"]
+    names = [
+        "image00074.jpg",
+        "image00075.jpg",
+        "image00057.jpg",
+        "image00060.jpg",
+        "image00038.jpg",
+        "image00039.jpg",
+    ]
     files = {n: VACATION / n for n in names}
     files["image00074_crop_q70.jpg"] = canyon.crop((w // 10, h // 10, w - w // 10, h - h // 12))
     lib, idx = _index_of(tmp_path, make_index, files)
-    rep = find_duplicates(idx, threshold=1.0, verify_floor=-1.0)  # every pair a candidate: the verification decides
+    rep = find_duplicates(
+        idx, threshold=1.0, verify_floor=-1.0
+    )  # every pair a candidate: the verification decides
     assert _groups(rep, "duplicates") == [["image00074.jpg", "image00074_crop_q70.jpg"]]
     assert _groups(rep, "similar") == [["image00074.jpg", "image00075.jpg"]]
     similar = rep.similar_groups[0]

@@ -3,6 +3,7 @@ UNDO_POINTS): after the next run (``index``), every file is in exactly one place
 index names only files that exist and checks out; then ``dedup undo`` brings everything back.
 
 The kills run the real CLI in a subprocess; the next runs are the CLI in-process."""
+
 from __future__ import annotations
 
 import os
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_undo_log import library
 
 from indexer import Index
 from indexer.cli import main
@@ -19,8 +21,6 @@ from indexer.dedup import find_duplicates
 from indexer.dedup.apply import apply_report
 from indexer.faults import APPLY_POINTS, ENV, UNDO_POINTS
 from indexer.storage.store import ImageRow
-
-from test_undo_log import library
 
 ROOT = Path(__file__).resolve().parents[1]
 COPIES = ("astronaut.png", "dog01.jpg")
@@ -31,8 +31,13 @@ def cli(*args, point=None):
     env.pop(ENV, None)
     if point:
         env[ENV] = point
-    return subprocess.run([sys.executable, "-m", "indexer", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "indexer", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 @pytest.fixture
@@ -103,7 +108,9 @@ def test_sigkill_at_each_step_of_undo_is_recoverable(setup, capsys, point):
     log = tmp / "undo.json"
     from indexer.dedup import DedupReport
 
-    apply_report(DedupReport.load(tmp / "report.json"), tmp / "q", execute=True, log=log, echo=lambda *_: None)
+    apply_report(
+        DedupReport.load(tmp / "report.json"), tmp / "q", execute=True, log=log, echo=lambda *_: None
+    )
     assert consistent(tmp, lib, originals) == set(COPIES)
     r = cli("dedup", "undo", log, "--yes", point=point)
     assert r.returncode == -signal.SIGKILL, (point, r.returncode, r.stderr[-800:])

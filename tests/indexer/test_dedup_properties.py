@@ -6,6 +6,7 @@ only moves from inside the index's folders into the quarantine. Each example edi
 random - values of any JSON type, paths chosen to hurt (``/etc/passwd``, ``..``, links out of the
 quarantine, NUL bytes) - and half the undo logs are signed again with the index's own key, as
 someone who could read it would, so the checks behind the signature are tried too."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_undo_log import library, snapshot
 
 from indexer.cli.options import one_line_text
 from indexer.dedup import DedupReport, find_duplicates
@@ -24,28 +26,59 @@ from indexer.dedup.undo import undo
 from indexer.storage.undo_log import index_key, inside, signature
 from retrieval.errors import UserError
 
-from test_undo_log import library, snapshot
-
 EXAMPLES = 300
-COUNTS = {"undo log": 0, "report": 0, "undo refused": 0, "undo moved": 0, "report refused": 0,
-          "report planned": 0}
+COUNTS = {
+    "undo log": 0,
+    "report": 0,
+    "undo refused": 0,
+    "undo moved": 0,
+    "report refused": 0,
+    "report planned": 0,
+}
 
 
 def hurtful_paths(tmp: Path) -> list[str]:
     lib, q = tmp / "lib", tmp / "q"
-    return ["/etc/passwd", "/etc/cron.d/planted", "/", "/etc", str(tmp / "elsewhere" / "precious.jpg"),
-            str(tmp / "elsewhere" / "planted.jpg"), str(lib), str(lib / "copies" / "astronaut.png"),
-            str(lib / ".." / "elsewhere" / "x.jpg"), str(lib) + "/../../etc/passwd", str(q),
-            str(q / "copies" / "astronaut.png"), str(q / "link" / "passwd"), str(q / ".." / "elsewhere"),
-            str(tmp / "index" / "dedup.key"), "relative/path.jpg", "", "\x00", str(lib / "a\x00b"),
-            "//etc/passwd", str(lib) + "/", str(lib / "copies" / "new\nline.jpg")]
+    return [
+        "/etc/passwd",
+        "/etc/cron.d/planted",
+        "/",
+        "/etc",
+        str(tmp / "elsewhere" / "precious.jpg"),
+        str(tmp / "elsewhere" / "planted.jpg"),
+        str(lib),
+        str(lib / "copies" / "astronaut.png"),
+        str(lib / ".." / "elsewhere" / "x.jpg"),
+        str(lib) + "/../../etc/passwd",
+        str(q),
+        str(q / "copies" / "astronaut.png"),
+        str(q / "link" / "passwd"),
+        str(q / ".." / "elsewhere"),
+        str(tmp / "index" / "dedup.key"),
+        "relative/path.jpg",
+        "",
+        "\x00",
+        str(lib / "a\x00b"),
+        "//etc/passwd",
+        str(lib) + "/",
+        str(lib / "copies" / "new\nline.jpg"),
+    ]
 
 
 def json_values(paths: list[str]):
-    leaves = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)
-              | st.text(max_size=12) | st.sampled_from(paths))
-    return st.recursive(leaves, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
-                        max_leaves=6)
+    leaves = (
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**70), 2**70)
+        | st.floats(allow_nan=False)
+        | st.text(max_size=12)
+        | st.sampled_from(paths)
+    )
+    return st.recursive(
+        leaves,
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+        max_leaves=6,
+    )
 
 
 def edit(draw, doc, paths: list[str], depth: int = 0):
@@ -86,8 +119,12 @@ def _true_hashes(doc) -> None:
     """Give each move the size and sha256 of the file its ``dst`` names (so the hash check is not
     what stops it: the paths must be)."""
     for m in doc.get("moves", []) if isinstance(doc, dict) and isinstance(doc.get("moves"), list) else []:
-        if isinstance(m, dict) and isinstance(m.get("dst"), str) and "\x00" not in m["dst"] \
-                and os.path.isfile(m["dst"]):
+        if (
+            isinstance(m, dict)
+            and isinstance(m.get("dst"), str)
+            and "\x00" not in m["dst"]
+            and os.path.isfile(m["dst"])
+        ):
             m["size"] = os.path.getsize(m["dst"])
             m["sha256"] = hashlib.sha256(Path(m["dst"]).read_bytes()).hexdigest()
 
@@ -115,8 +152,12 @@ def test_undo_log_reader_never_tracebacks_nor_moves_outside(tmp_path, make_index
     watched = (lib, q, tmp_path / "elsewhere")
     before, etc = snapshot(*watched), _etc_state()
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(st.data())
     def check(data):
         doc = json.loads(true_log)
@@ -146,8 +187,10 @@ def test_undo_log_reader_never_tracebacks_nor_moves_outside(tmp_path, make_index
         log.write_text(true_log)
 
     check()
-    print(f"\nhostile undo logs tried: {COUNTS['undo log']} ({COUNTS['undo refused']} refused, "
-          f"{COUNTS['undo moved']} accepted: harmless edits, moves checked)")
+    print(
+        f"\nhostile undo logs tried: {COUNTS['undo log']} ({COUNTS['undo refused']} refused, "
+        f"{COUNTS['undo moved']} accepted: harmless edits, moves checked)"
+    )
     assert COUNTS["undo log"] >= EXAMPLES // 2
 
 
@@ -162,8 +205,12 @@ def test_report_reader_never_tracebacks_nor_plans_a_move_outside(tmp_path, make_
     paths, roots = hurtful_paths(tmp_path), idx.store.roots()
     before = snapshot(lib, tmp_path / "elsewhere")
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(st.data())
     def check(data):
         doc = json.loads(true_report)
@@ -185,6 +232,8 @@ def test_report_reader_never_tracebacks_nor_plans_a_move_outside(tmp_path, make_
         assert snapshot(lib, tmp_path / "elsewhere") == before and not q.exists()
 
     check()
-    print(f"\nhostile reports tried: {COUNTS['report']} ({COUNTS['report refused']} refused, "
-          f"{COUNTS['report planned']} accepted: harmless edits, moves checked)")
+    print(
+        f"\nhostile reports tried: {COUNTS['report']} ({COUNTS['report refused']} refused, "
+        f"{COUNTS['report planned']} accepted: harmless edits, moves checked)"
+    )
     assert COUNTS["report"] >= EXAMPLES // 2

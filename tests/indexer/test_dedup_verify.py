@@ -5,6 +5,7 @@ here. What matters: every edit of a photo is a duplicate (turned by 90/180/270 a
 too), other photos are not - neither photos of the same kind of subject nor real same-place shots
 from ../shared/data/photos/samples/vacation that the old rule (cosine, or 20 agreeing keypoints)
 grouped as duplicates - and another shot of one scene is a *similar shot*, never a duplicate."""
+
 from __future__ import annotations
 
 import json
@@ -14,23 +15,55 @@ from conftest import SAMPLES
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from indexer.cli import main
-from indexer.dedup.verify import MIN_KEYPOINTS, Verifier, classify
+from indexer.dedup.rule import MIN_KEYPOINTS, classify
+from indexer.dedup.verify import Verifier
 
 PIX = SAMPLES / "pixabay"
 VACATION = SAMPLES / "vacation"
 # Real pairs of different photos that the rule before pixel verification (cosine >= 0.90, or >= 0.55
 # with >= 20 agreeing keypoints) called duplicates; found with benchmarks/dedup_eval.py (docs/dedup.md).
-OLD_FALSE_PAIRS = [("image00074.jpg", "image00075.jpg")]  # two shots of one canyon (141 agreeing keypoints): similar
+OLD_FALSE_PAIRS = [
+    ("image00074.jpg", "image00075.jpg")
+]  # two shots of one canyon (141 agreeing keypoints): similar
 # different landscapes / cave shots with 23-24 chance agreeing keypoints (cosine 0.67)
 LOW_TEXTURE_PAIRS = [("image00057.jpg", "image00060.jpg"), ("image00038.jpg", "image00039.jpg")]
 
 
-def _perspective(im):
+def _quad(im):
     w, h = im.size
-    # output pixel -> input pixel: the picture's corners pulled in by ~8%
-    return im.transform((w, h), Image.QUAD, (int(-0.08 * w), int(-0.06 * h), int(0.04 * w), int(1.08 * h),
-                                              int(1.06 * w), int(1.02 * h), int(1.08 * w), int(-0.04 * h)),
-                        Image.BICUBIC, fillcolor=(255, 255, 255))
+    # output pixel -> input pixel: the picture's corners pulled in by ~8% - a *bilinear* map (PIL's QUAD),
+    # which no homography fits: since issue 24 a similar shot (the copy tests cannot prove it), not a duplicate
+    return im.transform(
+        (w, h),
+        Image.QUAD,
+        (
+            int(-0.08 * w),
+            int(-0.06 * h),
+            int(0.04 * w),
+            int(1.08 * h),
+            int(1.06 * w),
+            int(1.02 * h),
+            int(1.08 * w),
+            int(-0.04 * h),
+        ),
+        Image.BICUBIC,
+        fillcolor=(255, 255, 255),
+    )
+
+
+def _perspective(im):
+    """The same corners pulled in, as a projective map (a photo of a print, a keystone fix)."""
+    import numpy as np
+
+    w, h = im.size
+    outs = [(0, 0), (0, h), (w, h), (w, 0)]
+    ins = [(-0.08 * w, -0.06 * h), (0.04 * w, 1.08 * h), (1.06 * w, 1.02 * h), (1.08 * w, -0.04 * h)]
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(outs, ins):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    coeffs = np.linalg.solve(np.array(rows, float), np.array(rhs, float))
+    return im.transform((w, h), Image.PERSPECTIVE, tuple(coeffs), Image.BICUBIC, fillcolor=(255, 255, 255))
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +94,7 @@ def edited(module_tmp):
     copies["overlay"] = overlay
     for name, im in copies.items():
         im.save(d / f"dog_{name}.jpg", quality=40 if name == "small" else 85)
+    _quad(photo).save(d / "dog_quad.jpg", quality=85)
     others = ["dog02.jpg", "dog03.jpg", "cat01.jpg", "car01.jpg", "bird01.jpg"]
     for name in others:
         Image.open(PIX / name).convert("RGB").save(d / name, quality=90)
@@ -73,16 +107,33 @@ def test_every_edit_of_a_photo_is_a_duplicate(edited):
     found = {name: v.compare(str(d / "dog.jpg"), str(d / f"dog_{name}.jpg")) for name in copies}
     assert {n: classify(ev) for n, ev in found.items()} == {n: "duplicate" for n in copies}, found
     for turn in (90, 180, 270):  # the transform says how it was turned (rotation of the copy, either sense)
-        assert min(abs(found[f"turn{turn}"].rotation - a) for a in (turn, 360 - turn)) < 3, found[f"turn{turn}"]
+        assert min(abs(found[f"turn{turn}"].rotation - a) for a in (turn, 360 - turn)) < 3, found[
+            f"turn{turn}"
+        ]
     assert found["mirror"].mirrored and not found["grey"].mirrored
-    assert classify(v.compare(str(d / "dog_mirror.jpg"), str(d / "dog.jpg"))) == "duplicate"  # either way round
+    assert (
+        classify(v.compare(str(d / "dog_mirror.jpg"), str(d / "dog.jpg"))) == "duplicate"
+    )  # either way round
+
+
+def test_a_warp_no_homography_fits_is_left_to_review(edited):
+    """Changed in issue 24: the bilinear corner pull (PIL's QUAD) was a duplicate under the 128 px rule;
+    one homography cannot align it to a fraction of a pixel, so the copy tests cannot prove it and it
+    is a similar shot (review only) - the answer when the pixels cannot tell."""
+    d, _, _ = edited
+    ev = Verifier().compare(str(d / "dog.jpg"), str(d / "dog_quad.jpg"))
+    assert classify(ev) == "similar" and ev.inliers >= 100, ev
 
 
 def test_other_photos_are_not_duplicates(edited):
     d, _, others = edited
     v = Verifier()
     files = ["dog.jpg", *others]
-    verdicts = {(a, b): classify(v.compare(str(d / a), str(d / b))) for n, a in enumerate(files) for b in files[n + 1:]}
+    verdicts = {
+        (a, b): classify(v.compare(str(d / a), str(d / b)))
+        for n, a in enumerate(files)
+        for b in files[n + 1 :]
+    }
     assert set(verdicts.values()) == {None}, verdicts
     assert v.unreadable == set()
 
@@ -109,8 +160,13 @@ def test_unreadable_files_verify_nothing(edited, tmp_path):
     broken.write_bytes((d / "dog.jpg").read_bytes()[:300])
     gone = tmp_path / "gone.jpg"
     v = Verifier()
-    found = v.verify([(str(d / "dog.jpg"), str(broken)), (str(gone), str(d / "dog.jpg")),
-                      (str(d / "dog.jpg"), str(d / "dog_grey.jpg"))])
+    found = v.verify(
+        [
+            (str(d / "dog.jpg"), str(broken)),
+            (str(gone), str(d / "dog.jpg")),
+            (str(d / "dog.jpg"), str(d / "dog_grey.jpg")),
+        ]
+    )
     assert [classify(ev) for ev in found] == [None, None, "duplicate"]
     assert found[0].inliers == found[1].inliers == 0
     assert v.unreadable == {str(broken), str(gone)}
@@ -118,10 +174,13 @@ def test_unreadable_files_verify_nothing(edited, tmp_path):
 
 def test_verify_runs_pairs_in_parallel_and_reports_progress(edited):
     d, copies, others = edited
-    pairs = [(str(d / "dog.jpg"), str(d / f"dog_{c}.jpg")) for c in copies] + \
-            [(str(d / "dog.jpg"), str(d / o)) for o in others]
+    pairs = [(str(d / "dog.jpg"), str(d / f"dog_{c}.jpg")) for c in copies] + [
+        (str(d / "dog.jpg"), str(d / o)) for o in others
+    ]
     seen = []
-    found = Verifier(workers=2, cache_size=3).verify(pairs, progress=lambda done, total: seen.append((done, total)))
+    found = Verifier(workers=2, cache_size=3).verify(
+        pairs, progress=lambda done, total: seen.append((done, total))
+    )
     assert [classify(ev) for ev in found] == ["duplicate"] * len(copies) + [None] * len(others)
     assert seen[-1] == (len(pairs), len(pairs))
     one_by_one = Verifier(workers=1)
@@ -151,7 +210,11 @@ def test_cli_dedup_verifies_by_default_and_says_its_rule(tmp_path, tiny_model, e
     assert "0 groups" in capsys.readouterr().out
     assert main(args + ["--verify-floor", f"{floor:.4f}"]) == 0
     text = capsys.readouterr().out
-    assert "1 groups" in text and f"candidates at cosine >= {floor:.2f}" in text and "aligned pixels agree" in text
+    assert (
+        "1 groups" in text
+        and f"candidates at cosine >= {floor:.2f}" in text
+        and "aligned pixels agree" in text
+    )
     rep = json.loads((tmp_path / "rep.json").read_text())
     (group,) = rep["groups"]
     assert group["kind"] == "duplicates" and group["keeper"]["path"].endswith("dog.jpg")
@@ -159,7 +222,9 @@ def test_cli_dedup_verifies_by_default_and_says_its_rule(tmp_path, tiny_model, e
     member = group["members"][0]
     assert member["path"].endswith("dog_grey.jpg") and member["keypoints"] >= MIN_KEYPOINTS
     assert member["evidence"]["pixel"] >= 0.5 and "pixels agree" in member["reason"]
-    assert rep["rule"]["verify_floor"] == pytest.approx(floor, abs=1e-4) and rep["stats"]["verified_pairs"] >= 1
+    assert (
+        rep["rule"]["verify_floor"] == pytest.approx(floor, abs=1e-4) and rep["stats"]["verified_pairs"] >= 1
+    )
     page = (tmp_path / "rep.html").read_text()
     assert "pixels agree" in page and "vgg-retrieval dedup apply" in page and "data-large=" in page
     assert main(args + ["--min-keypoints", "0"]) == 2

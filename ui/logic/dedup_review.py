@@ -6,6 +6,7 @@ exact copies, and undo of the last action.
 Files are moved only by ``indexer.dedup.apply`` - the same quarantine folder, undo log and
 refusals as ``vgg-retrieval dedup apply`` (a file changed since the report, a destination taken, a
 quarantine inside an indexed folder) - and never deleted."""
+
 from __future__ import annotations
 
 import os
@@ -24,13 +25,18 @@ def group_key(group) -> str:
 
 
 def default_choice(group, member) -> str:
-    """The keeper is kept; the others of a duplicate group go to quarantine; similar shots are all kept."""
-    return KEEP if member is group.keeper or not group.is_duplicates else QUARANTINE
+    """The keeper is kept; the others of a proven duplicate group go to quarantine; similar shots and
+    unproven groups (--no-verify) are all kept."""
+    return KEEP if member is group.keeper or not group.is_proven else QUARANTINE
 
 
 def is_exact(group) -> bool:
     """A duplicate group whose every member is byte-identical to its keeper."""
-    return group.is_duplicates and bool(group.members) and all(m.sha256 == group.keeper.sha256 for m in group.members)
+    return (
+        group.is_duplicates
+        and bool(group.members)
+        and all(m.sha256 == group.keeper.sha256 for m in group.members)
+    )
 
 
 def default_quarantine(settings, index_dir) -> Path:
@@ -43,6 +49,7 @@ def default_quarantine(settings, index_dir) -> Path:
 @dataclass
 class Action:
     """One applied step of the page, enough to undo it."""
+
     label: str
     groups: list = field(default_factory=list)  # (position in the report, the group as shown)
     log: str | None = None  # the undo log of the files moved
@@ -51,8 +58,10 @@ class Action:
 
 def _check_report(svc, report) -> None:
     if os.path.realpath(report.index_dir) != os.path.realpath(svc.directory):
-        raise UserError(f"this report is of another index ({report.index_dir}): act on it from that index's UI "
-                        f"or with vgg-retrieval dedup apply")
+        raise UserError(
+            f"this report is of another index ({report.index_dir}): act on it from that index's UI "
+            f"or with vgg-retrieval dedup apply"
+        )
 
 
 def split(group, choices: dict) -> tuple[list, list]:
@@ -65,8 +74,10 @@ def split(group, choices: dict) -> tuple[list, list]:
             raise UserError(f"unknown choice {choice!r} for {m.path}")
         (kept if choice == KEEP else moved).append(m)
     if not kept:
-        raise UserError(f"keep at least one file of the group of {os.path.basename(group.keeper.path)} "
-                        f"(every file is marked for quarantine)")
+        raise UserError(
+            f"keep at least one file of the group of {os.path.basename(group.keeper.path)} "
+            f"(every file is marked for quarantine)"
+        )
     return kept, moved
 
 
@@ -86,14 +97,24 @@ def apply_choices(svc, report, groups, choices: dict, quarantine, label: str = "
     if not str(quarantine).strip():
         raise UserError("choose a quarantine folder (outside the indexed folders)")
     plans = [(g, *split(g, choices)) for g in groups]
-    moving = [Group(kept[0], moved, g.kind, g.why, g.keeper_reason) for g, kept, moved in plans if moved]
+    moving = [
+        Group(kept[0], moved, g.kind, g.why, g.keeper_reason, g.proven) for g, kept, moved in plans if moved
+    ]
     if not moving:
-        raise UserError("no file is marked for quarantine; use \"Keep all\" when these are not duplicates")
-    sub = DedupReport(report.threshold, report.created_at, report.index_dir, moving, roots=svc.roots(),
-                      stats=dict(report.stats), rule=dict(report.rule))
+        raise UserError('no file is marked for quarantine; use "Keep all" when these are not duplicates')
+    sub = DedupReport(
+        report.threshold,
+        report.created_at,
+        report.index_dir,
+        moving,
+        roots=svc.roots(),
+        stats=dict(report.stats),
+        rule=dict(report.rule),
+    )
     lines: list[str] = []
-    out = apply_report(sub, Path(str(quarantine).strip()).expanduser(), execute=True, echo=lines.append,
-                       include_similar=True)
+    out = apply_report(
+        sub, Path(str(quarantine).strip()).expanduser(), execute=True, echo=lines.append, include_similar=True
+    )
     together = [p for _, kept, _ in plans if len(kept) > 1 for p in kept_pairs(kept)]
     keys = svc.index.store.record_dedup_decisions(together) if together else []
     action = Action(label, _take_out(report, [g for g, _, _ in plans]), out.log, keys)
@@ -102,14 +123,16 @@ def apply_choices(svc, report, groups, choices: dict, quarantine, label: str = "
 
 
 def keep_all(svc, report, group) -> tuple[Action, str]:
-    """"Keep all (not duplicates)": remember every pair of the group, so dedup leaves it out."""
+    """ "Keep all (not duplicates)": remember every pair of the group, so dedup leaves it out."""
     from indexer.dedup import kept_pairs
 
     _check_report(svc, report)
     keys = svc.index.store.record_dedup_decisions(kept_pairs(group.files))
     action = Action("keep all", _take_out(report, [group]), None, keys)
-    return action, (f"Kept all {len(group.files)} files of the group of {os.path.basename(group.keeper.path)}; "
-                    f"dedup leaves them out from now on (until one of them changes)")
+    return action, (
+        f"Kept all {len(group.files)} files of the group of {os.path.basename(group.keeper.path)}; "
+        f"dedup leaves them out from now on (until one of them changes)"
+    )
 
 
 def last_moved_log(quarantine, index_dir) -> Action | None:
@@ -118,8 +141,11 @@ def last_moved_log(quarantine, index_dir) -> Action | None:
     from indexer.dedup import read_log
 
     try:
-        logs = sorted(Path(str(quarantine).strip()).expanduser().glob("dedup-undo-*.json"),
-                      key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        logs = sorted(
+            Path(str(quarantine).strip()).expanduser().glob("dedup-undo-*.json"),
+            key=lambda p: p.stat().st_mtime_ns,
+            reverse=True,
+        )
     except OSError:
         return None
     for log in logs:
@@ -127,7 +153,9 @@ def last_moved_log(quarantine, index_dir) -> Action | None:
             data = read_log(log)
         except UserError:
             continue
-        if data.get("state") == "moved" and os.path.realpath(data.get("index_dir", "")) == os.path.realpath(index_dir):
+        if data.get("state") == "moved" and os.path.realpath(data.get("index_dir", "")) == os.path.realpath(
+            index_dir
+        ):
             return Action(f"apply of {log.name}", log=str(log))
     return None
 
@@ -148,4 +176,4 @@ def undo_action(svc, report, action: Action) -> str:
         said.append(f"forgot {gone} review decisions")
     for n, g in sorted(action.groups, key=lambda x: x[0]):
         report.groups.insert(min(n, len(report.groups)), g)
-    return f"Undid \"{action.label}\": " + "; ".join(said or ["nothing to restore"])
+    return f'Undid "{action.label}": ' + "; ".join(said or ["nothing to restore"])

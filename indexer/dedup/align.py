@@ -1,0 +1,162 @@
+"""Geometry and pixel helpers of the verification (``verify``): the transforms a copy could have
+(RANSAC similarity, affine, homography), the convex-hull cover of the agreeing keypoints, and the
+aligned band-pass comparison at ``verify.PIXEL_SIDE`` (the scene test: a copy and a similar shot
+both pass it; ``copytests`` tells them apart)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Features:
+    """One photo's verification features, computed once per file per run (``verify.Verifier``)."""
+
+    points: np.ndarray  # [n, 2] float32 pixel positions (in the ORB image)
+    descriptors: np.ndarray  # [n, 32] uint8 ORB descriptors
+    size: tuple[int, int]  # (width, height) of the ORB image
+    small: np.ndarray  # grey float32 image at most PIXEL_SIDE px a side (same orientation)
+    mid: np.ndarray = None  # grey float32 image at the copy tests' resolution (copytests.mid_image)
+    capture: object = None  # capture.Capture of the file's EXIF, or None
+    native: tuple = None  # the file's own (width, height)
+    path: str = None
+    mirrored: bool = False
+
+
+REPROJ_PX = 8.0
+
+
+def hull_share(points: np.ndarray, size: tuple[int, int]) -> float:
+    """Area of the convex hull of ``points`` as a share of a ``size`` image."""
+    if len(points) < 3:
+        return 0.0
+    import cv2
+
+    hull = cv2.convexHull(points.astype(np.float32))
+    return float(cv2.contourArea(hull)) / float(size[0] * size[1])
+
+
+def fits(cv2, src: np.ndarray, dst: np.ndarray, needed: int = 0) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """(3x3 transform, inlier mask, is a homography) of the transforms a copy could have that RANSAC finds between the
+    matched points: similarity, affine (bounded aspect change), homography (bounded perspective). The
+    homography (the slowest fit) is left out when the similarity or affine found fewer than ``needed``
+    inliers: the pair is judged by its similarity/affine count, too low to align by whatever it finds."""
+    out = []
+    sim, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ_PX)
+    if sim is not None and mask is not None and abs(np.linalg.det(sim[:, :2])) > 1e-3:
+        out.append((np.vstack([sim, [0, 0, 1]]), mask.ravel().astype(bool), False))
+    aff, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ_PX)
+    if aff is not None and mask is not None and moderate(aff):
+        out.append((np.vstack([aff, [0, 0, 1]]), mask.ravel().astype(bool), False))
+    if len(src) >= 8 and (not out or max(int(f[1].sum()) for f in out) >= needed):
+        hom, mask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ_PX)
+        if hom is not None and mask is not None and plausible(hom):
+            out.append((hom / hom[2, 2], mask.ravel().astype(bool), True))
+    return out
+
+
+def moderate(aff: np.ndarray) -> bool:
+    """An affine map a copy could have: orientation kept, aspect changed by at most 2x."""
+    sv = np.linalg.svd(aff[:, :2], compute_uv=False)
+    return bool(np.linalg.det(aff[:, :2]) > 1e-3 and sv[1] > 0 and sv[0] / sv[1] <= 2.0)
+
+
+def plausible(hom: np.ndarray) -> bool:
+    """A homography a copy could have: orientation kept, no extreme perspective."""
+    if abs(hom[2, 2]) < 1e-9:
+        return False
+    h = hom / hom[2, 2]
+    det = np.linalg.det(h[:2, :2])
+    return bool(det > 1e-4 and abs(h[2, 0]) < 2e-3 and abs(h[2, 1]) < 2e-3)
+
+
+def _footprint(cv2, a: Features, b: Features, t: np.ndarray) -> np.ndarray:
+    """b's footprint in a's small frame (bool), widened by 4% of the side."""
+    ah, aw = a.small.shape
+    bh, bw = b.small.shape
+    sa = np.diag([aw / a.size[0], ah / a.size[1], 1.0])
+    sb = np.diag([bw / b.size[0], bh / b.size[1], 1.0])
+    m = sb @ t @ np.linalg.inv(sa)
+    inside = cv2.warpPerspective(
+        np.ones_like(b.small), m, (aw, ah), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    )
+    margin = max(3, round(0.04 * max(ah, aw)))
+    return cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
+
+
+def detail_outside(cv2, a: Features, b: Features, t: np.ndarray) -> float:
+    """Share of a's detail (band-pass energy) lying clearly outside b's footprint in a's frame."""
+    inside = _footprint(cv2, a, b, t)
+    energy = np.abs(band(cv2, a.small))
+    energy[:2, :] = energy[-2:, :] = 0
+    energy[:, :2] = energy[:, -2:] = 0
+    total = float(energy.sum())
+    return float(energy[~inside].sum()) / total if total > 0 else 0.0
+
+
+def clipped(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``x`` inside ``valid`` (0 elsewhere), clipped at 3 robust standard deviations: the step at a
+    border, frame or canvas edge must not outweigh the picture's own detail."""
+    x = np.where(valid, x, 0.0)
+    sigma = 1.4826 * float(np.median(np.abs(x[valid]))) if valid.any() else 0.0
+    return np.clip(x, -3 * sigma, 3 * sigma) if sigma > 0 else x
+
+
+def band(cv2, img: np.ndarray) -> np.ndarray:
+    """Detail without layout: difference of Gaussians (sigma 0.7 and 2.5 px at PIXEL_SIDE)."""
+    return cv2.GaussianBlur(img, (0, 0), 0.7) - cv2.GaussianBlur(img, (0, 0), 2.5)
+
+
+def pixel_agreement(
+    cv2, a: Features, b: Features, t: np.ndarray, grid: int = 6
+) -> tuple[float, float, float]:
+    """(correlation, share of agreeing cells, overlap share) of ``a`` and ``b`` warped onto it.
+
+    ``t`` maps a's ORB-image coordinates to b's; both small images are scaled copies of those."""
+    ah, aw = a.small.shape
+    bh, bw = b.small.shape
+    sa = np.diag([aw / a.size[0], ah / a.size[1], 1.0])
+    sb = np.diag([bw / b.size[0], bh / b.size[1], 1.0])
+    m = sb @ t @ np.linalg.inv(sa)  # a-small -> b-small
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpPerspective(b.small, m, (aw, ah), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    valid = cv2.warpPerspective(np.ones_like(b.small), m, (aw, ah), flags=flags, borderValue=0)
+    valid = cv2.erode((valid > 0.99).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    overlap = float(valid.mean())
+    if valid.sum() < 64:
+        return 0.0, 0.0, overlap
+    x, y = clipped(band(cv2, a.small), valid), clipped(band(cv2, warped), valid)
+    # compared where both pictures have detail: a sky cell says nothing either way, and a cell
+    # where only one has detail (the edge of a border or frame one copy added, a caption over the
+    # other's sky) is not a disagreement about the picture
+    floor_x, floor_y = 0.05 * float((x * x)[valid].mean()), 0.05 * float((y * y)[valid].mean())
+    sums = cell_sums(grid, valid, x * x, y * y, x * y)
+    if sums is None:
+        return 0.0, 0.0, overlap
+    size, nvalid, ex, ey, exy = sums
+    n = np.maximum(1, nvalid)
+    ok = (nvalid / size >= 0.5) & (ex / n >= floor_x) & (ey / n >= floor_y) & (ex > 0) & (ey > 0)
+    textured = int(ok.sum())
+    agree = int((exy[ok] / np.sqrt(ex[ok] * ey[ok]) >= 0.5).sum()) if textured else 0
+    sxy, sxx, syy = float(exy[ok].sum()), float(ex[ok].sum()), float(ey[ok].sum())
+    pixel = sxy / np.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
+    return float(pixel), (agree / textured if textured else 0.0), overlap
+
+
+def cell_sums(grid: int, valid: np.ndarray, *arrays):
+    """(cell sizes, valid pixels per cell, each array's sum per cell) over a ``grid`` x ``grid``
+    split of the frame (``np.array_split`` rows and columns; empty splits left out), row-major;
+    None when the frame has no cell."""
+    h, w = valid.shape
+    rows = sorted({int(r[0]) for r in np.array_split(np.arange(h), grid) if len(r)})
+    cols = sorted({int(c[0]) for c in np.array_split(np.arange(w), grid) if len(c)})
+    if not rows or not cols:
+        return None
+
+    def total(a):
+        return np.add.reduceat(np.add.reduceat(np.asarray(a, np.float64), rows, axis=0), cols, axis=1).ravel()
+
+    size = np.outer(np.diff(rows + [h]), np.diff(cols + [w])).ravel().astype(np.float64)
+    return (size, total(valid), *(total(a) for a in arrays))
