@@ -8,17 +8,18 @@ from .find import (
     DEFAULT_THRESHOLD,
     UNTRIMMED_THRESHOLD,
     VERIFIED_THRESHOLD,
-    VERIFY_FLOOR,
     default_threshold,
     find_duplicates,
 )
 from .groups import KEEPER_POLICIES
+from .options import VERIFY_FLOOR, DedupOptions
 from .report import REPORT_FORMAT, DedupReport, Group, Member
 from .rule import MIN_KEYPOINTS
 from .run import dedup_index
 from .undo import undo
 
 __all__ = [
+    "DedupOptions",
     "find_duplicates",
     "dedup_index",
     "DedupReport",

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from retrieval.errors import UserError
 
-from .candidates import DEFAULT_K, DEFAULT_NPROBE, EXACT_LIMIT, near_pairs
+from .candidates import near_pairs
 from .decide import DUPLICATE, SIMILAR, PairJudge
 from .decisions import drop_dismissed
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .keeper import rekeep
+from .options import DedupOptions
 from .quality import FileQuality, keeper_reason, read_qualities, refine_rank
 from .report import DedupReport, Group, Member
 from .report_text import DUPLICATES, EXACT_REASON, KEEPER_REASON, UNPROVEN_WHY, WHY, near_reason
@@ -34,7 +36,6 @@ from .rule import (
     MAX_OUTSIDE,
     MIN_CELLS,
     MIN_COVER,
-    MIN_KEYPOINTS,
     MIN_PIXEL,
     SIMILAR_KEYPOINTS,
     copy_rule,
@@ -52,7 +53,6 @@ UNTRIMMED_THRESHOLD = 0.90
 # keypoints cannot say anything (too few) is a duplicate only at VERIFIED_THRESHOLD or above.
 # Chosen with benchmarks/dedup_eval.py on real collections and generated copies; see docs/dedup.md.
 VERIFIED_THRESHOLD = 0.97
-VERIFY_FLOOR = 0.55
 
 
 def default_threshold(spec, verify: bool = True) -> float:
@@ -74,24 +74,10 @@ def _check_options(threshold, verify, verify_floor, min_keypoints, keeper):
 
 
 def find_duplicates(
-    index,
-    threshold: float | None = None,
-    keeper: str = "resolution",
-    prefer=(),
-    k: int = DEFAULT_K,
-    exact_limit: int = EXACT_LIMIT,
-    nprobe: int = DEFAULT_NPROBE,
-    near: bool = True,
-    verify: bool = True,
-    verify_floor: float = VERIFY_FLOOR,
-    min_keypoints: int = MIN_KEYPOINTS,
-    verifier=None,
-    progress=None,
-    similar: bool = True,
-    rotations: bool = True,
-    include_dismissed: bool = False,
+    index, options: DedupOptions | None = None, *, verifier=None, progress=None, **choices
 ) -> DedupReport:
-    """A DedupReport over every image of ``index`` (an ``indexer.Index``).
+    """A DedupReport over every image of ``index`` (an ``indexer.Index``), found as ``options`` (a
+    ``DedupOptions``; or its fields as keyword ``choices``) say:
 
     threshold: without verification, the cosine at or above which two images are near duplicates;
     with it, the cosine at or above which a pair whose keypoints say nothing is still a duplicate
@@ -106,7 +92,10 @@ def find_duplicates(
     near: False to report exact copies only.
     progress: ``progress(stage, done, total)`` with stage "search" then "verify".
     """
-    threshold = default_threshold(index.spec, verify) if threshold is None else float(threshold)
+    o = replace(options or DedupOptions(), **choices)
+    keeper, prefer, near, verify, min_keypoints = o.keeper, o.prefer, o.near, o.verify, o.min_keypoints
+    threshold = default_threshold(index.spec, verify) if o.threshold is None else float(o.threshold)
+    verify_floor = o.verify_floor
     _check_options(threshold, verify, verify_floor, min_keypoints, keeper)
     verify_floor = min(float(verify_floor), threshold)  # a threshold below the floor leaves nothing to verify
     t0 = time.perf_counter()
@@ -149,25 +138,10 @@ def find_duplicates(
     qualities: list[FileQuality | None] = [None] * len(rows)
     found = []
     if near and len(reps) > 1:
-        found = search.run(
-            index,
-            threshold,
-            verify,
-            verify_floor,
-            min_keypoints,
-            verifier,
-            k,
-            exact_limit,
-            nprobe,
-            similar,
-            rotations,
-            keeper,
-            meta,
-            preferred,
-            qualities,
-        )
+        o = replace(o, threshold=threshold, verify_floor=verify_floor)
+        found = search.run(index, o, verifier, meta, preferred, qualities)
     groups = _assemble(rows, rep_of, search, found, keeper, qualities)
-    if not include_dismissed:
+    if not o.include_dismissed:
         groups, stats["dismissed_left_out"] = drop_dismissed(groups, index.store.dismissed_pairs())
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     return DedupReport(
@@ -207,24 +181,10 @@ class _NearSearch:
     def _progress(self, stage):
         return (lambda d, t: self.progress(stage, d, t)) if self.progress else None
 
-    def run(
-        self,
-        index,
-        threshold,
-        verify,
-        floor,
-        min_keypoints,
-        verifier,
-        k,
-        exact_limit,
-        nprobe,
-        similar,
-        rotations,
-        keeper,
-        meta,
-        preferred,
-        qualities,
-    ):
+    def run(self, index, o: DedupOptions, verifier, meta, preferred, qualities):
+        """The near groups of ``o`` (its threshold and floor resolved), candidates first."""
+        threshold, verify, floor, min_keypoints = o.threshold, o.verify, o.verify_floor, o.min_keypoints
+        similar, rotations, keeper = o.similar, o.rotations, o.keeper
         rows, reps, ids = self.rows, self.reps, meta[3]
         vid, xb = index.all_vectors()
         pos = {int(v): p for p, v in enumerate(vid.tolist())}
@@ -236,9 +196,9 @@ class _NearSearch:
         i, j, sc, info = near_pairs(
             x,
             threshold,
-            k=k,
-            exact_limit=exact_limit,
-            nprobe=nprobe,
+            k=o.k,
+            exact_limit=o.exact_limit,
+            nprobe=o.nprobe,
             floor=floor if verify else None,
             progress=self._progress("search"),
         )
