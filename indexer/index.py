@@ -19,6 +19,7 @@ from indexer.storage.loaded_vectors import CommittedVectors
 from indexer.storage.store import Store
 from indexer.update.calibration import CALIBRATION_IMAGES, calibration_images
 from indexer.update.commit import commit as _commit_step
+from indexer.update.ray_embedding import RayOptions
 from retrieval.engines import DEFAULT_ENGINE, load_embedder
 from retrieval.engines.registry import engine_entry
 from retrieval.errors import ModelMismatchError
@@ -62,8 +63,6 @@ class Index(IndexSearch):
         if (
             engine == "ray" or ray is not None
         ):  # decode + embed on Ray (indexer.update.ray_embedding.RayOptions)
-            from indexer.update.ray_embedding import RayOptions
-
             ray = (ray or RayOptions()).validated()
             engine = ray.model_engine if engine == "ray" else engine
         self.ray = ray

@@ -14,7 +14,9 @@ from typing import Callable, Sequence
 from indexer.storage.creating import MIN_CALIBRATION_IMAGES
 from indexer.update.calibration import calibration_images
 from indexer.update.ray_embedding import RayOptions, import_ray
-from retrieval.engines import DEFAULT_ENGINE
+from indexer.update.scan import printable
+from indexer.update.updater import check_root
+from retrieval.engines import DEFAULT_ENGINE, cpu_runs_bf16
 from retrieval.engines.export import read_sidecar
 from retrieval.errors import UserError
 from retrieval.spec import DEFAULT_INPUT_SIZE, DEFAULT_SCALES
@@ -36,7 +38,7 @@ def build_model(
     """(spec, torch net) of the descriptor model; unset options take the defaults. ``class_names``:
     a file naming the classes of a torchvision classifier the weights carry. ``input_policy``:
     square or buckets; ``scales``: e.g. (1.0, 0.7071) for multi-scale descriptors."""
-    from retrieval.nets.builder import build
+    from retrieval.nets.builder import build  # lazy: keeps the command line's start light
 
     spec, net = build(
         arch or "vgg16",
@@ -133,7 +135,6 @@ def _check_bf16(precision, engine: str, ray) -> None:
     """bf16 is OpenVINO on a CPU that runs it; anywhere else it would be FP32 under another name."""
     if precision != "bf16":
         return
-    from retrieval.engines import cpu_runs_bf16
 
     runs = ray.model_engine if ray is not None else engine
     if runs != "openvino":
@@ -237,8 +238,6 @@ def open_or_create(
         return idx
     if not folders:
         raise UserError(f"no index at {index_dir} yet: name the FOLDER(s) to index")
-    from indexer.update.scan import printable
-    from indexer.update.updater import check_root
 
     for f in map(Path, folders):  # before the (slow) model build
         if not f.is_dir():

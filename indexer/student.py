@@ -48,9 +48,9 @@ def optimize_index(
     """``optimize_model`` for the model of the index at ``index_dir``, distilled on its photos with
     its stored descriptors as the plain-view targets (the teacher, loaded from the index's spec
     unless given, runs on augmented views and the layer refit only)."""
-    from retrieval.compress.distill import DistillConfig
-    from retrieval.compress.optimize import optimize_model
-    from retrieval.nets.builder import load_net
+    from retrieval.compress.distill import DistillConfig  # lazy: keeps the command line's start light
+    from retrieval.compress.optimize import optimize_model  # lazy: loads torch only when used
+    from retrieval.nets.builder import load_net  # lazy: keeps the command line's start light
 
     cfg = cfg or DistillConfig()
     paths, vectors, spec = index_targets(index_dir, limit=limit or cfg.limit, seed=cfg.seed)

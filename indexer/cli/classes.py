@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from indexer import Index
+from indexer.classify import MIN_PER_CLASS, DescriptorClassifier, LabelChoice, fit_index
+
 from .options import db_option, index_option
 
 
@@ -35,8 +38,6 @@ def classes(index_dir, db_url, depth, labels_csv, min_per_class, remove, as_json
     """Fit a classifier on the index's descriptors and labels (no re-embedding) and report its
     cross-validated accuracy per class; `search` and the UI then show each query's top-5 classes.
     `index` fits one by itself when the folders give two or more labels with enough photos each."""
-    from indexer import Index
-    from indexer.classify import MIN_PER_CLASS, DescriptorClassifier, LabelChoice, fit_index
 
     with Index.open(index_dir, db_url=db_url) as idx:
         if remove:

@@ -13,6 +13,10 @@ from indexer.dedup import (
     UNTRIMMED_THRESHOLD,
     VERIFIED_THRESHOLD,
     VERIFY_FLOOR,
+    DedupReport,
+    apply_report,
+    dedup_index,
+    undo,
 )
 from retrieval import UserError
 
@@ -125,7 +129,6 @@ def dedup(
         raise UserError("dedup needs --index DIR (or $VGG_RETRIEVAL_INDEX)")
     if out is None:
         raise UserError("dedup needs --out REPORT (where to write the report)")
-    from indexer.dedup import dedup_index
 
     with _Progress() as progress:
         report, paths = dedup_index(
@@ -217,7 +220,6 @@ def apply_cmd(report, quarantine, keep, log, no_index_update, include_similar, e
     """Move the non-kept files of REPORT into a quarantine folder (dry run unless --yes).
 
     Never deletes. Refuses when a file changed since the report. Writes a JSON undo log."""
-    from indexer.dedup import DedupReport, apply_report
 
     apply_report(
         DedupReport.load(report),
@@ -241,7 +243,6 @@ def undo_cmd(log, no_index_update, execute, execute2):
     Refused, with nothing moved, unless every entry checks out: the log is signed by the index it
     names (not edited), each file lies inside the quarantine folder with the size and sha256 apply
     recorded, and goes back inside one of the index's folders."""
-    from indexer.dedup import undo
 
     undo(log, execute=execute or execute2, update_index=not no_index_update, echo=_echo)
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from indexer import EngineChoice, ModelChoice, open_or_create, ray_settings
+from indexer.classify import after_update
+from indexer.update import watch
 from retrieval import UserError
 
 from .options import (
@@ -106,7 +109,6 @@ def index(
     With no FOLDERS, every folder the index already knows is updated. A folder that cannot be listed
     (an unplugged disk) keeps its entries, marked offline, until it is back or --forget-missing.
     """
-    from indexer import EngineChoice, ModelChoice, open_or_create, ray_settings
 
     meta = click.get_current_context().meta
     ray = ray_settings(engine, ray_address, ray_actors, ray_model_engine, threads)
@@ -160,7 +162,6 @@ def index(
             )
         for path, reason in report.errors:
             click.echo(f"  skipped {one_line_text(path)}: {one_line_text(reason)}")
-        from indexer.classify import after_update
 
         note = after_update(idx, report)
         if note:
@@ -191,7 +192,6 @@ def _progress_bar(desc: str, quiet: bool):
 
 
 def _watch(idx, index_dir, folders, workers, quiet, commit_every, interval) -> None:
-    from indexer.update import watch
 
     click.echo(
         f"watching {', '.join(map(str, folders)) or 'the index folders'} every {interval:g}s "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from indexer import optimize_index
 from retrieval import ARCHS, POOLINGS
 from retrieval.compress import EPOCHS, ROUND_TO
 from retrieval.training import DEFAULT_CACHE
@@ -23,7 +24,7 @@ from .options import index_option
 @click.option("--json", "as_json", is_flag=True)
 def stats(data, size, as_json):
     """Exact per-channel mean/std of every image under DATA (pixels in [0,1], streaming)."""
-    from retrieval.training import dataset_stats
+    from retrieval.training import dataset_stats  # lazy: loads torch only when used
 
     res = dataset_stats(data, size)
     if as_json:
@@ -99,7 +100,7 @@ def _recipe_options(f):
 @_recipe_options
 def train(data, out, arch, weights, input_size, pooling, head, normalize, resume, **recipe):
     """Fine-tune on an ImageFolder tree DATA (train/ + val/, else a seeded 80/20 split)."""
-    from retrieval.training import train_classifier
+    from retrieval.training import train_classifier  # lazy: loads torch only when used
 
     train_classifier(
         data,
@@ -143,7 +144,7 @@ def prune(
     checkpoint, ratio, layers, data, out, recover_epochs, recover_lr, cache_dir, batch_size, limit_per_class
 ):
     """L1-norm channel pruning of CHECKPOINT, then a short recovery fine-tune."""
-    from retrieval.compress import prune_checkpoint
+    from retrieval.compress import prune_checkpoint  # lazy: loads torch only when used
 
     prune_checkpoint(
         checkpoint,
@@ -185,7 +186,7 @@ def prune(
 def quantize(source, calib, out, subset, val_limit, preset, formats, for_tensorrt):
     """INT8 PTQ of SOURCE (a checkpoint, or an exported model folder): NNCF for OpenVINO and/or
     ONNX Runtime static quantization (QDQ) for ONNX Runtime and TensorRT."""
-    from retrieval.compress import quantize_model
+    from retrieval.compress import quantize_model  # lazy: loads torch only when used
 
     quantize_model(
         source,
@@ -221,7 +222,7 @@ def quantize(source, calib, out, subset, val_limit, preset, formats, for_tensorr
 @click.option("--throughput-batches", type=int, default=6, show_default=True)
 def benchmark(variants, data, limit, out, threads, size, latency_runs, throughput_batches):
     """Compare model variants: top-1, latency, throughput, size, descriptor agreement."""
-    from retrieval.compress import benchmark_variants
+    from retrieval.compress import benchmark_variants  # lazy: loads torch only when used
 
     md, js = benchmark_variants(
         variants,
@@ -281,8 +282,7 @@ def optimize(index_dir, out, flops, photos, epochs, round_to, quiet):
     (the stored descriptors are the targets of the photos as indexed; augmented views run the teacher).
     The result is a checkpoint for a new index (`index --weights OUT`): its model differs, so it
     never mixes descriptors with this index."""
-    from indexer import optimize_index
-    from retrieval.compress import DistillConfig
+    from retrieval.compress import DistillConfig  # lazy: loads torch only when used
 
     bar = _StageBar(quiet)
     try:

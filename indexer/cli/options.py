@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from indexer import resolve_index_type
+from indexer.update import DEFAULT_INTERVAL
 from retrieval import (
     ARCHS,
     DEFAULT_INPUT_POLICY,
@@ -184,8 +186,6 @@ def watch_options(f):
         if interval is not None and not watch:
             raise UserError("--interval only applies with --watch")
         if watch:
-            from indexer.update import DEFAULT_INTERVAL
-
             interval = DEFAULT_INTERVAL if interval is None else interval
             if interval <= 0:
                 raise UserError(f"--interval must be a positive number of seconds (got {interval:g})")
@@ -213,8 +213,6 @@ def index_type_option(f):
     @functools.wraps(f)
     def wrapper(*args, index_type=None, **kwargs):
         if index_type is not None:
-            from indexer import resolve_index_type
-
             click.get_current_context().meta["index_type"] = resolve_index_type(
                 index_type, kwargs["index_dir"], kwargs.get("db_url")
             )

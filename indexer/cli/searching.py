@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from indexer import Index
+from indexer.classify import search_with_classes
 from indexer.search import DEFAULT_ALPHA, DEFAULT_QE, check_options
 from retrieval import UserError
 
@@ -34,7 +36,7 @@ def _online(hits, skip_offline: bool):
 
 
 def _search_texts(idx, texts, top_k, as_json, threads, skip_offline=False) -> None:
-    from indexer.text import TextSearcher
+    from indexer.text import TextSearcher  # lazy: keeps the command line's start light
 
     for text, hits in zip(texts, TextSearcher(idx, threads=threads).search(texts, top_k)):
         hits = _online(hits, skip_offline)
@@ -50,7 +52,6 @@ CLASS_OUTPUTS = {"model": ("classes", "classes (model)"), "folders": ("folder_cl
 
 
 def _search_images(idx, images, top_k, as_json, search_params, query_options, skip_offline=False) -> None:
-    from indexer.classify import search_with_classes
 
     results, classes = search_with_classes(
         idx, [str(p) for p in images], top_k, **search_params, **query_options
@@ -130,7 +131,6 @@ def search(
 ):
     """Find the indexed images most similar to each of IMAGES, with their top-5 classes from each
     classifier the index has: its model's own, and the one learnt from its folders (`classes`)."""
-    from indexer import Index
 
     if not images and not texts:
         raise UserError('name the IMAGES to search with, or search by words with --text "..."')

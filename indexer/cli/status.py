@@ -7,6 +7,10 @@ from pathlib import Path
 
 import click
 
+from indexer import Index, build_model
+from indexer.storage import describe_whitening, since_text
+from retrieval.engines import export_model
+
 from .options import (
     db_option,
     engine_option,
@@ -29,7 +33,6 @@ from .options import (
 @engine_option
 def check(index_dir, db_url, deep, engine):
     """Prove the metadata database and the FAISS vectors agree (exit 1 if not)."""
-    from indexer import Index
 
     with Index.open(index_dir, engine=engine, db_url=db_url) as idx:
         rep = idx.check(deep=deep)
@@ -50,8 +53,6 @@ def check(index_dir, db_url, deep, engine):
 @click.option("--errors", "show_errors", is_flag=True, help="List the files that could not be indexed.")
 def info(index_dir, db_url, show_errors):
     """What an index holds: model, counts, folders, errors."""
-    from indexer import Index
-    from indexer.storage import describe_whitening, since_text
 
     with Index.open(index_dir, db_url=db_url) as idx:
         errors = idx.store.errors()
@@ -98,8 +99,6 @@ def _echo_captures(summary: dict) -> None:
 def export(out, arch, weights, pooling, input_size, input_policy, scales, trim_borders, class_names):
     """Export the descriptor model to ONNX and OpenVINO IR with a JSON sidecar (and its classifier's
     class scores as a second output when the weights carry one)."""
-    from indexer import build_model
-    from retrieval.engines import export_model
 
     spec, net = build_model(
         arch, weights, pooling, input_size, trim_borders, class_names, input_policy, scales

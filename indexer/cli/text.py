@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from indexer import Index
 from retrieval import UserError
 
 from .options import db_option, index_option
@@ -32,8 +33,7 @@ def text_train(index_dir, db_url, text_model, epochs, dim, batch_size, lr, seed,
     or IMAGE.caption); the stored VGG descriptors are used as they are (nothing is re-embedded).
     Writes INDEX/text/; then: vgg-retrieval search --text "a red flower" --index DIR.
     """
-    from indexer import Index
-    from indexer.text import train_text_model
+    from indexer.text import train_text_model  # lazy: keeps the command line's start light
 
     if epochs < 1 or dim < 2 or batch_size < 2 or lr <= 0:
         raise UserError("--epochs must be >= 1, --dim and --batch-size >= 2, --lr > 0")

@@ -29,7 +29,7 @@ MAX_UPLOAD_MB = 20  # ui.launch.DEFAULT_MAX_UPLOAD_MB (checked by tests/e2e/test
 )
 def ui(index_dir, port, address, engine, read_only, max_upload_mb):
     """Start the web UI (Streamlit) on the index at --index: search, duplicates, index, feature maps."""
-    from ui.launch import launch
+    from ui.launch import launch  # lazy: keeps the command line's start light
 
     launch(
         index_dir,

@@ -101,7 +101,7 @@ def train_video(data, out, **options):
 
     DATA/<class>/<clip> (seeded split) or DATA/train|val/<class>/<clip>; a clip is a video file
     (mp4, webm, mkv, avi, mov...) or a folder of frame images."""
-    from retrieval.video import VideoJob, train_video_classifier
+    from retrieval.video import VideoJob, train_video_classifier  # lazy: loads torch only when used
 
     resume = options.pop("resume")
     train_video_classifier(data, out, VideoJob.from_options(options), resume=resume, log=click.echo)
@@ -120,7 +120,7 @@ def train_video(data, out, **options):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per clip per line.")
 def classify_video(clips, checkpoint, top_k, as_json):
     """Print the top classes of each clip (video file or folder of frames)."""
-    from retrieval.video import classify_clips
+    from retrieval.video import classify_clips  # lazy: loads torch only when used
 
     for path, top in zip(clips, classify_clips(checkpoint, clips, top_k)):
         if as_json:

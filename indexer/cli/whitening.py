@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from indexer import Index
+from indexer.vectors import MIN_WHITENING_VECTORS
+
 from .options import db_option, index_option
 
 
@@ -35,8 +38,6 @@ def whiten(index_dir, db_url, remove, beta, force):
     descriptors are kept, so nothing is embedded again and --remove undoes it. An index updated
     later refits its whitening once it has doubled since the fit.
     """
-    from indexer import Index
-    from indexer.vectors import MIN_WHITENING_VECTORS
 
     with Index.open(index_dir, db_url=db_url) as idx:
         if remove:

@@ -4,14 +4,7 @@ up to date. ``undo`` (``indexer.dedup.undo``) moves them back. Both only print w
 unless ``execute`` is set; executed, both take the index's write lock first and run as one
 recoverable step (``indexer.dedup.journal``).
 
-Only groups of kind "duplicates" are acted on; groups of similar shots (other photos of one scene)
-are for review and are moved only when asked for (``include_similar``).
-
-Refusals (nothing is moved): a file the report names changed since the report (size, mtime or
-sha256) or vanished; a kept file changed or vanished; a destination already exists; the quarantine
-folder lies inside an indexed folder (the next index update would index the quarantine); a file in
-an offline folder (``indexer.storage.offline``); the index is being updated, or is read-only.
-"""
+More: docs/design-notes.md (``indexer.dedup.apply``)."""
 
 from __future__ import annotations
 
@@ -20,8 +13,10 @@ import time
 from pathlib import Path
 
 from indexer.faults import crash_point
+from indexer.index import Index
 from indexer.storage import move_journal
 from indexer.storage.undo_log import LOG_FORMAT, LOG_VERSION, Move, index_key, inside, write_log  # noqa: F401 - API
+from indexer.storage.undo_log import read_log as read
 from retrieval.errors import UserError
 from retrieval.files import file_sha256
 
@@ -160,7 +155,6 @@ def _require_indexed(idx, paths: list[str]) -> None:
 
 def _checked(report: DedupReport, quarantine: Path, include_similar: bool, echo, idx=None) -> list[Move]:
     """The moves of ``report``, every file checked (``idx``: the locked index; None: opened here)."""
-    from indexer.index import Index
 
     groups = acted_on(report, include_similar)
     problems = stale_files(report, groups)
@@ -262,6 +256,5 @@ def _execute(idx, report: DedupReport, out: Outcome, quarantine: Path, log, upda
 
 def read_log(path) -> dict:
     """The undo log at ``path`` as a dict, its shape checked (``indexer.dedup.undo_log``)."""
-    from indexer.storage.undo_log import read_log as read
 
     return read(path).data

@@ -1,16 +1,6 @@
 """Near-duplicate pairs from descriptors with FAISS k-NN, never an N x N matrix.
 
-Every vector asks for its ``k`` nearest neighbours (queries in chunks); pairs at or above the
-threshold are kept. A vector whose k-th neighbour is still above the threshold (a big cluster) asks
-again with a larger k, up to ``max_k``. Memory: the vectors, the search structure, and at most
-``N x k`` candidate pairs - linear in N.
-
-Search structure: exact inner product (``IndexFlatIP``) up to ``EXACT_LIMIT`` vectors; above it
-``PCA64,IVF<nlist>_HNSW32,Flat``: candidates from an inverted file over a 64-d PCA projection
-(nlist ~ 4 sqrt(N), k-means on 40 x nlist sampled vectors, HNSW coarse quantizer, ``nprobe`` lists
-searched), each candidate re-scored with the full vectors, so scores are exact cosines; the cost
-grows like N^1.5 instead of N^2. Vectors are L2-normalised, so inner product = cosine.
-"""
+More: docs/design-notes.md (``indexer.dedup.candidates``)."""
 
 from __future__ import annotations
 

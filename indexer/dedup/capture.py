@@ -1,16 +1,6 @@
 """Capture evidence from EXIF: were two files taken in one exposure?
 
-A copy keeps (or loses) its source's capture metadata; it never gets another one. So two photos
-whose capture metadata *differ* - another DateTimeOriginal (with SubSecTimeOriginal and
-OffsetTimeOriginal where both carry them), another camera (Make, Model, BodySerialNumber), another
-ImageUniqueID - are two captures, never duplicates, whatever their pixels. Matching metadata down to
-the sub-second (or the same ImageUniqueID) is strong evidence of a copy; a timestamp to the second
-alone is not (a burst takes several frames a second). Metadata missing on one side (stripped by an
-editor or a web upload) says nothing: the pixels decide.
-
-Read with Pillow's ``getexif()`` (the header only, no decode), once per file per dedup run (the
-verifier's feature cache holds it); nothing is stored in the database.
-"""
+More: docs/design-notes.md (``indexer.dedup.capture``)."""
 
 from __future__ import annotations
 

@@ -1,33 +1,13 @@
 """Copy tests: two pictures that show one scene (``align``: keypoints agree on one transform and the
 pixels agree at ``verify.PIXEL_SIDE``) - are they one capture (a copy) or two (similar shots)?
 
-A copy is made from the same pixels, so once aligned it agrees with its source *everywhere*, at the
-finest scale both hold, and its keypoints fit one transform exactly. Another capture of the scene
-(a burst frame, a re-take, a zoom, a moment later, another angle) disagrees somewhere: moving
-content (leaves, water, people, clouds, flames) disagrees locally, and a 3D scene seen from another
-point shows parallax, so only one plane fits. Measured per pair (docs/dedup.md has the margins):
-
-- ``residual``: median reprojection error of the agreeing keypoints under a least-squares
-  homography refitted on them, as a share of the picture's long side (a copy: a fraction of a
-  pixel at the keypoint scale; another viewpoint: one plane fits, the rest is off);
-- ``local``: at ``COMPARE_SIDE`` px (or the lesser picture's own resolution), the share of textured
-  grid cells (``GRID`` x ``GRID``) whose band-pass correlation is at least ``CELL_AGREE`` - in
-  the frame of the picture with fewer pixels for the scene, the other blurred to match, so a
-  thumbnail or a blurred copy is compared at the scale it still holds;
-- ``weakest``: the ``WEAK_QUANTILE`` quantile of those cells' correlations (a caption or a logo
-  spoils a few cells of a copy; motion or parallax spoils many cells of a re-take);
-- ``moved``: the share of cells ``MOVE_DROP`` below the pair's median correlation while both
-  pictures hold about as much detail there (energy within ``MOVE_ENERGY``): motion, not an edit
-  (a caption or logo adds detail on one side only);
-- ``spill``: the smaller of the two pictures' shares of detail outside the other at the compare
-  resolution with a narrow margin (a copy is contained; a re-framed re-take is not, either way);
-- ``extra`` (``extra_detail``): a copy never holds more detail than its source - a narrower
-  picture with more of its own pixels must lose (almost) nothing at the wider one's resolution.
-"""
+More: docs/design-notes.md (``indexer.dedup.copytests``)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from .align import cell_sums, clipped
 
 COMPARE_SIDE = 384  # px: the resolution the copy tests compare at (at most)
 GRID = 12  # cells per side
@@ -114,7 +94,6 @@ def _band(cv2, img: np.ndarray) -> np.ndarray:
 def cell_correlations(cv2, ref: np.ndarray, warped: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """[cells, 2]: band-pass correlation and energy ratio (larger over smaller) of each textured cell
     (both pictures hold detail there) of the overlap."""
-    from .align import cell_sums, clipped
 
     if valid.sum() < 256:
         return np.zeros((0, 2))

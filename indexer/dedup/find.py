@@ -1,17 +1,7 @@
 """find_duplicates(index): exact copies by sha256, near duplicates by descriptor similarity and
 pixel verification, and similar shots for review.
 
-1. Rows with the same sha256 are exact copies; each set is represented by its best file (keeper
-   policy), and only representatives take part in the similarity search.
-2. Candidate pairs among representatives: FAISS k-NN (see ``search``) at cosine >= ``verify_floor``,
-   plus turned copies (``rotated``). With verification (the default) each pair the grouping
-   consults is verified (``verify``, ``decide``): a duplicate when the aligned pixels agree, a
-   similar shot when only the scene does. Without: cosine >= threshold.
-3. Keeper-centred groups (see ``groups``): first duplicates, then similar shots among the files
-   left (a duplicate group's keeper stands for it); exact copies follow their representative. The
-   keeper is the original (``quality``: colour, pixels, JPEG quality, metadata, size, age), and
-   each group says why.
-"""
+More: docs/design-notes.md (``indexer.dedup.find``)."""
 
 from __future__ import annotations
 
@@ -21,6 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from indexer.storage.offline import in_any
 from retrieval.errors import UserError
 
 from .candidates import near_pairs
@@ -103,8 +94,6 @@ def find_duplicates(
     rows = index.store.photo_facts()  # (id, path, sha256, width, height, size, mtime_ns)
     offline = list(index.store.offline_folders())
     if offline:  # never propose moving a file through a folder that cannot be reached
-        from indexer.storage.offline import in_any
-
         rows = [r for r in rows if in_any(r[1], offline) is None]
     errors = [{"path": e.path, "reason": e.reason} for e in index.store.errors()]
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -204,7 +193,7 @@ class _NearSearch:
         )
         self.stats.update(info)
         if verify and rotations:
-            from .rotated import rotated_pairs
+            from .rotated import rotated_pairs  # lazy: keeps the command line's start light
 
             ri, rj, _, rinfo = rotated_pairs([rows[r][1] for r in reps_v])
             self.stats.update(rinfo)

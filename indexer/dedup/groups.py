@@ -1,21 +1,6 @@
 """From similar pairs to groups, and which file of a group to keep.
 
-Grouping rule ("keeper-centred", no chaining): files are visited best-keeper-first; an unassigned
-file becomes the keeper of a new group made of its unassigned neighbours, i.e. the files whose
-similarity *to it* is at or above the threshold. So every member of a group is a near duplicate of
-the file that is kept - never merely a neighbour of a neighbour. In a chain A~B~C where A and C are
-far apart and A is the better file, the group is {A, B}; C stays out (or joins another keeper it is
-similar to). Because a keeper only takes files ranked after it, the keeper is always the best file
-of its group by the keeper policy.
-
-Keeper policy (``KEEPER_POLICIES``): ``resolution`` (default: the original). ``keeper_rank`` orders
-by what the index knows (most pixels, then largest file, then oldest mtime); for the files with
-candidates ``quality.refine_rank`` then applies the full order: colour over greyscale, most picture
-pixels (a border, frame or canvas does not count; within 30% is a tie), no border or frame added,
-least compression (estimated JPEG quality), camera metadata present, largest file, oldest mtime.
-``size`` (largest file first), ``oldest``, ``newest``: by the index only. Files under a ``prefer``
-folder always win over the others. Ties are broken by the lower image id (the file indexed first).
-"""
+More: docs/design-notes.md (``indexer.dedup.groups``)."""
 
 from __future__ import annotations
 

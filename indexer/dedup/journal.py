@@ -1,19 +1,6 @@
 """``dedup apply`` and ``dedup undo`` as one recoverable step.
 
-Both take the index's write lock first (so an ``index`` run and a move never overlap: the second is
-refused before it moves anything), then check the files, write the signed undo log and the journal
-``INDEX/dedup.journal`` (which names that log), move the files, update the index and remove the
-journal. A kill at any point leaves the journal behind; the next ``index``, ``dedup apply`` or
-``dedup undo`` finishes it (``recover``) under the same lock:
-
-- an apply: a file found under both names (a move cut between its two steps) keeps its quarantine
-  name; the index forgets every file that is in the quarantine; the log says "moved". The files
-  not moved yet stay where they are (and in the index); ``dedup undo LOG`` brings back the others.
-- an undo: a file found under both names keeps its restored name; the log stays "restoring", and
-  the files back are indexed again; ``dedup undo LOG`` restores the rest.
-
-Crash points: ``indexer.faults.APPLY_POINTS`` and ``UNDO_POINTS``.
-"""
+More: docs/design-notes.md (``indexer.dedup.journal``)."""
 
 from __future__ import annotations
 
@@ -21,6 +8,8 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
+from indexer.index import Index
+from indexer.storage.folder import check_writable
 from indexer.storage.move_journal import recover
 from indexer.storage.undo_log import inside
 from retrieval.errors import UserError
@@ -29,8 +18,6 @@ from retrieval.errors import UserError
 @contextmanager
 def locked_index(index_dir, echo=print) -> Iterator:
     """The index at ``index_dir``, open and write-locked, with an interrupted apply/undo finished."""
-    from indexer.index import Index
-    from indexer.storage.folder import check_writable
 
     if not Index.exists(index_dir):
         raise UserError(f"the index {index_dir} is gone: cannot confirm the files to move; nothing was moved")

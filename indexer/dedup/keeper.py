@@ -1,21 +1,14 @@
 """The keeper of a duplicate group is the original or its best copy - never a copy enlarged from
 another member.
 
-The keeper order (``quality``) counts picture pixels, so a copy enlarged 1.3x or more outranks the
-file it was made from. A copy never holds more detail than its source: when the keeper and a
-member show the same picture (each covers >= ``SAME_COVER`` of the other, by the pair's verified
-transform), the keeper has more of its own pixels for it (the member < ``DENSER`` of them) and
-the keeper loses (almost) none of its detail at the member's resolution
-(``copytests.detail_lost`` <= ``copytests.MAX_EXTRA``), the keeper was enlarged: the member is
-kept instead. The group is then rebuilt around the new keeper - every other member verified
-against it directly, those that are not its copies left for the similar-shot pass.
-"""
+More: docs/design-notes.md (``indexer.dedup.keeper``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .copytests import DETAIL_SIDE, MAX_EXTRA, detail_lost
+from .verify import read_grey
 
 SAME_COVER = 0.9
 DENSER = 0.8
@@ -38,7 +31,6 @@ def _cover(t: np.ndarray, size_a, size_b) -> float:
 def enlarged_from(verifier, keeper: str, member: str, ev) -> bool:
     """Is ``keeper`` an enlargement of ``member`` (see the module doc)? ``ev``: the verified pair,
     ``keeper`` first."""
-    from .verify import read_grey
 
     if len(ev.transform) != 9 or ev.mirrored:
         return False

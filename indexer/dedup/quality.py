@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from retrieval.formats import image_kind, read_head, register_plugins
+from retrieval.preprocess import border_box
+
 # the IJG (libjpeg) base luminance table, in natural order: quality Q scales it by 5000/Q (Q < 50)
 # or 200 - 2Q (Q >= 50) percent, which is how almost every encoder (PIL, cameras, phones) writes it
 _IJG_LUMA = np.array(
@@ -121,8 +124,6 @@ def read_quality(path: str) -> FileQuality:
     """The file's colour, estimated JPEG quality and metadata (a small decode; header for the rest)."""
     from PIL import Image
 
-    from retrieval.formats import image_kind, read_head, register_plugins
-
     try:
         register_plugins()  # HEIF, AVIF, JPEG XL open with Pillow like the rest
         original = image_kind(read_head(path), path) in ("RAW", "HEIF")
@@ -160,7 +161,6 @@ def read_quality(path: str) -> FileQuality:
 
 def _content_share(im) -> float:
     """Share of ``im`` left after cutting uniform border bands (a frame, a screenshot's canvas)."""
-    from retrieval.preprocess import border_box
 
     box = border_box(im)
     if box is None:

@@ -285,7 +285,7 @@ class DedupReport:
         return path
 
     def save_html(self, path, max_groups: int = 2000, thumb: int = 160) -> Path:
-        from .report_html import render
+        from .report_html import render  # lazy: keeps the command line's start light
 
         path = Path(path)
         _atomic_write(

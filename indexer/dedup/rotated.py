@@ -1,15 +1,6 @@
 """Candidate pairs for copies turned by 90, 180 or 270 degrees without an EXIF orientation.
 
-The index's descriptors are not rotation-invariant: a turned copy is often far from its original
-(cosine 0.3-0.7) and never becomes a candidate. Re-embedding every image turned three ways would
-cost three times the indexing; instead each image gets a tiny layout descriptor (the lowest 8 x 8
-DCT coefficients of a 32 x 32 grey copy, without the mean, L2-normalised - a real-valued pHash),
-computed upright and turned three ways from one small decode (JPEG draft mode), and the turned
-descriptors search the upright ones (FAISS, ``k`` neighbours each). Pairs at or above ``floor``
-become candidates; keypoint + pixel verification (rotation-invariant ORB) decides. It finds turned
-copies that are otherwise close to their original (resized, re-compressed, grey, colour-changed);
-a turned *and* cropped copy is left to the descriptors.
-"""
+More: docs/design-notes.md (``indexer.dedup.rotated``)."""
 
 from __future__ import annotations
 
@@ -17,6 +8,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from retrieval.preprocess import open_image
+
+from .candidates import build_search_index
 
 SIDE = 32
 LOW = 8
@@ -39,8 +34,6 @@ def layout_descriptors(grey32: np.ndarray) -> np.ndarray:
 def _read(path: str) -> np.ndarray | None:
     from PIL import Image
 
-    from retrieval.preprocess import open_image
-
     try:
         im = open_image(path, draft_size=SIDE * 2).convert("L").resize((SIDE, SIDE), Image.BILINEAR)
     except Exception:  # noqa: BLE001 - unreadable now: no rotated candidates for it
@@ -50,7 +43,6 @@ def _read(path: str) -> np.ndarray | None:
 
 def rotated_pairs(paths: list[str], floor: float = FLOOR, k: int = K, workers: int = 4):
     """(i, j, score) arrays: ``paths[i]`` turned resembles ``paths[j]`` upright (i != j), and stats."""
-    from .candidates import build_search_index
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:

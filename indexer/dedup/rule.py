@@ -1,15 +1,6 @@
 """The duplicate rule: a pair's Evidence (``verify``) -> "duplicate", "similar" or None.
 
-1. The scene test (``scene``): enough keypoint matches agree on one transform and the aligned
-   pictures agree at PIXEL_SIDE px (or, too few keypoints, frame to frame at a higher bar). A copy
-   passes it, and so does another shot of one scene: a burst, a re-take, a distant or flat scene.
-2. The copy tests (``copy_proven``, measured by ``copytests``): only one capture passes them.
-3. Capture evidence (``capture``): EXIF that says "another capture" vetoes a duplicate; EXIF that
-   says "the same capture" proves one without the copy tests.
-
-A pair that passes the scene test and is not proven a copy is a similar shot (review only).
-Thresholds measured in benchmarks/dedup_eval.py; margins in docs/dedup.md.
-"""
+More: docs/design-notes.md (``indexer.dedup.rule``)."""
 
 from __future__ import annotations
 

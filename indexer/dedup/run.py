@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from indexer.index import Index
+
+from .find import find_duplicates
 from .report import DedupReport
 
 REPORT_SUFFIXES = (".json", ".csv", ".html", ".htm")
@@ -28,9 +31,6 @@ def dedup_index(
 ) -> tuple[DedupReport, list[Path]]:
     """Find the duplicates of the index at ``index_dir`` (``find_options``: those of
     ``find.find_duplicates``) and write the report to ``out``; (report, files written)."""
-    from indexer.index import Index
-
-    from .find import find_duplicates
 
     with Index.open(index_dir, db_url=db_url) as idx:
         report = find_duplicates(idx, progress=progress, **find_options)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from indexer.faults import crash_point
+from indexer.index import Index
 from indexer.storage import move_journal
 from indexer.storage.undo_log import UndoLog, check_file, check_place, index_key, read_log, verify, write_log
 from retrieval.errors import UserError
@@ -51,7 +52,6 @@ def restorable(idx, log: UndoLog) -> list[int]:
 
 def _open_checked(path) -> tuple:
     """(the log, the entries to restore), for a dry run: the index opened read-only, not locked."""
-    from indexer.index import Index
 
     log = read_log(path)
     if not Index.exists(log.index_dir):

@@ -1,39 +1,6 @@
 """Pixel-level verification of near-duplicate candidates: is one image a copy of the other?
 
-Descriptor similarity cannot tell a copy (grey, cropped, re-compressed, captioned, rotated...) from
-another photo of the same subject or place, and neither can a count of keypoint matches that agree
-on a transform: low-texture landscapes find 20+ such matches by chance, and a burst or a second
-shot of one scene finds hundreds. What a copy has and a look-alike lacks is *pixels that agree once
-aligned*. For a candidate pair:
-
-1. ORB keypoints (``FEATURES`` per image) on a grey copy at most ``MAX_SIDE`` px per side (small
-   images are enlarged to ``MIN_SIDE`` first, so thumbnails keep keypoints); Lowe's ratio test;
-2. RANSAC fits a similarity (rotation - any angle, so 90/180/270 turns too - uniform scale,
-   shift), an affine (aspect change) and a homography (perspective), ``REPROJ_PX`` tolerance; a
-   mirrored copy is tried when the direct comparison is not a copy (``compare(mirror=...)``);
-3. the two images are aligned with that transform at ``PIXEL_SIDE`` px and compared after a
-   band-pass filter (detail, not layout: sky and ground agree between any two landscapes):
-   ``pixel`` = normalised correlation over the overlap, ``cells`` = share of the overlap's textured
-   grid cells whose own correlation is high (robust to a caption or logo pasted over part of it);
-4. ``outside``: the smaller of the two pictures' shares of detail lying outside the other once
-   aligned (a copy is part of its original or contains it; two shots of a scene each show more);
-   ``cover``: how much of each image the agreeing keypoints span (convex hull share);
-5. too few keypoints to align (fog, sand, a sunset): the frames are compared directly when their
-   aspects match, upright or turned (``frame``), with a higher bar.
-
-6. for a pair that passes that scene test, the copy tests (``copytests``: one homography fits the
-   keypoints to a fraction of a pixel, the pictures agree cell by cell at 384 px with no cell
-   changed by motion, one is contained in the other to a narrow margin, and a narrower picture
-   holds no detail beyond the wider one's resolution) and the files' EXIF capture (``capture``).
-
-``rule.classify`` turns that evidence into "duplicate" (proven one capture: safe to quarantine),
-"similar" (same scene, not proven a copy - a burst, a re-take, a zoom, another angle: for review
-only) or None. The thresholds are measured in benchmarks/dedup_eval.py on real collections with
-many same-scene shots and on generated copies (docs/dedup.md). Features (keypoints, the small and
-compare-resolution grey copies, the EXIF capture) are computed once per file per run and cached
-(LRU); pairs run on a thread pool (OpenCV releases the GIL). A file that cannot be read any more
-verifies nothing.
-"""
+More: docs/design-notes.md (``indexer.dedup.verify``)."""
 
 from __future__ import annotations
 
@@ -43,6 +10,8 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from retrieval.preprocess import open_image
 
 from . import capture as capture_evidence
 from .align import Features, detail_outside, fits, hull_share, pixel_agreement, plausible
@@ -78,7 +47,7 @@ def _cv2():
     try:
         import cv2
     except ImportError:  # pragma: no cover - a dependency; this is for broken installs
-        from retrieval.errors import UserError
+        from retrieval.errors import UserError  # lazy: only a broken install gets here
 
         raise UserError(
             "keypoint verification needs OpenCV: pip install opencv-python-headless "
@@ -96,8 +65,6 @@ def grey_image(path: str, max_side: int = MAX_SIDE, min_side: int = 0) -> np.nda
 def read_grey(path: str, max_side: int = MAX_SIDE, min_side: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
     """(``grey_image``, the file's own (width, height) after its EXIF rotation)."""
     from PIL import Image
-
-    from retrieval.preprocess import open_image
 
     im = open_image(path, draft_size=max_side)
     native = tuple(im.info.get("vgg_retrieval_full_size") or im.size)

@@ -134,7 +134,7 @@ def quantize_in_place(
     """Replace the FP32 export in ``model_dir`` by its NNCF INT8 version, calibrated on ``images``.
     The folder keeps the FP32 ``model.onnx`` (ONNX Runtime and TensorRT read it); OpenVINO reads the
     INT8 IR. Atomic as a whole: the old folder is swapped out only once the new one is complete."""
-    from retrieval.compress.quantize import quantize_ir
+    from retrieval.compress.quantize import quantize_ir  # lazy: keeps the command line's start light
 
     if not images:
         raise UserError("no usable photos to calibrate the INT8 model on: index with --precision fp32")

@@ -151,7 +151,7 @@ def _make_model(dst: Path, spec: ModelSpec, net, model_dir):
         copy_model(model_dir, dst, spec)
         return net
     if net is None:
-        from retrieval.nets.builder import load_model
+        from retrieval.nets.builder import load_model  # lazy: keeps the command line's start light
 
         net = load_model(spec)
     export_model(spec, net, dst)
@@ -282,7 +282,7 @@ def ensure_exported_model(
         except Exception:
             ok = False
     if not ok:  # missing or damaged: rebuild it from the weights the spec names
-        from retrieval.nets.builder import load_model
+        from retrieval.nets.builder import load_model  # lazy: keeps the command line's start light
 
         net = net or load_model(spec)
         export_model(spec, net, model_dir)

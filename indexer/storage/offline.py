@@ -1,15 +1,6 @@
 """Offline folders: a folder of the index that an update cannot list is not a deleted folder.
 
-A root that is missing (an unplugged disk, an unmounted share whose mount point went too) or a
-folder that cannot be listed (permission denied) is marked offline in the store
-(``Store.mark_folders``): its entries, vectors and error rows stay, ``info`` says "offline since
-...", searches can show or leave out its files, and dedup never proposes moving a file through it.
-When an update lists it again the mark goes, and its unchanged files (same size and mtime) are not
-embedded again. Only ``index --forget-missing`` removes the entries of an offline folder (and a
-missing root from the index's folders). Files that disappear from a folder that can be listed are
-removed as always - all of them too: an empty mount point is a folder that can be listed
-(``index --watch`` holds back such an update, ``indexer.update.watch``).
-"""
+More: docs/design-notes.md (``indexer.storage.offline``)."""
 
 from __future__ import annotations
 

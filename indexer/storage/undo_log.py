@@ -1,19 +1,6 @@
 """The dedup undo log: data, never instructions.
 
-``dedup apply`` writes it before moving anything; ``dedup undo`` reads it back. A log is a file a
-person may edit, share or download, so ``read_log`` checks its shape (a malformed log is one line,
-never a traceback), and ``verify`` checks it against the index it names:
-
-- its signature: an HMAC-SHA256 of its content, keyed by ``INDEX/dedup.key`` (32 random bytes made
-  by the first ``dedup apply``, mode 0600); an edited log, or one written for another index, is
-  refused as edited;
-- each move (``check_restore``): the quarantined file lies inside the log's quarantine folder (no
-  symbolic link on the way out of it), is a regular file whose size and sha256 are what apply
-  recorded; the restore path lies inside one of the index's folders (as the index's database names
-  them, never as the log says) and not in an offline folder.
-
-In a log, ``src`` is where a file was (and goes back to) and ``dst`` its place in the quarantine.
-"""
+More: docs/design-notes.md (``indexer.storage.undo_log``)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import numpy as np
 from retrieval.errors import UserError
 from retrieval.text.captions import index_captions
 from retrieval.text.search import TextQueryModel
+from retrieval.text.train import train_text_model as train
 
 
 class TextSearcher(TextQueryModel):
@@ -98,7 +99,6 @@ def gather_pairs(index, exclude=()):
 def train_text_model(index, text_model: str | None = None, exclude=(), **options):
     """Train search by words on ``index``'s captions and write ``INDEX/text/`` (``options``: those
     of ``retrieval.text.train.train_text_model``: epochs, dim, batch_size, lr, seed, log)."""
-    from retrieval.text.train import train_text_model as train
 
     _, vecs, captions, per_image = gather_pairs(index, exclude)
     return train(index.directory, index.spec, vecs, captions, per_image, text_model, **options)

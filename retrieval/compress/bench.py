@@ -22,6 +22,10 @@ from retrieval.engines.export import read_sidecar
 from retrieval.engines.registry import engine_names
 from retrieval.errors import UserError
 from retrieval.preprocess import load_and_prepare
+from retrieval.training.data import load_split
+from retrieval.training.train import load_checkpoint_model
+
+from .quantize import evaluate_embedder
 
 
 def parse_variant(text: str):
@@ -39,8 +43,6 @@ def load_variant(engine: str, path: Path, size: int | None, threads: int | None)
 
     entry = engine_entry(engine)
     if not entry.needs_export:  # torch: PATH is a weights file or checkpoint
-        from retrieval.training.train import load_checkpoint_model
-
         spec, net = load_checkpoint_model(path, size)
         return load_embedder(engine, spec, net=net, batch_size=8, threads=threads), path.stat().st_size
     spec, sidecar = read_sidecar(path)
@@ -59,7 +61,6 @@ def run_benchmark(
     threads: int | None = None,
     log=print,
 ):
-    from .quantize import evaluate_embedder
 
     rows, ref_desc = [], None
     for text in variants:
@@ -153,7 +154,6 @@ def benchmark_variants(
 ):
     """Compare model variants (LABEL=ENGINE:PATH, the first is the reference) on ``data``'s val
     split; writes OUT.md and OUT.json and returns their paths."""
-    from retrieval.training.data import load_split
 
     items = list(load_split(data, 0.2, 0).val)
     random.Random(0).shuffle(items)

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from retrieval.nets.weights import fingerprint, save_checkpoint
 from retrieval.preprocess import shape_groups
 from retrieval.training.data import Augment
 
@@ -23,7 +24,7 @@ def _masked_cell_mean(v, sizes):
     """Mean of ``v`` [N, 1, h, w] over each image's valid conv5 cells (as the pooling masks them)."""
     import torch
 
-    from retrieval.nets.model import FEATURE_STRIDE
+    from retrieval.nets.model import FEATURE_STRIDE  # lazy: loads torch and torchvision only when used
 
     n, _, h, w = v.shape
     rows = torch.arange(h).view(1, 1, h, 1) * FEATURE_STRIDE
@@ -59,7 +60,7 @@ def _train_mode(net) -> None:
 def _reconstruct_stage(student, teacher, kept, paths, cfg: DistillConfig, spec, progress):
     import torch
 
-    from .reconstruct import reconstruct
+    from .reconstruct import reconstruct  # lazy: loads torch only when used
 
     sample = (
         paths
@@ -117,7 +118,7 @@ def distill(
     import torch
     import torch.nn.functional as F
 
-    from .prune import conv_positions
+    from .prune import conv_positions  # lazy: loads torch only when used
 
     cfg = cfg or DistillConfig()
     if cfg.threads:
@@ -200,7 +201,6 @@ def distill(
 def _teacher_id(teacher, spec=None) -> str:
     """What the teacher's cached descriptors depend on: its trunk's weights, its pooling and scales,
     and (plain views) the input policy, size and border trimming they were prepared with."""
-    from retrieval.nets.weights import fingerprint
 
     weights = fingerprint({k: v for k, v in teacher.state_dict().items() if k.startswith("features")})[:20]
     inputs = "" if spec is None else f"|{spec.input_policy}|{spec.input_size}|{spec.trim_borders}"
@@ -259,7 +259,7 @@ def descriptor_cosine(
     teacher run, or its stored ``teacher_vectors``."""
     import torch
 
-    from .prune import conv_positions
+    from .prune import conv_positions  # lazy: loads torch only when used
 
     last = (kept or {}).get(len(conv_positions(student.features)) - 1)
     square = size if isinstance(size, int) else 224  # the augmentation size, unused for plain views
@@ -282,7 +282,6 @@ def descriptor_cosine(
 
 def save_student(path, spec, net, **extra) -> None:
     """The distilled student as a normal checkpoint (``features.*`` and ``head.*``), fingerprint updated."""
-    from retrieval.nets.weights import fingerprint, save_checkpoint
 
     state = {
         k: v.detach().clone() for k, v in net.state_dict().items() if k.startswith(("features.", "head."))

@@ -13,6 +13,11 @@ import torch
 from torch import nn
 
 from retrieval.errors import UserError
+from retrieval.nets.heads import GapLinearHead, VGGClassifierHead
+from retrieval.nets.weights import fingerprint, save_checkpoint, torch_load_best
+from retrieval.training.data import compute_features, load_split
+from retrieval.training.pipeline import DEFAULT_CACHE, load_classifier_checkpoint
+from retrieval.training.train import TrainConfig, evaluate_cached, evaluate_net, fit
 
 
 def conv_positions(features: nn.Sequential) -> list[int]:
@@ -61,7 +66,6 @@ def _slice_bn(bn: nn.BatchNorm2d, idx) -> nn.BatchNorm2d:
 
 
 def _slice_head(head: nn.Module, idx) -> None:
-    from retrieval.nets.heads import GapLinearHead, VGGClassifierHead
 
     if isinstance(head, GapLinearHead):
         fc = head.fc
@@ -142,7 +146,7 @@ def conv_widths(net) -> tuple[int, ...]:
 def widths_gflops(arch: str, widths, size: int) -> float:
     """GFLOPs (2 x multiply-adds) of the conv trunk of ``arch`` with conv ``widths`` at ``size`` px,
     computed from the layer list (no network built)."""
-    from retrieval.nets.model import vgg_cfg
+    from retrieval.nets.model import vgg_cfg  # lazy: loads torchvision only when used
 
     macs, c_in, hw = 0, 3, size * size
     cfg = vgg_cfg(arch, widths)[:-1]  # the trunk ends before the last max-pool
@@ -197,8 +201,6 @@ def prune_model(
     {conv ordinal: kept channel indices}). Widths are rounded to multiples of ``round_to``."""
     import copy
 
-    from retrieval.nets.weights import fingerprint
-
     n_conv = len(conv_positions(net.features))
     if ratios is None:
         if flops is None:
@@ -244,7 +246,6 @@ def weights_mb(net) -> float:
 
 
 def _features_fingerprint(net) -> str:
-    from retrieval.nets.weights import fingerprint
 
     return fingerprint({f"features.{k}": v for k, v in net.features.state_dict().items()})
 
@@ -252,12 +253,8 @@ def _features_fingerprint(net) -> str:
 def _top1_of(net, spec, split, first: int, cache_dir):
     """A top-1 function for ``net`` on the val split; the unchanged layers before ``first`` come
     from the feature cache."""
-    from retrieval.training.train import evaluate_net
 
     if first > 0:
-        from retrieval.training.data import compute_features
-        from retrieval.training.train import evaluate_cached
-
         vf = compute_features(net, first, split.val, spec.input_size, cache_dir=cache_dir)
         return lambda: evaluate_cached(net, first, *vf)
     return lambda: evaluate_net(net, split.val, spec.input_size)
@@ -267,9 +264,6 @@ def _recover(net, pspec, split, out, first, data, checkpoint, info, epochs, lr, 
     """Short fine-tune of the pruned ``net`` (layers before ``first`` frozen); (metrics, spec)."""
     import time
     from pathlib import Path
-
-    from retrieval.nets.weights import torch_load_best
-    from retrieval.training.train import TrainConfig, fit
 
     cfg = TrainConfig(
         epochs=epochs,
@@ -317,10 +311,6 @@ def prune_checkpoint(
     import json
     import time
     from pathlib import Path
-
-    from retrieval.nets.weights import save_checkpoint
-    from retrieval.training.data import load_split
-    from retrieval.training.pipeline import DEFAULT_CACHE, load_classifier_checkpoint
 
     out, cache_dir = Path(out), cache_dir or DEFAULT_CACHE
     spec, net, obj = load_classifier_checkpoint(checkpoint)

@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.engines import load_embedder
-from retrieval.engines.export import IR_FILE, ONNX_FILE, SIDECAR, read_sidecar
+from retrieval.engines.export import IR_FILE, ONNX_FILE, SIDECAR, export_model, read_sidecar
 from retrieval.errors import UserError
 from retrieval.preprocess import load_and_prepare, trim_prepared
+from retrieval.training.data import load_split
+from retrieval.training.pipeline import load_classifier_checkpoint
 
 # Left in FP32: the input normalisation and masking, and the pooling + L2 normalisation after the
 # last conv. They cost next to nothing, and NNCF would otherwise quantize the inputs of GeM's powers
@@ -220,9 +222,6 @@ def copy_model(src, dst) -> None:
 def _fp32_model(source, out: Path, log) -> Path:
     """The FP32 exported model folder of ``source``: exported from a checkpoint, or ``source`` itself."""
     if Path(source).is_file():
-        from retrieval.engines.export import export_model
-        from retrieval.training.pipeline import load_classifier_checkpoint
-
         spec, net, _ = load_classifier_checkpoint(source)
         fp32_dir = export_model(spec, net, out / "fp32")
         log(f"exported FP32 {spec.describe()} to {fp32_dir}")
@@ -307,7 +306,6 @@ def quantize_model(
     """INT8 PTQ of ``source`` (a checkpoint, or an exported model folder), calibrated on ``calib``'s
     train split: NNCF for OpenVINO (OUT/int8) and/or ONNX Runtime QDQ (OUT/int8-onnx); compared with
     FP32 on the val split. Writes OUT/quantize_report.json and returns the report."""
-    from retrieval.training.data import load_split
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

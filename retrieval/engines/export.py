@@ -27,7 +27,7 @@ OPSET = 18
 def export_model(spec: ModelSpec, net, out_dir: str | os.PathLike, formats=("onnx", "openvino")) -> Path:
     """Write the model files into ``out_dir`` (replaced atomically as a whole). ``net``: a torch
     network, or ``retrieval.nets.builder.GraphWeights`` (no torch needed)."""
-    from retrieval.nets.builder import GraphWeights
+    from retrieval.nets.builder import GraphWeights  # lazy: keeps the command line's start light
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ def _write_graph_onnx(spec: ModelSpec, weights, onnx_path: Path) -> bool:
     the graph writer cannot do (the ``vgg`` head at an input size not a multiple of 224) is one line."""
     import onnx
 
-    from retrieval.nets.onnx_graph import build_onnx
+    from retrieval.nets.onnx_graph import build_onnx  # lazy: keeps the command line's start light
 
     try:
         model = build_onnx(spec, weights.state)
@@ -120,7 +120,7 @@ def _write_torch_onnx(spec: ModelSpec, net, onnx_path: Path) -> bool:
     )
     with_logits = getattr(net, "head", None) is not None
     if with_logits:
-        from retrieval.nets.model import BothOutputs
+        from retrieval.nets.model import BothOutputs  # lazy: loads torch only when used
 
         _export_onnx(BothOutputs(net.eval()).eval(), example, onnx_path, ("descriptor", "logits"), dynamic)
     else:

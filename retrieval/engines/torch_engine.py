@@ -31,7 +31,7 @@ class TorchEmbedder(Embedder):
         if threads:
             torch.set_num_threads(threads)
         if net is None:
-            from retrieval.nets.builder import load_net
+            from retrieval.nets.builder import load_net  # lazy: keeps the command line's start light
 
             net = load_net(spec)
         self.net = net.eval()

@@ -34,7 +34,7 @@ class GraphWeights:
 def _model(spec: ModelSpec, state: dict):
     if not torch_available():
         return GraphWeights(state)
-    from .model import build_descriptor_net
+    from .model import build_descriptor_net  # lazy: loads torch and torchvision only when used
 
     return build_descriptor_net(spec, state)
 

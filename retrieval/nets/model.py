@@ -11,6 +11,8 @@ from torchvision import models as tvm
 
 from retrieval.spec import ModelSpec
 
+from .heads import build_head
+
 FEATURE_STRIDE = 16  # conv5 (before the last max-pool) is 1/16 of the input
 RMAC_LEVELS = 3
 RMAC_EPS = 1e-6  # of each region vector's L2 normalisation (an all-zero region stays zero)
@@ -222,8 +224,6 @@ def build_descriptor_net(spec: ModelSpec, state_dict: dict | None) -> Descriptor
     when ``spec.head`` names a classifier, ``head.*`` tensors."""
     head = None
     if spec.head:
-        from .heads import build_head
-
         widths = spec.widths or trunk_widths(spec.arch)
         head = build_head(spec.head, int(widths[-1]), max(1, len(spec.class_names)))
     net = DescriptorNet(build_trunk(spec.arch, spec.widths), spec, head)

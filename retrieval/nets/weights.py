@@ -17,6 +17,7 @@ from retrieval.files import file_sha256
 from retrieval.torch_extra import INSTALL_HINT, require_torch, torch_available
 
 from .hub_weights import download, hub_repo, timm_to_torchvision
+from .onnx_graph import layer_list
 
 ENV_VAR = "VGG_RETRIEVAL_WEIGHTS"
 DEFAULT_WEIGHTS = "IMAGENET1K_V1"
@@ -61,7 +62,7 @@ def load_weights(arch: str, weights: str | None = None, widths=None) -> LoadedWe
         require_torch("--weights random")
         import torch
 
-        from .model import build_trunk
+        from .model import build_trunk  # lazy: loads torch only when used
 
         torch.manual_seed(RANDOM_SEED)
         trunk = build_trunk(arch)
@@ -198,7 +199,6 @@ def _vgg_classifier(arch: str, sd: dict, widths=None) -> dict:
     """torchvision's fc6-fc8 (``classifier.{0,3,6}``) as ``head.classifier.*`` tensors for the ``vgg``
     head; {} when the state_dict has none, or a classifier of another layout (a replaced or pruned
     one), which is left out as before: the trunk still gives descriptors."""
-    from .onnx_graph import layer_list
 
     def strip(k: str) -> str:
         return k[len("module.") :] if k.startswith("module.") else k
@@ -299,7 +299,6 @@ def _trunk_tensors(arch: str, sd: dict, where: str, widths=None) -> dict:
 def trunk_shapes(arch: str, widths=None) -> dict[str, tuple]:
     """torchvision's ``features.*`` names and shapes of ``arch``'s conv trunk (the last max-pool
     dropped, as ``retrieval.nets.model.build_trunk``), in layer order; no torch needed."""
-    from .onnx_graph import layer_list
 
     convs = sum(v != "M" for v in layer_list(arch))
     if widths is not None and (len(widths) != convs or min(int(w) for w in widths) < 1):

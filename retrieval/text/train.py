@@ -71,7 +71,7 @@ def train_text_model(
         export_text_tower,
         load_text_encoder,
         train_projections,
-    )
+    )  # lazy: loads torch only when used
 
     if log:
         log(f"{len(vecs)} captioned images, {len(captions)} distinct captions; loading the text model")

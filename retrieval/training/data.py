@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.errors import UserError
+from retrieval.nets.weights import fingerprint
 from retrieval.preprocess import load_and_prepare, open_image, target_size
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -193,7 +194,6 @@ def loader(dataset, batch_size: int, shuffle: bool, workers: int = 0, seed: int 
 
 
 def cache_key(prefix_state: dict, items, size: int, layer: int, tag: str) -> str:
-    from retrieval.nets.weights import fingerprint
 
     h = hashlib.sha256()
     h.update(fingerprint(prefix_state).encode())

@@ -15,7 +15,7 @@ DEFAULT_CACHE = Path.home() / ".cache" / "vgg-retrieval" / "features"
 def dataset_stats(data, size: int | None = None) -> dict:
     """Exact per-channel mean/std of every image under ``data`` (pixels in [0,1], streaming):
     {images, pixels, mean, std, seconds}."""
-    from .data import IMAGE_EXTS, channel_stats
+    from .data import IMAGE_EXTS, channel_stats  # lazy: keeps the command line's start light
 
     if not Path(data).is_dir():
         raise UserError(f"dataset folder not found: {data}")
@@ -41,7 +41,7 @@ def parse_freeze(text) -> int:
 
 def train_config(options: dict, freeze="all"):
     """A TrainConfig from the recipe ``options`` (unknown keys are ignored)."""
-    from .config import TrainConfig
+    from .config import TrainConfig  # lazy: keeps the command line's start light
 
     names = set(TrainConfig.__dataclass_fields__)
     cfg = TrainConfig(
@@ -69,8 +69,8 @@ def train_classifier(
 ) -> list[dict]:
     """Fine-tune on the ImageFolder tree ``data`` into the run folder ``out`` (``recipe``: the
     TrainConfig fields, ``freeze`` as text); the per-epoch metrics."""
-    from .data import load_split
-    from .train import fit, prepare_model
+    from .data import load_split  # lazy: keeps the command line's start light
+    from .train import fit, prepare_model  # lazy: keeps the command line's start light
 
     recipe.setdefault("val_fraction", 0.2)
     recipe.setdefault("seed", 0)
@@ -78,7 +78,7 @@ def train_classifier(
     split = load_split(data, recipe["val_fraction"], recipe["seed"], limit_per_class)
     mean = std = None
     if normalize == "data":
-        from .data import channel_stats
+        from .data import channel_stats  # lazy: keeps the command line's start light
 
         m, s, _ = channel_stats([f for f, _ in split.train], input_size)
         mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
@@ -109,9 +109,9 @@ def fit_logged(fit, net, spec, split, out, cfg, resume, log, what: str) -> list[
 
 def load_classifier_checkpoint(path):
     """(spec, net, checkpoint dict) of a checkpoint with a classifier head; UserError otherwise."""
-    from retrieval.nets.weights import torch_load
+    from retrieval.nets.weights import torch_load  # lazy: keeps the command line's start light
 
-    from .train import load_checkpoint_model
+    from .train import load_checkpoint_model  # lazy: keeps the command line's start light
 
     if not Path(path).is_file():
         raise UserError(f"checkpoint not found: {path}")

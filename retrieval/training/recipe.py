@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from retrieval.errors import UserError
+from retrieval.nets.weights import torch_load
 
 from .config import TrainConfig
 
@@ -48,8 +49,6 @@ def resume_state(last_path: Path, net, opt, log=print) -> tuple[int, list, float
     """For --resume: ``net``, ``opt`` and torch's RNG restored from ``last_path``; returns (epochs
     done, metrics rows, best val top-1)."""
     import torch
-
-    from retrieval.nets.weights import torch_load
 
     if not last_path.exists():
         raise UserError(f"nothing to resume: {last_path} not found")

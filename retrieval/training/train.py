@@ -8,9 +8,12 @@ import math
 import time
 from pathlib import Path
 
+from retrieval.nets.builder import build
+from retrieval.nets.weights import fingerprint, save_checkpoint, torch_load
 from retrieval.spec import ModelSpec
 
 from .config import TrainConfig
+from .data import Augment, ImageDataset, compute_features, loader
 from .recipe import (
     close_epoch,
     cpu_has_bf16,
@@ -94,10 +97,6 @@ def fit(
 
     ``stop_after`` ends the run after that many epochs of this call (tests; like an interrupt)."""
     import torch
-
-    from retrieval.nets.weights import fingerprint, save_checkpoint
-
-    from .data import loader
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +195,6 @@ def fit(
 def _training_inputs(net, spec, split, cfg: TrainConfig, frozen: int, use_cache: bool, log):
     """(train, val) for ``fit``: image datasets (train augmented), or with ``use_cache`` the frozen
     prefix's features computed once (``_Cached``: eval input policy, no augmentation)."""
-    from .data import Augment, ImageDataset, compute_features
 
     if not use_cache:
         aug = Augment(cfg.hflip, tuple(cfg.crop_scale), cfg.jitter, cfg.rotation)
@@ -239,9 +237,8 @@ def prepare_model(
     same kind and classes, else a new head."""
     import torch
 
-    from retrieval.nets.builder import build
-    from retrieval.nets.heads import build_head
-    from retrieval.nets.model import trunk_widths
+    from retrieval.nets.heads import build_head  # lazy: loads torch only when used
+    from retrieval.nets.model import trunk_widths  # lazy: loads torch and torchvision only when used
 
     spec, net = build(arch, weights, pooling, size)
     classes = tuple(classes)
@@ -261,8 +258,6 @@ def evaluate_net(net, items, size: int, batch_size: int = 32) -> float:
     """Top-1 of a torch DescriptorNet with a head on ``items`` (eval input policy)."""
     import torch
 
-    from .data import ImageDataset, loader
-
     net.eval()
     correct = n = 0
     with torch.inference_mode():
@@ -275,8 +270,6 @@ def evaluate_net(net, items, size: int, batch_size: int = 32) -> float:
 def load_checkpoint_model(path, size: int | None = None):
     """(spec, net) of a vgg-retrieval checkpoint with its own arch, pooling and input size (``size``
     overrides the input size)."""
-    from retrieval.nets.builder import build
-    from retrieval.nets.weights import torch_load
 
     obj = torch_load(path, "checkpoint")
     stored = ModelSpec.from_dict(obj["spec"]) if isinstance(obj, dict) and "spec" in obj else None

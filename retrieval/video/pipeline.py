@@ -9,6 +9,8 @@ from pathlib import Path
 from retrieval.errors import UserError
 from retrieval.training.pipeline import fit_logged
 
+from .clips import load_clip_split
+
 
 def parse_widths(value):
     """Conv widths from '64,128,...' (None: the arch's own)."""
@@ -37,8 +39,11 @@ def parse_freeze(value, model: str) -> int:
 
 def _model(split, out, data, resume, weights, seed, model_options):
     """(spec, net) to train: OUT/last.pt's with ``resume``, else a new one from ``model_options``."""
-    from .models import VideoSpec
-    from .train import load_video_checkpoint, prepare_video_model
+    from .models import VideoSpec  # lazy: loads torch and torchvision only when used
+    from .train import (  # lazy: loads torch and torchvision only when used
+        load_video_checkpoint,
+        prepare_video_model,
+    )
 
     if resume and (Path(out) / "last.pt").is_file():
         spec, net, _ = load_video_checkpoint(Path(out) / "last.pt")
@@ -111,8 +116,7 @@ def train_video_classifier(
 ) -> list[dict]:
     """Train a video classifier on the labelled clips under ``data`` into the run folder ``out``;
     the per-epoch metrics."""
-    from .clips import load_clip_split
-    from .train import VideoTrainConfig, fit_video
+    from .train import VideoTrainConfig, fit_video  # lazy: loads torch and torchvision only when used
 
     split = load_clip_split(data, job.val_fraction, job.seed, job.limit_per_class)
     spec, net = _model(split, out, data, resume, job.weights, job.seed, job.spec_options())
@@ -127,7 +131,10 @@ def train_video_classifier(
 
 def classify_clips(checkpoint, clips, k: int = 3) -> list[list[tuple[str, float]]]:
     """Per clip (video file or folder of frames), the ``k`` most likely (class, probability)."""
-    from .train import load_video_checkpoint, predict_clips
+    from .train import (  # lazy: loads torch and torchvision only when used
+        load_video_checkpoint,
+        predict_clips,
+    )
 
     spec, net, _ = load_video_checkpoint(checkpoint)
     probs = predict_clips(net, spec, clips)

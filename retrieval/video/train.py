@@ -11,7 +11,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval.errors import UserError
+from retrieval.nets.weights import (
+    CHECKPOINT_FORMAT,
+    fingerprint,
+    load_weights,
+    requested_weights,
+    save_checkpoint,
+    torch_load,
+)
+from retrieval.training.recipe import (
+    close_epoch,
+    evaluate_batches,
+    freeze_prefix,
+    plot_metrics,
+    resume_state,
+    train_epoch,
+    train_mode,
+)
 
+from .clips import ClipDataset, clip_loader
 from .models import VIDEO_TASK, VideoSpec, build_video_net, load_2d_trunk, trunk_state
 
 
@@ -59,7 +77,6 @@ def checkpoint_state(net) -> dict:
 
 
 def datasets(spec: VideoSpec, split, cfg: VideoTrainConfig):
-    from .clips import ClipDataset
 
     common = dict(
         frames=spec.frames,
@@ -77,8 +94,6 @@ def datasets(spec: VideoSpec, split, cfg: VideoTrainConfig):
 def frame_descriptor_cache(net, dataset, batch_size: int = 8, workers: int = 0, log=None):
     """(descriptors [N, T, C], lengths [N], labels [N]) of a VGG-LSTM's frozen trunk over ``dataset``."""
     import torch
-
-    from .clips import clip_loader
 
     descs, lengths, labels = [], [], []
     was = net.training
@@ -122,19 +137,6 @@ def fit_video(
 
     ``stop_after`` ends the run after that many epochs of this call (tests; like an interrupt)."""
     import torch
-
-    from retrieval.nets.weights import fingerprint, save_checkpoint
-    from retrieval.training.recipe import (
-        close_epoch,
-        evaluate_batches,
-        freeze_prefix,
-        plot_metrics,
-        resume_state,
-        train_epoch,
-        train_mode,
-    )
-
-    from .clips import clip_loader
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -244,7 +246,6 @@ def _eval_kwargs(ds) -> dict:
 
 def load_video_checkpoint(path):
     """(spec, net, raw checkpoint dict) of a video classifier checkpoint, read with weights_only=True."""
-    from retrieval.nets.weights import torch_load
 
     path = Path(path)
     if not path.is_file():
@@ -269,7 +270,6 @@ def load_video_checkpoint(path):
 
 
 def is_video_checkpoint(obj) -> bool:
-    from retrieval.nets.weights import CHECKPOINT_FORMAT
 
     return (
         isinstance(obj, dict)
@@ -284,8 +284,6 @@ def prepare_video_model(spec: VideoSpec, weights: str | None, seed: int = 0):
     2D VGG trunk (a torchvision name, a .pth state_dict, an image checkpoint), inflated for VGG3D;
     or a video checkpoint of the same model, arch and widths (its head too when the classes match)."""
     import torch
-
-    from retrieval.nets.weights import fingerprint, load_weights, requested_weights
 
     net = build_video_net(spec, seed)
     name = requested_weights(weights)
@@ -329,8 +327,6 @@ def prepare_video_model(spec: VideoSpec, weights: str | None, seed: int = 0):
 def predict_clips(net, spec: VideoSpec, paths, batch_size: int = 4):
     """Class probabilities [N, classes] for clip paths (eval sampling and fit)."""
     import torch
-
-    from .clips import ClipDataset, clip_loader
 
     ds = ClipDataset(
         [(str(p), 0) for p in paths],

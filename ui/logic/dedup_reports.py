@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from indexer.dedup import REPORT_FORMAT, DedupReport, find_duplicates
 from retrieval import UserError
 
 REPORTS_DIR = "dedup"  # inside the index folder
@@ -15,14 +16,12 @@ MAX_REPORT_BYTES = 64 * 1024 * 1024
 
 
 def run_dedup(svc, threshold: float, near: bool = True, verify: bool = True):
-    from indexer.dedup import find_duplicates
 
     return find_duplicates(svc.index, threshold=threshold, near=near, verify=verify)
 
 
 def find_reports(directory: Path, limit: int = 200) -> list[Path]:
     """Dedup reports (JSON) saved inside the index folder, newest first."""
-    from indexer.dedup import REPORT_FORMAT
 
     found = []
     directory = Path(directory)
@@ -48,7 +47,6 @@ def find_reports(directory: Path, limit: int = 200) -> list[Path]:
 
 def load_report_file(directory: Path, choice: str):
     """A report from the index folder; anything else is refused."""
-    from indexer.dedup import DedupReport
 
     path = Path(choice).resolve()
     if path not in {p.resolve() for p in find_reports(directory)}:
@@ -58,7 +56,6 @@ def load_report_file(directory: Path, choice: str):
 
 def load_report_bytes(name: str, data: bytes):
     """A report uploaded through the page (parsed in memory, never written anywhere)."""
-    from indexer.dedup import DedupReport
 
     if len(data) > MAX_REPORT_BYTES:
         raise UserError(f"{name} is too large for a report ({len(data) / 1e6:.0f} MB)")

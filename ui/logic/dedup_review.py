@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from indexer.dedup import DedupReport, Group, apply_report, kept_pairs, read_log, undo
 from retrieval import UserError
 
 KEEP, QUARANTINE = "keep", "quarantine"
@@ -91,7 +92,6 @@ def _take_out(report, groups) -> list:
 def apply_choices(svc, report, groups, choices: dict, quarantine, label: str = "apply") -> tuple[Action, str]:
     """Move the files marked for quarantine in ``groups`` (one undo log for all), bring the index up
     to date, and remember the files kept together as not duplicates; (the action, what happened)."""
-    from indexer.dedup import DedupReport, Group, apply_report, kept_pairs
 
     _check_report(svc, report)
     if not str(quarantine).strip():
@@ -124,7 +124,6 @@ def apply_choices(svc, report, groups, choices: dict, quarantine, label: str = "
 
 def keep_all(svc, report, group) -> tuple[Action, str]:
     """ "Keep all (not duplicates)": remember every pair of the group, so dedup leaves it out."""
-    from indexer.dedup import kept_pairs
 
     _check_report(svc, report)
     keys = svc.index.store.record_dedup_decisions(kept_pairs(group.files))
@@ -138,7 +137,6 @@ def keep_all(svc, report, group) -> tuple[Action, str]:
 def last_moved_log(quarantine, index_dir) -> Action | None:
     """The newest undo log in ``quarantine`` whose files of ``index_dir`` are still moved (an apply
     of an earlier page session, or of ``dedup apply``), as an action to undo; None when there is none."""
-    from indexer.dedup import read_log
 
     try:
         logs = sorted(
@@ -163,7 +161,6 @@ def last_moved_log(quarantine, index_dir) -> Action | None:
 def undo_action(svc, report, action: Action) -> str:
     """Undo ``action``: move its files back (``indexer.dedup.undo``, which updates the index),
     forget its decisions and show its groups again."""
-    from indexer.dedup import undo
 
     said = []
     if action.log:

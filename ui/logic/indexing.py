@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer import EngineChoice, open_or_create
+from indexer.classify import after_update
 from indexer.update import default_workers
 from retrieval import UserError
 from retrieval.engines import DEFAULT_ENGINE
@@ -112,7 +113,6 @@ class IndexingJob:
                         False, f"Indexing stopped: the index keeps its last commit ({idx.count:,} images)."
                     )
                     return
-                from indexer.classify import after_update
 
                 self.outcome = Outcome(
                     True,

@@ -24,10 +24,14 @@ from PIL import Image
 
 from indexer import Index
 from indexer.classify import MIN_CLASSES, MIN_PER_CLASS, load_classifier
-from indexer.storage import Store
+from indexer.storage import Store, since_text
+from indexer.text import TextSearcher
+from indexer.video import VideoError, read_frame
 from retrieval import ImageError, UserError, load_and_prepare, open_image, top_classes
 from retrieval.engines import DEFAULT_ENGINE
+from retrieval.text import CONFIG, has_text_model, text_dir
 
+from .query_options import nearest
 from .settings import DEFAULT_MAX_PIXELS, THUMB_PX, Settings, message
 from .uploads import crop, jpeg_bytes, preview, read_upload
 
@@ -82,7 +86,7 @@ class Service:
         """The torch network (feature maps, classification), loaded once."""
         with self.lock:
             if self._net is None:
-                from retrieval.nets import load_net
+                from retrieval.nets import load_net  # lazy: loads torch only when used
 
                 self._net = load_net(self.spec)
             return self._net
@@ -120,8 +124,6 @@ class Service:
         path = self.index.indexed_file(row.id)  # refuses a row whose path lies outside the index's folders
         try:
             if getattr(row, "source", None) is not None:  # a video frame: decoded from the video
-                from indexer.video import VideoError, read_frame
-
                 try:
                     return read_frame(path, row.time_s)
                 except VideoError as e:
@@ -164,7 +166,6 @@ class Service:
     def offline(self) -> dict[str, str]:
         """folder -> "offline since ...: reason" of the folders the last update could not list
         (``indexer.storage.offline``: their entries are kept)."""
-        from indexer.storage import since_text
 
         return {
             f: f"offline since {since_text(at)}: {why}"
@@ -228,14 +229,11 @@ class Service:
 
     # search by words (INDEX/text from vgg-retrieval text-train)
     def has_text_search(self) -> bool:
-        from retrieval.text import has_text_model
 
         return has_text_model(self.directory)
 
     def query_from_text(self, text: str) -> Query:
         """A query by words; the text model is reloaded when text-train has replaced it."""
-        from indexer.text import TextSearcher
-        from retrieval.text import CONFIG, text_dir
 
         t0 = time.perf_counter()
         with self.lock:
@@ -272,7 +270,6 @@ class Service:
         query's turns too; ``ui.logic.query_options``), then the filters (``capture``: a
         ``results.CaptureFilter``); fetches more neighbours while filters leave fewer than ``want``
         and the threshold still allows more."""
-        from .query_options import nearest
 
         total = self.index.count
         labels, roots = set(labels or ()), [r.rstrip(os.sep) + os.sep for r in (roots or ())]
