@@ -362,3 +362,25 @@ def test_too_few_pictures_start_an_fp32_index_and_say_so(tmp_path, capsys):
     assert len(line) == 1 and "(1, at least 3 needed)" in line[0] and "FP32" in line[0]
     with Index.open(ix) as idx:
         assert idx.precision == "fp32" and idx.count == 1
+
+
+RAW_KDC = Path(__file__).resolve().parents[1] / "data" / "raw" / "RAW_KODAK_DC50.KDC"
+
+
+def test_a_real_camera_raw_file_is_read_and_indexed(tmp_path, make_index):
+    """A Kodak DC50 KDC from a real camera (rawpy's own test file): recognised as RAW, demosaiced
+    (it has no preview big enough) to the camera's 3:2 picture, indexed beside a JPEG."""
+    head = read_head(RAW_KDC)
+    assert image_kind(head, RAW_KDC.name) == "RAW"
+    im = open_image(str(RAW_KDC))
+    assert im.mode == "RGB" and im.info.get("vgg_retrieval_format") == "RAW"
+    assert sorted(im.size) == [256, 384] and np.asarray(im).std() > 10  # a picture, not a flat frame
+    folder = tmp_path / "photos"
+    copy_photos(folder, ["pixabay/cat01.jpg"], flat=True)
+    shutil.copy(RAW_KDC, folder / RAW_KDC.name)
+    idx = make_index(tmp_path / "ix")
+    rep = idx.update([folder], progress=False, workers=0)
+    assert rep.errors == [] and idx.count == 2
+    hits = idx.search(str(folder / RAW_KDC.name), k=2)
+    assert Path(hits[0].path).name == RAW_KDC.name and hits[0].score > 0.99 and len(hits) == 2
+    idx.close()
