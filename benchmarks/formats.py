@@ -45,47 +45,9 @@ def sources(n: int) -> list[Path]:
 
 def write_dng(rgb: np.ndarray, dest: Path, preview: bool) -> None:
     """A real DNG of the RGB uint8 picture ``rgb``: RGGB mosaic (12 bit) + DNG tags (+ RGB preview)."""
-    import tifffile
-    from PIL import Image
+    from tests.dng import write_dng as write
 
-    h, w = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
-    lin = (rgb[:h, :w].astype(np.float32) / 255.0) ** 2.2 * 4095
-    cfa = np.empty((h, w), np.uint16)
-    cfa[0::2, 0::2], cfa[0::2, 1::2] = lin[0::2, 0::2, 0], lin[0::2, 1::2, 1]
-    cfa[1::2, 0::2], cfa[1::2, 1::2] = lin[1::2, 0::2, 1], lin[1::2, 1::2, 2]
-    srgb = [
-        3.2404542,
-        -1.5371385,
-        -0.4985314,
-        -0.969266,
-        1.8760108,
-        0.041556,
-        0.0556434,
-        -0.2040259,
-        1.0572252,
-    ]
-    ifd0 = [
-        (50706, "B", 4, (1, 4, 0, 0), True),
-        (50708, "s", 0, "benchmark camera", True),
-        (50721, "2i", 9, [v for x in srgb for v in (int(round(x * 10000)), 10000)], True),
-        (50778, "H", 1, (21,), True),
-        (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),
-    ]
-    raw_tags = [
-        (33421, "H", 2, (2, 2), True),
-        (33422, "B", 4, (0, 1, 1, 2), True),
-        (50714, "H", 1, (0,), True),
-        (50717, "H", 1, (4095,), True),
-    ]
-    with tifffile.TiffWriter(dest) as t:
-        if preview:
-            small = np.asarray(
-                Image.fromarray(rgb[:h, :w]).resize((w // 4, h // 4), Image.Resampling.BILINEAR)
-            )
-            t.write(small, photometric="rgb", subfiletype=1, subifds=1, extratags=ifd0, metadata=None)
-            t.write(cfa, photometric=32803, subfiletype=0, extratags=raw_tags, metadata=None)
-        else:
-            t.write(cfa, photometric=32803, subfiletype=0, extratags=ifd0 + raw_tags, metadata=None)
+    write(rgb, dest, preview=4 if preview else None, camera="benchmark camera")
 
 
 def write_folders(tmp: Path, photos: list[Path], label: str, long_side: int | None) -> dict[str, Path]:

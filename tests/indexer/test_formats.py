@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SAMPLES, copy_photos
+from dng import write_dng
 from PIL import Image
 
 from indexer import Index
@@ -51,50 +52,11 @@ def encode(src: str, dest: Path, fmt: str, orientation: int | None = None, **opt
 
 
 def make_dng(src: str, dest: Path, date: str = "2015:12:29 10:30:47", preview: int = 4) -> Path:
-    """A real DNG of the shared photo ``src``: its linearised pixels as an RGGB Bayer mosaic (12 bit),
-    the DNG tags (version, colour matrix, as-shot neutral), Make/Model/DateTimeOriginal, and an RGB
-    preview ``preview`` times smaller in IFD 0 (the raw image in its sub-IFD, as cameras write)."""
-    rgb = np.asarray(Image.open(SAMPLES / src).convert("RGB"), dtype=np.float64) / 255.0
-    h, w = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
-    lin = rgb[:h, :w] ** 2.2 * 4095
-    cfa = np.zeros((h, w), np.uint16)
-    cfa[0::2, 0::2], cfa[0::2, 1::2] = lin[0::2, 0::2, 0], lin[0::2, 1::2, 1]
-    cfa[1::2, 0::2], cfa[1::2, 1::2] = lin[1::2, 0::2, 1], lin[1::2, 1::2, 2]
-    xyz_to_srgb = [
-        3.2404542,
-        -1.5371385,
-        -0.4985314,
-        -0.969266,
-        1.8760108,
-        0.041556,
-        0.0556434,
-        -0.2040259,
-        1.0572252,
-    ]
-    matrix = [v for x in xyz_to_srgb for v in (int(round(x * 10000)), 10000)]
-    ifd0 = [
-        (50706, "B", 4, (1, 4, 0, 0), True),
-        (50707, "B", 4, (1, 1, 0, 0), True),
-        (50708, "s", 0, "vgg-retrieval test camera", True),
-        (50721, "2i", 9, matrix, True),
-        (50778, "H", 1, (21,), True),
-        (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),
-        (271, "s", 0, "TestMake", True),
-        (272, "s", 0, "DNG-1", True),
-        (36867, "s", 0, date, True),
-    ]
-    raw_tags = [
-        (33421, "H", 2, (2, 2), True),
-        (33422, "B", 4, (0, 1, 1, 2), True),
-        (50714, "H", 1, (0,), True),
-        (50717, "H", 1, (4095,), True),
-    ]
-    small = Image.fromarray((rgb[:h, :w] * 255).astype(np.uint8)).resize((w // preview, h // preview))
-    small = np.asarray(small)
-    with tifffile.TiffWriter(dest) as t:
-        t.write(small, photometric="rgb", subfiletype=1, subifds=1, extratags=ifd0, metadata=None)
-        t.write(cfa, photometric=32803, subfiletype=0, extratags=raw_tags, metadata=None)
-    return dest
+    """A real DNG of the shared photo ``src`` (``dng.write_dng``) with Make/Model/DateTimeOriginal and
+    an RGB preview ``preview`` times smaller."""
+    rgb = np.asarray(Image.open(SAMPLES / src).convert("RGB"))
+    exif = ((271, "s", 0, "TestMake", True), (272, "s", 0, "DNG-1", True), (36867, "s", 0, date, True))
+    return write_dng(rgb, dest, preview=preview, exif=exif)
 
 
 def _similar(a: Image.Image, b: Image.Image) -> float:
