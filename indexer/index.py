@@ -20,7 +20,7 @@ from indexer.storage.store import Store
 from indexer.update.calibration import CALIBRATION_IMAGES, calibration_images
 from indexer.update.commit import commit as _commit_step
 from indexer.update.ray_embedding import RayOptions
-from retrieval.engines import DEFAULT_ENGINE, load_embedder
+from retrieval.engines import DEFAULT_ENGINE, cpu_runs_bf16, load_embedder
 from retrieval.engines.registry import engine_entry
 from retrieval.errors import ModelMismatchError
 from retrieval.preprocess import DEFAULT_MAX_PIXELS
@@ -187,8 +187,8 @@ class Index(IndexSearch):
             if engine_entry(self.engine_name).needs_export:
                 self.ensure_exported_model()
             options = dict(self.engine_options)
-            if self.precision == "bf16" and self.engine_name == "openvino":
-                options.setdefault("precision", "bf16")  # the FP32 files, run in bf16
+            if self.precision == "bf16" and self.engine_name == "openvino" and cpu_runs_bf16():
+                options.setdefault("precision", "bf16")  # the FP32 files, run in bf16 (else at f32)
             self._embedder = load_embedder(
                 self.engine_name,
                 self.spec,

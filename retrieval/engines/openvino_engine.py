@@ -4,6 +4,7 @@ More: docs/design-notes.md (``retrieval.engines.openvino_engine``)."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import deque
 from pathlib import Path
@@ -24,6 +25,7 @@ PERFORMANCE_MODES = ("LATENCY", "THROUGHPUT")
 CACHE_DIR = ".compiled"  # beside the IR: OpenVINO's compiled blobs, so a later run loads instead of compiling
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_runs_bf16() -> bool:
     """Whether OpenVINO's CPU plugin runs bf16 here (AMX or AVX512-BF16): where an FP32 model can be
     run in bf16 (``--precision bf16``), several times faster than at f32."""
