@@ -96,6 +96,7 @@ class Verifier:
         self.cache_size = cache_size
         self.workers = workers or min(8, os.cpu_count() or 1)
         self._cache: OrderedDict = OrderedDict()
+        self._captures: dict = {}  # path -> capture evidence: read once, for the file and its mirror
         self._lock = threading.Lock()
         self._local = threading.local()
         self.unreadable: set[str] = set()
@@ -109,6 +110,16 @@ class Verifier:
                 self.cv2.BFMatcher(self.cv2.NORM_HAMMING),
             )
         return self._local.tools
+
+    def _capture_of(self, path: str):
+        """The file's EXIF capture evidence, read once per run (the mirrored features share it)."""
+        with self._lock:
+            if path in self._captures:
+                return self._captures[path]
+        cap = capture_evidence.read_capture(path)
+        with self._lock:
+            self._captures[path] = cap
+        return cap
 
     def features_of(self, path: str, mirrored: bool = False) -> Features | None:
         """ORB keypoints and a small grey copy of ``path`` (of its mirror image); None if unreadable."""
@@ -138,7 +149,7 @@ class Verifier:
                 (w, h),
                 small,
                 mid_image(self.cv2, grey, native),
-                capture_evidence.read_capture(path),
+                self._capture_of(path),
                 native,
                 path,
                 mirrored,

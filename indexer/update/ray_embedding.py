@@ -159,14 +159,18 @@ _BASE_FIELDS = (
 )
 
 
+_DATACLASS_FIELDS = {"capture": Capture}  # Decoded fields that hold a dataclass, by its class
+
+
 def _extra(d: Decoded) -> str:
     """Fields a Decoded may carry beyond the base ones (added by other item kinds), as JSON."""
     import dataclasses
     import json
 
     extra = {f.name: getattr(d, f.name) for f in dataclasses.fields(d) if f.name not in _BASE_FIELDS}
-    if extra.get("capture") is not None:  # a dataclass: its fields, made one again by _rows_of
-        extra["capture"] = dataclasses.asdict(extra["capture"])
+    for k in _DATACLASS_FIELDS:  # sent as their fields, made dataclasses again by _rows_of
+        if extra.get(k) is not None:
+            extra[k] = dataclasses.asdict(extra[k])
     return json.dumps(extra, default=str) if extra else ""
 
 
@@ -310,7 +314,8 @@ def _rows_of(batch: dict) -> Iterator[tuple[Decoded, np.ndarray | None]]:
         extra = str(batch["extra"][i])
         if extra:
             for k, v in json.loads(extra).items():
-                setattr(d, k, Capture(**v) if k == "capture" and v is not None else v)
+                kind = _DATACLASS_FIELDS.get(k)
+                setattr(d, k, kind(**v) if kind is not None and v is not None else v)
         yield d, (None if problem else vectors[i].copy())
 
 
