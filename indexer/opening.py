@@ -216,9 +216,9 @@ def open_or_create(
     log: Callable[[str], object] | None = None,
 ) -> Index:
     """The index at ``index_dir`` ready for an update: opened (``model`` must describe its model) or
-    created for ``folders`` with that model. A new index's INT8 model is calibrated on up to 128 of
-    the ``folders``' photos, reporting ``calibration_progress(done, total)``; ``log`` hears
-    ``created index ...``."""
+    created for ``folders`` with that model. A new index's INT8 model is calibrated on one in 8 of the
+    ``folders``' photos, 16 to 128 (``indexer.update.calibration.calibration_count``), reporting
+    ``calibration_progress(done, total)``; ``log`` hears ``created index ...``."""
 
     options = run.open_options()
     engine, model_dir, precision = options["engine"], model.model_dir, model.precision

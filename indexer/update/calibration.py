@@ -16,6 +16,11 @@ from .scan import classify, walk
 # calibration photos of a new INT8 index: 128 kept paris5 and holidays150 mAP within 0.001 of 300 and the
 # worst descriptor cosine to FP32 at 0.961 (300: 0.964), for a quarter of the time (benchmarks/calibration_size.py)
 CALIBRATION_IMAGES = 128
+# ...but a new index of few photos calibrates on one in CALIBRATION_SHARE of them (at least
+# CALIBRATION_FLOOR): calibration runs the FP32 model once per photo, so on a small folder it would cost
+# more than INT8 saves. 16 photos kept paris5 and holidays150 mAP within 0.003 of 300 (calibration_size.py)
+CALIBRATION_SHARE = 8
+CALIBRATION_FLOOR = 16
 CALIBRATION_SCAN_LIMIT = 3000  # files looked at to pick them (spread over the folders), not the whole tree
 
 
@@ -38,13 +43,21 @@ def _spread(items: list, n: int) -> list:
     return [items[int(i * step)] for i in range(min(n, len(items)))]
 
 
+def calibration_count(found: int) -> int:
+    """How many pictures a new index calibrates on when ``found`` are under its folders."""
+    return min(CALIBRATION_IMAGES, max(CALIBRATION_FLOOR, found // CALIBRATION_SHARE))
+
+
 def calibration_images(
-    folders: Sequence, n: int = CALIBRATION_IMAGES, scan_limit: int = CALIBRATION_SCAN_LIMIT, size: int = 224
+    folders: Sequence, n: int | None = None, scan_limit: int = CALIBRATION_SCAN_LIMIT, size: int = 224
 ) -> list:
-    """Up to ``n`` pictures from ``folders``: photo paths spread evenly over the first ``scan_limit``
-    files found (sorted walk), each checked to decode; when they are fewer than ``n``, the
-    keyframes of the videos found (as PIL images) fill up the rest."""
+    """Up to ``n`` pictures from ``folders`` (None: ``calibration_count`` of the files found):
+    photo paths spread evenly over the first ``scan_limit`` files found (sorted walk), each checked
+    to decode; when they are fewer than ``n``, the keyframes of the videos found (as PIL images) fill
+    up the rest."""
     photos, videos = _found(folders, scan_limit)
+    if n is None:
+        n = calibration_count(len(photos) + len(videos))
     picked: list = []
     for path in _spread(photos, n):
         try:

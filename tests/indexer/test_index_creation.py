@@ -212,3 +212,32 @@ def test_bf16_runs_the_fp32_model_in_bf16_where_the_cpu_can(tmp_path, folder, ca
     assert (
         main(["index", str(folder), "--index", str(ix), "--precision", "fp32", *TINY]) == 2
     )  # never converted
+
+
+def test_a_small_folder_calibrates_on_a_share_of_its_photos(tmp_path):
+    """Calibration runs the FP32 model once a photo: a new index of few photos calibrates on one in
+    CALIBRATION_SHARE of them (at least CALIBRATION_FLOOR, at most CALIBRATION_IMAGES), spread over
+    the folders, so creating it costs less than INT8 then saves."""
+    from PIL import Image
+
+    from indexer.update.calibration import (
+        CALIBRATION_FLOOR,
+        CALIBRATION_IMAGES,
+        CALIBRATION_SHARE,
+        calibration_count,
+        calibration_images,
+    )
+
+    assert calibration_count(5) == CALIBRATION_FLOOR
+    assert calibration_count(CALIBRATION_SHARE * 40) == 40
+    assert calibration_count(100_000) == CALIBRATION_IMAGES
+    rng = np.random.default_rng(0)
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        for i in range(100):
+            pixels = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / sub / f"{i:03d}.png")
+    picked = calibration_images([tmp_path / "a", tmp_path / "b"])
+    assert len(picked) == 200 // CALIBRATION_SHARE
+    assert {os.path.basename(os.path.dirname(p)) for p in picked} == {"a", "b"}  # spread, not the first ones
+    assert len(calibration_images([tmp_path / "a"], n=7)) == 7
