@@ -4,7 +4,7 @@
 With the "buckets" input policy a batch of 8 photos splits into a chunk per bucket, of 1 to 8
 photos; static shapes compile a model for every (chunk size, bucket) that comes, about 0.2 s each
 for an INT8 VGG16 on this CPU. Each run creates an index (a fresh engine: it compiles what it needs)
-and indexes the first ``--photos`` benchmark photos (as benchmarks/speed.py), then re-embeds them
+and indexes the first ``--photos`` benchmark photos (as benchmarks/model_variants.py), then re-embeds them
 with the same engine (``steady``: nothing left to compile). The two rules alternate ``--runs``
 times. Models: the default (buckets 224 GeM, INT8, as a new index) and, with ``--student CKPT``,
 a pruned + recovered checkpoint in INT8; ``--pruned`` adds VGG16 pruned to 50% of its FLOPs (not
@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from speed import exported, int8_copy, photo_folder, probe_models  # noqa: E402
+from model_variants import exported, int8_copy, photo_folder, probe_models  # noqa: E402
 
 from retrieval.engines.openvino_engine import OpenVinoEmbedder  # noqa: E402
 

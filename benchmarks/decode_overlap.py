@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from decode_workers import big_folder  # noqa: E402
-from speed import exported, int8_copy, photo_folder, probe_models  # noqa: E402
+from model_variants import exported, int8_copy, photo_folder, probe_models  # noqa: E402
 
 
 def cpu_line() -> str:

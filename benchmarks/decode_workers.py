@@ -3,7 +3,7 @@
 Indexes the same photos with the default model (INT8, as a new index) and, optionally, VGG16 pruned
 to 50% of its FLOPs (not recovered: speed only), alternating the two settings ``--runs`` times each:
 - ``small``: the first ``--photos`` benchmark photos (photos/samples/vacation + pixabay, as
-  benchmarks/speed.py), a fraction of a megapixel each;
+  benchmarks/model_variants.py), a fraction of a megapixel each;
 - ``12MP``: ``--big`` pixabay photos upscaled to 4000 px on the long side and saved as JPEG q90
   (about 12 megapixels, what a phone writes), so decoding costs what it costs for real libraries.
 ``indexer.update.updater.default_workers`` takes 0 on 2 cores from this measurement.
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from speed import DATA, exported, int8_copy, photo_folder, probe_models  # noqa: E402
+from model_variants import DATA, exported, int8_copy, photo_folder, probe_models  # noqa: E402
 
 
 def big_folder(tmp: Path, n: int) -> Path:

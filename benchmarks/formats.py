@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from speed import DATA, exported, int8_copy, probe_models  # noqa: E402
+from model_variants import DATA, exported, int8_copy, probe_models  # noqa: E402
 
 FORMATS = ("JPEG", "HEIC+thumbnail", "HEIC", "AVIF", "DNG+preview", "DNG raw only")
 

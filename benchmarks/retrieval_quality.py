@@ -375,7 +375,7 @@ def print_table(table, default) -> None:
     print(
         f"\nDefault model now: {default}. img/s: decode + embed of the paris5 photos in one process "
         f"(rotation search: /4, every query embedded four times), under whatever else the machine ran: "
-        f"compare rows of one run only (idle speed: benchmarks/speed.py). turned: only for the models "
+        f"compare rows of one run only (idle speed: benchmarks/model_variants.py). turned: only for the models "
         f"of the rotation rows measured in the run."
     )
 

@@ -66,7 +66,7 @@ from .options import (
     "--throughput",
     is_flag=True,
     help="OpenVINO's throughput mode: several batches in flight on several CPU streams while the next "
-    "photos are prepared (benchmarks/speed.py measures it against the default latency mode).",
+    "photos are prepared (benchmarks/model_variants.py measures it against the default latency mode).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option(

@@ -74,7 +74,7 @@ def default_workers(cores: int | None = None) -> int:
     """Decode processes for a local update on a machine with ``cores`` CPUs (default: this one's).
     None with 2 cores or fewer: the engine's inference already uses every core, and one decoding
     process beside it made indexing 15-40% slower on 2 cores, for small and 12-megapixel JPEGs alike
-    (benchmarks/decode_workers.py, benchmarks/speed.py: the two fight for the cores). Else half the
+    (benchmarks/decode_workers.py, benchmarks/model_variants.py: the two fight for the cores). Else half the
     cores, at most 4: not measured here beyond 2 cores, so the rule from before stays."""
     cores = cores or os.cpu_count() or 2
     return 0 if cores <= 2 else min(4, cores // 2)

@@ -1,0 +1,214 @@
+"""A large collection end to end: index, search, the web UI's search, dedup and check on N photos.
+
+Photos: the real photos of ../shared/data (holidays150, paris5, vacation, hymenoptera, flowers5 and
+the samples, about 5,600), then variants of them to reach ``--photos`` (a seeded crop of 80-95%, a
+mirror, a tone change, a resize to 200-640 px and a JPEG quality of 70-95, written once into
+``--work`` and reused). Variants are copies, so dedup has real groups to find at every size.
+
+Each command runs as the user runs it, a process of its own, timed as a whole, its peak RSS read
+from the kernel (``wait4``):
+- ``index``: ``vgg-retrieval index PHOTOS --index IX -q`` (the defaults: INT8 model made and
+  calibrated on the photos, then every photo embedded); img/s over the whole command; index size on disk;
+- ``search``: ``Index.search`` of ``--queries`` indexed photos by path (their stored vectors; query
+  expansion on, as the default search), p50 and p99 in ms, in this process after one warm-up;
+- ``UI search``: what the search page runs for an upload (``ui.logic.Service``: decode, model, FAISS,
+  the first page of thumbnails, cold), p50 and p99;
+- ``dedup``: ``vgg-retrieval dedup --index IX --out REPORT`` (verification on, the defaults);
+- ``check``: ``vgg-retrieval check --index IX``.
+``--model tiny`` runs the same with the random VGG11 at 64 px (``--arch vgg11 --weights random --size
+64``): what the pipeline around the model costs at a size the default model cannot reach in the time.
+
+Run:  PYTHONPATH=. python benchmarks/scale.py --photos 2000 [--model default|tiny] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from decode_overlap import cpu_line  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
+SOURCES = (
+    "retrieval/holidays150",
+    "retrieval/paris5",
+    "photos/samples",
+    "photos/hymenoptera",
+    "photos/flowers5",
+)
+TINY = ["--arch", "vgg11", "--weights", "random", "--size", "64"]
+
+
+def real_photos() -> list[Path]:
+    from retrieval.compress.distill_data import photo_paths
+
+    return [Path(p) for p in photo_paths([DATA / s for s in SOURCES]) if not p.endswith(".gif")]
+
+
+def variant(src: Path, out: Path, seed: int) -> None:
+    from PIL import Image, ImageEnhance, ImageOps
+
+    rng = random.Random(seed)
+    with Image.open(src) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+    share = rng.uniform(0.8, 0.95)
+    w, h = im.size
+    cw, ch = int(w * share), int(h * share)
+    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    im = im.crop((x, y, x + cw, y + ch))
+    if rng.random() < 0.5:
+        im = ImageOps.mirror(im)
+    im = ImageEnhance.Brightness(im).enhance(rng.uniform(0.8, 1.2))
+    side = rng.randint(200, 640)
+    s = side / max(im.size)
+    im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.Resampling.BILINEAR)
+    im.save(out, quality=rng.randint(70, 95))
+
+
+def make_photos(work: Path, n: int) -> Path:
+    """``work``/photos-N: the real photos linked, then variants up to ``n`` (made once)."""
+    folder = work / f"photos-{n}"
+    done = folder / ".complete"
+    if done.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    pool = real_photos()
+    t = time.perf_counter()
+    for i in range(n):
+        src = pool[i % len(pool)]
+        sub = folder / f"{i // 1000:03d}"
+        sub.mkdir(exist_ok=True)
+        if i < len(pool):
+            target = sub / f"{i:06d}{src.suffix.lower()}"
+            if not target.exists():
+                target.symlink_to(src)
+        else:
+            target = sub / f"{i:06d}.jpg"
+            if not target.exists():
+                variant(src, target, i)
+        if i % 2000 == 1999:
+            print(f"  photos: {i + 1}/{n} ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
+    done.touch()
+    return folder
+
+
+def run(cmd: list[str]) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB) of a command run as its own process."""
+    env = dict(os.environ, VGG_RETRIEVAL_WEIGHTS=str(WEIGHTS), PYTHONPATH=str(ROOT))
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) not in (0, 1):  # check exits 1 when it finds a problem
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "indexer", *args]
+
+
+def du_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return 1000 * v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+
+
+def search_times(ix: Path, photos: list[Path], n: int) -> list[float]:
+    from indexer import Index
+
+    rng = random.Random(1)
+    picks = rng.sample(photos, min(n, len(photos)))
+    out = []
+    with Index.open(ix) as idx:
+        idx.search(picks[0], k=24)
+        for p in picks:
+            t = time.perf_counter()
+            idx.search(p, k=24)
+            out.append(time.perf_counter() - t)
+    return out
+
+
+def ui_times(ix: Path, photos: list[Path], n: int) -> list[float]:
+    from ui.logic import Service, Settings
+
+    svc = Service(ix, "openvino").warm()
+    settings = Settings(ix)
+    rng = random.Random(2)
+    out = []
+    for p in rng.sample(photos, min(n, len(photos))):
+        svc._thumbs.clear()  # cold thumbnails, as for a new query
+        t = time.perf_counter()
+        query = svc.query_from_upload(p.name, p.read_bytes(), settings)
+        result = svc.search(query, want=25)
+        for h in result.hits[:24]:
+            svc.thumbnail(h.id)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", type=int, default=2000)
+    ap.add_argument("--model", choices=("default", "tiny"), default="default")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/vgg-scale"))
+    args = ap.parse_args()
+    folder = make_photos(args.work, args.photos)
+    photos = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    ix = args.work / f"ix-{args.photos}-{args.model}"
+    rows = []
+    if not (ix / "model").exists():
+        extra = TINY if args.model == "tiny" else []
+        s, rss = run(cli("index", str(folder), "--index", str(ix), "-q", *extra))
+        rows.append(
+            ("index", f"{s:.0f} s", f"{len(photos) / s:.1f} img/s", f"{rss:.0f}", f"{du_mib(ix):.0f} MiB")
+        )
+    searches = search_times(ix, photos, args.queries)
+    rows.append(
+        (
+            "search by path (p50 / p99)",
+            f"{pct(searches, 0.5):.1f} ms",
+            f"{pct(searches, 0.99):.1f} ms",
+            "",
+            "",
+        )
+    )
+    ui = ui_times(ix, photos, max(10, args.queries // 10))
+    rows.append(
+        (
+            "UI search, upload to thumbnails (p50 / p99)",
+            f"{pct(ui, 0.5):.0f} ms",
+            f"{pct(ui, 0.99):.0f} ms",
+            "",
+            "",
+        )
+    )
+    s, rss = run(cli("dedup", "--index", str(ix), "--out", str(args.work / f"report-{args.photos}")))
+    rows.append(("dedup", f"{s:.0f} s", f"{len(photos) / s:.1f} photos/s", f"{rss:.0f}", ""))
+    s, rss = run(cli("check", "--index", str(ix)))
+    rows.append(("check", f"{s:.1f} s", "", f"{rss:.0f}", ""))
+    print(f"\n{cpu_line()}; {len(photos):,} photos; model: {args.model}")
+    print("\n| step | time | rate | peak RSS MiB | size |\n|---|---:|---:|---:|---:|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    print(
+        f"\n(search: {len(searches)} queries; UI: {len(ui)} uploads; median {statistics.median(ui) * 1000:.0f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
