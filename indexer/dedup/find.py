@@ -267,6 +267,7 @@ def _index_verifier(index, rows, min_keypoints: int) -> Verifier:
         min_keypoints=min_keypoints,
         cache_file=os.path.join(str(index.directory), FEATURE_CACHE),
         captures=known,
+        settle_early=True,
     )
 
 

@@ -120,9 +120,12 @@ class Verifier:
         min_keypoints: int = MIN_KEYPOINTS,
         cache_file=None,
         captures=None,
+        settle_early: bool = False,
     ):
         """``cache_file``: where the features are kept between runs (``featurecache``; None: this run
-        only); ``captures``: capture evidence already known, by path (the index's)."""
+        only); ``captures``: capture evidence already known, by path (the index's); ``settle_early``:
+        skip the copy tests where the capture evidence already rules a duplicate out (the verdict
+        is the same; the evidence then lacks their measures)."""
         self.cv2 = _cv2()
         self.features, self.max_side, self.min_keypoints = features, max_side, min_keypoints
         self.cache_size = cache_size
@@ -133,6 +136,7 @@ class Verifier:
                 cache_file, {"features": features, "max_side": max_side, "min_side": MIN_SIDE}
             )
         self.store = PhotoFeatures(self._compute, cache_size, disk, captures)
+        self.settle_early = settle_early
         self._local = threading.local()
 
     @property
@@ -237,7 +241,7 @@ class Verifier:
             not scene(ev, self.min_keypoints)
             or a.mid is None
             or b.mid is None
-            or not copy_possible(ev.capture)
+            or (self.settle_early and not copy_possible(ev.capture))
         ):
             return ev
         (local, weakest, moved), t = max(
