@@ -176,6 +176,22 @@ class FeatureCache:
             except sqlite3.Error:
                 pass
 
+    def prune(self, keep) -> int:
+        """Forget the features of paths not in ``keep`` (photos gone from the index); how many rows."""
+        if self.db is None:
+            return 0
+        keep = set(keep)
+        self.flush()
+        try:
+            with self._lock:
+                gone = [p for (p,) in self.db.execute("SELECT DISTINCT path FROM features") if p not in keep]
+                for i in range(0, len(gone), 500):
+                    part = gone[i : i + 500]
+                    self.db.execute(f"DELETE FROM features WHERE path IN ({','.join('?' * len(part))})", part)
+        except sqlite3.Error:
+            return 0
+        return len(gone)
+
     def flush(self) -> None:
         if self.db is None:
             return

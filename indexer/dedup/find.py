@@ -219,7 +219,9 @@ class _NearSearch:
         try:
             return self._judged(o, verifier, i, j, sc, x, rank_v, nodes)
         finally:
-            if own:
+            if own:  # the cache keeps the photos the index has
+                if verifier.store.disk is not None:
+                    verifier.store.disk.prune(r[1] for r in index.store.photo_facts())
                 verifier.close()
 
     def _judged(self, o, verifier, i, j, sc, x, rank_v, nodes):

@@ -96,6 +96,13 @@ def test_a_second_dedup_makes_no_features_and_a_changed_photo_is_made_again(make
     ImageOps.flip(bird).save(library / "bird01.jpg", quality=90)
     third = find_duplicates(idx, verify_floor=-1.0)
     assert third.stats["features_computed"] == kept  # (and its mirror image's, where a pair used it)
+    # a photo gone from the index is gone from the cache
+    (library / "dog02.jpg").unlink()
+    idx.update([library], progress=False, workers=0)
+    find_duplicates(idx, verify_floor=-1.0)
+    with sqlite3.connect(tmp_path / "index" / FEATURE_CACHE) as db:
+        paths = {p for (p,) in db.execute("SELECT path FROM features")}
+    assert paths and not any(p.endswith("dog02.jpg") for p in paths)
     assert any(g.kind == "duplicates" and len(g.members) >= 2 for g in third.groups)
 
 
