@@ -20,6 +20,18 @@ class Capture:
     gps_lon: float | None = None
     width: int = 0  # pixel size of the picture (upright), from the index's row
     height: int = 0
+    # what tells one exposure from another (``indexer.dedup.capture``), as the file writes it:
+    # DateTimeOriginal, SubSecTimeOriginal, OffsetTimeOriginal, BodySerialNumber, ImageUniqueID and
+    # XMP's xmpMM:DocumentID / OriginalDocumentID; ``evidence``: they were read (False: an index
+    # made before they were kept, whose files dedup reads again)
+    time_original: str | None = None
+    subsec: str | None = None
+    time_offset: str | None = None
+    body_serial: str | None = None
+    unique_id: str | None = None
+    document_id: str | None = None
+    original_document_id: str | None = None
+    evidence: bool = False
 
     @property
     def camera(self) -> str | None:

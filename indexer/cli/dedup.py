@@ -156,7 +156,7 @@ def dedup(
 class _Progress:
     """A tqdm bar per stage of find_duplicates (on stderr; quiet when it is not a terminal)."""
 
-    LABELS = {"search": "similarity search", "verify": "verification"}
+    LABELS = {"search": "similarity search", "features": "photo features", "verify": "verification"}
 
     def __enter__(self):
         self.bar, self.stage = None, None

@@ -28,6 +28,28 @@ class Features:
 REPROJ_PX = 8.0
 
 
+def ratio_matches(query: np.ndarray, train: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """(query rows, train rows) of the binary descriptors' matches passing Lowe's ratio test: the
+    nearest train descriptor (Hamming) closer than ``ratio`` times the second nearest, in query
+    order. The same matches as OpenCV's ``BFMatcher(NORM_HAMMING).knnMatch(query, train, k=2)``
+    (a match passing the test is a strict nearest neighbour, so ties cannot change it), about 5x
+    faster (FAISS's 256-bit popcount kernels); one OpenMP thread: the callers run in parallel."""
+    import faiss
+
+    if len(query) == 0 or len(train) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    index = faiss.IndexBinaryFlat(train.shape[1] * 8)
+    index.add(np.ascontiguousarray(train, dtype=np.uint8))
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # this thread only (an OpenMP setting is per thread)
+    try:
+        dist, ids = index.search(np.ascontiguousarray(query, dtype=np.uint8), 2)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    good = dist[:, 0] < ratio * dist[:, 1]
+    return np.nonzero(good)[0].astype(np.int64), ids[good, 0].astype(np.int64)
+
+
 def hull_share(points: np.ndarray, size: tuple[int, int]) -> float:
     """Area of the convex hull of ``points`` as a share of a ``size`` image."""
     if len(points) < 3:

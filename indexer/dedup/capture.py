@@ -65,6 +65,20 @@ def read_capture(path: str) -> Capture | None:
         return None
 
 
+def from_stored(c) -> Capture | None:
+    """The Capture of what the index stored for a photo (``indexer.reports.Capture`` with
+    ``evidence``: read when it was indexed, ``update.capture``): the same fields ``from_exif`` reads."""
+    make, model = (_text(x) for x in (c.make, c.model))
+    cap = Capture(
+        time=_text(c.time_original),
+        subsec=_text(c.subsec),
+        offset=_text(c.time_offset),
+        camera=(make, model, _text(c.body_serial)) if (make or model) else None,
+        unique_id=_text(c.unique_id),
+    )
+    return None if cap.empty else cap
+
+
 def _both(x, y) -> bool:
     return x is not None and y is not None
 

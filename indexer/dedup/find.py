@@ -11,9 +11,11 @@ from dataclasses import replace
 
 import numpy as np
 
+from indexer.storage.layout import FEATURE_CACHE
 from indexer.storage.offline import in_any
 from retrieval.errors import UserError
 
+from . import capture as capture_evidence
 from .candidates import near_pairs
 from .decide import DUPLICATE, SIMILAR, PairJudge
 from .decisions import drop_dismissed
@@ -32,6 +34,7 @@ from .rule import (
     copy_rule,
     describe,
 )
+from .verify import Verifier
 
 # Cosine similarity of GAP-pooled VGG16 conv5 descriptors (224 px) at or above which two images are
 # called near duplicates without verification (--no-verify): the lowest threshold with precision
@@ -173,7 +176,7 @@ class _NearSearch:
     def run(self, index, o: DedupOptions, verifier, meta, preferred, qualities):
         """The near groups of ``o`` (its threshold and floor resolved), candidates first."""
         threshold, verify, floor, min_keypoints = o.threshold, o.verify, o.verify_floor, o.min_keypoints
-        similar, rotations, keeper = o.similar, o.rotations, o.keeper
+        rotations, keeper = o.rotations, o.keeper
         rows, reps, ids = self.rows, self.reps, meta[3]
         vid, xb = index.all_vectors()
         pos = {int(v): p for p, v in enumerate(vid.tolist())}
@@ -210,6 +213,24 @@ class _NearSearch:
         rank_v = self.rank[reps_v]
         if not verify:
             return [(DUPLICATES, g) for g in group_pairs(len(reps_v), i, j, sc, rank_v)]
+        own = verifier is None
+        if own:  # features kept with the index; capture evidence as the index stored it
+            verifier = _index_verifier(index, [rows[r] for r in reps_v[nodes]], min_keypoints)
+        try:
+            return self._judged(o, verifier, i, j, sc, x, rank_v, nodes)
+        finally:
+            if own:  # the cache keeps the photos the index has
+                if verifier.store.disk is not None:
+                    verifier.store.disk.prune(r[1] for r in index.store.photo_facts())
+                verifier.close()
+
+    def _judged(self, o, verifier, i, j, sc, x, rank_v, nodes):
+        """The verified passes: duplicates, then similar shots (``o.similar``) over the files left."""
+        rows, reps_v, min_keypoints, threshold = self.rows, self.reps_v, o.min_keypoints, o.threshold
+        if hasattr(verifier, "prefetch"):  # each photo's features once, on every worker, before the pairs
+            verifier.prefetch(
+                [rows[reps_v[n]][1] for n in nodes.tolist()], progress=self._progress("features")
+            )
         self.judge = judge = PairJudge([rows[r][1] for r in reps_v], threshold, verifier, min_keypoints)
         groups = group_pairs(
             len(reps_v), i, j, sc, rank_v, check=judge.check((DUPLICATE,)), progress=self._progress("verify")
@@ -217,7 +238,7 @@ class _NearSearch:
         kept = rekeep(judge, groups, x)  # never an enlarged copy over the file it was made from
         self.rekept = {g[0] for g, h in zip(kept, groups) if g[0] != h[0]}
         found = [(DUPLICATES, g) for g in kept]
-        if similar:  # over the files left; a duplicate group's keeper stands for it and stays a keeper
+        if o.similar:  # over the files left; a duplicate group's keeper stands for it and stays a keeper
             members = np.zeros(len(reps_v), dtype=bool)
             keepers = rank_v.copy()
             for _, (k, m, _) in found:
@@ -230,7 +251,26 @@ class _NearSearch:
                 )
             ]
         self.stats.update(judge.stats())
+        store = getattr(verifier, "store", None)
+        if store is not None:  # features made this run (the others came from the index's cache)
+            self.stats["features_computed"] = store.computed
         return found
+
+
+def _index_verifier(index, rows, min_keypoints: int) -> Verifier:
+    """A Verifier whose features are cached in the index folder (``featurecache``) and whose capture
+    evidence is what the index read when it indexed ``rows`` (photos it has none for are read)."""
+    known = {}
+    if rows:
+        stored = index.store.captures([r[0] for r in rows], by="id")
+        paths = {int(r[0]): r[1] for r in rows}
+        known = {paths[k]: capture_evidence.from_stored(c) for k, c in stored.items() if c.evidence}
+    return Verifier(
+        min_keypoints=min_keypoints,
+        cache_file=os.path.join(str(index.directory), FEATURE_CACHE),
+        captures=known,
+        settle_early=True,
+    )
 
 
 def _merge_pairs(i, j, sc, ri, rj, rs):

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
 from retrieval.preprocess import open_image
 
 from . import capture as capture_evidence
-from .align import Features, detail_outside, fits, hull_share, pixel_agreement, plausible
+from .align import Features, detail_outside, fits, hull_share, pixel_agreement, plausible, ratio_matches
 from .copytests import extra_detail, local_agreement, mid_image, residual, spill
+from .featurecache import FeatureCache
+from .photofeatures import PhotoFeatures
 from .rule import (
     FRAME_ASPECT,
     MIN_KEYPOINTS,
@@ -24,11 +27,36 @@ from .rule import (
     scene,
 )
 
+_Evidence = Evidence
 FEATURES = 1000
 MAX_SIDE = 512
 MIN_SIDE = 256
 PIXEL_SIDE = 128
 RATIO = 0.8
+
+
+def copy_possible(capture: str | None) -> bool:
+    """Could a pair with this capture evidence be a duplicate at all - were its copy tests perfect?
+    (When not - EXIF says two captures - the copy tests, the costliest part, are not run: they
+    could not change the verdict.)"""
+    perfect = _Evidence(
+        inliers=1 << 30,
+        matches=1 << 30,
+        cover=1.0,
+        pixel=1.0,
+        cells=1.0,
+        overlap=1.0,
+        outside=0.0,
+        residual=0.0,
+        residual_px=0.0,
+        local=1.0,
+        weakest=1.0,
+        moved=0.0,
+        spill=0.0,
+        extra=0.0,
+        capture=capture,
+    )
+    return classify(perfect) == "duplicate" or classify(replace(perfect, frame=True)) == "duplicate"
 
 
 def _refined(cv2, src: np.ndarray, dst: np.ndarray, found: list) -> list:
@@ -90,93 +118,94 @@ class Verifier:
         cache_size: int = 4096,
         workers: int | None = None,
         min_keypoints: int = MIN_KEYPOINTS,
+        cache_file=None,
+        captures=None,
+        settle_early: bool = False,
     ):
+        """``cache_file``: where the features are kept between runs (``featurecache``; None: this run
+        only); ``captures``: capture evidence already known, by path (the index's); ``settle_early``:
+        skip the copy tests where the capture evidence already rules a duplicate out (the verdict
+        is the same; the evidence then lacks their measures)."""
         self.cv2 = _cv2()
         self.features, self.max_side, self.min_keypoints = features, max_side, min_keypoints
         self.cache_size = cache_size
         self.workers = workers or min(8, os.cpu_count() or 1)
-        self._cache: OrderedDict = OrderedDict()
-        self._captures: dict = {}  # path -> capture evidence: read once, for the file and its mirror
-        self._lock = threading.Lock()
+        disk = None
+        if cache_file is not None:
+            disk = FeatureCache(
+                cache_file, {"features": features, "max_side": max_side, "min_side": MIN_SIDE}
+            )
+        self.store = PhotoFeatures(self._compute, cache_size, disk, captures)
+        self.settle_early = settle_early
         self._local = threading.local()
-        self.unreadable: set[str] = set()
+
+    @property
+    def unreadable(self) -> set[str]:
+        return self.store.unreadable
 
     # --- features -----------------------------------------------------------------------------
-    def _tools(self):
-        """This thread's (ORB detector, Hamming matcher): OpenCV objects are not shared across threads."""
-        if not hasattr(self._local, "tools"):
-            self._local.tools = (
-                self.cv2.ORB_create(nfeatures=self.features),
-                self.cv2.BFMatcher(self.cv2.NORM_HAMMING),
-            )
-        return self._local.tools
-
-    def _capture_of(self, path: str):
-        """The file's EXIF capture evidence, read once per run (the mirrored features share it)."""
-        with self._lock:
-            if path in self._captures:
-                return self._captures[path]
-        cap = capture_evidence.read_capture(path)
-        with self._lock:
-            self._captures[path] = cap
-        return cap
+    def _orb(self):
+        """This thread's ORB detector: OpenCV objects are not shared across threads."""
+        if not hasattr(self._local, "orb"):
+            self._local.orb = self.cv2.ORB_create(nfeatures=self.features)
+        return self._local.orb
 
     def features_of(self, path: str, mirrored: bool = False) -> Features | None:
-        """ORB keypoints and a small grey copy of ``path`` (of its mirror image); None if unreadable."""
-        key = (path, mirrored)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        try:
-            grey, native = read_grey(path, self.max_side, MIN_SIDE)
-        except Exception:  # noqa: BLE001 - vanished, changed into garbage...: it just verifies nothing
-            with self._lock:
-                self.unreadable.add(path)
-            ft = None
-        else:
-            if mirrored:
-                grey = np.ascontiguousarray(grey[:, ::-1])
-            points, desc = self._tools()[0].detectAndCompute(grey, None)
-            h, w = grey.shape
-            s = min(1.0, PIXEL_SIDE / max(h, w))
-            small = self.cv2.resize(
-                grey, (max(1, round(w * s)), max(1, round(h * s))), interpolation=self.cv2.INTER_AREA
-            ).astype(np.float32)
-            ft = Features(
-                np.float32([p.pt for p in points]).reshape(-1, 2),
-                desc if desc is not None else np.zeros((0, 32), np.uint8),
-                (w, h),
-                small,
-                mid_image(self.cv2, grey, native),
-                self._capture_of(path),
-                native,
-                path,
-                mirrored,
-            )
-        with self._lock:
-            self._cache[key] = ft
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return ft
+        """ORB keypoints and a small grey copy of ``path`` (of its mirror image); None if unreadable.
+        Made once per file (``photofeatures``), kept on disk when the verifier has a ``cache_file``."""
+        return self.store.get(path, mirrored)
+
+    def prefetch(self, paths, progress=None) -> None:
+        """The features of ``paths`` made on the verifier's workers, before the pairs need them."""
+        self.store.prefetch(paths, self.workers, progress)
+
+    def close(self) -> None:
+        """Write what the feature cache still holds and close it."""
+        self.store.close()
+
+    def _compute(self, path: str, mirrored: bool) -> Features:
+        """The features of ``path`` (its mirror image), its capture left for the caller."""
+        grey, native = read_grey(path, self.max_side, MIN_SIDE)
+        if mirrored:
+            grey = np.ascontiguousarray(grey[:, ::-1])
+        points, desc = self._orb().detectAndCompute(grey, None)
+        h, w = grey.shape
+        s = min(1.0, PIXEL_SIDE / max(h, w))
+        small = self.cv2.resize(
+            grey, (max(1, round(w * s)), max(1, round(h * s))), interpolation=self.cv2.INTER_AREA
+        ).astype(np.float32)
+        return Features(
+            np.float32([p.pt for p in points]).reshape(-1, 2),
+            desc if desc is not None else np.zeros((0, 32), np.uint8),
+            (w, h),
+            small,
+            mid_image(self.cv2, grey, native),
+            None,
+            native,
+            path,
+            mirrored,
+        )
 
     # --- matching -----------------------------------------------------------------------------
-    def evidence(self, a: Features | None, b: Features | None, mirrored: bool = False) -> Evidence:
-        """Keypoint and pixel agreement of ``a`` and ``b`` (see the module doc)."""
+    def evidence(
+        self, a: Features | None, b: Features | None, mirrored: bool = False, capture: str | None = None
+    ) -> Evidence:
+        """Keypoint and pixel agreement of ``a`` and ``b`` (see the module doc); ``capture``: their
+        ``capture.compare`` (the copy tests are skipped when it already rules a duplicate out)."""
         cv2 = self.cv2
+        Evidence = partial(_Evidence, capture=capture)  # noqa: N806 - every evidence below carries it
         if a is None or b is None:
             return Evidence(mirrored=mirrored)
         if len(a.descriptors) < 8 or len(b.descriptors) < 8:
             return self._frame_to_frame(a, b, Evidence(mirrored=mirrored))
-        knn = self._tools()[1].knnMatch(a.descriptors, b.descriptors, k=2)
-        good = [m[0] for m in knn if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
-        if len(good) < 8:
-            return self._frame_to_frame(a, b, Evidence(matches=len(good), mirrored=mirrored))
-        src = a.points[[m.queryIdx for m in good]]
-        dst = b.points[[m.trainIdx for m in good]]
+        qi, ti = ratio_matches(a.descriptors, b.descriptors, RATIO)
+        matches = len(qi)
+        if matches < 8:
+            return self._frame_to_frame(a, b, Evidence(matches=matches, mirrored=mirrored))
+        src, dst = a.points[qi], b.points[ti]
         fits_found = fits(cv2, src, dst, min(self.min_keypoints, MIN_KEYPOINTS))
         if not fits_found:
-            return self._frame_to_frame(a, b, Evidence(matches=len(good), mirrored=mirrored))
+            return self._frame_to_frame(a, b, Evidence(matches=matches, mirrored=mirrored))
         # the counted transform: the similarity or affine most matches agree on (a homography's 8
         # degrees of freedom find more chance agreement; it only competes on the pixels below)
         t, inl = max(
@@ -188,7 +217,7 @@ class Verifier:
         rotation = float(np.degrees(np.arctan2(t[1, 0], t[0, 0])) % 360)
         cover = min(hull_share(src[inl], a.size), hull_share(dst[inl], b.size))
         base = dict(
-            inliers=n, matches=len(good), cover=cover, rotation=rotation, scale=scale, mirrored=mirrored
+            inliers=n, matches=matches, cover=cover, rotation=rotation, scale=scale, mirrored=mirrored
         )
         if n < min(self.min_keypoints, MIN_KEYPOINTS):  # too few to align by
             return self._frame_to_frame(a, b, Evidence(**base))
@@ -208,9 +237,12 @@ class Verifier:
     ) -> Evidence:
         """``ev`` with the copy tests' measures (``copytests``), for a pair that passes the scene test;
         ``ts``: the transforms to align by (the one agreeing best at the compare resolution counts)."""
-        from dataclasses import replace
-
-        if not scene(ev, self.min_keypoints) or a.mid is None or b.mid is None:
+        if (
+            not scene(ev, self.min_keypoints)
+            or a.mid is None
+            or b.mid is None
+            or (self.settle_early and not copy_possible(ev.capture))
+        ):
             return ev
         (local, weakest, moved), t = max(
             ((local_agreement(self.cv2, a, b, t), t) for t in ts), key=lambda r: (r[0][0] - r[0][2], r[0][1])
@@ -243,8 +275,6 @@ class Verifier:
     def _frame_to_frame(self, a: Features, b: Features, ev: Evidence) -> Evidence:
         """``ev`` with the pixels compared frame to frame when the two pictures have the same
         aspect (upright or turned by 180) or swapped aspects (turned by 90 or 270)."""
-        from dataclasses import replace
-
         (wa, ha), (wb, hb) = a.size, b.size
         same, swapped = abs(wa / ha - wb / hb), abs(wa / ha - hb / wb)
         if min(same, swapped) > FRAME_ASPECT * wa / ha:
@@ -276,11 +306,9 @@ class Verifier:
 
     def compare(self, path_a: str, path_b: str, mirror: bool = True) -> Evidence:
         """The evidence for two files: direct, or (``mirror``) mirrored when that agrees better."""
-        from dataclasses import replace
-
         a, b = self.features_of(path_a), self.features_of(path_b)
         cap = capture_evidence.compare(a.capture, b.capture) if a is not None and b is not None else None
-        ev = replace(self.evidence(a, b), capture=cap)
+        ev = replace(self.evidence(a, b, capture=cap), capture=cap)
         if (
             mirror
             and classify(ev, self.min_keypoints) != "duplicate"
@@ -288,7 +316,8 @@ class Verifier:
             and cap != capture_evidence.DIFFERS
         ):  # a mirrored copy?
             mirrored = replace(
-                self.evidence(a, self.features_of(path_b, mirrored=True), mirrored=True), capture=cap
+                self.evidence(a, self.features_of(path_b, mirrored=True), mirrored=True, capture=cap),
+                capture=cap,
             )
             if classify(mirrored, self.min_keypoints) == "duplicate" or (
                 classify(ev, self.min_keypoints) is None and mirrored.inliers > ev.inliers

@@ -6,10 +6,12 @@ DIR/vectors-<gen>.faiss   the vectors of the committed generation, ids = images.
 DIR/model/                the exported model that made them (ONNX, OpenVINO IR, model.json)
 DIR/index.lock            held by the one process allowed to update the index
 DIR/.creating             only while the index is being made (see creating)
+DIR/dedup-features.sqlite dedup's per-photo verification features (a cache: indexer.dedup.featurecache)
 """
 
 DB_FILE = "index.sqlite"
 MODEL_DIR = "model"
 LOCK_FILE = "index.lock"
+FEATURE_CACHE = "dedup-features.sqlite"
 FORMAT = "vgg-retrieval-index"
 FORMAT_VERSION = 1

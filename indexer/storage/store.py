@@ -149,15 +149,17 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
         return sessionmaker(self.engine, expire_on_commit=False)
 
     def _add_missing_columns(self) -> None:
-        """Upgrade a database made before ``ADDED_COLUMNS`` (ALTER TABLE ... ADD COLUMN, nullable)."""
+        """Upgrade a database made before ``ADDED_COLUMNS`` (ALTER TABLE ... ADD COLUMN, nullable).
+        A table not there yet is made whole later; an optional table that cannot be upgraded (a
+        read-only database) is left unused, like one that is missing."""
         with self.engine.connect() as c:
+            tables = set(inspect(c).get_table_names(schema=self.schema))
             have = {
                 t: {col["name"] for col in inspect(c).get_columns(t, schema=self.schema)}
                 for t in {a[0] for a in ADDED_COLUMNS}
+                if t in tables
             }
-        missing = [a for a in ADDED_COLUMNS if a[1] not in have[a[0]]]
-        if not missing:
-            return
+        missing = [a for a in ADDED_COLUMNS if a[0] in have and a[1] not in have[a[0]]]
         q = (lambda name: f'"{self.schema}"."{name}"') if self.schema else (lambda name: f'"{name}"')
         for table, column, sql_type, indexed in missing:
             try:
@@ -173,6 +175,9 @@ class Store(OfflineFolderQueries, DedupDecisionQueries, CaptureQueries):
                 with self.engine.connect() as c:  # another process may have just added it
                     if column in {col["name"] for col in inspect(c).get_columns(table, schema=self.schema)}:
                         continue
+                if table == CaptureRow.__tablename__:
+                    self.has_captures = False
+                    continue
                 raise UserError(
                     f"the index database {self.shown} needs a new column ({table}.{column}) and "
                     f"cannot be upgraded ({_reason(e)}); open it once with write access"

@@ -130,7 +130,8 @@ class CaptureQueries:
         return out
 
     def photos_without_capture(self) -> list[tuple[int, str]]:
-        """(id, path) of the photos that have no capture row (indexed before they were kept), by id."""
+        """(id, path) of the photos that have no capture row (indexed before they were kept), or one
+        without the capture evidence (kept before it was), by id."""
         with self.session() as s:  # (a session connects only when used)
             return (
                 []
@@ -140,7 +141,10 @@ class CaptureQueries:
                     for r in s.execute(
                         select(ImageRow.id, ImageRow.path)
                         .outerjoin(CaptureRow, CaptureRow.image_id == ImageRow.id)
-                        .where(ImageRow.source.is_(None), CaptureRow.image_id.is_(None))
+                        .where(
+                            ImageRow.source.is_(None),
+                            CaptureRow.image_id.is_(None) | CaptureRow.evidence.is_(None),
+                        )
                         .order_by(ImageRow.id)
                     )
                 ]
@@ -159,6 +163,8 @@ class CaptureQueries:
                     lens=c.lens,
                     gps_lat=c.gps_lat,
                     gps_lon=c.gps_lon,
+                    **{f: getattr(c, f) for f in EVIDENCE_FIELDS},
+                    evidence=1 if c.evidence else None,
                 )
             )
 
@@ -169,5 +175,27 @@ class CaptureQueries:
             s.execute(delete(CaptureRow).where(CaptureRow.image_id.in_(ids[i : i + 500])))
 
 
+EVIDENCE_FIELDS = (
+    "time_original",
+    "subsec",
+    "time_offset",
+    "body_serial",
+    "unique_id",
+    "document_id",
+    "original_document_id",
+)
+
+
 def _capture(row: CaptureRow, w: int = 0, h: int = 0) -> Capture:
-    return Capture(row.captured, row.make, row.model, row.lens, row.gps_lat, row.gps_lon, w or 0, h or 0)
+    return Capture(
+        row.captured,
+        row.make,
+        row.model,
+        row.lens,
+        row.gps_lat,
+        row.gps_lon,
+        w or 0,
+        h or 0,
+        **{f: getattr(row, f) for f in EVIDENCE_FIELDS},
+        evidence=bool(row.evidence),
+    )

@@ -57,7 +57,22 @@ class ImageRow(Base):
 
 
 # columns added after databases were made without them: (table, column, SQL type, indexed)
-ADDED_COLUMNS = [("images", "source", "TEXT", True), ("images", "time_s", "FLOAT", False)]
+ADDED_COLUMNS = (
+    [("images", "source", "TEXT", True), ("images", "time_s", "FLOAT", False)]
+    + [
+        ("captures", c, "TEXT", False)
+        for c in (
+            "time_original",
+            "subsec",
+            "time_offset",
+            "body_serial",
+            "unique_id",
+            "document_id",
+            "original_document_id",
+        )
+    ]
+    + [("captures", "evidence", "INTEGER", False)]
+)
 
 
 class ErrorRow(Base):
@@ -124,6 +139,16 @@ class CaptureRow(Base):
     lens: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
     gps_lat: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
     gps_lon: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
+    # the capture evidence of dedup (``indexer.reports.Capture``); ``evidence`` 1 once read, NULL in
+    # rows written before these columns (``update.capture.fill_missing`` reads those files again)
+    time_original: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    subsec: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    time_offset: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    body_serial: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    unique_id: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    document_id: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    original_document_id: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    evidence: Mapped[int | None] = mapped_column(Integer, nullable=True, default=None)
 
 
 KEEP_BOTH = "keep"

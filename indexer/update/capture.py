@@ -21,6 +21,7 @@ _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
 _MAKE, _MODEL = 0x010F, 0x0110
 _DATE_ORIGINAL, _DATE_DIGITIZED, _SUBSEC_ORIGINAL, _OFFSET_ORIGINAL = 0x9003, 0x9004, 0x9291, 0x9011
 _LENS_MAKE, _LENS_MODEL = 0xA433, 0xA434
+_UNIQUE_ID, _BODY_SERIAL = 0xA420, 0xA431
 _DATE = re.compile(r"^\s*(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
 _OFFSET = re.compile(r"^\s*([+-])(\d{2}):?(\d{2})\s*$")
 
@@ -60,8 +61,43 @@ def _degrees(value, ref) -> float | None:
     return round(-deg if (_text(ref) or "").upper() in ("S", "W") else deg, 7)
 
 
-def from_exif(exif) -> Capture:
-    """The capture metadata in a Pillow ``Image.Exif``."""
+def _raw(value) -> str | None:
+    """An EXIF text as ``indexer.dedup.capture`` compares it (ASCII, padding stripped)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    value = str(value).strip().strip("\x00").strip()
+    return value or None
+
+
+def xmp_ids(xmp) -> tuple[str | None, str | None]:
+    """(xmpMM:DocumentID, xmpMM:OriginalDocumentID) of an XMP packet (bytes or text), as attributes
+    or elements; None where absent."""
+    if not xmp:
+        return None, None
+    if isinstance(xmp, bytes):
+        xmp = xmp.decode("utf-8", "replace")
+    out = []
+    for name in ("DocumentID", "OriginalDocumentID"):
+        m = re.search(rf'xmpMM:{name}\s*=\s*["\']([^"\']*)["\']', xmp) or re.search(
+            rf"<xmpMM:{name}>\s*([^<]*?)\s*</xmpMM:{name}>", xmp
+        )
+        out.append(_raw(m.group(1)) if m else None)
+    return out[0], out[1]
+
+
+def _xmp_of(im):
+    """The XMP packet a Pillow image carries (JPEG APP1, PNG iTXt, WebP, TIFF tag 700), or None."""
+    for key in ("xmp", "XML:com.adobe.xmp"):
+        if im.info.get(key):
+            return im.info[key]
+    tag = getattr(im, "tag_v2", None)
+    return tag.get(700) if tag is not None else None
+
+
+def from_exif(exif, xmp=None) -> Capture:
+    """The capture metadata in a Pillow ``Image.Exif`` (and ``xmp``, the file's XMP packet)."""
     sub = exif.get_ifd(_EXIF_IFD)
     date = sub.get(_DATE_ORIGINAL) or exif.get(_DATE_ORIGINAL) or sub.get(_DATE_DIGITIZED)
     captured = capture_time(date, sub.get(_SUBSEC_ORIGINAL), sub.get(_OFFSET_ORIGINAL))
@@ -73,7 +109,23 @@ def from_exif(exif) -> Capture:
     lat, lon = _degrees(gps.get(2), gps.get(1)), _degrees(gps.get(4), gps.get(3))
     if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180) or lat == lon == 0.0:
         lat = lon = None
-    return Capture(captured, _text(exif.get(_MAKE)), _text(exif.get(_MODEL)), lens, lat, lon)
+    doc, original = xmp_ids(xmp)
+    return Capture(
+        captured,
+        _text(exif.get(_MAKE)),
+        _text(exif.get(_MODEL)),
+        lens,
+        lat,
+        lon,
+        time_original=_raw(sub.get(_DATE_ORIGINAL)),
+        subsec=_raw(sub.get(_SUBSEC_ORIGINAL)),
+        time_offset=_raw(sub.get(_OFFSET_ORIGINAL)),
+        body_serial=_raw(sub.get(_BODY_SERIAL)),
+        unique_id=_raw(sub.get(_UNIQUE_ID)),
+        document_id=doc,
+        original_document_id=original,
+        evidence=True,
+    )
 
 
 def _raw_preview_exif(data: bytes):
@@ -97,14 +149,16 @@ def read_capture(data: bytes, name: str | None = None) -> Capture:
         warnings.simplefilter("ignore")
         try:
             kind = image_kind(bytes(data[:65536]), name)
+            xmp = None
             try:
                 with Image.open(io.BytesIO(data)) as im:
                     exif = im.getexif()
+                    xmp = _xmp_of(im)
             except Exception:  # noqa: BLE001 - not something Pillow opens (most RAWs): their preview
                 exif = _raw_preview_exif(data) if kind == "RAW" else None
-            return from_exif(exif) if exif is not None else Capture()
+            return from_exif(exif, xmp) if exif is not None else Capture(evidence=True)
         except Exception:  # noqa: BLE001 - unreadable metadata is no metadata, never a failed photo
-            return Capture()
+            return Capture(evidence=True)
 
 
 def fill_missing(store: Store, batch: int = 200) -> int:

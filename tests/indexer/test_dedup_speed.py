@@ -1,0 +1,200 @@
+"""Dedup at scale (issue 24): each photo's verification features made once and kept with the index
+(a second run makes none; a changed photo is made again; a corrupt cache is made again, never an
+error), capture evidence read when a photo is indexed and stored in the metadata database (an
+older index is upgraded, on SQLite and PostgreSQL), and the same answer on one or two workers.
+
+Real photos (the samples' pixabay and skimage pictures) with real edited copies; the tiny random
+VGG11 index (make_index) with the verify floor at -1, so every neighbour pair is verified."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from conftest import SAMPLES
+from PIL import Image, ImageOps
+
+from indexer.dedup import capture as capture_evidence
+from indexer.dedup import find_duplicates
+from indexer.dedup.align import ratio_matches
+from indexer.dedup.verify import RATIO, Verifier
+from indexer.storage.layout import FEATURE_CACHE
+from indexer.update.capture import fill_missing
+
+PIX = SAMPLES / "pixabay"
+EVIDENCE_COLUMNS = (
+    "time_original",
+    "subsec",
+    "time_offset",
+    "body_serial",
+    "unique_id",
+    "document_id",
+    "original_document_id",
+    "evidence",
+)
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" '
+    b'xmpMM:DocumentID="xmp.did:0a1b2c" xmpMM:OriginalDocumentID="xmp.did:ffee99"/>'
+    b"</rdf:RDF></x:xmpmeta>"
+)
+
+
+def _exif(time: str, subsec: str, serial: str, unique: str) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Maker", "X100"
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003], sub[0x9291], sub[0x9011] = time, subsec, "+02:00"
+    sub[0xA431], sub[0xA420] = serial, unique
+    return exif
+
+
+@pytest.fixture
+def library(tmp_path):
+    """Photos with copies (grey, crop, mirror), other photos; two with EXIF capture evidence (one
+    with XMP document ids too)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    dog = Image.open(PIX / "dog01.jpg").convert("RGB")
+    w, h = dog.size
+    dog.save(lib / "dog.jpg", quality=92, exif=_exif("2024:05:01 10:00:00", "12", "SN-1", "u" * 32), xmp=XMP)
+    dog.convert("L").save(lib / "dog_grey.jpg", quality=85)
+    dog.crop((w // 8, h // 8, w - w // 8, h - h // 8)).save(lib / "dog_crop.jpg", quality=85)
+    ImageOps.mirror(dog).save(lib / "dog_mirror.jpg", quality=85)
+    cat = Image.open(PIX / "cat01.jpg").convert("RGB")
+    cat.save(lib / "cat.jpg", quality=90, exif=_exif("2024:05:01 10:00:07", "40", "SN-1", "v" * 32))
+    cat.resize((cat.width // 2, cat.height // 2)).save(lib / "cat_small.jpg", quality=80)
+    for name in ("dog02.jpg", "bird01.jpg"):
+        Image.open(PIX / name).convert("RGB").save(lib / name, quality=90)
+    return lib
+
+
+def _index(make_index, tmp_path, lib, **options):
+    idx = make_index(tmp_path / "index", **options)
+    idx.update([lib], progress=False, workers=0)
+    return idx
+
+
+def _decisions(rep):
+    return [(g.kind, g.keeper.path, [(m.path, m.reason, m.evidence) for m in g.members]) for g in rep.groups]
+
+
+def test_a_second_dedup_makes_no_features_and_a_changed_photo_is_made_again(make_index, tmp_path, library):
+    idx = _index(make_index, tmp_path, library)
+    first = find_duplicates(idx, verify_floor=-1.0)
+    made = first.stats["features_computed"]
+    assert made >= 8 and first.stats["verified_pairs"] >= 8  # every photo has a candidate: all made
+    assert (tmp_path / "index" / FEATURE_CACHE).is_file()
+    again = find_duplicates(idx, verify_floor=-1.0)
+    assert again.stats["features_computed"] == 0
+    assert _decisions(again) == _decisions(first)  # read back bit for bit: the same report
+    # a photo changed in place (same path, new content and mtime): its features only are made again
+    with sqlite3.connect(tmp_path / "index" / FEATURE_CACHE) as db:
+        (kept,) = db.execute("SELECT count(*) FROM features WHERE path LIKE '%bird01.jpg'").fetchone()
+    assert kept >= 1
+    bird = Image.open(library / "bird01.jpg")
+    ImageOps.flip(bird).save(library / "bird01.jpg", quality=90)
+    third = find_duplicates(idx, verify_floor=-1.0)
+    assert third.stats["features_computed"] == kept  # (and its mirror image's, where a pair used it)
+    # a photo gone from the index is gone from the cache
+    (library / "dog02.jpg").unlink()
+    idx.update([library], progress=False, workers=0)
+    find_duplicates(idx, verify_floor=-1.0)
+    with sqlite3.connect(tmp_path / "index" / FEATURE_CACHE) as db:
+        paths = {p for (p,) in db.execute("SELECT path FROM features")}
+    assert paths and not any(p.endswith("dog02.jpg") for p in paths)
+    assert any(g.kind == "duplicates" and len(g.members) >= 2 for g in third.groups)
+
+
+def test_a_corrupt_feature_cache_is_made_again_never_an_error(make_index, tmp_path, library):
+    idx = _index(make_index, tmp_path, library)
+    first = find_duplicates(idx, verify_floor=-1.0)
+    cache = tmp_path / "index" / FEATURE_CACHE
+    # one damaged row: that photo is made again, the rest are read
+    with sqlite3.connect(cache) as db:
+        (path,) = db.execute("SELECT path FROM features WHERE mirrored = 0 LIMIT 1").fetchone()
+        db.execute("UPDATE features SET data = ? WHERE path = ?", (b"\x07garbage", path))
+    rep = find_duplicates(idx, verify_floor=-1.0)
+    assert rep.stats["features_computed"] == 1 and _decisions(rep) == _decisions(first)
+    # the whole file overwritten with garbage: everything is made again, and the cache works again
+    cache.write_bytes(b"this is not a database" * 100)
+    rep = find_duplicates(idx, verify_floor=-1.0)
+    assert rep.stats["features_computed"] == first.stats["features_computed"]
+    assert _decisions(rep) == _decisions(first)
+    assert find_duplicates(idx, verify_floor=-1.0).stats["features_computed"] == 0
+
+
+def test_one_or_two_workers_give_the_same_report(make_index, tmp_path, library):
+    idx = _index(make_index, tmp_path, library)
+    one = find_duplicates(idx, verify_floor=-1.0, verifier=Verifier(workers=1))
+    two = find_duplicates(idx, verify_floor=-1.0, verifier=Verifier(workers=2))
+    assert _decisions(one) == _decisions(two)
+    assert one.stats["verified_pairs"] == two.stats["verified_pairs"] >= 8
+    assert any(g.kind == "duplicates" for g in one.groups)
+
+
+def test_stored_capture_evidence_is_what_the_file_says(make_index, tmp_path, library, monkeypatch):
+    idx = _index(make_index, tmp_path, library)
+    rows = {r[1]: r[0] for r in idx.store.photo_facts()}
+    stored = idx.store.captures(list(rows.values()), by="id")
+    assert len(stored) == len(rows) and all(c.evidence for c in stored.values())
+    for path, image_id in rows.items():
+        assert capture_evidence.from_stored(stored[image_id]) == capture_evidence.read_capture(path)
+    dog = stored[rows[str((library / "dog.jpg").resolve())]]
+    assert (dog.time_original, dog.subsec, dog.time_offset) == ("2024:05:01 10:00:00", "12", "+02:00")
+    assert (dog.body_serial, dog.unique_id) == ("SN-1", "u" * 32)
+    assert (dog.document_id, dog.original_document_id) == ("xmp.did:0a1b2c", "xmp.did:ffee99")
+    cat = capture_evidence.from_stored(stored[rows[str((library / "cat.jpg").resolve())]])
+    assert capture_evidence.compare(capture_evidence.from_stored(dog), cat) == capture_evidence.DIFFERS
+    # dedup takes the evidence from the index: no file's EXIF is read again
+    calls, read = [], capture_evidence.read_capture
+    monkeypatch.setattr(capture_evidence, "read_capture", lambda p: calls.append(p) or read(p))
+    rep = find_duplicates(idx, verify_floor=-1.0)
+    assert rep.stats["verified_pairs"] >= 8 and calls == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_older_index_gets_the_capture_evidence_columns_and_its_files_read_once(
+    make_index, tmp_path, library, backend, request
+):
+    from sqlalchemy import text
+
+    from indexer import Index
+
+    options = {"db_url": request.getfixturevalue("pg_database")()} if backend == "postgresql" else {}
+    idx = _index(make_index, tmp_path, library, **options)
+    with idx.store.engine.begin() as c:  # as an index made before the columns were kept
+        for column in EVIDENCE_COLUMNS:
+            c.execute(text(f'ALTER TABLE captures DROP COLUMN "{column}"'))
+    idx.close()
+    with Index.open(tmp_path / "index", **options) as old:
+        assert old.store.has_captures
+        ids = [r[0] for r in old.store.photo_facts()]
+        assert sorted(i for i, _ in old.store.photos_without_capture()) == sorted(ids)
+        assert not any(c.evidence for c in old.store.captures(ids).values())
+        before = find_duplicates(old, verify_floor=-1.0)  # dedup reads those files' EXIF itself
+        assert fill_missing(old.store) == len(ids)
+        assert old.store.photos_without_capture() == []
+        stored = old.store.captures(ids)
+        assert all(c.evidence for c in stored.values())
+        paths = {r[0]: r[1] for r in old.store.photo_facts()}
+        for i in ids:
+            assert capture_evidence.from_stored(stored[i]) == capture_evidence.read_capture(paths[i])
+        assert _decisions(find_duplicates(old, verify_floor=-1.0)) == _decisions(before)
+
+
+def test_ratio_matches_are_opencvs_knn_ratio_matches():
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (600, 32), dtype=np.uint8)
+    b = rng.integers(0, 256, (500, 32), dtype=np.uint8)
+    b[:200] = a[100:300] ^ (rng.random((200, 32)) < 0.04).astype(np.uint8)  # noisy true matches
+    b[200:210] = b[190:200]  # ties for the nearest: never a match
+    knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a, b, k=2)
+    want = [
+        (m[0].queryIdx, m[0].trainIdx) for m in knn if len(m) == 2 and m[0].distance < RATIO * m[1].distance
+    ]
+    qi, ti = ratio_matches(a, b, RATIO)
+    assert list(zip(qi.tolist(), ti.tolist())) == want and len(want) >= 150
