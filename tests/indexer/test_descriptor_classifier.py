@@ -240,3 +240,32 @@ def test_cli_index_of_an_unlabelled_folder_says_why_there_is_no_classifier(tmp_p
     assert code == 0 and "no classifier: it needs at least 2 labels" in out
     code, out, _ = _cli(["search", next(flat.iterdir()), "--index", tmp_path / "ix", "--json"], capsys)
     assert "folder_classes" not in json.loads(out)
+
+
+def test_none_of_these_keeps_held_out_photos_and_refuses_far_ones(tmp_path):
+    """The calibrated rule: photos drawn like a class's own stay that class (about 95% by
+    construction), descriptors far from every class are "none of these"; the rule is saved with the
+    classifier and a classifier saved before it (no members) recognises everything, as before."""
+    rng = np.random.default_rng(0)
+    d, per = 64, 60
+    centers = rng.normal(size=(3, d))
+
+    def draw(c, n):
+        return centers[c] + 0.8 * rng.normal(size=(n, d))
+
+    x = np.concatenate([draw(c, per) for c in range(3)])
+    labels = [name for name in ("a", "b", "c") for _ in range(per)]
+    clf = dc.fit(x, labels, model_id="m")
+    assert clf.has_rule and clf.members.shape == (3 * per, d) and clf.bounds.shape == (3,)
+    held_out = np.concatenate([draw(c, 100) for c in range(3)])
+    kept = clf.recognised(held_out).mean()
+    far = clf.recognised(rng.normal(size=(200, d)) * 3).mean()
+    assert kept >= 0.85 and far <= 0.05, (kept, far)
+    v = clf.verdicts(np.stack([centers[0], rng.normal(size=d) * 3]), k=2)
+    assert v[0]["known"] and not v[1]["known"] and v[1]["similarity"] < v[1]["bound"]
+    assert [c for c, _ in v[0]["top"]][0] == "a"
+    clf.save(tmp_path)
+    again = dc.DescriptorClassifier.load(tmp_path, "m")
+    assert np.array_equal(again.recognised(held_out), clf.recognised(held_out))
+    old = dc.DescriptorClassifier(clf.classes, clf.weight, clf.bias, clf.mean, clf.scale, "m")
+    assert old.recognised(rng.normal(size=(5, d))).all() and not old.has_rule

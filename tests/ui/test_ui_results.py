@@ -54,14 +54,14 @@ def test_the_query_itself_and_exact_copies():
 
 
 def test_view_round_trips_through_its_url_and_ignores_junk():
-    v = View(("path", "/photos/a b&c.jpg"), 0.456, ("ants", "bees"), ("/x",), 48, 3, 17)
+    v = View(("path", "/photos/a b&c.jpg"), 0.456, ("ants", "bees"), ("/x",), 60, 3, 17)
     params = v.params()
     assert params == {
         "path": "/photos/a b&c.jpg",
         "min": "0.46",
         "label": ["ants", "bees"],
         "folder": ["/x"],
-        "per": "48",
+        "per": "60",
         "page": "3",
         "open": "17",
     }

@@ -2,6 +2,7 @@
 classes, thumbnails, index status), results paging and URL state, dedup reports and their review,
 indexing in a background thread, and feature maps. Pages and widgets use only these names."""
 
+from .classes import FOLDER_WORD, ClassLine, index_class_rows, query_class_lines
 from .dedup_reports import (
     find_reports,
     load_report_bytes,
@@ -46,10 +47,14 @@ from .settings import (
     human_bytes,
     message,
 )
-from .uploads import crop, jpeg_bytes, preview, read_upload
+from .uploads import crop, jpeg_bytes, keep_upload, kept_upload, preview, read_upload
 from .urlstate import DEFAULT_PER, MAX_QE, PER_PAGE, View
 
 __all__ = [
+    "FOLDER_WORD",
+    "ClassLine",
+    "index_class_rows",
+    "query_class_lines",
     "find_reports",
     "load_report_bytes",
     "load_report_file",
@@ -94,6 +99,8 @@ __all__ = [
     "jpeg_bytes",
     "preview",
     "read_upload",
+    "keep_upload",
+    "kept_upload",
     "DEFAULT_PER",
     "MAX_QE",
     "PER_PAGE",
