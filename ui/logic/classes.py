@@ -32,8 +32,8 @@ class ClassLine:
         """One line: ``bees 62%, ants 30%``, ``none of these (nearest: bees, 0.41 < 0.52)`` or the note."""
         if not self.known:
             return f"{NONE_OF_THESE} ({self.note})" if self.note else NONE_OF_THESE
-        if self.top:
-            return ", ".join(f"{c} {p:.0%}" for c, p in self.top[:k])
+        if self.top:  # the likeliest always; the others from 1%
+            return ", ".join(f"{c} {p:.0%}" for i, (c, p) in enumerate(self.top[:k]) if i == 0 or p >= 0.01)
         return self.note
 
 

@@ -300,12 +300,13 @@ with st.container(key="query_strip", horizontal=True):
         st.image(query.preview, width=88)
     elif query.image_id is not None:
         C.thumbnail(svc, query.image_id, px=88)
-    with st.container(width="stretch", gap=None):
+    with st.container(width="stretch", gap="xxsmall"):
         st.markdown(f"**Query:** {C.md(query.title)}")
-        for line in classification:
+        for line in classification:  # where the classes come from, said on the line
             st.markdown(
-                f"**{C.md(line.word)}:** {C.md(line.text())}",
-                help=f"{line.word}: {line.source}." if line.source else None,
+                f"**{C.md(line.word)}:** {C.md(line.text())}"
+                + (f" <small>({C.md(line.source)})</small>" if line.source and line.top else ""),
+                unsafe_allow_html=True,
             )
         if pg.own is not None:
             own = pg.own
@@ -333,10 +334,10 @@ with st.container(key="result_list"):
             if pg.page == 1
             else "No more results: go back a page."
         )
-    with st.grid("auto", min_column_width=min_width, gap="xsmall", key="results_grid"):
+    with st.grid("auto", min_column_width=min_width, gap="small", key="results_grid"):
         for card in pg.cards:
             hit = card.hit
-            with st.container(key=f"card_{hit.id}", gap=None):
+            with st.container(key=f"card_{hit.id}", gap="xxsmall"):
                 C.thumbnail(svc, hit.id)
                 st.markdown(C.card_caption_html(hit, card.copies_note), unsafe_allow_html=True)
                 st.button("Open", key=f"open_{hit.id}", on_click=_open, args=(hit.id,), help=None)

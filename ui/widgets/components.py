@@ -142,21 +142,24 @@ SEARCH_CSS = """<style>
 .st-key-inputs [data-testid="stFileUploaderDropzoneInstructions"] > div > span + * { display: none; }
 .st-key-query_strip { gap: 0.75rem; align-items: flex-start; }
 .st-key-query_strip [data-testid="stImage"] img { max-height: 88px; width: auto; object-fit: contain; }
-.st-key-query_strip p { margin-bottom: 0.1rem; }
+.st-key-query_strip [data-testid="stMarkdownContainer"] p { margin: 0; }
 .vr-cap { display: flex; gap: 0.25rem; white-space: nowrap; font-size: 0.8rem; line-height: 1.2; }
-.vr-name { display: flex; min-width: 0; overflow: hidden; }
-.vr-stem { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-width: 0; }
-.vr-ext { flex: none; }
+.vr-name { display: block; min-width: 0; overflow: hidden; white-space: nowrap; }
+.vr-stem { display: inline-block; max-width: calc(100% - 2.6em); overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; vertical-align: bottom; }
 .vr-copies { flex: none; }
 .st-key-results_grid [class*="st-key-card_"] { position: relative; gap: 0.15rem; }
 .st-key-results_grid [class*="st-key-card_"] [data-testid="stMarkdownContainer"] p { margin: 0; }
+.st-key-results_grid [class*="st-key-card_"] [data-testid="stImage"] { margin: 0; }
 .st-key-results_grid [class*="st-key-open_"] {
   position: absolute; inset: 0; z-index: 1; width: 100% !important; }
 .st-key-results_grid [class*="st-key-open_"] button {
-  width: 100%; height: 100%; opacity: 0; border: none; }
+  position: absolute; inset: 0; width: 100%; height: 100%; opacity: 0; border: none; }
 .st-key-results_grid [class*="st-key-more_"] {
-  position: absolute; top: 4px; right: 4px; z-index: 2; width: auto !important;
+  position: absolute; top: 4px; right: 4px; bottom: auto; left: auto; z-index: 2;
+  width: auto !important; height: auto !important; pointer-events: none;
   opacity: 0; transition: opacity 0.15s; }
+.st-key-results_grid [class*="st-key-more_"] button { pointer-events: auto; }
 .st-key-results_grid [class*="st-key-card_"]:hover [class*="st-key-more_"],
 .st-key-results_grid [class*="st-key-more_"]:focus-within { opacity: 1; }
 .st-key-results_grid [class*="st-key-more_"] button {

@@ -26,7 +26,6 @@ LIGHTBOX_PX = 1280
 FULL_PX = 4096  # "100%": the original's pixels, up to this side
 LIGHTBOX_CSS = """<style>
 div[role="dialog"] { margin-top: 1rem !important; margin-bottom: 1rem !important; }
-.st-key-lb_image [data-testid="stImage"] { width: 100%; }
 .st-key-lb_image img { display: block; margin: 0 auto; width: auto !important; height: auto;
   max-width: 100%; max-height: calc(100vh - 19rem); object-fit: contain; }
 .st-key-lb_full { max-height: calc(100vh - 19rem); overflow: auto; }
@@ -98,11 +97,11 @@ def _body(svc, order: list[int], cards: dict, on_similar, on_change) -> None:
     if data is None:
         st.warning("cannot show this image (missing or unreadable now)")
     else:
-        with st.container(key="lb_full" if full else "lb_image"):
+        with st.container(key="lb_full" if full else "lb_image", horizontal_alignment="center"):
             st.image(data, width="content")  # its own pixels at most: CSS fits it to the window
     card = cards.get(image_id)
     score = f"similarity **{card.hit.score:.4f}** · " if card is not None else ""
-    with st.container(key="lb_title", gap=None):
+    with st.container(key="lb_title", gap="xxsmall"):
         st.markdown(f"### {C.md(os.path.basename(row.path))}")
         st.markdown(f"{score}{row.width} x {row.height} · {human_bytes(row.size)} · {C.md(row.label or '-')}")
     actions = st.container(horizontal=True)
