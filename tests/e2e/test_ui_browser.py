@@ -219,6 +219,7 @@ def test_results_first_on_a_desktop_screen_and_an_upload_url_reloads_them(demo_u
         captions = search_by_upload(page, demo_ui, EXAMPLES / "queries" / "cat01.jpg")
         in_view = thumbnails_in_view(page)
         line = class_line(page)
+        uploader = page.locator('[data-testid="stFileUploader"]').first.inner_text()
         link = page.url
         other = page.context.browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
         other.goto(link, wait_until="domcontentloaded")
@@ -229,6 +230,7 @@ def test_results_first_on_a_desktop_screen_and_an_upload_url_reloads_them(demo_u
     assert sorted(names[:3]) == ["cat02.jpg", "cat03.jpg", "chelsea.jpg"], names
     assert line.startswith("Folder classes: cat ") and "learnt from the index's 8 folders" in line, line
     assert "upload=" in link and again == captions
+    assert "at most 20 MB" in uploader and "MB per file" not in uploader, uploader  # one limit, said once
 
 
 def test_out_of_domain_photos_get_none_of_these(demo_ui):

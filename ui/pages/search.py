@@ -300,7 +300,7 @@ with st.container(key="query_strip", horizontal=True):
         st.image(query.preview, width=88)
     elif query.image_id is not None:
         C.thumbnail(svc, query.image_id, px=88)
-    with st.container(width="stretch", gap="xxsmall"):
+    with st.container(width="stretch", gap="xsmall"):
         st.markdown(f"**Query:** {C.md(query.title)}")
         for line in classification:  # where the classes come from, said on the line
             st.markdown(

@@ -139,12 +139,13 @@ def card_caption_html(hit, copies_note: str = "") -> str:
 SEARCH_CSS = """<style>
 [data-testid="stMainBlockContainer"] { padding-top: 3rem; }
 .st-key-inputs [data-testid="stFileUploaderDropzone"] { padding: 0.35rem 0.75rem; }
-.st-key-inputs [data-testid="stFileUploaderDropzoneInstructions"] > div > span + * { display: none; }
+.st-key-inputs [data-testid="stFileUploaderDropzoneInstructions"] { display: none; }
 .st-key-query_strip { gap: 0.75rem; align-items: flex-start; }
 .st-key-query_strip [data-testid="stImage"] img { max-height: 88px; width: auto; object-fit: contain; }
-.st-key-query_strip [data-testid="stMarkdownContainer"] p { margin: 0; }
+.st-key-query_strip [data-testid="stMarkdownContainer"] p { margin: 0; line-height: 1.45; }
+.st-key-query_strip [data-testid="stCaptionContainer"] { margin-top: 0.2rem; }
 .vr-cap { display: flex; gap: 0.25rem; white-space: nowrap; font-size: 0.8rem; line-height: 1.2; }
-.vr-name { display: block; min-width: 0; overflow: hidden; white-space: nowrap; }
+.vr-name { display: block; flex: 1 1 0; min-width: 0; overflow: hidden; white-space: nowrap; }
 .vr-stem { display: inline-block; max-width: calc(100% - 2.6em); overflow: hidden; text-overflow: ellipsis;
   white-space: nowrap; vertical-align: bottom; }
 .vr-copies { flex: none; }
@@ -172,7 +173,8 @@ SEARCH_CSS = """<style>
 
 
 def search_style(thumb_px: int) -> None:
-    """The search page's compact layout: a small drop zone, the query strip, a dense grid of
+    """The search page's compact layout: a small drop zone (without Streamlit's own size line, which
+    names the server's receiving limit, not the page's: the label says the one limit), the query strip, a dense grid of
     thumbnails of one height (the whole picture: contain), clicking one opens it, "Similar" on
     hover (always shown on a touch screen)."""
     st.html(

@@ -31,7 +31,7 @@ div[role="dialog"] { margin-top: 1rem !important; margin-bottom: 1rem !important
 .st-key-lb_full { max-height: calc(100vh - 19rem); overflow: auto; }
 .st-key-lb_full img { max-width: none !important; width: auto !important; }
 .st-key-lb_nav p { margin: 0; }
-.st-key-lb_title h3 { padding: 0; font-size: 1.15rem; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.st-key-lb_title h3 { font-size: 1.15rem; overflow-wrap: anywhere; }
 </style>"""
 OPEN = "open_id"  # session state: the id of the result in the lightbox, or None
 VIDEO_PLAY_MAX_BYTES = 512 * 1024 * 1024  # st.video sends the whole file to the browser
