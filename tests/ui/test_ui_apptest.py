@@ -156,6 +156,8 @@ def test_more_like_this_open_and_path_query(ui_index, monkeypatch):
     at.button(key=f"more_{dog.id}").click().run()
     assert not at.exception
     assert "**Query:** dog01.jpg" in texts(at) and "**This image** is in the index: dog01.jpg" in texts(at)
+    uploaders = list(at.get("file_uploader"))  # a new, empty uploader: the old file is no longer shown
+    assert [u.key for u in uploaders] == ["upload1"] and not uploaders[0].value, uploaders
     assert at.query_params["id"] in (str(dog.id), [str(dog.id)])
     assert len(result_captions(at)) == 5
     # open a result larger (the lightbox): its metadata and the path to copy
