@@ -95,8 +95,8 @@ def test_search_upload_gives_results_timing_and_classification_note(ui_index, mo
     assert "**This image** is in the index: cat01.jpg" in texts(at)
     assert "Query time" in texts(at) and "model" in texts(at)
     # the index's model has no classifier, nor folder classes (2 folders of 3): the strip says so
-    assert "**Classes:** none\\: This index's model has no classifier" in texts(at)
-    assert "no folder classes either" in texts(at)
+    assert "**Classes:** none\\: the model has no classifier head (no ImageNet classes)" in texts(at)
+    assert "and the index has no folder classes" in texts(at)
     # the upload is kept by its sha256 in the index's cache folder: its URL reloads it
     sha = hashlib.sha256((photos / "animals" / "cat01.jpg").read_bytes()).hexdigest()
     assert at.query_params["upload"] in (sha, [sha])

@@ -65,14 +65,15 @@ def query_class_lines(svc, query, k: int = 5) -> list[ClassLine]:
         lines.append(ClassLine(FOLDER_WORD, folder_source(clf), tuple(v["top"]), v["known"], detail))
     if lines:
         return lines
+    model = note.rstrip(".") if names else "the model has no classifier head (no ImageNet classes)"
     return [
         ClassLine(
             "Classes",
             "none",
             (),
             True,
-            f"none: {note.rstrip('.')}; no {FOLDER_WORD.lower()} either (they need {MIN_CLASSES}+ folders "
-            f"with {MIN_PER_CLASS}+ photos each, or `vgg-retrieval classes --min-per-class N`)",
+            f"none: {model}, and the index has no {FOLDER_WORD.lower()} (they need {MIN_CLASSES}+ "
+            f"folders with {MIN_PER_CLASS}+ photos each, or `vgg-retrieval classes --min-per-class N`)",
         )
     ]
 
