@@ -167,7 +167,8 @@ SEARCH_CSS = """<style>
   min-height: 0; padding: 0.1rem 0.45rem; font-size: 0.75rem; background: rgba(255,255,255,0.92); }
 @media (hover: none) { .st-key-results_grid [class*="st-key-more_"] { opacity: 0.9; } }
 @media (max-width: 640px) {
-  [data-testid="stMainBlockContainer"] { padding: 3.25rem 0.6rem 1rem; }
+  [data-testid="stMainBlockContainer"] { padding: 4rem 0.6rem 1rem; }
+  .st-key-results_grid { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
 }
 </style>"""
 
