@@ -1,6 +1,8 @@
-"""The web UI's logic, without Streamlit: settings and uploads, the per-process ``Service`` (search,
-classes, thumbnails, index status), results paging and URL state, dedup reports and their review,
-indexing in a background thread, and feature maps. Pages and widgets use only these names."""
+"""The web UI's logic, without Streamlit: settings and uploads (kept by sha256 for their URL), the
+per-process ``Service`` (search, classes, thumbnails, index status), the classes as the pages say
+them (``classes``: "Folder classes", "ImageNet classes", "none of these"), results paging and URL
+state, dedup reports and their review, indexing in a background thread, and feature maps. Pages
+and widgets use only these names."""
 
 from .classes import FOLDER_WORD, ClassLine, index_class_rows, query_class_lines
 from .dedup_reports import (
