@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Set up, index the bundled sample photos and search them with two photos that are not in the index.
+# Set up, index the bundled sample photos (27 in 8 folders), learn classes from those folders (3+ photos
+# each), and search with three photos that are not in the index: a cat, a ship, and a laptop (which is
+# none of the folders' classes: "none of these"). Then: vgg-retrieval ui --index demo-index
 # Weights: $VGG_RETRIEVAL_WEIGHTS if set, else the shared local VGG16 trunk if present (its .pth needs
 # PyTorch; a .safetensors copy beside it does not), else IMAGENET1K_V1 (downloaded on a connected
 # machine: torchvision's, or without PyTorch the same tensors from the Hugging Face hub).
@@ -15,5 +17,7 @@ if [ -z "${VGG_RETRIEVAL_WEIGHTS:-}" ]; then
   fi
 fi
 vgg-retrieval index examples/photos --index demo-index
-vgg-retrieval search examples/queries/cat03.jpg examples/queries/ship04.jpg --index demo-index --top-k 3
+vgg-retrieval classes --index demo-index --min-per-class 3
+vgg-retrieval search examples/queries/cat01.jpg examples/queries/ship04.jpg examples/queries/laptop01.jpg \
+  --index demo-index --top-k 3
 vgg-retrieval check --index demo-index

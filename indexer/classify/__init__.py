@@ -1,7 +1,7 @@
 """Classes for queries: a classifier on the stored descriptors (``descriptor_classifier``), fitted
 from the index's folders or a CSV and kept with the index (``index_classes``)."""
 
-from .descriptor_classifier import DescriptorClassifier
+from .descriptor_classifier import NONE_OF_THESE, DescriptorClassifier
 from .index_classes import (
     MIN_CLASSES,
     MIN_PER_CLASS,
@@ -15,6 +15,7 @@ from .index_classes import load as load_classifier
 
 __all__ = [
     "DescriptorClassifier",
+    "NONE_OF_THESE",
     "MIN_CLASSES",
     "MIN_PER_CLASS",
     "LabelChoice",

@@ -26,6 +26,15 @@ FORMAT = "vgg-retrieval-descriptor-classifier"
 DEFAULT_L2 = 3e-3
 MAX_PER_CLASS = 2000
 MAX_ITERATIONS = 500
+# "none of these": a query whose similarity to every class (the mean cosine similarity of its
+# NEIGHBOURS nearest photos of that class) is below that class's bound. Each bound keeps KEEP_SHARE of
+# the class's own photos, each one held out (benchmarks/none_of_these.py: the rates in and outside
+# the folders; the nearest-photos score rejected more outside photos than the class mean's cosine or
+# a Mahalanobis distance at the same 95% kept).
+KEEP_SHARE = 0.95
+NEIGHBOURS = 5
+MAX_MEMBERS = 400  # photos per class kept with the classifier for the rule
+NONE_OF_THESE = "none of these"
 
 
 @dataclass
@@ -37,6 +46,9 @@ class DescriptorClassifier:
     scale: float  # their RMS deviation per dimension
     model_id: str  # the index model whose descriptors it reads
     info: dict = field(default_factory=dict)  # labels, counts, accuracy, fitted_at...
+    members: np.ndarray | None = None  # [M, D] unit descriptors of up to MAX_MEMBERS photos per class
+    member_class: np.ndarray | None = None  # [M] their class numbers
+    bounds: np.ndarray | None = None  # [C] the lowest similarity to a class that is still "this class"
 
     def logits(self, descriptors) -> np.ndarray:
         """Class scores ``[N, C]`` of descriptor rows ``[N, D]`` (or one ``[D]``)."""
@@ -52,6 +64,42 @@ class DescriptorClassifier:
         """Per descriptor row, the ``k`` likeliest ``(class, probability)``, likeliest first."""
         return top_classes(self.logits(descriptors), self.classes, k)
 
+    def closeness(self, descriptors) -> np.ndarray:
+        """Similarity ``[N, C]`` of descriptor rows to each class: the mean cosine similarity of the
+        row's nearest NEIGHBOURS photos of that class."""
+        if self.members is None or self.member_class is None:
+            raise ValueError("this classifier was fitted before the none-of-these rule: fit it again")
+        sims = _normalised(descriptors).astype(np.float32) @ self.members.astype(np.float32).T
+        k = neighbours_per_class(self.member_class, len(self.classes))
+        return class_closeness(sims, self.member_class, len(self.classes), k)
+
+    @property
+    def has_rule(self) -> bool:
+        return self.members is not None and self.member_class is not None and self.bounds is not None
+
+    def recognised(self, descriptors) -> np.ndarray:
+        """Per row, whether it is near enough to some class (``closeness >= bounds``); all True for a
+        classifier fitted before the rule (it cannot tell)."""
+        n = len(np.atleast_2d(descriptors))
+        if not self.has_rule:
+            return np.ones(n, dtype=bool)
+        return (self.closeness(descriptors) >= self.bounds[None, :]).any(axis=1)
+
+    def verdicts(self, descriptors, k: int = 5) -> list[dict]:
+        """Per row: ``{"top": [(class, probability)...], "known": bool, "nearest": class,
+        "similarity": float, "bound": float}`` (``known`` False: "none of these")."""
+        tops = self.top(descriptors, k)
+        known = self.recognised(descriptors)
+        out = []
+        for i, top in enumerate(tops):
+            row = {"top": top, "known": bool(known[i])}
+            if self.has_rule:
+                sims = self.closeness(np.atleast_2d(descriptors)[i])[0]
+                j = int(np.argmax(sims - self.bounds))
+                row.update(nearest=self.classes[j], similarity=float(sims[j]), bound=float(self.bounds[j]))
+            out.append(row)
+        return out
+
     # --- files next to the index ------------------------------------------------------------
     def save(self, directory) -> None:
         """Write ``classifier.npz`` then ``classifier.json`` (which names the npz's sha256), each
@@ -65,6 +113,15 @@ class DescriptorClassifier:
                 bias=self.bias.astype(np.float32),
                 mean=self.mean.astype(np.float32),
                 scale=np.float32(self.scale),
+                **(
+                    {
+                        "members": self.members.astype(np.float16),
+                        "member_class": self.member_class.astype(np.int32),
+                        "bounds": self.bounds.astype(np.float32),
+                    }
+                    if self.has_rule
+                    else {}
+                ),
             )
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         os.replace(tmp, directory / NPZ_FILE)
@@ -97,6 +154,7 @@ class DescriptorClassifier:
 
             with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in ("weight", "bias", "mean", "scale")}
+                rule = {k: z[k] for k in ("members", "member_class", "bounds") if k in z.files}
             classes = tuple(str(c) for c in meta["classes"])
             if arrays["weight"].shape != (arrays["mean"].shape[0], len(classes)):
                 raise ValueError("array shapes do not match the class list")
@@ -123,6 +181,9 @@ class DescriptorClassifier:
             float(arrays["scale"]),
             meta["model_id"],
             info,
+            None if "members" not in rule else rule["members"].astype(np.float32),
+            rule.get("member_class"),
+            rule.get("bounds"),
         )
 
     @staticmethod
@@ -167,6 +228,7 @@ def fit(
     mean = x.mean(axis=0)
     scale = float(np.sqrt(((x - mean) ** 2).sum(axis=1).mean() / x.shape[1])) or 1.0
     weight, bias = fit_logistic((x - mean) / scale, y, len(classes), l2, balanced)
+    members, member_class, bounds = calibrate(x, y, len(classes), seed=seed)
     return DescriptorClassifier(
         classes,
         weight,
@@ -174,8 +236,59 @@ def fit(
         mean,
         scale,
         model_id,
-        {"l2": l2, "balanced": balanced, "rows": int(len(labels)), "fitted_at": time.time(), **(info or {})},
+        {
+            "l2": l2,
+            "balanced": balanced,
+            "rows": int(len(labels)),
+            "fitted_at": time.time(),
+            "keep_share": KEEP_SHARE,
+            **(info or {}),
+        },
+        members,
+        member_class,
+        bounds,
     )
+
+
+def class_closeness(sims: np.ndarray, member_class: np.ndarray, n_classes: int, k: np.ndarray) -> np.ndarray:
+    """Per row of ``sims`` [N, M] (similarities to the members), the mean of its ``k[c]`` largest
+    similarities to class ``c``'s members: [N, C]."""
+    out = np.full((len(sims), n_classes), -1.0, dtype=np.float32)
+    for c in range(n_classes):
+        mine = sims[:, member_class == c]
+        kc = int(min(k[c], mine.shape[1]))
+        if kc:
+            out[:, c] = -np.partition(-mine, kc - 1, axis=1)[:, :kc].mean(axis=1)
+    return out
+
+
+def neighbours_per_class(member_class: np.ndarray, n_classes: int) -> np.ndarray:
+    """How many nearest photos of a class a similarity averages: NEIGHBOURS, fewer for a small class
+    (one less than its photos, so that a held-out photo is compared with as many as a query)."""
+    counts = np.bincount(member_class, minlength=n_classes)
+    return np.clip(counts - 1, 1, NEIGHBOURS)
+
+
+def calibrate(x: np.ndarray, y: np.ndarray, n_classes: int, keep: float = KEEP_SHARE, seed: int = 0):
+    """(members [M, D], their classes [M], per-class bounds [C]): at most MAX_MEMBERS photos per class
+    kept; each bound is the ``1 - keep`` quantile of the class's members' similarity to their own class
+    with each member held out, so that ``keep`` of a class's own photos stay "this class"."""
+    keep_rows = _cap_per_class(y, MAX_MEMBERS, seed)
+    members, member_class = x[keep_rows].astype(np.float32), y[keep_rows]
+    k = neighbours_per_class(member_class, n_classes)
+    own = np.empty(len(members), dtype=np.float32)
+    for start in range(0, len(members), 1024):
+        sims = members[start : start + 1024] @ members.T
+        rows = np.arange(len(sims))
+        sims[rows, start + rows] = -np.inf  # held out: not its own neighbour
+        close = class_closeness(sims, member_class, n_classes, k)
+        own[start : start + 1024] = close[rows, member_class[start : start + 1024]]
+    bounds = np.full(n_classes, -1.0, dtype=np.float32)
+    for c in range(n_classes):
+        mine = own[(member_class == c) & np.isfinite(own)]
+        if len(mine):
+            bounds[c] = np.quantile(mine, 1.0 - keep)
+    return members, member_class, bounds
 
 
 def _cap_per_class(labels: np.ndarray, cap: int, seed: int) -> np.ndarray:

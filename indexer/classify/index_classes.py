@@ -226,20 +226,24 @@ def classify_vectors(index, descriptors, k: int = 5):
 
 MODEL_SOURCE = "model"  # the model's own head (torchvision's ImageNet classifier, or one from `train`)
 FOLDERS_SOURCE = "folders"  # the classifier fitted on the index's descriptors and labels
+NONE_SOURCE = "folders_none"  # present when the query is far from every folder: "none of these"
 
 
 def query_classes(index, descriptors, logits=None, k: int = 5) -> list[dict[str, list[tuple[str, float]]]]:
     """Per query, the top-``k`` (class, probability) of each classifier the index has, by source:
     ``model`` from the model's logits (same forward pass as ``descriptors``), ``folders`` from the
-    descriptor classifier. An empty dict for a query when the index has neither."""
+    descriptor classifier, and ``folders_none`` ({nearest, similarity, bound}) when that classifier
+    says "none of these". An empty dict for a query when the index has neither."""
     n = len(np.atleast_2d(descriptors)) if len(descriptors) else 0
     out: list[dict] = [{} for _ in range(n)]
     if logits is not None and index.spec.class_names and n:
         for row, top in zip(out, top_classes(logits, index.spec.class_names, k)):
             row[MODEL_SOURCE] = top
-    folders = classify_vectors(index, descriptors, k) if n else None
-    for row, top in zip(out, folders or []):
-        row[FOLDERS_SOURCE] = top
+    clf = load(index) if n else None
+    for row, verdict in zip(out, clf.verdicts(descriptors, k) if clf is not None else []):
+        row[FOLDERS_SOURCE] = verdict["top"]
+        if not verdict["known"]:  # far from every folder: "none of these"
+            row[NONE_SOURCE] = {key: verdict[key] for key in ("nearest", "similarity", "bound")}
     return out
 
 

@@ -61,12 +61,24 @@ def _search_images(idx, images, top_k, as_json, search_params, query_options, sk
         if as_json:
             row = {"query": str(query), "results": [h.as_json() for h in hits], "settings": query_options}
             for source, top in tops.items():
-                row[CLASS_OUTPUTS[source][0]] = [{"class": c, "p": round(p, 6)} for c, p in top]
+                if source in CLASS_OUTPUTS:
+                    row[CLASS_OUTPUTS[source][0]] = [{"class": c, "p": round(p, 6)} for c, p in top]
+            if "folders_none" in tops:  # far from every folder: the folder classes say "none of these"
+                row["folder_classes_none_of_these"] = tops["folders_none"]
             click.echo(json.dumps(row))
         else:
             click.echo(one_line_text(str(query)))
             for source, top in tops.items():
-                click.echo(f"  {CLASS_OUTPUTS[source][1]}: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
+                if source not in CLASS_OUTPUTS:
+                    continue
+                none = tops.get("folders_none") if source == "folders" else None
+                said = ", ".join(f"{c} {p:.3f}" for c, p in top)
+                if none:
+                    said = (
+                        f"none of these (nearest {none['nearest']}: similarity {none['similarity']:.2f} "
+                        f"below its {none['bound']:.2f}; then {said})"
+                    )
+                click.echo(f"  {CLASS_OUTPUTS[source][1]}: {said}")
             _echo_hits(hits)
 
 

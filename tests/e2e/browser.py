@@ -6,6 +6,7 @@ page and stopping it, quarantining a copy from the Duplicates page) and to take 
 
     python -m tests.e2e.browser --index DIR --query photo.jpg --out docs/ui-search.png
     python -m tests.e2e.browser --index DIR --query photo.jpg --out docs/ui-search-phone.png --width 390 --height 844
+    python -m tests.e2e.browser --index DIR --query photo.jpg --out docs/ui-lightbox.png --open 2
 """
 
 from __future__ import annotations
@@ -155,6 +156,35 @@ def wait_for_results(page, timeout_ms: int = 60_000) -> list[str]:
     else:
         raise TimeoutError(f"no complete results on {page.url} after {timeout_ms / 1000:.0f} s")
     return captions
+
+
+def thumbnails_in_view(page) -> int:
+    """How many result thumbnails are wholly inside the window, without scrolling."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('[class*="st-key-card_"] [data-testid="stImage"] img')]
+            .filter(i => { const r = i.getBoundingClientRect();
+                return i.complete && i.naturalWidth > 0 && r.width > 0 && r.top >= 0 && r.left >= 0
+                    && r.bottom <= innerHeight && r.right <= innerWidth; }).length"""
+    )
+
+
+def class_line(page, word: str = "Folder classes") -> str:
+    """The query strip's line of ``word`` (``"Folder classes: cat 100% (learnt from ...)"``)."""
+    line = page.locator('.st-key-query_strip [data-testid="stMarkdownContainer"]').filter(has_text=f"{word}:")
+    return line.first.inner_text().replace("\n", " ").strip()
+
+
+def lightbox_image(page) -> dict:
+    """The lightbox picture's box on screen and its own pixel size (``naturalWidth``/``Height``)."""
+    return (
+        page.locator(DIALOG)
+        .locator('[data-testid="stImage"] img')
+        .first.evaluate(
+            """i => { const r = i.getBoundingClientRect();
+            return {x: r.x, y: r.y, width: r.width, height: r.height, natural_width: i.naturalWidth,
+                    natural_height: i.naturalHeight, window_width: innerWidth, window_height: innerHeight}; }"""
+        )
+    )
 
 
 def result_cards(page):
@@ -313,10 +343,16 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=1100)
     ap.add_argument("--max-bytes", type=int, default=300_000)
+    ap.add_argument(
+        "--open", type=int, default=None, metavar="N", help="show the N-th result (0-based) large"
+    )
     a = ap.parse_args(argv)
     with serve(a.index, engine=a.engine) as url, chromium(a.width, a.height) as page:
         caps = search_by_upload(page, url, Path(a.query))
         settle(page)
+        if a.open is not None:
+            open_result(page, a.open)
+            time.sleep(1.0)
         page.screenshot(path=a.out)
     size = small_png(Path(a.out), a.max_bytes)
     print(f"{a.out}: {size / 1000:.0f} KB; results: {caps[:4]}")

@@ -11,21 +11,25 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import copy_photos
+from conftest import SAMPLES, copy_photos
 
 from tests.e2e.browser import (
     CHROMIUM,
     DIALOG,
     chromium,
+    class_line,
     index_by_folder,
     lightbox_heading,
+    lightbox_image,
     lightbox_step,
+    open_page,
     open_result,
     quarantine_exact_copy,
     result_cards,
     search_by_upload,
     serve,
     stop_indexing,
+    thumbnails_in_view,
     upload_file,
     wait_for_results,
 )
@@ -92,7 +96,7 @@ def test_upload_in_a_real_browser_finds_the_photo(search_ui):
     assert len(captions) == len(INDEXED) - 1, captions  # 7 others; the cat and its 2 copies are one
     assert not any("horse01.jpg" in c for c in captions), captions
     cats = [c for c in captions if c.split(" · ")[1].startswith("cat01")]
-    assert len(cats) == 1 and cats[0].endswith(" · +2 copies"), captions
+    assert len(cats) == 1 and cats[0].endswith("cat01.jpg +2 copies"), captions
     scores = [float(c.split(" ")[0]) for c in captions]
     assert scores == sorted(scores, reverse=True)
     # nothing was written into the indexed folder
@@ -100,8 +104,9 @@ def test_upload_in_a_real_browser_finds_the_photo(search_ui):
 
 
 def test_lightbox_opens_a_lower_result_where_the_user_looks_and_steps(search_ui, tmp_path):
-    """ "Open" on the 5th result: the dialog is on screen (not at the top of the page); Next/Previous
-    move through the results in their order; the original downloads byte for byte."""
+    """A click on the 5th result: the dialog is on screen (not at the top of the page); its counter
+    counts the results only (the query's own file is not one); Next/Previous move through the results
+    in their order; the original downloads byte for byte."""
     url, photos, query = search_ui
     with chromium(1280, 700) as page:
         captions = search_by_upload(page, url, query)
@@ -110,6 +115,7 @@ def test_lightbox_opens_a_lower_result_where_the_user_looks_and_steps(search_ui,
         assert open_result(page, 4) == names[4]
         box = page.locator(DIALOG).bounding_box()
         assert box["y"] >= 0 and box["y"] < 700 and box["height"] > 200, box
+        assert page.locator(DIALOG).get_by_text(f"5 / {len(captions)}", exact=True).count() == 1
         assert "open=" in page.url
         assert lightbox_step(page, "Next") == names[5]
         assert lightbox_step(page, "Previous") == names[4]
@@ -148,7 +154,8 @@ def test_a_shared_url_reopens_the_query_filters_and_open_result_and_back_works(s
         assert lightbox_heading(page) == opened
         assert page.get_by_text(f"Query: {similar}").count() == 1
         page.goto(shared.split("&open=")[0] + "&label=pixabay", wait_until="domcontentloaded")
-        labels = [c.split(" · ")[1].split(" ")[1] for c in wait_for_results(page)]
+        assert wait_for_results(page)
+        labels = page.locator(".vr-cap").evaluate_all("cs => cs.map(c => c.dataset.label)")
         assert labels and set(labels) == {"pixabay"}, labels
 
 
@@ -180,6 +187,112 @@ def test_phone_width_shows_the_upload_and_the_first_results_on_the_first_screen(
             box,
             first,
         )
+
+
+# --- the demo's photos with the real VGG16: results first, honest classes, upload URLs, the lightbox ---
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def demo_ui(vgg16_model, module_tmp):
+    """The UI on the demo's index (examples/photos: 27 photos in 8 folders of 3-4, the shared VGG16),
+    its folder classes learnt from 3+ photos each, as examples/demo.sh does; the base URL."""
+    from indexer import Index
+    from indexer.classify import fit_index
+
+    spec, _, model_dir = vgg16_model
+    base = module_tmp("ui-demo")
+    with Index.create(base / "index", spec, model_dir=model_dir) as idx:
+        idx.update([EXAMPLES / "photos"], workers=0, progress=False)
+        assert idx.count == 27
+        assert fit_index(idx, min_per_class=3).classifier is not None
+    need_browser()
+    with serve(base / "index") as url:
+        yield url
+
+
+def test_results_first_on_a_desktop_screen_and_an_upload_url_reloads_them(demo_ui):
+    """At 1400x900 the demo's cat query shows its classes ("cat") in the query strip and at least 20
+    result thumbnails without scrolling, its best hits are the three cats; its URL (?upload=sha256)
+    opens the same results in a new browser (no upload there)."""
+    with chromium(1400, 900) as page:
+        captions = search_by_upload(page, demo_ui, EXAMPLES / "queries" / "cat01.jpg")
+        in_view = thumbnails_in_view(page)
+        line = class_line(page)
+        uploader = page.locator('[data-testid="stFileUploader"]').first.inner_text()
+        link = page.url
+        other = page.context.browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+        other.goto(link, wait_until="domcontentloaded")
+        again = wait_for_results(other)
+    print("thumbnails in view:", in_view, "|", line, "|", captions[:4])
+    names = [c.split(" · ")[1] for c in captions]
+    assert len(captions) == 27 and in_view >= 20, (len(captions), in_view)
+    assert sorted(names[:3]) == ["cat02.jpg", "cat03.jpg", "chelsea.jpg"], names
+    assert line.startswith("Folder classes: cat ") and "learnt from the index's 8 folders" in line, line
+    assert "upload=" in link and again == captions
+    assert "at most 20 MB" in uploader and "MB per file" not in uploader, uploader  # one limit, said once
+
+
+def test_out_of_domain_photos_get_none_of_these(demo_ui):
+    """Photos unlike every folder of the demo (a laptop, a bowl of fruit, a chessboard): "none of these",
+    while a ship finds its folder."""
+    outside = [EXAMPLES / "queries" / "laptop01.jpg", SAMPLES / "opencv" / "fruits.jpg"]
+    with chromium(1400, 900) as page:
+        said = {}
+        for photo in outside + [EXAMPLES / "queries" / "ship04.jpg"]:
+            search_by_upload(page, demo_ui, photo)
+            said[photo.name] = class_line(page)
+    print(said)
+    for photo in outside:
+        assert said[photo.name].startswith("Folder classes: none of these (nearest "), said
+    assert said["ship04.jpg"].startswith("Folder classes: ship "), said
+
+
+@pytest.mark.parametrize("width,height", [(1400, 900), (390, 844)])
+def test_the_lightbox_picture_fits_the_window_and_is_never_enlarged(demo_ui, width, height):
+    """The lightbox shows the whole picture inside the window (contain), at most at its own pixels,
+    with its name and buttons on the same screen; "100%" shows it pixel for pixel."""
+    with chromium(width, height) as page:
+        search_by_upload(page, demo_ui, EXAMPLES / "queries" / "cat01.jpg")
+        if width < 600:  # a phone: the query strip comes before the results
+            strip = page.locator(".st-key-query_strip").bounding_box()
+            assert strip["y"] + strip["height"] <= result_cards(page).nth(0).bounding_box()["y"] + 1
+        opened = open_result(page, 4)
+        fit = lightbox_image(page)
+        similar = page.locator(DIALOG).get_by_role("button", name="Similar").bounding_box()
+        page.locator(DIALOG).get_by_text("100%").click()
+        page.wait_for_function(
+            "() => document.querySelector('.st-key-lb_full img')?.complete", timeout=30_000
+        )
+        full = lightbox_image(page)
+    print(opened, fit, full)
+    assert fit["x"] >= 0 and fit["y"] >= 0, fit
+    assert fit["x"] + fit["width"] <= width and fit["y"] + fit["height"] <= height, fit
+    assert fit["width"] <= fit["natural_width"] + 0.5 and fit["height"] <= fit["natural_height"] + 0.5, fit
+    assert similar["y"] + similar["height"] <= height, similar  # the buttons need no scrolling
+    assert abs(full["width"] - full["natural_width"]) <= 1, full
+
+
+def test_the_index_page_fits_a_phone(demo_ui):
+    """At 390 px the Index page scrolls only down: no table wider than the screen, "Last update"
+    whole, the model in words (its hashes folded away), the same class words as the Search page."""
+    with chromium(390, 844) as page:
+        page.goto(demo_ui, wait_until="domcontentloaded")
+        facts = page.locator(".st-key-index_facts")
+        page.locator('[data-testid="stExpandSidebarButton"]').click(timeout=60_000)  # the phone's menu
+        open_page(page, "Index", facts, 60_000)
+        page.locator('[data-testid="stSidebarCollapseButton"] button').click(timeout=10_000)
+        page.locator('[data-testid="stSidebar"]').wait_for(state="hidden", timeout=10_000)
+        wide = page.evaluate("() => document.documentElement.scrollWidth")
+        cut = page.locator('[data-testid="stMetricValue"]').evaluate_all(
+            "vs => vs.filter(v => v.scrollWidth > v.clientWidth + 1).map(v => v.innerText)"
+        )
+        text = facts.inner_text()
+    assert wide <= 390 and not cut, (wide, cut)
+    assert (
+        "Model: VGG16, GEM pooling" in text and "Folder classes: 8 (learnt from the index's 8 folders" in text
+    )
+    assert "ImageNet classes: none" in text
 
 
 def small_index(tiny_model, index_dir: Path, photos: Path) -> None:

@@ -240,3 +240,61 @@ def test_cli_index_of_an_unlabelled_folder_says_why_there_is_no_classifier(tmp_p
     assert code == 0 and "no classifier: it needs at least 2 labels" in out
     code, out, _ = _cli(["search", next(flat.iterdir()), "--index", tmp_path / "ix", "--json"], capsys)
     assert "folder_classes" not in json.loads(out)
+
+
+def test_none_of_these_keeps_held_out_photos_and_refuses_far_ones(tmp_path):
+    """The calibrated rule: photos drawn like a class's own stay that class (about 95% by
+    construction), descriptors far from every class are "none of these"; the rule is saved with the
+    classifier and a classifier saved before it (no members) recognises everything, as before."""
+    rng = np.random.default_rng(0)
+    d, per = 64, 60
+    centers = rng.normal(size=(3, d))
+
+    def draw(c, n):
+        return centers[c] + 0.8 * rng.normal(size=(n, d))
+
+    x = np.concatenate([draw(c, per) for c in range(3)])
+    labels = [name for name in ("a", "b", "c") for _ in range(per)]
+    clf = dc.fit(x, labels, model_id="m")
+    assert clf.has_rule and clf.members.shape == (3 * per, d) and clf.bounds.shape == (3,)
+    held_out = np.concatenate([draw(c, 100) for c in range(3)])
+    kept = clf.recognised(held_out).mean()
+    far = clf.recognised(rng.normal(size=(200, d)) * 3).mean()
+    assert kept >= 0.85 and far <= 0.05, (kept, far)
+    v = clf.verdicts(np.stack([centers[0], rng.normal(size=d) * 3]), k=2)
+    assert v[0]["known"] and not v[1]["known"] and v[1]["similarity"] < v[1]["bound"]
+    assert [c for c, _ in v[0]["top"]][0] == "a"
+    clf.save(tmp_path)
+    again = dc.DescriptorClassifier.load(tmp_path, "m")
+    assert np.array_equal(again.recognised(held_out), clf.recognised(held_out))
+    old = dc.DescriptorClassifier(clf.classes, clf.weight, clf.bias, clf.mean, clf.scale, "m")
+    assert old.recognised(rng.normal(size=(5, d))).all() and not old.has_rule
+
+
+def test_the_demo_learns_its_classes_its_cat_finds_cats_and_a_laptop_is_none_of_these(
+    tmp_path, vgg16_model, capsys
+):
+    """examples/demo.sh's steps on its photos with the shared VGG16: classes from folders of 3-4
+    photos (``classes --min-per-class 3``), the cat query's three best hits are the three cats and its
+    class is "cat"; the laptop is none of the folders ("none of these", in the text and the JSON)."""
+    from pathlib import Path
+
+    from indexer import Index
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    spec, _, model_dir = vgg16_model
+    with Index.create(tmp_path / "ix", spec, model_dir=model_dir) as idx:
+        idx.update([examples / "photos"], workers=0, progress=False)
+        assert idx.count == 27 and ic.auto_fit(idx).classifier is None  # 3-4 photos a folder: not by itself
+    code, out, _ = _cli(["classes", "--index", tmp_path / "ix", "--min-per-class", "3"], capsys)
+    assert code == 0 and "8 classes" in out, out
+    queries = [examples / "queries" / name for name in ("cat01.jpg", "laptop01.jpg")]
+    code, out, _ = _cli(["search", *queries, "--index", tmp_path / "ix", "--top-k", "3", "--json"], capsys)
+    cat, laptop = (json.loads(line) for line in out.splitlines())
+    assert [Path(r["path"]).parent.name for r in cat["results"]] == ["cat"] * 3, cat["results"]
+    assert cat["folder_classes"][0]["class"] == "cat" and "folder_classes_none_of_these" not in cat
+    none = laptop["folder_classes_none_of_these"]
+    folders = {p.name for p in (examples / "photos").iterdir()}
+    assert none["similarity"] < none["bound"] and none["nearest"] in folders, none
+    code, out, _ = _cli(["search", queries[1], "--index", tmp_path / "ix", "--top-k", "1"], capsys)
+    assert code == 0 and "classes (folders): none of these (nearest " in out, out

@@ -7,7 +7,7 @@ import io
 import shutil
 
 import pytest
-from conftest import copy_photos
+from conftest import SAMPLES, copy_photos
 
 from indexer.reports import SearchHit
 from ui.logic import (
@@ -54,14 +54,14 @@ def test_the_query_itself_and_exact_copies():
 
 
 def test_view_round_trips_through_its_url_and_ignores_junk():
-    v = View(("path", "/photos/a b&c.jpg"), 0.456, ("ants", "bees"), ("/x",), 48, 3, 17)
+    v = View(("path", "/photos/a b&c.jpg"), 0.456, ("ants", "bees"), ("/x",), 60, 3, 17)
     params = v.params()
     assert params == {
         "path": "/photos/a b&c.jpg",
         "min": "0.46",
         "label": ["ants", "bees"],
         "folder": ["/x"],
-        "per": "48",
+        "per": "60",
         "page": "3",
         "open": "17",
     }
@@ -72,6 +72,9 @@ def test_view_round_trips_through_its_url_and_ignores_junk():
     assert View().params() == {} and View().normal() == View()
     junk = {"id": ["x"], "text": ["red"], "min": ["nan"], "per": ["7"], "page": ["-2"], "open": ["?"]}
     assert View.from_params(lambda k: junk.get(k, [])) == View(query=("text", "red"), per=DEFAULT_PER)
+    sha = "ab" * 32
+    assert View(("upload", sha)).params() == {"upload": sha}  # an upload kept by its hash
+    assert View.from_params(lambda k: [sha.upper()] if k == "upload" else []) == View(("upload", sha))
     options = View(("id", "4"), qe=0, rotations=True)
     assert options.params() == {"id": "4", "qe": "0", "rot": "1"} and options.normal() == options
     odd = {"id": ["4"], "qe": ["99"], "rot": ["maybe"]}  # out of range, unreadable: the defaults
@@ -184,3 +187,28 @@ def test_feature_maps_progress_per_module_and_stop(tiny_model):
 
     with pytest.raises(Stop):
         feature_maps(net, prepared, layer, progress=stop_at_2)
+
+
+def test_uploads_are_kept_by_sha256_and_bad_links_are_one_line(tmp_path):
+    """An upload kept in INDEX/cache/uploads/<sha256> comes back by its hash with its name; a link
+    with a hash that is not one, or no longer kept, or whose file was damaged, is one clear line."""
+    import hashlib
+
+    from retrieval import UserError
+    from ui.logic import keep_upload, kept_upload
+
+    data = (SAMPLES / "pixabay" / "cat01.jpg").read_bytes()
+    sha = keep_upload(tmp_path, "../../my cat.jpg", data)
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert kept_upload(tmp_path, sha.upper()) == ("my cat.jpg", data)  # the name without its folders
+    assert keep_upload(tmp_path, "again.jpg", data) == sha  # kept once
+    for bad, why in (("../../etc/passwd", "not the sha256"), ("0" * 64, "no longer kept")):
+        with pytest.raises(UserError, match=why) as e:
+            kept_upload(tmp_path, bad)
+        assert "\n" not in str(e.value)
+    (tmp_path / "cache" / "uploads" / sha).write_bytes(data[:100])
+    with pytest.raises(UserError, match="damaged"):
+        kept_upload(tmp_path, sha)
+    read_only = tmp_path / "ro"
+    read_only.write_text("a file, not a folder")  # the cache folder cannot be made: no URL, no error
+    assert keep_upload(read_only, "x.jpg", data) is None

@@ -1,7 +1,10 @@
-"""The web UI's logic, without Streamlit: settings and uploads, the per-process ``Service`` (search,
-classes, thumbnails, index status), results paging and URL state, dedup reports and their review,
-indexing in a background thread, and feature maps. Pages and widgets use only these names."""
+"""The web UI's logic, without Streamlit: settings and uploads (kept by sha256 for their URL), the
+per-process ``Service`` (search, classes, thumbnails, index status), the classes as the pages say
+them (``classes``: "Folder classes", "ImageNet classes", "none of these"), results paging and URL
+state, dedup reports and their review, indexing in a background thread, and feature maps. Pages
+and widgets use only these names."""
 
+from .classes import FOLDER_WORD, ClassLine, index_class_rows, query_class_lines
 from .dedup_reports import (
     find_reports,
     load_report_bytes,
@@ -46,10 +49,14 @@ from .settings import (
     human_bytes,
     message,
 )
-from .uploads import crop, jpeg_bytes, preview, read_upload
+from .uploads import crop, jpeg_bytes, keep_upload, kept_upload, preview, read_upload
 from .urlstate import DEFAULT_PER, MAX_QE, PER_PAGE, View
 
 __all__ = [
+    "FOLDER_WORD",
+    "ClassLine",
+    "index_class_rows",
+    "query_class_lines",
     "find_reports",
     "load_report_bytes",
     "load_report_file",
@@ -94,6 +101,8 @@ __all__ = [
     "jpeg_bytes",
     "preview",
     "read_upload",
+    "keep_upload",
+    "kept_upload",
     "DEFAULT_PER",
     "MAX_QE",
     "PER_PAGE",

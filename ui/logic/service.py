@@ -23,7 +23,6 @@ import numpy as np
 from PIL import Image
 
 from indexer import Index
-from indexer.classify import MIN_CLASSES, MIN_PER_CLASS, load_classifier
 from indexer.storage import Store, since_text
 from indexer.text import TextSearcher
 from indexer.video import VideoError, read_frame
@@ -308,7 +307,9 @@ class Service:
         return None
 
     def classify(self, query: Query, k: int = 5) -> tuple[list[tuple[str, float]] | None, str]:
-        """(top-k (class, probability), "") or (None, a note saying why there is no classification)."""
+        """(top-k (class, probability), "") or (None, a note saying why there is no classification) from
+        the model's own head; the index's folder classes and the words the pages use for both:
+        ``ui.logic.classes``."""
         names = tuple(self.spec.class_names)
         if not names:
             return None, (
@@ -329,26 +330,6 @@ class Service:
                 f"The model gives {len(logits)} class scores for {len(names)} class names; not shown.",
             )
         return top_classes(logits, names, k)[0], ""
-
-    def classifications(self, query: Query, k: int = 5) -> list[tuple[str, list | None, str]]:
-        """(title, top-k or None, note) for each classifier the index has, labelled: the model's own
-        and the one learnt from its folders (indexer.classify.index_classes); one note when it has neither."""
-        model, model_note = self.classify(query, k)
-        folders = load_classifier(self.index)
-        sections = (
-            [(f"Classes from the model ({len(self.spec.class_names)} classes)", model, "")] if model else []
-        )
-        if folders is not None:
-            sections.append(("Classes learnt from the index's folders", folders.top(query.vector, k)[0], ""))
-        return sections or [
-            (
-                "Classification",
-                None,
-                f"{model_note} The index has no classifier learnt from its "
-                f"folders either (it needs {MIN_CLASSES} or more folders "
-                f"with {MIN_PER_CLASS}+ photos each).",
-            )
-        ]
 
     # status
     def info(self) -> dict:

@@ -2,7 +2,8 @@
 browser's Back goes to the previous one (no Streamlit here; the page reads and writes
 ``st.query_params``).
 
-``?id=42`` (more like indexed image 42) or ``?path=/photos/a.jpg`` or ``?text=a+red+flower``, then
+``?id=42`` (more like indexed image 42) or ``?path=/photos/a.jpg`` or ``?text=a+red+flower`` or
+``?upload=<sha256>`` (an uploaded image, kept in the index's cache folder: ``ui.logic.uploads``), then
 ``min=0.5`` (minimum similarity), ``label=`` and ``folder=`` (repeated), ``per=`` (results per page),
 ``page=`` and ``open=`` (the result shown in the lightbox), ``qe=`` (query expansion's K, 0..MAX_QE;
 0 = off) and ``rot=1`` (also search the query turned by 90/180/270 degrees). Defaults are left out;
@@ -15,16 +16,16 @@ from typing import Callable
 
 from indexer.search import DEFAULT_QE
 
-PER_PAGE = (12, 24, 48, 96)
-DEFAULT_PER = 24
+PER_PAGE = (12, 30, 60, 120)
+DEFAULT_PER = 30  # a 1400x900 screen shows about 30 thumbnails of the default size
 MAX_QE = 10  # the largest K the page offers (benchmarks/query_expansion.py: gains stop well before)
-QUERY_KEYS = ("id", "path", "text")
+QUERY_KEYS = ("id", "path", "text", "upload")
 
 
 @dataclass(frozen=True)
 class View:
     query: tuple[str, str] | None = (
-        None  # ("id", "42") | ("path", "/photos/a.jpg") | ("text", "a red flower")
+        None  # ("id", "42") | ("path", "/photos/a.jpg") | ("text", "a red flower") | ("upload", sha256)
     )
     threshold: float = 0.0
     labels: tuple[str, ...] = ()
@@ -69,7 +70,7 @@ class View:
         for key in QUERY_KEYS:
             value = one(key)
             if value is not None and (key != "id" or _int(value) is not None):
-                query = (key, value.strip() if key == "id" else value)
+                query = (key, value.strip().lower() if key in ("id", "upload") else value)
                 break
         threshold = _float(one("min"))
         per = _int(one("per"))

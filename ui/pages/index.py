@@ -1,11 +1,13 @@
 """Index: what the index holds, the files it could not read, and indexing a folder with progress."""
 
+import os
 import time
 
 import streamlit as st
 
 from retrieval import UserError
-from ui.logic import checked_folder, human_bytes
+from ui.logic import checked_folder, human_bytes, index_class_rows
+from ui.widgets import components as C
 from ui.widgets import finish_indexing, forget_service, guard, indexing_job, service, settings, start_indexing
 
 ss = st.session_state
@@ -16,38 +18,46 @@ svc = service(required=False)
 if svc is not None:
     with guard():
         info = svc.info()
-        c = st.columns(4)
+        c = st.columns([1, 1, 1, 1.4])
         c[0].metric("Images", f"{info['count']:,}")
         c[1].metric("Files with errors", f"{info['errors']:,}")
         c[2].metric("Size on disk", human_bytes(info["size_on_disk"]))
         updated = info["updated_at"]
         c[3].metric(
-            "Last update", time.strftime("%Y-%m-%d %H:%M", time.localtime(updated)) if updated else "never"
+            "Last update",
+            time.strftime("%d %b %Y %H:%M", time.localtime(updated)) if updated else "never",
+            help=time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(updated)) if updated else None,
         )
         off = info["offline"]  # folders that could not be listed: "offline since ..." (entries kept)
         folders = [f"{r} ({off[r]})" if r in off else r for r in info["roots"]]
         folders += [f"{f} ({why})" for f, why in off.items() if f not in info["roots"]]
-        st.table(
-            {
-                "": ["Folder", "Model", "Engine", "Vector index", "Classes", "Indexed folders"],
-                "value": [
-                    info["directory"],
-                    info["model"],
-                    info["engine"],
-                    info["index_type"],
-                    str(info["classes"]) if info["classes"] else "none (no classifier)",
-                    "\n".join(folders) or "-",
-                ],
-            }
+        spec = svc.spec
+        model = (
+            f"{spec.arch.upper()}, {spec.pooling.upper()} pooling, {spec.input_size} px input, "
+            f"{spec.descriptor_dim}-d descriptors; weights {os.path.basename(str(spec.weights))}"
         )
+        rows = [
+            ("Index folder", f"`{info['directory']}`"),
+            ("Indexed folders", "  \n".join(f"`{f}`" for f in folders) or "-"),
+            ("Model", model),
+            ("Engine", info["engine"]),
+            ("Vector index", info["index_type"]),
+            *index_class_rows(svc),
+        ]
+        with st.container(key="index_facts"):  # lines that wrap on a phone (no clipped table)
+            for name, value in rows:
+                st.markdown(
+                    f"**{name}:** {value if name in ('Index folder', 'Indexed folders') else C.md(value)}"
+                )
+        with st.expander("Model identity (hashes, to compare indexes)"):
+            st.code(f"{spec.describe()}\n{spec.describe_weights()}", language=None, wrap_lines=True)
         st.markdown("#### Files that could not be indexed")
         errors = svc.errors()
         if errors:
-            st.dataframe(
-                {"path": [e.path for e in errors], "reason": [e.reason for e in errors]},
-                width="stretch",
-                hide_index=True,
-            )
+            for e in errors[:200]:  # wraps on a phone, unlike a table
+                st.markdown(f"`{e.path}`: {C.md(e.reason)}")
+            if len(errors) > 200:
+                st.caption(f"... and {len(errors) - 200:,} more: `vgg-retrieval info --errors`.")
         else:
             st.caption("None.")
 

@@ -1,22 +1,30 @@
 """Search: upload an image, paste an indexed path, search by words, or "Similar" on a result.
 
-The view (query, filters, page, open result) lives in the URL (``ui.logic.urlstate``): a link reopens it,
-and each change is one browser history entry, so Back returns to the previous view."""
+The results come first: the query is a compact strip (thumbnail, name, classes as text, time) above a
+dense grid of thumbnails; clicking one opens the lightbox, "Similar" shows on hover.
 
+The view (query, filters, page, open result) lives in the URL (``ui.logic.urlstate``): a link reopens it,
+and each change is one browser history entry, so Back returns to the previous view. An upload is kept
+by its sha256 in the index's cache folder (``ui.logic.uploads``), so its URL (``?upload=``) reloads too."""
+
+import hashlib
 import time
 
 import streamlit as st
 
 from indexer.search import DEFAULT_QE
-from retrieval import UserError
 from ui.logic import (
     DEFAULT_PER,
     MAX_QE,
     PER_PAGE,
     CaptureFilter,
+    ClassLine,
     View,
+    keep_upload,
+    kept_upload,
     message,
     page_of_results,
+    query_class_lines,
     row_identity,
     upload_identity,
 )
@@ -24,7 +32,7 @@ from ui.widgets import OPEN, guard, lightbox, service, settings
 from ui.widgets import components as C
 
 ss = st.session_state
-ss.setdefault("q_src", None)  # ("upload", file_id) | ("path", text) | ("text", words) | ("similar", image_id)
+ss.setdefault("q_src", None)  # ("upload", sha256) | ("path", text) | ("text", words) | ("similar", image_id)
 ss.setdefault(OPEN, None)
 ss.setdefault("page", 1)
 ss.setdefault("queries", {})  # (source, crop) -> (Query, classification, Identity)
@@ -33,7 +41,10 @@ ss.setdefault("page_size", DEFAULT_PER)
 ss.setdefault("thumbs", "medium")
 ss.setdefault("qe", DEFAULT_QE)  # query expansion's K (0 = off)
 ss.setdefault("rotations", False)  # also search the query turned by 90/180/270 degrees
-THUMBS = {"small": (120, 110), "medium": (160, 150), "large": (240, 220)}  # min column width, image height
+ss.setdefault("uploads", {})  # sha256 -> (name, bytes) of this session's last upload
+ss.setdefault("kept", set())  # sha256s kept in the index's cache folder (their URL reloads them)
+ss.setdefault("upload_gen", 0)  # a new uploader (empty) after "Similar"
+THUMBS = {"small": (96, 90), "medium": (120, 112), "large": (200, 190)}  # min column width, image height
 
 
 def _reset_view() -> None:
@@ -43,6 +54,8 @@ def _reset_view() -> None:
 
 def _more_like(image_id: int) -> None:
     ss.q_src = ("similar", int(image_id))
+    ss.upload_gen += 1  # the uploader no longer shows the old file
+    ss.last_upload = None
     _reset_view()
 
 
@@ -78,6 +91,8 @@ def view_now() -> View:
     """The view the page shows now, as its URL would say it."""
     kind, ref = ss.q_src or (None, None)
     query = {"similar": ("id", str(ref)), "path": ("path", ref), "text": ("text", ref)}.get(kind)
+    if kind == "upload" and ref in ss.kept:
+        query = ("upload", ref)
     return View(
         query,
         float(ss.threshold),
@@ -98,11 +113,14 @@ def adopt(view: View, known_labels, known_roots) -> None:
     ss.roots = [v for v in view.roots if v in known_roots]
     ss.page_size, ss.page, ss[OPEN] = view.per, view.page, view.open
     ss.qe, ss.rotations = view.qe, view.rotations
-    if view.query is None:  # an upload can't be in a URL: keep it while the uploader holds it
-        ss.q_src = ("upload", ss.last_upload) if ss.get("last_upload") else None
+    if view.query is None:  # an upload that could not be kept has no URL: keep it while the uploader holds it
+        ss.q_src = ("upload", ss.last_sha) if ss.get("last_upload") and ss.get("last_sha") else None
         return
     kind, ref = view.query
-    if kind == "id":
+    if kind == "upload":
+        ss.q_src = ("upload", ref)
+        ss.kept.add(ref)
+    elif kind == "id":
         ss.q_src = ("similar", int(ref))
     elif kind == "path":
         ss.q_src, ss.path, ss.last_path = ("path", ref), ref, ref
@@ -119,7 +137,6 @@ def publish() -> None:
 
 
 C.page_style()
-st.title("Search")
 cfg = settings()
 svc = service()
 if svc is None:
@@ -175,31 +192,42 @@ with st.sidebar:
             "image keeps its best score over the query and its three turns. As "
             "`vgg-retrieval search --rotations`.",
         )
+        box = C.crop_box("crop")
 
-c_up, c_path = st.columns(2)
-with c_up:
-    upload = C.image_uploader("Upload an image", "upload", cfg)
-with c_path:
-    path_text = st.text_input(
-        "...or paste the path of an indexed image", key="path", placeholder="/photos/2023/img_0042.jpg"
-    )
-words = ""
-with guard():
-    if svc.has_text_search():  # INDEX/text exists: vgg-retrieval text-train was run
-        words = st.text_input(
-            "Search by words",
-            key="words",
-            placeholder="a red flower",
-            help="Photos that match a description (learnt from folder names, file names "
-            "and caption files by vgg-retrieval text-train).",
+min_width, thumb_h = THUMBS.get(thumbs, THUMBS["medium"])
+C.search_style(thumb_h)
+with st.container(key="inputs"):
+    with guard():
+        has_words = svc.has_text_search()  # INDEX/text exists: vgg-retrieval text-train was run
+    cols = st.columns(3 if has_words else 2, gap="small")
+    with cols[0]:
+        upload = C.image_uploader(
+            "Upload an image", "upload" if not ss.upload_gen else f"upload{ss.upload_gen}", cfg
         )
+    with cols[1]:
+        path_text = st.text_input(
+            "...or paste the path of an indexed image", key="path", placeholder="/photos/2023/img_0042.jpg"
+        )
+    words = ""
+    if has_words:
+        with cols[2]:
+            words = st.text_input(
+                "...or search by words",
+                key="words",
+                placeholder="a red flower",
+                help="Photos that match a description (learnt from folder names, file names "
+                "and caption files by vgg-retrieval text-train).",
+            )
 
 # whichever input changed last is the query
 up_id = upload.file_id if upload is not None else None
 if up_id != ss.get("last_upload"):
     ss.last_upload = up_id
     if up_id is not None:
-        ss.q_src = ("upload", up_id)
+        data = upload.getvalue()
+        ss.last_sha = hashlib.sha256(data).hexdigest()
+        ss.uploads = {ss.last_sha: (upload.name, data)}  # this session's upload, in memory
+        ss.q_src = ("upload", ss.last_sha)
         _reset_view()
     elif ss.q_src and ss.q_src[0] == "upload":
         ss.q_src = None
@@ -212,13 +240,11 @@ for kind, text, last in (("path", path_text, "last_path"), ("text", words, "last
         elif ss.q_src and ss.q_src[0] == kind:
             ss.q_src = None
 
-box = C.crop_box("crop")
-publish()
-
 if ss.q_src is None:
+    publish()
     st.info(
         f"Upload an image or paste a path to search {svc.index.count:,} indexed images. "
-        f"Then **Similar** under any result searches with that one."
+        f"Then click a result to see it large, or **Similar** on it to search with that one."
     )
     st.stop()
 
@@ -229,11 +255,11 @@ with guard():
     if cached is None:
         kind, ref = ss.q_src
         if kind == "upload":
-            if upload is None:
-                raise UserError("the uploaded file is gone; upload it again")
-            data = upload.getvalue()
-            q = svc.query_from_upload(upload.name, data, cfg, box)
+            name, data = ss.uploads.get(ref) or kept_upload(svc.directory, ref)
+            q = svc.query_from_upload(name, data, cfg, box)  # checked: bytes, pixels, format
             ident = upload_identity(data, q.image.size, box is not None)
+            if keep_upload(svc.directory, name, data):
+                ss.kept.add(ref)
         elif kind == "text":
             q = svc.query_from_text(ref)
         else:
@@ -241,16 +267,13 @@ with guard():
             q = svc.query_from_row(row, box, cfg)
             ident = row_identity(row, box is not None)
         try:
-            cls = (
-                svc.classifications(q)
-                if kind != "text"
-                else [("Classification", None, "A search by words has no classification.")]
-            )
+            cls = query_class_lines(svc, q) if kind != "text" else []
         except Exception as e:  # classification must not hide the results
-            cls = [("Classification", None, f"Classification failed: {message(e)}")]
+            cls = [ClassLine("Classes", "", (), True, f"classification failed: {message(e)}")]
         ss.queries = {key: (q, cls, ident)}  # keep only the current query
         cached = ss.queries[key]
     query, classification, ident = cached
+publish()
 if query is None:
     st.stop()
 
@@ -272,23 +295,28 @@ with guard():
 if pg is None:
     st.stop()
 
-with st.container(key="query_panel"):
-    c_q, c_cls = st.columns([1, 2])
-    with c_q:
+with st.container(key="query_strip", horizontal=True):
+    if query.preview is not None:
+        st.image(query.preview, width=88)
+    elif query.image_id is not None:
+        C.thumbnail(svc, query.image_id, px=88)
+    with st.container(width="stretch", gap="xsmall"):
         st.markdown(f"**Query:** {C.md(query.title)}")
-        if query.preview is not None:
-            st.image(query.preview, width=200)
-        elif query.image_id is not None:
-            C.thumbnail(svc, query.image_id, px=200)
+        for line in classification:  # where the classes come from, said on the line
+            st.markdown(
+                f"**{C.md(line.word)}:** {C.md(line.text())}"
+                + (f" <small>({C.md(line.source)})</small>" if line.source and line.top else ""),
+                unsafe_allow_html=True,
+            )
         if pg.own is not None:
             own = pg.own
-            line = st.container(horizontal=True, vertical_alignment="center", gap="xsmall")
-            line.markdown(
+            row_ = st.container(horizontal=True, vertical_alignment="center", gap="xsmall")
+            row_.markdown(
                 f"**This image** is in the index: {C.md(own.hit.where.rsplit('/', 1)[-1])}"
                 + (f" ({own.copies_note})" if own.copies else ""),
                 width="content",
             )
-            line.button(
+            row_.button(
                 "Open",
                 key=f"own_{own.hit.id}",
                 on_click=_open,
@@ -297,40 +325,28 @@ with st.container(key="query_panel"):
                 icon=":material/open_in_full:",
             )
         timing_slot = st.empty()
-    with c_cls:
-        for section in classification:
-            C.classification(*section)
 
 t_thumbs = time.perf_counter()
-with st.container(key="results"):
+with st.container(key="result_list"):
     if not pg.cards:
         st.warning(
             "No results: lower the minimum similarity or clear the label/folder filters."
             if pg.page == 1
             else "No more results: go back a page."
         )
-    else:
-        first = (pg.page - 1) * per + 1
-        st.markdown(
-            f"**Results {first}\u2013{first + len(pg.cards) - 1}**"
-            + (" (more on the next page)" if pg.has_next else "")
-        )
-    min_width, thumb_h = THUMBS.get(thumbs, THUMBS["medium"])
-    C.grid_style("results_grid", thumb_h)
-    with st.grid("auto", min_column_width=min_width, key="results_grid"):
+    with st.grid("auto", min_column_width=min_width, gap="small", key="results_grid"):
         for card in pg.cards:
             hit = card.hit
-            with st.container(border=True, key=f"card_{hit.id}"):
+            with st.container(key=f"card_{hit.id}", gap="xxsmall"):
                 C.thumbnail(svc, hit.id)
-                st.markdown(C.hit_caption(hit) + (f" · **{card.copies_note}**" if card.copies else ""))
-                b = st.container(horizontal=True, gap="xsmall")
-                b.button("Open", key=f"open_{hit.id}", on_click=_open, args=(hit.id,), width="stretch")
-                b.button(
+                st.markdown(C.card_caption_html(hit, card.copies_note), unsafe_allow_html=True)
+                st.button("Open", key=f"open_{hit.id}", on_click=_open, args=(hit.id,), help=None)
+                st.button(
                     "Similar",
                     key=f"more_{hit.id}",
                     on_click=_more_like,
                     args=(hit.id,),
-                    width="stretch",
+                    icon=":material/image_search:",
                     help="More like this: search with this image",
                 )
     if pg.page > 1 or pg.has_next:
@@ -338,7 +354,8 @@ with st.container(key="results"):
         nav.button(
             "Previous page", key="page_prev", on_click=_to_page, args=(pg.page - 1,), disabled=pg.page == 1
         )
-        nav.markdown(f"Page {pg.page}")
+        first = (pg.page - 1) * per + 1
+        nav.markdown(f"Page {pg.page}: results {first}\u2013{first + len(pg.cards) - 1}")
         nav.button(
             "Next page", key="page_next", on_click=_to_page, args=(pg.page + 1,), disabled=not pg.has_next
         )
@@ -347,9 +364,15 @@ t_thumbs = time.perf_counter() - t_thumbs
 t = dict(query.timings, search=pg.seconds, thumbnails=t_thumbs)
 parts = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in t.items())
 timing_slot.caption(
-    f"Query time {sum(t.values()) * 1000:.0f} ms ({parts}); looked at {pg.fetched} neighbours"
+    f"Query time {sum(t.values()) * 1000:.0f} ms ({parts}); {len(pg.cards)} results"
+    f"{' (more on the next page)' if pg.has_next else ''} of {pg.fetched} neighbours looked at"
 )
 
 if ss[OPEN] is not None:
-    shown = ([pg.own] if pg.own is not None else []) + pg.cards
-    lightbox(svc, [c.hit.id for c in shown], {c.hit.id: c for c in shown}, _more_like, publish)
+    lightbox(
+        svc,
+        [c.hit.id for c in pg.cards],
+        {c.hit.id: c for c in pg.cards + ([pg.own] if pg.own else [])},
+        _more_like,
+        publish,
+    )

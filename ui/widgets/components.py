@@ -102,3 +102,83 @@ def classification(title: str, top: list[tuple[str, float]] | None, note: str) -
     df = pd.DataFrame({"class": [c for c, _ in top], "probability": [p for _, p in top]})
     st.bar_chart(df, x="class", y="probability", horizontal=True, sort="-probability", height=200)
     st.markdown("Top classes: " + ", ".join(f"{c} {p:.1%}" for c, p in top))
+
+
+# --- the search page's compact query strip and dense result grid ------------------------------------
+def name_html(name: str) -> str:
+    """A file name that ellipsises whole: the stem shrinks (``paris_eiffel_00…``), the extension stays."""
+    import html
+
+    stem, dot, ext = str(name).rpartition(".")
+    if not dot or not stem or len(ext) > 5:
+        stem, ext = str(name), ""
+    return (
+        f'<span class="vr-name" title="{html.escape(str(name))}"><span class="vr-stem">{html.escape(stem)}</span>'
+        + (f'<span class="vr-ext">.{html.escape(ext)}</span>' if ext else "")
+        + "</span>"
+    )
+
+
+def card_caption_html(hit, copies_note: str = "") -> str:
+    """One line under a result's thumbnail: score and whole-ellipsised name; the folder label, pixel
+    size, bytes and capture in its tooltip (and in the lightbox)."""
+    import html
+
+    dims = f"{hit.width}x{hit.height}" if hit.width else "?"
+    c = getattr(hit, "capture", None)
+    shot = " · ".join(x for x in ((c.captured or "")[:10], c.camera or "") if x) if c is not None else ""
+    details = " · ".join(x for x in (hit.label or "-", dims, human_bytes(hit.size), shot, copies_note) if x)
+    name = os.path.basename(getattr(hit, "where", hit.path))
+    copies = f' <b class="vr-copies">{html.escape(copies_note)}</b>' if copies_note else ""
+    return (
+        f'<div class="vr-cap" title="{html.escape(details)}" data-label="{html.escape(hit.label or "")}">'
+        f"<b>{hit.score:.3f}</b> · {name_html(name)}{copies}</div>"
+    )
+
+
+SEARCH_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 3rem; }
+.st-key-inputs [data-testid="stFileUploaderDropzone"] { padding: 0.35rem 0.75rem; }
+.st-key-inputs [data-testid="stFileUploaderDropzoneInstructions"] { display: none; }
+.st-key-query_strip { gap: 0.75rem; align-items: flex-start; }
+.st-key-query_strip [data-testid="stImage"] img { max-height: 88px; width: auto; object-fit: contain; }
+.st-key-query_strip [data-testid="stMarkdownContainer"] p { margin: 0; line-height: 1.45; }
+.st-key-query_strip [data-testid="stCaptionContainer"] { margin-top: 0.2rem; }
+.vr-cap { display: flex; gap: 0.25rem; white-space: nowrap; font-size: 0.8rem; line-height: 1.2; }
+.vr-name { display: block; flex: 1 1 0; min-width: 0; overflow: hidden; white-space: nowrap; }
+.vr-stem { display: inline-block; max-width: calc(100% - 2.6em); overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; vertical-align: bottom; }
+.vr-copies { flex: none; }
+.st-key-results_grid [class*="st-key-card_"] { position: relative; gap: 0.15rem; }
+.st-key-results_grid [class*="st-key-card_"] [data-testid="stMarkdownContainer"] p { margin: 0; }
+.st-key-results_grid [class*="st-key-card_"] [data-testid="stImage"] { margin: 0; }
+.st-key-results_grid [class*="st-key-open_"] {
+  position: absolute; inset: 0; z-index: 1; width: 100% !important; }
+.st-key-results_grid [class*="st-key-open_"] button {
+  position: absolute; inset: 0; width: 100%; height: 100%; opacity: 0; border: none; }
+.st-key-results_grid [class*="st-key-more_"] {
+  position: absolute; top: 4px; right: 4px; bottom: auto; left: auto; z-index: 2;
+  width: auto !important; height: auto !important; pointer-events: none;
+  opacity: 0; transition: opacity 0.15s; }
+.st-key-results_grid [class*="st-key-more_"] button { pointer-events: auto; }
+.st-key-results_grid [class*="st-key-card_"]:hover [class*="st-key-more_"],
+.st-key-results_grid [class*="st-key-more_"]:focus-within { opacity: 1; }
+.st-key-results_grid [class*="st-key-more_"] button {
+  min-height: 0; padding: 0.1rem 0.45rem; font-size: 0.75rem; background: rgba(255,255,255,0.92); }
+@media (hover: none) { .st-key-results_grid [class*="st-key-more_"] { opacity: 0.9; } }
+@media (max-width: 640px) {
+  [data-testid="stMainBlockContainer"] { padding: 4rem 0.6rem 1rem; }
+  .st-key-results_grid { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
+}
+</style>"""
+
+
+def search_style(thumb_px: int) -> None:
+    """The search page's compact layout: a small drop zone (without Streamlit's own size line, which
+    names the server's receiving limit, not the page's: the label says the one limit), the query strip, a dense grid of
+    thumbnails of one height (the whole picture: contain), clicking one opens it, "Similar" on
+    hover (always shown on a touch screen)."""
+    st.html(
+        SEARCH_CSS + f'<style>.st-key-results_grid [data-testid="stImage"] img {{ height: {int(thumb_px)}px; '
+        f"width: 100%; object-fit: contain; background: rgba(128,128,128,0.08); }}</style>"
+    )

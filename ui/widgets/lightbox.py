@@ -1,6 +1,9 @@
 """The search page's lightbox: one result large in a dialog, shown where the user is looking (Esc or
-the X closes it), previous/next through the page's results (buttons, or the Left/Right keys), the
-original file to download and its details.
+the X closes it), previous/next through the page's results (buttons, or the Left/Right keys; the
+counter counts the results only, not the query), the original file to download and its details.
+
+The picture fits the window (contain: never cropped, never enlarged past its own pixels), with the
+name and buttons on the same screen; "100%" shows it pixel for pixel, scrolling inside the dialog.
 
 The original is read only for a row of the index, through ``Index.indexed_file`` (which refuses a
 path outside the index's folders): never a path from the URL or the user."""
@@ -20,6 +23,16 @@ from . import components as C
 from .state import guard
 
 LIGHTBOX_PX = 1280
+FULL_PX = 4096  # "100%": the original's pixels, up to this side
+LIGHTBOX_CSS = """<style>
+div[role="dialog"] { margin-top: 1rem !important; margin-bottom: 1rem !important; }
+.st-key-lb_image img { display: block; margin: 0 auto; width: auto !important; height: auto;
+  max-width: 100%; max-height: calc(100vh - 19rem); object-fit: contain; }
+.st-key-lb_full { max-height: calc(100vh - 19rem); overflow: auto; }
+.st-key-lb_full img { max-width: none !important; width: auto !important; }
+.st-key-lb_nav p { margin: 0; }
+.st-key-lb_title h3 { font-size: 1.15rem; overflow-wrap: anywhere; }
+</style>"""
 OPEN = "open_id"  # session state: the id of the result in the lightbox, or None
 VIDEO_PLAY_MAX_BYTES = 512 * 1024 * 1024  # st.video sends the whole file to the browser
 _VIDEO_MIME = {
@@ -65,7 +78,7 @@ def _body(svc, order: list[int], cards: dict, on_similar, on_change) -> None:
         args=(prev_id,),
         shortcut="Left",
     )
-    nav.markdown(f"**{pos + 1} / {len(order)}**" if pos is not None else "")
+    nav.markdown(f"**{pos + 1} / {len(order)}**" if pos is not None else "the query's own file")
     nav.button(
         "Next",
         key="lb_next",
@@ -75,18 +88,22 @@ def _body(svc, order: list[int], cards: dict, on_similar, on_change) -> None:
         args=(next_id,),
         shortcut="Right",
     )
-    data = svc.thumbnail(row.id, LIGHTBOX_PX)
+    full = nav.toggle(
+        "100%", key="lb_zoom", help="Show the picture pixel for pixel (scroll inside it); off: fit the window"
+    )
+    st.html(LIGHTBOX_CSS)
+    side = max(row.width or 0, row.height or 0) or LIGHTBOX_PX
+    data = svc.thumbnail(row.id, min(side, FULL_PX) if full else min(side, LIGHTBOX_PX))
     if data is None:
         st.warning("cannot show this image (missing or unreadable now)")
     else:
-        with st.container(key="lb_image"):
-            st.image(data, width="stretch")
+        with st.container(key="lb_full" if full else "lb_image", horizontal_alignment="center"):
+            st.image(data, width="content")  # its own pixels at most: CSS fits it to the window
     card = cards.get(image_id)
     score = f"similarity **{card.hit.score:.4f}** · " if card is not None else ""
-    st.markdown(
-        f"### {C.md(os.path.basename(row.path))}\n{score}{row.width} x {row.height} · "
-        f"{human_bytes(row.size)} · {C.md(row.label or '-')}"
-    )
+    with st.container(key="lb_title", gap="xxsmall"):
+        st.markdown(f"### {C.md(os.path.basename(row.path))}")
+        st.markdown(f"{score}{row.width} x {row.height} · {human_bytes(row.size)} · {C.md(row.label or '-')}")
     actions = st.container(horizontal=True)
     if getattr(row, "source", None) is None:
         path = svc.index.indexed_file(row.id)  # inside the index's folders, or refused
