@@ -2,10 +2,19 @@
 classes, thumbnails, index status), results paging and URL state, dedup reports and their review,
 indexing in a background thread, and feature maps. Pages and widgets use only these names."""
 
+from .dedup_compare import Comparison
+from .dedup_compare import compare as compare_images
+from .dedup_job import DedupJob
+from .dedup_proof import COLOR as PROOF_COLOR
+from .dedup_proof import EXPLAIN as PROOF_EXPLAIN
+from .dedup_proof import LABEL as PROOF_LABEL
+from .dedup_proof import at_least, is_safe, ordered, plan_text, proof, score_bounds
 from .dedup_reports import (
+    check_report,
     find_reports,
     load_report_bytes,
     load_report_file,
+    load_report_path,
     member_row,
     run_dedup,
     save_report,
@@ -13,6 +22,7 @@ from .dedup_reports import (
 from .dedup_review import (
     CHOICES,
     KEEP,
+    QUARANTINE,
     apply_choices,
     default_choice,
     default_quarantine,
@@ -20,6 +30,8 @@ from .dedup_review import (
     is_exact,
     keep_all,
     last_moved_log,
+    pick_choices,
+    split,
     undo_action,
 )
 from .feature_maps import conv_layers, feature_maps, maps_grid
@@ -50,14 +62,29 @@ from .uploads import crop, jpeg_bytes, preview, read_upload
 from .urlstate import DEFAULT_PER, MAX_QE, PER_PAGE, View
 
 __all__ = [
+    "Comparison",
+    "compare_images",
+    "DedupJob",
+    "at_least",
+    "is_safe",
+    "ordered",
+    "plan_text",
+    "proof",
+    "score_bounds",
+    "PROOF_COLOR",
+    "PROOF_EXPLAIN",
+    "PROOF_LABEL",
+    "check_report",
     "find_reports",
     "load_report_bytes",
     "load_report_file",
+    "load_report_path",
     "member_row",
     "run_dedup",
     "save_report",
     "CHOICES",
     "KEEP",
+    "QUARANTINE",
     "apply_choices",
     "default_choice",
     "default_quarantine",
@@ -65,6 +92,8 @@ __all__ = [
     "is_exact",
     "keep_all",
     "last_moved_log",
+    "pick_choices",
+    "split",
     "undo_action",
     "conv_layers",
     "feature_maps",
