@@ -57,18 +57,25 @@ def find_now(at, verify: bool = True) -> AppTest:
     return at
 
 
+LAST: dict = {}  # the page session shown() looked at last
+
+
 def shown(at, kind: str = "dups") -> dict:
     """keeper file name -> group, as the page lists them (``kind``: "dups" or "similar")."""
+    LAST["at"] = at
     return {Path(g.keeper.path).name: g for g in at.session_state["dedup"][kind]}
 
 
 def key(g, name, what="pick") -> str:
+    """The page's widget key ``what`` of group ``g`` (the file ``name``'s choice for "pick"), in the
+    page session ``shown`` last looked at (its keys carry the number of the report it shows)."""
     from ui.logic import group_key
 
+    gk = f"{LAST['at'].session_state['dedup']['gen']}_{group_key(g)}"
     if what != "pick":
-        return f"dd_{what}_{group_key(g)}"
+        return f"dd_{what}_{gk}"
     m = next(m for m in g.files if Path(m.path).name == name)
-    return f"dd_pick_{group_key(g)}_{m.id}"
+    return f"dd_pick_{gk}_{m.id}"
 
 
 def in_index(index_dir, path: Path) -> bool:
@@ -80,6 +87,7 @@ def in_index(index_dir, path: Path) -> bool:
 
 def confirm(at, g) -> str:
     """Press the group's Apply: the question it asks (nothing has moved yet); then Move."""
+    LAST["at"] = at
     at.button(key=key(g, None, "apply")).click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     question = [w.value for w in at.warning if w.value.startswith("Move ")]
@@ -258,6 +266,7 @@ def test_read_only_hides_the_actions(review, monkeypatch):
 
 def radios_of(at, g) -> dict:
     """file name -> the page's keep/quarantine choice, for every file of ``g``."""
+    LAST["at"] = at
     return {Path(m.path).name: at.radio(key=key(g, Path(m.path).name)).value for m in g.files}
 
 

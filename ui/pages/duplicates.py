@@ -53,7 +53,9 @@ def _set_report(report, source: str, upload_id=None) -> None:
         "dups": ordered(report.groups),
         "similar": ordered(report.groups, similar=True),
         "done": {},
+        "gen": ss.get("dedup_gen", 0) + 1,
     }
+    ss.dedup_gen = ss.dedup["gen"]
     for k in [k for k in ss if str(k).startswith(("dd_pick_", "dd_best_"))]:
         del ss[k]  # a choice made on another report is not a choice on this one
     ss.dedup_confirm, ss.dedup_errors, ss[COMPARE] = None, {}, None
@@ -182,16 +184,16 @@ def _review(state) -> None:
     dups, similar = at_least(dups, floor), at_least(similar, floor)
     if not cfg.read_only:
         G.review_bar(report, dups)
-    view = st.radio(
+    c1, c2 = st.columns([2, 3], vertical_alignment="center")
+    view = c1.radio(  # fixed labels: a label that changes makes the browser forget the choice
         "Show",
         ["dups", "similar"],
         horizontal=True,
         key="dedup_view",
-        format_func=lambda v: (
-            f"Duplicates ({len(dups)})" if v == "dups" else f"Similar shots, review only ({len(similar)})"
-        ),
+        format_func=lambda v: "Duplicates" if v == "dups" else "Similar shots (review only)",
         label_visibility="collapsed",
     )
+    c2.caption(f"{len(dups)} duplicate groups · {len(similar)} groups of similar shots")
     shown = dups if view == "dups" else similar
     if not shown:
         st.success("No groups here." if view == "dups" else "No similar shots at this similarity.")

@@ -48,6 +48,12 @@ CSS = """<style>
 _S: dict = {}  # the page's service and settings (one per process), for the callbacks
 
 
+def _wk(g) -> str:
+    """The group's key in this page: its report's number (the browser keeps a widget's value by its key,
+    so a choice made on an earlier report must not carry over) and ``group_key``."""
+    return f"{ss.dedup.get('gen', 0)}_{group_key(g)}"
+
+
 def use(svc, cfg) -> None:
     """The service and settings the groups act with (called by the page on every run)."""
     _S.update(svc=svc, cfg=cfg)
@@ -70,7 +76,7 @@ def _act(key: str, fn, *args) -> None:
     try:
         report = ss.dedup["report"]
         _remember(
-            report, fn(_S["svc"], report, *args), [key] if key != "exact" else [group_key(g) for g in args[0]]
+            report, fn(_S["svc"], report, *args), [key] if key != "exact" else [_wk(g) for g in args[0]]
         )
     except Exception as e:  # noqa: BLE001 - shown in the group
         ss.dedup_errors[key] = message(e)
@@ -106,7 +112,7 @@ def _last_log():
 
 def _choices(g) -> dict:
     """The page's keep/quarantine choice per file of ``g`` (the default where none was made)."""
-    gk = group_key(g)
+    gk = _wk(g)
     if not g.is_duplicates:
         best = ss.get(f"dd_best_{gk}")
         return pick_choices(g, best) if best is not None else {m.path: KEEP for m in g.files}
@@ -118,7 +124,7 @@ def _quarantine() -> str:
 
 
 def _apply_group(g) -> None:
-    _act(group_key(g), apply_choices, [g], _choices(g), _quarantine())
+    _act(_wk(g), apply_choices, [g], _choices(g), _quarantine())
 
 
 def _apply_exact(groups) -> None:
@@ -134,7 +140,7 @@ def _apply_exact(groups) -> None:
 
 
 def _keep_all(g) -> None:
-    _act(group_key(g), keep_all, g)
+    _act(_wk(g), keep_all, g)
 
 
 # --- drawing ------------------------------------------------------------------------------------
@@ -201,7 +207,7 @@ def _header(g, n: int) -> None:
 
 def _actions(g) -> None:
     """Apply (red only for a proven group) and Keep all; similar shots: pick the one to keep."""
-    gk = group_key(g)
+    gk = _wk(g)
     if not g.is_duplicates:
         st.radio(
             "Keep which one? The others go to quarantine (nothing is chosen for you)",
@@ -243,7 +249,7 @@ def _open_compare(g, m) -> None:
 
 
 def _cards(g, actions: bool) -> None:
-    gk = group_key(g)
+    gk = _wk(g)
     files = g.files
     for start in range(0, len(files), PER_ROW):
         for col, m in zip(st.columns(PER_ROW), files[start : start + PER_ROW]):
@@ -276,7 +282,7 @@ def _cards(g, actions: bool) -> None:
 
 
 def _group(g, n: int) -> None:
-    gk = group_key(g)
+    gk = _wk(g)
     with st.container(border=True, key=f"dd_group_{gk}"):
         _header(g, n)
         done = ss.dedup.get("done", {}).get(gk)
