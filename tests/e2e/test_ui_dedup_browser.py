@@ -53,9 +53,15 @@ def open_duplicates(page, url: str) -> None:
     link = page.locator('[data-testid="stSidebarNav"] a').filter(has_text=re.compile("Duplicates"))
     ready = page.get_by_role("button", name="Find duplicates")
     for _ in range(6):  # a click while the app still connects can be lost on a loaded machine
+        if page.viewport_size["width"] < 640:  # a phone: the sidebar opens first
+            page.locator(
+                '[data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapsedControl"] button'
+            ).first.click(timeout=60_000)
         link.click(timeout=60_000)
         try:
             ready.wait_for(timeout=20_000)
+            if page.viewport_size["width"] < 640:  # close the sidebar again
+                page.locator('[data-testid="stSidebarCollapseButton"] button').first.click(timeout=10_000)
             return
         except PlaywrightTimeout:
             continue
@@ -152,6 +158,21 @@ def test_review_preselects_only_proven_groups_asks_before_moving_and_stays_in_pl
         under = group_under(page, x, y)
         assert under.split("|")[0] == gkey and under.split("|")[1] != "Apply", under  # not the next Apply
         assert groups.nth(2).get_by_role("radio", name="Quarantine", checked=True).count() == 2
+        # Compare: the keeper and the grey copy large, one zoom for both panes
+        button = groups.nth(2).get_by_role("button", name="Compare").last
+        button.scroll_into_view_if_needed()
+        button.click()
+        frame = page.frame_locator('[role="dialog"] iframe')
+        frame.locator("#i2").wait_for(timeout=60_000)
+        assert "dog01-grey.jpg" in page.locator('[role="dialog"]').inner_text()
+        pane = frame.locator("#p1").bounding_box()
+        assert pane["width"] >= 500 and pane["height"] >= 450, pane  # large
+        before = frame.locator("#i2").evaluate("i => i.style.transform")
+        page.mouse.move(pane["x"] + pane["width"] / 3, pane["y"] + pane["height"] / 2)
+        page.mouse.wheel(0, -300)
+        time.sleep(0.5)
+        zoomed = [frame.locator(f"#i{n}").evaluate("i => i.style.transform") for n in (1, 2)]
+        assert zoomed[0] == zoomed[1] != before, (before, zoomed)
 
 
 def screenshots(out: Path, phone: Path | None = None) -> None:
@@ -180,7 +201,9 @@ def screenshots(out: Path, phone: Path | None = None) -> None:
                 open_duplicates(page, url)
                 find(page, verify=True)
                 ship = page.locator(GROUP).filter(has_text="ship01-edit.jpg")
-                ship.get_by_role("button", name="Compare").first.click()
+                button = ship.get_by_role("button", name="Compare").first
+                button.scroll_into_view_if_needed()
+                button.click()
                 frame = page.frame_locator('[role="dialog"] iframe')
                 frame.locator("#i2").wait_for(timeout=60_000)
                 frame.get_by_role("button", name="Differences").click()

@@ -67,18 +67,19 @@ def viewer(c, first: str = "keeper", key: str = "cmp") -> None:
         .replace("@OTHER@", _uri(c.member))
         .replace("@DIFF@", _uri(c.diff))
         .replace("@FIRST@", first)
-        .replace("@H@", str(HEIGHT - 48))
     )
     components.html(html, height=HEIGHT)
 
 
 _HTML = """<style>
-body{margin:0;font:14px system-ui,sans-serif;color:#31333f}
-#bar{display:flex;gap:6px;align-items:center;height:40px;flex-wrap:wrap}
+html,body{height:100%}
+body{margin:0;font:14px system-ui,sans-serif;color:#31333f;display:flex;flex-direction:column}
+#bar{display:flex;gap:6px;align-items:center;min-height:40px;flex-wrap:wrap;padding-bottom:4px}
 #bar button{border:1px solid #ccc;background:#fff;border-radius:6px;padding:4px 10px;cursor:pointer}
 #bar button.on{background:#31333f;color:#fff}
-#panes{display:flex;gap:8px;height:@H@px}
-.pane{flex:1;position:relative;overflow:hidden;background:#1e1e1e;border-radius:6px;cursor:grab}
+#panes{display:flex;gap:8px;flex:1;min-height:0}
+@media (max-width:600px){#panes{flex-direction:column} #info{display:none}}
+.pane{flex:1;position:relative;overflow:hidden;background:#1e1e1e;border-radius:6px;cursor:grab;touch-action:none}
 .pane img{position:absolute;left:0;top:0;transform-origin:0 0;user-select:none;-webkit-user-drag:none}
 .tag{position:absolute;left:8px;top:8px;background:rgba(0,0,0,.6);color:#fff;padding:2px 8px;border-radius:4px}
 </style>
