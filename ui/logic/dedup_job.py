@@ -72,6 +72,12 @@ class DedupJob:
         if not self.total:
             return "reading the index..."
         rate = self.rate()
+        if self.done >= self.total:  # the stage is over; the next has not reported yet
+            return (
+                f"{STAGES.get(self.stage, self.stage)}: all {self.total:,} photos"
+                + (f" · {rate:,.0f} photos/s" if rate else "")
+                + " · going on..."
+            )
         left = (self.total - self.done) / rate if rate else None
         return (
             f"{STAGES.get(self.stage, self.stage)}: {self.done:,} / {self.total:,} photos"
