@@ -288,13 +288,14 @@ def stop_indexing(page, url: str, folder: Path, timeout_ms: int = 60_000) -> tup
 
 def quarantine_exact_copy(page, url: str, timeout_ms: int = 120_000) -> str:
     """Open the Duplicates page, find the exact copies, press the first group's Apply (its copies
-    preselected for quarantine); returns the message the page shows."""
+    preselected for quarantine) and confirm the move it asks about; returns the message the page shows."""
     page.goto(url, wait_until="domcontentloaded")
     exact = page.get_by_text("Exact copies only")
     open_page(page, "Duplicates", exact, timeout_ms)
     exact.click(timeout=timeout_ms)
     page.get_by_role("button", name="Find duplicates").click(timeout=timeout_ms)
     page.get_by_role("button", name="Apply", exact=True).first.click(timeout=timeout_ms)
+    page.get_by_role("button", name=re.compile(r"^Move \d+ files? to quarantine$")).click(timeout=timeout_ms)
     done = page.locator('[data-testid="stAlert"]').filter(has_text="Moved ")
     done.first.wait_for(timeout=timeout_ms)
     return done.first.inner_text().strip()

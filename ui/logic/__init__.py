@@ -5,10 +5,19 @@ state, dedup reports and their review, indexing in a background thread, and feat
 and widgets use only these names."""
 
 from .classes import FOLDER_WORD, ClassLine, index_class_rows, query_class_lines
+from .dedup_compare import Comparison
+from .dedup_compare import compare as compare_images
+from .dedup_job import DedupJob
+from .dedup_proof import COLOR as PROOF_COLOR
+from .dedup_proof import EXPLAIN as PROOF_EXPLAIN
+from .dedup_proof import LABEL as PROOF_LABEL
+from .dedup_proof import at_least, is_safe, ordered, plan_text, proof, score_bounds
 from .dedup_reports import (
+    check_report,
     find_reports,
     load_report_bytes,
     load_report_file,
+    load_report_path,
     member_row,
     run_dedup,
     save_report,
@@ -16,6 +25,7 @@ from .dedup_reports import (
 from .dedup_review import (
     CHOICES,
     KEEP,
+    QUARANTINE,
     apply_choices,
     default_choice,
     default_quarantine,
@@ -23,6 +33,8 @@ from .dedup_review import (
     is_exact,
     keep_all,
     last_moved_log,
+    pick_choices,
+    split,
     undo_action,
 )
 from .feature_maps import conv_layers, feature_maps, maps_grid
@@ -57,14 +69,29 @@ __all__ = [
     "ClassLine",
     "index_class_rows",
     "query_class_lines",
+    "Comparison",
+    "compare_images",
+    "DedupJob",
+    "at_least",
+    "is_safe",
+    "ordered",
+    "plan_text",
+    "proof",
+    "score_bounds",
+    "PROOF_COLOR",
+    "PROOF_EXPLAIN",
+    "PROOF_LABEL",
+    "check_report",
     "find_reports",
     "load_report_bytes",
     "load_report_file",
+    "load_report_path",
     "member_row",
     "run_dedup",
     "save_report",
     "CHOICES",
     "KEEP",
+    "QUARANTINE",
     "apply_choices",
     "default_choice",
     "default_quarantine",
@@ -72,6 +99,8 @@ __all__ = [
     "is_exact",
     "keep_all",
     "last_moved_log",
+    "pick_choices",
+    "split",
     "undo_action",
     "conv_layers",
     "feature_maps",

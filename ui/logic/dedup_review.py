@@ -16,6 +16,8 @@ from pathlib import Path
 from indexer.dedup import DedupReport, Group, apply_report, kept_pairs, read_log, undo
 from retrieval import UserError
 
+from .dedup_proof import is_safe
+
 KEEP, QUARANTINE = "keep", "quarantine"
 CHOICES = (KEEP, QUARANTINE)
 
@@ -26,9 +28,18 @@ def group_key(group) -> str:
 
 
 def default_choice(group, member) -> str:
-    """The keeper is kept; the others of a proven duplicate group go to quarantine; similar shots and
-    unproven groups (--no-verify) are all kept."""
-    return KEEP if member is group.keeper or not group.is_proven else QUARANTINE
+    """The keeper is kept; the others of a proven duplicate group (``dedup_proof.is_safe``) go to
+    quarantine; similar shots and groups the report does not prove (--no-verify, a claim without its
+    evidence) are all kept."""
+    return KEEP if member is group.keeper or not is_safe(group) else QUARANTINE
+
+
+def pick_choices(group, best_id: int) -> dict:
+    """The choices of "keep only this one" for a group of similar shots: ``best_id`` kept, the others
+    to quarantine."""
+    if not any(m.id == best_id for m in group.files):
+        raise UserError("choose the photo to keep from this group")
+    return {m.path: KEEP if m.id == best_id else QUARANTINE for m in group.files}
 
 
 def is_exact(group) -> bool:

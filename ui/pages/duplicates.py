@@ -1,6 +1,13 @@
-"""Duplicates: run a dedup over the index (or open a saved report), browse the groups and act on
-them: keep/quarantine per file, "keep all", apply per group or for every group of exact copies,
-undo (``ui.logic.dedup_review``; hidden in read-only mode)."""
+"""Duplicates: find them now (a background run with progress and Cancel) or open a saved report (the
+index folder, a path anywhere, an upload), then review the groups the way a review screen that cannot
+hurt works (``ui.logic.dedup_proof``, ``ui.logic.dedup_review``; actions hidden in read-only mode):
+
+- only groups the report proves (byte copies, the same EXIF capture, the pixel copy tests) come with
+  quarantine preselected and say "safe to quarantine"; the strongest come first;
+- similar shots are a list of their own: pick the one to keep, nothing preselected, no red button;
+- Apply asks once, in the group, naming what moves where; afterwards the group stays where it was,
+  saying what happened (nothing above it moves, so the pointer stays on it);
+- Compare opens the keeper and a file large, with one zoom and pan, a flicker and the differences."""
 
 import os
 import time
@@ -8,116 +15,190 @@ import time
 import streamlit as st
 
 from ui.logic import (
-    CHOICES,
-    KEEP,
-    apply_choices,
-    default_choice,
-    default_quarantine,
+    DedupJob,
+    at_least,
+    check_report,
     find_reports,
-    group_key,
-    human_bytes,
-    is_exact,
-    keep_all,
-    last_moved_log,
     load_report_bytes,
     load_report_file,
-    member_row,
-    run_dedup,
+    load_report_path,
+    ordered,
     save_report,
-    undo_action,
+    score_bounds,
 )
+from ui.widgets import COMPARE, compare_dialog, guard, service, settings
 from ui.widgets import components as C
-from ui.widgets import guard, service, settings
+from ui.widgets import dedup_groups as G
 
 ss = st.session_state
-ss.setdefault("dedup", None)  # {"report": DedupReport, "source": str}
-ss.setdefault("dedup_page", 0)
-ss.setdefault("dedup_actions", [])  # [(report, ui.logic.dedup_review.Action)], the last one undoable
-ss.setdefault("dedup_flash", None)  # (kind, message) of the last action, shown after the rerun
-
-GROUPS_PER_PAGE = 5
-PER_ROW = 5
-
-
-def _set_page(n: int) -> None:
-    ss.dedup_page = max(0, n)
+ss.setdefault("dedup", None)  # {"report", "source", "dups", "similar", "done": {group key: text}}
+ss.setdefault("dedup_job", None)  # the running DedupJob of this session
+ss.setdefault("dedup_note", None)  # (kind, text): how the last run or action ended, shown in its place
+ss.setdefault("dedup_confirm", None)  # the group key (or "exact") whose Apply awaits its confirmation
+ss.setdefault("dedup_actions", [])  # [(report, Action, group keys)], the last one undoable
+ss.setdefault("dedup_errors", {})  # group key -> the refusal of its last action
+ss.setdefault(COMPARE, None)
 
 
-def _choices(g) -> dict:
-    """The page's keep/quarantine choice per file of ``g`` (the default where none was made)."""
-    gk = group_key(g)
-    return {m.path: ss.get(f"dd_pick_{gk}_{m.id}", default_choice(g, m)) for m in g.files}
+def _note(kind: str, text: str) -> None:
+    (st.success if kind == "success" else st.info if kind == "info" else st.error)(text)
 
 
-def _done(report, result) -> None:
-    action, text = result
-    ss.dedup_actions.append((report, action))
-    ss.dedup_flash = ("success", text)
+def _set_report(report, source: str, upload_id=None) -> None:
+    check_report(report, svc, os.path.basename(source) if source.endswith(".json") else source)
+    ss.dedup = {
+        "report": report,
+        "source": source,
+        "upload_id": upload_id,
+        "dups": ordered(report.groups),
+        "similar": ordered(report.groups, similar=True),
+        "done": {},
+        "gen": ss.get("dedup_gen", 0) + 1,
+    }
+    ss.dedup_gen = ss.dedup["gen"]
+    for k in [k for k in ss if str(k).startswith(("dd_pick_", "dd_best_"))]:
+        del ss[k]  # a choice made on another report is not a choice on this one
+    ss.dedup_confirm, ss.dedup_errors, ss[COMPARE] = None, {}, None
+    ss.dedup_page_dups = ss.dedup_page_similar = 0
+
+
+def _run_controls() -> None:
+    from indexer.dedup import VERIFY_FLOOR, default_threshold
+
+    c1, c2 = st.columns([2, 1])
+    verify = c2.checkbox(
+        "Verify pixels",
+        value=True,
+        key="dedup_verify",
+        help="A pair is a duplicate only when it is proven the same capture: byte-identical, the same EXIF "
+        "capture, or aligned pixels that pass the copy tests. Other shots of one scene are listed as "
+        "similar shots, never as copies (reads those files again).",
+    )
+    if verify:
+        floor = c1.slider(
+            "Check pairs from similarity (cosine)",
+            0.30,
+            1.00,
+            float(VERIFY_FLOOR),
+            0.01,
+            key="dedup_floor",
+            help="Pairs of photos at least this similar are verified; every group listed is at least this "
+            "similar (byte copies and turned copies always are checked).",
+        )
+        options = {"verify_floor": floor}
+    else:
+        threshold = c1.slider(
+            "Similarity threshold (cosine)",
+            0.50,
+            1.00,
+            float(default_threshold(svc.index.spec, False)),
+            0.01,
+            key="dedup_threshold",
+            help="Without verification every pair at or above it is listed: not proven copies, nothing "
+            "preselected. Exact copies (same sha256) always are listed.",
+        )
+        options = {"threshold": threshold}
+    exact_only = c2.checkbox("Exact copies only", key="dedup_exact")
+    if st.button("Find duplicates", key="dedup_run", type="primary", disabled=ss.dedup_job is not None):
+        ss.dedup_note = None
+        ss.dedup_job = DedupJob(svc.directory, near=not exact_only, verify=verify, **options).start()
+
+
+def _follow_job() -> None:
+    """The run's progress until it ends (a Cancel click interrupts this script run, cancels the job in
+    its callback, and the next run waits here for the job to stop)."""
+    job = ss.dedup_job
+    with st.container(border=True, key="dedup_progress"):
+        st.button("Cancel", key="dedup_cancel", on_click=job.cancel, disabled=job.cancelled)
+        bar = st.progress(job.fraction(), text=job.text())
+        while job.running:
+            time.sleep(0.25)
+            bar.progress(job.fraction(), text=job.text())
+    ss.dedup_job = None
+    if job.error:
+        ss.dedup_note = ("error", f"Finding duplicates failed: {job.error}")
+    elif job.report is None:
+        ss.dedup_note = (
+            "info",
+            "Cancelled: nothing was found or changed. Find duplicates again to start over.",
+        )
+    else:
+        n = job.report.stats.get("images", 0)
+        _set_report(
+            job.report,
+            f"run now ({n:,} photos in {job.seconds:.1f} s, {n / max(job.seconds, 1e-3):,.0f} photos/s)",
+        )
     st.rerun()
 
 
-def _review_bar(report, quarantine_default) -> str:
-    """The quarantine folder, bulk apply of exact copies and undo; the folder chosen."""
-    c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
-    quarantine = c1.text_input(
-        "Quarantine folder (files are moved there, never deleted)",
-        value=str(quarantine_default),
-        key="dedup_quarantine",
-    )
-    exact = [g for g in report.groups if is_exact(g)]
-    if c2.button(
-        f"Apply all exact copies ({len(exact)})",
-        key="dedup_apply_exact",
-        disabled=not exact,
-        help=f"Quarantine the byte-identical copies of the {len(exact)} groups of exact copies (one undo log)",
-    ):
+def _open_controls(read_only: bool) -> None:
+    reports = find_reports(svc.directory)
+    if reports:
+        c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+        choice = c1.selectbox(
+            "Reports saved in the index folder",
+            [str(p) for p in reports],
+            key="dedup_choice",
+            format_func=lambda p: os.path.relpath(p, svc.directory),
+        )
+        if c2.button("Open", key="dedup_open"):
+            with guard():
+                _set_report(load_report_file(svc.directory, choice), choice)
+    if not read_only:  # a path on this server: only where the UI may act on its files
+        c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+        path = c1.text_input(
+            "...or a report saved anywhere (the path given to `dedup --out`)",
+            key="dedup_path",
+            placeholder="/photos/reports/dups.json",
+        )
+        if c2.button("Open", key="dedup_open_path"):
+            with guard():
+                _set_report(load_report_path(path), path.strip())
+    up = st.file_uploader("...or upload a report (.json)", type=["json"], key="dedup_upload")
+    if up is not None and (ss.dedup is None or ss.dedup.get("upload_id") != up.file_id):
         with guard():
-            _done(
-                report,
-                apply_choices(
-                    svc,
-                    report,
-                    exact,
-                    {p: c for g in exact for p, c in _choices(g).items()},
-                    quarantine,
-                    label=f"apply all exact copies ({len(exact)} groups)",
-                ),
-            )
-    last_report, last = (
-        ss.dedup_actions[-1] if ss.dedup_actions else (report, last_moved_log(quarantine, svc.directory))
-    )
-    if last is not None and c3.button(
-        f"Undo: {last.label}",
-        key="dedup_undo",
-        help="Move the files of the last action back (its undo log) and forget its decisions",
-    ):
-        with guard():
-            text = undo_action(svc, last_report, last)
-            if ss.dedup_actions:
-                ss.dedup_actions.pop()
-            ss.dedup_flash = ("success", text)
-            st.rerun()
-    return quarantine
+            _set_report(load_report_bytes(up.name, up.getvalue()), up.name, up.file_id)
 
 
-def _group_actions(report, g, quarantine) -> None:
-    gk = group_key(g)
-    b1, b2, _ = st.columns([1, 2, 4])
-    if b1.button(
-        "Apply",
-        key=f"dd_apply_{gk}",
-        type="primary",
-        help="Move the files marked Quarantine (undo log kept; nothing is deleted)",
-    ):
-        with guard():
-            _done(report, apply_choices(svc, report, [g], _choices(g), quarantine))
-    if b2.button(
-        "Keep all (not duplicates)",
-        key=f"dd_keepall_{gk}",
-        help="Dismiss the group: remembered in the index, so dedup leaves it out next time",
-    ):
-        with guard():
-            _done(report, keep_all(svc, report, g))
+def _review(state) -> None:
+    report = state["report"]
+    st.markdown(f"**{C.md(state['source'])}** - {C.md(report.summary())}")
+    if not cfg.read_only and state["source"].startswith("run now"):
+        if st.button("Save this report in the index folder", key="dedup_save"):
+            with guard():
+                st.success("Saved " + ", ".join(str(p) for p in save_report(report, svc.directory)))
+    dups, similar = state["dups"], state["similar"]
+    lo, hi = score_bounds(dups + similar)
+    floor = lo
+    if lo < hi:
+        floor = st.slider(
+            f"Show groups down to similarity (this report: {lo:.3f} - {hi:.3f})",
+            lo,
+            1.0,
+            lo,
+            0.001,
+            format="%.3f",
+            key=f"dedup_show_{state['source']}",
+            help="Hides the groups whose least similar file is below it; the report is not changed.",
+        )
+    dups, similar = at_least(dups, floor), at_least(similar, floor)
+    if not cfg.read_only:
+        G.review_bar(report, dups)
+    c1, c2 = st.columns([2, 3], vertical_alignment="center")
+    view = c1.radio(  # fixed labels: a label that changes makes the browser forget the choice
+        "Show",
+        ["dups", "similar"],
+        horizontal=True,
+        key="dedup_view",
+        format_func=lambda v: "Duplicates" if v == "dups" else "Similar shots (review only)",
+        label_visibility="collapsed",
+    )
+    c2.caption(f"{len(dups)} duplicate groups · {len(similar)} groups of similar shots")
+    shown = dups if view == "dups" else similar
+    if not shown:
+        st.success("No groups here." if view == "dups" else "No similar shots at this similarity.")
+        return
+    G.groups_view(shown, view)
 
 
 st.title("Duplicates")
@@ -125,144 +206,23 @@ cfg = settings()
 svc = service()
 if svc is None:
     st.stop()
+G.use(svc, cfg)
 
 with guard():
-    from indexer.dedup import default_threshold
-
     run_tab, open_tab = st.tabs(["Find duplicates now", "Open a saved report"])
     with run_tab:
-        c1, c2 = st.columns([2, 1])
-        verify = c2.checkbox(
-            "Verify pixels",
-            value=True,
-            key="dedup_verify",
-            help="Every candidate pair is a duplicate only when the two pictures, aligned by their "
-            "agreeing keypoints, agree pixel for pixel; other shots of one scene are listed "
-            "as similar shots, never as copies (reads those files again).",
-        )
-        threshold = c1.slider(
-            "Similarity threshold (cosine)",
-            0.50,
-            1.00,
-            float(default_threshold(svc.index.spec, verify)),
-            0.01,
-            key=f"dedup_threshold_{int(verify)}",
-            help="With verification: pairs too plain for keypoints are duplicates at or above "
-            "it. Without: every pair at or above it is. Exact copies (same sha256) always are.",
-        )
-        exact_only = c2.checkbox("Exact copies only", key="dedup_exact")
-        if st.button("Find duplicates", key="dedup_run", type="primary"):
-            with guard(), st.spinner("Searching the index for duplicates..."):
-                t0 = time.perf_counter()
-                report = run_dedup(svc, threshold, near=not exact_only, verify=verify)
-                ss.dedup = {"report": report, "source": f"run now ({time.perf_counter() - t0:.1f} s)"}
-                ss.dedup_page = 0
+        _run_controls()
+        if ss.dedup_job is not None:
+            _follow_job()
+        if ss.dedup_note:
+            _note(*ss.dedup_note)
     with open_tab:
-        reports = find_reports(svc.directory)
-        if reports:
-            choice = st.selectbox(
-                "Reports saved in the index folder",
-                [str(p) for p in reports],
-                key="dedup_choice",
-                format_func=lambda p: os.path.relpath(p, svc.directory),
-            )
-            if st.button("Open", key="dedup_open"):
-                with guard():
-                    ss.dedup = {"report": load_report_file(svc.directory, choice), "source": choice}
-                    ss.dedup_page = 0
-        else:
-            st.caption(
-                "No reports in the index folder (`vgg-retrieval dedup --index DIR --out DIR/dedup/report` "
-                "saves one, or save the one found here)."
-            )
-        up = st.file_uploader("...or upload a report (.json)", type=["json"], key="dedup_upload")
-        if up is not None and (ss.dedup is None or ss.dedup.get("upload_id") != up.file_id):
-            with guard():
-                ss.dedup = {
-                    "report": load_report_bytes(up.name, up.getvalue()),
-                    "source": up.name,
-                    "upload_id": up.file_id,
-                }
-                ss.dedup_page = 0
+        _open_controls(cfg.read_only)
 
-state = ss.dedup
-if state is None:
+if ss.dedup is None:
     st.info("Find duplicates now, or open a report.")
     st.stop()
-
 with guard():
-    report = state["report"]
-    st.markdown(f"**{C.md(state['source'])}** - {C.md(report.summary())}")
-    if not cfg.read_only and state["source"].startswith("run now"):
-        if st.button("Save this report in the index folder", key="dedup_save"):
-            with guard():
-                paths = save_report(report, svc.directory)
-                st.success("Saved " + ", ".join(str(p) for p in paths))
-    if ss.dedup_flash:
-        kind, text = ss.dedup_flash
-        ss.dedup_flash = None
-        (st.success if kind == "success" else st.error)(text)
-    quarantine = None
-    if not cfg.read_only:
-        quarantine = _review_bar(report, default_quarantine(cfg, svc.directory))
-    groups = report.groups
-    if not groups:
-        st.success(
-            "No duplicates at this threshold." if not ss.dedup_actions else "No groups left to review."
-        )
-        st.stop()
-    pages = (len(groups) + GROUPS_PER_PAGE - 1) // GROUPS_PER_PAGE
-    page = min(ss.dedup_page, pages - 1)
-    nav = st.columns([1, 1, 4])
-    nav[0].button("Previous", key="dedup_prev", disabled=page == 0, on_click=_set_page, args=(page - 1,))
-    nav[1].button("Next", key="dedup_next", disabled=page >= pages - 1, on_click=_set_page, args=(page + 1,))
-    nav[2].markdown(
-        f"Groups {page * GROUPS_PER_PAGE + 1}-{min(len(groups), (page + 1) * GROUPS_PER_PAGE)} "
-        f"of {len(groups)}"
-    )
-    for gi in range(page * GROUPS_PER_PAGE, min(len(groups), (page + 1) * GROUPS_PER_PAGE)):
-        g = groups[gi]
-        with st.container(border=True):
-            kind = "Duplicates" if g.is_duplicates else "Similar shots (not copies: review only)"
-            st.markdown(
-                f"**Group {gi + 1}: {kind}** - {len(g.files)} files, "
-                f"{human_bytes(g.reclaimable_bytes) + ' reclaimable, ' if g.is_duplicates else ''}"
-                f"lowest similarity {g.min_score:.3f}"
-            )
-            if g.why or g.keeper_reason:
-                st.caption(
-                    C.md(
-                        " · ".join(
-                            x for x in (g.why, f"keeper: {g.keeper_reason}" if g.keeper_reason else "") if x
-                        )
-                    )
-                )
-            if not cfg.read_only:
-                _group_actions(report, g, quarantine)
-            files = g.files
-            for start in range(0, len(files), PER_ROW):
-                cols = st.columns(PER_ROW)
-                for col, m in zip(cols, files[start : start + PER_ROW]):
-                    with col:
-                        keeper = m is g.keeper
-                        row = member_row(svc, m)
-                        if row is None:
-                            st.warning("not in the index now")
-                        else:
-                            C.thumbnail(svc, row.id)
-                        tag = ":green-background[**KEEPER**]" if keeper else f"{m.score:.3f} - {m.reason}"
-                        st.markdown(
-                            f"{tag}  \n{C.md(os.path.basename(m.path))}  \n"
-                            f"{m.width}x{m.height} · {human_bytes(m.size)}"
-                        )
-                        st.code(m.path, language=None)
-                        if not cfg.read_only:
-                            st.radio(
-                                "Action",
-                                CHOICES,
-                                index=CHOICES.index(default_choice(g, m)),
-                                horizontal=True,
-                                key=f"dd_pick_{group_key(g)}_{m.id}",
-                                label_visibility="collapsed",
-                                format_func=lambda c: "Keep" if c == KEEP else "Quarantine",
-                            )
+    _review(ss.dedup)
+if ss.get(COMPARE):
+    compare_dialog(svc)
