@@ -20,7 +20,7 @@ from .decisions import drop_dismissed
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .keeper import rekeep
 from .options import DedupOptions
-from .quality import FileQuality, keeper_reason, read_qualities, refine_rank
+from .quality import FileQuality, best_of, keeper_reason, read_qualities, refine_rank
 from .report import DedupReport, Group, Member
 from .report_text import DUPLICATES, EXACT_REASON, KEEPER_REASON, UNPROVEN_WHY, WHY, near_reason
 from .rule import (
@@ -214,7 +214,12 @@ class _NearSearch:
         groups = group_pairs(
             len(reps_v), i, j, sc, rank_v, check=judge.check((DUPLICATE,)), progress=self._progress("verify")
         )
-        kept = rekeep(judge, groups, x, rank_v)  # never a copy kept over the member it was made from
+
+        def pick(ms: list) -> int:  # the best keeper of ``ms`` (positions into reps_v)
+            best = best_of([int(reps_v[m]) for m in ms], self.rank, rows, qualities, keeper, preferred)
+            return ms[[int(reps_v[m]) for m in ms].index(best)]
+
+        kept = rekeep(judge, groups, x, rank_v, pick)  # never a copy kept over the member it was made from
         self.rekept = {g[0] for g, h in zip(kept, groups) if g[0] != h[0]}
         found = [(DUPLICATES, g) for g in kept]
         if similar:  # over the files left; a duplicate group's keeper stands for it and stays a keeper

@@ -18,6 +18,7 @@ MILD = 0.8  # from this ratio up (an enlargement by 1.09-1.25x) ...
 RELATIVE = 0.75  # ... the keeper also loses less than this share of what the member loses
 INSIDE = 0.97  # the member's frame lies (almost) wholly inside the keeper's
 ADDED = 0.97  # ... and covers less than this share of it: the keeper adds something around it
+CROPPED = 0.9  # cropped_from: the keeper covers less than this share of the member's frame
 FLAT = 0.8  # canvas_around: this share of what lies beyond the member is one flat colour
 FLAT_LEVELS = 6  # grey levels (0-255) from the median
 ROUNDS = 3  # a new keeper is checked again (an enlarged framed copy of an enlarged copy...)
@@ -110,7 +111,7 @@ def canvas_around(verifier, keeper: str, member: str, ev) -> bool:
         return False
     if _density(k, m, t) < DENSER:
         return False  # the keeper holds the member's picture at a higher resolution
-    return flat_around(verifier.cv2, k, m, t) >= FLAT
+    return bool(flat_around(verifier.cv2, k, m, t) >= FLAT)  # NaN (nothing beyond): no
 
 
 def _mid_map(f) -> np.ndarray:
@@ -123,8 +124,9 @@ def flat_around(cv2, a, b, t: np.ndarray) -> float:
     """The share of a's picture beyond b's footprint (widened by ``AROUND_MARGIN`` of the side)
     within ``FLAT_LEVELS`` grey levels of its median: a canvas, frame, border or banner is one
     colour but for its text (0.85-0.97 on the generated banners and frames); the scene around a
-    crop is not (0.04-0.66, sky and blurred backgrounds included). 0.0 when there is (almost)
-    nothing beyond. ``a``, ``b``: verify.Features; ``t`` maps a's keypoint image to b's."""
+    crop is not (0.04-0.66, sky and blurred backgrounds included). NaN when there is (almost)
+    nothing beyond (neither flat nor scene: no test passes). ``a``, ``b``: verify.Features; ``t``
+    maps a's keypoint image to b's."""
     m = _mid_map(b) @ t @ np.linalg.inv(_mid_map(a))  # a-mid -> b-mid
     h, w = a.mid.shape
     inside = cv2.warpPerspective(
@@ -133,7 +135,7 @@ def flat_around(cv2, a, b, t: np.ndarray) -> float:
     margin = max(3, round(AROUND_MARGIN * max(h, w)))
     beyond = ~(cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0)
     if beyond.sum() < 0.02 * h * w:
-        return 0.0
+        return float("nan")
     values = a.mid[beyond]
     return float((np.abs(values - np.median(values)) <= FLAT_LEVELS).mean())
 
@@ -147,11 +149,11 @@ def cropped_from(verifier, keeper: str, member: str, ev) -> bool:
         return False
     k, m, t = found
     inv = np.linalg.inv(t)
-    if _cover(t, k.size, m.size) >= ADDED or _cover(inv, m.size, k.size) < INSIDE:
+    if _cover(t, k.size, m.size) >= CROPPED or _cover(inv, m.size, k.size) < INSIDE:
         return False
     if _density(k, m, t) < DENSER:
         return False  # the crop holds the picture at a higher resolution
-    return flat_around(verifier.cv2, m, k, inv) < FLAT
+    return bool(flat_around(verifier.cv2, m, k, inv) < FLAT)  # NaN (nothing beyond): no
 
 
 def made_from(verifier, keeper: str, member: str, ev) -> bool:
@@ -164,10 +166,11 @@ def made_from(verifier, keeper: str, member: str, ev) -> bool:
     )
 
 
-def rekeep(judge, groups: list, vectors: np.ndarray, rank=None) -> list:
+def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None) -> list:
     """``groups`` ((keeper, members, scores) of the duplicate pass) with each keeper made from a
     member (``made_from``) replaced by the best such member (``rank``: the keeper order, positions
-    of ``judge.paths``; default: the members' order); ``vectors``: the descriptors (cosines).
+    of ``judge.paths``; default: the members' order; ``pick(positions)``: the best of them, when
+    given); ``vectors``: the descriptors (cosines).
     The group is re-verified around the new keeper (keeper-centred, never through a chain)."""
     out = []
     for keep, members, scores in groups:
@@ -186,7 +189,10 @@ def rekeep(judge, groups: list, vectors: np.ndarray, rank=None) -> list:
             free = [m for m in found if m not in made]
             if not free:
                 break
-            new = min(free, key=lambda m: rank[m]) if rank is not None else free[0]
+            if pick is not None:
+                new = pick(free)
+            else:
+                new = min(free, key=lambda m: rank[m]) if rank is not None else free[0]
             others = np.array([keep] + [m for m in members if m != new], dtype=np.int64)
             cos = vectors[others] @ vectors[new]
             ok = np.asarray(judge.check(("duplicate",))(new, others, cos), dtype=bool)

@@ -264,6 +264,27 @@ class _File:
         self.pixels = self.width * self.height
 
 
+def best_of(nodes: list, rank, rows, qualities: list, policy: str, preferred=None) -> int:
+    """The best keeper among ``nodes`` (row numbers), each compared with the best so far (``compare``;
+    ties by ``rank``): the keeper order's tolerances are not transitive, so a sorted order can put
+    a file after one it beats."""
+    best = nodes[0]
+    for n in nodes[1:]:
+        c = 0
+        if preferred is not None and preferred[n] != preferred[best]:
+            c = -1 if preferred[n] else 1
+        elif policy == "resolution":
+            c = compare(
+                _File(rows[n]),
+                qualities[n] or FileQuality(),
+                _File(rows[best]),
+                qualities[best] or FileQuality(),
+            )[0]
+        if c < 0 or (c == 0 and rank[n] < rank[best]):
+            best = n
+    return best
+
+
 def refine_rank(rank: np.ndarray, rows, qualities: list, policy: str, preferred=None) -> np.ndarray:
     """``rank`` with the files that have a FileQuality re-ordered among their own positions by
     ``compare`` (preferred folders first; then ties keep their order). ``rows``: the index rows

@@ -87,3 +87,21 @@ def test_toned_and_framed_copies_of_a_grey_photo_are_not_colour(tmp_path):
         "colour.jpg": True,
         "framed_colour.jpg": True,
     }
+
+
+def test_the_uncropped_original_is_kept_over_a_less_compressed_crop(tmp_path, make_index):
+    """A crop keeping 85% of the picture, saved at a higher JPEG quality: within the keeper order's
+    30% pixel tolerance it would win on compression; the uncropped photo shows more of the scene
+    around it, so the photo is the original."""
+    photo = Image.open(PIX / "dog01.jpg").convert("RGB")
+    w, h = photo.size
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    photo.save(lib / "photo.jpg", quality=80)
+    photo.crop((int(0.04 * w), int(0.05 * h), int(0.96 * w), int(0.97 * h))).save(
+        lib / "crop.jpg", quality=98
+    )
+    idx = make_index(tmp_path / "index")
+    idx.update([lib], progress=False, workers=0)
+    rep = find_duplicates(idx, threshold=1.0, verify_floor=-1.0)
+    assert [[Path(m.path).name for m in g.files] for g in rep.duplicate_groups] == [["photo.jpg", "crop.jpg"]]
