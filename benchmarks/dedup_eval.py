@@ -135,6 +135,9 @@ class MemoVerifier:
             version, memo = pickle.loads(cache.read_bytes())
             self.memo = memo if version == self.version else {}
 
+    def __getattr__(self, name):  # features_of, cv2...: the keeper (keeper.rekeep) reads them
+        return getattr(self.inner, name)
+
     def verify(self, pairs, progress=None, mirror=None):
         mirror = [True] * len(pairs) if mirror is None else list(mirror)
         keys = [(a, b, bool(m)) for (a, b), m in zip(pairs, mirror)]

@@ -22,7 +22,7 @@ from .decisions import drop_dismissed
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .keeper import rekeep
 from .options import DedupOptions
-from .quality import FileQuality, keeper_reason, read_qualities, refine_rank
+from .quality import FileQuality, best_of, keeper_reason, read_qualities, refine_rank
 from .report import DedupReport, Group, Member
 from .report_text import DUPLICATES, EXACT_REASON, KEEPER_REASON, UNPROVEN_WHY, WHY, near_reason
 from .rule import (
@@ -168,7 +168,7 @@ class _NearSearch:
         self.rows, self.reps, self.rank, self.stats, self.progress = rows, reps, rank, stats, progress
         self.judge: PairJudge | None = None
         self.reps_v = reps
-        self.rekept: set[int] = set()  # keepers chosen over a member enlarged from them (keeper.rekeep)
+        self.rekept: set[int] = set()  # keepers chosen over a member made from them (keeper.rekeep)
 
     def _progress(self, stage):
         return (lambda d, t: self.progress(stage, d, t)) if self.progress else None
@@ -235,7 +235,12 @@ class _NearSearch:
         groups = group_pairs(
             len(reps_v), i, j, sc, rank_v, check=judge.check((DUPLICATE,)), progress=self._progress("verify")
         )
-        kept = rekeep(judge, groups, x)  # never an enlarged copy over the file it was made from
+
+        def pick(ms: list) -> int:  # the best keeper of ``ms`` (positions into reps_v)
+            best = best_of([int(reps_v[m]) for m in ms], self.rank, rows, qualities, keeper, preferred)
+            return ms[[int(reps_v[m]) for m in ms].index(best)]
+
+        kept = rekeep(judge, groups, x, rank_v, pick)  # never a copy kept over the member it was made from
         self.rekept = {g[0] for g, h in zip(kept, groups) if g[0] != h[0]}
         found = [(DUPLICATES, g) for g in kept]
         if o.similar:  # over the files left; a duplicate group's keeper stands for it and stays a keeper
@@ -341,8 +346,8 @@ def _assemble(rows, rep_of, search, found, keeper, qualities) -> list[Group]:
         g.keeper_reason = keeper_reason(g.keeper, q[0], g.members, q[1:], keeper)
         if g.is_duplicates and row_of[g.keeper.id] in rekept:
             g.keeper_reason = (
-                "the original: a larger member is enlarged from it (no detail beyond this one's "
-                f"resolution); {g.keeper_reason}"
+                "the original: a larger member is enlarged from it, or adds only a canvas, frame or "
+                f"banner around it (no detail beyond this one's); {g.keeper_reason}"
             )
         g.keeper.reason = f"keeper: {g.keeper_reason}"
     groups.sort(key=lambda g: (not g.is_duplicates, g.min_score, g.keeper.path))

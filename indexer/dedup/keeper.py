@@ -1,5 +1,8 @@
-"""The keeper of a duplicate group is the original or its best copy - never a copy enlarged from
-another member.
+"""The keeper of a duplicate group is the original or its best copy - never a copy made from
+another member: an enlargement of it (more pixels, no more detail), the member with a canvas,
+frame, banner or fill added around it, or a crop of it (the uncropped picture is the original).
+The keeper order (``quality``) ranks files by what each says about itself; this checks the
+verified pairs of a group for what one file says about another.
 
 More: docs/design-notes.md (``indexer.dedup.keeper``)."""
 
@@ -7,11 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .copytests import DETAIL_SIDE, MAX_EXTRA, detail_lost
-from .verify import read_grey
+from .copytests import AROUND_MARGIN, DETAIL_SIDE, MAX_EXTRA, detail_lost
 
-SAME_COVER = 0.9
-DENSER = 0.8
+SAME_COVER = 0.8  # each frame covers this share of the other (a turned copy loses its corners)
+DENSER = 0.92  # the keeper has at least 1/DENSER of the member's own pixels per scene pixel
+MILD = 0.8  # from this ratio up (an enlargement by 1.09-1.25x) ...
+RELATIVE = 0.75  # ... the keeper also loses less than this share of what the member loses
+INSIDE = 0.97  # the member's frame lies (almost) wholly inside the keeper's
+ADDED = 0.97  # ... and covers less than this share of it: the keeper adds something around it
+CROPPED = 0.9  # cropped_from: the keeper covers less than this share of the member's frame
+FLAT = 0.8  # canvas_around: this share of what lies beyond the member is one flat colour
+FLAT_LEVELS = 6  # grey levels (0-255) from the median
+ROUNDS = 3  # a new keeper is checked again (an enlarged framed copy of an enlarged copy...)
 
 
 def _cover(t: np.ndarray, size_a, size_b) -> float:
@@ -28,55 +38,167 @@ def _cover(t: np.ndarray, size_a, size_b) -> float:
     return float(area) / float(wb * hb)
 
 
-def enlarged_from(verifier, keeper: str, member: str, ev) -> bool:
-    """Is ``keeper`` an enlargement of ``member`` (see the module doc)? ``ev``: the verified pair,
-    ``keeper`` first."""
+def native_tile(path: str, side: int = DETAIL_SIDE) -> np.ndarray:
+    """The file's grey pixels at its own resolution: the whole picture, or its central
+    ``side`` x ``side`` tile when it is larger (a resolution test must see the file's own pixels,
+    not a downscaled copy of them)."""
+    from retrieval.preprocess import open_image
 
-    if len(ev.transform) != 9 or ev.mirrored:
-        return False
+    im = open_image(path)
+    w, h = im.size
+    if max(w, h) > side:
+        x0, y0 = max(0, (w - side) // 2), max(0, (h - side) // 2)
+        im = im.crop((x0, y0, x0 + min(w, side), y0 + min(h, side)))
+    return np.asarray(im.convert("L"), dtype=np.float32)
+
+
+def _pair(verifier, keeper: str, member: str, ev):
+    """(keeper Features, member Features, keeper -> member map) or None."""
+    if ev is None or len(ev.transform) != 9 or ev.mirrored:
+        return None
     k, m = verifier.features_of(keeper), verifier.features_of(member)
     if k is None or m is None or not k.native or not m.native:
-        return False
+        return None
     t = np.array(ev.transform, np.float64).reshape(3, 3)
     try:
-        inv = np.linalg.inv(t)
+        np.linalg.inv(t)
     except np.linalg.LinAlgError:
+        return None
+    return k, m, t
+
+
+def _density(k, m, t) -> float:
+    """The member's own pixels per pixel of the keeper's own (over the scene they share)."""
+    scale = float(np.sqrt(abs(np.linalg.det(t[:2, :2]) / abs(t[2, 2]) ** 2)))  # m's keypoint px per k's
+    return scale * (max(m.native) / max(m.size)) / (max(k.native) / max(k.size))
+
+
+def enlarged_from(verifier, keeper: str, member: str, ev) -> bool:
+    """Is ``keeper`` an enlargement of ``member`` (more pixels over the same picture, and its own
+    pixels hold no detail the member's resolution could not)? ``ev``: the pair, ``keeper`` first."""
+    found = _pair(verifier, keeper, member, ev)
+    if found is None:
         return False
-    if min(_cover(t, k.size, m.size), _cover(inv, m.size, k.size)) < SAME_COVER:
+    k, m, t = found
+    if min(_cover(t, k.size, m.size), _cover(np.linalg.inv(t), m.size, k.size)) < SAME_COVER:
         return False
-    scale = float(np.sqrt(abs(np.linalg.det(t[:2, :2]))))  # m's keypoint px per k's
-    ratio = scale * (max(m.native) / max(m.size)) / (max(k.native) / max(k.size))  # m's own px per k's
+    ratio = _density(k, m, t)
     if ratio >= DENSER:
         return False
     try:
-        grey, native = read_grey(keeper, min(max(k.native), DETAIL_SIDE))
+        lost = detail_lost(verifier.cv2, native_tile(keeper), ratio)
+        if lost > MAX_EXTRA:
+            return False
+        if ratio < MILD:
+            return True
+        # a mild enlargement (1.1-1.25x): a genuine picture loses little at that ratio too, so the
+        # keeper must also lose clearly less than the member itself does there
+        return lost <= RELATIVE * detail_lost(verifier.cv2, native_tile(member), ratio)
     except Exception:  # noqa: BLE001 - gone since: keep the order as it is
         return False
-    ratio *= max(grey.shape) / max(native)
-    return ratio < DENSER and detail_lost(verifier.cv2, grey.astype(np.float32), ratio) <= MAX_EXTRA
 
 
-def rekeep(judge, groups: list, vectors: np.ndarray) -> list:
-    """``groups`` ((keeper, members, scores) of the duplicate pass) with each enlarged keeper
-    replaced by the member it was enlarged from; ``vectors``: the descriptors (cosines)."""
+def canvas_around(verifier, keeper: str, member: str, ev) -> bool:
+    """Is ``keeper`` the member with something added around it - a canvas, frame, border, banner or
+    fill (the member's frame lies inside the keeper's, covers less of it, and what lies beyond is
+    one flat colour, not more of the scene: ``flat_around``) - at no more pixels per scene pixel?"""
+    found = _pair(verifier, keeper, member, ev)
+    if found is None:
+        return False
+    k, m, t = found
+    inv = np.linalg.inv(t)
+    if _cover(inv, m.size, k.size) >= ADDED or _cover(t, k.size, m.size) < INSIDE:
+        return False
+    if _density(k, m, t) < DENSER:
+        return False  # the keeper holds the member's picture at a higher resolution
+    return bool(flat_around(verifier.cv2, k, m, t) >= FLAT)  # NaN (nothing beyond): no
+
+
+def _mid_map(f) -> np.ndarray:
+    """From a Features' keypoint image to its compare image (``mid``)."""
+    h, w = f.mid.shape
+    return np.diag([w / f.size[0], h / f.size[1], 1.0])
+
+
+def flat_around(cv2, a, b, t: np.ndarray) -> float:
+    """The share of a's picture beyond b's footprint (widened by ``AROUND_MARGIN`` of the side)
+    within ``FLAT_LEVELS`` grey levels of its median: a canvas, frame, border or banner is one
+    colour but for its text (0.85-0.97 on the generated banners and frames); the scene around a
+    crop is not (0.04-0.66, sky and blurred backgrounds included). NaN when there is (almost)
+    nothing beyond (neither flat nor scene: no test passes). ``a``, ``b``: verify.Features; ``t``
+    maps a's keypoint image to b's."""
+    m = _mid_map(b) @ t @ np.linalg.inv(_mid_map(a))  # a-mid -> b-mid
+    h, w = a.mid.shape
+    inside = cv2.warpPerspective(
+        np.ones_like(b.mid), m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    )
+    margin = max(3, round(AROUND_MARGIN * max(h, w)))
+    beyond = ~(cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0)
+    if beyond.sum() < 0.02 * h * w:
+        return float("nan")
+    values = a.mid[beyond]
+    return float((np.abs(values - np.median(values)) <= FLAT_LEVELS).mean())
+
+
+def cropped_from(verifier, keeper: str, member: str, ev) -> bool:
+    """Is ``keeper`` a crop of ``member`` (the keeper's frame lies inside the member's, which shows
+    more of the scene around it - not a canvas: ``flat_around`` - at no fewer pixels per scene
+    pixel)? The uncropped picture is the original."""
+    found = _pair(verifier, keeper, member, ev)
+    if found is None:
+        return False
+    k, m, t = found
+    inv = np.linalg.inv(t)
+    if _cover(t, k.size, m.size) >= CROPPED or _cover(inv, m.size, k.size) < INSIDE:
+        return False
+    if _density(k, m, t) < DENSER:
+        return False  # the crop holds the picture at a higher resolution
+    return bool(flat_around(verifier.cv2, m, k, inv) < FLAT)  # NaN (nothing beyond): no
+
+
+def made_from(verifier, keeper: str, member: str, ev) -> bool:
+    """Is ``keeper`` made from ``member``: enlarged from it, the member with a canvas, frame or
+    banner added, or a crop of it?"""
+    return (
+        canvas_around(verifier, keeper, member, ev)
+        or enlarged_from(verifier, keeper, member, ev)
+        or cropped_from(verifier, keeper, member, ev)
+    )
+
+
+def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None) -> list:
+    """``groups`` ((keeper, members, scores) of the duplicate pass) with each keeper made from a
+    member (``made_from``) replaced by the best such member (``rank``: the keeper order, positions
+    of ``judge.paths``; default: the members' order; ``pick(positions)``: the best of them, when
+    given); ``vectors``: the descriptors (cosines).
+    The group is re-verified around the new keeper (keeper-centred, never through a chain)."""
     out = []
     for keep, members, scores in groups:
-        new = next(
-            (
+        made = set()  # keepers found made from a member: never chosen again
+        for _ in range(ROUNDS):
+            found = [
                 m
                 for m in members
-                if enlarged_from(judge.verifier, judge.paths[keep], judge.paths[m], _oriented(judge, keep, m))
-            ),
-            None,
-        )
-        if new is None:
-            out.append((keep, members, scores))
-            continue
-        others = np.array([keep] + [m for m in members if m != new], dtype=np.int64)
-        cos = vectors[others] @ vectors[new]
-        ok = np.asarray(judge.check(("duplicate",))(new, others, cos), dtype=bool)
-        order = np.argsort(-cos[ok], kind="stable")
-        out.append((new, others[ok][order].tolist(), cos[ok][order].tolist()))
+                if made_from(judge.verifier, judge.paths[keep], judge.paths[m], _oriented(judge, keep, m))
+            ]
+            if not found:
+                break
+            # the keeper is not the original: the best member it was made from is (checked again
+            # in the next round: it may be a crop or an enlargement of another member)
+            made.add(keep)
+            free = [m for m in found if m not in made]
+            if not free:
+                break
+            if pick is not None:
+                new = pick(free)
+            else:
+                new = min(free, key=lambda m: rank[m]) if rank is not None else free[0]
+            others = np.array([keep] + [m for m in members if m != new], dtype=np.int64)
+            cos = vectors[others] @ vectors[new]
+            ok = np.asarray(judge.check(("duplicate",))(new, others, cos), dtype=bool)
+            order = np.argsort(-cos[ok], kind="stable")
+            keep, members, scores = new, others[ok][order].tolist(), cos[ok][order].tolist()
+        out.append((keep, members, scores))
     return out
 
 

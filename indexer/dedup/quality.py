@@ -143,11 +143,10 @@ def read_quality(path: str) -> FileQuality:
             im.draft("RGB", (256, 256))
             small = im.convert("RGB")
             small.thumbnail((256, 256))
-            content = _content_share(small)
+            box = border_box(small)
+            content = _content_share(small, box)
             if colour is None:
-                a = np.asarray(small.resize((64, 64)), dtype=np.float32)
-                spread = float(np.abs(a[..., 0] - a[..., 1]).mean() + np.abs(a[..., 1] - a[..., 2]).mean())
-                colour = spread >= GREY_SPREAD
+                colour = chroma_spread(small.crop(_inset(box or (0, 0, *small.size)))) >= GREY_SPREAD
     except Exception:  # noqa: BLE001 - unreadable now: ranks last among its equals, apply will refuse it anyway
         return FileQuality(readable=False, original=original)  # a RAW Pillow can't open: still the original
     return FileQuality(
@@ -159,10 +158,30 @@ def read_quality(path: str) -> FileQuality:
     )
 
 
-def _content_share(im) -> float:
-    """Share of ``im`` left after cutting uniform border bands (a frame, a screenshot's canvas)."""
+def chroma_spread(im) -> float:
+    """How far ``im`` (RGB) is from one tone curve: the mean |R-G| + |G-B| (0-255 levels) left
+    after taking out what the brightness explains. A grey picture has none, and neither has a
+    toned one (sepia, duotone: its colour follows its brightness); a colour photo has plenty.
+    Measured on the picture only (the caller trims a frame or canvas, whose colour says nothing)."""
+    a = np.asarray(im.convert("RGB").resize((64, 64)), dtype=np.float32).reshape(-1, 3)
+    chroma = np.stack([a[:, 0] - a[:, 1], a[:, 1] - a[:, 2]], axis=1)
+    level = np.minimum((a.mean(axis=1) / 16).astype(np.int64), 15)  # 16 brightness bins
+    left = 0.0
+    for b in np.unique(level):
+        c = chroma[level == b]
+        left += float(np.abs(c - np.median(c, axis=0)).sum())
+    return left / len(a)
 
-    box = border_box(im)
+
+def _inset(box: tuple) -> tuple:
+    """``box`` less 4% of its side on each edge (+1 px): trimming leaves a line of a frame's colour."""
+    left, top, right, bottom = box
+    dx, dy = 1 + (right - left) // 25, 1 + (bottom - top) // 25
+    return (left + dx, top + dy, max(left + dx + 1, right - dx), max(top + dy + 1, bottom - dy))
+
+
+def _content_share(im, box=None) -> float:
+    """Share of ``im`` left after cutting uniform border bands (``box``: ``border_box(im)``)."""
     if box is None:
         return 1.0
     return (box[2] - box[0]) * (box[3] - box[1]) / float(im.width * im.height)
@@ -243,6 +262,27 @@ class _File:
     def __init__(self, row):
         self.width, self.height, self.size, self.mtime_ns = int(row[3]), int(row[4]), int(row[5]), int(row[6])
         self.pixels = self.width * self.height
+
+
+def best_of(nodes: list, rank, rows, qualities: list, policy: str, preferred=None) -> int:
+    """The best keeper among ``nodes`` (row numbers), each compared with the best so far (``compare``;
+    ties by ``rank``): the keeper order's tolerances are not transitive, so a sorted order can put
+    a file after one it beats."""
+    best = nodes[0]
+    for n in nodes[1:]:
+        c = 0
+        if preferred is not None and preferred[n] != preferred[best]:
+            c = -1 if preferred[n] else 1
+        elif policy == "resolution":
+            c = compare(
+                _File(rows[n]),
+                qualities[n] or FileQuality(),
+                _File(rows[best]),
+                qualities[best] or FileQuality(),
+            )[0]
+        if c < 0 or (c == 0 and rank[n] < rank[best]):
+            best = n
+    return best
 
 
 def refine_rank(rank: np.ndarray, rows, qualities: list, policy: str, preferred=None) -> np.ndarray:

@@ -1,0 +1,107 @@
+"""The keeper of a duplicate group is the original (issue 24): never a copy made from another
+member - an enlargement (more pixels, no more detail; turned and captioned too), the member with a
+caption banner or frame added around it - nor a toned or framed copy of a greyscale original.
+
+Real photos; the copies are made here, as the generated benchmark set makes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import SAMPLES
+from PIL import Image, ImageDraw, ImageOps
+
+from indexer.dedup import find_duplicates
+from indexer.dedup.quality import read_quality
+
+PIX = SAMPLES / "pixabay"
+
+
+def _caption(im: Image.Image, text: str) -> Image.Image:
+    im = im.copy()
+    d = ImageDraw.Draw(im)
+    w, h = im.size
+    d.rectangle((w // 20, h - h // 7, w // 2, h - h // 20), fill=(250, 250, 250))
+    d.text((w // 18, h - h // 8), text, fill=(0, 0, 0))
+    return im
+
+
+def _banner(im: Image.Image) -> Image.Image:
+    w, h = im.size
+    out = Image.new("RGB", (w, h + h // 6), (255, 255, 255))
+    out.paste(im, (0, 0))
+    ImageDraw.Draw(out).text((w // 10, h + h // 24), "Greetings from the coast", fill=(0, 0, 0))
+    return out
+
+
+def test_the_original_is_kept_over_enlarged_captioned_and_bannered_copies(tmp_path, make_index):
+    photo = Image.open(PIX / "dog01.jpg").convert("RGB")  # 960 x 676
+    w, h = photo.size
+    big = photo.resize((round(w * 1.8), round(h * 1.8)), Image.LANCZOS)  # > 1024 px: read natively
+    turned = _caption(
+        photo.resize((round(w * 1.4), round(h * 1.4)), Image.LANCZOS).rotate(5, resample=Image.BICUBIC),
+        "(c) somebody",
+    )
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    photo.save(lib / "original.jpg", quality=95)
+    big.save(lib / "enlarged.jpg", quality=92)
+    turned.save(lib / "enlarged_turned_captioned.jpg", quality=92)
+    _banner(photo).save(lib / "banner.jpg", quality=92)
+    idx = make_index(tmp_path / "index")
+    idx.update([lib], progress=False, workers=0)
+    rep = find_duplicates(idx, threshold=1.0, verify_floor=-1.0)
+    names = [[Path(m.path).name for m in g.files] for g in rep.duplicate_groups]
+    assert len(rep.duplicate_groups) == 1, names
+    (g,) = rep.duplicate_groups
+    assert Path(g.keeper.path).name == "original.jpg", (names, g.keeper_reason)
+    members = {Path(m.path).name for m in g.members}
+    assert {"banner.jpg", "enlarged.jpg"} <= members, names
+    # the turned, captioned enlargement outranks the original by pixels: it keeps nothing either way
+    # (a member of the original's group, or - when its copy tests fail - a similar shot)
+    assert all(Path(x.keeper.path).name != "enlarged_turned_captioned.jpg" for x in rep.duplicate_groups)
+    assert "made from it" in g.keeper_reason or "enlarged from it" in g.keeper_reason
+
+
+def test_toned_and_framed_copies_of_a_grey_photo_are_not_colour(tmp_path):
+    """A sepia copy or a coloured frame around a greyscale photo does not make it the colour
+    original; a colour photo, with or without a frame, stays colour."""
+    grey = Image.open(PIX / "dog01.jpg").convert("L")
+    colour = Image.open(PIX / "dog01.jpg").convert("RGB")
+    sepia = ImageOps.colorize(grey, (40, 26, 13), (255, 240, 192))
+    framed = ImageOps.expand(ImageOps.expand(grey.convert("RGB"), 8, (245, 245, 235)), 90, (30, 160, 60))
+    files = {
+        "grey.jpg": grey.convert("RGB"),
+        "sepia.jpg": sepia,
+        "framed_grey.jpg": framed,
+        "colour.jpg": colour,
+        "framed_colour.jpg": ImageOps.expand(colour, 90, (30, 160, 60)),
+    }
+    for name, im in files.items():
+        im.save(tmp_path / name, quality=92)
+    found = {name: read_quality(str(tmp_path / name)).colour for name in files}
+    assert found == {
+        "grey.jpg": False,
+        "sepia.jpg": False,
+        "framed_grey.jpg": False,
+        "colour.jpg": True,
+        "framed_colour.jpg": True,
+    }
+
+
+def test_the_uncropped_original_is_kept_over_a_less_compressed_crop(tmp_path, make_index):
+    """A crop keeping 85% of the picture, saved at a higher JPEG quality: within the keeper order's
+    30% pixel tolerance it would win on compression; the uncropped photo shows more of the scene
+    around it, so the photo is the original."""
+    photo = Image.open(PIX / "dog01.jpg").convert("RGB")
+    w, h = photo.size
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    photo.save(lib / "photo.jpg", quality=80)
+    photo.crop((int(0.04 * w), int(0.05 * h), int(0.96 * w), int(0.97 * h))).save(
+        lib / "crop.jpg", quality=98
+    )
+    idx = make_index(tmp_path / "index")
+    idx.update([lib], progress=False, workers=0)
+    rep = find_duplicates(idx, threshold=1.0, verify_floor=-1.0)
+    assert [[Path(m.path).name for m in g.files] for g in rep.duplicate_groups] == [["photo.jpg", "crop.jpg"]]
