@@ -210,6 +210,7 @@ class _NearSearch:
             qualities[int(reps_v[n])] = q
         self.stats["quality_seconds"] = round(secs, 3)
         self.rank = refine_rank(self.rank, rows, qualities, keeper, preferred)
+        self.keeper_order = (qualities, keeper, preferred)  # for the keeper picks of _judged
         rank_v = self.rank[reps_v]
         if not verify:
             return [(DUPLICATES, g) for g in group_pairs(len(reps_v), i, j, sc, rank_v)]
@@ -237,7 +238,7 @@ class _NearSearch:
         )
 
         def pick(ms: list) -> int:  # the best keeper of ``ms`` (positions into reps_v)
-            best = best_of([int(reps_v[m]) for m in ms], self.rank, rows, qualities, keeper, preferred)
+            best = best_of([int(reps_v[m]) for m in ms], self.rank, rows, *self.keeper_order)
             return ms[[int(reps_v[m]) for m in ms].index(best)]
 
         kept = rekeep(judge, groups, x, rank_v, pick)  # never a copy kept over the member it was made from
