@@ -47,14 +47,20 @@ def engine_rate(idx, folder: Path, runs: int) -> float:
     from retrieval.preprocess import load_and_prepare
 
     emb = idx.embedder
-    prepared = [load_and_prepare(p, emb.spec.input_geometry) for p in sorted(folder.iterdir())]
+    by_shape: dict = {}  # full batches of one input shape each, as an update makes them
+    for path in sorted(folder.iterdir()):
+        p = load_and_prepare(path, emb.spec.input_geometry)
+        images, sizes = emb.prepare_batch([p.array], np.array([p.valid], dtype=np.int64))
+        by_shape.setdefault(images[0].shape, []).append((images[0], sizes[0]))
+    prepared = [e for group in by_shape.values() for e in group]
     bs = idx.batch_size
     batches = [
-        emb.prepare_batch(
-            [p.array for p in prepared[i : i + bs]],
-            np.array([p.valid for p in prepared[i : i + bs]], dtype=np.int64),
+        (
+            [e[0] for e in group[i : i + bs]],
+            np.array([e[1] for e in group[i : i + bs]], dtype=np.int64),
         )
-        for i in range(0, len(prepared), bs)
+        for group in by_shape.values()
+        for i in range(0, len(group), bs)
     ]
     list(emb.embed_stream(batches[:2], ready=True))  # compile every shape first
     best = 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,28 +39,43 @@ class Decoded:
 
 
 class DecodeJournal:
-    """The file this process is decoding, named in ``<index folder>/.decoding`` while it is decoded
-    (written, not synced: a hint, not a record), for decoding in the indexing process itself. A run
-    that dies inside a decoder (no process pool to catch the crash there) leaves the name behind;
-    the next run decodes that one file in a process of its own (``indexer.update.embedding``), so a file
-    that crashes the decoder is reported instead of stopping every run at the same place. A run
-    killed for another reason names a file that is then just decoded once more, in a subprocess."""
+    """The files this process is decoding, named in ``<index folder>/.decoding`` while they are
+    decoded (NUL-separated; written, not synced: a hint, not a record), for decoding in the indexing
+    process itself. A run that dies inside a decoder (no process pool to catch the crash there)
+    leaves the names behind; the next run decodes each of those files in a process of its own
+    (``indexer.update.embedding``), so a file that crashes the decoder is reported instead of
+    stopping every run at the same place. A run killed for another reason names files that are then
+    just decoded once more, in a subprocess. Safe to use from several decoding threads."""
 
     NAME = ".decoding"
+    SEP = "\0"  # a path never holds NUL
 
     def __init__(self, directory):
         self.path = os.path.join(os.fspath(directory), self.NAME)
+        self._flight: list[str] = []
+        self._lock = threading.Lock()
 
-    def suspect(self) -> str | None:
+    def suspects(self) -> set[str]:
         try:
             with open(self.path, encoding="utf-8", errors="surrogateescape") as f:
-                return f.read() or None
+                return {p for p in f.read().split(self.SEP) if p}
         except OSError:
-            return None
+            return set()
 
     def mark(self, path: str) -> None:
-        with open(self.path, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(path)
+        with self._lock:
+            self._flight.append(path)
+            self._write()
+
+    def done(self, path: str) -> None:
+        with self._lock:
+            self._flight.remove(path)
+            self._write()
+
+    def _write(self) -> None:  # whole or not at all: a thread's crash never finds it half written
+        with open(self.path + ".tmp", "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(self.SEP.join(self._flight))
+        os.replace(self.path + ".tmp", self.path)
 
     def clear(self) -> None:
         try:

@@ -69,14 +69,16 @@ class LocalEmbedding:
             journal = DecodeJournal(self.index.directory) if self.workers <= 0 else None
             decoded = decode_stream(jobs, self.workers, ahead=max(8, 4 * self.batch_size), journal=journal)
             try:
+                if overlap:  # prepared one by one in this thread, batched by input shape
+                    yield from _shape_batches(decoded, embedder, self.batch_size, started)
+                    return
                 for items in _batches(decoded, self.batch_size):
                     usable = [d for d in items if d.problem is None]
                     started.append(items)
-                    batch = (
+                    yield (
                         [d.array for d in usable],  # of one shape, or a few (buckets)
                         np.array([d.valid for d in usable], dtype=np.int64).reshape(-1, 2),
                     )
-                    yield embedder.prepare_batch(*batch) if overlap else batch
             finally:
                 decoded.close()  # the decoding processes stop here
 
@@ -93,6 +95,55 @@ class LocalEmbedding:
                     yield d, (None if d.problem else next(vecs))
         finally:
             batches.close()
+
+
+def _shape_batches(decoded: Iterator[Decoded], embedder, batch_size: int, started: deque) -> Iterator[tuple]:
+    """Ready batches (``Embedder.prepare_batch``: trimmed, in their buckets) of ``batch_size`` photos
+    of one input shape each, so that photos of mixed aspects still fill every inference; each
+    batch's items (problem items ride with the next batch) go to ``started`` before it is yielded.
+    A video's frames keep job order in batches of their own, after what waited before them, so a
+    commit never holds half a video."""
+    queues: dict[tuple, list] = {}  # input shape -> [(Decoded, array, valid)], insertion order kept
+    loose: list[Decoded] = []  # problem items, handed over with the next batch
+    video: list[Decoded] = []  # the frames of the video being read
+
+    def handed(items: list[Decoded]) -> None:
+        started.append(loose + items)
+        loose.clear()
+
+    def emit(shape) -> tuple:
+        entries = queues.pop(shape)
+        handed([e[0] for e in entries])
+        return [e[1] for e in entries], np.array([e[2] for e in entries], dtype=np.int64).reshape(-1, 2)
+
+    def emit_video() -> tuple:
+        handed(list(video))
+        batch = embedder.prepare_batch([v.array for v in video], np.array([v.valid for v in video], np.int64))
+        video.clear()
+        return batch
+
+    for d in decoded:
+        if d.problem is not None:
+            loose.append(d)
+        elif d.source is not None:  # a video's frame: what waits goes first, then its frames in order
+            for shape in list(queues):
+                yield emit(shape)
+            video.append(d)
+            if len(video) >= batch_size or not d.more:
+                yield emit_video()
+        else:
+            images, sizes = embedder.prepare_batch([d.array], np.array([d.valid], dtype=np.int64))
+            shape = tuple(images[0].shape)
+            queues.setdefault(shape, []).append((d, images[0], sizes[0]))
+            if len(queues[shape]) >= batch_size:
+                yield emit(shape)
+    if video:  # a stream cut short inside a video
+        yield emit_video()
+    for shape in list(queues):
+        yield emit(shape)
+    if loose:
+        handed([])
+        yield [], np.zeros((0, 2), dtype=np.int64)
 
 
 def _batches(decoded: Iterator[Decoded], batch_size: int) -> Iterator[list[Decoded]]:
@@ -151,22 +202,12 @@ def decode_stream(
 ) -> Iterator[Decoded]:
     """Decoded items (``decode_items``) in job order, ``workers`` processes decoding at most ``ahead`` files ahead of
     the consumer (bounded memory), overlapping with the caller's inference. ``workers`` 0: in this
-    process, each file named in ``journal`` while it is decoded; the file a run died decoding (the
-    journal's ``suspect``) is decoded in a process of its own, so a file that crashes the decoder
-    becomes a problem item instead of stopping every run at the same place."""
+    process, on ``DECODE_THREADS`` threads (Pillow releases the GIL while it decodes and resizes),
+    each file named in ``journal`` while it is decoded; the files a run died decoding (the journal's
+    ``suspects``) are decoded in a process of their own, so a file that crashes the decoder becomes
+    a problem item instead of stopping every run at the same place."""
     if workers <= 0 or len(jobs) <= 1:
-        suspect = journal.suspect() if journal is not None else None
-        try:
-            for job in jobs:
-                if job[0] == suspect:
-                    yield from _isolated(job)
-                    continue
-                if journal is not None:
-                    journal.mark(job[0])
-                yield from decode_items(job)
-        finally:
-            if journal is not None:
-                journal.clear()
+        yield from _decoded_here(jobs, journal)
         return
     import multiprocessing
 
@@ -190,3 +231,41 @@ def decode_stream(
             yield from result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+# decoding threads of an in-process update: a 12-MP JPEG takes ~20 ms to decode even at 1/8 scale,
+# so one thread capped a 2-core update at a fraction of the INT8 engine's rate (benchmarks/speed.py)
+DECODE_THREADS = 2
+
+
+def _decoded_here(jobs: list[Job], journal: DecodeJournal | None) -> Iterator[Decoded]:
+    """``decode_stream`` in this process: ``DECODE_THREADS`` files at a time, in job order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    suspects = journal.suspects() if journal is not None else set()
+
+    def one(job: Job) -> list[Decoded]:
+        if job[0] in suspects:
+            return _isolated(job)
+        if journal is None:
+            return decode_items(job)
+        journal.mark(job[0])
+        try:
+            return decode_items(job)
+        finally:
+            journal.done(job[0])
+
+    it = iter(jobs)
+    pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode")
+    try:
+        queue = deque(pool.submit(one, job) for job in islice(it, 2 * DECODE_THREADS))
+        while queue:
+            result = queue.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                queue.append(pool.submit(one, nxt))
+            yield from result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if journal is not None:
+            journal.clear()

@@ -107,3 +107,38 @@ def test_decode_items_gives_one_item_per_photo(folder):
     items = decode_items((str(folder / "skimage" / "coffee.png"), str(folder), SIZE, 0))
     assert len(items) == 1 and items[0].problem is None and items[0].more is False
     assert items[0].source is None and items[0].time_s is None
+
+
+def test_in_process_decoding_runs_on_threads_in_job_order_and_names_what_it_decodes(tmp_path, monkeypatch):
+    """``decode_stream`` without worker processes decodes DECODE_THREADS files at a time (a 12-MP
+    JPEG takes ~20 ms even at 1/8 scale), yields them in job order, names every file in flight in
+    the journal (what the next run isolates after a decoder crash), and leaves no journal behind."""
+    import threading
+
+    from indexer.update import decode as decode_module
+    from indexer.update import embedding
+    from indexer.update.decode import DecodeJournal
+
+    rng = np.random.default_rng(0)
+    jobs = []
+    for i in range(12):
+        path = tmp_path / f"{i:02d}.png"
+        Image.fromarray(rng.integers(0, 255, (40 + i, 50, 3), dtype=np.uint8)).save(path)
+        jobs.append((str(path), str(tmp_path), 64, 10**8))
+    journal = DecodeJournal(tmp_path)
+    seen_in_flight, threads = [], set()
+    real = decode_module.decode_items
+
+    def watched(job):
+        threads.add(threading.get_ident())
+        seen_in_flight.append(journal.suspects())
+        return real(job)
+
+    monkeypatch.setattr(embedding, "decode_items", watched)
+    out = list(embedding.decode_stream(jobs, workers=0, ahead=8, journal=journal))
+    assert [d.path for d in out] == [j[0] for j in jobs] and all(d.problem is None for d in out)
+    assert all(len(s) >= 1 for s in seen_in_flight)  # the file being decoded is named while it is
+    assert len(threads) <= embedding.DECODE_THREADS
+    assert not os.path.exists(journal.path)
+    (tmp_path / DecodeJournal.NAME).write_text(jobs[3][0] + DecodeJournal.SEP + jobs[5][0])
+    assert journal.suspects() == {jobs[3][0], jobs[5][0]}

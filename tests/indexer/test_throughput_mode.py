@@ -122,3 +122,40 @@ def test_index_cli_throughput_flag(tmp_path, tiny_model):
     )
     assert isinstance(res.exception, UserError) and "--engine openvino" in str(res.exception)
     assert not (tmp_path / "ix2").exists()
+
+
+def test_photos_of_mixed_aspects_fill_every_batch(tmp_path, tiny_model):
+    """Indexing batches photos by input shape (bucket): landscape and portrait photos interleaved
+    still run in full batches (3 inferences for 16 + 8 photos at batch 8, where batches of
+    consecutive files split by shape ran 6), and every photo gets its own vector."""
+    from PIL import Image
+
+    from indexer import Index
+    from retrieval.engines.openvino_engine import OpenVinoEmbedder
+
+    spec, net, model_dir = tiny_model
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i in range(24):
+        size = (48, 64) if i % 3 == 2 else (64, 48)  # (width, height): every third photo portrait
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(
+            folder / f"{i:02d}.png"
+        )
+    runs = []
+    real = OpenVinoEmbedder._run
+
+    def counted(self, images, sizes):
+        runs.append(len(images))
+        return real(self, images, sizes)
+
+    with Index.create(tmp_path / "ix", spec, model_dir=model_dir, batch_size=8) as idx:
+        OpenVinoEmbedder._run = counted
+        try:
+            report = idx.update([folder], workers=0, progress=False)
+        finally:
+            OpenVinoEmbedder._run = real
+        assert report.added == 24 and not report.errors
+        assert sorted(runs) == [8, 8, 8]
+        for name in ("02.png", "03.png"):  # a portrait and a landscape photo find themselves first
+            assert idx.search(folder / name, k=1)[0].path.endswith(name)

@@ -110,7 +110,7 @@ def name_html(name: str) -> str:
     import html
 
     stem, dot, ext = str(name).rpartition(".")
-    if not dot or not stem or len(ext) > 5:
+    if not dot or not stem or len(ext) > 5 or not any(c.isalpha() for c in ext):  # not a video's '@ 00:04.0'
         stem, ext = str(name), ""
     return (
         f'<span class="vr-name" title="{html.escape(str(name))}"><span class="vr-stem">{html.escape(stem)}</span>'
