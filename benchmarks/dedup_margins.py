@@ -39,6 +39,9 @@ class Recorder:
         self.pairs.update(zip(pairs, out))
         return out
 
+    def __getattr__(self, name):  # features_of, compare... (the keeper's checks) of the inner one
+        return getattr(self.inner, name)
+
 
 def tests():
     """(name, bound, value of an Evidence, passes) of each copy test, from the rule's thresholds."""
