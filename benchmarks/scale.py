@@ -94,8 +94,12 @@ def make_photos(work: Path, n: int) -> Path:
                 target.symlink_to(src)
         else:
             target = sub / f"{i:06d}.jpg"
-            if not target.exists():
-                variant(src, target, i)
+            k = i
+            while not target.exists():  # a source Pillow cannot open (a multipage TIFF): the next one
+                try:
+                    variant(pool[k % len(pool)], target, i)
+                except (OSError, ValueError):
+                    k += 1
         if i % 2000 == 1999:
             print(f"  photos: {i + 1}/{n} ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
     done.touch()

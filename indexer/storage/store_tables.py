@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from indexer.reports import Capture
 from retrieval.errors import UserError
 
-from .tables import KEEP_BOTH, CaptureRow, DedupDecisionRow, ImageRow, OfflineFolderRow
+from .tables import EVIDENCE_FIELDS, KEEP_BOTH, CaptureRow, DedupDecisionRow, ImageRow, OfflineFolderRow
 
 
 class OfflineFolderQueries:
@@ -173,17 +173,6 @@ class CaptureQueries:
         ids = [int(i) for i in ids]
         for i in range(0, len(ids), 500):
             s.execute(delete(CaptureRow).where(CaptureRow.image_id.in_(ids[i : i + 500])))
-
-
-EVIDENCE_FIELDS = (
-    "time_original",
-    "subsec",
-    "time_offset",
-    "body_serial",
-    "unique_id",
-    "document_id",
-    "original_document_id",
-)
 
 
 def _capture(row: CaptureRow, w: int = 0, h: int = 0) -> Capture:

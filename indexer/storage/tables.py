@@ -57,20 +57,19 @@ class ImageRow(Base):
 
 
 # columns added after databases were made without them: (table, column, SQL type, indexed)
+# the capture evidence dedup reads (indexer.dedup.capture), stored by the indexer
+EVIDENCE_FIELDS = (
+    "time_original",
+    "subsec",
+    "time_offset",
+    "body_serial",
+    "unique_id",
+    "document_id",
+    "original_document_id",
+)
 ADDED_COLUMNS = (
     [("images", "source", "TEXT", True), ("images", "time_s", "FLOAT", False)]
-    + [
-        ("captures", c, "TEXT", False)
-        for c in (
-            "time_original",
-            "subsec",
-            "time_offset",
-            "body_serial",
-            "unique_id",
-            "document_id",
-            "original_document_id",
-        )
-    ]
+    + [("captures", c, "TEXT", False) for c in EVIDENCE_FIELDS]
     + [("captures", "evidence", "INTEGER", False)]
 )
 

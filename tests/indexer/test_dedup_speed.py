@@ -19,19 +19,11 @@ from indexer.dedup import find_duplicates
 from indexer.dedup.align import ratio_matches
 from indexer.dedup.verify import RATIO, Verifier
 from indexer.storage.layout import FEATURE_CACHE
+from indexer.storage.tables import EVIDENCE_FIELDS
 from indexer.update.capture import fill_missing
 
 PIX = SAMPLES / "pixabay"
-EVIDENCE_COLUMNS = (
-    "time_original",
-    "subsec",
-    "time_offset",
-    "body_serial",
-    "unique_id",
-    "document_id",
-    "original_document_id",
-    "evidence",
-)
+EVIDENCE_COLUMNS = (*EVIDENCE_FIELDS, "evidence")
 XMP = (
     b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
     b'<rdf:Description xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" '

@@ -4,12 +4,12 @@ photos/s, time left) read by the page, and a cancel that makes the next progress
 
 from __future__ import annotations
 
-import threading
 import time
 
 from indexer import Index
 from indexer.dedup import find_duplicates
 
+from .jobs import BackgroundJob
 from .service import message
 
 STAGES = {"search": "similarity search", "verify": "verifying pairs"}
@@ -19,7 +19,7 @@ class DedupCancelled(Exception):
     """Raised from the progress callback to stop the run."""
 
 
-class DedupJob:
+class DedupJob(BackgroundJob):
     """One ``find_duplicates`` run over the index at ``index_dir`` (its own connection to it) with
     ``options`` (those of ``find_duplicates``)."""
 
@@ -30,28 +30,7 @@ class DedupJob:
         self.report = None
         self.error: str | None = None
         self.seconds = 0.0
-        self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"dedup {index_dir}", daemon=True)
-
-    def start(self) -> "DedupJob":
-        self._thread.start()
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True when the run has ended (within ``timeout`` seconds)."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
+        super().__init__(f"dedup {index_dir}")
 
     def _progress(self, stage: str, done: int, total: int) -> None:
         if self._cancel.is_set():

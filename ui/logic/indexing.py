@@ -8,7 +8,6 @@ makes the next progress callback raise, which stops the update with the index at
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from indexer.update import default_workers
 from retrieval import UserError
 from retrieval.engines import DEFAULT_ENGINE
 
+from .jobs import BackgroundJob
 from .service import message
 
 
@@ -50,7 +50,7 @@ def open_for_update(index_dir, folders=(), engine: str = DEFAULT_ENGINE, progres
     return open_or_create(index_dir, folders, run=EngineChoice(engine), calibration_progress=progress)
 
 
-class IndexingJob:
+class IndexingJob(BackgroundJob):
     """One update of ``folders`` (empty: every folder the index knows) in a daemon thread. Decoding
     runs in at least one process of its own (``workers`` None: ``default_workers()``, but never 0,
     which the CLI takes on 2 cores): a file that crashes the image decoder must not take the web
@@ -71,24 +71,7 @@ class IndexingJob:
         self.total = 0  # 0 until the scan is over and the first file completes
         self.stage = "indexing"  # "calibrating" while a new index's INT8 model is made
         self.outcome: Outcome | None = None
-        self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"indexing {self.index_dir}", daemon=True)
-
-    def start(self) -> "IndexingJob":
-        self._thread.start()
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True when the job has finished (within ``timeout`` seconds)."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def cancel(self) -> None:
-        self._cancel.set()
+        super().__init__(f"indexing {self.index_dir}")
 
     @property
     def cancelling(self) -> bool:
