@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +33,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.decode_overlap import cpu_line  # noqa: E402
 from benchmarks.prune_distill import average_precision  # noqa: E402
 from benchmarks.retrieval_quality import PAIRS, SAMPLES, readable, scores  # noqa: E402
 
@@ -42,16 +42,6 @@ DATA = ROOT.parent / "shared" / "data"
 WEIGHTS = DATA / "weights" / "vgg16_features_imagenet_like.pth"
 HOLIDAYS = DATA / "retrieval" / "holidays150"
 CALIBRATION = DATA / "photos" / "samples" / "vacation"
-
-
-def cpu_flags() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return platform.processor()
-    name = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "?")
-    flags = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16") if f in out]
-    return f"{name} ({' '.join(flags)})"
 
 
 def sets() -> tuple[list[Path], dict]:
@@ -187,7 +177,7 @@ def main() -> int:
     precision = "int8" if args.int8 else ("bf16" if cpu_runs_bf16() else "f32")
     args.work.mkdir(exist_ok=True)
     files, measured = sets()
-    print(f"CPU: {cpu_flags()}; precision {precision}; {len(files)} photos")
+    print(f"CPU: {cpu_line()}; precision {precision}; {len(files)} photos")
     head = f"{'model':<26}{'GFLOPs':>7}{'img/s':>7}"
     for name in measured:
         head += f"  {name[:8] + ' qe0':>13}{'qe1':>6}{'+W':>6}"
