@@ -34,8 +34,7 @@ def index_option(f=None, *, required: bool = True):
         "index_dir",
         type=click.Path(file_okay=False, path_type=Path),
         envvar=ENV_INDEX,
-        required=required,
-        default=None,
+        required=required,  # no default=: click >= 8.3 takes an explicit None as a given value
         help=f"Index folder [env: {ENV_INDEX}].",
     )(f)
 

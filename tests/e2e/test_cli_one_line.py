@@ -127,3 +127,12 @@ def test_broken_photos_of_the_newer_formats_are_listed_with_their_reason(tmp_pat
     with Index.open(tmp_path / "ix") as again:
         rep = again.update([photos], progress=False, workers=0)
         assert rep.errors == [] and len(again.store.errors()) == 3
+
+
+@pytest.mark.parametrize("command", [["search", "photo.jpg"], ["info"], ["check"], ["index"]])
+def test_a_missing_index_option_is_one_line(command, monkeypatch, capsys):
+    """click >= 8.3 takes an explicit ``default=None`` as a value given: a required --index with one
+    let commands run with no index and end in a TypeError traceback."""
+    monkeypatch.delenv("VGG_RETRIEVAL_INDEX", raising=False)
+    assert main(command) == 2
+    one_error_line(capsys, "--index")
