@@ -250,6 +250,6 @@ def query_classes(index, descriptors, logits=None, k: int = 5) -> list[dict[str,
 def search_with_classes(index, queries, k: int = 10, top: int = 5, **search_params):
     """(hits per query, classes per query as ``query_classes`` gives them): one forward pass for
     the neighbours and the model's own classes, the descriptor classifier on the same descriptors.
-    ``search_params``: those of ``Index.embed_and_search`` (nprobe, ef_search, qe, qe_alpha, rotations)."""
+    ``search_params``: those of ``Index.embed_and_search`` (nprobe, ef_search, qe, qe_alpha, rerank, rotations)."""
     found, d, logits = index.embed_and_search(queries, k, with_logits=True, **search_params)
     return found, query_classes(index, d, logits, top)

@@ -9,7 +9,7 @@ import click
 
 from indexer import Index
 from indexer.classify import search_with_classes
-from indexer.search import DEFAULT_ALPHA, DEFAULT_QE, check_options
+from indexer.search import DEFAULT_ALPHA, DEFAULT_QE, DEFAULT_RERANK, check_depth, check_options
 from retrieval import UserError
 
 from .options import (
@@ -114,6 +114,15 @@ def _search_images(idx, images, top_k, as_json, search_params, query_options, sk
     help="The exponent of the hits' scores in query expansion.",
 )
 @click.option(
+    "--rerank",
+    type=int,
+    default=DEFAULT_RERANK,
+    show_default=True,
+    metavar="N",
+    help="Score the top N hits of image queries again, each with its own nearest indexed photo "
+    "(database-side augmentation at search time; 0: off).",
+)
+@click.option(
     "--rotations/--no-rotations",
     default=False,
     show_default=True,
@@ -138,6 +147,7 @@ def search(
     db_url,
     qe,
     qe_alpha,
+    rerank,
     rotations,
     skip_offline,
 ):
@@ -147,7 +157,8 @@ def search(
     if not images and not texts:
         raise UserError('name the IMAGES to search with, or search by words with --text "..."')
     check_options(qe, qe_alpha)
-    query_options = {"qe": qe, "qe_alpha": qe_alpha, "rotations": rotations}
+    check_depth(rerank)
+    query_options = {"qe": qe, "qe_alpha": qe_alpha, "rerank": rerank, "rotations": rotations}
     options = {"engine": engine, "db_url": db_url, "batch_size": batch_size, "threads": threads}
     if texts:
         with Index.open(index_dir, **options) as idx:

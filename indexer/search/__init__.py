@@ -1,6 +1,8 @@
 """Searching an index by image: embedding queries and the k-NN search (``vector_search``), query
-expansion (``query_expansion``), and the rotated views of a query (``rotation``)."""
+expansion (``query_expansion``), neighbour re-ranking (``neighbour_rerank``), and the rotated views of
+a query (``rotation``)."""
 
+from .neighbour_rerank import DEFAULT_RERANK, check_depth
 from .query_expansion import DEFAULT_ALPHA, DEFAULT_QE, check_options
 from .rotation import merge_by_max, turned_copies
 from .vector_search import embed_and_search, embed_queries, search_ids, search_vectors, search_views
@@ -8,6 +10,8 @@ from .vector_search import embed_and_search, embed_queries, search_ids, search_v
 __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_QE",
+    "DEFAULT_RERANK",
+    "check_depth",
     "check_options",
     "merge_by_max",
     "turned_copies",

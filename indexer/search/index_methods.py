@@ -30,12 +30,15 @@ class IndexSearch:
         qe: int | None = None,
         qe_alpha: float = DEFAULT_ALPHA,
         rotations: bool = False,
+        rerank: int | None = None,
     ) -> list[SearchHit]:
         """The ``k`` indexed images most similar to ``query`` (a path, bytes or a PIL image).
         ``qe``: alpha-QE over the top ``qe`` hits, weights score ** ``qe_alpha`` (0: off; None:
         ``indexer.search.query_expansion.DEFAULT_QE``); ``rotations``: also search the query turned by
-        90/180/270 degrees, each image scored by its best turn (``indexer.search.rotation``)."""
-        return self.search_many([query], k, qe=qe, qe_alpha=qe_alpha, rotations=rotations)[0]
+        90/180/270 degrees, each image scored by its best turn (``indexer.search.rotation``);
+        ``rerank``: the top ``rerank`` hits scored again with each one's nearest indexed neighbour (None:
+        ``indexer.search.neighbour_rerank.DEFAULT_RERANK``; 0: off)."""
+        return self.search_many([query], k, qe=qe, qe_alpha=qe_alpha, rotations=rotations, rerank=rerank)[0]
 
     def search_many(
         self,
@@ -45,8 +48,11 @@ class IndexSearch:
         qe: int | None = None,
         qe_alpha: float = DEFAULT_ALPHA,
         rotations: bool = False,
+        rerank: int | None = None,
     ) -> list[list[SearchHit]]:
-        return self.embed_and_search(queries, k, qe=qe, qe_alpha=qe_alpha, rotations=rotations)[0]
+        return self.embed_and_search(
+            queries, k, qe=qe, qe_alpha=qe_alpha, rotations=rotations, rerank=rerank
+        )[0]
 
     def search_and_classify(
         self,
@@ -59,6 +65,7 @@ class IndexSearch:
         qe: int | None = None,
         qe_alpha: float = DEFAULT_ALPHA,
         rotations: bool = False,
+        rerank: int | None = None,
     ):
         """(hits per query, top classes per query or None): one forward pass gives both; the
         classes are those of the upright query (also with ``rotations``)."""
@@ -71,6 +78,7 @@ class IndexSearch:
             qe=qe,
             qe_alpha=qe_alpha,
             rotations=rotations,
+            rerank=rerank,
         )
         classes = None
         if logits is not None and self.spec.class_names:
@@ -88,12 +96,13 @@ class IndexSearch:
         qe: int | None = None,
         qe_alpha: float = DEFAULT_ALPHA,
         rotations: bool = False,
+        rerank: int | None = None,
     ):
         """(hits per query, the queries' upright descriptors [Q, dim], their class scores or None
         without ``with_logits`` or a classifier): the search options of ``search`` and
         ``search_vectors`` together, for callers that also need the descriptors."""
         return searching.embed_and_search(
-            self, queries, k, with_logits, nprobe, ef_search, qe, qe_alpha, rotations
+            self, queries, k, with_logits, nprobe, ef_search, qe, qe_alpha, rotations, rerank
         )
 
     def search_vectors(
@@ -104,12 +113,13 @@ class IndexSearch:
         ef_search: int | None = None,
         qe: int | None = None,
         qe_alpha: float = DEFAULT_ALPHA,
+        rerank: int | None = None,
     ) -> list[list[SearchHit]]:
         """Hits for descriptor rows; ``nprobe`` (IVF lists visited) and ``ef_search`` (HNSW breadth)
         override the index's stored defaults for this call: higher = better recall, slower.
         ``qe``/``qe_alpha``: query expansion as in ``search`` (stored vectors of lossy SQ/PQ
         indexes are decoded approximately for it)."""
-        return searching.search_vectors(self, queries, k, nprobe, ef_search, qe, qe_alpha)
+        return searching.search_vectors(self, queries, k, nprobe, ef_search, qe, qe_alpha, rerank)
 
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
         """FAISS results ([Q, k] scores and image ids) as SearchHits, one database read for all."""

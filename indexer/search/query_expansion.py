@@ -1,4 +1,5 @@
-"""Query expansion at search time, and database-side augmentation for benchmarks.
+"""Query expansion at search time, and database-side augmentation for benchmarks
+(``neighbour_rerank`` does it at search time).
 
 More: docs/design-notes.md (``indexer.search.query_expansion``)."""
 
@@ -13,9 +14,10 @@ import numpy as np
 from retrieval.descriptors import unit_rows
 from retrieval.errors import UserError
 
-# K of alpha-QE by default (0 = off): the one K that gained on paris5 and its sparse variant
-# (benchmarks/query_expansion.py)
-DEFAULT_QE = 1
+# K of alpha-QE by default (0 = off). QE over 1 hit gained on paris5 (50 photos per landmark) but not
+# on personal photo series (holidays150: 1-3 other shots per scene); with neighbour re-ranking on,
+# it lost 0.018 mAP there and gained 0.017 on paris5 (benchmarks/neighbour_rerank.py), so it is off.
+DEFAULT_QE = 0
 DEFAULT_ALPHA = 3.0
 SAME_IMAGE = 0.9999  # a hit this close is the query itself (or a byte copy): never expanded over
 SAME_IMAGE_SLACK = 4  # hits fetched beyond K, to have K others after leaving those out
@@ -50,6 +52,25 @@ SearchFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (querie
 VectorsFn = Callable[[np.ndarray], np.ndarray]  # valid ids [n] -> their stored vectors [n, d]
 
 
+def expand_queries(
+    search: SearchFn, stored_vectors: VectorsFn, queries: np.ndarray, qe: int, alpha: float = DEFAULT_ALPHA
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """(the queries after alpha-QE over their top ``qe`` hits, the first search's results: None
+    when ``qe`` is 0, the queries then as given). ``stored_vectors`` gives the stored vectors of ids."""
+    check_options(qe, alpha)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if qe == 0 or len(queries) == 0:
+        return queries, None
+    first = search(queries, qe + SAME_IMAGE_SLACK)
+    scores, ids = others(*first, qe)
+    neighbours = np.zeros((*ids.shape, queries.shape[1]), np.float32)
+    found = ids >= 0
+    if found.any():
+        neighbours[found] = stored_vectors(ids[found])
+    scores = np.where(found, scores, 0.0)
+    return expand(queries, neighbours, scores, alpha), first
+
+
 def expanded_search(
     search: SearchFn,
     stored_vectors: VectorsFn,
@@ -60,18 +81,10 @@ def expanded_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, ids) of the ``k`` best for each query after alpha-QE over its top ``qe`` hits
     (plain ``search`` when ``qe`` is 0). ``stored_vectors`` gives the stored vectors of ids."""
-    check_options(qe, alpha)
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    if qe == 0 or len(queries) == 0:
-        return search(queries, k)
-    first = search(queries, qe + SAME_IMAGE_SLACK)
-    scores, ids = others(*first, qe)
-    neighbours = np.zeros((*ids.shape, queries.shape[1]), np.float32)
-    found = ids >= 0
-    if found.any():
-        neighbours[found] = stored_vectors(ids[found])
-    scores = np.where(found, scores, 0.0)
-    return same_image_first(first, search(expand(queries, neighbours, scores, alpha), k), k)
+    expanded, first = expand_queries(search, stored_vectors, queries, qe, alpha)
+    if first is None:
+        return search(expanded, k)
+    return same_image_first(first, search(expanded, k), k)
 
 
 def same_image_first(

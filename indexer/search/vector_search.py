@@ -16,6 +16,7 @@ from indexer.storage.store import Store
 from retrieval.errors import UserError
 from retrieval.preprocess import ImageError, load_and_prepare
 
+from . import neighbour_rerank as nr
 from . import query_expansion as qx
 from . import rotation
 
@@ -60,6 +61,7 @@ def embed_and_search(
     qe: int | None = None,
     qe_alpha: float = qx.DEFAULT_ALPHA,
     rotations: bool = False,
+    rerank: int | None = None,
 ):
     """``Index.embed_and_search``: (hits per query, the queries' descriptors, their class scores or
     None). ``rotations``: each query is also searched turned by 90/180/270 degrees and every image
@@ -68,7 +70,7 @@ def embed_and_search(
     if not rotations:
         out = embed_queries(index, queries, with_logits)
         d, logits = out if with_logits else (out, None)
-        return search_vectors(index, d, k, nprobe, ef_search, qe, qe_alpha), d, logits
+        return search_vectors(index, d, k, nprobe, ef_search, qe, qe_alpha, rerank), d, logits
     views = []
     for q in queries:
         _check_query_path(q)
@@ -77,7 +79,7 @@ def embed_and_search(
     d, logits = out if with_logits else (out, None)
     upright = slice(None, None, rotation.VIEWS)
     return (
-        search_views(index, d, k, nprobe, ef_search, qe, qe_alpha),
+        search_views(index, d, k, nprobe, ef_search, qe, qe_alpha, rerank),
         d[upright],
         None if logits is None else logits[upright],
     )
@@ -91,10 +93,11 @@ def search_views(
     ef_search: int | None = None,
     qe: int | None = None,
     qe_alpha: float = qx.DEFAULT_ALPHA,
+    rerank: int | None = None,
 ) -> list[list[SearchHit]]:
     """Hits per query of ``views`` (``rotation.VIEWS`` descriptor rows per query: upright, then its
     three turns), every image scored by its best view (rotation search)."""
-    scores, ids = search_ids(index, views, k, nprobe, ef_search, qe, qe_alpha)
+    scores, ids = search_ids(index, views, k, nprobe, ef_search, qe, qe_alpha, rerank)
     return hits(index.store, *rotation.merge_by_max(scores, ids, rotation.VIEWS, max(k, 1)))
 
 
@@ -106,10 +109,13 @@ def search_vectors(
     ef_search: int | None = None,
     qe: int | None = None,
     qe_alpha: float = qx.DEFAULT_ALPHA,
+    rerank: int | None = None,
 ) -> list[list[SearchHit]]:
     """``Index.search_vectors``: hits for descriptor rows, ``nprobe``/``ef_search`` overriding the
-    stored defaults, alpha-QE over the top ``qe`` hits (None: ``query_expansion.DEFAULT_QE``)."""
-    return hits(index.store, *search_ids(index, queries, k, nprobe, ef_search, qe, qe_alpha))
+    stored defaults, alpha-QE over the top ``qe`` hits (None: ``query_expansion.DEFAULT_QE``), then the
+    top ``rerank`` hits re-scored with their neighbours (None: ``neighbour_rerank.DEFAULT_RERANK``;
+    0: off)."""
+    return hits(index.store, *search_ids(index, queries, k, nprobe, ef_search, qe, qe_alpha, rerank))
 
 
 def search_ids(
@@ -120,6 +126,7 @@ def search_ids(
     ef_search: int | None = None,
     qe: int | None = None,
     qe_alpha: float = qx.DEFAULT_ALPHA,
+    rerank: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """FAISS results ([Q, k] scores and ids) of ``search_vectors``."""
     if k < 1:
@@ -129,6 +136,8 @@ def search_ids(
             raise UserError(f"{name} must be at least 1 (got {value})")
     qe = qx.DEFAULT_QE if qe is None else qe
     qx.check_options(qe, qe_alpha)
+    depth = nr.DEFAULT_RERANK if rerank is None else rerank
+    nr.check_depth(depth)
     queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, index.spec.descriptor_dim)
     # whitened when the index has a whitening: queries, results and QE's stored vectors in one space
     faiss_index, queries = index.committed.search_space(queries)
@@ -147,7 +156,7 @@ def search_ids(
             gpu_index=gpu_index,
         )
 
-    return qx.expanded_search(search, faiss_index.reconstruct_batch, queries, k, qe, qe_alpha)
+    return nr.ranked(search, faiss_index.reconstruct_batch, queries, k, qe, qe_alpha, depth)
 
 
 def hits(store: Store, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:

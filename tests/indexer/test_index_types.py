@@ -247,9 +247,9 @@ def test_nprobe_and_ef_search_per_search(tmp_path, make_index):
     x = data(2000, seed=7)
     commit(idx, dict(zip(paths(0, 2000), x)))
     q = data(30, seed=8)
-    exact = idx.search_vectors(q, 10, nprobe=16, qe=0)  # every list probed: exact search
+    exact = idx.search_vectors(q, 10, nprobe=16, qe=0, rerank=0)  # every list probed: exact search
     assert_same_ranking(exact, q, x, paths(0, 2000))
-    narrow = idx.search_vectors(q, 10, qe=0)  # stored default nprobe=1
+    narrow = idx.search_vectors(q, 10, qe=0, rerank=0)  # stored default nprobe=1
     assert [[h.path for h in row] for row in narrow] != [[h.path for h in row] for row in exact]
     assert idx.search_vectors(q[:1], 3, nprobe=4, ef_search=8)[0]
     with pytest.raises(UserError, match="nprobe must be at least 1"):

@@ -1,5 +1,6 @@
-"""Search-time query options: alpha query expansion (``indexer.search.query_expansion``), database-side
-augmentation for benchmarks, and rotation search (``indexer.search.rotation``), through the API and the CLI."""
+"""Search-time query options through the API and the CLI: alpha query expansion
+(``indexer.search.query_expansion``), database-side augmentation for benchmarks, neighbour
+re-ranking (``indexer.search.neighbour_rerank``) and rotation search (``indexer.search.rotation``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from conftest import SAMPLES, copy_photos
 from PIL import Image
 
+from indexer.search import neighbour_rerank as nr
 from indexer.search import query_expansion as qx
 from retrieval.errors import UserError
 
@@ -141,12 +143,12 @@ def _paths(hits):
 def test_index_qe_is_alpha_qe_over_the_stored_vectors(index, photo_index, monkeypatch):
     query = SAMPLES / "pixabay" / "cat01.jpg"
     d = index.embed_queries([query])
-    plain = index.search(query, k=5, qe=0)
-    assert _paths(plain) == _paths(index.search_vectors(d, 5, qe=0)[0])
+    plain = index.search(query, k=5, qe=0, rerank=0)
+    assert _paths(plain) == _paths(index.search_vectors(d, 5, qe=0, rerank=0)[0])
     ids, x = index.all_vectors()
     by_id = dict(zip(ids.tolist(), x))
     for k_qe, alpha in ((2, 3.0), (4, 1.0)):
-        first = index.search_vectors(d, k_qe + qx.SAME_IMAGE_SLACK, qe=0)[0]
+        first = index.search_vectors(d, k_qe + qx.SAME_IMAGE_SLACK, qe=0, rerank=0)[0]
         same = [(h.score, h.id) for h in first if h.score >= qx.SAME_IMAGE]  # the query (it is indexed)
         top = [h for h in first if h.score < qx.SAME_IMAGE][:k_qe]
         assert len(same) == 1 and len(top) == k_qe
@@ -155,17 +157,19 @@ def test_index_qe_is_alpha_qe_over_the_stored_vectors(index, photo_index, monkey
         )
         ranked = sorted(zip((x @ q2[0]).tolist(), ids.tolist()), reverse=True)
         want = (same + [(s, i) for s, i in ranked if i != same[0][1]])[:5]
-        got = index.search(query, k=5, qe=k_qe, qe_alpha=alpha)
+        got = index.search(query, k=5, qe=k_qe, qe_alpha=alpha, rerank=0)
         assert [h.id for h in got] == [i for _, i in want]
         np.testing.assert_allclose([h.score for h in got], [s for s, _ in want], rtol=1e-4)
     monkeypatch.setattr(qx, "DEFAULT_QE", 2)  # qe=None follows the module default
-    assert [h.score for h in index.search(query, k=5)] == [h.score for h in index.search(query, k=5, qe=2)]
+    assert [h.score for h in index.search(query, k=5, rerank=0)] == [
+        h.score for h in index.search(query, k=5, qe=2, rerank=0)
+    ]
 
 
 def test_rotation_search_finds_a_turned_copy_first(index, photo_index):
     _, query = photo_index
-    plain = index.search(query, k=len(GALLERY) + 1)
-    turned = index.search(query, k=3, rotations=True)
+    plain = index.search(query, k=len(GALLERY) + 1, rerank=0)
+    turned = index.search(query, k=3, rotations=True, rerank=0)
     assert turned[0].path.endswith("home_turned.png") and turned[0].score > 0.999
     plain_rank, plain_hit = next((r, h) for r, h in enumerate(plain, 1) if h.path.endswith("home_turned.png"))
     assert plain_rank > 1  # upright, the tiny model ranks it 10th of 11
@@ -176,10 +180,10 @@ def test_rotation_search_finds_a_turned_copy_first(index, photo_index):
     # a PIL image and bytes work alike; descriptors and class scores are the upright query's
     with Image.open(query) as im:
         assert index.search(im.copy(), k=1, rotations=True)[0].id == turned[0].id
-    assert index.search(query.read_bytes(), k=1, rotations=True, qe=1)[0].id == turned[0].id
+    assert index.search(query.read_bytes(), k=1, rotations=True, qe=1, rerank=0)[0].id == turned[0].id
     _, d_rot, _ = index.embed_and_search([query], 2, rotations=True)
     np.testing.assert_allclose(d_rot, index.embed_queries([query]), atol=1e-6)
-    hits, classes = index.search_and_classify([query, query], k=2, rotations=True)
+    hits, classes = index.search_and_classify([query, query], k=2, rotations=True, rerank=0)
     assert [_paths(h) for h in hits] == [_paths(turned[:2])] * 2
 
 
@@ -203,15 +207,75 @@ def test_cli_qe_and_rotations(photo_index, capsys):
         capsys,
     )
     row = json.loads(out)
-    assert code == 0 and row["settings"] == {"qe": 2, "qe_alpha": 1.0, "rotations": True}
+    assert code == 0 and row["settings"] == {"qe": 2, "qe_alpha": 1.0, "rerank": 100, "rotations": True}
     assert row["results"][0]["path"].endswith("home_turned.png")
     code, out, _ = _cli(["search", query, "--index", ix, "-k", "2", "--json"], capsys)
     assert code == 0 and json.loads(out)["settings"] == {
         "qe": qx.DEFAULT_QE,
         "qe_alpha": qx.DEFAULT_ALPHA,
+        "rerank": nr.DEFAULT_RERANK,
         "rotations": False,
     }
-    for bad in (["--qe", "-1"], ["--qe-alpha", "-2"]):
+    for bad in (["--qe", "-1"], ["--qe-alpha", "-2"], ["--rerank", "-1"]):
         code, out, err = _cli(["search", query, "--index", ix, *bad], capsys)
         lines = err.strip().splitlines()
-        assert code == 2 and out == "" and len(lines) == 1 and "--qe" in lines[0], (bad, err)
+        assert code == 2 and out == "" and len(lines) == 1 and bad[0] in lines[0], (bad, err)
+
+
+def _augmented_scores(x, ids, query, among) -> dict:
+    """numpy's neighbour re-ranking of the photos ``among`` (ids): each one's vector plus its nearest
+    other photo among them, weighted score ** alpha, normalised, against ``query``."""
+    pick = np.isin(ids, list(among))
+    x, ids = x[pick], ids[pick]
+    g = x @ x.T
+    np.fill_diagonal(g, -np.inf)
+    nearest = g.argmax(axis=1)
+    w = np.clip(g[np.arange(len(x)), nearest], 0, None) ** qx.DEFAULT_ALPHA
+    aug = x + w[:, None] * x[nearest]
+    aug /= np.linalg.norm(aug, axis=1, keepdims=True)
+    return dict(zip(ids.tolist(), (aug @ query).tolist()))
+
+
+def test_rerank_scores_each_hit_with_its_nearest_other_hit(index):
+    query = SAMPLES / "pixabay" / "cat01.jpg"  # indexed: its own photo stays first, nobody's neighbour
+    d = index.embed_queries([query])
+    ids, x = index.all_vectors()
+    plain = index.search(query, k=len(ids), rerank=0)
+    own = plain[0]
+    assert own.score >= qx.SAME_IMAGE
+    got = index.search(query, k=len(ids))  # the default re-ranks them all (fewer than DEFAULT_RERANK)
+    assert got[0].id == own.id and got[0].score == pytest.approx(own.score, abs=1e-6)
+    assert sorted(h.id for h in got) == sorted(ids.tolist())
+    want = _augmented_scores(x, ids, d[0], {h.id for h in plain[1:]})
+    for h in got[1:]:
+        assert h.score == pytest.approx(want[h.id], abs=1e-4), h.path
+    scores = [h.score for h in got[1:]]
+    assert all(a >= b - 1e-6 for a, b in zip(scores, scores[1:]))  # best first
+    assert [h.score for h in plain[1:]] != pytest.approx(scores, abs=1e-3)  # it changes the scores here
+    # depth 3: the first 3 other hits re-scored among themselves, the others after them as they were
+    three = index.search(query, k=len(ids), rerank=3)
+    assert {h.id for h in three[1:4]} == {h.id for h in plain[1:4]}
+    assert [h.id for h in three[4:]] == [h.id for h in plain[4:]]
+    assert [h.score for h in three[4:]] == pytest.approx([h.score for h in plain[4:]], abs=1e-6)
+    want3 = _augmented_scores(x, ids, d[0], {h.id for h in plain[1:4]})
+    for h in three[1:4]:
+        assert h.score == pytest.approx(want3[h.id], abs=1e-4)
+
+
+def test_rerank_on_constructed_vectors_follows_the_neighbours():
+    """Two hits at one cosine to the query: the one whose nearest hit also resembles the query comes
+    first. A byte copy is never a hit's neighbour: b and its copy both take m."""
+    q = _unit(1, 0, 0, 0)
+    a = _unit(0.8, 0.6, 0, 0)  # cos 0.8 to q; nearest: n (0.96), which resembles q (0.6)
+    b = _unit(0.8, 0, 0.6, 0)  # cos 0.8 to q; nearest after its copy: m (0.81), far from q (0.3)
+    n = _unit(0.6, 0.8, 0, 0)
+    m = _unit(0.3, 0, 0.954, 0)
+    x = np.stack([a, b, n, m, b])
+    nearest, score = nr.nearest_others(x)
+    assert nearest.tolist() == [2, 3, 0, 1, 3] and score[[1, 4]] == pytest.approx([0.81, 0.81], abs=0.01)
+    search, stored = _flat_search(x)
+    s, i = nr.ranked(search, stored, q[None], 5, qe=0, alpha=1.0, depth=5)
+    assert i[0][:2].tolist() == [0, 2] and sorted(i[0][2:4].tolist()) == [1, 4] and i[0][4] == 3
+    assert s[0] == pytest.approx([0.709, 0.705, 0.605, 0.605, 0.550], abs=0.003)
+    plain_s, _ = nr.ranked(search, stored, q[None], 5, qe=0, alpha=1.0, depth=0)
+    assert plain_s[0][:3] == pytest.approx([0.8, 0.8, 0.8], abs=1e-5)  # a, b, b's copy tie without it
