@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from indexer.reports import Capture
@@ -152,21 +152,28 @@ class CaptureQueries:
 
     @staticmethod
     def write_captures_in(s: Session, pairs) -> None:
-        """Store (image id, Capture) pairs, replacing what those ids had."""
-        for image_id, c in pairs:
-            s.merge(
-                CaptureRow(
-                    image_id=int(image_id),
-                    captured=c.captured,
-                    make=c.make,
-                    model=c.model,
-                    lens=c.lens,
-                    gps_lat=c.gps_lat,
-                    gps_lon=c.gps_lon,
-                    **{f: getattr(c, f) for f in EVIDENCE_FIELDS},
-                    evidence=1 if c.evidence else None,
-                )
+        """Store (image id, Capture) pairs, replacing what those ids had: one delete and one
+        multi-row insert per 500 (a merge per row cost 0.5 ms per photo on a commit)."""
+        rows = {
+            int(image_id): dict(
+                image_id=int(image_id),
+                captured=c.captured,
+                make=c.make,
+                model=c.model,
+                lens=c.lens,
+                gps_lat=c.gps_lat,
+                gps_lon=c.gps_lon,
+                **{f: getattr(c, f) for f in EVIDENCE_FIELDS},
+                evidence=1 if c.evidence else None,
             )
+            for image_id, c in pairs
+        }  # an id given twice: the last one, as merging did
+        if not rows:
+            return
+        CaptureQueries.delete_captures_in(s, list(rows))
+        rows = list(rows.values())
+        for i in range(0, len(rows), 500):
+            s.execute(insert(CaptureRow), rows[i : i + 500])
 
     @staticmethod
     def delete_captures_in(s: Session, ids) -> None:
