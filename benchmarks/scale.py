@@ -9,8 +9,8 @@ Each command runs as the user runs it, a process of its own, timed as a whole, i
 from the kernel (``wait4``):
 - ``index``: ``vgg-retrieval index PHOTOS --index IX -q`` (the defaults: INT8 model made and
   calibrated on the photos, then every photo embedded); img/s over the whole command; index size on disk;
-- ``search``: ``Index.search`` of ``--queries`` indexed photos by path (their stored vectors; query
-  expansion on, as the default search), p50 and p99 in ms, in this process after one warm-up;
+- ``search``: ``Index.search`` of ``--queries`` indexed photos by path (their stored vectors; the
+  default search: neighbour re-ranking, and QE 1 before 2026-12-06), p50 and p99 in ms, in this process after one warm-up;
 - ``UI search``: what the search page runs for an upload (``ui.logic.Service``: decode, model, FAISS,
   the first page of thumbnails, cold), p50 and p99;
 - ``dedup``: ``vgg-retrieval dedup --index IX --out REPORT`` (verification on, the defaults);
