@@ -59,6 +59,10 @@ def tests():
         ("weakest", f">= {r.MIN_WEAKEST}", lambda e: e.weakest, lambda e: e.weakest >= r.MIN_WEAKEST),
         ("moved", f"<= {r.MAX_MOVED}", lambda e: e.moved, lambda e: e.moved <= r.MAX_MOVED),
         ("extra", f"<= {r.MAX_EXTRA}", lambda e: e.extra, lambda e: e.extra <= r.MAX_EXTRA),
+        ("crossed", f"<= {r.MAX_CROSSED}", lambda e: e.crossed, lambda e: e.crossed <= r.MAX_CROSSED),
+        ("relit", f"<= {r.MAX_RELIT}", lambda e: e.relit, lambda e: e.relit <= r.MAX_RELIT),
+        # measured only on the pairs every other copy test passes (it reads both files again)
+        ("shifted", f"<= {r.MAX_SHIFTED}", lambda e: e.shifted, lambda e: e.shifted <= r.MAX_SHIFTED),
     ]
 
 

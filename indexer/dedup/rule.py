@@ -31,6 +31,13 @@ MIN_WEAKEST = 0.5  # the 20% quantile of the cells' correlations
 MAX_MOVED = 0.05  # share of cells that disagree with as much detail on both sides (motion, parallax)
 COPY_OUTSIDE = 0.015  # copytests.spill: one picture shows nothing the other lacks (a re-take framed a
 # little differently shows a strip on both sides)
+# the re-take tests (retake.py; benchmarks/dedup_margins.py, margins in docs/dedup.md)
+MAX_CROSSED = (
+    0.014  # share of picture each side shows beyond the other (copies <= 0.0082, lava re-take 0.022)
+)
+MAX_RELIT = 0.22  # light changed in places after one tone curve (copies <= 0.152, poster re-shot 0.329)
+MAX_SHIFTED = 0.3  # share of cells moved together by > 0.5 px (copies <= 0.49 under heavy noise,
+# all other copies <= 0.05; optical-flow frames 0.62)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,9 @@ class Evidence:
     spill: float = 1.0  # copytests.spill: outside at the compare resolution, narrow margin
     transform: tuple = ()  # the 3x3 map (row-major) from the first file's keypoint image to the second's
     extra: float = 0.0  # copytests.extra_detail: share of the narrower picture's detail the wider cannot hold
+    crossed: float = 0.0  # retake.crossed: share of picture each shows beyond the other (the smaller)
+    relit: float = 0.0  # retake.relit: the light changed in places, after one global tone curve
+    shifted: float = 0.0  # retake.shifted: share of cells moved together after one homography
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -75,6 +85,9 @@ class Evidence:
             "extra",
             "spill",
             "moved",
+            "crossed",
+            "relit",
+            "shifted",
         ):
             d[k] = round(float(d[k]), 3)
         d["residual"] = round(float(d["residual"]), 5)
@@ -106,6 +119,9 @@ def copy_proven(ev: Evidence) -> bool:
         and ev.weakest >= MIN_WEAKEST
         and ev.moved <= MAX_MOVED
         and ev.extra <= MAX_EXTRA
+        and ev.crossed <= MAX_CROSSED
+        and ev.relit <= MAX_RELIT
+        and ev.shifted <= MAX_SHIFTED
     )
 
 
@@ -119,6 +135,9 @@ def copy_rule() -> dict:
         "min_weakest": MIN_WEAKEST,
         "max_moved": MAX_MOVED,
         "max_extra": MAX_EXTRA,
+        "max_crossed": MAX_CROSSED,
+        "max_relit": MAX_RELIT,
+        "max_shifted": MAX_SHIFTED,
         "compare_side": COMPARE_SIDE,
     }
 
@@ -185,6 +204,9 @@ def _copy_words(ev: Evidence) -> str:
             ),
             (f"{ev.moved:.0%} of cells changed (motion)", ev.moved > MAX_MOVED),
             ("the narrower holds detail the wider lacks (a zoom)", ev.extra > MAX_EXTRA),
+            ("each shows picture beyond the other (another framing)", ev.crossed > MAX_CROSSED),
+            ("the light changed in places (another moment)", ev.relit > MAX_RELIT),
+            (f"{ev.shifted:.0%} of cells moved by a pixel or more (motion)", ev.shifted > MAX_SHIFTED),
         )
         if bad
     ]
