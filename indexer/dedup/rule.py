@@ -26,7 +26,8 @@ FRAME_ASPECT = 0.03  # aspect ratios (after the turn) equal within this share
 # pair that passes the scene test above is a copy only when it passes all of them (and MAX_EXTRA)
 MAX_RESIDUAL = 0.004  # median keypoint error under one homography, share of the long side,
 MAX_RESIDUAL_PX = 0.6  # or in pixels of the smaller file
-MIN_LOCAL = 0.85  # share of textured cells agreeing at the compare resolution
+MIN_LOCAL = 0.80  # share of textured cells agreeing at the compare resolution (0.85 before the re-take
+# tests: +10 of 720 generated copies proven, no real pair newly relying on one test but 128600/128601, moved 2x its bound)
 MIN_WEAKEST = 0.5  # the 20% quantile of the cells' correlations
 MAX_MOVED = 0.05  # share of cells that disagree with as much detail on both sides (motion, parallax)
 COPY_OUTSIDE = 0.015  # copytests.spill: one picture shows nothing the other lacks (a re-take framed a
