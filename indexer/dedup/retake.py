@@ -6,7 +6,8 @@ moving clouds, optical-flow frames with toys moved by a few pixels).
   is a part of its source or contains it (a crop, a border, a canvas): one side shows nothing the
   other lacks but flat fill; a re-take framed a little differently shows a strip on each side.
 * ``relit``: the light changed in places. After the best global tone curve from one picture to the
-  other (a colour or tone edit is one curve), the 90% quantile of the cells' remaining low-pass
+  other times a radial gain about the frame's centre (a colour or tone edit is one curve, a
+  vignette a radial gain), the 90% quantile of the cells' remaining low-pass
   difference (cells where both pictures hold about as much detail: not a caption pasted on).
   A glare that moved, a cloud's shadow, a lamp: a copy cannot do that.
 * ``shifted``: moving content. The pair aligned at the smaller picture's own resolution (at most
@@ -29,6 +30,7 @@ CROSS_MARGIN = 0.01  # of the side: past the other's footprint (resampling, JPEG
 CROSS_STD = 1.0  # grey levels of 5 x 5 local contrast: picture, not flat fill
 TONE_SIGMA = 3.0  # px at the compare resolution: the low-pass the light is compared on
 TONE_BINS = 32
+GAIN_ROUNDS = 2  # tone curve and smooth gain fitted in turn
 TONE_QUANTILE = 0.9
 TONE_ENERGY = 2.0  # cells where one side holds this much more detail (a caption, a logo) are left out
 SHIFT_SIDE = 1024  # px: the smaller picture is read at its own resolution, at most this
@@ -78,6 +80,26 @@ def _tone_curve(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.interp(x, cx, np.array(cy)[first])
 
 
+def _lit(x: np.ndarray, y: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``y`` at the valid pixels as a global tone curve of ``x`` times a radial gain about the
+    frame's centre (1, r^2, r^4: a vignette is an edit of the whole picture; a glare, a shadow or
+    a cloud that moved is not). A linear gain (a graduated filter) is left out: it explained most
+    of the poster re-shot's change of light too (relit 0.33 -> 0.17), so such an edit is a
+    similar shot."""
+    h, w = x.shape
+    rows, cols = np.nonzero(valid)
+    u, v = cols / max(1, w - 1) - 0.5, rows / max(1, h - 1) - 0.5
+    r2 = u * u + v * v
+    basis = np.stack([np.ones_like(u), r2, r2 * r2], axis=1)
+    xs, ys = x[valid], y[valid]
+    gain = np.ones_like(ys)
+    for _ in range(GAIN_ROUNDS):
+        curve = _tone_curve(xs, ys / gain)
+        coef, *_ = np.linalg.lstsq(basis * curve[:, None], ys, rcond=None)
+        gain = np.clip(basis @ coef, 0.2, 5.0)
+    return _tone_curve(xs, ys / gain) * gain
+
+
 def relit(cv2, a, b, t: np.ndarray) -> float:
     """``relit`` of ``a`` and ``b`` aligned by ``t`` (see the module doc): the better of the two
     directions (a tone edit that clipped is a curve one way only), in units of the target's spread."""
@@ -89,7 +111,7 @@ def relit(cv2, a, b, t: np.ndarray) -> float:
     best = None
     for x, y in ((low[0], low[1]), (low[1], low[0])):
         pred = np.zeros_like(y)
-        pred[valid] = _tone_curve(x[valid], y[valid])
+        pred[valid] = _lit(x, y, valid)
         spread = float(np.std(y[valid])) or 1.0
         diff = np.where(valid, np.abs(y - pred) / spread, 0.0)
         size, nvalid, dsum, ex, ey = cell_sums(GRID, valid, diff, bx * bx * valid, by * by * valid)

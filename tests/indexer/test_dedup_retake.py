@@ -4,7 +4,7 @@ Three real pairs of captures that the pixels at 384 px could not tell from a cop
 lava field shot again under other clouds, a poster re-shot from a step aside (a glare moved), and
 Middlebury's optical-flow frames (opencv samples: a fixed camera, toys moved by a few pixels). Each
 is a similar shot, caught by its own re-take test; the same photo's copies (re-encoded, toned,
-cropped) are still duplicates."""
+cropped, vignetted) are still duplicates."""
 
 from __future__ import annotations
 
@@ -47,6 +47,17 @@ def test_a_retake_that_passes_the_other_copy_tests_is_a_similar_shot(name, verif
         assert getattr(ev, test) > bound, (name, test, ev)  # this test is what says so
 
 
+def _vignette(im: Image.Image, strength: float) -> Image.Image:
+    """``im`` darkened towards its corners (a radial tone edit: one capture still)."""
+    import numpy as np
+
+    a = np.asarray(im, dtype=np.float32)
+    h, w = a.shape[:2]
+    y, x = np.mgrid[0:h, 0:w]
+    r2 = ((x - w / 2) / (w / 2)) ** 2 + ((y - h / 2) / (h / 2)) ** 2
+    return Image.fromarray(np.clip(a * (1 - strength * r2 / 2)[..., None], 0, 255).astype(np.uint8))
+
+
 @pytest.mark.parametrize("name", sorted(RETAKES))
 def test_copies_of_the_same_photos_are_still_duplicates(name, verifier, tmp_path):
     first, *_ = _pair(name)
@@ -56,6 +67,7 @@ def test_copies_of_the_same_photos_are_still_duplicates(name, verifier, tmp_path
         "reencoded.jpg": im,
         "darker.jpg": ImageEnhance.Brightness(im).enhance(0.6),
         "cropped.png": im.crop((round(0.08 * w), round(0.06 * h), w, h)),
+        "vignette.jpg": _vignette(im, 0.4),
     }
     for file, copy in copies.items():
         file = f"{name}_{file}"  # the verifier keeps features by path (a folder name may come again)
