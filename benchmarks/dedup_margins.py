@@ -61,7 +61,7 @@ def tests():
         ("extra", f"<= {r.MAX_EXTRA}", lambda e: e.extra, lambda e: e.extra <= r.MAX_EXTRA),
         ("crossed", f"<= {r.MAX_CROSSED}", lambda e: e.crossed, lambda e: e.crossed <= r.MAX_CROSSED),
         ("relit", f"<= {r.MAX_RELIT}", lambda e: e.relit, lambda e: e.relit <= r.MAX_RELIT),
-        # dedup measures it only on the pairs every other copy test passes; here on all (with_shifted)
+        # dedup measures the re-take tests only on the pairs every other copy test passes; here on all
         ("shifted", f"<= {r.MAX_SHIFTED}", lambda e: e.shifted, lambda e: e.shifted <= r.MAX_SHIFTED),
     ]
 
@@ -99,20 +99,25 @@ def positives(work: Path):
     return [(k, a, b, e) for (_, _, k, _), (a, b), e in zip(truth, pairs, found) if scene(e)], len(truth)
 
 
-def with_shifted(verifier, a: str, b: str, e):
-    """``e`` with ``shifted`` measured even where another copy test failed first (the verifier
-    measures it only for the pairs still a copy: it reads both files again)."""
+def with_retake(verifier, a: str, b: str, e):
+    """``e`` with the re-take tests measured even where another copy test failed first (dedup
+    measures them only for the pairs still a copy)."""
     from dataclasses import replace
 
-    from indexer.dedup.retake import shifted
+    from indexer.dedup.retake import crossed, relit, shifted
 
-    if e.frame or len(e.transform) != 9 or e.shifted:
+    if e.frame or len(e.transform) != 9:
         return e
     fa, fb = verifier.features_of(a), verifier.features_of(b, e.mirrored)
     if fa is None or fb is None:
         return e
-    t = np.array(e.transform, np.float64).reshape(3, 3)
-    return replace(e, shifted=shifted(verifier.cv2, fa, fb, t, verifier._read_flipped(fa, fb)))
+    t, cv2 = np.array(e.transform, np.float64).reshape(3, 3), verifier.cv2
+    return replace(
+        e,
+        crossed=crossed(cv2, fa, fb, t),
+        relit=relit(cv2, fa, fb, t),
+        shifted=shifted(cv2, fa, fb, t, verifier._read_flipped(fa, fb)),
+    )
 
 
 def main() -> int:
@@ -126,8 +131,8 @@ def main() -> int:
     neg = negatives(args.work, [s for s in args.sets.split(",") if s])
     pos, n_copies = positives(args.work)
     v = Verifier()
-    neg = [(s, a, b, with_shifted(v, a, b, e)) for s, a, b, e in neg]
-    pos = [(k, with_shifted(v, a, b, e)) for k, a, b, e in pos]
+    neg = [(s, a, b, with_retake(v, a, b, e)) for s, a, b, e in neg]
+    pos = [(k, with_retake(v, a, b, e)) for k, a, b, e in pos]
     print(
         f"{len(neg)} real pairs pass the scene test ({args.sets}); {len(pos)} of {n_copies} generated copies do"
     )

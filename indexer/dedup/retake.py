@@ -30,7 +30,8 @@ CROSS_MARGIN = 0.01  # of the side: past the other's footprint (resampling, JPEG
 CROSS_STD = 1.0  # grey levels of 5 x 5 local contrast: picture, not flat fill
 TONE_SIGMA = 3.0  # px at the compare resolution: the low-pass the light is compared on
 TONE_BINS = 32
-GAIN_ROUNDS = 2  # tone curve and smooth gain fitted in turn
+GAIN_ROUNDS = 2  # tone curve and radial gain fitted in turn
+TONE_SAMPLES = 8000  # pixels they are fitted on
 TONE_QUANTILE = 0.9
 TONE_ENERGY = 2.0  # cells where one side holds this much more detail (a caption, a logo) are left out
 SHIFT_SIDE = 1024  # px: the smaller picture is read at its own resolution, at most this
@@ -66,18 +67,18 @@ def crossed(cv2, a, b, t: np.ndarray) -> float:
     return min(_beyond(cv2, a, b, t), _beyond(cv2, b, a, np.linalg.inv(t)))
 
 
-def _tone_curve(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The global tone curve from ``x`` to ``y`` (1-D samples): y's median in each of TONE_BINS
-    quantile bins of x, interpolated; applied to ``x``."""
-    edges = np.quantile(x, np.linspace(0, 1, TONE_BINS + 1))
-    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, TONE_BINS - 1)
+def _tone_curve(x: np.ndarray, y: np.ndarray):
+    """The global tone curve from ``x`` to ``y`` (1-D samples): (x's and y's medians in each of
+    TONE_BINS quantile bins of x), for ``np.interp``."""
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order]
     cx, cy = [], []
-    for i in np.unique(idx):
-        sel = idx == i
-        cx.append(float(np.median(x[sel])))
-        cy.append(float(np.median(y[sel])))
+    for part in np.array_split(np.arange(len(xs)), TONE_BINS):
+        if len(part):
+            cx.append(float(xs[part[len(part) // 2]]))
+            cy.append(float(np.median(ys[part])))
     cx, first = np.unique(np.array(cx), return_index=True)
-    return np.interp(x, cx, np.array(cy)[first])
+    return cx, np.array(cy)[first]
 
 
 def _lit(x: np.ndarray, y: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -85,19 +86,20 @@ def _lit(x: np.ndarray, y: np.ndarray, valid: np.ndarray) -> np.ndarray:
     frame's centre (1, r^2, r^4: a vignette is an edit of the whole picture; a glare, a shadow or
     a cloud that moved is not). A linear gain (a graduated filter) is left out: it explained most
     of the poster re-shot's change of light too (relit 0.33 -> 0.17), so such an edit is a
-    similar shot."""
+    similar shot. Fitted on at most TONE_SAMPLES pixels."""
     h, w = x.shape
     rows, cols = np.nonzero(valid)
     u, v = cols / max(1, w - 1) - 0.5, rows / max(1, h - 1) - 0.5
     r2 = u * u + v * v
     basis = np.stack([np.ones_like(u), r2, r2 * r2], axis=1)
     xs, ys = x[valid], y[valid]
+    fit = slice(None, None, max(1, len(xs) // TONE_SAMPLES))
     gain = np.ones_like(ys)
     for _ in range(GAIN_ROUNDS):
-        curve = _tone_curve(xs, ys / gain)
-        coef, *_ = np.linalg.lstsq(basis * curve[:, None], ys, rcond=None)
+        curve = np.interp(xs[fit], *_tone_curve(xs[fit], ys[fit] / gain[fit]))
+        coef, *_ = np.linalg.lstsq(basis[fit] * curve[:, None], ys[fit], rcond=None)
         gain = np.clip(basis @ coef, 0.2, 5.0)
-    return _tone_curve(xs, ys / gain) * gain
+    return np.interp(xs, *_tone_curve(xs[fit], ys[fit] / gain[fit])) * gain
 
 
 def relit(cv2, a, b, t: np.ndarray) -> float:
@@ -106,19 +108,23 @@ def relit(cv2, a, b, t: np.ndarray) -> float:
     ref, warped, valid = aligned(cv2, a, b, t)
     if valid.sum() < 256:
         return 0.0
-    low = [cv2.GaussianBlur(x, (0, 0), TONE_SIGMA) for x in (ref, warped)]
-    bx, by = _band(cv2, ref), _band(cv2, warped)
+    # the low-pass images hold nothing a grid of every other pixel misses
+    half = (slice(None, None, 2), slice(None, None, 2))
+    low = [cv2.GaussianBlur(x, (0, 0), TONE_SIGMA)[half] for x in (ref, warped)]
+    bx, by = _band(cv2, ref)[half], _band(cv2, warped)[half]
+    valid = valid[half]
+    size, nvalid, ex, ey = cell_sums(GRID, valid, bx * bx * valid, by * by * valid)
+    ratio = np.maximum(ex, ey) / np.maximum(np.minimum(ex, ey), 1e-9)
+    ok = (nvalid / size >= 0.5) & (ratio < TONE_ENERGY)
+    if ok.sum() < 4:
+        return 0.0
     best = None
     for x, y in ((low[0], low[1]), (low[1], low[0])):
         pred = np.zeros_like(y)
         pred[valid] = _lit(x, y, valid)
         spread = float(np.std(y[valid])) or 1.0
         diff = np.where(valid, np.abs(y - pred) / spread, 0.0)
-        size, nvalid, dsum, ex, ey = cell_sums(GRID, valid, diff, bx * bx * valid, by * by * valid)
-        ratio = np.maximum(ex, ey) / np.maximum(np.minimum(ex, ey), 1e-9)
-        ok = (nvalid / size >= 0.5) & (ratio < TONE_ENERGY)
-        if ok.sum() < 4:
-            continue
+        dsum = cell_sums(GRID, valid, diff)[2]
         q = float(np.quantile(dsum[ok] / nvalid[ok], TONE_QUANTILE))
         best = q if best is None else min(best, q)
     return 0.0 if best is None else best
