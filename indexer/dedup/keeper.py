@@ -1,6 +1,7 @@
 """The keeper of a duplicate group is the original or its best copy - never a copy made from
 another member: an enlargement of it (more pixels, no more detail), the member with a canvas,
-frame, banner or fill added around it, or a crop of it (the uncropped picture is the original).
+frame, banner or fill added around it, the member turned with its corners filled, or a crop of it
+(the uncropped picture is the original).
 The keeper order (``quality``) ranks files by what each says about itself; this checks the
 verified pairs of a group for what one file says about another.
 
@@ -16,11 +17,16 @@ SAME_COVER = 0.8  # each frame covers this share of the other (a turned copy los
 DENSER = 0.92  # the keeper has at least 1/DENSER of the member's own pixels per scene pixel
 MILD = 0.8  # from this ratio up (an enlargement by 1.09-1.25x) ...
 RELATIVE = 0.75  # ... the keeper also loses less than this share of what the member loses
+MILD_EXTRA = 0.12  # ... and at most this much (genuine pictures: relative >= 0.79, whatever they lose)
+FAR_RELATIVE = 0.5  # below MILD, a keeper losing more than MAX_EXTRA (<= MILD_EXTRA): at most this share
 INSIDE = 0.97  # the member's frame lies (almost) wholly inside the keeper's
 ADDED = 0.97  # ... and covers less than this share of it: the keeper adds something around it
 CROPPED = 0.9  # cropped_from: the keeper covers less than this share of the member's frame
 FLAT = 0.8  # canvas_around: this share of what lies beyond the member is one flat colour
 FLAT_LEVELS = 6  # grey levels (0-255) from the median
+TURNED = 1.0  # degrees from a right angle: turned_from
+TURN_MARGIN = 0.01  # of the side, past the member's footprint (resampling at its edge)
+TURN_LEAST = 0.005  # share of the frame beyond it, at least
 ROUNDS = 3  # a new keeper is checked again (an enlarged framed copy of an enlarged copy...)
 
 
@@ -87,13 +93,15 @@ def enlarged_from(verifier, keeper: str, member: str, ev) -> bool:
         return False
     try:
         lost = detail_lost(verifier.cv2, native_tile(keeper), ratio)
-        if lost > MAX_EXTRA:
-            return False
-        if ratio < MILD:
+        if ratio < MILD and lost <= MAX_EXTRA:
             return True
+        if lost > MILD_EXTRA:
+            return False
         # a mild enlargement (1.1-1.25x): a genuine picture loses little at that ratio too, so the
-        # keeper must also lose clearly less than the member itself does there
-        return lost <= RELATIVE * detail_lost(verifier.cv2, native_tile(member), ratio)
+        # keeper must also lose clearly less than the member itself does there; a larger one that
+        # the round trip itself costs a little more than MAX_EXTRA: at most half of it
+        relative = RELATIVE if ratio >= MILD else FAR_RELATIVE
+        return lost <= relative * detail_lost(verifier.cv2, native_tile(member), ratio)
     except Exception:  # noqa: BLE001 - gone since: keep the order as it is
         return False
 
@@ -120,7 +128,7 @@ def _mid_map(f) -> np.ndarray:
     return np.diag([w / f.size[0], h / f.size[1], 1.0])
 
 
-def flat_around(cv2, a, b, t: np.ndarray) -> float:
+def flat_around(cv2, a, b, t: np.ndarray, margin_share: float = AROUND_MARGIN, least: float = 0.02) -> float:
     """The share of a's picture beyond b's footprint (widened by ``AROUND_MARGIN`` of the side)
     within ``FLAT_LEVELS`` grey levels of its median: a canvas, frame, border or banner is one
     colour but for its text (0.85-0.97 on the generated banners and frames); the scene around a
@@ -132,9 +140,9 @@ def flat_around(cv2, a, b, t: np.ndarray) -> float:
     inside = cv2.warpPerspective(
         np.ones_like(b.mid), m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
     )
-    margin = max(3, round(AROUND_MARGIN * max(h, w)))
+    margin = max(3, round(margin_share * max(h, w)))
     beyond = ~(cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0)
-    if beyond.sum() < 0.02 * h * w:
+    if beyond.sum() < least * h * w:
         return float("nan")
     values = a.mid[beyond]
     return float((np.abs(values - np.median(values)) <= FLAT_LEVELS).mean())
@@ -156,12 +164,30 @@ def cropped_from(verifier, keeper: str, member: str, ev) -> bool:
     return bool(flat_around(verifier.cv2, m, k, inv) < FLAT)  # NaN (nothing beyond): no
 
 
+def turned_from(verifier, keeper: str, member: str, ev) -> bool:
+    """Is ``keeper`` the member turned by an angle that is not a right angle, its corners filled
+    (what lies beyond the member's footprint is one flat colour, ``flat_around``: the fill a turn
+    leaves) while the member shows picture beyond the keeper's (the corners the turn cut off)?"""
+    found = _pair(verifier, keeper, member, ev)
+    if found is None:
+        return False
+    k, m, t = found
+    turn = float(np.degrees(np.arctan2(t[1, 0], t[0, 0]))) % 90
+    if min(turn, 90 - turn) < TURNED:
+        return False
+    # the fill is a thin sliver at each corner (a 4 degree turn: ~5% of the frame): a narrow margin
+    fill = flat_around(verifier.cv2, k, m, t, TURN_MARGIN, TURN_LEAST)
+    cut = flat_around(verifier.cv2, m, k, np.linalg.inv(t), TURN_MARGIN, TURN_LEAST)
+    return bool(fill >= FLAT and not cut >= FLAT)
+
+
 def made_from(verifier, keeper: str, member: str, ev) -> bool:
     """Is ``keeper`` made from ``member``: enlarged from it, the member with a canvas, frame or
-    banner added, or a crop of it?"""
+    banner added, turned with its corners filled, or a crop of it?"""
     return (
         canvas_around(verifier, keeper, member, ev)
         or enlarged_from(verifier, keeper, member, ev)
+        or turned_from(verifier, keeper, member, ev)
         or cropped_from(verifier, keeper, member, ev)
     )
 

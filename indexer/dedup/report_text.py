@@ -68,6 +68,14 @@ def _copy_text(copy: dict | None) -> str:
         f"cells agree (20% quantile >= {copy['min_weakest']}) and <= {copy.get('max_moved', 0.05):.0%} changed "
         f"with as much detail on both sides (motion), one picture shows <= {copy['max_spill']:.1%} "
         f"of its detail outside the other, and a narrower picture holds no detail beyond the wider one's "
-        f"resolution (<= {copy['max_extra']:.1%}); EXIF capture times or cameras that differ are never "
-        f"duplicates; the rest of the scene's pairs are similar shots"
+        f"resolution (<= {copy['max_extra']:.1%})"
+        + (
+            f", the two do not each show picture beyond the other (<= {copy['max_crossed']:.1%} of the "
+            f"frame), one tone curve explains the light (90% of cells within {copy['max_relit']} of its spread) "
+            f"and at the file's own resolution <= {copy['max_shifted']:.0%} of cells moved by > 0.5 px"
+            if "max_shifted" in copy
+            else ""
+        )
+        + "; EXIF capture times or cameras that differ are never "
+        "duplicates; the rest of the scene's pairs are similar shots"
     )

@@ -19,11 +19,13 @@ from .align import Features, detail_outside, fits, hull_share, pixel_agreement, 
 from .copytests import extra_detail, local_agreement, mid_image, residual, spill
 from .featurecache import FeatureCache
 from .photofeatures import PhotoFeatures
+from .retake import crossed, relit, shifted
 from .rule import (
     FRAME_ASPECT,
     MIN_KEYPOINTS,
     Evidence,
     classify,
+    copy_proven,
     scene,
 )
 
@@ -249,8 +251,9 @@ class Verifier:
         )
         res = residual(self.cv2, src, dst, max(b.size)) if src is not None else ev.residual
         res_px = res * min(max(a.native or a.size), max(b.native or b.size))
-        extra = extra_detail(self.cv2, a, b, t, sides, read=self._read_flipped(a, b))
-        return replace(
+        read = self._read_flipped(a, b)
+        extra = extra_detail(self.cv2, a, b, t, sides, read=read)
+        ev = replace(
             ev,
             local=local,
             weakest=weakest,
@@ -261,6 +264,13 @@ class Verifier:
             transform=tuple(float(v) for v in (t / t[2, 2]).ravel()),
             spill=spill(self.cv2, a, b, t),
         )
+        # the re-take tests (retake.py), for the pairs still a copy: the costliest last (it reads
+        # both files again)
+        if copy_proven(ev):
+            ev = replace(ev, crossed=crossed(self.cv2, a, b, t), relit=relit(self.cv2, a, b, t))
+        if copy_proven(ev):
+            ev = replace(ev, shifted=shifted(self.cv2, a, b, t, read))
+        return ev
 
     def _read_flipped(self, a: Features, b: Features):
         """``read_grey`` for the copy tests, mirrored like the Features of that path in this pair."""
