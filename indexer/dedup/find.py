@@ -16,6 +16,7 @@ from indexer.storage.offline import in_any
 from retrieval.errors import UserError
 
 from . import capture as capture_evidence
+from .batch import Settled
 from .candidates import near_pairs
 from .decide import DUPLICATE, SIMILAR, PairJudge
 from .decisions import drop_dismissed
@@ -232,10 +233,10 @@ class _NearSearch:
             verifier.prefetch(
                 [rows[reps_v[n]][1] for n in nodes.tolist()], progress=self._progress("features")
             )
-        self.judge = judge = PairJudge([rows[r][1] for r in reps_v], threshold, verifier, min_keypoints)
-        groups = group_pairs(
-            len(reps_v), i, j, sc, rank_v, check=judge.check((DUPLICATE,)), progress=self._progress("verify")
-        )
+        paths = [rows[r][1] for r in reps_v]
+        settled = Settled(verifier, paths, i, j, sc, len(nodes), self._progress("verify"))
+        self.judge = judge = PairJudge(paths, threshold, settled, min_keypoints)
+        groups = group_pairs(len(reps_v), i, j, sc, rank_v, check=judge.check((DUPLICATE,)))
 
         def pick(ms: list) -> int:  # the best keeper of ``ms`` (positions into reps_v)
             best = best_of([int(reps_v[m]) for m in ms], self.rank, rows, *self.keeper_order)
@@ -276,6 +277,7 @@ def _index_verifier(index, rows, min_keypoints: int) -> Verifier:
         cache_file=os.path.join(str(index.directory), FEATURE_CACHE),
         captures=known,
         settle_early=True,
+        processes=True,
     )
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from retrieval.preprocess import open_image
 
 from . import capture as capture_evidence
+from . import pool
 from .align import Features, detail_outside, fits, hull_share, pixel_agreement, plausible, ratio_matches
 from .copytests import extra_detail, local_agreement, mid_image, residual, spill
 from .featurecache import FeatureCache
@@ -121,11 +122,13 @@ class Verifier:
         cache_file=None,
         captures=None,
         settle_early: bool = False,
+        processes: bool = False,
     ):
         """``cache_file``: where the features are kept between runs (``featurecache``; None: this run
         only); ``captures``: capture evidence already known, by path (the index's); ``settle_early``:
         skip the copy tests where the capture evidence already rules a duplicate out (the verdict
-        is the same; the evidence then lacks their measures)."""
+        is the same; the evidence then lacks their measures); ``processes``: verify a large batch
+        of pairs on ``workers`` processes instead of threads (``pool``; needs ``cache_file``)."""
         self.cv2 = _cv2()
         self.features, self.max_side, self.min_keypoints = features, max_side, min_keypoints
         self.cache_size = cache_size
@@ -136,7 +139,7 @@ class Verifier:
                 cache_file, {"features": features, "max_side": max_side, "min_side": MIN_SIDE}
             )
         self.store = PhotoFeatures(self._compute, cache_size, disk, captures)
-        self.settle_early = settle_early
+        self.settle_early, self.processes = settle_early, processes
         self._local = threading.local()
 
     @property
@@ -244,6 +247,7 @@ class Verifier:
             or (self.settle_early and not copy_possible(ev.capture))
         ):
             return ev
+        ts = list({np.asarray(t, np.float64).tobytes(): t for t in ts}.values())  # each transform once
         (local, weakest, moved), t = max(
             ((local_agreement(self.cv2, a, b, t), t) for t in ts), key=lambda r: (r[0][0] - r[0][2], r[0][1])
         )
@@ -337,14 +341,20 @@ class Verifier:
             return out
         # pairs sharing a file run close together, so its features are still cached
         order = sorted(range(len(pairs)), key=lambda n: pairs[n])
+        mirror = [True] * len(pairs) if mirror is None else [bool(m) for m in mirror]
+        disk = self.store.disk
+        if (
+            self.processes
+            and self.workers > 1
+            and len(pairs) >= pool.MIN_PAIRS
+            and disk is not None
+            and disk.db is not None
+        ):
+            return pool.verify_in_processes(self, pairs, order, mirror, progress)
         step = max(1, len(pairs) // 100)
-        with ThreadPoolExecutor(self.workers) as pool:
-            run = (
-                (lambda n: self.compare(*pairs[n]))
-                if mirror is None
-                else (lambda n: self.compare(*pairs[n], mirror=bool(mirror[n])))
-            )
-            for done, (n, ev) in enumerate(zip(order, pool.map(run, order)), 1):
+        with ThreadPoolExecutor(self.workers) as threads:
+            run = lambda n: self.compare(*pairs[n], mirror=mirror[n])  # noqa: E731
+            for done, (n, ev) in enumerate(zip(order, threads.map(run, order)), 1):
                 out[n] = ev
                 if progress and (done % step == 0 or done == len(pairs)):
                     progress(done, len(pairs))
