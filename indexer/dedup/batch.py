@@ -2,7 +2,7 @@
 
 The passes (``groups.group_pairs`` with ``decide.PairJudge``) consult nearly every candidate pair,
 a few at a time (one photo's neighbours): too few to keep every core busy. ``Settled`` verifies
-them all at once first, on every core (``verify.Verifier.verify``: threads or ``pool``), and hands
+them all at once first, on every core (``verify.Verifier.verify``'s threads), and hands
 each pass the evidence it asks for: the same evidence, so the same groups."""
 
 from __future__ import annotations

@@ -103,7 +103,6 @@ class FeatureCache:
             try:
                 db = sqlite3.connect(self.file, check_same_thread=False, isolation_level=None)
                 db.execute("PRAGMA synchronous=OFF")
-                db.execute("PRAGMA busy_timeout=10000")  # verification workers write to it too (``pool``)
                 db.execute(
                     "CREATE TABLE IF NOT EXISTS features (path TEXT NOT NULL, mirrored INTEGER NOT NULL, "
                     "size INTEGER, mtime_ns INTEGER, params TEXT, data BLOB, PRIMARY KEY (path, mirrored))"

@@ -18,7 +18,7 @@ from retrieval.errors import UserError
 from . import capture as capture_evidence
 from .batch import Settled
 from .candidates import near_pairs
-from .decide import DUPLICATE, SIMILAR, PairJudge
+from .decide import DUPLICATE, MIRROR_COSINE, SIMILAR, PairJudge
 from .decisions import drop_dismissed
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .keeper import rekeep
@@ -230,8 +230,10 @@ class _NearSearch:
         """The verified passes: duplicates, then similar shots (``o.similar``) over the files left."""
         rows, reps_v, min_keypoints, threshold = self.rows, self.reps_v, o.min_keypoints, o.threshold
         if hasattr(verifier, "prefetch"):  # each photo's features once, on every worker, before the pairs
-            verifier.prefetch(
-                [rows[reps_v[n]][1] for n in nodes.tolist()], progress=self._progress("features")
+            verifier.prefetch(  # and the mirror images the pairs will compare (``decide.MIRROR_COSINE``)
+                [rows[reps_v[n]][1] for n in nodes.tolist()],
+                progress=self._progress("features"),
+                mirrored={rows[reps_v[b]][1] for b in j[sc >= MIRROR_COSINE].tolist()},
             )
         paths = [rows[r][1] for r in reps_v]
         settled = Settled(verifier, paths, i, j, sc, len(nodes), self._progress("verify"))
@@ -277,7 +279,6 @@ def _index_verifier(index, rows, min_keypoints: int) -> Verifier:
         cache_file=os.path.join(str(index.directory), FEATURE_CACHE),
         captures=known,
         settle_early=True,
-        processes=True,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
@@ -15,7 +16,6 @@ import numpy as np
 from retrieval.preprocess import open_image
 
 from . import capture as capture_evidence
-from . import pool
 from .align import Features, detail_outside, fits, hull_share, pixel_agreement, plausible, ratio_matches
 from .copytests import extra_detail, local_agreement, mid_image, residual, spill
 from .featurecache import FeatureCache
@@ -33,6 +33,7 @@ FEATURES = 1000
 MAX_SIDE = 512
 MIN_SIDE = 256
 PIXEL_SIDE = 128
+READS = 8  # files read for the detail test kept in memory (at most 1024 px: ~1 MB each)
 RATIO = 0.8
 
 
@@ -122,13 +123,11 @@ class Verifier:
         cache_file=None,
         captures=None,
         settle_early: bool = False,
-        processes: bool = False,
     ):
         """``cache_file``: where the features are kept between runs (``featurecache``; None: this run
         only); ``captures``: capture evidence already known, by path (the index's); ``settle_early``:
         skip the copy tests where the capture evidence already rules a duplicate out (the verdict
-        is the same; the evidence then lacks their measures); ``processes``: verify a large batch
-        of pairs on ``workers`` processes instead of threads (``pool``; needs ``cache_file``)."""
+        is the same; the evidence then lacks their measures)."""
         self.cv2 = _cv2()
         self.features, self.max_side, self.min_keypoints = features, max_side, min_keypoints
         self.cache_size = cache_size
@@ -139,8 +138,10 @@ class Verifier:
                 cache_file, {"features": features, "max_side": max_side, "min_side": MIN_SIDE}
             )
         self.store = PhotoFeatures(self._compute, cache_size, disk, captures)
-        self.settle_early, self.processes = settle_early, processes
+        self.settle_early = settle_early
         self._local = threading.local()
+        self._reads: OrderedDict = OrderedDict()  # the detail test's file reads, the latest READS
+        self._reads_lock = threading.Lock()
 
     @property
     def unreadable(self) -> set[str]:
@@ -158,9 +159,10 @@ class Verifier:
         Made once per file (``photofeatures``), kept on disk when the verifier has a ``cache_file``."""
         return self.store.get(path, mirrored)
 
-    def prefetch(self, paths, progress=None) -> None:
-        """The features of ``paths`` made on the verifier's workers, before the pairs need them."""
-        self.store.prefetch(paths, self.workers, progress)
+    def prefetch(self, paths, progress=None, mirrored=()) -> None:
+        """The features of ``paths`` (and of the mirror images of ``mirrored``) made on the
+        verifier's workers, before the pairs need them."""
+        self.store.prefetch(paths, self.workers, progress, mirrored)
 
     def close(self) -> None:
         """Write what the feature cache still holds and close it."""
@@ -168,7 +170,11 @@ class Verifier:
 
     def _compute(self, path: str, mirrored: bool) -> Features:
         """The features of ``path`` (its mirror image), its capture left for the caller."""
-        grey, native = read_grey(path, self.max_side, MIN_SIDE)
+        last = getattr(self._local, "decoded", None)  # the upright one's, made just before on this thread
+        grey, native = (
+            last[1:] if last is not None and last[0] == path else read_grey(path, self.max_side, MIN_SIDE)
+        )
+        self._local.decoded = None if mirrored else (path, grey, native)
         if mirrored:
             grey = np.ascontiguousarray(grey[:, ::-1])
         points, desc = self._orb().detectAndCompute(grey, None)
@@ -271,10 +277,26 @@ class Verifier:
         flipped = {f.path: bool(f.mirrored) for f in (a, b)}
 
         def read(path, side):
-            grey, native = read_grey(path, side)
+            grey, native = self._read_once(path, side)
             return (np.ascontiguousarray(grey[:, ::-1]) if flipped.get(path) else grey), native
 
         return read
+
+    def _read_once(self, path: str, side: int):
+        """``read_grey(path, side)``, kept for the next pairs of that file (the detail test reads
+        the narrower file of each pair it tests, often the same one); read-only arrays."""
+        key = (path, side)
+        with self._reads_lock:
+            if key in self._reads:
+                self._reads.move_to_end(key)
+                return self._reads[key]
+        grey, native = read_grey(path, side)
+        grey.setflags(write=False)
+        with self._reads_lock:
+            self._reads[key] = (grey, native)
+            while len(self._reads) > READS:
+                self._reads.popitem(last=False)
+        return grey, native
 
     def _frame_to_frame(self, a: Features, b: Features, ev: Evidence) -> Evidence:
         """``ev`` with the pixels compared frame to frame when the two pictures have the same
@@ -342,15 +364,6 @@ class Verifier:
         # pairs sharing a file run close together, so its features are still cached
         order = sorted(range(len(pairs)), key=lambda n: pairs[n])
         mirror = [True] * len(pairs) if mirror is None else [bool(m) for m in mirror]
-        disk = self.store.disk
-        if (
-            self.processes
-            and self.workers > 1
-            and len(pairs) >= pool.MIN_PAIRS
-            and disk is not None
-            and disk.db is not None
-        ):
-            return pool.verify_in_processes(self, pairs, order, mirror, progress)
         step = max(1, len(pairs) // 100)
         with ThreadPoolExecutor(self.workers) as threads:
             run = lambda n: self.compare(*pairs[n], mirror=mirror[n])  # noqa: E731

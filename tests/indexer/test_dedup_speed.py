@@ -17,7 +17,6 @@ from PIL import Image, ImageOps
 from indexer.dedup import capture as capture_evidence
 from indexer.dedup import find_duplicates
 from indexer.dedup.align import ratio_matches
-from indexer.dedup.rule import classify
 from indexer.dedup.verify import RATIO, Verifier
 from indexer.storage.layout import FEATURE_CACHE
 from indexer.storage.tables import EVIDENCE_FIELDS
@@ -193,60 +192,16 @@ def test_ratio_matches_are_opencvs_knn_ratio_matches():
     assert list(zip(qi.tolist(), ti.tolist())) == want and len(want) >= 150
 
 
-def _all_pairs(lib):
-    files = sorted(str(p) for p in lib.iterdir())
-    return [(a, b) for n, a in enumerate(files) for b in files[n + 1 :]]
-
-
-def test_worker_processes_give_one_threads_evidence(tmp_path, library, monkeypatch):
-    from indexer.dedup import pool
-
-    pairs = _all_pairs(library)
-    mirror = [n % 2 == 0 for n in range(len(pairs))]
-    one = Verifier(workers=1).verify(pairs, mirror=mirror)
-    ran = []
-    real = pool.verify_in_processes
-    monkeypatch.setattr(pool, "MIN_PAIRS", 1)
-    monkeypatch.setattr(pool, "CHUNK", 3)  # several chunks per worker
-    monkeypatch.setattr(pool, "verify_in_processes", lambda *a, **k: ran.append(1) or real(*a, **k))
-    two = Verifier(workers=2, processes=True, cache_file=tmp_path / "features.sqlite")
-    seen = []
-    found = two.verify(pairs, mirror=mirror, progress=lambda d, t: seen.append((d, t)))
-    two.close()
-    assert ran and found == one and len(pairs) >= 28
-    assert sum(classify(e) == "duplicate" for e in found) >= 3
-    assert seen[-1] == (len(pairs), len(pairs))
-    # the workers' features were kept: a second verifier makes none
-    again = Verifier(workers=2, processes=True, cache_file=tmp_path / "features.sqlite")
-    assert again.verify(pairs, mirror=mirror) == one and again.store.computed == 0
-    again.close()
-
-
-def test_a_worker_that_dies_leaves_its_pairs_to_the_caller(tmp_path, library, monkeypatch):
-    from indexer.dedup import pool
-
-    pairs = _all_pairs(library)[:10]
-    one = Verifier(workers=1).verify(pairs)
-    monkeypatch.setattr(pool, "MIN_PAIRS", 1)
-    monkeypatch.setattr(pool, "_SERVE", "import sys; sys.exit(3)")
-    v = Verifier(workers=2, processes=True, cache_file=tmp_path / "features.sqlite")
-    assert v.verify(pairs) == one
-    v.close()
-
-
-def test_dedup_on_worker_processes_gives_the_one_thread_report(make_index, tmp_path, library, monkeypatch):
-    from indexer.dedup import pool
-
+def test_pairs_verified_ahead_in_one_batch_give_the_one_thread_report(make_index, tmp_path, library):
+    """find's own verifier (two threads, every candidate pair verified ahead in one batch,
+    ``batch.Settled``, mirror images prefetched) against one thread asked pair by pair."""
     idx = _index(make_index, tmp_path, library)
     one = find_duplicates(idx, verify_floor=-1.0, verifier=Verifier(workers=1))
-    ran = []
-    real = pool.verify_in_processes
-    monkeypatch.setattr(pool, "MIN_PAIRS", 1)
-    monkeypatch.setattr(pool, "verify_in_processes", lambda *a, **k: ran.append(1) or real(*a, **k))
     stages = []
     two = find_duplicates(idx, verify_floor=-1.0, progress=lambda s, d, t: stages.append((s, d, t)))
-    assert ran and _decisions(two) == _decisions(one)
+    assert _decisions(two) == _decisions(one)
     assert one.stats["verified_pairs"] == two.stats["verified_pairs"] >= 8
+    assert any(g.kind == "duplicates" and len(g.members) >= 2 for g in two.groups)
     photos = [d for s, d, t in stages if s == "verify"]  # the verification's progress, in photos
     totals = {t for s, d, t in stages if s == "verify"}
     assert len(totals) == 1 and photos == sorted(photos) and photos[-1] == totals.pop() >= 4
