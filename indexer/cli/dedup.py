@@ -155,9 +155,14 @@ def dedup(
 
 class _Progress:
     """A tqdm bar per stage of find_duplicates (on stderr; quiet when it is not a terminal), each
-    counting photos, with photos/s and the time left (verification counts its pairs' share)."""
+    counting photos, with photos/s and the time left."""
 
-    LABELS = {"search": "similarity search", "features": "photo features", "verify": "verification"}
+    LABELS = {
+        "search": "similarity search",
+        "features": "photo features",
+        "verify": "verification",
+        "similar": "similar shots",
+    }
 
     def __enter__(self):
         self.bar, self.stage = None, None

@@ -85,7 +85,8 @@ def find_duplicates(
     include_dismissed: also report the pairs a person kept both of in review (``decisions``); by
     default they are left out (``stats["dismissed_left_out"]`` says how many files).
     near: False to report exact copies only.
-    progress: ``progress(stage, done, total)`` with stage "search" then "verify".
+    progress: ``progress(stage, done, total)``, stages "search", "features" (photos), "verify" and
+    "similar" (the photos the two grouping passes have visited).
     """
     o = replace(options or DedupOptions(), **choices)
     keeper, prefer, near, verify, min_keypoints = o.keeper, o.prefer, o.near, o.verify, o.min_keypoints
@@ -236,9 +237,10 @@ class _NearSearch:
                 mirrored={rows[reps_v[b]][1] for b in j[sc >= MIRROR_COSINE].tolist()},
             )
         paths = [rows[r][1] for r in reps_v]
-        settled = Settled(verifier, paths, i, j, sc, len(nodes), self._progress("verify"))
+        settled = Settled(verifier, paths, i, j, sc)  # pairs verified a few photos ahead of the passes
         self.judge = judge = PairJudge(paths, threshold, settled, min_keypoints)
-        groups = group_pairs(len(reps_v), i, j, sc, rank_v, check=judge.check((DUPLICATE,)))
+        check = settled.check(judge.check((DUPLICATE,)), rank_v)
+        groups = group_pairs(len(reps_v), i, j, sc, rank_v, check=check, progress=self._progress("verify"))
 
         def pick(ms: list) -> int:  # the best keeper of ``ms`` (positions into reps_v)
             best = best_of([int(reps_v[m]) for m in ms], self.rank, rows, *self.keeper_order)
@@ -256,10 +258,17 @@ class _NearSearch:
             found += [
                 ("similar", g)
                 for g in group_pairs(
-                    len(reps_v), i, j, sc, keepers, check=judge.check((SIMILAR, DUPLICATE), members)
+                    len(reps_v),
+                    i,
+                    j,
+                    sc,
+                    keepers,
+                    check=settled.check(judge.check((SIMILAR, DUPLICATE), members), keepers, members),
+                    progress=self._progress("similar"),
                 )
             ]
         self.stats.update(judge.stats())
+        self.stats["verified_ahead_unused"] = len(settled.ready)  # verified ahead, never asked about
         store = getattr(verifier, "store", None)
         if store is not None:  # features made this run (the others came from the index's cache)
             self.stats["features_computed"] = store.computed
