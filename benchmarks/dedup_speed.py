@@ -131,9 +131,9 @@ def main() -> int:
             rows.append((name, best))
     print(
         "\n| set | run | photos | verified pairs | seconds | photos/s | CPU s | x baseline (wall) "
-        "| x baseline (CPU) | features computed | groups as baseline | evidence as first |"
+        "| x baseline (CPU) | features computed | groups as baseline | evidence as first | evidence as baseline |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, best in rows:
         b, f = best["baseline"], best["first"]
         for k, r in best.items():
@@ -142,7 +142,8 @@ def main() -> int:
                 f"| {name} | {k} | {r['images']} | {r['pairs']} | {r['wall']:.1f} | {r['images'] / r['wall']:.1f} "
                 f"| {r['cpu']:.1f} | {b['wall'] / r['wall']:.2f} | {b['cpu'] / r['cpu']:.2f} | {computed} "
                 f"| {'yes' if r['groups'] == b['groups'] else 'NO'} "
-                f"| {'-' if k == 'baseline' else ('yes' if r['evidence'] == f['evidence'] else 'NO')} |"
+                f"| {'-' if k == 'baseline' else ('yes' if r['evidence'] == f['evidence'] else 'NO')} "
+                f"| {'yes' if r['evidence'] == b['evidence'] else 'NO'} |"
             )
     return 0
 

@@ -154,9 +154,15 @@ def dedup(
 
 
 class _Progress:
-    """A tqdm bar per stage of find_duplicates (on stderr; quiet when it is not a terminal)."""
+    """A tqdm bar per stage of find_duplicates (on stderr; quiet when it is not a terminal), each
+    counting photos, with photos/s and the time left."""
 
-    LABELS = {"search": "similarity search", "features": "photo features", "verify": "verification"}
+    LABELS = {
+        "search": "similarity search",
+        "features": "photo features",
+        "verify": "verification",
+        "similar": "similar shots",
+    }
 
     def __enter__(self):
         self.bar, self.stage = None, None
@@ -168,7 +174,14 @@ class _Progress:
         if stage != self.stage:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, desc=self.LABELS.get(stage, stage), unit="image", leave=False)
+            self.bar = tqdm(
+                total=total,
+                desc=self.LABELS.get(stage, stage),
+                unit=" photos",
+                leave=False,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} photos "
+                "[{elapsed} elapsed, {remaining} left, {rate_fmt}]",
+            )
         self.bar.update(done - self.bar.n)
 
     def close(self):

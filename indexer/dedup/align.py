@@ -5,7 +5,8 @@ both pass it; ``copytests`` tells them apart)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -23,6 +24,8 @@ class Features:
     native: tuple = None  # the file's own (width, height)
     path: str = None
     mirrored: bool = False
+    # what the pair tests derive from this photo alone, made once per photo (``small_band``...)
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 REPROJ_PX = 8.0
@@ -108,13 +111,29 @@ def _footprint(cv2, a: Features, b: Features, t: np.ndarray) -> np.ndarray:
     return cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
 
 
+def small_band(cv2, f: Features) -> np.ndarray:
+    """``band`` of ``f.small``, made once per photo (every pair and transform reads the same)."""
+    out = f.memo.get("band")
+    if out is None:
+        out = f.memo["band"] = band(cv2, f.small)
+    return out
+
+
+def _detail(cv2, f: Features) -> tuple[np.ndarray, float]:
+    """(|band| of ``f.small`` without its 2 px edge, its sum), made once per photo."""
+    out = f.memo.get("detail")
+    if out is None:
+        energy = np.abs(small_band(cv2, f))
+        energy[:2, :] = energy[-2:, :] = 0
+        energy[:, :2] = energy[:, -2:] = 0
+        out = f.memo["detail"] = (energy, float(energy.sum()))
+    return out
+
+
 def detail_outside(cv2, a: Features, b: Features, t: np.ndarray) -> float:
     """Share of a's detail (band-pass energy) lying clearly outside b's footprint in a's frame."""
     inside = _footprint(cv2, a, b, t)
-    energy = np.abs(band(cv2, a.small))
-    energy[:2, :] = energy[-2:, :] = 0
-    energy[:, :2] = energy[:, -2:] = 0
-    total = float(energy.sum())
+    energy, total = _detail(cv2, a)
     return float(energy[~inside].sum()) / total if total > 0 else 0.0
 
 
@@ -149,7 +168,7 @@ def pixel_agreement(
     overlap = float(valid.mean())
     if valid.sum() < 64:
         return 0.0, 0.0, overlap
-    x, y = clipped(band(cv2, a.small), valid), clipped(band(cv2, warped), valid)
+    x, y = clipped(small_band(cv2, a), valid), clipped(band(cv2, warped), valid)
     # compared where both pictures have detail: a sky cell says nothing either way, and a cell
     # where only one has detail (the edge of a border or frame one copy added, a caption over the
     # other's sky) is not a disagreement about the picture
@@ -172,8 +191,7 @@ def cell_sums(grid: int, valid: np.ndarray, *arrays):
     split of the frame (``np.array_split`` rows and columns; empty splits left out), row-major;
     None when the frame has no cell."""
     h, w = valid.shape
-    rows = sorted({int(r[0]) for r in np.array_split(np.arange(h), grid) if len(r)})
-    cols = sorted({int(c[0]) for c in np.array_split(np.arange(w), grid) if len(c)})
+    rows, cols = _splits(h, grid), _splits(w, grid)
     if not rows or not cols:
         return None
 
@@ -182,3 +200,9 @@ def cell_sums(grid: int, valid: np.ndarray, *arrays):
 
     size = np.outer(np.diff(rows + [h]), np.diff(cols + [w])).ravel().astype(np.float64)
     return (size, total(valid), *(total(a) for a in arrays))
+
+
+@lru_cache(maxsize=256)
+def _splits(n: int, grid: int) -> list[int]:
+    """The first index of each non-empty part of ``np.array_split(range(n), grid)``."""
+    return sorted({int(r[0]) for r in np.array_split(np.arange(n), grid) if len(r)})

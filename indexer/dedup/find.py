@@ -16,8 +16,9 @@ from indexer.storage.offline import in_any
 from retrieval.errors import UserError
 
 from . import capture as capture_evidence
+from .batch import Settled
 from .candidates import near_pairs
-from .decide import DUPLICATE, SIMILAR, PairJudge
+from .decide import DUPLICATE, MIRROR_COSINE, SIMILAR, PairJudge
 from .decisions import drop_dismissed
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .keeper import rekeep
@@ -84,7 +85,8 @@ def find_duplicates(
     include_dismissed: also report the pairs a person kept both of in review (``decisions``); by
     default they are left out (``stats["dismissed_left_out"]`` says how many files).
     near: False to report exact copies only.
-    progress: ``progress(stage, done, total)`` with stage "search" then "verify".
+    progress: ``progress(stage, done, total)``, stages "search", "features" (photos), "verify" and
+    "similar" (the photos the two grouping passes have visited).
     """
     o = replace(options or DedupOptions(), **choices)
     keeper, prefer, near, verify, min_keypoints = o.keeper, o.prefer, o.near, o.verify, o.min_keypoints
@@ -229,13 +231,16 @@ class _NearSearch:
         """The verified passes: duplicates, then similar shots (``o.similar``) over the files left."""
         rows, reps_v, min_keypoints, threshold = self.rows, self.reps_v, o.min_keypoints, o.threshold
         if hasattr(verifier, "prefetch"):  # each photo's features once, on every worker, before the pairs
-            verifier.prefetch(
-                [rows[reps_v[n]][1] for n in nodes.tolist()], progress=self._progress("features")
+            verifier.prefetch(  # and the mirror images the pairs will compare (``decide.MIRROR_COSINE``)
+                [rows[reps_v[n]][1] for n in nodes.tolist()],
+                progress=self._progress("features"),
+                mirrored={rows[reps_v[b]][1] for b in j[sc >= MIRROR_COSINE].tolist()},
             )
-        self.judge = judge = PairJudge([rows[r][1] for r in reps_v], threshold, verifier, min_keypoints)
-        groups = group_pairs(
-            len(reps_v), i, j, sc, rank_v, check=judge.check((DUPLICATE,)), progress=self._progress("verify")
-        )
+        paths = [rows[r][1] for r in reps_v]
+        settled = Settled(verifier, paths, i, j, sc)  # pairs verified a few photos ahead of the passes
+        self.judge = judge = PairJudge(paths, threshold, settled, min_keypoints)
+        check = settled.check(judge.check((DUPLICATE,)), rank_v)
+        groups = group_pairs(len(reps_v), i, j, sc, rank_v, check=check, progress=self._progress("verify"))
 
         def pick(ms: list) -> int:  # the best keeper of ``ms`` (positions into reps_v)
             best = best_of([int(reps_v[m]) for m in ms], self.rank, rows, *self.keeper_order)
@@ -253,10 +258,17 @@ class _NearSearch:
             found += [
                 ("similar", g)
                 for g in group_pairs(
-                    len(reps_v), i, j, sc, keepers, check=judge.check((SIMILAR, DUPLICATE), members)
+                    len(reps_v),
+                    i,
+                    j,
+                    sc,
+                    keepers,
+                    check=settled.check(judge.check((SIMILAR, DUPLICATE), members), keepers, members),
+                    progress=self._progress("similar"),
                 )
             ]
         self.stats.update(judge.stats())
+        self.stats["verified_ahead_unused"] = len(settled.ready)  # verified ahead, never asked about
         store = getattr(verifier, "store", None)
         if store is not None:  # features made this run (the others came from the index's cache)
             self.stats["features_computed"] = store.computed

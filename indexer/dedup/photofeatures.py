@@ -79,15 +79,23 @@ class PhotoFeatures:
         ft.capture = self.capture_of(path)
         return ft
 
-    def prefetch(self, paths, workers: int, progress=None) -> None:
+    def prefetch(self, paths, workers: int, progress=None, mirrored=()) -> None:
         """Make the features of ``paths`` on ``workers`` threads (into memory as room allows, and to
-        disk); ``progress(done, total)``."""
+        disk), and of the mirror images of those in ``mirrored`` (right after, on the same thread:
+        one decode); ``progress(done, total)``."""
         paths = list(dict.fromkeys(paths))
+        mirrored = set(mirrored)
+
+        def both(path):
+            self.get(path)
+            if path in mirrored:
+                self.get(path, True)
+
         if not paths or ((self.disk is None or self.disk.db is None) and len(paths) > self.cache_size):
             return  # nowhere to keep them all: each is made when a pair first needs it
         step = max(1, len(paths) // 100)
         with ThreadPoolExecutor(workers) as pool:
-            for done, _ in enumerate(pool.map(self.get, paths), 1):
+            for done, _ in enumerate(pool.map(both, paths), 1):
                 if progress and (done % step == 0 or done == len(paths)):
                     progress(done, len(paths))
         self.flush()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
@@ -34,6 +35,7 @@ FEATURES = 1000
 MAX_SIDE = 512
 MIN_SIDE = 256
 PIXEL_SIDE = 128
+READS = 8  # files read for the detail test kept in memory (at most 1024 px: ~1 MB each)
 RATIO = 0.8
 
 
@@ -140,6 +142,8 @@ class Verifier:
         self.store = PhotoFeatures(self._compute, cache_size, disk, captures)
         self.settle_early = settle_early
         self._local = threading.local()
+        self._reads: OrderedDict = OrderedDict()  # the detail test's file reads, the latest READS
+        self._reads_lock = threading.Lock()
 
     @property
     def unreadable(self) -> set[str]:
@@ -157,9 +161,10 @@ class Verifier:
         Made once per file (``photofeatures``), kept on disk when the verifier has a ``cache_file``."""
         return self.store.get(path, mirrored)
 
-    def prefetch(self, paths, progress=None) -> None:
-        """The features of ``paths`` made on the verifier's workers, before the pairs need them."""
-        self.store.prefetch(paths, self.workers, progress)
+    def prefetch(self, paths, progress=None, mirrored=()) -> None:
+        """The features of ``paths`` (and of the mirror images of ``mirrored``) made on the
+        verifier's workers, before the pairs need them."""
+        self.store.prefetch(paths, self.workers, progress, mirrored)
 
     def close(self) -> None:
         """Write what the feature cache still holds and close it."""
@@ -167,7 +172,11 @@ class Verifier:
 
     def _compute(self, path: str, mirrored: bool) -> Features:
         """The features of ``path`` (its mirror image), its capture left for the caller."""
-        grey, native = read_grey(path, self.max_side, MIN_SIDE)
+        last = getattr(self._local, "decoded", None)  # the upright one's, made just before on this thread
+        grey, native = (
+            last[1:] if last is not None and last[0] == path else read_grey(path, self.max_side, MIN_SIDE)
+        )
+        self._local.decoded = None if mirrored else (path, grey, native)
         if mirrored:
             grey = np.ascontiguousarray(grey[:, ::-1])
         points, desc = self._orb().detectAndCompute(grey, None)
@@ -246,6 +255,7 @@ class Verifier:
             or (self.settle_early and not copy_possible(ev.capture))
         ):
             return ev
+        ts = list({np.asarray(t, np.float64).tobytes(): t for t in ts}.values())  # each transform once
         (local, weakest, moved), t = max(
             ((local_agreement(self.cv2, a, b, t), t) for t in ts), key=lambda r: (r[0][0] - r[0][2], r[0][1])
         )
@@ -277,10 +287,26 @@ class Verifier:
         flipped = {f.path: bool(f.mirrored) for f in (a, b)}
 
         def read(path, side):
-            grey, native = read_grey(path, side)
+            grey, native = self._read_once(path, side)
             return (np.ascontiguousarray(grey[:, ::-1]) if flipped.get(path) else grey), native
 
         return read
+
+    def _read_once(self, path: str, side: int):
+        """``read_grey(path, side)``, kept for the next pairs of that file (the detail test reads
+        the narrower file of each pair it tests, often the same one); read-only arrays."""
+        key = (path, side)
+        with self._reads_lock:
+            if key in self._reads:
+                self._reads.move_to_end(key)
+                return self._reads[key]
+        grey, native = read_grey(path, side)
+        grey.setflags(write=False)
+        with self._reads_lock:
+            self._reads[key] = (grey, native)
+            while len(self._reads) > READS:
+                self._reads.popitem(last=False)
+        return grey, native
 
     def _frame_to_frame(self, a: Features, b: Features, ev: Evidence) -> Evidence:
         """``ev`` with the pixels compared frame to frame when the two pictures have the same
@@ -347,14 +373,11 @@ class Verifier:
             return out
         # pairs sharing a file run close together, so its features are still cached
         order = sorted(range(len(pairs)), key=lambda n: pairs[n])
+        mirror = [True] * len(pairs) if mirror is None else [bool(m) for m in mirror]
         step = max(1, len(pairs) // 100)
-        with ThreadPoolExecutor(self.workers) as pool:
-            run = (
-                (lambda n: self.compare(*pairs[n]))
-                if mirror is None
-                else (lambda n: self.compare(*pairs[n], mirror=bool(mirror[n])))
-            )
-            for done, (n, ev) in enumerate(zip(order, pool.map(run, order)), 1):
+        with ThreadPoolExecutor(self.workers) as threads:
+            run = lambda n: self.compare(*pairs[n], mirror=mirror[n])  # noqa: E731
+            for done, (n, ev) in enumerate(zip(order, threads.map(run, order)), 1):
                 out[n] = ev
                 if progress and (done % step == 0 or done == len(pairs)):
                     progress(done, len(pairs))

@@ -190,3 +190,18 @@ def test_ratio_matches_are_opencvs_knn_ratio_matches():
     ]
     qi, ti = ratio_matches(a, b, RATIO)
     assert list(zip(qi.tolist(), ti.tolist())) == want and len(want) >= 150
+
+
+def test_pairs_verified_ahead_in_one_batch_give_the_one_thread_report(make_index, tmp_path, library):
+    """find's own verifier (two threads, every candidate pair verified ahead in one batch,
+    ``batch.Settled``, mirror images prefetched) against one thread asked pair by pair."""
+    idx = _index(make_index, tmp_path, library)
+    one = find_duplicates(idx, verify_floor=-1.0, verifier=Verifier(workers=1))
+    stages = []
+    two = find_duplicates(idx, verify_floor=-1.0, progress=lambda s, d, t: stages.append((s, d, t)))
+    assert _decisions(two) == _decisions(one)
+    assert one.stats["verified_pairs"] == two.stats["verified_pairs"] >= 8
+    assert any(g.kind == "duplicates" and len(g.members) >= 2 for g in two.groups)
+    photos = [d for s, d, t in stages if s == "verify"]  # the verification's progress, in photos
+    totals = {t for s, d, t in stages if s == "verify"}
+    assert len(totals) == 1 and photos == sorted(photos) and photos[-1] == totals.pop() >= 4

@@ -12,7 +12,12 @@ from indexer.dedup import find_duplicates
 from .jobs import BackgroundJob
 from .service import message
 
-STAGES = {"search": "similarity search", "verify": "verifying pairs"}
+STAGES = {
+    "search": "similarity search",
+    "features": "photo features",
+    "verify": "verifying pairs",
+    "similar": "similar shots",
+}
 
 
 class DedupCancelled(Exception):
