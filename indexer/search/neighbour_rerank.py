@@ -72,17 +72,33 @@ def rerank(
     if len(head_ids) == 0:
         return out_s, out_i
     x_all = np.ascontiguousarray(stored_vectors(head_ids), dtype=np.float32)
-    for q, (same, head, tail) in enumerate(split):
-        x = x_all[np.searchsorted(head_ids, f_i[q][head])]
-        nb, score = nearest_others(x)
-        n = np.where((nb >= 0)[:, None], x[np.maximum(nb, 0)], 0.0)
-        s = unit_rows(x + weights(score, alpha)[:, None] * n) @ queries[q]
-        order = np.argsort(-s, kind="stable")
-        got_s = np.concatenate([f_s[q][same], s[order], f_s[q][tail]])[:k]
-        got_i = np.concatenate([f_i[q][same], f_i[q][head][order], f_i[q][tail]])[:k]
-        out_s[q], out_i[q] = 0.0, -1
-        out_s[q, : len(got_s)], out_i[q, : len(got_i)] = got_s, got_i
+    with _one_blas_thread():
+        for q, (same, head, tail) in enumerate(split):
+            x = x_all[np.searchsorted(head_ids, f_i[q][head])]
+            nb, score = nearest_others(x)
+            n = np.where((nb >= 0)[:, None], x[np.maximum(nb, 0)], 0.0)
+            s = unit_rows(x + weights(score, alpha)[:, None] * n) @ queries[q]
+            order = np.argsort(-s, kind="stable")
+            got_s = np.concatenate([f_s[q][same], s[order], f_s[q][tail]])[:k]
+            got_i = np.concatenate([f_i[q][same], f_i[q][head][order], f_i[q][tail]])[:k]
+            out_s[q], out_i[q] = 0.0, -1
+            out_s[q, : len(got_s)], out_i[q, : len(got_i)] = got_s, got_i
     return out_s, out_i
+
+
+_controller = None
+
+
+def _one_blas_thread():
+    """A context with BLAS on one thread. These products are small (100 x 100 x 512), and between
+    FAISS's OpenMP calls a multi-threaded OpenBLAS waited on spinning threads: 8-16 ms a query
+    instead of 0.9 (benchmarks/neighbour_rerank.py's cost table)."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController  # lazy: it lists the loaded libraries once
+
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
 
 
 def _split(scores: np.ndarray, ids: np.ndarray, depth: int, own) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
