@@ -75,20 +75,26 @@ def aligned(cv2, a, b, t: np.ndarray):
     ref, other = a.mid, b.mid
     if _local_scale(m, a.mid.shape[1], a.mid.shape[0]) < 1.0:  # b holds fewer pixels: its frame
         ref, other, m = b.mid, a.mid, np.linalg.inv(m)
-    m = m / m[2, 2]
-    scale = _local_scale(m, ref.shape[1], ref.shape[0])
-    if scale > 1.25:  # the other is denser: blur it to the reference's scale before sampling
-        other = cv2.GaussianBlur(other, (0, 0), 0.5 * np.sqrt(scale * scale - 1))
-    h, w = ref.shape
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpPerspective(other, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    valid = cv2.warpPerspective(np.ones_like(other), m, (w, h), flags=flags, borderValue=0)
-    valid = cv2.erode((valid > 0.99).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    warped, valid = warp_onto(cv2, ref.shape, other, m)
+    valid = cv2.erode(valid.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     return ref, warped, valid
 
 
-def _band(cv2, img: np.ndarray) -> np.ndarray:
-    return cv2.GaussianBlur(img, (0, 0), BAND[0]) - cv2.GaussianBlur(img, (0, 0), BAND[1])
+def warp_onto(cv2, shape: tuple, other: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(``other`` warped onto a picture of ``shape`` (h, w), its valid mask): ``m`` maps that
+    picture's pixels to ``other``'s. A denser ``other`` is blurred to the picture's scale first."""
+    h, w = shape
+    scale = _local_scale(m / m[2, 2], w, h)
+    if scale > 1.25:
+        other = cv2.GaussianBlur(other, (0, 0), 0.5 * np.sqrt(scale * scale - 1))
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpPerspective(other, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    valid = cv2.warpPerspective(np.ones_like(other), m, (w, h), flags=flags, borderValue=0) > 0.99
+    return warped, valid
+
+
+def _band(cv2, img: np.ndarray, sigmas: tuple = BAND) -> np.ndarray:
+    return cv2.GaussianBlur(img, (0, 0), sigmas[0]) - cv2.GaussianBlur(img, (0, 0), sigmas[1])
 
 
 def cell_correlations(cv2, ref: np.ndarray, warped: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .align import cell_sums
-from .copytests import GRID, _band, _local_scale, _to_mid, aligned
+from .copytests import GRID, _band, _local_scale, _to_mid, aligned, warp_onto
 
 CROSS_MARGIN = 0.01  # of the side: past the other's footprint (resampling, JPEG ringing at its edge)
 CROSS_STD = 1.0  # grey levels of 5 x 5 local contrast: picture, not flat fill
@@ -150,25 +150,14 @@ def _pair_at_native(cv2, a, b, t: np.ndarray, read):
     other = other.astype(np.float32)
     so = max(other.shape) / max(b.native)
     mm = np.diag([so, so, 1.0]) @ m @ np.diag([1 / sr, 1 / sr, 1.0])  # ref px -> other px
-    s = _local_scale(mm / mm[2, 2], ref.shape[1], ref.shape[0])
-    if s > 1.25:
-        other = cv2.GaussianBlur(other, (0, 0), 0.5 * np.sqrt(s * s - 1))
-    h, w = ref.shape
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpPerspective(other, mm, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    valid = cv2.warpPerspective(np.ones_like(other), mm, (w, h), flags=flags, borderValue=0) > 0.99
-    return ref, warped, valid
+    return (ref, *warp_onto(cv2, ref.shape, other, mm))
 
 
 def _cell_shifts(cv2, ref, warped, valid):
     """(cell grid positions [n, 2] as (column, row), cell centres [n, 2], shifts [n, 2]) of the
     textured, confident cells."""
     c = SHIFT_CELL
-
-    def band(x):
-        return cv2.GaussianBlur(x, (0, 0), SHIFT_BAND[0]) - cv2.GaussianBlur(x, (0, 0), SHIFT_BAND[1])
-
-    x, y = band(ref), band(warped)
+    x, y = _band(cv2, ref, SHIFT_BAND), _band(cv2, warped, SHIFT_BAND)
     floor_x, floor_y = 0.05 * float((x[valid] ** 2).mean()), 0.05 * float((y[valid] ** 2).mean())
     win = cv2.createHanningWindow((c, c), cv2.CV_32F)
     grid, centres, shifts = [], [], []
