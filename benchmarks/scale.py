@@ -9,10 +9,11 @@ Each command runs as the user runs it, a process of its own, timed as a whole, i
 from the kernel (``wait4``):
 - ``index``: ``vgg-retrieval index PHOTOS --index IX -q`` (the defaults: INT8 model made and
   calibrated on the photos, then every photo embedded); img/s over the whole command; index size on disk;
-- ``search``: ``Index.search`` of ``--queries`` indexed photos by path (their stored vectors; the
-  default search: neighbour re-ranking, and QE 1 before 2026-12-06), p50 and p99 in ms, in this process after one warm-up;
+- ``search``: ``Index.search`` of ``--queries`` indexed photos by path (each file decoded and
+  embedded; the default search: neighbour re-ranking, and rotation search since 2026-12-07), p50 and
+  p99 in ms, in this process after one warm-up; then the same without rotation search;
 - ``UI search``: what the search page runs for an upload (``ui.logic.Service``: decode, model, FAISS,
-  the first page of thumbnails, cold), p50 and p99;
+  the first page of thumbnails, cold), p50 and p99, with and without rotation search;
 - ``dedup``: ``vgg-retrieval dedup --index IX --out REPORT`` (verification on, the defaults);
 - ``check``: ``vgg-retrieval check --index IX``.
 ``--model tiny`` runs the same with the random VGG11 at 64 px (``--arch vgg11 --weights random --size
@@ -131,22 +132,22 @@ def pct(values: list[float], q: float) -> float:
     return 1000 * v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
 
 
-def search_times(ix: Path, photos: list[Path], n: int) -> list[float]:
+def search_times(ix: Path, photos: list[Path], n: int, rotations: bool = True) -> list[float]:
     from indexer import Index
 
     rng = random.Random(1)
     picks = rng.sample(photos, min(n, len(photos)))
     out = []
     with Index.open(ix) as idx:
-        idx.search(picks[0], k=24)
+        idx.search(picks[0], k=24, rotations=rotations)
         for p in picks:
             t = time.perf_counter()
-            idx.search(p, k=24)
+            idx.search(p, k=24, rotations=rotations)
             out.append(time.perf_counter() - t)
     return out
 
 
-def ui_times(ix: Path, photos: list[Path], n: int) -> list[float]:
+def ui_times(ix: Path, photos: list[Path], n: int, rotations: bool = True) -> list[float]:
     from ui.logic import Service, Settings
 
     svc = Service(ix, "openvino").warm()
@@ -157,7 +158,7 @@ def ui_times(ix: Path, photos: list[Path], n: int) -> list[float]:
         svc._thumbs.clear()  # cold thumbnails, as for a new query
         t = time.perf_counter()
         query = svc.query_from_upload(p.name, p.read_bytes(), settings)
-        result = svc.search(query, want=25)
+        result = svc.search(query, want=25, rotations=rotations)
         for h in result.hits[:24]:
             svc.thumbnail(h.id)
         out.append(time.perf_counter() - t)
@@ -182,26 +183,28 @@ def main() -> None:
         rows.append(
             ("index", f"{s:.0f} s", f"{len(photos) / s:.1f} img/s", f"{rss:.0f}", f"{du_mib(ix):.0f} MiB")
         )
-    searches = search_times(ix, photos, args.queries)
-    rows.append(
-        (
-            "search by path (p50 / p99)",
-            f"{pct(searches, 0.5):.1f} ms",
-            f"{pct(searches, 0.99):.1f} ms",
-            "",
-            "",
+    for rotations, how in ((True, "default"), (False, "--no-rotations")):
+        searches = search_times(ix, photos, args.queries, rotations)
+        rows.append(
+            (
+                f"search by path, {how} (p50 / p99)",
+                f"{pct(searches, 0.5):.1f} ms",
+                f"{pct(searches, 0.99):.1f} ms",
+                "",
+                "",
+            )
         )
-    )
-    ui = ui_times(ix, photos, max(10, args.queries // 10))
-    rows.append(
-        (
-            "UI search, upload to thumbnails (p50 / p99)",
-            f"{pct(ui, 0.5):.0f} ms",
-            f"{pct(ui, 0.99):.0f} ms",
-            "",
-            "",
+    for rotations, how in ((True, "default"), (False, "no rotations")):
+        ui = ui_times(ix, photos, max(10, args.queries // 10), rotations)
+        rows.append(
+            (
+                f"UI search, upload to thumbnails, {how} (p50 / p99)",
+                f"{pct(ui, 0.5):.0f} ms",
+                f"{pct(ui, 0.99):.0f} ms",
+                "",
+                "",
+            )
         )
-    )
     if not args.no_dedup:
         s, rss = run(cli("dedup", "--index", str(ix), "--out", str(args.work / f"report-{args.photos}")))
         rows.append(("dedup", f"{s:.0f} s", f"{len(photos) / s:.1f} photos/s", f"{rss:.0f}", ""))

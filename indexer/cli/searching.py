@@ -9,7 +9,14 @@ import click
 
 from indexer import Index
 from indexer.classify import search_with_classes
-from indexer.search import DEFAULT_ALPHA, DEFAULT_QE, DEFAULT_RERANK, check_depth, check_options
+from indexer.search import (
+    DEFAULT_ALPHA,
+    DEFAULT_QE,
+    DEFAULT_RERANK,
+    DEFAULT_ROTATIONS,
+    check_depth,
+    check_options,
+)
 from retrieval import UserError
 
 from .options import (
@@ -124,10 +131,11 @@ def _search_images(idx, images, top_k, as_json, search_params, query_options, sk
 )
 @click.option(
     "--rotations/--no-rotations",
-    default=False,
+    default=DEFAULT_ROTATIONS,
     show_default=True,
-    help="Also search each image query turned by 90/180/270 degrees; an image keeps its best score "
-    "(for photos without EXIF orientation). Four times the query's model time.",
+    help="Also search each image query turned by 90 and 270 degrees; an image keeps its best score, "
+    "a turned view's counting 0.06 less (for photos stored sideways without EXIF orientation). "
+    "Three times the query's model time.",
 )
 @click.option(
     "--skip-offline",

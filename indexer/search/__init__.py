@@ -4,13 +4,14 @@ a query (``rotation``)."""
 
 from .neighbour_rerank import DEFAULT_RERANK, check_depth
 from .query_expansion import DEFAULT_ALPHA, DEFAULT_QE, check_options
-from .rotation import merge_by_max, turned_copies
+from .rotation import DEFAULT_ROTATIONS, merge_by_max, turned_copies
 from .vector_search import embed_and_search, embed_queries, search_ids, search_vectors, search_views
 
 __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_QE",
     "DEFAULT_RERANK",
+    "DEFAULT_ROTATIONS",
     "check_depth",
     "check_options",
     "merge_by_max",

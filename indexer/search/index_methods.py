@@ -29,13 +29,14 @@ class IndexSearch:
         *,
         qe: int | None = None,
         qe_alpha: float = DEFAULT_ALPHA,
-        rotations: bool = False,
+        rotations: bool | None = None,
         rerank: int | None = None,
     ) -> list[SearchHit]:
         """The ``k`` indexed images most similar to ``query`` (a path, bytes or a PIL image).
         ``qe``: alpha-QE over the top ``qe`` hits, weights score ** ``qe_alpha`` (0: off; None:
         ``indexer.search.query_expansion.DEFAULT_QE``); ``rotations``: also search the query turned by
-        90/180/270 degrees, each image scored by its best turn (``indexer.search.rotation``);
+        90 and 270 degrees, each image scored by its best view, a turned one's less a margin (None:
+        ``indexer.search.rotation.DEFAULT_ROTATIONS``, on);
         ``rerank``: the top ``rerank`` hits scored again with each one's nearest indexed neighbour (None:
         ``indexer.search.neighbour_rerank.DEFAULT_RERANK``; 0: off)."""
         return self.search_many([query], k, qe=qe, qe_alpha=qe_alpha, rotations=rotations, rerank=rerank)[0]
@@ -47,7 +48,7 @@ class IndexSearch:
         *,
         qe: int | None = None,
         qe_alpha: float = DEFAULT_ALPHA,
-        rotations: bool = False,
+        rotations: bool | None = None,
         rerank: int | None = None,
     ) -> list[list[SearchHit]]:
         return self.embed_and_search(
@@ -64,7 +65,7 @@ class IndexSearch:
         *,
         qe: int | None = None,
         qe_alpha: float = DEFAULT_ALPHA,
-        rotations: bool = False,
+        rotations: bool | None = None,
         rerank: int | None = None,
     ):
         """(hits per query, top classes per query or None): one forward pass gives both; the
@@ -95,7 +96,7 @@ class IndexSearch:
         ef_search: int | None = None,
         qe: int | None = None,
         qe_alpha: float = DEFAULT_ALPHA,
-        rotations: bool = False,
+        rotations: bool | None = None,
         rerank: int | None = None,
     ):
         """(hits per query, the queries' upright descriptors [Q, dim], their class scores or None

@@ -60,14 +60,15 @@ def embed_and_search(
     ef_search: int | None = None,
     qe: int | None = None,
     qe_alpha: float = qx.DEFAULT_ALPHA,
-    rotations: bool = False,
+    rotations: bool | None = None,
     rerank: int | None = None,
 ):
     """``Index.embed_and_search``: (hits per query, the queries' descriptors, their class scores or
-    None). ``rotations``: each query is also searched turned by 90/180/270 degrees and every image
-    keeps its best score (``indexer.search.rotation``); descriptors and class scores stay the upright ones."""
+    None). ``rotations``: each query is also searched turned by 90 and 270 degrees and every image
+    keeps its best score, a turned view's less a margin (``indexer.search.rotation``; None: its
+    ``DEFAULT_ROTATIONS``); descriptors and class scores stay the upright ones."""
     queries = list(queries)
-    if not rotations:
+    if not (rotation.DEFAULT_ROTATIONS if rotations is None else rotations):
         out = embed_queries(index, queries, with_logits)
         d, logits = out if with_logits else (out, None)
         return search_vectors(index, d, k, nprobe, ef_search, qe, qe_alpha, rerank), d, logits
@@ -96,7 +97,7 @@ def search_views(
     rerank: int | None = None,
 ) -> list[list[SearchHit]]:
     """Hits per query of ``views`` (``rotation.VIEWS`` descriptor rows per query: upright, then its
-    three turns), every image scored by its best view (rotation search)."""
+    turns), every image scored by its best view, a turned view's less ``rotation.TURN_MARGIN``."""
     scores, ids = search_ids(index, views, k, nprobe, ef_search, qe, qe_alpha, rerank)
     return hits(index.store, *rotation.merge_by_max(scores, ids, rotation.VIEWS, max(k, 1)))
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from indexer.search import neighbour_rerank as nr
 from indexer.search import query_expansion as qx
+from indexer.search import rotation
 from retrieval.errors import UserError
 
 
@@ -128,6 +129,23 @@ def photo_index(tiny_model, module_tmp):
     return root / "ix", SAMPLES / ROTATED
 
 
+@pytest.fixture(scope="module")
+def turned_index(vgg16_model, module_tmp):
+    """The gallery and the turned copy, indexed with the shared VGG16 trunk: with real descriptors,
+    unrelated photos score far below a copy (the tiny random model scores them all near 1)."""
+    from indexer import Index
+
+    spec, _, model_dir = vgg16_model
+    root = module_tmp("rot")
+    folder = root / "photos"
+    copy_photos(folder, GALLERY, flat=True)
+    with Image.open(SAMPLES / ROTATED) as im:  # no EXIF: a PNG of the turned pixels
+        im.convert("RGB").transpose(Image.Transpose.ROTATE_90).save(folder / "home_turned.png")
+    with Index.create(root / "ix", spec, model_dir=model_dir) as idx:
+        idx.update([folder], workers=0, progress=False)
+    return root / "ix", SAMPLES / ROTATED
+
+
 @pytest.fixture
 def index(photo_index):
     from indexer import Index
@@ -143,7 +161,7 @@ def _paths(hits):
 def test_index_qe_is_alpha_qe_over_the_stored_vectors(index, photo_index, monkeypatch):
     query = SAMPLES / "pixabay" / "cat01.jpg"
     d = index.embed_queries([query])
-    plain = index.search(query, k=5, qe=0, rerank=0)
+    plain = index.search(query, k=5, qe=0, rerank=0, rotations=False)
     assert _paths(plain) == _paths(index.search_vectors(d, 5, qe=0, rerank=0)[0])
     ids, x = index.all_vectors()
     by_id = dict(zip(ids.tolist(), x))
@@ -157,26 +175,35 @@ def test_index_qe_is_alpha_qe_over_the_stored_vectors(index, photo_index, monkey
         )
         ranked = sorted(zip((x @ q2[0]).tolist(), ids.tolist()), reverse=True)
         want = (same + [(s, i) for s, i in ranked if i != same[0][1]])[:5]
-        got = index.search(query, k=5, qe=k_qe, qe_alpha=alpha, rerank=0)
+        got = index.search(query, k=5, qe=k_qe, qe_alpha=alpha, rerank=0, rotations=False)
         assert [h.id for h in got] == [i for _, i in want]
         np.testing.assert_allclose([h.score for h in got], [s for s, _ in want], rtol=1e-4)
     monkeypatch.setattr(qx, "DEFAULT_QE", 2)  # qe=None follows the module default
-    assert [h.score for h in index.search(query, k=5, rerank=0)] == [
-        h.score for h in index.search(query, k=5, qe=2, rerank=0)
+    assert [h.score for h in index.search(query, k=5, rerank=0, rotations=False)] == [
+        h.score for h in index.search(query, k=5, qe=2, rerank=0, rotations=False)
     ]
 
 
-def test_rotation_search_finds_a_turned_copy_first(index, photo_index):
-    _, query = photo_index
-    plain = index.search(query, k=len(GALLERY) + 1, rerank=0)
-    turned = index.search(query, k=3, rotations=True, rerank=0)
-    assert turned[0].path.endswith("home_turned.png") and turned[0].score > 0.999
-    plain_rank, plain_hit = next((r, h) for r, h in enumerate(plain, 1) if h.path.endswith("home_turned.png"))
-    assert plain_rank > 1  # upright, the tiny model ranks it 10th of 11
-    assert turned[0].score > plain_hit.score + 0.01
+def test_rotation_search_finds_a_turned_copy_first(turned_index):
+    from indexer import Index
+
+    ix, query = turned_index
+    with Index.open(ix) as index:
+        _turned_copy_first(index, query)
+
+
+def _turned_copy_first(index, query):
+    plain = index.search(query, k=len(GALLERY) + 1, rerank=0, rotations=False)
+    turned = index.search(query, k=3, rerank=0)  # rotation search is on by default
+    assert turned[0].path.endswith("home_turned.png")
+    # found by its turned view: the copy's score less the margin
+    assert turned[0].score == pytest.approx(1.0 - rotation.TURN_MARGIN, abs=1e-3)
+    plain_hit = next(h for h in plain if h.path.endswith("home_turned.png"))
+    assert turned[0].score > plain_hit.score + 0.1  # upright, the copy looks far less alike
     # every image keeps its best turn: no score is below its plain (upright) score
     plain_scores = {h.id: h.score for h in plain}
     assert all(h.score >= plain_scores[h.id] - 1e-5 for h in turned)
+    assert [h.id for h in index.search(query, k=3, rotations=True, rerank=0)] == [h.id for h in turned]
     # a PIL image and bytes work alike; descriptors and class scores are the upright query's
     with Image.open(query) as im:
         assert index.search(im.copy(), k=1, rotations=True)[0].id == turned[0].id
@@ -185,6 +212,20 @@ def test_rotation_search_finds_a_turned_copy_first(index, photo_index):
     np.testing.assert_allclose(d_rot, index.embed_queries([query]), atol=1e-6)
     hits, classes = index.search_and_classify([query, query], k=2, rotations=True, rerank=0)
     assert [_paths(h) for h in hits] == [_paths(turned[:2])] * 2
+
+
+def test_a_turned_view_counts_the_margin_less():
+    """``merge_by_max``: each image keeps its best view, a turned view's score less the margin. A
+    turned view a little above the upright one changes nothing; one far above wins, less the margin."""
+    # one query, three views (upright, 90, 270), each FAISS row: ids best first
+    ids = np.array([[0, 1, 2], [1, 0, 2], [2, 0, 1]])
+    scores = np.array([[0.80, 0.78, 0.10], [0.82, 0.79, 0.09], [0.95, 0.50, 0.40]], np.float32)
+    s, i = rotation.merge_by_max(scores, ids, 3, 3, margin=0.06)
+    assert i[0].tolist() == [2, 0, 1]  # 2 found turned far above its upright score; 1 stays under 0
+    assert s[0] == pytest.approx([0.89, 0.80, 0.78], abs=1e-6)  # 1's turned 0.82 counts 0.76 < 0.78
+    s0, i0 = rotation.merge_by_max(scores, ids, 3, 3, margin=0.0)
+    assert i0[0].tolist() == [2, 1, 0] and s0[0] == pytest.approx([0.95, 0.82, 0.80], abs=1e-6)
+    assert rotation.VIEWS == 1 + len(rotation.TURNS) == 3
 
 
 def test_rotation_search_of_a_missing_file_is_one_line(index, tmp_path):
@@ -200,8 +241,8 @@ def _cli(args, capsys):
     return code, out.out, out.err
 
 
-def test_cli_qe_and_rotations(photo_index, capsys):
-    ix, query = photo_index
+def test_cli_qe_and_rotations(turned_index, capsys):
+    ix, query = turned_index
     code, out, _ = _cli(
         ["search", query, "--index", ix, "-k", "2", "--json", "--qe", "2", "--qe-alpha", "1", "--rotations"],
         capsys,
@@ -214,8 +255,12 @@ def test_cli_qe_and_rotations(photo_index, capsys):
         "qe": qx.DEFAULT_QE,
         "qe_alpha": qx.DEFAULT_ALPHA,
         "rerank": nr.DEFAULT_RERANK,
-        "rotations": False,
+        "rotations": rotation.DEFAULT_ROTATIONS,
     }
+    code, out, _ = _cli(["search", query, "--index", ix, "-k", "2", "--json", "--no-rotations"], capsys)
+    row = json.loads(out)
+    assert code == 0 and row["settings"]["rotations"] is False
+    assert row["results"][0]["score"] < 1.0 - rotation.TURN_MARGIN - 0.1  # the copy, upright: far less alike
     for bad in (["--qe", "-1"], ["--qe-alpha", "-2"], ["--rerank", "-1"]):
         code, out, err = _cli(["search", query, "--index", ix, *bad], capsys)
         lines = err.strip().splitlines()
@@ -240,10 +285,12 @@ def test_rerank_scores_each_hit_with_its_nearest_other_hit(index):
     query = SAMPLES / "pixabay" / "cat01.jpg"  # indexed: its own photo stays first, nobody's neighbour
     d = index.embed_queries([query])
     ids, x = index.all_vectors()
-    plain = index.search(query, k=len(ids), rerank=0)
+    plain = index.search(query, k=len(ids), rerank=0, rotations=False)
     own = plain[0]
     assert own.score >= qx.SAME_IMAGE
-    got = index.search(query, k=len(ids))  # the default re-ranks them all (fewer than DEFAULT_RERANK)
+    got = index.search(
+        query, k=len(ids), rotations=False
+    )  # the default re-ranks them all (fewer than DEFAULT_RERANK)
     assert got[0].id == own.id and got[0].score == pytest.approx(own.score, abs=1e-6)
     assert sorted(h.id for h in got) == sorted(ids.tolist())
     want = _augmented_scores(x, ids, d[0], {h.id for h in plain[1:]})
@@ -253,7 +300,7 @@ def test_rerank_scores_each_hit_with_its_nearest_other_hit(index):
     assert all(a >= b - 1e-6 for a, b in zip(scores, scores[1:]))  # best first
     assert [h.score for h in plain[1:]] != pytest.approx(scores, abs=1e-3)  # it changes the scores here
     # depth 3: the first 3 other hits re-scored among themselves, the others after them as they were
-    three = index.search(query, k=len(ids), rerank=3)
+    three = index.search(query, k=len(ids), rerank=3, rotations=False)
     assert {h.id for h in three[1:4]} == {h.id for h in plain[1:4]}
     assert [h.id for h in three[4:]] == [h.id for h in plain[4:]]
     assert [h.score for h in three[4:]] == pytest.approx([h.score for h in plain[4:]], abs=1e-6)

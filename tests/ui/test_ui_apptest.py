@@ -229,6 +229,9 @@ def test_query_expansion_option_is_what_the_search_uses_and_lives_in_the_url(ui_
     assert expected[0] != expected[3] and expected[0] != expected[1]  # QE changes the scores here
     at = app(index_dir, monkeypatch)
     at.text_input(key="path").set_value(str(cat_path)).run()
+    assert at.checkbox(key="rotations").value is True and "rot" not in at.query_params  # on by default
+    at.checkbox(key="rotations").uncheck().run()  # the upright query alone, as search_vectors has it
+    assert at.query_params["rot"] in ("0", ["0"])
     assert at.number_input(key="qe").value == DEFAULT_QE and "qe" not in at.query_params  # the default
     assert scored_names(at) == expected[DEFAULT_QE]
     for k in sorted({0, 1, 3} - {DEFAULT_QE}):
@@ -239,16 +242,19 @@ def test_query_expansion_option_is_what_the_search_uses_and_lives_in_the_url(ui_
     # a link with the options opens with them
     monkeypatch.setenv("VGG_RETRIEVAL_INDEX", str(index_dir))
     at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update({"id": str(cat.id), "qe": "0", "rot": "1"})
+    at.query_params.update({"id": str(cat.id), "qe": "0", "rot": "0"})
     at.run()
     assert not at.exception and not at.error, texts(at)
-    assert at.number_input(key="qe").value == 0 and at.checkbox(key="rotations").value is True
+    assert at.number_input(key="qe").value == 0 and at.checkbox(key="rotations").value is False
 
 
-def test_rotation_option_finds_a_sideways_copy_first(tiny_model, make_index, tmp_path, monkeypatch):
+def test_rotation_option_finds_a_sideways_copy_first(vgg16_model, tmp_path, monkeypatch):
     """An indexed photo stored turned by 90 degrees (no EXIF orientation) comes first, at the same
-    image's score, when the upright original is searched with "Also search rotated"."""
+    image's score less the turn margin, when the upright original is searched with "Also search
+    rotated" (on by default); unticked, the upright query ranks it lower."""
     from PIL import Image
+
+    from indexer.search.rotation import TURN_MARGIN
 
     folder = tmp_path / "photos"
     copy_photos(
@@ -264,17 +270,22 @@ def test_rotation_option_finds_a_sideways_copy_first(tiny_model, make_index, tmp
     )
     with Image.open(SAMPLES / "pixabay" / "dog01.jpg") as im:
         im.convert("RGB").transpose(Image.Transpose.ROTATE_90).save(folder / "dog-sideways.png")
-    make_index(tmp_path / "index").update([folder], workers=0, progress=False)
+    from indexer import Index
+
+    spec, _, model_dir = vgg16_model  # real descriptors: unrelated photos score far below a copy
+    with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
+        idx.update([folder], workers=0, progress=False)
     at = upload(app(tmp_path / "index", monkeypatch), SAMPLES / "pixabay" / "dog01.jpg")
-    upright = dict((name, float(score)) for score, name in scored_names(at))
-    assert len(upright) == 6 and "rot" not in at.query_params
-    at.checkbox(key="rotations").check().run()
     assert not at.exception and not at.error, texts(at)
     turned = scored_names(at)
-    assert turned[0][1] == "dog-sideways.png" and float(turned[0][0]) >= 0.999, turned
-    assert float(turned[0][0]) > upright["dog-sideways.png"], (turned, upright)
-    assert all(float(s) >= upright[n] for s, n in turned)  # each image keeps its best view
-    assert at.query_params["rot"] in ("1", ["1"]) and "rotations" in texts(at)  # its time is shown
+    assert turned[0][1] == "dog-sideways.png" and float(turned[0][0]) >= 0.999 - TURN_MARGIN, turned
+    assert "rot" not in at.query_params and "rotations" in texts(at)  # the default; its time is shown
+    at.checkbox(key="rotations").uncheck().run()
+    assert not at.exception and not at.error, texts(at)
+    upright = dict((name, float(score)) for score, name in scored_names(at))
+    assert len(upright) == 6 and at.query_params["rot"] in ("0", ["0"])
+    assert upright["dog-sideways.png"] < float(turned[0][0]), (turned, upright)
+    assert all(float(s) >= upright[n] - 1e-3 for s, n in turned)  # each image keeps its best view
 
 
 def test_bad_inputs_are_messages_not_tracebacks(ui_index, monkeypatch, tmp_path):

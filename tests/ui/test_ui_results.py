@@ -75,8 +75,9 @@ def test_view_round_trips_through_its_url_and_ignores_junk():
     sha = "ab" * 32
     assert View(("upload", sha)).params() == {"upload": sha}  # an upload kept by its hash
     assert View.from_params(lambda k: [sha.upper()] if k == "upload" else []) == View(("upload", sha))
-    options = View(("id", "4"), qe=2, rotations=True)  # not the defaults
-    assert options.params() == {"id": "4", "qe": "2", "rot": "1"} and options.normal() == options
+    options = View(("id", "4"), qe=2, rotations=False)  # not the defaults (rotation search is on)
+    assert options.params() == {"id": "4", "qe": "2", "rot": "0"} and options.normal() == options
+    assert View.from_params(lambda k: ["1"] if k == "rot" else []).rotations is True
     odd = {"id": ["4"], "qe": ["99"], "rot": ["maybe"]}  # out of range, unreadable: the defaults
     assert View.from_params(lambda k: odd.get(k, [])) == View(("id", "4"))
     assert View(("id", "4"), page=2).same_search(View(("id", "4"), open=3))

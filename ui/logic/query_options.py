@@ -1,7 +1,7 @@
 """The search page's query options, as ``vgg-retrieval search --qe K --rotations`` has them (no
 Streamlit here): alpha query expansion over the top K hits (``indexer.search.query_expansion``; 0 = off) and
-rotation search (``indexer.search.rotation``: the query also turned by 90, 180 and 270 degrees, each image
-scored by its best view). ``Service.search`` asks ``nearest`` for its neighbours.
+rotation search (``indexer.search.rotation``, on by default: the query also turned by 90 and 270 degrees,
+each image scored by its best view, a turned view's less a margin). ``Service.search`` asks ``nearest`` for its neighbours.
 
 The turned copies are embedded once per query and kept on it (``Query.turned``); an indexed image
 used as the query is read from its file for them (its upright descriptor stays the stored one).
@@ -13,11 +13,11 @@ import time
 
 import numpy as np
 
-from indexer.search import search_views, turned_copies
+from indexer.search import DEFAULT_ROTATIONS, search_views, turned_copies
 
 
 def turned_vectors(svc, query) -> np.ndarray:
-    """Descriptors [3, d] of ``query``'s image turned by 90, 180 and 270 degrees (embedded on first use;
+    """Descriptors [2, d] of ``query``'s image turned by 90 and 270 degrees (embedded on first use;
     the time it took joins the query's timings as "rotations")."""
     if query.turned is None:
         t0 = time.perf_counter()
@@ -28,10 +28,10 @@ def turned_vectors(svc, query) -> np.ndarray:
     return query.turned
 
 
-def nearest(svc, query, k: int, qe: int | None = None, rotations: bool = False) -> list:
+def nearest(svc, query, k: int, qe: int | None = None, rotations: bool = DEFAULT_ROTATIONS) -> list:
     """The ``k`` nearest indexed images (SearchHits, best first) of ``query`` with alpha-QE over its top
     ``qe`` hits (None: the index's default, ``indexer.search.query_expansion.DEFAULT_QE``) and, with
-    ``rotations``, the best score over the upright query and its three turns."""
+    ``rotations``, the best score over the upright query and its turns (``search_views``)."""
     if query.searcher is not None:  # words: their own space, no expansion or turns
         return query.searcher(query.vector[None, :], k)[0]
     if not rotations:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from indexer.search import DEFAULT_ROTATIONS
+
 SAME_IMAGE_SCORE = 0.9999  # an upload that scores this high with the same pixel size is that image
 MAX_WANT = 5000
 
@@ -129,7 +131,7 @@ def page_of_results(
     labels=(),
     roots=(),
     qe: int | None = None,
-    rotations: bool = False,
+    rotations: bool = DEFAULT_ROTATIONS,
     capture: CaptureFilter | None = None,
 ) -> Page:
     """Page ``page`` (1-based) of ``per`` cards; asks the index for more neighbours while collapsed

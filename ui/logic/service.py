@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from indexer import Index
+from indexer.search import DEFAULT_ROTATIONS
 from indexer.storage import Store, since_text
 from indexer.text import TextSearcher
 from indexer.video import VideoError, read_frame
@@ -47,7 +48,7 @@ class Query:
     timings: dict[str, float] = field(default_factory=dict)
     logits: np.ndarray | None = None  # class scores from the same forward pass as ``vector``
     searcher: Callable | None = None  # a text query: searches the text space (TextSearcher.search_vectors)
-    turned: np.ndarray | None = None  # descriptors of the image turned by 90/180/270 (ui.logic.query_options)
+    turned: np.ndarray | None = None  # descriptors of the image turned by 90 and 270 (ui.logic.query_options)
 
 
 @dataclass
@@ -262,7 +263,7 @@ class Service:
         roots=(),
         max_fetch: int = 5000,
         qe: int | None = None,
-        rotations: bool = False,
+        rotations: bool = DEFAULT_ROTATIONS,
         capture=None,
     ) -> SearchResult:
         """Nearest neighbours (alpha-QE over the top ``qe``, None: the default; ``rotations``: the

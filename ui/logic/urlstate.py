@@ -6,7 +6,7 @@ browser's Back goes to the previous one (no Streamlit here; the page reads and w
 ``?upload=<sha256>`` (an uploaded image, kept in the index's cache folder: ``ui.logic.uploads``), then
 ``min=0.5`` (minimum similarity), ``label=`` and ``folder=`` (repeated), ``per=`` (results per page),
 ``page=`` and ``open=`` (the result shown in the lightbox), ``qe=`` (query expansion's K, 0..MAX_QE;
-0 = off) and ``rot=1`` (also search the query turned by 90/180/270 degrees). Defaults are left out;
+0 = off) and ``rot=0`` (rotation search off; it is on by default: ``indexer.search.rotation``). Defaults are left out;
 values that can't be read are ignored (a hand-edited link opens what it can)."""
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from indexer.search import DEFAULT_QE
+from indexer.search import DEFAULT_QE, DEFAULT_ROTATIONS
 
 PER_PAGE = (12, 30, 60, 120)
 DEFAULT_PER = 30  # a 1400x900 screen shows about 30 thumbnails of the default size
 MAX_QE = 10  # the largest K the page offers (benchmarks/query_expansion.py: gains stop well before)
 QUERY_KEYS = ("id", "path", "text", "upload")
+
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class View:
     page: int = 1
     open: int | None = None
     qe: int = DEFAULT_QE
-    rotations: bool = False
+    rotations: bool = DEFAULT_ROTATIONS
 
     def params(self) -> dict[str, str | list[str]]:
         out: dict[str, str | list[str]] = {}
@@ -54,8 +56,8 @@ class View:
             out["open"] = str(self.open)
         if self.qe != DEFAULT_QE:
             out["qe"] = str(self.qe)
-        if self.rotations:
-            out["rot"] = "1"
+        if self.rotations != DEFAULT_ROTATIONS:
+            out["rot"] = "1" if self.rotations else "0"
         return out
 
     @classmethod
@@ -76,6 +78,7 @@ class View:
         per = _int(one("per"))
         page = _int(one("page"))
         qe = _int(one("qe"))
+        rot = (one("rot") or "").strip().lower()
         return cls(
             query=query,
             threshold=min(1.0, max(0.0, round(threshold, 2))) if threshold is not None else 0.0,
@@ -85,7 +88,7 @@ class View:
             page=page if page and page > 0 else 1,
             open=_int(one("open")),
             qe=qe if qe is not None and 0 <= qe <= MAX_QE else DEFAULT_QE,
-            rotations=(one("rot") or "").strip().lower() in ("1", "true", "yes", "on"),
+            rotations=rot in _ON if rot in _ON + _OFF else DEFAULT_ROTATIONS,
         )
 
     def normal(self) -> "View":

@@ -12,7 +12,7 @@ import time
 
 import streamlit as st
 
-from indexer.search import DEFAULT_QE
+from indexer.search import DEFAULT_QE, DEFAULT_ROTATIONS
 from ui.logic import (
     DEFAULT_PER,
     MAX_QE,
@@ -40,7 +40,7 @@ ss.setdefault("threshold", 0.0)
 ss.setdefault("page_size", DEFAULT_PER)
 ss.setdefault("thumbs", "medium")
 ss.setdefault("qe", DEFAULT_QE)  # query expansion's K (0 = off)
-ss.setdefault("rotations", False)  # also search the query turned by 90/180/270 degrees
+ss.setdefault("rotations", DEFAULT_ROTATIONS)  # also search the query turned by 90 and 270 degrees
 ss.setdefault("uploads", {})  # sha256 -> (name, bytes) of this session's last upload
 ss.setdefault("kept", set())  # sha256s kept in the index's cache folder (their URL reloads them)
 ss.setdefault("upload_gen", 0)  # a new uploader (empty) after "Similar"
@@ -185,12 +185,12 @@ with st.sidebar:
             "As `vgg-retrieval search --qe K`; searches by words do not use it.",
         )
         rotations = st.checkbox(
-            "Also search rotated (90/180/270)",
+            "Also search rotated (90/270)",
             key="rotations",
             on_change=_reset_view,
-            help="For photos stored sideways or upside down (no EXIF orientation): each "
-            "image keeps its best score over the query and its three turns. As "
-            "`vgg-retrieval search --rotations`.",
+            help="For photos stored sideways (no EXIF orientation): each image keeps its best "
+            "score over the query and its two quarter turns, a turned view's counting 0.06 less. "
+            "As `vgg-retrieval search --rotations` (on by default).",
         )
         box = C.crop_box("crop")
 
