@@ -1,6 +1,12 @@
 """Running an update: under the write lock, plan it, stream the embedded items from the index's
 embedding strategy, and commit them in steps (every ``commit_every`` items or ``commit_seconds``),
-never splitting a video's frames across commits; report progress as files complete."""
+never splitting a video's frames across commits; report progress as files complete.
+
+A commit rewrites the whole vectors file, so its cost grows with the index (0.2 s at 20,000 vectors,
+0.8 s at 100,000, 2.3 s at 400,000 on our 2-core machines). Slow commits are spaced so that they
+take at most ``COMMIT_SHARE`` of the run: after a commit of s >= ``SLOW_COMMIT`` seconds, the next
+waits at least s * (1 / COMMIT_SHARE - 1) seconds, however many items are pending. Faster commits
+are not spaced: every 1,000 photos they cost under 3% of an update even at 120 img/s."""
 
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ from .planning import Plan, plan_update
 from .scan import printable
 
 Progress = Callable[[int, int], object]
+COMMIT_SHARE = 0.05  # slow commits take at most this share of an update's time
+SLOW_COMMIT = 0.25  # seconds: a commit this slow (about 30,000 vectors and up) spaces the next
 
 
 def update(
@@ -150,6 +158,7 @@ class UpdateRun:
         self.deletes = list(plan.delete_paths)
         self.clear_errors = list(plan.clear_errors)
         self.last_commit = time.monotonic()
+        self.last_commit_seconds = 0.0
 
     def run(self, stream: Iterator[tuple[Decoded, np.ndarray | None]]) -> None:
         """Take every item of ``stream``, committing as due; then commit what is left. An exception
@@ -180,16 +189,22 @@ class UpdateRun:
             self.bar.update(0 if d.more else 1)  # files: a video's frames count once
 
     def commit_due(self) -> bool:
-        return len(self.pending) >= self.commit_every or bool(
-            self.pending and time.monotonic() - self.last_commit > self.commit_seconds
-        )
+        if not self.pending:
+            return False
+        since = time.monotonic() - self.last_commit
+        slow = self.last_commit_seconds >= SLOW_COMMIT
+        if slow and since < self.last_commit_seconds * (1 / COMMIT_SHARE - 1):
+            return False  # the last commit was slow (a large index): the engine goes on for longer
+        return len(self.pending) >= self.commit_every or since > self.commit_seconds
 
     def commit(self) -> None:
+        t0 = time.monotonic()
         self._commit(
             self.pending, self.pending_errors, self.reasons, self.deletes, self.clear_errors, self.report
         )
         self.pending, self.pending_errors, self.deletes, self.clear_errors = [], [], [], []
         self.last_commit = time.monotonic()
+        self.last_commit_seconds = self.last_commit - t0
 
 
 class CallbackProgress:

@@ -392,3 +392,32 @@ def test_default_decode_workers_leave_two_cores_to_the_engine(tmp_path):
     assert [default_workers(c) for c in (1, 2, 3, 4, 8, 32)] == [0, 0, 1, 2, 4, 4]
     assert IndexingJob(tmp_path / "ix", []).workers == max(1, default_workers())
     assert IndexingJob(tmp_path / "ix", [], workers=0).workers == 0
+
+
+def test_slow_commits_are_spaced_and_fast_ones_are_not(tmp_path, make_index, photos, monkeypatch):
+    """A commit rewrites the whole vectors file, so it slows as the index grows: after a commit of at
+    least ``SLOW_COMMIT`` seconds the next waits (commits stay under ``COMMIT_SHARE`` of the run);
+    fast commits still come every ``commit_every`` items. Nothing is lost either way."""
+    from indexer.update import updater
+
+    def run(idx, delay):
+        commits = []
+        real = idx._commit
+
+        def timed(added, *args):
+            commits.append(len(added))
+            time.sleep(delay)  # the cost of rewriting a large vectors file
+            return real(added, *args)
+
+        idx._commit = timed
+        idx.update([photos], workers=0, progress=False, commit_every=1)
+        return commits
+
+    slow = make_index(tmp_path / "slow")
+    commits = run(slow, updater.SLOW_COMMIT)  # each commit waits 19x its time: the rest in one more
+    assert commits[0] == 1 and sum(commits) == 6 and len(commits) < 6, commits
+    monkeypatch.setattr(updater, "SLOW_COMMIT", 60.0)  # no commit here is slow (PostgreSQL's first can be)
+    fast = make_index(tmp_path / "fast")
+    assert run(fast, 0.0) == [1] * 6  # one photo per commit, as asked
+    for idx in (fast, slow):
+        assert idx.count == 6 and idx.check().ok
