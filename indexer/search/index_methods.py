@@ -11,6 +11,7 @@ from indexer.reports import SearchHit
 from retrieval.classes import top_classes
 
 from . import vector_search as searching
+from .options import SearchOptions
 from .query_expansion import DEFAULT_ALPHA
 
 
@@ -102,9 +103,10 @@ class IndexSearch:
         """(hits per query, the queries' upright descriptors [Q, dim], their class scores or None
         without ``with_logits`` or a classifier): the search options of ``search`` and
         ``search_vectors`` together, for callers that also need the descriptors."""
-        return searching.embed_and_search(
-            self, queries, k, with_logits, nprobe, ef_search, qe, qe_alpha, rotations, rerank
+        options = SearchOptions(
+            qe=qe, qe_alpha=qe_alpha, rerank=rerank, rotations=rotations, nprobe=nprobe, ef_search=ef_search
         )
+        return searching.embed_and_search(self, queries, k, with_logits, options)
 
     def search_vectors(
         self,
@@ -120,7 +122,8 @@ class IndexSearch:
         override the index's stored defaults for this call: higher = better recall, slower.
         ``qe``/``qe_alpha``: query expansion as in ``search`` (stored vectors of lossy SQ/PQ
         indexes are decoded approximately for it)."""
-        return searching.search_vectors(self, queries, k, nprobe, ef_search, qe, qe_alpha, rerank)
+        options = SearchOptions(qe=qe, qe_alpha=qe_alpha, rerank=rerank, nprobe=nprobe, ef_search=ef_search)
+        return searching.search_vectors(self, queries, k, options)
 
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
         """FAISS results ([Q, k] scores and image ids) as SearchHits, one database read for all."""

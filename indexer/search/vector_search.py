@@ -17,8 +17,8 @@ from retrieval.errors import UserError
 from retrieval.preprocess import ImageError, load_and_prepare
 
 from . import neighbour_rerank as nr
-from . import query_expansion as qx
 from . import rotation
+from .options import SearchOptions
 
 
 def _check_query_path(q) -> None:
@@ -52,26 +52,18 @@ def embed_queries(index, queries: Iterable, with_logits: bool = False):
 
 
 def embed_and_search(
-    index,
-    queries: Iterable,
-    k: int = 10,
-    with_logits: bool = False,
-    nprobe: int | None = None,
-    ef_search: int | None = None,
-    qe: int | None = None,
-    qe_alpha: float = qx.DEFAULT_ALPHA,
-    rotations: bool | None = None,
-    rerank: int | None = None,
+    index, queries: Iterable, k: int = 10, with_logits: bool = False, options: SearchOptions = SearchOptions()
 ):
     """``Index.embed_and_search``: (hits per query, the queries' descriptors, their class scores or
-    None). ``rotations``: each query is also searched turned by 90 and 270 degrees and every image
-    keeps its best score, a turned view's less a margin (``indexer.search.rotation``; None: its
-    ``DEFAULT_ROTATIONS``); descriptors and class scores stay the upright ones."""
+    None). With ``options.rotations`` each query is also searched turned by 90 and 270 degrees and
+    every image keeps its best score, a turned view's less a margin (``indexer.search.rotation``);
+    descriptors and class scores stay the upright ones."""
+    options = options.resolved()
     queries = list(queries)
-    if not (rotation.DEFAULT_ROTATIONS if rotations is None else rotations):
+    if not options.rotations:
         out = embed_queries(index, queries, with_logits)
         d, logits = out if with_logits else (out, None)
-        return search_vectors(index, d, k, nprobe, ef_search, qe, qe_alpha, rerank), d, logits
+        return search_vectors(index, d, k, options), d, logits
     views = []
     for q in queries:
         _check_query_path(q)
@@ -79,66 +71,35 @@ def embed_and_search(
     out = embed_queries(index, views, with_logits)
     d, logits = out if with_logits else (out, None)
     upright = slice(None, None, rotation.VIEWS)
-    return (
-        search_views(index, d, k, nprobe, ef_search, qe, qe_alpha, rerank),
-        d[upright],
-        None if logits is None else logits[upright],
-    )
+    return search_views(index, d, k, options), d[upright], None if logits is None else logits[upright]
 
 
 def search_views(
-    index,
-    views: np.ndarray,
-    k: int = 10,
-    nprobe: int | None = None,
-    ef_search: int | None = None,
-    qe: int | None = None,
-    qe_alpha: float = qx.DEFAULT_ALPHA,
-    rerank: int | None = None,
+    index, views: np.ndarray, k: int = 10, options: SearchOptions = SearchOptions()
 ) -> list[list[SearchHit]]:
     """Hits per query of ``views`` (``rotation.VIEWS`` descriptor rows per query: upright, then its
     turns), every image scored by its best view, a turned view's less ``rotation.TURN_MARGIN``."""
-    scores, ids = search_ids(index, views, k, nprobe, ef_search, qe, qe_alpha, rerank)
+    scores, ids = search_ids(index, views, k, options)
     return hits(index.store, *rotation.merge_by_max(scores, ids, rotation.VIEWS, max(k, 1)))
 
 
 def search_vectors(
-    index,
-    queries: np.ndarray,
-    k: int = 10,
-    nprobe: int | None = None,
-    ef_search: int | None = None,
-    qe: int | None = None,
-    qe_alpha: float = qx.DEFAULT_ALPHA,
-    rerank: int | None = None,
+    index, queries: np.ndarray, k: int = 10, options: SearchOptions = SearchOptions()
 ) -> list[list[SearchHit]]:
-    """``Index.search_vectors``: hits for descriptor rows, ``nprobe``/``ef_search`` overriding the
-    stored defaults, alpha-QE over the top ``qe`` hits (None: ``query_expansion.DEFAULT_QE``), then the
-    top ``rerank`` hits re-scored with their neighbours (None: ``neighbour_rerank.DEFAULT_RERANK``;
-    0: off)."""
-    return hits(index.store, *search_ids(index, queries, k, nprobe, ef_search, qe, qe_alpha, rerank))
+    """``Index.search_vectors``: hits for descriptor rows (``options.rotations`` does not apply: a
+    descriptor has no pixels to turn)."""
+    return hits(index.store, *search_ids(index, queries, k, options))
 
 
 def search_ids(
-    index,
-    queries: np.ndarray,
-    k: int = 10,
-    nprobe: int | None = None,
-    ef_search: int | None = None,
-    qe: int | None = None,
-    qe_alpha: float = qx.DEFAULT_ALPHA,
-    rerank: int | None = None,
+    index, queries: np.ndarray, k: int = 10, options: SearchOptions = SearchOptions()
 ) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS results ([Q, k] scores and ids) of ``search_vectors``."""
+    """FAISS results ([Q, k] scores and ids) of ``search_vectors``: ``nprobe``/``ef_search``
+    overriding the index's stored ones, alpha-QE over the top ``qe`` hits, then the top ``rerank``
+    hits re-scored with their neighbours (``neighbour_rerank``)."""
     if k < 1:
         raise UserError(f"top-k must be at least 1 (got {k})")
-    for name, value in (("nprobe", nprobe), ("ef-search", ef_search)):
-        if value is not None and value < 1:
-            raise UserError(f"{name} must be at least 1 (got {value})")
-    qe = qx.DEFAULT_QE if qe is None else qe
-    qx.check_options(qe, qe_alpha)
-    depth = nr.DEFAULT_RERANK if rerank is None else rerank
-    nr.check_depth(depth)
+    o = options.resolved()
     queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, index.spec.descriptor_dim)
     # whitened when the index has a whitening: queries, results and QE's stored vectors in one space
     faiss_index, queries = index.committed.search_space(queries)
@@ -152,12 +113,12 @@ def search_ids(
             faiss_index,
             x,
             min(n, faiss_index.ntotal),
-            nprobe or cfg.nprobe,
-            ef_search or cfg.ef_search,
+            o.nprobe or cfg.nprobe,
+            o.ef_search or cfg.ef_search,
             gpu_index=gpu_index,
         )
 
-    return nr.ranked(search, faiss_index.reconstruct_batch, queries, k, qe, qe_alpha, depth)
+    return nr.ranked(search, faiss_index.reconstruct_batch, queries, k, o.qe, o.qe_alpha, o.rerank)
 
 
 def hits(store: Store, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:

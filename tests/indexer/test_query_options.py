@@ -98,6 +98,24 @@ def test_bad_options_are_user_errors(qe, alpha):
         qx.check_options(qe, alpha)
 
 
+def test_search_options_fill_the_defaults_and_check_every_value():
+    from indexer.search import SearchOptions
+
+    got = SearchOptions().resolved()
+    assert (got.qe, got.qe_alpha, got.rerank, got.rotations) == (
+        qx.DEFAULT_QE,
+        qx.DEFAULT_ALPHA,
+        nr.DEFAULT_RERANK,
+        rotation.DEFAULT_ROTATIONS,
+    )
+    assert got.nprobe is None and got.ef_search is None  # the index's stored ones
+    kept = SearchOptions(qe=2, qe_alpha=1.0, rerank=0, rotations=False, nprobe=8, ef_search=32)
+    assert kept.resolved() == kept
+    for bad, name in (({"qe": -1}, "--qe"), ({"rerank": -1}, "--rerank"), ({"nprobe": 0}, "nprobe")):
+        with pytest.raises(UserError, match=name):
+            SearchOptions(**bad).resolved()
+
+
 # --- through an index of real photos --------------------------------------------------------------
 GALLERY = [
     "skimage/astronaut.png",

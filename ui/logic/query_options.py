@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from indexer.search import DEFAULT_ROTATIONS, search_views, turned_copies
+from indexer.search import DEFAULT_ROTATIONS, SearchOptions, search_views, turned_copies
 
 
 def turned_vectors(svc, query) -> np.ndarray:
@@ -37,4 +37,4 @@ def nearest(svc, query, k: int, qe: int | None = None, rotations: bool = DEFAULT
     if not rotations:
         return svc.index.search_vectors(query.vector[None, :], k, qe=qe)[0]
     views = np.concatenate([query.vector[None, :].astype(np.float32), turned_vectors(svc, query)])
-    return search_views(svc.index, views, k, qe=qe)[0]
+    return search_views(svc.index, views, k, SearchOptions(qe=qe))[0]
