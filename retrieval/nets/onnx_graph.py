@@ -203,7 +203,7 @@ def _pool(g: _Graph, f: str, spec: ModelSpec, valid_h: str, valid_w: str, side: 
     mask = _mask(g, valid_h, valid_w, side, side, FEATURE_STRIDE, like=f if _dynamic(spec) else None)
     axes = g.const(np.array([2, 3], np.int64), "axes")
     if spec.pooling == "rmac":
-        return _rmac(g, f, valid_h, valid_w, side)
+        return _rmac(g, f, valid_h, valid_w, side, dynamic=_dynamic(spec))
     if spec.pooling == "mac":
         return g.op("ReduceMax", [g.op("Mul", [f, mask]), axes], keepdims=0)
     count = g.op("Max", [g.op("ReduceSum", [mask, axes], keepdims=0), g.const(np.float32(1.0))])
@@ -219,9 +219,12 @@ def _ints(*values) -> np.ndarray:
     return np.array(values, np.int64)
 
 
-def _region_bands(g: _Graph, cells: str, longer: str, side: str, level: int, length: int) -> tuple[str, str]:
+def _region_bands(
+    g: _Graph, cells: str, longer: str, side: str, level: int, length: int, cut: str | None = None
+) -> tuple[str, str]:
     """retrieval.nets.model._region_bands: (masks float [N, level+1, length], active bool [N, level+1]) of
-    one R-MAC level along one axis; ``cells``, ``side`` int64 [N,1], ``longer`` bool [N,1]."""
+    one R-MAC level along one axis; ``cells``, ``side`` int64 [N,1], ``longer`` bool [N,1]. ``cut``
+    (int64 [1], a dynamic-shape graph's map length along the axis): the masks' length, read at run time."""
     k = g.const(np.arange(level + 1, dtype=np.int64).reshape(1, -1), "k")
     count = g.op("Add", [g.const(_ints(level)), g.op("Cast", [longer], to=7)])
     step = g.op(
@@ -236,6 +239,8 @@ def _region_bands(g: _Graph, cells: str, longer: str, side: str, level: int, len
     start = g.op("Sub", [g.op("Cast", [g.op("Floor", [start])], to=7), half])  # [N, level+1]
     idx = g.const(np.arange(length, dtype=np.int64).reshape(1, 1, length), "idx")
     two = g.const(_ints(2))
+    if cut is not None:
+        idx = g.op("Slice", [idx, g.const(_ints(0)), cut, two])
     inside = g.op(
         "And",
         [
@@ -246,9 +251,16 @@ def _region_bands(g: _Graph, cells: str, longer: str, side: str, level: int, len
     return g.op("Cast", [inside], to=1), g.op("Less", [k, count])
 
 
-def _rmac(g: _Graph, f: str, valid_h: str, valid_w: str, side: int) -> str:
-    """retrieval.nets.model.rmac of the conv5 map [N,C,side,side] over its valid cells -> [N,C]."""
+def _rmac(g: _Graph, f: str, valid_h: str, valid_w: str, side: int, dynamic: bool = False) -> str:
+    """retrieval.nets.model.rmac of the conv5 map [N,C,side,side] over its valid cells -> [N,C].
+    ``dynamic`` (the buckets policy): the map is [N,C,H,W] with H and W read at run time."""
     flat = g.const(_ints(-1, 1), "shape")
+    if dynamic:
+        shape = g.op("Shape", [f])
+        dims = [g.op("Slice", [shape, g.const(_ints(axis)), g.const(_ints(axis + 1))]) for axis in (2, 3)]
+        length, cuts = MAX_SIDE // FEATURE_STRIDE, dims
+    else:
+        dims, length, cuts = [g.const(_ints(side))] * 2, side, [None, None]
     cells = [
         g.op(
             "Reshape",
@@ -263,13 +275,13 @@ def _rmac(g: _Graph, f: str, valid_h: str, valid_w: str, side: int) -> str:
                                 g.const(_ints(FEATURE_STRIDE)),
                             ],
                         ),
-                        g.const(_ints(side)),
+                        dim,
                     ],
                 ),
                 flat,
             ],
         )
-        for v in (valid_h, valid_w)
+        for v, dim in zip((valid_h, valid_w), dims)
     ]
     short = g.op("Min", cells)
     total = None
@@ -281,8 +293,12 @@ def _rmac(g: _Graph, f: str, valid_h: str, valid_w: str, side: int) -> str:
                 g.const(_ints(1)),
             ],
         )
-        rows, rows_on = _region_bands(g, cells[0], g.op("Greater", [cells[0], cells[1]]), size, level, side)
-        cols, cols_on = _region_bands(g, cells[1], g.op("Greater", [cells[1], cells[0]]), size, level, side)
+        rows, rows_on = _region_bands(
+            g, cells[0], g.op("Greater", [cells[0], cells[1]]), size, level, length, cuts[0]
+        )
+        cols, cols_on = _region_bands(
+            g, cells[1], g.op("Greater", [cells[1], cells[0]]), size, level, length, cuts[1]
+        )
         rows = g.op("Unsqueeze", [rows, g.const(_ints(2, 4))])  # [N, R, 1, H, 1]
         cols = g.op("Unsqueeze", [cols, g.const(_ints(1, 3))])  # [N, 1, R, 1, W]
         by_rows = g.op(
@@ -351,11 +367,9 @@ def build_onnx(spec: ModelSpec, state: dict):
     """The ONNX ModelProto of ``spec`` with weights ``state`` (see the module doc)."""
     from onnx import TensorProto, checker, helper
 
-    if tuple(spec.scales) != DEFAULT_SCALES or (
-        _dynamic(spec) and (spec.pooling == "rmac" or spec.head == "vgg")
-    ):
+    if tuple(spec.scales) != DEFAULT_SCALES or (_dynamic(spec) and spec.head == "vgg"):
         raise ValueError(
-            f"the torch-free graph has one scale, and no R-MAC or vgg head with the buckets policy; "
+            f"the torch-free graph has one scale, and no vgg head with the buckets policy; "
             f"{spec.describe()} needs torch (pip install 'vgg-retrieval[train]')"
         )
     g = _Graph()

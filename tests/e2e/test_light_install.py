@@ -155,6 +155,37 @@ def test_same_descriptors_and_fingerprint_as_the_torch_built_index(light, light_
     assert (a @ a.T)[~np.eye(len(a), dtype=bool)].min() < 0.9  # different photos differ: not a constant graph
 
 
+def test_an_rmac_index_without_torch_matches_the_torch_built_one(light, tmp_path):
+    """R-MAC with the buckets policy (the best settings' pooling) is built by the torch-free graph too,
+    with the torch-exported model's descriptors."""
+    from indexer.cli import main
+
+    common = ["--size", SIZE, "--pooling", "rmac", "--precision", "fp32", "--workers", "0", "-q"]
+    p = _run_without_torch(
+        light, "index", light["photos"], "--index", tmp_path / "light", "--weights", light["weights"], *common
+    )
+    assert p.returncode == 0, p.stderr
+    sidecar = json.loads((tmp_path / "light" / "model" / "model.json").read_text())
+    assert sidecar["exported_by"] == "retrieval.nets.onnx_graph" and sidecar["spec"]["pooling"] == "rmac"
+    args = [
+        "index",
+        str(light["photos"]),
+        "--index",
+        str(tmp_path / "torch"),
+        "--weights",
+        str(VGG16_WEIGHTS),
+    ]
+    assert main([*args, *common]) == 0
+    light_vectors, light_spec = _descriptors(tmp_path / "light")
+    torch_vectors, torch_spec = _descriptors(tmp_path / "torch")
+    assert light_spec.model_id == torch_spec.model_id and sorted(light_vectors) == sorted(torch_vectors)
+    names = sorted(light_vectors)
+    a = np.stack([light_vectors[n] for n in names])
+    b = np.stack([torch_vectors[n] for n in names])
+    assert (a * b).sum(1).min() >= 0.9999
+    assert (a @ a.T)[~np.eye(len(a), dtype=bool)].min() < 0.9
+
+
 def test_pth_and_torch_only_parts_without_torch_are_one_line(light, light_index):
     p = _run_without_torch(
         light,

@@ -87,17 +87,23 @@ def test_batch_norm_pooling_and_heads_match(arch, pooling, head):
     assert np.allclose(got_logits, logits.numpy(), rtol=1e-3, atol=1e-3 * float(np.abs(logits.numpy()).max()))
 
 
-@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
-def test_the_default_buckets_gem_model_matches_torch_in_every_bucket(engine):
-    """The default model (GeM, shape buckets): one graph takes every bucket's height and width."""
+@pytest.mark.parametrize(
+    "engine,pooling",
+    [("onnxruntime", "gem"), ("openvino", "gem"), ("onnxruntime", "rmac"), ("openvino", "rmac")],
+)
+def test_buckets_models_match_torch_in_every_bucket(engine, pooling):
+    """The default model (GeM, shape buckets) and R-MAC with buckets (its regions placed on each
+    photo's valid cells): one graph takes every bucket's height and width."""
     import torch
 
     from retrieval.nets.builder import build
     from retrieval.nets.onnx_graph import build_onnx
     from retrieval.preprocess import load_and_prepare
 
-    spec, net = build("vgg16", str(VGG16_WEIGHTS), input_size=96)
-    assert spec.input_policy == "buckets" and spec.pooling == "gem"
+    spec, net = build(
+        "vgg16", str(VGG16_WEIGHTS), input_size=96 if pooling == "gem" else 160, pooling=pooling
+    )
+    assert spec.input_policy == "buckets" and spec.pooling == pooling
     model = build_onnx(spec, {k: v.numpy() for k, v in net.state_dict().items()})
     names = ["skimage/astronaut.png", "skimage/coffee.png", "pixabay/cat01.jpg", "pixabay/horse03.jpg"]
     prepared = [load_and_prepare(SAMPLES / n, spec.input_geometry) for n in names]
@@ -110,16 +116,12 @@ def test_the_default_buckets_gem_model_matches_torch_in_every_bucket(engine):
         assert float((got * expected).sum()) >= 0.9999, p.array.shape
 
 
-def test_multi_scale_buckets_with_rmac_and_buckets_with_the_vgg_head_are_refused():
+def test_multi_scale_and_buckets_with_the_vgg_head_are_refused():
     from retrieval.nets.onnx_graph import build_onnx
     from retrieval.spec import ModelSpec
 
-    for spec in (
-        ModelSpec(arch="vgg11", input_size=64, scales=(1.0, 0.5)),
-        ModelSpec(arch="vgg11", input_size=64, pooling="rmac", input_policy="buckets"),
-    ):
-        with pytest.raises(ValueError, match="needs torch"):
-            build_onnx(spec, {})
+    with pytest.raises(ValueError, match="needs torch"):
+        build_onnx(ModelSpec(arch="vgg11", input_size=64, scales=(1.0, 0.5)), {})
     with pytest.raises(ValueError, match="square input policy"):  # nowhere: fc6 takes a 7x7 map
         ModelSpec(arch="vgg11", input_size=224, head="vgg", class_names=("a",), input_policy="buckets")
 
