@@ -152,6 +152,20 @@ def main() -> int:
             f"| {name} | {bound} | {q(c)} | {q(r)} | {sum(not ok(e) for *_, e in neg)} of {len(neg)} | "
             f"{sum(not ok(e) for _, e in pos)} of {len(pos)} | {c.max() if len(c) else 0:.4f} |"
         )
+    print("\nthe real pairs nearest each bound on its rejecting side (value, and the other tests they fail):")
+    for name, _, value, ok in tests():
+        near = sorted(
+            ((value(e), s, a, b, e) for s, a, b, e in neg if not ok(e)),
+            key=lambda r: abs(r[0] - np.median([value(e) for _, e in pos])) if pos else 0,
+        )[:3]
+        print(
+            f"  {name}: "
+            + "; ".join(
+                f"{v:.4f} ({s}: {Path(a).name} ~ {Path(b).name}; also "
+                f"{', '.join(n for n, _, _, k in tests() if n != name and not k(e)) or 'nothing'})"
+                for v, s, a, b, e in near
+            )
+        )
     print("\nthe real pairs each rejected by one test only:")
     for s, a, b, e in neg:
         failed = [name for name, _, value, ok in tests() if not ok(e)]

@@ -181,14 +181,17 @@ def detail_lost(cv2, img: np.ndarray, ratio: float) -> float:
 
 def _spill_one(cv2, a, b, t: np.ndarray) -> float:
     """Share of a's detail (band-pass energy at the compare resolution) outside b's footprint,
-    widened by SPILL_MARGIN of the side."""
+    widened by SPILL_MARGIN of the side (a radius: the band-pass response of a turned copy's
+    filled corners reaches ~2 x BAND[1] px past their edge)."""
     m = _to_mid(b.size, b.mid) @ t @ np.linalg.inv(_to_mid(a.size, a.mid))  # a-mid -> b-mid
     h, w = a.mid.shape
     inside = cv2.warpPerspective(
         np.ones_like(b.mid), m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
     )
     margin = max(3, round(SPILL_MARGIN * max(h, w)))
-    inside = cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
+    inside = (
+        cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)) > 0
+    )
     energy = np.abs(_band(cv2, a.mid))
     edge = max(2, round(2 * BAND[1]))
     energy[:edge, :] = energy[-edge:, :] = 0

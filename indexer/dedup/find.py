@@ -240,15 +240,22 @@ class _NearSearch:
         settled = Settled(verifier, paths, i, j, sc)  # pairs verified a few photos ahead of the passes
         self.judge = judge = PairJudge(paths, threshold, settled, min_keypoints)
         check = settled.check(judge.check((DUPLICATE,)), rank_v)
-        groups = group_pairs(len(reps_v), i, j, sc, rank_v, check=check, progress=self._progress("verify"))
 
         def pick(ms: list) -> int:  # the best keeper of ``ms`` (positions into reps_v)
             best = best_of([int(reps_v[m]) for m in ms], self.rank, rows, *self.keeper_order)
             return ms[[int(reps_v[m]) for m in ms].index(best)]
 
-        kept = rekeep(judge, groups, x, rank_v, pick)  # never a copy kept over the member it was made from
-        self.rekept = {g[0] for g, h in zip(kept, groups) if g[0] != h[0]}
-        found = [(DUPLICATES, g) for g in kept]
+        def refine(keep, members, scores):  # never a copy kept over the member it was made from
+            kept = rekeep(judge, [(keep, members, scores)], x, rank_v, pick, rekept=keep in self.rekept)[0]
+            if kept[0] != keep:
+                self.rekept.add(kept[0])
+            return kept
+
+        groups = group_pairs(
+            len(reps_v), i, j, sc, rank_v, check=check, progress=self._progress("verify"), refine=refine
+        )
+        self.rekept &= {g[0] for g in groups}
+        found = [(DUPLICATES, g) for g in groups]
         if o.similar:  # over the files left; a duplicate group's keeper stands for it and stays a keeper
             members = np.zeros(len(reps_v), dtype=bool)
             keepers = rank_v.copy()

@@ -192,33 +192,35 @@ def made_from(verifier, keeper: str, member: str, ev) -> bool:
     )
 
 
-def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None) -> list:
+def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None, rekept: bool = False) -> list:
     """``groups`` ((keeper, members, scores) of the duplicate pass) with each keeper made from a
     member (``made_from``) replaced by the best such member (``rank``: the keeper order, positions
     of ``judge.paths``; default: the members' order; ``pick(positions)``: the best of them, when
     given); ``vectors``: the descriptors (cosines).
+    A keeper chosen here (or before, ``rekept``: a group re-kept around one of its files and then
+    offered that file's own neighbours, ``groups.group_pairs``'s ``refine``) gives way to the best
+    of its group (``pick``, else ``rank``) when that one is not made from it: the grouping would
+    have started there.
     The group is re-verified around the new keeper (keeper-centred, never through a chain)."""
     out = []
     for keep, members, scores in groups:
         made = set()  # keepers found made from a member: never chosen again
+        changed = rekept
         for _ in range(ROUNDS):
-            found = [
-                m
-                for m in members
-                if made_from(judge.verifier, judge.paths[keep], judge.paths[m], _oriented(judge, keep, m))
-            ]
-            if not found:
-                break
-            # the keeper is not the original: the best member it was made from is (checked again
-            # in the next round: it may be a crop or an enlargement of another member)
-            made.add(keep)
-            free = [m for m in found if m not in made]
+            found = [m for m in members if made_from(judge.verifier, *_names(judge, keep, m))]
+            if found:
+                # the keeper is not the original: the best member it was made from is (checked
+                # again in the next round: it may be a crop or an enlargement of another member)
+                made.add(keep)
+                free = [m for m in found if m not in made]
+            elif changed and (pick is not None or rank is not None):
+                free = _better(judge, keep, [m for m in members if m not in made], rank, pick)
+            else:
+                free = []
             if not free:
                 break
-            if pick is not None:
-                new = pick(free)
-            else:
-                new = min(free, key=lambda m: rank[m]) if rank is not None else free[0]
+            changed = True
+            new = _best(free, rank, pick)
             others = np.array([keep] + [m for m in members if m != new], dtype=np.int64)
             cos = vectors[others] @ vectors[new]
             ok = np.asarray(judge.check(("duplicate",))(new, others, cos), dtype=bool)
@@ -226,6 +228,31 @@ def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None) -> li
             keep, members, scores = new, others[ok][order].tolist(), cos[ok][order].tolist()
         out.append((keep, members, scores))
     return out
+
+
+def _best(nodes: list, rank, pick) -> int:
+    """The best keeper of ``nodes``: ``pick``'s, else the first in ``rank``, else the first."""
+    if pick is not None:
+        return pick(nodes)
+    return min(nodes, key=lambda m: rank[m]) if rank is not None else nodes[0]
+
+
+def _better(judge, keep: int, members: list, rank, pick) -> list:
+    """[the best of ``keep`` and ``members`` when it is a member not made from ``keep``] or []; a
+    best one made from it (an enlargement of the keeper...) is passed over, ``ROUNDS`` times at most."""
+    for _ in range(ROUNDS):
+        best = _best([keep] + members, rank, pick)
+        if best == keep:
+            return []
+        if not made_from(judge.verifier, *_names(judge, best, keep)):
+            return [best]
+        members = [m for m in members if m != best]
+    return []
+
+
+def _names(judge, a: int, b: int) -> tuple:
+    """(path of a, path of b, their evidence with a first): ``made_from``'s arguments."""
+    return judge.paths[a], judge.paths[b], _oriented(judge, a, b)
 
 
 def _oriented(judge, a: int, b: int):

@@ -40,6 +40,36 @@ def test_chain_does_not_merge_far_ends():
     assert [(k, sorted(m)) for k, m, _ in groups] == [(B, [A, C])]
 
 
+def test_a_refined_group_offers_the_new_keeper_its_own_neighbours():
+    # 0 (first in the order) is made from 1; 2 agrees with 1 but not with 0; 3 agrees with 0 only.
+    # The group starts at 0 and is re-kept around 1: 2 joins it, verified against 1; 3, which fails
+    # against 1, is free again (here: alone, as it has no other pair).
+    agree = {(0, 1), (1, 2), (0, 3), (2, 4)}
+    i, j = np.array([0, 1, 0, 2, 0]), np.array([1, 2, 3, 4, 2])
+    s = np.array([0.9, 0.9, 0.9, 0.9, 0.9], np.float32)
+    asked = []
+
+    def check(node, nb, sc):
+        asked.extend((min(node, o), max(node, o)) for o in nb.tolist())
+        return np.array([(min(node, o), max(node, o)) in agree for o in nb.tolist()])
+
+    def refine(keep, members, scores):
+        if keep == 0 and 1 in members:  # re-verified around 1 (as keeper.rekeep does)
+            ok = [m for m in [0, *members] if m != 1 and (min(1, m), max(1, m)) in agree]
+            return 1, ok, [0.9] * len(ok)
+        return keep, members, scores
+
+    rank = np.arange(5)
+    groups = group_pairs(5, i, j, s, rank, check=check, refine=refine)
+    assert [(k, sorted(m)) for k, m, _ in groups] == [(1, [0, 2])]
+    assert (1, 2) in asked and (0, 2) in asked  # 2 was asked about against both keepers
+    # 4 agrees with 2 only, a member now: never grouped through it
+    assert all(4 not in [k, *m] for k, m, _ in groups)
+    # without refine: the old order, 2 never reaches 1
+    plain = group_pairs(5, i, j, s, rank, check=check)
+    assert [(k, sorted(m)) for k, m, _ in plain][0] == (0, [1, 3])
+
+
 def test_every_member_is_similar_to_its_keeper():
     rng = np.random.default_rng(0)
     n = 300

@@ -75,3 +75,25 @@ def test_copies_of_the_same_photos_are_still_duplicates(name, verifier, tmp_path
         ev = verifier.compare(str(first), str(tmp_path / file))
         assert classify(ev) == "duplicate", (name, file, ev)
         assert ev.crossed <= MAX_CROSSED and ev.relit <= MAX_RELIT and ev.shifted <= MAX_SHIFTED, ev
+
+
+def test_a_turned_copy_spills_nothing_and_a_reframed_retake_does(verifier, tmp_path):
+    """``copytests.spill`` widens the other's footprint by its margin as a radius: a copy turned by
+    9.5 degrees (its corners filled black, as the generated set's) shows only the fill's edge
+    beyond its original, well inside the margin (0.02 before, when the margin was half as wide: a
+    similar shot); the lava field shot again, framed a little differently, still shows a strip
+    on each side (it rests on two tests, ``spill`` and ``crossed``; not on ``crossed`` alone, as it
+    did with ``spill`` loosened to 0.02 or measured as it is with the bound 0.015)."""
+    from indexer.dedup.rule import COPY_OUTSIDE
+
+    ant = DATA / "photos" / "hymenoptera" / "val" / "ants" / "10308379_1b6c72e180.jpg"
+    lava = HOLIDAYS / "104800.jpg", HOLIDAYS / "104802.jpg"
+    if not ant.is_file() or not all(p.is_file() for p in lava):
+        pytest.skip("hymenoptera or holidays150 is not in ../shared/data")
+    im = Image.open(ant).convert("RGB")
+    im.save(tmp_path / "ant.jpg", quality=95)
+    im.rotate(-9.5, resample=Image.BICUBIC, expand=False).save(tmp_path / "ant_turned.jpg", quality=92)
+    ev = verifier.compare(str(tmp_path / "ant.jpg"), str(tmp_path / "ant_turned.jpg"))
+    assert classify(ev) == "duplicate" and ev.spill <= COPY_OUTSIDE / 3, ev
+    ev = verifier.compare(str(lava[0]), str(lava[1]))
+    assert classify(ev) == "similar" and ev.spill > COPY_OUTSIDE, ev  # crossed: 0.065 (dedup_margins.py)
