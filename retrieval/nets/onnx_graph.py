@@ -261,28 +261,14 @@ def _rmac(g: _Graph, f: str, valid_h: str, valid_w: str, side: int, dynamic: boo
         length, cuts = MAX_SIDE // FEATURE_STRIDE, dims
     else:
         dims, length, cuts = [g.const(_ints(side))] * 2, side, [None, None]
-    cells = [
-        g.op(
-            "Reshape",
-            [
-                g.op(
-                    "Min",
-                    [
-                        g.op(
-                            "Div",
-                            [
-                                g.op("Add", [v, g.const(_ints(FEATURE_STRIDE - 1))]),
-                                g.const(_ints(FEATURE_STRIDE)),
-                            ],
-                        ),
-                        dim,
-                    ],
-                ),
-                flat,
-            ],
-        )
-        for v, dim in zip((valid_h, valid_w), dims)
+    stride = g.const(_ints(FEATURE_STRIDE))
+    ceil = [
+        g.op("Div", [g.op("Add", [v, g.const(_ints(FEATURE_STRIDE - 1))]), stride])
+        for v in (valid_h, valid_w)
     ]
+    cells = [
+        g.op("Reshape", [g.op("Min", [c, dim]), flat]) for c, dim in zip(ceil, dims)
+    ]  # valid cells per axis
     short = g.op("Min", cells)
     total = None
     for level in range(1, RMAC_LEVELS + 1):
