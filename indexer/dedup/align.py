@@ -29,6 +29,7 @@ class Features:
 
 
 REPROJ_PX = 8.0
+HOMOGRAPHY_ITERS = 2000  # findHomography's RANSAC iterations at most (OpenCV's default)
 
 
 def ratio_matches(query: np.ndarray, train: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +77,7 @@ def fits(cv2, src: np.ndarray, dst: np.ndarray, needed: int = 0) -> list[tuple[n
     if aff is not None and mask is not None and moderate(aff):
         out.append((np.vstack([aff, [0, 0, 1]]), mask.ravel().astype(bool), False))
     if len(src) >= 8 and (not out or max(int(f[1].sum()) for f in out) >= needed):
-        hom, mask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ_PX)
+        hom, mask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ_PX, maxIters=HOMOGRAPHY_ITERS)
         if hom is not None and mask is not None and plausible(hom):
             out.append((hom / hom[2, 2], mask.ravel().astype(bool), True))
     return out
@@ -235,7 +236,7 @@ def pixel_agreement(
     if sums_x is None:
         return 0.0, 0.0, overlap
     size, nvalid, ex = sums_x
-    ey, exy = sums_y[2], cell_sums(grid, valid, x * y)[2]
+    ey, exy = sums_y[2], cell_total(grid, x * y)
     n = np.maximum(1, nvalid)
     ok = (nvalid / size >= 0.5) & (ex / n >= floor_x) & (ey / n >= floor_y) & (ex > 0) & (ey > 0)
     textured = int(ok.sum())
@@ -253,12 +254,17 @@ def cell_sums(grid: int, valid: np.ndarray, *arrays):
     rows, cols = _splits(h, grid), _splits(w, grid)
     if not rows or not cols:
         return None
-
-    def total(a):
-        return np.add.reduceat(np.add.reduceat(np.asarray(a, np.float64), rows, axis=0), cols, axis=1).ravel()
-
     size = np.outer(np.diff(rows + [h]), np.diff(cols + [w])).ravel().astype(np.float64)
-    return (size, total(valid), *(total(a) for a in arrays))
+    return (size, *(_total(a, rows, cols) for a in (valid, *arrays)))
+
+
+def cell_total(grid: int, a: np.ndarray) -> np.ndarray:
+    """``a``'s sum per cell, as ``cell_sums`` gives it (a frame with cells)."""
+    return _total(a, _splits(a.shape[0], grid), _splits(a.shape[1], grid))
+
+
+def _total(a: np.ndarray, rows: list, cols: list) -> np.ndarray:
+    return np.add.reduceat(np.add.reduceat(np.asarray(a, np.float64), rows, axis=0), cols, axis=1).ravel()
 
 
 @lru_cache(maxsize=256)
