@@ -29,7 +29,9 @@ class Features:
 
 
 REPROJ_PX = 8.0
-HOMOGRAPHY_ITERS = 2000  # findHomography's RANSAC iterations at most (OpenCV's default)
+HOMOGRAPHY_ITERS = (
+    500  # findHomography's RANSAC iterations at most (OpenCV's default 2000; see docs/dedup.md)
+)
 
 
 def ratio_matches(query: np.ndarray, train: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:

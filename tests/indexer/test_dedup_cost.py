@@ -6,6 +6,8 @@ once per photo, and the answer is the one computed pair by pair, to the last bit
   the other picture, the valid mask and each side's clipped band are made once per photo and map.
 * ``copytests.mid_band``: the band-pass of a photo's compare image, made once for every pair and
   transform that aligns onto it (``local_agreement``, ``spill``).
+* ``align.HOMOGRAPHY_ITERS``: findHomography's RANSAC stops at 500 iterations (OpenCV: 2000); a
+  copy's fit converges long before (the same fit), a repetitive pattern's costs a quarter.
 
 Real photos (the samples' pixabay pictures), cut to one aspect, some turned to portrait."""
 
@@ -18,7 +20,7 @@ from PIL import Image
 
 from indexer.dedup import align, copytests
 from indexer.dedup.rule import Evidence
-from indexer.dedup.verify import Verifier
+from indexer.dedup.verify import RATIO, Verifier
 
 PIX = SAMPLES / "pixabay"
 
@@ -118,3 +120,56 @@ def test_local_agreement_and_spill_with_the_band_made_once_are_the_same(photos):
     band = copytests.mid_band(cv2, a)
     assert not band.flags.writeable
     assert np.array_equal(band, copytests._band(cv2, a.mid))
+
+
+def _keystoned(im: Image.Image) -> Image.Image:
+    """The corners pulled in, as a projective map (a photo of a print)."""
+    w, h = im.size
+    outs = [(0, 0), (0, h), (w, h), (w, 0)]
+    ins = [(-0.08 * w, -0.06 * h), (0.04 * w, 1.08 * h), (1.06 * w, 1.02 * h), (1.08 * w, -0.04 * h)]
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(outs, ins):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    coeffs = np.linalg.solve(np.array(rows, float), np.array(rhs, float))
+    return im.transform((w, h), Image.PERSPECTIVE, tuple(coeffs), Image.BICUBIC, fillcolor=(255, 255, 255))
+
+
+def test_a_copys_homography_converges_before_the_iteration_cap(tmp_path, monkeypatch):
+    cv2 = v_cv2()
+    assert align.HOMOGRAPHY_ITERS == 500
+    found = {}
+    for name in ("dog01", "bird01", "car01"):
+        im = Image.open(PIX / f"{name}.jpg").convert("RGB")
+        im.save(tmp_path / "a.jpg", quality=92)
+        _keystoned(im).save(tmp_path / "b.jpg", quality=85)
+        _, (a, b) = _fresh([str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")])
+        qi, ti = align.ratio_matches(a.descriptors, b.descriptors, RATIO)
+        src, dst = a.points[qi], b.points[ti]
+        for iters in (500, 2000):
+            monkeypatch.setattr(align, "HOMOGRAPHY_ITERS", iters)
+            found[name, iters] = align.fits(cv2, src, dst)
+        capped, full = found[name, 500], found[name, 2000]
+        assert [f[2] for f in capped] == [f[2] for f in full] and capped[-1][2]  # a homography found
+        hom_capped, hom_full = capped[-1], full[-1]
+        assert np.array_equal(hom_capped[1], hom_full[1]) and hom_capped[1].sum() >= 50
+        assert np.allclose(hom_capped[0], hom_full[0])
+
+
+def test_a_repetitive_pattern_stops_at_the_cap(monkeypatch):
+    """A chessboard's matches are mostly wrong and its samples often collinear: RANSAC runs to its
+    cap. The capped fit costs well under the uncapped one."""
+    import time
+
+    cv2 = v_cv2()
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 500, (400, 2)).astype(np.float32)
+    dst = rng.uniform(0, 500, (400, 2)).astype(np.float32)  # no transform: every fit is chance
+    spent = {}
+    for iters in (500, 2000):
+        monkeypatch.setattr(align, "HOMOGRAPHY_ITERS", iters)
+        t0 = time.process_time()
+        for _ in range(3):
+            align.fits(cv2, src, dst)
+        spent[iters] = time.process_time() - t0
+    assert spent[500] < 0.7 * spent[2000]
