@@ -185,6 +185,21 @@ def _whole_pixels(m: np.ndarray, shape_a: tuple, shape_b: tuple):
     return tuple(int(v) for v in r.ravel()), tuple(shape_a), tuple(shape_b)
 
 
+def _exact(key) -> np.ndarray:
+    return np.array(key[0], np.float64).reshape(3, 3)
+
+
+@lru_cache(maxsize=64)
+def _frame_valid(key) -> np.ndarray:
+    """The valid mask of a whole-pixel map (``_whole_pixels``' key): one per map and shapes, shared
+    by every pair (read-only)."""
+    import cv2
+
+    valid = _warp_small(cv2, np.ones(key[2], np.float32), _exact(key), key[1])[1]
+    valid.setflags(write=False)
+    return valid
+
+
 def _warp_small(cv2, img: np.ndarray, m: np.ndarray, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
     """(``img`` warped by ``m`` onto a ``shape`` frame, the valid mask eroded by 2 px)."""
     h, w = shape
@@ -220,8 +235,7 @@ def pixel_agreement(
     if key is None:
         warped, valid = _warp_small(cv2, b.small, m, a.small.shape)
     else:  # the exact integer map: the same warp (OpenCV samples whole pixels either way)
-        exact = np.array(key[0], np.float64).reshape(3, 3)
-        warped, valid = _memo(b, ("warped", key), lambda: _warp_small(cv2, b.small, exact, a.small.shape))
+        valid = _frame_valid(key)
     overlap = float(valid.mean())
     if valid.sum() < 64:
         return 0.0, 0.0, overlap
@@ -229,8 +243,13 @@ def pixel_agreement(
         sx = _side(clipped(small_band(cv2, a), valid), valid, grid)
         sy = _side(clipped(band(cv2, warped), valid), valid, grid)
     else:  # valid depends on the map and shapes alone: a's side is a's, b's side is b's
+
+        def other():
+            warped = _warp_small(cv2, b.small, _exact(key), a.small.shape)[0]
+            return _side(clipped(band(cv2, warped), valid), valid, grid)
+
         sx = _memo(a, ("x", key), lambda: _side(clipped(small_band(cv2, a), valid), valid, grid))
-        sy = _memo(b, ("y", key), lambda: _side(clipped(band(cv2, warped), valid), valid, grid))
+        sy = _memo(b, ("y", key), other)
     (x, floor_x, sums_x), (y, floor_y, sums_y) = sx, sy
     # compared where both pictures have detail: a sky cell says nothing either way, and a cell
     # where only one has detail (the edge of a border or frame one copy added, a caption over the
