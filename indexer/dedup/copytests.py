@@ -71,13 +71,18 @@ def aligned(cv2, a, b, t: np.ndarray):
     """(reference image, the other warped onto it, valid mask): ``a`` and ``b`` (verify.Features)
     at their compare resolution, in the frame of the one with fewer pixels for the scene; ``t``
     maps a's keypoint-image coordinates to b's."""
+    return _aligned(cv2, a, b, t)[1:]
+
+
+def _aligned(cv2, a, b, t: np.ndarray):
+    """(the reference's Features, ``aligned``'s three)."""
     m = _to_mid(b.size, b.mid) @ t @ np.linalg.inv(_to_mid(a.size, a.mid))  # a-mid -> b-mid
-    ref, other = a.mid, b.mid
+    ref_f, other = a, b.mid
     if _local_scale(m, a.mid.shape[1], a.mid.shape[0]) < 1.0:  # b holds fewer pixels: its frame
-        ref, other, m = b.mid, a.mid, np.linalg.inv(m)
-    warped, valid = warp_onto(cv2, ref.shape, other, m)
+        ref_f, other, m = b, a.mid, np.linalg.inv(m)
+    warped, valid = warp_onto(cv2, ref_f.mid.shape, other, m)
     valid = cv2.erode(valid.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
-    return ref, warped, valid
+    return ref_f, ref_f.mid, warped, valid
 
 
 def warp_onto(cv2, shape: tuple, other: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,15 +102,30 @@ def _band(cv2, img: np.ndarray, sigmas: tuple = BAND) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), sigmas[0]) - cv2.GaussianBlur(img, (0, 0), sigmas[1])
 
 
-def cell_correlations(cv2, ref: np.ndarray, warped: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def mid_band(cv2, f) -> np.ndarray:
+    """``_band`` of ``f.mid`` (``f``: verify.Features), made once per photo: every pair and
+    transform that aligns onto it reads the same (read-only)."""
+    out = f.memo.get("mid_band")
+    if out is None:
+        out = _band(cv2, f.mid)
+        out.setflags(write=False)
+        f.memo["mid_band"] = out
+    return out
+
+
+def cell_correlations(
+    cv2, ref: np.ndarray, warped: np.ndarray, valid: np.ndarray, ref_band: np.ndarray | None = None
+) -> np.ndarray:
     """[cells, 2]: band-pass correlation and energy ratio (larger over smaller) of each textured cell
-    (both pictures hold detail there) of the overlap."""
+    (both pictures hold detail there) of the overlap; ``ref_band``: ``_band`` of ``ref`` if made."""
 
     if valid.sum() < 256:
         return np.zeros((0, 2))
-    x, y = clipped(_band(cv2, ref), valid), clipped(_band(cv2, warped), valid)
-    floor_x, floor_y = 0.05 * float((x * x)[valid].mean()), 0.05 * float((y * y)[valid].mean())
-    sums = cell_sums(GRID, valid, x * x, y * y, x * y)
+    x = clipped(_band(cv2, ref) if ref_band is None else ref_band, valid)
+    y = clipped(_band(cv2, warped), valid)
+    xx, yy = x * x, y * y
+    floor_x, floor_y = 0.05 * float(xx[valid].mean()), 0.05 * float(yy[valid].mean())
+    sums = cell_sums(GRID, valid, xx, yy, x * y)
     if sums is None:
         return np.zeros((0, 2))
     size, nvalid, ex, ey, exy = sums
@@ -117,7 +137,8 @@ def cell_correlations(cv2, ref: np.ndarray, warped: np.ndarray, valid: np.ndarra
 
 def local_agreement(cv2, a, b, t: np.ndarray) -> tuple[float, float, float]:
     """(``local``, ``weakest``, ``moved``) of ``a`` and ``b`` aligned by ``t`` (see the module doc)."""
-    cells = cell_correlations(cv2, *aligned(cv2, a, b, t))
+    ref_f, ref, warped, valid = _aligned(cv2, a, b, t)
+    cells = cell_correlations(cv2, ref, warped, valid, mid_band(cv2, ref_f))
     if len(cells) < 4:
         return 0.0, 0.0, 1.0
     corr, ratio = cells[:, 0], cells[:, 1]
@@ -192,7 +213,7 @@ def _spill_one(cv2, a, b, t: np.ndarray) -> float:
     inside = (
         cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)) > 0
     )
-    energy = np.abs(_band(cv2, a.mid))
+    energy = np.abs(mid_band(cv2, a))
     edge = max(2, round(2 * BAND[1]))
     energy[:edge, :] = energy[-edge:, :] = 0
     energy[:, :edge] = energy[:, -edge:] = 0

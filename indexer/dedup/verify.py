@@ -117,7 +117,7 @@ class Verifier:
 
     def __init__(
         self,
-        features: int = FEATURES,
+        features: int | None = None,
         max_side: int = MAX_SIDE,
         cache_size: int = 4096,
         workers: int | None = None,
@@ -131,6 +131,7 @@ class Verifier:
         skip the copy tests where the capture evidence already rules a duplicate out (the verdict
         is the same; the evidence then lacks their measures)."""
         self.cv2 = _cv2()
+        features = FEATURES if features is None else features  # read at call time (benchmarks set it)
         self.features, self.max_side, self.min_keypoints = features, max_side, min_keypoints
         self.cache_size = cache_size
         self.workers = workers or min(8, os.cpu_count() or 1)
