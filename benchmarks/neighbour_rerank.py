@@ -69,13 +69,18 @@ def set_map(v: np.ndarray, pool: list[int], queries: list[int], relevant: list[s
         ids = whole_set_rerank(base, [pool.index(q) for q in queries], v[queries], -depth)
     else:
         _, ids = nr.ranked(search, stored, v[queries], len(pool), qe, qx.DEFAULT_ALPHA, depth)
+    return float(np.mean(aps_of(ids, pool_arr, queries, relevant)))
+
+
+def aps_of(ids: np.ndarray, pool_arr: np.ndarray, queries: list[int], relevant: list[set]) -> np.ndarray:
+    """AP of each query from its ranked rows of the pool (``ids``, -1 = none), the query left out."""
     aps = []
     for row, q, rel in zip(ids, queries, relevant):
         order = pool_arr[row[row >= 0]]
         order = order[order != q]
         hit = np.isin(order, list(rel))
         aps.append(average_precision(np.flatnonzero(hit), len(rel)))
-    return float(np.mean(aps))
+    return np.array(aps)
 
 
 def whole_set_rerank(base: np.ndarray, own: list[int], queries: np.ndarray, depth: int) -> np.ndarray:

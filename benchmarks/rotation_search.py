@@ -27,10 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import descriptor_frontier as frontier  # noqa: E402
-from neighbour_rerank import flat  # noqa: E402
+from neighbour_rerank import aps_of, flat  # noqa: E402
 
 from benchmarks.decode_overlap import cpu_line  # noqa: E402
-from benchmarks.prune_distill import average_precision  # noqa: E402
 from indexer.search import neighbour_rerank as nr  # noqa: E402
 from indexer.search import query_expansion as qx  # noqa: E402
 from indexer.search import rotation  # noqa: E402
@@ -84,13 +83,7 @@ def per_query_ap(v, turned, pool, queries, relevant, turns, margin) -> np.ndarra
     )
     if n_views > 1:
         scores, ids = rotation.merge_by_max(scores, ids, n_views, len(pool), margin)
-    aps = []
-    for row, q, rel in zip(ids, queries, relevant):
-        order = pool_arr[row[row >= 0]]
-        order = order[order != q]
-        hit = np.isin(order, list(rel))
-        aps.append(average_precision(np.flatnonzero(hit), len(rel)))
-    return np.array(aps)
+    return aps_of(ids, pool_arr, queries, relevant)
 
 
 def halves_5th(gain: np.ndarray, rounds: int = 500) -> float:

@@ -385,3 +385,19 @@ def png_bomb(width=30000, height=30000) -> bytes:
     data[16:29] = ihdr
     data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
     return bytes(data)
+
+
+def keystoned(im):
+    """``im`` with its corners pulled in, as a projective map (a photo of a print, a keystone fix)."""
+    import numpy as np
+    from PIL import Image
+
+    w, h = im.size
+    outs = [(0, 0), (0, h), (w, h), (w, 0)]
+    ins = [(-0.08 * w, -0.06 * h), (0.04 * w, 1.08 * h), (1.06 * w, 1.02 * h), (1.08 * w, -0.04 * h)]
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(outs, ins):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    coeffs = np.linalg.solve(np.array(rows, float), np.array(rhs, float))
+    return im.transform((w, h), Image.PERSPECTIVE, tuple(coeffs), Image.BICUBIC, fillcolor=(255, 255, 255))

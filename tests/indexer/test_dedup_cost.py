@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SAMPLES
+from conftest import SAMPLES, keystoned
 from PIL import Image
 
 from indexer.dedup import align, copytests
@@ -122,19 +122,6 @@ def test_local_agreement_and_spill_with_the_band_made_once_are_the_same(photos):
     assert np.array_equal(band, copytests._band(cv2, a.mid))
 
 
-def _keystoned(im: Image.Image) -> Image.Image:
-    """The corners pulled in, as a projective map (a photo of a print)."""
-    w, h = im.size
-    outs = [(0, 0), (0, h), (w, h), (w, 0)]
-    ins = [(-0.08 * w, -0.06 * h), (0.04 * w, 1.08 * h), (1.06 * w, 1.02 * h), (1.08 * w, -0.04 * h)]
-    rows, rhs = [], []
-    for (x, y), (u, v) in zip(outs, ins):
-        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
-        rhs += [u, v]
-    coeffs = np.linalg.solve(np.array(rows, float), np.array(rhs, float))
-    return im.transform((w, h), Image.PERSPECTIVE, tuple(coeffs), Image.BICUBIC, fillcolor=(255, 255, 255))
-
-
 def test_a_copys_homography_converges_before_the_iteration_cap(tmp_path, monkeypatch):
     cv2 = v_cv2()
     assert align.HOMOGRAPHY_ITERS == 500
@@ -142,7 +129,7 @@ def test_a_copys_homography_converges_before_the_iteration_cap(tmp_path, monkeyp
     for name in ("dog01", "bird01", "car01"):
         im = Image.open(PIX / f"{name}.jpg").convert("RGB")
         im.save(tmp_path / "a.jpg", quality=92)
-        _keystoned(im).save(tmp_path / "b.jpg", quality=85)
+        keystoned(im).save(tmp_path / "b.jpg", quality=85)
         _, (a, b) = _fresh([str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")])
         qi, ti = align.ratio_matches(a.descriptors, b.descriptors, RATIO)
         src, dst = a.points[qi], b.points[ti]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SAMPLES
+from conftest import SAMPLES, keystoned
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from indexer.cli import main
@@ -51,21 +51,6 @@ def _quad(im):
     )
 
 
-def _perspective(im):
-    """The same corners pulled in, as a projective map (a photo of a print, a keystone fix)."""
-    import numpy as np
-
-    w, h = im.size
-    outs = [(0, 0), (0, h), (w, h), (w, 0)]
-    ins = [(-0.08 * w, -0.06 * h), (0.04 * w, 1.08 * h), (1.06 * w, 1.02 * h), (1.08 * w, -0.04 * h)]
-    rows, rhs = [], []
-    for (x, y), (u, v) in zip(outs, ins):
-        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
-        rhs += [u, v]
-    coeffs = np.linalg.solve(np.array(rows, float), np.array(rhs, float))
-    return im.transform((w, h), Image.PERSPECTIVE, tuple(coeffs), Image.BICUBIC, fillcolor=(255, 255, 255))
-
-
 @pytest.fixture(scope="module")
 def edited(module_tmp):
     """A photo, its edited copies, and other photos (two of the same kind of subject)."""
@@ -85,7 +70,7 @@ def edited(module_tmp):
         "turn90": photo.transpose(Image.ROTATE_90),
         "turn180": photo.transpose(Image.ROTATE_180),
         "turn270": photo.transpose(Image.ROTATE_270),
-        "perspective": _perspective(photo),
+        "perspective": keystoned(photo),
         "squash": photo.resize((w, int(h * 0.7))),
     }
     overlay = photo.copy()

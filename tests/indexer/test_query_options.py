@@ -132,12 +132,11 @@ GALLERY = [
 ROTATED = "opencv/home.jpg"  # indexed only turned by 90 degrees; the upright file is the query
 
 
-@pytest.fixture(scope="module")
-def photo_index(tiny_model, module_tmp):
+def _gallery_index(model, root):
+    """GALLERY and a copy of ROTATED turned by 90 degrees, indexed with ``model`` under ``root``."""
     from indexer import Index
 
-    spec, _, model_dir = tiny_model
-    root = module_tmp("qe")
+    spec, _, model_dir = model
     folder = root / "photos"
     copy_photos(folder, GALLERY, flat=True)
     with Image.open(SAMPLES / ROTATED) as im:  # no EXIF: a PNG of the turned pixels
@@ -145,23 +144,18 @@ def photo_index(tiny_model, module_tmp):
     with Index.create(root / "ix", spec, model_dir=model_dir) as idx:
         idx.update([folder], workers=0, progress=False)
     return root / "ix", SAMPLES / ROTATED
+
+
+@pytest.fixture(scope="module")
+def photo_index(tiny_model, module_tmp):
+    return _gallery_index(tiny_model, module_tmp("qe"))
 
 
 @pytest.fixture(scope="module")
 def turned_index(vgg16_model, module_tmp):
-    """The gallery and the turned copy, indexed with the shared VGG16 trunk: with real descriptors,
-    unrelated photos score far below a copy (the tiny random model scores them all near 1)."""
-    from indexer import Index
-
-    spec, _, model_dir = vgg16_model
-    root = module_tmp("rot")
-    folder = root / "photos"
-    copy_photos(folder, GALLERY, flat=True)
-    with Image.open(SAMPLES / ROTATED) as im:  # no EXIF: a PNG of the turned pixels
-        im.convert("RGB").transpose(Image.Transpose.ROTATE_90).save(folder / "home_turned.png")
-    with Index.create(root / "ix", spec, model_dir=model_dir) as idx:
-        idx.update([folder], workers=0, progress=False)
-    return root / "ix", SAMPLES / ROTATED
+    """With the shared VGG16 trunk's real descriptors unrelated photos score far below a copy (the
+    tiny random model scores them all near 1)."""
+    return _gallery_index(vgg16_model, module_tmp("rot"))
 
 
 @pytest.fixture
