@@ -29,9 +29,8 @@ class Features:
 
 
 REPROJ_PX = 8.0
-HOMOGRAPHY_ITERS = (
-    500  # findHomography's RANSAC iterations at most (OpenCV's default 2000; see docs/dedup.md)
-)
+# findHomography's RANSAC iterations at most (OpenCV's default 2000; see docs/dedup.md)
+HOMOGRAPHY_ITERS = 500
 
 
 def ratio_matches(query: np.ndarray, train: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
@@ -114,23 +113,29 @@ def _footprint(cv2, a: Features, b: Features, t: np.ndarray) -> np.ndarray:
     return cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
 
 
+def memoised(f: Features, key, make):
+    """``f.memo[key]``, made by ``make()`` on first use: what a photo's pair tests derive from it alone."""
+    out = f.memo.get(key)
+    if out is None:
+        out = f.memo[key] = make()
+    return out
+
+
 def small_band(cv2, f: Features) -> np.ndarray:
     """``band`` of ``f.small``, made once per photo (every pair and transform reads the same)."""
-    out = f.memo.get("band")
-    if out is None:
-        out = f.memo["band"] = band(cv2, f.small)
-    return out
+    return memoised(f, "band", lambda: band(cv2, f.small))
 
 
 def _detail(cv2, f: Features) -> tuple[np.ndarray, float]:
     """(|band| of ``f.small`` without its 2 px edge, its sum), made once per photo."""
-    out = f.memo.get("detail")
-    if out is None:
+
+    def make():
         energy = np.abs(small_band(cv2, f))
         energy[:2, :] = energy[-2:, :] = 0
         energy[:, :2] = energy[:, -2:] = 0
-        out = f.memo["detail"] = (energy, float(energy.sum()))
-    return out
+        return energy, float(energy.sum())
+
+    return memoised(f, "detail", make)
 
 
 def detail_outside(cv2, a: Features, b: Features, t: np.ndarray) -> float:
@@ -215,13 +220,6 @@ def _side(x: np.ndarray, valid: np.ndarray, grid: int) -> tuple:
     return x, 0.05 * float(xx[valid].mean()), cell_sums(grid, valid, xx)
 
 
-def _memo(f: Features, key, make):
-    out = f.memo.get(key)
-    if out is None:
-        out = f.memo[key] = make()
-    return out
-
-
 def pixel_agreement(
     cv2, a: Features, b: Features, t: np.ndarray, grid: int = 6
 ) -> tuple[float, float, float]:
@@ -248,8 +246,8 @@ def pixel_agreement(
             warped = _warp_small(cv2, b.small, _exact(key), a.small.shape)[0]
             return _side(clipped(band(cv2, warped), valid), valid, grid)
 
-        sx = _memo(a, ("x", key), lambda: _side(clipped(small_band(cv2, a), valid), valid, grid))
-        sy = _memo(b, ("y", key), other)
+        sx = memoised(a, ("x", key), lambda: _side(clipped(small_band(cv2, a), valid), valid, grid))
+        sy = memoised(b, ("y", key), other)
     (x, floor_x, sums_x), (y, floor_y, sums_y) = sx, sy
     # compared where both pictures have detail: a sky cell says nothing either way, and a cell
     # where only one has detail (the edge of a border or frame one copy added, a caption over the

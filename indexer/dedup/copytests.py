@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .align import cell_sums, clipped
+from .align import cell_sums, clipped, memoised
 
 COMPARE_SIDE = 384  # px: the resolution the copy tests compare at (at most)
 GRID = 12  # cells per side
@@ -105,12 +105,13 @@ def _band(cv2, img: np.ndarray, sigmas: tuple = BAND) -> np.ndarray:
 def mid_band(cv2, f) -> np.ndarray:
     """``_band`` of ``f.mid`` (``f``: verify.Features), made once per photo: every pair and
     transform that aligns onto it reads the same (read-only)."""
-    out = f.memo.get("mid_band")
-    if out is None:
+
+    def make():
         out = _band(cv2, f.mid)
         out.setflags(write=False)
-        f.memo["mid_band"] = out
-    return out
+        return out
+
+    return memoised(f, "mid_band", make)
 
 
 def cell_correlations(
