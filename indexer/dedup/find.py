@@ -20,6 +20,7 @@ from .batch import Settled
 from .candidates import near_pairs
 from .decide import DUPLICATE, MIRROR_COSINE, SIMILAR, PairJudge
 from .decisions import drop_dismissed
+from .factcache import FactCache
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .keeper import rekeep
 from .options import DedupOptions
@@ -133,7 +134,7 @@ def find_duplicates(
     found = []
     if near and len(reps) > 1:
         o = replace(o, threshold=threshold, verify_floor=verify_floor)
-        found = search.run(index, o, verifier, meta, preferred, qualities)
+        found = search.run_cached(index, o, verifier, meta, preferred, qualities)
     groups = _assemble(rows, rep_of, search, found, keeper, qualities)
     if not o.include_dismissed:
         groups, stats["dismissed_left_out"] = drop_dismissed(groups, index.store.dismissed_pairs())
@@ -171,9 +172,17 @@ class _NearSearch:
         self.judge: PairJudge | None = None
         self.reps_v = reps
         self.rekept: set[int] = set()  # keepers chosen over a member made from them (keeper.rekeep)
+        self.facts: FactCache | None = None  # the files' qualities and layouts kept with the index
 
     def _progress(self, stage):
         return (lambda d, t: self.progress(stage, d, t)) if self.progress else None
+
+    def run_cached(self, index, *args):
+        """``run`` with the files' facts (qualities, layouts) kept with the index (``factcache``);
+        the facts of photos gone from the index are forgotten after."""
+        keep = lambda: (r[1] for r in index.store.photo_facts())  # noqa: E731
+        with FactCache(os.path.join(str(index.directory), FEATURE_CACHE), keep) as self.facts:
+            return self.run(index, *args)
 
     def run(self, index, o: DedupOptions, verifier, meta, preferred, qualities):
         """The near groups of ``o`` (its threshold and floor resolved), candidates first."""
@@ -200,17 +209,17 @@ class _NearSearch:
         if verify and rotations:
             from .rotated import rotated_pairs  # lazy: keeps the command line's start light
 
-            ri, rj, _, rinfo = rotated_pairs([rows[r][1] for r in reps_v])
+            ri, rj, _, rinfo = rotated_pairs([rows[r][1] for r in reps_v], cache=self.facts)
             self.stats.update(rinfo)
             i, j, sc = _merge_pairs(
                 i, j, sc, ri, rj, np.einsum("nd,nd->n", x[ri], x[rj]) if len(ri) else np.zeros(0)
             )
         # the keeper order with what the files say about themselves (only files with a candidate)
         nodes = np.unique(np.concatenate([i, j])) if len(i) else np.zeros(0, np.int64)
-        found_q, secs = read_qualities([rows[reps_v[n]][1] for n in nodes.tolist()])
+        found_q, qstats = read_qualities([rows[reps_v[n]][1] for n in nodes.tolist()], cache=self.facts)
         for n, q in zip(nodes.tolist(), found_q):
             qualities[int(reps_v[n])] = q
-        self.stats["quality_seconds"] = round(secs, 3)
+        self.stats.update(qstats)
         self.rank = refine_rank(self.rank, rows, qualities, keeper, preferred)
         self.keeper_order = (qualities, keeper, preferred)  # for the keeper picks of _judged
         rank_v = self.rank[reps_v]

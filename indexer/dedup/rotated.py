@@ -5,7 +5,6 @@ More: docs/design-notes.md (``indexer.dedup.rotated``)."""
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -41,12 +40,35 @@ def _read(path: str) -> np.ndarray | None:
     return layout_descriptors(np.asarray(im, dtype=np.float32))
 
 
-def rotated_pairs(paths: list[str], floor: float = FLOOR, k: int = K, workers: int = 4):
-    """(i, j, score) arrays: ``paths[i]`` turned resembles ``paths[j]`` upright (i != j), and stats."""
+def _version() -> str:
+    """The code a stored layout was made by: this module and the decoding it uses."""
+    import hashlib
+
+    import retrieval.preprocess as preprocess
+
+    try:
+        return hashlib.sha256(
+            b"".join(open(f, "rb").read() for f in (__file__, preprocess.__file__))
+        ).hexdigest()[:16]
+    except OSError:  # no sources (a frozen install): never trust a stored row
+        return f"unknown-{time.time_ns()}"
+
+
+def _encode(desc) -> bytes | None:
+    return None if desc is None else np.ascontiguousarray(desc, np.float32).tobytes()
+
+
+def _decode(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, np.float32).reshape(4, LOW * LOW - 1).copy()
+
+
+def rotated_pairs(paths: list[str], floor: float = FLOOR, k: int = K, workers: int = 4, cache=None):
+    """(i, j, score) arrays: ``paths[i]`` turned resembles ``paths[j]`` upright (i != j), and stats;
+    ``cache``: a ``factcache.FactCache`` holding the layouts of files unchanged since a run before."""
+    from .factcache import cached_map
 
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        descs = list(pool.map(_read, paths))
+    descs, read_stats = cached_map(_read, paths, cache, "layout", (_version(), _encode, _decode), workers)
     ok = np.array([d is not None for d in descs], dtype=bool)
     n = len(paths)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
@@ -71,5 +93,6 @@ def rotated_pairs(paths: list[str], floor: float = FLOOR, k: int = K, workers: i
         "rotated_seconds": round(time.perf_counter() - t0, 3),
         "rotated_candidates": int(len(first)),
         "rotated_unreadable": int((~ok).sum()),
+        "rotated_cached": read_stats["layout_cached"],
     }
     return a[first], b[first], s[first], stats

@@ -205,3 +205,55 @@ def test_pairs_verified_ahead_in_one_batch_give_the_one_thread_report(make_index
     photos = [d for s, d, t in stages if s == "verify"]  # the verification's progress, in photos
     totals = {t for s, d, t in stages if s == "verify"}
     assert len(totals) == 1 and photos == sorted(photos) and photos[-1] == totals.pop() >= 4
+
+
+def test_a_second_dedup_reads_no_photo_for_its_keeper_order_or_turned_copies(
+    make_index, tmp_path, library, monkeypatch
+):
+    """The files' qualities (keeper order) and layouts (turned copies) are kept with the index
+    (``factcache``): a second run reads none of them, a changed photo is read again, and a damaged
+    row or file is read again, never an error."""
+    from indexer.dedup import quality, rotated
+
+    idx = _index(make_index, tmp_path, library)
+    first = find_duplicates(idx, verify_floor=-1.0)
+    assert first.stats["quality_cached"] == 0 and first.stats["rotated_cached"] == 0
+    read = {"quality": [], "layout": []}
+    real_quality, real_layout = quality.read_quality, rotated._read
+
+    def counted(kind, real):
+        def reader(path):
+            read[kind].append(path)
+            return real(path)
+
+        return reader
+
+    monkeypatch.setattr(quality, "read_quality", counted("quality", real_quality))
+    monkeypatch.setattr(rotated, "_read", counted("layout", real_layout))
+    again = find_duplicates(idx, verify_floor=-1.0)
+    assert read == {"quality": [], "layout": []}
+    assert again.stats["quality_cached"] >= 8 and again.stats["rotated_cached"] >= 8
+    assert _decisions(again) == _decisions(first)
+    # a photo changed in place: that file alone is read again
+    bird = str((library / "bird01.jpg").resolve())
+    ImageOps.flip(Image.open(bird)).save(bird, quality=90)
+    changed = find_duplicates(idx, verify_floor=-1.0)
+    assert read == {"quality": [bird], "layout": [bird]}
+    # a damaged row is read again; a file that is not a database is made again
+    cache = tmp_path / "index" / FEATURE_CACHE
+    with sqlite3.connect(cache) as db:
+        db.execute("UPDATE facts SET data = ? WHERE path = ?", (b"\x07garbage", bird))
+    read["quality"].clear(), read["layout"].clear()
+    assert _decisions(find_duplicates(idx, verify_floor=-1.0)) == _decisions(changed)
+    assert read == {"quality": [bird], "layout": [bird]}
+    cache.write_bytes(b"this is not a database" * 100)
+    read["quality"].clear(), read["layout"].clear()
+    assert _decisions(find_duplicates(idx, verify_floor=-1.0)) == _decisions(changed)
+    assert len(read["quality"]) == again.stats["quality_cached"] and len(read["layout"]) >= 8
+    # a photo gone from the index is gone from the facts
+    (library / "dog02.jpg").unlink()
+    idx.update([library], progress=False, workers=0)
+    find_duplicates(idx, verify_floor=-1.0)
+    with sqlite3.connect(cache) as db:
+        paths = {p for (p,) in db.execute("SELECT path FROM facts")}
+    assert bird in paths and not any(p.endswith("dog02.jpg") for p in paths)
