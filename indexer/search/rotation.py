@@ -1,8 +1,9 @@
 """Rotation search, on by default: a query is also searched turned by 90 and 270 degrees, and each
 indexed image keeps its best score over the three views, a turned view's score counting
 ``TURN_MARGIN`` less (for photos whose files lack the EXIF orientation that would have turned them
-upright). The query is first decoded with its own EXIF orientation applied, as every image is; the
-turned copies are PIL transposes of that.
+upright). The query is decoded once (``upright_view``: a JPEG at the reduced scale the model's input
+needs, as an indexed photo is), with its own EXIF orientation applied; the turned copies are PIL
+transposes of that, and all three views go to the model together.
 
 Why this rule (``benchmarks/rotation_search.py``, re-ranked as by default): a sideways photo of the
 same scene scores far higher turned than upright, while every other image gains a little from a free
@@ -30,18 +31,26 @@ TURN_MARGIN = 0.06  # a turned view's score counts this much less (0.04-0.08 mea
 DEFAULT_ROTATIONS = True
 
 
-def turned_copies(query, name: str = "query image") -> list[Image.Image]:
-    """The query image (a path, bytes or a PIL image) turned by each of ``TURNS`` (90 and 270
-    degrees anticlockwise, after its EXIF orientation). UserError when it cannot be read."""
+def upright_view(query, name: str = "query image", draft_size: int | None = None) -> Image.Image:
+    """The query image (a path, bytes or a PIL image) decoded once, RGB, its EXIF orientation
+    applied; ``draft_size``: JPEGs decoded at a reduced scale that stays at least that big, as the
+    model's own input path does (``retrieval.preprocess.load_and_prepare``). UserError when it
+    cannot be read."""
     try:
         if isinstance(query, Image.Image):
             upright = ImageOps.exif_transpose(query) or query
         else:
-            upright = open_image(os.fspath(query) if isinstance(query, os.PathLike) else query)
+            source = os.fspath(query) if isinstance(query, os.PathLike) else query
+            upright = open_image(source, draft_size=draft_size)
     except ImageError as e:
         raise UserError(f"cannot use {name}: {e}") from None
-    if upright.mode != "RGB":
-        upright = upright.convert("RGB")
+    return upright if upright.mode == "RGB" else upright.convert("RGB")
+
+
+def turned_copies(query, name: str = "query image", draft_size: int | None = None) -> list[Image.Image]:
+    """The query image (see ``upright_view``) turned by each of ``TURNS`` (90 and 270 degrees
+    anticlockwise, after its EXIF orientation)."""
+    upright = upright_view(query, name, draft_size)
     return [upright.transpose(turn) for turn in TURNS]
 
 

@@ -14,7 +14,7 @@ from indexer.reports import SearchHit
 from indexer.storage.offline import in_any
 from indexer.storage.store import Store
 from retrieval.errors import UserError
-from retrieval.preprocess import ImageError, load_and_prepare
+from retrieval.preprocess import ImageError, draft_side, load_and_prepare
 
 from . import neighbour_rerank as nr
 from . import rotation
@@ -64,10 +64,11 @@ def embed_and_search(
         out = embed_queries(index, queries, with_logits)
         d, logits = out if with_logits else (out, None)
         return search_vectors(index, d, k, options), d, logits
-    views = []
-    for q in queries:
+    views, draft = [], draft_side(index.spec.input_geometry)
+    for q in queries:  # each file decoded once, at the scale the model needs
         _check_query_path(q)
-        views += [q, *rotation.turned_copies(q, q if isinstance(q, (str, os.PathLike)) else "query image")]
+        upright = rotation.upright_view(q, q if isinstance(q, (str, os.PathLike)) else "query image", draft)
+        views += [upright, *rotation.turned_copies(upright)]
     out = embed_queries(index, views, with_logits)
     d, logits = out if with_logits else (out, None)
     upright = slice(None, None, rotation.VIEWS)

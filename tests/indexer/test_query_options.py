@@ -226,6 +226,35 @@ def _turned_copy_first(index, query):
     assert [_paths(h) for h in hits] == [_paths(turned[:2])] * 2
 
 
+def test_rotation_search_decodes_a_camera_photo_once_at_the_models_scale(index, tmp_path, monkeypatch):
+    """A big JPEG with an EXIF orientation: the three views come from one reduced (draft) decode,
+    and the upright view's descriptor is the one a plain search embeds."""
+    import retrieval.preprocess as preprocess
+
+    photo = tmp_path / "camera.jpg"
+    with Image.open(SAMPLES / "pixabay" / "cat01.jpg") as im:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # shown turned by 90 degrees clockwise
+        im.convert("RGB").resize((2400, 1800)).save(photo, quality=90, exif=exif)
+    plain = index.embed_queries([photo])
+    decoded = []
+
+    def counted(real):
+        def open_image(*args, **kwargs):
+            im = real(*args, **kwargs)
+            decoded.append(im.size)
+            return im
+
+        return open_image
+
+    monkeypatch.setattr(rotation, "open_image", counted(preprocess.open_image))
+    monkeypatch.setattr(preprocess, "open_image", counted(preprocess.open_image))
+    hits, d_rot, _ = index.embed_and_search([photo], 3, rotations=True)
+    assert len(decoded) == 1 and max(decoded[0]) < 2400 and decoded[0][1] > decoded[0][0]  # reduced, upright
+    np.testing.assert_allclose(d_rot, plain, atol=1e-5)
+    assert len(hits[0]) == 3
+
+
 def test_a_turned_view_counts_the_margin_less():
     """``merge_by_max``: each image keeps its best view, a turned view's score less the margin. A
     turned view a little above the upright one changes nothing; one far above wins, less the margin."""
