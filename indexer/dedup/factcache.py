@@ -1,5 +1,5 @@
 """What ``dedup`` reads from each file before it verifies anything - the file's quality for the keeper
-order (``quality.read_quality``) and its layout for turned copies (``rotated.layout_of``) - kept
+order (``quality.read_quality``) and its layout for turned copies (``rotated.rotated_pairs``) - kept
 with the index, so that a later run decodes no file it has seen unchanged.
 
 Without it every run decodes every photo with a candidate twice (a 1/8 draft of a 12-megapixel
@@ -12,15 +12,29 @@ photos again, never an error. ``cached_map`` is the one way in.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS facts (kind TEXT NOT NULL, path TEXT NOT NULL, size INTEGER, "
     "mtime_ns INTEGER, version TEXT, data BLOB, PRIMARY KEY (kind, path))"
 )
+
+
+@lru_cache(maxsize=None)
+def code_version(*files: str) -> str:
+    """A version for facts made by the code in ``files`` (module paths): a hash of their bytes, so
+    that a change to that code makes every stored fact stale. Without readable sources (a frozen
+    install), one that no stored row matches."""
+    try:
+        data = b"".join(open(f, "rb").read() for f in files)
+    except OSError:
+        return f"unknown-{time.time_ns()}"
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _stamp(path: str):
@@ -116,10 +130,12 @@ class FactCache:
 
 def cached_map(read, paths: list[str], cache: FactCache | None, kind: str, codec, workers: int = 4):
     """``[read(p) for p in paths]`` (threads), the files whose facts ``cache`` holds not read at all;
-    ``codec``: (version, encode(fact) -> bytes or None to keep it out, decode(bytes) -> fact).
+    ``codec``: (version() -> str (``code_version``), encode(fact) -> bytes or None to keep it out,
+    decode(bytes) -> fact).
     Returns (facts, stats): stats has ``{kind}_seconds`` and ``{kind}_cached`` (files not read)."""
     t0 = time.perf_counter()
     version, encode, decode = codec
+    version = version()
     known = cache.get(kind, version, paths) if cache is not None else {}
     out: list = [None] * len(paths)
     todo = []
@@ -131,9 +147,8 @@ def cached_map(read, paths: list[str], cache: FactCache | None, kind: str, codec
         if p not in known:
             todo.append(n)
     if todo:
-        stamps = [
-            _stamp(paths[n]) for n in todo
-        ]  # before reading: a file changed meanwhile is read again next run
+        # stamped before reading: a file changed meanwhile is read again next run
+        stamps = [_stamp(paths[n]) for n in todo]
         with ThreadPoolExecutor(workers) as pool:
             found = list(pool.map(read, [paths[n] for n in todo]))
         rows = []

@@ -12,7 +12,6 @@ size and modification time come from the index. ``keeper_reason`` says in words 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -196,17 +195,12 @@ def read_qualities(paths: list[str], workers: int = 4, cache=None) -> tuple[list
 
 
 def _version() -> str:
-    """The code a stored quality was read by: this module and the border trimming it uses."""
-    import hashlib
-
+    """The code a stored quality was made by: this module and the decoding it uses."""
     import retrieval.preprocess as preprocess
 
-    try:
-        return hashlib.sha256(
-            b"".join(open(f, "rb").read() for f in (__file__, preprocess.__file__))
-        ).hexdigest()[:16]
-    except OSError:  # no sources (a frozen install): never trust a stored row
-        return f"unknown-{time.time_ns()}"
+    from .factcache import code_version
+
+    return code_version(__file__, preprocess.__file__)
 
 
 def _encode(q: FileQuality) -> bytes | None:
@@ -217,7 +211,7 @@ def _decode(data: bytes) -> FileQuality:
     return FileQuality(**json.loads(data))
 
 
-_CODEC = (_version(), _encode, _decode)
+_CODEC = (_version, _encode, _decode)
 
 
 def keeper_reason(

@@ -42,16 +42,11 @@ def _read(path: str) -> np.ndarray | None:
 
 def _version() -> str:
     """The code a stored layout was made by: this module and the decoding it uses."""
-    import hashlib
-
     import retrieval.preprocess as preprocess
 
-    try:
-        return hashlib.sha256(
-            b"".join(open(f, "rb").read() for f in (__file__, preprocess.__file__))
-        ).hexdigest()[:16]
-    except OSError:  # no sources (a frozen install): never trust a stored row
-        return f"unknown-{time.time_ns()}"
+    from .factcache import code_version
+
+    return code_version(__file__, preprocess.__file__)
 
 
 def _encode(desc) -> bytes | None:
@@ -68,7 +63,7 @@ def rotated_pairs(paths: list[str], floor: float = FLOOR, k: int = K, workers: i
     from .factcache import cached_map
 
     t0 = time.perf_counter()
-    descs, read_stats = cached_map(_read, paths, cache, "layout", (_version(), _encode, _decode), workers)
+    descs, read_stats = cached_map(_read, paths, cache, "layout", (_version, _encode, _decode), workers)
     ok = np.array([d is not None for d in descs], dtype=bool)
     n = len(paths)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
