@@ -13,11 +13,14 @@ photos again, never an error. ``cached_map`` is the one way in.
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+
+from .featurecache import FeatureCache, prune_table, rollback
+
+_stamp = FeatureCache.stamp  # (size, mtime_ns) of a file now, or None
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS facts (kind TEXT NOT NULL, path TEXT NOT NULL, size INTEGER, "
@@ -35,14 +38,6 @@ def code_version(*files: str) -> str:
     except OSError:
         return f"unknown-{time.time_ns()}"
     return hashlib.sha256(data).hexdigest()[:16]
-
-
-def _stamp(path: str):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return int(st.st_size), int(st.st_mtime_ns)
 
 
 class FactCache:
@@ -103,24 +98,13 @@ class FactCache:
             self.db.executemany("INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, ?, ?)", rows)
             self.db.execute("COMMIT")
         except sqlite3.Error:
-            try:
-                self.db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            rollback(self.db)
 
     def prune(self, keep) -> int:
         """Forget the facts of paths not in ``keep`` (photos gone from the index); how many paths."""
         if self.db is None:
             return 0
-        keep = set(keep)
-        try:
-            gone = [p for (p,) in self.db.execute("SELECT DISTINCT path FROM facts") if p not in keep]
-            for n in range(0, len(gone), 500):
-                part = gone[n : n + 500]
-                self.db.execute(f"DELETE FROM facts WHERE path IN ({','.join('?' * len(part))})", part)
-        except sqlite3.Error:
-            return 0
-        return len(gone)
+        return prune_table(self.db, "facts", set(keep))
 
     def close(self) -> None:
         if self.db is not None:

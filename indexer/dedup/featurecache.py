@@ -91,6 +91,27 @@ def decode(data: bytes, path: str, mirrored: bool) -> Features:
     )
 
 
+def rollback(db) -> None:
+    """Roll back ``db``'s open transaction, if it has one (a cache: what was not written is made again)."""
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+def prune_table(db, table: str, keep: set) -> int:
+    """Delete the rows of ``table`` (a cache table with a ``path`` column) whose path is not in
+    ``keep``; how many paths (0 when the database cannot be read or written)."""
+    try:
+        gone = [p for (p,) in db.execute(f"SELECT DISTINCT path FROM {table}") if p not in keep]
+        for n in range(0, len(gone), 500):
+            part = gone[n : n + 500]
+            db.execute(f"DELETE FROM {table} WHERE path IN ({','.join('?' * len(part))})", part)
+    except sqlite3.Error:
+        return 0
+    return len(gone)
+
+
 class FeatureCache:
     """Features on disk, keyed by (path, mirrored) and checked against the file's size and mtime."""
 
@@ -174,10 +195,7 @@ class FeatureCache:
                     self._pending = 0
         except sqlite3.Error:
             self._pending = 0
-            try:
-                self.db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            rollback(self.db)
 
     def prune(self, keep) -> int:
         """Forget the features of paths not in ``keep`` (photos gone from the index); how many rows."""
@@ -185,15 +203,8 @@ class FeatureCache:
             return 0
         keep = set(keep)
         self.flush()
-        try:
-            with self._lock:
-                gone = [p for (p,) in self.db.execute("SELECT DISTINCT path FROM features") if p not in keep]
-                for i in range(0, len(gone), 500):
-                    part = gone[i : i + 500]
-                    self.db.execute(f"DELETE FROM features WHERE path IN ({','.join('?' * len(part))})", part)
-        except sqlite3.Error:
-            return 0
-        return len(gone)
+        with self._lock:
+            return prune_table(self.db, "features", keep)
 
     def flush(self) -> None:
         if self.db is None:
