@@ -4,7 +4,7 @@ classification (``video``); shared here: the model spec, preprocessing, class ra
 
 from .classes import softmax, top_classes
 from .errors import ModelMismatchError, UserError, one_line
-from .preprocess import DEFAULT_MAX_PIXELS, ImageError, load_and_prepare, open_image
+from .preprocess import DEFAULT_MAX_PIXELS, ImageError, draft_side, load_and_prepare, open_image
 from .spec import (
     ARCHS,
     DEFAULT_INPUT_POLICY,
@@ -23,6 +23,7 @@ __all__ = [
     "ModelMismatchError",
     "one_line",
     "ImageError",
+    "draft_side",
     "load_and_prepare",
     "open_image",
     "DEFAULT_MAX_PIXELS",

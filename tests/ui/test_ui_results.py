@@ -213,3 +213,41 @@ def test_uploads_are_kept_by_sha256_and_bad_links_are_one_line(tmp_path):
     read_only = tmp_path / "ro"
     read_only.write_text("a file, not a folder")  # the cache folder cannot be made: no URL, no error
     assert keep_upload(read_only, "x.jpg", data) is None
+
+
+def test_an_indexed_camera_photo_is_turned_from_one_reduced_decode(tiny_model, make_index, tmp_path):
+    """Rotation search from an indexed 12-MP-like JPEG: its turned views come from a draft decode
+    at the model's scale (not a full decode), the same views the command line's search embeds."""
+    import numpy as np
+    from PIL import Image
+
+    from indexer.search import turned_copies
+    from retrieval import draft_side
+    from ui.logic import Service
+    from ui.logic.query_options import turned_vectors
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    with Image.open(SAMPLES / "pixabay" / "cat01.jpg") as im:
+        im.convert("RGB").resize((2400, 1800)).save(photos / "camera.jpg", quality=90)
+    make_index(tmp_path / "index").update([photos], workers=0, progress=False)
+    svc = Service(tmp_path / "index")
+    try:
+        opened = []
+        real = svc.open_row
+
+        def open_row(row, **kw):
+            im = real(row, **kw)
+            opened.append(im.size)
+            return im
+
+        svc.open_row = open_row
+        q = svc.query_from_row(svc.row_for_path(str(photos / "camera.jpg")))
+        got = turned_vectors(svc, q)
+        assert len(opened) == 1 and max(opened[0]) < 2400  # one reduced decode
+        draft = draft_side(svc.index.spec.input_geometry)
+        want = svc.index.embed_queries(turned_copies(photos / "camera.jpg", draft_size=draft))
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        assert turned_vectors(svc, q) is got  # embedded once per query
+    finally:
+        svc.index.close()

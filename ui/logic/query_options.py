@@ -4,7 +4,8 @@ rotation search (``indexer.search.rotation``, on by default: the query also turn
 each image scored by its best view, a turned view's less a margin). ``Service.search`` asks ``nearest`` for its neighbours.
 
 The turned copies are embedded once per query and kept on it (``Query.turned``); an indexed image
-used as the query is read from its file for them (its upright descriptor stays the stored one).
+used as the query is read from its file for them, a JPEG at the reduced scale the model's input
+needs, as the command line's search reads it (its upright descriptor stays the stored one).
 Searches by words have neither option: they search another space (``Query.searcher``)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import numpy as np
 
 from indexer.search import DEFAULT_ROTATIONS, SearchOptions, search_views, turned_copies
+from retrieval import draft_side
 
 
 def turned_vectors(svc, query) -> np.ndarray:
@@ -21,7 +23,12 @@ def turned_vectors(svc, query) -> np.ndarray:
     the time it took joins the query's timings as "rotations")."""
     if query.turned is None:
         t0 = time.perf_counter()
-        im = query.image if query.image is not None else svc.open_row(svc.row(query.image_id))
+        draft = draft_side(svc.index.spec.input_geometry)
+        im = (
+            query.image
+            if query.image is not None
+            else svc.open_row(svc.row(query.image_id), draft_size=draft)
+        )
         with svc.lock:
             query.turned = np.asarray(svc.index.embed_queries(turned_copies(im, query.title)), np.float32)
         query.timings["rotations"] = time.perf_counter() - t0
