@@ -195,12 +195,16 @@ def read_qualities(paths: list[str], workers: int = 4, cache=None) -> tuple[list
 
 
 def _version() -> str:
-    """The code a stored quality was made by: this module and the decoding it uses."""
+    """The code a stored quality was made by: this module, the format sniffing and border trimming
+    it uses, and Pillow's version (its decoder)."""
+    import PIL
+
+    import retrieval.formats as formats
     import retrieval.preprocess as preprocess
 
     from .factcache import code_version
 
-    return code_version(__file__, preprocess.__file__)
+    return code_version(__file__, preprocess.__file__, formats.__file__) + "-" + PIL.__version__
 
 
 def _encode(q: FileQuality) -> bytes | None:

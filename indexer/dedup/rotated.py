@@ -41,12 +41,14 @@ def _read(path: str) -> np.ndarray | None:
 
 
 def _version() -> str:
-    """The code a stored layout was made by: this module and the decoding it uses."""
+    """The code a stored layout was made by: this module, the decoding it uses and Pillow's version."""
+    import PIL
+
     import retrieval.preprocess as preprocess
 
     from .factcache import code_version
 
-    return code_version(__file__, preprocess.__file__)
+    return code_version(__file__, preprocess.__file__) + "-" + PIL.__version__
 
 
 def _encode(desc) -> bytes | None:
