@@ -14,6 +14,7 @@ from indexer.search import (
     DEFAULT_QE,
     DEFAULT_RERANK,
     DEFAULT_ROTATIONS,
+    TURN_MARGIN,
     check_depth,
     check_options,
 )
@@ -134,7 +135,7 @@ def _search_images(idx, images, top_k, as_json, search_params, query_options, sk
     default=DEFAULT_ROTATIONS,
     show_default=True,
     help="Also search each image query turned by 90 and 270 degrees; an image keeps its best score, "
-    "a turned view's counting 0.06 less (for photos stored sideways without EXIF orientation). "
+    f"a turned view's counting {TURN_MARGIN:g} less (for photos stored sideways without EXIF orientation). "
     "Three times the query's model time.",
 )
 @click.option(

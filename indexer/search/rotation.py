@@ -47,11 +47,15 @@ def upright_view(query, name: str = "query image", draft_size: int | None = None
     return upright if upright.mode == "RGB" else upright.convert("RGB")
 
 
+def turns(upright: Image.Image) -> list[Image.Image]:
+    """``upright`` (an ``upright_view``) turned by each of ``TURNS`` (90 and 270 degrees anticlockwise)."""
+    return [upright.transpose(turn) for turn in TURNS]
+
+
 def turned_copies(query, name: str = "query image", draft_size: int | None = None) -> list[Image.Image]:
     """The query image (see ``upright_view``) turned by each of ``TURNS`` (90 and 270 degrees
     anticlockwise, after its EXIF orientation)."""
-    upright = upright_view(query, name, draft_size)
-    return [upright.transpose(turn) for turn in TURNS]
+    return turns(upright_view(query, name, draft_size))
 
 
 def merge_by_max(

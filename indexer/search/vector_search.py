@@ -68,7 +68,7 @@ def embed_and_search(
     for q in queries:  # each file decoded once, at the scale the model needs
         _check_query_path(q)
         upright = rotation.upright_view(q, q if isinstance(q, (str, os.PathLike)) else "query image", draft)
-        views += [upright, *rotation.turned_copies(upright)]
+        views += [upright, *rotation.turns(upright)]
     out = embed_queries(index, views, with_logits)
     d, logits = out if with_logits else (out, None)
     upright = slice(None, None, rotation.VIEWS)

@@ -12,7 +12,7 @@ import time
 
 import streamlit as st
 
-from indexer.search import DEFAULT_QE, DEFAULT_ROTATIONS
+from indexer.search import DEFAULT_QE, DEFAULT_ROTATIONS, TURN_MARGIN
 from ui.logic import (
     DEFAULT_PER,
     MAX_QE,
@@ -189,7 +189,7 @@ with st.sidebar:
             key="rotations",
             on_change=_reset_view,
             help="For photos stored sideways (no EXIF orientation): each image keeps its best "
-            "score over the query and its two quarter turns, a turned view's counting 0.06 less. "
+            f"score over the query and its two quarter turns, a turned view's counting {TURN_MARGIN:g} less. "
             "As `vgg-retrieval search --rotations` (on by default).",
         )
         box = C.crop_box("crop")
