@@ -23,10 +23,21 @@ AHEAD = 16  # pairs verified ahead of the pass, at most, with each batch it asks
 class Settled:
     """The verifier, with pairs verified ahead of the grouping passes (see the module doc)."""
 
-    def __init__(self, verifier, paths: list[str], i, j, sc, ahead: int = AHEAD):
-        self.inner, self.paths, self.ahead = verifier, paths, ahead
+    def __init__(self, verifier, paths: list[str], i, j, sc, ahead: int = AHEAD, cache=None):
+        """``cache``: a ``paircache.PairCache`` (pairs verified by an earlier run are taken from it,
+        the others stored in it)."""
+        self.inner, self.paths, self.ahead, self.cache = verifier, paths, ahead, cache
         self.ready: dict = {}  # evidence verified ahead, not asked for yet
         self.asked: set = set()  # pairs the passes have had
+        self.cached = 0  # pairs taken from ``cache``
+        keys = [self.key(u, v, s) for u, v, s in zip(i.tolist(), j.tolist(), sc.tolist())]
+        # the candidate pairs an earlier run verified (their files' features need not be read); every
+        # file stamped now, before this run reads it
+        if cache is not None:
+            for a, b, _ in keys:
+                cache.stamp(a), cache.stamp(b)
+        self.stored = cache.load(keys) if cache is not None else set()
+        self.uncached = np.array([k not in self.stored for k in keys], dtype=bool)
         a = np.concatenate([i, j]).astype(np.int64)  # the adjacency as group_pairs builds it
         b = np.concatenate([j, i]).astype(np.int64)
         w = np.concatenate([sc, sc]).astype(np.float32)
@@ -50,9 +61,19 @@ class Settled:
 
     def _run(self, keys: list) -> dict:
         keys = list(dict.fromkeys(keys))
+        if self.cache is not None:
+            for k in keys:
+                ev = self.cache.take(k)
+                if ev is not None:
+                    self.ready[k], self.cached = ev, self.cached + 1
+            keys = [k for k in keys if k not in self.ready]
         if keys:
+            # stamped before the files are read: a file changed meanwhile is verified again next run
+            stamps = [(self.cache.stamp(k[0]), self.cache.stamp(k[1])) for k in keys] if self.cache else []
             found = self.inner.verify([k[:2] for k in keys], mirror=[k[2] for k in keys])
             self.ready.update(zip(keys, found))
+            if self.cache is not None:
+                self.cache.put(zip(keys, stamps, found))
         return self.ready
 
     def check(self, check, rank: np.ndarray, excluded=None):

@@ -159,3 +159,16 @@ def _canonical(i, j, s):
     first = np.ones(len(a), dtype=bool)
     first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
     return a[first], b[first], np.minimum(s[first], 1.0)
+
+
+def merge_pairs(i, j, sc, ri, rj, rs):
+    """The union of two pair lists (i < j in both), each pair once."""
+    if len(ri) == 0:
+        return i, j, sc
+    known = set(zip(i.tolist(), j.tolist()))
+    new = np.array([(a, b) not in known for a, b in zip(ri.tolist(), rj.tolist())], dtype=bool)
+    return (
+        np.concatenate([i, ri[new]]),
+        np.concatenate([j, rj[new]]),
+        np.concatenate([sc, rs[new].astype(np.float32)]),
+    )

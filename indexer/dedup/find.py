@@ -17,13 +17,14 @@ from retrieval.errors import UserError
 
 from . import capture as capture_evidence
 from .batch import Settled
-from .candidates import near_pairs
+from .candidates import merge_pairs, near_pairs
 from .decide import DUPLICATE, MIRROR_COSINE, SIMILAR, PairJudge
 from .decisions import drop_dismissed
 from .factcache import FactCache
 from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .keeper import rekeep
 from .options import DedupOptions
+from .paircache import PairCache, version_of
 from .quality import FileQuality, best_of, keeper_reason, read_qualities, refine_rank
 from .report import DedupReport, Group, Member
 from .report_text import DUPLICATES, EXACT_REASON, KEEPER_REASON, UNPROVEN_WHY, WHY, near_reason
@@ -211,7 +212,7 @@ class _NearSearch:
 
             ri, rj, _, rinfo = rotated_pairs([rows[r][1] for r in reps_v], cache=self.facts)
             self.stats.update(rinfo)
-            i, j, sc = _merge_pairs(
+            i, j, sc = merge_pairs(
                 i, j, sc, ri, rj, np.einsum("nd,nd->n", x[ri], x[rj]) if len(ri) else np.zeros(0)
             )
         # the keeper order with what the files say about themselves (only files with a candidate)
@@ -225,28 +226,33 @@ class _NearSearch:
         rank_v = self.rank[reps_v]
         if not verify:
             return [(DUPLICATES, g) for g in group_pairs(len(reps_v), i, j, sc, rank_v)]
-        own = verifier is None
-        if own:  # features kept with the index; capture evidence as the index stored it
+        own, cache = verifier is None, None
+        if own:  # features and verified pairs kept with the index; capture evidence as it stored it
             verifier = _index_verifier(index, [rows[r] for r in reps_v[nodes]], min_keypoints)
+            cache = PairCache(verifier.store.disk.file, version_of(verifier))
         try:
-            return self._judged(o, verifier, i, j, sc, x, rank_v, nodes)
+            return self._judged(o, verifier, i, j, sc, x, rank_v, cache)
         finally:
-            if own:  # the cache keeps the photos the index has
-                if verifier.store.disk is not None:
-                    verifier.store.disk.prune(r[1] for r in index.store.photo_facts())
+            if own:  # the caches keep the photos the index has
+                indexed = [r[1] for r in index.store.photo_facts()]
+                verifier.store.disk.prune(indexed)
+                cache.prune(indexed)
+                cache.close()
                 verifier.close()
 
-    def _judged(self, o, verifier, i, j, sc, x, rank_v, nodes):
+    def _judged(self, o, verifier, i, j, sc, x, rank_v, cache):
         """The verified passes: duplicates, then similar shots (``o.similar``) over the files left."""
         rows, reps_v, min_keypoints, threshold = self.rows, self.reps_v, o.min_keypoints, o.threshold
-        if hasattr(verifier, "prefetch"):  # each photo's features once, on every worker, before the pairs
-            verifier.prefetch(  # and the mirror images the pairs will compare (``decide.MIRROR_COSINE``)
-                [rows[reps_v[n]][1] for n in nodes.tolist()],
-                progress=self._progress("features"),
-                mirrored={rows[reps_v[b]][1] for b in j[sc >= MIRROR_COSINE].tolist()},
-            )
         paths = [rows[r][1] for r in reps_v]
-        settled = Settled(verifier, paths, i, j, sc)  # pairs verified a few photos ahead of the passes
+        # pairs verified a few photos ahead of the passes; those of an earlier run kept with the index
+        settled = Settled(verifier, paths, i, j, sc, cache=cache)
+        if hasattr(verifier, "prefetch"):  # each photo's features once, on every worker, before the
+            todo = settled.uncached  # pairs not verified before, and the mirror images they compare
+            verifier.prefetch(
+                [paths[n] for n in np.unique(np.concatenate([i[todo], j[todo]])).tolist()],
+                progress=self._progress("features"),
+                mirrored={paths[b] for b in j[todo & (sc >= MIRROR_COSINE)].tolist()},
+            )
         self.judge = judge = PairJudge(paths, threshold, settled, min_keypoints)
         check = settled.check(judge.check((DUPLICATE,)), rank_v)
 
@@ -285,6 +291,7 @@ class _NearSearch:
             ]
         self.stats.update(judge.stats())
         self.stats["verified_ahead_unused"] = len(settled.ready)  # verified ahead, never asked about
+        self.stats["pairs_cached"] = settled.cached  # evidence kept from an earlier run
         store = getattr(verifier, "store", None)
         if store is not None:  # features made this run (the others came from the index's cache)
             self.stats["features_computed"] = store.computed
@@ -304,19 +311,6 @@ def _index_verifier(index, rows, min_keypoints: int) -> Verifier:
         cache_file=os.path.join(str(index.directory), FEATURE_CACHE),
         captures=known,
         settle_early=True,
-    )
-
-
-def _merge_pairs(i, j, sc, ri, rj, rs):
-    """The union of two pair lists (i < j in both), each pair once."""
-    if len(ri) == 0:
-        return i, j, sc
-    known = set(zip(i.tolist(), j.tolist()))
-    new = np.array([(a, b) not in known for a, b in zip(ri.tolist(), rj.tolist())], dtype=bool)
-    return (
-        np.concatenate([i, ri[new]]),
-        np.concatenate([j, rj[new]]),
-        np.concatenate([sc, rs[new].astype(np.float32)]),
     )
 
 

@@ -6,7 +6,8 @@ DIR/vectors-<gen>.faiss   the vectors of the committed generation, ids = images.
 DIR/model/                the exported model that made them (ONNX, OpenVINO IR, model.json)
 DIR/index.lock            held by the one process allowed to update the index
 DIR/.creating             only while the index is being made (see creating)
-DIR/dedup-features.sqlite dedup's per-photo verification features (a cache: indexer.dedup.featurecache)
+DIR/dedup-features.sqlite dedup's caches: per-photo verification features (indexer.dedup.featurecache),
+                          file facts (factcache) and verified pairs (paircache)
 """
 
 DB_FILE = "index.sqlite"

@@ -257,3 +257,58 @@ def test_a_second_dedup_reads_no_photo_for_its_keeper_order_or_turned_copies(
     with sqlite3.connect(cache) as db:
         paths = {p for (p,) in db.execute("SELECT path FROM facts")}
     assert bird in paths and not any(p.endswith("dog02.jpg") for p in paths)
+
+
+def test_a_second_dedup_verifies_no_pair_and_a_changed_photo_only_its_own(
+    make_index, tmp_path, library, monkeypatch
+):
+    """Verified pairs are kept with the index (``paircache``): a second run verifies none and gives
+    the same report, a photo changed in place has its own pairs verified again and no other, a
+    damaged row is verified again, another verifier setting verifies everything again, and the
+    rows of a photo gone from the index are deleted."""
+    from indexer.dedup import paircache
+
+    idx = _index(make_index, tmp_path, library)
+    first = find_duplicates(idx, verify_floor=-1.0)
+    assert first.stats["pairs_cached"] == 0 and first.stats["verified_pairs"] >= 8
+    asked = []
+    real = Verifier.compare
+
+    def counted(self, a, b, mirror=True):
+        asked.append((a, b))
+        return real(self, a, b, mirror=mirror)
+
+    monkeypatch.setattr(Verifier, "compare", counted)
+    again = find_duplicates(idx, verify_floor=-1.0)
+    assert asked == [] and again.stats["pairs_cached"] == first.stats["verified_pairs"]
+    assert again.stats["features_computed"] == 0
+    assert _decisions(again) == _decisions(first)
+    # the evidence comes back exactly (floats, the transform, the capture comparison)
+    dog, crop = (str((library / n).resolve()) for n in ("dog.jpg", "dog_crop.jpg"))
+    ev = real(Verifier(), dog, crop)
+    assert ev.transform and paircache.decode(paircache.encode(ev)) == ev
+    # a photo changed in place: its pairs alone are verified again
+    bird = str((library / "bird01.jpg").resolve())
+    ImageOps.flip(Image.open(bird)).save(bird, quality=90)
+    changed = find_duplicates(idx, verify_floor=-1.0)
+    assert asked and all(bird in pair for pair in asked)
+    assert changed.stats["pairs_cached"] == changed.stats["verified_pairs"] - len(asked)
+    # a damaged row: that pair is verified again, with the same report
+    cache = tmp_path / "index" / FEATURE_CACHE
+    with sqlite3.connect(cache) as db:
+        (a, b) = db.execute("SELECT a, b FROM pairs WHERE a != ? AND b != ? LIMIT 1", (bird, bird)).fetchone()
+        db.execute("UPDATE pairs SET data = ? WHERE a = ? AND b = ?", (b"\x07garbage", a, b))
+    asked.clear()
+    assert _decisions(find_duplicates(idx, verify_floor=-1.0)) == _decisions(changed)
+    assert asked == [(a, b)]
+    # another setting of the verifier: nothing stored counts
+    asked.clear()
+    other = find_duplicates(idx, verify_floor=-1.0, min_keypoints=10)
+    assert other.stats["pairs_cached"] == 0 and len(asked) == other.stats["verified_pairs"]
+    # a photo gone from the index is gone from the stored pairs
+    (library / "dog02.jpg").unlink()
+    idx.update([library], progress=False, workers=0)
+    find_duplicates(idx, verify_floor=-1.0)
+    with sqlite3.connect(cache) as db:
+        paths = {p for row in db.execute("SELECT a, b FROM pairs") for p in row}
+    assert bird in paths and not any(p.endswith("dog02.jpg") for p in paths)

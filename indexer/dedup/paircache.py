@@ -1,0 +1,213 @@
+"""Verified pairs kept with the index, so that a later ``dedup`` verifies only the pairs it has not
+seen with both files unchanged - and reads no photo's features for the rest.
+
+Verifying a candidate pair is most of a run (holidays150: ~2.5 ms of CPU a pair, 9 pairs a photo;
+the pairs of same-scene series cost ~16 ms each). Every pair's ``rule.Evidence`` is a function of
+its two files, the verifier's settings and the code, so it is stored in the feature cache's SQLite
+file (``indexer.storage.layout.FEATURE_CACHE``), table ``pairs``: one row per (a, b, mirror) as
+``batch.Settled`` asks for it, valid while both files keep their size and modification time and
+``version_of(verifier)`` is unchanged: the verification modules' bytes (``factcache.code_version``),
+OpenCV's, Pillow's, numpy's and FAISS's versions, and the verifier's settings. A report from
+stored evidence is the report the pairs would give again. Like the other caches it is only a
+cache: a file that cannot be opened, written or read, or a row that does not decode, means
+verifying the pair again, never an error. Rows of photos gone from the index, and rows of another
+version, are deleted when the run closes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import fields
+
+from .factcache import code_version
+from .featurecache import FeatureCache, rollback
+from .rule import Evidence
+
+_stamp = FeatureCache.stamp
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(os.path.dirname(_HERE))
+# the code a pair's evidence comes from (a change to any of them makes every stored pair stale)
+MODULES = tuple(
+    os.path.join(_HERE, m)
+    for m in (
+        "verify.py",
+        "align.py",
+        "copytests.py",
+        "retake.py",
+        "rule.py",
+        "capture.py",
+        "photofeatures.py",
+        "featurecache.py",
+        "paircache.py",
+    )
+) + tuple(os.path.join(_ROOT, "retrieval", m) for m in ("preprocess.py", "formats.py"))
+COMMIT_EVERY = 512
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS pairs (a TEXT NOT NULL, b TEXT NOT NULL, mirror INTEGER NOT NULL, "
+    "a_size INTEGER, a_mtime_ns INTEGER, b_size INTEGER, b_mtime_ns INTEGER, version TEXT, data BLOB, "
+    "PRIMARY KEY (a, b, mirror))"
+)
+_DEFAULTS = {f.name: f.default for f in fields(Evidence)}
+
+
+def version_of(verifier) -> str:
+    """The version of the evidence ``verifier`` (a ``verify.Verifier``) gives: its code, the
+    libraries under it and its settings."""
+    import cv2
+    import faiss
+    import numpy
+    import PIL
+
+    settings = {
+        "code": code_version(*MODULES),
+        "libraries": [cv2.__version__, PIL.__version__, numpy.__version__, faiss.__version__],
+        "features": verifier.features,
+        "max_side": verifier.max_side,
+        "min_keypoints": verifier.min_keypoints,
+        "settle_early": bool(verifier.settle_early),
+    }
+    return json.dumps(settings, sort_keys=True)
+
+
+def encode(ev: Evidence) -> bytes:
+    """``ev`` as JSON of the fields that differ from their defaults (floats round-trip exactly)."""
+    d = {k: getattr(ev, k) for k in _DEFAULTS if getattr(ev, k) != _DEFAULTS[k]}
+    if "transform" in d:
+        d["transform"] = list(d["transform"])
+    return json.dumps(d, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> Evidence:
+    """The Evidence that ``encode`` wrote (ValueError, TypeError... when ``data`` is not that)."""
+    d = json.loads(data)
+    if not isinstance(d, dict) or not set(d) <= set(_DEFAULTS):
+        raise ValueError("not evidence")
+    if "transform" in d:
+        d["transform"] = tuple(float(v) for v in d["transform"])
+    return Evidence(**d)
+
+
+class PairCache:
+    """Evidence on disk by (a, b, mirror), checked against both files' size and mtime."""
+
+    def __init__(self, file, version: str):
+        self.file, self.version = str(file), version
+        self.found: dict = {}  # what ``load`` found valid, not taken yet: key -> bytes
+        self.hits = self.writes = 0
+        self._stamps: dict = {}  # path -> stamp, taken once per run (before its features are read)
+        self._pending = 0
+        self._lock = threading.Lock()
+        self.db = self._open()
+
+    def _open(self):
+        try:
+            db = sqlite3.connect(self.file, check_same_thread=False, isolation_level=None, timeout=5)
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute(SCHEMA)
+            db.execute("SELECT count(*) FROM pairs").fetchone()
+            return db
+        except (sqlite3.Error, OSError):  # read-only folder, not a database...: verify again
+            return None
+
+    def stamp(self, path: str):
+        if path not in self._stamps:
+            self._stamps[path] = _stamp(path)
+        return self._stamps[path]
+
+    def load(self, keys) -> set:
+        """Look up ``keys`` ((a, b, mirror) tuples); the set of those whose stored evidence is valid
+        for the files as they are now (``take`` hands each out once)."""
+        wanted = {}
+        for k in keys:
+            wanted.setdefault(k[0], set()).add(k)
+        if self.db is None or not wanted:
+            return set()
+        firsts = list(wanted)
+        try:
+            for n in range(0, len(firsts), 500):
+                part = firsts[n : n + 500]
+                for row in self.db.execute(
+                    f"SELECT * FROM pairs WHERE version = ? AND a IN ({','.join('?' * len(part))})",
+                    [self.version, *part],
+                ):
+                    a, b, mirror, sa, ma, sb, mb, _, data = row
+                    key = (a, b, bool(mirror))
+                    if key in wanted[a] and self.stamp(a) == (sa, ma) and self.stamp(b) == (sb, mb):
+                        self.found[key] = bytes(data)
+        except sqlite3.Error:
+            self.found.clear()
+        return set(self.found)
+
+    def take(self, key) -> Evidence | None:
+        """The stored evidence of ``key`` found by ``load`` (once), or None."""
+        data = self.found.pop(key, None)
+        if data is None:
+            return None
+        try:
+            ev = decode(data)
+        except Exception:  # noqa: BLE001 - a damaged row: the pair is verified again (and replaced)
+            return None
+        self.hits += 1
+        return ev
+
+    def put(self, items) -> None:
+        """Store ``items``: (key, (stamp of a, stamp of b) taken before the pair was verified, Evidence)."""
+        rows = [
+            (k[0], k[1], int(k[2]), *sa, *sb, self.version, sqlite3.Binary(encode(ev)))
+            for k, (sa, sb), ev in items
+            if sa is not None and sb is not None
+        ]
+        if self.db is None or not rows:
+            return
+        with self._lock:
+            try:
+                if self._pending == 0:
+                    self.db.execute("BEGIN")
+                self.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._pending += len(rows)
+                self.writes += len(rows)
+                if self._pending >= COMMIT_EVERY:
+                    self.db.execute("COMMIT")
+                    self._pending = 0
+            except sqlite3.Error:
+                self._pending = 0
+                rollback(self.db)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self.db is not None and self._pending:
+                try:
+                    self.db.execute("COMMIT")
+                except sqlite3.Error:
+                    rollback(self.db)
+            self._pending = 0
+
+    def prune(self, keep) -> int:
+        """Delete the rows of another version, or with a file not in ``keep`` (photos gone from
+        the index); how many rows."""
+        if self.db is None:
+            return 0
+        keep = set(keep)
+        self.flush()
+        try:
+            gone = self.db.execute("DELETE FROM pairs WHERE version != ?", (self.version,)).rowcount
+            stale = [
+                r
+                for r in self.db.execute("SELECT rowid, a, b FROM pairs")
+                if r[1] not in keep or r[2] not in keep
+            ]
+            for n in range(0, len(stale), 500):
+                part = [r[0] for r in stale[n : n + 500]]
+                self.db.execute(f"DELETE FROM pairs WHERE rowid IN ({','.join('?' * len(part))})", part)
+        except sqlite3.Error:
+            return 0
+        return gone + len(stale)
+
+    def close(self) -> None:
+        self.flush()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
