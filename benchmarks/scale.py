@@ -14,12 +14,17 @@ from the kernel (``wait4``):
   p99 in ms, in this process after one warm-up; then the same without rotation search;
 - ``UI search``: what the search page runs for an upload (``ui.logic.Service``: decode, model, FAISS,
   the first page of thumbnails, cold), p50 and p99, with and without rotation search;
-- ``dedup``: ``vgg-retrieval dedup --index IX --out REPORT`` (verification on, the defaults);
+- ``dedup``: ``vgg-retrieval dedup --index IX --out REPORT`` (verification on, the defaults); then
+  ``dedup again`` with nothing changed (features, file facts and verified pairs from the index's
+  cache); then ``--grow`` new variant photos (default 1% of N) indexed into a folder of their own
+  and ``dedup after adding`` them (only pairs with a new photo verified); the new photos then
+  leave the folder and the index again (an ``index`` update), so the index stays N photos;
 - ``check``: ``vgg-retrieval check --index IX``.
 ``--model tiny`` runs the same with the random VGG11 at 64 px (``--arch vgg11 --weights random --size
 64``): what the pipeline around the model costs at a size the default model cannot reach in the time.
 
-Run:  PYTHONPATH=. python benchmarks/scale.py --photos 2000 [--model default|tiny] [--work DIR] [--no-dedup]
+Run:  PYTHONPATH=. python benchmarks/scale.py --photos 2000 [--model default|tiny] [--work DIR]
+                                            [--no-dedup | --dedup-only] [--grow M]
 """
 
 from __future__ import annotations
@@ -165,6 +170,37 @@ def ui_times(ix: Path, photos: list[Path], n: int, rotations: bool = True) -> li
     return out
 
 
+def dedup_rows(args, ix: Path, photos: list[Path]) -> list[tuple]:
+    """dedup, dedup again (all cached), and dedup after adding ``--grow`` photos (see the module doc)."""
+    report = str(args.work / f"report-{args.photos}")
+    rows = []
+    for what in ("dedup", "dedup again (nothing changed)"):
+        s, rss = run(cli("dedup", "--index", str(ix), "--out", report))
+        rows.append((what, f"{s:.0f} s", f"{len(photos) / s:.1f} photos/s", f"{rss:.0f}", ""))
+    grow = args.grow if args.grow is not None else max(1, args.photos // 100)
+    if grow:
+        new = args.work / f"grow-{args.photos}"
+        new.mkdir(parents=True, exist_ok=True)
+        pool = real_photos()
+        for i in range(grow):  # seeds past the collection's own: other crops, tones and sizes
+            variant(pool[i * 7919 % len(pool)], new / f"g{i:06d}.jpg", 10**7 + i)
+        run(cli("index", str(new), "--index", str(ix), "-q"))
+        s, rss = run(cli("dedup", "--index", str(ix), "--out", report))
+        rows.append(
+            (
+                f"dedup after adding {grow:,} photos",
+                f"{s:.0f} s",
+                f"{(len(photos) + grow) / s:.1f} photos/s",
+                f"{rss:.0f}",
+                "",
+            )
+        )
+        for f in new.iterdir():  # the index back to its N photos
+            f.unlink()
+        run(cli("index", "--index", str(ix), "-q"))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", type=int, default=2000)
@@ -172,6 +208,10 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--work", type=Path, default=Path("/tmp/vgg-scale"))
     ap.add_argument("--no-dedup", action="store_true", help="leave out dedup (search again on a made index)")
+    ap.add_argument("--dedup-only", action="store_true", help="leave out search and check (a made index)")
+    ap.add_argument(
+        "--grow", type=int, default=None, help="photos added for the last dedup [1%% of --photos]"
+    )
     args = ap.parse_args()
     folder = make_photos(args.work, args.photos)
     photos = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -183,7 +223,8 @@ def main() -> None:
         rows.append(
             ("index", f"{s:.0f} s", f"{len(photos) / s:.1f} img/s", f"{rss:.0f}", f"{du_mib(ix):.0f} MiB")
         )
-    for rotations, how in ((True, "default"), (False, "--no-rotations")):
+    searches, ui = [], []
+    for rotations, how in () if args.dedup_only else ((True, "default"), (False, "--no-rotations")):
         searches = search_times(ix, photos, args.queries, rotations)
         rows.append(
             (
@@ -194,7 +235,7 @@ def main() -> None:
                 "",
             )
         )
-    for rotations, how in ((True, "default"), (False, "no rotations")):
+    for rotations, how in () if args.dedup_only else ((True, "default"), (False, "no rotations")):
         ui = ui_times(ix, photos, max(10, args.queries // 10), rotations)
         rows.append(
             (
@@ -206,17 +247,18 @@ def main() -> None:
             )
         )
     if not args.no_dedup:
-        s, rss = run(cli("dedup", "--index", str(ix), "--out", str(args.work / f"report-{args.photos}")))
-        rows.append(("dedup", f"{s:.0f} s", f"{len(photos) / s:.1f} photos/s", f"{rss:.0f}", ""))
-    s, rss = run(cli("check", "--index", str(ix)))
-    rows.append(("check", f"{s:.1f} s", "", f"{rss:.0f}", ""))
+        rows += dedup_rows(args, ix, photos)
+    if not args.dedup_only:
+        s, rss = run(cli("check", "--index", str(ix)))
+        rows.append(("check", f"{s:.1f} s", "", f"{rss:.0f}", ""))
     print(f"\n{cpu_line()}; {len(photos):,} photos; model: {args.model}")
     print("\n| step | time | rate | peak RSS MiB | size |\n|---|---:|---:|---:|---:|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
-    print(
-        f"\n(search: {len(searches)} queries; UI: {len(ui)} uploads; median {statistics.median(ui) * 1000:.0f} ms)"
-    )
+    if ui:
+        print(
+            f"\n(search: {len(searches)} queries; UI: {len(ui)} uploads; median {statistics.median(ui) * 1000:.0f} ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -179,23 +179,38 @@ class FeatureCache:
         """Store ``ft`` as made from the file when it had ``stamp`` (its size and mtime before reading)."""
         if self.db is None or stamp is None:
             return
-        data = encode(ft)
-        try:
-            with self._lock:
+        row = (ft.path, int(ft.mirrored), stamp[0], stamp[1], self.params, sqlite3.Binary(encode(ft)))
+        if self.write("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)", [row]):
+            self.writes += 1
+
+    def write(self, sql: str, rows: list) -> bool:
+        """Run ``sql`` for each of ``rows`` in the open batch transaction (committed every
+        ``COMMIT_EVERY`` rows and by ``flush``); False when it could not be written. Every table of
+        the file (``paircache`` too) writes through this one connection: two connections with open
+        transactions on one file would each wait on the other's lock."""
+        if self.db is None or not rows:
+            return False
+        with self._lock:
+            try:
                 if self._pending == 0:
                     self.db.execute("BEGIN")
-                self.db.execute(
-                    "INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)",
-                    (ft.path, int(ft.mirrored), stamp[0], stamp[1], self.params, sqlite3.Binary(data)),
-                )
-                self._pending += 1
-                self.writes += 1
+                self.db.executemany(sql, rows)
+                self._pending += len(rows)
                 if self._pending >= COMMIT_EVERY:
                     self.db.execute("COMMIT")
                     self._pending = 0
-        except sqlite3.Error:
-            self._pending = 0
-            rollback(self.db)
+            except sqlite3.Error:
+                self._pending = 0
+                rollback(self.db)
+                return False
+        return True
+
+    def execute(self, sql: str, params=()) -> list:
+        """The rows of one statement on this connection (sqlite3.Error when it fails)."""
+        if self.db is None:
+            raise sqlite3.OperationalError("no cache file")
+        with self._lock:
+            return self.db.execute(sql, params).fetchall()
 
     def prune(self, keep) -> int:
         """Forget the features of paths not in ``keep`` (photos gone from the index); how many rows."""

@@ -229,7 +229,7 @@ class _NearSearch:
         own, cache = verifier is None, None
         if own:  # features and verified pairs kept with the index; capture evidence as it stored it
             verifier = _index_verifier(index, [rows[r] for r in reps_v[nodes]], min_keypoints)
-            cache = PairCache(verifier.store.disk.file, version_of(verifier))
+            cache = PairCache(verifier.store.disk, version_of(verifier))
         try:
             return self._judged(o, verifier, i, j, sc, x, rank_v, cache)
         finally:
@@ -237,7 +237,6 @@ class _NearSearch:
                 indexed = [r[1] for r in index.store.photo_facts()]
                 verifier.store.disk.prune(indexed)
                 cache.prune(indexed)
-                cache.close()
                 verifier.close()
 
     def _judged(self, o, verifier, i, j, sc, x, rank_v, cache):

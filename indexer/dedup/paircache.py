@@ -19,11 +19,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 from dataclasses import fields
 
 from .factcache import code_version
-from .featurecache import FeatureCache, rollback
+from .featurecache import FeatureCache
 from .rule import Evidence
 
 _stamp = FeatureCache.stamp
@@ -44,7 +43,6 @@ MODULES = tuple(
         "paircache.py",
     )
 ) + tuple(os.path.join(_ROOT, "retrieval", m) for m in ("preprocess.py", "formats.py"))
-COMMIT_EVERY = 512
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS pairs (a TEXT NOT NULL, b TEXT NOT NULL, mirror INTEGER NOT NULL, "
     "a_size INTEGER, a_mtime_ns INTEGER, b_size INTEGER, b_mtime_ns INTEGER, version TEXT, data BLOB, "
@@ -91,26 +89,19 @@ def decode(data: bytes) -> Evidence:
 
 
 class PairCache:
-    """Evidence on disk by (a, b, mirror), checked against both files' size and mtime."""
+    """Evidence on disk by (a, b, mirror), checked against both files' size and mtime; written
+    through the feature cache's connection (``featurecache.FeatureCache.write``)."""
 
-    def __init__(self, file, version: str):
-        self.file, self.version = str(file), version
+    def __init__(self, disk: FeatureCache, version: str):
+        self.disk, self.version = disk, version
         self.found: dict = {}  # what ``load`` found valid, not taken yet: key -> bytes
-        self.hits = self.writes = 0
+        self.hits = 0
         self._stamps: dict = {}  # path -> stamp, taken once per run (before its features are read)
-        self._pending = 0
-        self._lock = threading.Lock()
-        self.db = self._open()
-
-    def _open(self):
         try:
-            db = sqlite3.connect(self.file, check_same_thread=False, isolation_level=None, timeout=5)
-            db.execute("PRAGMA synchronous=OFF")
-            db.execute(SCHEMA)
-            db.execute("SELECT count(*) FROM pairs").fetchone()
-            return db
-        except (sqlite3.Error, OSError):  # read-only folder, not a database...: verify again
-            return None
+            disk.execute(SCHEMA)
+            self.ok = True
+        except sqlite3.Error:  # no file (read-only folder...), not a database...: verify again
+            self.ok = False
 
     def stamp(self, path: str):
         if path not in self._stamps:
@@ -120,20 +111,19 @@ class PairCache:
     def load(self, keys) -> set:
         """Look up ``keys`` ((a, b, mirror) tuples); the set of those whose stored evidence is valid
         for the files as they are now (``take`` hands each out once)."""
-        wanted = {}
+        wanted: dict = {}
         for k in keys:
             wanted.setdefault(k[0], set()).add(k)
-        if self.db is None or not wanted:
+        if not self.ok or not wanted:
             return set()
         firsts = list(wanted)
         try:
             for n in range(0, len(firsts), 500):
                 part = firsts[n : n + 500]
-                for row in self.db.execute(
+                for a, b, mirror, sa, ma, sb, mb, _, data in self.disk.execute(
                     f"SELECT * FROM pairs WHERE version = ? AND a IN ({','.join('?' * len(part))})",
                     [self.version, *part],
                 ):
-                    a, b, mirror, sa, ma, sb, mb, _, data = row
                     key = (a, b, bool(mirror))
                     if key in wanted[a] and self.stamp(a) == (sa, ma) and self.stamp(b) == (sb, mb):
                         self.found[key] = bytes(data)
@@ -160,54 +150,27 @@ class PairCache:
             for k, (sa, sb), ev in items
             if sa is not None and sb is not None
         ]
-        if self.db is None or not rows:
-            return
-        with self._lock:
-            try:
-                if self._pending == 0:
-                    self.db.execute("BEGIN")
-                self.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                self._pending += len(rows)
-                self.writes += len(rows)
-                if self._pending >= COMMIT_EVERY:
-                    self.db.execute("COMMIT")
-                    self._pending = 0
-            except sqlite3.Error:
-                self._pending = 0
-                rollback(self.db)
-
-    def flush(self) -> None:
-        with self._lock:
-            if self.db is not None and self._pending:
-                try:
-                    self.db.execute("COMMIT")
-                except sqlite3.Error:
-                    rollback(self.db)
-            self._pending = 0
+        if self.ok and rows:
+            self.disk.write("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def prune(self, keep) -> int:
         """Delete the rows of another version, or with a file not in ``keep`` (photos gone from
         the index); how many rows."""
-        if self.db is None:
+        if not self.ok:
             return 0
         keep = set(keep)
-        self.flush()
+        self.disk.flush()
         try:
-            gone = self.db.execute("DELETE FROM pairs WHERE version != ?", (self.version,)).rowcount
+            ((gone,),) = self.disk.execute("SELECT count(*) FROM pairs WHERE version != ?", (self.version,))
+            self.disk.execute("DELETE FROM pairs WHERE version != ?", (self.version,))
             stale = [
-                r
-                for r in self.db.execute("SELECT rowid, a, b FROM pairs")
+                r[0]
+                for r in self.disk.execute("SELECT rowid, a, b FROM pairs")
                 if r[1] not in keep or r[2] not in keep
             ]
             for n in range(0, len(stale), 500):
-                part = [r[0] for r in stale[n : n + 500]]
-                self.db.execute(f"DELETE FROM pairs WHERE rowid IN ({','.join('?' * len(part))})", part)
+                part = stale[n : n + 500]
+                self.disk.execute(f"DELETE FROM pairs WHERE rowid IN ({','.join('?' * len(part))})", part)
         except sqlite3.Error:
             return 0
         return gone + len(stale)
-
-    def close(self) -> None:
-        self.flush()
-        if self.db is not None:
-            self.db.close()
-            self.db = None

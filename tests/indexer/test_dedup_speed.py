@@ -312,3 +312,32 @@ def test_a_second_dedup_verifies_no_pair_and_a_changed_photo_only_its_own(
     with sqlite3.connect(cache) as db:
         paths = {p for row in db.execute("SELECT a, b FROM pairs") for p in row}
     assert bird in paths and not any(p.endswith("dog02.jpg") for p in paths)
+
+
+def test_stored_features_are_read_while_verified_pairs_wait_to_be_written(tmp_path):
+    """The verified pairs are written through the feature cache's own connection: with pair rows
+    not committed yet, in a transaction large enough to hold the file's lock (every dirty page
+    spilled to it, as at 20,000 photos), the features are still read at once. Two connections
+    would wait on each other (each read 5 s, then a miss, and the run stalled)."""
+    from indexer.dedup.paircache import PairCache, version_of
+
+    verifier = Verifier(workers=1, cache_file=tmp_path / FEATURE_CACHE)
+    dog, cat = str(PIX / "dog01.jpg"), str(PIX / "cat01.jpg")
+    verifier.features_of(dog)
+    disk = verifier.store.disk
+    disk.flush()
+    disk.execute("PRAGMA cache_size=1")  # every page written spills to the file: an exclusive lock
+    disk.execute("PRAGMA busy_timeout=0")  # a lock held elsewhere fails at once
+    cache = PairCache(disk, version_of(verifier))
+    ev = verifier.compare(dog, cat)
+    stamps = (disk.stamp(dog), disk.stamp(cat))
+    cache.put(
+        [((f"{dog}-{n}", cat, False), stamps, ev) for n in range(39)] + [((dog, cat, False), stamps, ev)]
+    )
+    assert disk._pending >= 40  # still in the open transaction
+    misses = disk.misses
+    assert disk.get(dog, False) is not None and disk.misses == misses
+    disk.flush()
+    assert cache.load([(dog, cat, False), (f"{dog}-7", cat, False)]) == {(dog, cat, False)}
+    assert cache.take((dog, cat, False)) == ev
+    verifier.close()
