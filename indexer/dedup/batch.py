@@ -38,6 +38,8 @@ class Settled:
                 cache.stamp(a), cache.stamp(b)
         self.stored = cache.load(keys) if cache is not None else set()
         self.uncached = np.array([k not in self.stored for k in keys], dtype=bool)
+        self.open = np.zeros(len(paths), dtype=bool)  # photos with a pair still to verify
+        self.open[i[self.uncached]] = self.open[j[self.uncached]] = True
         a = np.concatenate([i, j]).astype(np.int64)  # the adjacency as group_pairs builds it
         b = np.concatenate([j, i]).astype(np.int64)
         w = np.concatenate([sc, sc]).astype(np.float32)
@@ -108,7 +110,7 @@ class Settled:
         for u in nodes[start : start + 4 * self.ahead]:
             if len(out) >= self.ahead:
                 break
-            if assigned[u] or u in busy:
+            if assigned[u] or u in busy or not self.open[u]:  # (all its pairs stored: nothing to batch)
                 continue
             lo, hi = self.indptr[u], self.indptr[u + 1]
             for v, s in zip(self.nb[lo:hi].tolist(), self.w[lo:hi].tolist()):

@@ -175,6 +175,27 @@ class FeatureCache:
         self.hits += 1
         return ft
 
+    def stored(self, keys) -> set:
+        """Those of ``keys`` ((path, mirrored) pairs) whose stored features are valid for the files
+        as they are now (without reading the features themselves)."""
+        keys = set(keys)
+        paths = sorted({p for p, _ in keys})
+        found = set()
+        try:
+            for n in range(0, len(paths), 500):
+                part = paths[n : n + 500]
+                for path, mirrored, size, mtime, params in self.execute(
+                    "SELECT path, mirrored, size, mtime_ns, params FROM features WHERE path IN "
+                    f"({','.join('?' * len(part))})",
+                    part,
+                ):
+                    key = (path, bool(mirrored))
+                    if key in keys and params == self.params and self.stamp(path) == (size, mtime):
+                        found.add(key)
+        except sqlite3.Error:
+            return set()
+        return found
+
     def put(self, ft: Features, stamp) -> None:
         """Store ``ft`` as made from the file when it had ``stamp`` (its size and mtime before reading)."""
         if self.db is None or stamp is None:

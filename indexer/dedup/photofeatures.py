@@ -82,9 +82,13 @@ class PhotoFeatures:
     def prefetch(self, paths, workers: int, progress=None, mirrored=()) -> None:
         """Make the features of ``paths`` on ``workers`` threads (into memory as room allows, and to
         disk), and of the mirror images of those in ``mirrored`` (right after, on the same thread:
-        one decode); ``progress(done, total)``."""
+        one decode); ``progress(done, total)``. Features the disk already holds are left to be read
+        when a pair needs them (a later run may need few of them)."""
         paths = list(dict.fromkeys(paths))
         mirrored = set(mirrored)
+        if self.disk is not None and self.disk.db is not None:
+            have = self.disk.stored([(p, False) for p in paths] + [(p, True) for p in mirrored])
+            paths = [p for p in paths if (p, False) not in have or (p in mirrored and (p, True) not in have)]
 
         def both(path):
             self.get(path)

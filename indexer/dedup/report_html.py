@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image, ImageOps
 
@@ -72,22 +73,32 @@ function apply(){
 
 def thumbnail_uri(path: str, size: int = 160) -> str | None:
     """A small JPEG of ``path`` as a data: URI, or None when the file can't be read."""
+    return thumbnail_uris(path, (size,))[0]
+
+
+def thumbnail_uris(path: str, sizes) -> list:
+    """``thumbnail_uri`` of ``path`` at each of ``sizes`` (largest first or not), from one decode."""
     try:
         with Image.open(path) as im:
-            im.draft("RGB", (size * 2, size * 2))
-            im = ImageOps.exif_transpose(im)
-            im = im.convert("RGB")
+            top = max(sizes)
+            im.draft("RGB", (top, top))  # a JPEG decoded at the smallest scale still >= top
+            im.thumbnail((top, top))  # (turned after: fewer pixels to turn)
+            im = ImageOps.exif_transpose(im).convert("RGB")
+        out = {}
+        for size in sorted(set(sizes), reverse=True):  # each from the one above it
             im.thumbnail((size, size))
             buf = io.BytesIO()
             im.save(buf, "JPEG", quality=80)
+            out[size] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
     except Exception:
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        return [None] * len(sizes)
+    return [out[s] for s in sizes]
 
 
 def _figure(m, role: str, thumb: int, large: int) -> str:
-    uri = thumbnail_uri(m.path, thumb)
-    big = thumbnail_uri(m.path, large) if uri and large > thumb else None
+    uri, big = (
+        thumbnail_uris(m.path, (thumb, large)) if large > thumb else (thumbnail_uri(m.path, thumb), None)
+    )
     cls = {"keep": "keep", "similar": "sim"}.get(role, "dup")
     attrs = f' data-large="{big}"' if big else ""
     img = (
@@ -178,10 +189,11 @@ def render(report, max_groups: int = 2000, thumb: int = 160, large: int = 640, j
         )
     parts.append("<div id='groups'>")
     # larger views are embedded for the first groups only, so the page stays a reasonable size
-    parts += [
-        _group(n, g, thumb, large if n <= LARGE_GROUPS else 0)
-        for n, g in enumerate(report.groups[:max_groups], 1)
-    ]
+    with ThreadPoolExecutor(2) as threads:  # Pillow decodes and scales without the GIL
+        parts += threads.map(
+            lambda ng: _group(ng[0], ng[1], thumb, large if ng[0] <= LARGE_GROUPS else 0),
+            enumerate(report.groups[:max_groups], 1),
+        )
     parts.append("</div>")
     if report.errors:
         parts.append(

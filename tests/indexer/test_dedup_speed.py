@@ -102,10 +102,12 @@ def test_a_corrupt_feature_cache_is_made_again_never_an_error(make_index, tmp_pa
     idx = _index(make_index, tmp_path, library)
     first = find_duplicates(idx, verify_floor=-1.0)
     cache = tmp_path / "index" / FEATURE_CACHE
-    # one damaged row: that photo is made again, the rest are read
+    # one damaged row: that photo is made again, the rest are read (the stored pairs forgotten, so
+    # that every pair needs its photos' features again)
     with sqlite3.connect(cache) as db:
         (path,) = db.execute("SELECT path FROM features WHERE mirrored = 0 LIMIT 1").fetchone()
         db.execute("UPDATE features SET data = ? WHERE path = ?", (b"\x07garbage", path))
+        db.execute("DELETE FROM pairs")
     rep = find_duplicates(idx, verify_floor=-1.0)
     assert rep.stats["features_computed"] == 1 and _decisions(rep) == _decisions(first)
     # the whole file overwritten with garbage: everything is made again, and the cache works again
