@@ -149,6 +149,10 @@ def dedup(
             include_dismissed=include_dismissed,
         )
     click.echo(f"{index_dir}: {report.summary()}")
+    pairs = report.stats.get("verified_pairs", 0)
+    if pairs:  # why a later run is fast: what it kept from an earlier one
+        kept = report.stats.get("pairs_cached", 0)
+        click.echo(f"  {pairs:,} candidate pairs verified, {kept:,} of them kept from an earlier run")
     for p in paths:
         click.echo(f"  wrote {p}")
 
