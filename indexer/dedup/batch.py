@@ -78,6 +78,17 @@ class Settled:
                 self.cache.put(zip(keys, stamps, found))
         return self.ready
 
+    def remembered(self, a: str, b: str, compute) -> bool:
+        """``compute()`` (``keeper.made_from(a, b)``: a fact of the two files, like a pair's evidence),
+        kept in ``cache`` when there is one."""
+        found = self.cache.fact((a, b)) if self.cache is not None else None
+        if found is None:
+            stamps = (self.cache.stamp(a), self.cache.stamp(b)) if self.cache is not None else None
+            found = bool(compute())
+            if self.cache is not None:
+                self.cache.put_fact((a, b), stamps, found)
+        return found
+
     def check(self, check, rank: np.ndarray, excluded=None):
         """``check`` (a ``PairJudge.check`` for ``group_pairs`` with ``rank``; ``excluded``: the
         same as the judge's) with the next free photos' pairs verified in the same batch."""

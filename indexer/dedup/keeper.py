@@ -207,7 +207,7 @@ def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None, rekep
         made = set()  # keepers found made from a member: never chosen again
         changed = rekept
         for _ in range(ROUNDS):
-            found = [m for m in members if made_from(judge.verifier, *_names(judge, keep, m))]
+            found = [m for m in members if _made(judge, keep, m)]
             if found:
                 # the keeper is not the original: the best member it was made from is (checked
                 # again in the next round: it may be a crop or an enlargement of another member)
@@ -244,10 +244,20 @@ def _better(judge, keep: int, members: list, rank, pick) -> list:
         best = _best([keep] + members, rank, pick)
         if best == keep:
             return []
-        if not made_from(judge.verifier, *_names(judge, best, keep)):
+        if not _made(judge, best, keep):
             return [best]
         members = [m for m in members if m != best]
     return []
+
+
+def _made(judge, a: int, b: int) -> bool:
+    """``made_from`` of the files at positions ``a`` (keeper) and ``b`` of the judge: kept with the
+    index by a verifier that keeps verified pairs (``batch.Settled.remembered``), else computed."""
+    keeper, member, ev = _names(judge, a, b)
+    remembered = getattr(judge.verifier, "remembered", None)
+    if remembered is None:
+        return made_from(judge.verifier, keeper, member, ev)
+    return remembered(keeper, member, lambda: made_from(judge.verifier, keeper, member, ev))
 
 
 def _names(judge, a: int, b: int) -> tuple:

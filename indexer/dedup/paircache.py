@@ -8,7 +8,9 @@ file (``indexer.storage.layout.FEATURE_CACHE``), table ``pairs``: one row per (a
 ``batch.Settled`` asks for it, valid while both files keep their size and modification time and
 ``version_of(verifier)`` is unchanged: the verification modules' bytes (``factcache.code_version``),
 OpenCV's, Pillow's, numpy's and FAISS's versions, and the verifier's settings. A report from
-stored evidence is the report the pairs would give again. Like the other caches it is only a
+stored evidence is the report the pairs would give again. The keeper checks of duplicate groups
+(``keeper.made_from``: is one file made from the other?) are facts of two files too, kept in the
+same table (``MADE_FROM`` rows). Like the other caches it is only a
 cache: a file that cannot be opened, written or read, or a row that does not decode, means
 verifying the pair again, never an error. Rows of photos gone from the index, and rows of another
 version, are deleted when the run closes it.
@@ -39,6 +41,7 @@ MODULES = tuple(
         "rule.py",
         "capture.py",
         "photofeatures.py",
+        "keeper.py",
         "featurecache.py",
         "paircache.py",
     )
@@ -49,6 +52,9 @@ SCHEMA = (
     "PRIMARY KEY (a, b, mirror))"
 )
 _DEFAULTS = {f.name: f.default for f in fields(Evidence)}
+# the ``mirror`` column: 0 and 1, a pair's evidence without and with its mirrored comparison (as
+# ``batch.Settled`` asks for it); MADE_FROM, ``keeper.made_from(a, b)`` (b"1" or b"0")
+MADE_FROM = 2
 
 
 def version_of(verifier) -> str:
@@ -121,7 +127,7 @@ class PairCache:
             for n in range(0, len(firsts), 500):
                 part = firsts[n : n + 500]
                 for a, b, mirror, sa, ma, sb, mb, _, data in self.disk.execute(
-                    f"SELECT * FROM pairs WHERE version = ? AND a IN ({','.join('?' * len(part))})",
+                    f"SELECT * FROM pairs WHERE version = ? AND mirror < 2 AND a IN ({','.join('?' * len(part))})",
                     [self.version, *part],
                 ):
                     key = (a, b, bool(mirror))
@@ -152,6 +158,32 @@ class PairCache:
         ]
         if self.ok and rows:
             self.disk.write("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def fact(self, pair) -> bool | None:
+        """The stored ``keeper.made_from(a, b)`` of ``pair`` (a, b) (row kind ``MADE_FROM``), or None."""
+        a, b = pair
+        try:
+            rows = self.disk.execute(
+                "SELECT a_size, a_mtime_ns, b_size, b_mtime_ns, data FROM pairs "
+                "WHERE a = ? AND b = ? AND mirror = ? AND version = ?",
+                (a, b, MADE_FROM, self.version),
+            )
+        except sqlite3.Error:
+            return None
+        if not rows or rows[0][4] not in (b"0", b"1"):
+            return None
+        sa, ma, sb, mb, data = rows[0]
+        if self.stamp(a) != (sa, ma) or self.stamp(b) != (sb, mb):
+            return None
+        self.hits += 1
+        return data == b"1"
+
+    def put_fact(self, pair, stamps, value: bool) -> None:
+        """Store ``value``, the ``made_from`` of ``pair`` as its files had ``stamps``."""
+        (a, b), (sa, sb) = pair, stamps
+        if self.ok and sa is not None and sb is not None:
+            row = (a, b, MADE_FROM, *sa, *sb, self.version, b"1" if value else b"0")
+            self.disk.write("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [row])
 
     def prune(self, keep) -> int:
         """Delete the rows of another version, or with a file not in ``keep`` (photos gone from

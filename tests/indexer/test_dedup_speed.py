@@ -268,11 +268,19 @@ def test_a_second_dedup_verifies_no_pair_and_a_changed_photo_only_its_own(
     the same report, a photo changed in place has its own pairs verified again and no other, a
     damaged row is verified again, another verifier setting verifies everything again, and the
     rows of a photo gone from the index are deleted."""
-    from indexer.dedup import paircache
+    from indexer.dedup import keeper, paircache
 
     idx = _index(make_index, tmp_path, library)
+    checked = []  # the keeper checks of duplicate groups (is one file made from the other?)
+    real_made_from = keeper.made_from
+
+    def made_from(verifier, a, b, ev):
+        checked.append((a, b))
+        return real_made_from(verifier, a, b, ev)
+
+    monkeypatch.setattr(keeper, "made_from", made_from)
     first = find_duplicates(idx, verify_floor=-1.0)
-    assert first.stats["pairs_cached"] == 0 and first.stats["verified_pairs"] >= 8
+    assert first.stats["pairs_cached"] == 0 and first.stats["verified_pairs"] >= 8 and checked
     asked = []
     real = Verifier.compare
 
@@ -281,8 +289,9 @@ def test_a_second_dedup_verifies_no_pair_and_a_changed_photo_only_its_own(
         return real(self, a, b, mirror=mirror)
 
     monkeypatch.setattr(Verifier, "compare", counted)
+    checked.clear()
     again = find_duplicates(idx, verify_floor=-1.0)
-    assert asked == [] and again.stats["pairs_cached"] == first.stats["verified_pairs"]
+    assert asked == [] and checked == [] and again.stats["pairs_cached"] == first.stats["verified_pairs"]
     assert again.stats["features_computed"] == 0
     assert _decisions(again) == _decisions(first)
     # the evidence comes back exactly (floats, the transform, the capture comparison)
