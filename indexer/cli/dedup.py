@@ -152,7 +152,9 @@ def dedup(
     pairs = report.stats.get("verified_pairs", 0)
     if pairs:  # why a later run is fast: what it kept from an earlier one
         kept = report.stats.get("pairs_cached", 0)
-        click.echo(f"  {pairs:,} candidate pairs verified, {kept:,} of them kept from an earlier run")
+        click.echo(
+            f"  {pairs:,} candidate pairs judged: {kept:,} kept from an earlier run, {pairs - kept:,} verified"
+        )
     for p in paths:
         click.echo(f"  wrote {p}")
 

@@ -29,7 +29,7 @@ class Settled:
         self.inner, self.paths, self.ahead, self.cache = verifier, paths, ahead, cache
         self.ready: dict = {}  # evidence verified ahead, not asked for yet
         self.asked: set = set()  # pairs the passes have had
-        self.cached = 0  # pairs taken from ``cache``
+        self.taken: set = set()  # pairs taken from ``cache`` (asked for, or verified ahead)
         keys = [self.key(u, v, s) for u, v, s in zip(i.tolist(), j.tolist(), sc.tolist())]
         # the candidate pairs an earlier run verified (their files' features need not be read); every
         # file stamped now, before this run reads it
@@ -67,7 +67,8 @@ class Settled:
             for k in keys:
                 ev = self.cache.take(k)
                 if ev is not None:
-                    self.ready[k], self.cached = ev, self.cached + 1
+                    self.ready[k] = ev
+                    self.taken.add(k)
             keys = [k for k in keys if k not in self.ready]
         if keys:
             # stamped before the files are read: a file changed meanwhile is verified again next run
@@ -77,6 +78,11 @@ class Settled:
             if self.cache is not None:
                 self.cache.put(zip(keys, stamps, found))
         return self.ready
+
+    @property
+    def cached(self) -> int:
+        """Pairs the passes asked about whose evidence came from ``cache``."""
+        return len(self.taken & self.asked)
 
     def remembered(self, a: str, b: str, compute) -> bool:
         """``compute()`` (``keeper.made_from(a, b)``: a fact of the two files, like a pair's evidence),

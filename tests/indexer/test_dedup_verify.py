@@ -195,7 +195,7 @@ def test_cli_dedup_verifies_by_default_and_says_its_rule(tmp_path, tiny_model, e
     assert "0 groups" in capsys.readouterr().out
     assert main(args + ["--verify-floor", f"{floor:.4f}"]) == 0
     text = capsys.readouterr().out
-    assert " of them kept from an earlier run" in text and " 0 of them kept" in text
+    assert " candidate pairs judged: 0 kept from an earlier run, " in text
     assert (
         "1 groups" in text
         and f"candidates at cosine >= {floor:.2f}" in text
@@ -216,7 +216,10 @@ def test_cli_dedup_verifies_by_default_and_says_its_rule(tmp_path, tiny_model, e
     # a second run keeps every pair it verified (paircache) and says so; the same report
     assert main(args + ["--verify-floor", f"{floor:.4f}"]) == 0
     pairs = rep["stats"]["verified_pairs"]
-    assert f"{pairs:,} candidate pairs verified, {pairs:,} of them kept" in capsys.readouterr().out
+    assert (
+        f"{pairs:,} candidate pairs judged: {pairs:,} kept from an earlier run, 0 verified"
+        in capsys.readouterr().out
+    )
     assert json.loads((tmp_path / "rep.json").read_text())["groups"] == rep["groups"]
     assert main(args + ["--min-keypoints", "0"]) == 2
     assert "--min-keypoints must be at least 1" in capsys.readouterr().err
