@@ -84,15 +84,15 @@ class Settled:
         """Pairs the passes asked about whose evidence came from ``cache``."""
         return len(self.taken & self.asked)
 
-    def remembered(self, a: str, b: str, compute) -> bool:
-        """``compute()`` (``keeper.made_from(a, b)``: a fact of the two files, like a pair's evidence),
-        kept in ``cache`` when there is one."""
-        found = self.cache.fact((a, b)) if self.cache is not None else None
+    def remembered(self, a: str, b: str, ev, compute) -> bool:
+        """``compute()`` (``keeper.made_from(a, b, ev)``: a fact of the two files and their
+        evidence, like the evidence itself), kept in ``cache`` when there is one."""
+        found = self.cache.fact((a, b), ev) if self.cache is not None else None
         if found is None:
             stamps = (self.cache.stamp(a), self.cache.stamp(b)) if self.cache is not None else None
             found = bool(compute())
             if self.cache is not None:
-                self.cache.put_fact((a, b), stamps, found)
+                self.cache.put_fact((a, b), stamps, ev, found)
         return found
 
     def check(self, check, rank: np.ndarray, excluded=None):

@@ -257,7 +257,7 @@ def _made(judge, a: int, b: int) -> bool:
     remembered = getattr(judge.verifier, "remembered", None)
     if remembered is None:
         return made_from(judge.verifier, keeper, member, ev)
-    return remembered(keeper, member, lambda: made_from(judge.verifier, keeper, member, ev))
+    return remembered(keeper, member, ev, lambda: made_from(judge.verifier, keeper, member, ev))
 
 
 def _names(judge, a: int, b: int) -> tuple:

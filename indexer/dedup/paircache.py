@@ -53,7 +53,7 @@ SCHEMA = (
 )
 _DEFAULTS = {f.name: f.default for f in fields(Evidence)}
 # the ``mirror`` column: 0 and 1, a pair's evidence without and with its mirrored comparison (as
-# ``batch.Settled`` asks for it); MADE_FROM, ``keeper.made_from(a, b)`` (b"1" or b"0")
+# ``batch.Settled`` asks for it); MADE_FROM, ``keeper.made_from(a, b, ev)`` (a digest of ev, b":1" or b":0")
 MADE_FROM = 2
 
 
@@ -74,6 +74,14 @@ def version_of(verifier) -> str:
         "settle_early": bool(verifier.settle_early),
     }
     return json.dumps(settings, sort_keys=True)
+
+
+def _digest(ev: Evidence | None) -> bytes:
+    """A short hash of ``ev``: a stored keeper check counts only for the evidence it was made with
+    (another model's cosines can ask for the pair with or without its mirrored comparison)."""
+    import hashlib
+
+    return hashlib.sha256(encode(ev) if ev is not None else b"none").hexdigest()[:16].encode()
 
 
 def encode(ev: Evidence) -> bytes:
@@ -159,8 +167,9 @@ class PairCache:
         if self.ok and rows:
             self.disk.write("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def fact(self, pair) -> bool | None:
-        """The stored ``keeper.made_from(a, b)`` of ``pair`` (a, b) (row kind ``MADE_FROM``), or None."""
+    def fact(self, pair, ev) -> bool | None:
+        """The stored ``keeper.made_from(a, b, ev)`` of ``pair`` (a, b) (a ``MADE_FROM`` row, made with
+        this same evidence), or None."""
         a, b = pair
         try:
             rows = self.disk.execute(
@@ -170,19 +179,20 @@ class PairCache:
             )
         except sqlite3.Error:
             return None
-        if not rows or rows[0][4] not in (b"0", b"1"):
+        if not rows or self.stamp(a) != tuple(rows[0][:2]) or self.stamp(b) != tuple(rows[0][2:4]):
             return None
-        sa, ma, sb, mb, data = rows[0]
-        if self.stamp(a) != (sa, ma) or self.stamp(b) != (sb, mb):
+        digest, _, value = bytes(rows[0][4]).partition(b":")
+        if digest != _digest(ev) or value not in (b"0", b"1"):
             return None
         self.hits += 1
-        return data == b"1"
+        return value == b"1"
 
-    def put_fact(self, pair, stamps, value: bool) -> None:
-        """Store ``value``, the ``made_from`` of ``pair`` as its files had ``stamps``."""
+    def put_fact(self, pair, stamps, ev, value: bool) -> None:
+        """Store ``value``, the ``made_from`` of ``pair`` with ``ev``, as its files had ``stamps``."""
         (a, b), (sa, sb) = pair, stamps
         if self.ok and sa is not None and sb is not None:
-            row = (a, b, MADE_FROM, *sa, *sb, self.version, b"1" if value else b"0")
+            data = _digest(ev) + (b":1" if value else b":0")
+            row = (a, b, MADE_FROM, *sa, *sb, self.version, data)
             self.disk.write("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [row])
 
     def prune(self, keep) -> int:

@@ -9,6 +9,7 @@ VGG11 index (make_index) with the verify floor at -1, so every neighbour pair is
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 import pytest
 from conftest import SAMPLES
@@ -351,4 +352,9 @@ def test_stored_features_are_read_while_verified_pairs_wait_to_be_written(tmp_pa
     disk.flush()
     assert cache.load([(dog, cat, False), (f"{dog}-7", cat, False)]) == {(dog, cat, False)}
     assert cache.take((dog, cat, False)) == ev
+    # a keeper check counts only with the evidence it was made with
+    cache.put_fact((dog, cat), stamps, ev, True)
+    disk.flush()
+    assert cache.fact((dog, cat), ev) is True and cache.fact((cat, dog), ev) is None
+    assert cache.fact((dog, cat), replace(ev, mirrored=not ev.mirrored)) is None
     verifier.close()
