@@ -89,7 +89,14 @@ def encode(ev: Evidence) -> bytes:
     d = {k: getattr(ev, k) for k in _DEFAULTS if getattr(ev, k) != _DEFAULTS[k]}
     if "transform" in d:
         d["transform"] = list(d["transform"])
-    return json.dumps(d, separators=(",", ":")).encode()
+    return json.dumps(d, separators=(",", ":"), default=_plain).encode()
+
+
+def _plain(value):
+    """A numpy scalar as the Python number it holds (json cannot write numpy's own types)."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 def decode(data: bytes) -> Evidence:
@@ -159,11 +166,14 @@ class PairCache:
 
     def put(self, items) -> None:
         """Store ``items``: (key, (stamp of a, stamp of b) taken before the pair was verified, Evidence)."""
-        rows = [
-            (k[0], k[1], int(k[2]), *sa, *sb, self.version, sqlite3.Binary(encode(ev)))
-            for k, (sa, sb), ev in items
-            if sa is not None and sb is not None
-        ]
+        rows = []
+        for k, (sa, sb), ev in items:
+            try:
+                data = encode(ev)
+            except (TypeError, ValueError):  # evidence json cannot hold: verified again next run
+                continue
+            if sa is not None and sb is not None:
+                rows.append((k[0], k[1], int(k[2]), *sa, *sb, self.version, sqlite3.Binary(data)))
         if self.ok and rows:
             self.disk.write("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from conftest import SAMPLES
 from PIL import Image, ImageOps
@@ -299,6 +300,8 @@ def test_a_second_dedup_verifies_no_pair_and_a_changed_photo_only_its_own(
     dog, crop = (str((library / n).resolve()) for n in ("dog.jpg", "dog_crop.jpg"))
     ev = real(Verifier(), dog, crop)
     assert ev.transform and paircache.decode(paircache.encode(ev)) == ev
+    numpy_ev = replace(ev, inliers=np.int64(ev.inliers), pixel=np.float32(0.5), mirrored=np.bool_(True))
+    assert paircache.decode(paircache.encode(numpy_ev)) == numpy_ev  # numpy scalars stored as numbers
     # a photo changed in place: its pairs alone are verified again
     bird = str((library / "bird01.jpg").resolve())
     ImageOps.flip(Image.open(bird)).save(bird, quality=90)
