@@ -72,7 +72,11 @@ class Settled:
             keys = [k for k in keys if k not in self.ready]
         if keys:
             # stamped before the files are read: a file changed meanwhile is verified again next run
-            stamps = [(self.cache.stamp(k[0]), self.cache.stamp(k[1])) for k in keys] if self.cache else []
+            stamps = (
+                [(self.cache.stamp(a), self.cache.stamp(b)) for a, b, _ in keys]
+                if self.cache is not None
+                else []
+            )
             found = self.inner.verify([k[:2] for k in keys], mirror=[k[2] for k in keys])
             self.ready.update(zip(keys, found))
             if self.cache is not None:
@@ -87,12 +91,13 @@ class Settled:
     def remembered(self, a: str, b: str, ev, compute) -> bool:
         """``compute()`` (``keeper.made_from(a, b, ev)``: a fact of the two files and their
         evidence, like the evidence itself), kept in ``cache`` when there is one."""
-        found = self.cache.fact((a, b), ev) if self.cache is not None else None
+        if self.cache is None:
+            return bool(compute())
+        found = self.cache.fact((a, b), ev)
         if found is None:
-            stamps = (self.cache.stamp(a), self.cache.stamp(b)) if self.cache is not None else None
+            stamps = (self.cache.stamp(a), self.cache.stamp(b))  # before ``compute`` reads the files
             found = bool(compute())
-            if self.cache is not None:
-                self.cache.put_fact((a, b), stamps, ev, found)
+            self.cache.put_fact((a, b), stamps, ev, found)
         return found
 
     def check(self, check, rank: np.ndarray, excluded=None):

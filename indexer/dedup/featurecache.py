@@ -99,14 +99,17 @@ def rollback(db) -> None:
         pass
 
 
-def prune_table(db, table: str, keep: set) -> int:
-    """Delete the rows of ``table`` (a cache table with a ``path`` column) whose path is not in
-    ``keep``; how many paths (0 when the database cannot be read or written)."""
+def prune_table(db, table: str, keep: set, columns: tuple = ("path",)) -> int:
+    """Delete the rows of ``table`` (a cache table) with a path not in ``keep`` in any of its
+    ``columns``; how many paths (0 when the database cannot be read or written)."""
+    gone: set = set()
     try:
-        gone = [p for (p,) in db.execute(f"SELECT DISTINCT path FROM {table}") if p not in keep]
-        for n in range(0, len(gone), 500):
-            part = gone[n : n + 500]
-            db.execute(f"DELETE FROM {table} WHERE path IN ({','.join('?' * len(part))})", part)
+        for column in columns:
+            drop = [p for (p,) in db.execute(f"SELECT DISTINCT {column} FROM {table}") if p not in keep]
+            for n in range(0, len(drop), 500):
+                part = drop[n : n + 500]
+                db.execute(f"DELETE FROM {table} WHERE {column} IN ({','.join('?' * len(part))})", part)
+            gone.update(drop)
     except sqlite3.Error:
         return 0
     return len(gone)
@@ -233,14 +236,16 @@ class FeatureCache:
         with self._lock:
             return self.db.execute(sql, params).fetchall()
 
-    def prune(self, keep) -> int:
-        """Forget the features of paths not in ``keep`` (photos gone from the index); how many rows."""
+    def prune(self, keep, table: str = "features", columns: tuple = ("path",)) -> int:
+        """Forget the rows of ``table`` (this file's features, or another cache table written through
+        this connection) whose ``columns`` name a path not in ``keep`` (photos gone from the index);
+        how many paths."""
         if self.db is None:
             return 0
         keep = set(keep)
         self.flush()
         with self._lock:
-            return prune_table(self.db, "features", keep)
+            return prune_table(self.db, table, keep, columns)
 
     def flush(self) -> None:
         if self.db is None:

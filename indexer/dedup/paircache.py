@@ -116,7 +116,6 @@ class PairCache:
     def __init__(self, disk: FeatureCache, version: str):
         self.disk, self.version = disk, version
         self.found: dict = {}  # what ``load`` found valid, not taken yet: key -> bytes
-        self.hits = 0
         self._stamps: dict = {}  # path -> stamp, taken once per run (before its features are read)
         try:
             disk.execute(SCHEMA)
@@ -161,7 +160,6 @@ class PairCache:
             ev = decode(data)
         except Exception:  # noqa: BLE001 - a damaged row: the pair is verified again (and replaced)
             return None
-        self.hits += 1
         return ev
 
     def put(self, items) -> None:
@@ -194,7 +192,6 @@ class PairCache:
         digest, _, value = bytes(rows[0][4]).partition(b":")
         if digest != _digest(ev) or value not in (b"0", b"1"):
             return None
-        self.hits += 1
         return value == b"1"
 
     def put_fact(self, pair, stamps, ev, value: bool) -> None:
@@ -206,23 +203,12 @@ class PairCache:
             self.disk.write("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [row])
 
     def prune(self, keep) -> int:
-        """Delete the rows of another version, or with a file not in ``keep`` (photos gone from
-        the index); how many rows."""
+        """Delete the rows of another version, and those with a file not in ``keep`` (photos gone
+        from the index); how many such files."""
         if not self.ok:
             return 0
-        keep = set(keep)
-        self.disk.flush()
         try:
-            ((gone,),) = self.disk.execute("SELECT count(*) FROM pairs WHERE version != ?", (self.version,))
             self.disk.execute("DELETE FROM pairs WHERE version != ?", (self.version,))
-            stale = [
-                r[0]
-                for r in self.disk.execute("SELECT rowid, a, b FROM pairs")
-                if r[1] not in keep or r[2] not in keep
-            ]
-            for n in range(0, len(stale), 500):
-                part = stale[n : n + 500]
-                self.disk.execute(f"DELETE FROM pairs WHERE rowid IN ({','.join('?' * len(part))})", part)
         except sqlite3.Error:
             return 0
-        return gone + len(stale)
+        return self.disk.prune(keep, "pairs", ("a", "b"))
