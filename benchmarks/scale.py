@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,15 +83,32 @@ def variant(src: Path, out: Path, seed: int) -> None:
 
 
 def make_photos(work: Path, n: int) -> Path:
-    """``work``/photos-N: the real photos linked, then variants up to ``n`` (made once)."""
+    """``work``/photos-N: the real photos linked, then variants up to ``n`` (made once, on every core;
+    a variant already made for a smaller N is the same file, seed for seed, and is linked instead)."""
     folder = work / f"photos-{n}"
     done = folder / ".complete"
     if done.exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    pool = real_photos()
+    smaller = sorted(
+        (f for f in work.glob("photos-*") if (f / ".complete").exists() and f != folder),
+        key=lambda f: int(f.name.split("-")[1]),
+    )
     t = time.perf_counter()
-    for i in range(n):
+    step = 2000
+    with ProcessPoolExecutor(os.cpu_count()) as workers:
+        jobs = [(folder, smaller, i, min(n, i + step)) for i in range(0, n, step)]
+        for stop in workers.map(_make_range, jobs):
+            print(f"  photos: {stop}/{n} ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
+    done.touch()
+    return folder
+
+
+def _make_range(job: tuple) -> int:
+    """Photos ``start``..``stop`` of ``make_photos``' folder (see there); returns ``stop``."""
+    folder, smaller, start, stop = job
+    pool = real_photos()
+    for i in range(start, stop):
         src = pool[i % len(pool)]
         sub = folder / f"{i // 1000:03d}"
         sub.mkdir(exist_ok=True)
@@ -98,18 +116,18 @@ def make_photos(work: Path, n: int) -> Path:
             target = sub / f"{i:06d}{src.suffix.lower()}"
             if not target.exists():
                 target.symlink_to(src)
-        else:
-            target = sub / f"{i:06d}.jpg"
-            k = i
-            while not target.exists():  # a source Pillow cannot open (a multipage TIFF): the next one
-                try:
-                    variant(pool[k % len(pool)], target, i)
-                except (OSError, ValueError):
-                    k += 1
-        if i % 2000 == 1999:
-            print(f"  photos: {i + 1}/{n} ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
-    done.touch()
-    return folder
+            continue
+        target = sub / f"{i:06d}.jpg"
+        made = [f / sub.name / target.name for f in smaller if int(f.name.split("-")[1]) > i]
+        if not target.exists() and made:
+            os.link(made[0], target)
+        k = i
+        while not target.exists():  # a source Pillow cannot open (a multipage TIFF): the next one
+            try:
+                variant(pool[k % len(pool)], target, i)
+            except (OSError, ValueError):
+                k += 1
+    return stop
 
 
 def run(cmd: list[str]) -> tuple[float, float]:
