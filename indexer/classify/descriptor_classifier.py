@@ -18,14 +18,17 @@ from retrieval.classes import softmax, top_classes
 from retrieval.descriptors import unit_rows
 from retrieval.errors import UserError, one_line
 
+from .logistic import fit_budget, fit_logistic
+
 NPZ_FILE = "classifier.npz"
 JSON_FILE = "classifier.json"
 FORMAT = "vgg-retrieval-descriptor-classifier"
 # Chosen with benchmarks/classify_quality.py (docs/classification.md): held-out top-1 moves by at most
 # 2 points from 1e-3 to 1e-1 on flowers5 and hymenoptera; 3e-3 is at or near the best on both.
 DEFAULT_L2 = 3e-3
-MAX_PER_CLASS = 2000
-MAX_ITERATIONS = 500
+# cross-validation runs on a stratified sample of at most CV_ROWS rows (large indexes; the final fit
+# takes every row within logistic.fit_budget)
+CV_ROWS = 10_000
 # "none of these": a query whose similarity to every class (the mean cosine similarity of its
 # NEIGHBOURS nearest photos of that class) is below that class's bound. Each bound keeps KEEP_SHARE of
 # the class's own photos, each one held out (benchmarks/none_of_these.py: the rates in and outside
@@ -34,6 +37,7 @@ MAX_ITERATIONS = 500
 KEEP_SHARE = 0.95
 NEIGHBOURS = 5
 MAX_MEMBERS = 400  # photos per class kept with the classifier for the rule
+MEMBER_BUDGET = 10_000  # ... all classes together at most (then fewer a class, at least 2 x NEIGHBOURS)
 NONE_OF_THESE = "none of these"
 
 
@@ -222,12 +226,13 @@ def fit(
     classes = tuple(sorted(set(labels.tolist())))
     if len(classes) < 2:
         raise UserError(f"a classifier needs at least two labels (got {len(classes)})")
-    keep = _cap_per_class(labels, MAX_PER_CLASS, seed)
+    per_class, iterations = fit_budget(np.unique(labels, return_counts=True)[1])
+    keep = _cap_per_class(labels, per_class, seed)
     x = _normalised(descriptors)[keep]
     y = np.searchsorted(np.asarray(classes), labels[keep])
     mean = x.mean(axis=0)
     scale = float(np.sqrt(((x - mean) ** 2).sum(axis=1).mean() / x.shape[1])) or 1.0
-    weight, bias = fit_logistic((x - mean) / scale, y, len(classes), l2, balanced)
+    weight, bias = fit_logistic((x - mean) / scale, y, len(classes), l2, balanced, iterations)
     members, member_class, bounds = calibrate(x, y, len(classes), seed=seed)
     return DescriptorClassifier(
         classes,
@@ -240,6 +245,8 @@ def fit(
             "l2": l2,
             "balanced": balanced,
             "rows": int(len(labels)),
+            "rows_fitted": int(len(keep)),
+            "iterations": int(iterations),
             "fitted_at": time.time(),
             "keep_share": KEEP_SHARE,
             **(info or {}),
@@ -258,7 +265,7 @@ def class_closeness(sims: np.ndarray, member_class: np.ndarray, n_classes: int, 
         mine = sims[:, member_class == c]
         kc = int(min(k[c], mine.shape[1]))
         if kc:
-            out[:, c] = -np.partition(-mine, kc - 1, axis=1)[:, :kc].mean(axis=1)
+            out[:, c] = np.partition(mine, mine.shape[1] - kc, axis=1)[:, -kc:].mean(axis=1)
     return out
 
 
@@ -271,9 +278,11 @@ def neighbours_per_class(member_class: np.ndarray, n_classes: int) -> np.ndarray
 
 def calibrate(x: np.ndarray, y: np.ndarray, n_classes: int, keep: float = KEEP_SHARE, seed: int = 0):
     """(members [M, D], their classes [M], per-class bounds [C]): at most MAX_MEMBERS photos per class
-    kept; each bound is the ``1 - keep`` quantile of the class's members' similarity to their own class
-    with each member held out, so that ``keep`` of a class's own photos stay "this class"."""
-    keep_rows = _cap_per_class(y, MAX_MEMBERS, seed)
+    kept (fewer past MEMBER_BUDGET in all); each bound is the ``1 - keep`` quantile of the class's
+    members' similarity to their own class with each member held out, so that ``keep`` of a class's
+    own photos stay "this class"."""
+    cap = min(MAX_MEMBERS, max(2 * NEIGHBOURS, MEMBER_BUDGET // max(1, n_classes)))
+    keep_rows = _cap_per_class(y, cap, seed)
     members, member_class = x[keep_rows].astype(np.float32), y[keep_rows]
     k = neighbours_per_class(member_class, n_classes)
     own = np.empty(len(members), dtype=np.float32)
@@ -297,54 +306,6 @@ def _cap_per_class(labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([r if len(r) <= cap else rng.choice(r, cap, replace=False) for r in rows]))
 
 
-def fit_logistic(
-    z: np.ndarray,
-    y: np.ndarray,
-    n_classes: int,
-    l2: float,
-    balanced: bool = True,
-    iterations: int = MAX_ITERATIONS,
-    tol: float = 1e-5,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Minimise weighted mean cross-entropy + l2/2 |W|^2 over (W [D,C], b [C]) by FISTA with
-    adaptive restart; the step is 1/L with L = max eigenvalue of the weighted [z 1]'[z 1] / 2 + l2
-    (the softmax cross-entropy's Hessian in the scores is at most I/2)."""
-    n, d = z.shape
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    w_row = (n / (n_classes * counts))[y] if balanced else np.ones(n)
-    w_row = w_row / w_row.sum()
-    za = np.hstack([z, np.ones((n, 1))])
-    lipschitz = 0.5 * _top_eigenvalue((za * w_row[:, None]).T @ za) + l2
-    # the iterations in float32: half the time of float64, far below the accuracy that matters here
-    step, l2 = np.float32(1.0 / lipschitz), np.float32(l2)
-    za, w_row = za.astype(np.float32), w_row.astype(np.float32)[:, None]
-    onehot = np.eye(n_classes, dtype=np.float32)[y]
-    reg = np.ones((d + 1, 1), dtype=np.float32)
-    reg[-1] = 0.0  # no penalty on the bias
-    theta = np.zeros((d + 1, n_classes), dtype=np.float32)
-    momentum, t = theta.copy(), 1.0
-    for _ in range(iterations):
-        scores = za @ momentum
-        p = np.exp(scores - scores.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        grad = za.T @ ((p - onehot) * w_row) + l2 * reg * momentum
-        new = momentum - step * grad
-        t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
-        moved = np.abs(new - theta).max()
-        if np.sum(grad * (new - theta)) > 0:  # momentum is going uphill: restart it
-            momentum, t = new, 1.0
-        else:
-            momentum, t = new + np.float32((t - 1) / t_next) * (new - theta), t_next
-        theta = new
-        if moved < tol * max(1.0, float(np.abs(theta).max())):  # relative: converged
-            break
-    return theta[:-1].astype(np.float32), theta[-1].astype(np.float32)
-
-
-def _top_eigenvalue(sym: np.ndarray) -> float:
-    return float(np.linalg.eigvalsh(sym)[-1])
-
-
 def folds_of(labels: Sequence[str], folds: int, seed: int = 0) -> np.ndarray:
     """A stratified fold number per row: each class's rows dealt round-robin after a seeded shuffle."""
     labels = np.asarray([str(v) for v in labels])
@@ -361,10 +322,14 @@ def cross_validate(descriptors, labels: Sequence[str], folds: int = 5, seed: int
     top-1 accuracy and each class's accuracy (recall) on its held-out rows."""
     labels = np.asarray([str(v) for v in labels])
     x = _normalised(descriptors)
+    if len(labels) > CV_ROWS:  # a large index: a stratified sample (the final fit takes every row)
+        n_classes = len(np.unique(labels))
+        sample = _cap_per_class(labels, max(folds, CV_ROWS // n_classes), seed)
+        x, labels = x[sample], labels[sample]
     smallest = min(np.unique(labels, return_counts=True)[1])
     folds = int(min(folds, smallest))
     if folds < 2:
-        return {"folds": 0, "accuracy": None, "per_class": {}}
+        return {"folds": 0, "accuracy": None, "per_class": {}, "rows": int(len(labels))}
     fold = folds_of(labels, folds, seed)
     predicted = np.empty(len(labels), dtype=object)
     for f in range(folds):
@@ -373,4 +338,4 @@ def cross_validate(descriptors, labels: Sequence[str], folds: int = 5, seed: int
         predicted[test] = clf.predict(x[test])
     right = predicted == labels
     per_class = {str(c): float(right[labels == c].mean()) for c in np.unique(labels)}
-    return {"folds": folds, "accuracy": float(right.mean()), "per_class": per_class}
+    return {"folds": folds, "accuracy": float(right.mean()), "per_class": per_class, "rows": int(len(labels))}

@@ -157,6 +157,8 @@ def fit_index(
     note = f"classifier fitted on {len(y)} photos in {len(counts)} classes ({choice.describe()})"
     if cv["accuracy"] is not None:
         note += f"; {cv['folds']}-fold cross-validated top-1 {cv['accuracy']:.1%}"
+        if cv["rows"] < len(y):
+            note += f" (on a sample of {cv['rows']} photos)"
     if left_out:
         note += f"; {left_out} photos in labels with fewer than {min_per_class} photos left out"
     return FitResult(clf, note, True)

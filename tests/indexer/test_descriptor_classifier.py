@@ -10,6 +10,7 @@ from conftest import DATA
 
 from indexer.classify import descriptor_classifier as dc
 from indexer.classify import index_classes as ic
+from indexer.classify import logistic
 from retrieval.errors import UserError
 
 FLOWERS = DATA / "photos" / "flowers5"
@@ -182,6 +183,76 @@ def test_cross_validation_is_stratified_and_reports_each_class():
         assert 7 <= np.sum(folds[:30] == f) <= 8 and 3 == np.sum(folds[30:] == f)
     cv = dc.cross_validate(x, labels, folds=5)
     assert cv["folds"] == 5 and cv["per_class"] == {"big": 1.0, "small": 1.0}
+
+
+def _clusters(n_classes: int, per_class: int, dim: int = 16, seed: int = 3):
+    """Rows around ``n_classes`` random centres (well apart), and their labels."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, dim))
+    y = np.repeat(np.arange(n_classes), per_class)
+    return centres[y] + 0.15 * rng.normal(size=(len(y), dim)), [f"c{v:03d}" for v in y]
+
+
+def test_small_fits_keep_every_row_and_every_iteration():
+    """Below the budget (every labelled set we have: flowers5's 5 x ~860, hymenoptera's 2 x ~200) the
+    fit is the plain one."""
+    assert logistic.fit_budget([1052, 984, 784, 764, 733]) == (
+        logistic.MAX_PER_CLASS,
+        logistic.MAX_ITERATIONS,
+    )
+    assert logistic.fit_budget([200, 197]) == (logistic.MAX_PER_CLASS, logistic.MAX_ITERATIONS)
+    # 100 folders of 1,000 photos (benchmarks/scale.py at 100,000): every row, fewer iterations
+    assert logistic.fit_budget([1000] * 100) == (1000, logistic.MIN_ITERATIONS)
+    # 1,000 folders: fewer rows a class too, never below the floor
+    per_class, iterations = logistic.fit_budget([1000] * 1000)
+    assert per_class == logistic.MIN_FIT_PER_CLASS and iterations == logistic.MIN_ITERATIONS
+
+
+def test_a_fit_over_many_classes_stays_within_its_budget(monkeypatch):
+    """Many folders of many photos: the fit keeps rows x classes x iterations near FIT_WORK, the rule
+    keeps MEMBER_BUDGET photos in all, cross-validation runs on a stratified sample - and the
+    classifier still tells the classes apart."""
+    monkeypatch.setattr(
+        logistic, "FIT_WORK", 40 * 60 * 40 * 30
+    )  # 30 iterations over 60 rows of each of 40 classes
+    monkeypatch.setattr(logistic, "MIN_ITERATIONS", 30)
+    monkeypatch.setattr(dc, "MEMBER_BUDGET", 40 * 12)
+    monkeypatch.setattr(dc, "CV_ROWS", 40 * 15)
+    x, labels = _clusters(40, 100)
+    clf = dc.fit(x, labels)
+    assert clf.info["rows"] == 4000 and clf.info["rows_fitted"] == 40 * 60 and clf.info["iterations"] == 30
+    counts = np.bincount(clf.member_class, minlength=40)
+    assert len(clf.members) == 40 * 12 and counts.min() == counts.max() == 12
+    assert np.mean(np.array(clf.predict(x)) == np.array(labels)) > 0.95
+    cv = dc.cross_validate(x, labels, folds=5)
+    assert cv["rows"] == 40 * 15 and len(cv["per_class"]) == 40 and cv["accuracy"] > 0.9
+    # the budget never takes a class below its floors
+    monkeypatch.setattr(logistic, "FIT_WORK", 1)
+    monkeypatch.setattr(dc, "MEMBER_BUDGET", 1)
+    few = dc.fit(x, labels)
+    assert few.info["rows_fitted"] == 40 * logistic.MIN_FIT_PER_CLASS
+    assert np.bincount(few.member_class).min() == 2 * dc.NEIGHBOURS
+
+
+def test_class_closeness_is_the_mean_of_each_class_s_nearest_members():
+    rng = np.random.default_rng(4)
+    sims = rng.normal(size=(7, 50)).astype(np.float32)
+    member_class = rng.integers(0, 4, 50)
+    k = np.array([1, 3, 5, 60, 5])
+    got = dc.class_closeness(sims, member_class, 5, k)
+    for c in range(4):
+        mine = np.sort(sims[:, member_class == c], axis=1)[:, ::-1]
+        assert np.allclose(got[:, c], mine[:, : min(k[c], mine.shape[1])].mean(axis=1), atol=1e-6)
+    assert np.all(got[:, 4] == -1.0)  # a class without members
+
+
+def test_the_note_says_when_cross_validation_ran_on_a_sample(tmp_path, make_index, labelled, monkeypatch):
+    idx = make_index(tmp_path / "ix")
+    idx.update([labelled], workers=0, progress=False)
+    monkeypatch.setattr(dc, "CV_ROWS", 16)
+    result = ic.fit_index(idx)
+    assert result.classifier.info["cv"]["rows"] == 16
+    assert "(on a sample of 16 photos)" in result.note and "fitted on 22 photos" in result.note
 
 
 # --- the command line: `index` fits by itself, `classes`, `search` shows each classifier's classes ---
