@@ -165,6 +165,8 @@ class _Progress:
 
     LABELS = {
         "search": "similarity search",
+        "layouts": "turned copies (layouts)",
+        "qualities": "keeper order (file qualities)",
         "features": "photo features",
         "verify": "verification",
         "similar": "similar shots",

@@ -112,10 +112,12 @@ class FactCache:
             self.db = None
 
 
-def cached_map(read, paths: list[str], cache: FactCache | None, kind: str, codec, workers: int = 4):
+def cached_map(
+    read, paths: list[str], cache: FactCache | None, kind: str, codec, workers: int = 4, progress=None
+):
     """``[read(p) for p in paths]`` (threads), the files whose facts ``cache`` holds not read at all;
     ``codec``: (version() -> str (``code_version``), encode(fact) -> bytes or None to keep it out,
-    decode(bytes) -> fact).
+    decode(bytes) -> fact); ``progress(done, total)``: the files read so far, of those to read.
     Returns (facts, stats): stats has ``{kind}_seconds`` and ``{kind}_cached`` (files not read)."""
     t0 = time.perf_counter()
     version, encode, decode = codec
@@ -133,8 +135,12 @@ def cached_map(read, paths: list[str], cache: FactCache | None, kind: str, codec
     if todo:
         # stamped before reading: a file changed meanwhile is read again next run
         stamps = [_stamp(paths[n]) for n in todo]
+        found, step = [], max(1, len(todo) // 100)
         with ThreadPoolExecutor(workers) as pool:
-            found = list(pool.map(read, [paths[n] for n in todo]))
+            for fact in pool.map(read, [paths[n] for n in todo]):
+                found.append(fact)
+                if progress and (len(found) % step == 0 or len(found) == len(todo)):
+                    progress(len(found), len(todo))
         rows = []
         for n, stamp, fact in zip(todo, stamps, found):
             out[n] = fact

@@ -87,8 +87,10 @@ def find_duplicates(
     include_dismissed: also report the pairs a person kept both of in review (``decisions``); by
     default they are left out (``stats["dismissed_left_out"]`` says how many files).
     near: False to report exact copies only.
-    progress: ``progress(stage, done, total)``, stages "search", "features" (photos), "verify" and
-    "similar" (the photos the two grouping passes have visited).
+    progress: ``progress(stage, done, total)``, stages "search", "layouts" (photos read for turned
+    copies), "qualities" (photos read for the keeper order; both only those not kept from a run
+    before), "features" (photos), "verify" and "similar" (the photos the two grouping passes have
+    visited).
     """
     o = replace(options or DedupOptions(), **choices)
     keeper, prefer, near, verify, min_keypoints = o.keeper, o.prefer, o.near, o.verify, o.min_keypoints
@@ -210,14 +212,20 @@ class _NearSearch:
         if verify and rotations:
             from .rotated import rotated_pairs  # lazy: keeps the command line's start light
 
-            ri, rj, _, rinfo = rotated_pairs([rows[r][1] for r in reps_v], cache=self.facts)
+            ri, rj, _, rinfo = rotated_pairs(
+                [rows[r][1] for r in reps_v], cache=self.facts, progress=self._progress("layouts")
+            )
             self.stats.update(rinfo)
             i, j, sc = merge_pairs(
                 i, j, sc, ri, rj, np.einsum("nd,nd->n", x[ri], x[rj]) if len(ri) else np.zeros(0)
             )
         # the keeper order with what the files say about themselves (only files with a candidate)
         nodes = np.unique(np.concatenate([i, j])) if len(i) else np.zeros(0, np.int64)
-        found_q, qstats = read_qualities([rows[reps_v[n]][1] for n in nodes.tolist()], cache=self.facts)
+        found_q, qstats = read_qualities(
+            [rows[reps_v[n]][1] for n in nodes.tolist()],
+            cache=self.facts,
+            progress=self._progress("qualities"),
+        )
         for n, q in zip(nodes.tolist(), found_q):
             qualities[int(reps_v[n])] = q
         self.stats.update(qstats)

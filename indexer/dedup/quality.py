@@ -186,12 +186,15 @@ def _content_share(im, box=None) -> float:
     return (box[2] - box[0]) * (box[3] - box[1]) / float(im.width * im.height)
 
 
-def read_qualities(paths: list[str], workers: int = 4, cache=None) -> tuple[list[FileQuality], dict]:
+def read_qualities(
+    paths: list[str], workers: int = 4, cache=None, progress=None
+) -> tuple[list[FileQuality], dict]:
     """read_quality for each path (threads; ``cache``: a ``factcache.FactCache`` holding them for
-    files unchanged since a run before), and stats: ``quality_seconds``, ``quality_cached``."""
+    files unchanged since a run before; ``progress(done, total)`` over the files read), and stats:
+    ``quality_seconds``, ``quality_cached``."""
     from .factcache import cached_map
 
-    return cached_map(read_quality, paths, cache, "quality", _CODEC, workers)
+    return cached_map(read_quality, paths, cache, "quality", _CODEC, workers, progress)
 
 
 def _version() -> str:

@@ -59,13 +59,18 @@ def _decode(data: bytes) -> np.ndarray:
     return np.frombuffer(data, np.float32).reshape(4, LOW * LOW - 1).copy()
 
 
-def rotated_pairs(paths: list[str], floor: float = FLOOR, k: int = K, workers: int = 4, cache=None):
+def rotated_pairs(
+    paths: list[str], floor: float = FLOOR, k: int = K, workers: int = 4, cache=None, progress=None
+):
     """(i, j, score) arrays: ``paths[i]`` turned resembles ``paths[j]`` upright (i != j), and stats;
-    ``cache``: a ``factcache.FactCache`` holding the layouts of files unchanged since a run before."""
+    ``cache``: a ``factcache.FactCache`` holding the layouts of files unchanged since a run before;
+    ``progress(done, total)`` over the files read."""
     from .factcache import cached_map
 
     t0 = time.perf_counter()
-    descs, read_stats = cached_map(_read, paths, cache, "layout", (_version, _encode, _decode), workers)
+    descs, read_stats = cached_map(
+        _read, paths, cache, "layout", (_version, _encode, _decode), workers, progress
+    )
     ok = np.array([d is not None for d in descs], dtype=bool)
     n = len(paths)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))

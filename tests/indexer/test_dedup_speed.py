@@ -220,8 +220,13 @@ def test_a_second_dedup_reads_no_photo_for_its_keeper_order_or_turned_copies(
     from indexer.dedup import quality, rotated
 
     idx = _index(make_index, tmp_path, library)
-    first = find_duplicates(idx, verify_floor=-1.0)
+    stages = []
+    first = find_duplicates(idx, verify_floor=-1.0, progress=lambda s, d, t: stages.append((s, d, t)))
     assert first.stats["quality_cached"] == 0 and first.stats["rotated_cached"] == 0
+    # both reads show their progress, in files read, up to all of them
+    for stage in ("layouts", "qualities"):
+        done = [(d, t) for s, d, t in stages if s == stage]
+        assert done and done == sorted(done) and done[-1][0] == done[-1][1] >= 8
     read = {"quality": [], "layout": []}
     real_quality, real_layout = quality.read_quality, rotated._read
 
@@ -234,8 +239,10 @@ def test_a_second_dedup_reads_no_photo_for_its_keeper_order_or_turned_copies(
 
     monkeypatch.setattr(quality, "read_quality", counted("quality", real_quality))
     monkeypatch.setattr(rotated, "_read", counted("layout", real_layout))
-    again = find_duplicates(idx, verify_floor=-1.0)
+    stages.clear()
+    again = find_duplicates(idx, verify_floor=-1.0, progress=lambda s, d, t: stages.append((s, d, t)))
     assert read == {"quality": [], "layout": []}
+    assert not {s for s, _, _ in stages} & {"layouts", "qualities"}  # nothing read: nothing to show
     assert again.stats["quality_cached"] >= 8 and again.stats["rotated_cached"] >= 8
     assert _decisions(again) == _decisions(first)
     # a photo changed in place: that file alone is read again

@@ -14,6 +14,8 @@ from .service import message
 
 STAGES = {
     "search": "similarity search",
+    "layouts": "turned copies (layouts)",
+    "qualities": "keeper order (file qualities)",
     "features": "photo features",
     "verify": "verifying pairs",
     "similar": "similar shots",
