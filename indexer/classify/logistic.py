@@ -11,8 +11,8 @@ MAX_ITERATIONS = 500
 # kept under FIT_WORK of that (~25 s on 2 cores) by fewer iterations (down to MIN_ITERATIONS: on
 # flowers5 and hymenoptera 150 iterations gave the same cross-validated top-1 as 500, or better), then
 # fewer rows per class (at least MIN_FIT_PER_CLASS). Below it (every labelled set we have) the fit is
-# the plain one. At 100,000 photos in 100 folders (benchmarks/scale.py) the classifier, its
-# cross-validation included, took 554 s before and 62 s after.
+# the plain one. At 100,000 photos in 100 folders (benchmarks/scale.py's) the classifier, its
+# cross-validation included, took 541 s before and 64 s after (AMD EPYC, 2 cores).
 FIT_WORK = 1_500_000_000
 MIN_ITERATIONS = 150
 MIN_FIT_PER_CLASS = 20
