@@ -119,6 +119,7 @@ def _make_range(job: tuple) -> int:
             continue
         target = sub / f"{i:06d}.jpg"
         made = [f / sub.name / target.name for f in smaller if int(f.name.split("-")[1]) > i]
+        made = [m for m in made if m.is_file()]
         if not target.exists() and made:
             os.link(made[0], target)
         k = i
