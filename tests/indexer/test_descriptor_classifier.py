@@ -212,9 +212,8 @@ def test_a_fit_over_many_classes_stays_within_its_budget(monkeypatch):
     """Many folders of many photos: the fit keeps rows x classes x iterations near FIT_WORK, the rule
     keeps MEMBER_BUDGET photos in all, cross-validation runs on a stratified sample - and the
     classifier still tells the classes apart."""
-    monkeypatch.setattr(
-        logistic, "FIT_WORK", 40 * 60 * 40 * 30
-    )  # 30 iterations over 60 rows of each of 40 classes
+    # 30 iterations over 60 rows of each of 40 classes
+    monkeypatch.setattr(logistic, "FIT_WORK", 40 * 60 * 40 * 30)
     monkeypatch.setattr(logistic, "MIN_ITERATIONS", 30)
     monkeypatch.setattr(dc, "MEMBER_BUDGET", 40 * 12)
     monkeypatch.setattr(dc, "CV_ROWS", 40 * 15)
