@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 from .featurecache import FeatureCache, prune_table, rollback
+from .progress import ticker
 
 _stamp = FeatureCache.stamp  # (size, mtime_ns) of a file now, or None
 
@@ -135,12 +136,11 @@ def cached_map(
     if todo:
         # stamped before reading: a file changed meanwhile is read again next run
         stamps = [_stamp(paths[n]) for n in todo]
-        found, step = [], max(1, len(todo) // 100)
+        found, tick = [], ticker(progress, len(todo))
         with ThreadPoolExecutor(workers) as pool:
             for fact in pool.map(read, [paths[n] for n in todo]):
                 found.append(fact)
-                if progress and (len(found) % step == 0 or len(found) == len(todo)):
-                    progress(len(found), len(todo))
+                tick(len(found))
         rows = []
         for n, stamp, fact in zip(todo, stamps, found):
             out[n] = fact

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .progress import ticker
+
 KEEPER_POLICIES = ("resolution", "size", "oldest", "newest")
 
 
@@ -71,10 +73,9 @@ def group_pairs(
     nodes = nodes[np.argsort(rank[nodes], kind="stable")]
     assigned = np.zeros(n, dtype=bool)
     groups = []
-    step = max(1, len(nodes) // 200)
+    tick = ticker(progress, len(nodes), 200)
     for done, node in enumerate(nodes.tolist(), 1):
-        if progress and (done % step == 0 or done == len(nodes)):
-            progress(done, len(nodes))
+        tick(done)
         if assigned[node]:
             continue
         lo, hi = indptr[node], indptr[node + 1]

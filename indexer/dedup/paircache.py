@@ -55,6 +55,7 @@ _DEFAULTS = {f.name: f.default for f in fields(Evidence)}
 # the ``mirror`` column: 0 and 1, a pair's evidence without and with its mirrored comparison (as
 # ``batch.Settled`` asks for it); MADE_FROM, ``keeper.made_from(a, b, ev)`` (a digest of ev, b":1" or b":0")
 MADE_FROM = 2
+INSERT = "INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def version_of(verifier) -> str:
@@ -141,7 +142,7 @@ class PairCache:
             for n in range(0, len(firsts), 500):
                 part = firsts[n : n + 500]
                 for a, b, mirror, sa, ma, sb, mb, _, data in self.disk.execute(
-                    f"SELECT * FROM pairs WHERE version = ? AND mirror < 2 AND a IN ({','.join('?' * len(part))})",
+                    f"SELECT * FROM pairs WHERE version = ? AND mirror < {MADE_FROM} AND a IN ({','.join('?' * len(part))})",
                     [self.version, *part],
                 ):
                     key = (a, b, bool(mirror))
@@ -173,7 +174,7 @@ class PairCache:
             if sa is not None and sb is not None:
                 rows.append((k[0], k[1], int(k[2]), *sa, *sb, self.version, sqlite3.Binary(data)))
         if self.ok and rows:
-            self.disk.write("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.disk.write(INSERT, rows)
 
     def fact(self, pair, ev) -> bool | None:
         """The stored ``keeper.made_from(a, b, ev)`` of ``pair`` (a, b) (a ``MADE_FROM`` row, made with
@@ -200,7 +201,7 @@ class PairCache:
         if self.ok and sa is not None and sb is not None:
             data = _digest(ev) + (b":1" if value else b":0")
             row = (a, b, MADE_FROM, *sa, *sb, self.version, data)
-            self.disk.write("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [row])
+            self.disk.write(INSERT, [row])
 
     def prune(self, keep) -> int:
         """Delete the rows of another version, and those with a file not in ``keep`` (photos gone

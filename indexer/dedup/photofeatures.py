@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from . import capture as capture_evidence
 from .featurecache import FeatureCache
+from .progress import ticker
 
 
 class PhotoFeatures:
@@ -97,11 +98,10 @@ class PhotoFeatures:
 
         if not paths or ((self.disk is None or self.disk.db is None) and len(paths) > self.cache_size):
             return  # nowhere to keep them all: each is made when a pair first needs it
-        step = max(1, len(paths) // 100)
+        tick = ticker(progress, len(paths))
         with ThreadPoolExecutor(workers) as pool:
             for done, _ in enumerate(pool.map(both, paths), 1):
-                if progress and (done % step == 0 or done == len(paths)):
-                    progress(done, len(paths))
+                tick(done)
         self.flush()
 
     def flush(self) -> None:

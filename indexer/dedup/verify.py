@@ -20,6 +20,7 @@ from .align import Features, detail_outside, fits, hull_share, pixel_agreement, 
 from .copytests import extra_detail, local_agreement, mid_image, residual, spill
 from .featurecache import FeatureCache
 from .photofeatures import PhotoFeatures
+from .progress import ticker
 from .retake import crossed, relit, shifted
 from .rule import (
     FRAME_ASPECT,
@@ -375,11 +376,10 @@ class Verifier:
         # pairs sharing a file run close together, so its features are still cached
         order = sorted(range(len(pairs)), key=lambda n: pairs[n])
         mirror = [True] * len(pairs) if mirror is None else [bool(m) for m in mirror]
-        step = max(1, len(pairs) // 100)
+        tick = ticker(progress, len(pairs))
         with ThreadPoolExecutor(self.workers) as threads:
             run = lambda n: self.compare(*pairs[n], mirror=mirror[n])  # noqa: E731
             for done, (n, ev) in enumerate(zip(order, threads.map(run, order)), 1):
                 out[n] = ev
-                if progress and (done % step == 0 or done == len(pairs)):
-                    progress(done, len(pairs))
+                tick(done)
         return out
