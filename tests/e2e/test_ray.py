@@ -147,7 +147,13 @@ def test_ray_index_equals_local_index(tmp_path, make_index, folder, local_ray):
     assert all(abs(l_all[h.path] - h.score) <= 1e-3 for h in d_hits)
 
 
-def test_ray_incremental_update_changes_only_what_changed(tmp_path, make_index, folder, local_ray):
+def test_ray_incremental_update_changes_only_what_changed(
+    tmp_path, make_index, folder, local_ray, monkeypatch
+):
+    from indexer.update import updater
+
+    # no commit here counts as slow: on a loaded machine one can pass SLOW_COMMIT and merge the next
+    monkeypatch.setattr(updater, "SLOW_COMMIT", 60.0)
     idx = make_index(tmp_path / "ray", ray=RayOptions(actors=1))
     idx.update([folder], progress=False, commit_every=2)  # a commit every 2 images, as the local path does
     assert int(idx.store.meta("generation")) == 3  # 6 images: 3 commits (the errors go with them)
