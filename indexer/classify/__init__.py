@@ -5,6 +5,7 @@ from .descriptor_classifier import NONE_OF_THESE, DescriptorClassifier
 from .index_classes import (
     MIN_CLASSES,
     MIN_PER_CLASS,
+    MIN_SKILL,
     LabelChoice,
     after_update,
     fit_index,
@@ -18,6 +19,7 @@ __all__ = [
     "NONE_OF_THESE",
     "MIN_CLASSES",
     "MIN_PER_CLASS",
+    "MIN_SKILL",
     "LabelChoice",
     "after_update",
     "fit_index",

@@ -319,17 +319,19 @@ def folds_of(labels: Sequence[str], folds: int, seed: int = 0) -> np.ndarray:
 
 def cross_validate(descriptors, labels: Sequence[str], folds: int = 5, seed: int = 0, **fit_options) -> dict:
     """Stratified ``folds``-fold cross-validation (fewer folds when a class has fewer rows): overall
-    top-1 accuracy and each class's accuracy (recall) on its held-out rows."""
+    top-1 accuracy and each class's accuracy (recall) on its held-out rows; ``chance``: the top-1 of
+    always answering the largest class (on the rows evaluated)."""
     labels = np.asarray([str(v) for v in labels])
     x = _normalised(descriptors)
     if len(labels) > CV_ROWS:  # a large index: a stratified sample (the final fit takes every row)
         n_classes = len(np.unique(labels))
         sample = _cap_per_class(labels, max(folds, CV_ROWS // n_classes), seed)
         x, labels = x[sample], labels[sample]
-    smallest = min(np.unique(labels, return_counts=True)[1])
-    folds = int(min(folds, smallest))
+    counts = np.unique(labels, return_counts=True)[1]
+    chance = float(counts.max() / len(labels))  # always answering the largest class
+    folds = int(min(folds, counts.min()))
     if folds < 2:
-        return {"folds": 0, "accuracy": None, "per_class": {}, "rows": int(len(labels))}
+        return {"folds": 0, "accuracy": None, "per_class": {}, "rows": int(len(labels)), "chance": chance}
     fold = folds_of(labels, folds, seed)
     predicted = np.empty(len(labels), dtype=object)
     for f in range(folds):
@@ -338,4 +340,10 @@ def cross_validate(descriptors, labels: Sequence[str], folds: int = 5, seed: int
         predicted[test] = clf.predict(x[test])
     right = predicted == labels
     per_class = {str(c): float(right[labels == c].mean()) for c in np.unique(labels)}
-    return {"folds": folds, "accuracy": float(right.mean()), "per_class": per_class, "rows": int(len(labels))}
+    return {
+        "folds": folds,
+        "accuracy": float(right.mean()),
+        "per_class": per_class,
+        "rows": int(len(labels)),
+        "chance": chance,
+    }

@@ -5,6 +5,7 @@ More: docs/design-notes.md (``indexer.classify.index_classes``)."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +22,13 @@ MIN_CLASSES = 2
 MIN_PER_CLASS = 10
 REFIT_CHANGE = 0.10
 CV_FOLDS = 5
+# labels the photos cannot predict get no classifier: its cross-validated top-1 must close at least
+# this share of the gap from chance (always the largest label) to perfect. Measured (5-fold, the
+# shared VGG16, INT8): folders of paris5 0.97, hymenoptera 0.83, photos/samples 0.62, flowers5 0.61;
+# the same labels dealt at random -0.24 to 0.04, half of them at random 0.04-0.17, 100 numbered
+# folders of 1,000 photos (benchmarks/scale.py) 0.02
+MIN_SKILL = 0.10
+REFUSED_FILE = "classifier-refused.json"  # labels refused: not fitted again until they change
 
 
 @dataclass(frozen=True)
@@ -125,15 +133,46 @@ def load(index) -> DescriptorClassifier | None:
     return DescriptorClassifier.load(index.directory, index.spec.model_id)
 
 
+def skill(cv: dict, label_counts: dict | None = None) -> float | None:
+    """How far the cross-validated top-1 goes from chance towards perfect: (top-1 - chance) / (1 -
+    chance), where chance is always answering the largest label (``cv["chance"]``, or from
+    ``label_counts`` for a classifier saved before it was recorded); None without cross-validation."""
+    chance = _chance(cv, label_counts)
+    if cv.get("accuracy") is None or chance is None or chance >= 1:
+        return None
+    return (cv["accuracy"] - chance) / (1 - chance)
+
+
+def _chance(cv: dict, label_counts: dict | None) -> float | None:
+    if cv.get("chance") is not None or not label_counts:
+        return cv.get("chance")
+    return max(label_counts.values()) / sum(label_counts.values())
+
+
+def _refuse(index, info: dict, choice: LabelChoice) -> FitResult:
+    """No classifier for labels the photos do not predict: recorded, an old classifier removed."""
+    _save_refusal(index, info)
+    removed = DescriptorClassifier.remove(index.directory)
+    return FitResult(
+        None, _refused_note(info, choice) + ("; the old classifier was removed" if removed else ""), removed
+    )
+
+
 def fit_index(
-    index, choice: LabelChoice = LabelChoice(), min_per_class: int = MIN_PER_CLASS, folds: int = CV_FOLDS
+    index,
+    choice: LabelChoice = LabelChoice(),
+    min_per_class: int = MIN_PER_CLASS,
+    folds: int = CV_FOLDS,
+    min_skill: float | None = None,
 ) -> FitResult:
     """Fit (and save next to the index) a classifier on the index's descriptors and ``choice``'s
     labels, with its cross-validated accuracy per class; a note instead when the labels do not give
-    at least two classes of ``min_per_class`` photos (then an old classifier is removed)."""
+    at least two classes of ``min_per_class`` photos, or when the photos cannot predict them
+    (``skill`` under ``min_skill``, default ``MIN_SKILL``): then an old classifier is removed."""
     _, vectors, labels = index_labels(index, choice)
     counts = eligible_labels(labels, min_per_class)
     if len(counts) < MIN_CLASSES:
+        _forget_refusal(index)
         removed = DescriptorClassifier.remove(index.directory)
         return FitResult(
             None,
@@ -143,6 +182,7 @@ def fit_index(
         )
     use = np.fromiter((label in counts for label in labels), dtype=bool, count=len(labels))
     x, y = vectors[use], [label for label in labels if label in counts]
+    min_skill = MIN_SKILL if min_skill is None else min_skill
     cv = cross_validate(x, y, folds)
     info = {
         **choice.to_dict(),
@@ -150,9 +190,14 @@ def fit_index(
         "label_counts": counts,
         "all_label_counts": dict(sorted(Counter(labels).items())),
         "cv": cv,
+        "skill": skill(cv),
+        "min_skill": min_skill,
     }
+    if info["skill"] is not None and info["skill"] < min_skill:
+        return _refuse(index, info, choice)
     clf = fit(x, y, model_id=index.spec.model_id, info=info)
     clf.save(index.directory)
+    _forget_refusal(index)
     left_out = len(labels) - len(y)
     note = f"classifier fitted on {len(y)} photos in {len(counts)} classes ({choice.describe()})"
     if cv["accuracy"] is not None:
@@ -172,6 +217,42 @@ def _too_few_note(labels, counts: dict, min_per_class: int, choice: LabelChoice)
     )
 
 
+def _refused_note(info: dict, choice: LabelChoice) -> str:
+    cv = info["cv"]
+    return (
+        f"no classifier: the photos do not predict their {len(info['label_counts'])} labels "
+        f"({choice.describe()}): {cv['folds']}-fold cross-validated top-1 {cv['accuracy']:.1%} against "
+        f"{cv['chance']:.1%} by always answering the largest (skill {info['skill']:.2f}, "
+        f"{info['min_skill']:.2f} needed)"
+    )
+
+
+def _save_refusal(index, info: dict) -> None:
+    """Remember refused labels, so that ``auto_fit`` does not cross-validate them after every update."""
+    path = Path(index.directory) / REFUSED_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({**info, "model_id": index.spec.model_id}, indent=1))
+    os.replace(tmp, path)
+
+
+def _load_refusal(index) -> dict | None:
+    """The refused labels' record for this index's model (None: none, damaged, or another model's)."""
+    try:
+        info = json.loads((Path(index.directory) / REFUSED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("model_id") != index.spec.model_id or "cv" not in info:
+        return None
+    return info
+
+
+def _forget_refusal(index) -> None:
+    try:
+        os.unlink(Path(index.directory) / REFUSED_FILE)
+    except FileNotFoundError:
+        pass
+
+
 def labels_changed(old: dict, new: dict) -> float:
     """How much label counts moved, as a share of the old total (0 = identical)."""
     total = sum(old.values()) or 1
@@ -186,23 +267,37 @@ def auto_fit(index, min_per_class: int = MIN_PER_CLASS, threshold: float = REFIT
         current = load(index)
     except UserError:  # damaged, or for another model: fitting again replaces it
         current = None
-    if current is None:
+    info = current.info if current is not None else _load_refusal(index)
+    if info is None:
         return fit_index(index, LabelChoice(), min_per_class)
-    choice = LabelChoice.from_dict(current.info)
-    if choice.csv is not None and not Path(choice.csv).is_file():
+    choice = LabelChoice.from_dict(info)
+    if current is not None and "skill" not in info:  # fitted before the rule: judged now, no refit
+        cv = {**info.get("cv", {}), "chance": _chance(info.get("cv", {}), info.get("label_counts"))}
+        weak = skill(cv)
+        if weak is not None and weak < MIN_SKILL:
+            return _refuse(index, {**info, "cv": cv, "skill": weak, "min_skill": MIN_SKILL}, choice)
+    if current is not None and choice.csv is not None and not Path(choice.csv).is_file():
         return FitResult(current, f"classifier kept: its labels file {choice.csv} is gone")
+    if choice.csv is not None and not Path(choice.csv).is_file():  # refused CSV labels, gone
+        choice = LabelChoice()
     _, _, labels = index_labels(index, choice)
-    min_per_class = int(current.info.get("min_per_class", min_per_class))
+    min_per_class = int(info.get("min_per_class", min_per_class))
+    min_skill = info.get("min_skill")  # the one it was refused or fitted with (None: today's)
     counts = eligible_labels(labels, min_per_class)
-    old = current.info.get("all_label_counts") or current.info.get("label_counts") or {}
+    old = info.get("all_label_counts") or info.get("label_counts") or {}
     change = labels_changed(old, dict(Counter(labels)))
-    if set(counts) == set(current.classes) and change <= threshold:
+    if set(counts) == set(info.get("label_counts") or ()) and change <= threshold:
+        if current is None:
+            return FitResult(
+                None,
+                f"{_refused_note(info, choice)}; labels changed {change:.0%}, tried again above {threshold:.0%}",
+            )
         return FitResult(
             current,
             f"classifier kept ({len(current.classes)} classes; labels changed {change:.0%}, "
             f"refit above {threshold:.0%})",
         )
-    result = fit_index(index, choice, min_per_class)
+    result = fit_index(index, choice, min_per_class, min_skill=min_skill)
     if result.classifier is not None:
         result.note = f"labels changed {change:.0%}: " + result.note
     return result

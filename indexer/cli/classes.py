@@ -32,9 +32,16 @@ from .options import db_option, index_option
 @click.option(
     "--min-per-class", type=int, default=None, help="Labels with fewer photos are left out [default: 10]."
 )
+@click.option(
+    "--min-skill",
+    type=float,
+    default=None,
+    help="Refuse labels the photos do not predict: the cross-validated top-1 must close this share of "
+    "the gap from always answering the largest label to perfect [default: 0.1; 0: fit any labels].",
+)
 @click.option("--remove", is_flag=True, help="Delete the index's classifier instead.")
 @click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
-def classes(index_dir, db_url, depth, labels_csv, min_per_class, remove, as_json):
+def classes(index_dir, db_url, depth, labels_csv, min_per_class, min_skill, remove, as_json):
     """Fit a classifier on the index's descriptors and labels (no re-embedding) and report its
     cross-validated accuracy per class; `search` and the UI then show each query's top-5 classes.
     `index` fits one by itself when the folders give two or more labels with enough photos each."""
@@ -45,7 +52,12 @@ def classes(index_dir, db_url, depth, labels_csv, min_per_class, remove, as_json
             click.echo("classifier removed" if gone else "the index has no classifier")
             return
         choice = LabelChoice(depth=depth, csv=None if labels_csv is None else str(labels_csv))
-        result = fit_index(idx, choice, MIN_PER_CLASS if min_per_class is None else min_per_class)
+        result = fit_index(
+            idx,
+            choice,
+            MIN_PER_CLASS if min_per_class is None else min_per_class,
+            min_skill=min_skill,
+        )
     clf = result.classifier
     if as_json:
         click.echo(

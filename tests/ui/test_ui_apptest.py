@@ -396,6 +396,8 @@ def test_query_classes_from_the_model_and_from_the_folders_both_labelled(tmp_pat
         for src in sorted((DATA / "photos" / "flowers5" / label).iterdir())[: index_classifier.MIN_PER_CLASS]:
             shutil.copy2(src, photos / label / src.name)
     spec, net = tiny_net(["ant", "bee", "cat", "dog", "eel", "fox"], size=32)
+    # a tiny random model tells daisies from roses barely better than chance: take its labels anyway
+    monkeypatch.setattr(index_classifier, "MIN_SKILL", float("-inf"))
     with Index.create(tmp_path / "index", spec, net) as idx:
         idx.update([photos], workers=0, progress=False)
         assert index_classifier.auto_fit(idx).classifier is not None
