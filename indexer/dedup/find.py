@@ -238,29 +238,29 @@ class _NearSearch:
         if own:  # features and verified pairs kept with the index; capture evidence as it stored it
             verifier = _index_verifier(index, [rows[r] for r in reps_v[nodes]], min_keypoints)
             cache = PairCache(verifier.store.disk, version_of(verifier))
+        # pairs verified a few photos ahead of the passes; those of an earlier run kept with the index
+        settled = Settled(verifier, [rows[r][1] for r in reps_v], i, j, sc, cache=cache)
         try:
-            return self._judged(o, verifier, i, j, sc, x, rank_v, cache)
+            return self._judged(o, verifier, settled, i, j, sc, x, rank_v)
         finally:
+            settled.close()  # its threads end (after a cancel: the pairs not started are dropped)
             if own:  # the caches keep the photos the index has
                 indexed = [r[1] for r in index.store.photo_facts()]
                 verifier.store.disk.prune(indexed)
                 cache.prune(indexed)
                 verifier.close()
 
-    def _judged(self, o, verifier, i, j, sc, x, rank_v, cache):
+    def _judged(self, o, verifier, settled, i, j, sc, x, rank_v):
         """The verified passes: duplicates, then similar shots (``o.similar``) over the files left."""
         rows, reps_v, min_keypoints, threshold = self.rows, self.reps_v, o.min_keypoints, o.threshold
-        paths = [rows[r][1] for r in reps_v]
-        # pairs verified a few photos ahead of the passes; those of an earlier run kept with the index
-        settled = Settled(verifier, paths, i, j, sc, cache=cache)
         if hasattr(verifier, "prefetch"):  # each photo's features once, on every worker, before the
             todo = settled.uncached  # pairs not verified before, and the mirror images they compare
             verifier.prefetch(
-                [paths[n] for n in np.unique(np.concatenate([i[todo], j[todo]])).tolist()],
+                [settled.paths[n] for n in np.unique(np.concatenate([i[todo], j[todo]])).tolist()],
                 progress=self._progress("features"),
-                mirrored={paths[b] for b in j[todo & (sc >= MIRROR_COSINE)].tolist()},
+                mirrored={settled.paths[b] for b in j[todo & (sc >= MIRROR_COSINE)].tolist()},
             )
-        self.judge = judge = PairJudge(paths, threshold, settled, min_keypoints)
+        self.judge = judge = PairJudge(settled.paths, threshold, settled, min_keypoints)
         check = settled.check(judge.check((DUPLICATE,)), rank_v)
 
         def pick(ms: list) -> int:  # the best keeper of ``ms`` (positions into reps_v)
@@ -297,7 +297,7 @@ class _NearSearch:
                 )
             ]
         self.stats.update(judge.stats())
-        self.stats["verified_ahead_unused"] = len(settled.ready)  # verified ahead, never asked about
+        self.stats["verified_ahead_unused"] = len(settled.ready) + len(settled.running)  # never asked
         self.stats["pairs_cached"] = settled.cached  # evidence kept from an earlier run
         store = getattr(verifier, "store", None)
         if store is not None:  # features made this run (the others came from the index's cache)
