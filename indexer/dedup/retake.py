@@ -67,18 +67,23 @@ def crossed(cv2, a, b, t: np.ndarray) -> float:
     return min(_beyond(cv2, a, b, t), _beyond(cv2, b, a, np.linalg.inv(t)))
 
 
-def _tone_curve(x: np.ndarray, y: np.ndarray):
+def _tone_curve(x: np.ndarray, y: np.ndarray, order: np.ndarray | None = None):
     """The global tone curve from ``x`` to ``y`` (1-D samples): (x's and y's medians in each of
-    TONE_BINS quantile bins of x), for ``np.interp``."""
-    order = np.argsort(x, kind="stable")
+    TONE_BINS quantile bins of x), for ``np.interp``; ``order``: ``np.argsort(x, kind="stable")``
+    when the caller has it (the same x for every round of ``_lit``)."""
+    order = np.argsort(x, kind="stable") if order is None else order
     xs, ys = x[order], y[order]
+    # np.array_split's bins: the first n % TONE_BINS hold one more; each bin's median at once
+    n = len(xs)
+    q, r = divmod(n, TONE_BINS)
     cx, cy = [], []
-    for part in np.array_split(np.arange(len(xs)), TONE_BINS):
-        if len(part):
-            cx.append(float(xs[part[len(part) // 2]]))
-            cy.append(float(np.median(ys[part])))
-    cx, first = np.unique(np.array(cx), return_index=True)
-    return cx, np.array(cy)[first]
+    for start, count, size in ((0, r, q + 1), (r * (q + 1), TONE_BINS - r, q)):
+        if count and size:
+            block = slice(start, start + count * size)
+            cx.append(xs[block].reshape(count, size)[:, size // 2].astype(np.float64))
+            cy.append(np.median(ys[block].reshape(count, size), axis=1).astype(np.float64))
+    cx, first = np.unique(np.concatenate(cx), return_index=True)
+    return cx, np.concatenate(cy)[first]
 
 
 def _lit(x: np.ndarray, y: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -94,12 +99,13 @@ def _lit(x: np.ndarray, y: np.ndarray, valid: np.ndarray) -> np.ndarray:
     basis = np.stack([np.ones_like(u), r2, r2 * r2], axis=1)
     xs, ys = x[valid], y[valid]
     fit = slice(None, None, max(1, len(xs) // TONE_SAMPLES))
+    order = np.argsort(xs[fit], kind="stable")
     gain = np.ones_like(ys)
     for _ in range(GAIN_ROUNDS):
-        curve = np.interp(xs[fit], *_tone_curve(xs[fit], ys[fit] / gain[fit]))
+        curve = np.interp(xs[fit], *_tone_curve(xs[fit], ys[fit] / gain[fit], order))
         coef, *_ = np.linalg.lstsq(basis[fit] * curve[:, None], ys[fit], rcond=None)
         gain = np.clip(basis @ coef, 0.2, 5.0)
-    return np.interp(xs, *_tone_curve(xs[fit], ys[fit] / gain[fit])) * gain
+    return np.interp(xs, *_tone_curve(xs[fit], ys[fit] / gain[fit], order)) * gain
 
 
 def relit(cv2, a, b, t: np.ndarray) -> float:
@@ -202,12 +208,22 @@ def shifted(cv2, a, b, t: np.ndarray, read) -> float:
         keep = norm <= max(0.3, 2.5 * float(np.median(norm)))
         if keep.sum() < 8:
             return 0.0
-    at = {tuple(g): v for g, v in zip(grid, resid)}
-    moved = 0
-    for g in grid:
-        near = [
-            at[(g[0] + i, g[1] + j)] for i in (-1, 0, 1) for j in (-1, 0, 1) if (g[0] + i, g[1] + j) in at
-        ]
-        if len(near) >= 4 and np.linalg.norm(np.median(np.array(near), axis=0)) > SHIFT_PX:
-            moved += 1
+    count, median = _neighbourhood_medians(grid, resid)
+    moved = sum(1 for k, m in zip(count, median) if k >= 4 and np.linalg.norm(m) > SHIFT_PX)
     return moved / len(grid)
+
+
+def _neighbourhood_medians(grid: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each cell of ``grid`` ((column, row) per row of ``values`` [n, 2]): how many of its 3 x 3
+    neighbourhood's cells have a value, and their median (np.median's: the middle one, or the mean
+    of the two middle ones), per component."""
+    cols, rows = grid[:, 0].astype(np.int64), grid[:, 1].astype(np.int64)
+    padded = np.full((rows.max() + 3, cols.max() + 3, 2), np.nan)
+    padded[rows + 1, cols + 1] = values
+    near = np.stack([padded[rows + 1 + j, cols + 1 + i] for i in (-1, 0, 1) for j in (-1, 0, 1)], axis=1)
+    count = (~np.isnan(near[:, :, 0])).sum(axis=1)
+    ordered = np.sort(near, axis=1)  # NaN last
+    n = np.arange(len(grid))
+    low, high = ordered[n, np.maximum(count - 1, 0) // 2], ordered[n, count // 2]
+    median = np.where((count % 2 == 1)[:, None], high, (low + high) / 2)
+    return count, median
