@@ -97,3 +97,43 @@ def test_a_turned_copy_spills_nothing_and_a_reframed_retake_does(verifier, tmp_p
     assert classify(ev) == "duplicate" and ev.spill <= COPY_OUTSIDE / 3, ev
     ev = verifier.compare(str(lava[0]), str(lava[1]))
     assert classify(ev) == "similar" and ev.spill > COPY_OUTSIDE, ev  # crossed: 0.065 (dedup_margins.py)
+
+
+def test_the_vectorised_tone_curve_and_neighbourhood_medians_equal_the_plain_loops():
+    """``relit``'s tone curve (32 quantile bins of x, each bin's median of y) and ``shifted``'s 3 x 3
+    neighbourhood medians are computed in blocks for speed: bit for bit what a loop over the bins
+    (np.array_split) and over the cells (np.median of the neighbours present) gives, ties included."""
+    import numpy as np
+
+    from indexer.dedup import retake
+
+    def tone_loop(x, y):
+        order = np.argsort(x, kind="stable")
+        xs, ys = x[order], y[order]
+        cx, cy = [], []
+        for part in np.array_split(np.arange(len(xs)), retake.TONE_BINS):
+            if len(part):
+                cx.append(float(xs[part[len(part) // 2]]))
+                cy.append(float(np.median(ys[part])))
+        cx, first = np.unique(np.array(cx), return_index=True)
+        return cx, np.array(cy)[first]
+
+    rng = np.random.default_rng(0)
+    for n in [*range(1, 70), 255, 8000, 8001, 9033]:
+        for dtype in (np.float32, np.float64):
+            x = (rng.random(n) * 255).astype(dtype) if n % 2 else rng.integers(0, 5, n).astype(dtype)
+            y = (rng.random(n) * 255).astype(dtype)
+            want, got = tone_loop(x, y), retake._tone_curve(x, y)
+            assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(want, got)), n
+
+    for trial in range(60):
+        cols, rows = rng.integers(1, 25, 2)
+        cells = [(c, r) for c in range(cols) for r in range(rows) if rng.random() < 0.7] or [(0, 0)]
+        grid = np.array(cells)
+        values = rng.normal(size=(len(grid), 2))
+        values = np.round(values, 1) if trial % 2 else values  # ties
+        at = {tuple(g): v for g, v in zip(grid.tolist(), values)}
+        count, median = retake._neighbourhood_medians(grid, values)
+        for (c, r), k, m in zip(grid.tolist(), count, median):
+            near = [at[(c + i, r + j)] for i in (-1, 0, 1) for j in (-1, 0, 1) if (c + i, r + j) in at]
+            assert k == len(near) and np.array_equal(m, np.median(np.array(near), axis=0))
