@@ -1,4 +1,4 @@
-"""The grouping passes' pairs verified a few nodes ahead, in batches that keep every core busy.
+"""The grouping passes' pairs verified a few nodes ahead, so that every core stays busy.
 
 The passes (``groups.group_pairs`` with a ``decide.PairJudge`` check) ask about one photo's free
 neighbours at a time - a few pairs, too few for the verifier's threads, and each batch waits for
@@ -9,7 +9,8 @@ verdicts could take. The pass then reads the evidence it asks for: the same evid
 groups; a pair verified ahead that the pass never asks about (a later group took its photo) is
 the only cost (``unused``). Verifying every candidate pair up front would not do: in a
 collection of copies the keeper takes its copies and most pairs among them are never asked
-(benchmarks/dedup_eval.py's generated set: 935 of 3,631)."""
+(benchmarks/dedup_eval.py's generated set: 935 of 3,631). The pairs run on threads of ``Settled``'s
+own, one pair a task: an ask waits only for its own pairs while the threads go on with those ahead."""
 
 from __future__ import annotations
 
