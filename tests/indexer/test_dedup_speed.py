@@ -129,6 +129,30 @@ def test_one_or_two_workers_give_the_same_report(make_index, tmp_path, library):
     assert any(g.kind == "duplicates" for g in one.groups)
 
 
+def test_a_run_stopped_during_verification_leaves_no_thread_and_keeps_what_it_verified(
+    make_index, tmp_path, library
+):
+    """The UI's cancel raises from the progress callback: the verification threads end with the run
+    (pairs queued ahead are dropped), and the pairs verified so far are kept for the next run."""
+    import threading
+
+    idx = _index(make_index, tmp_path, library)
+    before = set(threading.enumerate())
+
+    def stop(stage, done, total):
+        if stage == "verify" and done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        find_duplicates(idx, verify_floor=-1.0, progress=stop)
+    assert set(threading.enumerate()) <= before  # no verification thread left running
+    with sqlite3.connect(tmp_path / "index" / FEATURE_CACHE) as db:
+        kept = db.execute("SELECT COUNT(*) FROM pairs").fetchone()[0]
+    rep = find_duplicates(idx, verify_floor=-1.0)
+    assert 0 < kept and 0 < rep.stats["pairs_cached"] <= kept
+    assert _decisions(rep) == _decisions(find_duplicates(idx, verify_floor=-1.0, verifier=Verifier()))
+
+
 def test_stored_capture_evidence_is_what_the_file_says(make_index, tmp_path, library, monkeypatch):
     idx = _index(make_index, tmp_path, library)
     rows = {r[1]: r[0] for r in idx.store.photo_facts()}
