@@ -37,14 +37,16 @@ from .options import db_option, index_option
     type=float,
     default=None,
     help="Refuse labels the photos do not predict: the cross-validated top-1 must close this share of "
-    "the gap from always answering the largest label to perfect [default: 0.1; 0: fit any labels].",
+    "the gap from always answering the largest label to perfect [default: 0.1; 0 keeps any labels "
+    "predicted at least as well as that].",
 )
 @click.option("--remove", is_flag=True, help="Delete the index's classifier instead.")
 @click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
 def classes(index_dir, db_url, depth, labels_csv, min_per_class, min_skill, remove, as_json):
     """Fit a classifier on the index's descriptors and labels (no re-embedding) and report its
     cross-validated accuracy per class; `search` and the UI then show each query's top-5 classes.
-    `index` fits one by itself when the folders give two or more labels with enough photos each."""
+    `index` fits one by itself when the folders give two or more labels with enough photos each
+    that the photos predict (see --min-skill)."""
 
     with Index.open(index_dir, db_url=db_url) as idx:
         if remove:
