@@ -229,10 +229,15 @@ def _neighbourhood_medians(grid: np.ndarray, values: np.ndarray) -> tuple[np.nda
     cols, rows = grid[:, 0].astype(np.int64), grid[:, 1].astype(np.int64)
     padded = np.full((rows.max() + 3, cols.max() + 3, 2), np.nan)
     padded[rows + 1, cols + 1] = values
-    near = np.stack([padded[rows + 1 + j, cols + 1 + i] for i in (-1, 0, 1) for j in (-1, 0, 1)], axis=1)
-    count = (~np.isnan(near[:, :, 0])).sum(axis=1)
-    ordered = np.sort(near, axis=1)  # NaN last
+    present = np.zeros(padded.shape[:2], bool)
+    present[rows + 1, cols + 1] = True
+    where = [(rows + 1 + j, cols + 1 + i) for i in (-1, 0, 1) for j in (-1, 0, 1)]
+    near = np.stack([padded[w] for w in where], axis=1)  # [n, 9, 2], NaN where no cell
+    count = np.stack([present[w] for w in where], axis=1).sum(axis=1)
+    ordered = np.sort(near, axis=1)  # absent (NaN) last
     n = np.arange(len(grid))
     low, high = ordered[n, np.maximum(count - 1, 0) // 2], ordered[n, count // 2]
     median = np.where((count % 2 == 1)[:, None], high, (low + high) / 2)
+    # a NaN among the values present makes np.median's answer NaN; here it would sort with the absent
+    median[np.isnan(near).sum(axis=1) > 9 - count[:, None]] = np.nan
     return count, median
