@@ -10,6 +10,7 @@ from .index_classes import (
     after_update,
     fit_index,
     query_classes,
+    refusal,
     search_with_classes,
 )
 from .index_classes import load as load_classifier
@@ -25,5 +26,6 @@ __all__ = [
     "fit_index",
     "load_classifier",
     "query_classes",
+    "refusal",
     "search_with_classes",
 ]

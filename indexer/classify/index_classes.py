@@ -227,6 +227,15 @@ def _refused_note(info: dict, choice: LabelChoice) -> str:
     )
 
 
+def refusal(index) -> str | None:
+    """Why the index's folder labels have no classifier when the photos do not predict them (the
+    refusal's numbers, one line without "no classifier: "); None when they were not refused."""
+    info = _load_refusal(index)
+    if info is None or load(index) is not None:
+        return None
+    return _refused_note(info, LabelChoice.from_dict(info)).removeprefix("no classifier: ")
+
+
 def _save_refusal(index, info: dict) -> None:
     """Remember refused labels, so that ``auto_fit`` does not cross-validate them after every update."""
     path = Path(index.directory) / REFUSED_FILE

@@ -380,6 +380,38 @@ def test_classification_of_the_query_with_a_real_classifier_head(tmp_path, monke
     assert "**This image** is in the index: cat01.jpg" in texts(at) and result_captions(at)
 
 
+def test_folder_labels_the_photos_do_not_predict_are_explained_not_asked_for(
+    tmp_path, monkeypatch, tiny_model
+):
+    """Folders with enough photos whose labels were refused (the photos do not predict them): the
+    query strip and the Index page give the refusal's numbers, not "they need 2+ folders"."""
+    import shutil
+
+    from conftest import DATA
+
+    from indexer import Index
+    from indexer.classify import index_classes as index_classifier
+
+    photos = tmp_path / "photos"
+    for label in ("daisy", "rose"):
+        (photos / label).mkdir(parents=True)
+        for src in sorted((DATA / "photos" / "flowers5" / label).iterdir())[: index_classifier.MIN_PER_CLASS]:
+            shutil.copy2(src, photos / label / src.name)
+    spec, _, model_dir = tiny_model  # no classifier head: the strip says why there are no classes
+    monkeypatch.setattr(index_classifier, "MIN_SKILL", 1.01)  # no labels pass: the words, whatever the model
+    with Index.create(tmp_path / "index", spec, model_dir=model_dir) as idx:
+        idx.update([photos], workers=0, progress=False)
+        assert index_classifier.auto_fit(idx).classifier is None
+        assert index_classifier.refusal(idx).startswith("the photos do not predict their 2 labels")
+    at = upload(app(tmp_path / "index", monkeypatch), next((photos / "rose").iterdir()))
+    assert not at.exception
+    strip = texts(at)
+    assert "and the index has no folder classes (the photos do not predict their 2 labels" in strip
+    assert "they need 2+ folders" not in strip
+    at.switch_page("pages/index.py").run()
+    assert "**Folder classes:** none (the photos do not predict their 2 labels" in texts(at)
+
+
 def test_query_classes_from_the_model_and_from_the_folders_both_labelled(tmp_path, monkeypatch):
     """An index with a model head and a classifier learnt from its folders: two labelled lines, the
     same words as the Index page's."""

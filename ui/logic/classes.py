@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indexer.classify import MIN_CLASSES, MIN_PER_CLASS, NONE_OF_THESE, load_classifier
+from indexer.classify import MIN_CLASSES, MIN_PER_CLASS, NONE_OF_THESE, load_classifier, refusal
 from retrieval import UserError
 
 FOLDER_WORD = "Folder classes"
@@ -72,10 +72,19 @@ def query_class_lines(svc, query, k: int = 5) -> list[ClassLine]:
             "none",
             (),
             True,
-            f"none: {model}, and the index has no {FOLDER_WORD.lower()} (they need {MIN_CLASSES}+ "
-            f"folders with {MIN_PER_CLASS}+ photos each, or `vgg-retrieval classes --min-per-class N`)",
+            f"none: {model}, and the index has no {FOLDER_WORD.lower()} ({_why_no_folder_classes(svc)})",
         )
     ]
+
+
+def _why_no_folder_classes(svc) -> str:
+    refused = refusal(svc.index)
+    if refused is not None:  # enough folders, but they say nothing the photos show
+        return refused
+    return (
+        f"they need {MIN_CLASSES}+ folders with {MIN_PER_CLASS}+ photos each, "
+        "or `vgg-retrieval classes --min-per-class N`"
+    )
 
 
 def index_class_rows(svc) -> list[tuple[str, str]]:
@@ -91,7 +100,7 @@ def index_class_rows(svc) -> list[tuple[str, str]]:
         folders = (
             f"{len(clf.classes)} ({folder_source(clf)}): {', '.join(clf.classes)}"
             if clf is not None
-            else f"none (they need {MIN_CLASSES}+ folders with {MIN_PER_CLASS}+ photos each)"
+            else f"none ({_why_no_folder_classes(svc)})"
         )
     except UserError as e:
         folders = str(e)
