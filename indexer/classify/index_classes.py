@@ -222,7 +222,7 @@ def _refused_note(info: dict, choice: LabelChoice) -> str:
     return (
         f"no classifier: the photos do not predict their {len(info['label_counts'])} labels "
         f"({choice.describe()}): {cv['folds']}-fold cross-validated top-1 {cv['accuracy']:.1%} against "
-        f"{cv['chance']:.1%} by always answering the largest (skill {info['skill']:.2f}, "
+        f"{_chance(cv, info['label_counts']):.1%} by always answering the largest (skill {info['skill']:.2f}, "
         f"{info['min_skill']:.2f} needed)"
     )
 
@@ -250,9 +250,19 @@ def _load_refusal(index) -> dict | None:
         info = json.loads((Path(index.directory) / REFUSED_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(info, dict) or info.get("model_id") != index.spec.model_id or "cv" not in info:
+    if not _complete(info) or info.get("model_id") != index.spec.model_id:
         return None
     return info
+
+
+def _complete(info) -> bool:
+    """Does a refusal record hold the numbers its note and the refit rule read (not one edited by hand)?"""
+    try:
+        cv, counts = info["cv"], info["label_counts"]
+        numbers = (info["skill"], info["min_skill"], cv["accuracy"], cv["folds"], _chance(cv, counts))
+        return isinstance(counts, dict) and all(isinstance(v, (int, float)) for v in numbers)
+    except (KeyError, TypeError, AttributeError, ValueError, ZeroDivisionError):
+        return False
 
 
 def _forget_refusal(index) -> None:
@@ -281,10 +291,9 @@ def auto_fit(index, min_per_class: int = MIN_PER_CLASS, threshold: float = REFIT
         return fit_index(index, LabelChoice(), min_per_class)
     choice = LabelChoice.from_dict(info)
     if current is not None and "skill" not in info:  # fitted before the rule: judged now, no refit
-        cv = {**info.get("cv", {}), "chance": _chance(info.get("cv", {}), info.get("label_counts"))}
-        weak = skill(cv)
+        weak = skill(info.get("cv") or {}, info.get("label_counts"))
         if weak is not None and weak < MIN_SKILL:
-            return _refuse(index, {**info, "cv": cv, "skill": weak, "min_skill": MIN_SKILL}, choice)
+            return _refuse(index, {**info, "skill": weak, "min_skill": MIN_SKILL}, choice)
     if current is not None and choice.csv is not None and not Path(choice.csv).is_file():
         return FitResult(current, f"classifier kept: its labels file {choice.csv} is gone")
     if choice.csv is not None and not Path(choice.csv).is_file():  # refused CSV labels, gone

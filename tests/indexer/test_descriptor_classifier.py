@@ -160,6 +160,20 @@ def test_labels_the_photos_do_not_predict_get_no_classifier_and_no_refit_per_upd
     assert "the old classifier was removed" in out and ic.load(idx) is None
 
 
+def test_a_damaged_refusal_record_means_judging_the_labels_again_not_an_error(tmp_path, make_index, labelled):
+    idx = make_index(tmp_path / "ix")
+    idx.update([labelled], workers=0, progress=False)
+    counts = {"daisy": ic.MIN_PER_CLASS, "rose": ic.MIN_PER_CLASS + 2}  # the labels as they are
+    edited = {"model_id": idx.spec.model_id, "label_counts": counts, "all_label_counts": counts, "skill": "?"}
+    edited["cv"], edited["min_skill"] = {"accuracy": "high", "folds": 5, "chance": 0.5}, 0.1
+    for text in ("{not json", '{"cv": 3, "label_counts": []}', json.dumps(edited)):
+        (tmp_path / "ix" / ic.REFUSED_FILE).write_text(text)
+        assert ic.refusal(idx) is None
+        assert ic.auto_fit(idx).classifier is not None  # any labels (the fixture): fitted
+        assert not (tmp_path / "ix" / ic.REFUSED_FILE).exists()
+        dc.DescriptorClassifier.remove(tmp_path / "ix")
+
+
 def test_a_classifier_fitted_before_the_rule_is_judged_without_a_refit(
     tmp_path, make_index, labelled, monkeypatch
 ):
