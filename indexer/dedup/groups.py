@@ -16,8 +16,8 @@ def keeper_rank(pixels, size, mtime_ns, ids, policy: str = "resolution", preferr
     index knows; ``quality.refine_rank`` then orders the files with candidates by what they say
     about themselves."""
     pixels, size, mtime_ns, ids = (np.asarray(a, dtype=np.int64) for a in (pixels, size, mtime_ns, ids))
-    if policy == "resolution":
-        keys = (ids, mtime_ns, -size, -pixels)
+    if policy == "resolution":  # pixels, then the older file, then the larger (quality.ORDER)
+        keys = (ids, -size, mtime_ns, -pixels)
     elif policy == "size":
         keys = (ids, mtime_ns, -pixels, -size)
     elif policy == "oldest":

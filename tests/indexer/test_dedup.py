@@ -92,13 +92,14 @@ def test_every_member_is_similar_to_its_keeper():
         seen |= {k, *members}
 
 
-def test_keeper_rank_resolution_then_size_then_oldest():
-    # ids:        0     1     2     3
-    pixels = [100, 400, 400, 400]
-    size = [9000, 500, 800, 800]
-    mtime = [1, 5, 7, 3]
-    rank = keeper_rank(pixels, size, mtime, [0, 1, 2, 3])
-    assert list(np.argsort(rank)) == [3, 2, 1, 0]
+def test_keeper_rank_resolution_then_oldest_then_size():
+    # ids:        0     1     2     3     4
+    pixels = [100, 400, 400, 400, 400]
+    size = [9000, 500, 800, 800, 900]
+    mtime = [1, 5, 7, 3, 5]
+    rank = keeper_rank(pixels, size, mtime, [0, 1, 2, 3, 4])
+    assert list(np.argsort(rank)) == [3, 4, 1, 2, 0]  # the larger file only between equally old ones
+    pixels, size, mtime = pixels[:4], size[:4], mtime[:4]
     assert list(np.argsort(keeper_rank(pixels, size, mtime, [0, 1, 2, 3], "size"))) == [0, 3, 2, 1]
     assert np.argsort(keeper_rank(pixels, size, mtime, [0, 1, 2, 3], "oldest"))[0] == 0
     assert np.argsort(keeper_rank(pixels, size, mtime, [0, 1, 2, 3], "newest"))[0] == 2
@@ -708,3 +709,42 @@ def test_reports_from_before_the_kinds_still_load_and_apply(library):
     (tmp / "bad.json").write_text(json.dumps(d))
     with pytest.raises(UserError, match="damaged"):
         DedupReport.load(tmp / "bad.json")
+
+
+def test_between_copies_alike_but_for_file_size_the_older_file_is_kept(tmp_path, make_index):
+    """A copy with grain added and a mirrored copy, both saved at the original's pixels and JPEG
+    quality after it: file size is all that differs (the grain makes the larger file), and the
+    keeper is the original, as the older file."""
+    photo = Image.open(SAMPLES / "pixabay" / "dog01.jpg").convert("RGB")
+    rng = np.random.default_rng(0)
+    grain = np.asarray(photo, np.float32) + rng.normal(0, 6, (photo.height, photo.width, 1))
+    lib, idx = _index_of(
+        tmp_path,
+        make_index,
+        {
+            "dog_q90.jpg": photo,  # the original
+            "dog_grain_q90.jpg": Image.fromarray(np.clip(grain, 0, 255).astype(np.uint8)),
+            "dog_mirror_q90.jpg": ImageOps.mirror(photo),
+            "cat.jpg": SAMPLES / "pixabay" / "cat01.jpg",
+        },
+    )
+    assert (lib / "dog_grain_q90.jpg").stat().st_size > (lib / "dog_q90.jpg").stat().st_size
+    t = (lib / "dog_q90.jpg").stat().st_mtime_ns
+    for n, name in enumerate(("dog_grain_q90.jpg", "dog_mirror_q90.jpg"), 1):
+        os.utime(lib / name, ns=(t + n * 10**9, t + n * 10**9))  # made after the original
+    idx.update([lib], progress=False, workers=0)
+    rep = find_duplicates(idx, threshold=1.0, verify_floor=-1.0)
+    (g,) = rep.duplicate_groups
+    assert sorted(Path(m.path).name for m in g.files) == [
+        "dog_grain_q90.jpg",
+        "dog_mirror_q90.jpg",
+        "dog_q90.jpg",
+    ]
+    assert Path(g.keeper.path).name == "dog_q90.jpg" and "older file" in g.keeper_reason
+    # made before its copies' originals were: the larger file wins among equally old files
+    for name in ("dog_q90.jpg", "dog_grain_q90.jpg", "dog_mirror_q90.jpg"):
+        os.utime(lib / name, ns=(t, t))
+    idx.update([lib], progress=False, workers=0)
+    (g,) = find_duplicates(idx, threshold=1.0, verify_floor=-1.0).duplicate_groups
+    largest = max(g.files, key=lambda m: (lib / Path(m.path).name).stat().st_size)
+    assert g.keeper.path == largest.path and "larger file" in g.keeper_reason
