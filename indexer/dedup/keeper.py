@@ -76,7 +76,18 @@ def _pair(verifier, keeper: str, member: str, ev):
 def _density(k, m, t) -> float:
     """The member's own pixels per pixel of the keeper's own (over the scene they share)."""
     scale = float(np.sqrt(abs(np.linalg.det(t[:2, :2]) / abs(t[2, 2]) ** 2)))  # m's keypoint px per k's
-    return scale * (max(m.native) / max(m.size)) / (max(k.native) / max(k.size))
+    return scale * _native_per_keypoint(k, m)
+
+
+def _densest_axis(k, m, t) -> float:
+    """``_density`` along the direction where the member has the most of its own pixels per the
+    keeper's (the larger singular value of the map): 1 for a copy squashed across one axis only."""
+    sv = np.linalg.svd(t[:2, :2] / abs(t[2, 2]), compute_uv=False)
+    return float(sv[0]) * _native_per_keypoint(k, m)
+
+
+def _native_per_keypoint(k, m) -> float:
+    return (max(m.native) / max(m.size)) / (max(k.native) / max(k.size))
 
 
 def enlarged_from(verifier, keeper: str, member: str, ev) -> bool:
@@ -89,8 +100,8 @@ def enlarged_from(verifier, keeper: str, member: str, ev) -> bool:
     if min(_cover(t, k.size, m.size), _cover(np.linalg.inv(t), m.size, k.size)) < SAME_COVER:
         return False
     ratio = _density(k, m, t)
-    if ratio >= DENSER:
-        return False
+    if ratio >= DENSER or _densest_axis(k, m, t) >= DENSER:
+        return False  # not fewer pixels every way: a copy squashed across one axis is not enlarged from
     try:
         lost = detail_lost(verifier.cv2, native_tile(keeper), ratio)
         if ratio < MILD and lost <= MAX_EXTRA:
@@ -204,11 +215,19 @@ def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None, rekep
     The group is re-verified around the new keeper (keeper-centred, never through a chain)."""
     out = []
     for keep, members, scores in groups:
-        made = set()  # keepers found made from a member: never chosen again
-        changed = rekept
+        made = set()  # keepers found made from a member: never chosen again (but in a circle)
+        changed, stop = rekept, False
         for _ in range(ROUNDS):
             found = [m for m in members if _made(judge, keep, m)]
-            if found:
+            if found and made & set(found):
+                # made from a file found made from another before: the claims go round in a circle
+                # (the original taken for a crop's canvas, say), so one of them is wrong, and the
+                # keeper order decides among the files of the circle; no further round
+                circle = [m for m in sorted(made | {keep}) if m == keep or m in members]
+                free, stop = [_best(circle, rank, pick)], True
+                if free == [keep]:
+                    break
+            elif found:
                 # the keeper is not the original: the best member it was made from is (checked
                 # again in the next round: it may be a crop or an enlargement of another member)
                 made.add(keep)
@@ -226,6 +245,8 @@ def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None, rekep
             ok = np.asarray(judge.check(("duplicate",))(new, others, cos), dtype=bool)
             order = np.argsort(-cos[ok], kind="stable")
             keep, members, scores = new, others[ok][order].tolist(), cos[ok][order].tolist()
+            if stop:
+                break
         out.append((keep, members, scores))
     return out
 
@@ -251,6 +272,13 @@ def _better(judge, keep: int, members: list, rank, pick) -> list:
 
 
 def _made(judge, a: int, b: int) -> bool:
+    """``made_from`` of the files at positions ``a`` (keeper) and ``b`` of the judge, unless ``b``
+    is found made from ``a`` as well: the two claims contradict each other (soft photos against
+    their own downscales), and the keeper order decides between the two instead."""
+    return _made_one(judge, a, b) and not _made_one(judge, b, a)
+
+
+def _made_one(judge, a: int, b: int) -> bool:
     """``made_from`` of the files at positions ``a`` (keeper) and ``b`` of the judge: kept with the
     index by a verifier that keeps verified pairs (``batch.Settled.remembered``), else computed."""
     keeper, member, ev = _names(judge, a, b)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import SAMPLES
+from conftest import DATA, SAMPLES
 from PIL import Image, ImageDraw, ImageOps
 
 from indexer.dedup import find_duplicates
@@ -197,3 +197,86 @@ def test_a_keeper_with_a_member_before_it_gives_way_unless_made_from_it(tmp_path
     assert rekeep(judge, [(1, [0], [1.0])], vectors, rank)[0][:2] == (1, [0])
     # the enlarged copy (made from the original) before it in the order: no change of keeper
     assert rekeep(judge, [(0, [2], [1.0])], vectors, np.array([1, 2, 0]), rekept=True)[0][:2] == (0, [2])
+
+
+def _judge_of(tmp_path, images: dict):
+    """A PairJudge over ``images`` (name -> (image, JPEG quality)) saved under ``tmp_path``."""
+    from indexer.dedup.decide import PairJudge
+    from indexer.dedup.verify import Verifier
+
+    paths = []
+    for name, (im, quality) in images.items():
+        paths.append(str(tmp_path / name))
+        im.save(paths[-1], quality=quality)
+    return PairJudge(paths, 1.0, Verifier(workers=2)), paths
+
+
+def test_a_copy_squashed_across_one_axis_is_not_what_its_original_was_enlarged_from(tmp_path):
+    """A soft photo (hymenoptera's ant) and its copy squashed to 0.61 of its width, as the generated
+    set makes one: over the two axes together the original has more pixels and loses little
+    detail at the copy's resolution, but along its height it has none more, so it is not an
+    enlargement of the copy (the generated set kept a mirrored copy over this original)."""
+    import numpy as np
+
+    from indexer.dedup import keeper
+
+    ant = Image.open(DATA / "photos" / "hymenoptera" / "val" / "ants" / "2238242353_52c82441df.jpg").convert(
+        "RGB"
+    )
+    w, h = ant.size
+    squashed = ant.resize((int(w * 0.61), h), Image.LANCZOS)
+    judge, paths = _judge_of(tmp_path, {"ant.jpg": (ant, 95), "ant_squashed.jpg": (squashed, 92)})
+    assert judge.check(("duplicate",))(0, np.array([1]), np.ones(1))[0]
+    k, m, t = keeper._pair(judge.verifier, paths[0], paths[1], keeper._oriented(judge, 0, 1))
+    assert keeper._density(k, m, t) < keeper.DENSER  # fewer pixels over the two axes together...
+    assert keeper._densest_axis(k, m, t) >= keeper.DENSER  # ... but not along the height
+    assert not keeper.enlarged_from(judge.verifier, paths[0], paths[1], keeper._oriented(judge, 0, 1))
+
+
+def _copies_of_dog(tmp_path):
+    photo = Image.open(PIX / "dog01.jpg").convert("RGB")
+    return _judge_of(
+        tmp_path,
+        {
+            "original.jpg": (photo, 95),
+            "colour.jpg": (ImageOps.autocontrast(photo, cutoff=3), 92),
+            "recompressed.jpg": (photo, 70),
+            "grey.jpg": (photo.convert("L"), 92),
+        },
+    )
+
+
+def test_two_files_each_found_made_from_the_other_are_left_to_the_keeper_order(tmp_path, monkeypatch):
+    """``made_from`` claims checked by ``rekeep``: a keeper is made from a member unless the member
+    is found made from the keeper too (a soft original and its crisp downscale can each look like
+    an enlargement of the other); then the keeper order decides. The claims are scripted here (the
+    relation is rekeep's input); the verification is real."""
+    import numpy as np
+
+    from indexer.dedup import keeper
+
+    judge, _ = _copies_of_dog(tmp_path)
+    claims = {(0, 1), (1, 0)}
+    monkeypatch.setattr(keeper, "_made_one", lambda judge, a, b: (a, b) in claims)
+    vectors, rank = np.eye(4, dtype=np.float32), np.arange(4)
+    assert keeper.rekeep(judge, [(0, [1], [1.0])], vectors, rank)[0][:2] == (0, [1])
+    claims.discard((1, 0))  # one claim alone is taken: the colour copy is the original
+    assert keeper.rekeep(judge, [(0, [1], [1.0])], vectors, rank)[0][:2] == (1, [0])
+
+
+def test_made_from_claims_in_a_circle_are_left_to_the_keeper_order(tmp_path, monkeypatch):
+    """Claims that go round (the original taken for a crop with a flat canvas around it, the crop
+    for a crop of a bannered copy, the bannered copy rightly made from the original and from a
+    re-compressed copy): one of them is wrong, and the best file of the circle by the keeper order
+    is kept - not the next file the last claim points to (a lesser copy)."""
+    import numpy as np
+
+    from indexer.dedup import keeper
+
+    judge, _ = _copies_of_dog(tmp_path)
+    # 0 original, 1 colour (the "crop"), 3 grey (the "bannered" copy), 2 recompressed
+    claims = {(0, 1), (1, 3), (3, 0), (3, 2)}
+    monkeypatch.setattr(keeper, "_made_one", lambda judge, a, b: (a, b) in claims)
+    vectors, rank = np.eye(4, dtype=np.float32), np.arange(4)
+    keep, members = keeper.rekeep(judge, [(0, [1, 2, 3], [1.0, 1.0, 1.0])], vectors, rank)[0][:2]
+    assert keep == 0 and sorted(members) == [1, 2, 3]
