@@ -25,7 +25,7 @@ from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
 from .keeper import rekeep
 from .options import DedupOptions
 from .paircache import PairCache, version_of
-from .quality import FileQuality, best_of, keeper_reason, read_qualities, refine_rank
+from .quality import ALIKE, FileQuality, best_of, keeper_reason, read_qualities, refine_rank
 from .report import DedupReport, Group, Member
 from .report_text import DUPLICATES, EXACT_REASON, KEEPER_REASON, UNPROVEN_WHY, WHY, near_reason
 from .rule import (
@@ -375,9 +375,9 @@ def _assemble(rows, rep_of, search, found, keeper, qualities) -> list[Group]:
         q = [qualities[row_of[m.id]] or FileQuality() for m in g.files]
         g.keeper_reason = keeper_reason(g.keeper, q[0], g.members, q[1:], keeper)
         if g.is_duplicates and row_of[g.keeper.id] in rekept:
-            g.keeper_reason = (
-                "the original: a larger member is enlarged from it, or adds only a canvas, frame or "
-                f"banner around it (no detail beyond this one's); {g.keeper_reason}"
+            g.keeper_reason = (  # the keeper order's words only where it agrees: not "alike" as well
+                "the original: a larger member is enlarged from it, or adds only a canvas, frame or banner "
+                f"around it (no detail beyond this one's){'' if g.keeper_reason == ALIKE else '; ' + g.keeper_reason}"
             )
         g.keeper.reason = f"keeper: {g.keeper_reason}"
     groups.sort(key=lambda g: (not g.is_duplicates, g.min_score, g.keeper.path))

@@ -230,9 +230,10 @@ def keeper_reason(
     for m, q in zip(others, others_q):
         reasons.append(_why(keeper, keeper_q, m, q, policy))
     seen = list(dict.fromkeys(r for r in reasons if r))
-    return "; ".join(seen) if seen else "first indexed (the files are alike)"
+    return "; ".join(seen) if seen else ALIKE
 
 
+ALIKE = "first indexed (the files are alike)"  # keeper_reason when no criterion decided
 PICTURE_TOLERANCE = 1.30  # picture areas within 30% count as equal (border trimming is not exact)
 
 
