@@ -1,7 +1,7 @@
 """Indexing speed against the engine's own, and what creating a new index costs: one table, one run.
 
 In one run, on this CPU (its model name and flags are printed with the table):
-- ``engine alone``: the default model (INT8, as a new index makes it) on batches of 8 prepared
+- ``engine alone``: the INT8 model (as a new index makes it where INT8 pays: ``int8_gain``) on batches of 8 prepared
   beforehand (decoding, trimming and bucketing done before the clock starts): the rate an update
   could reach;
 - ``index``: ``Index.update`` end to end, wall clock around the whole call (scan, decode, trim,
@@ -11,7 +11,8 @@ In one run, on this CPU (its model name and flags are printed with the table):
   photos (the issue's target: 0.80);
 - ``new index``: ``vgg-retrieval index FOLDER --index NEW -q`` as a whole process (imports, model
   export, INT8 calibration where the precision asks for it, embedding, commit) on ``--new`` photos,
-  with the defaults, with ``--precision fp32`` and, where the CPU runs bf16, ``--precision bf16``;
+  with the defaults (INT8, or FP32 where this CPU's INT8 does not pay), with ``--precision fp32``
+  and, where the CPU runs bf16, ``--precision bf16``;
   the runs alternate, median of ``--runs``; ``x fp32``: the default's time over fp32's (<= 1: the
   defaults cost no more to start with).
 The model-by-model table (FP32/INT8/pruned, latency, size, mAP) is ``benchmarks/model_variants.py``.
@@ -115,7 +116,15 @@ def main() -> None:
         seconds = new_index_seconds(new, tmp, precisions, args.runs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    from indexer.opening import default_precision
+    from retrieval.engines import int8_gain
+
+    default = default_precision("openvino")
     print(f"\n{cpu_line()}; {name} ({spec.describe()}), batch 8, median of {args.runs}")
+    print(
+        f"INT8 convolutions here: {int8_gain():.2f}x FP32 (retrieval.engines.int8_gain), so a new "
+        f"index's default is {default.upper()}; the rows below run the INT8 model"
+    )
     print("\n| photos | n | engine alone img/s | index img/s | x engine |")
     print("|---|---:|---:|---:|---:|")
     for label, n, engine, rate in rows:
@@ -123,7 +132,7 @@ def main() -> None:
     print(f"\n| new index of {n_new} photos (400x300), whole command | seconds | x fp32 |")
     print("|---|---:|---:|")
     for p, s in seconds.items():
-        label = "defaults (INT8)" if p == "default" else f"--precision {p}"
+        label = f"defaults ({default.upper()})" if p == "default" else f"--precision {p}"
         print(f"| {label} | {s:.1f} | {s / seconds['fp32']:.2f} |")
 
 

@@ -16,7 +16,7 @@ from indexer.update.calibration import calibration_images
 from indexer.update.ray_embedding import RayOptions, import_ray
 from indexer.update.scan import printable
 from indexer.update.updater import check_root
-from retrieval.engines import DEFAULT_ENGINE, cpu_runs_bf16
+from retrieval.engines import DEFAULT_ENGINE, INT8_PAYS, cpu_runs_bf16, int8_gain, int8_pays
 from retrieval.engines.export import read_sidecar
 from retrieval.errors import UserError
 from retrieval.spec import DEFAULT_INPUT_SIZE, DEFAULT_SCALES
@@ -125,10 +125,13 @@ def _existing_model(index_dir, db_url, model_dir, model: dict):
 
 
 def default_precision(engine: str, ray=None) -> str:
-    """INT8 where OpenVINO runs the model (the default engine, also on Ray actors), else FP32: ONNX
+    """INT8 where OpenVINO runs the model and INT8 pays there (Ray actors: always; here: where this
+    CPU runs INT8 convolutions ``INT8_PAYS`` times as fast as FP32, ``int8_gain``), else FP32: ONNX
     Runtime's and TensorRT's INT8 lose more (docs/model-pipeline.md), torch runs no quantized model."""
     runs = ray.model_engine if ray is not None else engine
-    return "int8" if runs == "openvino" else "fp32"
+    if runs != "openvino":
+        return "fp32"
+    return "int8" if ray is not None or int8_pays() else "fp32"
 
 
 def _check_bf16(precision, engine: str, ray) -> None:
@@ -245,6 +248,7 @@ def open_or_create(
     Index.check_can_create(index_dir, db_url)
     for f in folders:  # before the index folder is made: no empty index left behind
         check_root(f, index_dir)
+    chosen = precision  # None: the default's choice, said when it is FP32
     if model_dir is not None:
         if any(v is not None for v in net_options.values()):
             raise UserError(
@@ -283,4 +287,14 @@ def open_or_create(
                 f"needed): the new index starts in FP32"
             )
         log(f"created index {index_dir} with {spec.describe()}, {idx.precision.upper()}")
+        if (
+            chosen is None
+            and model_dir is None
+            and precision == "fp32"
+            and (engine, run.ray) == ("openvino", None)
+        ):
+            log(
+                f"FP32, not INT8: this CPU runs INT8 convolutions {int8_gain():.2f}x as fast as FP32 "
+                f"({INT8_PAYS}x or more pays for quantizing); --precision int8 makes one anyway"
+            )
     return idx

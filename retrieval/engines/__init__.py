@@ -13,6 +13,7 @@ from retrieval.spec import ModelSpec
 
 from .base import Embedder
 from .export import export_model, read_sidecar
+from .int8_gain import INT8_PAYS, int8_gain, int8_pays
 from .openvino_engine import cpu_runs_bf16
 from .registry import (
     EngineEntry,
@@ -76,5 +77,8 @@ __all__ = [
     "EngineEntry",
     "export_model",
     "cpu_runs_bf16",
+    "int8_gain",
+    "int8_pays",
+    "INT8_PAYS",
     "read_sidecar",
 ]

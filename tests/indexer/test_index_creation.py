@@ -4,6 +4,7 @@ run makes again."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -241,3 +242,58 @@ def test_a_small_folder_calibrates_on_a_share_of_its_photos(tmp_path):
     assert len(picked) == 200 // CALIBRATION_SHARE
     assert {os.path.basename(os.path.dirname(p)) for p in picked} == {"a", "b"}  # spread, not the first ones
     assert len(calibration_images([tmp_path / "a"], n=7)) == 7
+
+
+def test_int8_gain_is_measured_on_int8_and_fp32_convolutions(monkeypatch):
+    """The probe behind the default precision: what it times really runs as INT8 convolutions in
+    OpenVINO (FakeQuantize fused, u8 activations) against f32 ones, and gives a plausible gain."""
+    import openvino as ov
+
+    probe = importlib.import_module(
+        "retrieval.engines.int8_gain"
+    )  # the module (its function shares the name)
+
+    monkeypatch.delenv(probe.ENV)
+    probe.int8_gain.cache_clear()
+    try:
+        gain = probe.int8_gain()
+    finally:
+        probe.int8_gain.cache_clear()
+    assert 0.3 < gain < 50, gain
+    core = ov.Core()
+    for int8, precision in ((True, "u8"), (False, "f32")):
+        compiled = core.compile_model(probe._convolutions(int8), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        convs = [
+            op.get_rt_info()["runtimePrecision"].astype(str)
+            for op in compiled.get_runtime_model().get_ordered_ops()
+            if op.get_rt_info()["layerType"].astype(str) == "Convolution"
+        ]
+        assert convs == [precision] * 3, (int8, convs)
+
+
+@pytest.mark.parametrize("gain, expected", [("1.05", "fp32"), ("2.5", "int8")])
+def test_the_default_precision_is_int8_only_where_it_pays(
+    tmp_path, folder, monkeypatch, capsys, gain, expected
+):
+    from indexer.opening import default_precision
+
+    probe = importlib.import_module(
+        "retrieval.engines.int8_gain"
+    )  # the module (its function shares the name)
+
+    monkeypatch.setenv(probe.ENV, gain)
+    probe.int8_gain.cache_clear()
+    try:
+        assert default_precision("openvino") == expected
+        assert default_precision("openvino", ray=type("Ray", (), {"model_engine": "openvino"})()) == "int8"
+        assert default_precision("onnxruntime") == "fp32"
+        ix = tmp_path / "ix"
+        assert main(["index", str(folder), "--index", str(ix), *[a for a in TINY if a != "-q"]]) == 0
+    finally:
+        probe.int8_gain.cache_clear()
+    assert sidecar(ix).get("precision", "fp32") == expected
+    out = capsys.readouterr()
+    said = "FP32, not INT8: this CPU runs INT8 convolutions 1.05x as fast as FP32"
+    assert (said in out.out + out.err) == (expected == "fp32"), out
+    with Index.open(ix) as idx:
+        assert idx.precision == expected and idx.count == len(PHOTOS)
