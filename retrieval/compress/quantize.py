@@ -327,3 +327,6 @@ def quiet_nncf() -> None:
         log.removeHandler(handler)
     log.propagate = True
     log.setLevel(logging.WARNING)
+    # NNCF's quantize loads its torch backend, whose C++ extension loader warns "No CUDA runtime is
+    # found" on every run where a CUDA build of torch sits on a machine without one: not ours to say
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
