@@ -87,6 +87,7 @@ def _densest_axis(k, m, t) -> float:
 
 
 def _native_per_keypoint(k, m) -> float:
+    """The member's own pixels per keypoint-image pixel over the keeper's (the two files' scales)."""
     return (max(m.native) / max(m.size)) / (max(k.native) / max(k.size))
 
 
