@@ -5,7 +5,9 @@ vacation, hymenoptera, frames of opencv-doc's tree.avi >= 0.5 s apart, the openc
 generated copies per edit kind), columns = photos, false duplicate pairs per 1,000 photos,
 similar-shot groups, recall of generated copies, keeper correct, photos/s of ``find_duplicates``.
 The real sets' indexes live under --work as idx-<set> (made on first use).
-Run:  python benchmarks/dedup_eval.py [--originals 30 --distractors 90] [--real paris5,...] [--work DIR]
+Run:  python benchmarks/dedup_eval.py [--originals 50 --distractors 150] [--real paris5,...] [--work DIR]
+(the generated set is made once per --work: a folder made with other counts keeps them; the tables
+of docs/dedup.md before 2026-12-07 are of --originals 30 --distractors 90)
 
 With --compare, the older report (before issue 24), two measurements in one run at the defaults
 of ``find_duplicates``:
