@@ -6,8 +6,8 @@ generated copies per edit kind), columns = photos, false duplicate pairs per 1,0
 similar-shot groups, recall of generated copies, keeper correct, photos/s of ``find_duplicates``.
 The real sets' indexes live under --work as idx-<set> (made on first use).
 Run:  python benchmarks/dedup_eval.py [--originals 50 --distractors 150] [--real paris5,...] [--work DIR]
-(the generated set is made once per --work: a folder made with other counts keeps them; the tables
-of docs/dedup.md before 2026-12-07 are of --originals 30 --distractors 90)
+(the generated set is made once per --work, and a folder made with other counts is refused; the
+tables of docs/dedup.md before 2026-12-07 are of --originals 30 --distractors 90)
 
 With --compare, the older report (before issue 24), two measurements in one run at the defaults
 of ``find_duplicates``:
@@ -291,6 +291,7 @@ def generated(args, memo):
     data = base / "set"
     if not (data / "truth.tsv").is_file():
         generate(data, args.originals, args.distractors, args.seed)
+    check_generated(args)
     truth = read_truth(data / "truth.tsv")
     fam, edit = family_map(data.resolve(), truth)
     kinds = [k for k in EDITS if k in set(edit.values())]
@@ -427,6 +428,25 @@ def sweep(memo, gen, reals):
             )
 
 
+def check_generated(args) -> None:
+    """Refuse a --work whose generated set was made with other counts than asked (the tables would
+    be of another set): checked before anything is measured."""
+    from near_duplicates import read_truth
+
+    data = (args.work / "quick" if args.quick else args.work) / "set"
+    if not (data / "truth.tsv").is_file():
+        return
+    made = (
+        len({row[0] for row in read_truth(data / "truth.tsv")}),
+        len(list((data / "distractors").iterdir())),
+    )
+    if made != (args.originals, args.distractors):
+        raise SystemExit(
+            f"{data} holds a generated set of {made[0]} originals and {made[1]} distractors, not "
+            f"{args.originals} and {args.distractors}: pass those counts, or another --work"
+        )
+
+
 def generated_set(args):
     """(passes, fam, edit, kinds) of the generated set under --work (made and indexed once)."""
     from near_duplicates import EDITS, generate, read_truth
@@ -435,6 +455,7 @@ def generated_set(args):
     data = base / "set"
     if not (data / "truth.tsv").is_file():
         generate(data, args.originals, args.distractors, args.seed)
+    check_generated(args)
     truth = read_truth(data / "truth.tsv")
     fam, edit = family_map(data.resolve(), truth)
     kinds = [k for k in EDITS if k in set(edit.values())]
@@ -515,6 +536,7 @@ def main() -> int:
     args.real_index = dict(x.split("=", 1) for x in args.real_index)
     if set(args.real) - set(REAL_SETS):
         raise SystemExit(f"--real takes {', '.join(REAL_SETS)}")
+    check_generated(args)
     if not args.compare:
         t0 = time.perf_counter()
         table(args)
