@@ -218,14 +218,14 @@ def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None, rekep
     for keep, members, scores in groups:
         made = set()  # keepers found made from a member: never chosen again (but in a circle)
         changed, stop = rekept, False
+        group = {keep, *members}  # every file of the group in any round: each new keeper is offered all
         for _ in range(ROUNDS):
             found = [m for m in members if _made(judge, keep, m)]
             if found and made & set(found):
                 # made from a file found made from another before: the claims go round in a circle
                 # (the original taken for a crop's canvas, say), so one of them is wrong, and the
                 # keeper order decides among the files of the circle; no further round
-                circle = [m for m in sorted(made | {keep}) if m == keep or m in members]
-                free, stop = [_best(circle, rank, pick)], True
+                free, stop = [_best(sorted(made | {keep}), rank, pick)], True
                 if free == [keep]:
                     break
             elif found:
@@ -241,7 +241,7 @@ def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None, rekep
                 break
             changed = True
             new = _best(free, rank, pick)
-            others = np.array([keep] + [m for m in members if m != new], dtype=np.int64)
+            others = np.array(sorted(group - {new}), dtype=np.int64)
             cos = vectors[others] @ vectors[new]
             ok = np.asarray(judge.check(("duplicate",))(new, others, cos), dtype=bool)
             order = np.argsort(-cos[ok], kind="stable")

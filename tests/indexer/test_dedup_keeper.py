@@ -280,3 +280,33 @@ def test_made_from_claims_in_a_circle_are_left_to_the_keeper_order(tmp_path, mon
     vectors, rank = np.eye(4, dtype=np.float32), np.arange(4)
     keep, members = keeper.rekeep(judge, [(0, [1, 2, 3], [1.0, 1.0, 1.0])], vectors, rank)[0][:2]
     assert keep == 0 and sorted(members) == [1, 2, 3]
+
+
+def test_a_file_dropped_on_the_way_is_offered_to_the_final_keeper(tmp_path, monkeypatch):
+    """``rekeep`` moves the keeper in rounds; each new keeper is offered every file the group held
+    in any round, not only the last keeper's members: a crop of the original's right part, dropped
+    while a crop of its left part was the keeper (the two share too little), joins the original
+    when it is kept. The claims are scripted; the verification is real."""
+    import numpy as np
+
+    from indexer.dedup import keeper
+
+    photo = Image.open(PIX / "dog01.jpg").convert("RGB")
+    w, h = photo.size
+    judge, _ = _judge_of(
+        tmp_path,
+        {
+            "original.jpg": (photo, 95),
+            "left.jpg": (photo.crop((0, 0, int(w * 0.6), h)), 92),
+            "right.jpg": (photo.crop((int(w * 0.4), 0, w, h)), 92),
+            "colour.jpg": (ImageOps.autocontrast(photo, cutoff=3), 92),
+        },
+    )
+    check = judge.check(("duplicate",))
+    assert list(check(0, np.array([1, 2, 3]), np.ones(3))) == [True, True, True]
+    assert not check(1, np.array([2]), np.ones(1))[0]  # the two crops are not copies of each other
+    claims = {(3, 1), (1, 0)}  # "the colour copy is made from the left crop", the left crop from the original
+    monkeypatch.setattr(keeper, "_made_one", lambda judge, a, b: (a, b) in claims)
+    vectors, rank = np.eye(4, dtype=np.float32), np.arange(4)
+    keep, members = keeper.rekeep(judge, [(3, [0, 1, 2], [1.0, 1.0, 1.0])], vectors, rank)[0][:2]
+    assert keep == 0 and sorted(members) == [1, 2, 3]
