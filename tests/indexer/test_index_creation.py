@@ -299,3 +299,22 @@ def test_the_default_precision_is_int8_only_where_it_pays(
     assert (said in out.out + out.err) == (expected == "fp32"), out
     with Index.open(ix) as idx:
         assert idx.precision == expected and idx.count == len(PHOTOS)
+
+
+def test_a_probe_that_cannot_run_leaves_the_default_at_int8(monkeypatch):
+    """Where OpenVINO's CPU plugin cannot compile or run the probe's models, making an index does
+    not fail: the default is INT8, as before the probe."""
+    from indexer.opening import default_precision
+
+    probe = importlib.import_module("retrieval.engines.int8_gain")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("this plugin does not run FakeQuantize")
+
+    monkeypatch.delenv(probe.ENV)
+    monkeypatch.setattr(probe, "_request", broken)
+    probe.int8_gain.cache_clear()
+    try:
+        assert probe.int8_gain() == probe.INT8_PAYS and default_precision("openvino") == "int8"
+    finally:
+        probe.int8_gain.cache_clear()
