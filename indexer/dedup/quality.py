@@ -221,6 +221,9 @@ def _decode(data: bytes) -> FileQuality:
 _CODEC = (_version, _encode, _decode)
 
 
+ALIKE = "first indexed (the files are alike)"  # keeper_reason when no criterion decided
+
+
 def keeper_reason(
     keeper, keeper_q: FileQuality, others: list, others_q: list[FileQuality], policy: str
 ) -> str:
@@ -233,7 +236,6 @@ def keeper_reason(
     return "; ".join(seen) if seen else ALIKE
 
 
-ALIKE = "first indexed (the files are alike)"  # keeper_reason when no criterion decided
 PICTURE_TOLERANCE = 1.30  # picture areas within 30% count as equal (border trimming is not exact)
 
 
