@@ -104,7 +104,8 @@ def enlarged_from(verifier, keeper: str, member: str, ev) -> bool:
     if ratio >= DENSER or _densest_axis(k, m, t) >= DENSER:
         return False  # not fewer pixels every way: a copy squashed across one axis is not enlarged from
     try:
-        lost = detail_lost(verifier.cv2, native_tile(keeper), ratio)
+        tile = getattr(verifier, "native_tile", native_tile)  # the verifier's keeps the latest few
+        lost = detail_lost(verifier.cv2, tile(keeper), ratio)
         if ratio < MILD and lost <= MAX_EXTRA:
             return True
         if lost > MILD_EXTRA:
@@ -113,7 +114,7 @@ def enlarged_from(verifier, keeper: str, member: str, ev) -> bool:
         # keeper must also lose clearly less than the member itself does there; a larger one that
         # the round trip itself costs a little more than MAX_EXTRA: at most half of it
         relative = RELATIVE if ratio >= MILD else FAR_RELATIVE
-        return lost <= relative * detail_lost(verifier.cv2, native_tile(member), ratio)
+        return lost <= relative * detail_lost(verifier.cv2, tile(member), ratio)
     except Exception:  # noqa: BLE001 - gone since: keep the order as it is
         return False
 

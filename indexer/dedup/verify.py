@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
@@ -19,6 +18,7 @@ from . import capture as capture_evidence
 from .align import Features, detail_outside, fits, hull_share, pixel_agreement, plausible, ratio_matches
 from .copytests import extra_detail, local_agreement, mid_image, residual, spill
 from .featurecache import FeatureCache
+from .filereads import FileReads, grey_of
 from .photofeatures import PhotoFeatures
 from .progress import ticker
 from .retake import crossed, relit, shifted
@@ -36,7 +36,6 @@ FEATURES = 1000
 MAX_SIDE = 512
 MIN_SIDE = 256
 PIXEL_SIDE = 128
-READS = 8  # files read for the detail test kept in memory (at most 1024 px: ~1 MB each)
 RATIO = 0.8
 
 
@@ -97,20 +96,7 @@ def grey_image(path: str, max_side: int = MAX_SIDE, min_side: int = 0) -> np.nda
 
 def read_grey(path: str, max_side: int = MAX_SIDE, min_side: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
     """(``grey_image``, the file's own (width, height) after its EXIF rotation)."""
-    from PIL import Image
-
-    im = open_image(path, draft_size=max_side)
-    native = tuple(im.info.get("vgg_retrieval_full_size") or im.size)
-    long_side = max(im.size)
-    target = max_side if long_side > max_side else (max(long_side, min_side))
-    if target != long_side:
-        scale = target / long_side
-        im = im.resize(
-            (max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-            Image.BICUBIC if scale > 1 else Image.BILINEAR,
-            reducing_gap=None if scale > 1 else 2.0,
-        )
-    return np.asarray(im.convert("L")), native
+    return grey_of(open_image(path, draft_size=max_side), max_side, min_side)
 
 
 class Verifier:
@@ -144,8 +130,7 @@ class Verifier:
         self.store = PhotoFeatures(self._compute, cache_size, disk, captures)
         self.settle_early = settle_early
         self._local = threading.local()
-        self._reads: OrderedDict = OrderedDict()  # the detail test's file reads, the latest READS
-        self._reads_lock = threading.Lock()
+        self.reads = FileReads()  # the copy tests' and keeper checks' file reads, the latest few
 
     @property
     def unreadable(self) -> set[str]:
@@ -295,20 +280,12 @@ class Verifier:
         return read
 
     def _read_once(self, path: str, side: int):
-        """``read_grey(path, side)``, kept for the next pairs of that file (the detail test reads
-        the narrower file of each pair it tests, often the same one); read-only arrays."""
-        key = (path, side)
-        with self._reads_lock:
-            if key in self._reads:
-                self._reads.move_to_end(key)
-                return self._reads[key]
-        grey, native = read_grey(path, side)
-        grey.setflags(write=False)
-        with self._reads_lock:
-            self._reads[key] = (grey, native)
-            while len(self._reads) > READS:
-                self._reads.popitem(last=False)
-        return grey, native
+        """``read_grey(path, side)``, kept for the next pairs of that file (``filereads``)."""
+        return self.reads.read(path, side)
+
+    def native_tile(self, path: str) -> np.ndarray:
+        """``keeper.native_tile(path)``, kept for the next pairs of that file (``filereads``)."""
+        return self.reads.native_tile(path)
 
     def _frame_to_frame(self, a: Features, b: Features, ev: Evidence) -> Evidence:
         """``ev`` with the pixels compared frame to frame when the two pictures have the same

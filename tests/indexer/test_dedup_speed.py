@@ -392,3 +392,45 @@ def test_stored_features_are_read_while_verified_pairs_wait_to_be_written(tmp_pa
     assert cache.fact((dog, cat), ev) is True and cache.fact((cat, dog), ev) is None
     assert cache.fact((dog, cat), replace(ev, mirrored=not ev.mirrored)) is None
     verifier.close()
+
+
+def test_the_copy_tests_reads_share_a_decode_where_it_gives_the_same_pixels(tmp_path, monkeypatch):
+    """A pair's copy tests read each file at a size of their own (``shifted``, the detail test) and
+    the keeper checks read its own pixels (``keeper.native_tile``). Reads that decode the same
+    pixels (a JPEG at the same draft scale, a PNG at any size) share one decode, and a file's tile
+    is kept for the next pair: the same arrays as reading afresh, fewer decodes."""
+    import retrieval.preprocess as preprocess
+    from indexer.dedup import filereads, keeper
+    from indexer.dedup.verify import read_grey
+
+    big = tmp_path / "big.jpg"  # 2400 x 1600: draft scales 1/4 (600 px) ... 1/1
+    Image.open(PIX / "dog01.jpg").convert("RGB").resize((2400, 1600), Image.BICUBIC).save(big, quality=90)
+    png = tmp_path / "cat.png"
+    Image.open(PIX / "cat01.jpg").convert("RGB").save(png)
+    reads = ((big, 700), (big, 1000), (big, 500), (png, 300), (png, 200))
+    wants = [read_grey(str(path), side) for path, side in reads]  # each read afresh
+    decodes = []
+    real_open = filereads.open_image
+
+    def counted(path, *args, **kwargs):
+        decodes.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(filereads, "open_image", counted)
+    verifier = Verifier(workers=1)
+    # 700 and 1000 px both decode the JPEG at half size (1200 px), 500 px at a quarter (600 px)
+    for (path, side), want in zip(reads, wants):
+        got = verifier._read_once(str(path), side)
+        assert np.array_equal(got[0], want[0]) and got[1] == want[1]
+        assert not got[0].flags.writeable
+    assert decodes == [str(big), str(big), str(png)]
+    # the keeper check's tile: read once, the same pixels, read-only
+    tiles = []
+    real_tile_open = preprocess.open_image
+    monkeypatch.setattr(
+        preprocess, "open_image", lambda p, *a, **k: tiles.append(p) or real_tile_open(p, *a, **k)
+    )
+    first, again = verifier.native_tile(str(big)), verifier.native_tile(str(big))
+    assert again is first and tiles == [str(big)] and not first.flags.writeable
+    monkeypatch.setattr(preprocess, "open_image", real_tile_open)
+    assert np.array_equal(first, keeper.native_tile(str(big))) and first.shape == (1024, 1024)
