@@ -15,7 +15,7 @@ import numpy as np
 from retrieval.preprocess import open_image, target_size
 
 READS = 8  # grey reads and native tiles kept (at most 2048 px: ~4 MB each)
-DECODES = 4  # decodes kept for reads at other sizes (RGB, up to a whole 12 MP photo: 36 MB)
+DECODE_BYTES = 256 << 20  # decodes kept for reads at other sizes (RGB: a 12 MP photo at half size 9 MB)
 
 
 def grey_of(im, max_side: int, min_side: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
@@ -58,25 +58,32 @@ class FileReads:
     """``read(path, side)``: (grey uint8, native (w, h)) as ``verify.read_grey(path, side)``;
     ``native_tile(path)``: as ``keeper.native_tile(path)``. Thread-safe; the latest few kept."""
 
-    def __init__(self, reads: int = READS, decodes: int = DECODES):
+    def __init__(self, reads: int = READS, decode_bytes: int = DECODE_BYTES):
         self._greys: OrderedDict = OrderedDict()
         self._tiles: OrderedDict = OrderedDict()
         self._decodes: OrderedDict = OrderedDict()
-        self._limits = {id(self._greys): reads, id(self._tiles): reads, id(self._decodes): decodes}
+        one = lambda value: 1  # noqa: E731 - counted by entries
+        self._budget = {  # id(store): (what an entry costs, the most kept)
+            id(self._greys): (one, reads),
+            id(self._tiles): (one, reads),
+            id(self._decodes): (lambda im: im.width * im.height * len(im.getbands()), decode_bytes),
+        }
         self._lock = threading.Lock()
 
     def _kept(self, store: OrderedDict, key, make):
-        """``store[key]``, made by ``make()`` and kept (the latest few) when not there yet."""
+        """``store[key]``, made by ``make()`` and kept (the latest, within the store's budget) when
+        not there yet; a key of None: made, not kept."""
         if key is not None:
             with self._lock:
                 if key in store:
                     store.move_to_end(key)
-                    return store[key]
+                    return store[key][0]
         value = make()
         if key is not None:
+            cost, most = self._budget[id(store)]
             with self._lock:
-                store[key] = value
-                while len(store) > self._limits[id(store)]:
+                store[key] = (value, cost(value))
+                while len(store) > 1 and sum(c for _, c in store.values()) > most:
                     store.popitem(last=False)
         return value
 

@@ -434,3 +434,11 @@ def test_the_copy_tests_reads_share_a_decode_where_it_gives_the_same_pixels(tmp_
     assert again is first and tiles == [str(big)] and not first.flags.writeable
     monkeypatch.setattr(preprocess, "open_image", real_tile_open)
     assert np.array_equal(first, keeper.native_tile(str(big))) and first.shape == (1024, 1024)
+    # the decodes kept stay within their byte budget (here: one half-size decode of the JPEG, which
+    # gives way to the quarter-size one and the PNG)
+    budget = 1200 * 800 * 3
+    small = filereads.FileReads(decode_bytes=budget)
+    for path, side in reads:
+        small.read(str(path), side)
+    kept = {key[2]: cost for key, (_, cost) in small._decodes.items()}
+    assert kept == {(600, 400): 600 * 400 * 3, (479, 720): 479 * 720 * 3} and sum(kept.values()) <= budget
