@@ -59,20 +59,15 @@ class FileReads:
     ``native_tile(path)``: as ``keeper.native_tile(path)``. Thread-safe; the latest few kept."""
 
     def __init__(self, reads: int = READS, decode_bytes: int = DECODE_BYTES):
+        self.most_reads, self.decode_bytes = reads, decode_bytes
         self._greys: OrderedDict = OrderedDict()
         self._tiles: OrderedDict = OrderedDict()
         self._decodes: OrderedDict = OrderedDict()
-        one = lambda value: 1  # noqa: E731 - counted by entries
-        self._budget = {  # id(store): (what an entry costs, the most kept)
-            id(self._greys): (one, reads),
-            id(self._tiles): (one, reads),
-            id(self._decodes): (lambda im: im.width * im.height * len(im.getbands()), decode_bytes),
-        }
         self._lock = threading.Lock()
 
-    def _kept(self, store: OrderedDict, key, make):
-        """``store[key]``, made by ``make()`` and kept (the latest, within the store's budget) when
-        not there yet; a key of None: made, not kept."""
+    def _kept(self, store: OrderedDict, key, make, most: int, cost=lambda value: 1):
+        """``store[key]``, made by ``make()`` and kept (the latest, up to ``most`` of ``cost``: by
+        default, entries) when not there yet; a key of None: made, not kept."""
         if key is not None:
             with self._lock:
                 if key in store:
@@ -80,7 +75,6 @@ class FileReads:
                     return store[key][0]
         value = make()
         if key is not None:
-            cost, most = self._budget[id(store)]
             with self._lock:
                 store[key] = (value, cost(value))
                 while len(store) > 1 and sum(c for _, c in store.values()) > most:
@@ -93,7 +87,7 @@ class FileReads:
             grey.setflags(write=False)
             return grey, native
 
-        return self._kept(self._greys, (path, side), make)
+        return self._kept(self._greys, (path, side), make, self.most_reads)
 
     def native_tile(self, path: str) -> np.ndarray:
         from .keeper import native_tile  # lazy: keeper reads the verifier's, not the other way
@@ -103,8 +97,14 @@ class FileReads:
             tile.setflags(write=False)
             return tile
 
-        return self._kept(self._tiles, path, make)
+        return self._kept(self._tiles, path, make, self.most_reads)
 
     def _decoded(self, path: str, side: int):
         """``open_image(path, draft_size=side)``, shared by the reads that decode the same pixels."""
-        return self._kept(self._decodes, decode_key(path, side), lambda: open_image(path, draft_size=side))
+        return self._kept(
+            self._decodes,
+            decode_key(path, side),
+            lambda: open_image(path, draft_size=side),
+            self.decode_bytes,
+            lambda im: im.width * im.height * len(im.getbands()),  # bytes of the RGB (or grey) pixels
+        )
