@@ -39,7 +39,12 @@ class Recorder:
         self.pairs.update(zip(pairs, out))
         return out
 
-    def __getattr__(self, name):  # features_of, compare... (the keeper's checks) of the inner one
+    def compare(self, a, b, mirror=True):  # dedup's threads ask one pair at a time (batch.Settled)
+        ev = self.inner.compare(a, b, mirror=mirror)
+        self.pairs[(a, b)] = ev
+        return ev
+
+    def __getattr__(self, name):  # features_of... (the keeper's checks) of the inner one
         return getattr(self.inner, name)
 
 

@@ -44,6 +44,8 @@ MODULES = tuple(
         "keeper.py",
         "featurecache.py",
         "paircache.py",
+        "resave.py",
+        "quality.py",
     )
 ) + tuple(os.path.join(_ROOT, "retrieval", m) for m in ("preprocess.py", "formats.py"))
 SCHEMA = (

@@ -42,6 +42,10 @@ MAX_CROSSED = (
 MAX_RELIT = (
     0.22  # light changed in places after one tone curve and a radial gain (copies <= 0.173; poster 0.346)
 )
+# a re-save (resave.py): one file a JPEG at least resave.GAP quality levels below the other
+LOW_QUALITY = 50  # at or below it the copy tests are no proof: real re-takes with one side re-saved
+# at 5-50 passed them (12 of 1,540 re-saved pairs of paris5, holidays150, tree.avi; docs/dedup.md)
+MAX_RESAVE_CHANGED = 0.12  # resave.changed: re-saved copies <= 0.069, re-takes re-saved >= 0.205
 MAX_SHIFTED = 0.3  # share of cells moved together by > 0.5 px (copies <= 0.56 under heavy noise or JPEG,
 # every other kind <= 0.06; optical-flow frames 0.62)
 
@@ -75,6 +79,8 @@ class Evidence:
     crossed: float = 0.0  # retake.crossed: share of picture each shows beyond the other (the smaller)
     relit: float = 0.0  # retake.relit: the light changed in places, after one global tone curve
     shifted: float = 0.0  # retake.shifted: share of cells moved together after one homography
+    resaved: int = 0  # resave: the JPEG quality of a file >= resave.GAP below the other (0: none is)
+    resave_changed: float = 1.0  # resave.changed against the other re-saved alike (1.0: not measured)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -131,6 +137,18 @@ def copy_proven(ev: Evidence) -> bool:
     )
 
 
+def resave_proven(ev: Evidence) -> bool:
+    """One file is a re-save of the other at a lower JPEG quality (``resave``): the same size, and
+    the other re-saved at its quality reproduces it in (almost) every block."""
+    return ev.resaved > 0 and ev.resave_changed <= MAX_RESAVE_CHANGED
+
+
+def degraded(ev: Evidence) -> bool:
+    """One file is a JPEG at LOW_QUALITY or below, well below the other: the copy tests' fine detail
+    is lost on that side, so they prove nothing (the re-save test still can)."""
+    return 0 < ev.resaved <= LOW_QUALITY
+
+
 def copy_rule() -> dict:
     """The copy tests' thresholds, for the report's rule."""
     return {
@@ -144,6 +162,8 @@ def copy_rule() -> dict:
         "max_crossed": MAX_CROSSED,
         "max_relit": MAX_RELIT,
         "max_shifted": MAX_SHIFTED,
+        "low_quality": LOW_QUALITY,
+        "max_resave_changed": MAX_RESAVE_CHANGED,
         "compare_side": COMPARE_SIDE,
     }
 
@@ -155,10 +175,9 @@ def classify(ev: Evidence | None, min_keypoints: int = MIN_KEYPOINTS) -> str | N
     if ev is None:
         return None
     same_scene = scene(ev, min_keypoints)
-    if (
-        same_scene
-        and ev.capture != capture_evidence.DIFFERS
-        and (ev.capture == capture_evidence.SAME or copy_proven(ev))
+    if ev.capture != capture_evidence.DIFFERS and (
+        resave_proven(ev)
+        or (same_scene and (ev.capture == capture_evidence.SAME or (copy_proven(ev) and not degraded(ev))))
     ):
         return "duplicate"
     if same_scene or (not ev.frame and ev.inliers >= SIMILAR_KEYPOINTS and ev.cover >= MIN_COVER):
@@ -194,6 +213,11 @@ def _copy_words(ev: Evidence) -> str:
         return "; EXIF: another capture"
     if ev.capture == capture_evidence.SAME:
         return "; EXIF: the same capture"
+    if resave_proven(ev):
+        return (
+            f"; a re-save at JPEG quality ~{ev.resaved}: the other re-saved alike reproduces it "
+            f"({ev.resave_changed:.0%} of blocks changed)"
+        )
     if ev.local == 0.0 and ev.spill == 1.0:
         return ""  # not tested (the scene test failed)
     failed = [
@@ -216,4 +240,8 @@ def _copy_words(ev: Evidence) -> str:
         )
         if bad
     ]
-    return "; copy proven at 384 px" if not failed else "; not a copy: " + ", ".join(failed)
+    if failed:
+        return "; not a copy: " + ", ".join(failed)
+    if degraded(ev):
+        return f"; one side is a JPEG at quality ~{ev.resaved}: too little detail left to prove a copy"
+    return "; copy proven at 384 px"

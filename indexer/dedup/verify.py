@@ -15,6 +15,7 @@ import numpy as np
 from retrieval.preprocess import open_image
 
 from . import capture as capture_evidence
+from . import resave
 from .align import Features, detail_outside, fits, hull_share, pixel_agreement, plausible, ratio_matches
 from .copytests import extra_detail, local_agreement, mid_image, residual, spill
 from .featurecache import FeatureCache
@@ -338,6 +339,10 @@ class Verifier:
                 classify(ev, self.min_keypoints) is None and mirrored.inliers > ev.inliers
             ):
                 ev = mirrored
+        if cap != capture_evidence.DIFFERS:
+            found = resave.measure(path_a, path_b)  # a re-save at a lower JPEG quality?
+            if found is not None:
+                ev = replace(ev, resaved=found[0], resave_changed=found[1])
         return ev
 
     def match(self, path_a: str, path_b: str) -> int:

@@ -18,7 +18,7 @@ from PIL import Image
 from indexer.dedup import find_duplicates
 from indexer.dedup.capture import DIFFERS, SAME, Capture, compare
 from indexer.dedup.copytests import MAX_EXTRA
-from indexer.dedup.rule import classify
+from indexer.dedup.rule import MAX_RESAVE_CHANGED, classify
 from indexer.dedup.verify import Verifier
 
 TREE = sorted(glob.glob("/usr/share/doc/opencv-doc/examples/data/tree.avi*"))
@@ -66,6 +66,13 @@ def test_video_frames_half_a_second_apart_are_never_duplicates(tree_frames):
     copy = tree_frames[0].with_name("tree_copy.jpg")
     Image.open(tree_frames[0]).save(copy, quality=85)
     assert classify(v.compare(str(tree_frames[0]), str(copy))) == "duplicate"
+    # and so is one re-saved at quality 10 (``resave``), which is no copy of the next frames
+    low = tree_frames[0].with_name("tree_q10.jpg")
+    Image.open(tree_frames[0]).save(low, quality=10)
+    assert classify(v.compare(str(tree_frames[0]), str(low))) == "duplicate"
+    for frame in tree_frames[1:]:
+        ev = v.compare(str(frame), str(low))
+        assert classify(ev) != "duplicate" and ev.resave_changed > MAX_RESAVE_CHANGED, (frame.name, ev)
 
 
 @pytest.fixture(scope="module")
