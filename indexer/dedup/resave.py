@@ -17,6 +17,8 @@ More: docs/design-notes.md (``indexer.dedup.resave``)."""
 from __future__ import annotations
 
 import io
+import os
+from functools import lru_cache
 
 import numpy as np
 
@@ -28,43 +30,51 @@ BLOCK = 16  # px at the files' own resolution
 BLOCK_LEVELS = 8.0  # a block changed: mean absolute grey difference above this
 
 
-def _header(path: str):
-    """(PIL image opened lazily, its estimated JPEG quality or LOSSLESS, its EXIF orientation),
-    or None when Pillow cannot open it."""
+@lru_cache(maxsize=1 << 16)
+def _facts(path: str, stamp: tuple) -> tuple | None:
+    """(format, estimated JPEG quality or LOSSLESS, (width, height), EXIF orientation) of the file
+    as stored, read from its header once per ``stamp`` (size, mtime); None when Pillow cannot open it."""
     from PIL import Image
 
     try:
-        im = Image.open(path)
+        with Image.open(path) as im:
+            quality = jpeg_quality(getattr(im, "quantization", None)) if im.format == "JPEG" else None
+            return im.format, quality or LOSSLESS, im.size, int(im.getexif().get(0x0112, 1) or 1)
     except Exception:  # noqa: BLE001 - no re-save evidence; the verification reports the file
         return None
+
+
+def facts(path: str) -> tuple | None:
+    """``_facts`` of ``path`` as it is now (each pair of a photo asks again)."""
     try:
-        quality = jpeg_quality(getattr(im, "quantization", None)) if im.format == "JPEG" else LOSSLESS
-        return im, quality or LOSSLESS, int(im.getexif().get(0x0112, 1) or 1)
-    except Exception:  # noqa: BLE001
-        im.close()
+        st = os.stat(path)
+    except OSError:
         return None
+    return _facts(path, (st.st_size, st.st_mtime_ns))
 
 
 def measure(path_a: str, path_b: str) -> tuple[int, float] | None:
     """(the lower file's JPEG quality, ``changed``) when one file is a JPEG at least ``GAP`` quality
-    levels below the other; ``changed`` is 1.0 when the two differ in size or orientation (a re-save
-    keeps both). None when neither is (or a file cannot be read)."""
-    a, b = _header(path_a), _header(path_b)
+    levels below the other; ``changed`` is 1.0 when the two differ in orientation or the lower one
+    is not the other's size or smaller with its aspect. None when neither is (or a file cannot be
+    read)."""
+    fa, fb = facts(path_a), facts(path_b)
+    if fa is None or fb is None:
+        return None
+    (source, fs), (copy, fc) = (
+        ((path_a, fa), (path_b, fb)) if fa[1] >= fb[1] else ((path_b, fb), (path_a, fa))
+    )
+    if fc[0] != "JPEG" or fc[1] > fs[1] - GAP:
+        return None
+    if fs[3] != fc[3] or not _resized(fs[2], fc[2]):
+        return fc[1], 1.0
+    from PIL import Image
+
     try:
-        if a is None or b is None:
-            return None
-        (source, qs, os_), (copy, qc, oc) = (a, b) if a[1] >= b[1] else (b, a)
-        if copy.format != "JPEG" or qc > qs - GAP:
-            return None
-        if os_ != oc or not getattr(copy, "quantization", None) or not _resized(source.size, copy.size):
-            return qc, 1.0
-        return qc, changed(source, copy)
+        with Image.open(source) as s, Image.open(copy) as c:
+            return fc[1], changed(s, c)
     except Exception:  # noqa: BLE001 - a file Pillow cannot decode or re-save: no re-save proven
-        return (qc, 1.0) if "qc" in locals() else None
-    finally:
-        for h in (a, b):
-            if h is not None:
-                h[0].close()
+        return fc[1], 1.0
 
 
 def _resized(source: tuple[int, int], copy: tuple[int, int]) -> bool:
