@@ -53,11 +53,11 @@ def facts(path: str) -> tuple | None:
     return _facts(path, (st.st_size, st.st_mtime_ns))
 
 
-def measure(path_a: str, path_b: str) -> tuple[int, float] | None:
-    """(the lower file's JPEG quality, ``changed``) when one file is a JPEG at least ``GAP`` quality
-    levels below the other; ``changed`` is 1.0 when the two differ in orientation or the lower one
-    is not the other's size or smaller with its aspect. None when neither is (or a file cannot be
-    read)."""
+def lower(path_a: str, path_b: str) -> tuple[str, str, int, bool] | None:
+    """(the other file, the lower one, its JPEG quality, whether the two can be compared block by
+    block: the same orientation, the lower one the other's size or smaller with its aspect) when
+    one file is a JPEG at least ``GAP`` quality levels below the other; None when neither is (or a
+    file cannot be read)."""
     fa, fb = facts(path_a), facts(path_b)
     if fa is None or fb is None:
         return None
@@ -66,15 +66,28 @@ def measure(path_a: str, path_b: str) -> tuple[int, float] | None:
     )
     if fc[0] != "JPEG" or fc[1] > fs[1] - GAP:
         return None
-    if fs[3] != fc[3] or not _resized(fs[2], fc[2]):
-        return fc[1], 1.0
+    return source, copy, fc[1], fs[3] == fc[3] and _resized(fs[2], fc[2])
+
+
+def measure(path_a: str, path_b: str) -> tuple[int, float] | None:
+    """(the lower file's JPEG quality, ``changed``; 1.0 when the two cannot be compared block by
+    block) for a pair that ``lower`` finds; None otherwise."""
+    found = lower(path_a, path_b)
+    if found is None:
+        return None
+    source, copy, quality, comparable = found
+    return quality, changed_files(source, copy) if comparable else 1.0
+
+
+def changed_files(source: str, copy: str) -> float:
+    """``changed`` of two files (1.0 when Pillow cannot decode or re-save one)."""
     from PIL import Image
 
     try:
         with Image.open(source) as s, Image.open(copy) as c:
-            return fc[1], changed(s, c)
-    except Exception:  # noqa: BLE001 - a file Pillow cannot decode or re-save: no re-save proven
-        return fc[1], 1.0
+            return changed(s, c)
+    except Exception:  # noqa: BLE001 - no re-save proven
+        return 1.0
 
 
 def _resized(source: tuple[int, int], copy: tuple[int, int]) -> bool:

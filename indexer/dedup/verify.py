@@ -339,10 +339,12 @@ class Verifier:
                 classify(ev, self.min_keypoints) is None and mirrored.inliers > ev.inliers
             ):
                 ev = mirrored
-        if cap != capture_evidence.DIFFERS:
-            found = resave.measure(path_a, path_b)  # a re-save at a lower JPEG quality?
-            if found is not None:
-                ev = replace(ev, resaved=found[0], resave_changed=found[1])
+        found = resave.lower(path_a, path_b) if cap != capture_evidence.DIFFERS else None
+        if found is not None:  # one file a JPEG well below the other: a re-save of it?
+            source, copy, quality, comparable = found
+            ev = replace(ev, resaved=quality)
+            if comparable and classify(ev, self.min_keypoints) != "duplicate":  # else it changes nothing
+                ev = replace(ev, resave_changed=resave.changed_files(source, copy))
         return ev
 
     def match(self, path_a: str, path_b: str) -> int:
