@@ -45,7 +45,8 @@ MAX_RELIT = (
 # a re-save (resave.py): one file a JPEG at least resave.GAP quality levels below the other
 LOW_QUALITY = 50  # at or below it the copy tests are no proof: real re-takes with one side re-saved
 # at 5-50 passed them (12 of 1,544 re-saved pairs of paris5, holidays150, tree.avi; docs/dedup.md)
-MAX_RESAVE_CHANGED = 0.12  # resave.changed: re-saved copies <= 0.069, re-takes re-saved >= 0.205
+MAX_RESAVE_CHANGED = 0.05  # resave.changed: no more of the picture may differ than MAX_MOVED lets move
+# (re-saved copies 0.000-0.032 but one at 0.069; re-takes re-saved >= 0.205; docs/dedup.md "Re-saves")
 MAX_SHIFTED = 0.3  # share of cells moved together by > 0.5 px (copies <= 0.56 under heavy noise or JPEG,
 # every other kind <= 0.06; optical-flow frames 0.62)
 
