@@ -42,11 +42,11 @@ def main() -> int:
             if Image.open(a).size != Image.open(b).size:
                 count["pairs of two sizes (not re-saved)"] += 1
                 continue
-            for low, keep in ((b, a), (a, b)):
+            for side, (low, keep) in enumerate(((b, a), (a, b))):
                 raw = Image.open(low)
                 exif = {"exif": raw.info["exif"]} if "exif" in raw.info else {}
                 for q in map(int, args.qualities.split(",")):
-                    p = Path(tmp) / f"{i}_{q}.jpg"
+                    p = Path(tmp) / f"{i}_{side}_{q}.jpg"  # a path of its own: features are kept by path
                     raw.convert("RGB").save(p, "JPEG", quality=q, **exif)
                     ev = v.compare(keep, str(p))
                     verdict = classify(ev)
