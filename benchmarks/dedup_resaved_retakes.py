@@ -39,15 +39,18 @@ def main() -> int:
     v, count = Verifier(workers=1), collections.Counter()
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, a, b, _) in enumerate(pairs):
-            if Image.open(a).size != Image.open(b).size:
+            with Image.open(a) as ia, Image.open(b) as ib:
+                one_size = ia.size == ib.size
+            if not one_size:
                 count["pairs of two sizes (not re-saved)"] += 1
                 continue
             for side, (low, keep) in enumerate(((b, a), (a, b))):
-                raw = Image.open(low)
-                exif = {"exif": raw.info["exif"]} if "exif" in raw.info else {}
+                with Image.open(low) as im:
+                    raw = im.convert("RGB")
+                    exif = {"exif": im.info["exif"]} if "exif" in im.info else {}
                 for q in map(int, args.qualities.split(",")):
                     p = Path(tmp) / f"{i}_{side}_{q}.jpg"  # a path of its own: features are kept by path
-                    raw.convert("RGB").save(p, "JPEG", quality=q, **exif)
+                    raw.save(p, "JPEG", quality=q, **exif)
                     ev = v.compare(keep, str(p))
                     verdict = classify(ev)
                     count[verdict or "neither"] += 1

@@ -3,8 +3,8 @@
 For a pair of the same orientation where one file is a JPEG at least ``GAP`` quality levels below
 the other (a file in another format counts as ``LOSSLESS``), of the same size or smaller with the
 same aspect: the other file's own pixels (made that size) are saved with that JPEG's quantization
-tables and chroma subsampling, and the two are
-compared block by block at the files' own resolution. A re-save reproduces the copy to a few grey
+tables and chroma subsampling, and the two are compared block by block at the lower file's own
+resolution. A re-save reproduces the copy to a few grey
 levels in almost every block (``changed``: the share of 16 px blocks whose mean difference exceeds
 ``BLOCK_LEVELS``); another capture - a re-take from a tripod, leaves moved by the wind, toys moved
 by a few pixels - differs in a fifth of its blocks or more, at any quality.
@@ -71,7 +71,8 @@ def lower(path_a: str, path_b: str) -> tuple[str, str, int, bool] | None:
 
 def measure(path_a: str, path_b: str) -> tuple[int, float] | None:
     """(the lower file's JPEG quality, ``changed``; 1.0 when the two cannot be compared block by
-    block) for a pair that ``lower`` finds; None otherwise."""
+    block) for a pair that ``lower`` finds; None otherwise. (``verify.Verifier.compare`` calls the
+    two parts itself: it skips the block comparison where the copy tests already decide.)"""
     found = lower(path_a, path_b)
     if found is None:
         return None

@@ -139,8 +139,8 @@ def copy_proven(ev: Evidence) -> bool:
 
 
 def resave_proven(ev: Evidence) -> bool:
-    """One file is a re-save of the other at a lower JPEG quality (``resave``): the same size, and
-    the other re-saved at its quality reproduces it in (almost) every block."""
+    """One file is a re-save of the other at a lower JPEG quality (``resave``): the other's size or
+    smaller with its aspect, and the other re-saved alike reproduces it in (almost) every block."""
     return ev.resaved > 0 and ev.resave_changed <= MAX_RESAVE_CHANGED
 
 
