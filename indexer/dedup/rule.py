@@ -4,7 +4,9 @@ More: docs/design-notes.md (``indexer.dedup.rule``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
 
 from . import capture as capture_evidence
 from .copytests import COMPARE_SIDE, MAX_EXTRA
@@ -82,6 +84,7 @@ class Evidence:
     shifted: float = 0.0  # retake.shifted: share of cells moved together after one homography
     resaved: int = 0  # resave: the JPEG quality of a file >= resave.GAP below the other (0: none is)
     resave_changed: float = 1.0  # resave.changed against the other re-saved alike (1.0: not measured)
+    backwards: bool = False  # measured from the second file to the first (turned_round: see there)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -107,6 +110,25 @@ class Evidence:
         d["residual_px"] = round(float(d["residual_px"]), 3)
         d["transform"] = [round(float(v), 6) for v in d["transform"]]
         return d
+
+
+def turned_round(ev: Evidence) -> Evidence:
+    """Evidence measured from the second file to the first, told from the first to the second: its
+    transform inverted (none when mirrored: that maps onto the first file's mirror image), its
+    scale and rotation turned round; ``overlap`` stays the second file's share."""
+    t = np.array(ev.transform, np.float64).reshape(3, 3) if len(ev.transform) == 9 else None
+    if t is not None and not ev.mirrored and abs(np.linalg.det(t)) > 1e-12:
+        inv = np.linalg.inv(t)
+        transform = tuple(float(v) for v in (inv / inv[2, 2]).ravel())
+    else:
+        transform = ()
+    return replace(
+        ev,
+        transform=transform,
+        scale=1.0 / ev.scale if ev.scale else ev.scale,
+        rotation=(-ev.rotation) % 360,
+        backwards=True,
+    )
 
 
 def scene(ev: Evidence, min_keypoints: int = MIN_KEYPOINTS) -> bool:

@@ -29,7 +29,9 @@ from .rule import (
     Evidence,
     classify,
     copy_proven,
+    degraded,
     scene,
+    turned_round,
 )
 
 _Evidence = Evidence
@@ -321,9 +323,32 @@ class Verifier:
         return self._copy_tests(a, b, [t], ev)
 
     def compare(self, path_a: str, path_b: str, mirror: bool = True) -> Evidence:
-        """The evidence for two files: direct, or (``mirror``) mirrored when that agrees better."""
+        """The evidence for two files: direct, or (``mirror``) mirrored when that agrees better;
+        measured the other way round too when one way shows one scene but proves no copy (matching
+        and the model fits depend on which file asks: a copy fails one way by chance; the verdict
+        must not depend on the order of two names)."""
         a, b = self.features_of(path_a), self.features_of(path_b)
         cap = capture_evidence.compare(a.capture, b.capture) if a is not None and b is not None else None
+        ev = self._one_way(a, b, path_b, mirror, cap)
+        found = resave.lower(path_a, path_b) if cap != capture_evidence.DIFFERS else None
+        if found is not None:  # one file a JPEG well below the other: a re-save of it?
+            ev = replace(ev, resaved=found[2])
+        if (
+            cap != capture_evidence.DIFFERS
+            and scene(ev, self.min_keypoints)
+            and not degraded(ev)  # (the copy tests prove nothing either way)
+            and classify(ev, self.min_keypoints) != "duplicate"
+        ):
+            back = self.evidence(b, self.features_of(path_a, mirrored=ev.mirrored), ev.mirrored, cap)
+            back = replace(turned_round(back), capture=cap, resaved=ev.resaved)
+            if classify(back, self.min_keypoints) == "duplicate":
+                ev = back
+        if found is not None and found[3] and classify(ev, self.min_keypoints) != "duplicate":
+            ev = replace(ev, resave_changed=resave.changed_files(found[0], found[1]))  # else no change
+        return ev
+
+    def _one_way(self, a, b, path_b: str, mirror: bool, cap) -> Evidence:
+        """``evidence(a, b)``, or b mirrored (``mirror``) when that agrees better."""
         ev = replace(self.evidence(a, b, capture=cap), capture=cap)
         if (
             mirror
@@ -339,12 +364,6 @@ class Verifier:
                 classify(ev, self.min_keypoints) is None and mirrored.inliers > ev.inliers
             ):
                 ev = mirrored
-        found = resave.lower(path_a, path_b) if cap != capture_evidence.DIFFERS else None
-        if found is not None:  # one file a JPEG well below the other: a re-save of it?
-            source, copy, quality, comparable = found
-            ev = replace(ev, resaved=quality)
-            if comparable and classify(ev, self.min_keypoints) != "duplicate":  # else it changes nothing
-                ev = replace(ev, resave_changed=resave.changed_files(source, copy))
         return ev
 
     def match(self, path_a: str, path_b: str) -> int:
