@@ -69,6 +69,16 @@ def lower(path_a: str, path_b: str) -> tuple[str, str, int, bool] | None:
     return source, copy, fc[1], fs[3] == fc[3] and _resized(fs[2], fc[2])
 
 
+def only_resave(path_a: str, path_b: str) -> bool:
+    """Is the pair one that only the re-save test can prove (one file a JPEG at ``rule.LOW_QUALITY``
+    or below, ``GAP`` below the other, comparable block by block)? Such a heavy re-encode can break
+    its descriptor, so ``rotated.rotated_pairs`` offers these pairs by layout too."""
+    from .rule import LOW_QUALITY
+
+    found = lower(path_a, path_b)
+    return found is not None and found[2] <= LOW_QUALITY and found[3]
+
+
 def measure(path_a: str, path_b: str) -> tuple[int, float] | None:
     """(the lower file's JPEG quality, ``changed``; 1.0 when the two cannot be compared block by
     block) for a pair that ``lower`` finds; None otherwise. (``verify.Verifier.compare`` calls the

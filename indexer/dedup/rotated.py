@@ -1,4 +1,6 @@
-"""Candidate pairs for copies turned by 90, 180 or 270 degrees without an EXIF orientation.
+"""Candidate pairs from each file's layout (its 32 px grey picture's lowest frequencies): copies
+turned by 90, 180 or 270 degrees without an EXIF orientation, and heavy re-encodes whose
+descriptors broke (``upright``).
 
 More: docs/design-notes.md (``indexer.dedup.rotated``)."""
 
@@ -11,11 +13,17 @@ import numpy as np
 from retrieval.preprocess import open_image
 
 from .candidates import build_search_index
+from .resave import only_resave
 
 SIDE = 32
 LOW = 8
 FLOOR = 0.90  # descriptor correlation of a turned copy to its original (measured: docs/dedup.md)
 K = 3
+# a heavy JPEG re-encode keeps its layout (quality 5: correlation >= 0.978 to its source on the
+# generated set) where its descriptor can fall to cosine 0.29; such pairs are offered only when
+# ``upright``'s test says the re-save test could prove them (docs/dedup.md)
+UPRIGHT_FLOOR = 0.95
+UPRIGHT_K = 8  # neighbours asked upright: a family's other copies share the layout too
 
 
 def layout_descriptors(grey32: np.ndarray) -> np.ndarray:
@@ -60,11 +68,18 @@ def _decode(data: bytes) -> np.ndarray:
 
 
 def rotated_pairs(
-    paths: list[str], floor: float = FLOOR, k: int = K, workers: int = 4, cache=None, progress=None
+    paths: list[str],
+    floor: float = FLOOR,
+    k: int = K,
+    workers: int = 4,
+    cache=None,
+    progress=None,
+    upright=only_resave,
 ):
     """(i, j, score) arrays: ``paths[i]`` turned resembles ``paths[j]`` upright (i != j), and stats;
     ``cache``: a ``factcache.FactCache`` holding the layouts of files unchanged since a run before;
-    ``progress(done, total)`` over the files read."""
+    ``progress(done, total)`` over the files read; ``upright(path_i, path_j) -> bool``: also the
+    pairs alike upright (at least ``UPRIGHT_FLOOR``) that it accepts (None: none)."""
     from .factcache import cached_map
 
     t0 = time.perf_counter()
@@ -77,17 +92,30 @@ def rotated_pairs(
     if ok.sum() < 2:
         return (*empty, {"rotated_seconds": round(time.perf_counter() - t0, 3), "rotated_candidates": 0})
     rows = np.nonzero(ok)[0]
-    upright = np.stack([descs[r][0] for r in rows])
-    turned = np.concatenate([descs[r][1:] for r in rows])  # 3 per row: 90, 180, 270
-    owner = np.repeat(rows, 3)
-    index, info = build_search_index(upright)
-    kk = min(k + 1, len(rows))
+    views = 4 if upright is not None else 3  # 3 per row: 90, 180, 270 (and upright: 0)
+    turned = np.concatenate([descs[r][4 - views :] for r in rows])
+    owner = np.repeat(rows, views)
+    turn = np.tile(np.arange(4 - views, 4), len(rows))
+    upright_of = np.stack([descs[r][0] for r in rows])
+    index, info = build_search_index(upright_of)
+    kk = min(max(k, UPRIGHT_K if upright is not None else 0) + 1, len(rows))
     _, ids = index.search(turned, kk)
     ids = np.where(ids >= 0, ids, 0)
-    scores = np.einsum("qd,qkd->qk", turned, upright[ids])  # exact, whatever the search structure
-    hit = (scores >= floor) & (rows[ids] != owner[:, None])
+    scores = np.einsum("qd,qkd->qk", turned, upright_of[ids])  # exact, whatever the search structure
+    bound = np.where(turn == 0, UPRIGHT_FLOOR, floor)[:, None]
+    near = np.arange(kk)[None, :] < np.where(turn == 0, UPRIGHT_K, k)[:, None] + 1
+    hit = (scores >= bound) & (rows[ids] != owner[:, None]) & near
     qi, col = np.nonzero(hit)
     i, j, s = owner[qi], rows[ids[qi, col]], scores[qi, col].astype(np.float32)
+    if upright is not None:  # the upright pairs only where the caller's test accepts them
+        keep = np.array(
+            [
+                t != 0 or upright(paths[x], paths[y])
+                for t, x, y in zip(turn[qi].tolist(), i.tolist(), j.tolist())
+            ],
+            dtype=bool,
+        )
+        i, j, s, n_upright = i[keep], j[keep], s[keep], int((turn[qi][keep] == 0).sum())
     a, b = np.minimum(i, j), np.maximum(i, j)
     key = a * n + b
     _, first = np.unique(key, return_index=True)
@@ -97,4 +125,6 @@ def rotated_pairs(
         "rotated_unreadable": int((~ok).sum()),
         "rotated_cached": read_stats["layout_cached"],
     }
+    if upright is not None:
+        stats["upright_candidates"] = n_upright  # before the duplicates of a pair are dropped
     return a[first], b[first], s[first], stats

@@ -11,7 +11,8 @@ from conftest import DATA, SAMPLES
 from PIL import Image
 
 from indexer.dedup.quality import jpeg_quality
-from indexer.dedup.resave import GAP, measure
+from indexer.dedup.resave import GAP, measure, only_resave
+from indexer.dedup.rotated import rotated_pairs
 from indexer.dedup.rule import LOW_QUALITY, MAX_RESAVE_CHANGED, classify, describe, resave_proven
 from indexer.dedup.verify import Verifier
 
@@ -81,3 +82,43 @@ def test_retakes_with_one_side_resaved_low_are_never_duplicates(tmp_path, a, b):
             ev = v.compare(str(keep), str(tmp_path / f"low{q}.jpg"))
             assert classify(ev) != "duplicate", (q, keep.name, describe(ev))
             assert 0 < ev.resaved <= LOW_QUALITY and not resave_proven(ev), ev
+
+
+def test_heavy_re_encodes_are_offered_by_layout_only_when_the_re_save_test_can_prove_them(tmp_path):
+    """A quality-5 re-save can break its descriptor (cosine 0.29-0.54 to its source on the
+    generated set: never a candidate); its layout survives, so ``rotated_pairs`` offers the pair
+    upright - but only a pair that ``only_resave`` accepts: a quality-60 copy, a PNG pair or a
+    crop is not offered that way."""
+    im = Image.open(_photos(1)[0]).convert("RGB")
+    im.save(tmp_path / "a_source.jpg", quality=95)
+    im.save(tmp_path / "b_q5.jpg", quality=5)
+    im.save(tmp_path / "c_q60.jpg", quality=60)
+    im.crop((0, 0, im.width * 3 // 4, im.height)).save(tmp_path / "d_crop_q5.jpg", quality=5)
+    paths = [str(tmp_path / n) for n in ("a_source.jpg", "b_q5.jpg", "c_q60.jpg", "d_crop_q5.jpg")]
+    assert only_resave(paths[0], paths[1]) and only_resave(paths[1], paths[0])
+    assert not only_resave(paths[0], paths[2]) and not only_resave(paths[0], paths[3])
+    i, j, _, stats = rotated_pairs(paths, workers=1)
+    found = {(paths[a], paths[b]) for a, b in zip(i.tolist(), j.tolist())}
+    assert (paths[0], paths[1]) in found and stats["upright_candidates"] >= 1
+    assert (paths[0], paths[2]) not in found and (paths[0], paths[3]) not in found
+    i, j, _, _ = rotated_pairs(paths, workers=1, upright=None)  # turned copies only
+    assert (paths[0], paths[1]) not in {(paths[a], paths[b]) for a, b in zip(i.tolist(), j.tolist())}
+
+
+def test_a_heavy_re_encode_is_found_without_its_descriptor(tmp_path, make_index):
+    """Through ``find_duplicates`` with no descriptor candidates at all (floor and threshold 1.0):
+    the quality-5 re-save joins its source by layout and is proven by the re-save test."""
+    from indexer.dedup import find_duplicates
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    photos = _photos(3)
+    for n, photo in enumerate(photos):
+        Image.open(photo).convert("RGB").save(lib / f"p{n}.jpg", quality=95)
+    Image.open(photos[0]).convert("RGB").save(lib / "p0_q5.jpg", quality=5)
+    idx = make_index(tmp_path / "index")
+    idx.update([lib], progress=False, workers=0)
+    rep = find_duplicates(idx, threshold=1.0, verify_floor=1.0)
+    groups = [sorted(m.path.rsplit("/", 1)[1] for m in g.files) for g in rep.duplicate_groups]
+    assert groups == [["p0.jpg", "p0_q5.jpg"]], groups
+    assert "re-save at JPEG quality" in rep.duplicate_groups[0].members[0].reason
