@@ -115,7 +115,9 @@ class Evidence:
 def turned_round(ev: Evidence) -> Evidence:
     """Evidence measured from the second file to the first, told from the first to the second: its
     transform inverted (none when mirrored: that maps onto the first file's mirror image), its
-    scale and rotation turned round; ``overlap`` stays the second file's share."""
+    scale turned round, and its rotation (a mirrored pair's stays: mirroring both sides of a turn
+    by t gives a turn by -t, so b -> mirror(a) turns as a -> mirror(b)); ``overlap`` stays the
+    second file's share."""
     t = np.array(ev.transform, np.float64).reshape(3, 3) if len(ev.transform) == 9 else None
     if t is not None and not ev.mirrored and abs(np.linalg.det(t)) > 1e-12:
         inv = np.linalg.inv(t)
@@ -126,7 +128,7 @@ def turned_round(ev: Evidence) -> Evidence:
         ev,
         transform=transform,
         scale=1.0 / ev.scale if ev.scale else ev.scale,
-        rotation=(-ev.rotation) % 360,
+        rotation=ev.rotation if ev.mirrored else (-ev.rotation) % 360,
         backwards=True,
     )
 

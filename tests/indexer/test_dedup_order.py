@@ -82,5 +82,6 @@ def test_turned_round_inverts_the_transform():
     ev = turned_round(Evidence(transform=tuple(t.ravel()), scale=2.0, rotation=30.0))
     assert np.allclose(np.array(ev.transform).reshape(3, 3) @ t, np.eye(3))
     assert ev.scale == pytest.approx(0.5) and ev.rotation == pytest.approx(330.0) and ev.backwards
-    mirrored = turned_round(Evidence(transform=tuple(t.ravel()), mirrored=True))
+    mirrored = turned_round(Evidence(transform=tuple(t.ravel()), rotation=30.0, mirrored=True))
     assert mirrored.transform == ()  # it maps onto the mirror image of the first file
+    assert mirrored.rotation == pytest.approx(30.0)  # M R(t) M = R(-t): the same turn either way
