@@ -149,17 +149,27 @@ def scene(ev: Evidence, min_keypoints: int = MIN_KEYPOINTS) -> bool:
 def copy_proven(ev: Evidence) -> bool:
     """The copy tests (``copytests``): one homography fits the keypoints to a fraction of a pixel
     (not checked frame to frame) and the aligned pictures agree everywhere at the finer scale."""
-    return (
-        (ev.frame or ev.residual <= MAX_RESIDUAL or ev.residual_px <= MAX_RESIDUAL_PX)
-        and ev.spill <= COPY_OUTSIDE
-        and ev.local >= MIN_LOCAL
-        and ev.weakest >= MIN_WEAKEST
-        and ev.moved <= MAX_MOVED
-        and ev.extra <= MAX_EXTRA
-        and ev.crossed <= MAX_CROSSED
-        and ev.relit <= MAX_RELIT
-        and ev.shifted <= MAX_SHIFTED
-    )
+    return not copy_failures(ev)
+
+
+def copy_failures(ev: Evidence) -> list[str]:
+    """The copy tests ``ev`` fails, by name (the re-take tests only count where they were measured:
+    ``verify`` runs them for the pairs that pass the rest)."""
+    return [
+        name
+        for name, failed in (
+            ("residual", not (ev.frame or ev.residual <= MAX_RESIDUAL or ev.residual_px <= MAX_RESIDUAL_PX)),
+            ("spill", ev.spill > COPY_OUTSIDE),
+            ("local", ev.local < MIN_LOCAL),
+            ("weakest", ev.weakest < MIN_WEAKEST),
+            ("moved", ev.moved > MAX_MOVED),
+            ("extra", ev.extra > MAX_EXTRA),
+            ("crossed", ev.crossed > MAX_CROSSED),
+            ("relit", ev.relit > MAX_RELIT),
+            ("shifted", ev.shifted > MAX_SHIFTED),
+        )
+        if failed
+    ]
 
 
 def resave_proven(ev: Evidence) -> bool:
