@@ -331,7 +331,7 @@ class Verifier:
         """The evidence for two files: direct, or (``mirror``) mirrored when that agrees better;
         measured the other way round too when one way shows one scene but narrowly proves no copy
         (``BACKWARD_FAILURES``: matching and the model fits depend on which file asks, so a copy
-        can fail one way by chance; the verdict must not depend on the order of two names)."""
+        can fail one way by chance, and the verdict depended on the order of two names)."""
         a, b = self.features_of(path_a), self.features_of(path_b)
         cap = capture_evidence.compare(a.capture, b.capture) if a is not None and b is not None else None
         ev = self._one_way(a, b, path_b, mirror, cap)

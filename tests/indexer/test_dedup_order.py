@@ -1,4 +1,4 @@
-"""A pair's verdict does not depend on which file is asked first.
+"""A copy's verdict does not depend on which file is asked first (when one way narrowly fails).
 
 Keypoint matching and the model fits depend on which file asks, so a copy can fail its copy tests
 one way by chance; ``Verifier.compare`` then measures the other way round. Real photos (the
