@@ -51,22 +51,7 @@ def failing(ev, min_keypoints: int) -> list[str]:
                     out.append(f"{name} {v:.3f}")
     if out:
         return ["scene: " + s for s in out]
-    tests = (
-        (
-            "residual",
-            ev.residual,
-            not ev.frame and ev.residual > r.MAX_RESIDUAL and ev.residual_px > r.MAX_RESIDUAL_PX,
-        ),
-        ("spill", ev.spill, ev.spill > r.COPY_OUTSIDE),
-        ("local", ev.local, ev.local < r.MIN_LOCAL),
-        ("weakest", ev.weakest, ev.weakest < r.MIN_WEAKEST),
-        ("moved", ev.moved, ev.moved > r.MAX_MOVED),
-        ("extra", ev.extra, ev.extra > r.MAX_EXTRA),
-        ("crossed", ev.crossed, ev.crossed > r.MAX_CROSSED),
-        ("relit", ev.relit, ev.relit > r.MAX_RELIT),
-        ("shifted", ev.shifted, ev.shifted > r.MAX_SHIFTED),
-    )
-    return [f"{n} {v:.4g}" for n, v, bad in tests if bad]
+    return [f"{n} {getattr(ev, n):.4g}" for n in r.copy_failures(ev)]
 
 
 class Recorder:

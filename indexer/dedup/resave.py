@@ -23,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 from .quality import jpeg_quality
+from .rule import LOW_QUALITY
 
 GAP = 10  # the copy is at least this many JPEG quality levels below the other file
 LOSSLESS = 100  # the quality a PNG, TIFF or WebP file counts as
@@ -73,8 +74,6 @@ def only_resave(path_a: str, path_b: str) -> bool:
     """Is the pair one that only the re-save test can prove (one file a JPEG at ``rule.LOW_QUALITY``
     or below, ``GAP`` below the other, comparable block by block)? Such a heavy re-encode can break
     its descriptor, so ``rotated.rotated_pairs`` offers these pairs by layout too."""
-    from .rule import LOW_QUALITY
-
     found = lower(path_a, path_b)
     return found is not None and found[2] <= LOW_QUALITY and found[3]
 

@@ -106,25 +106,22 @@ def rotated_pairs(
     near = np.arange(kk)[None, :] < np.where(turn == 0, UPRIGHT_K, k)[:, None] + 1
     hit = (scores >= bound) & (rows[ids] != owner[:, None]) & near
     qi, col = np.nonzero(hit)
-    i, j, s = owner[qi], rows[ids[qi, col]], scores[qi, col].astype(np.float32)
+    i, j, s, t = owner[qi], rows[ids[qi, col]], scores[qi, col].astype(np.float32), turn[qi]
     if upright is not None:  # the upright pairs only where the caller's test accepts them
         keep = np.array(
-            [
-                t != 0 or upright(paths[x], paths[y])
-                for t, x, y in zip(turn[qi].tolist(), i.tolist(), j.tolist())
-            ],
+            [u != 0 or upright(paths[x], paths[y]) for u, x, y in zip(t.tolist(), i.tolist(), j.tolist())],
             dtype=bool,
         )
-        i, j, s, n_upright = i[keep], j[keep], s[keep], int((turn[qi][keep] == 0).sum())
+        i, j, s, t = i[keep], j[keep], s[keep], t[keep]
     a, b = np.minimum(i, j), np.maximum(i, j)
     key = a * n + b
     _, first = np.unique(key, return_index=True)
     stats = {
         "rotated_seconds": round(time.perf_counter() - t0, 3),
-        "rotated_candidates": int(len(first)),
+        "rotated_candidates": int((t[first] != 0).sum()),
         "rotated_unreadable": int((~ok).sum()),
         "rotated_cached": read_stats["layout_cached"],
     }
     if upright is not None:
-        stats["upright_candidates"] = n_upright  # before the duplicates of a pair are dropped
+        stats["upright_candidates"] = int((t[first] == 0).sum())
     return a[first], b[first], s[first], stats
