@@ -136,15 +136,16 @@ class Settled:
         """Pairs the passes asked about whose evidence came from ``cache``."""
         return len(self.taken & self.asked)
 
-    def remembered(self, a: str, b: str, ev, compute) -> bool:
+    def remembered(self, a: str, b: str, ev, compute) -> str:
         """``compute()`` (``keeper.made_from(a, b, ev)``: a fact of the two files and their
-        evidence, like the evidence itself), kept in ``cache`` when there is one."""
+        evidence, like the evidence itself: how a is made from b, "" when it is not), kept in
+        ``cache`` when there is one."""
         if self.cache is None:
-            return bool(compute())
+            return str(compute())
         found = self.cache.fact((a, b), ev)
         if found is None:
             stamps = (self.cache.stamp(a), self.cache.stamp(b))  # before ``compute`` reads the files
-            found = bool(compute())
+            found = str(compute())
             self.cache.put_fact((a, b), stamps, ev, found)
         return found
 

@@ -13,7 +13,6 @@ import numpy as np
 
 from indexer.storage.layout import FEATURE_CACHE
 from indexer.storage.offline import in_any
-from retrieval.errors import UserError
 
 from . import capture as capture_evidence
 from .batch import Settled
@@ -21,11 +20,11 @@ from .candidates import merge_pairs, near_pairs
 from .decide import DUPLICATE, MIRROR_COSINE, SIMILAR, PairJudge
 from .decisions import drop_dismissed
 from .factcache import FactCache
-from .groups import KEEPER_POLICIES, group_pairs, keeper_rank
+from .groups import group_pairs, keeper_rank
 from .keeper import rekeep
-from .options import DedupOptions
+from .options import DedupOptions, check_options
 from .paircache import PairCache, version_of
-from .quality import ALIKE, FileQuality, best_of, keeper_reason, read_qualities, refine_rank
+from .quality import ALIKE, FileQuality, best_of, is_source, keeper_reason, read_qualities, refine_rank
 from .report import DedupReport, Group, Member
 from .report_text import DUPLICATES, EXACT_REASON, KEEPER_REASON, UNPROVEN_WHY, WHY, near_reason
 from .rule import (
@@ -59,17 +58,6 @@ def default_threshold(spec, verify: bool = True) -> float:
     return DEFAULT_THRESHOLD if getattr(spec, "trim_borders", False) else UNTRIMMED_THRESHOLD
 
 
-def _check_options(threshold, verify, verify_floor, min_keypoints, keeper):
-    if not -1.0 <= threshold <= 1.0:
-        raise UserError(f"--threshold is a cosine similarity between -1 and 1 (got {threshold})")
-    if verify and not -1.0 <= verify_floor <= 1.0:
-        raise UserError(f"--verify-floor is a cosine similarity between -1 and 1 (got {verify_floor})")
-    if verify and min_keypoints < 1:
-        raise UserError(f"--min-keypoints must be at least 1 (got {min_keypoints})")
-    if keeper not in KEEPER_POLICIES:
-        raise UserError(f"unknown keeper policy {keeper!r}; choose one of {', '.join(KEEPER_POLICIES)}")
-
-
 def find_duplicates(
     index, options: DedupOptions | None = None, *, verifier=None, progress=None, **choices
 ) -> DedupReport:
@@ -96,7 +84,7 @@ def find_duplicates(
     keeper, prefer, near, verify, min_keypoints = o.keeper, o.prefer, o.near, o.verify, o.min_keypoints
     threshold = default_threshold(index.spec, verify) if o.threshold is None else float(o.threshold)
     verify_floor = o.verify_floor
-    _check_options(threshold, verify, verify_floor, min_keypoints, keeper)
+    check_options(threshold, verify, verify_floor, min_keypoints, keeper)
     verify_floor = min(float(verify_floor), threshold)  # a threshold below the floor leaves nothing to verify
     t0 = time.perf_counter()
     # photos only: video frames (rows with a source) are not files to keep or move
@@ -267,8 +255,11 @@ class _NearSearch:
             best = best_of([int(reps_v[m]) for m in ms], self.rank, rows, *self.keeper_order)
             return ms[[int(reps_v[m]) for m in ms].index(best)]
 
+        def source(a: int, b: int) -> bool:  # a's file facts say it came before b (quality.is_source)
+            return is_source(rows, self.keeper_order[0], int(reps_v[a]), int(reps_v[b]))
+
         def refine(keep, members, scores):  # never a copy kept over the member it was made from
-            kept = rekeep(judge, [(keep, members, scores)], x, rank_v, pick, rekept=keep in self.rekept)[0]
+            kept = rekeep(judge, [(keep, members, scores)], x, rank_v, pick, keep in self.rekept, source)[0]
             if kept[0] != keep:
                 self.rekept.add(kept[0])
             return kept

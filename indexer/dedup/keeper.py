@@ -27,6 +27,7 @@ FLAT_LEVELS = 6  # grey levels (0-255) from the median
 TURNED = 1.0  # degrees from a right angle: turned_from
 TURN_MARGIN = 0.01  # of the side, past the member's footprint (resampling at its edge)
 TURN_LEAST = 0.005  # share of the frame beyond it, at least
+MADE_KINDS = ("", "canvas", "turned", "cropped", "enlarged")  # made_from's answers ("": not made)
 ROUNDS = 3  # a new keeper is checked again (an enlarged framed copy of an enlarged copy...)
 
 
@@ -194,18 +195,26 @@ def turned_from(verifier, keeper: str, member: str, ev) -> bool:
     return bool(fill >= FLAT and not cut >= FLAT)
 
 
-def made_from(verifier, keeper: str, member: str, ev) -> bool:
-    """Is ``keeper`` made from ``member``: enlarged from it, the member with a canvas, frame or
-    banner added, turned with its corners filled, or a crop of it?"""
-    return (
-        canvas_around(verifier, keeper, member, ev)
-        or enlarged_from(verifier, keeper, member, ev)
-        or turned_from(verifier, keeper, member, ev)
-        or cropped_from(verifier, keeper, member, ev)
-    )
+def made_from(verifier, keeper: str, member: str, ev) -> str:
+    """How ``keeper`` is made from ``member``, or "" when it is not: "canvas" (the member with a
+    canvas, frame or banner added), "turned" (turned, its corners filled), "cropped" (a crop of it)
+    or "enlarged" (enlarged from it). The three that show in the frames come first: an enlargement
+    alone holds nothing the member lacks, and the file facts may still say which came first
+    (``rekeep``'s ``source``)."""
+    for kind, test in (
+        ("canvas", canvas_around),
+        ("turned", turned_from),
+        ("cropped", cropped_from),
+        ("enlarged", enlarged_from),
+    ):
+        if test(verifier, keeper, member, ev):
+            return kind
+    return ""
 
 
-def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None, rekept: bool = False) -> list:
+def rekeep(
+    judge, groups: list, vectors: np.ndarray, rank=None, pick=None, rekept: bool = False, source=None
+) -> list:
     """``groups`` ((keeper, members, scores) of the duplicate pass) with each keeper made from a
     member (``made_from``) replaced by the best such member (``rank``: the keeper order, positions
     of ``judge.paths``; default: the members' order; ``pick(positions)``: the best of them, when
@@ -214,6 +223,9 @@ def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None, rekep
     offered that file's own neighbours, ``groups.group_pairs``'s ``refine``) gives way to the best
     of its group (``pick``, else ``rank``) when that one is not made from it: the grouping would
     have started there.
+    ``source(a, b)``: do the two files' own facts say ``a`` is ``b``'s source (``quality.is_source``)?
+    Then a keeper only "enlarged" from a member stays (the pixels cannot tell a soft original from
+    an enlargement of its own downscale, and keeping the larger loses nothing of the smaller).
     The group is re-verified around the new keeper (keeper-centred, never through a chain)."""
     out = []
     for keep, members, scores in groups:
@@ -221,7 +233,7 @@ def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None, rekep
         changed, stop = rekept, False
         group = {keep, *members}  # every file of the group in any round: each new keeper is offered all
         for _ in range(ROUNDS):
-            found = [m for m in members if _made(judge, keep, m)]
+            found = [m for m in members if _made(judge, keep, m, source)]
             if found and made & set(found):
                 # made from a file found made from another before: the claims go round in a circle
                 # (the original taken for a crop's canvas, say), so one of them is wrong, and the
@@ -235,7 +247,7 @@ def rekeep(judge, groups: list, vectors: np.ndarray, rank=None, pick=None, rekep
                 made.add(keep)
                 free = [m for m in found if m not in made]
             elif changed and (pick is not None or rank is not None):
-                free = _better(judge, keep, [m for m in members if m not in made], rank, pick)
+                free = _better(judge, keep, [m for m in members if m not in made], rank, pick, source)
             else:
                 free = []
             if not free:
@@ -260,27 +272,31 @@ def _best(nodes: list, rank, pick) -> int:
     return min(nodes, key=lambda m: rank[m]) if rank is not None else nodes[0]
 
 
-def _better(judge, keep: int, members: list, rank, pick) -> list:
+def _better(judge, keep: int, members: list, rank, pick, source=None) -> list:
     """[the best of ``keep`` and ``members`` when it is a member not made from ``keep``] or []; a
     best one made from it (an enlargement of the keeper...) is passed over, ``ROUNDS`` times at most."""
     for _ in range(ROUNDS):
         best = _best([keep] + members, rank, pick)
         if best == keep:
             return []
-        if not _made(judge, best, keep):
+        if not _made(judge, best, keep, source):
             return [best]
         members = [m for m in members if m != best]
     return []
 
 
-def _made(judge, a: int, b: int) -> bool:
+def _made(judge, a: int, b: int, source=None) -> bool:
     """``made_from`` of the files at positions ``a`` (keeper) and ``b`` of the judge, unless ``b``
-    is found made from ``a`` as well: the two claims contradict each other (soft photos against
-    their own downscales), and the keeper order decides between the two instead."""
-    return _made_one(judge, a, b) and not _made_one(judge, b, a)
+    is found made from ``a`` as well (the two claims contradict each other: the keeper order
+    decides between the two instead), or ``a`` is only "enlarged" from ``b`` and ``source(a, b)``
+    says ``a`` came first (``rekeep``)."""
+    kind = _made_one(judge, a, b)
+    if not kind or _made_one(judge, b, a):
+        return False
+    return not (kind == "enlarged" and source is not None and source(a, b))
 
 
-def _made_one(judge, a: int, b: int) -> bool:
+def _made_one(judge, a: int, b: int) -> str:
     """``made_from`` of the files at positions ``a`` (keeper) and ``b`` of the judge: kept with the
     index by a verifier that keeps verified pairs (``batch.Settled.remembered``), else computed."""
     keeper, member, ev = _names(judge, a, b)

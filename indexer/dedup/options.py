@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from retrieval.errors import UserError
+
 from .candidates import DEFAULT_K, DEFAULT_NPROBE, EXACT_LIMIT
+from .groups import KEEPER_POLICIES
 from .rule import MIN_KEYPOINTS
 
 VERIFY_FLOOR = 0.55  # candidates from this cosine up are verified (docs/dedup.md)
@@ -31,3 +34,15 @@ class DedupOptions:
     similar: bool = True
     rotations: bool = True
     include_dismissed: bool = False
+
+
+def check_options(threshold, verify, verify_floor, min_keypoints, keeper):
+    """A UserError naming the first option out of range."""
+    if not -1.0 <= threshold <= 1.0:
+        raise UserError(f"--threshold is a cosine similarity between -1 and 1 (got {threshold})")
+    if verify and not -1.0 <= verify_floor <= 1.0:
+        raise UserError(f"--verify-floor is a cosine similarity between -1 and 1 (got {verify_floor})")
+    if verify and min_keypoints < 1:
+        raise UserError(f"--min-keypoints must be at least 1 (got {min_keypoints})")
+    if keeper not in KEEPER_POLICIES:
+        raise UserError(f"unknown keeper policy {keeper!r}; choose one of {', '.join(KEEPER_POLICIES)}")

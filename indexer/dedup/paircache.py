@@ -25,6 +25,7 @@ from dataclasses import fields
 
 from .factcache import code_version
 from .featurecache import FeatureCache
+from .keeper import MADE_KINDS
 from .rule import Evidence
 
 _stamp = FeatureCache.stamp
@@ -55,7 +56,8 @@ SCHEMA = (
 )
 _DEFAULTS = {f.name: f.default for f in fields(Evidence)}
 # the ``mirror`` column: 0 and 1, a pair's evidence without and with its mirrored comparison (as
-# ``batch.Settled`` asks for it); MADE_FROM, ``keeper.made_from(a, b, ev)`` (a digest of ev, b":1" or b":0")
+# ``batch.Settled`` asks for it); MADE_FROM, ``keeper.made_from(a, b, ev)`` (a digest of ev, b":"
+# and the kind, one of ``keeper.MADE_KINDS``)
 MADE_FROM = 2
 INSERT = "INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -178,9 +180,9 @@ class PairCache:
         if self.ok and rows:
             self.disk.write(INSERT, rows)
 
-    def fact(self, pair, ev) -> bool | None:
+    def fact(self, pair, ev) -> str | None:
         """The stored ``keeper.made_from(a, b, ev)`` of ``pair`` (a, b) (a ``MADE_FROM`` row, made with
-        this same evidence), or None."""
+        this same evidence: how a is made from b, "" when it is not), or None."""
         a, b = pair
         try:
             rows = self.disk.execute(
@@ -193,15 +195,15 @@ class PairCache:
         if not rows or self.stamp(a) != tuple(rows[0][:2]) or self.stamp(b) != tuple(rows[0][2:4]):
             return None
         digest, _, value = bytes(rows[0][4]).partition(b":")
-        if digest != _digest(ev) or value not in (b"0", b"1"):
+        if digest != _digest(ev) or value.decode("ascii", "replace") not in MADE_KINDS:
             return None
-        return value == b"1"
+        return value.decode("ascii")
 
-    def put_fact(self, pair, stamps, ev, value: bool) -> None:
+    def put_fact(self, pair, stamps, ev, value: str) -> None:
         """Store ``value``, the ``made_from`` of ``pair`` with ``ev``, as its files had ``stamps``."""
         (a, b), (sa, sb) = pair, stamps
-        if self.ok and sa is not None and sb is not None:
-            data = _digest(ev) + (b":1" if value else b":0")
+        if self.ok and sa is not None and sb is not None and value in MADE_KINDS:
+            data = _digest(ev) + b":" + value.encode("ascii")
             row = (a, b, MADE_FROM, *sa, *sb, self.version, data)
             self.disk.write(INSERT, [row])
 

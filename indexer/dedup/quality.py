@@ -265,6 +265,11 @@ def compare(k, kq: FileQuality, m, mq: FileQuality, policy: str = "resolution") 
             (kq.jpeg_quality > mq.jpeg_quality + 2) - (mq.jpeg_quality > kq.jpeg_quality + 2),
             f"less compression (JPEG quality ~{kq.jpeg_quality} against ~{mq.jpeg_quality})",
         ),
+        "jpeg": (  # the same, between two JPEGs only (a lossless file can be made from a JPEG)
+            (max(kq.jpeg_quality, mq.jpeg_quality) < LOSSLESS)
+            * ((kq.jpeg_quality > mq.jpeg_quality + 2) - (mq.jpeg_quality > kq.jpeg_quality + 2)),
+            f"less compression (JPEG quality ~{kq.jpeg_quality} against ~{mq.jpeg_quality})",
+        ),
         "metadata": (int(kq.metadata) - int(mq.metadata), "camera metadata present (EXIF date/camera)"),
         "size": ((k.size > m.size) - (m.size > k.size), "larger file"),
         "oldest": ((k.mtime_ns < m.mtime_ns) - (m.mtime_ns < k.mtime_ns), "older file"),
@@ -286,7 +291,19 @@ ORDER = {
     "size": ("size", "pixels", "oldest"),
     "oldest": ("oldest", "pixels", "size"),
     "newest": ("newest", "pixels", "size"),
+    # which of two files is the other's source, by what they say of themselves, pixels aside (a
+    # grey file is no colour file's source; a re-encoded copy is rarely less compressed; the camera
+    # format and metadata survive in the original): ``is_source``
+    "source": ("colour", "original", "jpeg", "metadata", "oldest"),
 }
+
+
+def is_source(rows, qualities: list, a: int, b: int) -> bool:
+    """Do the files at rows ``a`` and ``b`` (index rows, ``qualities`` as for ``best_of``) say
+    that ``a`` is ``b``'s source (``ORDER["source"]``)? ``keeper.rekeep`` asks it where the
+    pixels cannot tell (a soft photo and its own downscale hold the same detail)."""
+    qa, qb = qualities[a] or FileQuality(), qualities[b] or FileQuality()
+    return compare(_File(rows[a]), qa, _File(rows[b]), qb, "source")[0] < 0
 
 
 class _File:

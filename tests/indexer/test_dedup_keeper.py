@@ -310,3 +310,56 @@ def test_a_file_dropped_on_the_way_is_offered_to_the_final_keeper(tmp_path, monk
     vectors, rank = np.eye(4, dtype=np.float32), np.arange(4)
     keep, members = keeper.rekeep(judge, [(3, [0, 1, 2], [1.0, 1.0, 1.0])], vectors, rank)[0][:2]
     assert keep == 0 and sorted(members) == [1, 2, 3]
+
+
+def test_a_soft_original_is_kept_over_its_own_downscale(tmp_path, make_index):
+    """A soft photo (hymenoptera's ant: a web image, enlarged before we got it) holds no detail its
+    0.72x downscale lacks, so the pixels call the original "enlarged" from its copy and kept the
+    downscale over it (the generated set did, 2 of its 3 wrong keepers). The files' own facts say
+    which came first (``quality.is_source``: the original is less compressed, older): an
+    enlargement claim yields to them, as keeping the larger file loses nothing of the smaller."""
+    import numpy as np
+
+    from indexer.dedup import keeper
+
+    ant = Image.open(DATA / "photos" / "hymenoptera" / "val" / "ants" / "2238242353_52c82441df.jpg").convert(
+        "RGB"
+    )
+    w, h = ant.size
+    images = {
+        "ant.jpg": (ant, 95),
+        "ant_small.jpg": (ant.resize((round(w * 0.72), round(h * 0.72)), Image.LANCZOS), 88),
+        "ant_toned.jpg": (ImageOps.autocontrast(ant, cutoff=2), 90),
+    }
+    judge, paths = _judge_of(tmp_path, images)
+    assert judge.check(("duplicate",))(0, np.array([1]), np.ones(1))[0]
+    assert keeper.made_from(judge.verifier, paths[0], paths[1], keeper._oriented(judge, 0, 1)) == "enlarged"
+    idx = make_index(tmp_path / "index")
+    idx.update([tmp_path], progress=False, workers=0)
+    rep = find_duplicates(idx, threshold=1.0, verify_floor=-1.0)
+    groups = [[Path(m.path).name for m in g.files] for g in rep.duplicate_groups]
+    assert len(groups) == 1 and groups[0][0] == "ant.jpg" and set(groups[0]) == set(images), groups
+
+
+def test_which_file_is_the_source_by_its_own_facts(tmp_path):
+    """``quality.is_source``: colour before grey, less compressed JPEG before more (a lossless file
+    says nothing by that: it can be made from a JPEG), then the older file."""
+    import os
+
+    from indexer.dedup.quality import is_source, read_quality
+
+    photo = Image.open(PIX / "dog01.jpg").convert("RGB")
+    saved = {"q95.jpg": 95, "q80.jpg": 80, "grey.jpg": 95, "lossless.png": None}
+    rows, qualities = [], []
+    for n, (name, quality) in enumerate(saved.items()):
+        path = tmp_path / name
+        (photo.convert("L") if name == "grey.jpg" else photo).save(path, quality=quality or 95)
+        os.utime(path, ns=(10**18 + n, 10**18 + n))  # in this order, oldest first
+        st = path.stat()
+        rows.append((n, str(path), "", photo.width, photo.height, st.st_size, st.st_mtime_ns))
+        qualities.append(read_quality(str(path)))
+    q95, q80, grey, png = range(4)
+    assert is_source(rows, qualities, q95, q80) and not is_source(rows, qualities, q80, q95)
+    assert is_source(rows, qualities, q80, grey) and not is_source(rows, qualities, grey, q80)
+    # a PNG against a JPEG: the compression says nothing; the JPEG is older here
+    assert is_source(rows, qualities, q80, png) and not is_source(rows, qualities, png, q80)

@@ -387,9 +387,11 @@ def test_stored_features_are_read_while_verified_pairs_wait_to_be_written(tmp_pa
     assert cache.load([(dog, cat, False), (f"{dog}-7", cat, False)]) == {(dog, cat, False)}
     assert cache.take((dog, cat, False)) == ev
     # a keeper check counts only with the evidence it was made with
-    cache.put_fact((dog, cat), stamps, ev, True)
+    cache.put_fact((dog, cat), stamps, ev, "enlarged")
+    cache.put_fact((cat, dog), stamps[::-1], ev, "")
     disk.flush()
-    assert cache.fact((dog, cat), ev) is True and cache.fact((cat, dog), ev) is None
+    assert cache.fact((dog, cat), ev) == "enlarged" and cache.fact((cat, dog), ev) == ""
+    assert cache.fact((dog, dog), ev) is None
     assert cache.fact((dog, cat), replace(ev, mirrored=not ev.mirrored)) is None
     verifier.close()
 
