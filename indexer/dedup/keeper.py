@@ -149,17 +149,42 @@ def flat_around(cv2, a, b, t: np.ndarray, margin_share: float = AROUND_MARGIN, l
     crop is not (0.04-0.66, sky and blurred backgrounds included). NaN when there is (almost)
     nothing beyond (neither flat nor scene: no test passes). ``a``, ``b``: verify.Features; ``t``
     maps a's keypoint image to b's."""
+    inside, beyond = _beyond(cv2, a, b, t, margin_share)
+    h, w = a.mid.shape
+    if beyond.sum() < least * h * w:
+        return float("nan")
+    values = a.mid[beyond]
+    return float((np.abs(values - np.median(values)) <= FLAT_LEVELS).mean())
+
+
+def continued(cv2, a, b, t: np.ndarray, margin_share: float = TURN_MARGIN) -> float:
+    """The share of a's picture along the inner edge of b's footprint (a band as wide as the margin
+    twice, a margin in) within ``FLAT_LEVELS`` of the median of what lies beyond: a flat
+    background cut off by a turn continues the picture beside it (1.0 on the generated logo), the
+    fill a turn leaves does not (0.0: black beside white)."""
+    inside, beyond = _beyond(cv2, a, b, t, margin_share)
+    margin = _margin(a, margin_share)
+    band = cv2.erode(inside, np.ones((margin, margin), np.uint8)) > 0
+    band &= ~(cv2.erode(inside, np.ones((3 * margin, 3 * margin), np.uint8)) > 0)
+    if not beyond.any() or not band.any():
+        return float("nan")
+    return float((np.abs(a.mid[band] - np.median(a.mid[beyond])) <= FLAT_LEVELS).mean())
+
+
+def _margin(a, margin_share: float) -> int:
+    return max(3, round(margin_share * max(a.mid.shape)))
+
+
+def _beyond(cv2, a, b, t: np.ndarray, margin_share: float):
+    """(b's footprint in a's compare image as uint8, what lies beyond it past the margin as bool)."""
     m = _mid_map(b) @ t @ np.linalg.inv(_mid_map(a))  # a-mid -> b-mid
     h, w = a.mid.shape
     inside = cv2.warpPerspective(
         np.ones_like(b.mid), m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
     )
-    margin = max(3, round(margin_share * max(h, w)))
-    beyond = ~(cv2.dilate((inside > 0.5).astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0)
-    if beyond.sum() < least * h * w:
-        return float("nan")
-    values = a.mid[beyond]
-    return float((np.abs(values - np.median(values)) <= FLAT_LEVELS).mean())
+    inside = (inside > 0.5).astype(np.uint8)
+    margin = _margin(a, margin_share)
+    return inside, ~(cv2.dilate(inside, np.ones((margin, margin), np.uint8)) > 0)
 
 
 def cropped_from(verifier, keeper: str, member: str, ev) -> bool:
@@ -190,9 +215,16 @@ def turned_from(verifier, keeper: str, member: str, ev) -> bool:
     if min(turn, 90 - turn) < TURNED:
         return False
     # the fill is a thin sliver at each corner (a 4 degree turn: ~5% of the frame): a narrow margin
-    fill = flat_around(verifier.cv2, k, m, t, TURN_MARGIN, TURN_LEAST)
-    cut = flat_around(verifier.cv2, m, k, np.linalg.inv(t), TURN_MARGIN, TURN_LEAST)
-    return bool(fill >= FLAT and not cut >= FLAT)
+    cv2, inv = verifier.cv2, np.linalg.inv(t)
+    fill = flat_around(cv2, k, m, t, TURN_MARGIN, TURN_LEAST)
+    cut = flat_around(cv2, m, k, inv, TURN_MARGIN, TURN_LEAST)
+    if not fill >= FLAT:
+        return False
+    if not cut >= FLAT:
+        return True
+    # both flat: a picture on a flat background (a logo, a scan) lost flat corners to the turn;
+    # they continue the picture beside them, while the fill differs from what it borders
+    return bool(continued(cv2, m, k, inv) >= FLAT and continued(cv2, k, m, t) <= 1 - FLAT)
 
 
 def made_from(verifier, keeper: str, member: str, ev) -> str:
