@@ -259,10 +259,12 @@ class _NearSearch:
             return is_source(rows, self.keeper_order[0], int(reps_v[a]), int(reps_v[b]))
 
         def refine(keep, members, scores):  # never a copy kept over the member it was made from
-            kept = rekeep(judge, [(keep, members, scores)], x, rank_v, pick, keep in self.rekept, source)[0]
-            if kept[0] != keep:
-                self.rekept.add(kept[0])
-            return kept
+            # and every group gives way to its best file by the keeper comparison (rekept=True): the
+            # sorted order is not transitive (its tolerances) and can start a group at a copy
+            kept = rekeep(judge, [(keep, members, scores)], x, rank_v, pick, True, source)[0]
+            if kept[3] == "made" or (kept[0] != keep and keep in self.rekept):
+                self.rekept.add(kept[0])  # its reason: made from (keeper_reason's words otherwise)
+            return kept[:3]
 
         groups = group_pairs(
             len(reps_v), i, j, sc, rank_v, check=check, progress=self._progress("verify"), refine=refine

@@ -258,11 +258,13 @@ def rekeep(
     ``source(a, b)``: do the two files' own facts say ``a`` is ``b``'s source (``quality.is_source``)?
     Then a keeper only "enlarged" from a member stays (the pixels cannot tell a soft original from
     an enlargement of its own downscale, and keeping the larger loses nothing of the smaller).
-    The group is re-verified around the new keeper (keeper-centred, never through a chain)."""
+    The group is re-verified around the new keeper (keeper-centred, never through a chain).
+    Each group comes back as (keeper, members, scores, how): ``how`` "made" when a keeper was
+    found made from a member on the way, "order" when only the keeper order changed it, else ""."""
     out = []
     for keep, members, scores in groups:
         made = set()  # keepers found made from a member: never chosen again (but in a circle)
-        changed, stop = rekept, False
+        changed, stop, how = rekept, False, ""
         group = {keep, *members}  # every file of the group in any round: each new keeper is offered all
         for _ in range(ROUNDS):
             found = [m for m in members if _made(judge, keep, m, source)]
@@ -284,6 +286,7 @@ def rekeep(
                 free = []
             if not free:
                 break
+            how = "made" if found or how == "made" else "order"
             changed = True
             new = _best(free, rank, pick)
             others = np.array(sorted(group - {new}), dtype=np.int64)
@@ -293,7 +296,7 @@ def rekeep(
             keep, members, scores = new, others[ok][order].tolist(), cos[ok][order].tolist()
             if stop:
                 break
-        out.append((keep, members, scores))
+        out.append((keep, members, scores, how))
     return out
 
 
