@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .copytests import AROUND_MARGIN, DETAIL_SIDE, MAX_EXTRA, detail_lost
+from .rule import inverse_map
 
 SAME_COVER = 0.8  # each frame covers this share of the other (a turned copy loses its corners)
 DENSER = 0.92  # the keeper has at least 1/DENSER of the member's own pixels per scene pixel
@@ -149,7 +150,11 @@ def flat_around(cv2, a, b, t: np.ndarray, margin_share: float = AROUND_MARGIN, l
     crop is not (0.04-0.66, sky and blurred backgrounds included). NaN when there is (almost)
     nothing beyond (neither flat nor scene: no test passes). ``a``, ``b``: verify.Features; ``t``
     maps a's keypoint image to b's."""
-    inside, beyond = _beyond(cv2, a, b, t, margin_share)
+    return _flat_share(a, _beyond(cv2, a, b, t, margin_share)[1], least)
+
+
+def _flat_share(a, beyond: np.ndarray, least: float) -> float:
+    """``flat_around`` of the part ``beyond`` of a's compare image."""
     h, w = a.mid.shape
     if beyond.sum() < least * h * w:
         return float("nan")
@@ -157,12 +162,12 @@ def flat_around(cv2, a, b, t: np.ndarray, margin_share: float = AROUND_MARGIN, l
     return float((np.abs(values - np.median(values)) <= FLAT_LEVELS).mean())
 
 
-def continued(cv2, a, b, t: np.ndarray, margin_share: float = TURN_MARGIN) -> float:
-    """The share of a's picture along the inner edge of b's footprint (a band as wide as the margin
-    twice, a margin in) within ``FLAT_LEVELS`` of the median of what lies beyond: a flat
-    background cut off by a turn continues the picture beside it (1.0 on the generated logo), the
-    fill a turn leaves does not (0.0: black beside white)."""
-    inside, beyond = _beyond(cv2, a, b, t, margin_share)
+def continued(cv2, a, inside: np.ndarray, beyond: np.ndarray, margin_share: float) -> float:
+    """The share of a's picture along the inner edge of a footprint in it (``_beyond``'s masks:
+    ``inside`` it, ``beyond`` it past the margin; the band as wide as the margin twice, a margin
+    in) within ``FLAT_LEVELS`` of the median of what lies beyond: a flat background cut off by a
+    turn continues the picture beside it (1.0 on the generated logo), the fill a turn leaves does
+    not (0.0: black beside white)."""
     margin = _margin(a, margin_share)
     band = cv2.erode(inside, np.ones((margin, margin), np.uint8)) > 0
     band &= ~(cv2.erode(inside, np.ones((3 * margin, 3 * margin), np.uint8)) > 0)
@@ -215,16 +220,19 @@ def turned_from(verifier, keeper: str, member: str, ev) -> bool:
     if min(turn, 90 - turn) < TURNED:
         return False
     # the fill is a thin sliver at each corner (a 4 degree turn: ~5% of the frame): a narrow margin
-    cv2, inv = verifier.cv2, np.linalg.inv(t)
-    fill = flat_around(cv2, k, m, t, TURN_MARGIN, TURN_LEAST)
-    cut = flat_around(cv2, m, k, inv, TURN_MARGIN, TURN_LEAST)
-    if not fill >= FLAT:
+    cv2 = verifier.cv2
+    fill_at = _beyond(cv2, k, m, t, TURN_MARGIN)  # each side's masks once, for both measures
+    if not _flat_share(k, fill_at[1], TURN_LEAST) >= FLAT:
         return False
-    if not cut >= FLAT:
+    cut_at = _beyond(cv2, m, k, np.linalg.inv(t), TURN_MARGIN)
+    if not _flat_share(m, cut_at[1], TURN_LEAST) >= FLAT:
         return True
     # both flat: a picture on a flat background (a logo, a scan) lost flat corners to the turn;
     # they continue the picture beside them, while the fill differs from what it borders
-    return bool(continued(cv2, m, k, inv) >= FLAT and continued(cv2, k, m, t) <= 1 - FLAT)
+    return bool(
+        continued(cv2, m, *cut_at, TURN_MARGIN) >= FLAT
+        and continued(cv2, k, *fill_at, TURN_MARGIN) <= 1 - FLAT
+    )
 
 
 def made_from(verifier, keeper: str, member: str, ev) -> str:
@@ -353,9 +361,4 @@ def _oriented(judge, a: int, b: int):
     ev = judge.evidence.get((min(a, b), max(a, b)))
     if ev is None or a < b or len(ev.transform) != 9:
         return ev
-    t = np.array(ev.transform, np.float64).reshape(3, 3)
-    try:
-        inv = np.linalg.inv(t)
-    except np.linalg.LinAlgError:
-        return replace(ev, transform=())
-    return replace(ev, transform=tuple((inv / inv[2, 2]).ravel()))
+    return replace(ev, transform=inverse_map(ev.transform))

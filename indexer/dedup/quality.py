@@ -247,6 +247,8 @@ def compare(k, kq: FileQuality, m, mq: FileQuality, policy: str = "resolution") 
     """(-1 when ``k`` is the better keeper, 1 when ``m`` is, 0 for a tie; the deciding criterion in
     words, for the keeper side). ``k``, ``m``: anything with width, height, pixels, size, mtime_ns."""
     pk, pm = _picture(k, kq), _picture(m, mq)
+    less_compressed = (kq.jpeg_quality > mq.jpeg_quality + 2) - (mq.jpeg_quality > kq.jpeg_quality + 2)
+    compression = f"less compression (JPEG quality ~{kq.jpeg_quality} against ~{mq.jpeg_quality})"
     steps = {
         "colour": (int(kq.colour) - int(mq.colour), "colour (the copy is greyscale)"),
         "pixels": (
@@ -261,15 +263,9 @@ def compare(k, kq: FileQuality, m, mq: FileQuality, policy: str = "resolution") 
             (kq.content > mq.content + 0.1) - (mq.content > kq.content + 0.1),
             f"no border or frame added (the copy is {mq.content:.0%} picture)",
         ),
-        "quality": (
-            (kq.jpeg_quality > mq.jpeg_quality + 2) - (mq.jpeg_quality > kq.jpeg_quality + 2),
-            f"less compression (JPEG quality ~{kq.jpeg_quality} against ~{mq.jpeg_quality})",
-        ),
-        "jpeg": (  # the same, between two JPEGs only (a lossless file can be made from a JPEG)
-            (max(kq.jpeg_quality, mq.jpeg_quality) < LOSSLESS)
-            * ((kq.jpeg_quality > mq.jpeg_quality + 2) - (mq.jpeg_quality > kq.jpeg_quality + 2)),
-            f"less compression (JPEG quality ~{kq.jpeg_quality} against ~{mq.jpeg_quality})",
-        ),
+        "quality": (less_compressed, compression),
+        # the same between two JPEGs only (a lossless file can be made from a JPEG)
+        "jpeg": ((max(kq.jpeg_quality, mq.jpeg_quality) < LOSSLESS) * less_compressed, compression),
         "metadata": (int(kq.metadata) - int(mq.metadata), "camera metadata present (EXIF date/camera)"),
         "size": ((k.size > m.size) - (m.size > k.size), "larger file"),
         "oldest": ((k.mtime_ns < m.mtime_ns) - (m.mtime_ns < k.mtime_ns), "older file"),

@@ -118,19 +118,25 @@ def turned_round(ev: Evidence) -> Evidence:
     scale turned round, and its rotation (a mirrored pair's stays: mirroring both sides of a turn
     by t gives a turn by -t, so b -> mirror(a) turns as a -> mirror(b)); ``overlap`` stays the
     second file's share."""
-    t = np.array(ev.transform, np.float64).reshape(3, 3) if len(ev.transform) == 9 else None
-    if t is not None and not ev.mirrored and abs(np.linalg.det(t)) > 1e-12:
-        inv = np.linalg.inv(t)
-        transform = tuple(float(v) for v in (inv / inv[2, 2]).ravel())
-    else:
-        transform = ()
     return replace(
         ev,
-        transform=transform,
+        transform=() if ev.mirrored else inverse_map(ev.transform),
         scale=1.0 / ev.scale if ev.scale else ev.scale,
         rotation=ev.rotation if ev.mirrored else (-ev.rotation) % 360,
         backwards=True,
     )
+
+
+def inverse_map(transform: tuple) -> tuple:
+    """A pair's ``Evidence.transform`` (3x3, row-major) from the second file to the first,
+    normalised; () when there is none or it cannot be inverted."""
+    if len(transform) != 9:
+        return ()
+    t = np.array(transform, np.float64).reshape(3, 3)
+    if abs(np.linalg.det(t)) <= 1e-12:
+        return ()
+    inv = np.linalg.inv(t)
+    return tuple(float(v) for v in (inv / inv[2, 2]).ravel())
 
 
 def scene(ev: Evidence, min_keypoints: int = MIN_KEYPOINTS) -> bool:
